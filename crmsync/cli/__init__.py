@@ -1,0 +1,1 @@
+"""The ``crmsync`` command line: local stack, migrations, topics, running the services."""

@@ -1,0 +1,155 @@
+"""``crmsync run`` and ``crmsync demo``: the services as child processes, stopped together.
+
+Each service is its own process (``python -m services.<name>``), exactly as it runs in
+production, so nothing here shares state with them. If one exits on its own, the others
+are stopped too: a half-running pipeline is worse than a stopped one at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from pydantic_settings import BaseSettings
+
+from crmsync.cli import infra
+from crmsync.common.settings import parse_settings
+from crmsync.localstack.status import Say, StackError
+from services.admin.settings import AdminSettings
+from services.ingest.settings import IngestSettings
+from services.outbound.settings import OutboundSettings
+from services.processor.settings import ProcessorSettings
+
+# Start-up includes joining the consumer group; 60 s covers a cold JVM broker too.
+READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    settings: type[BaseSettings]
+    address: Callable[[BaseSettings], tuple[str, int]]
+    role: str
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    "ingest": ServiceSpec(
+        IngestSettings,
+        lambda s: (s.ingest_host, s.ingest_port),  # type: ignore[attr-defined]
+        "webhooks in: POST /webhooks/{provider}/{connection}",
+    ),
+    "processor": ServiceSpec(
+        ProcessorSettings,
+        lambda s: (s.processor_host, s.processor_port),  # type: ignore[attr-defined]
+        "faust worker: webhooks and changes -> Postgres",
+    ),
+    "outbound": ServiceSpec(
+        OutboundSettings,
+        lambda s: (s.outbound_host, s.outbound_port),  # type: ignore[attr-defined]
+        "pushes changes to the other connected systems",
+    ),
+    "admin": ServiceSpec(
+        AdminSettings,
+        lambda s: (s.admin_host, s.admin_port),  # type: ignore[attr-defined]
+        "operator API",
+    ),
+}
+
+
+class _TerminateRequestedError(Exception):
+    pass
+
+
+def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
+    raise _TerminateRequestedError
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own http URL
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]], say: Say) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{name}: did not stop within {STOP_TIMEOUT_SECONDS:g}s, killing it")
+            proc.kill()
+            proc.wait()
+    say("all services stopped")
+
+
+def run_services(names: list[str], say: Say) -> int:
+    unknown = sorted(set(names) - SERVICES.keys())
+    if unknown:
+        raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+    addresses = {n: SERVICES[n].address(parse_settings(SERVICES[n].settings)) for n in names}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        for name in names:
+            procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"])
+        pending = set(names)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while pending:
+            for name in sorted(pending):
+                host, port = addresses[name]
+                if _ready(f"http://{host}:{port}/readyz"):
+                    pending.discard(name)
+            _check_alive(procs)
+            if pending and time.monotonic() > deadline:
+                raise StackError(
+                    f"not ready after {READY_TIMEOUT_SECONDS:g}s: {', '.join(pending)}"
+                )
+            time.sleep(0.3)
+        say("")
+        say("crmsync is running:")
+        for name in names:
+            host, port = addresses[name]
+            say(f"  {name:<10} http://{host}:{port}  {SERVICES[name].role}")
+            say(f"  {'':<10}   /healthz /readyz /metrics")
+        say("Press Ctrl-C to stop.")
+        while True:
+            _check_alive(procs)
+            time.sleep(0.5)
+    except (KeyboardInterrupt, _TerminateRequestedError):
+        say("stopping…")
+        return 0
+    finally:
+        _stop_all(procs, say)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_alive(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name, proc in procs.items():
+        code = proc.poll()
+        if code is not None:
+            raise StackError(f"{name} exited with status {code}; stopping the others")
+
+
+def demo(say: Say, *, keep_infra: bool) -> int:
+    settings = infra.local_settings()
+    was_up = asyncio.run(infra.healthy(settings))
+    try:
+        asyncio.run(infra.up(say))
+        asyncio.run(infra.migrate(say, as_json=False))
+        return run_services(list(SERVICES), say)
+    finally:
+        if not keep_infra and not was_up:
+            infra.down(say, purge=False)

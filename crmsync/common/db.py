@@ -1,0 +1,50 @@
+"""PostgreSQL access: one pool factory, JSON codecs, and infrastructure errors mapped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+
+class DatabaseUnavailableError(Exception):
+    """Postgres could not be reached; callers answer 503 or retry, never drop work."""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects, so no caller hand-serialises.
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout_seconds: float = 10.0,
+    **kwargs: Any,
+) -> asyncpg.Pool:
+    """Open a pool; connection failures become :class:`DatabaseUnavailableError`."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout_seconds,
+            init=_init_connection,
+            **kwargs,
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from None
+    if pool is None:  # only when the pool is not awaited; keeps the return type honest
+        raise DatabaseUnavailableError("asyncpg returned no pool")
+    return pool
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    try:
+        await pool.fetchval("SELECT 1", timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailableError(str(exc)) from None

@@ -1,0 +1,34 @@
+"""Kafka topic names and their keys: the one place they are spelled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    purpose: str
+    # Partitions bound how far the processor and outbound scale out (one consumer each).
+    partitions: int = 12
+
+
+WEBHOOKS_RAW: Final = Topic(
+    "webhooks.raw",
+    key="connection id (or entity when cheaply known)",
+    purpose="verified provider webhooks exactly as received",
+)
+CHANGES_INTERNAL: Final = Topic(
+    "changes.internal",
+    key="tenant + entity",
+    purpose="canonical change events published by internal services",
+)
+RECORDS_CHANGED: Final = Topic(
+    "records.changed",
+    key="tenant + entity type + entity id",
+    purpose="canonical state after commit, relayed from the outbox",
+)
+
+ALL: Final = (WEBHOOKS_RAW, CHANGES_INTERNAL, RECORDS_CHANGED)

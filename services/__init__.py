@@ -1,0 +1,1 @@
+"""The four crmsync services. None imports another; they share ``crmsync.common``."""

@@ -1,0 +1,1 @@
+"""Admin: the operator API behind scoped API keys."""

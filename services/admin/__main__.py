@@ -1,0 +1,19 @@
+"""``python -m services.admin``: the composition root."""
+
+from __future__ import annotations
+
+from crmsync.common.logs import configure_logging
+from crmsync.common.runner import run
+from crmsync.common.settings import load_settings
+from services.admin.app import SERVICE, create_app
+from services.admin.settings import AdminSettings
+
+
+def main() -> None:
+    settings = load_settings(AdminSettings)
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    run(create_app(settings), settings.admin_host, settings.admin_port, SERVICE)
+
+
+if __name__ == "__main__":
+    main()

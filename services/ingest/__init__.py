@@ -1,0 +1,1 @@
+"""Ingest: the HTTP front door for provider webhooks and internal change events."""

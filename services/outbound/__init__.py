@@ -1,0 +1,1 @@
+"""Outbound: pushes committed changes to every other connected system."""

@@ -1,0 +1,19 @@
+"""``python -m services.outbound``: the composition root."""
+
+from __future__ import annotations
+
+from crmsync.common.logs import configure_logging
+from crmsync.common.runner import run
+from crmsync.common.settings import load_settings
+from services.outbound.app import SERVICE, create_app
+from services.outbound.settings import OutboundSettings
+
+
+def main() -> None:
+    settings = load_settings(OutboundSettings)
+    configure_logging(SERVICE, settings.log_level, settings.log_format)
+    run(create_app(settings), settings.outbound_host, settings.outbound_port, SERVICE)
+
+
+if __name__ == "__main__":
+    main()

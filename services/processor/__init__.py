@@ -1,0 +1,1 @@
+"""Processor: faust-streaming agents turning raw webhooks and changes into records."""

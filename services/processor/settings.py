@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from crmsync.common.settings import CommonSettings
+
+
+class ProcessorSettings(CommonSettings):
+    """Environment: ``CRMSYNC_`` + the field name upper-cased."""
+
+    processor_host: str = Field("127.0.0.1", description="Listen address (health, metrics).")
+    processor_port: int = Field(8082, ge=1, le=65535, description="Listen port.")
+    processor_app_id: str = Field(
+        "crmsync-processor",
+        min_length=1,
+        description="faust app id: the consumer group and the prefix of faust's own topics.",
+    )
+    processor_kafka_start_timeout_seconds: float = Field(
+        60.0, gt=0, description="How long start-up waits for Kafka before exiting."
+    )
+    processor_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")
