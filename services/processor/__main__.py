@@ -14,8 +14,9 @@ def main() -> None:
     settings = load_settings(ProcessorSettings)
     configure_logging("processor", settings.log_level, settings.log_format)
     app = create_app(settings)
-    # override_logging=False keeps our structured logging instead of mode's.
-    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
+    # override_logging=False keeps our structured logging instead of mode's; quiet drops
+    # the terminal spinner, which would garble JSON log lines.
+    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
     worker.execute_from_commandline()
 
 

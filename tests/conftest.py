@@ -1,0 +1,153 @@
+"""Shared fixtures: the real Kafka and PostgreSQL of the local stack, isolated per test.
+
+Every test gets topics with a unique suffix and a database of its own (cloned from a
+migrated template), so tests never see each other's data and run in any order.
+`scripts/test` starts the stack; running pytest alone needs `crmsync infra up` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiokafka.errors import KafkaError
+
+from crmsync.common.db import create_pool
+from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
+from crmsync.common.migrate import load_migrations, migrate
+from crmsync.common.settings import CommonSettings, repo_root
+
+MIGRATIONS = repo_root() / "infra" / "migrations"
+STACK_HINT = "start the local stack first: `crmsync infra up` (scripts/test does this)"
+
+
+@pytest.fixture(scope="session")
+def common_settings() -> CommonSettings:
+    return CommonSettings()
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _admin_connect(settings: CommonSettings) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(settings.database_url, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        pytest.fail(f"PostgreSQL at {settings.database_url} unreachable ({exc}); {STACK_HINT}")
+
+
+@pytest.fixture(scope="session")
+def template_database(common_settings: CommonSettings) -> Iterator[str]:
+    """A database with every migration applied, cloned by each test that needs one."""
+    name = f"crmsync_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def create() -> None:
+        conn = await _admin_connect(common_settings)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        target = await asyncpg.connect(with_database(common_settings.database_url, name))
+        try:
+            await migrate(target, load_migrations(MIGRATIONS))
+        finally:
+            await target.close()
+
+    async def drop() -> None:
+        conn = await _admin_connect(common_settings)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(
+    common_settings: CommonSettings, template_database: str
+) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"crmsync_t_{uuid.uuid4().hex[:12]}"
+    conn = await _admin_connect(common_settings)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await conn.close()
+    yield with_database(common_settings.database_url, name)
+    conn = await _admin_connect(common_settings)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def empty_database_url(common_settings: CommonSettings) -> AsyncIterator[str]:
+    """A database with no migrations applied, for testing the migrator itself."""
+    name = f"crmsync_e_{uuid.uuid4().hex[:12]}"
+    conn = await _admin_connect(common_settings)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield with_database(common_settings.database_url, name)
+    conn = await _admin_connect(common_settings)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(database_url, max_size=4)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def kafka_bootstrap(common_settings: CommonSettings) -> str:
+    return common_settings.kafka_bootstrap_servers
+
+
+TopicFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def new_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
+    """Create topics unique to this test; they are deleted afterwards."""
+    admin = make_admin(kafka_bootstrap)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        pytest.fail(f"Kafka at {kafka_bootstrap} unreachable ({exc}); {STACK_HINT}")
+    created: list[str] = []
+
+    async def factory(prefix: str = "test", partitions: int = 1) -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:12]}"
+        await ensure_topics(admin, [TopicConfig(name, partitions)])
+        created.append(name)
+        return name
+
+    yield factory
+    if created:
+        await admin.delete_topics(created)
+    await admin.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (bind to 0, read it back, release it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,39 @@
+"""A processor worker with one batching agent, run as a process by test_processor_worker.
+
+It proves what the processor stands on: the processor's app factory, faust-streaming and
+aiokafka against the pinned Kafka version, batching with ``stream.take``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import faust
+
+from crmsync.common.logs import configure_logging
+from services.processor.app import create_app
+from services.processor.settings import ProcessorSettings
+
+
+def main() -> None:
+    settings = ProcessorSettings()
+    configure_logging("faust-probe", "WARNING", "json")
+    app = create_app(settings)
+    topic = app.topic(os.environ["PROBE_TOPIC"], value_serializer="raw")
+    out = Path(os.environ["PROBE_OUT"])
+
+    @app.agent(topic)
+    async def count(stream: AsyncIterator[list[bytes]]) -> None:
+        total = 0
+        async for batch in stream.take(100, within=1):  # type: ignore[attr-defined]
+            total += len(batch)
+            # A few bytes once a batch; the agent's loop is the only writer.
+            out.write_text(f"{total}\n")  # noqa: ASYNC240
+
+    faust.Worker(app, loglevel="WARNING", override_logging=False).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

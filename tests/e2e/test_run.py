@@ -1,0 +1,79 @@
+"""`crmsync run`: every service up and ready, and Ctrl-C stops them all cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.helpers import stop, wait_until_ready
+
+CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
+SERVICES = ("ingest", "processor", "outbound", "admin")
+
+
+@pytest.fixture
+def run_env(database_url: str, kafka_bootstrap: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "CRMSYNC_DATABASE_URL": database_url,
+        "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CRMSYNC_PROCESSOR_APP_ID": f"crmsync-run-{uuid.uuid4().hex[:8]}",
+        "CRMSYNC_LOG_FORMAT": "json",
+    }
+    for name in SERVICES:
+        env[f"CRMSYNC_{name.upper()}_PORT"] = str(free_port())
+    return env
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_starts_every_service_and_ctrl_c_stops_them(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    ports = {name: int(run_env[f"CRMSYNC_{name.upper()}_PORT"]) for name in SERVICES}
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([CRMSYNC, "run"], env=run_env, stdout=out, stderr=out)
+    try:
+        for port in ports.values():
+            wait_until_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        deadline = time.monotonic() + 30
+        while "Press Ctrl-C to stop." not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        code = stop(proc, signal.SIGINT)
+    output = log.read_text()
+    assert code == 0, output
+    for name, port in ports.items():
+        assert f"{name:<10} http://127.0.0.1:{port}" in output
+    assert "all services stopped" in output
+    assert [n for n, p in ports.items() if _listening(p)] == []
+
+
+def test_run_stops_the_others_when_one_service_cannot_start(run_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run_env["CRMSYNC_ADMIN_PORT"] = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [CRMSYNC, "run"], env=run_env, capture_output=True, text=True, timeout=120, check=False
+        )
+    assert result.returncode == 1
+    assert "admin exited with status 1" in result.stderr
+    assert "all services stopped" in result.stderr
+    others = [
+        int(run_env[f"CRMSYNC_{n.upper()}_PORT"]) for n in ("ingest", "outbound", "processor")
+    ]
+    assert not any(_listening(p) for p in others)
