@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from crmsync.cli import infra, run
+from crmsync.cli import config, infra, run
 from crmsync.common.settings import EXIT_CONFIG, ConfigError
 from crmsync.localstack.status import StackError
 
@@ -56,10 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running on exit"
     )
 
+    p_config = sub.add_parser("config", help="configuration of every service")
+    config_sub = p_config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_sub.add_parser("reference", help="every CRMSYNC_ variable as a Markdown table")
+
     p_schemas = sub.add_parser("schemas", help="JSON Schema of the event and API models")
     schemas_sub = p_schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
     schemas_sub.add_parser("export", help="write schemas/json/*.schema.json")
     return parser
+
+
+def _print_reference() -> int:
+    print(config.reference(), end="")
+    return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -72,6 +81,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         ("run", None): lambda: run.run_services(args.services.split(","), _say),
         ("demo", None): lambda: run.demo(_say, keep_infra=args.keep_infra),
         ("schemas", "export"): infra.export_schemas,
+        ("config", "reference"): _print_reference,
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 

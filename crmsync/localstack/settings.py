@@ -24,7 +24,7 @@ class LocalStackSettings(CommonSettings):
     )
     cache_dir: Path = Field(
         default_factory=lambda: repo_root() / ".crmsync" / "cache",
-        description="Downloaded Kafka jars, shared by every local stack on the machine.",
+        description="Downloaded Kafka jars (kept across `infra down --purge`).",
     )
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port.")
     kafka_heap: str = Field(

@@ -79,11 +79,15 @@ class OpsServer(mode.Service):  # type: ignore[misc]
 
 def create_app(settings: ProcessorSettings) -> faust.App:
     set_build_info(SERVICE)
+    # faust creates only the last level of its data directory.
+    settings.processor_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.processor_app_id,
         broker=broker_url(settings.kafka_bootstrap_servers),
         # No faust tables hold state: Postgres is the state, so nothing to recover.
         store="memory://",
+        # faust writes a data directory even with the memory store; keep it out of the cwd.
+        datadir=str(settings.processor_data_dir / settings.processor_app_id),
         topic_replication_factor=settings.kafka_replication_factor,
         producer_acks=-1,
         autodiscover=False,

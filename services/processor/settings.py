@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
-from crmsync.common.settings import CommonSettings
+from crmsync.common.settings import CommonSettings, repo_root
 
 
 class ProcessorSettings(CommonSettings):
@@ -17,5 +19,9 @@ class ProcessorSettings(CommonSettings):
     )
     processor_kafka_start_timeout_seconds: float = Field(
         60.0, gt=0, description="How long start-up waits for Kafka before exiting."
+    )
+    processor_data_dir: Path = Field(
+        default_factory=lambda: repo_root() / ".crmsync" / "processor",
+        description="Where faust keeps its per-app data directory (nothing durable is kept).",
     )
     processor_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")

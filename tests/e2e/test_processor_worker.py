@@ -37,6 +37,7 @@ async def test_processor_worker_batches_every_record_and_commits(
         "CRMSYNC_DATABASE_URL": database_url,
         "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "CRMSYNC_PROCESSOR_APP_ID": app_id,
+        "CRMSYNC_PROCESSOR_DATA_DIR": str(tmp_path / "processor"),
         "CRMSYNC_PROCESSOR_PORT": str(port),
         "PROBE_TOPIC": topic,
         "PROBE_OUT": str(out),

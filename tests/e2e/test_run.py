@@ -21,8 +21,9 @@ SERVICES = ("ingest", "processor", "outbound", "admin")
 
 
 @pytest.fixture
-def run_env(database_url: str, kafka_bootstrap: str) -> dict[str, str]:
+def run_env(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
     env = {
+        "CRMSYNC_PROCESSOR_DATA_DIR": str(tmp_path / "processor"),
         **os.environ,
         "CRMSYNC_DATABASE_URL": database_url,
         "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,

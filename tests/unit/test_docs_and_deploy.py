@@ -1,0 +1,48 @@
+"""The README, docker-compose.yml and CI stay true to the code."""
+
+from __future__ import annotations
+
+import re
+
+from crmsync.cli.config import USERS, reference
+from crmsync.common.settings import env_name, repo_root
+from crmsync.localstack.kafka import kafka_version
+
+ROOT = repo_root()
+README = (ROOT / "README.md").read_text()
+COMPOSE = (ROOT / "docker-compose.yml").read_text()
+
+
+def _readme_code_lines() -> set[str]:
+    blocks = re.findall(r"```[^\n]*\n(.*?)```", README, flags=re.S)
+    return {line.strip() for block in blocks for line in block.splitlines() if line.strip()}
+
+
+def test_readme_configuration_table_is_generated_from_the_settings() -> None:
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    table = README.split(start, 1)[1].split(end, 1)[0]
+    assert table == reference(), "README is stale: paste the output of `crmsync config reference`"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./scripts/test" in _readme_code_lines()
+    assert re.search(r"^\./scripts/test\s*$", ci, flags=re.M)
+
+
+def test_readme_names_both_setup_commands_and_they_exist() -> None:
+    for command in ("./scripts/demo", "./scripts/test"):
+        assert command in _readme_code_lines()
+        assert (ROOT / command).stat().st_mode & 0o111, f"{command} is not executable"
+
+
+def test_compose_kafka_image_is_the_pinned_kafka_version() -> None:
+    images = re.findall(r"image:\s*apache/kafka:(\S+)", COMPOSE)
+    assert images == [kafka_version()]
+
+
+def test_compose_sets_only_variables_the_services_read() -> None:
+    known = {env_name(cls, field) for _, cls in USERS for field in cls.model_fields}
+    used = set(re.findall(r"\b(CRMSYNC_[A-Z0-9_]+)\b", COMPOSE))
+    assert used, "docker-compose.yml sets no CRMSYNC_ variable"
+    assert used <= known, f"unknown variables in docker-compose.yml: {sorted(used - known)}"
