@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except StackError as exc:
         print(f"crmsync: {exc}", file=sys.stderr)
         code = 1
+    except KeyboardInterrupt:
+        print("crmsync: interrupted", file=sys.stderr)
+        code = 130
     sys.exit(code)
 
 

@@ -8,6 +8,7 @@ are stopped too: a half-running pipeline is worse than a stopped one at 3 a.m.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -30,7 +31,8 @@ from services.processor.settings import ProcessorSettings
 
 # Start-up includes joining the consumer group; 60 s covers a cold JVM broker too.
 READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 20.0
+# Each service drains in-flight work on SIGTERM; 15 s is ample for that at our batch sizes.
+STOP_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -80,18 +82,30 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]], say: Say) -> None:
+def _signal_and_wait(
+    procs: dict[str, subprocess.Popen[bytes]], sig: int, seconds: float
+) -> list[str]:
+    """Send sig to the live ones, wait up to seconds in all; return who is still alive."""
     for proc in procs.values():
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            say(f"{name}: did not stop within {STOP_TIMEOUT_SECONDS:g}s, killing it")
-            proc.kill()
-            proc.wait()
+            proc.send_signal(sig)
+    deadline = time.monotonic() + seconds
+    for proc in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.05, deadline - time.monotonic()))
+    return [name for name, proc in procs.items() if proc.poll() is None]
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]], say: Say) -> None:
+    stuck = _signal_and_wait(procs, signal.SIGTERM, STOP_TIMEOUT_SECONDS)
+    if stuck:
+        # faust workers have been seen ignoring SIGTERM early in start-up; SIGINT works.
+        say(f"{', '.join(stuck)}: still running after SIGTERM, sending SIGINT")
+        stuck = _signal_and_wait({n: procs[n] for n in stuck}, signal.SIGINT, 5.0)
+    for name in stuck:
+        say(f"{name}: did not stop, killing it")
+        procs[name].kill()
+        procs[name].wait()
     say("all services stopped")
 
 
@@ -101,10 +115,15 @@ def run_services(names: list[str], say: Say) -> int:
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
     addresses = {n: SERVICES[n].address(parse_settings(SERVICES[n].settings)) for n in names}
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    # Installed explicitly: a shell may start us with SIGINT ignored (background jobs).
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for name in names:
-            procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"])
+            # Own session: a terminal's Ctrl-C reaches only this process, which then stops
+            # the services in order, instead of racing them as they all exit at once.
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"], start_new_session=True
+            )
         pending = set(names)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while pending:
@@ -128,12 +147,16 @@ def run_services(names: list[str], say: Say) -> int:
         while True:
             _check_alive(procs)
             time.sleep(0.5)
-    except (KeyboardInterrupt, _TerminateRequestedError):
+    except _TerminateRequestedError:
         say("stopping…")
         return 0
     finally:
+        # A second Ctrl-C must not cut the orderly stop short and orphan services.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         _stop_all(procs, say)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _check_alive(procs: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -14,9 +14,10 @@ def main() -> None:
     settings = load_settings(ProcessorSettings)
     configure_logging("processor", settings.log_level, settings.log_format)
     app = create_app(settings)
-    # override_logging=False keeps our structured logging instead of mode's; quiet drops
-    # the terminal spinner, which would garble JSON log lines.
+    # override_logging=False keeps our structured logging instead of mode's; the spinner
+    # (which faust only drops when it sets up logging itself) would garble JSON lines.
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

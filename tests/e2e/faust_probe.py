@@ -32,7 +32,9 @@ def main() -> None:
             # A few bytes once a batch; the agent's loop is the only writer.
             out.write_text(f"{total}\n")  # noqa: ASYNC240
 
-    faust.Worker(app, loglevel="WARNING", override_logging=False).execute_from_commandline()
+    worker = faust.Worker(app, loglevel="WARNING", override_logging=False, quiet=True)
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -34,9 +34,13 @@ def wait_until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 9
     raise AssertionError(f"{url} not ready after {timeout}s: {last}")
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-    """Signal the process and return its exit status; kill it (and fail) if it hangs."""
-    proc.send_signal(sig)
+def stop(
+    proc: subprocess.Popen[bytes], sig: int | None = signal.SIGTERM, timeout: float = 30.0
+) -> int:
+    """Signal the process (None: it was signalled already) and return its exit status;
+    kill it, and fail, if it does not exit in time."""
+    if sig is not None:
+        proc.send_signal(sig)
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -46,7 +46,9 @@ def test_run_starts_every_service_and_ctrl_c_stops_them(
     ports = {name: int(run_env[f"CRMSYNC_{name.upper()}_PORT"]) for name in SERVICES}
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([CRMSYNC, "run"], env=run_env, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [CRMSYNC, "run"], env=run_env, stdout=out, stderr=out, start_new_session=True
+        )
     try:
         for port in ports.values():
             wait_until_ready(f"http://127.0.0.1:{port}/readyz", proc)
@@ -54,7 +56,9 @@ def test_run_starts_every_service_and_ctrl_c_stops_them(
         while "Press Ctrl-C to stop." not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        code = stop(proc, signal.SIGINT)
+        # What a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
+        os.killpg(proc.pid, signal.SIGINT)
+        code = stop(proc, None)
     output = log.read_text()
     assert code == 0, output
     for name, port in ports.items():
