@@ -23,6 +23,7 @@ class WebhookEnvelope(Event):
         None, max_length=512, description="The provider's own event id, the dedup key."
     )
     received_at: AwareDatetime
+    content_type: str | None = Field(None, max_length=256, description="Request Content-Type.")
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Headers kept for processing (content type, event type); never secrets.",

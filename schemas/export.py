@@ -12,9 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
 
-EXPORTED: tuple[type[BaseModel], ...] = (WebhookEnvelope,)
+EXPORTED: tuple[type[BaseModel], ...] = (WebhookEnvelope, ChangeEvent, InternalChange)
 
 JSON_DIR = Path(__file__).with_name("json")
 

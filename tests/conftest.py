@@ -15,13 +15,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import hypothesis
 import pytest
 from aiokafka.errors import KafkaError
 
+from crmsync.common.crypto import generate_master_key
 from crmsync.common.db import create_pool
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
+
+# No per-example deadlines: they are timing assertions, and these machines are shared and
+# noisy. No example database either: every run starts from the same seeds' coverage.
+hypothesis.settings.register_profile("crmsync", deadline=None, database=None)
+hypothesis.settings.load_profile("crmsync")
+
+# Services and the CLI under test need a key ring; every process of the session shares it.
+os.environ.setdefault("CRMSYNC_MASTER_KEYS", generate_master_key("test"))
 
 MIGRATIONS = repo_root() / "infra" / "migrations"
 STACK_HINT = "start the local stack first: `crmsync infra up` (scripts/test does this)"

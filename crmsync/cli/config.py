@@ -27,6 +27,8 @@ USERS: tuple[tuple[str, type[BaseSettings]], ...] = (
 
 def _default(settings_cls: type[BaseSettings], field: str) -> str:
     info = settings_cls.model_fields[field]
+    if info.is_required():
+        return "**required**"
     if info.default_factory is not None:
         # Paths under the checkout: show them relative, they differ per machine.
         default = info.default_factory()  # type: ignore[call-arg]

@@ -14,6 +14,7 @@ from crmsync.common.migrate import MigrationError, load_migrations
 from crmsync.common.migrate import migrate as apply_migrations
 from crmsync.common.settings import parse_settings, repo_root
 from crmsync.localstack.kafka import KafkaNode
+from crmsync.localstack.keys import ensure_master_key, export_master_key, key_file
 from crmsync.localstack.postgres import PostgresCluster
 from crmsync.localstack.settings import LocalStackSettings
 from crmsync.localstack.status import Say, StackError
@@ -34,6 +35,9 @@ async def healthy(settings: LocalStackSettings) -> bool:
 
 async def up(say: Say) -> int:
     settings = local_settings()
+    if ensure_master_key(settings):
+        say(f"secrets: generated the local master key into {key_file(settings)}")
+        export_master_key(settings)
     # Postgres first: it is quick, and Kafka's first start downloads jars meanwhile anyway.
     await PostgresCluster(settings).up(say)
     await KafkaNode(settings).up(say)

@@ -11,9 +11,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from crmsync.cli import config, infra, run
-from crmsync.common.settings import EXIT_CONFIG, ConfigError
+from crmsync.cli import config, connections, infra, run
+from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
+from crmsync.localstack.keys import export_master_key
+from crmsync.localstack.settings import LocalStackSettings
 from crmsync.localstack.status import StackError
 
 
@@ -56,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running on exit"
     )
 
+    p_conn = sub.add_parser("connections", help="tenants' connections to providers")
+    conn_sub = p_conn.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p_add = conn_sub.add_parser("add", help="create a connection (and its tenant if new)")
+    p_add.add_argument("--provider", required=True, help="provider slug, e.g. stripe")
+    p_add.add_argument("--tenant", required=True, help="tenant slug; created if new")
+    p_add.add_argument("--name", help="connection name, unique per tenant (default: provider)")
+    p_add.add_argument("--webhook-secret", help="the provider's signing secret (else generated)")
+    p_add.add_argument("--api-key", help="API credentials for calls to the provider")
+    p_add.add_argument("--base-url", help="the provider API's base URL")
+    p_add.add_argument(
+        "--generic-config", type=Path, help="JSON signature scheme of a generic connection"
+    )
+    p_add.add_argument("--json", action="store_true", help="machine-readable output")
+
     p_config = sub.add_parser("config", help="configuration of every service")
     config_sub = p_config.add_subparsers(dest="action", required=True, metavar="ACTION")
     config_sub.add_parser("reference", help="every CRMSYNC_ variable as a Markdown table")
@@ -82,6 +99,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         ("demo", None): lambda: run.demo(_say, keep_infra=args.keep_infra),
         ("schemas", "export"): infra.export_schemas,
         ("config", "reference"): _print_reference,
+        ("connections", "add"): lambda: connections.add(
+            provider=args.provider,
+            tenant=args.tenant,
+            name=args.name,
+            webhook_secret=args.webhook_secret,
+            api_key=args.api_key,
+            base_url=args.base_url,
+            generic_config=args.generic_config,
+            as_json=args.json,
+        ),
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 
@@ -93,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
+        # The local stack's generated master key, unless CRMSYNC_MASTER_KEYS is set.
+        export_master_key(parse_settings(LocalStackSettings))
         code = _dispatch(args)
     except ConfigError as exc:
         print(f"crmsync: configuration error: {exc}", file=sys.stderr)

@@ -43,6 +43,16 @@ async def create_pool(
     return pool
 
 
+async def connect(dsn: str, *, connect_timeout_seconds: float = 10.0) -> asyncpg.Connection:
+    """One connection with the same codecs as the pool's, for CLI commands."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=connect_timeout_seconds)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from None
+    await _init_connection(conn)
+    return conn
+
+
 async def ping(pool: asyncpg.Pool) -> None:
     try:
         await pool.fetchval("SELECT 1", timeout=5)

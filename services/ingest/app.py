@@ -2,28 +2,78 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiokafka import AIOKafkaProducer
 
+from crmsync.common.crypto import CryptoError, KeyRing
+from crmsync.common.db import create_pool
 from crmsync.common.kafka import check_topics, make_producer, start_with_retry
 from crmsync.common.metrics import set_build_info
+from crmsync.common.problems import problem
+from crmsync.common.settings import ConfigError
 from crmsync.common.web import add_ops_routes
 from schemas import topics
+from services.ingest.connections import ConnectionCache
+from services.ingest.handlers import Ingest
 from services.ingest.settings import IngestSettings
 
 SERVICE = "ingest"
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+CACHE = web.AppKey("cache", ConnectionCache)
 log = logging.getLogger(__name__)
 
 
+@web.middleware
+async def problem_details(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Router errors (404, 405) answer in the same JSON shape as the handlers' own."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem(exc.status, exc.reason, headers=headers)
+
+
 def create_app(
-    settings: IngestSettings, *, producer: AIOKafkaProducer | None = None
+    settings: IngestSettings,
+    *,
+    producer: AIOKafkaProducer | None = None,
+    pool: asyncpg.Pool | None = None,
 ) -> web.Application:
-    app = web.Application()
+    try:
+        keyring = KeyRing.parse(settings.master_keys.get_secret_value())
+    except CryptoError as exc:
+        raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
+    # aiohttp stops reading and raises 413 as soon as a body exceeds client_max_size.
+    app = web.Application(
+        client_max_size=settings.ingest_max_body_bytes, middlewares=[problem_details]
+    )
     set_build_info(SERVICE)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        owned = pool is None
+        db = pool or await create_pool(settings.database_url, max_size=2)
+        cache = ConnectionCache(
+            db, keyring, refresh_seconds=settings.ingest_connection_refresh_seconds
+        )
+        app[CACHE] = cache
+        # Not ready until loaded; if Postgres is down now, the refresh loop keeps trying.
+        await cache.refresh()
+        refresher = asyncio.create_task(cache.run(), name="connection-cache")
+        yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        if owned:
+            await db.close()
 
     async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
         owned = producer is None
@@ -37,14 +87,24 @@ def create_app(
             )
         yield
         if owned:
+            # After in-flight requests finished (aiohttp drains them first): flush and close.
             await app[PRODUCER].stop()
 
-    app.cleanup_ctx.append(kafka_producer)
+    app.cleanup_ctx.extend([database, kafka_producer])
+
+    # Both are opened in cleanup_ctx, after the routes exist: handlers look them up late.
+    ingest = Ingest(settings, cache_of=lambda: app[CACHE], producer_of=lambda: app[PRODUCER])
+    app.router.add_post("/webhooks/{provider}/{connection_id}", ingest.webhook)
+    app.router.add_post("/v1/changes", ingest.changes)
 
     async def kafka_ready() -> None:
         await check_topics(
             app[PRODUCER].client, [topics.WEBHOOKS_RAW.name, topics.CHANGES_INTERNAL.name]
         )
 
-    add_ops_routes(app, SERVICE, {"kafka": kafka_ready})
+    async def connections_ready() -> None:
+        if not app[CACHE].loaded:
+            raise RuntimeError("connection cache not loaded yet (is PostgreSQL reachable?)")
+
+    add_ops_routes(app, SERVICE, {"kafka": kafka_ready, "connections": connections_ready})
     return app

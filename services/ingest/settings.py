@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from crmsync.common.settings import CommonSettings
 
@@ -8,8 +8,33 @@ from crmsync.common.settings import CommonSettings
 class IngestSettings(CommonSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
+    master_keys: SecretStr = Field(
+        description="Key ring decrypting webhook secrets: kid:base64key[,kid:base64key].",
+    )
     ingest_host: str = Field("127.0.0.1", description="Listen address.")
     ingest_port: int = Field(8080, ge=1, le=65535, description="Listen port.")
+    ingest_public_base_url: str = Field(
+        "http://127.0.0.1:8080",
+        pattern=r"^https?://[^/]+$",
+        description="Scheme and host providers call; webhook URLs and HubSpot signatures use it.",
+    )
+    ingest_trust_forwarded_headers: bool = Field(
+        False,
+        description="Take the public URL from X-Forwarded-Proto/-Host (only behind your proxy).",
+    )
+    ingest_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    ingest_produce_timeout_seconds: float = Field(
+        2.5,
+        gt=0,
+        # QuickBooks Online wants an answer within 3 s; past the bound we answer 503 and the
+        # provider retries, which is safe because the processor deduplicates.
+        description="Longest wait for Kafka's acknowledgement before answering 503.",
+    )
+    ingest_connection_refresh_seconds: float = Field(
+        5.0, gt=0, description="How often the connection and secret cache reloads."
+    )
     ingest_kafka_start_timeout_seconds: float = Field(
         60.0, gt=0, description="How long start-up waits for Kafka before exiting."
     )

@@ -51,9 +51,13 @@ async def _assert_ready(app: web.Application, *checks: str) -> None:
 
 
 @pytest.mark.usefixtures("pipeline_topics")
-async def test_ingest_is_ready_with_kafka_and_its_topics(kafka_bootstrap: str) -> None:
-    settings = parse_settings(IngestSettings, kafka_bootstrap_servers=kafka_bootstrap)
-    await _assert_ready(create_ingest(settings), "kafka")
+async def test_ingest_is_ready_with_kafka_its_topics_and_connections(
+    database_url: str, kafka_bootstrap: str
+) -> None:
+    settings = parse_settings(
+        IngestSettings, database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap
+    )
+    await _assert_ready(create_ingest(settings), "kafka", "connections")
 
 
 async def test_admin_is_ready_with_postgres(database_url: str) -> None:

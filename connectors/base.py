@@ -1,0 +1,299 @@
+"""What every connector's webhook verification shares: request, result, error, scheme port.
+
+Verification is a pure function of the request, the connection's secrets and the time the
+caller passes in. It looks only at the raw body bytes and the headers; the body is parsed
+(for the event id) only after a signature matched, so an unauthenticated body never reaches
+a JSON parser.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, get_args
+
+SignatureErrorReason = Literal[
+    "missing_header",
+    "malformed_header",
+    "bad_signature",
+    "stale_timestamp",
+    "no_secret",
+]
+# The complete, bounded set: ingest uses it as a Prometheus label and may pre-register it.
+SIGNATURE_ERROR_REASONS: tuple[SignatureErrorReason, ...] = get_args(SignatureErrorReason)
+
+HashAlgorithm = Literal["sha256", "sha1", "sha512"]
+
+# schemas.envelope.WebhookEnvelope.provider_event_id is capped at 512 characters; longer ids
+# are replaced by their hash so the envelope always validates and dedup stays deterministic.
+MAX_EVENT_ID_LENGTH = 512
+
+# A timestamp header longer than this is not a unix time (seconds or milliseconds); the cap
+# keeps int() away from huge digit strings.
+_MAX_TIMESTAMP_DIGITS = 20
+
+
+class SignatureError(Exception):
+    """A webhook failed verification; the edge answers 401 and counts ``reason``.
+
+    The message names the header or the check that failed, never a secret or a signature.
+    """
+
+    def __init__(self, reason: SignatureErrorReason, detail: str = "") -> None:
+        self.reason: SignatureErrorReason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A webhook exactly as received.
+
+    ``url`` is the full public URL the provider called, query string included (HubSpot signs
+    it), not the URL as seen behind a proxy. ``headers`` keys must be lower-cased by the
+    caller; schemes look headers up by lower-case name only. ``body`` is the raw bytes.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The outcome of a successful verification.
+
+    ``secret_index`` is the position in the given secrets of the one that matched (during a
+    rotation old and new are both passed). ``provider_event_id`` is the provider's id for the
+    delivery, the dedup key. ``handshake`` is True only for a validation ping (Xero's Intent
+    to Receive): answer 200 with an empty body and produce nothing.
+    """
+
+    secret_index: int
+    provider_event_id: str
+    handshake: bool = False
+
+
+class SignatureScheme(Protocol):
+    """How one provider signs its webhooks."""
+
+    @property
+    def issues_own_secret(self) -> bool:
+        """True when the provider's dashboard issues the secret; we only store it."""
+        ...
+
+    def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
+        """Return what verified, or raise SignatureError; empty ``secrets`` is "no_secret"."""
+        ...
+
+    def generate_secret(self) -> str:
+        """A fresh secret in the provider's own format (for providers that take ours)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Connector:
+    """One provider's webhook side: its slug, its scheme, and the headers worth keeping.
+
+    ``kept_headers`` are lower-case names the processor needs later (content type, topic);
+    signature headers are never kept.
+    """
+
+    slug: str
+    scheme: SignatureScheme
+    kept_headers: tuple[str, ...]
+
+
+# --- helpers shared by the schemes -------------------------------------------------------
+
+
+def _utf8_key(secret: str) -> bytes:
+    return secret.encode()
+
+
+def secret_keys(
+    secrets: Sequence[str], to_key: Callable[[str], bytes | None] = _utf8_key
+) -> list[bytes | None]:
+    """The HMAC key of each secret, position kept; None for one that cannot be a key.
+
+    Called before any header is read: a connection without a usable secret is a
+    configuration problem ("no_secret"), whatever the request looks like. An empty key
+    would make the signature computable by anyone, so it counts as unusable.
+    """
+    if not secrets:
+        raise SignatureError("no_secret", "the connection has no webhook secret")
+    keys = [to_key(secret) or None for secret in secrets]
+    if all(key is None for key in keys):
+        raise SignatureError("no_secret", "no configured webhook secret is usable")
+    return keys
+
+
+def require_header(headers: Mapping[str, str], name: str) -> str:
+    """The stripped value of ``name``; absent is "missing_header", blank "malformed_header"."""
+    value = headers.get(name)
+    if value is None:
+        raise SignatureError("missing_header", f"{name} header absent")
+    value = value.strip()
+    if not value:
+        raise SignatureError("malformed_header", f"{name} header empty")
+    return value
+
+
+def text_bytes(value: str, what: str) -> bytes:
+    """``value`` as the UTF-8 bytes a provider signed.
+
+    Servers may decode header bytes with ``surrogateescape``; such text was never UTF-8 from
+    the provider, so it is a malformed header rather than a UnicodeEncodeError.
+    """
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        raise SignatureError("malformed_header", f"{what} is not UTF-8 text") from None
+
+
+def clean_text(value: str) -> str | None:
+    """``value`` if it is non-empty and encodable as UTF-8 (an id safe to put in an envelope).
+
+    JSON escapes ("\\ud800") and surrogateescape-decoded headers can both yield lone
+    surrogates, which Kafka serialisation would choke on later.
+    """
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value or None
+
+
+def header_event_id(headers: Mapping[str, str], name: str) -> str | None:
+    """An event id from an (unsigned) header if present and clean UTF-8, else None."""
+    return clean_text(headers.get(name, "").strip())
+
+
+def parse_timestamp(value: str, header: str) -> int:
+    """A non-negative integer made of ASCII digits only.
+
+    ``int()`` alone would accept signs, underscores and non-ASCII digits, any of which would
+    make the signed string differ from what the provider meant.
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS):
+        raise SignatureError("malformed_header", f"{header} is not a unix timestamp")
+    return int(value)
+
+
+def check_tolerance(timestamp: float, now: float, tolerance: float, header: str) -> None:
+    """Reject timestamps too old (replays) or too far ahead (clock skew, pre-signed replays)."""
+    if abs(now - timestamp) > tolerance:
+        raise SignatureError("stale_timestamp", f"{header} outside the ±{tolerance:g} s window")
+
+
+def hmac_digest(algorithm: HashAlgorithm, key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, algorithm).digest()
+
+
+def decode_hex(value: str) -> bytes | None:
+    """Bytes of a hex signature, or None if it is not hex (it then matches nothing)."""
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
+
+
+def decode_base64(value: str) -> bytes | None:
+    """Bytes of a standard base64 signature, or None if it is not base64."""
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII input
+        return None
+
+
+def first_matching_secret(
+    keys: Sequence[bytes | None],
+    messages: Iterable[bytes],
+    candidates: Iterable[bytes],
+    algorithm: HashAlgorithm = "sha256",
+) -> int | None:
+    """Index of the first key whose HMAC of any of ``messages`` is one of ``candidates``.
+
+    ``keys`` keeps the position of each configured secret (None for an unusable one) so the
+    index reported is the caller's. Every comparison is constant-time; more than one message
+    serves a provider whose signed form is ambiguous (HubSpot's URI).
+    """
+    signed = list(messages)
+    wanted = list(candidates)
+    for index, key in enumerate(keys):
+        if key is None:
+            continue
+        for message in signed:
+            expected = hmac_digest(algorithm, key, message)
+            # any() stops early only on a full match, which reveals nothing about the key.
+            if any(hmac.compare_digest(expected, candidate) for candidate in wanted):
+                return index
+    return None
+
+
+def body_hash_id(body: bytes) -> str:
+    """The event id for providers without one: the same bytes always dedup together."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def bounded_event_id(event_id: str) -> str:
+    """``event_id``, or its hash when it would not fit the envelope's event id field."""
+    if len(event_id) <= MAX_EVENT_ID_LENGTH:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
+_NOT_JSON = object()
+
+
+def parse_json(body: bytes) -> object:
+    """The parsed body, or a sentinel when it is not JSON. Call only after verification."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # ValueError covers bad JSON and bad UTF-8
+        return _NOT_JSON
+
+
+def scalar_id(value: object) -> str | None:
+    """A JSON string or integer as an id; anything else (bool, float, object) is not one."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def json_path_id(body: bytes, path: str) -> str | None:
+    """The id at a dotted ``path`` in the JSON body ("data.id", "items.0.id"), or None."""
+    node = parse_json(body)
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part, _NOT_JSON)
+        elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return scalar_id(node)
+
+
+def match_base64_body_signature(
+    request: WebhookRequest, secrets: Sequence[str], header: str
+) -> int:
+    """Index of the secret whose base64 HMAC-SHA256 of the raw body is in ``header``.
+
+    The scheme Xero, QuickBooks and Shopify share: one signature, no timestamp, the secret
+    used as a UTF-8 key.
+    """
+    keys = secret_keys(secrets)
+    signature = decode_base64(require_header(request.headers, header))
+    if signature is None:
+        raise SignatureError("malformed_header", f"{header} is not base64")
+    index = first_matching_secret(keys, [request.body], [signature])
+    if index is None:
+        raise SignatureError("bad_signature", f"{header} does not match")
+    return index

@@ -1,0 +1,120 @@
+"""A configurable HMAC scheme for any provider that signs webhooks in a common way.
+
+Covers the GitHub family (``X-Hub-Signature-256: sha256=<hex>`` over the raw body) and
+"timestamp.body" schemes with a separate timestamp header. The configuration is per
+connection; header names are stored lower-case because request headers arrive lower-cased.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from secrets import token_urlsafe
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.base import (
+    HashAlgorithm,
+    SignatureError,
+    Verified,
+    WebhookRequest,
+    body_hash_id,
+    bounded_event_id,
+    check_tolerance,
+    decode_base64,
+    decode_hex,
+    first_matching_secret,
+    header_event_id,
+    json_path_id,
+    parse_timestamp,
+    require_header,
+    secret_keys,
+)
+
+# A common default replay window (Stripe's, Standard Webhooks') for schemes with timestamps.
+DEFAULT_TOLERANCE_SECONDS = 300
+# We issue generic secrets: 32 bytes of entropy, URL-safe so any UI or config can carry it.
+_SECRET_BYTES = 32
+
+
+class GenericSchemeConfig(BaseModel):
+    """How one connection's provider signs: header, hash, encoding, optional timestamp."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    signature_header: str = Field(min_length=1)
+    algorithm: HashAlgorithm = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field("", description='Text before the signature, e.g. "sha256=".')
+    timestamp_header: str | None = Field(None, min_length=1)
+    signed_payload: Literal["body", "timestamp.body"] = "body"
+    tolerance_seconds: int = Field(DEFAULT_TOLERANCE_SECONDS, gt=0)
+    event_id_header: str | None = Field(None, min_length=1)
+    event_id_path: str | None = Field(
+        None, min_length=1, description='Dotted path into the JSON body, e.g. "data.id".'
+    )
+
+    @field_validator("signature_header", "timestamp_header", "event_id_header")
+    @classmethod
+    def _lower_case(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value is not None else None
+
+    @model_validator(mode="after")
+    def _timestamp_for_signed_timestamp(self) -> Self:
+        if self.signed_payload == "timestamp.body" and self.timestamp_header is None:
+            raise ValueError('signed_payload "timestamp.body" needs timestamp_header')
+        return self
+
+
+class GenericScheme:
+    """Verify webhooks signed as ``config`` describes; we issue the secret."""
+
+    issues_own_secret = False
+
+    def __init__(self, config: GenericSchemeConfig) -> None:
+        self.config = config
+
+    def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
+        config = self.config
+        keys = secret_keys(secrets)
+        signature = self._signature(require_header(request.headers, config.signature_header))
+        timestamp_header = config.timestamp_header
+        timestamp_text = ""
+        timestamp: int | None = None
+        if timestamp_header is not None:
+            timestamp_text = require_header(request.headers, timestamp_header)
+            timestamp = parse_timestamp(timestamp_text, timestamp_header)
+        message = request.body
+        if config.signed_payload == "timestamp.body":
+            # The header text exactly as sent: that is what the provider signed.
+            message = f"{timestamp_text}.".encode() + request.body
+        index = first_matching_secret(keys, [message], [signature], config.algorithm)
+        if index is None:
+            raise SignatureError("bad_signature", f"{config.signature_header} does not match")
+        if timestamp_header is not None and timestamp is not None:
+            # After the signature so "stale_timestamp" counts authentic replays only.
+            check_tolerance(timestamp, now, config.tolerance_seconds, timestamp_header)
+        return Verified(secret_index=index, provider_event_id=self._event_id(request))
+
+    def generate_secret(self) -> str:
+        return token_urlsafe(_SECRET_BYTES)
+
+    def _signature(self, value: str) -> bytes:
+        header = self.config.signature_header
+        if not value.startswith(self.config.prefix):
+            raise SignatureError("malformed_header", f"{header} lacks its prefix")
+        encoded = value.removeprefix(self.config.prefix)
+        decoded = decode_hex(encoded) if self.config.encoding == "hex" else decode_base64(encoded)
+        if not decoded:
+            raise SignatureError("malformed_header", f"{header} is not {self.config.encoding}")
+        return decoded
+
+    def _event_id(self, request: WebhookRequest) -> str:
+        """Header, then body path, then body hash: never fails once the signature matched."""
+        config = self.config
+        event_id: str | None = None
+        if config.event_id_header is not None:
+            event_id = header_event_id(request.headers, config.event_id_header)
+        if event_id is None and config.event_id_path is not None:
+            event_id = json_path_id(request.body, config.event_id_path)
+        return bounded_event_id(event_id or body_hash_id(request.body))

@@ -1,0 +1,62 @@
+"""Provider slugs and the connector behind each; the one place a slug is resolved."""
+
+from __future__ import annotations
+
+from connectors import ascora, hubspot, quickbooks, shopify, standard_webhooks, stripe, xero
+from connectors.base import Connector
+from connectors.generic import GenericSchemeConfig, connector_for
+
+PROVIDERS: tuple[str, ...] = (
+    "stripe",
+    "xero",
+    "quickbooks",
+    "hubspot",
+    "shopify",
+    "ascora",
+    "standard-webhooks",
+    "generic",
+    "internal",
+)
+# "internal" services publish through POST /v1/changes with an API key, never webhooks.
+WEBHOOK_PROVIDERS: tuple[str, ...] = tuple(p for p in PROVIDERS if p != "internal")
+
+_FIXED: dict[str, Connector] = {
+    c.slug: c
+    for c in (
+        stripe.CONNECTOR,
+        xero.CONNECTOR,
+        quickbooks.CONNECTOR,
+        hubspot.CONNECTOR,
+        shopify.CONNECTOR,
+        ascora.CONNECTOR,
+        standard_webhooks.CONNECTOR,
+    )
+}
+
+
+class UnknownProviderError(KeyError):
+    """The slug names no webhook provider (``internal`` included: it has no webhooks)."""
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(slug)
+        self.slug = slug
+
+    def __str__(self) -> str:
+        return f"no webhook connector for provider {self.slug!r}"
+
+
+def connector(slug: str, generic_config: GenericSchemeConfig | None = None) -> Connector:
+    """The connector for ``slug``; ``generic`` needs its connection's ``generic_config``.
+
+    Passing a config for any other slug is a ValueError too: it would be silently ignored,
+    which hides a connection stored with the wrong provider.
+    """
+    if slug == "generic":
+        if generic_config is None:
+            raise ValueError("the generic provider needs a GenericSchemeConfig")
+        return connector_for(generic_config)
+    if slug not in _FIXED:
+        raise UnknownProviderError(slug)
+    if generic_config is not None:
+        raise ValueError(f"generic_config applies only to the generic provider, not {slug!r}")
+    return _FIXED[slug]

@@ -1,0 +1,51 @@
+"""Xero's ``x-xero-signature`` scheme.
+
+Base64 HMAC-SHA256 of the raw body keyed with the app's webhook key (as a UTF-8 string); no
+timestamp, so no replay window: dedup on the body hash carries the weight.
+
+Intent to Receive: when a webhook URL is saved Xero posts correctly and incorrectly signed
+requests whose ``events`` list is empty and expects 200 for the good ones and 401 for the
+bad ones, within 5 s, empty body. A validly signed one is reported as ``handshake=True``;
+a badly signed one raises SignatureError like any other (the edge answers 401).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from secrets import token_urlsafe
+
+from connectors.base import (
+    Verified,
+    WebhookRequest,
+    body_hash_id,
+    match_base64_body_signature,
+    parse_json,
+)
+
+HEADER = "x-xero-signature"
+# Xero issues the webhook key; this only serves tests and simulators (32 bytes of entropy).
+_SECRET_BYTES = 32
+
+
+class XeroScheme:
+    """Verify Xero webhooks; the webhook key comes from Xero's developer portal."""
+
+    issues_own_secret = True
+
+    def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
+        index = match_base64_body_signature(request, secrets, HEADER)
+        # Xero's payload carries no delivery id (each event is a resource pointer); the body
+        # hash dedups byte-identical redeliveries, the processor's upsert the rest.
+        return Verified(
+            secret_index=index,
+            provider_event_id=body_hash_id(request.body),
+            handshake=_is_intent_to_receive(request.body),
+        )
+
+    def generate_secret(self) -> str:
+        return token_urlsafe(_SECRET_BYTES)
+
+
+def _is_intent_to_receive(body: bytes) -> bool:
+    payload = parse_json(body)
+    return isinstance(payload, dict) and payload.get("events") == []

@@ -1,0 +1,42 @@
+"""Change events internal services publish through ``POST /v1/changes``."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, JsonValue
+
+from schemas.base import AwareDatetime, Event, FrozenModel
+
+EntityType = Literal["customer", "job", "invoice", "payment"]
+
+# One request, one Kafka acknowledgement for all: bounded so a request stays well under
+# the body limit and the produce deadline.
+MAX_CHANGES_PER_REQUEST = 500
+
+
+class ChangeEvent(FrozenModel):
+    """One change to one canonical record, as an internal service states it."""
+
+    event_id: str = Field(
+        min_length=1, max_length=200, description="The publisher's id: the dedup key."
+    )
+    entity_type: EntityType
+    op: Literal["upsert", "delete"]
+    external_id: str = Field(
+        min_length=1, max_length=200, description="The record's id in the publisher."
+    )
+    occurred_at: AwareDatetime = Field(description="When the change happened at the source.")
+    data: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Canonical fields of the record (upsert)."
+    )
+
+
+class InternalChange(Event):
+    """What ingest writes to ``changes.internal``: the change plus who published it."""
+
+    tenant_id: UUID
+    connection_id: UUID
+    received_at: AwareDatetime
+    change: ChangeEvent

@@ -1,0 +1,297 @@
+"""Ingest's request handlers: parse, verify, hand to Kafka, answer. Nothing else.
+
+A 2xx means Kafka acknowledged the event (acks=all); anything that prevents that is a 503
+so the provider retries. Signatures are checked over the raw bytes before any parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import Field, TypeAdapter, ValidationError
+
+from connectors.base import SignatureError, Verified, WebhookRequest
+from connectors.generic import GenericSchemeConfig
+from connectors.registry import WEBHOOK_PROVIDERS, connector
+from crmsync.common.connections import ActiveConnection
+from crmsync.common.crypto import hash_api_key
+from crmsync.common.problems import problem
+from schemas import topics
+from schemas.changes import MAX_CHANGES_PER_REQUEST, ChangeEvent, InternalChange
+from schemas.envelope import WebhookEnvelope
+from services.ingest import metrics
+from services.ingest.connections import ConnectionCache
+from services.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+# Xero's Intent-to-Receive checks the status code and wants an empty body either way.
+EMPTY_BODY_PROVIDERS = frozenset({"xero"})
+RETRY_AFTER_SECONDS = "5"
+ROTATION_FRESHNESS_SECONDS = 1.0
+
+_CHANGES = TypeAdapter(
+    ChangeEvent
+    | Annotated[list[ChangeEvent], Field(min_length=1, max_length=MAX_CHANGES_PER_REQUEST)]
+)
+
+
+class KafkaNotAcknowledgedError(Exception):
+    """Kafka did not acknowledge within the bound; the caller answers 503."""
+
+
+@dataclass
+class Ingest:
+    settings: IngestSettings
+    cache_of: Callable[[], ConnectionCache]
+    producer_of: Callable[[], AIOKafkaProducer]
+    clock: Callable[[], float] = time.time
+
+    @property
+    def cache(self) -> ConnectionCache:
+        return self.cache_of()
+
+    # -- Kafka ------------------------------------------------------------------------
+
+    async def _produce(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Send every record and wait for all acknowledgements, within the bound."""
+        producer = self.producer_of()
+        started = time.perf_counter()
+
+        async def send_all() -> None:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), self.settings.ingest_produce_timeout_seconds)
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaNotAcknowledgedError(str(exc) or type(exc).__name__) from None
+        metrics.PRODUCE_SECONDS.labels(topic).observe(time.perf_counter() - started)
+
+    # -- webhooks ---------------------------------------------------------------------
+
+    def _public_url(self, request: web.Request) -> str:
+        if self.settings.ingest_trust_forwarded_headers:
+            proto = request.headers.get("X-Forwarded-Proto", request.scheme)
+            host = request.headers.get("X-Forwarded-Host", request.host)
+            return f"{proto}://{host}{request.path_qs}"
+        return f"{self.settings.ingest_public_base_url}{request.path_qs}"
+
+    async def _find(
+        self, connection_id: str, provider: str, arrived: float
+    ) -> ActiveConnection | None:
+        try:
+            cid = uuid.UUID(connection_id)
+        except ValueError:
+            return None
+        found = self.cache.connection(cid)
+        if found is None and await self.cache.refresh(since=arrived):
+            found = self.cache.connection(cid)
+        return found if found is not None and found.provider == provider else None
+
+    def _verify(self, conn: ActiveConnection, request: WebhookRequest) -> Verified:
+        generic = conn.settings.get("generic")
+        config = GenericSchemeConfig.model_validate(generic) if generic is not None else None
+        scheme = connector(conn.provider, config).scheme
+        now = self.clock()
+        return scheme.verify(request, conn.secrets_at(now), now)
+
+    async def _verify_fresh(
+        self, conn: ActiveConnection, signed: WebhookRequest, arrived: float
+    ) -> Verified:
+        """Verify; on failure, once, against a reloaded cache (a secret rotated just now)."""
+        try:
+            return self._verify(conn, signed)
+        except SignatureError:
+            # A load from the last second is fresh enough for a rotation, and keeps a flood
+            # of bad signatures from waiting on a reload each.
+            reloaded = await self.cache.refresh(since=arrived - ROTATION_FRESHNESS_SECONDS)
+            fresh = self.cache.connection(conn.id) if reloaded else None
+            if fresh is None:
+                raise
+            return self._verify(fresh, signed)
+
+    async def webhook(self, request: web.Request) -> web.StreamResponse:
+        provider = request.match_info["provider"]
+        label = provider if provider in WEBHOOK_PROVIDERS else "unknown"
+        return await self._measured(label, self._webhook(request, provider))
+
+    async def _webhook(self, request: web.Request, provider: str) -> web.StreamResponse:
+        arrived = self.cache.now()
+        conn = await self._find(request.match_info["connection_id"], provider, arrived)
+        if provider not in WEBHOOK_PROVIDERS or conn is None:
+            # One answer for both, so probing cannot tell providers from connections.
+            return problem(404, "no such webhook endpoint")
+        body = await self._read_body(request)
+        metrics.PAYLOAD_BYTES.labels(provider).observe(len(body))
+        signed = WebhookRequest(
+            method=request.method,
+            url=self._public_url(request),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+        )
+        try:
+            verified = await self._verify_fresh(conn, signed, arrived)
+        except SignatureError as exc:
+            metrics.SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
+            log.info(
+                "webhook signature refused: %s",
+                exc.reason,
+                extra={"provider": provider, "connection": str(conn.id)},
+            )
+            return self._answer(provider, 401, {"detail": "signature verification failed"})
+        if verified.handshake:
+            return self._answer(provider, 200, {"status": "handshake"})
+
+        envelope = WebhookEnvelope(
+            tenant_id=conn.tenant_id,
+            connection_id=conn.id,
+            provider=provider,
+            provider_event_id=verified.provider_event_id,
+            received_at=datetime.now(UTC),
+            content_type=request.headers.get("Content-Type"),
+            headers={h: signed.headers[h] for h in self._kept(conn) if h in signed.headers},
+            body=body,
+        )
+        try:
+            # Keyed by connection: one connection's events keep their order in a partition.
+            await self._produce(
+                topics.WEBHOOKS_RAW.name,
+                [(str(conn.id).encode(), envelope.model_dump_json().encode())],
+            )
+        except KafkaNotAcknowledgedError as exc:
+            log.warning(
+                "kafka did not acknowledge a webhook, answering 503: %s",
+                exc,
+                extra={"provider": provider, "connection": str(conn.id)},
+            )
+            return problem(
+                503, "event not stored, retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
+            )
+        metrics.EVENTS.labels(provider).inc()
+        log.debug(
+            "webhook accepted",
+            extra={
+                "event_id": str(envelope.event_id),
+                "provider_event_id": verified.provider_event_id,
+                "tenant": str(conn.tenant_id),
+                "connection": str(conn.id),
+                "provider": provider,
+            },
+        )
+        return self._answer(
+            provider, 200, {"status": "accepted", "event_id": str(envelope.event_id)}
+        )
+
+    def _kept(self, conn: ActiveConnection) -> tuple[str, ...]:
+        generic = conn.settings.get("generic")
+        config = GenericSchemeConfig.model_validate(generic) if generic is not None else None
+        return connector(conn.provider, config).kept_headers
+
+    @staticmethod
+    def _answer(provider: str, status: int, body: dict[str, Any]) -> web.Response:
+        if provider in EMPTY_BODY_PROVIDERS:
+            return web.Response(status=status)
+        if status >= 400:
+            return problem(status, body.get("detail"))
+        return web.json_response(body, status=status)
+
+    # -- internal changes -------------------------------------------------------------
+
+    async def changes(self, request: web.Request) -> web.StreamResponse:
+        return await self._measured("internal", self._changes(request))
+
+    async def _changes(self, request: web.Request) -> web.StreamResponse:
+        arrived = self.cache.now()
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        key = None
+        if scheme.lower() == "bearer" and token:
+            key_hash = hash_api_key(token.strip())
+            key = self.cache.publish_key(key_hash)
+            if key is None and await self.cache.refresh(since=arrived):
+                key = self.cache.publish_key(key_hash)
+        if key is None:
+            return problem(
+                401, "a valid publish API key is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        body = await self._read_body(request)
+        metrics.PAYLOAD_BYTES.labels("internal").observe(len(body))
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return problem(400, "body is not JSON")
+        try:
+            validated = _CHANGES.validate_python(parsed)
+        except ValidationError as exc:
+            errors = [
+                {
+                    "loc": "/" + "/".join(str(p) for p in e["loc"]),
+                    "msg": e["msg"],
+                    "type": e["type"],
+                }
+                for e in exc.errors(include_url=False)
+            ]
+            return problem(422, "invalid change event", errors=errors)
+        changes = validated if isinstance(validated, list) else [validated]
+        now = datetime.now(UTC)
+        records = []
+        for change in changes:
+            event = InternalChange(
+                tenant_id=key.tenant_id,
+                connection_id=key.connection_id,
+                received_at=now,
+                change=change,
+            )
+            # Keyed by tenant + entity: one record's changes stay in order.
+            entity_key = f"{key.tenant_id}:{change.entity_type}:{change.external_id}"
+            records.append((entity_key.encode(), event.model_dump_json().encode()))
+        try:
+            await self._produce(topics.CHANGES_INTERNAL.name, records)
+        except KafkaNotAcknowledgedError as exc:
+            log.warning("kafka did not acknowledge internal changes, answering 503: %s", exc)
+            return problem(
+                503, "changes not stored, retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
+            )
+        metrics.EVENTS.labels("internal").inc(len(records))
+        return web.json_response({"status": "accepted", "accepted": len(records)}, status=202)
+
+    # -- common -----------------------------------------------------------------------
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body, refused with 413 before reading when its declared length is too
+        large, and (via client_max_size) as soon as a streamed one grows too large."""
+        limit = self.settings.ingest_max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
+        return await request.read()
+
+    async def _measured(
+        self, provider: str, handling: Awaitable[web.StreamResponse]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+        status = 500
+        try:
+            response = await handling
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # 413 from client_max_size, and the like
+            status = exc.status
+            if status == 413:
+                return problem(413, f"body larger than {self.settings.ingest_max_body_bytes} bytes")
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            metrics.REQUESTS.labels(provider, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(provider).observe(time.perf_counter() - started)

@@ -1,0 +1,51 @@
+"""Ingest's Prometheus metrics. Labels are bounded: provider slugs, reasons, status codes."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# 1 ms .. 10 s: webhook answers live in the low milliseconds; providers time out at 3-10 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+REQUESTS = Counter(
+    "crmsync_ingest_requests_total",
+    "Requests answered, by provider (or 'internal' for /v1/changes) and status code.",
+    ["provider", "code"],
+)
+SIGNATURE_FAILURES = Counter(
+    "crmsync_ingest_signature_failures_total",
+    "Webhooks refused for their signature, by provider and reason.",
+    ["provider", "reason"],
+)
+EVENTS = Counter(
+    "crmsync_ingest_events_total",
+    "Events acknowledged by Kafka, by provider.",
+    ["provider"],
+)
+REQUEST_SECONDS = Histogram(
+    "crmsync_ingest_request_duration_seconds",
+    "Time from request start to answer, by provider.",
+    ["provider"],
+    buckets=LATENCY_BUCKETS,
+)
+PRODUCE_SECONDS = Histogram(
+    "crmsync_ingest_kafka_produce_duration_seconds",
+    "Time Kafka took to acknowledge (acks=all), by topic.",
+    ["topic"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge("crmsync_ingest_requests_in_flight", "Requests being handled now.")
+PAYLOAD_BYTES = Histogram(
+    "crmsync_ingest_payload_bytes",
+    "Request body sizes, by provider.",
+    ["provider"],
+    buckets=SIZE_BUCKETS,
+)
+CONNECTIONS_LOADED = Gauge(
+    "crmsync_ingest_connections_loaded", "Active connections in the ingest cache."
+)
+CACHE_AGE = Gauge(
+    "crmsync_ingest_connection_cache_age_seconds",
+    "Seconds since the connection cache last loaded successfully.",
+)
