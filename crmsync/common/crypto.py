@@ -36,8 +36,9 @@ class CryptoError(Exception):
 
 
 def _b64decode(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded)
+    """Strict base64, URL-safe or standard alphabet, padding optional."""
+    padded = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+    return base64.b64decode(padded, validate=True)
 
 
 @dataclass(frozen=True)
