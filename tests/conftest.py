@@ -24,6 +24,8 @@ from crmsync.common.db import create_pool
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
+from schemas import topics
+from tests.ingest_harness import Ingest, running_ingest
 
 # No per-example deadlines: they are timing assertions, and these machines are shared and
 # noisy. No example database either: every run starts from the same seeds' coverage.
@@ -60,27 +62,33 @@ def template_database(common_settings: CommonSettings) -> Iterator[str]:
     name = f"crmsync_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
     async def create() -> None:
-        conn = await _admin_connect(common_settings)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        target = await asyncpg.connect(with_database(common_settings.database_url, name))
+        target = await asyncpg.connect(await _create_database(common_settings, name, None))
         try:
             await migrate(target, load_migrations(MIGRATIONS))
         finally:
             await target.close()
 
-    async def drop() -> None:
-        conn = await _admin_connect(common_settings)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
     asyncio.run(create())
     yield name
-    asyncio.run(drop())
+    asyncio.run(_drop_database(common_settings, name))
+
+
+async def _create_database(settings: CommonSettings, name: str, template: str | None) -> str:
+    conn = await _admin_connect(settings)
+    try:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await conn.close()
+    return with_database(settings.database_url, name)
+
+
+async def _drop_database(settings: CommonSettings, name: str) -> None:
+    conn = await _admin_connect(settings)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -89,34 +97,16 @@ async def database_url(
 ) -> AsyncIterator[str]:
     """A fresh, migrated database for this test alone."""
     name = f"crmsync_t_{uuid.uuid4().hex[:12]}"
-    conn = await _admin_connect(common_settings)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await conn.close()
-    yield with_database(common_settings.database_url, name)
-    conn = await _admin_connect(common_settings)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    yield await _create_database(common_settings, name, template_database)
+    await _drop_database(common_settings, name)
 
 
 @pytest.fixture
 async def empty_database_url(common_settings: CommonSettings) -> AsyncIterator[str]:
     """A database with no migrations applied, for testing the migrator itself."""
     name = f"crmsync_e_{uuid.uuid4().hex[:12]}"
-    conn = await _admin_connect(common_settings)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield with_database(common_settings.database_url, name)
-    conn = await _admin_connect(common_settings)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    yield await _create_database(common_settings, name, None)
+    await _drop_database(common_settings, name)
 
 
 @pytest.fixture
@@ -161,3 +151,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def pipeline_topics(kafka_bootstrap: str) -> None:
+    """The pipeline's fixed topics, as `crmsync topics ensure` makes them (idempotent)."""
+    admin = make_admin(kafka_bootstrap)
+    await admin.start()
+    try:
+        await ensure_topics(admin, [TopicConfig(t.name, t.partitions) for t in topics.ALL])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def ingest(
+    database_url: str, kafka_bootstrap: str, pipeline_topics: None
+) -> AsyncIterator[Ingest]:
+    """The ingest app on this test's database and the suite's Kafka."""
+    async for harness in running_ingest(database_url, kafka_bootstrap):
+        yield harness

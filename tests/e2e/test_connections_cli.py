@@ -8,29 +8,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
-from schemas import topics
-from tests.ingest_harness import PUBLIC_BASE, Ingest, running_ingest
+from tests.ingest_harness import PUBLIC_BASE, Ingest
 from tests.signing import sign
 
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
-
-
-@pytest.fixture
-async def ingest(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Ingest]:
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
-        await ensure_topics(admin, [TopicConfig(t.name, t.partitions) for t in topics.ALL])
-    finally:
-        await admin.close()
-    async for harness in running_ingest(database_url, kafka_bootstrap):
-        yield harness
 
 
 def _add(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

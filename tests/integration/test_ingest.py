@@ -13,7 +13,6 @@ import pytest
 
 from connectors.generic import GenericSchemeConfig
 from crmsync.common.connections import CreatedConnection
-from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from schemas import topics
 from schemas.changes import InternalChange
 from schemas.envelope import WebhookEnvelope
@@ -67,24 +66,6 @@ def body_for(provider: str) -> bytes:
         return b'[{"eventId": 42, "objectId": 7, "subscriptionType": "contact.propertyChange"}]'
     # Not ASCII-only on purpose: the bytes must arrive untouched.
     return '{"id": "x-1", "name": "Zoë Ünicode"}'.encode()
-
-
-@pytest.fixture
-async def pipeline_topics(kafka_bootstrap: str) -> None:
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
-        await ensure_topics(admin, [TopicConfig(t.name, t.partitions) for t in topics.ALL])
-    finally:
-        await admin.close()
-
-
-@pytest.fixture
-async def ingest(
-    database_url: str, kafka_bootstrap: str, pipeline_topics: None
-) -> AsyncIterator[Ingest]:
-    async for harness in running_ingest(database_url, kafka_bootstrap):
-        yield harness
 
 
 @pytest.fixture

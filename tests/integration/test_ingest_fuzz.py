@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-from collections.abc import AsyncIterator
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
-from schemas import topics
-from tests.ingest_harness import Ingest, running_ingest
+from tests.ingest_harness import Ingest
 from tests.integration.test_ingest import GENERIC, SECRETS
 
 # Every header some scheme reads, so the fuzzer reaches past "missing header".
@@ -44,18 +40,6 @@ signature_like = st.one_of(
 )
 headers = st.dictionaries(st.sampled_from(SIGNATURE_HEADERS), signature_like, max_size=8)
 bodies = st.binary(max_size=2048)
-
-
-@pytest.fixture
-async def ingest(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Ingest]:
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
-        await ensure_topics(admin, [TopicConfig(t.name, t.partitions) for t in topics.ALL])
-    finally:
-        await admin.close()
-    async for harness in running_ingest(database_url, kafka_bootstrap):
-        yield harness
 
 
 async def test_random_requests_never_5xx_never_2xx(ingest: Ingest) -> None:

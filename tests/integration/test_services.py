@@ -9,26 +9,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crmsync.common.db import DatabaseUnavailableError
-from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.settings import parse_settings
-from schemas import topics
 from services.admin.app import create_app as create_admin
 from services.admin.settings import AdminSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.outbound.app import create_app as create_outbound
 from services.outbound.settings import OutboundSettings
-
-
-@pytest.fixture
-async def pipeline_topics(kafka_bootstrap: str) -> None:
-    """The pipeline's fixed topics, as `crmsync topics ensure` makes them (idempotent)."""
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
-        await ensure_topics(admin, [TopicConfig(t.name, t.partitions) for t in topics.ALL])
-    finally:
-        await admin.close()
 
 
 async def _serve(app: web.Application) -> AsyncIterator[TestClient[web.Request, web.Application]]:
