@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -194,7 +195,28 @@ async def test_rotation_both_secrets_verify_then_the_old_one_expires(
     # (CRMSYNC_INGEST_CONNECTION_REFRESH_SECONDS); run that reload now.
     assert await ingest.client.app[CACHE].refresh()
     assert (await _post(ingest, path, body, _headers(provider, old, body, path))).status == 401
-    assert len(await raw_tap.read(str(conn.id).encode(), 2)) == 2
+    # Exactly the two accepted deliveries landed; the refused one did not.
+    assert len(await raw_tap.read(str(conn.id).encode(), 3, within=2.0)) == 2
+
+
+async def test_logs_carry_no_secret_signature_or_body(
+    ingest: Ingest, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    conn = await _connect(ingest, "stripe")
+    path = _path("stripe", conn)
+    body = b'{"id": "evt_private", "email": "secret-customer@example.com"}'
+    good = _headers("stripe", SECRETS["stripe"], body, path)
+    bad = _headers("stripe", "whsec_" + "b" * 32, body, path)
+    assert (await _post(ingest, path, body, good)).status == 200
+    assert (await _post(ingest, path, body, bad)).status == 401
+    logged = "\n".join(
+        f"{r.getMessage()} {sorted(vars(r).items(), key=str)}" for r in caplog.records
+    )
+    assert "signature refused" in logged  # the failure itself is logged...
+    for leak in (SECRETS["stripe"], good["stripe-signature"], bad["stripe-signature"]):
+        assert leak not in logged  # ...without what would let anyone forge or replay
+    assert "secret-customer@example.com" not in logged
 
 
 async def test_unknown_provider_and_unknown_connection_look_the_same(ingest: Ingest) -> None:
