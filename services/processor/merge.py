@@ -1,0 +1,156 @@
+"""Field-level merge and conflict policies: pure functions of their inputs.
+
+The processor calls :func:`merge` with a record's current canonical state, one source's
+update, and what that source last told us (its ``last_seen`` snapshot on the entity link).
+Only fields the source changed since its last snapshot are considered, so two systems
+editing different fields both keep their edits. A field both sides changed is settled by
+the connection's policy:
+
+- ``newest_wins`` (default): the value with the newest source timestamp wins;
+- ``source_priority``: the higher-ranked connection wins, then the newest;
+- ``manual``: the conflict is parked for an operator and the current value stays.
+
+Ties are broken by connection id, so the outcome never depends on arrival order: the
+merge of any set of updates is the same whichever order they arrive in, and applying
+one update twice equals applying it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+# A value as stored in the canonical JSON state.
+Value = Any
+
+
+@dataclass(frozen=True)
+class FieldMeta:
+    """Where a field's current value came from."""
+
+    ts: datetime  # the source's own timestamp for it
+    source: str  # the connection id that set it
+
+
+@dataclass(frozen=True)
+class RecordState:
+    values: Mapping[str, Value]
+    meta: Mapping[str, FieldMeta]
+
+
+@dataclass(frozen=True)
+class Update:
+    connection_id: str
+    source_ts: datetime  # the source's updated-at for this version of its record
+    values: Mapping[str, Value]  # the fields the source sent (full or partial record)
+    # What this connection last told us; None on first contact (nothing to diff against).
+    last_seen: Mapping[str, Value] | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    kind: Literal["newest_wins", "source_priority", "manual"] = "newest_wins"
+    # source_priority: connection ids, highest priority first; others rank below all.
+    priority: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conflict:
+    field: str
+    current: Value
+    incoming: Value
+    incoming_source: str
+    incoming_ts: datetime
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    state: RecordState
+    changed: frozenset[str] = frozenset()
+    conflicts: tuple[Conflict, ...] = ()
+    # Fields the source changed but lost on policy (older, or lower priority).
+    overruled: frozenset[str] = frozenset()
+    unchanged: frozenset[str] = field(default_factory=frozenset)
+
+
+_MISSING = object()
+
+
+def _rank(policy: Policy, connection_id: str) -> int:
+    if policy.kind != "source_priority":
+        return 0
+    try:
+        return len(policy.priority) - policy.priority.index(connection_id)
+    except ValueError:
+        return 0
+
+
+def _wins(policy: Policy, update: Update, held: FieldMeta | None) -> bool:
+    """Does the update's value beat the one held? A total order: never a tie."""
+    if held is None:
+        return True
+    mine = (_rank(policy, update.connection_id), update.source_ts, update.connection_id)
+    theirs = (_rank(policy, held.source), held.ts, held.source)
+    return mine > theirs
+
+
+def merge(current: RecordState, update: Update, policy: Policy = Policy()) -> MergeResult:
+    values = dict(current.values)
+    meta = dict(current.meta)
+    changed: set[str] = set()
+    overruled: set[str] = set()
+    unchanged: set[str] = set()
+    conflicts: list[Conflict] = []
+
+    for name, incoming in update.values.items():
+        seen = update.last_seen.get(name, _MISSING) if update.last_seen is not None else _MISSING
+        held = meta.get(name)
+        if seen is not _MISSING and incoming == seen:
+            unchanged.add(name)  # this source did not touch the field since we last heard
+            continue
+        if values.get(name, _MISSING) == incoming:
+            # Same value: adopt the newer provenance, so later comparisons are fair.
+            if _wins(policy, update, held):
+                meta[name] = FieldMeta(update.source_ts, update.connection_id)
+            unchanged.add(name)
+            continue
+        others_hold_it = held is not None and held.source != update.connection_id
+        if policy.kind == "manual" and others_hold_it:
+            # Another source set the current value. If this source had already seen that
+            # value, its edit is a plain update; otherwise both edited: park it.
+            if seen is _MISSING or seen != values.get(name):
+                conflicts.append(
+                    Conflict(
+                        name,
+                        values.get(name),
+                        incoming,
+                        update.connection_id,
+                        update.source_ts,
+                    )
+                )
+                continue
+            values[name] = incoming
+            meta[name] = FieldMeta(update.source_ts, update.connection_id)
+            changed.add(name)
+            continue
+        if policy.kind == "manual":
+            # Our own field: an older update from the same source never overwrites a newer.
+            if held is not None and update.source_ts < held.ts:
+                overruled.add(name)
+                continue
+        elif not _wins(policy, update, held):
+            overruled.add(name)
+            continue
+        values[name] = incoming
+        meta[name] = FieldMeta(update.source_ts, update.connection_id)
+        changed.add(name)
+
+    return MergeResult(
+        RecordState(values, meta),
+        frozenset(changed),
+        tuple(conflicts),
+        frozenset(overruled),
+        frozenset(unchanged),
+    )
