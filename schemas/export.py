@@ -14,8 +14,18 @@ from pydantic import BaseModel
 
 from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
+from schemas.records import CanonicalRecord, Customer, Invoice, Job, Payment
 
-EXPORTED: tuple[type[BaseModel], ...] = (WebhookEnvelope, ChangeEvent, InternalChange)
+EXPORTED: tuple[type[BaseModel], ...] = (
+    WebhookEnvelope,
+    ChangeEvent,
+    InternalChange,
+    Customer,
+    Job,
+    Invoice,
+    Payment,
+    CanonicalRecord,
+)
 
 JSON_DIR = Path(__file__).with_name("json")
 
