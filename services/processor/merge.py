@@ -17,6 +17,7 @@ one update twice equals applying it once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,12 +88,27 @@ def _rank(policy: Policy, connection_id: str) -> int:
         return 0
 
 
-def _wins(policy: Policy, update: Update, held: FieldMeta | None) -> bool:
-    """Does the update's value beat the one held? A total order: never a tie."""
+def _canonical(value: Value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _wins(
+    policy: Policy, update: Update, held: FieldMeta | None, incoming: Value, current: Value
+) -> bool:
+    """Does the update's value beat the one held? A total order: never a tie.
+
+    The value itself breaks the last tie: one source can send two versions with the same
+    timestamp (second-resolution clocks), and arrival order must still not matter.
+    """
     if held is None:
         return True
-    mine = (_rank(policy, update.connection_id), update.source_ts, update.connection_id)
-    theirs = (_rank(policy, held.source), held.ts, held.source)
+    mine = (
+        _rank(policy, update.connection_id),
+        update.source_ts,
+        update.connection_id,
+        _canonical(incoming),
+    )
+    theirs = (_rank(policy, held.source), held.ts, held.source, _canonical(current))
     return mine > theirs
 
 
@@ -112,7 +128,7 @@ def merge(current: RecordState, update: Update, policy: Policy = Policy()) -> Me
             continue
         if values.get(name, _MISSING) == incoming:
             # Same value: adopt the newer provenance, so later comparisons are fair.
-            if _wins(policy, update, held):
+            if _wins(policy, update, held, incoming, incoming):
                 meta[name] = FieldMeta(update.source_ts, update.connection_id)
             unchanged.add(name)
             continue
@@ -140,7 +156,7 @@ def merge(current: RecordState, update: Update, policy: Policy = Policy()) -> Me
             if held is not None and update.source_ts < held.ts:
                 overruled.add(name)
                 continue
-        elif not _wins(policy, update, held):
+        elif not _wins(policy, update, held, incoming, values.get(name)):
             overruled.add(name)
             continue
         values[name] = incoming
