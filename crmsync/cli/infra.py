@@ -12,7 +12,7 @@ from crmsync.common.kafka import KafkaUnavailableError, TopicConfig, make_admin
 from crmsync.common.kafka import ensure_topics as create_missing_topics
 from crmsync.common.migrate import MigrationError, load_migrations
 from crmsync.common.migrate import migrate as apply_migrations
-from crmsync.common.settings import parse_settings, repo_root
+from crmsync.common.settings import parse_settings, repo_root, topic_name
 from crmsync.localstack.kafka import KafkaNode
 from crmsync.localstack.keys import ensure_master_key, export_master_key, key_file
 from crmsync.localstack.postgres import PostgresCluster
@@ -107,7 +107,9 @@ async def ensure_topics(say: Say, settings: LocalStackSettings | None = None) ->
         created = await create_missing_topics(
             admin,
             [
-                TopicConfig(t.name, t.partitions, settings.kafka_replication_factor)
+                TopicConfig(
+                    topic_name(settings, t.name), t.partitions, settings.kafka_replication_factor
+                )
                 for t in topics.ALL
             ],
         )

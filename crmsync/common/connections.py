@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from crmsync.common.crypto import CryptoError, KeyRing, hash_api_key, new_api_key
+from crmsync.common.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class PublishKey:
 
 
 async def create_connection(
-    conn: asyncpg.Connection,
+    conn: Conn,
     keyring: KeyRing,
     *,
     tenant: str,
@@ -123,7 +122,7 @@ async def create_connection(
 
 
 async def add_webhook_secret(
-    conn: asyncpg.Connection,
+    conn: Conn,
     keyring: KeyRing,
     connection_id: uuid.UUID,
     secret: str,
@@ -149,7 +148,7 @@ async def add_webhook_secret(
 
 
 async def load_active(
-    conn: asyncpg.Connection, keyring: KeyRing
+    conn: Conn, keyring: KeyRing
 ) -> tuple[dict[uuid.UUID, ActiveConnection], dict[str, PublishKey]]:
     """Every active connection with its unexpired secrets, and every valid publish key."""
     rows = await conn.fetch(

@@ -6,6 +6,10 @@ import json
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A connection of our own or one borrowed from a pool: code that runs queries takes either.
+Conn = asyncpg.Connection | PoolConnectionProxy
 
 
 class DatabaseUnavailableError(Exception):

@@ -37,12 +37,22 @@ class CommonSettings(BaseSettings):
     kafka_replication_factor: int = Field(
         1, ge=1, description="Replicas of topics crmsync creates: 1 on one broker, 3 in production."
     )
+    kafka_topic_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of every topic name, to share one cluster between environments.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Root log level."
     )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto = JSON lines unless stderr is a terminal."
     )
+
+
+def topic_name(settings: CommonSettings, topic: str) -> str:
+    """The name a pipeline topic (``schemas.topics``) has in this deployment."""
+    return settings.kafka_topic_prefix + topic
 
 
 class ConfigError(Exception):

@@ -17,7 +17,7 @@ from crmsync.common.db import create_pool
 from crmsync.common.kafka import check_topics, make_producer, start_with_retry
 from crmsync.common.metrics import set_build_info
 from crmsync.common.problems import problem
-from crmsync.common.settings import ConfigError
+from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
 from services.ingest.connections import ConnectionCache
@@ -99,7 +99,8 @@ def create_app(
 
     async def kafka_ready() -> None:
         await check_topics(
-            app[PRODUCER].client, [topics.WEBHOOKS_RAW.name, topics.CHANGES_INTERNAL.name]
+            app[PRODUCER].client,
+            [topic_name(settings, t.name) for t in (topics.WEBHOOKS_RAW, topics.CHANGES_INTERNAL)],
         )
 
     async def connections_ready() -> None:

@@ -72,7 +72,7 @@ class ConnectionCache:
             self._last_started = self._clock()
             try:
                 async with self._pool.acquire() as conn:
-                    connections, publish = await load_active(conn, self._keyring)  # type: ignore[arg-type]
+                    connections, publish = await load_active(conn, self._keyring)
             except (OSError, asyncpg.PostgresError, CryptoError, TimeoutError) as exc:
                 log.warning("connection cache reload failed, serving the last good copy: %s", exc)
                 return False

@@ -27,6 +27,7 @@ from connectors.registry import WEBHOOK_PROVIDERS, connector
 from crmsync.common.connections import ActiveConnection
 from crmsync.common.crypto import hash_api_key
 from crmsync.common.problems import problem
+from crmsync.common.settings import topic_name
 from schemas import topics
 from schemas.changes import MAX_CHANGES_PER_REQUEST, ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
@@ -167,7 +168,7 @@ class Ingest:
         try:
             # Keyed by connection: one connection's events keep their order in a partition.
             await self._produce(
-                topics.WEBHOOKS_RAW.name,
+                topic_name(self.settings, topics.WEBHOOKS_RAW.name),
                 [(str(conn.id).encode(), envelope.model_dump_json().encode())],
             )
         except KafkaNotAcknowledgedError as exc:
@@ -257,7 +258,7 @@ class Ingest:
             entity_key = f"{key.tenant_id}:{change.entity_type}:{change.external_id}"
             records.append((entity_key.encode(), event.model_dump_json().encode()))
         try:
-            await self._produce(topics.CHANGES_INTERNAL.name, records)
+            await self._produce(topic_name(self.settings, topics.CHANGES_INTERNAL.name), records)
         except KafkaNotAcknowledgedError as exc:
             log.warning("kafka did not acknowledge internal changes, answering 503: %s", exc)
             return problem(

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaClient
 from crmsync.common.db import create_pool, ping
 from crmsync.common.kafka import check_topics, start_with_retry
 from crmsync.common.metrics import set_build_info
+from crmsync.common.settings import topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
 from services.outbound.settings import OutboundSettings
@@ -53,7 +54,7 @@ def create_app(settings: OutboundSettings, *, pool: asyncpg.Pool | None = None) 
         await ping(app[POOL])
 
     async def kafka_ready() -> None:
-        await check_topics(app[KAFKA], [topics.RECORDS_CHANGED.name])
+        await check_topics(app[KAFKA], [topic_name(settings, topics.RECORDS_CHANGED.name)])
 
     add_ops_routes(app, SERVICE, {"postgres": postgres_ready, "kafka": kafka_ready})
     return app

@@ -1,11 +1,15 @@
-"""Processor app factory: a faust app whose HTTP side is our own ops server.
+"""Processor app factory: a faust app whose agents apply batches to Postgres.
 
 faust's exactly-once mode is not used (it has open bugs); exactly-once *effect* comes from
-idempotent Postgres writes and an outbox, added by the processing agents.
+the dedup table written in the same transaction as the change, and the outbox. The
+worker's HTTP side is our own (health, readiness, metrics), and owns the shared
+resources: the Postgres pool, and the producer and task of the outbox relay.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -13,16 +17,22 @@ import asyncpg
 import faust
 import mode
 from aiohttp import web
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
 
 from crmsync.common.db import create_pool, ping
-from crmsync.common.kafka import check_topics, start_with_retry
+from crmsync.common.kafka import check_topics, make_producer, start_with_retry
 from crmsync.common.metrics import set_build_info
+from crmsync.common.settings import topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
+from services.processor.deadletters import Source
+from services.processor.outbox import OutboxRelay
+from services.processor.pipeline import Processor
 from services.processor.settings import ProcessorSettings
 
 SERVICE = "processor"
+# Topics the processor consumes. webhooks.raw joins when connectors map provider payloads.
+SOURCE_TOPICS = (topics.CHANGES_INTERNAL,)
 log = logging.getLogger(__name__)
 
 
@@ -31,38 +41,50 @@ def broker_url(bootstrap_servers: str) -> str:
     return ";".join(f"kafka://{s.strip()}" for s in bootstrap_servers.split(",") if s.strip())
 
 
-class OpsServer(mode.Service):  # type: ignore[misc]
-    """The worker's HTTP server (/healthz, /readyz, /metrics) and the clients it checks."""
+class Runtime(mode.Service):  # type: ignore[misc]
+    """Postgres pool, outbox relay and the HTTP server (/healthz, /readyz, /metrics)."""
 
     def __init__(self, settings: ProcessorSettings, **kwargs: Any) -> None:
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
         self.kafka: AIOKafkaClient | None = None
+        self.producer: AIOKafkaProducer | None = None
         self.runner: web.AppRunner | None = None
+        self.relay_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
         s = self.settings
         self.pool = await create_pool(s.database_url, max_size=s.processor_db_pool_size)
         self.kafka = AIOKafkaClient(bootstrap_servers=s.kafka_bootstrap_servers)
-        await start_with_retry(
-            self.kafka.bootstrap,
-            SERVICE,
-            within_seconds=s.processor_kafka_start_timeout_seconds,
-            log=log,
+        self.producer = make_producer(s.kafka_bootstrap_servers)
+        for what, start in (("processor", self.kafka.bootstrap), ("relay", self.producer.start)):
+            await start_with_retry(
+                start, what, within_seconds=s.processor_kafka_start_timeout_seconds, log=log
+            )
+        relay = OutboxRelay(
+            self.pool, self.producer, topic=topic_name(s, topics.RECORDS_CHANGED.name)
         )
+        self.relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         app = web.Application()
         add_ops_routes(app, SERVICE, {"postgres": self._postgres_ready, "kafka": self._kafka_ready})
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         await web.TCPSite(self.runner, s.processor_host, s.processor_port).start()
+        self.ready.set()
         log.info("%s listening on http://%s:%d", SERVICE, s.processor_host, s.processor_port)
 
     async def on_stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-        if self.kafka is not None:
-            await self.kafka.close()
+        if self.relay_task is not None:
+            self.relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.relay_task
+        for closing in (self.producer and self.producer.stop, self.kafka and self.kafka.close):
+            if closing is not None:
+                await closing()
         if self.pool is not None:
             await self.pool.close()
 
@@ -74,7 +96,9 @@ class OpsServer(mode.Service):  # type: ignore[misc]
     async def _kafka_ready(self) -> None:
         if self.kafka is None:
             raise RuntimeError("starting")
-        await check_topics(self.kafka, [topics.WEBHOOKS_RAW.name, topics.CHANGES_INTERNAL.name])
+        await check_topics(self.kafka, [topic_name(self.settings, t.name) for t in SOURCE_TOPICS])
+        if self.relay_task is not None and self.relay_task.done():
+            raise RuntimeError("the outbox relay stopped")
 
 
 def create_app(settings: ProcessorSettings) -> faust.App:
@@ -94,5 +118,31 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         web_host=settings.processor_host,
         web_port=settings.processor_port,
     )
-    app.web_server(OpsServer(settings))
+    runtime = Runtime(settings)
+    app.web_server(runtime)
+
+    for spec in SOURCE_TOPICS:
+        name = topic_name(settings, spec.name)
+        source = app.topic(name, key_serializer="raw", value_serializer="raw")
+
+        async def apply(stream: Any, kind: str = spec.name) -> None:
+            await runtime.ready.wait()
+            assert runtime.pool is not None  # noqa: S101 - ready is set after the pool opens
+            processor = Processor(runtime.pool)
+            async for events in stream.take_events(
+                settings.processor_batch_size, within=settings.processor_batch_window_seconds
+            ):
+                batch = [
+                    Source(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                    )
+                    for e in events
+                ]
+                await processor.handle(kind, batch)
+
+        app.agent(source, name=f"apply-{spec.name}")(apply)
     return app

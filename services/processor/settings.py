@@ -24,4 +24,13 @@ class ProcessorSettings(CommonSettings):
         default_factory=lambda: repo_root() / ".crmsync" / "processor",
         description="Where faust keeps its per-app data directory (nothing durable is kept).",
     )
+    processor_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Most events applied in one Postgres transaction."
+    )
+    processor_batch_window_seconds: float = Field(
+        0.05,
+        gt=0,
+        # 50 ms: fills batches under load, adds at most 50 ms when traffic is sparse.
+        description="Longest wait to fill a batch before applying what there is.",
+    )
     processor_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")

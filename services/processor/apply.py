@@ -1,0 +1,387 @@
+"""Apply normalised changes to the canonical records: one Postgres transaction per batch.
+
+Per change, in order: drop it if this connection's event id was processed already; find
+the record through the connection's link, or on first contact match an existing record
+(customer by email, invoice by number, payment by reference) before creating one; merge
+only the fields this source changed since its last snapshot, settling conflicts by the
+connection's policy; bump the version and write one outbox row when anything changed.
+Nothing changed, nothing emitted: that is what ends echo loops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import asyncpg
+from pydantic import ValidationError
+
+from crmsync.common.db import Conn
+from schemas.changes import EntityType
+from schemas.records import ENTITY_MODELS, CanonicalRecord
+from services.processor.merge import FieldMeta, MergeResult, Policy, RecordState, Update, merge
+
+TABLES: dict[str, str] = {
+    "customer": "customers",
+    "job": "jobs",
+    "invoice": "invoices",
+    "payment": "payments",
+}
+# First-contact matching: the canonical field and the generated column it is indexed as.
+MATCH_ON: dict[str, tuple[str, str]] = {
+    "customer": ("email", "email_normalized"),
+    "invoice": ("number", "number"),
+    "payment": ("reference", "reference"),
+}
+
+
+class InvalidChangeError(Exception):
+    """The change cannot be applied as sent; it becomes a dead letter with this reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    NOOP = "no_op"
+    ECHO = "echo"
+    STALE = "stale"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class InboundChange:
+    tenant_id: uuid.UUID
+    connection_id: uuid.UUID
+    dedup_key: str  # the provider's event id: unique per connection
+    entity_type: EntityType
+    op: Literal["upsert", "delete"]
+    external_id: str
+    source_ts: datetime  # the source's own updated-at for this version
+    data: dict[str, Any]  # canonical fields, possibly partial
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: Outcome
+    entity_id: uuid.UUID | None = None
+    version: int | None = None
+    change_id: uuid.UUID | None = None
+
+
+def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the canonical model; keep only the fields that were sent."""
+    model = ENTITY_MODELS.get(entity_type)
+    if model is None:
+        raise InvalidChangeError("unknown_entity_type", entity_type)
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidChangeError("schema_violation", f"{where}: {first['msg']}") from None
+    values: dict[str, Any] = parsed.model_dump(mode="json", exclude_unset=True)
+    return values
+
+
+def state_hash(values: dict[str, Any]) -> str:
+    """Hash of a record's state as one system sees it: equal hash, nothing new."""
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def policy_from(settings: dict[str, Any], entity_type: str) -> Policy:
+    """The connection's conflict policy for an entity type (settings["conflict_policy"])."""
+    policies = settings.get("conflict_policy") or {}
+    chosen = policies.get(entity_type) or policies.get("default") or {}
+    return Policy(
+        kind=chosen.get("kind", "newest_wins"),
+        priority=tuple(str(c) for c in chosen.get("priority", ())),
+    )
+
+
+def _meta_from_json(raw: dict[str, Any]) -> dict[str, FieldMeta]:
+    return {
+        name: FieldMeta(datetime.fromisoformat(m["ts"]), m["source"]) for name, m in raw.items()
+    }
+
+
+def _meta_to_json(meta: dict[str, FieldMeta]) -> dict[str, Any]:
+    return {name: {"ts": m.ts.isoformat(), "source": m.source} for name, m in meta.items()}
+
+
+async def _already_processed(conn: Conn, change: InboundChange) -> bool:
+    inserted = await conn.fetchval(
+        """
+        INSERT INTO processed_events (connection_id, provider_event_id) VALUES ($1, $2)
+        ON CONFLICT DO NOTHING RETURNING true
+        """,
+        change.connection_id,
+        change.dedup_key,
+    )
+    return inserted is None
+
+
+async def _match(conn: Conn, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
+    """An existing record this connection's new record is the same thing as, if any."""
+    if change.entity_type not in MATCH_ON:
+        return None  # jobs match only through links
+    field, column = MATCH_ON[change.entity_type]
+    key = values.get(field)
+    if not key:
+        return None
+    key = str(key).strip().lower() if field == "email" else str(key)
+    table = TABLES[change.entity_type]
+    # Two connections may introduce the same customer at the same moment from different
+    # partitions: serialise first contact per match key so only one record is created.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        f"match:{change.tenant_id}:{change.entity_type}:{key}",
+    )
+    found: uuid.UUID | None = await conn.fetchval(
+        f"""
+        SELECT r.id FROM {table} r
+         WHERE r.tenant_id = $1 AND r.{column} = $2 AND r.deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM entity_links l
+                            WHERE l.connection_id = $3 AND l.entity_type = $4
+                              AND l.entity_id = r.id)
+         ORDER BY r.created_at LIMIT 1
+        """,  # noqa: S608 - table and column come from the fixed maps above
+        change.tenant_id,
+        key,
+        change.connection_id,
+        change.entity_type,
+    )
+    return found
+
+
+async def _emit(
+    conn: Conn,
+    change: InboundChange,
+    entity_id: uuid.UUID,
+    version: int,
+    state: dict[str, Any],
+    *,
+    deleted: bool,
+) -> uuid.UUID:
+    change_id = uuid.uuid4()
+    record = CanonicalRecord(
+        tenant_id=change.tenant_id,
+        entity_type=change.entity_type,
+        entity_id=entity_id,
+        version=version,
+        deleted=deleted,
+        origin_connection_id=change.connection_id,
+        change_id=change_id,
+        committed_at=datetime.now(UTC),
+        state=state,
+    )
+    await conn.execute(
+        """
+        INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
+                            origin_connection_id, payload)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        change_id,
+        change.tenant_id,
+        change.entity_type,
+        entity_id,
+        version,
+        change.connection_id,
+        record.model_dump(mode="json"),
+    )
+    return change_id
+
+
+async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> Applied:
+    """Apply one change inside the caller's transaction."""
+    values = canonical_values(change.entity_type, change.data) if change.op == "upsert" else {}
+    if await _already_processed(conn, change):
+        return Applied(Outcome.DUPLICATE)
+    table = TABLES[change.entity_type]
+    link = await conn.fetchrow(
+        """
+        SELECT id, entity_id, last_seen_snapshot, last_pushed_hash, remote_updated_at
+          FROM entity_links
+         WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
+           FOR UPDATE
+        """,
+        change.connection_id,
+        change.entity_type,
+        change.external_id,
+    )
+    newest_seen = link["remote_updated_at"] if link is not None else None
+    if newest_seen is not None and change.source_ts < newest_seen:
+        return Applied(Outcome.STALE, link["entity_id"])  # type: ignore[index]
+    if change.op == "delete":
+        return await _delete(conn, change, table, link)
+
+    incoming_hash = state_hash(values)
+
+    async def remember(entity_id: uuid.UUID) -> None:
+        await _save_link(
+            conn, change, entity_id=entity_id, link=link, values=values, incoming_hash=incoming_hash
+        )
+
+    if link is not None and link["last_pushed_hash"] == incoming_hash:
+        # The system reports back exactly what we pushed to it: an echo, not a change.
+        await remember(link["entity_id"])
+        return Applied(Outcome.ECHO, link["entity_id"])
+
+    entity_id = link["entity_id"] if link is not None else await _match(conn, change, values)
+    record = None
+    if entity_id is not None:
+        record = await conn.fetchrow(
+            f"SELECT data, field_meta, version, deleted_at FROM {table} WHERE id = $1 FOR UPDATE",  # noqa: S608
+            entity_id,
+        )
+        if record is not None and record["deleted_at"] is not None:
+            # A soft-deleted record stays deleted; later edits from a source are not revivals.
+            await remember(entity_id)
+            return Applied(Outcome.STALE, entity_id)
+
+    current = (
+        RecordState(record["data"], _meta_from_json(record["field_meta"]))
+        if record is not None
+        else RecordState({}, {})
+    )
+    last_seen = link["last_seen_snapshot"] if link is not None else None
+    result = merge(
+        current,
+        Update(str(change.connection_id), change.source_ts, values, last_seen),
+        policy,
+    )
+    applied = await _write(conn, change, table, entity_id=entity_id, record=record, result=result)
+    assert applied.entity_id is not None  # noqa: S101 - _write always names the record
+    for conflict in result.conflicts:
+        await conn.execute(
+            """
+            INSERT INTO conflicts (tenant_id, entity_type, entity_id, field, current_value,
+                                   incoming_value, incoming_connection_id, incoming_source_ts)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            """,
+            change.tenant_id,
+            change.entity_type,
+            applied.entity_id,
+            conflict.field,
+            conflict.current,
+            conflict.incoming,
+            change.connection_id,
+            conflict.incoming_ts,
+        )
+    await remember(applied.entity_id)
+    return applied
+
+
+async def _write(
+    conn: Conn,
+    change: InboundChange,
+    table: str,
+    *,
+    entity_id: uuid.UUID | None,
+    record: asyncpg.Record | None,
+    result: MergeResult,
+) -> Applied:
+    """Insert a new record, update a changed one, or only refresh field provenance."""
+    state = dict(result.state.values)
+    meta = _meta_to_json(dict(result.state.meta))
+    if record is None or entity_id is None:
+        new_id: uuid.UUID = await conn.fetchval(
+            f"INSERT INTO {table} (tenant_id, data, field_meta) VALUES ($1, $2, $3) RETURNING id",  # noqa: S608
+            change.tenant_id,
+            state,
+            meta,
+        )
+        change_id = await _emit(conn, change, new_id, 1, state, deleted=False)
+        return Applied(Outcome.APPLIED, new_id, 1, change_id)
+    if result.changed:
+        version = int(record["version"]) + 1
+        await conn.execute(
+            f"""
+            UPDATE {table} SET data = $2, field_meta = $3, version = $4, updated_at = now()
+             WHERE id = $1
+            """,  # noqa: S608
+            entity_id,
+            state,
+            meta,
+            version,
+        )
+        change_id = await _emit(conn, change, entity_id, version, state, deleted=False)
+        return Applied(Outcome.APPLIED, entity_id, version, change_id)
+    if meta != record["field_meta"]:
+        await conn.execute(
+            f"UPDATE {table} SET field_meta = $2 WHERE id = $1",  # noqa: S608
+            entity_id,
+            meta,
+        )
+    outcome = Outcome.CONFLICT if result.conflicts else Outcome.NOOP
+    return Applied(outcome, entity_id, int(record["version"]))
+
+
+async def _save_link(
+    conn: Conn,
+    change: InboundChange,
+    *,
+    entity_id: uuid.UUID,
+    link: asyncpg.Record | None,
+    values: dict[str, Any],
+    incoming_hash: str,
+) -> None:
+    snapshot = {**(link["last_seen_snapshot"] or {}), **values} if link is not None else values
+    await conn.execute(
+        """
+        INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
+                                  last_seen_hash, last_seen_snapshot, remote_updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (connection_id, entity_type, external_id) DO UPDATE
+           SET last_seen_hash = EXCLUDED.last_seen_hash,
+               last_seen_snapshot = EXCLUDED.last_seen_snapshot,
+               remote_updated_at = GREATEST(entity_links.remote_updated_at,
+                                            EXCLUDED.remote_updated_at),
+               updated_at = now()
+        """,
+        change.tenant_id,
+        change.connection_id,
+        change.entity_type,
+        entity_id,
+        change.external_id,
+        incoming_hash,
+        snapshot,
+        change.source_ts,
+    )
+
+
+async def _delete(
+    conn: Conn, change: InboundChange, table: str, link: asyncpg.Record | None
+) -> Applied:
+    if link is None:
+        return Applied(Outcome.NOOP)  # never seen: nothing of ours to delete
+    entity_id = link["entity_id"]
+    row = await conn.fetchrow(
+        f"""
+        UPDATE {table} SET deleted_at = now(), version = version + 1, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL
+        RETURNING version, data
+        """,  # noqa: S608
+        entity_id,
+    )
+    await conn.execute(
+        "UPDATE entity_links SET remote_updated_at = GREATEST(remote_updated_at, $2),"
+        " updated_at = now() WHERE id = $1",
+        link["id"],
+        change.source_ts,
+    )
+    if row is None:
+        return Applied(Outcome.NOOP, entity_id)
+    change_id = await _emit(conn, change, entity_id, row["version"], row["data"], deleted=True)
+    return Applied(Outcome.APPLIED, entity_id, row["version"], change_id)

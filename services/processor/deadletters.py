@@ -1,0 +1,70 @@
+"""Dead letters: bad input is parked with its reason and original bytes, never retried
+blindly and never allowed to stop a partition. The admin API lists and redrives them."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from crmsync.common.db import Conn
+from services.processor import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a record came from, exactly, so a redrive can put it back."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+async def dead_letter(
+    conn: Conn,
+    source: Source,
+    *,
+    stage: str,
+    reason: str,
+    detail: str,
+    tenant_id: uuid.UUID | None = None,
+    connection_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    dead_id: uuid.UUID = await conn.fetchval(
+        """
+        INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, topic,
+                                  kafka_partition, kafka_offset, record_key, payload)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
+        """,
+        stage,
+        reason,
+        detail[:2000],
+        tenant_id,
+        connection_id,
+        source.topic,
+        source.partition,
+        source.offset,
+        source.key,
+        source.value,
+    )
+    metrics.DEAD_LETTERS.labels(stage, reason).inc()
+    # Enough to find it in the admin API; never the payload itself.
+    log.warning(
+        "dead letter: %s",
+        reason,
+        extra={
+            "dead_letter_id": str(dead_id),
+            "stage": stage,
+            "detail": detail[:300],
+            "topic": source.topic,
+            "partition": source.partition,
+            "offset": source.offset,
+            "tenant": str(tenant_id) if tenant_id else None,
+            "connection": str(connection_id) if connection_id else None,
+        },
+    )
+    return dead_id

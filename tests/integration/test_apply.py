@@ -1,0 +1,260 @@
+"""The processor's apply step against the real PostgreSQL: invariants 2, 4, 5, 6, 7, 9."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from crmsync.common.connections import CreatedConnection, create_connection
+from crmsync.common.crypto import KeyRing, generate_master_key
+from schemas import topics
+from schemas.changes import ChangeEvent, InternalChange
+from services.processor.apply import Outcome
+from services.processor.deadletters import Source
+from services.processor.pipeline import Processor
+
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+TOPIC = topics.CHANGES_INTERNAL.name
+_offsets = itertools.count()
+KEYRING = KeyRing.parse(generate_master_key())
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+async def connect(pool: asyncpg.Pool, tenant: str, name: str, **settings: Any) -> CreatedConnection:
+    async with pool.acquire() as conn:
+        return await create_connection(
+            conn, KEYRING, tenant=tenant, provider="internal", name=name,
+            webhook_secret=None, settings=settings,
+        )  # fmt: skip
+
+
+def source(value: bytes) -> Source:
+    return Source(TOPIC, 0, next(_offsets), b"k", value)
+
+
+def change(
+    conn: CreatedConnection,
+    external_id: str,
+    data: dict[str, Any],
+    *,
+    ts: datetime,
+    event_id: str | None = None,
+    entity_type: str = "customer",
+    op: str = "upsert",
+) -> Source:
+    event = InternalChange(
+        tenant_id=conn.tenant_id,
+        connection_id=conn.id,
+        received_at=datetime.now(UTC),
+        change=ChangeEvent.model_validate(
+            {
+                "event_id": event_id or uuid.uuid4().hex,
+                "entity_type": entity_type,
+                "op": op,
+                "external_id": external_id,
+                "occurred_at": ts,
+                "data": data,
+            }
+        ),
+    )
+    return source(event.model_dump_json().encode())
+
+
+@pytest.fixture
+async def two(pool: asyncpg.Pool) -> tuple[CreatedConnection, CreatedConnection]:
+    return await connect(pool, "acme", "crm-a"), await connect(pool, "acme", "crm-b")
+
+
+async def customers(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT id, data, version, deleted_at FROM customers ORDER BY created_at"
+    )
+
+
+async def outbox_count(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM outbox"))
+
+
+async def test_new_record_is_created_with_an_outbox_row(pool: asyncpg.Pool, two: Any) -> None:
+    a, _ = two
+    (result,) = await Processor(pool).handle(
+        TOPIC, [change(a, "c1", {"name": "Acme", "email": "Ops@Acme.test"}, ts=at(0))]
+    )
+    assert result is not None
+    assert result.outcome == Outcome.APPLIED
+    (row,) = await customers(pool)
+    assert row["data"] == {"name": "Acme", "email": "ops@acme.test"}
+    assert row["version"] == 1
+    payload = await pool.fetchval("SELECT payload FROM outbox")
+    assert payload["entity_id"] == str(row["id"])
+    assert payload["origin_connection_id"] == str(a.id)
+    assert payload["state"]["email"] == "ops@acme.test"
+
+
+async def test_same_event_three_times_is_one_change_and_one_outbox_row(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, _ = two
+    delivery = change(a, "c1", {"name": "Acme"}, ts=at(0), event_id="evt-1")
+    outcomes = []
+    for _ in range(3):  # in one batch and across batches alike
+        outcomes += [r.outcome for r in await Processor(pool).handle(TOPIC, [delivery]) if r]
+    assert outcomes == [Outcome.APPLIED, Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert await outbox_count(pool) == 1
+    assert len(await customers(pool)) == 1
+
+
+async def test_older_update_arriving_after_a_newer_one_is_ignored(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, _ = two
+    await Processor(pool).handle(TOPIC, [change(a, "c1", {"phone": "new"}, ts=at(10))])
+    (late,) = await Processor(pool).handle(TOPIC, [change(a, "c1", {"phone": "old"}, ts=at(5))])
+    assert late is not None
+    assert late.outcome == Outcome.STALE
+    (row,) = await customers(pool)
+    assert row["data"]["phone"] == "new"
+    assert await outbox_count(pool) == 1
+
+
+async def test_first_contact_from_a_second_system_links_instead_of_duplicating(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, b = two
+    await Processor(pool).handle(TOPIC, [change(a, "a-1", {"email": "jo@x.test"}, ts=at(0))])
+    (linked,) = await Processor(pool).handle(
+        TOPIC, [change(b, "b-77", {"email": " JO@x.test ", "phone": "555"}, ts=at(1))]
+    )
+    rows = await customers(pool)
+    assert len(rows) == 1
+    assert linked is not None
+    assert linked.entity_id == rows[0]["id"]
+    assert rows[0]["data"] == {"email": "jo@x.test", "phone": "555"}
+    links = await pool.fetch("SELECT connection_id, external_id FROM entity_links")
+    assert {(r["connection_id"], r["external_id"]) for r in links} == {
+        (a.id, "a-1"),
+        (b.id, "b-77"),
+    }
+
+
+async def test_two_sources_editing_different_fields_both_keep_their_edits(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, b = two
+    p = Processor(pool)
+    base = {"email": "jo@x.test", "name": "Jo", "phone": "1"}
+    await p.handle(TOPIC, [change(a, "a-1", base, ts=at(0))])
+    await p.handle(TOPIC, [change(b, "b-1", base, ts=at(1))])
+    await p.handle(TOPIC, [change(a, "a-1", {**base, "name": "Joanna"}, ts=at(5))])
+    await p.handle(TOPIC, [change(b, "b-1", {**base, "phone": "2"}, ts=at(3))])
+    (row,) = await customers(pool)
+    assert row["data"] == {"email": "jo@x.test", "name": "Joanna", "phone": "2"}
+
+
+async def test_same_field_edited_by_both_follows_newest_wins(pool: asyncpg.Pool, two: Any) -> None:
+    a, b = two
+    p = Processor(pool)
+    base = {"email": "jo@x.test", "phone": "1"}
+    await p.handle(TOPIC, [change(a, "a-1", base, ts=at(0))])
+    await p.handle(TOPIC, [change(b, "b-1", base, ts=at(1))])
+    await p.handle(TOPIC, [change(b, "b-1", {**base, "phone": "from-b"}, ts=at(9))])
+    await p.handle(TOPIC, [change(a, "a-1", {**base, "phone": "from-a"}, ts=at(4))])
+    (row,) = await customers(pool)
+    assert row["data"]["phone"] == "from-b"
+
+
+async def test_manual_policy_parks_the_conflict(pool: asyncpg.Pool) -> None:
+    manual = {"conflict_policy": {"default": {"kind": "manual"}}}
+    a = await connect(pool, "acme", "crm-a", **manual)
+    b = await connect(pool, "acme", "crm-b", **manual)
+    p = Processor(pool)
+    await p.handle(TOPIC, [change(a, "a-1", {"email": "jo@x.test", "phone": "1"}, ts=at(0))])
+    await p.handle(TOPIC, [change(b, "b-1", {"email": "jo@x.test", "phone": "2"}, ts=at(1))])
+    (row,) = await customers(pool)
+    assert row["data"]["phone"] == "1"
+    conflict = await pool.fetchrow("SELECT field, current_value, incoming_value FROM conflicts")
+    assert conflict is not None
+    assert tuple(conflict) == ("phone", "1", "2")
+
+
+async def test_an_echo_of_the_current_state_emits_nothing(pool: asyncpg.Pool, two: Any) -> None:
+    a, b = two
+    p = Processor(pool)
+    state = {"email": "jo@x.test", "name": "Jo"}
+    await p.handle(TOPIC, [change(a, "a-1", state, ts=at(0))])
+    (echo,) = await p.handle(TOPIC, [change(b, "b-1", state, ts=at(1))])
+    assert echo is not None
+    assert echo.outcome == Outcome.NOOP
+    assert await outbox_count(pool) == 1
+
+
+async def test_delete_is_a_soft_delete_with_a_change(pool: asyncpg.Pool, two: Any) -> None:
+    a, _ = two
+    p = Processor(pool)
+    await p.handle(TOPIC, [change(a, "a-1", {"name": "Jo"}, ts=at(0))])
+    (deleted,) = await p.handle(TOPIC, [change(a, "a-1", {}, ts=at(1), op="delete")])
+    (row,) = await customers(pool)
+    assert deleted is not None
+    assert deleted.outcome == Outcome.APPLIED
+    assert row["deleted_at"] is not None
+    assert row["version"] == 2
+    assert await pool.fetchval("SELECT payload->>'deleted' FROM outbox WHERE version = 2") == "true"
+    # A delete for something never seen deletes nothing.
+    (nothing,) = await p.handle(TOPIC, [change(a, "never", {}, ts=at(2), op="delete")])
+    assert nothing is not None
+    assert nothing.outcome == Outcome.NOOP
+
+
+async def test_bad_input_is_dead_lettered_and_the_rest_of_the_batch_applies(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, _ = two
+    garbage = source(b"\x00not json at all")
+    bad_money = change(a, "i-1", {"total": 12.5}, ts=at(0), entity_type="invoice")
+    ghost = change(a, "c-9", {"name": "x"}, ts=at(0))
+    ghost = Source(
+        ghost.topic, ghost.partition, ghost.offset, ghost.key,
+        ghost.value.replace(str(a.id).encode(), str(uuid.uuid4()).encode()),
+    )  # fmt: skip
+    good = change(a, "c-1", {"name": "Acme"}, ts=at(0))
+    results = await Processor(pool).handle(TOPIC, [garbage, bad_money, ghost, good])
+    assert [r.outcome if r else None for r in results] == [None, None, None, Outcome.APPLIED]
+    letters = await pool.fetch(
+        "SELECT reason, payload, kafka_offset FROM dead_letters ORDER BY kafka_offset"
+    )
+    assert [r["reason"] for r in letters] == [
+        "unparseable",
+        "schema_violation",
+        "unknown_connection",
+    ]
+    assert letters[0]["payload"] == garbage.value  # the original bytes, for a redrive
+    assert len(await customers(pool)) == 1
+
+
+async def test_money_stays_exact_integer_minor_units(pool: asyncpg.Pool, two: Any) -> None:
+    a, _ = two
+    invoice = {
+        "number": "INV-1",
+        "currency": "AUD",
+        "status": "open",
+        "subtotal": 1999,
+        "tax": 200,
+        "total": 2199,
+        "amount_due": 2199,
+        "lines": [{"description": "Call-out", "quantity": "0.1", "unit_amount": 19990}],
+    }
+    await Processor(pool).handle(
+        TOPIC, [change(a, "i-1", invoice, ts=at(0), entity_type="invoice")]
+    )
+    data = await pool.fetchval("SELECT data FROM invoices")
+    assert data["total"] == 2199
+    assert isinstance(data["total"], int)
+    assert data["lines"][0]["quantity"] == "0.1"
