@@ -171,3 +171,17 @@ async def ingest(
     """The ingest app on this test's database and the suite's Kafka."""
     async for harness in running_ingest(database_url, kafka_bootstrap):
         yield harness
+
+
+@pytest.fixture
+async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """Topics of this test alone: the same names behind a unique prefix."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    admin = make_admin(kafka_bootstrap)
+    await admin.start()
+    try:
+        await ensure_topics(admin, [TopicConfig(prefix + t.name, 3) for t in topics.ALL])
+        yield prefix
+        await admin.delete_topics([prefix + t.name for t in topics.ALL])
+    finally:
+        await admin.close()

@@ -114,6 +114,10 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         datadir=str(settings.processor_data_dir / settings.processor_app_id),
         topic_replication_factor=settings.kafka_replication_factor,
         producer_acks=-1,
+        # A crashed worker's partitions move to the others after this long without a
+        # heartbeat: 10 s (Kafka's default is 45 s) keeps a SIGKILL from stalling them.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         autodiscover=False,
         web_host=settings.processor_host,
         web_port=settings.processor_port,

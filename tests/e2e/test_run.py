@@ -21,8 +21,11 @@ SERVICES = ("ingest", "processor", "outbound", "admin")
 
 
 @pytest.fixture
-def run_env(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
+def run_env(
+    database_url: str, kafka_bootstrap: str, tmp_path: Path, topic_prefix: str
+) -> dict[str, str]:
     env = {
+        "CRMSYNC_KAFKA_TOPIC_PREFIX": topic_prefix,
         "CRMSYNC_PROCESSOR_DATA_DIR": str(tmp_path / "processor"),
         **os.environ,
         "CRMSYNC_DATABASE_URL": database_url,

@@ -1,0 +1,176 @@
+"""The processor worker end to end on the real Kafka and PostgreSQL: changes in, records
+and records.changed out; bad input parked; SIGKILL mid-stream loses and repeats nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from crmsync.common.kafka import (
+    make_consumer,
+    make_producer,
+)
+from schemas import topics
+from schemas.changes import ChangeEvent, InternalChange
+from tests.conftest import free_port
+from tests.e2e.helpers import stop, wait_until_ready
+from tests.integration.test_apply import connect
+
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+def start_worker(
+    database_url: str, kafka_bootstrap: str, prefix: str, tmp_path: Path, port: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CRMSYNC_DATABASE_URL": database_url,
+        "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CRMSYNC_KAFKA_TOPIC_PREFIX": prefix,
+        "CRMSYNC_PROCESSOR_APP_ID": f"crmsync-{prefix}processor",
+        "CRMSYNC_PROCESSOR_PORT": str(port),
+        "CRMSYNC_PROCESSOR_DATA_DIR": str(tmp_path / "processor"),
+        "CRMSYNC_PROCESSOR_BATCH_SIZE": "50",
+        "CRMSYNC_LOG_FORMAT": "json",
+        "CRMSYNC_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "services.processor"], env=env)
+
+
+def change_bytes(conn: Any, n: int, *, external_id: str | None = None) -> tuple[bytes, bytes]:
+    event = InternalChange(
+        tenant_id=conn.tenant_id,
+        connection_id=conn.id,
+        received_at=datetime.now(UTC),
+        change=ChangeEvent(
+            event_id=f"evt-{n}",
+            entity_type="customer",
+            op="upsert",
+            external_id=external_id or f"c-{n}",
+            occurred_at=T0 + timedelta(seconds=n),
+            data={"name": f"Customer {n}", "email": f"c{n}@example.test"},
+        ),
+    )
+    key = f"{conn.tenant_id}:customer:{external_id or f'c-{n}'}".encode()
+    return key, event.model_dump_json().encode()
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def wait_for(pool: asyncpg.Pool, sql: str, want: int, seconds: float = 60) -> int:
+    got = -1
+    for _ in range(int(seconds / 0.25)):
+        got = int(await pool.fetchval(sql))
+        if got >= want:
+            return got
+        await asyncio.sleep(0.25)
+    return got
+
+
+async def read_changed(bootstrap: str, topic: str, want: int) -> list[dict[str, Any]]:
+    consumer = make_consumer(bootstrap, topic, group_id=f"{topic}.reader")
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        for _ in range(40):
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [json.loads(r.value) for rs in batch.values() for r in rs]
+            if len(found) >= want:
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_changes_become_records_and_are_published(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic_prefix: str, tmp_path: Path
+) -> None:
+    prefix = topic_prefix
+    conn = await connect(pool, "acme", "internal")
+    port = free_port()
+    source = prefix + topics.CHANGES_INTERNAL.name
+    await produce(
+        kafka_bootstrap,
+        source,
+        [change_bytes(conn, 1), (b"junk", b"\xff garbage"), change_bytes(conn, 2)],
+    )
+    proc = await asyncio.to_thread(
+        start_worker, database_url, kafka_bootstrap, prefix, tmp_path, port
+    )
+    try:
+        await asyncio.to_thread(wait_until_ready, f"http://127.0.0.1:{port}/readyz", proc)
+        assert await wait_for(pool, "SELECT count(*) FROM customers", 2) == 2
+        assert await wait_for(pool, "SELECT count(*) FROM dead_letters", 1) == 1
+        published = await wait_for(
+            pool, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL", 2
+        )
+        assert published == 2
+    finally:
+        assert await asyncio.to_thread(stop, proc) == 0
+    changed = await read_changed(kafka_bootstrap, prefix + topics.RECORDS_CHANGED.name, 2)
+    assert sorted(c["state"]["name"] for c in changed) == ["Customer 1", "Customer 2"]
+    assert {c["version"] for c in changed} == {1}
+
+
+@pytest.mark.stack
+async def test_sigkill_mid_stream_applies_every_event_exactly_once(
+    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic_prefix: str, tmp_path: Path
+) -> None:
+    prefix = topic_prefix
+    conn = await connect(pool, "acme", "internal")
+    port = free_port()
+    total = 3000
+    await produce(
+        kafka_bootstrap,
+        prefix + topics.CHANGES_INTERNAL.name,
+        [change_bytes(conn, n) for n in range(total)],
+    )
+    proc = await asyncio.to_thread(
+        start_worker, database_url, kafka_bootstrap, prefix, tmp_path, port
+    )
+    # Kill it hard once part of the stream is applied: mid-batch, offsets uncommitted.
+    applied = await wait_for(pool, "SELECT count(*) FROM customers", 300)
+    assert applied >= 300
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert int(await pool.fetchval("SELECT count(*) FROM customers")) < total, "too late to kill"
+
+    again = await asyncio.to_thread(
+        start_worker, database_url, kafka_bootstrap, prefix, tmp_path, port
+    )
+    try:
+        assert await wait_for(pool, "SELECT count(*) FROM customers", total, 120) == total
+        assert (
+            await wait_for(
+                pool, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL", total, 60
+            )
+            == total
+        )
+    finally:
+        assert await asyncio.to_thread(stop, again) == 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == total  # one change each
+    assert await pool.fetchval("SELECT count(*) FROM processed_events") == total
+    changed = await read_changed(kafka_bootstrap, prefix + topics.RECORDS_CHANGED.name, total)
+    # Every committed change is published; a republish after the kill is allowed, a gap not.
+    assert {c["change_id"] for c in changed} == {
+        str(r["change_id"]) for r in await pool.fetch("SELECT change_id FROM outbox")
+    }
