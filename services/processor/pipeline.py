@@ -114,6 +114,7 @@ class Processor:
             settings = {r["id"]: r["settings"] for r in rows}
             for item in parsed:
                 results.append(await self._one(conn, item, settings))
+            await self._log(conn, parsed, results, settings)
             if any(r is not None and r.change_id is not None for r in results):
                 await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
         metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
@@ -126,6 +127,44 @@ class Processor:
                 seconds = (now - item.change.received_at).total_seconds()
                 metrics.RECEIVED_TO_COMMITTED_SECONDS.observe(max(seconds, 0.0))
         return results
+
+    @staticmethod
+    async def _log(
+        conn: Conn,
+        parsed: Sequence[Parsed],
+        results: Sequence[Applied | None],
+        settings: dict[uuid.UUID, dict[str, object]],
+    ) -> None:
+        """One sync_log row per change of a known connection, in one statement per batch."""
+        now = datetime.now(UTC)
+        rows = [
+            (
+                p.change.tenant_id,
+                p.change.connection_id,
+                p.change.entity_type,
+                r.entity_id if r else None,
+                p.change.external_id,
+                r.outcome.value if r else "dead_lettered",
+                int((now - p.change.received_at).total_seconds() * 1000)
+                if p.change.received_at
+                else None,
+            )
+            for p, r in zip(parsed, results, strict=True)
+            if p.change is not None and p.change.connection_id in settings
+        ]
+        if not rows:
+            return
+        columns = list(zip(*rows, strict=True))
+        await conn.execute(
+            """
+            INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                                  external_id, outcome, latency_ms)
+            SELECT t, c, 'in', e, i, x, o, l
+              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[],
+                          $6::text[], $7::int[]) AS u(t, c, e, i, x, o, l)
+            """,
+            *[list(col) for col in columns],
+        )
 
     async def _one(
         self, conn: Conn, item: Parsed, settings: dict[uuid.UUID, dict[str, object]]

@@ -258,3 +258,20 @@ async def test_money_stays_exact_integer_minor_units(pool: asyncpg.Pool, two: An
     assert data["total"] == 2199
     assert isinstance(data["total"], int)
     assert data["lines"][0]["quantity"] == "0.1"
+
+
+async def test_every_change_of_a_known_connection_is_in_the_sync_log(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, _ = two
+    first = change(a, "c-1", {"name": "Acme"}, ts=at(0), event_id="e1")
+    bad = change(a, "i-1", {"total": 1.5}, ts=at(0), entity_type="invoice")
+    await Processor(pool).handle(TOPIC, [first, first, bad])
+    rows = await pool.fetch(
+        "SELECT direction, entity_type, external_id, outcome FROM sync_log ORDER BY id"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("in", "customer", "c-1", "applied"),
+        ("in", "customer", "c-1", "duplicate"),
+        ("in", "invoice", "i-1", "dead_lettered"),
+    ]
