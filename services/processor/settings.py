@@ -11,7 +11,7 @@ class ProcessorSettings(CommonSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     processor_host: str = Field("127.0.0.1", description="Listen address (health, metrics).")
-    processor_port: int = Field(8082, ge=1, le=65535, description="Listen port.")
+    processor_port: int = Field(9101, ge=1, le=65535, description="Listen port.")
     processor_app_id: str = Field(
         "crmsync-processor",
         min_length=1,
