@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
@@ -28,8 +29,10 @@ from services.processor.apply import (
     InboundChange,
     InvalidChangeError,
     apply_change,
+    canonical_values,
     policy_from,
 )
+from services.processor.batch import apply_batch
 from services.processor.deadletters import Source, dead_letter
 
 log = logging.getLogger(__name__)
@@ -84,8 +87,10 @@ def parse_internal(source: Source) -> Parsed:
 
 
 class Processor:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, set_based: bool = True) -> None:
         self.pool = pool
+        # False applies change by change: the reference the set-based path is tested against.
+        self.set_based = set_based
 
     async def handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         """Apply a batch from one pipeline topic (its unprefixed name, as in
@@ -105,18 +110,16 @@ class Processor:
 
     async def _apply(self, topic: str, parsed: Sequence[Parsed]) -> list[Applied | None]:
         started = time.perf_counter()
-        results: list[Applied | None] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            connection_ids = list({p.change.connection_id for p in parsed if p.change})
-            rows = await conn.fetch(
-                "SELECT id, settings FROM connections WHERE id = ANY($1::uuid[])", connection_ids
-            )
-            settings = {r["id"]: r["settings"] for r in rows}
-            for item in parsed:
-                results.append(await self._one(conn, item, settings))
-            await self._log(conn, parsed, results, settings)
-            if any(r is not None and r.change_id is not None for r in results):
-                await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+        if not self.set_based:
+            results = await self._apply_each(parsed)
+        else:
+            try:
+                results = await self._apply_batch(parsed)
+            except REJECTED as exc:
+                # Something Python's checks did not foresee: replay change by change, so
+                # only the culprit becomes a dead letter.
+                log.warning("batch rejected by postgres, replaying change by change: %s", exc)
+                results = await self._apply_each(parsed)
         metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(parsed))
         now = datetime.now(UTC)
@@ -128,12 +131,99 @@ class Processor:
                 metrics.RECEIVED_TO_COMMITTED_SECONDS.observe(max(seconds, 0.0))
         return results
 
+    async def _apply_batch(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
+        """The fast path: dead letters first, then every valid change set-based."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            settings = await self._settings(conn, parsed)
+            valid: list[tuple[int, InboundChange, dict[str, Any]]] = []
+            results: list[Applied | None] = [None] * len(parsed)
+            for i, item in enumerate(parsed):
+                problem = self._problem(item, settings)
+                if problem is None:
+                    assert item.change is not None  # noqa: S101 - _problem checked it
+                    try:
+                        values = (
+                            canonical_values(item.change.entity_type, item.change.data)
+                            if item.change.op == "upsert"
+                            else {}
+                        )
+                    except InvalidChangeError as exc:
+                        problem = (exc.reason, exc.detail)
+                    else:
+                        valid.append((i, item.change, values))
+                        continue
+                await self._dead_letter(conn, item, settings, *problem)
+            applied = await apply_batch(
+                conn,
+                [c for _, c, _ in valid],
+                [v for _, _, v in valid],
+                lambda c: policy_from(settings[c.connection_id], c.entity_type),
+            )
+            for (i, _, _), result in zip(valid, applied, strict=True):
+                results[i] = result
+            await self._finish(conn, parsed, results, settings)
+        return results
+
+    async def _apply_each(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
+        """The slow path: change by change, each in a savepoint."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            settings = await self._settings(conn, parsed)
+            results = [await self._one(conn, item, settings) for item in parsed]
+            await self._finish(conn, parsed, results, settings)
+        return results
+
+    @staticmethod
+    async def _settings(conn: Conn, parsed: Sequence[Parsed]) -> dict[uuid.UUID, dict[str, Any]]:
+        ids = list({p.change.connection_id for p in parsed if p.change})
+        rows = await conn.fetch(
+            "SELECT id, settings FROM connections WHERE id = ANY($1::uuid[])", ids
+        )
+        return {r["id"]: r["settings"] for r in rows}
+
+    @staticmethod
+    def _problem(item: Parsed, settings: dict[uuid.UUID, dict[str, Any]]) -> tuple[str, str] | None:
+        if item.change is None:
+            return item.reason, item.detail
+        if item.change.connection_id not in settings:
+            return "unknown_connection", f"connection {item.change.connection_id} not found"
+        return None
+
+    @staticmethod
+    async def _dead_letter(
+        conn: Conn,
+        item: Parsed,
+        settings: dict[uuid.UUID, dict[str, Any]],
+        reason: str,
+        detail: str,
+    ) -> None:
+        known = item.change is not None and item.change.connection_id in settings
+        await dead_letter(
+            conn,
+            item.source,
+            stage="processor",
+            reason=reason,
+            detail=detail,
+            tenant_id=item.change.tenant_id if known and item.change else None,
+            connection_id=item.change.connection_id if known and item.change else None,
+        )
+
+    async def _finish(
+        self,
+        conn: Conn,
+        parsed: Sequence[Parsed],
+        results: Sequence[Applied | None],
+        settings: dict[uuid.UUID, dict[str, Any]],
+    ) -> None:
+        await self._log(conn, parsed, results, settings)
+        if any(r is not None and r.change_id is not None for r in results):
+            await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+
     @staticmethod
     async def _log(
         conn: Conn,
         parsed: Sequence[Parsed],
         results: Sequence[Applied | None],
-        settings: dict[uuid.UUID, dict[str, object]],
+        settings: dict[uuid.UUID, dict[str, Any]],
     ) -> None:
         """One sync_log row per change of a known connection, in one statement per batch."""
         now = datetime.now(UTC)
@@ -167,32 +257,19 @@ class Processor:
         )
 
     async def _one(
-        self, conn: Conn, item: Parsed, settings: dict[uuid.UUID, dict[str, object]]
+        self, conn: Conn, item: Parsed, settings: dict[uuid.UUID, dict[str, Any]]
     ) -> Applied | None:
-        change = item.change
-        if change is None:
-            await dead_letter(
-                conn, item.source, stage="processor", reason=item.reason, detail=item.detail
-            )
-            return None
-        if change.connection_id not in settings:
-            reason, detail = "unknown_connection", f"connection {change.connection_id} not found"
-        else:
+        problem = self._problem(item, settings)
+        if problem is None:
+            change = item.change
+            assert change is not None  # noqa: S101 - _problem checked it
             policy = policy_from(settings[change.connection_id], change.entity_type)
             try:
                 async with conn.transaction():  # a savepoint: a rejected change undoes alone
                     return await apply_change(conn, change, policy)
             except InvalidChangeError as exc:
-                reason, detail = exc.reason, exc.detail
+                problem = (exc.reason, exc.detail)
             except REJECTED as exc:
-                reason, detail = "rejected_by_database", f"{type(exc).__name__}: {exc}"
-        await dead_letter(
-            conn,
-            item.source,
-            stage="processor",
-            reason=reason,
-            detail=detail,
-            tenant_id=change.tenant_id if change.connection_id in settings else None,
-            connection_id=change.connection_id if change.connection_id in settings else None,
-        )
+                problem = ("rejected_by_database", f"{type(exc).__name__}: {exc}")
+        await self._dead_letter(conn, item, settings, *problem)
         return None

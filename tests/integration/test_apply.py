@@ -68,6 +68,12 @@ def change(
     return source(event.model_dump_json().encode())
 
 
+@pytest.fixture(params=["set_based", "one_by_one"])
+def processor(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> Processor:
+    """Both apply paths, so the fast one is held to the reference's outcomes."""
+    return Processor(pool, set_based=request.param == "set_based")
+
+
 @pytest.fixture
 async def two(pool: asyncpg.Pool) -> tuple[CreatedConnection, CreatedConnection]:
     return await connect(pool, "acme", "crm-a"), await connect(pool, "acme", "crm-b")
@@ -83,9 +89,11 @@ async def outbox_count(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM outbox"))
 
 
-async def test_new_record_is_created_with_an_outbox_row(pool: asyncpg.Pool, two: Any) -> None:
+async def test_new_record_is_created_with_an_outbox_row(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
     a, _ = two
-    (result,) = await Processor(pool).handle(
+    (result,) = await processor.handle(
         TOPIC, [change(a, "c1", {"name": "Acme", "email": "Ops@Acme.test"}, ts=at(0))]
     )
     assert result is not None
@@ -100,24 +108,24 @@ async def test_new_record_is_created_with_an_outbox_row(pool: asyncpg.Pool, two:
 
 
 async def test_same_event_three_times_is_one_change_and_one_outbox_row(
-    pool: asyncpg.Pool, two: Any
+    pool: asyncpg.Pool, two: Any, processor: Processor
 ) -> None:
     a, _ = two
     delivery = change(a, "c1", {"name": "Acme"}, ts=at(0), event_id="evt-1")
     outcomes = []
     for _ in range(3):  # in one batch and across batches alike
-        outcomes += [r.outcome for r in await Processor(pool).handle(TOPIC, [delivery]) if r]
+        outcomes += [r.outcome for r in await processor.handle(TOPIC, [delivery]) if r]
     assert outcomes == [Outcome.APPLIED, Outcome.DUPLICATE, Outcome.DUPLICATE]
     assert await outbox_count(pool) == 1
     assert len(await customers(pool)) == 1
 
 
 async def test_older_update_arriving_after_a_newer_one_is_ignored(
-    pool: asyncpg.Pool, two: Any
+    pool: asyncpg.Pool, two: Any, processor: Processor
 ) -> None:
     a, _ = two
-    await Processor(pool).handle(TOPIC, [change(a, "c1", {"phone": "new"}, ts=at(10))])
-    (late,) = await Processor(pool).handle(TOPIC, [change(a, "c1", {"phone": "old"}, ts=at(5))])
+    await processor.handle(TOPIC, [change(a, "c1", {"phone": "new"}, ts=at(10))])
+    (late,) = await processor.handle(TOPIC, [change(a, "c1", {"phone": "old"}, ts=at(5))])
     assert late is not None
     assert late.outcome == Outcome.STALE
     (row,) = await customers(pool)
@@ -126,11 +134,11 @@ async def test_older_update_arriving_after_a_newer_one_is_ignored(
 
 
 async def test_first_contact_from_a_second_system_links_instead_of_duplicating(
-    pool: asyncpg.Pool, two: Any
+    pool: asyncpg.Pool, two: Any, processor: Processor
 ) -> None:
     a, b = two
-    await Processor(pool).handle(TOPIC, [change(a, "a-1", {"email": "jo@x.test"}, ts=at(0))])
-    (linked,) = await Processor(pool).handle(
+    await processor.handle(TOPIC, [change(a, "a-1", {"email": "jo@x.test"}, ts=at(0))])
+    (linked,) = await processor.handle(
         TOPIC, [change(b, "b-77", {"email": " JO@x.test ", "phone": "555"}, ts=at(1))]
     )
     rows = await customers(pool)
@@ -146,10 +154,10 @@ async def test_first_contact_from_a_second_system_links_instead_of_duplicating(
 
 
 async def test_two_sources_editing_different_fields_both_keep_their_edits(
-    pool: asyncpg.Pool, two: Any
+    pool: asyncpg.Pool, two: Any, processor: Processor
 ) -> None:
     a, b = two
-    p = Processor(pool)
+    p = processor
     base = {"email": "jo@x.test", "name": "Jo", "phone": "1"}
     await p.handle(TOPIC, [change(a, "a-1", base, ts=at(0))])
     await p.handle(TOPIC, [change(b, "b-1", base, ts=at(1))])
@@ -159,9 +167,11 @@ async def test_two_sources_editing_different_fields_both_keep_their_edits(
     assert row["data"] == {"email": "jo@x.test", "name": "Joanna", "phone": "2"}
 
 
-async def test_same_field_edited_by_both_follows_newest_wins(pool: asyncpg.Pool, two: Any) -> None:
+async def test_same_field_edited_by_both_follows_newest_wins(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
     a, b = two
-    p = Processor(pool)
+    p = processor
     base = {"email": "jo@x.test", "phone": "1"}
     await p.handle(TOPIC, [change(a, "a-1", base, ts=at(0))])
     await p.handle(TOPIC, [change(b, "b-1", base, ts=at(1))])
@@ -171,11 +181,11 @@ async def test_same_field_edited_by_both_follows_newest_wins(pool: asyncpg.Pool,
     assert row["data"]["phone"] == "from-b"
 
 
-async def test_manual_policy_parks_the_conflict(pool: asyncpg.Pool) -> None:
+async def test_manual_policy_parks_the_conflict(pool: asyncpg.Pool, processor: Processor) -> None:
     manual = {"conflict_policy": {"default": {"kind": "manual"}}}
     a = await connect(pool, "acme", "crm-a", **manual)
     b = await connect(pool, "acme", "crm-b", **manual)
-    p = Processor(pool)
+    p = processor
     await p.handle(TOPIC, [change(a, "a-1", {"email": "jo@x.test", "phone": "1"}, ts=at(0))])
     await p.handle(TOPIC, [change(b, "b-1", {"email": "jo@x.test", "phone": "2"}, ts=at(1))])
     (row,) = await customers(pool)
@@ -185,9 +195,11 @@ async def test_manual_policy_parks_the_conflict(pool: asyncpg.Pool) -> None:
     assert tuple(conflict) == ("phone", "1", "2")
 
 
-async def test_an_echo_of_the_current_state_emits_nothing(pool: asyncpg.Pool, two: Any) -> None:
+async def test_an_echo_of_the_current_state_emits_nothing(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
     a, b = two
-    p = Processor(pool)
+    p = processor
     state = {"email": "jo@x.test", "name": "Jo"}
     await p.handle(TOPIC, [change(a, "a-1", state, ts=at(0))])
     (echo,) = await p.handle(TOPIC, [change(b, "b-1", state, ts=at(1))])
@@ -196,9 +208,11 @@ async def test_an_echo_of_the_current_state_emits_nothing(pool: asyncpg.Pool, tw
     assert await outbox_count(pool) == 1
 
 
-async def test_delete_is_a_soft_delete_with_a_change(pool: asyncpg.Pool, two: Any) -> None:
+async def test_delete_is_a_soft_delete_with_a_change(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
     a, _ = two
-    p = Processor(pool)
+    p = processor
     await p.handle(TOPIC, [change(a, "a-1", {"name": "Jo"}, ts=at(0))])
     (deleted,) = await p.handle(TOPIC, [change(a, "a-1", {}, ts=at(1), op="delete")])
     (row,) = await customers(pool)
@@ -214,7 +228,7 @@ async def test_delete_is_a_soft_delete_with_a_change(pool: asyncpg.Pool, two: An
 
 
 async def test_bad_input_is_dead_lettered_and_the_rest_of_the_batch_applies(
-    pool: asyncpg.Pool, two: Any
+    pool: asyncpg.Pool, two: Any, processor: Processor
 ) -> None:
     a, _ = two
     garbage = source(b"\x00not json at all")
@@ -225,7 +239,7 @@ async def test_bad_input_is_dead_lettered_and_the_rest_of_the_batch_applies(
         ghost.value.replace(str(a.id).encode(), str(uuid.uuid4()).encode()),
     )  # fmt: skip
     good = change(a, "c-1", {"name": "Acme"}, ts=at(0))
-    results = await Processor(pool).handle(TOPIC, [garbage, bad_money, ghost, good])
+    results = await processor.handle(TOPIC, [garbage, bad_money, ghost, good])
     assert [r.outcome if r else None for r in results] == [None, None, None, Outcome.APPLIED]
     letters = await pool.fetch(
         "SELECT reason, payload, kafka_offset FROM dead_letters ORDER BY kafka_offset"
@@ -239,7 +253,9 @@ async def test_bad_input_is_dead_lettered_and_the_rest_of_the_batch_applies(
     assert len(await customers(pool)) == 1
 
 
-async def test_money_stays_exact_integer_minor_units(pool: asyncpg.Pool, two: Any) -> None:
+async def test_money_stays_exact_integer_minor_units(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
     a, _ = two
     invoice = {
         "number": "INV-1",
@@ -251,9 +267,7 @@ async def test_money_stays_exact_integer_minor_units(pool: asyncpg.Pool, two: An
         "amount_due": 2199,
         "lines": [{"description": "Call-out", "quantity": "0.1", "unit_amount": 19990}],
     }
-    await Processor(pool).handle(
-        TOPIC, [change(a, "i-1", invoice, ts=at(0), entity_type="invoice")]
-    )
+    await processor.handle(TOPIC, [change(a, "i-1", invoice, ts=at(0), entity_type="invoice")])
     data = await pool.fetchval("SELECT data FROM invoices")
     assert data["total"] == 2199
     assert isinstance(data["total"], int)
@@ -261,12 +275,12 @@ async def test_money_stays_exact_integer_minor_units(pool: asyncpg.Pool, two: An
 
 
 async def test_every_change_of_a_known_connection_is_in_the_sync_log(
-    pool: asyncpg.Pool, two: Any
+    pool: asyncpg.Pool, two: Any, processor: Processor
 ) -> None:
     a, _ = two
     first = change(a, "c-1", {"name": "Acme"}, ts=at(0), event_id="e1")
     bad = change(a, "i-1", {"total": 1.5}, ts=at(0), entity_type="invoice")
-    await Processor(pool).handle(TOPIC, [first, first, bad])
+    await processor.handle(TOPIC, [first, first, bad])
     rows = await pool.fetch(
         "SELECT direction, entity_type, external_id, outcome FROM sync_log ORDER BY id"
     )
@@ -275,3 +289,17 @@ async def test_every_change_of_a_known_connection_is_in_the_sync_log(
         ("in", "customer", "c-1", "duplicate"),
         ("in", "invoice", "i-1", "dead_lettered"),
     ]
+
+
+async def test_a_batch_postgres_rejects_is_replayed_change_by_change(
+    pool: asyncpg.Pool, two: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = two
+
+    async def rejects(*_args: object, **_kwargs: object) -> None:
+        raise asyncpg.DataError("as if a constraint Python did not foresee failed")
+
+    monkeypatch.setattr("services.processor.pipeline.apply_batch", rejects)
+    results = await Processor(pool).handle(TOPIC, [change(a, "c-1", {"name": "Acme"}, ts=at(0))])
+    assert [r.outcome for r in results if r] == [Outcome.APPLIED]
+    assert await outbox_count(pool) == 1

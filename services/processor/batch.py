@@ -1,0 +1,479 @@
+"""The set-based fast path of the apply step: a whole batch in a handful of statements.
+
+Applying change by change costs about nine round trips to Postgres per event (measured:
+~450 events/s). Here the batch's dedup rows, links, match candidates and records are read
+with one statement each, the changes are applied in order in memory with the same rules
+as :func:`services.processor.apply.apply_change`, and the results are written back with
+one statement per table. Same outcomes, same rows: the integration tests run against
+both paths. If Postgres rejects the batch (a constraint the checks in Python did not
+foresee), the caller rolls back and replays it change by change, so only the culprit
+becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from crmsync.common.db import Conn
+from schemas.records import CanonicalRecord
+from services.processor.apply import (
+    MATCH_ON,
+    TABLES,
+    Applied,
+    InboundChange,
+    Outcome,
+    _meta_from_json,
+    _meta_to_json,
+    state_hash,
+)
+from services.processor.merge import Conflict, FieldMeta, Policy, RecordState, Update, merge
+
+LinkKey = tuple[uuid.UUID, str, str]  # connection, entity type, external id
+
+
+@dataclass
+class _Link:
+    entity_id: uuid.UUID
+    snapshot: dict[str, Any] | None
+    last_pushed_hash: str | None
+    remote_updated_at: datetime | None
+    seen_hash: str | None = None
+    exists: bool = True
+    dirty: bool = False
+
+
+@dataclass
+class _Record:
+    entity_type: str
+    tenant_id: uuid.UUID
+    values: dict[str, Any]
+    meta: dict[str, FieldMeta]
+    version: int
+    deleted: bool
+    is_new: bool = False
+    dirty: bool = False
+
+
+@dataclass
+class _Writes:
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)
+    conflicts: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _match_key(entity_type: str, values: dict[str, Any]) -> str | None:
+    if entity_type not in MATCH_ON:
+        return None
+    raw = values.get(MATCH_ON[entity_type][0])
+    if not raw:
+        return None
+    return str(raw).strip().lower() if entity_type == "customer" else str(raw)
+
+
+class _Batch:
+    def __init__(self, conn: Conn, policy_of: Callable[[InboundChange], Policy]) -> None:
+        self.conn = conn
+        self.policy_of = policy_of
+        self.links: dict[LinkKey, _Link] = {}
+        self.records: dict[uuid.UUID, _Record] = {}
+        # (tenant, type, match key) -> candidate record ids, oldest first.
+        self.candidates: dict[tuple[uuid.UUID, str, str], list[uuid.UUID]] = {}
+        # (connection, type, entity id) pairs already linked: a match must not reuse them.
+        self.linked: set[tuple[uuid.UUID, str, uuid.UUID]] = set()
+        self.writes = _Writes()
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def fresh(self, changes: Sequence[InboundChange]) -> list[bool]:
+        """True for each change whose (connection, event id) was not processed before."""
+        first: dict[tuple[uuid.UUID, str], int] = {}
+        for i, c in enumerate(changes):
+            first.setdefault((c.connection_id, c.dedup_key), i)
+        keys = list(first)
+        rows = await self.conn.fetch(
+            """
+            INSERT INTO processed_events (connection_id, provider_event_id)
+            SELECT * FROM unnest($1::uuid[], $2::text[])
+            ON CONFLICT DO NOTHING RETURNING connection_id, provider_event_id
+            """,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        inserted = {(r["connection_id"], r["provider_event_id"]) for r in rows}
+        return [
+            first[(c.connection_id, c.dedup_key)] == i
+            and (c.connection_id, c.dedup_key) in inserted
+            for i, c in enumerate(changes)
+        ]
+
+    async def load(
+        self, changes: Sequence[InboundChange], values: Sequence[dict[str, Any]]
+    ) -> None:
+        keys = list({(c.connection_id, c.entity_type, c.external_id) for c in changes})
+        for r in await self.conn.fetch(
+            """
+            SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id,
+                   l.last_seen_snapshot, l.last_pushed_hash, l.remote_updated_at
+              FROM entity_links l
+              JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(c, t, x)
+                ON l.connection_id = k.c AND l.entity_type = k.t AND l.external_id = k.x
+               FOR UPDATE OF l
+            """,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+        ):
+            key = (r["connection_id"], r["entity_type"], r["external_id"])
+            self.links[key] = _Link(
+                r["entity_id"],
+                r["last_seen_snapshot"],
+                r["last_pushed_hash"],
+                r["remote_updated_at"],
+            )
+            self.linked.add((r["connection_id"], r["entity_type"], r["entity_id"]))
+
+        wanted: dict[str, set[uuid.UUID]] = {t: set() for t in TABLES}
+        for link_key, link in self.links.items():
+            wanted[link_key[1]].add(link.entity_id)
+        await self._load_candidates(changes, values, wanted)
+        for entity_type, ids in wanted.items():
+            if not ids:
+                continue
+            rows = await self.conn.fetch(
+                f"""
+                SELECT id, tenant_id, data, field_meta, version, deleted_at
+                  FROM {TABLES[entity_type]}
+                 WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+                """,  # noqa: S608 - the table name comes from TABLES
+                list(ids),
+            )
+            for r in rows:
+                self.records[r["id"]] = _Record(
+                    entity_type,
+                    r["tenant_id"],
+                    dict(r["data"]),
+                    _meta_from_json(r["field_meta"]),
+                    r["version"],
+                    r["deleted_at"] is not None,
+                )
+
+    async def _load_candidates(
+        self,
+        changes: Sequence[InboundChange],
+        values: Sequence[dict[str, Any]],
+        wanted: dict[str, set[uuid.UUID]],
+    ) -> None:
+        """Existing records unlinked changes might be the same thing as (first contact)."""
+        by_type: dict[str, set[tuple[uuid.UUID, str]]] = {}
+        for c, v in zip(changes, values, strict=True):
+            key = _match_key(c.entity_type, v)
+            if key and (c.connection_id, c.entity_type, c.external_id) not in self.links:
+                by_type.setdefault(c.entity_type, set()).add((c.tenant_id, key))
+        for entity_type, pairs in by_type.items():
+            # Serialise first contact per key across processors (sorted: no lock cycles).
+            lock_names = sorted(f"match:{t}:{entity_type}:{k}" for t, k in pairs)
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) AS n",
+                lock_names,
+            )
+            column = MATCH_ON[entity_type][1]
+            rows = await self.conn.fetch(
+                f"""
+                SELECT r.id, r.tenant_id, r.{column} AS k FROM {TABLES[entity_type]} r
+                  JOIN unnest($1::uuid[], $2::text[]) AS w(t, k)
+                    ON r.tenant_id = w.t AND r.{column} = w.k
+                 WHERE r.deleted_at IS NULL
+                 ORDER BY r.created_at, r.id
+                """,  # noqa: S608 - table and column come from the fixed maps
+                [p[0] for p in pairs],
+                [p[1] for p in pairs],
+            )
+            ids = [r["id"] for r in rows]
+            for r in rows:
+                self.candidates.setdefault((r["tenant_id"], entity_type, r["k"]), []).append(
+                    r["id"]
+                )
+                wanted[entity_type].add(r["id"])
+            if ids:
+                for r in await self.conn.fetch(
+                    "SELECT connection_id, entity_id FROM entity_links"
+                    " WHERE entity_type = $1 AND entity_id = ANY($2::uuid[])",
+                    entity_type,
+                    ids,
+                ):
+                    self.linked.add((r["connection_id"], entity_type, r["entity_id"]))
+
+    # -- the rules, in memory -----------------------------------------------------------
+
+    def apply(self, change: InboundChange, values: dict[str, Any]) -> Applied:
+        key = (change.connection_id, change.entity_type, change.external_id)
+        link = self.links.get(key)
+        newest_seen = link.remote_updated_at if link is not None else None
+        if link is not None and newest_seen is not None and change.source_ts < newest_seen:
+            return Applied(Outcome.STALE, link.entity_id)
+        if change.op == "delete":
+            return self._delete(change, link)
+
+        incoming_hash = state_hash(values)
+        if link is not None and link.last_pushed_hash == incoming_hash:
+            self._remember(key, change, link.entity_id, values, incoming_hash)
+            return Applied(Outcome.ECHO, link.entity_id)
+        entity_id = link.entity_id if link is not None else self._match(change, values)
+        record = self.records.get(entity_id) if entity_id is not None else None
+        if record is not None and record.deleted:
+            assert entity_id is not None  # noqa: S101 - a record was found by this id
+            self._remember(key, change, entity_id, values, incoming_hash)
+            return Applied(Outcome.STALE, entity_id)
+
+        current = RecordState(record.values, record.meta) if record else RecordState({}, {})
+        last_seen = link.snapshot if link is not None else None
+        result = merge(
+            current,
+            Update(str(change.connection_id), change.source_ts, values, last_seen),
+            self.policy_of(change),
+        )
+        if record is None or entity_id is None:
+            entity_id = uuid.uuid4()
+            record = _Record(
+                change.entity_type,
+                change.tenant_id,
+                dict(result.state.values),
+                dict(result.state.meta),
+                1,
+                deleted=False,
+                is_new=True,
+            )
+            self.records[entity_id] = record
+            match = _match_key(change.entity_type, record.values)
+            if match:
+                self.candidates.setdefault(
+                    (change.tenant_id, change.entity_type, match), []
+                ).append(entity_id)
+            applied = Applied(Outcome.APPLIED, entity_id, 1, self._emit(change, entity_id, record))
+        elif result.changed:
+            record.values = dict(result.state.values)
+            record.meta = dict(result.state.meta)
+            record.version += 1
+            record.dirty = True
+            change_id = self._emit(change, entity_id, record)
+            applied = Applied(Outcome.APPLIED, entity_id, record.version, change_id)
+        else:
+            if dict(result.state.meta) != record.meta:
+                record.meta = dict(result.state.meta)
+                record.dirty = True
+            outcome = Outcome.CONFLICT if result.conflicts else Outcome.NOOP
+            applied = Applied(outcome, entity_id, record.version)
+        for conflict in result.conflicts:
+            self._conflict(change, entity_id, conflict)
+        self._remember(key, change, entity_id, values, incoming_hash)
+        return applied
+
+    def _match(self, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
+        key = _match_key(change.entity_type, values)
+        if key is None:
+            return None
+        for candidate in self.candidates.get((change.tenant_id, change.entity_type, key), []):
+            record = self.records.get(candidate)
+            if record is None or record.deleted:
+                continue
+            if (change.connection_id, change.entity_type, candidate) not in self.linked:
+                return candidate
+        return None
+
+    def _delete(self, change: InboundChange, link: _Link | None) -> Applied:
+        if link is None:
+            return Applied(Outcome.NOOP)
+        link.remote_updated_at = max(filter(None, (link.remote_updated_at, change.source_ts)))
+        link.dirty = True
+        record = self.records.get(link.entity_id)
+        if record is None or record.deleted:
+            return Applied(Outcome.NOOP, link.entity_id)
+        record.deleted = True
+        record.version += 1
+        record.dirty = True
+        change_id = self._emit(change, link.entity_id, record)
+        return Applied(Outcome.APPLIED, link.entity_id, record.version, change_id)
+
+    def _remember(
+        self,
+        key: LinkKey,
+        change: InboundChange,
+        entity_id: uuid.UUID,
+        values: dict[str, Any],
+        incoming_hash: str,
+    ) -> None:
+        link = self.links.get(key)
+        if link is None:
+            link = _Link(entity_id, None, None, None, exists=False)
+            self.links[key] = link
+            self.linked.add((change.connection_id, change.entity_type, entity_id))
+        link.snapshot = {**(link.snapshot or {}), **values}
+        link.seen_hash = incoming_hash
+        link.remote_updated_at = max(filter(None, (link.remote_updated_at, change.source_ts)))
+        link.dirty = True
+
+    def _emit(self, change: InboundChange, entity_id: uuid.UUID, record: _Record) -> uuid.UUID:
+        change_id = uuid.uuid4()
+        payload = CanonicalRecord(
+            tenant_id=change.tenant_id,
+            entity_type=change.entity_type,
+            entity_id=entity_id,
+            version=record.version,
+            deleted=record.deleted,
+            origin_connection_id=change.connection_id,
+            change_id=change_id,
+            committed_at=datetime.now(UTC),
+            state=dict(record.values),
+        ).model_dump(mode="json")
+        self.writes.outbox.append(
+            (
+                change_id,
+                change.tenant_id,
+                change.entity_type,
+                entity_id,
+                record.version,
+                change.connection_id,
+                payload,
+            )
+        )
+        return change_id
+
+    def _conflict(self, change: InboundChange, entity_id: uuid.UUID, c: Conflict) -> None:
+        self.writes.conflicts.append(
+            (
+                change.tenant_id,
+                change.entity_type,
+                entity_id,
+                c.field,
+                c.current,
+                c.incoming,
+                change.connection_id,
+                c.incoming_ts,
+            )
+        )
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        for entity_type, table in TABLES.items():
+            new = [
+                (i, r) for i, r in self.records.items() if r.entity_type == entity_type and r.is_new
+            ]
+            if new:
+                await self.conn.execute(
+                    f"""
+                    INSERT INTO {table} (id, tenant_id, data, field_meta, version, deleted_at)
+                    SELECT i, t, d, m, v, CASE WHEN x THEN now() END
+                      FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::int[],
+                                  $6::bool[]) AS u(i, t, d, m, v, x)
+                    """,  # noqa: S608 - the table name comes from TABLES
+                    [i for i, _ in new],
+                    [r.tenant_id for _, r in new],
+                    [r.values for _, r in new],
+                    [_meta_to_json(r.meta) for _, r in new],
+                    [r.version for _, r in new],
+                    [r.deleted for _, r in new],
+                )
+            changed = [
+                (i, r)
+                for i, r in self.records.items()
+                if r.entity_type == entity_type and r.dirty and not r.is_new
+            ]
+            if changed:
+                await self.conn.execute(
+                    f"""
+                    UPDATE {table} AS r
+                       SET data = u.d, field_meta = u.m, version = u.v, updated_at = now(),
+                           deleted_at = CASE WHEN u.x THEN coalesce(r.deleted_at, now()) END
+                      FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $4::int[], $5::bool[])
+                           AS u(i, d, m, v, x)
+                     WHERE r.id = u.i
+                    """,  # noqa: S608 - the table name comes from TABLES
+                    [i for i, _ in changed],
+                    [r.values for _, r in changed],
+                    [_meta_to_json(r.meta) for _, r in changed],
+                    [r.version for _, r in changed],
+                    [r.deleted for _, r in changed],
+                )
+        await self._flush_links()
+        if self.writes.outbox:
+            cols = list(zip(*self.writes.outbox, strict=True))
+            await self.conn.execute(
+                """
+                INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
+                                    origin_connection_id, payload)
+                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int[],
+                                     $6::uuid[], $7::jsonb[])
+                """,
+                *[list(c) for c in cols],
+            )
+        if self.writes.conflicts:
+            cols = list(zip(*self.writes.conflicts, strict=True))
+            await self.conn.execute(
+                """
+                INSERT INTO conflicts (tenant_id, entity_type, entity_id, field, current_value,
+                                       incoming_value, incoming_connection_id, incoming_source_ts)
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[],
+                                     $6::jsonb[], $7::uuid[], $8::timestamptz[])
+                """,
+                *[list(c) for c in cols],
+            )
+
+    async def _flush_links(self) -> None:
+        dirty = [(k, link) for k, link in self.links.items() if link.dirty]
+        if not dirty:
+            return
+        tenants = {
+            (k[0], k[1], k[2]): self.records[link.entity_id].tenant_id
+            if link.entity_id in self.records
+            else None
+            for k, link in dirty
+        }
+        await self.conn.execute(
+            """
+            INSERT INTO entity_links (tenant_id, connection_id, entity_type, external_id,
+                                      entity_id, last_seen_hash, last_seen_snapshot,
+                                      remote_updated_at)
+            SELECT coalesce(u.t, (SELECT tenant_id FROM connections WHERE id = u.c)),
+                   u.c, u.e, u.x, u.i, u.h, u.s, u.r
+              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
+                          $6::text[], $7::jsonb[], $8::timestamptz[]) AS u(t, c, e, x, i, h, s, r)
+            ON CONFLICT (connection_id, entity_type, external_id) DO UPDATE
+               SET last_seen_hash = EXCLUDED.last_seen_hash,
+                   last_seen_snapshot = EXCLUDED.last_seen_snapshot,
+                   remote_updated_at = EXCLUDED.remote_updated_at,
+                   updated_at = now()
+            """,
+            [tenants[k] for k, _ in dirty],
+            [k[0] for k, _ in dirty],
+            [k[1] for k, _ in dirty],
+            [k[2] for k, _ in dirty],
+            [link.entity_id for _, link in dirty],
+            [link.seen_hash for _, link in dirty],
+            [link.snapshot for _, link in dirty],
+            [link.remote_updated_at for _, link in dirty],
+        )
+
+
+async def apply_batch(
+    conn: Conn,
+    changes: Sequence[InboundChange],
+    values: Sequence[dict[str, Any]],
+    policy_of: Callable[[InboundChange], Policy],
+) -> list[Applied]:
+    """Apply validated changes (``values``: their canonical fields) in the caller's
+    transaction, with the same outcomes as applying them one by one."""
+    if not changes:
+        return []
+    batch = _Batch(conn, policy_of)
+    fresh = await batch.fresh(changes)
+    live = [(c, v) for c, v, f in zip(changes, values, fresh, strict=True) if f]
+    await batch.load([c for c, _ in live], [v for _, v in live])
+    results: list[Applied] = []
+    for change, value, is_fresh in zip(changes, values, fresh, strict=True):
+        results.append(batch.apply(change, value) if is_fresh else Applied(Outcome.DUPLICATE))
+    await batch.flush()
+    return results
