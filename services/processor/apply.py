@@ -110,13 +110,13 @@ def policy_from(settings: dict[str, Any], entity_type: str) -> Policy:
     )
 
 
-def _meta_from_json(raw: dict[str, Any]) -> dict[str, FieldMeta]:
+def meta_from_json(raw: dict[str, Any]) -> dict[str, FieldMeta]:
     return {
         name: FieldMeta(datetime.fromisoformat(m["ts"]), m["source"]) for name, m in raw.items()
     }
 
 
-def _meta_to_json(meta: dict[str, FieldMeta]) -> dict[str, Any]:
+def meta_to_json(meta: dict[str, FieldMeta]) -> dict[str, Any]:
     return {name: {"ts": m.ts.isoformat(), "source": m.source} for name, m in meta.items()}
 
 
@@ -165,15 +165,15 @@ async def _match(conn: Conn, change: InboundChange, values: dict[str, Any]) -> u
     return found
 
 
-async def _emit(
-    conn: Conn,
+def outbox_payload(
     change: InboundChange,
     entity_id: uuid.UUID,
     version: int,
     state: dict[str, Any],
     *,
     deleted: bool,
-) -> uuid.UUID:
+) -> tuple[uuid.UUID, dict[str, Any]]:
+    """A new change id and the ``records.changed`` value for this version of a record."""
     change_id = uuid.uuid4()
     record = CanonicalRecord(
         tenant_id=change.tenant_id,
@@ -186,6 +186,19 @@ async def _emit(
         committed_at=datetime.now(UTC),
         state=state,
     )
+    return change_id, record.model_dump(mode="json")
+
+
+async def _emit(
+    conn: Conn,
+    change: InboundChange,
+    entity_id: uuid.UUID,
+    version: int,
+    state: dict[str, Any],
+    *,
+    deleted: bool,
+) -> uuid.UUID:
+    change_id, payload = outbox_payload(change, entity_id, version, state, deleted=deleted)
     await conn.execute(
         """
         INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
@@ -198,7 +211,7 @@ async def _emit(
         entity_id,
         version,
         change.connection_id,
-        record.model_dump(mode="json"),
+        payload,
     )
     return change_id
 
@@ -251,7 +264,7 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
             return Applied(Outcome.STALE, entity_id)
 
     current = (
-        RecordState(record["data"], _meta_from_json(record["field_meta"]))
+        RecordState(record["data"], meta_from_json(record["field_meta"]))
         if record is not None
         else RecordState({}, {})
     )
@@ -294,7 +307,7 @@ async def _write(
 ) -> Applied:
     """Insert a new record, update a changed one, or only refresh field provenance."""
     state = dict(result.state.values)
-    meta = _meta_to_json(dict(result.state.meta))
+    meta = meta_to_json(dict(result.state.meta))
     if record is None or entity_id is None:
         new_id: uuid.UUID = await conn.fetchval(
             f"INSERT INTO {table} (tenant_id, data, field_meta) VALUES ($1, $2, $3) RETURNING id",  # noqa: S608

@@ -15,19 +15,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from crmsync.common.db import Conn
-from schemas.records import CanonicalRecord
 from services.processor.apply import (
     MATCH_ON,
     TABLES,
     Applied,
     InboundChange,
     Outcome,
-    _meta_from_json,
-    _meta_to_json,
+    meta_from_json,
+    meta_to_json,
+    outbox_payload,
     state_hash,
 )
 from services.processor.merge import Conflict, FieldMeta, Policy, RecordState, Update, merge
@@ -155,7 +155,7 @@ class _Batch:
                     entity_type,
                     r["tenant_id"],
                     dict(r["data"]),
-                    _meta_from_json(r["field_meta"]),
+                    meta_from_json(r["field_meta"]),
                     r["version"],
                     r["deleted_at"] is not None,
                 )
@@ -316,18 +316,9 @@ class _Batch:
         link.dirty = True
 
     def _emit(self, change: InboundChange, entity_id: uuid.UUID, record: _Record) -> uuid.UUID:
-        change_id = uuid.uuid4()
-        payload = CanonicalRecord(
-            tenant_id=change.tenant_id,
-            entity_type=change.entity_type,
-            entity_id=entity_id,
-            version=record.version,
-            deleted=record.deleted,
-            origin_connection_id=change.connection_id,
-            change_id=change_id,
-            committed_at=datetime.now(UTC),
-            state=dict(record.values),
-        ).model_dump(mode="json")
+        change_id, payload = outbox_payload(
+            change, entity_id, record.version, dict(record.values), deleted=record.deleted
+        )
         self.writes.outbox.append(
             (
                 change_id,
@@ -373,7 +364,7 @@ class _Batch:
                     [i for i, _ in new],
                     [r.tenant_id for _, r in new],
                     [r.values for _, r in new],
-                    [_meta_to_json(r.meta) for _, r in new],
+                    [meta_to_json(r.meta) for _, r in new],
                     [r.version for _, r in new],
                     [r.deleted for _, r in new],
                 )
@@ -394,7 +385,7 @@ class _Batch:
                     """,  # noqa: S608 - the table name comes from TABLES
                     [i for i, _ in changed],
                     [r.values for _, r in changed],
-                    [_meta_to_json(r.meta) for _, r in changed],
+                    [meta_to_json(r.meta) for _, r in changed],
                     [r.version for _, r in changed],
                     [r.deleted for _, r in changed],
                 )
