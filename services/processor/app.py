@@ -26,6 +26,7 @@ from crmsync.common.settings import topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
 from services.processor.deadletters import Source
+from services.processor.housekeeping import run_housekeeping
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
 from services.processor.settings import ProcessorSettings
@@ -51,6 +52,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.producer: AIOKafkaProducer | None = None
         self.runner: web.AppRunner | None = None
         self.relay_task: asyncio.Task[None] | None = None
+        self.housekeeping_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         super().__init__(**kwargs)
 
@@ -67,6 +69,9 @@ class Runtime(mode.Service):  # type: ignore[misc]
             self.pool, self.producer, topic=topic_name(s, topics.RECORDS_CHANGED.name)
         )
         self.relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        self.housekeeping_task = asyncio.create_task(
+            run_housekeeping(self.pool, s.processor_dedup_retention_days), name="housekeeping"
+        )
         app = web.Application()
         add_ops_routes(app, SERVICE, {"postgres": self._postgres_ready, "kafka": self._kafka_ready})
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -78,10 +83,11 @@ class Runtime(mode.Service):  # type: ignore[misc]
     async def on_stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-        if self.relay_task is not None:
-            self.relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.relay_task
+        for task in (self.relay_task, self.housekeeping_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for closing in (self.producer and self.producer.stop, self.kafka and self.kafka.close):
             if closing is not None:
                 await closing()

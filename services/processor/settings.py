@@ -33,4 +33,11 @@ class ProcessorSettings(CommonSettings):
         # 50 ms: fills batches under load, adds at most 50 ms when traffic is sparse.
         description="Longest wait to fill a batch before applying what there is.",
     )
+    processor_dedup_retention_days: float = Field(
+        7.0,
+        gt=0,
+        # Longer than any provider retries (Stripe: 3 days) and than local Kafka retention
+        # (7 days), so a redelivery always finds its dedup row.
+        description="How long processed event ids are kept for deduplication.",
+    )
     processor_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")

@@ -16,6 +16,7 @@ from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from services.processor.apply import Outcome
 from services.processor.deadletters import Source
+from services.processor.housekeeping import prune_processed_events
 from services.processor.pipeline import Processor
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -303,3 +304,19 @@ async def test_a_batch_postgres_rejects_is_replayed_change_by_change(
     results = await Processor(pool).handle(TOPIC, [change(a, "c-1", {"name": "Acme"}, ts=at(0))])
     assert [r.outcome for r in results if r] == [Outcome.APPLIED]
     assert await outbox_count(pool) == 1
+
+
+async def test_dedup_rows_past_retention_are_pruned_and_recent_ones_kept(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, _ = two
+    await Processor(pool).handle(
+        TOPIC, [change(a, f"c-{i}", {"name": "x"}, ts=at(i), event_id=f"e{i}") for i in range(3)]
+    )
+    await pool.execute(
+        "UPDATE processed_events SET processed_at = now() - interval '8 days'"
+        " WHERE provider_event_id IN ('e0', 'e1')"
+    )
+    assert await prune_processed_events(pool, retention_days=7) == 2
+    remaining = await pool.fetch("SELECT provider_event_id FROM processed_events")
+    assert [r["provider_event_id"] for r in remaining] == ["e2"]
