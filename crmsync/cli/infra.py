@@ -8,6 +8,7 @@ import sys
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.kafka import KafkaUnavailableError, TopicConfig, make_admin
 from crmsync.common.kafka import ensure_topics as create_missing_topics
 from crmsync.common.migrate import MigrationError, load_migrations
@@ -17,7 +18,7 @@ from crmsync.localstack.kafka import KafkaNode
 from crmsync.localstack.keys import ensure_master_key, export_master_key, key_file
 from crmsync.localstack.postgres import PostgresCluster
 from crmsync.localstack.settings import LocalStackSettings
-from crmsync.localstack.status import Say, StackError
+from crmsync.localstack.status import ComponentStatus, Say, StackError
 from schemas import export, topics
 
 MIGRATIONS_DIR = repo_root() / "infra" / "migrations"
@@ -27,10 +28,13 @@ def local_settings() -> LocalStackSettings:
     return parse_settings(LocalStackSettings)
 
 
+async def _components(settings: LocalStackSettings) -> list[ComponentStatus]:
+    return [await PostgresCluster(settings).status(), await KafkaNode(settings).status()]
+
+
 async def healthy(settings: LocalStackSettings) -> bool:
     """True when both components already answer (so a caller knows not to stop them)."""
-    states = [await PostgresCluster(settings).status(), await KafkaNode(settings).status()]
-    return all(s.healthy for s in states)
+    return all(s.healthy for s in await _components(settings))
 
 
 async def up(say: Say) -> int:
@@ -38,7 +42,7 @@ async def up(say: Say) -> int:
     if ensure_master_key(settings):
         say(f"secrets: generated the local master key into {key_file(settings)}")
         export_master_key(settings)
-    # Postgres first: it is quick, and Kafka's first start downloads jars meanwhile anyway.
+    # Postgres first: it is quick, and a missing OS package shows up before a long jar fetch.
     await PostgresCluster(settings).up(say)
     await KafkaNode(settings).up(say)
     await ensure_topics(say, settings)
@@ -57,11 +61,7 @@ def down(say: Say, *, purge: bool) -> int:
 
 
 async def status(*, as_json: bool) -> int:
-    settings = local_settings()
-    components = [
-        await PostgresCluster(settings).status(),
-        await KafkaNode(settings).status(),
-    ]
+    components = await _components(local_settings())
     healthy = all(c.healthy for c in components)
     if as_json:
         print(json.dumps({"healthy": healthy, "components": [c.as_dict() for c in components]}))
@@ -76,13 +76,11 @@ async def migrate(say: Say, *, as_json: bool) -> int:
     settings = local_settings()
     try:
         migrations = load_migrations(MIGRATIONS_DIR)
-        conn = await asyncpg.connect(settings.database_url, timeout=10)
+        conn = await connect(settings.database_url)
     except MigrationError as exc:
         raise StackError(str(exc)) from None
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise StackError(
-            f"cannot connect to PostgreSQL ({exc}); is `crmsync infra up` done?"
-        ) from None
+    except DatabaseUnavailableError as exc:
+        raise StackError(f"{exc}; is `crmsync infra up` done?") from None
     try:
         result = await apply_migrations(conn, migrations)
     except (MigrationError, asyncpg.PostgresError) as exc:
