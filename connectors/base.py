@@ -15,7 +15,11 @@ import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
+
+if TYPE_CHECKING:
+    from connectors.simkit import Simulator
+    from connectors.spec import ApiSpec, RecordMapper
 
 SignatureErrorReason = Literal[
     "missing_header",
@@ -98,15 +102,21 @@ class SignatureScheme(Protocol):
 
 @dataclass(frozen=True)
 class Connector:
-    """One provider's webhook side: its slug, its scheme, and the headers worth keeping.
+    """Everything about one provider: webhook verification, mapping, API, simulator.
 
     ``kept_headers`` are lower-case names the processor needs later (content type, topic);
-    signature headers are never kept.
+    signature headers are never kept. ``mapper`` (connectors.spec.RecordMapper) turns
+    webhooks and API objects into canonical data and back; ``api`` (connectors.spec.ApiSpec)
+    says how to call the provider; ``simulator`` is its connectors.simkit.Simulator
+    subclass. A webhook-only provider (Shopify, bare Standard Webhooks) has none of them.
     """
 
     slug: str
     scheme: SignatureScheme
     kept_headers: tuple[str, ...]
+    mapper: RecordMapper | None = None
+    api: ApiSpec | None = None
+    simulator: type[Simulator] | None = None
 
 
 # --- helpers shared by the schemes -------------------------------------------------------

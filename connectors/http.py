@@ -1,0 +1,317 @@
+"""The HTTP side every API client shares: errors that say what to do, auth, one request.
+
+A client turns each failure into a ProviderError whose ``transient`` flag tells the caller
+whether a retry can help (network errors, timeouts, 429, 5xx) or not (other 4xx: the
+request itself is wrong). Retry policy, rate limits and circuit breaking belong to the
+caller (the outbound service, the processor's hydration), not to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import urljoin
+
+import aiohttp
+from yarl import URL
+
+# Enough of a provider's error body to diagnose a dead letter, small enough for a log line.
+BODY_EXCERPT_CHARS = 500
+# Providers answer in well under a second; 15 s is a stuck connection, not a slow API.
+DEFAULT_TIMEOUT_SECONDS = 15.0
+# Refresh an OAuth2 access token this long before it expires (Xero's last 30 minutes).
+REFRESH_MARGIN_SECONDS = 120.0
+
+
+class ProviderError(Exception):
+    """A provider call that did not succeed.
+
+    ``status`` is None for network errors and timeouts. ``retry_after`` is the provider's
+    own Retry-After in seconds when it sent one. ``request`` is "METHOD /path" (no query,
+    no host): enough to find the call, nothing secret.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body_excerpt: str = "",
+        request: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.body_excerpt = body_excerpt
+        self.request = request
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    @property
+    def status_class(self) -> str:
+        """A bounded metric label: "2xx".."5xx", or "network"."""
+        return "network" if self.status is None else f"{self.status // 100}xx"
+
+
+class NotFoundError(ProviderError):
+    """404: the record does not exist at the provider (or no longer)."""
+
+
+class StaleVersionError(ProviderError):
+    """The provider refused an update made against an old version (QuickBooks SyncToken)."""
+
+
+class UnsupportedOperationError(ProviderError):
+    """The provider cannot do this (delete a Xero payment, say); not retried."""
+
+
+class AuthError(ProviderError):
+    """401/403 after a fresh token, or a refresh the provider refused: re-authorise."""
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+
+class Auth(Protocol):
+    async def headers(self) -> Mapping[str, str]:
+        """Headers that authenticate the next request (refreshing a token first if due)."""
+        ...
+
+    async def invalidate(self) -> None:
+        """The provider answered 401: the next ``headers()`` must get a new token."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticAuth:
+    """An API key or a private-app token: never expires, nothing to refresh."""
+
+    header_value: str
+    header_name: str = "Authorization"
+
+    @classmethod
+    def bearer(cls, token: str) -> StaticAuth:
+        return cls(f"Bearer {token}")
+
+    async def headers(self) -> Mapping[str, str]:
+        return {self.header_name: self.header_value}
+
+    async def invalidate(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class OAuthTokens:
+    access_token: str
+    refresh_token: str
+    expires_at: float  # unix seconds
+    client_id: str
+    client_secret: str
+    token_url: str
+
+
+TokenRefresher = Callable[[OAuthTokens], Awaitable[OAuthTokens]]
+TokenSaver = Callable[[OAuthTokens], Awaitable[None]]
+
+
+class OAuth2Auth:
+    """OAuth2 bearer tokens refreshed shortly before expiry, one refresh in flight.
+
+    Concurrent requests that find the token due all wait on the same refresh. ``save`` is
+    called with the new tokens before anyone uses them (so a crash right after a refresh
+    does not lose a rotated refresh token). A refused refresh raises AuthError and keeps
+    raising it without calling the provider again until ``reset`` is given new tokens.
+    """
+
+    def __init__(
+        self,
+        tokens: OAuthTokens,
+        refresh: TokenRefresher,
+        save: TokenSaver,
+        *,
+        clock: Callable[[], float] = time.time,
+        margin_seconds: float = REFRESH_MARGIN_SECONDS,
+    ) -> None:
+        self.tokens = tokens
+        self._refresh = refresh
+        self._save = save
+        self._clock = clock
+        self._margin = margin_seconds
+        self._inflight: asyncio.Future[OAuthTokens] | None = None
+        self.failed: AuthError | None = None
+        self.refreshes = 0
+
+    def reset(self, tokens: OAuthTokens) -> None:
+        self.tokens = tokens
+        self.failed = None
+
+    @property
+    def seconds_left(self) -> float:
+        return self.tokens.expires_at - self._clock()
+
+    async def headers(self) -> Mapping[str, str]:
+        if self.failed is not None:
+            raise self.failed
+        if self.seconds_left <= self._margin:
+            await self._refreshed(self.tokens)
+        return {"Authorization": f"Bearer {self.tokens.access_token}"}
+
+    async def invalidate(self) -> None:
+        await self._refreshed(self.tokens)
+
+    async def _refreshed(self, seen: OAuthTokens) -> OAuthTokens:
+        if self.tokens is not seen:  # someone refreshed since the caller looked
+            return self.tokens
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._do_refresh())
+        inflight = self._inflight
+        try:
+            return await asyncio.shield(inflight)
+        finally:
+            if inflight.done() and self._inflight is inflight:
+                self._inflight = None
+
+    async def _do_refresh(self) -> OAuthTokens:
+        try:
+            tokens = await self._refresh(self.tokens)
+        except ProviderError as exc:
+            if exc.transient:
+                raise
+            self.failed = AuthError(
+                f"token refresh refused: {exc}",
+                status=exc.status,
+                body_excerpt=exc.body_excerpt,
+                request=exc.request,
+            )
+            raise self.failed from None
+        await self._save(tokens)
+        self.tokens = tokens
+        self.refreshes += 1
+        return tokens
+
+
+def refresh_with(
+    session: aiohttp.ClientSession, base_url: str, *, clock: Callable[[], float] = time.time
+) -> TokenRefresher:
+    """The standard refresh_token grant (RFC 6749 §6) against ``tokens.token_url``."""
+
+    async def refresh(tokens: OAuthTokens) -> OAuthTokens:
+        url = urljoin(base_url.rstrip("/") + "/", tokens.token_url)
+        body = await send(
+            session,
+            "POST",
+            url,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": tokens.refresh_token,
+                "client_id": tokens.client_id,
+                "client_secret": tokens.client_secret,
+            },
+        )
+        if not isinstance(body, dict) or "access_token" not in body:
+            raise AuthError("token endpoint answered without an access_token", status=200)
+        return replace(
+            tokens,
+            access_token=str(body["access_token"]),
+            refresh_token=str(body.get("refresh_token") or tokens.refresh_token),
+            expires_at=clock() + float(body.get("expires_in", 1800)),
+        )
+
+    return refresh
+
+
+# --- one request -----------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+        when = parsedate_to_datetime(value).timestamp()
+        return max(0.0, when - (time.time() if now is None else now))
+    return None
+
+
+def error_for(status: int, message: str, **kwargs: Any) -> ProviderError:
+    if status == 404:
+        return NotFoundError(message, status=status, **kwargs)
+    if status in (401, 403):
+        return AuthError(message, status=status, **kwargs)
+    return ProviderError(message, status=status, **kwargs)
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    auth: Auth | None = None,
+    json_body: Any = None,
+    data: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+) -> Any:
+    """One request; the parsed JSON body (None for an empty one) or a ProviderError.
+
+    A 401 invalidates the token and tries once more with a fresh one. Network errors and
+    timeouts become ProviderError(status=None), transient.
+    """
+    path = URL(url).path
+    label = f"{method} {path}"
+    for attempt in (1, 2):
+        all_headers = {"Accept": "application/json"}
+        if auth is not None:
+            all_headers.update(await auth.headers())
+        all_headers.update(headers or {})
+        try:
+            async with session.request(
+                method,
+                url,
+                json=json_body,
+                data=data,
+                params=params,
+                headers=all_headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            ) as response:
+                text = await response.text()
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderError(f"{label}: {type(exc).__name__}: {exc}", request=label) from None
+        if status == 401 and auth is not None and attempt == 1:
+            await auth.invalidate()
+            continue
+        if status >= 400:
+            raise error_for(
+                status,
+                f"{label} answered {status}",
+                retry_after=retry_after,
+                body_excerpt=text[:BODY_EXCERPT_CHARS],
+                request=label,
+            )
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ProviderError(
+                f"{label} answered {status} with a body that is not JSON",
+                status=status,
+                body_excerpt=text[:BODY_EXCERPT_CHARS],
+                request=label,
+            ) from None
+    raise AssertionError("unreachable")  # pragma: no cover

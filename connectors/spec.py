@@ -1,0 +1,232 @@
+"""What a connector provides beyond webhook verification: mapping, API client, limits.
+
+The processor and the outbound service see a provider only through these types. Every
+provider folder (``connectors/<slug>/``) fills them in; adding a provider touches no
+service code.
+
+Vocabulary:
+
+- *canonical data* is a JSON-ready dict of one canonical record's fields, exactly as
+  ``schemas.records.<Model>.model_dump(mode="json", exclude_unset=True)`` spells them:
+  money as integer minor units, timestamps as ISO 8601 UTC strings, quantities as decimal
+  strings. Reference fields (``customer_id``, ``job_id``, ``invoice_id``) are never in it:
+  they travel in ``refs`` as the provider's ids, because only the sync engine knows how
+  a provider's id maps to a canonical id.
+- *external id* is the provider's own id of a record (``cus_123``, a Xero ContactID).
+- *version* is the provider's optimistic-concurrency token where it has one (QuickBooks
+  ``SyncToken``), passed back on update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+EntityType = Literal["customer", "job", "invoice", "payment"]
+ENTITY_TYPES: tuple[EntityType, ...] = ("customer", "job", "invoice", "payment")
+# The canonical reference fields and the entity each one points at.
+REFERENCE_FIELDS: dict[str, EntityType] = {
+    "customer_id": "customer",
+    "job_id": "job",
+    "invoice_id": "invoice",
+}
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    """One provider record, in canonical terms.
+
+    ``updated_at`` is the provider's own last-modified time (timezone-aware UTC): the merge
+    never lets an older one overwrite a newer one. ``refs`` maps a canonical reference field
+    to the provider's id of the referenced record (``{"customer_id": "cus_9"}``).
+    ``deleted`` is True for a record the provider reports deleted, archived or voided in a
+    way that ends its life (a voided invoice is *not* deleted: it is status ``void``).
+    """
+
+    entity_type: EntityType
+    external_id: str
+    updated_at: datetime
+    data: dict[str, Any]
+    refs: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+    version: str | None = None
+
+
+Op = Literal["upsert", "delete"]
+
+
+@dataclass(frozen=True)
+class WebhookItem:
+    """One record change a webhook announces.
+
+    ``event_id`` is unique per connection and stable across redeliveries (the dedup key):
+    the provider's per-item id where it has one, else the envelope's event id plus the
+    item's position. ``record`` is the full record for providers that send it (Stripe,
+    Ascora); None for thin webhooks (Xero, QuickBooks, HubSpot), which the processor
+    hydrates with ``ApiClient.fetch``. A delete needs no record.
+    """
+
+    event_id: str
+    entity_type: EntityType
+    external_id: str
+    op: Op
+    occurred_at: datetime
+    record: RemoteRecord | None = None
+
+
+class MappingError(Exception):
+    """A verified webhook or API body that cannot be mapped: it becomes a dead letter.
+
+    ``reason`` is a short snake_case label (a bounded metric label): ``unparseable``,
+    ``unknown_event_type``, ``schema_violation``, ``unsupported_entity``. ``detail`` names
+    the path that failed ("data.object.amount_due: expected an integer"), never a secret.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class WebhookParse:
+    """What a webhook body means: the items to sync, and how many events were ignored
+    on purpose (event types the provider sends that carry no record we sync, such as
+    Stripe's ``checkout.session.completed``)."""
+
+    items: tuple[WebhookItem, ...]
+    ignored: int = 0
+
+
+class RecordMapper(Protocol):
+    """The pure half of a connector: provider shapes <-> canonical data. No I/O."""
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
+    ) -> WebhookParse:
+        """The items in a verified webhook, or MappingError. ``headers`` lower-case."""
+        ...
+
+    def to_canonical(
+        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
+    ) -> RemoteRecord:
+        """A provider API object (as its API returns it) as a RemoteRecord."""
+        ...
+
+    def from_canonical(
+        self,
+        entity_type: EntityType,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+        settings: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The provider's create/update body for canonical ``data`` (+ provider ``refs``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Page:
+    records: tuple[RemoteRecord, ...]
+    next_cursor: str | None  # None: this was the last page
+
+
+class ApiClient(Protocol):
+    """One connection's API. Raises connectors.http.ProviderError (or a subclass) on
+    failure; retries, rate limits and circuit breaking belong to the caller."""
+
+    async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
+        """The record as it is now; NotFoundError when the provider has no such record."""
+        ...
+
+    async def create(
+        self,
+        entity_type: EntityType,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """Create and return the record as the provider stored it (its id, its updated-at).
+
+        ``idempotency_key`` is stable for one canonical record's first push: providers with
+        idempotency support (Stripe) send it; others ignore it.
+        """
+        ...
+
+    async def update(
+        self,
+        entity_type: EntityType,
+        external_id: str,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+    ) -> RemoteRecord:
+        """Update and return the stored record. Clients with optimistic concurrency
+        (QuickBooks SyncToken) read the current token themselves and, on a stale-token
+        answer, re-read and retry once before raising StaleVersionError."""
+        ...
+
+    async def delete(self, entity_type: EntityType, external_id: str) -> None:
+        """Delete, archive or void, as the provider allows; NotFoundError is success
+        for the caller (already gone). UnsupportedOperationError when it cannot."""
+        ...
+
+    async def list_page(
+        self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
+    ) -> Page:
+        """One page of records, oldest change first where the API allows; ``cursor`` is
+        opaque (None for the first page)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: ``rate`` requests per ``per_seconds``, bursts up to ``burst``."""
+
+    rate: float
+    per_seconds: float
+    burst: int
+
+    @property
+    def per_second(self) -> float:
+        return self.rate / self.per_seconds
+
+
+AuthKind = Literal["bearer", "oauth2", "basic"]
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """How to reach and use one provider's API.
+
+    ``make_client(session, base_url, auth, settings)`` builds a client for one connection:
+    ``session`` is a shared aiohttp ClientSession, ``auth`` a connectors.http.Auth giving
+    the request headers, ``settings`` the connection's settings (realm id, Xero tenant id,
+    field overrides). ``token_url`` is the OAuth2 token endpoint path or URL (relative
+    paths resolve against the connection's base URL: the simulators serve it).
+    """
+
+    entity_types: tuple[EntityType, ...]
+    rate_limit: RateLimit
+    auth_kind: AuthKind
+    make_client: Any  # Callable[[ClientSession, str, Auth, Mapping[str, Any]], ApiClient]
+    token_url: str | None = None
+    default_base_url: str | None = None
+    # Which entity types have a delete/void at the provider (the rest raise Unsupported).
+    deletable: tuple[EntityType, ...] = ()
+
+
+def require(obj: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` or MappingError("schema_violation") naming it."""
+    node: Any = obj
+    for part in path.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, Sequence) and not isinstance(node, str) and part.isdigit():
+            index = int(part)
+            if index >= len(node):
+                raise MappingError("schema_violation", f"{path}: missing")
+            node = node[index]
+        else:
+            raise MappingError("schema_violation", f"{path}: missing")
+    return node
