@@ -10,6 +10,7 @@ from pydantic import Field, JsonValue
 from schemas.base import AwareDatetime, Event, FrozenModel
 
 EntityType = Literal["customer", "job", "invoice", "payment"]
+ReferenceField = Literal["customer_id", "job_id", "invoice_id"]
 
 # One request, one Kafka acknowledgement for all: bounded so a request stays well under
 # the body limit and the produce deadline.
@@ -31,10 +32,18 @@ class ChangeEvent(FrozenModel):
     data: dict[str, JsonValue] = Field(
         default_factory=dict, description="Canonical fields of the record (upsert)."
     )
+    refs: dict[ReferenceField, str] = Field(
+        default_factory=dict,
+        description="References by the publisher's own ids: customer_id, job_id or invoice_id "
+        "mapped to the external id of that record in the same connection. Resolved to "
+        "canonical ids when applied; an unknown one leaves the field as it was.",
+    )
 
 
 class InternalChange(Event):
-    """What ingest writes to ``changes.internal``: the change plus who published it."""
+    """A change plus who published it: what ingest writes to ``changes.internal`` and the
+    processor writes to ``changes.normalized`` for provider webhooks, backfills and
+    reconciliation."""
 
     tenant_id: UUID
     connection_id: UUID

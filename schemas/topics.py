@@ -25,10 +25,16 @@ CHANGES_INTERNAL: Final = Topic(
     key="tenant + entity",
     purpose="canonical change events published by internal services",
 )
+CHANGES_NORMALIZED: Final = Topic(
+    "changes.normalized",
+    key="connection + entity type + external id",
+    purpose="provider changes in canonical terms (webhooks after mapping and hydration, "
+    "backfills, reconciliation), re-keyed by entity so each entity's changes stay in order",
+)
 RECORDS_CHANGED: Final = Topic(
     "records.changed",
     key="tenant + entity type + entity id",
     purpose="canonical state after commit, relayed from the outbox",
 )
 
-ALL: Final = (WEBHOOKS_RAW, CHANGES_INTERNAL, RECORDS_CHANGED)
+ALL: Final = (WEBHOOKS_RAW, CHANGES_INTERNAL, CHANGES_NORMALIZED, RECORDS_CHANGED)

@@ -13,27 +13,33 @@ import contextlib
 import logging
 from typing import Any
 
+import aiohttp
 import asyncpg
 import faust
 import mode
 from aiohttp import web
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 
+from connectors.runtime import Clients
+from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
 from crmsync.common.kafka import check_topics, make_producer, start_with_retry
 from crmsync.common.metrics import set_build_info
-from crmsync.common.settings import topic_name
+from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
 from services.processor.deadletters import Source
 from services.processor.housekeeping import run_housekeeping
+from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
 from services.processor.settings import ProcessorSettings
 
 SERVICE = "processor"
-# Topics the processor consumes. webhooks.raw joins when connectors map provider payloads.
-SOURCE_TOPICS = (topics.CHANGES_INTERNAL,)
+# Topics whose records are applied to Postgres (InternalChange events).
+APPLY_TOPICS = (topics.CHANGES_INTERNAL, topics.CHANGES_NORMALIZED)
+# Every topic the processor consumes: provider webhooks are normalised first.
+SOURCE_TOPICS = (topics.WEBHOOKS_RAW, *APPLY_TOPICS)
 log = logging.getLogger(__name__)
 
 
@@ -47,18 +53,26 @@ class Runtime(mode.Service):  # type: ignore[misc]
 
     def __init__(self, settings: ProcessorSettings, **kwargs: Any) -> None:
         self.settings = settings
+        try:
+            self.keyring = KeyRing.parse(settings.master_keys.get_secret_value())
+        except CryptoError as exc:
+            raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
         self.pool: asyncpg.Pool | None = None
         self.kafka: AIOKafkaClient | None = None
         self.producer: AIOKafkaProducer | None = None
         self.runner: web.AppRunner | None = None
         self.relay_task: asyncio.Task[None] | None = None
         self.housekeeping_task: asyncio.Task[None] | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.clients: Clients | None = None
         self.ready = asyncio.Event()
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
         s = self.settings
         self.pool = await create_pool(s.database_url, max_size=s.processor_db_pool_size)
+        self.http = aiohttp.ClientSession()
+        self.clients = Clients(self.pool, self.keyring, self.http)
         self.kafka = AIOKafkaClient(bootstrap_servers=s.kafka_bootstrap_servers)
         self.producer = make_producer(s.kafka_bootstrap_servers)
         for what, start in (("processor", self.kafka.bootstrap), ("relay", self.producer.start)):
@@ -91,6 +105,8 @@ class Runtime(mode.Service):  # type: ignore[misc]
         for closing in (self.producer and self.producer.stop, self.kafka and self.kafka.close):
             if closing is not None:
                 await closing()
+        if self.http is not None:
+            await self.http.close()
         if self.pool is not None:
             await self.pool.close()
 
@@ -105,6 +121,11 @@ class Runtime(mode.Service):  # type: ignore[misc]
         await check_topics(self.kafka, [topic_name(self.settings, t.name) for t in SOURCE_TOPICS])
         if self.relay_task is not None and self.relay_task.done():
             raise RuntimeError("the outbox relay stopped")
+
+
+def source_of(event: Any) -> Source:
+    m = event.message
+    return Source(m.topic, m.partition, m.offset, m.key, m.value)
 
 
 def create_app(settings: ProcessorSettings) -> faust.App:
@@ -131,7 +152,30 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     runtime = Runtime(settings)
     app.web_server(runtime)
 
-    for spec in SOURCE_TOPICS:
+    normalized_topic = topic_name(settings, topics.CHANGES_NORMALIZED.name)
+
+    async def normalize(stream: Any) -> None:
+        await runtime.ready.wait()
+        assert runtime.pool is not None  # noqa: S101 - ready is set after the pool opens
+        assert runtime.producer is not None  # noqa: S101
+        normalizer = Normalizer(runtime.pool, runtime.clients)
+        async for events in stream.take_events(
+            settings.processor_batch_size, within=settings.processor_batch_window_seconds
+        ):
+            outputs = await normalizer.handle([source_of(e) for e in events])
+            # Offsets move on only after every normalised change is acknowledged.
+            sent = [
+                await runtime.producer.send(normalized_topic, key=o.key, value=o.value)
+                for o in outputs
+            ]
+            await asyncio.gather(*sent)
+
+    raw = app.topic(
+        topic_name(settings, topics.WEBHOOKS_RAW.name), key_serializer="raw", value_serializer="raw"
+    )
+    app.agent(raw, name="normalize-webhooks")(normalize)
+
+    for spec in APPLY_TOPICS:
         name = topic_name(settings, spec.name)
         source = app.topic(name, key_serializer="raw", value_serializer="raw")
 
@@ -142,17 +186,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             async for events in stream.take_events(
                 settings.processor_batch_size, within=settings.processor_batch_window_seconds
             ):
-                batch = [
-                    Source(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                    )
-                    for e in events
-                ]
-                await processor.handle(kind, batch)
+                await processor.handle(kind, [source_of(e) for e in events])
 
         app.agent(source, name=f"apply-{spec.name}")(apply)
     return app

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -69,6 +69,8 @@ class InboundChange:
     source_ts: datetime  # the source's own updated-at for this version
     data: dict[str, Any]  # canonical fields, possibly partial
     received_at: datetime | None = None
+    # Reference field -> the source's id of the referenced record; resolved before apply.
+    refs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

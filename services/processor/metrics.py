@@ -42,3 +42,25 @@ OUTBOX_PUBLISHED = Counter(
 OUTBOX_LAG_SECONDS = Gauge(
     "crmsync_processor_outbox_lag_seconds", "Age of the oldest unpublished outbox row."
 )
+WEBHOOK_ITEMS = Counter(
+    "crmsync_processor_webhook_items_total",
+    "Record changes found in provider webhooks, by provider and outcome "
+    "(normalized, ignored, duplicate, gone, hydrate_failed).",
+    ["provider", "outcome"],
+)
+HYDRATIONS = Counter(
+    "crmsync_processor_hydrations_total",
+    "Thin-webhook records fetched from the provider's API, by provider and outcome.",
+    ["provider", "outcome"],
+)
+HYDRATION_RETRIES = Counter(
+    "crmsync_processor_hydration_retries_total",
+    "Hydration attempts retried, by provider and reason.",
+    ["provider", "reason"],
+)
+HYDRATION_SECONDS = Histogram(
+    "crmsync_processor_hydration_duration_seconds",
+    "Time to fetch one thin-webhook record, retries and rate-limit waits included.",
+    ["provider"],
+    buckets=LATENCY_BUCKETS,
+)

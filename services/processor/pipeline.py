@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,8 +82,60 @@ def parse_internal(source: Source) -> Parsed:
             source_ts=c.occurred_at,
             data=dict(c.data),
             received_at=event.received_at,
+            refs={str(k): v for k, v in c.refs.items()},
         ),
     )
+
+
+# Topics whose records are InternalChange events (internal services, normalised providers).
+CHANGE_TOPICS = (topics.CHANGES_INTERNAL.name, topics.CHANGES_NORMALIZED.name)
+REFERENCED: dict[str, str] = {"customer_id": "customer", "job_id": "job", "invoice_id": "invoice"}
+
+
+async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
+    """Replace each change's ``refs`` (the source's ids of referenced records) by canonical
+    ids in ``data``, through the source connection's links, in one query per batch.
+
+    A reference to a record the connection has not told us about yet stays unresolved and
+    the field is left as it was: the referenced record's own change (or the next update of
+    this one) fills it in. The canonical id of a reference is never guessed.
+    """
+    wanted = {
+        (p.change.connection_id, REFERENCED[f], x)
+        for p in parsed
+        if p.change is not None
+        for f, x in p.change.refs.items()
+        if f in REFERENCED
+    }
+    if not wanted:
+        return list(parsed)
+    c_ids, types, x_ids = (list(col) for col in zip(*wanted, strict=True))
+    rows = await conn.fetch(
+        """
+        SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id
+          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(c, e, x)
+          JOIN entity_links l
+            ON l.connection_id = w.c AND l.entity_type = w.e AND l.external_id = w.x
+        """,
+        c_ids,
+        types,
+        x_ids,
+    )
+    found = {(r["connection_id"], r["entity_type"], r["external_id"]): r["entity_id"] for r in rows}
+    resolved: list[Parsed] = []
+    for p in parsed:
+        change = p.change
+        if change is None or not change.refs:
+            resolved.append(p)
+            continue
+        data = dict(change.data)
+        for field_name, external_id in change.refs.items():
+            entity = REFERENCED.get(field_name)
+            target = found.get((change.connection_id, entity, external_id)) if entity else None
+            if target is not None:
+                data[field_name] = str(target)
+        resolved.append(replace(p, change=replace(change, data=data, refs={})))
+    return resolved
 
 
 class Processor:
@@ -95,7 +147,7 @@ class Processor:
     async def handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         """Apply a batch from one pipeline topic (its unprefixed name, as in
         ``schemas.topics``); None marks a dead-lettered record."""
-        if topic != topics.CHANGES_INTERNAL.name:
+        if topic not in CHANGE_TOPICS:
             raise ValueError(f"no parser for topic {topic}")
         parsed = [parse_internal(s) for s in sources]
         delay = 0.2
@@ -135,6 +187,7 @@ class Processor:
         """The fast path: dead letters first, then every valid change set-based."""
         async with self.pool.acquire() as conn, conn.transaction():
             settings = await self._settings(conn, parsed)
+            parsed = await resolve_refs(conn, parsed)
             valid: list[tuple[int, InboundChange, dict[str, Any]]] = []
             results: list[Applied | None] = [None] * len(parsed)
             for i, item in enumerate(parsed):
@@ -168,6 +221,7 @@ class Processor:
         """The slow path: change by change, each in a savepoint."""
         async with self.pool.acquire() as conn, conn.transaction():
             settings = await self._settings(conn, parsed)
+            parsed = await resolve_refs(conn, parsed)
             results = [await self._one(conn, item, settings) for item in parsed]
             await self._finish(conn, parsed, results, settings)
         return results

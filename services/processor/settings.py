@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from crmsync.common.settings import CommonSettings, repo_root
 
@@ -10,6 +10,9 @@ from crmsync.common.settings import CommonSettings, repo_root
 class ProcessorSettings(CommonSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
+    master_keys: SecretStr = Field(
+        description="Key ring decrypting provider credentials: kid:base64key[,kid:base64key].",
+    )
     processor_host: str = Field("127.0.0.1", description="Listen address (health, metrics).")
     processor_port: int = Field(9101, ge=1, le=65535, description="Listen port.")
     processor_app_id: str = Field(

@@ -1,0 +1,99 @@
+"""One disciplined attempt at a provider call: circuit breaker, rate limit, concurrency,
+and a failure classified into what the caller should do next.
+
+Callers decide how to retry: the processor's hydration retries a few times in place
+(bounded), the outbound service schedules the retry in Postgres so a slow provider never
+blocks other entities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from connectors.http import AuthError, NotFoundError, ProviderError, UnsupportedOperationError
+from connectors.runtime import Handle
+from connectors.spec import ApiClient
+
+T = TypeVar("T")
+
+
+class CallFailedError(Exception):
+    """A call that did not succeed, and whether trying again later can help.
+
+    ``reason`` is a bounded label: ``circuit_open``, ``rate_limited``, ``needs_reauth``,
+    ``auth``, ``provider_4xx``, ``provider_5xx``, ``network``, ``not_found``,
+    ``unsupported``. ``retry_after`` is the earliest sensible retry, in seconds, when known.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        error: ProviderError | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {error}" if error else reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.error = error
+
+
+async def attempt(
+    handle: Handle, call: Callable[[ApiClient], Awaitable[T]], *, max_wait_seconds: float
+) -> T:
+    """Run ``call`` once under the connection's breaker, bucket and concurrency limit.
+
+    Waits for the rate limit when the wait is at most ``max_wait_seconds``; a longer one
+    (a provider's Retry-After of minutes) is a retryable ``rate_limited`` failure instead,
+    so the caller can do other work meanwhile.
+    """
+    if handle.needs_reauth:
+        raise CallFailedError("needs_reauth", retryable=True, retry_after=60.0)
+    wait = handle.breaker.retry_in()
+    if wait > 0:
+        raise CallFailedError("circuit_open", retryable=True, retry_after=wait)
+    delay = handle.bucket.delay()
+    if delay > max_wait_seconds:
+        handle.breaker.release_probe()
+        raise CallFailedError("rate_limited", retryable=True, retry_after=delay)
+    await handle.bucket.acquire()
+    async with handle.concurrency:
+        try:
+            result = await call(handle.client)
+        except asyncio.CancelledError:
+            handle.breaker.release_probe()
+            raise
+        except NotFoundError as exc:
+            handle.breaker.record(success=True)
+            raise CallFailedError("not_found", retryable=False, error=exc) from None
+        except UnsupportedOperationError as exc:
+            handle.breaker.record(success=True)
+            raise CallFailedError("unsupported", retryable=False, error=exc) from None
+        except AuthError as exc:
+            handle.breaker.record(success=True)  # the provider is up; our credentials are not
+            if handle.needs_reauth:
+                raise CallFailedError(
+                    "needs_reauth", retryable=True, retry_after=60.0, error=exc
+                ) from None
+            raise CallFailedError("auth", retryable=False, error=exc) from None
+        except ProviderError as exc:
+            # A 4xx says our request is wrong, not that the provider is unwell.
+            handle.breaker.record(success=not exc.transient)
+            if exc.status == 429:
+                pause = exc.retry_after if exc.retry_after is not None else 1.0
+                handle.bucket.penalise(pause)
+                raise CallFailedError(
+                    "rate_limited", retryable=True, retry_after=pause, error=exc
+                ) from None
+            if exc.transient:
+                reason = "network" if exc.status is None else "provider_5xx"
+                raise CallFailedError(
+                    reason, retryable=True, retry_after=exc.retry_after, error=exc
+                ) from None
+            raise CallFailedError("provider_4xx", retryable=False, error=exc) from None
+    handle.breaker.record(success=True)
+    return result

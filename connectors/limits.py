@@ -1,0 +1,139 @@
+"""Delivery discipline shared by everything that calls a provider: token buckets,
+backoff with full jitter, and a circuit breaker. Pure state machines over a clock the
+caller passes in, so tests drive time instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from connectors.spec import RateLimit
+
+
+class AsyncTokenBucket:
+    """Waits for a token instead of refusing: callers queue fairly behind each other."""
+
+    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._tokens = float(limit.burst)
+        self._at = clock()
+        self._lock = asyncio.Lock()
+        self.waited_seconds = 0.0
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(
+            float(self.limit.burst), self._tokens + (now - self._at) * self.limit.per_second
+        )
+        self._at = now
+
+    def delay(self) -> float:
+        """Seconds until a token is free (0 if one is now); takes nothing."""
+        self._refill()
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.limit.per_second
+
+    async def acquire(self) -> float:
+        """Take a token, waiting as long as needed; returns the seconds waited."""
+        waited = 0.0
+        async with self._lock:
+            while (wait := self.delay()) > 0:
+                waited += wait
+                await asyncio.sleep(wait)
+            self._tokens -= 1
+        self.waited_seconds += waited
+        return waited
+
+    def penalise(self, seconds: float) -> None:
+        """The provider said 429 / Retry-After: nobody calls it for ``seconds``."""
+        self._refill()
+        self._tokens = min(self._tokens, 1 - seconds * self.limit.per_second)
+
+
+def full_jitter(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """AWS's "full jitter": uniform in [0, min(cap, base * 2**attempt)]."""
+    ceiling = min(cap, base * (2**attempt))
+    return (rng or random).uniform(0, ceiling)
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+# Numeric values for a Prometheus gauge (0 healthy, 1 probing, 2 refusing).
+CIRCUIT_GAUGE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    window: int = 20  # the last N calls decide
+    min_calls: int = 5  # fewer than this never opens the breaker
+    failure_ratio: float = 0.5
+    open_seconds: float = 30.0  # before a half-open probe
+
+
+class CircuitBreaker:
+    """Open on a failure ratio over the last calls; after ``open_seconds`` let one probe
+    through (half-open); its success closes the breaker, its failure re-opens it."""
+
+    def __init__(
+        self, policy: BreakerPolicy | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy or BreakerPolicy()
+        self._clock = clock
+        self._results: deque[bool] = deque(maxlen=self.policy.window)
+        self.state = CircuitState.CLOSED
+        self._opened_at = 0.0
+        self._probing = False
+
+    def retry_in(self) -> float:
+        """0 when a call may go now; else the seconds until the breaker lets one through.
+
+        In half-open state one caller gets 0 (the probe); the others wait for its result.
+        """
+        if self.state is CircuitState.CLOSED:
+            return 0.0
+        if self.state is CircuitState.OPEN:
+            left = self._opened_at + self.policy.open_seconds - self._clock()
+            if left > 0:
+                return left
+            self.state = CircuitState.HALF_OPEN
+            self._probing = False
+        if self._probing:
+            return min(1.0, self.policy.open_seconds)
+        self._probing = True
+        return 0.0
+
+    def release_probe(self) -> None:
+        """The caller given the half-open probe did not make the call after all."""
+        if self.state is CircuitState.HALF_OPEN:
+            self._probing = False
+
+    def record(self, *, success: bool) -> None:
+        if self.state is CircuitState.HALF_OPEN:
+            self._probing = False
+            if success:
+                self.state = CircuitState.CLOSED
+                self._results.clear()
+            else:
+                self._open()
+            return
+        self._results.append(success)
+        failures = self._results.count(False)
+        if (
+            len(self._results) >= self.policy.min_calls
+            and failures / len(self._results) >= self.policy.failure_ratio
+        ):
+            self._open()
+
+    def _open(self) -> None:
+        self.state = CircuitState.OPEN
+        self._opened_at = self._clock()
+        self._results.clear()

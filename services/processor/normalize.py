@@ -1,0 +1,297 @@
+"""From verified webhooks to canonical changes: map through the provider's connector,
+hydrate thin webhooks through its API, and re-key by entity.
+
+Each envelope on ``webhooks.raw`` becomes zero or more InternalChange events on
+``changes.normalized``, keyed by connection + entity type + external id so that one
+entity's changes stay in order while the apply step spreads over every partition.
+Nothing is applied here: the apply agent owns the transaction, dedup and merge.
+
+Bad input never stops the partition: an envelope that cannot be parsed or mapped is a
+``processor`` dead letter; one whose record cannot be fetched after bounded retries is a
+``hydrate`` dead letter. Both keep the envelope's bytes, so a redrive after a fix (or
+after the provider recovers) re-enters here and dedup drops what already went through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from connectors.calls import CallFailedError, attempt
+from connectors.limits import full_jitter
+from connectors.runtime import Clients, ConnectionInfo, CredentialsError, load_connection
+from connectors.spec import MappingError, RemoteRecord, WebhookItem
+from schemas import topics
+from schemas.changes import ChangeEvent, InternalChange
+from schemas.envelope import WebhookEnvelope
+from services.processor import metrics
+from services.processor.deadletters import Source, dead_letter
+
+log = logging.getLogger(__name__)
+
+# ChangeEvent.event_id holds at most 200 characters; longer item ids are hashed.
+MAX_EVENT_ID = 200
+# A connection row is re-read after this long: settings changes apply within seconds.
+CONNECTION_TTL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class HydrationPolicy:
+    # Five tries over roughly 15 s ride out a provider blip; longer outages dead-letter
+    # the envelope (redrivable) instead of holding the partition.
+    attempts: int = 5
+    base_seconds: float = 0.5
+    cap_seconds: float = 8.0
+    # A Retry-After longer than this is not waited out in the partition loop.
+    max_wait_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Output:
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Mapped:
+    source: Source
+    envelope: WebhookEnvelope
+    info: ConnectionInfo
+    items: tuple[WebhookItem, ...]
+
+
+def item_event_id(item_id: str) -> str:
+    if len(item_id) <= MAX_EVENT_ID:
+        return item_id
+    return "sha256:" + hashlib.sha256(item_id.encode()).hexdigest()
+
+
+def entity_key(connection_id: uuid.UUID, entity_type: str, external_id: str) -> bytes:
+    return f"{connection_id}:{entity_type}:{external_id}".encode()
+
+
+class HydrationError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Normalizer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clients: Clients | None,
+        *,
+        policy: HydrationPolicy | None = None,
+    ) -> None:
+        self.pool = pool
+        # None: no API access in this process (tests of full-webhook providers).
+        self.clients = clients
+        self.policy = policy or HydrationPolicy()
+        self._connections: dict[uuid.UUID, tuple[float, ConnectionInfo | None]] = {}
+
+    async def handle(self, sources: Sequence[Source]) -> list[Output]:
+        """The normalised changes for a batch of envelopes, in order; dead letters written.
+
+        Mapping is pure and runs first for the whole batch, so one query finds the items
+        already applied (a redelivered thin webhook is not fetched again); hydration then
+        runs concurrently across envelopes, within each connection's limits.
+        """
+        mapped = [await self._map(s) for s in sources]
+        known = await self._processed(mapped)
+        outputs = await asyncio.gather(*(self._emit(m, known) for m in mapped if m is not None))
+        return [o for batch in outputs for o in batch]
+
+    async def _map(self, source: Source) -> Mapped | None:
+        try:
+            envelope = WebhookEnvelope.model_validate_json(source.value)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(body)"
+            await self._dead(source, None, "unparseable", f"{where}: {first['msg']}")
+            return None
+        info = await self._connection(envelope.connection_id)
+        if info is None:
+            await self._dead(
+                source, None, "unknown_connection", f"connection {envelope.connection_id}"
+            )
+            return None
+        connector = info.connector()
+        if connector.mapper is None:
+            await self._dead(
+                source, info, "no_mapping", f"provider {info.provider} has no inbound mapping"
+            )
+            return None
+        try:
+            parsed = connector.mapper.parse_webhook(envelope.body, envelope.headers, info.settings)
+        except MappingError as exc:
+            await self._dead(source, info, exc.reason, exc.detail)
+            return None
+        if parsed.ignored:
+            metrics.WEBHOOK_ITEMS.labels(info.provider, "ignored").inc(parsed.ignored)
+        return Mapped(source, envelope, info, parsed.items)
+
+    async def _processed(self, mapped: Sequence[Mapped | None]) -> set[tuple[uuid.UUID, str]]:
+        pairs = [
+            (m.info.id, item_event_id(item.event_id))
+            for m in mapped
+            if m is not None
+            for item in m.items
+        ]
+        if not pairs:
+            return set()
+        rows = await self.pool.fetch(
+            """
+            SELECT p.connection_id, p.provider_event_id
+              FROM unnest($1::uuid[], $2::text[]) AS w(c, e)
+              JOIN processed_events p ON p.connection_id = w.c AND p.provider_event_id = w.e
+            """,
+            [c for c, _ in pairs],
+            [e for _, e in pairs],
+        )
+        return {(r["connection_id"], r["provider_event_id"]) for r in rows}
+
+    async def _connection(self, connection_id: uuid.UUID) -> ConnectionInfo | None:
+        cached = self._connections.get(connection_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < CONNECTION_TTL_SECONDS:
+            return cached[1]
+        info = await load_connection(self.pool, connection_id)
+        self._connections[connection_id] = (now, info)
+        return info
+
+    async def _emit(self, mapped: Mapped, known: set[tuple[uuid.UUID, str]]) -> list[Output]:
+        info = mapped.info
+        outputs: list[Output] = []
+        failure: HydrationError | None = None
+        for item in mapped.items:
+            event_id = item_event_id(item.event_id)
+            if (info.id, event_id) in known:
+                metrics.WEBHOOK_ITEMS.labels(info.provider, "duplicate").inc()
+                continue
+            try:
+                record = await self._record(info, item)
+            except HydrationError as exc:
+                failure = failure or exc
+                metrics.WEBHOOK_ITEMS.labels(info.provider, "hydrate_failed").inc()
+                continue
+            if record is None and item.op == "upsert":
+                # The record is gone at the provider; its delete arrives as its own event.
+                metrics.WEBHOOK_ITEMS.labels(info.provider, "gone").inc()
+                continue
+            outputs.append(self._change(mapped.envelope, info, item, event_id, record))
+            metrics.WEBHOOK_ITEMS.labels(info.provider, "normalized").inc()
+        if failure is not None:
+            # The whole envelope is parked: a redrive re-fetches; dedup drops the items
+            # that went through this time.
+            await self._dead(mapped.source, info, failure.reason, failure.detail, stage="hydrate")
+        return outputs
+
+    @staticmethod
+    def _change(
+        envelope: WebhookEnvelope,
+        info: ConnectionInfo,
+        item: WebhookItem,
+        event_id: str,
+        record: RemoteRecord | None,
+    ) -> Output:
+        deleted = item.op == "delete" or (record is not None and record.deleted)
+        data: dict[str, Any] = dict(record.data) if record is not None and not deleted else {}
+        refs: dict[str, str] = dict(record.refs) if record is not None and not deleted else {}
+        change = InternalChange(
+            tenant_id=info.tenant_id,
+            connection_id=info.id,
+            received_at=envelope.received_at,
+            change=ChangeEvent(
+                event_id=event_id,
+                entity_type=item.entity_type,
+                op="delete" if deleted else "upsert",
+                external_id=item.external_id,
+                occurred_at=record.updated_at if record is not None else item.occurred_at,
+                data=data,
+                refs=refs,
+            ),
+        )
+        return Output(
+            entity_key(info.id, item.entity_type, item.external_id),
+            change.model_dump_json().encode(),
+        )
+
+    async def _record(self, info: ConnectionInfo, item: WebhookItem) -> RemoteRecord | None:
+        if item.record is not None or item.op == "delete":
+            return item.record
+        return await self.hydrate(info, item)
+
+    async def hydrate(self, info: ConnectionInfo, item: WebhookItem) -> RemoteRecord | None:
+        """The record a thin webhook announced, fetched now; None when it no longer exists."""
+        if self.clients is None:
+            raise HydrationError("no_api_client", "this processor has no provider API access")
+        try:
+            handle = await self.clients.get(info)
+        except CredentialsError as exc:
+            raise HydrationError("no_credentials", str(exc)) from None
+        p = self.policy
+        started = time.perf_counter()
+        last: CallFailedError | None = None
+        for n in range(p.attempts):
+            try:
+                record = await attempt(
+                    handle,
+                    lambda c: c.fetch(item.entity_type, item.external_id),
+                    max_wait_seconds=p.max_wait_seconds,
+                )
+            except CallFailedError as exc:
+                last = exc
+                if exc.reason == "not_found":
+                    metrics.HYDRATIONS.labels(info.provider, "not_found").inc()
+                    return None
+                if not exc.retryable or n == p.attempts - 1:
+                    break
+                delay = exc.retry_after
+                if delay is None:
+                    delay = full_jitter(n, p.base_seconds, p.cap_seconds)
+                if delay > p.max_wait_seconds:
+                    break
+                metrics.HYDRATION_RETRIES.labels(info.provider, exc.reason).inc()
+                await asyncio.sleep(delay)
+                continue
+            metrics.HYDRATIONS.labels(info.provider, "fetched").inc()
+            metrics.HYDRATION_SECONDS.labels(info.provider).observe(time.perf_counter() - started)
+            return record
+        assert last is not None  # noqa: S101 - the loop ran at least once
+        metrics.HYDRATIONS.labels(info.provider, "failed").inc()
+        detail = f"{item.entity_type} {item.external_id}: {last}"
+        if last.error is not None and last.error.body_excerpt:
+            detail += f" — {last.error.body_excerpt[:300]}"
+        raise HydrationError(last.reason, detail)
+
+    async def _dead(
+        self,
+        source: Source,
+        info: ConnectionInfo | None,
+        reason: str,
+        detail: str,
+        *,
+        stage: str = "processor",
+    ) -> None:
+        async with self.pool.acquire() as conn:
+            await dead_letter(
+                conn,
+                source,
+                stage=stage,
+                reason=reason,
+                detail=detail,
+                tenant_id=info.tenant_id if info else None,
+                connection_id=info.id if info else None,
+            )
+        metrics.EVENTS.labels(topics.WEBHOOKS_RAW.name, "dead_lettered").inc()
