@@ -44,6 +44,6 @@ RUN PIP_CONSTRAINT=/app/constraints.txt pip install --no-cache-dir -e . \
 USER crmsync
 
 # ingest, admin, processor, outbound (each service's default port).
-EXPOSE 8080 8081 8083 9101
+EXPOSE 8080 8081 9102 9101
 
 CMD ["crmsync", "--help"]

@@ -1,31 +1,52 @@
-"""Outbound app factory: its HTTP side serves health and metrics; pushing runs beside it."""
+"""Outbound app factory: the HTTP side serves health and metrics; the consumer, the push
+worker and the stats loop run beside it, opened and closed in cleanup contexts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaClient
 
+from connectors.limits import BreakerPolicy
+from connectors.runtime import Clients
+from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
-from crmsync.common.kafka import check_topics, start_with_retry
+from crmsync.common.kafka import check_topics, make_consumer, start_with_retry
 from crmsync.common.metrics import set_build_info
-from crmsync.common.settings import topic_name
+from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
+from services.outbound.pusher import Pusher, PushPolicy
+from services.outbound.service import Outbound
 from services.outbound.settings import OutboundSettings
 
 SERVICE = "outbound"
 POOL = web.AppKey("pool", asyncpg.Pool)
 KAFKA = web.AppKey("kafka", AIOKafkaClient)
+OUTBOUND = web.AppKey("outbound", Outbound)
+TASKS = web.AppKey("tasks", list[asyncio.Task[None]])
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: OutboundSettings, *, pool: asyncpg.Pool | None = None) -> web.Application:
+def create_app(
+    settings: OutboundSettings,
+    *,
+    pool: asyncpg.Pool | None = None,
+    breaker_policy: BreakerPolicy | None = None,
+) -> web.Application:
+    try:
+        keyring = KeyRing.parse(settings.master_keys.get_secret_value())
+    except CryptoError as exc:
+        raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
     app = web.Application()
     set_build_info(SERVICE)
+    changed = topic_name(settings, topics.RECORDS_CHANGED.name)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         owned = pool is None
@@ -48,13 +69,65 @@ def create_app(settings: OutboundSettings, *, pool: asyncpg.Pool | None = None) 
         yield
         await client.close()
 
-    app.cleanup_ctx.extend([database, kafka])
+    async def pushing(app: web.Application) -> AsyncIterator[None]:
+        consumer = make_consumer(
+            settings.kafka_bootstrap_servers, changed, group_id=settings.outbound_consumer_group
+        )
+        await start_with_retry(
+            consumer.start,
+            "outbound consumer",
+            within_seconds=settings.outbound_kafka_start_timeout_seconds,
+            log=log,
+        )
+        session = aiohttp.ClientSession()
+        clients = Clients(app[POOL], keyring, session, breaker_policy=breaker_policy)
+        policy = PushPolicy(
+            max_attempts=settings.outbound_max_attempts,
+            backoff_cap_seconds=settings.outbound_backoff_cap_seconds,
+            max_rate_wait_seconds=settings.outbound_max_rate_wait_seconds,
+        )
+        outbound = Outbound(
+            app[POOL],
+            consumer,
+            clients,
+            Pusher(app[POOL], clients, policy),
+            concurrency=settings.outbound_concurrency,
+            lease_seconds=settings.outbound_lease_seconds,
+        )
+        app[OUTBOUND] = outbound
+        tasks = [
+            asyncio.create_task(outbound.resilient(name, loop), name=f"outbound-{name}")
+            for name, loop in (
+                ("consume", outbound.consume),
+                ("work", outbound.work),
+                ("stats", outbound.stats),
+            )
+        ]
+        app[TASKS] = tasks
+        yield
+        # Graceful: stop claiming, finish pushes in flight, then commit and leave the group.
+        await outbound.drain()
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await consumer.stop()
+        await session.close()
+
+    app.cleanup_ctx.extend([database, kafka, pushing])
 
     async def postgres_ready() -> None:
         await ping(app[POOL])
 
     async def kafka_ready() -> None:
-        await check_topics(app[KAFKA], [topic_name(settings, topics.RECORDS_CHANGED.name)])
+        await check_topics(app[KAFKA], [changed])
 
-    add_ops_routes(app, SERVICE, {"postgres": postgres_ready, "kafka": kafka_ready})
+    async def loops_alive() -> None:
+        for task in app.get(TASKS, []):
+            if task.done():
+                raise RuntimeError(f"{task.get_name()} stopped")
+
+    add_ops_routes(
+        app, SERVICE, {"postgres": postgres_ready, "kafka": kafka_ready, "pushing": loops_alive}
+    )
     return app

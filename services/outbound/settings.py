@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from crmsync.common.settings import CommonSettings
 
@@ -8,9 +8,38 @@ from crmsync.common.settings import CommonSettings
 class OutboundSettings(CommonSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
+    master_keys: SecretStr = Field(
+        description="Key ring decrypting provider credentials: kid:base64key[,kid:base64key].",
+    )
     outbound_host: str = Field("127.0.0.1", description="Listen address (health, metrics).")
-    outbound_port: int = Field(8083, ge=1, le=65535, description="Listen port.")
+    outbound_port: int = Field(9102, ge=1, le=65535, description="Listen port.")
     outbound_kafka_start_timeout_seconds: float = Field(
         60.0, gt=0, description="How long start-up waits for Kafka before exiting."
     )
     outbound_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")
+    outbound_consumer_group: str = Field(
+        "crmsync-outbound", min_length=1, description="Kafka consumer group of records.changed."
+    )
+    outbound_concurrency: int = Field(
+        32, ge=1, le=1000, description="Pushes in flight at once, across all connections."
+    )
+    outbound_max_attempts: int = Field(
+        10,
+        ge=1,
+        # With full-jitter backoff capped at 5 minutes, ten attempts span roughly 20 minutes
+        # of provider trouble before the push becomes a (redrivable) dead letter.
+        description="Failed attempts (5xx, timeouts) before a push becomes a dead letter.",
+    )
+    outbound_backoff_cap_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between two attempts of one push."
+    )
+    outbound_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A claimed push not finished within this long (a crashed worker) is retried.",
+    )
+    outbound_max_rate_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="Longest in-line wait for a connection's rate limit; longer reschedules.",
+    )

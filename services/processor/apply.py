@@ -10,8 +10,6 @@ Nothing changed, nothing emitted: that is what ends echo loops.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,11 +17,12 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import ValidationError
 
+from crmsync.common.canonical import InvalidRecordError, state_hash
+from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
 from schemas.changes import EntityType
-from schemas.records import ENTITY_MODELS, CanonicalRecord
+from schemas.records import CanonicalRecord
 from services.processor.merge import FieldMeta, MergeResult, Policy, RecordState, Update, merge
 
 TABLES: dict[str, str] = {
@@ -83,23 +82,10 @@ class Applied:
 
 def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
     """Validate against the canonical model; keep only the fields that were sent."""
-    model = ENTITY_MODELS.get(entity_type)
-    if model is None:
-        raise InvalidChangeError("unknown_entity_type", entity_type)
     try:
-        parsed = model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidChangeError("schema_violation", f"{where}: {first['msg']}") from None
-    values: dict[str, Any] = parsed.model_dump(mode="json", exclude_unset=True)
-    return values
-
-
-def state_hash(values: dict[str, Any]) -> str:
-    """Hash of a record's state as one system sees it: equal hash, nothing new."""
-    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        return shared_canonical_values(entity_type, data)
+    except InvalidRecordError as exc:
+        raise InvalidChangeError(exc.reason, exc.detail) from None
 
 
 def policy_from(settings: dict[str, Any], entity_type: str) -> Policy:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from crmsync.common.canonical import state_hash
 from crmsync.common.db import Conn
 from services.processor.apply import (
     MATCH_ON,
@@ -28,7 +29,6 @@ from services.processor.apply import (
     meta_from_json,
     meta_to_json,
     outbox_payload,
-    state_hash,
 )
 from services.processor.merge import Conflict, FieldMeta, Policy, RecordState, Update, merge
 

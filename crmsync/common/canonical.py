@@ -1,0 +1,43 @@
+"""Canonical record values and their state hash, shared by the processor (what a source
+told us) and the outbound service (what we pushed): both must hash the same values the
+same way, or a provider echoing our own write back would look like a new change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.records import ENTITY_MODELS
+
+
+class InvalidRecordError(Exception):
+    """Data that is not a valid (partial) canonical record: ``reason`` is a bounded label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the canonical model; keep only the fields that were sent."""
+    model = ENTITY_MODELS.get(entity_type)
+    if model is None:
+        raise InvalidRecordError("unknown_entity_type", entity_type)
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRecordError("schema_violation", f"{where}: {first['msg']}") from None
+    values: dict[str, Any] = parsed.model_dump(mode="json", exclude_unset=True)
+    return values
+
+
+def state_hash(values: dict[str, Any]) -> str:
+    """Hash of a record's state as one system sees it: equal hash, nothing new."""
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

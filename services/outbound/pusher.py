@@ -1,0 +1,372 @@
+"""One push: bring one connection up to a record's latest committed version.
+
+State-based: the record is read from Postgres when the push runs, so a retry always
+sends the newest state, and a job whose version the link already has is skipped. After
+a successful push the link remembers the state *as the provider reported it back*
+(hashed the way the processor hashes what a source tells it), so when the provider
+echoes our write in a webhook the processor sees nothing new and emits nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import asyncpg
+
+from connectors.calls import CallFailedError, attempt
+from connectors.limits import full_jitter
+from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
+from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecord
+from crmsync.common.canonical import InvalidRecordError, canonical_values, state_hash
+from services.outbound import metrics
+from services.outbound.queue import Job, enqueue, finish, reschedule
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TABLES = {"customer": "customers", "job": "jobs", "invoice": "invoices", "payment": "payments"}
+# A record whose referenced customer/invoice is not on the target yet waits this long
+# for that push (queued first) before trying again.
+DEPENDENCY_WAIT_SECONDS = 1.0
+# Retryable pauses that are not the push's fault (rate limit, open circuit, re-auth)
+# do not count as attempts, but are never shorter than this.
+MIN_PAUSE_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class PushPolicy:
+    max_attempts: int = 10
+    backoff_base_seconds: float = 1.0
+    backoff_cap_seconds: float = 300.0
+    max_rate_wait_seconds: float = 2.0
+
+
+class PushFailedError(Exception):
+    def __init__(self, operation: str, failure: CallFailedError) -> None:
+        super().__init__(f"{operation}: {failure}")
+        self.operation = operation
+        self.failure = failure
+
+
+def idempotency_key(connection_id: uuid.UUID, entity_id: uuid.UUID) -> str:
+    """Stable per record and connection: a create retried after a crash is the same create."""
+    return f"crmsync-{connection_id}-{entity_id}"
+
+
+class Pusher:
+    def __init__(self, pool: asyncpg.Pool, clients: Clients, policy: PushPolicy) -> None:
+        self.pool = pool
+        self.clients = clients
+        self.policy = policy
+
+    async def run(self, job: Job) -> None:
+        info = await load_connection(self.pool, job.connection_id)
+        if info is None:  # the connection was deleted; its jobs went with it
+            return
+        provider = info.provider
+        try:
+            handle = await self.clients.get(info)
+        except CredentialsError as exc:
+            await self._dead(job, info, "no_credentials", str(exc), None)
+            return
+        started = time.perf_counter()
+        try:
+            operation = await self._push(job, info, handle)
+        except PushFailedError as exc:
+            error = exc.failure.error
+            metrics.PUSHES.labels(
+                provider, exc.operation, "failed", error.status_class if error else "none"
+            ).inc()
+            await self._failed(job, info, exc.failure)
+            return
+        except InvalidRecordError as exc:
+            await self._dead(job, info, exc.reason, exc.detail, None)
+            return
+        finally:
+            metrics.PUSH_SECONDS.labels(provider).observe(time.perf_counter() - started)
+        if operation == "waiting":  # rescheduled behind the records it references
+            return
+        await finish(self.pool, job)
+        if operation not in ("skipped", "waiting"):
+            metrics.PUSHES.labels(provider, operation, "succeeded", "2xx").inc()
+            lag = (datetime.now(UTC) - job.committed_at).total_seconds()
+            metrics.COMMITTED_TO_PUSHED_SECONDS.labels(provider).observe(max(0.0, lag))
+
+    async def _push(self, job: Job, info: ConnectionInfo, handle: Handle) -> str:
+        table = TABLES[job.entity_type]
+        record = await self.pool.fetchrow(
+            f"SELECT data, version, deleted_at FROM {table} WHERE id = $1",  # noqa: S608 - fixed names
+            job.entity_id,
+        )
+        link = await self.pool.fetchrow(
+            """
+            SELECT external_id, last_pushed_version FROM entity_links
+             WHERE connection_id = $1 AND entity_type = $2 AND entity_id = $3
+            """,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+        )
+        if record is None:
+            return "skipped"
+        if link is not None and (link["last_pushed_version"] or 0) >= record["version"]:
+            metrics.SKIPPED.labels(info.provider, "already_pushed").inc()
+            return "skipped"
+        entity_type = cast(EntityType, job.entity_type)
+        if record["deleted_at"] is not None:
+            return await self._delete(job, info, handle, link, record["version"])
+        data: dict[str, Any] = dict(record["data"])
+        refs = await self._refs(job, info, data)
+        if refs is None:
+            return "waiting"
+        body = {k: v for k, v in data.items() if k not in REFERENCE_FIELDS}
+        if link is None:
+            key = idempotency_key(info.id, job.entity_id)
+            operation = "create"
+            remote = await self._call(
+                handle, operation, lambda c: c.create(entity_type, body, refs, key)
+            )
+        else:
+            operation = "update"
+            linked = str(link["external_id"])
+            remote = await self._call(
+                handle, operation, lambda c: c.update(entity_type, linked, body, refs)
+            )
+        await self._remember(
+            info=info,
+            job=job,
+            external_id=remote.external_id,
+            version=record["version"],
+            remote=remote,
+            pushed=data,
+        )
+        return operation
+
+    async def _delete(
+        self,
+        job: Job,
+        info: ConnectionInfo,
+        handle: Handle,
+        link: asyncpg.Record | None,
+        version: int,
+    ) -> str:
+        if link is None:
+            metrics.SKIPPED.labels(info.provider, "not_linked_delete").inc()
+            return "skipped"
+        entity_type = cast(EntityType, job.entity_type)
+        external_id = str(link["external_id"])
+        api = handle.connector.api
+        if api is None or entity_type not in api.deletable:
+            metrics.SKIPPED.labels(info.provider, "unsupported").inc()
+        else:
+            try:
+                await self._call(handle, "delete", lambda c: c.delete(entity_type, external_id))
+            except PushFailedError as exc:
+                if exc.failure.reason != "not_found":  # already gone is what we wanted
+                    raise
+        await self._remember(
+            info=info, job=job, external_id=external_id, version=version, remote=None, pushed={}
+        )
+        return "delete"
+
+    async def _call(
+        self, handle: Handle, operation: str, call: Callable[[ApiClient], Awaitable[T]]
+    ) -> T:
+        try:
+            return await attempt(handle, call, max_wait_seconds=self.policy.max_rate_wait_seconds)
+        except CallFailedError as exc:
+            raise PushFailedError(operation, exc) from None
+
+    async def _refs(
+        self, job: Job, info: ConnectionInfo, data: dict[str, Any]
+    ) -> dict[str, str] | None:
+        """The target's ids of the records this one references; None (and the missing
+        ones queued first) when one is not on the target yet."""
+        wanted = {f: uuid.UUID(str(data[f])) for f in REFERENCE_FIELDS if data.get(f)}
+        if not wanted:
+            return {}
+        rows = await self.pool.fetch(
+            """
+            SELECT entity_type, entity_id, external_id FROM entity_links
+             WHERE connection_id = $1 AND entity_id = ANY($2::uuid[])
+            """,
+            info.id,
+            list(wanted.values()),
+        )
+        found = {(r["entity_type"], r["entity_id"]): r["external_id"] for r in rows}
+        refs: dict[str, str] = {}
+        missing = []
+        for field_name, entity_id in wanted.items():
+            entity_type = REFERENCE_FIELDS[field_name]
+            external_id = found.get((entity_type, entity_id))
+            if external_id is None:
+                missing.append((entity_type, entity_id))
+            else:
+                refs[field_name] = external_id
+        if not missing:
+            return refs
+        versions = []
+        for entity_type, entity_id in missing:
+            version = await self.pool.fetchval(
+                f"SELECT version FROM {TABLES[entity_type]} WHERE id = $1 AND deleted_at IS NULL",  # noqa: S608
+                entity_id,
+            )
+            if version is None:
+                # Referenced record gone or never synced: push without the reference.
+                continue
+            versions.append((entity_type, entity_id, version))
+        if not versions:
+            return refs
+        now = datetime.now(UTC)
+        await enqueue(
+            self.pool,
+            [(job.tenant_id, info.id, e, i, v, None, now) for e, i, v in versions],  # type: ignore[misc]
+        )
+        await reschedule(
+            self.pool,
+            job,
+            DEPENDENCY_WAIT_SECONDS,
+            "waiting for referenced records",
+            count_attempt=False,
+        )
+        metrics.RETRIES.labels(info.provider, "dependency").inc()
+        return None
+
+    async def _remember(
+        self,
+        *,
+        info: ConnectionInfo,
+        job: Job,
+        external_id: str,
+        version: int,
+        remote: RemoteRecord | None,
+        pushed: dict[str, Any],
+    ) -> None:
+        """Link the record to the provider's id and remember the pushed state."""
+        values: dict[str, Any] | None = None
+        if remote is not None:
+            reported = dict(remote.data)
+            for field_name in remote.refs:
+                if field_name in pushed:
+                    reported[field_name] = pushed[field_name]
+            values = canonical_values(job.entity_type, reported)
+        pushed_hash = state_hash(values) if values is not None else None
+        await self.pool.execute(
+            """
+            INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
+                                           external_id, last_pushed_hash, last_pushed_version,
+                                           last_seen_hash, last_seen_snapshot, remote_version,
+                                           remote_updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10)
+            ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+               SET external_id = EXCLUDED.external_id,
+                   last_pushed_hash = coalesce(EXCLUDED.last_pushed_hash, l.last_pushed_hash),
+                   last_pushed_version = EXCLUDED.last_pushed_version,
+                   last_seen_hash = coalesce(EXCLUDED.last_seen_hash, l.last_seen_hash),
+                   last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot,
+                                                 l.last_seen_snapshot),
+                   remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
+                   remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
+                   updated_at = now()
+            """,
+            job.tenant_id,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+            external_id,
+            pushed_hash,
+            version,
+            values,
+            remote.version if remote else None,
+            remote.updated_at if remote else None,
+        )
+        await self.pool.execute(
+            """
+            INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                                  external_id, outcome, latency_ms)
+            VALUES ($1, $2, 'out', $3, $4, $5, 'pushed', $6)
+            """,
+            job.tenant_id,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+            external_id,
+            int((datetime.now(UTC) - job.committed_at).total_seconds() * 1000),
+        )
+
+    async def _failed(self, job: Job, info: ConnectionInfo, exc: CallFailedError) -> None:
+        p = self.policy
+        if exc.retryable and exc.reason in ("rate_limited", "circuit_open", "needs_reauth"):
+            # Not the push's fault: wait as long as asked, without using up an attempt.
+            pause = max(MIN_PAUSE_SECONDS, exc.retry_after or MIN_PAUSE_SECONDS)
+            metrics.RETRIES.labels(info.provider, exc.reason).inc()
+            await reschedule(self.pool, job, pause, str(exc), count_attempt=False)
+            return
+        if exc.retryable and job.attempts + 1 < p.max_attempts:
+            delay = exc.retry_after
+            if delay is None:
+                delay = full_jitter(job.attempts, p.backoff_base_seconds, p.backoff_cap_seconds)
+            metrics.RETRIES.labels(info.provider, exc.reason).inc()
+            await reschedule(
+                self.pool, job, max(delay, MIN_PAUSE_SECONDS), str(exc), count_attempt=True
+            )
+            return
+        reason = exc.reason if not exc.retryable else "retries_exhausted"
+        await self._dead(job, info, reason, str(exc), exc)
+
+    async def _dead(
+        self,
+        job: Job,
+        info: ConnectionInfo,
+        reason: str,
+        detail: str,
+        exc: CallFailedError | None,
+    ) -> None:
+        """Park the push: its payload names the record, so a redrive re-queues it."""
+        error = exc.error if exc is not None else None
+        payload = {
+            "connection_id": str(job.connection_id),
+            "entity_type": job.entity_type,
+            "entity_id": str(job.entity_id),
+            "version": job.version,
+            "attempts": job.attempts + 1,
+            "request": error.request if error else None,
+            "status": error.status if error else None,
+            "response_excerpt": error.body_excerpt if error else None,
+        }
+        async with self.pool.acquire() as conn, conn.transaction():
+            dead_id = await conn.fetchval(
+                """
+                INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, payload)
+                VALUES ('outbound', $1, $2, $3, $4, $5) RETURNING id
+                """,
+                reason,
+                detail[:2000],
+                job.tenant_id,
+                job.connection_id,
+                json.dumps(payload).encode(),
+            )
+            await conn.execute(
+                "DELETE FROM push_jobs WHERE id = $1 AND version = $2", job.id, job.version
+            )
+        metrics.DEAD_LETTERS.labels(info.provider, reason).inc()
+        log.warning(
+            "push dead-lettered: %s",
+            reason,
+            extra={
+                "dead_letter_id": str(dead_id),
+                "tenant": str(job.tenant_id),
+                "connection": str(job.connection_id),
+                "provider": info.provider,
+                "entity_type": job.entity_type,
+                "entity_id": str(job.entity_id),
+                "detail": detail[:300],
+            },
+        )

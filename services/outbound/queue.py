@@ -1,0 +1,178 @@
+"""The push queue in Postgres: which connections a change goes to, and the rows that
+carry each push through its attempts.
+
+A records.changed event becomes one push_jobs row per target connection, written before
+the Kafka offset is committed: a crash after the commit finds the rows, a crash before
+it re-reads the event and the upsert changes nothing. Rows are claimed with a lease
+(SKIP LOCKED), so several outbound workers share the queue and a crashed worker's claims
+come back after the lease.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from connectors.runtime import ConnectionInfo, tenant_connections
+from schemas.records import CanonicalRecord
+
+# Connection rows are re-read after this long: settings changes apply within seconds.
+CONNECTIONS_TTL_SECONDS = 5.0
+
+
+def pushes_to(info: ConnectionInfo, entity_type: str) -> bool:
+    """Whether ``info`` receives ``entity_type`` changes (settings: direction, entity_types)."""
+    if info.status == "disabled" or info.provider == "internal":
+        return False
+    try:
+        connector = info.connector()
+    except (KeyError, ValueError):
+        return False
+    if connector.api is None or entity_type not in connector.api.entity_types:
+        return False
+    if info.settings.get("direction", "both") not in ("out", "both"):
+        return False
+    wanted = info.settings.get("entity_types")
+    return wanted is None or entity_type in wanted
+
+
+class Router:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._cache: dict[uuid.UUID, tuple[float, list[ConnectionInfo]]] = {}
+
+    async def connections(self, tenant_id: uuid.UUID) -> list[ConnectionInfo]:
+        cached = self._cache.get(tenant_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < CONNECTIONS_TTL_SECONDS:
+            return cached[1]
+        infos = await tenant_connections(self.pool, tenant_id)
+        self._cache[tenant_id] = (now, infos)
+        return infos
+
+    async def targets(self, record: CanonicalRecord) -> list[ConnectionInfo]:
+        """Every connection the change goes to: never the one it came from."""
+        return [
+            info
+            for info in await self.connections(record.tenant_id)
+            if info.id != record.origin_connection_id and pushes_to(info, record.entity_type)
+        ]
+
+
+async def enqueue(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int, uuid.UUID, datetime]],
+) -> None:
+    """Queue pushes (tenant, connection, entity type, entity id, version, change id,
+    committed at). An older version never lowers a pending row; backoff is kept."""
+    if not rows:
+        return
+    # One row per key in one statement: ON CONFLICT cannot touch a row twice.
+    newest: dict[tuple[uuid.UUID, str, uuid.UUID], tuple[Any, ...]] = {}
+    for row in rows:
+        key = (row[1], row[2], row[3])
+        if key not in newest or newest[key][4] < row[4]:
+            newest[key] = row
+    columns = list(zip(*newest.values(), strict=True))
+    await conn.execute(
+        """
+        INSERT INTO push_jobs AS j (tenant_id, connection_id, entity_type, entity_id, version,
+                                    change_id, committed_at)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int[],
+                             $6::uuid[], $7::timestamptz[])
+        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+           SET version = EXCLUDED.version,
+               change_id = EXCLUDED.change_id,
+               committed_at = EXCLUDED.committed_at,
+               updated_at = now()
+         WHERE j.version < EXCLUDED.version
+        """,
+        *[list(c) for c in columns],
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    tenant_id: uuid.UUID
+    connection_id: uuid.UUID
+    entity_type: str
+    entity_id: uuid.UUID
+    version: int
+    change_id: uuid.UUID | None
+    committed_at: datetime
+    attempts: int
+
+
+async def claim(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> list[Job]:
+    """Up to ``limit`` due jobs, leased: nobody else takes them until the lease ends."""
+    rows = await pool.fetch(
+        """
+        UPDATE push_jobs j
+           SET next_attempt_at = now() + make_interval(secs => $2)
+          FROM (SELECT id FROM push_jobs
+                 WHERE next_attempt_at <= now()
+                 ORDER BY next_attempt_at
+                 LIMIT $1
+                   FOR UPDATE SKIP LOCKED) due
+         WHERE j.id = due.id
+        RETURNING j.id, j.tenant_id, j.connection_id, j.entity_type, j.entity_id, j.version,
+                  j.change_id, j.committed_at, j.attempts
+        """,
+        limit,
+        lease_seconds,
+    )
+    return [Job(**dict(r)) for r in rows]
+
+
+async def seconds_until_due(pool: asyncpg.Pool) -> float | None:
+    due = await pool.fetchval(
+        "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM push_jobs"
+    )
+    return None if due is None else max(0.0, float(due))
+
+
+async def finish(pool: asyncpg.Pool, job: Job) -> None:
+    """The push of ``job.version`` is done: remove the row unless a newer version came
+    meanwhile, which is then due at once."""
+    await pool.execute(
+        """
+        WITH gone AS (DELETE FROM push_jobs WHERE id = $1 AND version = $2 RETURNING id)
+        UPDATE push_jobs SET next_attempt_at = now(), attempts = 0, last_error = NULL,
+                             updated_at = now()
+         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)
+        """,
+        job.id,
+        job.version,
+    )
+
+
+async def reschedule(
+    pool: asyncpg.Pool, job: Job, delay_seconds: float, error: str, *, count_attempt: bool
+) -> None:
+    await pool.execute(
+        """
+        UPDATE push_jobs
+           SET next_attempt_at = now() + make_interval(secs => $2),
+               attempts = attempts + $3, last_error = $4, updated_at = now()
+         WHERE id = $1
+        """,
+        job.id,
+        delay_seconds,
+        1 if count_attempt else 0,
+        error[:2000],
+    )
+
+
+async def queue_stats(pool: asyncpg.Pool) -> tuple[int, float]:
+    row = await pool.fetchrow(
+        "SELECT count(*) AS n, extract(epoch FROM now() - min(committed_at)) AS age FROM push_jobs"
+    )
+    assert row is not None  # noqa: S101 - an aggregate always returns a row
+    return int(row["n"]), float(row["age"] or 0.0)

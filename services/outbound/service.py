@@ -1,0 +1,181 @@
+"""The outbound loops: records.changed → push queue (consumer), push queue → providers
+(worker), and the gauges that describe both (stats).
+
+The consumer commits a Kafka offset only after the pushes it implies are rows in
+Postgres; the worker claims due rows with a lease and runs them concurrently, each
+connection within its own rate limit and breaker. A slow or failing provider only delays
+its own rows: failures are rescheduled in the table, never slept on in a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from connectors.limits import CIRCUIT_GAUGE
+from connectors.runtime import Clients
+from schemas.records import CanonicalRecord
+from services.outbound import metrics
+from services.outbound.pusher import Pusher
+from services.outbound.queue import Job, Router, claim, enqueue, queue_stats, seconds_until_due
+
+log = logging.getLogger(__name__)
+
+# Longest sleep when no push is due: also how fast a lease from a crashed worker is noticed.
+IDLE_POLL_SECONDS = 1.0
+STATS_SECONDS = 5.0
+
+
+class Outbound:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        consumer: AIOKafkaConsumer,
+        clients: Clients,
+        pusher: Pusher,
+        *,
+        concurrency: int,
+        lease_seconds: float,
+    ) -> None:
+        self.pool = pool
+        self.consumer = consumer
+        self.clients = clients
+        self.pusher = pusher
+        self.router = Router(pool)
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    async def resilient(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` until stopping; an outage (Postgres, Kafka) restarts it after a
+        pause instead of leaving the service half alive."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                await loop()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
+                log.warning("%s interrupted, restarting in %.1fs: %s", name, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    # --- records.changed → push_jobs --------------------------------------------------------
+
+    async def consume(self) -> None:
+        while not self.stopping.is_set():
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            if not batches:
+                continue
+            rows = []
+            for messages in batches.values():
+                for message in messages:
+                    rows.extend(await self._targets(message.value, message.offset))
+            await enqueue(self.pool, rows)
+            # Offsets move only after the pushes they imply are durable.
+            await self.consumer.commit()
+            if rows:
+                self.wake.set()
+
+    async def _targets(
+        self, value: bytes | None, offset: int
+    ) -> list[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int, uuid.UUID, datetime]]:
+        try:
+            record = CanonicalRecord.model_validate_json(value or b"")
+        except ValidationError as exc:
+            # The relay only publishes what it built from a committed row: an invalid
+            # event is a bug or a foreign producer. Log it; there is nothing to push.
+            log.error("records.changed offset %d is not a CanonicalRecord: %s", offset, exc)
+            return []
+        targets = await self.router.targets(record)
+        metrics.ENQUEUED.labels(record.entity_type).inc(len(targets))
+        return [
+            (
+                record.tenant_id,
+                t.id,
+                record.entity_type,
+                record.entity_id,
+                record.version,
+                record.change_id,
+                record.committed_at,
+            )
+            for t in targets
+        ]
+
+    # --- push_jobs → providers -----------------------------------------------------------------
+
+    async def work(self) -> None:
+        slots = asyncio.Semaphore(self.concurrency)
+        while not self.stopping.is_set():
+            free = self.concurrency - len(self.in_flight)
+            jobs = await claim(self.pool, free, self.lease_seconds) if free > 0 else []
+            for job in jobs:
+                await slots.acquire()
+                task = asyncio.create_task(self._run(job, slots), name=f"push-{job.id}")
+                self.in_flight.add(task)
+                task.add_done_callback(self.in_flight.discard)
+            if len(jobs) == free and free > 0:
+                continue  # more may be due right now
+            due = await seconds_until_due(self.pool)
+            timeout = IDLE_POLL_SECONDS if due is None else min(due, IDLE_POLL_SECONDS)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=max(timeout, 0.01))
+
+    async def _run(self, job: Job, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.pusher.run(job)
+        except Exception:
+            # A bug or a database outage: the lease runs out and the job is retried.
+            log.exception("push %s failed unexpectedly", job.id)
+        finally:
+            slots.release()
+            self.wake.set()
+
+    async def drain(self) -> None:
+        """Graceful stop: claim nothing new, let pushes in flight finish."""
+        self.stopping.set()
+        self.wake.set()
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    # --- gauges --------------------------------------------------------------------------------
+
+    async def stats(self) -> None:
+        waited: dict[int, float] = {}
+        while not self.stopping.is_set():
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                depth, lag = await queue_stats(self.pool)
+                metrics.QUEUE_DEPTH.set(depth)
+                metrics.QUEUE_LAG_SECONDS.set(lag)
+            circuit: dict[str, int] = defaultdict(int)
+            reauth: dict[str, int] = defaultdict(int)
+            expiry: dict[str, float] = {}
+            for handle in self.clients.cached():
+                provider = handle.info.provider
+                circuit[provider] = max(circuit[provider], CIRCUIT_GAUGE[handle.breaker.state])
+                reauth[provider] += int(handle.needs_reauth)
+                left = handle.token_seconds_left
+                if left is not None:
+                    expiry[provider] = min(expiry.get(provider, left), left)
+                key = id(handle.bucket)
+                delta = handle.bucket.waited_seconds - waited.get(key, 0.0)
+                waited[key] = handle.bucket.waited_seconds
+                metrics.RATE_LIMIT_WAIT_SECONDS.labels(provider).inc(max(0.0, delta))
+            for provider, state in circuit.items():
+                metrics.CIRCUIT_STATE.labels(provider).set(state)
+                metrics.NEEDS_REAUTH.labels(provider).set(reauth[provider])
+            for provider, left in expiry.items():
+                metrics.TOKEN_EXPIRY_SECONDS.labels(provider).set(left)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=STATS_SECONDS)
