@@ -23,7 +23,7 @@ import asyncpg
 from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
 from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
-from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecord
+from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingError, RemoteRecord
 from crmsync.common.canonical import InvalidRecordError, canonical_values, state_hash
 from services.outbound import metrics
 from services.outbound.queue import Job, enqueue, finish, reschedule
@@ -86,7 +86,8 @@ class Pusher:
             ).inc()
             await self._failed(job, info, exc.failure)
             return
-        except InvalidRecordError as exc:
+        except (InvalidRecordError, MappingError) as exc:
+            # The record cannot be expressed in the provider's terms: no retry can help.
             await self._dead(job, info, exc.reason, exc.detail, None)
             return
         finally:
