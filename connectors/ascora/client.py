@@ -1,0 +1,217 @@
+"""Ascora's REST API (the shape assumed in connectors/ascora/README.md) as an ApiClient.
+
+Every call carries the connection's bearer token and its ``X-Company-Code`` (Ascora
+instances can hold several companies; the code says which one a call is about). Retries,
+rate limiting and circuit breaking belong to the caller, as connectors.spec says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from connectors.ascora.mapping import Mapper
+from connectors.http import Auth, UnsupportedOperationError, send
+from connectors.spec import EntityType, MappingError, Page, RemoteRecord
+
+# The path every Ascora instance serves its API under (PROVIDERS.md: {instance}/api/v1).
+API_PREFIX = "/api/v1"
+COMPANY_HEADER = "X-Company-Code"
+# Sent on creates so a retried POST after a lost response does not create twice.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Collection path of each entity type.
+COLLECTIONS: dict[EntityType, str] = {
+    "customer": "customers",
+    "job": "jobs",
+    "invoice": "invoices",
+    "payment": "payments",
+}
+# The largest page the assumed API serves; fewer round trips for a full poll.
+MAX_PAGE_SIZE = 100
+# 405 rather than no status: ProviderError counts a missing status as a network error,
+# which is transient, and an operation Ascora does not have never becomes possible.
+UNSUPPORTED_STATUS = 405
+
+
+class AscoraClient:
+    """One Ascora connection (instance URL, token, company code)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        auth: Auth,
+        settings: Mapping[str, Any],
+        mapper: Mapper | None = None,
+    ) -> None:
+        company_code = settings.get("company_code")
+        if not isinstance(company_code, str) or not company_code.strip():
+            raise ValueError("an Ascora connection needs settings['company_code']")
+        page_size = settings.get("page_size", MAX_PAGE_SIZE)
+        if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"settings['page_size'] must be an integer in 1..{MAX_PAGE_SIZE}")
+        self._session = session
+        self._root = base_url.rstrip("/") + API_PREFIX
+        self._auth = auth
+        self._settings = settings
+        self._headers = {COMPANY_HEADER: company_code.strip()}
+        self._page_size = page_size
+        self._mapper = mapper or Mapper()
+
+    # --- ApiClient ---------------------------------------------------------------------------
+
+    async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
+        return self._record(entity_type, await self._call("GET", _item(entity_type, external_id)))
+
+    async def create(
+        self,
+        entity_type: EntityType,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        path = f"/{COLLECTIONS[entity_type]}"
+        if entity_type == "payment":
+            # Ascora records a payment against its invoice; there is no bare payment create.
+            invoice_id = body.pop("invoiceId", None)
+            if not invoice_id:
+                raise MappingError(
+                    "schema_violation", "refs.invoice_id: a payment is recorded against an invoice"
+                )
+            body.pop("customerId", None)  # the invoice's customer, set by Ascora
+            path = f"{_item('invoice', invoice_id)}/payments"
+        obj = await self._call("POST", path, body, {IDEMPOTENCY_HEADER: idempotency_key})
+        return self._record(entity_type, obj)
+
+    async def update(
+        self,
+        entity_type: EntityType,
+        external_id: str,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+    ) -> RemoteRecord:
+        if entity_type == "payment":
+            raise UnsupportedOperationError(
+                "Ascora payments cannot be edited: delete and record again",
+                status=UNSUPPORTED_STATUS,
+                request=f"PATCH {_item(entity_type, external_id)}",
+            )
+        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        status = body.pop("status", None) if entity_type == "job" else None
+        obj: Any = None
+        if body:
+            obj = await self._call("PATCH", _item(entity_type, external_id), body)
+        if status is not None:
+            # A job's status moves only through its own endpoint (it drives Ascora's
+            # scheduling board), never through the job PATCH.
+            obj = await self._call(
+                "PATCH", f"{_item('job', external_id)}/status", {"status": status}
+            )
+        if obj is None:  # nothing to change: no write, so no echo webhook either
+            obj = await self._call("GET", _item(entity_type, external_id))
+        return self._record(entity_type, obj)
+
+    async def delete(self, entity_type: EntityType, external_id: str) -> None:
+        if entity_type == "invoice":
+            # Issued invoices are voided, never deleted (the number stays used).
+            await self._call("PATCH", _item("invoice", external_id), {"status": "Void"})
+            return
+        await self._call("DELETE", _item(entity_type, external_id))
+
+    async def list_page(
+        self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
+    ) -> Page:
+        """Oldest change first. The cursor is the next page number: Ascora pages by number
+        and sorts by lastModified, so a record changed mid-walk moves to the end and is
+        seen again there rather than lost (the next poll's modifiedSince picks it up)."""
+        page = _page_number(cursor)
+        params = {"page": str(page), "pageSize": str(self._page_size)}
+        if modified_since is not None:
+            params["modifiedSince"] = _iso(modified_since)
+        body = await self._call("GET", f"/{COLLECTIONS[entity_type]}", params=params)
+        items = body.get("items") if isinstance(body, dict) else None
+        total_pages = body.get("totalPages") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not isinstance(total_pages, int):
+            raise MappingError("schema_violation", "list body: expected items and totalPages")
+        records = tuple(self._record(entity_type, item) for item in items)
+        next_cursor = str(page + 1) if page < total_pages else None
+        return Page(records=records, next_cursor=next_cursor)
+
+    # --- Ascora operations beyond the sync contract ------------------------------------------
+
+    async def set_job_status(self, external_id: str, status: str) -> RemoteRecord:
+        """Move a job to a canonical ``status`` ("in_progress", ...) through Ascora's status
+        endpoint."""
+        body = self._mapper.from_canonical("job", {"status": status}, {}, self._settings)
+        obj = await self._call("PATCH", f"{_item('job', external_id)}/status", body)
+        return self._record("job", obj)
+
+    async def add_job_note(self, external_id: str, text: str) -> dict[str, Any]:
+        """Add a note to a job; the note as Ascora stored it (noteId, text, createdAt)."""
+        note = await self._call("POST", f"{_item('job', external_id)}/notes", {"text": text})
+        if not isinstance(note, dict):
+            raise MappingError("schema_violation", "note: expected an object")
+        return note
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        return await send(
+            self._session,
+            method,
+            self._root + path,
+            auth=self._auth,
+            json_body=body,
+            params=params,
+            headers={**self._headers, **(headers or {})},
+        )
+
+    def _record(self, entity_type: EntityType, obj: Any) -> RemoteRecord:
+        if not isinstance(obj, dict):
+            raise MappingError("schema_violation", f"{entity_type}: expected an object")
+        return self._mapper.to_canonical(entity_type, obj, self._settings)
+
+
+def _item(entity_type: EntityType, external_id: str) -> str:
+    return f"/{COLLECTIONS[entity_type]}/{_segment(external_id)}"
+
+
+def _segment(external_id: str) -> str:
+    """An id as one percent-encoded path segment: no id may reach another path."""
+    if external_id in {"", ".", ".."}:
+        raise ValueError(f"{external_id!r} is not an Ascora id")
+    return quote(external_id, safe="-_.~")
+
+
+def _page_number(cursor: str | None) -> int:
+    if cursor is None:
+        return 1
+    if not cursor.isascii() or not cursor.isdigit() or int(cursor) < 1:
+        raise ValueError(f"{cursor!r} is not an Ascora page cursor")
+    return int(cursor)
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("modified_since must be timezone-aware")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def make_client(
+    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
+) -> AscoraClient:
+    """ApiSpec.make_client: ``base_url`` is the instance root (https://acme.ascora.com)."""
+    return AscoraClient(session, base_url, auth, settings)

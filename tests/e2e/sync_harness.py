@@ -1,0 +1,136 @@
+"""The whole pipeline in one test: ingest and outbound in process, the processor as a
+worker process, provider simulators as real HTTP servers, all on the suite's Kafka
+(under a test-only topic prefix) and the test's own database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from connectors.registry import connector
+from connectors.runtime import credentials_json
+from connectors.simkit import Simulator
+from crmsync.common.connections import create_connection
+from crmsync.common.crypto import KeyRing
+from crmsync.common.settings import parse_settings
+from services.outbound.app import create_app as create_outbound
+from services.outbound.settings import OutboundSettings
+from tests.conftest import free_port
+from tests.e2e.helpers import stop, wait_until_ready
+from tests.e2e.test_processor_pipeline import start_worker
+from tests.ingest_harness import running_ingest
+
+
+@dataclass
+class SimulatedCrm:
+    provider: str
+    sim: Simulator
+    runner: web.AppRunner
+    base_url: str
+    connection_id: uuid.UUID | None = None
+
+    def requests(self, method: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.sim.log.requests if method is None or r["method"] == method]
+
+    def writes(self) -> list[dict[str, Any]]:
+        return [
+            r for r in self.sim.log.requests if r["method"] in {"POST", "PUT", "PATCH", "DELETE"}
+        ]
+
+
+async def start_simulator(provider: str, **kwargs: Any) -> SimulatedCrm:
+    spec = connector(provider)
+    assert spec.simulator is not None
+    sim = spec.simulator(**kwargs)
+    runner = web.AppRunner(sim.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return SimulatedCrm(provider, sim, runner, f"http://{host}:{port}")
+
+
+@dataclass
+class Stack:
+    pool: asyncpg.Pool
+    keyring: KeyRing
+    ingest_url: str
+    tenant: str
+    crms: list[SimulatedCrm] = field(default_factory=list)
+
+    async def connect(
+        self, crm: SimulatedCrm, name: str, settings: dict[str, Any] | None = None
+    ) -> uuid.UUID:
+        secret = connector(crm.provider).scheme.generate_secret()
+        async with self.pool.acquire() as conn:
+            created = await create_connection(
+                conn,
+                self.keyring,
+                tenant=self.tenant,
+                provider=crm.provider,
+                name=name,
+                webhook_secret=secret,
+                base_url=crm.base_url,
+                api_credentials=credentials_json(token=crm.sim.api_token),
+                settings=settings or {},
+            )
+        crm.connection_id = created.id
+        crm.sim.webhook_url = f"{self.ingest_url}/webhooks/{crm.provider}/{created.id}"
+        crm.sim.webhook_secret = secret
+        return created.id
+
+    async def count(self, sql: str, *args: Any) -> int:
+        return int(await self.pool.fetchval(sql, *args))
+
+    async def wait(self, sql: str, want: int, *args: Any, seconds: float = 30.0) -> int:
+        got = -1
+        for _ in range(int(seconds / 0.1)):
+            got = await self.count(sql, *args)
+            if got == want:
+                return got
+            await asyncio.sleep(0.1)
+        return got
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    database_url: str, kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
+    processor_port = free_port()
+    worker: subprocess.Popen[bytes] | None = None
+    outbound_client: TestClient[web.Request, web.Application] | None = None
+    async for ingest in running_ingest(database_url, kafka_bootstrap, kafka_topic_prefix=prefix):
+        try:
+            worker = start_worker(database_url, kafka_bootstrap, prefix, tmp_path, processor_port)
+            outbound_settings = parse_settings(
+                OutboundSettings,
+                database_url=database_url,
+                kafka_bootstrap_servers=kafka_bootstrap,
+                kafka_topic_prefix=prefix,
+                outbound_consumer_group=f"crmsync-{prefix}outbound",
+                master_keys=os.environ["CRMSYNC_MASTER_KEYS"],
+            )
+            outbound_client = TestClient(TestServer(create_outbound(outbound_settings)))
+            await outbound_client.start_server()
+            await asyncio.to_thread(
+                wait_until_ready, f"http://127.0.0.1:{processor_port}/readyz", worker
+            )
+            ingest_url = str(ingest.client.make_url("")).rstrip("/")
+            yield Stack(ingest.pool, keyring, ingest_url, f"t-{uuid.uuid4().hex[:10]}")
+        finally:
+            if outbound_client is not None:
+                await outbound_client.close()
+            if worker is not None:
+                await asyncio.to_thread(stop, worker)

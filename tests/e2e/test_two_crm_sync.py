@@ -1,0 +1,90 @@
+"""Invariant 5 end to end: one edit in one CRM → exactly one push to the other → silence.
+
+Two simulated Ascora instances (two companies of one tenant) send real signed webhooks to
+ingest; the processor worker applies them; outbound pushes through the real client. Each
+simulator also echoes our own writes back by webhook, exactly as a real CRM does: those
+echoes must come back as no change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+
+OUTBOX = "SELECT count(*) FROM outbox"
+CUSTOMERS = "SELECT count(*) FROM customers"
+
+
+@pytest.fixture
+async def two_crms(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
+    a = await start_simulator("ascora", company_code="A")
+    b = await start_simulator("ascora", company_code="B")
+    try:
+        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
+            await stack.connect(a, "ascora-a", {"company_code": "A"})
+            await stack.connect(b, "ascora-b", {"company_code": "B"})
+            yield stack, a, b
+    finally:
+        for crm in (a, b):
+            await crm.runner.cleanup()
+
+
+async def quiet(stack: Stack, *crms: SimulatedCrm, seconds: float = 3.0) -> None:
+    """Wait until nothing moves: no new outbox rows, no new writes to any CRM."""
+    before = (await stack.count(OUTBOX), [len(c.writes()) for c in crms])
+    await asyncio.sleep(seconds)
+    after = (await stack.count(OUTBOX), [len(c.writes()) for c in crms])
+    assert before == after, f"still moving: {before} → {after}"
+
+
+async def test_one_edit_is_pushed_once_to_the_other_crm_and_echoes_stay_silent(
+    two_crms: tuple[Stack, SimulatedCrm, SimulatedCrm],
+) -> None:
+    stack, a, b = two_crms
+    a.sim.create(
+        "customer",
+        {
+            "customerName": "Harbour Plumbing",
+            "emailAddress": "Office@HarbourPlumbing.example",
+            "phoneNumber": "+61 2 5550 1234",
+        },
+    )
+    assert await stack.wait(CUSTOMERS, 1) == 1
+    # B receives exactly one create; its echo webhook changes nothing.
+    for _ in range(100):
+        if b.sim.live("customer"):
+            break
+        await asyncio.sleep(0.1)
+    created = b.sim.live("customer")
+    assert len(created) == 1
+    assert [r["method"] for r in b.writes()] == ["POST"]
+    await quiet(stack, a, b)
+    assert await stack.count(OUTBOX) == 1, "the echo from B emitted a change"
+    assert await stack.count(CUSTOMERS) == 1
+    assert a.writes() == [], "a change was pushed back to the CRM it came from"
+    echoes = await stack.count("SELECT count(*) FROM sync_log WHERE outcome = 'echo'")
+    assert echoes >= 1
+
+    # An edit in B travels to A as one update, and stops there.
+    b_id = next(iter(b.sim.store["customer"]))
+    b.sim.update("customer", b_id, {"phoneNumber": "+61 2 5550 9999"})
+    assert await stack.wait(OUTBOX, 2) == 2
+    for _ in range(100):
+        if a.writes():
+            break
+        await asyncio.sleep(0.1)
+    await quiet(stack, a, b)
+    assert [r["method"] for r in a.writes()] == ["PATCH"]
+    assert [r["method"] for r in b.writes()] == ["POST"]
+    assert await stack.count(OUTBOX) == 2
+    phone = await stack.pool.fetchval("SELECT data->>'phone' FROM customers")
+    assert phone == "+61 2 5550 9999"
+    a_customer = a.sim.live("customer")[0]
+    assert "9999" in str(a_customer)

@@ -1,0 +1,282 @@
+"""Outbound pushes against a real provider simulator (Ascora's API shape on a real aiohttp
+server) and the test's own Postgres: create/update/delete, retries, rate limits, the
+breaker, dead letters, stale retries and a crash between the provider's answer and ours."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from connectors.limits import BreakerPolicy
+from connectors.runtime import Clients, credentials_json
+from connectors.simkit import Fault
+from crmsync.common.connections import create_connection
+from crmsync.common.crypto import KeyRing
+from schemas.records import CanonicalRecord
+from services.outbound.pusher import Pusher, PushPolicy
+from services.outbound.queue import Job, Router, claim, enqueue
+from services.processor.apply import InboundChange
+from services.processor.deadletters import Source
+from services.processor.pipeline import Parsed, Processor
+from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Env:
+    pool: asyncpg.Pool
+    crm: SimulatedCrm
+    tenant_id: uuid.UUID
+    origin: uuid.UUID  # an internal publisher: where changes come from
+    target: uuid.UUID  # the simulated Ascora: where they go
+    pusher: Pusher
+    clients: Clients
+
+    async def change(self, n: int, data: dict[str, Any], op: str = "upsert") -> CanonicalRecord:
+        """Apply a change from the origin connection; return what records.changed carries."""
+        processor = Processor(self.pool)
+        change = InboundChange(
+            tenant_id=self.tenant_id,
+            connection_id=self.origin,
+            dedup_key=f"evt-{n}",
+            entity_type="customer",
+            op=op,  # type: ignore[arg-type]
+            external_id="cust-1",
+            source_ts=T0 + timedelta(seconds=n),
+            data=data,
+            received_at=datetime.now(UTC),
+        )
+        result = await processor._apply_batch([_parsed(change)])
+        assert result[0] is not None
+        assert result[0].change_id is not None
+        payload = await self.pool.fetchval(
+            "SELECT payload FROM outbox WHERE change_id = $1", result[0].change_id
+        )
+        return CanonicalRecord.model_validate_json(json.dumps(payload))
+
+    async def enqueue(self, record: CanonicalRecord) -> None:
+        targets = await Router(self.pool).targets(record)
+        await enqueue(
+            self.pool,
+            [
+                (
+                    record.tenant_id,
+                    t.id,
+                    record.entity_type,
+                    record.entity_id,
+                    record.version,
+                    record.change_id,
+                    record.committed_at,
+                )
+                for t in targets
+            ],
+        )
+
+    async def run_due(self, pusher: Pusher | None = None) -> list[Job]:
+        jobs = await claim(self.pool, 100, lease_seconds=0.5)
+        for job in jobs:
+            await (pusher or self.pusher).run(job)
+        return jobs
+
+    async def job(self) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM push_jobs")
+
+    async def make_due(self) -> None:
+        await self.pool.execute("UPDATE push_jobs SET next_attempt_at = now()")
+
+    async def fault(self, status: int, count: int, retry_after: float | None = None) -> None:
+        self.crm.sim.faults.append(Fault(status, count, retry_after))
+
+
+def _parsed(change: InboundChange) -> Parsed:
+    return Parsed(Source("test", 0, 0, None, b"{}"), change)
+
+
+@pytest.fixture
+async def env(pool: asyncpg.Pool) -> AsyncIterator[Env]:
+    keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
+    crm = await start_simulator("ascora", company_code="ACME")
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        origin = await create_connection(
+            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
+        )
+        target = await create_connection(
+            conn,
+            keyring,
+            tenant=tenant,
+            provider="ascora",
+            name="ascora",
+            webhook_secret=None,
+            base_url=crm.base_url,
+            api_credentials=credentials_json(token=crm.sim.api_token),
+            settings={"company_code": "ACME"},
+        )
+    session = aiohttp.ClientSession()
+    clients = Clients(
+        pool, keyring, session, breaker_policy=BreakerPolicy(min_calls=3, open_seconds=0.5)
+    )
+    pusher = Pusher(pool, clients, PushPolicy(max_attempts=5, backoff_base_seconds=0.01))
+    try:
+        yield Env(pool, crm, origin.tenant_id, origin.id, target.id, pusher, clients)
+    finally:
+        await session.close()
+        await crm.runner.cleanup()
+
+
+CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
+
+
+async def test_create_then_update_then_delete_reach_the_provider(env: Env) -> None:
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.run_due()
+    [created] = env.crm.sim.live("customer")
+    assert created["emailAddress"] == "office@harbour.example"
+    link = await env.pool.fetchrow(
+        "SELECT * FROM entity_links WHERE connection_id = $1", env.target
+    )
+    assert link["external_id"] == created["customerId"]
+    assert link["last_pushed_version"] == 1
+    assert link["last_pushed_hash"] is not None
+    assert await env.job() is None
+
+    await env.enqueue(await env.change(2, {**CUSTOMER, "phone": "+61 2 5550 2"}))
+    await env.run_due()
+    [updated] = env.crm.sim.live("customer")
+    assert updated["phoneNumber"] == "+61 2 5550 2"
+
+    await env.enqueue(await env.change(3, {}, op="delete"))
+    await env.run_due()
+    assert env.crm.sim.live("customer") == []
+    methods = [r["method"] for r in env.crm.writes()]
+    assert methods == ["POST", "PATCH", "DELETE"]
+
+
+async def test_a_change_is_never_routed_back_to_its_origin(env: Env) -> None:
+    record = await env.change(1, CUSTOMER)
+    targets = await Router(env.pool).targets(record)
+    assert [t.id for t in targets] == [env.target]
+    echo = record.model_copy(update={"origin_connection_id": env.target})
+    assert await Router(env.pool).targets(echo) == []
+
+
+async def test_429_waits_for_retry_after_without_using_an_attempt(env: Env) -> None:
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.fault(429, 1, retry_after=7)
+    await env.run_due()
+    job = await env.job()
+    assert job is not None
+    assert job["attempts"] == 0
+    wait = (job["next_attempt_at"] - datetime.now(UTC)).total_seconds()
+    assert 5 < wait <= 7.5
+    assert env.crm.sim.live("customer") == []
+    # Not due yet: nothing runs; once due (and the bucket's penalty over), it goes through.
+    assert await env.run_due() == []
+    await env.make_due()
+    handle = env.clients.cached()[0]
+    handle.bucket.penalise(0)
+    handle.bucket._tokens = 1
+    await env.run_due()
+    assert len(env.crm.sim.live("customer")) == 1
+
+
+async def test_three_500s_then_success_leaves_one_record(env: Env) -> None:
+    env.clients.breaker_policy = BreakerPolicy(min_calls=10)
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.fault(500, 3)
+    for _ in range(4):
+        await env.make_due()
+        await env.run_due()
+    assert len(env.crm.sim.live("customer")) == 1
+    assert await env.job() is None
+    statuses = [r.get("status") for r in env.crm.sim.log.requests if r["method"] == "POST"]
+    assert statuses == [500, 500, 500, 201]
+
+
+async def test_400_is_a_dead_letter_with_the_provider_error_and_no_retry(env: Env) -> None:
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.fault(400, 1)
+    await env.run_due()
+    assert await env.job() is None
+    dead = await env.pool.fetchrow("SELECT * FROM dead_letters WHERE stage = 'outbound'")
+    assert dead["reason"] == "provider_4xx"
+    payload = json.loads(dead["payload"])
+    assert payload["status"] == 400
+    assert payload["request"] == "POST /api/v1/customers"
+    assert payload["response_excerpt"]
+    assert "sim-token" not in dead["detail"] + dead["payload"].decode()
+    assert len(env.crm.sim.log.requests) == 1
+
+
+async def test_breaker_opens_then_half_opens_and_recovers(env: Env) -> None:
+    for n in range(3):
+        record = await env.change(n + 1, {**CUSTOMER, "phone": f"+61 {n}"})
+        await env.enqueue(record)
+    await env.fault(503, 3)
+    for _ in range(3):
+        await env.make_due()
+        await env.run_due()
+    handle = env.clients.cached()[0]
+    assert handle.breaker.state.value == "open"
+    before = len(env.crm.sim.log.requests)
+    await env.make_due()
+    await env.run_due()
+    assert len(env.crm.sim.log.requests) == before, "an open breaker let a call through"
+    job = await env.job()
+    assert job is not None
+    assert "circuit_open" in job["last_error"]
+    await asyncio.sleep(0.6)  # open_seconds
+    await env.make_due()
+    await env.run_due()
+    assert handle.breaker.state.value == "closed"
+    assert len(env.crm.sim.live("customer")) == 1
+
+
+async def test_a_retry_of_an_older_version_is_skipped_after_a_newer_push(env: Env) -> None:
+    first = await env.change(1, CUSTOMER)
+    second = await env.change(2, {**CUSTOMER, "phone": "+61 2 5550 2"})
+    await env.enqueue(second)
+    await env.run_due()
+    writes = len(env.crm.writes())
+    await env.enqueue(first)  # a redelivered, older event
+    await env.run_due()
+    assert len(env.crm.writes()) == writes
+    assert await env.job() is None
+    [customer] = env.crm.sim.live("customer")
+    assert customer["phoneNumber"] == "+61 2 5550 2"
+
+
+class CrashAfterProviderAnswered(Pusher):
+    """Dies between the provider's 201 and our link write: the worst moment."""
+
+    async def _remember(self, **kwargs: Any) -> None:
+        raise RuntimeError("killed")
+
+
+async def test_a_crash_after_the_create_neither_loses_nor_duplicates_it(env: Env) -> None:
+    await env.enqueue(await env.change(1, CUSTOMER))
+    crashing = CrashAfterProviderAnswered(env.pool, env.clients, env.pusher.policy)
+    with pytest.raises(RuntimeError):
+        await env.run_due(crashing)
+    assert len(env.crm.sim.live("customer")) == 1
+    assert await env.job() is not None, "the job must survive the crash"
+    assert await env.run_due() == []  # leased
+    await asyncio.sleep(0.6)  # the lease runs out
+    await env.run_due()
+    assert len(env.crm.sim.live("customer")) == 1, "the retried create made a duplicate"
+    assert await env.job() is None
+    link = await env.pool.fetchval(
+        "SELECT external_id FROM entity_links WHERE connection_id = $1", env.target
+    )
+    assert link == env.crm.sim.live("customer")[0]["customerId"]
