@@ -73,6 +73,10 @@ class StaleVersionError(ProviderError):
 class UnsupportedOperationError(ProviderError):
     """The provider cannot do this (delete a Xero payment, say); not retried."""
 
+    @property
+    def transient(self) -> bool:
+        return False
+
 
 class AuthError(ProviderError):
     """401/403 after a fresh token, or a refresh the provider refused: re-authorise."""

@@ -1,20 +1,78 @@
-"""Any provider that signs webhooks with a configurable HMAC (GitHub-style and similar).
+"""Any provider that signs webhooks with a configurable HMAC, mapped by a mapping file.
 
 There is no single ``CONNECTOR``: the scheme depends on each connection's configuration,
-so callers build one with ``connector_for(config)``.
+so callers build one with ``connector_for(config)``. The mapper and the API client read
+the connection's mapping (``settings["generic_mapping"]``, see ``config``) on every call,
+so one Connector serves any mapping; pass the mapping too when the ApiSpec's entity
+types, rate limit and auth kind should be that connection's rather than the defaults.
 """
 
+from __future__ import annotations
+
 from connectors.base import Connector
+from connectors.generic.client import auth_for, make_client
+from connectors.generic.config import (
+    GenericMapping,
+    MappingFileError,
+    load_mapping_file,
+    mapping_settings,
+)
+from connectors.generic.mapping import Mapper
 from connectors.generic.signature import GenericScheme, GenericSchemeConfig
+from connectors.generic.simulator import AcmeSimulator
+from connectors.spec import ENTITY_TYPES, ApiSpec, RateLimit
+
+# Without a mapping to say otherwise: the default pace of connectors.generic.config.
+DEFAULT_RATE_LIMIT = RateLimit(rate=5.0, per_seconds=1.0, burst=10)
+_MAPPER = Mapper()
 
 
-def connector_for(config: GenericSchemeConfig) -> Connector:
+def api_spec(mapping: GenericMapping | None = None) -> ApiSpec:
+    """The ApiSpec of a generic connection; without its mapping, every entity type with
+    the default pace (the client still refuses what the connection's mapping lacks)."""
+    if mapping is None:
+        return ApiSpec(
+            entity_types=ENTITY_TYPES,
+            rate_limit=DEFAULT_RATE_LIMIT,
+            auth_kind="bearer",
+            make_client=make_client,
+            deletable=ENTITY_TYPES,
+        )
+    limit = mapping.api.rate_limit
+    return ApiSpec(
+        entity_types=tuple(mapping.entities),
+        rate_limit=RateLimit(rate=limit.rate, per_seconds=limit.per_seconds, burst=limit.burst),
+        auth_kind=mapping.api.auth.kind,
+        make_client=make_client,
+        default_base_url=mapping.api.base_url,
+        deletable=tuple(e for e, m in mapping.entities.items() if m.endpoints.delete),
+    )
+
+
+def connector_for(config: GenericSchemeConfig, mapping: GenericMapping | None = None) -> Connector:
     """The connector of one generic connection; its timestamp and event-id headers are kept."""
     configured = (config.timestamp_header, config.event_id_header)
     kept = ("content-type", *(name for name in configured if name is not None))
     return Connector(
-        slug="generic", scheme=GenericScheme(config), kept_headers=tuple(dict.fromkeys(kept))
+        slug="generic",
+        scheme=GenericScheme(config),
+        kept_headers=tuple(dict.fromkeys(kept)),
+        mapper=_MAPPER,
+        api=api_spec(mapping),
+        simulator=AcmeSimulator,
     )
 
 
-__all__ = ["GenericScheme", "GenericSchemeConfig", "connector_for"]
+__all__ = [
+    "AcmeSimulator",
+    "GenericMapping",
+    "GenericScheme",
+    "GenericSchemeConfig",
+    "Mapper",
+    "MappingFileError",
+    "api_spec",
+    "auth_for",
+    "connector_for",
+    "load_mapping_file",
+    "mapping_settings",
+]

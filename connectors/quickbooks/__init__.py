@@ -1,8 +1,33 @@
 """QuickBooks Online: accounting; thin webhooks signed with the verifier token."""
 
 from connectors.base import Connector
+from connectors.quickbooks.client import make_client
+from connectors.quickbooks.mapping import Mapper
 from connectors.quickbooks.signature import QuickBooksScheme
+from connectors.quickbooks.simulator import QuickBooksSimulator
+from connectors.spec import ApiSpec, RateLimit
 
-CONNECTOR = Connector(slug="quickbooks", scheme=QuickBooksScheme(), kept_headers=("content-type",))
+API = ApiSpec(
+    entity_types=("customer", "invoice", "payment"),
+    # Intuit's published throttle: 500 requests per minute per company (realm), and at
+    # most 10 concurrent requests per company, which caps the burst.
+    rate_limit=RateLimit(rate=500, per_seconds=60, burst=10),
+    auth_kind="oauth2",
+    make_client=make_client,
+    # Intuit's OAuth 2.0 token endpoint (discovery document); access tokens last 1 hour.
+    token_url="https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer",  # noqa: S106 - a URL
+    default_base_url="https://quickbooks.api.intuit.com",
+    # Customers are "deleted" by making them inactive; invoices and payments are deleted.
+    deletable=("customer", "invoice", "payment"),
+)
 
-__all__ = ["CONNECTOR", "QuickBooksScheme"]
+CONNECTOR = Connector(
+    slug="quickbooks",
+    scheme=QuickBooksScheme(),
+    kept_headers=("content-type",),
+    mapper=Mapper(),
+    api=API,
+    simulator=QuickBooksSimulator,
+)
+
+__all__ = ["API", "CONNECTOR", "QuickBooksScheme", "QuickBooksSimulator"]

@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from prometheus_client import Gauge
 
 
 class KafkaUnavailableError(Exception):
@@ -138,3 +139,67 @@ async def start_with_retry(
             log.warning("%s: Kafka not reachable yet, retrying in %.1fs: %s", what, delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+CONSUMER_LAG = Gauge(
+    "crmsync_kafka_consumer_lag",
+    "Messages not yet consumed (end offset minus committed offset), per partition.",
+    ["group", "topic", "partition"],
+)
+# Lag is a trend, not an alarm bell by itself: every 10 s is plenty and costs two requests.
+LAG_INTERVAL_SECONDS = 10.0
+
+
+async def consumer_lag(
+    admin: AIOKafkaAdminClient, offsets: AIOKafkaConsumer, group: str, topics: Iterable[str]
+) -> dict[tuple[str, int], int]:
+    """Lag per (topic, partition) of ``group`` on ``topics``; a partition the group never
+    committed counts from the start of the log, as its consumer (earliest) would."""
+    described = await admin.describe_topics(sorted(set(topics)))
+    partitions = [
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if not d.get("error_code")
+        for p in d["partitions"]
+    ]
+    committed = await admin.list_consumer_group_offsets(group)
+    if not partitions:
+        return {}
+    ends = await offsets.end_offsets(partitions)
+    begins = await offsets.beginning_offsets(partitions)
+    lag: dict[tuple[str, int], int] = {}
+    for tp in partitions:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else begins[tp]
+        lag[(tp.topic, tp.partition)] = max(0, ends[tp] - done)
+    return lag
+
+
+async def report_consumer_lag(
+    bootstrap_servers: str, group: str, topics: Iterable[str], log: logging.Logger
+) -> None:
+    """Keep the lag gauge of ``group`` current until cancelled; Kafka trouble is logged
+    and retried, never fatal for the service reporting."""
+    names = list(topics)
+    admin = make_admin(bootstrap_servers)
+    # A group-less consumer only asks for offsets; it never joins or commits anything.
+    offsets = make_consumer(bootstrap_servers, group_id=None)
+    started = False
+    try:
+        while True:
+            try:
+                if not started:
+                    await admin.start()
+                    await offsets.start()
+                    started = True
+                for (topic, partition), value in (
+                    await consumer_lag(admin, offsets, group, names)
+                ).items():
+                    CONSUMER_LAG.labels(group, topic, str(partition)).set(value)
+            except (KafkaError, OSError) as exc:
+                log.warning("consumer lag of %s unavailable: %s", group, exc)
+            await asyncio.sleep(LAG_INTERVAL_SECONDS)
+    finally:
+        if started:
+            await offsets.stop()
+            await admin.close()

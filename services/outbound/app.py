@@ -17,7 +17,12 @@ from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
-from crmsync.common.kafka import check_topics, make_consumer, start_with_retry
+from crmsync.common.kafka import (
+    check_topics,
+    make_consumer,
+    report_consumer_lag,
+    start_with_retry,
+)
 from crmsync.common.metrics import set_build_info
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
@@ -103,11 +108,17 @@ def create_app(
                 ("stats", outbound.stats),
             )
         ]
+        lag = asyncio.create_task(
+            report_consumer_lag(
+                settings.kafka_bootstrap_servers, settings.outbound_consumer_group, [changed], log
+            ),
+            name="outbound-lag",
+        )
         app[TASKS] = tasks
         yield
         # Graceful: stop claiming, finish pushes in flight, then commit and leave the group.
         await outbound.drain()
-        for task in tasks:
+        for task in [*tasks, lag]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

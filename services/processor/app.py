@@ -23,7 +23,12 @@ from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from connectors.runtime import Clients
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
-from crmsync.common.kafka import check_topics, make_producer, start_with_retry
+from crmsync.common.kafka import (
+    check_topics,
+    make_producer,
+    report_consumer_lag,
+    start_with_retry,
+)
 from crmsync.common.metrics import set_build_info
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
@@ -63,6 +68,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.runner: web.AppRunner | None = None
         self.relay_task: asyncio.Task[None] | None = None
         self.housekeeping_task: asyncio.Task[None] | None = None
+        self.lag_task: asyncio.Task[None] | None = None
         self.http: aiohttp.ClientSession | None = None
         self.clients: Clients | None = None
         self.ready = asyncio.Event()
@@ -86,6 +92,15 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.housekeeping_task = asyncio.create_task(
             run_housekeeping(self.pool, s.processor_dedup_retention_days), name="housekeeping"
         )
+        self.lag_task = asyncio.create_task(
+            report_consumer_lag(
+                s.kafka_bootstrap_servers,
+                s.processor_app_id,
+                [topic_name(s, t.name) for t in SOURCE_TOPICS],
+                log,
+            ),
+            name="consumer-lag",
+        )
         app = web.Application()
         add_ops_routes(app, SERVICE, {"postgres": self._postgres_ready, "kafka": self._kafka_ready})
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -97,7 +112,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
     async def on_stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-        for task in (self.relay_task, self.housekeeping_task):
+        for task in (self.relay_task, self.housekeeping_task, self.lag_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,446 @@
+"""The generic RecordMapper: provider JSON <-> canonical data, driven by a mapping file.
+
+Every method reads the connection's mapping from ``settings["generic_mapping"]`` (see
+``connectors.generic.config``); nothing about any provider is written here. Webhook bodies
+are parsed with ``parse_float=Decimal`` so a JSON number with a fraction stays exact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.base import (
+    body_hash_id,
+    bounded_event_id,
+    header_event_id,
+    json_path_id,
+    scalar_id,
+)
+from connectors.generic import convert
+from connectors.generic.config import (
+    EntityMapping,
+    FieldMapping,
+    GenericMapping,
+    Timestamp,
+    dotted,
+    mapping_from_settings,
+)
+from connectors.generic.paths import MISSING, read, select, write
+from connectors.generic.signature import GenericSchemeConfig
+from connectors.spec import (
+    REFERENCE_FIELDS,
+    EntityType,
+    MappingError,
+    RemoteRecord,
+    WebhookItem,
+    WebhookParse,
+)
+from schemas.records import ENTITY_MODELS
+
+
+def connection_mapping(settings: Mapping[str, Any]) -> GenericMapping:
+    """The connection's mapping, or MappingError("invalid_mapping") naming what is wrong."""
+    try:
+        return mapping_from_settings(settings)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise MappingError("invalid_mapping", f"generic_mapping: {first}") from None
+
+
+class Mapper:
+    """RecordMapper for generic connections; stateless, one instance serves them all."""
+
+    def parse_webhook(
+        self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
+    ) -> WebhookParse:
+        mapping = connection_mapping(settings)
+        hooks = mapping.webhook
+        if hooks is None:
+            raise MappingError("unsupported_entity", "generic_mapping.webhook: not configured")
+        try:
+            document = json.loads(body, parse_float=Decimal)
+        except (ValueError, RecursionError):
+            raise MappingError("unparseable", "body: not JSON") from None
+        found = select(document, hooks.items)
+        if not found and not _empty_batch(document, hooks.items):
+            raise MappingError("schema_violation", f"{hooks.items}: no webhook items there")
+        delivery = _delivery_id(body, headers, settings)
+        items: list[WebhookItem] = []
+        ignored = 0
+        for position, (where, item) in enumerate(found):
+            if not isinstance(item, Mapping):
+                raise MappingError("schema_violation", f"{where}: expected an object")
+            event_type = _text(item, hooks.event_type, where)
+            route = hooks.events.get(event_type)
+            if route is None:
+                if hooks.unknown_events == "error":
+                    raise MappingError(
+                        "unknown_event_type",
+                        f"{_at(where, hooks.event_type)}: {event_type!r} is not mapped",
+                    )
+                ignored += 1
+                continue
+            entity = _entity(mapping, route.entity_type)
+            if entity.webhook is None:  # excluded by GenericMapping.problems()
+                raise MappingError("invalid_mapping", f"entities.{route.entity_type}.webhook")
+            external_id = _id(item, entity.webhook.entity_id, where)
+            event_id = (
+                _text(item, hooks.event_id, where)
+                if hooks.event_id is not None
+                else f"{delivery}:{position}"
+            )
+            record = None
+            if route.op == "upsert" and entity.webhook.record is not None:
+                record_path = entity.webhook.record
+                obj = read(item, record_path)
+                record = _record(route.entity_type, entity, obj, _at(where, record_path))
+                if record.external_id != external_id:
+                    raise MappingError(
+                        "schema_violation",
+                        f"{_at(where, record_path)}: record {record.external_id!r} in an "
+                        f"event about {external_id!r}",
+                    )
+            items.append(
+                WebhookItem(
+                    event_id=bounded_event_id(event_id),
+                    entity_type=route.entity_type,
+                    external_id=external_id,
+                    op=route.op,
+                    occurred_at=_timestamp(item, hooks.occurred_at, where),
+                    record=record,
+                )
+            )
+        return WebhookParse(items=tuple(items), ignored=ignored)
+
+    def to_canonical(
+        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
+    ) -> RemoteRecord:
+        entity = _entity(connection_mapping(settings), entity_type)
+        return _record(entity_type, entity, obj, "$")
+
+    def from_canonical(
+        self,
+        entity_type: EntityType,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+        settings: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The create/update body; reference fields in ``data`` are ignored (the provider
+        ids in ``refs`` are what the provider understands), fields the mapping does not
+        write are left out."""
+        entity = _entity(connection_mapping(settings), entity_type)
+        own = {k: v for k, v in data.items() if k not in REFERENCE_FIELDS}
+        try:
+            model = ENTITY_MODELS[entity_type].model_validate(own)
+        except ValidationError as exc:
+            raise MappingError("schema_violation", _first_error(exc, "data")) from None
+        canonical = model.model_dump(mode="json", exclude_unset=True)
+        body: dict[str, Any] = {}
+        for mapping in entity.fields:
+            if mapping.writes:
+                _write_field(body, mapping, canonical, canonical)
+        for field, path in entity.refs.items():
+            if field in refs:
+                _write(body, path, refs[field])
+        if entity.request_wrap is None:
+            return body
+        wrapped: dict[str, Any] = {}
+        _write(wrapped, entity.request_wrap, body)
+        return wrapped
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+def _empty_batch(document: Any, items_path: str) -> bool:
+    """True when ``items_path`` selects nothing only because the batch array is empty."""
+    if "[*]" not in items_path:
+        return False
+    return isinstance(read(document, items_path[: items_path.index("[*]")]), list)
+
+
+def _delivery_id(body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]) -> str:
+    """The delivery's id as GenericScheme computes it: header, body path, else body hash."""
+    raw = settings.get("generic")
+    config: GenericSchemeConfig | None = None
+    if isinstance(raw, GenericSchemeConfig):
+        config = raw
+    elif isinstance(raw, Mapping):
+        try:
+            config = GenericSchemeConfig.model_validate(raw)
+        except ValidationError:
+            config = None
+    found: str | None = None
+    if config is not None and config.event_id_header is not None:
+        found = header_event_id(headers, config.event_id_header)
+    if found is None and config is not None and config.event_id_path is not None:
+        found = json_path_id(body, config.event_id_path)
+    return found or body_hash_id(body)
+
+
+# --- provider -> canonical -------------------------------------------------------------------
+
+
+def _record(entity_type: EntityType, entity: EntityMapping, obj: Any, where: str) -> RemoteRecord:
+    if not isinstance(obj, Mapping):
+        raise MappingError("schema_violation", f"{where}: expected an object")
+    data: dict[str, Any] = {}
+    # Money needs the record's currency, which another mapping may read: currencies first.
+    ordered = sorted(entity.fields, key=lambda m: m.transform == "money" or m.items is not None)
+    for mapping in ordered:
+        if mapping.reads:
+            _read_field(data, mapping, obj, where, data)
+    model = ENTITY_MODELS[entity_type]
+    try:
+        validated = model.model_validate(data)
+    except ValidationError as exc:
+        raise MappingError("schema_violation", _first_error(exc, where, entity)) from None
+    refs: dict[str, str] = {}
+    for field, path in entity.refs.items():
+        value = read(obj, path)
+        if value is MISSING or value is None:
+            continue
+        ref = scalar_id(value)
+        if ref is None:
+            raise MappingError("schema_violation", f"{_at(where, path)}: expected an id")
+        refs[field] = ref
+    version: str | None = None
+    if entity.version is not None:
+        raw_version = read(obj, entity.version)
+        if raw_version is not MISSING and raw_version is not None:
+            version = scalar_id(raw_version) or str(raw_version)
+    deleted = entity.deleted is not None and read(obj, entity.deleted.path) == entity.deleted.value
+    return RemoteRecord(
+        entity_type=entity_type,
+        external_id=_id(obj, entity.id, where),
+        updated_at=_timestamp(obj, entity.updated_at, where),
+        data=validated.model_dump(mode="json", exclude_unset=True),
+        refs=refs,
+        deleted=deleted,
+        version=version,
+    )
+
+
+def _read_field(
+    out: dict[str, Any],
+    mapping: FieldMapping,
+    obj: Mapping[str, Any],
+    where: str,
+    root: Mapping[str, Any],
+) -> None:
+    assert mapping.canonical is not None  # noqa: S101 - FieldMapping: reads need canonical
+    if mapping.transform == "constant":
+        _put(out, mapping.canonical, mapping.value)
+        return
+    assert mapping.path is not None  # noqa: S101 - FieldMapping: non-constants need path
+    raw = read(obj, mapping.path, null_through=True)
+    if raw is MISSING:
+        return
+    location = _at(where, mapping.path)
+    try:
+        value = None if raw is None else _inbound(mapping, raw, location, root)
+    except convert.ConversionError as exc:
+        raise MappingError("schema_violation", f"{location}: {exc}") from None
+    _put(out, mapping.canonical, value)
+
+
+def _inbound(mapping: FieldMapping, raw: Any, location: str, root: Mapping[str, Any]) -> Any:
+    if mapping.items is not None:
+        return _inbound_items(mapping.items, raw, location, root)
+    return _INBOUND[mapping.transform](mapping, raw, location, root)
+
+
+def _money_in(mapping: FieldMapping, raw: Any, location: str, root: Mapping[str, Any]) -> int:
+    return convert.to_minor_units(raw, _currency(mapping, root, location))
+
+
+def _enum_in(mapping: FieldMapping, raw: Any, _location: str, _root: Mapping[str, Any]) -> str:
+    word = scalar_id(raw)
+    values = mapping.values or {}
+    if word is None or word not in values:
+        raise convert.ConversionError(f"{raw!r} is not one of {', '.join(map(repr, values))}")
+    return values[word]
+
+
+def _datetime_in(mapping: FieldMapping, raw: Any, _location: str, _root: Mapping[str, Any]) -> str:
+    moment = convert.parse_timestamp(raw, mapping.format or "iso8601", mapping.zone)
+    return moment.isoformat()
+
+
+def _plain_in(_mapping: FieldMapping, raw: Any, _location: str, _root: Mapping[str, Any]) -> Any:
+    if isinstance(raw, Decimal):
+        # A JSON number with a fraction where text is mapped: keep what the provider wrote.
+        return format(raw, "f")
+    return raw
+
+
+_INBOUND: dict[str, Callable[[FieldMapping, Any, str, Mapping[str, Any]], Any]] = {
+    "none": _plain_in,
+    "money": _money_in,
+    "minor_units": lambda _m, raw, _l, _r: convert.integer(raw),
+    "decimal": lambda _m, raw, _l, _r: convert.decimal_text(raw),
+    "datetime": _datetime_in,
+    "date": lambda m, raw, _l, _r: convert.parse_date(raw, m.format or "iso"),
+    "enum": _enum_in,
+}
+
+
+def _inbound_items(
+    items: tuple[FieldMapping, ...], raw: Any, location: str, root: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise convert.ConversionError("expected an array")
+    elements = []
+    for index, element in enumerate(raw):
+        where = f"{location}[{index}]"
+        if not isinstance(element, Mapping):
+            raise MappingError("schema_violation", f"{where}: expected an object")
+        mapped: dict[str, Any] = {}
+        for item in items:
+            if item.reads:
+                _read_field(mapped, item, element, where, root)
+        elements.append(mapped)
+    return elements
+
+
+def _currency(mapping: FieldMapping, canonical: Mapping[str, Any], location: str) -> str:
+    code = canonical.get(mapping.currency_field) if mapping.currency_field else None
+    if code is None:
+        code = mapping.currency
+    if not isinstance(code, str):
+        raise MappingError(
+            "schema_violation",
+            f"{location}: no currency for the amount ({mapping.currency_field} absent)",
+        )
+    return code
+
+
+def _put(out: dict[str, Any], canonical: str, value: Any) -> None:
+    head, _, rest = canonical.partition(".")
+    if rest:
+        nested = out.setdefault(head, {})
+        if isinstance(nested, dict):
+            nested[rest] = value
+    else:
+        out[head] = value
+
+
+def _first_error(exc: ValidationError, where: str, entity: EntityMapping | None = None) -> str:
+    error = exc.errors(include_url=False)[0]
+    canonical = dotted(error["loc"])
+    source = ""
+    if entity is not None:
+        head = canonical.split("[")[0]
+        path = next((m.path for m in entity.fields if m.canonical == head and m.path), None)
+        source = f"{_at(where, path)} -> " if path else ""
+    return f"{source}{canonical}: {error['msg']}"
+
+
+# --- canonical -> provider -------------------------------------------------------------------
+
+
+def _write_field(
+    body: dict[str, Any],
+    mapping: FieldMapping,
+    canonical: Mapping[str, Any],
+    root: Mapping[str, Any],
+) -> None:
+    assert mapping.path is not None  # noqa: S101 - FieldMapping: writes need path
+    if mapping.transform == "constant":
+        _write(body, mapping.path, mapping.value)
+        return
+    assert mapping.canonical is not None  # noqa: S101 - FieldMapping: non-constants need it
+    value = _canonical_value(canonical, mapping.canonical)
+    if value is MISSING:
+        return
+    try:
+        out = None if value is None else _outbound(mapping, value, root)
+    except convert.ConversionError as exc:
+        raise MappingError("schema_violation", f"{mapping.canonical}: {exc}") from None
+    _write(body, mapping.path, out)
+
+
+def _outbound(mapping: FieldMapping, value: Any, root: Mapping[str, Any]) -> Any:
+    transform = mapping.transform
+    if mapping.items is not None:
+        elements = []
+        for element in value:
+            written: dict[str, Any] = {}
+            for item in mapping.items:
+                if item.writes:
+                    _write_field(written, item, element, root)
+            elements.append(written)
+        return elements
+    if transform == "money":
+        assert mapping.canonical is not None  # noqa: S101 - FieldMapping: money is canonical
+        return convert.from_minor_units(value, _currency(mapping, root, mapping.canonical))
+    if transform == "datetime":
+        moment = convert.parse_canonical_timestamp(value)
+        return convert.format_timestamp(moment, mapping.format or "iso8601", mapping.zone)
+    if transform == "date":
+        return convert.format_date(value, mapping.format or "iso")
+    if transform == "enum":
+        word = mapping.provider_word(str(value))
+        if word is None:
+            raise convert.ConversionError(f"{value!r} has no value at the provider")
+        return word
+    return value  # none, minor_units and decimal are already in the provider's form
+
+
+def _canonical_value(canonical: Mapping[str, Any], field: str) -> Any:
+    head, _, rest = field.partition(".")
+    value = canonical.get(head, MISSING)
+    if not rest or value is MISSING:
+        return value
+    if value is None:
+        return None  # the whole address was cleared: so is each of its parts
+    return value.get(rest, MISSING) if isinstance(value, Mapping) else MISSING
+
+
+def _write(body: dict[str, Any], path: str, value: Any) -> None:
+    try:
+        write(body, path, value)
+    except ValueError as exc:
+        raise MappingError("schema_violation", str(exc)) from None
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def _entity(mapping: GenericMapping, entity_type: str) -> EntityMapping:
+    entity = mapping.entity(entity_type)
+    if entity is None:
+        raise MappingError("unsupported_entity", f"generic_mapping.entities.{entity_type}: absent")
+    return entity
+
+
+def _at(where: str, path: str) -> str:
+    return path if where == "$" else f"{where}.{path}"
+
+
+def _id(obj: Mapping[str, Any], path: str, where: str) -> str:
+    found = scalar_id(read(obj, path))
+    if found is None:
+        raise MappingError("schema_violation", f"{_at(where, path)}: expected an id")
+    return found
+
+
+def _text(obj: Mapping[str, Any], path: str, where: str) -> str:
+    return _id(obj, path, where)
+
+
+def _timestamp(obj: Mapping[str, Any], spec: Timestamp, where: str) -> datetime:
+    raw = read(obj, spec.path)
+    location = _at(where, spec.path)
+    if raw is MISSING or raw is None:
+        raise MappingError("schema_violation", f"{location}: missing")
+    try:
+        return convert.parse_timestamp(raw, spec.format, spec.zone)
+    except convert.ConversionError as exc:
+        raise MappingError("schema_violation", f"{location}: {exc}") from None

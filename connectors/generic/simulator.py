@@ -1,0 +1,553 @@
+"""AcmeCRM: a made-up field-service CRM with no built-in connector, simulated.
+
+It exists so the generic connector has a real HTTP counterpart whose shapes are nothing
+like the canonical model; ``connectors/generic/examples/acme.json`` connects it. Its API,
+as its (imaginary) documentation would state it:
+
+- ``Authorization: Bearer <api key>``; errors are ``{"error": {"code", "message"}}``.
+- Contacts, ``/api/contacts``: GET (page-numbered list: ``page``, ``per_page`` ≤ 100,
+  ``modified_after`` in unix milliseconds; ``{"data": [...], "meta": {..., "has_more"}}``),
+  POST, GET/PUT/DELETE ``/api/contacts/{id}``; bare objects in and out.
+- Work orders, ``/api/work-orders``: cursor list (``limit`` ≤ 200, ``cursor``,
+  ``updated_since`` ISO 8601; ``{"work_orders": [...], "next_cursor"}``), POST, GET/PATCH/
+  DELETE ``/api/work-orders/{id}``; bodies wrapped as ``{"work_order": {...}}``.
+  Appointment windows are "%d/%m/%Y %H:%M %z", written back in Brisbane time (+10:00).
+- Invoices, ``/api/invoices``: cursor list as work orders (``{"invoices": [...]}``), POST,
+  GET/PATCH ``/api/invoices/{id}``; amounts are decimal strings, dates "%d/%m/%Y";
+  invoices are never deleted (cancel one with ``stage: "cancelled"``).
+- Every object has ``revision`` (+1 per change) and ``modified_ms`` (unix milliseconds).
+- Webhooks: ``{"delivery", "sent_at", "events": [{"id", "type", "occurred_at",
+  "resource": {"type", "id"}, "data"?}]}`` signed GitHub-style, ``X-Hub-Signature-256:
+  sha256=<hex HMAC-SHA256 of the body>``, with ``X-Acme-Delivery``. Contact events carry
+  the contact (``data``); work-order and invoice events are thin.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import hashlib
+import hmac
+import itertools
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from connectors.simkit import Change, Simulator
+from connectors.spec import EntityType, RateLimit
+
+# AcmeCRM's (imaginary) published limit: 120 requests a minute per API key, bursts of 20.
+ACME_RATE_LIMIT = RateLimit(rate=120, per_seconds=60, burst=20)
+# Acme's head office is in Brisbane (no daylight saving): windows come back in +10:00.
+ACME_ZONE = timezone(timedelta(hours=10))
+WINDOW_FORMAT = "%d/%m/%Y %H:%M %z"
+DATE_FORMAT = "%d/%m/%Y"
+# Page sizes from Acme's list endpoints: defaults and maxima.
+CONTACTS_PER_PAGE = 25
+CONTACTS_MAX_PER_PAGE = 100
+CURSOR_LIMIT = 50
+CURSOR_MAX_LIMIT = 200
+# Currencies Acme bills in whose minor unit is not cents (ISO 4217).
+_EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "KWD": 3, "BHD": 3, "OMR": 3}
+_STATES = ("new", "booked", "on_site", "done", "called_off")
+_URGENCIES = ("P1", "P2", "P3", "P4")
+_STAGES = ("draft", "sent", "settled", "cancelled", "late")
+_ADDRESS_KEYS = frozenset({"street", "street2", "suburb", "state", "postcode", "country"})
+_CONTACT_KEYS = frozenset(
+    {"full_name", "email_address", "phone", "organisation", "postal", "notes", "archived"}
+)
+_WORK_ORDER_KEYS = frozenset(
+    {"contact_id", "summary", "details", "state", "urgency", "window", "site"}
+)
+_INVOICE_KEYS = frozenset(
+    {
+        "contact_id",
+        "work_order_id",
+        "reference",
+        "stage",
+        "currency",
+        "issued",
+        "due",
+        "items",
+        "net",
+        "gst",
+        "gross",
+        "balance",
+    }
+)
+_LINE_KEYS = frozenset({"text", "qty", "unit_price", "gst"})
+# What Acme stores for fields a create leaves out.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "customer": {
+        "email_address": None,
+        "phone": None,
+        "organisation": None,
+        "postal": None,
+        "notes": None,
+        "archived": False,
+    },
+    "job": {
+        "contact_id": None,
+        "details": None,
+        "state": "new",
+        "urgency": "P3",
+        "window": None,
+        "site": None,
+    },
+    "invoice": {
+        "work_order_id": None,
+        "stage": "draft",
+        "currency": "AUD",
+        "items": [],
+        "balance": None,
+    },
+}
+_KIND = {"customer": "contact", "job": "work_order", "invoice": "invoice"}
+_PREFIX = {"customer": "con", "job": "wo", "invoice": "inv"}
+
+_FIRST = ("Olivia", "Noah", "Charlotte", "Jack", "Amelia", "William", "Isla", "Oliver")
+_LAST = ("Nguyen", "Smith", "Wilson", "Patel", "Brown", "Taylor", "Kelly", "Singh")
+_STREETS = ("Queen St", "Ann St", "Boundary Rd", "Logan Rd", "Sandgate Rd", "Waterworks Rd")
+_SUBURBS = (("Brisbane City", "4000"), ("Fortitude Valley", "4006"), ("Paddington", "4064"))
+_JOBS = (
+    "Replace hot water system",
+    "Service split-system air conditioner",
+    "Fix leaking kitchen tap",
+    "Install ceiling fan",
+    "Test and tag appliances",
+)
+
+
+_ERRORS: dict[int, type[web.HTTPException]] = {400: web.HTTPBadRequest, 404: web.HTTPNotFound}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def acme_error(status: int, code: str, message: str) -> web.HTTPException:
+    """An error answered in Acme's shape: ``{"error": {"code", "message"}}``."""
+    return _ERRORS[status](
+        text=json.dumps({"error": {"code": code, "message": message}}),
+        content_type="application/json",
+    )
+
+
+def _invalid(message: str) -> web.HTTPException:
+    return acme_error(400, "validation_failed", message)
+
+
+def _millis(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+class AcmeSimulator(Simulator):
+    """AcmeCRM's API and webhooks (see the module docstring)."""
+
+    provider = "acme"
+    entity_types: tuple[EntityType, ...] = ("customer", "job", "invoice")
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("rate_limit", ACME_RATE_LIMIT)
+        super().__init__(**kwargs)
+        self._deliveries = itertools.count(1)
+        self._events = itertools.count(1)
+        self._last_ms = 0
+
+    # --- store hooks --------------------------------------------------------------------------
+
+    def new_id(self, entity_type: EntityType) -> str:
+        return f"{_PREFIX[entity_type]}_{super().new_id(entity_type).rsplit('_', 1)[1]}"
+
+    def new_object(
+        self, entity_type: EntityType, record_id: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        now = self._now_ms()
+        defaults = copy.deepcopy(_DEFAULTS[entity_type])
+        return {
+            "id": record_id,
+            **defaults,
+            **body,
+            "revision": 1,
+            "created_ms": now,
+            "modified_ms": now,
+        }
+
+    def apply_edit(
+        self, entity_type: EntityType, obj: dict[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        merged = dict(obj)
+        for key, value in body.items():
+            current = merged.get(key)
+            if isinstance(value, dict) and isinstance(current, dict):
+                merged[key] = {**current, **value}
+            else:
+                merged[key] = value
+        merged["revision"] = int(obj.get("revision", 0)) + 1
+        merged["modified_ms"] = self._now_ms()
+        return merged
+
+    def get(self, entity_type: EntityType, record_id: str) -> dict[str, Any]:
+        obj = self.store.get(entity_type, {}).get(record_id)
+        if obj is None or record_id in self.deleted.get(entity_type, set()):
+            raise acme_error(404, "not_found", f"no {_KIND[entity_type]} {record_id}")
+        return obj
+
+    def _now_ms(self) -> int:
+        # Strictly increasing, so "modified since" and list order never tie.
+        self._last_ms = max(_millis(self.clock()), self._last_ms + 1)
+        return self._last_ms
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def webhook_requests(self, changes: list[Change]) -> list[tuple[bytes, dict[str, str]]]:
+        delivery = f"dlv_{next(self._deliveries):06d}"
+        events = [self._event(change) for change in changes]
+        body = json.dumps(
+            {"delivery": delivery, "sent_at": _iso(self.clock()), "events": events}
+        ).encode()
+        headers = {"X-Acme-Delivery": delivery, "User-Agent": "AcmeCRM-Hookshot/2.3"}
+        if self.webhook_secret is not None:
+            digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature-256"] = f"sha256={digest}"
+        return [(body, headers)]
+
+    def _event(self, change: Change) -> dict[str, Any]:
+        kind = _KIND[change.entity_type]
+        obj = self.store[change.entity_type].get(change.record_id, {})
+        action = {"create": "created", "update": "updated", "delete": "deleted"}[change.op]
+        if change.op == "update" and obj.get("archived") is True:
+            action = "archived"
+        event: dict[str, Any] = {
+            "id": f"evt_{next(self._events):06d}",
+            "type": f"{kind}.{action}",
+            "occurred_at": _iso(change.at),
+            "resource": {"type": kind, "id": change.record_id},
+        }
+        if change.entity_type == "customer" and change.op != "delete":
+            event["data"] = obj
+        return event
+
+    # --- seeds --------------------------------------------------------------------------------
+
+    def seed_object(self, entity_type: EntityType, index: int) -> dict[str, Any]:
+        first, last = _FIRST[index % len(_FIRST)], _LAST[(index // len(_FIRST)) % len(_LAST)]
+        suburb, postcode = _SUBURBS[index % len(_SUBURBS)]
+        address = {
+            "street": f"{10 + index} {_STREETS[index % len(_STREETS)]}",
+            "street2": None,
+            "suburb": suburb,
+            "state": "QLD",
+            "postcode": postcode,
+            "country": "AU",
+        }
+        contacts = sorted(self.store["customer"])
+        contact = contacts[index % len(contacts)] if contacts else None
+        if entity_type == "customer":
+            return {
+                "full_name": f"{first} {last}",
+                "email_address": f"{first}.{last}{index}@example.com.au".lower(),
+                "phone": f"+61 7 3{index % 1000:03d} {1000 + index % 9000:04d}",
+                "organisation": f"{last} Property Group" if index % 3 == 0 else None,
+                "postal": address,
+                "notes": None,
+            }
+        start = datetime(2024, 3, 4, 8, 0, tzinfo=ACME_ZONE) + timedelta(hours=3 * index)
+        if entity_type == "job":
+            return {
+                "contact_id": contact,
+                "summary": _JOBS[index % len(_JOBS)],
+                "details": f"Customer reference #{4100 + index}",
+                "state": _STATES[index % len(_STATES)],
+                "urgency": _URGENCIES[index % len(_URGENCIES)],
+                "window": {
+                    "from": start.strftime(WINDOW_FORMAT),
+                    "to": (start + timedelta(hours=2)).strftime(WINDOW_FORMAT),
+                },
+                "site": address,
+            }
+        hours = 1 + index % 4
+        net = Decimal("95.00") * hours
+        gst = net / 10
+        return {
+            "contact_id": contact,
+            "reference": f"INV-{1001 + index}",
+            "stage": _STAGES[index % len(_STAGES)],
+            "currency": "AUD",
+            "issued": start.strftime(DATE_FORMAT),
+            "due": (start + timedelta(days=14)).strftime(DATE_FORMAT),
+            "items": [
+                {"text": "Labour", "qty": str(hours), "unit_price": "95.00", "gst": f"{gst:.2f}"}
+            ],
+            "net": f"{net:.2f}",
+            "gst": f"{gst:.2f}",
+            "gross": f"{net + gst:.2f}",
+            "balance": f"{net + gst:.2f}",
+        }
+
+    # --- the API ------------------------------------------------------------------------------
+
+    def add_api_routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/contacts", self._list_contacts)
+        app.router.add_post("/api/contacts", self._creator("customer"))
+        app.router.add_get("/api/contacts/{id}", self._getter("customer"))
+        app.router.add_put("/api/contacts/{id}", self._updater("customer"))
+        app.router.add_delete("/api/contacts/{id}", self._deleter("customer"))
+        app.router.add_get("/api/work-orders", self._cursor_lister("job"))
+        app.router.add_post("/api/work-orders", self._creator("job"))
+        app.router.add_get("/api/work-orders/{id}", self._getter("job"))
+        app.router.add_patch("/api/work-orders/{id}", self._updater("job"))
+        app.router.add_delete("/api/work-orders/{id}", self._deleter("job"))
+        app.router.add_get("/api/invoices", self._cursor_lister("invoice"))
+        app.router.add_post("/api/invoices", self._creator("invoice"))
+        app.router.add_get("/api/invoices/{id}", self._getter("invoice"))
+        app.router.add_patch("/api/invoices/{id}", self._updater("invoice"))
+
+    def _creator(self, entity_type: EntityType) -> Handler:
+        async def create(request: web.Request) -> web.Response:
+            fields = self._clean(entity_type, await self._body(entity_type, request), new=True)
+            return self._answer(entity_type, self.create(entity_type, fields), status=201)
+
+        return create
+
+    def _getter(self, entity_type: EntityType) -> Handler:
+        async def fetch(request: web.Request) -> web.Response:
+            return self._answer(entity_type, self.get(entity_type, request.match_info["id"]))
+
+        return fetch
+
+    def _updater(self, entity_type: EntityType) -> Handler:
+        async def update(request: web.Request) -> web.Response:
+            record_id = request.match_info["id"]
+            self.get(entity_type, record_id)
+            fields = self._clean(entity_type, await self._body(entity_type, request), new=False)
+            return self._answer(entity_type, self.update(entity_type, record_id, fields))
+
+        return update
+
+    def _deleter(self, entity_type: EntityType) -> Handler:
+        async def delete(request: web.Request) -> web.Response:
+            self.delete(entity_type, request.match_info["id"])
+            return web.Response(status=204)
+
+        return delete
+
+    async def _list_contacts(self, request: web.Request) -> web.Response:
+        page = _int_param(request, "page", 1, low=1)
+        per_page = _int_param(request, "per_page", CONTACTS_PER_PAGE, low=1)
+        per_page = min(per_page, CONTACTS_MAX_PER_PAGE)
+        since = _int_param(request, "modified_after", 0, low=0)
+        rows = self._changed("customer", since)
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        meta = {
+            "page": page,
+            "per_page": per_page,
+            "total": len(rows),
+            "has_more": page * per_page < len(rows),
+        }
+        return web.json_response({"data": chunk, "meta": meta})
+
+    def _cursor_lister(self, entity_type: EntityType) -> Handler:
+        async def listing(request: web.Request) -> web.Response:
+            limit = min(_int_param(request, "limit", CURSOR_LIMIT, low=1), CURSOR_MAX_LIMIT)
+            since = 0
+            if "updated_since" in request.query:
+                since = _millis(_iso_param(request, "updated_since"))
+            rows = self._changed(entity_type, since)
+            cursor = request.query.get("cursor")
+            if cursor:
+                after = _decode_cursor(cursor)
+                rows = [r for r in rows if (r["modified_ms"], r["id"]) > after]
+            chunk = rows[:limit]
+            following = None
+            if len(rows) > limit:
+                last = chunk[-1]
+                key = f"{last['modified_ms']}:{last['id']}".encode()
+                following = base64.urlsafe_b64encode(key).decode("ascii")
+            collection = f"{_KIND[entity_type]}s"
+            return web.json_response({collection: chunk, "next_cursor": following})
+
+        return listing
+
+    def _changed(self, entity_type: EntityType, since_ms: int) -> list[dict[str, Any]]:
+        rows = [o for o in self.live(entity_type) if o["modified_ms"] >= since_ms]
+        return sorted(rows, key=lambda o: (o["modified_ms"], o["id"]))
+
+    def _answer(
+        self, entity_type: EntityType, obj: dict[str, Any], status: int = 200
+    ) -> web.Response:
+        body: Any = {"work_order": obj} if entity_type == "job" else obj
+        return web.json_response(body, status=status)
+
+    async def _body(self, entity_type: EntityType, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _invalid("the body is not JSON") from None
+        if entity_type == "job":
+            if not isinstance(body, dict) or not isinstance(body.get("work_order"), dict):
+                raise _invalid('work orders are sent as {"work_order": {...}}')
+            body = body["work_order"]
+        if not isinstance(body, dict):
+            raise _invalid("the body must be an object")
+        return body
+
+    # --- validation as Acme does it -----------------------------------------------------------
+
+    def _clean(self, entity_type: EntityType, body: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        allowed = {"customer": _CONTACT_KEYS, "job": _WORK_ORDER_KEYS, "invoice": _INVOICE_KEYS}
+        unknown = sorted(set(body) - allowed[entity_type])
+        if unknown:
+            raise _invalid(f"unknown field(s): {', '.join(unknown)}")
+        if entity_type == "customer":
+            return self._clean_contact(body, new=new)
+        if entity_type == "job":
+            return self._clean_work_order(body, new=new)
+        return self._clean_invoice(body, new=new)
+
+    def _clean_contact(self, body: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        if (new or "full_name" in body) and not _text(body.get("full_name")):
+            raise _invalid("full_name is required")
+        email = body.get("email_address")
+        if email is not None and (not isinstance(email, str) or "@" not in email):
+            raise _invalid("email_address is not an email address")
+        if body.get("postal") is not None:
+            body["postal"] = _address(body["postal"], "postal")
+        return body
+
+    def _clean_work_order(self, body: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        if (new or "summary" in body) and not _text(body.get("summary")):
+            raise _invalid("summary is required")
+        if body.get("contact_id") is not None:
+            self._must_exist("customer", body["contact_id"], "contact_id")
+        if "state" in body and body["state"] not in _STATES:
+            raise _invalid(f"state must be one of {', '.join(_STATES)}")
+        if "urgency" in body and body["urgency"] not in _URGENCIES:
+            raise _invalid(f"urgency must be one of {', '.join(_URGENCIES)}")
+        window = body.get("window")
+        if window is not None:
+            if not isinstance(window, dict) or set(window) - {"from", "to"}:
+                raise _invalid('window is {"from": ..., "to": ...}')
+            body["window"] = {k: _window_time(v, f"window.{k}") for k, v in window.items()}
+        if body.get("site") is not None:
+            body["site"] = _address(body["site"], "site")
+        return body
+
+    def _clean_invoice(self, body: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        if new and body.get("contact_id") is None:
+            raise _invalid("contact_id is required")
+        if body.get("contact_id") is not None:
+            self._must_exist("customer", body["contact_id"], "contact_id")
+        if body.get("work_order_id") is not None:
+            self._must_exist("job", body["work_order_id"], "work_order_id")
+        if "stage" in body and body["stage"] not in _STAGES:
+            raise _invalid(f"stage must be one of {', '.join(_STAGES)}")
+        currency = body.get("currency", "AUD")
+        if not (isinstance(currency, str) and len(currency) == 3 and currency.isupper()):
+            raise _invalid("currency is a 3-letter ISO 4217 code")
+        exponent = _EXPONENTS.get(currency, 2)
+        for key in ("issued", "due"):
+            if body.get(key) is not None:
+                _date(body[key], key)
+        for key in ("net", "gst", "gross", "balance"):
+            if body.get(key) is not None:
+                body[key] = _money(body[key], exponent, key)
+        items = body.get("items")
+        if items is not None:
+            if not isinstance(items, list):
+                raise _invalid("items is an array")
+            body["items"] = [_line(item, exponent, i) for i, item in enumerate(items)]
+        return body
+
+    def _must_exist(self, entity_type: EntityType, record_id: Any, field: str) -> None:
+        if not isinstance(record_id, str) or record_id not in self.store[entity_type]:
+            raise _invalid(f"{field} {record_id!r} does not exist")
+        if record_id in self.deleted[entity_type]:
+            raise _invalid(f"{field} {record_id!r} was deleted")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _address(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) - _ADDRESS_KEYS:
+        raise _invalid(f"{where} takes {', '.join(sorted(_ADDRESS_KEYS))}")
+    return value
+
+
+def _window_time(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.strptime(str(value), WINDOW_FORMAT)
+    except ValueError:
+        raise _invalid(f"{where} is not dd/mm/yyyy hh:mm ±hhmm") from None
+    return moment.astimezone(ACME_ZONE).strftime(WINDOW_FORMAT)
+
+
+def _date(value: Any, where: str) -> None:
+    try:
+        datetime.strptime(str(value), DATE_FORMAT)
+    except ValueError:
+        raise _invalid(f"{where} is not dd/mm/yyyy") from None
+
+
+def _money(value: Any, exponent: int, where: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{where} is a decimal string")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise _invalid(f"{where} is not a number") from None
+    if not amount.is_finite() or amount != amount.quantize(Decimal(1).scaleb(-exponent)):
+        raise _invalid(f"{where} has more than {exponent} decimals")
+    return f"{amount:.{exponent}f}"
+
+
+def _line(item: Any, exponent: int, index: int) -> dict[str, Any]:
+    where = f"items[{index}]"
+    if not isinstance(item, dict) or set(item) - _LINE_KEYS:
+        raise _invalid(f"{where} takes {', '.join(sorted(_LINE_KEYS))}")
+    line = dict(item)
+    try:
+        Decimal(str(line.get("qty", "1")))
+    except InvalidOperation:
+        raise _invalid(f"{where}.qty is not a number") from None
+    for key in ("unit_price", "gst"):
+        if line.get(key) is not None:
+            line[key] = _money(line[key], exponent, f"{where}.{key}")
+    return line
+
+
+def _int_param(request: web.Request, name: str, default: int, *, low: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < low:
+        raise acme_error(400, "invalid_parameter", f"{name} must be an integer ≥ {low}")
+    return int(raw)
+
+
+def _iso_param(request: web.Request, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(request.query[name])
+    except ValueError:
+        raise acme_error(400, "invalid_parameter", f"{name} is not ISO 8601") from None
+    if moment.tzinfo is None:
+        raise acme_error(400, "invalid_parameter", f"{name} needs a UTC offset")
+    return moment
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        ms, _, record_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        return int(ms), record_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise acme_error(400, "invalid_parameter", "cursor is not one Acme issued") from None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

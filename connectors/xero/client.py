@@ -1,0 +1,223 @@
+"""Xero Accounting API client: contacts, sales invoices and payments for one tenant.
+
+Every call names the organisation in the ``xero-tenant-id`` header (one OAuth2 token can
+reach several organisations). Creates are ``PUT`` and updates ``POST`` to the resource, both
+wrapped as ``{"Contacts": [...]}``; lists are paged with ``page``/``pageSize`` and made
+incremental with ``If-Modified-Since``. Xero deletes nothing outright: contacts are
+archived, invoices voided (or deleted while still drafts), payments set to DELETED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from connectors.http import Auth, ProviderError, UnsupportedOperationError, send
+from connectors.spec import ApiClient, EntityType, Page, RemoteRecord
+from connectors.xero.mapping import Mapper
+
+API_PATH = "/api.xro/2.0"
+# Xero's documented page size for paged Contacts, Invoices and Payments requests; the
+# ``pageSize`` parameter takes up to 1000.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+# Resource collection and id field per entity type, as Xero names them.
+RESOURCES: dict[EntityType, tuple[str, str]] = {
+    "customer": ("Contacts", "ContactID"),
+    "invoice": ("Invoices", "InvoiceID"),
+    "payment": ("Payments", "PaymentID"),
+}
+# Only receivables sync: bills (ACCPAY) and supplier payments stay out of every list.
+LIST_FILTERS: dict[EntityType, Mapping[str, str]] = {
+    "customer": {"includeArchived": "true"},
+    "invoice": {"where": 'Type=="ACCREC"'},
+    "payment": {"where": 'PaymentType=="ACCRECPAYMENT"'},
+}
+# Invoice states Xero deletes (never approved) versus voids (approved, so on the books).
+DELETABLE_INVOICE_STATES = frozenset({"DRAFT", "SUBMITTED"})
+VOIDABLE_INVOICE_STATES = frozenset({"AUTHORISED"})
+FINAL_INVOICE_STATES = frozenset({"DELETED", "VOIDED"})
+
+
+class XeroClient:
+    """connectors.spec.ApiClient over the Xero Accounting API for one tenant."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        auth: Auth,
+        settings: Mapping[str, Any],
+        mapper: Mapper | None = None,
+    ) -> None:
+        tenant = settings.get("xero_tenant_id")
+        if not isinstance(tenant, str) or not tenant:
+            raise ValueError("a Xero connection needs settings['xero_tenant_id']")
+        page_size = int(settings.get("xero_page_size", DEFAULT_PAGE_SIZE))
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"xero_page_size must be 1..{MAX_PAGE_SIZE}, not {page_size}")
+        self._session = session
+        self._root = base_url.rstrip("/") + API_PATH
+        self._auth = auth
+        self._settings = settings
+        self._tenant = tenant
+        self._page_size = page_size
+        self._mapper = mapper or Mapper()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        return await send(
+            self._session,
+            method,
+            self._root + path,
+            auth=self._auth,
+            json_body=json_body,
+            params=params,
+            headers={"xero-tenant-id": self._tenant, **(headers or {})},
+        )
+
+    def _objects(self, body: Any, collection: str, request: str) -> list[Mapping[str, Any]]:
+        objects = body.get(collection) if isinstance(body, Mapping) else None
+        if not isinstance(objects, list) or not all(isinstance(o, Mapping) for o in objects):
+            raise ProviderError(
+                f"{request} answered without a {collection} array", status=200, request=request
+            )
+        return objects
+
+    def _only(self, body: Any, collection: str, request: str) -> Mapping[str, Any]:
+        objects = self._objects(body, collection, request)
+        if len(objects) != 1:
+            raise ProviderError(
+                f"{request} answered {len(objects)} {collection}, expected 1",
+                status=200,
+                request=request,
+            )
+        return objects[0]
+
+    async def _raw(self, entity_type: EntityType, external_id: str) -> Mapping[str, Any]:
+        collection, _ = RESOURCES[entity_type]
+        path = f"/{collection}/{external_id}"
+        body = await self._call("GET", path)
+        return self._only(body, collection, f"GET {API_PATH}{path}")
+
+    async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
+        raw = await self._raw(entity_type, external_id)
+        return self._mapper.to_canonical(entity_type, raw, self._settings)
+
+    async def create(
+        self,
+        entity_type: EntityType,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        collection, _ = RESOURCES[entity_type]
+        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        answer = await self._call(
+            "PUT",
+            f"/{collection}",
+            json_body={collection: [body]},
+            # Xero keeps an Idempotency-Key for a while and replays the first answer.
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        stored = self._only(answer, collection, f"PUT {API_PATH}/{collection}")
+        return self._mapper.to_canonical(entity_type, stored, self._settings)
+
+    async def update(
+        self,
+        entity_type: EntityType,
+        external_id: str,
+        data: Mapping[str, Any],
+        refs: Mapping[str, str],
+    ) -> RemoteRecord:
+        collection, id_field = RESOURCES[entity_type]
+        path = f"/{collection}/{external_id}"
+        if entity_type == "payment":
+            # Xero's Payments endpoint allows no edits; only a delete (Status DELETED).
+            raise UnsupportedOperationError(
+                "Xero payments cannot be edited, only deleted and re-created",
+                request=f"POST {API_PATH}{path}",
+            )
+        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        body[id_field] = external_id
+        answer = await self._call("POST", path, json_body={collection: [body]})
+        stored = self._only(answer, collection, f"POST {API_PATH}{path}")
+        return self._mapper.to_canonical(entity_type, stored, self._settings)
+
+    async def delete(self, entity_type: EntityType, external_id: str) -> None:
+        collection, id_field = RESOURCES[entity_type]
+        path = f"/{collection}/{external_id}"
+        if entity_type == "customer":
+            change = {id_field: external_id, "ContactStatus": "ARCHIVED"}
+            await self._call("POST", path, json_body={collection: [change]})
+        elif entity_type == "invoice":
+            status = (await self._raw("invoice", external_id)).get("Status")
+            if status in FINAL_INVOICE_STATES:
+                return
+            if status in DELETABLE_INVOICE_STATES:
+                target = "DELETED"
+            elif status in VOIDABLE_INVOICE_STATES:
+                target = "VOIDED"
+            else:
+                raise UnsupportedOperationError(
+                    f"Xero cannot void a {status} invoice: remove its payments first",
+                    request=f"POST {API_PATH}{path}",
+                )
+            change = {id_field: external_id, "Status": target}
+            await self._call("POST", path, json_body={collection: [change]})
+        else:
+            await self._call("POST", path, json_body={"Status": "DELETED"})
+
+    async def list_page(
+        self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
+    ) -> Page:
+        collection, _ = RESOURCES[entity_type]
+        page = _page_number(cursor)
+        params = {
+            "page": str(page),
+            "pageSize": str(self._page_size),
+            "order": "UpdatedDateUTC ASC",
+            **LIST_FILTERS[entity_type],
+        }
+        headers = {}
+        if modified_since is not None:
+            # Xero reads a zone-less UTC time; whole seconds, rounded down, so a boundary
+            # record is fetched again rather than missed.
+            since = modified_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            headers["If-Modified-Since"] = since
+        body = await self._call("GET", f"/{collection}", params=params, headers=headers)
+        objects = self._objects(body, collection, f"GET {API_PATH}/{collection}")
+        records = tuple(
+            self._mapper.to_canonical(entity_type, obj, self._settings) for obj in objects
+        )
+        more = len(objects) >= self._page_size
+        pagination = body.get("pagination") if isinstance(body, Mapping) else None
+        if isinstance(pagination, Mapping) and isinstance(pagination.get("pageCount"), int):
+            more = page < pagination["pageCount"]
+        return Page(records=records, next_cursor=str(page + 1) if more else None)
+
+
+def _page_number(cursor: str | None) -> int:
+    if cursor is None:
+        return 1
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < 1:
+        raise ValueError(f"not a Xero page cursor: {cursor!r}")
+    return int(cursor)
+
+
+def make_client(
+    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
+) -> ApiClient:
+    """connectors.spec.ApiSpec.make_client for Xero."""
+    return XeroClient(session, base_url, auth, settings)
