@@ -23,7 +23,7 @@ import aiohttp
 import asyncpg
 
 from connectors.base import Connector
-from connectors.generic import GenericSchemeConfig
+from connectors.generic import GenericMapping, GenericSchemeConfig, auth_for, connector_for
 from connectors.http import (
     Auth,
     AuthError,
@@ -68,11 +68,13 @@ class ConnectionInfo:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
     def connector(self) -> Connector:
-        generic = self.settings.get("generic") if self.provider == "generic" else None
-        return connector(
-            self.provider,
-            GenericSchemeConfig.model_validate(generic) if generic is not None else None,
-        )
+        if self.provider != "generic":
+            return connector(self.provider)
+        # A generic connection's limits, entity types and deletes come from its mapping.
+        scheme = GenericSchemeConfig.model_validate(self.settings.get("generic") or {})
+        raw = self.settings.get("generic_mapping")
+        mapping = GenericMapping.model_validate(raw) if raw is not None else None
+        return connector_for(scheme, mapping)
 
 
 async def load_connection(
@@ -212,6 +214,9 @@ class Clients:
             self.keyring.decrypt(info.credentials_encrypted, credentials_context(info.id))
         )
         if isinstance(secret, str):
+            if info.provider == "generic" and info.settings.get("generic_mapping") is not None:
+                mapping = GenericMapping.model_validate(info.settings["generic_mapping"])
+                return auth_for(mapping, token=secret)
             return StaticAuth.bearer(secret)
         refresh = refresh_with(self.session, base_url, clock=self.clock)
 

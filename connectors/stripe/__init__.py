@@ -1,9 +1,30 @@
 """Stripe: payments, customers and invoices; webhooks signed with ``Stripe-Signature``."""
 
 from connectors.base import Connector
+from connectors.spec import ApiSpec, RateLimit
+from connectors.stripe.client import make_client
+from connectors.stripe.mapping import Mapper
 from connectors.stripe.signature import StripeScheme
+from connectors.stripe.simulator import StripeSimulator
 
 # Stripe's event type is in the body; nothing beyond the content type is worth keeping.
-CONNECTOR = Connector(slug="stripe", scheme=StripeScheme(), kept_headers=("content-type",))
+CONNECTOR = Connector(
+    slug="stripe",
+    scheme=StripeScheme(),
+    kept_headers=("content-type",),
+    mapper=Mapper(),
+    api=ApiSpec(
+        entity_types=("customer", "invoice", "payment"),
+        # Stripe's published limit: 100 read/write operations per second in live mode (25 in
+        # test mode), per its "Rate limits" docs and PROVIDERS.md. The live figure is used.
+        rate_limit=RateLimit(rate=100, per_seconds=1, burst=100),
+        auth_kind="bearer",
+        make_client=make_client,
+        default_base_url="https://api.stripe.com",
+        # Customers are deleted, invoices deleted as drafts or voided; payments cannot be.
+        deletable=("customer", "invoice"),
+    ),
+    simulator=StripeSimulator,
+)
 
 __all__ = ["CONNECTOR", "StripeScheme"]
