@@ -17,6 +17,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from connectors.http import OAuthTokens
 from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients, credentials_json
 from connectors.simkit import Fault
@@ -280,3 +281,65 @@ async def test_a_crash_after_the_create_neither_loses_nor_duplicates_it(env: Env
         "SELECT external_id FROM entity_links WHERE connection_id = $1", env.target
     )
     assert link == env.crm.sim.live("customer")[0]["customerId"]
+
+
+async def test_a_refused_token_refresh_marks_needs_reauth_and_pushes_wait(
+    pool: asyncpg.Pool,
+) -> None:
+    keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
+    crm = await start_simulator("xero")
+    crm.sim.fail_refresh = True
+    expired = OAuthTokens(
+        access_token="at-expired",
+        refresh_token="rt-revoked",
+        expires_at=0,
+        client_id="client",
+        client_secret="secret",
+        token_url="/oauth/token",
+    )
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        origin = await create_connection(
+            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
+        )
+        xero = await create_connection(
+            conn,
+            keyring,
+            tenant=tenant,
+            provider="xero",
+            name="xero",
+            webhook_secret=None,
+            base_url=crm.base_url,
+            api_credentials=credentials_json(oauth=expired),
+            settings={"xero_tenant_id": crm.sim.tenant_id},  # type: ignore[attr-defined]
+        )
+    session = aiohttp.ClientSession()
+    clients = Clients(pool, keyring, session)
+    env = Env(
+        pool,
+        crm,
+        origin.tenant_id,
+        origin.id,
+        xero.id,
+        Pusher(pool, clients, PushPolicy()),
+        clients,
+    )
+    try:
+        await env.enqueue(await env.change(1, CUSTOMER))
+        await asyncio.gather(*(env.run_due() for _ in range(3)))
+        assert crm.sim.refresh_calls == 1
+        status = await pool.fetchval("SELECT status FROM connections WHERE id = $1", xero.id)
+        assert status == "needs_reauth"
+        job = await env.job()
+        assert job is not None, "the push must wait for re-authorisation, not be dropped"
+        assert job["attempts"] == 0
+        assert "needs_reauth" in job["last_error"]
+        assert await pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+        # Still refused later, without hammering the provider's token endpoint.
+        await env.make_due()
+        await env.run_due()
+        assert crm.sim.refresh_calls == 1
+        assert env.crm.sim.live("customer") == []
+    finally:
+        await session.close()
+        await crm.runner.cleanup()
