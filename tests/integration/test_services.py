@@ -59,7 +59,7 @@ async def test_outbound_is_ready_with_kafka_and_postgres(
     settings = parse_settings(
         OutboundSettings, database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap
     )
-    await _assert_ready(create_outbound(settings), "postgres", "kafka")
+    await _assert_ready(create_outbound(settings), "postgres", "kafka", "pushing")
 
 
 async def test_admin_fails_to_start_when_postgres_is_unreachable() -> None:
