@@ -12,6 +12,14 @@ from pydantic import ValidationError
 
 from schemas.records import ENTITY_MODELS
 
+# The table holding each entity type's canonical records.
+TABLES: dict[str, str] = {
+    "customer": "customers",
+    "job": "jobs",
+    "invoice": "invoices",
+    "payment": "payments",
+}
+
 
 class InvalidRecordError(Exception):
     """Data that is not a valid (partial) canonical record: ``reason`` is a bounded label."""

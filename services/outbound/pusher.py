@@ -24,14 +24,13 @@ from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
 from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingError, RemoteRecord
-from crmsync.common.canonical import InvalidRecordError, canonical_values, state_hash
+from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from services.outbound import metrics
 from services.outbound.queue import Job, enqueue, finish, reschedule
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TABLES = {"customer": "customers", "job": "jobs", "invoice": "invoices", "payment": "payments"}
 # A record whose referenced customer/invoice is not on the target yet waits this long
 # for that push (queued first) before trying again.
 DEPENDENCY_WAIT_SECONDS = 1.0

@@ -18,19 +18,13 @@ from typing import Any, Literal
 
 import asyncpg
 
-from crmsync.common.canonical import InvalidRecordError, state_hash
+from crmsync.common.canonical import TABLES, InvalidRecordError, state_hash
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
 from schemas.changes import EntityType
 from schemas.records import CanonicalRecord
 from services.processor.merge import FieldMeta, MergeResult, Policy, RecordState, Update, merge
 
-TABLES: dict[str, str] = {
-    "customer": "customers",
-    "job": "jobs",
-    "invoice": "invoices",
-    "payment": "payments",
-}
 # First-contact matching: the canonical field and the generated column it is indexed as.
 MATCH_ON: dict[str, tuple[str, str]] = {
     "customer": ("email", "email_normalized"),

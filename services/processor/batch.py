@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from crmsync.common.canonical import state_hash
+from crmsync.common.canonical import TABLES, state_hash
 from crmsync.common.db import Conn
 from services.processor.apply import (
     MATCH_ON,
-    TABLES,
     Applied,
     InboundChange,
     Outcome,

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.db import Conn
 from schemas import topics
 from schemas.changes import InternalChange
@@ -89,7 +90,6 @@ def parse_internal(source: Source) -> Parsed:
 
 # Topics whose records are InternalChange events (internal services, normalised providers).
 CHANGE_TOPICS = (topics.CHANGES_INTERNAL.name, topics.CHANGES_NORMALIZED.name)
-REFERENCED: dict[str, str] = {"customer_id": "customer", "job_id": "job", "invoice_id": "invoice"}
 
 
 async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
@@ -101,11 +101,11 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
     this one) fills it in. The canonical id of a reference is never guessed.
     """
     wanted = {
-        (p.change.connection_id, REFERENCED[f], x)
+        (p.change.connection_id, REFERENCE_FIELDS[f], x)
         for p in parsed
         if p.change is not None
         for f, x in p.change.refs.items()
-        if f in REFERENCED
+        if f in REFERENCE_FIELDS
     }
     if not wanted:
         return list(parsed)
@@ -130,7 +130,7 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
             continue
         data = dict(change.data)
         for field_name, external_id in change.refs.items():
-            entity = REFERENCED.get(field_name)
+            entity = REFERENCE_FIELDS.get(field_name)
             target = found.get((change.connection_id, entity, external_id)) if entity else None
             if target is not None:
                 data[field_name] = str(target)
