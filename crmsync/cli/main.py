@@ -12,12 +12,21 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from crmsync.cli import config, connections, infra, run
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
 from crmsync.localstack.keys import export_master_key
 from crmsync.localstack.settings import LocalStackSettings
 from crmsync.localstack.status import StackError
+
+
+class CommandModule(Protocol):
+    def register(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+
+# Modules adding their own commands (see build_parser).
+COMMAND_MODULES: list[CommandModule] = []
 
 
 def _say(line: str) -> None:
@@ -80,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_schemas = sub.add_parser("schemas", help="JSON Schema of the event and API models")
     schemas_sub = p_schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
     schemas_sub.add_parser("export", help="write schemas/json/*.schema.json")
+
+    # Command groups that live in their own module register themselves: each calls
+    # ``set_defaults(handler=fn)`` with ``fn(args) -> exit status``.
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
@@ -89,6 +103,9 @@ def _print_reference() -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is not None:
+        return handler(args)
     handlers: dict[tuple[str, str | None], Callable[[], int]] = {
         ("infra", "up"): lambda: asyncio.run(infra.up(_say)),
         ("infra", "down"): lambda: infra.down(_say, purge=args.purge),
