@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import asyncpg
@@ -75,6 +75,22 @@ class ConnectionInfo:
         raw = self.settings.get("generic_mapping")
         mapping = GenericMapping.model_validate(raw) if raw is not None else None
         return connector_for(scheme, mapping)
+
+    def syncs(self, direction: Literal["in", "out"], entity_type: str) -> bool:
+        """Whether this connection syncs ``entity_type`` records in that direction through
+        its API (settings ``direction``: in|out|both, ``entity_types``: a subset)."""
+        if self.status == "disabled" or self.provider == "internal":
+            return False
+        try:
+            api = self.connector().api
+        except (KeyError, ValueError):
+            return False
+        if api is None or entity_type not in api.entity_types:
+            return False
+        if self.settings.get("direction", "both") not in (direction, "both"):
+            return False
+        wanted = self.settings.get("entity_types")
+        return wanted is None or entity_type in wanted
 
 
 async def load_connection(

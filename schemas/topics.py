@@ -38,3 +38,8 @@ RECORDS_CHANGED: Final = Topic(
 )
 
 ALL: Final = (WEBHOOKS_RAW, CHANGES_INTERNAL, CHANGES_NORMALIZED, RECORDS_CHANGED)
+
+
+def normalized_key(connection_id: object, entity_type: str, external_id: str) -> bytes:
+    """The key of a ``changes.normalized`` record: one entity's changes stay in order."""
+    return f"{connection_id}:{entity_type}:{external_id}".encode()

@@ -46,3 +46,13 @@ CREATE UNIQUE INDEX sync_jobs_one_active_idx ON sync_jobs (connection_id, kind)
 ALTER TABLE connections
     ADD COLUMN last_reconciled_at timestamptz,
     ADD COLUMN last_full_reconcile_at timestamptz;
+
+-- A full comparison remembers every id the provider listed (written with each page, so a
+-- resumed run keeps what it saw); links whose id is missing at the end were deleted at the
+-- provider. Emptied when the run finishes.
+CREATE TABLE sync_job_seen (
+    job_id      uuid NOT NULL REFERENCES sync_jobs (id) ON DELETE CASCADE,
+    entity_type text NOT NULL,
+    external_id text NOT NULL,
+    PRIMARY KEY (job_id, entity_type, external_id)
+);

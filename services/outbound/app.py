@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import asyncpg
 from aiohttp import web
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients
@@ -20,16 +20,20 @@ from crmsync.common.db import create_pool, ping
 from crmsync.common.kafka import (
     check_topics,
     make_consumer,
+    make_producer,
     report_consumer_lag,
     start_with_retry,
 )
 from crmsync.common.metrics import set_build_info
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
+from crmsync.sync.jobs import owner_id
+from crmsync.sync.runner import SyncRunner
 from schemas import topics
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.service import Outbound
 from services.outbound.settings import OutboundSettings
+from services.outbound.syncs import SyncWorker
 
 SERVICE = "outbound"
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -52,6 +56,7 @@ def create_app(
     app = web.Application()
     set_build_info(SERVICE)
     changed = topic_name(settings, topics.RECORDS_CHANGED.name)
+    normalized = topic_name(settings, topics.CHANGES_NORMALIZED.name)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         owned = pool is None
@@ -75,27 +80,14 @@ def create_app(
         await client.close()
 
     async def pushing(app: web.Application) -> AsyncIterator[None]:
-        consumer = make_consumer(
-            settings.kafka_bootstrap_servers, changed, group_id=settings.outbound_consumer_group
-        )
-        await start_with_retry(
-            consumer.start,
-            "outbound consumer",
-            within_seconds=settings.outbound_kafka_start_timeout_seconds,
-            log=log,
-        )
+        consumer, producer = await _start_clients(settings, changed)
         session = aiohttp.ClientSession()
         clients = Clients(app[POOL], keyring, session, breaker_policy=breaker_policy)
-        policy = PushPolicy(
-            max_attempts=settings.outbound_max_attempts,
-            backoff_cap_seconds=settings.outbound_backoff_cap_seconds,
-            max_rate_wait_seconds=settings.outbound_max_rate_wait_seconds,
-        )
         outbound = Outbound(
             app[POOL],
             consumer,
             clients,
-            Pusher(app[POOL], clients, policy),
+            Pusher(app[POOL], clients, PushPolicy.from_settings(settings)),
             concurrency=settings.outbound_concurrency,
             lease_seconds=settings.outbound_lease_seconds,
         )
@@ -114,15 +106,27 @@ def create_app(
             ),
             name="outbound-lag",
         )
+        syncs = SyncWorker.from_settings(
+            settings,
+            app[POOL],
+            SyncRunner(app[POOL], clients, producer, topic=normalized, owner=owner_id(SERVICE)),
+            outbound.stopping,
+        )
+        if settings.outbound_sync_concurrency > 0:
+            tasks.append(
+                asyncio.create_task(outbound.resilient("syncs", syncs.run), name="outbound-syncs")
+            )
         app[TASKS] = tasks
         yield
         # Graceful: stop claiming, finish pushes in flight, then commit and leave the group.
         await outbound.drain()
+        await syncs.stop()
         for task in [*tasks, lag]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await consumer.stop()
+        await producer.stop()
         await session.close()
 
     app.cleanup_ctx.extend([database, kafka, pushing])
@@ -142,3 +146,21 @@ def create_app(
         app, SERVICE, {"postgres": postgres_ready, "kafka": kafka_ready, "pushing": loops_alive}
     )
     return app
+
+
+async def _start_clients(
+    settings: OutboundSettings, changed: str
+) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+    """The records.changed consumer and the producer of backfills and reconciliations."""
+    consumer = make_consumer(
+        settings.kafka_bootstrap_servers, changed, group_id=settings.outbound_consumer_group
+    )
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    for name, start in (("consumer", consumer.start), ("producer", producer.start)):
+        await start_with_retry(
+            start,
+            f"outbound {name}",
+            within_seconds=settings.outbound_kafka_start_timeout_seconds,
+            log=log,
+        )
+    return consumer, producer

@@ -27,6 +27,7 @@ from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingErro
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from services.outbound import metrics
 from services.outbound.queue import Job, enqueue, finish, reschedule
+from services.outbound.settings import OutboundSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +46,14 @@ class PushPolicy:
     backoff_base_seconds: float = 1.0
     backoff_cap_seconds: float = 300.0
     max_rate_wait_seconds: float = 2.0
+
+    @classmethod
+    def from_settings(cls, settings: OutboundSettings) -> PushPolicy:
+        return cls(
+            max_attempts=settings.outbound_max_attempts,
+            backoff_cap_seconds=settings.outbound_backoff_cap_seconds,
+            max_rate_wait_seconds=settings.outbound_max_rate_wait_seconds,
+        )
 
 
 class PushFailedError(Exception):

@@ -28,18 +28,7 @@ CONNECTIONS_TTL_SECONDS = 5.0
 
 def pushes_to(info: ConnectionInfo, entity_type: str) -> bool:
     """Whether ``info`` receives ``entity_type`` changes (settings: direction, entity_types)."""
-    if info.status == "disabled" or info.provider == "internal":
-        return False
-    try:
-        connector = info.connector()
-    except (KeyError, ValueError):
-        return False
-    if connector.api is None or entity_type not in connector.api.entity_types:
-        return False
-    if info.settings.get("direction", "both") not in ("out", "both"):
-        return False
-    wanted = info.settings.get("entity_types")
-    return wanted is None or entity_type in wanted
+    return info.syncs("out", entity_type)
 
 
 class Router:

@@ -43,3 +43,28 @@ class OutboundSettings(CommonSettings):
         ge=0,
         description="Longest in-line wait for a connection's rate limit; longer reschedules.",
     )
+    outbound_sync_concurrency: int = Field(
+        2, ge=0, le=50, description="Backfill/reconciliation runs at once (0: run none here)."
+    )
+    outbound_schedule_check_seconds: float = Field(
+        10.0, gt=0, description="How often the service looks for reconciliations that are due."
+    )
+    outbound_reconcile_interval_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="How often each connection is polled for records modified since the last "
+        "run, catching missed webhooks (0: never; per connection: settings "
+        "reconcile_interval_seconds).",
+    )
+    outbound_full_reconcile_interval_seconds: float = Field(
+        86_400.0,
+        ge=0,
+        description="How often each connection is listed in full to find records deleted at the "
+        "provider (0: never; per connection: settings full_reconcile_interval_seconds).",
+    )
+    outbound_reconcile_overlap_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Modified-since polls start this much before the previous run: provider "
+        "clocks and indexing lag behind ours.",
+    )

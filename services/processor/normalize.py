@@ -75,10 +75,6 @@ def item_event_id(item_id: str) -> str:
     return "sha256:" + hashlib.sha256(item_id.encode()).hexdigest()
 
 
-def entity_key(connection_id: uuid.UUID, entity_type: str, external_id: str) -> bytes:
-    return f"{connection_id}:{entity_type}:{external_id}".encode()
-
-
 class HydrationError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -223,7 +219,7 @@ class Normalizer:
             ),
         )
         return Output(
-            entity_key(info.id, item.entity_type, item.external_id),
+            topics.normalized_key(info.id, item.entity_type, item.external_id),
             change.model_dump_json().encode(),
         )
 
@@ -293,5 +289,6 @@ class Normalizer:
                 detail=detail,
                 tenant_id=info.tenant_id if info else None,
                 connection_id=info.id if info else None,
+                provider=info.provider if info else None,
             )
         metrics.EVENTS.labels(topics.WEBHOOKS_RAW.name, "dead_lettered").inc()

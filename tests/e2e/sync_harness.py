@@ -105,8 +105,13 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    database_url: str, kafka_bootstrap: str, prefix: str, tmp_path: Path
+    database_url: str,
+    kafka_bootstrap: str,
+    prefix: str,
+    tmp_path: Path,
+    **outbound: Any,
 ) -> AsyncIterator[Stack]:
+    """``outbound``: OutboundSettings fields to override (e.g. outbound_sync_concurrency=0)."""
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
     processor_port = free_port()
     worker: subprocess.Popen[bytes] | None = None
@@ -121,6 +126,7 @@ async def running_stack(
                 kafka_topic_prefix=prefix,
                 outbound_consumer_group=f"crmsync-{prefix}outbound",
                 master_keys=os.environ["CRMSYNC_MASTER_KEYS"],
+                **outbound,
             )
             outbound_client = TestClient(TestServer(create_outbound(outbound_settings)))
             await outbound_client.start_server()

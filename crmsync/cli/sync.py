@@ -1,0 +1,324 @@
+"""``crmsync backfill`` and ``crmsync reconcile``: list a connection's records into the
+pipeline, here and now, with progress on a terminal.
+
+The run is a sync_jobs row like the ones the outbound service runs: interrupt it (Ctrl-C,
+a kill, a reboot) and the same command continues from its checkpoint. ``--detach``
+only queues the run for the outbound service.
+
+Exit status: 0 the run succeeded (or was queued), 1 it failed, was cancelled or is held
+by another live process, 2 bad usage; 130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+import uuid
+from typing import Any, TextIO
+
+import aiohttp
+import asyncpg
+
+from connectors.runtime import Clients, ConnectionInfo, load_connection
+from crmsync.common.crypto import CryptoError, KeyRing
+from crmsync.common.db import DatabaseUnavailableError, create_pool
+from crmsync.common.kafka import make_producer, start_with_retry
+from crmsync.common.settings import ConfigError, parse_settings, topic_name
+from crmsync.localstack.status import StackError
+from crmsync.sync import jobs
+from crmsync.sync.jobs import JobBusyError, Kind, SyncJob
+from crmsync.sync.runner import SyncFailedError, SyncRunner, runnable_types
+from schemas import topics
+from services.outbound.settings import OutboundSettings
+
+ENTITY_TYPES = ("customer", "job", "invoice", "payment")
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for command, help_text in (
+        ("backfill", "list every record of a connection into the pipeline (resumable)"),
+        ("reconcile", "list records modified since the last run; --full also finds deletes"),
+    ):
+        p = sub.add_parser(command, help=help_text, description=help_text)
+        p.add_argument("connection", help="connection id, or TENANT/NAME")
+        p.add_argument(
+            "--entity",
+            action="append",
+            choices=ENTITY_TYPES,
+            help="only this entity type (repeatable; default: every type it syncs inbound)",
+        )
+        p.add_argument(
+            "--detach", action="store_true", help="queue the run for the outbound service"
+        )
+        p.add_argument("--json", action="store_true", help="print the run's result as JSON")
+        if command == "reconcile":
+            p.add_argument("--full", action="store_true", help="list everything and detect deletes")
+        p.set_defaults(handler=lambda args, c=command: _main(args, c))
+
+
+def _main(args: argparse.Namespace, command: str) -> int:
+    kind: Kind = "backfill"
+    if command == "reconcile":
+        kind = "full_reconcile" if args.full else "reconcile"
+    settings = parse_settings(OutboundSettings)
+    try:
+        keyring = KeyRing.parse(settings.master_keys.get_secret_value())
+    except CryptoError as exc:
+        raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
+    return asyncio.run(
+        _run(
+            settings,
+            keyring,
+            ref=args.connection,
+            kind=kind,
+            entities=args.entity,
+            detach=args.detach,
+            as_json=args.json,
+        )
+    )
+
+
+async def resolve_connection(pool: asyncpg.Pool, ref: str) -> ConnectionInfo:
+    """A connection by id or by ``tenant/name``; StackError when there is none."""
+    connection_id: uuid.UUID | None = None
+    try:
+        connection_id = uuid.UUID(ref)
+    except ValueError:
+        tenant, _, name = ref.partition("/")
+        if not tenant or not name:
+            raise StackError(f"connection {ref!r}: give its id or TENANT/NAME") from None
+        connection_id = await pool.fetchval(
+            """
+            SELECT c.id FROM connections c JOIN tenants t ON t.id = c.tenant_id
+             WHERE t.slug = $1 AND c.name = $2
+            """,
+            tenant,
+            name,
+        )
+    info = await load_connection(pool, connection_id) if connection_id else None
+    if info is None:
+        raise StackError(f"no connection {ref!r}")
+    return info
+
+
+async def _run(
+    settings: OutboundSettings,
+    keyring: KeyRing,
+    *,
+    ref: str,
+    kind: Kind,
+    entities: list[str] | None,
+    detach: bool,
+    as_json: bool,
+) -> int:
+    try:
+        pool = await create_pool(settings.database_url, max_size=4)
+    except DatabaseUnavailableError as exc:
+        raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
+    try:
+        info = await resolve_connection(pool, ref)
+        try:
+            types = runnable_types(info, entities)
+        except SyncFailedError as exc:
+            raise StackError(str(exc)) from None
+        since = await _modified_since(pool, info, kind, settings)
+        if detach:
+            return await _queue(pool, info, kind, types, since, as_json=as_json)
+        return await _foreground(
+            pool, settings, keyring, info=info, kind=kind, types=types, since=since, as_json=as_json
+        )
+    finally:
+        await pool.close()
+
+
+async def _modified_since(
+    pool: asyncpg.Pool, info: ConnectionInfo, kind: Kind, settings: OutboundSettings
+) -> Any:
+    if kind != "reconcile":
+        return None
+    return await pool.fetchval(
+        """
+        SELECT coalesce(last_reconciled_at, created_at) - make_interval(secs => $2)
+          FROM connections WHERE id = $1
+        """,
+        info.id,
+        settings.outbound_reconcile_overlap_seconds,
+    )
+
+
+async def _queue(
+    pool: asyncpg.Pool,
+    info: ConnectionInfo,
+    kind: Kind,
+    types: list[Any],
+    since: Any,
+    *,
+    as_json: bool,
+) -> int:
+    job_id = await pool.fetchval(
+        """
+        INSERT INTO sync_jobs (tenant_id, connection_id, kind, entity_types, modified_since,
+                               requested_by)
+        VALUES ($1, $2, $3, $4, $5, 'cli')
+        ON CONFLICT (connection_id, kind) WHERE status IN ('pending', 'running') DO NOTHING
+        RETURNING id
+        """,
+        info.tenant_id,
+        info.id,
+        kind,
+        types,
+        since,
+    )
+    queued = job_id is not None
+    if job_id is None:
+        job_id = await pool.fetchval(
+            """
+            SELECT id FROM sync_jobs
+             WHERE connection_id = $1 AND kind = $2 AND status IN ('pending', 'running')
+            """,
+            info.id,
+            kind,
+        )
+    if as_json:
+        print(json.dumps({"id": str(job_id), "queued": queued, "kind": kind}))
+    else:
+        what = "queued" if queued else "already queued or running"
+        print(f"{kind} of {info.name}: {what} as sync job {job_id}")
+    return 0
+
+
+async def _foreground(
+    pool: asyncpg.Pool,
+    settings: OutboundSettings,
+    keyring: KeyRing,
+    *,
+    info: ConnectionInfo,
+    kind: Kind,
+    types: list[Any],
+    since: Any,
+    as_json: bool,
+) -> int:
+    owner = jobs.owner_id("cli")
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    await start_with_retry(producer.start, "producer", within_seconds=30.0, log=log)
+    session = aiohttp.ClientSession()
+    job: SyncJob | None = None
+    try:
+        runner = SyncRunner(
+            pool,
+            Clients(pool, keyring, session),
+            producer,
+            topic=topic_name(settings, topics.CHANGES_NORMALIZED.name),
+            owner=owner,
+        )
+        try:
+            job = await jobs.start(
+                pool,
+                connection_id=info.id,
+                tenant_id=info.tenant_id,
+                kind=kind,
+                entity_types=types,
+                owner=owner,
+                lease_seconds=runner.policy.lease_seconds,
+                modified_since=since,
+                requested_by="cli",
+            )
+        except JobBusyError as exc:
+            print(f"crmsync: {exc}", file=sys.stderr)
+            return 1
+        meter = ProgressMeter(sys.stderr, kind, info.name, resumed=job.resumed)
+        task = asyncio.create_task(runner.run(job, meter.update))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            await jobs.release(pool, job.id, owner=owner)
+            meter.close()
+            print(
+                f"crmsync: interrupted; `crmsync {_command(kind)} {info.id}` resumes sync job "
+                f"{job.id} from its checkpoint",
+                file=sys.stderr,
+            )
+            return 130
+        meter.close()
+        return _report(pool_job=job, info=info, as_json=as_json)
+    finally:
+        await session.close()
+        await producer.stop()
+
+
+def _command(kind: Kind) -> str:
+    return {"backfill": "backfill", "reconcile": "reconcile", "full_reconcile": "reconcile --full"}[
+        kind
+    ]
+
+
+def _report(*, pool_job: SyncJob, info: ConnectionInfo, as_json: bool) -> int:
+    job = pool_job
+    result = {
+        "id": str(job.id),
+        "connection": str(info.id),
+        "kind": job.kind,
+        "status": job.status,
+        "records_seen": job.records_seen,
+        "records_changed": job.records_changed,
+        "records_deleted": job.records_deleted,
+        "per_entity": {t: p.seen for t, p in job.progress.items()},
+    }
+    if as_json:
+        print(json.dumps(result))
+    else:
+        per = ", ".join(f"{t} {p.seen:,}" for t, p in job.progress.items())
+        print(
+            f"{job.kind} of {info.name}: {job.status}; {job.records_seen:,} records listed "
+            f"({per}), {job.records_changed:,} new or changed, {job.records_deleted:,} deleted"
+        )
+    return 0 if job.status == "succeeded" else 1
+
+
+class ProgressMeter:
+    """One self-rewriting line on a terminal; a line every few seconds otherwise."""
+
+    def __init__(self, out: TextIO, kind: str, name: str, *, resumed: bool) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.kind = kind
+        self.name = name
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.first_seen: int | None = None
+        if resumed:
+            print(f"{kind} of {name}: resuming from its checkpoint", file=out, flush=True)
+
+    def update(self, job: SyncJob, entity_type: str) -> None:
+        now = time.monotonic()
+        if self.first_seen is None:
+            self.first_seen = job.records_seen
+        if not self.tty and now - self.last < 5.0:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = (job.records_seen - self.first_seen) / elapsed
+        done = sum(p.done for p in job.progress.values())
+        line = (
+            f"{self.kind} {self.name}: {entity_type} {job.progress[entity_type].seen:,} · "
+            f"total {job.records_seen:,} ({rate:,.0f}/s) · types done {done}/{len(job.progress)}"
+        )
+        if self.tty:
+            self.out.write("\r\x1b[2K" + line)
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()

@@ -1,0 +1,1 @@
+"""Backfills and reconciliation: provider list APIs feeding the pipeline, checkpointed."""

@@ -1,0 +1,346 @@
+"""Running a backfill or reconciliation: page through a provider's list API and feed the
+records to ``changes.normalized``, the same topic webhooks reach after mapping, so one
+apply step (dedup, merge, conflict policies, outbox) handles every way a change arrives.
+
+Each page is produced and acknowledged by Kafka before its cursor is checkpointed, so a
+run killed at any point repeats at most one page when resumed; the change ids are
+derived from the record's state, so a repeated page is dropped as a duplicate.
+
+A full reconciliation also remembers every id the provider listed; links whose id was
+not listed (and that existed before the run began) are records deleted at the provider,
+emitted as deletes — unless that would delete an implausible share of the connection's
+records, which looks like a misconfigured listing, not a purge, and fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from connectors.calls import CallFailedError, attempt
+from connectors.limits import full_jitter
+from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
+from connectors.spec import EntityType, Page, RemoteRecord
+from crmsync.common.canonical import TABLES
+from crmsync.sync import jobs, metrics
+from crmsync.sync.jobs import JobCancelledError, SyncJob
+from schemas import topics
+from schemas.changes import ChangeEvent, InternalChange
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[SyncJob, str], None]
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    lease_seconds: float = 60.0
+    # Tries per page; between them full-jitter backoff, or the provider's Retry-After.
+    attempts: int = 8
+    base_seconds: float = 1.0
+    cap_seconds: float = 60.0
+    # A background run can wait out a provider's rate limit; this bounds one wait.
+    max_wait_seconds: float = 120.0
+    # A full comparison refuses to delete more than this share of a type's records
+    # (when there are at least delete_guard_min of them): an empty or truncated
+    # listing must not wipe a tenant.
+    max_delete_ratio: float = 0.5
+    delete_guard_min: int = 10
+
+
+class SyncFailedError(Exception):
+    pass
+
+
+def change_id(entity_type: str, record: RemoteRecord) -> str:
+    """A dedup key that is the same for the same state and differs for any other state,
+    even when a provider keeps its updated-at (or has none)."""
+    state = json.dumps(
+        [record.updated_at.isoformat(), record.version, record.deleted, record.data, record.refs],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(f"{entity_type}\0{record.external_id}\0{state}".encode()).hexdigest()
+    return f"sync:{digest[:40]}"
+
+
+def runnable_types(info: ConnectionInfo, wanted: Sequence[str] | None) -> list[EntityType]:
+    """The entity types a run of this connection covers: the requested ones, or every type
+    it syncs inbound. Raises SyncFailedError naming what cannot be synced."""
+    api = info.connector().api
+    if api is None:
+        raise SyncFailedError(f"provider {info.provider} has no API to list records from")
+    if wanted:
+        refused = [t for t in wanted if not info.syncs("in", t)]
+        if refused:
+            raise SyncFailedError(
+                f"connection {info.name} does not sync {', '.join(refused)} inbound "
+                f"(provider types: {', '.join(api.entity_types)}; "
+                f"settings direction={info.settings.get('direction', 'both')})"
+            )
+        return [t for t in api.entity_types if t in wanted]
+    types = [t for t in api.entity_types if info.syncs("in", t)]
+    if not types:
+        raise SyncFailedError(f"connection {info.name} syncs nothing inbound")
+    return types
+
+
+class SyncRunner:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clients: Clients,
+        producer: AIOKafkaProducer,
+        *,
+        topic: str,
+        owner: str,
+        policy: RunPolicy | None = None,
+    ) -> None:
+        self.pool = pool
+        self.clients = clients
+        self.producer = producer
+        self.topic = topic
+        self.owner = owner
+        self.policy = policy or RunPolicy()
+
+    async def run(self, job: SyncJob, progress: Progress | None = None) -> SyncJob:
+        """Run ``job`` (held by this owner) to its end; the row says how it ended."""
+        status: jobs.Status = "succeeded"
+        error: str | None = None
+        provider = "unknown"
+        metrics.RUNNING.inc()
+        try:
+            info = await load_connection(self.pool, job.connection_id)
+            if info is None:
+                raise SyncFailedError(f"connection {job.connection_id} no longer exists")
+            provider = info.provider
+            try:
+                handle = await self.clients.get(info)
+            except CredentialsError as exc:
+                raise SyncFailedError(str(exc)) from None
+            for entity_type in job.entity_types:
+                await self._entity(job, info, handle, entity_type, progress)
+            if job.kind == "full_reconcile":
+                await self._deletes(job, info)
+        except JobCancelledError as exc:
+            status, error = "cancelled", str(exc)
+        except SyncFailedError as exc:
+            status, error = "failed", str(exc)
+        except asyncio.CancelledError:
+            # The process is stopping: keep the lease's row as it is; it runs out and the
+            # run is resumed from its checkpoint by whoever starts next.
+            raise
+        finally:
+            metrics.RUNNING.dec()
+        log.log(
+            logging.INFO if status == "succeeded" else logging.WARNING,
+            "sync job %s (%s) %s: %d records seen, %d changed, %d deleted%s",
+            job.id,
+            job.kind,
+            status,
+            job.records_seen,
+            job.records_changed,
+            job.records_deleted,
+            f": {error}" if error else "",
+            extra={"connection_id": str(job.connection_id), "sync_job_id": str(job.id)},
+        )
+        await jobs.finish(self.pool, job, owner=self.owner, status=status, error=error)
+        job.status = status
+        metrics.RUNS.labels(provider, job.kind, status).inc()
+        return job
+
+    async def _entity(
+        self,
+        job: SyncJob,
+        info: ConnectionInfo,
+        handle: Handle,
+        entity_type: EntityType,
+        progress: Progress | None,
+    ) -> None:
+        state = job.progress[entity_type]
+        while not state.done:
+            page = await self._page(handle, entity_type, state.cursor, job.modified_since)
+            changed = await self._emit(job, info, entity_type, page.records)
+            job.records_changed += changed
+            metrics.RECORDS.labels(info.provider, job.kind, "listed").inc(len(page.records))
+            metrics.RECORDS.labels(info.provider, job.kind, "changed").inc(changed)
+            if job.kind == "full_reconcile":
+                await self.pool.execute(
+                    """
+                    INSERT INTO sync_job_seen (job_id, entity_type, external_id)
+                    SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING
+                    """,
+                    job.id,
+                    entity_type,
+                    [r.external_id for r in page.records],
+                )
+            state.cursor = page.next_cursor
+            state.done = page.next_cursor is None
+            state.seen += len(page.records)
+            job.records_seen += len(page.records)
+            await jobs.checkpoint(
+                self.pool, job, owner=self.owner, lease_seconds=self.policy.lease_seconds
+            )
+            if progress is not None:
+                progress(job, entity_type)
+
+    async def _page(
+        self,
+        handle: Handle,
+        entity_type: EntityType,
+        cursor: str | None,
+        modified_since: datetime | None,
+    ) -> Page:
+        p = self.policy
+        for n in range(p.attempts):
+            try:
+                return await attempt(
+                    handle,
+                    lambda c: c.list_page(entity_type, cursor, modified_since),
+                    max_wait_seconds=p.max_wait_seconds,
+                )
+            except CallFailedError as exc:
+                if not exc.retryable or n == p.attempts - 1:
+                    raise SyncFailedError(f"listing {entity_type}: {exc}") from None
+                delay = exc.retry_after
+                if delay is None:
+                    delay = full_jitter(n, p.base_seconds, p.cap_seconds)
+                log.info(
+                    "listing %s failed (%s), retrying in %.1fs",
+                    entity_type,
+                    exc.reason,
+                    delay,
+                    extra={"connection_id": str(handle.info.id), "provider": handle.info.provider},
+                )
+                await asyncio.sleep(min(delay, p.max_wait_seconds))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _emit(
+        self,
+        job: SyncJob,
+        info: ConnectionInfo,
+        entity_type: EntityType,
+        records: Sequence[RemoteRecord],
+    ) -> int:
+        """Produce the page's records that may be news; return how many were newer than
+        what the connection last told us. Returns once Kafka acknowledged all of them."""
+        if not records:
+            return 0
+        rows = await self.pool.fetch(
+            """
+                SELECT external_id, remote_updated_at FROM entity_links
+                 WHERE connection_id = $1 AND entity_type = $2 AND external_id = ANY($3)
+                """,
+            info.id,
+            entity_type,
+            [r.external_id for r in records],
+        )
+        seen: dict[str, datetime | None] = {r["external_id"]: r["remote_updated_at"] for r in rows}
+        now = datetime.now(UTC)
+        sends = []
+        changed = 0
+        for record in records:
+            last = seen.get(record.external_id)
+            if last is not None and record.updated_at < last:
+                continue  # older than a state we already applied (a webhook was faster)
+            if record.external_id not in seen or last is None or record.updated_at > last:
+                changed += 1
+            sends.append(
+                await self.producer.send(
+                    self.topic,
+                    key=topics.normalized_key(info.id, entity_type, record.external_id),
+                    value=self._change(job, info, entity_type, record, now),
+                )
+            )
+        # A page is checkpointed only after every record of it is acknowledged.
+        await asyncio.gather(*sends)
+        return changed
+
+    @staticmethod
+    def _change(
+        job: SyncJob,
+        info: ConnectionInfo,
+        entity_type: EntityType,
+        record: RemoteRecord,
+        now: datetime,
+    ) -> bytes:
+        change = InternalChange(
+            tenant_id=info.tenant_id,
+            connection_id=info.id,
+            received_at=now,
+            change=ChangeEvent(
+                event_id=change_id(entity_type, record),
+                entity_type=entity_type,
+                op="delete" if record.deleted else "upsert",
+                external_id=record.external_id,
+                occurred_at=record.updated_at,
+                data={} if record.deleted else dict(record.data),
+                refs={} if record.deleted else dict(record.refs),
+            ),
+        )
+        return change.model_dump_json().encode()
+
+    async def _deletes(self, job: SyncJob, info: ConnectionInfo) -> None:
+        """Emit a delete for each live link the provider did not list."""
+        now = datetime.now(UTC)
+        for entity_type in job.entity_types:
+            rows = await self.pool.fetch(
+                f"""
+                SELECT l.external_id
+                  FROM entity_links l
+                  JOIN {TABLES[entity_type]} r ON r.id = l.entity_id
+                 WHERE l.connection_id = $1 AND l.entity_type = $2
+                   AND r.deleted_at IS NULL AND l.created_at < $3
+                   AND NOT EXISTS (SELECT 1 FROM sync_job_seen s
+                                    WHERE s.job_id = $4 AND s.entity_type = $2
+                                      AND s.external_id = l.external_id)
+                """,  # noqa: S608 - table names from a fixed map
+                info.id,
+                entity_type,
+                job.started_at,
+                job.id,
+            )
+            if not rows:
+                continue
+            total = await self.pool.fetchval(
+                "SELECT count(*) FROM entity_links WHERE connection_id = $1 AND entity_type = $2",
+                info.id,
+                entity_type,
+            )
+            p = self.policy
+            if len(rows) >= p.delete_guard_min and len(rows) > p.max_delete_ratio * total:
+                raise SyncFailedError(
+                    f"refusing to delete {len(rows)} of {total} {entity_type} records the "
+                    f"provider did not list (more than {p.max_delete_ratio:.0%}); check the "
+                    "connection's settings, or delete them deliberately"
+                )
+            sends = []
+            for row in rows:
+                gone = RemoteRecord(
+                    entity_type=entity_type,
+                    external_id=row["external_id"],
+                    updated_at=now,
+                    data={},
+                    deleted=True,
+                )
+                sends.append(
+                    await self.producer.send(
+                        self.topic,
+                        key=topics.normalized_key(info.id, entity_type, row["external_id"]),
+                        value=self._change(job, info, entity_type, gone, now),
+                    )
+                )
+            await asyncio.gather(*sends)
+            job.records_deleted += len(rows)
+            metrics.RECORDS.labels(info.provider, job.kind, "deleted").inc(len(rows))
+            await jobs.checkpoint(
+                self.pool, job, owner=self.owner, lease_seconds=self.policy.lease_seconds
+            )

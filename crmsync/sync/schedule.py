@@ -1,0 +1,116 @@
+"""Scheduled reconciliation: which connections are due, and their runs queued.
+
+Every connection with an API is polled for records modified since its last successful
+run (minus an overlap that absorbs clock skew between us and the provider), and compared
+in full once in a while to find records deleted at the provider. Per connection,
+settings ``reconcile_interval_seconds`` and ``full_reconcile_interval_seconds`` override
+the service defaults; 0 turns that kind of run off for the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from connectors.runtime import ConnectionInfo
+from crmsync.sync.jobs import Kind
+from crmsync.sync.runner import SyncFailedError, runnable_types
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    interval_seconds: float = 900.0
+    full_interval_seconds: float = 86_400.0
+    overlap_seconds: float = 300.0
+
+
+def _interval(info: ConnectionInfo, key: str, default: float) -> float:
+    value = info.settings.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return default
+
+
+def due_run(
+    info: ConnectionInfo,
+    *,
+    created_at: datetime,
+    last_reconciled_at: datetime | None,
+    last_full_at: datetime | None,
+    now: datetime,
+    policy: ReconcilePolicy,
+) -> tuple[Kind, datetime | None] | None:
+    """The run this connection is due for (kind, modified-since), if any.
+
+    Intervals count from the connection's creation: connecting a CRM does not list all of
+    it by surprise (that is what ``crmsync backfill`` is for)."""
+    full = _interval(info, "full_reconcile_interval_seconds", policy.full_interval_seconds)
+    if full > 0 and now - (last_full_at or created_at) >= timedelta(seconds=full):
+        return "full_reconcile", None
+    every = _interval(info, "reconcile_interval_seconds", policy.interval_seconds)
+    since = last_reconciled_at or created_at
+    if every > 0 and now - since >= timedelta(seconds=every):
+        return "reconcile", since - timedelta(seconds=policy.overlap_seconds)
+    return None
+
+
+async def schedule_due(pool: asyncpg.Pool, policy: ReconcilePolicy) -> int:
+    """Queue a pending run for every connection that is due; return how many were queued.
+    A connection with a run of that kind already pending or running gets no second one."""
+    rows = await pool.fetch(
+        """
+        SELECT c.id, c.tenant_id, c.provider, c.name, c.status, c.settings, c.base_url,
+               c.credentials_encrypted, c.updated_at, c.created_at, c.last_reconciled_at,
+               c.last_full_reconcile_at, now() AS now
+          FROM connections c
+         WHERE c.status = 'active' AND c.provider <> 'internal'
+           AND c.credentials_encrypted IS NOT NULL
+        """
+    )
+    queued = 0
+    for row in rows:
+        info = ConnectionInfo.from_row(row)
+        due = due_run(
+            info,
+            created_at=row["created_at"],
+            last_reconciled_at=row["last_reconciled_at"],
+            last_full_at=row["last_full_reconcile_at"],
+            now=row["now"],
+            policy=policy,
+        )
+        if due is None:
+            continue
+        try:
+            types = runnable_types(info, None)
+        except (SyncFailedError, KeyError, ValueError):
+            continue  # nothing to list (webhook-only provider, outbound-only connection)
+        kind, since = due
+        inserted = await pool.fetchval(
+            """
+            INSERT INTO sync_jobs (tenant_id, connection_id, kind, entity_types,
+                                   modified_since, requested_by)
+            VALUES ($1, $2, $3, $4, $5, 'schedule')
+            ON CONFLICT (connection_id, kind) WHERE status IN ('pending', 'running')
+            DO NOTHING
+            RETURNING id
+            """,
+            info.tenant_id,
+            info.id,
+            kind,
+            types,
+            since,
+        )
+        if inserted is not None:
+            queued += 1
+            log.info(
+                "queued %s of %s",
+                kind,
+                info.name,
+                extra={"connection_id": str(info.id), "provider": info.provider},
+            )
+    return queued

@@ -1,0 +1,118 @@
+"""When a connection is due for reconciliation, and the dedup key of a listed record."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.runtime import ConnectionInfo
+from connectors.spec import RemoteRecord
+from crmsync.sync.jobs import owner_id, owner_is_gone
+from crmsync.sync.runner import change_id
+from crmsync.sync.schedule import ReconcilePolicy, due_run
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+POLICY = ReconcilePolicy(interval_seconds=900, full_interval_seconds=86_400, overlap_seconds=300)
+
+
+def info(**settings: Any) -> ConnectionInfo:
+    return ConnectionInfo(
+        id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        provider="ascora",
+        name="ascora",
+        status="active",
+        settings=settings,
+        base_url="http://127.0.0.1:1",
+        credentials_encrypted="x",
+        updated_at=T0,
+    )
+
+
+def due(
+    conn: ConnectionInfo,
+    *,
+    now: datetime,
+    last: datetime | None = None,
+    last_full: datetime | None = None,
+) -> Any:
+    return due_run(
+        conn,
+        created_at=T0,
+        last_reconciled_at=last,
+        last_full_at=last_full,
+        now=now,
+        policy=POLICY,
+    )
+
+
+def test_a_new_connection_is_not_listed_until_an_interval_has_passed() -> None:
+    assert due(info(), now=T0 + timedelta(seconds=899)) is None
+
+
+def test_modified_since_starts_before_the_last_run_by_the_overlap() -> None:
+    last = T0 + timedelta(hours=1)
+    kind, since = due(info(), now=last + timedelta(seconds=900), last=last)
+    assert kind == "reconcile"
+    assert since == last - timedelta(seconds=300)
+
+
+def test_the_first_poll_covers_everything_since_the_connection_was_made() -> None:
+    kind, since = due(info(), now=T0 + timedelta(seconds=901))
+    assert (kind, since) == ("reconcile", T0 - timedelta(seconds=300))
+
+
+def test_a_full_comparison_wins_when_both_are_due() -> None:
+    now = T0 + timedelta(days=2)
+    assert due(info(), now=now, last=now - timedelta(hours=1)) == ("full_reconcile", None)
+    assert due(info(), now=now, last=now, last_full=now - timedelta(hours=1)) is None
+
+
+def test_connection_settings_override_or_switch_off_each_kind() -> None:
+    now = T0 + timedelta(days=2)
+    off = info(reconcile_interval_seconds=0, full_reconcile_interval_seconds=0)
+    assert due(off, now=now) is None
+    fast = info(reconcile_interval_seconds=5, full_reconcile_interval_seconds=0)
+    assert due(fast, now=T0 + timedelta(seconds=6), last=T0)[0] == "reconcile"
+    assert due(fast, now=T0 + timedelta(seconds=4), last=T0) is None
+    # Nonsense values fall back to the service default rather than polling in a loop.
+    odd = info(reconcile_interval_seconds=-1, full_reconcile_interval_seconds="often")
+    assert due(odd, now=T0 + timedelta(seconds=60), last=T0, last_full=T0) is None
+
+
+def record(**changes: Any) -> RemoteRecord:
+    base: dict[str, Any] = {
+        "entity_type": "customer",
+        "external_id": "c1",
+        "updated_at": T0,
+        "data": {"name": "Harbour Plumbing"},
+    }
+    base.update(changes)
+    return RemoteRecord(**base)
+
+
+def test_the_same_state_has_the_same_change_id_and_any_other_state_another() -> None:
+    a = change_id("customer", record())
+    assert a == change_id("customer", record())
+    assert a.startswith("sync:")
+    others = {
+        change_id("customer", record(data={"name": "Harbour Plumbing Pty"})),
+        change_id("customer", record(updated_at=T0 + timedelta(seconds=1))),
+        change_id("customer", record(deleted=True)),
+        change_id("customer", record(refs={"customer_id": "x"})),
+        change_id("customer", record(external_id="c2")),
+        change_id("job", record()),
+    }
+    assert a not in others
+    assert len(others) == 6
+
+
+def test_an_owner_on_this_host_is_gone_once_its_process_is() -> None:
+    mine = owner_id("cli")
+    assert not owner_is_gone(mine)
+    role, host, _pid, nonce = mine.split(":")
+    assert owner_is_gone(f"{role}:{host}:999999999:{nonce}")
+    # Another host's owner is never presumed dead: only its lease running out frees it.
+    assert not owner_is_gone(f"{role}:elsewhere.example:999999999:{nonce}")
+    assert owner_is_gone(None)
