@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument(
         "--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running on exit"
     )
+    p_demo.add_argument(
+        "--once", action="store_true", help="report once and exit: 0 when all converged"
+    )
+    p_demo.add_argument(
+        "--providers",
+        default="ascora,xero,stripe",
+        help="simulated CRMs of the demo tenant (comma-separated)",
+    )
 
     p_conn = sub.add_parser("connections", help="tenants' connections to providers")
     conn_sub = p_conn.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -113,7 +121,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         ("migrate", None): lambda: asyncio.run(infra.migrate(_say, as_json=args.json)),
         ("topics", "ensure"): lambda: asyncio.run(infra.ensure_topics(_say)),
         ("run", None): lambda: run.run_services(args.services.split(","), _say),
-        ("demo", None): lambda: run.demo(_say, keep_infra=args.keep_infra),
+        ("demo", None): lambda: run.demo(
+            _say,
+            keep_infra=args.keep_infra,
+            once=args.once,
+            providers=tuple(p for p in args.providers.split(",") if p),
+        ),
         ("schemas", "export"): infra.export_schemas,
         ("config", "reference"): _print_reference,
         ("connections", "add"): lambda: connections.add(

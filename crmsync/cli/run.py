@@ -15,13 +15,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
+import aiohttp
 from pydantic_settings import BaseSettings
 
 from crmsync.cli import infra
+from crmsync.common.crypto import KeyRing
+from crmsync.common.db import create_pool
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import Say, StackError
 from services.admin.settings import AdminSettings
@@ -109,7 +112,10 @@ def _stop_all(procs: dict[str, subprocess.Popen[bytes]], say: Say) -> None:
     say("all services stopped")
 
 
-def run_services(names: list[str], say: Say) -> int:
+@contextlib.contextmanager
+def services_running(names: list[str], say: Say) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """The services as child processes, ready; stopped in order on the way out, however
+    that is (Ctrl-C, SIGTERM, an error, one of them dying)."""
     unknown = sorted(set(names) - SERVICES.keys())
     if unknown:
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
@@ -143,13 +149,9 @@ def run_services(names: list[str], say: Say) -> int:
             host, port = addresses[name]
             say(f"  {name:<10} http://{host}:{port}  {SERVICES[name].role}")
             say(f"  {'':<10}   /healthz /readyz /metrics")
-        say("Press Ctrl-C to stop.")
-        while True:
-            _check_alive(procs)
-            time.sleep(0.5)
+        yield procs
     except _TerminateRequestedError:
         say("stopping…")
-        return 0
     finally:
         # A second Ctrl-C must not cut the orderly stop short and orphan services.
         for sig in previous:
@@ -159,6 +161,15 @@ def run_services(names: list[str], say: Say) -> int:
             signal.signal(sig, handler)
 
 
+def run_services(names: list[str], say: Say) -> int:
+    with services_running(names, say) as procs:
+        say("Press Ctrl-C to stop.")
+        while True:  # until Ctrl-C or SIGTERM, which services_running turns into a stop
+            _check_alive(procs)
+            time.sleep(0.5)
+    return 0  # type: ignore[unreachable]  # reached after the stop signal
+
+
 def _check_alive(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for name, proc in procs.items():
         code = proc.poll()
@@ -166,13 +177,78 @@ def _check_alive(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             raise StackError(f"{name} exited with status {code}; stopping the others")
 
 
-def demo(say: Say, *, keep_infra: bool) -> int:
+def demo(say: Say, *, keep_infra: bool, once: bool, providers: tuple[str, ...]) -> int:
+    """The README's main command: the stack, every service, simulated CRMs of one tenant
+    edited on every side, and a live report until Ctrl-C (``once``: report and exit,
+    0 when every system converged)."""
     settings = infra.local_settings()
     was_up = asyncio.run(infra.healthy(settings))
+    code = 0
     try:
         asyncio.run(infra.up(say))
         asyncio.run(infra.migrate(say, as_json=False))
-        return run_services(list(SERVICES), say)
+        with services_running(list(SERVICES), say) as procs:
+            code = asyncio.run(_demo_story(say, procs, once=once, providers=providers))
     finally:
         if not keep_infra and not was_up:
             infra.down(say, purge=False)
+    return code
+
+
+async def _demo_story(
+    say: Say,
+    procs: dict[str, subprocess.Popen[bytes]],
+    *,
+    once: bool,
+    providers: tuple[str, ...],
+) -> int:
+    # Imported here: the simulators and their connectors are only needed by the demo.
+    from crmsync.demo import scenario  # noqa: PLC0415
+
+    common = parse_settings(IngestSettings)
+    keyring = KeyRing.parse(common.master_keys.get_secret_value())
+    ingest_url = f"http://{common.ingest_host}:{common.ingest_port}"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(common.database_url, max_size=4)
+    try:
+        async with aiohttp.ClientSession() as session:
+            world = await scenario.setup(
+                pool, keyring, session, ingest_url=ingest_url, providers=providers
+            )
+            try:
+                say(f"demo tenant {world.tenant}: {', '.join(world.sims)} and an internal service")
+                for provider, running in world.sims.items():
+                    say(f"  {provider:<10} simulator at {running.base_url}")
+                await scenario.story(world, say)
+                settled = await scenario.settle(world)
+                result = await scenario.report(world)
+                say("")
+                for line in result.lines:
+                    say(line)
+                if once:
+                    return 0 if settled and result.converged else 1
+                say("")
+                say("The simulators keep running: edit through their APIs and watch it sync.")
+                say("Press Ctrl-C to stop.")
+                last: list[str] = result.lines
+                while not stop.is_set():
+                    _check_alive(procs)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=5.0)
+                    result = await scenario.report(world)
+                    if result.lines != last:
+                        say("")
+                        for line in result.lines:
+                            say(line)
+                        last = result.lines
+                say("stopping…")
+                return 0
+            finally:
+                await scenario.stop(world)
+    finally:
+        await pool.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

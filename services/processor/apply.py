@@ -198,6 +198,39 @@ async def _emit(
     return change_id
 
 
+async def _push_again_if_overtaken(
+    conn: Conn, change: InboundChange, table: str, link: asyncpg.Record
+) -> None:
+    """After an echo, make sure the system ends up with the record's latest version.
+
+    Our push can land after a concurrent edit made in that same system: the system then
+    holds our (older) values, and its own edit, applied here meanwhile, was not pushed
+    back to it, because it came from there. The echo of our push is how we learn that it
+    now holds an older version than ours: queue the current one for it.
+    """
+    version = await conn.fetchval(
+        f"SELECT version FROM {table} WHERE id = $1 AND deleted_at IS NULL",  # noqa: S608
+        link["entity_id"],
+    )
+    pushed = link["last_pushed_version"]
+    if version is None or pushed is None or version <= pushed:
+        return
+    await conn.execute(
+        """
+        INSERT INTO push_jobs (tenant_id, connection_id, entity_type, entity_id, version)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+           SET version = greatest(push_jobs.version, EXCLUDED.version),
+               next_attempt_at = least(push_jobs.next_attempt_at, now()), updated_at = now()
+        """,
+        change.tenant_id,
+        change.connection_id,
+        change.entity_type,
+        link["entity_id"],
+        version,
+    )
+
+
 async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> Applied:
     """Apply one change inside the caller's transaction."""
     values = canonical_values(change.entity_type, change.data) if change.op == "upsert" else {}
@@ -206,7 +239,8 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
     table = TABLES[change.entity_type]
     link = await conn.fetchrow(
         """
-        SELECT id, entity_id, last_seen_snapshot, last_pushed_hash, remote_updated_at
+        SELECT id, entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
+               remote_updated_at
           FROM entity_links
          WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
            FOR UPDATE
@@ -231,6 +265,7 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
     if link is not None and link["last_pushed_hash"] == incoming_hash:
         # The system reports back exactly what we pushed to it: an echo, not a change.
         await remember(link["entity_id"])
+        await _push_again_if_overtaken(conn, change, table, link)
         return Applied(Outcome.ECHO, link["entity_id"])
 
     entity_id = link["entity_id"] if link is not None else await _match(conn, change, values)

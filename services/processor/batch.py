@@ -40,6 +40,7 @@ class _Link:
     snapshot: dict[str, Any] | None
     last_pushed_hash: str | None
     remote_updated_at: datetime | None
+    last_pushed_version: int | None = None
     seen_hash: str | None = None
     exists: bool = True
     dirty: bool = False
@@ -83,6 +84,9 @@ class _Batch:
         # (connection, type, entity id) pairs already linked: a match must not reuse them.
         self.linked: set[tuple[uuid.UUID, str, uuid.UUID]] = set()
         self.writes = _Writes()
+        # Echoes of a push that a newer version overtook: (tenant, connection, type, id,
+        # version pushed). See apply._push_again_if_overtaken.
+        self.echoed: list[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int]] = []
 
     # -- reads --------------------------------------------------------------------------
 
@@ -115,7 +119,8 @@ class _Batch:
         for r in await self.conn.fetch(
             """
             SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id,
-                   l.last_seen_snapshot, l.last_pushed_hash, l.remote_updated_at
+                   l.last_seen_snapshot, l.last_pushed_hash, l.remote_updated_at,
+                   l.last_pushed_version
               FROM entity_links l
               JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(c, t, x)
                 ON l.connection_id = k.c AND l.entity_type = k.t AND l.external_id = k.x
@@ -131,6 +136,7 @@ class _Batch:
                 r["last_seen_snapshot"],
                 r["last_pushed_hash"],
                 r["remote_updated_at"],
+                r["last_pushed_version"],
             )
             self.linked.add((r["connection_id"], r["entity_type"], r["entity_id"]))
 
@@ -219,6 +225,16 @@ class _Batch:
         incoming_hash = state_hash(values)
         if link is not None and link.last_pushed_hash == incoming_hash:
             self._remember(key, change, link.entity_id, values, incoming_hash)
+            if link.last_pushed_version is not None:
+                self.echoed.append(
+                    (
+                        change.tenant_id,
+                        change.connection_id,
+                        change.entity_type,
+                        link.entity_id,
+                        link.last_pushed_version,
+                    )
+                )
             return Applied(Outcome.ECHO, link.entity_id)
         entity_id = link.entity_id if link is not None else self._match(change, values)
         record = self.records.get(entity_id) if entity_id is not None else None
@@ -347,7 +363,29 @@ class _Batch:
 
     # -- writes -------------------------------------------------------------------------
 
+    async def _push_overtaken(self) -> None:
+        """Queue the latest version for systems whose echo shows an older one (the same
+        rule as apply._push_again_if_overtaken, for the whole batch at once)."""
+        rows = []
+        for tenant_id, connection_id, entity_type, entity_id, pushed in self.echoed:
+            record = self.records.get(entity_id)
+            if record is not None and not record.deleted and record.version > pushed:
+                rows.append((tenant_id, connection_id, entity_type, entity_id, record.version))
+        if rows:
+            await self.conn.executemany(
+                """
+                INSERT INTO push_jobs (tenant_id, connection_id, entity_type, entity_id, version)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+                   SET version = greatest(push_jobs.version, EXCLUDED.version),
+                       next_attempt_at = least(push_jobs.next_attempt_at, now()),
+                       updated_at = now()
+                """,
+                rows,
+            )
+
     async def flush(self) -> None:
+        await self._push_overtaken()
         for entity_type, table in TABLES.items():
             new = [
                 (i, r) for i, r in self.records.items() if r.entity_type == entity_type and r.is_new

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crmsync.common.canonical import canonical_values, state_hash
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
@@ -320,3 +321,50 @@ async def test_dedup_rows_past_retention_are_pruned_and_recent_ones_kept(
     assert await prune_processed_events(pool, retention_days=7) == 2
     remaining = await pool.fetch("SELECT provider_event_id FROM processed_events")
     assert [r["provider_event_id"] for r in remaining] == ["e2"]
+
+
+async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_for_it(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """A's value was pushed to B while B's user edited the same field: B then holds A's
+    value, and B's own edit (applied here, newer) is never pushed back to B, its origin.
+    The echo of our push is how we learn B is behind: the latest version is queued for B."""
+    a, b = two
+    p = processor
+    ours = {"email": "jo@x.test", "phone": "+61 2 5550 7001"}
+    await p.handle(TOPIC, [change(a, "a-1", ours, ts=at(0))])
+    (row,) = await customers(pool)
+    # Outbound pushed version 1 to B (as the pusher records it).
+    await pool.execute(
+        """
+        INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
+                                  last_pushed_hash, last_pushed_version)
+        VALUES ($1, $2, 'customer', $3, 'b-1', $4, 1)
+        """,
+        b.tenant_id,
+        b.id,
+        row["id"],
+        state_hash(canonical_values("customer", ours)),
+    )
+    theirs = {"email": "jo@x.test", "phone": "+61 2 5550 7002"}
+    (edit,) = await p.handle(TOPIC, [change(b, "b-1", theirs, ts=at(1))])
+    assert edit is not None
+    assert edit.outcome == Outcome.APPLIED
+    (echo,) = await p.handle(TOPIC, [change(b, "b-1", ours, ts=at(2))])
+    assert echo is not None
+    assert echo.outcome == Outcome.ECHO
+    queued = await pool.fetch("SELECT connection_id, version FROM push_jobs")
+    assert [(r["connection_id"], r["version"]) for r in queued] == [(b.id, 2)]
+
+    # The echo of the current version queues nothing more.
+    await pool.execute("DELETE FROM push_jobs")
+    await pool.execute(
+        "UPDATE entity_links SET last_pushed_hash = $2, last_pushed_version = 2"
+        " WHERE connection_id = $1",
+        b.id,
+        state_hash(canonical_values("customer", theirs)),
+    )
+    (again,) = await p.handle(TOPIC, [change(b, "b-1", theirs, ts=at(3))])
+    assert again is not None
+    assert again.outcome == Outcome.ECHO
+    assert await pool.fetchval("SELECT count(*) FROM push_jobs") == 0

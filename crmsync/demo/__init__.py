@@ -1,0 +1,1 @@
+"""The demo and `crmsync simulate`: provider simulators connected to a tenant."""

@@ -1,0 +1,206 @@
+"""Provider simulators as running HTTP servers, each connected to a tenant.
+
+A profile says what a simulator needs to match its connection: the provider's tenant /
+realm / portal ids in both, and the kind of credentials (an API token, or OAuth2 tokens
+the simulator issues). Connections persist in Postgres; simulators do not. So a
+simulator started again *adopts* its existing connection — it accepts the stored
+webhook secret and API credentials — instead of a new connection being made each time
+(which would duplicate every record it syncs).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from connectors.http import OAuthTokens
+from connectors.registry import connector
+from connectors.runtime import credentials_context, credentials_json, parse_credentials
+from connectors.simkit import Simulator
+from crmsync.common.connections import create_connection, secret_context
+from crmsync.common.crypto import KeyRing
+
+OAUTH_CLIENT = ("crmsync-demo-client", "crmsync-demo-client-secret")
+
+
+@dataclass(frozen=True)
+class Profile:
+    provider: str
+    # Simulator keyword arguments and the connection settings that match them.
+    sim_kwargs: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    oauth: bool = False
+
+
+def _profiles() -> dict[str, Profile]:
+    from connectors.hubspot.simulator import DEFAULT_PORTAL_ID  # noqa: PLC0415
+    from connectors.quickbooks.simulator import DEFAULT_REALM  # noqa: PLC0415
+    from connectors.xero.simulator import SIM_TENANT_ID  # noqa: PLC0415
+
+    return {
+        "ascora": Profile("ascora", {"company_code": "DEMO"}, {"company_code": "DEMO"}),
+        "xero": Profile(
+            "xero",
+            {"tenant_id": SIM_TENANT_ID, "oauth_client": OAUTH_CLIENT},
+            {
+                "xero_tenant_id": SIM_TENANT_ID,
+                "xero_payment_account_code": "090",
+                "xero_base_currency": "NZD",
+            },
+            oauth=True,
+        ),
+        "stripe": Profile("stripe"),
+        "quickbooks": Profile(
+            "quickbooks",
+            {"realm_id": DEFAULT_REALM, "oauth_client": OAUTH_CLIENT},
+            {"realm_id": DEFAULT_REALM},
+            oauth=True,
+        ),
+        "hubspot": Profile(
+            "hubspot", {"portal_id": DEFAULT_PORTAL_ID}, {"portal_id": DEFAULT_PORTAL_ID}
+        ),
+    }
+
+
+PROFILES: dict[str, Profile] = _profiles()
+# Ports of `crmsync simulate`, in this order from --port-base + 1.
+PROVIDERS: tuple[str, ...] = tuple(PROFILES)
+
+
+@dataclass
+class RunningSim:
+    provider: str
+    sim: Simulator
+    runner: web.AppRunner
+    base_url: str
+    connection_id: uuid.UUID | None = None
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_simulator(
+    provider: str, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+) -> RunningSim:
+    """The provider's simulator listening on host:port (0: any free port)."""
+    spec = connector(provider)
+    if spec.simulator is None:
+        raise ValueError(f"provider {provider} has no simulator")
+    profile = PROFILES.get(provider, Profile(provider))
+    sim = spec.simulator(**{**profile.sim_kwargs, **kwargs})
+    runner = web.AppRunner(sim.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    return RunningSim(provider, sim, runner, f"http://{bound_host}:{bound_port}")
+
+
+def _issue_oauth(sim: Simulator) -> OAuthTokens:
+    issued = sim.issue_tokens()
+    return OAuthTokens(
+        access_token=issued["access_token"],
+        refresh_token=issued["refresh_token"],
+        expires_at=time.time() + float(issued["expires_in"]),
+        client_id=OAUTH_CLIENT[0],
+        client_secret=OAUTH_CLIENT[1],
+        token_url="/oauth/token",  # noqa: S106 - a path, not a secret
+    )
+
+
+def _accept(sim: Simulator, credentials: str | OAuthTokens) -> None:
+    """Make the simulator accept credentials we stored for an earlier run of it."""
+    if isinstance(credentials, OAuthTokens):
+        sim.access_tokens[credentials.access_token] = credentials.expires_at
+        sim.refresh_tokens.add(credentials.refresh_token)
+    else:
+        sim.api_token = credentials
+
+
+async def connect(
+    pool: asyncpg.Pool,
+    keyring: KeyRing,
+    running: RunningSim,
+    *,
+    tenant: str,
+    name: str,
+    ingest_url: str,
+    settings: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """The tenant's connection ``name`` to this simulator: created, or adopted when it
+    exists. The simulator then POSTs its webhooks to ``ingest_url``."""
+    sim = running.sim
+    profile = PROFILES.get(running.provider, Profile(running.provider))
+    wanted = {**profile.settings, **(settings or {})}
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """
+            SELECT c.id, c.provider, c.credentials_encrypted
+              FROM connections c JOIN tenants t ON t.id = c.tenant_id
+             WHERE t.slug = $1 AND c.name = $2
+            """,
+            tenant,
+            name,
+        )
+        if row is not None and row["provider"] != running.provider:
+            raise ValueError(f"{tenant}/{name} is a {row['provider']} connection")
+        if row is None:
+            secret = connector(running.provider).scheme.generate_secret()
+            oauth = _issue_oauth(sim) if profile.oauth else None
+            created = await create_connection(
+                conn,
+                keyring,
+                tenant=tenant,
+                provider=running.provider,
+                name=name,
+                webhook_secret=secret,
+                base_url=running.base_url,
+                api_credentials=credentials_json(token=sim.api_token, oauth=oauth),
+                settings=wanted,
+            )
+            connection_id = created.id
+        else:
+            connection_id = row["id"]
+            secret = keyring.decrypt(
+                await conn.fetchval(
+                    """
+                    SELECT secret_encrypted FROM webhook_secrets
+                     WHERE connection_id = $1 AND (expires_at IS NULL OR expires_at > now())
+                     ORDER BY created_at DESC LIMIT 1
+                    """,
+                    connection_id,
+                ),
+                secret_context(connection_id),
+            )
+            if row["credentials_encrypted"] is not None:
+                _accept(
+                    sim,
+                    parse_credentials(
+                        keyring.decrypt(
+                            row["credentials_encrypted"], credentials_context(connection_id)
+                        )
+                    ),
+                )
+            await conn.execute(
+                """
+                UPDATE connections
+                   SET base_url = $2, settings = settings || $3::jsonb, status = 'active',
+                       updated_at = now()
+                 WHERE id = $1
+                """,
+                connection_id,
+                running.base_url,
+                wanted,
+            )
+    running.connection_id = connection_id
+    sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{running.provider}/{connection_id}"
+    sim.webhook_secret = secret
+    return connection_id
+
+
+Say = Callable[[str], None]
