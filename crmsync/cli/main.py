@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from crmsync.cli import config, connections, infra, run, sync
+from crmsync.cli import config, connections, infra, run, simulate, sync
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
 from crmsync.localstack.keys import export_master_key
 from crmsync.localstack.settings import LocalStackSettings
@@ -26,7 +26,7 @@ class CommandModule(Protocol):
 
 
 # Modules adding their own commands (see build_parser).
-COMMAND_MODULES: list[CommandModule] = [sync]
+COMMAND_MODULES: list[CommandModule] = [sync, simulate]
 
 
 def _say(line: str) -> None:

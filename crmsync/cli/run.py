@@ -207,7 +207,7 @@ async def _demo_story(
 
     common = parse_settings(IngestSettings)
     keyring = KeyRing.parse(common.master_keys.get_secret_value())
-    ingest_url = f"http://{common.ingest_host}:{common.ingest_port}"
+    ingest_url = common.ingest_public_base_url
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
