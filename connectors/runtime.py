@@ -241,7 +241,7 @@ class Clients:
                 return await refresh(tokens)
             except ProviderError as exc:
                 if not exc.transient:
-                    await self._mark_needs_reauth(info.id, exc)
+                    await self._mark_needs_reauth(info, exc)
                 raise
 
         async def save(tokens: OAuthTokens) -> None:
@@ -259,16 +259,20 @@ class Clients:
             auth.failed = AuthError("the connection needs re-authorisation")
         return auth
 
-    async def _mark_needs_reauth(self, connection_id: uuid.UUID, exc: ProviderError) -> None:
+    async def _mark_needs_reauth(self, info: ConnectionInfo, exc: ProviderError) -> None:
         log.error(
             "token refresh refused; connection %s needs re-authorisation: %s",
-            connection_id,
+            info.id,
             exc,
-            extra={"connection_id": str(connection_id)},
+            extra={
+                "tenant": str(info.tenant_id),
+                "connection": str(info.id),
+                "provider": info.provider,
+            },
         )
         await self.pool.execute(
             "UPDATE connections SET status = 'needs_reauth' WHERE id = $1 AND status = 'active'",
-            connection_id,
+            info.id,
         )
 
 

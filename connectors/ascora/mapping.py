@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from connectors.ascora.money import parse_decimal, to_decimal_string, to_minor
 from connectors.base import bounded_event_id, clean_text
+from connectors.overrides import with_field_overrides
 from connectors.spec import (
     ENTITY_TYPES,
     REFERENCE_FIELDS,
@@ -156,9 +157,10 @@ REFERENCES: dict[EntityType, dict[str, str]] = {
 EVENT_ID_HEADER = "webhook-id"
 
 
+@with_field_overrides
 class Mapper:
-    """Ascora's RecordMapper. Settings are not consulted: Ascora's shapes are the same
-    for every company, and each record states its own currency."""
+    """Ascora's RecordMapper. Settings are not consulted beyond ``field_overrides``:
+    Ascora's shapes are the same for every company, and each record states its currency."""
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]

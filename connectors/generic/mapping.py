@@ -144,7 +144,7 @@ class Mapper:
         body: dict[str, Any] = {}
         for mapping in entity.fields:
             if mapping.writes:
-                _write_field(body, mapping, canonical, canonical)
+                write_field(body, mapping, canonical, canonical)
         for field, path in entity.refs.items():
             if field in refs:
                 _write(body, path, refs[field])
@@ -195,7 +195,7 @@ def _record(entity_type: EntityType, entity: EntityMapping, obj: Any, where: str
     ordered = sorted(entity.fields, key=lambda m: m.transform == "money" or m.items is not None)
     for mapping in ordered:
         if mapping.reads:
-            _read_field(data, mapping, obj, where, data)
+            read_field(data, mapping, obj, where, data)
     model = ENTITY_MODELS[entity_type]
     try:
         validated = model.model_validate(data)
@@ -227,7 +227,7 @@ def _record(entity_type: EntityType, entity: EntityMapping, obj: Any, where: str
     )
 
 
-def _read_field(
+def read_field(
     out: dict[str, Any],
     mapping: FieldMapping,
     obj: Mapping[str, Any],
@@ -304,7 +304,7 @@ def _inbound_items(
         mapped: dict[str, Any] = {}
         for item in items:
             if item.reads:
-                _read_field(mapped, item, element, where, root)
+                read_field(mapped, item, element, where, root)
         elements.append(mapped)
     return elements
 
@@ -345,7 +345,7 @@ def _first_error(exc: ValidationError, where: str, entity: EntityMapping | None 
 # --- canonical -> provider -------------------------------------------------------------------
 
 
-def _write_field(
+def write_field(
     body: dict[str, Any],
     mapping: FieldMapping,
     canonical: Mapping[str, Any],
@@ -374,7 +374,7 @@ def _outbound(mapping: FieldMapping, value: Any, root: Mapping[str, Any]) -> Any
             written: dict[str, Any] = {}
             for item in mapping.items:
                 if item.writes:
-                    _write_field(written, item, element, root)
+                    write_field(written, item, element, root)
             elements.append(written)
         return elements
     if transform == "money":

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from connectors.overrides import with_field_overrides
 from connectors.spec import (
     EntityType,
     MappingError,
@@ -193,6 +194,7 @@ def _validated(
     return model.model_dump(mode="json", exclude_unset=True)
 
 
+@with_field_overrides
 class Mapper:
     """HubSpot's RecordMapper: pure, so the processor and tests call it without I/O."""
 

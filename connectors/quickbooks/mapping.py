@@ -24,6 +24,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from connectors.base import bounded_event_id, clean_text
+from connectors.overrides import with_field_overrides
 from connectors.quickbooks.values import (
     country_code,
     decimal_of,
@@ -104,6 +105,7 @@ _ADDRESS_FIELDS: Final[tuple[tuple[str, str, int], ...]] = (
 )
 
 
+@with_field_overrides
 class Mapper:
     """QuickBooks Online's RecordMapper: pure, settings passed in, no I/O."""
 

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from connectors.http import Auth, NotFoundError, ProviderError, UnsupportedOperationError, send
+from connectors.overrides import apply_inbound
 from connectors.spec import EntityType, MappingError, Page, RemoteRecord
 from connectors.stripe.forms import encode_form
 from connectors.stripe.mapping import (
@@ -356,7 +357,9 @@ class StripeClient:
         self, entity_type: EntityType, obj: Mapping[str, Any], observed: datetime
     ) -> RemoteRecord:
         stamp = max(object_time(entity_type, obj), observed)
-        return record_for(entity_type, obj, stamp, self.settings)
+        return apply_inbound(
+            entity_type, obj, record_for(entity_type, obj, stamp, self.settings), self.settings
+        )
 
     def _observed(self) -> datetime:
         """Just before the current whole second: what a read now is at least as fresh as."""

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
+from connectors.overrides import with_field_overrides
 from connectors.spec import (
     EntityType,
     MappingError,
@@ -119,6 +120,7 @@ _SOURCES: dict[str, dict[str, str]] = {
 }
 
 
+@with_field_overrides
 class Mapper:
     """Stripe's RecordMapper. Settings read: ``timezone`` (IANA name, default UTC), the
     zone in which Stripe timestamps such as ``due_date`` become calendar dates."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from connectors.overrides import with_field_overrides
 from connectors.spec import (
     EntityType,
     MappingError,
@@ -614,6 +615,7 @@ def _payment_from_canonical(
 # --- the mapper --------------------------------------------------------------------------
 
 
+@with_field_overrides
 class Mapper:
     """connectors.spec.RecordMapper for Xero (contacts, ACCREC invoices, payments)."""
 
