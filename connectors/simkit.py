@@ -143,6 +143,8 @@ class Simulator:
         self.fail_refresh = False
         self.refresh_calls = 0
         self._outbox: asyncio.Queue[list[Change]] = asyncio.Queue()
+        # Webhooks announced and not yet delivered or given up on.
+        self.webhooks_pending = 0
         self._sender: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -229,6 +231,7 @@ class Simulator:
             )
             return
         change = Change(entity_type, record_id, op, self.clock(), next(self._seq))
+        self.webhooks_pending += 1
         self._outbox.put_nowait([change])
 
     async def _send_webhooks(self) -> None:
@@ -241,6 +244,7 @@ class Simulator:
             except Exception:
                 log.exception("%s simulator could not deliver a webhook", self.provider)
             finally:
+                self.webhooks_pending -= 1
                 self._outbox.task_done()
 
     async def _deliver(self, body: bytes, headers: dict[str, str], changes: list[Change]) -> None:

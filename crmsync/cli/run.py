@@ -25,8 +25,9 @@ from pydantic_settings import BaseSettings
 from crmsync.cli import infra
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
-from crmsync.common.settings import parse_settings
+from crmsync.common.settings import parse_settings, topic_name
 from crmsync.localstack.status import Say, StackError
+from schemas import topics
 from services.admin.settings import AdminSettings
 from services.ingest.settings import IngestSettings
 from services.outbound.settings import OutboundSettings
@@ -213,10 +214,17 @@ async def _demo_story(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     pool = await create_pool(common.database_url, max_size=4)
+    processor = parse_settings(ProcessorSettings)
+    lag = scenario.LagProbe(
+        common.kafka_bootstrap_servers,
+        processor.processor_app_id,
+        [topic_name(common, t.name) for t in topics.ALL if t is not topics.RECORDS_CHANGED],
+    )
+    await lag.start()
     try:
         async with aiohttp.ClientSession() as session:
             world = await scenario.setup(
-                pool, keyring, session, ingest_url=ingest_url, providers=providers
+                pool, keyring, session, ingest_url=ingest_url, providers=providers, lag=lag
             )
             try:
                 say(f"demo tenant {world.tenant}: {', '.join(world.sims)} and an internal service")
@@ -249,6 +257,7 @@ async def _demo_story(
             finally:
                 await scenario.stop(world)
     finally:
+        await lag.close()
         await pool.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -27,12 +27,35 @@ from connectors.spec import EntityType
 from crmsync.common.canonical import TABLES
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
+from crmsync.common.kafka import consumer_lag, make_admin, make_consumer
 from crmsync.demo.sims import RunningSim, connect, start_simulator
 
 Say = Callable[[str], None]
 DEFAULT_PROVIDERS = ("ascora", "xero", "stripe")
 # Fields every system in the demo holds for a customer: what convergence compares.
 COMPARED = ("name", "email", "phone")
+
+
+class LagProbe:
+    """How many records the processor's consumer group has not committed yet, over the
+    topics it reads: settled means zero (faust commits every few seconds)."""
+
+    def __init__(self, bootstrap_servers: str, group: str, topics: list[str]) -> None:
+        self.group = group
+        self.topics = topics
+        self.admin = make_admin(bootstrap_servers)
+        self.offsets = make_consumer(bootstrap_servers, group_id=None)
+
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.offsets.start()
+
+    async def close(self) -> None:
+        await self.offsets.stop()
+        await self.admin.close()
+
+    async def __call__(self) -> int:
+        return sum((await consumer_lag(self.admin, self.offsets, self.group, self.topics)).values())
 
 
 @dataclass
@@ -47,6 +70,7 @@ class World:
     publish_key: str = ""
     internal_id: uuid.UUID | None = None
     clients: Clients | None = None
+    lag: LagProbe | None = None
     started: float = field(default_factory=time.monotonic)
 
     async def info(self, provider: str) -> ConnectionInfo:
@@ -104,11 +128,14 @@ async def setup(
     ingest_url: str,
     providers: tuple[str, ...] = DEFAULT_PROVIDERS,
     tenant: str | None = None,
+    lag: LagProbe | None = None,
 ) -> World:
-    """A fresh tenant with one simulated CRM per provider and an internal service."""
+    """A fresh tenant with one simulated CRM per provider and an internal service;
+    ``lag`` (started) lets ``settle`` wait for the processor to catch up."""
     world = World(
         pool, keyring, session, ingest_url.rstrip("/"), tenant or f"demo-{uuid.uuid4().hex[:8]}"
     )
+    world.lag = lag
     for provider in providers:
         running = await start_simulator(provider)
         world.sims[provider] = running
@@ -252,10 +279,11 @@ async def _await_links(world: World, emails: list[str], say: Say) -> bool:
 
 
 async def settle(world: World, *, quiet_seconds: float = 2.0, seconds: float = 90.0) -> bool:
-    """Wait until nothing moves for this tenant: no pushes pending, no outbox rows
-    unpublished, no new sync-log lines for ``quiet_seconds``."""
+    """Wait until nothing moves for this tenant: no webhook waiting in a simulator, nothing
+    the processor has not consumed, no pushes pending, no outbox rows unpublished, no new
+    sync-log lines for ``quiet_seconds``."""
     deadline = time.monotonic() + seconds
-    last: tuple[int, int, int] | None = None
+    last: tuple[int, int, int] | None = None  # (pushes + webhooks pending, outbox, log)
     since = time.monotonic()
     while time.monotonic() < deadline:
         row = await world.pool.fetchrow(
@@ -268,7 +296,10 @@ async def settle(world: World, *, quiet_seconds: float = 2.0, seconds: float = 9
             world.tenant_id,
         )
         assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
-        state = (row["pending"], row["unpublished"], row["logged"])
+        webhooks = sum(s.sim.webhooks_pending for s in world.sims.values())
+        if world.lag is not None:
+            webhooks += await world.lag()
+        state = (row["pending"] + webhooks, row["unpublished"], row["logged"])
         if state != last:
             last, since = state, time.monotonic()
         elif state[0] == 0 and state[1] == 0 and time.monotonic() - since >= quiet_seconds:
@@ -353,7 +384,7 @@ async def report(world: World) -> Report:
             f"converged: every system holds the same {len(COMPARED)} customer fields as Postgres"
         )
     else:
-        lines.append(f"NOT converged ({dead} dead letters):")
+        lines.append(f"NOT converged ({dead} dead letters); sync-log outcomes {outcomes}:")
         lines.extend(f"  {d}" for d in differences[:10])
     return Report(lines, converged, figures)
 

@@ -18,12 +18,10 @@ import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.registry import connector
-from connectors.runtime import credentials_json
-from connectors.simkit import Simulator
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.settings import parse_settings
+from crmsync.demo import sims
+from crmsync.demo.sims import RunningSim
 from services.outbound.app import create_app as create_outbound
 from services.outbound.settings import OutboundSettings
 from tests.conftest import free_port
@@ -33,12 +31,8 @@ from tests.ingest_harness import running_ingest
 
 
 @dataclass
-class SimulatedCrm:
-    provider: str
-    sim: Simulator
-    runner: web.AppRunner
-    base_url: str
-    connection_id: uuid.UUID | None = None
+class SimulatedCrm(RunningSim):
+    """A simulator of the demo's kit, with the request log views tests assert on."""
 
     def requests(self, method: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.sim.log.requests if method is None or r["method"] == method]
@@ -50,15 +44,8 @@ class SimulatedCrm:
 
 
 async def start_simulator(provider: str, **kwargs: Any) -> SimulatedCrm:
-    spec = connector(provider)
-    assert spec.simulator is not None
-    sim = spec.simulator(**kwargs)
-    runner = web.AppRunner(sim.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return SimulatedCrm(provider, sim, runner, f"http://{host}:{port}")
+    running = await sims.start_simulator(provider, **kwargs)
+    return SimulatedCrm(running.provider, running.sim, running.runner, running.base_url)
 
 
 @dataclass
@@ -72,23 +59,15 @@ class Stack:
     async def connect(
         self, crm: SimulatedCrm, name: str, settings: dict[str, Any] | None = None
     ) -> uuid.UUID:
-        secret = connector(crm.provider).scheme.generate_secret()
-        async with self.pool.acquire() as conn:
-            created = await create_connection(
-                conn,
-                self.keyring,
-                tenant=self.tenant,
-                provider=crm.provider,
-                name=name,
-                webhook_secret=secret,
-                base_url=crm.base_url,
-                api_credentials=credentials_json(token=crm.sim.api_token),
-                settings=settings or {},
-            )
-        crm.connection_id = created.id
-        crm.sim.webhook_url = f"{self.ingest_url}/webhooks/{crm.provider}/{created.id}"
-        crm.sim.webhook_secret = secret
-        return created.id
+        return await sims.connect(
+            self.pool,
+            self.keyring,
+            crm,
+            tenant=self.tenant,
+            name=name,
+            ingest_url=self.ingest_url,
+            settings=settings,
+        )
 
     async def count(self, sql: str, *args: Any) -> int:
         return int(await self.pool.fetchval(sql, *args))

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from crmsync.demo import scenario
+from schemas import topics
 from tests.e2e.sync_harness import running_stack
 
 
@@ -19,8 +20,14 @@ async def test_every_system_converges_and_the_report_says_so(
         running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
         aiohttp.ClientSession() as session,
     ):
+        lag = scenario.LagProbe(
+            kafka_bootstrap,
+            f"crmsync-{topic_prefix}processor",
+            [topic_prefix + t.name for t in topics.ALL if t is not topics.RECORDS_CHANGED],
+        )
+        await lag.start()
         world = await scenario.setup(
-            stack.pool, stack.keyring, session, ingest_url=stack.ingest_url
+            stack.pool, stack.keyring, session, ingest_url=stack.ingest_url, lag=lag
         )
         said: list[str] = []
         try:
@@ -29,6 +36,7 @@ async def test_every_system_converges_and_the_report_says_so(
             result = await scenario.report(world)
         finally:
             await scenario.stop(world)
+            await lag.close()
     text = "\n".join(said + result.lines)
     assert result.converged, text
     figures = result.figures
