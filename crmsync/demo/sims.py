@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
+from connectors.base import Connector
+from connectors.generic import (
+    GenericMapping,
+    GenericSchemeConfig,
+    connector_for,
+    load_mapping_file,
+    mapping_settings,
+)
 from connectors.http import OAuthTokens
 from connectors.registry import connector
 from connectors.runtime import credentials_context, credentials_json, parse_credentials
@@ -65,7 +73,29 @@ def _profiles() -> dict[str, Profile]:
         "hubspot": Profile(
             "hubspot", {"portal_id": DEFAULT_PORTAL_ID}, {"portal_id": DEFAULT_PORTAL_ID}
         ),
+        # A CRM with no built-in connector, connected by its declarative mapping file.
+        "generic": Profile("generic", {}, _acme_settings()),
     }
+
+
+ACME_MAPPING = Path(__file__).resolve().parents[2] / "connectors/generic/examples/acme.json"
+
+
+def _acme_settings() -> dict[str, Any]:
+    signature, mapping = load_mapping_file(ACME_MAPPING)
+    return {
+        "generic": signature.model_dump(mode="json"),
+        "generic_mapping": mapping_settings(mapping),
+    }
+
+
+def _connector(provider: str, settings: dict[str, Any]) -> Connector:
+    if provider == "generic":
+        return connector_for(
+            GenericSchemeConfig.model_validate(settings["generic"]),
+            GenericMapping.model_validate(settings["generic_mapping"]),
+        )
+    return connector(provider)
 
 
 PROFILES: dict[str, Profile] = _profiles()
@@ -89,10 +119,10 @@ async def start_simulator(
     provider: str, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any
 ) -> RunningSim:
     """The provider's simulator listening on host:port (0: any free port)."""
-    spec = connector(provider)
+    profile = PROFILES.get(provider, Profile(provider))
+    spec = _connector(provider, profile.settings)
     if spec.simulator is None:
         raise ValueError(f"provider {provider} has no simulator")
-    profile = PROFILES.get(provider, Profile(provider))
     sim = spec.simulator(**{**profile.sim_kwargs, **kwargs})
     runner = web.AppRunner(sim.app(), access_log=None)
     await runner.setup()
@@ -150,7 +180,7 @@ async def connect(
         if row is not None and row["provider"] != running.provider:
             raise ValueError(f"{tenant}/{name} is a {row['provider']} connection")
         if row is None:
-            secret = connector(running.provider).scheme.generate_secret()
+            secret = _connector(running.provider, wanted).scheme.generate_secret()
             oauth = _issue_oauth(sim) if profile.oauth else None
             created = await create_connection(
                 conn,
@@ -201,6 +231,3 @@ async def connect(
     sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{running.provider}/{connection_id}"
     sim.webhook_secret = secret
     return connection_id
-
-
-Say = Callable[[str], None]
