@@ -33,6 +33,8 @@ async def dead_letter(
     detail: str,
     tenant_id: uuid.UUID | None = None,
     connection_id: uuid.UUID | None = None,
+    provider: str | None = None,
+    event_id: str | None = None,
 ) -> uuid.UUID:
     dead_id: uuid.UUID = await conn.fetchval(
         """
@@ -65,6 +67,8 @@ async def dead_letter(
             "offset": source.offset,
             "tenant": str(tenant_id) if tenant_id else None,
             "connection": str(connection_id) if connection_id else None,
+            "provider": provider,
+            "event_id": event_id,
         },
     )
     return dead_id
