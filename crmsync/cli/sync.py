@@ -161,30 +161,15 @@ async def _queue(
     *,
     as_json: bool,
 ) -> int:
-    job_id = await pool.fetchval(
-        """
-        INSERT INTO sync_jobs (tenant_id, connection_id, kind, entity_types, modified_since,
-                               requested_by)
-        VALUES ($1, $2, $3, $4, $5, 'cli')
-        ON CONFLICT (connection_id, kind) WHERE status IN ('pending', 'running') DO NOTHING
-        RETURNING id
-        """,
-        info.tenant_id,
-        info.id,
-        kind,
-        types,
-        since,
+    job_id, queued = await jobs.queue(
+        pool,
+        tenant_id=info.tenant_id,
+        connection_id=info.id,
+        kind=kind,
+        entity_types=types,
+        modified_since=since,
+        requested_by="cli",
     )
-    queued = job_id is not None
-    if job_id is None:
-        job_id = await pool.fetchval(
-            """
-            SELECT id FROM sync_jobs
-             WHERE connection_id = $1 AND kind = $2 AND status IN ('pending', 'running')
-            """,
-            info.id,
-            kind,
-        )
     if as_json:
         print(json.dumps({"id": str(job_id), "queued": queued, "kind": kind}))
     else:

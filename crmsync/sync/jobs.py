@@ -323,3 +323,43 @@ async def release(pool: asyncpg.Pool, job_id: uuid.UUID, *, owner: str) -> None:
         job_id,
         owner,
     )
+
+
+async def queue(
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    kind: Kind,
+    entity_types: Sequence[EntityType],
+    modified_since: datetime | None,
+    requested_by: str,
+) -> tuple[uuid.UUID, bool]:
+    """A pending run for a runner to claim: (its id, True), or (the id of the run of that
+    kind already pending or running for the connection, False)."""
+    job_id = await pool.fetchval(
+        """
+        INSERT INTO sync_jobs (tenant_id, connection_id, kind, entity_types, modified_since,
+                               requested_by)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (connection_id, kind) WHERE status IN ('pending', 'running') DO NOTHING
+        RETURNING id
+        """,
+        tenant_id,
+        connection_id,
+        kind,
+        list(entity_types),
+        modified_since,
+        requested_by,
+    )
+    if job_id is not None:
+        return job_id, True
+    active = await pool.fetchval(
+        """
+        SELECT id FROM sync_jobs
+         WHERE connection_id = $1 AND kind = $2 AND status IN ('pending', 'running')
+        """,
+        connection_id,
+        kind,
+    )
+    return active, False

@@ -150,7 +150,7 @@ class SyncRunner:
             job.records_changed,
             job.records_deleted,
             f": {error}" if error else "",
-            extra={"connection_id": str(job.connection_id), "sync_job_id": str(job.id)},
+            extra={"connection": str(job.connection_id), "sync_job": str(job.id)},
         )
         await jobs.finish(self.pool, job, owner=self.owner, status=status, error=error)
         job.status = status
@@ -218,7 +218,7 @@ class SyncRunner:
                     entity_type,
                     exc.reason,
                     delay,
-                    extra={"connection_id": str(handle.info.id), "provider": handle.info.provider},
+                    extra={"connection": str(handle.info.id), "provider": handle.info.provider},
                 )
                 await asyncio.sleep(min(delay, p.max_wait_seconds))
         raise AssertionError("unreachable")  # pragma: no cover

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from connectors.runtime import ConnectionInfo
+from crmsync.sync import jobs
 from crmsync.sync.jobs import Kind
 from crmsync.sync.runner import SyncFailedError, runnable_types
 
@@ -90,27 +91,21 @@ async def schedule_due(pool: asyncpg.Pool, policy: ReconcilePolicy) -> int:
         except (SyncFailedError, KeyError, ValueError):
             continue  # nothing to list (webhook-only provider, outbound-only connection)
         kind, since = due
-        inserted = await pool.fetchval(
-            """
-            INSERT INTO sync_jobs (tenant_id, connection_id, kind, entity_types,
-                                   modified_since, requested_by)
-            VALUES ($1, $2, $3, $4, $5, 'schedule')
-            ON CONFLICT (connection_id, kind) WHERE status IN ('pending', 'running')
-            DO NOTHING
-            RETURNING id
-            """,
-            info.tenant_id,
-            info.id,
-            kind,
-            types,
-            since,
+        _, inserted = await jobs.queue(
+            pool,
+            tenant_id=info.tenant_id,
+            connection_id=info.id,
+            kind=kind,
+            entity_types=types,
+            modified_since=since,
+            requested_by="schedule",
         )
-        if inserted is not None:
+        if inserted:
             queued += 1
             log.info(
                 "queued %s of %s",
                 kind,
                 info.name,
-                extra={"connection_id": str(info.id), "provider": info.provider},
+                extra={"connection": str(info.id), "provider": info.provider},
             )
     return queued

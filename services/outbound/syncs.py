@@ -84,7 +84,7 @@ class SyncWorker:
                     "resuming" if job.resumed else "starting",
                     job.kind,
                     job.connection_id,
-                    extra={"connection_id": str(job.connection_id), "sync_job_id": str(job.id)},
+                    extra={"connection": str(job.connection_id), "sync_job": str(job.id)},
                 )
                 task = asyncio.create_task(self._run(job), name=f"sync-{job.id}")
                 self.running[task] = job
