@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from connectors.base import SIGNATURE_ERROR_REASONS
+from connectors.registry import WEBHOOK_PROVIDERS
+
 # 1 ms .. 10 s: webhook answers live in the low milliseconds; providers time out at 3-10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
@@ -18,6 +21,11 @@ SIGNATURE_FAILURES = Counter(
     "Webhooks refused for their signature, by provider and reason.",
     ["provider", "reason"],
 )
+# Every (provider, reason) exists from the start at 0: the first refused webhook then shows
+# as an increase (a series born at 1 has none), and the alert on spikes sees it.
+for _provider in WEBHOOK_PROVIDERS:
+    for _reason in SIGNATURE_ERROR_REASONS:
+        SIGNATURE_FAILURES.labels(_provider, _reason)
 EVENTS = Counter(
     "crmsync_ingest_events_total",
     "Events acknowledged by Kafka, by provider.",

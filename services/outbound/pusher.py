@@ -326,6 +326,22 @@ class Pusher:
             await reschedule(
                 self.pool, job, max(delay, MIN_PAUSE_SECONDS), str(exc), count_attempt=True
             )
+            # Rate limits, open circuits and re-auth waits are not logged per push: the
+            # gauges and the one log line of the cause say it without a flood.
+            log.warning(
+                "push failed, retrying in %.1fs: %s",
+                max(delay, MIN_PAUSE_SECONDS),
+                exc,
+                extra={
+                    "tenant": str(job.tenant_id),
+                    "connection": str(job.connection_id),
+                    "provider": info.provider,
+                    "entity_type": job.entity_type,
+                    "entity_id": str(job.entity_id),
+                    "attempt": job.attempts + 1,
+                    "status": exc.error.status if exc.error else None,
+                },
+            )
             return
         reason = exc.reason if not exc.retryable else "retries_exhausted"
         await self._dead(job, info, reason, str(exc), exc)

@@ -1,4 +1,5 @@
-"""Periodic upkeep: forget processed event ids older than the dedup retention.
+"""Periodic upkeep: forget processed event ids older than the dedup retention, and keep
+the dead-letter depth gauge current.
 
 Deleting in small chunks keeps each transaction short, so pruning never holds locks
 the apply step waits on.
@@ -8,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 
+from services.processor import metrics
 from services.processor.pipeline import TRANSIENT
 
 log = logging.getLogger(__name__)
 
 CHUNK = 5000
 INTERVAL_SECONDS = 600.0
+# The dead-letter gauge: one indexed count (dead_letters_open_idx) per round, cheap enough
+# to match Prometheus's 15 s scrape interval.
+GAUGE_INTERVAL_SECONDS = 15.0
 
 
 async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> int:
@@ -45,12 +51,34 @@ async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> i
             return total
 
 
-async def run_housekeeping(pool: asyncpg.Pool, retention_days: float) -> None:
+async def count_dead_letters(pool: asyncpg.Pool) -> dict[str, int]:
+    """Open (neither redriven nor discarded) dead letters per stage, every stage present."""
+    rows = await pool.fetch(
+        """
+        SELECT stage, count(*) AS open FROM dead_letters
+         WHERE redriven_at IS NULL AND discarded_at IS NULL
+         GROUP BY stage
+        """
+    )
+    found = {r["stage"]: int(r["open"]) for r in rows}
+    return {stage: found.get(stage, 0) for stage in metrics.DEAD_LETTER_STAGES}
+
+
+async def run_housekeeping(
+    pool: asyncpg.Pool, retention_days: float, *, gauge_interval: float = GAUGE_INTERVAL_SECONDS
+) -> None:
+    # Every processor worker runs this; each reports the same table-wide figures, which
+    # dashboards and alerts read with max().
+    pruned_at: float | None = None
     while True:
         try:
-            pruned = await prune_processed_events(pool, retention_days)
-            if pruned:
-                log.info("pruned %d processed event ids past retention", pruned)
+            for stage, count in (await count_dead_letters(pool)).items():
+                metrics.DEAD_LETTERS_OPEN.labels(stage).set(count)
+            if pruned_at is None or time.monotonic() - pruned_at >= INTERVAL_SECONDS:
+                pruned_at = time.monotonic()
+                pruned = await prune_processed_events(pool, retention_days)
+                if pruned:
+                    log.info("pruned %d processed event ids past retention", pruned)
         except TRANSIENT as exc:
             log.warning("housekeeping skipped, postgres unavailable: %s", exc)
-        await asyncio.sleep(INTERVAL_SECONDS)
+        await asyncio.sleep(gauge_interval)

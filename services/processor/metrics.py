@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from connectors.registry import WEBHOOK_PROVIDERS
+
 # 1 ms .. 60 s: an apply takes milliseconds; end-to-end under lag can take seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -16,6 +18,14 @@ DEAD_LETTERS = Counter(
     "crmsync_processor_dead_letters_total",
     "Events parked as dead letters, by stage and reason.",
     ["stage", "reason"],
+)
+# The stages of dead_letters.stage (its CHECK constraint in infra/migrations/0003).
+DEAD_LETTER_STAGES = ("ingest", "processor", "hydrate", "outbound")
+DEAD_LETTERS_OPEN = Gauge(
+    "crmsync_dead_letters_open",
+    "Dead letters neither redriven nor discarded, by stage; read from the dead_letters "
+    "table by the processor's housekeeping, so it covers every service's dead letters.",
+    ["stage"],
 )
 BATCH_SIZE = Histogram(
     "crmsync_processor_batch_size",
@@ -53,6 +63,11 @@ HYDRATIONS = Counter(
     "Thin-webhook records fetched from the provider's API, by provider and outcome.",
     ["provider", "outcome"],
 )
+# Hydration is a thin-webhook path only: every (provider, outcome) exists from the start,
+# so its panel shows 0 rather than nothing and the first failure shows as an increase.
+for _provider in WEBHOOK_PROVIDERS:
+    for _outcome in ("fetched", "not_found", "failed"):
+        HYDRATIONS.labels(_provider, _outcome)
 HYDRATION_RETRIES = Counter(
     "crmsync_processor_hydration_retries_total",
     "Hydration attempts retried, by provider and reason.",

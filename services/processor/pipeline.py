@@ -259,6 +259,7 @@ class Processor:
             detail=detail,
             tenant_id=item.change.tenant_id if known and item.change else None,
             connection_id=item.change.connection_id if known and item.change else None,
+            event_id=item.change.dedup_key if item.change else None,
         )
 
     async def _finish(
