@@ -1,23 +1,43 @@
-"""``crmsync connections add``: create a tenant (if new) and a connection."""
+"""``crmsync connections``: ``add`` creates a tenant (if new) and a connection; the other
+actions (list, show, update, disable, enable, delete, rotate-secret, set-credentials,
+health) run the admin API's operations."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import ValidationError
 
 from connectors.generic import GenericSchemeConfig
 from connectors.registry import PROVIDERS, connector
+from crmsync.cli.admin_common import (
+    EXIT_INVALID,
+    Column,
+    CommandError,
+    add_common,
+    command,
+    emit,
+    json_arg,
+    model,
+    run,
+    uuid_arg,
+    validate,
+)
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import ConfigError, parse_settings
 from crmsync.localstack.status import StackError
+from services.admin.models import ConnectionQuery, ConnectionUpdate, CredentialsIn, SecretRotate
+from services.admin.ops import connections as ops
 from services.ingest.settings import IngestSettings
 
 TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -111,3 +131,137 @@ def _print(created: CreatedConnection, public_base_url: str, *, as_json: bool) -
     for key, value in out.items():
         print(f"{key:<15} {value}")
     print("(the secret or key is shown only now; it is stored encrypted or hashed)")
+
+
+# -- the other actions: the admin API's operations, for a terminal ------------------------
+
+COLUMNS: list[Column] = [
+    ("id", lambda c: c.id),
+    ("provider", lambda c: c.provider),
+    ("name", lambda c: c.name),
+    ("status", lambda c: c.status),
+    ("credentials", lambda c: "yes" if c.has_credentials else "no"),
+    ("created", lambda c: c.created_at),
+]
+
+
+@command
+def _list(args: argparse.Namespace) -> int:
+    query = model(
+        ConnectionQuery,
+        limit=args.limit,
+        cursor=args.cursor,
+        provider=args.provider,
+        status=args.status,
+    )
+    result = run(args, lambda c, ctx: ops.list_(c, ctx, query))
+    return emit(result, args.json, COLUMNS)
+
+
+@command
+def _show(args: argparse.Namespace) -> int:
+    return emit(run(args, lambda c, ctx: ops.get(c, ctx, args.id)), args.json)
+
+
+@command
+def _update(args: argparse.Namespace) -> int:
+    values: dict[str, Any] = dict(json_arg(args.set, "--set") or {})
+    if args.direction is not None:
+        values["direction"] = args.direction
+    if args.entity_types is not None:
+        values["entity_types"] = [t for t in args.entity_types.split(",") if t]
+    if args.base_url is not None:
+        values["base_url"] = args.base_url
+    if args.name is not None:
+        values["name"] = args.name
+    if args.field_mapping is not None:
+        try:
+            values["field_mapping"] = json.loads(args.field_mapping.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"{args.field_mapping}: {exc}", EXIT_INVALID) from None
+    body = model(ConnectionUpdate, **values)
+    return emit(run(args, lambda c, ctx: ops.update(c, ctx, args.id, body)), args.json)
+
+
+def _status(status: Literal["active", "disabled"]) -> Callable[[argparse.Namespace], int]:
+    @command
+    def handler(args: argparse.Namespace) -> int:
+        return emit(run(args, lambda c, ctx: ops.set_status(c, ctx, args.id, status)), args.json)
+
+    return handler
+
+
+@command
+def _delete(args: argparse.Namespace) -> int:
+    return emit(run(args, lambda c, ctx: ops.delete(c, ctx, args.id)), args.json)
+
+
+@command
+def _rotate_secret(args: argparse.Namespace) -> int:
+    body = model(SecretRotate, secret=args.webhook_secret, overlap_seconds=args.overlap_seconds)
+    now = datetime.now(UTC)
+    rotated = run(args, lambda c, ctx: ops.rotate_secret(c, ctx, args.id, body, now=now))
+    code = emit(rotated, args.json)
+    if not args.json:
+        print("(the secret is shown only now; it is stored encrypted)")
+    return code
+
+
+@command
+def _set_credentials(args: argparse.Namespace) -> int:
+    if (args.api_key is None) == (args.oauth_json is None):
+        raise CommandError("give exactly one of --api-key and --oauth-json", EXIT_INVALID)
+    if args.api_key is not None:
+        raw: Any = {"type": "api_key", "token": args.api_key}
+    else:
+        try:
+            raw = {"type": "oauth2", **json.loads(args.oauth_json.read_bytes())}
+        except (OSError, ValueError, TypeError) as exc:
+            raise CommandError(f"{args.oauth_json}: {exc}", EXIT_INVALID) from None
+    creds = validate(CredentialsIn, raw).root
+    return emit(run(args, lambda c, ctx: ops.set_credentials(c, ctx, args.id, creds)), args.json)
+
+
+@command
+def _health(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    return emit(run(args, lambda c, ctx: ops.health(c, ctx, args.id, now=now)), args.json)
+
+
+def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Every action of ``crmsync connections`` but ``add`` (which main.py declares)."""
+
+    def action(name: str, help_: str, handler: Callable[[argparse.Namespace], int]) -> Any:
+        p = actions.add_parser(name, help=help_)
+        add_common(p, page=name == "list")
+        if name != "list":
+            p.add_argument("id", type=uuid_arg, help="connection id")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = action("list", "the tenant's connections", _list)
+    p.add_argument("--provider")
+    p.add_argument("--status", choices=("active", "disabled", "needs_reauth"))
+    action("show", "one connection (never its secrets)", _show)
+    p = action("update", "change settings", _update)
+    p.add_argument("--direction", choices=("in", "out", "both"))
+    p.add_argument("--entity-types", help="comma-separated: customer,job,invoice,payment")
+    p.add_argument("--base-url")
+    p.add_argument("--name")
+    p.add_argument("--field-mapping", type=Path, help="generic connections: mapping JSON file")
+    p.add_argument(
+        "--set",
+        help='JSON of settings as the API takes them, e.g. \'{"rate_limit": {"rate": 5}}\'',
+    )
+    action("disable", "stop receiving and pushing", _status("disabled"))
+    action("enable", "resume a disabled connection", _status("active"))
+    action("delete", "delete the connection (records stay)", _delete)
+    p = action(
+        "rotate-secret", "new webhook secret; the old one works for the overlap", _rotate_secret
+    )
+    p.add_argument("--webhook-secret", help="the provider's new secret (else generated)")
+    p.add_argument("--overlap-seconds", type=int, help="default 86400")
+    p = action("set-credentials", "store API credentials (encrypted)", _set_credentials)
+    p.add_argument("--api-key", help="an API token")
+    p.add_argument("--oauth-json", type=Path, help="file with the OAuth2 tokens (see the API)")
+    action("health", "last webhook and push, error rate, circuit, token expiry", _health)

@@ -1,7 +1,9 @@
 """``crmsync``: one entry point for operators and developers.
 
 Exit status: 0 success, 1 the requested state could not be reached (the message says
-why), 2 bad usage or configuration.
+why), 2 bad usage or configuration. The admin commands (connections, api-keys, records,
+dead-letters, replay, sync-jobs, conflicts) add: 3 not found in that tenant, 4 refused by
+the current state (a name taken, a job already active, already resolved).
 """
 
 from __future__ import annotations
@@ -14,7 +16,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from crmsync.cli import config, connections, infra, run, simulate, sync
+from crmsync.cli import (
+    apikeys,
+    config,
+    conflicts,
+    connections,
+    deadletters,
+    infra,
+    records,
+    replay,
+    run,
+    simulate,
+    sync,
+    syncjobs,
+)
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
 from crmsync.localstack.keys import export_master_key
 from crmsync.localstack.settings import LocalStackSettings
@@ -26,7 +41,16 @@ class CommandModule(Protocol):
 
 
 # Modules adding their own commands (see build_parser).
-COMMAND_MODULES: list[CommandModule] = [sync, simulate]
+COMMAND_MODULES: list[CommandModule] = [
+    sync,
+    simulate,
+    apikeys,
+    records,
+    deadletters,
+    replay,
+    syncjobs,
+    conflicts,
+]
 
 
 def _say(line: str) -> None:
@@ -89,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--generic-config", type=Path, help="JSON signature scheme of a generic connection"
     )
     p_add.add_argument("--json", action="store_true", help="machine-readable output")
+    connections.register_actions(conn_sub)
 
     p_config = sub.add_parser("config", help="configuration of every service")
     config_sub = p_config.add_subparsers(dest="action", required=True, metavar="ACTION")

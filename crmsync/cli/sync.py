@@ -142,13 +142,8 @@ async def _modified_since(
 ) -> Any:
     if kind != "reconcile":
         return None
-    return await pool.fetchval(
-        """
-        SELECT coalesce(last_reconciled_at, created_at) - make_interval(secs => $2)
-          FROM connections WHERE id = $1
-        """,
-        info.id,
-        settings.outbound_reconcile_overlap_seconds,
+    return await jobs.next_modified_since(
+        pool, info.id, settings.outbound_reconcile_overlap_seconds
     )
 
 

@@ -60,6 +60,8 @@ class ActiveConnection:
 class PublishKey:
     tenant_id: uuid.UUID
     connection_id: uuid.UUID
+    # The api_keys row, for its last-used time (crmsync.common.apikeys.LastUsedRecorder).
+    key_id: uuid.UUID | None = None
 
 
 async def create_connection(
@@ -187,11 +189,11 @@ async def load_active(
         )
     keys = await conn.fetch(
         """
-        SELECT k.key_hash, k.tenant_id, k.connection_id
+        SELECT k.id, k.key_hash, k.tenant_id, k.connection_id
           FROM api_keys k JOIN connections c ON c.id = k.connection_id
          WHERE k.scope = 'publish' AND k.revoked_at IS NULL
            AND (k.expires_at IS NULL OR k.expires_at > now()) AND c.status = 'active'
         """
     )
-    publish = {r["key_hash"]: PublishKey(r["tenant_id"], r["connection_id"]) for r in keys}
+    publish = {r["key_hash"]: PublishKey(r["tenant_id"], r["connection_id"], r["id"]) for r in keys}
     return connections, publish

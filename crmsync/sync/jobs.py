@@ -21,6 +21,7 @@ from typing import Any, Literal
 import asyncpg
 
 from connectors.spec import EntityType
+from crmsync.common.db import Conn
 
 Kind = Literal["backfill", "reconcile", "full_reconcile"]
 KINDS: tuple[Kind, ...] = ("backfill", "reconcile", "full_reconcile")
@@ -325,8 +326,24 @@ async def release(pool: asyncpg.Pool, job_id: uuid.UUID, *, owner: str) -> None:
     )
 
 
+async def next_modified_since(
+    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, overlap_seconds: float
+) -> datetime | None:
+    """Where a modified-since poll of the connection starts: its last successful run (or
+    its creation), less an overlap for provider clock skew."""
+    since: datetime | None = await conn.fetchval(
+        """
+        SELECT coalesce(last_reconciled_at, created_at) - make_interval(secs => $2)
+          FROM connections WHERE id = $1
+        """,
+        connection_id,
+        overlap_seconds,
+    )
+    return since
+
+
 async def queue(
-    pool: asyncpg.Pool,
+    pool: Conn | asyncpg.Pool,
     *,
     tenant_id: uuid.UUID,
     connection_id: uuid.UUID,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from crmsync.common.settings import CommonSettings
 
@@ -11,3 +11,13 @@ class AdminSettings(CommonSettings):
     admin_host: str = Field("127.0.0.1", description="Listen address.")
     admin_port: int = Field(8081, ge=1, le=65535, description="Listen port.")
     admin_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")
+    # The same variables ingest reads: the admin API seals the secrets ingest opens, and
+    # prints the webhook URLs ingest answers on.
+    master_keys: SecretStr = Field(
+        description="Key ring decrypting webhook secrets: kid:base64key[,kid:base64key]."
+    )
+    ingest_public_base_url: str = Field(
+        "http://127.0.0.1:8080",
+        pattern=r"^https?://[^/]+$",
+        description="Scheme and host providers call; webhook URLs and HubSpot signatures use it.",
+    )

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import asyncpg
 
+from crmsync.common.apikeys import LastUsedRecorder
 from crmsync.common.connections import ActiveConnection, PublishKey, load_active
 from crmsync.common.crypto import CryptoError, KeyRing
 from services.ingest import metrics
@@ -46,6 +47,8 @@ class ConnectionCache:
         self._publish: dict[str, PublishKey] = {}
         self._last_started: float | None = None
         self.loaded_at: float | None = None
+        # Publish keys' last-used times, written with each periodic reload: no write per request.
+        self.last_used = LastUsedRecorder(pool)
 
     @property
     def loaded(self) -> bool:
@@ -92,5 +95,6 @@ class ConnectionCache:
         while True:
             await asyncio.sleep(self._refresh_seconds)
             await self.refresh()
+            await self.last_used.flush()
             if self.loaded_at is not None:
                 metrics.CACHE_AGE.set(self._clock() - self.loaded_at)

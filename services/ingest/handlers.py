@@ -149,7 +149,11 @@ class Ingest:
             log.info(
                 "webhook signature refused: %s",
                 exc.reason,
-                extra={"provider": provider, "connection": str(conn.id)},
+                extra={
+                    "provider": provider,
+                    "tenant": str(conn.tenant_id),
+                    "connection": str(conn.id),
+                },
             )
             return self._answer(provider, 401, {"detail": "signature verification failed"})
         if verified.handshake:
@@ -175,7 +179,12 @@ class Ingest:
             log.warning(
                 "kafka did not acknowledge a webhook, answering 503: %s",
                 exc,
-                extra={"provider": provider, "connection": str(conn.id)},
+                extra={
+                    "event_id": str(envelope.event_id),
+                    "provider": provider,
+                    "tenant": str(conn.tenant_id),
+                    "connection": str(conn.id),
+                },
             )
             return problem(
                 503, "event not stored, retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
@@ -226,6 +235,8 @@ class Ingest:
             return problem(
                 401, "a valid publish API key is required", headers={"WWW-Authenticate": "Bearer"}
             )
+        if key.key_id is not None:
+            self.cache.last_used.touch(key.key_id)
         body = await self._read_body(request)
         metrics.PAYLOAD_BYTES.labels("internal").observe(len(body))
         try:
@@ -260,7 +271,15 @@ class Ingest:
         try:
             await self._produce(topic_name(self.settings, topics.CHANGES_INTERNAL.name), records)
         except KafkaNotAcknowledgedError as exc:
-            log.warning("kafka did not acknowledge internal changes, answering 503: %s", exc)
+            log.warning(
+                "kafka did not acknowledge internal changes, answering 503: %s",
+                exc,
+                extra={
+                    "provider": "internal",
+                    "tenant": str(key.tenant_id),
+                    "connection": str(key.connection_id),
+                },
+            )
             return problem(
                 503, "changes not stored, retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
             )

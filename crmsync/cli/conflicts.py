@@ -1,0 +1,76 @@
+"""``crmsync conflicts``: conflicts parked by the manual policy, and their resolution."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from crmsync.cli.admin_common import (
+    Column,
+    add_common,
+    command,
+    emit,
+    json_arg,
+    model,
+    run,
+    uuid_arg,
+)
+from services.admin.models import ConflictQuery, ConflictResolve
+from services.admin.ops import conflicts
+
+COLUMNS: list[Column] = [
+    ("id", lambda c: c.id),
+    ("entity", lambda c: f"{c.entity_type}:{c.entity_id}"),
+    ("field", lambda c: c.field),
+    ("current", lambda c: c.current_value),
+    ("incoming", lambda c: c.incoming_value),
+    ("created", lambda c: c.created_at),
+]
+
+
+@command
+def _list(args: argparse.Namespace) -> int:
+    query = model(
+        ConflictQuery,
+        limit=args.limit,
+        cursor=args.cursor,
+        state=args.state,
+        entity_type=args.entity_type,
+        entity_id=args.entity_id,
+    )
+    return emit(run(args, lambda c, ctx: conflicts.list_(c, ctx, query)), args.json, COLUMNS)
+
+
+@command
+def _show(args: argparse.Namespace) -> int:
+    return emit(run(args, lambda c, ctx: conflicts.get(c, ctx, args.id)), args.json)
+
+
+@command
+def _resolve(args: argparse.Namespace) -> int:
+    body = model(ConflictResolve, choose=args.choose, value=json_arg(args.value, "--value"))
+    now = datetime.now(UTC)
+    return emit(
+        run(args, lambda c, ctx: conflicts.resolve(c, ctx, args.id, body, now=now)), args.json
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("conflicts", help="conflicting field values parked for an operator")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    list_ = actions.add_parser("list", help="oldest first")
+    add_common(list_, page=True)
+    list_.add_argument("--state", choices=("open", "resolved", "all"))
+    list_.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
+    list_.add_argument("--entity-id", type=uuid_arg)
+    list_.set_defaults(handler=_list)
+    show = actions.add_parser("show", help="one conflict")
+    add_common(show)
+    show.add_argument("id", type=uuid_arg)
+    show.set_defaults(handler=_show)
+    resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
+    add_common(resolve)
+    resolve.add_argument("id", type=uuid_arg)
+    resolve.add_argument("--choose", required=True, choices=("current", "incoming", "value"))
+    resolve.add_argument("--value", help="--choose value: the value, as JSON")
+    resolve.set_defaults(handler=_resolve)

@@ -1,0 +1,102 @@
+"""``crmsync dead-letters``: list, show, redrive (back into their stage) and discard."""
+
+from __future__ import annotations
+
+import argparse
+
+from crmsync.cli.admin_common import (
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    Column,
+    add_common,
+    command,
+    emit,
+    model,
+    run,
+    uuid_arg,
+)
+from services.admin.models import DeadLetterQuery, RedriveMany
+from services.admin.ops import deadletters
+
+STAGES = ("ingest", "processor", "hydrate", "outbound")
+COLUMNS: list[Column] = [
+    ("id", lambda d: d.id),
+    ("stage", lambda d: d.stage),
+    ("reason", lambda d: d.reason),
+    ("connection", lambda d: d.connection_id),
+    ("created", lambda d: d.created_at),
+    ("detail", lambda d: (d.detail or "")[:60]),
+]
+
+
+@command
+def _list(args: argparse.Namespace) -> int:
+    query = model(
+        DeadLetterQuery,
+        limit=args.limit,
+        cursor=args.cursor,
+        stage=args.stage,
+        reason=args.reason,
+        connection=args.connection,
+        state=args.state,
+    )
+    return emit(run(args, lambda c, ctx: deadletters.list_(c, ctx, query)), args.json, COLUMNS)
+
+
+@command
+def _show(args: argparse.Namespace) -> int:
+    return emit(run(args, lambda c, ctx: deadletters.get(c, ctx, args.id)), args.json)
+
+
+@command
+def _redrive(args: argparse.Namespace) -> int:
+    if len(args.ids) == 1 and not (args.stage or args.reason or args.connection):
+        done = run(args, lambda c, ctx: deadletters.redrive_one(c, ctx, args.ids[0]))
+        return emit(done, args.json)
+    body = model(
+        RedriveMany,
+        ids=args.ids or None,
+        stage=args.stage,
+        reason=args.reason,
+        connection=args.connection,
+        limit=args.limit,
+    )
+    result = run(args, lambda c, ctx: deadletters.redrive_many(c, ctx, body))
+    emit(result, args.json)
+    # Some could not be redriven: a script should notice.
+    return EXIT_UNAVAILABLE if result.failed else EXIT_OK
+
+
+@command
+def _discard(args: argparse.Namespace) -> int:
+    return emit(run(args, lambda c, ctx: deadletters.discard(c, ctx, args.id)), args.json)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("dead-letters", help="events parked with their reason; redrive them")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    list_ = actions.add_parser("list", help="newest first")
+    add_common(list_, page=True)
+    list_.add_argument("--stage", choices=STAGES)
+    list_.add_argument("--reason")
+    list_.add_argument("--connection", type=uuid_arg)
+    list_.add_argument("--state", choices=("open", "redriven", "discarded", "all"))
+    list_.set_defaults(handler=_list)
+    show = actions.add_parser("show", help="one dead letter with its payload")
+    add_common(show)
+    show.add_argument("id", type=uuid_arg)
+    show.set_defaults(handler=_show)
+    redrive = actions.add_parser(
+        "redrive", help="back into their stage: ids, or every open one matching the filters"
+    )
+    add_common(redrive)
+    redrive.add_argument("ids", nargs="*", type=uuid_arg)
+    redrive.add_argument("--stage", choices=STAGES)
+    redrive.add_argument("--reason")
+    redrive.add_argument("--connection", type=uuid_arg)
+    redrive.add_argument("--limit", type=int, help="most redriven at once (default 100)")
+    redrive.set_defaults(handler=_redrive)
+    discard = actions.add_parser("discard", help="give up on a dead letter")
+    add_common(discard)
+    discard.add_argument("id", type=uuid_arg)
+    discard.set_defaults(handler=_discard)

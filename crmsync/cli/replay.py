@@ -1,0 +1,35 @@
+"""``crmsync replay``: re-process a connection's webhooks from a time or an offset."""
+
+from __future__ import annotations
+
+import argparse
+
+from crmsync.cli.admin_common import add_common, command, emit, model, run, uuid_arg
+from services.admin.models import ReplayRequest
+from services.admin.ops import replay
+
+
+@command
+def _replay(args: argparse.Namespace) -> int:
+    body = model(
+        ReplayRequest,
+        connection=args.connection,
+        since=args.since,
+        from_offset=args.from_offset,
+        partition=args.partition,
+        max_records=args.max_records,
+    )
+    return emit(run(args, lambda c, ctx: replay.replay(c, ctx, body)), args.json)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "replay", help="re-process a connection's webhooks.raw from a time or an offset"
+    )
+    add_common(p)
+    p.add_argument("--connection", required=True, type=uuid_arg)
+    p.add_argument("--since", help="ISO 8601 time with offset")
+    p.add_argument("--from-offset", type=int, help="offset to start at (every partition)")
+    p.add_argument("--partition", type=int, help="only this partition")
+    p.add_argument("--max-records", type=int, help="most envelopes re-produced (default 10000)")
+    p.set_defaults(handler=_replay)

@@ -1,0 +1,87 @@
+"""``crmsync sync-jobs``: queue a backfill or reconciliation, follow it, cancel it.
+
+``crmsync backfill`` / ``reconcile`` run one here and now; these queue one for the
+outbound service's runner, exactly as ``POST /v1/sync-jobs`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from crmsync.cli.admin_common import Column, add_common, command, emit, model, run, uuid_arg
+from services.admin.models import SyncJobCreate, SyncJobQuery
+from services.admin.ops import syncjobs
+
+KINDS = ("backfill", "reconcile", "full_reconcile")
+COLUMNS: list[Column] = [
+    ("id", lambda j: j.id),
+    ("connection", lambda j: j.connection_id),
+    ("kind", lambda j: j.kind),
+    ("status", lambda j: j.status),
+    ("seen", lambda j: j.records_seen),
+    ("changed", lambda j: j.records_changed),
+    ("created", lambda j: j.created_at),
+]
+
+
+@command
+def _start(args: argparse.Namespace) -> int:
+    body = model(
+        SyncJobCreate,
+        connection=args.connection,
+        kind=args.kind,
+        entity_types=args.entity_types.split(",") if args.entity_types else None,
+        modified_since=args.modified_since,
+    )
+    return emit(run(args, lambda c, ctx: syncjobs.create(c, ctx, body)), args.json)
+
+
+@command
+def _list(args: argparse.Namespace) -> int:
+    query = model(
+        SyncJobQuery,
+        limit=args.limit,
+        cursor=args.cursor,
+        connection=args.connection,
+        status=args.status,
+        kind=args.kind,
+    )
+    return emit(run(args, lambda c, ctx: syncjobs.list_(c, ctx, query)), args.json, COLUMNS)
+
+
+@command
+def _show(args: argparse.Namespace) -> int:
+    return emit(run(args, lambda c, ctx: syncjobs.get(c, ctx, args.id)), args.json)
+
+
+@command
+def _cancel(args: argparse.Namespace) -> int:
+    return emit(run(args, lambda c, ctx: syncjobs.cancel(c, ctx, args.id)), args.json)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sync-jobs", help="queued backfills and reconciliations")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = actions.add_parser("start", help="queue a run for the outbound service")
+    add_common(start)
+    start.add_argument("--connection", required=True, type=uuid_arg)
+    start.add_argument("--kind", required=True, choices=KINDS)
+    start.add_argument("--entity-types", help="comma-separated (default: what it syncs)")
+    start.add_argument("--modified-since", help="reconcile: ISO 8601 time with offset")
+    start.set_defaults(handler=_start)
+    list_ = actions.add_parser("list", help="newest first")
+    add_common(list_, page=True)
+    list_.add_argument("--connection", type=uuid_arg)
+    list_.add_argument(
+        "--status", choices=("pending", "running", "succeeded", "failed", "cancelled")
+    )
+    list_.add_argument("--kind", choices=KINDS)
+    list_.set_defaults(handler=_list)
+    for name, handler, help_ in (
+        ("show", _show, "a run's progress"),
+        ("cancel", _cancel, "cancel a pending run, ask a running one to stop"),
+    ):
+        q = actions.add_parser(name, help=help_)
+        add_common(q)
+        q.add_argument("id", type=uuid_arg)
+        q.set_defaults(handler=handler)

@@ -1,0 +1,494 @@
+"""The admin API's payloads. The OpenAPI document is generated from these models.
+
+Requests forbid unknown fields (a typo is a 422, not a silently ignored setting);
+responses are what the operations return, serialised with ``model_dump(mode="json")``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, Literal, Self, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel, model_validator
+
+from connectors.registry import PROVIDERS
+from crmsync.common.apikeys import Scope
+from schemas.base import AwareDatetime
+from schemas.changes import EntityType
+from services.admin.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors and pages ---------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    loc: str = Field(description="JSON pointer into the request: /body/…, /query/…, /path/…")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Cursor = Annotated[
+    str | None, Field(max_length=500, description="`next_cursor` of the previous page.")
+]
+
+
+class PageQuery(Strict):
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor = None
+
+
+# -- connections --------------------------------------------------------------------------
+
+Direction = Literal["in", "out", "both"]
+PolicyKey = Literal["default", "customer", "job", "invoice", "payment"]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w .-]*$")]
+BaseUrl = Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://[^\s]+$")]
+
+
+class ConflictPolicyIn(Strict):
+    kind: Literal["newest_wins", "source_priority", "manual"]
+    priority: list[UUID] = Field(
+        default_factory=list, max_length=50, description="source_priority: connections, best first"
+    )
+
+
+class RateLimitIn(Strict):
+    rate: float = Field(gt=0, le=100_000, description="Calls allowed per `per_seconds`.")
+    per_seconds: float = Field(1.0, gt=0, le=86_400)
+    burst: int = Field(1, ge=1, le=100_000)
+
+
+class ConnectionSettingsIn(Strict):
+    """Each field given replaces that setting; null resets it to the default."""
+
+    direction: Direction | None = Field(
+        None, description="in: only receive; out: only push; both (default)."
+    )
+    entity_types: list[EntityType] | None = Field(
+        None, min_length=1, description="Entity types synced (default: all the provider has)."
+    )
+    conflict_policy: dict[PolicyKey, ConflictPolicyIn] | None = None
+    field_mapping: dict[str, JsonValue] | None = Field(
+        None, description="generic connections: the declarative mapping (connectors/generic)."
+    )
+    rate_limit: RateLimitIn | None = Field(
+        None, description="Overrides the provider's documented limit."
+    )
+    max_concurrency: int | None = Field(None, ge=1, le=100)
+    provider_settings: dict[str, JsonValue] | None = Field(
+        None,
+        description="Provider-specific keys (xero_tenant_id, realm_id, deal_pipeline, …); "
+        "merged into the settings, a null value removes a key.",
+    )
+
+
+class ApiKeyCredentials(Strict):
+    type: Literal["api_key"]
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class OAuthCredentials(Strict):
+    type: Literal["oauth2"]
+    access_token: str = Field(min_length=1, max_length=8192)
+    refresh_token: str = Field(min_length=1, max_length=8192)
+    expires_at: AwareDatetime
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: str = Field(min_length=1, max_length=500)
+    token_url: BaseUrl
+
+
+class CredentialsIn(RootModel[ApiKeyCredentials | OAuthCredentials]):
+    """API credentials of the provider; stored encrypted and never returned."""
+
+    root: Annotated[ApiKeyCredentials | OAuthCredentials, Field(discriminator="type")]
+
+
+class ConnectionCreate(Strict):
+    provider: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Provider slug.",
+        json_schema_extra={"enum": list(PROVIDERS)},
+    )
+    name: Name | None = Field(None, description="Unique per tenant (default: the provider).")
+    webhook_secret: str | None = Field(
+        None, min_length=8, max_length=500, description="The provider's secret (else generated)."
+    )
+    base_url: BaseUrl | None = None
+    credentials: (
+        Annotated[ApiKeyCredentials | OAuthCredentials, Field(discriminator="type")] | None
+    ) = None
+    generic_config: dict[str, JsonValue] | None = Field(
+        None, description="generic connections: the signature scheme (connectors/generic)."
+    )
+    settings: ConnectionSettingsIn = Field(default_factory=ConnectionSettingsIn)
+
+
+class ConnectionUpdate(ConnectionSettingsIn):
+    name: Name | None = None
+    base_url: BaseUrl | None = None
+
+
+class ConnectionQuery(PageQuery):
+    provider: str | None = Field(None, max_length=64)
+    status: Literal["active", "disabled", "needs_reauth"] | None = None
+
+
+ConnectionStatus = Literal["active", "disabled", "needs_reauth"]
+
+
+class ConnectionOut(Out):
+    id: UUID
+    provider: str
+    name: str
+    status: ConnectionStatus
+    base_url: str | None
+    settings: dict[str, JsonValue]
+    has_credentials: bool
+    webhook_url: str | None = Field(description="Where the provider sends webhooks.")
+    changes_url: str | None = Field(description="internal connections: POST changes here.")
+    created_at: datetime
+    updated_at: datetime
+    last_reconciled_at: datetime | None
+
+
+class ConnectionCreated(ConnectionOut):
+    webhook_secret: str | None = Field(description="Shown once; stored encrypted.")
+    api_key: str | None = Field(description="internal connections: shown once; stored hashed.")
+
+
+class SecretRotate(Strict):
+    secret: str | None = Field(
+        None, min_length=8, max_length=500, description="The provider's new secret, else generated."
+    )
+    overlap_seconds: int = Field(
+        86_400, ge=0, le=30 * 86_400, description="How long the old secrets keep verifying."
+    )
+
+
+class SecretRotated(Out):
+    connection_id: UUID
+    webhook_secret: str = Field(description="Shown once; stored encrypted.")
+    previous_expire_at: datetime
+
+
+class ConnectionHealth(Out):
+    connection_id: UUID
+    status: ConnectionStatus
+    needs_reauth: bool
+    last_webhook_at: datetime | None = Field(description="Last inbound event processed.")
+    last_push_at: datetime | None
+    window_seconds: int
+    events_in_window: int
+    errors_in_window: int
+    error_rate: float = Field(description="errors / events over the window; 0 with no events.")
+    circuit: Literal["closed", "open"] = Field(
+        description="open while pushes wait on the connection's circuit breaker."
+    )
+    pending_pushes: int
+    open_dead_letters: int
+    credentials: Literal["none", "api_key", "oauth2", "unreadable"]
+    token_expires_at: datetime | None
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+class RecordQuery(PageQuery):
+    connection: UUID | None = Field(None, description="Linked to this connection.")
+    external_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Its id in a connection."
+    )
+    updated_since: AwareDatetime | None = None
+    include_deleted: bool = False
+
+
+class CustomerQuery(RecordQuery):
+    email: str | None = Field(None, min_length=1, max_length=320)
+
+
+class InvoiceQuery(RecordQuery):
+    number: str | None = Field(None, min_length=1, max_length=200)
+    status: str | None = Field(None, min_length=1, max_length=50)
+
+
+class LinkOut(Out):
+    connection_id: UUID
+    provider: str
+    external_id: str
+    last_pushed_version: int | None
+    remote_updated_at: datetime | None
+    updated_at: datetime
+
+
+class RecordOut(Out):
+    id: UUID
+    entity_type: EntityType
+    version: int
+    data: dict[str, JsonValue]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    links: list[LinkOut]
+
+
+# -- sync log -----------------------------------------------------------------------------
+
+
+class SyncLogQuery(PageQuery):
+    connection: UUID | None = None
+    direction: Literal["in", "out"] | None = None
+    outcome: str | None = Field(None, min_length=1, max_length=50)
+    entity_type: EntityType | None = None
+    since: AwareDatetime | None = None
+
+
+class SyncLogEntry(Out):
+    id: int
+    connection_id: UUID | None
+    direction: Literal["in", "out"]
+    entity_type: str | None
+    entity_id: UUID | None
+    external_id: str | None
+    outcome: str
+    latency_ms: int | None
+    error: str | None
+    created_at: datetime
+
+
+class SyncLogSummaryQuery(Strict):
+    connection: UUID | None = None
+    since: AwareDatetime | None = Field(None, description="Default: the last 24 hours.")
+
+
+class OutcomeCount(Out):
+    direction: Literal["in", "out"]
+    outcome: str
+    count: int
+    p95_latency_ms: int | None
+
+
+class SyncLogSummary(Out):
+    since: datetime
+    outcomes: list[OutcomeCount]
+
+
+# -- dead letters -------------------------------------------------------------------------
+
+Stage = Literal["ingest", "processor", "hydrate", "outbound"]
+
+
+class DeadLetterQuery(PageQuery):
+    stage: Stage | None = None
+    reason: str | None = Field(None, min_length=1, max_length=100)
+    connection: UUID | None = None
+    state: Literal["open", "redriven", "discarded", "all"] = "open"
+
+
+class DeadLetterOut(Out):
+    id: UUID
+    stage: Stage
+    reason: str
+    detail: str | None
+    connection_id: UUID | None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    payload_bytes: int
+    created_at: datetime
+    redriven_at: datetime | None
+    discarded_at: datetime | None
+
+
+class DeadLetterDetail(DeadLetterOut):
+    payload_text: str | None = Field(description="The payload, when it is UTF-8 text.")
+    payload_base64: str
+
+
+class RedriveMany(Strict):
+    ids: list[UUID] | None = Field(None, min_length=1, max_length=1000)
+    stage: Stage | None = None
+    reason: str | None = Field(None, min_length=1, max_length=100)
+    connection: UUID | None = None
+    limit: int = Field(100, ge=1, le=1000, description="Most dead letters redriven at once.")
+
+
+class RedriveFailure(Out):
+    id: UUID
+    reason: str
+
+
+class RedriveResult(Out):
+    redriven: list[UUID]
+    failed: list[RedriveFailure]
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+class ReplayRequest(Strict):
+    connection: UUID
+    since: AwareDatetime | None = Field(None, description="Replay events stored since then…")
+    from_offset: int | None = Field(None, ge=0, description="…or from this offset on.")
+    partition: int | None = Field(None, ge=0, description="Only this partition (with offsets).")
+    max_records: int = Field(10_000, ge=1, le=100_000, description="Most envelopes re-produced.")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> Self:
+        if (self.since is None) == (self.from_offset is None):
+            raise ValueError("give exactly one of since and from_offset")
+        return self
+
+
+class ReplayPartition(Out):
+    partition: int
+    start_offset: int
+    end_offset: int
+
+
+class ReplayResult(Out):
+    connection_id: UUID
+    topic: str
+    scanned: int
+    matched: int
+    produced: int
+    truncated: bool = Field(description="max_records was reached before the end.")
+    partitions: list[ReplayPartition]
+
+
+# -- sync jobs ----------------------------------------------------------------------------
+
+SyncKind = Literal["backfill", "reconcile", "full_reconcile"]
+SyncStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+
+
+class SyncJobCreate(Strict):
+    connection: UUID
+    kind: SyncKind
+    entity_types: list[EntityType] | None = Field(
+        None, min_length=1, description="Default: every type the connection syncs."
+    )
+    modified_since: AwareDatetime | None = Field(
+        None, description="reconcile: default the connection's last reconciliation."
+    )
+
+
+class SyncJobQuery(PageQuery):
+    connection: UUID | None = None
+    status: SyncStatus | None = None
+    kind: SyncKind | None = None
+
+
+class SyncJobOut(Out):
+    id: UUID
+    connection_id: UUID
+    kind: SyncKind
+    entity_types: list[str]
+    status: SyncStatus
+    modified_since: datetime | None
+    progress: dict[str, JsonValue] = Field(
+        description="Per entity type: done and records seen (the runner's checkpoint)."
+    )
+    records_seen: int
+    records_changed: int
+    records_deleted: int
+    error: str | None
+    cancel_requested: bool
+    requested_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+# -- conflicts ----------------------------------------------------------------------------
+
+
+class ConflictQuery(PageQuery):
+    state: Literal["open", "resolved", "all"] = "open"
+    entity_type: EntityType | None = None
+    entity_id: UUID | None = None
+
+
+class ConflictOut(Out):
+    id: UUID
+    entity_type: str
+    entity_id: UUID
+    field: str
+    current_value: JsonValue
+    incoming_value: JsonValue
+    incoming_connection_id: UUID | None
+    incoming_source_ts: datetime | None
+    created_at: datetime
+    resolved_at: datetime | None
+    resolution: dict[str, JsonValue] | None
+
+
+class ConflictResolve(Strict):
+    choose: Literal["current", "incoming", "value"]
+    value: JsonValue = Field(None, description="choose=value: the value to keep.")
+
+
+# -- API keys -----------------------------------------------------------------------------
+
+
+class ApiKeyCreate(Strict):
+    scope: Scope
+    connection: UUID | None = Field(None, description="publish keys: the internal connection.")
+    expires_at: AwareDatetime | None = None
+
+
+class ApiKeyQuery(PageQuery):
+    include_revoked: bool = False
+
+
+class ApiKeyOut(Out):
+    id: UUID
+    scope: Scope
+    key_prefix: str
+    connection_id: UUID | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="Shown once; stored as a SHA-256 hash.")
+
+
+class ApiKeyRotate(Strict):
+    overlap_seconds: int = Field(
+        3600, ge=0, le=30 * 86_400, description="How long the old key keeps working."
+    )

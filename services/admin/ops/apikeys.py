@@ -1,0 +1,150 @@
+"""API keys of a tenant: create (the key is shown once), list, show, rotate, revoke."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from crmsync.common import apikeys
+from crmsync.common.db import Conn
+from services.admin import pagination
+from services.admin.errors import ConflictError, InvalidError, NotFoundError
+from services.admin.models import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    ApiKeyQuery,
+    ApiKeyRotate,
+    Page,
+)
+from services.admin.ops.context import Context
+from services.admin.ops.paging import page
+
+_COLUMNS = """
+    id, scope, key_prefix, connection_id, created_at, expires_at, revoked_at, last_used_at
+"""
+
+
+def _out(row: asyncpg.Record) -> ApiKeyOut:
+    return ApiKeyOut(**dict(row))
+
+
+async def _row(conn: Conn, ctx: Context, key_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1 AND tenant_id = $2",  # noqa: S608
+        key_id,
+        ctx.tenant_id,
+    )
+    if row is None:
+        raise NotFoundError(f"no API key {key_id}")
+    return row
+
+
+async def create(conn: Conn, ctx: Context, body: ApiKeyCreate, *, now: datetime) -> ApiKeyCreated:
+    if body.expires_at is not None and body.expires_at <= now:
+        raise InvalidError(
+            "expiry in the past", loc="/body/expires_at", msg="must be in the future"
+        )
+    if body.scope == "publish":
+        # A publish key speaks for one internal connection: ingest stamps its changes with it.
+        provider = None
+        if body.connection is not None:
+            provider = await conn.fetchval(
+                "SELECT provider FROM connections WHERE id = $1 AND tenant_id = $2",
+                body.connection,
+                ctx.tenant_id,
+            )
+            if provider is None:
+                raise NotFoundError(f"no connection {body.connection}")
+        if provider != "internal":
+            raise InvalidError(
+                "a publish key needs an internal connection",
+                loc="/body/connection",
+                msg="name an internal connection of the tenant",
+            )
+    elif body.connection is not None:
+        raise InvalidError(
+            "only publish keys belong to a connection",
+            loc="/body/connection",
+            msg="not allowed for this scope",
+        )
+    created = await apikeys.create_key(
+        conn, ctx.tenant_id, body.scope, expires_at=body.expires_at, connection_id=body.connection
+    )
+    return ApiKeyCreated(**_out(await _row(conn, ctx, created.id)).model_dump(), key=created.key)
+
+
+async def list_(conn: Conn, ctx: Context, query: ApiKeyQuery) -> Page[ApiKeyOut]:
+    after = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM api_keys
+         WHERE tenant_id = $1 AND ($2 OR revoked_at IS NULL)
+           AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
+         ORDER BY created_at, id
+         LIMIT $5
+        """,  # noqa: S608 - constant columns
+        ctx.tenant_id,
+        query.include_revoked,
+        after[0] if after else None,
+        after[1] if after else None,
+        query.limit + 1,
+    )
+    return page([_out(r) for r in rows], query.limit, lambda k: (k.created_at, k.id))
+
+
+async def get(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyOut:
+    return _out(await _row(conn, ctx, key_id))
+
+
+async def revoke(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyOut:
+    """Revoke now (idempotent: a revoked key keeps its first revocation time)."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+         WHERE id = $1 AND tenant_id = $2 RETURNING {_COLUMNS}
+        """,  # noqa: S608
+        key_id,
+        ctx.tenant_id,
+    )
+    if row is None:
+        raise NotFoundError(f"no API key {key_id}")
+    return _out(row)
+
+
+async def rotate(
+    conn: Conn, ctx: Context, key_id: uuid.UUID, body: ApiKeyRotate, *, now: datetime
+) -> ApiKeyCreated:
+    """A new key of the same scope; the old one keeps working for the overlap, then expires."""
+    async with conn.transaction():
+        old = await conn.fetchrow(
+            """
+            SELECT scope, connection_id, expires_at FROM api_keys
+             WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $3)
+               FOR UPDATE
+            """,
+            key_id,
+            ctx.tenant_id,
+            now,
+        )
+        if old is None:
+            # Revoked or expired keys are not rotated: create a new one instead.
+            await _row(conn, ctx, key_id)
+            raise ConflictError("the key is revoked or expired: create a new one")
+        retire = now + timedelta(seconds=body.overlap_seconds)
+        await conn.execute(
+            "UPDATE api_keys SET expires_at = least(coalesce(expires_at, $2), $2) WHERE id = $1",
+            key_id,
+            retire,
+        )
+        created = await apikeys.create_key(
+            conn,
+            ctx.tenant_id,
+            old["scope"],
+            expires_at=old["expires_at"],
+            connection_id=old["connection_id"],
+        )
+    return ApiKeyCreated(**_out(await _row(conn, ctx, created.id)).model_dump(), key=created.key)

@@ -1,0 +1,450 @@
+"""Connections: create, list, show, change settings, disable, delete, rotate the webhook
+secret, set API credentials, and health."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+from pydantic import ValidationError
+
+from connectors.generic import GenericMapping, GenericSchemeConfig
+from connectors.http import OAuthTokens
+from connectors.registry import PROVIDERS, connector
+from connectors.runtime import (
+    CredentialsError,
+    credentials_context,
+    credentials_json,
+    parse_credentials,
+)
+from crmsync.common.connections import add_webhook_secret, create_connection
+from crmsync.common.crypto import CryptoError
+from crmsync.common.db import Conn
+from services.admin import pagination
+from services.admin.errors import ConflictError, InvalidError, NotFoundError
+from services.admin.models import (
+    ApiKeyCredentials,
+    ConnectionCreate,
+    ConnectionCreated,
+    ConnectionHealth,
+    ConnectionOut,
+    ConnectionQuery,
+    ConnectionSettingsIn,
+    ConnectionUpdate,
+    OAuthCredentials,
+    Page,
+    SecretRotate,
+    SecretRotated,
+)
+from services.admin.ops.context import Context
+from services.admin.ops.paging import page
+
+_COLUMNS = """
+    id, provider, name, status, base_url, settings, credentials_encrypted IS NOT NULL AS creds,
+    created_at, updated_at, last_reconciled_at
+"""
+# Health looks back this far for its event and error counts.
+HEALTH_WINDOW = timedelta(hours=1)
+
+
+def _out(row: asyncpg.Record, ctx: Context) -> ConnectionOut:
+    internal = row["provider"] == "internal"
+    return ConnectionOut(
+        id=row["id"],
+        provider=row["provider"],
+        name=row["name"],
+        status=row["status"],
+        base_url=row["base_url"],
+        settings=row["settings"],
+        has_credentials=row["creds"],
+        webhook_url=None
+        if internal
+        else f"{ctx.public_base_url}/webhooks/{row['provider']}/{row['id']}",
+        changes_url=f"{ctx.public_base_url}/v1/changes" if internal else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_reconciled_at=row["last_reconciled_at"],
+    )
+
+
+async def _row(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM connections WHERE id = $1 AND tenant_id = $2",  # noqa: S608 - constant columns
+        connection_id,
+        ctx.tenant_id,
+    )
+    if row is None:
+        raise NotFoundError(f"no connection {connection_id}")
+    return row
+
+
+async def require(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> None:
+    """Raise NotFoundError unless the connection belongs to the context's tenant."""
+    await _row(conn, ctx, connection_id)
+
+
+def merge_settings(
+    current: dict[str, Any], update: ConnectionSettingsIn, provider: str
+) -> dict[str, Any]:
+    """The connection's settings after ``update``: only the fields it sets change."""
+    settings = dict(current)
+    given = update.model_fields_set
+    values: dict[str, Any] = {
+        "direction": update.direction,
+        "entity_types": update.entity_types,
+        "max_concurrency": update.max_concurrency,
+        "conflict_policy": {k: v.model_dump(mode="json") for k, v in update.conflict_policy.items()}
+        if update.conflict_policy is not None
+        else None,
+        "rate_limit": update.rate_limit.model_dump(mode="json") if update.rate_limit else None,
+    }
+    if "field_mapping" in given:
+        values["generic_mapping"] = _generic_mapping(update.field_mapping, provider)
+    for key, value in values.items():
+        if key not in given and key != "generic_mapping":
+            continue
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    for key, value in (update.provider_settings or {}).items():
+        if key in _RESERVED:
+            raise InvalidError(
+                "reserved setting",
+                loc=f"/body/provider_settings/{key}",
+                msg="set it through its own field",
+            )
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    return settings
+
+
+def _generic_mapping(raw: dict[str, Any] | None, provider: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if provider != "generic":
+        raise InvalidError(
+            "only generic connections take a field mapping",
+            loc="/body/field_mapping",
+            msg=f"provider {provider} maps fields in its connector",
+        )
+    try:
+        mapping = GenericMapping.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid("/body/field_mapping", exc) from None
+    dumped: dict[str, Any] = mapping.model_dump(mode="json")
+    return dumped
+
+
+_RESERVED = frozenset(
+    {
+        "direction",
+        "entity_types",
+        "conflict_policy",
+        "rate_limit",
+        "max_concurrency",
+        "generic",
+        "generic_mapping",
+    }
+)
+
+
+def _invalid(loc: str, exc: ValidationError) -> InvalidError:
+    first = exc.errors(include_url=False)[0]
+    where = "/".join(str(p) for p in first["loc"])
+    return InvalidError(
+        "invalid value",
+        loc=f"{loc}/{where}" if where else loc,
+        msg=first["msg"],
+        type_=first["type"],
+    )
+
+
+def _credentials_plaintext(creds: ApiKeyCredentials | OAuthCredentials) -> str:
+    if isinstance(creds, ApiKeyCredentials):
+        return credentials_json(token=creds.token)
+    return credentials_json(
+        oauth=OAuthTokens(
+            access_token=creds.access_token,
+            refresh_token=creds.refresh_token,
+            expires_at=creds.expires_at.timestamp(),
+            client_id=creds.client_id,
+            client_secret=creds.client_secret,
+            token_url=creds.token_url,
+        )
+    )
+
+
+async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> ConnectionCreated:
+    if body.provider not in PROVIDERS:
+        raise InvalidError(
+            "unknown provider", loc="/body/provider", msg=f"one of {', '.join(PROVIDERS)}"
+        )
+    scheme = None
+    if body.provider == "generic":
+        if body.generic_config is None:
+            raise InvalidError(
+                "a generic connection needs its signature scheme",
+                loc="/body/generic_config",
+                msg="required for provider generic",
+            )
+        try:
+            scheme = GenericSchemeConfig.model_validate(body.generic_config)
+        except ValidationError as exc:
+            raise _invalid("/body/generic_config", exc) from None
+    elif body.generic_config is not None:
+        raise InvalidError(
+            "only generic connections take a signature scheme",
+            loc="/body/generic_config",
+            msg="not allowed for this provider",
+        )
+    settings = merge_settings({}, body.settings, body.provider)
+    if scheme is not None:
+        settings["generic"] = scheme.model_dump(mode="json")
+    secret = None
+    if body.provider != "internal":
+        secret = body.webhook_secret or connector(body.provider, scheme).scheme.generate_secret()
+    slug = await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", ctx.tenant_id)
+    if slug is None:
+        raise NotFoundError("no such tenant")
+    try:
+        created = await create_connection(
+            conn,
+            ctx.keyring,
+            tenant=slug,
+            provider=body.provider,
+            name=body.name or body.provider,
+            webhook_secret=secret,
+            base_url=body.base_url,
+            api_credentials=_credentials_plaintext(body.credentials)
+            if body.credentials is not None
+            else None,
+            settings=settings,
+        )
+    except asyncpg.UniqueViolationError:
+        raise ConflictError(
+            f"the tenant already has a connection named {body.name or body.provider!r}"
+        ) from None
+    out = _out(await _row(conn, ctx, created.id), ctx)
+    return ConnectionCreated(
+        **out.model_dump(), webhook_secret=created.webhook_secret, api_key=created.api_key
+    )
+
+
+async def list_(conn: Conn, ctx: Context, query: ConnectionQuery) -> Page[ConnectionOut]:
+    after = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM connections
+         WHERE tenant_id = $1
+           AND ($2::text IS NULL OR provider = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
+         ORDER BY created_at, id
+         LIMIT $6
+        """,  # noqa: S608 - constant columns
+        ctx.tenant_id,
+        query.provider,
+        query.status,
+        after[0] if after else None,
+        after[1] if after else None,
+        query.limit + 1,
+    )
+    return page([_out(r, ctx) for r in rows], query.limit, lambda c: (c.created_at, c.id))
+
+
+async def get(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> ConnectionOut:
+    return _out(await _row(conn, ctx, connection_id), ctx)
+
+
+async def update(
+    conn: Conn, ctx: Context, connection_id: uuid.UUID, body: ConnectionUpdate
+) -> ConnectionOut:
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT provider, settings FROM connections WHERE id = $1 AND tenant_id = $2 "
+            "FOR UPDATE",
+            connection_id,
+            ctx.tenant_id,
+        )
+        if row is None:
+            raise NotFoundError(f"no connection {connection_id}")
+        settings = merge_settings(row["settings"], body, row["provider"])
+        given = body.model_fields_set
+        try:
+            await conn.execute(
+                """
+                UPDATE connections
+                   SET settings = $2,
+                       name = CASE WHEN $3 THEN coalesce($4, name) ELSE name END,
+                       base_url = CASE WHEN $5 THEN $6 ELSE base_url END,
+                       updated_at = now()
+                 WHERE id = $1
+                """,
+                connection_id,
+                settings,
+                "name" in given,
+                body.name,
+                "base_url" in given,
+                body.base_url,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError(
+                f"the tenant already has a connection named {body.name!r}"
+            ) from None
+    return await get(conn, ctx, connection_id)
+
+
+async def set_status(
+    conn: Conn, ctx: Context, connection_id: uuid.UUID, status: Literal["active", "disabled"]
+) -> ConnectionOut:
+    done = await conn.fetchval(
+        """
+        UPDATE connections SET status = $3, updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 RETURNING id
+        """,
+        connection_id,
+        ctx.tenant_id,
+        status,
+    )
+    if done is None:
+        raise NotFoundError(f"no connection {connection_id}")
+    return await get(conn, ctx, connection_id)
+
+
+async def delete(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> None:
+    """Delete the connection with its secrets, keys, links and queued pushes; the records
+    stay (other connections may hold them)."""
+    done = await conn.fetchval(
+        "DELETE FROM connections WHERE id = $1 AND tenant_id = $2 RETURNING id",
+        connection_id,
+        ctx.tenant_id,
+    )
+    if done is None:
+        raise NotFoundError(f"no connection {connection_id}")
+
+
+async def rotate_secret(
+    conn: Conn, ctx: Context, connection_id: uuid.UUID, body: SecretRotate, *, now: datetime
+) -> SecretRotated:
+    row = await _row(conn, ctx, connection_id)
+    if row["provider"] == "internal":
+        raise ConflictError("internal connections have no webhook secret; rotate their API key")
+    scheme = None
+    if row["provider"] == "generic":
+        scheme = GenericSchemeConfig.model_validate(row["settings"].get("generic") or {})
+    secret = body.secret or connector(row["provider"], scheme).scheme.generate_secret()
+    retire_at = now + timedelta(seconds=body.overlap_seconds)
+    await add_webhook_secret(conn, ctx.keyring, connection_id, secret, retire_current_at=retire_at)
+    await conn.execute("UPDATE connections SET updated_at = now() WHERE id = $1", connection_id)
+    return SecretRotated(
+        connection_id=connection_id, webhook_secret=secret, previous_expire_at=retire_at
+    )
+
+
+async def set_credentials(
+    conn: Conn,
+    ctx: Context,
+    connection_id: uuid.UUID,
+    creds: ApiKeyCredentials | OAuthCredentials,
+) -> None:
+    """Store new credentials (encrypted); a connection waiting for re-authorisation is
+    active again."""
+    ciphertext = ctx.keyring.encrypt(
+        _credentials_plaintext(creds), credentials_context(connection_id)
+    )
+    done = await conn.fetchval(
+        """
+        UPDATE connections
+           SET credentials_encrypted = $3, updated_at = now(),
+               status = CASE WHEN status = 'needs_reauth' THEN 'active' ELSE status END
+         WHERE id = $1 AND tenant_id = $2 RETURNING id
+        """,
+        connection_id,
+        ctx.tenant_id,
+        ciphertext,
+    )
+    if done is None:
+        raise NotFoundError(f"no connection {connection_id}")
+
+
+async def health(
+    conn: Conn, ctx: Context, connection_id: uuid.UUID, *, now: datetime
+) -> ConnectionHealth:
+    info = await conn.fetchrow(
+        "SELECT status, credentials_encrypted FROM connections WHERE id = $1 AND tenant_id = $2",
+        connection_id,
+        ctx.tenant_id,
+    )
+    if info is None:
+        raise NotFoundError(f"no connection {connection_id}")
+    since = now - HEALTH_WINDOW
+    row = await conn.fetchrow(
+        """
+        SELECT
+          (SELECT max(created_at) FROM sync_log
+            WHERE connection_id = $1 AND direction = 'in') AS last_in,
+          (SELECT max(created_at) FROM sync_log
+            WHERE connection_id = $1 AND direction = 'out' AND outcome = 'pushed') AS last_out,
+          (SELECT count(*) FROM sync_log
+            WHERE connection_id = $1 AND created_at >= $2) AS events,
+          (SELECT count(*) FROM sync_log
+            WHERE connection_id = $1 AND created_at >= $2
+              AND (outcome = 'dead_lettered' OR error IS NOT NULL)) AS logged_errors,
+          -- Outbound dead letters are not in the sync log: each was one more failed event.
+          (SELECT count(*) FROM dead_letters
+            WHERE connection_id = $1 AND created_at >= $2 AND stage = 'outbound')
+            AS push_failures,
+          (SELECT count(*) FROM push_jobs WHERE connection_id = $1) AS pending,
+          -- The outbound service reschedules a push the breaker refused with this error.
+          EXISTS (SELECT 1 FROM push_jobs
+                   WHERE connection_id = $1 AND last_error LIKE 'circuit_open%'
+                     AND next_attempt_at > $3) AS circuit_open,
+          (SELECT count(*) FROM dead_letters
+            WHERE connection_id = $1 AND redriven_at IS NULL AND discarded_at IS NULL)
+            AS open_dead
+        """,
+        connection_id,
+        since,
+        now,
+    )
+    assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
+    events = int(row["events"]) + int(row["push_failures"])
+    errors = int(row["logged_errors"]) + int(row["push_failures"])
+    kind, expires = _credentials_state(ctx, connection_id, info["credentials_encrypted"])
+    return ConnectionHealth(
+        connection_id=connection_id,
+        status=info["status"],
+        needs_reauth=info["status"] == "needs_reauth",
+        last_webhook_at=row["last_in"],
+        last_push_at=row["last_out"],
+        window_seconds=int(HEALTH_WINDOW.total_seconds()),
+        events_in_window=events,
+        errors_in_window=errors,
+        error_rate=round(errors / events, 4) if events else 0.0,
+        circuit="open" if row["circuit_open"] else "closed",
+        pending_pushes=row["pending"],
+        open_dead_letters=row["open_dead"],
+        credentials=kind,
+        token_expires_at=expires,
+    )
+
+
+def _credentials_state(
+    ctx: Context, connection_id: uuid.UUID, ciphertext: str | None
+) -> tuple[Literal["none", "api_key", "oauth2", "unreadable"], datetime | None]:
+    if ciphertext is None:
+        return "none", None
+    try:
+        secret = parse_credentials(
+            ctx.keyring.decrypt(ciphertext, credentials_context(connection_id))
+        )
+    except (CryptoError, CredentialsError, ValueError, KeyError, TypeError):
+        return "unreadable", None
+    if isinstance(secret, OAuthTokens):
+        return "oauth2", datetime.fromtimestamp(secret.expires_at, UTC)
+    return "api_key", None

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from crmsync.common.crypto import KeyRing
+
+
+@dataclass(frozen=True)
+class KafkaTarget:
+    bootstrap_servers: str
+    topic_prefix: str = ""
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who an operation acts for and what it may reach."""
+
+    tenant_id: uuid.UUID
+    keyring: KeyRing = field(repr=False)
+    public_base_url: str
+    kafka: KafkaTarget
+    # Recorded on what the operation creates (sync jobs, resolutions): "api-key:<id>", "cli".
+    actor: str

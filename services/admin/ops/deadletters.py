@@ -1,0 +1,282 @@
+"""Dead letters: list, show, redrive (each re-enters at its stage), discard.
+
+- ingest, processor and hydrate dead letters hold the Kafka record exactly as it was read
+  (topic, key, value): a redrive produces it back onto that topic with its original key;
+  the processor's dedup makes a second delivery of an applied event a no-op.
+- outbound dead letters name the record a push failed for: a redrive queues a push of
+  the record's current version to that connection again (an upsert into push_jobs).
+
+A dead letter is marked redriven in the same transaction that claims it, committed only
+after Kafka acknowledged (or the push was queued), so a failed redrive leaves it open.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from crmsync.common.canonical import TABLES
+from crmsync.common.db import Conn
+from services.admin import pagination
+from services.admin.errors import ConflictError, NotFoundError
+from services.admin.models import (
+    DeadLetterDetail,
+    DeadLetterOut,
+    DeadLetterQuery,
+    Page,
+    RedriveFailure,
+    RedriveMany,
+    RedriveResult,
+)
+from services.admin.ops import connections
+from services.admin.ops.context import Context
+from services.admin.ops.kafka_io import Record, produce
+from services.admin.ops.paging import page
+
+_COLUMNS = """
+    id, stage, reason, detail, connection_id, topic, kafka_partition, kafka_offset,
+    octet_length(payload) AS payload_bytes, created_at, redriven_at, discarded_at
+"""
+_STATE = {
+    "open": "redriven_at IS NULL AND discarded_at IS NULL",
+    "redriven": "redriven_at IS NOT NULL",
+    "discarded": "discarded_at IS NOT NULL",
+    "all": "true",
+}
+
+
+def _out(row: asyncpg.Record) -> DeadLetterOut:
+    return DeadLetterOut(
+        id=row["id"],
+        stage=row["stage"],
+        reason=row["reason"],
+        detail=row["detail"],
+        connection_id=row["connection_id"],
+        topic=row["topic"],
+        partition=row["kafka_partition"],
+        offset=row["kafka_offset"],
+        payload_bytes=row["payload_bytes"],
+        created_at=row["created_at"],
+        redriven_at=row["redriven_at"],
+        discarded_at=row["discarded_at"],
+    )
+
+
+async def list_(conn: Conn, ctx: Context, query: DeadLetterQuery) -> Page[DeadLetterOut]:
+    """Newest first."""
+    if query.connection is not None:
+        await connections.require(conn, ctx, query.connection)
+    before = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM dead_letters
+         WHERE tenant_id = $1 AND {_STATE[query.state]}
+           AND ($2::text IS NULL OR stage = $2)
+           AND ($3::text IS NULL OR reason = $3)
+           AND ($4::uuid IS NULL OR connection_id = $4)
+           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $7
+        """,  # noqa: S608 - constant columns and state clauses
+        ctx.tenant_id,
+        query.stage,
+        query.reason,
+        query.connection,
+        before[0] if before else None,
+        before[1] if before else None,
+        query.limit + 1,
+    )
+    return page([_out(r) for r in rows], query.limit, lambda d: (d.created_at, d.id))
+
+
+async def get(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterDetail:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, payload FROM dead_letters WHERE id = $1 AND tenant_id = $2",  # noqa: S608
+        dead_letter_id,
+        ctx.tenant_id,
+    )
+    if row is None:
+        raise NotFoundError(f"no dead letter {dead_letter_id}")
+    payload: bytes = row["payload"]
+    try:
+        text: str | None = payload.decode()
+    except UnicodeDecodeError:
+        text = None
+    return DeadLetterDetail(
+        **_out(row).model_dump(),
+        payload_text=text,
+        payload_base64=base64.b64encode(payload).decode(),
+    )
+
+
+async def _summary(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE id = $1 AND tenant_id = $2",  # noqa: S608
+        dead_letter_id,
+        ctx.tenant_id,
+    )
+    if row is None:
+        raise NotFoundError(f"no dead letter {dead_letter_id}")
+    return _out(row)
+
+
+async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT redriven_at, discarded_at FROM dead_letters WHERE id = $1 AND tenant_id = $2"
+            " FOR UPDATE",
+            dead_letter_id,
+            ctx.tenant_id,
+        )
+        if row is None:
+            raise NotFoundError(f"no dead letter {dead_letter_id}")
+        if row["redriven_at"] is not None or row["discarded_at"] is not None:
+            raise ConflictError("the dead letter was already redriven or discarded")
+        await conn.execute(
+            "UPDATE dead_letters SET discarded_at = now() WHERE id = $1", dead_letter_id
+        )
+    return await _summary(conn, ctx, dead_letter_id)
+
+
+async def redrive_one(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
+    exists = await conn.fetchrow(
+        "SELECT redriven_at, discarded_at FROM dead_letters WHERE id = $1 AND tenant_id = $2",
+        dead_letter_id,
+        ctx.tenant_id,
+    )
+    if exists is None:
+        raise NotFoundError(f"no dead letter {dead_letter_id}")
+    result = await _redrive(conn, ctx, [dead_letter_id], limit=1)
+    if result.failed:
+        raise ConflictError(
+            f"the dead letter cannot be redriven: {result.failed[0].reason}",
+            reason=result.failed[0].reason,
+        )
+    if not result.redriven:
+        raise ConflictError("the dead letter was already redriven or discarded")
+    return await _summary(conn, ctx, dead_letter_id)
+
+
+async def redrive_many(conn: Conn, ctx: Context, body: RedriveMany) -> RedriveResult:
+    if body.connection is not None:
+        await connections.require(conn, ctx, body.connection)
+    ids = await conn.fetch(
+        """
+        SELECT id FROM dead_letters
+         WHERE tenant_id = $1 AND redriven_at IS NULL AND discarded_at IS NULL
+           AND ($2::uuid[] IS NULL OR id = ANY($2))
+           AND ($3::text IS NULL OR stage = $3)
+           AND ($4::text IS NULL OR reason = $4)
+           AND ($5::uuid IS NULL OR connection_id = $5)
+         ORDER BY created_at, id
+         LIMIT $6
+        """,
+        ctx.tenant_id,
+        body.ids,
+        body.stage,
+        body.reason,
+        body.connection,
+        body.limit,
+    )
+    if body.ids is not None:
+        unknown = set(body.ids) - {r["id"] for r in ids}
+        if unknown and not await _all_known(conn, ctx, list(unknown)):
+            raise NotFoundError("some of the dead letters named do not exist")
+    return await _redrive(conn, ctx, [r["id"] for r in ids], limit=body.limit)
+
+
+async def _all_known(conn: Conn, ctx: Context, ids: list[uuid.UUID]) -> bool:
+    found = await conn.fetchval(
+        "SELECT count(*) FROM dead_letters WHERE tenant_id = $1 AND id = ANY($2::uuid[])",
+        ctx.tenant_id,
+        ids,
+    )
+    return int(found) == len(ids)
+
+
+async def _redrive(conn: Conn, ctx: Context, ids: list[uuid.UUID], *, limit: int) -> RedriveResult:
+    redriven: list[uuid.UUID] = []
+    failed: list[RedriveFailure] = []
+    if not ids:
+        return RedriveResult(redriven=redriven, failed=failed)
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """
+            SELECT id, stage, connection_id, topic, record_key, payload FROM dead_letters
+             WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+               AND redriven_at IS NULL AND discarded_at IS NULL
+             ORDER BY created_at, id
+             LIMIT $3
+               FOR UPDATE SKIP LOCKED
+            """,
+            ctx.tenant_id,
+            ids,
+            limit,
+        )
+        to_kafka: list[Record] = []
+        for row in rows:
+            if row["stage"] == "outbound":
+                problem = await _requeue_push(conn, ctx, row["payload"])
+                if problem is not None:
+                    failed.append(RedriveFailure(id=row["id"], reason=problem))
+                    continue
+            elif row["topic"]:
+                to_kafka.append((row["topic"], row["record_key"], row["payload"], None))
+            else:
+                failed.append(RedriveFailure(id=row["id"], reason="no_source_topic"))
+                continue
+            redriven.append(row["id"])
+        # Kafka first: if it does not acknowledge, the transaction rolls back and the dead
+        # letters stay open. A crash after the ack but before the commit re-sends on the
+        # next redrive, which the processor's dedup absorbs.
+        await produce(ctx.kafka, to_kafka)
+        await conn.execute(
+            "UPDATE dead_letters SET redriven_at = now() WHERE id = ANY($1::uuid[])", redriven
+        )
+    return RedriveResult(redriven=redriven, failed=failed)
+
+
+async def _requeue_push(conn: Conn, ctx: Context, payload: bytes) -> str | None:
+    """Queue a push of the record's current version; a reason when it cannot be."""
+    try:
+        parsed: dict[str, Any] = json.loads(payload)
+        connection_id = uuid.UUID(str(parsed["connection_id"]))
+        entity_type = str(parsed["entity_type"])
+        entity_id = uuid.UUID(str(parsed["entity_id"]))
+        table = TABLES[entity_type]
+    except (ValueError, KeyError, TypeError):
+        return "unreadable_payload"
+    exists = await conn.fetchval(
+        "SELECT 1 FROM connections WHERE id = $1 AND tenant_id = $2", connection_id, ctx.tenant_id
+    )
+    if exists is None:
+        return "connection_deleted"
+    version = await conn.fetchval(
+        f"SELECT version FROM {table} WHERE id = $1 AND tenant_id = $2",  # noqa: S608 - fixed map
+        entity_id,
+        ctx.tenant_id,
+    )
+    if version is None:
+        return "record_deleted"
+    # The same upsert the outbound queue makes: a pending push of a newer version stays,
+    # any other is (re)due now with a fresh attempt count.
+    await conn.execute(
+        """
+        INSERT INTO push_jobs AS j (tenant_id, connection_id, entity_type, entity_id, version)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+           SET next_attempt_at = now(), attempts = 0, updated_at = now(),
+               version = greatest(j.version, EXCLUDED.version)
+        """,
+        ctx.tenant_id,
+        connection_id,
+        entity_type,
+        entity_id,
+        version,
+    )
+    return None

@@ -1,0 +1,140 @@
+"""Sync jobs (backfill, reconciliation): requested here as ``pending`` rows, claimed and
+run by the runner in the outbound service (crmsync.sync), which writes progress back
+into the row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from connectors.runtime import load_connection
+from crmsync.common.db import Conn
+from crmsync.sync import jobs
+from crmsync.sync.runner import SyncFailedError, runnable_types
+from crmsync.sync.schedule import ReconcilePolicy
+from services.admin import pagination
+from services.admin.errors import ConflictError, InvalidError, NotFoundError
+from services.admin.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
+from services.admin.ops import connections
+from services.admin.ops.context import Context
+from services.admin.ops.paging import page
+
+_COLUMNS = """
+    id, connection_id, kind, entity_types, status, modified_since, checkpoint, records_seen,
+    records_changed, records_deleted, error, cancel_requested, requested_by, created_at,
+    started_at, updated_at, finished_at
+"""
+
+
+def _progress(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Per entity type what an operator reads: done and seen, not the provider's cursor."""
+    out: dict[str, Any] = {}
+    for entity_type, state in checkpoint.items():
+        if isinstance(state, dict):
+            out[entity_type] = {k: v for k, v in state.items() if k in ("done", "seen")}
+    return out
+
+
+def _out(row: asyncpg.Record) -> SyncJobOut:
+    values = dict(row)
+    values["progress"] = _progress(values.pop("checkpoint") or {})
+    return SyncJobOut(**values)
+
+
+async def create(conn: Conn, ctx: Context, body: SyncJobCreate) -> SyncJobOut:
+    await connections.require(conn, ctx, body.connection)
+    info = await load_connection(conn, body.connection)  # type: ignore[arg-type]
+    assert info is not None  # noqa: S101 - require() found it
+    try:
+        entity_types = runnable_types(info, body.entity_types)
+    except SyncFailedError as exc:
+        loc = "/body/entity_types" if body.entity_types else "/body/connection"
+        raise InvalidError("nothing to sync", loc=loc, msg=str(exc)) from None
+    modified_since = body.modified_since
+    if body.kind == "reconcile" and modified_since is None:
+        modified_since = await jobs.next_modified_since(
+            conn, body.connection, ReconcilePolicy().overlap_seconds
+        )
+    job_id, queued = await jobs.queue(
+        conn,
+        tenant_id=ctx.tenant_id,
+        connection_id=body.connection,
+        kind=body.kind,
+        entity_types=entity_types,
+        modified_since=modified_since,
+        requested_by=ctx.actor,
+    )
+    if not queued:
+        raise ConflictError(
+            f"a {body.kind} of this connection is already pending or running",
+            existing_job_id=str(job_id) if job_id else None,
+        )
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM sync_jobs WHERE id = $1",  # noqa: S608 - constant columns
+        job_id,
+    )
+    assert row is not None  # noqa: S101 - INSERT … RETURNING returns the row
+    return _out(row)
+
+
+async def list_(conn: Conn, ctx: Context, query: SyncJobQuery) -> Page[SyncJobOut]:
+    """Newest first."""
+    if query.connection is not None:
+        await connections.require(conn, ctx, query.connection)
+    before = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM sync_jobs
+         WHERE tenant_id = $1
+           AND ($2::uuid IS NULL OR connection_id = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::text IS NULL OR kind = $4)
+           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $7
+        """,  # noqa: S608 - constant columns
+        ctx.tenant_id,
+        query.connection,
+        query.status,
+        query.kind,
+        before[0] if before else None,
+        before[1] if before else None,
+        query.limit + 1,
+    )
+    return page([_out(r) for r in rows], query.limit, lambda j: (j.created_at, j.id))
+
+
+async def get(conn: Conn, ctx: Context, job_id: uuid.UUID) -> SyncJobOut:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM sync_jobs WHERE id = $1 AND tenant_id = $2",  # noqa: S608
+        job_id,
+        ctx.tenant_id,
+    )
+    if row is None:
+        raise NotFoundError(f"no sync job {job_id}")
+    return _out(row)
+
+
+async def cancel(conn: Conn, ctx: Context, job_id: uuid.UUID) -> SyncJobOut:
+    """A pending job is cancelled at once; a running one is asked to stop (its runner
+    checks ``cancel_requested`` between pages). A finished job stays as it is."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE sync_jobs
+           SET cancel_requested = true,
+               status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+               finished_at = CASE WHEN status = 'pending' THEN now() ELSE finished_at END,
+               updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 AND status IN ('pending', 'running')
+        RETURNING {_COLUMNS}
+        """,  # noqa: S608
+        job_id,
+        ctx.tenant_id,
+    )
+    if row is None:
+        job = await get(conn, ctx, job_id)
+        raise ConflictError(f"the sync job already finished ({job.status})", job_status=job.status)
+    return _out(row)

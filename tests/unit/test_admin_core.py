@@ -1,0 +1,67 @@
+"""The admin API's pure parts: cursors, settings merge, and the generated document."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from services.admin import pagination
+from services.admin.api import openapi
+from services.admin.errors import InvalidError
+from services.admin.models import ConnectionSettingsIn
+from services.admin.ops.connections import merge_settings
+from services.admin.routes import routes
+
+
+def test_a_cursor_round_trips_its_sort_key() -> None:
+    at = datetime(2026, 11, 21, 9, 30, 0, 123456, tzinfo=UTC)
+    ident = uuid.uuid4()
+    assert pagination.decode(pagination.encode(at, ident), datetime, uuid.UUID) == (at, ident)
+    assert pagination.decode(pagination.encode(42), int) == (42,)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["", "!!!", "bm90IGpzb24", pagination.encode(1, 2), pagination.encode("x"), "W10"],
+)
+def test_a_cursor_we_did_not_issue_is_a_422(cursor: str) -> None:
+    with pytest.raises(InvalidError) as caught:
+        pagination.decode(cursor, datetime, uuid.UUID)
+    assert caught.value.status == 422
+    assert caught.value.extensions["errors"][0]["loc"] == "/query/cursor"
+
+
+def test_settings_merge_changes_only_what_was_given() -> None:
+    current = {"direction": "in", "xero_tenant_id": "t1", "rate_limit": {"rate": 1}}
+    update = ConnectionSettingsIn.model_validate(
+        {"direction": None, "entity_types": ["customer"], "provider_settings": {"x": 1}}
+    )
+    assert merge_settings(current, update, "xero") == {
+        "xero_tenant_id": "t1",
+        "rate_limit": {"rate": 1},
+        "entity_types": ["customer"],
+        "x": 1,
+    }
+    assert current["direction"] == "in"  # the input is not modified
+
+
+def test_reserved_keys_cannot_be_smuggled_through_provider_settings() -> None:
+    update = ConnectionSettingsIn.model_validate({"provider_settings": {"generic": {}}})
+    with pytest.raises(InvalidError):
+        merge_settings({}, update, "generic")
+
+
+def test_the_document_has_every_route_with_its_error_answers() -> None:
+    table = routes()
+    document = openapi(table, title="t", version="1")
+    operations = [(m.upper(), p) for p, ops in document["paths"].items() for m in ops]
+    assert sorted(operations) == sorted((r.method, r.path) for r in table)
+    ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    for ops in document["paths"].values():
+        for op in ops.values():
+            assert {"401", "403", "422"} <= set(op["responses"])
+    schemas = document["components"]["schemas"]
+    assert "secret" not in str(schemas["ConnectionOut"]["properties"])
