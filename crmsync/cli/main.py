@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p_demo = sub.add_parser(
-        "demo", help="infra up + migrate + topics + run every service; Ctrl-C stops all"
+        "demo",
+        help="the stack, every service and simulated CRMs syncing, with a live report",
     )
     p_demo.add_argument(
         "--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running on exit"
