@@ -15,11 +15,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
 from connectors.runtime import ConnectionInfo, tenant_connections
+from crmsync.common.pushes import Push, queue_pushes
 from schemas.records import CanonicalRecord
 
 # Connection rows are re-read after this long: settings changes apply within seconds.
@@ -60,30 +60,7 @@ async def enqueue(
 ) -> None:
     """Queue pushes (tenant, connection, entity type, entity id, version, change id,
     committed at). An older version never lowers a pending row; backoff is kept."""
-    if not rows:
-        return
-    # One row per key in one statement: ON CONFLICT cannot touch a row twice.
-    newest: dict[tuple[uuid.UUID, str, uuid.UUID], tuple[Any, ...]] = {}
-    for row in rows:
-        key = (row[1], row[2], row[3])
-        if key not in newest or newest[key][4] < row[4]:
-            newest[key] = row
-    columns = list(zip(*newest.values(), strict=True))
-    await conn.execute(
-        """
-        INSERT INTO push_jobs AS j (tenant_id, connection_id, entity_type, entity_id, version,
-                                    change_id, committed_at)
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int[],
-                             $6::uuid[], $7::timestamptz[])
-        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
-           SET version = EXCLUDED.version,
-               change_id = EXCLUDED.change_id,
-               committed_at = EXCLUDED.committed_at,
-               updated_at = now()
-         WHERE j.version < EXCLUDED.version
-        """,
-        *[list(c) for c in columns],
-    )
+    await queue_pushes(conn, [Push(*row) for row in rows])
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import asyncpg
 from crmsync.common.canonical import TABLES, InvalidRecordError, state_hash
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
+from crmsync.common.pushes import Push, queue_pushes
 from schemas.changes import EntityType
 from schemas.records import CanonicalRecord
 from services.processor.merge import FieldMeta, MergeResult, Policy, RecordState, Update, merge
@@ -215,19 +216,18 @@ async def _push_again_if_overtaken(
     pushed = link["last_pushed_version"]
     if version is None or pushed is None or version <= pushed:
         return
-    await conn.execute(
-        """
-        INSERT INTO push_jobs (tenant_id, connection_id, entity_type, entity_id, version)
-        VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
-           SET version = greatest(push_jobs.version, EXCLUDED.version),
-               next_attempt_at = least(push_jobs.next_attempt_at, now()), updated_at = now()
-        """,
-        change.tenant_id,
-        change.connection_id,
-        change.entity_type,
-        link["entity_id"],
-        version,
+    await queue_pushes(
+        conn,
+        [
+            Push(
+                change.tenant_id,
+                change.connection_id,
+                change.entity_type,
+                link["entity_id"],
+                version,
+            )
+        ],
+        due_now=True,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from crmsync.common.canonical import TABLES, state_hash
 from crmsync.common.db import Conn
+from crmsync.common.pushes import Push, queue_pushes
 from services.processor.apply import (
     MATCH_ON,
     Applied,
@@ -370,19 +371,8 @@ class _Batch:
         for tenant_id, connection_id, entity_type, entity_id, pushed in self.echoed:
             record = self.records.get(entity_id)
             if record is not None and not record.deleted and record.version > pushed:
-                rows.append((tenant_id, connection_id, entity_type, entity_id, record.version))
-        if rows:
-            await self.conn.executemany(
-                """
-                INSERT INTO push_jobs (tenant_id, connection_id, entity_type, entity_id, version)
-                VALUES ($1, $2, $3, $4, $5)
-                ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
-                   SET version = greatest(push_jobs.version, EXCLUDED.version),
-                       next_attempt_at = least(push_jobs.next_attempt_at, now()),
-                       updated_at = now()
-                """,
-                rows,
-            )
+                rows.append(Push(tenant_id, connection_id, entity_type, entity_id, record.version))
+        await queue_pushes(self.conn, rows, due_now=True)
 
     async def flush(self) -> None:
         await self._push_overtaken()

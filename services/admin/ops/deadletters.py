@@ -22,6 +22,7 @@ import asyncpg
 
 from crmsync.common.canonical import TABLES
 from crmsync.common.db import Conn
+from crmsync.common.pushes import Push, queue_pushes
 from services.admin import pagination
 from services.admin.errors import ConflictError, NotFoundError
 from services.admin.models import (
@@ -265,18 +266,10 @@ async def _requeue_push(conn: Conn, ctx: Context, payload: bytes) -> str | None:
         return "record_deleted"
     # The same upsert the outbound queue makes: a pending push of a newer version stays,
     # any other is (re)due now with a fresh attempt count.
-    await conn.execute(
-        """
-        INSERT INTO push_jobs AS j (tenant_id, connection_id, entity_type, entity_id, version)
-        VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
-           SET next_attempt_at = now(), attempts = 0, updated_at = now(),
-               version = greatest(j.version, EXCLUDED.version)
-        """,
-        ctx.tenant_id,
-        connection_id,
-        entity_type,
-        entity_id,
-        version,
+    await queue_pushes(
+        conn,
+        [Push(ctx.tenant_id, connection_id, entity_type, entity_id, version)],
+        due_now=True,
+        reset_attempts=True,
     )
     return None
