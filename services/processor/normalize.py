@@ -172,6 +172,11 @@ class Normalizer:
         failure: HydrationError | None = None
         for item in mapped.items:
             event_id = item_event_id(item.event_id)
+            if not info.syncs("in", item.entity_type):
+                # settings direction "out", or entity_types without this one: the provider
+                # may still send it (one webhook subscription covers every type).
+                metrics.WEBHOOK_ITEMS.labels(info.provider, "not_synced").inc()
+                continue
             if (info.id, event_id) in known:
                 metrics.WEBHOOK_ITEMS.labels(info.provider, "duplicate").inc()
                 continue

@@ -202,6 +202,28 @@ async def test_the_same_webhook_three_times_is_one_change(pool: asyncpg.Pool) ->
     assert await pool.fetchval("SELECT count(*) FROM customers") == 1
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"company_code": "DEMO", "direction": "out"},
+        {"company_code": "DEMO", "entity_types": ["invoice", "payment"]},
+    ],
+    ids=["direction-out", "other-entity-types"],
+)
+async def test_a_connection_that_does_not_sync_the_type_inbound_changes_nothing(
+    pool: asyncpg.Pool, settings: dict[str, Any]
+) -> None:
+    fixture = load(FIXTURES / "ascora" / "customer_updated.json")
+    body = json.dumps(fixture["body"]).encode()
+    connection = await connect(pool, "ascora", settings)
+    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    await run_pipeline(
+        pool, Normalizer(pool, None), [envelope(connection, tenant, "ascora", body, 1)]
+    )
+    assert await pool.fetchval("SELECT count(*) FROM customers") == 0
+    assert await pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+
+
 async def test_a_garbage_body_is_a_dead_letter_and_the_next_webhook_still_applies(
     pool: asyncpg.Pool,
 ) -> None:
