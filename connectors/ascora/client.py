@@ -30,6 +30,8 @@ COLLECTIONS: dict[EntityType, str] = {
     "invoice": "invoices",
     "payment": "payments",
 }
+# Invoice fields the assumed API takes on create only (README: update invoice).
+INVOICE_CREATE_ONLY = ("customerId", "currency")
 # The largest page the assumed API serves; fewer round trips for a full poll.
 MAX_PAGE_SIZE = 100
 # 405 rather than no status: ProviderError counts a missing status as a network error,
@@ -102,6 +104,11 @@ class AscoraClient:
                 request=f"PATCH {_item(entity_type, external_id)}",
             )
         body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        if entity_type == "invoice":
+            # Set once, on create: whose invoice it is and its currency. The pusher sends
+            # the whole record, so a PATCH carrying them would be refused (400).
+            for field in INVOICE_CREATE_ONLY:
+                body.pop(field, None)
         status = body.pop("status", None) if entity_type == "job" else None
         obj: Any = None
         if body:

@@ -80,11 +80,17 @@ class World:
         assert info is not None  # noqa: S101
         return info
 
-    async def create(self, provider: str, entity_type: EntityType, data: dict[str, Any]) -> str:
+    async def create(
+        self,
+        provider: str,
+        entity_type: EntityType,
+        data: dict[str, Any],
+        refs: dict[str, str] | None = None,
+    ) -> str:
         """Create a record in that system, as its user would; return its id there."""
         assert self.clients is not None  # noqa: S101
         handle = await self.clients.get(await self.info(provider))
-        record = await handle.client.create(entity_type, data, {}, f"demo-{uuid.uuid4()}")
+        record = await handle.client.create(entity_type, data, refs or {}, f"demo-{uuid.uuid4()}")
         return record.external_id
 
     async def update(
@@ -386,6 +392,14 @@ async def report(world: World) -> Report:
     else:
         lines.append(f"NOT converged ({dead} dead letters); sync-log outcomes {outcomes}:")
         lines.extend(f"  {d}" for d in differences[:10])
+        for row in await pool.fetch(
+            """
+            SELECT stage, reason, left(detail, 200) AS detail FROM dead_letters
+             WHERE tenant_id = $1 ORDER BY created_at LIMIT 5
+            """,
+            tenant_id,
+        ):
+            lines.append(f"  dead letter [{row['stage']}] {row['reason']}: {row['detail']}")
     return Report(lines, converged, figures)
 
 

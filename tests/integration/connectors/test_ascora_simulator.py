@@ -398,6 +398,21 @@ async def test_yen_amounts_stay_whole_yen_through_the_api(env: Env) -> None:
     assert payment.data["amount"] == 1
 
 
+async def test_an_invoice_update_with_the_whole_record_sends_only_what_may_change(
+    env: Env,
+) -> None:
+    """The pusher updates with the whole canonical record, customer ref and currency
+    included; Ascora takes those on create only, so the PATCH must leave them out."""
+    customer_id = await customer(env)
+    invoice_id = await invoice(env, customer_id)
+    current = await env.client.fetch("invoice", invoice_id)
+    changed = {**current.data, "due_on": "2026-12-24"}
+    updated = await env.client.update("invoice", invoice_id, changed, current.refs)
+    assert updated.data["due_on"] == "2026-12-24"
+    patch = [r for r in env.sim.log.requests if r["method"] == "PATCH"]
+    assert len(patch) == 1
+
+
 async def test_deleting_an_invoice_voids_it(env: Env) -> None:
     invoice_id = await invoice(env, await customer(env))
     await env.client.delete("invoice", invoice_id)
