@@ -45,17 +45,23 @@ def due_run(
     last_full_at: datetime | None,
     now: datetime,
     policy: ReconcilePolicy,
+    last_tried_at: datetime | None = None,
+    last_full_tried_at: datetime | None = None,
 ) -> tuple[Kind, datetime | None] | None:
     """The run this connection is due for (kind, modified-since), if any.
 
     Intervals count from the connection's creation: connecting a CRM does not list all of
-    it by surprise (that is what ``crmsync backfill`` is for)."""
+    it by surprise (that is what ``crmsync backfill`` is for). They also count from the
+    last run queued, failed ones included (``last_tried_at``): a connection whose listing
+    fails is retried once an interval, not every scheduler tick. A poll still starts from
+    the last *successful* run, so a failure never skips a window."""
     full = _interval(info, "full_reconcile_interval_seconds", policy.full_interval_seconds)
-    if full > 0 and now - (last_full_at or created_at) >= timedelta(seconds=full):
+    full_base = max(last_full_at or created_at, last_full_tried_at or created_at)
+    if full > 0 and now - full_base >= timedelta(seconds=full):
         return "full_reconcile", None
     every = _interval(info, "reconcile_interval_seconds", policy.interval_seconds)
     since = last_reconciled_at or created_at
-    if every > 0 and now - since >= timedelta(seconds=every):
+    if every > 0 and now - max(since, last_tried_at or since) >= timedelta(seconds=every):
         return "reconcile", since - timedelta(seconds=policy.overlap_seconds)
     return None
 
@@ -67,7 +73,11 @@ async def schedule_due(pool: asyncpg.Pool, policy: ReconcilePolicy) -> int:
         """
         SELECT c.id, c.tenant_id, c.provider, c.name, c.status, c.settings, c.base_url,
                c.credentials_encrypted, c.updated_at, c.created_at, c.last_reconciled_at,
-               c.last_full_reconcile_at, now() AS now
+               c.last_full_reconcile_at, now() AS now,
+               (SELECT max(j.created_at) FROM sync_jobs j
+                 WHERE j.connection_id = c.id AND j.kind = 'reconcile') AS last_tried_at,
+               (SELECT max(j.created_at) FROM sync_jobs j
+                 WHERE j.connection_id = c.id AND j.kind = 'full_reconcile') AS last_full_tried_at
           FROM connections c
          WHERE c.status = 'active' AND c.provider <> 'internal'
            AND c.credentials_encrypted IS NOT NULL
@@ -83,6 +93,8 @@ async def schedule_due(pool: asyncpg.Pool, policy: ReconcilePolicy) -> int:
             last_full_at=row["last_full_reconcile_at"],
             now=row["now"],
             policy=policy,
+            last_tried_at=row["last_tried_at"],
+            last_full_tried_at=row["last_full_tried_at"],
         )
         if due is None:
             continue

@@ -81,6 +81,37 @@ def test_connection_settings_override_or_switch_off_each_kind() -> None:
     assert due(odd, now=T0 + timedelta(seconds=60), last=T0, last_full=T0) is None
 
 
+def test_a_failing_connection_is_retried_once_an_interval_from_its_last_success() -> None:
+    last_ok = T0 + timedelta(hours=1)
+    failed = last_ok + timedelta(seconds=900)  # queued (and failed) when it was due
+    conn = info(full_reconcile_interval_seconds=0)
+    tick = failed + timedelta(seconds=10)
+    assert (
+        due_run(
+            conn,
+            created_at=T0,
+            last_reconciled_at=last_ok,
+            last_full_at=None,
+            now=tick,
+            policy=POLICY,
+            last_tried_at=failed,
+        )
+        is None
+    )
+    later = failed + timedelta(seconds=900)
+    kind, since = due_run(
+        conn,
+        created_at=T0,
+        last_reconciled_at=last_ok,
+        last_full_at=None,
+        now=later,
+        policy=POLICY,
+        last_tried_at=failed,
+    )
+    # The retry still starts from the last success: the failed window is not skipped.
+    assert (kind, since) == ("reconcile", last_ok - timedelta(seconds=300))
+
+
 def record(**changes: Any) -> RemoteRecord:
     base: dict[str, Any] = {
         "entity_type": "customer",
