@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline on the local stack (``bench/run``; see bench/README.md)."""

@@ -1,0 +1,139 @@
+"""``bench/run``: the benchmark suite on the local stack; a table, and JSON with --json.
+
+Exit status: 0 every section ran (targets missed or not), 1 a section failed, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from bench.backfill import run_backfill
+from bench.e2e import run_e2e
+from bench.harness import FULL, QUICK, Run
+from bench.host import HostCpu, cores, sampling
+from bench.ingest import run_ingest
+from bench.processor import run_processor
+from bench.report import Result, Target, table, write_json
+from bench.stack import BenchError
+from crmsync.common.crypto import generate_master_key
+from crmsync.common.settings import CommonSettings
+
+SECTIONS: dict[str, Callable[[Run], Awaitable[list[Result]]]] = {
+    "ingest": run_ingest,
+    "e2e": run_e2e,
+    "processor": run_processor,
+    "backfill": run_backfill,
+}
+# The issue's target: < 250 MB RSS per service.
+RSS_TARGET = Target("<", 250.0)
+SERVICES = ("ingest", "processor", "outbound")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: proves the harness works")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the results here as JSON")
+    p.add_argument(
+        "--only", action="append", choices=list(SECTIONS), help="run only this section (repeat)"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory (service logs)")
+    return p.parse_args(argv)
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def memory(run: Run) -> list[Result]:
+    results = []
+    for name, kib in sorted(run.peak_rss_kib.items()):
+        if kib == 0:
+            continue
+        results.append(
+            Result(
+                f"memory.{name}.peak_rss",
+                kib * 1024 / 1e6,
+                "MB",
+                targets=(RSS_TARGET,) if name in SERVICES else (),
+                note="VmHWM at the end of its runs",
+            )
+        )
+    return results
+
+
+async def section(run: Run, host: HostCpu, name: str) -> list[Result]:
+    """One section's results, then how busy the machine was meanwhile."""
+    start = host.snapshot()
+    results = await SECTIONS[name](run)
+    end = host.snapshot()
+    used = cores(start, end)
+    say(f"{name}: {end[0] - start[0]:.1f} s")
+    n = os.cpu_count() or 0
+    return [
+        *results,
+        Result(
+            f"host.{name}.others_cpu",
+            used["others"],
+            "cores",
+            note=f"of {n}: processes not of this run nor the stack (others' tests)",
+        ),
+        Result(
+            f"host.{name}.stack_cpu",
+            used["stack"],
+            "cores",
+            note=f"of {n}: PostgreSQL and Kafka (shared with anyone using them)",
+        ),
+        Result(f"host.{name}.bench_cpu", used["bench"], "cores", note=f"of {n}: this run"),
+    ]
+
+
+async def main(args: argparse.Namespace) -> int:
+    # aiokafka warns while a new topic's partitions elect leaders; it retries by itself.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    workdir = Path(tempfile.mkdtemp(prefix="crmsync-bench-"))
+    failed = False
+    results: list[Result] = []
+    async with aiohttp.ClientSession() as session:
+        run = Run(
+            CommonSettings(),
+            QUICK if args.quick else FULL,
+            generate_master_key("bench"),
+            workdir,
+            session,
+            say,
+        )
+        async with sampling() as host:
+            for name in args.only or list(SECTIONS):
+                try:
+                    results += await section(run, host, name)
+                except BenchError as exc:
+                    failed = True
+                    say(f"{name}: FAILED: {exc}")
+                except Exception:  # noqa: BLE001 - report, run the other sections
+                    failed = True
+                    say(f"{name}: FAILED:\n{traceback.format_exc()}")
+        results += memory(run)
+    print(table(results))
+    if args.json:
+        write_json(args.json, results)
+    if args.keep or failed:
+        say(f"service logs: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args(sys.argv[1:]))))

@@ -1,0 +1,124 @@
+"""Who used the machine's CPU while a section ran: this run, the shared stack, the rest.
+
+The benchmarks share their cores with whatever else runs (on the development machines,
+other engineers' test suites). Sampling /proc once a second and attributing every
+process's CPU time to one of three groups makes that visible next to the figures:
+
+- ``bench``: this run's process and its descendants (services, load generator, simulators);
+- ``stack``: PostgreSQL and Kafka, which serve this run and anyone else using them;
+- ``others``: everything else.
+
+A process that starts and ends between two samples is missed; at one sample a second
+that is noise next to what a benchmark section spends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GROUPS = ("bench", "stack", "others")
+# Kafka runs in a JVM; PostgreSQL's processes are all called postgres.
+STACK_COMMANDS = frozenset({"postgres", "java"})
+SAMPLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Proc:
+    command: str
+    parent: int
+    ticks: int
+    started: int
+
+
+def _processes() -> dict[int, _Proc]:
+    found: dict[int, _Proc] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        command = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # proc(5), counting from "state" as 0: ppid 1, utime 11, stime 12, starttime 19.
+        found[int(entry)] = _Proc(
+            command, int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[19])
+        )
+    return found
+
+
+def _descendants(root: int, procs: dict[int, _Proc]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        children.setdefault(proc.parent, []).append(pid)
+    found, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+@dataclass
+class HostCpu:
+    """Cumulative CPU seconds per group since the sampler started."""
+
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GROUPS, 0.0))
+    _last: dict[int, _Proc] = field(default_factory=dict)
+
+    def sample(self) -> None:
+        procs = _processes()
+        ours = _descendants(os.getpid(), procs)
+        if self._last:
+            for pid, proc in procs.items():
+                before = self._last.get(pid)
+                same = before is not None and before.started == proc.started
+                # A process new since the last sample counts all it used.
+                ticks = proc.ticks - before.ticks if same and before else proc.ticks
+                if pid in ours:
+                    group = "bench"
+                elif proc.command in STACK_COMMANDS:
+                    group = "stack"
+                else:
+                    group = "others"
+                self.totals[group] += max(0, ticks) / CLOCK_TICKS
+        self._last = procs
+
+    async def run(self) -> None:
+        while True:
+            self.sample()  # a few ms, on the orchestrator's loop: nothing measured waits on it
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    def snapshot(self) -> tuple[float, dict[str, float]]:
+        self.sample()
+        return time.monotonic(), dict(self.totals)
+
+
+@contextlib.asynccontextmanager
+async def sampling() -> AsyncIterator[HostCpu]:
+    host = HostCpu()
+    host.sample()
+    task = asyncio.create_task(host.run(), name="host-cpu")
+    try:
+        yield host
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def cores(
+    start: tuple[float, dict[str, float]], end: tuple[float, dict[str, float]]
+) -> dict[str, float]:
+    """Mean cores each group used between two snapshots."""
+    elapsed = max(end[0] - start[0], 1e-9)
+    return {g: (end[1][g] - start[1][g]) / elapsed for g in GROUPS}

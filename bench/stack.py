@@ -1,0 +1,327 @@
+"""Throwaway resources on the local stack, and the service processes under test.
+
+Every run gets its own database (created, migrated, dropped) and its own topic prefix
+(topics created and deleted, faust's internal topics too), so a benchmark never touches
+the local stack's data or another engineer's tests. Services run as real processes,
+``python -m services.<name>``, configured only through CRMSYNC_* variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
+from crmsync.common.migrate import load_migrations, migrate
+from crmsync.common.settings import CommonSettings, repo_root
+from schemas import topics
+
+ROOT = repo_root()
+MIGRATIONS = ROOT / "infra" / "migrations"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DROP_ATTEMPTS = 30
+
+
+class BenchError(Exception):
+    """The benchmark could not run (stack down, a service failed to start)."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (bind to 0, read it back, release it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+def new_database_name() -> str:
+    return f"crmsync_bench_{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(common: CommonSettings, name: str) -> AsyncIterator[str]:
+    """A new, migrated database of this run alone; dropped afterwards."""
+    try:
+        admin = await asyncpg.connect(common.database_url, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise BenchError(
+            f"PostgreSQL at {common.database_url} unreachable ({exc}); run `crmsync infra up`"
+        ) from None
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(common.database_url, name)
+    try:
+        target = await asyncpg.connect(url)
+        try:
+            await migrate(target, load_migrations(MIGRATIONS))
+        finally:
+            await target.close()
+        yield url
+    finally:
+        await _drop_database(common, name)
+
+
+async def _drop_database(common: CommonSettings, name: str) -> None:
+    admin = await asyncpg.connect(common.database_url, timeout=5)
+    try:
+        for attempt in range(DROP_ATTEMPTS):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                # An autovacuum worker is analysing the database (after 100,000 rows it
+                # will be); FORCE may not terminate it, and it finishes or yields soon.
+                if attempt == DROP_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(1.0)
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_topics(bootstrap: str, prefix: str) -> AsyncIterator[None]:
+    """The pipeline's topics behind ``prefix``, with their production partition counts.
+    Deleted afterwards, with every topic faust made under an app id starting with it."""
+    admin = make_admin(bootstrap)
+    try:
+        await admin.start()
+    except Exception as exc:  # noqa: BLE001 - any failure here means the stack is down
+        raise BenchError(
+            f"Kafka at {bootstrap} unreachable ({exc}); run `crmsync infra up`"
+        ) from None
+    try:
+        await ensure_topics(admin, [TopicConfig(prefix + t.name, t.partitions) for t in topics.ALL])
+        yield
+    finally:
+        names = [
+            n for n in await admin.list_topics() if n.startswith((prefix, f"crmsync-{prefix}"))
+        ]
+        if names:
+            await admin.delete_topics(names)
+        await admin.close()
+
+
+def read_status_kib(pid: int, key: str) -> int | None:
+    """A ``kB`` field of /proc/<pid>/status (VmHWM: peak resident set size)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command: state is field 3, utime 14 and stime 15 (1-based, proc(5)).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@dataclass
+class Service:
+    """A process of ours: started with its environment, watched, stopped, measured."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    ready_url: str | None = None
+    stdout_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    peak_rss_kib: int = 0
+    _files: list[IO[bytes]] = field(default_factory=list, repr=False)
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        out = self.stdout_path.open("wb") if self.stdout_path else log
+        self._files = [log, out]
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def started(self) -> subprocess.Popen[bytes]:
+        if self.proc is None:
+            raise BenchError(f"{self.name} was never started")
+        return self.proc
+
+    @property
+    def pid(self) -> int:
+        return self.started.pid
+
+    def running(self) -> bool:
+        return self.started.poll() is None
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def sample_rss(self) -> int:
+        """Record the process's peak RSS so far (it only grows); KiB."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.peak_rss_kib = max(self.peak_rss_kib, read_status_kib(self.pid, "VmHWM") or 0)
+        return self.peak_rss_kib
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    async def wait_ready(self, session: aiohttp.ClientSession, within: float = 120.0) -> None:
+        proc, url = self.started, self.ready_url
+        if url is None:
+            raise BenchError(f"{self.name} has no readiness URL")
+        deadline = time.monotonic() + within
+        last: object = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BenchError(
+                    f"{self.name} exited with {proc.returncode} before it was ready:\n"
+                    + self.log_tail()
+                )
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                    if response.status == 200:
+                        return
+                    last = await response.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = exc
+            await asyncio.sleep(0.2)
+        raise BenchError(f"{self.name} not ready after {within:.0f}s: {last}\n{self.log_tail()}")
+
+    async def stop(self, within: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        self.sample_rss()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.proc.wait, within)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await asyncio.to_thread(self.proc.wait)
+        for f in self._files:
+            f.close()
+        return self.proc.returncode
+
+
+@dataclass
+class Stack:
+    """What every service of one benchmark section shares: database, topics, keys."""
+
+    common: CommonSettings
+    database_url: str
+    prefix: str
+    master_keys: str
+    workdir: Path
+    services: list[Service] = field(default_factory=list)
+
+    def env(self, **extra: Any) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
+        return (
+            base
+            | {
+                "CRMSYNC_DATABASE_URL": self.database_url,
+                "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": self.common.kafka_bootstrap_servers,
+                "CRMSYNC_KAFKA_TOPIC_PREFIX": self.prefix,
+                "CRMSYNC_MASTER_KEYS": self.master_keys,
+                "CRMSYNC_LOG_FORMAT": "json",
+                "CRMSYNC_LOG_LEVEL": "WARNING",
+                "CRMSYNC_STATE_DIR": str(self.workdir / "state"),
+            }
+            | {f"CRMSYNC_{k.upper()}": str(v) for k, v in extra.items()}
+        )
+
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        ready_url: str | None = None,
+        stdout_path: Path | None = None,
+        **extra: Any,
+    ) -> Service:
+        """Start a process with this stack's environment (``extra``: more CRMSYNC_ vars)."""
+        service = Service(
+            name,
+            argv,
+            self.env(**extra),
+            self.workdir / f"{name}-{len(self.services)}.log",
+            ready_url,
+            stdout_path,
+        )
+        service.start()
+        self.services.append(service)
+        return service
+
+    def _service(self, name: str, module: str, ready_url: str, **extra: Any) -> Service:
+        return self.spawn(name, [sys.executable, "-m", module], ready_url, **extra)
+
+    def ingest(self) -> tuple[Service, str]:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        service = self._service(
+            "ingest",
+            "services.ingest",
+            f"{base}/readyz",
+            ingest_port=port,
+            ingest_public_base_url=base,
+        )
+        return service, base
+
+    def processor(self, **extra: Any) -> Service:
+        port = free_port()
+        return self._service(
+            "processor",
+            "services.processor",
+            f"http://127.0.0.1:{port}/readyz",
+            processor_port=port,
+            processor_app_id=f"crmsync-{self.prefix}processor",
+            processor_data_dir=self.workdir / "processor",
+            **extra,
+        )
+
+    def outbound(self) -> Service:
+        port = free_port()
+        return self._service(
+            "outbound",
+            "services.outbound",
+            f"http://127.0.0.1:{port}/readyz",
+            outbound_port=port,
+            outbound_consumer_group=f"crmsync-{self.prefix}outbound",
+            # No scheduled reconciliations: only the pushes under test.
+            outbound_sync_concurrency=0,
+        )
+
+    async def stop_all(self) -> None:
+        for service in reversed(self.services):
+            await service.stop()
