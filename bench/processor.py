@@ -118,7 +118,12 @@ async def run_processor(run: Run) -> list[Result]:
             cpu = processor.cpu() - cpu_before
             metrics = await scrape(run, processor)
             await processor.stop()
-            rate = (done - first[0][0]) / (done_at - first[0][1]) if first else 0.0
+            # From the first committed batch to the last; when everything landed in one
+            # observation (a --quick run), from the start of the drain instead.
+            if first and done_at > first[0][1] and done > first[0][0]:
+                rate = (done - first[0][0]) / (done_at - first[0][1])
+            else:
+                rate = done / max(done_at - started, 1e-9)
             run.say("processor: baseline, bare asyncpg batched upsert of the same rows")
             baseline = await _baseline(db, internal.tenant_id)
         finally:
