@@ -104,22 +104,11 @@ def _single_path(value: str) -> str:
     return value
 
 
-class Timestamp(_Frozen):
-    """Where a timestamp lives and how the provider writes it.
+class _TimeFormat(_Frozen):
+    """How a provider writes a time: ``format`` and the ``timezone`` of values without one."""
 
-    ``format`` is ``iso8601``, ``unix_seconds``, ``unix_millis`` or a strftime pattern
-    ("%d/%m/%Y %H:%M %z"); ``timezone`` (UTC or a fixed offset "+10:00") is the zone of
-    values written without one, and the zone we write in.
-    """
-
-    path: str
     format: str = "iso8601"
     timezone: str = "UTC"
-
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str) -> str:
-        return _single_path(_path(value))
 
     @field_validator("format")
     @classmethod
@@ -135,6 +124,22 @@ class Timestamp(_Frozen):
     @property
     def zone(self) -> convert.Zone:
         return convert.parse_offset(self.timezone)
+
+
+class Timestamp(_TimeFormat):
+    """Where a timestamp lives and how the provider writes it.
+
+    ``format`` is ``iso8601``, ``unix_seconds``, ``unix_millis`` or a strftime pattern
+    ("%d/%m/%Y %H:%M %z"); ``timezone`` (UTC or a fixed offset "+10:00") is the zone of
+    values written without one, and the zone we write in.
+    """
+
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        return _single_path(_path(value))
 
 
 def _timestamp_format(value: str) -> str:
@@ -395,27 +400,10 @@ def _parsed_endpoint(text: str, kind: EndpointKind) -> Endpoint:
     return parse_endpoint(text, kind)
 
 
-class ModifiedSince(_Frozen):
+class ModifiedSince(_TimeFormat):
     """The list endpoint's "changed since" query parameter and how it writes the time."""
 
     param: str = Field(min_length=1)
-    format: str = "iso8601"
-    timezone: str = "UTC"
-
-    @field_validator("format")
-    @classmethod
-    def _valid_format(cls, value: str) -> str:
-        return _timestamp_format(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_zone(cls, value: str) -> str:
-        convert.parse_offset(value)
-        return value
-
-    @property
-    def zone(self) -> convert.Zone:
-        return convert.parse_offset(self.timezone)
 
 
 class Pagination(_Frozen):
