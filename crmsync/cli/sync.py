@@ -229,7 +229,7 @@ async def _foreground(
             )
             return 130
         meter.close()
-        return _report(pool_job=job, info=info, as_json=as_json)
+        return _report(job=job, info=info, as_json=as_json)
     finally:
         await session.close()
         await producer.stop()
@@ -241,8 +241,7 @@ def _command(kind: Kind) -> str:
     ]
 
 
-def _report(*, pool_job: SyncJob, info: ConnectionInfo, as_json: bool) -> int:
-    job = pool_job
+def _report(*, job: SyncJob, info: ConnectionInfo, as_json: bool) -> int:
     result = {
         "id": str(job.id),
         "connection": str(info.id),
