@@ -295,7 +295,7 @@ async def settle(world: World, *, quiet_seconds: float = 2.0, seconds: float = 9
         row = await world.pool.fetchrow(
             """
             SELECT (SELECT count(*) FROM push_jobs WHERE tenant_id = $1) AS pending,
-                   (SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL)
+                   (SELECT count(*) FROM outbox WHERE tenant_id = $1)
                        AS unpublished,
                    (SELECT count(*) FROM sync_log WHERE tenant_id = $1) AS logged
             """,

@@ -1,8 +1,9 @@
 """The outbox relay: committed changes to ``records.changed``, in commit order, never lost.
 
-Rows are published and then marked, in one Postgres transaction held across the Kafka
-acknowledgement: a crash in between leaves them unmarked, so they are published again
-on restart (consumers deduplicate by change id). A transaction-scoped advisory lock lets
+Rows are published and then deleted, in one Postgres transaction held across the Kafka
+acknowledgement: a crash in between leaves them in place, so they are published again
+on restart (consumers deduplicate by change id). ``records.changed`` is the record of
+what was published; keeping rows (or marking them) would write each one twice. A transaction-scoped advisory lock lets
 exactly one relay publish at a time however many processors run, which keeps each
 entity's versions in order. NOTIFY from the applying transaction wakes the relay at
 once; a short poll covers a lost notification.
@@ -60,7 +61,7 @@ class OutboxRelay:
             rows = await conn.fetch(
                 """
                 SELECT id, tenant_id, entity_type, entity_id, payload
-                  FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
+                  FROM outbox ORDER BY id LIMIT $1
                 """,
                 BATCH,
             )
@@ -69,7 +70,7 @@ class OutboxRelay:
                 return 0
             await asyncio.wait_for(self._send(rows), self.produce_timeout_seconds)
             await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
                 [r["id"] for r in rows],
             )
         metrics.OUTBOX_PUBLISHED.inc(len(rows))
@@ -89,7 +90,7 @@ class OutboxRelay:
     async def _update_lag(self) -> None:
         lag = await self.pool.fetchval(
             "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-            " FROM outbox WHERE published_at IS NULL"
+            " FROM outbox"
         )
         metrics.OUTBOX_LAG_SECONDS.set(float(lag))
 
