@@ -64,6 +64,11 @@ ALTER ROLE :"role" LOGIN CREATEDB PASSWORD :'password';
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db')
 \\gexec
+-- The cluster listens on loopback only (Debian's listen_addresses = 'localhost'): TLS there
+-- protects nothing and costs CPU at both ends of every statement (bench/README.md), and
+-- docker-compose's PostgreSQL has none. Sessions keep theirs until they reconnect.
+ALTER SYSTEM SET ssl = off;
+SELECT pg_reload_conf();
 """
 
 
