@@ -3,10 +3,10 @@
 Rows are published and then deleted, in one Postgres transaction held across the Kafka
 acknowledgement: a crash in between leaves them in place, so they are published again
 on restart (consumers deduplicate by change id). ``records.changed`` is the record of
-what was published; keeping rows (or marking them) would write each one twice. A transaction-scoped advisory lock lets
-exactly one relay publish at a time however many processors run, which keeps each
-entity's versions in order. NOTIFY from the applying transaction wakes the relay at
-once; a short poll covers a lost notification.
+what was published; keeping rows (or marking them) would write each one twice. A
+transaction-scoped advisory lock lets exactly one relay publish at a time however many
+processors run, which keeps each entity's versions in order. NOTIFY from the applying
+transaction wakes the relay at once; a short poll covers a lost notification.
 """
 
 from __future__ import annotations
@@ -89,8 +89,7 @@ class OutboxRelay:
 
     async def _update_lag(self) -> None:
         lag = await self.pool.fetchval(
-            "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-            " FROM outbox"
+            "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM outbox"
         )
         metrics.OUTBOX_LAG_SECONDS.set(float(lag))
 
