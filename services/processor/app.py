@@ -205,7 +205,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         async def apply(stream: Any, kind: str = spec.name) -> None:
             await runtime.ready.wait()
             assert runtime.pool is not None  # noqa: S101 - ready is set after the pool opens
-            processor = Processor(runtime.pool)
+            processor = Processor(runtime.pool, concurrency=settings.processor_apply_concurrency)
             async for events in stream.take_events(
                 settings.processor_batch_size, within=settings.processor_batch_window_seconds
             ):

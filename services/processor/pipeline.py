@@ -138,17 +138,47 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
     return resolved
 
 
+def partition_groups(sources: Sequence[Source], groups: int) -> list[list[int]]:
+    """Split a batch into at most ``groups`` lists of indexes, each holding whole
+    partitions (in offset order), balanced by size. A record's key decides its partition,
+    so one entity's changes stay in one group, in order."""
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for i, s in enumerate(sources):
+        by_partition.setdefault((s.topic, s.partition), []).append(i)
+    bins: list[list[int]] = [[] for _ in range(min(groups, len(by_partition)))]
+    for indexes in sorted(by_partition.values(), key=len, reverse=True):
+        min(bins, key=len).extend(indexes)
+    return [sorted(b) for b in bins if b]
+
+
 class Processor:
-    def __init__(self, pool: asyncpg.Pool, *, set_based: bool = True) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, set_based: bool = True, concurrency: int = 1) -> None:
         self.pool = pool
         # False applies change by change: the reference the set-based path is tested against.
         self.set_based = set_based
+        # Transactions applied at once, each for its own partitions of the batch: Python
+        # prepares one while PostgreSQL executes another. Safe as two processors are:
+        # first contact is serialised by advisory locks, records and links by row locks.
+        self.concurrency = concurrency
 
     async def handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         """Apply a batch from one pipeline topic (its unprefixed name, as in
         ``schemas.topics``); None marks a dead-lettered record."""
         if topic not in CHANGE_TOPICS:
             raise ValueError(f"no parser for topic {topic}")
+        groups = partition_groups(sources, self.concurrency)
+        if len(groups) <= 1:
+            return await self._handle(topic, sources)
+        results: list[Applied | None] = [None] * len(sources)
+        applied = await asyncio.gather(
+            *(self._handle(topic, [sources[i] for i in group]) for group in groups)
+        )
+        for group, group_results in zip(groups, applied, strict=True):
+            for i, result in zip(group, group_results, strict=True):
+                results[i] = result
+        return results
+
+    async def _handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         parsed = [parse_internal(s) for s in sources]
         delay = 0.2
         while True:

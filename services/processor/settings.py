@@ -43,4 +43,11 @@ class ProcessorSettings(CommonSettings):
         # (7 days), so a redelivery always finds its dedup row.
         description="How long processed event ids are kept for deduplication.",
     )
+    processor_apply_concurrency: int = Field(
+        2,
+        ge=1,
+        le=16,
+        # Two: Python prepares one batch's partitions while PostgreSQL writes another's.
+        description="Transactions each apply agent runs at once, each for its own partitions.",
+    )
     processor_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")

@@ -368,3 +368,33 @@ async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_fo
     assert again is not None
     assert again.outcome == Outcome.ECHO
     assert await pool.fetchval("SELECT count(*) FROM push_jobs") == 0
+
+
+def on_partition(item: Source, partition: int) -> Source:
+    return Source(item.topic, partition, item.offset, item.key, item.value)
+
+
+async def test_partitions_applied_at_once_keep_first_contact_and_order(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    """Two transactions at once, one per group of partitions: the same customer introduced
+    by both systems in one batch is still one record, and each partition's changes apply
+    in offset order."""
+    a, b = two
+    processor = Processor(pool, concurrency=2)
+    batch = [
+        on_partition(change(a, "a-1", {"email": "jo@x.test", "name": "Jo"}, ts=at(0)), 0),
+        on_partition(change(b, "b-1", {"email": "JO@x.test", "phone": "555"}, ts=at(1)), 1),
+        on_partition(change(a, "a-1", {"email": "jo@x.test", "name": "Jo Two"}, ts=at(2)), 0),
+        on_partition(change(a, "a-2", {"email": "al@x.test", "name": "Al"}, ts=at(3)), 2),
+    ]
+    results = await processor.handle(TOPIC, batch)
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED] * 4
+    rows = await customers(pool)
+    assert len(rows) == 2
+    jo = next(r for r in rows if r["data"]["email"] == "jo@x.test")
+    assert jo["data"] == {"email": "jo@x.test", "name": "Jo Two", "phone": "555"}
+    assert {results[0].entity_id, results[1].entity_id, results[2].entity_id} == {jo["id"]}
+    assert await outbox_count(pool) == 4
+    logged = await pool.fetchval("SELECT count(*) FROM sync_log WHERE direction = 'in'")
+    assert logged == 4
