@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -60,7 +59,7 @@ class OutboxRelay:
                 return 0
             rows = await conn.fetch(
                 """
-                SELECT id, tenant_id, entity_type, entity_id, payload
+                SELECT id, tenant_id, entity_type, entity_id, payload::text AS payload
                   FROM outbox ORDER BY id LIMIT $1
                 """,
                 BATCH,
@@ -80,7 +79,8 @@ class OutboxRelay:
         futures = [
             await self.producer.send(
                 self.topic,
-                json.dumps(r["payload"], separators=(",", ":")).encode(),
+                # As text: PostgreSQL's rendering of the jsonb is already the JSON to send.
+                r["payload"].encode(),
                 key=record_key(r),
             )
             for r in rows
