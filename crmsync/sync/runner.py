@@ -15,6 +15,7 @@ records, which looks like a misconfigured listing, not a purge, and fails the ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -166,31 +167,62 @@ class SyncRunner:
         progress: Progress | None,
     ) -> None:
         state = job.progress[entity_type]
-        while not state.done:
-            page = await self._page(handle, entity_type, state.cursor, job.modified_since)
-            changed = await self._emit(job, info, entity_type, page.records)
-            job.records_changed += changed
-            metrics.RECORDS.labels(info.provider, job.kind, "listed").inc(len(page.records))
-            metrics.RECORDS.labels(info.provider, job.kind, "changed").inc(changed)
-            if job.kind == "full_reconcile":
-                await self.pool.execute(
-                    """
-                    INSERT INTO sync_job_seen (job_id, entity_type, external_id)
-                    SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING
-                    """,
-                    job.id,
-                    entity_type,
-                    [r.external_id for r in page.records],
-                )
-            state.cursor = page.next_cursor
-            state.done = page.next_cursor is None
-            state.seen += len(page.records)
-            job.records_seen += len(page.records)
-            await jobs.checkpoint(
-                self.pool, job, owner=self.owner, lease_seconds=self.policy.lease_seconds
+        if state.done:
+            return
+        # The next page is fetched while this one is produced and checkpointed: the
+        # provider's time and Kafka's overlap. A failed fetch surfaces after the page
+        # before it was checkpointed, so a retry resumes exactly there.
+        pending: asyncio.Task[Page] | None = asyncio.create_task(
+            self._page(handle, entity_type, state.cursor, job.modified_since)
+        )
+        try:
+            while pending is not None:
+                page = await pending
+                pending = None
+                if page.next_cursor is not None:
+                    pending = asyncio.create_task(
+                        self._page(handle, entity_type, page.next_cursor, job.modified_since)
+                    )
+                await self._take(job, info, entity_type, page, progress)
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SyncFailedError):
+                    await pending
+
+    async def _take(
+        self,
+        job: SyncJob,
+        info: ConnectionInfo,
+        entity_type: EntityType,
+        page: Page,
+        progress: Progress | None,
+    ) -> None:
+        """Produce one page, then checkpoint the cursor after it."""
+        state = job.progress[entity_type]
+        changed = await self._emit(job, info, entity_type, page.records)
+        job.records_changed += changed
+        metrics.RECORDS.labels(info.provider, job.kind, "listed").inc(len(page.records))
+        metrics.RECORDS.labels(info.provider, job.kind, "changed").inc(changed)
+        if job.kind == "full_reconcile":
+            await self.pool.execute(
+                """
+                INSERT INTO sync_job_seen (job_id, entity_type, external_id)
+                SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING
+                """,
+                job.id,
+                entity_type,
+                [r.external_id for r in page.records],
             )
-            if progress is not None:
-                progress(job, entity_type)
+        state.cursor = page.next_cursor
+        state.done = page.next_cursor is None
+        state.seen += len(page.records)
+        job.records_seen += len(page.records)
+        await jobs.checkpoint(
+            self.pool, job, owner=self.owner, lease_seconds=self.policy.lease_seconds
+        )
+        if progress is not None:
+            progress(job, entity_type)
 
     async def _page(
         self,
