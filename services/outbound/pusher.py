@@ -5,6 +5,10 @@ sends the newest state, and a job whose version the link already has is skipped.
 a successful push the link remembers the state *as the provider reported it back*
 (hashed the way the processor hashes what a source tells it), so when the provider
 echoes our write in a webhook the processor sees nothing new and emits nothing.
+
+A push costs two statements: one read before the provider call (connection, record, link,
+the links of the records it references) and one write after it (link, sync_log row, the
+job's finish). No pooled connection is held across the provider call.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import asyncpg
 
 from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
-from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
+from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingError, RemoteRecord
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
+from crmsync.common.db import Conn
 from services.outbound import metrics
-from services.outbound.queue import Job, enqueue, finish, reschedule
+from services.outbound.queue import FINISH_SQL, Job, enqueue, finish, reschedule
 from services.outbound.settings import OutboundSettings
 
 log = logging.getLogger(__name__)
@@ -68,75 +73,167 @@ def idempotency_key(connection_id: uuid.UUID, entity_id: uuid.UUID) -> str:
     return f"crmsync-{connection_id}-{entity_id}"
 
 
+@dataclass(frozen=True)
+class _Read:
+    """What a push reads before calling the provider, from one statement."""
+
+    found: bool  # the record exists (a deleted one is a tombstone, still found)
+    data: dict[str, Any]
+    version: int
+    deleted: bool
+    external_id: str | None  # the link's, None when not linked yet
+    pushed_version: int | None  # the link's last_pushed_version
+    ref_links: dict[str, str]  # reference field → the target's id of the record it names
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> _Read:
+        return cls(
+            found=row["record_found"],
+            data=dict(row["record_data"] or {}),
+            version=row["record_version"] or 0,
+            deleted=row["record_deleted"],
+            external_id=row["link_external_id"] if row["linked"] else None,
+            pushed_version=row["link_pushed_version"],
+            ref_links={f: row[f"ref_{f}"] for f in REFERENCE_FIELDS if row[f"ref_{f}"] is not None},
+        )
+
+
+# The connection's columns keep their names (ConnectionInfo.from_row); the rest are prefixed.
+_CONNECTION_COLUMNS = ", ".join(f"c.{name}" for name in ConnectionInfo.__dataclass_fields__)
+# Only canonical UUID text is cast in SQL (a failed cast would fail the whole read); another
+# spelling of a reference is looked up again in Python, as if it were not linked.
+_UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# Per reference field, the link of the record it names: one lookup by the link's full key
+# (entity id, type, connection), nothing at all when the record has no such field.
+_REF_COLUMNS = ",".join(
+    f"""
+               (SELECT rl.external_id FROM entity_links rl
+                 WHERE rl.entity_id = CASE WHEN r.data ->> '{field}' ~* '{_UUID_TEXT}'
+                                           THEN (r.data ->> '{field}')::uuid END
+                   AND rl.entity_type = '{entity_type}' AND rl.connection_id = c.id)
+                   AS ref_{field}"""  # noqa: S608 - our constants
+    for field, entity_type in REFERENCE_FIELDS.items()
+)
+
+
+def _read_sql(table: str) -> str:
+    """One round trip for everything a push needs before the provider call: the connection,
+    the record, its link to the connection, and the links of the records it references
+    ($1 connection, $2 entity id, $3 entity type)."""
+    return f"""
+        SELECT {_CONNECTION_COLUMNS},
+               r.id IS NOT NULL AS record_found, r.data AS record_data,
+               r.version AS record_version, r.deleted_at IS NOT NULL AS record_deleted,
+               l.id IS NOT NULL AS linked, l.external_id AS link_external_id,
+               l.last_pushed_version AS link_pushed_version,{_REF_COLUMNS}
+          FROM connections c
+          LEFT JOIN {table} r ON r.id = $2
+          LEFT JOIN entity_links l
+                 ON l.entity_id = $2 AND l.entity_type = $3 AND l.connection_id = c.id
+         WHERE c.id = $1
+    """  # noqa: S608 - fixed table names and constants
+
+
+def _refs_from(wanted: dict[str, uuid.UUID], known: dict[str, str]) -> dict[str, str] | None:
+    """The target's id for every wanted reference; None when one is not ``known``."""
+    if not wanted.keys() <= known.keys():
+        return None
+    return {field_name: known[field_name] for field_name in wanted}
+
+
+_READS = {entity_type: _read_sql(table) for entity_type, table in TABLES.items()}
+
+# After a successful push, one statement: link the record to the provider's id and remember
+# the pushed state, log the push, and finish the job. One statement is one transaction, so a
+# crash or error leaves either all of it or none (the job then runs again after its lease).
+# $1 job id, $2 job version (FINISH_SQL); the link's coalesce/greatest rules keep what the
+# provider did not report this time.
+_REMEMBER_SQL = f"""
+    WITH link AS (
+        INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
+                                       external_id, last_pushed_hash, last_pushed_version,
+                                       last_seen_hash, last_seen_snapshot, remote_version,
+                                       remote_updated_at)
+        VALUES ($3, $4, $5, $6, $7, $8, $9, $8, $10, $11, $12)
+        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+           SET external_id = EXCLUDED.external_id,
+               last_pushed_hash = coalesce(EXCLUDED.last_pushed_hash, l.last_pushed_hash),
+               last_pushed_version = EXCLUDED.last_pushed_version,
+               last_seen_hash = coalesce(EXCLUDED.last_seen_hash, l.last_seen_hash),
+               last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot,
+                                             l.last_seen_snapshot),
+               remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
+               remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
+               updated_at = now()
+    ), logged AS (
+        INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                              external_id, outcome, latency_ms)
+        VALUES ($3, $4, 'out', $5, $6, $7, 'pushed', $13)
+    ), {FINISH_SQL}
+"""  # noqa: S608 - constant SQL
+
+
 class Pusher:
     def __init__(self, pool: asyncpg.Pool, clients: Clients, policy: PushPolicy) -> None:
         self.pool = pool
         self.clients = clients
         self.policy = policy
 
-    async def run(self, job: Job) -> None:
-        info = await load_connection(self.pool, job.connection_id)
-        if info is None:  # the connection was deleted; its jobs went with it
-            return
+    async def run(self, job: Job) -> bool:
+        """Push ``job``. True when its row is still queued and may be due before the worker
+        expects: rescheduled, or re-armed because a newer version came meanwhile."""
+        row = await self.pool.fetchrow(
+            _READS[job.entity_type], job.connection_id, job.entity_id, job.entity_type
+        )
+        if row is None:  # the connection was deleted; its jobs went with it
+            return False
+        info = ConnectionInfo.from_row(row)
         provider = info.provider
         try:
             handle = await self.clients.get(info)
         except CredentialsError as exc:
             await self._dead(job, info, "no_credentials", str(exc), None)
-            return
+            return False
         started = time.perf_counter()
         try:
-            operation = await self._push(job, info, handle)
+            operation, queued = await self._push(job, info, handle, _Read.from_row(row))
         except PushFailedError as exc:
             error = exc.failure.error
             metrics.PUSHES.labels(
                 provider, exc.operation, "failed", error.status_class if error else "none"
             ).inc()
             await self._failed(job, info, exc.failure)
-            return
+            return True
         except (InvalidRecordError, MappingError) as exc:
             # The record cannot be expressed in the provider's terms: no retry can help.
             await self._dead(job, info, exc.reason, exc.detail, None)
-            return
+            return False
         finally:
             metrics.PUSH_SECONDS.labels(provider).observe(time.perf_counter() - started)
-        if operation == "waiting":  # rescheduled behind the records it references
-            return
-        await finish(self.pool, job)
         if operation not in ("skipped", "waiting"):
             metrics.PUSHES.labels(provider, operation, "succeeded", "2xx").inc()
             lag = (datetime.now(UTC) - job.committed_at).total_seconds()
             metrics.COMMITTED_TO_PUSHED_SECONDS.labels(provider).observe(max(0.0, lag))
+        return queued
 
-    async def _push(self, job: Job, info: ConnectionInfo, handle: Handle) -> str:
-        table = TABLES[job.entity_type]
-        record = await self.pool.fetchrow(
-            f"SELECT data, version, deleted_at FROM {table} WHERE id = $1",  # noqa: S608 - fixed names
-            job.entity_id,
-        )
-        link = await self.pool.fetchrow(
-            """
-            SELECT external_id, last_pushed_version FROM entity_links
-             WHERE connection_id = $1 AND entity_type = $2 AND entity_id = $3
-            """,
-            info.id,
-            job.entity_type,
-            job.entity_id,
-        )
-        if record is None:
-            return "skipped"
-        if link is not None and (link["last_pushed_version"] or 0) >= record["version"]:
+    async def _push(
+        self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read
+    ) -> tuple[str, bool]:
+        """The operation made (or skipped, waiting) and whether the job's row is still queued."""
+        if not read.found:
+            return "skipped", await finish(self.pool, job)
+        if read.external_id is not None and (read.pushed_version or 0) >= read.version:
             metrics.SKIPPED.labels(info.provider, "already_pushed").inc()
-            return "skipped"
+            return "skipped", await finish(self.pool, job)
         entity_type = cast(EntityType, job.entity_type)
-        if record["deleted_at"] is not None:
-            return await self._delete(job, info, handle, link, record["version"])
-        data: dict[str, Any] = dict(record["data"])
-        refs = await self._refs(job, info, data)
-        if refs is None:
-            return "waiting"
+        if read.deleted:
+            return await self._delete(job, info, handle, read.external_id, read.version)
+        data = read.data
+        refs = await self._refs(job, info, data, read.ref_links)
+        if refs is None:  # rescheduled behind the records it references
+            return "waiting", True
         body = {k: v for k, v in data.items() if k not in REFERENCE_FIELDS}
-        if link is None:
+        if read.external_id is None:
             key = idempotency_key(info.id, job.entity_id)
             operation = "create"
             remote = await self._call(
@@ -144,33 +241,32 @@ class Pusher:
             )
         else:
             operation = "update"
-            linked = str(link["external_id"])
+            linked = read.external_id
             remote = await self._call(
                 handle, operation, lambda c: c.update(entity_type, linked, body, refs)
             )
-        await self._remember(
+        rearmed = await self._remember(
             info=info,
             job=job,
             external_id=remote.external_id,
-            version=record["version"],
+            version=read.version,
             remote=remote,
             pushed=data,
         )
-        return operation
+        return operation, rearmed
 
     async def _delete(
         self,
         job: Job,
         info: ConnectionInfo,
         handle: Handle,
-        link: asyncpg.Record | None,
+        external_id: str | None,
         version: int,
-    ) -> str:
-        if link is None:
+    ) -> tuple[str, bool]:
+        if external_id is None:
             metrics.SKIPPED.labels(info.provider, "not_linked_delete").inc()
-            return "skipped"
+            return "skipped", await finish(self.pool, job)
         entity_type = cast(EntityType, job.entity_type)
-        external_id = str(link["external_id"])
         api = handle.connector.api
         if api is None or entity_type not in api.deletable:
             metrics.SKIPPED.labels(info.provider, "unsupported").inc()
@@ -180,10 +276,10 @@ class Pusher:
             except PushFailedError as exc:
                 if exc.failure.reason != "not_found":  # already gone is what we wanted
                     raise
-        await self._remember(
+        rearmed = await self._remember(
             info=info, job=job, external_id=external_id, version=version, remote=None, pushed={}
         )
-        return "delete"
+        return "delete", rearmed
 
     async def _call(
         self, handle: Handle, operation: str, call: Callable[[ApiClient], Awaitable[T]]
@@ -194,14 +290,28 @@ class Pusher:
             raise PushFailedError(operation, exc) from None
 
     async def _refs(
-        self, job: Job, info: ConnectionInfo, data: dict[str, Any]
+        self,
+        job: Job,
+        info: ConnectionInfo,
+        data: dict[str, Any],
+        known: dict[str, str],
     ) -> dict[str, str] | None:
         """The target's ids of the records this one references; None (and the missing
-        ones queued first) when one is not on the target yet."""
+        ones queued first) when one is not on the target yet. ``known``: the links the
+        push's read found; the database is asked again only when one is missing."""
         wanted = {f: uuid.UUID(str(data[f])) for f in REFERENCE_FIELDS if data.get(f)}
         if not wanted:
             return {}
-        rows = await self.pool.fetch(
+        refs = _refs_from(wanted, known)
+        if refs is not None:
+            return refs
+        async with self.pool.acquire() as conn:
+            return await self._missing_refs(conn, job, info, wanted)
+
+    async def _missing_refs(
+        self, conn: Conn, job: Job, info: ConnectionInfo, wanted: dict[str, uuid.UUID]
+    ) -> dict[str, str] | None:
+        rows = await conn.fetch(
             """
             SELECT entity_type, entity_id, external_id FROM entity_links
              WHERE connection_id = $1 AND entity_id = ANY($2::uuid[])
@@ -223,7 +333,7 @@ class Pusher:
             return refs
         versions = []
         for entity_type, entity_id in missing:
-            version = await self.pool.fetchval(
+            version = await conn.fetchval(
                 f"SELECT version FROM {TABLES[entity_type]} WHERE id = $1 AND deleted_at IS NULL",  # noqa: S608
                 entity_id,
             )
@@ -235,11 +345,11 @@ class Pusher:
             return refs
         now = datetime.now(UTC)
         await enqueue(
-            self.pool,
+            conn,
             [(job.tenant_id, info.id, e, i, v, None, now) for e, i, v in versions],  # type: ignore[misc]
         )
         await reschedule(
-            self.pool,
+            conn,
             job,
             DEPENDENCY_WAIT_SECONDS,
             "waiting for referenced records",
@@ -257,8 +367,9 @@ class Pusher:
         version: int,
         remote: RemoteRecord | None,
         pushed: dict[str, Any],
-    ) -> None:
-        """Link the record to the provider's id and remember the pushed state."""
+    ) -> bool:
+        """Link the record to the provider's id, remember the pushed state, log the push and
+        finish the job, atomically. True when the job was re-armed for a newer version."""
         values: dict[str, Any] | None = None
         if remote is not None:
             reported = dict(remote.data)
@@ -267,24 +378,10 @@ class Pusher:
                     reported[field_name] = pushed[field_name]
             values = canonical_values(job.entity_type, reported)
         pushed_hash = state_hash(values) if values is not None else None
-        await self.pool.execute(
-            """
-            INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
-                                           external_id, last_pushed_hash, last_pushed_version,
-                                           last_seen_hash, last_seen_snapshot, remote_version,
-                                           remote_updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10)
-            ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
-               SET external_id = EXCLUDED.external_id,
-                   last_pushed_hash = coalesce(EXCLUDED.last_pushed_hash, l.last_pushed_hash),
-                   last_pushed_version = EXCLUDED.last_pushed_version,
-                   last_seen_hash = coalesce(EXCLUDED.last_seen_hash, l.last_seen_hash),
-                   last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot,
-                                                 l.last_seen_snapshot),
-                   remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
-                   remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
-                   updated_at = now()
-            """,
+        rearmed = await self.pool.fetchval(
+            _REMEMBER_SQL,
+            job.id,
+            job.version,
             job.tenant_id,
             info.id,
             job.entity_type,
@@ -295,20 +392,9 @@ class Pusher:
             values,
             remote.version if remote else None,
             remote.updated_at if remote else None,
-        )
-        await self.pool.execute(
-            """
-            INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
-                                  external_id, outcome, latency_ms)
-            VALUES ($1, $2, 'out', $3, $4, $5, 'pushed', $6)
-            """,
-            job.tenant_id,
-            info.id,
-            job.entity_type,
-            job.entity_id,
-            external_id,
             int((datetime.now(UTC) - job.committed_at).total_seconds() * 1000),
         )
+        return rearmed is not None
 
     async def _failed(self, job: Job, info: ConnectionInfo, exc: CallFailedError) -> None:
         p = self.policy

@@ -15,10 +15,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
 from connectors.runtime import ConnectionInfo, tenant_connections
+from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
 from schemas.records import CanonicalRecord
 
@@ -55,7 +57,7 @@ class Router:
 
 
 async def enqueue(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Conn | asyncpg.Pool,
     rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int, uuid.UUID, datetime]],
 ) -> None:
     """Queue pushes (tenant, connection, entity type, entity id, version, change id,
@@ -76,51 +78,73 @@ class Job:
     attempts: int
 
 
-async def claim(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> list[Job]:
-    """Up to ``limit`` due jobs, leased: nobody else takes them until the lease ends."""
+_JOB_FIELDS = tuple(Job.__dataclass_fields__)
+
+
+class Claimed(NamedTuple):
+    jobs: list[Job]
+    # Seconds until the next row not claimed here is due (0: one is due now, e.g. one that
+    # another worker is claiming); None: the queue holds nothing else.
+    next_due_seconds: float | None
+
+
+async def claim(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> Claimed:
+    """Up to ``limit`` due jobs, leased: nobody else takes them until the lease ends; and
+    when the next other row is due, so the worker knows how long it may sleep without a
+    second query."""
     rows = await pool.fetch(
         """
-        UPDATE push_jobs j
-           SET next_attempt_at = now() + make_interval(secs => $2)
-          FROM (SELECT id FROM push_jobs
-                 WHERE next_attempt_at <= now()
-                 ORDER BY next_attempt_at
-                 LIMIT $1
-                   FOR UPDATE SKIP LOCKED) due
-         WHERE j.id = due.id
-        RETURNING j.id, j.tenant_id, j.connection_id, j.entity_type, j.entity_id, j.version,
-                  j.change_id, j.committed_at, j.attempts
+        WITH due AS (
+            SELECT id FROM push_jobs
+             WHERE next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $1
+               FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE push_jobs j
+               SET next_attempt_at = now() + make_interval(secs => $2)
+              FROM due
+             WHERE j.id = due.id
+            RETURNING j.id, j.tenant_id, j.connection_id, j.entity_type, j.entity_id,
+                      j.version, j.change_id, j.committed_at, j.attempts
+        ), later AS (
+            -- The statement's snapshot shows the claimed rows as they were (due):
+            -- leave them out.
+            SELECT extract(epoch FROM min(next_attempt_at) - now()) AS next_due
+              FROM push_jobs
+             WHERE id NOT IN (SELECT id FROM due)
+        )
+        SELECT c.*, later.next_due FROM later LEFT JOIN claimed c ON true
         """,
         limit,
         lease_seconds,
     )
-    return [Job(**dict(r)) for r in rows]
+    jobs = [Job(**{f: r[f] for f in _JOB_FIELDS}) for r in rows if r["id"] is not None]
+    due = rows[0]["next_due"] if rows else None
+    return Claimed(jobs, None if due is None else max(0.0, float(due)))
 
 
-async def seconds_until_due(pool: asyncpg.Pool) -> float | None:
-    due = await pool.fetchval(
-        "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM push_jobs"
-    )
-    return None if due is None else max(0.0, float(due))
+# The end of a push, as the tail of a statement whose $1 is the job's id and $2 the version
+# pushed: the row goes unless a newer version came meanwhile; that row is then due at once
+# (its lease would otherwise hold the newer version back). Returns the re-armed row's id.
+FINISH_SQL = """
+    gone AS (DELETE FROM push_jobs WHERE id = $1 AND version = $2 RETURNING id)
+    UPDATE push_jobs SET next_attempt_at = now(), attempts = 0, last_error = NULL,
+                         updated_at = now()
+     WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)
+    RETURNING id
+"""
 
 
-async def finish(pool: asyncpg.Pool, job: Job) -> None:
+async def finish(pool: asyncpg.Pool, job: Job) -> bool:
     """The push of ``job.version`` is done: remove the row unless a newer version came
-    meanwhile, which is then due at once."""
-    await pool.execute(
-        """
-        WITH gone AS (DELETE FROM push_jobs WHERE id = $1 AND version = $2 RETURNING id)
-        UPDATE push_jobs SET next_attempt_at = now(), attempts = 0, last_error = NULL,
-                             updated_at = now()
-         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)
-        """,
-        job.id,
-        job.version,
-    )
+    meanwhile, which is then due at once (and True is returned)."""
+    rearmed = await pool.fetchval(f"WITH {FINISH_SQL}", job.id, job.version)
+    return rearmed is not None
 
 
 async def reschedule(
-    pool: asyncpg.Pool, job: Job, delay_seconds: float, error: str, *, count_attempt: bool
+    pool: Conn | asyncpg.Pool, job: Job, delay_seconds: float, error: str, *, count_attempt: bool
 ) -> None:
     await pool.execute(
         """

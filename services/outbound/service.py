@@ -27,7 +27,7 @@ from connectors.runtime import Clients
 from schemas.records import CanonicalRecord
 from services.outbound import metrics
 from services.outbound.pusher import Pusher
-from services.outbound.queue import Job, Router, claim, enqueue, queue_stats, seconds_until_due
+from services.outbound.queue import Job, Router, claim, enqueue, queue_stats
 
 log = logging.getLogger(__name__)
 
@@ -117,30 +117,39 @@ class Outbound:
     async def work(self) -> None:
         slots = asyncio.Semaphore(self.concurrency)
         while not self.stopping.is_set():
-            free = self.concurrency - len(self.in_flight)
-            jobs = await claim(self.pool, free, self.lease_seconds) if free > 0 else []
-            for job in jobs:
-                await slots.acquire()
-                task = asyncio.create_task(self._run(job, slots), name=f"push-{job.id}")
-                self.in_flight.add(task)
-                task.add_done_callback(self.in_flight.discard)
-            if len(jobs) == free and free > 0:
-                continue  # more may be due right now
-            due = await seconds_until_due(self.pool)
-            timeout = IDLE_POLL_SECONDS if due is None else min(due, IDLE_POLL_SECONDS)
+            # Cleared before looking, not after: a wake-up that comes while we claim (new
+            # rows, a freed slot) makes the wait below return at once instead of being lost.
             self.wake.clear()
+            free = self.concurrency - len(self.in_flight)
+            due: float | None = None
+            if free > 0:
+                jobs, due = await claim(self.pool, free, self.lease_seconds)
+                for job in jobs:
+                    await slots.acquire()
+                    task = asyncio.create_task(self._run(job, slots), name=f"push-{job.id}")
+                    self.in_flight.add(task)
+                    task.add_done_callback(self.in_flight.discard)
+                if len(jobs) == free:
+                    continue  # more may be due right now
+            timeout = IDLE_POLL_SECONDS if due is None else min(due, IDLE_POLL_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=max(timeout, 0.01))
 
     async def _run(self, job: Job, slots: asyncio.Semaphore) -> None:
+        queued = True
         try:
-            await self.pusher.run(job)
+            queued = await self.pusher.run(job)
         except Exception:
             # A bug or a database outage: the lease runs out and the job is retried.
             log.exception("push %s failed unexpectedly", job.id)
         finally:
             slots.release()
-            self.wake.set()
+            # Wake the loop only when it has something to do: this push freed the slot it
+            # waited for (every slot was taken), or left its row queued (re-armed for a newer
+            # version, rescheduled) with a due time the loop does not know. A push that just
+            # finished its row would cost a claim that finds nothing.
+            if queued or len(self.in_flight) >= self.concurrency:
+                self.wake.set()
 
     async def drain(self) -> None:
         """Graceful stop: claim nothing new, let pushes in flight finish."""

@@ -8,10 +8,10 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -19,8 +19,9 @@ import pytest
 
 from connectors.http import OAuthTokens
 from connectors.limits import BreakerPolicy
-from connectors.runtime import Clients, credentials_json
+from connectors.runtime import Clients, Handle, credentials_json
 from connectors.simkit import Fault
+from connectors.spec import ApiClient
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from schemas.records import CanonicalRecord
@@ -32,6 +33,7 @@ from services.processor.pipeline import Parsed, Processor
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 @dataclass
@@ -85,7 +87,7 @@ class Env:
         )
 
     async def run_due(self, pusher: Pusher | None = None) -> list[Job]:
-        jobs = await claim(self.pool, 100, lease_seconds=0.5)
+        jobs = (await claim(self.pool, 100, lease_seconds=0.5)).jobs
         for job in jobs:
             await (pusher or self.pusher).run(job)
         return jobs
@@ -182,8 +184,12 @@ async def test_429_waits_for_retry_after_without_using_an_attempt(env: Env) -> N
     wait = (job["next_attempt_at"] - datetime.now(UTC)).total_seconds()
     assert 5 < wait <= 7.5
     assert env.crm.sim.live("customer") == []
-    # Not due yet: nothing runs; once due (and the bucket's penalty over), it goes through.
-    assert await env.run_due() == []
+    # Not due yet: nothing runs, and the claim says when it will be; once due (and the
+    # bucket's penalty over), it goes through.
+    claimed = await claim(env.pool, 100, lease_seconds=0.5)
+    assert claimed.jobs == []
+    assert claimed.next_due_seconds is not None
+    assert 5 < claimed.next_due_seconds <= 7.5
     await env.make_due()
     handle = env.clients.cached()[0]
     handle.bucket.penalise(0)
@@ -258,6 +264,29 @@ async def test_a_retry_of_an_older_version_is_skipped_after_a_newer_push(env: En
     assert customer["phoneNumber"] == "+61 2 5550 2"
 
 
+async def test_a_job_is_pushed_with_its_customers_id_on_the_target(env: Env) -> None:
+    customer = await env.change(1, CUSTOMER)
+    job_id = await env.pool.fetchval(
+        "INSERT INTO jobs (tenant_id, data) VALUES ($1, $2) RETURNING id",
+        env.tenant_id,
+        {"title": "Fix the leak", "customer_id": str(customer.entity_id)},
+    )
+    job = (env.tenant_id, env.target, "job", job_id, 1, None, datetime.now(UTC))
+    # The job first: its customer is not on the target yet, so the customer goes first.
+    await enqueue(env.pool, [job])
+    assert [j.entity_type for j in await env.run_due()] == ["job"]
+    assert env.crm.sim.live("job") == []
+    queued = await env.pool.fetch("SELECT entity_type, attempts FROM push_jobs ORDER BY id")
+    assert [(r["entity_type"], r["attempts"]) for r in queued] == [("job", 0), ("customer", 0)]
+    await env.run_due()  # the customer
+    await env.make_due()  # instead of waiting for the dependency pause
+    await env.run_due()  # the job, its customer's link read with it
+    [created] = env.crm.sim.live("job")
+    [linked] = env.crm.sim.live("customer")
+    assert created["customerId"] == linked["customerId"]
+    assert await env.job() is None
+
+
 class CrashAfterProviderAnswered(Pusher):
     """Dies between the provider's 201 and our link write: the worst moment."""
 
@@ -281,6 +310,80 @@ async def test_a_crash_after_the_create_neither_loses_nor_duplicates_it(env: Env
         "SELECT external_id FROM entity_links WHERE connection_id = $1", env.target
     )
     assert link == env.crm.sim.live("customer")[0]["customerId"]
+
+
+@pytest.mark.parametrize(
+    ("table", "event"),
+    [("entity_links", "INSERT"), ("sync_log", "INSERT"), ("push_jobs", "DELETE")],
+)
+async def test_the_bookkeeping_after_a_push_is_all_or_nothing(
+    env: Env, table: str, event: str
+) -> None:
+    await env.enqueue(await env.change(1, CUSTOMER))
+    # In the test's own database: one of the three writes after the provider's answer fails.
+    await env.pool.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$BEGIN RAISE EXCEPTION 'refused by the test'; END$$"
+    )
+    await env.pool.execute(
+        f"CREATE TRIGGER refuse BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+    with pytest.raises(asyncpg.RaiseError):
+        await env.run_due()
+    assert len(env.crm.sim.live("customer")) == 1  # the provider has it; we wrote nothing
+    links = "SELECT count(*) FROM entity_links WHERE connection_id = $1"
+    pushed = "SELECT count(*) FROM sync_log WHERE direction = 'out'"
+    assert await env.pool.fetchval(links, env.target) == 0, "a link without its job's finish"
+    assert await env.pool.fetchval(pushed) == 0, "a sync_log row without its push's link"
+    job = await env.job()
+    assert job is not None, "the job finished without its link"
+    assert job["version"] == 1
+
+    await env.pool.execute(f"DROP TRIGGER refuse ON {table}")
+    await env.make_due()  # instead of waiting for the lease
+    await env.run_due()
+    assert len(env.crm.sim.live("customer")) == 1, "the retried create made a duplicate"
+    assert await env.pool.fetchval(links, env.target) == 1
+    assert await env.pool.fetchval(pushed) == 1
+    assert await env.job() is None
+
+
+class NewerVersionDuringThePush(Pusher):
+    """A newer version of the record is committed and queued while the provider call is in
+    flight: after the push's reads, before its bookkeeping."""
+
+    def __init__(self, env: Env, n: int, data: dict[str, Any]) -> None:
+        super().__init__(env.pool, env.clients, env.pusher.policy)
+        self.env = env
+        self.newer = (n, data)
+
+    async def _call(
+        self, handle: Handle, operation: str, call: Callable[[ApiClient], Awaitable[T]]
+    ) -> T:
+        result = await super()._call(handle, operation, call)
+        await self.env.enqueue(await self.env.change(*self.newer))
+        return result
+
+
+async def test_a_version_queued_during_a_push_is_pushed_next_not_lost(env: Env) -> None:
+    await env.enqueue(await env.change(1, CUSTOMER))
+    [job] = (await claim(env.pool, 100, lease_seconds=60)).jobs
+    racing = NewerVersionDuringThePush(env, 2, {**CUSTOMER, "phone": "+61 2 5550 2"})
+    assert await racing.run(job) is True, "the worker must hear that the row is due again"
+    row = await env.job()
+    assert row is not None, "the newer version's push was lost with the finished job"
+    assert (row["version"], row["attempts"]) == (2, 0)
+    due_now = await env.pool.fetchval("SELECT next_attempt_at <= now() FROM push_jobs")
+    assert due_now, "the re-armed row waits for the old lease"
+    link = "SELECT last_pushed_version FROM entity_links WHERE connection_id = $1"
+    assert await env.pool.fetchval(link, env.target) == 1
+
+    await env.run_due()
+    [customer] = env.crm.sim.live("customer")
+    assert customer["phoneNumber"] == "+61 2 5550 2"
+    assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
+    assert await env.pool.fetchval(link, env.target) == 2
+    assert await env.job() is None
 
 
 async def test_a_refused_token_refresh_marks_needs_reauth_and_pushes_wait(
