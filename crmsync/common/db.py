@@ -22,6 +22,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# Plan every statement for its own arguments. asyncpg prepares each statement once per
+# connection, and after five executions PostgreSQL switches to a cached generic plan, made
+# while a table was small (a new deployment, a first backfill) and never revisited: lookups
+# of a batch's keys in entity_links kept seq-scanning it as it grew, O(rows) per batch
+# (bench/README.md). Our statements take arrays of keys; planning each costs well under 1 ms.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -31,6 +39,7 @@ async def create_pool(
     **kwargs: Any,
 ) -> asyncpg.Pool:
     """Open a pool; connection failures become :class:`DatabaseUnavailableError`."""
+    server_settings = SERVER_SETTINGS | kwargs.pop("server_settings", {})
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -38,6 +47,7 @@ async def create_pool(
             max_size=max_size,
             timeout=connect_timeout_seconds,
             init=_init_connection,
+            server_settings=server_settings,
             **kwargs,
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -50,7 +60,9 @@ async def create_pool(
 async def connect(dsn: str, *, connect_timeout_seconds: float = 10.0) -> asyncpg.Connection:
     """One connection with the same codecs as the pool's, for CLI commands."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=connect_timeout_seconds)
+        conn = await asyncpg.connect(
+            dsn, timeout=connect_timeout_seconds, server_settings=SERVER_SETTINGS
+        )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from None
     await _init_connection(conn)

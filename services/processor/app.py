@@ -79,11 +79,6 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.pool = await create_pool(
             s.database_url,
             max_size=s.processor_db_pool_size,
-            # Plan every statement for its own arguments. A batch's statements take arrays
-            # of hundreds of keys; Postgres's cached generic plan, made once while a table
-            # was small, kept seq-scanning entity_links as it grew (bench/README.md:
-            # O(rows) per batch, 961 upserts/s over 100,000; planning costs < 1 ms).
-            server_settings={"plan_cache_mode": "force_custom_plan"},
         )
         self.http = aiohttp.ClientSession()
         self.clients = Clients(self.pool, self.keyring, self.http)
