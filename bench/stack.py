@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
+from crmsync.common.db import drop_database
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
@@ -34,7 +35,6 @@ from schemas import topics
 ROOT = repo_root()
 MIGRATIONS = ROOT / "infra" / "migrations"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-DROP_ATTEMPTS = 30
 
 
 class BenchError(Exception):
@@ -84,16 +84,7 @@ async def scratch_database(common: CommonSettings, name: str) -> AsyncIterator[s
 async def _drop_database(common: CommonSettings, name: str) -> None:
     admin = await asyncpg.connect(common.database_url, timeout=5)
     try:
-        for attempt in range(DROP_ATTEMPTS):
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                return
-            except asyncpg.InsufficientPrivilegeError:
-                # An autovacuum worker is analysing the database (after 100,000 rows it
-                # will be); FORCE may not terminate it, and it finishes or yields soon.
-                if attempt == DROP_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(1.0)
+        await drop_database(admin, name)
     finally:
         await admin.close()
 

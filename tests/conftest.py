@@ -20,7 +20,7 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from crmsync.common.crypto import generate_master_key
-from crmsync.common.db import create_pool
+from crmsync.common.db import create_pool, drop_database
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
@@ -86,7 +86,7 @@ async def _create_database(settings: CommonSettings, name: str, template: str | 
 async def _drop_database(settings: CommonSettings, name: str) -> None:
     conn = await _admin_connect(settings)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(conn, name)
     finally:
         await conn.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -74,3 +75,33 @@ async def ping(pool: asyncpg.Pool) -> None:
         await pool.fetchval("SELECT 1", timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise DatabaseUnavailableError(str(exc)) from None
+
+
+async def drop_database(conn: Conn, name: str, *, attempts: int = 5) -> None:
+    """Drop database ``name`` (if it exists), ending this role's sessions in it first.
+
+    Not ``DROP DATABASE … WITH (FORCE)``: FORCE also tries to terminate autovacuum
+    workers, and a role that is not a superuser (ours) is refused with
+    InsufficientPrivilegeError whenever one happens to be analysing the database. Instead
+    new connections are refused first (a pool would reconnect at once), this role's
+    sessions are ended, and a plain DROP signals autovacuum workers itself and waits up to
+    5 s for them. The caller must own the database.
+    """
+    quoted = '"' + name.replace('"', '""') + '"'
+    try:
+        await conn.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS false")
+    except asyncpg.InvalidCatalogNameError:
+        return  # already gone
+    for attempt in range(attempts):
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()",
+            name,
+        )
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {quoted}")
+            return
+        except asyncpg.ObjectInUseError:  # another role's session, or one mid-login
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
