@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from connectors.generic import GenericSchemeConfig
 from crmsync.common.connections import CreatedConnection
@@ -121,9 +123,15 @@ async def test_verified_webhook_lands_in_kafka_byte_for_byte(
     resp = await _post(ingest, path, body, _headers(provider, SECRETS[provider], body, path))
     assert resp.status == 200, await resp.text()
 
-    records = await raw_tap.read(str(conn.id).encode(), 1)
+    key = str(conn.id).encode()
+    records = await raw_tap.read(key, 1)
     assert len(records) == 1
     envelope = WebhookEnvelope.model_validate_json(records[0].value)
+    # Exactly the bytes pydantic writes for the envelope, in the partition Kafka's default
+    # partitioner (Java's murmur2) gives the connection id.
+    assert records[0].value == envelope.model_dump_json().encode()
+    partitions = sorted(raw_tap.consumer.partitions_for_topic(raw_tap.topic))
+    assert records[0].partition == DefaultPartitioner()(key, partitions, partitions)
     assert envelope.body == body
     assert (envelope.provider, envelope.connection_id) == (provider, conn.id)
     assert envelope.tenant_id == conn.tenant_id
@@ -217,6 +225,77 @@ async def test_logs_carry_no_secret_signature_or_body(
     for leak in (SECRETS["stripe"], good["stripe-signature"], bad["stripe-signature"]):
         assert leak not in logged  # ...without what would let anyone forge or replay
     assert "secret-customer@example.com" not in logged
+
+
+async def test_a_burst_for_one_connection_lands_whole_and_in_order(
+    ingest: Ingest, raw_tap: Tap
+) -> None:
+    """More at once than one producer batch of aiokafka's default size holds, then one by
+    one: all acknowledged, all in the connection's one partition, the sequential ones in
+    the order they were answered."""
+    conn = await _connect(ingest, "stripe")
+    path = _path("stripe", conn)
+
+    def body(i: int) -> bytes:
+        return json.dumps({"id": f"evt_{i}", "pad": "p" * 1500}).encode()
+
+    def post(i: int) -> Any:
+        return _post(ingest, path, body(i), _headers("stripe", SECRETS["stripe"], body(i), path))
+
+    burst = await asyncio.gather(*(post(i) for i in range(60)))
+    assert [r.status for r in burst] == [200] * 60
+    for i in range(60, 70):
+        assert (await post(i)).status == 200
+
+    records = await raw_tap.read(str(conn.id).encode(), 70)
+    ids = [WebhookEnvelope.model_validate_json(r.value).provider_event_id for r in records]
+    assert len({r.partition for r in records}) == 1
+    assert sorted(ids[:60]) == sorted(f"evt_{i}" for i in range(60))
+    assert ids[60:] == [f"evt_{i}" for i in range(60, 70)]
+
+
+async def test_a_connection_id_in_another_spelling_finds_the_connection(
+    ingest: Ingest, raw_tap: Tap
+) -> None:
+    conn = await _connect(ingest, "stripe")
+    body = body_for("stripe")
+    for spelling in (str(conn.id).upper(), conn.id.hex):
+        path = f"/webhooks/stripe/{spelling}"
+        resp = await _post(ingest, path, body, _headers("stripe", SECRETS["stripe"], body, path))
+        assert resp.status == 200, spelling
+    assert len(await raw_tap.read(str(conn.id).encode(), 2)) == 2
+
+
+async def test_changed_signature_settings_apply_after_the_next_reload(
+    ingest: Ingest, raw_tap: Tap
+) -> None:
+    """The connector built from a connection's settings is remembered, but only until the
+    cache reloads: a generic connection whose header changed verifies the new way."""
+    conn = await _connect(ingest, "generic")
+    path, body = _path("generic", conn), body_for("generic")
+    old = _headers("generic", SECRETS["generic"], body, path)
+    assert (await _post(ingest, path, body, old)).status == 200
+
+    moved = GENERIC.model_copy(update={"signature_header": "x-signature"})
+    async with ingest.pool.acquire() as db:
+        await db.execute(
+            "UPDATE connections SET settings = $2 WHERE id = $1",
+            conn.id,
+            {"generic": moved.model_dump(mode="json")},
+        )
+    assert await ingest.client.app[CACHE].refresh()
+    new = sign(
+        "generic",
+        SECRETS["generic"],
+        body,
+        now=time.time(),
+        url=PUBLIC_BASE + path,
+        generic_config=moved,
+    )
+    assert "x-signature" in new
+    assert (await _post(ingest, path, body, old)).status == 401
+    assert (await _post(ingest, path, body, new)).status == 200
+    assert len(await raw_tap.read(str(conn.id).encode(), 3, within=2.0)) == 2
 
 
 async def test_unknown_provider_and_unknown_connection_look_the_same(ingest: Ingest) -> None:
