@@ -101,7 +101,7 @@ async def scratch_topics(bootstrap: str, prefix: str) -> AsyncIterator[None]:
             f"Kafka at {bootstrap} unreachable ({exc}); run `crmsync infra up`"
         ) from None
     try:
-        await ensure_topics(admin, [TopicConfig(prefix + t.name, t.partitions) for t in topics.ALL])
+        await ensure_topics(admin, [TopicConfig.of(t, prefix + t.name) for t in topics.ALL])
         yield
     finally:
         names = [

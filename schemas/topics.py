@@ -13,17 +13,28 @@ class Topic:
     purpose: str
     # Partitions bound how far the processor and outbound scale out (one consumer each).
     partitions: int = 12
+    # The largest record the topic takes (its max.message.bytes); None: the broker's default
+    # (1 MiB). Existing topics with a smaller limit are raised by `crmsync topics ensure`.
+    max_message_bytes: int | None = None
+
+
+# A webhook's envelope carries its body in base64 (4/3 of the bytes) plus the fields and
+# kept headers: ingest's default 1 MiB body limit needs more than Kafka's default 1 MiB.
+# IngestSettings refuses a body limit whose envelopes would not fit.
+LARGE_RECORD_BYTES: Final = 2 * 1024 * 1024
 
 
 WEBHOOKS_RAW: Final = Topic(
     "webhooks.raw",
     key="connection id (or entity when cheaply known)",
     purpose="verified provider webhooks exactly as received",
+    max_message_bytes=LARGE_RECORD_BYTES,
 )
 CHANGES_INTERNAL: Final = Topic(
     "changes.internal",
     key="tenant + entity",
     purpose="canonical change events published by internal services",
+    max_message_bytes=LARGE_RECORD_BYTES,
 )
 CHANGES_NORMALIZED: Final = Topic(
     "changes.normalized",

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from crmsync.common.crypto import generate_master_key
 from crmsync.common.db import create_pool, drop_database
-from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
+from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin, raise_message_limits
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
 from schemas import topics
@@ -159,7 +159,9 @@ async def pipeline_topics(kafka_bootstrap: str) -> None:
     admin = make_admin(kafka_bootstrap)
     await admin.start()
     try:
-        await ensure_topics(admin, [TopicConfig(t.name, t.partitions) for t in topics.ALL])
+        wanted = [TopicConfig.of(t, t.name) for t in topics.ALL]
+        await ensure_topics(admin, wanted)
+        await raise_message_limits(admin, wanted)
     finally:
         await admin.close()
 
@@ -180,7 +182,9 @@ async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
     admin = make_admin(kafka_bootstrap)
     await admin.start()
     try:
-        await ensure_topics(admin, [TopicConfig(prefix + t.name, 3) for t in topics.ALL])
+        await ensure_topics(
+            admin, [TopicConfig.of(t, prefix + t.name, partitions=3) for t in topics.ALL]
+        )
         yield prefix
         await admin.delete_topics([prefix + t.name for t in topics.ALL])
     finally:

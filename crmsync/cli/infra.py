@@ -9,7 +9,12 @@ import asyncpg
 from aiokafka.errors import KafkaError
 
 from crmsync.common.db import DatabaseUnavailableError, connect
-from crmsync.common.kafka import KafkaUnavailableError, TopicConfig, make_admin
+from crmsync.common.kafka import (
+    KafkaUnavailableError,
+    TopicConfig,
+    make_admin,
+    raise_message_limits,
+)
 from crmsync.common.kafka import ensure_topics as create_missing_topics
 from crmsync.common.migrate import MigrationError, load_migrations
 from crmsync.common.migrate import migrate as apply_migrations
@@ -102,20 +107,23 @@ async def ensure_topics(say: Say, settings: LocalStackSettings | None = None) ->
     admin = make_admin(settings.kafka_bootstrap_servers)
     try:
         await admin.start()
-        created = await create_missing_topics(
-            admin,
-            [
-                TopicConfig(
-                    topic_name(settings, t.name), t.partitions, settings.kafka_replication_factor
-                )
-                for t in topics.ALL
-            ],
-        )
+        wanted = [
+            TopicConfig.of(
+                t,
+                topic_name(settings, t.name),
+                replication_factor=settings.kafka_replication_factor,
+            )
+            for t in topics.ALL
+        ]
+        created = await create_missing_topics(admin, wanted)
+        raised = await raise_message_limits(admin, wanted)
     except (KafkaUnavailableError, KafkaError, OSError) as exc:
         raise StackError(f"topics: {exc}") from None
     finally:
         await admin.close()
     say(f"topics: created {', '.join(created)}" if created else "topics: all present")
+    for name, old, new in raised:
+        say(f"topics: {name}: max.message.bytes raised from {old} to {new}")
     return 0
 
 

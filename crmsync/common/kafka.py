@@ -10,8 +10,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from prometheus_client import Gauge
+
+from schemas.topics import Topic
 
 
 class KafkaUnavailableError(Exception):
@@ -24,6 +27,31 @@ class TopicConfig:
     partitions: int
     replication_factor: int = 1
     config: tuple[tuple[str, str], ...] = ()
+    # At least this; see raise_message_limits for topics that already exist.
+    max_message_bytes: int | None = None
+
+    @classmethod
+    def of(
+        cls, topic: Topic, name: str, *, partitions: int | None = None, replication_factor: int = 1
+    ) -> TopicConfig:
+        """``topic`` as created under ``name`` (prefixed in tests and benchmarks)."""
+        return cls(
+            name,
+            topic.partitions if partitions is None else partitions,
+            replication_factor,
+            max_message_bytes=topic.max_message_bytes,
+        )
+
+    def topic_configs(self) -> dict[str, str]:
+        configs = dict(self.config)
+        if self.max_message_bytes is not None:
+            configs[MAX_MESSAGE_BYTES] = str(self.max_message_bytes)
+        return configs
+
+
+MAX_MESSAGE_BYTES = "max.message.bytes"
+# DescribeConfigs' config_source of a value set on the topic itself (not a default).
+_DYNAMIC_TOPIC_CONFIG = 1
 
 
 def make_producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
@@ -80,7 +108,7 @@ async def ensure_topics(admin: AIOKafkaAdminClient, topics: Iterable[TopicConfig
             name=t.name,
             num_partitions=t.partitions,
             replication_factor=t.replication_factor,
-            topic_configs=dict(t.config),
+            topic_configs=t.topic_configs(),
         )
         for t in missing
     ]
@@ -98,6 +126,57 @@ async def ensure_topics(admin: AIOKafkaAdminClient, topics: Iterable[TopicConfig
             message = rest[0] if rest else ""
             raise KafkaUnavailableError(f"cannot create topic {name}: error {code} {message}")
     return created
+
+
+async def raise_message_limits(
+    admin: AIOKafkaAdminClient, topics: Iterable[TopicConfig]
+) -> list[tuple[str, int, int]]:
+    """Raise max.message.bytes of existing topics to at least what each one needs.
+
+    A topic created before its limit was declared (or by hand) keeps the broker's 1 MiB,
+    and a larger record would be refused for ever. A larger limit an operator chose is
+    kept, and so are the topic's other settings: AlterConfigs replaces a topic's whole
+    set, so the values set on the topic are read first and sent back with ours.
+    Returns (topic, old limit, new limit) for each topic raised.
+    """
+    wanted = {t.name: t.max_message_bytes for t in topics if t.max_message_bytes is not None}
+    if not wanted:
+        return []
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted]
+        )
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot describe topic configs: {exc}") from None
+    raised = []
+    for response in responses:
+        for code, message, _type, name, entries in response.resources:
+            if code != 0:
+                raise KafkaUnavailableError(f"cannot describe topic {name}: error {code} {message}")
+            values = {entry[0]: entry[1] for entry in entries}
+            current = int(values[MAX_MESSAGE_BYTES])
+            if current >= wanted[name]:
+                continue
+            own = {entry[0]: entry[1] for entry in entries if entry[3] == _DYNAMIC_TOPIC_CONFIG}
+            own[MAX_MESSAGE_BYTES] = str(wanted[name])
+            await _alter_topic_configs(admin, name, own)
+            raised.append((name, current, wanted[name]))
+    return raised
+
+
+async def _alter_topic_configs(
+    admin: AIOKafkaAdminClient, name: str, configs: dict[str, str]
+) -> None:
+    try:
+        responses = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, configs=configs)]
+        )
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot alter topic {name}: {exc}") from None
+    for response in responses:
+        for code, message, *_ in response.resources:
+            if code != 0:
+                raise KafkaUnavailableError(f"cannot alter topic {name}: error {code} {message}")
 
 
 async def check_topics(client: AIOKafkaClient, topics: Iterable[str]) -> None:

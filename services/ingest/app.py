@@ -23,7 +23,7 @@ from schemas import topics
 from services.ingest.connections import ConnectionCache
 from services.ingest.handlers import Ingest
 from services.ingest.partitioner import CachedMurmur2Partitioner
-from services.ingest.settings import IngestSettings
+from services.ingest.settings import MAX_RECORD_BYTES, IngestSettings
 
 SERVICE = "ingest"
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
@@ -89,6 +89,8 @@ def create_app(
         app[PRODUCER] = producer or make_producer(
             settings.kafka_bootstrap_servers,
             max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            # What its topics take (schemas.topics): a 1 MiB body's envelope is ~1.4 MiB.
+            max_request_size=MAX_RECORD_BYTES,
             partitioner=CachedMurmur2Partitioner(),
         )
         if owned:

@@ -32,17 +32,27 @@ from schemas.changes import MAX_CHANGES_PER_REQUEST, ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
 from services.ingest import metrics
 from services.ingest.connections import ConnectionCache
-from services.ingest.settings import IngestSettings
+from services.ingest.settings import MAX_RECORD_BYTES, IngestSettings
 
 log = logging.getLogger(__name__)
 
 # Xero's Intent-to-Receive checks the status code and wants an empty body either way.
 EMPTY_BODY_PROVIDERS = frozenset({"xero"})
 RETRY_AFTER_SECONDS = "5"
+# A record's framing in a batch (varints, attributes, its share of the batch header); far
+# more than Kafka's record format needs, so a record that passes is never refused for size.
+RECORD_OVERHEAD_BYTES = 512
 ROTATION_FRESHNESS_SECONDS = 1.0
 # What json_response({"status": "accepted", "event_id": ...}) wrote, without json.dumps:
 # the id is a UUID's text, which needs no escaping.
 _ACCEPTED = '{{"status": "accepted", "event_id": "{}"}}'
+
+# How a refused envelope field is named to the sender: what in its request it came from.
+_ENVELOPE_FIELDS = {
+    "content_type": "Content-Type header",
+    "provider_event_id": "event id",
+    "headers": "headers",
+}
 
 _CHANGES = TypeAdapter(
     ChangeEvent
@@ -58,6 +68,13 @@ def _envelope_json(envelope: WebhookEnvelope) -> bytes:
 
 class KafkaNotAcknowledgedError(Exception):
     """Kafka did not acknowledge within the bound; the caller answers 503."""
+
+
+class RecordTooLargeError(Exception):
+    """A record would exceed what its topic takes; nothing was sent, the caller answers 413.
+
+    Retrying cannot help, so this must not be a 503: the provider would retry for ever.
+    """
 
 
 @dataclass
@@ -80,7 +97,17 @@ class Ingest:
     # -- Kafka ------------------------------------------------------------------------
 
     async def _produce(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-        """Send every record and wait for all acknowledgements, within the bound."""
+        """Send every record and wait for all acknowledgements, within the bound.
+
+        Records too large for the topic are refused before any is sent, so a batch of
+        changes is stored whole or not at all.
+        """
+        for key, value in records:
+            size = len(key) + len(value) + RECORD_OVERHEAD_BYTES
+            if size > MAX_RECORD_BYTES:
+                raise RecordTooLargeError(
+                    f"the event's record would be {size} bytes; {topic} takes {MAX_RECORD_BYTES}"
+                )
         producer = self.producer_of()
         started = time.perf_counter()
         try:
@@ -175,24 +202,42 @@ class Ingest:
             return self._answer(provider, 401, {"detail": "signature verification failed"})
         if verified.handshake:
             return self._answer(provider, 200, {"status": "handshake"})
+        return await self._store(provider, conn, signed, verified)
 
+    async def _store(
+        self, provider: str, conn: ActiveConnection, signed: WebhookRequest, verified: Verified
+    ) -> web.Response:
+        """Write a verified webhook's envelope to Kafka and answer the provider."""
         endpoint = self.cache.endpoint(conn)
-        envelope = WebhookEnvelope(
-            tenant_id=conn.tenant_id,
-            connection_id=conn.id,
-            provider=provider,
-            provider_event_id=verified.provider_event_id,
-            received_at=datetime.now(UTC),
-            content_type=request.headers.get("Content-Type"),
-            headers={
-                h: signed.headers[h] for h in endpoint.connector.kept_headers if h in signed.headers
-            },
-            body=body,
-        )
+        try:
+            envelope = WebhookEnvelope(
+                tenant_id=conn.tenant_id,
+                connection_id=conn.id,
+                provider=provider,
+                provider_event_id=verified.provider_event_id,
+                received_at=datetime.now(UTC),
+                content_type=signed.headers.get("content-type"),
+                headers={
+                    h: signed.headers[h]
+                    for h in endpoint.connector.kept_headers
+                    if h in signed.headers
+                },
+                body=signed.body,
+            )
+        except ValidationError as exc:
+            # What the request itself carries and the envelope bounds: a Content-Type or
+            # event id longer than any provider sends. Retrying the same request cannot help.
+            detail = "; ".join(
+                f"{_ENVELOPE_FIELDS.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            return self._answer(provider, 400, {"detail": detail})
         event_id = str(envelope.event_id)
         try:
             # Keyed by connection: one connection's events keep their order in a partition.
             await self._produce(self._raw_topic, [(endpoint.record_key, _envelope_json(envelope))])
+        except RecordTooLargeError as exc:
+            return self._answer(provider, 413, {"detail": str(exc)})
         except KafkaNotAcknowledgedError as exc:
             log.warning(
                 "kafka did not acknowledge a webhook, answering 503: %s",
@@ -284,6 +329,8 @@ class Ingest:
             records.append((entity_key.encode(), event.model_dump_json().encode()))
         try:
             await self._produce(self._changes_topic, records)
+        except RecordTooLargeError as exc:
+            return problem(413, f"a change is too large to store: {exc}")
         except KafkaNotAcknowledgedError as exc:
             log.warning(
                 "kafka did not acknowledge internal changes, answering 503: %s",

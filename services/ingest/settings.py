@@ -3,6 +3,23 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from crmsync.common.settings import CommonSettings
+from schemas import topics
+
+# What a webhook's envelope adds to its body besides base64's 4/3: the fields and the kept
+# headers (aiohttp caps a header line at 8 KiB; connectors keep a handful).
+ENVELOPE_OVERHEAD_BYTES = 64 * 1024
+# The largest record ingest writes: both of its topics take this much.
+MAX_RECORD_BYTES = min(
+    t.max_message_bytes or 1024 * 1024 for t in (topics.WEBHOOKS_RAW, topics.CHANGES_INTERNAL)
+)
+
+
+def envelope_bytes_at_most(body_bytes: int) -> int:
+    return 4 * ((body_bytes + 2) // 3) + ENVELOPE_OVERHEAD_BYTES
+
+
+# The largest body whose envelope surely fits in a record.
+LARGEST_BODY_BYTES = (MAX_RECORD_BYTES - ENVELOPE_OVERHEAD_BYTES) // 4 * 3
 
 
 class IngestSettings(CommonSettings):
@@ -23,7 +40,12 @@ class IngestSettings(CommonSettings):
         description="Take the public URL from X-Forwarded-Proto/-Host (only behind your proxy).",
     )
     ingest_max_body_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."
+        1024 * 1024,
+        ge=1024,
+        le=LARGEST_BODY_BYTES,
+        # Kafka would refuse a larger body's envelope for ever: the limit cannot promise it.
+        description="Largest request body accepted; larger gets 413. At most "
+        f"{LARGEST_BODY_BYTES} (its base64 envelope must fit webhooks.raw's record limit).",
     )
     ingest_produce_timeout_seconds: float = Field(
         2.5,

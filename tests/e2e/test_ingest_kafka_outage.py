@@ -33,7 +33,7 @@ async def own_kafka(tmp_path: Path) -> AsyncIterator[KafkaNode]:
     admin = make_admin(settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        await ensure_topics(admin, [TopicConfig(t.name, 1) for t in topics.ALL])
+        await ensure_topics(admin, [TopicConfig.of(t, t.name, partitions=1) for t in topics.ALL])
     finally:
         await admin.close()
     yield node

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -330,6 +331,40 @@ async def test_oversized_body_gets_413(
         resp = await _post(ingest, path, big, _headers("stripe", SECRETS["stripe"], big, path))
         assert resp.status == 413
         assert (await resp.json())["status"] == 413
+
+
+async def test_a_body_at_the_limit_lands_whole(ingest: Ingest, raw_tap: Tap) -> None:
+    """A body of the default 1 MiB limit makes a ~1.4 MiB envelope (base64). Kafka's default
+    1 MiB record limit refused it and the provider got 503 for ever; webhooks.raw now takes
+    it, and a consumer with default fetch sizes reads it back."""
+    conn = await _connect(ingest, "stripe")
+    path = _path("stripe", conn)
+    limit = ingest.settings.ingest_max_body_bytes
+    assert limit == 1024 * 1024
+    head = b'{"id": "evt_big", "pad": "'
+    body = head + os.urandom(limit).hex().encode()[: limit - len(head) - 2] + b'"}'
+    assert len(body) == limit
+    resp = await _post(ingest, path, body, _headers("stripe", SECRETS["stripe"], body, path))
+    assert resp.status == 200, await resp.text()
+
+    (record,) = await raw_tap.read(str(conn.id).encode(), 1)
+    assert len(record.value) > 1024 * 1024
+    assert WebhookEnvelope.model_validate_json(record.value).body == body
+
+
+async def test_an_overlong_content_type_gets_400_naming_it(ingest: Ingest, raw_tap: Tap) -> None:
+    """Verified, but the envelope cannot carry it: a clear 400, not a 500 the provider
+    would retry for ever."""
+    conn = await _connect(ingest, "stripe")
+    path, body = _path("stripe", conn), body_for("stripe")
+    headers = _headers("stripe", SECRETS["stripe"], body, path)
+    headers["Content-Type"] = "application/json; charset=utf-8; x=" + "y" * 300
+    resp = await _post(ingest, path, body, headers)
+    assert resp.status == 400
+    problem = await resp.json()
+    assert "Content-Type header" in problem["detail"]
+    assert "256" in problem["detail"]
+    assert await raw_tap.nothing_for(str(conn.id).encode())
 
 
 async def test_wrong_method_gets_405_with_allow(ingest: Ingest) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from crmsync.common.kafka import (
+    MAX_MESSAGE_BYTES,
     KafkaUnavailableError,
     TopicConfig,
     check_topics,
@@ -12,6 +14,7 @@ from crmsync.common.kafka import (
     make_admin,
     make_consumer,
     make_producer,
+    raise_message_limits,
 )
 from tests.conftest import TopicFactory
 
@@ -93,3 +96,62 @@ async def test_ensure_topics_is_idempotent_and_check_topics_names_missing(
             await check_topics(producer.client, [existing, "nope.never"])
     finally:
         await producer.stop()
+
+
+async def test_message_limits_are_raised_on_existing_topics_keeping_their_settings(
+    kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    """A topic made before its limit was declared gets it; what an operator set stays."""
+    small, large = await new_topic("small"), await new_topic("large")
+    admin = make_admin(kafka_bootstrap)
+    await admin.start()
+    try:
+
+        async def configs(name: str) -> dict[str, str]:
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name)]
+            )
+            ((_code, _msg, _type, _name, entries),) = response.resources
+            return {e[0]: e[1] for e in entries}
+
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, small, configs={"retention.ms": "3600000"}
+                ),
+                ConfigResource(
+                    ConfigResourceType.TOPIC, large, configs={MAX_MESSAGE_BYTES: "8388608"}
+                ),
+            ]
+        )
+        before = int((await configs(small))[MAX_MESSAGE_BYTES])
+        wanted = [
+            TopicConfig(small, 1, max_message_bytes=2 * 1024 * 1024),
+            TopicConfig(large, 1, max_message_bytes=2 * 1024 * 1024),
+        ]
+        assert await raise_message_limits(admin, wanted) == [(small, before, 2 * 1024 * 1024)]
+
+        after = await configs(small)
+        assert after[MAX_MESSAGE_BYTES] == str(2 * 1024 * 1024)
+        assert after["retention.ms"] == "3600000"
+        assert (await configs(large))[MAX_MESSAGE_BYTES] == "8388608"
+        assert await raise_message_limits(admin, wanted) == []
+    finally:
+        await admin.close()
+
+
+async def test_new_topics_are_created_with_their_message_limit(
+    kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    name = (await new_topic("probe")) + ".limit"
+    admin = make_admin(kafka_bootstrap)
+    await admin.start()
+    try:
+        assert await ensure_topics(admin, [TopicConfig(name, 1, max_message_bytes=3_000_000)])
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, configs={MAX_MESSAGE_BYTES: None})]
+        )
+        assert response.resources[0][4][0][1] == "3000000"
+    finally:
+        await admin.delete_topics([name])
+        await admin.close()
