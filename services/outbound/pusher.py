@@ -172,6 +172,16 @@ _REMEMBER_SQL = f"""
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
 
+# Giving a push up, one statement: park it as a dead letter and finish the job. A version
+# queued during the push is then due at once, as after a success (it may not fail the same
+# way, and its lease would otherwise hold it back). $1 job id, $2 job version (FINISH_SQL).
+_DEAD_SQL = f"""
+    WITH dead AS (
+        INSERT INTO dead_letters (id, stage, reason, detail, tenant_id, connection_id, payload)
+        VALUES ($3, 'outbound', $4, $5, $6, $7, $8)
+    ), {FINISH_SQL}
+"""  # noqa: S608 - constant SQL
+
 
 class Pusher:
     def __init__(self, pool: asyncpg.Pool, clients: Clients, policy: PushPolicy) -> None:
@@ -192,8 +202,7 @@ class Pusher:
         try:
             handle = await self.clients.get(info)
         except CredentialsError as exc:
-            await self._dead(job, info, "no_credentials", str(exc), None)
-            return False
+            return await self._dead(job, info, "no_credentials", str(exc), None)
         started = time.perf_counter()
         try:
             operation, queued = await self._push(job, info, handle, _Read.from_row(row))
@@ -206,8 +215,7 @@ class Pusher:
             return True
         except (InvalidRecordError, MappingError) as exc:
             # The record cannot be expressed in the provider's terms: no retry can help.
-            await self._dead(job, info, exc.reason, exc.detail, None)
-            return False
+            return await self._dead(job, info, exc.reason, exc.detail, None)
         finally:
             metrics.PUSH_SECONDS.labels(provider).observe(time.perf_counter() - started)
         if operation not in ("skipped", "waiting"):
@@ -439,8 +447,9 @@ class Pusher:
         reason: str,
         detail: str,
         exc: CallFailedError | None,
-    ) -> None:
-        """Park the push: its payload names the record, so a redrive re-queues it."""
+    ) -> bool:
+        """Park the push: its payload names the record, so a redrive re-queues it. True when
+        a newer version of the record was queued meanwhile and is now due."""
         error = exc.error if exc is not None else None
         payload = {
             "connection_id": str(job.connection_id),
@@ -452,21 +461,18 @@ class Pusher:
             "status": error.status if error else None,
             "response_excerpt": error.body_excerpt if error else None,
         }
-        async with self.pool.acquire() as conn, conn.transaction():
-            dead_id = await conn.fetchval(
-                """
-                INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, payload)
-                VALUES ('outbound', $1, $2, $3, $4, $5) RETURNING id
-                """,
-                reason,
-                detail[:2000],
-                job.tenant_id,
-                job.connection_id,
-                json.dumps(payload).encode(),
-            )
-            await conn.execute(
-                "DELETE FROM push_jobs WHERE id = $1 AND version = $2", job.id, job.version
-            )
+        dead_id = uuid.uuid4()
+        rearmed = await self.pool.fetchval(
+            _DEAD_SQL,
+            job.id,
+            job.version,
+            dead_id,
+            reason,
+            detail[:2000],
+            job.tenant_id,
+            job.connection_id,
+            json.dumps(payload).encode(),
+        )
         metrics.DEAD_LETTERS.labels(info.provider, reason).inc()
         log.warning(
             "push dead-lettered: %s",
@@ -481,3 +487,4 @@ class Pusher:
                 "detail": detail[:300],
             },
         )
+        return rearmed is not None

@@ -360,9 +360,10 @@ class NewerVersionDuringThePush(Pusher):
     async def _call(
         self, handle: Handle, operation: str, call: Callable[[ApiClient], Awaitable[T]]
     ) -> T:
-        result = await super()._call(handle, operation, call)
-        await self.env.enqueue(await self.env.change(*self.newer))
-        return result
+        try:
+            return await super()._call(handle, operation, call)
+        finally:  # answered or refused: either way before the push's bookkeeping
+            await self.env.enqueue(await self.env.change(*self.newer))
 
 
 async def test_a_version_queued_during_a_push_is_pushed_next_not_lost(env: Env) -> None:
@@ -383,6 +384,31 @@ async def test_a_version_queued_during_a_push_is_pushed_next_not_lost(env: Env) 
     assert customer["phoneNumber"] == "+61 2 5550 2"
     assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
     assert await env.pool.fetchval(link, env.target) == 2
+    assert await env.job() is None
+
+
+async def test_a_version_queued_during_a_push_that_is_given_up_is_due_at_once(
+    env: Env,
+) -> None:
+    """Version 1 is refused (400, a dead letter); version 2, queued while the provider
+    answered, is due at once with fresh attempts, not after version 1's lease."""
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.fault(400, 1)
+    [job] = (await claim(env.pool, 100, lease_seconds=60)).jobs
+    racing = NewerVersionDuringThePush(env, 2, {**CUSTOMER, "phone": "+61 2 5550 2"})
+    assert await racing.run(job) is True
+
+    dead = await env.pool.fetchrow("SELECT reason, payload FROM dead_letters")
+    assert dead["reason"] == "provider_4xx"
+    assert json.loads(dead["payload"])["version"] == 1
+    row = await env.job()
+    assert row is not None, "the newer version's push was lost with the given-up job"
+    assert (row["version"], row["attempts"], row["last_error"]) == (2, 0, None)
+    assert await env.pool.fetchval("SELECT next_attempt_at <= now() FROM push_jobs")
+
+    await env.run_due()
+    [customer] = env.crm.sim.live("customer")
+    assert customer["phoneNumber"] == "+61 2 5550 2"
     assert await env.job() is None
 
 
