@@ -16,13 +16,13 @@ from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool
 from crmsync.common.kafka import check_topics, make_producer, start_with_retry
 from crmsync.common.metrics import set_build_info
+from crmsync.common.partitioner import CachedMurmur2Partitioner
 from crmsync.common.problems import problem
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
 from services.ingest.connections import ConnectionCache
 from services.ingest.handlers import Ingest
-from services.ingest.partitioner import CachedMurmur2Partitioner
 from services.ingest.settings import MAX_RECORD_BYTES, IngestSettings
 
 SERVICE = "ingest"
