@@ -30,6 +30,7 @@ from crmsync.common.kafka import (
     start_with_retry,
 )
 from crmsync.common.metrics import set_build_info
+from crmsync.common.partitioner import Murmur2Partitioner
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
 from schemas import topics
@@ -83,7 +84,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.http = aiohttp.ClientSession()
         self.clients = Clients(self.pool, self.keyring, self.http)
         self.kafka = AIOKafkaClient(bootstrap_servers=s.kafka_bootstrap_servers)
-        self.producer = make_producer(s.kafka_bootstrap_servers)
+        self.producer = make_producer(s.kafka_bootstrap_servers, partitioner=Murmur2Partitioner())
         for what, start in (("processor", self.kafka.bootstrap), ("relay", self.producer.start)):
             await start_with_retry(
                 start, what, within_seconds=s.processor_kafka_start_timeout_seconds, log=log

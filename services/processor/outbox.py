@@ -79,7 +79,7 @@ class OutboxRelay:
         futures = [
             await self.producer.send(
                 self.topic,
-                # As text: PostgreSQL's rendering of the jsonb is already the JSON to send.
+                # The json column keeps the text the apply step wrote: it is what we send.
                 r["payload"].encode(),
                 key=record_key(r),
             )
@@ -88,8 +88,15 @@ class OutboxRelay:
         await asyncio.gather(*futures)
 
     async def _update_lag(self) -> None:
+        # The first row by id, through the primary key: min(created_at) read the whole
+        # table, rows deleted since the last vacuum included, after every round (6 % of the
+        # bench database's active time while the processor drained 100,000 changes). Ids
+        # follow insertion, so it is the oldest row give or take one transaction's length.
         lag = await self.pool.fetchval(
-            "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM outbox"
+            """
+            SELECT coalesce(extract(epoch FROM now() - (SELECT created_at FROM outbox
+                                                         ORDER BY id LIMIT 1)), 0)
+            """
         )
         metrics.OUTBOX_LAG_SECONDS.set(float(lag))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -398,3 +399,48 @@ async def test_partitions_applied_at_once_keep_first_contact_and_order(
     assert await outbox_count(pool) == 4
     logged = await pool.fetchval("SELECT count(*) FROM sync_log WHERE direction = 'in'")
     assert logged == 4
+
+
+async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    """A partition handed over mid-batch: another worker creates the same link, uncommitted,
+    while this batch, which could not see it, inserts it as new. The batch's insert waits,
+    then fails; the batch is replayed change by change and lands on that worker's record."""
+    a, _ = two
+    async with pool.acquire() as other:
+        tx = other.transaction()
+        await tx.start()
+        theirs = await other.fetchval(
+            "INSERT INTO customers (tenant_id, data) VALUES ($1, $2) RETURNING id",
+            a.tenant_id,
+            {"name": "Old"},
+        )
+        await other.execute(
+            """
+            INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,
+                                      external_id, remote_updated_at)
+            VALUES ($1, $2, 'customer', $3, 'c-1', $4)
+            """,
+            a.tenant_id,
+            a.id,
+            theirs,
+            at(0),
+        )
+        applying = asyncio.create_task(
+            Processor(pool).handle(TOPIC, [change(a, "c-1", {"name": "New"}, ts=at(1))])
+        )
+        for _ in range(600):  # until the batch waits on the other transaction's link
+            waiting = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting or applying.done():
+                break
+            await asyncio.sleep(0.05)
+        await tx.commit()
+        (result,) = await asyncio.wait_for(applying, 30)
+    assert result is not None
+    assert (result.outcome, result.entity_id) == (Outcome.APPLIED, theirs)
+    assert [r["data"] for r in await customers(pool)] == [{"name": "New"}]
+    assert await pool.fetchval("SELECT count(*) FROM entity_links") == 1
