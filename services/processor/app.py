@@ -94,7 +94,10 @@ class Runtime(mode.Service):  # type: ignore[misc]
         )
         self.relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         self.housekeeping_task = asyncio.create_task(
-            run_housekeeping(self.pool, s.processor_dedup_retention_days), name="housekeeping"
+            run_housekeeping(
+                self.pool, s.processor_dedup_retention_days, s.processor_sync_log_retention_days
+            ),
+            name="housekeeping",
         )
         self.lag_task = asyncio.create_task(
             report_consumer_lag(

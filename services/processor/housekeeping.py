@@ -1,5 +1,5 @@
-"""Periodic upkeep: forget processed event ids older than the dedup retention, and keep
-the dead-letter depth gauge current.
+"""Periodic upkeep: forget processed event ids older than the dedup retention, prune the
+sync log past its retention, and keep the dead-letter depth gauge current.
 
 Deleting in small chunks keeps each transaction short, so pruning never holds locks
 the apply step waits on.
@@ -51,6 +51,35 @@ async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> i
             return total
 
 
+async def prune_sync_log(pool: asyncpg.Pool, retention_days: float) -> int:
+    """Delete sync_log rows past retention, oldest first; return how many.
+
+    sync_log has no index on created_at (one more index per change written, for a
+    housekeeping query): its ids follow insertion, so each round takes the lowest ids by
+    the primary key and deletes those past retention. A round that finds younger rows
+    among them stops; rows a little out of order go in a later run.
+    """
+    total = 0
+    while True:
+        deleted = await pool.fetchval(
+            """
+            WITH first AS (SELECT id FROM sync_log ORDER BY id LIMIT $2),
+            gone AS (
+                DELETE FROM sync_log s USING first
+                 WHERE s.id = first.id
+                   AND s.created_at < now() - make_interval(secs => $1 * 86400)
+                RETURNING 1
+            )
+            SELECT count(*) FROM gone
+            """,
+            retention_days,
+            CHUNK,
+        )
+        total += int(deleted)
+        if deleted < CHUNK:
+            return total
+
+
 async def count_dead_letters(pool: asyncpg.Pool) -> dict[str, int]:
     """Open (neither redriven nor discarded) dead letters per stage, every stage present."""
     rows = await pool.fetch(
@@ -65,7 +94,11 @@ async def count_dead_letters(pool: asyncpg.Pool) -> dict[str, int]:
 
 
 async def run_housekeeping(
-    pool: asyncpg.Pool, retention_days: float, *, gauge_interval: float = GAUGE_INTERVAL_SECONDS
+    pool: asyncpg.Pool,
+    retention_days: float,
+    sync_log_retention_days: float,
+    *,
+    gauge_interval: float = GAUGE_INTERVAL_SECONDS,
 ) -> None:
     # Every processor worker runs this; each reports the same table-wide figures, which
     # dashboards and alerts read with max().
@@ -79,6 +112,9 @@ async def run_housekeeping(
                 pruned = await prune_processed_events(pool, retention_days)
                 if pruned:
                     log.info("pruned %d processed event ids past retention", pruned)
+                pruned = await prune_sync_log(pool, sync_log_retention_days)
+                if pruned:
+                    log.info("pruned %d sync log rows past retention", pruned)
         except TRANSIENT as exc:
             log.warning("housekeeping skipped, postgres unavailable: %s", exc)
         await asyncio.sleep(gauge_interval)

@@ -43,6 +43,13 @@ class ProcessorSettings(CommonSettings):
         # (7 days), so a redelivery always finds its dedup row.
         description="How long processed event ids are kept for deduplication.",
     )
+    processor_sync_log_retention_days: float = Field(
+        30.0,
+        gt=0,
+        # Every change in and every push out writes a row: at 100 changes/s that is about
+        # 17 million rows a month. The admin API's sync log and health read recent rows.
+        description="How long sync_log rows (each change received and each push) are kept.",
+    )
     processor_apply_concurrency: int = Field(
         2,
         ge=1,

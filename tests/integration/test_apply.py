@@ -18,7 +18,7 @@ from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from services.processor.apply import Outcome
 from services.processor.deadletters import Source
-from services.processor.housekeeping import prune_processed_events
+from services.processor.housekeeping import CHUNK, prune_processed_events, prune_sync_log
 from services.processor.pipeline import Processor
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -245,12 +245,15 @@ async def test_bad_input_is_dead_lettered_and_the_rest_of_the_batch_applies(
     results = await processor.handle(TOPIC, [garbage, bad_money, ghost, good])
     assert [r.outcome if r else None for r in results] == [None, None, None, Outcome.APPLIED]
     letters = await pool.fetch(
-        "SELECT reason, payload, kafka_offset FROM dead_letters ORDER BY kafka_offset"
+        "SELECT reason, payload, kafka_offset, tenant_id, connection_id FROM dead_letters"
+        " ORDER BY kafka_offset"
     )
-    assert [r["reason"] for r in letters] == [
-        "unparseable",
-        "schema_violation",
-        "unknown_connection",
+    assert [(r["reason"], r["tenant_id"], r["connection_id"]) for r in letters] == [
+        ("unparseable", None, None),
+        ("schema_violation", a.tenant_id, a.id),
+        # The tenant's operators see it (the admin API lists by tenant); the connection
+        # it names does not exist.
+        ("unknown_connection", a.tenant_id, None),
     ]
     assert letters[0]["payload"] == garbage.value  # the original bytes, for a redrive
     assert len(await customers(pool)) == 1
@@ -322,6 +325,30 @@ async def test_dedup_rows_past_retention_are_pruned_and_recent_ones_kept(
     assert await prune_processed_events(pool, retention_days=7) == 2
     remaining = await pool.fetch("SELECT provider_event_id FROM processed_events")
     assert [r["provider_event_id"] for r in remaining] == ["e2"]
+
+
+async def test_sync_log_rows_past_retention_are_pruned_in_rounds_and_recent_ones_kept(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    a, _ = two
+    # More old rows than one round deletes, then two the processor writes now.
+    await pool.execute(
+        """
+        INSERT INTO sync_log (tenant_id, connection_id, direction, outcome, created_at)
+        SELECT $1, $2, 'out', 'pushed', now() - interval '40 days'
+          FROM generate_series(1, $3)
+        """,
+        a.tenant_id,
+        a.id,
+        CHUNK + 7,
+    )
+    await Processor(pool).handle(
+        TOPIC, [change(a, f"c-{i}", {"name": "x"}, ts=at(i), event_id=f"e{i}") for i in range(2)]
+    )
+    assert await prune_sync_log(pool, retention_days=30) == CHUNK + 7
+    kept = await pool.fetch("SELECT direction, external_id FROM sync_log ORDER BY id")
+    assert [(r["direction"], r["external_id"]) for r in kept] == [("in", "c-0"), ("in", "c-1")]
+    assert await prune_sync_log(pool, retention_days=30) == 0
 
 
 async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_for_it(
