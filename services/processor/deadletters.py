@@ -36,11 +36,19 @@ async def dead_letter(
     provider: str | None = None,
     event_id: str | None = None,
 ) -> uuid.UUID:
+    # The tenant and connection the record names, as far as they still exist: a tenant's
+    # operators find its dead letters (the admin API lists by tenant), also those of a
+    # connection deleted while its events were in flight. The connection only when it is
+    # the tenant's own.
     dead_id: uuid.UUID = await conn.fetchval(
         """
         INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, topic,
                                   kafka_partition, kafka_offset, record_key, payload)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
+        VALUES ($1, $2, $3,
+                (SELECT id FROM tenants WHERE id = $4),
+                (SELECT id FROM connections WHERE id = $5 AND tenant_id = $4),
+                $6, $7, $8, $9, $10)
+        RETURNING id
         """,
         stage,
         reason,

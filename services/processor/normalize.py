@@ -119,7 +119,11 @@ class Normalizer:
         info = await self._connection(envelope.connection_id)
         if info is None:
             await self._dead(
-                source, None, "unknown_connection", f"connection {envelope.connection_id}"
+                source,
+                None,
+                "unknown_connection",
+                f"connection {envelope.connection_id}",
+                named=(envelope.tenant_id, envelope.connection_id),
             )
             return None
         connector = info.connector()
@@ -284,7 +288,10 @@ class Normalizer:
         detail: str,
         *,
         stage: str = "processor",
+        named: tuple[uuid.UUID, uuid.UUID] | None = None,
     ) -> None:
+        """``named``: the tenant and connection the envelope names, when ``info`` is unknown."""
+        tenant_id, connection_id = (info.tenant_id, info.id) if info else named or (None, None)
         async with self.pool.acquire() as conn:
             await dead_letter(
                 conn,
@@ -292,8 +299,8 @@ class Normalizer:
                 stage=stage,
                 reason=reason,
                 detail=detail,
-                tenant_id=info.tenant_id if info else None,
-                connection_id=info.id if info else None,
+                tenant_id=tenant_id,
+                connection_id=connection_id,
                 provider=info.provider if info else None,
             )
         metrics.EVENTS.labels(topics.WEBHOOKS_RAW.name, "dead_lettered").inc()

@@ -235,7 +235,7 @@ class Processor:
                     else:
                         valid.append((i, item.change, values))
                         continue
-                await self._dead_letter(conn, item, settings, *problem)
+                await self._dead_letter(conn, item, *problem)
             applied = await apply_batch(
                 conn,
                 [c for _, c, _ in valid],
@@ -276,20 +276,19 @@ class Processor:
     async def _dead_letter(
         conn: Conn,
         item: Parsed,
-        settings: dict[uuid.UUID, dict[str, Any]],
         reason: str,
         detail: str,
     ) -> None:
-        known = item.change is not None and item.change.connection_id in settings
+        change = item.change
         await dead_letter(
             conn,
             item.source,
             stage="processor",
             reason=reason,
             detail=detail,
-            tenant_id=item.change.tenant_id if known and item.change else None,
-            connection_id=item.change.connection_id if known and item.change else None,
-            event_id=item.change.dedup_key if item.change else None,
+            tenant_id=change.tenant_id if change else None,
+            connection_id=change.connection_id if change else None,
+            event_id=change.dedup_key if change else None,
         )
 
     async def _finish(
@@ -356,5 +355,5 @@ class Processor:
                 problem = (exc.reason, exc.detail)
             except REJECTED as exc:
                 problem = ("rejected_by_database", f"{type(exc).__name__}: {exc}")
-        await self._dead_letter(conn, item, settings, *problem)
+        await self._dead_letter(conn, item, *problem)
         return None

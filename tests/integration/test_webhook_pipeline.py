@@ -245,6 +245,25 @@ async def test_a_garbage_body_is_a_dead_letter_and_the_next_webhook_still_applie
     assert await pool.fetchval("SELECT count(*) FROM customers") == 1
 
 
+async def test_a_webhook_of_a_deleted_connection_is_parked_where_its_tenant_sees_it(
+    pool: asyncpg.Pool,
+) -> None:
+    fixture = load(FIXTURES / "ascora" / "customer_updated.json")
+    connection = await connect(pool, "ascora", {"company_code": "DEMO"})
+    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    await pool.execute("DELETE FROM connections WHERE id = $1", connection)
+    body = json.dumps(fixture["body"]).encode()
+    await run_pipeline(
+        pool, Normalizer(pool, None), [envelope(connection, tenant, "ascora", body, 1)]
+    )
+    dead = await pool.fetchrow("SELECT reason, tenant_id, connection_id FROM dead_letters")
+    assert (dead["reason"], dead["tenant_id"], dead["connection_id"]) == (
+        "unknown_connection",
+        tenant,
+        None,
+    )
+
+
 async def test_a_provider_that_keeps_failing_parks_the_thin_webhook_for_redrive(
     pool: asyncpg.Pool,
 ) -> None:
