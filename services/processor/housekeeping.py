@@ -25,30 +25,36 @@ INTERVAL_SECONDS = 600.0
 GAUGE_INTERVAL_SECONDS = 15.0
 
 
-async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> int:
-    """Delete dedup rows past retention; return how many."""
+async def _delete_in_chunks(pool: asyncpg.Pool, sql: str, retention_days: float) -> int:
+    """Run ``sql`` ($1 retention in days, $2 the chunk; it returns how many it deleted)
+    until a round deletes less than a chunk; return the total."""
     total = 0
     while True:
-        deleted = await pool.fetchval(
-            """
-            WITH old AS (
-                SELECT connection_id, provider_event_id FROM processed_events
-                 WHERE processed_at < now() - make_interval(secs => $1 * 86400)
-                 LIMIT $2
-            ), gone AS (
-                DELETE FROM processed_events p USING old
-                 WHERE p.connection_id = old.connection_id
-                   AND p.provider_event_id = old.provider_event_id
-                RETURNING 1
-            )
-            SELECT count(*) FROM gone
-            """,
-            retention_days,
-            CHUNK,
-        )
-        total += int(deleted)
+        deleted = int(await pool.fetchval(sql, retention_days, CHUNK))
+        total += deleted
         if deleted < CHUNK:
             return total
+
+
+async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> int:
+    """Delete dedup rows past retention; return how many."""
+    return await _delete_in_chunks(
+        pool,
+        """
+        WITH old AS (
+            SELECT connection_id, provider_event_id FROM processed_events
+             WHERE processed_at < now() - make_interval(secs => $1 * 86400)
+             LIMIT $2
+        ), gone AS (
+            DELETE FROM processed_events p USING old
+             WHERE p.connection_id = old.connection_id
+               AND p.provider_event_id = old.provider_event_id
+            RETURNING 1
+        )
+        SELECT count(*) FROM gone
+        """,
+        retention_days,
+    )
 
 
 async def prune_sync_log(pool: asyncpg.Pool, retention_days: float) -> int:
@@ -59,25 +65,20 @@ async def prune_sync_log(pool: asyncpg.Pool, retention_days: float) -> int:
     the primary key and deletes those past retention. A round that finds younger rows
     among them stops; rows a little out of order go in a later run.
     """
-    total = 0
-    while True:
-        deleted = await pool.fetchval(
-            """
-            WITH first AS (SELECT id FROM sync_log ORDER BY id LIMIT $2),
-            gone AS (
-                DELETE FROM sync_log s USING first
-                 WHERE s.id = first.id
-                   AND s.created_at < now() - make_interval(secs => $1 * 86400)
-                RETURNING 1
-            )
-            SELECT count(*) FROM gone
-            """,
-            retention_days,
-            CHUNK,
+    return await _delete_in_chunks(
+        pool,
+        """
+        WITH first AS (SELECT id FROM sync_log ORDER BY id LIMIT $2),
+        gone AS (
+            DELETE FROM sync_log s USING first
+             WHERE s.id = first.id
+               AND s.created_at < now() - make_interval(secs => $1 * 86400)
+            RETURNING 1
         )
-        total += int(deleted)
-        if deleted < CHUNK:
-            return total
+        SELECT count(*) FROM gone
+        """,
+        retention_days,
+    )
 
 
 async def count_dead_letters(pool: asyncpg.Pool) -> dict[str, int]:
