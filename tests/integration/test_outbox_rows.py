@@ -4,7 +4,6 @@ keys) and the relay's lag gauge."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,44 +11,21 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from crmsync.common.connections import CreatedConnection, create_connection
-from crmsync.common.crypto import KeyRing, generate_master_key
+from crmsync.common.connections import CreatedConnection
 from crmsync.common.kafka import make_consumer, make_producer
-from schemas import topics
-from schemas.changes import ChangeEvent, InternalChange
 from schemas.records import CanonicalRecord
 from services.processor.deadletters import Source
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
 from tests.conftest import TopicFactory
+from tests.integration.test_apply import TOPIC, connect
+from tests.integration.test_apply import change as apply_change
 
-TOPIC = topics.CHANGES_INTERNAL.name
-KEYRING = KeyRing.parse(generate_master_key())
-_offsets = itertools.count()
-
-
-async def connect(pool: asyncpg.Pool, tenant: str, name: str) -> CreatedConnection:
-    async with pool.acquire() as conn:
-        return await create_connection(
-            conn, KEYRING, tenant=tenant, provider="internal", name=name, webhook_secret=None
-        )
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
 def change(conn: CreatedConnection, external_id: str, data: dict[str, Any]) -> Source:
-    event = InternalChange(
-        tenant_id=conn.tenant_id,
-        connection_id=conn.id,
-        received_at=datetime.now(UTC),
-        change=ChangeEvent(
-            event_id=f"ev-{external_id}",
-            entity_type="customer",
-            op="upsert",
-            external_id=external_id,
-            occurred_at=datetime(2026, 11, 21, 9, 0, tzinfo=UTC),
-            data=data,
-        ),
-    )
-    return Source(TOPIC, 0, next(_offsets), b"k", event.model_dump_json().encode())
+    return apply_change(conn, external_id, data, ts=T0, event_id=f"ev-{external_id}")
 
 
 async def read(bootstrap: str, topic: str, want: int) -> list[bytes]:
