@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from prometheus_client import Gauge
 
 from schemas.topics import Topic
@@ -162,6 +162,40 @@ async def raise_message_limits(
             await _alter_topic_configs(admin, name, own)
             raised.append((name, current, wanted[name]))
     return raised
+
+
+async def record_lifetimes(
+    admin: AIOKafkaAdminClient, names: Iterable[str]
+) -> dict[str, float | None]:
+    """The longest a record may stay readable in each topic, in seconds; None for ever.
+
+    Kafka deletes whole segments, and only once the newest record of a segment is older
+    than ``retention.ms``; a segment is closed after ``segment.ms`` at the latest. So a
+    record can outlive ``retention.ms`` by up to ``segment.ms`` (both default to 7 days:
+    up to 14 days). ``retention.ms`` -1 or a compacted topic keep records for ever.
+    """
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot describe topic configs: {exc}") from None
+    lifetimes: dict[str, float | None] = {}
+    for response in responses:
+        for code, message, _type, name, entries in response.resources:
+            if code == UnknownTopicOrPartitionError.errno:
+                continue  # not created yet: it holds nothing to outlive anything
+            if code != 0:
+                raise KafkaUnavailableError(f"cannot describe topic {name}: error {code} {message}")
+            values = {entry[0]: entry[1] for entry in entries}
+            retention_ms = int(values.get("retention.ms") or -1)
+            compacted = "compact" in (values.get("cleanup.policy") or "")
+            if retention_ms < 0 or compacted:
+                lifetimes[name] = None
+            else:
+                segment_ms = int(values.get("segment.ms") or 0)
+                lifetimes[name] = (retention_ms + segment_ms) / 1000
+    return lifetimes
 
 
 async def _alter_topic_configs(

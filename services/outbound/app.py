@@ -154,14 +154,21 @@ def create_app(
         await check_topics(app[KAFKA], [changed])
 
     async def loops_alive() -> None:
-        for task in app.get(TASKS, []):
-            if task.done():
-                raise RuntimeError(f"{task.get_name()} stopped")
+        await _loops_alive(app)
 
     add_ops_routes(
         app, SERVICE, {"postgres": postgres_ready, "kafka": kafka_ready, "pushing": loops_alive}
     )
     return app
+
+
+async def _loops_alive(app: web.Application) -> None:
+    for task in app.get(TASKS, []):
+        if task.done():
+            raise RuntimeError(f"{task.get_name()} stopped")
+    if OUTBOUND in app:
+        for health in app[OUTBOUND].health.values():
+            await health.check()
 
 
 async def _start_clients(

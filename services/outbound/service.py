@@ -19,11 +19,11 @@ from datetime import datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from connectors.limits import CIRCUIT_GAUGE
 from connectors.runtime import Clients
+from crmsync.common.supervise import TaskHealth, supervise
 from schemas.records import CanonicalRecord
 from services.outbound import metrics
 from services.outbound.pusher import Pusher
@@ -57,22 +57,26 @@ class Outbound:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
+        # One per supervised loop: /readyz names whichever keeps failing.
+        self.health: dict[str, TaskHealth] = {}
 
     async def resilient(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run ``loop`` until stopping; an outage (Postgres, Kafka) restarts it after a
-        pause instead of leaving the service half alive."""
-        delay = 0.5
-        while not self.stopping.is_set():
-            try:
-                await loop()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
-                log.warning("%s interrupted, restarting in %.1fs: %s", name, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        """Run ``loop`` until stopping, restarted after any error (an outage or not) with
+        backoff; ``/readyz`` names it while it keeps failing."""
+        health = self.health.setdefault(name, TaskHealth(name))
+
+        async def run() -> None:
+            await loop()
+
+        await supervise(run, health=health, log=log, stop=self.stopping)
 
     # --- records.changed → push_jobs --------------------------------------------------------
 
     async def consume(self) -> None:
+        # A batch this loop did not finish (Postgres away mid-enqueue, a failed commit)
+        # was read past by getmany: resume from the committed offsets, or the next commit
+        # would skip it. Done at every (re)start, so whatever ended the last run.
+        await self.rewind()
         while not self.stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
@@ -82,10 +86,23 @@ class Outbound:
                 for message in messages:
                     rows.extend(await self._targets(message.value, message.offset))
             await enqueue(self.pool, rows)
-            # Offsets move only after the pushes they imply are durable.
-            await self.consumer.commit()
+            # Offsets move only after the pushes they imply are durable; exactly the
+            # offsets read, so a rebalance meanwhile cannot commit what was not.
+            await self.consumer.commit(
+                {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+            )
             if rows:
                 self.wake.set()
+
+    async def rewind(self) -> None:
+        """Move every assigned partition back to its committed offset (its start when
+        nothing was committed: the consumer's ``auto_offset_reset`` is earliest)."""
+        for tp in self.consumer.assignment():
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
 
     async def _targets(
         self, value: bytes | None, offset: int

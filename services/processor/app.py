@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -32,9 +33,12 @@ from crmsync.common.kafka import (
 from crmsync.common.metrics import set_build_info
 from crmsync.common.partitioner import Murmur2Partitioner
 from crmsync.common.settings import ConfigError, topic_name
+from crmsync.common.supervise import TaskHealth, supervise
 from crmsync.common.web import add_ops_routes
 from schemas import topics
+from services.processor.batches import take_batches
 from services.processor.deadletters import Source
+from services.processor.guard import BatchGuard
 from services.processor.housekeeping import run_housekeeping
 from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
@@ -73,6 +77,16 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.http: aiohttp.ClientSession | None = None
         self.clients: Clients | None = None
         self.ready = asyncio.Event()
+        # One per supervised loop and per agent: /readyz names whichever keeps failing.
+        self.health: dict[str, TaskHealth] = {
+            name: TaskHealth(name)
+            for name in (
+                "outbox-relay",
+                "housekeeping",
+                "normalize-webhooks",
+                *(f"apply-{t.name}" for t in APPLY_TOPICS),
+            )
+        }
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -92,10 +106,18 @@ class Runtime(mode.Service):  # type: ignore[misc]
         relay = OutboxRelay(
             self.pool, self.producer, topic=topic_name(s, topics.RECORDS_CHANGED.name)
         )
-        self.relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        pool = self.pool
+        self.relay_task = asyncio.create_task(
+            supervise(relay.run, health=self.health["outbox-relay"], log=log),
+            name="outbox-relay",
+        )
         self.housekeeping_task = asyncio.create_task(
-            run_housekeeping(
-                self.pool, s.processor_dedup_retention_days, s.processor_sync_log_retention_days
+            supervise(
+                lambda: run_housekeeping(
+                    pool, s.processor_dedup_retention_days, s.processor_sync_log_retention_days
+                ),
+                health=self.health["housekeeping"],
+                log=log,
             ),
             name="housekeeping",
         )
@@ -109,7 +131,8 @@ class Runtime(mode.Service):  # type: ignore[misc]
             name="consumer-lag",
         )
         app = web.Application()
-        add_ops_routes(app, SERVICE, {"postgres": self._postgres_ready, "kafka": self._kafka_ready})
+        checks = {"postgres": self._postgres_ready, "kafka": self._kafka_ready}
+        add_ops_routes(app, SERVICE, checks | {n: h.check for n, h in self.health.items()})
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         await web.TCPSite(self.runner, s.processor_host, s.processor_port).start()
@@ -141,8 +164,6 @@ class Runtime(mode.Service):  # type: ignore[misc]
         if self.kafka is None:
             raise RuntimeError("starting")
         await check_topics(self.kafka, [topic_name(self.settings, t.name) for t in SOURCE_TOPICS])
-        if self.relay_task is not None and self.relay_task.done():
-            raise RuntimeError("the outbox relay stopped")
 
 
 def source_of(event: Any) -> Source:
@@ -180,17 +201,25 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         await runtime.ready.wait()
         assert runtime.pool is not None  # noqa: S101 - ready is set after the pool opens
         assert runtime.producer is not None  # noqa: S101
+        producer = runtime.producer
         normalizer = Normalizer(runtime.pool, runtime.clients)
-        async for events in stream.take_events(
-            settings.processor_batch_size, within=settings.processor_batch_window_seconds
-        ):
-            outputs = await normalizer.handle([source_of(e) for e in events])
-            # Offsets move on only after every normalised change is acknowledged.
+        guard = BatchGuard(
+            runtime.pool, runtime.health["normalize-webhooks"], topic=topics.WEBHOOKS_RAW.name
+        )
+
+        async def handle(sources: Sequence[Source]) -> None:
+            outputs = await normalizer.handle(sources)
+            # The batch is done only once every normalised change is acknowledged.
             sent = [
-                await runtime.producer.send(normalized_topic, key=o.key, value=o.value)
-                for o in outputs
+                await producer.send(normalized_topic, key=o.key, value=o.value) for o in outputs
             ]
             await asyncio.gather(*sent)
+
+        async with take_batches(
+            stream, settings.processor_batch_size, within=settings.processor_batch_window_seconds
+        ) as batches:
+            async for events in batches:
+                await guard.run([source_of(e) for e in events], handle)
 
     raw = app.topic(
         topic_name(settings, topics.WEBHOOKS_RAW.name), key_serializer="raw", value_serializer="raw"
@@ -204,11 +233,22 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         async def apply(stream: Any, kind: str = spec.name) -> None:
             await runtime.ready.wait()
             assert runtime.pool is not None  # noqa: S101 - ready is set after the pool opens
-            processor = Processor(runtime.pool, concurrency=settings.processor_apply_concurrency)
-            async for events in stream.take_events(
-                settings.processor_batch_size, within=settings.processor_batch_window_seconds
-            ):
-                await processor.handle(kind, [source_of(e) for e in events])
+            health = runtime.health[f"apply-{kind}"]
+            processor = Processor(
+                runtime.pool, concurrency=settings.processor_apply_concurrency, health=health
+            )
+            guard = BatchGuard(runtime.pool, health, topic=kind)
+
+            async def handle(sources: Sequence[Source]) -> None:
+                await processor.handle(kind, sources)
+
+            async with take_batches(
+                stream,
+                settings.processor_batch_size,
+                within=settings.processor_batch_window_seconds,
+            ) as batches:
+                async for events in batches:
+                    await guard.run([source_of(e) for e in events], handle)
 
         app.agent(source, name=f"apply-{spec.name}")(apply)
     return app

@@ -40,7 +40,9 @@ async def dead_letter(
     # operators find its dead letters (the admin API lists by tenant), also those of a
     # connection deleted while its events were in flight. The connection only when it is
     # the tenant's own.
-    dead_id: uuid.UUID = await conn.fetchval(
+    # Parking a record twice (a batch retried after an outage, or handed out again after
+    # a crash) keeps the first dead letter: one record, one dead letter (migration 0008).
+    dead_id: uuid.UUID | None = await conn.fetchval(
         """
         INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, topic,
                                   kafka_partition, kafka_offset, record_key, payload)
@@ -48,6 +50,8 @@ async def dead_letter(
                 (SELECT id FROM tenants WHERE id = $4),
                 (SELECT id FROM connections WHERE id = $5 AND tenant_id = $4),
                 $6, $7, $8, $9, $10)
+        ON CONFLICT (topic, kafka_partition, kafka_offset)
+            WHERE topic IS NOT NULL AND kafka_offset IS NOT NULL DO NOTHING
         RETURNING id
         """,
         stage,
@@ -61,6 +65,15 @@ async def dead_letter(
         source.key,
         source.value,
     )
+    if dead_id is None:
+        existing: uuid.UUID = await conn.fetchval(
+            "SELECT id FROM dead_letters"
+            " WHERE topic = $1 AND kafka_partition = $2 AND kafka_offset = $3",
+            source.topic,
+            source.partition,
+            source.offset,
+        )
+        return existing
     metrics.DEAD_LETTERS.labels(stage, reason).inc()
     # Enough to find it in the admin API; never the payload itself.
     log.warning(

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
+from crmsync.common.faults import describe, is_transient
+from crmsync.common.kafka import make_admin, record_lifetimes, start_with_retry
+from crmsync.common.settings import ConfigError
 from services.processor import metrics
-from services.processor.pipeline import TRANSIENT
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,58 @@ async def run_housekeeping(
                 pruned = await prune_sync_log(pool, sync_log_retention_days)
                 if pruned:
                     log.info("pruned %d sync log rows past retention", pruned)
-        except TRANSIENT as exc:
-            log.warning("housekeeping skipped, postgres unavailable: %s", exc)
+        except Exception as exc:
+            # Skipping a round is harmless; anything but an outage goes to the supervisor.
+            if not is_transient(exc):
+                raise
+            log.warning("housekeeping skipped, postgres unavailable: %s", describe(exc))
         await asyncio.sleep(gauge_interval)
+
+
+def dedup_retention_problem(
+    retention_days: float, lifetimes: Mapping[str, float | None]
+) -> str | None:
+    """Why dedup rows would be pruned before a record they guard leaves Kafka, or None.
+
+    A replay (``POST /v1/replay``) or a consumer group whose offsets expired re-reads
+    records as old as the topic keeps them; a record whose dedup row is gone by then is
+    applied a second time.
+    """
+    retention = retention_days * 86_400
+    forever = sorted(name for name, seconds in lifetimes.items() if seconds is None)
+    if forever:
+        return (
+            f"{', '.join(forever)} keep records for ever (retention.ms -1 or compacted), so no"
+            " dedup retention covers a replay; give the topics a retention.ms"
+        )
+    finite = {name: seconds for name, seconds in lifetimes.items() if seconds is not None}
+    if not finite:
+        return None
+    name = max(finite, key=finite.__getitem__)
+    seconds = finite[name]
+    if retention > seconds:
+        return None
+    return (
+        f"{retention_days:g} days do not exceed the {seconds / 86_400:g} days a record can stay"
+        f" in {name} (retention.ms + segment.ms); set more days, or lower the topic's"
+        " retention.ms or segment.ms"
+    )
+
+
+async def check_dedup_retention(
+    retention_days: float,
+    bootstrap_servers: str,
+    topic_names: Sequence[str],
+    *,
+    within_seconds: float,
+) -> None:
+    """Refuse to start (ConfigError) when dedup rows would not outlive the records."""
+    admin = make_admin(bootstrap_servers)
+    await start_with_retry(admin.start, "processor", within_seconds=within_seconds, log=log)
+    try:
+        lifetimes = await record_lifetimes(admin, topic_names)
+    finally:
+        await admin.close()
+    problem = dedup_retention_problem(retention_days, lifetimes)
+    if problem is not None:
+        raise ConfigError(f"CRMSYNC_PROCESSOR_DEDUP_RETENTION_DAYS: {problem}")

@@ -42,6 +42,12 @@ RECEIVED_TO_COMMITTED_SECONDS = Histogram(
     "From ingest receiving an event to its change committed in Postgres.",
     buckets=LATENCY_BUCKETS,
 )
+BATCH_RETRIES = Counter(
+    "crmsync_processor_batch_retries_total",
+    "Batches (or single events of a batch taken apart) tried again after an error, by "
+    "agent and kind: transient (PostgreSQL or Kafka away) or unexpected.",
+    ["agent", "kind"],
+)
 APPLY_RETRIES = Counter(
     "crmsync_processor_apply_retries_total",
     "Batches retried because Postgres was unavailable.",

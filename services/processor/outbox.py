@@ -18,11 +18,11 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
+from crmsync.common.faults import Backoff, describe, is_transient
 from schemas import topics
 from services.processor import metrics
-from services.processor.pipeline import OUTBOX_CHANNEL, TRANSIENT
+from services.processor.pipeline import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +104,42 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Publish for ever; waits on NOTIFY or the poll interval when there is nothing."""
+        """Publish for ever; waits on NOTIFY or the poll interval when there is nothing.
+
+        An outage is waited out here; any other error ends the call, and the processor's
+        supervisor (``crmsync.common.supervise``) starts it again and reports it. A
+        listening connection that died (PostgreSQL restarted) ends it too, so the
+        restart listens again instead of falling back to polling for ever.
+        """
         listener = await self.pool.acquire()
         try:
             await listener.add_listener(OUTBOX_CHANNEL, self._notified)
-            delay = 0.2
+            backoff = Backoff()
             while True:
+                if listener.is_closed():
+                    raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                        "the outbox relay's listening connection closed"
+                    )
                 # Cleared before publishing: a NOTIFY that lands meanwhile wakes the next round.
                 self._wake.clear()
                 try:
                     while await self.publish_pending() == BATCH:
                         pass  # a full batch: more may be waiting
                     await self._update_lag()
-                    delay = 0.2
-                except (KafkaError, *TRANSIENT) as exc:
-                    log.warning("outbox relay: publish failed, retrying in %.1fs: %s", delay, exc)
+                    backoff.reset()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    delay = backoff.next_delay()
+                    log.warning(
+                        "outbox relay: publish failed, retrying in %.1fs: %s", delay, describe(exc)
+                    )
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
         finally:
-            await listener.remove_listener(OUTBOX_CHANNEL, self._notified)
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(OUTBOX_CHANNEL, self._notified)
+            # A dead connection goes back too: the pool replaces it.
             await self.pool.release(listener)

@@ -22,6 +22,8 @@ from pydantic import ValidationError
 
 from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.db import Conn
+from crmsync.common.faults import Backoff, is_transient
+from crmsync.common.supervise import TaskHealth
 from schemas import topics
 from schemas.changes import InternalChange
 from services.processor import metrics
@@ -39,20 +41,8 @@ from services.processor.deadletters import Source, dead_letter
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "crmsync_outbox"
-# Errors that say "Postgres is not there right now", not "this change is bad".
-TRANSIENT = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
 # Errors that say "this change is bad": dead-letter it, keep the batch.
 REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
-MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -152,8 +142,17 @@ def partition_groups(sources: Sequence[Source], groups: int) -> list[list[int]]:
 
 
 class Processor:
-    def __init__(self, pool: asyncpg.Pool, *, set_based: bool = True, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        set_based: bool = True,
+        concurrency: int = 1,
+        health: TaskHealth | None = None,
+    ) -> None:
         self.pool = pool
+        # Told when a transient error holds the batch up, so /readyz can say so.
+        self.health = health
         # False applies change by change: the reference the set-based path is tested against.
         self.set_based = set_based
         # Transactions applied at once, each for its own partitions of the batch: Python
@@ -170,9 +169,17 @@ class Processor:
         if len(groups) <= 1:
             return await self._handle(topic, sources)
         results: list[Applied | None] = [None] * len(sources)
-        applied = await asyncio.gather(
-            *(self._handle(topic, [sources[i] for i in group]) for group in groups)
+        # Every group runs to its end before an error is raised: a failed group must not
+        # leave the other's transaction running unobserved while the batch is retried.
+        outcomes = await asyncio.gather(
+            *(self._handle(topic, [sources[i] for i in group]) for group in groups),
+            return_exceptions=True,
         )
+        applied: list[list[Applied | None]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            applied.append(outcome)
         for group, group_results in zip(groups, applied, strict=True):
             for i, result in zip(group, group_results, strict=True):
                 results[i] = result
@@ -180,15 +187,25 @@ class Processor:
 
     async def _handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         parsed = [parse_internal(s) for s in sources]
-        delay = 0.2
+        backoff = Backoff()
         while True:
             try:
-                return await self._apply(topic, parsed)
-            except TRANSIENT as exc:
+                results = await self._apply(topic, parsed)
+            except Exception as exc:
+                # A dependency away: this group waits it out in place (the other group's
+                # commit stands). Anything else goes up to the agent's BatchGuard.
+                if not is_transient(exc):
+                    raise
+                if self.health is not None:
+                    self.health.failed(exc)
                 metrics.APPLY_RETRIES.inc()
+                delay = backoff.next_delay()
                 log.warning("postgres unavailable, retrying the batch in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                continue
+            if self.health is not None:
+                self.health.succeeded()
+            return results
 
     async def _apply(self, topic: str, parsed: Sequence[Parsed]) -> list[Applied | None]:
         started = time.perf_counter()

@@ -37,11 +37,15 @@ class ProcessorSettings(CommonSettings):
         description="Longest wait to fill a batch before applying what there is.",
     )
     processor_dedup_retention_days: float = Field(
-        7.0,
+        15.0,
         gt=0,
-        # Longer than any provider retries (Stripe: 3 days) and than local Kafka retention
-        # (7 days), so a redelivery always finds its dedup row.
-        description="How long processed event ids are kept for deduplication.",
+        # Longer than any provider retries (Stripe: 3 days) and than a record can stay in
+        # the topics the processor reads (Kafka's defaults: 7 days of retention.ms plus up
+        # to 7 days of segment.ms), so a replay or redelivery always finds its dedup row.
+        # Checked against the topics' real settings at start-up.
+        description="How long processed event ids are kept for deduplication; must exceed "
+        "the longest a record stays in webhooks.raw, changes.internal and changes.normalized "
+        "(retention.ms + segment.ms), checked at start-up.",
     )
     processor_sync_log_retention_days: float = Field(
         30.0,
