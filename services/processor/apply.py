@@ -107,7 +107,10 @@ class Named(NamedTuple):
     id: uuid.UUID
 
     def not_owned(self) -> ForeignReferenceError:
-        return ForeignReferenceError(f"{self.field} {self.id}: no {self.kind} of this tenant")
+        return ForeignReferenceError(
+            f"{self.field} {self.id}: no {self.kind} of this tenant; have the publisher send"
+            " one of its tenant's ids, then redrive"
+        )
 
 
 def named_ids(change: InboundChange, values: dict[str, Any]) -> list[Named]:
@@ -167,7 +170,8 @@ def foreign_link(change: InboundChange, entity_id: uuid.UUID) -> ForeignReferenc
     another tenant's record."""
     return ForeignReferenceError(
         f"the link of connection {change.connection_id} for {change.entity_type}"
-        f" {change.external_id} names {entity_id}: no {change.entity_type} of this tenant"
+        f" {change.external_id} names {entity_id}: no {change.entity_type} of this tenant;"
+        " delete that link, then redrive"
     )
 
 
