@@ -30,7 +30,10 @@ class ChangeEvent(FrozenModel):
     )
     occurred_at: AwareDatetime = Field(description="When the change happened at the source.")
     data: dict[str, JsonValue] = Field(
-        default_factory=dict, description="Canonical fields of the record (upsert)."
+        default_factory=dict,
+        description="Canonical fields of the record (upsert). A canonical id in customer_id, "
+        "job_id or invoice_id must name a record of the publisher's own tenant: any other "
+        "id (another tenant's, or nobody's) makes the change a foreign_reference dead letter.",
     )
     refs: dict[ReferenceField, str] = Field(
         default_factory=dict,

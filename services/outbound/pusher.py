@@ -104,13 +104,18 @@ _CONNECTION_COLUMNS = ", ".join(f"c.{name}" for name in ConnectionInfo.__datacla
 # spelling of a reference is looked up again in Python, as if it were not linked.
 _UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # Per reference field, the link of the record it names: one lookup by the link's full key
-# (entity id, type, connection), nothing at all when the record has no such field.
+# (entity id, type, connection), nothing at all when the record has no such field. Only a
+# record of the connection's tenant counts: a link to another's (the old bug of issue 15
+# wrote some) sends the push to _missing_refs, which parks it.
 _REF_COLUMNS = ",".join(
     f"""
                (SELECT rl.external_id FROM entity_links rl
                  WHERE rl.entity_id = CASE WHEN r.data ->> '{field}' ~* '{_UUID_TEXT}'
                                            THEN (r.data ->> '{field}')::uuid END
-                   AND rl.entity_type = '{entity_type}' AND rl.connection_id = c.id)
+                   AND rl.entity_type = '{entity_type}' AND rl.connection_id = c.id
+                   AND rl.tenant_id = c.tenant_id
+                   AND EXISTS (SELECT 1 FROM {TABLES[entity_type]} rr
+                                WHERE rr.id = rl.entity_id AND rr.tenant_id = c.tenant_id))
                    AS ref_{field}"""  # noqa: S608 - our constants
     for field, entity_type in REFERENCE_FIELDS.items()
 )
@@ -119,7 +124,8 @@ _REF_COLUMNS = ",".join(
 def _read_sql(table: str) -> str:
     """One round trip for everything a push needs before the provider call: the connection,
     the record, its link to the connection, and the links of the records it references
-    ($1 connection, $2 entity id, $3 entity type)."""
+    ($1 connection, $2 entity id, $3 entity type, $4 the job's tenant). The record is found
+    only when the connection and the record are both the job's tenant's."""
     return f"""
         SELECT {_CONNECTION_COLUMNS},
                r.id IS NOT NULL AS record_found, r.data AS record_data,
@@ -127,9 +133,10 @@ def _read_sql(table: str) -> str:
                l.id IS NOT NULL AS linked, l.external_id AS link_external_id,
                l.last_pushed_version AS link_pushed_version,{_REF_COLUMNS}
           FROM connections c
-          LEFT JOIN {table} r ON r.id = $2
+          LEFT JOIN {table} r ON r.id = $2 AND r.tenant_id = $4 AND c.tenant_id = $4
           LEFT JOIN entity_links l
                  ON l.entity_id = $2 AND l.entity_type = $3 AND l.connection_id = c.id
+                AND l.tenant_id = c.tenant_id
          WHERE c.id = $1
     """  # noqa: S608 - fixed table names and constants
 
@@ -193,7 +200,11 @@ class Pusher:
         """Push ``job``. True when its row is still queued and may be due before the worker
         expects: rescheduled, or re-armed because a newer version came meanwhile."""
         row = await self.pool.fetchrow(
-            _READS[job.entity_type], job.connection_id, job.entity_id, job.entity_type
+            _READS[job.entity_type],
+            job.connection_id,
+            job.entity_id,
+            job.entity_type,
+            job.tenant_id,
         )
         if row is None:  # the connection was deleted; its jobs went with it
             return False
@@ -319,36 +330,37 @@ class Pusher:
     async def _missing_refs(
         self, conn: Conn, job: Job, info: ConnectionInfo, wanted: dict[str, uuid.UUID]
     ) -> dict[str, str] | None:
-        rows = await conn.fetch(
-            """
-            SELECT entity_type, entity_id, external_id FROM entity_links
-             WHERE connection_id = $1 AND entity_id = ANY($2::uuid[])
-            """,
-            info.id,
-            list(wanted.values()),
-        )
-        found = {(r["entity_type"], r["entity_id"]): r["external_id"] for r in rows}
         refs: dict[str, str] = {}
-        missing = []
+        versions = []
         for field_name, entity_id in wanted.items():
             entity_type = REFERENCE_FIELDS[field_name]
-            external_id = found.get((entity_type, entity_id))
-            if external_id is None:
-                missing.append((entity_type, entity_id))
-            else:
-                refs[field_name] = external_id
-        if not missing:
-            return refs
-        versions = []
-        for entity_type, entity_id in missing:
-            version = await conn.fetchval(
-                f"SELECT version FROM {TABLES[entity_type]} WHERE id = $1 AND deleted_at IS NULL",  # noqa: S608
+            row = await conn.fetchrow(
+                f"""
+                SELECT r.version, r.deleted_at IS NOT NULL AS deleted, l.external_id
+                  FROM {TABLES[entity_type]} r
+                  LEFT JOIN entity_links l
+                         ON l.entity_id = r.id AND l.entity_type = $3 AND l.connection_id = $4
+                        AND l.tenant_id = r.tenant_id
+                 WHERE r.id = $1 AND r.tenant_id = $2
+                """,  # noqa: S608 - the table name comes from TABLES
                 entity_id,
+                job.tenant_id,
+                entity_type,
+                info.id,
             )
-            if version is None:
-                # Referenced record gone or never synced: push without the reference.
-                continue
-            versions.append((entity_type, entity_id, version))
+            if row is None:
+                # Not the tenant's (the processor parks such changes; this record came
+                # before it did): pushing it, or without it, would be wrong either way.
+                raise InvalidRecordError(
+                    "foreign_reference",
+                    f"{field_name} {entity_id}: no {entity_type} of this tenant; correct the"
+                    f" {job.entity_type} {job.entity_id}, then redrive",
+                )
+            if row["external_id"] is not None:
+                refs[field_name] = row["external_id"]
+            elif not row["deleted"]:
+                versions.append((entity_type, entity_id, row["version"]))
+            # Deleted and never synced: pushed without the reference.
         if not versions:
             return refs
         now = datetime.now(UTC)

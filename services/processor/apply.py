@@ -11,15 +11,16 @@ Nothing changed, nothing emitted: that is what ends echo loops.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 from pydantic import TypeAdapter
 
+from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.canonical import TABLES, InvalidRecordError, state_hash
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
@@ -43,6 +44,18 @@ class InvalidChangeError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class ForeignReferenceError(InvalidChangeError):
+    """The change names a record or connection its tenant does not have (invariant 11).
+
+    Another tenant's id and an id of nothing read the same: a dead letter must not tell a
+    tenant which ids exist elsewhere. Fixed by correcting the publisher and redriving."""
+
+    REASON = "foreign_reference"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(self.REASON, detail)
 
 
 class Outcome(StrEnum):
@@ -83,6 +96,83 @@ def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
         return shared_canonical_values(entity_type, data)
     except InvalidRecordError as exc:
         raise InvalidChangeError(exc.reason, exc.detail) from None
+
+
+class Named(NamedTuple):
+    """An id a change names that must be its tenant's: ``kind`` is an entity type or
+    ``connection``; ``field`` is where the change names it."""
+
+    field: str
+    kind: str
+    id: uuid.UUID
+
+    def not_owned(self) -> ForeignReferenceError:
+        return ForeignReferenceError(
+            f"{self.field} {self.id}: no {self.kind} of this tenant; have the publisher send"
+            " one of its tenant's ids, then redrive"
+        )
+
+
+def named_ids(change: InboundChange, values: dict[str, Any]) -> list[Named]:
+    """Every id the change names by itself: its connection (set by ingest from the key or
+    the URL, checked all the same) and each canonical reference in its validated values,
+    whether the publisher wrote it or resolve_refs did. A change cannot name its own
+    record's id: canonical models have no ``id`` field, and a record is found through its
+    connection's link, which :func:`apply_change` checks in turn."""
+    named = [Named("connection_id", "connection", change.connection_id)]
+    for field_name, entity_type in REFERENCE_FIELDS.items():
+        raw = values.get(field_name)
+        if raw is not None:
+            named.append(Named(field_name, entity_type, uuid.UUID(str(raw))))
+    return named
+
+
+def _owned_sql() -> str:
+    """Which of the (tenant, kind, id) triples exist in that tenant: one statement for a
+    whole batch, each a primary-key probe."""
+    cases = "".join(
+        f"""
+                 WHEN '{kind}' THEN EXISTS (SELECT 1 FROM {table} r
+                                             WHERE r.id = w.i AND r.tenant_id = w.t)"""  # noqa: S608 - our constants
+        for kind, table in {**TABLES, "connection": "connections"}.items()
+    )
+    return f"""
+        SELECT w.t, w.k, w.i FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS w(t, k, i)
+         WHERE CASE w.k{cases}
+               END
+    """  # noqa: S608 - our constants
+
+
+_OWNED_SQL = _owned_sql()
+
+
+async def foreign_references(
+    conn: Conn, changes: Sequence[tuple[InboundChange, dict[str, Any]]]
+) -> list[ForeignReferenceError | None]:
+    """For each (change, its canonical values), the first id it names that its tenant does
+    not have, or None: in one statement, before anything of the changes is written."""
+    named = [named_ids(c, v) for c, v in changes]
+    pairs = list(zip(changes, named, strict=True))
+    wanted = {(c.tenant_id, n.kind, n.id) for (c, _), ns in pairs for n in ns}
+    if not wanted:
+        return []
+    rows = await conn.fetch(_OWNED_SQL, *(list(col) for col in zip(*wanted, strict=True)))
+    owned = {(r["t"], r["k"], r["i"]) for r in rows}
+    return [
+        next((n.not_owned() for n in ns if (c.tenant_id, n.kind, n.id) not in owned), None)
+        for (c, _), ns in pairs
+    ]
+
+
+def foreign_link(change: InboundChange, entity_id: uuid.UUID) -> ForeignReferenceError:
+    """The connection's link for this record names a record its tenant does not have (links
+    the pusher wrote before issue 15 was fixed): applying through it would change or delete
+    another tenant's record."""
+    return ForeignReferenceError(
+        f"the link of connection {change.connection_id} for {change.entity_type}"
+        f" {change.external_id} names {entity_id}: no {change.entity_type} of this tenant;"
+        " delete that link, then redrive"
+    )
 
 
 def policy_from(settings: dict[str, Any], entity_type: str) -> Policy:
@@ -227,8 +317,9 @@ async def _push_again_if_overtaken(
     now holds an older version than ours: queue the current one for it.
     """
     version = await conn.fetchval(
-        f"SELECT version FROM {table} WHERE id = $1 AND deleted_at IS NULL",  # noqa: S608
+        f"SELECT version FROM {table} WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",  # noqa: S608
         link["entity_id"],
+        change.tenant_id,
     )
     pushed = link["last_pushed_version"]
     if version is None or pushed is None or version <= pushed:
@@ -253,19 +344,27 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
     values = canonical_values(change.entity_type, change.data) if change.op == "upsert" else {}
     if await _already_processed(conn, change):
         return Applied(Outcome.DUPLICATE)
+    (foreign,) = await foreign_references(conn, [(change, values)])
+    if foreign is not None:
+        raise foreign
     table = TABLES[change.entity_type]
     link = await conn.fetchrow(
-        """
-        SELECT id, entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
-               remote_updated_at
-          FROM entity_links
-         WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
-           FOR UPDATE
-        """,
+        f"""
+        SELECT l.id, l.entity_id, l.last_seen_snapshot, l.last_pushed_hash,
+               l.last_pushed_version, l.remote_updated_at,
+               EXISTS (SELECT 1 FROM {table} r
+                        WHERE r.id = l.entity_id AND r.tenant_id = $4) AS owned
+          FROM entity_links l
+         WHERE l.connection_id = $1 AND l.entity_type = $2 AND l.external_id = $3
+           FOR UPDATE OF l
+        """,  # noqa: S608 - the table name comes from TABLES
         change.connection_id,
         change.entity_type,
         change.external_id,
+        change.tenant_id,
     )
+    if link is not None and not link["owned"]:
+        raise foreign_link(change, link["entity_id"])
     newest_seen = link["remote_updated_at"] if link is not None else None
     if newest_seen is not None and change.source_ts < newest_seen:
         return Applied(Outcome.STALE, link["entity_id"])  # type: ignore[index]
@@ -289,8 +388,12 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
     record = None
     if entity_id is not None:
         record = await conn.fetchrow(
-            f"SELECT data, field_meta, version, deleted_at FROM {table} WHERE id = $1 FOR UPDATE",  # noqa: S608
+            f"""
+            SELECT data, field_meta, version, deleted_at FROM {table}
+             WHERE id = $1 AND tenant_id = $2 FOR UPDATE
+            """,  # noqa: S608
             entity_id,
+            change.tenant_id,
         )
         if record is not None and record["deleted_at"] is not None:
             # A soft-deleted record stays deleted; later edits from a source are not revivals.
@@ -356,20 +459,22 @@ async def _write(
         await conn.execute(
             f"""
             UPDATE {table} SET data = $2, field_meta = $3, version = $4, updated_at = now()
-             WHERE id = $1
+             WHERE id = $1 AND tenant_id = $5
             """,  # noqa: S608
             entity_id,
             state,
             meta,
             version,
+            change.tenant_id,
         )
         change_id = await _emit(conn, change, entity_id, version, state, deleted=False)
         return Applied(Outcome.APPLIED, entity_id, version, change_id)
     if meta != record["field_meta"]:
         await conn.execute(
-            f"UPDATE {table} SET field_meta = $2 WHERE id = $1",  # noqa: S608
+            f"UPDATE {table} SET field_meta = $2 WHERE id = $1 AND tenant_id = $3",  # noqa: S608
             entity_id,
             meta,
+            change.tenant_id,
         )
     outcome = Outcome.CONFLICT if result.conflicts else Outcome.NOOP
     return Applied(outcome, entity_id, int(record["version"]))
@@ -417,10 +522,11 @@ async def _delete(
     row = await conn.fetchrow(
         f"""
         UPDATE {table} SET deleted_at = now(), version = version + 1, updated_at = now()
-         WHERE id = $1 AND deleted_at IS NULL
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
         RETURNING version, data
         """,  # noqa: S608
         entity_id,
+        change.tenant_id,
     )
     await conn.execute(
         "UPDATE entity_links SET remote_updated_at = GREATEST(remote_updated_at, $2),"

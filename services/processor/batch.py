@@ -21,14 +21,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from crmsync.common.canonical import TABLES, state_hash
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
 from services.processor.apply import (
     MATCH_ON,
     Applied,
+    ForeignReferenceError,
     InboundChange,
+    InvalidChangeError,
     Outcome,
+    foreign_link,
+    foreign_references,
     meta_from_json,
     outbox_payload,
 )
@@ -39,6 +45,7 @@ LinkKey = tuple[uuid.UUID, str, str]  # connection, entity type, external id
 
 @dataclass
 class _Link:
+    tenant_id: uuid.UUID
     entity_id: uuid.UUID
     snapshot: dict[str, Any] | None
     last_pushed_hash: str | None
@@ -65,6 +72,19 @@ class _Record:
 class _Writes:
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
     conflicts: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+class ChangesRejectedError(asyncpg.IntegrityConstraintViolationError):
+    """Changes of a batch that must not be applied (``rejected``: index in the batch → why),
+    found before anything was written. An integrity violation is what they are, and the
+    caller's answer to one (services/processor/pipeline.py) is the right one here too: roll
+    the batch back and replay it change by change, where each of them becomes a dead letter
+    of its own and the rest applies."""
+
+    def __init__(self, rejected: dict[int, InvalidChangeError]) -> None:
+        first = next(iter(rejected.values()))
+        super().__init__(f"{len(rejected)} change(s) rejected, the first: {first}")
+        self.rejected = rejected
 
 
 class _Ids:
@@ -186,7 +206,7 @@ class _Batch:
         keys = list({(c.connection_id, c.entity_type, c.external_id) for c in changes})
         for r in await self.conn.fetch(
             """
-            SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id,
+            SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id, l.tenant_id,
                    l.last_seen_snapshot, l.last_pushed_hash, l.remote_updated_at,
                    l.last_pushed_version
               FROM entity_links l
@@ -200,6 +220,7 @@ class _Batch:
         ):
             key = (r["connection_id"], r["entity_type"], r["external_id"])
             self.links[key] = _Link(
+                r["tenant_id"],
                 r["entity_id"],
                 r["last_seen_snapshot"],
                 r["last_pushed_hash"],
@@ -208,20 +229,27 @@ class _Batch:
             )
             self.linked.add((r["connection_id"], r["entity_type"], r["entity_id"]))
 
-        wanted: dict[str, set[uuid.UUID]] = {t: set() for t in TABLES}
-        for link_key, link in self.links.items():
-            wanted[link_key[1]].add(link.entity_id)
+        # A record is loaded for the tenant of the change that reaches it: through a link
+        # that names another tenant's record, nothing is found (see foreign_links).
+        wanted: dict[str, set[tuple[uuid.UUID, uuid.UUID]]] = {t: set() for t in TABLES}
+        for c in changes:
+            link = self.links.get((c.connection_id, c.entity_type, c.external_id))
+            if link is not None:
+                wanted[c.entity_type].add((link.entity_id, c.tenant_id))
         await self._load_candidates(changes, values, wanted)
-        for entity_type, ids in wanted.items():
-            if not ids:
+        for entity_type, pairs in wanted.items():
+            if not pairs:
                 continue
             rows = await self.conn.fetch(
                 f"""
-                SELECT id, tenant_id, data, field_meta, version, deleted_at
-                  FROM {TABLES[entity_type]}
-                 WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+                SELECT r.id, r.tenant_id, r.data, r.field_meta, r.version, r.deleted_at
+                  FROM {TABLES[entity_type]} r
+                  JOIN unnest($1::uuid[], $2::uuid[]) AS w(i, t)
+                    ON r.id = w.i AND r.tenant_id = w.t
+                 ORDER BY r.id FOR UPDATE OF r
                 """,  # noqa: S608 - the table name comes from TABLES
-                list(ids),
+                [p[0] for p in pairs],
+                [p[1] for p in pairs],
             )
             for r in rows:
                 self.records[r["id"]] = _Record(
@@ -233,11 +261,24 @@ class _Batch:
                     r["deleted_at"] is not None,
                 )
 
+    def foreign_links(self, changes: Sequence[InboundChange]) -> dict[int, ForeignReferenceError]:
+        """Changes whose connection's link names a record their tenant does not have, by
+        index: through it they would change or delete another tenant's record."""
+        found: dict[int, ForeignReferenceError] = {}
+        for i, c in enumerate(changes):
+            link = self.links.get((c.connection_id, c.entity_type, c.external_id))
+            if link is None:
+                continue
+            record = self.records.get(link.entity_id)
+            if record is None or record.tenant_id != c.tenant_id or link.tenant_id != c.tenant_id:
+                found[i] = foreign_link(c, link.entity_id)
+        return found
+
     async def _load_candidates(
         self,
         changes: Sequence[InboundChange],
         values: Sequence[dict[str, Any]],
-        wanted: dict[str, set[uuid.UUID]],
+        wanted: dict[str, set[tuple[uuid.UUID, uuid.UUID]]],
     ) -> None:
         """Existing records unlinked changes might be the same thing as (first contact)."""
         by_type: dict[str, set[tuple[uuid.UUID, str]]] = {}
@@ -264,18 +305,22 @@ class _Batch:
                 [p[0] for p in pairs],
                 [p[1] for p in pairs],
             )
-            ids = [r["id"] for r in rows]
             for r in rows:
                 self.candidates.setdefault((r["tenant_id"], entity_type, r["k"]), []).append(
                     r["id"]
                 )
-                wanted[entity_type].add(r["id"])
-            if ids:
+                wanted[entity_type].add((r["id"], r["tenant_id"]))
+            if rows:
                 for r in await self.conn.fetch(
-                    "SELECT connection_id, entity_id FROM entity_links"
-                    " WHERE entity_type = $1 AND entity_id = ANY($2::uuid[])",
+                    """
+                    SELECT l.connection_id, l.entity_id FROM entity_links l
+                      JOIN unnest($2::uuid[], $3::uuid[]) AS w(i, t)
+                        ON l.entity_id = w.i AND l.tenant_id = w.t
+                     WHERE l.entity_type = $1
+                    """,
                     entity_type,
-                    ids,
+                    [r["id"] for r in rows],
+                    [r["tenant_id"] for r in rows],
                 ):
                     self.linked.add((r["connection_id"], entity_type, r["entity_id"]))
 
@@ -390,7 +435,7 @@ class _Batch:
     ) -> None:
         link = self.links.get(key)
         if link is None:
-            link = _Link(entity_id, None, None, None, exists=False)
+            link = _Link(change.tenant_id, entity_id, None, None, None, exists=False)
             self.links[key] = link
             self.linked.add((change.connection_id, change.entity_type, entity_id))
         link.snapshot = {**(link.snapshot or {}), **values}
@@ -474,15 +519,16 @@ class _Batch:
                     UPDATE {table} AS r
                        SET data = u.d, field_meta = u.m::jsonb, version = u.v, updated_at = now(),
                            deleted_at = CASE WHEN u.x THEN coalesce(r.deleted_at, now()) END
-                      FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::int[], $5::bool[])
-                           AS u(i, d, m, v, x)
-                     WHERE r.id = u.i
+                      FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::int[], $5::bool[],
+                                  $6::uuid[]) AS u(i, d, m, v, x, t)
+                     WHERE r.id = u.i AND r.tenant_id = u.t
                     """,  # noqa: S608 - the table name comes from TABLES
                     [i for i, _ in changed],
                     [r.values for _, r in changed],
                     [meta_json(r.meta) for _, r in changed],
                     [r.version for _, r in changed],
                     [r.deleted for _, r in changed],
+                    [r.tenant_id for _, r in changed],
                 )
         await self.conn.execute(PLAN_GENERIC)
         await self._push_overtaken()
@@ -534,12 +580,6 @@ class _Batch:
         dirty = [(k, link) for k, link in self.links.items() if link.dirty]
         if not dirty:
             return
-        tenants = {
-            (k[0], k[1], k[2]): self.records[link.entity_id].tenant_id
-            if link.entity_id in self.records
-            else None
-            for k, link in dirty
-        }
         # Links this batch created are inserted plainly: ON CONFLICT makes PostgreSQL
         # insert speculatively (probe, insert, confirm) for every row. A concurrent insert of
         # the same key (only during a partition handover) then fails the batch, which is
@@ -555,14 +595,13 @@ class _Batch:
                 INSERT INTO entity_links (tenant_id, connection_id, entity_type, external_id,
                                           entity_id, last_seen_hash, last_seen_snapshot,
                                           remote_updated_at)
-                SELECT coalesce(u.t, (SELECT tenant_id FROM connections WHERE id = u.c)),
-                       u.c, u.e, u.x, u.i, u.h, u.s::jsonb, u.r
+                SELECT u.t, u.c, u.e, u.x, u.i, u.h, u.s::jsonb, u.r
                   FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
                               $6::text[], $7::text[], $8::timestamptz[])
                        AS u(t, c, e, x, i, h, s, r)
                 """  # noqa: S608 - the suffix is one of two constants
                 + conflict,
-                [tenants[k] for k, _ in links],
+                [link.tenant_id for _, link in links],
                 [k[0] for k, _ in links],
                 [k[1] for k, _ in links],
                 [k[2] for k, _ in links],
@@ -580,15 +619,28 @@ async def apply_batch(
     policy_of: Callable[[InboundChange], Policy],
 ) -> list[Applied]:
     """Apply validated changes (``values``: their canonical fields) in the caller's
-    transaction, with the same outcomes as applying them one by one."""
+    transaction, with the same outcomes as applying them one by one.
+
+    Raises :class:`ChangesRejectedError`, having written nothing that the caller's
+    rollback would not undo, when a change names what its tenant does not have (a
+    reference, its connection, its link's record): the one-by-one path dead-letters it.
+    """
     if not changes:
         return []
     batch = _Batch(conn, policy_of)
     await conn.execute(PLAN_GENERIC)
     fresh = await batch.fresh(changes)
     await conn.execute(PLAN_CUSTOM)
-    live = [(c, v) for c, v, f in zip(changes, values, fresh, strict=True) if f]
-    await batch.load([c for c, _ in live], [v for _, v in live])
+    live = [(i, c, v) for i, (c, v, f) in enumerate(zip(changes, values, fresh, strict=True)) if f]
+    foreign = await foreign_references(conn, [(c, v) for _, c, v in live])
+    await batch.load([c for _, c, _ in live], [v for _, _, v in live])
+    rejected: dict[int, InvalidChangeError] = {
+        live[j][0]: problem for j, problem in enumerate(foreign) if problem is not None
+    }
+    for j, problem in batch.foreign_links([c for _, c, _ in live]).items():
+        rejected.setdefault(live[j][0], problem)
+    if rejected:
+        raise ChangesRejectedError(rejected)
     results: list[Applied] = []
     for change, value, is_fresh in zip(changes, values, fresh, strict=True):
         results.append(batch.apply(change, value) if is_fresh else Applied(Outcome.DUPLICATE))

@@ -136,9 +136,11 @@ async def rotate(
             raise ConflictError("the key is revoked or expired: create a new one")
         retire = now + timedelta(seconds=body.overlap_seconds)
         await conn.execute(
-            "UPDATE api_keys SET expires_at = least(coalesce(expires_at, $2), $2) WHERE id = $1",
+            "UPDATE api_keys SET expires_at = least(coalesce(expires_at, $2), $2)"
+            " WHERE id = $1 AND tenant_id = $3",
             key_id,
             retire,
+            ctx.tenant_id,
         )
         created = await apikeys.create_key(
             conn,

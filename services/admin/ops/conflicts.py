@@ -93,10 +93,12 @@ async def resolve(
             resolution["value"] = value
             resolution["version"] = version
         await conn.execute(
-            "UPDATE conflicts SET resolved_at = $2, resolution = $3 WHERE id = $1",
+            "UPDATE conflicts SET resolved_at = $2, resolution = $3"
+            " WHERE id = $1 AND tenant_id = $4",
             conflict_id,
             now,
             resolution,
+            ctx.tenant_id,
         )
     return await get(conn, ctx, conflict_id)
 
@@ -136,12 +138,13 @@ async def _apply(
     await conn.execute(
         f"""
         UPDATE {table} SET data = $2, field_meta = $3, version = $4, updated_at = now()
-         WHERE id = $1
+         WHERE id = $1 AND tenant_id = $5
         """,  # noqa: S608 - table from the fixed map
         conflict["entity_id"],
         data,
         meta,
         version,
+        ctx.tenant_id,
     )
     change_id = uuid.uuid4()
     payload = CanonicalRecord(

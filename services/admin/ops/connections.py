@@ -283,7 +283,7 @@ async def update(
                        name = CASE WHEN $3 THEN coalesce($4, name) ELSE name END,
                        base_url = CASE WHEN $5 THEN $6 ELSE base_url END,
                        updated_at = now()
-                 WHERE id = $1
+                 WHERE id = $1 AND tenant_id = $7
                 """,
                 connection_id,
                 settings,
@@ -291,6 +291,7 @@ async def update(
                 body.name,
                 "base_url" in given,
                 body.base_url,
+                ctx.tenant_id,
             )
         except asyncpg.UniqueViolationError:
             raise ConflictError(
@@ -340,7 +341,11 @@ async def rotate_secret(
     secret = body.secret or connector(row["provider"], scheme).scheme.generate_secret()
     retire_at = now + timedelta(seconds=body.overlap_seconds)
     await add_webhook_secret(conn, ctx.keyring, connection_id, secret, retire_current_at=retire_at)
-    await conn.execute("UPDATE connections SET updated_at = now() WHERE id = $1", connection_id)
+    await conn.execute(
+        "UPDATE connections SET updated_at = now() WHERE id = $1 AND tenant_id = $2",
+        connection_id,
+        ctx.tenant_id,
+    )
     return SecretRotated(
         connection_id=connection_id, webhook_secret=secret, previous_expire_at=retire_at
     )
@@ -383,34 +388,41 @@ async def health(
     if info is None:
         raise NotFoundError(f"no connection {connection_id}")
     since = now - HEALTH_WINDOW
+    # Each count carries the tenant too: a forged change could name this connection under
+    # another tenant, and its sync_log row is that tenant's, not this one's.
     row = await conn.fetchrow(
         """
         SELECT
           (SELECT max(created_at) FROM sync_log
-            WHERE connection_id = $1 AND direction = 'in') AS last_in,
+            WHERE connection_id = $1 AND tenant_id = $4 AND direction = 'in') AS last_in,
           (SELECT max(created_at) FROM sync_log
-            WHERE connection_id = $1 AND direction = 'out' AND outcome = 'pushed') AS last_out,
+            WHERE connection_id = $1 AND tenant_id = $4 AND direction = 'out'
+              AND outcome = 'pushed') AS last_out,
           (SELECT count(*) FROM sync_log
-            WHERE connection_id = $1 AND created_at >= $2) AS events,
+            WHERE connection_id = $1 AND tenant_id = $4 AND created_at >= $2) AS events,
           (SELECT count(*) FROM sync_log
-            WHERE connection_id = $1 AND created_at >= $2
+            WHERE connection_id = $1 AND tenant_id = $4 AND created_at >= $2
               AND (outcome = 'dead_lettered' OR error IS NOT NULL)) AS logged_errors,
           -- Outbound dead letters are not in the sync log: each was one more failed event.
           (SELECT count(*) FROM dead_letters
-            WHERE connection_id = $1 AND created_at >= $2 AND stage = 'outbound')
+            WHERE connection_id = $1 AND tenant_id = $4 AND created_at >= $2
+              AND stage = 'outbound')
             AS push_failures,
-          (SELECT count(*) FROM push_jobs WHERE connection_id = $1) AS pending,
+          (SELECT count(*) FROM push_jobs WHERE connection_id = $1 AND tenant_id = $4) AS pending,
           -- The outbound service reschedules a push the breaker refused with this error.
           EXISTS (SELECT 1 FROM push_jobs
-                   WHERE connection_id = $1 AND last_error LIKE 'circuit_open%'
+                   WHERE connection_id = $1 AND tenant_id = $4
+                     AND last_error LIKE 'circuit_open%'
                      AND next_attempt_at > $3) AS circuit_open,
           (SELECT count(*) FROM dead_letters
-            WHERE connection_id = $1 AND redriven_at IS NULL AND discarded_at IS NULL)
+            WHERE connection_id = $1 AND tenant_id = $4
+              AND redriven_at IS NULL AND discarded_at IS NULL)
             AS open_dead
         """,
         connection_id,
         since,
         now,
+        ctx.tenant_id,
     )
     assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
     events = int(row["events"]) + int(row["push_failures"])

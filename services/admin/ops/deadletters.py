@@ -139,7 +139,9 @@ async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLe
         if row["redriven_at"] is not None or row["discarded_at"] is not None:
             raise ConflictError("the dead letter was already redriven or discarded")
         await conn.execute(
-            "UPDATE dead_letters SET discarded_at = now() WHERE id = $1", dead_letter_id
+            "UPDATE dead_letters SET discarded_at = now() WHERE id = $1 AND tenant_id = $2",
+            dead_letter_id,
+            ctx.tenant_id,
         )
     return await _summary(conn, ctx, dead_letter_id)
 
@@ -237,7 +239,10 @@ async def _redrive(conn: Conn, ctx: Context, ids: list[uuid.UUID], *, limit: int
         # next redrive, which the processor's dedup absorbs.
         await produce(ctx.kafka, to_kafka)
         await conn.execute(
-            "UPDATE dead_letters SET redriven_at = now() WHERE id = ANY($1::uuid[])", redriven
+            "UPDATE dead_letters SET redriven_at = now()"
+            " WHERE id = ANY($1::uuid[]) AND tenant_id = $2",
+            redriven,
+            ctx.tenant_id,
         )
     return RedriveResult(redriven=redriven, failed=failed)
 

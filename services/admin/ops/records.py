@@ -34,18 +34,21 @@ COLLECTIONS: dict[str, str] = {
 
 
 async def _links(
-    conn: Conn, entity_type: str, ids: list[uuid.UUID]
+    conn: Conn, ctx: Context, entity_type: str, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[LinkOut]]:
+    """The tenant's links of these records: a link another tenant holds to one (issue 15's
+    bug wrote some) names that tenant's connection and its system's id."""
     rows = await conn.fetch(
         """
         SELECT l.entity_id, l.connection_id, c.provider, l.external_id, l.last_pushed_version,
                l.remote_updated_at, l.updated_at
-          FROM entity_links l JOIN connections c ON c.id = l.connection_id
-         WHERE l.entity_type = $1 AND l.entity_id = ANY($2::uuid[])
+          FROM entity_links l JOIN connections c ON c.id = l.connection_id AND c.tenant_id = $3
+         WHERE l.entity_type = $1 AND l.entity_id = ANY($2::uuid[]) AND l.tenant_id = $3
          ORDER BY l.created_at, l.id
         """,
         entity_type,
         ids,
+        ctx.tenant_id,
     )
     links: dict[uuid.UUID, list[LinkOut]] = defaultdict(list)
     for r in rows:
@@ -93,7 +96,7 @@ async def list_(conn: Conn, ctx: Context, entity_type: str, query: RecordQuery) 
     if query.updated_since is not None:
         where.append(f"r.updated_at >= {arg(query.updated_since)}")
     if query.connection is not None or query.external_id is not None:
-        cond = [f"l.entity_type = {arg(entity_type)}", "l.entity_id = r.id"]
+        cond = [f"l.entity_type = {arg(entity_type)}", "l.entity_id = r.id", "l.tenant_id = $1"]
         if query.connection is not None:
             cond.append(f"l.connection_id = {arg(query.connection)}")
         if query.external_id is not None:
@@ -118,7 +121,7 @@ async def list_(conn: Conn, ctx: Context, entity_type: str, query: RecordQuery) 
         """,  # noqa: S608 - table from the fixed map, every value a parameter
         *args,
     )
-    links = await _links(conn, entity_type, [r["id"] for r in rows[: query.limit]])
+    links = await _links(conn, ctx, entity_type, [r["id"] for r in rows[: query.limit]])
     items = [_out(entity_type, r, links.get(r["id"], [])) for r in rows]
     return page(items, query.limit, lambda r: (r.updated_at, r.id))
 
@@ -134,5 +137,5 @@ async def get(conn: Conn, ctx: Context, entity_type: str, record_id: uuid.UUID) 
     )
     if row is None:
         raise NotFoundError(f"no {entity_type} {record_id}")
-    links = await _links(conn, entity_type, [record_id])
+    links = await _links(conn, ctx, entity_type, [record_id])
     return _out(entity_type, row, links.get(record_id, []))

@@ -73,8 +73,9 @@ async def create(conn: Conn, ctx: Context, body: SyncJobCreate) -> SyncJobOut:
             existing_job_id=str(job_id) if job_id else None,
         )
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM sync_jobs WHERE id = $1",  # noqa: S608 - constant columns
+        f"SELECT {_COLUMNS} FROM sync_jobs WHERE id = $1 AND tenant_id = $2",  # noqa: S608
         job_id,
+        ctx.tenant_id,
     )
     assert row is not None  # noqa: S101 - INSERT … RETURNING returns the row
     return _out(row)
