@@ -233,7 +233,7 @@ class Processor:
     async def _apply_batch(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
         """The fast path: dead letters first, then every valid change set-based."""
         async with self.pool.acquire() as conn, conn.transaction():
-            settings = await self._settings(conn, parsed)
+            settings, parsed = await self._settings(conn, parsed)
             parsed = await resolve_refs(conn, parsed)
             valid: list[tuple[int, InboundChange, dict[str, Any]]] = []
             results: list[Applied | None] = [None] * len(parsed)
@@ -267,23 +267,41 @@ class Processor:
     async def _apply_each(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
         """The slow path: change by change, each in a savepoint."""
         async with self.pool.acquire() as conn, conn.transaction():
-            settings = await self._settings(conn, parsed)
+            settings, parsed = await self._settings(conn, parsed)
             parsed = await resolve_refs(conn, parsed)
             results = [await self._one(conn, item, settings) for item in parsed]
             await self._finish(conn, parsed, results, settings)
         return results
 
     @staticmethod
-    async def _settings(conn: Conn, parsed: Sequence[Parsed]) -> dict[uuid.UUID, dict[str, Any]]:
+    async def _settings(
+        conn: Conn, parsed: Sequence[Parsed]
+    ) -> tuple[dict[uuid.UUID, dict[str, Any]], list[Parsed]]:
+        """The settings of the connections the changes name, and the changes with those
+        that name a connection of another tenant marked: such a change is refused like
+        a foreign reference (invariant 11), and logs nothing under either tenant."""
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await conn.fetch(
-            "SELECT id, settings FROM connections WHERE id = ANY($1::uuid[])", ids
+            "SELECT id, tenant_id, settings FROM connections WHERE id = ANY($1::uuid[])", ids
         )
-        return {r["id"]: r["settings"] for r in rows}
+        owner = {r["id"]: r["tenant_id"] for r in rows}
+        checked = [
+            replace(
+                p,
+                reason="foreign_reference",
+                detail=f"connection {p.change.connection_id}: no connection of this tenant",
+            )
+            if p.change is not None
+            and p.change.connection_id in owner
+            and owner[p.change.connection_id] != p.change.tenant_id
+            else p
+            for p in parsed
+        ]
+        return {r["id"]: r["settings"] for r in rows}, checked
 
     @staticmethod
     def _problem(item: Parsed, settings: dict[uuid.UUID, dict[str, Any]]) -> tuple[str, str] | None:
-        if item.change is None:
+        if item.change is None or item.reason:
             return item.reason, item.detail
         if item.change.connection_id not in settings:
             return "unknown_connection", f"connection {item.change.connection_id} not found"
@@ -341,7 +359,7 @@ class Processor:
                 else None,
             )
             for p, r in zip(parsed, results, strict=True)
-            if p.change is not None and p.change.connection_id in settings
+            if p.change is not None and p.change.connection_id in settings and not p.reason
         ]
         if not rows:
             return

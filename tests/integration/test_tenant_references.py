@@ -184,6 +184,8 @@ async def test_a_change_naming_another_tenants_connection_is_a_dead_letter(
     assert (letter["reason"], letter["tenant_id"]) == ("foreign_reference", a.tenant_id)
     assert str(b.id) in letter["detail"]
     assert await pool.fetchval("SELECT count(*) FROM customers") == 0
+    # Nothing in either tenant's sync log pairs tenant A with B's connection.
+    assert await pool.fetchval("SELECT count(*) FROM sync_log WHERE connection_id = $1", b.id) == 0
 
 
 # -- the pusher -----------------------------------------------------------------------------
