@@ -5,6 +5,7 @@ breaker, dead letters, stale retries and a crash between the provider's answer a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import aiohttp
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from connectors.http import OAuthTokens
 from connectors.limits import BreakerPolicy
@@ -24,12 +26,16 @@ from connectors.simkit import Fault
 from connectors.spec import ApiClient
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
+from crmsync.common.kafka import make_consumer, make_producer
 from schemas.records import CanonicalRecord
+from services.outbound import service
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import Job, Router, claim, enqueue
+from services.outbound.service import Outbound
 from services.processor.apply import InboundChange
 from services.processor.deadletters import Source
 from services.processor.pipeline import Parsed, Processor
+from tests.conftest import TopicFactory
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -472,3 +478,54 @@ async def test_a_refused_token_refresh_marks_needs_reauth_and_pushes_wait(
     finally:
         await session.close()
         await crm.runner.cleanup()
+
+
+async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
+    env: Env, kafka_bootstrap: str, new_topic: TopicFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL away between getmany and the commit: getmany had moved the position
+    past the batch, and the restarted loop used to go on from there (10 of 500 committed
+    changes were never pushed). It resumes from the committed offsets instead."""
+    topic = await new_topic("records-changed", partitions=1)
+    records = [await env.change(n, {"name": f"Acme {n}"}) for n in range(1, 4)]
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(topic, record.model_dump_json().encode())
+    finally:
+        await producer.stop()
+
+    real_enqueue = service.enqueue
+    failures = 0
+
+    async def enqueue_once_away(pool: asyncpg.Pool, rows: list[Any]) -> None:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise asyncpg.CannotConnectNowError("the database system is shutting down")
+        await real_enqueue(pool, rows)
+
+    monkeypatch.setattr(service, "enqueue", enqueue_once_away)
+    consumer: AIOKafkaConsumer = make_consumer(
+        kafka_bootstrap, topic, group_id=f"outbound-{uuid.uuid4().hex[:8]}"
+    )
+    await consumer.start()
+    outbound = Outbound(env.pool, consumer, env.clients, env.pusher, concurrency=1, lease_seconds=5)
+    task = asyncio.create_task(outbound.resilient("consume", outbound.consume))
+    try:
+        for _ in range(100):
+            job = await env.job()
+            if job is not None and job["version"] == records[-1].version:
+                break
+            await asyncio.sleep(0.1)
+        assert failures == 1
+        job = await env.job()
+        assert job is not None, "the batch that failed was skipped"
+        assert job["version"] == records[-1].version
+    finally:
+        outbound.stopping.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
