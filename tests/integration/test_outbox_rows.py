@@ -4,6 +4,8 @@ keys) and the relay's lag gauge."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from crmsync.common.connections import CreatedConnection
 from crmsync.common.kafka import make_consumer, make_producer
+from crmsync.common.supervise import TaskHealth, supervise
 from schemas.records import CanonicalRecord
 from services.processor.deadletters import Source
 from services.processor.outbox import OutboxRelay
@@ -101,3 +104,43 @@ async def test_outbox_lag_is_the_age_of_the_oldest_pending_row(pool: asyncpg.Poo
     await pool.execute("DELETE FROM outbox")
     await relay._update_lag()
     assert REGISTRY.get_sample_value("crmsync_processor_outbox_lag_seconds") == 0
+
+
+async def test_the_relay_is_restarted_after_an_error_it_did_not_expect(
+    pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    """The relay used to end for good on an error outside its list, and nothing was
+    published until someone restarted the process. Supervised, as the processor runs it,
+    it is back within a second and reports the failure meanwhile."""
+    crm = await connect(pool, "acme", "crm")
+    topic = await new_topic("outbox")
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    relay = OutboxRelay(pool, producer, topic=topic)
+    real = relay.publish_pending
+    failures = 0
+
+    async def publish_once_broken() -> int:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise KeyError("a bug")
+        return await real()
+
+    relay.publish_pending = publish_once_broken  # type: ignore[method-assign]
+    health = TaskHealth("test-outbox-relay")
+    task = asyncio.create_task(
+        supervise(
+            relay.run, health=health, log=logging.getLogger("test"), healthy_after_seconds=0.5
+        )
+    )
+    try:
+        await Processor(pool).handle(TOPIC, [change(crm, "c1", {"name": "Acme"})])
+        assert len(await read(kafka_bootstrap, topic, 1)) == 1
+        assert failures == 1
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()
