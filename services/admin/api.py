@@ -25,6 +25,7 @@ from pydantic.json_schema import models_json_schema
 from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, bearer_token
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import Conn
+from crmsync.common.faults import describe, is_transient
 from crmsync.common.problems import problem
 from services.admin.errors import AdminError
 from services.admin.models import Problem
@@ -276,10 +277,14 @@ async def problems_middleware(
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem(exc.status, exc.reason, headers=headers)
-    except asyncpg.PostgresConnectionError as exc:
-        log.warning("PostgreSQL unavailable: %s", exc)
-        return problem(503, "the database is unavailable; try again", headers={"Retry-After": "5"})
-    except Exception:
+    except Exception as exc:
+        if is_transient(exc):
+            # PostgreSQL restarting or failing over (CannotConnectNowError, a connection cut
+            # mid-query, ...): the caller may simply try again.
+            log.warning("a dependency is unavailable: %s", describe(exc))
+            return problem(
+                503, "the database is unavailable; try again", headers={"Retry-After": "5"}
+            )
         # A bug: logged with its traceback, answered without one.
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem(500, "internal error; it was logged")
