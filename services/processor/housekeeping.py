@@ -13,6 +13,7 @@ import time
 
 import asyncpg
 
+from crmsync.common.accounting import PRUNE_INBOUND_SKIPS_SQL
 from services.processor import metrics
 from services.processor.pipeline import TRANSIENT
 
@@ -113,6 +114,9 @@ async def run_housekeeping(
                 pruned = await prune_processed_events(pool, retention_days)
                 if pruned:
                     log.info("pruned %d processed event ids past retention", pruned)
+                pruned = await _delete_in_chunks(pool, PRUNE_INBOUND_SKIPS_SQL, retention_days)
+                if pruned:
+                    log.info("pruned %d skipped webhook items past retention", pruned)
                 pruned = await prune_sync_log(pool, sync_log_retention_days)
                 if pruned:
                     log.info("pruned %d sync log rows past retention", pruned)
