@@ -1,0 +1,72 @@
+"""``crmsync audit``: the ledger (DESIGN invariant 13), per connection; exit 1 when
+anything is unaccounted, so a script or a fault test can rely on the status alone."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from crmsync.cli.admin_common import (
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    Column,
+    add_common,
+    command,
+    model,
+    run,
+    table,
+    uuid_arg,
+)
+from services.admin.models import ConnectionLedgerOut, LedgerQuery
+from services.admin.ops import ledger_io
+
+
+def _skipped(counts: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(counts.items())) or "0"
+
+
+COLUMNS: list[Column] = [
+    ("connection", lambda c: c.connection_id),
+    ("provider", lambda c: c.provider),
+    ("accepted", lambda c: c.inbound.accepted),
+    ("applied", lambda c: c.inbound.applied),
+    ("duplicates", lambda c: c.inbound.duplicates),
+    ("skipped", lambda c: _skipped(c.inbound.skipped)),
+    ("dead", lambda c: c.inbound.dead_lettered),
+    ("in_flight", lambda c: c.inbound.in_flight),
+    ("lost", lambda c: c.inbound.unaccounted),
+    ("| changes", lambda c: f"| {c.outbound.changes}"),
+    ("pushed", lambda c: c.outbound.pushed),
+    ("skipped_out", lambda c: _skipped(c.outbound.skipped)),
+    ("dead_out", lambda c: c.outbound.dead_lettered),
+    ("pending", lambda c: c.outbound.pending),
+    ("unaccounted", lambda c: c.outbound.unaccounted),
+]
+
+
+@command
+def _audit(args: argparse.Namespace) -> int:
+    query = model(LedgerQuery, connection=args.connection, since=args.since, until=args.until)
+    now = datetime.now(UTC)
+    report = run(args, lambda c, ctx: ledger_io.audit(c, ctx, query, now=now))
+    if args.json:
+        print(report.model_dump_json())
+    else:
+        rows: list[ConnectionLedgerOut] = report.connections
+        print(table(rows, COLUMNS))
+        print(f"window {report.since or 'start'} .. {report.until}; in flight {report.in_flight}")
+    for problem in report.problems:
+        print(f"crmsync: unaccounted: {problem}", file=sys.stderr)
+    return EXIT_OK if report.balanced else EXIT_UNAVAILABLE
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "audit", help="the ledger: every acknowledged event and committed change accounted for"
+    )
+    add_common(p)
+    p.add_argument("--connection", type=uuid_arg, help="only this connection")
+    p.add_argument("--since", help="ISO 8601 time with offset (default: 24 hours ago)")
+    p.add_argument("--until", help="ISO 8601 time with offset (default: now)")
+    p.set_defaults(handler=_audit)
