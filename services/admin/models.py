@@ -357,6 +357,7 @@ class LedgerReport(Out):
     balanced: bool = Field(description="False when anything is unaccounted; see problems.")
     in_flight: int = Field(description="Events in flight plus pushes pending.")
     problems: list[str]
+    notes: list[str] = Field(description="What limits the ledger without unbalancing it.")
     connections: list[ConnectionLedgerOut]
 
     @classmethod
@@ -367,6 +368,7 @@ class LedgerReport(Out):
             balanced=ledger.balanced,
             in_flight=ledger.in_flight,
             problems=ledger.problems(),
+            notes=ledger.notes,
             connections=[
                 ConnectionLedgerOut(
                     connection_id=c.connection_id,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from services.processor.pipeline import Processor
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 from tests.integration.test_admin_api import new_connection, running_admin
 
+CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "ascora" / "customer_updated.json"
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -60,6 +63,8 @@ class Flow:
     crm: SimulatedCrm
     pusher: Pusher
     started: datetime
+    database_url: str
+    tenant: str  # its slug
 
     def topic(self, name: str) -> str:
         return self.kafka.topic(name)
@@ -196,6 +201,25 @@ class Flow:
         await self.route()
         await self.push()
 
+    def audit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``crmsync audit`` as an operator runs it, on this test's database and topics."""
+        env = {
+            **os.environ,
+            "CRMSYNC_DATABASE_URL": self.database_url,
+            "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "CRMSYNC_KAFKA_TOPIC_PREFIX": self.kafka.topic_prefix,
+            "CRMSYNC_PROCESSOR_APP_ID": self.kafka.processor_group,
+            "CRMSYNC_OUTBOUND_CONSUMER_GROUP": self.kafka.outbound_group,
+        }
+        return subprocess.run(
+            [CRMSYNC, "audit", "--since", self.started.isoformat(), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     async def ledger(self, **kwargs: Any) -> Ledger:
         return await ledger(
             self.pool, self.kafka, tenant=self.tenant_id, since=self.started, **kwargs
@@ -203,7 +227,9 @@ class Flow:
 
 
 @pytest.fixture
-async def flow(pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[Flow]:
+async def flow(
+    pool: asyncpg.Pool, database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> AsyncIterator[Flow]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
     crm = await start_simulator("ascora", company_code="DEMO")
     tenant = f"t-{uuid.uuid4().hex[:8]}"
@@ -244,6 +270,8 @@ async def flow(pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str) -> A
             crm,
             pusher,
             datetime.now(UTC) - timedelta(seconds=1),
+            database_url,
+            tenant,
         )
     finally:
         await producer.stop()
@@ -296,6 +324,9 @@ async def test_a_processed_flow_balances_and_settles(flow: Flow) -> None:
         "out": (3, 2, {"echo": 1}, 0, 0, 0),
     }
     assert len(flow.crm.writes()) == 1
+    done = flow.audit("--tenant", flow.tenant, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["balanced"] is True
 
 
 async def test_an_envelope_consumed_but_never_applied_is_unaccounted(flow: Flow) -> None:
@@ -322,6 +353,11 @@ async def test_an_envelope_consumed_but_never_applied_is_unaccounted(flow: Flow)
     assert str(flow.ascora) in problem
     assert "inbound" in problem
     assert "webhooks.raw" in problem
+    # The CLI says so by its exit status, naming the connection; with or without a tenant.
+    for tenant in (("--tenant", flow.tenant), ()):
+        done = flow.audit(*tenant, "--connection", str(flow.ascora))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert str(flow.ascora) in done.stderr
 
 
 async def test_a_routed_change_that_left_no_push_is_unaccounted(flow: Flow) -> None:

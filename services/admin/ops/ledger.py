@@ -312,6 +312,9 @@ class Ledger:
     since: datetime | None
     until: datetime
     connections: list[ConnectionLedger]
+    # What limits the ledger without unbalancing it, e.g. a consumer group that committed
+    # nothing (all it has not applied counts as in flight: a wrong group name looks so).
+    notes: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         return [p for c in self.connections for p in c.problems()]
@@ -330,3 +333,15 @@ class Ledger:
     def settled(self) -> bool:
         """Balanced with nothing in flight: what a fault test waits for."""
         return self.balanced and self.in_flight == 0
+
+
+def unconsumed_notes(
+    group: str, seen: Iterable[tuple[str, int]], committed: Mapping[tuple[str, int], int]
+) -> list[str]:
+    """A note per topic where ``group`` committed nothing on a partition the window used."""
+    topics = sorted({t for t, p in seen if (t, p) not in committed})
+    return [
+        f"consumer group {group} has committed no offset on some partitions of {t}:"
+        " what it has not applied there counts as in flight"
+        for t in topics
+    ]

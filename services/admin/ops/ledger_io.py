@@ -66,6 +66,7 @@ from services.admin.ops.ledger import (
     TargetInfo,
     classify_inbound,
     classify_outbound,
+    unconsumed_notes,
 )
 
 # The API's and the CLI's window when no ``since`` is given, as the sync-log summary's.
@@ -184,6 +185,13 @@ async def _ledger(
         waiting_keys=waiting[1],
     )
     inbound = classify_inbound(window.events, facts, since=since, records=window.records)
+    notes = unconsumed_notes(
+        kafka.processor_group, {(e.topic, e.partition) for e in window.events}, facts.committed
+    ) + unconsumed_notes(
+        kafka.outbound_group,
+        {(tp.topic, tp.partition) for _, tp, _ in published},
+        {(tp.topic, tp.partition): o for tp, o in outbound.items()},
+    )
     targets = [
         TargetInfo(
             i.id,
@@ -207,6 +215,7 @@ async def _ledger(
             )
             for i in reported
         ],
+        notes=notes,
     )
 
 
@@ -498,6 +507,7 @@ async def _waiting(
     from its committed offset (else from the window's start) to the end."""
     records: set[str] = set()
     keys: set[Key] = set()
+    prefixes = window.wanted_keys | window.tenant_keys
     for name in (*SOURCE_TOPICS, topics.CHANGES_NORMALIZED.name):
         ends = await reader.ends(name)
         fallback = (
@@ -510,7 +520,7 @@ async def _waiting(
             if name == topics.WEBHOOKS_RAW.name:
                 if m.key not in window.wanted_keys:
                     continue
-            elif _key_prefix(m) not in window.wanted_keys | window.tenant_keys:
+            elif _key_prefix(m) not in prefixes:
                 continue
             try:
                 value = json.loads(m.value or b"")
