@@ -338,10 +338,12 @@ class Ledger:
 def unconsumed_notes(
     group: str, seen: Iterable[tuple[str, int]], committed: Mapping[tuple[str, int], int]
 ) -> list[str]:
-    """A note per topic where ``group`` committed nothing on a partition the window used."""
-    topics = sorted({t for t, p in seen if (t, p) not in committed})
+    """A note per topic the window's records are on where ``group`` has committed nothing
+    at all: all it has not applied there counts as in flight, which is what a wrong group
+    name looks like. (A partition it has not committed on yet is normal for a while.)"""
+    done = {t for t, _ in committed}
     return [
-        f"consumer group {group} has committed no offset on some partitions of {t}:"
-        " what it has not applied there counts as in flight"
-        for t in topics
+        f"consumer group {group} has committed no offset on {t}:"
+        " all it has not applied there counts as in flight"
+        for t in sorted({t for t, _ in seen} - done)
     ]
