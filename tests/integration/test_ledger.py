@@ -28,6 +28,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from connectors.runtime import Clients, credentials_json
+from crmsync.common.accounting import record_inbound_skips
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
@@ -358,6 +359,13 @@ async def test_an_envelope_consumed_but_never_applied_is_unaccounted(flow: Flow)
         done = flow.audit(*tenant, "--connection", str(flow.ascora))
         assert done.returncode == 1, done.stdout + done.stderr
         assert str(flow.ascora) in done.stderr
+
+    # Had the normalizer dropped it on purpose (its record gone at the provider), the row
+    # it writes for that accounts for it.
+    await record_inbound_skips(flow.pool, [(flow.ascora, "msg_lost", "gone")])
+    explained = await flow.ledger()
+    assert explained.settled, explained.problems()
+    assert dict(counts(explained, flow.ascora)["in"][4]) == {"gone": 1}
 
 
 async def test_a_routed_change_that_left_no_push_is_unaccounted(flow: Flow) -> None:

@@ -80,6 +80,10 @@ LOOKUP_CHUNK = 50_000
 # ChangeEvent.event_id holds at most 200 characters; longer item ids are hashed.
 MAX_EVENT_ID = 200
 
+# How far apart the clocks of ingest (Kafka timestamps) and PostgreSQL (now()) may be: NTP
+# keeps hosts within milliseconds; minutes leave room for a badly kept one.
+CLOCK_MARGIN = timedelta(minutes=5)
+
 SOURCE_TOPICS = (topics.WEBHOOKS_RAW.name, topics.CHANGES_INTERNAL.name)
 
 
@@ -164,14 +168,14 @@ async def _ledger(
         outbound = await reader.committed(kafka.outbound_group)
         # 3. every fate, in one snapshot
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            inbound_facts = await _inbound_facts(conn, tenant, infos, window.events)
+            inbound_facts = await _inbound_facts(conn, tenant, since, infos, window.events)
             outbox = await _outbox(conn, tenant, since, until)
             # 4. what waits past the offsets of step 2 (read inside the snapshot's time:
             # nothing in it depends on the snapshot)
             waiting = await _waiting(reader, kafka, processor, window, since)
             relayed, _ = await window.read_changes(reader, tenant, since, until, start=changes_end)
             changes = _routed(published + relayed, outbound) + outbox
-            outbound_facts = await _outbound_facts(conn, tenant, changes)
+            outbound_facts = await _outbound_facts(conn, tenant, since, changes)
     finally:
         await reader.stop()
     facts = InboundFacts(
@@ -535,6 +539,14 @@ async def _waiting(
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 
+def _parked_since(since: datetime | None) -> datetime | None:
+    """Dead letters of the window's events and changes were written after they were
+    accepted or committed: only those since then are read (dead letters can be many, and
+    each payload is parsed). The margin covers clocks of Kafka's producers and PostgreSQL
+    that disagree a little."""
+    return since - CLOCK_MARGIN if since is not None else None
+
+
 class _InboundRows:
     def __init__(self) -> None:
         self.processed: dict[Key, datetime] = {}
@@ -545,7 +557,11 @@ class _InboundRows:
 
 
 async def _inbound_facts(
-    conn: Conn, tenant: uuid.UUID | None, infos: list[ConnectionInfo], events: list[Accepted]
+    conn: Conn,
+    tenant: uuid.UUID | None,
+    since: datetime | None,
+    infos: list[ConnectionInfo],
+    events: list[Accepted],
 ) -> _InboundRows:
     rows = _InboundRows()
     keys = sorted({(e.connection_id, e.key) for e in events if e.key is not None})
@@ -583,8 +599,10 @@ async def _inbound_facts(
         SELECT payload FROM dead_letters
          WHERE stage <> 'outbound' AND redriven_at IS NULL
            AND ($1::uuid IS NULL OR tenant_id = $1)
+           AND ($2::timestamptz IS NULL OR created_at >= $2)
         """,
         tenant,
+        _parked_since(since),
     ):
         try:
             value = json.loads(r["payload"])
@@ -618,7 +636,7 @@ async def _outbox(
 
 
 async def _outbound_facts(
-    conn: Conn, tenant: uuid.UUID | None, changes: list[Committed]
+    conn: Conn, tenant: uuid.UUID | None, since: datetime | None, changes: list[Committed]
 ) -> OutboundFacts:
     ids = sorted({c.entity_id for c in changes})
     pushed: dict[Target, int] = {}
@@ -661,8 +679,10 @@ async def _outbound_facts(
         SELECT payload FROM dead_letters
          WHERE stage = 'outbound' AND redriven_at IS NULL
            AND ($1::uuid IS NULL OR tenant_id = $1)
+           AND ($2::timestamptz IS NULL OR created_at >= $2)
         """,
         tenant,
+        _parked_since(since),
     ):
         try:
             v = json.loads(r["payload"])
