@@ -45,13 +45,13 @@ COLUMNS: list[Column] = [
     ("skipped", lambda c: _skipped(c.inbound.skipped)),
     ("dead", lambda c: c.inbound.dead_lettered),
     ("in_flight", lambda c: c.inbound.in_flight),
-    ("lost", lambda c: c.inbound.unaccounted),
+    ("unaccounted", lambda c: c.inbound.unaccounted),
     ("| changes", lambda c: f"| {c.outbound.changes}"),
     ("pushed", lambda c: c.outbound.pushed),
     ("skipped_out", lambda c: _skipped(c.outbound.skipped)),
     ("dead_out", lambda c: c.outbound.dead_lettered),
     ("pending", lambda c: c.outbound.pending),
-    ("unaccounted", lambda c: c.outbound.unaccounted),
+    ("unaccounted_out", lambda c: c.outbound.unaccounted),
 ]
 
 

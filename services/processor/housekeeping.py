@@ -58,6 +58,11 @@ async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> i
     )
 
 
+async def prune_inbound_skips(pool: asyncpg.Pool, retention_days: float) -> int:
+    """Delete the ledger's rows of skipped webhook items past the dedup retention."""
+    return await _delete_in_chunks(pool, PRUNE_INBOUND_SKIPS_SQL, retention_days)
+
+
 async def prune_sync_log(pool: asyncpg.Pool, retention_days: float) -> int:
     """Delete sync_log rows past retention, oldest first; return how many.
 
@@ -114,7 +119,7 @@ async def run_housekeeping(
                 pruned = await prune_processed_events(pool, retention_days)
                 if pruned:
                     log.info("pruned %d processed event ids past retention", pruned)
-                pruned = await _delete_in_chunks(pool, PRUNE_INBOUND_SKIPS_SQL, retention_days)
+                pruned = await prune_inbound_skips(pool, retention_days)
                 if pruned:
                     log.info("pruned %d skipped webhook items past retention", pruned)
                 pruned = await prune_sync_log(pool, sync_log_retention_days)

@@ -42,6 +42,7 @@ from services.admin.ops.ledger_io import ledger
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import Router, claim, enqueue
 from services.processor.deadletters import Source
+from services.processor.housekeeping import prune_inbound_skips
 from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
@@ -402,3 +403,16 @@ async def test_the_admin_api_serves_the_tenants_ledger(
             "GET", f"/v1/audit/ledger?connection={created['id']}", key=admin.other_key
         )
         assert status == 404
+
+
+async def test_skipped_items_are_forgotten_with_the_dedup_rows(flow: Flow) -> None:
+    await record_inbound_skips(
+        flow.pool, [(flow.ascora, "old", "gone"), (flow.ascora, "new", "not_synced")]
+    )
+    await flow.pool.execute(
+        "UPDATE inbound_skips SET skipped_at = now() - interval '8 days'"
+        " WHERE provider_event_id = 'old'"
+    )
+    assert await prune_inbound_skips(flow.pool, retention_days=7) == 1
+    left = await flow.pool.fetch("SELECT provider_event_id, reason FROM inbound_skips")
+    assert [tuple(r) for r in left] == [("new", "not_synced")]
