@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,7 +23,7 @@ from services.admin.ops.ledger import (
     classify_inbound,
     classify_outbound,
 )
-from services.admin.ops.ledger_io import item_event_id
+from services.admin.ops.ledger_io import _others, item_event_id
 from services.processor.normalize import item_event_id as normalizer_item_event_id
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -197,3 +198,21 @@ def test_a_ledger_names_the_connection_and_direction_that_do_not_add_up() -> Non
     )
     assert fine.balanced
     assert not fine.settled
+
+
+@pytest.mark.parametrize(
+    ("key", "skipped"),
+    [
+        (str(CONN).encode(), False),  # ours
+        (f"{CONN}:customer:c-1".encode(), False),
+        (str(OTHER).encode(), True),  # another connection's or tenant's
+        (f"{OTHER}:customer:c-1".encode(), True),
+        (b"customer:c-1", False),  # a key that names no id proves nothing: parse it
+        (None, False),
+    ],
+)
+def test_only_a_key_naming_someone_elses_id_spares_parsing_the_record(
+    key: bytes | None, skipped: bool
+) -> None:
+    record = SimpleNamespace(key=key)
+    assert _others(record, {str(CONN).encode()}) is skipped  # type: ignore[arg-type]

@@ -342,8 +342,21 @@ class _Reader:
                     todo.discard(tp)
 
 
-def _key_prefix(message: ConsumerRecord[bytes, bytes]) -> bytes:
-    return (message.key or b"").split(b":", 1)[0]
+def _others(message: ConsumerRecord[bytes, bytes], ours: set[bytes]) -> bool:
+    """Whether the record's key says it is someone else's, so its value need not be parsed.
+
+    Pipeline keys start with the id the record belongs to: a connection's (webhooks.raw,
+    changes.normalized) or a tenant's (changes.internal, records.changed). A key that does
+    not start with an id proves nothing: that record is parsed, never silently dropped.
+    """
+    prefix = (message.key or b"").split(b":", 1)[0]
+    if prefix in ours:
+        return False
+    try:
+        uuid.UUID(prefix.decode())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _reproduced(message: ConsumerRecord[bytes, bytes]) -> bool:
@@ -372,7 +385,7 @@ class _Window:
                 if _reproduced(m):
                     continue
                 if name == topics.WEBHOOKS_RAW.name:
-                    found = self.webhook_events(m) if m.key in self.wanted_keys else []
+                    found = [] if _others(m, self.wanted_keys) else self.webhook_events(m)
                 else:
                     found = self.change_events(m)
                 if found:
@@ -395,7 +408,10 @@ class _Window:
                 if mapper is not None
                 else None
             )
-        except (MappingError, KeyError, ValueError):
+        except MappingError:
+            parsed = None
+        except Exception:  # noqa: BLE001 - a mapper's bug must not stop the audit
+            # The processor could not have mapped it either: one event, parked or lost.
             parsed = None
         if parsed is None:
             return [base]  # one event, parked whole (or lost)
@@ -407,7 +423,7 @@ class _Window:
         return items + ignored or [_with(base, skipped="no_events")]
 
     def change_events(self, m: ConsumerRecord[bytes, bytes]) -> list[Accepted]:
-        if _key_prefix(m) not in self.tenant_keys:
+        if _others(m, self.tenant_keys):
             return []
         try:
             value = json.loads(m.value or b"")
@@ -434,10 +450,10 @@ class _Window:
         name = topics.RECORDS_CHANGED.name
         starts = start or await reader.offsets_at(name, since, default_end=False)
         ends = await reader.ends(name)
-        prefix = str(tenant).encode() if tenant is not None else None
+        ours = {str(tenant).encode()} if tenant is not None else None
         found: list[tuple[Committed, TopicPartition, int]] = []
         async for m in reader.scan({tp: (starts.get(tp, 0), ends[tp]) for tp in ends}):
-            if prefix is not None and _key_prefix(m) != prefix:
+            if ours is not None and _others(m, ours):
                 continue
             change = _committed(m.value)
             if change is None or change.committed_at >= until:
@@ -521,10 +537,7 @@ async def _waiting(
         )
         ranges = {tp: (committed.get(tp, fallback.get(tp, 0)), end) for tp, end in ends.items()}
         async for m in reader.scan(ranges):
-            if name == topics.WEBHOOKS_RAW.name:
-                if m.key not in window.wanted_keys:
-                    continue
-            elif _key_prefix(m) not in prefixes:
+            if _others(m, prefixes):
                 continue
             try:
                 value = json.loads(m.value or b"")
