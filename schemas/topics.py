@@ -54,3 +54,9 @@ ALL: Final = (WEBHOOKS_RAW, CHANGES_INTERNAL, CHANGES_NORMALIZED, RECORDS_CHANGE
 def normalized_key(connection_id: object, entity_type: str, external_id: str) -> bytes:
     """The key of a ``changes.normalized`` record: one entity's changes stay in order."""
     return f"{connection_id}:{entity_type}:{external_id}".encode()
+
+
+# A Kafka header on records an operator's redrive or replay put back on a pipeline topic
+# (value: b"redrive" or b"replay"). The ledger counts what ingest accepted; a re-produced
+# copy is the same acknowledgement again, not a new one.
+REPRODUCED_HEADER: Final = "crmsync-reproduced"

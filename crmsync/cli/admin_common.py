@@ -31,7 +31,7 @@ from services.admin.errors import (
     NotFoundError,
 )
 from services.admin.models import Page
-from services.admin.ops.context import Context, KafkaTarget
+from services.admin.ops.context import Context
 from services.admin.settings import AdminSettings
 
 EXIT_OK = 0
@@ -88,7 +88,7 @@ async def _run(tenant: str, op: Op[T], *, create_tenant: bool) -> T:
             tenant_id=tenant_id,
             keyring=keyring,
             public_base_url=settings.ingest_public_base_url,
-            kafka=KafkaTarget(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix),
+            kafka=settings.kafka_target(),
             actor="cli",
         )
         return await op(conn, ctx)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from crmsync.cli import (
     apikeys,
+    audit,
     config,
     conflicts,
     connections,
@@ -50,6 +51,7 @@ COMMAND_MODULES: list[CommandModule] = [
     replay,
     syncjobs,
     conflicts,
+    audit,
 ]
 
 

@@ -16,7 +16,6 @@ from crmsync.common.metrics import set_build_info
 from crmsync.common.settings import ConfigError
 from crmsync.common.web import add_ops_routes
 from services.admin.api import SERVICES, Services, add_routes, openapi, problems_middleware
-from services.admin.ops.context import KafkaTarget
 from services.admin.routes import routes
 from services.admin.settings import AdminSettings
 
@@ -58,7 +57,7 @@ def create_app(
             pool=app[POOL],
             keyring=keyring,
             public_base_url=settings.ingest_public_base_url,
-            kafka=KafkaTarget(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix),
+            kafka=settings.kafka_target(),
             recorder=recorder,
         )
         flusher = asyncio.create_task(recorder.run(), name="api-key-last-used")

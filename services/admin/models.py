@@ -16,6 +16,7 @@ from connectors.registry import PROVIDERS
 from crmsync.common.apikeys import Scope
 from schemas.base import AwareDatetime
 from schemas.changes import EntityType
+from services.admin.ops.ledger import Ledger
 from services.admin.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 T = TypeVar("T")
@@ -302,6 +303,101 @@ class OutcomeCount(Out):
 class SyncLogSummary(Out):
     since: datetime
     outcomes: list[OutcomeCount]
+
+
+# -- the ledger ----------------------------------------------------------------------------
+
+
+class LedgerQuery(Strict):
+    connection: UUID | None = None
+    since: AwareDatetime | None = Field(None, description="Default: the last 24 hours.")
+    until: AwareDatetime | None = Field(None, description="Default: now.")
+
+
+class InboundLedger(Out):
+    """Events ingest accepted in the window (each item of a webhook, each change)."""
+
+    records: int = Field(description="Kafka records accepted: webhook envelopes and changes.")
+    accepted: int = Field(description="Events in them: applied + duplicates + skipped + ….")
+    applied: int
+    duplicates: int
+    skipped: dict[str, int] = Field(
+        description="Dropped on purpose, by reason: ignored_event_type, not_synced, gone, "
+        "no_events."
+    )
+    dead_lettered: int
+    in_flight: int
+    unaccounted: int
+    examples: list[str] = Field(description="Some unaccounted records, by Kafka coordinates.")
+
+
+class OutboundLedger(Out):
+    """Changes committed in the window, each against this connection as a target."""
+
+    changes: int = Field(description="Committed changes x this target.")
+    pushed: int
+    skipped: dict[str, int] = Field(description="By rule: echo, settings, deleted.")
+    dead_lettered: int
+    pending: int
+    unaccounted: int
+    examples: list[str]
+
+
+class ConnectionLedgerOut(Out):
+    connection_id: UUID
+    provider: str
+    name: str
+    inbound: InboundLedger
+    outbound: OutboundLedger
+
+
+class LedgerReport(Out):
+    since: datetime | None
+    until: datetime
+    balanced: bool = Field(description="False when anything is unaccounted; see problems.")
+    in_flight: int = Field(description="Events in flight plus pushes pending.")
+    problems: list[str]
+    notes: list[str] = Field(description="What limits the ledger without unbalancing it.")
+    connections: list[ConnectionLedgerOut]
+
+    @classmethod
+    def of(cls, ledger: Ledger) -> LedgerReport:
+        return cls(
+            since=ledger.since,
+            until=ledger.until,
+            balanced=ledger.balanced,
+            in_flight=ledger.in_flight,
+            problems=ledger.problems(),
+            notes=ledger.notes,
+            connections=[
+                ConnectionLedgerOut(
+                    connection_id=c.connection_id,
+                    provider=c.provider,
+                    name=c.name,
+                    inbound=InboundLedger(
+                        records=c.inbound.records,
+                        accepted=c.inbound.accepted,
+                        applied=c.inbound.applied,
+                        duplicates=c.inbound.duplicates,
+                        skipped=dict(c.inbound.skipped),
+                        dead_lettered=c.inbound.dead_lettered,
+                        in_flight=c.inbound.in_flight,
+                        unaccounted=c.inbound.unaccounted,
+                        examples=c.inbound.examples,
+                    ),
+                    outbound=OutboundLedger(
+                        changes=c.outbound.changes,
+                        pushed=c.outbound.pushed,
+                        skipped=dict(c.outbound.skipped),
+                        dead_lettered=c.outbound.dead_lettered,
+                        pending=c.outbound.pending,
+                        unaccounted=c.outbound.unaccounted,
+                        examples=c.outbound.examples,
+                    ),
+                )
+                for c in ledger.connections
+            ],
+        )
 
 
 # -- dead letters -------------------------------------------------------------------------

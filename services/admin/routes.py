@@ -11,6 +11,7 @@ from services.admin.ops import (
     conflicts,
     connections,
     deadletters,
+    ledger_io,
     records,
     replay,
     syncjobs,
@@ -241,6 +242,26 @@ def _sync_log() -> list[Route]:
             "getSyncLogSummary",
             query=m.SyncLogSummaryQuery,
             response=m.SyncLogSummary,
+        ),
+    ]
+
+
+def _audit() -> list[Route]:
+    async def ledger(c: Call) -> BaseModel:
+        return await ledger_io.audit(c.conn, c.ctx, c.query, now=c.now)
+
+    return [
+        Route(
+            "GET",
+            "/v1/audit/ledger",
+            ledger,
+            "read",
+            "Every acknowledgement accounted for, per connection (DESIGN invariant 13)",
+            "audit",
+            "getLedger",
+            query=m.LedgerQuery,
+            response=m.LedgerReport,
+            errors=(503,),
         ),
     ]
 
@@ -527,6 +548,7 @@ def routes() -> list[Route]:
         *_connections(),
         *_records(),
         *_sync_log(),
+        *_audit(),
         *_dead_letters(),
         *_replay(),
         *_sync_jobs(),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from crmsync.common.settings import CommonSettings
+from services.admin.ops.context import KafkaTarget
 
 
 class AdminSettings(CommonSettings):
@@ -21,3 +22,21 @@ class AdminSettings(CommonSettings):
         pattern=r"^https?://[^/]+$",
         description="Scheme and host providers call; webhook URLs and HubSpot signatures use it.",
     )
+    # The same variables the processor and outbound read: the ledger (``crmsync audit``,
+    # GET /v1/audit/ledger) reads their consumer groups' committed offsets.
+    processor_app_id: str = Field(
+        "crmsync-processor",
+        min_length=1,
+        description="faust app id: the consumer group and the prefix of faust's own topics.",
+    )
+    outbound_consumer_group: str = Field(
+        "crmsync-outbound", min_length=1, description="Kafka consumer group of records.changed."
+    )
+
+    def kafka_target(self) -> KafkaTarget:
+        return KafkaTarget(
+            self.kafka_bootstrap_servers,
+            self.kafka_topic_prefix,
+            processor_group=self.processor_app_id,
+            outbound_group=self.outbound_consumer_group,
+        )

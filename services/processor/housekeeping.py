@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
+from crmsync.common.accounting import PRUNE_INBOUND_SKIPS_SQL
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.kafka import make_admin, record_lifetimes, start_with_retry
 from crmsync.common.settings import ConfigError
@@ -58,6 +59,11 @@ async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> i
         """,
         retention_days,
     )
+
+
+async def prune_inbound_skips(pool: asyncpg.Pool, retention_days: float) -> int:
+    """Delete the ledger's rows of skipped webhook items past the dedup retention."""
+    return await _delete_in_chunks(pool, PRUNE_INBOUND_SKIPS_SQL, retention_days)
 
 
 async def prune_sync_log(pool: asyncpg.Pool, retention_days: float) -> int:
@@ -116,6 +122,9 @@ async def run_housekeeping(
                 pruned = await prune_processed_events(pool, retention_days)
                 if pruned:
                     log.info("pruned %d processed event ids past retention", pruned)
+                pruned = await prune_inbound_skips(pool, retention_days)
+                if pruned:
+                    log.info("pruned %d skipped webhook items past retention", pruned)
                 pruned = await prune_sync_log(pool, sync_log_retention_days)
                 if pruned:
                     log.info("pruned %d sync log rows past retention", pruned)

@@ -30,6 +30,7 @@ from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
 from connectors.runtime import Clients, ConnectionInfo, CredentialsError, load_connection
 from connectors.spec import MappingError, RemoteRecord, WebhookItem
+from crmsync.common.accounting import SkipReason, record_inbound_skips
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
@@ -173,10 +174,13 @@ class Normalizer:
     async def _emit(self, mapped: Mapped, known: set[tuple[uuid.UUID, str]]) -> list[Output]:
         info = mapped.info
         outputs: list[Output] = []
+        # Items dropped on purpose, recorded so the ledger accounts for them.
+        skips: list[tuple[uuid.UUID, str, SkipReason]] = []
         failure: HydrationError | None = None
         for item in mapped.items:
             event_id = item_event_id(item.event_id)
             if not info.syncs("in", item.entity_type):
+                skips.append((info.id, event_id, "not_synced"))
                 # settings direction "out", or entity_types without this one: the provider
                 # may still send it (one webhook subscription covers every type).
                 metrics.WEBHOOK_ITEMS.labels(info.provider, "not_synced").inc()
@@ -192,10 +196,13 @@ class Normalizer:
                 continue
             if record is None and item.op == "upsert":
                 # The record is gone at the provider; its delete arrives as its own event.
+                skips.append((info.id, event_id, "gone"))
                 metrics.WEBHOOK_ITEMS.labels(info.provider, "gone").inc()
                 continue
             outputs.append(self._change(mapped.envelope, info, item, event_id, record))
             metrics.WEBHOOK_ITEMS.labels(info.provider, "normalized").inc()
+        # Before the agent acknowledges the envelope: a retried batch records nothing new.
+        await record_inbound_skips(self.pool, skips)
         if failure is not None:
             # The whole envelope is parked: a redrive re-fetches; dedup drops the items
             # that went through this time.

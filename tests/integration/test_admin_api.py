@@ -6,6 +6,7 @@ in test_admin_openapi.py."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -528,12 +529,15 @@ async def test_sync_log_lists_newest_first_and_counts_outcomes(admin: Admin) -> 
 # -- dead letters (listing, discard; redrive is in test_admin_kafka) ----------------------
 
 
+_offsets = itertools.count(7)
+
+
 async def _dead_letter(admin: Admin, stage: str, reason: str, **cols: Any) -> uuid.UUID:
     dead_id: uuid.UUID = await admin.pool.fetchval(
         """
         INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, topic,
                                   kafka_partition, kafka_offset, record_key, payload)
-        VALUES ($1, $2, 'why', $3, $4, $5, 0, 7, $6, $7) RETURNING id
+        VALUES ($1, $2, 'why', $3, $4, $5, 0, $8, $6, $7) RETURNING id
         """,
         stage,
         reason,
@@ -542,6 +546,8 @@ async def _dead_letter(admin: Admin, stage: str, reason: str, **cols: Any) -> uu
         cols.get("topic"),
         cols.get("key"),
         cols.get("payload", b'{"x": 1}'),
+        # One dead letter per Kafka record (migration 0008): each its own offset.
+        next(_offsets),
     )
     return dead_id
 

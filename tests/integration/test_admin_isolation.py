@@ -78,6 +78,7 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("GET", "/v1/connections/{connection_id}/health"): ({}, 404),
         ("GET", "/v1/sync-log"): (by_conn, 404),
         ("GET", "/v1/sync-log/summary"): (by_conn, 404),
+        ("GET", "/v1/audit/ledger"): (by_conn, 404),
         ("GET", "/v1/dead-letters"): (by_conn, 404),
         ("GET", "/v1/dead-letters/{dead_letter_id}"): ({}, 404),
         ("POST", "/v1/dead-letters/{dead_letter_id}/redrive"): ({}, 404),

@@ -3,6 +3,7 @@ back onto their topic, and replaying a connection's webhooks."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,9 @@ async def raw_tap(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[Tap]
     await tap.stop()
 
 
+_offsets = itertools.count(42)
+
+
 async def _processor_dead_letter(
     admin: Admin, topic: str, key: bytes, value: bytes, reason: str = "schema_violation"
 ) -> uuid.UUID:
@@ -39,13 +43,15 @@ async def _processor_dead_letter(
         """
         INSERT INTO dead_letters (stage, reason, tenant_id, topic, kafka_partition,
                                   kafka_offset, record_key, payload)
-        VALUES ('processor', $1, $2, $3, 0, 42, $4, $5) RETURNING id
+        VALUES ('processor', $1, $2, $3, 0, $6, $4, $5) RETURNING id
         """,
         reason,
         admin.tenant,
         topic,
         key,
         value,
+        # One dead letter per Kafka record (migration 0008): each its own offset.
+        next(_offsets),
     )
     return dead_id
 

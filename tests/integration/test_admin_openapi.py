@@ -9,6 +9,7 @@ every time.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import hypothesis
@@ -46,13 +47,15 @@ CHECKS = [
 
 
 @pytest.fixture
-async def served(database_url: str) -> AsyncIterator[tuple[str, str]]:
+async def served(database_url: str, kafka_bootstrap: str) -> AsyncIterator[tuple[str, str]]:
     """The admin app on a real port, and an admin key with a connection and records."""
-    # Kafka is never reached: no generated id names a connection or dead letter that exists.
+    # Nothing is written to Kafka: no generated id names a connection or dead letter that
+    # exists. The ledger reads it, under a prefix no topic has: an empty pipeline.
     settings = parse_settings(
         AdminSettings,
         database_url=database_url,
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=f"fuzz{uuid.uuid4().hex[:8]}.",
     )
     pool = await create_pool(database_url, max_size=4)
     async with pool.acquire() as conn:

@@ -10,6 +10,10 @@ from crmsync.common.crypto import KeyRing
 class KafkaTarget:
     bootstrap_servers: str
     topic_prefix: str = ""
+    # Consumer groups whose committed offsets tell the ledger what was consumed: the
+    # processor's faust app id and outbound's group (their settings' defaults).
+    processor_group: str = "crmsync-processor"
+    outbound_group: str = "crmsync-outbound"
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name

@@ -23,6 +23,7 @@ import asyncpg
 from crmsync.common.canonical import TABLES
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
+from schemas import topics
 from services.admin import pagination
 from services.admin.errors import ConflictError, NotFoundError
 from services.admin.models import (
@@ -229,7 +230,9 @@ async def _redrive(conn: Conn, ctx: Context, ids: list[uuid.UUID], *, limit: int
                     failed.append(RedriveFailure(id=row["id"], reason=problem))
                     continue
             elif row["topic"]:
-                to_kafka.append((row["topic"], row["record_key"], row["payload"], None))
+                # Marked, so the ledger does not count the copy as a new acknowledgement.
+                marked = [(topics.REPRODUCED_HEADER, b"redrive")]
+                to_kafka.append((row["topic"], row["record_key"], row["payload"], marked))
             else:
                 failed.append(RedriveFailure(id=row["id"], reason="no_source_topic"))
                 continue

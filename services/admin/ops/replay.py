@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from crmsync.common.db import Conn
 from crmsync.common.kafka import make_consumer
-from schemas.topics import WEBHOOKS_RAW
+from schemas.topics import REPRODUCED_HEADER, WEBHOOKS_RAW
 from services.admin.errors import InvalidError, UnavailableError
 from services.admin.models import ReplayPartition, ReplayRequest, ReplayResult
 from services.admin.ops import connections
@@ -40,6 +41,13 @@ def _connection_of(value: bytes | None) -> str | None:
         return None
     found = envelope.get("connection_id") if isinstance(envelope, dict) else None
     return found if isinstance(found, str) else None
+
+
+def _marked(headers: Sequence[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
+    """The record's headers plus the mark that tells the ledger it is a copy: what ingest
+    accepted is counted once, however often an operator replays it."""
+    kept = [(k, v) for k, v in headers or () if k != REPRODUCED_HEADER]
+    return [*kept, (REPRODUCED_HEADER, b"replay")]
 
 
 async def replay(conn: Conn, ctx: Context, body: ReplayRequest) -> ReplayResult:
@@ -148,7 +156,7 @@ async def _copy(
                 counts.scanned += 1
                 if _connection_of(m.value) == wanted:
                     counts.matched += 1
-                    pending.append((tp.topic, m.key, m.value, list(m.headers or ())))
+                    pending.append((tp.topic, m.key, m.value, _marked(m.headers)))
                     counts.truncated = counts.matched >= body.max_records
         if not counts.truncated:
             for tp in list(remaining):

@@ -1,0 +1,114 @@
+"""``crmsync audit``: the ledger (DESIGN invariant 13), per connection; exit 1 when
+anything is unaccounted, so a script or a fault test can rely on the status alone.
+
+With ``--tenant`` it is the admin API's ``GET /v1/audit/ledger``; without, every tenant's
+connections (an operator's view of the whole deployment, which no API key has)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+
+from crmsync.cli.admin_common import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    Column,
+    CommandError,
+    command,
+    model,
+    run,
+    table,
+    uuid_arg,
+)
+from crmsync.common.db import DatabaseUnavailableError, connect
+from crmsync.common.settings import parse_settings
+from crmsync.localstack.status import StackError
+from services.admin.errors import AdminError
+from services.admin.models import ConnectionLedgerOut, LedgerQuery, LedgerReport
+from services.admin.ops import ledger_io
+from services.admin.settings import AdminSettings
+
+
+def _skipped(counts: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(counts.items())) or "0"
+
+
+COLUMNS: list[Column] = [
+    ("connection", lambda c: c.connection_id),
+    ("provider", lambda c: c.provider),
+    ("accepted", lambda c: c.inbound.accepted),
+    ("applied", lambda c: c.inbound.applied),
+    ("duplicates", lambda c: c.inbound.duplicates),
+    ("skipped", lambda c: _skipped(c.inbound.skipped)),
+    ("dead", lambda c: c.inbound.dead_lettered),
+    ("in_flight", lambda c: c.inbound.in_flight),
+    ("unaccounted", lambda c: c.inbound.unaccounted),
+    ("| changes", lambda c: f"| {c.outbound.changes}"),
+    ("pushed", lambda c: c.outbound.pushed),
+    ("skipped_out", lambda c: _skipped(c.outbound.skipped)),
+    ("dead_out", lambda c: c.outbound.dead_lettered),
+    ("pending", lambda c: c.outbound.pending),
+    ("unaccounted_out", lambda c: c.outbound.unaccounted),
+]
+
+
+async def _every_tenant(query: LedgerQuery, now: datetime) -> LedgerReport:
+    settings = parse_settings(AdminSettings)
+    try:
+        conn = await connect(settings.database_url)
+    except DatabaseUnavailableError as exc:
+        raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
+    try:
+        if query.connection is not None and not await conn.fetchval(
+            "SELECT 1 FROM connections WHERE id = $1", query.connection
+        ):
+            raise CommandError(f"no connection {query.connection}", EXIT_NOT_FOUND)
+        found = await ledger_io.ledger(
+            conn,
+            settings.kafka_target(),
+            connection=query.connection,
+            since=query.since or now - ledger_io.DEFAULT_WINDOW,
+            until=query.until,
+            now=now,
+        )
+    except AdminError as exc:
+        raise CommandError(exc.detail, EXIT_UNAVAILABLE) from None
+    finally:
+        await conn.close()
+    return LedgerReport.of(found)
+
+
+@command
+def _audit(args: argparse.Namespace) -> int:
+    query = model(LedgerQuery, connection=args.connection, since=args.since, until=args.until)
+    now = datetime.now(UTC)
+    if args.tenant is None:
+        report = asyncio.run(_every_tenant(query, now))
+    else:
+        report = run(args, lambda c, ctx: ledger_io.audit(c, ctx, query, now=now))
+    if args.json:
+        print(report.model_dump_json())
+    else:
+        rows: list[ConnectionLedgerOut] = report.connections
+        print(table(rows, COLUMNS))
+        print(f"window {report.since or 'start'} .. {report.until}; in flight {report.in_flight}")
+    for note in report.notes:
+        print(f"crmsync: note: {note}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"crmsync: unaccounted: {problem}", file=sys.stderr)
+    return EXIT_OK if report.balanced else EXIT_UNAVAILABLE
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "audit", help="the ledger: every acknowledged event and committed change accounted for"
+    )
+    p.add_argument("--tenant", help="tenant slug (default: every tenant)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--connection", type=uuid_arg, help="only this connection")
+    p.add_argument("--since", help="ISO 8601 time with offset (default: 24 hours ago)")
+    p.add_argument("--until", help="ISO 8601 time with offset (default: now)")
+    p.set_defaults(handler=_audit)
