@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import CommonSettings
+from crmsync.common.settings import ProviderCallSettings
 
 
-class AdminSettings(CommonSettings):
+class AdminSettings(ProviderCallSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     admin_host: str = Field("127.0.0.1", description="Listen address.")
