@@ -60,6 +60,7 @@ def create_app(
             public_base_url=settings.ingest_public_base_url,
             kafka=KafkaTarget(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix),
             recorder=recorder,
+            allow_private_provider_urls=settings.allow_private_provider_urls,
         )
         flusher = asyncio.create_task(recorder.run(), name="api-key-last-used")
         yield
