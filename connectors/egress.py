@@ -107,6 +107,10 @@ _METADATA_NAMES = frozenset(
 )
 
 
+# Refused whatever the operator allows: these URLs are malformed, not merely private.
+_ALWAYS = frozenset({"userinfo", "host"})
+
+
 class EgressRefusedError(OSError):
     """A provider URL or address outside what this deployment calls.
 
@@ -117,7 +121,13 @@ class EgressRefusedError(OSError):
     """
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{detail}; provider calls reach public https URLs only ({ALLOW_SETTING})")
+        # The setting lifts the address and scheme rules only: naming it elsewhere misleads.
+        hint = (
+            ""
+            if reason in _ALWAYS
+            else f"; provider calls reach public https URLs only ({ALLOW_SETTING})"
+        )
+        super().__init__(detail + hint)
         self.reason = reason
         self.detail = detail
 
