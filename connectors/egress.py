@@ -31,7 +31,7 @@ from typing import Literal
 import aiohttp
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 AddressClass = Literal[
@@ -225,13 +225,14 @@ def _refusal(label: AddressClass) -> EgressRefusedError:
 class GuardedResolver(AbstractResolver):
     """A resolver that refuses a name when any of its addresses is not public.
 
-    ``inner`` does the lookup (aiohttp's default resolver unless given). Refusing on any
-    address, not only the first, keeps the error the same whichever address would have
-    been tried first.
+    ``inner`` does the lookup: unless given, getaddrinfo in a thread (aiohttp's own
+    default without aiodns), which holds nothing to close; that matters, since aiohttp
+    closes only a resolver it made itself. Refusing on any address, not only the first,
+    keeps the error the same whichever address would have been tried first.
     """
 
     def __init__(self, inner: AbstractResolver | None = None) -> None:
-        self._inner = inner if inner is not None else DefaultResolver()
+        self._inner = inner if inner is not None else ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
