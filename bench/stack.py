@@ -249,6 +249,8 @@ class Stack:
                 "CRMSYNC_LOG_FORMAT": "json",
                 "CRMSYNC_LOG_LEVEL": "WARNING",
                 "CRMSYNC_STATE_DIR": str(self.workdir / "state"),
+                # The simulated CRMs listen on 127.0.0.1 (DESIGN invariant 12).
+                "CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true",
             }
             | {f"CRMSYNC_{k.upper()}": str(v) for k, v in extra.items()}
         )

@@ -12,7 +12,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from connectors.http import AuthError, NotFoundError, ProviderError, UnsupportedOperationError
+from connectors.http import (
+    AuthError,
+    NotFoundError,
+    ProviderError,
+    RefusedError,
+    UnsupportedOperationError,
+)
 from connectors.runtime import Handle
 from connectors.spec import ApiClient
 
@@ -24,7 +30,9 @@ class CallFailedError(Exception):
 
     ``reason`` is a bounded label: ``circuit_open``, ``rate_limited``, ``needs_reauth``,
     ``auth``, ``provider_4xx``, ``provider_5xx``, ``network``, ``not_found``,
-    ``unsupported``. ``retry_after`` is the earliest sensible retry, in seconds, when known.
+    ``unsupported``, and the refusals of connectors.http.RefusedError: ``address_refused``,
+    ``redirect_refused``, ``response_too_large``. ``retry_after`` is the earliest sensible
+    retry, in seconds, when known.
     """
 
     def __init__(
@@ -73,6 +81,10 @@ async def attempt(
         except UnsupportedOperationError as exc:
             handle.breaker.record(success=True)
             raise CallFailedError("unsupported", retryable=False, error=exc) from None
+        except RefusedError as exc:
+            # Our rules, not the provider's health: the breaker is not told it failed.
+            handle.breaker.record(success=True)
+            raise CallFailedError(exc.reason, retryable=False, error=exc) from None
         except AuthError as exc:
             handle.breaker.record(success=True)  # the provider is up; our credentials are not
             if handle.needs_reauth:

@@ -15,14 +15,21 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urljoin
 
 import aiohttp
 from yarl import URL
 
+from connectors.egress import EgressRefusedError
+
 # Enough of a provider's error body to diagnose a dead letter, small enough for a log line.
 BODY_EXCERPT_CHARS = 500
+# The most of one answer we hold. A record passes through changes.normalized, whose records
+# are at most Kafka's default 1 MiB; the largest page we ask for is 1,000 records of a few
+# KiB (QuickBooks' MAXRESULTS cap). 10 MiB is well above both, and bounds memory: outbound's
+# 32 pushes in flight hold at most 320 MiB of answers, whatever a provider URL sends.
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 # Providers answer in well under a second; 15 s is a stuck connection, not a slow API.
 DEFAULT_TIMEOUT_SECONDS = 15.0
 # Refresh an OAuth2 access token this long before it expires (Xero's last 30 minutes).
@@ -80,6 +87,37 @@ class UnsupportedOperationError(ProviderError):
 
 class AuthError(ProviderError):
     """401/403 after a fresh token, or a refresh the provider refused: re-authorise."""
+
+
+class RefusedError(ProviderError):
+    """A call our own rules stopped (DESIGN invariant 12): the same call would be stopped
+    again, so it is never retried. ``reason`` is the bounded label callers report."""
+
+    reason: ClassVar[str]
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
+class AddressRefusedError(RefusedError):
+    """The URL or the address it resolved to is not a public provider's
+    (connectors.egress); nothing was sent."""
+
+    reason = "address_refused"
+
+
+class RedirectRefusedError(RefusedError):
+    """The provider answered 3xx. Redirects are not followed: they would carry the
+    connection's credentials, or its request, to wherever the answer points."""
+
+    reason = "redirect_refused"
+
+
+class ResponseTooLargeError(RefusedError):
+    """The answer was larger than MAX_RESPONSE_BYTES; it was not read further."""
+
+    reason = "response_too_large"
 
 
 # --- auth ----------------------------------------------------------------------------------
@@ -272,7 +310,9 @@ async def send(
     """One request; the parsed JSON body (None for an empty one) or a ProviderError.
 
     A 401 invalidates the token and tries once more with a fresh one. Network errors and
-    timeouts become ProviderError(status=None), transient.
+    timeouts become ProviderError(status=None), transient. A 3xx is RedirectRefusedError,
+    never followed; a body over MAX_RESPONSE_BYTES is ResponseTooLargeError; a URL or
+    address the session's egress rules refuse (connectors.egress) is AddressRefusedError.
     """
     path = URL(url).path
     label = f"{method} {path}"
@@ -290,10 +330,21 @@ async def send(
                 params=params,
                 headers=all_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+                allow_redirects=False,
             ) as response:
-                text = await response.text()
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if 300 <= status < 400:
+                    raise _redirect_refused(label, response)
+                text = await _read_capped(response, label)
+        except EgressRefusedError as exc:  # the URL, checked as the request starts
+            raise AddressRefusedError(f"{label}: refused: {exc}", request=label) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, EgressRefusedError):  # the address, on connecting
+                raise AddressRefusedError(
+                    f"{label}: refused: {exc.os_error}", request=label
+                ) from None
+            raise ProviderError(f"{label}: {type(exc).__name__}: {exc}", request=label) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderError(f"{label}: {type(exc).__name__}: {exc}", request=label) from None
         if status == 401 and auth is not None and attempt == 1:
@@ -319,3 +370,48 @@ async def send(
                 request=label,
             ) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _redirect_refused(label: str, response: aiohttp.ClientResponse) -> RedirectRefusedError:
+    # Where it pointed helps to fix a moved base URL; its query and credentials are cut.
+    location = response.headers.get("Location")
+    target = "nowhere"
+    if location:
+        try:
+            absolute = response.url.join(URL(location))
+            target = str(absolute.with_user(None).with_query(None).with_fragment(None))
+        except ValueError:
+            target = "an invalid Location"
+    return RedirectRefusedError(
+        f"{label} answered {response.status}, a redirect to {target}; redirects are not "
+        "followed (if the provider's API moved, update the connection's URL)",
+        status=response.status,
+        request=label,
+    )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, label: str) -> str:
+    """The body as text, refused once it passes MAX_RESPONSE_BYTES (before reading, when
+    the length is declared). Bytes that are not valid in the declared charset are replaced,
+    not an exception: a garbled error body is still worth its excerpt."""
+    declared = response.content_length
+    if declared is not None and declared > MAX_RESPONSE_BYTES:
+        raise _too_large(label, response.status)
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise _too_large(label, response.status)
+    charset = response.charset or "utf-8"
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", errors="replace")
+
+
+def _too_large(label: str, status: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"{label} answered {status} with more than {MAX_RESPONSE_BYTES} bytes; not read",
+        status=status,
+        request=label,
+    )

@@ -200,9 +200,11 @@ class ApiSpec:
     """How to reach and use one provider's API.
 
     ``make_client(session, base_url, auth, settings)`` builds a client for one connection:
-    ``session`` is a shared aiohttp ClientSession, ``auth`` a connectors.http.Auth giving
-    the request headers, ``settings`` the connection's settings (realm id, Xero tenant id,
-    field overrides). ``token_url`` is the OAuth2 token endpoint path or URL (relative
+    ``session`` is the shared session of connectors.egress.provider_session (calls reach
+    public addresses only; clients send through connectors.http.send, which follows no
+    redirect and caps the answer), ``auth`` a connectors.http.Auth giving the request
+    headers, ``settings`` the connection's settings (realm id, Xero tenant id, field
+    overrides). ``token_url`` is the OAuth2 token endpoint path or URL (relative
     paths resolve against the connection's base URL: the simulators serve it).
     """
 

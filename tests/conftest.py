@@ -34,6 +34,10 @@ hypothesis.settings.load_profile("crmsync")
 
 # Services and the CLI under test need a key ring; every process of the session shares it.
 os.environ.setdefault("CRMSYNC_MASTER_KEYS", generate_master_key("test"))
+# The simulators the tests call listen on 127.0.0.1, which provider URLs may not reach by
+# default (DESIGN invariant 12). Tests of that refusal build their sessions and settings
+# with allow_private_provider_urls=False explicitly.
+os.environ.setdefault("CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS", "true")
 
 MIGRATIONS = repo_root() / "infra" / "migrations"
 STACK_HINT = "start the local stack first: `crmsync infra up` (scripts/test does this)"

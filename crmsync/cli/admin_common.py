@@ -90,6 +90,7 @@ async def _run(tenant: str, op: Op[T], *, create_tenant: bool) -> T:
             public_base_url=settings.ingest_public_base_url,
             kafka=settings.kafka_target(),
             actor="cli",
+            allow_private_provider_urls=settings.allow_private_provider_urls,
         )
         return await op(conn, ctx)
     finally:

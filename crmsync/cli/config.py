@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings
 
-from crmsync.common.settings import CommonSettings, env_name, repo_root
+from crmsync.common.settings import CommonSettings, ProviderCallSettings, env_name, repo_root
 from crmsync.localstack.settings import LocalStackSettings
 from services.admin.settings import AdminSettings
 from services.ingest.settings import IngestSettings
@@ -18,6 +18,7 @@ from services.processor.settings import ProcessorSettings
 USERS: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("all services", CommonSettings),
     ("ingest", IngestSettings),
+    ("processor, outbound, admin", ProviderCallSettings),
     ("processor", ProcessorSettings),
     ("outbound", OutboundSettings),
     ("admin", AdminSettings),

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
+from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericSchemeConfig
 from connectors.registry import PROVIDERS, connector
 from crmsync.cli.admin_common import (
@@ -34,7 +35,7 @@ from crmsync.cli.admin_common import (
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
-from crmsync.common.settings import ConfigError, parse_settings
+from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
 from services.admin.models import ConnectionQuery, ConnectionUpdate, CredentialsIn, SecretRotate
 from services.admin.ops import connections as ops
@@ -58,6 +59,12 @@ def add(
         raise StackError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     if not TENANT_SLUG.match(tenant):
         raise StackError("tenant must be a slug: lower-case letters, digits and '-', 1-63 long")
+    if base_url is not None:
+        allow = parse_settings(ProviderCallSettings).allow_private_provider_urls
+        try:
+            check_url(base_url, allow_private=allow)  # as the admin API's create does
+        except EgressRefusedError as exc:
+            raise StackError(f"--base-url: {exc}") from None
     settings = parse_settings(IngestSettings)
     try:
         keyring = KeyRing.parse(settings.master_keys.get_secret_value())

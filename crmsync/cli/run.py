@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import FrameType
 
-import aiohttp
 from pydantic_settings import BaseSettings
 
+from connectors.egress import provider_session
 from crmsync.cli import infra
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
-from crmsync.common.settings import parse_settings, topic_name
+from crmsync.common.settings import ProviderCallSettings, env_name, parse_settings, topic_name
 from crmsync.localstack.status import Say, StackError
 from schemas import topics
 from services.admin.settings import AdminSettings
@@ -37,6 +38,8 @@ from services.processor.settings import ProcessorSettings
 READY_TIMEOUT_SECONDS = 60.0
 # Each service drains in-flight work on SIGTERM; 15 s is ample for that at our batch sizes.
 STOP_TIMEOUT_SECONDS = 15.0
+# The demo's simulators listen on 127.0.0.1, where providers' URLs may not lead by default.
+ALLOW_PRIVATE = env_name(ProviderCallSettings, "allow_private_provider_urls")
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,12 @@ def _stop_all(procs: dict[str, subprocess.Popen[bytes]], say: Say) -> None:
 
 
 @contextlib.contextmanager
-def services_running(names: list[str], say: Say) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+def services_running(
+    names: list[str], say: Say, *, env: Mapping[str, str] | None = None
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """The services as child processes, ready; stopped in order on the way out, however
-    that is (Ctrl-C, SIGTERM, an error, one of them dying)."""
+    that is (Ctrl-C, SIGTERM, an error, one of them dying). ``env``: variables to set on
+    top of this process's environment."""
     unknown = sorted(set(names) - SERVICES.keys())
     if unknown:
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
@@ -129,7 +135,9 @@ def services_running(names: list[str], say: Say) -> Iterator[dict[str, subproces
             # Own session: a terminal's Ctrl-C reaches only this process, which then stops
             # the services in order, instead of racing them as they all exit at once.
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], start_new_session=True
+                [sys.executable, "-m", f"services.{name}"],
+                start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
         pending = set(names)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -188,7 +196,9 @@ def demo(say: Say, *, keep_infra: bool, once: bool, providers: tuple[str, ...]) 
     try:
         asyncio.run(infra.up(say))
         asyncio.run(infra.migrate(say, as_json=False))
-        with services_running(list(SERVICES), say) as procs:
+        # An explicit setting wins, as for the master keys (crmsync.localstack.keys).
+        allow = {ALLOW_PRIVATE: os.environ.get(ALLOW_PRIVATE, "true")}
+        with services_running(list(SERVICES), say, env=allow) as procs:
             code = asyncio.run(_demo_story(say, procs, once=once, providers=providers))
     finally:
         if not keep_infra and not was_up:
@@ -222,7 +232,8 @@ async def _demo_story(
     )
     await lag.start()
     try:
-        async with aiohttp.ClientSession() as session:
+        # The scenario edits records through the simulators' APIs, on 127.0.0.1.
+        async with provider_session(allow_private=True) as session:
             world = await scenario.setup(
                 pool, keyring, session, ingest_url=ingest_url, providers=providers, lag=lag
             )

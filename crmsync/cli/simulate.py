@@ -16,6 +16,7 @@ import contextlib
 import signal
 import sys
 
+from connectors.egress import ALLOW_SETTING
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, create_pool
 from crmsync.common.settings import ConfigError, parse_settings
@@ -121,4 +122,6 @@ def _print_table(running: list[RunningSim], *, seed: int, tenant: str) -> None:
     if seed:
         print(f"seeded {seed} of each entity type per simulator (no webhooks sent);")
         print(f"`crmsync backfill {tenant}/<provider>` brings them in.")
+    # Provider URLs may not lead to loopback or private addresses by default.
+    print(f"The services and `crmsync backfill` reach these APIs only with {ALLOW_SETTING}=true.")
     print("Control API: POST <API>/_sim/… (faults, drop_webhooks). Ctrl-C stops.", flush=True)

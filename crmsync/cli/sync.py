@@ -21,9 +21,9 @@ import time
 import uuid
 from typing import Any, TextIO
 
-import aiohttp
 import asyncpg
 
+from connectors.egress import provider_session
 from connectors.runtime import Clients, ConnectionInfo, load_connection
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, create_pool
@@ -187,7 +187,7 @@ async def _foreground(
     owner = jobs.owner_id("cli")
     producer = make_producer(settings.kafka_bootstrap_servers)
     await start_with_retry(producer.start, "producer", within_seconds=30.0, log=log)
-    session = aiohttp.ClientSession()
+    session = provider_session(allow_private=settings.allow_private_provider_urls)
     job: SyncJob | None = None
     try:
         runner = SyncRunner(

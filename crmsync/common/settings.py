@@ -50,6 +50,18 @@ class CommonSettings(BaseSettings):
     )
 
 
+class ProviderCallSettings(CommonSettings):
+    """Settings of the services that call providers' APIs or accept their URLs (processor,
+    outbound, admin). Same prefix."""
+
+    allow_private_provider_urls: bool = Field(
+        False,
+        description="Let provider URLs use http and reach loopback, private, link-local and "
+        "cloud metadata addresses (simulators, tests, an on-premises CRM). Off: a tenant's "
+        "URL could otherwise reach this host's network with its credentials.",
+    )
+
+
 def topic_name(settings: CommonSettings, topic: str) -> str:
     """The name a pipeline topic (``schemas.topics``) has in this deployment."""
     return settings.kafka_topic_prefix + topic

@@ -45,6 +45,7 @@ class Services:
     public_base_url: str
     kafka: KafkaTarget
     recorder: LastUsedRecorder
+    allow_private_provider_urls: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRes
                 public_base_url=services.public_base_url,
                 kafka=services.kafka,
                 actor=f"api-key:{principal.key_id}",
+                allow_private_provider_urls=services.allow_private_provider_urls,
             )
             async with services.pool.acquire() as conn:
                 result = await route.handler(

@@ -59,6 +59,7 @@ def create_app(
             public_base_url=settings.ingest_public_base_url,
             kafka=settings.kafka_target(),
             recorder=recorder,
+            allow_private_provider_urls=settings.allow_private_provider_urls,
         )
         flusher = asyncio.create_task(recorder.run(), name="api-key-last-used")
         yield

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import CommonSettings
+from crmsync.common.settings import ProviderCallSettings
 from services.admin.ops.context import KafkaTarget
 
 
-class AdminSettings(CommonSettings):
+class AdminSettings(ProviderCallSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     admin_host: str = Field("127.0.0.1", description="Listen address.")

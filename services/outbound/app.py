@@ -8,11 +8,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 
+from connectors.egress import provider_session
 from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients
 from crmsync.common.crypto import CryptoError, KeyRing
@@ -97,7 +97,7 @@ def create_app(
 
     async def pushing(app: web.Application) -> AsyncIterator[None]:
         consumer, producer = await _start_clients(settings, changed)
-        session = aiohttp.ClientSession()
+        session = provider_session(allow_private=settings.allow_private_provider_urls)
         clients = Clients(app[POOL], keyring, session, breaker_policy=breaker_policy)
         outbound = Outbound(
             app[POOL],

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import CommonSettings
+from crmsync.common.settings import ProviderCallSettings
 
 
-class OutboundSettings(CommonSettings):
+class OutboundSettings(ProviderCallSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     master_keys: SecretStr = Field(

@@ -21,6 +21,7 @@ import mode
 from aiohttp import web
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 
+from connectors.egress import provider_session
 from connectors.runtime import Clients
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
@@ -95,7 +96,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
             s.database_url,
             max_size=s.processor_db_pool_size,
         )
-        self.http = aiohttp.ClientSession()
+        self.http = provider_session(allow_private=s.allow_private_provider_urls)
         self.clients = Clients(self.pool, self.keyring, self.http)
         self.kafka = AIOKafkaClient(bootstrap_servers=s.kafka_bootstrap_servers)
         self.producer = make_producer(s.kafka_bootstrap_servers, partitioner=Murmur2Partitioner())

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import CommonSettings, repo_root
+from crmsync.common.settings import ProviderCallSettings, repo_root
 
 
-class ProcessorSettings(CommonSettings):
+class ProcessorSettings(ProviderCallSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     master_keys: SecretStr = Field(

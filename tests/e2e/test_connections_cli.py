@@ -18,11 +18,14 @@ from tests.signing import sign
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
 
 
-def _add(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _add(
+    database_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "CRMSYNC_DATABASE_URL": database_url,
         "CRMSYNC_INGEST_PUBLIC_BASE_URL": PUBLIC_BASE,
+        **(env or {}),
     }
     return subprocess.run(
         [CRMSYNC, "connections", "add", *args, "--json"],
@@ -95,3 +98,14 @@ def test_unknown_provider_and_bad_tenant_are_refused(database_url: str) -> None:
     slug = _add(database_url, "--provider", "stripe", "--tenant", "Not A Slug")
     assert slug.returncode == 1
     assert "slug" in slug.stderr
+
+
+def test_a_base_url_no_provider_can_have_is_refused(database_url: str) -> None:
+    args = ("--provider", "xero", "--tenant", "acme", "--base-url", "https://169.254.169.254")
+    deny = {"CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "false"}
+    refused = _add(database_url, *args, env=deny)
+    assert refused.returncode == 1, refused.stderr  # as this command's other refusals
+    assert "--base-url" in refused.stderr
+    assert "metadata" in refused.stderr
+    allowed = _add(database_url, *args, env={"CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true"})
+    assert allowed.returncode == 0, allowed.stderr

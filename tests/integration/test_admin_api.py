@@ -18,11 +18,13 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from connectors.generic import load_mapping_file, mapping_settings
 from crmsync.common.apikeys import create_key, ensure_tenant
 from crmsync.common.connections import load_active
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.common.settings import parse_settings
+from crmsync.demo.sims import ACME_MAPPING
 from services.admin.app import create_app
 from services.admin.routes import routes
 from services.admin.settings import AdminSettings
@@ -61,14 +63,20 @@ class Admin:
 
 @asynccontextmanager
 async def running_admin(
-    database_url: str, *, kafka_bootstrap: str = "127.0.0.1:9092", topic_prefix: str = ""
+    database_url: str,
+    *,
+    kafka_bootstrap: str = "127.0.0.1:9092",
+    topic_prefix: str = "",
+    **overrides: Any,
 ) -> AsyncIterator[Admin]:
+    """``overrides``: more AdminSettings fields."""
     settings = parse_settings(
         AdminSettings,
         database_url=database_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_topic_prefix=topic_prefix,
         ingest_public_base_url=PUBLIC_BASE,
+        **overrides,
     )
     pool = await create_pool(database_url, max_size=4)
     app = create_app(settings, pool=pool, last_used_flush_seconds=0.05)
@@ -279,6 +287,78 @@ async def test_connection_settings_update_merges_and_validates(admin: Admin) -> 
         status, body = await admin.call("PATCH", path, json=bad)
         assert status == 422, (bad, body)
         assert body["errors"][0]["loc"].startswith(loc), (bad, body)
+
+
+async def test_provider_urls_on_private_addresses_are_422_per_field(database_url: str) -> None:
+    """DESIGN invariant 12 at the door: base and token URLs must look like a provider's."""
+    async with running_admin(database_url, allow_private_provider_urls=False) as admin:
+        for body, loc in (
+            ({"base_url": "http://api.xero.example"}, "/body/base_url"),
+            ({"base_url": "https://127.0.0.1:9301"}, "/body/base_url"),
+            ({"base_url": "https://user:pw@api.xero.example"}, "/body/base_url"),
+            ({"base_url": "https://metadata.google.internal"}, "/body/base_url"),
+            (
+                {
+                    "credentials": {
+                        "type": "oauth2",
+                        "access_token": "at",
+                        "refresh_token": "rt",
+                        "expires_at": "2031-01-01T00:00:00Z",
+                        "client_id": "cid",
+                        "client_secret": "cs",
+                        "token_url": "https://169.254.169.254/token",
+                    }
+                },
+                "/body/credentials/token_url",
+            ),
+        ):
+            status, problem = await admin.call(
+                "POST", "/v1/connections", json={"provider": "xero", **body}
+            )
+            assert status == 422, problem
+            assert [e["loc"] for e in problem["errors"]] == [loc], problem
+            assert "pw" not in str(problem)
+        created = await new_connection(admin, "xero", base_url="https://api.xero.example")
+        path = f"/v1/connections/{created['id']}"
+        status, problem = await admin.call("PATCH", path, json={"base_url": "https://10.0.0.7"})
+        assert status == 422, problem
+        assert problem["errors"][0]["loc"] == "/body/base_url"
+        assert "private" in problem["errors"][0]["msg"]
+        signature, parsed = load_mapping_file(ACME_MAPPING)
+        mapping = mapping_settings(parsed)
+        mapping["api"]["base_url"] = "http://[::1]:8080"
+        status, problem = await admin.call(
+            "POST",
+            "/v1/connections",
+            json={
+                "provider": "generic",
+                "generic_config": signature.model_dump(mode="json"),
+                "settings": {"field_mapping": mapping},
+            },
+        )
+        assert status == 422, problem
+        assert problem["errors"][0]["loc"] == "/body/field_mapping/api/base_url"
+        status, problem = await admin.call(
+            "PUT",
+            f"{path}/credentials",
+            json={
+                "type": "oauth2",
+                "access_token": "at",
+                "refresh_token": "rt",
+                "expires_at": "2031-01-01T00:00:00Z",
+                "client_id": "cid",
+                "client_secret": "cs",
+                "token_url": "http://localhost/token",
+            },
+        )
+        assert status == 422, problem
+        assert problem["errors"][0]["loc"] == "/body/token_url"
+
+
+async def test_the_operator_setting_accepts_local_provider_urls(database_url: str) -> None:
+    async with running_admin(database_url, allow_private_provider_urls=True) as admin:
+        created = await new_connection(admin, "xero", base_url="http://127.0.0.1:9302")
+        assert created["base_url"] == "http://127.0.0.1:9302"
 
 
 async def test_disable_enable_and_delete(admin: Admin) -> None:

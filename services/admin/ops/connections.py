@@ -10,6 +10,7 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import ValidationError
 
+from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericMapping, GenericSchemeConfig
 from connectors.http import OAuthTokens
 from connectors.registry import PROVIDERS, connector
@@ -164,6 +165,24 @@ def _invalid(loc: str, exc: ValidationError) -> InvalidError:
     )
 
 
+def check_provider_url(ctx: Context, url: str | None, loc: str) -> None:
+    """A URL no provider can have (DESIGN invariant 12) is a 422 here rather than a refused
+    call later. The call is still checked where it connects: DNS may change after this."""
+    if url is None:
+        return
+    try:
+        check_url(url, allow_private=ctx.allow_private_provider_urls)
+    except EgressRefusedError as exc:
+        raise InvalidError(
+            "provider URL refused", loc=loc, msg=str(exc), type_="provider_url"
+        ) from None
+
+
+def _check_mapping_url(ctx: Context, settings: dict[str, Any]) -> None:
+    api = (settings.get("generic_mapping") or {}).get("api") or {}
+    check_provider_url(ctx, api.get("base_url"), "/body/field_mapping/api/base_url")
+
+
 def _credentials_plaintext(creds: ApiKeyCredentials | OAuthCredentials) -> str:
     if isinstance(creds, ApiKeyCredentials):
         return credentials_json(token=creds.token)
@@ -202,7 +221,11 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
             loc="/body/generic_config",
             msg="not allowed for this provider",
         )
+    check_provider_url(ctx, body.base_url, "/body/base_url")
+    if isinstance(body.credentials, OAuthCredentials):
+        check_provider_url(ctx, body.credentials.token_url, "/body/credentials/token_url")
     settings = merge_settings({}, body.settings, body.provider)
+    _check_mapping_url(ctx, settings)
     if scheme is not None:
         settings["generic"] = scheme.model_dump(mode="json")
     secret = None
@@ -275,6 +298,10 @@ async def update(
             raise NotFoundError(f"no connection {connection_id}")
         settings = merge_settings(row["settings"], body, row["provider"])
         given = body.model_fields_set
+        if "base_url" in given:
+            check_provider_url(ctx, body.base_url, "/body/base_url")
+        if "field_mapping" in given:
+            _check_mapping_url(ctx, settings)
         try:
             await conn.execute(
                 """
@@ -359,6 +386,8 @@ async def set_credentials(
 ) -> None:
     """Store new credentials (encrypted); a connection waiting for re-authorisation is
     active again."""
+    if isinstance(creds, OAuthCredentials):
+        check_provider_url(ctx, creds.token_url, "/body/token_url")
     ciphertext = ctx.keyring.encrypt(
         _credentials_plaintext(creds), credentials_context(connection_id)
     )

@@ -29,3 +29,5 @@ class Context:
     kafka: KafkaTarget
     # Recorded on what the operation creates (sync jobs, resolutions): "api-key:<id>", "cli".
     actor: str
+    # The operator's CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS: which provider URLs are accepted.
+    allow_private_provider_urls: bool = False

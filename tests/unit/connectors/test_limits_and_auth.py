@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
-from connectors.http import AuthError, OAuth2Auth, OAuthTokens, ProviderError, parse_retry_after
+from connectors.calls import CallFailedError, attempt
+from connectors.http import (
+    AddressRefusedError,
+    AuthError,
+    OAuth2Auth,
+    OAuthTokens,
+    ProviderError,
+    RedirectRefusedError,
+    ResponseTooLargeError,
+    StaticAuth,
+    parse_retry_after,
+)
 from connectors.limits import AsyncTokenBucket, BreakerPolicy, CircuitBreaker, CircuitState
+from connectors.registry import connector
+from connectors.runtime import ConnectionInfo, Handle
 from connectors.spec import RateLimit
 
 
@@ -140,3 +155,52 @@ async def test_a_transient_refresh_failure_is_retried_next_time() -> None:
         await auth.headers()
     assert auth.failed is None
     assert (await auth.headers())["Authorization"] == "Bearer at-2"
+
+
+def _handle() -> Handle:
+    info = ConnectionInfo(
+        id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        provider="ascora",
+        name="ascora",
+        status="active",
+        settings={},
+        base_url=None,
+        credentials_encrypted=None,
+        updated_at=datetime.now(UTC),
+    )
+    return Handle(
+        info,
+        connector("ascora"),
+        client=None,  # type: ignore[arg-type] # the call below never uses it
+        auth=StaticAuth.bearer("t"),
+        bucket=AsyncTokenBucket(RateLimit(rate=100, per_seconds=1, burst=100)),
+        breaker=CircuitBreaker(),
+        concurrency=asyncio.Semaphore(1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (AddressRefusedError("GET /x: loopback", request="GET /x"), "address_refused"),
+        (RedirectRefusedError("GET /x answered 302", status=302), "redirect_refused"),
+        (ResponseTooLargeError("GET /x: over the cap", status=200), "response_too_large"),
+    ],
+)
+async def test_answers_our_egress_policy_refuses_are_not_retried(
+    error: ProviderError, reason: str
+) -> None:
+    """The same call would be refused again: a dead letter now, not ten attempts later,
+    and no mark against the provider's health."""
+    handle = _handle()
+
+    async def call(client: object) -> None:
+        raise error
+
+    with pytest.raises(CallFailedError) as caught:
+        await attempt(handle, call, max_wait_seconds=0)
+    assert caught.value.reason == reason
+    assert not caught.value.retryable
+    assert caught.value.error is error
+    assert handle.breaker.state == CircuitState.CLOSED
