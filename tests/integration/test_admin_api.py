@@ -232,6 +232,32 @@ async def test_create_connection_shows_url_and_secret_once(admin: Admin) -> None
     assert status == 409, body
 
 
+@pytest.mark.parametrize(
+    ("scheme", "field"),
+    [
+        ({"signature_header": "x-sig", "timestamp_header": "x-ts"}, "timestamp_header"),
+        (
+            {
+                "signature_header": "x-sig",
+                "timestamp_header": "x-ts",
+                "signed_payload": "timestamp.body",
+                "tolerance_seconds": 86400,
+            },
+            "tolerance_seconds",
+        ),
+    ],
+    ids=["unsigned-timestamp", "tolerance-over-1h"],
+)
+async def test_a_generic_scheme_with_a_useless_replay_window_is_422(
+    admin: Admin, scheme: dict[str, object], field: str
+) -> None:
+    status, body = await admin.call(
+        "POST", "/v1/connections", json={"provider": "generic", "generic_config": scheme}
+    )
+    assert status == 422, body
+    assert body["errors"][0]["loc"] == f"/body/generic_config/{field}"
+
+
 async def test_connection_settings_update_merges_and_validates(admin: Admin) -> None:
     created = await new_connection(
         admin, "xero", settings={"direction": "in", "provider_settings": {"xero_tenant_id": "t1"}}
