@@ -443,6 +443,41 @@ async def test_internal_change_invalid_gets_422_naming_the_field(ingest: Ingest)
     assert not_json.status == 400
 
 
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+# Bodies the parser must refuse with 400, never a 500 or an accepted event: nesting far
+# beyond the limit (json.loads raised RecursionError here), nesting just past it (which
+# json.loads accepted, leaving it to blow the stack of whatever recursed over it next),
+# and numbers JSON does not have (pydantic wrote NaN into the event as null).
+NOT_JSON_BODIES = {
+    "array-nested-400k-deep": b"[" * 400_000 + b"]" * 400_000,
+    "object-nested-300-deep-in-data": (
+        '{"event_id": "e1", "entity_type": "customer", "op": "upsert", "external_id": "c1", '
+        f'"occurred_at": "2026-11-21T10:00:00Z", "data": {{"notes": {_nested(300)}}}}}'
+    ).encode(),
+    "nan": (
+        b'{"event_id": "e1", "entity_type": "customer", "op": "upsert", "external_id": "c1", '
+        b'"occurred_at": "2026-11-21T10:00:00Z", "data": {"score": NaN}}'
+    ),
+}
+
+
+@pytest.mark.parametrize("body", NOT_JSON_BODIES.values(), ids=NOT_JSON_BODIES.keys())
+async def test_internal_change_too_deeply_nested_or_not_json_gets_400_problem(
+    ingest: Ingest, body: bytes
+) -> None:
+    conn = await _internal(ingest)
+    auth = {"Authorization": f"Bearer {conn.api_key}", "Content-Type": "application/json"}
+    resp = await ingest.client.post("/v1/changes", data=body, headers=auth)
+    assert resp.status == 400, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert (problem["status"], problem["title"]) == (400, "Bad Request")
+    assert problem["detail"].startswith("body is not JSON")
+
+
 async def test_internal_change_bad_key_gets_401(ingest: Ingest) -> None:
     await _internal(ingest)
     for auth in ({}, {"Authorization": "Bearer csk_wrong"}, {"Authorization": "Basic x"}):
