@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -364,6 +365,37 @@ async def test_an_overlong_content_type_gets_400_naming_it(ingest: Ingest, raw_t
     problem = await resp.json()
     assert "Content-Type header" in problem["detail"]
     assert "256" in problem["detail"]
+    assert await raw_tap.nothing_for(str(conn.id).encode())
+
+
+@pytest.mark.parametrize(
+    ("provider", "header", "named"),
+    [
+        ("shopify", "x-shopify-webhook-id", "headers"),
+        ("shopify", "x-shopify-topic", "headers"),
+        ("stripe", "content-type", "Content-Type header"),
+    ],
+)
+async def test_a_kept_header_that_is_not_utf8_gets_400_naming_it(
+    ingest: Ingest, raw_tap: Tap, provider: str, header: str, named: str
+) -> None:
+    """A verified body with an unsigned header the envelope cannot carry as text (found by
+    scripts/fuzz: a 500, which the provider would retry for ever)."""
+    conn = await _connect(ingest, provider)
+    path, body = _path(provider, conn), body_for(provider)
+    headers = _headers(provider, SECRETS[provider], body, path)
+    headers = {k: v for k, v in headers.items() if k.lower() != header} | {header: "id-\x80"}
+    server = ingest.client.server
+    http_conn = http.client.HTTPConnection(str(server.host), int(server.port or 0), timeout=10)
+    try:
+        # http.client sends the value as latin-1: the byte 0x80, which is not UTF-8.
+        await asyncio.to_thread(http_conn.request, "POST", path, body, headers)
+        resp = await asyncio.to_thread(http_conn.getresponse)
+        status, problem = resp.status, json.loads(resp.read())
+    finally:
+        http_conn.close()
+    assert status == 400, problem
+    assert named in problem["detail"]
     assert await raw_tap.nothing_for(str(conn.id).encode())
 
 
