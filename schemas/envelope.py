@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from schemas.base import AwareDatetime, Event
 
@@ -29,3 +29,16 @@ class WebhookEnvelope(Event):
         description="Headers kept for processing (content type, event type); never secrets.",
     )
     body: bytes = Field(description="Raw request body (base64 in JSON).")
+
+    @field_validator("headers")
+    @classmethod
+    def _utf8_text(cls, headers: dict[str, str]) -> dict[str, str]:
+        # Servers decode header bytes with surrogateescape, and what is not UTF-8 cannot be
+        # written as JSON to the topic. Unsigned headers (Shopify's webhook id and topic)
+        # are whatever a replayer sends: refused here, not a 500 when serialising.
+        for name, value in headers.items():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError(f"{name} is not UTF-8 text") from None
+        return headers

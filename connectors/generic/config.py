@@ -39,7 +39,7 @@ from pydantic import (
 
 from connectors.generic import convert
 from connectors.generic.paths import has_each, parse_path
-from connectors.generic.signature import GenericSchemeConfig
+from connectors.generic.signature import CONFIGURING, GenericSchemeConfig
 from connectors.spec import REFERENCE_FIELDS, EntityType
 from schemas.records import ENTITY_MODELS, Address, InvoiceLine
 
@@ -697,7 +697,9 @@ def load_mapping_file(path_or_text: str | Path) -> tuple[GenericSchemeConfig, Ge
         raise MappingFileError(source, [("$", exc.lineno, f"not JSON: {exc.msg}")]) from None
     lines = _key_lines(text)
     try:
-        parsed = _MappingFile.model_validate(document, context={"defer_checks": True})
+        parsed = _MappingFile.model_validate(
+            document, context={"defer_checks": True, **CONFIGURING}
+        )
     except ValidationError as exc:
         raise MappingFileError(
             source,

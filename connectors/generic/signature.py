@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from secrets import token_urlsafe
-from typing import Literal, Self
+from typing import Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from connectors.base import (
     HashAlgorithm,
@@ -33,6 +33,14 @@ from connectors.base import (
 
 # A common default replay window (Stripe's, Standard Webhooks') for schemes with timestamps.
 DEFAULT_TOLERANCE_SECONDS = 300
+# The longest replay window an operator may configure. Stripe, Standard Webhooks, Slack and
+# HubSpot all allow 5 minutes; an hour leaves room for a provider's slow delivery or a
+# skewed clock, while a captured webhook still cannot be replayed the next day.
+MAX_TOLERANCE_SECONDS = 3600
+# Validation context of a scheme being configured now (CLI, admin API, mapping file). A
+# scheme read back from a stored connection is validated without it, so a connection made
+# before these rules keeps verifying its webhooks instead of failing every request.
+CONFIGURING: Final[dict[str, Any]] = {"configuring": True}
 # We issue generic secrets: 32 bytes of entropy, URL-safe so any UI or config can carry it.
 _SECRET_BYTES = 32
 
@@ -46,8 +54,9 @@ class GenericSchemeConfig(BaseModel):
     algorithm: HashAlgorithm = "sha256"
     encoding: Literal["hex", "base64"] = "hex"
     prefix: str = Field("", description='Text before the signature, e.g. "sha256=".')
-    timestamp_header: str | None = Field(None, min_length=1)
+    # Before timestamp_header: that field's check reads it.
     signed_payload: Literal["body", "timestamp.body"] = "body"
+    timestamp_header: str | None = Field(None, min_length=1)
     tolerance_seconds: int = Field(DEFAULT_TOLERANCE_SECONDS, gt=0)
     event_id_header: str | None = Field(None, min_length=1)
     event_id_path: str | None = Field(
@@ -59,11 +68,38 @@ class GenericSchemeConfig(BaseModel):
     def _lower_case(cls, value: str | None) -> str | None:
         return value.strip().lower() if value is not None else None
 
+    @field_validator("timestamp_header")
+    @classmethod
+    def _timestamp_is_signed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # An unsigned timestamp is the sender's to choose: a replayed webhook simply carries
+        # a fresh one, so the window would only look like protection.
+        if _configuring(info) and value is not None and info.data.get("signed_payload") == "body":
+            raise ValueError(
+                'the timestamp is not signed (signed_payload "body"), so a replay just sends '
+                'a fresh one: set signed_payload "timestamp.body" if the provider signs it, '
+                "else drop timestamp_header"
+            )
+        return value
+
+    @field_validator("tolerance_seconds")
+    @classmethod
+    def _bounded_tolerance(cls, value: int, info: ValidationInfo) -> int:
+        if _configuring(info) and value > MAX_TOLERANCE_SECONDS:
+            raise ValueError(
+                f"at most {MAX_TOLERANCE_SECONDS} seconds (1 hour): a longer window lets a "
+                "captured webhook be replayed long after; providers use 5 minutes"
+            )
+        return value
+
     @model_validator(mode="after")
     def _timestamp_for_signed_timestamp(self) -> Self:
         if self.signed_payload == "timestamp.body" and self.timestamp_header is None:
             raise ValueError('signed_payload "timestamp.body" needs timestamp_header')
         return self
+
+
+def _configuring(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("configuring"))
 
 
 class GenericScheme:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericSchemeConfig
+from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, connector
 from crmsync.cli.admin_common import (
     EXIT_INVALID,
@@ -113,9 +114,17 @@ def _generic_config(provider: str, path: Path | None) -> GenericSchemeConfig | N
     if path is None:
         raise StackError("a generic connection needs --generic-config FILE (JSON)")
     try:
-        return GenericSchemeConfig.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError) as exc:
-        raise StackError(f"{path}: {exc}") from None
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--generic-config {path}: {exc.strerror}") from None
+    try:
+        return GenericSchemeConfig.model_validate_json(text, context=CONFIGURING)
+    except ValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'scheme'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"--generic-config {path}: {where}") from None
 
 
 def _print(created: CreatedConnection, public_base_url: str, *, as_json: bool) -> None:

@@ -9,7 +9,6 @@ operations raise ``AdminError``s, answered as RFC 9457 problem details.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, be
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import Conn
 from crmsync.common.faults import describe, is_transient
+from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
 from services.admin.errors import AdminError
 from services.admin.models import Problem
@@ -209,9 +209,9 @@ async def _parse_body(route: Route, request: web.Request) -> Any:
     raw = await request.read()
     try:
         # An empty body is an empty object: requests whose fields all have defaults need none.
-        data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise _RequestInvalidError(400, "the body is not JSON") from None
+        data = parse_json(raw) if raw.strip() else {}
+    except NotJsonError as exc:
+        raise _RequestInvalidError(400, f"the body is not JSON: {exc}") from None
     _refuse_nul(data, "/body")
     try:
         return route.body.model_validate(data)
@@ -302,7 +302,7 @@ def add_routes(app: web.Application, routes: list[Route]) -> None:
 _REF = "#/components/schemas/{model}"
 PROBLEM_TYPE = "application/problem+json"
 _DESCRIPTIONS = {
-    400: "The body is not JSON.",
+    400: "The body is not JSON (NaN, or nested deeper than 200 levels, is not JSON here).",
     401: "No API key, or an unknown, revoked or expired one.",
     403: "The key's scope does not allow this.",
     404: "Nothing of that id in the key's tenant.",

@@ -7,7 +7,6 @@ so the provider retries. Signatures are checked over the raw bytes before any pa
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -25,6 +24,7 @@ from connectors.base import SignatureError, Verified, WebhookRequest
 from connectors.registry import WEBHOOK_PROVIDERS
 from crmsync.common.connections import ActiveConnection
 from crmsync.common.crypto import hash_api_key
+from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
 from crmsync.common.settings import topic_name
 from schemas import topics
@@ -299,9 +299,9 @@ class Ingest:
         body = await self._read_body(request)
         metrics.payload_bytes("internal").observe(len(body))
         try:
-            parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return problem(400, "body is not JSON")
+            parsed = parse_json(body)
+        except NotJsonError as exc:
+            return problem(400, f"body is not JSON: {exc}")
         try:
             validated = _CHANGES.validate_python(parsed)
         except ValidationError as exc:

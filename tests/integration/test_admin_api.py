@@ -207,6 +207,27 @@ async def test_unknown_fields_and_bad_values_are_422_with_per_field_errors(admin
     assert body["errors"][0]["loc"] == "/query/cursor"
 
 
+# Past any sane nesting: json.loads raised RecursionError on it, answered 500.
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "route", [r for r in routes() if r.body is not None], ids=lambda r: r.operation_id
+)
+async def test_a_deeply_nested_body_is_400_on_every_route_that_reads_one(
+    admin: Admin, route: Any
+) -> None:
+    resp = await admin.client.request(
+        route.method,
+        _concrete(route.path),
+        data=DEEP,
+        headers={"Authorization": f"Bearer {admin.key}", "Content-Type": "application/json"},
+    )
+    assert resp.status == 400, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["detail"].startswith("the body is not JSON")
+
+
 async def test_unknown_paths_and_methods_answer_problem_details(admin: Admin) -> None:
     resp = await admin.client.get("/v1/nothing-here")
     assert resp.status == 404
@@ -239,6 +260,32 @@ async def test_create_connection_shows_url_and_secret_once(admin: Admin) -> None
     # Names are unique per tenant.
     status, body = await admin.call("POST", "/v1/connections", json={"provider": "stripe"})
     assert status == 409, body
+
+
+@pytest.mark.parametrize(
+    ("scheme", "field"),
+    [
+        ({"signature_header": "x-sig", "timestamp_header": "x-ts"}, "timestamp_header"),
+        (
+            {
+                "signature_header": "x-sig",
+                "timestamp_header": "x-ts",
+                "signed_payload": "timestamp.body",
+                "tolerance_seconds": 86400,
+            },
+            "tolerance_seconds",
+        ),
+    ],
+    ids=["unsigned-timestamp", "tolerance-over-1h"],
+)
+async def test_a_generic_scheme_with_a_useless_replay_window_is_422(
+    admin: Admin, scheme: dict[str, object], field: str
+) -> None:
+    status, body = await admin.call(
+        "POST", "/v1/connections", json={"provider": "generic", "generic_config": scheme}
+    )
+    assert status == 422, body
+    assert body["errors"][0]["loc"] == f"/body/generic_config/{field}"
 
 
 async def test_connection_settings_update_merges_and_validates(admin: Admin) -> None:

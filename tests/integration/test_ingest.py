@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -367,6 +368,37 @@ async def test_an_overlong_content_type_gets_400_naming_it(ingest: Ingest, raw_t
     assert await raw_tap.nothing_for(str(conn.id).encode())
 
 
+@pytest.mark.parametrize(
+    ("provider", "header", "named"),
+    [
+        ("shopify", "x-shopify-webhook-id", "headers"),
+        ("shopify", "x-shopify-topic", "headers"),
+        ("stripe", "content-type", "Content-Type header"),
+    ],
+)
+async def test_a_kept_header_that_is_not_utf8_gets_400_naming_it(
+    ingest: Ingest, raw_tap: Tap, provider: str, header: str, named: str
+) -> None:
+    """A verified body with an unsigned header the envelope cannot carry as text (found by
+    scripts/fuzz: a 500, which the provider would retry for ever)."""
+    conn = await _connect(ingest, provider)
+    path, body = _path(provider, conn), body_for(provider)
+    headers = _headers(provider, SECRETS[provider], body, path)
+    headers = {k: v for k, v in headers.items() if k.lower() != header} | {header: "id-\x80"}
+    server = ingest.client.server
+    http_conn = http.client.HTTPConnection(str(server.host), int(server.port or 0), timeout=10)
+    try:
+        # http.client sends the value as latin-1: the byte 0x80, which is not UTF-8.
+        await asyncio.to_thread(http_conn.request, "POST", path, body, headers)
+        resp = await asyncio.to_thread(http_conn.getresponse)
+        status, problem = resp.status, json.loads(resp.read())
+    finally:
+        http_conn.close()
+    assert status == 400, problem
+    assert named in problem["detail"]
+    assert await raw_tap.nothing_for(str(conn.id).encode())
+
+
 async def test_wrong_method_gets_405_with_allow(ingest: Ingest) -> None:
     conn = await _connect(ingest, "stripe")
     resp = await ingest.client.get(_path("stripe", conn))
@@ -441,6 +473,41 @@ async def test_internal_change_invalid_gets_422_naming_the_field(ingest: Ingest)
     assert (await ingest.client.post("/v1/changes", json=too_many, headers=auth)).status == 422
     not_json = await ingest.client.post("/v1/changes", data=b"{nope", headers=auth)
     assert not_json.status == 400
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+# Bodies the parser must refuse with 400, never a 500 or an accepted event: nesting far
+# beyond the limit (json.loads raised RecursionError here), nesting just past it (which
+# json.loads accepted, leaving it to blow the stack of whatever recursed over it next),
+# and numbers JSON does not have (pydantic wrote NaN into the event as null).
+NOT_JSON_BODIES = {
+    "array-nested-400k-deep": b"[" * 400_000 + b"]" * 400_000,
+    "object-nested-300-deep-in-data": (
+        '{"event_id": "e1", "entity_type": "customer", "op": "upsert", "external_id": "c1", '
+        f'"occurred_at": "2026-11-21T10:00:00Z", "data": {{"notes": {_nested(300)}}}}}'
+    ).encode(),
+    "nan": (
+        b'{"event_id": "e1", "entity_type": "customer", "op": "upsert", "external_id": "c1", '
+        b'"occurred_at": "2026-11-21T10:00:00Z", "data": {"score": NaN}}'
+    ),
+}
+
+
+@pytest.mark.parametrize("body", NOT_JSON_BODIES.values(), ids=NOT_JSON_BODIES.keys())
+async def test_internal_change_too_deeply_nested_or_not_json_gets_400_problem(
+    ingest: Ingest, body: bytes
+) -> None:
+    conn = await _internal(ingest)
+    auth = {"Authorization": f"Bearer {conn.api_key}", "Content-Type": "application/json"}
+    resp = await ingest.client.post("/v1/changes", data=body, headers=auth)
+    assert resp.status == 400, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert (problem["status"], problem["title"]) == (400, "Bad Request")
+    assert problem["detail"].startswith("body is not JSON")
 
 
 async def test_internal_change_bad_key_gets_401(ingest: Ingest) -> None:

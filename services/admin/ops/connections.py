@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericMapping, GenericSchemeConfig
+from connectors.generic.signature import CONFIGURING
 from connectors.http import OAuthTokens
 from connectors.registry import PROVIDERS, connector
 from connectors.runtime import (
@@ -212,7 +213,7 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
                 msg="required for provider generic",
             )
         try:
-            scheme = GenericSchemeConfig.model_validate(body.generic_config)
+            scheme = GenericSchemeConfig.model_validate(body.generic_config, context=CONFIGURING)
         except ValidationError as exc:
             raise _invalid("/body/generic_config", exc) from None
     elif body.generic_config is not None:

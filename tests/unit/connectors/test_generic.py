@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from connectors.base import SignatureError, WebhookRequest
 from connectors.generic import GenericSchemeConfig, connector_for
+from connectors.generic.signature import CONFIGURING, MAX_TOLERANCE_SECONDS
 from tests.signing import sign
 
 NOW = 1_700_000_000.0
@@ -146,3 +147,63 @@ def test_connector_keeps_timestamp_and_event_id_headers_but_not_the_signature() 
 
 def test_we_issue_the_secret() -> None:
     assert connector_for(GITHUB).scheme.issues_own_secret is False
+
+
+# -- what an operator may configure ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        (
+            {"signature_header": "x-sig", "timestamp_header": "x-ts"},
+            "timestamp_header",
+            "not signed",
+        ),
+        (
+            {"signature_header": "x-sig", "timestamp_header": "x-ts", "signed_payload": "body"},
+            "timestamp_header",
+            "not signed",
+        ),
+        (
+            {
+                "signature_header": "x-sig",
+                "timestamp_header": "x-ts",
+                "signed_payload": "timestamp.body",
+                "tolerance_seconds": 3601,
+            },
+            "tolerance_seconds",
+            "3600",
+        ),
+        ({"signature_header": "x-sig", "tolerance_seconds": 10**12}, "tolerance_seconds", "3600"),
+    ],
+    ids=["unsigned-timestamp", "unsigned-timestamp-explicit", "tolerance-over-1h", "huge"],
+)
+def test_refuses_a_replay_window_that_protects_nothing(
+    fields: dict[str, object], field: str, says: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        GenericSchemeConfig.model_validate(fields, context=CONFIGURING)
+    (error,) = caught.value.errors(include_url=False)
+    assert error["loc"] == (field,)
+    assert says in error["msg"]
+
+
+def test_accepts_a_signed_timestamp_within_an_hour() -> None:
+    config = GenericSchemeConfig.model_validate(
+        {
+            "signature_header": "x-sig",
+            "timestamp_header": "x-ts",
+            "signed_payload": "timestamp.body",
+            "tolerance_seconds": MAX_TOLERANCE_SECONDS,
+        },
+        context=CONFIGURING,
+    )
+    assert config.tolerance_seconds == 3600
+
+
+def test_a_stored_scheme_from_before_the_rules_still_loads() -> None:
+    # Connections made before these rules keep verifying their webhooks: ingest reads the
+    # stored scheme without the configuring context.
+    stored = {"signature_header": "x-sig", "timestamp_header": "x-ts", "tolerance_seconds": 86400}
+    assert GenericSchemeConfig.model_validate(stored).tolerance_seconds == 86400
