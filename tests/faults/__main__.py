@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -50,6 +51,10 @@ def table(outcomes: list[Outcome]) -> str:
     )
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/faults", description=__doc__)
     parser.add_argument("--size", type=int, default=2000, help="events per scenario")
@@ -71,6 +76,11 @@ def main() -> int:
 
     # The services' key ring is the stack's own; the CLI helpers want one set too.
     os.environ.setdefault("CRMSYNC_MASTER_KEYS", generate_master_key("faults"))
+    # A background run starts with SIGINT ignored: take SIGTERM and SIGINT as an
+    # interrupt, so asyncio.run cancels the scenario and its clean-up stops every process
+    # and drops the cluster instead of leaving them running.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
     outcomes: list[Outcome] = []
     for name in names:
         say(f"=== {name}: {SCENARIOS[name].what} ({args.size} events)")

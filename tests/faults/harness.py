@@ -263,6 +263,7 @@ async def _snapshot(run: Run) -> tuple[int, ...] | None:
                    (SELECT count(*) FROM sync_log) AS log,
                    (SELECT count(*) FROM outbox) AS outbox,
                    (SELECT count(*) FROM push_jobs) AS push_jobs,
+                   (SELECT count(*) FROM push_jobs WHERE next_attempt_at > now()) AS waiting,
                    (SELECT count(*) FROM dead_letters) AS dead
             """
         )
@@ -284,10 +285,11 @@ async def _lag(run: Run) -> int | None:
 
 
 async def wait_until_quiet(run: Run, within: float) -> str:
-    """Until nothing moves: every accepted event pushed and nothing pending, or nothing
-    changed for STALL_SECONDS with nothing pending. A consumer that keeps a lag while
-    nothing moves for twice that is stuck: its events count as lost. Raises
-    ScenarioError when the pipeline is still moving after ``within`` seconds."""
+    """Until nothing moves. Complete: every accepted event pushed, nothing pending, every
+    consumer caught up. Quiet: nothing changed for STALL_SECONDS with nothing pending.
+    Stuck: nothing changed for twice that though rows or messages wait, none of them
+    scheduled for later (no push in a backoff): what waits counts as lost. Raises
+    ScenarioError when the pipeline still moves, or waits on a backoff, after ``within``."""
     deadline = time.monotonic() + within
     last: tuple[int, ...] | None = None
     since = time.monotonic()
@@ -297,24 +299,25 @@ async def wait_until_quiet(run: Run, within: float) -> str:
         if snap is None or snap != last:
             last, since = snap, now
         elif snap is not None:
-            records, _log, outbox, push_jobs, _dead, _requests, _origin = snap
+            records, _log, outbox, push_jobs, waiting, _dead, _requests, _origin = snap
             accepted = len(run.load.accepted)
             complete = records >= accepted and run.pushed() >= accepted
             still = now - since
-            if outbox + push_jobs == 0 and still >= (SETTLE_SECONDS if complete else STALL_SECONDS):
+            pending = outbox + push_jobs
+            if pending == 0 and still >= (SETTLE_SECONDS if complete else STALL_SECONDS):
                 lag = await _lag(run)
                 if lag == 0:
                     return "complete" if complete else f"quiet for {still:.0f}s, incomplete"
-                if still >= 2 * STALL_SECONDS:
-                    return (
-                        f"stuck: nothing moved for {still:.0f}s but the consumers have not "
-                        f"committed everything ({await _lag_detail(run)})"
-                    )
+            if waiting == 0 and still >= 2 * STALL_SECONDS:
+                return (
+                    f"stuck: nothing moved for {still:.0f}s with {outbox} outbox rows and "
+                    f"{push_jobs} push jobs due, consumer lag {await _lag_detail(run)}"
+                )
         await asyncio.sleep(0.5)
     raise ScenarioError(
         f"not quiet after {within:.0f}s: last counts (records, sync_log, outbox, push_jobs, "
-        f"dead_letters, target requests, origin requests) = {last}, consumer lag "
-        f"{await _lag_detail(run)}"
+        f"push jobs in backoff, dead_letters, target requests, origin requests) = {last}, "
+        f"consumer lag {await _lag_detail(run)}"
     )
 
 
@@ -443,7 +446,11 @@ async def run_scenario(scenario: Scenario, size: int, workdir: Path, say: Say) -
                     run.outbound_started.set()
                     await outbound.wait_ready(session)
                 await fault
-                state = await wait_until_quiet(run, timeout)
+                try:
+                    state = await wait_until_quiet(run, timeout)
+                except ScenarioError as exc:
+                    # Still counted: what never arrived shows as lost.
+                    problem, state = str(exc), "not quiet"
                 run.note(f"pipeline {state}")
                 ledger = await count_ledger(
                     stack.database_url,
