@@ -25,9 +25,11 @@ from typing import IO
 
 import aiohttp
 import asyncpg
+from aiokafka.errors import KafkaError
 
 from crmsync.common.crypto import generate_master_key
 from crmsync.common.kafka import (
+    KafkaUnavailableError,
     TopicConfig,
     consumer_lag,
     ensure_topics,
@@ -54,6 +56,10 @@ DOWN_SECONDS = 3.0
 # The processor's consumer group (faust app id) and outbound's, as the services default.
 PROCESSOR_GROUP = "crmsync-processor"
 OUTBOUND_GROUP = "crmsync-outbound"
+
+
+# Seen once in 20 fresh brokers: "unknown topic" right after creating it.
+TOPIC_ATTEMPTS = 10
 
 
 class StackError(Exception):
@@ -371,6 +377,25 @@ class IsolatedStack:
 APPLY_TOPICS = (topics.CHANGES_INTERNAL, topics.CHANGES_NORMALIZED)
 
 
+async def _create_topics(bootstrap: str) -> None:
+    """The pipeline's topics with production partition counts. A broker seconds old may
+    not know a topic it just created when asked to describe it: retried, not failed."""
+    wanted = [TopicConfig.of(t, t.name) for t in topics.ALL]
+    for attempt in range(TOPIC_ATTEMPTS):
+        admin = make_admin(bootstrap)
+        try:
+            await admin.start()
+            await ensure_topics(admin, wanted)
+            await raise_message_limits(admin, wanted)
+            return
+        except (KafkaError, KafkaUnavailableError, OSError) as exc:
+            if attempt == TOPIC_ATTEMPTS - 1:
+                raise StackError(f"could not create the pipeline's topics: {exc}") from None
+            await asyncio.sleep(1.0)
+        finally:
+            await admin.close()
+
+
 @contextlib.asynccontextmanager
 async def isolated_stack(workdir: Path, say: Say) -> AsyncIterator[IsolatedStack]:
     """Kafka and PostgreSQL of this scenario alone, migrated and with the pipeline's
@@ -400,14 +425,7 @@ async def isolated_stack(workdir: Path, say: Say) -> AsyncIterator[IsolatedStack
             await migrate(conn, load_migrations(MIGRATIONS))
         finally:
             await conn.close()
-        admin = make_admin(stack.bootstrap)
-        await admin.start()
-        try:
-            wanted = [TopicConfig.of(t, t.name) for t in topics.ALL]
-            await ensure_topics(admin, wanted)
-            await raise_message_limits(admin, wanted)
-        finally:
-            await admin.close()
+        await _create_topics(stack.bootstrap)
         yield stack
     finally:
         for proc in reversed(stack.procs):
