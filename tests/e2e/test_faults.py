@@ -34,3 +34,7 @@ async def test_every_acknowledged_event_is_applied_and_pushed_exactly_once_despi
     assert not ledger.duplicated, report
     assert ledger.dead_lettered == 0, report
     assert ledger.origin_writes == 0, report
+    # The project's own ledger agrees: everything accounted for, nothing left in flight.
+    assert outcome.audit is not None, report
+    assert outcome.audit.balanced, report
+    assert outcome.audit.settled, report

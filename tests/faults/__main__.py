@@ -24,7 +24,7 @@ COLUMNS = ("scenario", "accepted", "applied", "pushed", "dead-lettered", "lost",
 
 
 def table(outcomes: list[Outcome]) -> str:
-    rows: list[tuple[str, ...]] = [(*COLUMNS, "seconds", "result")]
+    rows: list[tuple[str, ...]] = [(*COLUMNS, "audit", "seconds", "result")]
     for o in outcomes:
         led = o.ledger
         counts = (
@@ -40,7 +40,9 @@ def table(outcomes: list[Outcome]) -> str:
             else ("-",) * 6
         )
         verdict = "ok" if o.ok else ("FAIL" if o.problem is None else "ERROR")
-        rows.append((o.scenario, *map(str, counts), f"{o.seconds:.0f}", verdict))
+        # crmsync audit's own verdict on the tenant: settled, or what it found unaccounted.
+        audit = "-" if o.audit is None else ("settled" if o.audit.settled else "UNSETTLED")
+        rows.append((o.scenario, *map(str, counts), audit, f"{o.seconds:.0f}", verdict))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(

@@ -30,6 +30,8 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.demo import sims
 from crmsync.demo.sims import RunningSim
+from services.admin.ops.ledger import Ledger as AuditLedger
+from services.admin.ops.ledger_io import ledger as audit_ledger
 from tests.faults.ledger import Ledger, Load, count_ledger, email_of
 from tests.faults.stack import (
     READY_SECONDS,
@@ -148,10 +150,19 @@ class Outcome:
     problem: str | None
     notes: list[str]
     diagnostics: str
+    # The project's own ledger (`crmsync audit`) of the scenario's tenant, read once the
+    # pipeline went quiet: it must agree that everything is accounted for and settled.
+    audit: AuditLedger | None = None
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and self.ledger is not None and self.ledger.ok
+        return (
+            self.problem is None
+            and self.ledger is not None
+            and self.ledger.ok
+            and self.audit is not None
+            and self.audit.settled
+        )
 
     def report(self) -> str:
         lines = [f"{self.scenario} (size {self.size}, {self.seconds:.0f} s)"]
@@ -162,6 +173,10 @@ class Outcome:
         if self.ledger is not None:
             lines.append(f"  {self.ledger.summary()}")
             lines += [f"  FAIL: {p}" for p in self.ledger.problems()]
+        if self.audit is not None:
+            state = "settled" if self.audit.settled else "NOT settled"
+            lines.append(f"  crmsync audit: {state}, {self.audit.in_flight} in flight")
+            lines += [f"  AUDIT: {p}" for p in self.audit.problems()]
         if not self.ok:
             lines.append(self.diagnostics)
         return "\n".join(lines)
@@ -410,6 +425,7 @@ async def run_scenario(scenario: Scenario, size: int, workdir: Path, say: Say) -
     problem: str | None = None
     notes: list[str] = []
     diagnostics = ""
+    audit: AuditLedger | None = None
     timeout = 180.0 + size * 0.1
     try:
         async with (
@@ -460,9 +476,15 @@ async def run_scenario(scenario: Scenario, size: int, workdir: Path, say: Say) -
                     targets=[target.sim],
                     origin=origin.sim if origin else None,
                 )
+                audit = await _audit(stack.database_url, stack.bootstrap, tenant_id)
             except (ScenarioError, StackError) as exc:
                 problem = str(exc)
-            if problem is not None or ledger is None or not ledger.ok:
+            if (
+                problem is not None
+                or ledger is None
+                or not ledger.ok
+                or not (audit and audit.settled)
+            ):
                 lag = await _lag_detail(run)
                 diagnostics = f"consumer lag: {lag}\n{stack.log_tails()}"
     except (ScenarioError, StackError) as exc:
@@ -476,7 +498,23 @@ async def run_scenario(scenario: Scenario, size: int, workdir: Path, say: Say) -
         problem,
         notes,
         diagnostics,
+        audit,
     )
+
+
+async def _audit(database_url: str, bootstrap: str, tenant_id: uuid.UUID) -> AuditLedger:
+    """The project's ledger of the tenant; a read in flight (a push finishing as the
+    ledger reads) is read again, a few times, before it counts."""
+    pool = await create_pool(database_url, max_size=2)
+    try:
+        for _ in range(10):
+            found = await audit_ledger(pool, bootstrap, tenant=tenant_id)
+            if found.settled:
+                break
+            await asyncio.sleep(1)
+        return found
+    finally:
+        await pool.close()
 
 
 # --- the faults ---------------------------------------------------------------------------

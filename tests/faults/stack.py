@@ -226,6 +226,8 @@ class IsolatedStack:
                 "CRMSYNC_LOG_FORMAT": "json",
                 "CRMSYNC_LOG_LEVEL": "INFO",
                 "CRMSYNC_STATE_DIR": str(self.workdir / "state"),
+                # The simulators listen on 127.0.0.1: provider calls must be let through.
+                "CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true",
             }
             | {f"CRMSYNC_{k.upper()}": str(v) for k, v in extra.items()}
         )
