@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.db import Conn
-from crmsync.common.faults import Backoff, is_transient
+from crmsync.common.faults import retry_transient
 from crmsync.common.supervise import TaskHealth
 from schemas import topics
 from schemas.changes import InternalChange
@@ -187,25 +187,23 @@ class Processor:
 
     async def _handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         parsed = [parse_internal(s) for s in sources]
-        backoff = Backoff()
-        while True:
-            try:
-                results = await self._apply(topic, parsed)
-            except Exception as exc:
-                # A dependency away: this group waits it out in place (the other group's
-                # commit stands). Anything else goes up to the agent's BatchGuard.
-                if not is_transient(exc):
-                    raise
-                if self.health is not None:
-                    self.health.failed(exc)
-                metrics.APPLY_RETRIES.inc()
-                delay = backoff.next_delay()
-                log.warning("postgres unavailable, retrying the batch in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                continue
+
+        def on_retry(exc: BaseException) -> None:
             if self.health is not None:
-                self.health.succeeded()
-            return results
+                self.health.failed(exc)
+            metrics.APPLY_RETRIES.inc()
+
+        # A dependency away: this group waits it out in place (the other group's commit
+        # stands). Anything else goes up to the agent's BatchGuard.
+        results = await retry_transient(
+            lambda: self._apply(topic, parsed),
+            what="postgres unavailable, retrying the batch",
+            log=log,
+            on_retry=on_retry,
+        )
+        if self.health is not None:
+            self.health.succeeded()
+        return results
 
     async def _apply(self, topic: str, parsed: Sequence[Parsed]) -> list[Applied | None]:
         started = time.perf_counter()
