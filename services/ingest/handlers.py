@@ -60,6 +60,60 @@ _CHANGES = TypeAdapter(
 )
 
 
+# JSON can only carry U+0000 escaped: its bytes are a cheap test before the walk.
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _find_nul(value: Any, loc: str = "") -> str | None:
+    """Where the first U+0000 in a parsed body is, as a JSON-pointer-like path, or None."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{loc}/{key}"
+            if (found := _find_nul(item, f"{loc}/{key}")) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _find_nul(item, f"{loc}/{index}")) is not None:
+                return found
+    return None
+
+
+def _changes_from(body: bytes) -> list[ChangeEvent] | web.Response:
+    """The change events of a ``POST /v1/changes`` body, or the problem answer refusing it."""
+    try:
+        parsed = parse_json(body)
+    except NotJsonError as exc:
+        return problem(400, f"body is not JSON: {exc}")
+    try:
+        validated = _CHANGES.validate_python(parsed)
+    except ValidationError as exc:
+        errors = [
+            {
+                "loc": "/" + "/".join(str(p) for p in e["loc"]),
+                "msg": e["msg"],
+                "type": e["type"],
+            }
+            for e in exc.errors(include_url=False)
+        ]
+        return problem(422, "invalid change event", errors=errors)
+    if _NUL_ESCAPE in body and (nul := _find_nul(parsed)) is not None:
+        return problem(
+            422,
+            "invalid change event",
+            errors=[
+                {
+                    "loc": nul,
+                    "msg": "PostgreSQL stores no U+0000 character in text",
+                    "type": "nul_character",
+                }
+            ],
+        )
+    return validated if isinstance(validated, list) else [validated]
+
+
 def _envelope_json(envelope: WebhookEnvelope) -> bytes:
     """``envelope.model_dump_json().encode()``, byte for byte, at half the cost: the
     serializer's own bytes, without model_dump_json's option handling and str round trip."""
@@ -298,23 +352,9 @@ class Ingest:
             self.cache.last_used.touch(key.key_id)
         body = await self._read_body(request)
         metrics.payload_bytes("internal").observe(len(body))
-        try:
-            parsed = parse_json(body)
-        except NotJsonError as exc:
-            return problem(400, f"body is not JSON: {exc}")
-        try:
-            validated = _CHANGES.validate_python(parsed)
-        except ValidationError as exc:
-            errors = [
-                {
-                    "loc": "/" + "/".join(str(p) for p in e["loc"]),
-                    "msg": e["msg"],
-                    "type": e["type"],
-                }
-                for e in exc.errors(include_url=False)
-            ]
-            return problem(422, "invalid change event", errors=errors)
-        changes = validated if isinstance(validated, list) else [validated]
+        changes = _changes_from(body)
+        if isinstance(changes, web.Response):
+            return changes
         now = datetime.now(UTC)
         records = []
         for change in changes:

@@ -475,6 +475,32 @@ async def test_internal_change_invalid_gets_422_naming_the_field(ingest: Ingest)
     assert not_json.status == 400
 
 
+async def test_internal_change_with_a_nul_character_gets_422_naming_the_field(
+    ingest: Ingest,
+) -> None:
+    # PostgreSQL stores no U+0000 in text or jsonb: such a change could never be applied,
+    # so it is refused at the door instead of being accepted and dead-lettered later.
+    conn = await _internal(ingest)
+    auth = {"Authorization": f"Bearer {conn.api_key}"}
+    cases = {
+        "/0/data/name": [_change(data={"name": "Ac\x00me"})],
+        "/1/external_id": [_change(), _change(external_id="c\x00-1")],
+        "/0/data/notes/0/text": [_change(data={"notes": [{"text": "\x00"}]})],
+        "/0/data/bad\x00key": [_change(data={"bad\x00key": "x"})],
+    }
+    for loc, body in cases.items():
+        resp = await ingest.client.post("/v1/changes", json=body, headers=auth)
+        assert resp.status == 422, (loc, await resp.text())
+        problem = await resp.json()
+        assert [e["loc"] for e in problem["errors"]] == [loc], problem
+        assert problem["errors"][0]["type"] == "nul_character"
+    # A backslash followed by "u0000" is six ordinary characters, not a NUL.
+    literal = await ingest.client.post(
+        "/v1/changes", json=_change(data={"name": "C:\\u0000"}), headers=auth
+    )
+    assert literal.status == 202, await literal.text()
+
+
 def _nested(depth: int) -> str:
     return '{"a": ' * depth + "1" + "}" * depth
 
