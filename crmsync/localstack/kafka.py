@@ -36,6 +36,19 @@ def kafka_version() -> str:
     return match.group(1).strip()
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes as 22 unpadded base64url characters.
+
+    Never one that starts with "-": StorageTool would read it as an option and refuse
+    ("argument --cluster-id/-t: expected one argument"). Kafka's own Uuid.randomUuid
+    draws again for the same reason.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _alive(pid: int) -> bool:
     """True while the process exists and is not a zombie waiting to be reaped."""
     try:
@@ -121,11 +134,10 @@ class KafkaNode:
     def _format_storage(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        # KRaft wants a 22-character base64url cluster id: 16 random bytes, unpadded.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             [*self._jvm_args(), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.config_file)],
+             f"--cluster-id={cluster_id}", "-c", str(self.config_file)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if result.returncode != 0:
