@@ -1,7 +1,7 @@
 """What the admin command groups share: running one admin operation against the database
 for a tenant, and printing its result as a table or as JSON.
 
-The operations are the admin API's own (``services.admin.ops``): a command does exactly
+The operations are the admin API's own (``crmsync.application``): a command does exactly
 what the matching endpoint does. Exit status (also in ``crmsync --help``):
 0 done, 1 a dependency is unreachable, 2 invalid input, 3 not found, 4 conflicts with the
 current state.
@@ -19,19 +19,19 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from crmsync.common.apikeys import ensure_tenant
-from crmsync.common.db import Conn, DatabaseUnavailableError, connect
-from crmsync.common.settings import parse_settings
-from crmsync.localstack.status import StackError
-from services.admin.app import keyring_from
-from services.admin.errors import (
+from crmsync.application.context import Context
+from crmsync.application.errors import (
     AdminError,
     ConflictError,
     InvalidError,
     NotFoundError,
 )
-from services.admin.models import Page
-from services.admin.ops.context import Context
+from crmsync.application.models import Page
+from crmsync.common.apikeys import ensure_tenant
+from crmsync.common.db import Conn, DatabaseUnavailableError, connect
+from crmsync.common.settings import parse_settings
+from crmsync.localstack.status import StackError
+from services.admin.app import keyring_from
 from services.admin.settings import AdminSettings
 
 EXIT_OK = 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
+from crmsync.application import apikeys
+from crmsync.application.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
 from crmsync.cli.admin_common import Column, add_common, command, emit, model, run, uuid_arg
-from services.admin.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
-from services.admin.ops import apikeys
 
 COLUMNS: list[Column] = [
     ("id", lambda k: k.id),

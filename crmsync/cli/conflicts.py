@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from crmsync.application import conflicts
+from crmsync.application.models import ConflictQuery, ConflictResolve
 from crmsync.cli.admin_common import (
     Column,
     add_common,
@@ -15,8 +17,6 @@ from crmsync.cli.admin_common import (
     run,
     uuid_arg,
 )
-from services.admin.models import ConflictQuery, ConflictResolve
-from services.admin.ops import conflicts
 
 COLUMNS: list[Column] = [
     ("id", lambda c: c.id),

@@ -20,6 +20,13 @@ from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericSchemeConfig
 from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, connector
+from crmsync.application import connections as ops
+from crmsync.application.models import (
+    ConnectionQuery,
+    ConnectionUpdate,
+    CredentialsIn,
+    SecretRotate,
+)
 from crmsync.cli.admin_common import (
     EXIT_INVALID,
     Column,
@@ -38,8 +45,6 @@ from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
-from services.admin.models import ConnectionQuery, ConnectionUpdate, CredentialsIn, SecretRotate
-from services.admin.ops import connections as ops
 from services.ingest.settings import IngestSettings
 
 TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from crmsync.application import deadletters
+from crmsync.application.models import DeadLetterQuery, RedriveMany
 from crmsync.cli.admin_common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -15,8 +17,6 @@ from crmsync.cli.admin_common import (
     run,
     uuid_arg,
 )
-from services.admin.models import DeadLetterQuery, RedriveMany
-from services.admin.ops import deadletters
 
 STAGES = ("ingest", "processor", "hydrate", "outbound")
 COLUMNS: list[Column] = [

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from crmsync.application import syncjobs
+from crmsync.application.models import SyncJobCreate, SyncJobQuery
 from crmsync.cli.admin_common import Column, add_common, command, emit, model, run, uuid_arg
-from services.admin.models import SyncJobCreate, SyncJobQuery
-from services.admin.ops import syncjobs
 
 KINDS = ("backfill", "reconcile", "full_reconcile")
 COLUMNS: list[Column] = [

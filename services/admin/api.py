@@ -21,15 +21,15 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from crmsync.application.context import Context, KafkaTarget
+from crmsync.application.errors import AdminError
+from crmsync.application.models import Problem
 from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, bearer_token
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import Conn
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
-from services.admin.errors import AdminError
-from services.admin.models import Problem
-from services.admin.ops.context import Context, KafkaTarget
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,10 @@
-"""The /v1 route table: each route binds a path to one operation of ``services.admin.ops``."""
+"""The /v1 route table: each route binds a path to one operation of ``crmsync.application``."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from services.admin import models as m
-from services.admin.api import Call, Handler, Route
-from services.admin.ops import (
+from crmsync.application import (
     apikeys,
     conflicts,
     connections,
@@ -17,6 +15,8 @@ from services.admin.ops import (
     syncjobs,
     synclog,
 )
+from crmsync.application import models as m
+from services.admin.api import Call, Handler, Route
 
 
 def _connections() -> list[Route]:

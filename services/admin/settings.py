@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
+from crmsync.application.context import KafkaTarget
 from crmsync.common.settings import ProviderCallSettings
-from services.admin.ops.context import KafkaTarget
 
 
 class AdminSettings(ProviderCallSettings):

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.admin import pagination
+from crmsync.application import pagination
+from crmsync.application.connections import merge_settings
+from crmsync.application.errors import InvalidError
+from crmsync.application.models import ConnectionSettingsIn
 from services.admin.api import openapi
-from services.admin.errors import InvalidError
-from services.admin.models import ConnectionSettingsIn
-from services.admin.ops.connections import merge_settings
 from services.admin.routes import routes
 
 

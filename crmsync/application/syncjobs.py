@@ -11,16 +11,15 @@ from typing import Any
 import asyncpg
 
 from connectors.runtime import load_connection
+from crmsync.application import connections, pagination
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
+from crmsync.application.paging import page
 from crmsync.common.db import Conn
 from crmsync.sync import jobs
 from crmsync.sync.runner import SyncFailedError, runnable_types
 from crmsync.sync.schedule import ReconcilePolicy
-from services.admin import pagination
-from services.admin.errors import ConflictError, InvalidError, NotFoundError
-from services.admin.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
-from services.admin.ops import connections
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
 
 _COLUMNS = """
     id, connection_id, kind, entity_types, status, modified_since, checkpoint, records_seen,

@@ -3,8 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from services.admin import pagination
-from services.admin.models import Page
+from crmsync.application import pagination
+from crmsync.application.models import Page
 
 T = TypeVar("T")
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import asyncpg
 
+from crmsync.application import pagination
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.models import ConflictOut, ConflictQuery, ConflictResolve, Page
+from crmsync.application.paging import page
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values
 from crmsync.common.db import Conn
 from schemas.records import CanonicalRecord
-from services.admin import pagination
-from services.admin.errors import ConflictError, InvalidError, NotFoundError
-from services.admin.models import ConflictOut, ConflictQuery, ConflictResolve, Page
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
 
 _COLUMNS = """
     id, entity_type, entity_id, field, current_value, incoming_value, incoming_connection_id,

@@ -20,13 +20,11 @@ from typing import Any
 
 import asyncpg
 
-from crmsync.common.canonical import TABLES
-from crmsync.common.db import Conn
-from crmsync.common.pushes import Push, queue_pushes
-from schemas import topics
-from services.admin import pagination
-from services.admin.errors import ConflictError, NotFoundError
-from services.admin.models import (
+from crmsync.application import connections, pagination
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, NotFoundError
+from crmsync.application.kafka_io import Record, produce
+from crmsync.application.models import (
     DeadLetterDetail,
     DeadLetterOut,
     DeadLetterQuery,
@@ -35,10 +33,11 @@ from services.admin.models import (
     RedriveMany,
     RedriveResult,
 )
-from services.admin.ops import connections
-from services.admin.ops.context import Context
-from services.admin.ops.kafka_io import Record, produce
-from services.admin.ops.paging import page
+from crmsync.application.paging import page
+from crmsync.common.canonical import TABLES
+from crmsync.common.db import Conn
+from crmsync.common.pushes import Push, queue_pushes
+from schemas import topics
 
 _COLUMNS = """
     id, stage, reason, detail, connection_id, topic, kafka_partition, kafka_offset,

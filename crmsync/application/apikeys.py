@@ -7,11 +7,10 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from crmsync.common import apikeys
-from crmsync.common.db import Conn
-from services.admin import pagination
-from services.admin.errors import ConflictError, InvalidError, NotFoundError
-from services.admin.models import (
+from crmsync.application import pagination
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.models import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
@@ -19,8 +18,9 @@ from services.admin.models import (
     ApiKeyRotate,
     Page,
 )
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
+from crmsync.application.paging import page
+from crmsync.common import apikeys
+from crmsync.common.db import Conn
 
 _COLUMNS = """
     id, scope, key_prefix, connection_id, created_at, expires_at, revoked_at, last_used_at
