@@ -31,8 +31,7 @@ from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.db import Conn, DatabaseUnavailableError, connect
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import StackError
-from services.admin.app import keyring_from
-from services.admin.settings import AdminSettings
+from crmsync.settings.admin import AdminSettings, keyring_from
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1

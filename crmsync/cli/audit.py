@@ -29,7 +29,7 @@ from crmsync.cli.admin_common import (
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import StackError
-from services.admin.settings import AdminSettings
+from crmsync.settings.admin import AdminSettings
 
 
 def _skipped(counts: dict[str, int]) -> str:

@@ -45,7 +45,7 @@ from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
-from services.ingest.settings import IngestSettings
+from crmsync.settings.ingest import IngestSettings
 
 TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 

@@ -27,12 +27,12 @@ from crmsync.common.kafka import (
 from crmsync.common.metrics import set_build_info
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
+from crmsync.settings.outbound import OutboundSettings
 from crmsync.sync.jobs import owner_id
 from crmsync.sync.runner import SyncRunner
 from schemas import topics
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.service import Outbound
-from services.outbound.settings import OutboundSettings
 from services.outbound.syncs import SyncWorker
 
 SERVICE = "outbound"
