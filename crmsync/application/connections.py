@@ -383,14 +383,14 @@ async def set_credentials(
     conn: Conn,
     ctx: Context,
     connection_id: uuid.UUID,
-    creds: ApiKeyCredentials | OAuthCredentials,
+    body: ApiKeyCredentials | OAuthCredentials,
 ) -> None:
     """Store new credentials (encrypted); a connection waiting for re-authorisation is
     active again."""
-    if isinstance(creds, OAuthCredentials):
-        check_provider_url(ctx, creds.token_url, "/body/token_url")
+    if isinstance(body, OAuthCredentials):
+        check_provider_url(ctx, body.token_url, "/body/token_url")
     ciphertext = ctx.keyring.encrypt(
-        _credentials_plaintext(creds), credentials_context(connection_id)
+        _credentials_plaintext(body), credentials_context(connection_id)
     )
     done = await conn.fetchval(
         """
