@@ -42,6 +42,8 @@ EXIT_CONFLICT = 4
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 Op = Callable[[Conn, Context], Awaitable[T]]
+# An operation on one item: show, revoke, cancel, discard, delete, ...
+IdOp = Callable[[Conn, Context, uuid.UUID], Awaitable[BaseModel | None]]
 Column = tuple[str, Callable[[Any], Any]]
 
 
@@ -183,6 +185,32 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
             return exc.code
 
     return handler
+
+
+def on_id(op: IdOp) -> Callable[[argparse.Namespace], int]:
+    """The command that runs ``op`` on its ``id`` argument and prints what it returns."""
+
+    @command
+    def handler(args: argparse.Namespace) -> int:
+        return emit(run(args, lambda c, ctx: op(c, ctx, args.id)), args.json)
+
+    return handler
+
+
+def add_id_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_: str,
+    op: IdOp,
+    *,
+    id_help: str | None = None,
+) -> argparse.ArgumentParser:
+    """``ACTION --tenant T ID``: ``op`` on one item."""
+    parser = actions.add_parser(name, help=help_)
+    add_common(parser)
+    parser.add_argument("id", type=uuid_arg, help=id_help)
+    parser.set_defaults(handler=on_id(op))
+    return parser
 
 
 def add_common(parser: argparse.ArgumentParser, *, page: bool = False) -> None:

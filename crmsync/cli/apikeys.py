@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 from crmsync.application import apikeys
 from crmsync.application.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
-from crmsync.cli.admin_common import Column, add_common, command, emit, model, run, uuid_arg
+from crmsync.cli.admin_common import (
+    Column,
+    add_common,
+    add_id_action,
+    command,
+    emit,
+    model,
+    run,
+    uuid_arg,
+)
 
 COLUMNS: list[Column] = [
     ("id", lambda k: k.id),
@@ -39,11 +48,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 @command
-def _revoke(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: apikeys.revoke(c, ctx, args.id)), args.json)
-
-
-@command
 def _rotate(args: argparse.Namespace) -> int:
     body = model(ApiKeyRotate, overlap_seconds=args.overlap_seconds)
     now = datetime.now(UTC)
@@ -67,10 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--all", action="store_true", help="include revoked keys")
     list_.set_defaults(handler=_list)
 
-    revoke = actions.add_parser("revoke", help="revoke a key now")
-    add_common(revoke)
-    revoke.add_argument("id", type=uuid_arg)
-    revoke.set_defaults(handler=_revoke)
+    add_id_action(actions, "revoke", "revoke a key now", apikeys.revoke)
 
     rotate = actions.add_parser("rotate", help="a new key of the same scope; the old expires")
     add_common(rotate)

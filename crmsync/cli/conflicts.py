@@ -10,6 +10,7 @@ from crmsync.application.models import ConflictQuery, ConflictResolve
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_id_action,
     command,
     emit,
     json_arg,
@@ -42,11 +43,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 @command
-def _show(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: conflicts.get(c, ctx, args.id)), args.json)
-
-
-@command
 def _resolve(args: argparse.Namespace) -> int:
     body = model(ConflictResolve, choose=args.choose, value=json_arg(args.value, "--value"))
     now = datetime.now(UTC)
@@ -64,10 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
     list_.add_argument("--entity-id", type=uuid_arg)
     list_.set_defaults(handler=_list)
-    show = actions.add_parser("show", help="one conflict")
-    add_common(show)
-    show.add_argument("id", type=uuid_arg)
-    show.set_defaults(handler=_show)
+    add_id_action(actions, "show", "one conflict", conflicts.get)
     resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
     add_common(resolve)
     resolve.add_argument("id", type=uuid_arg)

@@ -10,8 +10,9 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
@@ -36,6 +37,7 @@ from crmsync.cli.admin_common import (
     emit,
     json_arg,
     model,
+    on_id,
     run,
     uuid_arg,
     validate,
@@ -180,11 +182,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 @command
-def _show(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: ops.get(c, ctx, args.id)), args.json)
-
-
-@command
 def _update(args: argparse.Namespace) -> int:
     values: dict[str, Any] = dict(json_arg(args.set, "--set") or {})
     if args.direction is not None:
@@ -202,19 +199,6 @@ def _update(args: argparse.Namespace) -> int:
             raise CommandError(f"{args.field_mapping}: {exc}", EXIT_INVALID) from None
     body = model(ConnectionUpdate, **values)
     return emit(run(args, lambda c, ctx: ops.update(c, ctx, args.id, body)), args.json)
-
-
-def _status(status: Literal["active", "disabled"]) -> Callable[[argparse.Namespace], int]:
-    @command
-    def handler(args: argparse.Namespace) -> int:
-        return emit(run(args, lambda c, ctx: ops.set_status(c, ctx, args.id, status)), args.json)
-
-    return handler
-
-
-@command
-def _delete(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: ops.delete(c, ctx, args.id)), args.json)
 
 
 @command
@@ -263,7 +247,7 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
     p = action("list", "the tenant's connections", _list)
     p.add_argument("--provider")
     p.add_argument("--status", choices=("active", "disabled", "needs_reauth"))
-    action("show", "one connection (never its secrets)", _show)
+    action("show", "one connection (never its secrets)", on_id(ops.get))
     p = action("update", "change settings", _update)
     p.add_argument("--direction", choices=("in", "out", "both"))
     p.add_argument("--entity-types", help="comma-separated: customer,job,invoice,payment")
@@ -274,9 +258,13 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
         "--set",
         help='JSON of settings as the API takes them, e.g. \'{"rate_limit": {"rate": 5}}\'',
     )
-    action("disable", "stop receiving and pushing", _status("disabled"))
-    action("enable", "resume a disabled connection", _status("active"))
-    action("delete", "delete the connection (records stay)", _delete)
+    action(
+        "disable", "stop receiving and pushing", on_id(partial(ops.set_status, status="disabled"))
+    )
+    action(
+        "enable", "resume a disabled connection", on_id(partial(ops.set_status, status="active"))
+    )
+    action("delete", "delete the connection (records stay)", on_id(ops.delete))
     p = action(
         "rotate-secret", "new webhook secret; the old one works for the overlap", _rotate_secret
     )

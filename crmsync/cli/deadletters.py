@@ -11,6 +11,7 @@ from crmsync.cli.admin_common import (
     EXIT_UNAVAILABLE,
     Column,
     add_common,
+    add_id_action,
     command,
     emit,
     model,
@@ -44,11 +45,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 @command
-def _show(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: deadletters.get(c, ctx, args.id)), args.json)
-
-
-@command
 def _redrive(args: argparse.Namespace) -> int:
     if len(args.ids) == 1 and not (args.stage or args.reason or args.connection):
         done = run(args, lambda c, ctx: deadletters.redrive_one(c, ctx, args.ids[0]))
@@ -67,11 +63,6 @@ def _redrive(args: argparse.Namespace) -> int:
     return EXIT_UNAVAILABLE if result.failed else EXIT_OK
 
 
-@command
-def _discard(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: deadletters.discard(c, ctx, args.id)), args.json)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dead-letters", help="events parked with their reason; redrive them")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -82,10 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--connection", type=uuid_arg)
     list_.add_argument("--state", choices=("open", "redriven", "discarded", "all"))
     list_.set_defaults(handler=_list)
-    show = actions.add_parser("show", help="one dead letter with its payload")
-    add_common(show)
-    show.add_argument("id", type=uuid_arg)
-    show.set_defaults(handler=_show)
+    add_id_action(actions, "show", "one dead letter with its payload", deadletters.get)
     redrive = actions.add_parser(
         "redrive", help="back into their stage: ids, or every open one matching the filters"
     )
@@ -96,7 +84,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     redrive.add_argument("--connection", type=uuid_arg)
     redrive.add_argument("--limit", type=int, help="most redriven at once (default 100)")
     redrive.set_defaults(handler=_redrive)
-    discard = actions.add_parser("discard", help="give up on a dead letter")
-    add_common(discard)
-    discard.add_argument("id", type=uuid_arg)
-    discard.set_defaults(handler=_discard)
+    add_id_action(actions, "discard", "give up on a dead letter", deadletters.discard)
