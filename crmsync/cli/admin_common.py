@@ -197,6 +197,28 @@ def on_id(op: IdOp) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
+def list_command(
+    op: Callable[[Conn, Context, M], Awaitable[Page[Any]]],
+    query: type[M],
+    columns: Sequence[Column],
+    **options: str,
+) -> Callable[[argparse.Namespace], int]:
+    """The command that prints a page of ``op``, its query read by :func:`query_from`."""
+
+    @command
+    def handler(args: argparse.Namespace) -> int:
+        built = query_from(query, args, **options)
+        return emit(run(args, lambda c, ctx: op(c, ctx, built)), args.json, columns)
+
+    return handler
+
+
+def query_from(query: type[M], args: argparse.Namespace, **options: str) -> M:
+    """Each field of ``query`` from the option of the same name (``options`` names the ones
+    called otherwise); an option not given, or not offered, leaves the field's default."""
+    return model(query, **{f: getattr(args, options.get(f, f), None) for f in query.model_fields})
+
+
 def add_id_action(
     actions: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,

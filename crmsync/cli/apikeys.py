@@ -13,6 +13,7 @@ from crmsync.cli.admin_common import (
     add_id_action,
     command,
     emit,
+    list_command,
     model,
     run,
     uuid_arg,
@@ -42,12 +43,6 @@ def _create(args: argparse.Namespace) -> int:
 
 
 @command
-def _list(args: argparse.Namespace) -> int:
-    query = model(ApiKeyQuery, limit=args.limit, cursor=args.cursor, include_revoked=args.all)
-    return emit(run(args, lambda c, ctx: apikeys.list_(c, ctx, query)), args.json, COLUMNS)
-
-
-@command
 def _rotate(args: argparse.Namespace) -> int:
     body = model(ApiKeyRotate, overlap_seconds=args.overlap_seconds)
     now = datetime.now(UTC)
@@ -69,7 +64,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_ = actions.add_parser("list", help="the tenant's keys (never the keys themselves)")
     add_common(list_, page=True)
     list_.add_argument("--all", action="store_true", help="include revoked keys")
-    list_.set_defaults(handler=_list)
+    list_.set_defaults(
+        handler=list_command(apikeys.list_, ApiKeyQuery, COLUMNS, include_revoked="all")
+    )
 
     add_id_action(actions, "revoke", "revoke a key now", apikeys.revoke)
 

@@ -14,6 +14,7 @@ from crmsync.cli.admin_common import (
     command,
     emit,
     json_arg,
+    list_command,
     model,
     run,
     uuid_arg,
@@ -27,19 +28,6 @@ COLUMNS: list[Column] = [
     ("incoming", lambda c: c.incoming_value),
     ("created", lambda c: c.created_at),
 ]
-
-
-@command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        ConflictQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        state=args.state,
-        entity_type=args.entity_type,
-        entity_id=args.entity_id,
-    )
-    return emit(run(args, lambda c, ctx: conflicts.list_(c, ctx, query)), args.json, COLUMNS)
 
 
 @command
@@ -59,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--state", choices=("open", "resolved", "all"))
     list_.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
     list_.add_argument("--entity-id", type=uuid_arg)
-    list_.set_defaults(handler=_list)
+    list_.set_defaults(handler=list_command(conflicts.list_, ConflictQuery, COLUMNS))
     add_id_action(actions, "show", "one conflict", conflicts.get)
     resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
     add_common(resolve)

@@ -36,6 +36,7 @@ from crmsync.cli.admin_common import (
     command,
     emit,
     json_arg,
+    list_command,
     model,
     on_id,
     run,
@@ -169,19 +170,6 @@ COLUMNS: list[Column] = [
 
 
 @command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        ConnectionQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        provider=args.provider,
-        status=args.status,
-    )
-    result = run(args, lambda c, ctx: ops.list_(c, ctx, query))
-    return emit(result, args.json, COLUMNS)
-
-
-@command
 def _update(args: argparse.Namespace) -> int:
     values: dict[str, Any] = dict(json_arg(args.set, "--set") or {})
     if args.direction is not None:
@@ -244,7 +232,9 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
         p.set_defaults(handler=handler)
         return p
 
-    p = action("list", "the tenant's connections", _list)
+    p = action(
+        "list", "the tenant's connections", list_command(ops.list_, ConnectionQuery, COLUMNS)
+    )
     p.add_argument("--provider")
     p.add_argument("--status", choices=("active", "disabled", "needs_reauth"))
     action("show", "one connection (never its secrets)", on_id(ops.get))

@@ -14,6 +14,7 @@ from crmsync.cli.admin_common import (
     add_id_action,
     command,
     emit,
+    list_command,
     model,
     run,
     uuid_arg,
@@ -28,20 +29,6 @@ COLUMNS: list[Column] = [
     ("created", lambda d: d.created_at),
     ("detail", lambda d: (d.detail or "")[:60]),
 ]
-
-
-@command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        DeadLetterQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        stage=args.stage,
-        reason=args.reason,
-        connection=args.connection,
-        state=args.state,
-    )
-    return emit(run(args, lambda c, ctx: deadletters.list_(c, ctx, query)), args.json, COLUMNS)
 
 
 @command
@@ -72,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--reason")
     list_.add_argument("--connection", type=uuid_arg)
     list_.add_argument("--state", choices=("open", "redriven", "discarded", "all"))
-    list_.set_defaults(handler=_list)
+    list_.set_defaults(handler=list_command(deadletters.list_, DeadLetterQuery, COLUMNS))
     add_id_action(actions, "show", "one dead letter with its payload", deadletters.get)
     redrive = actions.add_parser(
         "redrive", help="back into their stage: ids, or every open one matching the filters"

@@ -16,6 +16,7 @@ from crmsync.cli.admin_common import (
     add_id_action,
     command,
     emit,
+    list_command,
     model,
     run,
     uuid_arg,
@@ -45,19 +46,6 @@ def _start(args: argparse.Namespace) -> int:
     return emit(run(args, lambda c, ctx: syncjobs.create(c, ctx, body)), args.json)
 
 
-@command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        SyncJobQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        connection=args.connection,
-        status=args.status,
-        kind=args.kind,
-    )
-    return emit(run(args, lambda c, ctx: syncjobs.list_(c, ctx, query)), args.json, COLUMNS)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sync-jobs", help="queued backfills and reconciliations")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -75,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--status", choices=("pending", "running", "succeeded", "failed", "cancelled")
     )
     list_.add_argument("--kind", choices=KINDS)
-    list_.set_defaults(handler=_list)
+    list_.set_defaults(handler=list_command(syncjobs.list_, SyncJobQuery, COLUMNS))
     add_id_action(actions, "show", "a run's progress", syncjobs.get)
     add_id_action(
         actions, "cancel", "cancel a pending run, ask a running one to stop", syncjobs.cancel
