@@ -1,5 +1,5 @@
 """Sync jobs (backfill, reconciliation): requested here as ``pending`` rows, claimed and
-run by the runner in the outbound service (crmsync.sync), which writes progress back
+run by the runner in the outbound service (crmsync.application.sync), which writes progress back
 into the row."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
 from crmsync.application.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
 from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.sync import jobs
+from crmsync.application.sync.runner import SyncFailedError, runnable_types
+from crmsync.application.sync.schedule import ReconcilePolicy
 from crmsync.common.db import Conn
-from crmsync.sync import jobs
-from crmsync.sync.runner import SyncFailedError, runnable_types
-from crmsync.sync.schedule import ReconcilePolicy
 
 _COLUMNS = """
     id, connection_id, kind, entity_types, status, modified_since, checkpoint, records_seen,

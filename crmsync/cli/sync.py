@@ -25,15 +25,15 @@ import asyncpg
 
 from connectors.egress import provider_session
 from connectors.runtime import Clients, ConnectionInfo, load_connection
+from crmsync.application.sync import jobs
+from crmsync.application.sync.jobs import JobBusyError, Kind, SyncJob
+from crmsync.application.sync.runner import SyncFailedError, SyncRunner, runnable_types
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, create_pool
 from crmsync.common.kafka import make_producer, start_with_retry
 from crmsync.common.settings import ConfigError, parse_settings, topic_name
 from crmsync.localstack.status import StackError
 from crmsync.settings.outbound import OutboundSettings
-from crmsync.sync import jobs
-from crmsync.sync.jobs import JobBusyError, Kind, SyncJob
-from crmsync.sync.runner import SyncFailedError, SyncRunner, runnable_types
 from schemas import topics
 
 ENTITY_TYPES = ("customer", "job", "invoice", "payment")

@@ -12,11 +12,11 @@ import logging
 
 import asyncpg
 
+from crmsync.application.sync import jobs
+from crmsync.application.sync.jobs import SyncJob
+from crmsync.application.sync.runner import SyncRunner
+from crmsync.application.sync.schedule import ReconcilePolicy, schedule_due
 from crmsync.settings.outbound import OutboundSettings
-from crmsync.sync import jobs
-from crmsync.sync.jobs import SyncJob
-from crmsync.sync.runner import SyncRunner
-from crmsync.sync.schedule import ReconcilePolicy, schedule_due
 
 log = logging.getLogger(__name__)
 
