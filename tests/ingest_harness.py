@@ -19,8 +19,8 @@ from crmsync.common.connections import CreatedConnection, add_webhook_secret, cr
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.common.settings import parse_settings
+from crmsync.settings.ingest import IngestSettings
 from services.ingest.app import create_app
-from services.ingest.settings import IngestSettings
 
 PUBLIC_BASE = "https://hooks.example.com"
 

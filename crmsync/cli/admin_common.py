@@ -1,7 +1,7 @@
 """What the admin command groups share: running one admin operation against the database
 for a tenant, and printing its result as a table or as JSON.
 
-The operations are the admin API's own (``services.admin.ops``): a command does exactly
+The operations are the admin API's own (``crmsync.application``): a command does exactly
 what the matching endpoint does. Exit status (also in ``crmsync --help``):
 0 done, 1 a dependency is unreachable, 2 invalid input, 3 not found, 4 conflicts with the
 current state.
@@ -19,20 +19,19 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from crmsync.common.apikeys import ensure_tenant
-from crmsync.common.db import Conn, DatabaseUnavailableError, connect
-from crmsync.common.settings import parse_settings
-from crmsync.localstack.status import StackError
-from services.admin.app import keyring_from
-from services.admin.errors import (
+from crmsync.application.context import Context
+from crmsync.application.errors import (
     AdminError,
     ConflictError,
     InvalidError,
     NotFoundError,
 )
-from services.admin.models import Page
-from services.admin.ops.context import Context
-from services.admin.settings import AdminSettings
+from crmsync.application.models import Page
+from crmsync.common.apikeys import ensure_tenant
+from crmsync.common.db import Conn, DatabaseUnavailableError, connect
+from crmsync.common.settings import parse_settings
+from crmsync.localstack.status import StackError
+from crmsync.settings.admin import AdminSettings, keyring_from
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -43,6 +42,8 @@ EXIT_CONFLICT = 4
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 Op = Callable[[Conn, Context], Awaitable[T]]
+# An operation on one item: show, revoke, cancel, discard, delete, ...
+IdOp = Callable[[Conn, Context, uuid.UUID], Awaitable[BaseModel | None]]
 Column = tuple[str, Callable[[Any], Any]]
 
 
@@ -184,6 +185,54 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
             return exc.code
 
     return handler
+
+
+def on_id(op: IdOp) -> Callable[[argparse.Namespace], int]:
+    """The command that runs ``op`` on its ``id`` argument and prints what it returns."""
+
+    @command
+    def handler(args: argparse.Namespace) -> int:
+        return emit(run(args, lambda c, ctx: op(c, ctx, args.id)), args.json)
+
+    return handler
+
+
+def list_command(
+    op: Callable[[Conn, Context, M], Awaitable[Page[Any]]],
+    query: type[M],
+    columns: Sequence[Column],
+    **options: str,
+) -> Callable[[argparse.Namespace], int]:
+    """The command that prints a page of ``op``, its query read by :func:`query_from`."""
+
+    @command
+    def handler(args: argparse.Namespace) -> int:
+        built = query_from(query, args, **options)
+        return emit(run(args, lambda c, ctx: op(c, ctx, built)), args.json, columns)
+
+    return handler
+
+
+def query_from(query: type[M], args: argparse.Namespace, **options: str) -> M:
+    """Each field of ``query`` from the option of the same name (``options`` names the ones
+    called otherwise); an option not given, or not offered, leaves the field's default."""
+    return model(query, **{f: getattr(args, options.get(f, f), None) for f in query.model_fields})
+
+
+def add_id_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_: str,
+    op: IdOp,
+    *,
+    id_help: str | None = None,
+) -> argparse.ArgumentParser:
+    """``ACTION --tenant T ID``: ``op`` on one item."""
+    parser = actions.add_parser(name, help=help_)
+    add_common(parser)
+    parser.add_argument("id", type=uuid_arg, help=id_help)
+    parser.set_defaults(handler=on_id(op))
+    return parser
 
 
 def add_common(parser: argparse.ArgumentParser, *, page: bool = False) -> None:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-from crmsync.cli.admin_common import Column, add_common, command, emit, model, run, uuid_arg
-from services.admin.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
-from services.admin.ops import apikeys
+from crmsync.application import apikeys
+from crmsync.application.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
+from crmsync.cli.admin_common import (
+    Column,
+    add_common,
+    add_id_action,
+    command,
+    emit,
+    list_command,
+    model,
+    run,
+    uuid_arg,
+)
 
 COLUMNS: list[Column] = [
     ("id", lambda k: k.id),
@@ -33,17 +43,6 @@ def _create(args: argparse.Namespace) -> int:
 
 
 @command
-def _list(args: argparse.Namespace) -> int:
-    query = model(ApiKeyQuery, limit=args.limit, cursor=args.cursor, include_revoked=args.all)
-    return emit(run(args, lambda c, ctx: apikeys.list_(c, ctx, query)), args.json, COLUMNS)
-
-
-@command
-def _revoke(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: apikeys.revoke(c, ctx, args.id)), args.json)
-
-
-@command
 def _rotate(args: argparse.Namespace) -> int:
     body = model(ApiKeyRotate, overlap_seconds=args.overlap_seconds)
     now = datetime.now(UTC)
@@ -65,12 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_ = actions.add_parser("list", help="the tenant's keys (never the keys themselves)")
     add_common(list_, page=True)
     list_.add_argument("--all", action="store_true", help="include revoked keys")
-    list_.set_defaults(handler=_list)
+    list_.set_defaults(
+        handler=list_command(apikeys.list_, ApiKeyQuery, COLUMNS, include_revoked="all")
+    )
 
-    revoke = actions.add_parser("revoke", help="revoke a key now")
-    add_common(revoke)
-    revoke.add_argument("id", type=uuid_arg)
-    revoke.set_defaults(handler=_revoke)
+    add_id_action(actions, "revoke", "revoke a key now", apikeys.revoke)
 
     rotate = actions.add_parser("rotate", help="a new key of the same scope; the old expires")
     add_common(rotate)

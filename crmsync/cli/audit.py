@@ -11,6 +11,9 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
+from crmsync.application import ledger_io
+from crmsync.application.errors import AdminError
+from crmsync.application.models import ConnectionLedgerOut, LedgerQuery, LedgerReport
 from crmsync.cli.admin_common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -26,10 +29,7 @@ from crmsync.cli.admin_common import (
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import StackError
-from services.admin.errors import AdminError
-from services.admin.models import ConnectionLedgerOut, LedgerQuery, LedgerReport
-from services.admin.ops import ledger_io
-from services.admin.settings import AdminSettings
+from crmsync.settings.admin import AdminSettings
 
 
 def _skipped(counts: dict[str, int]) -> str:

@@ -10,10 +10,10 @@ from pydantic_settings import BaseSettings
 
 from crmsync.common.settings import CommonSettings, ProviderCallSettings, env_name, repo_root
 from crmsync.localstack.settings import LocalStackSettings
-from services.admin.settings import AdminSettings
-from services.ingest.settings import IngestSettings
-from services.outbound.settings import OutboundSettings
-from services.processor.settings import ProcessorSettings
+from crmsync.settings.admin import AdminSettings
+from crmsync.settings.ingest import IngestSettings
+from crmsync.settings.outbound import OutboundSettings
+from crmsync.settings.processor import ProcessorSettings
 
 USERS: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("all services", CommonSettings),

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from crmsync.application import conflicts
+from crmsync.application.models import ConflictQuery, ConflictResolve
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_id_action,
     command,
     emit,
     json_arg,
+    list_command,
     model,
     run,
     uuid_arg,
 )
-from services.admin.models import ConflictQuery, ConflictResolve
-from services.admin.ops import conflicts
 
 COLUMNS: list[Column] = [
     ("id", lambda c: c.id),
@@ -26,24 +28,6 @@ COLUMNS: list[Column] = [
     ("incoming", lambda c: c.incoming_value),
     ("created", lambda c: c.created_at),
 ]
-
-
-@command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        ConflictQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        state=args.state,
-        entity_type=args.entity_type,
-        entity_id=args.entity_id,
-    )
-    return emit(run(args, lambda c, ctx: conflicts.list_(c, ctx, query)), args.json, COLUMNS)
-
-
-@command
-def _show(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: conflicts.get(c, ctx, args.id)), args.json)
 
 
 @command
@@ -63,11 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--state", choices=("open", "resolved", "all"))
     list_.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
     list_.add_argument("--entity-id", type=uuid_arg)
-    list_.set_defaults(handler=_list)
-    show = actions.add_parser("show", help="one conflict")
-    add_common(show)
-    show.add_argument("id", type=uuid_arg)
-    show.set_defaults(handler=_show)
+    list_.set_defaults(handler=list_command(conflicts.list_, ConflictQuery, COLUMNS))
+    add_id_action(actions, "show", "one conflict", conflicts.get)
     resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
     add_common(resolve)
     resolve.add_argument("id", type=uuid_arg)

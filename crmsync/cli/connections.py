@@ -10,8 +10,9 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
@@ -20,6 +21,13 @@ from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericSchemeConfig
 from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, connector
+from crmsync.application import connections as ops
+from crmsync.application.models import (
+    ConnectionQuery,
+    ConnectionUpdate,
+    CredentialsIn,
+    SecretRotate,
+)
 from crmsync.cli.admin_common import (
     EXIT_INVALID,
     Column,
@@ -28,7 +36,9 @@ from crmsync.cli.admin_common import (
     command,
     emit,
     json_arg,
+    list_command,
     model,
+    on_id,
     run,
     uuid_arg,
     validate,
@@ -38,9 +48,7 @@ from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
-from services.admin.models import ConnectionQuery, ConnectionUpdate, CredentialsIn, SecretRotate
-from services.admin.ops import connections as ops
-from services.ingest.settings import IngestSettings
+from crmsync.settings.ingest import IngestSettings
 
 TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -162,24 +170,6 @@ COLUMNS: list[Column] = [
 
 
 @command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        ConnectionQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        provider=args.provider,
-        status=args.status,
-    )
-    result = run(args, lambda c, ctx: ops.list_(c, ctx, query))
-    return emit(result, args.json, COLUMNS)
-
-
-@command
-def _show(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: ops.get(c, ctx, args.id)), args.json)
-
-
-@command
 def _update(args: argparse.Namespace) -> int:
     values: dict[str, Any] = dict(json_arg(args.set, "--set") or {})
     if args.direction is not None:
@@ -197,19 +187,6 @@ def _update(args: argparse.Namespace) -> int:
             raise CommandError(f"{args.field_mapping}: {exc}", EXIT_INVALID) from None
     body = model(ConnectionUpdate, **values)
     return emit(run(args, lambda c, ctx: ops.update(c, ctx, args.id, body)), args.json)
-
-
-def _status(status: Literal["active", "disabled"]) -> Callable[[argparse.Namespace], int]:
-    @command
-    def handler(args: argparse.Namespace) -> int:
-        return emit(run(args, lambda c, ctx: ops.set_status(c, ctx, args.id, status)), args.json)
-
-    return handler
-
-
-@command
-def _delete(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: ops.delete(c, ctx, args.id)), args.json)
 
 
 @command
@@ -255,10 +232,12 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
         p.set_defaults(handler=handler)
         return p
 
-    p = action("list", "the tenant's connections", _list)
+    p = action(
+        "list", "the tenant's connections", list_command(ops.list_, ConnectionQuery, COLUMNS)
+    )
     p.add_argument("--provider")
     p.add_argument("--status", choices=("active", "disabled", "needs_reauth"))
-    action("show", "one connection (never its secrets)", _show)
+    action("show", "one connection (never its secrets)", on_id(ops.get))
     p = action("update", "change settings", _update)
     p.add_argument("--direction", choices=("in", "out", "both"))
     p.add_argument("--entity-types", help="comma-separated: customer,job,invoice,payment")
@@ -269,9 +248,13 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
         "--set",
         help='JSON of settings as the API takes them, e.g. \'{"rate_limit": {"rate": 5}}\'',
     )
-    action("disable", "stop receiving and pushing", _status("disabled"))
-    action("enable", "resume a disabled connection", _status("active"))
-    action("delete", "delete the connection (records stay)", _delete)
+    action(
+        "disable", "stop receiving and pushing", on_id(partial(ops.set_status, status="disabled"))
+    )
+    action(
+        "enable", "resume a disabled connection", on_id(partial(ops.set_status, status="active"))
+    )
+    action("delete", "delete the connection (records stay)", on_id(ops.delete))
     p = action(
         "rotate-secret", "new webhook secret; the old one works for the overlap", _rotate_secret
     )

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from crmsync.application import deadletters
+from crmsync.application.models import DeadLetterQuery, RedriveMany
 from crmsync.cli.admin_common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     Column,
     add_common,
+    add_id_action,
     command,
     emit,
+    list_command,
     model,
     run,
     uuid_arg,
 )
-from services.admin.models import DeadLetterQuery, RedriveMany
-from services.admin.ops import deadletters
 
 STAGES = ("ingest", "processor", "hydrate", "outbound")
 COLUMNS: list[Column] = [
@@ -27,25 +29,6 @@ COLUMNS: list[Column] = [
     ("created", lambda d: d.created_at),
     ("detail", lambda d: (d.detail or "")[:60]),
 ]
-
-
-@command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        DeadLetterQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        stage=args.stage,
-        reason=args.reason,
-        connection=args.connection,
-        state=args.state,
-    )
-    return emit(run(args, lambda c, ctx: deadletters.list_(c, ctx, query)), args.json, COLUMNS)
-
-
-@command
-def _show(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: deadletters.get(c, ctx, args.id)), args.json)
 
 
 @command
@@ -67,11 +50,6 @@ def _redrive(args: argparse.Namespace) -> int:
     return EXIT_UNAVAILABLE if result.failed else EXIT_OK
 
 
-@command
-def _discard(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: deadletters.discard(c, ctx, args.id)), args.json)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dead-letters", help="events parked with their reason; redrive them")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -81,11 +59,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--reason")
     list_.add_argument("--connection", type=uuid_arg)
     list_.add_argument("--state", choices=("open", "redriven", "discarded", "all"))
-    list_.set_defaults(handler=_list)
-    show = actions.add_parser("show", help="one dead letter with its payload")
-    add_common(show)
-    show.add_argument("id", type=uuid_arg)
-    show.set_defaults(handler=_show)
+    list_.set_defaults(handler=list_command(deadletters.list_, DeadLetterQuery, COLUMNS))
+    add_id_action(actions, "show", "one dead letter with its payload", deadletters.get)
     redrive = actions.add_parser(
         "redrive", help="back into their stage: ids, or every open one matching the filters"
     )
@@ -96,7 +71,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     redrive.add_argument("--connection", type=uuid_arg)
     redrive.add_argument("--limit", type=int, help="most redriven at once (default 100)")
     redrive.set_defaults(handler=_redrive)
-    discard = actions.add_parser("discard", help="give up on a dead letter")
-    add_common(discard)
-    discard.add_argument("id", type=uuid_arg)
-    discard.set_defaults(handler=_discard)
+    add_id_action(actions, "discard", "give up on a dead letter", deadletters.discard)

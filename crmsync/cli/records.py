@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from crmsync.application import records
+from crmsync.application.models import CustomerQuery, InvoiceQuery, RecordQuery
 from crmsync.cli.admin_common import (
     EXIT_INVALID,
     Column,
@@ -15,8 +17,6 @@ from crmsync.cli.admin_common import (
     run,
     uuid_arg,
 )
-from services.admin.models import CustomerQuery, InvoiceQuery, RecordQuery
-from services.admin.ops import records
 
 TYPES = tuple(records.COLLECTIONS)
 COLUMNS: list[Column] = [

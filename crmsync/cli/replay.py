@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from crmsync.application import replay
+from crmsync.application.models import ReplayRequest
 from crmsync.cli.admin_common import add_common, command, emit, model, run, uuid_arg
-from services.admin.models import ReplayRequest
-from services.admin.ops import replay
 
 
 @command

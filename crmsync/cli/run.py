@@ -28,11 +28,11 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.common.settings import ProviderCallSettings, env_name, parse_settings, topic_name
 from crmsync.localstack.status import Say, StackError
+from crmsync.settings.admin import AdminSettings
+from crmsync.settings.ingest import IngestSettings
+from crmsync.settings.outbound import OutboundSettings
+from crmsync.settings.processor import ProcessorSettings
 from schemas import topics
-from services.admin.settings import AdminSettings
-from services.ingest.settings import IngestSettings
-from services.outbound.settings import OutboundSettings
-from services.processor.settings import ProcessorSettings
 
 # Start-up includes joining the consumer group; 60 s covers a cold JVM broker too.
 READY_TIMEOUT_SECONDS = 60.0

@@ -22,7 +22,7 @@ from crmsync.common.db import DatabaseUnavailableError, create_pool
 from crmsync.common.settings import ConfigError, parse_settings
 from crmsync.demo.sims import PROVIDERS, RunningSim, connect, start_simulator
 from crmsync.localstack.status import StackError
-from services.ingest.settings import IngestSettings
+from crmsync.settings.ingest import IngestSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,16 +25,16 @@ import asyncpg
 
 from connectors.egress import provider_session
 from connectors.runtime import Clients, ConnectionInfo, load_connection
+from crmsync.application.sync import jobs
+from crmsync.application.sync.jobs import JobBusyError, Kind, SyncJob
+from crmsync.application.sync.runner import SyncFailedError, SyncRunner, runnable_types
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, create_pool
 from crmsync.common.kafka import make_producer, start_with_retry
 from crmsync.common.settings import ConfigError, parse_settings, topic_name
 from crmsync.localstack.status import StackError
-from crmsync.sync import jobs
-from crmsync.sync.jobs import JobBusyError, Kind, SyncJob
-from crmsync.sync.runner import SyncFailedError, SyncRunner, runnable_types
+from crmsync.settings.outbound import OutboundSettings
 from schemas import topics
-from services.outbound.settings import OutboundSettings
 
 ENTITY_TYPES = ("customer", "job", "invoice", "payment")
 log = logging.getLogger(__name__)

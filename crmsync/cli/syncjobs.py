@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import argparse
 
-from crmsync.cli.admin_common import Column, add_common, command, emit, model, run, uuid_arg
-from services.admin.models import SyncJobCreate, SyncJobQuery
-from services.admin.ops import syncjobs
+from crmsync.application import syncjobs
+from crmsync.application.models import SyncJobCreate, SyncJobQuery
+from crmsync.cli.admin_common import (
+    Column,
+    add_common,
+    add_id_action,
+    command,
+    emit,
+    list_command,
+    model,
+    run,
+    uuid_arg,
+)
 
 KINDS = ("backfill", "reconcile", "full_reconcile")
 COLUMNS: list[Column] = [
@@ -36,29 +46,6 @@ def _start(args: argparse.Namespace) -> int:
     return emit(run(args, lambda c, ctx: syncjobs.create(c, ctx, body)), args.json)
 
 
-@command
-def _list(args: argparse.Namespace) -> int:
-    query = model(
-        SyncJobQuery,
-        limit=args.limit,
-        cursor=args.cursor,
-        connection=args.connection,
-        status=args.status,
-        kind=args.kind,
-    )
-    return emit(run(args, lambda c, ctx: syncjobs.list_(c, ctx, query)), args.json, COLUMNS)
-
-
-@command
-def _show(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: syncjobs.get(c, ctx, args.id)), args.json)
-
-
-@command
-def _cancel(args: argparse.Namespace) -> int:
-    return emit(run(args, lambda c, ctx: syncjobs.cancel(c, ctx, args.id)), args.json)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sync-jobs", help="queued backfills and reconciliations")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -76,12 +63,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--status", choices=("pending", "running", "succeeded", "failed", "cancelled")
     )
     list_.add_argument("--kind", choices=KINDS)
-    list_.set_defaults(handler=_list)
-    for name, handler, help_ in (
-        ("show", _show, "a run's progress"),
-        ("cancel", _cancel, "cancel a pending run, ask a running one to stop"),
-    ):
-        q = actions.add_parser(name, help=help_)
-        add_common(q)
-        q.add_argument("id", type=uuid_arg)
-        q.set_defaults(handler=handler)
+    list_.set_defaults(handler=list_command(syncjobs.list_, SyncJobQuery, COLUMNS))
+    add_id_action(actions, "show", "a run's progress", syncjobs.get)
+    add_id_action(
+        actions, "cancel", "cancel a pending run, ask a running one to stop", syncjobs.cancel
+    )

@@ -1,4 +1,4 @@
-"""Facts the ledger (DESIGN invariant 13, services/admin/ops/ledger.py) reads that no
+"""Facts the ledger (DESIGN invariant 13, crmsync/application/ledger.py) reads that no
 other table holds: the webhook items the normalizer drops on purpose (migration 0009).
 
 Here, not in the processor, because the write belongs to the processor and the read to

@@ -7,8 +7,8 @@ import sys
 from crmsync.common.logs import configure_logging
 from crmsync.common.runner import run
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, load_settings
+from crmsync.settings.admin import AdminSettings
 from services.admin.app import SERVICE, create_app
-from services.admin.settings import AdminSettings
 
 
 def main() -> None:

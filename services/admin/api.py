@@ -9,6 +9,7 @@ operations raise ``AdminError``s, answered as RFC 9457 problem details.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,18 +19,17 @@ from typing import Any, Literal
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from crmsync.application.context import Context, KafkaTarget
+from crmsync.application.errors import AdminError
+from crmsync.application.models import Problem
 from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, bearer_token
 from crmsync.common.crypto import KeyRing
-from crmsync.common.db import Conn
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
-from services.admin.errors import AdminError
-from services.admin.models import Problem
-from services.admin.ops.context import Context, KafkaTarget
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +48,15 @@ class Services:
     allow_private_provider_urls: bool = False
 
 
-@dataclass(frozen=True)
-class Call:
-    """One authorised, validated request."""
-
-    conn: Conn
-    ctx: Context
-    principal: Principal
-    path: dict[str, uuid.UUID]
-    query: Any
-    body: Any
-    now: datetime
-
-
-Handler = Callable[[Call], Awaitable[BaseModel | None]]
+# An application-layer operation, called ``operation(conn, ctx, **arguments(...))``.
+Operation = Callable[..., Awaitable[BaseModel | None]]
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str
-    handler: Handler
+    operation: Operation
     scope: Scope
     summary: str
     tag: str
@@ -95,6 +83,38 @@ class Route:
 
 
 SERVICES = web.AppKey("admin_services", Services)
+
+
+def arguments(
+    route: Route, path: dict[str, uuid.UUID], query: Any, body: Any, now: datetime | None
+) -> dict[str, Any]:
+    """What a route passes its operation besides the connection and the context, by name:
+    each path id, the validated ``query`` or ``body`` (a root model's value, not the model),
+    and ``now`` unless None. Constants (a collection's entity type, the status an action
+    sets) are bound into the operation with ``functools.partial``."""
+    out: dict[str, Any] = dict(path)
+    if route.query is not None:
+        out["query"] = query
+    if route.body is not None:
+        out["body"] = body.root if isinstance(body, RootModel) else body
+    if now is not None:
+        out["now"] = now
+    return out
+
+
+def takes_now(route: Route) -> bool:
+    """Whether the route's operation takes the request's time. Read once, when the route is
+    added, and checked then: an operation that cannot take what its route gives it (a
+    misnamed path id, a body it does not read) fails at start-up, not on a request."""
+    signature = inspect.signature(route.operation)
+    wants_now = "now" in signature.parameters
+    ids = dict.fromkeys(route.path_params, uuid.UUID(int=0))
+    sample = arguments(route, ids, None, None, datetime.now(UTC) if wants_now else None)
+    try:
+        signature.bind(None, None, **sample)
+    except TypeError as exc:
+        raise TypeError(f"{route.operation_id}: {exc}") from None
+    return wants_now
 
 
 def _field_errors(exc: ValidationError, where: str) -> list[dict[str, str]]:
@@ -237,6 +257,8 @@ async def _authorise(route: Route, services: Services, request: web.Request) -> 
 
 
 def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    wants_now = takes_now(route)
+
     async def handle(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
         try:
@@ -252,10 +274,10 @@ def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRes
                 actor=f"api-key:{principal.key_id}",
                 allow_private_provider_urls=services.allow_private_provider_urls,
             )
+            now = datetime.now(UTC) if wants_now else None
+            given = arguments(route, path, query, body, now)
             async with services.pool.acquire() as conn:
-                result = await route.handler(
-                    Call(conn, ctx, principal, path, query, body, datetime.now(UTC))
-                )
+                result = await route.operation(conn, ctx, **given)
         except _RequestInvalidError as exc:
             return exc.response()
         except AdminError as exc:

@@ -10,25 +10,16 @@ import asyncpg
 from aiohttp import web
 
 from crmsync.common.apikeys import LastUsedRecorder
-from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
 from crmsync.common.metrics import set_build_info
-from crmsync.common.settings import ConfigError
 from crmsync.common.web import add_ops_routes
+from crmsync.settings.admin import AdminSettings, keyring_from
 from services.admin.api import SERVICES, Services, add_routes, openapi, problems_middleware
 from services.admin.routes import routes
-from services.admin.settings import AdminSettings
 
 SERVICE = "admin"
 POOL = web.AppKey("pool", asyncpg.Pool)
 API_VERSION = "1.0.0"
-
-
-def keyring_from(settings: AdminSettings) -> KeyRing:
-    try:
-        return KeyRing.parse(settings.master_keys.get_secret_value())
-    except CryptoError as exc:
-        raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
 
 
 def create_app(

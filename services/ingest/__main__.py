@@ -5,8 +5,8 @@ from __future__ import annotations
 from crmsync.common.logs import configure_logging
 from crmsync.common.runner import run
 from crmsync.common.settings import load_settings
+from crmsync.settings.ingest import IngestSettings
 from services.ingest.app import SERVICE, create_app
-from services.ingest.settings import IngestSettings
 
 
 def main() -> None:

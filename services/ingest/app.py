@@ -20,10 +20,10 @@ from crmsync.common.partitioner import CachedMurmur2Partitioner
 from crmsync.common.problems import problem
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
+from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
 from schemas import topics
 from services.ingest.connections import ConnectionCache
 from services.ingest.handlers import Ingest
-from services.ingest.settings import MAX_RECORD_BYTES, IngestSettings
 
 SERVICE = "ingest"
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)

@@ -27,12 +27,12 @@ from crmsync.common.crypto import hash_api_key
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
 from crmsync.common.settings import topic_name
+from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
 from schemas import topics
 from schemas.changes import MAX_CHANGES_PER_REQUEST, ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
 from services.ingest import metrics
 from services.ingest.connections import ConnectionCache
-from services.ingest.settings import MAX_RECORD_BYTES, IngestSettings
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from crmsync.common.logs import configure_logging
 from crmsync.common.runner import run
 from crmsync.common.settings import load_settings
+from crmsync.settings.outbound import OutboundSettings
 from services.outbound.app import SERVICE, create_app
-from services.outbound.settings import OutboundSettings
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from connectors.egress import provider_session
 from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients
+from crmsync.application.sync.jobs import owner_id
+from crmsync.application.sync.runner import SyncRunner
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
 from crmsync.common.kafka import (
@@ -27,12 +29,10 @@ from crmsync.common.kafka import (
 from crmsync.common.metrics import set_build_info
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
-from crmsync.sync.jobs import owner_id
-from crmsync.sync.runner import SyncRunner
+from crmsync.settings.outbound import OutboundSettings
 from schemas import topics
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.service import Outbound
-from services.outbound.settings import OutboundSettings
 from services.outbound.syncs import SyncWorker
 
 SERVICE = "outbound"
@@ -49,7 +49,7 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     asyncpg's default reset sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
     RESET ALL`` on every release: one more round trip per query, which profiling at 200
     webhooks/s put at 23 % of outbound's CPU. Everything that uses this pool (the pusher and
-    queue here, ``connectors.runtime``'s Clients, ``crmsync.sync``'s runner, jobs and
+    queue here, ``connectors.runtime``'s Clients, ``crmsync.application.sync``'s runner, jobs and
     schedule, ``crmsync.common.pushes``) leaves no session state behind: no session-level
     advisory locks (only ``pg_advisory_xact_lock``, released at commit), no LISTEN, no SQL
     cursors, no SET or set_config outside a transaction. asyncpg still rolls back a

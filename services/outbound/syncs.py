@@ -12,11 +12,11 @@ import logging
 
 import asyncpg
 
-from crmsync.sync import jobs
-from crmsync.sync.jobs import SyncJob
-from crmsync.sync.runner import SyncRunner
-from crmsync.sync.schedule import ReconcilePolicy, schedule_due
-from services.outbound.settings import OutboundSettings
+from crmsync.application.sync import jobs
+from crmsync.application.sync.jobs import SyncJob
+from crmsync.application.sync.runner import SyncRunner
+from crmsync.application.sync.schedule import ReconcilePolicy, schedule_due
+from crmsync.settings.outbound import OutboundSettings
 
 log = logging.getLogger(__name__)
 

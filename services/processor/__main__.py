@@ -9,9 +9,9 @@ import faust
 
 from crmsync.common.logs import configure_logging
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, load_settings, topic_name
+from crmsync.settings.processor import ProcessorSettings
 from services.processor.app import SOURCE_TOPICS, create_app
 from services.processor.housekeeping import check_dedup_retention
-from services.processor.settings import ProcessorSettings
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from crmsync.common.partitioner import Murmur2Partitioner
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.supervise import TaskHealth, supervise
 from crmsync.common.web import add_ops_routes
+from crmsync.settings.processor import ProcessorSettings
 from schemas import topics
 from services.processor.batches import take_batches
 from services.processor.deadletters import Source
@@ -44,7 +45,6 @@ from services.processor.housekeeping import run_housekeeping
 from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
-from services.processor.settings import ProcessorSettings
 
 SERVICE = "processor"
 # Topics whose records are applied to Postgres (InternalChange events).

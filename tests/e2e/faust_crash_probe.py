@@ -17,9 +17,9 @@ from typing import Any
 import faust
 
 from crmsync.common.logs import configure_logging
+from crmsync.settings.processor import ProcessorSettings
 from services.processor.app import create_app
 from services.processor.batches import take_batches
-from services.processor.settings import ProcessorSettings
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import faust
 
 from crmsync.common.logs import configure_logging
+from crmsync.settings.processor import ProcessorSettings
 from services.processor.app import create_app
-from services.processor.settings import ProcessorSettings
 
 
 def main() -> None:

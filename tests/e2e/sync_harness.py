@@ -22,8 +22,8 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.settings import parse_settings
 from crmsync.demo import sims
 from crmsync.demo.sims import RunningSim
+from crmsync.settings.outbound import OutboundSettings
 from services.outbound.app import create_app as create_outbound
-from services.outbound.settings import OutboundSettings
 from tests.conftest import free_port
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.e2e.test_processor_pipeline import start_worker

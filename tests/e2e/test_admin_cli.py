@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crmsync.common.db import create_pool
 from crmsync.common.settings import parse_settings
+from crmsync.settings.admin import AdminSettings
 from services.admin.app import create_app
-from services.admin.settings import AdminSettings
 
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
 PUBLIC_BASE = "https://hooks.example.test"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from services.admin.ops.context import KafkaTarget
-from services.admin.ops.ledger import Ledger
-from services.admin.ops.ledger_io import ledger
+from crmsync.application.context import KafkaTarget
+from crmsync.application.ledger import Ledger
+from crmsync.application.ledger_io import ledger
 from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
 
 CUSTOMERS = "SELECT count(*) FROM customers"

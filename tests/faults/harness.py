@@ -25,13 +25,13 @@ import aiohttp
 import asyncpg
 
 from connectors.simkit import SimLog
+from crmsync.application.ledger import Ledger as AuditLedger
+from crmsync.application.ledger_io import ledger as audit_ledger
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.demo import sims
 from crmsync.demo.sims import RunningSim
-from services.admin.ops.ledger import Ledger as AuditLedger
-from services.admin.ops.ledger_io import ledger as audit_ledger
 from tests.faults.ledger import Ledger, Load, count_ledger, email_of
 from tests.faults.stack import (
     READY_SECONDS,

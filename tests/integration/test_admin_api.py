@@ -25,9 +25,9 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.common.settings import parse_settings
 from crmsync.demo.sims import ACME_MAPPING
+from crmsync.settings.admin import AdminSettings
 from services.admin.app import create_app
 from services.admin.routes import routes
-from services.admin.settings import AdminSettings
 from tests.ingest_harness import running_ingest
 
 PUBLIC_BASE = "https://hooks.example.test"

@@ -28,6 +28,9 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from connectors.runtime import Clients, credentials_json
+from crmsync.application.context import KafkaTarget
+from crmsync.application.ledger import Ledger
+from crmsync.application.ledger_io import ledger
 from crmsync.common.accounting import record_inbound_skips
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
@@ -36,9 +39,6 @@ from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
 from schemas.records import CanonicalRecord
-from services.admin.ops.context import KafkaTarget
-from services.admin.ops.ledger import Ledger
-from services.admin.ops.ledger_io import ledger
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import Router, claim, enqueue
 from services.processor.deadletters import Source

@@ -10,12 +10,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crmsync.common.db import DatabaseUnavailableError
 from crmsync.common.settings import parse_settings
+from crmsync.settings.admin import AdminSettings
+from crmsync.settings.ingest import IngestSettings
+from crmsync.settings.outbound import OutboundSettings
 from services.admin.app import create_app as create_admin
-from services.admin.settings import AdminSettings
 from services.ingest.app import create_app as create_ingest
-from services.ingest.settings import IngestSettings
 from services.outbound.app import create_app as create_outbound
-from services.outbound.settings import OutboundSettings
 
 
 async def _serve(app: web.Application) -> AsyncIterator[TestClient[web.Request, web.Application]]:

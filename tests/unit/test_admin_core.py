@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.admin import pagination
-from services.admin.api import openapi
-from services.admin.errors import InvalidError
-from services.admin.models import ConnectionSettingsIn
-from services.admin.ops.connections import merge_settings
+from crmsync.application import pagination
+from crmsync.application.connections import merge_settings
+from crmsync.application.errors import InvalidError
+from crmsync.application.models import ConnectionSettingsIn, CredentialsIn
+from services.admin.api import Route, arguments, openapi, takes_now
 from services.admin.routes import routes
 
 
@@ -65,3 +65,34 @@ def test_the_document_has_every_route_with_its_error_answers() -> None:
             assert {"401", "403", "422"} <= set(op["responses"])
     schemas = document["components"]["schemas"]
     assert "secret" not in str(schemas["ConnectionOut"]["properties"])
+
+
+def test_every_operation_takes_what_its_route_gives() -> None:
+    given = {r.operation_id: takes_now(r) for r in routes()}
+    # The operations that stamp what they write with the request's time.
+    assert {op for op, now in given.items() if now} == {
+        "rotateWebhookSecret",
+        "getConnectionHealth",
+        "getSyncLogSummary",
+        "getLedger",
+        "resolveConflict",
+        "createApiKey",
+        "rotateApiKey",
+    }
+
+
+def test_a_route_whose_operation_cannot_take_its_path_id_fails_when_added() -> None:
+    async def get(conn: object, ctx: object, job_id: uuid.UUID) -> None:
+        return None
+
+    route = Route("GET", "/v1/things/{thing_id}", get, "read", "s", "t", "getThing")
+    with pytest.raises(TypeError, match="getThing"):
+        takes_now(route)
+
+
+def test_a_root_model_body_reaches_the_operation_as_its_value() -> None:
+    route = next(r for r in routes() if r.operation_id == "setConnectionCredentials")
+    body = CredentialsIn.model_validate({"type": "api_key", "token": "k"})
+    connection_id = uuid.uuid4()
+    given = arguments(route, {"connection_id": connection_id}, None, body, None)
+    assert given == {"connection_id": connection_id, "body": body.root}

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from crmsync.common.settings import ConfigError, parse_settings
-from schemas import topics
-from schemas.envelope import WebhookEnvelope
-from services.ingest.handlers import Ingest, RecordTooLargeError
-from services.ingest.settings import (
+from crmsync.settings.ingest import (
     LARGEST_BODY_BYTES,
     MAX_RECORD_BYTES,
     IngestSettings,
     envelope_bytes_at_most,
 )
+from schemas import topics
+from schemas.envelope import WebhookEnvelope
+from services.ingest.handlers import Ingest, RecordTooLargeError
 
 
 def test_the_largest_body_allowed_fits_a_record_and_one_more_byte_is_refused(

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.admin.ops.ledger import (
+from crmsync.application.ledger import (
     Accepted,
     Committed,
     ConnectionLedger,
@@ -23,7 +23,7 @@ from services.admin.ops.ledger import (
     classify_inbound,
     classify_outbound,
 )
-from services.admin.ops.ledger_io import _others, item_event_id
+from crmsync.application.ledger_io import _others, item_event_id
 from services.processor.normalize import item_event_id as normalizer_item_event_id
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)

@@ -24,10 +24,10 @@ from prometheus_client.metrics_core import Metric
 
 import crmsync.common.kafka
 from crmsync.common.settings import repo_root
-from services.admin.settings import AdminSettings
-from services.ingest.settings import IngestSettings
-from services.outbound.settings import OutboundSettings
-from services.processor.settings import ProcessorSettings
+from crmsync.settings.admin import AdminSettings
+from crmsync.settings.ingest import IngestSettings
+from crmsync.settings.outbound import OutboundSettings
+from crmsync.settings.processor import ProcessorSettings
 
 ROOT = repo_root()
 PROMETHEUS = ROOT / "infra" / "prometheus"

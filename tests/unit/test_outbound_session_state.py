@@ -125,9 +125,9 @@ def test_the_scan_reads_the_code_that_uses_outbounds_pool() -> None:
         "services/outbound/syncs.py",
         "connectors/runtime.py",
         "crmsync/common/pushes.py",
-        "crmsync/sync/jobs.py",
-        "crmsync/sync/runner.py",
-        "crmsync/sync/schedule.py",
+        "crmsync/application/sync/jobs.py",
+        "crmsync/application/sync/runner.py",
+        "crmsync/application/sync/schedule.py",
     ):
         assert expected in modules
 

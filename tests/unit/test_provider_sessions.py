@@ -10,10 +10,10 @@ from pathlib import Path
 
 from connectors.egress import ALLOW_SETTING
 from crmsync.common.settings import ProviderCallSettings, env_name, repo_root
-from services.admin.settings import AdminSettings
-from services.ingest.settings import IngestSettings
-from services.outbound.settings import OutboundSettings
-from services.processor.settings import ProcessorSettings
+from crmsync.settings.admin import AdminSettings
+from crmsync.settings.ingest import IngestSettings
+from crmsync.settings.outbound import OutboundSettings
+from crmsync.settings.processor import ProcessorSettings
 
 PRODUCT = ("connectors", "crmsync", "services")
 # Sessions that never carry a connection's credentials.

@@ -7,7 +7,7 @@ import pytest
 from pydantic import Field
 
 from crmsync.common.settings import CommonSettings, ConfigError, parse_settings
-from services.ingest.settings import IngestSettings
+from crmsync.settings.ingest import IngestSettings
 
 
 class NeedsSecret(CommonSettings):

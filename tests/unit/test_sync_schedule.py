@@ -8,9 +8,9 @@ from typing import Any
 
 from connectors.runtime import ConnectionInfo
 from connectors.spec import RemoteRecord
-from crmsync.sync.jobs import owner_id, owner_is_gone
-from crmsync.sync.runner import change_id
-from crmsync.sync.schedule import ReconcilePolicy, due_run
+from crmsync.application.sync.jobs import owner_id, owner_is_gone
+from crmsync.application.sync.runner import change_id
+from crmsync.application.sync.schedule import ReconcilePolicy, due_run
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 POLICY = ReconcilePolicy(interval_seconds=900, full_interval_seconds=86_400, overlap_seconds=300)

@@ -13,14 +13,13 @@ from typing import Any
 
 import asyncpg
 
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.models import ConflictOut, ConflictQuery, ConflictResolve, Page
+from crmsync.application.paging import creation_key, page_by_creation
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values
 from crmsync.common.db import Conn
 from schemas.records import CanonicalRecord
-from services.admin import pagination
-from services.admin.errors import ConflictError, InvalidError, NotFoundError
-from services.admin.models import ConflictOut, ConflictQuery, ConflictResolve, Page
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
 
 _COLUMNS = """
     id, entity_type, entity_id, field, current_value, incoming_value, incoming_connection_id,
@@ -41,7 +40,7 @@ def _out(row: asyncpg.Record) -> ConflictOut:
 
 async def list_(conn: Conn, ctx: Context, query: ConflictQuery) -> Page[ConflictOut]:
     """Oldest first: the longest-waiting conflict is at the top."""
-    after = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    after_at, after_id = creation_key(query.cursor)
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM conflicts
@@ -55,11 +54,11 @@ async def list_(conn: Conn, ctx: Context, query: ConflictQuery) -> Page[Conflict
         ctx.tenant_id,
         query.entity_type,
         query.entity_id,
-        after[0] if after else None,
-        after[1] if after else None,
+        after_at,
+        after_id,
         query.limit + 1,
     )
-    return page([_out(r) for r in rows], query.limit, lambda c: (c.created_at, c.id))
+    return page_by_creation([_out(r) for r in rows], query.limit)
 
 
 async def get(conn: Conn, ctx: Context, conflict_id: uuid.UUID) -> ConflictOut:

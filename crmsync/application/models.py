@@ -13,11 +13,11 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel, model_validator
 
 from connectors.registry import PROVIDERS
+from crmsync.application.ledger import Ledger
+from crmsync.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from crmsync.common.apikeys import Scope
 from schemas.base import AwareDatetime
 from schemas.changes import EntityType
-from services.admin.ops.ledger import Ledger
-from services.admin.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 T = TypeVar("T")
 

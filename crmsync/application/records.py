@@ -8,11 +8,10 @@ from datetime import datetime
 
 import asyncpg
 
-from crmsync.common.canonical import TABLES
-from crmsync.common.db import Conn
-from services.admin import pagination
-from services.admin.errors import NotFoundError
-from services.admin.models import (
+from crmsync.application import connections, pagination
+from crmsync.application.context import Context
+from crmsync.application.errors import NotFoundError
+from crmsync.application.models import (
     CustomerQuery,
     InvoiceQuery,
     LinkOut,
@@ -20,9 +19,9 @@ from services.admin.models import (
     RecordOut,
     RecordQuery,
 )
-from services.admin.ops import connections
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
+from crmsync.application.paging import page
+from crmsync.common.canonical import TABLES
+from crmsync.common.db import Conn
 
 # Plural path segment -> entity type.
 COLLECTIONS: dict[str, str] = {

@@ -298,7 +298,7 @@ async def finish(
         await conn.execute("DELETE FROM sync_job_seen WHERE job_id = $1", job.id)
         if status == "succeeded":
             # Every run lists from where the previous one started (modified-since polls
-            # overlap a little, see crmsync.sync.schedule); only a full one finds deletes.
+            # overlap a little, see sync.schedule); only a full one finds deletes.
             await conn.execute(
                 """
                 UPDATE connections

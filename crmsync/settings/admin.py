@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import ProviderCallSettings
-from services.admin.ops.context import KafkaTarget
+from crmsync.application.context import KafkaTarget
+from crmsync.common.crypto import CryptoError, KeyRing
+from crmsync.common.settings import ConfigError, ProviderCallSettings
 
 
 class AdminSettings(ProviderCallSettings):
@@ -40,3 +41,12 @@ class AdminSettings(ProviderCallSettings):
             processor_group=self.processor_app_id,
             outbound_group=self.outbound_consumer_group,
         )
+
+
+def keyring_from(settings: AdminSettings) -> KeyRing:
+    """The key ring the admin API and the CLI seal and open secrets with; a bad one is a
+    configuration error that names its variable."""
+    try:
+        return KeyRing.parse(settings.master_keys.get_secret_value())
+    except CryptoError as exc:
+        raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None

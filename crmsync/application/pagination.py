@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.admin.errors import InvalidError
+from crmsync.application.errors import InvalidError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

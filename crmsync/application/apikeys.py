@@ -7,11 +7,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from crmsync.common import apikeys
-from crmsync.common.db import Conn
-from services.admin import pagination
-from services.admin.errors import ConflictError, InvalidError, NotFoundError
-from services.admin.models import (
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.models import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
@@ -19,8 +17,9 @@ from services.admin.models import (
     ApiKeyRotate,
     Page,
 )
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
+from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.common import apikeys
+from crmsync.common.db import Conn
 
 _COLUMNS = """
     id, scope, key_prefix, connection_id, created_at, expires_at, revoked_at, last_used_at
@@ -77,7 +76,7 @@ async def create(conn: Conn, ctx: Context, body: ApiKeyCreate, *, now: datetime)
 
 
 async def list_(conn: Conn, ctx: Context, query: ApiKeyQuery) -> Page[ApiKeyOut]:
-    after = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    after_at, after_id = creation_key(query.cursor)
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM api_keys
@@ -88,11 +87,11 @@ async def list_(conn: Conn, ctx: Context, query: ApiKeyQuery) -> Page[ApiKeyOut]
         """,  # noqa: S608 - constant columns
         ctx.tenant_id,
         query.include_revoked,
-        after[0] if after else None,
-        after[1] if after else None,
+        after_at,
+        after_id,
         query.limit + 1,
     )
-    return page([_out(r) for r in rows], query.limit, lambda k: (k.created_at, k.id))
+    return page_by_creation([_out(r) for r in rows], query.limit)
 
 
 async def get(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyOut:

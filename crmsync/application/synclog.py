@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from crmsync.common.db import Conn
-from services.admin import pagination
-from services.admin.models import (
+from crmsync.application import connections, pagination
+from crmsync.application.context import Context
+from crmsync.application.models import (
     OutcomeCount,
     Page,
     SyncLogEntry,
@@ -14,9 +14,8 @@ from services.admin.models import (
     SyncLogSummary,
     SyncLogSummaryQuery,
 )
-from services.admin.ops import connections
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
+from crmsync.application.paging import page
+from crmsync.common.db import Conn
 
 DEFAULT_SUMMARY_WINDOW = timedelta(hours=24)
 

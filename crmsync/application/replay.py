@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from crmsync.application import connections
+from crmsync.application.context import Context
+from crmsync.application.errors import InvalidError, UnavailableError
+from crmsync.application.kafka_io import KAFKA_TIMEOUT_SECONDS, Record, Send, producer
+from crmsync.application.models import ReplayPartition, ReplayRequest, ReplayResult
 from crmsync.common.db import Conn
 from crmsync.common.kafka import make_consumer
 from schemas.topics import REPRODUCED_HEADER, WEBHOOKS_RAW
-from services.admin.errors import InvalidError, UnavailableError
-from services.admin.models import ReplayPartition, ReplayRequest, ReplayResult
-from services.admin.ops import connections
-from services.admin.ops.context import Context
-from services.admin.ops.kafka_io import KAFKA_TIMEOUT_SECONDS, Record, Send, producer
 
 # Records produced per acknowledged batch.
 BATCH = 500

@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 
 from aiokafka.errors import KafkaError
 
+from crmsync.application.context import KafkaTarget
+from crmsync.application.errors import UnavailableError
 from crmsync.common.kafka import make_producer
-from services.admin.errors import UnavailableError
-from services.admin.ops.context import KafkaTarget
 
 # Longest wait for the broker: to connect, and for the acknowledgements of one batch.
 KAFKA_TIMEOUT_SECONDS = 30.0

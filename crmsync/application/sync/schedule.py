@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from connectors.runtime import ConnectionInfo
-from crmsync.sync import jobs
-from crmsync.sync.jobs import Kind
-from crmsync.sync.runner import SyncFailedError, runnable_types
+from crmsync.application.sync import jobs
+from crmsync.application.sync.jobs import Kind
+from crmsync.application.sync.runner import SyncFailedError, runnable_types
 
 log = logging.getLogger(__name__)
 

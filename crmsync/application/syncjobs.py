@@ -1,26 +1,24 @@
 """Sync jobs (backfill, reconciliation): requested here as ``pending`` rows, claimed and
-run by the runner in the outbound service (crmsync.sync), which writes progress back
+run by the runner in the outbound service (crmsync.application.sync), which writes progress back
 into the row."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from connectors.runtime import load_connection
+from crmsync.application import connections
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
+from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.sync import jobs
+from crmsync.application.sync.runner import SyncFailedError, runnable_types
+from crmsync.application.sync.schedule import ReconcilePolicy
 from crmsync.common.db import Conn
-from crmsync.sync import jobs
-from crmsync.sync.runner import SyncFailedError, runnable_types
-from crmsync.sync.schedule import ReconcilePolicy
-from services.admin import pagination
-from services.admin.errors import ConflictError, InvalidError, NotFoundError
-from services.admin.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
-from services.admin.ops import connections
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
 
 _COLUMNS = """
     id, connection_id, kind, entity_types, status, modified_since, checkpoint, records_seen,
@@ -85,7 +83,7 @@ async def list_(conn: Conn, ctx: Context, query: SyncJobQuery) -> Page[SyncJobOu
     """Newest first."""
     if query.connection is not None:
         await connections.require(conn, ctx, query.connection)
-    before = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    before_at, before_id = creation_key(query.cursor)
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM sync_jobs
@@ -101,11 +99,11 @@ async def list_(conn: Conn, ctx: Context, query: SyncJobQuery) -> Page[SyncJobOu
         query.connection,
         query.status,
         query.kind,
-        before[0] if before else None,
-        before[1] if before else None,
+        before_at,
+        before_id,
         query.limit + 1,
     )
-    return page([_out(r) for r in rows], query.limit, lambda j: (j.created_at, j.id))
+    return page_by_creation([_out(r) for r in rows], query.limit)
 
 
 async def get(conn: Conn, ctx: Context, job_id: uuid.UUID) -> SyncJobOut:

@@ -42,17 +42,11 @@ from pydantic import ValidationError
 
 from connectors.runtime import ConnectionInfo
 from connectors.spec import MappingError
-from crmsync.common.canonical import TABLES
-from crmsync.common.db import Conn
-from crmsync.common.kafka import make_admin, make_consumer
-from schemas import topics
-from schemas.envelope import WebhookEnvelope
-from services.admin.errors import UnavailableError
-from services.admin.models import LedgerQuery, LedgerReport
-from services.admin.ops import connections as connection_ops
-from services.admin.ops.context import Context, KafkaTarget
-from services.admin.ops.kafka_io import KAFKA_TIMEOUT_SECONDS
-from services.admin.ops.ledger import (
+from crmsync.application import connections as connection_ops
+from crmsync.application.context import Context, KafkaTarget
+from crmsync.application.errors import UnavailableError
+from crmsync.application.kafka_io import KAFKA_TIMEOUT_SECONDS
+from crmsync.application.ledger import (
     Accepted,
     Committed,
     ConnectionLedger,
@@ -68,6 +62,12 @@ from services.admin.ops.ledger import (
     classify_outbound,
     unconsumed_notes,
 )
+from crmsync.application.models import LedgerQuery, LedgerReport
+from crmsync.common.canonical import TABLES
+from crmsync.common.db import Conn
+from crmsync.common.kafka import make_admin, make_consumer
+from schemas import topics
+from schemas.envelope import WebhookEnvelope
 
 # The API's and the CLI's window when no ``since`` is given, as the sync-log summary's.
 DEFAULT_WINDOW = timedelta(hours=24)

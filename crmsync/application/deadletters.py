@@ -15,18 +15,15 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from crmsync.common.canonical import TABLES
-from crmsync.common.db import Conn
-from crmsync.common.pushes import Push, queue_pushes
-from schemas import topics
-from services.admin import pagination
-from services.admin.errors import ConflictError, NotFoundError
-from services.admin.models import (
+from crmsync.application import connections
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, NotFoundError
+from crmsync.application.kafka_io import Record, produce
+from crmsync.application.models import (
     DeadLetterDetail,
     DeadLetterOut,
     DeadLetterQuery,
@@ -35,10 +32,11 @@ from services.admin.models import (
     RedriveMany,
     RedriveResult,
 )
-from services.admin.ops import connections
-from services.admin.ops.context import Context
-from services.admin.ops.kafka_io import Record, produce
-from services.admin.ops.paging import page
+from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.common.canonical import TABLES
+from crmsync.common.db import Conn
+from crmsync.common.pushes import Push, queue_pushes
+from schemas import topics
 
 _COLUMNS = """
     id, stage, reason, detail, connection_id, topic, kafka_partition, kafka_offset,
@@ -73,7 +71,7 @@ async def list_(conn: Conn, ctx: Context, query: DeadLetterQuery) -> Page[DeadLe
     """Newest first."""
     if query.connection is not None:
         await connections.require(conn, ctx, query.connection)
-    before = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
+    before_at, before_id = creation_key(query.cursor)
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM dead_letters
@@ -89,11 +87,11 @@ async def list_(conn: Conn, ctx: Context, query: DeadLetterQuery) -> Page[DeadLe
         query.stage,
         query.reason,
         query.connection,
-        before[0] if before else None,
-        before[1] if before else None,
+        before_at,
+        before_id,
         query.limit + 1,
     )
-    return page([_out(r) for r in rows], query.limit, lambda d: (d.created_at, d.id))
+    return page_by_creation([_out(r) for r in rows], query.limit)
 
 
 async def get(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterDetail:

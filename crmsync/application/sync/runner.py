@@ -30,9 +30,9 @@ from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
 from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
 from connectors.spec import EntityType, Page, RemoteRecord
+from crmsync.application.sync import jobs, metrics
+from crmsync.application.sync.jobs import JobCancelledError, SyncJob
 from crmsync.common.canonical import TABLES
-from crmsync.sync import jobs, metrics
-from crmsync.sync.jobs import JobCancelledError, SyncJob
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 

@@ -21,12 +21,10 @@ from connectors.runtime import (
     credentials_json,
     parse_credentials,
 )
-from crmsync.common.connections import add_webhook_secret, create_connection
-from crmsync.common.crypto import CryptoError
-from crmsync.common.db import Conn
-from services.admin import pagination
-from services.admin.errors import ConflictError, InvalidError, NotFoundError
-from services.admin.models import (
+from crmsync.application import pagination
+from crmsync.application.context import Context
+from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.models import (
     ApiKeyCredentials,
     ConnectionCreate,
     ConnectionCreated,
@@ -40,8 +38,10 @@ from services.admin.models import (
     SecretRotate,
     SecretRotated,
 )
-from services.admin.ops.context import Context
-from services.admin.ops.paging import page
+from crmsync.application.paging import page
+from crmsync.common.connections import add_webhook_secret, create_connection
+from crmsync.common.crypto import CryptoError
+from crmsync.common.db import Conn
 
 _COLUMNS = """
     id, provider, name, status, base_url, settings, credentials_encrypted IS NOT NULL AS creds,
@@ -383,14 +383,14 @@ async def set_credentials(
     conn: Conn,
     ctx: Context,
     connection_id: uuid.UUID,
-    creds: ApiKeyCredentials | OAuthCredentials,
+    body: ApiKeyCredentials | OAuthCredentials,
 ) -> None:
     """Store new credentials (encrypted); a connection waiting for re-authorisation is
     active again."""
-    if isinstance(creds, OAuthCredentials):
-        check_provider_url(ctx, creds.token_url, "/body/token_url")
+    if isinstance(body, OAuthCredentials):
+        check_provider_url(ctx, body.token_url, "/body/token_url")
     ciphertext = ctx.keyring.encrypt(
-        _credentials_plaintext(creds), credentials_context(connection_id)
+        _credentials_plaintext(body), credentials_context(connection_id)
     )
     done = await conn.fetchval(
         """
