@@ -30,8 +30,9 @@ from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingError, RemoteRecord
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
+from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
 from services.outbound import metrics
-from services.outbound.queue import FINISH_SQL, Job, enqueue, finish, reschedule
+from services.outbound.queue import enqueue
 from services.outbound.settings import OutboundSettings
 
 log = logging.getLogger(__name__)

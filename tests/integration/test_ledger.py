@@ -32,6 +32,7 @@ from crmsync.common.accounting import record_inbound_skips
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
+from crmsync.common.pushes import claim
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
@@ -40,7 +41,7 @@ from services.admin.ops.context import KafkaTarget
 from services.admin.ops.ledger import Ledger
 from services.admin.ops.ledger_io import ledger
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Router, claim, enqueue
+from services.outbound.queue import Router, enqueue
 from services.processor.deadletters import Source
 from services.processor.housekeeping import prune_inbound_skips
 from services.processor.normalize import Normalizer
