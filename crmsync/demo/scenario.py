@@ -76,7 +76,7 @@ class World:
     async def info(self, provider: str) -> ConnectionInfo:
         connection_id = self.sims[provider].connection_id
         assert connection_id is not None  # noqa: S101 - connected in setup
-        info = await load_connection(self.pool, connection_id)
+        info = await load_connection(self.pool, connection_id, tenant_id=self.tenant_id)
         assert info is not None  # noqa: S101
         return info
 

@@ -119,7 +119,7 @@ class SyncRunner:
         provider = "unknown"
         metrics.RUNNING.inc()
         try:
-            info = await load_connection(self.pool, job.connection_id)
+            info = await load_connection(self.pool, job.connection_id, tenant_id=job.tenant_id)
             if info is None:
                 raise SyncFailedError(f"connection {job.connection_id} no longer exists")
             provider = info.provider

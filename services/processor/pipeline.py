@@ -21,6 +21,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from connectors.spec import REFERENCE_FIELDS
+from crmsync.common.connections import connection_owners
 from crmsync.common.db import Conn
 from crmsync.common.faults import retry_transient
 from crmsync.common.supervise import TaskHealth
@@ -279,9 +280,7 @@ class Processor:
         that name a connection of another tenant marked: such a change is refused like
         a foreign reference (invariant 11), and logs nothing under either tenant."""
         ids = list({p.change.connection_id for p in parsed if p.change})
-        rows = await conn.fetch(
-            "SELECT id, tenant_id, settings FROM connections WHERE id = ANY($1::uuid[])", ids
-        )
+        rows = await connection_owners(conn, ids)
         owner = {r["id"]: r["tenant_id"] for r in rows}
         checked = [
             replace(
