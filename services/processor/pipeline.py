@@ -24,6 +24,7 @@ from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.connections import connection_owners
 from crmsync.common.db import Conn
 from crmsync.common.faults import retry_transient
+from crmsync.common.links import entity_ids
 from crmsync.common.supervise import TaskHealth
 from schemas import topics
 from schemas.changes import InternalChange
@@ -100,19 +101,7 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
     }
     if not wanted:
         return list(parsed)
-    c_ids, types, x_ids = (list(col) for col in zip(*wanted, strict=True))
-    rows = await conn.fetch(
-        """
-        SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id
-          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(c, e, x)
-          JOIN entity_links l
-            ON l.connection_id = w.c AND l.entity_type = w.e AND l.external_id = w.x
-        """,
-        c_ids,
-        types,
-        x_ids,
-    )
-    found = {(r["connection_id"], r["entity_type"], r["external_id"]): r["entity_id"] for r in rows}
+    found = await entity_ids(conn, wanted)
     resolved: list[Parsed] = []
     for p in parsed:
         change = p.change
