@@ -251,6 +251,21 @@ async def tenant_connection_rows(
     return rows
 
 
+async def connection_rows(
+    conn: Conn | asyncpg.Pool, *, tenant_id: uuid.UUID | None
+) -> list[asyncpg.Record]:
+    """The tenant's connections (CONNECTION_COLUMNS and created_at), oldest first;
+    ``tenant_id=None``: every tenant's, for an operator's ledger of the whole system."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS}, created_at FROM connections
+         WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY created_at, id
+        """,  # noqa: S608 - constant columns
+        tenant_id,
+    )
+    return rows
+
+
 async def connection_exists(
     conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, *, tenant_id: uuid.UUID | None
 ) -> bool:
