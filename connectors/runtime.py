@@ -36,14 +36,11 @@ from connectors.http import (
 from connectors.limits import AsyncTokenBucket, BreakerPolicy, CircuitBreaker
 from connectors.registry import connector
 from connectors.spec import ApiClient, RateLimit
+from crmsync.common import connections as stored
 from crmsync.common.crypto import KeyRing
+from crmsync.common.db import Conn
 
 log = logging.getLogger(__name__)
-
-_COLUMNS = """
-    id, tenant_id, provider, name, status, settings, base_url, credentials_encrypted,
-    updated_at
-"""
 
 
 def credentials_context(connection_id: uuid.UUID) -> str:
@@ -94,20 +91,20 @@ class ConnectionInfo:
 
 
 async def load_connection(
-    conn: asyncpg.Connection | asyncpg.Pool, connection_id: uuid.UUID
+    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, *, tenant_id: uuid.UUID | None
 ) -> ConnectionInfo | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM connections WHERE id = $1", connection_id)  # noqa: S608 - constant columns
+    """The connection, when it is ``tenant_id``'s (None: any tenant's; see
+    crmsync.common.connections.connection_row for when that is right)."""
+    row = await stored.connection_row(conn, connection_id, tenant_id=tenant_id)
     return ConnectionInfo.from_row(row) if row else None
 
 
 async def tenant_connections(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID
+    conn: Conn | asyncpg.Pool, tenant_id: uuid.UUID
 ) -> list[ConnectionInfo]:
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM connections WHERE tenant_id = $1 ORDER BY created_at",  # noqa: S608
-        tenant_id,
-    )
-    return [ConnectionInfo.from_row(r) for r in rows]
+    return [
+        ConnectionInfo.from_row(r) for r in await stored.tenant_connection_rows(conn, tenant_id)
+    ]
 
 
 class CredentialsError(Exception):
@@ -248,11 +245,7 @@ class Clients:
             ciphertext = self.keyring.encrypt(
                 credentials_json(oauth=tokens), credentials_context(info.id)
             )
-            await self.pool.execute(
-                "UPDATE connections SET credentials_encrypted = $2 WHERE id = $1",
-                info.id,
-                ciphertext,
-            )
+            await stored.save_credentials(self.pool, info.id, ciphertext, tenant_id=info.tenant_id)
 
         auth = OAuth2Auth(secret, refresh_or_flag, save, clock=self.clock)
         if info.status == "needs_reauth":
@@ -270,10 +263,7 @@ class Clients:
                 "provider": info.provider,
             },
         )
-        await self.pool.execute(
-            "UPDATE connections SET status = 'needs_reauth' WHERE id = $1 AND status = 'active'",
-            info.id,
-        )
+        await stored.mark_needs_reauth(self.pool, info.id, tenant_id=info.tenant_id)
 
 
 def _rate_limit(settings: Mapping[str, Any], default: RateLimit) -> RateLimit:

@@ -19,6 +19,7 @@ from crmsync.application.models import (
 )
 from crmsync.application.paging import creation_key, page_by_creation
 from crmsync.common import apikeys
+from crmsync.common.connections import provider_of
 from crmsync.common.db import Conn
 
 _COLUMNS = """
@@ -50,11 +51,7 @@ async def create(conn: Conn, ctx: Context, body: ApiKeyCreate, *, now: datetime)
         # A publish key speaks for one internal connection: ingest stamps its changes with it.
         provider = None
         if body.connection is not None:
-            provider = await conn.fetchval(
-                "SELECT provider FROM connections WHERE id = $1 AND tenant_id = $2",
-                body.connection,
-                ctx.tenant_id,
-            )
+            provider = await provider_of(conn, body.connection, tenant_id=ctx.tenant_id)
             if provider is None:
                 raise NotFoundError(f"no connection {body.connection}")
         if provider != "internal":

@@ -39,14 +39,11 @@ from crmsync.application.models import (
     SecretRotated,
 )
 from crmsync.application.paging import page
+from crmsync.common import connections as stored
 from crmsync.common.connections import add_webhook_secret, create_connection
 from crmsync.common.crypto import CryptoError
 from crmsync.common.db import Conn
 
-_COLUMNS = """
-    id, provider, name, status, base_url, settings, credentials_encrypted IS NOT NULL AS creds,
-    created_at, updated_at, last_reconciled_at
-"""
 # Health looks back this far for its event and error counts.
 HEALTH_WINDOW = timedelta(hours=1)
 
@@ -72,11 +69,7 @@ def _out(row: asyncpg.Record, ctx: Context) -> ConnectionOut:
 
 
 async def _row(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM connections WHERE id = $1 AND tenant_id = $2",  # noqa: S608 - constant columns
-        connection_id,
-        ctx.tenant_id,
-    )
+    row = await stored.view_row(conn, connection_id, tenant_id=ctx.tenant_id)
     if row is None:
         raise NotFoundError(f"no connection {connection_id}")
     return row
@@ -261,24 +254,15 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
 
 async def list_(conn: Conn, ctx: Context, query: ConnectionQuery) -> Page[ConnectionOut]:
     after = pagination.decode(query.cursor, datetime, uuid.UUID) if query.cursor else None
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM connections
-         WHERE tenant_id = $1
-           AND ($2::text IS NULL OR provider = $2)
-           AND ($3::text IS NULL OR status = $3)
-           AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
-         ORDER BY created_at, id
-         LIMIT $6
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        query.provider,
-        query.status,
-        after[0] if after else None,
-        after[1] if after else None,
-        query.limit + 1,
+    found = await stored.view_rows(
+        conn,
+        tenant_id=ctx.tenant_id,
+        provider=query.provider,
+        status=query.status,
+        after=after,
+        limit=query.limit + 1,
     )
-    return page([_out(r, ctx) for r in rows], query.limit, lambda c: (c.created_at, c.id))
+    return page([_out(r, ctx) for r in found], query.limit, lambda c: (c.created_at, c.id))
 
 
 async def get(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> ConnectionOut:
@@ -289,12 +273,7 @@ async def update(
     conn: Conn, ctx: Context, connection_id: uuid.UUID, body: ConnectionUpdate
 ) -> ConnectionOut:
     async with conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT provider, settings FROM connections WHERE id = $1 AND tenant_id = $2 "
-            "FOR UPDATE",
-            connection_id,
-            ctx.tenant_id,
-        )
+        row = await stored.lock_settings(conn, connection_id, tenant_id=ctx.tenant_id)
         if row is None:
             raise NotFoundError(f"no connection {connection_id}")
         settings = merge_settings(row["settings"], body, row["provider"])
@@ -304,22 +283,15 @@ async def update(
         if "field_mapping" in given:
             _check_mapping_url(ctx, settings)
         try:
-            await conn.execute(
-                """
-                UPDATE connections
-                   SET settings = $2,
-                       name = CASE WHEN $3 THEN coalesce($4, name) ELSE name END,
-                       base_url = CASE WHEN $5 THEN $6 ELSE base_url END,
-                       updated_at = now()
-                 WHERE id = $1 AND tenant_id = $7
-                """,
+            await stored.update_connection(
+                conn,
                 connection_id,
-                settings,
-                "name" in given,
-                body.name,
-                "base_url" in given,
-                body.base_url,
-                ctx.tenant_id,
+                tenant_id=ctx.tenant_id,
+                settings=settings,
+                set_name="name" in given,
+                name=body.name,
+                set_base_url="base_url" in given,
+                base_url=body.base_url,
             )
         except asyncpg.UniqueViolationError:
             raise ConflictError(
@@ -331,16 +303,7 @@ async def update(
 async def set_status(
     conn: Conn, ctx: Context, connection_id: uuid.UUID, status: Literal["active", "disabled"]
 ) -> ConnectionOut:
-    done = await conn.fetchval(
-        """
-        UPDATE connections SET status = $3, updated_at = now()
-         WHERE id = $1 AND tenant_id = $2 RETURNING id
-        """,
-        connection_id,
-        ctx.tenant_id,
-        status,
-    )
-    if done is None:
+    if not await stored.set_status(conn, connection_id, status, tenant_id=ctx.tenant_id):
         raise NotFoundError(f"no connection {connection_id}")
     return await get(conn, ctx, connection_id)
 
@@ -348,12 +311,7 @@ async def set_status(
 async def delete(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> None:
     """Delete the connection with its secrets, keys, links and queued pushes; the records
     stay (other connections may hold them)."""
-    done = await conn.fetchval(
-        "DELETE FROM connections WHERE id = $1 AND tenant_id = $2 RETURNING id",
-        connection_id,
-        ctx.tenant_id,
-    )
-    if done is None:
+    if not await stored.delete_connection(conn, connection_id, tenant_id=ctx.tenant_id):
         raise NotFoundError(f"no connection {connection_id}")
 
 
@@ -369,11 +327,7 @@ async def rotate_secret(
     secret = body.secret or connector(row["provider"], scheme).scheme.generate_secret()
     retire_at = now + timedelta(seconds=body.overlap_seconds)
     await add_webhook_secret(conn, ctx.keyring, connection_id, secret, retire_current_at=retire_at)
-    await conn.execute(
-        "UPDATE connections SET updated_at = now() WHERE id = $1 AND tenant_id = $2",
-        connection_id,
-        ctx.tenant_id,
-    )
+    await stored.touch(conn, connection_id, tenant_id=ctx.tenant_id)
     return SecretRotated(
         connection_id=connection_id, webhook_secret=secret, previous_expire_at=retire_at
     )
@@ -392,29 +346,14 @@ async def set_credentials(
     ciphertext = ctx.keyring.encrypt(
         _credentials_plaintext(body), credentials_context(connection_id)
     )
-    done = await conn.fetchval(
-        """
-        UPDATE connections
-           SET credentials_encrypted = $3, updated_at = now(),
-               status = CASE WHEN status = 'needs_reauth' THEN 'active' ELSE status END
-         WHERE id = $1 AND tenant_id = $2 RETURNING id
-        """,
-        connection_id,
-        ctx.tenant_id,
-        ciphertext,
-    )
-    if done is None:
+    if not await stored.reauthorise(conn, connection_id, ciphertext, tenant_id=ctx.tenant_id):
         raise NotFoundError(f"no connection {connection_id}")
 
 
 async def health(
     conn: Conn, ctx: Context, connection_id: uuid.UUID, *, now: datetime
 ) -> ConnectionHealth:
-    info = await conn.fetchrow(
-        "SELECT status, credentials_encrypted FROM connections WHERE id = $1 AND tenant_id = $2",
-        connection_id,
-        ctx.tenant_id,
-    )
+    info = await stored.status_and_credentials(conn, connection_id, tenant_id=ctx.tenant_id)
     if info is None:
         raise NotFoundError(f"no connection {connection_id}")
     since = now - HEALTH_WINDOW

@@ -34,6 +34,7 @@ from crmsync.application.models import (
 )
 from crmsync.application.paging import creation_key, page_by_creation
 from crmsync.common.canonical import TABLES
+from crmsync.common.connections import connection_exists
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
 from schemas import topics
@@ -258,10 +259,7 @@ async def _requeue_push(conn: Conn, ctx: Context, payload: bytes) -> str | None:
         table = TABLES[entity_type]
     except (ValueError, KeyError, TypeError):
         return "unreadable_payload"
-    exists = await conn.fetchval(
-        "SELECT 1 FROM connections WHERE id = $1 AND tenant_id = $2", connection_id, ctx.tenant_id
-    )
-    if exists is None:
+    if not await connection_exists(conn, connection_id, tenant_id=ctx.tenant_id):
         return "connection_deleted"
     version = await conn.fetchval(
         f"SELECT version FROM {table} WHERE id = $1 AND tenant_id = $2",  # noqa: S608 - fixed map

@@ -64,6 +64,7 @@ from crmsync.application.ledger import (
 )
 from crmsync.application.models import LedgerQuery, LedgerReport
 from crmsync.common.canonical import TABLES
+from crmsync.common.connections import connection_rows
 from crmsync.common.db import Conn
 from crmsync.common.kafka import make_admin, make_consumer
 from schemas import topics
@@ -226,14 +227,7 @@ async def _ledger(
 async def _connections(
     conn: Conn, tenant: uuid.UUID | None
 ) -> tuple[list[ConnectionInfo], dict[uuid.UUID, datetime]]:
-    columns = ", ".join(ConnectionInfo.__dataclass_fields__)
-    rows = await conn.fetch(
-        f"""
-        SELECT {columns}, created_at FROM connections
-         WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY created_at, id
-        """,  # noqa: S608 - the dataclass's field names
-        tenant,
-    )
+    rows = await connection_rows(conn, tenant_id=tenant)
     return [ConnectionInfo.from_row(r) for r in rows], {r["id"]: r["created_at"] for r in rows}
 
 

@@ -22,6 +22,7 @@ from crmsync.application.models import (
 from crmsync.application.paging import page
 from crmsync.common.canonical import TABLES
 from crmsync.common.db import Conn
+from crmsync.common.links import record_links
 
 # Plural path segment -> entity type.
 COLLECTIONS: dict[str, str] = {
@@ -37,18 +38,7 @@ async def _links(
 ) -> dict[uuid.UUID, list[LinkOut]]:
     """The tenant's links of these records: a link another tenant holds to one (issue 15's
     bug wrote some) names that tenant's connection and its system's id."""
-    rows = await conn.fetch(
-        """
-        SELECT l.entity_id, l.connection_id, c.provider, l.external_id, l.last_pushed_version,
-               l.remote_updated_at, l.updated_at
-          FROM entity_links l JOIN connections c ON c.id = l.connection_id AND c.tenant_id = $3
-         WHERE l.entity_type = $1 AND l.entity_id = ANY($2::uuid[]) AND l.tenant_id = $3
-         ORDER BY l.created_at, l.id
-        """,
-        entity_type,
-        ids,
-        ctx.tenant_id,
-    )
+    rows = await record_links(conn, entity_type, ids, tenant_id=ctx.tenant_id)
     links: dict[uuid.UUID, list[LinkOut]] = defaultdict(list)
     for r in rows:
         links[r["entity_id"]].append(

@@ -18,6 +18,7 @@ from crmsync.application.paging import creation_key, page_by_creation
 from crmsync.application.sync import jobs
 from crmsync.application.sync.runner import SyncFailedError, runnable_types
 from crmsync.application.sync.schedule import ReconcilePolicy
+from crmsync.common.connections import next_modified_since
 from crmsync.common.db import Conn
 
 _COLUMNS = """
@@ -44,7 +45,7 @@ def _out(row: asyncpg.Record) -> SyncJobOut:
 
 async def create(conn: Conn, ctx: Context, body: SyncJobCreate) -> SyncJobOut:
     await connections.require(conn, ctx, body.connection)
-    info = await load_connection(conn, body.connection)  # type: ignore[arg-type]
+    info = await load_connection(conn, body.connection, tenant_id=ctx.tenant_id)
     assert info is not None  # noqa: S101 - require() found it
     try:
         entity_types = runnable_types(info, body.entity_types)
@@ -53,8 +54,8 @@ async def create(conn: Conn, ctx: Context, body: SyncJobCreate) -> SyncJobOut:
         raise InvalidError("nothing to sync", loc=loc, msg=str(exc)) from None
     modified_since = body.modified_since
     if body.kind == "reconcile" and modified_since is None:
-        modified_since = await jobs.next_modified_since(
-            conn, body.connection, ReconcilePolicy().overlap_seconds
+        modified_since = await next_modified_since(
+            conn, body.connection, ReconcilePolicy().overlap_seconds, tenant_id=ctx.tenant_id
         )
     job_id, queued = await jobs.queue(
         conn,

@@ -26,6 +26,7 @@ from crmsync.cli.admin_common import (
     table,
     uuid_arg,
 )
+from crmsync.common.connections import connection_exists
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import StackError
@@ -62,8 +63,9 @@ async def _every_tenant(query: LedgerQuery, now: datetime) -> LedgerReport:
     except DatabaseUnavailableError as exc:
         raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
     try:
-        if query.connection is not None and not await conn.fetchval(
-            "SELECT 1 FROM connections WHERE id = $1", query.connection
+        # Every tenant's ledger: the operator's connection may be any tenant's.
+        if query.connection is not None and not await connection_exists(
+            conn, query.connection, tenant_id=None
         ):
             raise CommandError(f"no connection {query.connection}", EXIT_NOT_FOUND)
         found = await ledger_io.ledger(

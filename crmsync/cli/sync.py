@@ -28,6 +28,7 @@ from connectors.runtime import Clients, ConnectionInfo, load_connection
 from crmsync.application.sync import jobs
 from crmsync.application.sync.jobs import JobBusyError, Kind, SyncJob
 from crmsync.application.sync.runner import SyncFailedError, SyncRunner, runnable_types
+from crmsync.common.connections import find_by_name, next_modified_since
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, create_pool
 from crmsync.common.kafka import make_producer, start_with_retry
@@ -93,15 +94,10 @@ async def resolve_connection(pool: asyncpg.Pool, ref: str) -> ConnectionInfo:
         tenant, _, name = ref.partition("/")
         if not tenant or not name:
             raise StackError(f"connection {ref!r}: give its id or TENANT/NAME") from None
-        connection_id = await pool.fetchval(
-            """
-            SELECT c.id FROM connections c JOIN tenants t ON t.id = c.tenant_id
-             WHERE t.slug = $1 AND c.name = $2
-            """,
-            tenant,
-            name,
-        )
-    info = await load_connection(pool, connection_id) if connection_id else None
+        found = await find_by_name(pool, tenant=tenant, name=name)
+        connection_id = found["id"] if found else None
+    # Any tenant's: an operator's command names a connection of any tenant by its id.
+    info = await load_connection(pool, connection_id, tenant_id=None) if connection_id else None
     if info is None:
         raise StackError(f"no connection {ref!r}")
     return info
@@ -142,8 +138,8 @@ async def _modified_since(
 ) -> Any:
     if kind != "reconcile":
         return None
-    return await jobs.next_modified_since(
-        pool, info.id, settings.outbound_reconcile_overlap_seconds
+    return await next_modified_since(
+        pool, info.id, settings.outbound_reconcile_overlap_seconds, tenant_id=info.tenant_id
     )
 
 

@@ -2,15 +2,21 @@
 
 Ingest reads (every active connection with its current secrets, and publish keys);
 the CLI and the admin API write. Secrets are decrypted only in memory of the reader.
+Every statement on the ``connections`` table is here; a unit test
+(tests/unit/test_data_access.py) keeps it so. A function that reads by id takes the
+tenant; the few that may read any tenant's say so, and why, in their docstring.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import asyncpg
 
 from crmsync.common.crypto import CryptoError, KeyRing, hash_api_key, new_api_key
 from crmsync.common.db import Conn
@@ -98,10 +104,11 @@ async def create_connection(
             settings or {},
         )
         if api_credentials is not None:
-            await conn.execute(
-                "UPDATE connections SET credentials_encrypted = $2 WHERE id = $1",
+            await save_credentials(
+                conn,
                 connection_id,
                 keyring.encrypt(api_credentials, f"credentials:{connection_id}"),
+                tenant_id=tenant_id,
             )
         api_key = None
         if provider == "internal":
@@ -197,3 +204,404 @@ async def load_active(
     )
     publish = {r["key_hash"]: PublishKey(r["tenant_id"], r["connection_id"], r["id"]) for r in keys}
     return connections, publish
+
+
+# -- one connection's row, as the runtime builds its clients from it ----------------------
+
+# The columns connectors.runtime.ConnectionInfo is built from, in its field order (a unit
+# test keeps the two in step).
+CONNECTION_COLUMNS = (
+    "id",
+    "tenant_id",
+    "provider",
+    "name",
+    "status",
+    "settings",
+    "base_url",
+    "credentials_encrypted",
+    "updated_at",
+)
+_COLUMNS = ", ".join(CONNECTION_COLUMNS)
+
+
+async def connection_row(
+    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, *, tenant_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    """The connection's row (CONNECTION_COLUMNS); None when it is not there, or not
+    ``tenant_id``'s. ``tenant_id=None`` reads any tenant's: only for an id read from our own
+    rows (an envelope ingest stamped, a sync job) or an operator's command, never one a
+    tenant sent."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM connections WHERE id = $1"  # noqa: S608 - constant columns
+        " AND ($2::uuid IS NULL OR tenant_id = $2)",
+        connection_id,
+        tenant_id,
+    )
+    return row
+
+
+async def tenant_connection_rows(
+    conn: Conn | asyncpg.Pool, tenant_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """Every connection of the tenant (CONNECTION_COLUMNS), oldest first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM connections WHERE tenant_id = $1 ORDER BY created_at",  # noqa: S608
+        tenant_id,
+    )
+    return rows
+
+
+async def connection_rows(
+    conn: Conn | asyncpg.Pool, *, tenant_id: uuid.UUID | None
+) -> list[asyncpg.Record]:
+    """The tenant's connections (CONNECTION_COLUMNS and created_at), oldest first;
+    ``tenant_id=None``: every tenant's, for an operator's ledger of the whole system."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS}, created_at FROM connections
+         WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY created_at, id
+        """,  # noqa: S608 - constant columns
+        tenant_id,
+    )
+    return rows
+
+
+async def connection_exists(
+    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, *, tenant_id: uuid.UUID | None
+) -> bool:
+    """Whether the connection exists (and is ``tenant_id``'s; None: any tenant's, for an
+    operator's command)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM connections WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)",
+        connection_id,
+        tenant_id,
+    )
+    return found is not None
+
+
+async def connection_owners(
+    conn: Conn | asyncpg.Pool, connection_ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """(id, tenant_id, settings) of each of these connections that exists, whoever's it
+    is: the processor compares each owner with the tenant its change names, so a change
+    naming another tenant's connection is refused rather than silently not found."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, tenant_id, settings FROM connections WHERE id = ANY($1::uuid[])",
+        list(connection_ids),
+    )
+    return rows
+
+
+async def find_by_name(
+    conn: Conn | asyncpg.Pool, *, tenant: str, name: str
+) -> asyncpg.Record | None:
+    """(id, tenant_id, provider, credentials_encrypted) of the tenant's connection
+    ``name``, the tenant given by its slug (the CLI's ``tenant/name``)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """
+        SELECT c.id, c.tenant_id, c.provider, c.credentials_encrypted
+          FROM connections c JOIN tenants t ON t.id = c.tenant_id
+         WHERE t.slug = $1 AND c.name = $2
+        """,
+        tenant,
+        name,
+    )
+    return row
+
+
+async def save_credentials(
+    conn: Conn | asyncpg.Pool,
+    connection_id: uuid.UUID,
+    ciphertext: str,
+    *,
+    tenant_id: uuid.UUID,
+) -> None:
+    """Store the connection's encrypted API credentials (refreshed OAuth tokens included)."""
+    await conn.execute(
+        "UPDATE connections SET credentials_encrypted = $2 WHERE id = $1 AND tenant_id = $3",
+        connection_id,
+        ciphertext,
+        tenant_id,
+    )
+
+
+async def mark_needs_reauth(
+    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, *, tenant_id: uuid.UUID
+) -> None:
+    """An active connection waits for an operator to authorise it again."""
+    await conn.execute(
+        "UPDATE connections SET status = 'needs_reauth'"
+        " WHERE id = $1 AND tenant_id = $2 AND status = 'active'",
+        connection_id,
+        tenant_id,
+    )
+
+
+async def readopt(
+    conn: Conn | asyncpg.Pool,
+    connection_id: uuid.UUID,
+    *,
+    tenant_id: uuid.UUID,
+    base_url: str | None,
+    settings: dict[str, Any],
+) -> None:
+    """Point an existing connection at ``base_url``, add ``settings`` to its own and make
+    it active (the demo adopting a connection a previous run made)."""
+    await conn.execute(
+        """
+        UPDATE connections
+           SET base_url = $2, settings = settings || $3::jsonb, status = 'active',
+               updated_at = now()
+         WHERE id = $1 AND tenant_id = $4
+        """,
+        connection_id,
+        base_url,
+        settings,
+        tenant_id,
+    )
+
+
+# -- reconciliation -------------------------------------------------------------------------
+
+
+async def next_modified_since(
+    conn: Conn | asyncpg.Pool,
+    connection_id: uuid.UUID,
+    overlap_seconds: float,
+    *,
+    tenant_id: uuid.UUID,
+) -> datetime | None:
+    """Where a modified-since poll of the connection starts: its last successful run (or
+    its creation), less an overlap for provider clock skew."""
+    since: datetime | None = await conn.fetchval(
+        """
+        SELECT coalesce(last_reconciled_at, created_at) - make_interval(secs => $2)
+          FROM connections WHERE id = $1 AND tenant_id = $3
+        """,
+        connection_id,
+        overlap_seconds,
+        tenant_id,
+    )
+    return since
+
+
+async def mark_reconciled(
+    conn: Conn | asyncpg.Pool,
+    connection_id: uuid.UUID,
+    *,
+    tenant_id: uuid.UUID,
+    started_at: datetime | None,
+    full: bool,
+) -> None:
+    """A run that started at ``started_at`` succeeded: the next modified-since poll starts
+    there, and a ``full`` one (the only kind that finds deletes) also moves the full mark."""
+    await conn.execute(
+        """
+        UPDATE connections
+           SET last_reconciled_at = greatest(last_reconciled_at, $2),
+               last_full_reconcile_at = CASE WHEN $3 THEN $2
+                                             ELSE last_full_reconcile_at END
+         WHERE id = $1 AND tenant_id = $4
+        """,
+        connection_id,
+        started_at,
+        full,
+        tenant_id,
+    )
+
+
+async def reconcile_candidates(conn: Conn | asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every tenant's connections a reconciliation could list (active, not internal, with
+    credentials): CONNECTION_COLUMNS plus when each was last reconciled and last tried,
+    and the database's ``now``. The scheduler's sweep, the one reader of all tenants."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT c.id, c.tenant_id, c.provider, c.name, c.status, c.settings, c.base_url,
+               c.credentials_encrypted, c.updated_at, c.created_at, c.last_reconciled_at,
+               c.last_full_reconcile_at, now() AS now,
+               (SELECT max(j.created_at) FROM sync_jobs j
+                 WHERE j.connection_id = c.id AND j.kind = 'reconcile') AS last_tried_at,
+               (SELECT max(j.created_at) FROM sync_jobs j
+                 WHERE j.connection_id = c.id AND j.kind = 'full_reconcile') AS last_full_tried_at
+          FROM connections c
+         WHERE c.status = 'active' AND c.provider <> 'internal'
+           AND c.credentials_encrypted IS NOT NULL
+        """
+    )
+    return rows
+
+
+# -- the operator's view (admin API and CLI) ----------------------------------------------
+
+# What an operator sees of a connection: never its credentials, only whether it has some.
+_VIEW_COLUMNS = """
+    id, provider, name, status, base_url, settings, credentials_encrypted IS NOT NULL AS creds,
+    created_at, updated_at, last_reconciled_at
+"""
+
+
+async def view_row(
+    conn: Conn, connection_id: uuid.UUID, *, tenant_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The tenant's connection as an operator sees it (id, provider, name, status,
+    base_url, settings, creds, created_at, updated_at, last_reconciled_at)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_VIEW_COLUMNS} FROM connections WHERE id = $1 AND tenant_id = $2",  # noqa: S608 - constant columns
+        connection_id,
+        tenant_id,
+    )
+    return row
+
+
+async def view_rows(
+    conn: Conn,
+    *,
+    tenant_id: uuid.UUID,
+    provider: str | None,
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Up to ``limit`` of the tenant's connections (as :func:`view_row`), oldest first,
+    after the (created_at, id) cursor ``after``."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT {_VIEW_COLUMNS} FROM connections
+         WHERE tenant_id = $1
+           AND ($2::text IS NULL OR provider = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
+         ORDER BY created_at, id
+         LIMIT $6
+        """,  # noqa: S608 - constant columns
+        tenant_id,
+        provider,
+        status,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return rows
+
+
+async def provider_of(conn: Conn, connection_id: uuid.UUID, *, tenant_id: uuid.UUID) -> str | None:
+    """The provider of the tenant's connection; None when the tenant has no such one."""
+    provider: str | None = await conn.fetchval(
+        "SELECT provider FROM connections WHERE id = $1 AND tenant_id = $2",
+        connection_id,
+        tenant_id,
+    )
+    return provider
+
+
+async def lock_settings(
+    conn: Conn, connection_id: uuid.UUID, *, tenant_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """(provider, settings) of the tenant's connection, the row locked until the caller's
+    transaction ends: a read-modify-write of settings loses no concurrent change."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT provider, settings FROM connections WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        connection_id,
+        tenant_id,
+    )
+    return row
+
+
+async def update_connection(
+    conn: Conn,
+    connection_id: uuid.UUID,
+    *,
+    tenant_id: uuid.UUID,
+    settings: dict[str, Any],
+    set_name: bool,
+    name: str | None,
+    set_base_url: bool,
+    base_url: str | None,
+) -> None:
+    """Replace the settings; the name (when ``set_name`` and ``name`` is not None) and the
+    base URL (when ``set_base_url``, None clearing it) too. A name the tenant already uses
+    raises asyncpg.UniqueViolationError."""
+    await conn.execute(
+        """
+        UPDATE connections
+           SET settings = $2,
+               name = CASE WHEN $3 THEN coalesce($4, name) ELSE name END,
+               base_url = CASE WHEN $5 THEN $6 ELSE base_url END,
+               updated_at = now()
+         WHERE id = $1 AND tenant_id = $7
+        """,
+        connection_id,
+        settings,
+        set_name,
+        name,
+        set_base_url,
+        base_url,
+        tenant_id,
+    )
+
+
+async def set_status(
+    conn: Conn, connection_id: uuid.UUID, status: str, *, tenant_id: uuid.UUID
+) -> bool:
+    """Set the tenant's connection's status; False when the tenant has no such one."""
+    done = await conn.fetchval(
+        """
+        UPDATE connections SET status = $3, updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 RETURNING id
+        """,
+        connection_id,
+        tenant_id,
+        status,
+    )
+    return done is not None
+
+
+async def delete_connection(conn: Conn, connection_id: uuid.UUID, *, tenant_id: uuid.UUID) -> bool:
+    """Delete the tenant's connection; its secrets, keys, links and queued pushes go with it
+    (foreign keys, ON DELETE CASCADE). False when the tenant has no such one."""
+    done = await conn.fetchval(
+        "DELETE FROM connections WHERE id = $1 AND tenant_id = $2 RETURNING id",
+        connection_id,
+        tenant_id,
+    )
+    return done is not None
+
+
+async def touch(conn: Conn, connection_id: uuid.UUID, *, tenant_id: uuid.UUID) -> None:
+    """Mark the connection changed now (its webhook secret rotated, say)."""
+    await conn.execute(
+        "UPDATE connections SET updated_at = now() WHERE id = $1 AND tenant_id = $2",
+        connection_id,
+        tenant_id,
+    )
+
+
+async def reauthorise(
+    conn: Conn, connection_id: uuid.UUID, ciphertext: str, *, tenant_id: uuid.UUID
+) -> bool:
+    """An operator's new credentials (encrypted): stored, and a connection waiting for
+    re-authorisation is active again. False when the tenant has no such connection."""
+    done = await conn.fetchval(
+        """
+        UPDATE connections
+           SET credentials_encrypted = $3, updated_at = now(),
+               status = CASE WHEN status = 'needs_reauth' THEN 'active' ELSE status END
+         WHERE id = $1 AND tenant_id = $2 RETURNING id
+        """,
+        connection_id,
+        tenant_id,
+        ciphertext,
+    )
+    return done is not None
+
+
+async def status_and_credentials(
+    conn: Conn, connection_id: uuid.UUID, *, tenant_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """(status, credentials_encrypted) of the tenant's connection, for its health."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT status, credentials_encrypted FROM connections WHERE id = $1 AND tenant_id = $2",
+        connection_id,
+        tenant_id,
+    )
+    return row

@@ -28,6 +28,7 @@ from crmsync.common.canonical import TABLES
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import consumer_lag, make_admin, make_consumer
+from crmsync.common.links import external_ids
 from crmsync.demo.sims import RunningSim, connect, start_simulator
 
 Say = Callable[[str], None]
@@ -76,7 +77,7 @@ class World:
     async def info(self, provider: str) -> ConnectionInfo:
         connection_id = self.sims[provider].connection_id
         assert connection_id is not None  # noqa: S101 - connected in setup
-        info = await load_connection(self.pool, connection_id)
+        info = await load_connection(self.pool, connection_id, tenant_id=self.tenant_id)
         assert info is not None  # noqa: S101
         return info
 
@@ -414,16 +415,7 @@ async def _differences(world: World) -> list[str]:
         info = await world.info(provider)
         mapper = connector(provider).mapper
         assert mapper is not None  # noqa: S101 - every demo provider maps
-        links: dict[str, uuid.UUID] = {
-            r["external_id"]: r["entity_id"]
-            for r in await world.pool.fetch(
-                """
-                SELECT external_id, entity_id FROM entity_links
-                 WHERE connection_id = $1 AND entity_type = 'customer'
-                """,
-                info.id,
-            )
-        }
+        links = await external_ids(world.pool, info.id, "customer")
         seen: set[uuid.UUID] = set()
         for obj in running.sim.live("customer"):
             record = mapper.to_canonical("customer", obj, info.settings)

@@ -31,7 +31,7 @@ from connectors.http import OAuthTokens
 from connectors.registry import connector
 from connectors.runtime import credentials_context, credentials_json, parse_credentials
 from connectors.simkit import Simulator
-from crmsync.common.connections import create_connection, secret_context
+from crmsync.common.connections import create_connection, find_by_name, readopt, secret_context
 from crmsync.common.crypto import KeyRing
 
 OAUTH_CLIENT = ("crmsync-demo-client", "crmsync-demo-client-secret")
@@ -168,15 +168,7 @@ async def connect(
     profile = PROFILES.get(running.provider, Profile(running.provider))
     wanted = {**profile.settings, **(settings or {})}
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            """
-            SELECT c.id, c.provider, c.credentials_encrypted
-              FROM connections c JOIN tenants t ON t.id = c.tenant_id
-             WHERE t.slug = $1 AND c.name = $2
-            """,
-            tenant,
-            name,
-        )
+        row = await find_by_name(conn, tenant=tenant, name=name)
         if row is not None and row["provider"] != running.provider:
             raise ValueError(f"{tenant}/{name} is a {row['provider']} connection")
         if row is None:
@@ -216,16 +208,12 @@ async def connect(
                         )
                     ),
                 )
-            await conn.execute(
-                """
-                UPDATE connections
-                   SET base_url = $2, settings = settings || $3::jsonb, status = 'active',
-                       updated_at = now()
-                 WHERE id = $1
-                """,
+            await readopt(
+                conn,
                 connection_id,
-                running.base_url,
-                wanted,
+                tenant_id=row["tenant_id"],
+                base_url=running.base_url,
+                settings=wanted,
             )
     running.connection_id = connection_id
     sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{running.provider}/{connection_id}"

@@ -30,9 +30,11 @@ from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingError, RemoteRecord
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
+from crmsync.common.links import record_and_link
+from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
 from services.outbound import metrics
-from services.outbound.queue import FINISH_SQL, Job, enqueue, finish, reschedule
+from services.outbound.queue import enqueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -334,19 +336,8 @@ class Pusher:
         versions = []
         for field_name, entity_id in wanted.items():
             entity_type = REFERENCE_FIELDS[field_name]
-            row = await conn.fetchrow(
-                f"""
-                SELECT r.version, r.deleted_at IS NOT NULL AS deleted, l.external_id
-                  FROM {TABLES[entity_type]} r
-                  LEFT JOIN entity_links l
-                         ON l.entity_id = r.id AND l.entity_type = $3 AND l.connection_id = $4
-                        AND l.tenant_id = r.tenant_id
-                 WHERE r.id = $1 AND r.tenant_id = $2
-                """,  # noqa: S608 - the table name comes from TABLES
-                entity_id,
-                job.tenant_id,
-                entity_type,
-                info.id,
+            row = await record_and_link(
+                conn, entity_type, entity_id, info.id, tenant_id=job.tenant_id
             )
             if row is None:
                 # Not the tenant's (the processor parks such changes; this record came

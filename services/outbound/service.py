@@ -23,11 +23,12 @@ from pydantic import ValidationError
 
 from connectors.limits import CIRCUIT_GAUGE
 from connectors.runtime import Clients
+from crmsync.common.pushes import Job, claim, queue_stats
 from crmsync.common.supervise import TaskHealth, supervise
 from schemas.records import CanonicalRecord
 from services.outbound import metrics
 from services.outbound.pusher import Pusher
-from services.outbound.queue import Job, Router, claim, enqueue, queue_stats
+from services.outbound.queue import Router, enqueue
 
 log = logging.getLogger(__name__)
 

@@ -167,7 +167,9 @@ class Normalizer:
         now = time.monotonic()
         if cached is not None and now - cached[0] < CONNECTION_TTL_SECONDS:
             return cached[1]
-        info = await load_connection(self.pool, connection_id)
+        # Any tenant's: the connection's own row says whose events these are (ingest
+        # stamped the envelope from it), and everything below goes by info.tenant_id.
+        info = await load_connection(self.pool, connection_id, tenant_id=None)
         self._connections[connection_id] = (now, info)
         return info
 

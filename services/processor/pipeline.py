@@ -21,8 +21,10 @@ import asyncpg
 from pydantic import ValidationError
 
 from connectors.spec import REFERENCE_FIELDS
+from crmsync.common.connections import connection_owners
 from crmsync.common.db import Conn
 from crmsync.common.faults import retry_transient
+from crmsync.common.links import entity_ids
 from crmsync.common.supervise import TaskHealth
 from schemas import topics
 from schemas.changes import InternalChange
@@ -99,19 +101,7 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
     }
     if not wanted:
         return list(parsed)
-    c_ids, types, x_ids = (list(col) for col in zip(*wanted, strict=True))
-    rows = await conn.fetch(
-        """
-        SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id
-          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(c, e, x)
-          JOIN entity_links l
-            ON l.connection_id = w.c AND l.entity_type = w.e AND l.external_id = w.x
-        """,
-        c_ids,
-        types,
-        x_ids,
-    )
-    found = {(r["connection_id"], r["entity_type"], r["external_id"]): r["entity_id"] for r in rows}
+    found = await entity_ids(conn, wanted)
     resolved: list[Parsed] = []
     for p in parsed:
         change = p.change
@@ -279,9 +269,7 @@ class Processor:
         that name a connection of another tenant marked: such a change is refused like
         a foreign reference (invariant 11), and logs nothing under either tenant."""
         ids = list({p.change.connection_id for p in parsed if p.change})
-        rows = await conn.fetch(
-            "SELECT id, tenant_id, settings FROM connections WHERE id = ANY($1::uuid[])", ids
-        )
+        rows = await connection_owners(conn, ids)
         owner = {r["id"]: r["tenant_id"] for r in rows}
         checked = [
             replace(

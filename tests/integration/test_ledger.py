@@ -35,12 +35,13 @@ from crmsync.common.accounting import record_inbound_skips
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
+from crmsync.common.pushes import claim
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
 from schemas.records import CanonicalRecord
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Router, claim, enqueue
+from services.outbound.queue import Router, enqueue
 from services.processor.deadletters import Source
 from services.processor.housekeeping import prune_inbound_skips
 from services.processor.normalize import Normalizer

@@ -27,10 +27,11 @@ from connectors.spec import ApiClient
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
+from crmsync.common.pushes import Job, claim
 from schemas.records import CanonicalRecord
 from services.outbound import service
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Job, Router, claim, enqueue
+from services.outbound.queue import Router, enqueue
 from services.outbound.service import Outbound
 from services.processor.apply import InboundChange
 from services.processor.deadletters import Source

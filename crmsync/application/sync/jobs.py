@@ -21,6 +21,7 @@ from typing import Any, Literal
 import asyncpg
 
 from connectors.spec import EntityType
+from crmsync.common.connections import mark_reconciled
 from crmsync.common.db import Conn
 
 Kind = Literal["backfill", "reconcile", "full_reconcile"]
@@ -298,18 +299,13 @@ async def finish(
         await conn.execute("DELETE FROM sync_job_seen WHERE job_id = $1", job.id)
         if status == "succeeded":
             # Every run lists from where the previous one started (modified-since polls
-            # overlap a little, see sync.schedule); only a full one finds deletes.
-            await conn.execute(
-                """
-                UPDATE connections
-                   SET last_reconciled_at = greatest(last_reconciled_at, $2),
-                       last_full_reconcile_at = CASE WHEN $3 THEN $2
-                                                     ELSE last_full_reconcile_at END
-                 WHERE id = $1
-                """,
+            # overlap a little, see application.sync.schedule); only a full one finds deletes.
+            await mark_reconciled(
+                conn,
                 job.connection_id,
-                job.started_at,
-                job.kind == "full_reconcile",
+                tenant_id=job.tenant_id,
+                started_at=job.started_at,
+                full=job.kind == "full_reconcile",
             )
 
 
@@ -324,22 +320,6 @@ async def release(pool: asyncpg.Pool, job_id: uuid.UUID, *, owner: str) -> None:
         job_id,
         owner,
     )
-
-
-async def next_modified_since(
-    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, overlap_seconds: float
-) -> datetime | None:
-    """Where a modified-since poll of the connection starts: its last successful run (or
-    its creation), less an overlap for provider clock skew."""
-    since: datetime | None = await conn.fetchval(
-        """
-        SELECT coalesce(last_reconciled_at, created_at) - make_interval(secs => $2)
-          FROM connections WHERE id = $1
-        """,
-        connection_id,
-        overlap_seconds,
-    )
-    return since
 
 
 async def queue(

@@ -32,7 +32,7 @@ from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
 from connectors.spec import EntityType, Page, RemoteRecord
 from crmsync.application.sync import jobs, metrics
 from crmsync.application.sync.jobs import JobCancelledError, SyncJob
-from crmsync.common.canonical import TABLES
+from crmsync.common.links import count_links, remote_updated_at, unlisted_external_ids
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 
@@ -119,7 +119,7 @@ class SyncRunner:
         provider = "unknown"
         metrics.RUNNING.inc()
         try:
-            info = await load_connection(self.pool, job.connection_id)
+            info = await load_connection(self.pool, job.connection_id, tenant_id=job.tenant_id)
             if info is None:
                 raise SyncFailedError(f"connection {job.connection_id} no longer exists")
             provider = info.provider
@@ -266,16 +266,9 @@ class SyncRunner:
         what the connection last told us. Returns once Kafka acknowledged all of them."""
         if not records:
             return 0
-        rows = await self.pool.fetch(
-            """
-                SELECT external_id, remote_updated_at FROM entity_links
-                 WHERE connection_id = $1 AND entity_type = $2 AND external_id = ANY($3)
-                """,
-            info.id,
-            entity_type,
-            [r.external_id for r in records],
+        seen = await remote_updated_at(
+            self.pool, info.id, entity_type, [r.external_id for r in records]
         )
-        seen: dict[str, datetime | None] = {r["external_id"]: r["remote_updated_at"] for r in rows}
         now = datetime.now(UTC)
         sends = []
         changed = 0
@@ -324,41 +317,28 @@ class SyncRunner:
         """Emit a delete for each live link the provider did not list."""
         now = datetime.now(UTC)
         for entity_type in job.entity_types:
-            rows = await self.pool.fetch(
-                f"""
-                SELECT l.external_id
-                  FROM entity_links l
-                  JOIN {TABLES[entity_type]} r ON r.id = l.entity_id
-                 WHERE l.connection_id = $1 AND l.entity_type = $2
-                   AND r.deleted_at IS NULL AND l.created_at < $3
-                   AND NOT EXISTS (SELECT 1 FROM sync_job_seen s
-                                    WHERE s.job_id = $4 AND s.entity_type = $2
-                                      AND s.external_id = l.external_id)
-                """,  # noqa: S608 - table names from a fixed map
-                info.id,
-                entity_type,
-                job.started_at,
-                job.id,
+            unlisted = await unlisted_external_ids(
+                self.pool,
+                connection_id=info.id,
+                entity_type=entity_type,
+                created_before=job.started_at,
+                job_id=job.id,
             )
-            if not rows:
+            if not unlisted:
                 continue
-            total = await self.pool.fetchval(
-                "SELECT count(*) FROM entity_links WHERE connection_id = $1 AND entity_type = $2",
-                info.id,
-                entity_type,
-            )
+            total = await count_links(self.pool, info.id, entity_type)
             p = self.policy
-            if len(rows) >= p.delete_guard_min and len(rows) > p.max_delete_ratio * total:
+            if len(unlisted) >= p.delete_guard_min and len(unlisted) > p.max_delete_ratio * total:
                 raise SyncFailedError(
-                    f"refusing to delete {len(rows)} of {total} {entity_type} records the "
+                    f"refusing to delete {len(unlisted)} of {total} {entity_type} records the "
                     f"provider did not list (more than {p.max_delete_ratio:.0%}); check the "
                     "connection's settings, or delete them deliberately"
                 )
             sends = []
-            for row in rows:
+            for external_id in unlisted:
                 gone = RemoteRecord(
                     entity_type=entity_type,
-                    external_id=row["external_id"],
+                    external_id=external_id,
                     updated_at=now,
                     data={},
                     deleted=True,
@@ -366,13 +346,13 @@ class SyncRunner:
                 sends.append(
                     await self.producer.send(
                         self.topic,
-                        key=topics.normalized_key(info.id, entity_type, row["external_id"]),
+                        key=topics.normalized_key(info.id, entity_type, external_id),
                         value=self._change(job, info, entity_type, gone, now),
                     )
                 )
             await asyncio.gather(*sends)
-            job.records_deleted += len(rows)
-            metrics.RECORDS.labels(info.provider, job.kind, "deleted").inc(len(rows))
+            job.records_deleted += len(unlisted)
+            metrics.RECORDS.labels(info.provider, job.kind, "deleted").inc(len(unlisted))
             await jobs.checkpoint(
                 self.pool, job, owner=self.owner, lease_seconds=self.policy.lease_seconds
             )

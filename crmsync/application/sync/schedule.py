@@ -19,6 +19,7 @@ from connectors.runtime import ConnectionInfo
 from crmsync.application.sync import jobs
 from crmsync.application.sync.jobs import Kind
 from crmsync.application.sync.runner import SyncFailedError, runnable_types
+from crmsync.common.connections import reconcile_candidates
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +70,7 @@ def due_run(
 async def schedule_due(pool: asyncpg.Pool, policy: ReconcilePolicy) -> int:
     """Queue a pending run for every connection that is due; return how many were queued.
     A connection with a run of that kind already pending or running gets no second one."""
-    rows = await pool.fetch(
-        """
-        SELECT c.id, c.tenant_id, c.provider, c.name, c.status, c.settings, c.base_url,
-               c.credentials_encrypted, c.updated_at, c.created_at, c.last_reconciled_at,
-               c.last_full_reconcile_at, now() AS now,
-               (SELECT max(j.created_at) FROM sync_jobs j
-                 WHERE j.connection_id = c.id AND j.kind = 'reconcile') AS last_tried_at,
-               (SELECT max(j.created_at) FROM sync_jobs j
-                 WHERE j.connection_id = c.id AND j.kind = 'full_reconcile') AS last_full_tried_at
-          FROM connections c
-         WHERE c.status = 'active' AND c.provider <> 'internal'
-           AND c.credentials_encrypted IS NOT NULL
-        """
-    )
+    rows = await reconcile_candidates(pool)
     queued = 0
     for row in rows:
         info = ConnectionInfo.from_row(row)

@@ -165,7 +165,7 @@ async def test_a_connection_on_loopback_is_refused_unless_allowed(
     """The way the processor and outbound call providers: Clients, then calls.attempt."""
     base, hits = server
     keyring = KeyRing.parse(generate_master_key("egress"))
-    info = await load_connection(pool, await _connection(pool, keyring, base))
+    info = await load_connection(pool, await _connection(pool, keyring, base), tenant_id=None)
     assert info is not None
     async with provider_session(allow_private=allowed) as session:
         handle = await Clients(pool, keyring, session).get(info)

@@ -1,0 +1,87 @@
+"""crmsync.common.pushes against real PostgreSQL: the queue's rows from queueing to
+finishing, without the outbound service around them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import asyncpg
+import pytest
+
+from crmsync.common.connections import CreatedConnection, create_connection
+from crmsync.common.crypto import KeyRing
+from crmsync.common.pushes import Push, claim, finish, queue_pushes, queue_stats, reschedule
+
+
+@pytest.fixture
+async def target(pool: asyncpg.Pool) -> CreatedConnection:
+    async with pool.acquire() as conn:
+        return await create_connection(
+            conn,
+            KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"]),
+            tenant="a",
+            provider="xero",
+            name="xero",
+            webhook_secret="whsec",
+        )
+
+
+def _push(target: CreatedConnection, entity_id: uuid.UUID, version: int) -> Push:
+    return Push(target.tenant_id, target.id, "customer", entity_id, version)
+
+
+async def test_a_claimed_job_is_leased_and_finishing_it_removes_it(
+    pool: asyncpg.Pool, target: CreatedConnection
+) -> None:
+    entity = uuid.uuid4()
+    await queue_pushes(pool, [_push(target, entity, 2), _push(target, entity, 1)])
+    depth, lag = await queue_stats(pool)
+    assert depth == 1
+    assert lag >= 0.0
+    [job] = (await claim(pool, 10, lease_seconds=60)).jobs
+    assert (job.tenant_id, job.connection_id, job.entity_id, job.version, job.attempts) == (
+        target.tenant_id,
+        target.id,
+        entity,
+        2,
+        0,
+    )
+    # Leased: a second worker gets nothing, and learns the row comes back when the lease ends.
+    again = await claim(pool, 10, lease_seconds=60)
+    assert again.jobs == []
+    assert again.next_due_seconds is not None
+    assert 55 < again.next_due_seconds <= 60
+    assert not await finish(pool, job)
+    assert await queue_stats(pool) == (0, 0.0)
+
+
+async def test_finishing_an_older_version_rearms_the_newer_one(
+    pool: asyncpg.Pool, target: CreatedConnection
+) -> None:
+    entity = uuid.uuid4()
+    await queue_pushes(pool, [_push(target, entity, 1)])
+    [job] = (await claim(pool, 10, lease_seconds=60)).jobs
+    await queue_pushes(pool, [_push(target, entity, 3)])  # queued while version 1 was pushed
+    assert await finish(pool, job)
+    [newer] = (await claim(pool, 10, lease_seconds=60)).jobs
+    assert newer.version == 3
+
+
+async def test_rescheduling_counts_the_attempt_only_when_asked(
+    pool: asyncpg.Pool, target: CreatedConnection
+) -> None:
+    await queue_pushes(pool, [_push(target, uuid.uuid4(), 1)])
+    [job] = (await claim(pool, 10, lease_seconds=60)).jobs
+    await reschedule(pool, job, 0, "timeout", count_attempt=True)
+    [job] = (await claim(pool, 10, lease_seconds=60)).jobs
+    assert job.attempts == 1
+    await reschedule(pool, job, 30, "circuit_open" + "x" * 3000, count_attempt=False)
+    row = await pool.fetchrow("SELECT attempts, last_error FROM push_jobs WHERE id = $1", job.id)
+    assert row is not None
+    assert row["attempts"] == 1
+    assert len(row["last_error"]) == 2000  # kept bounded
+    claimed = await claim(pool, 10, lease_seconds=60)
+    assert claimed.jobs == []
+    assert claimed.next_due_seconds is not None
+    assert 25 < claimed.next_due_seconds <= 30
