@@ -37,6 +37,7 @@ from connectors.limits import AsyncTokenBucket, BreakerPolicy, CircuitBreaker
 from connectors.registry import connector
 from connectors.spec import ApiClient, RateLimit
 from crmsync.common.crypto import KeyRing
+from crmsync.common.errors import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,12 @@ async def tenant_connections(
     return [ConnectionInfo.from_row(r) for r in rows]
 
 
-class CredentialsError(Exception):
-    """The connection has no usable API credentials."""
+class CredentialsError(DeadLetter):
+    """The connection has no usable API credentials: what needed them is parked as
+    ``no_credentials``. The message is the operator's sentence alone."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("no_credentials", detail, message=detail)
 
 
 def credentials_json(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.db import Conn, DatabaseUnavailableError, connect
+from crmsync.common.errors import RefuseInput
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import StackError
 from services.admin.app import keyring_from
@@ -46,7 +47,7 @@ Op = Callable[[Conn, Context], Awaitable[T]]
 Column = tuple[str, Callable[[Any], Any]]
 
 
-class CommandError(Exception):
+class CommandError(RefuseInput):
     """Ends the command with ``code`` after printing the message."""
 
     def __init__(self, message: str, code: int) -> None:

@@ -31,6 +31,7 @@ from connectors.limits import full_jitter
 from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
 from connectors.spec import EntityType, Page, RemoteRecord
 from crmsync.common.canonical import TABLES
+from crmsync.common.errors import DeadLetter
 from crmsync.sync import jobs, metrics
 from crmsync.sync.jobs import JobCancelledError, SyncJob
 from schemas import topics
@@ -57,8 +58,12 @@ class RunPolicy:
     delete_guard_min: int = 10
 
 
-class SyncFailedError(Exception):
-    pass
+class SyncFailedError(DeadLetter):
+    """The run cannot go on: it ends ``failed`` with the message as its error, and may be
+    started again once the cause is fixed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("sync_failed", detail, message=detail)
 
 
 def change_id(entity_type: str, record: RemoteRecord) -> str:

@@ -24,6 +24,7 @@ from pydantic.json_schema import models_json_schema
 from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, bearer_token
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import Conn
+from crmsync.common.errors import RefuseInput
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
@@ -108,7 +109,7 @@ def _field_errors(exc: ValidationError, where: str) -> list[dict[str, str]]:
     ]
 
 
-class _RequestInvalidError(Exception):
+class _RequestInvalidError(RefuseInput):
     """The request is refused before any operation runs."""
 
     def __init__(

@@ -30,6 +30,7 @@ from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingError, RemoteRecord
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
+from crmsync.common.errors import DeadLetter
 from services.outbound import metrics
 from services.outbound.queue import FINISH_SQL, Job, enqueue, finish, reschedule
 from services.outbound.settings import OutboundSettings
@@ -61,9 +62,11 @@ class PushPolicy:
         )
 
 
-class PushFailedError(Exception):
+class PushFailedError(DeadLetter):
+    """The provider call of a push failed; ``failure`` says whether a retry can help."""
+
     def __init__(self, operation: str, failure: CallFailedError) -> None:
-        super().__init__(f"{operation}: {failure}")
+        super().__init__(failure.reason, failure.detail, message=f"{operation}: {failure}")
         self.operation = operation
         self.failure = failure
 
