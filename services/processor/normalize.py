@@ -250,7 +250,7 @@ class Normalizer:
         try:
             handle = await self.clients.get(info)
         except CredentialsError as exc:
-            raise HydrationError("no_credentials", str(exc)) from None
+            raise HydrationError(exc.reason, exc.detail) from None
         p = self.policy
         started = time.perf_counter()
         last: CallFailedError | None = None
