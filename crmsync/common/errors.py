@@ -16,8 +16,9 @@ Errors of other libraries (asyncpg, aiokafka, OSError) have no base here;
 ``crmsync.common.faults.is_transient`` classifies those. The model is faststream's
 ``exceptions.py``, where a handler's exception tells the runtime to ack, nack or reject.
 Each runtime maps these to its own actions in one place: the processor
-(``services/processor/failures.py``), outbound (``services/outbound/failures.py``) and
-the sync runner (``crmsync/sync/runner.py``).
+(``services/processor/failures.py``), outbound pushes (``action_for`` in
+``services/outbound/pusher.py``) and sync runs (``outcome_for`` and ``retry_delay`` in
+``crmsync/sync/runner.py``).
 """
 
 from __future__ import annotations
