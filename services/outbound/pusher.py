@@ -77,17 +77,13 @@ _NOT_THE_PUSH_S_FAULT = frozenset({"rate_limited", "circuit_open", "needs_reauth
 
 
 @dataclass(frozen=True)
-class Pause:
-    """Reschedule after ``seconds`` without using up an attempt."""
+class Reschedule:
+    """Try the push again after ``seconds``; ``count_attempt`` False when the failure was
+    not the push's fault (it then never runs out of attempts waiting)."""
 
     seconds: float
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Reschedule after ``seconds``, counting an attempt."""
-
-    seconds: float
+    count_attempt: bool
+    call: CallFailedError
 
 
 @dataclass(frozen=True)
@@ -99,7 +95,7 @@ class Park:
     call: CallFailedError | None = None
 
 
-def action_for(exc: DeadLetter, *, attempts: int, policy: PushPolicy) -> Pause | Retry | Park:
+def action_for(exc: DeadLetter, *, attempts: int, policy: PushPolicy) -> Reschedule | Park:
     """What a failed push does next, after ``attempts`` failed attempts before this one.
 
     A failed provider call says whether a retry can help; any other DeadLetter (no
@@ -112,13 +108,14 @@ def action_for(exc: DeadLetter, *, attempts: int, policy: PushPolicy) -> Pause |
         return Park(call.reason, str(call), call)
     if call.reason in _NOT_THE_PUSH_S_FAULT:
         # Wait as long as asked, without using up an attempt.
-        return Pause(max(MIN_PAUSE_SECONDS, call.retry_after or MIN_PAUSE_SECONDS))
+        pause = max(MIN_PAUSE_SECONDS, call.retry_after or MIN_PAUSE_SECONDS)
+        return Reschedule(pause, count_attempt=False, call=call)
     if attempts + 1 >= policy.max_attempts:
         return Park("retries_exhausted", str(call), call)
     delay = call.retry_after
     if delay is None:
         delay = full_jitter(attempts, policy.backoff_base_seconds, policy.backoff_cap_seconds)
-    return Retry(max(delay, MIN_PAUSE_SECONDS))
+    return Reschedule(max(delay, MIN_PAUSE_SECONDS), count_attempt=True, call=call)
 
 
 def idempotency_key(connection_id: uuid.UUID, entity_id: uuid.UUID) -> str:
@@ -474,13 +471,13 @@ class Pusher:
         action = action_for(exc, attempts=job.attempts, policy=self.policy)
         if isinstance(action, Park):
             return await self._dead(job, info, action.reason, action.detail, action.call)
-        call = exc.failure if isinstance(exc, PushFailedError) else exc
-        assert isinstance(call, CallFailedError)  # noqa: S101 - only a call is retried
+        call = action.call
         metrics.RETRIES.labels(info.provider, call.reason).inc()
-        if isinstance(action, Pause):
-            await reschedule(self.pool, job, action.seconds, str(call), count_attempt=False)
+        await reschedule(
+            self.pool, job, action.seconds, str(call), count_attempt=action.count_attempt
+        )
+        if not action.count_attempt:
             return True
-        await reschedule(self.pool, job, action.seconds, str(call), count_attempt=True)
         # Rate limits, open circuits and re-auth waits are not logged per push: the
         # gauges and the one log line of the cause say it without a flood.
         log.warning(

@@ -19,10 +19,9 @@ from crmsync.sync.runner import RunPolicy, SyncFailedError, outcome_for, retry_d
 from services.outbound.pusher import (
     MIN_PAUSE_SECONDS,
     Park,
-    Pause,
     PushFailedError,
     PushPolicy,
-    Retry,
+    Reschedule,
 )
 from services.outbound.pusher import (
     action_for as push_action_for,
@@ -94,24 +93,31 @@ def _call(reason: str, *, retryable: bool, retry_after: float | None = None) -> 
 
 @pytest.mark.parametrize("reason", ["rate_limited", "circuit_open", "needs_reauth"])
 def test_outbound_pauses_without_an_attempt_when_it_is_not_the_push_s_fault(reason: str) -> None:
-    exc = PushFailedError("update", _call(reason, retryable=True, retry_after=7.0))
-    assert push_action_for(exc, attempts=9, policy=POLICY) == Pause(7.0)
-    short = PushFailedError("update", _call(reason, retryable=True))
-    assert push_action_for(short, attempts=0, policy=POLICY) == Pause(MIN_PAUSE_SECONDS)
+    failure = _call(reason, retryable=True, retry_after=7.0)
+    exc = PushFailedError("update", failure)
+    assert push_action_for(exc, attempts=9, policy=POLICY) == Reschedule(
+        7.0, count_attempt=False, call=failure
+    )
+    short = _call(reason, retryable=True)
+    assert push_action_for(
+        PushFailedError("update", short), attempts=0, policy=POLICY
+    ) == Reschedule(MIN_PAUSE_SECONDS, count_attempt=False, call=short)
 
 
 def test_outbound_retries_a_retryable_failure_with_backoff_until_attempts_run_out() -> None:
     failure = _call("provider_5xx", retryable=True, retry_after=3.0)
     exc = PushFailedError("create", failure)
-    assert push_action_for(exc, attempts=0, policy=POLICY) == Retry(3.0)
-    assert push_action_for(exc, attempts=8, policy=POLICY) == Retry(3.0)
+    retry = Reschedule(3.0, count_attempt=True, call=failure)
+    assert push_action_for(exc, attempts=0, policy=POLICY) == retry
+    assert push_action_for(exc, attempts=8, policy=POLICY) == retry
     assert push_action_for(exc, attempts=9, policy=POLICY) == Park(
         "retries_exhausted", str(failure), failure
     )
     jittered = push_action_for(
         PushFailedError("create", _call("network", retryable=True)), attempts=2, policy=POLICY
     )
-    assert isinstance(jittered, Retry)
+    assert isinstance(jittered, Reschedule)
+    assert jittered.count_attempt
     assert MIN_PAUSE_SECONDS <= jittered.seconds <= 4.0
 
 
