@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
+from crmsync.common.errors import RefuseInput
+
 if TYPE_CHECKING:
     from connectors.simkit import Simulator
     from connectors.spec import ApiSpec, RecordMapper
@@ -42,7 +44,7 @@ MAX_EVENT_ID_LENGTH = 512
 _MAX_TIMESTAMP_DIGITS = 20
 
 
-class SignatureError(Exception):
+class SignatureError(RefuseInput):
     """A webhook failed verification; the edge answers 401 and counts ``reason``.
 
     The message names the header or the check that failed, never a secret or a signature.

@@ -21,12 +21,14 @@ from connectors.http import (
 )
 from connectors.runtime import Handle
 from connectors.spec import ApiClient
+from crmsync.common.errors import DeadLetter
 
 T = TypeVar("T")
 
 
-class CallFailedError(Exception):
-    """A call that did not succeed, and whether trying again later can help.
+class CallFailedError(DeadLetter):
+    """A call that did not succeed, and whether trying again later can help: when the
+    caller's bounded retries run out (or ``retryable`` is False), its work is parked.
 
     ``reason`` is a bounded label: ``circuit_open``, ``rate_limited``, ``needs_reauth``,
     ``auth``, ``provider_4xx``, ``provider_5xx``, ``network``, ``not_found``,
@@ -43,8 +45,9 @@ class CallFailedError(Exception):
         retry_after: float | None = None,
         error: ProviderError | None = None,
     ) -> None:
-        super().__init__(f"{reason}: {error}" if error else reason)
-        self.reason = reason
+        super().__init__(
+            reason, str(error) if error else "", message=f"{reason}: {error}" if error else reason
+        )
         self.retryable = retryable
         self.retry_after = retry_after
         self.error = error

@@ -34,6 +34,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from crmsync.common.errors import RefuseInput
+
 AddressClass = Literal[
     "loopback",
     "private",
@@ -111,7 +113,7 @@ _METADATA_NAMES = frozenset(
 _ALWAYS = frozenset({"userinfo", "host"})
 
 
-class EgressRefusedError(OSError):
+class EgressRefusedError(RefuseInput, OSError):
     """A provider URL or address outside what this deployment calls.
 
     An OSError, so that aiohttp treats a refusal at connect time like a failed connect and

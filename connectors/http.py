@@ -15,13 +15,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 import aiohttp
 from yarl import URL
 
 from connectors.egress import EgressRefusedError
+from crmsync.common.errors import DeadLetter
 
 # Enough of a provider's error body to diagnose a dead letter, small enough for a log line.
 BODY_EXCERPT_CHARS = 500
@@ -36,12 +37,14 @@ DEFAULT_TIMEOUT_SECONDS = 15.0
 REFRESH_MARGIN_SECONDS = 120.0
 
 
-class ProviderError(Exception):
-    """A provider call that did not succeed.
+class ProviderError(DeadLetter):
+    """A provider call that did not succeed: parked with ``reason`` once the caller's
+    retries, if ``transient`` says they can help, run out.
 
     ``status`` is None for network errors and timeouts. ``retry_after`` is the provider's
     own Retry-After in seconds when it sent one. ``request`` is "METHOD /path" (no query,
-    no host): enough to find the call, nothing secret.
+    no host): enough to find the call, nothing secret. ``reason`` is the bounded label
+    connectors.calls reports: a subclass's own, or one that follows from the status.
     """
 
     def __init__(
@@ -53,7 +56,9 @@ class ProviderError(Exception):
         body_excerpt: str = "",
         request: str = "",
     ) -> None:
-        super().__init__(message)
+        # A subclass that names its reason as a class attribute keeps it.
+        reason = getattr(type(self), "reason", None) or _status_reason(status)
+        super().__init__(reason, message, message=message)
         self.status = status
         self.retry_after = retry_after
         self.body_excerpt = body_excerpt
@@ -69,8 +74,19 @@ class ProviderError(Exception):
         return "network" if self.status is None else f"{self.status // 100}xx"
 
 
+def _status_reason(status: int | None) -> str:
+    """The label of a failure by its status, as connectors.calls reports it."""
+    if status is None:
+        return "network"
+    if status == 429:
+        return "rate_limited"
+    return "provider_5xx" if status >= 500 else "provider_4xx"
+
+
 class NotFoundError(ProviderError):
     """404: the record does not exist at the provider (or no longer)."""
+
+    reason = "not_found"
 
 
 class StaleVersionError(ProviderError):
@@ -80,6 +96,8 @@ class StaleVersionError(ProviderError):
 class UnsupportedOperationError(ProviderError):
     """The provider cannot do this (delete a Xero payment, say); not retried."""
 
+    reason = "unsupported"
+
     @property
     def transient(self) -> bool:
         return False
@@ -88,12 +106,12 @@ class UnsupportedOperationError(ProviderError):
 class AuthError(ProviderError):
     """401/403 after a fresh token, or a refresh the provider refused: re-authorise."""
 
+    reason = "auth"
+
 
 class RefusedError(ProviderError):
     """A call our own rules stopped (DESIGN invariant 12): the same call would be stopped
     again, so it is never retried. ``reason`` is the bounded label callers report."""
-
-    reason: ClassVar[str]
 
     @property
     def transient(self) -> bool:

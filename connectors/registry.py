@@ -5,6 +5,7 @@ from __future__ import annotations
 from connectors import ascora, hubspot, quickbooks, shopify, standard_webhooks, stripe, xero
 from connectors.base import Connector
 from connectors.generic import GenericSchemeConfig, connector_for
+from crmsync.common.errors import RefuseInput
 
 PROVIDERS: tuple[str, ...] = (
     "stripe",
@@ -34,7 +35,7 @@ _FIXED: dict[str, Connector] = {
 }
 
 
-class UnknownProviderError(KeyError):
+class UnknownProviderError(RefuseInput, KeyError):
     """The slug names no webhook provider (``internal`` included: it has no webhooks)."""
 
     def __init__(self, slug: str) -> None:

@@ -39,6 +39,7 @@ from connectors.spec import ApiClient, RateLimit
 from crmsync.common import connections as stored
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import Conn
+from crmsync.common.errors import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,12 @@ async def tenant_connections(
     ]
 
 
-class CredentialsError(Exception):
-    """The connection has no usable API credentials."""
+class CredentialsError(DeadLetter):
+    """The connection has no usable API credentials: what needed them is parked as
+    ``no_credentials``. The message is the operator's sentence alone."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("no_credentials", detail, message=detail)
 
 
 def credentials_json(

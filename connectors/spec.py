@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from crmsync.common.errors import DeadLetter
+
 EntityType = Literal["customer", "job", "invoice", "payment"]
 ENTITY_TYPES: tuple[EntityType, ...] = ("customer", "job", "invoice", "payment")
 # The canonical reference fields and the entity each one points at.
@@ -76,18 +78,13 @@ class WebhookItem:
     record: RemoteRecord | None = None
 
 
-class MappingError(Exception):
+class MappingError(DeadLetter):
     """A verified webhook or API body that cannot be mapped: it becomes a dead letter.
 
     ``reason`` is a short snake_case label (a bounded metric label): ``unparseable``,
     ``unknown_event_type``, ``schema_violation``, ``unsupported_entity``. ``detail`` names
     the path that failed ("data.object.amount_due: expected an integer"), never a secret.
     """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

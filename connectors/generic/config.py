@@ -41,6 +41,7 @@ from connectors.generic import convert
 from connectors.generic.paths import has_each, parse_path
 from connectors.generic.signature import CONFIGURING, GenericSchemeConfig
 from connectors.spec import REFERENCE_FIELDS, EntityType
+from crmsync.common.errors import RefuseInput
 from schemas.records import ENTITY_MODELS, Address, InvoiceLine
 
 # No published limit to honour: a pace any hosted CRM API tolerates (HubSpot's lowest
@@ -667,7 +668,7 @@ class _MappingFile(GenericMapping):
     signature: GenericSchemeConfig
 
 
-class MappingFileError(ValueError):
+class MappingFileError(RefuseInput, ValueError):
     """A mapping file that does not validate; ``problems`` lists (path, line, message)."""
 
     def __init__(self, source: str, problems: list[tuple[str, int | None, str]]) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from crmsync.common.errors import DeadLetter
 from schemas.records import ACCEPTED_CURRENCIES
 
 # ISO 4217 List One, "Minor unit" column (SIX, amendment 179 and later): every accepted
@@ -59,8 +60,12 @@ _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
 _MAX_UNIX_SECONDS = 253_402_300_799
 
 
-class ConversionError(ValueError):
-    """A value that does not fit the conversion; the message says what was expected."""
+class ConversionError(DeadLetter, ValueError):
+    """A value that does not fit the conversion; the message says what was expected.
+    A provider's record that does not fit its mapping is a ``schema_violation``."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("schema_violation", detail, message=detail)
 
 
 def currency_exponent(code: str) -> int:

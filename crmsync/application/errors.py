@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from crmsync.common.errors import RefuseInput
 
-class AdminError(Exception):
+
+class AdminError(RefuseInput):
     """Base: ``status`` is the HTTP answer, the message is the problem's ``detail``."""
 
     status = 400

@@ -29,6 +29,7 @@ from crmsync.application.errors import (
 from crmsync.application.models import Page
 from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.db import Conn, DatabaseUnavailableError, connect
+from crmsync.common.errors import RefuseInput
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import StackError
 from crmsync.settings.admin import AdminSettings, keyring_from
@@ -47,7 +48,7 @@ IdOp = Callable[[Conn, Context, uuid.UUID], Awaitable[BaseModel | None]]
 Column = tuple[str, Callable[[Any], Any]]
 
 
-class CommandError(Exception):
+class CommandError(RefuseInput):
     """Ends the command with ``code`` after printing the message."""
 
     def __init__(self, message: str, code: int) -> None:

@@ -26,6 +26,7 @@ from connectors.egress import provider_session
 from crmsync.cli import infra
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
+from crmsync.common.errors import Stop
 from crmsync.common.settings import ProviderCallSettings, env_name, parse_settings, topic_name
 from crmsync.localstack.status import Say, StackError
 from crmsync.settings.admin import AdminSettings
@@ -73,7 +74,7 @@ SERVICES: dict[str, ServiceSpec] = {
 }
 
 
-class _TerminateRequestedError(Exception):
+class _TerminateRequestedError(Stop):
     pass
 
 

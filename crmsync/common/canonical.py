@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from crmsync.common.errors import DeadLetter
 from schemas.records import ENTITY_MODELS
 
 # The table holding each entity type's canonical records.
@@ -21,13 +22,8 @@ TABLES: dict[str, str] = {
 }
 
 
-class InvalidRecordError(Exception):
+class InvalidRecordError(DeadLetter):
     """Data that is not a valid (partial) canonical record: ``reason`` is a bounded label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:

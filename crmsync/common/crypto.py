@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from crmsync.common.errors import Stop
+
 _PREFIX = "enc:v1:"
 # 96-bit nonces are GCM's native size (NIST SP 800-38D); random ones are safe far beyond
 # the number of secrets one deployment will ever seal with one key.
@@ -31,7 +33,7 @@ _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 API_KEY_PREFIX = "csk_"
 
 
-class CryptoError(Exception):
+class CryptoError(Stop):
     """A key ring or a ciphertext is unusable; the message never contains key material."""
 
 

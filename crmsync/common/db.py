@@ -9,11 +9,13 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from crmsync.common.errors import RetryLater
+
 # A connection of our own or one borrowed from a pool: code that runs queries takes either.
 Conn = asyncpg.Connection | PoolConnectionProxy
 
 
-class DatabaseUnavailableError(Exception):
+class DatabaseUnavailableError(RetryLater):
     """Postgres could not be reached; callers answer 503 or retry, never drop work."""
 
 

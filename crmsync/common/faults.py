@@ -1,6 +1,7 @@
 """What a failure means, decided in one place: a dependency that is away right now
 (retry in place, never drop the work), or something else (the caller decides, and never
-acknowledges what it did not finish).
+acknowledges what it did not finish). Our own errors say it by their base
+(crmsync.common.errors: RetryLater is transient); the rules below are for everyone else's.
 
 Every service retries the same things: PostgreSQL restarting, failing over or out of
 connections; Kafka's broker away or electing a leader; the network. A restart shows up
@@ -27,6 +28,8 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+
+from crmsync.common.errors import CrmsyncError, RetryLater
 
 T = TypeVar("T")
 
@@ -70,6 +73,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _transient_alone(exc: BaseException) -> bool:
+    if isinstance(exc, CrmsyncError):
+        # Ours say what they are, whatever else they derive from (EgressRefusedError is
+        # an OSError for aiohttp's sake, yet no retry lifts a refusal). Their causes are
+        # still looked at by the caller's walk.
+        return isinstance(exc, RetryLater)
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         return state.startswith(TRANSIENT_SQLSTATES)

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic_core import from_json
 
+from crmsync.common.errors import RefuseInput
+
 # pydantic-core's nesting limit: 200 nested objects (201 arrays). Fixed in its parser
 # (jiter's recursion limit), not configurable; a test pins it so an upgrade that moves it
 # is noticed. Real bodies nest a handful of levels (an invoice's lines, a mapping's items).
@@ -23,7 +25,7 @@ MAX_DEPTH = 200
 _UTF8 = frozenset({"utf-8", "utf-8-sig"})
 
 
-class NotJsonError(ValueError):
+class NotJsonError(RefuseInput, ValueError):
     """The body is not JSON this service accepts; the message says why, for the sender."""
 
 

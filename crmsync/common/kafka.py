@@ -14,10 +14,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from prometheus_client import Gauge
 
+from crmsync.common.errors import RetryLater
 from schemas.topics import Topic
 
 
-class KafkaUnavailableError(Exception):
+class KafkaUnavailableError(RetryLater):
     """The broker could not be reached or did not acknowledge in time."""
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import asyncpg
 
+from crmsync.common.errors import Stop
+
 # Arbitrary but fixed: the advisory-lock key every crmsync migrator agrees on.
 _LOCK_KEY = 0x63726D73796E63  # "crmsync"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-class MigrationError(Exception):
+class MigrationError(Stop):
     """The migration set or the database's record of it is inconsistent."""
 
 

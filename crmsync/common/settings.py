@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crmsync.common.errors import Stop
+
 ENV_PREFIX = "CRMSYNC_"
 
 # The local stack's defaults; docker-compose.yml sets the same variables for containers.
@@ -67,7 +69,7 @@ def topic_name(settings: CommonSettings, topic: str) -> str:
     return settings.kafka_topic_prefix + topic
 
 
-class ConfigError(Exception):
+class ConfigError(Stop):
     """One or more settings are missing or invalid; the message names each variable."""
 
 

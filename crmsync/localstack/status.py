@@ -4,11 +4,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from crmsync.common.errors import Stop
+
 # How the stack reports progress: one line at a time, to the operator.
 Say = Callable[[str], None]
 
 
-class StackError(Exception):
+class StackError(Stop):
     """The local stack could not be brought to the requested state; the message says why."""
 
 

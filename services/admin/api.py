@@ -27,6 +27,7 @@ from crmsync.application.errors import AdminError
 from crmsync.application.models import Problem
 from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, bearer_token
 from crmsync.common.crypto import KeyRing
+from crmsync.common.errors import RefuseInput
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
@@ -128,7 +129,7 @@ def _field_errors(exc: ValidationError, where: str) -> list[dict[str, str]]:
     ]
 
 
-class _RequestInvalidError(Exception):
+class _RequestInvalidError(RefuseInput):
     """The request is refused before any operation runs."""
 
     def __init__(

@@ -24,6 +24,7 @@ from connectors.base import SignatureError, Verified, WebhookRequest
 from connectors.registry import WEBHOOK_PROVIDERS
 from crmsync.common.connections import ActiveConnection
 from crmsync.common.crypto import hash_api_key
+from crmsync.common.errors import RefuseInput, RetryLater
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
 from crmsync.common.settings import topic_name
@@ -120,11 +121,11 @@ def _envelope_json(envelope: WebhookEnvelope) -> bytes:
     return WebhookEnvelope.__pydantic_serializer__.to_json(envelope)
 
 
-class KafkaNotAcknowledgedError(Exception):
+class KafkaNotAcknowledgedError(RetryLater):
     """Kafka did not acknowledge within the bound; the caller answers 503."""
 
 
-class RecordTooLargeError(Exception):
+class RecordTooLargeError(RefuseInput):
     """A record would exceed what its topic takes; nothing was sent, the caller answers 413.
 
     Retrying cannot help, so this must not be a 503: the provider would retry for ever.

@@ -26,10 +26,11 @@ import asyncpg
 
 from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
-from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
-from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, MappingError, RemoteRecord
+from connectors.runtime import Clients, ConnectionInfo, Handle
+from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecord
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
+from crmsync.common.errors import DeadLetter
 from crmsync.common.links import record_and_link
 from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
@@ -63,11 +64,60 @@ class PushPolicy:
         )
 
 
-class PushFailedError(Exception):
+class PushFailedError(DeadLetter):
+    """The provider call of a push failed; ``failure`` says whether a retry can help."""
+
     def __init__(self, operation: str, failure: CallFailedError) -> None:
-        super().__init__(f"{operation}: {failure}")
+        super().__init__(failure.reason, failure.detail, message=f"{operation}: {failure}")
         self.operation = operation
         self.failure = failure
+
+
+# Retryable failures that are not the push's fault: the provider asked us to slow down,
+# its circuit is open, or the connection waits for re-authorisation.
+_NOT_THE_PUSH_S_FAULT = frozenset({"rate_limited", "circuit_open", "needs_reauth"})
+
+
+@dataclass(frozen=True)
+class Reschedule:
+    """Try the push again after ``seconds``; ``count_attempt`` False when the failure was
+    not the push's fault (it then never runs out of attempts waiting)."""
+
+    seconds: float
+    count_attempt: bool
+    call: CallFailedError
+
+
+@dataclass(frozen=True)
+class Park:
+    """Give the push up as a dead letter with ``reason``."""
+
+    reason: str
+    detail: str
+    call: CallFailedError | None = None
+
+
+def action_for(exc: DeadLetter, *, attempts: int, policy: PushPolicy) -> Reschedule | Park:
+    """What a failed push does next, after ``attempts`` failed attempts before this one.
+
+    A failed provider call says whether a retry can help; any other DeadLetter (no
+    credentials, a record the provider's terms cannot express) cannot be helped by one.
+    """
+    call = exc.failure if isinstance(exc, PushFailedError) else exc
+    if not isinstance(call, CallFailedError):
+        return Park(exc.reason, exc.detail)
+    if not call.retryable:
+        return Park(call.reason, str(call), call)
+    if call.reason in _NOT_THE_PUSH_S_FAULT:
+        # Wait as long as asked, without using up an attempt.
+        pause = max(MIN_PAUSE_SECONDS, call.retry_after or MIN_PAUSE_SECONDS)
+        return Reschedule(pause, count_attempt=False, call=call)
+    if attempts + 1 >= policy.max_attempts:
+        return Park("retries_exhausted", str(call), call)
+    delay = call.retry_after
+    if delay is None:
+        delay = full_jitter(attempts, policy.backoff_base_seconds, policy.backoff_cap_seconds)
+    return Reschedule(max(delay, MIN_PAUSE_SECONDS), count_attempt=True, call=call)
 
 
 def idempotency_key(connection_id: uuid.UUID, entity_id: uuid.UUID) -> str:
@@ -214,21 +264,20 @@ class Pusher:
         provider = info.provider
         try:
             handle = await self.clients.get(info)
-        except CredentialsError as exc:
-            return await self._dead(job, info, "no_credentials", str(exc), None)
+        except DeadLetter as exc:  # no usable credentials
+            return await self._settle(job, info, exc)
         started = time.perf_counter()
         try:
             operation, queued = await self._push(job, info, handle, _Read.from_row(row))
-        except PushFailedError as exc:
+        except DeadLetter as exc:
+            if not isinstance(exc, PushFailedError):
+                return await self._settle(job, info, exc)
             error = exc.failure.error
             metrics.PUSHES.labels(
                 provider, exc.operation, "failed", error.status_class if error else "none"
             ).inc()
-            await self._failed(job, info, exc.failure)
+            await self._settle(job, info, exc)
             return True
-        except (InvalidRecordError, MappingError) as exc:
-            # The record cannot be expressed in the provider's terms: no retry can help.
-            return await self._dead(job, info, exc.reason, exc.detail, None)
         finally:
             metrics.PUSH_SECONDS.labels(provider).observe(time.perf_counter() - started)
         if operation not in ("skipped", "waiting"):
@@ -407,41 +456,36 @@ class Pusher:
         )
         return rearmed is not None
 
-    async def _failed(self, job: Job, info: ConnectionInfo, exc: CallFailedError) -> None:
-        p = self.policy
-        if exc.retryable and exc.reason in ("rate_limited", "circuit_open", "needs_reauth"):
-            # Not the push's fault: wait as long as asked, without using up an attempt.
-            pause = max(MIN_PAUSE_SECONDS, exc.retry_after or MIN_PAUSE_SECONDS)
-            metrics.RETRIES.labels(info.provider, exc.reason).inc()
-            await reschedule(self.pool, job, pause, str(exc), count_attempt=False)
-            return
-        if exc.retryable and job.attempts + 1 < p.max_attempts:
-            delay = exc.retry_after
-            if delay is None:
-                delay = full_jitter(job.attempts, p.backoff_base_seconds, p.backoff_cap_seconds)
-            metrics.RETRIES.labels(info.provider, exc.reason).inc()
-            await reschedule(
-                self.pool, job, max(delay, MIN_PAUSE_SECONDS), str(exc), count_attempt=True
-            )
-            # Rate limits, open circuits and re-auth waits are not logged per push: the
-            # gauges and the one log line of the cause say it without a flood.
-            log.warning(
-                "push failed, retrying in %.1fs: %s",
-                max(delay, MIN_PAUSE_SECONDS),
-                exc,
-                extra={
-                    "tenant": str(job.tenant_id),
-                    "connection": str(job.connection_id),
-                    "provider": info.provider,
-                    "entity_type": job.entity_type,
-                    "entity_id": str(job.entity_id),
-                    "attempt": job.attempts + 1,
-                    "status": exc.error.status if exc.error else None,
-                },
-            )
-            return
-        reason = exc.reason if not exc.retryable else "retries_exhausted"
-        await self._dead(job, info, reason, str(exc), exc)
+    async def _settle(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
+        """Do what ``action_for`` says. True when the job's row is still queued: rescheduled,
+        or re-armed for a newer version queued meanwhile."""
+        action = action_for(exc, attempts=job.attempts, policy=self.policy)
+        if isinstance(action, Park):
+            return await self._dead(job, info, action.reason, action.detail, action.call)
+        call = action.call
+        metrics.RETRIES.labels(info.provider, call.reason).inc()
+        await reschedule(
+            self.pool, job, action.seconds, str(call), count_attempt=action.count_attempt
+        )
+        if not action.count_attempt:
+            return True
+        # Rate limits, open circuits and re-auth waits are not logged per push: the
+        # gauges and the one log line of the cause say it without a flood.
+        log.warning(
+            "push failed, retrying in %.1fs: %s",
+            action.seconds,
+            call,
+            extra={
+                "tenant": str(job.tenant_id),
+                "connection": str(job.connection_id),
+                "provider": info.provider,
+                "entity_type": job.entity_type,
+                "entity_id": str(job.entity_id),
+                "attempt": job.attempts + 1,
+                "status": call.error.status if call.error else None,
+            },
+        )
+        return True
 
     async def _dead(
         self,

@@ -24,6 +24,7 @@ from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.canonical import TABLES, InvalidRecordError, state_hash
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
+from crmsync.common.errors import DeadLetter
 from crmsync.common.pushes import Push, queue_pushes
 from schemas.changes import EntityType
 from schemas.records import CanonicalRecord
@@ -37,7 +38,7 @@ MATCH_ON: dict[str, tuple[str, str]] = {
 }
 
 
-class InvalidChangeError(Exception):
+class InvalidChangeError(DeadLetter):
     """The change cannot be applied as sent; it becomes a dead letter with this reason."""
 
     def __init__(self, reason: str, detail: str) -> None:

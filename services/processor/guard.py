@@ -27,10 +27,11 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from crmsync.common.faults import Backoff, describe, is_transient
+from crmsync.common.faults import Backoff, describe
 from crmsync.common.supervise import TaskHealth
 from services.processor import metrics
 from services.processor.deadletters import Source, dead_letter
+from services.processor.failures import Action, action_for, unexpected_detail
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,8 +92,11 @@ class BatchGuard:
                 raise
             except Exception as exc:
                 self.health.failed(exc)
-                metrics.BATCH_RETRIES.labels(self.health.name, _kind(exc)).inc()
-                if not is_transient(exc):
+                transient = action_for(exc) is Action.RETRY
+                metrics.BATCH_RETRIES.labels(
+                    self.health.name, "transient" if transient else "unexpected"
+                ).inc()
+                if not transient:
                     unexpected += 1
                     if unexpected >= self.unexpected_attempts:
                         raise
@@ -115,6 +119,7 @@ class BatchGuard:
             exc_info=exc,
         )
         tenant_id, connection_id = named_owner(source.value)
+        reason, detail = unexpected_detail(exc)
         backoff = self.backoff()
         while True:
             try:
@@ -123,8 +128,8 @@ class BatchGuard:
                         conn,
                         source,
                         stage="processor",
-                        reason="internal_error",
-                        detail=describe(exc),
+                        reason=reason,
+                        detail=detail,
                         tenant_id=tenant_id,
                         connection_id=connection_id,
                     )
@@ -165,7 +170,3 @@ def _uuid(value: object) -> uuid.UUID | None:
         return uuid.UUID(str(value)) if value is not None else None
     except ValueError:
         return None
-
-
-def _kind(exc: BaseException) -> str:
-    return "transient" if is_transient(exc) else "unexpected"

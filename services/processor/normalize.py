@@ -31,6 +31,7 @@ from connectors.limits import full_jitter
 from connectors.runtime import Clients, ConnectionInfo, CredentialsError, load_connection
 from connectors.spec import MappingError, RemoteRecord, WebhookItem
 from crmsync.common.accounting import SkipReason, record_inbound_skips
+from crmsync.common.errors import DeadLetter
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
@@ -76,11 +77,9 @@ def item_event_id(item_id: str) -> str:
     return "sha256:" + hashlib.sha256(item_id.encode()).hexdigest()
 
 
-class HydrationError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class HydrationError(DeadLetter):
+    """The record a thin webhook announced could not be fetched: the envelope is parked
+    (stage ``hydrate``) with ``reason``."""
 
 
 class Normalizer:
@@ -253,7 +252,7 @@ class Normalizer:
         try:
             handle = await self.clients.get(info)
         except CredentialsError as exc:
-            raise HydrationError("no_credentials", str(exc)) from None
+            raise HydrationError(exc.reason, exc.detail) from None
         p = self.policy
         started = time.perf_counter()
         last: CallFailedError | None = None

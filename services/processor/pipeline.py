@@ -32,19 +32,17 @@ from services.processor import metrics
 from services.processor.apply import (
     Applied,
     InboundChange,
-    InvalidChangeError,
     apply_change,
     canonical_values,
     policy_from,
 )
 from services.processor.batch import apply_batch
 from services.processor.deadletters import Source, dead_letter
+from services.processor.failures import Action, action_for, parked_as
 
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "crmsync_outbox"
-# Errors that say "this change is bad": dead-letter it, keep the batch.
-REJECTED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 
 
 @dataclass(frozen=True)
@@ -202,7 +200,9 @@ class Processor:
         else:
             try:
                 results = await self._apply_batch(parsed)
-            except REJECTED as exc:
+            except Exception as exc:
+                if action_for(exc) is not Action.REJECTED:
+                    raise
                 # Something Python's checks did not foresee: replay change by change, so
                 # only the culprit becomes a dead letter.
                 log.warning("batch rejected by postgres, replaying change by change: %s", exc)
@@ -235,8 +235,10 @@ class Processor:
                             if item.change.op == "upsert"
                             else {}
                         )
-                    except InvalidChangeError as exc:
-                        problem = (exc.reason, exc.detail)
+                    except Exception as exc:
+                        problem = parked_as(exc)
+                        if problem is None:
+                            raise
                     else:
                         valid.append((i, item.change, values))
                         continue
@@ -372,9 +374,9 @@ class Processor:
             try:
                 async with conn.transaction():  # a savepoint: a rejected change undoes alone
                     return await apply_change(conn, change, policy)
-            except InvalidChangeError as exc:
-                problem = (exc.reason, exc.detail)
-            except REJECTED as exc:
-                problem = ("rejected_by_database", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                problem = parked_as(exc)
+                if problem is None:
+                    raise
         await self._dead_letter(conn, item, *problem)
         return None

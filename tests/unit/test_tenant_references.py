@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from services.processor.apply import ForeignReferenceError, InboundChange, Named, named_ids
 from services.processor.batch import ChangesRejectedError
-from services.processor.pipeline import REJECTED
+from services.processor.failures import Action, action_for
 
 
 def _change(entity_type: str = "invoice") -> InboundChange:
@@ -51,5 +51,5 @@ def test_a_rejected_batch_is_what_the_pipeline_replays_change_by_change() -> Non
     """The pipeline dead-letters such changes only on its one-by-one path: the batch's
     error must stay one it answers with that replay, not one that fails the batch."""
     error = ChangesRejectedError({3: Named("job_id", "job", uuid.uuid4()).not_owned()})
-    assert isinstance(error, REJECTED)
+    assert action_for(error) is Action.REJECTED
     assert "foreign_reference" in str(error)

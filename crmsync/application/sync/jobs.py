@@ -23,6 +23,7 @@ import asyncpg
 from connectors.spec import EntityType
 from crmsync.common.connections import mark_reconciled
 from crmsync.common.db import Conn
+from crmsync.common.errors import RefuseInput, Stop
 
 Kind = Literal["backfill", "reconcile", "full_reconcile"]
 KINDS: tuple[Kind, ...] = ("backfill", "reconcile", "full_reconcile")
@@ -107,7 +108,7 @@ class SyncJob:
         return json.dumps({t: p.as_json() for t, p in self.progress.items()})
 
 
-class JobBusyError(Exception):
+class JobBusyError(RefuseInput):
     """Another live process holds this connection's run of that kind."""
 
     def __init__(self, job_id: uuid.UUID, owner: str | None) -> None:
@@ -116,7 +117,7 @@ class JobBusyError(Exception):
         self.owner = owner
 
 
-class JobCancelledError(Exception):
+class JobCancelledError(Stop):
     """An operator asked the run to stop."""
 
 

@@ -32,6 +32,7 @@ from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
 from connectors.spec import EntityType, Page, RemoteRecord
 from crmsync.application.sync import jobs, metrics
 from crmsync.application.sync.jobs import JobCancelledError, SyncJob
+from crmsync.common.errors import DeadLetter
 from crmsync.common.links import count_links, remote_updated_at, unlisted_external_ids
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
@@ -57,8 +58,37 @@ class RunPolicy:
     delete_guard_min: int = 10
 
 
-class SyncFailedError(Exception):
-    pass
+class SyncFailedError(DeadLetter):
+    """The run cannot go on: it ends ``failed`` with the message as its error, and may be
+    started again once the cause is fixed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("sync_failed", detail, message=detail)
+
+
+def outcome_for(exc: BaseException) -> tuple[jobs.Status, str] | None:
+    """How a run ends when it raised ``exc``: ``cancelled`` when an operator stopped it,
+    ``failed`` when it cannot go on as configured, with the message as the job's error.
+    None lets the error go up: the process is stopping, or something unforeseen, and the
+    lease runs out so the run resumes from its checkpoint."""
+    match exc:
+        case JobCancelledError():
+            return "cancelled", str(exc)
+        case SyncFailedError() | CredentialsError():
+            return "failed", str(exc)
+        case _:
+            return None
+
+
+def retry_delay(exc: CallFailedError, attempt: int, policy: RunPolicy) -> float | None:
+    """Seconds to wait before listing a page again after failed try ``attempt`` (from 0);
+    None when the run gives up: the failure is for good, or the tries are used up."""
+    if not exc.retryable or attempt >= policy.attempts - 1:
+        return None
+    delay = exc.retry_after
+    if delay is None:
+        delay = full_jitter(attempt, policy.base_seconds, policy.cap_seconds)
+    return min(delay, policy.max_wait_seconds)
 
 
 def change_id(entity_type: str, record: RemoteRecord) -> str:
@@ -123,22 +153,18 @@ class SyncRunner:
             if info is None:
                 raise SyncFailedError(f"connection {job.connection_id} no longer exists")
             provider = info.provider
-            try:
-                handle = await self.clients.get(info)
-            except CredentialsError as exc:
-                raise SyncFailedError(str(exc)) from None
+            handle = await self.clients.get(info)
             for entity_type in job.entity_types:
                 await self._entity(job, info, handle, entity_type, progress)
             if job.kind == "full_reconcile":
                 await self._deletes(job, info)
-        except JobCancelledError as exc:
-            status, error = "cancelled", str(exc)
-        except SyncFailedError as exc:
-            status, error = "failed", str(exc)
-        except asyncio.CancelledError:
-            # The process is stopping: keep the lease's row as it is; it runs out and the
-            # run is resumed from its checkpoint by whoever starts next.
-            raise
+        except Exception as exc:
+            # asyncio.CancelledError is no Exception: the process is stopping, and the
+            # lease's row is kept as it is for whoever starts next.
+            outcome = outcome_for(exc)
+            if outcome is None:
+                raise
+            status, error = outcome
         finally:
             metrics.RUNNING.dec()
         log.log(
@@ -240,11 +266,9 @@ class SyncRunner:
                     max_wait_seconds=p.max_wait_seconds,
                 )
             except CallFailedError as exc:
-                if not exc.retryable or n == p.attempts - 1:
-                    raise SyncFailedError(f"listing {entity_type}: {exc}") from None
-                delay = exc.retry_after
+                delay = retry_delay(exc, n, p)
                 if delay is None:
-                    delay = full_jitter(n, p.base_seconds, p.cap_seconds)
+                    raise SyncFailedError(f"listing {entity_type}: {exc}") from None
                 log.info(
                     "listing %s failed (%s), retrying in %.1fs",
                     entity_type,
@@ -252,7 +276,7 @@ class SyncRunner:
                     delay,
                     extra={"connection": str(handle.info.id), "provider": handle.info.provider},
                 )
-                await asyncio.sleep(min(delay, p.max_wait_seconds))
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _emit(

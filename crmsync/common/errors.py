@@ -1,0 +1,90 @@
+"""Errors that say what to do: every exception class of ours derives from exactly one of
+four bases, and the base is the instruction to whoever catches it.
+
+- ``RetryLater``: a dependency is away and will come back (PostgreSQL, Kafka). Wait and
+  try again, in place, with backoff; never acknowledge the work meanwhile.
+- ``DeadLetter``: this event, change, push or run cannot be done as it is. Park it with
+  ``reason`` (a bounded snake_case label: it is stored in ``dead_letters.reason`` and used
+  as a metric label) and ``detail`` (for the operator), and move on. A caller may first
+  retry a bounded number of times when the error says a retry can help (a provider's 5xx).
+- ``RefuseInput``: bad input at an edge. Answer 4xx (the admin API, ingest) or exit
+  non-zero (the CLI) with a message that says what to correct; nothing was done.
+- ``Stop``: the process, or the run, must not continue (a misconfiguration, a missing
+  secret, an operator's cancel). Say why and stop; retrying cannot help.
+
+Errors of other libraries (asyncpg, aiokafka, OSError) have no base here;
+``crmsync.common.faults.is_transient`` classifies those. The model is faststream's
+``exceptions.py``, where a handler's exception tells the runtime to ack, nack or reject.
+Each runtime maps these to its own actions in one place: the processor
+(``services/processor/failures.py``), outbound pushes (``action_for`` in
+``services/outbound/pusher.py``) and sync runs (``outcome_for`` and ``retry_delay`` in
+``crmsync/application/sync/runner.py``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+
+class Action(StrEnum):
+    RETRY_LATER = "retry_later"
+    DEAD_LETTER = "dead_letter"
+    REFUSE_INPUT = "refuse_input"
+    STOP = "stop"
+
+
+class CrmsyncError(Exception):
+    """Base of every error of ours; derive from one of the four below, never from this."""
+
+    action: ClassVar[Action]
+
+
+class RetryLater(CrmsyncError):  # noqa: N818 - the name is the instruction
+    """A dependency is away right now: retry in place with backoff, never acknowledge."""
+
+    action = Action.RETRY_LATER
+
+
+class DeadLetter(CrmsyncError):  # noqa: N818 - the name is the instruction
+    """This work cannot be done as it is: park it with ``reason`` and move on.
+
+    The message is ``reason: detail`` unless a subclass keeps a message of its own
+    (``message``): several classes predate this base and their messages are shown to
+    operators and asserted by tests.
+    """
+
+    action = Action.DEAD_LETTER
+    # A bounded snake_case label: stored with the dead letter, used as a metric label.
+    reason: str
+    # What the operator reads: which field, which record, what the provider answered.
+    detail: str
+
+    def __init__(self, reason: str, detail: str = "", *, message: str | None = None) -> None:
+        if message is None:
+            message = f"{reason}: {detail}" if detail else reason
+        super().__init__(message)
+        self.reason = reason
+        self.detail = detail
+
+
+class RefuseInput(CrmsyncError):  # noqa: N818 - the name is the instruction
+    """Bad input at an edge: answer 4xx, or exit non-zero, with a message that says what
+    to correct."""
+
+    action = Action.REFUSE_INPUT
+
+
+class Stop(CrmsyncError):  # noqa: N818 - the name is the instruction
+    """The process (or the run) must not continue: a misconfiguration, a missing secret,
+    an operator's stop. Retrying cannot help."""
+
+    action = Action.STOP
+
+
+ACTION_BASES: tuple[type[CrmsyncError], ...] = (RetryLater, DeadLetter, RefuseInput, Stop)
+
+
+def action_for(exc: BaseException) -> Action | None:
+    """What an error of ours asks for; None for anyone else's (see faults.is_transient)."""
+    return exc.action if isinstance(exc, CrmsyncError) else None
