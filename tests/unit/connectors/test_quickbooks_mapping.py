@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.money import decimal_of
 from connectors.quickbooks import CONNECTOR
 from connectors.quickbooks.mapping import Mapper
-from connectors.quickbooks.values import decimal_of, json_number, parse_timestamp, to_minor
+from connectors.quickbooks.values import json_number, parse_timestamp, to_minor
 from connectors.simulators import simulator_for
 from connectors.spec import EntityType, MappingError, RemoteRecord
 from schemas.records import ENTITY_MODELS
