@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 from crmsync.common.errors import RefuseInput
 
 if TYPE_CHECKING:
-    from connectors.simkit import Simulator
     from connectors.spec import ApiSpec, RecordMapper
 
 SignatureErrorReason = Literal[
@@ -104,13 +103,14 @@ class SignatureScheme(Protocol):
 
 @dataclass(frozen=True)
 class Connector:
-    """Everything about one provider: webhook verification, mapping, API, simulator.
+    """Everything production needs of one provider: webhook verification, mapping, API.
 
     ``kept_headers`` are lower-case names the processor needs later (content type, topic);
     signature headers are never kept. ``mapper`` (connectors.spec.RecordMapper) turns
     webhooks and API objects into canonical data and back; ``api`` (connectors.spec.ApiSpec)
-    says how to call the provider; ``simulator`` is its connectors.simkit.Simulator
-    subclass. A webhook-only provider (Shopify, bare Standard Webhooks) has none of them.
+    says how to call the provider. A webhook-only provider (Shopify, bare Standard
+    Webhooks) has neither. Its simulator is test and demo code, found through
+    connectors.simulators, never through this.
     """
 
     slug: str
@@ -118,7 +118,6 @@ class Connector:
     kept_headers: tuple[str, ...]
     mapper: RecordMapper | None = None
     api: ApiSpec | None = None
-    simulator: type[Simulator] | None = None
 
 
 # --- helpers shared by the schemes -------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The HTTP side every API client shares: errors that say what to do, auth, one request.
+"""The HTTP side every API client shares: errors that say what to do, auth, one request,
+one connection's API root, page cursors.
 
 A client turns each failure into a ProviderError whose ``transient`` flag tells the caller
 whether a retry can help (network errors, timeouts, 429, 5xx) or not (other 4xx: the
@@ -13,7 +14,7 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin
@@ -433,3 +434,57 @@ def _too_large(label: str, status: int) -> ResponseTooLargeError:
         status=status,
         request=label,
     )
+
+
+# --- one connection's API ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one connection's requests go and what each carries: the API root, the auth,
+    and the headers (Xero's tenant, Ascora's company code, Stripe's version) and query
+    parameters (QuickBooks' minor version) the provider wants on every call.
+
+    ``path`` is appended to ``root`` as given; a client whose URLs come whole (generic
+    mappings) leaves ``root`` empty.
+    """
+
+    session: aiohttp.ClientSession
+    root: str
+    auth: Auth
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """connectors.http.send of one request; a call's own headers win over the
+        connection's, the connection's parameters are added after the call's."""
+        merged = {**(params or {}), **self.params}
+        return await send(
+            self.session,
+            method,
+            self.root + path,
+            auth=self.auth,
+            json_body=json_body,
+            data=data,
+            params=merged or None,
+            headers={**self.headers, **(headers or {})},
+        )
+
+
+def page_number(cursor: str | None, what: str, *, first: int = 1) -> int:
+    """The page (or start position) a cursor this client made names; ``first`` without
+    one. A cursor is only ever our own digits, so anything else is a ValueError."""
+    if cursor is None:
+        return first
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < first:
+        raise ValueError(f"not {what}: {cursor!r}")
+    return int(cursor)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import aiohttp
 import asyncpg
@@ -37,7 +37,6 @@ from connectors.limits import AsyncTokenBucket, BreakerPolicy, CircuitBreaker
 from connectors.registry import connector
 from connectors.spec import ApiClient, RateLimit
 from crmsync.common import connections as stored
-from crmsync.common.crypto import KeyRing
 from crmsync.common.db import Conn
 from crmsync.common.errors import DeadLetter
 
@@ -172,13 +171,23 @@ class Handle:
 DEFAULT_CONCURRENCY = 5
 
 
+class CredentialCipher(Protocol):
+    """What Clients needs of the process's key ring (crmsync.common.crypto.KeyRing is
+    one). The service that holds the master keys passes it in, so connectors hold no key
+    and import no crypto; ``context`` binds a ciphertext to its connection."""
+
+    def encrypt(self, plaintext: str, context: str) -> str: ...
+
+    def decrypt(self, ciphertext: str, context: str) -> str: ...
+
+
 class Clients:
     """Builds and caches a Handle per connection; rebuilt when the connection changes."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        keyring: KeyRing,
+        keyring: CredentialCipher,
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,

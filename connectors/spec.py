@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from crmsync.common.errors import DeadLetter
 
@@ -213,6 +215,41 @@ class ApiSpec:
     default_base_url: str | None = None
     # Which entity types have a delete/void at the provider (the rest raise Unsupported).
     deletable: tuple[EntityType, ...] = ()
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+# A free-text setting; left empty (None, "", 0) it is not set, so the provider's default
+# applies. Anything else is read as text (HubSpot's stage ids are often numbers).
+OptionalText = Annotated[str | None, BeforeValidator(_text_or_none)]
+
+
+class ClientSettings(BaseModel):
+    """The settings one provider's API client reads, parsed once when the client is built.
+
+    A connection's settings hold more (mapping options, field overrides, sync direction),
+    which other readers take from the same dict; only this client's keys are read here.
+    A bad value is a ValueError naming the setting: ``messages`` gives the text per field
+    (``{value}`` is what the connection holds), so an operator sees the same words
+    whichever check failed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    messages: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def parse(cls, settings: Mapping[str, Any]) -> Self:
+        try:
+            return cls.model_validate(dict(settings))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            message = cls.messages.get(name)
+            if message is None:
+                raise ValueError(f"settings[{name!r}]: {error['msg']}") from None
+            raise ValueError(message.format(value=error.get("input"))) from None
 
 
 def require(obj: Mapping[str, Any], path: str) -> Any:

@@ -7,7 +7,6 @@ the one assumed in connectors/ascora/README.md, to be checked against a real ins
 from connectors.ascora.client import make_client
 from connectors.ascora.mapping import Mapper
 from connectors.ascora.signature import AscoraScheme
-from connectors.ascora.simulator import AscoraSimulator
 from connectors.base import Connector
 from connectors.spec import ApiSpec, RateLimit
 from connectors.standard_webhooks import KEPT_HEADERS
@@ -36,7 +35,6 @@ CONNECTOR = Connector(
     kept_headers=KEPT_HEADERS,
     mapper=Mapper(),
     api=API,
-    simulator=AscoraSimulator,
 )
 
-__all__ = ["API", "CONNECTOR", "AscoraScheme", "AscoraSimulator", "Mapper", "make_client"]
+__all__ = ["API", "CONNECTOR", "AscoraScheme", "Mapper", "make_client"]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import Field, StrictInt, StringConstraints
 
 from connectors.ascora.mapping import Mapper
-from connectors.http import Auth, UnsupportedOperationError, send
-from connectors.spec import EntityType, MappingError, Page, RemoteRecord
+from connectors.http import Auth, Endpoint, UnsupportedOperationError, page_number
+from connectors.spec import ClientSettings, EntityType, MappingError, Page, RemoteRecord
 
 # The path every Ascora instance serves its API under (PROVIDERS.md: {instance}/api/v1).
 API_PREFIX = "/api/v1"
@@ -39,6 +40,18 @@ MAX_PAGE_SIZE = 100
 UNSUPPORTED_STATUS = 405
 
 
+class AscoraSettings(ClientSettings):
+    """What the client reads of an Ascora connection's settings."""
+
+    company_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    page_size: Annotated[StrictInt, Field(ge=1, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE
+
+    messages: ClassVar[dict[str, str]] = {
+        "company_code": "an Ascora connection needs settings['company_code']",
+        "page_size": f"settings['page_size'] must be an integer in 1..{MAX_PAGE_SIZE}",
+    }
+
+
 class AscoraClient:
     """One Ascora connection (instance URL, token, company code)."""
 
@@ -50,24 +63,23 @@ class AscoraClient:
         settings: Mapping[str, Any],
         mapper: Mapper | None = None,
     ) -> None:
-        company_code = settings.get("company_code")
-        if not isinstance(company_code, str) or not company_code.strip():
-            raise ValueError("an Ascora connection needs settings['company_code']")
-        page_size = settings.get("page_size", MAX_PAGE_SIZE)
-        if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"settings['page_size'] must be an integer in 1..{MAX_PAGE_SIZE}")
-        self._session = session
-        self._root = base_url.rstrip("/") + API_PREFIX
-        self._auth = auth
-        self._settings = settings
-        self._headers = {COMPANY_HEADER: company_code.strip()}
-        self._page_size = page_size
+        options = AscoraSettings.parse(settings)
+        self._api = Endpoint(
+            session,
+            base_url.rstrip("/") + API_PREFIX,
+            auth,
+            headers={COMPANY_HEADER: options.company_code},
+        )
+        self._settings = settings  # the mapper's too: overrides, time zone
+        self._page_size = options.page_size
         self._mapper = mapper or Mapper()
 
     # --- ApiClient ---------------------------------------------------------------------------
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
-        return self._record(entity_type, await self._call("GET", _item(entity_type, external_id)))
+        return self._record(
+            entity_type, await self._api.call("GET", _item(entity_type, external_id))
+        )
 
     async def create(
         self,
@@ -87,7 +99,9 @@ class AscoraClient:
                 )
             body.pop("customerId", None)  # the invoice's customer, set by Ascora
             path = f"{_item('invoice', invoice_id)}/payments"
-        obj = await self._call("POST", path, body, {IDEMPOTENCY_HEADER: idempotency_key})
+        obj = await self._api.call(
+            "POST", path, json_body=body, headers={IDEMPOTENCY_HEADER: idempotency_key}
+        )
         return self._record(entity_type, obj)
 
     async def update(
@@ -112,23 +126,25 @@ class AscoraClient:
         status = body.pop("status", None) if entity_type == "job" else None
         obj: Any = None
         if body:
-            obj = await self._call("PATCH", _item(entity_type, external_id), body)
+            obj = await self._api.call("PATCH", _item(entity_type, external_id), json_body=body)
         if status is not None:
             # A job's status moves only through its own endpoint (it drives Ascora's
             # scheduling board), never through the job PATCH.
-            obj = await self._call(
-                "PATCH", f"{_item('job', external_id)}/status", {"status": status}
+            obj = await self._api.call(
+                "PATCH", f"{_item('job', external_id)}/status", json_body={"status": status}
             )
         if obj is None:  # nothing to change: no write, so no echo webhook either
-            obj = await self._call("GET", _item(entity_type, external_id))
+            obj = await self._api.call("GET", _item(entity_type, external_id))
         return self._record(entity_type, obj)
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "invoice":
             # Issued invoices are voided, never deleted (the number stays used).
-            await self._call("PATCH", _item("invoice", external_id), {"status": "Void"})
+            await self._api.call(
+                "PATCH", _item("invoice", external_id), json_body={"status": "Void"}
+            )
             return
-        await self._call("DELETE", _item(entity_type, external_id))
+        await self._api.call("DELETE", _item(entity_type, external_id))
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
@@ -136,11 +152,11 @@ class AscoraClient:
         """Oldest change first. The cursor is the next page number: Ascora pages by number
         and sorts by lastModified, so a record changed mid-walk moves to the end and is
         seen again there rather than lost (the next poll's modifiedSince picks it up)."""
-        page = _page_number(cursor)
+        page = page_number(cursor, "an Ascora page cursor")
         params = {"page": str(page), "pageSize": str(self._page_size)}
         if modified_since is not None:
             params["modifiedSince"] = _iso(modified_since)
-        body = await self._call("GET", f"/{COLLECTIONS[entity_type]}", params=params)
+        body = await self._api.call("GET", f"/{COLLECTIONS[entity_type]}", params=params)
         items = body.get("items") if isinstance(body, dict) else None
         total_pages = body.get("totalPages") if isinstance(body, dict) else None
         if not isinstance(items, list) or not isinstance(total_pages, int):
@@ -155,36 +171,19 @@ class AscoraClient:
         """Move a job to a canonical ``status`` ("in_progress", ...) through Ascora's status
         endpoint."""
         body = self._mapper.from_canonical("job", {"status": status}, {}, self._settings)
-        obj = await self._call("PATCH", f"{_item('job', external_id)}/status", body)
+        obj = await self._api.call("PATCH", f"{_item('job', external_id)}/status", json_body=body)
         return self._record("job", obj)
 
     async def add_job_note(self, external_id: str, text: str) -> dict[str, Any]:
         """Add a note to a job; the note as Ascora stored it (noteId, text, createdAt)."""
-        note = await self._call("POST", f"{_item('job', external_id)}/notes", {"text": text})
+        note = await self._api.call(
+            "POST", f"{_item('job', external_id)}/notes", json_body={"text": text}
+        )
         if not isinstance(note, dict):
             raise MappingError("schema_violation", "note: expected an object")
         return note
 
     # --- plumbing ----------------------------------------------------------------------------
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        body: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        params: Mapping[str, str] | None = None,
-    ) -> Any:
-        return await send(
-            self._session,
-            method,
-            self._root + path,
-            auth=self._auth,
-            json_body=body,
-            params=params,
-            headers={**self._headers, **(headers or {})},
-        )
 
     def _record(self, entity_type: EntityType, obj: Any) -> RemoteRecord:
         if not isinstance(obj, dict):
@@ -201,14 +200,6 @@ def _segment(external_id: str) -> str:
     if external_id in {"", ".", ".."}:
         raise ValueError(f"{external_id!r} is not an Ascora id")
     return quote(external_id, safe="-_.~")
-
-
-def _page_number(cursor: str | None) -> int:
-    if cursor is None:
-        return 1
-    if not cursor.isascii() or not cursor.isdigit() or int(cursor) < 1:
-        raise ValueError(f"{cursor!r} is not an Ascora page cursor")
-    return int(cursor)
 
 
 def _iso(moment: datetime) -> str:

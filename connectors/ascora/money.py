@@ -10,21 +10,8 @@ from __future__ import annotations
 import re
 from decimal import Context, Decimal
 
+from connectors.money import exponent
 from connectors.spec import MappingError
-
-# ISO 4217 minor units where they are not 2 (the maintenance agency's List One, "Minor
-# unit" column). Codes listed there as "N.A." (precious metals, bond units, SDR, test
-# and "no currency" codes) have no minor unit at all: an amount in them cannot be stated.
-_NOT_TWO_DECIMALS = {
-    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
-    3: "BHD IQD JOD KWD LYD OMR TND",
-    4: "CLF UYW",
-}
-_EXPONENTS: dict[str, int] = {
-    code: places for places, codes in _NOT_TWO_DECIMALS.items() for code in codes.split()
-}
-_NO_MINOR_UNIT_CODES = "XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XTS XUA XXX"
-_NO_MINOR_UNIT = frozenset(_NO_MINOR_UNIT_CODES.split())
 
 # Plain decimal notation only: no exponent ("1E+2"), no sign other than a leading minus,
 # no thousands separators, no surrounding spaces. Decimal() alone would accept all of them.
@@ -33,13 +20,6 @@ _NO_MINOR_UNIT = frozenset(_NO_MINOR_UNIT_CODES.split())
 _DECIMAL_STRING = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
 # Enough precision that scaling a 60-digit value never rounds.
 _EXACT = Context(prec=80)
-
-
-def exponent(currency: str, path: str) -> int:
-    """How many decimals ``currency`` has; MappingError naming ``path`` when it has none."""
-    if currency in _NO_MINOR_UNIT:
-        raise MappingError("schema_violation", f"{path}: {currency} has no minor unit")
-    return _EXPONENTS.get(currency, 2)
 
 
 def parse_decimal(value: object, path: str) -> Decimal:

@@ -30,7 +30,8 @@ from connectors.ascora.mapping import (
     JOB_STATUSES,
     PAYMENT_STATUSES,
 )
-from connectors.ascora.money import exponent, parse_decimal, to_minor
+from connectors.ascora.money import parse_decimal, to_minor
+from connectors.money import exponent
 from connectors.simkit import Change, Simulator, utcnow
 from connectors.spec import ENTITY_TYPES, EntityType, MappingError, RateLimit
 

@@ -19,7 +19,6 @@ from connectors.generic.config import (
 )
 from connectors.generic.mapping import Mapper
 from connectors.generic.signature import GenericScheme, GenericSchemeConfig
-from connectors.generic.simulator import AcmeSimulator
 from connectors.spec import ENTITY_TYPES, ApiSpec, RateLimit
 
 # Without a mapping to say otherwise: the default pace of connectors.generic.config.
@@ -59,12 +58,10 @@ def connector_for(config: GenericSchemeConfig, mapping: GenericMapping | None = 
         kept_headers=tuple(dict.fromkeys(kept)),
         mapper=_MAPPER,
         api=api_spec(mapping),
-        simulator=AcmeSimulator,
     )
 
 
 __all__ = [
-    "AcmeSimulator",
     "GenericMapping",
     "GenericScheme",
     "GenericSchemeConfig",

@@ -26,7 +26,7 @@ from connectors.generic.config import (
 )
 from connectors.generic.mapping import Mapper
 from connectors.generic.paths import MISSING, read
-from connectors.http import Auth, StaticAuth, UnsupportedOperationError, send
+from connectors.http import Auth, Endpoint, StaticAuth, UnsupportedOperationError, page_number
 from connectors.spec import EntityType, MappingError, Page, RemoteRecord
 
 
@@ -45,14 +45,14 @@ class GenericClient:
         if not base:
             raise ValueError("no base URL: pass one or set api.base_url in the mapping")
         self.base_url = base.rstrip("/")
-        self.session = session
-        self.auth = auth
+        # Endpoint URLs come whole from the mapping (they carry the base URL already).
+        self.api = Endpoint(session, "", auth, headers=self.mapping.api.headers)
         self.settings = settings
         self.mapper = Mapper()
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
         entity, url, method = self._endpoint(entity_type, "fetch", external_id)
-        body = await self._send(method, url)
+        body = await self.api.call(method, url)
         return self._single(entity_type, entity, body, method, url)
 
     async def create(
@@ -66,7 +66,7 @@ class GenericClient:
         payload = self.mapper.from_canonical(entity_type, data, refs, self.settings)
         header = self.mapping.api.idempotency_header
         extra = {header: idempotency_key} if header else {}
-        body = await self._send(method, url, json_body=payload, headers=extra)
+        body = await self.api.call(method, url, json_body=payload, headers=extra)
         return self._single(entity_type, entity, body, method, url)
 
     async def update(
@@ -78,7 +78,7 @@ class GenericClient:
     ) -> RemoteRecord:
         entity, url, method = self._endpoint(entity_type, "update", external_id)
         payload = self.mapper.from_canonical(entity_type, data, refs, self.settings)
-        body = await self._send(method, url, json_body=payload)
+        body = await self.api.call(method, url, json_body=payload)
         if body is None:
             # Some APIs answer an update with 204: the record as stored is one GET away.
             return await self.fetch(entity_type, external_id)
@@ -86,7 +86,7 @@ class GenericClient:
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         _, url, method = self._endpoint(entity_type, "delete", external_id)
-        await self._send(method, url)
+        await self.api.call(method, url)
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
@@ -98,7 +98,7 @@ class GenericClient:
         params = dict(paging.params)
         page = paging.first_page
         if paging.style == "page":
-            page = _page_number(cursor, paging.first_page)
+            page = page_number(cursor, "a page number from this client", first=paging.first_page)
             params[paging.page_param] = str(page)
         elif cursor is not None:
             params[paging.cursor_param] = cursor
@@ -109,7 +109,7 @@ class GenericClient:
             params[since.param] = str(
                 convert.format_timestamp(modified_since, since.format, since.zone)
             )
-        body = await self._send(method, url, params=params)
+        body = await self.api.call(method, url, params=params)
         objects = read(body, paging.items)
         if not isinstance(objects, list):
             raise _bad_body(method, url, f"{paging.items}: expected an array of records")
@@ -130,25 +130,6 @@ class GenericClient:
             )
         return entity, endpoint.url(self.base_url, external_id), endpoint.method
 
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        json_body: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        return await send(
-            self.session,
-            method,
-            url,
-            auth=self.auth,
-            json_body=json_body,
-            params=params,
-            headers={**self.mapping.api.headers, **(headers or {})},
-        )
-
     def _single(
         self, entity_type: EntityType, entity: EntityMapping, body: Any, method: str, url: str
     ) -> RemoteRecord:
@@ -157,14 +138,6 @@ class GenericClient:
             where = entity.response_record or "body"
             raise _bad_body(method, url, f"{where}: expected the record")
         return self.mapper.to_canonical(entity_type, obj, self.settings)
-
-
-def _page_number(cursor: str | None, first: int) -> int:
-    if cursor is None:
-        return first
-    if not (cursor.isascii() and cursor.isdigit()):
-        raise ValueError(f"cursor {cursor!r} is not a page number from this client")
-    return int(cursor)
 
 
 def _next_cursor(paging: Pagination, body: Any, page: int, count: int) -> str | None:

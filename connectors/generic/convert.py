@@ -15,42 +15,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from connectors.money import NO_MINOR_UNIT, minor_unit_digits
 from crmsync.common.errors import DeadLetter
 from schemas.records import ACCEPTED_CURRENCIES
-
-# ISO 4217 List One, "Minor unit" column (SIX, amendment 179 and later): every accepted
-# currency not listed here has 2 decimals.
-_EXPONENT_EXCEPTIONS: dict[str, int] = {
-    **dict.fromkeys(
-        (
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ),
-        0,
-    ),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-    **dict.fromkeys(("CLF", "UYW"), 4),
-}
-# "N.A." in the minor unit column: metals, SDR, testing and bond-market units have no
-# minor unit, so an amount in them cannot be expressed as minor units at all.
-_NO_MINOR_UNIT: frozenset[str] = frozenset(
-    ("XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX")
-)
 
 Zone = timezone
 TimestampKind = Literal["iso8601", "unix_seconds", "unix_millis"]
@@ -70,9 +37,9 @@ class ConversionError(DeadLetter, ValueError):
 
 def currency_exponent(code: str) -> int:
     """Decimal places of ``code``'s minor unit (JPY 0, USD 2, KWD 3)."""
-    if code not in ACCEPTED_CURRENCIES or code in _NO_MINOR_UNIT:
+    if code not in ACCEPTED_CURRENCIES or code in NO_MINOR_UNIT:
         raise ConversionError(f"{code!r} is not a currency with a minor unit")
-    return _EXPONENT_EXCEPTIONS.get(code, 2)
+    return minor_unit_digits(code)
 
 
 def to_decimal(value: Any) -> Decimal:

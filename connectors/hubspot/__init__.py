@@ -7,7 +7,6 @@ from connectors.base import Connector
 from connectors.hubspot.client import make_client
 from connectors.hubspot.mapping import Mapper
 from connectors.hubspot.signature import HubSpotScheme
-from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.spec import ApiSpec, RateLimit
 
 API = ApiSpec(
@@ -33,7 +32,6 @@ CONNECTOR = Connector(
     kept_headers=("content-type",),
     mapper=Mapper(),
     api=API,
-    simulator=HubSpotSimulator,
 )
 
-__all__ = ["API", "CONNECTOR", "HubSpotScheme", "HubSpotSimulator", "Mapper"]
+__all__ = ["API", "CONNECTOR", "HubSpotScheme", "Mapper"]

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from connectors.http import Auth, ProviderError, send
+from connectors.http import Auth, Endpoint, ProviderError
 from connectors.hubspot.mapping import (
     DEFAULT_PIPELINE,
     MODIFIED_PROPERTY,
@@ -26,7 +26,14 @@ from connectors.hubspot.mapping import (
     Mapper,
     status_stage,
 )
-from connectors.spec import EntityType, MappingError, Page, RemoteRecord
+from connectors.spec import (
+    ClientSettings,
+    EntityType,
+    MappingError,
+    OptionalText,
+    Page,
+    RemoteRecord,
+)
 
 # The list endpoint's documented maximum page size.
 LIST_PAGE_SIZE: Final = 100
@@ -64,6 +71,15 @@ def _existing_id(body_excerpt: str) -> str | None:
     return match.group(1) if match else None
 
 
+class HubSpotSettings(ClientSettings):
+    """What the client reads of a HubSpot connection's settings: where a deal created
+    without a status starts (the pipeline's draft stage, mapping.status_stage, unless
+    ``default_deal_stage`` says), and in which pipeline (DEFAULT_PIPELINE unless set)."""
+
+    default_deal_stage: OptionalText = None
+    deal_pipeline: OptionalText = None
+
+
 class HubSpotClient:
     """ApiClient over ``connectors.http.send``; no retries here (the caller owns them)."""
 
@@ -75,16 +91,15 @@ class HubSpotClient:
         settings: Mapping[str, Any],
         mapper: Mapper | None = None,
     ) -> None:
-        self._session = session
-        self._base = base_url.rstrip("/")
-        self._auth = auth
+        self._options = HubSpotSettings.parse(settings)
+        self._api = Endpoint(session, base_url.rstrip("/"), auth)
         self._settings = settings
         self._mapper = mapper or Mapper()
 
     # --- the ApiClient protocol --------------------------------------------------------------
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
-        obj = await self._call(
+        obj = await self._api.call(
             "GET",
             self._object_path(entity_type, external_id),
             params=self._read_params(entity_type),
@@ -104,13 +119,11 @@ class HubSpotClient:
         if entity_type == "job" and "dealstage" not in body["properties"]:
             # HubSpot requires a stage on create; a job without a status starts as a draft.
             body["properties"]["dealstage"] = str(
-                self._settings.get("default_deal_stage") or status_stage(self._settings)["draft"]
+                self._options.default_deal_stage or status_stage(self._settings)["draft"]
             )
-            body["properties"]["pipeline"] = str(
-                self._settings.get("deal_pipeline") or DEFAULT_PIPELINE
-            )
+            body["properties"]["pipeline"] = self._options.deal_pipeline or DEFAULT_PIPELINE
         try:
-            obj = await self._call("POST", self._collection_path(entity_type), json_body=body)
+            obj = await self._api.call("POST", self._collection_path(entity_type), json_body=body)
         except ProviderError as exc:
             raise self._conflict(entity_type, exc) from None
         record = self._record(entity_type, obj)
@@ -131,7 +144,7 @@ class HubSpotClient:
         path = self._object_path(entity_type, external_id)
         if body["properties"]:
             try:
-                await self._call("PATCH", path, json_body={"properties": body["properties"]})
+                await self._api.call("PATCH", path, json_body={"properties": body["properties"]})
             except ProviderError as exc:
                 raise self._conflict(entity_type, exc) from None
         record = await self.fetch(entity_type, external_id)
@@ -143,7 +156,7 @@ class HubSpotClient:
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         # DELETE archives: the record goes to HubSpot's recycle bin (restorable for 90 days).
-        await self._call("DELETE", self._object_path(entity_type, external_id))
+        await self._api.call("DELETE", self._object_path(entity_type, external_id))
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
@@ -152,10 +165,10 @@ class HubSpotClient:
             params = {**self._read_params(entity_type), "limit": str(LIST_PAGE_SIZE)}
             if cursor:
                 params["after"] = cursor
-            answer = await self._call("GET", self._collection_path(entity_type), params=params)
+            answer = await self._api.call("GET", self._collection_path(entity_type), params=params)
             records = [self._record(entity_type, obj) for obj in _results(answer)]
         else:
-            answer = await self._call(
+            answer = await self._api.call(
                 "POST",
                 f"{self._collection_path(entity_type)}/search",
                 json_body=self._search_body(entity_type, cursor, modified_since),
@@ -198,7 +211,7 @@ class HubSpotClient:
 
     async def _with_contacts(self, records: list[RemoteRecord]) -> list[RemoteRecord]:
         """Deals from a search, with their contact read from the v4 associations batch API."""
-        answer = await self._call(
+        answer = await self._api.call(
             "POST",
             "/crm/v4/associations/deals/contacts/batch/read",
             json_body={"inputs": [{"id": record.external_id} for record in records]},
@@ -222,11 +235,11 @@ class HubSpotClient:
     async def _move_contact(self, deal_id: str, old: str | None, new: str) -> None:
         """Point the deal at ``new`` (HubSpot's default deal-contact association), then
         drop ``old``: the canonical job has one customer."""
-        await self._call(
+        await self._api.call(
             "PUT", f"/crm/v4/objects/deals/{deal_id}/associations/default/contacts/{new}"
         )
         if old:
-            await self._call(
+            await self._api.call(
                 "DELETE", f"/crm/v4/objects/deals/{deal_id}/associations/contacts/{old}"
             )
 
@@ -255,23 +268,6 @@ class HubSpotClient:
 
     def _object_path(self, entity_type: EntityType, external_id: str) -> str:
         return f"{self._collection_path(entity_type)}/{external_id}"
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-    ) -> Any:
-        return await send(
-            self._session,
-            method,
-            self._base + path,
-            auth=self._auth,
-            params=params,
-            json_body=json_body,
-        )
 
 
 def _results(answer: Any) -> list[Mapping[str, Any]]:

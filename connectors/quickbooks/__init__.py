@@ -4,7 +4,6 @@ from connectors.base import Connector
 from connectors.quickbooks.client import make_client
 from connectors.quickbooks.mapping import Mapper
 from connectors.quickbooks.signature import QuickBooksScheme
-from connectors.quickbooks.simulator import QuickBooksSimulator
 from connectors.spec import ApiSpec, RateLimit
 
 API = ApiSpec(
@@ -27,7 +26,6 @@ CONNECTOR = Connector(
     kept_headers=("content-type",),
     mapper=Mapper(),
     api=API,
-    simulator=QuickBooksSimulator,
 )
 
-__all__ = ["API", "CONNECTOR", "QuickBooksScheme", "QuickBooksSimulator"]
+__all__ = ["API", "CONNECTOR", "QuickBooksScheme"]

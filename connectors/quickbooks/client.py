@@ -18,20 +18,22 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import aiohttp
+from pydantic import BeforeValidator, Field, StrictInt
 
 from connectors.http import (
     Auth,
+    Endpoint,
     NotFoundError,
     ProviderError,
     StaleVersionError,
     UnsupportedOperationError,
-    send,
+    page_number,
 )
 from connectors.quickbooks.mapping import ENTITY_NAMES, Mapper, realm_of
-from connectors.spec import EntityType, MappingError, Page, RemoteRecord
+from connectors.spec import ClientSettings, EntityType, MappingError, Page, RemoteRecord
 
 # Intuit retired minor versions 1-74 on 2025-08-01; 75 is the oldest one still served and
 # the shape the mapper reads.
@@ -49,6 +51,26 @@ _REQUEST_ID_NAMESPACE = uuid.UUID("5b0c1a52-6d53-4c8e-9a55-0f4f3f7e9b1d")
 _FAULT_CODE = re.compile(r'"code"\s*:\s*"?(\d+)')
 
 
+def _realm_id(value: Any) -> str:
+    try:
+        return realm_of({"realm_id": value})
+    except MappingError as exc:
+        raise ValueError(exc.detail) from None
+
+
+class QuickBooksSettings(ClientSettings):
+    """What the client reads of a QuickBooks connection's settings."""
+
+    # The mapper checks webhooks against the same realm (mapping.realm_of).
+    realm_id: Annotated[str, BeforeValidator(_realm_id)]
+    page_size: Annotated[StrictInt, Field(ge=1, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE
+
+    messages: ClassVar[dict[str, str]] = {
+        "realm_id": "settings.realm_id: the connection has no realm id",
+        "page_size": f"settings.page_size must be an integer in 1..{MAX_PAGE_SIZE}",
+    }
+
+
 class QuickBooksClient:
     """ApiClient for one QuickBooks Online company; see the module docstring."""
 
@@ -61,18 +83,16 @@ class QuickBooksClient:
         *,
         mapper: Mapper | None = None,
     ) -> None:
-        try:
-            self.realm = realm_of(settings)
-        except MappingError as exc:
-            raise ValueError(exc.detail) from None
-        page_size = settings.get("page_size", MAX_PAGE_SIZE)
-        if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"settings.page_size must be an integer in 1..{MAX_PAGE_SIZE}")
-        self.page_size = page_size
-        self.session = session
-        self.root = f"{base_url.rstrip('/')}/v3/company/{self.realm}"
-        self.auth = auth
-        self.settings = settings
+        options = QuickBooksSettings.parse(settings)
+        self.realm = options.realm_id
+        self.page_size = options.page_size
+        self.api = Endpoint(
+            session,
+            f"{base_url.rstrip('/')}/v3/company/{self.realm}",
+            auth,
+            params={"minorversion": MINOR_VERSION},
+        )
+        self.settings = settings  # the mapper's too: home currency, item, overrides
         self.mapper = mapper or Mapper()
 
     # --- ApiClient -----------------------------------------------------------------------
@@ -135,7 +155,8 @@ class QuickBooksClient:
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
     ) -> Page:
         name = _name(entity_type)
-        start = _start_position(cursor)
+        # STARTPOSITION is 1-based; the cursor is the next one as digits.
+        start = page_number(cursor, "a QuickBooks page cursor")
         clauses = []
         if entity_type == "customer":
             # Without this the query hides inactive customers, which are our deletes.
@@ -150,7 +171,7 @@ class QuickBooksClient:
             f"select * from {name}{where} orderby Metadata.LastUpdatedTime"  # noqa: S608
             f" startposition {start} maxresults {self.page_size}"
         )
-        answer = await self._call("GET", f"{self.root}/query", params={"query": query})
+        answer = await self._call("GET", "/query", params={"query": query})
         result = answer.get("QueryResponse") if isinstance(answer, Mapping) else None
         if not isinstance(result, Mapping):
             raise ProviderError(
@@ -171,15 +192,13 @@ class QuickBooksClient:
         return self.mapper.to_canonical(entity_type, obj, self.settings)
 
     async def _read(self, name: str, external_id: str) -> dict[str, Any]:
-        answer = await self._call("GET", f"{self.root}/{name.lower()}/{external_id}")
+        answer = await self._call("GET", f"/{name.lower()}/{external_id}")
         return _entity(answer, name, f"GET /{name.lower()}")
 
     async def _post(
         self, name: str, body: Mapping[str, Any], params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        answer = await self._call(
-            "POST", f"{self.root}/{name.lower()}", json_body=dict(body), params=params
-        )
+        answer = await self._call("POST", f"/{name.lower()}", json_body=dict(body), params=params)
         return _entity(answer, name, f"POST /{name.lower()}")
 
     async def _write_current(
@@ -214,20 +233,13 @@ class QuickBooksClient:
     async def _call(
         self,
         method: str,
-        url: str,
+        path: str,
         *,
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
         try:
-            return await send(
-                self.session,
-                method,
-                url,
-                auth=self.auth,
-                json_body=json_body,
-                params={**(params or {}), "minorversion": MINOR_VERSION},
-            )
+            return await self.api.call(method, path, json_body=json_body, params=params)
         except ProviderError as exc:
             raise _classified(exc) from None
 
@@ -286,15 +298,6 @@ def _entity(answer: Any, name: str, request: str) -> dict[str, Any]:
             f"{request} answered without a {name} object", status=200, request=request
         )
     return obj
-
-
-def _start_position(cursor: str | None) -> int:
-    """STARTPOSITION is 1-based; the cursor is the next one as digits."""
-    if cursor is None:
-        return 1
-    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < 1:
-        raise ValueError(f"not a QuickBooks page cursor: {cursor!r}")
-    return int(cursor)
 
 
 def _query_time(moment: datetime) -> str:

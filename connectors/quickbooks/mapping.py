@@ -24,10 +24,10 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from connectors.base import bounded_event_id, clean_text
+from connectors.money import decimal_of
 from connectors.overrides import with_field_overrides
 from connectors.quickbooks.values import (
     country_code,
-    decimal_of,
     from_minor,
     json_number,
     parse_date,

@@ -37,8 +37,9 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
+from connectors.money import decimal_of, exponent
 from connectors.quickbooks.mapping import ENTITY_NAMES, VOID_MARK
-from connectors.quickbooks.values import decimal_of, exponent, json_number, parse_timestamp
+from connectors.quickbooks.values import json_number, parse_timestamp
 from connectors.simkit import Change, Simulator, utcnow
 from connectors.spec import EntityType, MappingError
 

@@ -11,26 +11,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from connectors.money import decimal_of, exponent
 from connectors.spec import MappingError
-
-# ISO 4217 List One, "Minor unit" column: the currencies whose exponent is not 2. Every
-# other accepted code has 2 (schemas.records.ACCEPTED_CURRENCIES lists them).
-_ZERO = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
-_THREE = "BHD IQD JOD KWD LYD OMR TND"
-_FOUR = "CLF UYW"
-_EXPONENTS: dict[str, int] = {
-    code: places
-    for codes, places in ((_ZERO, 0), (_THREE, 3), (_FOUR, 4))
-    for code in codes.split()
-}
-# List One gives these "N.A." as minor unit (metals, bond units, SDR, test codes): an
-# amount in them has no minor units to count.
-_NO_MINOR_UNIT = frozenset(
-    ("XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX")
-)
 
 _TIMESTAMP = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})T(?P<time>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d+)?"
@@ -80,40 +65,6 @@ _COUNTRY_ALIASES: dict[str, str] = {
     "HKG": "HK",
     "HONG KONG": "HK",
 }
-
-
-def exponent(currency: str, path: str) -> int:
-    """Decimal places of ``currency``'s minor unit (JPY 0, USD 2, KWD 3)."""
-    if currency in _NO_MINOR_UNIT:
-        raise MappingError("schema_violation", f"{path}: {currency} has no minor unit")
-    return _EXPONENTS.get(currency, 2)
-
-
-def decimal_of(value: Any, path: str) -> Decimal:
-    """A JSON number (or decimal string) as the Decimal it was written as.
-
-    A float comes from ``json.loads`` of the provider's text; ``repr`` gives back the
-    shortest text that parses to it, which is the provider's own text for any number of
-    up to 15 significant digits.
-    """
-    if isinstance(value, bool):
-        raise MappingError("schema_violation", f"{path}: expected a number, got a boolean")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise MappingError("schema_violation", f"{path}: {value!r} is not a number") from None
-    else:
-        raise MappingError("schema_violation", f"{path}: expected a number")
-    if not number.is_finite():
-        raise MappingError("schema_violation", f"{path}: {value!r} is not a finite number")
-    return number
 
 
 def to_minor(value: Any, currency: str, path: str, *, round_extra: bool = False) -> int:

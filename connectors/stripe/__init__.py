@@ -5,7 +5,6 @@ from connectors.spec import ApiSpec, RateLimit
 from connectors.stripe.client import make_client
 from connectors.stripe.mapping import Mapper
 from connectors.stripe.signature import StripeScheme
-from connectors.stripe.simulator import StripeSimulator
 
 # Stripe's event type is in the body; nothing beyond the content type is worth keeping.
 CONNECTOR = Connector(
@@ -24,7 +23,6 @@ CONNECTOR = Connector(
         # Customers are deleted, invoices deleted as drafts or voided; payments cannot be.
         deletable=("customer", "invoice"),
     ),
-    simulator=StripeSimulator,
 )
 
 __all__ = ["CONNECTOR", "StripeScheme"]

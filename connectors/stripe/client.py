@@ -23,9 +23,16 @@ from typing import Any
 
 import aiohttp
 
-from connectors.http import Auth, NotFoundError, ProviderError, UnsupportedOperationError, send
+from connectors.http import Auth, Endpoint, NotFoundError, ProviderError, UnsupportedOperationError
 from connectors.overrides import apply_inbound
-from connectors.spec import EntityType, MappingError, Page, RemoteRecord
+from connectors.spec import (
+    ClientSettings,
+    EntityType,
+    MappingError,
+    OptionalText,
+    Page,
+    RemoteRecord,
+)
 from connectors.stripe.forms import encode_form
 from connectors.stripe.mapping import (
     EVENT_TYPES_BY_ENTITY,
@@ -63,9 +70,23 @@ _CANONICAL_STATUS = {
 _DRAFT_ONLY = ("number", "currency", "due_on", "issued_on", "lines")
 
 
+class StripeSettings(ClientSettings):
+    """What the client reads of a Stripe connection's settings: the API version to pin
+    (STRIPE_VERSION when unset) and the Connect account to act on, if any."""
+
+    stripe_version: OptionalText = None
+    stripe_account: OptionalText = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Stripe-Version": self.stripe_version or STRIPE_VERSION}
+        if self.stripe_account:
+            headers["Stripe-Account"] = self.stripe_account
+        return headers
+
+
 class StripeClient:
     """One Stripe account's API. Settings read: ``stripe_version``, ``stripe_account``
-    (a Connect account to act on), ``days_until_due``, ``timezone`` (see the mapper)."""
+    (StripeSettings), ``days_until_due``, ``timezone`` (see the mapper)."""
 
     def __init__(
         self,
@@ -76,15 +97,11 @@ class StripeClient:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.auth = auth
-        self.settings = settings
+        options = StripeSettings.parse(settings)
+        self.api = Endpoint(session, base_url.rstrip("/"), auth, headers=options.headers())
+        self.settings = settings  # the mapper's too: days until due, time zone
         self.clock = clock
         self.mapper = Mapper()
-        self.headers = {"Stripe-Version": str(settings.get("stripe_version") or STRIPE_VERSION)}
-        if settings.get("stripe_account"):
-            self.headers["Stripe-Account"] = str(settings["stripe_account"])
 
     # --- ApiClient ------------------------------------------------------------------------
 
@@ -383,17 +400,12 @@ class StripeClient:
         query: Mapping[str, Any] | None = None,
         key: str | None = None,
     ) -> dict[str, Any]:
-        headers = dict(self.headers)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        body = await send(
-            self.session,
+        body = await self.api.call(
             method,
-            self.base_url + path,
-            auth=self.auth,
+            path,
             data=encode_form(form) if form is not None else None,
             params=encode_form(query) if query else None,
-            headers=headers,
+            headers={"Idempotency-Key": key} if key is not None else None,
         )
         if not isinstance(body, dict):
             raise ProviderError(

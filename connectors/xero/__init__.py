@@ -5,7 +5,6 @@ from connectors.spec import ApiSpec, RateLimit
 from connectors.xero.client import make_client
 from connectors.xero.mapping import Mapper
 from connectors.xero.signature import XeroScheme
-from connectors.xero.simulator import XeroSimulator
 
 CONNECTOR = Connector(
     slug="xero",
@@ -26,7 +25,6 @@ CONNECTOR = Connector(
         default_base_url="https://api.xero.com",
         deletable=("customer", "invoice", "payment"),
     ),
-    simulator=XeroSimulator,
 )
 
 __all__ = ["CONNECTOR", "XeroScheme"]

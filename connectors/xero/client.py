@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import aiohttp
+from pydantic import Field, StringConstraints
 
-from connectors.http import Auth, ProviderError, UnsupportedOperationError, send
-from connectors.spec import ApiClient, EntityType, Page, RemoteRecord
+from connectors.http import Auth, Endpoint, ProviderError, UnsupportedOperationError, page_number
+from connectors.spec import ApiClient, ClientSettings, EntityType, Page, RemoteRecord
 from connectors.xero.mapping import Mapper
 
 API_PATH = "/api.xro/2.0"
@@ -43,6 +44,18 @@ VOIDABLE_INVOICE_STATES = frozenset({"AUTHORISED"})
 FINAL_INVOICE_STATES = frozenset({"DELETED", "VOIDED"})
 
 
+class XeroSettings(ClientSettings):
+    """What the client reads of a Xero connection's settings."""
+
+    xero_tenant_id: Annotated[str, StringConstraints(min_length=1)]
+    xero_page_size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
+
+    messages: ClassVar[dict[str, str]] = {
+        "xero_tenant_id": "a Xero connection needs settings['xero_tenant_id']",
+        "xero_page_size": f"xero_page_size must be 1..{MAX_PAGE_SIZE}, not {{value}}",
+    }
+
+
 class XeroClient:
     """connectors.spec.ApiClient over the Xero Accounting API for one tenant."""
 
@@ -54,38 +67,17 @@ class XeroClient:
         settings: Mapping[str, Any],
         mapper: Mapper | None = None,
     ) -> None:
-        tenant = settings.get("xero_tenant_id")
-        if not isinstance(tenant, str) or not tenant:
-            raise ValueError("a Xero connection needs settings['xero_tenant_id']")
-        page_size = int(settings.get("xero_page_size", DEFAULT_PAGE_SIZE))
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"xero_page_size must be 1..{MAX_PAGE_SIZE}, not {page_size}")
-        self._session = session
-        self._root = base_url.rstrip("/") + API_PATH
-        self._auth = auth
-        self._settings = settings
-        self._tenant = tenant
-        self._page_size = page_size
-        self._mapper = mapper or Mapper()
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        return await send(
-            self._session,
-            method,
-            self._root + path,
-            auth=self._auth,
-            json_body=json_body,
-            params=params,
-            headers={"xero-tenant-id": self._tenant, **(headers or {})},
+        options = XeroSettings.parse(settings)
+        # Every call names the organisation: one token can reach several.
+        self._api = Endpoint(
+            session,
+            base_url.rstrip("/") + API_PATH,
+            auth,
+            headers={"xero-tenant-id": options.xero_tenant_id},
         )
+        self._settings = settings  # the mapper's too: account codes, base currency
+        self._page_size = options.xero_page_size
+        self._mapper = mapper or Mapper()
 
     def _objects(self, body: Any, collection: str, request: str) -> list[Mapping[str, Any]]:
         objects = body.get(collection) if isinstance(body, Mapping) else None
@@ -108,7 +100,7 @@ class XeroClient:
     async def _raw(self, entity_type: EntityType, external_id: str) -> Mapping[str, Any]:
         collection, _ = RESOURCES[entity_type]
         path = f"/{collection}/{external_id}"
-        body = await self._call("GET", path)
+        body = await self._api.call("GET", path)
         return self._only(body, collection, f"GET {API_PATH}{path}")
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
@@ -124,7 +116,7 @@ class XeroClient:
     ) -> RemoteRecord:
         collection, _ = RESOURCES[entity_type]
         body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
-        answer = await self._call(
+        answer = await self._api.call(
             "PUT",
             f"/{collection}",
             json_body={collection: [body]},
@@ -151,7 +143,7 @@ class XeroClient:
             )
         body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
         body[id_field] = external_id
-        answer = await self._call("POST", path, json_body={collection: [body]})
+        answer = await self._api.call("POST", path, json_body={collection: [body]})
         stored = self._only(answer, collection, f"POST {API_PATH}{path}")
         return self._mapper.to_canonical(entity_type, stored, self._settings)
 
@@ -160,7 +152,7 @@ class XeroClient:
         path = f"/{collection}/{external_id}"
         if entity_type == "customer":
             change = {id_field: external_id, "ContactStatus": "ARCHIVED"}
-            await self._call("POST", path, json_body={collection: [change]})
+            await self._api.call("POST", path, json_body={collection: [change]})
         elif entity_type == "invoice":
             status = (await self._raw("invoice", external_id)).get("Status")
             if status in FINAL_INVOICE_STATES:
@@ -175,15 +167,15 @@ class XeroClient:
                     request=f"POST {API_PATH}{path}",
                 )
             change = {id_field: external_id, "Status": target}
-            await self._call("POST", path, json_body={collection: [change]})
+            await self._api.call("POST", path, json_body={collection: [change]})
         else:
-            await self._call("POST", path, json_body={"Status": "DELETED"})
+            await self._api.call("POST", path, json_body={"Status": "DELETED"})
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
     ) -> Page:
         collection, _ = RESOURCES[entity_type]
-        page = _page_number(cursor)
+        page = page_number(cursor, "a Xero page cursor")
         params = {
             "page": str(page),
             "pageSize": str(self._page_size),
@@ -196,7 +188,7 @@ class XeroClient:
             # record is fetched again rather than missed.
             since = modified_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
             headers["If-Modified-Since"] = since
-        body = await self._call("GET", f"/{collection}", params=params, headers=headers)
+        body = await self._api.call("GET", f"/{collection}", params=params, headers=headers)
         objects = self._objects(body, collection, f"GET {API_PATH}/{collection}")
         records = tuple(
             self._mapper.to_canonical(entity_type, obj, self._settings) for obj in objects
@@ -206,14 +198,6 @@ class XeroClient:
         if isinstance(pagination, Mapping) and isinstance(pagination.get("pageCount"), int):
             more = page < pagination["pageCount"]
         return Page(records=records, next_cursor=str(page + 1) if more else None)
-
-
-def _page_number(cursor: str | None) -> int:
-    if cursor is None:
-        return 1
-    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < 1:
-        raise ValueError(f"not a Xero page cursor: {cursor!r}")
-    return int(cursor)
 
 
 def make_client(

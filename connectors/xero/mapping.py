@@ -16,11 +16,12 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
+from connectors.money import decimal_of, minor_unit_digits
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
     EntityType,
@@ -37,17 +38,6 @@ CATEGORY_ENTITIES: dict[str, EntityType] = {"CONTACT": "customer", "INVOICE": "i
 # Xero's eventType values (the docs' own examples spell them "Update" as well as "UPDATE").
 EVENT_TYPES = frozenset({"CREATE", "UPDATE"})
 
-# ISO 4217 minor-unit exponents that are not 2 (List One, "Minor unit" column).
-_ZERO_EXPONENT = (
-    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
-    "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
-)  # fmt: skip
-_THREE_EXPONENT = ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")
-_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(_ZERO_EXPONENT, 0),
-    **dict.fromkeys(_THREE_EXPONENT, 3),
-    **dict.fromkeys(("CLF", "UYW"), 4),
-}
 # A JSON double carries 15 significant decimal digits exactly (IEEE 754 binary64).
 _EXACT_DOUBLE_DIGITS = 15
 
@@ -79,38 +69,9 @@ _WCF_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 # --- values ------------------------------------------------------------------------------
 
 
-def exponent(currency: str) -> int:
-    """Digits after the decimal point in ``currency``'s minor unit."""
-    return _EXPONENTS.get(currency, 2)
-
-
-def decimal_value(value: object, path: str) -> Decimal:
-    """An exact Decimal of a JSON number (float, int, Decimal) or numeric string.
-
-    A float goes through its shortest repr: what ``json.loads`` read from Xero's text, as
-    long as that text had at most 15 significant digits (every amount Xero holds).
-    """
-    if isinstance(value, bool):
-        raise MappingError("schema_violation", f"{path}: expected a number, got a boolean")
-    if isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, int | float):
-        result = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            raise MappingError("schema_violation", f"{path}: {value!r} is not a number") from None
-    else:
-        raise MappingError("schema_violation", f"{path}: expected a number")
-    if not result.is_finite():
-        raise MappingError("schema_violation", f"{path}: {value!r} is not a finite number")
-    return result
-
-
 def to_minor(value: object, currency: str, path: str) -> int:
     """Xero's decimal amount in ``currency`` as integer minor units, or MappingError."""
-    scaled = decimal_value(value, path).scaleb(exponent(currency))
+    scaled = decimal_of(value, path).scaleb(minor_unit_digits(currency))
     if scaled != scaled.to_integral_value():
         raise MappingError(
             "schema_violation",
@@ -136,7 +97,7 @@ def json_number(value: Decimal, path: str) -> int | float:
 
 def from_minor(amount: int, currency: str, path: str) -> int | float:
     """Integer minor units as the decimal JSON number Xero takes."""
-    return json_number(Decimal(amount).scaleb(-exponent(currency)), path)
+    return json_number(Decimal(amount).scaleb(-minor_unit_digits(currency)), path)
 
 
 def parse_datetime(value: object, path: str) -> datetime:
@@ -413,7 +374,7 @@ def _invoice_date(invoice: Mapping[str, Any], key: str) -> date | None:
 def _line_to_canonical(raw: object, index: int, currency: str) -> dict[str, Any]:
     path = f"LineItems.{index}"
     line = _object(raw, path)
-    quantity = decimal_value(line.get("Quantity", 1), f"{path}.Quantity")
+    quantity = decimal_of(line.get("Quantity", 1), f"{path}.Quantity")
     unit = to_minor(line.get("UnitAmount", 0), currency, f"{path}.UnitAmount")
     # Xero pads quantities to its 4 places ("1.0000"); one spelling per value keeps record
     # hashes stable across reads.
@@ -536,7 +497,7 @@ def _payment_currency(
     if isinstance(currency, str) and currency:
         return currency
     base = settings.get("xero_base_currency")
-    rate = decimal_value(payment.get("CurrencyRate", 1), "CurrencyRate")
+    rate = decimal_of(payment.get("CurrencyRate", 1), "CurrencyRate")
     if isinstance(base, str) and base and rate == 1:
         return base
     raise MappingError(

@@ -38,12 +38,11 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.money import decimal_of, minor_unit_digits
 from connectors.simkit import Change, Simulator
 from connectors.spec import EntityType, MappingError
 from connectors.xero.client import API_PATH, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RESOURCES
 from connectors.xero.mapping import (
-    decimal_value,
-    exponent,
     iso_date_string,
     json_number,
     parse_date,
@@ -137,7 +136,7 @@ def _signature(secret: str, body: bytes) -> str:
 
 
 def _money(value: Decimal, currency: str) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+    return value.quantize(Decimal(1).scaleb(-minor_unit_digits(currency)), rounding=ROUND_HALF_UP)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -179,7 +178,7 @@ class XeroSimulator(Simulator):
         if body.get(field) is None:
             return default
         try:
-            return decimal_value(body[field], field)
+            return decimal_of(body[field], field)
         except MappingError:
             raise _validation_error(body, f"{field} must be a number") from None
 
@@ -268,15 +267,13 @@ class XeroSimulator(Simulator):
     def _totals(self, invoice: dict[str, Any]) -> None:
         currency = invoice["CurrencyCode"]
         lines = invoice["LineItems"]
-        amounts = sum(
-            (decimal_value(line["LineAmount"], "LineAmount") for line in lines), Decimal()
-        )
-        tax = sum((decimal_value(line["TaxAmount"], "TaxAmount") for line in lines), Decimal())
+        amounts = sum((decimal_of(line["LineAmount"], "LineAmount") for line in lines), Decimal())
+        tax = sum((decimal_of(line["TaxAmount"], "TaxAmount") for line in lines), Decimal())
         if invoice["LineAmountTypes"] == "NoTax":
             tax = Decimal()
         subtotal = amounts - tax if invoice["LineAmountTypes"] == "Inclusive" else amounts
         total = subtotal + tax
-        paid = decimal_value(invoice["AmountPaid"], "AmountPaid")
+        paid = decimal_of(invoice["AmountPaid"], "AmountPaid")
         invoice["SubTotal"] = self._number(_money(subtotal, currency), invoice, "SubTotal")
         invoice["TotalTax"] = self._number(_money(tax, currency), invoice, "TotalTax")
         invoice["Total"] = self._number(_money(total, currency), invoice, "Total")
@@ -385,7 +382,7 @@ class XeroSimulator(Simulator):
         amount = self._decimal(body, "Amount", Decimal(0))
         if amount <= 0 or _money(amount, currency) != amount:
             raise _validation_error(body, "Payment amount must be a positive money amount")
-        due = decimal_value(invoice["AmountDue"], "AmountDue")
+        due = decimal_of(invoice["AmountDue"], "AmountDue")
         if amount > due:
             raise _validation_error(
                 body, "Payment amount exceeds the amount outstanding on this document"
@@ -420,7 +417,7 @@ class XeroSimulator(Simulator):
     def _settle(self, invoice: dict[str, Any], payment: Mapping[str, Any], amount: Decimal) -> None:
         """Apply (positive ``amount``) or reverse (negative) a payment on its invoice."""
         currency = invoice["CurrencyCode"]
-        paid = decimal_value(invoice["AmountPaid"], "AmountPaid") + amount
+        paid = decimal_of(invoice["AmountPaid"], "AmountPaid") + amount
         invoice["AmountPaid"] = self._number(_money(paid, currency), invoice, "AmountPaid")
         self._totals(invoice)
         if amount > 0:
@@ -436,7 +433,7 @@ class XeroSimulator(Simulator):
             invoice["Payments"] = [
                 p for p in invoice["Payments"] if p["PaymentID"] != payment["PaymentID"]
             ]
-        settled = decimal_value(invoice["AmountDue"], "AmountDue") == 0
+        settled = decimal_of(invoice["AmountDue"], "AmountDue") == 0
         invoice["Status"] = "PAID" if settled else "AUTHORISED"
         invoice["UpdatedDateUTC"] = wcf_datetime(self._now())
 
@@ -447,7 +444,7 @@ class XeroSimulator(Simulator):
             raise _validation_error(body, "This payment has already been deleted")
         payment = {**obj, "Status": "DELETED", "UpdatedDateUTC": wcf_datetime(self._now())}
         invoice = self.store["invoice"][obj["Invoice"]["InvoiceID"]]
-        self._settle(invoice, payment, -decimal_value(obj["Amount"], "Amount"))
+        self._settle(invoice, payment, -decimal_of(obj["Amount"], "Amount"))
         return payment
 
     # --- Simulator hooks ----------------------------------------------------------------
@@ -576,8 +573,8 @@ class XeroSimulator(Simulator):
         if not open_invoices:
             raise RuntimeError("seed approved invoices before payments")
         invoice = open_invoices[index % len(open_invoices)]
-        due = decimal_value(invoice["AmountDue"], "AmountDue")
-        step = Decimal(1).scaleb(-exponent(invoice["CurrencyCode"]))
+        due = decimal_of(invoice["AmountDue"], "AmountDue")
+        step = Decimal(1).scaleb(-minor_unit_digits(invoice["CurrencyCode"]))
         half = (due / 2).quantize(step, rounding=ROUND_DOWN)
         return {
             "Invoice": {"InvoiceID": invoice["InvoiceID"]},
@@ -737,7 +734,7 @@ def _check_transition(
     """Xero's rules for changing an existing invoice (status changes included)."""
     if current not in _EDITABLE_INVOICE:
         raise _validation_error(body, "Invoice not of valid status for modification")
-    if decimal_value(invoice["AmountPaid"], "AmountPaid") > 0:
+    if decimal_of(invoice["AmountPaid"], "AmountPaid") > 0:
         raise _validation_error(
             body,
             "This document cannot be edited as it has a payment or credit note allocated to it.",

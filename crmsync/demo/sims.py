@@ -31,6 +31,7 @@ from connectors.http import OAuthTokens
 from connectors.registry import connector
 from connectors.runtime import credentials_context, credentials_json, parse_credentials
 from connectors.simkit import Simulator
+from connectors.simulators import simulator_for
 from crmsync.common.connections import create_connection, find_by_name, readopt, secret_context
 from crmsync.common.crypto import KeyRing
 
@@ -120,10 +121,7 @@ async def start_simulator(
 ) -> RunningSim:
     """The provider's simulator listening on host:port (0: any free port)."""
     profile = PROFILES.get(provider, Profile(provider))
-    spec = _connector(provider, profile.settings)
-    if spec.simulator is None:
-        raise ValueError(f"provider {provider} has no simulator")
-    sim = spec.simulator(**{**profile.sim_kwargs, **kwargs})
+    sim = simulator_for(provider)(**{**profile.sim_kwargs, **kwargs})
     runner = web.AppRunner(sim.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

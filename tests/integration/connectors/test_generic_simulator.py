@@ -16,7 +16,6 @@ from aiohttp import web
 
 from connectors.base import WebhookRequest
 from connectors.generic import (
-    AcmeSimulator,
     auth_for,
     connector_for,
     load_mapping_file,
@@ -24,6 +23,7 @@ from connectors.generic import (
 )
 from connectors.generic.client import GenericClient, make_client
 from connectors.generic.mapping import Mapper
+from connectors.generic.simulator import AcmeSimulator
 from connectors.http import AuthError, ProviderError, StaticAuth, UnsupportedOperationError
 from connectors.simkit import Fault
 from connectors.spec import RateLimit, RemoteRecord, WebhookItem

@@ -24,6 +24,7 @@ from connectors.http import (
     refresh_with,
     send,
 )
+from connectors.simulators import simulator_for
 from connectors.xero import CONNECTOR
 from connectors.xero.client import XeroClient, make_client
 from connectors.xero.mapping import Mapper
@@ -407,4 +408,4 @@ def test_the_connector_builds_this_client() -> None:
     assert CONNECTOR.api is not None
     builder: Callable[..., Any] = CONNECTOR.api.make_client
     assert builder is make_client
-    assert CONNECTOR.simulator is XeroSimulator
+    assert simulator_for("xero") is XeroSimulator

@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.money import decimal_of
 from connectors.quickbooks import CONNECTOR
 from connectors.quickbooks.mapping import Mapper
-from connectors.quickbooks.values import decimal_of, json_number, parse_timestamp, to_minor
+from connectors.quickbooks.values import json_number, parse_timestamp, to_minor
+from connectors.simulators import simulator_for
 from connectors.spec import EntityType, MappingError, RemoteRecord
 from schemas.records import ENTITY_MODELS
 
@@ -805,5 +807,4 @@ def test_connector_wires_the_mapper_api_and_simulator() -> None:
     assert CONNECTOR.api is not None
     assert CONNECTOR.api.entity_types == ("customer", "invoice", "payment")
     assert CONNECTOR.api.rate_limit.per_second == pytest.approx(500 / 60)
-    assert CONNECTOR.simulator is not None
-    assert CONNECTOR.simulator.provider == "quickbooks"
+    assert simulator_for("quickbooks").provider == "quickbooks"

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.simulators import simulator_for
 from connectors.spec import REFERENCE_FIELDS, EntityType, MappingError, RemoteRecord
 from connectors.stripe import CONNECTOR
 from connectors.stripe.forms import decode_form, encode_form
@@ -110,7 +111,7 @@ def test_connector_exposes_the_mapper_and_api() -> None:
     assert CONNECTOR.api is not None
     assert CONNECTOR.api.entity_types == ("customer", "invoice", "payment")
     assert CONNECTOR.api.rate_limit.per_second == 100
-    assert CONNECTOR.simulator is StripeSimulator
+    assert simulator_for("stripe") is StripeSimulator
 
 
 # --- event semantics -------------------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""Provider slug -> its simulator: the one place test and demo code finds a simulator.
+
+Simulators are test and demo servers (DESIGN: production code never imports them), so
+they are not part of a connector's ``Connector``: only ``crmsync simulate``, the demo,
+bench/ and the tests import this module, and an import contract in pyproject.toml keeps
+the services, the registry, the runtime and the connectors' own modules away from it.
+Each simulator still lives beside its connector (``connectors/<slug>/simulator.py``).
+"""
+
+from __future__ import annotations
+
+from connectors.ascora.simulator import AscoraSimulator
+from connectors.generic.simulator import AcmeSimulator
+from connectors.hubspot.simulator import HubSpotSimulator
+from connectors.quickbooks.simulator import QuickBooksSimulator
+from connectors.simkit import Simulator
+from connectors.stripe.simulator import StripeSimulator
+from connectors.xero.simulator import XeroSimulator
+
+SIMULATORS: dict[str, type[Simulator]] = {
+    "ascora": AscoraSimulator,
+    "xero": XeroSimulator,
+    "stripe": StripeSimulator,
+    "quickbooks": QuickBooksSimulator,
+    "hubspot": HubSpotSimulator,
+    # A generic connection is whatever its mapping file says; AcmeCRM is the CRM the
+    # example mapping (connectors/generic/examples/acme.json) describes.
+    "generic": AcmeSimulator,
+}
+
+
+def simulator_for(slug: str) -> type[Simulator]:
+    """The simulator class of provider ``slug``; ValueError for a provider without one
+    (the webhook-only Shopify and Standard Webhooks, ``internal``, an unknown slug)."""
+    try:
+        return SIMULATORS[slug]
+    except KeyError:
+        raise ValueError(f"provider {slug} has no simulator") from None
