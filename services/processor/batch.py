@@ -30,14 +30,13 @@ from services.processor.apply import (
     MATCH_ON,
     Applied,
     ForeignReferenceError,
-    InboundChange,
     InvalidChangeError,
-    Outcome,
     foreign_link,
     foreign_references,
     meta_from_json,
     outbox_payload,
 )
+from services.processor.decide import InboundChange, Outcome
 from services.processor.merge import Conflict, FieldMeta, Policy, RecordState, Update, merge
 
 LinkKey = tuple[uuid.UUID, str, str]  # connection, entity type, external id
@@ -173,7 +172,7 @@ class _Batch:
         # New records' data as JSON text: a new link's snapshot is usually the same values.
         self.new_data_json: dict[uuid.UUID, str] = {}
         # Echoes of a push that a newer version overtook: (tenant, connection, type, id,
-        # version pushed). See apply._push_again_if_overtaken.
+        # version pushed). See decide's push_again.
         self.echoed: list[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int]] = []
 
     # -- reads --------------------------------------------------------------------------
@@ -483,7 +482,7 @@ class _Batch:
 
     async def _push_overtaken(self) -> None:
         """Queue the latest version for systems whose echo shows an older one (the same
-        rule as apply._push_again_if_overtaken, for the whole batch at once)."""
+        rule as decide's push_again, for the whole batch at once)."""
         rows = []
         for tenant_id, connection_id, entity_type, entity_id, pushed in self.echoed:
             record = self.records.get(entity_id)

@@ -29,7 +29,6 @@ from schemas.changes import InternalChange
 from services.processor import metrics
 from services.processor.apply import (
     Applied,
-    InboundChange,
     InvalidChangeError,
     apply_change,
     canonical_values,
@@ -37,6 +36,7 @@ from services.processor.apply import (
 )
 from services.processor.batch import apply_batch
 from services.processor.deadletters import Source, dead_letter
+from services.processor.decide import InboundChange
 
 log = logging.getLogger(__name__)
 

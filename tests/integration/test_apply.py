@@ -16,8 +16,8 @@ from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
-from services.processor.apply import Outcome
 from services.processor.deadletters import Source
+from services.processor.decide import Outcome
 from services.processor.housekeeping import CHUNK, prune_processed_events, prune_sync_log
 from services.processor.pipeline import Processor
 
