@@ -471,3 +471,57 @@ async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
     assert (result.outcome, result.entity_id) == (Outcome.APPLIED, theirs)
     assert [r["data"] for r in await customers(pool)] == [{"name": "New"}]
     assert await pool.fetchval("SELECT count(*) FROM entity_links") == 1
+
+
+# -- where the two paths disagreed before one decide() served both ------------------------
+
+
+async def test_a_delete_keeps_the_links_last_seen_hash(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """A delete tells no fields: the link keeps the hash of the last state it was told.
+    (The set-based path wrote NULL over it.)"""
+    a, _ = two
+    state = {"name": "Jo"}
+    await processor.handle(TOPIC, [change(a, "a-1", state, ts=at(0))])
+    await processor.handle(TOPIC, [change(a, "a-1", {}, ts=at(1), op="delete")])
+    link = await pool.fetchrow("SELECT last_seen_hash, remote_updated_at FROM entity_links")
+    assert link is not None
+    assert link["last_seen_hash"] == state_hash(canonical_values("customer", state))
+    assert link["remote_updated_at"] == at(1)
+
+
+async def test_an_echo_queues_the_version_the_record_had_when_it_arrived(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """In one batch, an echo showing B is behind, then A's newer edit: the echo queues for B
+    the version it overtook (2); A's edit reaches B through the outbox like any change.
+    (The set-based path queued the version at the end of the batch, 3.)"""
+    a, b = two
+    p = processor
+    ours = {"email": "jo@x.test", "phone": "+61 2 5550 7001"}
+    await p.handle(TOPIC, [change(a, "a-1", ours, ts=at(0))])
+    (row,) = await customers(pool)
+    await pool.execute(
+        """
+        INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
+                                  last_pushed_hash, last_pushed_version)
+        VALUES ($1, $2, 'customer', $3, 'b-1', $4, 1)
+        """,
+        b.tenant_id,
+        b.id,
+        row["id"],
+        state_hash(canonical_values("customer", ours)),
+    )
+    theirs = {"email": "jo@x.test", "phone": "+61 2 5550 7002"}
+    await p.handle(TOPIC, [change(b, "b-1", theirs, ts=at(1))])
+    results = await p.handle(
+        TOPIC,
+        [
+            change(b, "b-1", ours, ts=at(2)),
+            change(a, "a-1", {**ours, "name": "Jo"}, ts=at(3)),
+        ],
+    )
+    assert [r.outcome for r in results if r] == [Outcome.ECHO, Outcome.APPLIED]
+    queued = await pool.fetch("SELECT connection_id, version FROM push_jobs")
+    assert [(r["connection_id"], r["version"]) for r in queued] == [(b.id, 2)]
