@@ -66,6 +66,7 @@ class _Record:
     entity_type: str
     tenant_id: uuid.UUID
     view: Record  # as decide() sees it: replaced by each change that writes it
+    created_at: datetime | None  # None: created by this batch, after every loaded one
     is_new: bool = False
     dirty: bool = False
 
@@ -245,7 +246,8 @@ class _Batch:
                 continue
             rows = await self.conn.fetch(
                 f"""
-                SELECT r.id, r.tenant_id, r.data, r.field_meta, r.version, r.deleted_at
+                SELECT r.id, r.tenant_id, r.data, r.field_meta, r.version, r.deleted_at,
+                       r.created_at
                   FROM {TABLES[entity_type]} r
                   JOIN unnest($1::uuid[], $2::uuid[]) AS w(i, t)
                     ON r.id = w.i AND r.tenant_id = w.t
@@ -260,6 +262,7 @@ class _Batch:
                     entity_type,
                     r["tenant_id"],
                     Record(r["id"], state, r["version"], r["deleted_at"] is not None),
+                    r["created_at"],
                 )
 
     def foreign_links(self, changes: Sequence[InboundChange]) -> dict[int, ForeignReferenceError]:
@@ -369,18 +372,40 @@ class _Batch:
         return Applied(decision.outcome, entity_id, decision.version, change_id)
 
     def _write(self, change: InboundChange, found: _Record | None, after: Record) -> None:
-        if found is not None:
+        if found is None:
+            found = _Record(change.entity_type, change.tenant_id, after, None, is_new=True)
+            self.records[after.entity_id] = found
+        else:
+            old_key = _match_key(found.entity_type, found.view.state.values)
             found.view = after
             found.dirty = True
+            if old_key == _match_key(found.entity_type, after.state.values):
+                return
+        self._index(found)
+
+    def _index(self, record: _Record) -> None:
+        """Make a new record, or one whose match key changed, a candidate for first
+        contact under its key, in age order as apply._match would find it.
+
+        The links other connections hold to a record were read only if it was a candidate
+        as the batch began: a match that would give a connection a second link to it fails
+        the batch on entity_links' unique key, and the replay change by change decides."""
+        entity_id = record.view.entity_id
+        key = _match_key(record.entity_type, record.view.state.values)
+        if key is None:
             return
-        self.records[after.entity_id] = _Record(
-            change.entity_type, change.tenant_id, after, is_new=True
-        )
-        key = _match_key(change.entity_type, after.state.values)
-        if key:
-            self.candidates.setdefault((change.tenant_id, change.entity_type, key), []).append(
-                after.entity_id
-            )
+        ids = self.candidates.setdefault((record.tenant_id, record.entity_type, key), [])
+        if record.created_at is None:
+            ids.append(entity_id)  # created by this batch: younger than every loaded one
+            return
+        rank = (record.created_at, entity_id)
+        at = 0
+        while at < len(ids):
+            other = self.records.get(ids[at])
+            if other is None or other.created_at is None or (other.created_at, ids[at]) > rank:
+                break
+            at += 1
+        ids.insert(at, entity_id)
 
     def _match(self, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
         key = _match_key(change.entity_type, values)
@@ -390,6 +415,8 @@ class _Batch:
             record = self.records.get(candidate)
             if record is None or record.view.deleted:
                 continue
+            if _match_key(record.entity_type, record.view.state.values) != key:
+                continue  # its key changed earlier in this batch
             if (change.connection_id, change.entity_type, candidate) not in self.linked:
                 return candidate
         return None

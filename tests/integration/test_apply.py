@@ -525,3 +525,27 @@ async def test_an_echo_queues_the_version_the_record_had_when_it_arrived(
     assert [r.outcome for r in results if r] == [Outcome.ECHO, Outcome.APPLIED]
     queued = await pool.fetch("SELECT connection_id, version FROM push_jobs")
     assert [(r["connection_id"], r["version"]) for r in queued] == [(b.id, 2)]
+
+
+async def test_first_contact_matches_a_record_whose_key_changed_earlier_in_the_batch(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """A changes its customer's email, then B introduces a customer with the new email, in
+    one batch: B's is the same customer, not a second one; the old email matches nothing.
+    (The set-based path matched on the emails as the batch began.)"""
+    a, b = two
+    await processor.handle(TOPIC, [change(a, "a-1", {"email": "old@x.test"}, ts=at(0))])
+    results = await processor.handle(
+        TOPIC,
+        [
+            change(a, "a-1", {"email": "new@x.test"}, ts=at(1)),
+            change(b, "b-1", {"email": "new@x.test", "phone": "555"}, ts=at(2)),
+            change(b, "b-2", {"email": "old@x.test"}, ts=at(3)),
+        ],
+    )
+    rows = await customers(pool)
+    assert [r["data"] for r in rows] == [
+        {"email": "new@x.test", "phone": "555"},
+        {"email": "old@x.test"},
+    ]
+    assert [r.entity_id for r in results if r] == [rows[0]["id"], rows[0]["id"], rows[1]["id"]]
