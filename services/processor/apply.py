@@ -315,7 +315,7 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
     table = TABLES[change.entity_type]
     row = await conn.fetchrow(
         """
-        SELECT id, entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
+        SELECT entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
                remote_updated_at
           FROM entity_links
          WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3

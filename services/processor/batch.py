@@ -425,10 +425,13 @@ class _Batch:
         self, key: LinkKey, change: InboundChange, entity_id: uuid.UUID, seen: LinkWrite
     ) -> None:
         entry = self.links.get(key)
-        if entry is None:
-            entry = _Link(change.tenant_id, Link(entity_id, None, None, None, None), exists=False)
-            self.links[key] = entry
+        if entry is None:  # a new link: no push yet, and only upserts make one
+            view = Link(entity_id, seen.snapshot, None, None, seen.remote_updated_at)
+            self.links[key] = _Link(
+                change.tenant_id, view, seen.seen_hash, exists=False, dirty=True
+            )
             self.linked.add((change.connection_id, change.entity_type, entity_id))
+            return
         old = entry.view
         entry.view = Link(
             entity_id,
