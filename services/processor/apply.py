@@ -35,7 +35,7 @@ from services.processor.decide import (
     Write,
     decide,
 )
-from services.processor.merge import FieldMeta, Policy, RecordState
+from services.processor.merge import Conflict, FieldMeta, Policy, RecordState
 
 # First-contact matching: the canonical field and the generated column it is indexed as.
 MATCH_ON: dict[str, tuple[str, str]] = {
@@ -263,18 +263,19 @@ def outbox_payload(
     return change_id, _PAYLOAD_JSON.dump_json(payload).decode()
 
 
-async def _emit(
-    conn: Conn, change: InboundChange, entity_id: uuid.UUID, entry: OutboxEntry
-) -> uuid.UUID:
+def outbox_row(
+    change: InboundChange,
+    entity_id: uuid.UUID,
+    entry: OutboxEntry,
+    *,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> tuple[Any, ...]:
+    """The outbox row for a decided entry, as both paths insert it: change_id, tenant_id,
+    entity_type, entity_id, version, origin_connection_id, payload."""
     change_id, payload = outbox_payload(
-        change, entity_id, entry.version, dict(entry.values), deleted=entry.deleted
+        change, entity_id, entry.version, dict(entry.values), deleted=entry.deleted, new_id=new_id
     )
-    await conn.execute(
-        """
-        INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
-                            origin_connection_id, payload)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)
-        """,
+    return (
         change_id,
         change.tenant_id,
         change.entity_type,
@@ -283,7 +284,22 @@ async def _emit(
         change.connection_id,
         payload,
     )
-    return change_id
+
+
+def conflict_row(change: InboundChange, entity_id: uuid.UUID, c: Conflict) -> tuple[Any, ...]:
+    """The conflicts row for a parked field, as both paths insert it: tenant_id,
+    entity_type, entity_id, field, current_value, incoming_value, incoming_connection_id,
+    incoming_source_ts."""
+    return (
+        change.tenant_id,
+        change.entity_type,
+        entity_id,
+        c.field,
+        c.current,
+        c.incoming,
+        change.connection_id,
+        c.incoming_ts,
+    )
 
 
 async def _record(
@@ -348,7 +364,16 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
         return Applied(decision.outcome)
     change_id = None
     if decision.outbox is not None:
-        change_id = await _emit(conn, change, entity_id, decision.outbox)
+        outbox = outbox_row(change, entity_id, decision.outbox)
+        await conn.execute(
+            """
+            INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
+                                origin_connection_id, payload)
+            VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)
+            """,
+            *outbox,
+        )
+        change_id = outbox[0]
     for conflict in decision.conflicts:
         await conn.execute(
             """
@@ -356,14 +381,7 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
                                    incoming_value, incoming_connection_id, incoming_source_ts)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             """,
-            change.tenant_id,
-            change.entity_type,
-            entity_id,
-            conflict.field,
-            conflict.current,
-            conflict.incoming,
-            change.connection_id,
-            conflict.incoming_ts,
+            *conflict_row(change, entity_id, conflict),
         )
     if decision.link is not None:
         await _save_link(conn, change, entity_id, decision.link)

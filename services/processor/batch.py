@@ -31,22 +31,22 @@ from services.processor.apply import (
     Applied,
     ForeignReferenceError,
     InvalidChangeError,
+    conflict_row,
     foreign_link,
     foreign_references,
     meta_from_json,
-    outbox_payload,
+    outbox_row,
 )
 from services.processor.decide import (
     InboundChange,
     Link,
     LinkWrite,
-    OutboxEntry,
     Outcome,
     Record,
     Write,
     decide,
 )
-from services.processor.merge import Conflict, FieldMeta, Policy, RecordState
+from services.processor.merge import FieldMeta, Policy, RecordState
 
 LinkKey = tuple[uuid.UUID, str, str]  # connection, entity type, external id
 
@@ -354,9 +354,11 @@ class _Batch:
             self._write(change, found, after)
         change_id = None
         if decision.outbox is not None:
-            change_id = self._emit(change, entity_id, decision.outbox)
+            row = outbox_row(change, entity_id, decision.outbox, new_id=self.new_id)
+            self.writes.outbox.append(row)
+            change_id = row[0]
         for conflict in decision.conflicts:
-            self._conflict(change, entity_id, conflict)
+            self.writes.conflicts.append(conflict_row(change, entity_id, conflict))
         if decision.link is not None:
             self._remember(key, change, entity_id, decision.link)
         if decision.push_again is not None:
@@ -443,42 +445,6 @@ class _Batch:
         if seen.seen_hash is not None:
             entry.seen_hash = seen.seen_hash
         entry.dirty = True
-
-    def _emit(self, change: InboundChange, entity_id: uuid.UUID, entry: OutboxEntry) -> uuid.UUID:
-        change_id, payload = outbox_payload(
-            change,
-            entity_id,
-            entry.version,
-            dict(entry.values),
-            deleted=entry.deleted,
-            new_id=self.new_id,
-        )
-        self.writes.outbox.append(
-            (
-                change_id,
-                change.tenant_id,
-                change.entity_type,
-                entity_id,
-                entry.version,
-                change.connection_id,
-                payload,
-            )
-        )
-        return change_id
-
-    def _conflict(self, change: InboundChange, entity_id: uuid.UUID, c: Conflict) -> None:
-        self.writes.conflicts.append(
-            (
-                change.tenant_id,
-                change.entity_type,
-                entity_id,
-                c.field,
-                c.current,
-                c.incoming,
-                change.connection_id,
-                c.incoming_ts,
-            )
-        )
 
     # -- writes -------------------------------------------------------------------------
 

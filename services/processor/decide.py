@@ -179,7 +179,7 @@ def _newest(seen: datetime | None, ts: datetime) -> datetime:
     return ts if seen is None or ts > seen else seen
 
 
-def decide(
+def decide(  # noqa: PLR0911 - one return per rule of the table: the first that holds wins
     change: InboundChange,
     values: dict[str, Any],
     link: Link | None,
@@ -203,16 +203,7 @@ def decide(
         return Decision(Outcome.STALE, Rule.OLDER_THAN_SEEN, link.entity_id)
     if change.op == "delete":
         return _delete(change, link, record)
-    return _upsert(change, values, link, record, policy)
 
-
-def _upsert(
-    change: InboundChange,
-    values: dict[str, Any],
-    link: Link | None,
-    record: Record | None,
-    policy: Policy,
-) -> Decision:
     incoming_hash = state_hash(values)
     if link is None or record is None:  # no link (the record, if any, was matched)
         seen = LinkWrite(values, incoming_hash, change.source_ts)

@@ -351,18 +351,15 @@ async def test_sync_log_rows_past_retention_are_pruned_in_rounds_and_recent_ones
     assert await prune_sync_log(pool, retention_days=30) == 0
 
 
-async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_for_it(
-    pool: asyncpg.Pool, two: Any, processor: Processor
-) -> None:
-    """A's value was pushed to B while B's user edited the same field: B then holds A's
-    value, and B's own edit (applied here, newer) is never pushed back to B, its origin.
-    The echo of our push is how we learn B is behind: the latest version is queued for B."""
-    a, b = two
-    p = processor
+async def pushed_to_b_while_b_edited(
+    pool: asyncpg.Pool, p: Processor, a: CreatedConnection, b: CreatedConnection
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A creates a customer (version 1) and outbound pushes it to B as B's b-1, recorded as
+    the pusher records it; B's own edit of the same field is what the test sends next.
+    Returns (ours: what we pushed, theirs: B's edit)."""
     ours = {"email": "jo@x.test", "phone": "+61 2 5550 7001"}
     await p.handle(TOPIC, [change(a, "a-1", ours, ts=at(0))])
     (row,) = await customers(pool)
-    # Outbound pushed version 1 to B (as the pusher records it).
     await pool.execute(
         """
         INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
@@ -374,7 +371,18 @@ async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_fo
         row["id"],
         state_hash(canonical_values("customer", ours)),
     )
-    theirs = {"email": "jo@x.test", "phone": "+61 2 5550 7002"}
+    return ours, {"email": "jo@x.test", "phone": "+61 2 5550 7002"}
+
+
+async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_for_it(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """A's value was pushed to B while B's user edited the same field: B then holds A's
+    value, and B's own edit (applied here, newer) is never pushed back to B, its origin.
+    The echo of our push is how we learn B is behind: the latest version is queued for B."""
+    a, b = two
+    p = processor
+    ours, theirs = await pushed_to_b_while_b_edited(pool, p, a, b)
     (edit,) = await p.handle(TOPIC, [change(b, "b-1", theirs, ts=at(1))])
     assert edit is not None
     assert edit.outcome == Outcome.APPLIED
@@ -499,21 +507,7 @@ async def test_an_echo_queues_the_version_the_record_had_when_it_arrived(
     (The set-based path queued the version at the end of the batch, 3.)"""
     a, b = two
     p = processor
-    ours = {"email": "jo@x.test", "phone": "+61 2 5550 7001"}
-    await p.handle(TOPIC, [change(a, "a-1", ours, ts=at(0))])
-    (row,) = await customers(pool)
-    await pool.execute(
-        """
-        INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
-                                  last_pushed_hash, last_pushed_version)
-        VALUES ($1, $2, 'customer', $3, 'b-1', $4, 1)
-        """,
-        b.tenant_id,
-        b.id,
-        row["id"],
-        state_hash(canonical_values("customer", ours)),
-    )
-    theirs = {"email": "jo@x.test", "phone": "+61 2 5550 7002"}
+    ours, theirs = await pushed_to_b_while_b_edited(pool, p, a, b)
     await p.handle(TOPIC, [change(b, "b-1", theirs, ts=at(1))])
     results = await p.handle(
         TOPIC,
