@@ -1,34 +1,42 @@
-"""Apply normalised changes to the canonical records: one Postgres transaction per batch.
+"""Apply normalised changes to the canonical records, change by change, with SQL.
 
-Per change, in order: drop it if this connection's event id was processed already; find
-the record through the connection's link, or on first contact match an existing record
-(customer by email, invoice by number, payment by reference) before creating one; merge
-only the fields this source changed since its last snapshot, settling conflicts by the
-connection's policy; bump the version and write one outbox row when anything changed.
-Nothing changed, nothing emitted: that is what ends echo loops.
+Per change, in order: drop it if this connection's event id was processed already; refuse
+ids its tenant does not have; find the record through the connection's link, or on first
+contact match an existing record (customer by email, invoice by number, payment by
+reference); then :func:`services.processor.decide.decide` says what the change does, and
+this module writes it. The same rules serve the set-based path (batch.py); this one is the
+reference it is tested against, and where a batch Postgres rejects is replayed.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-import asyncpg
 from pydantic import TypeAdapter
 
 from connectors.spec import REFERENCE_FIELDS
-from crmsync.common.canonical import TABLES, InvalidRecordError, state_hash
+from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
 from crmsync.common.errors import DeadLetter
 from crmsync.common.pushes import Push, queue_pushes
-from schemas.changes import EntityType
 from schemas.records import CanonicalRecord
-from services.processor.merge import FieldMeta, MergeResult, Policy, RecordState, Update, merge
+from services.processor.decide import (
+    Decision,
+    InboundChange,
+    Link,
+    LinkWrite,
+    OutboxEntry,
+    Outcome,
+    Record,
+    Write,
+    decide,
+)
+from services.processor.merge import Conflict, FieldMeta, Policy, RecordState
 
 # First-contact matching: the canonical field and the generated column it is indexed as.
 MATCH_ON: dict[str, tuple[str, str]] = {
@@ -57,30 +65,6 @@ class ForeignReferenceError(InvalidChangeError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(self.REASON, detail)
-
-
-class Outcome(StrEnum):
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    NOOP = "no_op"
-    ECHO = "echo"
-    STALE = "stale"
-    CONFLICT = "conflict"
-
-
-@dataclass(frozen=True)
-class InboundChange:
-    tenant_id: uuid.UUID
-    connection_id: uuid.UUID
-    dedup_key: str  # the provider's event id: unique per connection
-    entity_type: EntityType
-    op: Literal["upsert", "delete"]
-    external_id: str
-    source_ts: datetime  # the source's own updated-at for this version
-    data: dict[str, Any]  # canonical fields, possibly partial
-    received_at: datetime | None = None
-    # Reference field -> the source's id of the referenced record; resolved before apply.
-    refs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -280,64 +264,61 @@ def outbox_payload(
     return change_id, _PAYLOAD_JSON.dump_json(payload).decode()
 
 
-async def _emit(
-    conn: Conn,
+def outbox_row(
     change: InboundChange,
     entity_id: uuid.UUID,
-    version: int,
-    state: dict[str, Any],
+    entry: OutboxEntry,
     *,
-    deleted: bool,
-) -> uuid.UUID:
-    change_id, payload = outbox_payload(change, entity_id, version, state, deleted=deleted)
-    await conn.execute(
-        """
-        INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
-                            origin_connection_id, payload)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)
-        """,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> tuple[Any, ...]:
+    """The outbox row for a decided entry, as both paths insert it: change_id, tenant_id,
+    entity_type, entity_id, version, origin_connection_id, payload."""
+    change_id, payload = outbox_payload(
+        change, entity_id, entry.version, dict(entry.values), deleted=entry.deleted, new_id=new_id
+    )
+    return (
         change_id,
         change.tenant_id,
         change.entity_type,
         entity_id,
-        version,
+        entry.version,
         change.connection_id,
         payload,
     )
-    return change_id
 
 
-async def _push_again_if_overtaken(
-    conn: Conn, change: InboundChange, table: str, link: asyncpg.Record
-) -> None:
-    """After an echo, make sure the system ends up with the record's latest version.
+def conflict_row(change: InboundChange, entity_id: uuid.UUID, c: Conflict) -> tuple[Any, ...]:
+    """The conflicts row for a parked field, as both paths insert it: tenant_id,
+    entity_type, entity_id, field, current_value, incoming_value, incoming_connection_id,
+    incoming_source_ts."""
+    return (
+        change.tenant_id,
+        change.entity_type,
+        entity_id,
+        c.field,
+        c.current,
+        c.incoming,
+        change.connection_id,
+        c.incoming_ts,
+    )
 
-    Our push can land after a concurrent edit made in that same system: the system then
-    holds our (older) values, and its own edit, applied here meanwhile, was not pushed
-    back to it, because it came from there. The echo of our push is how we learn that it
-    now holds an older version than ours: queue the current one for it.
-    """
-    version = await conn.fetchval(
-        f"SELECT version FROM {table} WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",  # noqa: S608
-        link["entity_id"],
+
+async def _record(
+    conn: Conn, change: InboundChange, table: str, entity_id: uuid.UUID
+) -> Record | None:
+    """The record, locked, if the change's tenant has it."""
+    row = await conn.fetchrow(
+        f"""
+        SELECT data, field_meta, version, deleted_at FROM {table}
+         WHERE id = $1 AND tenant_id = $2 FOR UPDATE
+        """,  # noqa: S608 - the table name comes from TABLES
+        entity_id,
         change.tenant_id,
     )
-    pushed = link["last_pushed_version"]
-    if version is None or pushed is None or version <= pushed:
-        return
-    await queue_pushes(
-        conn,
-        [
-            Push(
-                change.tenant_id,
-                change.connection_id,
-                change.entity_type,
-                link["entity_id"],
-                version,
-            )
-        ],
-        due_now=True,
-    )
+    if row is None:
+        return None
+    state = RecordState(row["data"], meta_from_json(row["field_meta"]))
+    return Record(entity_id, state, row["version"], row["deleted_at"] is not None)
 
 
 async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> Applied:
@@ -349,148 +330,140 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
     if foreign is not None:
         raise foreign
     table = TABLES[change.entity_type]
-    link = await conn.fetchrow(
-        f"""
-        SELECT l.id, l.entity_id, l.last_seen_snapshot, l.last_pushed_hash,
-               l.last_pushed_version, l.remote_updated_at,
-               EXISTS (SELECT 1 FROM {table} r
-                        WHERE r.id = l.entity_id AND r.tenant_id = $4) AS owned
-          FROM entity_links l
-         WHERE l.connection_id = $1 AND l.entity_type = $2 AND l.external_id = $3
-           FOR UPDATE OF l
-        """,  # noqa: S608 - the table name comes from TABLES
+    row = await conn.fetchrow(
+        """
+        SELECT entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
+               remote_updated_at
+          FROM entity_links
+         WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
+           FOR UPDATE
+        """,
         change.connection_id,
         change.entity_type,
         change.external_id,
-        change.tenant_id,
     )
-    if link is not None and not link["owned"]:
-        raise foreign_link(change, link["entity_id"])
-    newest_seen = link["remote_updated_at"] if link is not None else None
-    if newest_seen is not None and change.source_ts < newest_seen:
-        return Applied(Outcome.STALE, link["entity_id"])  # type: ignore[index]
-    if change.op == "delete":
-        return await _delete(conn, change, table, link)
-
-    incoming_hash = state_hash(values)
-
-    async def remember(entity_id: uuid.UUID) -> None:
-        await _save_link(
-            conn, change, entity_id=entity_id, link=link, values=values, incoming_hash=incoming_hash
+    link = record = None
+    if row is not None:
+        link = Link(
+            row["entity_id"],
+            row["last_seen_snapshot"],
+            row["last_pushed_hash"],
+            row["last_pushed_version"],
+            row["remote_updated_at"],
         )
+        record = await _record(conn, change, table, link.entity_id)
+        if record is None:
+            raise foreign_link(change, link.entity_id)
+    elif change.op == "upsert":
+        matched = await _match(conn, change, values)
+        if matched is not None:
+            record = await _record(conn, change, table, matched)
 
-    if link is not None and link["last_pushed_hash"] == incoming_hash:
-        # The system reports back exactly what we pushed to it: an echo, not a change.
-        await remember(link["entity_id"])
-        await _push_again_if_overtaken(conn, change, table, link)
-        return Applied(Outcome.ECHO, link["entity_id"])
-
-    entity_id = link["entity_id"] if link is not None else await _match(conn, change, values)
-    record = None
-    if entity_id is not None:
-        record = await conn.fetchrow(
-            f"""
-            SELECT data, field_meta, version, deleted_at FROM {table}
-             WHERE id = $1 AND tenant_id = $2 FOR UPDATE
-            """,  # noqa: S608
-            entity_id,
-            change.tenant_id,
+    decision = decide(change, values, link, record, policy)
+    entity_id = await _write(conn, change, table, decision)
+    if entity_id is None:  # a delete of nothing this connection told us of
+        return Applied(decision.outcome)
+    change_id = None
+    if decision.outbox is not None:
+        outbox = outbox_row(change, entity_id, decision.outbox)
+        await conn.execute(
+            """
+            INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
+                                origin_connection_id, payload)
+            VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)
+            """,
+            *outbox,
         )
-        if record is not None and record["deleted_at"] is not None:
-            # A soft-deleted record stays deleted; later edits from a source are not revivals.
-            await remember(entity_id)
-            return Applied(Outcome.STALE, entity_id)
-
-    current = (
-        RecordState(record["data"], meta_from_json(record["field_meta"]))
-        if record is not None
-        else RecordState({}, {})
-    )
-    last_seen = link["last_seen_snapshot"] if link is not None else None
-    result = merge(
-        current,
-        Update(str(change.connection_id), change.source_ts, values, last_seen),
-        policy,
-    )
-    applied = await _write(conn, change, table, entity_id=entity_id, record=record, result=result)
-    assert applied.entity_id is not None  # noqa: S101 - _write always names the record
-    for conflict in result.conflicts:
+        change_id = outbox[0]
+    for conflict in decision.conflicts:
         await conn.execute(
             """
             INSERT INTO conflicts (tenant_id, entity_type, entity_id, field, current_value,
                                    incoming_value, incoming_connection_id, incoming_source_ts)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             """,
-            change.tenant_id,
-            change.entity_type,
-            applied.entity_id,
-            conflict.field,
-            conflict.current,
-            conflict.incoming,
-            change.connection_id,
-            conflict.incoming_ts,
+            *conflict_row(change, entity_id, conflict),
         )
-    await remember(applied.entity_id)
-    return applied
+    if decision.link is not None:
+        await _save_link(conn, change, entity_id, decision.link)
+    if decision.push_again is not None:
+        # Our push can land after a concurrent edit made in that same system: the system
+        # then holds our (older) values, and its own edit, applied here meanwhile, was not
+        # pushed back to it, because it came from there. Its echo tells us: queue ours.
+        push = Push(
+            change.tenant_id,
+            change.connection_id,
+            change.entity_type,
+            entity_id,
+            decision.push_again,
+        )
+        await queue_pushes(conn, [push], due_now=True)
+    return Applied(decision.outcome, entity_id, decision.version, change_id)
 
 
 async def _write(
-    conn: Conn,
-    change: InboundChange,
-    table: str,
-    *,
-    entity_id: uuid.UUID | None,
-    record: asyncpg.Record | None,
-    result: MergeResult,
-) -> Applied:
-    """Insert a new record, update a changed one, or only refresh field provenance."""
-    state = dict(result.state.values)
-    meta = meta_to_json(dict(result.state.meta))
-    if record is None or entity_id is None:
+    conn: Conn, change: InboundChange, table: str, decision: Decision
+) -> uuid.UUID | None:
+    """Write the record's row as decided; the record's id (a new one for a create)."""
+    write, state = decision.write, decision.state
+    if write is None or state is None:
+        return decision.entity_id
+    meta = meta_to_json(dict(state.meta))
+    if write is Write.CREATE:
         new_id: uuid.UUID = await conn.fetchval(
             f"INSERT INTO {table} (tenant_id, data, field_meta) VALUES ($1, $2, $3) RETURNING id",  # noqa: S608
             change.tenant_id,
-            state,
+            dict(state.values),
             meta,
         )
-        change_id = await _emit(conn, change, new_id, 1, state, deleted=False)
-        return Applied(Outcome.APPLIED, new_id, 1, change_id)
-    if result.changed:
-        version = int(record["version"]) + 1
+        return new_id
+    if write is Write.UPDATE:
         await conn.execute(
             f"""
             UPDATE {table} SET data = $2, field_meta = $3, version = $4, updated_at = now()
              WHERE id = $1 AND tenant_id = $5
             """,  # noqa: S608
-            entity_id,
-            state,
+            decision.entity_id,
+            dict(state.values),
             meta,
-            version,
+            decision.version,
             change.tenant_id,
         )
-        change_id = await _emit(conn, change, entity_id, version, state, deleted=False)
-        return Applied(Outcome.APPLIED, entity_id, version, change_id)
-    if meta != record["field_meta"]:
+    elif write is Write.PROVENANCE:
         await conn.execute(
             f"UPDATE {table} SET field_meta = $2 WHERE id = $1 AND tenant_id = $3",  # noqa: S608
-            entity_id,
+            decision.entity_id,
             meta,
             change.tenant_id,
         )
-    outcome = Outcome.CONFLICT if result.conflicts else Outcome.NOOP
-    return Applied(outcome, entity_id, int(record["version"]))
+    else:
+        await conn.execute(
+            f"""
+            UPDATE {table} SET deleted_at = now(), version = $3, updated_at = now()
+             WHERE id = $1 AND tenant_id = $2
+            """,  # noqa: S608
+            decision.entity_id,
+            change.tenant_id,
+            decision.version,
+        )
+    return decision.entity_id
 
 
 async def _save_link(
-    conn: Conn,
-    change: InboundChange,
-    *,
-    entity_id: uuid.UUID,
-    link: asyncpg.Record | None,
-    values: dict[str, Any],
-    incoming_hash: str,
+    conn: Conn, change: InboundChange, entity_id: uuid.UUID, seen: LinkWrite
 ) -> None:
-    snapshot = {**(link["last_seen_snapshot"] or {}), **values} if link is not None else values
+    if seen.snapshot is None:  # a delete: only the newest timestamp heard moves
+        await conn.execute(
+            """
+            UPDATE entity_links SET remote_updated_at = $4, updated_at = now()
+             WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
+            """,
+            change.connection_id,
+            change.entity_type,
+            change.external_id,
+            seen.remote_updated_at,
+        )
+        return
     await conn.execute(
         """
         INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
@@ -499,8 +472,7 @@ async def _save_link(
         ON CONFLICT (connection_id, entity_type, external_id) DO UPDATE
            SET last_seen_hash = EXCLUDED.last_seen_hash,
                last_seen_snapshot = EXCLUDED.last_seen_snapshot,
-               remote_updated_at = GREATEST(entity_links.remote_updated_at,
-                                            EXCLUDED.remote_updated_at),
+               remote_updated_at = EXCLUDED.remote_updated_at,
                updated_at = now()
         """,
         change.tenant_id,
@@ -508,34 +480,7 @@ async def _save_link(
         change.entity_type,
         entity_id,
         change.external_id,
-        incoming_hash,
-        snapshot,
-        change.source_ts,
+        seen.seen_hash,
+        dict(seen.snapshot),
+        seen.remote_updated_at,
     )
-
-
-async def _delete(
-    conn: Conn, change: InboundChange, table: str, link: asyncpg.Record | None
-) -> Applied:
-    if link is None:
-        return Applied(Outcome.NOOP)  # never seen: nothing of ours to delete
-    entity_id = link["entity_id"]
-    row = await conn.fetchrow(
-        f"""
-        UPDATE {table} SET deleted_at = now(), version = version + 1, updated_at = now()
-         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
-        RETURNING version, data
-        """,  # noqa: S608
-        entity_id,
-        change.tenant_id,
-    )
-    await conn.execute(
-        "UPDATE entity_links SET remote_updated_at = GREATEST(remote_updated_at, $2),"
-        " updated_at = now() WHERE id = $1",
-        link["id"],
-        change.source_ts,
-    )
-    if row is None:
-        return Applied(Outcome.NOOP, entity_id)
-    change_id = await _emit(conn, change, entity_id, row["version"], row["data"], deleted=True)
-    return Applied(Outcome.APPLIED, entity_id, row["version"], change_id)

@@ -31,13 +31,13 @@ from schemas.changes import InternalChange
 from services.processor import metrics
 from services.processor.apply import (
     Applied,
-    InboundChange,
     apply_change,
     canonical_values,
     policy_from,
 )
 from services.processor.batch import apply_batch
 from services.processor.deadletters import Source, dead_letter
+from services.processor.decide import InboundChange
 from services.processor.failures import Action, action_for, parked_as
 
 log = logging.getLogger(__name__)

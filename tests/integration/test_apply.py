@@ -16,8 +16,8 @@ from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
-from services.processor.apply import Outcome
 from services.processor.deadletters import Source
+from services.processor.decide import Outcome
 from services.processor.housekeeping import CHUNK, prune_processed_events, prune_sync_log
 from services.processor.pipeline import Processor
 
@@ -351,18 +351,15 @@ async def test_sync_log_rows_past_retention_are_pruned_in_rounds_and_recent_ones
     assert await prune_sync_log(pool, retention_days=30) == 0
 
 
-async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_for_it(
-    pool: asyncpg.Pool, two: Any, processor: Processor
-) -> None:
-    """A's value was pushed to B while B's user edited the same field: B then holds A's
-    value, and B's own edit (applied here, newer) is never pushed back to B, its origin.
-    The echo of our push is how we learn B is behind: the latest version is queued for B."""
-    a, b = two
-    p = processor
+async def pushed_to_b_while_b_edited(
+    pool: asyncpg.Pool, p: Processor, a: CreatedConnection, b: CreatedConnection
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A creates a customer (version 1) and outbound pushes it to B as B's b-1, recorded as
+    the pusher records it; B's own edit of the same field is what the test sends next.
+    Returns (ours: what we pushed, theirs: B's edit)."""
     ours = {"email": "jo@x.test", "phone": "+61 2 5550 7001"}
     await p.handle(TOPIC, [change(a, "a-1", ours, ts=at(0))])
     (row,) = await customers(pool)
-    # Outbound pushed version 1 to B (as the pusher records it).
     await pool.execute(
         """
         INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
@@ -374,7 +371,18 @@ async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_fo
         row["id"],
         state_hash(canonical_values("customer", ours)),
     )
-    theirs = {"email": "jo@x.test", "phone": "+61 2 5550 7002"}
+    return ours, {"email": "jo@x.test", "phone": "+61 2 5550 7002"}
+
+
+async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_for_it(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """A's value was pushed to B while B's user edited the same field: B then holds A's
+    value, and B's own edit (applied here, newer) is never pushed back to B, its origin.
+    The echo of our push is how we learn B is behind: the latest version is queued for B."""
+    a, b = two
+    p = processor
+    ours, theirs = await pushed_to_b_while_b_edited(pool, p, a, b)
     (edit,) = await p.handle(TOPIC, [change(b, "b-1", theirs, ts=at(1))])
     assert edit is not None
     assert edit.outcome == Outcome.APPLIED
@@ -471,3 +479,67 @@ async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
     assert (result.outcome, result.entity_id) == (Outcome.APPLIED, theirs)
     assert [r["data"] for r in await customers(pool)] == [{"name": "New"}]
     assert await pool.fetchval("SELECT count(*) FROM entity_links") == 1
+
+
+# -- where the two paths disagreed before one decide() served both ------------------------
+
+
+async def test_a_delete_keeps_the_links_last_seen_hash(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """A delete tells no fields: the link keeps the hash of the last state it was told.
+    (The set-based path wrote NULL over it.)"""
+    a, _ = two
+    state = {"name": "Jo"}
+    await processor.handle(TOPIC, [change(a, "a-1", state, ts=at(0))])
+    await processor.handle(TOPIC, [change(a, "a-1", {}, ts=at(1), op="delete")])
+    link = await pool.fetchrow("SELECT last_seen_hash, remote_updated_at FROM entity_links")
+    assert link is not None
+    assert link["last_seen_hash"] == state_hash(canonical_values("customer", state))
+    assert link["remote_updated_at"] == at(1)
+
+
+async def test_an_echo_queues_the_version_the_record_had_when_it_arrived(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """In one batch, an echo showing B is behind, then A's newer edit: the echo queues for B
+    the version it overtook (2); A's edit reaches B through the outbox like any change.
+    (The set-based path queued the version at the end of the batch, 3.)"""
+    a, b = two
+    p = processor
+    ours, theirs = await pushed_to_b_while_b_edited(pool, p, a, b)
+    await p.handle(TOPIC, [change(b, "b-1", theirs, ts=at(1))])
+    results = await p.handle(
+        TOPIC,
+        [
+            change(b, "b-1", ours, ts=at(2)),
+            change(a, "a-1", {**ours, "name": "Jo"}, ts=at(3)),
+        ],
+    )
+    assert [r.outcome for r in results if r] == [Outcome.ECHO, Outcome.APPLIED]
+    queued = await pool.fetch("SELECT connection_id, version FROM push_jobs")
+    assert [(r["connection_id"], r["version"]) for r in queued] == [(b.id, 2)]
+
+
+async def test_first_contact_matches_a_record_whose_key_changed_earlier_in_the_batch(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """A changes its customer's email, then B introduces a customer with the new email, in
+    one batch: B's is the same customer, not a second one; the old email matches nothing.
+    (The set-based path matched on the emails as the batch began.)"""
+    a, b = two
+    await processor.handle(TOPIC, [change(a, "a-1", {"email": "old@x.test"}, ts=at(0))])
+    results = await processor.handle(
+        TOPIC,
+        [
+            change(a, "a-1", {"email": "new@x.test"}, ts=at(1)),
+            change(b, "b-1", {"email": "new@x.test", "phone": "555"}, ts=at(2)),
+            change(b, "b-2", {"email": "old@x.test"}, ts=at(3)),
+        ],
+    )
+    rows = await customers(pool)
+    assert [r["data"] for r in rows] == [
+        {"email": "new@x.test", "phone": "555"},
+        {"email": "old@x.test"},
+    ]
+    assert [r.entity_id for r in results if r] == [rows[0]["id"], rows[0]["id"], rows[1]["id"]]

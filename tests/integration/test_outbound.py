@@ -33,8 +33,8 @@ from services.outbound import service
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import Router, enqueue
 from services.outbound.service import Outbound
-from services.processor.apply import InboundChange
 from services.processor.deadletters import Source
+from services.processor.decide import InboundChange
 from services.processor.pipeline import Parsed, Processor
 from tests.conftest import TopicFactory
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator

@@ -24,8 +24,8 @@ from crmsync.common.connections import CreatedConnection, create_connection
 from schemas import topics
 from schemas.records import CanonicalRecord
 from services.outbound.queue import enqueue
-from services.processor.apply import Outcome
 from services.processor.deadletters import Source
+from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
 from tests.ingest_harness import Ingest, Tap
 from tests.integration.test_admin_api import Admin, admin

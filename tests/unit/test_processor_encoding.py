@@ -7,8 +7,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from schemas.records import CanonicalRecord
-from services.processor.apply import InboundChange, meta_to_json, outbox_payload
+from services.processor.apply import meta_to_json, outbox_payload
 from services.processor.batch import _Ids, meta_json
+from services.processor.decide import InboundChange
 from services.processor.merge import FieldMeta
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from services.processor.apply import ForeignReferenceError, InboundChange, Named, named_ids
+from services.processor.apply import ForeignReferenceError, Named, named_ids
 from services.processor.batch import ChangesRejectedError
+from services.processor.decide import InboundChange
 from services.processor.failures import Action, action_for
 
 

@@ -1,0 +1,292 @@
+"""The apply rules, once: what one change does to the record it reaches and to its link.
+
+:func:`decide` is a pure function of what it is given (no I/O, no clock, no ids drawn).
+Both apply paths load what it needs, call it, and write what the :class:`Decision` says:
+change by change with SQL (:mod:`services.processor.apply`), and a whole batch in memory
+then in a few statements (:mod:`services.processor.batch`). Written once, the two paths
+cannot drift apart.
+
+Before it, each path has already: validated the change's canonical values, dropped a
+duplicate (connection + event id), refused ids its tenant does not have (its connection,
+its references, the record its link names), and found the record: through the
+connection's link, or, for an upsert with no link, matched on first contact (customer by
+email, invoice by number, payment by reference).
+
+The rules, the first that holds wins:
+
+====  ===========================================================  ========  ====================
+rule  when                                                         outcome   writes
+====  ===========================================================  ========  ====================
+1     the link has heard a newer version from this source          stale     nothing
+      (``source_ts`` < the link's ``remote_updated_at``)
+2     delete, and this connection never told us of the record      no_op     nothing
+3     delete of a record already deleted                           no_op     link's newest seen
+4     delete                                                       applied   tombstone, version
+                                                                             + 1, outbox, link
+5     upsert whose state hash is what we last pushed to this       echo      link; the record's
+      connection: it reports back our own push                               version queued for
+                                                                             it if newer
+6     upsert reaching a deleted record (deleted stays deleted)     stale     link
+7     upsert and no record: create                                 applied   record v1, outbox,
+                                                                             link
+8     the field-level merge changed a field                        applied   record v + 1,
+                                                                             outbox, conflicts,
+                                                                             link
+9     the merge parked a conflict (manual policy)                  conflict  provenance if it
+                                                                             moved, conflicts,
+                                                                             link
+10    nothing changed                                              no_op     provenance if it
+                                                                             moved, link
+====  ===========================================================  ========  ====================
+
+An outbox row is written only by rules 4, 7 and 8: nothing changed, nothing emitted, which
+is what ends echo loops (invariant 5).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from crmsync.common.canonical import state_hash
+from schemas.changes import EntityType
+from services.processor.merge import Conflict, Policy, RecordState, Update, merge
+
+
+class Outcome(StrEnum):
+    """What became of a change: the sync log's and the metrics' word for it."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    NOOP = "no_op"
+    ECHO = "echo"
+    STALE = "stale"
+    CONFLICT = "conflict"
+
+
+class Rule(StrEnum):
+    """Which rule of the table above decided: finer than :class:`Outcome`."""
+
+    OLDER_THAN_SEEN = "older_than_seen"
+    DELETE_UNSEEN = "delete_unseen"
+    ALREADY_DELETED = "already_deleted"
+    DELETE = "delete"
+    ECHO = "echo"
+    RECORD_DELETED = "record_deleted"
+    CREATE = "create"
+    UPDATE = "update"
+    CONFLICT = "conflict"
+    UNCHANGED = "unchanged"
+
+
+class Write(StrEnum):
+    """What happens to the record's row."""
+
+    CREATE = "create"  # a new row at version 1; the caller chooses its id
+    UPDATE = "update"  # values, provenance and version
+    PROVENANCE = "provenance"  # field provenance only, same values and version
+    DELETE = "delete"  # the tombstone: deleted, version bumped, values kept
+
+
+@dataclass(frozen=True)
+class InboundChange:
+    tenant_id: uuid.UUID
+    connection_id: uuid.UUID
+    dedup_key: str  # the provider's event id: unique per connection
+    entity_type: EntityType
+    op: Literal["upsert", "delete"]
+    external_id: str
+    source_ts: datetime  # the source's own updated-at for this version
+    data: dict[str, Any]  # canonical fields, possibly partial
+    received_at: datetime | None = None
+    # Reference field -> the source's id of the referenced record; resolved before apply.
+    refs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The change's connection's link to the record, as it stood before this change."""
+
+    entity_id: uuid.UUID
+    snapshot: Mapping[str, Any] | None  # what the connection last told us; None: nothing yet
+    last_pushed_hash: str | None  # the state hash of our last push to it
+    last_pushed_version: int | None  # the record's version that push carried
+    remote_updated_at: datetime | None  # the newest source timestamp it sent
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The canonical record, as the change's tenant holds it."""
+
+    entity_id: uuid.UUID
+    state: RecordState
+    version: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWrite:
+    """The link after the change (created when there was none)."""
+
+    snapshot: Mapping[str, Any] | None  # None: keep the link's (a delete tells no fields)
+    seen_hash: str | None  # None: keep the link's
+    remote_updated_at: datetime  # the newest source timestamp heard, this change's included
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """The ``records.changed`` event to write: this version of the record, as it now is."""
+
+    version: int
+    values: Mapping[str, Any]
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    rule: Rule
+    # The record decided on; None for a record to create (rule 7) or none at all (rule 2).
+    entity_id: uuid.UUID | None = None
+    write: Write | None = None  # None: the record's row is left alone
+    state: RecordState | None = None  # the record's state to write and to emit
+    # The version to report: after the change when it wrote one, the record's otherwise;
+    # None where there is none to tell (stale, echo, a delete that deleted nothing).
+    version: int | None = None
+    outbox: OutboxEntry | None = None  # None: nothing is emitted
+    conflicts: tuple[Conflict, ...] = ()
+    link: LinkWrite | None = None  # None: the link is left alone (or there is none)
+    # Queue this version of the record for the change's connection: its echo shows it
+    # holds an older one (a concurrent edit there overtook our push).
+    push_again: int | None = None
+
+    def record_after(self, entity_id: uuid.UUID) -> Record | None:
+        """The record as this decision leaves it, if it writes it (``entity_id``: the
+        record's, or the one the caller chose for a new record)."""
+        if self.write is None or self.state is None or self.version is None:
+            return None
+        return Record(entity_id, self.state, self.version, self.write is Write.DELETE)
+
+
+_EMPTY = RecordState({}, {})
+
+
+def _newest(seen: datetime | None, ts: datetime) -> datetime:
+    return ts if seen is None or ts > seen else seen
+
+
+def decide(  # noqa: PLR0911 - one return per rule of the table: the first that holds wins
+    change: InboundChange,
+    values: dict[str, Any],
+    link: Link | None,
+    record: Record | None,
+    policy: Policy,
+) -> Decision:
+    """Apply the rules to one change: ``values`` are its validated canonical fields (empty
+    for a delete), ``link`` the connection's link for its external id, ``record`` the
+    record that link names or, with no link, the one matched on first contact.
+
+    A link always comes with its record: a link whose record the tenant does not have is
+    refused before deciding (``apply.foreign_link``), so reaching here with one is a bug.
+    """
+    if link is not None and record is None:
+        raise ValueError(f"link to {link.entity_id} without its record: refuse it before")
+    if (
+        link is not None
+        and link.remote_updated_at is not None
+        and change.source_ts < link.remote_updated_at
+    ):
+        return Decision(Outcome.STALE, Rule.OLDER_THAN_SEEN, link.entity_id)
+    if change.op == "delete":
+        return _delete(change, link, record)
+
+    incoming_hash = state_hash(values)
+    if link is None or record is None:  # no link (the record, if any, was matched)
+        seen = LinkWrite(values, incoming_hash, change.source_ts)
+    else:
+        seen = LinkWrite(
+            {**(link.snapshot or {}), **values},
+            incoming_hash,
+            _newest(link.remote_updated_at, change.source_ts),
+        )
+        if link.last_pushed_hash == incoming_hash:
+            pushed = link.last_pushed_version
+            behind = not record.deleted and pushed is not None and record.version > pushed
+            return Decision(
+                Outcome.ECHO,
+                Rule.ECHO,
+                link.entity_id,
+                link=seen,
+                push_again=record.version if behind else None,
+            )
+    if record is not None and record.deleted:
+        return Decision(Outcome.STALE, Rule.RECORD_DELETED, record.entity_id, link=seen)
+
+    result = merge(
+        record.state if record is not None else _EMPTY,
+        Update(
+            str(change.connection_id),
+            change.source_ts,
+            values,
+            link.snapshot if link is not None else None,
+        ),
+        policy,
+    )
+    if record is None:
+        return Decision(
+            Outcome.APPLIED,
+            Rule.CREATE,
+            None,
+            Write.CREATE,
+            result.state,
+            1,
+            OutboxEntry(1, result.state.values),
+            conflicts=result.conflicts,
+            link=seen,
+        )
+    if result.changed:
+        return Decision(
+            Outcome.APPLIED,
+            Rule.UPDATE,
+            record.entity_id,
+            Write.UPDATE,
+            result.state,
+            record.version + 1,
+            OutboxEntry(record.version + 1, result.state.values),
+            conflicts=result.conflicts,
+            link=seen,
+        )
+    # Nothing changed, but the same value from a newer source moves its provenance.
+    moved = result.state.meta != record.state.meta
+    return Decision(
+        Outcome.CONFLICT if result.conflicts else Outcome.NOOP,
+        Rule.CONFLICT if result.conflicts else Rule.UNCHANGED,
+        record.entity_id,
+        Write.PROVENANCE if moved else None,
+        result.state if moved else None,
+        record.version,
+        conflicts=result.conflicts,
+        link=seen,
+    )
+
+
+def _delete(change: InboundChange, link: Link | None, record: Record | None) -> Decision:
+    if link is None or record is None:
+        return Decision(Outcome.NOOP, Rule.DELETE_UNSEEN)  # nothing of ours to delete
+    touched = LinkWrite(None, None, _newest(link.remote_updated_at, change.source_ts))
+    if record.deleted:
+        return Decision(Outcome.NOOP, Rule.ALREADY_DELETED, link.entity_id, link=touched)
+    return Decision(
+        Outcome.APPLIED,
+        Rule.DELETE,
+        link.entity_id,
+        Write.DELETE,
+        record.state,
+        record.version + 1,
+        OutboxEntry(record.version + 1, record.state.values, deleted=True),
+        link=touched,
+    )

@@ -1,0 +1,343 @@
+"""The apply rules (services/processor/decide.py), one test per rule and a few properties.
+
+Pure: no Postgres. tests/integration/test_apply.py holds both apply paths to the same
+outcomes around these decisions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crmsync.common.canonical import state_hash
+from services.processor.decide import (
+    Decision,
+    InboundChange,
+    Link,
+    Outcome,
+    Record,
+    Rule,
+    Write,
+    decide,
+)
+from services.processor.merge import FieldMeta, Policy, RecordState
+
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+TENANT = uuid.UUID(int=1)
+A = uuid.UUID(int=0xA)
+B = uuid.UUID(int=0xB)
+ENTITY = uuid.UUID(int=0xE)
+NEWEST = Policy()
+MANUAL = Policy("manual")
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def change(
+    ts: datetime, *, op: Literal["upsert", "delete"] = "upsert", source: uuid.UUID = A
+) -> InboundChange:
+    return InboundChange(TENANT, source, "evt", "customer", op, "x-1", ts, {})
+
+
+def link(
+    *,
+    snapshot: dict[str, Any] | None = None,
+    seen: datetime | None = None,
+    pushed_hash: str | None = None,
+    pushed_version: int | None = None,
+) -> Link:
+    return Link(ENTITY, snapshot, pushed_hash, pushed_version, seen)
+
+
+def record(
+    values: dict[str, Any],
+    *,
+    source: uuid.UUID = A,
+    ts: datetime = T0,
+    version: int = 1,
+    deleted: bool = False,
+) -> Record:
+    meta = {name: FieldMeta(ts, str(source)) for name in values}
+    return Record(ENTITY, RecordState(values, meta), version, deleted)
+
+
+# -- the rules, in their order ------------------------------------------------------------
+
+
+def test_a_link_without_its_record_is_refused_before_deciding() -> None:
+    with pytest.raises(ValueError, match="without its record"):
+        decide(change(at(1)), {"name": "Jo"}, link(), None, NEWEST)
+
+
+@pytest.mark.parametrize("op", ["upsert", "delete"])
+def test_rejects_a_change_older_than_the_newest_this_source_sent(
+    op: Literal["upsert", "delete"],
+) -> None:
+    d = decide(change(at(4), op=op), {"name": "Old"}, link(seen=at(5)), record({"n": 1}), NEWEST)
+    assert d == Decision(Outcome.STALE, Rule.OLDER_THAN_SEEN, ENTITY)
+
+
+def test_a_change_as_old_as_the_newest_seen_is_not_stale() -> None:
+    d = decide(change(at(5)), {"name": "Jo"}, link(seen=at(5)), record({"name": "Al"}), NEWEST)
+    assert d.rule is not Rule.OLDER_THAN_SEEN
+
+
+def test_a_delete_of_a_record_never_told_of_does_nothing() -> None:
+    d = decide(change(at(1), op="delete"), {}, None, None, NEWEST)
+    assert d == Decision(Outcome.NOOP, Rule.DELETE_UNSEEN)
+
+
+def test_a_delete_tombstones_the_record_and_emits_it() -> None:
+    current = record({"name": "Jo"}, version=3)
+    d = decide(change(at(2), op="delete"), {}, link(seen=at(1)), current, NEWEST)
+    assert (d.outcome, d.rule, d.entity_id, d.write, d.version) == (
+        Outcome.APPLIED,
+        Rule.DELETE,
+        ENTITY,
+        Write.DELETE,
+        4,
+    )
+    assert d.outbox is not None
+    assert (d.outbox.version, dict(d.outbox.values), d.outbox.deleted) == (4, {"name": "Jo"}, True)
+    # A delete tells no fields: only the newest timestamp heard moves on the link.
+    assert d.link is not None
+    assert (d.link.snapshot, d.link.seen_hash, d.link.remote_updated_at) == (None, None, at(2))
+    after = d.record_after(ENTITY)
+    assert after is not None
+    assert after.deleted
+
+
+def test_a_delete_of_a_deleted_record_only_moves_the_links_newest_seen() -> None:
+    gone = record({"name": "Jo"}, deleted=True, version=2)
+    d = decide(change(at(3), op="delete"), {}, link(seen=at(1)), gone, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox) == (
+        Outcome.NOOP,
+        Rule.ALREADY_DELETED,
+        None,
+        None,
+    )
+    assert d.link is not None
+    assert d.link.remote_updated_at == at(3)
+
+
+def test_an_echo_of_our_push_emits_nothing_and_remembers_it() -> None:
+    values = {"name": "Jo"}
+    seen = link(snapshot={"phone": "1"}, seen=at(1), pushed_hash=state_hash(values))
+    d = decide(change(at(2)), values, seen, record(values, version=1), NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox, d.push_again) == (
+        Outcome.ECHO,
+        Rule.ECHO,
+        None,
+        None,
+        None,
+    )
+    assert d.link is not None
+    assert dict(d.link.snapshot or {}) == {"phone": "1", "name": "Jo"}
+    assert d.link.seen_hash == state_hash(values)
+
+
+def test_an_echo_of_an_overtaken_push_queues_the_records_version_again() -> None:
+    values = {"name": "Jo"}
+    behind = link(pushed_hash=state_hash(values), pushed_version=1)
+    d = decide(change(at(2)), values, behind, record({"name": "Al"}, version=3), NEWEST)
+    assert (d.outcome, d.push_again) == (Outcome.ECHO, 3)
+    deleted = record({"name": "Al"}, version=3, deleted=True)
+    assert decide(change(at(2)), values, behind, deleted, NEWEST).push_again is None
+    unknown = link(pushed_hash=state_hash(values))
+    assert (
+        decide(change(at(2)), values, unknown, record(values, version=3), NEWEST).push_again is None
+    )
+
+
+def test_an_update_of_a_deleted_record_does_not_revive_it() -> None:
+    gone = record({"name": "Jo"}, deleted=True, version=2)
+    d = decide(change(at(2)), {"name": "Back"}, link(seen=at(1)), gone, NEWEST)
+    assert (d.outcome, d.rule, d.entity_id, d.write, d.outbox) == (
+        Outcome.STALE,
+        Rule.RECORD_DELETED,
+        ENTITY,
+        None,
+        None,
+    )
+    assert d.link is not None  # the link still learns what the source said
+
+
+def test_a_first_contact_with_nothing_matched_creates_a_record() -> None:
+    d = decide(change(at(1)), {"name": "Jo"}, None, None, NEWEST)
+    assert (d.outcome, d.rule, d.entity_id, d.write, d.version) == (
+        Outcome.APPLIED,
+        Rule.CREATE,
+        None,
+        Write.CREATE,
+        1,
+    )
+    assert d.state is not None
+    assert d.state.meta == {"name": FieldMeta(at(1), str(A))}
+    assert d.outbox is not None
+    assert (d.outbox.version, dict(d.outbox.values)) == (1, {"name": "Jo"})
+    assert d.link is not None
+    assert (dict(d.link.snapshot or {}), d.link.remote_updated_at) == ({"name": "Jo"}, at(1))
+
+
+def test_a_first_contact_matched_to_a_record_merges_into_it() -> None:
+    matched = record({"email": "jo@x.test"}, source=B, version=2)
+    d = decide(change(at(1)), {"email": "jo@x.test", "phone": "555"}, None, matched, NEWEST)
+    assert (d.outcome, d.rule, d.entity_id, d.version) == (Outcome.APPLIED, Rule.UPDATE, ENTITY, 3)
+    assert d.state is not None
+    assert dict(d.state.values) == {"email": "jo@x.test", "phone": "555"}
+
+
+def test_an_update_merges_only_the_fields_this_source_changed() -> None:
+    current = record({"name": "Jo", "phone": "2"}, source=B, ts=at(3), version=5)
+    told = link(snapshot={"name": "Jo", "phone": "1"}, seen=at(0))
+    d = decide(change(at(4)), {"name": "Joanna", "phone": "1"}, told, current, NEWEST)
+    assert (d.outcome, d.rule, d.version) == (Outcome.APPLIED, Rule.UPDATE, 6)
+    assert d.state is not None
+    assert dict(d.state.values) == {"name": "Joanna", "phone": "2"}  # B's phone stays
+    assert d.outbox is not None
+    assert d.outbox.version == 6
+
+
+def test_a_manual_policy_parks_a_conflict_and_keeps_the_value() -> None:
+    current = record({"phone": "1"}, source=B, version=2)
+    d = decide(change(at(1)), {"phone": "2"}, None, current, MANUAL)
+    assert (d.outcome, d.rule, d.version, d.outbox) == (Outcome.CONFLICT, Rule.CONFLICT, 2, None)
+    assert [(c.field, c.current, c.incoming) for c in d.conflicts] == [("phone", "1", "2")]
+
+
+def test_nothing_changed_is_a_no_op_that_emits_nothing() -> None:
+    current = record({"name": "Jo"}, ts=at(5), version=4)
+    d = decide(change(at(1)), {"name": "Jo"}, None, current, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.version, d.outbox) == (
+        Outcome.NOOP,
+        Rule.UNCHANGED,
+        None,
+        4,
+        None,
+    )
+
+
+def test_the_same_value_from_a_newer_source_moves_only_its_provenance() -> None:
+    current = record({"name": "Jo"}, source=B, ts=at(0), version=4)
+    d = decide(change(at(1)), {"name": "Jo"}, None, current, NEWEST)
+    assert (d.outcome, d.write, d.version, d.outbox) == (Outcome.NOOP, Write.PROVENANCE, 4, None)
+    assert d.state is not None
+    assert d.state.meta == {"name": FieldMeta(at(1), str(A))}
+
+
+# -- properties ------------------------------------------------------------------------
+
+FIELDS = st.sampled_from(["name", "email", "phone"])
+VALUES = st.dictionaries(FIELDS, st.sampled_from(["a", "b", "c"]), max_size=3)
+MINUTES = st.integers(min_value=0, max_value=5)
+SOURCES = st.sampled_from([A, B])
+POLICIES = st.sampled_from([NEWEST, MANUAL, Policy("source_priority", (str(B), str(A)))])
+
+
+@st.composite
+def records(draw: st.DrawFn) -> Record:
+    values = draw(VALUES)
+    meta = {name: FieldMeta(at(draw(MINUTES)), str(draw(SOURCES))) for name in values}
+    return Record(ENTITY, RecordState(values, meta), draw(MINUTES) + 1, draw(st.booleans()))
+
+
+Situation = tuple[InboundChange, dict[str, Any], Link | None, Record | None]
+OPS: st.SearchStrategy[Literal["upsert", "delete"]] = st.sampled_from(["upsert", "delete"])
+
+
+@st.composite
+def situations(
+    draw: st.DrawFn, *, ops: st.SearchStrategy[Literal["upsert", "delete"]] = OPS
+) -> Situation:
+    """A change, its values, and a link and record as they may stand."""
+    op = draw(ops)
+    c = change(at(draw(MINUTES)), op=op, source=draw(SOURCES))
+    values = draw(VALUES) if op == "upsert" else {}
+    current = draw(st.none() | records())
+    linked = None
+    if current is not None and draw(st.booleans()):
+        pushed = draw(st.none() | st.just(state_hash(values)) | st.just("other"))
+        linked = Link(
+            ENTITY,
+            draw(st.none() | VALUES),
+            pushed,
+            draw(st.none() | MINUTES),
+            draw(st.none() | MINUTES.map(at)),
+        )
+    return c, values, linked, current
+
+
+@st.composite
+def echoes(draw: st.DrawFn) -> Situation:
+    """An upsert of exactly what we last pushed to its source, not older than it sent."""
+    c, values, _, current = draw(situations(ops=st.just("upsert")))
+    current = current or draw(records())
+    snapshot = draw(st.none() | VALUES)
+    pushed_version = draw(st.none() | MINUTES)
+    return c, values, Link(ENTITY, snapshot, state_hash(values), pushed_version, None), current
+
+
+def applied(
+    d: Decision, link_before: Link | None, record_before: Record | None
+) -> tuple[Link | None, Record | None]:
+    """The link and record as a path leaves them after writing ``d``."""
+    entity_id = d.entity_id or uuid.UUID(int=0xF)
+    after = d.record_after(entity_id) or record_before
+    if d.link is None:
+        return link_before, after
+    old = link_before or Link(entity_id, None, None, None, None)
+    new_link = Link(
+        entity_id,
+        d.link.snapshot if d.link.snapshot is not None else old.snapshot,
+        old.last_pushed_hash,
+        old.last_pushed_version,
+        d.link.remote_updated_at,
+    )
+    return new_link, after
+
+
+@given(situations(), POLICIES)
+def test_an_outbox_entry_comes_exactly_with_an_applied_change(s: Situation, policy: Policy) -> None:
+    d = decide(*s, policy)
+    assert (d.outbox is not None) == (d.outcome is Outcome.APPLIED)
+    if d.outbox is not None:
+        assert d.version == d.outbox.version
+        assert d.write in (Write.CREATE, Write.UPDATE, Write.DELETE)
+
+
+@given(situations(), POLICIES)
+def test_a_stale_change_never_changes_a_record(s: Situation, policy: Policy) -> None:
+    d = decide(*s, policy)
+    if d.outcome is Outcome.STALE:
+        assert (d.write, d.outbox, d.conflicts, d.push_again) == (None, None, (), None)
+
+
+@given(echoes(), POLICIES)
+def test_an_echo_never_produces_an_outbox_entry(s: Situation, policy: Policy) -> None:
+    d = decide(*s, policy)
+    assert d.outcome is Outcome.ECHO
+    assert (d.write, d.outbox) == (None, None)
+
+
+@given(situations(), POLICIES)
+def test_the_same_change_twice_changes_nothing_the_second_time(
+    s: Situation, policy: Policy
+) -> None:
+    c, values, linked, current = s
+    first = decide(c, values, linked, current, policy)
+    linked, current = applied(first, linked, current)
+    second = decide(c, values, linked, current, policy)
+    assert second.outcome is not Outcome.APPLIED
+    assert (second.write, second.outbox) == (None, None)
+
+
+@given(situations(), POLICIES)
+def test_decide_is_a_function_of_its_inputs(s: Situation, policy: Policy) -> None:
+    assert decide(*s, policy) == decide(*s, policy)
