@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
-from crmsync.common.errors import RefuseInput
+from schemas.errors import RefuseInput
 
 if TYPE_CHECKING:
     from connectors.spec import ApiSpec, RecordMapper

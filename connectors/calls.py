@@ -21,7 +21,7 @@ from connectors.http import (
 )
 from connectors.runtime import Handle
 from connectors.spec import ApiClient
-from crmsync.common.errors import DeadLetter
+from schemas.errors import DeadLetter
 
 T = TypeVar("T")
 

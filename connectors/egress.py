@@ -34,7 +34,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from crmsync.common.errors import RefuseInput
+from schemas.errors import RefuseInput
 
 AddressClass = Literal[
     "loopback",

@@ -23,7 +23,7 @@ import aiohttp
 from yarl import URL
 
 from connectors.egress import EgressRefusedError
-from crmsync.common.errors import DeadLetter
+from schemas.errors import DeadLetter
 
 # Enough of a provider's error body to diagnose a dead letter, small enough for a log line.
 BODY_EXCERPT_CHARS = 500

@@ -5,7 +5,7 @@ from __future__ import annotations
 from connectors import ascora, hubspot, quickbooks, shopify, standard_webhooks, stripe, xero
 from connectors.base import Connector
 from connectors.generic import GenericSchemeConfig, connector_for
-from crmsync.common.errors import RefuseInput
+from schemas.errors import RefuseInput
 
 PROVIDERS: tuple[str, ...] = (
     "stripe",

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import aiohttp
-import asyncpg
 
 from connectors.base import Connector
 from connectors.generic import GenericMapping, GenericSchemeConfig, auth_for, connector_for
@@ -36,9 +35,7 @@ from connectors.http import (
 from connectors.limits import AsyncTokenBucket, BreakerPolicy, CircuitBreaker
 from connectors.registry import connector
 from connectors.spec import ApiClient, RateLimit
-from crmsync.common import connections as stored
-from crmsync.common.db import Conn
-from crmsync.common.errors import DeadLetter
+from schemas.errors import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +43,12 @@ log = logging.getLogger(__name__)
 def credentials_context(connection_id: uuid.UUID) -> str:
     """Associated data binding a credentials ciphertext to its connection."""
     return f"credentials:{connection_id}"
+
+
+class Row(Protocol):
+    """A stored connection row by column name (an asyncpg.Record is one)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class ConnectionInfo:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> ConnectionInfo:
+    def from_row(cls, row: Row) -> ConnectionInfo:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
     def connector(self) -> Connector:
@@ -88,23 +91,6 @@ class ConnectionInfo:
             return False
         wanted = self.settings.get("entity_types")
         return wanted is None or entity_type in wanted
-
-
-async def load_connection(
-    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, *, tenant_id: uuid.UUID | None
-) -> ConnectionInfo | None:
-    """The connection, when it is ``tenant_id``'s (None: any tenant's; see
-    crmsync.common.connections.connection_row for when that is right)."""
-    row = await stored.connection_row(conn, connection_id, tenant_id=tenant_id)
-    return ConnectionInfo.from_row(row) if row else None
-
-
-async def tenant_connections(
-    conn: Conn | asyncpg.Pool, tenant_id: uuid.UUID
-) -> list[ConnectionInfo]:
-    return [
-        ConnectionInfo.from_row(r) for r in await stored.tenant_connection_rows(conn, tenant_id)
-    ]
 
 
 class CredentialsError(DeadLetter):
@@ -181,19 +167,30 @@ class CredentialCipher(Protocol):
     def decrypt(self, ciphertext: str, context: str) -> str: ...
 
 
+class CredentialStore(Protocol):
+    """Where Clients records what it learns about a connection's credentials: refreshed
+    OAuth2 tokens (already encrypted) and a refresh the provider refused. The services
+    pass in crmsync.application.connection_runtime.StoredCredentials, so connectors hold
+    no database code."""
+
+    async def save_credentials(self, info: ConnectionInfo, ciphertext: str) -> None: ...
+
+    async def mark_needs_reauth(self, info: ConnectionInfo) -> None: ...
+
+
 class Clients:
     """Builds and caches a Handle per connection; rebuilt when the connection changes."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        store: CredentialStore,
         keyring: CredentialCipher,
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
         breaker_policy: BreakerPolicy | None = None,
     ) -> None:
-        self.pool = pool
+        self.store = store
         self.keyring = keyring
         self.session = session
         self.clock = clock
@@ -259,7 +256,7 @@ class Clients:
             ciphertext = self.keyring.encrypt(
                 credentials_json(oauth=tokens), credentials_context(info.id)
             )
-            await stored.save_credentials(self.pool, info.id, ciphertext, tenant_id=info.tenant_id)
+            await self.store.save_credentials(info, ciphertext)
 
         auth = OAuth2Auth(secret, refresh_or_flag, save, clock=self.clock)
         if info.status == "needs_reauth":
@@ -277,7 +274,7 @@ class Clients:
                 "provider": info.provider,
             },
         )
-        await stored.mark_needs_reauth(self.pool, info.id, tenant_id=info.tenant_id)
+        await self.store.mark_needs_reauth(info)
 
 
 def _rate_limit(settings: Mapping[str, Any], default: RateLimit) -> RateLimit:

@@ -26,7 +26,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from crmsync.common.errors import DeadLetter
+from schemas.errors import DeadLetter
 
 EntityType = Literal["customer", "job", "invoice", "payment"]
 ENTITY_TYPES: tuple[EntityType, ...] = ("customer", "job", "invoice", "payment")

@@ -41,7 +41,7 @@ from connectors.generic import convert
 from connectors.generic.paths import has_each, parse_path
 from connectors.generic.signature import CONFIGURING, GenericSchemeConfig
 from connectors.spec import REFERENCE_FIELDS, EntityType
-from crmsync.common.errors import RefuseInput
+from schemas.errors import RefuseInput
 from schemas.records import ENTITY_MODELS, Address, InvoiceLine
 
 # No published limit to honour: a pace any hosted CRM API tolerates (HubSpot's lowest

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from connectors.money import NO_MINOR_UNIT, minor_unit_digits
-from crmsync.common.errors import DeadLetter
+from schemas.errors import DeadLetter
 from schemas.records import ACCEPTED_CURRENCIES
 
 Zone = timezone

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crmsync.common.errors import RefuseInput
+from schemas.errors import RefuseInput
 
 
 class AdminError(RefuseInput):

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from connectors.runtime import load_connection
 from crmsync.application import connections
+from crmsync.application.connection_runtime import load_connection
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
 from crmsync.application.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery

@@ -29,10 +29,10 @@ from crmsync.application.errors import (
 from crmsync.application.models import Page
 from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.db import Conn, DatabaseUnavailableError, connect
-from crmsync.common.errors import RefuseInput
 from crmsync.common.settings import parse_settings
 from crmsync.localstack.status import StackError
 from crmsync.settings.admin import AdminSettings, keyring_from
+from schemas.errors import RefuseInput
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1

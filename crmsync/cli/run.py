@@ -26,7 +26,6 @@ from connectors.egress import provider_session
 from crmsync.cli import infra
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
-from crmsync.common.errors import Stop
 from crmsync.common.settings import ProviderCallSettings, env_name, parse_settings, topic_name
 from crmsync.localstack.status import Say, StackError
 from crmsync.settings.admin import AdminSettings
@@ -34,6 +33,7 @@ from crmsync.settings.ingest import IngestSettings
 from crmsync.settings.outbound import OutboundSettings
 from crmsync.settings.processor import ProcessorSettings
 from schemas import topics
+from schemas.errors import Stop
 
 # Start-up includes joining the consumer group; 60 s covers a cold JVM broker too.
 READY_TIMEOUT_SECONDS = 60.0

@@ -24,7 +24,8 @@ from typing import Any, TextIO
 import asyncpg
 
 from connectors.egress import provider_session
-from connectors.runtime import Clients, ConnectionInfo, load_connection
+from connectors.runtime import ConnectionInfo
+from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.application.sync import jobs
 from crmsync.application.sync.jobs import JobBusyError, Kind, SyncJob
 from crmsync.application.sync.runner import SyncFailedError, SyncRunner, runnable_types
@@ -188,7 +189,7 @@ async def _foreground(
     try:
         runner = SyncRunner(
             pool,
-            Clients(pool, keyring, session),
+            stored_clients(pool, keyring, session),
             producer,
             topic=topic_name(settings, topics.CHANGES_NORMALIZED.name),
             owner=owner,

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crmsync.common.errors import DeadLetter
+from schemas.errors import DeadLetter
 from schemas.records import ENTITY_MODELS
 
 # The table holding each entity type's canonical records.

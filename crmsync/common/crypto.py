@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from crmsync.common.errors import Stop
+from schemas.errors import Stop
 
 _PREFIX = "enc:v1:"
 # 96-bit nonces are GCM's native size (NIST SP 800-38D); random ones are safe far beyond

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from crmsync.common.errors import RetryLater
+from schemas.errors import RetryLater
 
 # A connection of our own or one borrowed from a pool: code that runs queries takes either.
 Conn = asyncpg.Connection | PoolConnectionProxy

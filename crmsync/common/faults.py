@@ -1,7 +1,7 @@
 """What a failure means, decided in one place: a dependency that is away right now
 (retry in place, never drop the work), or something else (the caller decides, and never
 acknowledges what it did not finish). Our own errors say it by their base
-(crmsync.common.errors: RetryLater is transient); the rules below are for everyone else's.
+(schemas.errors: RetryLater is transient); the rules below are for everyone else's.
 
 Every service retries the same things: PostgreSQL restarting, failing over or out of
 connections; Kafka's broker away or electing a leader; the network. A restart shows up
@@ -29,7 +29,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from crmsync.common.errors import CrmsyncError, RetryLater
+from schemas.errors import CrmsyncError, RetryLater
 
 T = TypeVar("T")
 

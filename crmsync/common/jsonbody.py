@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from crmsync.common.errors import RefuseInput
+from schemas.errors import RefuseInput
 
 # pydantic-core's nesting limit: 200 nested objects (201 arrays). Fixed in its parser
 # (jiter's recursion limit), not configurable; a test pins it so an upgrade that moves it

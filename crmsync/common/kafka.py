@@ -14,7 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from prometheus_client import Gauge
 
-from crmsync.common.errors import RetryLater
+from schemas.errors import RetryLater
 from schemas.topics import Topic
 
 

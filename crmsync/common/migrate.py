@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from crmsync.common.errors import Stop
+from schemas.errors import Stop
 
 # Arbitrary but fixed: the advisory-lock key every crmsync migrator agrees on.
 _LOCK_KEY = 0x63726D73796E63  # "crmsync"

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from crmsync.common.errors import Stop
+from schemas.errors import Stop
 
 ENV_PREFIX = "CRMSYNC_"
 

@@ -22,8 +22,9 @@ import aiohttp
 import asyncpg
 
 from connectors.registry import connector
-from connectors.runtime import Clients, ConnectionInfo, load_connection
+from connectors.runtime import Clients, ConnectionInfo
 from connectors.spec import EntityType
+from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.common.canonical import TABLES
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
@@ -162,7 +163,7 @@ async def setup(
     world.publish_key = internal.api_key
     world.internal_id = internal.id
     world.tenant_id = internal.tenant_id
-    world.clients = Clients(pool, keyring, session)
+    world.clients = stored_clients(pool, keyring, session)
     return world
 
 

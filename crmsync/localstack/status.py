@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from crmsync.common.errors import Stop
+from schemas.errors import Stop
 
 # How the stack reports progress: one line at a time, to the operator.
 Say = Callable[[str], None]

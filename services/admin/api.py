@@ -27,10 +27,10 @@ from crmsync.application.errors import AdminError
 from crmsync.application.models import Problem
 from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, bearer_token
 from crmsync.common.crypto import KeyRing
-from crmsync.common.errors import RefuseInput
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
+from schemas.errors import RefuseInput
 
 log = logging.getLogger(__name__)
 

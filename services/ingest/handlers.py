@@ -24,7 +24,6 @@ from connectors.base import SignatureError, Verified, WebhookRequest
 from connectors.registry import WEBHOOK_PROVIDERS
 from crmsync.common.connections import ActiveConnection
 from crmsync.common.crypto import hash_api_key
-from crmsync.common.errors import RefuseInput, RetryLater
 from crmsync.common.jsonbody import NotJsonError, parse_json
 from crmsync.common.problems import problem
 from crmsync.common.settings import topic_name
@@ -32,6 +31,7 @@ from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
 from schemas import topics
 from schemas.changes import MAX_CHANGES_PER_REQUEST, ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
+from schemas.errors import RefuseInput, RetryLater
 from services.ingest import metrics
 from services.ingest.connections import ConnectionCache
 

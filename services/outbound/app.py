@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.egress import provider_session
 from connectors.limits import BreakerPolicy
-from connectors.runtime import Clients
+from crmsync.application.connection_runtime import stored_clients
 from crmsync.application.sync.jobs import owner_id
 from crmsync.application.sync.runner import SyncRunner
 from crmsync.common.crypto import CryptoError, KeyRing
@@ -98,7 +98,7 @@ def create_app(
     async def pushing(app: web.Application) -> AsyncIterator[None]:
         consumer, producer = await _start_clients(settings, changed)
         session = provider_session(allow_private=settings.allow_private_provider_urls)
-        clients = Clients(app[POOL], keyring, session, breaker_policy=breaker_policy)
+        clients = stored_clients(app[POOL], keyring, session, breaker_policy=breaker_policy)
         outbound = Outbound(
             app[POOL],
             consumer,

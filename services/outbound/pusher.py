@@ -30,10 +30,10 @@ from connectors.runtime import Clients, ConnectionInfo, Handle
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecord
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
-from crmsync.common.errors import DeadLetter
 from crmsync.common.links import record_and_link
 from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
+from schemas.errors import DeadLetter
 from services.outbound import metrics
 from services.outbound.queue import enqueue
 

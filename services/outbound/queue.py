@@ -15,7 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
-from connectors.runtime import ConnectionInfo, tenant_connections
+from connectors.runtime import ConnectionInfo
+from crmsync.application.connection_runtime import tenant_connections
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
 from schemas.records import CanonicalRecord

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaClient, AIOKafkaProducer
 
 from connectors.egress import provider_session
 from connectors.runtime import Clients
+from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
 from crmsync.common.kafka import (
@@ -97,7 +98,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
             max_size=s.processor_db_pool_size,
         )
         self.http = provider_session(allow_private=s.allow_private_provider_urls)
-        self.clients = Clients(self.pool, self.keyring, self.http)
+        self.clients = stored_clients(self.pool, self.keyring, self.http)
         self.kafka = AIOKafkaClient(bootstrap_servers=s.kafka_bootstrap_servers)
         self.producer = make_producer(s.kafka_bootstrap_servers, partitioner=Murmur2Partitioner())
         for what, start in (("processor", self.kafka.bootstrap), ("relay", self.producer.start)):

@@ -22,8 +22,8 @@ from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
-from crmsync.common.errors import DeadLetter
 from crmsync.common.pushes import Push, queue_pushes
+from schemas.errors import DeadLetter
 from schemas.records import CanonicalRecord
 from services.processor.decide import (
     Decision,

@@ -22,8 +22,8 @@ from enum import StrEnum
 
 import asyncpg
 
-from crmsync.common.errors import DeadLetter
 from crmsync.common.faults import describe, is_transient
+from schemas.errors import DeadLetter
 
 
 class Action(StrEnum):

@@ -28,13 +28,14 @@ from pydantic import ValidationError
 
 from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
-from connectors.runtime import Clients, ConnectionInfo, CredentialsError, load_connection
+from connectors.runtime import Clients, ConnectionInfo, CredentialsError
 from connectors.spec import MappingError, RemoteRecord, WebhookItem
+from crmsync.application.connection_runtime import load_connection
 from crmsync.common.accounting import SkipReason, record_inbound_skips
-from crmsync.common.errors import DeadLetter
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
+from schemas.errors import DeadLetter
 from services.processor import metrics
 from services.processor.deadletters import Source, dead_letter
 

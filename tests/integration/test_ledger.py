@@ -27,7 +27,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from connectors.runtime import Clients, credentials_json
+from connectors.runtime import credentials_json
+from crmsync.application.connection_runtime import stored_clients
 from crmsync.application.context import KafkaTarget
 from crmsync.application.ledger import Ledger
 from crmsync.application.ledger_io import ledger
@@ -261,7 +262,7 @@ async def flow(
     producer = make_producer(kafka_bootstrap)
     await producer.start()
     session = aiohttp.ClientSession()
-    pusher = Pusher(pool, Clients(pool, keyring, session), PushPolicy(max_attempts=2))
+    pusher = Pusher(pool, stored_clients(pool, keyring, session), PushPolicy(max_attempts=2))
     try:
         yield Flow(
             pool,

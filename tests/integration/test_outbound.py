@@ -24,6 +24,7 @@ from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients, Handle, credentials_json
 from connectors.simkit import Fault
 from connectors.spec import ApiClient
+from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
@@ -134,7 +135,7 @@ async def env(pool: asyncpg.Pool) -> AsyncIterator[Env]:
             settings={"company_code": "ACME"},
         )
     session = aiohttp.ClientSession()
-    clients = Clients(
+    clients = stored_clients(
         pool, keyring, session, breaker_policy=BreakerPolicy(min_calls=3, open_seconds=0.5)
     )
     pusher = Pusher(pool, clients, PushPolicy(max_attempts=5, backoff_base_seconds=0.01))
@@ -450,7 +451,7 @@ async def test_a_refused_token_refresh_marks_needs_reauth_and_pushes_wait(
             settings={"xero_tenant_id": crm.sim.tenant_id},  # type: ignore[attr-defined]
         )
     session = aiohttp.ClientSession()
-    clients = Clients(pool, keyring, session)
+    clients = stored_clients(pool, keyring, session)
     env = Env(
         pool,
         crm,

@@ -23,7 +23,8 @@ from connectors.http import (
 from connectors.runtime import CredentialsError
 from connectors.spec import MappingError
 from crmsync.application.sync.runner import SyncFailedError
-from crmsync.common.errors import (
+from crmsync.common.faults import is_transient
+from schemas.errors import (
     ACTION_BASES,
     Action,
     CrmsyncError,
@@ -33,7 +34,6 @@ from crmsync.common.errors import (
     Stop,
     action_for,
 )
-from crmsync.common.faults import is_transient
 
 PACKAGES = ("crmsync", "services", "connectors", "schemas")
 # Ours on purpose without a base of ours: an asyncpg integrity violation, so that the

@@ -23,7 +23,7 @@ import asyncpg
 from connectors.spec import EntityType
 from crmsync.common.connections import mark_reconciled
 from crmsync.common.db import Conn
-from crmsync.common.errors import RefuseInput, Stop
+from schemas.errors import RefuseInput, Stop
 
 Kind = Literal["backfill", "reconcile", "full_reconcile"]
 KINDS: tuple[Kind, ...] = ("backfill", "reconcile", "full_reconcile")

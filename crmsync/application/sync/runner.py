@@ -28,14 +28,15 @@ from aiokafka import AIOKafkaProducer
 
 from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
-from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle, load_connection
+from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
 from connectors.spec import EntityType, Page, RemoteRecord
+from crmsync.application.connection_runtime import load_connection
 from crmsync.application.sync import jobs, metrics
 from crmsync.application.sync.jobs import JobCancelledError, SyncJob
-from crmsync.common.errors import DeadLetter
 from crmsync.common.links import count_links, remote_updated_at, unlisted_external_ids
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
+from schemas.errors import DeadLetter
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from connectors.calls import CallFailedError, attempt
 from connectors.egress import GuardedResolver, classify, guarded_socket, provider_session
 from connectors.http import AddressRefusedError, StaticAuth, refresh_with, send
-from connectors.runtime import Clients, OAuthTokens, credentials_json, load_connection
+from connectors.runtime import OAuthTokens, credentials_json
+from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
 
@@ -168,7 +169,7 @@ async def test_a_connection_on_loopback_is_refused_unless_allowed(
     info = await load_connection(pool, await _connection(pool, keyring, base), tenant_id=None)
     assert info is not None
     async with provider_session(allow_private=allowed) as session:
-        handle = await Clients(pool, keyring, session).get(info)
+        handle = await stored_clients(pool, keyring, session).get(info)
 
         async def delete(client: Any) -> None:
             await client.delete("customer", "c-1")

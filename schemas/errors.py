@@ -1,6 +1,11 @@
 """Errors that say what to do: every exception class of ours derives from exactly one of
 four bases, and the base is the instruction to whoever catches it.
 
+They live in schemas, the package everything else builds on, because they are a shared
+vocabulary like the envelopes: connectors raise them, services map them, and the
+dead-letter ``reason`` they carry is stored and counted. Like the rest of schemas this
+module imports nothing of ours.
+
 - ``RetryLater``: a dependency is away and will come back (PostgreSQL, Kafka). Wait and
   try again, in place, with backoff; never acknowledge the work meanwhile.
 - ``DeadLetter``: this event, change, push or run cannot be done as it is. Park it with
