@@ -163,7 +163,16 @@ def test_outbound_parks_what_the_provider_cannot_take(exc: CredentialsError, par
             CredentialsError("connection 1 has no base URL"),
             ("failed", "connection 1 has no base URL"),
         ),
-        (CryptoError("not a crmsync ciphertext"), None),
+        # A record the provider lists that cannot be mapped, or credentials no master key
+        # opens: resuming from the checkpoint meets the same error for ever.
+        (
+            MappingError("schema_violation", "invoice 7: line 2 has no amount"),
+            ("failed", "schema_violation: invoice 7: line 2 has no amount"),
+        ),
+        (
+            CryptoError("not a crmsync ciphertext"),
+            ("failed", "not a crmsync ciphertext"),
+        ),
         (asyncpg.exceptions.CannotConnectNowError("starting up"), None),
         (KeyError("a bug"), None),
     ],

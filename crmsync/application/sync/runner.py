@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
-from connectors.runtime import Clients, ConnectionInfo, CredentialsError, Handle
+from connectors.runtime import Clients, ConnectionInfo, Handle
 from connectors.spec import EntityType, Page, RemoteRecord
 from crmsync.application.connection_runtime import load_connection
 from crmsync.application.sync import jobs, metrics
@@ -36,7 +36,7 @@ from crmsync.application.sync.jobs import JobCancelledError, SyncJob
 from crmsync.common.links import count_links, remote_updated_at, unlisted_external_ids
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
-from schemas.errors import DeadLetter
+from schemas.errors import DeadLetter, Stop
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,16 @@ class SyncFailedError(DeadLetter):
 
 def outcome_for(exc: BaseException) -> tuple[jobs.Status, str] | None:
     """How a run ends when it raised ``exc``: ``cancelled`` when an operator stopped it,
-    ``failed`` when it cannot go on as configured, with the message as the job's error.
-    None lets the error go up: the process is stopping, or something unforeseen, and the
-    lease runs out so the run resumes from its checkpoint."""
+    ``failed`` when it cannot go on as it is (any ``DeadLetter``: a listing that cannot be
+    mapped, credentials that are missing; any ``Stop``: credentials no master key opens),
+    with the message as the job's error. Resuming from the checkpoint would meet the same
+    error again, for ever. None lets the error go up: a dependency is away, the process is
+    stopping, or something unforeseen, and the lease runs out so the run resumes from its
+    checkpoint."""
     match exc:
         case JobCancelledError():
             return "cancelled", str(exc)
-        case SyncFailedError() | CredentialsError():
+        case DeadLetter() | Stop():
             return "failed", str(exc)
         case _:
             return None
