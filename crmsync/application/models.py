@@ -6,7 +6,7 @@ responses are what the operations return, serialised with ``model_dump(mode="jso
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
@@ -587,4 +587,44 @@ class ApiKeyCreated(ApiKeyOut):
 class ApiKeyRotate(Strict):
     overlap_seconds: int = Field(
         3600, ge=0, le=30 * 86_400, description="How long the old key keeps working."
+    )
+
+
+# -- audit trail --------------------------------------------------------------------------
+
+
+class AuditLogQuery(PageQuery):
+    actor: str | None = Field(
+        None, min_length=1, max_length=200, description='"api-key:<id>" or "cli:<OS user>".'
+    )
+    action: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description='An action ("connection.update") or a target type ("connection").',
+    )
+    target: UUID | None = Field(None, description="The id of what was changed.")
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+
+class AuditEntry(Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: UUID | None
+    change: JsonValue = Field(description="The request, secrets redacted.")
+
+
+class ApiKeyUsageDay(Out):
+    day: date
+    requests: int
+
+
+class ApiKeyDetail(ApiKeyOut):
+    usage: list[ApiKeyUsageDay] = Field(
+        description="Requests per UTC day over the last 30 days, newest first (days with none"
+        " are left out); counted in memory and written every few seconds."
     )

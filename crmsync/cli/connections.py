@@ -21,6 +21,7 @@ from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericSchemeConfig
 from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, connector
+from crmsync.application import audit_trail
 from crmsync.application import connections as ops
 from crmsync.application.models import (
     ConnectionQuery,
@@ -90,17 +91,36 @@ def add(
         except DatabaseUnavailableError as exc:
             raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
         try:
-            return await create_connection(
-                conn,
-                keyring,
-                tenant=tenant,
-                provider=provider,
-                name=name or provider,
-                webhook_secret=secret,
-                base_url=base_url,
-                api_credentials=api_key,
-                settings={"generic": config.model_dump(mode="json")} if config else {},
-            )
+            async with conn.transaction():
+                created = await create_connection(
+                    conn,
+                    keyring,
+                    tenant=tenant,
+                    provider=provider,
+                    name=name or provider,
+                    webhook_secret=secret,
+                    base_url=base_url,
+                    api_credentials=api_key,
+                    settings={"generic": config.model_dump(mode="json")} if config else {},
+                )
+                await audit_trail.record(
+                    conn,
+                    created.tenant_id,
+                    audit_trail.cli_actor(),
+                    "connection.create",
+                    target_id=created.id,
+                    change=audit_trail.redact(
+                        {
+                            "provider": provider,
+                            "name": name or provider,
+                            "base_url": base_url,
+                            "webhook_secret": webhook_secret,
+                            "api_key": api_key,
+                            "generic": config.model_dump(mode="json") if config else None,
+                        }
+                    ),
+                )
+            return created
         except asyncpg.UniqueViolationError:
             raise StackError(
                 f"tenant {tenant} already has a connection named {name or provider!r}; pass --name"

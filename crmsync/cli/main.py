@@ -13,12 +13,14 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
 from crmsync.cli import (
     apikeys,
     audit,
+    auditlog,
     config,
     conflicts,
     connections,
@@ -52,6 +54,7 @@ COMMAND_MODULES: list[CommandModule] = [
     syncjobs,
     conflicts,
     audit,
+    auditlog,
 ]
 
 
@@ -59,8 +62,18 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _version() -> str:
+    try:
+        return metadata.version("crmsync")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crmsync", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version", action="version", version=f"crmsync {_version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_infra = sub.add_parser("infra", help="manage the local Kafka and PostgreSQL")

@@ -11,6 +11,7 @@ from functools import partial
 
 from crmsync.application import (
     apikeys,
+    audit_trail,
     conflicts,
     connections,
     deadletters,
@@ -218,6 +219,17 @@ def routes() -> list[Route]:
         ),
         Route(
             "GET",
+            "/v1/audit-log",
+            audit_trail.list_,
+            "read",
+            "Who changed what: every mutating call of the API, the CLI and the console",
+            "audit",
+            "listAuditLog",
+            query=m.AuditLogQuery,
+            response=m.Page[m.AuditEntry],
+        ),
+        Route(
+            "GET",
             "/v1/dead-letters",
             deadletters.list_,
             "read",
@@ -390,10 +402,10 @@ def routes() -> list[Route]:
             _API_KEY,
             apikeys.get,
             "read",
-            "Show an API key",
+            "Show an API key with its requests per day and when it was last used",
             "api-keys",
             "getApiKey",
-            response=m.ApiKeyOut,
+            response=m.ApiKeyDetail,
         ),
         Route(
             "POST",

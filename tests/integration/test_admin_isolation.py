@@ -79,6 +79,7 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("GET", "/v1/sync-log"): (by_conn, 404),
         ("GET", "/v1/sync-log/summary"): (by_conn, 404),
         ("GET", "/v1/audit/ledger"): (by_conn, 404),
+        ("GET", "/v1/audit-log"): ({"params": {"target": conn}}, 200),
         ("GET", "/v1/dead-letters"): (by_conn, 404),
         ("GET", "/v1/dead-letters/{dead_letter_id}"): ({}, 404),
         ("POST", "/v1/dead-letters/{dead_letter_id}/redrive"): ({}, 404),
@@ -135,6 +136,14 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
             status, body = await admin.call("GET", route.path, key=admin.other_key)
             if "items" in body:
                 assert not {str(i.get("id")) for i in body["items"]} & mine, route.path
+
+    # The other tenant's audit trail holds its own changes (it created a connection above)
+    # and none of ours; ours holds none of its.
+    theirs = (await admin.ok("GET", "/v1/audit-log", key=admin.other_key))["items"]
+    assert theirs
+    assert not {str(e["target_id"]) for e in theirs} & mine
+    ours = (await admin.ok("GET", "/v1/audit-log"))["items"]
+    assert not {e["id"] for e in ours} & {e["id"] for e in theirs}
 
     # Nothing of tenant A changed.
     shown = await admin.ok("GET", f"/v1/connections/{ids['connection_id']}")
