@@ -32,6 +32,7 @@ from crmsync.cli import (
     simulate,
     sync,
     syncjobs,
+    synclog,
 )
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
 from crmsync.localstack.keys import export_master_key
@@ -55,6 +56,7 @@ COMMAND_MODULES: list[CommandModule] = [
     conflicts,
     audit,
     auditlog,
+    synclog,
 ]
 
 

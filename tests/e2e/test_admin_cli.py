@@ -3,9 +3,11 @@ key from `api-keys create` that the admin API accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -238,3 +240,33 @@ def test_the_audit_log_names_the_os_user_and_keeps_no_secret(cli: Cli) -> None:
     version = cli("--version")
     assert version.returncode == 0
     assert version.stdout.startswith("crmsync ")
+
+
+async def test_sync_log_lists_and_follows(cli: Cli, pg: asyncpg.Pool) -> None:
+    cli.json("api-keys", "create", "--tenant", "acme", "--scope", "read")  # the tenant
+    tenant = await pg.fetchval("SELECT id FROM tenants WHERE slug = 'acme'")
+    insert = (
+        "INSERT INTO sync_log (tenant_id, direction, entity_type, external_id, outcome)"
+        " VALUES ($1, 'out', 'invoice', $2, 'pushed')"
+    )
+    await pg.execute(insert, tenant, "inv-1")
+    listed = cli.json("sync-log", "--tenant", "acme", "--direction", "out")
+    assert [e["external_id"] for e in listed["items"]] == ["inv-1"]
+    tail = await asyncio.create_subprocess_exec(
+        CRMSYNC,
+        *("sync-log", "--tenant", "acme", "--follow", "--json", "--interval", "0.1"),
+        env=cli.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert tail.stdout is not None
+    try:
+        first = await asyncio.wait_for(tail.stdout.readline(), 30)
+        assert json.loads(first)["external_id"] == "inv-1"
+        await pg.execute(insert, tenant, "inv-2")
+        second = await asyncio.wait_for(tail.stdout.readline(), 30)
+        assert json.loads(second)["external_id"] == "inv-2"
+    finally:
+        tail.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(tail.communicate(), 30)
+    assert tail.returncode == 0, err
