@@ -628,3 +628,55 @@ class ApiKeyDetail(ApiKeyOut):
         description="Requests per UTC day over the last 30 days, newest first (days with none"
         " are left out); counted in memory and written every few seconds."
     )
+
+
+# -- notifications ------------------------------------------------------------------------
+
+NotificationType = Literal[
+    "connection.needs_reauth",
+    "connection.circuit_open",
+    "connection.dead_letters",
+    "sync_job.failed",
+    "test",
+]
+
+
+class NotificationEndpointCreate(Strict):
+    url: Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
+    description: str | None = Field(None, max_length=200)
+    event_types: list[NotificationType] = Field(
+        default_factory=list, max_length=10, description="Empty: every type."
+    )
+
+
+class NotificationEndpointOut(Out):
+    id: UUID
+    url: str
+    description: str | None
+    event_types: list[str]
+    enabled: bool
+    created_at: datetime
+
+
+class NotificationEndpointCreated(NotificationEndpointOut):
+    secret: str = Field(
+        description="Standard Webhooks signing secret (whsec_…): shown once, stored encrypted."
+    )
+
+
+class NotificationDeliveryOut(Out):
+    id: UUID
+    endpoint_id: UUID
+    event_type: str
+    payload: JsonValue
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class NotificationDeliveryQuery(PageQuery):
+    status: Literal["pending", "delivered", "failed"] | None = None

@@ -26,6 +26,7 @@ from crmsync.cli import (
     connections,
     deadletters,
     infra,
+    notifications,
     records,
     replay,
     run,
@@ -57,6 +58,7 @@ COMMAND_MODULES: list[CommandModule] = [
     audit,
     auditlog,
     synclog,
+    notifications,
 ]
 
 

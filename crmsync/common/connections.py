@@ -605,3 +605,15 @@ async def status_and_credentials(
         tenant_id,
     )
     return row
+
+
+async def needing_reauth(conn: Conn, tenant_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """(tenant_id, id, provider, name) of the connections of these tenants whose provider
+    refused their credentials (the notifier's ``connection.needs_reauth``)."""
+    return await conn.fetch(
+        """
+        SELECT tenant_id, id, provider, name FROM connections
+         WHERE tenant_id = ANY ($1::uuid[]) AND status = 'needs_reauth'
+        """,
+        tenant_ids,
+    )

@@ -182,3 +182,19 @@ async def queue_stats(pool: asyncpg.Pool) -> tuple[int, float]:
     )
     assert row is not None  # noqa: S101 - an aggregate always returns a row
     return int(row["n"]), float(row["age"] or 0.0)
+
+
+async def waiting_on_breaker(
+    conn: Conn, tenant_ids: list[uuid.UUID], now: datetime
+) -> list[asyncpg.Record]:
+    """(tenant_id, connection_id) of the connections whose pushes wait on an open circuit
+    breaker now: the outbound service reschedules a refused push with ``circuit_open``."""
+    return await conn.fetch(
+        """
+        SELECT DISTINCT tenant_id, connection_id FROM push_jobs
+         WHERE tenant_id = ANY ($1::uuid[])
+           AND last_error LIKE 'circuit_open%' AND next_attempt_at > $2
+        """,
+        tenant_ids,
+        now,
+    )

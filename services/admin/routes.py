@@ -16,6 +16,7 @@ from crmsync.application import (
     connections,
     deadletters,
     ledger_io,
+    notifications,
     records,
     replay,
     syncjobs,
@@ -29,6 +30,7 @@ _DEAD_LETTER = "/v1/dead-letters/{dead_letter_id}"
 _SYNC_JOB = "/v1/sync-jobs/{job_id}"
 _CONFLICT = "/v1/conflicts/{conflict_id}"
 _API_KEY = "/v1/api-keys/{key_id}"
+_ENDPOINT = "/v1/notification-endpoints/{endpoint_id}"
 
 # Query models of the collections that filter by more than RecordQuery's fields.
 _RECORD_QUERIES: dict[str, type[m.RecordQuery]] = {
@@ -372,6 +374,71 @@ def routes() -> list[Route]:
             body=m.ConflictResolve,
             response=m.ConflictOut,
             errors=(409,),
+        ),
+        Route(
+            "POST",
+            "/v1/notification-endpoints",
+            notifications.create,
+            "admin",
+            "Register an endpoint for operational notifications (its signing secret shown once)",
+            "notifications",
+            "createNotificationEndpoint",
+            body=m.NotificationEndpointCreate,
+            response=m.NotificationEndpointCreated,
+            status=201,
+        ),
+        Route(
+            "GET",
+            "/v1/notification-endpoints",
+            notifications.list_,
+            "read",
+            "List notification endpoints",
+            "notifications",
+            "listNotificationEndpoints",
+            query=m.PageQuery,
+            response=m.Page[m.NotificationEndpointOut],
+        ),
+        Route(
+            "GET",
+            _ENDPOINT,
+            notifications.get,
+            "read",
+            "Show a notification endpoint",
+            "notifications",
+            "getNotificationEndpoint",
+            response=m.NotificationEndpointOut,
+        ),
+        Route(
+            "DELETE",
+            _ENDPOINT,
+            notifications.delete,
+            "admin",
+            "Delete a notification endpoint and its deliveries",
+            "notifications",
+            "deleteNotificationEndpoint",
+            status=204,
+        ),
+        Route(
+            "POST",
+            f"{_ENDPOINT}/test",
+            notifications.send_test,
+            "admin",
+            "Queue a test message to the endpoint",
+            "notifications",
+            "testNotificationEndpoint",
+            response=m.NotificationDeliveryOut,
+            status=202,
+        ),
+        Route(
+            "GET",
+            f"{_ENDPOINT}/deliveries",
+            notifications.deliveries,
+            "read",
+            "An endpoint's deliveries, newest first, with their attempts and last error",
+            "notifications",
+            "listNotificationDeliveries",
+            query=m.NotificationDeliveryQuery,
+            response=m.Page[m.NotificationDeliveryOut],
         ),
         Route(
             "POST",

@@ -55,6 +55,11 @@ async def _seed(admin: Admin) -> dict[str, str]:
         )
     )
     ids["key_id"] = (await admin.ok("POST", "/v1/api-keys", 201, json={"scope": "read"}))["id"]
+    ids["endpoint_id"] = (
+        await admin.ok(
+            "POST", "/v1/notification-endpoints", 201, json={"url": "https://a.example/h"}
+        )
+    )["id"]
     return ids
 
 
@@ -101,6 +106,12 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("GET", "/v1/api-keys/{key_id}"): ({}, 404),
         ("POST", "/v1/api-keys/{key_id}/revoke"): ({}, 404),
         ("POST", "/v1/api-keys/{key_id}/rotate"): ({"json": {}}, 404),
+        ("POST", "/v1/notification-endpoints"): ({"json": {"url": "https://b.example/h"}}, 201),
+        ("GET", "/v1/notification-endpoints"): ({}, 200),
+        ("GET", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
+        ("DELETE", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
+        ("POST", "/v1/notification-endpoints/{endpoint_id}/test"): ({}, 404),
+        ("GET", "/v1/notification-endpoints/{endpoint_id}/deliveries"): ({}, 404),
     }
     for collection, entity in (
         ("customers", "customer"),
@@ -155,3 +166,4 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
     assert (await admin.ok("GET", f"/v1/sync-jobs/{ids['job_id']}"))["status"] == "pending"
     assert (await admin.ok("GET", f"/v1/conflicts/{ids['conflict_id']}"))["resolved_at"] is None
     assert (await admin.ok("GET", f"/v1/api-keys/{ids['key_id']}"))["revoked_at"] is None
+    await admin.ok("GET", f"/v1/notification-endpoints/{ids['endpoint_id']}")
