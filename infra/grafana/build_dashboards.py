@@ -448,6 +448,14 @@ def processor() -> dict[str, Any]:
             ),
             DEAD_LETTERS_OPEN,
             Panel(
+                "Changes waiting for a reference",
+                "Changes parked because a record they name (a payment's invoice, an "
+                "invoice's customer or job) is not linked yet: applied once it is, a "
+                "missing_reference dead letter after CRMSYNC_PROCESSOR_REFERENCE_WAIT_SECONDS.",
+                "short",
+                [(":crmsync_processor_waiting_changes:max", "waiting")],
+            ),
+            Panel(
                 "Received -> committed p50 / p99",
                 "From ingest receiving an event (the envelope's received_at) to its change "
                 "committed in PostgreSQL. SLO: p99 under 1 s; over it for 10 minutes fires "

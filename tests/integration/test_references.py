@@ -7,6 +7,8 @@ same second, so both often land in one batch, the payment first as often as not.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,9 +21,11 @@ from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
+from services.processor import metrics
 from services.processor.deadletters import Source
 from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
+from services.processor.sweep import WaitingSweep
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 TOPIC = topics.CHANGES_NORMALIZED.name
@@ -237,3 +241,47 @@ async def test_an_invoice_waits_for_its_customer(
     assert await processor.release(100) == 1
     customer = await pool.fetchval("SELECT id FROM customers")
     assert await pool.fetchval("SELECT data->>'customer_id' FROM invoices") == str(customer)
+
+
+async def test_the_sweep_releases_what_is_linked_and_dead_letters_what_waited_too_long(
+    pool: asyncpg.Pool, stripe: CreatedConnection
+) -> None:
+    processor = Processor(pool)
+    sweep = WaitingSweep(processor, pool, wait_seconds=3600)
+    await processor.handle(TOPIC, [payment(stripe, "pi_1", "in_1", ts=at(1))])
+    await processor.handle(TOPIC, [payment(stripe, "pi_2", "in_missing", ts=at(1))])
+    await pool.execute(
+        "UPDATE waiting_changes SET parked_at = now() - interval '2 hours'"
+        " WHERE ref_external_id = 'in_missing'"
+    )
+    await processor.handle(TOPIC, [invoice(stripe, "in_1")])
+    assert await sweep.round() == (1, 1)
+    assert metrics.WAITING_CHANGES._value.get() == 0
+    assert sweep.waiting == 0
+    (row,) = await payments(pool)
+    assert row["data"]["invoice_id"] == str(await invoice_id(pool))
+    assert await pool.fetchval("SELECT reason FROM dead_letters") == "missing_reference"
+
+
+async def test_a_parked_payment_is_applied_right_after_its_invoice_commits(
+    pool: asyncpg.Pool, stripe: CreatedConnection
+) -> None:
+    # A sweep whose timer alone would not come round during the test.
+    sweep = WaitingSweep(Processor(pool), pool, wait_seconds=3600, interval=600)
+    processor = Processor(pool, on_commit=sweep.after_commit)
+    running = asyncio.create_task(sweep.run())
+    try:
+        await asyncio.sleep(0.5)  # its first round: nothing waits yet
+        await processor.handle(TOPIC, [payment(stripe, ts=at(1))])
+        assert sweep.waiting == 1
+        await processor.handle(TOPIC, [invoice(stripe)])
+        for _ in range(100):  # 10 s at most; the sweep's timer would take 600
+            if await payments(pool):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    (row,) = await payments(pool)
+    assert row["data"]["invoice_id"] == str(await invoice_id(pool))
