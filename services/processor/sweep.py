@@ -57,11 +57,14 @@ class WaitingSweep:
         self._wake = asyncio.Event()
 
     def after_commit(self, results: Sequence[Applied | None]) -> None:
-        """Told of every committed batch: one that parked changes or applied any while
-        changes wait wakes the sweep."""
+        """Told of every committed batch: one that applied changes while others wait, or
+        parked some, wakes the sweep. (A batch applied in two transactions can park a
+        payment in one while the other commits its invoice: neither saw the other.)"""
         parked = sum(1 for r in results if r is not None and r.outcome is Outcome.WAITING)
         self.waiting += parked
-        if self.waiting and any(r is not None and r.outcome is Outcome.APPLIED for r in results):
+        if parked or (
+            self.waiting and any(r is not None and r.outcome is Outcome.APPLIED for r in results)
+        ):
             self._wake.set()
 
     async def round(self) -> tuple[int, int]:
