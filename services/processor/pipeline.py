@@ -369,9 +369,9 @@ class Processor:
                     row.source,
                     stage="processor",
                     reason=MISSING_REFERENCE,
-                    detail=f"{row.entity_type} {row.external_id} names"
+                    detail=f"{row.entity_type} {row.external_id} waited for"
                     f" {row.waits_for.describe()}, which connection {row.connection_id} had"
-                    f" not sent after {wait_seconds:g} s of waiting; redrive it once it has",
+                    f" not sent after {wait_seconds:g} s; redrive it once it has",
                     tenant_id=row.tenant_id,
                     connection_id=row.connection_id,
                     event_id=row.dedup_key,
