@@ -20,7 +20,7 @@ from aiohttp import web
 
 from connectors.base import WebhookRequest
 from connectors.http import NotFoundError, ProviderError, StaticAuth, UnsupportedOperationError
-from connectors.spec import EntityType, WebhookItem
+from connectors.spec import EntityType, MappingError, WebhookItem
 from connectors.stripe import CONNECTOR
 from connectors.stripe.client import STRIPE_VERSION, StripeClient, make_client
 from connectors.stripe.simulator import StripeSimulator
@@ -423,3 +423,69 @@ async def test_seeded_account_lists_every_entity(stripe: Stripe) -> None:
         page = await stripe.client.list_page(entity, None, None)
         assert len(page.records) == 3
     assert await stripe.webhook_items() == []  # seeded records existed before: no events
+
+
+async def test_line_tax_is_billed_so_stripes_total_is_ours(stripe: Stripe) -> None:
+    # Issue 17 item 3: 32,000 + 2,400 tax was billed as 32,000.
+    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax")
+    refs = {"customer_id": customer.external_id}
+    data = {
+        "currency": "USD",
+        "status": "open",
+        "lines": [
+            {"description": "Boiler service", "quantity": "2", "unit_amount": 10_000,
+             "tax_amount": 1_500},
+            {"description": "Parts", "quantity": "1", "unit_amount": 12_000, "tax_amount": 900},
+        ],
+        "subtotal": 32_000,
+        "tax": 2_400,
+        "total": 34_400,
+    }  # fmt: skip
+    invoice = await stripe.client.create("invoice", data, refs, "push-inv-tax")
+    assert (invoice.data["subtotal"], invoice.data["tax"], invoice.data["total"]) == (
+        32_000,
+        2_400,
+        34_400,
+    )
+    assert invoice.data["amount_due"] == 34_400
+    assert [ln["tax_amount"] for ln in invoice.data["lines"]] == [1_500, 900]
+    raw = stripe.sim.get("invoice", invoice.external_id)
+    assert raw["lines"]["data"][0]["tax_amounts"][0]["amount"] == 1_500
+    assert raw["lines"]["data"][0]["tax_amounts"][0]["taxable_amount"] == 20_000
+
+
+async def test_a_draft_line_tax_change_replaces_the_lines(stripe: Stripe) -> None:
+    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax2")
+    refs = {"customer_id": customer.external_id}
+    line = {"description": "Parts", "quantity": "1", "unit_amount": 12_000, "tax_amount": 0}
+    data = {"currency": "USD", "lines": [line], "subtotal": 12_000, "tax": 0, "total": 12_000}
+    invoice = await stripe.client.create("invoice", data, refs, "push-inv-tax2")
+    taxed = {
+        "lines": [{**line, "tax_amount": 960}],
+        "subtotal": 12_000,
+        "tax": 960,
+        "total": 12_960,
+    }
+    updated = await stripe.client.update("invoice", invoice.external_id, taxed, refs)
+    assert (updated.data["tax"], updated.data["total"]) == (960, 12_960)
+
+
+async def test_lines_stripe_would_total_differently_are_refused_showing_both(
+    stripe: Stripe,
+) -> None:
+    # Tax-inclusive lines (Xero's kind): 11,500 per line already holds its tax.
+    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax3")
+    refs = {"customer_id": customer.external_id}
+    data = {
+        "currency": "USD",
+        "lines": [{"quantity": "1", "unit_amount": 11_500, "tax_amount": 1_500}],
+        "subtotal": 10_000,
+        "tax": 1_500,
+        "total": 11_500,
+    }
+    with pytest.raises(MappingError) as caught:
+        await stripe.client.create("invoice", data, refs, "push-inv-tax3")
+    assert caught.value.reason == "totals_mismatch"
+    assert "13000" in caught.value.detail
+    assert "11500" in caught.value.detail
+    assert stripe.sim.live("invoice") == []  # nothing was created
