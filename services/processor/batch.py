@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from crmsync.common.canonical import TABLES
+from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
 from services.processor.apply import (
@@ -595,7 +595,8 @@ async def apply_batch(
 
     Raises :class:`ChangesRejectedError`, having written nothing that the caller's
     rollback would not undo, when a change names what its tenant does not have (a
-    reference, its connection, its link's record): the one-by-one path dead-letters it.
+    reference, its connection, its link's record) or when decide() refuses the record a
+    change would make (totals that disagree): the one-by-one path dead-letters it.
     """
     if not changes:
         return []
@@ -614,11 +615,14 @@ async def apply_batch(
     if rejected:
         raise ChangesRejectedError(rejected)
     results: list[Applied] = []
-    for change, value, is_fresh in zip(changes, values, fresh, strict=True):
-        if is_fresh:
-            results.append(waits.note(change, batch.apply(change, value, waits.behind(change))))
-        else:
+    for i, (change, value, is_fresh) in enumerate(zip(changes, values, fresh, strict=True)):
+        if not is_fresh:
             results.append(Applied(Outcome.DUPLICATE))
+            continue
+        try:
+            results.append(waits.note(change, batch.apply(change, value, waits.behind(change))))
+        except InvalidRecordError as exc:  # decide() found a merged record it must not store
+            raise ChangesRejectedError({i: InvalidChangeError(exc.reason, exc.detail)}) from None
     await batch.flush()
     waiting = [c for c, r in zip(changes, results, strict=True) if r.outcome is Outcome.WAITING]
     if waiting:

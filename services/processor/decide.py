@@ -30,6 +30,14 @@ rule  when                                                         outcome   wri
       connection: it reports back our own push                               version queued for
                                                                              it if newer
 6     upsert reaching a deleted record (deleted stays deleted)     stale     link
+6a    upsert whose invoice ``status`` lags behind the record's    no_op     link
+      (draft < open/overdue < paid/void, from a source that had
+      not seen the current status): a snapshot of an earlier
+      state, so none of its fields apply (``status_behind``)
+6b    the merged invoice breaks subtotal + tax = total             dead      nothing
+                                                                   letter
+                                                                   (schema_
+                                                                   violation)
 7     upsert and no record: create                                 applied   record v1, outbox,
                                                                              link
 8     the field-level merge changed a field                        applied   record v + 1,
@@ -56,9 +64,9 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from connectors.spec import REFERENCE_FIELDS
-from crmsync.common.canonical import state_hash
+from crmsync.common.canonical import InvalidRecordError, state_hash
 from schemas.changes import EntityType
-from services.processor.merge import Conflict, Policy, RecordState, Update, merge
+from services.processor.merge import Conflict, Order, Policy, RecordState, Update, merge
 
 
 class Outcome(StrEnum):
@@ -90,6 +98,7 @@ class Rule(StrEnum):
     UPDATE = "update"
     CONFLICT = "conflict"
     UNCHANGED = "unchanged"
+    STATUS_BEHIND = "status_behind"
 
 
 class Write(StrEnum):
@@ -203,6 +212,27 @@ class Decision:
 
 _EMPTY = RecordState({}, {})
 
+# How far along its life each invoice status is (every provider's order: Stripe's draft →
+# open → paid/void, Xero's DRAFT/SUBMITTED → AUTHORISED → PAID/VOIDED, QuickBooks' balance
+# reaching zero). Overdue is open past its due date. Paid and void are both final.
+INVOICE_STATUS_ORDER: dict[str, int] = {"draft": 0, "open": 1, "overdue": 1, "paid": 2, "void": 2}
+ORDERS: dict[str, Order] = {"invoice": {"status": INVOICE_STATUS_ORDER}}
+
+
+def check_totals(entity_type: str, values: Mapping[str, Any]) -> None:
+    """A merged invoice must satisfy subtotal + tax = total (the canonical model checks a
+    change that carries all three; a partial one is checked here, merged)."""
+    if entity_type != "invoice":
+        return
+    subtotal, tax, total = values.get("subtotal"), values.get("tax"), values.get("total")
+    if subtotal is None or tax is None or total is None:
+        return
+    if subtotal + tax != total:
+        raise InvalidRecordError(
+            "schema_violation",
+            f"invoice total {total} must equal subtotal {subtotal} + tax {tax} once merged",
+        )
+
 
 def _newest(seen: datetime | None, ts: datetime) -> datetime:
     return ts if seen is None or ts > seen else seen
@@ -233,6 +263,9 @@ def decide(  # noqa: PLR0911 - one return per rule of the table: the first that 
     for a delete), ``link`` the connection's link for its external id, ``record`` the
     record that link names or, with no link, the one matched on first contact, ``behind``
     what an earlier change of the same record waits for, if one does.
+
+    Raises InvalidRecordError (a dead letter, reason ``schema_violation``) for an invoice
+    whose merged totals disagree: such a record is never stored.
 
     A link always comes with its record: a link whose record the tenant does not have is
     refused before deciding (``apply.foreign_link``), so reaching here with one is a bug.
@@ -284,7 +317,11 @@ def decide(  # noqa: PLR0911 - one return per rule of the table: the first that 
             link.snapshot if link is not None else None,
         ),
         policy,
+        ORDERS.get(change.entity_type),
     )
+    if record is not None and result.behind:
+        return Decision(Outcome.NOOP, Rule.STATUS_BEHIND, record.entity_id, link=seen)
+    check_totals(change.entity_type, result.state.values)
     if record is None:
         return Decision(
             Outcome.APPLIED,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmsync.common.canonical import state_hash
+from crmsync.common.canonical import InvalidRecordError, state_hash
 from services.processor.decide import (
     Decision,
     InboundChange,
@@ -399,3 +399,58 @@ def test_with_every_reference_resolved_nothing_waits() -> None:
 
 def test_a_reference_names_its_kind_and_id_for_the_dead_letter() -> None:
     assert Reference("invoice_id", "invoice", "in_9").describe() == "invoice in_9 (invoice_id)"
+
+
+# -- invoice money: status order and totals (issue 17 items 5 and 6) ----------------------
+
+
+def invoice_change(ts: datetime, *, source: uuid.UUID = A) -> InboundChange:
+    return InboundChange(TENANT, source, "evt", "invoice", "upsert", "in-1", ts, {})
+
+
+def test_a_lagging_draft_never_reverts_an_invoice_another_system_finalised() -> None:
+    # QuickBooks (B) approved it; Stripe (A) builds its copy in steps and reports the draft
+    # with half its lines, later than B's edit.
+    current = record(
+        {"status": "open", "lines": [{"quantity": "1", "unit_amount": 100}]}, source=B, ts=at(1)
+    )
+    told = link(snapshot={"status": "draft", "lines": []}, seen=at(0))
+    half = [{"quantity": "1", "unit_amount": 50}]
+    d = decide(invoice_change(at(2)), {"status": "draft", "lines": half}, told, current, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox) == (
+        Outcome.NOOP,
+        Rule.STATUS_BEHIND,
+        None,
+        None,
+    )
+    assert d.link is not None  # what the source said is remembered all the same
+
+
+def test_a_source_that_saw_the_status_may_move_it_back() -> None:
+    # Xero (A) sent paid, then its payment was deleted: AUTHORISED again is an edit.
+    current = record({"status": "paid"}, source=A, ts=at(1))
+    told = link(snapshot={"status": "paid"}, seen=at(1))
+    d = decide(invoice_change(at(2)), {"status": "open"}, told, current, NEWEST)
+    assert (d.outcome, d.rule) == (Outcome.APPLIED, Rule.UPDATE)
+
+
+@pytest.mark.parametrize(
+    ("held", "incoming"), [("open", "draft"), ("paid", "open"), ("void", "draft")]
+)
+def test_an_older_status_from_another_source_loses_even_when_newer(
+    held: str, incoming: str
+) -> None:
+    current = record({"status": held}, source=B, ts=at(1))
+    d = decide(invoice_change(at(9)), {"status": incoming}, link(seen=at(0)), current, NEWEST)
+    assert d.rule is Rule.STATUS_BEHIND
+
+
+def test_a_merged_invoice_whose_totals_disagree_is_a_schema_violation() -> None:
+    # Tax alone, from a source that changed nothing else: 100 + 30 is not 120.
+    current = record({"subtotal": 100, "tax": 20, "total": 120}, source=B, ts=at(1))
+    told = link(snapshot={"subtotal": 100, "tax": 20, "total": 120}, seen=at(0))
+    with pytest.raises(InvalidRecordError, match="total 120 must equal subtotal 100 \\+ tax 30"):
+        decide(invoice_change(at(2)), {"tax": 30}, told, current, NEWEST)
+    # All three moved together is fine.
+    d = decide(invoice_change(at(2)), {"tax": 30, "total": 130}, told, current, NEWEST)
+    assert d.rule is Rule.UPDATE
