@@ -33,6 +33,7 @@ from services.processor.decide import (
     OutboxEntry,
     Outcome,
     Record,
+    Reference,
     Write,
     decide,
 )
@@ -73,6 +74,7 @@ class Applied:
     entity_id: uuid.UUID | None = None
     version: int | None = None
     change_id: uuid.UUID | None = None
+    waits_for: Reference | None = None  # WAITING: the record it waits for
 
 
 def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +180,23 @@ def meta_from_json(raw: dict[str, Any]) -> dict[str, FieldMeta]:
 
 def meta_to_json(meta: dict[str, FieldMeta]) -> dict[str, Any]:
     return {name: {"ts": m.ts.isoformat(), "source": m.source} for name, m in meta.items()}
+
+
+async def forget_processed(conn: Conn, changes: Sequence[InboundChange]) -> None:
+    """Take back the dedup rows this transaction wrote for changes that wait: a waiting
+    change is not processed yet, and its release, a redelivery or a redrive of its dead
+    letter must find it fresh (the ledger counts it in flight meanwhile)."""
+    if not changes:
+        return
+    await conn.execute(
+        """
+        DELETE FROM processed_events p
+         USING unnest($1::uuid[], $2::text[]) AS w(c, e)
+         WHERE p.connection_id = w.c AND p.provider_event_id = w.e
+        """,
+        [c.connection_id for c in changes],
+        [c.dedup_key for c in changes],
+    )
 
 
 async def _already_processed(conn: Conn, change: InboundChange) -> bool:
@@ -321,8 +340,11 @@ async def _record(
     return Record(entity_id, state, row["version"], row["deleted_at"] is not None)
 
 
-async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> Applied:
-    """Apply one change inside the caller's transaction."""
+async def apply_change(
+    conn: Conn, change: InboundChange, policy: Policy, *, behind: Reference | None = None
+) -> Applied:
+    """Apply one change inside the caller's transaction (``behind``: what an earlier change
+    of its record waits for, if one does)."""
     values = canonical_values(change.entity_type, change.data) if change.op == "upsert" else {}
     if await _already_processed(conn, change):
         return Applied(Outcome.DUPLICATE)
@@ -359,7 +381,10 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
         if matched is not None:
             record = await _record(conn, change, table, matched)
 
-    decision = decide(change, values, link, record, policy)
+    decision = decide(change, values, link, record, policy, behind=behind)
+    if decision.outcome is Outcome.WAITING:
+        await forget_processed(conn, [change])
+        return Applied(decision.outcome, waits_for=decision.waits_for)
     entity_id = await _write(conn, change, table, decision)
     if entity_id is None:  # a delete of nothing this connection told us of
         return Applied(decision.outcome)
