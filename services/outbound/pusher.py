@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # A record whose referenced customer/invoice is not on the target yet waits this long
-# for that push (queued first) before trying again.
+# for that push (queued first) before trying again, doubling each time (capped by the
+# policy's backoff cap): the push of what it references is usually done within a second,
+# and ten waits (max_attempts) span about eight minutes before it becomes a dead letter.
 DEPENDENCY_WAIT_SECONDS = 1.0
 # Retryable pauses that are not the push's fault (rate limit, open circuit, re-auth)
 # do not count as attempts, but are never shorter than this.
@@ -71,6 +73,22 @@ class PushFailedError(DeadLetter):
         super().__init__(failure.reason, failure.detail, message=f"{operation}: {failure}")
         self.operation = operation
         self.failure = failure
+
+
+class MissingReferenceError(DeadLetter):
+    """A record it names never reached the target within the bounded wait."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("missing_reference", detail)
+
+
+def holds(info: ConnectionInfo, entity_type: str) -> bool:
+    """Whether the target's API can hold records of ``entity_type`` at all (ApiSpec)."""
+    try:
+        api = info.connector().api
+    except (KeyError, ValueError):
+        return False
+    return api is not None and entity_type in api.entity_types
 
 
 # Retryable failures that are not the push's fault: the provider asked us to slow down,
@@ -296,6 +314,12 @@ class Pusher:
             metrics.SKIPPED.labels(info.provider, "already_pushed").inc()
             return "skipped", await finish(self.pool, job)
         entity_type = cast(EntityType, job.entity_type)
+        if not info.syncs("out", entity_type):
+            # Queued by a redrive, or before the settings changed (or, before issue 17, as a
+            # record another one references): the target does not take this kind. Skipped
+            # by rule, as the router would have (the ledger counts it "settings").
+            metrics.SKIPPED.labels(info.provider, "not_synced").inc()
+            return "skipped", await finish(self.pool, job)
         if read.deleted:
             return await self._delete(job, info, handle, read.external_id, read.version)
         data = read.data
@@ -367,9 +391,14 @@ class Pusher:
         known: dict[str, str],
     ) -> dict[str, str] | None:
         """The target's ids of the records this one references; None (and the missing
-        ones queued first) when one is not on the target yet. ``known``: the links the
-        push's read found; the database is asked again only when one is missing."""
-        wanted = {f: uuid.UUID(str(data[f])) for f in REFERENCE_FIELDS if data.get(f)}
+        ones queued first) when one is not on the target yet. A reference to a kind the
+        target cannot hold (a job, for Xero) is not sent, so not waited for. ``known``: the
+        links the push's read found; the database is asked again only when one is missing."""
+        wanted = {
+            f: uuid.UUID(str(data[f]))
+            for f, kind in REFERENCE_FIELDS.items()
+            if data.get(f) and holds(info, kind)
+        }
         if not wanted:
             return {}
         refs = _refs_from(wanted, known)
@@ -382,7 +411,7 @@ class Pusher:
         self, conn: Conn, job: Job, info: ConnectionInfo, wanted: dict[str, uuid.UUID]
     ) -> dict[str, str] | None:
         refs: dict[str, str] = {}
-        versions = []
+        missing: list[tuple[str, str, uuid.UUID, int]] = []
         for field_name, entity_id in wanted.items():
             entity_type = REFERENCE_FIELDS[field_name]
             row = await record_and_link(
@@ -399,22 +428,30 @@ class Pusher:
             if row["external_id"] is not None:
                 refs[field_name] = row["external_id"]
             elif not row["deleted"]:
-                versions.append((entity_type, entity_id, row["version"]))
+                missing.append((field_name, entity_type, entity_id, row["version"]))
             # Deleted and never synced: pushed without the reference.
-        if not versions:
+        if not missing:
             return refs
+        named = ", ".join(f"{f} {i} ({e})" for f, e, i, _ in missing)
+        if job.attempts + 1 >= self.policy.max_attempts:
+            # Bounded (DESIGN invariant 10): never pushed without it, never waited for ever.
+            raise MissingReferenceError(
+                f"{job.entity_type} {job.entity_id}: {named} not on the target after"
+                f" {job.attempts + 1} waits; push it (or link it), then redrive"
+            )
         now = datetime.now(UTC)
         await enqueue(
             conn,
-            [(job.tenant_id, info.id, e, i, v, None, now) for e, i, v in versions],  # type: ignore[misc]
+            [
+                (job.tenant_id, info.id, e, i, v, None, now)  # type: ignore[misc]
+                for _, e, i, v in missing
+                # One the target does not take from us can still be linked by a webhook
+                # or a sync run: waited for, not queued (it would be skipped by rule).
+                if info.syncs("out", e)
+            ],
         )
-        await reschedule(
-            conn,
-            job,
-            DEPENDENCY_WAIT_SECONDS,
-            "waiting for referenced records",
-            count_attempt=False,
-        )
+        delay = min(DEPENDENCY_WAIT_SECONDS * 2**job.attempts, self.policy.backoff_cap_seconds)
+        await reschedule(conn, job, delay, f"waiting for {named}", count_attempt=True)
         metrics.RETRIES.labels(info.provider, "dependency").inc()
         return None
 

@@ -1,0 +1,171 @@
+"""Outbound and the records a record names (issue 17 item 1, DESIGN invariant 10): a push
+waits for its references only on targets that can hold them, and never for ever.
+
+Real Xero and Ascora simulators over HTTP, the test's own Postgres."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from connectors.runtime import Clients
+from crmsync.application.connection_runtime import stored_clients
+from crmsync.common.connections import create_connection
+from crmsync.common.crypto import KeyRing
+from crmsync.common.pushes import Job, claim
+from crmsync.demo import sims
+from services.outbound.pusher import Pusher, PushPolicy
+from services.outbound.queue import enqueue
+from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Env:
+    pool: asyncpg.Pool
+    keyring: KeyRing
+    tenant: str
+    tenant_id: uuid.UUID
+    clients: Clients
+    pusher: Pusher
+
+    async def connect(
+        self, crm: SimulatedCrm, name: str, settings: dict[str, Any] | None = None
+    ) -> uuid.UUID:
+        connection_id = await sims.connect(
+            self.pool,
+            self.keyring,
+            crm,
+            tenant=self.tenant,
+            name=name,
+            ingest_url="http://127.0.0.1:9",
+            settings=settings,
+        )
+        crm.sim.webhook_url = None  # no ingest here: the pushes are what is tested
+        return connection_id
+
+    async def record(self, entity_type: str, data: dict[str, Any]) -> uuid.UUID:
+        table = {"customer": "customers", "job": "jobs", "invoice": "invoices"}[entity_type]
+        entity_id: uuid.UUID = await self.pool.fetchval(
+            f"INSERT INTO {table} (tenant_id, data) VALUES ($1, $2) RETURNING id",  # noqa: S608
+            self.tenant_id,
+            data,
+        )
+        return entity_id
+
+    async def push(self, target: uuid.UUID, entity_type: str, entity_id: uuid.UUID) -> None:
+        now = datetime.now(UTC)
+        await enqueue(self.pool, [(self.tenant_id, target, entity_type, entity_id, 1, None, now)])
+
+    async def run_due(self) -> list[Job]:
+        await self.pool.execute("UPDATE push_jobs SET next_attempt_at = now()")
+        jobs = (await claim(self.pool, 100, lease_seconds=0.5)).jobs
+        for job in jobs:
+            await self.pusher.run(job)
+        return jobs
+
+    async def queued(self) -> list[tuple[str, int]]:
+        rows = await self.pool.fetch("SELECT entity_type, attempts FROM push_jobs ORDER BY id")
+        return [(r["entity_type"], r["attempts"]) for r in rows]
+
+    async def dead(self) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch("SELECT * FROM dead_letters WHERE stage = 'outbound'"))
+
+
+@pytest.fixture
+async def env(pool: asyncpg.Pool) -> AsyncIterator[Env]:
+    keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        origin = await create_connection(
+            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
+        )
+    session = aiohttp.ClientSession()
+    clients = stored_clients(pool, keyring, session)
+    pusher = Pusher(pool, clients, PushPolicy(max_attempts=MAX_ATTEMPTS))
+    try:
+        yield Env(pool, keyring, tenant, origin.tenant_id, clients, pusher)
+    finally:
+        await session.close()
+
+
+@pytest.fixture
+async def xero() -> AsyncIterator[SimulatedCrm]:
+    crm = await start_simulator("xero")
+    try:
+        yield crm
+    finally:
+        await crm.runner.cleanup()
+
+
+CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
+INVOICE = {
+    "number": "INV-100",
+    "status": "open",
+    "currency": "NZD",
+    "lines": [{"description": "Callout", "quantity": "1", "unit_amount": 15000}],
+    "subtotal": 15000,
+    "tax": 0,
+    "total": 15000,
+}
+
+
+async def test_an_invoice_naming_a_job_reaches_a_target_that_holds_no_jobs(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    job = await env.record("job", {"title": "Fix the leak", "customer_id": str(customer)})
+    invoice = await env.record(
+        "invoice", {**INVOICE, "customer_id": str(customer), "job_id": str(job)}
+    )
+    await env.push(target, "invoice", invoice)
+    await env.run_due()  # the invoice waits for its customer only
+    assert await env.queued() == [("invoice", 1), ("customer", 0)]
+    await env.run_due()  # the customer
+    await env.run_due()  # the invoice
+    [sent] = xero.sim.live("invoice")
+    assert sent["InvoiceNumber"] == "INV-100"
+    assert await env.queued() == []
+    assert await env.dead() == []
+
+
+async def test_a_job_push_to_a_target_that_holds_no_jobs_is_skipped_by_rule(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    job = await env.record("job", {"title": "Fix the leak"})
+    await env.push(target, "job", job)  # as a redrive, or the old _missing_refs, queued it
+    before = len(xero.sim.log.requests)
+    await env.run_due()
+    assert await env.queued() == []
+    assert await env.dead() == []
+    assert len(xero.sim.log.requests) == before
+
+
+async def test_a_reference_that_never_reaches_the_target_is_a_dead_letter_naming_it(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero holds customers, but this connection does not take them from us: the invoice's
+    # customer can only arrive by a link from Xero's side, and here it never does.
+    target = await env.connect(xero, "xero", settings={"entity_types": ["invoice", "payment"]})
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "invoice", invoice)
+    for _ in range(MAX_ATTEMPTS + 2):
+        await env.run_due()
+    assert xero.sim.live("customer") == []
+    assert xero.sim.live("invoice") == []
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "missing_reference"
+    assert f"customer_id {customer}" in dead["detail"]
