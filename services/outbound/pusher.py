@@ -544,6 +544,8 @@ class Pusher:
             "request": error.request if error else None,
             "status": error.status if error else None,
             "response_excerpt": error.body_excerpt if error else None,
+            # The provider's words, wherever its answer put them (the excerpt may cut them).
+            "provider_message": error.provider_message if error else None,
         }
         dead_id = uuid.uuid4()
         rearmed = await self.pool.fetchval(

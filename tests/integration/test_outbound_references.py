@@ -5,6 +5,7 @@ Real Xero and Ascora simulators over HTTP, the test's own Postgres."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -169,3 +170,33 @@ async def test_a_reference_that_never_reaches_the_target_is_a_dead_letter_naming
     [dead] = await env.dead()
     assert dead["reason"] == "missing_reference"
     assert f"customer_id {customer}" in dead["detail"]
+
+
+async def test_a_dead_letter_keeps_xeros_validation_errors_past_the_excerpt(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    # Linked to a contact Xero does not have: Xero answers 400, its ValidationErrors after
+    # an echo of the whole invoice (thirty lines: far past the 500-character excerpt).
+    await env.pool.execute(
+        "INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,"
+        " external_id) VALUES ($1, $2, 'customer', $3, $4)",
+        env.tenant_id,
+        target,
+        customer,
+        str(uuid.uuid4()),
+    )
+    lines = [{"description": f"Line {n}", "quantity": "1", "unit_amount": 500} for n in range(30)]
+    invoice = await env.record(
+        "invoice",
+        {**INVOICE, "lines": lines, "subtotal": 15000, "customer_id": str(customer)},
+    )
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_4xx"
+    assert "The Contact specified could not be found" in dead["detail"]
+    payload = json.loads(dead["payload"])
+    assert payload["provider_message"] == "The Contact specified could not be found"
+    assert "could not be found" not in payload["response_excerpt"]
