@@ -73,6 +73,26 @@ class DeadLetter(CrmsyncError):  # noqa: N818 - the name is the instruction
         self.detail = detail
 
 
+class ProviderRuleError(DeadLetter):
+    """The provider's rules refuse this change to the record as it stands there: an edit
+    to a Xero invoice with a payment allocated, an approved invoice back to draft, new
+    lines on an open Stripe invoice. Retrying cannot help, so it is parked once as
+    ``provider_rule`` with the rule in ``detail``, and the record's next change is tried
+    afresh.
+
+    ``written`` is what the provider took of the same change before the refused part
+    (the provider's record as it now stands, or None when nothing was written): the
+    caller keeps its link to it, so a redrive updates rather than creates. It is typed
+    ``object`` because the record type belongs to the connectors, above this package.
+    """
+
+    reason = "provider_rule"
+
+    def __init__(self, detail: str, *, written: object | None = None) -> None:
+        super().__init__("provider_rule", detail)
+        self.written = written
+
+
 class RefuseInput(CrmsyncError):  # noqa: N818 - the name is the instruction
     """Bad input at an edge: answer 4xx, or exit non-zero, with a message that says what
     to correct."""

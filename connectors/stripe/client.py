@@ -41,6 +41,7 @@ from connectors.stripe.mapping import (
     object_time,
     record_for,
 )
+from schemas.errors import ProviderRuleError
 
 # The API version this client (and its mapper) was written against; settings may override.
 STRIPE_VERSION = "2024-06-20"
@@ -253,12 +254,14 @@ class StripeClient:
                 await self._replace_items(invoice_id, current, lines)
         else:
             now = self._record("invoice", current, self._observed()).data
-            for field in _DRAFT_ONLY:
-                if field in data and not _same(field, data[field], now.get(field)):
-                    raise UnsupportedOperationError(
-                        f"Stripe invoice {invoice_id} is {status}: its {field} cannot change",
-                        request=f"POST /v1/invoices/{invoice_id}",
-                    )
+            fixed = [f for f in _DRAFT_ONLY if f in data and not _same(f, data[f], now.get(f))]
+            if fixed:
+                # Stripe: a finalized invoice's lines, number, currency and dates are fixed
+                # ("You can only update ... on draft invoices"). Nothing is sent.
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is {status}: its {', '.join(fixed)} can"
+                    " change only while it is a draft"
+                )
         target = data.get("status")
         if target is not None:
             await self._advance(invoice_id, status, str(target), None)
@@ -300,9 +303,9 @@ class StripeClient:
             elif status in ("open", "uncollectible") and target == "void":
                 step, params = "void", {}
             else:
-                raise UnsupportedOperationError(
-                    f"Stripe cannot move invoice {invoice_id} from {status} to {target}",
-                    request=f"POST {path}",
+                # Finalized never returns to draft; paid and void are final.
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is {status}: Stripe cannot move it to {target}"
                 )
             invoice = await self._post(
                 f"{path}/{step}", params, key=f"{key}:{step}" if key else None
@@ -339,10 +342,9 @@ class StripeClient:
         if current.get("status") in ("succeeded", "canceled"):
             fixed = sorted(k for k in changed if k in ("amount", "currency"))
             if fixed:
-                raise UnsupportedOperationError(
+                raise ProviderRuleError(
                     f"Stripe payment {intent_id} is {current.get('status')}: "
-                    f"its {', '.join(fixed)} cannot change",
-                    request=f"POST /v1/payment_intents/{intent_id}",
+                    f"its {', '.join(fixed)} cannot change"
                 )
         changed["expand"] = ["latest_charge"]
         obj = await self._post(f"/v1/payment_intents/{intent_id}", changed)

@@ -33,7 +33,7 @@ from crmsync.common.db import Conn
 from crmsync.common.links import record_and_link
 from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
-from schemas.errors import DeadLetter
+from schemas.errors import DeadLetter, ProviderRuleError
 from services.outbound import metrics
 from services.outbound.queue import enqueue
 
@@ -327,18 +327,33 @@ class Pusher:
         if refs is None:  # rescheduled behind the records it references
             return "waiting", True
         body = {k: v for k, v in data.items() if k not in REFERENCE_FIELDS}
-        if read.external_id is None:
-            key = idempotency_key(info.id, job.entity_id)
-            operation = "create"
-            remote = await self._call(
-                handle, operation, lambda c: c.create(entity_type, body, refs, key)
-            )
-        else:
-            operation = "update"
-            linked = read.external_id
-            remote = await self._call(
-                handle, operation, lambda c: c.update(entity_type, linked, body, refs)
-            )
+        try:
+            if read.external_id is None:
+                key = idempotency_key(info.id, job.entity_id)
+                operation = "create"
+                remote = await self._call(
+                    handle, operation, lambda c: c.create(entity_type, body, refs, key)
+                )
+            else:
+                operation = "update"
+                linked = read.external_id
+                remote = await self._call(
+                    handle, operation, lambda c: c.update(entity_type, linked, body, refs)
+                )
+        except ProviderRuleError as exc:
+            # The provider took part of the change before refusing the rest: link what it
+            # holds now (a redrive then updates it, never creates a second), but the version
+            # is not pushed, so the refused part is not taken for done.
+            if isinstance(exc.written, RemoteRecord):
+                await self._remember(
+                    info=info,
+                    job=job,
+                    external_id=exc.written.external_id,
+                    version=read.pushed_version,
+                    remote=exc.written,
+                    pushed=data,
+                )
+            raise
         rearmed = await self._remember(
             info=info,
             job=job,
@@ -461,12 +476,13 @@ class Pusher:
         info: ConnectionInfo,
         job: Job,
         external_id: str,
-        version: int,
+        version: int | None,
         remote: RemoteRecord | None,
         pushed: dict[str, Any],
     ) -> bool:
         """Link the record to the provider's id, remember the pushed state, log the push and
-        finish the job, atomically. True when the job was re-armed for a newer version."""
+        finish the job, atomically. True when the job was re-armed for a newer version.
+        ``version`` None: the provider's record is linked, no version counts as pushed."""
         values: dict[str, Any] | None = None
         if remote is not None:
             reported = dict(remote.data)

@@ -55,7 +55,9 @@ class Env:
         return connection_id
 
     async def record(self, entity_type: str, data: dict[str, Any]) -> uuid.UUID:
-        table = {"customer": "customers", "job": "jobs", "invoice": "invoices"}[entity_type]
+        table = {"customer": "customers", "job": "jobs", "invoice": "invoices"}.get(
+            entity_type, "payments"
+        )
         entity_id: uuid.UUID = await self.pool.fetchval(
             f"INSERT INTO {table} (tenant_id, data) VALUES ($1, $2) RETURNING id",  # noqa: S608
             self.tenant_id,
@@ -63,9 +65,23 @@ class Env:
         )
         return entity_id
 
-    async def push(self, target: uuid.UUID, entity_type: str, entity_id: uuid.UUID) -> None:
+    async def edit(self, entity_type: str, entity_id: uuid.UUID, data: dict[str, Any]) -> int:
+        """A new version of the record, as the processor would commit it."""
+        version: int = await self.pool.fetchval(
+            f"UPDATE {entity_type}s SET data = $2, version = version + 1"  # noqa: S608
+            " WHERE id = $1 RETURNING version",
+            entity_id,
+            data,
+        )
+        return version
+
+    async def push(
+        self, target: uuid.UUID, entity_type: str, entity_id: uuid.UUID, version: int = 1
+    ) -> None:
         now = datetime.now(UTC)
-        await enqueue(self.pool, [(self.tenant_id, target, entity_type, entity_id, 1, None, now)])
+        await enqueue(
+            self.pool, [(self.tenant_id, target, entity_type, entity_id, version, None, now)]
+        )
 
     async def run_due(self) -> list[Job]:
         await self.pool.execute("UPDATE push_jobs SET next_attempt_at = now()")
@@ -200,3 +216,85 @@ async def test_a_dead_letter_keeps_xeros_validation_errors_past_the_excerpt(
     payload = json.loads(dead["payload"])
     assert payload["provider_message"] == "The Contact specified could not be found"
     assert "could not be found" not in payload["response_excerpt"]
+
+
+async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_letter(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    [sent] = xero.sim.live("invoice")
+    assert sent["Status"] == "AUTHORISED"
+    payment = await env.record(
+        "payment",
+        {
+            "invoice_id": str(invoice),
+            "amount": 15000,
+            "currency": "NZD",
+            "status": "succeeded",
+            "paid_at": "2026-12-01T10:00:00Z",
+        },
+    )
+    await env.push(target, "payment", payment)
+    await env.run_due()
+    [paid] = xero.sim.live("payment")
+    assert paid["Invoice"]["InvoiceID"] == sent["InvoiceID"]
+    assert xero.sim.get("invoice", sent["InvoiceID"])["Status"] == "PAID"
+
+    # The invoice is paid here too: nothing to send (Xero set PAID itself), no write.
+    settled = {**INVOICE, "customer_id": str(customer), "status": "paid", "amount_due": 0}
+    await env.push(target, "invoice", invoice, await env.edit("invoice", invoice, settled))
+    before = len(xero.sim.log.requests)
+    await env.run_due()
+    assert [r["method"] for r in list(xero.sim.log.requests)[before:]] == ["GET"]
+    assert await env.dead() == []
+
+    # Then edited: Xero refuses edits to an invoice with a payment allocated, so nothing is
+    # sent; the refusal is one dead letter with the rule, and nothing is retried.
+    edited_lines = [{"description": "Callout, after hours", "quantity": "1", "unit_amount": 15000}]
+    edited = {**settled, "lines": edited_lines}
+    version = await env.edit("invoice", invoice, edited)
+    await env.push(target, "invoice", invoice, version)
+    before = len(xero.sim.log.requests)
+    for _ in range(MAX_ATTEMPTS + 1):
+        await env.run_due()
+    assert [r["method"] for r in list(xero.sim.log.requests)[before:]] == ["GET"]
+    assert xero.sim.get("invoice", sent["InvoiceID"])["LineItems"][0]["Description"] == "Callout"
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "payment or credit note allocated" in dead["detail"]
+    assert "lines" in dead["detail"]
+    assert json.loads(dead["payload"])["version"] == version
+    link = await env.pool.fetchrow(
+        "SELECT last_pushed_version FROM entity_links WHERE entity_id = $1", invoice
+    )
+    assert link["last_pushed_version"] == version - 1
+
+
+async def test_an_approved_xero_invoice_takes_edits_but_not_a_return_to_draft(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    [sent] = xero.sim.live("invoice")
+    # Back to draft with a new due date: the due date goes, the status cannot.
+    back = {**INVOICE, "customer_id": str(customer), "status": "draft", "due_on": "2026-12-31"}
+    await env.push(target, "invoice", invoice, await env.edit("invoice", invoice, back))
+    await env.run_due()
+    now = xero.sim.get("invoice", sent["InvoiceID"])
+    assert (now["Status"], now["DueDateString"][:10]) == ("AUTHORISED", "2026-12-31")
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "cannot return to draft" in dead["detail"]
+    assert await env.queued() == []
