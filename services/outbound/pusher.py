@@ -33,7 +33,7 @@ from crmsync.common.db import Conn
 from crmsync.common.links import record_and_link
 from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
-from schemas.errors import DeadLetter, ProviderRuleError
+from schemas.errors import DeadLetter, ProviderRuleError, Stop
 from services.outbound import metrics
 from services.outbound.queue import enqueue
 
@@ -284,6 +284,18 @@ class Pusher:
             handle = await self.clients.get(info)
         except DeadLetter as exc:  # no usable credentials
             return await self._settle(job, info, exc)
+        except Stop as exc:
+            # Credentials no key of CRMSYNC_MASTER_KEYS opens (a CryptoError). Only this
+            # connection is affected: its pushes are parked, redrivable once the key is
+            # back, while every other connection's go on.
+            return await self._dead(
+                job,
+                info,
+                "credentials_unreadable",
+                f"connection {info.id}: {exc}; add its key to CRMSYNC_MASTER_KEYS (or store"
+                " the credentials again), then redrive",
+                None,
+            )
         started = time.perf_counter()
         try:
             operation, queued = await self._push(job, info, handle, _Read.from_row(row))

@@ -5,6 +5,7 @@ Real Xero and Ascora simulators over HTTP, the test's own Postgres."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -17,7 +18,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from connectors.runtime import Clients
+from connectors.runtime import Clients, credentials_json
 from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
@@ -298,3 +299,33 @@ async def test_an_approved_xero_invoice_takes_edits_but_not_a_return_to_draft(
     assert dead["reason"] == "provider_rule"
     assert "cannot return to draft" in dead["detail"]
     assert await env.queued() == []
+    # What Xero took is linked, but the version is not counted as pushed.
+    link = await env.pool.fetchrow(
+        "SELECT last_pushed_version FROM entity_links WHERE entity_id = $1", invoice
+    )
+    assert link["last_pushed_version"] == 1
+
+
+async def test_credentials_no_key_opens_park_the_push_instead_of_failing_it_for_ever(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    lost = KeyRing.parse("gone:" + base64.b64encode(b"k" * 32).decode())
+    async with env.pool.acquire() as conn:
+        target = await create_connection(
+            conn,
+            lost,
+            tenant=env.tenant,
+            provider="ascora",
+            name="ascora",
+            webhook_secret=None,
+            base_url=xero.base_url,
+            api_credentials=credentials_json(token="sim-token"),
+            settings={"company_code": "ACME"},
+        )
+    customer = await env.record("customer", CUSTOMER)
+    await env.push(target.id, "customer", customer)
+    await env.run_due()
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "credentials_unreadable"
+    assert "CRMSYNC_MASTER_KEYS" in dead["detail"]
