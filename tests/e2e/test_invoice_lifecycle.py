@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from crmsync.application.context import KafkaTarget
+from crmsync.application.ledger_io import ledger
 from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
 
 OUTBOUND_DEAD = "SELECT count(*) FROM dead_letters WHERE stage = 'outbound'"
@@ -30,8 +33,8 @@ async def crm_and_books(
     xero = await start_simulator("xero")
     try:
         async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            await stack.connect(ascora, "ascora")
-            await stack.connect(xero, "xero", {"xero_base_currency": "AUD"})
+            ascora.connection_id = await stack.connect(ascora, "ascora")
+            xero.connection_id = await stack.connect(xero, "xero", {"xero_base_currency": "AUD"})
             yield stack, ascora, xero
     finally:
         for crm in (ascora, xero):
@@ -48,9 +51,10 @@ async def eventually(check: Any, what: str, seconds: float = 30.0) -> Any:
 
 
 async def test_an_invoice_made_paid_then_edited_reaches_xero_as_xero_allows(
-    crm_and_books: tuple[Stack, SimulatedCrm, SimulatedCrm],
+    crm_and_books: tuple[Stack, SimulatedCrm, SimulatedCrm], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     stack, ascora, xero = crm_and_books
+    since = datetime.now(UTC) - timedelta(seconds=1)
     # One at a time: the order the processor applies references in is not what is tested.
     ascora.sim.create("customer", ascora.sim.seed_object("customer", 0))
     await eventually(lambda: xero.sim.live("customer"), "the contact in Xero")
@@ -96,3 +100,21 @@ async def test_an_invoice_made_paid_then_edited_reaches_xero_as_xero_allows(
     assert await stack.count("SELECT count(*) FROM dead_letters") == 1
     edits = [r for r in xero.writes() if r["path"].endswith(invoice["InvoiceID"])]
     assert edits == [], "an edit of the paid invoice was sent to Xero"
+
+    # Every committed change is accounted for at Xero (invariant 13): the job's by rule.
+    kafka = KafkaTarget(
+        kafka_bootstrap,
+        topic_prefix,
+        processor_group=f"crmsync-{topic_prefix}processor",
+        outbound_group=f"crmsync-{topic_prefix}outbound",
+    )
+    found = await ledger(stack.pool, kafka, since=since)
+    for _ in range(60):
+        if found.settled:
+            break
+        await asyncio.sleep(0.5)
+        found = await ledger(stack.pool, kafka, since=since)
+    assert found.settled, (found.problems(), found.in_flight)
+    books = next(c for c in found.connections if c.connection_id == xero.connection_id).outbound
+    assert books.skipped["settings"] == 1  # the job: Xero holds none
+    assert books.dead_lettered == 1  # the refused edit
