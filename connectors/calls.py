@@ -51,6 +51,7 @@ class CallFailedError(DeadLetter):
         self.retryable = retryable
         self.retry_after = retry_after
         self.error = error
+        self.written = error.written if error is not None else None
 
 
 async def attempt(

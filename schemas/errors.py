@@ -64,6 +64,11 @@ class DeadLetter(CrmsyncError):  # noqa: N818 - the name is the instruction
     reason: str
     # What the operator reads: which field, which record, what the provider answered.
     detail: str
+    # Set when the work failed part-way after a provider already took a write (a Stripe
+    # invoice created, then its finalize refused): what the provider now holds, as a
+    # connectors RemoteRecord or the provider's id (str), so the caller links it and a
+    # retry or redrive updates it instead of creating another. None: nothing written.
+    written: object | None = None
 
     def __init__(self, reason: str, detail: str = "", *, message: str | None = None) -> None:
         if message is None:

@@ -41,7 +41,7 @@ from connectors.stripe.mapping import (
     object_time,
     record_for,
 )
-from schemas.errors import ProviderRuleError
+from schemas.errors import DeadLetter, ProviderRuleError
 
 # The API version this client (and its mapper) was written against; settings may override.
 STRIPE_VERSION = "2024-06-20"
@@ -232,11 +232,17 @@ class StripeClient:
             )
         invoice = await self._post("/v1/invoices", params, key=key)
         invoice_id = str(invoice["id"])
-        await self._add_items(invoice_id, invoice.get("customer"), lines, key)
-        target = data.get("status")
-        if target is not None:
-            await self._advance(invoice_id, "draft", str(target), key)
-        return await self.fetch("invoice", invoice_id)
+        try:
+            await self._add_items(invoice_id, invoice.get("customer"), lines, key)
+            target = data.get("status")
+            if target is not None:
+                await self._advance(invoice_id, "draft", str(target), key)
+            return await self.fetch("invoice", invoice_id)
+        except DeadLetter as exc:
+            # The invoice exists: the caller links it, so the next try updates this one
+            # (Stripe replays an idempotency key for 24 hours only).
+            exc.written = exc.written or invoice_id
+            raise
 
     async def _update_invoice(
         self, invoice_id: str, data: Mapping[str, Any], params: dict[str, Any]
@@ -244,8 +250,16 @@ class StripeClient:
         current = await self._get_object("invoice", invoice_id)
         status = str(current.get("status"))
         lines = params.pop("lines", None)
-        params.pop("customer", None)  # an invoice's customer is fixed at creation
+        # An invoice's customer and currency are fixed at creation: Stripe's update takes
+        # neither parameter ("Received unknown parameter: currency").
+        params.pop("customer", None)
+        params.pop("currency", None)
         if status == "draft":
+            have = self._record("invoice", current, self._observed()).data.get("currency")
+            if "currency" in data and not _same("currency", data["currency"], have):
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is in {have}: its currency is fixed at creation"
+                )
             if params:
                 await self._post(f"/v1/invoices/{invoice_id}", params)
             if lines is not None and _line_keys(data.get("lines")) != _line_keys(

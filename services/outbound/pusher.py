@@ -13,6 +13,7 @@ job's finish). No pooled connection is held across the provider call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from crmsync.common.db import Conn
 from crmsync.common.links import record_and_link
 from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
-from schemas.errors import DeadLetter, ProviderRuleError, Stop
+from schemas.errors import DeadLetter, Stop
 from services.outbound import metrics
 from services.outbound.queue import enqueue
 
@@ -73,6 +74,7 @@ class PushFailedError(DeadLetter):
         super().__init__(failure.reason, failure.detail, message=f"{operation}: {failure}")
         self.operation = operation
         self.failure = failure
+        self.written = failure.written
 
 
 class MissingReferenceError(DeadLetter):
@@ -225,29 +227,36 @@ _READS = {entity_type: _read_sql(table) for entity_type, table in TABLES.items()
 # crash or error leaves either all of it or none (the job then runs again after its lease).
 # $1 job id, $2 job version (FINISH_SQL); the link's coalesce/greatest rules keep what the
 # provider did not report this time.
+_LINK_COLUMNS = """
+    INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
+                                   external_id, last_pushed_hash, last_pushed_version,
+                                   last_seen_hash, last_seen_snapshot, remote_version,
+                                   remote_updated_at)"""
+_LINK_CONFLICT = """
+    ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+       SET external_id = EXCLUDED.external_id,
+           last_pushed_hash = coalesce(EXCLUDED.last_pushed_hash, l.last_pushed_hash),
+           last_pushed_version = EXCLUDED.last_pushed_version,
+           last_seen_hash = coalesce(EXCLUDED.last_seen_hash, l.last_seen_hash),
+           last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot, l.last_seen_snapshot),
+           remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
+           remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
+           updated_at = now()"""
 _REMEMBER_SQL = f"""
-    WITH link AS (
-        INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
-                                       external_id, last_pushed_hash, last_pushed_version,
-                                       last_seen_hash, last_seen_snapshot, remote_version,
-                                       remote_updated_at)
-        VALUES ($3, $4, $5, $6, $7, $8, $9, $8, $10, $11, $12)
-        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
-           SET external_id = EXCLUDED.external_id,
-               last_pushed_hash = coalesce(EXCLUDED.last_pushed_hash, l.last_pushed_hash),
-               last_pushed_version = EXCLUDED.last_pushed_version,
-               last_seen_hash = coalesce(EXCLUDED.last_seen_hash, l.last_seen_hash),
-               last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot,
-                                             l.last_seen_snapshot),
-               remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
-               remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
-               updated_at = now()
+    WITH link AS ({_LINK_COLUMNS}
+        VALUES ($3, $4, $5, $6, $7, $8, $9, $8, $10, $11, $12){_LINK_CONFLICT}
     ), logged AS (
         INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
                               external_id, outcome, latency_ms)
         VALUES ($3, $4, 'out', $5, $6, $7, 'pushed', $13)
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
+
+# A failed push that wrote something first: the link alone ($1 tenant .. $10 remote
+# updated at, as in _REMEMBER_SQL's link), no log row and no finish.
+_LINK_SQL = f"""{_LINK_COLUMNS}
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10){_LINK_CONFLICT}
+"""
 
 # Giving a push up, one statement: park it as a dead letter and finish the job. A version
 # queued during the push is then due at once, as after a success (it may not fail the same
@@ -258,6 +267,16 @@ _DEAD_SQL = f"""
         VALUES ($3, 'outbound', $4, $5, $6, $7, $8)
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
+
+
+def _reported(remote: RemoteRecord, pushed: dict[str, Any]) -> dict[str, Any]:
+    """The provider's record in canonical terms, its references as we pushed them (the
+    canonical ids, which the provider's own ids stand for)."""
+    reported = dict(remote.data)
+    for field_name in remote.refs:
+        if field_name in pushed:
+            reported[field_name] = pushed[field_name]
+    return reported
 
 
 class Pusher:
@@ -352,19 +371,12 @@ class Pusher:
                 remote = await self._call(
                     handle, operation, lambda c: c.update(entity_type, linked, body, refs)
                 )
-        except ProviderRuleError as exc:
-            # The provider took part of the change before refusing the rest: link what it
-            # holds now (a redrive then updates it, never creates a second), but the version
-            # is not pushed, so the refused part is not taken for done.
-            if isinstance(exc.written, RemoteRecord):
-                await self._remember(
-                    info=info,
-                    job=job,
-                    external_id=exc.written.external_id,
-                    version=read.pushed_version,
-                    remote=exc.written,
-                    pushed=data,
-                )
+        except DeadLetter as exc:
+            # The provider took a write before a later step failed (or was refused by its
+            # rules): link what it holds now, so a retry or redrive updates it and never
+            # creates a second; the version is not pushed, the rest is not taken for done.
+            if exc.written is not None:
+                await self._link_written(info, job, read, exc.written, data)
             raise
         rearmed = await self._remember(
             info=info,
@@ -375,6 +387,38 @@ class Pusher:
             pushed=data,
         )
         return operation, rearmed
+
+    async def _link_written(
+        self,
+        info: ConnectionInfo,
+        job: Job,
+        read: _Read,
+        written: object,
+        pushed: dict[str, Any],
+    ) -> None:
+        """Link the record to what a failed push wrote, in one statement that neither logs
+        nor finishes the job (it is rescheduled or parked next)."""
+        remote = written if isinstance(written, RemoteRecord) else None
+        external_id = remote.external_id if remote is not None else str(written)
+        if remote is None and read.external_id == external_id:
+            return  # an update: the link already names it
+        values = None
+        if remote is not None:
+            with contextlib.suppress(DeadLetter):  # unreadable: linked without a state
+                values = canonical_values(job.entity_type, _reported(remote, pushed))
+        await self.pool.execute(
+            _LINK_SQL,
+            job.tenant_id,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+            external_id,
+            state_hash(values) if values is not None else None,
+            read.pushed_version,
+            values,
+            remote.version if remote else None,
+            remote.updated_at if remote else None,
+        )
 
     async def _delete(
         self,
@@ -497,11 +541,7 @@ class Pusher:
         ``version`` None: the provider's record is linked, no version counts as pushed."""
         values: dict[str, Any] | None = None
         if remote is not None:
-            reported = dict(remote.data)
-            for field_name in remote.refs:
-                if field_name in pushed:
-                    reported[field_name] = pushed[field_name]
-            values = canonical_values(job.entity_type, reported)
+            values = canonical_values(job.entity_type, _reported(remote, pushed))
         pushed_hash = state_hash(values) if values is not None else None
         rearmed = await self.pool.fetchval(
             _REMEMBER_SQL,

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from connectors.runtime import Clients, credentials_json
+from connectors.simkit import Fault
 from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
@@ -329,3 +330,45 @@ async def test_credentials_no_key_opens_park_the_push_instead_of_failing_it_for_
     [dead] = await env.dead()
     assert dead["reason"] == "credentials_unreadable"
     assert "CRMSYNC_MASTER_KEYS" in dead["detail"]
+
+
+@pytest.fixture
+async def stripe() -> AsyncIterator[SimulatedCrm]:
+    crm = await start_simulator("stripe")
+    try:
+        yield crm
+    finally:
+        await crm.runner.cleanup()
+
+
+@pytest.mark.parametrize("status", [400, 503])
+async def test_an_invoice_created_before_a_later_step_failed_is_linked_not_created_again(
+    env: Env, stripe: SimulatedCrm, status: int
+) -> None:
+    target = await env.connect(stripe, "stripe")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.run_due()
+    # Stripe creates the invoice and its items, then refuses (or fails) the finalize.
+    stripe.sim.faults.append(Fault(status, 1, path="/finalize"))
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    [created] = stripe.sim.live("invoice")
+    assert created["status"] == "draft"
+    link = await env.pool.fetchrow(
+        "SELECT external_id, last_pushed_version FROM entity_links WHERE entity_id = $1",
+        invoice,
+    )
+    assert link is not None, "the invoice Stripe created was not linked"
+    assert (link["external_id"], link["last_pushed_version"]) == (created["id"], None)
+    if status == 400:
+        [dead] = await env.dead()
+        assert dead["reason"] == "provider_4xx"
+        await env.push(target, "invoice", invoice)  # the operator's redrive
+    await env.run_due()
+    [done] = stripe.sim.live("invoice")
+    assert (done["id"], done["status"]) == (created["id"], "open")
+    creates = [r for r in stripe.sim.log.requests if r["path"] == "/v1/invoices"]
+    assert len(creates) == 1
+    assert await env.queued() == []

@@ -225,6 +225,15 @@ async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
     ]
     assert (invoice.data["subtotal"], invoice.data["total"]) == (29_150, 29_150)
 
+    # A push sends the whole record: a draft takes it, though its currency is fixed at
+    # creation (Stripe's update has no currency parameter); another currency is refused.
+    moved = await stripe.client.update(
+        "invoice", invoice.external_id, {**data, "due_on": "2025-07-09"}, refs
+    )
+    assert moved.data["due_on"] == "2025-07-09"
+    with pytest.raises(ProviderRuleError, match="currency is fixed at creation"):
+        await stripe.client.update("invoice", invoice.external_id, {"currency": "EUR"}, refs)
+
     # Lines change on a draft by replacing its invoice items.
     new_lines = [{"description": "Site inspection", "quantity": "1", "unit_amount": 12_000}]
     draft = await stripe.client.update("invoice", invoice.external_id, {"lines": new_lines}, refs)
