@@ -532,13 +532,12 @@ class Pusher:
         info: ConnectionInfo,
         job: Job,
         external_id: str,
-        version: int | None,
+        version: int,
         remote: RemoteRecord | None,
         pushed: dict[str, Any],
     ) -> bool:
         """Link the record to the provider's id, remember the pushed state, log the push and
-        finish the job, atomically. True when the job was re-armed for a newer version.
-        ``version`` None: the provider's record is linked, no version counts as pushed."""
+        finish the job, atomically. True when the job was re-armed for a newer version."""
         values: dict[str, Any] | None = None
         if remote is not None:
             values = canonical_values(job.entity_type, _reported(remote, pushed))
