@@ -42,6 +42,7 @@ from connectors.stripe.mapping import (
     object_time,
     record_for,
 )
+from schemas.errors import DeadLetter, ProviderRuleError
 
 # The API version this client (and its mapper) was written against; settings may override.
 STRIPE_VERSION = "2024-06-20"
@@ -233,12 +234,18 @@ class StripeClient:
             )
         invoice = await self._post("/v1/invoices", params, key=key)
         invoice_id = str(invoice["id"])
-        items = await self._add_items(invoice_id, invoice.get("customer"), lines, key)
-        await self._set_taxes(invoice_id, items, taxes)
-        target = data.get("status")
-        if target is not None:
-            await self._advance(invoice_id, "draft", str(target), key)
-        return _checked_total(await self.fetch("invoice", invoice_id), data)
+        try:
+            items = await self._add_items(invoice_id, invoice.get("customer"), lines, key)
+            await self._set_taxes(invoice_id, items, taxes)
+            target = data.get("status")
+            if target is not None:
+                await self._advance(invoice_id, "draft", str(target), key)
+            return _checked_total(await self.fetch("invoice", invoice_id), data)
+        except DeadLetter as exc:
+            # The invoice exists: the caller links it, so the next try updates this one
+            # (Stripe replays an idempotency key for 24 hours only).
+            exc.written = exc.written or invoice_id
+            raise
 
     async def _update_invoice(
         self, invoice_id: str, data: Mapping[str, Any], params: dict[str, Any]
@@ -247,8 +254,16 @@ class StripeClient:
         status = str(current.get("status"))
         lines = params.pop("lines", None)
         taxes = params.pop("line_taxes", [])
-        params.pop("customer", None)  # an invoice's customer is fixed at creation
+        # An invoice's customer and currency are fixed at creation: Stripe's update takes
+        # neither parameter ("Received unknown parameter: currency").
+        params.pop("customer", None)
+        params.pop("currency", None)
         if status == "draft":
+            have = self._record("invoice", current, self._observed()).data.get("currency")
+            if "currency" in data and not _same("currency", data["currency"], have):
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is in {have}: its currency is fixed at creation"
+                )
             if params:
                 await self._post(f"/v1/invoices/{invoice_id}", params)
             if lines is not None and _line_keys(data.get("lines")) != _line_keys(
@@ -258,12 +273,14 @@ class StripeClient:
                 await self._set_taxes(invoice_id, items, taxes)
         else:
             now = self._record("invoice", current, self._observed()).data
-            for field in _DRAFT_ONLY:
-                if field in data and not _same(field, data[field], now.get(field)):
-                    raise UnsupportedOperationError(
-                        f"Stripe invoice {invoice_id} is {status}: its {field} cannot change",
-                        request=f"POST /v1/invoices/{invoice_id}",
-                    )
+            fixed = [f for f in _DRAFT_ONLY if f in data and not _same(f, data[f], now.get(f))]
+            if fixed:
+                # Stripe: a finalized invoice's lines, number, currency and dates are fixed
+                # ("You can only update ... on draft invoices"). Nothing is sent.
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is {status}: its {', '.join(fixed)} can"
+                    " change only while it is a draft"
+                )
         target = data.get("status")
         if target is not None:
             await self._advance(invoice_id, status, str(target), None)
@@ -325,9 +342,9 @@ class StripeClient:
             elif status in ("open", "uncollectible") and target == "void":
                 step, params = "void", {}
             else:
-                raise UnsupportedOperationError(
-                    f"Stripe cannot move invoice {invoice_id} from {status} to {target}",
-                    request=f"POST {path}",
+                # Finalized never returns to draft; paid and void are final.
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is {status}: Stripe cannot move it to {target}"
                 )
             invoice = await self._post(
                 f"{path}/{step}", params, key=f"{key}:{step}" if key else None
@@ -364,10 +381,9 @@ class StripeClient:
         if current.get("status") in ("succeeded", "canceled"):
             fixed = sorted(k for k in changed if k in ("amount", "currency"))
             if fixed:
-                raise UnsupportedOperationError(
+                raise ProviderRuleError(
                     f"Stripe payment {intent_id} is {current.get('status')}: "
-                    f"its {', '.join(fixed)} cannot change",
-                    request=f"POST /v1/payment_intents/{intent_id}",
+                    f"its {', '.join(fixed)} cannot change"
                 )
         changed["expand"] = ["latest_charge"]
         obj = await self._post(f"/v1/payment_intents/{intent_id}", changed)

@@ -24,6 +24,7 @@ from connectors.spec import EntityType, MappingError, WebhookItem
 from connectors.stripe import CONNECTOR
 from connectors.stripe.client import STRIPE_VERSION, StripeClient, make_client
 from connectors.stripe.simulator import StripeSimulator
+from schemas.errors import ProviderRuleError
 
 SECRET = "whsec_simulatorTestSecret0123456789abcd"
 API_KEY = "sk_test_simulator_key"
@@ -224,6 +225,15 @@ async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
     ]
     assert (invoice.data["subtotal"], invoice.data["total"]) == (29_150, 29_150)
 
+    # A push sends the whole record: a draft takes it, though its currency is fixed at
+    # creation (Stripe's update has no currency parameter); another currency is refused.
+    moved = await stripe.client.update(
+        "invoice", invoice.external_id, {**data, "due_on": "2025-07-09"}, refs
+    )
+    assert moved.data["due_on"] == "2025-07-09"
+    with pytest.raises(ProviderRuleError, match="currency is fixed at creation"):
+        await stripe.client.update("invoice", invoice.external_id, {"currency": "EUR"}, refs)
+
     # Lines change on a draft by replacing its invoice items.
     new_lines = [{"description": "Site inspection", "quantity": "1", "unit_amount": 12_000}]
     draft = await stripe.client.update("invoice", invoice.external_id, {"lines": new_lines}, refs)
@@ -232,8 +242,13 @@ async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
 
     opened = await stripe.client.update("invoice", invoice.external_id, {"status": "open"}, refs)
     assert opened.data["status"] == "open"
-    with pytest.raises(UnsupportedOperationError):
+    writes = len(stripe.sim.log.requests)
+    # Stripe's rules, known before asking: nothing is sent, and the refusal says the rule.
+    with pytest.raises(ProviderRuleError, match="due_on can change only while it is a draft"):
         await stripe.client.update("invoice", invoice.external_id, {"due_on": "2026-01-01"}, refs)
+    with pytest.raises(ProviderRuleError, match="is open: Stripe cannot move it to draft"):
+        await stripe.client.update("invoice", invoice.external_id, {"status": "draft"}, refs)
+    assert {r["method"] for r in list(stripe.sim.log.requests)[writes:]} == {"GET"}
     paid = await stripe.client.update("invoice", invoice.external_id, {"status": "paid"}, refs)
     assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
     with pytest.raises(UnsupportedOperationError):
@@ -309,7 +324,7 @@ async def test_payment_succeeds_and_is_refunded(stripe: Stripe) -> None:
     assert succeeded.data["status"] == "succeeded"
     assert "paid_at" in succeeded.data
 
-    with pytest.raises(UnsupportedOperationError):
+    with pytest.raises(ProviderRuleError, match="is succeeded: its amount cannot change"):
         await stripe.client.update("payment", payment.external_id, {"amount": 1}, refs)
     renamed = await stripe.client.update(
         "payment", payment.external_id, {**data, "reference": "Job 1042 deposit"}, refs
