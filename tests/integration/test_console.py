@@ -249,6 +249,22 @@ async def test_overview_lists_connections_problems_first(admin: Admin) -> None:
     assert "healthy</span>" in html
 
 
+def settings_form(name: str, **changes: str) -> dict[str, str]:
+    """The settings form of a fresh connection as the browser posts it, with ``changes``."""
+    form = {
+        "name": name,
+        "direction": "both",
+        "policy": "newest_wins",
+        "rate": "",
+        "per_seconds": "",
+        "burst": "",
+        "max_concurrency": "",
+        "base_url": "",
+        "provider_settings": "",
+    }
+    return form | changes
+
+
 async def test_settings_errors_show_per_field_as_the_api_returns_them(admin: Admin) -> None:
     conn = await new_connection(admin)
     await sign_in(admin, admin.key)
@@ -256,26 +272,27 @@ async def test_settings_errors_show_per_field_as_the_api_returns_them(admin: Adm
     status, html = await post(
         admin,
         path,
-        {"name": "ok", "direction": "both", "rate": "fast", "burst": "0", "max_concurrency": "500"},
+        settings_form(conn["name"], rate="fast", burst="0", max_concurrency="500"),
     )
     assert status == 422
     for loc in ("/body/rate_limit/rate", "/body/rate_limit/burst", "/body/max_concurrency"):
         assert f'data-loc="{loc}"' in html, loc
     assert 'value="fast"' in html  # what was typed stays in the form
-    status, html = await post(admin, path, {"name": "ok", "provider_settings": "{not json"})
+    status, html = await post(admin, path, settings_form(conn["name"], provider_settings="{no"))
     assert status == 422
     assert 'data-loc="/body/provider_settings"' in html
     status, _ = await post(
         admin,
         path,
-        {
-            "name": "renamed",
-            "direction": "in",
-            "entity_types": "invoice",
-            "rate": "5",
-            "per_seconds": "1",
-            "burst": "2",
-        },
+        settings_form(
+            "renamed",
+            direction="in",
+            entity_types="invoice",
+            rate="5",
+            per_seconds="1",
+            burst="2",
+            provider_settings='{"statement_descriptor": "ACME"}',
+        ),
     )
     assert status == 303
     got = await admin.ok("GET", f"/v1/connections/{conn['id']}")
@@ -283,8 +300,36 @@ async def test_settings_errors_show_per_field_as_the_api_returns_them(admin: Adm
     assert got["settings"]["direction"] == "in"
     assert got["settings"]["entity_types"] == ["invoice"]
     assert got["settings"]["rate_limit"] == {"rate": 5.0, "per_seconds": 1.0, "burst": 2}
+    assert got["settings"]["statement_descriptor"] == "ACME"
     html = await page(admin, f"/console/connections/{conn['id']}?done=settings")
     assert "Settings saved." in html
+
+
+async def test_saving_the_form_keeps_the_settings_it_does_not_show(admin: Admin) -> None:
+    other = await new_connection(admin, "xero")
+    policies = {
+        "default": {"kind": "source_priority", "priority": [other["id"]]},
+        "invoice": {"kind": "manual", "priority": []},
+    }
+    conn = await new_connection(
+        admin, settings={"conflict_policy": policies, "provider_settings": {"a": 1, "b": 2}}
+    )
+    await sign_in(admin, admin.key)
+    form = settings_form("renamed", policy="source_priority", provider_settings='{"a": 1, "b": 2}')
+    status, _ = await post(admin, f"/console/connections/{conn['id']}/settings", form)
+    assert status == 303
+    got = (await admin.ok("GET", f"/v1/connections/{conn['id']}"))["settings"]
+    assert got["conflict_policy"] == policies
+    # Changing the default policy keeps its priority list and the per-type policies;
+    # deleting a provider setting from the text removes it.
+    form |= {"policy": "newest_wins", "provider_settings": '{"a": 1}'}
+    status, _ = await post(admin, f"/console/connections/{conn['id']}/settings", form)
+    assert status == 303
+    got = (await admin.ok("GET", f"/v1/connections/{conn['id']}"))["settings"]
+    assert got["conflict_policy"]["default"] == {"kind": "newest_wins", "priority": [other["id"]]}
+    assert got["conflict_policy"]["invoice"] == policies["invoice"]
+    assert got["a"] == 1
+    assert "b" not in got
 
 
 async def test_rotating_the_secret_shows_it_once(admin: Admin) -> None:

@@ -325,65 +325,99 @@ _SETTINGS_INPUTS = (
 )
 
 
+# Settings with a field of their own in the form (or none: generic mappings are edited
+# through the API); the rest are provider settings (crmsync.application.connections).
+_OWN_FIELDS = frozenset(
+    {
+        "direction",
+        "entity_types",
+        "conflict_policy",
+        "rate_limit",
+        "max_concurrency",
+        "field_mapping",
+        "generic",
+        "generic_mapping",
+    }
+)
+
+
+def _provider_settings(connection: Any) -> dict[str, Any]:
+    return {k: v for k, v in connection.settings.items() if k not in _OWN_FIELDS}
+
+
 def _settings_form(connection: Any) -> dict[str, Any]:
     s = connection.settings
     rate = s.get("rate_limit") or {}
     policy = (s.get("conflict_policy") or {}).get("default") or {}
-    provider_settings = {
-        k: v
-        for k, v in s.items()
-        if k
-        not in (
-            "direction",
-            "entity_types",
-            "conflict_policy",
-            "rate_limit",
-            "max_concurrency",
-            "field_mapping",
-            "generic",
-        )
-    }
+    provider_settings = _provider_settings(connection)
     return {
         "name": connection.name,
         "direction": s.get("direction") or "both",
         "entity_types": s.get("entity_types") or [],
         "policy": policy.get("kind", "newest_wins"),
-        "rate": rate.get("rate", ""),
-        "per_seconds": rate.get("per_seconds", ""),
-        "burst": rate.get("burst", ""),
-        "max_concurrency": s.get("max_concurrency") or "",
+        "rate": str(rate.get("rate", "")),
+        "per_seconds": str(rate.get("per_seconds", "")),
+        "burst": str(rate.get("burst", "")),
+        "max_concurrency": str(s.get("max_concurrency") or ""),
         "base_url": connection.base_url or "",
         "provider_settings": json.dumps(provider_settings, indent=2) if provider_settings else "",
     }
 
 
-def _settings_body(form: MultiMapping[Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The PATCH body the form stands for. Values go to the API as typed: it validates
-    them and says which field is wrong; only JSON syntax is checked here."""
-    body: dict[str, Any] = {
-        "name": form.get("name", ""),
-        "direction": form.get("direction") or None,
-        "entity_types": list(form.getall("entity_types", ())) or None,
-        "conflict_policy": {"default": {"kind": form.get("policy") or "newest_wins"}},
-        "base_url": form.get("base_url") or None,
-        "max_concurrency": form.get("max_concurrency") or None,
-    }
-    if form.get("rate") or form.get("per_seconds") or form.get("burst"):
-        rate = {"rate": form.get("rate") or None}
-        for name in ("per_seconds", "burst"):
-            if form.get(name):
-                rate[name] = form[name]
-        body["rate_limit"] = rate
-    else:
-        body["rate_limit"] = None
+def _settings_body(
+    form: MultiMapping[str], connection: Any
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The PATCH body for what the operator changed in the form. Only changed fields are
+    sent: a PATCH replaces each setting it names, so sending the whole form would reset
+    what the form does not show (per-type conflict policies, a priority list). Values go to
+    the API as typed: it validates them and says which field is wrong; only JSON syntax is
+    checked here."""
+    was = _settings_form(connection)
+    changed = {k for k in _SETTINGS_INPUTS if form.get(k, "") != was[k]}
+    if sorted(form.getall("entity_types", ())) != sorted(was["entity_types"]):
+        changed.add("entity_types")
+    body: dict[str, Any] = {}
+    for name in ("name", "direction", "base_url", "max_concurrency"):
+        if name in changed:
+            body[name] = form.get(name) or None
+    if "entity_types" in changed:
+        body["entity_types"] = list(form.getall("entity_types", ())) or None
+    if "policy" in changed:
+        policies = dict(connection.settings.get("conflict_policy") or {})
+        policies["default"] = {**policies.get("default", {}), "kind": form.get("policy")}
+        body["conflict_policy"] = policies
+    if changed & {"rate", "per_seconds", "burst"}:
+        body["rate_limit"] = _rate_limit(form)
     errors = {}
-    raw = str(form.get("provider_settings") or "").strip()
-    if raw:
+    if "provider_settings" in changed:
         try:
-            body["provider_settings"] = json.loads(raw)
+            body["provider_settings"] = _provider_settings_of(form, connection)
         except ValueError as exc:
-            errors["/body/provider_settings"] = f"not JSON: {exc}"
+            errors["/body/provider_settings"] = str(exc)
     return body, errors
+
+
+def _rate_limit(form: MultiMapping[str]) -> dict[str, Any] | None:
+    if not (form.get("rate") or form.get("per_seconds") or form.get("burst")):
+        return None  # all three cleared: back to the provider's documented limit
+    rate: dict[str, Any] = {"rate": form.get("rate") or None}
+    for name in ("per_seconds", "burst"):
+        if form.get(name):
+            rate[name] = form[name]
+    return rate
+
+
+def _provider_settings_of(form: MultiMapping[str], connection: Any) -> dict[str, Any]:
+    raw = form.get("provider_settings", "").strip()
+    try:
+        typed = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(typed, dict):
+        raise ValueError("must be a JSON object")
+    # A key deleted from the text is removed (null removes a key).
+    removed = dict.fromkeys(set(_provider_settings(connection)) - set(typed))
+    return {**removed, **typed}
 
 
 @page
@@ -394,7 +428,8 @@ async def connection_page(request: web.Request) -> web.StreamResponse:
 @page
 async def update_settings(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
-    body, errors = _settings_body(form)
+    connection = await call(request, "getConnection", path=request.match_info)
+    body, errors = _settings_body(form, connection)
     # What was typed goes back into the form, so a refused field can be corrected.
     shown: dict[str, Any] = {k: form.get(k, "") for k in _SETTINGS_INPUTS}
     shown["entity_types"] = list(form.getall("entity_types", ()))
@@ -563,7 +598,9 @@ async def record(request: web.Request) -> web.StreamResponse:
         query={"entity_type": found.entity_type, "limit": "100"},
     )
     pushes = [e for e in log.items if e.entity_id == found.id and e.direction == "out"]
-    return render(request, "record.html", record=found, pushes=pushes)
+    connections = await call(request, "listConnections", query={"limit": "100"})
+    names = {c.id: c.name for c in connections.items}
+    return render(request, "record.html", record=found, pushes=pushes, names=names)
 
 
 # -- dead letters -------------------------------------------------------------------------
