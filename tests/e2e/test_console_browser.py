@@ -201,6 +201,8 @@ async def test_a_webhook_shows_live_and_a_resolved_conflict_reaches_the_simulato
     await row.first.locator("a").click()
     await expect(page.locator("h1")).to_contain_text("Customer")
     await expect(page.locator("body")).to_contain_text("Harbour Plumbing")
+    # Field provenance: the name was set by the connection the webhook came from.
+    await expect(page.locator("tr[data-field=name] td.source")).to_contain_text("ascora-a")
     customer_id = uuid.UUID(page.url.rsplit("/", 1)[1])
     await shot(page, shots, "record")
 
@@ -226,6 +228,8 @@ async def test_a_webhook_shows_live_and_a_resolved_conflict_reaches_the_simulato
     await expect(page.locator(".notice")).to_have_text("Conflict resolved.")
     await _wait_for(lambda: "7777" in str(a.sim.live("customer")))
     await _wait_for(lambda: "7777" in str(b.sim.live("customer")))
+    await page.goto(console.url(f"/console/records/customer/{customer_id}"))
+    await expect(page.locator("tr[data-field=phone] td.source")).to_contain_text("an operator")
 
 
 # -- dead letters, scopes, tenants ------------------------------------------------------

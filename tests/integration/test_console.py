@@ -380,9 +380,12 @@ async def test_connect_a_provider_shows_the_webhook_url_and_secret_once(admin: A
 async def test_events_filter_and_open_the_record(admin: Admin) -> None:
     conn = await new_connection(admin, name="books")
     invoice = await admin.pool.fetchval(
-        """INSERT INTO invoices (tenant_id, data) VALUES ($1, $2) RETURNING id""",
+        """
+        INSERT INTO invoices (tenant_id, data, field_meta) VALUES ($1, $2, $3) RETURNING id
+        """,
         admin.tenant,
         {"number": "INV-7", "currency": "JPY", "total": 1500, "subtotal": 1500},
+        {"total": {"ts": "2026-12-01T10:00:00+00:00", "source": conn["id"]}},
     )
     for direction, outcome in (("in", "applied"), ("out", "pushed"), ("in", "dead_lettered")):
         await admin.pool.execute(
@@ -411,6 +414,13 @@ async def test_events_filter_and_open_the_record(admin: Admin) -> None:
     assert "1,500 JPY" in record  # yen have no minor unit
     assert "INV-7" in record
     assert "Recent pushes" in record
+    # Provenance: the connection that set the total, by name, and when.
+    total = record[record.index('data-field="total"') :]
+    total = total[: total.index("</tr>")]
+    assert "books" in total
+    assert "2026-12-01 10:00:00 UTC" in total
+    api = await admin.ok("GET", f"/v1/invoices/{invoice}")
+    assert api["provenance"] == {"total": {"source": conn["id"], "ts": "2026-12-01T10:00:00Z"}}
 
 
 async def test_a_dead_letter_shows_text_and_hex_and_is_redriven_or_discarded(

@@ -600,7 +600,9 @@ async def record(request: web.Request) -> web.StreamResponse:
     pushes = [e for e in log.items if e.entity_id == found.id and e.direction == "out"]
     connections = await call(request, "listConnections", query={"limit": "100"})
     names = {c.id: c.name for c in connections.items}
-    return render(request, "record.html", record=found, pushes=pushes, names=names)
+    # Provenance names a connection by its id as text, or "admin" for an operator's value.
+    sources = {str(k): v for k, v in names.items()} | {"admin": "an operator (conflict)"}
+    return render(request, "record.html", record=found, pushes=pushes, names=names, sources=sources)
 
 
 # -- dead letters -------------------------------------------------------------------------
