@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -242,11 +243,44 @@ async def test_overview_lists_connections_problems_first(admin: Admin) -> None:
         admin.tenant,
         uuid.UUID(troubled["id"]),
     )
+    expiring = await new_connection(admin, "hubspot", name="expiring")
+    soon = datetime.now(UTC) + timedelta(hours=3)
+    await admin.ok(
+        "PUT",
+        f"/v1/connections/{expiring['id']}/credentials",
+        204,
+        json={
+            "type": "oauth2",
+            "access_token": "at",
+            "refresh_token": "rt",
+            "expires_at": soon.isoformat(),
+            "client_id": "c",
+            "client_secret": "s",
+            "token_url": "https://auth.example.test/token",
+        },
+    )
+    for direction, outcome, latency in (("in", "applied", 120), ("out", "pushed", 340)):
+        await admin.pool.execute(
+            """
+            INSERT INTO sync_log (tenant_id, connection_id, direction, outcome, latency_ms)
+            VALUES ($1, $2, $3, $4, $5)
+            """,
+            admin.tenant,
+            uuid.UUID(healthy["id"]),
+            direction,
+            outcome,
+            latency,
+        )
     await sign_in(admin, admin.key)
     html = await page(admin, "/console/")
     assert html.index(troubled["id"]) < html.index(healthy["id"])
+    assert html.index(expiring["id"]) < html.index(healthy["id"])
     assert "1 open dead letters" in html
+    assert "token expires in 2h" in html
     assert "healthy</span>" in html
+    lag = html[html.index("data-lag") : html.index("</p>", html.index("data-lag"))]
+    assert "120 ms" in lag
+    assert "340 ms" in lag
 
 
 def settings_form(name: str, **changes: str) -> dict[str, str]:

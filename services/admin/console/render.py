@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from connectors.money import minor_unit_digits
+from connectors.money import NO_MINOR_UNIT, minor_unit_digits
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -25,10 +25,9 @@ def money(minor: Any, currency: Any) -> str:
     """``12345, "USD"`` → ``123.45 USD``: exact (Decimal scaling, never a float)."""
     if not isinstance(minor, int) or isinstance(minor, bool) or not isinstance(currency, str):
         return str(minor)
-    try:
-        digits = minor_unit_digits(currency)
-    except (KeyError, ValueError):
-        return f"{minor} {currency} (minor units)"
+    if currency in NO_MINOR_UNIT:
+        return f"{minor} {currency}"
+    digits = minor_unit_digits(currency)
     value = Decimal(minor).scaleb(-digits)
     return f"{value:,.{digits}f} {currency}"
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -19,9 +20,13 @@ from connectors.registry import PROVIDERS
 from crmsync.application.errors import AdminError
 from crmsync.common.apikeys import authenticate
 from crmsync.common.crypto import KeyRing
+from crmsync.common.faults import describe, is_transient
+from schemas.errors import RefuseInput
 from services.admin.api import SERVICES, RequestInvalidError, Route, invoke
-from services.admin.console.render import STATIC, environment, hexdump, when
+from services.admin.console.render import STATIC, ago, environment, hexdump, when
 from services.admin.console.session import COOKIE, Session, clear_cookie, now, set_cookie
+
+log = logging.getLogger(__name__)
 
 ROOT = "/console/"
 SIGN_IN = "/console/sign-in"
@@ -48,6 +53,8 @@ ENTITY_ROUTES = {
     "payment": "getPayment",
 }
 ENTITY_TYPES = tuple(ENTITY_ROUTES)
+# An OAuth token this close to expiry is a problem: the refresh may fail overnight.
+TOKEN_WARNING = timedelta(days=1)
 # Where a successful action lands, and what it says there (fixed texts: nothing the user
 # typed travels in the URL).
 DONE = {
@@ -63,14 +70,16 @@ DONE = {
 }
 
 
-@dataclass
-class RefusalError(Exception):
+class RefusalError(RefuseInput):
     """An API refusal, as the console shows it: the status, the problem's detail, and the
-    per-field errors keyed by JSON pointer (``/body/rate_limit/rate``)."""
+    per-field errors keyed by JSON pointer (``/body/rate_limit/rate``). Like the
+    application's AdminError it is answered at the edge: here as a page."""
 
-    status: int
-    detail: str
-    errors: dict[str, str] = field(default_factory=dict)
+    def __init__(self, status: int, detail: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or {}
 
     def __str__(self) -> str:
         return f"{self.status} {self.detail}"
@@ -174,6 +183,16 @@ def page(handler: Handler) -> Handler:
             if failure.status == 401:
                 return _signed_out(request)
             return render(request, "error.html", status=failure.status, failure=failure)
+        except Exception as exc:
+            # Never a blank page: what the API answers as a problem document, a person
+            # reads as a page.
+            if is_transient(exc):
+                log.warning("a dependency is unavailable: %s", describe(exc))
+                shown = RefusalError(503, "The database is unavailable; try again.")
+            else:
+                log.exception("unhandled error in %s %s", request.method, request.path)
+                shown = RefusalError(500, "Something went wrong; it was logged.")
+            return render(request, "error.html", status=shown.status, failure=shown)
 
     return wrapped
 
@@ -242,8 +261,11 @@ def problems(health: Any) -> list[str]:
         out.append(f"{health.errors_in_window} errors in the last hour")
     if health.credentials == "unreadable":
         out.append("credentials unreadable")
-    if health.token_expires_at is not None and health.token_expires_at <= now():
+    expires = health.token_expires_at
+    if expires is not None and expires <= now():
         out.append("token expired")
+    elif expires is not None and expires - now() <= TOKEN_WARNING:
+        out.append(f"token expires {ago(expires)}")
     return out
 
 
@@ -259,7 +281,23 @@ async def overview(request: web.Request) -> web.StreamResponse:
         )
         rows.append((connection, health, problems(health)))
     rows.sort(key=lambda r: (-len(r[2]), r[0].name))
-    return render(request, "overview.html", rows=rows, next_cursor=listing.next_cursor)
+    # Pipeline lag: how long events took in the last hour (p95), from the sync log.
+    since = (now() - timedelta(hours=1)).isoformat()
+    summary = await call(request, "getSyncLogSummary", query={"since": since})
+    lag = {
+        (o.direction, o.outcome): o.p95_latency_ms
+        for o in summary.outcomes
+        if o.p95_latency_ms is not None
+    }
+    return render(
+        request,
+        "overview.html",
+        rows=rows,
+        next_cursor=listing.next_cursor,
+        lag_in=lag.get(("in", "applied")),
+        lag_out=lag.get(("out", "pushed")),
+        pending=sum(h.pending_pushes for _, h, _ in rows),
+    )
 
 
 # -- connections --------------------------------------------------------------------------
