@@ -253,6 +253,13 @@ class LinkOut(Out):
     updated_at: datetime
 
 
+class FieldSource(Out):
+    source: str = Field(
+        description="Who set the field: a connection's id, or `admin` (a resolved conflict)."
+    )
+    ts: datetime = Field(description="When, by the source's own clock.")
+
+
 class RecordOut(Out):
     id: UUID
     entity_type: EntityType
@@ -262,6 +269,9 @@ class RecordOut(Out):
     updated_at: datetime
     deleted_at: datetime | None
     links: list[LinkOut]
+    provenance: dict[str, FieldSource] = Field(
+        default_factory=dict, description="Per field of `data`: which system set it, and when."
+    )
 
 
 # -- sync log -----------------------------------------------------------------------------
