@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -24,18 +24,20 @@ import asyncpg
 from connectors.registry import connector
 from connectors.runtime import Clients, ConnectionInfo
 from connectors.spec import EntityType
+from connectors.stripe.mapping import INVOICE_REF_KEY
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.common.canonical import TABLES
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import consumer_lag, make_admin, make_consumer
 from crmsync.common.links import external_ids
+from crmsync.demo.compare import FIELDS, KINDS, REFERENCES, Outcome, Seen, compare_kind
 from crmsync.demo.sims import RunningSim, connect, start_simulator
 
 Say = Callable[[str], None]
+# Awaited at a point of the story where the systems should agree (tests report there).
+Checkpoint = Callable[[], Awaitable[None]]
 DEFAULT_PROVIDERS = ("ascora", "xero", "stripe")
-# Fields every system in the demo holds for a customer: what convergence compares.
-COMPARED = ("name", "email", "phone")
 
 
 class LagProbe:
@@ -196,8 +198,9 @@ async def wait_for(check: Callable[[], Any], *, seconds: float = 60.0) -> bool:
     return False
 
 
-async def story(world: World, say: Say) -> None:
-    """Creates on every side, edits both ways, a conflicting pair of edits."""
+async def story(world: World, say: Say, *, part_paid: Checkpoint | None = None) -> None:
+    """Creates on every side, edits both ways, a conflicting pair of edits, then the invoice
+    chain (``part_paid``, if given, is awaited once the part payment reached everywhere)."""
     providers = list(world.sims)
     people = list(PEOPLE)
     say(f"creating customers in {', '.join(providers)} and the internal service")
@@ -252,6 +255,168 @@ async def story(world: World, say: Say) -> None:
                 {"phone": "+61 2 5550 7002"},
             ),
         )
+
+    await invoice_chain(world, say, part_paid=part_paid)
+
+
+# --- the invoice chain (issue 17) ---------------------------------------------------------------
+
+# The field-service CRM holds jobs; it is where the work is invoiced and part paid.
+CHAIN_CRM = "ascora"
+# The card payment is made where cards are taken.
+CARD_PROVIDER = "stripe"
+CURRENCY = "AUD"
+JOB = {
+    "title": "Irrigation repair",
+    "description": "Replace the cracked drip line along the rear garden bed.",
+    "status": "completed",
+    "priority": "normal",
+}
+# Two lines, one taxed (10% GST on labour; the materials line carries none).
+LINES = (
+    {"description": "Labour, 3 h", "quantity": "3", "unit_amount": 9_500, "tax_amount": 2_850},
+    {"description": "Drip line and fittings", "quantity": "1", "unit_amount": 12_000},
+)
+TOTAL = 3 * 9_500 + 2_850 + 12_000
+PART_PAYMENT = 15_000
+# Stripe's test card: what a card checkout confirms a PaymentIntent with.
+TEST_CARD = "pm_card_visa"
+
+
+async def invoice_chain(world: World, say: Say, *, part_paid: Checkpoint | None = None) -> None:
+    """A job → its invoice (two lines, one taxed) → a part payment in the field-service CRM,
+    then the rest paid by card at Stripe, for the same invoice once it reached Stripe."""
+    if CHAIN_CRM not in world.sims:
+        say(f"no {CHAIN_CRM} simulator: the job → invoice → payments chain is left out")
+        return
+    customer = await _id(world, CHAIN_CRM, PEOPLE[3][1])
+    say(f"{CHAIN_CRM}: a job, its invoice (two lines, one taxed) and a part payment")
+    job = await world.create(CHAIN_CRM, "job", JOB, {"customer_id": customer})
+    today = datetime.now(UTC).date()
+    invoice = await world.create(
+        CHAIN_CRM,
+        "invoice",
+        {
+            "status": "open",
+            "currency": CURRENCY,
+            "issued_on": today.isoformat(),
+            "due_on": (today + timedelta(days=14)).isoformat(),
+            "lines": [dict(line) for line in LINES],
+        },
+        {"customer_id": customer, "job_id": job},
+    )
+    # Paid only once the invoice is in every system that holds invoices (Stripe included):
+    # the card payment below is made against Stripe's copy of it.
+    invoice_id = await _await_everywhere(world, "invoice", CHAIN_CRM, invoice, say)
+    if invoice_id is None:
+        return
+    payment = await world.create(
+        CHAIN_CRM,
+        "payment",
+        {
+            "amount": PART_PAYMENT,
+            "currency": CURRENCY,
+            "status": "succeeded",
+            "method": "BankTransfer",
+            "reference": "EFT deposit",
+        },
+        {"invoice_id": invoice},
+    )
+    if await _await_everywhere(world, "payment", CHAIN_CRM, payment, say) is None:
+        return
+    if part_paid is not None:
+        await part_paid()
+    if CARD_PROVIDER not in world.sims:
+        say(f"no {CARD_PROVIDER} simulator: the card payment is left out")
+        return
+    say(f"{CARD_PROVIDER}: the rest paid by card against the same invoice")
+    await _card_payment(world, invoice_id, TOTAL - PART_PAYMENT)
+
+
+async def _card_payment(world: World, invoice_id: uuid.UUID, amount: int) -> None:
+    """What a Stripe card checkout does: one PaymentIntent, confirmed with a card at once,
+    naming the invoice (PaymentIntents have no invoice field: crmsync's metadata key)."""
+    running = world.sims[CARD_PROVIDER]
+    invoice = await _link(world, CARD_PROVIDER, "invoice", invoice_id)
+    customer = await world.pool.fetchval(
+        "SELECT data->>'customer_id' FROM invoices WHERE id = $1 AND tenant_id = $2",
+        invoice_id,
+        world.tenant_id,
+    )
+    stripe_customer = await _link(world, CARD_PROVIDER, "customer", uuid.UUID(customer))
+    async with world.session.post(
+        f"{running.base_url}/v1/payment_intents",
+        data={
+            "amount": str(amount),
+            "currency": CURRENCY.lower(),
+            "customer": stripe_customer,
+            "payment_method": TEST_CARD,
+            "payment_method_types[0]": "card",
+            "confirm": "true",
+            "description": "Card payment",
+            f"metadata[{INVOICE_REF_KEY}]": invoice,
+        },
+        headers={
+            "Authorization": f"Bearer {running.sim.api_token}",
+            "Idempotency-Key": f"demo-{uuid.uuid4()}",
+        },
+    ) as response:
+        if response.status != 200:
+            raise RuntimeError(f"Stripe answered {response.status}: {await response.text()}")
+
+
+async def _link(world: World, provider: str, entity_type: EntityType, entity_id: uuid.UUID) -> str:
+    found = await world.pool.fetchval(
+        """
+        SELECT external_id FROM entity_links
+         WHERE connection_id = $1 AND entity_type = $2 AND entity_id = $3
+        """,
+        world.sims[provider].connection_id,
+        entity_type,
+        entity_id,
+    )
+    if found is None:
+        raise RuntimeError(f"{entity_type} {entity_id} never reached {provider}")
+    return str(found)
+
+
+async def _await_everywhere(
+    world: World, entity_type: EntityType, origin: str, external_id: str, say: Say
+) -> uuid.UUID | None:
+    """The canonical id of ``origin``'s record once every system holding that kind has it."""
+    holders = [s.connection_id for s in world.sims.values() if entity_type in s.sim.entity_types]
+
+    async def linked() -> uuid.UUID | None:
+        row = await world.pool.fetchrow(
+            """
+            SELECT l.entity_id,
+                   (SELECT count(*) FROM entity_links o
+                     WHERE o.entity_type = l.entity_type AND o.entity_id = l.entity_id
+                       AND o.connection_id = ANY($4)) AS copies
+              FROM entity_links l
+             WHERE l.connection_id = $1 AND l.entity_type = $2 AND l.external_id = $3
+            """,
+            world.sims[origin].connection_id,
+            entity_type,
+            external_id,
+            holders,
+        )
+        if row is None or row["copies"] < len(holders):
+            return None
+        return uuid.UUID(str(row["entity_id"]))
+
+    found: list[uuid.UUID] = []
+
+    async def check() -> bool:
+        entity_id = await linked()
+        if entity_id is not None:
+            found.append(entity_id)
+        return entity_id is not None
+
+    if await wait_for(check, seconds=60):
+        return found[0]
+    say(f"the {entity_type} from {origin} did not reach every system within 60 s; see the report")
+    return None
 
 
 async def _id(world: World, provider: str, email: str) -> str:
@@ -384,13 +549,15 @@ async def report(world: World) -> Report:
         await pool.fetchval("SELECT count(*) FROM dead_letters WHERE tenant_id = $1", tenant_id)
     )
     figures["dead_letters"] = dead
-    differences = await _differences(world)
+    outcome = await compare(world)
+    differences = outcome.differences
     converged = not differences and dead == 0
     figures.update(pushes=pushes, echoes=echoes, conflicts=conflicts, canonical=canonical)
+    figures["compared"] = {f"{system}:{kind}": n for (system, kind), n in outcome.compared.items()}
+    figures["exceptions"] = list(outcome.exceptions)
     if converged:
-        lines.append(
-            f"converged: every system holds the same {len(COMPARED)} customer fields as Postgres"
-        )
+        lines.append("converged: every system holds what Postgres holds, for each kind it holds:")
+        lines.extend(f"  {kind:<8} {', '.join(FIELDS[kind])}" for kind in KINDS)
     else:
         lines.append(f"NOT converged ({dead} dead letters); sync-log outcomes {outcomes}:")
         lines.extend(f"  {d}" for d in differences[:10])
@@ -402,34 +569,52 @@ async def report(world: World) -> Report:
             tenant_id,
         ):
             lines.append(f"  dead letter [{row['stage']}] {row['reason']}: {row['detail']}")
+    if outcome.exceptions:
+        lines.append("documented exceptions (a provider's own rules; not counted as differences):")
+        lines.extend(f"  {e}" for e in outcome.exceptions)
     return Report(lines, converged, figures)
 
 
-async def _differences(world: World) -> list[str]:
-    rows = await world.pool.fetch(
-        "SELECT id, data FROM customers WHERE tenant_id = $1 AND deleted_at IS NULL",
-        world.tenant_id,
-    )
-    canonical = {r["id"]: {k: r["data"].get(k) for k in COMPARED} for r in rows}
-    out: list[str] = []
-    for provider, running in world.sims.items():
-        info = await world.info(provider)
-        mapper = connector(provider).mapper
-        assert mapper is not None  # noqa: S101 - every demo provider maps
-        links = await external_ids(world.pool, info.id, "customer")
-        seen: set[uuid.UUID] = set()
-        for obj in running.sim.live("customer"):
-            record = mapper.to_canonical("customer", obj, info.settings)
-            entity_id = links.get(record.external_id)
-            if entity_id is None:
-                out.append(f"{provider}: {record.external_id} is not linked to a canonical record")
+async def compare(world: World) -> Outcome:
+    """Each system's records of each kind it holds, read through its connector's mapping,
+    against the canonical records in Postgres (``crmsync.demo.compare``)."""
+    outcome = Outcome()
+    names = {str(s.connection_id): provider for provider, s in world.sims.items()}
+    for kind in KINDS:
+        rows = await world.pool.fetch(
+            f"""
+            SELECT id, data, field_meta FROM {TABLES[kind]}
+             WHERE tenant_id = $1 AND deleted_at IS NULL
+            """,  # noqa: S608 - a table name of ours
+            world.tenant_id,
+        )
+        canonical = {r["id"]: r["data"] for r in rows}
+        sources = {
+            r["id"]: {
+                name: names.get(str(meta.get("source")), "other")
+                for name, meta in r["field_meta"].items()
+                if isinstance(meta, dict)
+            }
+            for r in rows
+        }
+        for provider, running in world.sims.items():
+            held = running.sim.entity_types
+            if kind not in held:
                 continue
-            seen.add(entity_id)
-            theirs = {k: record.data.get(k) for k in COMPARED}
-            ours = canonical.get(entity_id)
-            if ours is not None and theirs != ours:
-                out.append(f"{provider}: {record.external_id} has {theirs}, Postgres {ours}")
-        missing = set(canonical) - seen
-        if missing:
-            out.append(f"{provider}: {len(missing)} customer(s) missing")
-    return out
+            info = await world.info(provider)
+            mapper = connector(provider).mapper
+            assert mapper is not None  # noqa: S101 - every demo provider maps
+            links = {k: await external_ids(world.pool, info.id, k) for k in held}
+            seen = []
+            for obj in running.sim.live(kind):
+                record = mapper.to_canonical(kind, obj, info.settings)
+                refs = {
+                    name: links[target].get(record.refs[name]) if name in record.refs else None
+                    for name, target in REFERENCES.items()
+                    if target in held
+                }
+                seen.append(Seen(record, links[kind].get(record.external_id), refs))
+            compare_kind(
+                provider, kind, seen, canonical, holds=held, outcome=outcome, sources=sources
+            )
+    return outcome

@@ -56,11 +56,12 @@ def _profiles() -> dict[str, Profile]:
         "ascora": Profile("ascora", {"company_code": "DEMO"}, {"company_code": "DEMO"}),
         "xero": Profile(
             "xero",
-            {"tenant_id": SIM_TENANT_ID, "oauth_client": OAUTH_CLIENT},
+            # The demo business is Australian (its invoices are in AUD, as Ascora's are).
+            {"tenant_id": SIM_TENANT_ID, "oauth_client": OAUTH_CLIENT, "base_currency": "AUD"},
             {
                 "xero_tenant_id": SIM_TENANT_ID,
                 "xero_payment_account_code": "090",
-                "xero_base_currency": "NZD",
+                "xero_base_currency": "AUD",
             },
             oauth=True,
         ),

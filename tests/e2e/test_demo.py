@@ -1,14 +1,18 @@
 """The demo's story on the real pipeline: Ascora, Xero and Stripe simulators and an
 internal service of one tenant, created and edited on every side (a conflicting pair of
-edits included), must converge field by field with no dead letter."""
+edits included), then a job → invoice (two lines, one taxed) → part payment in Ascora and
+the rest paid by card at Stripe, must converge field by field, for every kind each system
+holds, with no dead letter; what Stripe cannot hold is reported as its documented rule."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
-from crmsync.demo import scenario
+from crmsync.demo import compare, scenario
 from schemas import topics
 from tests.e2e.sync_harness import running_stack
 
@@ -30,8 +34,14 @@ async def test_every_system_converges_and_the_report_says_so(
             stack.pool, stack.keyring, session, ingest_url=stack.ingest_url, lag=lag
         )
         said: list[str] = []
+        part_paid: list[scenario.Report] = []
+
+        async def checkpoint() -> None:
+            assert await scenario.settle(world), "the pipeline never went quiet, part paid"
+            part_paid.append(await scenario.report(world))
+
         try:
-            await scenario.story(world, said.append)
+            await scenario.story(world, said.append, part_paid=checkpoint)
             assert await scenario.settle(world), "the pipeline never went quiet"
             result = await scenario.report(world)
         finally:
@@ -40,9 +50,55 @@ async def test_every_system_converges_and_the_report_says_so(
     text = "\n".join(said + result.lines)
     assert result.converged, text
     figures = result.figures
-    # 8 customers, each in 3 CRMs: 6 created in a CRM reach 2 others, 2 internal reach 3.
-    assert figures["canonical"]["customer"] == 8, text
-    assert figures["pushes"] >= 6 * 2 + 2 * 3, text
+    # 8 customers, each in 3 CRMs: 6 created in a CRM reach 2 others, 2 internal reach 3;
+    # the job stays in Ascora (the only one that holds jobs), the invoice and both payments
+    # reach the 2 others.
+    assert figures["canonical"] == {"customer": 8, "job": 1, "invoice": 1, "payment": 2}, text
+    assert figures["pushes"] >= 6 * 2 + 2 * 3 + 3 * 2, text
+    # Every kind each system holds was compared, and only those.
+    assert figures["compared"] == {
+        "ascora:customer": 8,
+        "ascora:job": 1,
+        "ascora:invoice": 1,
+        "ascora:payment": 2,
+        "xero:customer": 8,
+        "xero:invoice": 1,
+        "xero:payment": 2,
+        "stripe:customer": 8,
+        "stripe:invoice": 1,
+        "stripe:payment": 2,
+    }, text
+    # Paid in full: Ascora's part payment and Stripe's card payment settle it everywhere.
+    invoice = await _canonical(database_url, world, "invoices")
+    assert (invoice["status"], invoice["total"], invoice["amount_due"]) == ("paid", 43_350, 0)
+    assert invoice["tax"] == 2_850, text
+    # Stripe holds Ascora's part payment as an unconfirmed PaymentIntent: said, with its rule.
+    [exception] = figures["exceptions"]
+    assert exception.startswith("stripe payment "), text
+    assert compare.STRIPE_UNCONFIRMED.rule in exception, text
+    assert compare.STRIPE_UNCONFIRMED.rule in "\n".join(result.lines), text
+    # Part paid, every system agreed too, Stripe's amount due excepted by its rule (its
+    # invoice stays open with the whole amount remaining until the rest is paid).
+    [half] = part_paid
+    half_text = "\n".join(half.lines)
+    assert half.converged, half_text
+    assert sorted(e.split(" — ")[1].split(" [")[0] for e in half.figures["exceptions"]) == sorted(
+        [compare.STRIPE_PART_PAID.rule, compare.STRIPE_UNCONFIRMED.rule]
+    ), half_text
     assert figures["echoes"] >= 1, text
     assert "latency_in" in figures, text
     assert "latency_out" in figures, text
+
+
+async def _canonical(database_url: str, world: scenario.World, table: str) -> dict[str, object]:
+    """The tenant's one record in ``table``."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        [row] = await conn.fetch(
+            f"SELECT data::text FROM {table} WHERE tenant_id = $1",  # noqa: S608
+            world.tenant_id,
+        )
+    finally:
+        await conn.close()
+    found: dict[str, object] = json.loads(row[0])
+    return found
