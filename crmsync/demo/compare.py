@@ -57,12 +57,19 @@ class ProviderRule:
 STRIPE_UNCONFIRMED = ProviderRule(
     "Stripe holds a payment made elsewhere as an unconfirmed PaymentIntent (status and "
     "paid_at are Stripe's own: a payment succeeds there only by being charged)",
-    "connectors/stripe/README.md#payment-v1payment_intents-charges-in-chargerefunded",
+    "connectors/stripe/README.md (Payment)",
 )
 STRIPE_PART_PAID = ProviderRule(
     "Stripe's invoice has no part payment: it stays open with its whole amount remaining "
     "until the rest is paid",
     "connectors/stripe/README.md (Part payments)",
+)
+
+# QuickBooks: connectors/quickbooks/README.md, "Invoice" (lines[].tax_amount).
+QUICKBOOKS_LINE_TAX = ProviderRule(
+    "QuickBooks keeps tax per transaction, not per line: its lines read with no tax "
+    "(the invoice's tax and total are compared, and agree)",
+    "connectors/quickbooks/README.md (Invoice: lines[].tax_amount)",
 )
 
 
@@ -147,7 +154,9 @@ def compare_kind(
             if rule is None:
                 outcome.differences.append(what)
             else:
-                outcome.exceptions.append(f"{what} — {rule.rule} [{rule.doc}]")
+                # Lines are long; the rule says how they differ.
+                short = f"{system} {kind} {record.external_id} {name}" if name == "lines" else what
+                outcome.exceptions.append(f"{short} — {rule.rule} [{rule.doc}]")
     missing = set(canonical) - found
     if missing:
         outcome.differences.append(f"{system}: {len(missing)} {kind}(s) missing")
@@ -166,6 +175,11 @@ def documented(
 ) -> ProviderRule | None:
     """The provider rule that explains this difference, if one does; else None. ``source``
     is the system the canonical value came from."""
+    if system == "quickbooks":
+        untaxed = None if ours is None else tuple((d, q, u, 0) for d, q, u, _ in ours)
+        if kind == "invoice" and name == "lines" and theirs == untaxed:
+            return QUICKBOOKS_LINE_TAX
+        return None
     if system != "stripe":
         return None
     if (

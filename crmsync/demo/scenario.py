@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from connectors.registry import connector
+from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.runtime import Clients, ConnectionInfo
 from connectors.spec import EntityType
 from connectors.stripe.mapping import INVOICE_REF_KEY
@@ -575,6 +575,14 @@ async def report(world: World) -> Report:
     return Report(lines, converged, figures)
 
 
+def _as_read(running: RunningSim, kind: EntityType, obj: dict[str, Any]) -> dict[str, Any]:
+    """A simulator's stored object as its API answers a read of it: HubSpot keeps a deal's
+    contacts beside the deal and lists them when asked (``associations=contacts``)."""
+    if isinstance(running.sim, HubSpotSimulator) and kind == "job":
+        return running.sim.view(kind, obj, list(obj["properties"]), associations=True)
+    return obj
+
+
 async def compare(world: World) -> Outcome:
     """Each system's records of each kind it holds, read through its connector's mapping,
     against the canonical records in Postgres (``crmsync.demo.compare``)."""
@@ -602,12 +610,12 @@ async def compare(world: World) -> Outcome:
             if kind not in held:
                 continue
             info = await world.info(provider)
-            mapper = connector(provider).mapper
+            mapper = info.connector().mapper
             assert mapper is not None  # noqa: S101 - every demo provider maps
             links = {k: await external_ids(world.pool, info.id, k) for k in held}
             seen = []
             for obj in running.sim.live(kind):
-                record = mapper.to_canonical(kind, obj, info.settings)
+                record = mapper.to_canonical(kind, _as_read(running, kind, obj), info.settings)
                 refs = {
                     name: links[target].get(record.refs[name]) if name in record.refs else None
                     for name, target in REFERENCES.items()

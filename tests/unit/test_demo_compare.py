@@ -9,6 +9,7 @@ from typing import Any
 
 from connectors.spec import EntityType, RemoteRecord
 from crmsync.demo.compare import (
+    QUICKBOOKS_LINE_TAX,
     STRIPE_PART_PAID,
     STRIPE_UNCONFIRMED,
     Outcome,
@@ -177,3 +178,18 @@ def test_a_payment_made_at_stripe_but_pending_there_is_a_difference() -> None:
     )
     assert outcome.exceptions == []
     assert outcome.differences == ["stripe payment ext-1 status: 'pending', Postgres 'succeeded'"]
+
+
+def test_quickbooks_lines_without_their_tax_are_its_documented_rule_and_nothing_else() -> None:
+    untaxed = [{**line, "tax_amount": 0} for line in LINES]
+    item = seen("invoice", {**INVOICE_DATA, "lines": untaxed}, INVOICE, customer_id=CUSTOMER)
+    outcome = run("quickbooks", "invoice", item, INVOICE_DATA, NO_JOBS)
+    assert outcome.differences == []
+    [exception] = outcome.exceptions
+    assert QUICKBOOKS_LINE_TAX.rule in exception
+    # Another line difference at QuickBooks is one; so is untaxed lines anywhere else.
+    other = [{**line, "unit_amount": 1} for line in untaxed]
+    item = seen("invoice", {**INVOICE_DATA, "lines": other}, INVOICE, customer_id=CUSTOMER)
+    assert len(run("quickbooks", "invoice", item, INVOICE_DATA, NO_JOBS).differences) == 1
+    item = seen("invoice", {**INVOICE_DATA, "lines": untaxed}, INVOICE, customer_id=CUSTOMER)
+    assert len(run("xero", "invoice", item, INVOICE_DATA, NO_JOBS).differences) == 1
