@@ -366,18 +366,14 @@ async def _card_payment(world: World, invoice_id: uuid.UUID, amount: int) -> Non
 
 
 async def _link(world: World, provider: str, entity_type: EntityType, entity_id: uuid.UUID) -> str:
-    found = await world.pool.fetchval(
-        """
-        SELECT external_id FROM entity_links
-         WHERE connection_id = $1 AND entity_type = $2 AND entity_id = $3
-        """,
-        world.sims[provider].connection_id,
-        entity_type,
-        entity_id,
-    )
+    """The id in ``provider`` of the canonical record ``entity_id``."""
+    connection_id = world.sims[provider].connection_id
+    assert connection_id is not None  # noqa: S101 - connected in setup
+    links = await external_ids(world.pool, connection_id, entity_type)
+    found = next((x for x, linked in links.items() if linked == entity_id), None)
     if found is None:
         raise RuntimeError(f"{entity_type} {entity_id} never reached {provider}")
-    return str(found)
+    return found
 
 
 async def _await_everywhere(
@@ -385,35 +381,19 @@ async def _await_everywhere(
 ) -> uuid.UUID | None:
     """The canonical id of ``origin``'s record once every system holding that kind has it."""
     holders = [s.connection_id for s in world.sims.values() if entity_type in s.sim.entity_types]
-
-    async def linked() -> uuid.UUID | None:
-        row = await world.pool.fetchrow(
-            """
-            SELECT l.entity_id,
-                   (SELECT count(*) FROM entity_links o
-                     WHERE o.entity_type = l.entity_type AND o.entity_id = l.entity_id
-                       AND o.connection_id = ANY($4)) AS copies
-              FROM entity_links l
-             WHERE l.connection_id = $1 AND l.entity_type = $2 AND l.external_id = $3
-            """,
-            world.sims[origin].connection_id,
-            entity_type,
-            external_id,
-            holders,
-        )
-        if row is None or row["copies"] < len(holders):
-            return None
-        return uuid.UUID(str(row["entity_id"]))
-
     found: list[uuid.UUID] = []
 
-    async def check() -> bool:
-        entity_id = await linked()
-        if entity_id is not None:
-            found.append(entity_id)
-        return entity_id is not None
+    async def everywhere() -> bool:
+        linked = [await external_ids(world.pool, c, entity_type) for c in holders if c]
+        origin_id = world.sims[origin].connection_id
+        assert origin_id is not None  # noqa: S101 - connected in setup
+        entity_id = (await external_ids(world.pool, origin_id, entity_type)).get(external_id)
+        if entity_id is None or not all(entity_id in links.values() for links in linked):
+            return False
+        found.append(entity_id)
+        return True
 
-    if await wait_for(check, seconds=60):
+    if await wait_for(everywhere, seconds=60):
         return found[0]
     say(f"the {entity_type} from {origin} did not reach every system within 60 s; see the report")
     return None
