@@ -49,13 +49,12 @@ def api_spec(mapping: GenericMapping | None = None) -> ApiSpec:
 
 
 def connector_for(config: GenericSchemeConfig, mapping: GenericMapping | None = None) -> Connector:
-    """The connector of one generic connection; its timestamp and event-id headers are kept."""
-    configured = (config.timestamp_header, config.event_id_header)
-    kept = ("content-type", *(name for name in configured if name is not None))
+    """The connector of one generic connection; its timestamp, event-id and ``keep_headers``
+    headers are kept."""
     return Connector(
         slug="generic",
         scheme=GenericScheme(config),
-        kept_headers=tuple(dict.fromkeys(kept)),
+        kept_headers=config.header_names,
         mapper=_MAPPER,
         api=api_spec(mapping),
     )
