@@ -181,9 +181,18 @@ def auth_for(
     username: str | None = None,
     password: str | None = None,
 ) -> Auth:
-    """The Auth a connection's credentials give under its mapping's ``api.auth``."""
+    """The Auth a connection's credentials give under its mapping's ``api.auth``.
+
+    A connection stores one credential string and the runtime passes it as ``token``; for
+    HTTP Basic that string is ``user:password`` (split at the first colon, as RFC 7617
+    forbids a colon in the user id), so a basic-auth mapping works in the services too.
+    """
     config: AuthConfig = mapping.api.auth
     if config.kind == "basic":
+        if token is not None and username is None and password is None:
+            username, colon, password = token.partition(":")
+            if not colon or not username:
+                raise ValueError("basic auth takes its stored credential as user:password")
         if username is None or password is None:
             raise ValueError("basic auth needs a username and a password")
         pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")

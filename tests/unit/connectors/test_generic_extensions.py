@@ -5,6 +5,7 @@ or update-only fields, blank strings as null, offset paging and lists keyed by i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -15,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.base import SignatureError, WebhookRequest
-from connectors.generic import connector_for, load_mapping_file, mapping_settings
+from connectors.generic import auth_for, connector_for, load_mapping_file, mapping_settings
 from connectors.generic.client import _next_cursor
 from connectors.generic.config import GenericMapping, MappingFileError, Pagination
 from connectors.generic.mapping import Mapper, form_document
@@ -386,3 +387,19 @@ def test_hmac_signature_of_a_form_body_still_verifies_over_the_raw_bytes() -> No
     signature = base64.b64encode(hmac.new(b"k", body, hashlib.sha256).digest()).decode()
     request = WebhookRequest("POST", "https://in.example/w", {"x-sig": signature}, body)
     assert GenericScheme(config).verify(request, ["k"], now=0).secret_index == 0
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+def test_basic_auth_takes_the_stored_token_as_user_and_password() -> None:
+    # The runtime hands a generic connection's stored credential over as a token; a mapping
+    # whose API takes HTTP Basic (WooCommerce keys, Mailchimp, Mautic) must still get a header.
+    mapping = GenericMapping.model_validate(
+        {"entities": {"customer": CUSTOMER}, "api": {"auth": {"kind": "basic"}}}
+    )
+    auth = auth_for(mapping, token="ck_1:cs_2:3")
+    expected = "Basic " + base64.b64encode(b"ck_1:cs_2:3").decode()
+    assert asyncio.run(auth.headers()) == {"Authorization": expected}
+    with pytest.raises(ValueError, match="user:password"):
+        auth_for(mapping, token="no-colon")
