@@ -415,6 +415,19 @@ class DeletedFlag(_Frozen):
         return _single_path(_path(value))
 
 
+class RefMapping(_Frozen):
+    """A reference at ``path`` whose ``none`` values mean "no record" (WooCommerce's guest
+    orders have ``customer_id`` 0): such a value is no reference, never an id to wait for."""
+
+    path: str
+    none: tuple[JsonValue, ...] = ()
+
+    @field_validator("path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        return _single_path(_path(value))
+
+
 class Endpoint(_Frozen):
     """One parsed endpoint template: "PATCH {base}/api/contacts/{id}"."""
 
@@ -552,7 +565,7 @@ class EntityMapping(_Frozen):
     version: str | None = None
     deleted: DeletedFlag | None = None
     fields: tuple[FieldMapping, ...] = Field(min_length=1)
-    refs: dict[str, str] = Field(default_factory=dict)
+    refs: dict[str, str | RefMapping] = Field(default_factory=dict)
     webhook: EntityWebhook | None = None
     endpoints: Endpoints = Field(default_factory=Endpoints)
     request_wrap: str | None = None
@@ -566,14 +579,23 @@ class EntityMapping(_Frozen):
 
     @field_validator("refs")
     @classmethod
-    def _valid_refs(cls, value: dict[str, str]) -> dict[str, str]:
-        for field, path in value.items():
+    def _valid_refs(cls, value: dict[str, str | RefMapping]) -> dict[str, str | RefMapping]:
+        for field, ref in value.items():
             if field not in REFERENCE_FIELDS:
                 raise ValueError(
                     f"{field!r} is not a reference field ({', '.join(REFERENCE_FIELDS)})"
                 )
-            _single_path(_path(path))
+            if isinstance(ref, str):
+                _single_path(_path(ref))
         return value
+
+    def ref_paths(self) -> Iterator[tuple[str, str, tuple[JsonValue, ...]]]:
+        """(reference field, provider path, values that mean none) of each reference."""
+        for field, ref in self.refs.items():
+            if isinstance(ref, str):
+                yield field, ref, ()
+            else:
+                yield field, ref.path, ref.none
 
     @model_validator(mode="after")
     def _list_needs_pagination(self) -> Self:

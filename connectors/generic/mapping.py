@@ -148,7 +148,7 @@ class Mapper:
         for mapping in entity.fields:
             if mapping.writes_on(operation):
                 write_field(body, mapping, canonical, canonical)
-        for field, path in entity.refs.items():
+        for field, path, _ in entity.ref_paths():
             if field in refs:
                 _write(body, path, refs[field])
         if entity.request_wrap is None:
@@ -289,9 +289,9 @@ def _record(entity_type: EntityType, entity: EntityMapping, obj: Any, where: str
     except ValidationError as exc:
         raise MappingError("schema_violation", _first_error(exc, where, entity)) from None
     refs: dict[str, str] = {}
-    for field, path in entity.refs.items():
+    for field, path, none in entity.ref_paths():
         value = read(obj, path)
-        if value is MISSING or value is None:
+        if value is MISSING or value is None or value in none:
             continue
         ref = scalar_id(value)
         if ref is None:

@@ -403,3 +403,21 @@ def test_basic_auth_takes_the_stored_token_as_user_and_password() -> None:
     assert asyncio.run(auth.headers()) == {"Authorization": expected}
     with pytest.raises(ValueError, match="user:password"):
         auth_for(mapping, token="no-colon")
+
+
+def test_a_reference_value_that_means_none_is_no_reference() -> None:
+    invoice = {
+        "id": "id",
+        "updated_at": {"path": "modified"},
+        "fields": [{"canonical": "number", "path": "number"}],
+        "refs": {"customer_id": {"path": "customer_id", "none": [0, ""]}, "job_id": "job"},
+    }
+    mapping = GenericMapping.model_validate({"entities": {"invoice": invoice}})
+    hooks = {"generic_mapping": mapping_settings(mapping)}
+    base = {"id": 9, "modified": "2024-01-01T00:00:00Z", "number": "9", "job": 4}
+    guest = MAPPER.to_canonical("invoice", {**base, "customer_id": 0}, hooks)
+    assert guest.refs == {"job_id": "4"}
+    known = MAPPER.to_canonical("invoice", {**base, "customer_id": 12}, hooks)
+    assert known.refs == {"customer_id": "12", "job_id": "4"}
+    body = MAPPER.from_canonical("invoice", {}, {"customer_id": "12"}, hooks)
+    assert body == {"customer_id": "12"}
