@@ -9,6 +9,7 @@ headers arrive lower-cased.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from hmac import compare_digest
 from secrets import token_urlsafe
@@ -67,8 +68,9 @@ class GenericSchemeConfig(BaseModel):
     algorithm: HashAlgorithm = "sha256"
     encoding: Literal["hex", "base64"] = "hex"
     prefix: str = Field("", description='Text before the signature, e.g. "sha256=".')
-    # Before timestamp_header: that field's check reads it.
-    signed_payload: Literal["body", "timestamp.body"] = "body"
+    # Before timestamp_header: that field's check reads it. "form_json": the form body's
+    # fields re-encoded as JSON (FreshBooks signs that, not the bytes it sends).
+    signed_payload: Literal["body", "timestamp.body", "form_json"] = "body"
     timestamp_header: str | None = Field(None, min_length=1)
     tolerance_seconds: int = Field(DEFAULT_TOLERANCE_SECONDS, gt=0)
     event_id_header: str | None = Field(None, min_length=1)
@@ -140,6 +142,21 @@ class GenericSchemeConfig(BaseModel):
         return tuple(dict.fromkeys(("content-type", *(n for n in named if n is not None))))
 
 
+def form_as_json(body: bytes) -> bytes:
+    """A form body's fields as the JSON text a provider that signs "the form as JSON" signs:
+    Python's ``json.dumps`` of the fields in the order sent (its ", " and ": " separators,
+    non-ASCII escaped), the first value of a repeated name, as FreshBooks' own example
+    computes it from Flask's ``request.form``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureError("bad_signature", "the body is not UTF-8 form data") from None
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        fields.setdefault(name, value)
+    return json.dumps(fields).encode()
+
+
 def _configuring(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("configuring"))
 
@@ -172,6 +189,8 @@ class GenericScheme:
         if config.signed_payload == "timestamp.body":
             # The header text exactly as sent: that is what the provider signed.
             message = f"{timestamp_text}.".encode() + request.body
+        elif config.signed_payload == "form_json":
+            message = form_as_json(request.body)
         index = first_matching_secret(keys, [message], [signature], config.algorithm)
         if index is None:
             raise SignatureError("bad_signature", f"{config.signature_header} does not match")

@@ -51,7 +51,7 @@ from connectors.generic.config import (
     load_mapping_file,
 )
 from connectors.generic.paths import MISSING, read, write
-from connectors.generic.signature import GenericSchemeConfig
+from connectors.generic.signature import GenericSchemeConfig, form_as_json
 from connectors.http import StaticAuth
 from connectors.simkit import Change, Simulator
 from connectors.spec import EntityType, RateLimit
@@ -943,6 +943,8 @@ class MappingSimulator(Simulator):
             stamp = str(int(self.clock().timestamp()))
             headers[config.timestamp_header] = stamp
             message = f"{stamp}.".encode() + body
+        elif config.signed_payload == "form_json":
+            message = form_as_json(body)
         digest = hmac.new(self.webhook_secret.encode(), message, config.algorithm).digest()
         encoded = digest.hex() if config.encoding == "hex" else base64.b64encode(digest).decode()
         assert config.signature_header is not None  # noqa: S101 - validated for kind hmac

@@ -421,3 +421,42 @@ def test_a_reference_value_that_means_none_is_no_reference() -> None:
     assert known.refs == {"customer_id": "12", "job_id": "4"}
     body = MAPPER.from_canonical("invoice", {}, {"customer_id": "12"}, hooks)
     assert body == {"customer_id": "12"}
+
+
+# --- a signature over the form re-encoded as JSON (FreshBooks) --------------------------------
+
+# The form of FreshBooks' SDK documentation (its "identity_id=1234user_id=1" typo mended).
+FORM = (
+    b"name=invoice.create&object_id=1234567&account_id=6BApk&business_id=6543"
+    b"&identity_id=1234&user_id=1"
+)
+
+
+def _freshbooks_signature(verifier: str, body: bytes) -> str:
+    """FreshBooks' published Python example, verbatim in effect: the form as a dict,
+    ``json.dumps``, HMAC-SHA256 with the verifier, base64."""
+    from urllib.parse import parse_qsl  # noqa: PLC0415 - the example's own parsing
+
+    data = json.dumps(dict(parse_qsl(body.decode())))
+    digest = hmac.new(verifier.encode("utf-8"), msg=data.encode("utf-8"), digestmod=hashlib.sha256)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def test_a_form_signed_as_json_verifies_as_the_provider_example_signs_it() -> None:
+    config = GenericSchemeConfig(
+        signature_header="X-FreshBooks-Hmac-SHA256", encoding="base64", signed_payload="form_json"
+    )
+    signature = _freshbooks_signature("verifier-1", FORM)
+    # Pinned: the JSON text signed is {"name": "invoice.create", "object_id": "1234567", …}
+    # with Python's separators; a change in them or in the order would break every webhook.
+    assert signature == "zzjv7UyYON1Nh/Blir0SWKGfFfjlcUkxHVsUbQd6dTU="
+    request = WebhookRequest(
+        "POST", "https://in.example/w", {"x-freshbooks-hmac-sha256": signature}, FORM
+    )
+    assert GenericScheme(config).verify(request, ["old", "verifier-1"], now=0).secret_index == 1
+    tampered = WebhookRequest(
+        "POST", "https://in.example/w", {"x-freshbooks-hmac-sha256": signature}, FORM + b"&x=1"
+    )
+    with pytest.raises(SignatureError) as caught:
+        GenericScheme(config).verify(tampered, ["verifier-1"], now=0)
+    assert caught.value.reason == "bad_signature"
