@@ -49,6 +49,9 @@ from schemas.records import ENTITY_MODELS
 # A form field name: a name, then any number of [key] or [] steps (PHP's convention).
 _FORM_NAME = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _FORM_STEP = re.compile(r"\[([^\[\]]*)\]")
+# Mailchimp's deepest field is data[merges][ADDRESS][addr1] (4 steps); a bound, as the JSON
+# parser's recursion limit bounds JSON, so a crafted name cannot build a deep object.
+_FORM_MAX_STEPS = 32
 Operation = Literal["create", "update"]
 
 
@@ -184,6 +187,8 @@ def form_document(text: str) -> dict[str, Any]:
         if match is None:
             raise MappingError("schema_violation", f"form field {name[:64]!r}: not a name")
         keys = [match.group(1), *_FORM_STEP.findall(match.group(2))]
+        if len(keys) > _FORM_MAX_STEPS:
+            raise MappingError("schema_violation", f"form field {name[:64]!r}: nested too deep")
         node: Any = document
         for position, key in enumerate(keys):
             last = position == len(keys) - 1

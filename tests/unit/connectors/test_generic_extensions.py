@@ -239,7 +239,10 @@ def test_form_bodies_are_read_as_the_objects_their_names_spell() -> None:
     }
 
 
-@pytest.mark.parametrize("text", ["a=1&a[b]=2", "a[b]=2&a=1", "a=1&a=2", "[x]=1"])
+@pytest.mark.parametrize(
+    "text",
+    ["a=1&a[b]=2", "a[b]=2&a=1", "a=1&a=2", "[x]=1", "a[]=1&a[b]=2", "a" + "[x]" * 32 + "=1"],
+)
 def test_form_bodies_with_clashing_names_are_schema_violations(text: str) -> None:
     with pytest.raises(MappingError) as caught:
         form_document(text)
