@@ -28,12 +28,14 @@ from connectors.generic import (
 )
 from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, connector
-from crmsync.application import audit_trail
+from crmsync.application import audit_trail, pauses
 from crmsync.application import connections as ops
 from crmsync.application.models import (
     ConnectionQuery,
     ConnectionUpdate,
     CredentialsIn,
+    PauseRequest,
+    ResumeRequest,
     SecretRotate,
 )
 from crmsync.cli.admin_common import (
@@ -297,6 +299,21 @@ def _health(args: argparse.Namespace) -> int:
     return emit(run(args, lambda c, ctx: ops.health(c, ctx, args.id, now=now)), args.json)
 
 
+@command
+def _pause(args: argparse.Namespace) -> int:
+    body = model(PauseRequest, direction=args.direction, until=args.until, reason=args.reason)
+    now = datetime.now(UTC)
+    return emit(run(args, lambda c, ctx: pauses.pause(c, ctx, args.id, body, now=now)), args.json)
+
+
+@command
+def _resume(args: argparse.Namespace) -> int:
+    body = model(ResumeRequest, direction=args.direction)
+    now = datetime.now(UTC)
+    ended = run(args, lambda c, ctx: pauses.resume(c, ctx, args.id, body, now=now))
+    return emit(ended, args.json)
+
+
 def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Every action of ``crmsync connections`` but ``add`` (which main.py declares)."""
 
@@ -340,3 +357,9 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--api-key", help="an API token")
     p.add_argument("--oauth-json", type=Path, help="file with the OAuth2 tokens (see the API)")
     action("health", "last webhook and push, error rate, circuit, token expiry", _health)
+    p = action("pause", "hold its webhooks (in) and/or pushes (out) back until resumed", _pause)
+    p.add_argument("--direction", choices=("in", "out", "both"), help="default both")
+    p.add_argument("--until", help="ISO 8601 time with offset: resume by itself then")
+    p.add_argument("--reason")
+    p = action("resume", "end its pauses in force; what waited goes on in order", _resume)
+    p.add_argument("--direction", choices=("in", "out", "both"), help="default both")

@@ -25,6 +25,7 @@ from crmsync.cli import (
     conflicts,
     connections,
     deadletters,
+    freezewindows,
     infra,
     notifications,
     records,
@@ -59,6 +60,7 @@ COMMAND_MODULES: list[CommandModule] = [
     auditlog,
     synclog,
     notifications,
+    freezewindows,
 ]
 
 

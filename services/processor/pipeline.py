@@ -45,6 +45,7 @@ from services.processor.waiting import (
     Waits,
     park,
     parked_for,
+    pause_reference,
     take_expired,
     take_ready,
 )
@@ -65,6 +66,7 @@ class Parsed:
     reason: str = ""
     detail: str = ""
     parked: Parked | None = None  # released from waiting_changes: its row's place
+    paused: bool = False  # its connection's inbound is paused: it waits, unapplied
 
 
 def parse_internal(source: Source) -> Parsed:
@@ -323,8 +325,16 @@ class Processor:
         items = list(parsed)
         results: list[Applied | None] = [None] * len(items)
         waits = Waits(await parked_for(conn, [p.change for p in items if p.change is not None]))
-        pending = list(range(len(items)))
-        while True:
+        pending = []
+        for i, item in enumerate(items):
+            if item.paused and item.change is not None:
+                # Inbound paused: parked as it is, applied in order when the pause ends.
+                results[i] = Applied(
+                    Outcome.WAITING, waits_for=pause_reference(item.change.connection_id)
+                )
+            else:
+                pending.append(i)
+        while pending:
             applied = await one_pass([items[i] for i in pending], waits)
             for i, result in zip(pending, applied, strict=True):
                 results[i] = result
@@ -343,6 +353,7 @@ class Processor:
                 items[i] = item
             pending = waiting
             waits = waits.next_pass()
+        return items, results
 
     async def release(self, records: int) -> int:
         """Apply the parked changes of up to ``records`` records whose reference is linked
@@ -390,18 +401,20 @@ class Processor:
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await connection_owners(conn, ids)
         owner = {r["id"]: r["tenant_id"] for r in rows}
-        checked = [
-            replace(
-                p,
-                reason="foreign_reference",
-                detail=f"connection {p.change.connection_id}: no connection of this tenant",
-            )
-            if p.change is not None
-            and p.change.connection_id in owner
-            and owner[p.change.connection_id] != p.change.tenant_id
-            else p
-            for p in parsed
-        ]
+        paused = {r["id"] for r in rows if r["paused_in"]}
+        checked = []
+        for item in parsed:
+            change = item.change
+            if change is not None and change.connection_id in owner:
+                if owner[change.connection_id] != change.tenant_id:
+                    item = replace(  # noqa: PLW2901 - the item, checked
+                        item,
+                        reason="foreign_reference",
+                        detail=f"connection {change.connection_id}: no connection of this tenant",
+                    )
+                elif change.connection_id in paused:
+                    item = replace(item, paused=True)  # noqa: PLW2901 - the item, checked
+            checked.append(item)
         return {r["id"]: r["settings"] for r in rows}, checked
 
     @staticmethod
