@@ -279,3 +279,30 @@ async def test_a_draft_keeps_its_status_and_a_void_invoice_is_left_alone(
     await processor.handle(TOPIC, [payment(stripe, "pi_1", ts=at(3), amount=100)])
     row = await the_invoice(pool)
     assert (row["data"]["status"], row["data"]["amount_due"]) == ("draft", 1000)
+
+
+async def test_a_payment_batched_before_its_invoice_derives_it_in_the_same_batch(
+    pool: asyncpg.Pool, stripe: CreatedConnection, processor: Processor
+) -> None:
+    """Stripe's payment_intent.succeeded ahead of invoice.finalized: the payment waits for
+    a further pass of the batch, and the invoice is derived after it."""
+    batch = [payment(stripe, "pi_1", ts=at(1), amount=400), invoice(stripe)]
+    assert outcomes(await processor.handle(TOPIC, batch)) == [Outcome.APPLIED] * 2
+
+    row = await the_invoice(pool)
+    assert (row["data"]["amount_due"], row["data"]["status"], row["version"]) == (700, "open", 2)
+    assert [c["version"] for c in await invoice_changes(pool)] == [1, 2]
+
+
+async def test_a_parked_payment_released_derives_its_invoice(
+    pool: asyncpg.Pool, stripe: CreatedConnection, processor: Processor
+) -> None:
+    (parked,) = await processor.handle(TOPIC, [payment(stripe, "pi_1", ts=at(1))])
+    assert parked is not None
+    assert parked.outcome == Outcome.WAITING
+    await processor.handle(TOPIC, [invoice(stripe)])
+    assert await processor.release(100) == 1
+
+    row = await the_invoice(pool)
+    assert (row["data"]["amount_due"], row["data"]["status"], row["version"]) == (0, "paid", 2)
+    assert [c["state"]["status"] for c in await invoice_changes(pool)] == ["open", "paid"]
