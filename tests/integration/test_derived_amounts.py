@@ -16,6 +16,7 @@ from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
+from services.processor import pipeline
 from services.processor.deadletters import Source
 from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
@@ -306,3 +307,25 @@ async def test_a_parked_payment_released_derives_its_invoice(
     row = await the_invoice(pool)
     assert (row["data"]["amount_due"], row["data"]["status"], row["version"]) == (0, "paid", 2)
     assert [c["state"]["status"] for c in await invoice_changes(pool)] == ["open", "paid"]
+
+
+async def test_a_batch_without_payment_changes_runs_no_derivation(
+    pool: asyncpg.Pool,
+    stripe: CreatedConnection,
+    processor: Processor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    derived: list[int] = []
+    real = pipeline.derive_invoices
+
+    async def counted(conn: Any, moves: Any) -> int:
+        derived.append(len(moves))
+        return await real(conn, moves)
+
+    monkeypatch.setattr(pipeline, "derive_invoices", counted)
+    customer = change(stripe, "customer", "cus_1", {"email": "a@example.com"}, ts=T0)
+    await processor.handle(TOPIC, [invoice(stripe), customer])
+    await processor.handle(TOPIC, [invoice(stripe, ts=at(1), number="INV-1A")])
+    assert derived == []
+    await processor.handle(TOPIC, [payment(stripe, "pi_1", ts=at(2))])
+    assert derived == [1]
