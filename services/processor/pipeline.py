@@ -29,10 +29,12 @@ from crmsync.common.supervise import TaskHealth
 from schemas import topics
 from schemas.changes import InternalChange
 from services.processor import metrics
+from services.processor.amounts import invoice_moves
 from services.processor.apply import (
     Applied,
     apply_change,
     canonical_values,
+    derive_invoices,
     policy_from,
 )
 from services.processor.batch import apply_batch
@@ -458,6 +460,15 @@ class Processor:
         ]
         if waiting:
             await park(conn, waiting)
+        # Only a batch that moved a payment pays for this (issue 17 item 6); the rest
+        # check a tuple per change.
+        moves = invoice_moves(
+            (p.change, r.invoices)
+            for p, r in zip(parsed, results, strict=True)
+            if r is not None and r.invoices and p.change is not None
+        )
+        if moves:
+            await derive_invoices(conn, moves)
         await self._log(conn, parsed, results, settings)
         if any(r is not None and r.change_id is not None for r in results):
             await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
