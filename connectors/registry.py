@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from connectors import ascora, hubspot, quickbooks, shopify, standard_webhooks, stripe, xero
 from connectors.base import Connector
+from connectors.capabilities import GENERIC, INTERNAL, Capabilities
 from connectors.generic import GenericSchemeConfig, connector_for
 from schemas.errors import RefuseInput
 
@@ -32,6 +33,21 @@ _FIXED: dict[str, Connector] = {
         ascora.CONNECTOR,
         standard_webhooks.CONNECTOR,
     )
+}
+
+
+# What each provider does per record kind, in PROVIDERS order: the README's matrix
+# (connectors.capabilities.matrix, ``crmsync connectors matrix``).
+CAPABILITIES: dict[str, Capabilities] = {
+    "stripe": stripe.CAPABILITIES,
+    "xero": xero.CAPABILITIES,
+    "quickbooks": quickbooks.CAPABILITIES,
+    "hubspot": hubspot.CAPABILITIES,
+    "shopify": shopify.CAPABILITIES,
+    "ascora": ascora.CAPABILITIES,
+    "standard-webhooks": standard_webhooks.CAPABILITIES,
+    "generic": GENERIC,
+    "internal": INTERNAL,
 }
 
 

@@ -26,6 +26,7 @@ from crmsync.cli import (
     connections,
     deadletters,
     infra,
+    matrix,
     notifications,
     records,
     replay,
@@ -59,6 +60,7 @@ COMMAND_MODULES: list[CommandModule] = [
     auditlog,
     synclog,
     notifications,
+    matrix,
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from crmsync.cli.config import USERS, reference
+from crmsync.cli.matrix import table as matrix_table
 from crmsync.common.settings import env_name, repo_root
 from crmsync.localstack.kafka import kafka_version
 
@@ -46,3 +47,11 @@ def test_compose_sets_only_variables_the_services_read() -> None:
     used = set(re.findall(r"\b(CRMSYNC_[A-Z0-9_]+)\b", COMPOSE))
     assert used, "docker-compose.yml sets no CRMSYNC_ variable"
     assert used <= known, f"unknown variables in docker-compose.yml: {sorted(used - known)}"
+
+
+def test_readme_providers_matrix_is_generated_from_the_connectors() -> None:
+    start, end = "<!-- connectors-matrix:start -->\n", "<!-- connectors-matrix:end -->"
+    table = README.split(start, 1)[1].split(end, 1)[0]
+    assert table == matrix_table(), (
+        "README is stale: paste the output of `crmsync connectors matrix`"
+    )
