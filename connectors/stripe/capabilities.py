@@ -12,10 +12,11 @@ from connectors.capabilities import (
     yes,
 )
 
-_EVENTS_ONLY = partly(
+_EVENTS_TEXT = (
     "Stripe has no modified-since filter: polls read `/v1/events`, kept 30 days; an older "
     "start lists everything"
 )
+_EVENTS_ONLY = partly(_EVENTS_TEXT)
 
 CAPABILITIES: Capabilities = {
     "customer": KindSupport(
@@ -36,7 +37,10 @@ CAPABILITIES: Capabilities = {
             "snapshot may be half-built"
         ),
         backfill=yes(),
-        reconcile=_EVENTS_ONLY,
+        reconcile=partly(
+            _EVENTS_TEXT + "; an invoice whose lines do not all fit in its Event keeps its "
+            "lines unchanged"
+        ),
         create=partly(
             "refused (`totals_mismatch`) when Stripe's line arithmetic cannot reach the "
             "invoice's total (tax-inclusive lines, invoice-level discounts)"
@@ -47,10 +51,12 @@ CAPABILITIES: Capabilities = {
             "at creation (each a `provider_rule` dead letter)"
         ),
         delete=partly("drafts are deleted, open invoices voided; a paid invoice is refused"),
+        # Stripe's API from 2025-03-31 takes several payments per invoice (and records
+        # out-of-band ones); the client pins 2024-06-20, where `pay` settles the whole.
         payment=partly(
-            "a part payment is not applied (Stripe's invoice takes none): it stays open "
-            "with its full amount until the canonical status is paid, pushed as `pay` "
-            "`paid_out_of_band`"
+            "a part payment is not applied (on the pinned API version `pay` settles the "
+            "whole): the invoice stays open with its full amount until the canonical status "
+            "is paid, pushed as `pay` `paid_out_of_band`"
         ),
     ),
     "payment": KindSupport(

@@ -35,8 +35,8 @@ CAPABILITIES: Capabilities = {
             "final (each a `provider_rule` dead letter, the rest is still sent)"
         ),
         delete=partly(
-            "drafts are DELETED, approved invoices VOIDED; a PAID invoice is refused "
-            "(remove its payments first)"
+            "drafts are DELETED, approved invoices VOIDED; Xero refuses an invoice with "
+            "payments allocated (remove its payments first)"
         ),
         payment=yes(
             "pushed as a Payment against `Invoice.InvoiceID` into "
