@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from connectors.generic.config import EntityMapping, GenericMapping
 from connectors.spec import ENTITY_TYPES, EntityType
 
 Support = Literal["yes", "partial", "no", "n/a", "mapping"]
@@ -159,6 +160,82 @@ GENERIC: dict[EntityType, KindSupport] = dict.fromkeys(
     ),
 )
 
+
+def _writes(entity: EntityMapping, canonical: str) -> bool:
+    return any(
+        f.canonical == canonical and f.direction in ("both", "outbound") for f in entity.fields
+    )
+
+
+def _endpoint_cell(entity: EntityMapping, operation: str) -> Can:
+    if getattr(entity.endpoints, operation) is None:
+        return no(f"the mapping has no `endpoints.{operation}`")
+    return yes()
+
+
+def _generic_payment(mapping: GenericMapping, kind: EntityType) -> Can:
+    payment = mapping.entities.get("payment")
+    names_invoice = (
+        payment is not None
+        and payment.endpoints.create is not None
+        and "invoice_id" in payment.refs
+    )
+    if kind == "invoice":
+        if names_invoice:
+            return yes("payments are written as payments naming the invoice")
+        if _writes(mapping.entities["invoice"], "status"):
+            return partly("the mapping has no payments: a paid invoice is written as its status")
+        return no("the mapping has no payments and writes no invoice status")
+    if kind == "payment":
+        if names_invoice:
+            return yes("names its invoice (`refs.invoice_id`)")
+        return partly("the mapping writes no invoice reference for a payment")
+    return na()
+
+
+def _generic_kind(mapping: GenericMapping, kind: EntityType) -> KindSupport:
+    entity = mapping.entities[kind]
+    routes = [] if mapping.webhook is None else list(mapping.webhook.events.values())
+    if not any(r.entity_type == kind and r.op == "upsert" for r in routes):
+        webhook = hydrate = no("no webhook event of the mapping is routed to it")
+    elif entity.webhook is not None and entity.webhook.delivery == "full":
+        webhook, hydrate = yes(), na("the webhook carries the whole record (`delivery: full`)")
+    else:
+        webhook, hydrate = yes(), yes("thin: fetched through `endpoints.fetch`")
+    listed = entity.endpoints.list is not None and entity.pagination is not None
+    backfill = yes() if listed else no("the mapping has no `endpoints.list` with `pagination`")
+    if not listed:
+        reconcile = backfill
+    elif entity.pagination is not None and entity.pagination.modified_since is not None:
+        reconcile = yes(f"`{entity.pagination.modified_since.param}`")
+    else:
+        reconcile = partly(
+            "the mapping has no modified-since parameter: each poll lists everything"
+        )
+    return KindSupport(
+        webhook=webhook,
+        hydrate=hydrate,
+        backfill=backfill,
+        reconcile=reconcile,
+        create=_endpoint_cell(entity, "create"),
+        update=_endpoint_cell(entity, "update"),
+        delete=_endpoint_cell(entity, "delete"),
+        payment=_generic_payment(mapping, kind),
+    )
+
+
+def generic_capabilities(mapping: GenericMapping) -> Capabilities:
+    """What one generic connection's mapping file gives, kind by kind (its webhook routes,
+    each entity's delivery, endpoints and pagination): the rows of a mapping file we ship,
+    and ``crmsync connectors matrix --mapping FILE`` for any other."""
+    return {
+        kind: _generic_kind(mapping, kind)
+        if kind in mapping.entities
+        else KindSupport.absent("the mapping has no entity of this kind")
+        for kind in ENTITY_TYPES
+    }
+
+
 # Internal services publish; nothing is pulled from or pushed to them.
 _INTERNAL_NO_API = no(
     "an internal connection has no API: it publishes, and nothing is listed from or pushed to it"
@@ -190,8 +267,8 @@ def _cell(can: Can, notes: dict[str, int]) -> str:
 
 
 def matrix(declared: Mapping[str, Capabilities]) -> str:
-    """The README table: one row per provider and kind (one row ``any`` when every kind
-    reads the same), each cell a mark and a numbered note; the notes follow the table."""
+    """The README table: a row per provider and kind (kinds that read the same share one,
+    ``any`` when all do), each cell a mark and a numbered note; the notes follow it."""
     columns = (*READ_COLUMNS, *WRITE_COLUMNS)
     head = ["provider", "kind", *(HEADINGS.get(c, c) for c in columns)]
     lines = [
@@ -202,12 +279,14 @@ def matrix(declared: Mapping[str, Capabilities]) -> str:
     ]
     notes: dict[str, int] = {}
     for provider, kinds in declared.items():
-        rows: list[tuple[str, KindSupport]] = [(k, kinds[k]) for k in ENTITY_TYPES]
-        if len({row for _, row in rows}) == 1:
-            rows = [("any", rows[0][1])]
-        for kind, row in rows:
+        # Kinds that read the same share a row ("any" when all do), in ENTITY_TYPES order.
+        groups: dict[KindSupport, list[str]] = {}
+        for kind in ENTITY_TYPES:
+            groups.setdefault(kinds[kind], []).append(kind)
+        for row, names in groups.items():
+            label = "any" if len(names) == len(ENTITY_TYPES) else ", ".join(names)
             cells = [_cell(can, notes) for _, can in row.cells()]
-            lines.append(f"| {provider} | {kind} | " + " | ".join(cells) + " |")
+            lines.append(f"| {provider} | {label} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.extend(f"{number}. {why}" for why, number in notes.items())
     return "\n".join(lines) + "\n"
@@ -224,6 +303,7 @@ __all__ = [
     "Can",
     "Capabilities",
     "KindSupport",
+    "generic_capabilities",
     "matrix",
     "na",
     "no",

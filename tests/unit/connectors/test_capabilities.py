@@ -13,13 +13,16 @@ import pytest
 
 from connectors import registry
 from connectors.ascora import mapping as ascora_mapping
-from connectors.capabilities import Can, KindSupport, matrix, no
+from connectors.base import Connector
+from connectors.capabilities import FULL_WEBHOOK, Can, Capabilities, KindSupport, matrix, no
+from connectors.generic import connector_for, load_mapping_file, mapping_settings
 from connectors.http import StaticAuth, UnsupportedOperationError
 from connectors.hubspot import mapping as hubspot_mapping
 from connectors.quickbooks import mapping as quickbooks_mapping
 from connectors.spec import ENTITY_TYPES, EntityType, WebhookItem
 from connectors.stripe import mapping as stripe_mapping
 from connectors.xero import mapping as xero_mapping
+from crmsync.cli.main import build_parser
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 CAPABILITIES = registry.CAPABILITIES
@@ -46,6 +49,23 @@ def _api_kinds(slug: str) -> tuple[EntityType, ...]:
     return () if api is None else api.entity_types
 
 
+def _shipped(name: str) -> tuple[Connector, Capabilities, dict[str, Any]]:
+    scheme, mapping = load_mapping_file(registry.MAPPING_FILES[name])
+    rows = registry.documented_capabilities()[name]
+    return connector_for(scheme, mapping), rows, {"generic_mapping": mapping_settings(mapping)}
+
+
+# What the API checks run on: each fixed connector with its declaration, and each mapping
+# file we ship with the rows derived from it.
+SUBJECTS: dict[str, tuple[Connector, Capabilities, dict[str, Any]]] = {
+    **{
+        slug: (registry.connector(slug), CAPABILITIES[slug], SETTINGS.get(slug, {}))
+        for slug in FIXED
+    },
+    **{name: _shipped(name) for name in registry.MAPPING_FILES},
+}
+
+
 class NoNetwork:
     """A session any request through fails the test: a refusal must come before a call."""
 
@@ -53,11 +73,11 @@ class NoNetwork:
         raise AssertionError(f"the client used the network ({name}) instead of refusing")
 
 
-def _client(slug: str) -> Any:
-    api = registry.connector(slug).api
-    assert api is not None
-    return api.make_client(
-        NoNetwork(), "https://api.example.test", StaticAuth.bearer("token"), SETTINGS[slug]
+def _client(subject: str) -> Any:
+    connector, _, settings = SUBJECTS[subject]
+    assert connector.api is not None
+    return connector.api.make_client(
+        NoNetwork(), "https://api.example.test", StaticAuth.bearer("token"), settings
     )
 
 
@@ -90,62 +110,84 @@ def test_matrix_numbers_each_reason_once_and_lists_it_under_the_table() -> None:
         }
     )
     assert "| acme | job | ✗ [1] | ✗ [1] |" in text
-    assert "| acme | customer | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✗ [1] |" in text
+    assert "| acme | customer, invoice, payment | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✗ [1] |" in text
     assert text.endswith("\n1. Acme has no jobs\n")
 
 
 # --- against the ApiSpec and the clients ----------------------------------------------------
 
 
-@pytest.mark.parametrize("slug", FIXED)
-def test_a_kind_outside_the_api_is_neither_fetched_listed_nor_written(slug: str) -> None:
+def _kinds(subject: str) -> tuple[EntityType, ...]:
+    api = SUBJECTS[subject][0].api
+    return () if api is None else api.entity_types
+
+
+def test_the_documented_matrix_covers_every_provider_and_shipped_mapping_file() -> None:
+    documented = registry.documented_capabilities()
+    assert set(documented) == set(registry.PROVIDERS) | set(registry.MAPPING_FILES)
+    assert set(registry.MAPPING_FILES) >= {"mailchimp", "mautic", "woocommerce"}
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_a_kind_outside_the_api_is_neither_fetched_listed_nor_written(subject: str) -> None:
+    _, rows, _ = SUBJECTS[subject]
     for kind in ENTITY_TYPES:
-        row = _row(slug, kind)
-        if kind in _api_kinds(slug):
-            # Every ApiClient lists and creates each kind its spec holds.
-            assert row.backfill.works, kind
-            assert row.reconcile.works, kind
-            assert row.create.works, kind
+        row = rows[kind]
+        if kind in _kinds(subject):
+            # Every ApiClient creates each kind its spec holds (a mapping may say otherwise).
+            assert row.create.works or subject in registry.MAPPING_FILES, kind
         else:
             working = [c for c in API_COLUMNS if getattr(row, c).works]
-            assert not working, f"{slug} {kind}: declared {working} without an API for it"
+            assert not working, f"{subject} {kind}: declared {working} without an API for it"
 
 
 @pytest.mark.parametrize("slug", FIXED)
-def test_delete_column_is_the_specs_deletable_kinds(slug: str) -> None:
-    api = registry.connector(slug).api
-    deletable = () if api is None else api.deletable
-    declared = tuple(k for k in ENTITY_TYPES if _row(slug, k).delete.works)
+def test_every_kind_of_a_fixed_api_is_listed(slug: str) -> None:
+    for kind in _kinds(slug):
+        assert _row(slug, kind).backfill.works, kind
+        assert _row(slug, kind).reconcile.works, kind
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_delete_column_is_the_specs_deletable_kinds(subject: str) -> None:
+    connector, rows, _ = SUBJECTS[subject]
+    deletable = () if connector.api is None else connector.api.deletable
+    declared = tuple(k for k in ENTITY_TYPES if rows[k].delete.works)
     assert declared == tuple(k for k in ENTITY_TYPES if k in deletable)
 
 
-UNDELETABLE = [
-    (slug, kind) for slug in FIXED for kind in _api_kinds(slug) if not _row(slug, kind).delete.works
-]
-NOT_UPDATABLE = [
-    (slug, kind) for slug in FIXED for kind in _api_kinds(slug) if not _row(slug, kind).update.works
-]
+def _refused(column: str) -> list[tuple[str, EntityType]]:
+    return [
+        (subject, kind)
+        for subject, (_, rows, _) in SUBJECTS.items()
+        for kind in _kinds(subject)
+        if not getattr(rows[kind], column).works
+    ]
+
+
+UNDELETABLE = _refused("delete")
+NOT_UPDATABLE = _refused("update")
 
 
 def test_the_refusals_below_are_checked_for_real_cases() -> None:
-    assert ("stripe", "payment") in UNDELETABLE
+    assert {("stripe", "payment"), ("generic: `acme.json`", "invoice")} <= set(UNDELETABLE)
     assert {("xero", "payment"), ("ascora", "payment")} <= set(NOT_UPDATABLE)
 
 
-@pytest.mark.parametrize(("slug", "kind"), UNDELETABLE)
+@pytest.mark.parametrize(("subject", "kind"), UNDELETABLE)
 async def test_client_refuses_to_delete_a_kind_declared_undeletable(
-    slug: str, kind: EntityType
+    subject: str, kind: EntityType
 ) -> None:
     with pytest.raises(UnsupportedOperationError):
-        await _client(slug).delete(kind, "rec_1")
+        await _client(subject).delete(kind, "rec_1")
 
 
-@pytest.mark.parametrize(("slug", "kind"), NOT_UPDATABLE)
+@pytest.mark.parametrize(("subject", "kind"), NOT_UPDATABLE)
 async def test_client_refuses_to_update_a_kind_declared_not_updatable(
-    slug: str, kind: EntityType
+    subject: str, kind: EntityType
 ) -> None:
     with pytest.raises(UnsupportedOperationError):
-        await _client(slug).update(kind, "rec_1", {"reference": "R-1"}, {})
+        await _client(subject).update(kind, "rec_1", {"reference": "R-1"}, {})
 
 
 # --- against the mappers' webhooks ----------------------------------------------------------
@@ -290,3 +332,62 @@ def test_a_pushed_payment_names_its_invoice_where_declared(slug: str) -> None:
         "payment", PAYMENT, {"invoice_id": "inv_9", "customer_id": "cus_9"}, SETTINGS[slug]
     )
     assert "inv_9" in json.dumps(body), f"{slug}: the payment body does not name its invoice"
+
+
+OVERRIDABLE = {
+    "customer": "notes",
+    "job": "description",
+    "invoice": "number",
+    "payment": "reference",
+}
+FULL_KINDS = [
+    (slug, kind) for slug, kind in WEBHOOK_KINDS if _row(slug, kind).hydrate.why == FULL_WEBHOOK
+]
+
+
+@pytest.mark.parametrize(("slug", "kind"), FULL_KINDS)
+def test_a_full_webhook_kind_is_fetched_once_field_overrides_cover_it(
+    slug: str, kind: EntityType
+) -> None:
+    mapper = registry.connector(slug).mapper
+    assert mapper is not None
+    sample, headers = SAMPLES[slug]
+    overrides = {kind: [{"canonical": OVERRIDABLE[kind], "path": "metadata.crm_field"}]}
+    parsed = mapper.parse_webhook(
+        sample(kind),
+        {"content-type": "application/json", **headers},
+        {**SETTINGS[slug], "field_overrides": overrides},
+    )
+    items = [i for i in parsed.items if i.entity_type == kind]
+    assert items
+    assert all(i.record is None for i in items)
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def _run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+def test_matrix_command_prints_the_rows_a_mapping_file_gives(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = registry.MAPPING_FILES["woocommerce"]
+    assert _run(["connectors", "matrix", "--mapping", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| woocommerce.json | invoice | ✓ |" in out
+    assert "| woocommerce.json | job, payment | ✗ [" in out
+    assert "stripe" not in out
+
+
+def test_matrix_command_refuses_a_mapping_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(["connectors", "matrix", "--mapping", str(tmp_path / "absent.json")]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"entities": {}}')
+    assert _run(["connectors", "matrix", "--mapping", str(bad)]) == 2
+    assert "--mapping" in capsys.readouterr().err
