@@ -79,16 +79,13 @@ def per_mapping(why: str) -> Can:
     return Can("mapping", why)
 
 
-ReadColumn = Literal["webhook", "hydrate", "backfill", "reconcile"]
-WriteColumn = Literal["create", "update", "delete", "payment"]
-READ_COLUMNS: tuple[ReadColumn, ...] = ("webhook", "hydrate", "backfill", "reconcile")
-WRITE_COLUMNS: tuple[WriteColumn, ...] = ("create", "update", "delete", "payment")
 HEADINGS: dict[str, str] = {"delete": "delete/void"}
 
 
 @dataclass(frozen=True)
 class KindSupport:
-    """One row: a provider's support for one record kind, column by column."""
+    """One row: a provider's support for one record kind, column by column (read:
+    webhook, hydrate, backfill, reconcile; write: create, update, delete, payment)."""
 
     webhook: Can
     hydrate: Can
@@ -269,7 +266,7 @@ def _cell(can: Can, notes: dict[str, int]) -> str:
 def matrix(declared: Mapping[str, Capabilities]) -> str:
     """The README table: a row per provider and kind (kinds that read the same share one,
     ``any`` when all do), each cell a mark and a numbered note; the notes follow it."""
-    columns = (*READ_COLUMNS, *WRITE_COLUMNS)
+    columns = [f.name for f in fields(KindSupport)]
     head = ["provider", "kind", *(HEADINGS.get(c, c) for c in columns)]
     lines = [
         LEGEND,
@@ -298,8 +295,6 @@ __all__ = [
     "INTERNAL",
     "LEGEND",
     "MARKS",
-    "READ_COLUMNS",
-    "WRITE_COLUMNS",
     "Can",
     "Capabilities",
     "KindSupport",
