@@ -27,6 +27,7 @@ from crmsync.cli import (
     deadletters,
     freezewindows,
     infra,
+    matrix,
     notifications,
     records,
     replay,
@@ -61,6 +62,7 @@ COMMAND_MODULES: list[CommandModule] = [
     synclog,
     notifications,
     freezewindows,
+    matrix,
 ]
 
 
