@@ -95,8 +95,9 @@ def holds(info: ConnectionInfo, entity_type: str) -> bool:
 
 # Retryable failures that are not the push's fault: the provider asked us to slow down,
 # its circuit is open, or the connection waits for re-authorisation.
-# How long a paused push waits before it looks at its pause again.
-PAUSE_RECHECK_SECONDS = 60.0
+# How long a push held by a pause without an end waits before it looks again (a resume
+# wakes it at once: this is the safety net, not the way it resumes).
+PAUSE_RECHECK_SECONDS = 300.0
 _NOT_THE_PUSH_S_FAULT = frozenset({"rate_limited", "circuit_open", "needs_reauth"})
 
 
@@ -357,13 +358,12 @@ class Pusher:
 
     async def _paused(self, job: Job, info: ConnectionInfo, until: float) -> bool:
         """An outbound pause or freeze window holds the push: it waits, without counting an
-        attempt, until the pause ends (``until``: unix seconds, or -1 until resumed). It is
-        looked at again at least every PAUSE_RECHECK_SECONDS, as a pause may end early or be
-        extended; a resume makes it due at once."""
+        attempt, until the pause ends (``until``: unix seconds, or -1 until resumed, then it
+        looks again every PAUSE_RECHECK_SECONDS). Ending a pause early (resume, deleting a
+        window in force) makes the held pushes due at once (``pushes.wake_paused``); a
+        window that starts while the push waits is found when it is next due."""
         metrics.SKIPPED.labels(info.provider, "paused").inc()
-        wait = PAUSE_RECHECK_SECONDS
-        if until >= 0:
-            wait = max(0.0, min(until - time.time(), PAUSE_RECHECK_SECONDS))
+        wait = PAUSE_RECHECK_SECONDS if until < 0 else max(0.0, until - time.time())
         await reschedule(self.pool, job, wait, PAUSED, count_attempt=False)
         return True
 
