@@ -393,7 +393,16 @@ async def health(
           (SELECT count(*) FROM dead_letters
             WHERE connection_id = $1 AND tenant_id = $4
               AND redriven_at IS NULL AND discarded_at IS NULL)
-            AS open_dead
+            AS open_dead,
+          EXISTS (SELECT 1 FROM pauses p
+                   WHERE p.tenant_id = $4 AND (p.connection_id IS NULL OR p.connection_id = $1)
+                     AND p.inbound AND p.starts_at <= $3 AND (p.ends_at IS NULL OR p.ends_at > $3))
+            AS paused_in,
+          EXISTS (SELECT 1 FROM pauses p
+                   WHERE p.tenant_id = $4 AND (p.connection_id IS NULL OR p.connection_id = $1)
+                     AND p.outbound AND p.starts_at <= $3
+                     AND (p.ends_at IS NULL OR p.ends_at > $3))
+            AS paused_out
         """,
         connection_id,
         since,
@@ -419,6 +428,8 @@ async def health(
         open_dead_letters=row["open_dead"],
         credentials=kind,
         token_expires_at=expires,
+        paused_inbound=row["paused_in"],
+        paused_outbound=row["paused_out"],
     )
 
 

@@ -221,6 +221,10 @@ class ConnectionHealth(Out):
     open_dead_letters: int
     credentials: Literal["none", "api_key", "oauth2", "unreadable"]
     token_expires_at: datetime | None
+    paused_inbound: bool = Field(
+        description="A pause or freeze window holds its webhooks back now (they wait, unapplied)."
+    )
+    paused_outbound: bool = Field(description="A pause or freeze window holds its pushes now.")
 
 
 # -- records ------------------------------------------------------------------------------
@@ -690,3 +694,54 @@ class NotificationDeliveryOut(Out):
 
 class NotificationDeliveryQuery(PageQuery):
     status: Literal["pending", "delivered", "failed"] | None = None
+
+
+# -- pauses and freeze windows ------------------------------------------------------------
+
+
+class PauseRequest(Strict):
+    direction: Direction = Field(
+        "both", description="in: stop applying its webhooks; out: stop pushing to it; both."
+    )
+    until: AwareDatetime | None = Field(None, description="Resume by itself then (else: resume).")
+    reason: str | None = Field(None, max_length=200)
+
+
+class ResumeRequest(Strict):
+    direction: Direction = Field("both", description="Which pauses in force to end.")
+
+
+class PauseOut(Out):
+    id: UUID
+    connection_id: UUID | None = Field(description="null: every connection of the tenant.")
+    inbound: bool
+    outbound: bool
+    starts_at: datetime
+    ends_at: datetime | None
+    reason: str | None
+    kind: Literal["pause", "freeze_window"]
+    created_by: str
+    created_at: datetime
+
+
+class ResumeResult(Out):
+    ended: list[PauseOut] = Field(description="The pauses and windows in force that ended now.")
+
+
+class FreezeWindowCreate(Strict):
+    connection: UUID | None = Field(None, description="null: every connection of the tenant.")
+    direction: Direction = "both"
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class FreezeWindowQuery(PageQuery):
+    connection: UUID | None = None
+    include_past: bool = False

@@ -25,7 +25,9 @@ from crmsync.cli import (
     conflicts,
     connections,
     deadletters,
+    freezewindows,
     infra,
+    matrix,
     notifications,
     records,
     replay,
@@ -59,6 +61,8 @@ COMMAND_MODULES: list[CommandModule] = [
     auditlog,
     synclog,
     notifications,
+    freezewindows,
+    matrix,
 ]
 
 
@@ -123,14 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_conn = sub.add_parser("connections", help="tenants' connections to providers")
     conn_sub = p_conn.add_subparsers(dest="action", required=True, metavar="ACTION")
     p_add = conn_sub.add_parser("add", help="create a connection (and its tenant if new)")
-    p_add.add_argument("--provider", required=True, help="provider slug, e.g. stripe")
+    p_add.add_argument(
+        "--provider",
+        required=True,
+        help="provider slug, e.g. stripe; mailchimp, mautic, woocommerce: a generic "
+        "connection from the mapping file shipped for it",
+    )
     p_add.add_argument("--tenant", required=True, help="tenant slug; created if new")
     p_add.add_argument("--name", help="connection name, unique per tenant (default: provider)")
     p_add.add_argument("--webhook-secret", help="the provider's signing secret (else generated)")
     p_add.add_argument("--api-key", help="API credentials for calls to the provider")
     p_add.add_argument("--base-url", help="the provider API's base URL")
     p_add.add_argument(
-        "--generic-config", type=Path, help="JSON signature scheme of a generic connection"
+        "--generic-config",
+        type=Path,
+        help="a generic connection's JSON signature scheme, or its whole mapping file",
     )
     p_add.add_argument("--json", action="store_true", help="machine-readable output")
     connections.register_actions(conn_sub)

@@ -198,3 +198,24 @@ async def waiting_on_breaker(
         tenant_ids,
         now,
     )
+
+
+# The error a push of an outbound-paused connection is rescheduled with (outbound's pusher).
+PAUSED = "paused"
+
+
+async def wake_paused(
+    conn: Conn | asyncpg.Pool, tenant_id: uuid.UUID, connection_id: uuid.UUID | None
+) -> int:
+    """A pause ended: the pushes it held back (of one connection, or of every connection
+    of the tenant) are due now, in their order. Returns how many."""
+    status = await conn.execute(
+        """
+        UPDATE push_jobs SET next_attempt_at = now(), updated_at = now()
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR connection_id = $2)
+           AND last_error LIKE 'paused%' AND next_attempt_at > now()
+        """,
+        tenant_id,
+        connection_id,
+    )
+    return int(status.split()[-1])

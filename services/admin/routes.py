@@ -17,6 +17,7 @@ from crmsync.application import (
     deadletters,
     ledger_io,
     notifications,
+    pauses,
     records,
     replay,
     syncjobs,
@@ -31,6 +32,7 @@ _SYNC_JOB = "/v1/sync-jobs/{job_id}"
 _CONFLICT = "/v1/conflicts/{conflict_id}"
 _API_KEY = "/v1/api-keys/{key_id}"
 _ENDPOINT = "/v1/notification-endpoints/{endpoint_id}"
+_WINDOW = "/v1/freeze-windows/{window_id}"
 
 # Query models of the collections that filter by more than RecordQuery's fields.
 _RECORD_QUERIES: dict[str, type[m.RecordQuery]] = {
@@ -161,6 +163,74 @@ def routes() -> list[Route]:
             "rotateWebhookSecret",
             body=m.SecretRotate,
             response=m.SecretRotated,
+            errors=(409,),
+        ),
+        Route(
+            "POST",
+            f"{_CONNECTION}/pause",
+            pauses.pause,
+            "admin",
+            "Pause applying its webhooks (in), pushing to it (out) or both; they wait, nothing"
+            " is refused or lost",
+            "connections",
+            "pauseConnection",
+            body=m.PauseRequest,
+            response=m.PauseOut,
+        ),
+        Route(
+            "POST",
+            f"{_CONNECTION}/resume",
+            pauses.resume,
+            "admin",
+            "End its pauses and windows in force; what they held back goes on in order",
+            "connections",
+            "resumeConnection",
+            body=m.ResumeRequest,
+            response=m.ResumeResult,
+        ),
+        Route(
+            "POST",
+            "/v1/freeze-windows",
+            pauses.create_window,
+            "admin",
+            "Schedule a freeze window: one connection or the whole tenant, in and/or out",
+            "freeze-windows",
+            "createFreezeWindow",
+            body=m.FreezeWindowCreate,
+            response=m.PauseOut,
+            status=201,
+            errors=(404,),
+        ),
+        Route(
+            "GET",
+            "/v1/freeze-windows",
+            pauses.list_windows,
+            "read",
+            "Freeze windows not over yet (include_past: all)",
+            "freeze-windows",
+            "listFreezeWindows",
+            query=m.FreezeWindowQuery,
+            response=m.Page[m.PauseOut],
+        ),
+        Route(
+            "GET",
+            _WINDOW,
+            pauses.get_window,
+            "read",
+            "Show a freeze window",
+            "freeze-windows",
+            "getFreezeWindow",
+            response=m.PauseOut,
+        ),
+        Route(
+            "DELETE",
+            _WINDOW,
+            pauses.delete_window,
+            "admin",
+            "Cancel a window not started, or end one in force now (409 when it is over)",
+            "freeze-windows",
+            "deleteFreezeWindow",
+            status=204,
             errors=(409,),
         ),
         Route(

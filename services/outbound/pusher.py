@@ -32,7 +32,7 @@ from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecor
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
 from crmsync.common.links import record_and_link
-from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
+from crmsync.common.pushes import FINISH_SQL, PAUSED, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
 from schemas.errors import DeadLetter, Stop
 from services.outbound import metrics
@@ -95,6 +95,9 @@ def holds(info: ConnectionInfo, entity_type: str) -> bool:
 
 # Retryable failures that are not the push's fault: the provider asked us to slow down,
 # its circuit is open, or the connection waits for re-authorisation.
+# How long a push held by a pause without an end waits before it looks again (a resume
+# wakes it at once: this is the safety net, not the way it resumes).
+PAUSE_RECHECK_SECONDS = 300.0
 _NOT_THE_PUSH_S_FAULT = frozenset({"rate_limited", "circuit_open", "needs_reauth"})
 
 
@@ -200,6 +203,16 @@ def _read_sql(table: str) -> str:
     only when the connection and the record are both the job's tenant's."""
     return f"""
         SELECT {_CONNECTION_COLUMNS},
+               -- An outbound pause in force: NULL none, -1 until resumed, else its end
+               -- (unix seconds) when every pause in force has one.
+               (SELECT CASE WHEN count(*) = 0 THEN NULL
+                            WHEN bool_or(p.ends_at IS NULL) THEN -1
+                            ELSE extract(epoch FROM max(p.ends_at))::float8 END
+                  FROM pauses p
+                 WHERE p.tenant_id = c.tenant_id AND p.outbound
+                   AND (p.connection_id IS NULL OR p.connection_id = c.id)
+                   AND p.starts_at <= now() AND (p.ends_at IS NULL OR p.ends_at > now()))
+                 AS paused_until,
                r.id IS NOT NULL AS record_found, r.data AS record_data,
                r.version AS record_version, r.deleted_at IS NOT NULL AS record_deleted,
                l.id IS NOT NULL AS linked, l.external_id AS link_external_id,
@@ -299,22 +312,11 @@ class Pusher:
             return False
         info = ConnectionInfo.from_row(row)
         provider = info.provider
-        try:
-            handle = await self.clients.get(info)
-        except DeadLetter as exc:  # no usable credentials
-            return await self._settle(job, info, exc)
-        except Stop as exc:
-            # Credentials no key of CRMSYNC_MASTER_KEYS opens (a CryptoError). Only this
-            # connection is affected: its pushes are parked, redrivable once the key is
-            # back, while every other connection's go on.
-            return await self._dead(
-                job,
-                info,
-                "credentials_unreadable",
-                f"connection {info.id}: {exc}; add its key to CRMSYNC_MASTER_KEYS (or store"
-                " the credentials again), then redrive",
-                None,
-            )
+        if row["paused_until"] is not None:
+            return await self._paused(job, info, row["paused_until"])
+        handle = await self._handle(job, info)
+        if isinstance(handle, bool):  # no client: the job was settled
+            return handle
         started = time.perf_counter()
         try:
             operation, queued = await self._push(job, info, handle, _Read.from_row(row))
@@ -334,6 +336,36 @@ class Pusher:
             lag = (datetime.now(UTC) - job.committed_at).total_seconds()
             metrics.COMMITTED_TO_PUSHED_SECONDS.labels(provider).observe(max(0.0, lag))
         return queued
+
+    async def _handle(self, job: Job, info: ConnectionInfo) -> Handle | bool:
+        """The connection's client; without one, the job settled (whether it is queued)."""
+        try:
+            return await self.clients.get(info)
+        except DeadLetter as exc:  # no usable credentials
+            return await self._settle(job, info, exc)
+        except Stop as exc:
+            # Credentials no key of CRMSYNC_MASTER_KEYS opens (a CryptoError). Only this
+            # connection is affected: its pushes are parked, redrivable once the key is
+            # back, while every other connection's go on.
+            return await self._dead(
+                job,
+                info,
+                "credentials_unreadable",
+                f"connection {info.id}: {exc}; add its key to CRMSYNC_MASTER_KEYS (or store"
+                " the credentials again), then redrive",
+                None,
+            )
+
+    async def _paused(self, job: Job, info: ConnectionInfo, until: float) -> bool:
+        """An outbound pause or freeze window holds the push: it waits, without counting an
+        attempt, until the pause ends (``until``: unix seconds, or -1 until resumed, then it
+        looks again every PAUSE_RECHECK_SECONDS). Ending a pause early (resume, deleting a
+        window in force) makes the held pushes due at once (``pushes.wake_paused``); a
+        window that starts while the push waits is found when it is next due."""
+        metrics.SKIPPED.labels(info.provider, "paused").inc()
+        wait = PAUSE_RECHECK_SECONDS if until < 0 else max(0.0, until - time.time())
+        await reschedule(self.pool, job, wait, PAUSED, count_attempt=False)
+        return True
 
     async def _push(
         self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read

@@ -26,6 +26,7 @@ import asyncpg
 from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
+from services.processor.amounts import invoices_moved
 from services.processor.apply import (
     MATCH_ON,
     Applied,
@@ -361,6 +362,9 @@ class _Batch:
             entity_id = self.new_id()
         if entity_id is None:  # a delete of nothing this connection told us of
             return Applied(decision.outcome)
+        invoices = invoices_moved(
+            change.entity_type, found.view if found is not None else None, decision
+        )
         after = decision.record_after(entity_id)
         if after is not None:
             self._write(change, found, after)
@@ -383,7 +387,7 @@ class _Batch:
                     decision.push_again,
                 )
             )
-        return Applied(decision.outcome, entity_id, decision.version, change_id)
+        return Applied(decision.outcome, entity_id, decision.version, change_id, invoices=invoices)
 
     def _write(self, change: InboundChange, found: _Record | None, after: Record) -> None:
         if found is None:

@@ -51,7 +51,9 @@ rule  when                                                         outcome   wri
 ====  ===========================================================  ========  ====================
 
 An outbox row is written only by rules 4, 7 and 8: nothing changed, nothing emitted, which
-is what ends echo loops (invariant 5).
+is what ends echo loops (invariant 5). Beyond one change: a payment that rules 4, 7 or 8
+wrote names its invoice, whose amount due and status are derived again once the batch is
+applied (:mod:`services.processor.amounts`), a version and an outbox row of their own.
 """
 
 from __future__ import annotations

@@ -29,10 +29,12 @@ from crmsync.common.supervise import TaskHealth
 from schemas import topics
 from schemas.changes import InternalChange
 from services.processor import metrics
+from services.processor.amounts import invoice_moves
 from services.processor.apply import (
     Applied,
     apply_change,
     canonical_values,
+    derive_invoices,
     policy_from,
 )
 from services.processor.batch import apply_batch
@@ -45,6 +47,7 @@ from services.processor.waiting import (
     Waits,
     park,
     parked_for,
+    pause_reference,
     take_expired,
     take_ready,
 )
@@ -65,6 +68,7 @@ class Parsed:
     reason: str = ""
     detail: str = ""
     parked: Parked | None = None  # released from waiting_changes: its row's place
+    paused: bool = False  # its connection's inbound is paused: it waits, unapplied
 
 
 def parse_internal(source: Source) -> Parsed:
@@ -323,8 +327,16 @@ class Processor:
         items = list(parsed)
         results: list[Applied | None] = [None] * len(items)
         waits = Waits(await parked_for(conn, [p.change for p in items if p.change is not None]))
-        pending = list(range(len(items)))
-        while True:
+        pending = []
+        for i, item in enumerate(items):
+            if item.paused and item.change is not None:
+                # Inbound paused: parked as it is, applied in order when the pause ends.
+                results[i] = Applied(
+                    Outcome.WAITING, waits_for=pause_reference(item.change.connection_id)
+                )
+            else:
+                pending.append(i)
+        while pending:
             applied = await one_pass([items[i] for i in pending], waits)
             for i, result in zip(pending, applied, strict=True):
                 results[i] = result
@@ -343,6 +355,7 @@ class Processor:
                 items[i] = item
             pending = waiting
             waits = waits.next_pass()
+        return items, results
 
     async def release(self, records: int) -> int:
         """Apply the parked changes of up to ``records`` records whose reference is linked
@@ -390,18 +403,20 @@ class Processor:
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await connection_owners(conn, ids)
         owner = {r["id"]: r["tenant_id"] for r in rows}
-        checked = [
-            replace(
-                p,
-                reason="foreign_reference",
-                detail=f"connection {p.change.connection_id}: no connection of this tenant",
-            )
-            if p.change is not None
-            and p.change.connection_id in owner
-            and owner[p.change.connection_id] != p.change.tenant_id
-            else p
-            for p in parsed
-        ]
+        paused = {r["id"] for r in rows if r["paused_in"]}
+        checked = []
+        for item in parsed:
+            change = item.change
+            if change is not None and change.connection_id in owner:
+                if owner[change.connection_id] != change.tenant_id:
+                    item = replace(  # noqa: PLW2901 - the item, checked
+                        item,
+                        reason="foreign_reference",
+                        detail=f"connection {change.connection_id}: no connection of this tenant",
+                    )
+                elif change.connection_id in paused:
+                    item = replace(item, paused=True)  # noqa: PLW2901 - the item, checked
+            checked.append(item)
         return {r["id"]: r["settings"] for r in rows}, checked
 
     @staticmethod
@@ -445,6 +460,15 @@ class Processor:
         ]
         if waiting:
             await park(conn, waiting)
+        # Only a batch that moved a payment pays for this (issue 17 item 6); the rest
+        # check a tuple per change.
+        moves = invoice_moves(
+            (p.change, r.invoices)
+            for p, r in zip(parsed, results, strict=True)
+            if r is not None and r.invoices and p.change is not None
+        )
+        if moves:
+            await derive_invoices(conn, moves)
         await self._log(conn, parsed, results, settings)
         if any(r is not None and r.change_id is not None for r in results):
             await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)

@@ -24,6 +24,15 @@ from services.processor.decide import InboundChange, Outcome, Reference
 
 RecordKey = tuple[uuid.UUID, str, str]  # connection, entity type, external id
 
+# What a change of an inbound-paused connection waits for: the pause's end, not a record.
+# Released when no inbound pause of its connection or tenant is in force; never expires
+# (the pause bounds it, and an operator ends it).
+PAUSED = "paused"
+
+
+def pause_reference(connection_id: uuid.UUID) -> Reference:
+    return Reference(PAUSED, "connection", str(connection_id))
+
 
 @dataclass(frozen=True, slots=True)
 class Parked:
@@ -186,10 +195,17 @@ async def take_ready(conn: Conn, records: int) -> list[WaitingRow]:
         WITH ready AS (
             SELECT DISTINCT w.connection_id, w.entity_type, w.external_id
               FROM waiting_changes w
-             WHERE EXISTS (SELECT 1 FROM entity_links l
-                            WHERE l.connection_id = w.connection_id
-                              AND l.entity_type = w.ref_type
-                              AND l.external_id = w.ref_external_id)
+             WHERE CASE WHEN w.ref_field = 'paused'
+                        THEN NOT EXISTS (
+                             SELECT 1 FROM pauses p
+                              WHERE p.tenant_id = w.tenant_id AND p.inbound
+                                AND (p.connection_id IS NULL OR p.connection_id = w.connection_id)
+                                AND p.starts_at <= now()
+                                AND (p.ends_at IS NULL OR p.ends_at > now()))
+                        ELSE EXISTS (SELECT 1 FROM entity_links l
+                                      WHERE l.connection_id = w.connection_id
+                                        AND l.entity_type = w.ref_type
+                                        AND l.external_id = w.ref_external_id) END
              LIMIT $1
         ), taken AS (
             SELECT w.id FROM waiting_changes w
@@ -212,7 +228,7 @@ async def take_expired(conn: Conn, wait_seconds: float, limit: int) -> list[Wait
         """
         WITH old AS (
             SELECT id FROM waiting_changes
-             WHERE parked_at < now() - make_interval(secs => $1)
+             WHERE parked_at < now() - make_interval(secs => $1) AND ref_field <> 'paused'
              ORDER BY parked_at LIMIT $2
                FOR UPDATE SKIP LOCKED
         )

@@ -55,6 +55,14 @@ async def _seed(admin: Admin) -> dict[str, str]:
         )
     )
     ids["key_id"] = (await admin.ok("POST", "/v1/api-keys", 201, json={"scope": "read"}))["id"]
+    ids["window_id"] = (
+        await admin.ok(
+            "POST",
+            "/v1/freeze-windows",
+            201,
+            json={"starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-02T00:00:00Z"},
+        )
+    )["id"]
     ids["endpoint_id"] = (
         await admin.ok(
             "POST", "/v1/notification-endpoints", 201, json={"url": "https://a.example/h"}
@@ -106,6 +114,21 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("GET", "/v1/api-keys/{key_id}"): ({}, 404),
         ("POST", "/v1/api-keys/{key_id}/revoke"): ({}, 404),
         ("POST", "/v1/api-keys/{key_id}/rotate"): ({"json": {}}, 404),
+        ("POST", "/v1/connections/{connection_id}/pause"): ({"json": {}}, 404),
+        ("POST", "/v1/connections/{connection_id}/resume"): ({"json": {}}, 404),
+        ("POST", "/v1/freeze-windows"): (
+            {
+                "json": {
+                    "connection": conn,
+                    "starts_at": "2030-01-01T00:00:00Z",
+                    "ends_at": "2030-01-02T00:00:00Z",
+                }
+            },
+            404,
+        ),
+        ("GET", "/v1/freeze-windows"): (by_conn, 404),
+        ("GET", "/v1/freeze-windows/{window_id}"): ({}, 404),
+        ("DELETE", "/v1/freeze-windows/{window_id}"): ({}, 404),
         ("POST", "/v1/notification-endpoints"): ({"json": {"url": "https://b.example/h"}}, 201),
         ("GET", "/v1/notification-endpoints"): ({}, 200),
         ("GET", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
@@ -167,3 +190,6 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
     assert (await admin.ok("GET", f"/v1/conflicts/{ids['conflict_id']}"))["resolved_at"] is None
     assert (await admin.ok("GET", f"/v1/api-keys/{ids['key_id']}"))["revoked_at"] is None
     await admin.ok("GET", f"/v1/notification-endpoints/{ids['endpoint_id']}")
+    await admin.ok("GET", f"/v1/freeze-windows/{ids['window_id']}")
+    health = await admin.ok("GET", f"/v1/connections/{ids['connection_id']}/health")
+    assert (health["paused_inbound"], health["paused_outbound"]) == (False, False)

@@ -79,6 +79,11 @@ def test_every_operation_takes_what_its_route_gives() -> None:
         "createApiKey",
         "rotateApiKey",
         "testNotificationEndpoint",
+        "pauseConnection",
+        "resumeConnection",
+        "createFreezeWindow",
+        "listFreezeWindows",
+        "deleteFreezeWindow",
     }
 
 

@@ -506,38 +506,42 @@ async def rotate_secret(request: web.Request) -> web.StreamResponse:
     )
 
 
-@page
-async def set_credentials(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+async def _connection_action(
+    request: web.Request, operation: str, done: str, **given: Any
+) -> web.StreamResponse:
+    """Run ``operation`` for the connection of the URL, then back to its page: with
+    ``?done=``, or with the API's refusal shown there (401 and 404 are whole-page errors)."""
+    connection_id = request.match_info["connection_id"]
     try:
-        await call(
-            request,
-            "setConnectionCredentials",
-            path=request.match_info,
-            body={"type": "api_key", "token": form.get("token", "")},
-        )
+        await call(request, operation, **given)
     except RefusalError as failure:
         if failure.status in (401, 404):
             raise
         return await _connection_page(request, status=failure.status, error=failure.detail)
-    return _redirect(f"{ROOT}connections/{request.match_info['connection_id']}?done=credentials")
+    return _redirect(f"{ROOT}connections/{connection_id}?done={done}")
+
+
+@page
+async def set_credentials(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    return await _connection_action(
+        request,
+        "setConnectionCredentials",
+        "credentials",
+        path=request.match_info,
+        body={"type": "api_key", "token": form.get("token", "")},
+    )
 
 
 @page
 async def start_job(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
-    connection_id = request.match_info["connection_id"]
-    try:
-        await call(
-            request,
-            "createSyncJob",
-            body={"connection": connection_id, "kind": form.get("kind", "")},
-        )
-    except RefusalError as failure:
-        if failure.status in (401, 404):
-            raise
-        return await _connection_page(request, status=failure.status, error=failure.detail)
-    return _redirect(f"{ROOT}connections/{connection_id}?done=job")
+    return await _connection_action(
+        request,
+        "createSyncJob",
+        "job",
+        body={"connection": request.match_info["connection_id"], "kind": form.get("kind", "")},
+    )
 
 
 @page
