@@ -32,7 +32,7 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import consumer_lag, make_admin, make_consumer
 from crmsync.common.links import external_ids
 from crmsync.demo.compare import FIELDS, KINDS, REFERENCES, Outcome, Seen, compare_kind
-from crmsync.demo.sims import RunningSim, connect, start_simulator
+from crmsync.demo.sims import RunningSim, connect, start_simulator, synced_kinds
 
 Say = Callable[[str], None]
 # Awaited at a point of the story where the systems should agree (tests report there).
@@ -380,7 +380,7 @@ async def _await_everywhere(
     world: World, entity_type: EntityType, origin: str, external_id: str, say: Say
 ) -> uuid.UUID | None:
     """The canonical id of ``origin``'s record once every system holding that kind has it."""
-    holders = [s.connection_id for s in world.sims.values() if entity_type in s.sim.entity_types]
+    holders = [s.connection_id for s in world.sims.values() if entity_type in synced_kinds(s)]
     found: list[uuid.UUID] = []
 
     async def everywhere() -> bool:
@@ -484,7 +484,7 @@ async def report(world: World) -> Report:
     lines.append(f"  {'postgres':<10} " + " / ".join(str(canonical[t]) for t in TABLES))
     for provider, running in world.sims.items():
         counts = [
-            str(len(running.sim.live(t))) if t in running.sim.entity_types else "-" for t in TABLES
+            str(len(running.sim.live(t))) if t in synced_kinds(running) else "-" for t in TABLES
         ]
         lines.append(f"  {provider:<10} " + " / ".join(counts))
     outcomes: dict[str, int] = {
@@ -586,7 +586,7 @@ async def compare(world: World) -> Outcome:
             for r in rows
         }
         for provider, running in world.sims.items():
-            held = running.sim.entity_types
+            held = synced_kinds(running)
             if kind not in held:
                 continue
             info = await world.info(provider)

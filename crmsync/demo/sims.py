@@ -35,6 +35,7 @@ from connectors.simkit import Simulator
 from connectors.simulators import simulator_for
 from crmsync.common.connections import create_connection, find_by_name, readopt, secret_context
 from crmsync.common.crypto import KeyRing
+from schemas.changes import EntityType
 
 OAUTH_CLIENT = ("crmsync-demo-client", "crmsync-demo-client-secret")
 
@@ -87,11 +88,22 @@ def _profiles() -> dict[str, Profile]:
         "generic": Profile("generic", {}, _acme_settings()),
         # Providers connected by the mapping files we ship, simulated from those files.
         **{
-            name: Profile(name, {}, _mapping_settings(path), connects_as="generic")
+            name: Profile(
+                name,
+                {},
+                {**_mapping_settings(path), **_CATALOGUE_SETTINGS.get(name, {})},
+                connects_as="generic",
+            )
             for name, path in CATALOGUE.items()
         },
     }
 
+
+# WooCommerce numbers and totals its orders itself (the mapping reads them inbound only),
+# and the simulator made from the mapping file does not compute them: the demo syncs its
+# customers, and its orders are the shop's, received, not pushed (connectors/generic/
+# examples/README.md).
+_CATALOGUE_SETTINGS: dict[str, dict[str, Any]] = {"woocommerce": {"entity_types": ["customer"]}}
 
 ACME_MAPPING = Path(__file__).resolve().parents[2] / "connectors/generic/examples/acme.json"
 
@@ -166,6 +178,14 @@ def _accept(sim: Simulator, credentials: str | OAuthTokens) -> None:
         sim.refresh_tokens.add(credentials.refresh_token)
     else:
         sim.api_token = credentials
+
+
+def synced_kinds(running: RunningSim) -> tuple[EntityType, ...]:
+    """The kinds the demo syncs with this simulator: those it holds, narrowed by its
+    profile's ``entity_types`` setting where it has one."""
+    profile = PROFILES.get(running.provider, Profile(running.provider))
+    wanted = profile.settings.get("entity_types")
+    return tuple(k for k in running.sim.entity_types if wanted is None or k in wanted)
 
 
 async def connect(

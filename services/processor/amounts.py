@@ -76,17 +76,16 @@ def invoices_moved(
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """Why an invoice is derived again: the payment changes of one batch that named it."""
+    """Why an invoice is derived again: the payment changes of one batch that named it.
+
+    The derived change has no origin: it is pushed to every system, the payment's own
+    included. A provider does not always move its invoice for a payment it took (a Stripe
+    PaymentIntent outside the invoice, a part payment Stripe cannot record on it), so
+    skipping it left Stripe's invoice open for ever (found by the demo). Pushing an invoice
+    already in that state costs no edit (Xero's plan_update, Stripe's status moves), and
+    only payment changes derive, so the push cannot loop."""
 
     ts: datetime  # the newest source timestamp among them
-    origins: frozenset[uuid.UUID]  # the connections they came from
-
-    @property
-    def origin(self) -> uuid.UUID | None:
-        """The derived change's origin: the payments' one connection, which is not pushed
-        the invoice (every provider that takes a payment against its own invoice updates
-        that invoice itself); None when several connections took part, so each is pushed."""
-        return next(iter(self.origins)) if len(self.origins) == 1 else None
 
 
 def invoice_moves(
@@ -99,12 +98,7 @@ def invoice_moves(
         for invoice_id in invoices:
             key = (change.tenant_id, invoice_id)
             seen = moves.get(key)
-            if seen is None:
-                moves[key] = Move(change.source_ts, frozenset({change.connection_id}))
-            else:
-                moves[key] = Move(
-                    max(seen.ts, change.source_ts), seen.origins | {change.connection_id}
-                )
+            moves[key] = Move(change.source_ts if seen is None else max(seen.ts, change.source_ts))
     return moves
 
 

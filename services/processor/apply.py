@@ -549,7 +549,7 @@ async def derive_invoices(conn: Conn, moves: Mapping[tuple[uuid.UUID, uuid.UUID]
     """Derive again the amount due and status of each (tenant, invoice) in ``moves`` from
     its live payments (:mod:`services.processor.amounts`), in the caller's transaction,
     after every change of its batch: a new version and an outbox row for each invoice that
-    changes, pushed like any change (never to the one connection the payments came from).
+    changes, pushed like any change, to every system (:class:`amounts.Move` says why).
     Both apply paths end here. Returns how many invoices changed."""
     if not moves:
         return 0
@@ -606,11 +606,9 @@ async def derive_invoices(conn: Conn, moves: Mapping[tuple[uuid.UUID, uuid.UUID]
         values = dict(state.values)
         updates.append((r["id"], r["tenant_id"], values, meta_to_json(dict(state.meta)), version))
         change_id, payload = record_payload(
-            r["tenant_id"], "invoice", r["id"], version, values, origin=move.origin
+            r["tenant_id"], "invoice", r["id"], version, values, origin=None
         )
-        outbox.append(
-            (change_id, r["tenant_id"], "invoice", r["id"], version, move.origin, payload)
-        )
+        outbox.append((change_id, r["tenant_id"], "invoice", r["id"], version, None, payload))
     if not updates:
         return 0
     columns = [list(c) for c in zip(*updates, strict=True)]

@@ -171,15 +171,15 @@ def test_only_what_pays_moves_an_invoice() -> None:
     assert invoices_moved("payment", before, provenance) == ()
 
 
-def test_moves_of_one_batch_keep_the_newest_timestamp_and_every_origin() -> None:
+def test_moves_of_one_batch_keep_the_newest_timestamp() -> None:
     def change(source: uuid.UUID, ts: datetime) -> InboundChange:
         return InboundChange(TENANT, source, "evt", "payment", "upsert", "p", ts, {})
 
     moves = invoice_moves(
         [(change(XERO, at(5)), (INVOICE,)), (change(XERO, at(2)), (INVOICE, OTHER))]
     )
-    assert moves[(TENANT, INVOICE)] == Move(at(5), frozenset({XERO}))
-    assert moves[(TENANT, INVOICE)].origin == XERO
-    both = invoice_moves([(change(XERO, at(1)), (INVOICE,)), (change(STRIPE, at(1)), (INVOICE,))])
-    assert both[(TENANT, INVOICE)].origin is None
+    assert moves[(TENANT, INVOICE)] == Move(at(5))
+    assert moves[(TENANT, OTHER)] == Move(at(2))
+    both = invoice_moves([(change(XERO, at(1)), (INVOICE,)), (change(STRIPE, at(3)), (INVOICE,))])
+    assert both[(TENANT, INVOICE)] == Move(at(3))
     assert invoice_moves([]) == {}
