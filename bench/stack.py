@@ -303,16 +303,21 @@ class Stack:
             **extra,
         )
 
-    def outbound(self) -> Service:
+    def outbound(self, **extra: Any) -> Service:
+        """``extra``: more CRMSYNC_ variables (``outbound_sync_concurrency=2`` lets it run
+        sync jobs, which a benchmark of pushes leaves off)."""
         port = free_port()
+        settings: dict[str, Any] = {
+            "outbound_port": port,
+            "outbound_consumer_group": f"crmsync-{self.prefix}outbound",
+            # No scheduled reconciliations: only the pushes under test.
+            "outbound_sync_concurrency": 0,
+        }
         return self._service(
             "outbound",
             "services.outbound",
             f"http://127.0.0.1:{port}/readyz",
-            outbound_port=port,
-            outbound_consumer_group=f"crmsync-{self.prefix}outbound",
-            # No scheduled reconciliations: only the pushes under test.
-            outbound_sync_concurrency=0,
+            **(settings | extra),
         )
 
     async def stop_all(self) -> None:
