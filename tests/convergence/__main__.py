@@ -42,6 +42,11 @@ def main() -> int:
     parser.add_argument(
         "--fresh-values", action="store_true", help="every edit writes a value never seen before"
     )
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="edit a record again before its last edit reached every system",
+    )
     parser.add_argument("--no-faults", action="store_true", help="inject nothing")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -55,7 +60,12 @@ def main() -> int:
     async def go() -> bool:
         async with running_systems(workdir, args.providers, kinds, _say) as systems:
             result = await run(
-                plan, systems, _say, concurrency=args.concurrency, serial=args.serial
+                plan,
+                systems,
+                _say,
+                concurrency=args.concurrency,
+                serial=args.serial,
+                overlap=args.overlap,
             )
         print(result.report())
         return result.converged

@@ -20,11 +20,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
+from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.simkit import Fault as SimFault
 from connectors.spec import MappingError, RemoteRecord
 from crmsync.application.sync import jobs
@@ -56,6 +57,9 @@ NATURAL_KEY: dict[Kind, str] = {
 ARRIVAL_SECONDS = 60.0
 # Nothing moved for this long: quiet.
 QUIET_SECONDS = 3.0
+# How long an op may take to reach the canonical record and every system before the next
+# op on that record goes ahead anyway.
+SETTLE_SECONDS = 20.0
 # Between serial ops: the next op starts once the last one has gone everywhere.
 SERIAL_QUIET_SECONDS = 1.0
 # After quiet and reconciliation: a window in which any push is an echo loop.
@@ -80,6 +84,7 @@ class Result:
     foreign_dead_letters: Counter[str] = field(default_factory=Counter)
     mismatches: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
+    unsettled: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -117,6 +122,8 @@ class Result:
                 else ""
             ),
             f"duplicates: {self.duplicates}",
+            f"ops that did not reach every system in {SETTLE_SECONDS:g}s: "
+            f"{', '.join(self.unsettled) or 'none'}",
             f"mismatches: {dict(sorted(self.mismatches.items())) or 'none'}",
         ]
         if self.skipped:
@@ -299,9 +306,50 @@ class Runner:
                 retry = RETRY_AFTER if fault.kind == "429" else None
                 sim.faults.append(SimFault(int(fault.kind), fault.count, retry))
 
-    async def drive(self, concurrency: int, serial: bool) -> None:
+    async def settled(self, op: Op) -> bool:
+        """Whether the op reached the canonical record and every CRM that keeps its kind
+        (False: not within SETTLE_SECONDS; the comparison at the end says what is wrong)."""
+        if (op.system, op.key) not in self.made and (self.origin[op.key], op.key) not in self.made:
+            return True  # never made: already reported
+        keepers = sum(1 for c in self.systems.crms.values() if op.kind in c.kinds)
+        links = keepers + (1 if self.origin[op.key] == INTERNAL else 0)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while time.monotonic() < deadline:
+            entity_id = await self.entity_id(op.key)
+            row = None
+            if entity_id is not None:
+                row = await self.systems.pool.fetchrow(
+                    f"SELECT data, deleted_at IS NOT NULL AS deleted,"  # noqa: S608
+                    f" (SELECT count(*) FROM entity_links WHERE entity_id = r.id) AS links,"
+                    f" (SELECT count(*) FROM push_jobs WHERE entity_id = r.id) AS pushes"
+                    f" FROM {TABLES[op.kind]} r WHERE id = $1",
+                    entity_id,
+                )
+            if row is not None and row["pushes"] == 0:
+                if op.action == "delete" and row["deleted"]:
+                    return True
+                values = self.values[op.key]
+                if (
+                    op.action != "delete"
+                    and not row["deleted"]
+                    and row["links"] >= links
+                    and all(
+                        _norm(values[n]) == _norm(row["data"].get(n))
+                        for n in COMPARED[op.kind]
+                        if n in values
+                    )
+                ):
+                    return True
+            await asyncio.sleep(0.2)
+        return False
+
+    async def drive(self, concurrency: int, serial: bool, overlap: bool) -> None:
         """Every op: in plan order per record (and after the records it names), at most
-        ``concurrency`` at once; ``serial``: one at a time, each followed by quiet."""
+        ``concurrency`` at once. Unless ``overlap``, an op on a record waits until the
+        record's last op has reached every system: edits of different records overlap,
+        edits of one record do not (two users editing one record in two systems within
+        the same second have no newest edit to agree on). ``serial``: one op at a time,
+        each followed by quiet."""
         done: dict[int, asyncio.Event] = {}
         last_of: dict[str, int] = {}
         gate = asyncio.Semaphore(1 if serial else concurrency)
@@ -314,6 +362,15 @@ class Runner:
                 await self.apply(op)
                 if serial:
                     await self.wait_quiet(60.0, SERIAL_QUIET_SECONDS)
+                elif not overlap:
+                    if not await self.settled(op):
+                        self.result.unsettled.append(
+                            f"#{op.index} {op.action} {op.key} in {op.system}"
+                            f" at {datetime.now(UTC) - timedelta(seconds=SETTLE_SECONDS):%H:%M:%S}"
+                        )
+                    # Stripe dates its events in whole seconds: a second edit of one record
+                    # within the same second has no order every system agrees on.
+                    await asyncio.sleep(1.0 - time.time() % 1.0)
             finally:
                 done[op.index].set()
                 gate.release()
@@ -437,7 +494,13 @@ class Runner:
         }
         present: set[uuid.UUID] = set()
         natural: Counter[object] = Counter()
-        for record_id, obj in sim.store[kind].items():
+        for record_id, stored in sim.store[kind].items():
+            # As the provider's API answers (HubSpot keeps a deal's contacts apart).
+            obj = (
+                sim.view(kind, stored, None, associations=True)
+                if isinstance(sim, HubSpotSimulator)
+                else stored
+            )
             try:
                 remote = crm.mapper.to_canonical(kind, obj, crm.settings)
             except MappingError as exc:
@@ -522,7 +585,10 @@ class Runner:
         )
 
     async def dead_letters(self) -> None:
-        rows = await self.systems.pool.fetch("SELECT reason, payload FROM dead_letters")
+        rows = await self.systems.pool.fetch(
+            "SELECT d.reason, d.stage, d.detail, d.payload, d.created_at, c.provider"
+            " FROM dead_letters d LEFT JOIN connections c ON c.id = d.connection_id"
+        )
         for row in rows:
             payload = bytes(row["payload"])
             if any(p.encode() in payload for p in self.poison):
@@ -530,7 +596,11 @@ class Runner:
             else:
                 self.result.foreign_dead_letters[row["reason"]] += 1
                 if len(self.result.examples) < 30:
-                    self.result.examples.append(f"dead letter {row['reason']}: {payload[:200]!r}")
+                    self.result.examples.append(
+                        f"dead letter {row['reason']} at {row['stage']} ({row['provider']},"
+                        f" {row['created_at']:%H:%M:%S.%f}): {row['detail']}"
+                        f" | {payload[:300]!r}"
+                    )
 
 
 def _norm(value: object) -> object:
@@ -547,13 +617,13 @@ def ideal_pushes(plan: Plan, systems: Systems) -> int:
 
 async def run(
     plan: Plan, systems: Systems, say: Say, *, concurrency: int = 8, serial: bool = False,
-    within: float = 600.0,
+    overlap: bool = False, within: float = 600.0,
 ) -> Result:  # fmt: skip
     runner = Runner(plan, systems, say)
     result = runner.result
     result.ideal_pushes = ideal_pushes(plan, systems)
     started = time.monotonic()
-    await runner.drive(concurrency, serial)
+    await runner.drive(concurrency, serial, overlap)
     made = time.monotonic()
     result.seconds_ops = made - started
     say(f"{len(plan.ops)} ops made in {result.seconds_ops:.1f}s; waiting for quiet")
