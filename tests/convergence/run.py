@@ -55,6 +55,10 @@ NATURAL_KEY: dict[Kind, str] = {
 }
 # How long an edit waits for its record (or a record it names) to reach its system.
 ARRIVAL_SECONDS = 60.0
+# An op waiting this long for its record (a dropped webhook?) asks for a reconciliation
+# of the system it was made in, listing what changed in RECONCILE_WINDOW.
+NUDGE_SECONDS = 8.0
+RECONCILE_WINDOW = timedelta(minutes=10)
 # Nothing moved for this long: quiet.
 QUIET_SECONDS = 3.0
 # How long an op may take to reach the canonical record and every system before the next
@@ -84,6 +88,7 @@ class Result:
     foreign_dead_letters: Counter[str] = field(default_factory=Counter)
     mismatches: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
+    reconciles: int = 0
     unsettled: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -121,7 +126,8 @@ class Result:
                 if self.foreign_dead_letters
                 else ""
             ),
-            f"duplicates: {self.duplicates}",
+            f"duplicates: {self.duplicates}; reconciliations asked for on the way:"
+            f" {self.reconciles}",
             f"ops that did not reach every system in {SETTLE_SECONDS:g}s: "
             f"{', '.join(self.unsettled) or 'none'}",
             f"mismatches: {dict(sorted(self.mismatches.items())) or 'none'}",
@@ -178,14 +184,35 @@ class Runner:
 
     async def arrived(self, system: str, key: str) -> str | None:
         """The record's id in ``system`` once it got there (None: not in time)."""
-        deadline = time.monotonic() + ARRIVAL_SECONDS
+        started = time.monotonic()
         while True:
             found = await self.external_id(system, key)
             if found is not None:
                 return found
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > ARRIVAL_SECONDS:
                 return None
+            if waited > NUDGE_SECONDS:
+                await self.nudge(self.origin[key])
             await asyncio.sleep(0.2)
+
+    async def nudge(self, system: str) -> None:
+        """A reconciliation of ``system`` now, as its schedule would run one: a record
+        whose webhook was dropped arrives by it (one at a time per connection)."""
+        crm = self.systems.crms.get(system)
+        if crm is None:
+            return
+        _job, queued = await jobs.queue(
+            self.systems.pool,
+            tenant_id=self.systems.tenant_id,
+            connection_id=crm.connection_id,
+            kind="reconcile",
+            entity_types=crm.kinds,
+            modified_since=datetime.now(UTC) - RECONCILE_WINDOW,
+            requested_by="converge",
+        )
+        if queued:
+            self.result.reconciles += 1
 
     # --- operations ------------------------------------------------------------------------
 
@@ -307,12 +334,17 @@ class Runner:
                 sim.faults.append(SimFault(int(fault.kind), fault.count, retry))
 
     async def settled(self, op: Op) -> bool:
-        """Whether the op reached the canonical record and every CRM that keeps its kind
-        (False: not within SETTLE_SECONDS; the comparison at the end says what is wrong)."""
+        """Whether the op reached the canonical record and was pushed to every other CRM
+        that keeps its kind (False: not within SETTLE_SECONDS; the comparison at the end
+        says what is wrong). Pushed, not merely queued: a push still on its way would
+        overwrite the next edit made there."""
         if (op.system, op.key) not in self.made and (self.origin[op.key], op.key) not in self.made:
             return True  # never made: already reported
-        keepers = sum(1 for c in self.systems.crms.values() if op.kind in c.kinds)
-        links = keepers + (1 if self.origin[op.key] == INTERNAL else 0)
+        targets = [
+            c.connection_id
+            for c in self.systems.crms.values()
+            if op.kind in c.kinds and c.name != op.system
+        ]
         deadline = time.monotonic() + SETTLE_SECONDS
         while time.monotonic() < deadline:
             entity_id = await self.entity_id(op.key)
@@ -320,19 +352,24 @@ class Runner:
             if entity_id is not None:
                 row = await self.systems.pool.fetchrow(
                     f"SELECT data, deleted_at IS NOT NULL AS deleted,"  # noqa: S608
-                    f" (SELECT count(*) FROM entity_links WHERE entity_id = r.id) AS links,"
-                    f" (SELECT count(*) FROM push_jobs WHERE entity_id = r.id) AS pushes"
+                    " (SELECT count(*) FROM entity_links l WHERE l.entity_id = r.id"
+                    "   AND l.connection_id = ANY($2::uuid[])"
+                    "   AND l.last_pushed_version >= r.version) AS pushed,"
+                    " (SELECT count(*) FROM push_jobs WHERE entity_id = r.id) AS queued"
                     f" FROM {TABLES[op.kind]} r WHERE id = $1",
                     entity_id,
+                    targets,
                 )
-            if row is not None and row["pushes"] == 0:
+            if time.monotonic() > deadline - SETTLE_SECONDS + NUDGE_SECONDS:
+                await self.nudge(op.system)
+            if row is not None and row["queued"] == 0:
                 if op.action == "delete" and row["deleted"]:
                     return True
                 values = self.values[op.key]
                 if (
                     op.action != "delete"
                     and not row["deleted"]
-                    and row["links"] >= links
+                    and row["pushed"] == len(targets)
                     and all(
                         _norm(values[n]) == _norm(row["data"].get(n))
                         for n in COMPARED[op.kind]
