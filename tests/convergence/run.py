@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.simkit import Fault as SimFault
@@ -92,6 +93,7 @@ class Result:
     unsettled: list[str] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
     @property
     def converged(self) -> bool:
@@ -132,6 +134,11 @@ class Result:
             f"{', '.join(self.unsettled) or 'none'}",
             f"mismatches: {dict(sorted(self.mismatches.items())) or 'none'}",
         ]
+        if self.refused:
+            lines.append(
+                f"ops the provider refused, as it would its user ({len(self.refused)}):"
+                f" {self.refused[:5]}"
+            )
         if self.skipped:
             lines.append(f"ops that could not be made ({len(self.skipped)}): {self.skipped[:10]}")
         lines += [f"  {e}" for e in self.examples]
@@ -152,6 +159,9 @@ class Runner:
         self.values: dict[str, dict[str, object]] = {}
         self.refs: dict[str, dict[str, str]] = {}
         self.poison: list[str] = []
+        self.nudged: dict[str, float] = {}
+        self.alive: dict[str, bool] = {}
+        self.refused_keys: set[str] = set()
 
     # --- ids across systems ---------------------------------------------------------------
 
@@ -198,10 +208,11 @@ class Runner:
 
     async def nudge(self, system: str) -> None:
         """A reconciliation of ``system`` now, as its schedule would run one: a record
-        whose webhook was dropped arrives by it (one at a time per connection)."""
+        whose webhook was dropped arrives by it (at most one per NUDGE_SECONDS each)."""
         crm = self.systems.crms.get(system)
-        if crm is None:
+        if crm is None or time.monotonic() - self.nudged.get(system, -1e9) < NUDGE_SECONDS:
             return
+        self.nudged[system] = time.monotonic()
         _job, queued = await jobs.queue(
             self.systems.pool,
             tenant_id=self.systems.tenant_id,
@@ -217,17 +228,32 @@ class Runner:
     # --- operations ------------------------------------------------------------------------
 
     async def apply(self, op: Op) -> None:
+        if op.key in self.refused_keys or set(op.refs.values()) & self.refused_keys:
+            self.result.refused.append(f"#{op.index} {op.action} {op.key}: its create was refused")
+            self.refused_keys.add(op.key)
+            return
+        previous = self.values.get(op.key, {})
         if op.action == "create":
             self.origin[op.key] = op.system
             self.kind[op.key] = op.kind
-            self.values[op.key] = dict(op.values)
             self.refs[op.key] = dict(op.refs)
-        else:
-            self.values[op.key] = {**self.values[op.key], **op.values}
-        if op.system == INTERNAL:
-            await self._internal(op)
-        else:
-            await self._crm(self.systems.crms[op.system], op)
+        self.values[op.key] = {**previous, **op.values}
+        try:
+            if op.system == INTERNAL:
+                await self._internal(op)
+            else:
+                await self._crm(self.systems.crms[op.system], op)
+        except web.HTTPException as exc:
+            # The provider refused the edit, as its UI would refuse the user (Xero does
+            # not edit a paid invoice): the op did not happen.
+            self.values[op.key] = previous
+            if op.action == "create":
+                self.refused_keys.add(op.key)
+            self.result.refused.append(
+                f"#{op.index} {op.action} {op.kind} {op.key} in {op.system}: {exc.text}"
+            )
+            return
+        self.alive[op.key] = op.action != "delete"
 
     async def _crm(self, crm: System, op: Op) -> None:
         sim = crm.running.sim
@@ -592,9 +618,10 @@ class Runner:
     ) -> None:
         """The canonical records against what the plan left: a lost update or delete is
         a mismatch even when every system agrees on it."""
-        for key, (kind, values, alive) in self.plan.expected().items():
+        for key, kind in self.kind.items():
+            values, alive = self.values[key], self.alive.get(key, True)
             if (self.origin.get(key), key) not in self.made:
-                continue  # its create was skipped: already reported
+                continue  # its create was skipped or refused: already reported
             entity_id = await self.entity_id(key)
             if entity_id is None or entity_id not in records[kind]:
                 if alive:
