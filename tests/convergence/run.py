@@ -658,7 +658,8 @@ class Runner:
             if any(p.encode() in payload for p in self.poison):
                 self.result.dead_letters[row["reason"]] += 1
             else:
-                self.result.foreign_dead_letters[row["reason"]] += 1
+                where = f"{row['reason']} ({row['stage']}, {row['provider'] or '-'})"
+                self.result.foreign_dead_letters[where] += 1
                 if len(self.result.examples) < 30:
                     self.result.examples.append(
                         f"dead letter {row['reason']} at {row['stage']} ({row['provider']},"
