@@ -115,10 +115,6 @@ class Plan:
                 state[op.key] = (kind, values, False)
         return state
 
-    def origin(self, key: str) -> str:
-        """The system the record was created in."""
-        return next(o.system for o in self.ops if o.key == key and o.action == "create")
-
 
 @dataclass
 class _Record:
