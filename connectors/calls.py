@@ -21,7 +21,7 @@ from connectors.http import (
 )
 from connectors.runtime import Handle
 from connectors.spec import ApiClient
-from schemas.errors import DeadLetter
+from schemas.errors import DeadLetter, ProviderRuleError
 
 T = TypeVar("T")
 
@@ -51,6 +51,7 @@ class CallFailedError(DeadLetter):
         self.retryable = retryable
         self.retry_after = retry_after
         self.error = error
+        self.written = error.written if error is not None else None
 
 
 async def attempt(
@@ -78,12 +79,14 @@ async def attempt(
         except asyncio.CancelledError:
             handle.breaker.release_probe()
             raise
-        except NotFoundError as exc:
+        except (NotFoundError, UnsupportedOperationError) as exc:
             handle.breaker.record(success=True)
-            raise CallFailedError("not_found", retryable=False, error=exc) from None
-        except UnsupportedOperationError as exc:
+            raise CallFailedError(exc.reason, retryable=False, error=exc) from None
+        except ProviderRuleError:
+            # The provider is up and said no by its rules (or the client knew it would):
+            # the caller parks the work with the rule, as it is.
             handle.breaker.record(success=True)
-            raise CallFailedError("unsupported", retryable=False, error=exc) from None
+            raise
         except RefusedError as exc:
             # Our rules, not the provider's health: the breaker is not told it failed.
             handle.breaker.record(success=True)

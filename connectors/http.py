@@ -27,6 +27,10 @@ from schemas.errors import DeadLetter
 
 # Enough of a provider's error body to diagnose a dead letter, small enough for a log line.
 BODY_EXCERPT_CHARS = 500
+# The provider's own words about a failure, taken from anywhere in its error body (Xero
+# echoes the whole invoice before its ValidationErrors, far past the excerpt); a dead
+# letter's detail holds 2,000 characters, so this leaves room for the rest of it.
+PROVIDER_MESSAGE_CHARS = 1000
 # The most of one answer we hold. A record passes through changes.normalized, whose records
 # are at most Kafka's default 1 MiB; the largest page we ask for is 1,000 records of a few
 # KiB (QuickBooks' MAXRESULTS cap). 10 MiB is well above both, and bounds memory: outbound's
@@ -56,6 +60,7 @@ class ProviderError(DeadLetter):
         retry_after: float | None = None,
         body_excerpt: str = "",
         request: str = "",
+        provider_message: str = "",
     ) -> None:
         # A subclass that names its reason as a class attribute keeps it.
         reason = getattr(type(self), "reason", None) or _status_reason(status)
@@ -64,6 +69,9 @@ class ProviderError(DeadLetter):
         self.retry_after = retry_after
         self.body_excerpt = body_excerpt
         self.request = request
+        # What the provider said was wrong, in its words (provider_message): "" when its
+        # answer had none we know how to read.
+        self.provider_message = provider_message
 
     @property
     def transient(self) -> bool:
@@ -314,6 +322,69 @@ def error_for(status: int, message: str, **kwargs: Any) -> ProviderError:
     return ProviderError(message, status=status, **kwargs)
 
 
+def provider_message(text: str) -> str:
+    """The provider's own error message in an error answer's body, "" when there is none.
+
+    The shapes are the providers' documented error bodies: Stripe's ``error.message`` (with
+    its ``code`` and ``param``), Xero's ``Elements[].ValidationErrors[].Message`` (else its
+    ``Message`` or ``Detail``), QuickBooks' ``Fault.Error[]`` (``Message``, ``Detail``,
+    ``code``; lower-case in some answers), Ascora's ``error.message`` with its
+    ``details[]``, and a plain ``message``/``error`` or RFC 9457 ``title``/``detail``.
+    """
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    said = _said(body)
+    return said[:PROVIDER_MESSAGE_CHARS]
+
+
+def _text_of(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _said(body: dict[str, Any]) -> str:
+    error = body.get("error")
+    if isinstance(error, dict):  # Stripe, Ascora
+        message = _text_of(error.get("message"))
+        extra = [
+            f"{_text_of(d.get('field'))}: {_text_of(d.get('message'))}".strip(": ")
+            for d in _dicts(error.get("details"))
+        ]
+        tags = [f"{k} {error[k]}" for k in ("code", "param") if _text_of(error.get(k))]
+        return "; ".join(p for p in (message, *extra) if p) + (
+            f" ({', '.join(tags)})" if tags else ""
+        )
+    fault = body.get("Fault", body.get("fault"))
+    if isinstance(fault, dict):  # QuickBooks Online
+        parts = []
+        for e in _dicts(fault.get("Error", fault.get("error"))):
+            message = _text_of(e.get("Message", e.get("message")))
+            detail = _text_of(e.get("Detail", e.get("detail")))
+            code = _text_of(e.get("code"))
+            words = [message] + ([detail] if detail and detail != message else [])
+            parts.append(" - ".join(w for w in words if w) + (f" (code {code})" if code else ""))
+        return "; ".join(p for p in parts if p)
+    validation = [
+        _text_of(v.get("Message"))
+        for element in _dicts(body.get("Elements"))
+        for v in _dicts(element.get("ValidationErrors"))
+    ]
+    if any(validation):  # Xero
+        return "; ".join(dict.fromkeys(m for m in validation if m))
+    for key in ("Message", "message", "Detail", "detail", "title", "error_description"):
+        said = _text_of(body.get(key))
+        if said:
+            return said
+    return _text_of(error)
+
+
 async def send(
     session: aiohttp.ClientSession,
     method: str,
@@ -370,12 +441,14 @@ async def send(
             await auth.invalidate()
             continue
         if status >= 400:
+            said = provider_message(text)
             raise error_for(
                 status,
-                f"{label} answered {status}",
+                f"{label} answered {status}" + (f": {said}" if said else ""),
                 retry_after=retry_after,
                 body_excerpt=text[:BODY_EXCERPT_CHARS],
                 request=label,
+                provider_message=said,
             )
         if not text.strip():
             return None

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from connectors import ascora, hubspot, quickbooks, shopify, standard_webhooks, stripe, xero
 from connectors.base import Connector
-from connectors.generic import GenericSchemeConfig, connector_for
+from connectors.capabilities import GENERIC, INTERNAL, Capabilities, generic_capabilities
+from connectors.generic import (
+    CATALOGUE,
+    EXAMPLES,
+    GenericSchemeConfig,
+    connector_for,
+    load_mapping_file,
+)
 from schemas.errors import RefuseInput
 
 PROVIDERS: tuple[str, ...] = (
@@ -33,6 +42,38 @@ _FIXED: dict[str, Connector] = {
         standard_webhooks.CONNECTOR,
     )
 }
+
+
+# What each provider does per record kind, in PROVIDERS order: the README's matrix
+# (connectors.capabilities.matrix, ``crmsync connectors matrix``).
+CAPABILITIES: dict[str, Capabilities] = {
+    "stripe": stripe.CAPABILITIES,
+    "xero": xero.CAPABILITIES,
+    "quickbooks": quickbooks.CAPABILITIES,
+    "hubspot": hubspot.CAPABILITIES,
+    "shopify": shopify.CAPABILITIES,
+    "ascora": ascora.CAPABILITIES,
+    "standard-webhooks": standard_webhooks.CAPABILITIES,
+    "generic": GENERIC,
+    "internal": INTERNAL,
+}
+
+
+# The mapping files we ship, by the name the matrix gives them: the catalogue's
+# ``--provider`` names, and the generic connector's own example.
+MAPPING_FILES: dict[str, Path] = {"generic: `acme.json`": EXAMPLES / "acme.json", **CATALOGUE}
+
+
+def documented_capabilities() -> dict[str, Capabilities]:
+    """Every provider's rows for the README's matrix: the declared ones, with the rows
+    each shipped mapping file gives right after generic's."""
+    rows: dict[str, Capabilities] = {}
+    for slug, capabilities in CAPABILITIES.items():
+        rows[slug] = capabilities
+        if slug == "generic":
+            for name, path in MAPPING_FILES.items():
+                rows[name] = generic_capabilities(load_mapping_file(path)[1])
+    return rows
 
 
 class UnknownProviderError(RefuseInput, KeyError):

@@ -65,6 +65,9 @@ class Fault:
     status: int
     count: int
     retry_after: float | None = None
+    # Only requests whose path ends with this fail (None: any): the later step of a
+    # write made of several calls (a Stripe invoice's finalize after its create).
+    path: str | None = None
 
 
 @dataclass
@@ -323,11 +326,13 @@ class Simulator:
             return await handler(request)  # type: ignore[no-any-return]
         entry: dict[str, Any] = {"method": request.method, "path": request.path, "at": time.time()}
         self.log.requests.append(entry)
-        if self.faults:
-            fault = self.faults[0]
+        fault = next(
+            (f for f in self.faults if f.path is None or request.path.endswith(f.path)), None
+        )
+        if fault is not None:
             fault.count -= 1
             if fault.count <= 0:
-                self.faults.popleft()
+                self.faults.remove(fault)
             entry["status"] = fault.status
             headers = (
                 {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}

@@ -9,8 +9,11 @@ Each simulator still lives beside its connector (``connectors/<slug>/simulator.p
 
 from __future__ import annotations
 
+from functools import cache
+
 from connectors.ascora.simulator import AscoraSimulator
-from connectors.generic.simulator import AcmeSimulator
+from connectors.generic import CATALOGUE
+from connectors.generic.simulator import AcmeSimulator, load_simulated
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.quickbooks.simulator import QuickBooksSimulator
 from connectors.simkit import Simulator
@@ -30,9 +33,19 @@ SIMULATORS: dict[str, type[Simulator]] = {
 
 
 def simulator_for(slug: str) -> type[Simulator]:
-    """The simulator class of provider ``slug``; ValueError for a provider without one
-    (the webhook-only Shopify and Standard Webhooks, ``internal``, an unknown slug)."""
+    """The simulator class of provider ``slug``, or of a provider connected by a mapping
+    file we ship (``connectors.generic.CATALOGUE``: mailchimp, mautic, woocommerce);
+    ValueError for a provider without one (the webhook-only Shopify and Standard Webhooks,
+    ``internal``, an unknown slug)."""
+    if slug in CATALOGUE:
+        return _catalogue_simulator(slug)
     try:
         return SIMULATORS[slug]
     except KeyError:
         raise ValueError(f"provider {slug} has no simulator") from None
+
+
+@cache
+def _catalogue_simulator(name: str) -> type[Simulator]:
+    # Built from the files on first use, once: nothing is read when this module loads.
+    return load_simulated(CATALOGUE[name])

@@ -39,7 +39,8 @@ class ChangeEvent(FrozenModel):
         default_factory=dict,
         description="References by the publisher's own ids: customer_id, job_id or invoice_id "
         "mapped to the external id of that record in the same connection. Resolved to "
-        "canonical ids when applied; an unknown one leaves the field as it was.",
+        "canonical ids when applied; a change naming one not linked yet waits for it, "
+        "then becomes a missing_reference dead letter.",
     )
 
 

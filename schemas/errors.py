@@ -64,6 +64,11 @@ class DeadLetter(CrmsyncError):  # noqa: N818 - the name is the instruction
     reason: str
     # What the operator reads: which field, which record, what the provider answered.
     detail: str
+    # Set when the work failed part-way after a provider already took a write (a Stripe
+    # invoice created, then its finalize refused): what the provider now holds, as a
+    # connectors RemoteRecord or the provider's id (str), so the caller links it and a
+    # retry or redrive updates it instead of creating another. None: nothing written.
+    written: object | None = None
 
     def __init__(self, reason: str, detail: str = "", *, message: str | None = None) -> None:
         if message is None:
@@ -71,6 +76,26 @@ class DeadLetter(CrmsyncError):  # noqa: N818 - the name is the instruction
         super().__init__(message)
         self.reason = reason
         self.detail = detail
+
+
+class ProviderRuleError(DeadLetter):
+    """The provider's rules refuse this change to the record as it stands there: an edit
+    to a Xero invoice with a payment allocated, an approved invoice back to draft, new
+    lines on an open Stripe invoice. Retrying cannot help, so it is parked once as
+    ``provider_rule`` with the rule in ``detail``, and the record's next change is tried
+    afresh.
+
+    ``written`` is what the provider took of the same change before the refused part
+    (the provider's record as it now stands, or None when nothing was written): the
+    caller keeps its link to it, so a redrive updates rather than creates. It is typed
+    ``object`` because the record type belongs to the connectors, above this package.
+    """
+
+    reason = "provider_rule"
+
+    def __init__(self, detail: str, *, written: object | None = None) -> None:
+        super().__init__("provider_rule", detail)
+        self.written = written
 
 
 class RefuseInput(CrmsyncError):  # noqa: N818 - the name is the instruction

@@ -8,7 +8,9 @@ migrated template), so tests never see each other's data and run in any order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -155,6 +157,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """A base port whose next ``count`` ports are all free now, for a command that listens
+    on BASE+1 .. BASE+count. Drawn below Linux's ephemeral range (32768 and up), where the
+    kernel does not hand ports to other tests' outgoing connections meanwhile."""
+    rng = random.Random()  # noqa: S311 - a port, not a secret
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base + 1, base + count + 1):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no run of {count} free ports found")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ Ascora publishes no API specification: the API shape the client and simulator sp
 the one assumed in connectors/ascora/README.md, to be checked against a real instance.
 """
 
+from connectors.ascora.capabilities import CAPABILITIES
 from connectors.ascora.client import make_client
 from connectors.ascora.mapping import Mapper
 from connectors.ascora.signature import AscoraScheme
@@ -37,4 +38,11 @@ CONNECTOR = Connector(
     api=API,
 )
 
-__all__ = ["API", "CONNECTOR", "AscoraScheme", "Mapper", "make_client"]
+__all__ = [
+    "API",
+    "CAPABILITIES",
+    "CONNECTOR",
+    "AscoraScheme",
+    "Mapper",
+    "make_client",
+]

@@ -9,6 +9,8 @@ types, rate limit and auth kind should be that connection's rather than the defa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from connectors.base import Connector
 from connectors.generic.client import auth_for, make_client
 from connectors.generic.config import (
@@ -21,6 +23,13 @@ from connectors.generic.mapping import Mapper
 from connectors.generic.signature import GenericScheme, GenericSchemeConfig
 from connectors.spec import ENTITY_TYPES, ApiSpec, RateLimit
 
+# Providers connected by a mapping file we ship (examples/<name>.json, with a simulator
+# configuration beside it): `crmsync connections add --provider <name>` and `crmsync
+# simulate` take these names; the connection itself is a generic one.
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+CATALOGUE: dict[str, Path] = {
+    name: EXAMPLES / f"{name}.json" for name in ("mailchimp", "mautic", "woocommerce")
+}
 # Without a mapping to say otherwise: the default pace of connectors.generic.config.
 DEFAULT_RATE_LIMIT = RateLimit(rate=5.0, per_seconds=1.0, burst=10)
 _MAPPER = Mapper()
@@ -49,19 +58,19 @@ def api_spec(mapping: GenericMapping | None = None) -> ApiSpec:
 
 
 def connector_for(config: GenericSchemeConfig, mapping: GenericMapping | None = None) -> Connector:
-    """The connector of one generic connection; its timestamp and event-id headers are kept."""
-    configured = (config.timestamp_header, config.event_id_header)
-    kept = ("content-type", *(name for name in configured if name is not None))
+    """The connector of one generic connection; its timestamp, event-id and ``keep_headers``
+    headers are kept."""
     return Connector(
         slug="generic",
         scheme=GenericScheme(config),
-        kept_headers=tuple(dict.fromkeys(kept)),
+        kept_headers=config.header_names,
         mapper=_MAPPER,
         api=api_spec(mapping),
     )
 
 
 __all__ = [
+    "CATALOGUE",
     "GenericMapping",
     "GenericScheme",
     "GenericSchemeConfig",

@@ -63,7 +63,9 @@ class GenericClient:
         idempotency_key: str,
     ) -> RemoteRecord:
         entity, url, method = self._endpoint(entity_type, "create")
-        payload = self.mapper.from_canonical(entity_type, data, refs, self.settings)
+        payload = self.mapper.from_canonical(
+            entity_type, data, refs, self.settings, operation="create"
+        )
         header = self.mapping.api.idempotency_header
         extra = {header: idempotency_key} if header else {}
         body = await self.api.call(method, url, json_body=payload, headers=extra)
@@ -77,7 +79,9 @@ class GenericClient:
         refs: Mapping[str, str],
     ) -> RemoteRecord:
         entity, url, method = self._endpoint(entity_type, "update", external_id)
-        payload = self.mapper.from_canonical(entity_type, data, refs, self.settings)
+        payload = self.mapper.from_canonical(
+            entity_type, data, refs, self.settings, operation="update"
+        )
         body = await self.api.call(method, url, json_body=payload)
         if body is None:
             # Some APIs answer an update with 204: the record as stored is one GET away.
@@ -100,6 +104,9 @@ class GenericClient:
         if paging.style == "page":
             page = page_number(cursor, "a page number from this client", first=paging.first_page)
             params[paging.page_param] = str(page)
+        elif paging.style == "offset":
+            page = page_number(cursor, "an offset from this client", first=0)
+            params[paging.offset_param] = str(page)
         elif cursor is not None:
             params[paging.cursor_param] = cursor
         if paging.page_size_param is not None:
@@ -111,6 +118,8 @@ class GenericClient:
             )
         body = await self.api.call(method, url, params=params)
         objects = read(body, paging.items)
+        if paging.items_keyed and isinstance(objects, Mapping):
+            objects = list(objects.values())
         if not isinstance(objects, list):
             raise _bad_body(method, url, f"{paging.items}: expected an array of records")
         records = tuple(self.mapper.to_canonical(entity_type, o, self.settings) for o in objects)
@@ -147,6 +156,14 @@ def _next_cursor(paging: Pagination, body: Any, page: int, count: int) -> str | 
         if following is MISSING or following is None or following == "":
             return None
         return str(following)
+    if paging.style == "offset":
+        following = page + count
+        total = read(body, paging.total) if paging.total is not None else MISSING
+        if isinstance(total, str) and total.isdigit():
+            total = int(total)  # some APIs (Mautic) send the count as text
+        if isinstance(total, int) and not isinstance(total, bool) and following >= total:
+            return None
+        return str(following) if count >= paging.page_size and count > 0 else None
     if paging.has_more is not None:
         return str(page + 1) if read(body, paging.has_more) is True else None
     # No "more" flag: a short page is the last one; a full one may be followed by none.
@@ -164,9 +181,18 @@ def auth_for(
     username: str | None = None,
     password: str | None = None,
 ) -> Auth:
-    """The Auth a connection's credentials give under its mapping's ``api.auth``."""
+    """The Auth a connection's credentials give under its mapping's ``api.auth``.
+
+    A connection stores one credential string and the runtime passes it as ``token``; for
+    HTTP Basic that string is ``user:password`` (split at the first colon, as RFC 7617
+    forbids a colon in the user id), so a basic-auth mapping works in the services too.
+    """
     config: AuthConfig = mapping.api.auth
     if config.kind == "basic":
+        if token is not None and username is None and password is None:
+            username, colon, password = token.partition(":")
+            if not colon or not username:
+                raise ValueError("basic auth takes its stored credential as user:password")
         if username is None or password is None:
             raise ValueError("basic auth needs a username and a password")
         pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")

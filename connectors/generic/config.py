@@ -53,7 +53,7 @@ DEFAULT_BURST = 10
 DEFAULT_PAGE_SIZE = 100
 
 Transform = Literal[
-    "none", "money", "minor_units", "decimal", "datetime", "date", "enum", "constant"
+    "none", "money", "minor_units", "decimal", "datetime", "date", "enum", "constant", "join"
 ]
 Direction = Literal["both", "inbound", "outbound"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -75,6 +75,8 @@ _TRANSFORM_PARAMS: dict[str, frozenset[Transform]] = {
     "outbound_values": frozenset({"enum"}),
     "value": frozenset({"constant"}),
     "items": frozenset({"none"}),
+    "paths": frozenset({"join"}),
+    "separator": frozenset({"join"}),
 }
 _ENDPOINT_PLACEHOLDERS: dict[EndpointKind, frozenset[str]] = {
     "fetch": frozenset({"base", "id"}),
@@ -136,11 +138,22 @@ class Timestamp(_TimeFormat):
     """
 
     path: str
+    fallbacks: tuple[str, ...] = ()
 
     @field_validator("path")
     @classmethod
     def _valid_path(cls, value: str) -> str:
         return _single_path(_path(value))
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _valid_fallbacks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_single_path(_path(path)) for path in value)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """``path``, then each fallback: the first one present and not null is the time."""
+        return (self.path, *self.fallbacks)
 
 
 def _timestamp_format(value: str) -> str:
@@ -162,8 +175,12 @@ class FieldMapping(_Frozen):
     ``decimal`` (quantities), ``datetime``/``date`` (with ``format``), ``enum``
     (``values`` provider -> canonical; ``outbound_values`` canonical -> provider where
     several provider words map to one canonical), ``constant`` (``value``: written to
-    ``path`` when outbound, given to ``canonical`` when inbound). ``items`` maps the
-    elements of a list field (invoice lines).
+    ``path`` when outbound, given to ``canonical`` when inbound), ``join`` (the non-blank
+    values at ``paths`` joined by ``separator``; written back split on it, the last path
+    taking the rest). ``items`` maps the elements of a list field (invoice lines).
+    ``only_on`` writes a mapping in create or update bodies only (a status a record is
+    created with, which an update must not reset); ``blank_is_null`` reads an empty or
+    blank string as null (providers that send "" for a field never set).
     """
 
     canonical: str | None = None
@@ -178,11 +195,24 @@ class FieldMapping(_Frozen):
     outbound_values: dict[str, str] | None = None
     value: JsonValue = None
     items: tuple[FieldMapping, ...] | None = None
+    paths: tuple[str, ...] | None = None
+    separator: str = Field(" ", min_length=1)
+    only_on: Literal["create", "update"] | None = None
+    blank_is_null: bool = False
 
     @field_validator("path")
     @classmethod
     def _valid_path(cls, value: str | None) -> str | None:
         return None if value is None else _single_path(_path(value))
+
+    @field_validator("paths")
+    @classmethod
+    def _valid_paths(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if len(value) < 2:  # a join of one path is that path
+            raise ValueError("join needs at least two paths")
+        return tuple(_single_path(_path(path)) for path in value)
 
     @field_validator("timezone")
     @classmethod
@@ -206,8 +236,13 @@ class FieldMapping(_Frozen):
                 raise ValueError(f'"{param}" applies only to transform {allowed}')
         if self.transform == "constant":
             self._check_constant()
+        elif self.transform == "join":
+            if self.canonical is None or self.paths is None or self.path is not None:
+                raise ValueError('transform join needs "canonical" and "paths" (not "path")')
         elif self.canonical is None or self.path is None:
             raise ValueError('a field mapping needs both "canonical" and "path"')
+        if self.only_on is not None and self.direction == "inbound":
+            raise ValueError('"only_on" applies to mappings that write (direction not inbound)')
         if self.transform == "money" and self.currency is None and self.currency_field is None:
             raise ValueError('transform money needs "currency" or "currency_field"')
         if self.transform == "enum":
@@ -250,6 +285,16 @@ class FieldMapping(_Frozen):
     def writes(self) -> bool:
         return self.direction != "inbound"
 
+    def writes_on(self, operation: Literal["create", "update"] | None) -> bool:
+        """Whether a body for ``operation`` carries this mapping (None: a body for either)."""
+        return self.writes and (self.only_on is None or self.only_on == operation)
+
+    @property
+    def written_paths(self) -> tuple[str, ...]:
+        if self.paths is not None:
+            return self.paths
+        return () if self.path is None else (self.path,)
+
     @property
     def zone(self) -> convert.Zone:
         return convert.parse_offset(self.timezone or "UTC")
@@ -265,10 +310,17 @@ class FieldMapping(_Frozen):
 
 
 class EventRoute(_Frozen):
-    """What one provider event type means for us."""
+    """What one provider event type means for us; ``entity_id`` overrides the entity's
+    ``webhook.entity_id`` for this event (a delete that names the record elsewhere)."""
 
     entity_type: EntityType
     op: Literal["upsert", "delete"]
+    entity_id: str | None = None
+
+    @field_validator("entity_id")
+    @classmethod
+    def _valid_path(cls, value: str | None) -> str | None:
+        return None if value is None else _single_path(_path(value))
 
 
 class WebhookMapping(_Frozen):
@@ -278,10 +330,20 @@ class WebhookMapping(_Frozen):
     (the signature's event-id header, else the body hash) plus the item's position is.
     Event types not in ``events`` are counted as ignored, or are an error with
     ``unknown_events: "error"``.
+
+    ``format`` ``form``: the body is application/x-www-form-urlencoded, read as the nested
+    object its bracketed names spell (``data[merges][FNAME]=Ann`` is ``data.merges.FNAME``).
+    The event type is at ``event_type`` in the item, or in the header ``event_type_header``
+    (which the signature's ``keep_headers`` must keep), or, with ``groups``, the key under
+    which the item is: ``groups`` is the path of an object whose keys are event types and
+    whose values are arrays of items (a member that is not an array or object is no group).
     """
 
+    format: Literal["json", "form"] = "json"
     items: str = "$"
-    event_type: str
+    groups: str | None = None
+    event_type: str | None = None
+    event_type_header: str | None = Field(None, min_length=1)
     event_id: str | None = None
     occurred_at: Timestamp
     events: dict[str, EventRoute] = Field(min_length=1)
@@ -292,10 +354,31 @@ class WebhookMapping(_Frozen):
     def _valid_items(cls, value: str) -> str:
         return _path(value)
 
-    @field_validator("event_type", "event_id")
+    @field_validator("event_type", "event_id", "groups")
     @classmethod
     def _valid_path(cls, value: str | None) -> str | None:
         return None if value is None else _single_path(_path(value))
+
+    @field_validator("event_type_header")
+    @classmethod
+    def _lower_case(cls, value: str | None) -> str | None:
+        return None if value is None else value.strip().lower()
+
+    @model_validator(mode="after")
+    def _one_event_type(self) -> Self:
+        given = [
+            name
+            for name in ("event_type", "event_type_header", "groups")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                'say where the event type is with exactly one of "event_type" (a path), '
+                '"event_type_header" or "groups"' + (f"; got {', '.join(given)}" if given else "")
+            )
+        if self.groups is not None and self.items != "$":
+            raise ValueError('"items" does not apply with "groups": the groups hold the items')
+        return self
 
 
 class EntityWebhook(_Frozen):
@@ -325,6 +408,19 @@ class DeletedFlag(_Frozen):
 
     path: str
     value: JsonValue = True
+
+    @field_validator("path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        return _single_path(_path(value))
+
+
+class RefMapping(_Frozen):
+    """A reference at ``path`` whose ``none`` values mean "no record" (WooCommerce's guest
+    orders have ``customer_id`` 0): such a value is no reference, never an id to wait for."""
+
+    path: str
+    none: tuple[JsonValue, ...] = ()
 
     @field_validator("path")
     @classmethod
@@ -410,13 +506,19 @@ class ModifiedSince(_TimeFormat):
 class Pagination(_Frozen):
     """How the list endpoint pages. ``style`` page: ``page_param`` counts from
     ``first_page``; the last page is the one where ``has_more`` (a boolean path) is false
-    or, without it, that holds fewer than ``page_size`` records. ``style`` cursor: the
-    next cursor is at ``next_cursor`` and goes back in ``cursor_param``; none means done.
-    ``items`` is where the records are in a list response.
+    or, without it, that holds fewer than ``page_size`` records. ``style`` offset:
+    ``offset_param`` counts records from 0; the last page is short, empty, or reaches
+    ``total`` (a path to the number of records). ``style`` cursor: the next cursor is at
+    ``next_cursor`` and goes back in ``cursor_param``; none means done. ``items`` is where
+    the records are in a list response: an array, or with ``items_keyed`` an object whose
+    values are the records (keyed by id; an empty array counts as an empty object).
     """
 
-    style: Literal["page", "cursor"]
+    style: Literal["page", "offset", "cursor"]
     items: str
+    items_keyed: bool = False
+    offset_param: str = "offset"
+    total: str | None = None
     page_param: str = "page"
     first_page: int = Field(1, ge=0)
     page_size_param: str | None = None
@@ -427,7 +529,7 @@ class Pagination(_Frozen):
     modified_since: ModifiedSince | None = None
     params: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("items", "has_more", "next_cursor")
+    @field_validator("items", "has_more", "next_cursor", "total")
     @classmethod
     def _valid_path(cls, value: str | None) -> str | None:
         return None if value is None else _single_path(_path(value))
@@ -436,8 +538,17 @@ class Pagination(_Frozen):
     def _style_fields(self) -> Self:
         if self.style == "cursor" and self.next_cursor is None:
             raise ValueError('style "cursor" needs "next_cursor", the path of the next cursor')
-        if self.style == "page" and self.next_cursor is not None:
+        if self.style != "cursor" and self.next_cursor is not None:
             raise ValueError('"next_cursor" applies only to style "cursor"')
+        # Compared with the defaults, not "set": a stored mapping may be a full dump.
+        only = {
+            "offset_param": ("offset", self.offset_param != "offset"),
+            "total": ("offset", self.total is not None),
+            "has_more": ("page", self.has_more is not None),
+        }
+        for name, (style, given) in only.items():
+            if given and self.style != style:
+                raise ValueError(f'"{name}" applies only to style "{style}"')
         return self
 
 
@@ -454,7 +565,7 @@ class EntityMapping(_Frozen):
     version: str | None = None
     deleted: DeletedFlag | None = None
     fields: tuple[FieldMapping, ...] = Field(min_length=1)
-    refs: dict[str, str] = Field(default_factory=dict)
+    refs: dict[str, str | RefMapping] = Field(default_factory=dict)
     webhook: EntityWebhook | None = None
     endpoints: Endpoints = Field(default_factory=Endpoints)
     request_wrap: str | None = None
@@ -468,14 +579,23 @@ class EntityMapping(_Frozen):
 
     @field_validator("refs")
     @classmethod
-    def _valid_refs(cls, value: dict[str, str]) -> dict[str, str]:
-        for field, path in value.items():
+    def _valid_refs(cls, value: dict[str, str | RefMapping]) -> dict[str, str | RefMapping]:
+        for field, ref in value.items():
             if field not in REFERENCE_FIELDS:
                 raise ValueError(
                     f"{field!r} is not a reference field ({', '.join(REFERENCE_FIELDS)})"
                 )
-            _single_path(_path(path))
+            if isinstance(ref, str):
+                _single_path(_path(ref))
         return value
+
+    def ref_paths(self) -> Iterator[tuple[str, str, tuple[JsonValue, ...]]]:
+        """(reference field, provider path, values that mean none) of each reference."""
+        for field, ref in self.refs.items():
+            if isinstance(ref, str):
+                yield field, ref, ()
+            else:
+                yield field, ref.path, ref.none
 
     @model_validator(mode="after")
     def _list_needs_pagination(self) -> Self:
@@ -582,11 +702,17 @@ def _entity_problems(entity_type: EntityType, entity: EntityMapping) -> Iterator
                     f"{mapping.canonical!r} is already read by fields[{first}]",
                 )
             seen_canonical.setdefault(mapping.canonical, index)
-        if mapping.path is not None and mapping.writes:
-            if mapping.path in seen_paths:
-                first = seen_paths[mapping.path]
-                yield (*loc, "path"), f"{mapping.path!r} is already written by fields[{first}]"
-            seen_paths.setdefault(mapping.path, index)
+        if mapping.writes:
+            for path in mapping.written_paths:
+                # One create and one update mapping may share a path: no body has both.
+                key = f"{mapping.only_on or ''}:{path}"
+                clashes = [k for k in (key, f":{path}") if k in seen_paths]
+                if mapping.only_on is None:
+                    clashes += [k for k in (f"create:{path}", f"update:{path}") if k in seen_paths]
+                if clashes:
+                    first = seen_paths[clashes[0]]
+                    yield (*loc, "path"), f"{path!r} is already written by fields[{first}]"
+                seen_paths.setdefault(key, index)
         if mapping.currency_field is not None and mapping.currency_field not in model_fields:
             yield (*loc, "currency_field"), f"a {entity_type} has no {mapping.currency_field!r}"
 
@@ -653,7 +779,7 @@ def _transform_problems(
     elif head == "quantity":
         expected = ("decimal", "none")
     else:
-        expected = ("none", "enum")
+        expected = ("none", "enum", "join")
     if transform not in expected:
         yield (
             (*loc, "transform"),
@@ -666,6 +792,19 @@ def _transform_problems(
 
 class _MappingFile(GenericMapping):
     signature: GenericSchemeConfig
+
+    def problems(self) -> list[tuple[Loc, str]]:
+        found = super().problems()
+        header = self.webhook.event_type_header if self.webhook is not None else None
+        if header is not None and header not in self.signature.header_names:
+            found.append(
+                (
+                    ("webhook", "event_type_header"),
+                    f"ingest keeps only the headers it is told to: add {header!r} to "
+                    "signature.keep_headers",
+                )
+            )
+        return found
 
 
 class MappingFileError(RefuseInput, ValueError):

@@ -8,10 +8,12 @@ are parsed with ``parse_float=Decimal`` so a JSON number with a fraction stays e
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
@@ -28,6 +30,7 @@ from connectors.generic.config import (
     FieldMapping,
     GenericMapping,
     Timestamp,
+    WebhookMapping,
     dotted,
     mapping_from_settings,
 )
@@ -42,6 +45,14 @@ from connectors.spec import (
     WebhookParse,
 )
 from schemas.records import ENTITY_MODELS
+
+# A form field name: a name, then any number of [key] or [] steps (PHP's convention).
+_FORM_NAME = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+_FORM_STEP = re.compile(r"\[([^\[\]]*)\]")
+# Mailchimp's deepest field is data[merges][ADDRESS][addr1] (4 steps); a bound, as the JSON
+# parser's recursion limit bounds JSON, so a crafted name cannot build a deep object.
+_FORM_MAX_STEPS = 32
+Operation = Literal["create", "update"]
 
 
 def connection_mapping(settings: Mapping[str, Any]) -> GenericMapping:
@@ -63,33 +74,25 @@ class Mapper:
         hooks = mapping.webhook
         if hooks is None:
             raise MappingError("unsupported_entity", "generic_mapping.webhook: not configured")
-        try:
-            document = json.loads(body, parse_float=Decimal)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not JSON") from None
-        found = select(document, hooks.items)
-        if not found and not _empty_batch(document, hooks.items):
-            raise MappingError("schema_violation", f"{hooks.items}: no webhook items there")
+        document = _document(body, hooks)
         delivery = _delivery_id(body, headers, settings)
         items: list[WebhookItem] = []
         ignored = 0
-        for position, (where, item) in enumerate(found):
-            if not isinstance(item, Mapping):
-                raise MappingError("schema_violation", f"{where}: expected an object")
-            event_type = _text(item, hooks.event_type, where)
+        for position, (where, item, event_type, type_at) in enumerate(
+            _webhook_items(document, headers, hooks)
+        ):
             route = hooks.events.get(event_type)
             if route is None:
                 if hooks.unknown_events == "error":
                     raise MappingError(
-                        "unknown_event_type",
-                        f"{_at(where, hooks.event_type)}: {event_type!r} is not mapped",
+                        "unknown_event_type", f"{type_at}: {event_type!r} is not mapped"
                     )
                 ignored += 1
                 continue
             entity = _entity(mapping, route.entity_type)
             if entity.webhook is None:  # excluded by GenericMapping.problems()
                 raise MappingError("invalid_mapping", f"entities.{route.entity_type}.webhook")
-            external_id = _id(item, entity.webhook.entity_id, where)
+            external_id = _id(item, route.entity_id or entity.webhook.entity_id, where)
             event_id = (
                 _text(item, hooks.event_id, where)
                 if hooks.event_id is not None
@@ -130,10 +133,13 @@ class Mapper:
         data: Mapping[str, Any],
         refs: Mapping[str, str],
         settings: Mapping[str, Any],
+        *,
+        operation: Operation | None = None,
     ) -> dict[str, Any]:
         """The create/update body; reference fields in ``data`` are ignored (the provider
         ids in ``refs`` are what the provider understands), fields the mapping does not
-        write are left out."""
+        write are left out, and so are those ``only_on`` another ``operation`` (all of
+        them when the operation is not said)."""
         entity = _entity(connection_mapping(settings), entity_type)
         own = {k: v for k, v in data.items() if k not in REFERENCE_FIELDS}
         try:
@@ -143,9 +149,9 @@ class Mapper:
         canonical = model.model_dump(mode="json", exclude_unset=True)
         body: dict[str, Any] = {}
         for mapping in entity.fields:
-            if mapping.writes:
+            if mapping.writes_on(operation):
                 write_field(body, mapping, canonical, canonical)
-        for field, path in entity.refs.items():
+        for field, path, _ in entity.ref_paths():
             if field in refs:
                 _write(body, path, refs[field])
         if entity.request_wrap is None:
@@ -156,6 +162,92 @@ class Mapper:
 
 
 # --- webhooks ---------------------------------------------------------------------------------
+
+
+def _document(body: bytes, hooks: WebhookMapping) -> Any:
+    """The webhook body as JSON (numbers with fractions exact) or as a decoded form."""
+    if hooks.format == "form":
+        try:
+            return form_document(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise MappingError("unparseable", "body: not UTF-8 form data") from None
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        raise MappingError("unparseable", "body: not JSON") from None
+
+
+def form_document(text: str) -> dict[str, Any]:
+    """An x-www-form-urlencoded body as the object its bracketed names spell:
+    ``a[b][c]=1`` is ``{"a": {"b": {"c": "1"}}}`` and ``a[]=1&a[]=2`` is ``{"a": ["1", "2"]}``.
+    A name used both as a value and as an object is a schema violation."""
+    document: dict[str, Any] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        match = _FORM_NAME.fullmatch(name)
+        if match is None:
+            raise MappingError("schema_violation", f"form field {name[:64]!r}: not a name")
+        keys = [match.group(1), *_FORM_STEP.findall(match.group(2))]
+        if len(keys) > _FORM_MAX_STEPS:
+            raise MappingError("schema_violation", f"form field {name[:64]!r}: nested too deep")
+        node: Any = document
+        for position, key in enumerate(keys):
+            last = position == len(keys) - 1
+            if key == "" and isinstance(node, list):
+                if last:
+                    node.append(value)
+                    break
+                node.append({})
+                node = node[-1]
+                continue
+            if not isinstance(node, dict) or key == "":
+                raise MappingError("schema_violation", f"form field {name[:64]!r}: mixed shapes")
+            if last:
+                if key in node:
+                    raise MappingError("schema_violation", f"form field {name[:64]!r}: repeated")
+                node[key] = value
+            else:
+                child = node.setdefault(key, [] if keys[position + 1] == "" else {})
+                node = child
+    return document
+
+
+def _webhook_items(
+    document: Any, headers: Mapping[str, str], hooks: WebhookMapping
+) -> Iterator[tuple[str, Mapping[str, Any], str, str]]:
+    """(where, item, event type, where the type was) for each item, in body order."""
+    if hooks.groups is not None:
+        groups = read(document, hooks.groups)
+        if not isinstance(groups, Mapping):
+            raise MappingError("schema_violation", f"{hooks.groups}: expected an object")
+        for event_type, group in groups.items():
+            members = [group] if isinstance(group, Mapping) else group
+            if not isinstance(members, list):
+                continue  # a scalar beside the groups (a delivery timestamp) is no group
+            base = _at(hooks.groups, str(event_type)) if hooks.groups != "$" else event_type
+            for index, item in enumerate(members):
+                yield f"{base}[{index}]", _object(item, f"{base}[{index}]"), str(event_type), base
+        return
+    found = select(document, hooks.items)
+    if not found and not _empty_batch(document, hooks.items):
+        raise MappingError("schema_violation", f"{hooks.items}: no webhook items there")
+    header_type: str | None = None
+    if hooks.event_type_header is not None:
+        header_type = (headers.get(hooks.event_type_header) or "").strip()
+        if not header_type:
+            raise MappingError("schema_violation", f"{hooks.event_type_header} header: missing")
+    for where, found_item in found:
+        item = _object(found_item, where)
+        if header_type is not None:
+            yield where, item, header_type, f"{hooks.event_type_header} header"
+        else:
+            assert hooks.event_type is not None  # noqa: S101 - WebhookMapping: one is set
+            yield where, item, _text(item, hooks.event_type, where), _at(where, hooks.event_type)
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MappingError("schema_violation", f"{where}: expected an object")
+    return value
 
 
 def _empty_batch(document: Any, items_path: str) -> bool:
@@ -202,9 +294,9 @@ def _record(entity_type: EntityType, entity: EntityMapping, obj: Any, where: str
     except ValidationError as exc:
         raise MappingError("schema_violation", _first_error(exc, where, entity)) from None
     refs: dict[str, str] = {}
-    for field, path in entity.refs.items():
+    for field, path, none in entity.ref_paths():
         value = read(obj, path)
-        if value is MISSING or value is None:
+        if value is MISSING or value is None or value in none:
             continue
         ref = scalar_id(value)
         if ref is None:
@@ -238,16 +330,38 @@ def read_field(
     if mapping.transform == "constant":
         _put(out, mapping.canonical, mapping.value)
         return
+    if mapping.paths is not None:
+        joined = _joined(mapping, obj)
+        if joined is not MISSING:
+            _put(out, mapping.canonical, joined)
+        return
     assert mapping.path is not None  # noqa: S101 - FieldMapping: non-constants need path
     raw = read(obj, mapping.path, null_through=True)
     if raw is MISSING:
         return
+    if mapping.blank_is_null and isinstance(raw, str) and not raw.strip():
+        raw = None
     location = _at(where, mapping.path)
     try:
         value = None if raw is None else _inbound(mapping, raw, location, root)
     except convert.ConversionError as exc:
         raise MappingError("schema_violation", f"{location}: {exc}") from None
     _put(out, mapping.canonical, value)
+
+
+def _joined(mapping: FieldMapping, obj: Mapping[str, Any]) -> Any:
+    """The non-blank texts at ``paths`` joined; MISSING when no path is there at all."""
+    assert mapping.paths is not None  # noqa: S101 - only called for join
+    found = [read(obj, path, null_through=True) for path in mapping.paths]
+    if all(value is MISSING for value in found):
+        return MISSING
+    parts = [
+        _plain_in(mapping, value, "", {}) if not isinstance(value, str) else value.strip()
+        for value in found
+        if value is not MISSING and value is not None
+    ]
+    text = mapping.separator.join(str(part) for part in parts if str(part).strip())
+    return text or None
 
 
 def _inbound(mapping: FieldMapping, raw: Any, location: str, root: Mapping[str, Any]) -> Any:
@@ -351,6 +465,10 @@ def write_field(
     canonical: Mapping[str, Any],
     root: Mapping[str, Any],
 ) -> None:
+    if mapping.paths is not None:
+        assert mapping.canonical is not None  # noqa: S101 - FieldMapping: join is canonical
+        _write_split(body, mapping, _canonical_value(canonical, mapping.canonical))
+        return
     assert mapping.path is not None  # noqa: S101 - FieldMapping: writes need path
     if mapping.transform == "constant":
         _write(body, mapping.path, mapping.value)
@@ -391,6 +509,22 @@ def _outbound(mapping: FieldMapping, value: Any, root: Mapping[str, Any]) -> Any
             raise convert.ConversionError(f"{value!r} has no value at the provider")
         return word
     return value  # none, minor_units and decimal are already in the provider's form
+
+
+def _write_split(body: dict[str, Any], mapping: FieldMapping, value: Any) -> None:
+    """A joined text back to its paths: split on the separator, the last path taking the
+    rest, paths without a part written empty ("Cher" is first name "Cher", last "")."""
+    assert mapping.paths is not None  # noqa: S101 - only called for join
+    if value is MISSING:
+        return
+    count = len(mapping.paths)
+    if value is None:
+        parts: list[Any] = [None] * count
+    else:
+        parts = str(value).split(mapping.separator, count - 1)
+        parts += [""] * (count - len(parts))
+    for path, part in zip(mapping.paths, parts, strict=True):
+        _write(body, path, part)
 
 
 def _canonical_value(canonical: Mapping[str, Any], field: str) -> Any:
@@ -436,10 +570,17 @@ def _text(obj: Mapping[str, Any], path: str, where: str) -> str:
 
 
 def _timestamp(obj: Mapping[str, Any], spec: Timestamp, where: str) -> datetime:
-    raw = read(obj, spec.path)
+    raw: Any = MISSING
     location = _at(where, spec.path)
-    if raw is MISSING or raw is None:
-        raise MappingError("schema_violation", f"{location}: missing")
+    for path in spec.paths:
+        raw = read(obj, path)
+        # "" is "not set" only where there is a fallback to try; alone, it is malformed.
+        if raw is not MISSING and raw is not None and (raw != "" or not spec.fallbacks):
+            location = _at(where, path)
+            break
+    else:
+        tried = " or ".join(_at(where, path) for path in spec.paths)
+        raise MappingError("schema_violation", f"{tried}: missing")
     try:
         return convert.parse_timestamp(raw, spec.format, spec.zone)
     except convert.ConversionError as exc:

@@ -34,10 +34,25 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
+from connectors.generic import convert
+from connectors.generic.client import auth_for
+from connectors.generic.config import (
+    EndpointKind,
+    EntityMapping,
+    EventRoute,
+    GenericMapping,
+    WebhookMapping,
+    load_mapping_file,
+)
+from connectors.generic.paths import MISSING, read, write
+from connectors.generic.signature import GenericSchemeConfig, form_as_json
+from connectors.http import StaticAuth
 from connectors.simkit import Change, Simulator
 from connectors.spec import EntityType, RateLimit
 
@@ -551,3 +566,468 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- any mapping file, simulated ---------------------------------------------------------------
+#
+# A provider described only by a mapping file (examples/*.json) is simulated from that file:
+# the API is its endpoints, paging and auth; webhooks are built back from its webhook section
+# and signed as its signature section says. What the mapping cannot tell (how the provider
+# makes ids, which event it sends for a create, update or delete, realistic records) is the
+# simulator configuration beside it, ``examples/<name>.sim.json``:
+#
+#     {"provider": "woocommerce",
+#      "entities": {"customer": {"id": "sequence" | "text_sequence" | "body:<path>",
+#                                "events": {"create": "customer.created", "update": …,
+#                                           "delete": null},      # null: no webhook
+#                                "seed": {…a create body, "{n}" replaced by the index…},
+#                                "body_at": "fields.all"}}}     # optional, see _placed
+#
+# On create the simulator writes the id at the entity's ``id`` path and the time at its
+# ``updated_at`` path and every fallback (so "created" stamps exist); on update the first
+# only; a ``version`` path counts changes. A delete of an entity with a ``deleted`` flag
+# sets the flag (WooCommerce's trash, Mailchimp's archive) and is announced as an update.
+
+_SIM_ID_KINDS = ("sequence", "text_sequence")
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def form_encode(document: Mapping[str, Any]) -> bytes:
+    """A nested object as the bracketed form fields PHP and Mailchimp write."""
+    pairs: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, child in value.items():
+                walk(f"{prefix}[{key}]" if prefix else str(key), child)
+        elif isinstance(value, list):
+            for child in value:
+                walk(f"{prefix}[]", child)
+        else:
+            pairs.append((prefix, "" if value is None else str(value)))
+
+    walk("", document)
+    return urlencode(pairs).encode()
+
+
+class MappingSimulator(Simulator):
+    """A provider simulated from its mapping file and simulator configuration; subclasses
+    made by ``load_simulated`` set ``signature``, ``mapping`` and ``config``."""
+
+    signature: GenericSchemeConfig
+    mapping: GenericMapping
+    config: Mapping[str, Any] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        limit = self.mapping.api.rate_limit
+        kwargs.setdefault(
+            "rate_limit",
+            RateLimit(rate=limit.rate, per_seconds=limit.per_seconds, burst=limit.burst),
+        )
+        if self.mapping.api.auth.kind == "basic":
+            # A stored credential is "user:password" for basic auth (see auth_for).
+            kwargs.setdefault("api_token", "sim:sim-token")
+        self._url: str | None = None
+        super().__init__(**kwargs)
+        self._counters: dict[str, itertools.count[int]] = {}
+        self._deliveries = itertools.count(1)
+        self._last_stamp: datetime | None = None
+
+    # The URL a url_token provider posts to carries the connection's secret.
+    @property
+    def webhook_url(self) -> str | None:
+        if self._url is None or self.signature.kind != "url_token" or not self.webhook_secret:
+            return self._url
+        joiner = "&" if "?" in self._url else "?"
+        return f"{self._url}{joiner}{urlencode({self.signature.token_param: self.webhook_secret})}"
+
+    @webhook_url.setter
+    def webhook_url(self, value: str | None) -> None:
+        self._url = value
+
+    def _entity_config(self, entity_type: EntityType) -> Mapping[str, Any]:
+        entities: Mapping[str, Mapping[str, Any]] = self.config.get("entities", {})
+        found: Mapping[str, Any] = entities.get(entity_type, {})
+        return found
+
+    def _entity_mapping(self, entity_type: EntityType) -> EntityMapping:
+        entity = self.mapping.entity(entity_type)
+        if entity is None:
+            raise web.HTTPNotFound(text=f"{self.provider} has no {entity_type}")
+        return entity
+
+    def authorised(self, request: web.Request) -> bool:
+        auth = auth_for(self.mapping, token=self.api_token)
+        assert isinstance(auth, StaticAuth)  # noqa: S101 - auth_for gives static auth
+        given = request.headers.get(auth.header_name, "")
+        return hmac.compare_digest(given.encode(), auth.header_value.encode())
+
+    # --- the store ----------------------------------------------------------------------------
+
+    def create(
+        self, entity_type: EntityType, body: Mapping[str, Any], *, notify: bool = True
+    ) -> dict[str, Any]:
+        kind = str(self._entity_config(entity_type).get("id", "sequence"))
+        if kind.startswith("body:"):
+            found = read(body, kind.removeprefix("body:"))
+            if not isinstance(found, (str, int)) or isinstance(found, bool) or found == "":
+                raise _sim_error(400, f"{kind.removeprefix('body:')} is required")
+            record_id = str(found)
+            if record_id in self.store[entity_type] and record_id not in self.deleted[entity_type]:
+                raise _sim_error(400, f"{record_id} already exists")
+            self.deleted[entity_type].discard(record_id)
+        else:
+            counter = self._counters.setdefault(entity_type, itertools.count(1))
+            record_id = str(next(counter))
+        obj = self.new_object(entity_type, record_id, body)
+        self.store[entity_type][record_id] = obj
+        if notify:
+            self._announce(entity_type, record_id, "create")
+        return obj
+
+    def new_object(
+        self, entity_type: EntityType, record_id: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        entity = self._entity_mapping(entity_type)
+        obj: dict[str, Any] = copy.deepcopy(self._placed(entity_type, body))
+        kind = str(self._entity_config(entity_type).get("id", "sequence"))
+        write(obj, entity.id, int(record_id) if kind == "sequence" else record_id)
+        now = self._stamp(entity)
+        for path in entity.updated_at.paths:
+            write(obj, path, now)
+        if entity.version is not None:
+            write(obj, entity.version, 1)
+        return obj
+
+    def update(
+        self, entity_type: EntityType, record_id: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return self._edit(entity_type, record_id, self._placed(entity_type, body))
+
+    def _edit(
+        self, entity_type: EntityType, record_id: str, change: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """An update of stored fields (``change`` already in the stored shape)."""
+        return super().update(entity_type, record_id, change)
+
+    def _placed(self, entity_type: EntityType, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A request body in the stored shape: under ``body_at`` for providers that take
+        flat fields and return them grouped (Mautic's ``fields.all``)."""
+        at = self._entity_config(entity_type).get("body_at")
+        if not at:
+            return dict(body)
+        placed: dict[str, Any] = {}
+        write(placed, str(at), dict(body))
+        return placed
+
+    def apply_edit(
+        self, entity_type: EntityType, obj: dict[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        entity = self._entity_mapping(entity_type)
+        merged = _deep_merge(obj, body)
+        write(merged, entity.id, read(obj, entity.id))  # the id is the provider's to keep
+        write(merged, entity.updated_at.path, self._stamp(entity))
+        if entity.version is not None:
+            write(merged, entity.version, int(read(obj, entity.version) or 0) + 1)
+        return merged
+
+    def delete(self, entity_type: EntityType, record_id: str) -> None:
+        entity = self._entity_mapping(entity_type)
+        if entity.deleted is None:
+            super().delete(entity_type, record_id)
+            return
+        flagged: dict[str, Any] = {}
+        write(flagged, entity.deleted.path, entity.deleted.value)
+        self._edit(entity_type, record_id, flagged)
+
+    def seed_object(self, entity_type: EntityType, index: int) -> dict[str, Any]:
+        template = self._entity_config(entity_type).get("seed", {})
+        filled: dict[str, Any] = _fill(template, index)
+        return filled
+
+    def _stamp(self, entity: EntityMapping) -> Any:
+        """Now, as the entity's ``updated_at`` writes it: whole seconds (or milliseconds),
+        strictly increasing, so "changed since" and newest-wins never see a tie."""
+        spec = entity.updated_at
+        millis = spec.format == "unix_millis"
+        step = timedelta(milliseconds=1) if millis else timedelta(seconds=1)
+        moment = self.clock()
+        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000 if millis else 0)
+        if self._last_stamp is not None and moment < self._last_stamp + step:
+            moment = self._last_stamp + step
+        self._last_stamp = moment
+        return convert.format_timestamp(moment, spec.format, spec.zone)
+
+    # --- the API ------------------------------------------------------------------------------
+
+    def add_api_routes(self, app: web.Application) -> None:
+        for entity_type in self.mapping.entities:
+            entity = self._entity_mapping(entity_type)
+            handlers: dict[EndpointKind, Handler] = {
+                "fetch": self._fetcher(entity_type),
+                "create": self._creator(entity_type),
+                "update": self._updater(entity_type),
+                "delete": self._deleter(entity_type),
+                "list": self._lister(entity_type),
+            }
+            for kind, handler in handlers.items():
+                endpoint = entity.endpoints.get(kind)
+                if endpoint is None:
+                    continue
+                path = urlsplit(endpoint.template.replace("{base}", "", 1)).path
+                app.router.add_route(endpoint.method, path, handler)
+
+    def _answer(
+        self, entity: EntityMapping, obj: Mapping[str, Any], status: int = 200
+    ) -> web.Response:
+        body: Any = obj
+        if entity.response_record is not None:
+            body = {}
+            write(body, entity.response_record, obj)
+        return web.json_response(body, status=status)
+
+    async def _request_body(self, entity: EntityMapping, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _sim_error(400, "body is not JSON") from None
+        if entity.request_wrap is not None:
+            body = read(body, entity.request_wrap)
+        if not isinstance(body, dict):
+            raise _sim_error(400, "expected an object")
+        return body
+
+    def _fetcher(self, entity_type: EntityType) -> Handler:
+        async def fetch(request: web.Request) -> web.Response:
+            entity = self._entity_mapping(entity_type)
+            return self._answer(entity, self.get(entity_type, request.match_info["id"]))
+
+        return fetch
+
+    def _creator(self, entity_type: EntityType) -> Handler:
+        async def create(request: web.Request) -> web.Response:
+            entity = self._entity_mapping(entity_type)
+            obj = self.create(entity_type, await self._request_body(entity, request))
+            return self._answer(entity, obj, status=201)
+
+        return create
+
+    def _updater(self, entity_type: EntityType) -> Handler:
+        async def update(request: web.Request) -> web.Response:
+            entity = self._entity_mapping(entity_type)
+            body = await self._request_body(entity, request)
+            return self._answer(entity, self.update(entity_type, request.match_info["id"], body))
+
+        return update
+
+    def _deleter(self, entity_type: EntityType) -> Handler:
+        async def delete(request: web.Request) -> web.Response:
+            self.delete(entity_type, request.match_info["id"])
+            return web.Response(status=204)
+
+        return delete
+
+    def _lister(self, entity_type: EntityType) -> Handler:
+        async def listing(request: web.Request) -> web.Response:
+            entity = self._entity_mapping(entity_type)
+            paging = entity.pagination
+            assert paging is not None  # noqa: S101 - a list endpoint has pagination
+            objects = self._changed(entity, paging, request)
+            size = _query_int(request, paging.page_size_param, paging.page_size)
+            body: dict[str, Any] = {}
+            following: int | None = None
+            if paging.style == "page":
+                page = _query_int(request, paging.page_param, paging.first_page)
+                start = (page - paging.first_page) * size
+                if paging.has_more is not None:
+                    write(body, paging.has_more, start + size < len(objects))
+            elif paging.style == "offset":
+                start = _query_int(request, paging.offset_param, 0)
+                if paging.total is not None:
+                    write(body, paging.total, len(objects))
+            else:
+                start = _query_int(request, paging.cursor_param, 0)
+                following = start + size if start + size < len(objects) else None
+                assert paging.next_cursor is not None  # noqa: S101 - cursor style has one
+                write(body, paging.next_cursor, None if following is None else str(following))
+            chosen = objects[start : start + size]
+            items: Any = chosen
+            if paging.items_keyed:
+                # PHP writes an empty keyed array as [] (Mautic): so does the simulator.
+                items = {str(read(o, entity.id)): o for o in chosen} or []
+            if paging.items in {"", "$"}:
+                return web.json_response(items)
+            write(body, paging.items, items)
+            return web.json_response(body)
+
+        return listing
+
+    def _changed(
+        self, entity: EntityMapping, paging: Any, request: web.Request
+    ) -> list[dict[str, Any]]:
+        entity_type = next(k for k, v in self.mapping.entities.items() if v is entity)
+        objects = self.live(entity_type)
+        since = paging.modified_since
+        if since is None or since.param not in request.query:
+            return objects
+        try:
+            moment = convert.parse_timestamp(request.query[since.param], since.format, since.zone)
+        except convert.ConversionError:
+            raise _sim_error(400, f"{since.param} is not a time") from None
+        spec = entity.updated_at
+        return [
+            o
+            for o in objects
+            if convert.parse_timestamp(read(o, spec.path), spec.format, spec.zone) >= moment
+        ]
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    def webhook_requests(self, changes: list[Change]) -> list[tuple[bytes, dict[str, str]]]:
+        requests: list[tuple[bytes, dict[str, str]]] = []
+        hooks = self.mapping.webhook
+        if hooks is None:
+            return requests
+        for change in changes:
+            events: Mapping[str, Any] = self._entity_config(change.entity_type).get("events", {})
+            event = events.get(change.op)
+            if event is None or event not in hooks.events:
+                continue  # the provider sends nothing we map for this change
+            requests.append(self._webhook(hooks, hooks.events[event], event, change))
+        return requests
+
+    def _webhook(
+        self, hooks: WebhookMapping, route: EventRoute, event: str, change: Change
+    ) -> tuple[bytes, dict[str, str]]:
+        entity = self._entity_mapping(change.entity_type)
+        assert entity.webhook is not None  # noqa: S101 - GenericMapping: routed entities have one
+        obj = self.store[change.entity_type].get(change.record_id, {})
+        item: dict[str, Any] = {}
+        if route.op == "upsert" and entity.webhook.record is not None:
+            if entity.webhook.record in {"", "$"}:
+                item = copy.deepcopy(obj)
+            else:
+                write(item, entity.webhook.record, copy.deepcopy(obj))
+        write(item, route.entity_id or entity.webhook.entity_id, read(obj, entity.id))
+        headers: dict[str, str] = {}
+        if hooks.event_type is not None:
+            write(item, hooks.event_type, event)
+        if hooks.event_type_header is not None:
+            headers[hooks.event_type_header] = event
+        if read(item, hooks.occurred_at.path) is MISSING:
+            at = convert.format_timestamp(
+                change.at, hooks.occurred_at.format, hooks.occurred_at.zone
+            )
+            write(item, hooks.occurred_at.path, at)
+        if hooks.event_id is not None:
+            write(item, hooks.event_id, f"evt_{change.seq:06d}")
+        document = _enclosed(hooks, event, item)
+        if hooks.format == "form":
+            body = form_encode(document)
+            headers["Content-Type"] = _FORM_TYPE
+        else:
+            body = json.dumps(document).encode()
+        headers.update(self._signed(body, f"dlv_{next(self._deliveries):06d}"))
+        return body, headers
+
+    def _signed(self, body: bytes, delivery: str) -> dict[str, str]:
+        config = self.signature
+        headers: dict[str, str] = {}
+        if config.event_id_header is not None:
+            headers[config.event_id_header] = delivery
+        if config.kind == "url_token" or self.webhook_secret is None:
+            return headers
+        message = body
+        if config.signed_payload == "timestamp.body":
+            assert config.timestamp_header is not None  # noqa: S101 - validated
+            stamp = str(int(self.clock().timestamp()))
+            headers[config.timestamp_header] = stamp
+            message = f"{stamp}.".encode() + body
+        elif config.signed_payload == "form_json":
+            message = form_as_json(body)
+        digest = hmac.new(self.webhook_secret.encode(), message, config.algorithm).digest()
+        encoded = digest.hex() if config.encoding == "hex" else base64.b64encode(digest).decode()
+        assert config.signature_header is not None  # noqa: S101 - validated for kind hmac
+        headers[config.signature_header] = f"{config.prefix}{encoded}"
+        return headers
+
+
+def load_simulated(path: str | Path) -> type[MappingSimulator]:
+    """The simulator of the mapping file at ``path``, configured by ``<name>.sim.json``."""
+    mapping_path = Path(path)
+    signature, mapping = load_mapping_file(mapping_path)
+    sim_path = mapping_path.with_name(f"{mapping_path.stem}.sim.json")
+    config = json.loads(sim_path.read_text(encoding="utf-8"))
+    for entity_type, entity in config.get("entities", {}).items():
+        if entity_type not in mapping.entities:
+            raise ValueError(f"{sim_path}: entities.{entity_type} is not in the mapping")
+        kind = str(entity.get("id", "sequence"))
+        if kind not in _SIM_ID_KINDS and not kind.startswith("body:"):
+            raise ValueError(f"{sim_path}: entities.{entity_type}.id {kind!r} is not known")
+        for op, event in entity.get("events", {}).items():
+            if event is not None and (
+                mapping.webhook is None or event not in mapping.webhook.events
+            ):
+                raise ValueError(f"{sim_path}: {entity_type} {op} event {event!r} is not mapped")
+    name = str(config["provider"])
+    return type(
+        f"{name.title().replace('-', '')}Simulator",
+        (MappingSimulator,),
+        {
+            "provider": name,
+            "entity_types": tuple(mapping.entities),
+            "signature": signature,
+            "mapping": mapping,
+            "config": config,
+        },
+    )
+
+
+def _enclosed(hooks: WebhookMapping, event: str, item: dict[str, Any]) -> Any:
+    """The body around one item: as it is, in its group, or in the batch array."""
+    if hooks.groups is not None:
+        grouped = {event: [item]}
+        if hooks.groups in {"", "$"}:
+            return grouped
+        document: dict[str, Any] = {}
+        write(document, hooks.groups, grouped)
+        return document
+    if "[*]" in hooks.items:
+        document = {}
+        write(document, hooks.items[: hooks.items.index("[*]")], [item])
+        return document
+    return item
+
+
+def _sim_error(status: int, message: str) -> web.HTTPException:
+    error = _ERRORS.get(status, web.HTTPBadRequest)
+    return error(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _query_int(request: web.Request, name: str | None, default: int) -> int:
+    if name is None or name not in request.query:
+        return default
+    text = request.query[name]
+    if not text.isdigit():
+        raise _sim_error(400, f"{name} must be a whole number")
+    return int(text)
+
+
+def _deep_merge(current: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(current))
+    for key, value in change.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _fill(template: Any, index: int) -> Any:
+    if isinstance(template, str):
+        return template.replace("{n}", str(index))
+    if isinstance(template, Mapping):
+        return {key: _fill(value, index) for key, value in template.items()}
+    if isinstance(template, list):
+        return [_fill(value, index) for value in template]
+    return template

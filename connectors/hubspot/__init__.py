@@ -4,6 +4,7 @@ Contacts sync as customers and deals as jobs (see README.md in this folder).
 """
 
 from connectors.base import Connector
+from connectors.hubspot.capabilities import CAPABILITIES
 from connectors.hubspot.client import make_client
 from connectors.hubspot.mapping import Mapper
 from connectors.hubspot.signature import HubSpotScheme
@@ -34,4 +35,10 @@ CONNECTOR = Connector(
     api=API,
 )
 
-__all__ = ["API", "CONNECTOR", "HubSpotScheme", "Mapper"]
+__all__ = [
+    "API",
+    "CAPABILITIES",
+    "CONNECTOR",
+    "HubSpotScheme",
+    "Mapper",
+]

@@ -58,6 +58,7 @@ class DuplicateContactError(ProviderError):
             retry_after=source.retry_after,
             body_excerpt=source.body_excerpt,
             request=source.request,
+            provider_message=source.provider_message,
         )
         self.existing_id = existing_id
 

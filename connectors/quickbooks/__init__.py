@@ -1,6 +1,7 @@
 """QuickBooks Online: accounting; thin webhooks signed with the verifier token."""
 
 from connectors.base import Connector
+from connectors.quickbooks.capabilities import CAPABILITIES
 from connectors.quickbooks.client import make_client
 from connectors.quickbooks.mapping import Mapper
 from connectors.quickbooks.signature import QuickBooksScheme
@@ -28,4 +29,9 @@ CONNECTOR = Connector(
     api=API,
 )
 
-__all__ = ["API", "CONNECTOR", "QuickBooksScheme"]
+__all__ = [
+    "API",
+    "CAPABILITIES",
+    "CONNECTOR",
+    "QuickBooksScheme",
+]

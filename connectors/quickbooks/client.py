@@ -281,6 +281,7 @@ def _classified(exc: ProviderError) -> ProviderError:
         retry_after=exc.retry_after,
         body_excerpt=exc.body_excerpt,
         request=exc.request,
+        provider_message=exc.provider_message,
     )
 
 

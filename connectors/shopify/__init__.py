@@ -1,6 +1,7 @@
 """Shopify: customers and orders; webhooks signed with the app's client secret."""
 
 from connectors.base import Connector
+from connectors.capabilities import Capabilities, webhook_only
 from connectors.shopify.signature import WEBHOOK_ID_HEADER, ShopifyScheme
 
 # The topic says what the body is (customers/update…), the shop domain which store sent it.
@@ -8,4 +9,8 @@ KEPT_HEADERS = ("content-type", "x-shopify-topic", "x-shopify-shop-domain", WEBH
 
 CONNECTOR = Connector(slug="shopify", scheme=ShopifyScheme(), kept_headers=KEPT_HEADERS)
 
-__all__ = ["CONNECTOR", "ShopifyScheme"]
+CAPABILITIES: Capabilities = webhook_only(
+    "Shopify", alternative="customers and orders would need a mapper and an Admin API client"
+)
+
+__all__ = ["CAPABILITIES", "CONNECTOR", "ShopifyScheme"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from collections.abc import Sequence
 from secrets import token_bytes
 
@@ -80,3 +82,18 @@ def _parse_signatures(value: str) -> list[bytes]:
     if not signatures:
         raise SignatureError("malformed_header", f"{SIGNATURE_HEADER} has no base64 v1 entry")
     return signatures
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The sending side: the three headers a receiver verifies ``body`` with. crmsync sends
+    its own operational notifications this way (crmsync.application.notifications)."""
+    key = _secret_key(secret)
+    if key is None:
+        raise ValueError("not a whsec_ secret")
+    signed = message_id.encode() + f".{timestamp}.".encode() + body
+    digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
+    return {
+        ID_HEADER: message_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: f"v1,{digest}",
+    }

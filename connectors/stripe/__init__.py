@@ -2,6 +2,7 @@
 
 from connectors.base import Connector
 from connectors.spec import ApiSpec, RateLimit
+from connectors.stripe.capabilities import CAPABILITIES
 from connectors.stripe.client import make_client
 from connectors.stripe.mapping import Mapper
 from connectors.stripe.signature import StripeScheme
@@ -25,4 +26,4 @@ CONNECTOR = Connector(
     ),
 )
 
-__all__ = ["CONNECTOR", "StripeScheme"]
+__all__ = ["CAPABILITIES", "CONNECTOR", "StripeScheme"]

@@ -38,9 +38,11 @@ from connectors.stripe.mapping import (
     EVENT_TYPES_BY_ENTITY,
     Mapper,
     event_item,
+    line_tax_params,
     object_time,
     record_for,
 )
+from schemas.errors import DeadLetter, ProviderRuleError
 
 # The API version this client (and its mapper) was written against; settings may override.
 STRIPE_VERSION = "2024-06-20"
@@ -224,6 +226,7 @@ class StripeClient:
         self, data: Mapping[str, Any], params: dict[str, Any], key: str
     ) -> RemoteRecord:
         lines = params.pop("lines", [])
+        taxes = params.pop("line_taxes", [])
         params |= {"collection_method": "send_invoice", "auto_advance": False}
         if "due_date" not in params:
             params["days_until_due"] = int(
@@ -231,11 +234,18 @@ class StripeClient:
             )
         invoice = await self._post("/v1/invoices", params, key=key)
         invoice_id = str(invoice["id"])
-        await self._add_items(invoice_id, invoice.get("customer"), lines, key)
-        target = data.get("status")
-        if target is not None:
-            await self._advance(invoice_id, "draft", str(target), key)
-        return await self.fetch("invoice", invoice_id)
+        try:
+            items = await self._add_items(invoice_id, invoice.get("customer"), lines, key)
+            await self._set_taxes(invoice_id, items, taxes)
+            target = data.get("status")
+            if target is not None:
+                await self._advance(invoice_id, "draft", str(target), key)
+            return _checked_total(await self.fetch("invoice", invoice_id), data)
+        except DeadLetter as exc:
+            # The invoice exists: the caller links it, so the next try updates this one
+            # (Stripe replays an idempotency key for 24 hours only).
+            exc.written = exc.written or invoice_id
+            raise
 
     async def _update_invoice(
         self, invoice_id: str, data: Mapping[str, Any], params: dict[str, Any]
@@ -243,38 +253,70 @@ class StripeClient:
         current = await self._get_object("invoice", invoice_id)
         status = str(current.get("status"))
         lines = params.pop("lines", None)
-        params.pop("customer", None)  # an invoice's customer is fixed at creation
+        taxes = params.pop("line_taxes", [])
+        # An invoice's customer and currency are fixed at creation: Stripe's update takes
+        # neither parameter ("Received unknown parameter: currency").
+        params.pop("customer", None)
+        params.pop("currency", None)
         if status == "draft":
+            have = self._record("invoice", current, self._observed()).data.get("currency")
+            if "currency" in data and not _same("currency", data["currency"], have):
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is in {have}: its currency is fixed at creation"
+                )
             if params:
                 await self._post(f"/v1/invoices/{invoice_id}", params)
             if lines is not None and _line_keys(data.get("lines")) != _line_keys(
                 self._record("invoice", current, self._observed()).data.get("lines")
             ):
-                await self._replace_items(invoice_id, current, lines)
+                items = await self._replace_items(invoice_id, current, lines)
+                await self._set_taxes(invoice_id, items, taxes)
         else:
             now = self._record("invoice", current, self._observed()).data
-            for field in _DRAFT_ONLY:
-                if field in data and not _same(field, data[field], now.get(field)):
-                    raise UnsupportedOperationError(
-                        f"Stripe invoice {invoice_id} is {status}: its {field} cannot change",
-                        request=f"POST /v1/invoices/{invoice_id}",
-                    )
+            fixed = [f for f in _DRAFT_ONLY if f in data and not _same(f, data[f], now.get(f))]
+            if fixed:
+                # Stripe: a finalized invoice's lines, number, currency and dates are fixed
+                # ("You can only update ... on draft invoices"). Nothing is sent.
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is {status}: its {', '.join(fixed)} can"
+                    " change only while it is a draft"
+                )
         target = data.get("status")
         if target is not None:
             await self._advance(invoice_id, status, str(target), None)
-        return await self.fetch("invoice", invoice_id)
+        return _checked_total(await self.fetch("invoice", invoice_id), data)
 
     async def _add_items(
         self, invoice_id: str, customer: Any, lines: list[dict[str, Any]], key: str | None
-    ) -> None:
+    ) -> list[tuple[str, int]]:
+        """Add one invoice item per line; their ids and amounts, in order."""
+        items = []
         for index, line in enumerate(lines):
             params = {"customer": customer, "invoice": invoice_id, **_present(line)}
             item_key = f"{key}:item:{index}" if key else None
-            await self._post("/v1/invoiceitems", params, key=item_key)
+            item = await self._post("/v1/invoiceitems", params, key=item_key)
+            items.append((str(item["id"]), int(item["amount"])))
+        return items
+
+    async def _set_taxes(
+        self, invoice_id: str, items: list[tuple[str, int]], taxes: list[int]
+    ) -> None:
+        """Set each taxed line's tax on its invoice line (Stripe's manual tax amounts):
+        invoice items take only tax rates, which would compute (and round) tax anew."""
+        if not any(taxes):
+            return
+        invoice = await self._complete_lines(await self._get(f"/v1/invoices/{invoice_id}"))
+        line_of = {
+            ln.get("invoice_item"): ln.get("id") for ln in invoice.get("lines", {}).get("data", [])
+        }
+        for (item_id, amount), tax in zip(items, taxes, strict=True):
+            if tax:
+                path = f"/v1/invoices/{invoice_id}/lines/{line_of[item_id]}"
+                await self._post(path, line_tax_params(tax, amount))
 
     async def _replace_items(
         self, invoice_id: str, current: Mapping[str, Any], lines: list[dict[str, Any]]
-    ) -> None:
+    ) -> list[tuple[str, int]]:
         for line in current.get("lines", {}).get("data", []):
             item = line.get("invoice_item")
             if isinstance(item, str):
@@ -285,7 +327,7 @@ class StripeClient:
                     "its subscription can change",
                     request=f"POST /v1/invoices/{invoice_id}",
                 )
-        await self._add_items(invoice_id, current.get("customer"), lines, None)
+        return await self._add_items(invoice_id, current.get("customer"), lines, None)
 
     async def _advance(self, invoice_id: str, status: str, target: str, key: str | None) -> None:
         """Move an invoice from Stripe ``status`` to canonical ``target`` through Stripe's
@@ -300,9 +342,9 @@ class StripeClient:
             elif status in ("open", "uncollectible") and target == "void":
                 step, params = "void", {}
             else:
-                raise UnsupportedOperationError(
-                    f"Stripe cannot move invoice {invoice_id} from {status} to {target}",
-                    request=f"POST {path}",
+                # Finalized never returns to draft; paid and void are final.
+                raise ProviderRuleError(
+                    f"Stripe invoice {invoice_id} is {status}: Stripe cannot move it to {target}"
                 )
             invoice = await self._post(
                 f"{path}/{step}", params, key=f"{key}:{step}" if key else None
@@ -339,10 +381,9 @@ class StripeClient:
         if current.get("status") in ("succeeded", "canceled"):
             fixed = sorted(k for k in changed if k in ("amount", "currency"))
             if fixed:
-                raise UnsupportedOperationError(
+                raise ProviderRuleError(
                     f"Stripe payment {intent_id} is {current.get('status')}: "
-                    f"its {', '.join(fixed)} cannot change",
-                    request=f"POST /v1/payment_intents/{intent_id}",
+                    f"its {', '.join(fixed)} cannot change"
                 )
         changed["expand"] = ["latest_charge"]
         obj = await self._post(f"/v1/payment_intents/{intent_id}", changed)
@@ -438,11 +479,30 @@ def _next_cursor(body: Mapping[str, Any], data: list[dict[str, Any]]) -> str | N
     return None
 
 
-def _line_keys(lines: Any) -> list[tuple[Any, Decimal, Any]] | None:
+def _checked_total(record: RemoteRecord, data: Mapping[str, Any]) -> RemoteRecord:
+    """Stripe's total after the push must be ours: a difference in money is never silent."""
+    wanted, got = data.get("total"), record.data.get("total")
+    if wanted is not None and got is not None and wanted != got:
+        raise UnsupportedOperationError(
+            f"Stripe invoice {record.external_id} totals {got} ({record.data.get('subtotal')} "
+            f"+ tax {record.data.get('tax')}); ours is {wanted} ({data.get('subtotal')} + tax "
+            f"{data.get('tax')})",
+            request=f"POST /v1/invoices/{record.external_id}",
+        )
+    return record
+
+
+def _line_keys(lines: Any) -> list[tuple[Any, Decimal, Any, int]] | None:
     if lines is None:
         return None
     return [
-        (ln.get("description"), Decimal(str(ln["quantity"])), ln["unit_amount"]) for ln in lines
+        (
+            ln.get("description"),
+            Decimal(str(ln["quantity"])),
+            ln["unit_amount"],
+            int(ln.get("tax_amount") or 0),
+        )
+        for ln in lines
     ]
 
 

@@ -40,6 +40,8 @@ API_VERSION = "2024-06-20"
 # Stripe's list endpoints: ``limit`` defaults to 10 and may be 1 to 100.
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
+# Stripe's limit on a line's manual tax amounts ("A list of up to 10 tax amounts").
+MAX_LINE_TAX_AMOUNTS = 10
 # An invoice object embeds the first ten of its lines; the rest are at /lines.
 EMBEDDED_LINES = 10
 # Stripe rejects idempotency keys longer than 255 characters.
@@ -594,12 +596,23 @@ class StripeSimulator(Simulator):
         }
         if invoice["status"] != "draft":
             return
-        total = sum(line["amount"] for line in lines)
+        # Stripe's arithmetic: a line's amount includes its inclusive taxes; exclusive ones
+        # are added on top. subtotal is before exclusive tax, total_excluding_tax before any.
+        subtotal = sum(line["amount"] for line in lines)
+        taxes = [t for line in lines for t in line["tax_amounts"]]
+        exclusive = sum(t["amount"] for t in taxes if not t["inclusive"])
+        inclusive = sum(t["amount"] for t in taxes if t["inclusive"])
+        total = subtotal + exclusive
         invoice.update(
-            subtotal=total,
-            subtotal_excluding_tax=total,
+            subtotal=subtotal,
+            subtotal_excluding_tax=subtotal - inclusive,
+            tax=exclusive + inclusive if taxes else None,
             total=total,
-            total_excluding_tax=total,
+            total_excluding_tax=total - exclusive - inclusive,
+            total_tax_amounts=[
+                {k: t[k] for k in ("amount", "inclusive", "tax_rate", "taxable_amount")}
+                for t in taxes
+            ],
             amount_due=max(total, 0),
             amount_remaining=max(total, 0),
         )
@@ -836,6 +849,7 @@ class StripeSimulator(Simulator):
         r.add_post("/v1/invoices/{id}", self._update_invoice)
         r.add_delete("/v1/invoices/{id}", self._delete_invoice)
         r.add_get("/v1/invoices/{id}/lines", self._invoice_lines)
+        r.add_post("/v1/invoices/{id}/lines/{line}", self._update_line)
         for action in ("finalize", "pay", "void", "mark_uncollectible"):
             r.add_post(f"/v1/invoices/{{id}}/{action}", self._invoice_action(action))
         r.add_post("/v1/invoiceitems", self._create_item)
@@ -954,6 +968,58 @@ class StripeSimulator(Simulator):
         params = await self._params(request)
         page = _page(list(self.lines[invoice_id]), params, f"/v1/invoices/{invoice_id}/lines")
         return web.json_response(page)
+
+    async def _update_line(self, request: web.Request) -> web.Response:
+        """``POST /v1/invoices/{id}/lines/{line}``: here only ``tax_amounts``, Stripe's way
+        to set a draft line's tax as computed elsewhere (manual tax amounts)."""
+        invoice_id, line_id = request.match_info["id"], request.match_info["line"]
+        params = await self._params(request, {"tax_amounts", "expand"})
+        invoice = self.get("invoice", invoice_id)
+        line = next((ln for ln in self.lines[invoice_id] if ln["id"] == line_id), None)
+        if line is None:
+            raise _missing("line_item", line_id)
+        if invoice["status"] != "draft":
+            raise stripe_error(
+                400,
+                "You can only update line items on draft invoices.",
+                code="invoice_not_editable",
+            )
+        if "tax_amounts" in params:
+            line["tax_amounts"] = self._tax_amounts(params["tax_amounts"])
+            inclusive = sum(t["amount"] for t in line["tax_amounts"] if t["inclusive"])
+            line["amount_excluding_tax"] = line["amount"] - inclusive
+        self.update("invoice", invoice_id, {}, event_type="invoice.updated")
+        return web.json_response(copy.deepcopy(line))
+
+    def _tax_amounts(self, value: Any) -> list[dict[str, Any]]:
+        if value == "":
+            return []  # Stripe's "unset"
+        if not isinstance(value, list) or len(value) > MAX_LINE_TAX_AMOUNTS:
+            raise stripe_error(
+                400, f"tax_amounts: up to {MAX_LINE_TAX_AMOUNTS} entries", param="tax_amounts"
+            )
+        out = []
+        for i, entry in enumerate(value):
+            where = f"tax_amounts[{i}]"
+            rate = entry.get("tax_rate_data") if isinstance(entry, Mapping) else None
+            if not isinstance(rate, Mapping):
+                raise stripe_error(400, f"Missing required param: {where}[tax_rate_data].")
+            for name in ("display_name", "inclusive", "percentage"):
+                if rate.get(name) in (None, ""):
+                    raise stripe_error(
+                        400, f"Missing required param: {where}[tax_rate_data][{name}]."
+                    )
+            _decimal(rate["percentage"], f"{where}[tax_rate_data][percentage]")
+            out.append(
+                {
+                    "amount": _int(entry.get("amount"), f"{where}[amount]"),
+                    "inclusive": _flag(rate["inclusive"]),
+                    "tax_rate": self._object_id("txr"),
+                    "taxability_reason": None,
+                    "taxable_amount": _int(entry.get("taxable_amount"), f"{where}[taxable_amount]"),
+                }
+            )
+        return out
 
     def _invoice_action(self, action: str) -> Any:
         target = {"finalize": "open", "pay": "paid", "void": "void"}.get(action, "uncollectible")

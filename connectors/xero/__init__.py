@@ -2,6 +2,7 @@
 
 from connectors.base import Connector
 from connectors.spec import ApiSpec, RateLimit
+from connectors.xero.capabilities import CAPABILITIES
 from connectors.xero.client import make_client
 from connectors.xero.mapping import Mapper
 from connectors.xero.signature import XeroScheme
@@ -27,4 +28,4 @@ CONNECTOR = Connector(
     ),
 )
 
-__all__ = ["CONNECTOR", "XeroScheme"]
+__all__ = ["CAPABILITIES", "CONNECTOR", "XeroScheme"]

@@ -17,8 +17,11 @@ import aiohttp
 from pydantic import Field, StringConstraints
 
 from connectors.http import Auth, Endpoint, ProviderError, UnsupportedOperationError, page_number
+from connectors.money import decimal_of
 from connectors.spec import ApiClient, ClientSettings, EntityType, Page, RemoteRecord
+from connectors.xero.lifecycle import plan_update
 from connectors.xero.mapping import Mapper
+from schemas.errors import ProviderRuleError
 
 API_PATH = "/api.xro/2.0"
 # Xero's documented page size for paged Contacts, Invoices and Payments requests; the
@@ -141,11 +144,43 @@ class XeroClient:
                 "Xero payments cannot be edited, only deleted and re-created",
                 request=f"POST {API_PATH}{path}",
             )
+        if entity_type == "invoice":
+            return await self._update_invoice(external_id, data, refs)
         body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
         body[id_field] = external_id
         answer = await self._api.call("POST", path, json_body={collection: [body]})
         stored = self._only(answer, collection, f"POST {API_PATH}{path}")
         return self._mapper.to_canonical(entity_type, stored, self._settings)
+
+    async def _update_invoice(
+        self, external_id: str, data: Mapping[str, Any], refs: Mapping[str, str]
+    ) -> RemoteRecord:
+        """Only what the invoice in its current state can still take (lifecycle.py): the
+        changed fields, a status move Xero allows. What it would refuse raises
+        ProviderRuleError (after the rest was written), never a request Xero refuses."""
+        raw = await self._raw("invoice", external_id)
+        current = self._mapper.to_canonical("invoice", raw, self._settings)
+        paid = decimal_of(raw.get("AmountPaid") or 0, "AmountPaid")
+        plan = plan_update(str(raw.get("Status")), paid, current, data, refs)
+        written: RemoteRecord | None = None
+        if plan.writes:
+            path = f"/Invoices/{external_id}"
+            body: dict[str, Any] = {"Type": "ACCREC"}
+            if plan.send is not None:
+                contact = {k: v for k, v in refs.items() if k == "customer_id"}
+                body = self._mapper.from_canonical("invoice", plan.send, contact, self._settings)
+            body.pop("Status", None)
+            if plan.status is not None:
+                body["Status"] = plan.status
+            body["InvoiceID"] = external_id
+            answer = await self._api.call("POST", path, json_body={"Invoices": [body]})
+            stored = self._only(answer, "Invoices", f"POST {API_PATH}{path}")
+            written = self._mapper.to_canonical("invoice", stored, self._settings)
+        if plan.refused:
+            raise ProviderRuleError(
+                f"Xero invoice {external_id}: " + "; ".join(plan.refused), written=written
+            )
+        return written or current
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         collection, id_field = RESOURCES[entity_type]

@@ -30,7 +30,7 @@ from connectors.spec import (
     WebhookItem,
     WebhookParse,
 )
-from schemas.records import ENTITY_MODELS, Customer, Invoice, Payment
+from schemas.records import ENTITY_MODELS, Customer, Invoice, Payment, line_amount
 
 # Webhook categories we sync and the entity each one announces. Xero also sends
 # SUBSCRIPTION (app store), CREDITNOTE and PREPAYMENT events: counted as ignored.
@@ -371,7 +371,15 @@ def _invoice_date(invoice: Mapping[str, Any], key: str) -> date | None:
     return None
 
 
-def _line_to_canonical(raw: object, index: int, currency: str) -> dict[str, Any]:
+def _line_to_canonical(
+    raw: object, index: int, currency: str, amount_types: object = "Exclusive"
+) -> dict[str, Any]:
+    """One line, tax-exclusive: canonical ``quantity * unit_amount`` is before tax.
+
+    ``LineAmountTypes`` says how Xero reads the line: ``Exclusive`` (tax on top), ``Inclusive``
+    (``UnitAmount`` and ``LineAmount`` hold the tax; Xero's SubTotal is the LineAmounts less tax) or
+    ``NoTax`` (a TaxAmount there is ignored: TotalTax is 0).
+    """
     path = f"LineItems.{index}"
     line = _object(raw, path)
     quantity = decimal_of(line.get("Quantity", 1), f"{path}.Quantity")
@@ -383,11 +391,23 @@ def _line_to_canonical(raw: object, index: int, currency: str) -> dict[str, Any]
         # A credit line may carry the sign on the quantity; canonical quantities are never
         # negative, so the sign moves to the unit amount (same product).
         quantity, unit = -quantity, -unit
-    result: dict[str, Any] = {
-        "quantity": quantity,
-        "unit_amount": unit,
-        "tax_amount": to_minor(line.get("TaxAmount", 0), currency, f"{path}.TaxAmount"),
-    }
+    tax = to_minor(line.get("TaxAmount", 0), currency, f"{path}.TaxAmount")
+    if amount_types == "NoTax":
+        tax = 0
+    elif amount_types == "Inclusive" and tax:
+        if line.get("LineAmount") is not None:
+            gross = to_minor(line["LineAmount"], currency, f"{path}.LineAmount")
+        else:
+            gross = line_amount(quantity, unit)
+        net = gross - tax
+        per_unit = Decimal(net) / quantity if quantity else Decimal("NaN")
+        if per_unit.is_finite() and per_unit == per_unit.to_integral_value():
+            unit = int(per_unit)
+        else:
+            # The net amount does not divide into whole minor units per unit: one of it,
+            # so the line still bills exactly what Xero's does.
+            quantity, unit = Decimal(1), net
+    result: dict[str, Any] = {"quantity": quantity, "unit_amount": unit, "tax_amount": tax}
     description = _text(line, "Description", path)
     if description is not None:
         result["description"] = description
@@ -417,7 +437,10 @@ def _invoice_to_canonical(invoice: Mapping[str, Any]) -> RemoteRecord:
     }
     if "LineItems" in invoice:
         lines = _list(invoice["LineItems"], "LineItems")
-        raw["lines"] = [_line_to_canonical(line, i, currency) for i, line in enumerate(lines)]
+        types = invoice.get("LineAmountTypes") or "Exclusive"
+        raw["lines"] = [
+            _line_to_canonical(line, i, currency, types) for i, line in enumerate(lines)
+        ]
     for source, target in (
         ("SubTotal", "subtotal"),
         ("TotalTax", "tax"),

@@ -7,14 +7,17 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
 from crmsync.application.models import (
     ApiKeyCreate,
     ApiKeyCreated,
+    ApiKeyDetail,
     ApiKeyOut,
     ApiKeyQuery,
     ApiKeyRotate,
+    ApiKeyUsageDay,
     Page,
 )
 from crmsync.application.paging import creation_key, page_by_creation
@@ -42,6 +45,7 @@ async def _row(conn: Conn, ctx: Context, key_id: uuid.UUID) -> asyncpg.Record:
     return row
 
 
+@audited("api_key.create")
 async def create(conn: Conn, ctx: Context, body: ApiKeyCreate, *, now: datetime) -> ApiKeyCreated:
     if body.expires_at is not None and body.expires_at <= now:
         raise InvalidError(
@@ -91,10 +95,26 @@ async def list_(conn: Conn, ctx: Context, query: ApiKeyQuery) -> Page[ApiKeyOut]
     return page_by_creation([_out(r) for r in rows], query.limit)
 
 
-async def get(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyOut:
-    return _out(await _row(conn, ctx, key_id))
+# How far back a key's detail reports its requests per day.
+USAGE_DAYS = 30
 
 
+async def get(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyDetail:
+    """A key with its requests per day (the last ``USAGE_DAYS`` UTC days, newest first)."""
+    key = _out(await _row(conn, ctx, key_id))
+    rows = await conn.fetch(
+        """
+        SELECT day, requests FROM api_key_usage
+         WHERE key_id = $1 AND day > (now() AT TIME ZONE 'UTC')::date - $2::int
+         ORDER BY day DESC
+        """,
+        key_id,
+        USAGE_DAYS,
+    )
+    return ApiKeyDetail(**key.model_dump(), usage=[ApiKeyUsageDay(**dict(r)) for r in rows])
+
+
+@audited("api_key.revoke")
 async def revoke(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyOut:
     """Revoke now (idempotent: a revoked key keeps its first revocation time)."""
     row = await conn.fetchrow(
@@ -110,6 +130,7 @@ async def revoke(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyOut:
     return _out(row)
 
 
+@audited("api_key.rotate")
 async def rotate(
     conn: Conn, ctx: Context, key_id: uuid.UUID, body: ApiKeyRotate, *, now: datetime
 ) -> ApiKeyCreated:

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
 from crmsync.application.models import ConflictOut, ConflictQuery, ConflictResolve, Page
@@ -72,6 +73,7 @@ async def get(conn: Conn, ctx: Context, conflict_id: uuid.UUID) -> ConflictOut:
     return _out(row)
 
 
+@audited("conflict.resolve")
 async def resolve(
     conn: Conn, ctx: Context, conflict_id: uuid.UUID, body: ConflictResolve, *, now: datetime
 ) -> ConflictOut:

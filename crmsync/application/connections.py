@@ -22,6 +22,7 @@ from connectors.runtime import (
     parse_credentials,
 )
 from crmsync.application import pagination
+from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
 from crmsync.application.models import (
@@ -192,6 +193,7 @@ def _credentials_plaintext(creds: ApiKeyCredentials | OAuthCredentials) -> str:
     )
 
 
+@audited("connection.create")
 async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> ConnectionCreated:
     if body.provider not in PROVIDERS:
         raise InvalidError(
@@ -269,6 +271,7 @@ async def get(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> ConnectionO
     return _out(await _row(conn, ctx, connection_id), ctx)
 
 
+@audited("connection.update")
 async def update(
     conn: Conn, ctx: Context, connection_id: uuid.UUID, body: ConnectionUpdate
 ) -> ConnectionOut:
@@ -300,6 +303,7 @@ async def update(
     return await get(conn, ctx, connection_id)
 
 
+@audited("connection.set_status")
 async def set_status(
     conn: Conn, ctx: Context, connection_id: uuid.UUID, status: Literal["active", "disabled"]
 ) -> ConnectionOut:
@@ -308,6 +312,7 @@ async def set_status(
     return await get(conn, ctx, connection_id)
 
 
+@audited("connection.delete")
 async def delete(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> None:
     """Delete the connection with its secrets, keys, links and queued pushes; the records
     stay (other connections may hold them)."""
@@ -315,6 +320,7 @@ async def delete(conn: Conn, ctx: Context, connection_id: uuid.UUID) -> None:
         raise NotFoundError(f"no connection {connection_id}")
 
 
+@audited("connection.rotate_secret")
 async def rotate_secret(
     conn: Conn, ctx: Context, connection_id: uuid.UUID, body: SecretRotate, *, now: datetime
 ) -> SecretRotated:
@@ -333,6 +339,7 @@ async def rotate_secret(
     )
 
 
+@audited("connection.set_credentials")
 async def set_credentials(
     conn: Conn,
     ctx: Context,
@@ -386,7 +393,16 @@ async def health(
           (SELECT count(*) FROM dead_letters
             WHERE connection_id = $1 AND tenant_id = $4
               AND redriven_at IS NULL AND discarded_at IS NULL)
-            AS open_dead
+            AS open_dead,
+          EXISTS (SELECT 1 FROM pauses p
+                   WHERE p.tenant_id = $4 AND (p.connection_id IS NULL OR p.connection_id = $1)
+                     AND p.inbound AND p.starts_at <= $3 AND (p.ends_at IS NULL OR p.ends_at > $3))
+            AS paused_in,
+          EXISTS (SELECT 1 FROM pauses p
+                   WHERE p.tenant_id = $4 AND (p.connection_id IS NULL OR p.connection_id = $1)
+                     AND p.outbound AND p.starts_at <= $3
+                     AND (p.ends_at IS NULL OR p.ends_at > $3))
+            AS paused_out
         """,
         connection_id,
         since,
@@ -412,6 +428,8 @@ async def health(
         open_dead_letters=row["open_dead"],
         credentials=kind,
         token_expires_at=expires,
+        paused_inbound=row["paused_in"],
+        paused_outbound=row["paused_out"],
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from crmsync.application import connections
+from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, NotFoundError
 from crmsync.application.kafka_io import Record, produce
@@ -126,6 +127,7 @@ async def _summary(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadL
     return _out(row)
 
 
+@audited("dead_letter.discard")
 async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -146,6 +148,7 @@ async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLe
     return await _summary(conn, ctx, dead_letter_id)
 
 
+@audited("dead_letter.redrive")
 async def redrive_one(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
     exists = await conn.fetchrow(
         "SELECT redriven_at, discarded_at FROM dead_letters WHERE id = $1 AND tenant_id = $2",
@@ -165,6 +168,7 @@ async def redrive_one(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> De
     return await _summary(conn, ctx, dead_letter_id)
 
 
+@audited("dead_letter.redrive_many")
 async def redrive_many(conn: Conn, ctx: Context, body: RedriveMany) -> RedriveResult:
     if body.connection is not None:
         await connections.require(conn, ctx, body.connection)

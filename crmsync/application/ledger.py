@@ -24,7 +24,8 @@ accepted = applied + duplicates + skipped + dead-lettered + in flight (+ unaccou
   event id, which a redriven copy keeps) or its change (by dedup key). A redriven one is
   as far as its copy got.
 * in flight: its record, or the normalised change or re-produced copy carrying it, is at
-  or past the processor's committed offset: not consumed yet.
+  or past the processor's committed offset: not consumed yet; or its change is parked in
+  ``waiting_changes``, waiting for a record it names (invariant 10).
 * unaccounted: consumed, and none of the above. That is a lost event.
 
 **Outbound**, the unit is one (committed change, target connection) pair: each change
@@ -93,6 +94,8 @@ class InboundFacts:
     committed: Mapping[tuple[str, int], int]
     waiting_records: frozenset[str]  # record ids of unconsumed copies (redrive, replay)
     waiting_keys: frozenset[Key]  # keys of unconsumed changes.normalized records
+    # Keys of changes parked until a record they name is linked: consumed, not applied.
+    parked_keys: frozenset[Key] = frozenset()
 
 
 @dataclass
@@ -171,7 +174,7 @@ def _fate(e: Accepted, key: Key | None, facts: InboundFacts) -> str:
         consumed_upto is None
         or e.offset >= consumed_upto
         or e.record_id in facts.waiting_records
-        or (key is not None and key in facts.waiting_keys)
+        or (key is not None and (key in facts.waiting_keys or key in facts.parked_keys))
     )
     return "in_flight" if waiting else "unaccounted"
 

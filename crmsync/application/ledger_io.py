@@ -185,6 +185,7 @@ async def _ledger(
         not_synced=inbound_facts.not_synced,
         dead_records=inbound_facts.dead_records,
         dead_keys=inbound_facts.dead_keys,
+        parked_keys=frozenset(inbound_facts.parked_keys),
         committed={(tp.topic, tp.partition): offset for tp, offset in processor.items()},
         waiting_records=waiting[0],
         waiting_keys=waiting[1],
@@ -561,6 +562,7 @@ class _InboundRows:
         self.not_synced: frozenset[tuple[uuid.UUID, str]] = frozenset()
         self.dead_records: frozenset[str] = frozenset()
         self.dead_keys: frozenset[Key] = frozenset()
+        self.parked_keys: set[Key] = set()
 
 
 async def _inbound_facts(
@@ -593,6 +595,16 @@ async def _inbound_facts(
             *columns,
         ):
             rows.recorded_skips[(r["connection_id"], r["provider_event_id"])] = r["reason"]
+        # Parked until a record they name is linked (invariant 10): in flight.
+        for r in await conn.fetch(
+            """
+            SELECT p.connection_id, p.dedup_key
+              FROM unnest($1::uuid[], $2::text[]) AS w(c, e)
+              JOIN waiting_changes p ON p.connection_id = w.c AND p.dedup_key = w.e
+            """,
+            *columns,
+        ):
+            rows.parked_keys.add((r["connection_id"], r["dedup_key"]))
     rows.not_synced = frozenset(
         (i.id, entity_type)
         for i in infos

@@ -6,7 +6,7 @@ responses are what the operations return, serialised with ``model_dump(mode="jso
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
@@ -221,6 +221,10 @@ class ConnectionHealth(Out):
     open_dead_letters: int
     credentials: Literal["none", "api_key", "oauth2", "unreadable"]
     token_expires_at: datetime | None
+    paused_inbound: bool = Field(
+        description="A pause or freeze window holds its webhooks back now (they wait, unapplied)."
+    )
+    paused_outbound: bool = Field(description="A pause or freeze window holds its pushes now.")
 
 
 # -- records ------------------------------------------------------------------------------
@@ -253,6 +257,13 @@ class LinkOut(Out):
     updated_at: datetime
 
 
+class FieldSource(Out):
+    source: str = Field(
+        description="Who set the field: a connection's id, or `admin` (a resolved conflict)."
+    )
+    ts: datetime = Field(description="When, by the source's own clock.")
+
+
 class RecordOut(Out):
     id: UUID
     entity_type: EntityType
@@ -262,6 +273,9 @@ class RecordOut(Out):
     updated_at: datetime
     deleted_at: datetime | None
     links: list[LinkOut]
+    provenance: dict[str, FieldSource] = Field(
+        default_factory=dict, description="Per field of `data`: which system set it, and when."
+    )
 
 
 # -- sync log -----------------------------------------------------------------------------
@@ -588,3 +602,146 @@ class ApiKeyRotate(Strict):
     overlap_seconds: int = Field(
         3600, ge=0, le=30 * 86_400, description="How long the old key keeps working."
     )
+
+
+# -- audit trail --------------------------------------------------------------------------
+
+
+class AuditLogQuery(PageQuery):
+    actor: str | None = Field(
+        None, min_length=1, max_length=200, description='"api-key:<id>" or "cli:<OS user>".'
+    )
+    action: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description='An action ("connection.update") or a target type ("connection").',
+    )
+    target: UUID | None = Field(None, description="The id of what was changed.")
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+
+class AuditEntry(Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: UUID | None
+    change: JsonValue = Field(description="The request, secrets redacted.")
+
+
+class ApiKeyUsageDay(Out):
+    day: date
+    requests: int
+
+
+class ApiKeyDetail(ApiKeyOut):
+    usage: list[ApiKeyUsageDay] = Field(
+        description="Requests per UTC day over the last 30 days, newest first (days with none"
+        " are left out); counted in memory and written every few seconds."
+    )
+
+
+# -- notifications ------------------------------------------------------------------------
+
+NotificationType = Literal[
+    "connection.needs_reauth",
+    "connection.circuit_open",
+    "connection.dead_letters",
+    "sync_job.failed",
+    "test",
+]
+
+
+class NotificationEndpointCreate(Strict):
+    url: Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
+    description: str | None = Field(None, max_length=200)
+    event_types: list[NotificationType] = Field(
+        default_factory=list, max_length=10, description="Empty: every type."
+    )
+
+
+class NotificationEndpointOut(Out):
+    id: UUID
+    url: str
+    description: str | None
+    event_types: list[str]
+    enabled: bool
+    created_at: datetime
+
+
+class NotificationEndpointCreated(NotificationEndpointOut):
+    secret: str = Field(
+        description="Standard Webhooks signing secret (whsec_…): shown once, stored encrypted."
+    )
+
+
+class NotificationDeliveryOut(Out):
+    id: UUID
+    endpoint_id: UUID
+    event_type: str
+    payload: JsonValue
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class NotificationDeliveryQuery(PageQuery):
+    status: Literal["pending", "delivered", "failed"] | None = None
+
+
+# -- pauses and freeze windows ------------------------------------------------------------
+
+
+class PauseRequest(Strict):
+    direction: Direction = Field(
+        "both", description="in: stop applying its webhooks; out: stop pushing to it; both."
+    )
+    until: AwareDatetime | None = Field(None, description="Resume by itself then (else: resume).")
+    reason: str | None = Field(None, max_length=200)
+
+
+class ResumeRequest(Strict):
+    direction: Direction = Field("both", description="Which pauses in force to end.")
+
+
+class PauseOut(Out):
+    id: UUID
+    connection_id: UUID | None = Field(description="null: every connection of the tenant.")
+    inbound: bool
+    outbound: bool
+    starts_at: datetime
+    ends_at: datetime | None
+    reason: str | None
+    kind: Literal["pause", "freeze_window"]
+    created_by: str
+    created_at: datetime
+
+
+class ResumeResult(Out):
+    ended: list[PauseOut] = Field(description="The pauses and windows in force that ended now.")
+
+
+class FreezeWindowCreate(Strict):
+    connection: UUID | None = Field(None, description="null: every connection of the tenant.")
+    direction: Direction = "both"
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class FreezeWindowQuery(PageQuery):
+    connection: UUID | None = None
+    include_past: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -13,6 +14,7 @@ from crmsync.application.context import Context
 from crmsync.application.errors import NotFoundError
 from crmsync.application.models import (
     CustomerQuery,
+    FieldSource,
     InvoiceQuery,
     LinkOut,
     Page,
@@ -54,6 +56,18 @@ async def _links(
     return links
 
 
+def _provenance(field_meta: Any) -> dict[str, FieldSource]:
+    """The processor's per-field merge state (``{"ts": ISO time, "source": ...}``), as
+    the API shows it; an entry it cannot read is left out rather than failing the record."""
+    out: dict[str, FieldSource] = {}
+    for name, meta in (field_meta or {}).items():
+        try:
+            out[name] = FieldSource(source=str(meta["source"]), ts=meta["ts"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
 def _out(entity_type: str, row: asyncpg.Record, links: list[LinkOut]) -> RecordOut:
     return RecordOut(
         id=row["id"],
@@ -64,6 +78,7 @@ def _out(entity_type: str, row: asyncpg.Record, links: list[LinkOut]) -> RecordO
         updated_at=row["updated_at"],
         deleted_at=row["deleted_at"],
         links=links,
+        provenance=_provenance(row["field_meta"]),
     )
 
 
@@ -102,7 +117,7 @@ async def list_(conn: Conn, ctx: Context, entity_type: str, query: RecordQuery) 
         where.append(f"(r.updated_at, r.id) > ({arg(after[0])}, {arg(after[1])})")
     rows = await conn.fetch(
         f"""
-        SELECT r.id, r.version, r.data, r.created_at, r.updated_at, r.deleted_at
+        SELECT r.id, r.version, r.data, r.field_meta, r.created_at, r.updated_at, r.deleted_at
           FROM {table} r
          WHERE {" AND ".join(where)}
          ORDER BY r.updated_at, r.id
@@ -118,7 +133,7 @@ async def list_(conn: Conn, ctx: Context, entity_type: str, query: RecordQuery) 
 async def get(conn: Conn, ctx: Context, entity_type: str, record_id: uuid.UUID) -> RecordOut:
     row = await conn.fetchrow(
         f"""
-        SELECT id, version, data, created_at, updated_at, deleted_at
+        SELECT id, version, data, field_meta, created_at, updated_at, deleted_at
           FROM {TABLES[entity_type]} WHERE id = $1 AND tenant_id = $2
         """,  # noqa: S608 - table from the fixed map
         record_id,

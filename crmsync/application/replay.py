@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from crmsync.application import connections
+from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
 from crmsync.application.errors import InvalidError, UnavailableError
 from crmsync.application.kafka_io import KAFKA_TIMEOUT_SECONDS, Record, Send, producer
@@ -50,6 +51,7 @@ def _marked(headers: Sequence[tuple[str, bytes]] | None) -> list[tuple[str, byte
     return [*kept, (REPRODUCED_HEADER, b"replay")]
 
 
+@audited("connection.replay")
 async def replay(conn: Conn, ctx: Context, body: ReplayRequest) -> ReplayResult:
     await connections.require(conn, ctx, body.connection)
     topic = ctx.kafka.topic(WEBHOOKS_RAW.name)

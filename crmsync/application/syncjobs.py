@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from crmsync.application import connections
+from crmsync.application.audit_trail import audited
 from crmsync.application.connection_runtime import load_connection
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
@@ -43,6 +44,7 @@ def _out(row: asyncpg.Record) -> SyncJobOut:
     return SyncJobOut(**values)
 
 
+@audited("sync_job.create")
 async def create(conn: Conn, ctx: Context, body: SyncJobCreate) -> SyncJobOut:
     await connections.require(conn, ctx, body.connection)
     info = await load_connection(conn, body.connection, tenant_id=ctx.tenant_id)
@@ -118,6 +120,7 @@ async def get(conn: Conn, ctx: Context, job_id: uuid.UUID) -> SyncJobOut:
     return _out(row)
 
 
+@audited("sync_job.cancel")
 async def cancel(conn: Conn, ctx: Context, job_id: uuid.UUID) -> SyncJobOut:
     """A pending job is cancelled at once; a running one is asked to stop (its runner
     checks ``cancel_requested`` between pages). A finished job stays as it is."""

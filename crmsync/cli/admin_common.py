@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from crmsync.application.audit_trail import cli_actor
 from crmsync.application.context import Context
 from crmsync.application.errors import (
     AdminError,
@@ -91,7 +92,7 @@ async def _run(tenant: str, op: Op[T], *, create_tenant: bool) -> T:
             keyring=keyring,
             public_base_url=settings.ingest_public_base_url,
             kafka=settings.kafka_target(),
-            actor="cli",
+            actor=cli_actor(),
             allow_private_provider_urls=settings.allow_private_provider_urls,
         )
         return await op(conn, ctx)

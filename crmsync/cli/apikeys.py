@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         handler=list_command(apikeys.list_, ApiKeyQuery, COLUMNS, include_revoked="all")
     )
 
+    add_id_action(
+        actions, "show", "a key with its requests per day and when it was last used", apikeys.get
+    )
     add_id_action(actions, "revoke", "revoke a key now", apikeys.revoke)
 
     rotate = actions.add_parser("rotate", help="a new key of the same scope; the old expires")

@@ -13,19 +13,29 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 from pydantic import ValidationError
 
 from connectors.egress import EgressRefusedError, check_url
-from connectors.generic import GenericSchemeConfig
+from connectors.generic import (
+    CATALOGUE,
+    GenericSchemeConfig,
+    MappingFileError,
+    load_mapping_file,
+    mapping_settings,
+)
 from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, connector
+from crmsync.application import audit_trail, pauses
 from crmsync.application import connections as ops
 from crmsync.application.models import (
     ConnectionQuery,
     ConnectionUpdate,
     CredentialsIn,
+    PauseRequest,
+    ResumeRequest,
     SecretRotate,
 )
 from crmsync.cli.admin_common import (
@@ -64,8 +74,16 @@ def add(
     generic_config: Path | None,
     as_json: bool,
 ) -> int:
+    if provider in CATALOGUE:
+        # A provider we ship a mapping file for: a generic connection made from that file.
+        if generic_config is not None:
+            raise StackError(f"--provider {provider} brings its own mapping: drop --generic-config")
+        name = name or provider
+        generic_config = CATALOGUE[provider]
+        provider = "generic"
     if provider not in PROVIDERS:
-        raise StackError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
+        known = ", ".join((*PROVIDERS, *CATALOGUE))
+        raise StackError(f"unknown provider {provider!r}; one of {known}")
     if not TENANT_SLUG.match(tenant):
         raise StackError("tenant must be a slug: lower-case letters, digits and '-', 1-63 long")
     if base_url is not None:
@@ -79,7 +97,7 @@ def add(
         keyring = KeyRing.parse(settings.master_keys.get_secret_value())
     except CryptoError as exc:
         raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
-    config = _generic_config(provider, generic_config)
+    config, mapping = _generic_config(provider, generic_config)
     secret = None
     if provider != "internal":
         secret = webhook_secret or connector(provider, config).scheme.generate_secret()
@@ -90,17 +108,36 @@ def add(
         except DatabaseUnavailableError as exc:
             raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
         try:
-            return await create_connection(
-                conn,
-                keyring,
-                tenant=tenant,
-                provider=provider,
-                name=name or provider,
-                webhook_secret=secret,
-                base_url=base_url,
-                api_credentials=api_key,
-                settings={"generic": config.model_dump(mode="json")} if config else {},
-            )
+            async with conn.transaction():
+                created = await create_connection(
+                    conn,
+                    keyring,
+                    tenant=tenant,
+                    provider=provider,
+                    name=name or provider,
+                    webhook_secret=secret,
+                    base_url=base_url,
+                    api_credentials=api_key,
+                    settings=_generic_settings(config, mapping),
+                )
+                await audit_trail.record(
+                    conn,
+                    created.tenant_id,
+                    audit_trail.cli_actor(),
+                    "connection.create",
+                    target_id=created.id,
+                    change=audit_trail.redact(
+                        {
+                            "provider": provider,
+                            "name": name or provider,
+                            "base_url": base_url,
+                            "webhook_secret": webhook_secret,
+                            "api_key": api_key,
+                            **_generic_settings(config, mapping),
+                        }
+                    ),
+                )
+            return created
         except asyncpg.UniqueViolationError:
             raise StackError(
                 f"tenant {tenant} already has a connection named {name or provider!r}; pass --name"
@@ -112,13 +149,34 @@ def add(
         finally:
             await conn.close()
 
-    _print(asyncio.run(store()), settings.ingest_public_base_url, as_json=as_json)
+    token_param = config.token_param if config and config.kind == "url_token" else None
+    _print(
+        asyncio.run(store()),
+        settings.ingest_public_base_url,
+        as_json=as_json,
+        token_param=token_param,
+    )
     return 0
 
 
-def _generic_config(provider: str, path: Path | None) -> GenericSchemeConfig | None:
+def _generic_settings(
+    config: GenericSchemeConfig | None, mapping: dict[str, Any] | None
+) -> dict[str, Any]:
+    if config is None:
+        return {}
+    out: dict[str, Any] = {"generic": config.model_dump(mode="json")}
+    if mapping is not None:
+        out["generic_mapping"] = mapping
+    return out
+
+
+def _generic_config(
+    provider: str, path: Path | None
+) -> tuple[GenericSchemeConfig | None, dict[str, Any] | None]:
+    """The scheme of a generic connection, and its mapping when FILE is a whole mapping file
+    (an object with "signature"), else only the scheme as before."""
     if provider != "generic":
-        return None
+        return None, None
     if path is None:
         raise StackError("a generic connection needs --generic-config FILE (JSON)")
     try:
@@ -126,7 +184,17 @@ def _generic_config(provider: str, path: Path | None) -> GenericSchemeConfig | N
     except OSError as exc:
         raise ConfigError(f"--generic-config {path}: {exc.strerror}") from None
     try:
-        return GenericSchemeConfig.model_validate_json(text, context=CONFIGURING)
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and "signature" in document:
+        try:
+            signature, mapping = load_mapping_file(path)
+        except MappingFileError as exc:
+            raise ConfigError(f"--generic-config {exc}") from None
+        return signature, mapping_settings(mapping)
+    try:
+        return GenericSchemeConfig.model_validate_json(text, context=CONFIGURING), None
     except ValidationError as exc:
         where = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'scheme'}: {e['msg']}"
@@ -135,7 +203,13 @@ def _generic_config(provider: str, path: Path | None) -> GenericSchemeConfig | N
         raise ConfigError(f"--generic-config {path}: {where}") from None
 
 
-def _print(created: CreatedConnection, public_base_url: str, *, as_json: bool) -> None:
+def _print(
+    created: CreatedConnection,
+    public_base_url: str,
+    *,
+    as_json: bool,
+    token_param: str | None = None,
+) -> None:
     out: dict[str, Any] = {
         "id": str(created.id),
         "provider": created.provider,
@@ -147,7 +221,11 @@ def _print(created: CreatedConnection, public_base_url: str, *, as_json: bool) -
         out["changes_url"] = f"{public_base_url}/v1/changes"
         out["api_key"] = created.api_key
     else:
-        out["webhook_url"] = f"{public_base_url}/webhooks/{created.provider}/{created.id}"
+        url = f"{public_base_url}/webhooks/{created.provider}/{created.id}"
+        if token_param is not None and created.webhook_secret is not None:
+            # The provider signs nothing: the URL it posts to carries the secret.
+            url += "?" + urlencode({token_param: created.webhook_secret})
+        out["webhook_url"] = url
         out["webhook_secret"] = created.webhook_secret
     if as_json:
         print(json.dumps(out))
@@ -221,6 +299,21 @@ def _health(args: argparse.Namespace) -> int:
     return emit(run(args, lambda c, ctx: ops.health(c, ctx, args.id, now=now)), args.json)
 
 
+@command
+def _pause(args: argparse.Namespace) -> int:
+    body = model(PauseRequest, direction=args.direction, until=args.until, reason=args.reason)
+    now = datetime.now(UTC)
+    return emit(run(args, lambda c, ctx: pauses.pause(c, ctx, args.id, body, now=now)), args.json)
+
+
+@command
+def _resume(args: argparse.Namespace) -> int:
+    body = model(ResumeRequest, direction=args.direction)
+    now = datetime.now(UTC)
+    ended = run(args, lambda c, ctx: pauses.resume(c, ctx, args.id, body, now=now))
+    return emit(ended, args.json)
+
+
 def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Every action of ``crmsync connections`` but ``add`` (which main.py declares)."""
 
@@ -264,3 +357,9 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--api-key", help="an API token")
     p.add_argument("--oauth-json", type=Path, help="file with the OAuth2 tokens (see the API)")
     action("health", "last webhook and push, error rate, circuit, token expiry", _health)
+    p = action("pause", "hold its webhooks (in) and/or pushes (out) back until resumed", _pause)
+    p.add_argument("--direction", choices=("in", "out", "both"), help="default both")
+    p.add_argument("--until", help="ISO 8601 time with offset: resume by itself then")
+    p.add_argument("--reason")
+    p = action("resume", "end its pauses in force; what waited goes on in order", _resume)
+    p.add_argument("--direction", choices=("in", "out", "both"), help="default both")

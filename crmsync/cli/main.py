@@ -13,23 +13,29 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
 from crmsync.cli import (
     apikeys,
     audit,
+    auditlog,
     config,
     conflicts,
     connections,
     deadletters,
+    freezewindows,
     infra,
+    matrix,
+    notifications,
     records,
     replay,
     run,
     simulate,
     sync,
     syncjobs,
+    synclog,
 )
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
 from crmsync.localstack.keys import export_master_key
@@ -52,6 +58,11 @@ COMMAND_MODULES: list[CommandModule] = [
     syncjobs,
     conflicts,
     audit,
+    auditlog,
+    synclog,
+    notifications,
+    freezewindows,
+    matrix,
 ]
 
 
@@ -59,8 +70,18 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _version() -> str:
+    try:
+        return metadata.version("crmsync")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crmsync", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version", action="version", version=f"crmsync {_version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_infra = sub.add_parser("infra", help="manage the local Kafka and PostgreSQL")
@@ -106,14 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_conn = sub.add_parser("connections", help="tenants' connections to providers")
     conn_sub = p_conn.add_subparsers(dest="action", required=True, metavar="ACTION")
     p_add = conn_sub.add_parser("add", help="create a connection (and its tenant if new)")
-    p_add.add_argument("--provider", required=True, help="provider slug, e.g. stripe")
+    p_add.add_argument(
+        "--provider",
+        required=True,
+        help="provider slug, e.g. stripe; mailchimp, mautic, woocommerce: a generic "
+        "connection from the mapping file shipped for it",
+    )
     p_add.add_argument("--tenant", required=True, help="tenant slug; created if new")
     p_add.add_argument("--name", help="connection name, unique per tenant (default: provider)")
     p_add.add_argument("--webhook-secret", help="the provider's signing secret (else generated)")
     p_add.add_argument("--api-key", help="API credentials for calls to the provider")
     p_add.add_argument("--base-url", help="the provider API's base URL")
     p_add.add_argument(
-        "--generic-config", type=Path, help="JSON signature scheme of a generic connection"
+        "--generic-config",
+        type=Path,
+        help="a generic connection's JSON signature scheme, or its whole mapping file",
     )
     p_add.add_argument("--json", action="store_true", help="machine-readable output")
     connections.register_actions(conn_sub)

@@ -4,8 +4,9 @@ A key is ``csk_`` + 256 random bits; only its SHA-256 hash and its first charact
 tell keys apart in a list) are stored. ``admin`` keys may do everything in the admin API,
 ``read`` keys only read, ``publish`` keys only publish changes to ingest.
 
-``last_used_at`` is kept without a write per request: :class:`LastUsedRecorder` collects
-the keys seen in memory and writes them in one statement every few seconds.
+``last_used_at`` and the requests per key per day (``api_key_usage``) are kept without a
+write per request: :class:`LastUsedRecorder` collects them in memory and writes them in one
+transaction every few seconds.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 import asyncpg
@@ -130,32 +132,54 @@ class LastUsedRecorder:
         self._interval = interval_seconds
         self._clock = clock
         self._seen: dict[uuid.UUID, float] = {}
+        # Requests per (key, UTC day) since the last flush: added to api_key_usage.
+        self._counts: Counter[tuple[uuid.UUID, date]] = Counter()
         self.writes = 0
 
     def touch(self, key_id: uuid.UUID) -> None:
-        self._seen[key_id] = self._clock()
+        now = self._clock()
+        self._seen[key_id] = now
+        self._counts[(key_id, datetime.fromtimestamp(now, UTC).date())] += 1
 
     async def flush(self) -> int:
         """Write what was seen since the last flush; returns the number of keys written."""
         if not self._seen:
             return 0
         seen, self._seen = self._seen, {}
+        counts, self._counts = self._counts, Counter()
         ids = list(seen)
         stamps = [datetime.fromtimestamp(seen[i], UTC) for i in ids]
+        used = list(counts)
         try:
-            await self._pool.execute(
-                """
-                UPDATE api_keys k SET last_used_at = u.at
-                  FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
-                 WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)
-                """,
-                ids,
-                stamps,
-            )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            # Put them back (newer touches win) and try again next time.
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    """
+                    UPDATE api_keys k SET last_used_at = u.at
+                      FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
+                     WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)
+                    """,
+                    ids,
+                    stamps,
+                )
+                # A key deleted meanwhile has no row to count against: the join drops it.
+                await conn.execute(
+                    """
+                    INSERT INTO api_key_usage AS u (key_id, day, requests)
+                    SELECT c.key_id, c.day, c.requests
+                      FROM unnest($1::uuid[], $2::date[], $3::bigint[]) AS c(key_id, day, requests)
+                      JOIN api_keys k ON k.id = c.key_id
+                    ON CONFLICT (key_id, day)
+                    DO UPDATE SET requests = u.requests + excluded.requests
+                    """,
+                    [k for k, _ in used],
+                    [d for _, d in used],
+                    [counts[u] for u in used],
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # Put them back (newer touches win, counts add up) and try again next time.
             for key_id, at in seen.items():
                 self._seen[key_id] = max(at, self._seen.get(key_id, at))
+            self._counts.update(counts)
             log.warning("api key last-used times not written, will retry: %s", exc)
             return 0
         self.writes += 1

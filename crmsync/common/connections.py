@@ -282,11 +282,21 @@ async def connection_exists(
 async def connection_owners(
     conn: Conn | asyncpg.Pool, connection_ids: Sequence[uuid.UUID]
 ) -> list[asyncpg.Record]:
-    """(id, tenant_id, settings) of each of these connections that exists, whoever's it
-    is: the processor compares each owner with the tenant its change names, so a change
-    naming another tenant's connection is refused rather than silently not found."""
+    """(id, tenant_id, settings, paused_in) of each of these connections that exists,
+    whoever's it is: the processor compares each owner with the tenant its change names, so
+    a change naming another tenant's connection is refused rather than silently not found.
+    ``paused_in``: an inbound pause or freeze window of it or its tenant is in force (the
+    processor parks its changes until it ends)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, tenant_id, settings FROM connections WHERE id = ANY($1::uuid[])",
+        """
+        SELECT c.id, c.tenant_id, c.settings,
+               EXISTS (SELECT 1 FROM pauses p
+                        WHERE p.tenant_id = c.tenant_id AND p.inbound
+                          AND (p.connection_id IS NULL OR p.connection_id = c.id)
+                          AND p.starts_at <= now() AND (p.ends_at IS NULL OR p.ends_at > now()))
+                 AS paused_in
+          FROM connections c WHERE c.id = ANY($1::uuid[])
+        """,
         list(connection_ids),
     )
     return rows
@@ -605,3 +615,15 @@ async def status_and_credentials(
         tenant_id,
     )
     return row
+
+
+async def needing_reauth(conn: Conn, tenant_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """(tenant_id, id, provider, name) of the connections of these tenants whose provider
+    refused their credentials (the notifier's ``connection.needs_reauth``)."""
+    return await conn.fetch(
+        """
+        SELECT tenant_id, id, provider, name FROM connections
+         WHERE tenant_id = ANY ($1::uuid[]) AND status = 'needs_reauth'
+        """,
+        tenant_ids,
+    )

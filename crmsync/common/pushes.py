@@ -182,3 +182,40 @@ async def queue_stats(pool: asyncpg.Pool) -> tuple[int, float]:
     )
     assert row is not None  # noqa: S101 - an aggregate always returns a row
     return int(row["n"]), float(row["age"] or 0.0)
+
+
+async def waiting_on_breaker(
+    conn: Conn, tenant_ids: list[uuid.UUID], now: datetime
+) -> list[asyncpg.Record]:
+    """(tenant_id, connection_id) of the connections whose pushes wait on an open circuit
+    breaker now: the outbound service reschedules a refused push with ``circuit_open``."""
+    return await conn.fetch(
+        """
+        SELECT DISTINCT tenant_id, connection_id FROM push_jobs
+         WHERE tenant_id = ANY ($1::uuid[])
+           AND last_error LIKE 'circuit_open%' AND next_attempt_at > $2
+        """,
+        tenant_ids,
+        now,
+    )
+
+
+# The error a push of an outbound-paused connection is rescheduled with (outbound's pusher).
+PAUSED = "paused"
+
+
+async def wake_paused(
+    conn: Conn | asyncpg.Pool, tenant_id: uuid.UUID, connection_id: uuid.UUID | None
+) -> int:
+    """A pause ended: the pushes it held back (of one connection, or of every connection
+    of the tenant) are due now, in their order. Returns how many."""
+    status = await conn.execute(
+        """
+        UPDATE push_jobs SET next_attempt_at = now(), updated_at = now()
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR connection_id = $2)
+           AND last_error LIKE 'paused%' AND next_attempt_at > now()
+        """,
+        tenant_id,
+        connection_id,
+    )
+    return int(status.split()[-1])

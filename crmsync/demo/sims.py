@@ -21,6 +21,7 @@ from aiohttp import web
 
 from connectors.base import Connector
 from connectors.generic import (
+    CATALOGUE,
     GenericMapping,
     GenericSchemeConfig,
     connector_for,
@@ -45,6 +46,13 @@ class Profile:
     sim_kwargs: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     oauth: bool = False
+    # The connection's provider when it is not the simulator's name (a provider connected
+    # by a mapping file we ship is a generic connection).
+    connects_as: str | None = None
+
+    @property
+    def connection_provider(self) -> str:
+        return self.connects_as or self.provider
 
 
 def _profiles() -> dict[str, Profile]:
@@ -76,6 +84,11 @@ def _profiles() -> dict[str, Profile]:
         ),
         # A CRM with no built-in connector, connected by its declarative mapping file.
         "generic": Profile("generic", {}, _acme_settings()),
+        # Providers connected by the mapping files we ship, simulated from those files.
+        **{
+            name: Profile(name, {}, _mapping_settings(path), connects_as="generic")
+            for name, path in CATALOGUE.items()
+        },
     }
 
 
@@ -83,7 +96,11 @@ ACME_MAPPING = Path(__file__).resolve().parents[2] / "connectors/generic/example
 
 
 def _acme_settings() -> dict[str, Any]:
-    signature, mapping = load_mapping_file(ACME_MAPPING)
+    return _mapping_settings(ACME_MAPPING)
+
+
+def _mapping_settings(path: Path) -> dict[str, Any]:
+    signature, mapping = load_mapping_file(path)
     return {
         "generic": signature.model_dump(mode="json"),
         "generic_mapping": mapping_settings(mapping),
@@ -164,19 +181,20 @@ async def connect(
     exists. The simulator then POSTs its webhooks to ``ingest_url``."""
     sim = running.sim
     profile = PROFILES.get(running.provider, Profile(running.provider))
+    provider = profile.connection_provider
     wanted = {**profile.settings, **(settings or {})}
     async with pool.acquire() as conn:
         row = await find_by_name(conn, tenant=tenant, name=name)
-        if row is not None and row["provider"] != running.provider:
+        if row is not None and row["provider"] != provider:
             raise ValueError(f"{tenant}/{name} is a {row['provider']} connection")
         if row is None:
-            secret = _connector(running.provider, wanted).scheme.generate_secret()
+            secret = _connector(provider, wanted).scheme.generate_secret()
             oauth = _issue_oauth(sim) if profile.oauth else None
             created = await create_connection(
                 conn,
                 keyring,
                 tenant=tenant,
-                provider=running.provider,
+                provider=provider,
                 name=name,
                 webhook_secret=secret,
                 base_url=running.base_url,
@@ -214,6 +232,6 @@ async def connect(
                 settings=wanted,
             )
     running.connection_id = connection_id
-    sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{running.provider}/{connection_id}"
+    sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{provider}/{connection_id}"
     sim.webhook_secret = secret
     return connection_id

@@ -43,6 +43,18 @@ class OutboundSettings(ProviderCallSettings):
         ge=0,
         description="Longest in-line wait for a connection's rate limit; longer reschedules.",
     )
+    outbound_notify_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often operational notifications are evaluated and sent to the "
+        "tenants' notification endpoints.",
+    )
+    outbound_notify_circuit_minutes: float = Field(
+        10.0, ge=0, description="Notify when a connection's circuit stays open this long."
+    )
+    outbound_notify_dead_letters: int = Field(
+        100, ge=1, description="Notify when a connection's open dead letters reach this many."
+    )
     outbound_sync_concurrency: int = Field(
         2, ge=0, le=50, description="Backfill/reconciliation runs at once (0: run none here)."
     )

@@ -61,4 +61,15 @@ class ProcessorSettings(ProviderCallSettings):
         # Two: Python prepares one batch's partitions while PostgreSQL writes another's.
         description="Transactions each apply agent runs at once, each for its own partitions.",
     )
+    processor_reference_wait_seconds: float = Field(
+        900.0,
+        gt=0,
+        # 15 minutes: providers send a record and those naming it within seconds (Stripe's
+        # invoice.* and payment_intent.succeeded in the same second); a thin webhook
+        # hydrated after retries, or a provider's own retry of a failed delivery, comes
+        # within minutes. Past it, the dead letter names the reference for an operator.
+        description="How long a change naming a record not linked yet (a payment's "
+        "invoice, an invoice's customer or job) waits for it before it becomes a "
+        "missing_reference dead letter.",
+    )
     processor_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")

@@ -421,7 +421,7 @@ def processor() -> dict[str, Any]:
                 "Events per second per topic read (changes.internal, changes.normalized) "
                 "and outcome: applied, duplicate (redelivered), no_op, echo (our own push "
                 "coming back), stale (older than what was applied), conflict (parked), "
-                "dead_lettered.",
+                "waiting (names a record not linked yet), dead_lettered.",
                 "ops",
                 [("source_outcome:crmsync_processor_events:rate5m", "{{source}} {{outcome}}")],
                 stack=True,
@@ -447,6 +447,14 @@ def processor() -> dict[str, Any]:
                 ],
             ),
             DEAD_LETTERS_OPEN,
+            Panel(
+                "Changes waiting for a reference",
+                "Changes parked because a record they name (a payment's invoice, an "
+                "invoice's customer or job) is not linked yet: applied once it is, a "
+                "missing_reference dead letter after CRMSYNC_PROCESSOR_REFERENCE_WAIT_SECONDS.",
+                "short",
+                [(":crmsync_processor_waiting_changes:max", "waiting")],
+            ),
             Panel(
                 "Received -> committed p50 / p99",
                 "From ingest receiving an event (the envelope's received_at) to its change "

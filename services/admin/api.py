@@ -12,13 +12,14 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
 from aiohttp import web
+from multidict import MultiDict, MultiMapping
 from pydantic import BaseModel, RootModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -129,7 +130,7 @@ def _field_errors(exc: ValidationError, where: str) -> list[dict[str, str]]:
     ]
 
 
-class _RequestInvalidError(RefuseInput):
+class RequestInvalidError(RefuseInput):
     """The request is refused before any operation runs."""
 
     def __init__(
@@ -151,16 +152,16 @@ class _RequestInvalidError(RefuseInput):
         return problem(self.status, self.detail, headers=self.headers)
 
 
-def _parse_path(route: Route, request: web.Request) -> dict[str, uuid.UUID]:
+def _parse_path(route: Route, given: Mapping[str, str]) -> dict[str, uuid.UUID]:
     out: dict[str, uuid.UUID] = {}
     errors = []
     for name in route.path_params:
         try:
-            out[name] = uuid.UUID(request.match_info[name])
+            out[name] = uuid.UUID(given[name])
         except ValueError:
             errors.append({"loc": f"/path/{name}", "msg": "not a UUID", "type": "uuid_parsing"})
     if errors:
-        raise _RequestInvalidError(422, "invalid path parameter", errors)
+        raise RequestInvalidError(422, "invalid path parameter", errors)
     return out
 
 
@@ -184,20 +185,20 @@ def _nul_at(value: Any, loc: str) -> str | None:
 def _refuse_nul(value: Any, loc: str) -> None:
     found = _nul_at(value, loc)
     if found is not None:
-        raise _RequestInvalidError(
+        raise RequestInvalidError(
             422,
             "invalid input",
             [{"loc": found, "msg": "NUL characters are not allowed", "type": "string_nul"}],
         )
 
 
-def _parse_query(route: Route, request: web.Request) -> Any:
+def _parse_query(route: Route, query: MultiMapping[str]) -> Any:
     values: dict[str, str] = {}
-    _refuse_nul({k: request.query.getall(k) for k in request.query}, "/query")
-    for key in request.query:
-        given = request.query.getall(key)
+    _refuse_nul({k: query.getall(k) for k in query}, "/query")
+    for key in query:
+        given = query.getall(key)
         if len(given) > 1:
-            raise _RequestInvalidError(
+            raise RequestInvalidError(
                 422,
                 "invalid query",
                 [{"loc": f"/query/{key}", "msg": "given more than once", "type": "duplicate"}],
@@ -205,7 +206,7 @@ def _parse_query(route: Route, request: web.Request) -> Any:
         values[key] = given[0]
     if route.query is None:
         if values:
-            raise _RequestInvalidError(
+            raise RequestInvalidError(
                 422,
                 "invalid query",
                 [
@@ -221,7 +222,7 @@ def _parse_query(route: Route, request: web.Request) -> Any:
     try:
         return route.query.model_validate(values)
     except ValidationError as exc:
-        raise _RequestInvalidError(422, "invalid query", _field_errors(exc, "query")) from None
+        raise RequestInvalidError(422, "invalid query", _field_errors(exc, "query")) from None
 
 
 async def _parse_body(route: Route, request: web.Request) -> Any:
@@ -232,19 +233,29 @@ async def _parse_body(route: Route, request: web.Request) -> Any:
         # An empty body is an empty object: requests whose fields all have defaults need none.
         data = parse_json(raw) if raw.strip() else {}
     except NotJsonError as exc:
-        raise _RequestInvalidError(400, f"the body is not JSON: {exc}") from None
+        raise RequestInvalidError(400, f"the body is not JSON: {exc}") from None
+    return _validate_body(route, data)
+
+
+def _validate_body(route: Route, data: Any) -> Any:
+    if route.body is None:
+        return None
     _refuse_nul(data, "/body")
     try:
         return route.body.model_validate(data)
     except ValidationError as exc:
-        raise _RequestInvalidError(422, "invalid body", _field_errors(exc, "body")) from None
+        raise RequestInvalidError(422, "invalid body", _field_errors(exc, "body")) from None
 
 
 async def _authorise(route: Route, services: Services, request: web.Request) -> Principal:
-    token = bearer_token(request.headers.get("Authorization"))
+    return await authorise(route, services, bearer_token(request.headers.get("Authorization")))
+
+
+async def authorise(route: Route, services: Services, token: str | None) -> Principal:
+    """The key's principal, if the key is valid and its scope allows ``route``."""
     principal = await authenticate(services.pool, token) if token else None
     if principal is None:
-        raise _RequestInvalidError(
+        raise RequestInvalidError(
             401,
             "a valid API key is required",
             headers={"WWW-Authenticate": 'Bearer realm="crmsync"'},
@@ -252,9 +263,60 @@ async def _authorise(route: Route, services: Services, request: web.Request) -> 
     if principal.scope not in ("admin", "read") or (
         route.scope == "admin" and principal.scope != "admin"
     ):
-        raise _RequestInvalidError(403, f"this needs a key of scope {route.scope}")
+        raise RequestInvalidError(403, f"this needs a key of scope {route.scope}")
     services.recorder.touch(principal.key_id)
     return principal
+
+
+async def _run(
+    route: Route,
+    services: Services,
+    principal: Principal,
+    *,
+    path: dict[str, uuid.UUID],
+    query: Any,
+    body: Any,
+    wants_now: bool,
+) -> BaseModel | None:
+    ctx = Context(
+        tenant_id=principal.tenant_id,
+        keyring=services.keyring,
+        public_base_url=services.public_base_url,
+        kafka=services.kafka,
+        actor=f"api-key:{principal.key_id}",
+        allow_private_provider_urls=services.allow_private_provider_urls,
+    )
+    now = datetime.now(UTC) if wants_now else None
+    given = arguments(route, path, query, body, now)
+    async with services.pool.acquire() as conn:
+        return await route.operation(conn, ctx, **given)
+
+
+async def invoke(
+    route: Route,
+    services: Services,
+    token: str | None,
+    *,
+    path: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> BaseModel | None:
+    """Run ``route`` as its HTTP handler would, for a caller that is not an HTTP client of
+    the API (the console): the same key check, scope, validation and operation. Raises
+    ``RequestInvalidError`` (401, 403, 422) or the operation's ``AdminError``."""
+    principal = await authorise(route, services, token)
+    ids = _parse_path(route, path or {})
+    parsed_query = _parse_query(route, MultiDict(query or {}))
+    parsed_body = _validate_body(route, {} if body is None else body)
+    return await _run(
+        route,
+        services,
+        principal,
+        path=ids,
+        query=parsed_query,
+        body=parsed_body,
+        wants_now=takes_now(route),
+    )
 
 
 def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -264,22 +326,13 @@ def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRes
         services = request.app[SERVICES]
         try:
             principal = await _authorise(route, services, request)
-            path = _parse_path(route, request)
-            query = _parse_query(route, request)
+            path = _parse_path(route, request.match_info)
+            query = _parse_query(route, request.query)
             body = await _parse_body(route, request)
-            ctx = Context(
-                tenant_id=principal.tenant_id,
-                keyring=services.keyring,
-                public_base_url=services.public_base_url,
-                kafka=services.kafka,
-                actor=f"api-key:{principal.key_id}",
-                allow_private_provider_urls=services.allow_private_provider_urls,
+            result = await _run(
+                route, services, principal, path=path, query=query, body=body, wants_now=wants_now
             )
-            now = datetime.now(UTC) if wants_now else None
-            given = arguments(route, path, query, body, now)
-            async with services.pool.acquire() as conn:
-                result = await route.operation(conn, ctx, **given)
-        except _RequestInvalidError as exc:
+        except RequestInvalidError as exc:
             return exc.response()
         except AdminError as exc:
             return problem(exc.status, exc.detail, **exc.extensions)

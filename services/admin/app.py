@@ -15,6 +15,7 @@ from crmsync.common.metrics import set_build_info
 from crmsync.common.web import add_ops_routes
 from crmsync.settings.admin import AdminSettings, keyring_from
 from services.admin.api import SERVICES, Services, add_routes, openapi, problems_middleware
+from services.admin.console import add_console
 from services.admin.routes import routes
 
 SERVICE = "admin"
@@ -72,4 +73,5 @@ def create_app(
     add_ops_routes(app, SERVICE, {"postgres": postgres_ready})
     app.router.add_get("/openapi.json", openapi_json)
     add_routes(app, table)
+    add_console(app, table, keyring)
     return app

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from connectors.egress import provider_session
 from connectors.limits import BreakerPolicy
 from crmsync.application.connection_runtime import stored_clients
+from crmsync.application.notifier import Notifier, Thresholds
 from crmsync.application.sync.jobs import owner_id
 from crmsync.application.sync.runner import SyncRunner
 from crmsync.common.crypto import CryptoError, KeyRing
@@ -114,6 +116,7 @@ def create_app(
                 ("consume", outbound.consume),
                 ("work", outbound.work),
                 ("stats", outbound.stats),
+                ("notify", _notifier(settings, app[POOL], session, keyring).run),
             )
         ]
         lag = asyncio.create_task(
@@ -160,6 +163,26 @@ def create_app(
         app, SERVICE, {"postgres": postgres_ready, "kafka": kafka_ready, "pushing": loops_alive}
     )
     return app
+
+
+def _notifier(
+    settings: OutboundSettings,
+    pool: asyncpg.Pool,
+    session: aiohttp.ClientSession,
+    keyring: KeyRing,
+) -> Notifier:
+    """Operational notifications to the tenants' endpoints, through the provider session's
+    egress guard (an endpoint URL is the tenant's input like a provider URL)."""
+    return Notifier(
+        pool,
+        session,
+        keyring,
+        thresholds=Thresholds(
+            circuit_minutes=settings.outbound_notify_circuit_minutes,
+            dead_letters=settings.outbound_notify_dead_letters,
+        ),
+        interval=settings.outbound_notify_interval_seconds,
+    )
 
 
 async def _loops_alive(app: web.Application) -> None:

@@ -13,6 +13,7 @@ job's finish). No pooled connection is held across the provider call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -31,9 +32,9 @@ from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecor
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
 from crmsync.common.links import record_and_link
-from crmsync.common.pushes import FINISH_SQL, Job, finish, reschedule
+from crmsync.common.pushes import FINISH_SQL, PAUSED, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
-from schemas.errors import DeadLetter
+from schemas.errors import DeadLetter, Stop
 from services.outbound import metrics
 from services.outbound.queue import enqueue
 
@@ -41,7 +42,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # A record whose referenced customer/invoice is not on the target yet waits this long
-# for that push (queued first) before trying again.
+# for that push (queued first) before trying again, doubling each time (capped by the
+# policy's backoff cap): the push of what it references is usually done within a second,
+# and ten waits (max_attempts) span about eight minutes before it becomes a dead letter.
 DEPENDENCY_WAIT_SECONDS = 1.0
 # Retryable pauses that are not the push's fault (rate limit, open circuit, re-auth)
 # do not count as attempts, but are never shorter than this.
@@ -71,10 +74,30 @@ class PushFailedError(DeadLetter):
         super().__init__(failure.reason, failure.detail, message=f"{operation}: {failure}")
         self.operation = operation
         self.failure = failure
+        self.written = failure.written
+
+
+class MissingReferenceError(DeadLetter):
+    """A record it names never reached the target within the bounded wait."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("missing_reference", detail)
+
+
+def holds(info: ConnectionInfo, entity_type: str) -> bool:
+    """Whether the target's API can hold records of ``entity_type`` at all (ApiSpec)."""
+    try:
+        api = info.connector().api
+    except (KeyError, ValueError):
+        return False
+    return api is not None and entity_type in api.entity_types
 
 
 # Retryable failures that are not the push's fault: the provider asked us to slow down,
 # its circuit is open, or the connection waits for re-authorisation.
+# How long a push held by a pause without an end waits before it looks again (a resume
+# wakes it at once: this is the safety net, not the way it resumes).
+PAUSE_RECHECK_SECONDS = 300.0
 _NOT_THE_PUSH_S_FAULT = frozenset({"rate_limited", "circuit_open", "needs_reauth"})
 
 
@@ -180,6 +203,16 @@ def _read_sql(table: str) -> str:
     only when the connection and the record are both the job's tenant's."""
     return f"""
         SELECT {_CONNECTION_COLUMNS},
+               -- An outbound pause in force: NULL none, -1 until resumed, else its end
+               -- (unix seconds) when every pause in force has one.
+               (SELECT CASE WHEN count(*) = 0 THEN NULL
+                            WHEN bool_or(p.ends_at IS NULL) THEN -1
+                            ELSE extract(epoch FROM max(p.ends_at))::float8 END
+                  FROM pauses p
+                 WHERE p.tenant_id = c.tenant_id AND p.outbound
+                   AND (p.connection_id IS NULL OR p.connection_id = c.id)
+                   AND p.starts_at <= now() AND (p.ends_at IS NULL OR p.ends_at > now()))
+                 AS paused_until,
                r.id IS NOT NULL AS record_found, r.data AS record_data,
                r.version AS record_version, r.deleted_at IS NOT NULL AS record_deleted,
                l.id IS NOT NULL AS linked, l.external_id AS link_external_id,
@@ -207,29 +240,36 @@ _READS = {entity_type: _read_sql(table) for entity_type, table in TABLES.items()
 # crash or error leaves either all of it or none (the job then runs again after its lease).
 # $1 job id, $2 job version (FINISH_SQL); the link's coalesce/greatest rules keep what the
 # provider did not report this time.
+_LINK_COLUMNS = """
+    INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
+                                   external_id, last_pushed_hash, last_pushed_version,
+                                   last_seen_hash, last_seen_snapshot, remote_version,
+                                   remote_updated_at)"""
+_LINK_CONFLICT = """
+    ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
+       SET external_id = EXCLUDED.external_id,
+           last_pushed_hash = coalesce(EXCLUDED.last_pushed_hash, l.last_pushed_hash),
+           last_pushed_version = EXCLUDED.last_pushed_version,
+           last_seen_hash = coalesce(EXCLUDED.last_seen_hash, l.last_seen_hash),
+           last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot, l.last_seen_snapshot),
+           remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
+           remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
+           updated_at = now()"""
 _REMEMBER_SQL = f"""
-    WITH link AS (
-        INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
-                                       external_id, last_pushed_hash, last_pushed_version,
-                                       last_seen_hash, last_seen_snapshot, remote_version,
-                                       remote_updated_at)
-        VALUES ($3, $4, $5, $6, $7, $8, $9, $8, $10, $11, $12)
-        ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
-           SET external_id = EXCLUDED.external_id,
-               last_pushed_hash = coalesce(EXCLUDED.last_pushed_hash, l.last_pushed_hash),
-               last_pushed_version = EXCLUDED.last_pushed_version,
-               last_seen_hash = coalesce(EXCLUDED.last_seen_hash, l.last_seen_hash),
-               last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot,
-                                             l.last_seen_snapshot),
-               remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
-               remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
-               updated_at = now()
+    WITH link AS ({_LINK_COLUMNS}
+        VALUES ($3, $4, $5, $6, $7, $8, $9, $8, $10, $11, $12){_LINK_CONFLICT}
     ), logged AS (
         INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
                               external_id, outcome, latency_ms)
         VALUES ($3, $4, 'out', $5, $6, $7, 'pushed', $13)
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
+
+# A failed push that wrote something first: the link alone ($1 tenant .. $10 remote
+# updated at, as in _REMEMBER_SQL's link), no log row and no finish.
+_LINK_SQL = f"""{_LINK_COLUMNS}
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10){_LINK_CONFLICT}
+"""
 
 # Giving a push up, one statement: park it as a dead letter and finish the job. A version
 # queued during the push is then due at once, as after a success (it may not fail the same
@@ -240,6 +280,16 @@ _DEAD_SQL = f"""
         VALUES ($3, 'outbound', $4, $5, $6, $7, $8)
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
+
+
+def _reported(remote: RemoteRecord, pushed: dict[str, Any]) -> dict[str, Any]:
+    """The provider's record in canonical terms, its references as we pushed them (the
+    canonical ids, which the provider's own ids stand for)."""
+    reported = dict(remote.data)
+    for field_name in remote.refs:
+        if field_name in pushed:
+            reported[field_name] = pushed[field_name]
+    return reported
 
 
 class Pusher:
@@ -262,10 +312,11 @@ class Pusher:
             return False
         info = ConnectionInfo.from_row(row)
         provider = info.provider
-        try:
-            handle = await self.clients.get(info)
-        except DeadLetter as exc:  # no usable credentials
-            return await self._settle(job, info, exc)
+        if row["paused_until"] is not None:
+            return await self._paused(job, info, row["paused_until"])
+        handle = await self._handle(job, info)
+        if isinstance(handle, bool):  # no client: the job was settled
+            return handle
         started = time.perf_counter()
         try:
             operation, queued = await self._push(job, info, handle, _Read.from_row(row))
@@ -286,6 +337,36 @@ class Pusher:
             metrics.COMMITTED_TO_PUSHED_SECONDS.labels(provider).observe(max(0.0, lag))
         return queued
 
+    async def _handle(self, job: Job, info: ConnectionInfo) -> Handle | bool:
+        """The connection's client; without one, the job settled (whether it is queued)."""
+        try:
+            return await self.clients.get(info)
+        except DeadLetter as exc:  # no usable credentials
+            return await self._settle(job, info, exc)
+        except Stop as exc:
+            # Credentials no key of CRMSYNC_MASTER_KEYS opens (a CryptoError). Only this
+            # connection is affected: its pushes are parked, redrivable once the key is
+            # back, while every other connection's go on.
+            return await self._dead(
+                job,
+                info,
+                "credentials_unreadable",
+                f"connection {info.id}: {exc}; add its key to CRMSYNC_MASTER_KEYS (or store"
+                " the credentials again), then redrive",
+                None,
+            )
+
+    async def _paused(self, job: Job, info: ConnectionInfo, until: float) -> bool:
+        """An outbound pause or freeze window holds the push: it waits, without counting an
+        attempt, until the pause ends (``until``: unix seconds, or -1 until resumed, then it
+        looks again every PAUSE_RECHECK_SECONDS). Ending a pause early (resume, deleting a
+        window in force) makes the held pushes due at once (``pushes.wake_paused``); a
+        window that starts while the push waits is found when it is next due."""
+        metrics.SKIPPED.labels(info.provider, "paused").inc()
+        wait = PAUSE_RECHECK_SECONDS if until < 0 else max(0.0, until - time.time())
+        await reschedule(self.pool, job, wait, PAUSED, count_attempt=False)
+        return True
+
     async def _push(
         self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read
     ) -> tuple[str, bool]:
@@ -296,6 +377,12 @@ class Pusher:
             metrics.SKIPPED.labels(info.provider, "already_pushed").inc()
             return "skipped", await finish(self.pool, job)
         entity_type = cast(EntityType, job.entity_type)
+        if not info.syncs("out", entity_type):
+            # Queued by a redrive, or before the settings changed (or, before issue 17, as a
+            # record another one references): the target does not take this kind. Skipped
+            # by rule, as the router would have (the ledger counts it "settings").
+            metrics.SKIPPED.labels(info.provider, "not_synced").inc()
+            return "skipped", await finish(self.pool, job)
         if read.deleted:
             return await self._delete(job, info, handle, read.external_id, read.version)
         data = read.data
@@ -303,18 +390,26 @@ class Pusher:
         if refs is None:  # rescheduled behind the records it references
             return "waiting", True
         body = {k: v for k, v in data.items() if k not in REFERENCE_FIELDS}
-        if read.external_id is None:
-            key = idempotency_key(info.id, job.entity_id)
-            operation = "create"
-            remote = await self._call(
-                handle, operation, lambda c: c.create(entity_type, body, refs, key)
-            )
-        else:
-            operation = "update"
-            linked = read.external_id
-            remote = await self._call(
-                handle, operation, lambda c: c.update(entity_type, linked, body, refs)
-            )
+        try:
+            if read.external_id is None:
+                key = idempotency_key(info.id, job.entity_id)
+                operation = "create"
+                remote = await self._call(
+                    handle, operation, lambda c: c.create(entity_type, body, refs, key)
+                )
+            else:
+                operation = "update"
+                linked = read.external_id
+                remote = await self._call(
+                    handle, operation, lambda c: c.update(entity_type, linked, body, refs)
+                )
+        except DeadLetter as exc:
+            # The provider took a write before a later step failed (or was refused by its
+            # rules): link what it holds now, so a retry or redrive updates it and never
+            # creates a second; the version is not pushed, the rest is not taken for done.
+            if exc.written is not None:
+                await self._link_written(info, job, read, exc.written, data)
+            raise
         rearmed = await self._remember(
             info=info,
             job=job,
@@ -324,6 +419,38 @@ class Pusher:
             pushed=data,
         )
         return operation, rearmed
+
+    async def _link_written(
+        self,
+        info: ConnectionInfo,
+        job: Job,
+        read: _Read,
+        written: object,
+        pushed: dict[str, Any],
+    ) -> None:
+        """Link the record to what a failed push wrote, in one statement that neither logs
+        nor finishes the job (it is rescheduled or parked next)."""
+        remote = written if isinstance(written, RemoteRecord) else None
+        external_id = remote.external_id if remote is not None else str(written)
+        if remote is None and read.external_id == external_id:
+            return  # an update: the link already names it
+        values = None
+        if remote is not None:
+            with contextlib.suppress(DeadLetter):  # unreadable: linked without a state
+                values = canonical_values(job.entity_type, _reported(remote, pushed))
+        await self.pool.execute(
+            _LINK_SQL,
+            job.tenant_id,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+            external_id,
+            state_hash(values) if values is not None else None,
+            read.pushed_version,
+            values,
+            remote.version if remote else None,
+            remote.updated_at if remote else None,
+        )
 
     async def _delete(
         self,
@@ -367,9 +494,14 @@ class Pusher:
         known: dict[str, str],
     ) -> dict[str, str] | None:
         """The target's ids of the records this one references; None (and the missing
-        ones queued first) when one is not on the target yet. ``known``: the links the
-        push's read found; the database is asked again only when one is missing."""
-        wanted = {f: uuid.UUID(str(data[f])) for f in REFERENCE_FIELDS if data.get(f)}
+        ones queued first) when one is not on the target yet. A reference to a kind the
+        target cannot hold (a job, for Xero) is not sent, so not waited for. ``known``: the
+        links the push's read found; the database is asked again only when one is missing."""
+        wanted = {
+            f: uuid.UUID(str(data[f]))
+            for f, kind in REFERENCE_FIELDS.items()
+            if data.get(f) and holds(info, kind)
+        }
         if not wanted:
             return {}
         refs = _refs_from(wanted, known)
@@ -382,7 +514,7 @@ class Pusher:
         self, conn: Conn, job: Job, info: ConnectionInfo, wanted: dict[str, uuid.UUID]
     ) -> dict[str, str] | None:
         refs: dict[str, str] = {}
-        versions = []
+        missing: list[tuple[str, str, uuid.UUID, int]] = []
         for field_name, entity_id in wanted.items():
             entity_type = REFERENCE_FIELDS[field_name]
             row = await record_and_link(
@@ -399,22 +531,30 @@ class Pusher:
             if row["external_id"] is not None:
                 refs[field_name] = row["external_id"]
             elif not row["deleted"]:
-                versions.append((entity_type, entity_id, row["version"]))
+                missing.append((field_name, entity_type, entity_id, row["version"]))
             # Deleted and never synced: pushed without the reference.
-        if not versions:
+        if not missing:
             return refs
+        named = ", ".join(f"{f} {i} ({e})" for f, e, i, _ in missing)
+        if job.attempts + 1 >= self.policy.max_attempts:
+            # Bounded (DESIGN invariant 10): never pushed without it, never waited for ever.
+            raise MissingReferenceError(
+                f"{job.entity_type} {job.entity_id}: {named} not on the target after"
+                f" {job.attempts + 1} waits; push it (or link it), then redrive"
+            )
         now = datetime.now(UTC)
         await enqueue(
             conn,
-            [(job.tenant_id, info.id, e, i, v, None, now) for e, i, v in versions],  # type: ignore[misc]
+            [
+                (job.tenant_id, info.id, e, i, v, None, now)  # type: ignore[misc]
+                for _, e, i, v in missing
+                # One the target does not take from us can still be linked by a webhook
+                # or a sync run: waited for, not queued (it would be skipped by rule).
+                if info.syncs("out", e)
+            ],
         )
-        await reschedule(
-            conn,
-            job,
-            DEPENDENCY_WAIT_SECONDS,
-            "waiting for referenced records",
-            count_attempt=False,
-        )
+        delay = min(DEPENDENCY_WAIT_SECONDS * 2**job.attempts, self.policy.backoff_cap_seconds)
+        await reschedule(conn, job, delay, f"waiting for {named}", count_attempt=True)
         metrics.RETRIES.labels(info.provider, "dependency").inc()
         return None
 
@@ -432,11 +572,7 @@ class Pusher:
         finish the job, atomically. True when the job was re-armed for a newer version."""
         values: dict[str, Any] | None = None
         if remote is not None:
-            reported = dict(remote.data)
-            for field_name in remote.refs:
-                if field_name in pushed:
-                    reported[field_name] = pushed[field_name]
-            values = canonical_values(job.entity_type, reported)
+            values = canonical_values(job.entity_type, _reported(remote, pushed))
         pushed_hash = state_hash(values) if values is not None else None
         rearmed = await self.pool.fetchval(
             _REMEMBER_SQL,
@@ -507,6 +643,8 @@ class Pusher:
             "request": error.request if error else None,
             "status": error.status if error else None,
             "response_excerpt": error.body_excerpt if error else None,
+            # The provider's words, wherever its answer put them (the excerpt may cut them).
+            "provider_message": error.provider_message if error else None,
         }
         dead_id = uuid.uuid4()
         rearmed = await self.pool.fetchval(

@@ -46,6 +46,7 @@ from services.processor.housekeeping import run_housekeeping
 from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
+from services.processor.sweep import WaitingSweep
 
 SERVICE = "processor"
 # Topics whose records are applied to Postgres (InternalChange events).
@@ -75,6 +76,8 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.runner: web.AppRunner | None = None
         self.relay_task: asyncio.Task[None] | None = None
         self.housekeeping_task: asyncio.Task[None] | None = None
+        self.sweep_task: asyncio.Task[None] | None = None
+        self.sweep: WaitingSweep | None = None
         self.lag_task: asyncio.Task[None] | None = None
         self.http: aiohttp.ClientSession | None = None
         self.clients: Clients | None = None
@@ -85,6 +88,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
             for name in (
                 "outbox-relay",
                 "housekeeping",
+                "waiting-sweep",
                 "normalize-webhooks",
                 *(f"apply-{t.name}" for t in APPLY_TOPICS),
             )
@@ -123,6 +127,15 @@ class Runtime(mode.Service):  # type: ignore[misc]
             ),
             name="housekeeping",
         )
+        self.sweep = WaitingSweep(
+            Processor(pool),
+            pool,
+            wait_seconds=s.processor_reference_wait_seconds,
+        )
+        self.sweep_task = asyncio.create_task(
+            supervise(self.sweep.run, health=self.health["waiting-sweep"], log=log),
+            name="waiting-sweep",
+        )
         self.lag_task = asyncio.create_task(
             report_consumer_lag(
                 s.kafka_bootstrap_servers,
@@ -144,7 +157,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
     async def on_stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
-        for task in (self.relay_task, self.housekeeping_task, self.lag_task):
+        for task in (self.relay_task, self.housekeeping_task, self.sweep_task, self.lag_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -237,7 +250,10 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             assert runtime.pool is not None  # noqa: S101 - ready is set after the pool opens
             health = runtime.health[f"apply-{kind}"]
             processor = Processor(
-                runtime.pool, concurrency=settings.processor_apply_concurrency, health=health
+                runtime.pool,
+                concurrency=settings.processor_apply_concurrency,
+                health=health,
+                on_commit=runtime.sweep.after_commit if runtime.sweep is not None else None,
             )
             guard = BatchGuard(runtime.pool, health, topic=kind)
 

@@ -11,7 +11,7 @@ reference it is tested against, and where a batch Postgres rejects is replayed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -25,6 +25,7 @@ from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
 from schemas.errors import DeadLetter
 from schemas.records import CanonicalRecord
+from services.processor.amounts import Move, derive, invoices_moved
 from services.processor.decide import (
     Decision,
     InboundChange,
@@ -33,6 +34,7 @@ from services.processor.decide import (
     OutboxEntry,
     Outcome,
     Record,
+    Reference,
     Write,
     decide,
 )
@@ -73,6 +75,9 @@ class Applied:
     entity_id: uuid.UUID | None = None
     version: int | None = None
     change_id: uuid.UUID | None = None
+    waits_for: Reference | None = None  # WAITING: the record it waits for
+    # The invoices whose amount due the change may have moved (amounts.invoices_moved).
+    invoices: tuple[uuid.UUID, ...] = ()
 
 
 def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +185,23 @@ def meta_to_json(meta: dict[str, FieldMeta]) -> dict[str, Any]:
     return {name: {"ts": m.ts.isoformat(), "source": m.source} for name, m in meta.items()}
 
 
+async def forget_processed(conn: Conn, changes: Sequence[InboundChange]) -> None:
+    """Take back the dedup rows this transaction wrote for changes that wait: a waiting
+    change is not processed yet, and its release, a redelivery or a redrive of its dead
+    letter must find it fresh (the ledger counts it in flight meanwhile)."""
+    if not changes:
+        return
+    await conn.execute(
+        """
+        DELETE FROM processed_events p
+         USING unnest($1::uuid[], $2::text[]) AS w(c, e)
+         WHERE p.connection_id = w.c AND p.provider_event_id = w.e
+        """,
+        [c.connection_id for c in changes],
+        [c.dedup_key for c in changes],
+    )
+
+
 async def _already_processed(conn: Conn, change: InboundChange) -> bool:
     inserted = await conn.fetchval(
         """
@@ -247,16 +269,41 @@ def outbox_payload(
     ``model_construct`` costs twice this. tests/unit/test_processor_encoding.py holds the
     text to the model.
     """
+    return record_payload(
+        change.tenant_id,
+        change.entity_type,
+        entity_id,
+        version,
+        state,
+        origin=change.connection_id,
+        deleted=deleted,
+        new_id=new_id,
+    )
+
+
+def record_payload(
+    tenant_id: uuid.UUID,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    version: int,
+    state: dict[str, Any],
+    *,
+    origin: uuid.UUID | None,
+    deleted: bool = False,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> tuple[uuid.UUID, str]:
+    """:func:`outbox_payload` for a change that no one change made (``origin``: the
+    connection it is not pushed to, if any)."""
     change_id = new_id()
     payload = {
         "event_id": new_id(),
         "schema_version": CanonicalRecord.SCHEMA_VERSION,
-        "tenant_id": change.tenant_id,
-        "entity_type": change.entity_type,
+        "tenant_id": tenant_id,
+        "entity_type": entity_type,
         "entity_id": entity_id,
         "version": version,
         "deleted": deleted,
-        "origin_connection_id": change.connection_id,
+        "origin_connection_id": origin,
         "change_id": change_id,
         "committed_at": datetime.now(UTC),
         "state": state,
@@ -321,8 +368,11 @@ async def _record(
     return Record(entity_id, state, row["version"], row["deleted_at"] is not None)
 
 
-async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> Applied:
-    """Apply one change inside the caller's transaction."""
+async def apply_change(
+    conn: Conn, change: InboundChange, policy: Policy, *, behind: Reference | None = None
+) -> Applied:
+    """Apply one change inside the caller's transaction (``behind``: what an earlier change
+    of its record waits for, if one does)."""
     values = canonical_values(change.entity_type, change.data) if change.op == "upsert" else {}
     if await _already_processed(conn, change):
         return Applied(Outcome.DUPLICATE)
@@ -359,7 +409,10 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
         if matched is not None:
             record = await _record(conn, change, table, matched)
 
-    decision = decide(change, values, link, record, policy)
+    decision = decide(change, values, link, record, policy, behind=behind)
+    if decision.outcome is Outcome.WAITING:
+        await forget_processed(conn, [change])
+        return Applied(decision.outcome, waits_for=decision.waits_for)
     entity_id = await _write(conn, change, table, decision)
     if entity_id is None:  # a delete of nothing this connection told us of
         return Applied(decision.outcome)
@@ -398,7 +451,13 @@ async def apply_change(conn: Conn, change: InboundChange, policy: Policy) -> App
             decision.push_again,
         )
         await queue_pushes(conn, [push], due_now=True)
-    return Applied(decision.outcome, entity_id, decision.version, change_id)
+    return Applied(
+        decision.outcome,
+        entity_id,
+        decision.version,
+        change_id,
+        invoices=invoices_moved(change.entity_type, record, decision),
+    )
 
 
 async def _write(
@@ -484,3 +543,95 @@ async def _save_link(
         dict(seen.snapshot),
         seen.remote_updated_at,
     )
+
+
+async def derive_invoices(conn: Conn, moves: Mapping[tuple[uuid.UUID, uuid.UUID], Move]) -> int:
+    """Derive again the amount due and status of each (tenant, invoice) in ``moves`` from
+    its live payments (:mod:`services.processor.amounts`), in the caller's transaction,
+    after every change of its batch: a new version and an outbox row for each invoice that
+    changes, pushed like any change (never to the one connection the payments came from).
+    Both apply paths end here. Returns how many invoices changed."""
+    if not moves:
+        return 0
+    tenants = [t for t, _ in moves]
+    ids = [i for _, i in moves]
+    # The set-based path leaves generic plans on (batch.PLAN_GENERIC): plan these for their
+    # arguments, or a generic plan of the payments' read may scan the table.
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    invoices = await conn.fetch(
+        """
+        SELECT i.id, i.tenant_id, i.data, i.field_meta, i.version, i.deleted_at
+          FROM invoices i
+          JOIN unnest($1::uuid[], $2::uuid[]) AS w(t, i) ON i.tenant_id = w.t AND i.id = w.i
+         ORDER BY i.id FOR UPDATE OF i
+        """,
+        tenants,
+        ids,
+    )
+    if not invoices:
+        return 0
+    # Read in a statement of its own, after the invoices are locked: its snapshot then
+    # holds the payments of a concurrent batch (another partition) that held the lock
+    # first and has committed, so the last derivation to commit counts every payment.
+    # ANY rather than a join with unnest: the planner then probes payments_tenant_invoice_idx
+    # (migration 0014) where it hash-joined a scan of the table (EXPLAIN ANALYZE, 200,000
+    # payments, 20 invoices: 0.3 ms against 50-70 ms). Each row is kept for its own
+    # (tenant, invoice) only, below.
+    payments: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = {}
+    for p in await conn.fetch(
+        """
+        SELECT p.tenant_id, p.data ->> 'invoice_id' AS invoice_id, p.data
+          FROM payments p
+         WHERE p.tenant_id = ANY($1::uuid[]) AND p.data ->> 'invoice_id' = ANY($2::text[])
+           AND p.deleted_at IS NULL
+        """,
+        list({r["tenant_id"] for r in invoices}),
+        [str(r["id"]) for r in invoices],
+    ):
+        payments.setdefault((p["tenant_id"], p["invoice_id"]), []).append(p["data"])
+    updates: list[tuple[uuid.UUID, uuid.UUID, dict[str, Any], dict[str, Any], int]] = []
+    outbox: list[tuple[Any, ...]] = []
+    for r in invoices:
+        move = moves[(r["tenant_id"], r["id"])]
+        record = Record(
+            r["id"],
+            RecordState(r["data"], meta_from_json(r["field_meta"])),
+            r["version"],
+            r["deleted_at"] is not None,
+        )
+        state = derive(record, payments.get((r["tenant_id"], str(r["id"])), ()), move.ts)
+        if state is None:
+            continue
+        version = record.version + 1
+        values = dict(state.values)
+        updates.append((r["id"], r["tenant_id"], values, meta_to_json(dict(state.meta)), version))
+        change_id, payload = record_payload(
+            r["tenant_id"], "invoice", r["id"], version, values, origin=move.origin
+        )
+        outbox.append(
+            (change_id, r["tenant_id"], "invoice", r["id"], version, move.origin, payload)
+        )
+    if not updates:
+        return 0
+    columns = [list(c) for c in zip(*updates, strict=True)]
+    await conn.execute(
+        """
+        UPDATE invoices AS r
+           SET data = u.d, field_meta = u.m, version = u.v, updated_at = now()
+          FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::int[])
+               AS u(i, t, d, m, v)
+         WHERE r.id = u.i AND r.tenant_id = u.t
+        """,
+        *columns,
+    )
+    await conn.execute(
+        """
+        INSERT INTO outbox (change_id, tenant_id, entity_type, entity_id, version,
+                            origin_connection_id, payload)
+        SELECT i, t, e, r, v, o, p::json
+          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int[],
+                      $6::uuid[], $7::text[]) AS u(i, t, e, r, v, o, p)
+        """,
+        *[list(c) for c in zip(*outbox, strict=True)],
+    )
+    return len(updates)

@@ -23,9 +23,10 @@ from typing import Any
 
 import asyncpg
 
-from crmsync.common.canonical import TABLES
+from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, queue_pushes
+from services.processor.amounts import invoices_moved
 from services.processor.apply import (
     MATCH_ON,
     Applied,
@@ -34,6 +35,7 @@ from services.processor.apply import (
     conflict_row,
     foreign_link,
     foreign_references,
+    forget_processed,
     meta_from_json,
     outbox_row,
 )
@@ -43,10 +45,12 @@ from services.processor.decide import (
     LinkWrite,
     Outcome,
     Record,
+    Reference,
     Write,
     decide,
 )
 from services.processor.merge import FieldMeta, Policy, RecordState
+from services.processor.waiting import Waits
 
 LinkKey = tuple[uuid.UUID, str, str]  # connection, entity type, external id
 
@@ -330,8 +334,10 @@ class _Batch:
 
     # -- the rules (decide), in memory ----------------------------------------------------
 
-    def apply(self, change: InboundChange, values: dict[str, Any]) -> Applied:
-        key = (change.connection_id, change.entity_type, change.external_id)
+    def apply(
+        self, change: InboundChange, values: dict[str, Any], behind: Reference | None
+    ) -> Applied:
+        key = change.record_key
         entry = self.links.get(key)
         link = entry.view if entry is not None else None
         if link is not None:
@@ -342,13 +348,23 @@ class _Batch:
         else:
             found = None
         decision = decide(
-            change, values, link, found.view if found is not None else None, self.policy_of(change)
+            change,
+            values,
+            link,
+            found.view if found is not None else None,
+            self.policy_of(change),
+            behind=behind,
         )
+        if decision.outcome is Outcome.WAITING:
+            return Applied(decision.outcome, waits_for=decision.waits_for)
         entity_id = decision.entity_id
         if decision.write is Write.CREATE:
             entity_id = self.new_id()
         if entity_id is None:  # a delete of nothing this connection told us of
             return Applied(decision.outcome)
+        invoices = invoices_moved(
+            change.entity_type, found.view if found is not None else None, decision
+        )
         after = decision.record_after(entity_id)
         if after is not None:
             self._write(change, found, after)
@@ -371,7 +387,7 @@ class _Batch:
                     decision.push_again,
                 )
             )
-        return Applied(decision.outcome, entity_id, decision.version, change_id)
+        return Applied(decision.outcome, entity_id, decision.version, change_id, invoices=invoices)
 
     def _write(self, change: InboundChange, found: _Record | None, after: Record) -> None:
         if found is None:
@@ -575,13 +591,16 @@ async def apply_batch(
     changes: Sequence[InboundChange],
     values: Sequence[dict[str, Any]],
     policy_of: Callable[[InboundChange], Policy],
+    waits: Waits,
 ) -> list[Applied]:
     """Apply validated changes (``values``: their canonical fields) in the caller's
-    transaction, with the same outcomes as applying them one by one.
+    transaction, with the same outcomes as applying them one by one; ``waits`` says which
+    records have a change waiting before them, and learns of those that wait here.
 
     Raises :class:`ChangesRejectedError`, having written nothing that the caller's
     rollback would not undo, when a change names what its tenant does not have (a
-    reference, its connection, its link's record): the one-by-one path dead-letters it.
+    reference, its connection, its link's record) or when decide() refuses the record a
+    change would make (totals that disagree): the one-by-one path dead-letters it.
     """
     if not changes:
         return []
@@ -600,7 +619,16 @@ async def apply_batch(
     if rejected:
         raise ChangesRejectedError(rejected)
     results: list[Applied] = []
-    for change, value, is_fresh in zip(changes, values, fresh, strict=True):
-        results.append(batch.apply(change, value) if is_fresh else Applied(Outcome.DUPLICATE))
+    for i, (change, value, is_fresh) in enumerate(zip(changes, values, fresh, strict=True)):
+        if not is_fresh:
+            results.append(Applied(Outcome.DUPLICATE))
+            continue
+        try:
+            results.append(waits.note(change, batch.apply(change, value, waits.behind(change))))
+        except InvalidRecordError as exc:  # decide() found a merged record it must not store
+            raise ChangesRejectedError({i: InvalidChangeError(exc.reason, exc.detail)}) from None
     await batch.flush()
+    waiting = [c for c, r in zip(changes, results, strict=True) if r.outcome is Outcome.WAITING]
+    if waiting:
+        await forget_processed(conn, waiting)
     return results

@@ -17,6 +17,9 @@ The rules, the first that holds wins:
 ====  ===========================================================  ========  ====================
 rule  when                                                         outcome   writes
 ====  ===========================================================  ========  ====================
+0     upsert naming a record not linked yet (``refs`` left after   waiting   nothing: the change
+      resolution), or any change of a record an earlier change of            waits, parked
+      which waits (per-record order)                                         (invariant 10)
 1     the link has heard a newer version from this source          stale     nothing
       (``source_ts`` < the link's ``remote_updated_at``)
 2     delete, and this connection never told us of the record      no_op     nothing
@@ -27,6 +30,14 @@ rule  when                                                         outcome   wri
       connection: it reports back our own push                               version queued for
                                                                              it if newer
 6     upsert reaching a deleted record (deleted stays deleted)     stale     link
+6a    upsert whose invoice ``status`` lags behind the record's    no_op     link
+      (draft < open/overdue < paid/void, from a source that had
+      not seen the current status): a snapshot of an earlier
+      state, so none of its fields apply (``status_behind``)
+6b    the merged invoice breaks subtotal + tax = total             dead      nothing
+                                                                   letter
+                                                                   (schema_
+                                                                   violation)
 7     upsert and no record: create                                 applied   record v1, outbox,
                                                                              link
 8     the field-level merge changed a field                        applied   record v + 1,
@@ -40,7 +51,9 @@ rule  when                                                         outcome   wri
 ====  ===========================================================  ========  ====================
 
 An outbox row is written only by rules 4, 7 and 8: nothing changed, nothing emitted, which
-is what ends echo loops (invariant 5).
+is what ends echo loops (invariant 5). Beyond one change: a payment that rules 4, 7 or 8
+wrote names its invoice, whose amount due and status are derived again once the batch is
+applied (:mod:`services.processor.amounts`), a version and an outbox row of their own.
 """
 
 from __future__ import annotations
@@ -52,9 +65,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from crmsync.common.canonical import state_hash
+from connectors.spec import REFERENCE_FIELDS
+from crmsync.common.canonical import InvalidRecordError, state_hash
 from schemas.changes import EntityType
-from services.processor.merge import Conflict, Policy, RecordState, Update, merge
+from services.processor.merge import Conflict, Order, Policy, RecordState, Update, merge
 
 
 class Outcome(StrEnum):
@@ -66,11 +80,16 @@ class Outcome(StrEnum):
     ECHO = "echo"
     STALE = "stale"
     CONFLICT = "conflict"
+    # Not applied yet: it names a record not linked yet, or waits behind a change that does
+    # (invariant 10). Resolved later in its batch, or parked until the record is linked.
+    WAITING = "waiting"
 
 
 class Rule(StrEnum):
     """Which rule of the table above decided: finer than :class:`Outcome`."""
 
+    MISSING_REFERENCE = "missing_reference"
+    BEHIND_WAITING = "behind_waiting"
     OLDER_THAN_SEEN = "older_than_seen"
     DELETE_UNSEEN = "delete_unseen"
     ALREADY_DELETED = "already_deleted"
@@ -81,6 +100,7 @@ class Rule(StrEnum):
     UPDATE = "update"
     CONFLICT = "conflict"
     UNCHANGED = "unchanged"
+    STATUS_BEHIND = "status_behind"
 
 
 class Write(StrEnum):
@@ -103,8 +123,27 @@ class InboundChange:
     source_ts: datetime  # the source's own updated-at for this version
     data: dict[str, Any]  # canonical fields, possibly partial
     received_at: datetime | None = None
-    # Reference field -> the source's id of the referenced record; resolved before apply.
+    # Reference field -> the source's id of the referenced record. Resolution moves each
+    # one it finds linked into ``data``; what is left names records not linked yet.
     refs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def record_key(self) -> tuple[uuid.UUID, str, str]:
+        """The record as its connection knows it: what per-record order is kept by."""
+        return (self.connection_id, self.entity_type, self.external_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A record a change names that is not linked yet: what it waits for, and what its
+    dead letter names when the wait runs out."""
+
+    field_name: str  # the change's reference field: customer_id, job_id, invoice_id
+    entity_type: str  # the kind of record it names
+    external_id: str  # the record's id in the change's connection
+
+    def describe(self) -> str:
+        return f"{self.entity_type} {self.external_id} ({self.field_name})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +202,7 @@ class Decision:
     # Queue this version of the record for the change's connection: its echo shows it
     # holds an older one (a concurrent edit there overtook our push).
     push_again: int | None = None
+    waits_for: Reference | None = None  # rule 0: what the change waits for
 
     def record_after(self, entity_id: uuid.UUID) -> Record | None:
         """The record as this decision leaves it, if it writes it (``entity_id``: the
@@ -174,9 +214,42 @@ class Decision:
 
 _EMPTY = RecordState({}, {})
 
+# How far along its life each invoice status is (every provider's order: Stripe's draft →
+# open → paid/void, Xero's DRAFT/SUBMITTED → AUTHORISED → PAID/VOIDED, QuickBooks' balance
+# reaching zero). Overdue is open past its due date. Paid and void are both final.
+INVOICE_STATUS_ORDER: dict[str, int] = {"draft": 0, "open": 1, "overdue": 1, "paid": 2, "void": 2}
+ORDERS: dict[str, Order] = {"invoice": {"status": INVOICE_STATUS_ORDER}}
+
+
+def check_totals(entity_type: str, values: Mapping[str, Any]) -> None:
+    """A merged invoice must satisfy subtotal + tax = total (the canonical model checks a
+    change that carries all three; a partial one is checked here, merged)."""
+    if entity_type != "invoice":
+        return
+    subtotal, tax, total = values.get("subtotal"), values.get("tax"), values.get("total")
+    if subtotal is None or tax is None or total is None:
+        return
+    if subtotal + tax != total:
+        raise InvalidRecordError(
+            "schema_violation",
+            f"invoice total {total} must equal subtotal {subtotal} + tax {tax} once merged",
+        )
+
 
 def _newest(seen: datetime | None, ts: datetime) -> datetime:
     return ts if seen is None or ts > seen else seen
+
+
+def missing_reference(change: InboundChange) -> Reference | None:
+    """The first record an upsert names that is not linked yet (its ``refs`` left after
+    resolution), or None. A delete needs none of the records it named."""
+    if change.op != "upsert":
+        return None
+    for field_name, external_id in sorted(change.refs.items()):
+        entity_type = REFERENCE_FIELDS.get(field_name)
+        if entity_type is not None:
+            return Reference(field_name, entity_type, external_id)
+    return None
 
 
 def decide(  # noqa: PLR0911 - one return per rule of the table: the first that holds wins
@@ -185,16 +258,27 @@ def decide(  # noqa: PLR0911 - one return per rule of the table: the first that 
     link: Link | None,
     record: Record | None,
     policy: Policy,
+    *,
+    behind: Reference | None = None,
 ) -> Decision:
     """Apply the rules to one change: ``values`` are its validated canonical fields (empty
     for a delete), ``link`` the connection's link for its external id, ``record`` the
-    record that link names or, with no link, the one matched on first contact.
+    record that link names or, with no link, the one matched on first contact, ``behind``
+    what an earlier change of the same record waits for, if one does.
+
+    Raises InvalidRecordError (a dead letter, reason ``schema_violation``) for an invoice
+    whose merged totals disagree: such a record is never stored.
 
     A link always comes with its record: a link whose record the tenant does not have is
     refused before deciding (``apply.foreign_link``), so reaching here with one is a bug.
     """
     if link is not None and record is None:
         raise ValueError(f"link to {link.entity_id} without its record: refuse it before")
+    missing = missing_reference(change)
+    if missing is not None:
+        return Decision(Outcome.WAITING, Rule.MISSING_REFERENCE, waits_for=missing)
+    if behind is not None:
+        return Decision(Outcome.WAITING, Rule.BEHIND_WAITING, waits_for=behind)
     if (
         link is not None
         and link.remote_updated_at is not None
@@ -215,13 +299,13 @@ def decide(  # noqa: PLR0911 - one return per rule of the table: the first that 
         )
         if link.last_pushed_hash == incoming_hash:
             pushed = link.last_pushed_version
-            behind = not record.deleted and pushed is not None and record.version > pushed
+            fell_behind = not record.deleted and pushed is not None and record.version > pushed
             return Decision(
                 Outcome.ECHO,
                 Rule.ECHO,
                 link.entity_id,
                 link=seen,
-                push_again=record.version if behind else None,
+                push_again=record.version if fell_behind else None,
             )
     if record is not None and record.deleted:
         return Decision(Outcome.STALE, Rule.RECORD_DELETED, record.entity_id, link=seen)
@@ -235,7 +319,11 @@ def decide(  # noqa: PLR0911 - one return per rule of the table: the first that 
             link.snapshot if link is not None else None,
         ),
         policy,
+        ORDERS.get(change.entity_type),
     )
+    if record is not None and result.behind:
+        return Decision(Outcome.NOOP, Rule.STATUS_BEHIND, record.entity_id, link=seen)
+    check_totals(change.entity_type, result.state.values)
     if record is None:
         return Decision(
             Outcome.APPLIED,

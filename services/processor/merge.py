@@ -10,6 +10,13 @@ the connection's policy:
 - ``source_priority``: the higher-ranked connection wins, then the newest;
 - ``manual``: the conflict is parked for an operator and the current value stays.
 
+A field may have an order of its values (an invoice's ``status``: draft < open < paid/void),
+passed as ``order``. A value behind the current one, from a source that has not seen the
+current one (its ``last_seen`` differs), is that source lagging: a provider building an
+invoice in steps reports its draft after another system finalised it. It loses whatever
+the timestamps say and is reported in ``behind``. A source that had seen the current
+value and moves it back (Xero reopening an invoice whose payment was deleted) edits it.
+
 Ties are broken by connection id, so the outcome never depends on arrival order: the
 merge of any set of updates is the same whichever order they arrive in, and applying
 one update twice equals applying it once.
@@ -74,6 +81,13 @@ class MergeResult:
     # Fields the source changed but lost on policy (older, or lower priority).
     overruled: frozenset[str] = frozenset()
     unchanged: frozenset[str] = field(default_factory=frozenset)
+    # Fields whose incoming value lagged behind the current one in the field's order.
+    behind: frozenset[str] = frozenset()
+
+
+# Per field, the rank of each value: a value of lower rank is behind one of higher rank.
+# Values not ranked (None, unknown) are never behind nor ahead.
+Order = Mapping[str, Mapping[Value, int]]
 
 
 _MISSING = object()
@@ -112,17 +126,36 @@ def _wins(
     return mine > theirs
 
 
-def merge(current: RecordState, update: Update, policy: Policy = Policy()) -> MergeResult:
+def _lags(order: Order, name: str, incoming: Value, current: Value, seen: object) -> bool:
+    """Is ``incoming`` behind ``current`` in ``name``'s order, from a source that has not
+    seen ``current``?"""
+    ranks = order.get(name)
+    if ranks is None or seen == current:
+        return False
+    mine, theirs = ranks.get(incoming), ranks.get(current)
+    return mine is not None and theirs is not None and mine < theirs
+
+
+def merge(
+    current: RecordState, update: Update, policy: Policy = Policy(), order: Order | None = None
+) -> MergeResult:
     values = dict(current.values)
     meta = dict(current.meta)
     changed: set[str] = set()
     overruled: set[str] = set()
     unchanged: set[str] = set()
+    behind: set[str] = set()
     conflicts: list[Conflict] = []
 
     for name, incoming in update.values.items():
         seen = update.last_seen.get(name, _MISSING) if update.last_seen is not None else _MISSING
         held = meta.get(name)
+        # Before the "unchanged" test: a source still reporting the draft it reported
+        # before (its lines growing one by one) lags as much as one reporting it first.
+        if order and _lags(order, name, incoming, values.get(name, _MISSING), seen):
+            behind.add(name)
+            overruled.add(name)
+            continue
         if seen is not _MISSING and incoming == seen:
             unchanged.add(name)  # this source did not touch the field since we last heard
             continue
@@ -169,4 +202,5 @@ def merge(current: RecordState, update: Update, policy: Policy = Policy()) -> Me
         tuple(conflicts),
         frozenset(overruled),
         frozenset(unchanged),
+        frozenset(behind),
     )

@@ -27,6 +27,11 @@ DEAD_LETTERS_OPEN = Gauge(
     "table by the processor's housekeeping, so it covers every service's dead letters.",
     ["stage"],
 )
+WAITING_CHANGES = Gauge(
+    "crmsync_processor_waiting_changes",
+    "Changes parked until a record they name is linked (waiting_changes), as the "
+    "processor's sweep last counted them; table-wide, so read it with max().",
+)
 BATCH_SIZE = Histogram(
     "crmsync_processor_batch_size",
     "Events per applied batch.",

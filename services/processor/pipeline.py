@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,20 +29,36 @@ from crmsync.common.supervise import TaskHealth
 from schemas import topics
 from schemas.changes import InternalChange
 from services.processor import metrics
+from services.processor.amounts import invoice_moves
 from services.processor.apply import (
     Applied,
     apply_change,
     canonical_values,
+    derive_invoices,
     policy_from,
 )
 from services.processor.batch import apply_batch
 from services.processor.deadletters import Source, dead_letter
-from services.processor.decide import InboundChange
+from services.processor.decide import InboundChange, Outcome
 from services.processor.failures import Action, action_for, parked_as
+from services.processor.waiting import (
+    Parked,
+    ToPark,
+    Waits,
+    park,
+    parked_for,
+    pause_reference,
+    take_expired,
+    take_ready,
+)
 
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "crmsync_outbox"
+# The metrics' source label of parked changes applied on release.
+RELEASED = "waiting_changes"
+# The dead letter of a change whose reference was not linked in time (invariant 10).
+MISSING_REFERENCE = "missing_reference"
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,8 @@ class Parsed:
     change: InboundChange | None = None
     reason: str = ""
     detail: str = ""
+    parked: Parked | None = None  # released from waiting_changes: its row's place
+    paused: bool = False  # its connection's inbound is paused: it waits, unapplied
 
 
 def parse_internal(source: Source) -> Parsed:
@@ -83,12 +101,12 @@ CHANGE_TOPICS = (topics.CHANGES_INTERNAL.name, topics.CHANGES_NORMALIZED.name)
 
 
 async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
-    """Replace each change's ``refs`` (the source's ids of referenced records) by canonical
-    ids in ``data``, through the source connection's links, in one query per batch.
+    """Move each change's ``refs`` (the source's ids of referenced records) that its
+    connection has linked into ``data`` as canonical ids, in one query per batch.
 
-    A reference to a record the connection has not told us about yet stays unresolved and
-    the field is left as it was: the referenced record's own change (or the next update of
-    this one) fills it in. The canonical id of a reference is never guessed.
+    A reference to a record the connection has not told us about yet stays in ``refs``:
+    the change then waits for it (decide's rule 0, invariant 10). The canonical id of a
+    reference is never guessed.
     """
     wanted = {
         (p.change.connection_id, REFERENCE_FIELDS[f], x)
@@ -107,12 +125,17 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
             resolved.append(p)
             continue
         data = dict(change.data)
+        missing: dict[str, str] = {}
         for field_name, external_id in change.refs.items():
             entity = REFERENCE_FIELDS.get(field_name)
-            target = found.get((change.connection_id, entity, external_id)) if entity else None
+            if entity is None:
+                continue
+            target = found.get((change.connection_id, entity, external_id))
             if target is not None:
                 data[field_name] = str(target)
-        resolved.append(replace(p, change=replace(change, data=data, refs={})))
+            else:
+                missing[field_name] = external_id
+        resolved.append(replace(p, change=replace(change, data=data, refs=missing)))
     return resolved
 
 
@@ -137,8 +160,11 @@ class Processor:
         set_based: bool = True,
         concurrency: int = 1,
         health: TaskHealth | None = None,
+        on_commit: Callable[[Sequence[Applied | None]], None] | None = None,
     ) -> None:
         self.pool = pool
+        # Told of each committed batch's outcomes: the sweep releases what waits for them.
+        self.on_commit = on_commit
         # Told when a transient error holds the batch up, so /readyz can say so.
         self.health = health
         # False applies change by change: the reference the set-based path is tested against.
@@ -209,59 +235,163 @@ class Processor:
                 results = await self._apply_each(parsed)
         metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(parsed))
+        self._count(topic, parsed, results)
+        return results
+
+    def _count(
+        self, topic: str, parsed: Sequence[Parsed], results: Sequence[Applied | None]
+    ) -> None:
         now = datetime.now(UTC)
         for item, result in zip(parsed, results, strict=True):
             outcome = result.outcome.value if result is not None else "dead_lettered"
             metrics.EVENTS.labels(topic, outcome).inc()
-            if result is not None and item.change and item.change.received_at:
+            if (
+                result is not None
+                and result.outcome is not Outcome.WAITING
+                and item.change
+                and item.change.received_at
+            ):
                 seconds = (now - item.change.received_at).total_seconds()
                 metrics.RECEIVED_TO_COMMITTED_SECONDS.observe(max(seconds, 0.0))
-        return results
+        if self.on_commit is not None:
+            self.on_commit(results)
 
     async def _apply_batch(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
         """The fast path: dead letters first, then every valid change set-based."""
         async with self.pool.acquire() as conn, conn.transaction():
             settings, parsed = await self._settings(conn, parsed)
             parsed = await resolve_refs(conn, parsed)
-            valid: list[tuple[int, InboundChange, dict[str, Any]]] = []
-            results: list[Applied | None] = [None] * len(parsed)
-            for i, item in enumerate(parsed):
-                problem = self._problem(item, settings)
-                if problem is None:
-                    assert item.change is not None  # noqa: S101 - _problem checked it
-                    try:
-                        values = (
-                            canonical_values(item.change.entity_type, item.change.data)
-                            if item.change.op == "upsert"
-                            else {}
-                        )
-                    except Exception as exc:
-                        problem = parked_as(exc)
-                        if problem is None:
-                            raise
-                    else:
-                        valid.append((i, item.change, values))
-                        continue
-                await self._dead_letter(conn, item, *problem)
-            applied = await apply_batch(
-                conn,
-                [c for _, c, _ in valid],
-                [v for _, _, v in valid],
-                lambda c: policy_from(settings[c.connection_id], c.entity_type),
-            )
-            for (i, _, _), result in zip(valid, applied, strict=True):
-                results[i] = result
+
+            async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
+                valid: list[tuple[int, InboundChange, dict[str, Any]]] = []
+                results: list[Applied | None] = [None] * len(items)
+                for i, item in enumerate(items):
+                    problem = self._problem(item, settings)
+                    if problem is None:
+                        assert item.change is not None  # noqa: S101 - _problem checked it
+                        try:
+                            values = (
+                                canonical_values(item.change.entity_type, item.change.data)
+                                if item.change.op == "upsert"
+                                else {}
+                            )
+                        except Exception as exc:
+                            problem = parked_as(exc)
+                            if problem is None:
+                                raise
+                        else:
+                            valid.append((i, item.change, values))
+                            continue
+                    await self._dead_letter(conn, item, *problem)
+                applied = await apply_batch(
+                    conn,
+                    [c for _, c, _ in valid],
+                    [v for _, _, v in valid],
+                    lambda c: policy_from(settings[c.connection_id], c.entity_type),
+                    waits,
+                )
+                for (i, _, _), result in zip(valid, applied, strict=True):
+                    results[i] = result
+                return results
+
+            parsed, results = await self._passes(conn, parsed, one_pass)
             await self._finish(conn, parsed, results, settings)
         return results
 
     async def _apply_each(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
         """The slow path: change by change, each in a savepoint."""
         async with self.pool.acquire() as conn, conn.transaction():
-            settings, parsed = await self._settings(conn, parsed)
-            parsed = await resolve_refs(conn, parsed)
-            results = [await self._one(conn, item, settings) for item in parsed]
-            await self._finish(conn, parsed, results, settings)
+            return await self._apply_each_in(conn, parsed)
+
+    async def _apply_each_in(self, conn: Conn, parsed: Sequence[Parsed]) -> list[Applied | None]:
+        settings, parsed = await self._settings(conn, parsed)
+        parsed = await resolve_refs(conn, parsed)
+
+        async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
+            return [await self._one(conn, item, settings, waits) for item in items]
+
+        parsed, results = await self._passes(conn, parsed, one_pass)
+        await self._finish(conn, parsed, results, settings)
         return results
+
+    @staticmethod
+    async def _passes(
+        conn: Conn,
+        parsed: Sequence[Parsed],
+        one_pass: Callable[[Sequence[Parsed], Waits], Awaitable[list[Applied | None]]],
+    ) -> tuple[list[Parsed], list[Applied | None]]:
+        """Apply the batch in order; then, as long as the changes that wait find a record
+        this batch linked, apply them again, in order, in a further pass (invariant 10:
+        an invoice and its payment in one batch, the payment first). Changes of a record
+        with a change parked before wait behind it. Returns the changes as last resolved."""
+        items = list(parsed)
+        results: list[Applied | None] = [None] * len(items)
+        waits = Waits(await parked_for(conn, [p.change for p in items if p.change is not None]))
+        pending = []
+        for i, item in enumerate(items):
+            if item.paused and item.change is not None:
+                # Inbound paused: parked as it is, applied in order when the pause ends.
+                results[i] = Applied(
+                    Outcome.WAITING, waits_for=pause_reference(item.change.connection_id)
+                )
+            else:
+                pending.append(i)
+        while pending:
+            applied = await one_pass([items[i] for i in pending], waits)
+            for i, result in zip(pending, applied, strict=True):
+                results[i] = result
+            waiting = [
+                i for i in pending if (r := results[i]) is not None and r.outcome is Outcome.WAITING
+            ]
+            if not waiting:
+                return items, results
+            again = await resolve_refs(conn, [items[i] for i in waiting])
+            if all(
+                a.change is None or p.change is None or a.change.refs == p.change.refs
+                for a, p in zip(again, (items[i] for i in waiting), strict=True)
+            ):
+                return items, results  # none of them found its record: they are parked
+            for i, item in zip(waiting, again, strict=True):
+                items[i] = item
+            pending = waiting
+            waits = waits.next_pass()
+        return items, results
+
+    async def release(self, records: int) -> int:
+        """Apply the parked changes of up to ``records`` records whose reference is linked
+        now, in one transaction with taking them; those that still wait are parked again
+        in their place. Returns how many were taken."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await take_ready(conn, records)
+            if not rows:
+                return 0
+            parsed = [replace(parse_internal(r.source), parked=r.parked) for r in rows]
+            results = await self._apply_each_in(conn, parsed)
+        self._count(RELEASED, parsed, results)
+        return len(rows)
+
+    async def expire(self, wait_seconds: float, limit: int) -> int:
+        """Dead-letter (``missing_reference``, naming the reference) up to ``limit`` changes
+        parked longer than ``wait_seconds``, oldest first. Their dead letters hold the
+        Kafka records as they came, so a redrive applies them once the record is there."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await take_expired(conn, wait_seconds, limit)
+            for row in rows:
+                await dead_letter(
+                    conn,
+                    row.source,
+                    stage="processor",
+                    reason=MISSING_REFERENCE,
+                    detail=f"{row.entity_type} {row.external_id} waited for"
+                    f" {row.waits_for.describe()}, which connection {row.connection_id} had"
+                    f" not sent after {wait_seconds:g} s; redrive it once it has",
+                    tenant_id=row.tenant_id,
+                    connection_id=row.connection_id,
+                    event_id=row.dedup_key,
+                )
+        for _ in rows:
+            metrics.EVENTS.labels(RELEASED, "dead_lettered").inc()
+        return len(rows)
 
     @staticmethod
     async def _settings(
@@ -273,18 +403,20 @@ class Processor:
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await connection_owners(conn, ids)
         owner = {r["id"]: r["tenant_id"] for r in rows}
-        checked = [
-            replace(
-                p,
-                reason="foreign_reference",
-                detail=f"connection {p.change.connection_id}: no connection of this tenant",
-            )
-            if p.change is not None
-            and p.change.connection_id in owner
-            and owner[p.change.connection_id] != p.change.tenant_id
-            else p
-            for p in parsed
-        ]
+        paused = {r["id"] for r in rows if r["paused_in"]}
+        checked = []
+        for item in parsed:
+            change = item.change
+            if change is not None and change.connection_id in owner:
+                if owner[change.connection_id] != change.tenant_id:
+                    item = replace(  # noqa: PLW2901 - the item, checked
+                        item,
+                        reason="foreign_reference",
+                        detail=f"connection {change.connection_id}: no connection of this tenant",
+                    )
+                elif change.connection_id in paused:
+                    item = replace(item, paused=True)  # noqa: PLW2901 - the item, checked
+            checked.append(item)
         return {r["id"]: r["settings"] for r in rows}, checked
 
     @staticmethod
@@ -321,6 +453,22 @@ class Processor:
         results: Sequence[Applied | None],
         settings: dict[uuid.UUID, dict[str, Any]],
     ) -> None:
+        waiting = [
+            ToPark(p.change, p.source, r.waits_for, p.parked)
+            for p, r in zip(parsed, results, strict=True)
+            if r is not None and r.waits_for is not None and p.change is not None
+        ]
+        if waiting:
+            await park(conn, waiting)
+        # Only a batch that moved a payment pays for this (issue 17 item 6); the rest
+        # check a tuple per change.
+        moves = invoice_moves(
+            (p.change, r.invoices)
+            for p, r in zip(parsed, results, strict=True)
+            if r is not None and r.invoices and p.change is not None
+        )
+        if moves:
+            await derive_invoices(conn, moves)
         await self._log(conn, parsed, results, settings)
         if any(r is not None and r.change_id is not None for r in results):
             await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
@@ -364,7 +512,7 @@ class Processor:
         )
 
     async def _one(
-        self, conn: Conn, item: Parsed, settings: dict[uuid.UUID, dict[str, Any]]
+        self, conn: Conn, item: Parsed, settings: dict[uuid.UUID, dict[str, Any]], waits: Waits
     ) -> Applied | None:
         problem = self._problem(item, settings)
         if problem is None:
@@ -373,7 +521,8 @@ class Processor:
             policy = policy_from(settings[change.connection_id], change.entity_type)
             try:
                 async with conn.transaction():  # a savepoint: a rejected change undoes alone
-                    return await apply_change(conn, change, policy)
+                    applied = await apply_change(conn, change, policy, behind=waits.behind(change))
+                return waits.note(change, applied)
             except Exception as exc:
                 problem = parked_as(exc)
                 if problem is None:

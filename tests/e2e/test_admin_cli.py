@@ -3,8 +3,11 @@ key from `api-keys create` that the admin API accepts."""
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -193,3 +196,77 @@ async def test_records_dead_letters_and_conflicts(cli: Cli, pg: asyncpg.Pool) ->
     )  # fmt: skip
     assert resolved["resolution"]["value"] == "3"
     assert (await pg.fetchval("SELECT data FROM customers WHERE id = $1", customer))["phone"] == "3"
+
+
+def test_the_audit_log_names_the_os_user_and_keeps_no_secret(cli: Cli) -> None:
+    secret = "whsec_" + uuid.uuid4().hex
+    created = cli.json(
+        "connections",
+        "add",
+        "--provider",
+        "stripe",
+        "--tenant",
+        "acme",
+        "--webhook-secret",
+        secret,
+        "--api-key",
+        "sk_test_cli_audit",
+    )
+    cli.json("connections", "update", "--tenant", "acme", created["id"], "--direction", "in")
+    key = cli.json("api-keys", "create", "--tenant", "acme", "--scope", "read")
+    page = cli.json("audit-log", "--tenant", "acme")
+    actor = f"cli:{getpass.getuser()}"
+    assert [(e["action"], e["actor"]) for e in page["items"]] == [
+        ("api_key.create", actor),
+        ("connection.update", actor),
+        ("connection.create", actor),
+    ]
+    assert page["items"][2]["target_id"] == created["id"]
+    text = json.dumps(page)
+    assert secret not in text
+    assert "sk_test_cli_audit" not in text
+    assert key["key"] not in text
+    assert page["items"][2]["change"]["webhook_secret"] == "[redacted]"
+    # Filters and the table form.
+    only = cli.json("audit-log", "--tenant", "acme", "--action", "api_key")
+    assert [e["action"] for e in only["items"]] == ["api_key.create"]
+    table = cli("audit-log", "--tenant", "acme")
+    assert table.returncode == 0
+    assert "connection.update" in table.stdout
+    # A key's detail has its (empty) usage; the version is printed.
+    shown = cli.json("api-keys", "show", "--tenant", "acme", key["id"])
+    assert shown["usage"] == []
+    assert shown["last_used_at"] is None
+    version = cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("crmsync ")
+
+
+async def test_sync_log_lists_and_follows(cli: Cli, pg: asyncpg.Pool) -> None:
+    cli.json("api-keys", "create", "--tenant", "acme", "--scope", "read")  # the tenant
+    tenant = await pg.fetchval("SELECT id FROM tenants WHERE slug = 'acme'")
+    insert = (
+        "INSERT INTO sync_log (tenant_id, direction, entity_type, external_id, outcome)"
+        " VALUES ($1, 'out', 'invoice', $2, 'pushed')"
+    )
+    await pg.execute(insert, tenant, "inv-1")
+    listed = cli.json("sync-log", "--tenant", "acme", "--direction", "out")
+    assert [e["external_id"] for e in listed["items"]] == ["inv-1"]
+    tail = await asyncio.create_subprocess_exec(
+        CRMSYNC,
+        *("sync-log", "--tenant", "acme", "--follow", "--json", "--interval", "0.1"),
+        env=cli.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert tail.stdout is not None
+    try:
+        first = await asyncio.wait_for(tail.stdout.readline(), 30)
+        assert json.loads(first)["external_id"] == "inv-1"
+        await pg.execute(insert, tenant, "inv-2")
+        second = await asyncio.wait_for(tail.stdout.readline(), 30)
+        assert json.loads(second)["external_id"] == "inv-2"
+    finally:
+        tail.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(tail.communicate(), 30)
+    assert tail.returncode == 0, err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -109,3 +112,62 @@ def test_a_base_url_no_provider_can_have_is_refused(database_url: str) -> None:
     assert "metadata" in refused.stderr
     allowed = _add(database_url, *args, env={"CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true"})
     assert allowed.returncode == 0, allowed.stderr
+
+
+async def test_a_catalogue_provider_is_a_generic_connection_from_its_mapping_file(
+    database_url: str, ingest: Ingest
+) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    result = _add(database_url, "--provider", "woocommerce", "--tenant", tenant)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["provider"], out["name"]) == ("generic", "woocommerce")
+    assert out["webhook_url"] == f"{PUBLIC_BASE}/webhooks/generic/{out['id']}"
+    settings = await ingest.pool.fetchval(
+        "SELECT settings FROM connections WHERE id = $1", uuid.UUID(out["id"])
+    )
+    assert settings["generic"]["signature_header"] == "x-wc-webhook-signature"
+    assert set(settings["generic_mapping"]["entities"]) == {"customer", "invoice"}
+
+    body = b'{"id": 7, "date_created_gmt": "2024-03-14T09:30:00", "email": "a@b.example"}'
+    digest = hmac.new(out["webhook_secret"].encode(), body, hashlib.sha256).digest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Topic": "customer.created",
+        "X-WC-Webhook-Signature": base64.b64encode(digest).decode(),
+    }
+    path = out["webhook_url"].removeprefix(PUBLIC_BASE)
+    resp = await ingest.client.post(path, data=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    headers["X-WC-Webhook-Signature"] = base64.b64encode(b"x" * 32).decode()
+    resp = await ingest.client.post(path, data=body, headers=headers)
+    assert resp.status == 401
+
+
+async def test_a_url_token_provider_gets_its_secret_in_the_printed_url(
+    database_url: str, ingest: Ingest
+) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    result = _add(database_url, "--provider", "mailchimp", "--tenant", tenant)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    base = f"{PUBLIC_BASE}/webhooks/generic/{out['id']}"
+    assert out["webhook_url"] == f"{base}?token={out['webhook_secret']}"
+    body = b"type=profile&fired_at=2024-03-14+09%3A30%3A00&data%5Bemail%5D=a%40b.example"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    path = out["webhook_url"].removeprefix(PUBLIC_BASE)
+    resp = await ingest.client.post(path, data=body, headers=form)
+    assert resp.status == 200, await resp.text()
+    for wrong in (base, f"{base}?token=guess"):
+        resp = await ingest.client.post(wrong.removeprefix(PUBLIC_BASE), data=body, headers=form)
+        assert resp.status == 401
+
+
+def test_a_catalogue_provider_refuses_a_second_mapping(database_url: str, tmp_path: Path) -> None:
+    scheme = tmp_path / "scheme.json"
+    scheme.write_text('{"signature_header": "x-sig"}')
+    result = _add(
+        database_url, "--provider", "mautic", "--tenant", "cli-x", "--generic-config", str(scheme)
+    )
+    assert result.returncode != 0
+    assert "drop --generic-config" in result.stderr

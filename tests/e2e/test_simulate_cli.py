@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from tests.conftest import free_port
+from tests.conftest import free_port_run
 
 
 def start(database_url: str, port_base: int) -> subprocess.Popen[str]:
@@ -52,7 +52,7 @@ def stop(proc: subprocess.Popen[str]) -> int:
 async def test_simulators_serve_seeded_records_and_adopt_their_connections(
     database_url: str,
 ) -> None:
-    base = free_port()
+    base = free_port_run(2)
     proc = start(database_url, base)
     try:
         first = read_table(proc)

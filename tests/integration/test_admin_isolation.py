@@ -55,6 +55,19 @@ async def _seed(admin: Admin) -> dict[str, str]:
         )
     )
     ids["key_id"] = (await admin.ok("POST", "/v1/api-keys", 201, json={"scope": "read"}))["id"]
+    ids["window_id"] = (
+        await admin.ok(
+            "POST",
+            "/v1/freeze-windows",
+            201,
+            json={"starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-02T00:00:00Z"},
+        )
+    )["id"]
+    ids["endpoint_id"] = (
+        await admin.ok(
+            "POST", "/v1/notification-endpoints", 201, json={"url": "https://a.example/h"}
+        )
+    )["id"]
     return ids
 
 
@@ -79,6 +92,7 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("GET", "/v1/sync-log"): (by_conn, 404),
         ("GET", "/v1/sync-log/summary"): (by_conn, 404),
         ("GET", "/v1/audit/ledger"): (by_conn, 404),
+        ("GET", "/v1/audit-log"): ({"params": {"target": conn}}, 200),
         ("GET", "/v1/dead-letters"): (by_conn, 404),
         ("GET", "/v1/dead-letters/{dead_letter_id}"): ({}, 404),
         ("POST", "/v1/dead-letters/{dead_letter_id}/redrive"): ({}, 404),
@@ -100,6 +114,27 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("GET", "/v1/api-keys/{key_id}"): ({}, 404),
         ("POST", "/v1/api-keys/{key_id}/revoke"): ({}, 404),
         ("POST", "/v1/api-keys/{key_id}/rotate"): ({"json": {}}, 404),
+        ("POST", "/v1/connections/{connection_id}/pause"): ({"json": {}}, 404),
+        ("POST", "/v1/connections/{connection_id}/resume"): ({"json": {}}, 404),
+        ("POST", "/v1/freeze-windows"): (
+            {
+                "json": {
+                    "connection": conn,
+                    "starts_at": "2030-01-01T00:00:00Z",
+                    "ends_at": "2030-01-02T00:00:00Z",
+                }
+            },
+            404,
+        ),
+        ("GET", "/v1/freeze-windows"): (by_conn, 404),
+        ("GET", "/v1/freeze-windows/{window_id}"): ({}, 404),
+        ("DELETE", "/v1/freeze-windows/{window_id}"): ({}, 404),
+        ("POST", "/v1/notification-endpoints"): ({"json": {"url": "https://b.example/h"}}, 201),
+        ("GET", "/v1/notification-endpoints"): ({}, 200),
+        ("GET", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
+        ("DELETE", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
+        ("POST", "/v1/notification-endpoints/{endpoint_id}/test"): ({}, 404),
+        ("GET", "/v1/notification-endpoints/{endpoint_id}/deliveries"): ({}, 404),
     }
     for collection, entity in (
         ("customers", "customer"),
@@ -136,6 +171,14 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
             if "items" in body:
                 assert not {str(i.get("id")) for i in body["items"]} & mine, route.path
 
+    # The other tenant's audit trail holds its own changes (it created a connection above)
+    # and none of ours; ours holds none of its.
+    theirs = (await admin.ok("GET", "/v1/audit-log", key=admin.other_key))["items"]
+    assert theirs
+    assert not {str(e["target_id"]) for e in theirs} & mine
+    ours = (await admin.ok("GET", "/v1/audit-log"))["items"]
+    assert not {e["id"] for e in ours} & {e["id"] for e in theirs}
+
     # Nothing of tenant A changed.
     shown = await admin.ok("GET", f"/v1/connections/{ids['connection_id']}")
     assert shown["status"] == "active"
@@ -146,3 +189,7 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
     assert (await admin.ok("GET", f"/v1/sync-jobs/{ids['job_id']}"))["status"] == "pending"
     assert (await admin.ok("GET", f"/v1/conflicts/{ids['conflict_id']}"))["resolved_at"] is None
     assert (await admin.ok("GET", f"/v1/api-keys/{ids['key_id']}"))["revoked_at"] is None
+    await admin.ok("GET", f"/v1/notification-endpoints/{ids['endpoint_id']}")
+    await admin.ok("GET", f"/v1/freeze-windows/{ids['window_id']}")
+    health = await admin.ok("GET", f"/v1/connections/{ids['connection_id']}/health")
+    assert (health["paused_inbound"], health["paused_outbound"]) == (False, False)

@@ -543,3 +543,36 @@ async def test_first_contact_matches_a_record_whose_key_changed_earlier_in_the_b
         {"email": "old@x.test"},
     ]
     assert [r.entity_id for r in results if r] == [rows[0]["id"], rows[0]["id"], rows[1]["id"]]
+
+
+async def test_a_partial_update_breaking_invoice_totals_is_dead_lettered_not_stored(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    a, _ = two
+    full = {"number": "INV-7", "subtotal": 32_000, "tax": 2_400, "total": 34_400}
+    created = change(a, "i-7", full, ts=at(0), entity_type="invoice")
+    only_tax = change(a, "i-7", {"tax": 0}, ts=at(1), entity_type="invoice")
+    other = change(a, "c-1", {"name": "Acme"}, ts=at(1))
+    results = await processor.handle(TOPIC, [created, only_tax, other])
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED, None, Outcome.APPLIED]
+    letters = await pool.fetch("SELECT reason, detail FROM dead_letters")
+    assert [r["reason"] for r in letters] == ["schema_violation"]
+    assert "total 34400 must equal subtotal 32000 + tax 0" in letters[0]["detail"]
+    stored = await pool.fetchval("SELECT data FROM invoices")
+    assert (stored["subtotal"], stored["tax"], stored["total"]) == (32_000, 2_400, 34_400)
+
+
+async def test_a_lagging_draft_does_not_revert_an_open_invoice(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    a, b = two
+    opened = change(
+        a, "i-8", {"number": "INV-8", "status": "open"}, ts=at(1), entity_type="invoice"
+    )
+    draft = change(
+        b, "b-8", {"number": "INV-8", "status": "draft"}, ts=at(2), entity_type="invoice"
+    )
+    results = await processor.handle(TOPIC, [opened, draft])
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED, Outcome.NOOP]
+    assert (await pool.fetchval("SELECT data FROM invoices"))["status"] == "open"
+    assert await outbox_count(pool) == 1

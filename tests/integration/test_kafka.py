@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -124,6 +127,11 @@ async def test_message_limits_are_raised_on_existing_topics_keeping_their_settin
                 ),
             ]
         )
+        # KRaft applies a config change to the broker's metadata after the controller
+        # answers: read only once the broker shows it (raise_message_limits reads the
+        # current set and writes it back whole, so it must see this one).
+        await settled(configs, small, "retention.ms", "3600000")
+        await settled(configs, large, MAX_MESSAGE_BYTES, "8388608")
         before = int((await configs(small))[MAX_MESSAGE_BYTES])
         wanted = [
             TopicConfig(small, 1, max_message_bytes=2 * 1024 * 1024),
@@ -131,6 +139,7 @@ async def test_message_limits_are_raised_on_existing_topics_keeping_their_settin
         ]
         assert await raise_message_limits(admin, wanted) == [(small, before, 2 * 1024 * 1024)]
 
+        await settled(configs, small, MAX_MESSAGE_BYTES, str(2 * 1024 * 1024))
         after = await configs(small)
         assert after[MAX_MESSAGE_BYTES] == str(2 * 1024 * 1024)
         assert after["retention.ms"] == "3600000"
@@ -155,3 +164,13 @@ async def test_new_topics_are_created_with_their_message_limit(
     finally:
         await admin.delete_topics([name])
         await admin.close()
+
+
+async def settled(
+    configs: Callable[[str], Awaitable[dict[str, str]]], topic: str, key: str, value: str
+) -> None:
+    """Wait (up to 10 s) until the broker reports ``key`` = ``value`` for ``topic``."""
+    for _ in range(100):
+        if (await configs(topic)).get(key) == value:
+            return
+        await asyncio.sleep(0.1)

@@ -76,22 +76,32 @@ class Flow:
     # -- what ingest writes ---------------------------------------------------------------
 
     async def internal_change(
-        self, event_id: str, external_id: str, data: dict[str, Any], *, second: int = 0
+        self,
+        event_id: str,
+        external_id: str,
+        data: dict[str, Any],
+        *,
+        second: int = 0,
+        entity_type: str = "customer",
+        refs: dict[str, str] | None = None,
     ) -> None:
         change = InternalChange(
             tenant_id=self.tenant_id,
             connection_id=self.erp,
             received_at=datetime.now(UTC),
-            change=ChangeEvent(
-                event_id=event_id,
-                entity_type="customer",
-                op="upsert",
-                external_id=external_id,
-                occurred_at=T0 + timedelta(seconds=second),
-                data=data,  # type: ignore[arg-type]
+            change=ChangeEvent.model_validate(
+                {
+                    "event_id": event_id,
+                    "entity_type": entity_type,
+                    "op": "upsert",
+                    "external_id": external_id,
+                    "occurred_at": T0 + timedelta(seconds=second),
+                    "data": data,
+                    "refs": refs or {},
+                }
             ),
         )
-        key = f"{self.tenant_id}:customer:{external_id}".encode()
+        key = f"{self.tenant_id}:{entity_type}:{external_id}".encode()
         await self.producer.send_and_wait(
             self.topic(topics.CHANGES_INTERNAL.name), change.model_dump_json().encode(), key=key
         )
@@ -331,6 +341,29 @@ async def test_a_processed_flow_balances_and_settles(flow: Flow) -> None:
     done = flow.audit("--tenant", flow.tenant, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["balanced"] is True
+
+
+async def test_a_change_waiting_for_a_record_it_names_is_in_flight_until_applied(
+    flow: Flow,
+) -> None:
+    payment = {"amount": 500, "currency": "AUD", "status": "succeeded"}
+    await flow.internal_change(
+        "erp-p1", "p-1", payment, entity_type="payment", refs={"invoice_id": "i-1"}
+    )
+    await flow.process()  # consumed, its offset committed, parked: not applied
+    waiting = await flow.ledger()
+    assert waiting.balanced, waiting.problems()
+    assert counts(waiting, flow.erp)["in"][:4] == (1, 1, 0, 0)
+    assert counts(waiting, flow.erp)["in_rest"] == (0, 1, 0)
+    assert not waiting.settled
+
+    await flow.internal_change("erp-i1", "i-1", {"number": "INV-1"}, entity_type="invoice")
+    await flow.process()
+    assert await Processor(flow.pool).release(100) == 1
+    applied = await flow.ledger()
+    assert applied.balanced, applied.problems()
+    assert counts(applied, flow.erp)["in"][:4] == (2, 2, 2, 0)
+    assert counts(applied, flow.erp)["in_rest"] == (0, 0, 0)
 
 
 async def test_an_envelope_consumed_but_never_applied_is_unaccounted(flow: Flow) -> None:

@@ -285,7 +285,7 @@ async def test_a_job_is_pushed_with_its_customers_id_on_the_target(env: Env) -> 
     assert [j.entity_type for j in await env.run_due()] == ["job"]
     assert env.crm.sim.live("job") == []
     queued = await env.pool.fetch("SELECT entity_type, attempts FROM push_jobs ORDER BY id")
-    assert [(r["entity_type"], r["attempts"]) for r in queued] == [("job", 0), ("customer", 0)]
+    assert [(r["entity_type"], r["attempts"]) for r in queued] == [("job", 1), ("customer", 0)]
     await env.run_due()  # the customer
     await env.make_due()  # instead of waiting for the dependency pause
     await env.run_due()  # the job, its customer's link read with it

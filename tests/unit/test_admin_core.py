@@ -78,6 +78,12 @@ def test_every_operation_takes_what_its_route_gives() -> None:
         "resolveConflict",
         "createApiKey",
         "rotateApiKey",
+        "testNotificationEndpoint",
+        "pauseConnection",
+        "resumeConnection",
+        "createFreezeWindow",
+        "listFreezeWindows",
+        "deleteFreezeWindow",
     }
 
 

@@ -40,6 +40,11 @@ KEPT: dict[tuple[str, str], tuple[int, str]] = {
         "the same read (its link, the references' links) and the remember statement: "
         "link + sync log + finish the job in one statement, one transaction",
     ),
+    ("services/processor/waiting.py", "entity_links"): (
+        1,
+        "the release of waiting changes: an EXISTS probe of the links' unique key inside "
+        "the one statement that takes the changes whose reference is linked now",
+    ),
     ("services/processor/deadletters.py", "connections"): (
         1,
         "a dead letter names its connection only when it is the tenant's, checked inside "

@@ -14,13 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmsync.common.canonical import state_hash
+from crmsync.common.canonical import InvalidRecordError, state_hash
 from services.processor.decide import (
     Decision,
     InboundChange,
     Link,
     Outcome,
     Record,
+    Reference,
     Rule,
     Write,
     decide,
@@ -341,3 +342,115 @@ def test_the_same_change_twice_changes_nothing_the_second_time(
 @given(situations(), POLICIES)
 def test_decide_is_a_function_of_its_inputs(s: Situation, policy: Policy) -> None:
     assert decide(*s, policy) == decide(*s, policy)
+
+
+# -- rule 0: references not linked yet (invariant 10) -------------------------------------
+
+
+def payment(refs: dict[str, str], *, op: Literal["upsert", "delete"] = "upsert") -> InboundChange:
+    return InboundChange(TENANT, A, "evt", "payment", op, "pi_1", at(1), {}, refs=refs)
+
+
+def test_an_upsert_naming_a_record_not_linked_yet_waits_for_it() -> None:
+    got = decide(payment({"invoice_id": "in_1"}), {"amount": 100}, None, None, NEWEST)
+    assert got == Decision(
+        Outcome.WAITING,
+        Rule.MISSING_REFERENCE,
+        waits_for=Reference("invoice_id", "invoice", "in_1"),
+    )
+    assert got.outbox is None
+    assert got.write is None
+    assert got.link is None
+
+
+def test_waiting_comes_before_every_other_rule() -> None:
+    # A record and a link that would make it an update, an echo or stale: it still waits.
+    values = {"amount": 100}
+    seen = link(seen=at(5), pushed_hash=state_hash(values), pushed_version=1)
+    got = decide(payment({"invoice_id": "in_1"}), values, seen, record(values), NEWEST)
+    assert got.outcome is Outcome.WAITING
+
+
+def test_a_change_names_the_first_missing_reference_in_a_stable_order() -> None:
+    refs = {"job_id": "job_1", "customer_id": "cus_1"}
+    got = decide(payment(refs), {}, None, None, NEWEST)
+    assert got.waits_for == Reference("customer_id", "customer", "cus_1")
+
+
+def test_a_delete_does_not_wait_for_the_records_it_named() -> None:
+    got = decide(payment({"invoice_id": "in_1"}, op="delete"), {}, None, None, NEWEST)
+    assert got.rule is Rule.DELETE_UNSEEN
+
+
+@pytest.mark.parametrize("op", ["upsert", "delete"])
+def test_a_change_behind_a_waiting_change_of_its_record_waits_for_the_same(
+    op: Literal["upsert", "delete"],
+) -> None:
+    ahead = Reference("invoice_id", "invoice", "in_1")
+    got = decide(payment({}, op=op), {"status": "refunded"}, None, None, NEWEST, behind=ahead)
+    assert got == Decision(Outcome.WAITING, Rule.BEHIND_WAITING, waits_for=ahead)
+
+
+def test_with_every_reference_resolved_nothing_waits() -> None:
+    got = decide(payment({}), {"amount": 100, "invoice_id": str(ENTITY)}, None, None, NEWEST)
+    assert got.rule is Rule.CREATE
+    assert got.waits_for is None
+
+
+def test_a_reference_names_its_kind_and_id_for_the_dead_letter() -> None:
+    assert Reference("invoice_id", "invoice", "in_9").describe() == "invoice in_9 (invoice_id)"
+
+
+# -- invoice money: status order and totals (issue 17 items 5 and 6) ----------------------
+
+
+def invoice_change(ts: datetime, *, source: uuid.UUID = A) -> InboundChange:
+    return InboundChange(TENANT, source, "evt", "invoice", "upsert", "in-1", ts, {})
+
+
+def test_a_lagging_draft_never_reverts_an_invoice_another_system_finalised() -> None:
+    # QuickBooks (B) approved it; Stripe (A) builds its copy in steps and reports the draft
+    # with half its lines, later than B's edit.
+    current = record(
+        {"status": "open", "lines": [{"quantity": "1", "unit_amount": 100}]}, source=B, ts=at(1)
+    )
+    told = link(snapshot={"status": "draft", "lines": []}, seen=at(0))
+    half = [{"quantity": "1", "unit_amount": 50}]
+    d = decide(invoice_change(at(2)), {"status": "draft", "lines": half}, told, current, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox) == (
+        Outcome.NOOP,
+        Rule.STATUS_BEHIND,
+        None,
+        None,
+    )
+    assert d.link is not None  # what the source said is remembered all the same
+
+
+def test_a_source_that_saw_the_status_may_move_it_back() -> None:
+    # Xero (A) sent paid, then its payment was deleted: AUTHORISED again is an edit.
+    current = record({"status": "paid"}, source=A, ts=at(1))
+    told = link(snapshot={"status": "paid"}, seen=at(1))
+    d = decide(invoice_change(at(2)), {"status": "open"}, told, current, NEWEST)
+    assert (d.outcome, d.rule) == (Outcome.APPLIED, Rule.UPDATE)
+
+
+@pytest.mark.parametrize(
+    ("held", "incoming"), [("open", "draft"), ("paid", "open"), ("void", "draft")]
+)
+def test_an_older_status_from_another_source_loses_even_when_newer(
+    held: str, incoming: str
+) -> None:
+    current = record({"status": held}, source=B, ts=at(1))
+    d = decide(invoice_change(at(9)), {"status": incoming}, link(seen=at(0)), current, NEWEST)
+    assert d.rule is Rule.STATUS_BEHIND
+
+
+def test_a_merged_invoice_whose_totals_disagree_is_a_schema_violation() -> None:
+    # Tax alone, from a source that changed nothing else: 100 + 30 is not 120.
+    current = record({"subtotal": 100, "tax": 20, "total": 120}, source=B, ts=at(1))
+    told = link(snapshot={"subtotal": 100, "tax": 20, "total": 120}, seen=at(0))
+    with pytest.raises(InvalidRecordError, match="total 120 must equal subtotal 100 \\+ tax 30"):
+        decide(invoice_change(at(2)), {"tax": 30}, told, current, NEWEST)
+    # All three moved together is fine.
+    d = decide(invoice_change(at(2)), {"tax": 30, "total": 130}, told, current, NEWEST)
+    assert d.rule is Rule.UPDATE

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+from connectors.registry import documented_capabilities
+from connectors.spec import ENTITY_TYPES
 from crmsync.cli.config import USERS, reference
+from crmsync.cli.matrix import table as matrix_table
 from crmsync.common.settings import env_name, repo_root
 from crmsync.localstack.kafka import kafka_version
 
@@ -46,3 +49,38 @@ def test_compose_sets_only_variables_the_services_read() -> None:
     used = set(re.findall(r"\b(CRMSYNC_[A-Z0-9_]+)\b", COMPOSE))
     assert used, "docker-compose.yml sets no CRMSYNC_ variable"
     assert used <= known, f"unknown variables in docker-compose.yml: {sorted(used - known)}"
+
+
+def test_readme_providers_matrix_is_generated_from_the_connectors() -> None:
+    start, end = "<!-- connectors-matrix:start -->\n", "<!-- connectors-matrix:end -->"
+    table = README.split(start, 1)[1].split(end, 1)[0]
+    assert table == matrix_table(), (
+        "README is stale: paste the output of `crmsync connectors matrix`"
+    )
+
+
+def test_readme_provider_summary_agrees_with_the_matrix() -> None:
+    """The overview's short provider table says which kinds each syncs and how its webhooks
+    arrive; both must be what the generated matrix says."""
+    documented = documented_capabilities()
+    summary = README.split("| provider (`--provider`) |", 1)[1].split("\n\n", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in summary.splitlines()[2:]]
+    checked = set()
+    for name_cell, *kind_cells, webhooks in rows:
+        name = re.match(r"`([^`]+)`", name_cell)
+        assert name is not None, name_cell
+        slug = name.group(1)
+        if "webhooks only" in kind_cells[0]:
+            continue
+        # `generic` (AcmeCRM, `acme.json`) is the row of its example mapping file.
+        key = next((k for k in documented if k.startswith(f"{slug}: ")), slug)
+        kinds = documented[key]
+        said = {kind for kind, cell in zip(ENTITY_TYPES, kind_cells, strict=True) if "✓" in cell}
+        synced = {k for k, row in kinds.items() if any(can.works for _, can in row.cells())}
+        assert said == synced, f"{slug}: the summary says {said}, the matrix {synced}"
+        thin = any(row.hydrate.support == "yes" for row in kinds.values())
+        full = any(r.webhook.works and r.hydrate.support == "n/a" for r in kinds.values())
+        assert ("thin" in webhooks) == thin, f"{slug}: thin webhooks {thin}"
+        assert ("full" in webhooks) == full, f"{slug}: full webhooks {full}"
+        checked.add(key)
+    assert checked >= {"stripe", "xero", "quickbooks", "hubspot", "ascora", "mailchimp"}

@@ -97,6 +97,7 @@ def test_a_consumed_event_without_a_fate_is_unaccounted_and_named() -> None:
         ({"committed": {}}, "in_flight"),  # the group never committed
         ({"waiting_keys": frozenset({(CONN, "evt-1")})}, "in_flight"),  # normalised, waiting
         ({"waiting_records": frozenset({"rec-7"})}, "in_flight"),  # a redriven copy waits
+        ({"parked_keys": frozenset({(CONN, "evt-1")})}, "in_flight"),  # waits for a reference
         ({"dead_records": frozenset({"rec-7"})}, "dead_lettered"),
         ({"dead_keys": frozenset({(CONN, "evt-1")})}, "dead_lettered"),
         ({"recorded_skips": {(CONN, "evt-1"): "gone"}}, "skipped"),

@@ -138,3 +138,20 @@ def test_independent_field_edits_commute(a: Update, b: Update) -> None:
 def test_every_policy_applies_a_first_contact(kind: str) -> None:
     result = merge(EMPTY, Update("crm-a", at(0), {"name": "Acme"}), Policy(kind))  # type: ignore[arg-type]
     assert result.state.values == {"name": "Acme"}
+
+
+ORDER = {"status": {"draft": 0, "open": 1, "paid": 2}}
+
+
+def test_a_value_behind_the_current_one_loses_unless_the_source_had_seen_it() -> None:
+    held = merge(EMPTY, Update("qbo", at(0), {"status": "open"})).state
+    lagging = merge(held, Update("stripe", at(5), {"status": "draft"}), order=ORDER)
+    assert lagging.state.values["status"] == "open"
+    assert lagging.behind == {"status"}
+    assert lagging.overruled == {"status"}
+    seen = Update("stripe", at(5), {"status": "draft"}, last_seen={"status": "open"})
+    moved = merge(held, seen, order=ORDER)
+    assert moved.state.values["status"] == "draft"
+    assert moved.behind == frozenset()
+    ahead = merge(held, Update("stripe", at(5), {"status": "paid"}), order=ORDER)
+    assert ahead.state.values["status"] == "paid"

@@ -129,6 +129,32 @@ def test_promtool_accepts_the_prometheus_config() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_amtool_accepts_the_alertmanager_config_and_routes_pages() -> None:
+    exe = shutil.which("amtool")
+    assert exe, "amtool not found: install the Debian package `prometheus-alertmanager`"
+    config = ROOT / "infra" / "alertmanager" / "alertmanager.yml"
+    checked = subprocess.run(
+        [exe, "check-config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    routed = subprocess.run(
+        [exe, "config", "routes", "test", f"--config.file={config}", "severity=page"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert routed.returncode == 0, routed.stdout + routed.stderr
+    assert routed.stdout.strip() == "operator"
+
+
+def test_prometheus_sends_alerts_to_the_compose_alertmanager() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert targets == ["alertmanager:9093"]
+    assert "alertmanager" in compose["services"]
+
+
 def test_promtool_accepts_every_rule_file() -> None:
     assert RULE_FILES
     result = promtool("check", "rules", *RULE_FILES)

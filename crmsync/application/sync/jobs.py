@@ -82,6 +82,7 @@ class SyncJob:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record, *, resumed: bool = False) -> SyncJob:
+        # The pool decodes jsonb; a string is a row written before migration 0011.
         raw = row["checkpoint"]
         checkpoint = json.loads(raw) if isinstance(raw, str) else (raw or {})
         return cls(
@@ -104,8 +105,10 @@ class SyncJob:
             resumed=resumed,
         )
 
-    def checkpoint_json(self) -> str:
-        return json.dumps({t: p.as_json() for t, p in self.progress.items()})
+    def checkpoint_json(self) -> dict[str, Any]:
+        """The checkpoint as an object: the pool's jsonb codec encodes it once (a string
+        here was stored as a JSON string inside jsonb, which readers could not use)."""
+        return {t: p.as_json() for t, p in self.progress.items()}
 
 
 class JobBusyError(RefuseInput):

@@ -20,10 +20,11 @@ from aiohttp import web
 
 from connectors.base import WebhookRequest
 from connectors.http import NotFoundError, ProviderError, StaticAuth, UnsupportedOperationError
-from connectors.spec import EntityType, WebhookItem
+from connectors.spec import EntityType, MappingError, WebhookItem
 from connectors.stripe import CONNECTOR
 from connectors.stripe.client import STRIPE_VERSION, StripeClient, make_client
 from connectors.stripe.simulator import StripeSimulator
+from schemas.errors import ProviderRuleError
 
 SECRET = "whsec_simulatorTestSecret0123456789abcd"
 API_KEY = "sk_test_simulator_key"
@@ -224,6 +225,15 @@ async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
     ]
     assert (invoice.data["subtotal"], invoice.data["total"]) == (29_150, 29_150)
 
+    # A push sends the whole record: a draft takes it, though its currency is fixed at
+    # creation (Stripe's update has no currency parameter); another currency is refused.
+    moved = await stripe.client.update(
+        "invoice", invoice.external_id, {**data, "due_on": "2025-07-09"}, refs
+    )
+    assert moved.data["due_on"] == "2025-07-09"
+    with pytest.raises(ProviderRuleError, match="currency is fixed at creation"):
+        await stripe.client.update("invoice", invoice.external_id, {"currency": "EUR"}, refs)
+
     # Lines change on a draft by replacing its invoice items.
     new_lines = [{"description": "Site inspection", "quantity": "1", "unit_amount": 12_000}]
     draft = await stripe.client.update("invoice", invoice.external_id, {"lines": new_lines}, refs)
@@ -232,8 +242,13 @@ async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
 
     opened = await stripe.client.update("invoice", invoice.external_id, {"status": "open"}, refs)
     assert opened.data["status"] == "open"
-    with pytest.raises(UnsupportedOperationError):
+    writes = len(stripe.sim.log.requests)
+    # Stripe's rules, known before asking: nothing is sent, and the refusal says the rule.
+    with pytest.raises(ProviderRuleError, match="due_on can change only while it is a draft"):
         await stripe.client.update("invoice", invoice.external_id, {"due_on": "2026-01-01"}, refs)
+    with pytest.raises(ProviderRuleError, match="is open: Stripe cannot move it to draft"):
+        await stripe.client.update("invoice", invoice.external_id, {"status": "draft"}, refs)
+    assert {r["method"] for r in list(stripe.sim.log.requests)[writes:]} == {"GET"}
     paid = await stripe.client.update("invoice", invoice.external_id, {"status": "paid"}, refs)
     assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
     with pytest.raises(UnsupportedOperationError):
@@ -245,8 +260,11 @@ async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
     assert set(types[2:-2]) == {"invoice.updated"}
     items = [i for i in await stripe.webhook_items() if i.entity_type == "invoice"]
     assert {i.external_id for i in items} == {invoice.external_id}
-    assert items[-1].record is not None
-    assert items[-1].record.data["status"] == "paid"
+    # Invoice webhooks are thin: hydrating any of them reads the invoice as it now is.
+    assert all(i.record is None for i in items)
+    hydrated = await stripe.client.fetch("invoice", items[0].external_id)
+    assert hydrated.data["status"] == "paid"
+    assert hydrated.updated_at >= items[-1].occurred_at
 
 
 async def test_invoices_are_deleted_as_drafts_and_voided_once_open(stripe: Stripe) -> None:
@@ -287,8 +305,9 @@ async def test_invoice_lines_beyond_the_embedded_ten_are_fetched(stripe: Stripe)
     assert invoice.data["total"] == sum(1_000 + n for n in range(12))
     assert invoice.data["currency"] == "JPY"
     [item] = [i for i in await stripe.webhook_items() if i.entity_type == "invoice"][-1:]
-    assert item.record is not None
-    assert "lines" not in item.record.data  # the webhook embeds only ten: lines unchanged
+    assert item.record is None  # hydrated: the fetch completes the lines
+    hydrated = await stripe.client.fetch("invoice", item.external_id)
+    assert len(hydrated.data["lines"]) == 12
 
 
 async def test_payment_succeeds_and_is_refunded(stripe: Stripe) -> None:
@@ -305,7 +324,7 @@ async def test_payment_succeeds_and_is_refunded(stripe: Stripe) -> None:
     assert succeeded.data["status"] == "succeeded"
     assert "paid_at" in succeeded.data
 
-    with pytest.raises(UnsupportedOperationError):
+    with pytest.raises(ProviderRuleError, match="is succeeded: its amount cannot change"):
         await stripe.client.update("payment", payment.external_id, {"amount": 1}, refs)
     renamed = await stripe.client.update(
         "payment", payment.external_id, {**data, "reference": "Job 1042 deposit"}, refs
@@ -423,3 +442,69 @@ async def test_seeded_account_lists_every_entity(stripe: Stripe) -> None:
         page = await stripe.client.list_page(entity, None, None)
         assert len(page.records) == 3
     assert await stripe.webhook_items() == []  # seeded records existed before: no events
+
+
+async def test_line_tax_is_billed_so_stripes_total_is_ours(stripe: Stripe) -> None:
+    # Issue 17 item 3: 32,000 + 2,400 tax was billed as 32,000.
+    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax")
+    refs = {"customer_id": customer.external_id}
+    data = {
+        "currency": "USD",
+        "status": "open",
+        "lines": [
+            {"description": "Boiler service", "quantity": "2", "unit_amount": 10_000,
+             "tax_amount": 1_500},
+            {"description": "Parts", "quantity": "1", "unit_amount": 12_000, "tax_amount": 900},
+        ],
+        "subtotal": 32_000,
+        "tax": 2_400,
+        "total": 34_400,
+    }  # fmt: skip
+    invoice = await stripe.client.create("invoice", data, refs, "push-inv-tax")
+    assert (invoice.data["subtotal"], invoice.data["tax"], invoice.data["total"]) == (
+        32_000,
+        2_400,
+        34_400,
+    )
+    assert invoice.data["amount_due"] == 34_400
+    assert [ln["tax_amount"] for ln in invoice.data["lines"]] == [1_500, 900]
+    raw = stripe.sim.get("invoice", invoice.external_id)
+    assert raw["lines"]["data"][0]["tax_amounts"][0]["amount"] == 1_500
+    assert raw["lines"]["data"][0]["tax_amounts"][0]["taxable_amount"] == 20_000
+
+
+async def test_a_draft_line_tax_change_replaces_the_lines(stripe: Stripe) -> None:
+    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax2")
+    refs = {"customer_id": customer.external_id}
+    line = {"description": "Parts", "quantity": "1", "unit_amount": 12_000, "tax_amount": 0}
+    data = {"currency": "USD", "lines": [line], "subtotal": 12_000, "tax": 0, "total": 12_000}
+    invoice = await stripe.client.create("invoice", data, refs, "push-inv-tax2")
+    taxed = {
+        "lines": [{**line, "tax_amount": 960}],
+        "subtotal": 12_000,
+        "tax": 960,
+        "total": 12_960,
+    }
+    updated = await stripe.client.update("invoice", invoice.external_id, taxed, refs)
+    assert (updated.data["tax"], updated.data["total"]) == (960, 12_960)
+
+
+async def test_lines_stripe_would_total_differently_are_refused_showing_both(
+    stripe: Stripe,
+) -> None:
+    # Tax-inclusive lines (Xero's kind): 11,500 per line already holds its tax.
+    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax3")
+    refs = {"customer_id": customer.external_id}
+    data = {
+        "currency": "USD",
+        "lines": [{"quantity": "1", "unit_amount": 11_500, "tax_amount": 1_500}],
+        "subtotal": 10_000,
+        "tax": 1_500,
+        "total": 11_500,
+    }
+    with pytest.raises(MappingError) as caught:
+        await stripe.client.create("invoice", data, refs, "push-inv-tax3")
+    assert caught.value.reason == "totals_mismatch"
+    assert "13000" in caught.value.detail
+    assert "11500" in caught.value.detail
+    assert stripe.sim.live("invoice") == []  # nothing was created

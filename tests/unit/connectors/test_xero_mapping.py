@@ -654,3 +654,58 @@ def test_invoices_round_trip(data: dict[str, Any]) -> None:
 @given(payments())
 def test_payments_round_trip(data: dict[str, Any]) -> None:
     round_trip("payment", data, {"invoice_id": "i1"})
+
+
+def _lines_add_up(data: dict[str, Any]) -> None:
+    """What any system pushing these lines bills: the rounded line amounts plus their tax."""
+    from schemas.records import line_amount  # noqa: PLC0415 - only this check needs it
+
+    lines = data["lines"]
+    net = sum(line_amount(Decimal(str(ln["quantity"])), ln["unit_amount"]) for ln in lines)
+    tax = sum(ln["tax_amount"] for ln in lines)
+    assert (net, tax, net + tax) == (data["subtotal"], data["tax"], data["total"])
+
+
+def test_tax_inclusive_lines_become_tax_exclusive_unit_amounts() -> None:
+    # Xero: UnitAmount 115.00 including 15.00 GST, two of them: SubTotal 200, tax 30.
+    invoice = invoice_object(
+        LineAmountTypes="Inclusive",
+        LineItems=[{"Quantity": 2.0, "UnitAmount": 115.0, "TaxAmount": 30.0, "LineAmount": 230.0}],
+        SubTotal=200.0,
+        TotalTax=30.0,
+        Total=230.0,
+        AmountDue=230.0,
+    )
+    record = MAPPER.to_canonical("invoice", invoice, SETTINGS)
+    assert record.data["lines"] == [{"quantity": "2", "unit_amount": 10_000, "tax_amount": 3_000}]
+    _lines_add_up(record.data)
+
+
+def test_an_inclusive_line_whose_net_unit_is_not_whole_is_one_of_its_net_amount() -> None:
+    # 3 x 10.00 including 3.91 tax: 26.09 net does not divide by 3 in cents.
+    invoice = invoice_object(
+        LineAmountTypes="Inclusive",
+        LineItems=[{"Quantity": 3.0, "UnitAmount": 10.0, "TaxAmount": 3.91, "LineAmount": 30.0}],
+        SubTotal=26.09,
+        TotalTax=3.91,
+        Total=30.0,
+        AmountDue=30.0,
+    )
+    record = MAPPER.to_canonical("invoice", invoice, SETTINGS)
+    assert record.data["lines"] == [{"quantity": "1", "unit_amount": 2_609, "tax_amount": 391}]
+    _lines_add_up(record.data)
+
+
+def test_no_tax_lines_carry_no_tax() -> None:
+    # Xero ignores a line's TaxAmount on a NoTax invoice: TotalTax is 0.
+    invoice = invoice_object(
+        LineAmountTypes="NoTax",
+        LineItems=[{"Quantity": 1.0, "UnitAmount": 50.0, "TaxAmount": 7.5}],
+        SubTotal=50.0,
+        TotalTax=0.0,
+        Total=50.0,
+        AmountDue=50.0,
+    )
+    record = MAPPER.to_canonical("invoice", invoice, SETTINGS)
+    assert record.data["lines"][0]["tax_amount"] == 0
+    _lines_add_up(record.data)

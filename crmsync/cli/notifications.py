@@ -1,0 +1,104 @@
+"""``crmsync notifications``: a tenant's endpoints for operational notifications
+(``/v1/notification-endpoints``): add (the signing secret is shown once), list, show,
+delete, test, and the deliveries of one endpoint."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from crmsync.application import notifications
+from crmsync.application.models import (
+    NotificationDeliveryQuery,
+    NotificationEndpointCreate,
+    PageQuery,
+)
+from crmsync.cli.admin_common import (
+    Column,
+    add_common,
+    add_id_action,
+    command,
+    emit,
+    list_command,
+    model,
+    run,
+    uuid_arg,
+)
+
+COLUMNS: list[Column] = [
+    ("id", lambda e: e.id),
+    ("url", lambda e: e.url),
+    ("events", lambda e: ",".join(e.event_types) or "all"),
+    ("enabled", lambda e: e.enabled),
+    ("created", lambda e: e.created_at),
+]
+DELIVERY_COLUMNS: list[Column] = [
+    ("id", lambda d: d.id),
+    ("type", lambda d: d.event_type),
+    ("status", lambda d: d.status),
+    ("attempts", lambda d: d.attempts),
+    ("last status", lambda d: d.last_status),
+    ("next attempt", lambda d: d.next_attempt_at if d.status == "pending" else None),
+    ("error", lambda d: d.last_error),
+]
+
+
+@command
+def _add(args: argparse.Namespace) -> int:
+    body = model(
+        NotificationEndpointCreate,
+        url=args.url,
+        description=args.description,
+        event_types=args.events.split(",") if args.events else None,
+    )
+    created = run(args, lambda c, ctx: notifications.create(c, ctx, body))
+    code = emit(created, args.json)
+    if not args.json:
+        print("(the secret is shown only now; verify each message's webhook-signature with it)")
+    return code
+
+
+@command
+def _test(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    return emit(
+        run(args, lambda c, ctx: notifications.send_test(c, ctx, args.id, now=now)), args.json
+    )
+
+
+@command
+def _deliveries(args: argparse.Namespace) -> int:
+    query = model(
+        NotificationDeliveryQuery, status=args.status, limit=args.limit, cursor=args.cursor
+    )
+    page = run(args, lambda c, ctx: notifications.deliveries(c, ctx, args.id, query))
+    return emit(page, args.json, DELIVERY_COLUMNS)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("notifications", help="endpoints that receive operational notifications")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="register an endpoint; its secret is printed once")
+    add_common(add)
+    add.add_argument("--url", required=True, help="where to POST (https)")
+    add.add_argument("--description")
+    add.add_argument(
+        "--events",
+        help="comma-separated: connection.needs_reauth, connection.circuit_open, "
+        "connection.dead_letters, sync_job.failed, test (default: all)",
+    )
+    add.set_defaults(handler=_add)
+    list_ = actions.add_parser("list", help="the tenant's endpoints")
+    add_common(list_, page=True)
+    list_.set_defaults(handler=list_command(notifications.list_, PageQuery, COLUMNS))
+    add_id_action(actions, "show", "an endpoint", notifications.get)
+    add_id_action(actions, "delete", "delete an endpoint and its deliveries", notifications.delete)
+    test = actions.add_parser("test", help="queue a test message to an endpoint")
+    add_common(test)
+    test.add_argument("id", type=uuid_arg)
+    test.set_defaults(handler=_test)
+    deliveries = actions.add_parser("deliveries", help="an endpoint's deliveries, newest first")
+    add_common(deliveries, page=True)
+    deliveries.add_argument("id", type=uuid_arg)
+    deliveries.add_argument("--status", choices=("pending", "delivered", "failed"))
+    deliveries.set_defaults(handler=_deliveries)

@@ -1,0 +1,872 @@
+"""Console pages and actions. Each one reads or acts through the /v1 route table, with the
+key of the session (see the package docstring); nothing here queries the database."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import jinja2
+from aiohttp import web
+from multidict import MultiDict, MultiMapping
+
+from connectors.registry import PROVIDERS
+from crmsync.application.errors import AdminError
+from crmsync.common.apikeys import authenticate
+from crmsync.common.crypto import KeyRing
+from crmsync.common.faults import describe, is_transient
+from schemas.errors import RefuseInput
+from services.admin.api import SERVICES, RequestInvalidError, Route, invoke
+from services.admin.console.render import STATIC, ago, environment, hexdump, when
+from services.admin.console.session import COOKIE, Session, clear_cookie, now, set_cookie
+
+log = logging.getLogger(__name__)
+
+ROOT = "/console/"
+SIGN_IN = "/console/sign-in"
+_STATIC = "/console/static/"
+
+_ROUTES = web.AppKey("console_routes", dict)
+_ENV = web.AppKey("console_env", jinja2.Environment)
+_KEYRING = web.AppKey("console_keyring", KeyRing)
+_SESSION = web.RequestKey("console_session", Session)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Script and style only from this service (htmx and the stylesheet are vendored): no CDN,
+# no inline code, and no framing.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+ENTITY_ROUTES = {
+    "customer": "getCustomer",
+    "job": "getJob",
+    "invoice": "getInvoice",
+    "payment": "getPayment",
+}
+ENTITY_TYPES = tuple(ENTITY_ROUTES)
+# An OAuth token this close to expiry is a problem: the refresh may fail overnight.
+TOKEN_WARNING = timedelta(days=1)
+# Where a successful action lands, and what it says there (fixed texts: nothing the user
+# typed travels in the URL).
+DONE = {
+    "settings": "Settings saved.",
+    "disabled": "The connection is disabled: nothing is received or pushed.",
+    "enabled": "The connection is enabled.",
+    "credentials": "Credentials saved (stored encrypted; they are never shown).",
+    "job": "Sync job started.",
+    "redriven": "Redriven: it re-enters at its stage.",
+    "discarded": "Discarded.",
+    "resolved": "Conflict resolved.",
+    "revoked": "Key revoked.",
+}
+
+
+class RefusalError(RefuseInput):
+    """An API refusal, as the console shows it: the status, the problem's detail, and the
+    per-field errors keyed by JSON pointer (``/body/rate_limit/rate``). Like the
+    application's AdminError it is answered at the edge: here as a page."""
+
+    def __init__(self, status: int, detail: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or {}
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}"
+
+
+def _errors(raw: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in raw or []:
+        out.setdefault(str(e.get("loc", "")), str(e.get("msg", "")))
+    return out
+
+
+async def call(
+    request: web.Request,
+    operation_id: str,
+    *,
+    path: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> Any:
+    """Run the API route ``operation_id`` with the session's key; refusals become RefusalError."""
+    route: Route = request.app[_ROUTES][operation_id]
+    session: Session = request[_SESSION]
+    try:
+        return await invoke(
+            route, request.app[SERVICES], session.key, path=path, query=query, body=body
+        )
+    except RequestInvalidError as exc:
+        raise RefusalError(exc.status, exc.detail, _errors(exc.errors)) from None
+    except AdminError as exc:
+        raise RefusalError(exc.status, exc.detail, _errors(exc.extensions.get("errors"))) from None
+
+
+def _filters(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
+    """The non-empty filters of a listing's query string (an empty select means "any")."""
+    return {n: query[n] for n in names if query.get(n)}
+
+
+async def _form(request: web.Request) -> MultiDict[str]:
+    """The posted form's text fields (the console uploads no files)."""
+    posted = await request.post()
+    return MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    session: Session | None = request.get(_SESSION)
+    html = (
+        request.app[_ENV]
+        .get_template(template)
+        .render(
+            session=session,
+            can_act=session is not None and session.scope == "admin",
+            csrf=session.csrf if session else "",
+            done=DONE.get(request.query.get("done", "")),
+            path=request.path,
+            **context,
+        )
+    )
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _redirect(location: str) -> web.Response:
+    """303 See Other: after a form post, the browser GETs the page (reload does not re-post)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _same_origin(request: web.Request) -> bool:
+    """A form posted from this console's own pages. SameSite=Strict already keeps the cookie
+    off cross-site requests; this also covers the sign-in form, which has no session yet."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return request.headers.get("Sec-Fetch-Site", "same-origin") == "same-origin"
+    return urlsplit(origin).netloc == request.host
+
+
+def page(handler: Handler) -> Handler:
+    """A signed-in page or action: opens the session, checks CSRF on POSTs, and renders an
+    API refusal as a readable error page (a revoked key signs the browser out)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        session = Session.open(request.app[_KEYRING], request.cookies.get(COOKIE), now())
+        if session is None:
+            return _signed_out(request)
+        request[_SESSION] = session
+        if request.method == "POST":
+            form = await _form(request)
+            if not _same_origin(request) or not session.csrf_ok(form.get("csrf")):
+                return render(
+                    request,
+                    "error.html",
+                    status=403,
+                    failure=RefusalError(
+                        403, "The form expired or came from elsewhere; reload it."
+                    ),
+                )
+        try:
+            return await handler(request)
+        except RefusalError as failure:
+            if failure.status == 401:
+                return _signed_out(request)
+            return render(request, "error.html", status=failure.status, failure=failure)
+        except Exception as exc:
+            # Never a blank page: what the API answers as a problem document, a person
+            # reads as a page.
+            if is_transient(exc):
+                log.warning("a dependency is unavailable: %s", describe(exc))
+                shown = RefusalError(503, "The database is unavailable; try again.")
+            else:
+                log.exception("unhandled error in %s %s", request.method, request.path)
+                shown = RefusalError(500, "Something went wrong; it was logged.")
+            return render(request, "error.html", status=shown.status, failure=shown)
+
+    return wrapped
+
+
+def _signed_out(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("HX-Request"):
+        # htmx follows HX-Redirect with a full page load; a 3xx it would follow in place.
+        response: web.StreamResponse = web.Response(status=401, headers={"HX-Redirect": SIGN_IN})
+    else:
+        response = _redirect(SIGN_IN)
+    if COOKIE in request.cookies:
+        clear_cookie(response, request)
+    return response
+
+
+# -- sign in and out ----------------------------------------------------------------------
+
+
+async def sign_in_form(request: web.Request) -> web.StreamResponse:
+    return render(request, "sign_in.html", error=None)
+
+
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    key = form.get("key", "").strip()
+    if not _same_origin(request):
+        return render(request, "sign_in.html", status=403, error="Sign in from this page.")
+    principal = None
+    if key:
+        principal = await authenticate(request.app[SERVICES].pool, key)
+    if principal is None or principal.scope not in ("read", "admin"):
+        return render(
+            request,
+            "sign_in.html",
+            status=401,
+            error="That key is unknown, revoked or expired, or it is a publish key.",
+        )
+    session = Session.new(key, principal.scope, now())
+    response = _redirect(ROOT)
+    set_cookie(response, request, session.seal(request.app[_KEYRING]))
+    return response
+
+
+@page
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    response = _redirect(SIGN_IN)
+    clear_cookie(response, request)
+    return response
+
+
+# -- overview -----------------------------------------------------------------------------
+
+
+def problems(health: Any) -> list[str]:
+    """What an operator should look at, most urgent first."""
+    out = []
+    if health.needs_reauth:
+        out.append("needs re-authorisation")
+    if health.circuit == "open":
+        out.append("circuit open")
+    if health.status == "disabled":
+        out.append("disabled")
+    if health.open_dead_letters:
+        out.append(f"{health.open_dead_letters} open dead letters")
+    if health.errors_in_window:
+        out.append(f"{health.errors_in_window} errors in the last hour")
+    if health.credentials == "unreadable":
+        out.append("credentials unreadable")
+    expires = health.token_expires_at
+    if expires is not None and expires <= now():
+        out.append("token expired")
+    elif expires is not None and expires - now() <= TOKEN_WARNING:
+        out.append(f"token expires {ago(expires)}")
+    return out
+
+
+@page
+async def overview(request: web.Request) -> web.StreamResponse:
+    listing = await call(
+        request, "listConnections", query=_filters(request.query, ("cursor",)) | {"limit": "100"}
+    )
+    rows = []
+    for connection in listing.items:
+        health = await call(
+            request, "getConnectionHealth", path={"connection_id": str(connection.id)}
+        )
+        rows.append((connection, health, problems(health)))
+    rows.sort(key=lambda r: (-len(r[2]), r[0].name))
+    # Pipeline lag: how long events took in the last hour (p95), from the sync log.
+    since = (now() - timedelta(hours=1)).isoformat()
+    summary = await call(request, "getSyncLogSummary", query={"since": since})
+    lag = {
+        (o.direction, o.outcome): o.p95_latency_ms
+        for o in summary.outcomes
+        if o.p95_latency_ms is not None
+    }
+    return render(
+        request,
+        "overview.html",
+        rows=rows,
+        next_cursor=listing.next_cursor,
+        lag_in=lag.get(("in", "applied")),
+        lag_out=lag.get(("out", "pushed")),
+        pending=sum(h.pending_pushes for _, h, _ in rows),
+    )
+
+
+# -- connections --------------------------------------------------------------------------
+
+_SETTINGS_FIELDS = (
+    "/body/name",
+    "/body/direction",
+    "/body/entity_types",
+    "/body/conflict_policy",
+    "/body/rate_limit",
+    "/body/rate_limit/rate",
+    "/body/rate_limit/per_seconds",
+    "/body/rate_limit/burst",
+    "/body/max_concurrency",
+    "/body/base_url",
+    "/body/provider_settings",
+)
+
+
+async def _connection_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    form: Mapping[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+    shown_once: dict[str, str] | None = None,
+) -> web.Response:
+    ids = {"connection_id": request.match_info["connection_id"]}
+    connection = await call(request, "getConnection", path=ids)
+    health = await call(request, "getConnectionHealth", path=ids)
+    jobs = await call(
+        request, "listSyncJobs", query={"connection": str(connection.id), "limit": "5"}
+    )
+    errors = errors or {}
+    return render(
+        request,
+        "connection.html",
+        status=status,
+        connection=connection,
+        health=health,
+        problems=problems(health),
+        jobs=jobs.items,
+        form=form if form is not None else _settings_form(connection),
+        errors=errors,
+        unplaced={k: v for k, v in errors.items() if k not in _SETTINGS_FIELDS},
+        error=error,
+        shown_once=shown_once,
+        entity_types=ENTITY_TYPES,
+    )
+
+
+_SETTINGS_INPUTS = (
+    "name",
+    "direction",
+    "policy",
+    "rate",
+    "per_seconds",
+    "burst",
+    "max_concurrency",
+    "base_url",
+    "provider_settings",
+)
+
+
+# Settings with a field of their own in the form (or none: generic mappings are edited
+# through the API); the rest are provider settings (crmsync.application.connections).
+_OWN_FIELDS = frozenset(
+    {
+        "direction",
+        "entity_types",
+        "conflict_policy",
+        "rate_limit",
+        "max_concurrency",
+        "field_mapping",
+        "generic",
+        "generic_mapping",
+    }
+)
+
+
+def _provider_settings(connection: Any) -> dict[str, Any]:
+    return {k: v for k, v in connection.settings.items() if k not in _OWN_FIELDS}
+
+
+def _settings_form(connection: Any) -> dict[str, Any]:
+    s = connection.settings
+    rate = s.get("rate_limit") or {}
+    policy = (s.get("conflict_policy") or {}).get("default") or {}
+    provider_settings = _provider_settings(connection)
+    return {
+        "name": connection.name,
+        "direction": s.get("direction") or "both",
+        "entity_types": s.get("entity_types") or [],
+        "policy": policy.get("kind", "newest_wins"),
+        "rate": str(rate.get("rate", "")),
+        "per_seconds": str(rate.get("per_seconds", "")),
+        "burst": str(rate.get("burst", "")),
+        "max_concurrency": str(s.get("max_concurrency") or ""),
+        "base_url": connection.base_url or "",
+        "provider_settings": json.dumps(provider_settings, indent=2) if provider_settings else "",
+    }
+
+
+def _settings_body(
+    form: MultiMapping[str], connection: Any
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The PATCH body for what the operator changed in the form. Only changed fields are
+    sent: a PATCH replaces each setting it names, so sending the whole form would reset
+    what the form does not show (per-type conflict policies, a priority list). Values go to
+    the API as typed: it validates them and says which field is wrong; only JSON syntax is
+    checked here."""
+    was = _settings_form(connection)
+    changed = {k for k in _SETTINGS_INPUTS if form.get(k, "") != was[k]}
+    if sorted(form.getall("entity_types", ())) != sorted(was["entity_types"]):
+        changed.add("entity_types")
+    body: dict[str, Any] = {}
+    for name in ("name", "direction", "base_url", "max_concurrency"):
+        if name in changed:
+            body[name] = form.get(name) or None
+    if "entity_types" in changed:
+        body["entity_types"] = list(form.getall("entity_types", ())) or None
+    if "policy" in changed:
+        policies = dict(connection.settings.get("conflict_policy") or {})
+        policies["default"] = {**policies.get("default", {}), "kind": form.get("policy")}
+        body["conflict_policy"] = policies
+    if changed & {"rate", "per_seconds", "burst"}:
+        body["rate_limit"] = _rate_limit(form)
+    errors = {}
+    if "provider_settings" in changed:
+        try:
+            body["provider_settings"] = _provider_settings_of(form, connection)
+        except ValueError as exc:
+            errors["/body/provider_settings"] = str(exc)
+    return body, errors
+
+
+def _rate_limit(form: MultiMapping[str]) -> dict[str, Any] | None:
+    if not (form.get("rate") or form.get("per_seconds") or form.get("burst")):
+        return None  # all three cleared: back to the provider's documented limit
+    rate: dict[str, Any] = {"rate": form.get("rate") or None}
+    for name in ("per_seconds", "burst"):
+        if form.get(name):
+            rate[name] = form[name]
+    return rate
+
+
+def _provider_settings_of(form: MultiMapping[str], connection: Any) -> dict[str, Any]:
+    raw = form.get("provider_settings", "").strip()
+    try:
+        typed = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(typed, dict):
+        raise ValueError("must be a JSON object")
+    # A key deleted from the text is removed (null removes a key).
+    removed = dict.fromkeys(set(_provider_settings(connection)) - set(typed))
+    return {**removed, **typed}
+
+
+@page
+async def connection_page(request: web.Request) -> web.StreamResponse:
+    return await _connection_page(request)
+
+
+@page
+async def update_settings(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    connection = await call(request, "getConnection", path=request.match_info)
+    body, errors = _settings_body(form, connection)
+    # What was typed goes back into the form, so a refused field can be corrected.
+    shown: dict[str, Any] = {k: form.get(k, "") for k in _SETTINGS_INPUTS}
+    shown["entity_types"] = list(form.getall("entity_types", ()))
+    if errors:
+        return await _connection_page(request, status=422, form=shown, errors=errors)
+    try:
+        await call(request, "updateConnection", path=request.match_info, body=body)
+    except RefusalError as failure:
+        if failure.status in (401, 404):
+            raise
+        return await _connection_page(
+            request, status=failure.status, form=shown, errors=failure.errors, error=failure.detail
+        )
+    return _redirect(f"{request.path.rsplit('/', 1)[0]}?done=settings")
+
+
+@page
+async def set_status(request: web.Request) -> web.StreamResponse:
+    action = request.match_info["action"]
+    operation = {"disable": "disableConnection", "enable": "enableConnection"}[action]
+    await call(request, operation, path={"connection_id": request.match_info["connection_id"]})
+    return _redirect(f"{ROOT}connections/{request.match_info['connection_id']}?done={action}d")
+
+
+@page
+async def rotate_secret(request: web.Request) -> web.StreamResponse:
+    rotated = await call(request, "rotateWebhookSecret", path=request.match_info, body={})
+    return await _connection_page(
+        request,
+        shown_once={
+            "what": "New webhook secret",
+            "value": rotated.webhook_secret,
+            "note": "The previous secret keeps verifying until "
+            f"{when(rotated.previous_expire_at)}.",
+        },
+    )
+
+
+async def _connection_action(
+    request: web.Request, operation: str, done: str, **given: Any
+) -> web.StreamResponse:
+    """Run ``operation`` for the connection of the URL, then back to its page: with
+    ``?done=``, or with the API's refusal shown there (401 and 404 are whole-page errors)."""
+    connection_id = request.match_info["connection_id"]
+    try:
+        await call(request, operation, **given)
+    except RefusalError as failure:
+        if failure.status in (401, 404):
+            raise
+        return await _connection_page(request, status=failure.status, error=failure.detail)
+    return _redirect(f"{ROOT}connections/{connection_id}?done={done}")
+
+
+@page
+async def set_credentials(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    return await _connection_action(
+        request,
+        "setConnectionCredentials",
+        "credentials",
+        path=request.match_info,
+        body={"type": "api_key", "token": form.get("token", "")},
+    )
+
+
+@page
+async def start_job(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    return await _connection_action(
+        request,
+        "createSyncJob",
+        "job",
+        body={"connection": request.match_info["connection_id"], "kind": form.get("kind", "")},
+    )
+
+
+@page
+async def jobs_fragment(request: web.Request) -> web.StreamResponse:
+    jobs = await call(
+        request,
+        "listSyncJobs",
+        query={"connection": request.match_info["connection_id"], "limit": "5"},
+    )
+    return render(
+        request, "_jobs.html", jobs=jobs.items, connection_id=request.match_info["connection_id"]
+    )
+
+
+@page
+async def connect_form(request: web.Request) -> web.StreamResponse:
+    return render(request, "connect.html", providers=PROVIDERS, form={}, errors={}, error=None)
+
+
+@page
+async def connect(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    body: dict[str, Any] = {"provider": form.get("provider", "")}
+    for name in ("name", "base_url", "webhook_secret"):
+        if form.get(name):
+            body[name] = form[name]
+    if form.get("token"):
+        body["credentials"] = {"type": "api_key", "token": form["token"]}
+    try:
+        created = await call(request, "createConnection", body=body)
+    except RefusalError as failure:
+        if failure.status == 401:
+            raise
+        return render(
+            request,
+            "connect.html",
+            status=failure.status,
+            providers=PROVIDERS,
+            form={k: form.get(k, "") for k in ("provider", "name", "base_url")},
+            errors=failure.errors,
+            error=failure.detail,
+        )
+    return render(request, "connected.html", created=created)
+
+
+# -- events and records -------------------------------------------------------------------
+
+_EVENT_FILTERS = ("connection", "direction", "outcome", "entity_type", "cursor")
+
+
+async def _events(request: web.Request) -> dict[str, Any]:
+    filters = _filters(request.query, _EVENT_FILTERS)
+    listing = await call(request, "listSyncLog", query=filters | {"limit": "50"})
+    connections = await call(request, "listConnections", query={"limit": "100"})
+    names = {c.id: c.name for c in connections.items}
+    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    return {
+        "entries": listing.items,
+        "names": names,
+        "filters": keep,
+        "live": "cursor" not in filters,
+        "query": urlencode(keep),
+        "next_query": urlencode(keep | {"cursor": listing.next_cursor})
+        if listing.next_cursor
+        else None,
+        "connections": connections.items,
+        "entity_types": ENTITY_TYPES,
+    }
+
+
+@page
+async def events(request: web.Request) -> web.StreamResponse:
+    try:
+        context = await _events(request)
+    except RefusalError as failure:
+        if failure.status != 422:
+            raise
+        return render(request, "error.html", status=422, failure=failure)
+    return render(request, "events.html", **context)
+
+
+@page
+async def events_rows(request: web.Request) -> web.StreamResponse:
+    return render(request, "_events.html", **await _events(request))
+
+
+@page
+async def record(request: web.Request) -> web.StreamResponse:
+    operation = ENTITY_ROUTES.get(request.match_info["entity_type"])
+    if operation is None:
+        raise RefusalError(404, f"no entity type {request.match_info['entity_type']!r}")
+    found = await call(request, operation, path={"record_id": request.match_info["record_id"]})
+    log = await call(
+        request,
+        "listSyncLog",
+        query={"entity_type": found.entity_type, "limit": "100"},
+    )
+    pushes = [e for e in log.items if e.entity_id == found.id and e.direction == "out"]
+    connections = await call(request, "listConnections", query={"limit": "100"})
+    names = {c.id: c.name for c in connections.items}
+    # Provenance names a connection by its id as text, or "admin" for an operator's value.
+    sources = {str(k): v for k, v in names.items()} | {"admin": "an operator (conflict)"}
+    return render(request, "record.html", record=found, pushes=pushes, names=names, sources=sources)
+
+
+# -- dead letters -------------------------------------------------------------------------
+
+_DEAD_LETTER_FILTERS = ("stage", "reason", "connection", "state", "cursor")
+
+
+@page
+async def dead_letters(request: web.Request) -> web.StreamResponse:
+    filters = _filters(request.query, _DEAD_LETTER_FILTERS)
+    listing = await call(request, "listDeadLetters", query=filters | {"limit": "50"})
+    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    return render(
+        request,
+        "dead_letters.html",
+        items=listing.items,
+        filters=keep,
+        next_query=urlencode(keep | {"cursor": listing.next_cursor})
+        if listing.next_cursor
+        else None,
+        result=None,
+    )
+
+
+@page
+async def dead_letter(request: web.Request) -> web.StreamResponse:
+    found = await call(request, "getDeadLetter", path=request.match_info)
+    try:
+        payload = base64.b64decode(found.payload_base64)
+    except (binascii.Error, ValueError):
+        payload = b""
+    return render(request, "dead_letter.html", item=found, hexdump=render_hex(payload))
+
+
+def render_hex(payload: bytes) -> str:
+    # A page shows the first 64 KiB; the API's payload_base64 has the rest.
+    return hexdump(payload[:65536])
+
+
+@page
+async def dead_letter_action(request: web.Request) -> web.StreamResponse:
+    action = request.match_info["action"]
+    operation = {"redrive": "redriveDeadLetter", "discard": "discardDeadLetter"}[action]
+    ids = {"dead_letter_id": request.match_info["dead_letter_id"]}
+    await call(request, operation, path=ids)
+    done = {"redrive": "redriven", "discard": "discarded"}[action]
+    return _redirect(f"{ROOT}dead-letters?done={done}")
+
+
+@page
+async def redrive_many(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    body = {k: form[k] for k in ("stage", "reason", "connection") if form.get(k)}
+    result = await call(request, "redriveDeadLetters", body=body)
+    listing = await call(request, "listDeadLetters", query=body | {"limit": "50"})
+    return render(
+        request,
+        "dead_letters.html",
+        items=listing.items,
+        filters=body,
+        next_query=None,
+        result=result,
+    )
+
+
+# -- conflicts ----------------------------------------------------------------------------
+
+
+@page
+async def conflicts(request: web.Request) -> web.StreamResponse:
+    filters = _filters(request.query, ("state", "entity_type", "cursor"))
+    listing = await call(request, "listConflicts", query=filters | {"limit": "50"})
+    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    return render(
+        request,
+        "conflicts.html",
+        items=listing.items,
+        filters=keep,
+        entity_types=ENTITY_TYPES,
+        next_query=urlencode(keep | {"cursor": listing.next_cursor})
+        if listing.next_cursor
+        else None,
+    )
+
+
+@page
+async def conflict(request: web.Request) -> web.StreamResponse:
+    found = await call(request, "getConflict", path=request.match_info)
+    return render(request, "conflict.html", item=found, error=None, errors={})
+
+
+def typed_value(raw: str) -> Any:
+    """A value typed by the operator: JSON when it parses (42, true, "x", {...}), else the
+    text as a string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+@page
+async def resolve_conflict(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    choose = form.get("choose", "")
+    body: dict[str, Any] = {"choose": choose}
+    if choose == "value":
+        body["value"] = typed_value(str(form.get("value", "")))
+    try:
+        await call(request, "resolveConflict", path=request.match_info, body=body)
+    except RefusalError as failure:
+        if failure.status in (401, 404):
+            raise
+        found = await call(request, "getConflict", path=request.match_info)
+        return render(
+            request,
+            "conflict.html",
+            status=failure.status,
+            item=found,
+            error=failure.detail,
+            errors=failure.errors,
+        )
+    return _redirect(f"{ROOT}conflicts?done=resolved")
+
+
+# -- API keys -----------------------------------------------------------------------------
+
+
+async def _keys_page(
+    request: web.Request, *, status: int = 200, created: Any = None, error: str | None = None
+) -> web.Response:
+    include = "true" if request.query.get("include_revoked") else "false"
+    query = {"include_revoked": include, "limit": "100"}
+    listing = await call(request, "listApiKeys", query=query)
+    return render(
+        request, "api_keys.html", status=status, items=listing.items, created=created, error=error
+    )
+
+
+@page
+async def api_keys(request: web.Request) -> web.StreamResponse:
+    return await _keys_page(request)
+
+
+@page
+async def create_key(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    body: dict[str, Any] = {"scope": form.get("scope", "")}
+    if form.get("expires_at"):
+        body["expires_at"] = form["expires_at"]
+    try:
+        created = await call(request, "createApiKey", body=body)
+    except RefusalError as failure:
+        if failure.status == 401:
+            raise
+        detail = "; ".join([failure.detail, *failure.errors.values()])
+        return await _keys_page(request, status=failure.status, error=detail)
+    return await _keys_page(request, created=created)
+
+
+@page
+async def key_action(request: web.Request) -> web.StreamResponse:
+    ids = {"key_id": request.match_info["key_id"]}
+    if request.match_info["action"] == "revoke":
+        await call(request, "revokeApiKey", path=ids)
+        return _redirect(f"{ROOT}api-keys?done=revoked")
+    created = await call(request, "rotateApiKey", path=ids, body={})
+    return await _keys_page(request, created=created)
+
+
+# -- wiring -------------------------------------------------------------------------------
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if not request.path.startswith(ROOT):
+        return
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    if not request.path.startswith(_STATIC):
+        # Pages carry a tenant's data: never kept in a shared or back-button cache.
+        response.headers["Cache-Control"] = "no-store"
+
+
+async def _root(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect(ROOT)
+
+
+def add_console(app: web.Application, routes: list[Route], keyring: KeyRing) -> None:
+    app[_ROUTES] = {r.operation_id: r for r in routes}
+    app[_ENV] = environment()
+    app[_KEYRING] = keyring
+    app.on_response_prepare.append(_security_headers)
+    r = app.router
+    r.add_get("/console", _root)
+    r.add_static(_STATIC, STATIC)
+    r.add_get(ROOT, overview)
+    r.add_get(SIGN_IN, sign_in_form)
+    r.add_post(SIGN_IN, sign_in)
+    r.add_post(f"{ROOT}sign-out", sign_out)
+    r.add_get(f"{ROOT}connections/new", connect_form)
+    r.add_post(f"{ROOT}connections", connect)
+    c = f"{ROOT}connections/{{connection_id}}"
+    r.add_get(c, connection_page)
+    r.add_post(f"{c}/settings", update_settings)
+    r.add_post(f"{c}/{{action:disable|enable}}", set_status)
+    r.add_post(f"{c}/rotate-secret", rotate_secret)
+    r.add_post(f"{c}/credentials", set_credentials)
+    r.add_post(f"{c}/sync-jobs", start_job)
+    r.add_get(f"{c}/sync-jobs", jobs_fragment)
+    r.add_get(f"{ROOT}events", events)
+    r.add_get(f"{ROOT}events/rows", events_rows)
+    r.add_get(f"{ROOT}records/{{entity_type}}/{{record_id}}", record)
+    r.add_get(f"{ROOT}dead-letters", dead_letters)
+    r.add_post(f"{ROOT}dead-letters/redrive", redrive_many)
+    r.add_get(f"{ROOT}dead-letters/{{dead_letter_id}}", dead_letter)
+    r.add_post(
+        f"{ROOT}dead-letters/{{dead_letter_id}}/{{action:redrive|discard}}", dead_letter_action
+    )
+    r.add_get(f"{ROOT}conflicts", conflicts)
+    r.add_get(f"{ROOT}conflicts/{{conflict_id}}", conflict)
+    r.add_post(f"{ROOT}conflicts/{{conflict_id}}/resolve", resolve_conflict)
+    r.add_get(f"{ROOT}api-keys", api_keys)
+    r.add_post(f"{ROOT}api-keys", create_key)
+    r.add_post(f"{ROOT}api-keys/{{key_id}}/{{action:revoke|rotate}}", key_action)

@@ -1,0 +1,339 @@
+"""The operator console in a real browser: Debian's chromium driven by Playwright.
+
+The first test runs the whole pipeline (ingest, the processor worker, outbound, two
+simulated Ascora companies) beside the admin service: a webhook shows up live in Events
+and in the connection's health, and a conflict resolved in the browser reaches both
+simulators. The second needs only the admin service and Kafka: a dead letter is redriven
+and disappears, a read key cannot act, another tenant's ids are not found.
+
+Every page visited is screenshotted; with CRMSYNC_CONSOLE_SCREENSHOTS set to a directory
+the PNGs land there (that is how docs/screenshots/ is made), else in the test's tmp_path.
+Chromium comes from the OS (scripts/bootstrap installs Debian's package): Playwright's own
+browser download is not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from crmsync.common.apikeys import create_key, ensure_tenant
+from crmsync.common.db import create_pool
+from crmsync.common.settings import parse_settings
+from crmsync.settings.admin import AdminSettings
+from services.admin.app import create_app
+from tests.conftest import TopicFactory
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+
+# The browser may wait this long for the pipeline (a webhook through Kafka, the processor
+# and outbound): measured at 2-5 s on an idle laptop, far more on a loaded CI runner.
+PIPELINE_MS = 60_000
+# The viewport of the screenshots in docs/screenshots/.
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("chromium is not installed: scripts/bootstrap installs it (apt chromium)")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=chromium_path(), headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    wanted = os.environ.get("CRMSYNC_CONSOLE_SCREENSHOTS")
+    out = Path(wanted) if wanted else tmp_path / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@dataclass
+class Console:
+    base: str  # http://127.0.0.1:port
+    pool: asyncpg.Pool
+
+    def url(self, path: str = "/console/") -> str:
+        return self.base + path
+
+
+@asynccontextmanager
+async def running_console(
+    database_url: str, kafka_bootstrap: str, prefix: str = "", pool: asyncpg.Pool | None = None
+) -> AsyncIterator[Console]:
+    settings = parse_settings(
+        AdminSettings,
+        database_url=database_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=prefix,
+        ingest_public_base_url="https://hooks.example.test",
+    )
+    own = pool is None
+    used = pool or await create_pool(database_url, max_size=4)
+    server = TestServer(create_app(settings, pool=used), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Console(str(server.make_url("")).rstrip("/"), used)
+    finally:
+        await server.close()
+        if own:
+            await used.close()
+
+
+async def sign_in(page: Page, console: Console, key: str) -> None:
+    await page.goto(console.url("/console/sign-in"))
+    await page.fill("input[name=key]", key)
+    await page.click("button[type=submit]")
+    await expect(page.locator("h1")).to_have_text("Connections")
+    assert key not in page.url
+    assert key not in await page.content()
+
+
+async def shot(page: Page, shots: Path, name: str) -> None:
+    await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+# -- the whole flow ---------------------------------------------------------------------
+
+
+@dataclass
+class Pipeline:
+    stack: Stack
+    a: SimulatedCrm
+    b: SimulatedCrm
+    console: Console
+    tenant: uuid.UUID
+    key: str
+
+
+@pytest.fixture
+async def pipeline(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[Pipeline]:
+    """Two simulated Ascora companies connected to the whole pipeline, and the console on
+    the same database and topics, with an admin key of the tenant."""
+    a = await start_simulator("ascora", company_code="A")
+    b = await start_simulator("ascora", company_code="B")
+    try:
+        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
+            await stack.connect(a, "ascora-a", {"company_code": "A"})
+            await stack.connect(b, "ascora-b", {"company_code": "B"})
+            async with stack.pool.acquire() as conn:
+                tenant = await ensure_tenant(conn, stack.tenant)
+                key = await create_key(conn, tenant, "admin")
+            async with running_console(
+                database_url, kafka_bootstrap, topic_prefix, stack.pool
+            ) as console:
+                yield Pipeline(stack, a, b, console, tenant, key.key)
+    finally:
+        for crm in (a, b):
+            await crm.runner.cleanup()
+
+
+async def _wait_for(predicate: Callable[[], bool], seconds: float = PIPELINE_MS / 1000) -> None:
+    for _ in range(int(seconds / 0.2)):
+        if predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+async def test_a_webhook_shows_live_and_a_resolved_conflict_reaches_the_simulators(
+    pipeline: Pipeline, browser: Browser, shots: Path
+) -> None:
+    stack, a, b, console = pipeline.stack, pipeline.a, pipeline.b, pipeline.console
+    page = await browser.new_page(viewport=VIEWPORT)
+    await sign_in(page, console, pipeline.key)
+    assert await page.locator("tr[data-connection]").count() == 2
+
+    # Events is open before the webhook arrives: the row appears without a reload.
+    await page.goto(console.url("/console/events"))
+    await expect(page.locator("tr[data-event]")).to_have_count(0)
+    a.sim.create(
+        "customer",
+        {
+            "customerName": "Harbour Plumbing",
+            "emailAddress": "office@harbourplumbing.example",
+            "phoneNumber": "+61 2 5550 1234",
+        },
+    )
+    row = page.locator("tr[data-event]", has_text="ascora-a").filter(has_text="customer")
+    await expect(row.first).to_be_visible(timeout=PIPELINE_MS)
+    # The push to B shows too (direction out).
+    pushed = page.locator("tr[data-event]", has_text="ascora-b").filter(has_text="pushed")
+    await expect(pushed.first).to_be_visible(timeout=PIPELINE_MS)
+    await shot(page, shots, "events")
+
+    # The connection's health counts it.
+    await page.goto(console.url("/console/"))
+    healthy = page.locator("tr[data-connection]", has_text="ascora-a")
+    await expect(healthy.locator("td").nth(2)).not_to_have_text("never")
+    await shot(page, shots, "overview")
+    await healthy.locator("a").first.click()
+    await expect(page.locator("h1")).to_contain_text("ascora-a")
+    await expect(page.locator("dd", has_text="ago").first).to_be_visible()
+    await shot(page, shots, "connection")
+
+    # The record, opened from its event.
+    await page.goto(console.url("/console/events"))
+    await row.first.locator("a").click()
+    await expect(page.locator("h1")).to_contain_text("Customer")
+    await expect(page.locator("body")).to_contain_text("Harbour Plumbing")
+    # Field provenance: the name was set by the connection the webhook came from.
+    await expect(page.locator("tr[data-field=name] td.source")).to_contain_text("ascora-a")
+    customer_id = uuid.UUID(page.url.rsplit("/", 1)[1])
+    await shot(page, shots, "record")
+
+    # A conflict parked on the phone is resolved with a typed value; it is pushed to
+    # both simulators.
+    conflict_id = await stack.pool.fetchval(
+        """
+        INSERT INTO conflicts (tenant_id, entity_type, entity_id, field, current_value,
+                               incoming_value, incoming_connection_id)
+        SELECT $1, 'customer', $2, 'phone', '"+61 2 5550 1234"', '"+61 2 5550 4321"', id
+          FROM connections WHERE tenant_id = $1 AND name = 'ascora-b'
+        RETURNING id
+        """,
+        pipeline.tenant,
+        customer_id,
+    )
+    await page.goto(console.url("/console/conflicts"))
+    await page.locator(f"tr[data-conflict='{conflict_id}'] a").first.click()
+    await expect(page.locator("[data-side=incoming]")).to_contain_text("5550 4321")
+    await shot(page, shots, "conflict")
+    await page.fill("textarea[name=value]", "+61 2 5550 7777")
+    await page.click("text=Keep this value")
+    await expect(page.locator(".notice")).to_have_text("Conflict resolved.")
+    await _wait_for(lambda: "7777" in str(a.sim.live("customer")))
+    await _wait_for(lambda: "7777" in str(b.sim.live("customer")))
+    await page.goto(console.url(f"/console/records/customer/{customer_id}"))
+    await expect(page.locator("tr[data-field=phone] td.source")).to_contain_text("an operator")
+
+
+# -- dead letters, scopes, tenants ------------------------------------------------------
+
+
+async def test_dead_letters_are_redriven_and_a_read_key_or_another_tenant_cannot_act(
+    database_url: str,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    browser: Browser,
+    shots: Path,
+) -> None:
+    topic = await new_topic("console")
+    async with running_console(database_url, kafka_bootstrap) as console:
+        async with console.pool.acquire() as conn:
+            tenant = await ensure_tenant(conn, "acme")
+            other = await ensure_tenant(conn, "globex")
+            admin_key = await create_key(conn, tenant, "admin")
+            read_key = await create_key(conn, tenant, "read")
+            other_key = await create_key(conn, other, "admin")
+        page = await browser.new_page(viewport=VIEWPORT)
+        await sign_in(page, console, admin_key.key)
+
+        # Connect a provider: the webhook URL and secret, shown once.
+        await page.click("text=Connect a provider")
+        await page.select_option("select[name=provider]", "stripe")
+        await page.fill("input[name=name]", "Stripe")
+        await shot(page, shots, "connect")
+        await page.click("button:has-text('Connect')")
+        await expect(page.locator("pre.url")).to_contain_text("/webhooks/stripe/")
+        await expect(page.locator("pre.secret")).to_be_visible()
+        await page.click("text=Open the connection")
+        connection_id = page.url.rsplit("/", 1)[1]
+
+        # A settings error appears beside its field, as the API words it.
+        await page.fill("input[name=rate]", "fast")
+        await page.click("text=Save settings")
+        error = page.locator("[data-loc='/body/rate_limit/rate']")
+        await expect(error).to_contain_text("valid number")
+
+        dead = []
+        for n in range(2):
+            dead.append(
+                await console.pool.fetchval(
+                    """
+                    INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id,
+                                              topic, record_key, payload)
+                    VALUES ('processor', 'schema_violation', 'customer.email: not an email',
+                            $1, $2, $3, 'k', $4)
+                    RETURNING id
+                    """,
+                    tenant,
+                    uuid.UUID(connection_id),
+                    topic,
+                    f'{{"type": "customer.updated", "n": {n}, "email": "nope"}}'.encode(),
+                )
+            )
+        await page.click("nav >> text=Dead letters")
+        await expect(page.locator("tr[data-dead-letter]")).to_have_count(2)
+        await shot(page, shots, "dead-letters")
+        await page.locator(f"tr[data-dead-letter='{dead[0]}'] a").click()
+        await expect(page.locator("pre.hex")).to_contain_text('{"type": "custom')
+        await shot(page, shots, "dead-letter")
+        await page.click("button:has-text('Redrive')")
+        await expect(page.locator(".notice")).to_contain_text("Redriven")
+        await expect(page.locator("tr[data-dead-letter]")).to_have_count(1)
+        # The rest, by filter.
+        await page.click("text=Redrive all that match")
+        await expect(page.locator(".notice")).to_contain_text("Redrove 1")
+        await expect(page.locator("tr[data-dead-letter]")).to_have_count(0)
+
+        await page.click("nav >> text=API keys")
+        await shot(page, shots, "api-keys")
+        await page.click("text=Sign out")
+        await expect(page.locator("h1")).to_have_text("Sign in")
+        await page.goto(console.url("/console/"))
+        await expect(page.locator("h1")).to_have_text("Sign in")
+
+        # A read key sees the connection but has no buttons, and a forged post is refused.
+        await sign_in(page, console, read_key.key)
+        await page.goto(console.url(f"/console/connections/{connection_id}"))
+        await expect(page.locator("h1")).to_contain_text("Stripe")
+        await expect(page.locator("button:has-text('Disable')")).to_have_count(0)
+        csrf = await page.locator("input[name=csrf]").first.get_attribute("value")
+        refused = await page.request.post(
+            console.url(f"/console/connections/{connection_id}/disable"),
+            form={"csrf": csrf or ""},
+            headers={"Origin": console.base},
+        )
+        assert refused.status == 403
+        assert "this needs a key of scope admin" in await refused.text()
+        status = await console.pool.fetchval(
+            "SELECT status FROM connections WHERE id = $1", uuid.UUID(connection_id)
+        )
+        assert status == "active"
+        await page.click("text=Sign out")
+
+        # Another tenant's admin key: the connection and dead letter are not there.
+        await sign_in(page, console, other_key.key)
+        assert connection_id not in await page.content()
+        for path in (f"/console/connections/{connection_id}", f"/console/dead-letters/{dead[1]}"):
+            response = await page.goto(console.url(path))
+            assert response is not None
+            assert response.status == 404
+            await expect(page.locator("h1")).to_have_text("Not found")
+        shown = re.sub(r"\s+", " ", await page.locator("main").inner_text())
+        assert "no dead letter" in shown

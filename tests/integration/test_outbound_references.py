@@ -1,0 +1,374 @@
+"""Outbound and the records a record names (issue 17 item 1, DESIGN invariant 10): a push
+waits for its references only on targets that can hold them, and never for ever.
+
+Real Xero and Ascora simulators over HTTP, the test's own Postgres."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from connectors.runtime import Clients, credentials_json
+from connectors.simkit import Fault
+from crmsync.application.connection_runtime import stored_clients
+from crmsync.common.connections import create_connection
+from crmsync.common.crypto import KeyRing
+from crmsync.common.pushes import Job, claim
+from crmsync.demo import sims
+from services.outbound.pusher import Pusher, PushPolicy
+from services.outbound.queue import enqueue
+from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Env:
+    pool: asyncpg.Pool
+    keyring: KeyRing
+    tenant: str
+    tenant_id: uuid.UUID
+    clients: Clients
+    pusher: Pusher
+
+    async def connect(
+        self, crm: SimulatedCrm, name: str, settings: dict[str, Any] | None = None
+    ) -> uuid.UUID:
+        connection_id = await sims.connect(
+            self.pool,
+            self.keyring,
+            crm,
+            tenant=self.tenant,
+            name=name,
+            ingest_url="http://127.0.0.1:9",
+            settings=settings,
+        )
+        crm.sim.webhook_url = None  # no ingest here: the pushes are what is tested
+        return connection_id
+
+    async def record(self, entity_type: str, data: dict[str, Any]) -> uuid.UUID:
+        table = {"customer": "customers", "job": "jobs", "invoice": "invoices"}.get(
+            entity_type, "payments"
+        )
+        entity_id: uuid.UUID = await self.pool.fetchval(
+            f"INSERT INTO {table} (tenant_id, data) VALUES ($1, $2) RETURNING id",  # noqa: S608
+            self.tenant_id,
+            data,
+        )
+        return entity_id
+
+    async def edit(self, entity_type: str, entity_id: uuid.UUID, data: dict[str, Any]) -> int:
+        """A new version of the record, as the processor would commit it."""
+        version: int = await self.pool.fetchval(
+            f"UPDATE {entity_type}s SET data = $2, version = version + 1"  # noqa: S608
+            " WHERE id = $1 RETURNING version",
+            entity_id,
+            data,
+        )
+        return version
+
+    async def push(
+        self, target: uuid.UUID, entity_type: str, entity_id: uuid.UUID, version: int = 1
+    ) -> None:
+        now = datetime.now(UTC)
+        await enqueue(
+            self.pool, [(self.tenant_id, target, entity_type, entity_id, version, None, now)]
+        )
+
+    async def run_due(self) -> list[Job]:
+        await self.pool.execute("UPDATE push_jobs SET next_attempt_at = now()")
+        jobs = (await claim(self.pool, 100, lease_seconds=0.5)).jobs
+        for job in jobs:
+            await self.pusher.run(job)
+        return jobs
+
+    async def queued(self) -> list[tuple[str, int]]:
+        rows = await self.pool.fetch("SELECT entity_type, attempts FROM push_jobs ORDER BY id")
+        return [(r["entity_type"], r["attempts"]) for r in rows]
+
+    async def dead(self) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch("SELECT * FROM dead_letters WHERE stage = 'outbound'"))
+
+
+@pytest.fixture
+async def env(pool: asyncpg.Pool) -> AsyncIterator[Env]:
+    keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        origin = await create_connection(
+            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
+        )
+    session = aiohttp.ClientSession()
+    clients = stored_clients(pool, keyring, session)
+    pusher = Pusher(pool, clients, PushPolicy(max_attempts=MAX_ATTEMPTS))
+    try:
+        yield Env(pool, keyring, tenant, origin.tenant_id, clients, pusher)
+    finally:
+        await session.close()
+
+
+@pytest.fixture
+async def xero() -> AsyncIterator[SimulatedCrm]:
+    crm = await start_simulator("xero")
+    try:
+        yield crm
+    finally:
+        await crm.runner.cleanup()
+
+
+CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
+INVOICE = {
+    "number": "INV-100",
+    "status": "open",
+    "currency": "NZD",
+    "lines": [{"description": "Callout", "quantity": "1", "unit_amount": 15000}],
+    "subtotal": 15000,
+    "tax": 0,
+    "total": 15000,
+}
+
+
+async def test_an_invoice_naming_a_job_reaches_a_target_that_holds_no_jobs(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    job = await env.record("job", {"title": "Fix the leak", "customer_id": str(customer)})
+    invoice = await env.record(
+        "invoice", {**INVOICE, "customer_id": str(customer), "job_id": str(job)}
+    )
+    await env.push(target, "invoice", invoice)
+    await env.run_due()  # the invoice waits for its customer only
+    assert await env.queued() == [("invoice", 1), ("customer", 0)]
+    await env.run_due()  # the customer
+    await env.run_due()  # the invoice
+    [sent] = xero.sim.live("invoice")
+    assert sent["InvoiceNumber"] == "INV-100"
+    assert await env.queued() == []
+    assert await env.dead() == []
+
+
+async def test_a_job_push_to_a_target_that_holds_no_jobs_is_skipped_by_rule(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    job = await env.record("job", {"title": "Fix the leak"})
+    await env.push(target, "job", job)  # as a redrive, or the old _missing_refs, queued it
+    before = len(xero.sim.log.requests)
+    await env.run_due()
+    assert await env.queued() == []
+    assert await env.dead() == []
+    assert len(xero.sim.log.requests) == before
+
+
+async def test_a_reference_that_never_reaches_the_target_is_a_dead_letter_naming_it(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero holds customers, but this connection does not take them from us: the invoice's
+    # customer can only arrive by a link from Xero's side, and here it never does.
+    target = await env.connect(xero, "xero", settings={"entity_types": ["invoice", "payment"]})
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "invoice", invoice)
+    for _ in range(MAX_ATTEMPTS + 2):
+        await env.run_due()
+    assert xero.sim.live("customer") == []
+    assert xero.sim.live("invoice") == []
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "missing_reference"
+    assert f"customer_id {customer}" in dead["detail"]
+
+
+async def test_a_dead_letter_keeps_xeros_validation_errors_past_the_excerpt(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    # Linked to a contact Xero does not have: Xero answers 400, its ValidationErrors after
+    # an echo of the whole invoice (thirty lines: far past the 500-character excerpt).
+    await env.pool.execute(
+        "INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,"
+        " external_id) VALUES ($1, $2, 'customer', $3, $4)",
+        env.tenant_id,
+        target,
+        customer,
+        str(uuid.uuid4()),
+    )
+    lines = [{"description": f"Line {n}", "quantity": "1", "unit_amount": 500} for n in range(30)]
+    invoice = await env.record(
+        "invoice",
+        {**INVOICE, "lines": lines, "subtotal": 15000, "customer_id": str(customer)},
+    )
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_4xx"
+    assert "The Contact specified could not be found" in dead["detail"]
+    payload = json.loads(dead["payload"])
+    assert payload["provider_message"] == "The Contact specified could not be found"
+    assert "could not be found" not in payload["response_excerpt"]
+
+
+async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_letter(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    [sent] = xero.sim.live("invoice")
+    assert sent["Status"] == "AUTHORISED"
+    payment = await env.record(
+        "payment",
+        {
+            "invoice_id": str(invoice),
+            "amount": 15000,
+            "currency": "NZD",
+            "status": "succeeded",
+            "paid_at": "2026-12-01T10:00:00Z",
+        },
+    )
+    await env.push(target, "payment", payment)
+    await env.run_due()
+    [paid] = xero.sim.live("payment")
+    assert paid["Invoice"]["InvoiceID"] == sent["InvoiceID"]
+    assert xero.sim.get("invoice", sent["InvoiceID"])["Status"] == "PAID"
+
+    # The invoice is paid here too: nothing to send (Xero set PAID itself), no write.
+    settled = {**INVOICE, "customer_id": str(customer), "status": "paid", "amount_due": 0}
+    await env.push(target, "invoice", invoice, await env.edit("invoice", invoice, settled))
+    before = len(xero.sim.log.requests)
+    await env.run_due()
+    assert [r["method"] for r in list(xero.sim.log.requests)[before:]] == ["GET"]
+    assert await env.dead() == []
+
+    # Then edited: Xero refuses edits to an invoice with a payment allocated, so nothing is
+    # sent; the refusal is one dead letter with the rule, and nothing is retried.
+    edited_lines = [{"description": "Callout, after hours", "quantity": "1", "unit_amount": 15000}]
+    edited = {**settled, "lines": edited_lines}
+    version = await env.edit("invoice", invoice, edited)
+    await env.push(target, "invoice", invoice, version)
+    before = len(xero.sim.log.requests)
+    for _ in range(MAX_ATTEMPTS + 1):
+        await env.run_due()
+    assert [r["method"] for r in list(xero.sim.log.requests)[before:]] == ["GET"]
+    assert xero.sim.get("invoice", sent["InvoiceID"])["LineItems"][0]["Description"] == "Callout"
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "payment or credit note allocated" in dead["detail"]
+    assert "lines" in dead["detail"]
+    assert json.loads(dead["payload"])["version"] == version
+    link = await env.pool.fetchrow(
+        "SELECT last_pushed_version FROM entity_links WHERE entity_id = $1", invoice
+    )
+    assert link["last_pushed_version"] == version - 1
+
+
+async def test_an_approved_xero_invoice_takes_edits_but_not_a_return_to_draft(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    [sent] = xero.sim.live("invoice")
+    # Back to draft with a new due date: the due date goes, the status cannot.
+    back = {**INVOICE, "customer_id": str(customer), "status": "draft", "due_on": "2026-12-31"}
+    await env.push(target, "invoice", invoice, await env.edit("invoice", invoice, back))
+    await env.run_due()
+    now = xero.sim.get("invoice", sent["InvoiceID"])
+    assert (now["Status"], now["DueDateString"][:10]) == ("AUTHORISED", "2026-12-31")
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "cannot return to draft" in dead["detail"]
+    assert await env.queued() == []
+    # What Xero took is linked, but the version is not counted as pushed.
+    link = await env.pool.fetchrow(
+        "SELECT last_pushed_version FROM entity_links WHERE entity_id = $1", invoice
+    )
+    assert link["last_pushed_version"] == 1
+
+
+async def test_credentials_no_key_opens_park_the_push_instead_of_failing_it_for_ever(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    lost = KeyRing.parse("gone:" + base64.b64encode(b"k" * 32).decode())
+    async with env.pool.acquire() as conn:
+        target = await create_connection(
+            conn,
+            lost,
+            tenant=env.tenant,
+            provider="ascora",
+            name="ascora",
+            webhook_secret=None,
+            base_url=xero.base_url,
+            api_credentials=credentials_json(token="sim-token"),
+            settings={"company_code": "ACME"},
+        )
+    customer = await env.record("customer", CUSTOMER)
+    await env.push(target.id, "customer", customer)
+    await env.run_due()
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "credentials_unreadable"
+    assert "CRMSYNC_MASTER_KEYS" in dead["detail"]
+
+
+@pytest.fixture
+async def stripe() -> AsyncIterator[SimulatedCrm]:
+    crm = await start_simulator("stripe")
+    try:
+        yield crm
+    finally:
+        await crm.runner.cleanup()
+
+
+@pytest.mark.parametrize("status", [400, 503])
+async def test_an_invoice_created_before_a_later_step_failed_is_linked_not_created_again(
+    env: Env, stripe: SimulatedCrm, status: int
+) -> None:
+    target = await env.connect(stripe, "stripe")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.run_due()
+    # Stripe creates the invoice and its items, then refuses (or fails) the finalize.
+    stripe.sim.faults.append(Fault(status, 1, path="/finalize"))
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    [created] = stripe.sim.live("invoice")
+    assert created["status"] == "draft"
+    link = await env.pool.fetchrow(
+        "SELECT external_id, last_pushed_version FROM entity_links WHERE entity_id = $1",
+        invoice,
+    )
+    assert link is not None, "the invoice Stripe created was not linked"
+    assert (link["external_id"], link["last_pushed_version"]) == (created["id"], None)
+    if status == 400:
+        [dead] = await env.dead()
+        assert dead["reason"] == "provider_4xx"
+        await env.push(target, "invoice", invoice)  # the operator's redrive
+    await env.run_due()
+    [done] = stripe.sim.live("invoice")
+    assert (done["id"], done["status"]) == (created["id"], "open")
+    creates = [r for r in stripe.sim.log.requests if r["path"] == "/v1/invoices"]
+    assert len(creates) == 1
+    assert await env.queued() == []
