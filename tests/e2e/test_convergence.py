@@ -27,6 +27,7 @@ OPS = 150
 SEED = 17
 
 
+@pytest.mark.convergence
 @pytest.mark.parametrize("kinds", KINDS, ids="+".join)
 async def test_every_system_converges_after_a_seeded_run_with_faults(
     kinds: list[Kind], tmp_path: Path, common_settings: CommonSettings
