@@ -13,7 +13,8 @@ from typing import Any
 
 from bench.harness import Run, add_connection, generate_load, measured, scrape, target
 from bench.report import Result, Target
-from bench.stack import Service, free_port
+from bench.stack import Service
+from crmsync.localstack.ports import free_port
 
 KINDS = ("stripe", "standard-webhooks")
 # The targets: >= 50 % of the bare handler's throughput; p99 < 50 ms at 1,000/s.

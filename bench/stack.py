@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from crmsync.common.db import drop_database
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
+from crmsync.localstack.ports import free_port
 from schemas import topics
 
 ROOT = repo_root()
@@ -39,13 +39,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 class BenchError(Exception):
     """The benchmark could not run (stack down, a service failed to start)."""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to 0, read it back, release it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _with_database(url: str, database: str) -> str:
@@ -303,16 +296,21 @@ class Stack:
             **extra,
         )
 
-    def outbound(self) -> Service:
+    def outbound(self, **extra: Any) -> Service:
+        """``extra``: more CRMSYNC_ variables (``outbound_sync_concurrency=2`` lets it run
+        sync jobs, which a benchmark of pushes leaves off)."""
         port = free_port()
+        settings: dict[str, Any] = {
+            "outbound_port": port,
+            "outbound_consumer_group": f"crmsync-{self.prefix}outbound",
+            # No scheduled reconciliations: only the pushes under test.
+            "outbound_sync_concurrency": 0,
+        }
         return self._service(
             "outbound",
             "services.outbound",
             f"http://127.0.0.1:{port}/readyz",
-            outbound_port=port,
-            outbound_consumer_group=f"crmsync-{self.prefix}outbound",
-            # No scheduled reconciliations: only the pushes under test.
-            outbound_sync_concurrency=0,
+            **(settings | extra),
         )
 
     async def stop_all(self) -> None:

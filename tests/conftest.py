@@ -8,10 +8,7 @@ migrated template), so tests never see each other's data and run in any order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import random
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -150,31 +147,6 @@ async def new_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
     if created:
         await admin.delete_topics(created)
     await admin.close()
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to 0, read it back, release it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_run(count: int) -> int:
-    """A base port whose next ``count`` ports are all free now, for a command that listens
-    on BASE+1 .. BASE+count. Drawn below Linux's ephemeral range (32768 and up), where the
-    kernel does not hand ports to other tests' outgoing connections meanwhile."""
-    rng = random.Random()  # noqa: S311 - a port, not a secret
-    for _ in range(200):
-        base = rng.randrange(20_000, 32_000)
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base + 1, base + count + 1):
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError(f"no run of {count} free ports found")
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.settings import parse_settings
 from crmsync.demo import sims
 from crmsync.demo.sims import RunningSim
+from crmsync.localstack.ports import free_port
 from crmsync.settings.outbound import OutboundSettings
 from services.outbound.app import create_app as create_outbound
-from tests.conftest import free_port
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.e2e.test_processor_pipeline import start_worker
 from tests.ingest_harness import running_ingest

@@ -11,10 +11,10 @@ import pytest
 
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin, make_consumer
 from crmsync.localstack.kafka import KafkaNode
+from crmsync.localstack.ports import free_port
 from crmsync.localstack.settings import LocalStackSettings
 from schemas import topics
 from schemas.envelope import WebhookEnvelope
-from tests.conftest import free_port
 from tests.ingest_harness import PUBLIC_BASE, Ingest, running_ingest
 from tests.signing import sign
 

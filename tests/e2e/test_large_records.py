@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 
 from crmsync.common.kafka import make_producer
+from crmsync.localstack.ports import free_port
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
-from tests.conftest import free_port
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.e2e.test_processor_pipeline import change_bytes, start_worker, wait_for
 from tests.integration.test_apply import connect

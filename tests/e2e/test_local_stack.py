@@ -19,8 +19,8 @@ import asyncpg
 import pytest
 
 from crmsync.common.kafka import make_consumer, make_producer
+from crmsync.localstack.ports import free_port
 from schemas import topics
-from tests.conftest import free_port
 
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
 # A password psql must quote correctly: a quote, a backslash, a space.

@@ -20,9 +20,9 @@ from crmsync.common.kafka import (
     make_consumer,
     make_producer,
 )
+from crmsync.localstack.ports import free_port
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
-from tests.conftest import free_port
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.integration.test_apply import connect
 

@@ -8,7 +8,8 @@ import uuid
 from pathlib import Path
 
 from crmsync.common.kafka import make_admin, make_producer
-from tests.conftest import TopicFactory, free_port
+from crmsync.localstack.ports import free_port
+from tests.conftest import TopicFactory
 from tests.e2e.helpers import get_json, stop, wait_until_ready
 
 

@@ -39,9 +39,9 @@ from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.common.settings import repo_root
+from crmsync.localstack.ports import free_port
 from schemas import topics
 from services.processor.housekeeping import count_dead_letters
-from tests.conftest import free_port
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 from tests.e2e.test_processor_pipeline import produce

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from crmsync.localstack.ports import free_port
 from tests.e2e.helpers import stop, wait_until_ready
 
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from tests.conftest import free_port_run
+from crmsync.localstack.ports import free_port_run
 
 
 def start(database_url: str, port_base: int) -> subprocess.Popen[str]:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from crmsync.common.kafka import (
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import repo_root
 from crmsync.localstack.kafka import KafkaNode, kafka_version
+from crmsync.localstack.ports import free_port
 from crmsync.localstack.postgres import PostgresCluster
 from crmsync.localstack.settings import LocalStackSettings
 from schemas import topics
@@ -64,13 +64,6 @@ TOPIC_ATTEMPTS = 10
 
 class StackError(Exception):
     """The isolated stack could not start, or a process of it misbehaved."""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to 0, read it back, release it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _kafka_cache_dir() -> Path:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from crmsync.localstack.ports import free_port
 from schemas.envelope import WebhookEnvelope
-from tests.conftest import free_port
 from tests.ingest_harness import Tap
 from tests.integration.test_admin_api import Admin, new_connection, running_admin
 

@@ -29,10 +29,10 @@ from schemathesis.specs.openapi.checks import (
 from crmsync.common.apikeys import create_key, ensure_tenant
 from crmsync.common.db import create_pool
 from crmsync.common.settings import parse_settings
+from crmsync.localstack.ports import free_port
 from crmsync.settings.admin import AdminSettings
 from services.admin.app import create_app
 from services.admin.routes import routes
-from tests.conftest import free_port
 
 # Examples per operation: 38 operations x 10 take about 10 s here. A one-off run with 200
 # per operation (90 s) found nothing more once NUL characters were refused.

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin, record_lifetimes
+from crmsync.localstack.ports import free_port
 from services.processor.housekeeping import dedup_retention_problem
-from tests.conftest import free_port
 
 DAY = 86_400.0
 

@@ -1,0 +1,101 @@
+"""The convergence plan (tests/convergence/plan.py): seeded, reproducible, well formed."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.convergence.plan import INTERNAL, KINDS, PROVIDERS, SYSTEM_KINDS, generate
+
+
+def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
+    assert generate(7, 300) == generate(7, 300)
+    assert generate(7, 300).ops != generate(8, 300).ops
+
+
+def test_a_plan_has_the_ops_asked_for_over_every_kind_action_and_system() -> None:
+    plan = generate(1, 1000)
+    assert len(plan.ops) == 1000
+    assert [op.index for op in plan.ops] == list(range(1000))
+    assert {op.kind for op in plan.ops} == set(KINDS)
+    assert {op.action for op in plan.ops} == {"create", "update", "delete"}
+    assert {op.system for op in plan.ops} == {*PROVIDERS, INTERNAL}
+    by_system = Counter(op.system for op in plan.ops)
+    # QuickBooks and HubSpot take part at a smaller size.
+    assert by_system["quickbooks"] < by_system["ascora"]
+    assert by_system["hubspot"] < by_system["xero"]
+
+
+def test_every_op_is_made_where_its_kind_is_kept_and_on_a_record_that_lives() -> None:
+    plan = generate(2, 1000)
+    live: dict[str, str] = {}
+    for op in plan.ops:
+        assert op.kind in SYSTEM_KINDS[op.system]
+        if op.action == "create":
+            assert op.key not in live
+            for ref in op.refs.values():
+                assert ref in live, f"#{op.index} names {ref} before it exists"
+            live[op.key] = op.system
+            continue
+        assert op.key in live, f"#{op.index} {op.action} of {op.key}, which is not live"
+        if op.system == INTERNAL:
+            # Nothing is pushed to the internal service: it names only its own records.
+            assert live[op.key] == INTERNAL
+        if op.action == "delete":
+            del live[op.key]
+
+
+def test_a_record_is_never_deleted_while_a_live_record_names_it() -> None:
+    plan = generate(3, 1000)
+    refs: dict[str, set[str]] = {}
+    for op in plan.ops:
+        if op.action == "create":
+            refs[op.key] = set(op.refs.values())
+        elif op.action == "delete":
+            del refs[op.key]
+            assert all(op.key not in named for named in refs.values())
+
+
+def test_kinds_limit_the_plan_and_references_to_kinds_left_out_are_not_made() -> None:
+    plan = generate(4, 200, ["customer"])
+    assert {op.kind for op in plan.ops} == {"customer"}
+    jobs = generate(4, 200, ["job"])
+    assert all(not op.refs for op in jobs.ops)
+    with pytest.raises(ValueError, match="kinds"):
+        generate(4, 10, ["widget"])  # type: ignore[list-item]
+
+
+def test_faults_are_injected_429s_500s_dropped_webhooks_and_dead_letters() -> None:
+    plan = generate(5, 1000)
+    kinds = Counter(f.kind for f in plan.faults)
+    assert set(kinds) == {"429", "500", "drop_webhook", "dead_letter"}
+    assert all(f.system == INTERNAL for f in plan.faults if f.kind == "dead_letter")
+    assert all(f.system in PROVIDERS for f in plan.faults if f.kind != "dead_letter")
+    assert generate(5, 1000, faults=False).faults == ()
+    # A CI-size plan still has its deliberate dead letter.
+    assert any(f.kind == "dead_letter" for f in generate(5, 60).faults)
+
+
+def test_fresh_values_never_write_a_value_twice() -> None:
+    plan = generate(6, 1000, ["customer", "job"], fresh_values=True)
+    written: Counter[tuple[str, str, object]] = Counter()
+    for op in plan.ops:
+        for name, value in op.values.items():
+            if name != "status":
+                written[(op.key, name, value)] += 1
+    assert max(written.values()) == 1
+
+
+def test_expected_state_follows_the_ops() -> None:
+    plan = generate(9, 400, ["customer"], fresh_values=True)
+    expected = plan.expected()
+    last = {}
+    for op in plan.ops:
+        last.setdefault(op.key, {}).update(op.values)
+        if op.action == "delete":
+            last[op.key]["__deleted"] = True
+    for key, (kind, values, alive) in expected.items():
+        assert kind == "customer"
+        assert alive == ("__deleted" not in last[key])
+        assert values == {k: v for k, v in last[key].items() if k != "__deleted"}
