@@ -4,31 +4,20 @@ the invoice with an outbox row, on both apply paths."""
 
 from __future__ import annotations
 
-import itertools
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
 from crmsync.common.connections import CreatedConnection, create_connection
-from crmsync.common.crypto import KeyRing, generate_master_key
-from schemas import topics
-from schemas.changes import ChangeEvent, InternalChange
 from services.processor import pipeline
 from services.processor.deadletters import Source
 from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
+from tests.integration.test_references import KEYRING, T0, TOPIC, at, change, processor
 
-T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
-TOPIC = topics.CHANGES_NORMALIZED.name
-_offsets = itertools.count()
-KEYRING = KeyRing.parse(generate_master_key())
-
-
-def at(seconds: int) -> datetime:
-    return T0 + timedelta(seconds=seconds)
+__all__ = ["processor"]  # the fixture, imported for pytest
 
 
 async def connect(pool: asyncpg.Pool, name: str) -> CreatedConnection:
@@ -47,40 +36,6 @@ async def xero(pool: asyncpg.Pool) -> CreatedConnection:
 @pytest.fixture
 async def stripe(pool: asyncpg.Pool) -> CreatedConnection:
     return await connect(pool, "stripe")
-
-
-@pytest.fixture(params=["set_based", "one_by_one"])
-def processor(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> Processor:
-    return Processor(pool, set_based=request.param == "set_based")
-
-
-def change(
-    conn: CreatedConnection,
-    entity_type: str,
-    external_id: str,
-    data: dict[str, Any],
-    *,
-    ts: datetime,
-    refs: dict[str, str] | None = None,
-    op: str = "upsert",
-) -> Source:
-    event = InternalChange(
-        tenant_id=conn.tenant_id,
-        connection_id=conn.id,
-        received_at=datetime.now(UTC),
-        change=ChangeEvent.model_validate(
-            {
-                "event_id": uuid.uuid4().hex,
-                "entity_type": entity_type,
-                "op": op,
-                "external_id": external_id,
-                "occurred_at": ts,
-                "data": data,
-                "refs": refs or {},
-            }
-        ),
-    )
-    return Source(TOPIC, 0, next(_offsets), external_id.encode(), event.model_dump_json().encode())
 
 
 def invoice(
