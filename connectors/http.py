@@ -10,6 +10,7 @@ caller (the outbound service, the processor's hydration), not to the client.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -271,21 +272,34 @@ class OAuth2Auth:
 def refresh_with(
     session: aiohttp.ClientSession, base_url: str, *, clock: Callable[[], float] = time.time
 ) -> TokenRefresher:
-    """The standard refresh_token grant (RFC 6749 §6) against ``tokens.token_url``."""
+    """The standard refresh_token grant (RFC 6749 §6) against ``tokens.token_url``; for
+    tokens without a refresh token, the client-credentials grant (§4.4)."""
 
     async def refresh(tokens: OAuthTokens) -> OAuthTokens:
         url = urljoin(base_url.rstrip("/") + "/", tokens.token_url)
-        body = await send(
-            session,
-            "POST",
-            url,
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": tokens.refresh_token,
-                "client_id": tokens.client_id,
-                "client_secret": tokens.client_secret,
-            },
-        )
+        if tokens.refresh_token:
+            body = await send(
+                session,
+                "POST",
+                url,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens.refresh_token,
+                    "client_id": tokens.client_id,
+                    "client_secret": tokens.client_secret,
+                },
+            )
+        else:
+            # No refresh token: the client-credentials grant (RFC 6749 §4.4), the client
+            # authenticated with HTTP Basic as PayPal's token endpoint wants it.
+            pair = f"{tokens.client_id}:{tokens.client_secret}".encode()
+            body = await send(
+                session,
+                "POST",
+                url,
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")},
+            )
         if not isinstance(body, dict) or "access_token" not in body:
             raise AuthError("token endpoint answered without an access_token", status=200)
         return replace(
