@@ -193,7 +193,9 @@ class PayPalClient:
                 raise ProviderError(
                     f"POST {INVOICES} answered no invoice", status=201, request=f"POST {INVOICES}"
                 )
-            if body.get("send"):
+            # A replayed create answers the invoice as it was first made: whether it is
+            # still a draft to send is read afresh.
+            if body.get("send") and (await self._invoice(created["id"])).get("status") == "DRAFT":
                 await self._send(created["id"], f"{idempotency_key}:send")
             return await self.fetch("invoice", created["id"])
         if entity_type == "payment":
