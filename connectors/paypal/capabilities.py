@@ -54,7 +54,10 @@ CAPABILITIES: Capabilities = {
         ),
         reconcile=partly(_FROM_INVOICES),
         create=partly("recorded on its invoice as money received outside PayPal; succeeded only"),
-        update=no("PayPal payments cannot be edited, only deleted and recorded again"),
+        update=partly(
+            "PayPal payments cannot be edited, only deleted and recorded again: a change to "
+            "what PayPal holds of one is a `provider_rule` dead letter"
+        ),
         delete=partly("recorded payments are removed; captures are refunded at PayPal, not here"),
         payment=yes("recorded on the invoice it names"),
     ),

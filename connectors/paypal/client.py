@@ -31,6 +31,7 @@ from connectors.http import (
 from connectors.paypal.mapping import (
     Mapper,
     customer_id,
+    payment_body,
     paypal_time,
     recipient_of,
     recorded_id,
@@ -239,12 +240,7 @@ class PayPalClient:
         refs: Mapping[str, str],
     ) -> RemoteRecord:
         if entity_type == "payment":
-            # Neither a capture nor a recorded payment can be edited at PayPal.
-            raise UnsupportedOperationError(
-                f"PayPal payments cannot be edited, only deleted and recorded again "
-                f"({external_id})",
-                request=f"PUT {INVOICES}",
-            )
+            return await self._update_payment(external_id, data)
         body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
         if entity_type == "customer":
             if customer_id(body) not in (None, external_id):
@@ -256,6 +252,23 @@ class PayPalClient:
         if entity_type == "invoice":
             return await self._update_invoice(external_id, body)
         raise _unsupported(entity_type, "update")
+
+    async def _update_payment(self, external_id: str, data: Mapping[str, Any]) -> RemoteRecord:
+        """Neither a capture nor a recorded payment can be edited at PayPal: a change to
+        what PayPal holds of it is refused; one to what it does not hold (the customer,
+        a time finer than its date) is no change here."""
+        current = await self.fetch("payment", external_id)
+        invoice = {"invoice_id": current.refs.get("invoice_id", "")}
+        wanted = payment_body({**current.data, **data}, invoice)
+        held = payment_body(current.data, invoice)
+        changed = sorted(k for k in wanted if wanted.get(k) != held.get(k))
+        if changed:
+            raise ProviderRuleError(
+                f"PayPal payment {external_id}: a payment cannot be edited, only deleted and "
+                f"recorded again ({', '.join(changed)})",
+                written=current,
+            )
+        return current
 
     async def _update_invoice(self, invoice_id: str, body: Mapping[str, Any]) -> RemoteRecord:
         current = await self._invoice(invoice_id)

@@ -32,7 +32,7 @@ from connectors.http import (
     UnsupportedOperationError,
 )
 from connectors.spec import ApiClient, ClientSettings, EntityType, OptionalText, Page, RemoteRecord
-from connectors.square.mapping import Mapper, square_time
+from connectors.square.mapping import EXTERNAL_SOURCE, Mapper, square_time
 from schemas.errors import ProviderRuleError
 
 # The Square API version this client and its mapper were written against.
@@ -226,7 +226,7 @@ class SquareClient:
     ) -> RemoteRecord:
         payment: dict[str, Any] = {
             "source_id": "EXTERNAL",
-            "external_details": {"type": "OTHER", "source": "crmsync"},
+            "external_details": {"type": "OTHER", "source": EXTERNAL_SOURCE},
             "autocomplete": True,
             "location_id": self._location,
             "idempotency_key": _key(key),
@@ -346,7 +346,11 @@ class SquareClient:
 
     async def _update_payment(self, payment_id: str, data: Mapping[str, Any]) -> RemoteRecord:
         current = await self.fetch("payment", payment_id)
-        changed = {k: v for k, v in data.items() if current.data.get(k) != v}
+        # Only what Square holds of a payment counts (a method or paid time it sets
+        # itself is no change here).
+        wanted = self._mapper.from_canonical("payment", {**current.data, **data}, {}, {})
+        held = self._mapper.from_canonical("payment", current.data, {}, {})
+        changed = {k for k in wanted if wanted.get(k) != held.get(k)}
         if changed:
             # UpdatePayment applies to APPROVED payments only; one recorded as received
             # (COMPLETED) is final at Square.

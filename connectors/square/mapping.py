@@ -77,6 +77,23 @@ PAYMENT_STATUS_IN: dict[str, str] = {
 # What a payment pushed from elsewhere is at Square: money received outside Square
 # (``source_id: EXTERNAL``), described as "OTHER" with us as its source.
 EXTERNAL_SOURCE = "crmsync"
+# Square's ExternalPaymentDetails.type values.
+EXTERNAL_TYPES = frozenset(
+    {
+        "CHECK",
+        "BANK_TRANSFER",
+        "OTHER_GIFT_CARD",
+        "CRYPTO",
+        "SQUARE_CASH",
+        "SOCIAL",
+        "EXTERNAL",
+        "EMONEY",
+        "CARD",
+        "STORED_BALANCE",
+        "FOOD_VOUCHER",
+        "OTHER",
+    }
+)
 
 
 def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str = "") -> dict[str, Any]:
@@ -340,6 +357,10 @@ def _payment(obj: Mapping[str, Any], path: str) -> RemoteRecord:
     if isinstance(refunded, Mapping) and _money(refunded, f"{path}.refunded_money")[0] >= amount:
         canonical = "refunded"
     source = obj.get("source_type")
+    details = obj.get("external_details")
+    if source == "EXTERNAL" and isinstance(details, Mapping) and details.get("type"):
+        # Money received outside Square says how it was received (BANK_TRANSFER, CHECK…).
+        source = details["type"]
     raw: dict[str, Any] = {
         "amount": amount,
         "currency": currency,
@@ -378,6 +399,12 @@ def payment_body(data: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, 
         body["amount_money"] = {"amount": data.get("amount"), "currency": data.get("currency")}
     if "reference" in data:
         body["reference_id"] = data["reference"] or ""
+    method = str(data.get("method") or "").upper()
+    if "method" in data:
+        body["external_details"] = {
+            "type": method if method in EXTERNAL_TYPES else "OTHER",
+            "source": EXTERNAL_SOURCE,
+        }
     if "invoice_id" in refs:
         body["invoice_id"] = refs["invoice_id"]
     return body

@@ -88,14 +88,6 @@ def _profiles() -> dict[str, Profile]:
         "hubspot": Profile(
             "hubspot", {"portal_id": DEFAULT_PORTAL_ID}, {"portal_id": DEFAULT_PORTAL_ID}
         ),
-        "square": Profile(
-            "square",
-            {"location_id": SIM_LOCATION_ID, "currency": "AUD"},
-            {"square_location_id": SIM_LOCATION_ID},
-        ),
-        "paypal": Profile(
-            "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
-        ),
         # A CRM with no built-in connector, connected by its declarative mapping file.
         "generic": Profile("generic", {}, _acme_settings()),
         # Providers connected by the mapping files we ship, simulated from those files.
@@ -108,6 +100,15 @@ def _profiles() -> dict[str, Profile]:
             )
             for name, path in CATALOGUE.items()
         },
+        # Last, so the ports `crmsync simulate` gave the others stay theirs.
+        "square": Profile(
+            "square",
+            {"location_id": SIM_LOCATION_ID, "currency": "AUD"},
+            {"square_location_id": SIM_LOCATION_ID},
+        ),
+        "paypal": Profile(
+            "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
+        ),
     }
 
 
