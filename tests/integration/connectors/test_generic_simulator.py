@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import WebhookRequest
 from connectors.generic import (
@@ -27,6 +26,7 @@ from connectors.generic.simulator import AcmeSimulator
 from connectors.http import AuthError, ProviderError, StaticAuth, UnsupportedOperationError
 from connectors.simkit import Fault
 from connectors.spec import RateLimit, RemoteRecord, WebhookItem
+from tests.integration.connectors.served import Hook, inbox, served
 
 ACME = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples" / "acme.json"
 SIGNATURE, MAPPING = load_mapping_file(ACME)
@@ -44,7 +44,7 @@ class Acme:
     sim: AcmeSimulator
     base_url: str
     session: aiohttp.ClientSession
-    received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    received: list[Hook] = field(default_factory=list)
 
     def client(self, settings: dict[str, Any] | None = None) -> GenericClient:
         return make_client(
@@ -56,7 +56,8 @@ class Acme:
         await self.sim.drained()
         scheme = connector_for(SIGNATURE, MAPPING).scheme
         items: list[WebhookItem] = []
-        for body, headers in self.received:
+        for hook in self.received:
+            body, headers = hook.body, hook.headers
             request = WebhookRequest("POST", "http://127.0.0.1/hooks", headers, body)
             verified = scheme.verify(request, [SECRET], time.time())
             assert verified.provider_event_id == headers["x-acme-delivery"]
@@ -64,32 +65,11 @@ class Acme:
         return items
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 async def _start(rate_limit: RateLimit) -> AsyncIterator[Acme]:
-    received: list[tuple[bytes, dict[str, str]]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append((await request.read(), {k.lower(): v for k, v in request.headers.items()}))
-        return web.Response(status=204)
-
-    receiver_app = web.Application()
-    receiver_app.router.add_post("/hooks", hook)
-    receiver, receiver_url = await _serve(receiver_app)
-    sim = AcmeSimulator(
-        webhook_url=f"{receiver_url}/hooks", webhook_secret=SECRET, rate_limit=rate_limit
-    )
-    sim_runner, base_url = await _serve(sim.app())
-    async with aiohttp.ClientSession() as session:
-        yield Acme(sim, base_url, session, received)
-    await sim_runner.cleanup()
-    await receiver.cleanup()
+    async with inbox(status=204) as hooks:
+        sim = AcmeSimulator(webhook_url=hooks.url, webhook_secret=SECRET, rate_limit=rate_limit)
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            yield Acme(sim, base_url, session, hooks.hooks)
 
 
 @pytest.fixture
