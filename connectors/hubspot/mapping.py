@@ -101,6 +101,22 @@ _OTHER_OBJECTS: Final = frozenset({"company", "ticket", "product", "line_item", 
 _DEAL_CONTACT_ASSOCIATION: Final = "DEAL_TO_CONTACT"
 
 
+def deal_contact_association(contact_id: str) -> list[dict[str, Any]]:
+    """The ``associations`` of a deal created with its contact (the default deal-contact
+    association, HUBSPOT_DEFINED type DEAL_TO_CONTACT_TYPE_ID)."""
+    return [
+        {
+            "to": {"id": contact_id},
+            "types": [
+                {
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": DEAL_TO_CONTACT_TYPE_ID,
+                }
+            ],
+        }
+    ]
+
+
 def _text(value: Any) -> str | None:
     """A property value as text; HubSpot's null and "" both mean "no value"."""
     if value is None:
@@ -394,17 +410,7 @@ class Mapper:
         body: dict[str, Any] = {"properties": self._deal_properties(canonical, settings)}
         customer = refs.get("customer_id")
         if customer:
-            body["associations"] = [
-                {
-                    "to": {"id": customer},
-                    "types": [
-                        {
-                            "associationCategory": "HUBSPOT_DEFINED",
-                            "associationTypeId": DEAL_TO_CONTACT_TYPE_ID,
-                        }
-                    ],
-                }
-            ]
+            body["associations"] = deal_contact_association(customer)
         return body
 
     @staticmethod
