@@ -8,7 +8,6 @@ See README.md in this folder for the field table and the reasons behind each cho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,6 +21,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    json_body,
 )
 from schemas.records import ENTITY_MODELS
 
@@ -219,10 +219,7 @@ class Mapper:
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        try:
-            events = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not JSON") from None
+        events = json_body(body)
         if not isinstance(events, list):
             raise MappingError("schema_violation", "body: expected a JSON array of events")
         portal = settings.get("portal_id")
