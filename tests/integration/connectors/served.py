@@ -1,4 +1,5 @@
-"""A simulator and a webhook receiver served on 127.0.0.1, for the connector tests.
+"""A simulator and a webhook receiver served on 127.0.0.1, and a walk through every page,
+for the connector tests.
 
 Every simulator test runs the production client against a simulator over real HTTP and
 checks the webhooks it sends: these are the server and the inbox they share.
@@ -9,8 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiohttp import web
+
+from connectors.spec import ApiClient, EntityType, Page, RemoteRecord
 
 
 @dataclass(frozen=True)
@@ -57,3 +61,21 @@ async def inbox(path: str = "/hooks", status: int = 200) -> AsyncIterator[Inbox]
     app.router.add_post(path, receive)
     async with served(app) as base_url:
         yield Inbox(base_url + path, hooks)
+
+
+async def every_page(
+    client: ApiClient, entity_type: EntityType, modified_since: datetime | None = None
+) -> list[Page]:
+    """Each page of ``client.list_page`` in order, following the cursor to the last one."""
+    pages: list[Page] = []
+    cursor: str | None = None
+    while True:
+        page = await client.list_page(entity_type, cursor, modified_since)
+        pages.append(page)
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def records_of(pages: list[Page]) -> list[RemoteRecord]:
+    return [record for page in pages for record in page.records]

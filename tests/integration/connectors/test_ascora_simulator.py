@@ -24,7 +24,7 @@ from connectors.http import (
     send,
 )
 from connectors.spec import WebhookItem
-from tests.integration.connectors.served import Hook, inbox, served
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 COMPANY = "ACME"
 SETTINGS = {"company_code": COMPANY, "page_size": 2}
@@ -174,17 +174,9 @@ async def test_list_page_walks_every_page_oldest_change_first(env: Env) -> None:
     env.clock.advance(1)
     await env.client.update("customer", ids[0], {"notes": "moved to the end"}, {})
 
-    seen: list[str] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await env.client.list_page("customer", cursor, None)
-        pages += 1
-        seen += [r.external_id for r in page.records]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert pages == 3
+    pages = await every_page(env.client, "customer")
+    seen = [r.external_id for r in records_of(pages)]
+    assert len(pages) == 3
     assert seen == [*ids[1:], ids[0]]
 
 

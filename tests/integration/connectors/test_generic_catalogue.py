@@ -23,7 +23,7 @@ from connectors.generic.mapping import Mapper
 from connectors.generic.simulator import MappingSimulator, load_simulated
 from connectors.http import ProviderError
 from connectors.spec import RateLimit, RemoteRecord, WebhookItem
-from tests.integration.connectors.served import Hook, inbox, served
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples"
 SECRET = "catalogue-webhook-secret"
@@ -108,17 +108,6 @@ def _fields(record: RemoteRecord, names: Any) -> dict[str, Any]:
     return {name: record.data.get(name) for name in names}
 
 
-async def _list_all(client: GenericClient, entity_type: Any) -> list[RemoteRecord]:
-    records: list[RemoteRecord] = []
-    cursor: str | None = None
-    while True:
-        page = await client.list_page(entity_type, cursor, None)
-        records.extend(page.records)
-        if page.next_cursor is None:
-            return records
-        cursor = page.next_cursor
-
-
 # --- WooCommerce -------------------------------------------------------------------------------
 
 
@@ -186,7 +175,7 @@ async def test_woocommerce_order_amounts_arrive_as_exact_minor_units(woocommerce
 
 async def test_woocommerce_lists_every_page(woocommerce: Running) -> None:
     woocommerce.sim.seed(5)
-    customers = await _list_all(woocommerce.client(page_size=2), "customer")
+    customers = records_of(await every_page(woocommerce.client(page_size=2), "customer"))
     assert [r.external_id for r in customers] == ["1", "2", "3", "4", "5"]
     assert [r.data["email"] for r in customers][:2] == [
         "customer0@example.com",
@@ -233,7 +222,7 @@ async def test_mautic_contact_round_trip_with_grouped_thin_webhooks(mautic: Runn
 async def test_mautic_lists_keyed_contacts_by_offset(mautic: Running) -> None:
     mautic.sim.seed(5)
     client = mautic.client(page_size=2)
-    contacts = await _list_all(client, "customer")
+    contacts = records_of(await every_page(client, "customer"))
     assert [r.external_id for r in contacts] == ["1", "2", "3", "4", "5"]
     assert contacts[0].data["address"] == {
         "line1": "0 Logan Rd",
@@ -288,7 +277,7 @@ async def test_mailchimp_member_round_trip_with_url_token_form_webhooks(mailchim
 
 async def test_mailchimp_lists_members_by_offset_and_changed_since(mailchimp: Running) -> None:
     mailchimp.sim.seed(3)
-    members = await _list_all(mailchimp.client(page_size=2), "customer")
+    members = records_of(await every_page(mailchimp.client(page_size=2), "customer"))
     assert [m.external_id for m in members] == [f"member{n}@example.com" for n in range(3)]
     assert members[0].data["address"]["country"] == "AU"
     latest = members[-1].updated_at

@@ -25,8 +25,8 @@ from connectors.generic.mapping import Mapper
 from connectors.generic.simulator import AcmeSimulator
 from connectors.http import AuthError, ProviderError, StaticAuth, UnsupportedOperationError
 from connectors.simkit import Fault
-from connectors.spec import RateLimit, RemoteRecord, WebhookItem
-from tests.integration.connectors.served import Hook, inbox, served
+from connectors.spec import RateLimit, WebhookItem
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 ACME = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples" / "acme.json"
 SIGNATURE, MAPPING = load_mapping_file(ACME)
@@ -198,17 +198,9 @@ async def test_invoice_money_survives_the_api_and_cannot_be_deleted(acme: Acme) 
 async def test_contacts_list_by_page_number_and_modified_since(acme: Acme) -> None:
     acme.sim.seed(7)
     client = acme.client(_with_page_size("customer", 3))
-    seen: list[RemoteRecord] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await client.list_page("customer", cursor, None)
-        seen.extend(page.records)
-        pages += 1
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert pages == 3
+    pages = await every_page(client, "customer")
+    seen = records_of(pages)
+    assert len(pages) == 3
     assert len({r.external_id for r in seen}) == 7
     assert [r.updated_at for r in seen] == sorted(r.updated_at for r in seen)
 
@@ -225,17 +217,9 @@ async def test_contacts_list_by_page_number_and_modified_since(acme: Acme) -> No
 async def test_work_orders_list_by_cursor_and_modified_since(acme: Acme) -> None:
     acme.sim.seed(5)
     client = acme.client(_with_page_size("job", 2))
-    seen: list[RemoteRecord] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await client.list_page("job", cursor, None)
-        seen.extend(page.records)
-        pages += 1
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert pages == 3
+    pages = await every_page(client, "job")
+    seen = records_of(pages)
+    assert len(pages) == 3
     assert len({r.external_id for r in seen}) == 5
     assert all(r.refs.get("customer_id", "").startswith("con_") for r in seen)
 

@@ -25,8 +25,8 @@ from connectors.http import (
 from connectors.hubspot import CONNECTOR
 from connectors.hubspot.client import DuplicateContactError, HubSpotClient, make_client
 from connectors.hubspot.simulator import HubSpotSimulator
-from connectors.spec import RemoteRecord, WebhookItem
-from tests.integration.connectors.served import Hook, inbox, served
+from connectors.spec import WebhookItem
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 SECRET = "hubspot-client-secret"
 PORTAL_ID = 62515
@@ -212,17 +212,9 @@ async def test_job_without_status_is_created_as_a_draft(hubspot: Harness) -> Non
 
 async def test_list_pages_through_every_record(hubspot: Harness) -> None:
     await hubspot.control("seed", {"count": 130})
-    seen: list[RemoteRecord] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await hubspot.client.list_page("job", cursor, None)
-        seen.extend(page.records)
-        pages += 1
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert pages == 2
+    pages = await every_page(hubspot.client, "job")
+    seen = records_of(pages)
+    assert len(pages) == 2
     assert len(seen) == len({r.external_id for r in seen}) == 130
     assert all(r.refs.get("customer_id") for r in seen)
     assert all(r.data["title"] for r in seen)

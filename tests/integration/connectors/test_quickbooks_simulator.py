@@ -23,7 +23,7 @@ from connectors.quickbooks import CONNECTOR
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.simulator import QuickBooksSimulator, WebhookFormat
 from connectors.spec import WebhookItem
-from tests.integration.connectors.served import Inbox, inbox, served
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
 
 SECRET = "intuit-verifier-token-for-tests"
 PAGE_SIZE = 2
@@ -226,17 +226,9 @@ async def test_list_pages_oldest_first_with_modified_since(qbo: Harness) -> None
     qbo.clock.advance(1)
     await qbo.client.update("customer", "1", {"notes": "called back"}, {})
 
-    ids: list[str] = []
-    pages = 0
-    cursor: str | None = None
-    while True:
-        page = await qbo.client.list_page("customer", cursor, None)
-        pages += 1
-        ids.extend(record.external_id for record in page.records)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert pages >= 2
+    pages = await every_page(qbo.client, "customer")
+    ids = [record.external_id for record in records_of(pages)]
+    assert len(pages) >= 2
     assert ids == ["2", "3", "4", "1"]  # oldest change first
 
     recent = await qbo.client.list_page("customer", None, later)

@@ -28,7 +28,7 @@ from connectors.xero import CONNECTOR
 from connectors.xero.client import XeroClient, make_client
 from connectors.xero.mapping import Mapper
 from connectors.xero.simulator import XeroSimulator
-from tests.integration.connectors.served import Inbox, inbox, served
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
 
 WEBHOOK_KEY = "xero-webhook-key-for-the-simulator"
 TENANT = "3a1bd5f0-0c1e-4a8e-9f55-1b3e3c0b7d21"
@@ -248,14 +248,7 @@ async def test_modified_since_returns_only_later_changes(stack: Stack) -> None:
 async def test_a_smaller_page_size_setting_pages_sooner(stack: Stack) -> None:
     stack.sim.seed(12)
     client = stack.client({**SETTINGS, "xero_page_size": 5})
-    cursor: str | None = None
-    seen: list[str] = []
-    while True:
-        page = await client.list_page("invoice", cursor, None)
-        seen += [r.external_id for r in page.records]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    seen = [r.external_id for r in records_of(await every_page(client, "invoice"))]
     assert len(seen) == len(set(seen)) == 12
 
 
