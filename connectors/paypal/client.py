@@ -20,9 +20,9 @@ from typing import Any
 
 import aiohttp
 
+from connectors.apiclient import ProviderClient, Write
 from connectors.http import (
     Auth,
-    Endpoint,
     NotFoundError,
     ProviderError,
     UnsupportedOperationError,
@@ -37,7 +37,7 @@ from connectors.paypal.mapping import (
     recorded_id,
     split_recorded,
 )
-from connectors.spec import ApiClient, EntityType, MappingError, Page, RemoteRecord
+from connectors.spec import ClientSettings, EntityType, MappingError, Page, RemoteRecord
 from schemas.errors import ProviderRuleError
 
 INVOICES = "/v2/invoicing/invoices"
@@ -51,8 +51,10 @@ CANCELABLE = frozenset({"SENT", "UNPAID", "SCHEDULED", "PARTIALLY_PAID"})
 _CONTROL = ("send", "cancel")
 
 
-class PayPalClient:
-    """connectors.spec.ApiClient over one PayPal merchant account."""
+class PayPalClient(ProviderClient[ClientSettings, Mapper]):
+    """connectors.spec.ApiClient over one PayPal merchant account; reads no settings."""
+
+    mapper_type = Mapper
 
     def __init__(
         self,
@@ -61,11 +63,10 @@ class PayPalClient:
         auth: Auth,
         settings: Mapping[str, Any],
         *,
+        mapper: Mapper | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._api = Endpoint(session, base_url.rstrip("/"), auth)
-        self._settings = settings
-        self._mapper = Mapper()
+        super().__init__(session, base_url, auth, settings, mapper=mapper)
         self._clock = clock
         # Captures named by an invoice's transactions, as invoices are read.
         self._invoice_of_capture: dict[str, str] = {}
@@ -76,7 +77,7 @@ class PayPalClient:
     # --- reads ------------------------------------------------------------------------------
 
     async def _invoice(self, invoice_id: str) -> dict[str, Any]:
-        invoice = await self._api.call("GET", f"{INVOICES}/{invoice_id}")
+        invoice = await self.api.call("GET", f"{INVOICES}/{invoice_id}")
         if not isinstance(invoice, dict):
             raise ProviderError(f"GET {INVOICES}/{invoice_id} answered no invoice", status=200)
         self._note_captures(invoice)
@@ -90,7 +91,7 @@ class PayPalClient:
                 self._invoice_of_capture[transaction["payment_id"]] = str(invoice.get("id"))
 
     async def _capture(self, capture_id: str) -> dict[str, Any]:
-        capture = await self._api.call("GET", f"{CAPTURES}/{capture_id}")
+        capture = await self.api.call("GET", f"{CAPTURES}/{capture_id}")
         if not isinstance(capture, dict):
             raise ProviderError(f"GET {CAPTURES}/{capture_id} answered no capture", status=200)
         invoice_id = self._invoice_of_capture.get(capture_id)
@@ -98,7 +99,7 @@ class PayPalClient:
 
     async def _invoice_page(self, page: int) -> tuple[list[dict[str, Any]], bool]:
         params = {"page": str(page), "page_size": str(PAGE_SIZE), "total_required": "true"}
-        body = await self._api.call("GET", INVOICES, params=params)
+        body = await self.api.call("GET", INVOICES, params=params)
         items = body.get("items", []) if isinstance(body, Mapping) else None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise ProviderError(f"GET {INVOICES} answered without items", status=200)
@@ -110,14 +111,14 @@ class PayPalClient:
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
         if entity_type == "invoice":
-            return self._mapper.to_canonical(
-                "invoice", await self._invoice(external_id), self._settings
+            return self.mapper.to_canonical(
+                "invoice", await self._invoice(external_id), self.settings
             )
         if entity_type == "payment":
             recorded = split_recorded(external_id)
             if recorded is None:
                 capture = await self._capture(external_id)
-                return self._mapper.to_canonical("payment", capture, self._settings)
+                return self.mapper.to_canonical("payment", capture, self.settings)
             invoice = await self._invoice(recorded[0])
             return self._recorded(invoice, recorded[1])
         if entity_type == "customer":
@@ -132,7 +133,7 @@ class PayPalClient:
                     "update_time": _updated(invoice),
                     "transaction": transaction,
                 }
-                return self._mapper.to_canonical("payment", obj, self._settings)
+                return self.mapper.to_canonical("payment", obj, self.settings)
         raise NotFoundError(
             f"PayPal invoice {invoice.get('id')} has no payment {payment_id}",
             status=404,
@@ -141,7 +142,7 @@ class PayPalClient:
 
     async def _recipient(self, email: str) -> RemoteRecord:
         """The newest billing info an invoice gives ``email`` (search by recipient)."""
-        body = await self._api.call(
+        body = await self.api.call(
             "POST",
             "/v2/invoicing/search-invoices",
             params={"page": "1", "page_size": str(PAGE_SIZE)},
@@ -165,26 +166,20 @@ class PayPalClient:
     def _customer_record(self, invoice: Mapping[str, Any]) -> RemoteRecord:
         recipient = recipient_of(invoice)
         assert recipient is not None  # noqa: S101 - callers chose invoices with one
-        return self._mapper.to_canonical(
-            "customer", {**recipient, "update_time": _updated(invoice)}, self._settings
+        return self.mapper.to_canonical(
+            "customer", {**recipient, "update_time": _updated(invoice)}, self.settings
         )
 
     # --- writes -----------------------------------------------------------------------------
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
+        entity_type, body = write.entity_type, write.body
         if entity_type == "customer":
             # PayPal keeps no customers: one is written as the recipient of its invoices.
             return self._local_customer(body)
         if entity_type == "invoice":
             invoice = {k: v for k, v in body.items() if k not in _CONTROL}
-            created = await self._api.call(
+            created = await self.api.call(
                 "POST",
                 INVOICES,
                 json_body=invoice,
@@ -202,7 +197,7 @@ class PayPalClient:
         if entity_type == "payment":
             invoice_id = body.pop("invoice_id")
             path = f"{INVOICES}/{invoice_id}/payments"
-            answer = await self._api.call(
+            answer = await self.api.call(
                 "POST", path, json_body=body, headers={"PayPal-Request-Id": idempotency_key}
             )
             payment_id = answer.get("payment_id") if isinstance(answer, Mapping) else None
@@ -220,29 +215,24 @@ class PayPalClient:
                 "schema_violation",
                 "email: PayPal knows a customer only as an invoice recipient, by e-mail",
             )
-        return self._mapper.to_canonical(
-            "customer", {**body, "update_time": paypal_time(self._now())}, self._settings
+        return self.mapper.to_canonical(
+            "customer", {**body, "update_time": paypal_time(self._now())}, self.settings
         )
 
     async def _send(self, invoice_id: str, key: str) -> None:
-        await self._api.call(
+        await self.api.call(
             "POST",
             f"{INVOICES}/{invoice_id}/send",
             json_body={"send_to_invoicer": False, "send_to_recipient": False},
             headers={"PayPal-Request-Id": key},
         )
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
+        entity_type = write.entity_type
         if entity_type == "payment":
-            return await self._update_payment(external_id, data)
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+            return await self._update_payment(external_id, write.data)
         if entity_type == "customer":
+            body = write.body
             if customer_id(body) not in (None, external_id):
                 raise ProviderRuleError(
                     f"PayPal customer {external_id}: its e-mail is its identity at PayPal "
@@ -250,7 +240,7 @@ class PayPalClient:
                 )
             return self._local_customer({**body, "email_address": external_id})
         if entity_type == "invoice":
-            return await self._update_invoice(external_id, body)
+            return await self._update_invoice(external_id, write.body)
         raise _unsupported(entity_type, "update")
 
     async def _update_payment(self, external_id: str, data: Mapping[str, Any]) -> RemoteRecord:
@@ -283,7 +273,7 @@ class PayPalClient:
             }
             for read_only in ("amount", "due_amount", "payments", "refunds", "links", "status"):
                 merged.pop(read_only, None)
-            await self._api.call(
+            await self.api.call(
                 "PUT",
                 f"{INVOICES}/{invoice_id}",
                 json_body=merged,
@@ -294,7 +284,7 @@ class PayPalClient:
         if body.get("send") and status == "DRAFT":
             await self._send(invoice_id, f"{invoice_id}:send")
         elif body.get("cancel") and status in CANCELABLE:
-            await self._api.call(
+            await self.api.call(
                 "POST", f"{INVOICES}/{invoice_id}/cancel", json_body={"send_to_recipient": False}
             )
         elif body.get("cancel") and status == "DRAFT":
@@ -312,9 +302,9 @@ class PayPalClient:
         if entity_type == "invoice":
             status = (await self._invoice(external_id)).get("status")
             if status in ("DRAFT", "SCHEDULED"):
-                await self._api.call("DELETE", f"{INVOICES}/{external_id}")
+                await self.api.call("DELETE", f"{INVOICES}/{external_id}")
             elif status in CANCELABLE:
-                await self._api.call(
+                await self.api.call(
                     "POST",
                     f"{INVOICES}/{external_id}/cancel",
                     json_body={"send_to_recipient": False},
@@ -332,7 +322,7 @@ class PayPalClient:
                     f"PayPal cannot delete the capture {external_id}: refund it at PayPal",
                     request=f"DELETE {CAPTURES}/{external_id}",
                 )
-            await self._api.call("DELETE", f"{INVOICES}/{recorded[0]}/payments/{recorded[1]}")
+            await self.api.call("DELETE", f"{INVOICES}/{recorded[0]}/payments/{recorded[1]}")
             return
         raise _unsupported(entity_type, "delete")
 
@@ -352,7 +342,7 @@ class PayPalClient:
             invoices = [i for i in invoices if _updated_at(i) >= since]
         records: list[RemoteRecord] = []
         if entity_type == "invoice":
-            records = [self._mapper.to_canonical("invoice", i, self._settings) for i in invoices]
+            records = [self.mapper.to_canonical("invoice", i, self.settings) for i in invoices]
         elif entity_type == "customer":
             newest: dict[str, Mapping[str, Any]] = {}
             for invoice in invoices:
@@ -371,8 +361,8 @@ class PayPalClient:
                         continue
                     if transaction.get("type") == "PAYPAL":
                         records.append(
-                            self._mapper.to_canonical(
-                                "payment", await self._capture(payment_id), self._settings
+                            self.mapper.to_canonical(
+                                "payment", await self._capture(payment_id), self.settings
                             )
                         )
                     else:
@@ -411,8 +401,5 @@ def _unsupported(entity_type: str, operation: str) -> UnsupportedOperationError:
     return UnsupportedOperationError(f"PayPal has no {entity_type} {operation}")
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> ApiClient:
-    """connectors.spec.ApiSpec.make_client for PayPal."""
-    return PayPalClient(session, base_url, auth, settings)
+# connectors.spec.ApiSpec.make_client for PayPal.
+make_client = PayPalClient.make

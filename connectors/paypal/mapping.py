@@ -20,7 +20,6 @@ Record kinds and where PayPal holds them (README: assumptions):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -30,7 +29,14 @@ from pydantic import ValidationError
 
 from connectors.money import decimal_of, exact_percent, exponent, percent_of
 from connectors.overrides import with_field_overrides
-from connectors.spec import EntityType, MappingError, RemoteRecord, WebhookItem, WebhookParse
+from connectors.spec import (
+    EntityType,
+    MappingError,
+    RemoteRecord,
+    WebhookItem,
+    WebhookParse,
+    json_body,
+)
 from schemas.records import ENTITY_MODELS, line_amount
 
 # PayPal's Invoicing v2 statuses and what each is canonically.
@@ -546,10 +552,7 @@ class Mapper:
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        try:
-            event = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not JSON") from None
+        event = json_body(body)
         if not isinstance(event, dict):
             raise MappingError("schema_violation", "body: expected a JSON object (an event)")
         return parse_event(event)

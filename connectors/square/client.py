@@ -15,23 +15,22 @@ paid (found by searching the location's invoices for the customer, then cached).
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
 import aiohttp
 from pydantic import StringConstraints
 
+from connectors.apiclient import ProviderClient, Write
 from connectors.http import (
     Auth,
-    Endpoint,
     NotFoundError,
     ProviderError,
     StaleVersionError,
     UnsupportedOperationError,
 )
-from connectors.spec import ApiClient, ClientSettings, EntityType, OptionalText, Page, RemoteRecord
+from connectors.spec import ClientSettings, EntityType, OptionalText, Page, RemoteRecord
 from connectors.square.mapping import EXTERNAL_SOURCE, Mapper, square_time
 from schemas.errors import ProviderRuleError
 
@@ -72,8 +71,11 @@ def _stale(exc: ProviderError) -> bool:
     return "VERSION_MISMATCH" in exc.body_excerpt or "CONFLICT" in exc.body_excerpt
 
 
-class SquareClient:
+class SquareClient(ProviderClient[SquareSettings, Mapper]):
     """connectors.spec.ApiClient over Square for one seller and location."""
+
+    settings_model = SquareSettings
+    mapper_type = Mapper
 
     def __init__(
         self,
@@ -82,26 +84,23 @@ class SquareClient:
         auth: Auth,
         settings: Mapping[str, Any],
         *,
-        clock: Callable[[], float] = time.time,
+        mapper: Mapper | None = None,
     ) -> None:
-        options = SquareSettings.parse(settings)
-        self._api = Endpoint(
-            session,
-            base_url.rstrip("/"),
-            auth,
-            headers={"Square-Version": options.square_version or SQUARE_VERSION},
-        )
-        self._location = options.square_location_id
-        self._settings = settings
-        self._mapper = Mapper()
-        self._clock = clock
+        super().__init__(session, base_url, auth, settings, mapper=mapper)
         # A payment names an order; the invoice billing it, once found (order id -> id).
         self._invoice_of_order: dict[str, str] = {}
+
+    def api_headers(self) -> Mapping[str, str]:
+        return {"Square-Version": self.options.square_version or SQUARE_VERSION}
+
+    @property
+    def _location(self) -> str:
+        return self.options.square_location_id
 
     # --- reads ------------------------------------------------------------------------------
 
     async def _get(self, path: str, key: str) -> dict[str, Any]:
-        body = await self._api.call("GET", path)
+        body = await self.api.call("GET", path)
         return _member(body, key, f"GET {path}")
 
     async def _invoice_obj(self, invoice_id: str) -> dict[str, Any]:
@@ -131,7 +130,7 @@ class SquareClient:
             request: dict[str, Any] = {"query": {"filter": filter_}, "limit": PAGE_SIZES["invoice"]}
             if cursor:
                 request["cursor"] = cursor
-            body = await self._api.call("POST", "/v2/invoices/search", json_body=request)
+            body = await self.api.call("POST", "/v2/invoices/search", json_body=request)
             for invoice in _list(body, "invoices"):
                 if isinstance(invoice.get("order_id"), str):
                     self._invoice_of_order[invoice["order_id"]] = str(invoice.get("id"))
@@ -150,30 +149,24 @@ class SquareClient:
             obj = await self._payment_obj(await self._get(f"/v2/payments/{external_id}", "payment"))
         else:
             raise _unsupported(entity_type, "fetch")
-        return self._mapper.to_canonical(entity_type, obj, self._settings)
+        return self.mapper.to_canonical(entity_type, obj, self.settings)
 
     # --- writes -----------------------------------------------------------------------------
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
+        entity_type, body = write.entity_type, write.body
         if entity_type == "customer":
-            answer = await self._api.call(
+            answer = await self.api.call(
                 "POST",
                 "/v2/customers",
                 json_body={**body, "idempotency_key": _key(idempotency_key)},
             )
             customer = _member(answer, "customer", "POST /v2/customers")
-            return self._mapper.to_canonical("customer", customer, self._settings)
+            return self.mapper.to_canonical("customer", customer, self.settings)
         if entity_type == "invoice":
-            return await self._create_invoice(body, refs, idempotency_key)
+            return await self._create_invoice(body, write.refs, idempotency_key)
         if entity_type == "payment":
-            return await self._create_payment(body, refs, idempotency_key)
+            return await self._create_payment(body, write.refs, idempotency_key)
         raise _unsupported(entity_type, "create")
 
     async def _create_invoice(
@@ -185,7 +178,7 @@ class SquareClient:
             **body.get("order", {"line_items": []}),
         }
         order = _member(
-            await self._api.call(
+            await self.api.call(
                 "POST",
                 "/v2/orders",
                 json_body={"order": order_body, "idempotency_key": _key(key, "order")},
@@ -202,7 +195,7 @@ class SquareClient:
             **body.get("invoice", {}),
         }
         invoice = _member(
-            await self._api.call(
+            await self.api.call(
                 "POST",
                 "/v2/invoices",
                 json_body={"invoice": invoice_fields, "idempotency_key": _key(key, "invoice")},
@@ -217,7 +210,7 @@ class SquareClient:
 
     async def _publish(self, invoice: Mapping[str, Any], key: str) -> None:
         path = f"/v2/invoices/{invoice['id']}/publish"
-        await self._api.call(
+        await self.api.call(
             "POST", path, json_body={"version": invoice.get("version", 0), "idempotency_key": key}
         )
 
@@ -239,22 +232,15 @@ class SquareClient:
             recipient = invoice.get("primary_recipient")
             if isinstance(recipient, Mapping) and recipient.get("customer_id"):
                 payment["customer_id"] = recipient["customer_id"]
-        answer = await self._api.call("POST", "/v2/payments", json_body=payment)
+        answer = await self.api.call("POST", "/v2/payments", json_body=payment)
         created = _member(answer, "payment", "POST /v2/payments")
-        return self._mapper.to_canonical(
-            "payment", await self._payment_obj(created), self._settings
-        )
+        return self.mapper.to_canonical("payment", await self._payment_obj(created), self.settings)
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
+        entity_type = write.entity_type
         for attempt in (1, 2):
             try:
-                return await self._update_once(entity_type, external_id, data, refs)
+                return await self._update_once(write, external_id)
             except ProviderError as exc:
                 if not _stale(exc) or exc.status is None or exc.status >= 500:
                     raise
@@ -269,28 +255,23 @@ class SquareClient:
                     ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _update_once(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+    async def _update_once(self, write: Write, external_id: str) -> RemoteRecord:
+        entity_type = write.entity_type
+        if entity_type == "payment":
+            return await self._update_payment(external_id, write.data)
+        if entity_type not in ("customer", "invoice"):
+            raise _unsupported(entity_type, "update")
+        body = write.body
         if entity_type == "customer":
             current = await self._get(f"/v2/customers/{external_id}", "customer")
-            answer = await self._api.call(
+            answer = await self.api.call(
                 "PUT",
                 f"/v2/customers/{external_id}",
                 json_body={**body, "version": current.get("version", 0)},
             )
             customer = _member(answer, "customer", "PUT /v2/customers")
-            return self._mapper.to_canonical("customer", customer, self._settings)
-        if entity_type == "invoice":
-            return await self._update_invoice(external_id, body)
-        if entity_type == "payment":
-            return await self._update_payment(external_id, data)
-        raise _unsupported(entity_type, "update")
+            return self.mapper.to_canonical("customer", customer, self.settings)
+        return await self._update_invoice(external_id, body)
 
     async def _update_invoice(self, invoice_id: str, body: Mapping[str, Any]) -> RemoteRecord:
         current = await self._invoice_obj(invoice_id)
@@ -300,7 +281,7 @@ class SquareClient:
         if "order" in body:
             if status in EDITABLE_LINES and current["order"] is not None:
                 order = current["order"]
-                await self._api.call(
+                await self.api.call(
                     "PUT",
                     f"/v2/orders/{order['id']}",
                     json_body={
@@ -312,7 +293,7 @@ class SquareClient:
                 refused.append(f"the lines of a {status} invoice cannot change")
         fields = body.get("invoice", {})
         if fields and status not in ("PAID", "CANCELED", "REFUNDED", "FAILED"):
-            answer = await self._api.call(
+            answer = await self.api.call(
                 "PUT",
                 f"/v2/invoices/{invoice_id}",
                 json_body={
@@ -327,7 +308,7 @@ class SquareClient:
             await self._publish(invoice, _key(f"{invoice_id}:{invoice.get('version')}", "publish"))
         elif body.get("cancel") and status in CANCELABLE:
             path = f"/v2/invoices/{invoice_id}/cancel"
-            await self._api.call("POST", path, json_body={"version": invoice.get("version", 0)})
+            await self.api.call("POST", path, json_body={"version": invoice.get("version", 0)})
         elif body.get("cancel") and status == "DRAFT":
             refused.append("a draft invoice is deleted, not canceled")
         elif (
@@ -348,8 +329,8 @@ class SquareClient:
         current = await self.fetch("payment", payment_id)
         # Only what Square holds of a payment counts (a method or paid time it sets
         # itself is no change here).
-        wanted = self._mapper.from_canonical("payment", {**current.data, **data}, {}, {})
-        held = self._mapper.from_canonical("payment", current.data, {}, {})
+        wanted = self.mapper.from_canonical("payment", {**current.data, **data}, {}, {})
+        held = self.mapper.from_canonical("payment", current.data, {}, {})
         changed = {k for k in wanted if wanted.get(k) != held.get(k)}
         if changed:
             # UpdatePayment applies to APPROVED payments only; one recorded as received
@@ -363,17 +344,17 @@ class SquareClient:
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "customer":
-            await self._api.call("DELETE", f"/v2/customers/{external_id}")
+            await self.api.call("DELETE", f"/v2/customers/{external_id}")
             return
         if entity_type == "invoice":
             invoice = await self._get(f"/v2/invoices/{external_id}", "invoice")
             status, version = invoice.get("status"), str(invoice.get("version", 0))
             if status == "DRAFT":
-                await self._api.call(
+                await self.api.call(
                     "DELETE", f"/v2/invoices/{external_id}", params={"version": version}
                 )
             elif status in CANCELABLE:
-                await self._api.call(
+                await self.api.call(
                     "POST",
                     f"/v2/invoices/{external_id}/cancel",
                     json_body={"version": invoice.get("version", 0)},
@@ -405,16 +386,16 @@ class SquareClient:
                 }
                 if cursor:
                     request["cursor"] = cursor
-                body = await self._api.call("POST", "/v2/customers/search", json_body=request)
+                body = await self.api.call("POST", "/v2/customers/search", json_body=request)
             else:
                 params = {"limit": str(size), **({"cursor": cursor} if cursor else {})}
-                body = await self._api.call("GET", "/v2/customers", params=params)
+                body = await self.api.call("GET", "/v2/customers", params=params)
             objects: list[Mapping[str, Any]] = list(_list(body, "customers"))
         elif entity_type == "invoice":
             params = {"location_id": self._location, "limit": str(size)}
             if cursor:
                 params["cursor"] = cursor
-            body = await self._api.call("GET", "/v2/invoices", params=params)
+            body = await self.api.call("GET", "/v2/invoices", params=params)
             invoices = _list(body, "invoices")
             if modified_since is not None:
                 # ListInvoices has no updated-at filter: the page is read whole and what
@@ -428,9 +409,9 @@ class SquareClient:
                 params["sort_field"] = "UPDATED_AT"
             if cursor:
                 params["cursor"] = cursor
-            body = await self._api.call("GET", "/v2/payments", params=params)
+            body = await self.api.call("GET", "/v2/payments", params=params)
             objects = [await self._payment_obj(p) for p in _list(body, "payments")]
-        records = tuple(self._mapper.to_canonical(entity_type, o, self._settings) for o in objects)
+        records = tuple(self.mapper.to_canonical(entity_type, o, self.settings) for o in objects)
         next_cursor = body.get("cursor") if isinstance(body, Mapping) else None
         return Page(records=records, next_cursor=next_cursor or None)
 
@@ -438,7 +419,7 @@ class SquareClient:
         order_ids = [i["order_id"] for i in invoices if isinstance(i.get("order_id"), str)]
         orders: dict[str, Any] = {}
         if order_ids:
-            body = await self._api.call(
+            body = await self.api.call(
                 "POST",
                 "/v2/orders/batch-retrieve",
                 json_body={"location_id": self._location, "order_ids": order_ids},
@@ -509,11 +490,8 @@ def _unsupported(entity_type: str, operation: str) -> UnsupportedOperationError:
     return UnsupportedOperationError(f"Square has no {entity_type} {operation}")
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> ApiClient:
-    """connectors.spec.ApiSpec.make_client for Square."""
-    return SquareClient(session, base_url, auth, settings)
+# connectors.spec.ApiSpec.make_client for Square.
+make_client = SquareClient.make
 
 
 __all__ = ["NotFoundError", "SquareClient", "make_client"]

@@ -20,7 +20,6 @@ and the invoice to create on it, a payment as an EXTERNAL payment naming the inv
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -30,7 +29,14 @@ from pydantic import ValidationError
 
 from connectors.money import exact_percent
 from connectors.overrides import with_field_overrides
-from connectors.spec import EntityType, MappingError, RemoteRecord, WebhookItem, WebhookParse
+from connectors.spec import (
+    EntityType,
+    MappingError,
+    RemoteRecord,
+    WebhookItem,
+    WebhookParse,
+    json_body,
+)
 from schemas.records import ENTITY_MODELS, line_amount
 
 # Square's webhook event types we sync (Square's "Webhook events" reference); others are
@@ -449,10 +455,7 @@ class Mapper:
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        try:
-            event = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not JSON") from None
+        event = json_body(body)
         if not isinstance(event, dict):
             raise MappingError("schema_violation", "body: expected a JSON object (an event)")
         item = event_item(event)

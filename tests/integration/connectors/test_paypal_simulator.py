@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import (
     DocumentRefusedError,
@@ -35,6 +34,7 @@ from connectors.paypal.client import PayPalClient, make_client
 from connectors.paypal.simulator import CERT_PATH, PayPalSimulator
 from connectors.runtime import client_credentials
 from schemas.errors import ProviderRuleError
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
 
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
 CLIENT = ("paypal-client-id", "paypal-client-secret")
@@ -54,10 +54,17 @@ class TickingClock:
 class Stack:
     sim: PayPalSimulator
     url: str
-    hook_url: str
+    inbox: Inbox
     session: aiohttp.ClientSession
-    hooks: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     saved: list[OAuthTokens] = field(default_factory=list)
+
+    @property
+    def hook_url(self) -> str:
+        return self.inbox.url
+
+    @property
+    def hooks(self) -> list[tuple[dict[str, str], bytes]]:
+        return [(hook.headers, hook.body) for hook in self.inbox.hooks]
 
     def auth(self, secret: str = ":".join(CLIENT)) -> OAuth2Auth:
         async def save(tokens: OAuthTokens) -> None:
@@ -76,41 +83,18 @@ class Stack:
         return {"paypal_trust_anchors": self.sim.trust_anchor_pem.decode()}
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    hooks: list[tuple[dict[str, str], bytes]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        hooks.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
-        return web.Response(status=200)
-
-    receiver = web.Application()
-    receiver.router.add_post("/webhooks/paypal/c1", hook)
-    receiver_runner, receiver_url = await serve(receiver)
-    hook_url = f"{receiver_url}/webhooks/paypal/c1"
-    sim = PayPalSimulator(
-        webhook_url=hook_url,
-        webhook_secret=WEBHOOK_ID,
-        oauth_client=CLIENT,
-        clock=TickingClock(START),
-    )
-    sim_runner, sim_url = await serve(sim.app())
-    sim.public_url = sim_url
-    session = aiohttp.ClientSession()
-    try:
-        yield Stack(sim, sim_url, hook_url, session, hooks)
-    finally:
-        await session.close()
-        await sim_runner.cleanup()
-        await receiver_runner.cleanup()
+    async with inbox("/webhooks/paypal/c1") as hooks:
+        sim = PayPalSimulator(
+            webhook_url=hooks.url,
+            webhook_secret=WEBHOOK_ID,
+            oauth_client=CLIENT,
+            clock=TickingClock(START),
+        )
+        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
+            sim.public_url = sim_url
+            yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
@@ -319,15 +303,6 @@ async def test_backfill_lists_recipients_invoices_and_payments_by_page(stack: St
     stack.sim.seed(120)
     client = stack.client()
     for kind in ("customer", "invoice", "payment"):
-        seen: set[str] = set()
-        cursor: str | None = None
-        pages = 0
-        while True:
-            page = await client.list_page(kind, cursor, None)  # type: ignore[arg-type]
-            seen |= {r.external_id for r in page.records}
-            pages += 1
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        assert len(seen) == 120, kind
-        assert pages == 2, kind
+        pages = await every_page(client, kind)  # type: ignore[arg-type]
+        assert len({r.external_id for r in records_of(pages)}) == 120, kind
+        assert len(pages) == 2, kind

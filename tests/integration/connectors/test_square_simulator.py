@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import SignatureError, WebhookRequest
 from connectors.http import (
@@ -23,6 +22,7 @@ from connectors.square import CONNECTOR
 from connectors.square.client import SquareClient, make_client
 from connectors.square.simulator import SIM_LOCATION_ID, SquareSimulator
 from schemas.errors import ProviderRuleError
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
 
 KEY = "square-signature-key-for-the-simulator"
 SETTINGS = {"square_location_id": SIM_LOCATION_ID}
@@ -42,9 +42,12 @@ class TickingClock:
 class Stack:
     sim: SquareSimulator
     url: str
-    hook_url: str
+    inbox: Inbox
     session: aiohttp.ClientSession
-    hooks: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    @property
+    def hook_url(self) -> str:
+        return self.inbox.url
 
     def client(self) -> SquareClient:
         client = make_client(self.session, self.url, StaticAuth.bearer("sim-token"), SETTINGS)
@@ -52,35 +55,12 @@ class Stack:
         return client
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    hooks: list[tuple[dict[str, str], bytes]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        hooks.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
-        return web.Response(status=200)
-
-    receiver = web.Application()
-    receiver.router.add_post("/webhooks/square/c1", hook)
-    receiver_runner, receiver_url = await serve(receiver)
-    hook_url = f"{receiver_url}/webhooks/square/c1"
-    sim = SquareSimulator(webhook_url=hook_url, webhook_secret=KEY, clock=TickingClock(START))
-    sim_runner, sim_url = await serve(sim.app())
-    session = aiohttp.ClientSession()
-    try:
-        yield Stack(sim, sim_url, hook_url, session, hooks)
-    finally:
-        await session.close()
-        await sim_runner.cleanup()
-        await receiver_runner.cleanup()
+    async with inbox("/webhooks/square/c1") as hooks:
+        sim = SquareSimulator(webhook_url=hooks.url, webhook_secret=KEY, clock=TickingClock(START))
+        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
+            yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
@@ -114,14 +94,15 @@ async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stac
         await client.fetch("customer", created.external_id)
     await stack.sim.drained()
     kinds = []
-    for headers, body in stack.hooks:
+    for hook in stack.inbox.hooks:
+        headers, body = hook.headers, hook.body
         request = WebhookRequest("POST", stack.hook_url, headers, body)
         CONNECTOR.scheme.verify(request, [KEY], now=0)
         parsed = CONNECTOR.mapper.parse_webhook(body, headers, {}) if CONNECTOR.mapper else None
         assert parsed is not None
         kinds.append((parsed.items[0].entity_type, parsed.items[0].op))
     assert kinds == [("customer", "upsert"), ("customer", "upsert"), ("customer", "delete")]
-    headers, body = stack.hooks[0]
+    headers, body = stack.inbox.hooks[0].headers, stack.inbox.hooks[0].body
     moved = WebhookRequest("POST", stack.hook_url + "x", headers, body)
     with pytest.raises(SignatureError, match="bad_signature"):
         CONNECTOR.scheme.verify(moved, [KEY], 0)
@@ -238,19 +219,10 @@ async def test_drafts_are_deleted_and_published_invoices_cancelled(stack: Stack)
 async def test_backfill_pages_through_every_record_with_cursors(stack: Stack) -> None:
     stack.sim.seed(130)
     client = stack.client()
-    for kind, want in (("customer", 130), ("invoice", 130), ("payment", 130)):
-        seen: list[str] = []
-        cursor: str | None = None
-        pages = 0
-        while True:
-            page = await client.list_page(kind, cursor, None)  # type: ignore[arg-type]
-            seen += [r.external_id for r in page.records]
-            pages += 1
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        assert len(set(seen)) == want, kind
-        assert pages >= 2 or kind == "invoice"
+    for kind in ("customer", "invoice", "payment"):
+        pages = await every_page(client, kind)  # type: ignore[arg-type]
+        assert len({r.external_id for r in records_of(pages)}) == 130, kind
+        assert len(pages) >= 2 or kind == "invoice"
     # Payments name the invoice whose order they paid.
     page = await client.list_page("payment", None, None)
     assert all("invoice_id" in r.refs for r in page.records)
