@@ -131,6 +131,14 @@ def test_a_certificate_not_for_paypals_signing_service_is_refused() -> None:
         )
 
 
+def test_a_bundle_keeps_its_usable_anchors_past_a_bad_one() -> None:
+    junk = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+    anchors = load_anchors(junk + CA_PEM)
+    assert len(anchors) == 1
+    with pytest.raises(ValueError, match="no certificate"):
+        load_anchors(junk)
+
+
 def test_a_document_that_is_not_a_certificate_is_refused() -> None:
     request = _request(_sign(KEY, BODY))
     assert _reason(lambda: _verify(request, b"<html>moved</html>")) == "bad_certificate"
