@@ -690,6 +690,11 @@ async def test_a_job_is_cancelled_and_a_connection_paused_resumed_and_deleted(
     html = await page(admin, f"{base}?done=paused")
     assert "Paused outbound" in html
     assert (await admin.ok("GET", f"/v1/connections/{conn['id']}/health"))["paused_outbound"]
+    overview = await page(admin, "/console/")
+    row = overview[overview.index(f'data-connection="{conn["id"]}"') :]
+    row = row[: row.index("</tr>")]
+    assert "<li>paused outbound</li>" in row
+    assert "active, paused out" in row
     status, html = await post(admin, f"{base}/pause", {"until": "soon"})
     assert status == 422
     assert 'data-loc="/body/until"' in html
@@ -791,3 +796,24 @@ async def test_freeze_windows_are_scheduled_and_removed(admin: Admin) -> None:
     status, _ = await post(admin, f"/console/freeze-windows/{window_id.group(1)}/delete")
     assert status == 303
     assert "data-window=" not in await page(admin, "/console/freeze-windows")
+
+
+async def test_a_conflict_on_money_shows_both_sides_with_the_currency(admin: Admin) -> None:
+    invoice = await admin.pool.fetchval(
+        "INSERT INTO invoices (tenant_id, data) VALUES ($1, $2) RETURNING id",
+        admin.tenant,
+        {"number": "INV-9", "currency": "AUD", "total": 123456},
+    )
+    conflict_id = await admin.pool.fetchval(
+        """
+        INSERT INTO conflicts (tenant_id, entity_type, entity_id, field, current_value,
+                               incoming_value)
+        VALUES ($1, 'invoice', $2, 'total', '123456', '99') RETURNING id
+        """,
+        admin.tenant,
+        invoice,
+    )
+    await sign_in(admin, admin.key)
+    html = await page(admin, f"/console/conflicts/{conflict_id}")
+    assert 'data-side="current">1,234.56 AUD' in html
+    assert 'data-side="incoming">0.99 AUD' in html

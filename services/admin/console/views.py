@@ -24,7 +24,7 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.faults import describe, is_transient
 from schemas.errors import RefuseInput
 from services.admin.api import SERVICES, RequestInvalidError, Route, invoke
-from services.admin.console.render import STATIC, ago, environment, hexdump, when
+from services.admin.console.render import MONEY_FIELDS, STATIC, ago, environment, hexdump, when
 from services.admin.console.session import COOKIE, Session, clear_cookie, now, set_cookie
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ DONE = {
     "resumed": "Resumed: what was held back goes on in order.",
     "deleted": "Connection deleted (its records stay).",
     "endpoint_deleted": "Notification endpoint deleted.",
-    "test_queued": "Test message queued: it appears below once sent.",
+    "test_queued": "Test message queued: its delivery is listed below.",
     "window_created": "Freeze window scheduled.",
     "window_deleted": "Freeze window removed (one in force ends now).",
     "redriven": "Redriven: it re-enters at its stage.",
@@ -92,6 +92,14 @@ class RefusalError(RefuseInput):
 
     def __str__(self) -> str:
         return f"{self.status} {self.detail}"
+
+
+# The API's headline for a request that failed validation, as a person reads it on a page
+# where each field's error is beside it (or listed under the headline).
+_READABLE = {
+    "invalid body": "Some fields are not valid: each one says why.",
+    "invalid query": "A filter is not valid: it says why.",
+}
 
 
 def _errors(raw: Any) -> dict[str, str]:
@@ -117,7 +125,9 @@ async def call(
             route, request.app[SERVICES], session.key, path=path, query=query, body=body
         )
     except RequestInvalidError as exc:
-        raise RefusalError(exc.status, exc.detail, _errors(exc.errors)) from None
+        errors = _errors(exc.errors)
+        detail = _READABLE.get(exc.detail, exc.detail) if errors else exc.detail
+        raise RefusalError(exc.status, detail, errors) from None
     except AdminError as exc:
         raise RefusalError(exc.status, exc.detail, _errors(exc.extensions.get("errors"))) from None
 
@@ -264,6 +274,13 @@ def problems(health: Any) -> list[str]:
         out.append("circuit open")
     if health.status == "disabled":
         out.append("disabled")
+    # Deliberate, but what it holds back piles up: the operator should see it first.
+    if health.paused_inbound and health.paused_outbound:
+        out.append("paused")
+    elif health.paused_inbound:
+        out.append("paused inbound")
+    elif health.paused_outbound:
+        out.append("paused outbound")
     if health.open_dead_letters:
         out.append(f"{health.open_dead_letters} open dead letters")
     if health.errors_in_window:
@@ -945,10 +962,41 @@ async def conflicts(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _currency_of(request: web.Request, item: Any) -> str | None:
+    """The currency of a conflict's record when the field holds money (minor units), so
+    both sides show as money; None for any other field."""
+    if item.field not in MONEY_FIELDS or item.entity_type not in ENTITY_ROUTES:
+        return None
+    found = await call(
+        request, ENTITY_ROUTES[item.entity_type], path={"record_id": str(item.entity_id)}
+    )
+    currency = found.data.get("currency")
+    return currency if isinstance(currency, str) else None
+
+
+async def _conflict_page(
+    request: web.Request,
+    item: Any,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    errors: dict[str, str] | None = None,
+) -> web.Response:
+    return render(
+        request,
+        "conflict.html",
+        status=status,
+        item=item,
+        currency=await _currency_of(request, item),
+        error=error,
+        errors=errors or {},
+    )
+
+
 @page
 async def conflict(request: web.Request) -> web.StreamResponse:
     found = await call(request, "getConflict", path=request.match_info)
-    return render(request, "conflict.html", item=found, error=None, errors={})
+    return await _conflict_page(request, found)
 
 
 def typed_value(raw: str) -> Any:
@@ -973,13 +1021,8 @@ async def resolve_conflict(request: web.Request) -> web.StreamResponse:
         if failure.status in (401, 404):
             raise
         found = await call(request, "getConflict", path=request.match_info)
-        return render(
-            request,
-            "conflict.html",
-            status=failure.status,
-            item=found,
-            error=failure.detail,
-            errors=failure.errors,
+        return await _conflict_page(
+            request, found, status=failure.status, error=failure.detail, errors=failure.errors
         )
     return redirect(f"{ROOT}conflicts?done=resolved")
 
