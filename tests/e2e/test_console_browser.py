@@ -185,6 +185,11 @@ async def test_a_webhook_shows_live_and_a_resolved_conflict_reaches_the_simulato
     pushed = page.locator("tr[data-event]", has_text="ascora-b").filter(has_text="pushed")
     await expect(pushed.first).to_be_visible(timeout=PIPELINE_MS)
     await shot(page, shots, "events")
+    # Filtered to outbound: only pushes.
+    await page.select_option("select[name=direction]", "out")
+    await page.click("button:has-text('Filter')")
+    await expect(pushed.first).to_be_visible()
+    await expect(page.locator("tr[data-event]", has_text="ascora-a")).to_have_count(0)
 
     # The connection's health counts it.
     await page.goto(console.url("/console/"))
@@ -204,6 +209,10 @@ async def test_a_webhook_shows_live_and_a_resolved_conflict_reaches_the_simulato
     # Field provenance: the name was set by the connection the webhook came from.
     await expect(page.locator("tr[data-field=name] td.source")).to_contain_text("ascora-a")
     customer_id = uuid.UUID(page.url.rsplit("/", 1)[1])
+    # Linked in both systems, and the push to B listed.
+    for name in ("ascora-a", "ascora-b"):
+        await expect(page.locator("section.cards table a", has_text=name)).to_be_visible()
+    await expect(page.locator("li", has_text="pushed to ascora-b").first).to_be_visible()
     await shot(page, shots, "record")
 
     # A conflict parked on the phone is resolved with a typed value; it is pushed to
@@ -271,7 +280,7 @@ async def test_dead_letters_are_redriven_and_a_read_key_or_another_tenant_cannot
         await expect(error).to_contain_text("valid number")
 
         dead = []
-        for n in range(2):
+        for n in range(3):
             dead.append(
                 await console.pool.fetchval(
                     """
@@ -288,8 +297,17 @@ async def test_dead_letters_are_redriven_and_a_read_key_or_another_tenant_cannot
                 )
             )
         await page.click("nav >> text=Dead letters")
-        await expect(page.locator("tr[data-dead-letter]")).to_have_count(2)
+        await expect(page.locator("tr[data-dead-letter]")).to_have_count(3)
         await shot(page, shots, "dead-letters")
+        # One discarded: gone from the open ones, listed as discarded.
+        await page.locator(f"tr[data-dead-letter='{dead[2]}'] a").click()
+        await page.click("button:has-text('Discard')")
+        await expect(page.locator(".notice")).to_have_text("Discarded.")
+        await expect(page.locator("tr[data-dead-letter]")).to_have_count(2)
+        await page.select_option("select[name=state]", "discarded")
+        await page.click("button:has-text('Filter')")
+        await expect(page.locator(f"tr[data-dead-letter='{dead[2]}']")).to_contain_text("discarded")
+        await page.click("nav >> text=Dead letters")
         await page.locator(f"tr[data-dead-letter='{dead[0]}'] a").click()
         await expect(page.locator("pre.hex")).to_contain_text('{"type": "custom')
         await shot(page, shots, "dead-letter")
@@ -353,7 +371,12 @@ async def test_an_oauth_connection_is_paused_cancelled_and_deleted_and_the_tenan
             # More keys than a page holds (50).
             for _ in range(52):
                 await create_key(conn, tenant, "read")
+            other = await ensure_tenant(conn, f"console-{uuid.uuid4().hex[:8]}")
+            other_key = await create_key(conn, other, "admin")
         page = await browser.new_page(viewport=VIEWPORT)
+        # Everything the pages load comes from the admin service: no CDN, works offline.
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
         await sign_in(page, console, admin_key.key)
 
         # Connect Xero: choosing it swaps in OAuth's fields (htmx, no button pressed), its
@@ -411,6 +434,14 @@ async def test_an_oauth_connection_is_paused_cancelled_and_deleted_and_the_tenan
         await shot(page, shots, "connection-paused")
         await page.click("button:has-text('Resume')")
         await expect(page.locator("[data-state]")).to_contain_text("Receiving and pushing")
+        await page.click("button:has-text('Disable')")
+        await expect(page.locator("[data-state]")).to_contain_text("Disabled")
+        await page.click("nav >> text=Overview")
+        listed = page.locator("tr[data-connection]", has_text="Xero books")
+        await expect(listed.locator("ul.problems")).to_contain_text("disabled")
+        await listed.locator("a").first.click()
+        await page.click("button:has-text('Enable')")
+        await expect(page.locator(".notice")).to_have_text("The connection is enabled.")
         await page.click("text=Rotate the webhook secret")
         await expect(page.locator(".shown-once pre.secret")).to_be_visible()
 
@@ -466,6 +497,26 @@ async def test_an_oauth_connection_is_paused_cancelled_and_deleted_and_the_tenan
         await expect(page.locator("tr[data-key]")).to_have_count(50)
         await page.click("text=More keys")
         await expect(page.locator("tr[data-key]")).to_have_count(4)
+        # Created and rotated (each shown once), then revoked.
+        await page.select_option("select[name=scope]", "admin")
+        await page.click("text=Create a key")
+        created = page.locator(".shown-once pre.secret")
+        await expect(created).to_contain_text("csk_")
+        new_key = (await created.inner_text()).strip()
+        # Keys list oldest first: the new one is on the second page.
+        new_row = page.locator("tr[data-key]", has_text=new_key[:12])
+        await page.click("text=More keys")
+        await new_row.locator("button:has-text('Rotate')").click()
+        await expect(page.locator(".shown-once pre.secret")).not_to_have_text(new_key)
+        await page.click("text=More keys")
+        await new_row.locator("button:has-text('Revoke')").click()
+        await expect(page.locator(".notice")).to_have_text("Key revoked.")
+        revoked = await console.pool.fetchval(
+            "SELECT revoked_at FROM api_keys WHERE tenant_id = $1 AND $2 LIKE key_prefix || '%'",
+            tenant,
+            new_key,
+        )
+        assert revoked is not None
 
         # Events by record: only that record's rows; money shows with its currency.
         invoice = await console.pool.fetchval(
@@ -519,3 +570,22 @@ async def test_an_oauth_connection_is_paused_cancelled_and_deleted_and_the_tenan
         assert "this needs a key of scope admin" in await refused.text()
         await page.goto(console.url("/console/freeze-windows?include_past=1"))
         await expect(page.locator("tr[data-window]")).to_have_count(0)
+        await page.goto(console.url("/console/notifications"))
+        endpoint_id = await page.locator("tr[data-endpoint]").get_attribute("data-endpoint")
+        await page.click("text=Sign out")
+
+        # Another tenant: the endpoint is not there, nor the audit trail of this one.
+        await sign_in(page, console, other_key.key)
+        response = await page.goto(console.url(f"/console/notifications/{endpoint_id}"))
+        assert response is not None
+        assert response.status == 404
+        await expect(page.locator("h1")).to_have_text("Not found")
+        await page.goto(console.url("/console/audit"))
+        await expect(page.locator("tr[data-audit]")).to_have_count(0)
+        await page.goto(console.url("/console/notifications"))
+        await expect(page.locator("tr[data-endpoint]")).to_have_count(0)
+
+        assert requested
+        assert all(url.startswith(console.base + "/") for url in requested), {
+            url for url in requested if not url.startswith(console.base + "/")
+        }
