@@ -32,6 +32,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from crmsync.common.apikeys import create_key, ensure_tenant
 from crmsync.common.db import create_pool
 from crmsync.common.settings import parse_settings
+from crmsync.demo.sims import ACME_MAPPING
 from crmsync.settings.admin import AdminSettings
 from services.admin.app import create_app
 from tests.conftest import TopicFactory
@@ -278,6 +279,15 @@ async def test_dead_letters_are_redriven_and_a_read_key_or_another_tenant_cannot
         await page.click("text=Save settings")
         error = page.locator("[data-loc='/body/rate_limit/rate']")
         await expect(error).to_contain_text("valid number")
+
+        # A generic connection takes its mapping file, as `--generic-config` does.
+        await page.click("text=Connect a provider")
+        await page.select_option("#pick-provider select[name=provider]", "generic")
+        await page.fill("textarea[name=generic_config]", ACME_MAPPING.read_text())
+        await page.fill("input[name=name]", "acme")
+        await page.click("button:has-text('Connect')")
+        await expect(page.locator("pre.url")).to_contain_text("/webhooks/generic/")
+        await expect(page.locator("pre.secret")).to_be_visible()
 
         dead = []
         for n in range(3):
