@@ -46,6 +46,10 @@ T = TypeVar("T")
 # policy's backoff cap): the push of what it references is usually done within a second,
 # and ten waits (max_attempts) span about eight minutes before it becomes a dead letter.
 DEPENDENCY_WAIT_SECONDS = 1.0
+# A push's bookkeeping that PostgreSQL failed as a deadlock's victim is done again at once,
+# as its documentation advises for a transaction failed so; a third failure in a row is
+# not a passing race, and the job then runs again after its lease.
+BOOKKEEPING_ATTEMPTS = 3
 # Retryable pauses that are not the push's fault (rate limit, open circuit, re-auth)
 # do not count as attempts, but are never shorter than this.
 MIN_PAUSE_SECONDS = 0.2
@@ -283,6 +287,14 @@ _DEAD_SQL = f"""
         VALUES ($3, 'outbound', $4, $5, $6, $7, $8)
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
+
+
+async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) -> bool:
+    """One try of a push's bookkeeping (_LINK_SQL, then _LOG_AND_FINISH_SQL) in one
+    transaction. True when the job was re-armed for a newer version."""
+    async with conn.transaction():
+        await conn.execute(_LINK_SQL, *link)
+        return await conn.fetchval(_LOG_AND_FINISH_SQL, *logged) is not None
 
 
 def _reported(remote: RemoteRecord, pushed: dict[str, Any]) -> dict[str, Any]:
@@ -577,32 +589,38 @@ class Pusher:
         if remote is not None:
             values = canonical_values(job.entity_type, _reported(remote, pushed))
         pushed_hash = state_hash(values) if values is not None else None
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                _LINK_SQL,
-                job.tenant_id,
-                info.id,
-                job.entity_type,
-                job.entity_id,
-                external_id,
-                pushed_hash,
-                version,
-                values,
-                remote.version if remote else None,
-                remote.updated_at if remote else None,
-            )
-            rearmed = await conn.fetchval(
-                _LOG_AND_FINISH_SQL,
-                job.id,
-                job.version,
-                job.tenant_id,
-                info.id,
-                job.entity_type,
-                job.entity_id,
-                external_id,
-                int((datetime.now(UTC) - job.committed_at).total_seconds() * 1000),
-            )
-        return rearmed is not None
+        link = (
+            job.tenant_id,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+            external_id,
+            pushed_hash,
+            version,
+            values,
+            remote.version if remote else None,
+            remote.updated_at if remote else None,
+        )
+        logged = (
+            job.id,
+            job.version,
+            job.tenant_id,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+            external_id,
+            int((datetime.now(UTC) - job.committed_at).total_seconds() * 1000),
+        )
+        async with self.pool.acquire() as conn:
+            for _ in range(BOOKKEEPING_ATTEMPTS - 1):
+                try:
+                    return await _bookkeep(conn, link, logged)
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    # PostgreSQL failed this side of a lock cycle: the provider has the
+                    # write, so the bookkeeping is done again now, not the push after
+                    # the job's lease.
+                    metrics.RETRIES.labels(info.provider, "bookkeeping_deadlock").inc()
+            return await _bookkeep(conn, link, logged)
 
     async def _settle(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
         """Do what ``action_for`` says. True when the job's row is still queued: rescheduled,

@@ -442,6 +442,27 @@ async def test_the_bookkeeping_takes_the_link_before_the_job_row_as_the_processo
     assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
 
 
+async def test_a_deadlocked_bookkeeping_is_done_again_not_lost(env: Env) -> None:
+    """Should a transaction take the job row and then the link (the other order), PostgreSQL
+    breaks the deadlock by failing one side: when that is the push's bookkeeping, it is
+    done again at once, as PostgreSQL advises, instead of the provider being written again
+    after the job's lease."""
+    record, job = await _pushed_once_then_queued_again(env)
+    async with env.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM push_jobs WHERE id = $1 FOR UPDATE", job.id)
+        push = asyncio.create_task(env.pusher.run(job))
+        await _until_a_statement_waits_for_a_lock(env.pool)
+        # Waiting later than the push, this side's deadlock check runs after the push's
+        # (deadlock_timeout after each one's wait began), so the push is the one failed.
+        await asyncio.sleep(0.3)
+        await conn.execute(_LOCK_LINK, env.target, record.entity_id)
+    await asyncio.wait_for(push, 10)
+    link = "SELECT last_pushed_version FROM entity_links WHERE connection_id = $1"
+    assert await env.pool.fetchval(link, env.target) == 2
+    assert await env.job() is None
+    assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
+
+
 async def test_a_version_queued_during_a_push_that_is_given_up_is_due_at_once(
     env: Env,
 ) -> None:
