@@ -109,6 +109,7 @@ class QuickBooksClient:
         idempotency_key: str,
     ) -> RemoteRecord:
         name = _name(entity_type)
+        refs = await self._with_invoice_customer(entity_type, refs)
         body = self.mapper.from_canonical(entity_type, data, refs, self.settings)
         request_id = str(uuid.uuid5(_REQUEST_ID_NAMESPACE, idempotency_key))
         stored = await self._post(name, body, {"requestid": request_id})
@@ -122,6 +123,7 @@ class QuickBooksClient:
         refs: Mapping[str, str],
     ) -> RemoteRecord:
         name = _name(entity_type)
+        refs = await self._with_invoice_customer(entity_type, refs)
         body = self.mapper.from_canonical(entity_type, data, refs, self.settings)
         stored = await self._write_current(
             name,
@@ -187,6 +189,25 @@ class QuickBooksClient:
         return Page(records=records, next_cursor=str(start + len(rows)) if more else None)
 
     # --- requests ------------------------------------------------------------------------
+
+    async def _with_invoice_customer(
+        self, entity_type: EntityType, refs: Mapping[str, str]
+    ) -> Mapping[str, str]:
+        """A payment's refs with the customer its invoice has here. QuickBooks requires a
+        Payment's CustomerRef ("Required parameter CustomerRef is missing", code 2020) and
+        applies it only to that customer's invoices, while a canonical payment often names
+        only its invoice (Xero's and Ascora's payments do): the invoice is read for it."""
+        if entity_type != "payment" or refs.get("customer_id") or not refs.get("invoice_id"):
+            return refs
+        invoice = await self._read(ENTITY_NAMES["invoice"], refs["invoice_id"])
+        customer = (invoice.get("CustomerRef") or {}).get("value")
+        if not customer:
+            raise ProviderError(
+                "GET /invoice answered without a CustomerRef",
+                status=200,
+                request="GET /invoice",
+            )
+        return {**refs, "customer_id": str(customer)}
 
     def _record(self, entity_type: EntityType, obj: Mapping[str, Any]) -> RemoteRecord:
         return self.mapper.to_canonical(entity_type, obj, self.settings)
