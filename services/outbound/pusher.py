@@ -133,18 +133,28 @@ def action_for(exc: DeadLetter, *, attempts: int, policy: PushPolicy) -> Resched
     call = exc.failure if isinstance(exc, PushFailedError) else exc
     if not isinstance(call, CallFailedError):
         return Park(exc.reason, exc.detail)
-    if not call.retryable:
+    gone = isinstance(exc, PushFailedError) and _deleted_there(exc)
+    if not call.retryable and not gone:
         return Park(call.reason, str(call), call)
     if call.reason in _NOT_THE_PUSH_S_FAULT:
         # Wait as long as asked, without using up an attempt.
         pause = max(MIN_PAUSE_SECONDS, call.retry_after or MIN_PAUSE_SECONDS)
         return Reschedule(pause, count_attempt=False, call=call)
     if attempts + 1 >= policy.max_attempts:
-        return Park("retries_exhausted", str(call), call)
+        return Park(call.reason if gone else "retries_exhausted", str(call), call)
     delay = call.retry_after
     if delay is None:
         delay = full_jitter(attempts, policy.backoff_base_seconds, policy.backoff_cap_seconds)
     return Reschedule(max(delay, MIN_PAUSE_SECONDS), count_attempt=True, call=call)
+
+
+def _deleted_there(exc: PushFailedError) -> bool:
+    """An update the target answered "not found": its user most likely deleted the record
+    there while our push was on its way, and that delete's webhook has not reached us yet.
+    The push waits for it, counting attempts; once the delete is applied the push finds the
+    record deleted (and a delete that meets "not found" is done). One that stays live here
+    is a not_found dead letter after the attempts."""
+    return exc.operation == "update" and exc.failure.reason == "not_found"
 
 
 def idempotency_key(connection_id: uuid.UUID, entity_id: uuid.UUID) -> str:
