@@ -103,9 +103,7 @@ async def test_a_person_erased_everywhere_stays_erased_and_nothing_echoes(
     ctx = _context(stack, tenant_id)
 
     async with stack.pool.acquire() as conn:
-        bundle = await privacy.export(
-            conn, ctx, PrivacyRequest(email=EMAIL), now=datetime.now(UTC)
-        )
+        bundle = await privacy.export(conn, ctx, PrivacyRequest(email=EMAIL), now=datetime.now(UTC))
     held = {s.provider: s.records for s in bundle.systems}
     for provider in ("ascora", "xero", "stripe"):
         (record,) = held[provider]
