@@ -17,7 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from connectors.registry import connector
 from connectors.simkit import Fault
+from connectors.spec import RecordMapper
 from crmsync.application import privacy
 from crmsync.application.context import Context, KafkaTarget
 from crmsync.application.errors import NotFoundError
@@ -33,6 +35,13 @@ from tests.integration.test_admin_api import Admin, admin
 from tests.integration.test_references import TOPIC, at, change
 
 __all__ = ["admin"]  # a fixture, imported for pytest
+
+
+def connector_of(crm: SimulatedCrm) -> RecordMapper:
+    mapper = connector(crm.provider).mapper
+    assert mapper is not None
+    return mapper
+
 
 EMAIL = "Ada.Lovelace@Example.com"
 NORMALISED = EMAIL.lower()
@@ -377,3 +386,59 @@ async def test_bad_input_is_refused_precisely_and_changes_nothing(
     assert await admin.pool.fetchval("SELECT data->>'email' FROM customers") == "ada@example.com"
     assert await admin.pool.fetchval("SELECT count(*) FROM admin_audit_log") == 0
     assert await admin.pool.fetchval("SELECT count(*) FROM privacy_tombstones") == 0
+
+
+@pytest.mark.parametrize("provider", ["xero", "quickbooks", "hubspot", "ascora"])
+async def test_each_provider_anonymises_then_deletes_its_customer_as_it_can(
+    pool: asyncpg.Pool, provider: str
+) -> None:
+    crm = await start_simulator(provider)
+    try:
+        keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
+        tenant = f"t-{uuid.uuid4().hex[:8]}"
+        connection_id = await sims.connect(
+            pool, keyring, crm, tenant=tenant, name=provider, ingest_url="http://127.0.0.1:9"
+        )
+        crm.sim.webhook_url = None
+        held = crm.sim.create("customer", crm.sim.seed_object("customer", 0), notify=False)
+        (external_id,) = crm.sim.store["customer"]
+        mapper = connector_of(crm)
+        email = mapper.to_canonical("customer", held, {}).data["email"]
+        tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = $1", tenant)
+        customer_id = await pool.fetchval(
+            "INSERT INTO customers (tenant_id, data) VALUES ($1, $2) RETURNING id",
+            tenant_id,
+            {"email": email},
+        )
+        await pool.execute(
+            "INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,"
+            " external_id) VALUES ($1, $2, 'customer', $3, $4)",
+            tenant_id,
+            connection_id,
+            customer_id,
+            external_id,
+        )
+        ctx = Context(
+            tenant_id=tenant_id,
+            keyring=keyring,
+            public_base_url="https://hooks.example.test",
+            kafka=KafkaTarget("127.0.0.1:9092"),
+            actor="test",
+            allow_private_provider_urls=True,
+        )
+        async with pool.acquire() as conn:
+            report = await privacy.erase(
+                conn, ctx, PrivacyRequest(email=email), now=datetime.now(UTC)
+            )
+        (system,) = report.systems
+        assert [(s.action, s.status) for s in system.steps] == [
+            ("anonymise", "done"),
+            ("delete", "done"),
+        ], system.steps
+        after = crm.sim.store["customer"][external_id]
+        left = mapper.to_canonical("customer", after, {})
+        assert left.data.get("email") in (None, ""), left
+        assert email not in str(after).lower()
+        assert left.deleted or external_id in crm.sim.deleted["customer"]
+    finally:
+        await crm.runner.cleanup()
