@@ -127,7 +127,7 @@ async def test_a_person_erased_everywhere_stays_erased_and_nothing_echoes(
     assert crms["ascora"].sim.live("customer") == []
     (contact,) = crms["xero"].sim.store["customer"].values()
     assert contact["ContactStatus"] == "ARCHIVED"
-    assert "ada" not in str(contact).lower()
+    assert "lovelace" not in str(contact).lower()
 
     # Each system reports the erase back by webhook: every one is refused, none is pushed.
     await eventually(
