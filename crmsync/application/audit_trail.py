@@ -29,17 +29,24 @@ R = TypeVar("R")
 REDACTED = "[redacted]"
 # Field names whose values are secrets wherever they stand in a request.
 _SECRET = re.compile(r"secret|token|password|passphrase|private|(^|_)key$|signature", re.I)
+# Field names whose values are personal data: the audit trail is kept for ever, and a
+# privacy erase (crmsync.application.privacy) must leave no copy of the address behind.
+_PERSONAL = re.compile(r"(^|_)email$", re.I)
 # Arguments that are the request's clock, not part of the change.
 _NOT_CHANGE = frozenset({"now"})
 
 
+def _hidden(name: str) -> bool:
+    return bool(_SECRET.search(name) or _PERSONAL.search(name))
+
+
 def redact(value: Any) -> Any:
-    """``value`` as JSON with every secret-named field's value replaced."""
+    """``value`` as JSON with every secret-named and email field's value replaced."""
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_unset=True)
     if isinstance(value, dict):
         return {
-            k: (REDACTED if v is not None and _SECRET.search(str(k)) else redact(v))
+            k: (REDACTED if v is not None and _hidden(str(k)) else redact(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -71,7 +78,7 @@ def _change(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, BaseModel) and isinstance(redacted, dict):
             change.update(redacted)
         else:
-            change[name] = REDACTED if _SECRET.search(name) else redacted
+            change[name] = REDACTED if _hidden(name) else redacted
     return change
 
 

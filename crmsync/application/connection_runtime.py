@@ -36,9 +36,10 @@ async def tenant_connections(
 
 
 class StoredCredentials:
-    """``connectors.runtime.CredentialStore`` on the connections table."""
+    """``connectors.runtime.CredentialStore`` on the connections table: through a pool, or
+    one connection its caller uses for nothing else meanwhile (an admin operation's)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Conn | asyncpg.Pool) -> None:
         self.pool = pool
 
     async def save_credentials(self, info: ConnectionInfo, ciphertext: str) -> None:

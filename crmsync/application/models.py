@@ -18,6 +18,7 @@ from crmsync.application.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from crmsync.common.apikeys import Scope
 from schemas.base import AwareDatetime
 from schemas.changes import EntityType
+from schemas.records import Email
 
 T = TypeVar("T")
 
@@ -746,3 +747,99 @@ class FreezeWindowCreate(Strict):
 class FreezeWindowQuery(PageQuery):
     connection: UUID | None = None
     include_past: bool = False
+
+
+# -- privacy: export and erase one person ------------------------------------------------
+
+
+class PrivacyRequest(Strict):
+    email: Email = Field(
+        description="The person's email address, matched as customers are (trimmed, lower-cased)."
+    )
+
+
+class PrivacySubject(Out):
+    email: str
+    identity: str = Field(
+        description="What the tombstone keeps instead of the email: SHA-256 of the tenant"
+        " and the normalised email."
+    )
+    erased: bool = Field(description="An earlier erase left a tombstone for this identity.")
+
+
+class HeldRecord(Out):
+    """One record a connected system holds for the person, read through its API."""
+
+    entity_type: EntityType
+    external_id: str
+    status: Literal["found", "not_found", "failed"]
+    data: dict[str, JsonValue] | None = Field(
+        None, description="The record as the system holds it, in canonical fields."
+    )
+    refs: dict[str, str] = Field(default_factory=dict)
+    deleted: bool | None = None
+    updated_at: datetime | None = None
+    error: str | None = None
+
+
+class SystemHolding(Out):
+    connection_id: UUID
+    name: str
+    provider: str
+    records: list[HeldRecord]
+    note: str | None = Field(None, description="Why the system was not read, when it was not.")
+
+
+class PrivacyExport(Out):
+    subject: PrivacySubject
+    exported_at: datetime
+    customers: list[RecordOut]
+    jobs: list[RecordOut]
+    invoices: list[RecordOut]
+    payments: list[RecordOut]
+    sync_log: list[SyncLogEntry] = Field(description="Events of those records, newest first.")
+    sync_log_truncated: bool
+    audit_log: list[AuditEntry] = Field(
+        description="Admin changes of those records, and earlier exports and erasures."
+    )
+    systems: list[SystemHolding] = Field(
+        description="What each connected system holds for the person, read through its API."
+    )
+
+
+class ErasureStep(Out):
+    entity_type: EntityType
+    external_id: str
+    action: Literal["delete", "anonymise", "keep"]
+    status: Literal["done", "kept", "failed"] = Field(
+        description="done; kept: left on purpose (detail says why); failed: try again later."
+    )
+    detail: str
+
+
+class SystemErasure(Out):
+    connection_id: UUID
+    name: str
+    provider: str
+    steps: list[ErasureStep]
+    note: str | None = None
+
+
+class PostgresErasure(Out):
+    customers_anonymised: int
+    jobs_anonymised: int
+    invoices_kept: int
+    payments_kept: int
+    links_cleared: int
+    conflicts_cleared: int
+    outbox_cleared: int = Field(description="Changes not published yet, their values removed.")
+    dead_letters_cleared: int
+
+
+class PrivacyErasure(Out):
+    subject: PrivacySubject
+    erased_at: datetime
+    customers: list[UUID] = Field(description="The canonical customers, now anonymised shells.")
+    postgres: PostgresErasure
+    systems: list[SystemErasure]
+    complete: bool = Field(description="No step failed; run the erase again to retry those.")

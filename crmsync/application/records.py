@@ -143,3 +143,22 @@ async def get(conn: Conn, ctx: Context, entity_type: str, record_id: uuid.UUID) 
     )
     links = await _links(conn, ctx, entity_type, [record_id])
     return _out(entity_type, row, links.get(record_id, []))
+
+
+async def by_ids(
+    conn: Conn, ctx: Context, entity_type: str, ids: list[uuid.UUID]
+) -> list[RecordOut]:
+    """These records of the tenant, deleted ones included, with their links, oldest first."""
+    if not ids:
+        return []
+    rows = await conn.fetch(
+        f"""
+        SELECT id, version, data, field_meta, created_at, updated_at, deleted_at
+          FROM {TABLES[entity_type]} WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+         ORDER BY created_at, id
+        """,  # noqa: S608 - table from the fixed map
+        ctx.tenant_id,
+        ids,
+    )
+    links = await _links(conn, ctx, entity_type, [r["id"] for r in rows])
+    return [_out(entity_type, r, links.get(r["id"], [])) for r in rows]

@@ -15,7 +15,7 @@ import asyncpg
 
 from crmsync.common.db import Conn
 
-SkipReason = Literal["not_synced", "gone"]
+SkipReason = Literal["not_synced", "gone", "erased"]
 
 
 async def record_inbound_skips(

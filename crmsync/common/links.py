@@ -172,3 +172,44 @@ async def record_and_link(
         connection_id,
     )
     return row
+
+
+async def erased_links(conn: Conn | asyncpg.Pool, keys: Iterable[LinkKey]) -> set[LinkKey]:
+    """Those of ``keys`` linked to a record a privacy erase anonymised (a row of
+    privacy_tombstones, migration 0016): one lookup by the links' unique key."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    connection_ids, entity_types, external_ids = (list(col) for col in zip(*wanted, strict=True))
+    rows = await conn.fetch(
+        """
+        SELECT l.connection_id, l.entity_type, l.external_id
+          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS k(c, e, x)
+          JOIN entity_links l
+            ON l.connection_id = k.c AND l.entity_type = k.e AND l.external_id = k.x
+          JOIN privacy_tombstones t ON t.tenant_id = l.tenant_id AND t.entity_id = l.entity_id
+        """,
+        connection_ids,
+        entity_types,
+        external_ids,
+    )
+    return {(r["connection_id"], r["entity_type"], r["external_id"]) for r in rows}
+
+
+async def forget_snapshots(
+    conn: Conn | asyncpg.Pool, entity_type: str, ids: Sequence[uuid.UUID], *, tenant_id: uuid.UUID
+) -> int:
+    """Drop what each connection last told us of these records (snapshot and hash: the
+    merge base, which holds the record's values). The links themselves stay: they are how
+    a later webhook of the record is recognised. Returns how many links were cleared."""
+    result: str = await conn.execute(
+        """
+        UPDATE entity_links SET last_seen_snapshot = NULL, last_seen_hash = NULL,
+                                last_pushed_hash = NULL, updated_at = now()
+         WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = ANY($3::uuid[])
+        """,
+        tenant_id,
+        entity_type,
+        list(ids),
+    )
+    return int(result.rsplit(" ", 1)[-1])

@@ -421,7 +421,8 @@ def processor() -> dict[str, Any]:
                 "Events per second per topic read (changes.internal, changes.normalized) "
                 "and outcome: applied, duplicate (redelivered), no_op, echo (our own push "
                 "coming back), stale (older than what was applied), conflict (parked), "
-                "waiting (names a record not linked yet), dead_lettered.",
+                "waiting (names a record not linked yet), erased (a person a privacy erase "
+                "removed), dead_lettered.",
                 "ops",
                 [("source_outcome:crmsync_processor_events:rate5m", "{{source}} {{outcome}}")],
                 stack=True,

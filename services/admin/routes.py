@@ -18,6 +18,7 @@ from crmsync.application import (
     ledger_io,
     notifications,
     pauses,
+    privacy,
     records,
     replay,
     syncjobs,
@@ -565,5 +566,32 @@ def routes() -> list[Route]:
             body=m.ApiKeyRotate,
             response=m.ApiKeyCreated,
             errors=(409,),
+        ),
+        Route(
+            "POST",
+            "/v1/privacy/export",
+            privacy.export,
+            "admin",
+            "Everything held for one person (by email): records, links, sync log, audit"
+            " entries, and what each connected system holds, read through its API",
+            "privacy",
+            "exportPerson",
+            body=m.PrivacyRequest,
+            response=m.PrivacyExport,
+            errors=(404,),
+        ),
+        Route(
+            "POST",
+            "/v1/privacy/erase",
+            privacy.erase,
+            "admin",
+            "Erase one person (by email): anonymised here, deleted or anonymised in every"
+            " connected system that allows it, a tombstone so they do not come back; a report"
+            " per system",
+            "privacy",
+            "erasePerson",
+            body=m.PrivacyRequest,
+            response=m.PrivacyErasure,
+            errors=(404,),
         ),
     ]

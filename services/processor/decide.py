@@ -83,6 +83,9 @@ class Outcome(StrEnum):
     # Not applied yet: it names a record not linked yet, or waits behind a change that does
     # (invariant 10). Resolved later in its batch, or parked until the record is linked.
     WAITING = "waiting"
+    # Refused before any rule: the record, or the email it carries, was erased by a privacy
+    # erase (privacy_tombstones); nothing is written but the sync log and the skip.
+    ERASED = "erased"
 
 
 class Rule(StrEnum):

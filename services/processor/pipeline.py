@@ -21,6 +21,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from connectors.spec import REFERENCE_FIELDS
+from crmsync.common.accounting import record_inbound_skips
 from crmsync.common.connections import connection_owners
 from crmsync.common.db import Conn
 from crmsync.common.faults import retry_transient
@@ -41,6 +42,7 @@ from services.processor.batch import apply_batch
 from services.processor.deadletters import Source, dead_letter
 from services.processor.decide import InboundChange, Outcome
 from services.processor.failures import Action, action_for, parked_as
+from services.processor.tombstones import refused
 from services.processor.waiting import (
     Parked,
     ToPark,
@@ -69,6 +71,7 @@ class Parsed:
     detail: str = ""
     parked: Parked | None = None  # released from waiting_changes: its row's place
     paused: bool = False  # its connection's inbound is paused: it waits, unapplied
+    erased: bool = False  # a privacy erase's tombstone refuses it (services.processor.tombstones)
 
 
 def parse_internal(source: Source) -> Parsed:
@@ -260,6 +263,7 @@ class Processor:
         """The fast path: dead letters first, then every valid change set-based."""
         async with self.pool.acquire() as conn, conn.transaction():
             settings, parsed = await self._settings(conn, parsed)
+            parsed = await self._tombstoned(conn, parsed, settings)
             parsed = await resolve_refs(conn, parsed)
 
             async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
@@ -305,6 +309,7 @@ class Processor:
 
     async def _apply_each_in(self, conn: Conn, parsed: Sequence[Parsed]) -> list[Applied | None]:
         settings, parsed = await self._settings(conn, parsed)
+        parsed = await self._tombstoned(conn, parsed, settings)
         parsed = await resolve_refs(conn, parsed)
 
         async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
@@ -334,6 +339,8 @@ class Processor:
                 results[i] = Applied(
                     Outcome.WAITING, waits_for=pause_reference(item.change.connection_id)
                 )
+            elif item.erased:
+                results[i] = Applied(Outcome.ERASED)
             else:
                 pending.append(i)
         while pending:
@@ -420,6 +427,24 @@ class Processor:
         return {r["id"]: r["settings"] for r in rows}, checked
 
     @staticmethod
+    async def _tombstoned(
+        conn: Conn, parsed: Sequence[Parsed], settings: dict[uuid.UUID, dict[str, Any]]
+    ) -> list[Parsed]:
+        """The changes with those a privacy erase's tombstone refuses marked. A paused one
+        is left to wait: it is checked when its pause ends and it is released."""
+        candidates = [
+            p.change
+            if p.change is not None
+            and not p.reason
+            and not p.paused
+            and p.change.connection_id in settings
+            else None
+            for p in parsed
+        ]
+        hit = await refused(conn, candidates)
+        return [replace(p, erased=True) if i in hit else p for i, p in enumerate(parsed)]
+
+    @staticmethod
     def _problem(item: Parsed, settings: dict[uuid.UUID, dict[str, Any]]) -> tuple[str, str] | None:
         if item.change is None or item.reason:
             return item.reason, item.detail
@@ -460,6 +485,14 @@ class Processor:
         ]
         if waiting:
             await park(conn, waiting)
+        await record_inbound_skips(
+            conn,
+            [
+                (p.change.connection_id, p.change.dedup_key, "erased")
+                for p, r in zip(parsed, results, strict=True)
+                if r is not None and r.outcome is Outcome.ERASED and p.change is not None
+            ],
+        )
         # Only a batch that moved a payment pays for this (issue 17 item 6); the rest
         # check a tuple per change.
         moves = invoice_moves(

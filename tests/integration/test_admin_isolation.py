@@ -11,12 +11,22 @@ from tests.integration.test_admin_api import Admin, admin, new_connection
 
 __all__ = ["admin"]  # the fixture, imported for pytest
 
+# Tenant A's customer's email: another tenant can neither export nor erase the person.
+PERSON = "ada@tenant-a.example"
+
 
 async def _seed(admin: Admin) -> dict[str, str]:
     """One of everything in tenant A."""
     conn = await new_connection(admin, "stripe")
     internal = await new_connection(admin, "internal")
     ids: dict[str, str] = {"connection_id": conn["id"], "internal": internal["id"]}
+    ids["person"] = str(
+        await admin.pool.fetchval(
+            "INSERT INTO customers (tenant_id, data) VALUES ($1, $2) RETURNING id",
+            admin.tenant,
+            {"email": PERSON},
+        )
+    )
     for table, key in (
         ("customers", "customer"),
         ("jobs", "job"),
@@ -135,6 +145,8 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("DELETE", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
         ("POST", "/v1/notification-endpoints/{endpoint_id}/test"): ({}, 404),
         ("GET", "/v1/notification-endpoints/{endpoint_id}/deliveries"): ({}, 404),
+        ("POST", "/v1/privacy/export"): ({"json": {"email": PERSON}}, 404),
+        ("POST", "/v1/privacy/erase"): ({"json": {"email": PERSON}}, 404),
     }
     for collection, entity in (
         ("customers", "customer"),
@@ -193,3 +205,6 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
     await admin.ok("GET", f"/v1/freeze-windows/{ids['window_id']}")
     health = await admin.ok("GET", f"/v1/connections/{ids['connection_id']}/health")
     assert (health["paused_inbound"], health["paused_outbound"]) == (False, False)
+    person = await admin.ok("GET", f"/v1/customers/{ids['person']}")
+    assert person["data"] == {"email": PERSON}
+    assert await admin.pool.fetchval("SELECT count(*) FROM privacy_tombstones") == 0

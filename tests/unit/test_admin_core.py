@@ -84,6 +84,8 @@ def test_every_operation_takes_what_its_route_gives() -> None:
         "createFreezeWindow",
         "listFreezeWindows",
         "deleteFreezeWindow",
+        "exportPerson",
+        "erasePerson",
     }
 
 

@@ -1,0 +1,47 @@
+"""Which changes a privacy erase's tombstones refuse (issue 20, migration 0016).
+
+An erased person must not come back: not through a provider reporting back the erase
+itself (Stripe's ``customer.deleted``, Xero's thin update of the contact we anonymised and
+archived), nor through a later webhook, backfill or reconciliation that carries the
+address again. So, before any apply rule, a customer change is refused (outcome
+``erased``) when its connection's link names an erased record, or when it carries an
+email whose hash a tombstone of its tenant holds.
+
+Refused, not dead-lettered: a dead letter keeps the change's original bytes, and those
+would hold again the very data the erase removed. The sync log says ``erased``, the ledger
+counts the item skipped (``inbound_skips``, reason ``erased``), nothing else is written.
+Jobs, invoices and payments that name an erased customer still apply: they are the
+tenant's accounting, and they name the customer by its (anonymised) canonical record.
+
+Cost: a batch without customer changes asks nothing; one with them, one lookup by the
+links' unique key and, when they carry emails, one by the tombstones' index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crmsync.common.db import Conn
+from crmsync.common.links import LinkKey, erased_links
+from crmsync.common.tombstones import Identity, erased_identities, identity_hash
+from services.processor.decide import InboundChange
+
+
+async def refused(conn: Conn, changes: Sequence[InboundChange | None]) -> set[int]:
+    """The positions of ``changes`` an erase's tombstone refuses."""
+    keys: dict[int, LinkKey] = {}
+    identities: dict[int, Identity] = {}
+    for i, change in enumerate(changes):
+        if change is None or change.entity_type != "customer":
+            continue
+        keys[i] = (change.connection_id, change.entity_type, change.external_id)
+        email = change.data.get("email") if change.op == "upsert" else None
+        if isinstance(email, str) and email.strip():
+            identities[i] = (change.tenant_id, identity_hash(change.tenant_id, email))
+    if not keys:
+        return set()
+    linked = await erased_links(conn, keys.values())
+    hashed = await erased_identities(conn, identities.values())
+    return {i for i, key in keys.items() if key in linked} | {
+        i for i, identity in identities.items() if identity in hashed
+    }
