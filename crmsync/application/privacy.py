@@ -10,7 +10,7 @@ API (``ApiClient.fetch`` of every linked record): one JSON bundle.
 
 **Erase** runs in three steps, in this order so that nothing the erase does comes back:
 
-1. In one transaction: a tombstone per customer (``privacy_tombstones``, migration 0016,
+1. In one transaction: a tombstone per customer (``privacy_tombstones``, migration 0017,
    holding a hash of the email, never the email), the customers anonymised (every field
    cleared, marked deleted), their jobs' free text and site address cleared, the links'
    snapshots of both (what each system last told us, which holds the same values)

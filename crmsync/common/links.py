@@ -176,7 +176,7 @@ async def record_and_link(
 
 async def erased_links(conn: Conn | asyncpg.Pool, keys: Iterable[LinkKey]) -> set[LinkKey]:
     """Those of ``keys`` linked to a record a privacy erase anonymised (a row of
-    privacy_tombstones, migration 0016): one lookup by the links' unique key."""
+    privacy_tombstones, migration 0017): one lookup by the links' unique key."""
     wanted = set(keys)
     if not wanted:
         return set()
