@@ -261,10 +261,10 @@ class IsolatedStack:
             processor_data_dir=self.workdir / name,
         )
 
-    def outbound(self) -> Proc:
+    def outbound(self, name: str = "outbound") -> Proc:
         port = free_port()
         return self._proc(
-            "outbound",
+            name,
             "services.outbound",
             port,
             outbound_port=port,
@@ -309,6 +309,24 @@ class IsolatedStack:
         await asyncio.to_thread(self.kafka.down, self.say)
         await asyncio.sleep(down_seconds)
         await self.kafka.up(self.say)
+
+    async def advisory_lock_holder(self, key: int) -> str | None:
+        """The service (its application_name) whose session holds the advisory lock
+        ``key`` now, if any."""
+        conn = await asyncpg.connect(self.database_url, timeout=3)
+        try:
+            holder: str | None = await conn.fetchval(
+                """
+                SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                   AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
+                """,
+                key >> 32,
+                key & 0xFFFFFFFF,
+            )
+        finally:
+            await conn.close()
+        return holder
 
     async def sessions(self, application_name: str) -> int:
         """PostgreSQL sessions a service holds now (0 while PostgreSQL is unreachable)."""
