@@ -26,6 +26,7 @@ from bench.e2e import run_e2e
 from bench.harness import FULL, QUICK, Run
 from bench.host import HostCpu, cores, sampling
 from bench.ingest import run_ingest
+from bench.limiter import run_limiter
 from bench.processor import run_processor
 from bench.report import Result, Target, table, write_json
 from bench.stack import BenchError
@@ -37,6 +38,7 @@ SECTIONS: dict[str, Callable[[Run], Awaitable[list[Result]]]] = {
     "e2e": run_e2e,
     "processor": run_processor,
     "backfill": run_backfill,
+    "limiter": run_limiter,
 }
 # Sections that run N processor and N outbound workers under ``--workers N``.
 SCALED = ("processor", "e2e")

@@ -19,7 +19,7 @@ import asyncpg
 from connectors.limits import Admission, BreakerPolicy, CircuitState
 from connectors.spec import RateLimit
 
-_ADMIT = "SELECT * FROM provider_budget_admit($1, $2, $3, $4, $5, $6, $7, $8)"
+_ADMIT = "SELECT * FROM provider_budget_admit($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 _RECORD = "SELECT provider_budget_record($1, $2, $3, $4, $5, $6, $7)"
 _PENALISE = "SELECT provider_budget_penalise($1, $2, $3, $4)"
 # PostgreSQL's UUID parse per call, saved: connection ids repeat.
@@ -48,6 +48,7 @@ class PostgresBudgets:
         *,
         max_wait: float,
         successes: int,
+        want: int = 1,
     ) -> Admission:
         row = await self.pool.fetchrow(
             _ADMIT,
@@ -59,6 +60,7 @@ class PostgresBudgets:
             policy.window,
             policy.open_seconds,
             self.probe_seconds,
+            want,
         )
         assert row is not None  # noqa: S101 - a function's OUT row is always there
         return Admission(
@@ -67,6 +69,7 @@ class PostgresBudgets:
             wait=float(row["wait"]),
             granted=bool(row["granted"]),
             state=CircuitState(row["state"]),
+            taken=int(row["taken"]),
         )
 
     async def record(

@@ -12,7 +12,10 @@
 -- The bucket is a reservation: a caller takes the next token even when it is not free yet
 -- (tokens go below zero) and waits the time it was told before calling, so callers in
 -- every process queue in the order they asked, with one round trip each. A caller that
--- would wait longer than it is willing to takes nothing.
+-- would wait longer than it is willing to takes nothing. A caller may ask for several
+-- tokens (p_want): it gets as many as are free now, at least one, and spends them itself
+-- within a quarter of a second (connectors.limits.HOLD_SECONDS), so a high limit does not
+-- cost a round trip per call.
 --
 -- The breaker decides over the last `window` calls of every process: failures are
 -- reported at once (they are rare and already slow), successes are counted by each
@@ -39,9 +42,9 @@ CREATE UNLOGGED TABLE provider_budgets (
 CREATE FUNCTION provider_budget_admit(
     p_connection uuid, p_per_second double precision, p_burst double precision,
     p_max_wait double precision, p_successes integer, p_window integer,
-    p_open_seconds double precision, p_probe_seconds double precision,
+    p_open_seconds double precision, p_probe_seconds double precision, p_want integer,
     OUT retry_in double precision, OUT probe boolean, OUT wait double precision,
-    OUT granted boolean, OUT state text
+    OUT granted boolean, OUT state text, OUT taken integer
 ) LANGUAGE plpgsql AS $$
 DECLARE
     b provider_budgets;
@@ -58,7 +61,7 @@ BEGIN
         b.failures := b.failures * p_window / b.calls;
         b.calls := p_window;
     END IF;
-    retry_in := 0; probe := false; wait := 0; granted := false; state := 'closed';
+    retry_in := 0; probe := false; wait := 0; granted := false; state := 'closed'; taken := 0;
     IF b.opened_at IS NOT NULL THEN
         retry_in := extract(epoch FROM b.opened_at - now_) + p_open_seconds;
         IF retry_in > 0 THEN
@@ -73,7 +76,10 @@ BEGIN
         wait := greatest(0, (1 - tokens_) / p_per_second);
         granted := wait <= p_max_wait;
         IF granted THEN
-            tokens_ := tokens_ - 1;
+            -- A probe is one call; otherwise what is free now, up to p_want, at least one.
+            taken := CASE WHEN probe OR tokens_ < 2 THEN 1
+                          ELSE least(p_want, floor(tokens_)::integer) END;
+            tokens_ := tokens_ - taken;
             IF probe THEN
                 b.probe_until := now_ + make_interval(secs => p_probe_seconds + wait);
             END IF;
