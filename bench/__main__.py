@@ -63,6 +63,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="processor and outbound workers in the processor and e2e sections; several "
         "(--workers 1,2) run those sections once per count and compare them (default 1)",
     )
+    p.add_argument(
+        "--rates",
+        type=_rates,
+        metavar="N,N,...",
+        help="offered webhooks/s of the e2e section (default 200,1000): find the highest "
+        "rate that holds a latency",
+    )
     return p.parse_args(argv)
 
 
@@ -118,6 +125,16 @@ def _named(base: str, workers: int) -> str:
     return base if workers == 1 else f"{base}.workers_{workers}"
 
 
+def _rates(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(r) for r in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates are positive webhooks/s")
+    return rates
+
+
 def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -171,10 +188,13 @@ async def main(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="crmsync-bench-"))
     failed = False
     results: list[Result] = []
+    sizes = QUICK if args.quick else FULL
+    if args.rates:
+        sizes = dataclasses.replace(sizes, e2e_rates=args.rates)
     async with aiohttp.ClientSession() as session:
         run = Run(
             CommonSettings(),
-            QUICK if args.quick else FULL,
+            sizes,
             generate_master_key("bench"),
             workdir,
             session,
