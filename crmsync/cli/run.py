@@ -197,8 +197,8 @@ def services_running(
         say("crmsync is running:")
         for name in names:
             host, port = addresses[name]
-            say(f"  {name:<11} http://{host}:{port}  {roles[name]}")
-            say(f"  {'':<11}   /healthz /readyz /metrics")
+            say(f"  {name:<10} http://{host}:{port}  {roles[name]}")
+            say(f"  {'':<10}   /healthz /readyz /metrics")
         yield procs
     except _TerminateRequestedError:
         say("stopping…")
