@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from bench.e2e import run_e2e
 from bench.harness import FULL, QUICK, Run
 from bench.host import HostCpu, cores, sampling
 from bench.ingest import run_ingest
+from bench.limiter import run_limiter
 from bench.processor import run_processor
 from bench.report import Result, Target, table, write_json
 from bench.stack import BenchError
@@ -36,7 +38,10 @@ SECTIONS: dict[str, Callable[[Run], Awaitable[list[Result]]]] = {
     "e2e": run_e2e,
     "processor": run_processor,
     "backfill": run_backfill,
+    "limiter": run_limiter,
 }
+# Sections that run N processor and N outbound workers under ``--workers N``.
+SCALED = ("processor", "e2e")
 # The issue's target: < 250 MB RSS per service.
 RSS_TARGET = Target("<", 250.0)
 SERVICES = ("ingest", "processor", "outbound")
@@ -51,6 +56,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (service logs)")
     p.add_argument(
+        "--workers",
+        type=_counts,
+        default=(1,),
+        metavar="N[,N...]",
+        help="processor and outbound workers in the processor and e2e sections; several "
+        "(--workers 1,2) run those sections once per count and compare them (default 1)",
+    )
+    p.add_argument(
         "--rates",
         type=_rates,
         metavar="N,N,...",
@@ -58,6 +71,58 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "rate that holds a latency",
     )
     return p.parse_args(argv)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of worker counts: {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError(f"worker counts are 1 or more: {text!r}")
+    return counts
+
+
+def with_workers(results: list[Result], workers: int) -> list[Result]:
+    """A run with N > 1 workers: its figures named ``<name>.workers_N``."""
+    if workers == 1:
+        return results
+    return [dataclasses.replace(r, name=f"{r.name}.workers_{workers}") for r in results]
+
+
+def scale_out(results: list[Result], counts: tuple[int, ...]) -> list[Result]:
+    """Each section figure at N workers beside the same figure at the fewest workers of
+    this run: ``scaleout.<name>.workers_N``, baseline the fewest's value, ratio N / fewest."""
+    fewest = counts[0]
+    by_name = {r.name: r for r in results}
+    bases = dict.fromkeys(
+        base
+        for r in results
+        if (base := re.sub(r"\.workers_\d+$", "", r.name)).startswith(
+            tuple(f"{s}." for s in SCALED)
+        )
+    )
+    compared: list[Result] = []
+    for base in bases:
+        first = by_name.get(_named(base, fewest))
+        for n in counts[1:]:
+            other = by_name.get(_named(base, n))
+            if first is None or other is None:
+                continue
+            compared.append(
+                Result(
+                    f"scaleout.{base}.workers_{n}",
+                    other.value,
+                    other.unit,
+                    baseline=first.value,
+                    note=f"{n} workers (value) against {fewest} (baseline), in this run",
+                )
+            )
+    return compared
+
+
+def _named(base: str, workers: int) -> str:
+    return base if workers == 1 else f"{base}.workers_{workers}"
 
 
 def _rates(text: str) -> tuple[int, ...]:
@@ -137,14 +202,20 @@ async def main(args: argparse.Namespace) -> int:
         )
         async with sampling() as host:
             for name in args.only or list(SECTIONS):
-                try:
-                    results += await section(run, host, name)
-                except BenchError as exc:
-                    failed = True
-                    say(f"{name}: FAILED: {exc}")
-                except Exception:  # noqa: BLE001 - report, run the other sections
-                    failed = True
-                    say(f"{name}: FAILED:\n{traceback.format_exc()}")
+                for workers in args.workers if name in SCALED else (1,):
+                    run.workers = workers
+                    if name in SCALED and args.workers != (1,):
+                        say(f"{name}: {workers} worker(s) of processor and outbound")
+                    try:
+                        results += with_workers(await section(run, host, name), workers)
+                    except BenchError as exc:
+                        failed = True
+                        say(f"{name}: FAILED: {exc}")
+                    except Exception:  # noqa: BLE001 - report, run the other sections
+                        failed = True
+                        say(f"{name}: FAILED:\n{traceback.format_exc()}")
+        if len(args.workers) > 1:
+            results += scale_out(results, args.workers)
         results += memory(run)
     print(table(results))
     if args.json:

@@ -94,10 +94,12 @@ async def run_e2e(run: Run) -> list[Result]:
     results: list[Result] = []
     async with run.stack("e2e") as stack:
         sims, (source_url, target_url) = await start_sims(stack, 2)
-        processor = stack.processor()
-        outbound = stack.outbound()
+        # ``--workers``: N processors in one consumer group, N outbounds in theirs (and
+        # sharing the push queue's leases).
+        processors = [stack.processor(n + 1) for n in range(run.workers)]
+        outbounds = [stack.outbound() for _ in range(run.workers)]
         ingest, ingest_url = stack.ingest()
-        await run.ready(processor, outbound, ingest)
+        await run.ready(*processors, *outbounds, ingest)
         pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=2)
         try:
             for rate in run.sizes.e2e_rates:
@@ -107,7 +109,7 @@ async def run_e2e(run: Run) -> list[Result]:
                     pool=pool,
                     rate=rate,
                     urls=(ingest_url, source_url, target_url),
-                    services=[ingest, processor, outbound, sims],
+                    services=[ingest, *processors, *outbounds, sims],
                 )
         finally:
             await pool.close()
@@ -176,6 +178,8 @@ async def _one_rate(
         )
     name = f"e2e.rate_{rate}"
     cpu_note = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+    if run.workers > 1:
+        cpu_note += f" ({run.workers} workers of processor and of outbound, together)"
     return [
         Result(
             f"{name}.accepted",

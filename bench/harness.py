@@ -83,6 +83,9 @@ class Run:
     say: Say
     # Peak RSS (KiB) of each kind of process, across every section it ran in.
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
+    # Processor and outbound processes each section runs (``--workers``), each in its
+    # consumer group: the section being run now.
+    workers: int = 1
 
     @property
     def keyring(self) -> KeyRing:
@@ -92,7 +95,9 @@ class Run:
     async def stack(self, section: str) -> AsyncIterator[Stack]:
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         database = new_database_name()
-        workdir = self.workdir / section
+        # Each run of a section its own directory: a second run (another --workers count)
+        # must not read the first one's files (the simulators' ports).
+        workdir = self.workdir / (section if self.workers == 1 else f"{section}-{self.workers}")
         workdir.mkdir(parents=True, exist_ok=True)
         # Named so a caller (the test) can check that both are gone afterwards.
         self.say(f"{section}: database {database}, topic prefix {prefix}")
@@ -168,10 +173,14 @@ async def generate_load(run: Run, spec: dict[str, Any]) -> dict[str, Any]:
 async def measured(
     services: Sequence[Service], work: Awaitable[dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """``work``'s result and the CPU seconds each service spent meanwhile."""
-    before = {s.name: s.cpu() for s in services}
+    """``work``'s result and the CPU seconds each kind of service spent meanwhile (its
+    workers together)."""
+    before = [s.cpu() for s in services]
     result = await work
-    return result, {s.name: s.cpu() - before[s.name] for s in services}
+    spent: dict[str, float] = {}
+    for service, cpu in zip(services, before, strict=True):
+        spent[service.name] = spent.get(service.name, 0.0) + service.cpu() - cpu
+    return result, spent
 
 
 async def scrape(run: Run, service: Service) -> dict[str, float]:
@@ -179,10 +188,14 @@ async def scrape(run: Run, service: Service) -> dict[str, float]:
     if service.ready_url is None:
         return {}
     url = service.ready_url.removesuffix("/readyz") + "/metrics"
-    async with run.session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as response:
-        if response.status != 200:
-            return {}
-        text = await response.text()
+    try:
+        async with run.session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+            if response.status != 200:
+                return {}
+            text = await response.text()
+    except aiohttp.ClientConnectionError:
+        # A worker not serving yet (a --quick drain can end before a second one is up).
+        return {}
     found: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):

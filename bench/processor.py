@@ -100,11 +100,12 @@ async def run_processor(run: Run) -> list[Result]:
         await prefill(
             run.common.kafka_bootstrap_servers, stack.prefix + topics.CHANGES_INTERNAL.name, records
         )
-        run.say("processor: draining it")
+        workers = run.workers
+        run.say(f"processor: draining it ({workers} worker{'s' if workers > 1 else ''})")
         started = time.monotonic()
-        processor = stack.processor()
+        processors = [stack.processor(n + 1) for n in range(workers)]
         first: list[tuple[int, float]] = []
-        cpu_before = processor.cpu()
+        cpu_before = sum(p.cpu() for p in processors)
         db = await asyncpg.connect(stack.database_url)
         try:
             done, done_at = await wait_for_count(
@@ -115,9 +116,13 @@ async def run_processor(run: Run) -> list[Result]:
                 stall_seconds=60.0,
                 on_first=lambda got, at: first.append((got, at)),
             )
-            cpu = processor.cpu() - cpu_before
-            metrics = await scrape(run, processor)
-            await processor.stop()
+            cpu = sum(p.cpu() for p in processors) - cpu_before
+            metrics: dict[str, float] = {}
+            for p in processors:
+                for name, value in (await scrape(run, p)).items():
+                    metrics[name] = metrics.get(name, 0.0) + value
+            for p in processors:
+                await p.stop()
             # From the first committed batch to the last; when everything landed in one
             # observation (a --quick run), from the start of the drain instead.
             if first and done_at > first[0][1] and done > first[0][0]:
@@ -147,7 +152,8 @@ async def run_processor(run: Run) -> list[Result]:
             "processor.cpu",
             1000 * cpu / max(1, done),
             "ms CPU/event",
-            note=f"{100 * cpu / (done_at - started):.0f} % of a core over the drain",
+            note=f"{100 * cpu / (done_at - started):.0f} % of a core over the drain"
+            + (f", {run.workers} workers together" if run.workers > 1 else ""),
         ),
         Result(
             "processor.batch_size",

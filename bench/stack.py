@@ -284,7 +284,9 @@ class Stack:
         )
         return service, base
 
-    def processor(self, **extra: Any) -> Service:
+    def processor(self, worker: int = 1, **extra: Any) -> Service:
+        """Worker ``worker`` of the processor: every worker joins the same consumer group
+        (faust app id); each keeps its own data directory."""
         port = free_port()
         return self._service(
             "processor",
@@ -292,7 +294,7 @@ class Stack:
             f"http://127.0.0.1:{port}/readyz",
             processor_port=port,
             processor_app_id=f"crmsync-{self.prefix}processor",
-            processor_data_dir=self.workdir / "processor",
+            processor_data_dir=self.workdir / f"processor-{worker}",
             **extra,
         )
 

@@ -1,6 +1,9 @@
 """Delivery discipline shared by everything that calls a provider: token buckets,
 backoff with full jitter, and a circuit breaker. Pure state machines over a clock the
-caller passes in, so tests drive time instead of sleeping."""
+caller passes in, so tests drive time instead of sleeping; and ``SharedBudget``, the same
+bucket and breaker kept in a store every process shares (``BudgetStore``: the services
+pass in PostgreSQL's, ``crmsync.common.budgets``), so N workers spend one provider budget.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from connectors.spec import RateLimit
 
@@ -137,3 +141,123 @@ class CircuitBreaker:
         self.state = CircuitState.OPEN
         self._opened_at = self._clock()
         self._results.clear()
+
+
+# A half-open probe is its caller's this long, then anyone's (its caller died): longer
+# than a call may take (connectors.http.DEFAULT_TIMEOUT_SECONDS, 15 s, and a token wait).
+PROBE_LEASE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A shared budget's answer to "may I call now?".
+
+    ``retry_in`` > 0: the breaker refuses the call for that long. Else ``granted``: a token
+    was taken, call after ``wait`` seconds; not granted: the wait would be longer than the
+    caller accepts, nothing was taken. ``probe``: this caller holds the half-open probe."""
+
+    retry_in: float
+    probe: bool
+    wait: float
+    granted: bool
+    state: CircuitState
+    # Tokens taken: the caller's one, and more it may spend within HOLD_SECONDS.
+    taken: int = 1
+
+
+# Tokens a process takes from a shared budget at once are its own to spend for this long
+# at most (then they are dropped): a limit of R calls a second costs one round trip per
+# R / 4 calls instead of per call, and the provider sees at most R / 4 calls more in any
+# window than the budget allows. 64 at most: a bench's unlimited budget would hoard.
+HOLD_SECONDS = 0.25
+MAX_BATCH = 64
+
+
+class BudgetStore(Protocol):
+    """Where a connection's bucket and breaker live when every process must share them.
+    ``successes``: calls that succeeded since this process last reported, counted in the
+    breaker's window with this round trip."""
+
+    async def admit(
+        self,
+        key: str,
+        limit: RateLimit,
+        policy: BreakerPolicy,
+        *,
+        max_wait: float,
+        successes: int,
+        want: int = 1,
+    ) -> Admission: ...
+
+    async def record(
+        self, key: str, policy: BreakerPolicy, *, success: bool, probe: bool, successes: int
+    ) -> CircuitState: ...
+
+    async def penalise(self, key: str, limit: RateLimit, seconds: float) -> None: ...
+
+
+class SharedBudget:
+    """One connection's bucket and breaker in a ``BudgetStore``: one round trip to admit a
+    call (breaker and token together) or none while tokens taken with an earlier one last
+    (``HOLD_SECONDS``); none for a success (counted here, reported with the next round
+    trip), one for a failure, a probe's result or a 429. A breaker another process opened
+    stops this one's calls at its next round trip: within ``HOLD_SECONDS``."""
+
+    def __init__(
+        self,
+        store: BudgetStore,
+        key: str,
+        limit: RateLimit,
+        policy: BreakerPolicy,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.limit = limit
+        self.policy = policy
+        self._clock = clock
+        # As the last round trip saw it: what the metrics report.
+        self.state = CircuitState.CLOSED
+        self.waited_seconds = 0.0
+        self._successes = 0
+        self._held = 0
+        self._held_until = 0.0
+
+    async def admit(self, max_wait: float) -> Admission:
+        if self._held > 0 and self._clock() < self._held_until:
+            self._held -= 1
+            return Admission(0.0, False, 0.0, True, self.state)
+        want = max(1, min(MAX_BATCH, int(self.limit.per_second * HOLD_SECONDS)))
+        successes, self._successes = self._successes, 0
+        try:
+            admission = await self.store.admit(
+                self.key,
+                self.limit,
+                self.policy,
+                max_wait=max_wait,
+                successes=successes,
+                want=want,
+            )
+        except BaseException:
+            self._successes += successes
+            raise
+        self.state = admission.state
+        if admission.granted and admission.taken > 1:
+            self._held = admission.taken - 1
+            self._held_until = self._clock() + HOLD_SECONDS
+        return admission
+
+    async def record(self, *, success: bool, probe: bool) -> None:
+        if success and not probe:
+            self._successes += 1
+            return
+        successes, self._successes = self._successes, 0
+        self.state = await self.store.record(
+            self.key, self.policy, success=success, probe=probe, successes=successes
+        )
+        if self.state is not CircuitState.CLOSED:
+            self._held = 0
+
+    async def penalise(self, seconds: float) -> None:
+        self._held = 0
+        await self.store.penalise(self.key, self.limit, seconds)

@@ -1,5 +1,6 @@
 """Connections as the services use them: a connector, an authenticated API client, and
-the connection's rate limit and circuit breaker, built once per process.
+the connection's rate limit and circuit breaker: in memory, built once per process, or
+(given a ``BudgetStore``, as every service is) kept where every process shares them.
 
 Credentials are decrypted only here, only in memory. OAuth2 tokens are refreshed with
 one refresh in flight per connection; the new tokens are saved (encrypted) before use,
@@ -32,7 +33,14 @@ from connectors.http import (
     StaticAuth,
     refresh_with,
 )
-from connectors.limits import AsyncTokenBucket, BreakerPolicy, CircuitBreaker
+from connectors.limits import (
+    AsyncTokenBucket,
+    BreakerPolicy,
+    BudgetStore,
+    CircuitBreaker,
+    CircuitState,
+    SharedBudget,
+)
 from connectors.registry import connector
 from connectors.spec import ApiClient, RateLimit
 from schemas.errors import DeadLetter
@@ -159,8 +167,19 @@ class Handle:
     auth: Auth
     bucket: AsyncTokenBucket
     breaker: CircuitBreaker
-    # Calls in flight at once (Xero allows 5 concurrent per tenant).
+    # Calls in flight at once (Xero allows 5 concurrent per tenant), in this process.
     concurrency: asyncio.Semaphore
+    # The bucket and breaker every process shares; None: ``bucket`` and ``breaker`` decide.
+    shared: SharedBudget | None = None
+
+    @property
+    def circuit_state(self) -> CircuitState:
+        return self.shared.state if self.shared is not None else self.breaker.state
+
+    @property
+    def rate_waited_seconds(self) -> float:
+        """Seconds this process's calls waited for the rate limit, so far."""
+        return self.shared.waited_seconds if self.shared is not None else self.bucket.waited_seconds
 
     @property
     def needs_reauth(self) -> bool:
@@ -207,12 +226,14 @@ class Clients:
         *,
         clock: Callable[[], float] = time.time,
         breaker_policy: BreakerPolicy | None = None,
+        budgets: BudgetStore | None = None,
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.session = session
         self.clock = clock
         self.breaker_policy = breaker_policy
+        self.budgets = budgets
         self._handles: dict[uuid.UUID, Handle] = {}
         self._lock = asyncio.Lock()
 
@@ -243,10 +264,23 @@ class Clients:
         bucket = previous.bucket if previous is not None else AsyncTokenBucket(limit)
         bucket.limit = limit
         breaker = previous.breaker if previous else CircuitBreaker(self.breaker_policy)
+        shared = previous.shared if previous is not None else None
+        if shared is None and self.budgets is not None:
+            policy = self.breaker_policy or BreakerPolicy()
+            shared = SharedBudget(self.budgets, str(info.id), limit, policy)
+        if shared is not None:
+            shared.limit = limit
         client = conn.api.make_client(self.session, base_url, auth, info.settings)
         concurrency = int(info.settings.get("max_concurrency", DEFAULT_CONCURRENCY))
         return Handle(
-            info, conn, client, auth, bucket, breaker, asyncio.Semaphore(max(1, concurrency))
+            info,
+            conn,
+            client,
+            auth,
+            bucket,
+            breaker,
+            asyncio.Semaphore(max(1, concurrency)),
+            shared,
         )
 
     def _auth(self, info: ConnectionInfo, conn: Connector, base_url: str) -> Auth:

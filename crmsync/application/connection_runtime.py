@@ -12,8 +12,9 @@ import uuid
 import aiohttp
 import asyncpg
 
-from connectors.limits import BreakerPolicy
+from connectors.limits import PROBE_LEASE_SECONDS, BreakerPolicy
 from connectors.runtime import Clients, ConnectionInfo, CredentialCipher
+from crmsync.application.budgets import PostgresBudgets
 from crmsync.common import connections as stored
 from crmsync.common.db import Conn
 
@@ -56,5 +57,12 @@ def stored_clients(
     *,
     breaker_policy: BreakerPolicy | None = None,
 ) -> Clients:
-    """Clients whose refreshed tokens and refused refreshes are saved in ``pool``."""
-    return Clients(StoredCredentials(pool), keyring, session, breaker_policy=breaker_policy)
+    """Clients whose refreshed tokens and refused refreshes are saved in ``pool``, and
+    whose rate limits and circuit breakers are every process's (``provider_budgets``)."""
+    return Clients(
+        StoredCredentials(pool),
+        keyring,
+        session,
+        breaker_policy=breaker_policy,
+        budgets=PostgresBudgets(pool, probe_seconds=PROBE_LEASE_SECONDS),
+    )

@@ -51,8 +51,9 @@ LEASE = timedelta(seconds=60)
 SEND_TIMEOUT_SECONDS = 10.0
 CLAIM_BATCH = 20
 ERROR_CHARS = 500
-# pg_try_advisory_xact_lock key of the evaluation: "crmsync-notify".
-_EVALUATE_LOCK = 0x6E6F74696679
+# pg_try_advisory_xact_lock key of the evaluation: "crmsync-notify" (the failover test
+# looks for its holder in pg_locks).
+EVALUATE_LOCK = 0x6E6F74696679
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ async def _conditions(conn: Conn, now: datetime, thresholds: Thresholds) -> dict
 async def evaluate(conn: Conn, *, now: datetime, thresholds: Thresholds) -> int:
     """One evaluation; returns the deliveries queued (0 when another worker holds it)."""
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _EVALUATE_LOCK):
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", EVALUATE_LOCK):
             return 0
         data = await _conditions(conn, now, thresholds)
         keys = list(data)

@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(run.SERVICES),
         help=f"comma-separated subset of {','.join(run.SERVICES)}",
     )
+    p_run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes of each of processor and outbound (worker k listens on the "
+        "service's port + 100 * (k - 1)); default 1",
+    )
 
     p_demo = sub.add_parser(
         "demo",
@@ -178,7 +186,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         ("infra", "status"): lambda: asyncio.run(infra.status(as_json=args.json)),
         ("migrate", None): lambda: asyncio.run(infra.migrate(_say, as_json=args.json)),
         ("topics", "ensure"): lambda: asyncio.run(infra.ensure_topics(_say)),
-        ("run", None): lambda: run.run_services(args.services.split(","), _say),
+        ("run", None): lambda: run.run_services(
+            args.services.split(","), _say, workers=args.workers
+        ),
         ("demo", None): lambda: run.demo(
             _say,
             keep_infra=args.keep_infra,

@@ -34,6 +34,15 @@ from crmsync.settings.outbound import OutboundSettings
 from crmsync.settings.processor import ProcessorSettings
 from schemas.errors import Stop
 
+# Services that scale out by running more of them (``crmsync run --workers N``): the
+# processor's workers share its consumer group, outbound's its group and the push queue's
+# leases. Worker k listens on the service's port + 100 * (k - 1) (9101, 9201, … and 9102,
+# 9202, …: never another service's port).
+SCALABLE = {
+    "processor": ("processor_port", "processor_data_dir"),
+    "outbound": ("outbound_port", None),
+}
+WORKER_PORT_STEP = 100
 # Start-up includes joining the consumer group; 60 s covers a cold JVM broker too.
 READY_TIMEOUT_SECONDS = 60.0
 # Each service drains in-flight work on SIGTERM; 15 s is ample for that at our batch sizes.
@@ -116,28 +125,59 @@ def _stop_all(procs: dict[str, subprocess.Popen[bytes]], say: Say) -> None:
     say("all services stopped")
 
 
+def _workers(
+    names: list[str], workers: int
+) -> list[tuple[str, str, tuple[str, int], dict[str, str]]]:
+    """(label, service, address, extra environment) of each process to start: one of each
+    service, ``workers`` of each of SCALABLE, the others on ports and data directories of
+    their own."""
+    found: list[tuple[str, str, tuple[str, int], dict[str, str]]] = []
+    for name in names:
+        spec = SERVICES[name]
+        settings = parse_settings(spec.settings)
+        host, port = spec.address(settings)
+        found.append((name, name, (host, port), {}))
+        if name not in SCALABLE:
+            continue
+        port_field, data_field = SCALABLE[name]
+        for k in range(2, workers + 1):
+            worker_port = port + WORKER_PORT_STEP * (k - 1)
+            extra = {env_name(spec.settings, port_field): str(worker_port)}
+            if data_field is not None:
+                data_dir = f"{getattr(settings, data_field)}-{k}"
+                extra[env_name(spec.settings, data_field)] = data_dir
+            found.append((f"{name}-{k}", name, (host, worker_port), extra))
+    return found
+
+
 @contextlib.contextmanager
 def services_running(
-    names: list[str], say: Say, *, env: Mapping[str, str] | None = None
+    names: list[str], say: Say, *, env: Mapping[str, str] | None = None, workers: int = 1
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     """The services as child processes, ready; stopped in order on the way out, however
     that is (Ctrl-C, SIGTERM, an error, one of them dying). ``env``: variables to set on
-    top of this process's environment."""
+    top of this process's environment; ``workers``: processes of each SCALABLE service."""
     unknown = sorted(set(names) - SERVICES.keys())
     if unknown:
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
-    addresses = {n: SERVICES[n].address(parse_settings(SERVICES[n].settings)) for n in names}
+    if workers < 1:
+        raise StackError(f"--workers must be 1 or more, not {workers}")
+    planned = _workers(names, workers)
+    addresses = {label: address for label, _, address, _ in planned}
+    roles = {label: SERVICES[service].role for label, service, _, _ in planned}
+    names = list(addresses)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     # Installed explicitly: a shell may start us with SIGINT ignored (background jobs).
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for name in names:
+        for name, service, _, extra in planned:
             # Own session: a terminal's Ctrl-C reaches only this process, which then stops
             # the services in order, instead of racing them as they all exit at once.
+            more = {**(env or {}), **extra}
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
+                [sys.executable, "-m", f"services.{service}"],
                 start_new_session=True,
-                env={**os.environ, **env} if env else None,
+                env={**os.environ, **more} if more else None,
             )
         pending = set(names)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -156,7 +196,7 @@ def services_running(
         say("crmsync is running:")
         for name in names:
             host, port = addresses[name]
-            say(f"  {name:<10} http://{host}:{port}  {SERVICES[name].role}")
+            say(f"  {name:<10} http://{host}:{port}  {roles[name]}")
             say(f"  {'':<10}   /healthz /readyz /metrics")
         yield procs
     except _TerminateRequestedError:
@@ -170,8 +210,8 @@ def services_running(
             signal.signal(sig, handler)
 
 
-def run_services(names: list[str], say: Say) -> int:
-    with services_running(names, say) as procs:
+def run_services(names: list[str], say: Say, *, workers: int = 1) -> int:
+    with services_running(names, say, workers=workers) as procs:
         say("Press Ctrl-C to stop.")
         while True:  # until Ctrl-C or SIGTERM, which services_running turns into a stop
             _check_alive(procs)

@@ -175,14 +175,14 @@ class Outbound:
             expiry: dict[str, float] = {}
             for handle in self.clients.cached():
                 provider = handle.info.provider
-                circuit[provider] = max(circuit[provider], CIRCUIT_GAUGE[handle.breaker.state])
+                circuit[provider] = max(circuit[provider], CIRCUIT_GAUGE[handle.circuit_state])
                 reauth[provider] += int(handle.needs_reauth)
                 left = handle.token_seconds_left
                 if left is not None:
                     expiry[provider] = min(expiry.get(provider, left), left)
                 key = id(handle.bucket)
-                delta = handle.bucket.waited_seconds - waited.get(key, 0.0)
-                waited[key] = handle.bucket.waited_seconds
+                delta = handle.rate_waited_seconds - waited.get(key, 0.0)
+                waited[key] = handle.rate_waited_seconds
                 metrics.RATE_LIMIT_WAIT_SECONDS.labels(provider).inc(max(0.0, delta))
             for provider, state in circuit.items():
                 metrics.CIRCUIT_STATE.labels(provider).set(state)

@@ -17,7 +17,7 @@ import asyncpg
 from crmsync.common.kafka import make_admin
 from crmsync.common.settings import CommonSettings, repo_root
 
-SECTIONS = ("ingest.", "e2e.", "processor.", "backfill.", "memory.")
+SECTIONS = ("ingest.", "e2e.", "processor.", "backfill.", "limiter.", "memory.")
 # The figures the issue asks for, by name; quick sizes name rates after their own loads.
 REQUIRED = (
     "ingest.stripe.throughput",
@@ -76,7 +76,8 @@ async def test_quick_run_reports_every_section_and_leaves_nothing_behind(
     # Every database and topic the run announced is gone.
     databases = re.findall(r"database (crmsync_bench_\w+)", done.stderr)
     prefixes = re.findall(r"topic prefix (bench\w+\.)", done.stderr)
-    assert len(databases) == len(prefixes) == 4
+    # One each for ingest, e2e, processor, backfill and limiter.
+    assert len(databases) == len(prefixes) == 5
     conn = await asyncpg.connect(common_settings.database_url)
     try:
         left = await conn.fetch(

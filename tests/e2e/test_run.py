@@ -70,6 +70,39 @@ def test_run_starts_every_service_and_ctrl_c_stops_them(
     assert [n for n, p in ports.items() if _listening(p)] == []
 
 
+def test_run_workers_starts_two_processors_and_two_outbounds(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 18: `--workers 2`: the second of each on the service's port + 100."""
+    ports = {}
+    for name in ("processor", "outbound"):
+        port = int(run_env[f"CRMSYNC_{name.upper()}_PORT"])
+        ports[name], ports[f"{name}-2"] = port, port + 100
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [CRMSYNC, "run", "--services", "processor,outbound", "--workers", "2"],
+            env=run_env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        for port in ports.values():
+            wait_until_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        deadline = time.monotonic() + 30
+        while "Press Ctrl-C to stop." not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        code = stop(proc, None)
+    output = log.read_text()
+    assert code == 0, output
+    for name, port in ports.items():
+        assert f"{name:<10} http://127.0.0.1:{port}" in output
+    assert [n for n, p in ports.items() if _listening(p)] == []
+
+
 def test_run_stops_the_others_when_one_service_cannot_start(run_env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

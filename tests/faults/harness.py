@@ -32,6 +32,7 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from crmsync.demo import sims
 from crmsync.demo.sims import RunningSim
+from services.processor.outbox import RELAY_LOCK
 from tests.faults.ledger import Ledger, Load, count_ledger, email_of
 from tests.faults.stack import (
     READY_SECONDS,
@@ -56,6 +57,14 @@ MAX_RATE = 150.0
 STALL_SECONDS = 30.0
 # Complete and unchanged for this long: done (late duplicates would show up within it).
 SETTLE_SECONDS = 3.0
+# The outbox relay's failover, as the README states it: PostgreSQL ends a SIGKILLed
+# holder's transaction (and its lock) as soon as the socket closes, and the other relay
+# tries every outbox.POLL_SECONDS (0.5 s) or at the next commit's NOTIFY.
+RELAY_FAILOVER_SECONDS = 5.0
+# How long joined workers get to take a share of the work, and then stay, before they
+# leave.
+JOINED_WORK_SECONDS = 30.0
+JOINED_STAY_SECONDS = 8.0
 
 Source = Literal["internal", "xero"]
 Progress = Literal["applied", "pushed"]
@@ -608,6 +617,102 @@ async def second_worker_joins_and_leaves(run: Run) -> None:
     run.note(f"second processor left (SIGTERM) at {await run.applied()} applied")
 
 
+async def metric(run: Run, proc: Proc, name: str) -> float:
+    """A counter or gauge of a service, summed over its labels (0 when unreachable)."""
+    url = proc.ready_url.removesuffix("/readyz") + "/metrics"
+    try:
+        async with run.session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
+            text = await response.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return 0.0
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    )
+
+
+async def second_workers_join_and_leaves(run: Run) -> None:
+    """Issue 18: a second processor and a second outbound join the consumer groups (and
+    the push queue's leases) mid-load, take a share of the work, then leave mid-load."""
+    got = await run.reach("applied", 0.1)
+    processor = run.stack.processor("processor-2")
+    outbound = run.stack.outbound("outbound-2")
+    run.processors.append(processor)
+    for proc in (processor, outbound):
+        proc.start()
+    run.note(f"second processor and outbound starting at {got} applied")
+    await asyncio.gather(processor.wait_ready(run.session), outbound.wait_ready(run.session))
+    run.note(f"both ready at {await run.applied()} applied, {run.pushed()} pushed")
+    deadline = time.monotonic() + JOINED_WORK_SECONDS
+    applied = pushed = 0.0
+    while time.monotonic() < deadline:
+        applied = await metric(run, processor, "crmsync_processor_events_total")
+        pushed = await metric(run, outbound, "crmsync_outbound_pushes_total")
+        if applied > 0 and pushed > 0:
+            break
+        await asyncio.sleep(0.5)
+    # A while longer at work (across more than one batch and lease), then they leave.
+    await asyncio.sleep(JOINED_STAY_SECONDS)
+    applied = await metric(run, processor, "crmsync_processor_events_total")
+    pushed = await metric(run, outbound, "crmsync_outbound_pushes_total")
+    if len(run.load.accepted) + len(run.load.refused) >= len(run.load.keys):
+        raise ScenarioError("the load was all sent before the second workers left: not mid-load")
+    if not (applied > 0 and pushed > 0):
+        raise ScenarioError(
+            f"the second workers took no share within {JOINED_WORK_SECONDS:g}s: "
+            f"processor-2 applied {applied:g}, outbound-2 pushed {pushed:g}"
+        )
+    await asyncio.gather(processor.stop(signal.SIGTERM), outbound.stop(signal.SIGTERM))
+    run.note(
+        f"both left (SIGTERM) after applying {applied:g} and pushing {pushed:g}, "
+        f"at {await run.applied()} applied, {run.pushed()} pushed"
+    )
+
+
+async def relay_leader_killed(run: Run) -> None:
+    """Issue 18: the outbox relay is single-leader (an advisory lock); its holder is
+    SIGKILLed while it holds the lock, and the other processor's relay publishes every row
+    that was waiting within RELAY_FAILOVER_SECONDS."""
+    second = run.stack.processor("processor-2")
+    run.processors.append(second)
+    second.start()
+    await second.wait_ready(run.session)
+    await run.reach("applied", 0.2)
+    killed = await run.stack.kill_lock_holder(RELAY_LOCK, run.processors)
+    killed_at = time.monotonic()
+    holder = killed.name
+    # Everything committed by the kill (and a little after): the survivor's to publish.
+    waiting = await _outbox_max_id(run)
+    run.note(f"{holder} SIGKILLed holding the outbox relay's lock, outbox up to id {waiting}")
+    while await _outbox_count_upto(run, waiting) > 0:
+        if time.monotonic() - killed_at > 3 * RELAY_FAILOVER_SECONDS:
+            break
+        await asyncio.sleep(0.05)
+    took = time.monotonic() - killed_at
+    run.note(f"the other relay published every row waiting at the kill {took:.2f}s after it")
+    if took > RELAY_FAILOVER_SECONDS:
+        raise ScenarioError(
+            f"the outbox relay failed over in {took:.2f}s, over {RELAY_FAILOVER_SECONDS:g}s"
+        )
+
+
+async def _outbox_max_id(run: Run) -> int:
+    conn = await asyncpg.connect(run.stack.database_url, timeout=3)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+    finally:
+        await conn.close()
+
+
+async def _outbox_count_upto(run: Run, last_id: int) -> int:
+    conn = await asyncpg.connect(run.stack.database_url, timeout=3)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE id <= $1", last_id))
+    finally:
+        await conn.close()
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -672,6 +777,21 @@ SCENARIOS: dict[str, Scenario] = {
             "xero",
             second_worker_joins_and_leaves,
             min_load_seconds=20.0,
+        ),
+        Scenario(
+            "workers-join-leave",
+            "a second processor and a second outbound join, take work, then leave mid-load"
+            " (Xero, hydrated)",
+            "xero",
+            second_workers_join_and_leaves,
+            min_load_seconds=60.0,
+        ),
+        Scenario(
+            "relay-leader-sigkill",
+            "the processor holding the outbox relay's lock SIGKILLed; the other publishes",
+            "internal",
+            relay_leader_killed,
+            min_load_seconds=40.0,
         ),
     )
 }

@@ -261,19 +261,18 @@ class IsolatedStack:
             processor_data_dir=self.workdir / name,
         )
 
-    def outbound(self) -> Proc:
+    def outbound(self, name: str = "outbound", **extra: object) -> Proc:
+        """``extra``: more CRMSYNC_OUTBOUND_* settings, over these."""
         port = free_port()
-        return self._proc(
-            "outbound",
-            "services.outbound",
-            port,
-            outbound_port=port,
+        settings: dict[str, object] = {
+            "outbound_port": port,
             # Only the pushes under test: no scheduled reconciliations.
-            outbound_sync_concurrency=0,
+            "outbound_sync_concurrency": 0,
             # A push claimed by a SIGKILLed worker is retried after the lease; the default
             # minute would only make the suite slower.
-            outbound_lease_seconds=15,
-        )
+            "outbound_lease_seconds": 15,
+        }
+        return self._proc(name, "services.outbound", port, **(settings | extra))
 
     # --- faults ----------------------------------------------------------------------
 
@@ -309,6 +308,44 @@ class IsolatedStack:
         await asyncio.to_thread(self.kafka.down, self.say)
         await asyncio.sleep(down_seconds)
         await self.kafka.up(self.say)
+
+    async def advisory_lock_holder(self, key: int) -> str | None:
+        """The service (its application_name) whose session holds the advisory lock
+        ``key`` now, if any."""
+        conn = await asyncpg.connect(self.database_url, timeout=3)
+        try:
+            holder: str | None = await conn.fetchval(
+                """
+                SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                   AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
+                """,
+                key >> 32,
+                key & 0xFFFFFFFF,
+            )
+        finally:
+            await conn.close()
+        return holder
+
+    async def kill_lock_holder(self, key: int, procs: list[Proc]) -> Proc:
+        """SIGKILL the one of ``procs`` whose session holds advisory lock ``key``, while
+        it holds it: stopped first (a stopped process cannot end its transaction), seen
+        holding it still, then killed. A transaction-scoped lock is held for milliseconds
+        at a time, so it is looked for every few."""
+        by_name = {p.name: p for p in procs}
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            holder = await self.advisory_lock_holder(key)
+            proc = by_name.get(holder or "")
+            if proc is None or proc.proc is None:
+                await asyncio.sleep(0.002)
+                continue
+            proc.proc.send_signal(signal.SIGSTOP)
+            if await self.advisory_lock_holder(key) == holder:
+                await proc.stop(signal.SIGKILL)
+                return proc
+            proc.proc.send_signal(signal.SIGCONT)
+        raise StackError(f"nobody was seen holding advisory lock {key:#x} within 60s")
 
     async def sessions(self, application_name: str) -> int:
         """PostgreSQL sessions a service holds now (0 while PostgreSQL is unreachable)."""

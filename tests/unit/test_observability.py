@@ -245,12 +245,21 @@ def test_metric_labels_are_bounded() -> None:
             assert not unbounded & set(labels), f"{module.__name__}: {labels}"
 
 
+# Scaled out with `docker compose up --scale`: every replica found by its name in DNS.
+SCALED_SERVICES = {"processor", "outbound"}
+
+
 def test_prometheus_scrapes_every_service_at_its_default_port() -> None:
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     for service, port in SERVICE_PORTS.items():
         job = jobs[f"crmsync-{service}"]
         assert job.get("metrics_path", "/metrics") == "/metrics"
+        if service in SCALED_SERVICES:
+            (found,) = job["dns_sd_configs"]
+            assert found == {"names": [service], "type": "A", "port": port}
+            assert job["relabel_configs"] == [{"target_label": "service", "replacement": service}]
+            continue
         (static,) = job["static_configs"]
         assert static["targets"] == [f"{service}:{port}"]
         assert static["labels"]["service"] == service
