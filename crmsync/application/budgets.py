@@ -1,11 +1,11 @@
-"""Provider budgets in PostgreSQL (``provider_budgets``, migration 0017): the one
+"""Provider budgets in PostgreSQL (``provider_budgets``, migration 0018): the one
 data-access module for them (here, not in crmsync.common: it speaks connectors' types),
 and the ``connectors.limits.BudgetStore`` every service
 passes to its clients, so each connection's rate limit and circuit breaker are shared
 by every process that calls the provider (issue 18).
 
 The decisions are made in the database, each under the row's lock in one statement (the
-functions of migration 0017): a token bucket read and spent by two processes apart would
+functions of migration 0018): a token bucket read and spent by two processes apart would
 grant the same token twice. One round trip per call, on a pool connection; successes
 travel with the next admission.
 """
