@@ -478,7 +478,7 @@ async def backend(
     settings = remote_settings(args)
     if is_remote(args):
         assert settings.api_url is not None  # noqa: S101 - is_remote checked it
-        if settings.api_key is None:
+        if settings.api_key is None or not settings.api_key.get_secret_value():
             raise CommandError(
                 "remote mode needs an API key: --api-key or CRMSYNC_API_KEY", EXIT_INVALID
             )
