@@ -225,7 +225,11 @@ def _tenant_mismatch(args: argparse.Namespace, ref: ConnectionRef) -> None:
 
 
 async def _named(backend: Backend, ref: ConnectionRef) -> uuid.UUID:
-    found = await backend.call("listConnections", {"query": ConnectionQuery(name=ref.name)})
+    try:
+        query = ConnectionQuery(name=ref.name)
+    except ValidationError:
+        raise CommandError(f"connection {ref}: {ref.name!r} is not a name", EXIT_INVALID) from None
+    found = await backend.call("listConnections", {"query": query})
     if not found.items:
         raise CommandError(f"no connection {ref}", EXIT_NOT_FOUND)
     connection: uuid.UUID = found.items[0].id

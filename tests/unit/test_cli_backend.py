@@ -29,7 +29,9 @@ from crmsync.cli.backend import (
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
     OPERATIONS,
+    CommandError,
     ConnectionRef,
+    _named,
     _params,
     _refusal,
     _result_type,
@@ -125,6 +127,30 @@ def test_a_connection_is_named_by_id_or_tenant_slash_name() -> None:
     for bad in ("stripe", "/stripe", "acme/", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="TENANT/NAME"):
             connection_arg(bad)
+
+
+class _NoConnections:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, operation_id: str, arguments: dict[str, Any]) -> Any:
+        self.calls.append((operation_id, arguments))
+        return Page(items=[], next_cursor=None)
+
+    async def resolve(self, ref: ConnectionRef) -> uuid.UUID:
+        raise NotImplementedError
+
+
+async def test_a_tenant_slash_name_is_looked_up_by_name_and_a_bad_one_refused() -> None:
+    backend = _NoConnections()
+    with pytest.raises(CommandError) as missing:
+        await _named(backend, connection_arg("acme/stripe"))
+    assert (missing.value.code, str(missing.value)) == (EXIT_NOT_FOUND, "no connection acme/stripe")
+    assert backend.calls == [("listConnections", {"query": ConnectionQuery(name="stripe")})]
+    with pytest.raises(CommandError) as bad:
+        await _named(backend, connection_arg("acme/a/b"))
+    assert bad.value.code == EXIT_INVALID
+    assert len(backend.calls) == 1
 
 
 def _parsers(
