@@ -9,12 +9,13 @@ from crmsync.application.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     call,
     command,
     connection_arg,
     emit,
-    list_command,
     model,
     optional_connection_id,
     uuid_arg,
@@ -51,8 +52,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("api-keys", help="a tenant's scoped API keys (admin, read, publish)")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "api-keys", "a tenant's scoped API keys (admin, read, publish)")
 
     create = actions.add_parser("create", help="create a key; it is printed once")
     add_common(create)
@@ -70,12 +70,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--expires-in-days", type=int, help="expiry (default: never)")
     create.set_defaults(handler=_create)
 
-    list_ = actions.add_parser("list", help="the tenant's keys (never the keys themselves)")
-    add_common(list_, page=True)
-    list_.add_argument("--all", action="store_true", help="include revoked keys")
-    list_.set_defaults(
-        handler=list_command("listApiKeys", ApiKeyQuery, COLUMNS, include_revoked="all")
+    list_ = add_list_action(
+        actions,
+        "the tenant's keys (never the keys themselves)",
+        "listApiKeys",
+        ApiKeyQuery,
+        COLUMNS,
+        include_revoked="all",
     )
+    list_.add_argument("--all", action="store_true", help="include revoked keys")
 
     add_id_action(
         actions,

@@ -8,12 +8,13 @@ from crmsync.application.models import ConflictQuery, ConflictResolve
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     call,
     command,
     emit,
     json_arg,
-    list_command,
     model,
     uuid_arg,
 )
@@ -35,10 +36,8 @@ def _resolve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("conflicts", help="conflicting field values parked for an operator")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    list_ = actions.add_parser("list", help="oldest first")
-    add_common(list_, page=True)
+    actions = add_group(sub, "conflicts", "conflicting field values parked for an operator")
+    list_ = add_list_action(actions, "oldest first", "listConflicts", ConflictQuery, COLUMNS)
     list_.add_argument("--state", choices=("open", "resolved", "all"), help="default open")
     list_.add_argument(
         "--entity-type",
@@ -46,7 +45,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="only conflicts on this kind of record",
     )
     list_.add_argument("--entity-id", type=uuid_arg, help="only this record's conflicts")
-    list_.set_defaults(handler=list_command("listConflicts", ConflictQuery, COLUMNS))
     add_id_action(actions, "show", "one conflict", "getConflict", id_help="conflict id")
     resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
     add_common(resolve)

@@ -10,12 +10,13 @@ from crmsync.cli.admin_common import (
     EXIT_UNAVAILABLE,
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     call,
     command,
     connection_arg,
     emit,
-    list_command,
     model,
     optional_connection_id,
     uuid_arg,
@@ -53,17 +54,14 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("dead-letters", help="events parked with their reason; redrive them")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    list_ = actions.add_parser("list", help="newest first")
-    add_common(list_, page=True)
+    actions = add_group(sub, "dead-letters", "events parked with their reason; redrive them")
+    list_ = add_list_action(actions, "newest first", "listDeadLetters", DeadLetterQuery, COLUMNS)
     list_.add_argument("--stage", choices=STAGES, help="where it was parked")
     list_.add_argument("--reason", help="a reason code, e.g. signature_invalid")
     list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
     list_.add_argument(
         "--state", choices=("open", "redriven", "discarded", "all"), help="default open"
     )
-    list_.set_defaults(handler=list_command("listDeadLetters", DeadLetterQuery, COLUMNS))
     add_id_action(actions, "show", "one dead letter with its payload", "getDeadLetter", id_help=_ID)
     redrive = actions.add_parser(
         "redrive", help="back into their stage: ids, or every open one matching the filters"

@@ -10,12 +10,13 @@ from crmsync.application.models import FreezeWindowCreate, FreezeWindowQuery
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     call,
     command,
     connection_arg,
     emit,
-    list_command,
     model,
     optional_connection_id,
 )
@@ -46,8 +47,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("freeze-windows", help="scheduled pauses, in and/or out")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "freeze-windows", "scheduled pauses, in and/or out")
     add = actions.add_parser("add", help="schedule a window")
     add_common(add)
     add.add_argument(
@@ -60,13 +60,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--ends-at", required=True, help="ISO 8601 time with offset")
     add.add_argument("--reason", help="why, e.g. the wedding day")
     add.set_defaults(handler=_add)
-    list_ = actions.add_parser("list", help="windows not over yet")
-    add_common(list_, page=True)
+    list_ = add_list_action(
+        actions,
+        "windows not over yet",
+        "listFreezeWindows",
+        FreezeWindowQuery,
+        COLUMNS,
+        include_past="all",
+    )
     list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
     list_.add_argument("--all", action="store_true", help="include windows that are over")
-    list_.set_defaults(
-        handler=list_command("listFreezeWindows", FreezeWindowQuery, COLUMNS, include_past="all")
-    )
     add_id_action(actions, "show", "one window", "getFreezeWindow", id_help=_ID)
     add_id_action(
         actions,

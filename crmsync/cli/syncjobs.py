@@ -12,13 +12,14 @@ from crmsync.application.models import SyncJobCreate, SyncJobQuery
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     call,
     command,
     connection_arg,
     connection_id,
     emit,
-    list_command,
     model,
 )
 
@@ -47,8 +48,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sync-jobs", help="queued backfills and reconciliations")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "sync-jobs", "queued backfills and reconciliations")
     start = actions.add_parser("start", help="queue a run for the outbound service")
     add_common(start)
     start.add_argument("--connection", required=True, type=connection_arg, help="id or TENANT/NAME")
@@ -58,8 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     start.add_argument("--entity-types", help="comma-separated (default: what it syncs)")
     start.add_argument("--modified-since", help="reconcile: ISO 8601 time with offset")
     start.set_defaults(handler=_start)
-    list_ = actions.add_parser("list", help="newest first")
-    add_common(list_, page=True)
+    list_ = add_list_action(actions, "newest first", "listSyncJobs", SyncJobQuery, COLUMNS)
     list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
     list_.add_argument(
         "--status",
@@ -67,7 +66,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="only runs in this state",
     )
     list_.add_argument("--kind", choices=KINDS, help="only runs of this kind")
-    list_.set_defaults(handler=list_command("listSyncJobs", SyncJobQuery, COLUMNS))
     add_id_action(actions, "show", "a run's progress", "getSyncJob", id_help="sync job id")
     add_id_action(
         actions,
