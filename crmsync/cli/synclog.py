@@ -24,6 +24,7 @@ from crmsync.cli.admin_common import (
     connection_arg,
     list_command,
     query_from,
+    uuid_arg,
 )
 from crmsync.cli.backend import Backend, run
 
@@ -135,6 +136,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=("customer", "job", "invoice", "payment"),
         help="only events of this kind of record",
     )
+    p.add_argument("--entity-id", type=uuid_arg, help="one record's events")
     p.add_argument("--since", help="ISO 8601 time with offset")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument(
