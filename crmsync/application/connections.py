@@ -263,6 +263,7 @@ async def list_(conn: Conn, ctx: Context, query: ConnectionQuery) -> Page[Connec
         status=query.status,
         after=after,
         limit=query.limit + 1,
+        name=query.name,
     )
     return page([_out(r, ctx) for r in found], query.limit, lambda c: (c.created_at, c.id))
 

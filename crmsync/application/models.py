@@ -165,6 +165,9 @@ class ConnectionUpdate(ConnectionSettingsIn):
 class ConnectionQuery(PageQuery):
     provider: str | None = Field(None, max_length=64)
     status: Literal["active", "disabled", "needs_reauth"] | None = None
+    name: Name | None = Field(
+        None, description="The connection of this name (the CLI's TENANT/NAME)."
+    )
 
 
 ConnectionStatus = Literal["active", "disabled", "needs_reauth"]
@@ -583,6 +586,13 @@ class ApiKeyCreate(Strict):
 
 class ApiKeyQuery(PageQuery):
     include_revoked: bool = False
+
+
+class TenantOut(Out):
+    id: UUID
+    slug: str = Field(description="What the CLI's --tenant and TENANT/NAME name.")
+    name: str
+    created_at: datetime
 
 
 class ApiKeyOut(Out):

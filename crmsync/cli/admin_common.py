@@ -1,111 +1,56 @@
-"""What the admin command groups share: running one admin operation against the database
-for a tenant, and printing its result as a table or as JSON.
+"""What the admin command groups share: options, running one operation in this command's
+mode (:mod:`crmsync.cli.backend`: locally on PostgreSQL or through the admin API), and
+printing its result as a table or as JSON.
 
 The operations are the admin API's own (``crmsync.application``): a command does exactly
 what the matching endpoint does. Exit status (also in ``crmsync --help``):
-0 done, 1 a dependency is unreachable, 2 invalid input, 3 not found, 4 conflicts with the
-current state.
+0 done, 1 a dependency is unreachable, 2 invalid input (or an API key refused), 3 not
+found, 4 conflicts with the current state.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import inspect
 import json
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from crmsync.application.audit_trail import cli_actor
-from crmsync.application.context import Context
-from crmsync.application.errors import (
-    AdminError,
-    ConflictError,
-    InvalidError,
-    NotFoundError,
-)
 from crmsync.application.models import Page
-from crmsync.common.apikeys import ensure_tenant
-from crmsync.common.db import Conn, DatabaseUnavailableError, connect
-from crmsync.common.settings import parse_settings
-from crmsync.localstack.status import StackError
-from crmsync.settings.admin import AdminSettings, keyring_from
-from schemas.errors import RefuseInput
+from crmsync.cli.backend import (
+    EXIT_CONFLICT,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    OPERATIONS,
+    CommandError,
+    ConnectionRef,
+    call,
+    connection_arg,
+    connection_id,
+    optional_connection_id,
+)
 
-EXIT_OK = 0
-EXIT_UNAVAILABLE = 1
-EXIT_INVALID = 2
-EXIT_NOT_FOUND = 3
-EXIT_CONFLICT = 4
+__all__ = [
+    "EXIT_CONFLICT",
+    "EXIT_INVALID",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "CommandError",
+    "call",
+    "connection_arg",
+    "connection_id",
+    "optional_connection_id",
+]
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-Op = Callable[[Conn, Context], Awaitable[T]]
-# An operation on one item: show, revoke, cancel, discard, delete, ...
-IdOp = Callable[[Conn, Context, uuid.UUID], Awaitable[BaseModel | None]]
 Column = tuple[str, Callable[[Any], Any]]
-
-
-class CommandError(RefuseInput):
-    """Ends the command with ``code`` after printing the message."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _exit_code(exc: AdminError) -> int:
-    if isinstance(exc, NotFoundError):
-        return EXIT_NOT_FOUND
-    if isinstance(exc, ConflictError):
-        return EXIT_CONFLICT
-    if isinstance(exc, InvalidError):
-        return EXIT_INVALID
-    return EXIT_UNAVAILABLE
-
-
-def _describe(exc: AdminError) -> str:
-    errors = exc.extensions.get("errors") or []
-    where = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
-    return f"{exc.detail} ({where})" if where else exc.detail
-
-
-async def _run(tenant: str, op: Op[T], *, create_tenant: bool) -> T:
-    settings = parse_settings(AdminSettings)
-    keyring = keyring_from(settings)
-    try:
-        conn = await connect(settings.database_url)
-    except DatabaseUnavailableError as exc:
-        raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
-    try:
-        if create_tenant:
-            tenant_id = await ensure_tenant(conn, tenant)
-        else:
-            tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", tenant)
-            if tenant_id is None:
-                raise CommandError(f"no tenant {tenant!r}", EXIT_NOT_FOUND)
-        ctx = Context(
-            tenant_id=tenant_id,
-            keyring=keyring,
-            public_base_url=settings.ingest_public_base_url,
-            kafka=settings.kafka_target(),
-            actor=cli_actor(),
-            allow_private_provider_urls=settings.allow_private_provider_urls,
-        )
-        return await op(conn, ctx)
-    finally:
-        await conn.close()
-
-
-def run(args: argparse.Namespace, op: Op[T], *, create_tenant: bool = False) -> T:
-    """Run ``op`` for ``--tenant``; refusals become :class:`CommandError`."""
-    try:
-        return asyncio.run(_run(args.tenant, op, create_tenant=create_tenant))
-    except AdminError as exc:
-        raise CommandError(_describe(exc), _exit_code(exc)) from None
 
 
 def model(cls: type[M], **values: Any) -> M:
@@ -189,59 +134,72 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return handler
 
 
-def on_id(op: IdOp) -> Callable[[argparse.Namespace], int]:
-    """The command that runs ``op`` on its ``id`` argument and prints what it returns."""
+def id_param(operation_id: str) -> str:
+    """The name of the id an operation on one item takes (``connection_id``, ...)."""
+    params = list(inspect.signature(OPERATIONS[operation_id]).parameters)
+    return next(p for p in params[2:] if p.endswith("_id"))
+
+
+def on_id(operation_id: str) -> Callable[[argparse.Namespace], int]:
+    """The command that runs ``operation_id`` on its ``id`` argument and prints what it
+    returns (a connection's id may be TENANT/NAME)."""
 
     @command
     def handler(args: argparse.Namespace) -> int:
-        return emit(run(args, lambda c, ctx: op(c, ctx, args.id)), args.json)
+        item = args.id
+        if isinstance(item, ConnectionRef):
+            item = connection_id(args, item)
+        return emit(call(args, operation_id, **{id_param(operation_id): item}), args.json)
 
     return handler
 
 
 def list_command(
-    op: Callable[[Conn, Context, M], Awaitable[Page[Any]]],
-    query: type[M],
-    columns: Sequence[Column],
-    **options: str,
+    operation_id: str, query: type[M], columns: Sequence[Column], **options: str
 ) -> Callable[[argparse.Namespace], int]:
-    """The command that prints a page of ``op``, its query read by :func:`query_from`."""
+    """The command that prints a page of ``operation_id``, its query read by
+    :func:`query_from`."""
 
     @command
     def handler(args: argparse.Namespace) -> int:
         built = query_from(query, args, **options)
-        return emit(run(args, lambda c, ctx: op(c, ctx, built)), args.json, columns)
+        return emit(call(args, operation_id, query=built), args.json, columns)
 
     return handler
 
 
 def query_from(query: type[M], args: argparse.Namespace, **options: str) -> M:
     """Each field of ``query`` from the option of the same name (``options`` names the ones
-    called otherwise); an option not given, or not offered, leaves the field's default."""
-    return model(query, **{f: getattr(args, options.get(f, f), None) for f in query.model_fields})
+    called otherwise); an option not given, or not offered, leaves the field's default. A
+    connection named TENANT/NAME becomes its id."""
+    values = {f: getattr(args, options.get(f, f), None) for f in query.model_fields}
+    for name, value in values.items():
+        if isinstance(value, ConnectionRef):
+            values[name] = connection_id(args, value)
+    return model(query, **values)
 
 
 def add_group(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """``crmsync NAME ACTION ...``: a group of admin actions; add them to what it returns."""
-    parser = sub.add_parser(name, help=help_)
+    parser = sub.add_parser(name, help=help_, description=help_)
     return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
 def add_list_action(
     actions: argparse._SubParsersAction[argparse.ArgumentParser],
     help_: str,
-    op: Callable[[Conn, Context, M], Awaitable[Page[Any]]],
+    operation_id: str,
     query: type[M],
     columns: Sequence[Column],
     **options: str,
 ) -> argparse.ArgumentParser:
-    """``list --tenant T [--limit N] [--cursor C]``: a page of ``op`` (:func:`list_command`);
-    add the query's filter options to the parser it returns."""
-    parser = actions.add_parser("list", help=help_)
+    """``list [--tenant T] [--limit N] [--cursor C]``: a page of ``operation_id``
+    (:func:`list_command`); add the query's filter options to the parser it returns."""
+    parser = actions.add_parser("list", help=help_, description=help_)
     add_common(parser, page=True)
-    parser.set_defaults(handler=list_command(op, query, columns, **options))
+    parser.set_defaults(handler=list_command(operation_id, query, columns, **options))
     return parser
 
 
@@ -249,21 +207,40 @@ def add_id_action(
     actions: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
     help_: str,
-    op: IdOp,
+    operation_id: str,
     *,
-    id_help: str | None = None,
+    id_help: str,
 ) -> argparse.ArgumentParser:
-    """``ACTION --tenant T ID``: ``op`` on one item."""
-    parser = actions.add_parser(name, help=help_)
+    """``ACTION [--tenant T] ID``: ``operation_id`` on one item."""
+    parser = actions.add_parser(name, help=help_, description=help_)
     add_common(parser)
     parser.add_argument("id", type=uuid_arg, help=id_help)
-    parser.set_defaults(handler=on_id(op))
+    parser.set_defaults(handler=on_id(operation_id))
     return parser
 
 
+def add_remote(parser: argparse.ArgumentParser) -> None:
+    """``--api-url`` and ``--api-key``: run the command through a deployed admin API."""
+    parser.add_argument(
+        "--api-url",
+        help="remote mode: the admin API to call instead of PostgreSQL "
+        "(default: $CRMSYNC_API_URL; unset: local mode)",
+    )
+    parser.add_argument(
+        "--api-key",
+        help="remote mode: an admin (or, to read, a read) API key of the tenant "
+        "(default: $CRMSYNC_API_KEY, which keeps it out of the process list)",
+    )
+
+
 def add_common(parser: argparse.ArgumentParser, *, page: bool = False) -> None:
-    parser.add_argument("--tenant", required=True, help="tenant slug")
+    parser.add_argument(
+        "--tenant",
+        help="tenant slug (local mode: required unless a connection named by id or "
+        "TENANT/NAME gives it; remote mode: checked against the API key's tenant)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_remote(parser)
     if page:
         parser.add_argument("--limit", type=int, help="items per page (default 50)")
         parser.add_argument("--cursor", help="the cursor printed after the previous page")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-from crmsync.application import apikeys
 from crmsync.application.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
 from crmsync.cli.admin_common import (
     Column,
@@ -13,10 +12,12 @@ from crmsync.cli.admin_common import (
     add_group,
     add_id_action,
     add_list_action,
+    call,
     command,
+    connection_arg,
     emit,
     model,
-    run,
+    optional_connection_id,
     uuid_arg,
 )
 
@@ -35,8 +36,9 @@ COLUMNS: list[Column] = [
 def _create(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     expires = now + timedelta(days=args.expires_in_days) if args.expires_in_days else None
-    body = model(ApiKeyCreate, scope=args.scope, connection=args.connection, expires_at=expires)
-    created = run(args, lambda c, ctx: apikeys.create(c, ctx, body, now=now), create_tenant=True)
+    connection = optional_connection_id(args, args.connection)
+    body = model(ApiKeyCreate, scope=args.scope, connection=connection, expires_at=expires)
+    created = call(args, "createApiKey", body=body, create_tenant=True)
     code = emit(created, args.json)
     if not args.json:
         print("(the key is shown only now; it is stored as a hash)")
@@ -46,9 +48,7 @@ def _create(args: argparse.Namespace) -> int:
 @command
 def _rotate(args: argparse.Namespace) -> int:
     body = model(ApiKeyRotate, overlap_seconds=args.overlap_seconds)
-    now = datetime.now(UTC)
-    rotated = run(args, lambda c, ctx: apikeys.rotate(c, ctx, args.id, body, now=now))
-    return emit(rotated, args.json)
+    return emit(call(args, "rotateApiKey", key_id=args.id, body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,15 +56,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     create = actions.add_parser("create", help="create a key; it is printed once")
     add_common(create)
-    create.add_argument("--scope", required=True, choices=("admin", "read", "publish"))
-    create.add_argument("--connection", type=uuid_arg, help="publish keys: internal connection")
+    create.add_argument(
+        "--scope",
+        required=True,
+        choices=("admin", "read", "publish"),
+        help="admin: every admin call; read: reading only; publish: ingest's /v1/changes",
+    )
+    create.add_argument(
+        "--connection",
+        type=connection_arg,
+        help="publish keys: their internal connection (id or TENANT/NAME)",
+    )
     create.add_argument("--expires-in-days", type=int, help="expiry (default: never)")
     create.set_defaults(handler=_create)
 
     list_ = add_list_action(
         actions,
         "the tenant's keys (never the keys themselves)",
-        apikeys.list_,
+        "listApiKeys",
         ApiKeyQuery,
         COLUMNS,
         include_revoked="all",
@@ -72,13 +81,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--all", action="store_true", help="include revoked keys")
 
     add_id_action(
-        actions, "show", "a key with its requests per day and when it was last used", apikeys.get
+        actions,
+        "show",
+        "a key with its requests per day and when it was last used",
+        "getApiKey",
+        id_help="API key id",
     )
-    add_id_action(actions, "revoke", "revoke a key now", apikeys.revoke)
+    add_id_action(actions, "revoke", "revoke a key now", "revokeApiKey", id_help="API key id")
 
     rotate = actions.add_parser("rotate", help="a new key of the same scope; the old expires")
     add_common(rotate)
-    rotate.add_argument("id", type=uuid_arg)
+    rotate.add_argument("id", type=uuid_arg, help="API key id")
     rotate.add_argument(
         "--overlap-seconds", type=int, help="how long the old key keeps working (default 3600)"
     )

@@ -1,14 +1,16 @@
 """``crmsync audit``: the ledger (DESIGN invariant 13), per connection; exit 1 when
 anything is unaccounted, so a script or a fault test can rely on the status alone.
 
-With ``--tenant`` it is the admin API's ``GET /v1/audit/ledger``; without, every tenant's
-connections (an operator's view of the whole deployment, which no API key has)."""
+With ``--tenant`` (or in remote mode, for the API key's tenant) it is the admin API's
+``GET /v1/audit/ledger``; locally without, every tenant's connections (an operator's view of
+the whole deployment, which no API key has)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import uuid
 from datetime import UTC, datetime
 
 from crmsync.application import ledger_io
@@ -20,12 +22,15 @@ from crmsync.cli.admin_common import (
     EXIT_UNAVAILABLE,
     Column,
     CommandError,
+    add_remote,
+    call,
     command,
+    connection_arg,
+    connection_id,
     model,
-    run,
     table,
-    uuid_arg,
 )
+from crmsync.cli.backend import ConnectionRef, is_remote
 from crmsync.common.connections import connection_exists
 from crmsync.common.db import DatabaseUnavailableError, connect
 from crmsync.common.settings import parse_settings
@@ -85,12 +90,19 @@ async def _every_tenant(query: LedgerQuery, now: datetime) -> LedgerReport:
 
 @command
 def _audit(args: argparse.Namespace) -> int:
-    query = model(LedgerQuery, connection=args.connection, since=args.since, until=args.until)
-    now = datetime.now(UTC)
-    if args.tenant is None:
-        report = asyncio.run(_every_tenant(query, now))
+    ref: ConnectionRef | None = args.connection
+    connection: uuid.UUID | None = None
+    if ref is not None and ref.id is None:
+        # TENANT/NAME: that tenant's ledger (locally it sets --tenant).
+        connection = connection_id(args, ref)
+    elif ref is not None:
+        connection = ref.id
+    query = model(LedgerQuery, connection=connection, since=args.since, until=args.until)
+    report: LedgerReport
+    if args.tenant is None and not is_remote(args):
+        report = asyncio.run(_every_tenant(query, datetime.now(UTC)))
     else:
-        report = run(args, lambda c, ctx: ledger_io.audit(c, ctx, query, now=now))
+        report = call(args, "getLedger", query=query)
     if args.json:
         print(report.model_dump_json())
     else:
@@ -110,7 +122,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--tenant", help="tenant slug (default: every tenant)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--connection", type=uuid_arg, help="only this connection")
+    add_remote(p)
+    p.add_argument(
+        "--connection", type=connection_arg, help="only this connection (id or TENANT/NAME)"
+    )
     p.add_argument("--since", help="ISO 8601 time with offset (default: 24 hours ago)")
     p.add_argument("--until", help="ISO 8601 time with offset (default: now)")
     p.set_defaults(handler=_audit)

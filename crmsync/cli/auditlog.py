@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from crmsync.application import audit_trail
 from crmsync.application.models import AuditLogQuery
 from crmsync.cli.admin_common import Column, add_common, list_command, uuid_arg
 
@@ -30,4 +29,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--target", type=uuid_arg, help="the id of what was changed")
     p.add_argument("--since", help="ISO 8601 time with offset: at or after")
     p.add_argument("--until", help="ISO 8601 time with offset: before")
-    p.set_defaults(handler=list_command(audit_trail.list_, AuditLogQuery, COLUMNS))
+    p.set_defaults(handler=list_command("listAuditLog", AuditLogQuery, COLUMNS))

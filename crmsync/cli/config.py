@@ -14,6 +14,7 @@ from crmsync.settings.admin import AdminSettings
 from crmsync.settings.ingest import IngestSettings
 from crmsync.settings.outbound import OutboundSettings
 from crmsync.settings.processor import ProcessorSettings
+from crmsync.settings.remote import RemoteSettings
 
 USERS: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("all services", CommonSettings),
@@ -23,6 +24,7 @@ USERS: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("outbound", OutboundSettings),
     ("admin", AdminSettings),
     ("crmsync infra", LocalStackSettings),
+    ("crmsync (remote mode)", RemoteSettings),
 )
 
 

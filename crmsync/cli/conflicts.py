@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 
-from crmsync.application import conflicts
 from crmsync.application.models import ConflictQuery, ConflictResolve
 from crmsync.cli.admin_common import (
     Column,
@@ -13,11 +11,11 @@ from crmsync.cli.admin_common import (
     add_group,
     add_id_action,
     add_list_action,
+    call,
     command,
     emit,
     json_arg,
     model,
-    run,
     uuid_arg,
 )
 
@@ -34,22 +32,28 @@ COLUMNS: list[Column] = [
 @command
 def _resolve(args: argparse.Namespace) -> int:
     body = model(ConflictResolve, choose=args.choose, value=json_arg(args.value, "--value"))
-    now = datetime.now(UTC)
-    return emit(
-        run(args, lambda c, ctx: conflicts.resolve(c, ctx, args.id, body, now=now)), args.json
-    )
+    return emit(call(args, "resolveConflict", conflict_id=args.id, body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = add_group(sub, "conflicts", "conflicting field values parked for an operator")
-    list_ = add_list_action(actions, "oldest first", conflicts.list_, ConflictQuery, COLUMNS)
-    list_.add_argument("--state", choices=("open", "resolved", "all"))
-    list_.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
-    list_.add_argument("--entity-id", type=uuid_arg)
-    add_id_action(actions, "show", "one conflict", conflicts.get)
+    list_ = add_list_action(actions, "oldest first", "listConflicts", ConflictQuery, COLUMNS)
+    list_.add_argument("--state", choices=("open", "resolved", "all"), help="default open")
+    list_.add_argument(
+        "--entity-type",
+        choices=("customer", "job", "invoice", "payment"),
+        help="only conflicts on this kind of record",
+    )
+    list_.add_argument("--entity-id", type=uuid_arg, help="only this record's conflicts")
+    add_id_action(actions, "show", "one conflict", "getConflict", id_help="conflict id")
     resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
     add_common(resolve)
-    resolve.add_argument("id", type=uuid_arg)
-    resolve.add_argument("--choose", required=True, choices=("current", "incoming", "value"))
+    resolve.add_argument("id", type=uuid_arg, help="conflict id")
+    resolve.add_argument(
+        "--choose",
+        required=True,
+        choices=("current", "incoming", "value"),
+        help="keep the record's value, take the incoming one, or give --value",
+    )
     resolve.add_argument("--value", help="--choose value: the value, as JSON")
     resolve.set_defaults(handler=_resolve)

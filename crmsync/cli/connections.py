@@ -1,6 +1,8 @@
-"""``crmsync connections``: ``add`` creates a tenant (if new) and a connection; the other
+"""``crmsync connections``: ``add`` creates a tenant (if new) and a connection (in remote
+mode: a connection of the API key's tenant, through ``POST /v1/connections``); the other
 actions (list, show, update, disable, enable, delete, rotate-secret, set-credentials,
-health) run the admin API's operations."""
+health, pause, resume) run the admin API's operations. A connection is named by its id or
+by TENANT/NAME."""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,31 +28,35 @@ from connectors.generic import (
 )
 from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, connector
-from crmsync.application import audit_trail, pauses
-from crmsync.application import connections as ops
+from crmsync.application import audit_trail
 from crmsync.application.models import (
+    ConnectionCreate,
+    ConnectionCreated,
     ConnectionQuery,
     ConnectionUpdate,
     CredentialsIn,
     PauseRequest,
     ResumeRequest,
     SecretRotate,
+    TenantOut,
 )
 from crmsync.cli.admin_common import (
     EXIT_INVALID,
     Column,
     CommandError,
     add_common,
+    call,
     command,
+    connection_arg,
+    connection_id,
     emit,
     json_arg,
     list_command,
     model,
     on_id,
-    run,
-    uuid_arg,
     validate,
 )
+from crmsync.cli.backend import Backend, is_remote, run
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
@@ -63,7 +67,82 @@ from crmsync.settings.ingest import IngestSettings
 TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def add(
+@command
+def add(args: argparse.Namespace) -> int:
+    """``connections add``: in this process, or through the admin API in remote mode."""
+    if is_remote(args):
+        return _add_remote(args)
+    if args.tenant is None:
+        raise CommandError("--tenant is required (the tenant is created if new)", EXIT_INVALID)
+    return _add_local(
+        provider=args.provider,
+        tenant=args.tenant,
+        name=args.name,
+        webhook_secret=args.webhook_secret,
+        api_key=args.provider_api_key,
+        base_url=args.base_url,
+        generic_config=args.generic_config,
+        as_json=args.json,
+    )
+
+
+def _add_remote(args: argparse.Namespace) -> int:
+    config: Any = None
+    if args.provider in CATALOGUE:
+        raise CommandError(
+            f"--provider {args.provider} brings a mapping file, which only local mode applies; "
+            "through the API, add a generic connection and set its mapping with "
+            "`connections update --field-mapping`",
+            EXIT_INVALID,
+        )
+    if args.generic_config is not None:
+        try:
+            config = json.loads(args.generic_config.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CommandError(
+                f"--generic-config {args.generic_config}: {exc}", EXIT_INVALID
+            ) from None
+        if isinstance(config, dict) and "signature" in config:
+            raise CommandError(
+                "--generic-config: a whole mapping file is applied only in local mode; through "
+                "the API give the signature scheme, then `connections update --field-mapping`",
+                EXIT_INVALID,
+            )
+    credentials = None
+    if args.provider_api_key is not None:
+        credentials = {"type": "api_key", "token": args.provider_api_key}
+    body = model(
+        ConnectionCreate,
+        provider=args.provider,
+        name=args.name,
+        webhook_secret=args.webhook_secret,
+        base_url=args.base_url,
+        credentials=credentials,
+        generic_config=config,
+    )
+
+    async def create(b: Backend) -> tuple[TenantOut, ConnectionCreated]:
+        return await b.call("getTenant", {}), await b.call("createConnection", {"body": body})
+
+    tenant, created = run(args, create)
+    out: dict[str, Any] = {
+        "id": str(created.id),
+        "provider": created.provider,
+        "tenant": tenant.slug,
+        "tenant_id": str(tenant.id),
+        "name": created.name,
+    }
+    if created.provider == "internal":
+        out["changes_url"] = created.changes_url
+        out["api_key"] = created.api_key
+    else:
+        out["webhook_url"] = created.webhook_url
+        out["webhook_secret"] = created.webhook_secret
+    _show(out, as_json=args.json)
+    return 0
+
+
+def _add_local(
     *,
     provider: str,
     tenant: str,
@@ -227,6 +306,10 @@ def _print(
             url += "?" + urlencode({token_param: created.webhook_secret})
         out["webhook_url"] = url
         out["webhook_secret"] = created.webhook_secret
+    _show(out, as_json=as_json)
+
+
+def _show(out: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(out))
         return
@@ -264,14 +347,15 @@ def _update(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise CommandError(f"{args.field_mapping}: {exc}", EXIT_INVALID) from None
     body = model(ConnectionUpdate, **values)
-    return emit(run(args, lambda c, ctx: ops.update(c, ctx, args.id, body)), args.json)
+    found = connection_id(args, args.id)
+    return emit(call(args, "updateConnection", connection_id=found, body=body), args.json)
 
 
 @command
 def _rotate_secret(args: argparse.Namespace) -> int:
     body = model(SecretRotate, secret=args.webhook_secret, overlap_seconds=args.overlap_seconds)
-    now = datetime.now(UTC)
-    rotated = run(args, lambda c, ctx: ops.rotate_secret(c, ctx, args.id, body, now=now))
+    found = connection_id(args, args.id)
+    rotated = call(args, "rotateWebhookSecret", connection_id=found, body=body)
     code = emit(rotated, args.json)
     if not args.json:
         print("(the secret is shown only now; it is stored encrypted)")
@@ -280,86 +364,87 @@ def _rotate_secret(args: argparse.Namespace) -> int:
 
 @command
 def _set_credentials(args: argparse.Namespace) -> int:
-    if (args.api_key is None) == (args.oauth_json is None):
-        raise CommandError("give exactly one of --api-key and --oauth-json", EXIT_INVALID)
-    if args.api_key is not None:
-        raw: Any = {"type": "api_key", "token": args.api_key}
+    if (args.provider_api_key is None) == (args.oauth_json is None):
+        raise CommandError("give exactly one of --provider-api-key and --oauth-json", EXIT_INVALID)
+    if args.provider_api_key is not None:
+        raw: Any = {"type": "api_key", "token": args.provider_api_key}
     else:
         try:
             raw = {"type": "oauth2", **json.loads(args.oauth_json.read_bytes())}
         except (OSError, ValueError, TypeError) as exc:
             raise CommandError(f"{args.oauth_json}: {exc}", EXIT_INVALID) from None
     creds = validate(CredentialsIn, raw).root
-    return emit(run(args, lambda c, ctx: ops.set_credentials(c, ctx, args.id, creds)), args.json)
-
-
-@command
-def _health(args: argparse.Namespace) -> int:
-    now = datetime.now(UTC)
-    return emit(run(args, lambda c, ctx: ops.health(c, ctx, args.id, now=now)), args.json)
+    found = connection_id(args, args.id)
+    return emit(call(args, "setConnectionCredentials", connection_id=found, body=creds), args.json)
 
 
 @command
 def _pause(args: argparse.Namespace) -> int:
     body = model(PauseRequest, direction=args.direction, until=args.until, reason=args.reason)
-    now = datetime.now(UTC)
-    return emit(run(args, lambda c, ctx: pauses.pause(c, ctx, args.id, body, now=now)), args.json)
+    found = connection_id(args, args.id)
+    return emit(call(args, "pauseConnection", connection_id=found, body=body), args.json)
 
 
 @command
 def _resume(args: argparse.Namespace) -> int:
     body = model(ResumeRequest, direction=args.direction)
-    now = datetime.now(UTC)
-    ended = run(args, lambda c, ctx: pauses.resume(c, ctx, args.id, body, now=now))
-    return emit(ended, args.json)
+    found = connection_id(args, args.id)
+    return emit(call(args, "resumeConnection", connection_id=found, body=body), args.json)
 
 
 def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Every action of ``crmsync connections`` but ``add`` (which main.py declares)."""
 
     def action(name: str, help_: str, handler: Callable[[argparse.Namespace], int]) -> Any:
-        p = actions.add_parser(name, help=help_)
+        p = actions.add_parser(name, help=help_, description=help_)
         add_common(p, page=name == "list")
         if name != "list":
-            p.add_argument("id", type=uuid_arg, help="connection id")
+            p.add_argument("id", type=connection_arg, help="connection id, or TENANT/NAME")
         p.set_defaults(handler=handler)
         return p
 
     p = action(
-        "list", "the tenant's connections", list_command(ops.list_, ConnectionQuery, COLUMNS)
+        "list",
+        "the tenant's connections",
+        list_command("listConnections", ConnectionQuery, COLUMNS),
     )
-    p.add_argument("--provider")
-    p.add_argument("--status", choices=("active", "disabled", "needs_reauth"))
-    action("show", "one connection (never its secrets)", on_id(ops.get))
+    p.add_argument("--provider", help="only this provider's (a slug, e.g. stripe)")
+    p.add_argument(
+        "--status", choices=("active", "disabled", "needs_reauth"), help="only those in this state"
+    )
+    p.add_argument("--name", help="only the connection of this name")
+    action("show", "one connection (never its secrets)", on_id("getConnection"))
     p = action("update", "change settings", _update)
-    p.add_argument("--direction", choices=("in", "out", "both"))
+    p.add_argument("--direction", choices=("in", "out", "both"), help="which way it syncs")
     p.add_argument("--entity-types", help="comma-separated: customer,job,invoice,payment")
-    p.add_argument("--base-url")
-    p.add_argument("--name")
+    p.add_argument("--base-url", help="the provider API's base URL")
+    p.add_argument("--name", help="a new name, unique per tenant")
     p.add_argument("--field-mapping", type=Path, help="generic connections: mapping JSON file")
     p.add_argument(
         "--set",
         help='JSON of settings as the API takes them, e.g. \'{"rate_limit": {"rate": 5}}\'',
     )
-    action(
-        "disable", "stop receiving and pushing", on_id(partial(ops.set_status, status="disabled"))
-    )
-    action(
-        "enable", "resume a disabled connection", on_id(partial(ops.set_status, status="active"))
-    )
-    action("delete", "delete the connection (records stay)", on_id(ops.delete))
+    action("disable", "stop receiving and pushing", on_id("disableConnection"))
+    action("enable", "resume a disabled connection", on_id("enableConnection"))
+    action("delete", "delete the connection (records stay)", on_id("deleteConnection"))
     p = action(
         "rotate-secret", "new webhook secret; the old one works for the overlap", _rotate_secret
     )
     p.add_argument("--webhook-secret", help="the provider's new secret (else generated)")
-    p.add_argument("--overlap-seconds", type=int, help="default 86400")
+    p.add_argument(
+        "--overlap-seconds", type=int, help="how long the old secret still verifies (86400)"
+    )
     p = action("set-credentials", "store API credentials (encrypted)", _set_credentials)
-    p.add_argument("--api-key", help="an API token")
+    p.add_argument("--provider-api-key", help="the provider's API token")
     p.add_argument("--oauth-json", type=Path, help="file with the OAuth2 tokens (see the API)")
-    action("health", "last webhook and push, error rate, circuit, token expiry", _health)
+    action(
+        "health",
+        "last webhook and push, error rate, circuit, token expiry",
+        on_id("getConnectionHealth"),
+    )
     p = action("pause", "hold its webhooks (in) and/or pushes (out) back until resumed", _pause)
     p.add_argument("--direction", choices=("in", "out", "both"), help="default both")
     p.add_argument("--until", help="ISO 8601 time with offset: resume by itself then")
-    p.add_argument("--reason")
+    p.add_argument("--reason", help="why, for the audit log and whoever looks next")
     p = action("resume", "end its pauses in force; what waited goes on in order", _resume)
     p.add_argument("--direction", choices=("in", "out", "both"), help="default both")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from crmsync.application import deadletters
 from crmsync.application.models import DeadLetterQuery, RedriveMany
 from crmsync.cli.admin_common import (
     EXIT_OK,
@@ -14,13 +13,16 @@ from crmsync.cli.admin_common import (
     add_group,
     add_id_action,
     add_list_action,
+    call,
     command,
+    connection_arg,
     emit,
     model,
-    run,
+    optional_connection_id,
     uuid_arg,
 )
 
+_ID = "dead letter id"
 STAGES = ("ingest", "processor", "hydrate", "outbound")
 COLUMNS: list[Column] = [
     ("id", lambda d: d.id),
@@ -35,17 +37,17 @@ COLUMNS: list[Column] = [
 @command
 def _redrive(args: argparse.Namespace) -> int:
     if len(args.ids) == 1 and not (args.stage or args.reason or args.connection):
-        done = run(args, lambda c, ctx: deadletters.redrive_one(c, ctx, args.ids[0]))
+        done = call(args, "redriveDeadLetter", dead_letter_id=args.ids[0])
         return emit(done, args.json)
     body = model(
         RedriveMany,
         ids=args.ids or None,
         stage=args.stage,
         reason=args.reason,
-        connection=args.connection,
+        connection=optional_connection_id(args, args.connection),
         limit=args.limit,
     )
-    result = run(args, lambda c, ctx: deadletters.redrive_many(c, ctx, body))
+    result = call(args, "redriveDeadLetters", body=body)
     emit(result, args.json)
     # Some could not be redriven: a script should notice.
     return EXIT_UNAVAILABLE if result.failed else EXIT_OK
@@ -53,20 +55,24 @@ def _redrive(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = add_group(sub, "dead-letters", "events parked with their reason; redrive them")
-    list_ = add_list_action(actions, "newest first", deadletters.list_, DeadLetterQuery, COLUMNS)
-    list_.add_argument("--stage", choices=STAGES)
-    list_.add_argument("--reason")
-    list_.add_argument("--connection", type=uuid_arg)
-    list_.add_argument("--state", choices=("open", "redriven", "discarded", "all"))
-    add_id_action(actions, "show", "one dead letter with its payload", deadletters.get)
+    list_ = add_list_action(actions, "newest first", "listDeadLetters", DeadLetterQuery, COLUMNS)
+    list_.add_argument("--stage", choices=STAGES, help="where it was parked")
+    list_.add_argument("--reason", help="a reason code, e.g. signature_invalid")
+    list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
+    list_.add_argument(
+        "--state", choices=("open", "redriven", "discarded", "all"), help="default open"
+    )
+    add_id_action(actions, "show", "one dead letter with its payload", "getDeadLetter", id_help=_ID)
     redrive = actions.add_parser(
         "redrive", help="back into their stage: ids, or every open one matching the filters"
     )
     add_common(redrive)
-    redrive.add_argument("ids", nargs="*", type=uuid_arg)
-    redrive.add_argument("--stage", choices=STAGES)
-    redrive.add_argument("--reason")
-    redrive.add_argument("--connection", type=uuid_arg)
+    redrive.add_argument("ids", nargs="*", type=uuid_arg, help="dead letter ids")
+    redrive.add_argument("--stage", choices=STAGES, help="every open one of this stage")
+    redrive.add_argument("--reason", help="every open one of this reason code")
+    redrive.add_argument(
+        "--connection", type=connection_arg, help="every open one of it (id or TENANT/NAME)"
+    )
     redrive.add_argument("--limit", type=int, help="most redriven at once (default 100)")
     redrive.set_defaults(handler=_redrive)
-    add_id_action(actions, "discard", "give up on a dead letter", deadletters.discard)
+    add_id_action(actions, "discard", "give up on a dead letter", "discardDeadLetter", id_help=_ID)

@@ -1,9 +1,13 @@
 """``crmsync``: one entry point for operators and developers.
 
 Exit status: 0 success, 1 the requested state could not be reached (the message says
-why), 2 bad usage or configuration. The admin commands (connections, api-keys, records,
-dead-letters, replay, sync-jobs, conflicts) add: 3 not found in that tenant, 4 refused by
-the current state (a name taken, a job already active, already resolved).
+why), 2 bad usage or configuration (in remote mode also: an API key refused). The admin
+commands (connections, api-keys, records, dead-letters, replay, sync-jobs, conflicts, ...)
+add: 3 not found in that tenant, 4 refused by the current state (a name taken, a job
+already active, already resolved).
+
+Remote mode: with --api-url/CRMSYNC_API_URL and --api-key/CRMSYNC_API_KEY the operator
+commands call a deployed admin API instead of PostgreSQL (crmsync/cli/backend.py).
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ from crmsync.cli import (
     syncjobs,
     synclog,
 )
+from crmsync.cli.admin_common import add_remote
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
 from crmsync.localstack.keys import export_master_key
 from crmsync.localstack.settings import LocalStackSettings
 from crmsync.localstack.status import StackError
+from crmsync.settings.remote import RemoteSettings
 
 
 class CommandModule(Protocol):
@@ -66,6 +72,11 @@ COMMAND_MODULES: list[CommandModule] = [
     privacy,
     matrix,
 ]
+
+
+# Commands that work on this machine's stack, never through the admin API: refused when
+# remote mode is set (CRMSYNC_API_URL), rather than quietly acting on a local database.
+LOCAL_ONLY = frozenset({"infra", "migrate", "topics", "run", "demo", "simulate"})
 
 
 def _say(line: str) -> None:
@@ -143,10 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="provider slug, e.g. stripe, square or paypal; mailchimp, mautic, woocommerce: a "
         "generic connection from the mapping file shipped for it",
     )
-    p_add.add_argument("--tenant", required=True, help="tenant slug; created if new")
+    p_add.add_argument(
+        "--tenant",
+        help="tenant slug, created if new (remote mode: the API key's tenant; checked if given)",
+    )
     p_add.add_argument("--name", help="connection name, unique per tenant (default: provider)")
     p_add.add_argument("--webhook-secret", help="the provider's signing secret (else generated)")
-    p_add.add_argument("--api-key", help="API credentials for calls to the provider")
+    p_add.add_argument(
+        "--provider-api-key", help="API credentials for calls to the provider (an API token)"
+    )
     p_add.add_argument("--base-url", help="the provider API's base URL")
     p_add.add_argument(
         "--generic-config",
@@ -154,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a generic connection's JSON signature scheme, or its whole mapping file",
     )
     p_add.add_argument("--json", action="store_true", help="machine-readable output")
+    add_remote(p_add)
+    p_add.set_defaults(handler=connections.add)
     connections.register_actions(conn_sub)
 
     p_config = sub.add_parser("config", help="configuration of every service")
@@ -197,16 +215,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         ),
         ("schemas", "export"): infra.export_schemas,
         ("config", "reference"): _print_reference,
-        ("connections", "add"): lambda: connections.add(
-            provider=args.provider,
-            tenant=args.tenant,
-            name=args.name,
-            webhook_secret=args.webhook_secret,
-            api_key=args.api_key,
-            base_url=args.base_url,
-            generic_config=args.generic_config,
-            as_json=args.json,
-        ),
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 
@@ -218,6 +226,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
+        if args.command in LOCAL_ONLY and parse_settings(RemoteSettings).api_url is not None:
+            print(
+                f"crmsync: `crmsync {args.command}` works on this machine's stack only, not "
+                "through an admin API; unset CRMSYNC_API_URL to run it here",
+                file=sys.stderr,
+            )
+            sys.exit(EXIT_CONFIG)
         # The local stack's generated master key, unless CRMSYNC_MASTER_KEYS is set.
         export_master_key(parse_settings(LocalStackSettings))
         code = _dispatch(args)

@@ -5,9 +5,7 @@ delete, test, and the deliveries of one endpoint."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 
-from crmsync.application import notifications
 from crmsync.application.models import (
     NotificationDeliveryQuery,
     NotificationEndpointCreate,
@@ -19,13 +17,14 @@ from crmsync.cli.admin_common import (
     add_group,
     add_id_action,
     add_list_action,
+    call,
     command,
     emit,
     model,
-    run,
     uuid_arg,
 )
 
+_ID = "notification endpoint id"
 COLUMNS: list[Column] = [
     ("id", lambda e: e.id),
     ("url", lambda e: e.url),
@@ -52,7 +51,7 @@ def _add(args: argparse.Namespace) -> int:
         description=args.description,
         event_types=args.events.split(",") if args.events else None,
     )
-    created = run(args, lambda c, ctx: notifications.create(c, ctx, body))
+    created = call(args, "createNotificationEndpoint", body=body)
     code = emit(created, args.json)
     if not args.json:
         print("(the secret is shown only now; verify each message's webhook-signature with it)")
@@ -60,19 +59,11 @@ def _add(args: argparse.Namespace) -> int:
 
 
 @command
-def _test(args: argparse.Namespace) -> int:
-    now = datetime.now(UTC)
-    return emit(
-        run(args, lambda c, ctx: notifications.send_test(c, ctx, args.id, now=now)), args.json
-    )
-
-
-@command
 def _deliveries(args: argparse.Namespace) -> int:
     query = model(
         NotificationDeliveryQuery, status=args.status, limit=args.limit, cursor=args.cursor
     )
-    page = run(args, lambda c, ctx: notifications.deliveries(c, ctx, args.id, query))
+    page = call(args, "listNotificationDeliveries", endpoint_id=args.id, query=query)
     return emit(page, args.json, DELIVERY_COLUMNS)
 
 
@@ -81,22 +72,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add = actions.add_parser("add", help="register an endpoint; its secret is printed once")
     add_common(add)
     add.add_argument("--url", required=True, help="where to POST (https)")
-    add.add_argument("--description")
+    add.add_argument("--description", help="what it is for, shown in lists")
     add.add_argument(
         "--events",
         help="comma-separated: connection.needs_reauth, connection.circuit_open, "
         "connection.dead_letters, sync_job.failed, test (default: all)",
     )
     add.set_defaults(handler=_add)
-    add_list_action(actions, "the tenant's endpoints", notifications.list_, PageQuery, COLUMNS)
-    add_id_action(actions, "show", "an endpoint", notifications.get)
-    add_id_action(actions, "delete", "delete an endpoint and its deliveries", notifications.delete)
-    test = actions.add_parser("test", help="queue a test message to an endpoint")
-    add_common(test)
-    test.add_argument("id", type=uuid_arg)
-    test.set_defaults(handler=_test)
+    add_list_action(
+        actions, "the tenant's endpoints", "listNotificationEndpoints", PageQuery, COLUMNS
+    )
+    add_id_action(actions, "show", "an endpoint", "getNotificationEndpoint", id_help=_ID)
+    add_id_action(
+        actions,
+        "delete",
+        "delete an endpoint and its deliveries",
+        "deleteNotificationEndpoint",
+        id_help=_ID,
+    )
+    add_id_action(
+        actions,
+        "test",
+        "queue a test message to an endpoint",
+        "testNotificationEndpoint",
+        id_help=_ID,
+    )
     deliveries = actions.add_parser("deliveries", help="an endpoint's deliveries, newest first")
     add_common(deliveries, page=True)
-    deliveries.add_argument("id", type=uuid_arg)
-    deliveries.add_argument("--status", choices=("pending", "delivered", "failed"))
+    deliveries.add_argument("id", type=uuid_arg, help=_ID)
+    deliveries.add_argument(
+        "--status", choices=("pending", "delivered", "failed"), help="only those in this state"
+    )
     deliveries.set_defaults(handler=_deliveries)

@@ -12,10 +12,12 @@ from crmsync.cli.admin_common import (
     CommandError,
     add_common,
     add_group,
+    call,
     command,
+    connection_arg,
     emit,
     model,
-    run,
+    optional_connection_id,
     uuid_arg,
 )
 
@@ -31,7 +33,6 @@ COLUMNS: list[Column] = [
 
 @command
 def _list(args: argparse.Namespace) -> int:
-    entity_type = records.COLLECTIONS[args.type]
     query_cls: type[RecordQuery] = RecordQuery
     extra: dict[str, str | None] = {}
     if args.type == "customers":
@@ -44,37 +45,39 @@ def _list(args: argparse.Namespace) -> int:
         query_cls,
         limit=args.limit,
         cursor=args.cursor,
-        connection=args.connection,
+        connection=optional_connection_id(args, args.connection),
         external_id=args.external_id,
         updated_since=args.updated_since,
         include_deleted=args.include_deleted or None,
         **extra,
     )
-    result = run(args, lambda c, ctx: records.list_(c, ctx, entity_type, query))
+    result = call(args, f"list{args.type.capitalize()}", query=query)
     return emit(result, args.json, COLUMNS)
 
 
 @command
 def _show(args: argparse.Namespace) -> int:
-    entity_type = records.COLLECTIONS[args.type]
-    return emit(run(args, lambda c, ctx: records.get(c, ctx, entity_type, args.id)), args.json)
+    operation_id = f"get{args.type.capitalize()[:-1]}"
+    return emit(call(args, operation_id, record_id=args.id), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = add_group(sub, "records", "canonical customers, jobs, invoices and payments")
     list_ = actions.add_parser("list", help="records, oldest change first, with filters")
-    list_.add_argument("type", choices=TYPES)
+    list_.add_argument("type", choices=TYPES, help="which records")
     add_common(list_, page=True)
-    list_.add_argument("--connection", type=uuid_arg, help="linked to this connection")
+    list_.add_argument(
+        "--connection", type=connection_arg, help="linked to this connection (id or TENANT/NAME)"
+    )
     list_.add_argument("--external-id", help="its id in a connection")
     list_.add_argument("--updated-since", help="ISO 8601 time with offset")
-    list_.add_argument("--include-deleted", action="store_true")
+    list_.add_argument("--include-deleted", action="store_true", help="deleted records too")
     list_.add_argument("--email", help="customers: by email (case-insensitive)")
     list_.add_argument("--number", help="invoices: by number")
     list_.add_argument("--status", help="invoices: by status")
     list_.set_defaults(handler=_list)
     show = actions.add_parser("show", help="one record with its links")
-    show.add_argument("type", choices=TYPES)
-    show.add_argument("id", type=uuid_arg)
+    show.add_argument("type", choices=TYPES, help="which kind of record")
+    show.add_argument("id", type=uuid_arg, help="record id")
     add_common(show)
     show.set_defaults(handler=_show)

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-from crmsync.application import replay
 from crmsync.application.models import ReplayRequest
-from crmsync.cli.admin_common import add_common, command, emit, model, run, uuid_arg
+from crmsync.cli.admin_common import (
+    add_common,
+    call,
+    command,
+    connection_arg,
+    connection_id,
+    emit,
+    model,
+)
 
 
 @command
 def _replay(args: argparse.Namespace) -> int:
     body = model(
         ReplayRequest,
-        connection=args.connection,
+        connection=connection_id(args, args.connection),
         since=args.since,
         from_offset=args.from_offset,
         partition=args.partition,
         max_records=args.max_records,
     )
-    return emit(run(args, lambda c, ctx: replay.replay(c, ctx, body)), args.json)
+    return emit(call(args, "replayWebhooks", body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "replay", help="re-process a connection's webhooks.raw from a time or an offset"
     )
     add_common(p)
-    p.add_argument("--connection", required=True, type=uuid_arg)
+    p.add_argument("--connection", required=True, type=connection_arg, help="id or TENANT/NAME")
     p.add_argument("--since", help="ISO 8601 time with offset")
     p.add_argument("--from-offset", type=int, help="offset to start at (every partition)")
     p.add_argument("--partition", type=int, help="only this partition")

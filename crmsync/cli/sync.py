@@ -3,7 +3,9 @@ pipeline, here and now, with progress on a terminal.
 
 The run is a sync_jobs row like the ones the outbound service runs: interrupt it (Ctrl-C,
 a kill, a reboot) and the same command continues from its checkpoint. ``--detach``
-only queues the run for the outbound service.
+only queues the run for the outbound service; in remote mode that is the only way (the
+run needs the providers' credentials, which only the deployment holds), through
+``POST /v1/sync-jobs``.
 
 Exit status: 0 the run succeeded (or was queued), 1 it failed, was cancelled or is held
 by another live process, 2 bad usage; 130 interrupted (resumable).
@@ -19,6 +21,7 @@ import signal
 import sys
 import time
 import uuid
+from functools import partial
 from typing import Any, TextIO
 
 import asyncpg
@@ -26,9 +29,13 @@ import asyncpg
 from connectors.egress import provider_session
 from connectors.runtime import ConnectionInfo
 from crmsync.application.connection_runtime import load_connection, stored_clients
+from crmsync.application.errors import AdminError
+from crmsync.application.models import SyncJobCreate
 from crmsync.application.sync import jobs
 from crmsync.application.sync.jobs import JobBusyError, Kind, SyncJob
 from crmsync.application.sync.runner import SyncFailedError, SyncRunner, runnable_types
+from crmsync.cli.admin_common import EXIT_INVALID, CommandError, add_remote, command, model
+from crmsync.cli.backend import Backend, connection_arg, connection_id, is_remote, run
 from crmsync.common.connections import find_by_name, next_modified_since
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, create_pool
@@ -43,12 +50,12 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for command, help_text in (
+    for verb, help_text in (
         ("backfill", "list every record of a connection into the pipeline (resumable)"),
         ("reconcile", "list records modified since the last run; --full also finds deletes"),
     ):
-        p = sub.add_parser(command, help=help_text, description=help_text)
-        p.add_argument("connection", help="connection id, or TENANT/NAME")
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p.add_argument("connection", type=connection_arg, help="connection id, or TENANT/NAME")
         p.add_argument(
             "--entity",
             action="append",
@@ -59,15 +66,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "--detach", action="store_true", help="queue the run for the outbound service"
         )
         p.add_argument("--json", action="store_true", help="print the run's result as JSON")
-        if command == "reconcile":
+        add_remote(p)
+        if verb == "reconcile":
             p.add_argument("--full", action="store_true", help="list everything and detect deletes")
-        p.set_defaults(handler=lambda args, c=command: _main(args, c))
+        p.set_defaults(handler=command(partial(_main, verb=verb)))
 
 
-def _main(args: argparse.Namespace, command: str) -> int:
+def _main(args: argparse.Namespace, *, verb: str) -> int:
     kind: Kind = "backfill"
-    if command == "reconcile":
+    if verb == "reconcile":
         kind = "full_reconcile" if args.full else "reconcile"
+    if is_remote(args):
+        if not args.detach:
+            raise CommandError(
+                f"in remote mode a {verb} runs in the deployment: add --detach to queue it "
+                "(running it here needs local mode)",
+                EXIT_INVALID,
+            )
+        return _queue_remote(args, kind)
     settings = parse_settings(OutboundSettings)
     try:
         keyring = KeyRing.parse(settings.master_keys.get_secret_value())
@@ -77,13 +93,39 @@ def _main(args: argparse.Namespace, command: str) -> int:
         _run(
             settings,
             keyring,
-            ref=args.connection,
+            ref=str(args.connection),
             kind=kind,
             entities=args.entity,
             detach=args.detach,
             as_json=args.json,
         )
     )
+
+
+def _queue_remote(args: argparse.Namespace, kind: Kind) -> int:
+    """``--detach`` through the admin API: the same output as a local ``--detach``."""
+    args.tenant = None  # the API key's tenant; a TENANT/NAME is checked against it
+    body = model(
+        SyncJobCreate,
+        connection=connection_id(args, args.connection),
+        kind=kind,
+        entity_types=args.entity,
+    )
+
+    async def queue(b: Backend) -> tuple[str, uuid.UUID, bool]:
+        shown = await b.call("getConnection", {"connection_id": body.connection})
+        try:
+            job = await b.call("createSyncJob", {"body": body})
+        except AdminError as exc:
+            existing = exc.extensions.get("existing_job_id")
+            if exc.status != 409 or existing is None:
+                raise
+            return shown.name, uuid.UUID(existing), False
+        return shown.name, job.id, True
+
+    name, job_id, queued = run(args, queue)
+    _print_queued(name, job_id, queued, kind, as_json=args.json)
+    return 0
 
 
 async def resolve_connection(pool: asyncpg.Pool, ref: str) -> ConnectionInfo:
@@ -162,12 +204,16 @@ async def _queue(
         modified_since=since,
         requested_by="cli",
     )
+    _print_queued(info.name, job_id, queued, kind, as_json=as_json)
+    return 0
+
+
+def _print_queued(name: str, job_id: uuid.UUID, queued: bool, kind: Kind, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"id": str(job_id), "queued": queued, "kind": kind}))
     else:
         what = "queued" if queued else "already queued or running"
-        print(f"{kind} of {info.name}: {what} as sync job {job_id}")
-    return 0
+        print(f"{kind} of {name}: {what} as sync job {job_id}")
 
 
 async def _foreground(

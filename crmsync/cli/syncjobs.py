@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from crmsync.application import syncjobs
 from crmsync.application.models import SyncJobCreate, SyncJobQuery
 from crmsync.cli.admin_common import (
     Column,
@@ -16,11 +15,12 @@ from crmsync.cli.admin_common import (
     add_group,
     add_id_action,
     add_list_action,
+    call,
     command,
+    connection_arg,
+    connection_id,
     emit,
     model,
-    run,
-    uuid_arg,
 )
 
 KINDS = ("backfill", "reconcile", "full_reconcile")
@@ -39,30 +39,38 @@ COLUMNS: list[Column] = [
 def _start(args: argparse.Namespace) -> int:
     body = model(
         SyncJobCreate,
-        connection=args.connection,
+        connection=connection_id(args, args.connection),
         kind=args.kind,
         entity_types=args.entity_types.split(",") if args.entity_types else None,
         modified_since=args.modified_since,
     )
-    return emit(run(args, lambda c, ctx: syncjobs.create(c, ctx, body)), args.json)
+    return emit(call(args, "createSyncJob", body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = add_group(sub, "sync-jobs", "queued backfills and reconciliations")
     start = actions.add_parser("start", help="queue a run for the outbound service")
     add_common(start)
-    start.add_argument("--connection", required=True, type=uuid_arg)
-    start.add_argument("--kind", required=True, choices=KINDS)
+    start.add_argument("--connection", required=True, type=connection_arg, help="id or TENANT/NAME")
+    start.add_argument(
+        "--kind", required=True, choices=KINDS, help="everything, or what changed (full: deletes)"
+    )
     start.add_argument("--entity-types", help="comma-separated (default: what it syncs)")
     start.add_argument("--modified-since", help="reconcile: ISO 8601 time with offset")
     start.set_defaults(handler=_start)
-    list_ = add_list_action(actions, "newest first", syncjobs.list_, SyncJobQuery, COLUMNS)
-    list_.add_argument("--connection", type=uuid_arg)
+    list_ = add_list_action(actions, "newest first", "listSyncJobs", SyncJobQuery, COLUMNS)
+    list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
     list_.add_argument(
-        "--status", choices=("pending", "running", "succeeded", "failed", "cancelled")
+        "--status",
+        choices=("pending", "running", "succeeded", "failed", "cancelled"),
+        help="only runs in this state",
     )
-    list_.add_argument("--kind", choices=KINDS)
-    add_id_action(actions, "show", "a run's progress", syncjobs.get)
+    list_.add_argument("--kind", choices=KINDS, help="only runs of this kind")
+    add_id_action(actions, "show", "a run's progress", "getSyncJob", id_help="sync job id")
     add_id_action(
-        actions, "cancel", "cancel a pending run, ask a running one to stop", syncjobs.cancel
+        actions,
+        "cancel",
+        "cancel a pending run, ask a running one to stop",
+        "cancelSyncJob",
+        id_help="sync job id",
     )

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from crmsync.application import synclog
-from crmsync.application.context import Context
-from crmsync.application.models import SyncLogEntry, SyncLogQuery
+from crmsync.application.models import Page, SyncLogEntry, SyncLogQuery
 from crmsync.application.pagination import MAX_LIMIT
 from crmsync.cli.admin_common import (
     EXIT_OK,
@@ -23,12 +21,12 @@ from crmsync.cli.admin_common import (
     Column,
     add_common,
     command,
+    connection_arg,
     list_command,
     query_from,
-    run,
     uuid_arg,
 )
-from crmsync.common.db import Conn
+from crmsync.cli.backend import Backend, run
 
 LOOKBACK_IDS = 1000
 COLUMNS: list[Column] = [
@@ -49,12 +47,16 @@ def _line(entry: SyncLogEntry) -> str:
     return "  ".join("-" if c is None else str(c) for c in cells)
 
 
-async def _newer(conn: Conn, ctx: Context, query: SyncLogQuery, floor: int) -> list[SyncLogEntry]:
+# One page of the sync log for a query, in either mode (see ``_follow``).
+ListPage = Callable[[SyncLogQuery], Awaitable[Page[SyncLogEntry]]]
+
+
+async def _newer(list_page: ListPage, query: SyncLogQuery, floor: int) -> list[SyncLogEntry]:
     """Every entry with an id above ``floor``, oldest first."""
     found: list[SyncLogEntry] = []
     page_query = query.model_copy(update={"cursor": None, "limit": MAX_LIMIT})
     while True:
-        page = await synclog.list_(conn, ctx, page_query)
+        page = await list_page(page_query)
         found += [e for e in page.items if e.id > floor]
         if not page.next_cursor or (page.items and page.items[-1].id <= floor):
             return sorted(found, key=lambda e: e.id)
@@ -62,8 +64,7 @@ async def _newer(conn: Conn, ctx: Context, query: SyncLogQuery, floor: int) -> l
 
 
 async def follow(
-    conn: Conn,
-    ctx: Context,
+    list_page: ListPage,
     query: SyncLogQuery,
     *,
     interval: float,
@@ -72,17 +73,17 @@ async def follow(
 ) -> None:
     """Print the last ``query.limit`` entries, then each new one as it commits; ``polls``
     bounds the loop (tests), else it runs until cancelled."""
-    first = await synclog.list_(conn, ctx, query.model_copy(update={"cursor": None}))
+    first = await list_page(query.model_copy(update={"cursor": None}))
     newest = max((e.id for e in first.items), default=0)
     # Every id visible now, printed or older than the first page: never printed later.
-    printed = {e.id for e in await _newer(conn, ctx, query, newest - LOOKBACK_IDS)}
+    printed = {e.id for e in await _newer(list_page, query, newest - LOOKBACK_IDS)}
     for entry in reversed(first.items):
         out(entry)
     done = 0
     while polls is None or done < polls:
         await asyncio.sleep(interval)
         done += 1
-        for entry in await _newer(conn, ctx, query, newest - LOOKBACK_IDS):
+        for entry in await _newer(list_page, query, newest - LOOKBACK_IDS):
             if entry.id not in printed:
                 out(entry)
                 printed.add(entry.id)
@@ -98,10 +99,17 @@ def _follow(args: argparse.Namespace) -> int:
     def out(entry: SyncLogEntry) -> None:
         print(entry.model_dump_json() if args.json else _line(entry), flush=True)
 
+    async def tail(backend: Backend) -> None:
+        async def list_page(q: SyncLogQuery) -> Page[SyncLogEntry]:
+            page: Page[SyncLogEntry] = await backend.call("listSyncLog", {"query": q})
+            return page
+
+        await follow(list_page, query, interval=args.interval, out=out)
+
     if not args.json:
         print("  ".join(h for h, _ in COLUMNS), flush=True)
     try:
-        run(args, lambda c, ctx: follow(c, ctx, query, interval=args.interval, out=out))
+        run(args, tail)
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_UNAVAILABLE  # the loop only ends by Ctrl-C or an error
@@ -110,16 +118,24 @@ def _follow(args: argparse.Namespace) -> int:
 def _handler(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(args)
-    return list_command(synclog.list_, SyncLogQuery, COLUMNS)(args)
+    return list_command("listSyncLog", SyncLogQuery, COLUMNS)(args)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sync-log", help="inbound and outbound events; --follow tails them")
     add_common(p, page=True)
-    p.add_argument("--connection", type=uuid_arg, help="one connection's events")
-    p.add_argument("--direction", choices=("in", "out"))
+    p.add_argument(
+        "--connection", type=connection_arg, help="one connection's events (id or TENANT/NAME)"
+    )
+    p.add_argument(
+        "--direction", choices=("in", "out"), help="webhooks received, or pushes to providers"
+    )
     p.add_argument("--outcome", help="applied, pushed, dead_letter, skipped_echo, ...")
-    p.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
+    p.add_argument(
+        "--entity-type",
+        choices=("customer", "job", "invoice", "payment"),
+        help="only events of this kind of record",
+    )
     p.add_argument("--entity-id", type=uuid_arg, help="one record's events")
     p.add_argument("--since", help="ISO 8601 time with offset")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")

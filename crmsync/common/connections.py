@@ -471,6 +471,7 @@ async def view_rows(
     status: str | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    name: str | None = None,
 ) -> list[asyncpg.Record]:
     """Up to ``limit`` of the tenant's connections (as :func:`view_row`), oldest first,
     after the (created_at, id) cursor ``after``."""
@@ -481,6 +482,7 @@ async def view_rows(
            AND ($2::text IS NULL OR provider = $2)
            AND ($3::text IS NULL OR status = $3)
            AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
+           AND ($7::text IS NULL OR name = $7)
          ORDER BY created_at, id
          LIMIT $6
         """,  # noqa: S608 - constant columns
@@ -490,6 +492,7 @@ async def view_rows(
         after[0] if after else None,
         after[1] if after else None,
         limit,
+        name,
     )
     return rows
 

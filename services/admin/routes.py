@@ -23,6 +23,7 @@ from crmsync.application import (
     replay,
     syncjobs,
     synclog,
+    tenants,
 )
 from crmsync.application import models as m
 from services.admin.api import Route
@@ -77,6 +78,16 @@ def routes() -> list[Route]:
     # Built on each call, not at import: pydantic names a generic model (Page[...]) after
     # the module that first parametrises it at top level.
     return [
+        Route(
+            "GET",
+            "/v1/tenant",
+            tenants.current,
+            "read",
+            "The tenant the API key acts for (every other route reaches only its data)",
+            "tenant",
+            "getTenant",
+            response=m.TenantOut,
+        ),
         Route(
             "POST",
             "/v1/connections",

@@ -128,7 +128,9 @@ async def test_connection_actions_mirror_the_api(cli: Cli, pg: asyncpg.Pool) -> 
     rotated = cli.json("connections", "rotate-secret", "--tenant", "acme", cid)
     assert rotated["webhook_secret"]
     assert await pg.fetchval("SELECT count(*) FROM webhook_secrets") == 2
-    done = cli("connections", "set-credentials", "--tenant", "acme", cid, "--api-key", "tok")
+    done = cli(
+        "connections", "set-credentials", "--tenant", "acme", cid, "--provider-api-key", "tok"
+    )
     assert done.returncode == 0, done.stderr
     health = cli.json("connections", "health", "--tenant", "acme", cid)
     assert health["credentials"] == "api_key"
@@ -209,7 +211,7 @@ def test_the_audit_log_names_the_os_user_and_keeps_no_secret(cli: Cli) -> None:
         "acme",
         "--webhook-secret",
         secret,
-        "--api-key",
+        "--provider-api-key",
         "sk_test_cli_audit",
     )
     cli.json("connections", "update", "--tenant", "acme", created["id"], "--direction", "in")

@@ -7,8 +7,9 @@ import asyncio
 
 import asyncpg
 
+from crmsync.application import synclog
 from crmsync.application.context import Context, KafkaTarget
-from crmsync.application.models import SyncLogEntry, SyncLogQuery
+from crmsync.application.models import Page, SyncLogEntry, SyncLogQuery
 from crmsync.cli.synclog import follow
 from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.crypto import KeyRing, generate_master_key
@@ -49,8 +50,12 @@ async def test_follow_prints_each_event_once_in_order_even_a_late_commit(
             )
 
     async with pool.acquire() as conn:
+
+        async def list_page(query: SyncLogQuery) -> Page[SyncLogEntry]:
+            return await synclog.list_(conn, ctx, query)
+
         tail = asyncio.create_task(
-            follow(conn, ctx, SyncLogQuery(limit=2), interval=0.05, out=out, polls=60)
+            follow(list_page, SyncLogQuery(limit=2), interval=0.05, out=out, polls=60)
         )
         await printed_("old-3")
         assert [e.external_id for e in seen] == ["old-2", "old-3"]

@@ -22,6 +22,8 @@ NOT_PROVIDER_CALLS = {
     Path("connectors/egress.py"),
     # Simulators POST their own signed webhooks to ingest (test and demo servers, DESIGN).
     Path("connectors/simkit.py"),
+    # The CLI's remote mode calls the operator's own admin API (--api-url), never a provider.
+    Path("crmsync/cli/backend.py"),
 }
 
 
