@@ -56,6 +56,7 @@ from crmsync.application import (
     ledger_io,
     notifications,
     pauses,
+    privacy,
     records,
     replay,
     syncjobs,
@@ -143,6 +144,8 @@ OPERATIONS: dict[str, Operation] = {
     "getApiKey": apikeys.get,
     "revokeApiKey": apikeys.revoke,
     "rotateApiKey": apikeys.rotate,
+    "exportPerson": privacy.export,
+    "erasePerson": privacy.erase,
 }
 
 

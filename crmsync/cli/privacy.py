@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
-from crmsync.application import privacy
-from crmsync.application.models import PrivacyErasure, PrivacyRequest
+from crmsync.application.models import PrivacyErasure, PrivacyExport, PrivacyRequest
 from crmsync.cli.admin_common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -19,9 +18,9 @@ from crmsync.cli.admin_common import (
     add_common,
     command,
     model,
-    run,
     table,
 )
+from crmsync.cli.backend import call
 
 STEPS: list[Column] = [
     ("system", lambda r: r[0]),
@@ -36,8 +35,7 @@ STEPS: list[Column] = [
 @command
 def _export(args: argparse.Namespace) -> int:
     body = model(PrivacyRequest, email=args.email)
-    now = datetime.now(UTC)
-    bundle = run(args, lambda c, ctx: privacy.export(c, ctx, body, now=now))
+    bundle = cast(PrivacyExport, call(args, "exportPerson", body=body))
     text = bundle.model_dump_json(indent=2)
     if args.out is None:
         print(text)
@@ -72,8 +70,7 @@ def _print_erasure(report: PrivacyErasure) -> None:
 @command
 def _erase(args: argparse.Namespace) -> int:
     body = model(PrivacyRequest, email=args.email)
-    now = datetime.now(UTC)
-    report = run(args, lambda c, ctx: privacy.erase(c, ctx, body, now=now))
+    report = cast(PrivacyErasure, call(args, "erasePerson", body=body))
     if args.json:
         print(report.model_dump_json())
     else:
