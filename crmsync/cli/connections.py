@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -39,6 +40,7 @@ from crmsync.application.models import (
     SecretRotate,
 )
 from crmsync.cli.admin_common import (
+    EXIT_CONFLICT,
     EXIT_INVALID,
     Column,
     CommandError,
@@ -56,6 +58,7 @@ from crmsync.cli.admin_common import (
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
+from crmsync.common.quotas import QuotaExceededError
 from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
 from crmsync.settings.ingest import IngestSettings
@@ -150,8 +153,13 @@ def add(
             await conn.close()
 
     token_param = config.token_param if config and config.kind == "url_token" else None
+    try:
+        created = asyncio.run(store())
+    except QuotaExceededError as exc:
+        print(f"crmsync: {exc}", file=sys.stderr)
+        return EXIT_CONFLICT
     _print(
-        asyncio.run(store()),
+        created,
         settings.ingest_public_base_url,
         as_json=as_json,
         token_param=token_param,

@@ -29,6 +29,7 @@ from crmsync.cli import (
     infra,
     matrix,
     notifications,
+    quotas,
     records,
     replay,
     run,
@@ -62,6 +63,7 @@ COMMAND_MODULES: list[CommandModule] = [
     synclog,
     notifications,
     freezewindows,
+    quotas,
     matrix,
 ]
 

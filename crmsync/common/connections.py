@@ -82,7 +82,9 @@ async def create_connection(
     api_credentials: str | None = None,
     settings: dict[str, Any] | None = None,
 ) -> CreatedConnection:
-    """Create the tenant if new, the connection, its first webhook secret or publish key."""
+    """Create the tenant if new, the connection, its first webhook secret or publish key.
+
+    Raises ``quotas.QuotaExceededError`` when the tenant has no room for one more."""
     async with conn.transaction():
         tenant_id = await conn.fetchval(
             """
@@ -92,6 +94,10 @@ async def create_connection(
             """,
             tenant,
         )
+        # Imported here: quotas counts connections through this module.
+        from crmsync.common import quotas  # noqa: PLC0415
+
+        await quotas.check_connection_room(conn, tenant_id)
         connection_id: uuid.UUID = await conn.fetchval(
             """
             INSERT INTO connections (tenant_id, provider, name, base_url, settings)
@@ -300,6 +306,21 @@ async def connection_owners(
         list(connection_ids),
     )
     return rows
+
+
+async def counts_by_tenant(
+    conn: Conn | asyncpg.Pool, tenant_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Connections per tenant, whatever their status (any of these tenants': the quota
+    check and the quota metrics count them)."""
+    rows = await conn.fetch(
+        """
+        SELECT tenant_id, count(*) AS n FROM connections
+         WHERE tenant_id = ANY ($1::uuid[]) GROUP BY tenant_id
+        """,
+        list(tenant_ids),
+    )
+    return {r["tenant_id"]: r["n"] for r in rows}
 
 
 async def find_by_name(

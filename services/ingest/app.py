@@ -24,10 +24,12 @@ from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
 from schemas import topics
 from services.ingest.connections import ConnectionCache
 from services.ingest.handlers import Ingest
+from services.ingest.quotas import QuotaKeeper
 
 SERVICE = "ingest"
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 CACHE = web.AppKey("cache", ConnectionCache)
+QUOTAS = web.AppKey("quotas", QuotaKeeper)
 log = logging.getLogger(__name__)
 
 # aiokafka keeps one open batch per partition and one produce request in flight per broker,
@@ -77,10 +79,16 @@ def create_app(
         # Not ready until loaded; if Postgres is down now, the refresh loop keeps trying.
         await cache.refresh()
         refresher = asyncio.create_task(cache.run(), name="connection-cache")
+        keeper = app[QUOTAS] = QuotaKeeper(db, sync_seconds=settings.ingest_quota_sync_seconds)
+        await keeper.sync()
+        syncer = asyncio.create_task(keeper.run(), name="quota-sync")
         yield
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        for task in (refresher, syncer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # What was counted since the last sync still counts towards the minute.
+        await keeper.sync()
         if owned:
             await db.close()
 
@@ -108,7 +116,12 @@ def create_app(
     app.cleanup_ctx.extend([database, kafka_producer])
 
     # Both are opened in cleanup_ctx, after the routes exist: handlers look them up late.
-    ingest = Ingest(settings, cache_of=lambda: app[CACHE], producer_of=lambda: app[PRODUCER])
+    ingest = Ingest(
+        settings,
+        cache_of=lambda: app[CACHE],
+        producer_of=lambda: app[PRODUCER],
+        quotas_of=lambda: app[QUOTAS],
+    )
     app.router.add_post("/webhooks/{provider}/{connection_id}", ingest.webhook)
     app.router.add_post("/v1/changes", ingest.changes)
 

@@ -64,6 +64,24 @@ CACHE_AGE = Gauge(
     "crmsync_ingest_connection_cache_age_seconds",
     "Seconds since the connection cache last loaded successfully.",
 )
+QUOTA_OVER = Counter(
+    "crmsync_ingest_quota_over_total",
+    "Events past their tenant's rate quota: internal changes refused (429), webhooks "
+    "accepted anyway, by source (internal or a provider slug) and outcome.",
+    ["source", "outcome"],
+)
+# Per tenant, for tenants with a quota row only (a bounded set an operator configures).
+# Every ingest process reports the same figures: aggregate with max(), not sum().
+QUOTA_USAGE = Gauge(
+    "crmsync_quota_usage",
+    "A tenant's usage of each quota: connections, records, events in the current minute.",
+    ["tenant", "quota"],
+)
+QUOTA_LIMIT = Gauge(
+    "crmsync_quota_limit",
+    "A tenant's limit of each quota; -1 when the quota sets none.",
+    ["tenant", "quota"],
+)
 
 
 @functools.cache
@@ -89,3 +107,16 @@ def produce_seconds(topic: str) -> Histogram:
 @functools.cache
 def payload_bytes(provider: str) -> Histogram:
     return PAYLOAD_BYTES.labels(provider)
+
+
+@functools.cache
+def quota_over(source: str, outcome: str) -> Counter:
+    return QUOTA_OVER.labels(source, outcome)
+
+
+def quota_usage(tenant: str, quota: str) -> Gauge:
+    return QUOTA_USAGE.labels(tenant, quota)
+
+
+def quota_limit(tenant: str, quota: str) -> Gauge:
+    return QUOTA_LIMIT.labels(tenant, quota)

@@ -84,6 +84,9 @@ def test_every_operation_takes_what_its_route_gives() -> None:
         "createFreezeWindow",
         "listFreezeWindows",
         "deleteFreezeWindow",
+        "getQuotas",
+        "setQuotas",
+        "updateQuotas",
     }
 
 
