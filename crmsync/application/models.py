@@ -804,3 +804,33 @@ class QuotasOut(Out):
     records: QuotaState
     updated_at: datetime | None = Field(description="When the limits were last set (null: never).")
     updated_by: str | None
+
+
+# -- sample webhooks (crmsync trigger) ----------------------------------------------------
+
+
+class TriggerRequest(Strict):
+    event: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.]+$",
+        description="A sample event of the connection's provider (GET /v1/webhook-samples).",
+    )
+    provider: str | None = Field(
+        None,
+        max_length=50,
+        description="The provider the caller means: refused if not the connection's.",
+    )
+
+
+class TriggerResult(Out):
+    provider: str
+    event: str
+    url: str = Field(description="The connection's webhook URL the sample was sent to.")
+    delivery_id: str = Field(description="The id the processor deduplicates this delivery on.")
+    ingest_status: int = Field(description="Ingest's answer: 2xx when it took the webhook.")
+    ingest_answer: JsonValue = Field(description="Ingest's body (problem details on a refusal).")
+
+
+class WebhookSamples(Out):
+    providers: dict[str, list[str]] = Field(description="Each provider's sample events.")

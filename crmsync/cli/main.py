@@ -37,6 +37,7 @@ from crmsync.cli import (
     sync,
     syncjobs,
     synclog,
+    trigger,
 )
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
 from crmsync.localstack.keys import export_master_key
@@ -64,6 +65,7 @@ COMMAND_MODULES: list[CommandModule] = [
     notifications,
     freezewindows,
     quotas,
+    trigger,
     matrix,
 ]
 

@@ -308,6 +308,29 @@ async def connection_owners(
     return rows
 
 
+async def current_webhook_secret(
+    conn: Conn, keyring: KeyRing, connection_id: uuid.UUID, *, tenant_id: uuid.UUID
+) -> str | None:
+    """The tenant's connection's newest webhook secret that has not expired, decrypted
+    (``crmsync trigger`` signs with it, as the provider does), or None."""
+    encrypted = await conn.fetchval(
+        """
+        SELECT s.secret_encrypted
+          FROM webhook_secrets s JOIN connections c ON c.id = s.connection_id
+         WHERE c.id = $1 AND c.tenant_id = $2
+           AND (s.expires_at IS NULL OR s.expires_at > now())
+         ORDER BY s.created_at DESC
+         LIMIT 1
+        """,
+        connection_id,
+        tenant_id,
+    )
+    if encrypted is None:
+        return None
+    secret: str = keyring.decrypt(encrypted, secret_context(connection_id))
+    return secret
+
+
 async def counts_by_tenant(
     conn: Conn | asyncpg.Pool, tenant_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, int]:
@@ -321,6 +344,16 @@ async def counts_by_tenant(
         list(tenant_ids),
     )
     return {r["tenant_id"]: r["n"] for r in rows}
+
+
+async def tenant_slug_of(conn: Conn | asyncpg.Pool, connection_id: uuid.UUID) -> str | None:
+    """The slug of the connection's tenant (any tenant's: an operator's command names a
+    connection of any tenant by its id, and runs for that tenant)."""
+    slug: str | None = await conn.fetchval(
+        "SELECT t.slug FROM connections c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = $1",
+        connection_id,
+    )
+    return slug
 
 
 async def find_by_name(

@@ -19,15 +19,15 @@ CREATE TABLE tenant_quotas (
 -- Events ingested per tenant and calendar minute, summed over every ingest process: each
 -- adds what it counted every few seconds (one statement for all tenants), and reads the
 -- totals back to approximate the limit across processes. `accepted_over` and `refused`
--- are the events
--- beyond the tenant's rate: webhooks accepted anyway, internal changes answered 429.
+-- are the events beyond the tenant's rate: webhooks accepted anyway, internal changes
+-- answered 429.
 -- Rows older than a day are deleted by ingest as it writes.
 CREATE TABLE quota_usage (
-    tenant_id    uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    window_start timestamptz NOT NULL,
-    events       bigint NOT NULL DEFAULT 0,
+    tenant_id     uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    window_start  timestamptz NOT NULL,
+    events        bigint NOT NULL DEFAULT 0,
     accepted_over bigint NOT NULL DEFAULT 0,
-    refused      bigint NOT NULL DEFAULT 0,
+    refused       bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, window_start)
 );
 CREATE INDEX quota_usage_window_idx ON quota_usage (window_start);

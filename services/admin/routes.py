@@ -23,6 +23,7 @@ from crmsync.application import (
     replay,
     syncjobs,
     synclog,
+    trigger,
 )
 from crmsync.application import models as m
 from services.admin.api import Route
@@ -233,6 +234,28 @@ def routes() -> list[Route]:
             "deleteFreezeWindow",
             status=204,
             errors=(409,),
+        ),
+        Route(
+            "POST",
+            f"{_CONNECTION}/trigger",
+            trigger.trigger,
+            "admin",
+            "Send the connection a signed sample webhook of its provider, through ingest",
+            "connections",
+            "triggerWebhook",
+            body=m.TriggerRequest,
+            response=m.TriggerResult,
+            errors=(409, 503),
+        ),
+        Route(
+            "GET",
+            "/v1/webhook-samples",
+            trigger.list_samples,
+            "read",
+            "The sample webhooks each provider can be sent (POST …/trigger)",
+            "connections",
+            "listWebhookSamples",
+            response=m.WebhookSamples,
         ),
         Route(
             "GET",

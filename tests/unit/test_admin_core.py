@@ -87,6 +87,7 @@ def test_every_operation_takes_what_its_route_gives() -> None:
         "getQuotas",
         "setQuotas",
         "updateQuotas",
+        "triggerWebhook",
     }
 
 
