@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -325,30 +324,68 @@ class Admission:
     limit: int | None = None
 
 
-@dataclass
+# The answer to nearly every call, made once: admitting is on every request's path.
+ADMITTED = Admission(True)
+
+
+@dataclass(eq=False)
 class _Window:
     start: float
+    end: float
     # Events this process admitted in the window; of them, how many were written already.
     local: int = 0
     flushed: int = 0
     # Every other process's events in the window, as of the last sync.
     others: int = 0
+    # Counted since the last write.
+    events: int = 0
+    accepted_over: int = 0
+    refused: int = 0
 
 
-@dataclass
 class RateMeter:
-    """Counts events per tenant and calendar minute; decides admissions in memory."""
+    """Counts events per tenant and calendar minute; decides admissions in memory.
 
-    limits: dict[uuid.UUID, Limits] = field(default_factory=dict)
-    _windows: dict[uuid.UUID, _Window] = field(default_factory=dict)
-    _pending: Counter[tuple[uuid.UUID, float, str]] = field(default_factory=Counter)
+    An admission is a dict lookup and a few additions: about 2 µs measured with timeit on
+    the shared 2-core development machine (time.time() included), against a webhook's
+    ~300 µs of ingest CPU at the bench's ~3,300/s. No allocation unless over the rate.
+    """
+
+    def __init__(self, limits: Mapping[uuid.UUID, Limits] | None = None) -> None:
+        self._limits: dict[uuid.UUID, Limits] = dict(limits or {})
+        self._rates = self._rates_of(self._limits)
+        self._windows: dict[uuid.UUID, _Window] = {}
+        # Windows that ended with counts not written yet.
+        self._ended: list[tuple[uuid.UUID, _Window]] = []
+
+    @staticmethod
+    def _rates_of(limits: Mapping[uuid.UUID, Limits]) -> dict[uuid.UUID, int]:
+        return {
+            t: lim.events_per_minute
+            for t, lim in limits.items()
+            if lim.events_per_minute is not None
+        }
+
+    @property
+    def limits(self) -> dict[uuid.UUID, Limits]:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: dict[uuid.UUID, Limits]) -> None:
+        self._limits = limits
+        self._rates = self._rates_of(limits)
 
     def _window(self, tenant_id: uuid.UUID, now: float) -> _Window:
-        start = window_start(now)
         found = self._windows.get(tenant_id)
-        if found is None or found.start != start:
-            found = self._windows[tenant_id] = _Window(start)
-        return found
+        if found is not None and found.start <= now < found.end:
+            return found
+        start = window_start(now)
+        if found is not None and found.start == start:  # float edge: same minute
+            return found
+        if found is not None and (found.events or found.accepted_over or found.refused):
+            self._ended.append((tenant_id, found))
+        made = self._windows[tenant_id] = _Window(start, start + WINDOW_SECONDS)
+        return made
 
     def used(self, tenant_id: uuid.UUID, now: float) -> int:
         window = self._window(tenant_id, now)
@@ -358,53 +395,56 @@ class RateMeter:
         """Count ``events`` of the tenant at ``now``. Past the rate, a refusable call (the
         internal API) is refused whole and counted as refused; any other is admitted and
         its events beyond the rate counted as accepted over the limit."""
-        window = self._window(tenant_id, now)
-        limit = self.limits.get(tenant_id, Limits()).events_per_minute
-        over = 0 if limit is None else min(events, window.others + window.local + events - limit)
-        if over > 0 and refusable:
-            self._pending[(tenant_id, window.start, "refused")] += events
-            retry = max(1, math.ceil(window.start + WINDOW_SECONDS - now))
+        window = self._windows.get(tenant_id)
+        if window is None or not window.start <= now < window.end:
+            window = self._window(tenant_id, now)
+        limit = self._rates.get(tenant_id)
+        if limit is None or window.others + window.local + events <= limit:
+            window.local += events
+            window.events += events
+            return ADMITTED
+        over = min(events, window.others + window.local + events - limit)
+        if refusable:
+            window.refused += events
+            retry = max(1, math.ceil(window.end - now))
             return Admission(False, over=events, retry_after=retry, limit=limit)
         window.local += events
-        self._pending[(tenant_id, window.start, "events")] += events
-        if over > 0:
-            self._pending[(tenant_id, window.start, "accepted_over")] += over
-        return Admission(True, over=max(over, 0), limit=limit)
+        window.events += events
+        window.accepted_over += over
+        return Admission(True, over=over, limit=limit)
 
     def release(self, tenant_id: uuid.UUID, events: int, now: float) -> None:
         """Take back events admitted but then not stored (refused for another reason, or
         Kafka did not acknowledge): they do not count."""
         window = self._window(tenant_id, now)
         window.local = max(0, window.local - events)
-        self._pending[(tenant_id, window.start, "events")] -= events
+        window.events -= events
 
     def take_pending(self) -> dict[tuple[uuid.UUID, float], WindowUsage]:
         """What was counted since the last call, to write; marked as written."""
-        pending, self._pending = self._pending, Counter()
-        keys = {(t, w) for t, w, _ in pending}
-        out = {
-            (t, w): WindowUsage(
-                pending[(t, w, "events")],
-                pending[(t, w, "accepted_over")],
-                pending[(t, w, "refused")],
+        out: dict[tuple[uuid.UUID, float], WindowUsage] = {}
+        ended, self._ended = self._ended, []
+        for tenant_id, window in [*ended, *self._windows.items()]:
+            if not (window.events or window.accepted_over or window.refused):
+                continue
+            out[(tenant_id, window.start)] = WindowUsage(
+                window.events, window.accepted_over, window.refused
             )
-            for t, w in keys
-        }
-        for (tenant_id, start), usage in out.items():
-            window = self._windows.get(tenant_id)
-            if window is not None and window.start == start:
-                window.flushed += usage.events
+            window.flushed += window.events
+            window.events = window.accepted_over = window.refused = 0
         return out
 
     def restore(self, counts: Mapping[tuple[uuid.UUID, float], WindowUsage]) -> None:
         """Counts whose write failed: written with the next sync."""
         for (tenant_id, start), usage in counts.items():
-            self._pending[(tenant_id, start, "events")] += usage.events
-            self._pending[(tenant_id, start, "accepted_over")] += usage.accepted_over
-            self._pending[(tenant_id, start, "refused")] += usage.refused
             window = self._windows.get(tenant_id)
-            if window is not None and window.start == start:
-                window.flushed -= usage.events
+            if window is None or window.start != start:
+                window = _Window(start, start + WINDOW_SECONDS)
+                self._ended.append((tenant_id, window))
+            window.flushed -= usage.events
+            window.events += usage.events
+            window.accepted_over += usage.accepted_over
+            window.refused += usage.refused
 
     def observe_totals(self, start: float, totals: Mapping[uuid.UUID, int]) -> None:
         """Every process's events per tenant in the window at ``start``, as just read

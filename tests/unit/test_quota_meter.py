@@ -66,3 +66,14 @@ def test_released_events_do_not_count_and_a_failed_write_is_kept() -> None:
 def test_no_limit_admits_everything() -> None:
     m = meter(None)
     assert all(m.admit(T, 1000, NOW, refusable=True).admitted for _ in range(10))
+
+
+def test_counts_of_a_minute_that_ended_before_the_write_are_still_written() -> None:
+    m = meter(None)
+    m.admit(T, 2, NOW, refusable=True)
+    m.admit(T, 3, NOW + 60, refusable=True)
+    assert m.take_pending() == {
+        (T, window_start(NOW)): WindowUsage(events=2),
+        (T, window_start(NOW + 60)): WindowUsage(events=3),
+    }
+    assert m.take_pending() == {}
