@@ -83,7 +83,8 @@ def routes() -> list[Route]:
             "/v1/connections",
             connections.create,
             "admin",
-            "Create a connection (its webhook URL and secret, or API key, are shown once)",
+            "Create a connection (its webhook URL and secret, or API key, are shown once);"
+            " 409 when the name is taken or the tenant's connections quota is full",
             "connections",
             "createConnection",
             body=m.ConnectionCreate,
