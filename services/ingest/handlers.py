@@ -317,9 +317,7 @@ class Ingest:
         metrics.events(provider).inc()
         # Counted once acknowledged, and never refused: past the tenant's rate the webhook
         # is accepted all the same and counted as over; the notifier tells the tenant.
-        admission = self.quotas.meter.admit(
-            endpoint.connection.tenant_id, 1, self.quotas.now(), refusable=False
-        )
+        admission = self.quotas.meter.admit(conn.tenant_id, 1, self.quotas.now(), refusable=False)
         if admission.over:
             metrics.quota_over(provider, "accepted").inc()
         if log.isEnabledFor(logging.DEBUG):  # skips building the fields when not logged
