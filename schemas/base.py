@@ -3,20 +3,14 @@ carries a schema version so consumers can evolve additively."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, ClassVar
+from typing import ClassVar
 from uuid import UUID, uuid4
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
 
-
-def _require_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp must carry a timezone")
-    return value
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+# Checked in pydantic-core: a Python validator here was 3 % of the processor's CPU.
+AwareDatetime = pydantic.AwareDatetime
 
 
 class FrozenModel(BaseModel):

@@ -34,7 +34,16 @@ class ProcessorSettings(ProviderCallSettings):
         0.05,
         gt=0,
         # 50 ms: fills batches under load, adds at most 50 ms when traffic is sparse.
-        description="Longest wait to fill a batch before applying what there is.",
+        description="Longest wait to fill a batch, from its first event, before applying "
+        "what there is.",
+    )
+    processor_batch_quiet_seconds: float = Field(
+        0.002,
+        gt=0,
+        # 2 ms: the events of one Kafka fetch reach the batch microseconds apart, so a
+        # backlog still fills whole batches; a lone webhook waits 2 ms, not the window.
+        description="A batch is applied once no further event came for this long (or it "
+        "is full, or its window is over).",
     )
     processor_dedup_retention_days: float = Field(
         15.0,

@@ -231,7 +231,10 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             await asyncio.gather(*sent)
 
         async with take_batches(
-            stream, settings.processor_batch_size, within=settings.processor_batch_window_seconds
+            stream,
+            settings.processor_batch_size,
+            within=settings.processor_batch_window_seconds,
+            quiet=settings.processor_batch_quiet_seconds,
         ) as batches:
             async for events in batches:
                 await guard.run([source_of(e) for e in events], handle)
@@ -264,6 +267,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
                 stream,
                 settings.processor_batch_size,
                 within=settings.processor_batch_window_seconds,
+                quiet=settings.processor_batch_quiet_seconds,
             ) as batches:
                 async for events in batches:
                     await guard.run([source_of(e) for e in events], handle)

@@ -30,14 +30,16 @@ def main() -> None:
     out = Path(os.environ["PROBE_OUT"])
     fail_at = os.environ.get("PROBE_FAIL_AT", "")
     take = os.environ.get("PROBE_TAKE", "batches")
+    within = float(os.environ.get("PROBE_WITHIN", "0.2"))
+    quiet = float(os.environ["PROBE_QUIET"]) if "PROBE_QUIET" in os.environ else None
     failed = False
 
     @app.agent(topic)
     async def handle(stream: Any) -> None:
         batches = (
-            take_batches(stream, 50, within=0.2)
+            take_batches(stream, 50, within=within, quiet=quiet)
             if take == "batches"
-            else contextlib.aclosing(stream.take_events(50, within=0.2))
+            else contextlib.aclosing(stream.take_events(50, within=within))
         )
         async with batches as taken:
             async for events in taken:
