@@ -23,6 +23,7 @@ from connectors.quickbooks import signature as quickbooks
 from connectors.standard_webhooks import signature as standard_webhooks
 from connectors.stripe import signature as stripe
 from connectors.xero import signature as xero
+from schemas.errors import RefuseInput
 
 _ROOT = Path(__file__).resolve().parent
 # The providers with samples: the built-ins whose signing is fixed. A generic connection's
@@ -30,7 +31,7 @@ _ROOT = Path(__file__).resolve().parent
 PROVIDERS = ("ascora", "hubspot", "quickbooks", "stripe", "xero")
 
 
-class UnknownSampleError(ValueError):
+class UnknownSampleError(RefuseInput):
     """No such provider or event among the samples; the message lists what there is."""
 
 

@@ -120,27 +120,28 @@ async def all_limits(conn: Conn | asyncpg.Pool) -> dict[uuid.UUID, Limits]:
 async def set_limits(
     conn: Conn, tenant_id: uuid.UUID, changes: Mapping[QuotaName, int | None], *, actor: str
 ) -> Limits:
-    """Set the named limits (None: no limit); the others keep their values."""
-    current, _, _ = await limits_of(conn, tenant_id)
-    values = {LIMIT_COLUMNS[q]: current.of(q) for q in QUOTA_NAMES}
-    values.update({LIMIT_COLUMNS[q]: v for q, v in changes.items()})
+    """Set the named limits (None: no limit); the others keep their values, decided in the
+    one statement so two concurrent changes of different limits both stay."""
+    given = [q in changes for q in QUOTA_NAMES]
+    values = [changes.get(q) for q in QUOTA_NAMES]
     row = await conn.fetchrow(
         """
         INSERT INTO tenant_quotas AS q
                (tenant_id, max_connections, events_per_minute, max_records, updated_by)
         VALUES ($1, $2, $3, $4, $5)
         ON CONFLICT (tenant_id) DO UPDATE
-           SET max_connections = excluded.max_connections,
-               events_per_minute = excluded.events_per_minute,
-               max_records = excluded.max_records,
+           SET max_connections = CASE WHEN $6 THEN excluded.max_connections
+                                      ELSE q.max_connections END,
+               events_per_minute = CASE WHEN $7 THEN excluded.events_per_minute
+                                        ELSE q.events_per_minute END,
+               max_records = CASE WHEN $8 THEN excluded.max_records ELSE q.max_records END,
                updated_at = now(), updated_by = excluded.updated_by
         RETURNING max_connections, events_per_minute, max_records
         """,
         tenant_id,
-        values["max_connections"],
-        values["events_per_minute"],
-        values["max_records"],
+        *values,
         actor,
+        *given,
     )
     return _limits(row)
 

@@ -70,17 +70,18 @@ QUOTA_OVER = Counter(
     "accepted anyway, by source (internal or a provider slug) and outcome.",
     ["source", "outcome"],
 )
-# Per tenant, for tenants with a quota row only (a bounded set an operator configures).
+# Per quota, not per tenant (labels stay bounded): how many tenants are at their limit,
+# and how near the nearest is. Which tenant it is, and its usage, is GET /v1/quotas.
 # Every ingest process reports the same figures: aggregate with max(), not sum().
-QUOTA_USAGE = Gauge(
-    "crmsync_quota_usage",
-    "A tenant's usage of each quota: connections, records, events in the current minute.",
-    ["tenant", "quota"],
+QUOTA_TENANTS_AT_LIMIT = Gauge(
+    "crmsync_quota_tenants_at_limit",
+    "Tenants at or past a quota's limit (events_per_minute: in the current minute).",
+    ["quota"],
 )
-QUOTA_LIMIT = Gauge(
-    "crmsync_quota_limit",
-    "A tenant's limit of each quota; -1 when the quota sets none.",
-    ["tenant", "quota"],
+QUOTA_HIGHEST_USAGE_RATIO = Gauge(
+    "crmsync_quota_highest_usage_ratio",
+    "The highest usage / limit of a quota among the tenants that set it (1: at the limit).",
+    ["quota"],
 )
 
 
@@ -112,11 +113,3 @@ def payload_bytes(provider: str) -> Histogram:
 @functools.cache
 def quota_over(source: str, outcome: str) -> Counter:
     return QUOTA_OVER.labels(source, outcome)
-
-
-def quota_usage(tenant: str, quota: str) -> Gauge:
-    return QUOTA_USAGE.labels(tenant, quota)
-
-
-def quota_limit(tenant: str, quota: str) -> Gauge:
-    return QUOTA_LIMIT.labels(tenant, quota)

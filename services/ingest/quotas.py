@@ -100,17 +100,23 @@ class QuotaKeeper:
         return True
 
     def _export(self, start: float) -> None:
-        for tenant_id, limits in self.meter.limits.items():
-            tenant = str(tenant_id)
-            usage = {
-                "connections": self.connections.get(tenant_id, 0),
-                "events_per_minute": self.meter.used(tenant_id, start),
-                "records": self.records.get(tenant_id, 0),
-            }
-            for quota in quotas.QUOTA_NAMES:
-                metrics.quota_usage(tenant, quota).set(usage[quota])
+        usage = {
+            "connections": self.connections,
+            "records": self.records,
+            "events_per_minute": {t: self.meter.used(t, start) for t in self.meter.limits},
+        }
+        for quota in quotas.QUOTA_NAMES:
+            at_limit = 0
+            highest = 0.0
+            for tenant_id, limits in self.meter.limits.items():
                 limit = limits.of(quota)
-                metrics.quota_limit(tenant, quota).set(-1 if limit is None else limit)
+                if limit is None:
+                    continue
+                used = usage[quota].get(tenant_id, 0)
+                at_limit += used >= limit
+                highest = max(highest, used / limit if limit else float(used > 0))
+            metrics.QUOTA_TENANTS_AT_LIMIT.labels(quota).set(at_limit)
+            metrics.QUOTA_HIGHEST_USAGE_RATIO.labels(quota).set(highest)
 
     async def run(self) -> None:
         """Sync every interval until cancelled (the owner syncs once more on stop)."""

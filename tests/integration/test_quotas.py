@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
 from connectors.egress import provider_session
 from crmsync.application import notifications
@@ -191,6 +192,10 @@ async def test_a_tenant_at_its_records_limit_takes_updates_but_not_new_internal_
             record,
         )
     await _limit(ingest, conn.tenant_id, records=1)
+    # Per quota in the metrics, never per tenant (this test's database has this one).
+    at_limit = REGISTRY.get_sample_value("crmsync_quota_tenants_at_limit", {"quota": "records"})
+    ratio = REGISTRY.get_sample_value("crmsync_quota_highest_usage_ratio", {"quota": "records"})
+    assert (at_limit, ratio) == (1, 1.0)
 
     update = await ingest.client.post("/v1/changes", json=_change("cust-known"), headers=auth)
     assert update.status == 202, await update.text()

@@ -22,6 +22,9 @@ NOT_PROVIDER_CALLS = {
     Path("connectors/egress.py"),
     # Simulators POST their own signed webhooks to ingest (test and demo servers, DESIGN).
     Path("connectors/simkit.py"),
+    # crmsync trigger POSTs a signed sample to the operator's own ingest URL, never to a
+    # provider, and carries no credentials (the signature is the sample's).
+    Path("crmsync/application/trigger.py"),
 }
 
 
