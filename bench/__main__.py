@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -49,7 +50,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--only", action="append", choices=list(SECTIONS), help="run only this section (repeat)"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (service logs)")
+    p.add_argument(
+        "--rates",
+        type=_rates,
+        metavar="N,N,...",
+        help="offered webhooks/s of the e2e section (default 200,1000): find the highest "
+        "rate that holds a latency",
+    )
     return p.parse_args(argv)
+
+
+def _rates(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(r) for r in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates are positive webhooks/s")
+    return rates
 
 
 def say(message: str) -> None:
@@ -105,10 +123,13 @@ async def main(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="crmsync-bench-"))
     failed = False
     results: list[Result] = []
+    sizes = QUICK if args.quick else FULL
+    if args.rates:
+        sizes = dataclasses.replace(sizes, e2e_rates=args.rates)
     async with aiohttp.ClientSession() as session:
         run = Run(
             CommonSettings(),
-            QUICK if args.quick else FULL,
+            sizes,
             generate_master_key("bench"),
             workdir,
             session,

@@ -31,10 +31,12 @@ from bench.report import Result, Target
 from bench.sims import API_TOKEN, COMPANY_CODE
 from bench.stack import BenchError, Service, Stack
 
-# The issue's targets at 1,000 events/s: p99 < 250 ms to Postgres, < 500 ms to the CRM.
-TARGET_RATE = 1000
-POSTGRES_P99_MS = 250.0
-CRM_P99_MS = 500.0
+# Issue 18's targets, by offered rate: at 200/s, webhook → Postgres p50 < 50 ms and
+# p99 < 250 ms, → the other CRM p99 < 500 ms; at 1,000/s, → the other CRM p99 < 1 s (or
+# the highest rate that holds it: `bench/run --only e2e --rates 200,400,600`).
+POSTGRES_P50_MS = {200: 50.0}
+POSTGRES_P99_MS = {200: 250.0}
+CRM_P99_MS = {200: 500.0, 1000: 1000.0}
 # No client-side throttling of pushes to the simulator: we measure the pipeline, not a
 # provider's published limit (Ascora publishes none; the connector defaults to 10/s).
 UNLIMITED = {"rate": 100_000, "per_seconds": 1, "burst": 10_000}
@@ -82,6 +84,10 @@ def _ports(path: Path) -> list[int] | None:
     except FileNotFoundError:
         return None
     return ports
+
+
+def _under(limits: dict[int, float], rate: int) -> tuple[Target, ...]:
+    return (Target("<", limits[rate]),) if rate in limits else ()
 
 
 async def run_e2e(run: Run) -> list[Result]:
@@ -169,7 +175,6 @@ async def _one_rate(
             "is the pipeline up? see the service logs"
         )
     name = f"e2e.rate_{rate}"
-    at_target = rate == TARGET_RATE
     cpu_note = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
     return [
         Result(
@@ -179,12 +184,17 @@ async def _one_rate(
             note=f"{accepted} accepted, {summary['sent'] - accepted} refused or failed; "
             f"ingest answer p99 {summary['latency_ms'].get('p99', 0):.1f} ms",
         ),
-        Result(f"{name}.postgres.p50", percentile(in_ms, 0.5), "ms"),
+        Result(
+            f"{name}.postgres.p50",
+            percentile(in_ms, 0.5),
+            "ms",
+            targets=_under(POSTGRES_P50_MS, rate),
+        ),
         Result(
             f"{name}.postgres.p99",
             percentile(in_ms, 0.99),
             "ms",
-            targets=(Target("<", POSTGRES_P99_MS),) if at_target else (),
+            targets=_under(POSTGRES_P99_MS, rate),
             note=f"{len(in_ms)} events applied",
         ),
         Result(f"{name}.crm.p50", percentile(crm_ms, 0.5), "ms"),
@@ -192,7 +202,7 @@ async def _one_rate(
             f"{name}.crm.p99",
             percentile(crm_ms, 0.99),
             "ms",
-            targets=(Target("<", CRM_P99_MS),) if at_target else (),
+            targets=_under(CRM_P99_MS, rate),
             note=f"{len(crm_ms)} events pushed",
         ),
         Result(

@@ -30,7 +30,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -202,6 +202,15 @@ class Simulator:
         self.get(entity_type, record_id)
         self.deleted[entity_type].add(record_id)
         self._announce(entity_type, record_id, "delete")
+
+    def deleter(self, entity_type: EntityType) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A ``DELETE .../{id}`` handler: the record goes, the answer is 204."""
+
+        async def delete(request: web.Request) -> web.Response:
+            self.delete(entity_type, request.match_info["id"])
+            return web.Response(status=204)
+
+        return delete
 
     def get(self, entity_type: EntityType, record_id: str) -> dict[str, Any]:
         obj = self.store.get(entity_type, {}).get(record_id)

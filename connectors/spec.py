@@ -19,6 +19,7 @@ Vocabulary:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -250,6 +251,15 @@ class ClientSettings(BaseModel):
             if message is None:
                 raise ValueError(f"settings[{name!r}]: {error['msg']}") from None
             raise ValueError(message.format(value=error.get("input"))) from None
+
+
+def json_body(body: bytes, problem: str = "body: not JSON") -> Any:
+    """A webhook body parsed as JSON, or MappingError("unparseable", ``problem``): a body
+    that is not JSON (or nests too deep to parse) can only be dead-lettered."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise MappingError("unparseable", problem) from None
 
 
 def require(obj: Mapping[str, Any], path: str) -> Any:

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
-import aiohttp
 from pydantic import Field, StrictInt, StringConstraints
 
+from connectors.apiclient import ProviderClient, Write
 from connectors.ascora.mapping import Mapper
-from connectors.http import Auth, Endpoint, UnsupportedOperationError, page_number
+from connectors.http import UnsupportedOperationError, page_number
 from connectors.spec import ClientSettings, EntityType, MappingError, Page, RemoteRecord
 
 # The path every Ascora instance serves its API under (PROVIDERS.md: {instance}/api/v1).
@@ -52,43 +52,23 @@ class AscoraSettings(ClientSettings):
     }
 
 
-class AscoraClient:
+class AscoraClient(ProviderClient[AscoraSettings, Mapper]):
     """One Ascora connection (instance URL, token, company code)."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        mapper: Mapper | None = None,
-    ) -> None:
-        options = AscoraSettings.parse(settings)
-        self._api = Endpoint(
-            session,
-            base_url.rstrip("/") + API_PREFIX,
-            auth,
-            headers={COMPANY_HEADER: options.company_code},
-        )
-        self._settings = settings  # the mapper's too: overrides, time zone
-        self._page_size = options.page_size
-        self._mapper = mapper or Mapper()
+    settings_model = AscoraSettings
+    mapper_type = Mapper
+    api_path = API_PREFIX
+
+    def api_headers(self) -> Mapping[str, str]:
+        return {COMPANY_HEADER: self.options.company_code}
 
     # --- ApiClient ---------------------------------------------------------------------------
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
-        return self._record(
-            entity_type, await self._api.call("GET", _item(entity_type, external_id))
-        )
+        return self.record(entity_type, await self.api.call("GET", _item(entity_type, external_id)))
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
+        entity_type, body = write.entity_type, write.body
         path = f"/{COLLECTIONS[entity_type]}"
         if entity_type == "payment":
             # Ascora records a payment against its invoice; there is no bare payment create.
@@ -99,25 +79,20 @@ class AscoraClient:
                 )
             body.pop("customerId", None)  # the invoice's customer, set by Ascora
             path = f"{_item('invoice', invoice_id)}/payments"
-        obj = await self._api.call(
+        obj = await self.api.call(
             "POST", path, json_body=body, headers={IDEMPOTENCY_HEADER: idempotency_key}
         )
-        return self._record(entity_type, obj)
+        return self.record(entity_type, obj)
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
+        entity_type = write.entity_type
         if entity_type == "payment":
             raise UnsupportedOperationError(
                 "Ascora payments cannot be edited: delete and record again",
                 status=UNSUPPORTED_STATUS,
                 request=f"PATCH {_item(entity_type, external_id)}",
             )
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        body = write.body
         if entity_type == "invoice":
             # Set once, on create: whose invoice it is and its currency. The pusher sends
             # the whole record, so a PATCH carrying them would be refused (400).
@@ -126,25 +101,25 @@ class AscoraClient:
         status = body.pop("status", None) if entity_type == "job" else None
         obj: Any = None
         if body:
-            obj = await self._api.call("PATCH", _item(entity_type, external_id), json_body=body)
+            obj = await self.api.call("PATCH", _item(entity_type, external_id), json_body=body)
         if status is not None:
             # A job's status moves only through its own endpoint (it drives Ascora's
             # scheduling board), never through the job PATCH.
-            obj = await self._api.call(
+            obj = await self.api.call(
                 "PATCH", f"{_item('job', external_id)}/status", json_body={"status": status}
             )
         if obj is None:  # nothing to change: no write, so no echo webhook either
-            obj = await self._api.call("GET", _item(entity_type, external_id))
-        return self._record(entity_type, obj)
+            obj = await self.api.call("GET", _item(entity_type, external_id))
+        return self.record(entity_type, obj)
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "invoice":
             # Issued invoices are voided, never deleted (the number stays used).
-            await self._api.call(
+            await self.api.call(
                 "PATCH", _item("invoice", external_id), json_body={"status": "Void"}
             )
             return
-        await self._api.call("DELETE", _item(entity_type, external_id))
+        await self.api.call("DELETE", _item(entity_type, external_id))
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
@@ -153,15 +128,15 @@ class AscoraClient:
         and sorts by lastModified, so a record changed mid-walk moves to the end and is
         seen again there rather than lost (the next poll's modifiedSince picks it up)."""
         page = page_number(cursor, "an Ascora page cursor")
-        params = {"page": str(page), "pageSize": str(self._page_size)}
+        params = {"page": str(page), "pageSize": str(self.options.page_size)}
         if modified_since is not None:
             params["modifiedSince"] = _iso(modified_since)
-        body = await self._api.call("GET", f"/{COLLECTIONS[entity_type]}", params=params)
+        body = await self.api.call("GET", f"/{COLLECTIONS[entity_type]}", params=params)
         items = body.get("items") if isinstance(body, dict) else None
         total_pages = body.get("totalPages") if isinstance(body, dict) else None
         if not isinstance(items, list) or not isinstance(total_pages, int):
             raise MappingError("schema_violation", "list body: expected items and totalPages")
-        records = tuple(self._record(entity_type, item) for item in items)
+        records = tuple(self.record(entity_type, item) for item in items)
         next_cursor = str(page + 1) if page < total_pages else None
         return Page(records=records, next_cursor=next_cursor)
 
@@ -170,25 +145,18 @@ class AscoraClient:
     async def set_job_status(self, external_id: str, status: str) -> RemoteRecord:
         """Move a job to a canonical ``status`` ("in_progress", ...) through Ascora's status
         endpoint."""
-        body = self._mapper.from_canonical("job", {"status": status}, {}, self._settings)
-        obj = await self._api.call("PATCH", f"{_item('job', external_id)}/status", json_body=body)
-        return self._record("job", obj)
+        body = self.mapper.from_canonical("job", {"status": status}, {}, self.settings)
+        obj = await self.api.call("PATCH", f"{_item('job', external_id)}/status", json_body=body)
+        return self.record("job", obj)
 
     async def add_job_note(self, external_id: str, text: str) -> dict[str, Any]:
         """Add a note to a job; the note as Ascora stored it (noteId, text, createdAt)."""
-        note = await self._api.call(
+        note = await self.api.call(
             "POST", f"{_item('job', external_id)}/notes", json_body={"text": text}
         )
         if not isinstance(note, dict):
             raise MappingError("schema_violation", "note: expected an object")
         return note
-
-    # --- plumbing ----------------------------------------------------------------------------
-
-    def _record(self, entity_type: EntityType, obj: Any) -> RemoteRecord:
-        if not isinstance(obj, dict):
-            raise MappingError("schema_violation", f"{entity_type}: expected an object")
-        return self._mapper.to_canonical(entity_type, obj, self._settings)
 
 
 def _item(entity_type: EntityType, external_id: str) -> str:
@@ -208,8 +176,5 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> AscoraClient:
-    """ApiSpec.make_client: ``base_url`` is the instance root (https://acme.ascora.com)."""
-    return AscoraClient(session, base_url, auth, settings)
+# ApiSpec.make_client: ``base_url`` is the instance root (https://acme.ascora.com).
+make_client = AscoraClient.make

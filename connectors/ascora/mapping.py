@@ -17,7 +17,6 @@ Conventions of the assumed API that shape the mapping:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -36,6 +35,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    json_body,
     require,
 )
 from schemas.records import ENTITY_MODELS
@@ -169,10 +169,7 @@ class Mapper:
         event_id = clean_text(headers.get(EVENT_ID_HEADER, "").strip())
         if event_id is None:
             raise MappingError("schema_violation", f"headers.{EVENT_ID_HEADER}: missing")
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not a JSON document") from None
+        payload = json_body(body, "body: not a JSON document")
         if not isinstance(payload, dict):
             raise MappingError("schema_violation", "body: expected a JSON object")
         event_type = require(payload, "type")

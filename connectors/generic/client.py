@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import aiohttp
 from yarl import URL
 
+from connectors.apiclient import ProviderClient, Write
 from connectors.generic import convert
 from connectors.generic.config import (
     AuthConfig,
@@ -26,67 +26,57 @@ from connectors.generic.config import (
 )
 from connectors.generic.mapping import Mapper
 from connectors.generic.paths import MISSING, read
-from connectors.http import Auth, Endpoint, StaticAuth, UnsupportedOperationError, page_number
+from connectors.http import Auth, StaticAuth, UnsupportedOperationError, page_number
 from connectors.spec import EntityType, MappingError, Page, RemoteRecord
 
 
-class GenericClient:
+class GenericClient(ProviderClient[GenericMapping, Mapper]):
     """One generic connection's API, as its mapping describes it."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-    ) -> None:
-        self.mapping: GenericMapping = mapping_from_settings(settings)
+    mapper_type = Mapper
+
+    def parse_options(self, settings: Mapping[str, Any]) -> GenericMapping:
+        return mapping_from_settings(settings)
+
+    @property
+    def mapping(self) -> GenericMapping:
+        return self.options
+
+    def api_root(self, base_url: str) -> str:
         base = base_url or self.mapping.api.base_url
         if not base:
             raise ValueError("no base URL: pass one or set api.base_url in the mapping")
         self.base_url = base.rstrip("/")
         # Endpoint URLs come whole from the mapping (they carry the base URL already).
-        self.api = Endpoint(session, "", auth, headers=self.mapping.api.headers)
-        self.settings = settings
-        self.mapper = Mapper()
+        return ""
+
+    def api_headers(self) -> Mapping[str, str]:
+        return self.mapping.api.headers
+
+    def map_body(self, write: Write) -> dict[str, Any]:
+        return self.mapper.from_canonical(
+            write.entity_type, write.data, write.refs, self.settings, operation=write.operation
+        )
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
         entity, url, method = self._endpoint(entity_type, "fetch", external_id)
         body = await self.api.call(method, url)
         return self._single(entity_type, entity, body, method, url)
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
-        entity, url, method = self._endpoint(entity_type, "create")
-        payload = self.mapper.from_canonical(
-            entity_type, data, refs, self.settings, operation="create"
-        )
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
+        entity, url, method = self._endpoint(write.entity_type, "create")
         header = self.mapping.api.idempotency_header
         extra = {header: idempotency_key} if header else {}
-        body = await self.api.call(method, url, json_body=payload, headers=extra)
-        return self._single(entity_type, entity, body, method, url)
+        body = await self.api.call(method, url, json_body=write.body, headers=extra)
+        return self._single(write.entity_type, entity, body, method, url)
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
-        entity, url, method = self._endpoint(entity_type, "update", external_id)
-        payload = self.mapper.from_canonical(
-            entity_type, data, refs, self.settings, operation="update"
-        )
-        body = await self.api.call(method, url, json_body=payload)
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
+        entity, url, method = self._endpoint(write.entity_type, "update", external_id)
+        body = await self.api.call(method, url, json_body=write.body)
         if body is None:
             # Some APIs answer an update with 204: the record as stored is one GET away.
-            return await self.fetch(entity_type, external_id)
-        return self._single(entity_type, entity, body, method, url)
+            return await self.fetch(write.entity_type, external_id)
+        return self._single(write.entity_type, entity, body, method, url)
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         _, url, method = self._endpoint(entity_type, "delete", external_id)
@@ -202,11 +192,8 @@ def auth_for(
     return StaticAuth(f"{config.prefix}{token}", header_name=config.header)
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> GenericClient:
-    """ApiSpec.make_client for generic connections: the mapping is in ``settings``."""
-    return GenericClient(session, base_url, auth, settings)
+# ApiSpec.make_client for generic connections: the mapping is in ``settings``.
+make_client = GenericClient.make
 
 
 __all__ = ["GenericClient", "auth_for", "make_client"]

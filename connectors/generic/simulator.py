@@ -309,12 +309,12 @@ class AcmeSimulator(Simulator):
         app.router.add_post("/api/contacts", self._creator("customer"))
         app.router.add_get("/api/contacts/{id}", self._getter("customer"))
         app.router.add_put("/api/contacts/{id}", self._updater("customer"))
-        app.router.add_delete("/api/contacts/{id}", self._deleter("customer"))
+        app.router.add_delete("/api/contacts/{id}", self.deleter("customer"))
         app.router.add_get("/api/work-orders", self._cursor_lister("job"))
         app.router.add_post("/api/work-orders", self._creator("job"))
         app.router.add_get("/api/work-orders/{id}", self._getter("job"))
         app.router.add_patch("/api/work-orders/{id}", self._updater("job"))
-        app.router.add_delete("/api/work-orders/{id}", self._deleter("job"))
+        app.router.add_delete("/api/work-orders/{id}", self.deleter("job"))
         app.router.add_get("/api/invoices", self._cursor_lister("invoice"))
         app.router.add_post("/api/invoices", self._creator("invoice"))
         app.router.add_get("/api/invoices/{id}", self._getter("invoice"))
@@ -341,13 +341,6 @@ class AcmeSimulator(Simulator):
             return self._answer(entity_type, self.update(entity_type, record_id, fields))
 
         return update
-
-    def _deleter(self, entity_type: EntityType) -> Handler:
-        async def delete(request: web.Request) -> web.Response:
-            self.delete(entity_type, request.match_info["id"])
-            return web.Response(status=204)
-
-        return delete
 
     async def _list_contacts(self, request: web.Request) -> web.Response:
         page = _int_param(request, "page", 1, low=1)
@@ -767,7 +760,7 @@ class MappingSimulator(Simulator):
                 "fetch": self._fetcher(entity_type),
                 "create": self._creator(entity_type),
                 "update": self._updater(entity_type),
-                "delete": self._deleter(entity_type),
+                "delete": self.deleter(entity_type),
                 "list": self._lister(entity_type),
             }
             for kind, handler in handlers.items():
@@ -819,13 +812,6 @@ class MappingSimulator(Simulator):
             return self._answer(entity, self.update(entity_type, request.match_info["id"], body))
 
         return update
-
-    def _deleter(self, entity_type: EntityType) -> Handler:
-        async def delete(request: web.Request) -> web.Response:
-            self.delete(entity_type, request.match_info["id"])
-            return web.Response(status=204)
-
-        return delete
 
     def _lister(self, entity_type: EntityType) -> Handler:
         async def listing(request: web.Request) -> web.Response:

@@ -15,9 +15,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
-import aiohttp
-
-from connectors.http import Auth, Endpoint, ProviderError
+from connectors.apiclient import ProviderClient, Write
+from connectors.http import ProviderError
 from connectors.hubspot.mapping import (
     DEFAULT_PIPELINE,
     MODIFIED_PROPERTY,
@@ -81,71 +80,50 @@ class HubSpotSettings(ClientSettings):
     deal_pipeline: OptionalText = None
 
 
-class HubSpotClient:
+class HubSpotClient(ProviderClient[HubSpotSettings, Mapper]):
     """ApiClient over ``connectors.http.send``; no retries here (the caller owns them)."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        mapper: Mapper | None = None,
-    ) -> None:
-        self._options = HubSpotSettings.parse(settings)
-        self._api = Endpoint(session, base_url.rstrip("/"), auth)
-        self._settings = settings
-        self._mapper = mapper or Mapper()
+    settings_model = HubSpotSettings
+    mapper_type = Mapper
+    not_an_object = "body: expected a HubSpot object"
 
     # --- the ApiClient protocol --------------------------------------------------------------
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
-        obj = await self._api.call(
+        obj = await self.api.call(
             "GET",
             self._object_path(entity_type, external_id),
             params=self._read_params(entity_type),
         )
-        return self._record(entity_type, obj)
+        return self.record(entity_type, obj)
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
         # HubSpot has no idempotency keys; for contacts the unique email makes a repeated
         # create a 409 that names the existing contact (DuplicateContactError).
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        entity_type, body, refs = write.entity_type, write.body, write.refs
         if entity_type == "job" and "dealstage" not in body["properties"]:
             # HubSpot requires a stage on create; a job without a status starts as a draft.
             body["properties"]["dealstage"] = str(
-                self._options.default_deal_stage or status_stage(self._settings)["draft"]
+                self.options.default_deal_stage or status_stage(self.settings)["draft"]
             )
-            body["properties"]["pipeline"] = self._options.deal_pipeline or DEFAULT_PIPELINE
+            body["properties"]["pipeline"] = self.options.deal_pipeline or DEFAULT_PIPELINE
         try:
-            obj = await self._api.call("POST", self._collection_path(entity_type), json_body=body)
+            obj = await self.api.call("POST", self._collection_path(entity_type), json_body=body)
         except ProviderError as exc:
             raise self._conflict(entity_type, exc) from None
-        record = self._record(entity_type, obj)
+        record = self.record(entity_type, obj)
         if "associations" in body:
             # The 201 body carries no associations; the create made exactly this one.
             record = replace(record, refs={"customer_id": refs["customer_id"]})
         return record
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
         # HubSpot objects carry no concurrency token: the last write wins.
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+        entity_type, body, refs = write.entity_type, write.body, write.refs
         path = self._object_path(entity_type, external_id)
         if body["properties"]:
             try:
-                await self._api.call("PATCH", path, json_body={"properties": body["properties"]})
+                await self.api.call("PATCH", path, json_body={"properties": body["properties"]})
             except ProviderError as exc:
                 raise self._conflict(entity_type, exc) from None
         record = await self.fetch(entity_type, external_id)
@@ -157,7 +135,7 @@ class HubSpotClient:
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         # DELETE archives: the record goes to HubSpot's recycle bin (restorable for 90 days).
-        await self._api.call("DELETE", self._object_path(entity_type, external_id))
+        await self.api.call("DELETE", self._object_path(entity_type, external_id))
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
@@ -166,15 +144,15 @@ class HubSpotClient:
             params = {**self._read_params(entity_type), "limit": str(LIST_PAGE_SIZE)}
             if cursor:
                 params["after"] = cursor
-            answer = await self._api.call("GET", self._collection_path(entity_type), params=params)
-            records = [self._record(entity_type, obj) for obj in _results(answer)]
+            answer = await self.api.call("GET", self._collection_path(entity_type), params=params)
+            records = [self.record(entity_type, obj) for obj in _results(answer)]
         else:
-            answer = await self._api.call(
+            answer = await self.api.call(
                 "POST",
                 f"{self._collection_path(entity_type)}/search",
                 json_body=self._search_body(entity_type, cursor, modified_since),
             )
-            records = [self._record(entity_type, obj) for obj in _results(answer)]
+            records = [self.record(entity_type, obj) for obj in _results(answer)]
             if entity_type == "job" and records:
                 records = await self._with_contacts(records)
         return Page(records=tuple(records), next_cursor=_next_after(answer))
@@ -212,7 +190,7 @@ class HubSpotClient:
 
     async def _with_contacts(self, records: list[RemoteRecord]) -> list[RemoteRecord]:
         """Deals from a search, with their contact read from the v4 associations batch API."""
-        answer = await self._api.call(
+        answer = await self.api.call(
             "POST",
             "/crm/v4/associations/deals/contacts/batch/read",
             json_body={"inputs": [{"id": record.external_id} for record in records]},
@@ -236,11 +214,11 @@ class HubSpotClient:
     async def _move_contact(self, deal_id: str, old: str | None, new: str) -> None:
         """Point the deal at ``new`` (HubSpot's default deal-contact association), then
         drop ``old``: the canonical job has one customer."""
-        await self._api.call(
+        await self.api.call(
             "PUT", f"/crm/v4/objects/deals/{deal_id}/associations/default/contacts/{new}"
         )
         if old:
-            await self._api.call(
+            await self.api.call(
                 "DELETE", f"/crm/v4/objects/deals/{deal_id}/associations/contacts/{old}"
             )
 
@@ -248,11 +226,6 @@ class HubSpotClient:
         if entity_type == "customer" and exc.status == 409:
             return DuplicateContactError(_existing_id(exc.body_excerpt), exc)
         return exc
-
-    def _record(self, entity_type: EntityType, obj: Any) -> RemoteRecord:
-        if not isinstance(obj, Mapping):
-            raise MappingError("schema_violation", "body: expected a HubSpot object")
-        return self._mapper.to_canonical(entity_type, obj, self._settings)
 
     @staticmethod
     def _read_params(entity_type: EntityType) -> dict[str, str]:
@@ -290,8 +263,5 @@ def _next_after(answer: Mapping[str, Any]) -> str | None:
     return str(following["after"])
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> HubSpotClient:
-    """ApiSpec.make_client: ``base_url`` is https://api.hubapi.com or a simulator's root."""
-    return HubSpotClient(session, base_url, auth, settings)
+# ApiSpec.make_client: ``base_url`` is https://api.hubapi.com or a simulator's root.
+make_client = HubSpotClient.make

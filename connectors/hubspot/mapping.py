@@ -8,7 +8,6 @@ See README.md in this folder for the field table and the reasons behind each cho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,6 +21,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    json_body,
 )
 from schemas.records import ENTITY_MODELS
 
@@ -99,6 +99,22 @@ _KNOWN_ACTIONS: Final = _UPSERT_ACTIONS | _DELETE_ACTIONS | {"associationChange"
 _OTHER_OBJECTS: Final = frozenset({"company", "ticket", "product", "line_item", "conversation"})
 # Association changes that move a deal's customer: the deal is re-read to pick it up.
 _DEAL_CONTACT_ASSOCIATION: Final = "DEAL_TO_CONTACT"
+
+
+def deal_contact_association(contact_id: str) -> list[dict[str, Any]]:
+    """The ``associations`` of a deal created with its contact (the default deal-contact
+    association, HUBSPOT_DEFINED type DEAL_TO_CONTACT_TYPE_ID)."""
+    return [
+        {
+            "to": {"id": contact_id},
+            "types": [
+                {
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": DEAL_TO_CONTACT_TYPE_ID,
+                }
+            ],
+        }
+    ]
 
 
 def _text(value: Any) -> str | None:
@@ -203,10 +219,7 @@ class Mapper:
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        try:
-            events = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not JSON") from None
+        events = json_body(body)
         if not isinstance(events, list):
             raise MappingError("schema_violation", "body: expected a JSON array of events")
         portal = settings.get("portal_id")
@@ -394,17 +407,7 @@ class Mapper:
         body: dict[str, Any] = {"properties": self._deal_properties(canonical, settings)}
         customer = refs.get("customer_id")
         if customer:
-            body["associations"] = [
-                {
-                    "to": {"id": customer},
-                    "types": [
-                        {
-                            "associationCategory": "HUBSPOT_DEFINED",
-                            "associationTypeId": DEAL_TO_CONTACT_TYPE_ID,
-                        }
-                    ],
-                }
-            ]
+            body["associations"] = deal_contact_association(customer)
         return body
 
     @staticmethod

@@ -27,7 +27,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from connectors.hubspot.mapping import DEAL_TO_CONTACT_TYPE_ID, MODIFIED_PROPERTY
+from connectors.hubspot.mapping import (
+    DEAL_TO_CONTACT_TYPE_ID,
+    MODIFIED_PROPERTY,
+    deal_contact_association,
+)
 from connectors.simkit import Change, Simulator
 from connectors.spec import EntityType
 
@@ -392,17 +396,7 @@ class HubSpotSimulator(Simulator):
         contacts = self.live("customer")
         if contacts:
             contact = contacts[index % len(contacts)]["id"]
-            body["associations"] = [
-                {
-                    "to": {"id": contact},
-                    "types": [
-                        {
-                            "associationCategory": "HUBSPOT_DEFINED",
-                            "associationTypeId": DEAL_TO_CONTACT_TYPE_ID,
-                        }
-                    ],
-                }
-            ]
+            body["associations"] = deal_contact_association(contact)
         return body
 
     # --- webhooks ------------------------------------------------------------------------------

@@ -20,12 +20,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final
 
-import aiohttp
 from pydantic import BeforeValidator, Field, StrictInt
 
+from connectors.apiclient import ProviderClient, Write
 from connectors.http import (
-    Auth,
-    Endpoint,
     NotFoundError,
     ProviderError,
     StaleVersionError,
@@ -71,64 +69,39 @@ class QuickBooksSettings(ClientSettings):
     }
 
 
-class QuickBooksClient:
+class QuickBooksClient(ProviderClient[QuickBooksSettings, Mapper]):
     """ApiClient for one QuickBooks Online company; see the module docstring."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        *,
-        mapper: Mapper | None = None,
-    ) -> None:
-        options = QuickBooksSettings.parse(settings)
-        self.realm = options.realm_id
-        self.page_size = options.page_size
-        self.api = Endpoint(
-            session,
-            f"{base_url.rstrip('/')}/v3/company/{self.realm}",
-            auth,
-            params={"minorversion": MINOR_VERSION},
-        )
-        self.settings = settings  # the mapper's too: home currency, item, overrides
-        self.mapper = mapper or Mapper()
+    settings_model = QuickBooksSettings
+    mapper_type = Mapper
+
+    def api_root(self, base_url: str) -> str:
+        return f"{base_url}/v3/company/{self.options.realm_id}"
+
+    def api_params(self) -> Mapping[str, str]:
+        return {"minorversion": MINOR_VERSION}
 
     # --- ApiClient -----------------------------------------------------------------------
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
         name = _name(entity_type)
-        return self._record(entity_type, await self._read(name, external_id))
+        return self.record(entity_type, await self._read(name, external_id))
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
-        name = _name(entity_type)
-        body = self.mapper.from_canonical(entity_type, data, refs, self.settings)
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
+        name = _name(write.entity_type)
         request_id = str(uuid.uuid5(_REQUEST_ID_NAMESPACE, idempotency_key))
-        stored = await self._post(name, body, {"requestid": request_id})
-        return self._record(entity_type, stored)
+        stored = await self._post(name, write.body, {"requestid": request_id})
+        return self.record(write.entity_type, stored)
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
-        name = _name(entity_type)
-        body = self.mapper.from_canonical(entity_type, data, refs, self.settings)
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
+        name = _name(write.entity_type)
+        body = write.body
         stored = await self._write_current(
             name,
             external_id,
             lambda token: {**body, "Id": external_id, "SyncToken": token, "sparse": True},
         )
-        return self._record(entity_type, stored)
+        return self.record(write.entity_type, stored)
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         name = _name(entity_type)
@@ -169,7 +142,7 @@ class QuickBooksClient:
         # Intuit's query language, not SQL; only our own names, ints and times go in.
         query = (
             f"select * from {name}{where} orderby Metadata.LastUpdatedTime"  # noqa: S608
-            f" startposition {start} maxresults {self.page_size}"
+            f" startposition {start} maxresults {self.options.page_size}"
         )
         answer = await self._call("GET", "/query", params={"query": query})
         result = answer.get("QueryResponse") if isinstance(answer, Mapping) else None
@@ -183,13 +156,10 @@ class QuickBooksClient:
                 f"GET /query answered a {name} that is not a list", status=200, request="GET /query"
             )
         records = tuple(self.mapper.to_canonical(entity_type, row, self.settings) for row in rows)
-        more = len(rows) >= self.page_size
+        more = len(rows) >= self.options.page_size
         return Page(records=records, next_cursor=str(start + len(rows)) if more else None)
 
     # --- requests ------------------------------------------------------------------------
-
-    def _record(self, entity_type: EntityType, obj: Mapping[str, Any]) -> RemoteRecord:
-        return self.mapper.to_canonical(entity_type, obj, self.settings)
 
     async def _read(self, name: str, external_id: str) -> dict[str, Any]:
         answer = await self._call("GET", f"/{name.lower()}/{external_id}")
@@ -244,11 +214,8 @@ class QuickBooksClient:
             raise _classified(exc) from None
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> QuickBooksClient:
-    """ApiSpec.make_client: ``settings`` needs ``realm_id``; ``page_size`` is optional."""
-    return QuickBooksClient(session, base_url, auth, settings)
+# ApiSpec.make_client: ``settings`` needs ``realm_id``; ``page_size`` is optional.
+make_client = QuickBooksClient.make
 
 
 def fault_codes(body: str) -> list[str]:

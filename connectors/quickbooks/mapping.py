@@ -14,7 +14,6 @@ create / sparse-update bodies the same endpoints take. Connection settings used 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
@@ -41,6 +40,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    json_body,
     require,
 )
 from schemas.records import ENTITY_MODELS, line_amount
@@ -115,10 +115,7 @@ class Mapper:
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
         realm = realm_of(settings)
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not JSON") from None
+        document = json_body(body)
         if isinstance(document, list):
             return _parse_cloud_events(document, realm)
         if isinstance(document, dict) and "eventNotifications" in document:

@@ -21,9 +21,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
-
-from connectors.http import Auth, Endpoint, NotFoundError, ProviderError, UnsupportedOperationError
+from connectors.apiclient import ProviderClient, Write
+from connectors.http import NotFoundError, ProviderError, UnsupportedOperationError
 from connectors.overrides import apply_inbound
 from connectors.spec import (
     ClientSettings,
@@ -86,24 +85,17 @@ class StripeSettings(ClientSettings):
         return headers
 
 
-class StripeClient:
+class StripeClient(ProviderClient[StripeSettings, Mapper]):
     """One Stripe account's API. Settings read: ``stripe_version``, ``stripe_account``
     (StripeSettings), ``days_until_due``, ``timezone`` (see the mapper)."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        options = StripeSettings.parse(settings)
-        self.api = Endpoint(session, base_url.rstrip("/"), auth, headers=options.headers())
-        self.settings = settings  # the mapper's too: days until due, time zone
-        self.clock = clock
-        self.mapper = Mapper()
+    settings_model = StripeSettings
+    mapper_type = Mapper
+    # Seconds since the epoch: the "observed" stamp of a read and the Events horizon.
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def api_headers(self) -> Mapping[str, str]:
+        return self.options.headers()
 
     # --- ApiClient ------------------------------------------------------------------------
 
@@ -111,14 +103,9 @@ class StripeClient:
         observed = self._observed()
         return self._record(entity_type, await self._get_object(entity_type, external_id), observed)
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
-        params = _present(self.mapper.from_canonical(entity_type, data, refs, self.settings))
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
+        entity_type, data = write.entity_type, write.data
+        params = _present(write.body)
         if entity_type == "customer":
             obj = await self._post("/v1/customers", params, key=idempotency_key)
         elif entity_type == "payment":
@@ -130,14 +117,9 @@ class StripeClient:
             raise _unsupported(entity_type, "create")
         return self._record(entity_type, obj, self._observed())
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
-        params = self.mapper.from_canonical(entity_type, data, refs, self.settings)
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
+        entity_type, data = write.entity_type, write.data
+        params = write.body
         if entity_type == "customer":
             obj = await self._post(f"/v1/customers/{external_id}", params)
             return self._record(entity_type, obj, self._observed())
@@ -455,10 +437,7 @@ class StripeClient:
         return body
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> StripeClient:
-    return StripeClient(session, base_url, auth, settings)
+make_client = StripeClient.make
 
 
 def _present(params: Mapping[str, Any]) -> dict[str, Any]:

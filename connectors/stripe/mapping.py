@@ -17,7 +17,6 @@ never scaled. Fractional unit prices (``unit_amount_decimal``) are read with Dec
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
@@ -35,6 +34,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    json_body,
 )
 from schemas.records import ENTITY_MODELS, line_amount
 
@@ -129,10 +129,7 @@ class Mapper:
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        try:
-            event = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not JSON") from None
+        event = json_body(body)
         if not isinstance(event, dict):
             raise MappingError("schema_violation", "body: expected a JSON object (an Event)")
         item = event_item(event, settings)

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-import aiohttp
 from pydantic import Field, StringConstraints
 
-from connectors.http import Auth, Endpoint, ProviderError, UnsupportedOperationError, page_number
+from connectors.apiclient import ProviderClient, Write
+from connectors.http import ProviderError, UnsupportedOperationError, page_number
 from connectors.money import decimal_of
-from connectors.spec import ApiClient, ClientSettings, EntityType, Page, RemoteRecord
+from connectors.spec import ClientSettings, EntityType, Page, RemoteRecord
 from connectors.xero.lifecycle import plan_update
 from connectors.xero.mapping import Mapper
 from schemas.errors import ProviderRuleError
@@ -59,28 +59,16 @@ class XeroSettings(ClientSettings):
     }
 
 
-class XeroClient:
+class XeroClient(ProviderClient[XeroSettings, Mapper]):
     """connectors.spec.ApiClient over the Xero Accounting API for one tenant."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        mapper: Mapper | None = None,
-    ) -> None:
-        options = XeroSettings.parse(settings)
+    settings_model = XeroSettings
+    mapper_type = Mapper
+    api_path = API_PATH
+
+    def api_headers(self) -> Mapping[str, str]:
         # Every call names the organisation: one token can reach several.
-        self._api = Endpoint(
-            session,
-            base_url.rstrip("/") + API_PATH,
-            auth,
-            headers={"xero-tenant-id": options.xero_tenant_id},
-        )
-        self._settings = settings  # the mapper's too: account codes, base currency
-        self._page_size = options.xero_page_size
-        self._mapper = mapper or Mapper()
+        return {"xero-tenant-id": self.options.xero_tenant_id}
 
     def _objects(self, body: Any, collection: str, request: str) -> list[Mapping[str, Any]]:
         objects = body.get(collection) if isinstance(body, Mapping) else None
@@ -103,39 +91,28 @@ class XeroClient:
     async def _raw(self, entity_type: EntityType, external_id: str) -> Mapping[str, Any]:
         collection, _ = RESOURCES[entity_type]
         path = f"/{collection}/{external_id}"
-        body = await self._api.call("GET", path)
+        body = await self.api.call("GET", path)
         return self._only(body, collection, f"GET {API_PATH}{path}")
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
         raw = await self._raw(entity_type, external_id)
-        return self._mapper.to_canonical(entity_type, raw, self._settings)
+        return self.mapper.to_canonical(entity_type, raw, self.settings)
 
-    async def create(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        idempotency_key: str,
-    ) -> RemoteRecord:
+    async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
+        entity_type = write.entity_type
         collection, _ = RESOURCES[entity_type]
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
-        answer = await self._api.call(
+        answer = await self.api.call(
             "PUT",
             f"/{collection}",
-            json_body={collection: [body]},
+            json_body={collection: [write.body]},
             # Xero keeps an Idempotency-Key for a while and replays the first answer.
             headers={"Idempotency-Key": idempotency_key},
         )
         stored = self._only(answer, collection, f"PUT {API_PATH}/{collection}")
-        return self._mapper.to_canonical(entity_type, stored, self._settings)
+        return self.mapper.to_canonical(entity_type, stored, self.settings)
 
-    async def update(
-        self,
-        entity_type: EntityType,
-        external_id: str,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-    ) -> RemoteRecord:
+    async def _update(self, write: Write, external_id: str) -> RemoteRecord:
+        entity_type = write.entity_type
         collection, id_field = RESOURCES[entity_type]
         path = f"/{collection}/{external_id}"
         if entity_type == "payment":
@@ -145,12 +122,12 @@ class XeroClient:
                 request=f"POST {API_PATH}{path}",
             )
         if entity_type == "invoice":
-            return await self._update_invoice(external_id, data, refs)
-        body = self._mapper.from_canonical(entity_type, data, refs, self._settings)
+            return await self._update_invoice(external_id, write.data, write.refs)
+        body = write.body
         body[id_field] = external_id
-        answer = await self._api.call("POST", path, json_body={collection: [body]})
+        answer = await self.api.call("POST", path, json_body={collection: [body]})
         stored = self._only(answer, collection, f"POST {API_PATH}{path}")
-        return self._mapper.to_canonical(entity_type, stored, self._settings)
+        return self.mapper.to_canonical(entity_type, stored, self.settings)
 
     async def _update_invoice(
         self, external_id: str, data: Mapping[str, Any], refs: Mapping[str, str]
@@ -159,7 +136,7 @@ class XeroClient:
         changed fields, a status move Xero allows. What it would refuse raises
         ProviderRuleError (after the rest was written), never a request Xero refuses."""
         raw = await self._raw("invoice", external_id)
-        current = self._mapper.to_canonical("invoice", raw, self._settings)
+        current = self.mapper.to_canonical("invoice", raw, self.settings)
         paid = decimal_of(raw.get("AmountPaid") or 0, "AmountPaid")
         plan = plan_update(str(raw.get("Status")), paid, current, data, refs)
         written: RemoteRecord | None = None
@@ -168,14 +145,14 @@ class XeroClient:
             body: dict[str, Any] = {"Type": "ACCREC"}
             if plan.send is not None:
                 contact = {k: v for k, v in refs.items() if k == "customer_id"}
-                body = self._mapper.from_canonical("invoice", plan.send, contact, self._settings)
+                body = self.mapper.from_canonical("invoice", plan.send, contact, self.settings)
             body.pop("Status", None)
             if plan.status is not None:
                 body["Status"] = plan.status
             body["InvoiceID"] = external_id
-            answer = await self._api.call("POST", path, json_body={"Invoices": [body]})
+            answer = await self.api.call("POST", path, json_body={"Invoices": [body]})
             stored = self._only(answer, "Invoices", f"POST {API_PATH}{path}")
-            written = self._mapper.to_canonical("invoice", stored, self._settings)
+            written = self.mapper.to_canonical("invoice", stored, self.settings)
         if plan.refused:
             raise ProviderRuleError(
                 f"Xero invoice {external_id}: " + "; ".join(plan.refused), written=written
@@ -187,7 +164,7 @@ class XeroClient:
         path = f"/{collection}/{external_id}"
         if entity_type == "customer":
             change = {id_field: external_id, "ContactStatus": "ARCHIVED"}
-            await self._api.call("POST", path, json_body={collection: [change]})
+            await self.api.call("POST", path, json_body={collection: [change]})
         elif entity_type == "invoice":
             status = (await self._raw("invoice", external_id)).get("Status")
             if status in FINAL_INVOICE_STATES:
@@ -202,9 +179,9 @@ class XeroClient:
                     request=f"POST {API_PATH}{path}",
                 )
             change = {id_field: external_id, "Status": target}
-            await self._api.call("POST", path, json_body={collection: [change]})
+            await self.api.call("POST", path, json_body={collection: [change]})
         else:
-            await self._api.call("POST", path, json_body={"Status": "DELETED"})
+            await self.api.call("POST", path, json_body={"Status": "DELETED"})
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
@@ -213,7 +190,7 @@ class XeroClient:
         page = page_number(cursor, "a Xero page cursor")
         params = {
             "page": str(page),
-            "pageSize": str(self._page_size),
+            "pageSize": str(self.options.xero_page_size),
             "order": "UpdatedDateUTC ASC",
             **LIST_FILTERS[entity_type],
         }
@@ -223,20 +200,17 @@ class XeroClient:
             # record is fetched again rather than missed.
             since = modified_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
             headers["If-Modified-Since"] = since
-        body = await self._api.call("GET", f"/{collection}", params=params, headers=headers)
+        body = await self.api.call("GET", f"/{collection}", params=params, headers=headers)
         objects = self._objects(body, collection, f"GET {API_PATH}/{collection}")
         records = tuple(
-            self._mapper.to_canonical(entity_type, obj, self._settings) for obj in objects
+            self.mapper.to_canonical(entity_type, obj, self.settings) for obj in objects
         )
-        more = len(objects) >= self._page_size
+        more = len(objects) >= self.options.xero_page_size
         pagination = body.get("pagination") if isinstance(body, Mapping) else None
         if isinstance(pagination, Mapping) and isinstance(pagination.get("pageCount"), int):
             more = page < pagination["pageCount"]
         return Page(records=records, next_cursor=str(page + 1) if more else None)
 
 
-def make_client(
-    session: aiohttp.ClientSession, base_url: str, auth: Auth, settings: Mapping[str, Any]
-) -> ApiClient:
-    """connectors.spec.ApiSpec.make_client for Xero."""
-    return XeroClient(session, base_url, auth, settings)
+# connectors.spec.ApiSpec.make_client for Xero.
+make_client = XeroClient.make

@@ -12,7 +12,6 @@ DueDateString and in request bodies. Both are read here; writes use ``YYYY-MM-DD
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +28,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    json_body,
 )
 from schemas.records import ENTITY_MODELS, Customer, Invoice, Payment, line_amount
 
@@ -606,10 +606,7 @@ class Mapper:
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            raise MappingError("unparseable", "body: not a JSON document") from None
+        payload = json_body(body, "body: not a JSON document")
         events = _list(_field(_object(payload, "body"), "events"), "events")
         tenant = _tenant(settings)
         items: list[WebhookItem] = []

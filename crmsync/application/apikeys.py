@@ -21,6 +21,7 @@ from crmsync.application.models import (
     Page,
 )
 from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.rows import tenant_row
 from crmsync.common import apikeys
 from crmsync.common.connections import provider_of
 from crmsync.common.db import Conn
@@ -35,13 +36,13 @@ def _out(row: asyncpg.Record) -> ApiKeyOut:
 
 
 async def _row(conn: Conn, ctx: Context, key_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    row = await tenant_row(
+        conn,
+        ctx,
         f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1 AND tenant_id = $2",  # noqa: S608
         key_id,
-        ctx.tenant_id,
+        f"no API key {key_id}",
     )
-    if row is None:
-        raise NotFoundError(f"no API key {key_id}")
     return row
 
 
@@ -117,16 +118,16 @@ async def get(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyDetail:
 @audited("api_key.revoke")
 async def revoke(conn: Conn, ctx: Context, key_id: uuid.UUID) -> ApiKeyOut:
     """Revoke now (idempotent: a revoked key keeps its first revocation time)."""
-    row = await conn.fetchrow(
+    row = await tenant_row(
+        conn,
+        ctx,
         f"""
         UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
          WHERE id = $1 AND tenant_id = $2 RETURNING {_COLUMNS}
         """,  # noqa: S608
         key_id,
-        ctx.tenant_id,
+        f"no API key {key_id}",
     )
-    if row is None:
-        raise NotFoundError(f"no API key {key_id}")
     return _out(row)
 
 

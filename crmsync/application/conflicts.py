@@ -15,9 +15,10 @@ import asyncpg
 
 from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
-from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.errors import ConflictError, InvalidError
 from crmsync.application.models import ConflictOut, ConflictQuery, ConflictResolve, Page
 from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.rows import tenant_row
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values
 from crmsync.common.db import Conn
 from schemas.records import CanonicalRecord
@@ -63,13 +64,13 @@ async def list_(conn: Conn, ctx: Context, query: ConflictQuery) -> Page[Conflict
 
 
 async def get(conn: Conn, ctx: Context, conflict_id: uuid.UUID) -> ConflictOut:
-    row = await conn.fetchrow(
+    row = await tenant_row(
+        conn,
+        ctx,
         f"SELECT {_COLUMNS} FROM conflicts WHERE id = $1 AND tenant_id = $2",  # noqa: S608
         conflict_id,
-        ctx.tenant_id,
+        f"no conflict {conflict_id}",
     )
-    if row is None:
-        raise NotFoundError(f"no conflict {conflict_id}")
     return _out(row)
 
 
@@ -78,13 +79,13 @@ async def resolve(
     conn: Conn, ctx: Context, conflict_id: uuid.UUID, body: ConflictResolve, *, now: datetime
 ) -> ConflictOut:
     async with conn.transaction():
-        row = await conn.fetchrow(
+        row = await tenant_row(
+            conn,
+            ctx,
             f"SELECT {_COLUMNS} FROM conflicts WHERE id = $1 AND tenant_id = $2 FOR UPDATE",  # noqa: S608
             conflict_id,
-            ctx.tenant_id,
+            f"no conflict {conflict_id}",
         )
-        if row is None:
-            raise NotFoundError(f"no conflict {conflict_id}")
         if row["resolved_at"] is not None:
             raise ConflictError("the conflict is already resolved")
         resolution: dict[str, Any] = {"choose": body.choose, "by": ctx.actor}

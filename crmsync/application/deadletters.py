@@ -34,6 +34,7 @@ from crmsync.application.models import (
     RedriveResult,
 )
 from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.rows import tenant_row
 from crmsync.common.canonical import TABLES
 from crmsync.common.connections import connection_exists
 from crmsync.common.db import Conn
@@ -97,13 +98,13 @@ async def list_(conn: Conn, ctx: Context, query: DeadLetterQuery) -> Page[DeadLe
 
 
 async def get(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterDetail:
-    row = await conn.fetchrow(
+    row = await tenant_row(
+        conn,
+        ctx,
         f"SELECT {_COLUMNS}, payload FROM dead_letters WHERE id = $1 AND tenant_id = $2",  # noqa: S608
         dead_letter_id,
-        ctx.tenant_id,
+        f"no dead letter {dead_letter_id}",
     )
-    if row is None:
-        raise NotFoundError(f"no dead letter {dead_letter_id}")
     payload: bytes = row["payload"]
     try:
         text: str | None = payload.decode()
@@ -117,27 +118,27 @@ async def get(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetter
 
 
 async def _summary(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
-    row = await conn.fetchrow(
+    row = await tenant_row(
+        conn,
+        ctx,
         f"SELECT {_COLUMNS} FROM dead_letters WHERE id = $1 AND tenant_id = $2",  # noqa: S608
         dead_letter_id,
-        ctx.tenant_id,
+        f"no dead letter {dead_letter_id}",
     )
-    if row is None:
-        raise NotFoundError(f"no dead letter {dead_letter_id}")
     return _out(row)
 
 
 @audited("dead_letter.discard")
 async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
     async with conn.transaction():
-        row = await conn.fetchrow(
+        row = await tenant_row(
+            conn,
+            ctx,
             "SELECT redriven_at, discarded_at FROM dead_letters WHERE id = $1 AND tenant_id = $2"
             " FOR UPDATE",
             dead_letter_id,
-            ctx.tenant_id,
+            f"no dead letter {dead_letter_id}",
         )
-        if row is None:
-            raise NotFoundError(f"no dead letter {dead_letter_id}")
         if row["redriven_at"] is not None or row["discarded_at"] is not None:
             raise ConflictError("the dead letter was already redriven or discarded")
         await conn.execute(
@@ -150,13 +151,13 @@ async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLe
 
 @audited("dead_letter.redrive")
 async def redrive_one(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
-    exists = await conn.fetchrow(
+    await tenant_row(
+        conn,
+        ctx,
         "SELECT redriven_at, discarded_at FROM dead_letters WHERE id = $1 AND tenant_id = $2",
         dead_letter_id,
-        ctx.tenant_id,
+        f"no dead letter {dead_letter_id}",
     )
-    if exists is None:
-        raise NotFoundError(f"no dead letter {dead_letter_id}")
     result = await _redrive(conn, ctx, [dead_letter_id], limit=1)
     if result.failed:
         raise ConflictError(

@@ -19,7 +19,7 @@ import asyncpg
 from crmsync.application import connections
 from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
-from crmsync.application.errors import ConflictError, InvalidError, NotFoundError
+from crmsync.application.errors import ConflictError, InvalidError
 from crmsync.application.models import (
     Direction,
     FreezeWindowCreate,
@@ -31,6 +31,7 @@ from crmsync.application.models import (
     ResumeResult,
 )
 from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.rows import tenant_row
 from crmsync.common import pushes
 from crmsync.common.db import Conn
 
@@ -186,16 +187,16 @@ async def list_windows(
 
 
 async def _window(conn: Conn, ctx: Context, window_id: uuid.UUID) -> PauseOut:
-    row = await conn.fetchrow(
+    row = await tenant_row(
+        conn,
+        ctx,
         f"""
         SELECT {_COLUMNS} FROM pauses
          WHERE id = $1 AND tenant_id = $2 AND kind = 'freeze_window'
         """,  # noqa: S608 - constant columns
         window_id,
-        ctx.tenant_id,
+        f"no freeze window {window_id}",
     )
-    if row is None:
-        raise NotFoundError(f"no freeze window {window_id}")
     return _out(row)
 
 

@@ -11,7 +11,6 @@ import asyncpg
 
 from crmsync.application import connections, pagination
 from crmsync.application.context import Context
-from crmsync.application.errors import NotFoundError
 from crmsync.application.models import (
     CustomerQuery,
     FieldSource,
@@ -22,6 +21,7 @@ from crmsync.application.models import (
     RecordQuery,
 )
 from crmsync.application.paging import page
+from crmsync.application.rows import tenant_row
 from crmsync.common.canonical import TABLES
 from crmsync.common.db import Conn
 from crmsync.common.links import record_links
@@ -131,15 +131,15 @@ async def list_(conn: Conn, ctx: Context, entity_type: str, query: RecordQuery) 
 
 
 async def get(conn: Conn, ctx: Context, entity_type: str, record_id: uuid.UUID) -> RecordOut:
-    row = await conn.fetchrow(
+    row = await tenant_row(
+        conn,
+        ctx,
         f"""
         SELECT id, version, data, field_meta, created_at, updated_at, deleted_at
           FROM {TABLES[entity_type]} WHERE id = $1 AND tenant_id = $2
         """,  # noqa: S608 - table from the fixed map
         record_id,
-        ctx.tenant_id,
+        f"no {entity_type} {record_id}",
     )
-    if row is None:
-        raise NotFoundError(f"no {entity_type} {record_id}")
     links = await _links(conn, ctx, entity_type, [record_id])
     return _out(entity_type, row, links.get(record_id, []))

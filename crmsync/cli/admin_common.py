@@ -221,6 +221,30 @@ def query_from(query: type[M], args: argparse.Namespace, **options: str) -> M:
     return model(query, **{f: getattr(args, options.get(f, f), None) for f in query.model_fields})
 
 
+def add_group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``crmsync NAME ACTION ...``: a group of admin actions; add them to what it returns."""
+    parser = sub.add_parser(name, help=help_)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def add_list_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    help_: str,
+    op: Callable[[Conn, Context, M], Awaitable[Page[Any]]],
+    query: type[M],
+    columns: Sequence[Column],
+    **options: str,
+) -> argparse.ArgumentParser:
+    """``list --tenant T [--limit N] [--cursor C]``: a page of ``op`` (:func:`list_command`);
+    add the query's filter options to the parser it returns."""
+    parser = actions.add_parser("list", help=help_)
+    add_common(parser, page=True)
+    parser.set_defaults(handler=list_command(op, query, columns, **options))
+    return parser
+
+
 def add_id_action(
     actions: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,

@@ -10,10 +10,11 @@ from crmsync.application.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     command,
     emit,
-    list_command,
     model,
     run,
     uuid_arg,
@@ -51,8 +52,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("api-keys", help="a tenant's scoped API keys (admin, read, publish)")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "api-keys", "a tenant's scoped API keys (admin, read, publish)")
 
     create = actions.add_parser("create", help="create a key; it is printed once")
     add_common(create)
@@ -61,12 +61,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--expires-in-days", type=int, help="expiry (default: never)")
     create.set_defaults(handler=_create)
 
-    list_ = actions.add_parser("list", help="the tenant's keys (never the keys themselves)")
-    add_common(list_, page=True)
-    list_.add_argument("--all", action="store_true", help="include revoked keys")
-    list_.set_defaults(
-        handler=list_command(apikeys.list_, ApiKeyQuery, COLUMNS, include_revoked="all")
+    list_ = add_list_action(
+        actions,
+        "the tenant's keys (never the keys themselves)",
+        apikeys.list_,
+        ApiKeyQuery,
+        COLUMNS,
+        include_revoked="all",
     )
+    list_.add_argument("--all", action="store_true", help="include revoked keys")
 
     add_id_action(
         actions, "show", "a key with its requests per day and when it was last used", apikeys.get

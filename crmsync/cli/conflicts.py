@@ -10,11 +10,12 @@ from crmsync.application.models import ConflictQuery, ConflictResolve
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     command,
     emit,
     json_arg,
-    list_command,
     model,
     run,
     uuid_arg,
@@ -40,14 +41,11 @@ def _resolve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("conflicts", help="conflicting field values parked for an operator")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    list_ = actions.add_parser("list", help="oldest first")
-    add_common(list_, page=True)
+    actions = add_group(sub, "conflicts", "conflicting field values parked for an operator")
+    list_ = add_list_action(actions, "oldest first", conflicts.list_, ConflictQuery, COLUMNS)
     list_.add_argument("--state", choices=("open", "resolved", "all"))
     list_.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
     list_.add_argument("--entity-id", type=uuid_arg)
-    list_.set_defaults(handler=list_command(conflicts.list_, ConflictQuery, COLUMNS))
     add_id_action(actions, "show", "one conflict", conflicts.get)
     resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
     add_common(resolve)

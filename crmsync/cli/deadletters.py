@@ -11,10 +11,11 @@ from crmsync.cli.admin_common import (
     EXIT_UNAVAILABLE,
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     command,
     emit,
-    list_command,
     model,
     run,
     uuid_arg,
@@ -51,15 +52,12 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("dead-letters", help="events parked with their reason; redrive them")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    list_ = actions.add_parser("list", help="newest first")
-    add_common(list_, page=True)
+    actions = add_group(sub, "dead-letters", "events parked with their reason; redrive them")
+    list_ = add_list_action(actions, "newest first", deadletters.list_, DeadLetterQuery, COLUMNS)
     list_.add_argument("--stage", choices=STAGES)
     list_.add_argument("--reason")
     list_.add_argument("--connection", type=uuid_arg)
     list_.add_argument("--state", choices=("open", "redriven", "discarded", "all"))
-    list_.set_defaults(handler=list_command(deadletters.list_, DeadLetterQuery, COLUMNS))
     add_id_action(actions, "show", "one dead letter with its payload", deadletters.get)
     redrive = actions.add_parser(
         "redrive", help="back into their stage: ids, or every open one matching the filters"

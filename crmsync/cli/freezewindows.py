@@ -12,6 +12,7 @@ from crmsync.application.models import FreezeWindowCreate, FreezeWindowQuery
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
     command,
     emit,
@@ -61,8 +62,7 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("freeze-windows", help="scheduled pauses, in and/or out")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "freeze-windows", "scheduled pauses, in and/or out")
     add = actions.add_parser("add", help="schedule a window")
     add_common(add)
     add.add_argument("--connection", type=uuid_arg, help="one connection (default: all)")

@@ -16,10 +16,11 @@ from crmsync.application.models import (
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     command,
     emit,
-    list_command,
     model,
     run,
     uuid_arg,
@@ -76,8 +77,7 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("notifications", help="endpoints that receive operational notifications")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "notifications", "endpoints that receive operational notifications")
     add = actions.add_parser("add", help="register an endpoint; its secret is printed once")
     add_common(add)
     add.add_argument("--url", required=True, help="where to POST (https)")
@@ -88,9 +88,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "connection.dead_letters, sync_job.failed, quota.reached, test (default: all)",
     )
     add.set_defaults(handler=_add)
-    list_ = actions.add_parser("list", help="the tenant's endpoints")
-    add_common(list_, page=True)
-    list_.set_defaults(handler=list_command(notifications.list_, PageQuery, COLUMNS))
+    add_list_action(actions, "the tenant's endpoints", notifications.list_, PageQuery, COLUMNS)
     add_id_action(actions, "show", "an endpoint", notifications.get)
     add_id_action(actions, "delete", "delete an endpoint and its deliveries", notifications.delete)
     test = actions.add_parser("test", help="queue a test message to an endpoint")

@@ -11,6 +11,7 @@ from crmsync.cli.admin_common import (
     Column,
     CommandError,
     add_common,
+    add_group,
     command,
     emit,
     model,
@@ -60,8 +61,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("records", help="canonical customers, jobs, invoices and payments")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "records", "canonical customers, jobs, invoices and payments")
     list_ = actions.add_parser("list", help="records, oldest change first, with filters")
     list_.add_argument("type", choices=TYPES)
     add_common(list_, page=True)

@@ -13,10 +13,11 @@ from crmsync.application.models import SyncJobCreate, SyncJobQuery
 from crmsync.cli.admin_common import (
     Column,
     add_common,
+    add_group,
     add_id_action,
+    add_list_action,
     command,
     emit,
-    list_command,
     model,
     run,
     uuid_arg,
@@ -47,8 +48,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sync-jobs", help="queued backfills and reconciliations")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = add_group(sub, "sync-jobs", "queued backfills and reconciliations")
     start = actions.add_parser("start", help="queue a run for the outbound service")
     add_common(start)
     start.add_argument("--connection", required=True, type=uuid_arg)
@@ -56,14 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     start.add_argument("--entity-types", help="comma-separated (default: what it syncs)")
     start.add_argument("--modified-since", help="reconcile: ISO 8601 time with offset")
     start.set_defaults(handler=_start)
-    list_ = actions.add_parser("list", help="newest first")
-    add_common(list_, page=True)
+    list_ = add_list_action(actions, "newest first", syncjobs.list_, SyncJobQuery, COLUMNS)
     list_.add_argument("--connection", type=uuid_arg)
     list_.add_argument(
         "--status", choices=("pending", "running", "succeeded", "failed", "cancelled")
     )
     list_.add_argument("--kind", choices=KINDS)
-    list_.set_defaults(handler=list_command(syncjobs.list_, SyncJobQuery, COLUMNS))
     add_id_action(actions, "show", "a run's progress", syncjobs.get)
     add_id_action(
         actions, "cancel", "cancel a pending run, ask a running one to stop", syncjobs.cancel

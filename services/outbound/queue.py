@@ -53,9 +53,29 @@ class Router:
         ]
 
 
+# tenant, connection, entity type, entity id, version, change id, committed at
+PushRow = tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int, uuid.UUID, datetime]
+
+
+def push_rows(record: CanonicalRecord, targets: Sequence[ConnectionInfo]) -> list[PushRow]:
+    """The pushes one change makes: a row for ``enqueue`` per target connection."""
+    return [
+        (
+            record.tenant_id,
+            t.id,
+            record.entity_type,
+            record.entity_id,
+            record.version,
+            record.change_id,
+            record.committed_at,
+        )
+        for t in targets
+    ]
+
+
 async def enqueue(
     conn: Conn | asyncpg.Pool,
-    rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int, uuid.UUID, datetime]],
+    rows: Sequence[PushRow],
 ) -> None:
     """Queue pushes (tenant, connection, entity type, entity id, version, change id,
     committed at). An older version never lowers a pending row; backoff is kept."""

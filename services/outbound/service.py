@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
@@ -28,7 +26,7 @@ from crmsync.common.supervise import TaskHealth, supervise
 from schemas.records import CanonicalRecord
 from services.outbound import metrics
 from services.outbound.pusher import Pusher
-from services.outbound.queue import Router, enqueue
+from services.outbound.queue import PushRow, Router, enqueue, push_rows
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +103,7 @@ class Outbound:
             else:
                 self.consumer.seek(tp, committed)
 
-    async def _targets(
-        self, value: bytes | None, offset: int
-    ) -> list[tuple[uuid.UUID, uuid.UUID, str, uuid.UUID, int, uuid.UUID, datetime]]:
+    async def _targets(self, value: bytes | None, offset: int) -> list[PushRow]:
         try:
             record = CanonicalRecord.model_validate_json(value or b"")
         except ValidationError as exc:
@@ -117,18 +113,7 @@ class Outbound:
             return []
         targets = await self.router.targets(record)
         metrics.ENQUEUED.labels(record.entity_type).inc(len(targets))
-        return [
-            (
-                record.tenant_id,
-                t.id,
-                record.entity_type,
-                record.entity_id,
-                record.version,
-                record.change_id,
-                record.committed_at,
-            )
-            for t in targets
-        ]
+        return push_rows(record, targets)
 
     # --- push_jobs → providers -----------------------------------------------------------------
 

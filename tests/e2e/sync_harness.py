@@ -9,7 +9,7 @@ import contextlib
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,16 @@ class SimulatedCrm(RunningSim):
 async def start_simulator(provider: str, **kwargs: Any) -> SimulatedCrm:
     running = await sims.start_simulator(provider, **kwargs)
     return SimulatedCrm(running.provider, running.sim, running.runner, running.base_url)
+
+
+@contextlib.asynccontextmanager
+async def simulated(provider: str, **kwargs: Any) -> AsyncIterator[SimulatedCrm]:
+    """A simulator of ``provider`` serving for the block, stopped after it."""
+    crm = await start_simulator(provider, **kwargs)
+    try:
+        yield crm
+    finally:
+        await crm.runner.cleanup()
 
 
 @dataclass
@@ -119,3 +129,35 @@ async def running_stack(
                 await outbound_client.close()
             if worker is not None:
                 await asyncio.to_thread(stop, worker)
+
+
+@contextlib.asynccontextmanager
+async def synced_with_ascora(
+    database_url: str,
+    kafka_bootstrap: str,
+    prefix: str,
+    tmp_path: Path,
+    *,
+    provider: str,
+    name: str,
+) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
+    """A running stack syncing ``provider``'s simulator (connected as ``name``) with a
+    simulated Ascora (company A): the stack, that simulator, the Ascora one."""
+    async with (
+        simulated(provider) as crm,
+        simulated("ascora", company_code="A") as ascora,
+        running_stack(database_url, kafka_bootstrap, prefix, tmp_path) as stack,
+    ):
+        await stack.connect(crm, name)
+        await stack.connect(ascora, "ascora", {"company_code": "A"})
+        yield stack, crm, ascora
+
+
+async def eventually(check: Callable[[], Any], seconds: float = 30.0) -> Any:
+    """``check()`` once it is truthy, polled every 0.1 s; its last answer after ``seconds``."""
+    for _ in range(int(seconds / 0.1)):
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    return check()

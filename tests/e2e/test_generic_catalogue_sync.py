@@ -4,17 +4,15 @@ Ascora through the whole pipeline (real Kafka, processor worker, outbound)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from connectors.generic import CATALOGUE
 from connectors.generic.paths import read
 from crmsync.demo.sims import PROFILES
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, eventually, synced_with_ascora
 
 # Where each keeps a customer's phone, as its mapping file says.
 PHONE = {
@@ -33,25 +31,10 @@ async def pair(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[str, Stack, SimulatedCrm, SimulatedCrm]]:
     name: str = request.param
-    mapped = await start_simulator(name)
-    ascora = await start_simulator("ascora", company_code="A")
-    try:
-        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            await stack.connect(mapped, name)
-            await stack.connect(ascora, "ascora", {"company_code": "A"})
-            yield name, stack, mapped, ascora
-    finally:
-        for crm in (mapped, ascora):
-            await crm.runner.cleanup()
-
-
-async def eventually(check: Any, seconds: float = 30.0) -> Any:
-    for _ in range(int(seconds / 0.1)):
-        found = check()
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    return check()
+    async with synced_with_ascora(
+        database_url, kafka_bootstrap, topic_prefix, tmp_path, provider=name, name=name
+    ) as (stack, mapped, ascora):
+        yield name, stack, mapped, ascora
 
 
 async def test_a_catalogue_provider_syncs_both_ways_with_a_built_in_one(

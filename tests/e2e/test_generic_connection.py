@@ -15,7 +15,7 @@ import pytest
 from connectors.generic import auth_for, load_mapping_file
 from connectors.generic.client import make_client
 from crmsync.demo.sims import ACME_MAPPING, PROFILES
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, eventually, synced_with_ascora
 
 CUSTOMER = {
     "name": "Amelia Kelly",
@@ -28,25 +28,10 @@ CUSTOMER = {
 async def pair(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
-    acme = await start_simulator("generic")
-    ascora = await start_simulator("ascora", company_code="A")
-    try:
-        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            await stack.connect(acme, "acme")
-            await stack.connect(ascora, "ascora", {"company_code": "A"})
-            yield stack, acme, ascora
-    finally:
-        for crm in (acme, ascora):
-            await crm.runner.cleanup()
-
-
-async def eventually(check: Any, seconds: float = 30.0) -> Any:
-    for _ in range(int(seconds / 0.1)):
-        found = check()
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    return check()
+    async with synced_with_ascora(
+        database_url, kafka_bootstrap, topic_prefix, tmp_path, provider="generic", name="acme"
+    ) as running:
+        yield running
 
 
 async def test_a_mapped_crm_syncs_both_ways_with_a_built_in_one(

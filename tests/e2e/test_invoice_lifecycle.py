@@ -20,7 +20,7 @@ import pytest
 
 from crmsync.application.context import KafkaTarget
 from crmsync.application.ledger_io import ledger
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated
 
 OUTBOUND_DEAD = "SELECT count(*) FROM dead_letters WHERE stage = 'outbound'"
 
@@ -29,16 +29,14 @@ OUTBOUND_DEAD = "SELECT count(*) FROM dead_letters WHERE stage = 'outbound'"
 async def crm_and_books(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
-    ascora = await start_simulator("ascora", company_code="DEMO")
-    xero = await start_simulator("xero")
-    try:
-        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            ascora.connection_id = await stack.connect(ascora, "ascora")
-            xero.connection_id = await stack.connect(xero, "xero", {"xero_base_currency": "AUD"})
-            yield stack, ascora, xero
-    finally:
-        for crm in (ascora, xero):
-            await crm.runner.cleanup()
+    async with (
+        simulated("ascora", company_code="DEMO") as ascora,
+        simulated("xero") as xero,
+        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
+    ):
+        ascora.connection_id = await stack.connect(ascora, "ascora")
+        xero.connection_id = await stack.connect(xero, "xero", {"xero_base_currency": "AUD"})
+        yield stack, ascora, xero
 
 
 async def eventually(check: Any, what: str, seconds: float = 30.0) -> Any:

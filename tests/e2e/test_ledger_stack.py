@@ -15,7 +15,7 @@ import pytest
 from crmsync.application.context import KafkaTarget
 from crmsync.application.ledger import Ledger
 from crmsync.application.ledger_io import ledger
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated
 
 CUSTOMERS = "SELECT count(*) FROM customers"
 # Enough that the ledger is read while some are still on their way (measured: 5 finish
@@ -27,14 +27,12 @@ N = 30
 async def two_crms(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
-    a = await start_simulator("ascora", company_code="A")
-    b = await start_simulator("ascora", company_code="B")
-    try:
-        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            yield stack, a, b
-    finally:
-        for crm in (a, b):
-            await crm.runner.cleanup()
+    async with (
+        simulated("ascora", company_code="A") as a,
+        simulated("ascora", company_code="B") as b,
+        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
+    ):
+        yield stack, a, b
 
 
 async def test_the_ledger_never_reports_a_loss_while_running_and_settles_when_quiet(

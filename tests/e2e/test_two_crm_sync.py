@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated
 
 # Committed changes: every change is a version (the relay deletes outbox rows it published).
 CHANGES = "SELECT coalesce(sum(version), 0) FROM customers"
@@ -25,16 +25,14 @@ CUSTOMERS = "SELECT count(*) FROM customers"
 async def two_crms(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
-    a = await start_simulator("ascora", company_code="A")
-    b = await start_simulator("ascora", company_code="B")
-    try:
-        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            await stack.connect(a, "ascora-a", {"company_code": "A"})
-            await stack.connect(b, "ascora-b", {"company_code": "B"})
-            yield stack, a, b
-    finally:
-        for crm in (a, b):
-            await crm.runner.cleanup()
+    async with (
+        simulated("ascora", company_code="A") as a,
+        simulated("ascora", company_code="B") as b,
+        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
+    ):
+        await stack.connect(a, "ascora-a", {"company_code": "A"})
+        await stack.connect(b, "ascora-b", {"company_code": "B"})
+        yield stack, a, b
 
 
 async def quiet(stack: Stack, *crms: SimulatedCrm, seconds: float = 3.0) -> None:

@@ -27,13 +27,11 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from connectors.runtime import credentials_json
 from crmsync.application.connection_runtime import stored_clients
 from crmsync.application.context import KafkaTarget
 from crmsync.application.ledger import Ledger
 from crmsync.application.ledger_io import ledger
 from crmsync.common.accounting import record_inbound_skips
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
 from crmsync.common.pushes import claim
@@ -42,13 +40,14 @@ from schemas.changes import ChangeEvent, InternalChange
 from schemas.envelope import WebhookEnvelope
 from schemas.records import CanonicalRecord
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Router, enqueue
+from services.outbound.queue import Router, enqueue, push_rows
 from services.processor.deadletters import Source
 from services.processor.housekeeping import prune_inbound_skips
 from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+from tests.integration.erp_to_ascora import erp_and_ascora
 from tests.integration.test_admin_api import new_connection, running_admin
 
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
@@ -188,18 +187,7 @@ class Flow:
             rows = []
             for s in sources:
                 record = CanonicalRecord.model_validate_json(s.value)
-                rows.extend(
-                    (
-                        record.tenant_id,
-                        t.id,
-                        record.entity_type,
-                        record.entity_id,
-                        record.version,
-                        record.change_id,
-                        record.committed_at,
-                    )
-                    for t in await router.targets(record)
-                )
+                rows.extend(push_rows(record, await router.targets(record)))
             await enqueue(self.pool, rows)
 
         await self.drain(topics.RECORDS_CHANGED.name, self.kafka.outbound_group, targets)
@@ -246,22 +234,7 @@ async def flow(
 ) -> AsyncIterator[Flow]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
     crm = await start_simulator("ascora", company_code="DEMO")
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        erp = await create_connection(
-            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
-        )
-        ascora = await create_connection(
-            conn,
-            keyring,
-            tenant=tenant,
-            provider="ascora",
-            name="ascora",
-            webhook_secret=None,
-            base_url=crm.base_url,
-            api_credentials=credentials_json(token=crm.sim.api_token),
-            settings={"company_code": "DEMO"},
-        )
+    erp, ascora = await erp_and_ascora(pool, keyring, crm, "DEMO")
     suffix = uuid.uuid4().hex[:8]
     kafka = KafkaTarget(
         kafka_bootstrap,
@@ -285,7 +258,7 @@ async def flow(
             pusher,
             datetime.now(UTC) - timedelta(seconds=1),
             database_url,
-            tenant,
+            erp.tenant,
         )
     finally:
         await producer.stop()

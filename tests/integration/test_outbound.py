@@ -32,13 +32,14 @@ from crmsync.common.pushes import Job, claim
 from schemas.records import CanonicalRecord
 from services.outbound import service
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Router, enqueue
+from services.outbound.queue import Router, enqueue, push_rows
 from services.outbound.service import Outbound
 from services.processor.deadletters import Source
 from services.processor.decide import InboundChange
 from services.processor.pipeline import Parsed, Processor
 from tests.conftest import TopicFactory
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+from tests.integration.erp_to_ascora import erp_and_ascora
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 T = TypeVar("T")
@@ -78,21 +79,7 @@ class Env:
 
     async def enqueue(self, record: CanonicalRecord) -> None:
         targets = await Router(self.pool).targets(record)
-        await enqueue(
-            self.pool,
-            [
-                (
-                    record.tenant_id,
-                    t.id,
-                    record.entity_type,
-                    record.entity_id,
-                    record.version,
-                    record.change_id,
-                    record.committed_at,
-                )
-                for t in targets
-            ],
-        )
+        await enqueue(self.pool, push_rows(record, targets))
 
     async def run_due(self, pusher: Pusher | None = None) -> list[Job]:
         jobs = (await claim(self.pool, 100, lease_seconds=0.5)).jobs
@@ -118,22 +105,7 @@ def _parsed(change: InboundChange) -> Parsed:
 async def env(pool: asyncpg.Pool) -> AsyncIterator[Env]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
     crm = await start_simulator("ascora", company_code="ACME")
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        origin = await create_connection(
-            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
-        )
-        target = await create_connection(
-            conn,
-            keyring,
-            tenant=tenant,
-            provider="ascora",
-            name="ascora",
-            webhook_secret=None,
-            base_url=crm.base_url,
-            api_credentials=credentials_json(token=crm.sim.api_token),
-            settings={"company_code": "ACME"},
-        )
+    origin, target = await erp_and_ascora(pool, keyring, crm, "ACME")
     session = aiohttp.ClientSession()
     clients = stored_clients(
         pool, keyring, session, breaker_policy=BreakerPolicy(min_calls=3, open_seconds=0.5)

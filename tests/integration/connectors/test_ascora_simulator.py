@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.ascora import CONNECTOR
 from connectors.ascora.client import AscoraClient, make_client
@@ -25,6 +24,7 @@ from connectors.http import (
     send,
 )
 from connectors.spec import WebhookItem
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 COMPANY = "ACME"
 SETTINGS = {"company_code": COMPANY, "page_size": 2}
@@ -53,13 +53,14 @@ class Env:
     base_url: str
     secret: str
     clock: Clock
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    received: list[Hook] = field(default_factory=list)
 
     async def webhooks(self) -> list[tuple[dict[str, Any], WebhookItem | None]]:
         """Every webhook received so far (then forgotten): verified, then parsed."""
         await self.sim.drained()
         out: list[tuple[dict[str, Any], WebhookItem | None]] = []
-        for headers, body in self.received:
+        for hook in self.received:
+            headers, body = hook.headers, hook.body
             request = WebhookRequest("POST", "http://127.0.0.1/hooks", headers, body)
             verified = CONNECTOR.scheme.verify(request, [self.secret], self.clock.now.timestamp())
             assert verified.provider_event_id == headers["webhook-id"]
@@ -74,43 +75,20 @@ class Env:
         return await send(self.session, "POST", f"{self.base_url}/_sim/{path}", json_body=body)
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        received.append((headers, await request.read()))
-        return web.Response(status=204)
-
-    receiver = web.Application()
-    receiver.router.add_post("/hooks", hook)
-    receiver_runner, receiver_url = await serve(receiver)
-    secret = CONNECTOR.scheme.generate_secret()
-    clock = Clock()
-    sim = AscoraSimulator(
-        webhook_url=f"{receiver_url}/hooks",
-        webhook_secret=secret,
-        company_code=COMPANY,
-        clock=clock,
-    )
-    sim_runner, base_url = await serve(sim.app())
-    session = aiohttp.ClientSession()
-    client = make_client(session, base_url, StaticAuth.bearer(sim.api_token), SETTINGS)
-    try:
-        yield Env(sim, client, session, base_url, secret, clock, received)
-    finally:
-        await session.close()
-        await sim_runner.cleanup()
-        await receiver_runner.cleanup()
+    async with inbox(status=204) as hooks:
+        secret = CONNECTOR.scheme.generate_secret()
+        clock = Clock()
+        sim = AscoraSimulator(
+            webhook_url=hooks.url,
+            webhook_secret=secret,
+            company_code=COMPANY,
+            clock=clock,
+        )
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            client = make_client(session, base_url, StaticAuth.bearer(sim.api_token), SETTINGS)
+            yield Env(sim, client, session, base_url, secret, clock, hooks.hooks)
 
 
 async def customer(env: Env, name: str = "Harbour Plumbing") -> str:
@@ -196,17 +174,9 @@ async def test_list_page_walks_every_page_oldest_change_first(env: Env) -> None:
     env.clock.advance(1)
     await env.client.update("customer", ids[0], {"notes": "moved to the end"}, {})
 
-    seen: list[str] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await env.client.list_page("customer", cursor, None)
-        pages += 1
-        seen += [r.external_id for r in page.records]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert pages == 3
+    pages = await every_page(env.client, "customer")
+    seen = [r.external_id for r in records_of(pages)]
+    assert len(pages) == 3
     assert seen == [*ids[1:], ids[0]]
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import SignatureError, WebhookRequest
 from connectors.generic import auth_for, connector_for, load_mapping_file, mapping_settings
@@ -24,6 +23,7 @@ from connectors.generic.mapping import Mapper
 from connectors.generic.simulator import MappingSimulator, load_simulated
 from connectors.http import ProviderError
 from connectors.spec import RateLimit, RemoteRecord, WebhookItem
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples"
 SECRET = "catalogue-webhook-secret"
@@ -37,7 +37,7 @@ class Running:
     base_url: str
     session: aiohttp.ClientSession
     settings: dict[str, Any]
-    received: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+    received: list[Hook] = field(default_factory=list)
 
     def client(self, page_size: int | None = None) -> GenericClient:
         settings = copy.deepcopy(self.settings)
@@ -55,7 +55,8 @@ class Running:
         await self.sim.drained()
         connector = connector_for(self.sim.signature, self.sim.mapping)
         items: list[WebhookItem] = []
-        for url, body, headers in self.received:
+        for hook in self.received:
+            url, body, headers = hook.url, hook.body, hook.headers
             connector.scheme.verify(
                 WebhookRequest("POST", url, headers, body), [SECRET], time.time()
             )
@@ -64,37 +65,17 @@ class Running:
         return items
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 async def _start(name: str) -> AsyncIterator[Running]:
-    received: list[tuple[str, bytes, dict[str, str]]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        received.append((str(request.url), await request.read(), headers))
-        return web.Response(status=204)
-
-    receiver_app = web.Application()
-    receiver_app.router.add_post("/hooks", hook)
-    receiver, receiver_url = await _serve(receiver_app)
-    simulator = load_simulated(EXAMPLES / f"{name}.json")
-    sim = simulator(webhook_url=f"{receiver_url}/hooks", webhook_secret=SECRET, rate_limit=GENEROUS)
-    sim_runner, base_url = await _serve(sim.app())
-    signature, mapping = load_mapping_file(EXAMPLES / f"{name}.json")
-    settings = {
-        "generic": signature.model_dump(mode="json"),
-        "generic_mapping": mapping_settings(mapping),
-    }
-    async with aiohttp.ClientSession() as session:
-        yield Running(name, sim, base_url, session, settings, received)
-    await sim_runner.cleanup()
-    await receiver.cleanup()
+    async with inbox(status=204) as hooks:
+        simulator = load_simulated(EXAMPLES / f"{name}.json")
+        sim = simulator(webhook_url=hooks.url, webhook_secret=SECRET, rate_limit=GENEROUS)
+        signature, mapping = load_mapping_file(EXAMPLES / f"{name}.json")
+        settings = {
+            "generic": signature.model_dump(mode="json"),
+            "generic_mapping": mapping_settings(mapping),
+        }
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            yield Running(name, sim, base_url, session, settings, hooks.hooks)
 
 
 @pytest.fixture
@@ -125,17 +106,6 @@ CUSTOMER = {
 
 def _fields(record: RemoteRecord, names: Any) -> dict[str, Any]:
     return {name: record.data.get(name) for name in names}
-
-
-async def _list_all(client: GenericClient, entity_type: Any) -> list[RemoteRecord]:
-    records: list[RemoteRecord] = []
-    cursor: str | None = None
-    while True:
-        page = await client.list_page(entity_type, cursor, None)
-        records.extend(page.records)
-        if page.next_cursor is None:
-            return records
-        cursor = page.next_cursor
 
 
 # --- WooCommerce -------------------------------------------------------------------------------
@@ -205,7 +175,7 @@ async def test_woocommerce_order_amounts_arrive_as_exact_minor_units(woocommerce
 
 async def test_woocommerce_lists_every_page(woocommerce: Running) -> None:
     woocommerce.sim.seed(5)
-    customers = await _list_all(woocommerce.client(page_size=2), "customer")
+    customers = records_of(await every_page(woocommerce.client(page_size=2), "customer"))
     assert [r.external_id for r in customers] == ["1", "2", "3", "4", "5"]
     assert [r.data["email"] for r in customers][:2] == [
         "customer0@example.com",
@@ -216,7 +186,8 @@ async def test_woocommerce_lists_every_page(woocommerce: Running) -> None:
 async def test_woocommerce_webhook_with_a_forged_signature_is_refused(woocommerce: Running) -> None:
     woocommerce.sim.create("customer", woocommerce.sim.seed_object("customer", 0))
     await woocommerce.sim.drained()
-    url, body, headers = woocommerce.received[0]
+    hook = woocommerce.received[0]
+    url, body, headers = hook.url, hook.body, hook.headers
     scheme = connector_for(woocommerce.sim.signature).scheme
     with pytest.raises(SignatureError):
         scheme.verify(WebhookRequest("POST", url, headers, body + b" "), [SECRET], time.time())
@@ -251,7 +222,7 @@ async def test_mautic_contact_round_trip_with_grouped_thin_webhooks(mautic: Runn
 async def test_mautic_lists_keyed_contacts_by_offset(mautic: Running) -> None:
     mautic.sim.seed(5)
     client = mautic.client(page_size=2)
-    contacts = await _list_all(client, "customer")
+    contacts = records_of(await every_page(client, "customer"))
     assert [r.external_id for r in contacts] == ["1", "2", "3", "4", "5"]
     assert contacts[0].data["address"] == {
         "line1": "0 Logan Rd",
@@ -291,7 +262,8 @@ async def test_mailchimp_member_round_trip_with_url_token_form_webhooks(mailchim
     assert [(i.external_id, i.op, i.record) for i in items] == [
         ("amelia@kelly.example", "upsert", None)
     ] * 3
-    url, body, headers = mailchimp.received[0]
+    hook = mailchimp.received[0]
+    url, body, headers = hook.url, hook.body, hook.headers
     assert headers["content-type"] == "application/x-www-form-urlencoded"
     assert body.startswith(b"data%5Bemail%5D=amelia%40kelly.example")
     scheme = connector_for(mailchimp.sim.signature).scheme
@@ -305,7 +277,7 @@ async def test_mailchimp_member_round_trip_with_url_token_form_webhooks(mailchim
 
 async def test_mailchimp_lists_members_by_offset_and_changed_since(mailchimp: Running) -> None:
     mailchimp.sim.seed(3)
-    members = await _list_all(mailchimp.client(page_size=2), "customer")
+    members = records_of(await every_page(mailchimp.client(page_size=2), "customer"))
     assert [m.external_id for m in members] == [f"member{n}@example.com" for n in range(3)]
     assert members[0].data["address"]["country"] == "AU"
     latest = members[-1].updated_at

@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import WebhookRequest
 from connectors.generic import (
@@ -26,7 +25,8 @@ from connectors.generic.mapping import Mapper
 from connectors.generic.simulator import AcmeSimulator
 from connectors.http import AuthError, ProviderError, StaticAuth, UnsupportedOperationError
 from connectors.simkit import Fault
-from connectors.spec import RateLimit, RemoteRecord, WebhookItem
+from connectors.spec import RateLimit, WebhookItem
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 ACME = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples" / "acme.json"
 SIGNATURE, MAPPING = load_mapping_file(ACME)
@@ -44,7 +44,7 @@ class Acme:
     sim: AcmeSimulator
     base_url: str
     session: aiohttp.ClientSession
-    received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    received: list[Hook] = field(default_factory=list)
 
     def client(self, settings: dict[str, Any] | None = None) -> GenericClient:
         return make_client(
@@ -56,7 +56,8 @@ class Acme:
         await self.sim.drained()
         scheme = connector_for(SIGNATURE, MAPPING).scheme
         items: list[WebhookItem] = []
-        for body, headers in self.received:
+        for hook in self.received:
+            body, headers = hook.body, hook.headers
             request = WebhookRequest("POST", "http://127.0.0.1/hooks", headers, body)
             verified = scheme.verify(request, [SECRET], time.time())
             assert verified.provider_event_id == headers["x-acme-delivery"]
@@ -64,32 +65,11 @@ class Acme:
         return items
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 async def _start(rate_limit: RateLimit) -> AsyncIterator[Acme]:
-    received: list[tuple[bytes, dict[str, str]]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append((await request.read(), {k.lower(): v for k, v in request.headers.items()}))
-        return web.Response(status=204)
-
-    receiver_app = web.Application()
-    receiver_app.router.add_post("/hooks", hook)
-    receiver, receiver_url = await _serve(receiver_app)
-    sim = AcmeSimulator(
-        webhook_url=f"{receiver_url}/hooks", webhook_secret=SECRET, rate_limit=rate_limit
-    )
-    sim_runner, base_url = await _serve(sim.app())
-    async with aiohttp.ClientSession() as session:
-        yield Acme(sim, base_url, session, received)
-    await sim_runner.cleanup()
-    await receiver.cleanup()
+    async with inbox(status=204) as hooks:
+        sim = AcmeSimulator(webhook_url=hooks.url, webhook_secret=SECRET, rate_limit=rate_limit)
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            yield Acme(sim, base_url, session, hooks.hooks)
 
 
 @pytest.fixture
@@ -218,17 +198,9 @@ async def test_invoice_money_survives_the_api_and_cannot_be_deleted(acme: Acme) 
 async def test_contacts_list_by_page_number_and_modified_since(acme: Acme) -> None:
     acme.sim.seed(7)
     client = acme.client(_with_page_size("customer", 3))
-    seen: list[RemoteRecord] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await client.list_page("customer", cursor, None)
-        seen.extend(page.records)
-        pages += 1
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert pages == 3
+    pages = await every_page(client, "customer")
+    seen = records_of(pages)
+    assert len(pages) == 3
     assert len({r.external_id for r in seen}) == 7
     assert [r.updated_at for r in seen] == sorted(r.updated_at for r in seen)
 
@@ -245,17 +217,9 @@ async def test_contacts_list_by_page_number_and_modified_since(acme: Acme) -> No
 async def test_work_orders_list_by_cursor_and_modified_since(acme: Acme) -> None:
     acme.sim.seed(5)
     client = acme.client(_with_page_size("job", 2))
-    seen: list[RemoteRecord] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await client.list_page("job", cursor, None)
-        seen.extend(page.records)
-        pages += 1
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert pages == 3
+    pages = await every_page(client, "job")
+    seen = records_of(pages)
+    assert len(pages) == 3
     assert len({r.external_id for r in seen}) == 5
     assert all(r.refs.get("customer_id", "").startswith("con_") for r in seen)
 

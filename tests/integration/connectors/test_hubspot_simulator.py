@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import WebhookRequest
 from connectors.http import (
@@ -26,7 +25,8 @@ from connectors.http import (
 from connectors.hubspot import CONNECTOR
 from connectors.hubspot.client import DuplicateContactError, HubSpotClient, make_client
 from connectors.hubspot.simulator import HubSpotSimulator
-from connectors.spec import RemoteRecord, WebhookItem
+from connectors.spec import WebhookItem
+from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 SECRET = "hubspot-client-secret"
 PORTAL_ID = 62515
@@ -35,16 +35,9 @@ WEBHOOK_PATH = "/webhooks/hubspot/conn-1"
 
 
 @dataclass
-class Delivery:
-    url: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
 class Receiver:
     url: str
-    deliveries: list[Delivery] = field(default_factory=list)
+    deliveries: list[Hook] = field(default_factory=list)
 
     def items(self, since: int = 0) -> list[WebhookItem]:
         """Every delivery from ``since`` on, verified as ingest would, then parsed."""
@@ -76,38 +69,14 @@ class Harness:
         return make_client(self.session, self.base_url, StaticAuth.bearer("sim-token"), settings)
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def hubspot() -> AsyncIterator[Harness]:
-    deliveries: list[Delivery] = []
-
-    async def receive(request: web.Request) -> web.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        deliveries.append(Delivery(str(request.url), headers, await request.read()))
-        return web.Response()
-
-    receiver_app = web.Application()
-    receiver_app.router.add_post(WEBHOOK_PATH, receive)
-    receiver_runner, receiver_url = await _serve(receiver_app)
-    receiver = Receiver(receiver_url + WEBHOOK_PATH, deliveries)
-    sim = HubSpotSimulator(webhook_url=receiver.url, webhook_secret=SECRET, portal_id=PORTAL_ID)
-    sim_runner, base_url = await _serve(sim.app())
-    session = aiohttp.ClientSession()
-    client = make_client(session, base_url, StaticAuth.bearer("sim-token"), SETTINGS)
-    try:
-        yield Harness(sim, base_url, session, client, receiver)
-    finally:
-        await session.close()
-        await sim_runner.cleanup()
-        await receiver_runner.cleanup()
+    async with inbox(WEBHOOK_PATH) as hooks:
+        receiver = Receiver(hooks.url, hooks.hooks)
+        sim = HubSpotSimulator(webhook_url=receiver.url, webhook_secret=SECRET, portal_id=PORTAL_ID)
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            client = make_client(session, base_url, StaticAuth.bearer("sim-token"), SETTINGS)
+            yield Harness(sim, base_url, session, client, receiver)
 
 
 ADA = {
@@ -243,17 +212,9 @@ async def test_job_without_status_is_created_as_a_draft(hubspot: Harness) -> Non
 
 async def test_list_pages_through_every_record(hubspot: Harness) -> None:
     await hubspot.control("seed", {"count": 130})
-    seen: list[RemoteRecord] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await hubspot.client.list_page("job", cursor, None)
-        seen.extend(page.records)
-        pages += 1
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert pages == 2
+    pages = await every_page(hubspot.client, "job")
+    seen = records_of(pages)
+    assert len(pages) == 2
     assert len(seen) == len({r.external_id for r in seen}) == 130
     assert all(r.refs.get("customer_id") for r in seen)
     assert all(r.data["title"] for r in seen)
@@ -348,22 +309,18 @@ async def test_simulator_rate_limit_answers_429_with_retry_after() -> None:
     assert CONNECTOR.api is not None
     limit = CONNECTOR.api.rate_limit
     sim = HubSpotSimulator(rate_limit=limit)
-    runner, base_url = await _serve(sim.app())
     answered = 0
     refused: ProviderError | None = None
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = make_client(session, base_url, StaticAuth.bearer("sim-token"), {})
-            # The bucket refills while requests run, so a few more than the burst pass.
-            for _ in range(limit.burst * 2):
-                try:
-                    await client.list_page("customer", None, None)
-                except ProviderError as exc:
-                    refused = exc
-                    break
-                answered += 1
-    finally:
-        await runner.cleanup()
+    async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+        client = make_client(session, base_url, StaticAuth.bearer("sim-token"), {})
+        # The bucket refills while requests run, so a few more than the burst pass.
+        for _ in range(limit.burst * 2):
+            try:
+                await client.list_page("customer", None, None)
+            except ProviderError as exc:
+                refused = exc
+                break
+            answered += 1
     assert answered >= limit.burst
     assert refused is not None
     assert refused.status == 429

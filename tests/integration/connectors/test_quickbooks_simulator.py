@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import WebhookRequest
 from connectors.http import NotFoundError, ProviderError, StaleVersionError, StaticAuth
@@ -24,6 +23,7 @@ from connectors.quickbooks import CONNECTOR
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.simulator import QuickBooksSimulator, WebhookFormat
 from connectors.spec import WebhookItem
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
 
 SECRET = "intuit-verifier-token-for-tests"
 PAGE_SIZE = 2
@@ -44,17 +44,11 @@ class Clock:
 
 
 @dataclass
-class Receiver:
-    url: str
-    received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
-
-
-@dataclass
 class Harness:
     sim: QuickBooksSimulator
     client: QuickBooksClient
     clock: Clock
-    receiver: Receiver
+    receiver: Inbox
     session: aiohttp.ClientSession
     base_url: str
     after_get: list[Callable[[str], None]] = field(default_factory=list)
@@ -67,7 +61,8 @@ class Harness:
         """Every webhook received so far, verified as ingest verifies it, then parsed."""
         await self.sim.drained()
         items: list[WebhookItem] = []
-        for body, headers in self.receiver.received:
+        for hook in self.receiver.hooks:
+            body, headers = hook.body, hook.headers
             request = WebhookRequest("POST", self.receiver.url, headers, body)
             CONNECTOR.scheme.verify(request, [SECRET], time.time())
             assert CONNECTOR.mapper is not None
@@ -86,57 +81,39 @@ class Harness:
         return [(r["method"], r["path"], r.get("status", 0)) for r in self.sim.log.requests]
 
 
-async def start(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 async def harness_for(webhook_format: WebhookFormat) -> AsyncIterator[Harness]:
-    received: list[tuple[bytes, dict[str, str]]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append((await request.read(), {k.lower(): v for k, v in request.headers.items()}))
-        return web.Response()
-
-    receiver_app = web.Application()
-    receiver_app.router.add_post("/hooks/quickbooks", hook)
-    receiver_runner, receiver_url = await start(receiver_app)
-    receiver = Receiver(f"{receiver_url}/hooks/quickbooks", received)
-    clock = Clock()
-    sim = QuickBooksSimulator(
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
-        webhook_format=webhook_format,
-        clock=clock,
-    )
-    sim_runner, base_url = await start(sim.app())
-    harness_box: list[Harness] = []
-
-    async def on_request_end(
-        _session: aiohttp.ClientSession, _context: SimpleNamespace, params: Any
-    ) -> None:
-        # A QuickBooks user editing the record right after the client read it.
-        if params.method == "GET" and "/query" not in params.url.path:
-            for edit in list(harness_box[0].after_get):
-                edit(params.url.path.rsplit("/", 1)[-1])
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_request_end)
-    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
-        settings = {"realm_id": sim.realm_id, "home_currency": "USD", "page_size": PAGE_SIZE}
-        assert CONNECTOR.api is not None
-        client = CONNECTOR.api.make_client(
-            session, base_url, StaticAuth.bearer("sim-token"), settings
+    async with inbox("/hooks/quickbooks") as receiver:
+        clock = Clock()
+        sim = QuickBooksSimulator(
+            webhook_url=receiver.url,
+            webhook_secret=SECRET,
+            webhook_format=webhook_format,
+            clock=clock,
         )
-        harness = Harness(sim, client, clock, receiver, session, base_url)
-        harness_box.append(harness)
-        yield harness
-    await sim_runner.cleanup()
-    await receiver_runner.cleanup()
+        harness_box: list[Harness] = []
+
+        async def on_request_end(
+            _session: aiohttp.ClientSession, _context: SimpleNamespace, params: Any
+        ) -> None:
+            # A QuickBooks user editing the record right after the client read it.
+            if params.method == "GET" and "/query" not in params.url.path:
+                for edit in list(harness_box[0].after_get):
+                    edit(params.url.path.rsplit("/", 1)[-1])
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(on_request_end)
+        async with (
+            served(sim.app()) as base_url,
+            aiohttp.ClientSession(trace_configs=[trace]) as session,
+        ):
+            settings = {"realm_id": sim.realm_id, "home_currency": "USD", "page_size": PAGE_SIZE}
+            assert CONNECTOR.api is not None
+            client = CONNECTOR.api.make_client(
+                session, base_url, StaticAuth.bearer("sim-token"), settings
+            )
+            harness = Harness(sim, client, clock, receiver, session, base_url)
+            harness_box.append(harness)
+            yield harness
 
 
 @pytest.fixture
@@ -249,17 +226,9 @@ async def test_list_pages_oldest_first_with_modified_since(qbo: Harness) -> None
     qbo.clock.advance(1)
     await qbo.client.update("customer", "1", {"notes": "called back"}, {})
 
-    ids: list[str] = []
-    pages = 0
-    cursor: str | None = None
-    while True:
-        page = await qbo.client.list_page("customer", cursor, None)
-        pages += 1
-        ids.extend(record.external_id for record in page.records)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert pages >= 2
+    pages = await every_page(qbo.client, "customer")
+    ids = [record.external_id for record in records_of(pages)]
+    assert len(pages) >= 2
     assert ids == ["2", "3", "4", "1"]  # oldest change first
 
     recent = await qbo.client.list_page("customer", None, later)
@@ -309,7 +278,7 @@ async def test_webhooks_verify_and_parse_into_the_changes_made(qbo_any_format: H
         START + timedelta(seconds=10),
     ]
     assert len({i.event_id for i in items}) == 4
-    first_body = qbo.receiver.received[0][0]
+    first_body = qbo.receiver.hooks[0].body
     if qbo.sim.webhook_format == "classic":
         assert first_body.startswith(b'{"eventNotifications":')
     else:

@@ -25,6 +25,7 @@ from connectors.stripe import CONNECTOR
 from connectors.stripe.client import STRIPE_VERSION, StripeClient, make_client
 from connectors.stripe.simulator import StripeSimulator
 from schemas.errors import ProviderRuleError
+from tests.integration.connectors.served import Hook, inbox, served
 
 SECRET = "whsec_simulatorTestSecret0123456789abcd"
 API_KEY = "sk_test_simulator_key"
@@ -36,14 +37,15 @@ class Stripe:
     client: StripeClient
     base_url: str
     session: aiohttp.ClientSession
-    received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    received: list[Hook] = field(default_factory=list)
 
     async def webhook_items(self) -> list[WebhookItem]:
         """Every webhook received so far, verified and parsed, in delivery order."""
         await self.sim.drained()
         assert CONNECTOR.mapper is not None
         items: list[WebhookItem] = []
-        for body, headers in self.received:
+        for hook in self.received:
+            body, headers = hook.body, hook.headers
             request = WebhookRequest("POST", "http://receiver/hooks", headers, body)
             verified = CONNECTOR.scheme.verify(request, [SECRET], time.time())
             parsed = CONNECTOR.mapper.parse_webhook(body, headers, {})
@@ -55,7 +57,7 @@ class Stripe:
 
     async def event_types(self) -> list[str]:
         await self.sim.drained()
-        return [json.loads(body)["type"] for body, _ in self.received]
+        return [json.loads(hook.body)["type"] for hook in self.received]
 
     async def control(self, path: str, body: dict[str, Any]) -> Any:
         async with self.session.post(f"{self.base_url}/_sim{path}", json=body) as response:
@@ -63,39 +65,13 @@ class Stripe:
             return await response.json()
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def stripe() -> AsyncIterator[Stripe]:
-    received: list[tuple[bytes, dict[str, str]]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        received.append((await request.read(), headers))
-        return web.Response(status=200)
-
-    receiver = web.Application()
-    receiver.router.add_post("/hooks", hook)
-    receiver_runner, receiver_url = await serve(receiver)
-    sim = StripeSimulator(
-        webhook_url=f"{receiver_url}/hooks", webhook_secret=SECRET, api_token=API_KEY
-    )
-    sim_runner, base_url = await serve(sim.app())
-    session = aiohttp.ClientSession()
-    client = make_client(session, base_url, StaticAuth.bearer(API_KEY), {})
-    try:
-        yield Stripe(sim, client, base_url, session, received)
-    finally:
-        await session.close()
-        await sim_runner.cleanup()
-        await receiver_runner.cleanup()
+    async with inbox() as hooks:
+        sim = StripeSimulator(webhook_url=hooks.url, webhook_secret=SECRET, api_token=API_KEY)
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            client = make_client(session, base_url, StaticAuth.bearer(API_KEY), {})
+            yield Stripe(sim, client, base_url, session, hooks.hooks)
 
 
 JENNY = {
@@ -181,7 +157,7 @@ async def test_same_idempotency_key_twice_creates_one_customer(stripe: Stripe) -
     assert again.external_id == first.external_id
     assert len(stripe.sim.live("customer")) == 1
     assert await stripe.event_types() == ["customer.created"]
-    event = json.loads(stripe.received[0][0])
+    event = json.loads(stripe.received[0].body)
     assert event["request"]["idempotency_key"] == "push-cust-42"
 
     with pytest.raises(ProviderError) as caught:
@@ -420,12 +396,9 @@ async def test_requests_carry_stripe_headers_and_form_bodies(stripe: Stripe) -> 
     sim = StripeSimulator(api_token=API_KEY)
     app = sim.app()
     app.middlewares.insert(0, spy)
-    runner, url = await serve(app)
-    try:
+    async with served(app) as url:
         client = make_client(stripe.session, url, StaticAuth.bearer(API_KEY), {})
         await client.create("customer", JENNY, {}, "push-cust-hdr")
-    finally:
-        await runner.cleanup()
     [request] = seen
     assert request["Authorization"] == f"Bearer {API_KEY}"
     assert request["Stripe-Version"] == STRIPE_VERSION

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.base import SignatureError, WebhookRequest
 from connectors.http import (
@@ -29,6 +28,7 @@ from connectors.xero import CONNECTOR
 from connectors.xero.client import XeroClient, make_client
 from connectors.xero.mapping import Mapper
 from connectors.xero.simulator import XeroSimulator
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
 
 WEBHOOK_KEY = "xero-webhook-key-for-the-simulator"
 TENANT = "3a1bd5f0-0c1e-4a8e-9f55-1b3e3c0b7d21"
@@ -52,17 +52,12 @@ class TickingClock:
 
 
 @dataclass
-class Received:
-    hooks: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-
-@dataclass
 class Stack:
     sim: XeroSimulator
     url: str
     hook_url: str
     session: aiohttp.ClientSession
-    received: Received
+    received: Inbox
 
     def client(self, settings: dict[str, Any] | None = None, auth: Any = None) -> XeroClient:
         client = make_client(
@@ -76,41 +71,17 @@ class Stack:
             assert response.status == 200
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    received = Received()
-
-    async def hook(request: web.Request) -> web.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        received.hooks.append((headers, await request.read()))
-        return web.Response(status=200)
-
-    receiver = web.Application()
-    receiver.router.add_post("/webhooks/xero", hook)
-    receiver_runner, receiver_url = await serve(receiver)
-    hook_url = f"{receiver_url}/webhooks/xero"
-    sim = XeroSimulator(
-        webhook_url=hook_url,
-        webhook_secret=WEBHOOK_KEY,
-        tenant_id=TENANT,
-        clock=TickingClock(START),
-    )
-    sim_runner, sim_url = await serve(sim.app())
-    session = aiohttp.ClientSession()
-    try:
-        yield Stack(sim, sim_url, hook_url, session, received)
-    finally:
-        await session.close()
-        await sim_runner.cleanup()
-        await receiver_runner.cleanup()
+    async with inbox("/webhooks/xero") as received:
+        sim = XeroSimulator(
+            webhook_url=received.url,
+            webhook_secret=WEBHOOK_KEY,
+            tenant_id=TENANT,
+            clock=TickingClock(START),
+        )
+        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
+            yield Stack(sim, sim_url, received.url, session, received)
 
 
 def customer(name: str = "Andrea Dutchess", **extra: Any) -> dict[str, Any]:
@@ -184,7 +155,8 @@ async def test_create_fetch_update_delete_and_the_webhooks_they_send(stack: Stac
 
     await stack.sim.drained()
     seen = []
-    for headers, body in stack.received.hooks:
+    for hook in stack.received.hooks:
+        headers, body = hook.headers, hook.body
         request = WebhookRequest("POST", stack.hook_url, headers, body)
         verified = CONNECTOR.scheme.verify(request, [WEBHOOK_KEY], time.time())
         assert verified.handshake is False
@@ -205,7 +177,8 @@ async def test_create_fetch_update_delete_and_the_webhooks_they_send(stack: Stac
 async def test_a_webhook_signed_with_another_key_does_not_verify(stack: Stack) -> None:
     await stack.client().create("customer", customer(), {}, "k")
     await stack.sim.drained()
-    ((headers, body),) = stack.received.hooks
+    (hook,) = stack.received.hooks
+    headers, body = hook.headers, hook.body
     request = WebhookRequest("POST", stack.hook_url, headers, body)
     with pytest.raises(SignatureError, match="bad_signature"):
         CONNECTOR.scheme.verify(request, ["another-key"], time.time())
@@ -275,14 +248,7 @@ async def test_modified_since_returns_only_later_changes(stack: Stack) -> None:
 async def test_a_smaller_page_size_setting_pages_sooner(stack: Stack) -> None:
     stack.sim.seed(12)
     client = stack.client({**SETTINGS, "xero_page_size": 5})
-    cursor: str | None = None
-    seen: list[str] = []
-    while True:
-        page = await client.list_page("invoice", cursor, None)
-        seen += [r.external_id for r in page.records]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    seen = [r.external_id for r in records_of(await every_page(client, "invoice"))]
     assert len(seen) == len(set(seen)) == 12
 
 

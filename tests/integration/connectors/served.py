@@ -1,0 +1,81 @@
+"""A simulator and a webhook receiver served on 127.0.0.1, and a walk through every page,
+for the connector tests.
+
+Every simulator test runs the production client against a simulator over real HTTP and
+checks the webhooks it sends: these are the server and the inbox they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiohttp import web
+
+from connectors.spec import ApiClient, EntityType, Page, RemoteRecord
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One webhook delivery as the receiver saw it (header names lower-case)."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Inbox:
+    """Where a simulator delivers its webhooks (``url``) and what it delivered so far."""
+
+    url: str
+    hooks: list[Hook] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free local port, as its base URL; stopped on exit."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def inbox(path: str = "/hooks", status: int = 200) -> AsyncIterator[Inbox]:
+    """A receiver that keeps every POST to ``path`` and answers ``status``."""
+    hooks: list[Hook] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        hooks.append(Hook(str(request.url), headers, await request.read()))
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post(path, receive)
+    async with served(app) as base_url:
+        yield Inbox(base_url + path, hooks)
+
+
+async def every_page(
+    client: ApiClient, entity_type: EntityType, modified_since: datetime | None = None
+) -> list[Page]:
+    """Each page of ``client.list_page`` in order, following the cursor to the last one."""
+    pages: list[Page] = []
+    cursor: str | None = None
+    while True:
+        page = await client.list_page(entity_type, cursor, modified_since)
+        pages.append(page)
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def records_of(pages: list[Page]) -> list[RemoteRecord]:
+    return [record for page in pages for record in page.records]
