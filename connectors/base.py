@@ -15,9 +15,9 @@ import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
-from schemas.errors import RefuseInput
+from schemas.errors import RefuseInput, RetryLater
 
 if TYPE_CHECKING:
     from connectors.spec import ApiSpec, RecordMapper
@@ -28,6 +28,7 @@ SignatureErrorReason = Literal[
     "bad_signature",
     "stale_timestamp",
     "no_secret",
+    "bad_certificate",
 ]
 # The complete, bounded set: ingest uses it as a Prometheus label and may pre-register it.
 SIGNATURE_ERROR_REASONS: tuple[SignatureErrorReason, ...] = get_args(SignatureErrorReason)
@@ -99,6 +100,46 @@ class SignatureScheme(Protocol):
     def generate_secret(self) -> str:
         """A fresh secret in the provider's own format (for providers that take ours)."""
         ...
+
+
+class DocumentRefusedError(RefuseInput):
+    """A document a webhook names (PayPal's certificate) cannot be used: its URL or
+    address is refused, the host answered 4xx, or it is too large. The delivery fails
+    verification."""
+
+
+class DocumentUnavailableError(RetryLater):
+    """A document a webhook names could not be fetched now (network, 5xx): the edge
+    answers 503 so the provider delivers again later."""
+
+
+class DocumentFetcher(Protocol):
+    """What a FetchingScheme may fetch through: the process's provider egress rules
+    (connectors.egress), a cache, a size cap. ``trust_anchors_pem`` is the operator's CA
+    bundle for schemes that check a certificate chain (None: none configured)."""
+
+    allow_private: bool
+    trust_anchors_pem: bytes | None
+
+    async def get(self, url: str) -> bytes:
+        """The document at ``url``; DocumentRefusedError or DocumentUnavailableError."""
+        ...
+
+
+@runtime_checkable
+class FetchingScheme(Protocol):
+    """A scheme that must fetch what the request names before it can verify it (PayPal
+    signs with a certificate it publishes at a URL in the request). The edge awaits
+    ``verify_fetching`` instead of calling ``verify``; everything but the fetch is pure."""
+
+    async def verify_fetching(
+        self,
+        request: WebhookRequest,
+        secrets: Sequence[str],
+        now: float,
+        settings: Mapping[str, Any],
+        fetch: DocumentFetcher,
+    ) -> Verified: ...
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ caller (the outbound service, the processor's hydration), not to the client.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -271,21 +272,34 @@ class OAuth2Auth:
 def refresh_with(
     session: aiohttp.ClientSession, base_url: str, *, clock: Callable[[], float] = time.time
 ) -> TokenRefresher:
-    """The standard refresh_token grant (RFC 6749 §6) against ``tokens.token_url``."""
+    """The standard refresh_token grant (RFC 6749 §6) against ``tokens.token_url``; for
+    tokens without a refresh token, the client-credentials grant (§4.4)."""
 
     async def refresh(tokens: OAuthTokens) -> OAuthTokens:
         url = urljoin(base_url.rstrip("/") + "/", tokens.token_url)
-        body = await send(
-            session,
-            "POST",
-            url,
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": tokens.refresh_token,
-                "client_id": tokens.client_id,
-                "client_secret": tokens.client_secret,
-            },
-        )
+        if tokens.refresh_token:
+            body = await send(
+                session,
+                "POST",
+                url,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens.refresh_token,
+                    "client_id": tokens.client_id,
+                    "client_secret": tokens.client_secret,
+                },
+            )
+        else:
+            # No refresh token: the client-credentials grant (RFC 6749 §4.4), the client
+            # authenticated with HTTP Basic as PayPal's token endpoint wants it.
+            pair = f"{tokens.client_id}:{tokens.client_secret}".encode()
+            body = await send(
+                session,
+                "POST",
+                url,
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")},
+            )
         if not isinstance(body, dict) or "access_token" not in body:
             raise AuthError("token endpoint answered without an access_token", status=200)
         return replace(
@@ -329,7 +343,9 @@ def provider_message(text: str) -> str:
     its ``code`` and ``param``), Xero's ``Elements[].ValidationErrors[].Message`` (else its
     ``Message`` or ``Detail``), QuickBooks' ``Fault.Error[]`` (``Message``, ``Detail``,
     ``code``; lower-case in some answers), Ascora's ``error.message`` with its
-    ``details[]``, and a plain ``message``/``error`` or RFC 9457 ``title``/``detail``.
+    ``details[]``, Square's ``errors[]`` (``detail``, ``code``, ``field``), PayPal's
+    ``message`` with its ``details[]`` (``field``, ``issue``, ``description``) and ``name``,
+    and a plain ``message``/``error`` or RFC 9457 ``title``/``detail``.
     """
     try:
         body = json.loads(text)
@@ -347,6 +363,31 @@ def _text_of(value: Any) -> str:
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _square_said(body: dict[str, Any]) -> str:
+    """Square's ``errors[]``: each error's ``detail`` (else its ``code``), code and field."""
+    parts = []
+    for e in _dicts(body.get("errors")):
+        words = _text_of(e.get("detail")) or _text_of(e.get("code"))
+        tags = [f"{k} {_text_of(e.get(k))}" for k in ("code", "field") if _text_of(e.get(k))]
+        parts.append(words + (f" ({', '.join(tags)})" if tags else ""))
+    return "; ".join(p for p in parts if p)
+
+
+def _paypal_said(body: dict[str, Any]) -> str:
+    """PayPal's ``message`` and each of its ``details[]`` (field: issue: description),
+    with its ``name``; "" for a body without both a name and details."""
+    details = _dicts(body.get("details"))
+    name = _text_of(body.get("name"))
+    if not details or not name:
+        return ""
+    issues = [
+        ": ".join(w for w in (_text_of(d.get(k)) for k in ("field", "issue", "description")) if w)
+        for d in details
+    ]
+    words = [w for w in (_text_of(body.get("message")), *issues) if w]
+    return "; ".join(words) + f" ({name})"
 
 
 def _said(body: dict[str, Any]) -> str:
@@ -371,6 +412,9 @@ def _said(body: dict[str, Any]) -> str:
             words = [message] + ([detail] if detail and detail != message else [])
             parts.append(" - ".join(w for w in words if w) + (f" (code {code})" if code else ""))
         return "; ".join(p for p in parts if p)
+    said = _square_said(body) or _paypal_said(body)
+    if said:
+        return said
     validation = [
         _text_of(v.get("Message"))
         for element in _dicts(body.get("Elements"))

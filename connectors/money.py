@@ -8,7 +8,7 @@ JSON number) stays in its folder.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from connectors.spec import MappingError
 
@@ -68,3 +68,25 @@ def decimal_of(value: object, path: str) -> Decimal:
     if not number.is_finite():
         raise MappingError("schema_violation", f"{path}: {value!r} is not a finite number")
     return number
+
+
+def exact_percent(tax: int, amount: int, places: int = 4) -> str | None:
+    """``tax`` as a percentage of ``amount`` written with at most ``places`` decimals, or
+    None when no such percentage gives exactly ``tax``.
+
+    For providers that take a line's tax as a rate and compute the amount themselves
+    (PayPal, Square): a canonical tax amount is pushed only when the rate reproduces it.
+    """
+    if tax == 0:
+        return "0"
+    if amount <= 0:
+        return None
+    percent = (Decimal(tax) * 100 / Decimal(amount)).quantize(Decimal(1).scaleb(-places))
+    if percent_of(amount, percent) != tax:
+        return None
+    return format(percent.normalize(), "f")
+
+
+def percent_of(amount: int, percent: Decimal) -> int:
+    """The tax a provider computes from a rate: ``amount * percent / 100``, half up."""
+    return int((Decimal(amount) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectors import ascora, hubspot, quickbooks, shopify, standard_webhooks, stripe, xero
+from connectors import (
+    ascora,
+    hubspot,
+    paypal,
+    quickbooks,
+    shopify,
+    square,
+    standard_webhooks,
+    stripe,
+    xero,
+)
 from connectors.base import Connector
 from connectors.capabilities import GENERIC, INTERNAL, Capabilities, generic_capabilities
 from connectors.generic import (
@@ -23,6 +33,8 @@ PROVIDERS: tuple[str, ...] = (
     "hubspot",
     "shopify",
     "ascora",
+    "paypal",
+    "square",
     "standard-webhooks",
     "generic",
     "internal",
@@ -39,6 +51,8 @@ _FIXED: dict[str, Connector] = {
         hubspot.CONNECTOR,
         shopify.CONNECTOR,
         ascora.CONNECTOR,
+        paypal.CONNECTOR,
+        square.CONNECTOR,
         standard_webhooks.CONNECTOR,
     )
 }
@@ -53,6 +67,8 @@ CAPABILITIES: dict[str, Capabilities] = {
     "hubspot": hubspot.CAPABILITIES,
     "shopify": shopify.CAPABILITIES,
     "ascora": ascora.CAPABILITIES,
+    "paypal": paypal.CAPABILITIES,
+    "square": square.CAPABILITIES,
     "standard-webhooks": standard_webhooks.CAPABILITIES,
     "generic": GENERIC,
     "internal": INTERNAL,

@@ -131,6 +131,24 @@ def parse_credentials(plaintext: str) -> str | OAuthTokens:
     return token
 
 
+def client_credentials(secret: str, token_url: str) -> OAuthTokens:
+    """``client_id:client_secret`` as tokens due for the client-credentials grant at once
+    (an empty refresh token asks connectors.http.refresh_with for that grant)."""
+    client_id, sep, client_secret = secret.partition(":")
+    if not sep or not client_id or not client_secret:
+        raise CredentialsError(
+            "client-credentials connections store 'client_id:client_secret' as their API key"
+        )
+    return OAuthTokens(
+        access_token="",
+        refresh_token="",
+        expires_at=0.0,
+        client_id=client_id,
+        client_secret=client_secret,
+        token_url=token_url,
+    )
+
+
 @dataclass
 class Handle:
     """One connection's way out: client, auth, limits. Shared by all callers in a process."""
@@ -237,6 +255,9 @@ class Clients:
         secret = parse_credentials(
             self.keyring.decrypt(info.credentials_encrypted, credentials_context(info.id))
         )
+        api = conn.api
+        if isinstance(secret, str) and api is not None and api.auth_kind == "client_credentials":
+            secret = client_credentials(secret, api.token_url or "")
         if isinstance(secret, str):
             if info.provider == "generic" and info.settings.get("generic_mapping") is not None:
                 mapping = GenericMapping.model_validate(info.settings["generic_mapping"])

@@ -127,6 +127,9 @@ class Simulator:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.webhook_url = webhook_url
+        # Where the simulator is reached (set by whoever started it): a provider whose
+        # webhooks name one of its own URLs (PayPal's certificate) needs it.
+        self.public_url: str | None = None
         self.webhook_secret = webhook_secret
         self.bucket = TokenBucket(rate_limit) if rate_limit else None
         self.api_token = api_token

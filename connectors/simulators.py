@@ -15,8 +15,10 @@ from connectors.ascora.simulator import AscoraSimulator
 from connectors.generic import CATALOGUE
 from connectors.generic.simulator import AcmeSimulator, load_simulated
 from connectors.hubspot.simulator import HubSpotSimulator
+from connectors.paypal.simulator import PayPalSimulator
 from connectors.quickbooks.simulator import QuickBooksSimulator
 from connectors.simkit import Simulator
+from connectors.square.simulator import SquareSimulator
 from connectors.stripe.simulator import StripeSimulator
 from connectors.xero.simulator import XeroSimulator
 
@@ -26,6 +28,8 @@ SIMULATORS: dict[str, type[Simulator]] = {
     "stripe": StripeSimulator,
     "quickbooks": QuickBooksSimulator,
     "hubspot": HubSpotSimulator,
+    "paypal": PayPalSimulator,
+    "square": SquareSimulator,
     # A generic connection is whatever its mapping file says; AcmeCRM is the CRM the
     # example mapping (connectors/generic/examples/acme.json) describes.
     "generic": AcmeSimulator,

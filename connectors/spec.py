@@ -192,7 +192,9 @@ class RateLimit:
         return self.rate / self.per_seconds
 
 
-AuthKind = Literal["bearer", "oauth2", "basic"]
+# "client_credentials": the connection stores ``client_id:client_secret`` and access
+# tokens come from the OAuth2 client-credentials grant (RFC 6749 §4.4; PayPal).
+AuthKind = Literal["bearer", "oauth2", "basic", "client_credentials"]
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ SIGNATURE_HEADERS = (
     "x-hubspot-signature-v3",
     "x-hubspot-request-timestamp",
     "x-shopify-hmac-sha256",
+    "x-square-hmacsha256-signature",
     "x-hub-signature-256",
     "x-delivery-id",
     "content-type",
@@ -352,6 +353,7 @@ def _signature_header(target: WebhookTarget) -> str:
         "quickbooks": "intuit-signature",
         "hubspot": "x-hubspot-signature-v3",
         "shopify": "x-shopify-hmac-sha256",
+        "square": "x-square-hmacsha256-signature",
     }[target.provider]
 
 

@@ -79,6 +79,9 @@ def sign(
         }
     elif provider == "xero":
         headers["x-xero-signature"] = _b64(_hmac(key, body))
+    elif provider == "square":
+        # Square signs the notification URL as its subscription names it, then the body.
+        headers["x-square-hmacsha256-signature"] = _b64(_hmac(key, url.encode() + body))
     elif provider == "quickbooks":
         headers["intuit-signature"] = _b64(_hmac(key, body))
     elif provider == "shopify":

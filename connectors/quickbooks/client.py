@@ -17,6 +17,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final
 
@@ -89,12 +90,14 @@ class QuickBooksClient(ProviderClient[QuickBooksSettings, Mapper]):
 
     async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
         name = _name(write.entity_type)
+        write = await self._with_invoice_customer(write)
         request_id = str(uuid.uuid5(_REQUEST_ID_NAMESPACE, idempotency_key))
         stored = await self._post(name, write.body, {"requestid": request_id})
         return self.record(write.entity_type, stored)
 
     async def _update(self, write: Write, external_id: str) -> RemoteRecord:
         name = _name(write.entity_type)
+        write = await self._with_invoice_customer(write)
         body = write.body
         stored = await self._write_current(
             name,
@@ -160,6 +163,24 @@ class QuickBooksClient(ProviderClient[QuickBooksSettings, Mapper]):
         return Page(records=records, next_cursor=str(start + len(rows)) if more else None)
 
     # --- requests ------------------------------------------------------------------------
+
+    async def _with_invoice_customer(self, write: Write) -> Write:
+        """A payment's write with the customer its invoice has here. QuickBooks requires a
+        Payment's CustomerRef ("Required parameter CustomerRef is missing", code 2020) and
+        applies it only to that customer's invoices, while a canonical payment often names
+        only its invoice (Xero's and Ascora's payments do): the invoice is read for it."""
+        refs = write.refs
+        if write.entity_type != "payment" or refs.get("customer_id") or not refs.get("invoice_id"):
+            return write
+        invoice = await self._read(ENTITY_NAMES["invoice"], refs["invoice_id"])
+        customer = (invoice.get("CustomerRef") or {}).get("value")
+        if not customer:
+            raise ProviderError(
+                "GET /invoice answered without a CustomerRef",
+                status=200,
+                request="GET /invoice",
+            )
+        return replace(write, refs={**refs, "customer_id": str(customer)}, _body=None)
 
     async def _read(self, name: str, external_id: str) -> dict[str, Any]:
         answer = await self._call("GET", f"/{name.lower()}/{external_id}")

@@ -21,7 +21,7 @@ from crmsync.application.models import (
     Page,
 )
 from crmsync.application.paging import creation_key, page_by_creation
-from crmsync.application.rows import tenant_row
+from crmsync.application.rows import owned, tenant_row
 from crmsync.common import apikeys
 from crmsync.common.connections import provider_of
 from crmsync.common.db import Conn
@@ -36,14 +36,7 @@ def _out(row: asyncpg.Record) -> ApiKeyOut:
 
 
 async def _row(conn: Conn, ctx: Context, key_id: uuid.UUID) -> asyncpg.Record:
-    row = await tenant_row(
-        conn,
-        ctx,
-        f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1 AND tenant_id = $2",  # noqa: S608
-        key_id,
-        f"no API key {key_id}",
-    )
-    return row
+    return await owned(conn, ctx, "api_keys", _COLUMNS, key_id, what="API key")
 
 
 @audited("api_key.create")

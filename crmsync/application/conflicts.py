@@ -18,7 +18,7 @@ from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError
 from crmsync.application.models import ConflictOut, ConflictQuery, ConflictResolve, Page
 from crmsync.application.paging import creation_key, page_by_creation
-from crmsync.application.rows import tenant_row
+from crmsync.application.rows import owned
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values
 from crmsync.common.db import Conn
 from schemas.records import CanonicalRecord
@@ -64,13 +64,7 @@ async def list_(conn: Conn, ctx: Context, query: ConflictQuery) -> Page[Conflict
 
 
 async def get(conn: Conn, ctx: Context, conflict_id: uuid.UUID) -> ConflictOut:
-    row = await tenant_row(
-        conn,
-        ctx,
-        f"SELECT {_COLUMNS} FROM conflicts WHERE id = $1 AND tenant_id = $2",  # noqa: S608
-        conflict_id,
-        f"no conflict {conflict_id}",
-    )
+    row = await owned(conn, ctx, "conflicts", _COLUMNS, conflict_id, what="conflict")
     return _out(row)
 
 
@@ -79,12 +73,8 @@ async def resolve(
     conn: Conn, ctx: Context, conflict_id: uuid.UUID, body: ConflictResolve, *, now: datetime
 ) -> ConflictOut:
     async with conn.transaction():
-        row = await tenant_row(
-            conn,
-            ctx,
-            f"SELECT {_COLUMNS} FROM conflicts WHERE id = $1 AND tenant_id = $2 FOR UPDATE",  # noqa: S608
-            conflict_id,
-            f"no conflict {conflict_id}",
+        row = await owned(
+            conn, ctx, "conflicts", _COLUMNS, conflict_id, what="conflict", for_update=True
         )
         if row["resolved_at"] is not None:
             raise ConflictError("the conflict is already resolved")

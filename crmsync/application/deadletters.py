@@ -34,7 +34,7 @@ from crmsync.application.models import (
     RedriveResult,
 )
 from crmsync.application.paging import creation_key, page_by_creation
-from crmsync.application.rows import tenant_row
+from crmsync.application.rows import owned
 from crmsync.common.canonical import TABLES
 from crmsync.common.connections import connection_exists
 from crmsync.common.db import Conn
@@ -98,12 +98,8 @@ async def list_(conn: Conn, ctx: Context, query: DeadLetterQuery) -> Page[DeadLe
 
 
 async def get(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterDetail:
-    row = await tenant_row(
-        conn,
-        ctx,
-        f"SELECT {_COLUMNS}, payload FROM dead_letters WHERE id = $1 AND tenant_id = $2",  # noqa: S608
-        dead_letter_id,
-        f"no dead letter {dead_letter_id}",
+    row = await owned(
+        conn, ctx, "dead_letters", f"{_COLUMNS}, payload", dead_letter_id, what="dead letter"
     )
     payload: bytes = row["payload"]
     try:
@@ -118,26 +114,21 @@ async def get(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetter
 
 
 async def _summary(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
-    row = await tenant_row(
-        conn,
-        ctx,
-        f"SELECT {_COLUMNS} FROM dead_letters WHERE id = $1 AND tenant_id = $2",  # noqa: S608
-        dead_letter_id,
-        f"no dead letter {dead_letter_id}",
-    )
+    row = await owned(conn, ctx, "dead_letters", _COLUMNS, dead_letter_id, what="dead letter")
     return _out(row)
 
 
 @audited("dead_letter.discard")
 async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
     async with conn.transaction():
-        row = await tenant_row(
+        row = await owned(
             conn,
             ctx,
-            "SELECT redriven_at, discarded_at FROM dead_letters WHERE id = $1 AND tenant_id = $2"
-            " FOR UPDATE",
+            "dead_letters",
+            "redriven_at, discarded_at",
             dead_letter_id,
-            f"no dead letter {dead_letter_id}",
+            what="dead letter",
+            for_update=True,
         )
         if row["redriven_at"] is not None or row["discarded_at"] is not None:
             raise ConflictError("the dead letter was already redriven or discarded")
@@ -151,12 +142,8 @@ async def discard(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLe
 
 @audited("dead_letter.redrive")
 async def redrive_one(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterOut:
-    await tenant_row(
-        conn,
-        ctx,
-        "SELECT redriven_at, discarded_at FROM dead_letters WHERE id = $1 AND tenant_id = $2",
-        dead_letter_id,
-        f"no dead letter {dead_letter_id}",
+    await owned(
+        conn, ctx, "dead_letters", "redriven_at, discarded_at", dead_letter_id, what="dead letter"
     )
     result = await _redrive(conn, ctx, [dead_letter_id], limit=1)
     if result.failed:

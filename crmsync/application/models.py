@@ -286,6 +286,7 @@ class SyncLogQuery(PageQuery):
     direction: Literal["in", "out"] | None = None
     outcome: str | None = Field(None, min_length=1, max_length=50)
     entity_type: EntityType | None = None
+    entity_id: UUID | None = Field(None, description="One record's events.")
     since: AwareDatetime | None = None
 
 

@@ -28,7 +28,7 @@ from crmsync.application.models import (
     PageQuery,
 )
 from crmsync.application.paging import creation_key, page_by_creation
-from crmsync.application.rows import tenant_row
+from crmsync.application.rows import owned
 from crmsync.common.db import Conn
 
 _COLUMNS = "id, url, description, event_types, enabled, created_at"
@@ -94,12 +94,8 @@ async def list_(conn: Conn, ctx: Context, query: PageQuery) -> Page[Notification
 
 
 async def get(conn: Conn, ctx: Context, endpoint_id: uuid.UUID) -> NotificationEndpointOut:
-    row = await tenant_row(
-        conn,
-        ctx,
-        f"SELECT {_COLUMNS} FROM notification_endpoints WHERE id = $1 AND tenant_id = $2",  # noqa: S608
-        endpoint_id,
-        f"no notification endpoint {endpoint_id}",
+    row = await owned(
+        conn, ctx, "notification_endpoints", _COLUMNS, endpoint_id, what="notification endpoint"
     )
     return _out(row)
 

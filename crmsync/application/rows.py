@@ -20,3 +20,21 @@ async def tenant_row(
     if row is None:
         raise NotFoundError(missing)
     return row
+
+
+async def owned(
+    conn: Conn,
+    ctx: Context,
+    table: str,
+    columns: str,
+    row_id: uuid.UUID,
+    *,
+    what: str,
+    for_update: bool = False,
+) -> asyncpg.Record:
+    """``columns`` of the caller's row ``row_id`` in ``table`` (locked ``for_update``), or
+    NotFoundError("no {what} {row_id}"). ``table`` and ``columns`` are the caller's
+    constants, never input."""
+    lock = " FOR UPDATE" if for_update else ""
+    sql = f"SELECT {columns} FROM {table} WHERE id = $1 AND tenant_id = $2{lock}"  # noqa: S608
+    return await tenant_row(conn, ctx, sql, row_id, f"no {what} {row_id}")

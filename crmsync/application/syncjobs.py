@@ -16,7 +16,7 @@ from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError
 from crmsync.application.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
 from crmsync.application.paging import creation_key, page_by_creation
-from crmsync.application.rows import tenant_row
+from crmsync.application.rows import owned
 from crmsync.application.sync import jobs
 from crmsync.application.sync.runner import SyncFailedError, runnable_types
 from crmsync.application.sync.schedule import ReconcilePolicy
@@ -111,13 +111,7 @@ async def list_(conn: Conn, ctx: Context, query: SyncJobQuery) -> Page[SyncJobOu
 
 
 async def get(conn: Conn, ctx: Context, job_id: uuid.UUID) -> SyncJobOut:
-    row = await tenant_row(
-        conn,
-        ctx,
-        f"SELECT {_COLUMNS} FROM sync_jobs WHERE id = $1 AND tenant_id = $2",  # noqa: S608
-        job_id,
-        f"no sync job {job_id}",
-    )
+    row = await owned(conn, ctx, "sync_jobs", _COLUMNS, job_id, what="sync job")
     return _out(row)
 
 

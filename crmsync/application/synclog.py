@@ -37,8 +37,9 @@ async def list_(conn: Conn, ctx: Context, query: SyncLogQuery) -> Page[SyncLogEn
            AND ($5::text IS NULL OR entity_type = $5)
            AND ($6::timestamptz IS NULL OR created_at >= $6)
            AND ($7::bigint IS NULL OR id < $7)
+           AND ($8::uuid IS NULL OR entity_id = $8)
          ORDER BY id DESC
-         LIMIT $8
+         LIMIT $9
         """,
         ctx.tenant_id,
         query.connection,
@@ -47,6 +48,7 @@ async def list_(conn: Conn, ctx: Context, query: SyncLogQuery) -> Page[SyncLogEn
         query.entity_type,
         query.since,
         before,
+        query.entity_id,
         query.limit + 1,
     )
     return page([SyncLogEntry(**dict(r)) for r in rows], query.limit, lambda e: (e.id,))

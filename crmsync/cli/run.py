@@ -26,13 +26,12 @@ from connectors.egress import provider_session
 from crmsync.cli import infra
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
-from crmsync.common.settings import ProviderCallSettings, env_name, parse_settings, topic_name
+from crmsync.common.settings import ProviderCallSettings, env_name, parse_settings
 from crmsync.localstack.status import Say, StackError
 from crmsync.settings.admin import AdminSettings
 from crmsync.settings.ingest import IngestSettings
 from crmsync.settings.outbound import OutboundSettings
 from crmsync.settings.processor import ProcessorSettings
-from schemas import topics
 from schemas.errors import Stop
 
 # Start-up includes joining the consumer group; 60 s covers a cold JVM broker too.
@@ -227,9 +226,7 @@ async def _demo_story(
     pool = await create_pool(common.database_url, max_size=4)
     processor = parse_settings(ProcessorSettings)
     lag = scenario.LagProbe(
-        common.kafka_bootstrap_servers,
-        processor.processor_app_id,
-        [topic_name(common, t.name) for t in topics.ALL if t is not topics.RECORDS_CHANGED],
+        common.kafka_bootstrap_servers, processor.processor_app_id, common.kafka_topic_prefix
     )
     await lag.start()
     try:

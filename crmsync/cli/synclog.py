@@ -120,6 +120,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--direction", choices=("in", "out"))
     p.add_argument("--outcome", help="applied, pushed, dead_letter, skipped_echo, ...")
     p.add_argument("--entity-type", choices=("customer", "job", "invoice", "payment"))
+    p.add_argument("--entity-id", type=uuid_arg, help="one record's events")
     p.add_argument("--since", help="ISO 8601 time with offset")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument(

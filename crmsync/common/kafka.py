@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import aiokafka.errors
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -16,6 +18,8 @@ from prometheus_client import Gauge
 
 from schemas.errors import RetryLater
 from schemas.topics import Topic
+
+log = logging.getLogger(__name__)
 
 
 class KafkaUnavailableError(RetryLater):
@@ -71,6 +75,64 @@ def make_producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+# The broker no longer knows the producer's id or sequence (it restarted, or expired the
+# producer's state): an idempotent producer stays refused after it, for ever (aiokafka
+# #1017). A new producer gets a new id; what it re-sends is deduplicated downstream.
+LOST_PRODUCER_STATE: tuple[type[BaseException], ...] = (
+    aiokafka.errors.OutOfOrderSequenceNumber,
+    aiokafka.errors.UnknownProducerId,
+    aiokafka.errors.InvalidProducerEpoch,
+    aiokafka.errors.InvalidProducerIdMapping,
+    aiokafka.errors.ProducerFenced,
+)
+
+
+class RenewableProducer:
+    """An idempotent producer that is replaced when the broker lost its state.
+
+    Measured: Kafka restarted mid-load, the outbox relay's producer answered
+    OutOfOrderSequenceNumber to every retry for minutes and 212 committed changes waited
+    unpublished. ``send_all`` replaces the producer on such an error, then raises it, so
+    the caller's retry (it is transient) sends again through the new one.
+    """
+
+    def __init__(self, make: Callable[[], AIOKafkaProducer]) -> None:
+        self._make = make
+        self.producer = make()
+        self._lock = asyncio.Lock()
+        self.renewals = 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def send_all(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+        """Send ``(key, value)`` records and wait until every one is acknowledged."""
+        producer = self.producer
+        try:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*futures)
+        except LOST_PRODUCER_STATE as exc:
+            await self.renew(producer, exc)
+            raise
+
+    async def renew(self, failed: AIOKafkaProducer, exc: BaseException) -> None:
+        """Replace ``failed`` with a started new producer, once however many callers saw
+        it fail."""
+        async with self._lock:
+            if self.producer is not failed:
+                return  # another caller renewed it already
+            log.warning("kafka producer lost its broker state (%r): starting a new one", exc)
+            fresh = self._make()
+            await fresh.start()
+            self.producer = fresh
+            self.renewals += 1
+        with contextlib.suppress(Exception):
+            await failed.stop()
 
 
 def make_consumer(

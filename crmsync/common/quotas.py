@@ -1,7 +1,7 @@
 """Quotas per tenant (issue 20): the one data-access module of ``tenant_quotas`` and
 ``quota_usage``, and the rate meter ingest counts events with.
 
-Three limits, each NULL for none (infra/migrations/0016):
+Three limits, each NULL for none (infra/migrations/0017_quotas.sql):
 
 - ``max_connections``: one more connection is refused (:class:`QuotaExceededError`,
   409 in the API): the tenant's state, not the request, is what stands in the way.

@@ -33,6 +33,7 @@ from crmsync.common.kafka import consumer_lag, make_admin, make_consumer
 from crmsync.common.links import external_ids
 from crmsync.demo.compare import FIELDS, KINDS, REFERENCES, Outcome, Seen, compare_kind
 from crmsync.demo.sims import RunningSim, connect, start_simulator, synced_kinds
+from schemas import topics
 
 Say = Callable[[str], None]
 # Awaited at a point of the story where the systems should agree (tests report there).
@@ -44,9 +45,10 @@ class LagProbe:
     """How many records the processor's consumer group has not committed yet, over the
     topics it reads: settled means zero (faust commits every few seconds)."""
 
-    def __init__(self, bootstrap_servers: str, group: str, topics: list[str]) -> None:
+    def __init__(self, bootstrap_servers: str, group: str, topic_prefix: str) -> None:
         self.group = group
-        self.topics = topics
+        # Every pipeline topic but records.changed, which the processor writes, not reads.
+        self.topics = [topic_prefix + t.name for t in topics.ALL if t is not topics.RECORDS_CHANGED]
         self.admin = make_admin(bootstrap_servers)
         self.offsets = make_consumer(bootstrap_servers, group_id=None)
 

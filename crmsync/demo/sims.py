@@ -47,6 +47,9 @@ class Profile:
     sim_kwargs: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     oauth: bool = False
+    # The connection's API key is the OAuth2 client's "id:secret" (the client-credentials
+    # grant, PayPal): the simulator checks it at its token endpoint.
+    client_credentials: bool = False
     # The connection's provider when it is not the simulator's name (a provider connected
     # by a mapping file we ship is a generic connection).
     connects_as: str | None = None
@@ -59,6 +62,7 @@ class Profile:
 def _profiles() -> dict[str, Profile]:
     from connectors.hubspot.simulator import DEFAULT_PORTAL_ID  # noqa: PLC0415
     from connectors.quickbooks.simulator import DEFAULT_REALM  # noqa: PLC0415
+    from connectors.square.simulator import SIM_LOCATION_ID  # noqa: PLC0415
     from connectors.xero.simulator import SIM_TENANT_ID  # noqa: PLC0415
 
     return {
@@ -96,6 +100,15 @@ def _profiles() -> dict[str, Profile]:
             )
             for name, path in CATALOGUE.items()
         },
+        # Last, so the ports `crmsync simulate` gave the others stay theirs.
+        "square": Profile(
+            "square",
+            {"location_id": SIM_LOCATION_ID, "currency": "AUD"},
+            {"square_location_id": SIM_LOCATION_ID},
+        ),
+        "paypal": Profile(
+            "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
+        ),
     }
 
 
@@ -156,7 +169,8 @@ async def start_simulator(
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound_host, bound_port = runner.addresses[0][:2]
-    return RunningSim(provider, sim, runner, f"http://{bound_host}:{bound_port}")
+    sim.public_url = f"http://{bound_host}:{bound_port}"
+    return RunningSim(provider, sim, runner, sim.public_url)
 
 
 def _issue_oauth(sim: Simulator) -> OAuthTokens:
@@ -178,6 +192,13 @@ def _accept(sim: Simulator, credentials: str | OAuthTokens) -> None:
         sim.refresh_tokens.add(credentials.refresh_token)
     else:
         sim.api_token = credentials
+
+
+def _issued_settings(sim: Simulator) -> dict[str, Any]:
+    """Settings a simulator makes up when it starts: the CA the PayPal simulator signs
+    its webhook certificates with is the connection's trust anchor."""
+    anchor = getattr(sim, "trust_anchor_pem", None)
+    return {"paypal_trust_anchors": anchor.decode()} if isinstance(anchor, bytes) else {}
 
 
 def synced_kinds(running: RunningSim) -> tuple[EntityType, ...]:
@@ -203,7 +224,7 @@ async def connect(
     sim = running.sim
     profile = PROFILES.get(running.provider, Profile(running.provider))
     provider = profile.connection_provider
-    wanted = {**profile.settings, **(settings or {})}
+    wanted = {**profile.settings, **_issued_settings(sim), **(settings or {})}
     async with pool.acquire() as conn:
         row = await find_by_name(conn, tenant=tenant, name=name)
         if row is not None and row["provider"] != provider:
@@ -211,6 +232,7 @@ async def connect(
         if row is None:
             secret = _connector(provider, wanted).scheme.generate_secret()
             oauth = _issue_oauth(sim) if profile.oauth else None
+            token = ":".join(OAUTH_CLIENT) if profile.client_credentials else sim.api_token
             created = await create_connection(
                 conn,
                 keyring,
@@ -219,7 +241,7 @@ async def connect(
                 name=name,
                 webhook_secret=secret,
                 base_url=running.base_url,
-                api_credentials=credentials_json(token=sim.api_token, oauth=oauth),
+                api_credentials=credentials_json(token=token, oauth=oauth),
                 settings=wanted,
             )
             connection_id = created.id

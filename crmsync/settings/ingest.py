@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import CommonSettings
+from crmsync.common.settings import ProviderCallSettings
 from schemas import topics
 
 # What a webhook's envelope adds to its body besides base64's 4/3: the fields and the kept
@@ -22,7 +25,7 @@ def envelope_bytes_at_most(body_bytes: int) -> int:
 LARGEST_BODY_BYTES = (MAX_RECORD_BYTES - ENVELOPE_OVERHEAD_BYTES) // 4 * 3
 
 
-class IngestSettings(CommonSettings):
+class IngestSettings(ProviderCallSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     master_keys: SecretStr = Field(
@@ -68,3 +71,17 @@ class IngestSettings(CommonSettings):
     ingest_kafka_start_timeout_seconds: float = Field(
         60.0, gt=0, description="How long start-up waits for Kafka before exiting."
     )
+    paypal_trust_anchors_file: Path | None = Field(
+        None,
+        description="PEM CA certificates PayPal's webhook signing certificates must chain "
+        "to (a connection's paypal_trust_anchors setting overrides); unset: the system's CA "
+        "bundle.",
+    )
+
+    def paypal_trust_anchors(self) -> bytes | None:
+        """The PEM bytes of the operator's PayPal trust anchors: the configured file, else
+        the system's CA bundle where there is one (PayPal's chain ends at a public CA)."""
+        if self.paypal_trust_anchors_file is not None:
+            return self.paypal_trust_anchors_file.read_bytes()
+        cafile = ssl.get_default_verify_paths().cafile
+        return Path(cafile).read_bytes() if cafile and Path(cafile).is_file() else None

@@ -12,6 +12,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiokafka import AIOKafkaProducer
 
+from connectors.documents import CachedDocuments
+from connectors.egress import provider_session
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool
 from crmsync.common.kafka import check_topics, make_producer, start_with_retry
@@ -30,6 +32,7 @@ SERVICE = "ingest"
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 CACHE = web.AppKey("cache", ConnectionCache)
 QUOTAS = web.AppKey("quotas", QuotaKeeper)
+DOCUMENTS = web.AppKey("documents", CachedDocuments)
 log = logging.getLogger(__name__)
 
 # aiokafka keeps one open batch per partition and one produce request in flight per broker,
@@ -113,14 +116,26 @@ def create_app(
             # After in-flight requests finished (aiohttp drains them first): flush and close.
             await app[PRODUCER].stop()
 
-    app.cleanup_ctx.extend([database, kafka_producer])
+    async def documents(app: web.Application) -> AsyncIterator[None]:
+        # PayPal's certificates: fetched under the same egress rules as provider calls.
+        session = provider_session(allow_private=settings.allow_private_provider_urls)
+        app[DOCUMENTS] = CachedDocuments(
+            session,
+            allow_private=settings.allow_private_provider_urls,
+            trust_anchors_pem=settings.paypal_trust_anchors(),
+        )
+        yield
+        await session.close()
 
-    # Both are opened in cleanup_ctx, after the routes exist: handlers look them up late.
+    app.cleanup_ctx.extend([database, kafka_producer, documents])
+
+    # All are opened in cleanup_ctx, after the routes exist: handlers look them up late.
     ingest = Ingest(
         settings,
         cache_of=lambda: app[CACHE],
         producer_of=lambda: app[PRODUCER],
         quotas_of=lambda: app[QUOTAS],
+        documents_of=lambda: app[DOCUMENTS],
     )
     app.router.add_post("/webhooks/{provider}/{connection_id}", ingest.webhook)
     app.router.add_post("/v1/changes", ingest.changes)

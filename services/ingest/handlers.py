@@ -21,7 +21,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import Field, TypeAdapter, ValidationError
 
-from connectors.base import SignatureError, Verified, WebhookRequest
+from connectors.base import (
+    DocumentFetcher,
+    DocumentUnavailableError,
+    FetchingScheme,
+    SignatureError,
+    Verified,
+    WebhookRequest,
+)
 from connectors.registry import WEBHOOK_PROVIDERS
 from crmsync.common.connections import ActiveConnection
 from crmsync.common.crypto import hash_api_key
@@ -140,6 +147,9 @@ class Ingest:
     cache_of: Callable[[], ConnectionCache]
     producer_of: Callable[[], AIOKafkaProducer]
     quotas_of: Callable[[], QuotaKeeper]
+    # What a scheme that fetches (PayPal's certificate) fetches through; None: no scheme
+    # may fetch, and such a provider's webhooks fail as "bad_certificate".
+    documents_of: Callable[[], DocumentFetcher] | None = None
     clock: Callable[[], float] = time.time
     _raw_topic: str = field(init=False)
     _changes_topic: str = field(init=False)
@@ -209,9 +219,13 @@ class Ingest:
                 found = self.cache.connection(cid)
         return found if found is not None and found.provider == provider else None
 
-    def _verify(self, conn: ActiveConnection, request: WebhookRequest) -> Verified:
+    async def _verify(self, conn: ActiveConnection, request: WebhookRequest) -> Verified:
         scheme = self.cache.endpoint(conn).connector.scheme
         now = self.clock()
+        if isinstance(scheme, FetchingScheme) and self.documents_of is not None:
+            return await scheme.verify_fetching(
+                request, conn.secrets_at(now), now, conn.settings, self.documents_of()
+            )
         return scheme.verify(request, conn.secrets_at(now), now)
 
     async def _verify_fresh(
@@ -219,7 +233,7 @@ class Ingest:
     ) -> Verified:
         """Verify; on failure, once, against a reloaded cache (a secret rotated just now)."""
         try:
-            return self._verify(conn, signed)
+            return await self._verify(conn, signed)
         except SignatureError:
             # A load from the last second is fresh enough for a rotation, and keeps a flood
             # of bad signatures from waiting on a reload each.
@@ -227,7 +241,7 @@ class Ingest:
             fresh = self.cache.connection(conn.id) if reloaded else None
             if fresh is None:
                 raise
-            return self._verify(fresh, signed)
+            return await self._verify(fresh, signed)
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         provider = request.match_info["provider"]
@@ -262,6 +276,19 @@ class Ingest:
                 },
             )
             return self._answer(provider, 401, {"detail": "signature verification failed"})
+        except DocumentUnavailableError as exc:
+            # The certificate the delivery names could not be fetched now: the provider
+            # delivers again later, when it may be.
+            log.warning(
+                "webhook not verified, its certificate is unavailable: %s",
+                exc,
+                extra={"provider": provider, "connection": str(conn.id)},
+            )
+            return problem(
+                503,
+                "signature not verifiable now, retry later",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         if verified.handshake:
             return self._answer(provider, 200, {"status": "handshake"})
         return await self._store(provider, conn, signed, verified)

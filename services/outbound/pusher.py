@@ -6,9 +6,9 @@ a successful push the link remembers the state *as the provider reported it back
 (hashed the way the processor hashes what a source tells it), so when the provider
 echoes our write in a webhook the processor sees nothing new and emits nothing.
 
-A push costs two statements: one read before the provider call (connection, record, link,
-the links of the records it references) and one write after it (link, sync_log row, the
-job's finish). No pooled connection is held across the provider call.
+A push costs one read before the provider call (connection, record, link, the links of
+the records it references) and one transaction after it (the link, then the sync_log row
+and the job's finish). No pooled connection is held across the provider call.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ T = TypeVar("T")
 # policy's backoff cap): the push of what it references is usually done within a second,
 # and ten waits (max_attempts) span about eight minutes before it becomes a dead letter.
 DEPENDENCY_WAIT_SECONDS = 1.0
+# A push's bookkeeping that PostgreSQL failed as a deadlock's victim is done again at once,
+# as its documentation advises for a transaction failed so; a third failure in a row is
+# not a passing race, and the job then runs again after its lease.
+BOOKKEEPING_ATTEMPTS = 3
 # Retryable pauses that are not the push's fault (rate limit, open circuit, re-auth)
 # do not count as attempts, but are never shorter than this.
 MIN_PAUSE_SECONDS = 0.2
@@ -129,18 +133,28 @@ def action_for(exc: DeadLetter, *, attempts: int, policy: PushPolicy) -> Resched
     call = exc.failure if isinstance(exc, PushFailedError) else exc
     if not isinstance(call, CallFailedError):
         return Park(exc.reason, exc.detail)
-    if not call.retryable:
+    gone = isinstance(exc, PushFailedError) and _deleted_there(exc)
+    if not call.retryable and not gone:
         return Park(call.reason, str(call), call)
     if call.reason in _NOT_THE_PUSH_S_FAULT:
         # Wait as long as asked, without using up an attempt.
         pause = max(MIN_PAUSE_SECONDS, call.retry_after or MIN_PAUSE_SECONDS)
         return Reschedule(pause, count_attempt=False, call=call)
     if attempts + 1 >= policy.max_attempts:
-        return Park("retries_exhausted", str(call), call)
+        return Park(call.reason if gone else "retries_exhausted", str(call), call)
     delay = call.retry_after
     if delay is None:
         delay = full_jitter(attempts, policy.backoff_base_seconds, policy.backoff_cap_seconds)
     return Reschedule(max(delay, MIN_PAUSE_SECONDS), count_attempt=True, call=call)
+
+
+def _deleted_there(exc: PushFailedError) -> bool:
+    """An update the target answered "not found": its user most likely deleted the record
+    there while our push was on its way, and that delete's webhook has not reached us yet.
+    The push waits for it, counting attempts; once the delete is applied the push finds the
+    record deleted (and a delete that meets "not found" is done). One that stays live here
+    is a not_found dead letter after the attempts."""
+    return exc.operation == "update" and exc.failure.reason == "not_found"
 
 
 def idempotency_key(connection_id: uuid.UUID, entity_id: uuid.UUID) -> str:
@@ -235,11 +249,13 @@ def _refs_from(wanted: dict[str, uuid.UUID], known: dict[str, str]) -> dict[str,
 
 _READS = {entity_type: _read_sql(table) for entity_type, table in TABLES.items()}
 
-# After a successful push, one statement: link the record to the provider's id and remember
-# the pushed state, log the push, and finish the job. One statement is one transaction, so a
-# crash or error leaves either all of it or none (the job then runs again after its lease).
-# $1 job id, $2 job version (FINISH_SQL); the link's coalesce/greatest rules keep what the
-# provider did not report this time.
+# After a successful push, one transaction: link the record to the provider's id and
+# remember the pushed state, then log the push and finish the job. A crash or error leaves
+# either all of it or none (the job then runs again after its lease). The link comes first,
+# in its own statement: the processor locks a record's links (its batch's load) before it
+# queues a push of that record (an echo that shows the system fell behind), and rows taken
+# in the other order deadlocked with it. In one statement PostgreSQL runs the CTE nobody
+# reads last, so the job row was taken first.
 _LINK_COLUMNS = """
     INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
                                    external_id, last_pushed_hash, last_pushed_version,
@@ -255,21 +271,22 @@ _LINK_CONFLICT = """
            remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
            remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
            updated_at = now()"""
-_REMEMBER_SQL = f"""
-    WITH link AS ({_LINK_COLUMNS}
-        VALUES ($3, $4, $5, $6, $7, $8, $9, $8, $10, $11, $12){_LINK_CONFLICT}
-    ), logged AS (
-        INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
-                              external_id, outcome, latency_ms)
-        VALUES ($3, $4, 'out', $5, $6, $7, 'pushed', $13)
-    ), {FINISH_SQL}
-"""  # noqa: S608 - constant SQL
-
-# A failed push that wrote something first: the link alone ($1 tenant .. $10 remote
-# updated at, as in _REMEMBER_SQL's link), no log row and no finish.
+# The link alone: $1 tenant, $2 connection, $3 entity type, $4 entity id, $5 external id,
+# $6 pushed (and seen) hash, $7 pushed version, $8 snapshot, $9 remote version, $10 remote
+# updated at; the coalesce/greatest rules keep what the provider did not report this time.
+# Also what a failed push that wrote something first leaves (no log row, no finish).
 _LINK_SQL = f"""{_LINK_COLUMNS}
     VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10){_LINK_CONFLICT}
 """
+# Then the push's log row and the job's finish: $1 job id, $2 job version (FINISH_SQL),
+# $3 tenant, $4 connection, $5 entity type, $6 entity id, $7 external id, $8 latency.
+_LOG_AND_FINISH_SQL = f"""
+    WITH logged AS (
+        INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                              external_id, outcome, latency_ms)
+        VALUES ($3, $4, 'out', $5, $6, $7, 'pushed', $8)
+    ), {FINISH_SQL}
+"""  # noqa: S608 - constant SQL
 
 # Giving a push up, one statement: park it as a dead letter and finish the job. A version
 # queued during the push is then due at once, as after a success (it may not fail the same
@@ -280,6 +297,14 @@ _DEAD_SQL = f"""
         VALUES ($3, 'outbound', $4, $5, $6, $7, $8)
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
+
+
+async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) -> bool:
+    """One try of a push's bookkeeping (_LINK_SQL, then _LOG_AND_FINISH_SQL) in one
+    transaction. True when the job was re-armed for a newer version."""
+    async with conn.transaction():
+        await conn.execute(_LINK_SQL, *link)
+        return await conn.fetchval(_LOG_AND_FINISH_SQL, *logged) is not None
 
 
 def _reported(remote: RemoteRecord, pushed: dict[str, Any]) -> dict[str, Any]:
@@ -574,10 +599,7 @@ class Pusher:
         if remote is not None:
             values = canonical_values(job.entity_type, _reported(remote, pushed))
         pushed_hash = state_hash(values) if values is not None else None
-        rearmed = await self.pool.fetchval(
-            _REMEMBER_SQL,
-            job.id,
-            job.version,
+        link = (
             job.tenant_id,
             info.id,
             job.entity_type,
@@ -588,9 +610,27 @@ class Pusher:
             values,
             remote.version if remote else None,
             remote.updated_at if remote else None,
+        )
+        logged = (
+            job.id,
+            job.version,
+            job.tenant_id,
+            info.id,
+            job.entity_type,
+            job.entity_id,
+            external_id,
             int((datetime.now(UTC) - job.committed_at).total_seconds() * 1000),
         )
-        return rearmed is not None
+        async with self.pool.acquire() as conn:
+            for _ in range(BOOKKEEPING_ATTEMPTS - 1):
+                try:
+                    return await _bookkeep(conn, link, logged)
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    # PostgreSQL failed this side of a lock cycle: the provider has the
+                    # write, so the bookkeeping is done again now, not the push after
+                    # the job's lease.
+                    metrics.RETRIES.labels(info.provider, "bookkeeping_deadlock").inc()
+            return await _bookkeep(conn, link, logged)
 
     async def _settle(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
         """Do what ``action_for`` says. True when the job's row is still queued: rescheduled,

@@ -19,7 +19,7 @@ import asyncpg
 import faust
 import mode
 from aiohttp import web
-from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from aiokafka import AIOKafkaClient
 
 from connectors.egress import provider_session
 from connectors.runtime import Clients
@@ -27,6 +27,7 @@ from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
 from crmsync.common.kafka import (
+    RenewableProducer,
     check_topics,
     make_producer,
     report_consumer_lag,
@@ -72,7 +73,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
             raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
         self.pool: asyncpg.Pool | None = None
         self.kafka: AIOKafkaClient | None = None
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: RenewableProducer | None = None
         self.runner: web.AppRunner | None = None
         self.relay_task: asyncio.Task[None] | None = None
         self.housekeeping_task: asyncio.Task[None] | None = None
@@ -104,7 +105,9 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.http = provider_session(allow_private=s.allow_private_provider_urls)
         self.clients = stored_clients(self.pool, self.keyring, self.http)
         self.kafka = AIOKafkaClient(bootstrap_servers=s.kafka_bootstrap_servers)
-        self.producer = make_producer(s.kafka_bootstrap_servers, partitioner=Murmur2Partitioner())
+        self.producer = RenewableProducer(
+            lambda: make_producer(s.kafka_bootstrap_servers, partitioner=Murmur2Partitioner())
+        )
         for what, start in (("processor", self.kafka.bootstrap), ("relay", self.producer.start)):
             await start_with_retry(
                 start, what, within_seconds=s.processor_kafka_start_timeout_seconds, log=log
@@ -162,7 +165,10 @@ class Runtime(mode.Service):  # type: ignore[misc]
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for closing in (self.producer and self.producer.stop, self.kafka and self.kafka.close):
+        for closing in (
+            self.producer.stop if self.producer else None,
+            self.kafka.close if self.kafka else None,
+        ):
             if closing is not None:
                 await closing()
         if self.http is not None:
@@ -225,10 +231,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         async def handle(sources: Sequence[Source]) -> None:
             outputs = await normalizer.handle(sources)
             # The batch is done only once every normalised change is acknowledged.
-            sent = [
-                await producer.send(normalized_topic, key=o.key, value=o.value) for o in outputs
-            ]
-            await asyncio.gather(*sent)
+            await producer.send_all(normalized_topic, [(o.key, o.value) for o in outputs])
 
         async with take_batches(
             stream,

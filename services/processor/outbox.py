@@ -17,9 +17,9 @@ import logging
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
 from crmsync.common.faults import Backoff, describe, is_transient
+from crmsync.common.kafka import RenewableProducer
 from schemas import topics
 from services.processor import metrics
 from services.processor.pipeline import OUTBOX_CHANNEL
@@ -41,7 +41,7 @@ class OutboxRelay:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        producer: AIOKafkaProducer,
+        producer: RenewableProducer,
         *,
         topic: str = topics.RECORDS_CHANGED.name,
         produce_timeout_seconds: float = 10.0,
@@ -76,16 +76,10 @@ class OutboxRelay:
         return len(rows)
 
     async def _send(self, rows: list[asyncpg.Record]) -> None:
-        futures = [
-            await self.producer.send(
-                self.topic,
-                # The json column keeps the text the apply step wrote: it is what we send.
-                r["payload"].encode(),
-                key=record_key(r),
-            )
-            for r in rows
-        ]
-        await asyncio.gather(*futures)
+        # The json column keeps the text the apply step wrote: it is what we send.
+        await self.producer.send_all(
+            self.topic, [(record_key(r), r["payload"].encode()) for r in rows]
+        )
 
     async def _update_lag(self) -> None:
         # The first row by id, through the primary key: min(created_at) read the whole

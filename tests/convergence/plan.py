@@ -31,12 +31,16 @@ SYSTEM_KINDS: dict[str, tuple[Kind, ...]] = {
     "stripe": ("customer", "invoice", "payment"),
     "quickbooks": ("customer", "invoice", "payment"),
     "hubspot": ("customer", "job"),
+    "square": ("customer", "invoice", "payment"),
+    # PayPal holds customers only as invoice recipients and sends no customer events: a
+    # customer made "in PayPal" would never arrive, so none is made there (issue 21).
+    "paypal": ("invoice", "payment"),
     INTERNAL: KINDS,
 }
 T = TypeVar("T", bound=str)
 
-# Ascora, Xero, Stripe and the internal service carry most of the traffic; QuickBooks and
-# HubSpot take part at a smaller size (issue 17).
+# Ascora, Xero, Stripe and the internal service carry most of the traffic; QuickBooks,
+# HubSpot, Square and PayPal take part at a smaller size (issues 17 and 21).
 SYSTEM_WEIGHTS: dict[str, int] = {
     "ascora": 3,
     "xero": 3,
@@ -44,6 +48,8 @@ SYSTEM_WEIGHTS: dict[str, int] = {
     INTERNAL: 3,
     "quickbooks": 1,
     "hubspot": 1,
+    "square": 1,
+    "paypal": 1,
 }
 PROVIDERS: tuple[str, ...] = tuple(s for s in SYSTEM_WEIGHTS if s != INTERNAL)
 # The record each kind names, and in which field (invariant 10: never dropped).

@@ -270,3 +270,13 @@ async def test_sync_log_lists_and_follows(cli: Cli, pg: asyncpg.Pool) -> None:
         tail.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(tail.communicate(), 30)
     assert tail.returncode == 0, err
+    # One record's events.
+    record = uuid.uuid4()
+    await pg.execute(
+        "INSERT INTO sync_log (tenant_id, direction, entity_type, entity_id, external_id,"
+        " outcome) VALUES ($1, 'in', 'invoice', $2, 'inv-r', 'applied')",
+        tenant,
+        record,
+    )
+    by_record = cli.json("sync-log", "--tenant", "acme", "--entity-id", str(record))
+    assert [e["external_id"] for e in by_record["items"]] == ["inv-r"]

@@ -653,6 +653,33 @@ async def test_sync_log_lists_newest_first_and_counts_outcomes(admin: Admin) -> 
     assert counts == {("in", "applied"): 2, ("in", "echo"): 1, ("out", "pushed"): 1}
 
 
+async def test_sync_log_filters_by_record(admin: Admin) -> None:
+    created = await new_connection(admin)
+    cid = uuid.UUID(created["id"])
+    one, other = uuid.uuid4(), uuid.uuid4()
+    for entity_id, outcome in [(one, "applied"), (other, "applied"), (one, "pushed")]:
+        await admin.pool.execute(
+            """
+            INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                                  outcome)
+            VALUES ($1, $2, $3, 'customer', $4, $5)
+            """,
+            admin.tenant,
+            cid,
+            "out" if outcome == "pushed" else "in",
+            entity_id,
+            outcome,
+        )
+    log = await admin.ok("GET", "/v1/sync-log", params={"entity_id": str(one)})
+    assert [(e["entity_id"], e["outcome"]) for e in log["items"]] == [
+        (str(one), "pushed"),
+        (str(one), "applied"),
+    ]
+    status, problem = await admin.call("GET", "/v1/sync-log", params={"entity_id": "nope"})
+    assert status == 422
+    assert problem["errors"][0]["loc"] == "/query/entity_id"
+
+
 # -- dead letters (listing, discard; redrive is in test_admin_kafka) ----------------------
 
 

@@ -15,11 +15,11 @@ from crmsync.common.canonical import canonical_values, state_hash
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
-from schemas.changes import ChangeEvent, InternalChange
 from services.processor.deadletters import Source
 from services.processor.decide import Outcome
 from services.processor.housekeeping import CHUNK, prune_processed_events, prune_sync_log
 from services.processor.pipeline import Processor
+from tests.integration.test_references import internal_change
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 TOPIC = topics.CHANGES_INTERNAL.name
@@ -53,21 +53,7 @@ def change(
     entity_type: str = "customer",
     op: str = "upsert",
 ) -> Source:
-    event = InternalChange(
-        tenant_id=conn.tenant_id,
-        connection_id=conn.id,
-        received_at=datetime.now(UTC),
-        change=ChangeEvent.model_validate(
-            {
-                "event_id": event_id or uuid.uuid4().hex,
-                "entity_type": entity_type,
-                "op": op,
-                "external_id": external_id,
-                "occurred_at": ts,
-                "data": data,
-            }
-        ),
-    )
+    event = internal_change(conn, entity_type, external_id, data, ts=ts, op=op, event_id=event_id)
     return source(event.model_dump_json().encode())
 
 

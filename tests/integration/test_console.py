@@ -4,6 +4,7 @@ isolation and every page. The browser tests are tests/e2e/test_console_browser.p
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from crmsync.common.apikeys import create_key
+from crmsync.demo.sims import ACME_MAPPING
 from tests.integration.test_admin_api import Admin, admin, new_connection
 from tests.integration.test_admin_isolation import _seed
 
@@ -191,6 +193,15 @@ async def test_a_read_key_sees_but_cannot_act(admin: Admin) -> None:
         (f"/console/conflicts/{ids['conflict_id']}/resolve", {"choose": "incoming"}),
         ("/console/api-keys", {"scope": "admin"}),
         (f"/console/api-keys/{kid}/revoke", {}),
+        (f"/console/connections/{cid}/delete", {}),
+        (f"/console/connections/{cid}/pause", {"direction": "both"}),
+        (f"/console/connections/{cid}/resume", {}),
+        (f"/console/connections/{cid}/sync-jobs/{ids['job_id']}/cancel", {}),
+        ("/console/freeze-windows", {"starts_at": "2031-01-01T00:00:00Z"}),
+        (f"/console/freeze-windows/{ids['window_id']}/delete", {}),
+        ("/console/notifications", {"url": "https://b.example/h"}),
+        (f"/console/notifications/{ids['endpoint_id']}/test", {}),
+        (f"/console/notifications/{ids['endpoint_id']}/delete", {}),
     ):
         status, html = await post(admin, path, data, csrf=token)
         assert status == 403, (path, html[:500])
@@ -198,6 +209,14 @@ async def test_a_read_key_sees_but_cannot_act(admin: Admin) -> None:
     assert (await admin.ok("GET", f"/v1/connections/{cid}"))["status"] == "active"
     assert (await admin.ok("GET", f"/v1/dead-letters/{dlid}"))["discarded_at"] is None
     assert (await admin.ok("GET", f"/v1/api-keys/{kid}"))["revoked_at"] is None
+    assert (await admin.ok("GET", f"/v1/sync-jobs/{ids['job_id']}"))["status"] == "pending"
+    await admin.ok("GET", f"/v1/freeze-windows/{ids['window_id']}")
+    await admin.ok("GET", f"/v1/notification-endpoints/{ids['endpoint_id']}")
+    # And no button for them on the pages.
+    for path in ("/console/freeze-windows", "/console/notifications"):
+        assert "<button" not in (await page(admin, path)).split("</header>")[1], path
+    assert "/delete" not in connection
+    assert "/pause" not in connection
 
 
 async def test_another_tenants_ids_are_not_found(admin: Admin) -> None:
@@ -208,9 +227,25 @@ async def test_another_tenants_ids_are_not_found(admin: Admin) -> None:
         f"/console/dead-letters/{ids['dead_letter_id']}",
         f"/console/conflicts/{ids['conflict_id']}",
         f"/console/records/customer/{ids['customer']}",
+        f"/console/notifications/{ids['endpoint_id']}",
     ):
         html = await page(admin, path, 404)
         assert "Not found" in html
+    for path in (
+        f"/console/connections/{ids['connection_id']}/delete",
+        f"/console/connections/{ids['connection_id']}/pause",
+        f"/console/connections/{ids['connection_id']}/sync-jobs/{ids['job_id']}/cancel",
+        f"/console/freeze-windows/{ids['window_id']}/delete",
+        f"/console/notifications/{ids['endpoint_id']}/delete",
+    ):
+        status, _ = await post(admin, path)
+        assert status == 404, path
+    assert ids["window_id"] not in await page(admin, "/console/freeze-windows")
+    assert ids["endpoint_id"] not in await page(admin, "/console/notifications")
+    assert ids["connection_id"] not in await page(admin, "/console/audit")
+    # A record id of tenant A as an Events filter: nothing, not an error.
+    events = await page(admin, f"/console/events?entity_id={ids['customer']}")
+    assert "No events match" in events
     status, _ = await post(admin, f"/console/connections/{ids['connection_id']}/disable")
     assert status == 404
     status, _ = await post(admin, f"/console/dead-letters/{ids['dead_letter_id']}/discard")
@@ -527,3 +562,258 @@ async def test_api_keys_are_created_shown_once_rotated_and_revoked(admin: Admin)
     status, html = await post(admin, "/console/api-keys", {"scope": "root"})
     assert status == 422
     assert "Input should be" in html
+
+
+async def test_connect_an_oauth_provider_with_its_client_and_tokens(admin: Admin) -> None:
+    await sign_in(admin, admin.key)
+    form = await page(admin, "/console/connections/new?provider=xero")
+    for name in ("client_id", "client_secret", "access_token", "refresh_token", "expires_at"):
+        assert f'name="{name}"' in form, name
+    assert 'value="https://identity.xero.com/connect/token"' in form  # Xero's, prefilled
+    assert 'name="token"' not in form  # Xero takes no API key
+    oauth = {
+        "provider": "xero",
+        "name": "Xero books",
+        "credentials_type": "oauth2",
+        "client_id": "client-1",
+        "client_secret": "shh-client",
+        "access_token": "at-1",
+        "refresh_token": "rt-1",
+        "expires_at": "2031-01-01T00:00:00Z",
+        "token_url": "https://identity.xero.com/connect/token",
+    }
+    # A missing field is said beside it; the secrets typed are not sent back.
+    status, html = await post(admin, "/console/connections", oauth | {"refresh_token": ""})
+    assert status == 422, html[:2000]
+    assert 'data-loc="/body/credentials/oauth2/refresh_token"' in html
+    assert "shh-client" not in html
+    assert 'value="client-1"' in html
+    status, html = await post(admin, "/console/connections", oauth)
+    assert status == 200, html[:2000]
+    created = (await admin.ok("GET", "/v1/connections", params={"provider": "xero"}))["items"]
+    health = await admin.ok("GET", f"/v1/connections/{created[0]['id']}/health")
+    assert health["credentials"] == "oauth2"
+    assert health["token_expires_at"] == "2031-01-01T00:00:00Z"
+    # Stripe takes one API key; an internal service none.
+    assert 'name="client_id"' not in await page(admin, "/console/connections/new?provider=stripe")
+    internal = await page(admin, "/console/connections/new?provider=internal")
+    assert 'name="token"' not in internal
+    assert 'name="webhook_secret"' not in internal
+
+
+async def test_oauth_credentials_are_set_from_the_connection_page(admin: Admin) -> None:
+    conn = await new_connection(admin, "quickbooks")
+    await sign_in(admin, admin.key)
+    base = f"/console/connections/{conn['id']}"
+    html = await page(admin, base)
+    assert 'value="https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"' in html
+    status, html = await post(
+        admin,
+        f"{base}/credentials",
+        {"credentials_type": "oauth2", "client_id": "c", "expires_at": "tomorrow"},
+    )
+    assert status == 422, html[:2000]
+    assert 'data-loc="/body/oauth2/expires_at"' in html
+    assert 'data-loc="/body/oauth2/refresh_token"' in html
+    status, _ = await post(
+        admin,
+        f"{base}/credentials",
+        {
+            "credentials_type": "oauth2",
+            "client_id": "c",
+            "client_secret": "s",
+            "access_token": "a",
+            "refresh_token": "r",
+            "expires_at": "2031-01-01T00:00:00Z",
+            "token_url": "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer",
+        },
+    )
+    assert status == 303
+    html = await page(admin, base)
+    assert 'data-credentials="oauth2"' in html
+    assert "2031-01-01 00:00:00 UTC" in html
+
+
+async def test_connect_a_generic_provider_with_its_mapping_file(admin: Admin) -> None:
+    await sign_in(admin, admin.key)
+    form = await page(admin, "/console/connections/new?provider=generic")
+    assert 'name="generic_config"' in form
+    assert '<option value="oauth2"' in form  # its mapping decides: both offered
+    status, html = await post(
+        admin, "/console/connections", {"provider": "generic", "generic_config": "{nope"}
+    )
+    assert status == 422
+    assert 'data-loc="/body/generic_config"' in html
+    assert "not JSON" in html
+    broken = json.loads(ACME_MAPPING.read_text())
+    broken["webhook"]["items"] = 7
+    status, html = await post(
+        admin,
+        "/console/connections",
+        {"provider": "generic", "generic_config": json.dumps(broken)},
+    )
+    assert status == 422
+    assert "webhook.items" in html
+    status, html = await post(
+        admin,
+        "/console/connections",
+        {"provider": "generic", "name": "acme", "generic_config": ACME_MAPPING.read_text()},
+    )
+    assert status == 200, html[:2000]
+    listed = (await admin.ok("GET", "/v1/connections", params={"provider": "generic"}))["items"]
+    assert listed[0]["settings"]["generic"]["signature_header"] == "x-hub-signature-256"
+    assert "generic_mapping" in listed[0]["settings"]
+
+
+async def test_a_job_is_cancelled_and_a_connection_paused_resumed_and_deleted(
+    admin: Admin,
+) -> None:
+    conn = await new_connection(admin)
+    await sign_in(admin, admin.key)
+    base = f"/console/connections/{conn['id']}"
+    status, _ = await post(admin, f"{base}/sync-jobs", {"kind": "backfill"})
+    assert status == 303
+    jobs = await page(admin, f"{base}/sync-jobs")
+    job_id = re.search(r'data-job="([^"]+)"', jobs)
+    assert job_id
+    assert f"sync-jobs/{job_id.group(1)}/cancel" in jobs
+    status, _ = await post(admin, f"{base}/sync-jobs/{job_id.group(1)}/cancel")
+    assert status == 303
+    assert (await admin.ok("GET", f"/v1/sync-jobs/{job_id.group(1)}"))["status"] == "cancelled"
+    # Cancelling it again: the API's 409, said on the connection page.
+    status, html = await post(admin, f"{base}/sync-jobs/{job_id.group(1)}/cancel")
+    assert status == 409
+    assert "already finished" in html
+
+    status, _ = await post(admin, f"{base}/pause", {"direction": "out", "reason": "audit"})
+    assert status == 303
+    html = await page(admin, f"{base}?done=paused")
+    assert "Paused outbound" in html
+    assert (await admin.ok("GET", f"/v1/connections/{conn['id']}/health"))["paused_outbound"]
+    overview = await page(admin, "/console/")
+    row = overview[overview.index(f'data-connection="{conn["id"]}"') :]
+    row = row[: row.index("</tr>")]
+    assert "<li>paused outbound</li>" in row
+    assert "active, paused out" in row
+    status, html = await post(admin, f"{base}/pause", {"until": "soon"})
+    assert status == 422
+    assert 'data-loc="/body/until"' in html
+    status, _ = await post(admin, f"{base}/resume")
+    assert status == 303
+    health = await admin.ok("GET", f"/v1/connections/{conn['id']}/health")
+    assert not health["paused_outbound"]
+
+    status, _ = await post(admin, f"{base}/delete")
+    assert status == 303
+    await page(admin, base, 404)
+    audit = await page(admin, f"/console/audit?target={conn['id']}")
+    for action in ("connection.delete", "connection.pause", "connection.resume"):
+        assert action in audit, action
+
+
+async def test_api_keys_and_the_audit_trail_page(admin: Admin) -> None:
+    async with admin.pool.acquire() as conn:
+        for _ in range(55):
+            await create_key(conn, admin.tenant, "read")
+    await sign_in(admin, admin.key)
+    first = await page(admin, "/console/api-keys")
+    assert first.count("data-key=") == 50
+    more = re.search(r'href="/console/api-keys\?([^"]+)" rel="next"', first)
+    assert more, "no next page link"
+    second = await page(admin, "/console/api-keys?" + more.group(1).replace("&amp;", "&"))
+    assert second.count("data-key=") >= 5
+    assert set(re.findall(r'data-key="([^"]+)"', first)).isdisjoint(
+        re.findall(r'data-key="([^"]+)"', second)
+    )
+    # What the console did is in the audit trail, by the key that did it.
+    status, _ = await post(admin, "/console/api-keys", {"scope": "read"})
+    assert status == 200
+    audit = await page(admin, "/console/audit?action=api_key")
+    assert "api_key.create" in audit
+    assert "api-key:" in audit
+    bad = await page(admin, "/console/audit?target=nope", 422)
+    assert 'data-loc="/query/target"' in bad
+
+
+async def test_notification_endpoints_are_added_tested_and_deleted(admin: Admin) -> None:
+    await sign_in(admin, admin.key)
+    status, html = await post(
+        admin, "/console/notifications", {"url": "ftp://nope", "description": "ops"}
+    )
+    assert status == 422
+    assert 'data-loc="/body/url"' in html
+    status, html = await post(
+        admin,
+        "/console/notifications",
+        {"url": "https://ops.example/hooks", "event_types": "sync_job.failed"},
+    )
+    assert status == 200, html[:2000]
+    secret = re.search(r'<pre class="secret">(whsec_[^<]+)</pre>', html)
+    assert secret
+    listed = await page(admin, "/console/notifications")
+    assert secret.group(1) not in listed
+    endpoint_id = re.search(r'data-endpoint="([^"]+)"', listed)
+    assert endpoint_id
+    base = f"/console/notifications/{endpoint_id.group(1)}"
+    status, _ = await post(admin, f"{base}/test")
+    assert status == 303
+    detail = await page(admin, base)
+    assert "data-delivery=" in detail
+    assert "<code>test</code>" in detail
+    status, _ = await post(admin, f"{base}/delete")
+    assert status == 303
+    await page(admin, base, 404)
+
+
+async def test_freeze_windows_are_scheduled_and_removed(admin: Admin) -> None:
+    conn = await new_connection(admin, name="books")
+    await sign_in(admin, admin.key)
+    status, html = await post(
+        admin,
+        "/console/freeze-windows",
+        {"starts_at": "2031-01-02T00:00:00Z", "ends_at": "2031-01-01T00:00:00Z"},
+    )
+    assert status == 422
+    assert "ends_at must be after starts_at" in html
+    status, _ = await post(
+        admin,
+        "/console/freeze-windows",
+        {
+            "connection": conn["id"],
+            "direction": "in",
+            "starts_at": "2031-01-01T00:00:00Z",
+            "ends_at": "2031-01-02T00:00:00Z",
+            "reason": "wedding day",
+        },
+    )
+    assert status == 303
+    html = await page(admin, "/console/freeze-windows")
+    window_id = re.search(r'data-window="([^"]+)"', html)
+    assert window_id
+    assert "wedding day" in html
+    assert "books" in html
+    assert "wedding day" in await page(admin, f"/console/connections/{conn['id']}")
+    status, _ = await post(admin, f"/console/freeze-windows/{window_id.group(1)}/delete")
+    assert status == 303
+    assert "data-window=" not in await page(admin, "/console/freeze-windows")
+
+
+async def test_a_conflict_on_money_shows_both_sides_with_the_currency(admin: Admin) -> None:
+    invoice = await admin.pool.fetchval(
+        "INSERT INTO invoices (tenant_id, data) VALUES ($1, $2) RETURNING id",
+        admin.tenant,
+        {"number": "INV-9", "currency": "AUD", "total": 123456},
+    )
+    conflict_id = await admin.pool.fetchval(
+        """
+        INSERT INTO conflicts (tenant_id, entity_type, entity_id, field, current_value,
+                               incoming_value)
+        VALUES ($1, 'invoice', $2, 'total', '123456', '99') RETURNING id
+        """,
+        admin.tenant,
+        invoice,
+    )
+    await sign_in(admin, admin.key)
+    html = await page(admin, f"/console/conflicts/{conflict_id}")
+    assert 'data-side="current">1,234.56 AUD' in html
+    assert 'data-side="incoming">0.99 AUD' in html

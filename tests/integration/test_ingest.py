@@ -41,6 +41,7 @@ SECRETS = {
     "quickbooks": "qbo-verifier-token-" + "q" * 20,
     "hubspot": "hubspot-client-secret-" + "h" * 16,
     "shopify": "shopify-app-secret-" + "p" * 20,
+    "square": "square-signature-key-" + "q" * 20,
     "generic": "generic-secret-" + "g" * 20,
 }
 PROVIDERS = tuple(SECRETS)

@@ -33,7 +33,7 @@ from crmsync.application.ledger import Ledger
 from crmsync.application.ledger_io import ledger
 from crmsync.common.accounting import record_inbound_skips
 from crmsync.common.crypto import KeyRing
-from crmsync.common.kafka import make_consumer, make_producer
+from crmsync.common.kafka import RenewableProducer, make_consumer, make_producer
 from crmsync.common.pushes import claim
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
@@ -176,7 +176,11 @@ class Flow:
             await self.drain(spec.name, group, apply(spec.name))
 
     async def relay(self) -> None:
-        relay = OutboxRelay(self.pool, self.producer, topic=self.topic(topics.RECORDS_CHANGED.name))
+        relay = OutboxRelay(
+            self.pool,
+            RenewableProducer(lambda: self.producer),
+            topic=self.topic(topics.RECORDS_CHANGED.name),
+        )
         while await relay.publish_pending():
             pass
 

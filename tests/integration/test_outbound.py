@@ -28,7 +28,7 @@ from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
-from crmsync.common.pushes import Job, claim
+from crmsync.common.pushes import Job, Push, claim, queue_pushes
 from schemas.records import CanonicalRecord
 from services.outbound import service
 from services.outbound.pusher import Pusher, PushPolicy
@@ -365,6 +365,118 @@ async def test_a_version_queued_during_a_push_is_pushed_next_not_lost(env: Env) 
     assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
     assert await env.pool.fetchval(link, env.target) == 2
     assert await env.job() is None
+
+
+async def _until_a_statement_waits_for_a_lock(pool: asyncpg.Pool) -> None:
+    for _ in range(200):
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the push's bookkeeping never waited for the row the test holds")
+
+
+async def _pushed_once_then_queued_again(env: Env) -> tuple[CanonicalRecord, Job]:
+    """A customer pushed (so linked), then a newer version queued and claimed."""
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.run_due()
+    record = await env.change(2, {**CUSTOMER, "phone": "+61 2 5550 2"})
+    await env.enqueue(record)
+    [job] = (await claim(env.pool, 100, lease_seconds=60)).jobs
+    return record, job
+
+
+_LOCK_LINK = "SELECT 1 FROM entity_links WHERE connection_id = $1 AND entity_id = $2 FOR UPDATE"
+
+
+async def test_the_bookkeeping_takes_the_link_before_the_job_row_as_the_processor_does(
+    env: Env,
+) -> None:
+    """The processor's batch locks the links of the records it applies (its load, FOR
+    UPDATE) and then may queue a push of one of them to that link's connection (an echo
+    that shows the system fell behind). A push's bookkeeping takes the same two rows; it
+    took the job row first, and the two deadlocked (the convergence test, 1 run in 9: the
+    bookkeeping was lost, the job ran again after its lease and wrote the provider twice)."""
+    record, job = await _pushed_once_then_queued_again(env)
+    async with env.pool.acquire() as conn, conn.transaction():
+        await conn.execute(_LOCK_LINK, env.target, record.entity_id)
+        push = asyncio.create_task(env.pusher.run(job))
+        await _until_a_statement_waits_for_a_lock(env.pool)
+        # The processor's push_again of the same record to the same connection.
+        again = Push(env.tenant_id, env.target, "customer", record.entity_id, record.version)
+        await queue_pushes(conn, [again], due_now=True)
+    await asyncio.wait_for(push, 10)
+    link = "SELECT last_pushed_version FROM entity_links WHERE connection_id = $1"
+    assert await env.pool.fetchval(link, env.target) == 2
+    assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
+
+
+async def test_a_deadlocked_bookkeeping_is_done_again_not_lost(env: Env) -> None:
+    """Should a transaction take the job row and then the link (the other order), PostgreSQL
+    breaks the deadlock by failing one side: when that is the push's bookkeeping, it is
+    done again at once, as PostgreSQL advises, instead of the provider being written again
+    after the job's lease."""
+    record, job = await _pushed_once_then_queued_again(env)
+    async with env.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM push_jobs WHERE id = $1 FOR UPDATE", job.id)
+        push = asyncio.create_task(env.pusher.run(job))
+        await _until_a_statement_waits_for_a_lock(env.pool)
+        # Waiting later than the push, this side's deadlock check runs after the push's
+        # (deadlock_timeout after each one's wait began), so the push is the one failed.
+        await asyncio.sleep(0.3)
+        await conn.execute(_LOCK_LINK, env.target, record.entity_id)
+    await asyncio.wait_for(push, 10)
+    link = "SELECT last_pushed_version FROM entity_links WHERE connection_id = $1"
+    assert await env.pool.fetchval(link, env.target) == 2
+    assert await env.job() is None
+    assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
+
+
+async def test_an_update_to_a_record_its_user_deleted_there_waits_for_that_delete(
+    env: Env,
+) -> None:
+    """The user deletes the customer in Ascora while our update of it is on its way (a
+    retry after a 429, say): Ascora answers the PATCH 404 before its delete webhook has
+    reached us. That is no failure to park: the push waits, and once the delete is
+    applied it finds the record deleted, which Ascora already is (the convergence test
+    had 1-2 such not_found dead letters per 200 customer operations)."""
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.run_due()
+    [created] = env.crm.sim.live("customer")
+    env.crm.sim.delete("customer", created["customerId"])
+    await env.enqueue(await env.change(2, {**CUSTOMER, "phone": "+61 2 5550 2"}))
+    await env.run_due()
+    assert await env.pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+    job = await env.job()
+    assert job is not None, "the update was given up"
+    assert job["attempts"] == 1
+
+    # Ascora's delete webhook, applied: a change from Ascora is not routed back to it.
+    await env.change(3, {}, op="delete")
+    await env.make_due()
+    await env.run_due()
+    assert await env.job() is None
+    assert await env.pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+    assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH", "DELETE"]
+
+
+async def test_an_update_whose_record_stays_gone_there_is_a_not_found_dead_letter(
+    env: Env,
+) -> None:
+    """No delete ever arrives: after its attempts the push is parked as not_found."""
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.run_due()
+    [created] = env.crm.sim.live("customer")
+    env.crm.sim.delete("customer", created["customerId"])
+    await env.enqueue(await env.change(2, {**CUSTOMER, "phone": "+61 2 5550 2"}))
+    for _ in range(env.pusher.policy.max_attempts):
+        await env.make_due()
+        await env.run_due()
+    assert await env.job() is None
+    assert await env.pool.fetchval("SELECT reason FROM dead_letters") == "not_found"
 
 
 async def test_a_version_queued_during_a_push_that_is_given_up_is_due_at_once(

@@ -220,9 +220,11 @@ async def test_a_dead_letter_keeps_xeros_validation_errors_past_the_excerpt(
     assert "could not be found" not in payload["response_excerpt"]
 
 
-async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_letter(
+async def invoice_in_xero(
     env: Env, xero: SimulatedCrm
-) -> None:
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, dict[str, Any]]:
+    """A customer and its INVOICE pushed to a new Xero connection: the connection, the
+    customer and invoice ids, and the invoice as Xero holds it."""
     target = await env.connect(xero, "xero")
     customer = await env.record("customer", CUSTOMER)
     invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
@@ -231,6 +233,13 @@ async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_let
     await env.run_due()
     await env.run_due()
     [sent] = xero.sim.live("invoice")
+    return target, customer, invoice, sent
+
+
+async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_letter(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target, customer, invoice, sent = await invoice_in_xero(env, xero)
     assert sent["Status"] == "AUTHORISED"
     payment = await env.record(
         "payment",
@@ -282,14 +291,7 @@ async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_let
 async def test_an_approved_xero_invoice_takes_edits_but_not_a_return_to_draft(
     env: Env, xero: SimulatedCrm
 ) -> None:
-    target = await env.connect(xero, "xero")
-    customer = await env.record("customer", CUSTOMER)
-    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
-    await env.push(target, "customer", customer)
-    await env.push(target, "invoice", invoice)
-    await env.run_due()
-    await env.run_due()
-    [sent] = xero.sim.live("invoice")
+    target, customer, invoice, sent = await invoice_in_xero(env, xero)
     # Back to draft with a new due date: the due date goes, the status cannot.
     back = {**INVOICE, "customer_id": str(customer), "status": "draft", "due_on": "2026-12-31"}
     await env.push(target, "invoice", invoice, await env.edit("invoice", invoice, back))

@@ -11,10 +11,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import OutOfOrderSequenceNumber
 from prometheus_client import REGISTRY
 
 from crmsync.common.connections import CreatedConnection
-from crmsync.common.kafka import make_consumer, make_producer
+from crmsync.common.kafka import RenewableProducer, make_consumer, make_producer
 from crmsync.common.supervise import TaskHealth, supervise
 from schemas.records import CanonicalRecord
 from services.processor.deadletters import Source
@@ -69,7 +71,8 @@ async def test_relay_publishes_the_payload_text_the_apply_step_wrote(
     producer = make_producer(kafka_bootstrap)
     await producer.start()
     try:
-        assert await OutboxRelay(pool, producer, topic=topic).publish_pending() == 1
+        relay = OutboxRelay(pool, RenewableProducer(lambda: producer), topic=topic)
+        assert await relay.publish_pending() == 1
     finally:
         await producer.stop()
     assert await read(kafka_bootstrap, topic, 1) == [stored.encode()]
@@ -116,7 +119,7 @@ async def test_the_relay_is_restarted_after_an_error_it_did_not_expect(
     topic = await new_topic("outbox")
     producer = make_producer(kafka_bootstrap)
     await producer.start()
-    relay = OutboxRelay(pool, producer, topic=topic)
+    relay = OutboxRelay(pool, RenewableProducer(lambda: producer), topic=topic)
     real = relay.publish_pending
     failures = 0
 
@@ -150,3 +153,32 @@ async def test_the_relay_is_restarted_after_an_error_it_did_not_expect(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await producer.stop()
+
+
+async def test_the_relay_renews_a_producer_the_broker_refuses_as_out_of_order(
+    pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    """After a Kafka restart the broker may not know the producer's sequence any more: an
+    idempotent producer then answers OutOfOrderSequenceNumber to every retry, for ever,
+    and committed changes wait unpublished (212 of them in a fault run). Here the
+    producer's sequence is pushed ahead of the broker's, which the broker refuses the same
+    way; the relay's next round publishes through a new producer."""
+    crm = await connect(pool, "acme", "crm")
+    topic = await new_topic("outbox", partitions=1)
+    producers = RenewableProducer(lambda: make_producer(kafka_bootstrap))
+    await producers.start()
+    relay = OutboxRelay(pool, producers, topic=topic)
+    try:
+        await Processor(pool).handle(TOPIC, [change(crm, "c-1", {"name": "First"})])
+        assert await relay.publish_pending() == 1
+        broken = producers.producer
+        # The broker's record of this producer and partition no longer matches.
+        broken._txn_manager._sequence_numbers[TopicPartition(topic, 0)] += 1000
+        await Processor(pool).handle(TOPIC, [change(crm, "c-2", {"name": "Second"})])
+        with pytest.raises(OutOfOrderSequenceNumber):
+            await relay.publish_pending()
+        assert producers.producer is not broken
+        assert await relay.publish_pending() == 1
+    finally:
+        await producers.stop()
+    assert len(await read(kafka_bootstrap, topic, 2)) == 2

@@ -62,7 +62,25 @@ def change(
     op: str = "upsert",
     event_id: str | None = None,
 ) -> Source:
-    event = InternalChange(
+    event = internal_change(
+        conn, entity_type, external_id, data, ts=ts, refs=refs, op=op, event_id=event_id
+    )
+    return Source(TOPIC, 0, next(_offsets), external_id.encode(), event.model_dump_json().encode())
+
+
+def internal_change(
+    conn: CreatedConnection,
+    entity_type: str,
+    external_id: str,
+    data: dict[str, Any],
+    *,
+    ts: datetime,
+    refs: dict[str, str] | None = None,
+    op: str = "upsert",
+    event_id: str | None = None,
+) -> InternalChange:
+    """A change from the internal connection ``conn`` as changes.internal carries it."""
+    return InternalChange(
         tenant_id=conn.tenant_id,
         connection_id=conn.id,
         received_at=datetime.now(UTC),
@@ -78,7 +96,6 @@ def change(
             }
         ),
     )
-    return Source(TOPIC, 0, next(_offsets), external_id.encode(), event.model_dump_json().encode())
 
 
 def invoice(conn: CreatedConnection, external_id: str = "in_1", *, ts: datetime = T0) -> Source:

@@ -16,14 +16,15 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from connectors.registry import PROVIDERS
+from connectors.generic import MappingFileError, load_mapping_file, mapping_settings
+from connectors.registry import PROVIDERS, UnknownProviderError, connector
 from crmsync.application.errors import AdminError
 from crmsync.common.apikeys import authenticate
 from crmsync.common.crypto import KeyRing
 from crmsync.common.faults import describe, is_transient
 from schemas.errors import RefuseInput
 from services.admin.api import SERVICES, RequestInvalidError, Route, invoke
-from services.admin.console.render import STATIC, ago, environment, hexdump, when
+from services.admin.console.render import MONEY_FIELDS, STATIC, ago, environment, hexdump, when
 from services.admin.console.session import COOKIE, Session, clear_cookie, now, set_cookie
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ DONE = {
     "enabled": "The connection is enabled.",
     "credentials": "Credentials saved (stored encrypted; they are never shown).",
     "job": "Sync job started.",
+    "cancelled": "Sync job cancelled (a running one stops after its current page).",
+    "paused": "Paused: what arrives waits, nothing is refused or lost.",
+    "resumed": "Resumed: what was held back goes on in order.",
+    "deleted": "Connection deleted (its records stay).",
+    "endpoint_deleted": "Notification endpoint deleted.",
+    "test_queued": "Test message queued: its delivery is listed below.",
+    "window_created": "Freeze window scheduled.",
+    "window_deleted": "Freeze window removed (one in force ends now).",
     "redriven": "Redriven: it re-enters at its stage.",
     "discarded": "Discarded.",
     "resolved": "Conflict resolved.",
@@ -83,6 +92,14 @@ class RefusalError(RefuseInput):
 
     def __str__(self) -> str:
         return f"{self.status} {self.detail}"
+
+
+# The API's headline for a request that failed validation, as a person reads it on a page
+# where each field's error is beside it (or listed under the headline).
+_READABLE = {
+    "invalid body": "Some fields are not valid: each one says why.",
+    "invalid query": "A filter is not valid: it says why.",
+}
 
 
 def _errors(raw: Any) -> dict[str, str]:
@@ -108,17 +125,19 @@ async def call(
             route, request.app[SERVICES], session.key, path=path, query=query, body=body
         )
     except RequestInvalidError as exc:
-        raise RefusalError(exc.status, exc.detail, _errors(exc.errors)) from None
+        errors = _errors(exc.errors)
+        detail = _READABLE.get(exc.detail, exc.detail) if errors else exc.detail
+        raise RefusalError(exc.status, detail, errors) from None
     except AdminError as exc:
         raise RefusalError(exc.status, exc.detail, _errors(exc.extensions.get("errors"))) from None
 
 
-def _filters(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
+def filters_of(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
     """The non-empty filters of a listing's query string (an empty select means "any")."""
     return {n: query[n] for n in names if query.get(n)}
 
 
-async def _form(request: web.Request) -> MultiDict[str]:
+async def form_of(request: web.Request) -> MultiDict[str]:
     """The posted form's text fields (the console uploads no files)."""
     posted = await request.post()
     return MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
@@ -143,7 +162,7 @@ def render(
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
-def _redirect(location: str) -> web.Response:
+def redirect(location: str) -> web.Response:
     """303 See Other: after a form post, the browser GETs the page (reload does not re-post)."""
     return web.Response(status=303, headers={"Location": location})
 
@@ -167,7 +186,7 @@ def page(handler: Handler) -> Handler:
             return _signed_out(request)
         request[_SESSION] = session
         if request.method == "POST":
-            form = await _form(request)
+            form = await form_of(request)
             if not _same_origin(request) or not session.csrf_ok(form.get("csrf")):
                 return render(
                     request,
@@ -202,7 +221,7 @@ def _signed_out(request: web.Request) -> web.StreamResponse:
         # htmx follows HX-Redirect with a full page load; a 3xx it would follow in place.
         response: web.StreamResponse = web.Response(status=401, headers={"HX-Redirect": SIGN_IN})
     else:
-        response = _redirect(SIGN_IN)
+        response = redirect(SIGN_IN)
     if COOKIE in request.cookies:
         clear_cookie(response, request)
     return response
@@ -216,7 +235,7 @@ async def sign_in_form(request: web.Request) -> web.StreamResponse:
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await form_of(request)
     key = form.get("key", "").strip()
     if not _same_origin(request):
         return render(request, "sign_in.html", status=403, error="Sign in from this page.")
@@ -231,14 +250,14 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
             error="That key is unknown, revoked or expired, or it is a publish key.",
         )
     session = Session.new(key, principal.scope, now())
-    response = _redirect(ROOT)
+    response = redirect(ROOT)
     set_cookie(response, request, session.seal(request.app[_KEYRING]))
     return response
 
 
 @page
 async def sign_out(request: web.Request) -> web.StreamResponse:
-    response = _redirect(SIGN_IN)
+    response = redirect(SIGN_IN)
     clear_cookie(response, request)
     return response
 
@@ -255,6 +274,13 @@ def problems(health: Any) -> list[str]:
         out.append("circuit open")
     if health.status == "disabled":
         out.append("disabled")
+    # Deliberate, but what it holds back piles up: the operator should see it first.
+    if health.paused_inbound and health.paused_outbound:
+        out.append("paused")
+    elif health.paused_inbound:
+        out.append("paused inbound")
+    elif health.paused_outbound:
+        out.append("paused outbound")
     if health.open_dead_letters:
         out.append(f"{health.open_dead_letters} open dead letters")
     if health.errors_in_window:
@@ -272,7 +298,7 @@ def problems(health: Any) -> list[str]:
 @page
 async def overview(request: web.Request) -> web.StreamResponse:
     listing = await call(
-        request, "listConnections", query=_filters(request.query, ("cursor",)) | {"limit": "100"}
+        request, "listConnections", query=filters_of(request.query, ("cursor",)) | {"limit": "100"}
     )
     rows = []
     for connection in listing.items:
@@ -317,6 +343,10 @@ _SETTINGS_FIELDS = (
 )
 
 
+# Errors of the page's other forms (credentials, pause), shown beside their fields there.
+_PLACED_ELSEWHERE = ("/body/api_key/", "/body/oauth2/", "/body/token_url", "/body/until")
+
+
 async def _connection_page(
     request: web.Request,
     *,
@@ -332,6 +362,9 @@ async def _connection_page(
     jobs = await call(
         request, "listSyncJobs", query={"connection": str(connection.id), "limit": "5"}
     )
+    windows = await call(
+        request, "listFreezeWindows", query={"connection": str(connection.id), "limit": "20"}
+    )
     errors = errors or {}
     return render(
         request,
@@ -341,9 +374,16 @@ async def _connection_page(
         health=health,
         problems=problems(health),
         jobs=jobs.items,
+        windows=windows.items,
+        credentials_kind=credentials_kind(connection.provider),
+        token_url=default_token_url(connection.provider),
         form=form if form is not None else _settings_form(connection),
         errors=errors,
-        unplaced={k: v for k, v in errors.items() if k not in _SETTINGS_FIELDS},
+        unplaced={
+            k: v
+            for k, v in errors.items()
+            if k not in _SETTINGS_FIELDS and not k.startswith(_PLACED_ELSEWHERE)
+        },
         error=error,
         shown_once=shown_once,
         entity_types=ENTITY_TYPES,
@@ -465,7 +505,7 @@ async def connection_page(request: web.Request) -> web.StreamResponse:
 
 @page
 async def update_settings(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await form_of(request)
     connection = await call(request, "getConnection", path=request.match_info)
     body, errors = _settings_body(form, connection)
     # What was typed goes back into the form, so a refused field can be corrected.
@@ -481,7 +521,7 @@ async def update_settings(request: web.Request) -> web.StreamResponse:
         return await _connection_page(
             request, status=failure.status, form=shown, errors=failure.errors, error=failure.detail
         )
-    return _redirect(f"{request.path.rsplit('/', 1)[0]}?done=settings")
+    return redirect(f"{request.path.rsplit('/', 1)[0]}?done=settings")
 
 
 @page
@@ -489,7 +529,7 @@ async def set_status(request: web.Request) -> web.StreamResponse:
     action = request.match_info["action"]
     operation = {"disable": "disableConnection", "enable": "enableConnection"}[action]
     await call(request, operation, path={"connection_id": request.match_info["connection_id"]})
-    return _redirect(f"{ROOT}connections/{request.match_info['connection_id']}?done={action}d")
+    return redirect(f"{ROOT}connections/{request.match_info['connection_id']}?done={action}d")
 
 
 @page
@@ -517,25 +557,114 @@ async def _connection_action(
     except RefusalError as failure:
         if failure.status in (401, 404):
             raise
-        return await _connection_page(request, status=failure.status, error=failure.detail)
-    return _redirect(f"{ROOT}connections/{connection_id}?done={done}")
+        return await _connection_page(
+            request, status=failure.status, errors=failure.errors, error=failure.detail
+        )
+    return redirect(f"{ROOT}connections/{connection_id}?done={done}")
+
+
+def credentials_kind(provider: str) -> str:
+    """Which credentials the provider's API takes, so the form asks for those: ``oauth2``
+    (client id and secret, the tokens and their expiry, the token URL), ``api_key`` (one
+    token), ``any`` (generic: its mapping decides) or ``none`` (internal services call us)."""
+    if provider == "internal":
+        return "none"
+    if provider == "generic":
+        return "any"
+    try:
+        spec = connector(provider).api
+    except UnknownProviderError:
+        return "api_key"
+    return "oauth2" if spec is not None and spec.auth_kind == "oauth2" else "api_key"
+
+
+def default_token_url(provider: str) -> str:
+    """The provider's documented OAuth2 token endpoint, to prefill the form (a relative one
+    resolves against the base URL at run time, so it is not offered)."""
+    if credentials_kind(provider) != "oauth2":
+        return ""
+    spec = connector(provider).api
+    url = spec.token_url if spec is not None else None
+    return url if url and url.startswith("https://") else ""
+
+
+_OAUTH_FIELDS = (
+    "client_id",
+    "client_secret",
+    "access_token",
+    "refresh_token",
+    "expires_at",
+    "token_url",
+)
+
+
+def credentials_of(form: MultiMapping[str], *, required: bool) -> dict[str, Any] | None:
+    """The credentials typed into a form, as the API takes them (it validates each field and
+    says which is wrong). ``None`` when none were typed and none are ``required``; the token
+    URL alone (prefilled) is not typing."""
+    if form.get("credentials_type") == "oauth2":
+        typed = {k: form.get(k, "").strip() for k in _OAUTH_FIELDS}
+        if not required and not any(v for k, v in typed.items() if k != "token_url"):
+            return None
+        return {"type": "oauth2", **typed}
+    if form.get("token") or required:
+        return {"type": "api_key", "token": form.get("token", "")}
+    return None
 
 
 @page
 async def set_credentials(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await form_of(request)
     return await _connection_action(
         request,
         "setConnectionCredentials",
         "credentials",
         path=request.match_info,
-        body={"type": "api_key", "token": form.get("token", "")},
+        body=credentials_of(form, required=True),
+    )
+
+
+@page
+async def delete_connection(request: web.Request) -> web.StreamResponse:
+    await call(request, "deleteConnection", path=request.match_info)
+    return redirect(f"{ROOT}?done=deleted")
+
+
+@page
+async def cancel_job(request: web.Request) -> web.StreamResponse:
+    return await _connection_action(
+        request, "cancelSyncJob", "cancelled", path={"job_id": request.match_info["job_id"]}
+    )
+
+
+@page
+async def pause_connection(request: web.Request) -> web.StreamResponse:
+    form = await form_of(request)
+    body = {k: form[k] for k in ("direction", "until", "reason") if form.get(k)}
+    return await _connection_action(
+        request,
+        "pauseConnection",
+        "paused",
+        path={"connection_id": request.match_info["connection_id"]},
+        body=body,
+    )
+
+
+@page
+async def resume_connection(request: web.Request) -> web.StreamResponse:
+    form = await form_of(request)
+    return await _connection_action(
+        request,
+        "resumeConnection",
+        "resumed",
+        path={"connection_id": request.match_info["connection_id"]},
+        body={"direction": form.get("direction") or "both"},
     )
 
 
 @page
 async def start_job(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await form_of(request)
     return await _connection_action(
         request,
         "createSyncJob",
@@ -556,31 +685,134 @@ async def jobs_fragment(request: web.Request) -> web.StreamResponse:
     )
 
 
+# What the connect form shows again after a refusal (never a secret or a token).
+_CONNECT_KEPT = (
+    "provider",
+    "name",
+    "base_url",
+    "credentials_type",
+    "client_id",
+    "expires_at",
+    "token_url",
+    "generic_config",
+)
+# Where each field's error is shown; the rest are listed above the form.
+_CONNECT_FIELDS = frozenset(
+    {
+        "/body/provider",
+        "/body/name",
+        "/body/base_url",
+        "/body/webhook_secret",
+        "/body/generic_config",
+        "/body/credentials/api_key/token",
+        *(f"/body/credentials/oauth2/{k}" for k in _OAUTH_FIELDS),
+        "/body/credentials/token_url",
+    }
+)
+
+
+def _connect_page(
+    request: web.Request,
+    provider: str,
+    *,
+    status: int = 200,
+    form: Mapping[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+) -> web.Response:
+    errors = errors or {}
+    shown = dict(form or {})
+    shown.setdefault("token_url", default_token_url(provider))
+    return render(
+        request,
+        "connect.html",
+        status=status,
+        providers=PROVIDERS,
+        provider=provider,
+        credentials_kind=credentials_kind(provider),
+        form=shown,
+        errors=errors,
+        unplaced={k: v for k, v in errors.items() if k not in _CONNECT_FIELDS},
+        error=error,
+    )
+
+
 @page
 async def connect_form(request: web.Request) -> web.StreamResponse:
-    return render(request, "connect.html", providers=PROVIDERS, form={}, errors={}, error=None)
+    provider = request.query.get("provider", PROVIDERS[0])
+    if provider not in PROVIDERS:
+        provider = PROVIDERS[0]
+    return _connect_page(request, provider)
+
+
+def _json_object(raw: str, loc: str, errors: dict[str, str]) -> dict[str, Any] | None:
+    """A JSON object typed into a textarea; a syntax error is put in ``errors`` at ``loc``."""
+    if not raw.strip():
+        return None
+    try:
+        typed = json.loads(raw)
+    except ValueError as exc:
+        errors[loc] = f"not JSON: {exc}"
+        return None
+    if not isinstance(typed, dict):
+        errors[loc] = "must be a JSON object"
+        return None
+    return typed
+
+
+def generic_of(text: str, errors: dict[str, str]) -> dict[str, Any]:
+    """What a generic connection's textarea holds, as the create body's fields: a whole
+    mapping file (an object with ``signature``: the scheme and the field mapping, as
+    ``crmsync connections create --generic-config FILE`` takes it) or only the scheme.
+    A file that does not validate is put in ``errors`` with each problem's path and line."""
+    loc = "/body/generic_config"
+    document = _json_object(text, loc, errors)
+    if document is None or "signature" not in document:
+        return {} if document is None else {"generic_config": document}
+    try:
+        signature, mapping = load_mapping_file(text)
+    except MappingFileError as exc:
+        errors[loc] = "; ".join(
+            f"{path} (line {line}): {message}" if line else f"{path}: {message}"
+            for path, line, message in exc.problems
+        )
+        return {}
+    return {
+        "generic_config": signature.model_dump(mode="json"),
+        "settings": {"field_mapping": mapping_settings(mapping)},
+    }
 
 
 @page
 async def connect(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
-    body: dict[str, Any] = {"provider": form.get("provider", "")}
+    form = await form_of(request)
+    provider = form.get("provider", "")
+    body: dict[str, Any] = {"provider": provider}
     for name in ("name", "base_url", "webhook_secret"):
         if form.get(name):
             body[name] = form[name]
-    if form.get("token"):
-        body["credentials"] = {"type": "api_key", "token": form["token"]}
+    credentials = credentials_of(form, required=False)
+    if credentials is not None:
+        body["credentials"] = credentials
+    errors: dict[str, str] = {}
+    if provider == "generic":
+        body |= generic_of(form.get("generic_config", ""), errors)
+    kept = {k: form.get(k, "") for k in _CONNECT_KEPT}
+    shown_as = provider if provider in PROVIDERS else PROVIDERS[0]
+    if errors:
+        return _connect_page(
+            request, shown_as, status=422, form=kept, errors=errors, error="Fix the fields below."
+        )
     try:
         created = await call(request, "createConnection", body=body)
     except RefusalError as failure:
         if failure.status == 401:
             raise
-        return render(
+        return _connect_page(
             request,
-            "connect.html",
+            shown_as,
             status=failure.status,
-            providers=PROVIDERS,
-            form={k: form.get(k, "") for k in ("provider", "name", "base_url")},
+            form=kept,
             errors=failure.errors,
             error=failure.detail,
         )
@@ -589,11 +821,11 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 # -- events and records -------------------------------------------------------------------
 
-_EVENT_FILTERS = ("connection", "direction", "outcome", "entity_type", "cursor")
+_EVENT_FILTERS = ("connection", "direction", "outcome", "entity_type", "entity_id", "cursor")
 
 
 async def _events(request: web.Request) -> dict[str, Any]:
-    filters = _filters(request.query, _EVENT_FILTERS)
+    filters = filters_of(request.query, _EVENT_FILTERS)
     listing = await call(request, "listSyncLog", query=filters | {"limit": "50"})
     connections = await call(request, "listConnections", query={"limit": "100"})
     names = {c.id: c.name for c in connections.items}
@@ -637,9 +869,9 @@ async def record(request: web.Request) -> web.StreamResponse:
     log = await call(
         request,
         "listSyncLog",
-        query={"entity_type": found.entity_type, "limit": "100"},
+        query={"entity_id": str(found.id), "direction": "out", "limit": "20"},
     )
-    pushes = [e for e in log.items if e.entity_id == found.id and e.direction == "out"]
+    pushes = log.items
     connections = await call(request, "listConnections", query={"limit": "100"})
     names = {c.id: c.name for c in connections.items}
     # Provenance names a connection by its id as text, or "admin" for an operator's value.
@@ -654,7 +886,7 @@ _DEAD_LETTER_FILTERS = ("stage", "reason", "connection", "state", "cursor")
 
 @page
 async def dead_letters(request: web.Request) -> web.StreamResponse:
-    filters = _filters(request.query, _DEAD_LETTER_FILTERS)
+    filters = filters_of(request.query, _DEAD_LETTER_FILTERS)
     listing = await call(request, "listDeadLetters", query=filters | {"limit": "50"})
     keep = {k: v for k, v in filters.items() if k != "cursor"}
     return render(
@@ -691,12 +923,12 @@ async def dead_letter_action(request: web.Request) -> web.StreamResponse:
     ids = {"dead_letter_id": request.match_info["dead_letter_id"]}
     await call(request, operation, path=ids)
     done = {"redrive": "redriven", "discard": "discarded"}[action]
-    return _redirect(f"{ROOT}dead-letters?done={done}")
+    return redirect(f"{ROOT}dead-letters?done={done}")
 
 
 @page
 async def redrive_many(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await form_of(request)
     body = {k: form[k] for k in ("stage", "reason", "connection") if form.get(k)}
     result = await call(request, "redriveDeadLetters", body=body)
     listing = await call(request, "listDeadLetters", query=body | {"limit": "50"})
@@ -715,7 +947,7 @@ async def redrive_many(request: web.Request) -> web.StreamResponse:
 
 @page
 async def conflicts(request: web.Request) -> web.StreamResponse:
-    filters = _filters(request.query, ("state", "entity_type", "cursor"))
+    filters = filters_of(request.query, ("state", "entity_type", "cursor"))
     listing = await call(request, "listConflicts", query=filters | {"limit": "50"})
     keep = {k: v for k, v in filters.items() if k != "cursor"}
     return render(
@@ -730,10 +962,41 @@ async def conflicts(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _currency_of(request: web.Request, item: Any) -> str | None:
+    """The currency of a conflict's record when the field holds money (minor units), so
+    both sides show as money; None for any other field."""
+    if item.field not in MONEY_FIELDS or item.entity_type not in ENTITY_ROUTES:
+        return None
+    found = await call(
+        request, ENTITY_ROUTES[item.entity_type], path={"record_id": str(item.entity_id)}
+    )
+    currency = found.data.get("currency")
+    return currency if isinstance(currency, str) else None
+
+
+async def _conflict_page(
+    request: web.Request,
+    item: Any,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    errors: dict[str, str] | None = None,
+) -> web.Response:
+    return render(
+        request,
+        "conflict.html",
+        status=status,
+        item=item,
+        currency=await _currency_of(request, item),
+        error=error,
+        errors=errors or {},
+    )
+
+
 @page
 async def conflict(request: web.Request) -> web.StreamResponse:
     found = await call(request, "getConflict", path=request.match_info)
-    return render(request, "conflict.html", item=found, error=None, errors={})
+    return await _conflict_page(request, found)
 
 
 def typed_value(raw: str) -> Any:
@@ -747,7 +1010,7 @@ def typed_value(raw: str) -> Any:
 
 @page
 async def resolve_conflict(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await form_of(request)
     choose = form.get("choose", "")
     body: dict[str, Any] = {"choose": choose}
     if choose == "value":
@@ -758,15 +1021,10 @@ async def resolve_conflict(request: web.Request) -> web.StreamResponse:
         if failure.status in (401, 404):
             raise
         found = await call(request, "getConflict", path=request.match_info)
-        return render(
-            request,
-            "conflict.html",
-            status=failure.status,
-            item=found,
-            error=failure.detail,
-            errors=failure.errors,
+        return await _conflict_page(
+            request, found, status=failure.status, error=failure.detail, errors=failure.errors
         )
-    return _redirect(f"{ROOT}conflicts?done=resolved")
+    return redirect(f"{ROOT}conflicts?done=resolved")
 
 
 # -- API keys -----------------------------------------------------------------------------
@@ -775,11 +1033,22 @@ async def resolve_conflict(request: web.Request) -> web.StreamResponse:
 async def _keys_page(
     request: web.Request, *, status: int = 200, created: Any = None, error: str | None = None
 ) -> web.Response:
-    include = "true" if request.query.get("include_revoked") else "false"
-    query = {"include_revoked": include, "limit": "100"}
+    keep = {"include_revoked": "1"} if request.query.get("include_revoked") else {}
+    query = {"include_revoked": "true" if keep else "false", "limit": "50"}
+    if request.query.get("cursor"):
+        query["cursor"] = request.query["cursor"]
     listing = await call(request, "listApiKeys", query=query)
     return render(
-        request, "api_keys.html", status=status, items=listing.items, created=created, error=error
+        request,
+        "api_keys.html",
+        status=status,
+        items=listing.items,
+        created=created,
+        error=error,
+        include_revoked=bool(keep),
+        next_query=urlencode(keep | {"cursor": listing.next_cursor})
+        if listing.next_cursor
+        else None,
     )
 
 
@@ -790,7 +1059,7 @@ async def api_keys(request: web.Request) -> web.StreamResponse:
 
 @page
 async def create_key(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await form_of(request)
     body: dict[str, Any] = {"scope": form.get("scope", "")}
     if form.get("expires_at"):
         body["expires_at"] = form["expires_at"]
@@ -809,7 +1078,7 @@ async def key_action(request: web.Request) -> web.StreamResponse:
     ids = {"key_id": request.match_info["key_id"]}
     if request.match_info["action"] == "revoke":
         await call(request, "revokeApiKey", path=ids)
-        return _redirect(f"{ROOT}api-keys?done=revoked")
+        return redirect(f"{ROOT}api-keys?done=revoked")
     created = await call(request, "rotateApiKey", path=ids, body={})
     return await _keys_page(request, created=created)
 
@@ -853,8 +1122,12 @@ def add_console(app: web.Application, routes: list[Route], keyring: KeyRing) -> 
     r.add_post(f"{c}/{{action:disable|enable}}", set_status)
     r.add_post(f"{c}/rotate-secret", rotate_secret)
     r.add_post(f"{c}/credentials", set_credentials)
+    r.add_post(f"{c}/delete", delete_connection)
+    r.add_post(f"{c}/pause", pause_connection)
+    r.add_post(f"{c}/resume", resume_connection)
     r.add_post(f"{c}/sync-jobs", start_job)
     r.add_get(f"{c}/sync-jobs", jobs_fragment)
+    r.add_post(f"{c}/sync-jobs/{{job_id}}/cancel", cancel_job)
     r.add_get(f"{ROOT}events", events)
     r.add_get(f"{ROOT}events/rows", events_rows)
     r.add_get(f"{ROOT}records/{{entity_type}}/{{record_id}}", record)

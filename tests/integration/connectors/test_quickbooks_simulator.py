@@ -218,6 +218,35 @@ async def test_payment_lowers_the_invoice_balance(qbo: Harness) -> None:
     assert restored.data["amount_due"] == 10_000
 
 
+async def test_a_payment_that_names_only_its_invoice_is_made_for_the_invoice_s_customer(
+    qbo: Harness,
+) -> None:
+    """QuickBooks refuses a Payment without CustomerRef ("Required parameter CustomerRef is
+    missing"), and a canonical payment often names only its invoice (Xero's, Ascora's, one
+    made through /v1/changes): the convergence test had 9 such dead letters. The customer
+    is the invoice's, as QuickBooks holds it."""
+    customer = await qbo.client.create("customer", CUSTOMER, {}, "c")
+    other = await qbo.client.create("customer", {**CUSTOMER, "name": "Other Co"}, {}, "o")
+    refs = {"customer_id": customer.external_id}
+    lines = [{"quantity": "1", "unit_amount": 10_000}]
+    invoice = await qbo.client.create("invoice", {"currency": "USD", "lines": lines}, refs, "i")
+    second = await qbo.client.create(
+        "invoice", {"currency": "USD", "lines": lines}, {"customer_id": other.external_id}, "j"
+    )
+    paid = {"amount": 2_550, "currency": "USD", "paid_at": "2025-03-02T00:00:00Z"}
+
+    payment = await qbo.client.create("payment", paid, {"invoice_id": invoice.external_id}, "p")
+    assert payment.refs == refs | {"invoice_id": invoice.external_id}
+    after = await qbo.client.fetch("invoice", invoice.external_id)
+    assert after.data["amount_due"] == 7_450
+
+    # Moved to another customer's invoice: the payment follows that invoice's customer.
+    moved = await qbo.client.update(
+        "payment", payment.external_id, paid, {"invoice_id": second.external_id}
+    )
+    assert moved.refs == {"customer_id": other.external_id, "invoice_id": second.external_id}
+
+
 async def test_list_pages_oldest_first_with_modified_since(qbo: Harness) -> None:
     qbo.sim.seed(3)  # customers 1..3, as of START
     qbo.clock.advance(3600)

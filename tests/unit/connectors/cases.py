@@ -75,6 +75,10 @@ class Case:
 
 _THIN = b'{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[]}}]}'
 _XERO = b'{"events":[{"resourceId":"r1","eventCategory":"CONTACT","eventType":"UPDATE"}]}'
+_SQUARE = (
+    b'{"merchant_id":"6SSW7HV8K2ST5","type":"customer.updated",'
+    b'"event_id":"6a8f5f28-54a1-4eb0-a98a-3111513fd4fc","data":{"type":"customer","id":"C1"}}'
+)
 _SHOP = b'{"id":820982911946154508,"email":"jon@example.com"}'
 
 CASES = (
@@ -143,6 +147,17 @@ CASES = (
         required_headers=("x-hubspot-signature-v3", "x-hubspot-request-timestamp"),
         malformed_value="!!",
         timestamped=True,
+    ),
+    Case(
+        name="square",
+        slug="square",
+        old_secret="old-square-signature-key",
+        new_secret="new-square-signature-key",
+        body=_SQUARE,
+        event_id="6a8f5f28-54a1-4eb0-a98a-3111513fd4fc",
+        required_headers=("x-square-hmacsha256-signature",),
+        malformed_value="not base64!",
+        timestamped=False,
     ),
     Case(
         name="shopify",

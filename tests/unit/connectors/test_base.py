@@ -23,6 +23,7 @@ def test_error_reasons_are_the_bounded_label_set() -> None:
         "bad_signature",
         "stale_timestamp",
         "no_secret",
+        "bad_certificate",
     }
 
 

@@ -18,8 +18,10 @@ from connectors.capabilities import FULL_WEBHOOK, Can, Capabilities, KindSupport
 from connectors.generic import connector_for, load_mapping_file, mapping_settings
 from connectors.http import StaticAuth, UnsupportedOperationError
 from connectors.hubspot import mapping as hubspot_mapping
+from connectors.paypal import mapping as paypal_mapping
 from connectors.quickbooks import mapping as quickbooks_mapping
 from connectors.spec import ENTITY_TYPES, EntityType, WebhookItem
+from connectors.square import mapping as square_mapping
 from connectors.stripe import mapping as stripe_mapping
 from connectors.xero import mapping as xero_mapping
 from crmsync.cli.main import build_parser
@@ -36,6 +38,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "quickbooks": {"realm_id": "4620816365", "home_currency": "USD"},
     "stripe": {},
     "hubspot": {},
+    "square": {"square_location_id": "L1"},
+    "paypal": {},
 }
 API_COLUMNS = ("hydrate", "backfill", "reconcile", "create", "update", "delete", "payment")
 
@@ -254,6 +258,17 @@ _ASCORA = {
     "invoice": "invoice_updated_partially_paid.json",
     "payment": "payment_created.json",
 }
+_SQUARE = {
+    "customer": "customer_updated.json",
+    "invoice": "invoice_published.json",
+    "payment": "payment_updated.json",
+}
+# PayPal has no customer events: a customer comes with the invoice addressed to it.
+_PAYPAL = {
+    "customer": "invoice_updated.json",
+    "invoice": "invoice_updated.json",
+    "payment": "capture_completed.json",
+}
 # One webhook body per provider and kind, and the headers it comes with.
 SAMPLES: dict[str, tuple[Callable[[EntityType], bytes], dict[str, str]]] = {
     "xero": (_xero, {}),
@@ -261,6 +276,8 @@ SAMPLES: dict[str, tuple[Callable[[EntityType], bytes], dict[str, str]]] = {
     "hubspot": (_hubspot, {}),
     "stripe": (lambda kind: _fixture("stripe", _STRIPE[kind]), {}),
     "ascora": (lambda kind: _fixture("ascora", _ASCORA[kind]), {"webhook-id": "msg_1"}),
+    "square": (lambda kind: _fixture("square", _SQUARE[kind]), {}),
+    "paypal": (lambda kind: _fixture("paypal", _PAYPAL[kind]), {}),
 }
 # The kinds each mapper's own event table routes webhooks to.
 WEBHOOK_TABLES: dict[str, set[str]] = {
@@ -269,6 +286,8 @@ WEBHOOK_TABLES: dict[str, set[str]] = {
     "quickbooks": set(quickbooks_mapping.ENTITY_NAMES),
     "hubspot": set(hubspot_mapping.OBJECT_TYPES),
     "ascora": set(ascora_mapping.ID_FIELDS),
+    "square": {entity for entity, _ in square_mapping.EVENTS.values()},
+    "paypal": set(paypal_mapping.ROUTED_KINDS),
 }
 
 

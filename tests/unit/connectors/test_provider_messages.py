@@ -77,6 +77,38 @@ ASCORA = {
             {"Type": None, "Title": "Forbidden", "Detail": "AuthenticationUnsuccessful"},
             "AuthenticationUnsuccessful",
         ),
+        (
+            {
+                "errors": [
+                    {
+                        "category": "INVALID_REQUEST_ERROR",
+                        "code": "VERSION_MISMATCH",
+                        "detail": "Object version does not match latest database version.",
+                        "field": "version",
+                    }
+                ]
+            },
+            "Object version does not match latest database version. (code VERSION_MISMATCH,"
+            " field version)",
+        ),
+        (
+            {
+                "name": "UNPROCESSABLE_ENTITY",
+                "message": "The requested action could not be performed, semantically "
+                "incorrect, or failed business validation.",
+                "debug_id": "b1d1f06c7246c",
+                "details": [
+                    {
+                        "field": "/detail/invoice_number",
+                        "issue": "DUPLICATE_INVOICE_NUMBER",
+                        "description": "Invoice number is already in use.",
+                    }
+                ],
+            },
+            "The requested action could not be performed, semantically incorrect, or failed "
+            "business validation.; /detail/invoice_number: DUPLICATE_INVOICE_NUMBER: Invoice "
+            "number is already in use. (UNPROCESSABLE_ENTITY)",
+        ),
         ({"message": "Property values were not valid"}, "Property values were not valid"),
         ({"error": "injected fault"}, "injected fault"),
     ],

@@ -15,7 +15,7 @@ from connectors.registry import (
 
 CONFIG = GenericSchemeConfig(signature_header="x-sig")
 # Providers whose dashboard issues the secret (we only store it).
-PROVIDER_ISSUED = {"stripe", "xero", "quickbooks", "hubspot", "shopify"}
+PROVIDER_ISSUED = {"stripe", "xero", "quickbooks", "hubspot", "shopify", "square", "paypal"}
 
 
 def test_webhook_providers_are_all_providers_but_internal() -> None:

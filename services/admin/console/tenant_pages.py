@@ -1,0 +1,252 @@
+"""Console pages of the tenant as a whole, beside its connections: the audit trail,
+notification endpoints and freeze windows. Like every page they run /v1 routes with the
+session's key (``views.call``); nothing here queries the database."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from services.admin.console.session import now
+from services.admin.console.views import (
+    ROOT,
+    RefusalError,
+    call,
+    filters_of,
+    form_of,
+    page,
+    redirect,
+    render,
+)
+
+# The kinds of message an endpoint can ask for (crmsync.application.models.NotificationType).
+NOTIFICATION_TYPES = (
+    "connection.needs_reauth",
+    "connection.circuit_open",
+    "connection.dead_letters",
+    "sync_job.failed",
+)
+# Actions the audit trail records, by kind, for the filter's suggestions (any text is
+# accepted: an action or a kind).
+AUDIT_KINDS = (
+    "connection",
+    "api_key",
+    "dead_letter",
+    "conflict",
+    "sync_job",
+    "notification_endpoint",
+    "freeze_window",
+)
+
+
+def _next(keep: dict[str, str], cursor: str | None) -> str | None:
+    return urlencode(keep | {"cursor": cursor}) if cursor else None
+
+
+# -- audit trail --------------------------------------------------------------------------
+
+_AUDIT_FILTERS = ("actor", "action", "target", "since", "until", "cursor")
+
+
+@page
+async def audit(request: web.Request) -> web.StreamResponse:
+    filters = filters_of(request.query, _AUDIT_FILTERS)
+    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    try:
+        listing = await call(request, "listAuditLog", query=filters | {"limit": "50"})
+    except RefusalError as failure:
+        if failure.status != 422:
+            raise
+        # A filter the API refused (a target that is not an id, a time without an
+        # offset): said beside the filter, the form kept.
+        return render(
+            request,
+            "audit.html",
+            status=422,
+            items=[],
+            filters=keep,
+            kinds=AUDIT_KINDS,
+            next_query=None,
+            errors=failure.errors,
+            error=failure.detail,
+        )
+    return render(
+        request,
+        "audit.html",
+        items=listing.items,
+        filters=keep,
+        kinds=AUDIT_KINDS,
+        next_query=_next(keep, listing.next_cursor),
+        errors={},
+        error=None,
+    )
+
+
+# -- notification endpoints ---------------------------------------------------------------
+
+
+async def _endpoints_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    created: Any = None,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+) -> web.Response:
+    query = filters_of(request.query, ("cursor",)) | {"limit": "50"}
+    listing = await call(request, "listNotificationEndpoints", query=query)
+    return render(
+        request,
+        "notifications.html",
+        status=status,
+        items=listing.items,
+        next_query=_next({}, listing.next_cursor),
+        created=created,
+        types=NOTIFICATION_TYPES,
+        form=form or {"event_types": []},
+        errors=errors or {},
+        error=error,
+    )
+
+
+@page
+async def endpoints(request: web.Request) -> web.StreamResponse:
+    return await _endpoints_page(request)
+
+
+@page
+async def create_endpoint(request: web.Request) -> web.StreamResponse:
+    form = await form_of(request)
+    body: dict[str, Any] = {
+        "url": form.get("url", ""),
+        "event_types": list(form.getall("event_types", ())),
+    }
+    if form.get("description"):
+        body["description"] = form["description"]
+    try:
+        created = await call(request, "createNotificationEndpoint", body=body)
+    except RefusalError as failure:
+        if failure.status == 401:
+            raise
+        return await _endpoints_page(
+            request,
+            status=failure.status,
+            form=body | {"description": form.get("description", "")},
+            errors=failure.errors,
+            error=failure.detail,
+        )
+    return await _endpoints_page(request, created=created)
+
+
+@page
+async def endpoint(request: web.Request) -> web.StreamResponse:
+    found = await call(request, "getNotificationEndpoint", path=request.match_info)
+    filters = filters_of(request.query, ("status", "cursor"))
+    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    deliveries = await call(
+        request,
+        "listNotificationDeliveries",
+        path=request.match_info,
+        query=filters | {"limit": "50"},
+    )
+    return render(
+        request,
+        "notification.html",
+        item=found,
+        deliveries=deliveries.items,
+        filters=keep,
+        next_query=_next(keep, deliveries.next_cursor),
+    )
+
+
+@page
+async def endpoint_action(request: web.Request) -> web.StreamResponse:
+    ids = {"endpoint_id": request.match_info["endpoint_id"]}
+    if request.match_info["action"] == "delete":
+        await call(request, "deleteNotificationEndpoint", path=ids)
+        return redirect(f"{ROOT}notifications?done=endpoint_deleted")
+    await call(request, "testNotificationEndpoint", path=ids)
+    return redirect(f"{ROOT}notifications/{ids['endpoint_id']}?done=test_queued")
+
+
+# -- freeze windows -----------------------------------------------------------------------
+
+
+async def _windows_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+) -> web.Response:
+    filters = filters_of(request.query, ("connection", "include_past", "cursor"))
+    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    query = filters | {"limit": "50"}
+    if "include_past" in query:
+        query["include_past"] = "true"
+    listing = await call(request, "listFreezeWindows", query=query)
+    connections = await call(request, "listConnections", query={"limit": "100"})
+    return render(
+        request,
+        "freeze_windows.html",
+        status=status,
+        items=listing.items,
+        # Over: history (the API refuses to delete it), so no button.
+        over={w.id for w in listing.items if w.ends_at is not None and w.ends_at <= now()},
+        names={c.id: c.name for c in connections.items},
+        connections=connections.items,
+        filters=keep,
+        next_query=_next(keep, listing.next_cursor),
+        form=form or {"connection": keep.get("connection", "")},
+        errors=errors or {},
+        error=error,
+    )
+
+
+@page
+async def freeze_windows(request: web.Request) -> web.StreamResponse:
+    return await _windows_page(request)
+
+
+@page
+async def create_window(request: web.Request) -> web.StreamResponse:
+    form = await form_of(request)
+    typed = {
+        k: form.get(k, "") for k in ("connection", "direction", "starts_at", "ends_at", "reason")
+    }
+    body = {k: v for k, v in typed.items() if v}
+    try:
+        await call(request, "createFreezeWindow", body=body)
+    except RefusalError as failure:
+        if failure.status == 401:
+            raise
+        return await _windows_page(
+            request, status=failure.status, form=typed, errors=failure.errors, error=failure.detail
+        )
+    return redirect(f"{ROOT}freeze-windows?done=window_created")
+
+
+@page
+async def delete_window(request: web.Request) -> web.StreamResponse:
+    try:
+        await call(request, "deleteFreezeWindow", path=request.match_info)
+    except RefusalError as failure:
+        if failure.status != 409:
+            raise
+        return await _windows_page(request, status=409, error=failure.detail)
+    return redirect(f"{ROOT}freeze-windows?done=window_deleted")
+
+
+def add_tenant_pages(router: web.UrlDispatcher) -> None:
+    router.add_get(f"{ROOT}audit", audit)
+    router.add_get(f"{ROOT}notifications", endpoints)
+    router.add_post(f"{ROOT}notifications", create_endpoint)
+    router.add_get(f"{ROOT}notifications/{{endpoint_id}}", endpoint)
+    router.add_post(f"{ROOT}notifications/{{endpoint_id}}/{{action:delete|test}}", endpoint_action)
+    router.add_get(f"{ROOT}freeze-windows", freeze_windows)
+    router.add_post(f"{ROOT}freeze-windows", create_window)
+    router.add_post(f"{ROOT}freeze-windows/{{window_id}}/delete", delete_window)

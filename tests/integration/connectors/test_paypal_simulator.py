@@ -1,0 +1,308 @@
+"""The PayPal client against the PayPal simulator over real HTTP: client-credentials
+tokens, invoices and payments, and webhooks verified offline with the certificate the
+simulator serves, fetched through the egress rules and cached."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from connectors.base import (
+    DocumentRefusedError,
+    DocumentUnavailableError,
+    SignatureError,
+    WebhookRequest,
+)
+from connectors.documents import CachedDocuments
+from connectors.egress import provider_session
+from connectors.http import (
+    AuthError,
+    NotFoundError,
+    OAuth2Auth,
+    OAuthTokens,
+    ProviderError,
+    refresh_with,
+)
+from connectors.paypal import CONNECTOR
+from connectors.paypal.client import PayPalClient, make_client
+from connectors.paypal.simulator import CERT_PATH, PayPalSimulator
+from connectors.runtime import client_credentials
+from schemas.errors import ProviderRuleError
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
+
+WEBHOOK_ID = "8PT597110X687430LKGECATA"
+CLIENT = ("paypal-client-id", "paypal-client-secret")
+START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+class TickingClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@dataclass
+class Stack:
+    sim: PayPalSimulator
+    url: str
+    inbox: Inbox
+    session: aiohttp.ClientSession
+    saved: list[OAuthTokens] = field(default_factory=list)
+
+    @property
+    def hook_url(self) -> str:
+        return self.inbox.url
+
+    @property
+    def hooks(self) -> list[tuple[dict[str, str], bytes]]:
+        return [(hook.headers, hook.body) for hook in self.inbox.hooks]
+
+    def auth(self, secret: str = ":".join(CLIENT)) -> OAuth2Auth:
+        async def save(tokens: OAuthTokens) -> None:
+            self.saved.append(tokens)
+
+        tokens = client_credentials(secret, "/v1/oauth2/token")
+        return OAuth2Auth(tokens, refresh_with(self.session, self.url), save)
+
+    def client(self) -> PayPalClient:
+        client = make_client(self.session, self.url, self.auth(), {})
+        assert isinstance(client, PayPalClient)
+        return client
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"paypal_trust_anchors": self.sim.trust_anchor_pem.decode()}
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    async with inbox("/webhooks/paypal/c1") as hooks:
+        sim = PayPalSimulator(
+            webhook_url=hooks.url,
+            webhook_secret=WEBHOOK_ID,
+            oauth_client=CLIENT,
+            clock=TickingClock(START),
+        )
+        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
+            sim.public_url = sim_url
+            yield Stack(sim, sim_url, hooks, session)
+
+
+CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
+INVOICE = {
+    "number": "PP-100",
+    "status": "open",
+    "currency": "AUD",
+    "issued_on": "2026-12-01",
+    "due_on": "2026-12-31",
+    "lines": [
+        {
+            "description": "Blocked drain",
+            "quantity": "2",
+            "unit_amount": 12_500,
+            "tax_amount": 2_500,
+        }
+    ],
+}
+
+
+async def test_tokens_come_from_the_client_credentials_grant(stack: Stack) -> None:
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    assert stack.sim.refresh_calls == 1
+    [tokens] = stack.saved
+    assert tokens.access_token.startswith("at_")
+    assert tokens.refresh_token == ""
+    bad = make_client(stack.session, stack.url, stack.auth("paypal-client-id:wrong"), {})
+    with pytest.raises(AuthError):
+        await bad.fetch("invoice", "INV2-NONE")
+
+
+async def test_a_customer_is_its_invoices_recipient(stack: Stack) -> None:
+    client = stack.client()
+    stack.sim.create(
+        "customer",
+        {"email_address": "office@harbour.example", "name": {"given_name": "Harbour Plumbing"}},
+    )
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    assert customer.external_id == "office@harbour.example"
+    assert list(stack.sim.log.requests) == []  # nothing was sent for it
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    assert invoice.refs == {"customer_id": "office@harbour.example"}
+    fetched = await client.fetch("customer", "office@harbour.example")
+    assert fetched.data["name"] == "Harbour Plumbing"
+    with pytest.raises(ProviderRuleError, match="identity"):
+        await client.update("customer", customer.external_id, {"email": "new@harbour.example"}, {})
+
+
+async def test_an_invoice_is_sent_a_payment_recorded_and_removed(stack: Stack) -> None:
+    client = stack.client()
+    invoice = await client.create(
+        "invoice", INVOICE, {"customer_id": "office@harbour.example"}, "i"
+    )
+    assert invoice.data["status"] == "open"
+    assert (invoice.data["subtotal"], invoice.data["tax"], invoice.data["total"]) == (
+        25_000,
+        2_500,
+        27_500,
+    )
+    assert invoice.data["lines"] == INVOICE["lines"]
+    payment = await client.create(
+        "payment",
+        {
+            "amount": 27_500,
+            "currency": "AUD",
+            "status": "succeeded",
+            "paid_at": "2026-12-02T01:00:00+00:00",
+            "reference": "EFT",
+        },
+        {"invoice_id": invoice.external_id},
+        "p",
+    )
+    assert payment.external_id.startswith(f"{invoice.external_id}:EXTR-")
+    assert payment.refs == {"invoice_id": invoice.external_id}
+    assert payment.data["reference"] == "EFT"
+    paid = await client.fetch("invoice", invoice.external_id)
+    assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
+    with pytest.raises(ProviderRuleError, match=r"cannot be edited.*\(note\)"):
+        await client.update("payment", payment.external_id, {"reference": "x"}, {})
+    # What PayPal does not hold of a payment (its customer) is no change to it.
+    same = await client.update("payment", payment.external_id, {"customer_id": None}, {})
+    assert same.data == payment.data
+    await client.delete("payment", payment.external_id)
+    with pytest.raises(NotFoundError):
+        await client.fetch("payment", payment.external_id)
+    assert (await client.fetch("invoice", invoice.external_id)).data["status"] == "open"
+
+
+async def test_a_repeated_request_id_creates_one_invoice(stack: Stack) -> None:
+    client = stack.client()
+    first = await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "same")
+    second = await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "same")
+    assert first.external_id == second.external_id
+    assert len(stack.sim.live("invoice")) == 1
+
+
+async def test_a_duplicate_number_keeps_paypals_words(stack: Stack) -> None:
+    client = stack.client()
+    await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "one")
+    with pytest.raises(ProviderError) as caught:
+        await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "two")
+    assert caught.value.status == 422
+    assert "DUPLICATE_INVOICE_NUMBER" in caught.value.provider_message
+    assert "UNPROCESSABLE_ENTITY" in caught.value.provider_message
+
+
+async def test_sent_invoices_are_cancelled_drafts_deleted_and_neither_returns(stack: Stack) -> None:
+    client = stack.client()
+    draft = await client.create(
+        "invoice",
+        {**INVOICE, "number": "D", "status": "draft"},
+        {"customer_id": "a@example.com"},
+        "d",
+    )
+    sent = await client.create(
+        "invoice", {**INVOICE, "number": "S"}, {"customer_id": "a@example.com"}, "s"
+    )
+    with pytest.raises(ProviderRuleError, match="cannot return to draft"):
+        await client.update("invoice", sent.external_id, {"status": "draft"}, {})
+    await client.delete("invoice", draft.external_id)
+    await client.delete("invoice", sent.external_id)
+    with pytest.raises(NotFoundError):
+        await client.fetch("invoice", draft.external_id)
+    assert (await client.fetch("invoice", sent.external_id)).data["status"] == "void"
+
+
+async def test_webhooks_verify_with_the_certificate_fetched_once(stack: Stack) -> None:
+    client = stack.client()
+    invoice = await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "i")
+    stack.sim.create("payment", {"capture": True, "invoice_id": invoice.external_id})
+    await stack.sim.drained()
+    assert len(stack.hooks) >= 3
+    session = provider_session(allow_private=True)
+    documents = CachedDocuments(session, allow_private=True)
+    try:
+        kinds = []
+        for headers, body in stack.hooks:
+            request = WebhookRequest("POST", stack.hook_url, headers, body)
+            verified = await CONNECTOR.scheme.verify_fetching(  # type: ignore[attr-defined]
+                request, [WEBHOOK_ID], time.time(), stack.settings, documents
+            )
+            assert verified.provider_event_id.startswith("WH-")
+            assert CONNECTOR.mapper is not None
+            kinds += [
+                i.entity_type for i in CONNECTOR.mapper.parse_webhook(body, headers, {}).items
+            ]
+        assert documents.fetches == 1
+        assert stack.sim.cert_fetches == 1
+        assert {"payment", "invoice"} <= set(kinds)
+        # Signed for another subscription's webhook id: the same certificate, refused.
+        headers, body = stack.hooks[0]
+        with pytest.raises(SignatureError, match="bad_signature"):
+            await CONNECTOR.scheme.verify_fetching(  # type: ignore[attr-defined]
+                WebhookRequest("POST", stack.hook_url, headers, body),
+                ["OTHER-WEBHOOK-ID"],
+                time.time(),
+                stack.settings,
+                documents,
+            )
+    finally:
+        await session.close()
+
+
+async def test_a_certificate_on_a_private_address_is_refused_unless_allowed(stack: Stack) -> None:
+    session = provider_session(allow_private=False)
+    try:
+        with pytest.raises(DocumentRefusedError):
+            await CachedDocuments(session, allow_private=False).get(stack.url + CERT_PATH)
+    finally:
+        await session.close()
+    assert stack.sim.cert_fetches == 0
+
+
+async def test_an_unreachable_certificate_is_a_retry_not_a_refusal() -> None:
+    session = provider_session(allow_private=True)
+    try:
+        with pytest.raises(DocumentUnavailableError):
+            await CachedDocuments(session, allow_private=True).get("http://127.0.0.1:9/cert")
+    finally:
+        await session.close()
+
+
+async def test_a_refund_is_read_as_its_capture(stack: Stack) -> None:
+    client = stack.client()
+    invoice = await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "i")
+    capture = stack.sim.create("payment", {"capture": True, "invoice_id": invoice.external_id})
+    stack.sim.update("payment", capture["id"], {"refund": True})
+    await stack.sim.drained()
+    assert CONNECTOR.mapper is not None
+    items = [
+        item
+        for headers, body in stack.hooks
+        for item in CONNECTOR.mapper.parse_webhook(body, headers, {}).items
+        if item.entity_type == "payment"
+    ]
+    assert {i.external_id for i in items} == {capture["id"]}
+    page = await client.list_page("payment", None, None)
+    [record] = [r for r in page.records if r.external_id == capture["id"]]
+    assert record.data["status"] == "refunded"
+    assert record.refs == {"invoice_id": invoice.external_id}
+
+
+async def test_backfill_lists_recipients_invoices_and_payments_by_page(stack: Stack) -> None:
+    stack.sim.seed(120)
+    client = stack.client()
+    for kind in ("customer", "invoice", "payment"):
+        pages = await every_page(client, kind)  # type: ignore[arg-type]
+        assert len({r.external_id for r in records_of(pages)}) == 120, kind
+        assert len(pages) == 2, kind

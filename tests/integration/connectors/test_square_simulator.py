@@ -1,0 +1,259 @@
+"""The Square client against the Square simulator over real HTTP, webhooks included."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from connectors.base import SignatureError, WebhookRequest
+from connectors.http import (
+    NotFoundError,
+    ProviderError,
+    StaticAuth,
+    UnsupportedOperationError,
+    send,
+)
+from connectors.simkit import Fault
+from connectors.square import CONNECTOR
+from connectors.square.client import SquareClient, make_client
+from connectors.square.simulator import SIM_LOCATION_ID, SquareSimulator
+from schemas.errors import ProviderRuleError
+from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
+
+KEY = "square-signature-key-for-the-simulator"
+SETTINGS = {"square_location_id": SIM_LOCATION_ID}
+START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+class TickingClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@dataclass
+class Stack:
+    sim: SquareSimulator
+    url: str
+    inbox: Inbox
+    session: aiohttp.ClientSession
+
+    @property
+    def hook_url(self) -> str:
+        return self.inbox.url
+
+    def client(self) -> SquareClient:
+        client = make_client(self.session, self.url, StaticAuth.bearer("sim-token"), SETTINGS)
+        assert isinstance(client, SquareClient)
+        return client
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    async with inbox("/webhooks/square/c1") as hooks:
+        sim = SquareSimulator(webhook_url=hooks.url, webhook_secret=KEY, clock=TickingClock(START))
+        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
+            yield Stack(sim, sim_url, hooks, session)
+
+
+CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
+INVOICE = {
+    "number": "SQ-100",
+    "status": "open",
+    "currency": "AUD",
+    "issued_on": "2026-12-01",
+    "due_on": "2026-12-31",
+    "lines": [
+        {
+            "description": "Blocked drain",
+            "quantity": "2",
+            "unit_amount": 12_500,
+            "tax_amount": 2_500,
+        }
+    ],
+}
+
+
+async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stack) -> None:
+    client = stack.client()
+    created = await client.create("customer", CUSTOMER, {}, "key-1")
+    assert created.data["email"] == "office@harbour.example"
+    assert created.version == "0"
+    updated = await client.update("customer", created.external_id, {"phone": "+61 2 5550 2"}, {})
+    assert updated.data["phone"] == "+61 2 5550 2"
+    assert updated.version == "1"
+    await client.delete("customer", created.external_id)
+    with pytest.raises(NotFoundError):
+        await client.fetch("customer", created.external_id)
+    await stack.sim.drained()
+    kinds = []
+    for hook in stack.inbox.hooks:
+        headers, body = hook.headers, hook.body
+        request = WebhookRequest("POST", stack.hook_url, headers, body)
+        CONNECTOR.scheme.verify(request, [KEY], now=0)
+        parsed = CONNECTOR.mapper.parse_webhook(body, headers, {}) if CONNECTOR.mapper else None
+        assert parsed is not None
+        kinds.append((parsed.items[0].entity_type, parsed.items[0].op))
+    assert kinds == [("customer", "upsert"), ("customer", "upsert"), ("customer", "delete")]
+    headers, body = stack.inbox.hooks[0].headers, stack.inbox.hooks[0].body
+    moved = WebhookRequest("POST", stack.hook_url + "x", headers, body)
+    with pytest.raises(SignatureError, match="bad_signature"):
+        CONNECTOR.scheme.verify(moved, [KEY], 0)
+
+
+async def test_a_stale_version_is_refused_in_squares_words_and_the_client_reads_it_fresh(
+    stack: Stack,
+) -> None:
+    client = stack.client()
+    created = await client.create("customer", CUSTOMER, {}, "key-1")
+    stack.sim.update("customer", created.external_id, {"note": "edited in the dashboard"})
+    with pytest.raises(ProviderError) as caught:
+        await send(
+            stack.session,
+            "PUT",
+            f"{stack.url}/v2/customers/{created.external_id}",
+            auth=StaticAuth.bearer("sim-token"),
+            json_body={"given_name": "Stale", "version": 0},
+        )
+    assert caught.value.status == 400
+    assert "VERSION_MISMATCH" in caught.value.provider_message
+    assert not caught.value.transient
+    # The client reads the current version before writing: the dashboard edit is kept.
+    updated = await client.update("customer", created.external_id, {"name": "Harbour Ltd"}, {})
+    assert updated.data["name"] == "Harbour Ltd"
+    assert updated.data["notes"] == "edited in the dashboard"
+
+
+async def test_a_repeated_idempotency_key_creates_once(stack: Stack) -> None:
+    client = stack.client()
+    first = await client.create("customer", CUSTOMER, {}, "same-key")
+    second = await client.create("customer", CUSTOMER, {}, "same-key")
+    assert first.external_id == second.external_id
+    assert len(stack.sim.live("customer")) == 1
+
+
+async def test_an_invoice_is_an_order_plus_an_invoice_and_a_payment_settles_it(
+    stack: Stack,
+) -> None:
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    assert invoice.data["status"] == "open"
+    assert (invoice.data["subtotal"], invoice.data["tax"], invoice.data["total"]) == (
+        25_000,
+        2_500,
+        27_500,
+    )
+    assert invoice.data["lines"] == INVOICE["lines"]
+    assert invoice.refs == {"customer_id": customer.external_id}
+    [stored] = stack.sim.live("invoice")
+    assert stored["status"] == "UNPAID"
+    assert stored["order_id"] in stack.sim.orders
+
+    payment = await client.create(
+        "payment",
+        {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT 1"},
+        {"invoice_id": invoice.external_id},
+        "p",
+    )
+    assert payment.refs == {"invoice_id": invoice.external_id, "customer_id": customer.external_id}
+    assert payment.data["status"] == "succeeded"
+    paid = await client.fetch("invoice", invoice.external_id)
+    assert paid.data["status"] == "paid"
+    assert paid.data["amount_due"] == 0
+    # A completed payment is final at Square; an unchanged one is not an error.
+    assert (await client.update("payment", payment.external_id, {"reference": "EFT 1"}, {})).data
+    with pytest.raises(ProviderRuleError, match="completed payment cannot change"):
+        await client.update("payment", payment.external_id, {"reference": "EFT 2"}, {})
+    with pytest.raises(UnsupportedOperationError):
+        await client.delete("payment", payment.external_id)
+    with pytest.raises(UnsupportedOperationError, match="PAID invoice"):
+        await client.delete("invoice", invoice.external_id)
+
+
+async def test_a_published_invoice_keeps_its_lines_and_cannot_return_to_draft(stack: Stack) -> None:
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    changed = {
+        **INVOICE,
+        "status": "draft",
+        "due_on": "2027-01-15",
+        "lines": [{**INVOICE["lines"][0], "quantity": "3"}],
+    }
+    with pytest.raises(ProviderRuleError) as caught:
+        await client.update("invoice", invoice.external_id, changed, {})
+    assert "lines of a UNPAID invoice cannot change" in str(caught.value)
+    assert "cannot return to draft" in str(caught.value)
+    # What Square allows was still written.
+    assert caught.value.written is not None
+    assert caught.value.written.data["due_on"] == "2027-01-15"
+
+
+async def test_drafts_are_deleted_and_published_invoices_cancelled(stack: Stack) -> None:
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    draft = await client.create(
+        "invoice",
+        {**INVOICE, "number": "D-1", "status": "draft"},
+        {"customer_id": customer.external_id},
+        "d",
+    )
+    sent = await client.create(
+        "invoice", {**INVOICE, "number": "S-1"}, {"customer_id": customer.external_id}, "s"
+    )
+    await client.delete("invoice", draft.external_id)
+    await client.delete("invoice", sent.external_id)
+    with pytest.raises(NotFoundError):
+        await client.fetch("invoice", draft.external_id)
+    assert (await client.fetch("invoice", sent.external_id)).data["status"] == "void"
+
+
+async def test_backfill_pages_through_every_record_with_cursors(stack: Stack) -> None:
+    stack.sim.seed(130)
+    client = stack.client()
+    for kind in ("customer", "invoice", "payment"):
+        pages = await every_page(client, kind)  # type: ignore[arg-type]
+        assert len({r.external_id for r in records_of(pages)}) == 130, kind
+        assert len(pages) >= 2 or kind == "invoice"
+    # Payments name the invoice whose order they paid.
+    page = await client.list_page("payment", None, None)
+    assert all("invoice_id" in r.refs for r in page.records)
+
+
+async def test_reconcile_lists_only_what_changed_since(stack: Stack) -> None:
+    stack.sim.seed(3)
+    client = stack.client()
+    since = stack.sim.clock.now  # type: ignore[attr-defined]
+    [first, *_] = stack.sim.live("customer")
+    stack.sim.update("customer", first["id"], {"note": "changed"})
+    page = await client.list_page("customer", None, since)
+    assert [r.external_id for r in page.records] == [first["id"]]
+
+
+async def test_a_429_is_transient_and_carries_retry_after(stack: Stack) -> None:
+    stack.sim.faults.append(Fault(429, 1, retry_after=2))
+    with pytest.raises(ProviderError) as caught:
+        await stack.client().fetch("customer", "nope")
+    assert caught.value.transient
+    assert caught.value.retry_after == 2
+
+
+async def test_a_bad_request_keeps_squares_message(stack: Stack) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await stack.client().create("customer", {"notes": "no name or e-mail"}, {}, "k")
+    assert caught.value.status == 400
+    assert "MISSING_REQUIRED_PARAMETER" in caught.value.provider_message
+    assert not caught.value.transient
+
+
+def test_the_connector_builds_this_client() -> None:
+    assert CONNECTOR.api is not None
+    assert CONNECTOR.api.make_client is make_client
