@@ -15,6 +15,7 @@ from connectors.base import (
     WebhookRequest,
     body_hash_id,
     match_base64_body_signature,
+    sign_base64_body,
 )
 
 HEADER = "intuit-signature"
@@ -33,3 +34,8 @@ class QuickBooksScheme:
 
     def generate_secret(self) -> str:
         return token_urlsafe(_SECRET_BYTES)
+
+
+def sign(secret: str, body: bytes) -> dict[str, str]:
+    """The sending side: the header Intuit sends ``body`` with."""
+    return {HEADER: sign_base64_body(secret, body)}

@@ -9,6 +9,8 @@ libraries do.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import string
 from collections.abc import Sequence
 from secrets import choice
@@ -74,3 +76,9 @@ def _parse_header(value: str) -> tuple[str, list[bytes]]:
     if timestamp is None or not signatures:
         raise SignatureError("malformed_header", f"{HEADER} lacks t= or a hex v1= signature")
     return timestamp, signatures
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The sending side: the header Stripe sends ``body`` with at ``timestamp``."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return {HEADER: f"t={timestamp},v1={digest.hexdigest()}"}

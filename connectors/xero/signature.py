@@ -20,6 +20,7 @@ from connectors.base import (
     body_hash_id,
     match_base64_body_signature,
     parse_json,
+    sign_base64_body,
 )
 
 HEADER = "x-xero-signature"
@@ -49,3 +50,8 @@ class XeroScheme:
 def _is_intent_to_receive(body: bytes) -> bool:
     payload = parse_json(body)
     return isinstance(payload, dict) and payload.get("events") == []
+
+
+def sign(secret: str, body: bytes) -> dict[str, str]:
+    """The sending side: the header Xero sends ``body`` with."""
+    return {HEADER: sign_base64_body(secret, body)}

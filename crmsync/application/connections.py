@@ -44,6 +44,7 @@ from crmsync.common import connections as stored
 from crmsync.common.connections import add_webhook_secret, create_connection
 from crmsync.common.crypto import CryptoError
 from crmsync.common.db import Conn
+from crmsync.common.quotas import QuotaExceededError
 
 # Health looks back this far for its event and error counts.
 HEALTH_WINDOW = timedelta(hours=1)
@@ -248,6 +249,10 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
         raise ConflictError(
             f"the tenant already has a connection named {body.name or body.provider!r}"
         ) from None
+    except QuotaExceededError as exc:
+        # 409, not 422: the request is valid; the tenant's state (its connections against
+        # its quota) refuses it, and the same request succeeds once that state changes.
+        raise ConflictError(str(exc), quota=exc.quota, limit=exc.limit, usage=exc.usage) from None
     out = _out(await _row(conn, ctx, created.id), ctx)
     return ConnectionCreated(
         **out.model_dump(), webhook_secret=created.webhook_secret, api_key=created.api_key

@@ -663,6 +663,7 @@ NotificationType = Literal[
     "connection.circuit_open",
     "connection.dead_letters",
     "sync_job.failed",
+    "quota.reached",
     "test",
 ]
 
@@ -853,3 +854,91 @@ class PrivacyErasure(Out):
     postgres: PostgresErasure
     systems: list[SystemErasure]
     complete: bool = Field(description="No step failed; run the erase again to retry those.")
+
+
+# -- quotas -------------------------------------------------------------------------------
+
+# The largest limits accepted: far beyond any tenant, small enough for PostgreSQL's types.
+_MAX_CONNECTIONS = 100_000
+_MAX_EVENTS_PER_MINUTE = 100_000_000
+_MAX_RECORDS = 10**12
+
+
+class QuotaLimits(Strict):
+    """Limits of a tenant to change (PATCH): only the fields given; null: no limit."""
+
+    max_connections: int | None = Field(
+        None, ge=0, le=_MAX_CONNECTIONS, description="Connections, whatever their status."
+    )
+    events_per_minute: int | None = Field(
+        None,
+        ge=0,
+        le=_MAX_EVENTS_PER_MINUTE,
+        description="Change events per calendar minute (UTC), webhooks and internal changes"
+        " alike: internal changes past it get 429, webhooks are accepted and notified.",
+    )
+    max_records: int | None = Field(
+        None,
+        ge=0,
+        le=_MAX_RECORDS,
+        description="Canonical records not deleted: internal changes that would create one"
+        " more get 409; provider records are applied and notified.",
+    )
+
+
+class QuotaLimitsSet(QuotaLimits):
+    """Every limit of a tenant (PUT): each field required; null: no limit."""
+
+    max_connections: int | None = Field(..., ge=0, le=_MAX_CONNECTIONS)
+    events_per_minute: int | None = Field(..., ge=0, le=_MAX_EVENTS_PER_MINUTE)
+    max_records: int | None = Field(..., ge=0, le=_MAX_RECORDS)
+
+
+class QuotaState(Out):
+    limit: int | None = Field(description="null: no limit.")
+    usage: int
+
+
+class EventsQuotaState(QuotaState):
+    window_start: datetime = Field(description="The current minute: `usage` counts events in it.")
+    accepted_over_limit: int = Field(description="Webhooks accepted past the limit this minute.")
+    refused: int = Field(description="Internal change events refused (429) this minute.")
+    last_minute: int = Field(description="Events in the minute before.")
+
+
+class QuotasOut(Out):
+    connections: QuotaState
+    events_per_minute: EventsQuotaState
+    records: QuotaState
+    updated_at: datetime | None = Field(description="When the limits were last set (null: never).")
+    updated_by: str | None
+
+
+# -- sample webhooks (crmsync trigger) ----------------------------------------------------
+
+
+class TriggerRequest(Strict):
+    event: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.]+$",
+        description="A sample event of the connection's provider (GET /v1/webhook-samples).",
+    )
+    provider: str | None = Field(
+        None,
+        max_length=50,
+        description="The provider the caller means: refused if not the connection's.",
+    )
+
+
+class TriggerResult(Out):
+    provider: str
+    event: str
+    url: str = Field(description="The connection's webhook URL the sample was sent to.")
+    delivery_id: str = Field(description="The id the processor deduplicates this delivery on.")
+    ingest_status: int = Field(description="Ingest's answer: 2xx when it took the webhook.")
+    ingest_answer: JsonValue = Field(description="Ingest's body (problem details on a refusal).")
+
+
+class WebhookSamples(Out):
+    providers: dict[str, list[str]] = Field(description="Each provider's sample events.")

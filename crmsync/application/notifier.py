@@ -10,6 +10,9 @@ Each pass (every ``interval`` seconds, in the outbound service):
    connection.circuit_open  pushes have waited on the breaker for ``circuit_minutes``
    connection.dead_letters  open dead letters of a connection reached ``dead_letters``
    sync_job.failed          a backfill or reconciliation failed (the last day's)
+   quota.reached            a tenant's records or connections are at their limit, or
+                            events went past its rate this minute or the last (one
+                            episode per quota: a sustained excess is announced once)
    ======================== ========================================================
 
    A condition is announced once per episode: ``notification_conditions`` keeps it while
@@ -39,7 +42,7 @@ import asyncpg
 
 from connectors.standard_webhooks.signature import sign
 from crmsync.application.notifications import secret_context
-from crmsync.common import connections, pushes
+from crmsync.common import connections, pushes, quotas
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import Conn
 
@@ -104,6 +107,8 @@ async def _conditions(conn: Conn, now: datetime, thresholds: Thresholds) -> dict
         found[(r["tenant_id"], "connection.circuit_open", r["connection_id"])] = {
             "connection_id": str(r["connection_id"])
         }
+    for tenant_id, quota, details in await quotas.reached(conn, tenants, now):
+        found[(tenant_id, "quota.reached", quotas.subject(quota))] = details
     for r in await conn.fetch(_OTHER_CONDITIONS, tenants, now, thresholds.dead_letters):
         found[(r["tenant_id"], r["event_type"], r["subject"])] = r["data"]
     return found

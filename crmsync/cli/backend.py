@@ -57,11 +57,13 @@ from crmsync.application import (
     notifications,
     pauses,
     privacy,
+    quotas,
     records,
     replay,
     syncjobs,
     synclog,
     tenants,
+    trigger,
 )
 from crmsync.application.context import Context
 from crmsync.application.errors import AdminError
@@ -146,6 +148,11 @@ OPERATIONS: dict[str, Operation] = {
     "rotateApiKey": apikeys.rotate,
     "exportPerson": privacy.export,
     "erasePerson": privacy.erase,
+    "getQuotas": quotas.get,
+    "setQuotas": quotas.replace,
+    "updateQuotas": quotas.update,
+    "triggerWebhook": trigger.trigger,
+    "listWebhookSamples": trigger.list_samples,
 }
 
 

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from crmsync.application.models import (
     TenantOut,
 )
 from crmsync.cli.admin_common import (
+    EXIT_CONFLICT,
     EXIT_INVALID,
     Column,
     CommandError,
@@ -60,6 +62,7 @@ from crmsync.cli.backend import Backend, is_remote, run
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
+from crmsync.common.quotas import QuotaExceededError
 from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
 from crmsync.settings.ingest import IngestSettings
@@ -229,8 +232,13 @@ def _add_local(
             await conn.close()
 
     token_param = config.token_param if config and config.kind == "url_token" else None
+    try:
+        created = asyncio.run(store())
+    except QuotaExceededError as exc:
+        print(f"crmsync: {exc}", file=sys.stderr)
+        return EXIT_CONFLICT
     _print(
-        asyncio.run(store()),
+        created,
         settings.ingest_public_base_url,
         as_json=as_json,
         token_param=token_param,

@@ -34,6 +34,7 @@ from crmsync.cli import (
     matrix,
     notifications,
     privacy,
+    quotas,
     records,
     replay,
     run,
@@ -41,6 +42,7 @@ from crmsync.cli import (
     sync,
     syncjobs,
     synclog,
+    trigger,
 )
 from crmsync.cli.admin_common import add_remote
 from crmsync.common.settings import EXIT_CONFIG, ConfigError, parse_settings
@@ -70,6 +72,8 @@ COMMAND_MODULES: list[CommandModule] = [
     notifications,
     freezewindows,
     privacy,
+    quotas,
+    trigger,
     matrix,
 ]
 

@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument(
         "--events",
         help="comma-separated: connection.needs_reauth, connection.circuit_open, "
-        "connection.dead_letters, sync_job.failed, test (default: all)",
+        "connection.dead_letters, sync_job.failed, quota.reached, test (default: all)",
     )
     add.set_defaults(handler=_add)
     add_list_action(

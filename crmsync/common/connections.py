@@ -82,7 +82,9 @@ async def create_connection(
     api_credentials: str | None = None,
     settings: dict[str, Any] | None = None,
 ) -> CreatedConnection:
-    """Create the tenant if new, the connection, its first webhook secret or publish key."""
+    """Create the tenant if new, the connection, its first webhook secret or publish key.
+
+    Raises ``quotas.QuotaExceededError`` when the tenant has no room for one more."""
     async with conn.transaction():
         tenant_id = await conn.fetchval(
             """
@@ -92,6 +94,10 @@ async def create_connection(
             """,
             tenant,
         )
+        # Imported here: quotas counts connections through this module.
+        from crmsync.common import quotas  # noqa: PLC0415
+
+        await quotas.check_connection_room(conn, tenant_id)
         connection_id: uuid.UUID = await conn.fetchval(
             """
             INSERT INTO connections (tenant_id, provider, name, base_url, settings)
@@ -300,6 +306,54 @@ async def connection_owners(
         list(connection_ids),
     )
     return rows
+
+
+async def current_webhook_secret(
+    conn: Conn, keyring: KeyRing, connection_id: uuid.UUID, *, tenant_id: uuid.UUID
+) -> str | None:
+    """The tenant's connection's newest webhook secret that has not expired, decrypted
+    (``crmsync trigger`` signs with it, as the provider does), or None."""
+    encrypted = await conn.fetchval(
+        """
+        SELECT s.secret_encrypted
+          FROM webhook_secrets s JOIN connections c ON c.id = s.connection_id
+         WHERE c.id = $1 AND c.tenant_id = $2
+           AND (s.expires_at IS NULL OR s.expires_at > now())
+         ORDER BY s.created_at DESC
+         LIMIT 1
+        """,
+        connection_id,
+        tenant_id,
+    )
+    if encrypted is None:
+        return None
+    secret: str = keyring.decrypt(encrypted, secret_context(connection_id))
+    return secret
+
+
+async def counts_by_tenant(
+    conn: Conn | asyncpg.Pool, tenant_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Connections per tenant, whatever their status (any of these tenants': the quota
+    check and the quota metrics count them)."""
+    rows = await conn.fetch(
+        """
+        SELECT tenant_id, count(*) AS n FROM connections
+         WHERE tenant_id = ANY ($1::uuid[]) GROUP BY tenant_id
+        """,
+        list(tenant_ids),
+    )
+    return {r["tenant_id"]: r["n"] for r in rows}
+
+
+async def tenant_slug_of(conn: Conn | asyncpg.Pool, connection_id: uuid.UUID) -> str | None:
+    """The slug of the connection's tenant (any tenant's: an operator's command names a
+    connection of any tenant by its id, and runs for that tenant)."""
+    slug: str | None = await conn.fetchval(
+        "SELECT t.slug FROM connections c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = $1",
+        connection_id,
+    )
+    return slug
 
 
 async def find_by_name(

@@ -60,6 +60,14 @@ class IngestSettings(ProviderCallSettings):
     ingest_connection_refresh_seconds: float = Field(
         5.0, gt=0, description="How often the connection and secret cache reloads."
     )
+    ingest_quota_sync_seconds: float = Field(
+        2.0,
+        gt=0,
+        # With several ingest processes, a tenant's rate can be overshot by what the others
+        # admit within one interval: 2 s is a thirtieth of the quota's minute.
+        description="How often ingest writes its per-tenant event counts and reads every "
+        "process's totals and the tenants' quotas.",
+    )
     ingest_kafka_start_timeout_seconds: float = Field(
         60.0, gt=0, description="How long start-up waits for Kafka before exiting."
     )

@@ -26,10 +26,12 @@ from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
 from schemas import topics
 from services.ingest.connections import ConnectionCache
 from services.ingest.handlers import Ingest
+from services.ingest.quotas import QuotaKeeper
 
 SERVICE = "ingest"
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 CACHE = web.AppKey("cache", ConnectionCache)
+QUOTAS = web.AppKey("quotas", QuotaKeeper)
 DOCUMENTS = web.AppKey("documents", CachedDocuments)
 log = logging.getLogger(__name__)
 
@@ -80,10 +82,16 @@ def create_app(
         # Not ready until loaded; if Postgres is down now, the refresh loop keeps trying.
         await cache.refresh()
         refresher = asyncio.create_task(cache.run(), name="connection-cache")
+        keeper = app[QUOTAS] = QuotaKeeper(db, sync_seconds=settings.ingest_quota_sync_seconds)
+        await keeper.sync()
+        syncer = asyncio.create_task(keeper.run(), name="quota-sync")
         yield
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        for task in (refresher, syncer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # What was counted since the last sync still counts towards the minute.
+        await keeper.sync()
         if owned:
             await db.close()
 
@@ -126,6 +134,7 @@ def create_app(
         settings,
         cache_of=lambda: app[CACHE],
         producer_of=lambda: app[PRODUCER],
+        quotas_of=lambda: app[QUOTAS],
         documents_of=lambda: app[DOCUMENTS],
     )
     app.router.add_post("/webhooks/{provider}/{connection_id}", ingest.webhook)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -41,6 +42,7 @@ from schemas.envelope import WebhookEnvelope
 from schemas.errors import RefuseInput, RetryLater
 from services.ingest import metrics
 from services.ingest.connections import ConnectionCache
+from services.ingest.quotas import QuotaKeeper
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,7 @@ class Ingest:
     settings: IngestSettings
     cache_of: Callable[[], ConnectionCache]
     producer_of: Callable[[], AIOKafkaProducer]
+    quotas_of: Callable[[], QuotaKeeper]
     # What a scheme that fetches (PayPal's certificate) fetches through; None: no scheme
     # may fetch, and such a provider's webhooks fail as "bad_certificate".
     documents_of: Callable[[], DocumentFetcher] | None = None
@@ -158,6 +161,10 @@ class Ingest:
     @property
     def cache(self) -> ConnectionCache:
         return self.cache_of()
+
+    @property
+    def quotas(self) -> QuotaKeeper:
+        return self.quotas_of()
 
     # -- Kafka ------------------------------------------------------------------------
 
@@ -335,6 +342,11 @@ class Ingest:
                 503, "event not stored, retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
             )
         metrics.events(provider).inc()
+        # Counted once acknowledged, and never refused: past the tenant's rate the webhook
+        # is accepted all the same and counted as over; the notifier tells the tenant.
+        admission = self.quotas.meter.admit(conn.tenant_id, 1, self.quotas.now(), refusable=False)
+        if admission.over:
+            metrics.quota_over(provider, "accepted").inc()
         if log.isEnabledFor(logging.DEBUG):  # skips building the fields when not logged
             log.debug(
                 "webhook accepted",
@@ -383,6 +395,9 @@ class Ingest:
         changes = _changes_from(body)
         if isinstance(changes, web.Response):
             return changes
+        refused = await self._over_quota(key.tenant_id, key.connection_id, changes)
+        if refused is not None:
+            return refused
         now = datetime.now(UTC)
         records = []
         for change in changes:
@@ -398,8 +413,10 @@ class Ingest:
         try:
             await self._produce(self._changes_topic, records)
         except RecordTooLargeError as exc:
+            self.quotas.meter.release(key.tenant_id, len(records), self.quotas.now())
             return problem(413, f"a change is too large to store: {exc}")
         except KafkaNotAcknowledgedError as exc:
+            self.quotas.meter.release(key.tenant_id, len(records), self.quotas.now())
             log.warning(
                 "kafka did not acknowledge internal changes, answering 503: %s",
                 exc,
@@ -414,6 +431,59 @@ class Ingest:
             )
         metrics.events("internal").inc(len(records))
         return web.json_response({"status": "accepted", "accepted": len(records)}, status=202)
+
+    async def _over_quota(
+        self, tenant_id: uuid.UUID, connection_id: uuid.UUID, changes: list[ChangeEvent]
+    ) -> web.Response | None:
+        """The 429 or 409 refusing these changes for the tenant's quotas, else None (and
+        the changes are counted against the rate). In memory, except when the tenant's
+        records are at their limit: then its links tell creates from updates."""
+        keeper = self.quotas
+        now = keeper.now()
+        admission = keeper.meter.admit(tenant_id, len(changes), now, refusable=True)
+        if not admission.admitted:
+            metrics.quota_over("internal", "refused").inc(len(changes))
+            return problem(
+                429,
+                f"the tenant's quota of {admission.limit} change events per minute is used up;"
+                f" retry in {admission.retry_after} s",
+                headers={"Retry-After": str(admission.retry_after)},
+                quota="events_per_minute",
+                limit=admission.limit,
+                retry_after=admission.retry_after,
+            )
+        full = keeper.records_full(tenant_id)
+        if full is None:
+            return None
+        try:
+            new = await keeper.new_records(connection_id, changes)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            keeper.meter.release(tenant_id, len(changes), now)
+            log.warning("records quota not checked, answering 503: %s", exc)
+            return problem(
+                503, "changes not stored, retry later", headers={"Retry-After": RETRY_AFTER_SECONDS}
+            )
+        creating = [
+            {
+                "loc": f"/{i}" if len(changes) > 1 else "/",
+                "msg": f"{changes[i].entity_type} {changes[i].external_id} would be a new record",
+                "type": "records_quota",
+            }
+            for i in new
+        ]
+        if not creating:
+            return None
+        keeper.meter.release(tenant_id, len(changes), now)
+        limit, used = full
+        return problem(
+            409,
+            f"the tenant holds {used} records and its quota allows {limit}: changes to records"
+            " it holds are taken, new ones are not (nothing of this request was stored)",
+            quota="records",
+            limit=limit,
+            usage=used,
+            errors=creating,
+        )
 
     # -- common -----------------------------------------------------------------------
 

@@ -64,6 +64,25 @@ CACHE_AGE = Gauge(
     "crmsync_ingest_connection_cache_age_seconds",
     "Seconds since the connection cache last loaded successfully.",
 )
+QUOTA_OVER = Counter(
+    "crmsync_ingest_quota_over_total",
+    "Events past their tenant's rate quota: internal changes refused (429), webhooks "
+    "accepted anyway, by source (internal or a provider slug) and outcome.",
+    ["source", "outcome"],
+)
+# Per quota, not per tenant (labels stay bounded): how many tenants are at their limit,
+# and how near the nearest is. Which tenant it is, and its usage, is GET /v1/quotas.
+# Every ingest process reports the same figures: aggregate with max(), not sum().
+QUOTA_TENANTS_AT_LIMIT = Gauge(
+    "crmsync_quota_tenants_at_limit",
+    "Tenants at or past a quota's limit (events_per_minute: in the current minute).",
+    ["quota"],
+)
+QUOTA_HIGHEST_USAGE_RATIO = Gauge(
+    "crmsync_quota_highest_usage_ratio",
+    "The highest usage / limit of a quota among the tenants that set it (1: at the limit).",
+    ["quota"],
+)
 
 
 @functools.cache
@@ -89,3 +108,8 @@ def produce_seconds(topic: str) -> Histogram:
 @functools.cache
 def payload_bytes(provider: str) -> Histogram:
     return PAYLOAD_BYTES.labels(provider)
+
+
+@functools.cache
+def quota_over(source: str, outcome: str) -> Counter:
+    return QUOTA_OVER.labels(source, outcome)

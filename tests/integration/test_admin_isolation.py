@@ -65,6 +65,7 @@ async def _seed(admin: Admin) -> dict[str, str]:
         )
     )
     ids["key_id"] = (await admin.ok("POST", "/v1/api-keys", 201, json={"scope": "read"}))["id"]
+    await admin.ok("PATCH", "/v1/quotas", json={"max_connections": 50})
     ids["window_id"] = (
         await admin.ok(
             "POST",
@@ -142,6 +143,18 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("DELETE", "/v1/freeze-windows/{window_id}"): ({}, 404),
         ("POST", "/v1/notification-endpoints"): ({"json": {"url": "https://b.example/h"}}, 201),
         ("GET", "/v1/notification-endpoints"): ({}, 200),
+        # Quotas are the caller's tenant's: another tenant sets its own, never ours.
+        ("GET", "/v1/quotas"): ({}, 200),
+        ("PUT", "/v1/quotas"): (
+            {"json": {"max_connections": 1, "events_per_minute": 1, "max_records": 1}},
+            200,
+        ),
+        ("PATCH", "/v1/quotas"): ({"json": {"max_records": 2}}, 200),
+        ("GET", "/v1/webhook-samples"): ({}, 200),
+        ("POST", "/v1/connections/{connection_id}/trigger"): (
+            {"json": {"event": "customer.created"}},
+            404,
+        ),
         ("GET", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
         ("DELETE", "/v1/notification-endpoints/{endpoint_id}"): ({}, 404),
         ("POST", "/v1/notification-endpoints/{endpoint_id}/test"): ({}, 404),
@@ -176,7 +189,7 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
         assert status == expected, (route.method, route.path, body)
         if status == 200 and "items" in body:
             # A list of the other tenant's own things: none of ours in it.
-            seen = {str(item.get("id")) for item in body["items"]}
+            seen = {str(item.get("id")) for item in body.get("items", [])}
             assert not seen & mine, (route.path, seen & mine)
         # Unfiltered lists show none of ours either.
         if route.method == "GET" and route.query is not None:
@@ -213,3 +226,6 @@ async def test_another_tenants_key_sees_and_changes_nothing_on_any_route(admin: 
     person = await admin.ok("GET", f"/v1/customers/{ids['person']}")
     assert person["data"] == {"email": PERSON}
     assert await admin.pool.fetchval("SELECT count(*) FROM privacy_tombstones") == 0
+    quotas = await admin.ok("GET", "/v1/quotas")
+    assert quotas["connections"]["limit"] == 50
+    assert (quotas["events_per_minute"]["limit"], quotas["records"]["limit"]) == (None, None)

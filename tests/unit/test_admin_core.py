@@ -86,6 +86,10 @@ def test_every_operation_takes_what_its_route_gives() -> None:
         "deleteFreezeWindow",
         "exportPerson",
         "erasePerson",
+        "getQuotas",
+        "setQuotas",
+        "updateQuotas",
+        "triggerWebhook",
     }
 
 

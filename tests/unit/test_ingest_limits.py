@@ -66,6 +66,7 @@ async def test_a_batch_with_one_record_too_large_sends_nothing() -> None:
         settings=parse_settings(IngestSettings),
         cache_of=lambda: pytest.fail("no cache needed"),
         producer_of=lambda: producer,
+        quotas_of=lambda: pytest.fail("no quotas needed"),
     )
     records = [(b"k1", b"{}"), (b"k2", b"x" * MAX_RECORD_BYTES)]
     with pytest.raises(RecordTooLargeError, match=r"changes\.internal takes 2097152"):

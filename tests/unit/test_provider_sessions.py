@@ -24,6 +24,9 @@ NOT_PROVIDER_CALLS = {
     Path("connectors/simkit.py"),
     # The CLI's remote mode calls the operator's own admin API (--api-url), never a provider.
     Path("crmsync/cli/backend.py"),
+    # crmsync trigger POSTs a signed sample to the operator's own ingest URL, never to a
+    # provider, and carries no credentials (the signature is the sample's).
+    Path("crmsync/application/trigger.py"),
 }
 
 
