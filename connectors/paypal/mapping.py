@@ -193,15 +193,19 @@ def _customer(obj: Mapping[str, Any], path: str) -> RemoteRecord:
     if isinstance(name, Mapping):
         parts = [name.get("given_name"), name.get("surname")]
         full = name.get("full_name") or " ".join(p for p in parts if isinstance(p, str) and p)
-    raw: dict[str, Any] = {
-        "name": full or None,
-        "email": external_id,
-        "company": _text(obj, "business_name", path),
-    }
+    # Only what the recipient carries: an invoice's recipient is often an email alone,
+    # and a name sent as None erased the customer's name in every system.
+    raw: dict[str, Any] = {"email": external_id}
+    if full:
+        raw["name"] = full
+    company = _text(obj, "business_name", path)
+    if company is not None:
+        raw["company"] = company
     address = obj.get("address")
     if isinstance(address, Mapping):
         fields = {ours: address.get(theirs) or None for theirs, ours in _ADDRESS_IN.items()}
-        raw["address"] = fields if any(fields.values()) else None
+        if any(fields.values()):
+            raw["address"] = fields
     return RemoteRecord(
         entity_type="customer",
         external_id=external_id,
@@ -483,9 +487,11 @@ def parse_event(event: Mapping[str, Any]) -> WebhookParse:
     if kind in INVOICE_EVENTS:
         invoice = resource.get("invoice", resource)
         record = _invoice(_object(invoice, "resource.invoice"), "resource.invoice")
-        items = [
-            WebhookItem(event_id, "invoice", record.external_id, "upsert", occurred_at, record)
-        ]
+        # The invoice is not taken from the event: PayPal creates an invoice as a DRAFT and
+        # sends it in a second call, and the creation's event carries the draft. Applied,
+        # it turned an open invoice back into a draft in every other system (the demo's
+        # Ascora then refused its payment). The processor hydrates it as it is now.
+        items = [WebhookItem(event_id, "invoice", record.external_id, "upsert", occurred_at)]
         recipient = recipient_of(_object(invoice, "resource.invoice"))
         if recipient is not None and customer_id(recipient) is not None:
             # The recipient is the customer as PayPal holds it: synced with its invoice.
