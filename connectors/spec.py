@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -262,6 +262,36 @@ def json_body(body: bytes, problem: str = "body: not JSON") -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise MappingError("unparseable", problem) from None
+
+
+def json_object(value: object, path: str) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else MappingError("schema_violation") at ``path``."""
+    if not isinstance(value, Mapping):
+        raise MappingError("schema_violation", f"{path}: expected an object")
+    return value
+
+
+def optional_text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    """A string field, None when absent, null or empty; anything else is a schema violation."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MappingError("schema_violation", f"{path}.{key}: expected a string")
+    return value or None
+
+
+def rfc3339_time(value: object, path: str) -> datetime:
+    """An RFC 3339 time with an offset (``Z`` included), in UTC."""
+    if not isinstance(value, str):
+        raise MappingError("schema_violation", f"{path}: expected an RFC 3339 time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MappingError("schema_violation", f"{path}: {value!r} is not a time") from None
+    if parsed.tzinfo is None:
+        raise MappingError("schema_violation", f"{path}: {value!r} has no offset")
+    return parsed.astimezone(UTC)
 
 
 def require(obj: Mapping[str, Any], path: str) -> Any:

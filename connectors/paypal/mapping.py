@@ -37,6 +37,9 @@ from connectors.spec import (
     WebhookParse,
     json_body,
 )
+from connectors.spec import json_object as _object
+from connectors.spec import optional_text as _text
+from connectors.spec import rfc3339_time as parse_time
 from schemas.records import ENTITY_MODELS, line_amount
 
 # PayPal's Invoicing v2 statuses and what each is canonically.
@@ -111,33 +114,6 @@ def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str) -> dict[
         where = ".".join(str(part) for part in first["loc"])
         raise MappingError("schema_violation", f"{path}: {where}: {first['msg']}") from None
     return model.model_dump(mode="json", exclude_unset=True)
-
-
-def _object(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise MappingError("schema_violation", f"{path}: expected an object")
-    return value
-
-
-def _text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MappingError("schema_violation", f"{path}.{key}: expected a string")
-    return value or None
-
-
-def parse_time(value: object, path: str) -> datetime:
-    if not isinstance(value, str):
-        raise MappingError("schema_violation", f"{path}: expected an RFC 3339 time")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise MappingError("schema_violation", f"{path}: {value!r} is not a time") from None
-    if parsed.tzinfo is None:
-        raise MappingError("schema_violation", f"{path}: {value!r} has no offset")
-    return parsed.astimezone(UTC)
 
 
 def paypal_time(value: datetime) -> str:

@@ -37,6 +37,9 @@ from connectors.spec import (
     WebhookParse,
     json_body,
 )
+from connectors.spec import json_object as _object
+from connectors.spec import optional_text as _text
+from connectors.spec import rfc3339_time as parse_time
 from schemas.records import ENTITY_MODELS, line_amount
 
 # Square's webhook event types we sync (Square's "Webhook events" reference); others are
@@ -112,38 +115,11 @@ def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str = "") -> 
     return model.model_dump(mode="json", exclude_unset=True)
 
 
-def _object(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise MappingError("schema_violation", f"{path}: expected an object")
-    return value
-
-
 def _id(obj: Mapping[str, Any], path: str) -> str:
     value = obj.get("id")
     if not isinstance(value, str) or not value:
         raise MappingError("schema_violation", f"{path}.id: expected a non-empty id")
     return value
-
-
-def _text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MappingError("schema_violation", f"{path}.{key}: expected a string")
-    return value or None
-
-
-def parse_time(value: object, path: str) -> datetime:
-    if not isinstance(value, str):
-        raise MappingError("schema_violation", f"{path}: expected an RFC 3339 time")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise MappingError("schema_violation", f"{path}: {value!r} is not a time") from None
-    if parsed.tzinfo is None:
-        raise MappingError("schema_violation", f"{path}: {value!r} has no offset")
-    return parsed.astimezone(UTC)
 
 
 def square_time(value: datetime) -> str:
