@@ -218,6 +218,10 @@ class ApiSpec:
     default_base_url: str | None = None
     # Which entity types have a delete/void at the provider (the rest raise Unsupported).
     deletable: tuple[EntityType, ...] = ()
+    # A provider without webhooks is kept in sync by the reconcile schedule's incremental
+    # poll: this is its default interval (a connection's reconcile_interval_seconds still
+    # wins); None leaves the service's default, the backstop for webhook providers.
+    poll_seconds: float | None = None
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -109,6 +109,20 @@ def _profiles() -> dict[str, Profile]:
         "paypal": Profile(
             "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
         ),
+        # No webhooks: the outbound's reconcile schedule polls it (connectors/myob/README.md).
+        "myob": Profile("myob", {"oauth_client": OAUTH_CLIENT}, _myob_settings(), oauth=True),
+    }
+
+
+def _myob_settings() -> dict[str, Any]:
+    from connectors.myob import simulator  # noqa: PLC0415
+
+    return {
+        "myob_company_file_id": simulator.SIM_COMPANY_FILE_ID,
+        "myob_currency": "AUD",
+        "myob_item_uid": simulator.SIM_ITEM_UID,
+        "myob_tax_code_uid": simulator.SIM_GST_UID,
+        "myob_free_tax_code_uid": simulator.SIM_FRE_UID,
     }
 
 
