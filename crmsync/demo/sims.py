@@ -239,12 +239,15 @@ async def connect(
     profile = PROFILES.get(running.provider, Profile(running.provider))
     provider = profile.connection_provider
     wanted = {**profile.settings, **_issued_settings(sim), **(settings or {})}
+    hooked = _connector(provider, wanted).webhooks
+    secret: str | None = None
     async with pool.acquire() as conn:
         row = await find_by_name(conn, tenant=tenant, name=name)
         if row is not None and row["provider"] != provider:
             raise ValueError(f"{tenant}/{name} is a {row['provider']} connection")
         if row is None:
-            secret = _connector(provider, wanted).scheme.generate_secret()
+            if hooked:
+                secret = _connector(provider, wanted).scheme.generate_secret()
             oauth = _issue_oauth(sim) if profile.oauth else None
             token = ":".join(OAUTH_CLIENT) if profile.client_credentials else sim.api_token
             created = await create_connection(
@@ -261,17 +264,16 @@ async def connect(
             connection_id = created.id
         else:
             connection_id = row["id"]
-            secret = keyring.decrypt(
-                await conn.fetchval(
-                    """
-                    SELECT secret_encrypted FROM webhook_secrets
-                     WHERE connection_id = $1 AND (expires_at IS NULL OR expires_at > now())
-                     ORDER BY created_at DESC LIMIT 1
-                    """,
-                    connection_id,
-                ),
-                secret_context(connection_id),
+            stored = await conn.fetchval(
+                """
+                SELECT secret_encrypted FROM webhook_secrets
+                 WHERE connection_id = $1 AND (expires_at IS NULL OR expires_at > now())
+                 ORDER BY created_at DESC LIMIT 1
+                """,
+                connection_id,
             )
+            if stored is not None:
+                secret = keyring.decrypt(stored, secret_context(connection_id))
             if row["credentials_encrypted"] is not None:
                 _accept(
                     sim,
@@ -289,6 +291,7 @@ async def connect(
                 settings=wanted,
             )
     running.connection_id = connection_id
-    sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{provider}/{connection_id}"
-    sim.webhook_secret = secret
+    if hooked:
+        sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{provider}/{connection_id}"
+        sim.webhook_secret = secret
     return connection_id
