@@ -184,10 +184,10 @@ def _main_address(contact: Mapping[str, Any], path: str) -> Mapping[str, Any]:
 
 
 def customer_to_canonical(contact: Mapping[str, Any], path: str = "customer") -> RemoteRecord:
+    company = None
     if contact.get("IsIndividual"):
         names = [_text(contact, "FirstName", path), _text(contact, "LastName", path)]
         name = " ".join(n for n in names if n) or None
-        company = None
     else:
         name = company = _text(contact, "CompanyName", path)
     address = _main_address(contact, path)
@@ -208,10 +208,12 @@ def customer_to_canonical(contact: Mapping[str, Any], path: str = "customer") ->
         "name": name,
         "email": _text(address, "Email", where),
         "phone": _text(address, "Phone1", where),
-        "company": company,
         "notes": _text(contact, "Notes", path),
         "address": postal if any(postal.values()) else None,
     }
+    if not contact.get("IsIndividual"):
+        # An individual's card has no company: leave what another system holds of it.
+        raw["company"] = company
     return RemoteRecord(
         entity_type="customer",
         external_id=_uid(contact, path),
