@@ -28,7 +28,10 @@ CAPABILITIES: Capabilities = {
             "Item layout with the connection's `myob_item_uid`; a line's tax must be its "
             "tax code's rate (or none); MYOB has no drafts, so an invoice there is open"
         ),
-        update=yes("the whole invoice `PUT` at its `RowVersion`; re-read once on 409"),
+        update=partly(
+            "the whole invoice `PUT` at its `RowVersion` (re-read once on 409); MYOB has no "
+            "void: a change to void is a `provider_rule` dead letter"
+        ),
         delete=partly("deleted; MYOB refuses an invoice with payments applied"),
         payment=yes("a customer payment applied to it lowers its balance; MYOB closes it"),
     ),

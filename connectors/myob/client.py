@@ -116,6 +116,18 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
     async def _update(self, write: Write, external_id: str) -> RemoteRecord:
         if write.entity_type == "payment":
             return await self._update_payment(external_id, write.data)
+        written = await self._put_fresh(write, external_id)
+        if write.entity_type == "invoice" and write.data.get("status") == "void":
+            # MYOB has no void sale invoice (a mistaken one is deleted or reversed there):
+            # the rest of the change is written, the voiding is the operator's to do.
+            raise ProviderRuleError(
+                f"MYOB invoice {external_id}: MYOB has no void invoices; delete or reverse "
+                "it in MYOB",
+                written=written,
+            )
+        return written
+
+    async def _put_fresh(self, write: Write, external_id: str) -> RemoteRecord:
         for attempt in (1, 2):
             try:
                 return await self._put(write.entity_type, external_id, write.body)

@@ -220,3 +220,14 @@ async def test_a_wrong_developer_key_is_an_auth_error(stack: Stack) -> None:
         await client.list_page("customer", None, None)
     assert not isinstance(caught.value, RateLimitedError)
     assert "API key is missing or inactive" in caught.value.provider_message
+
+
+async def test_voiding_is_refused_after_the_rest_of_the_change_is_written(stack: Stack) -> None:
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "k1")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
+    with pytest.raises(ProviderRuleError, match="no void invoices") as caught:
+        await client.update("invoice", invoice.external_id, {"status": "void", "number": "X"}, {})
+    assert caught.value.written is not None
+    assert caught.value.written.data["number"] == "X"
+    assert (await client.fetch("invoice", invoice.external_id)).data["number"] == "X"
