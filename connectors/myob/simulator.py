@@ -119,7 +119,14 @@ class MyobSimulator(Simulator):
             if key in body:
                 obj[key] = body[key]
         if "Addresses" in body:
-            obj["Addresses"] = [dict(a) for a in body["Addresses"] or [] if isinstance(a, Mapping)]
+            # Address by address (Location 1..5), field by field: a user who changes a
+            # card's phone keeps its email (a PUT carries the whole address anyway).
+            kept = {a.get("Location"): dict(a) for a in obj.get("Addresses") or []}
+            for given in body["Addresses"] or []:
+                if isinstance(given, Mapping):
+                    location = given.get("Location")
+                    kept[location] = {**kept.get(location, {}), **given}
+            obj["Addresses"] = list(kept.values())
         if obj.get("IsIndividual") and not obj.get("LastName"):
             raise myob_error(400, "Required", "LastName is required", code=100)
         if not obj.get("IsIndividual") and not obj.get("CompanyName"):

@@ -39,6 +39,7 @@ UNLIMITED = {"rate": 100_000, "per_seconds": 1, "burst": 10_000}
 SCHEDULE_CHECK_SECONDS = 0.5
 # How often a provider without webhooks (MYOB) is polled during a run.
 POLL_SECONDS = 1
+POLL_OVERLAP_SECONDS = 5
 
 
 @dataclass
@@ -128,6 +129,10 @@ async def running_systems(
             outbound = stack.outbound(
                 outbound_sync_concurrency=2,
                 outbound_schedule_check_seconds=SCHEDULE_CHECK_SECONDS,
+                # The schedule's polls in a run are MYOB's, every POLL_SECONDS: each starts
+                # this much before the last (the service's 300 s would re-list five minutes
+                # of changes every second); the nudges name their own window.
+                outbound_reconcile_overlap_seconds=POLL_OVERLAP_SECONDS,
             )
             for service in (ingest, processor, outbound):
                 await service.wait_ready(session)

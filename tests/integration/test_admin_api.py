@@ -897,3 +897,16 @@ async def test_ingest_records_when_a_publish_key_was_last_used(
                 break
             await asyncio.sleep(0.05)
         assert used is not None
+
+
+async def test_a_polled_provider_gets_no_webhook_url_or_secret(admin: Admin) -> None:
+    """MYOB sends no webhooks: nothing to paste into it, nothing stored to verify with."""
+    created = await new_connection(admin, "myob")
+    assert created["webhook_url"] is None
+    assert created["webhook_secret"] is None
+    shown = await admin.ok("GET", f"/v1/connections/{created['id']}")
+    assert shown["webhook_url"] is None
+    stored = await admin.pool.fetchval(
+        "SELECT count(*) FROM webhook_secrets WHERE connection_id = $1", uuid.UUID(created["id"])
+    )
+    assert stored == 0

@@ -231,3 +231,17 @@ async def test_voiding_is_refused_after_the_rest_of_the_change_is_written(stack:
     assert caught.value.written is not None
     assert caught.value.written.data["number"] == "X"
     assert (await client.fetch("invoice", invoice.external_id)).data["number"] == "X"
+
+
+async def test_a_users_edit_of_one_address_field_keeps_the_others(stack: Stack) -> None:
+    card = stack.sim.create(
+        "customer",
+        {
+            "IsIndividual": True,
+            "LastName": "Hopper",
+            "Addresses": [{"Location": 1, "Email": "grace@example.com", "Phone1": "1"}],
+        },
+    )
+    stack.sim.update("customer", card["UID"], {"Addresses": [{"Location": 1, "Phone1": "2"}]})
+    [address] = stack.sim.live("customer")[0]["Addresses"]
+    assert address == {"Location": 1, "Email": "grace@example.com", "Phone1": "2"}
