@@ -94,7 +94,11 @@ def to_minor(value: object, currency: str, path: str) -> int:
 
 def from_minor(amount: int, currency: str) -> float | int:
     """Minor units as the JSON number MYOB reads (exact: at most 15 significant digits)."""
-    number = Decimal(amount).scaleb(-minor_unit_digits(currency))
+    return _json_number(Decimal(amount).scaleb(-minor_unit_digits(currency)))
+
+
+def _json_number(number: Decimal) -> float | int:
+    # A JSON double holds 15 significant digits exactly: every amount and quantity here.
     return int(number) if number == number.to_integral_value() else float(number)
 
 
@@ -384,9 +388,7 @@ def _line_body(line: Mapping[str, Any], opts: MyobOptions, index: int) -> dict[s
     return {
         "Type": "Transaction",
         "Description": line.get("description") or "",
-        "ShipQuantity": float(quantity)
-        if quantity != quantity.to_integral_value()
-        else int(quantity),
+        "ShipQuantity": _json_number(quantity),
         "UnitPrice": from_minor(unit, opts.myob_currency),
         "Total": from_minor(amount, opts.myob_currency),
         "Item": {"UID": opts.myob_item_uid},
@@ -406,8 +408,9 @@ def invoice_body(
         body["Number"] = data["number"]
     if data.get("issued_on"):
         body["Date"] = f"{data['issued_on']}T00:00:00"
-    if data.get("due_on"):
-        issued = date.fromisoformat(str(data.get("issued_on") or data["due_on"]))
+    if data.get("due_on") and data.get("issued_on"):
+        # MYOB keeps terms, not a due date: the days from the issue date to it.
+        issued = date.fromisoformat(str(data["issued_on"]))
         days = max(0, (date.fromisoformat(str(data["due_on"])) - issued).days)
         body["Terms"] = {"PaymentIsDue": "InAGivenNumberOfDays", "BalanceDueDate": days}
     if "customer_id" in refs:

@@ -334,6 +334,8 @@ async def rotate_secret(
     row = await _row(conn, ctx, connection_id)
     if row["provider"] == "internal":
         raise ConflictError("internal connections have no webhook secret; rotate their API key")
+    if row["provider"] not in WEBHOOK_PROVIDERS:
+        raise ConflictError(f"{row['provider']} sends no webhooks, so it has no webhook secret")
     scheme = None
     if row["provider"] == "generic":
         scheme = GenericSchemeConfig.model_validate(row["settings"].get("generic") or {})

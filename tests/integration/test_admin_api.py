@@ -910,3 +910,9 @@ async def test_a_polled_provider_gets_no_webhook_url_or_secret(admin: Admin) -> 
         "SELECT count(*) FROM webhook_secrets WHERE connection_id = $1", uuid.UUID(created["id"])
     )
     assert stored == 0
+    # Nor is there one to rotate: a 409 that says why, not a 500.
+    status, problem = await admin.call(
+        "POST", f"/v1/connections/{created['id']}/webhook-secret/rotate", json={}
+    )
+    assert status == 409, problem
+    assert "sends no webhooks" in problem["detail"]
