@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from connectors.hubspot import signature as hubspot
 from connectors.quickbooks import signature as quickbooks
+from connectors.shopify import signature as shopify
 from connectors.standard_webhooks import signature as standard_webhooks
 from connectors.stripe import signature as stripe
 from connectors.xero import signature as xero
@@ -28,7 +30,7 @@ from schemas.errors import RefuseInput
 _ROOT = Path(__file__).resolve().parent
 # The providers with samples: the built-ins whose signing is fixed. A generic connection's
 # scheme and payloads are its own, so there is no sample to send it.
-PROVIDERS = ("ascora", "hubspot", "quickbooks", "stripe", "xero")
+PROVIDERS = ("ascora", "hubspot", "quickbooks", "shopify", "stripe", "xero")
 
 
 class UnknownSampleError(RefuseInput):
@@ -41,6 +43,8 @@ class Sample:
     event: str
     description: str
     body: Any
+    # Headers that say what the body is (Shopify's topic), sent with every delivery.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def events(provider: str) -> list[str]:
@@ -65,7 +69,7 @@ def load(provider: str, event: str) -> Sample:
     if name not in known:
         raise UnknownSampleError(f"no {provider} sample {event!r}; there are {', '.join(known)}")
     data = json.loads((_ROOT / provider / "samples" / f"{name}.json").read_text())
-    return Sample(provider, name, data["description"], data["body"])
+    return Sample(provider, name, data["description"], data["body"], data.get("headers", {}))
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Delivery:
     body: bytes
     # The id the processor deduplicates this delivery on, where the body or a header has one.
     delivery_id: str
+    # Headers of this delivery beside its signature (a topic, a delivery id, a time).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def instance(sample: Sample, *, unique: str, now: float) -> Delivery:
@@ -113,6 +119,16 @@ def instance(sample: Sample, *, unique: str, now: float) -> Delivery:
             event["eventId"] = event["eventId"] + offset
             event["occurredAt"] = int(now * 1000)
         delivery_id = ",".join(sorted(str(e["eventId"]) for e in body))
+    elif sample.provider == "shopify":
+        # The body is the resource; what it is, its id and its time travel in headers.
+        delivery_id = unique
+        headers = {
+            **sample.headers,
+            shopify.WEBHOOK_ID_HEADER: delivery_id,
+            "x-shopify-triggered-at": at.isoformat(),
+            "x-shopify-shop-domain": "crmsync-trigger.myshopify.com",
+        }
+        return Delivery(json.dumps(body, separators=(",", ":")).encode(), delivery_id, headers)
     return Delivery(json.dumps(body, separators=(",", ":")).encode(), delivery_id)
 
 
@@ -131,4 +147,6 @@ def sign(provider: str, secret: str, delivery: Delivery, *, url: str, now: float
         return headers | quickbooks.sign(secret, delivery.body)
     if provider == "hubspot":
         return headers | hubspot.sign(secret, "POST", url, delivery.body, int(now * 1000))
+    if provider == "shopify":
+        return headers | dict(delivery.headers) | shopify.sign(secret, delivery.body)
     raise UnknownSampleError(f"no samples for provider {provider!r}")

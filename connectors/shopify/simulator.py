@@ -7,8 +7,9 @@ header's ``page_info`` (refusing any filter beside it, as Shopify does), the RES
 bucket when a rate limit is given (``X-Shopify-Shop-Api-Call-Limit`` on every answer,
 429 with ``Retry-After`` over it; unmetered otherwise), Shopify's ``errors`` shape,
 orders that take no line changes, transactions that settle an order's financial
-status, refusals to delete a customer with orders or an order that took money, and webhooks signed in
-``X-Shopify-Hmac-Sha256`` with the topic, webhook id and trigger time in headers.
+status, refusals to delete a customer with orders or an order that took money, and
+webhooks signed in ``X-Shopify-Hmac-Sha256`` with the topic, webhook id and trigger time
+in headers.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ INVOICE = {
 
 def parsed_topics(stack: Stack) -> list[tuple[str, str, str]]:
     assert CONNECTOR.mapper is not None
-    out = []
+    out: list[tuple[str, str, str]] = []
     for hook in stack.inbox.hooks:
         CONNECTOR.scheme.verify(
             WebhookRequest("POST", hook.url, hook.headers, hook.body), [SECRET], 0
@@ -171,7 +171,8 @@ async def test_what_shopify_does_not_change_is_a_provider_rule_refusal(stack: St
     customer = await client.create("customer", CUSTOMER, {}, "c")
     refs = {"customer_id": customer.external_id}
     invoice = await client.create("invoice", INVOICE, refs, "i")
-    more = [*INVOICE["lines"], {"description": "Callout", "quantity": "1", "unit_amount": 5_000}]  # type: ignore[misc]
+    callout = {"description": "Callout", "quantity": "1", "unit_amount": 5_000}
+    more = [*INVOICE["lines"], callout]
     with pytest.raises(ProviderRuleError, match="lines cannot change") as caught:
         await client.update("invoice", invoice.external_id, {"lines": more}, refs)
     assert caught.value.written is not None
