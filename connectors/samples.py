@@ -85,8 +85,15 @@ def instance(sample: Sample, *, unique: str, now: float) -> Delivery:
     """The sample as a new delivery: its event ids suffixed with ``unique`` and its event
     time ``now``, so the processor's dedup takes a second trigger for a new event. The
     records it names keep their ids: triggering twice updates the same record."""
-    body = copy.deepcopy(sample.body)
     at = datetime.fromtimestamp(now, UTC)
+    if sample.provider == "shopify":
+        return _shopify(sample, unique, at)
+    return _in_body(sample, unique, now, at)
+
+
+def _in_body(sample: Sample, unique: str, now: float, at: datetime) -> Delivery:
+    # Providers whose event ids and times are in the body.
+    body = copy.deepcopy(sample.body)
     delivery_id = f"msg_{unique}"
     if sample.provider == "stripe":
         body["id"] = delivery_id = f"{body['id']}_{unique}"
@@ -119,17 +126,19 @@ def instance(sample: Sample, *, unique: str, now: float) -> Delivery:
             event["eventId"] = event["eventId"] + offset
             event["occurredAt"] = int(now * 1000)
         delivery_id = ",".join(sorted(str(e["eventId"]) for e in body))
-    elif sample.provider == "shopify":
-        # The body is the resource; what it is, its id and its time travel in headers.
-        delivery_id = unique
-        headers = {
-            **sample.headers,
-            shopify.WEBHOOK_ID_HEADER: delivery_id,
-            "x-shopify-triggered-at": at.isoformat(),
-            "x-shopify-shop-domain": "crmsync-trigger.myshopify.com",
-        }
-        return Delivery(json.dumps(body, separators=(",", ":")).encode(), delivery_id, headers)
     return Delivery(json.dumps(body, separators=(",", ":")).encode(), delivery_id)
+
+
+def _shopify(sample: Sample, unique: str, at: datetime) -> Delivery:
+    # The body is the resource as it stands; what it is, the delivery's id and its time
+    # travel in headers.
+    headers = {
+        **sample.headers,
+        shopify.WEBHOOK_ID_HEADER: unique,
+        "x-shopify-triggered-at": at.isoformat(),
+        "x-shopify-shop-domain": "crmsync-trigger.myshopify.com",
+    }
+    return Delivery(json.dumps(sample.body, separators=(",", ":")).encode(), unique, headers)
 
 
 def sign(provider: str, secret: str, delivery: Delivery, *, url: str, now: float) -> dict[str, str]:

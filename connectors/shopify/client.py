@@ -37,6 +37,7 @@ from connectors.shopify.mapping import (
     PAYMENT_KINDS,
     UNPAID,
     Mapper,
+    payment_terms,
     shopify_time,
     split_payment_id,
 )
@@ -333,6 +334,15 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
             refused.append("an order cannot return to draft")
         elif wanted in ("open", "overdue") and have == "void":
             refused.append("a cancelled order cannot reopen")
+        if "due_on" in data and data["due_on"] != current.data.get("due_on"):
+            order = await self._member(
+                "PUT",
+                f"/orders/{order_id}.json",
+                "order",
+                json_body={
+                    "order": {"id": int(order_id), "payment_terms": payment_terms(data["due_on"])}
+                },
+            )
         # ``paid`` is not written: Shopify marks an order paid when its transactions
         # cover it (a payment pushed here is such a transaction).
         written = self.record("invoice", order)

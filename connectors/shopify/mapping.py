@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from connectors.base import body_hash_id, bounded_event_id, header_event_id
 from connectors.money import decimal_of, exact_percent, exponent
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -304,6 +305,8 @@ def invoice_body(data: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, 
         order["processed_at"] = f"{data['issued_on']}T00:00:00+00:00"
     if "customer_id" in refs:
         order["customer"] = {"id": int(refs["customer_id"])}
+    if "due_on" in data:
+        order["payment_terms"] = payment_terms(data["due_on"])
     if data.get("lines") is not None:
         currency = data.get("currency")
         if not isinstance(currency, str):
@@ -313,6 +316,14 @@ def invoice_body(data: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, 
     if "status" in data:
         body["status"] = data["status"]
     return body
+
+
+def payment_terms(due_on: str | None) -> dict[str, Any] | None:
+    """The order's payment terms for a due day: one schedule, due at the day's start
+    (UTC); None clears them (README: assumptions)."""
+    if not due_on:
+        return None
+    return {"payment_schedules": [{"due_at": f"{due_on}T00:00:00+00:00"}]}
 
 
 def _item(line: Mapping[str, Any], currency: str, index: int) -> dict[str, Any]:
@@ -414,15 +425,17 @@ def payment_body(data: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, 
 # --- the mapper -----------------------------------------------------------------------------
 
 
-def webhook_item(obj: Mapping[str, Any], headers: Mapping[str, str]) -> WebhookItem | None:
-    """The item one delivery announces, None for a topic (or transaction kind) not synced."""
+def webhook_item(
+    obj: Mapping[str, Any], headers: Mapping[str, str], body: bytes
+) -> WebhookItem | None:
+    """The item one delivery announces, None for a topic (or transaction kind) not synced.
+    Its event id is the delivery's ``X-Shopify-Webhook-Id``, else the body's hash: the
+    id ingest deduplicated the delivery on (ShopifyScheme.verify)."""
     topic = headers.get(TOPIC_HEADER)
     if topic not in TOPICS:
         return None
     entity_type, op = TOPICS[topic]
-    event_id = headers.get(WEBHOOK_ID_HEADER)
-    if not event_id:
-        raise MappingError("schema_violation", f"{WEBHOOK_ID_HEADER}: missing")
+    event_id = bounded_event_id(header_event_id(headers, WEBHOOK_ID_HEADER) or body_hash_id(body))
     record: RemoteRecord | None = None
     if op == "delete":
         external_id = _id(obj, "id", "body")
@@ -461,7 +474,7 @@ class Mapper:
         obj = json_body(body)
         if not isinstance(obj, dict):
             raise MappingError("schema_violation", "body: expected a JSON object (a resource)")
-        item = webhook_item(obj, headers)
+        item = webhook_item(obj, headers, body)
         if item is None:
             return WebhookParse(items=(), ignored=1)
         return WebhookParse(items=(item,))

@@ -178,6 +178,7 @@ class ShopifySimulator(Simulator):
             "source_name": fields.get("source_name") or "web",
             "source_identifier": fields.get("source_identifier"),
             "note": fields.get("note"),
+            "payment_terms": _terms(fields.get("payment_terms")),
             "customer": None,
             "line_items": [],
         }
@@ -323,14 +324,16 @@ class ShopifySimulator(Simulator):
         if entity_type == "invoice":
             fields = body.get("order", body)
             for fixed in ("line_items", "currency", "name", "customer"):
-                if fixed in fields and fields[fixed] != obj.get(fixed):
+                if fixed in fields and _fixed(fixed, fields[fixed]) != _fixed(fixed, obj[fixed]):
                     raise shopify_error(
                         422, {fixed: ["cannot be changed once the order is placed"]}
                     )
             for field in ("note", "email", "tags"):
                 if field in fields:
                     obj[field] = fields[field]
-            if body.get("cancel"):
+            if "payment_terms" in fields:
+                obj["payment_terms"] = _terms(fields["payment_terms"])
+            if body.get("cancel") or body.get("status") == "void":
                 if obj["cancelled_at"]:
                     raise shopify_error(422, {"base": ["Order has already been cancelled"]})
                 obj["cancelled_at"] = self._now()
@@ -618,6 +621,34 @@ async def _json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise shopify_error(400, "Bad Request: the body must be a JSON object")
     return body
+
+
+def _terms(given: object) -> dict[str, Any] | None:
+    """Payment terms as Shopify keeps them: one schedule with its due time."""
+    if not isinstance(given, Mapping):
+        return None
+    schedules = given.get("payment_schedules") or []
+    due_at = schedules[0].get("due_at") if schedules and isinstance(schedules[0], Mapping) else None
+    if not due_at:
+        return None
+    return {
+        "payment_terms_type": "FIXED",
+        "payment_schedules": [{"due_at": due_at, "completed_at": None}],
+    }
+
+
+def _fixed(field: str, value: Any) -> Any:
+    """What of an order's fixed field counts: lines by title, quantity and price, the
+    customer by id (a body names it by id alone; the order keeps more of it)."""
+    if field == "customer":
+        return str(value.get("id")) if isinstance(value, Mapping) else None
+    if field == "line_items" and isinstance(value, list):
+        return [
+            (i.get("title") or "Item", int(i.get("quantity", 1)), str(i.get("price")))
+            for i in value
+            if isinstance(i, Mapping)
+        ]
+    return value
 
 
 def _at(value: str) -> datetime:

@@ -125,6 +125,7 @@ def envelope(
     provider: str,
     body: bytes,
     n: int,
+    *,
     headers: dict[str, str] | None = None,
 ) -> Source:
     """One delivery as ingest would publish it; ``headers`` are the ones the fixture's
@@ -166,7 +167,7 @@ async def test_sample_webhook_becomes_the_expected_canonical_rows(
     client = FixtureClient(provider, fixture["api_objects"])
     normalizer = Normalizer(pool, FixtureClients(client))  # type: ignore[arg-type]
 
-    source = envelope(connection, tenant, provider, body, 1, fixture.get("headers"))
+    source = envelope(connection, tenant, provider, body, 1, headers=fixture.get("headers"))
     await run_pipeline(pool, normalizer, [source])
 
     final: dict[tuple[str, str], dict[str, Any]] = {}

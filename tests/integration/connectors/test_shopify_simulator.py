@@ -67,6 +67,7 @@ INVOICE = {
     "status": "open",
     "currency": "AUD",
     "issued_on": "2026-12-01",
+    "due_on": "2026-12-31",
     "lines": [
         {
             "description": "Blocked drain",
@@ -203,6 +204,9 @@ async def test_an_unpaid_order_is_cancelled_and_deleted(stack: Stack) -> None:
     customer = await client.create("customer", CUSTOMER, {}, "c")
     refs = {"customer_id": customer.external_id}
     invoice = await client.create("invoice", INVOICE, refs, "i")
+    assert invoice.data["due_on"] == "2026-12-31"
+    later = await client.update("invoice", invoice.external_id, {"due_on": "2027-01-15"}, refs)
+    assert later.data["due_on"] == "2027-01-15"
     void = await client.update("invoice", invoice.external_id, {"status": "void"}, refs)
     assert (void.data["status"], void.data["amount_due"]) == ("void", 0)
     await client.delete("invoice", invoice.external_id)
