@@ -38,7 +38,10 @@ CAPABILITIES: Capabilities = {
         backfill=yes("the transactions of each order"),
         reconcile=yes("the transactions of the orders changed since"),
         create=partly("a successful `sale` of money received outside Shopify, succeeded only"),
-        update=no("transactions are created, never edited (a `provider_rule` dead letter)"),
+        update=partly(
+            "transactions are created, never edited: a change to one is a `provider_rule` "
+            "dead letter"
+        ),
         delete=no("Shopify cannot delete a transaction"),
         payment=yes("a transaction of the order it pays"),
     ),
