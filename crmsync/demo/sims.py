@@ -109,6 +109,7 @@ def _profiles() -> dict[str, Profile]:
         "paypal": Profile(
             "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
         ),
+        "shopify": Profile("shopify", {"currency": "AUD"}),
         # No webhooks: the outbound's reconcile schedule polls it (connectors/myob/README.md).
         "myob": Profile("myob", {"oauth_client": OAUTH_CLIENT}, _myob_settings(), oauth=True),
     }

@@ -35,6 +35,7 @@ SYSTEM_KINDS: dict[str, tuple[Kind, ...]] = {
     # PayPal holds customers only as invoice recipients and sends no customer events: a
     # customer made "in PayPal" would never arrive, so none is made there (issue 21).
     "paypal": ("invoice", "payment"),
+    "shopify": ("customer", "invoice", "payment"),
     # MYOB sends no webhooks: what is made there arrives by the schedule's poll.
     "myob": ("customer", "invoice", "payment"),
     INTERNAL: KINDS,
@@ -47,7 +48,7 @@ POLLED: frozenset[str] = frozenset({"myob"})
 T = TypeVar("T", bound=str)
 
 # Ascora, Xero, Stripe and the internal service carry most of the traffic; QuickBooks,
-# HubSpot, Square, PayPal and MYOB take part at a smaller size (issues 17 and 21).
+# HubSpot, Square, PayPal, Shopify and MYOB take part at a smaller size (issues 17 and 21).
 SYSTEM_WEIGHTS: dict[str, int] = {
     "ascora": 3,
     "xero": 3,
@@ -57,6 +58,7 @@ SYSTEM_WEIGHTS: dict[str, int] = {
     "hubspot": 1,
     "square": 1,
     "paypal": 1,
+    "shopify": 1,
     "myob": 1,
 }
 PROVIDERS: tuple[str, ...] = tuple(s for s in SYSTEM_WEIGHTS if s != INTERNAL)
