@@ -72,6 +72,14 @@ class Mapped:
     items: tuple[WebhookItem, ...]
 
 
+def item_key(envelope: WebhookEnvelope, item: WebhookItem) -> str:
+    """The dedup key of one webhook item: its own event id, or, for an item nothing tells
+    from the next identical notice (``per_receipt``), that id on this receipt."""
+    if item.per_receipt:
+        return item_event_id(f"{item.event_id}@{envelope.event_id}")
+    return item_event_id(item.event_id)
+
+
 def item_event_id(item_id: str) -> str:
     if len(item_id) <= MAX_EVENT_ID:
         return item_id
@@ -144,7 +152,7 @@ class Normalizer:
 
     async def _processed(self, mapped: Sequence[Mapped | None]) -> set[tuple[uuid.UUID, str]]:
         pairs = [
-            (m.info.id, item_event_id(item.event_id))
+            (m.info.id, item_key(m.envelope, item))
             for m in mapped
             if m is not None
             for item in m.items
@@ -180,7 +188,7 @@ class Normalizer:
         skips: list[tuple[uuid.UUID, str, SkipReason]] = []
         failure: HydrationError | None = None
         for item in mapped.items:
-            event_id = item_event_id(item.event_id)
+            event_id = item_key(mapped.envelope, item)
             if not info.syncs("in", item.entity_type):
                 skips.append((info.id, event_id, "not_synced"))
                 # settings direction "out", or entity_types without this one: the provider
@@ -231,7 +239,11 @@ class Normalizer:
                 entity_type=item.entity_type,
                 op="delete" if deleted else "upsert",
                 external_id=item.external_id,
-                occurred_at=record.updated_at if record is not None else item.occurred_at,
+                occurred_at=(
+                    record.updated_at
+                    if record is not None
+                    else (item.occurred_at or envelope.received_at)
+                ),
                 data=data,
                 refs=refs,
             ),
