@@ -7,10 +7,10 @@ are parsed with ``parse_float=Decimal`` so a JSON number with a fraction stays e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
