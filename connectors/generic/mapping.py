@@ -42,6 +42,7 @@ from connectors.spec import (
     REFERENCE_FIELDS,
     EntityType,
     MappingError,
+    Op,
     RemoteRecord,
     WebhookItem,
     WebhookParse,
@@ -132,7 +133,7 @@ class Mapper:
                     event_id=bounded_event_id(event_id),
                     entity_type=route.entity_type,
                     external_id=external_id,
-                    op=route.op,
+                    op=_op(route.op, entity),
                     occurred_at=(
                         None
                         if hooks.occurred_at == "received"
@@ -283,6 +284,16 @@ def _webhook_items(
         else:
             assert hooks.event_type is not None  # noqa: S101 - WebhookMapping: one is set
             yield where, item, _text(item, hooks.event_type, where), _at(where, hooks.event_type)
+
+
+def _op(op: Op, entity: EntityMapping) -> Op:
+    """A thin delete of a record the provider keeps, flagged (FreshBooks' vis_state 1), is
+    hydrated like an update: the fetched record reads as deleted and says, in the provider's
+    own updated-at, when; the notice's receipt is only for records that are gone."""
+    webhook = entity.webhook
+    if op == "delete" and entity.deleted is not None and webhook is not None:
+        return "upsert" if webhook.delivery == "thin" else op
+    return op
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:

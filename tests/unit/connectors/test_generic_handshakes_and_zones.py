@@ -109,7 +109,9 @@ def test_an_unknown_zone_in_a_file_is_reported_with_its_path_and_line() -> None:
 
 
 def test_a_webhook_without_a_time_gives_items_without_one() -> None:
-    parsed = MAPPER.parse_webhook(b"name=client.delete&object_id=7", {}, settings(_document()))
+    document = _document()
+    del document["entities"]["customer"]["deleted"]  # a provider that removes records
+    parsed = MAPPER.parse_webhook(b"name=client.delete&object_id=7", {}, settings(document))
     (item,) = parsed.items
     assert (item.external_id, item.op, item.occurred_at, item.per_receipt) == (
         "7",
@@ -117,6 +119,17 @@ def test_a_webhook_without_a_time_gives_items_without_one() -> None:
         None,
         True,
     )
+
+
+def test_a_thin_delete_of_a_record_the_provider_keeps_is_hydrated_to_learn_when() -> None:
+    # The fetched record reads as deleted (its flag) with the provider's own updated-at,
+    # the clock its updates were ordered by; a receipt time could fall before the last one.
+    parsed = MAPPER.parse_webhook(b"name=client.delete&object_id=7", {}, settings(_document()))
+    (item,) = parsed.items
+    assert (item.op, item.record, item.occurred_at) == ("upsert", None, None)
+    full = _document(webhook={"entity_id": "object_id", "delivery": "full", "record": "$"})
+    parsed = MAPPER.parse_webhook(b"name=client.delete&object_id=7", {}, settings(full))
+    assert [i.op for i in parsed.items] == ["delete"]
 
 
 def test_notices_with_an_id_are_keyed_by_it_not_by_their_receipt() -> None:
