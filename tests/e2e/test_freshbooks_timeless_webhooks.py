@@ -1,7 +1,8 @@
 """FreshBooks' webhooks carry no time and no id (`name=client.update&object_id=1…`): through
 the whole pipeline (real Kafka, processor, outbound), a second edit of a client, whose
-notice is byte for byte the first one's, still arrives; a delete is applied though nothing
-says when it happened; and the ledger accounts for every notice."""
+notice is byte for byte the first one's, still arrives; a delete, whose notice says nothing
+of when, is applied (the client FreshBooks keeps, fetched, says when); and the ledger
+accounts for every notice."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ async def test_identical_timeless_notices_each_count_and_a_delete_needs_no_time(
     notices = [hook for hook in sim.log.webhooks if hook.get("status") is not None]
     assert len(notices) == 3
 
-    # A user deletes the client in FreshBooks: a delete with no time is still applied.
+    # A user deletes the client in FreshBooks right after the edit: the notice has no time,
+    # the fetched client (vis_state 1) has FreshBooks' own, so the delete is not stale.
     sim.delete("customer", client_id)
     deleted = "SELECT count(*) FROM customers WHERE deleted_at IS NOT NULL"
     assert await stack.wait(deleted, 1) == 1
