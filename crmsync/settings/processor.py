@@ -28,7 +28,14 @@ class ProcessorSettings(ProviderCallSettings):
         description="Where faust keeps its per-app data directory (nothing durable is kept).",
     )
     processor_batch_size: int = Field(
-        500, ge=1, le=10_000, description="Most events applied in one Postgres transaction."
+        2000,
+        ge=1,
+        le=10_000,
+        # Only a backlog fills a batch (a quiet stream hands over what it has after
+        # processor_batch_quiet_seconds): 2,000 split over processor_apply_concurrency
+        # transactions pays each batch's dozen statements for more changes when draining;
+        # see bench/README.md, "Processor CPU per event".
+        description="Most events applied in one Postgres transaction.",
     )
     processor_batch_window_seconds: float = Field(
         0.05,
