@@ -28,13 +28,12 @@ class ProcessorSettings(ProviderCallSettings):
         description="Where faust keeps its per-app data directory (nothing durable is kept).",
     )
     processor_batch_size: int = Field(
-        2000,
+        500,
         ge=1,
         le=10_000,
-        # Only a backlog fills a batch (a quiet stream hands over what it has after
-        # processor_batch_quiet_seconds): 2,000 split over processor_apply_concurrency
-        # transactions pays each batch's dozen statements for more changes when draining;
-        # see bench/README.md, "Processor CPU per event".
+        # Measured (bench/apply_cpu.py, bench/README.md "Processor CPU per event"): the
+        # apply step's CPU per change is 0.15 ms at 500 a batch, 0.21 ms at 120, and no
+        # lower at 2,000.
         description="Most events applied in one Postgres transaction.",
     )
     processor_batch_window_seconds: float = Field(
