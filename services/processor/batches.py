@@ -33,8 +33,7 @@ def take_batches(
     finished it.
 
     A batch is handed over when it is full, when no further event came for ``quiet``
-    seconds and Kafka holds no more of its last event's partition, or ``within`` seconds
-    after its first event, whichever is first. faust's
+    seconds, or ``within`` seconds after its first event, whichever is first. faust's
     ``take_events`` waits out a fixed window from the previous batch instead, which adds
     half the window to every event on a quiet stream (25 ms per hop with 50 ms) while
     the consumer sits idle. Under load the batch still fills: events that arrive while
@@ -114,8 +113,8 @@ async def _take(  # noqa: PLR0915 - faust's take_events, kept whole to compare
                     break
                 had = len(buffer)
                 await stream.wait_for_stopped(buffer_full, timeout=min(quiet, left))
-                if len(buffer) == had and _drained(stream) and not _behind(stream, events[-1]):
-                    break  # nothing came for `quiet` seconds, nothing is queued or in Kafka
+                if len(buffer) == had and _drained(stream):
+                    break  # nothing came for `quiet` seconds, and nothing is queued
             if not buffer:
                 continue
             # The buffering processor waits while a batch is being handled.
@@ -148,23 +147,6 @@ def _drained(stream: Any) -> bool:
     channel's queue: that is no reason to cut the batch short."""
     empty = getattr(stream.channel, "empty", None)
     return bool(empty()) if callable(empty) else True
-
-
-def _behind(stream: Any, event: Any) -> bool:
-    """Whether Kafka holds more of this event's partition than the consumer delivered: a
-    backlog, which the next fetch brings. A batch cut for a pause of the consumer's own
-    (its fetch, a starved process) would be applied short, and a backlog drained in short
-    batches pays each batch's statements for fewer changes. The consumer's highwater is
-    the one its last fetch reported: no round trip."""
-    consumer = getattr(stream.app, "consumer", None)
-    message = getattr(event, "message", None)
-    if consumer is None or message is None:
-        return False
-    try:
-        highwater = consumer.highwater(message.tp)
-    except Exception:  # noqa: BLE001 - no assignment or no fetch yet: no backlog known
-        return False
-    return isinstance(highwater, int) and highwater > message.offset + 1
 
 
 def _forget_unfinished(stream: Any, events: Sequence[Any]) -> None:
