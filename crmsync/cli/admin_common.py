@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from crmsync.application.models import Page
+from crmsync.application.operations import OPERATIONS
 from crmsync.cli.backend import (
     EXIT_CONFLICT,
     EXIT_INVALID,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
-    OPERATIONS,
     CommandError,
     ConnectionRef,
     call,
