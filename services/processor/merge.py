@@ -168,6 +168,10 @@ def merge(
     unchanged: set[str] = set()
     behind: set[str] = set()
     conflicts: list[Conflict] = []
+    # One provenance for every field this update sets (FieldMeta is frozen, so sharing it
+    # is safe): the line making one per field held 3.9 % of the bulk profile (py-spy), the
+    # collections its allocations set off included.
+    fresh = FieldMeta(update.source_ts, update.connection_id)
 
     for name, incoming in update.values.items():
         seen = update.last_seen.get(name, _MISSING) if update.last_seen is not None else _MISSING
@@ -184,7 +188,7 @@ def merge(
         if values.get(name, _MISSING) == incoming:
             # Same value: adopt the newer provenance, so later comparisons are fair.
             if _wins(policy, update, held, incoming, incoming):
-                meta[name] = FieldMeta(update.source_ts, update.connection_id)
+                meta[name] = fresh
             unchanged.add(name)
             continue
         others_hold_it = held is not None and held.source != update.connection_id
@@ -203,7 +207,7 @@ def merge(
                 )
                 continue
             values[name] = incoming
-            meta[name] = FieldMeta(update.source_ts, update.connection_id)
+            meta[name] = fresh
             changed.add(name)
             continue
         if policy.kind == "manual":
@@ -218,7 +222,7 @@ def merge(
             overruled.add(name)
             continue
         values[name] = incoming
-        meta[name] = FieldMeta(update.source_ts, update.connection_id)
+        meta[name] = fresh
         changed.add(name)
 
     return MergeResult(
