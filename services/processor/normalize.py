@@ -74,6 +74,14 @@ class Mapped:
     items: tuple[WebhookItem, ...]
 
 
+def item_key(envelope: WebhookEnvelope, item: WebhookItem) -> str:
+    """The dedup key of one webhook item: its own event id, or, for an item nothing tells
+    from the next identical notice (``per_receipt``), that id on this receipt."""
+    if item.per_receipt:
+        return item_event_id(f"{item.event_id}@{envelope.event_id}")
+    return item_event_id(item.event_id)
+
+
 def _near_our_write(
     info: ConnectionInfo, item: WebhookItem, pushed: dict[tuple[str, str], datetime]
 ) -> bool:
@@ -83,8 +91,8 @@ def _near_our_write(
     newer (an edit on top of ours). The record as it is now says which, so it is read."""
     ours = pushed.get((item.entity_type, item.external_id))
     api = info.connector().api
-    if ours is None or api is None:
-        return False
+    if ours is None or api is None or item.occurred_at is None:
+        return False  # a notice without a time is hydrated anyway (thin) or cannot tell
     return item.occurred_at < ours + timedelta(seconds=api.clock_resolution_seconds)
 
 
@@ -160,7 +168,7 @@ class Normalizer:
 
     async def _processed(self, mapped: Sequence[Mapped | None]) -> set[tuple[uuid.UUID, str]]:
         pairs = [
-            (m.info.id, item_event_id(item.event_id))
+            (m.info.id, item_key(m.envelope, item))
             for m in mapped
             if m is not None
             for item in m.items
@@ -197,7 +205,7 @@ class Normalizer:
         failure: HydrationError | None = None
         pushed = await self._pushed(info, mapped.items)
         for item in mapped.items:
-            event_id = item_event_id(item.event_id)
+            event_id = item_key(mapped.envelope, item)
             if not info.syncs("in", item.entity_type):
                 skips.append((info.id, event_id, "not_synced"))
                 # settings direction "out", or entity_types without this one: the provider
@@ -248,7 +256,11 @@ class Normalizer:
                 entity_type=item.entity_type,
                 op="delete" if deleted else "upsert",
                 external_id=item.external_id,
-                occurred_at=record.updated_at if record is not None else item.occurred_at,
+                occurred_at=(
+                    record.updated_at
+                    if record is not None
+                    else (item.occurred_at or envelope.received_at)
+                ),
                 data=data,
                 refs=refs,
             ),
