@@ -159,6 +159,26 @@ class Connector:
     kept_headers: tuple[str, ...]
     mapper: RecordMapper | None = None
     api: ApiSpec | None = None
+    # False for a provider that sends no webhooks (MYOB): ingest has no endpoint for it,
+    # its connections get no webhook secret, and its changes come by polling
+    # (ApiSpec.poll_seconds).
+    webhooks: bool = True
+
+
+class NoWebhooksScheme:
+    """The scheme of a provider that sends no webhooks: every delivery is refused.
+    Ingest never routes one here (the provider is not in WEBHOOK_PROVIDERS); this keeps
+    a call that gets here anyway from verifying anything."""
+
+    @property
+    def issues_own_secret(self) -> bool:
+        return False
+
+    def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
+        raise SignatureError("no_secret", "this provider sends no webhooks; it is polled")
+
+    def generate_secret(self) -> str:
+        raise ValueError("this provider sends no webhooks, so it has no webhook secret")
 
 
 # --- helpers shared by the schemes -------------------------------------------------------

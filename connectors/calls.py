@@ -17,6 +17,7 @@ from connectors.http import (
     AuthError,
     NotFoundError,
     ProviderError,
+    RateLimitedError,
     RefusedError,
     UnsupportedOperationError,
 )
@@ -99,7 +100,7 @@ async def attempt(
         except ProviderError as exc:
             # A 4xx says our request is wrong, not that the provider is unwell.
             await _record(handle, probe, success=not exc.transient)
-            if exc.status == 429:
+            if exc.status == 429 or isinstance(exc, RateLimitedError):
                 pause = exc.retry_after if exc.retry_after is not None else 1.0
                 await _penalise(handle, pause)
                 raise CallFailedError(

@@ -113,6 +113,17 @@ class UnsupportedOperationError(ProviderError):
         return False
 
 
+class RateLimitedError(ProviderError):
+    """The provider said its rate limit is spent with a status other than 429 (MYOB's
+    gateway answers 403): waited out like a 429, never read as an authorisation failure."""
+
+    reason = "rate_limited"
+
+    @property
+    def transient(self) -> bool:
+        return True
+
+
 class AuthError(ProviderError):
     """401/403 after a fresh token, or a refresh the provider refused: re-authorise."""
 
@@ -345,8 +356,9 @@ def provider_message(text: str) -> str:
     ``code``; lower-case in some answers), Ascora's ``error.message`` with its
     ``details[]``, Square's ``errors[]`` (``detail``, ``code``, ``field``), PayPal's
     ``message`` with its ``details[]`` (``field``, ``issue``, ``description``) and ``name``,
-    Shopify's ``errors`` (text, a list, or field -> messages), and a plain
-    ``message``/``error`` or RFC 9457 ``title``/``detail``.
+    Shopify's ``errors`` (text, a list, or field -> messages), MYOB's ``Errors[]``
+    (``Message``, ``AdditionalDetails``, ``Name``), and a plain ``message``/``error`` or
+    RFC 9457 ``title``/``detail``.
     """
     try:
         body = json.loads(text)
@@ -391,6 +403,19 @@ def _paypal_said(body: dict[str, Any]) -> str:
     return "; ".join(words) + f" ({name})"
 
 
+def _myob_said(body: dict[str, Any]) -> str:
+    """MYOB's ``Errors[]``: each error's ``Message`` with its ``AdditionalDetails`` and
+    ``Name`` (its kind: RateLimitError, ConcurrencyViolation, ...)."""
+    parts = []
+    for e in _dicts(body.get("Errors")):
+        words = " - ".join(
+            w for w in (_text_of(e.get("Message")), _text_of(e.get("AdditionalDetails"))) if w
+        )
+        name = _text_of(e.get("Name"))
+        parts.append(words + (f" ({name})" if name and words else name))
+    return "; ".join(p for p in parts if p)
+
+
 def _shopify_said(body: dict[str, Any]) -> str:
     """Shopify's ``errors``: a sentence, a list of them, or field -> messages
     (``{"email": ["has already been taken"]}``, read "email has already been taken")."""
@@ -431,7 +456,7 @@ def _said(body: dict[str, Any]) -> str:
             words = [message] + ([detail] if detail and detail != message else [])
             parts.append(" - ".join(w for w in words if w) + (f" (code {code})" if code else ""))
         return "; ".join(p for p in parts if p)
-    said = _square_said(body) or _paypal_said(body) or _shopify_said(body)
+    said = _square_said(body) or _paypal_said(body) or _shopify_said(body) or _myob_said(body)
     if said:
         return said
     validation = [

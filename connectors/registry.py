@@ -7,6 +7,7 @@ from pathlib import Path
 from connectors import (
     ascora,
     hubspot,
+    myob,
     paypal,
     quickbooks,
     shopify,
@@ -35,12 +36,17 @@ PROVIDERS: tuple[str, ...] = (
     "ascora",
     "paypal",
     "square",
+    "myob",
     "standard-webhooks",
     "generic",
     "internal",
 )
+# Providers that send no webhooks: their changes are polled (MYOB).
+POLLED_PROVIDERS: tuple[str, ...] = ("myob",)
 # "internal" services publish through POST /v1/changes with an API key, never webhooks.
-WEBHOOK_PROVIDERS: tuple[str, ...] = tuple(p for p in PROVIDERS if p != "internal")
+WEBHOOK_PROVIDERS: tuple[str, ...] = tuple(
+    p for p in PROVIDERS if p != "internal" and p not in POLLED_PROVIDERS
+)
 
 _FIXED: dict[str, Connector] = {
     c.slug: c
@@ -53,6 +59,7 @@ _FIXED: dict[str, Connector] = {
         ascora.CONNECTOR,
         paypal.CONNECTOR,
         square.CONNECTOR,
+        myob.CONNECTOR,
         standard_webhooks.CONNECTOR,
     )
 }
@@ -69,6 +76,7 @@ CAPABILITIES: dict[str, Capabilities] = {
     "ascora": ascora.CAPABILITIES,
     "paypal": paypal.CAPABILITIES,
     "square": square.CAPABILITIES,
+    "myob": myob.CAPABILITIES,
     "standard-webhooks": standard_webhooks.CAPABILITIES,
     "generic": GENERIC,
     "internal": INTERNAL,
@@ -93,14 +101,14 @@ def documented_capabilities() -> dict[str, Capabilities]:
 
 
 class UnknownProviderError(RefuseInput, KeyError):
-    """The slug names no webhook provider (``internal`` included: it has no webhooks)."""
+    """The slug names no provider with a connector (``internal`` has none)."""
 
     def __init__(self, slug: str) -> None:
         super().__init__(slug)
         self.slug = slug
 
     def __str__(self) -> str:
-        return f"no webhook connector for provider {self.slug!r}"
+        return f"no connector for provider {self.slug!r}"
 
 
 def connector(slug: str, generic_config: GenericSchemeConfig | None = None) -> Connector:

@@ -15,6 +15,7 @@ from connectors.ascora.simulator import AscoraSimulator
 from connectors.generic import CATALOGUE
 from connectors.generic.simulator import AcmeSimulator, load_simulated
 from connectors.hubspot.simulator import HubSpotSimulator
+from connectors.myob.simulator import MyobSimulator
 from connectors.paypal.simulator import PayPalSimulator
 from connectors.quickbooks.simulator import QuickBooksSimulator
 from connectors.shopify.simulator import ShopifySimulator
@@ -32,6 +33,7 @@ SIMULATORS: dict[str, type[Simulator]] = {
     "paypal": PayPalSimulator,
     "square": SquareSimulator,
     "shopify": ShopifySimulator,
+    "myob": MyobSimulator,
     # A generic connection is whatever its mapping file says; AcmeCRM is the CRM the
     # example mapping (connectors/generic/examples/acme.json) describes.
     "generic": AcmeSimulator,

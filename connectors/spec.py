@@ -225,6 +225,10 @@ class ApiSpec:
     default_base_url: str | None = None
     # Which entity types have a delete/void at the provider (the rest raise Unsupported).
     deletable: tuple[EntityType, ...] = ()
+    # A provider without webhooks is kept in sync by the reconcile schedule's incremental
+    # poll: this is its default interval (a connection's reconcile_interval_seconds still
+    # wins); None leaves the service's default, the backstop for webhook providers.
+    poll_seconds: float | None = None
     # How coarse the provider's own timestamps are (Stripe: whole seconds). A full webhook
     # stamped within this of our last write to its record cannot be ordered against that
     # write by time: the processor reads the record's current state instead of trusting

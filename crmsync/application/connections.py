@@ -14,7 +14,7 @@ from connectors.egress import EgressRefusedError, check_url
 from connectors.generic import GenericMapping, GenericSchemeConfig
 from connectors.generic.signature import CONFIGURING
 from connectors.http import OAuthTokens
-from connectors.registry import PROVIDERS, connector
+from connectors.registry import PROVIDERS, WEBHOOK_PROVIDERS, connector
 from connectors.runtime import (
     CredentialsError,
     credentials_context,
@@ -52,6 +52,7 @@ HEALTH_WINDOW = timedelta(hours=1)
 
 def _out(row: asyncpg.Record, ctx: Context) -> ConnectionOut:
     internal = row["provider"] == "internal"
+    hooked = row["provider"] in WEBHOOK_PROVIDERS
     return ConnectionOut(
         id=row["id"],
         provider=row["provider"],
@@ -60,9 +61,9 @@ def _out(row: asyncpg.Record, ctx: Context) -> ConnectionOut:
         base_url=row["base_url"],
         settings=row["settings"],
         has_credentials=row["creds"],
-        webhook_url=None
-        if internal
-        else f"{ctx.public_base_url}/webhooks/{row['provider']}/{row['id']}",
+        webhook_url=f"{ctx.public_base_url}/webhooks/{row['provider']}/{row['id']}"
+        if hooked
+        else None,
         changes_url=f"{ctx.public_base_url}/v1/changes" if internal else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -226,7 +227,7 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
     if scheme is not None:
         settings["generic"] = scheme.model_dump(mode="json")
     secret = None
-    if body.provider != "internal":
+    if body.provider in WEBHOOK_PROVIDERS:
         secret = body.webhook_secret or connector(body.provider, scheme).scheme.generate_secret()
     slug = await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", ctx.tenant_id)
     if slug is None:
@@ -333,6 +334,8 @@ async def rotate_secret(
     row = await _row(conn, ctx, connection_id)
     if row["provider"] == "internal":
         raise ConflictError("internal connections have no webhook secret; rotate their API key")
+    if row["provider"] not in WEBHOOK_PROVIDERS:
+        raise ConflictError(f"{row['provider']} sends no webhooks, so it has no webhook secret")
     scheme = None
     if row["provider"] == "generic":
         scheme = GenericSchemeConfig.model_validate(row["settings"].get("generic") or {})

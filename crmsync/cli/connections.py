@@ -28,7 +28,7 @@ from connectors.generic import (
     mapping_settings,
 )
 from connectors.generic.signature import CONFIGURING
-from connectors.registry import PROVIDERS, connector
+from connectors.registry import PROVIDERS, WEBHOOK_PROVIDERS, connector
 from crmsync.application import audit_trail
 from crmsync.application.models import (
     ConnectionCreate,
@@ -124,6 +124,8 @@ def _add_remote(args: argparse.Namespace) -> int:
     if created.provider == "internal":
         out["changes_url"] = created.changes_url
         out["api_key"] = created.api_key
+    elif created.provider not in WEBHOOK_PROVIDERS:
+        out["polled_every_seconds"] = poll_seconds(created.provider)
     else:
         out["webhook_url"] = created.webhook_url
         out["webhook_secret"] = created.webhook_secret
@@ -167,7 +169,7 @@ def _add_local(
         raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
     config, mapping = _generic_config(provider, generic_config)
     secret = None
-    if provider != "internal":
+    if provider in WEBHOOK_PROVIDERS:
         secret = webhook_secret or connector(provider, config).scheme.generate_secret()
 
     async def store() -> CreatedConnection:
@@ -293,6 +295,9 @@ def _print(
     if created.provider == "internal":
         out["changes_url"] = f"{public_base_url}/v1/changes"
         out["api_key"] = created.api_key
+    elif created.provider not in WEBHOOK_PROVIDERS:
+        # No webhooks: nothing to paste into the provider; its changes are polled.
+        out["polled_every_seconds"] = poll_seconds(created.provider)
     else:
         url = f"{public_base_url}/webhooks/{created.provider}/{created.id}"
         if token_param is not None and created.webhook_secret is not None:
@@ -301,6 +306,12 @@ def _print(
         out["webhook_url"] = url
         out["webhook_secret"] = created.webhook_secret
     _show(out, as_json=as_json)
+
+
+def poll_seconds(provider: str) -> float | None:
+    """How often a provider without webhooks is polled by default."""
+    api = connector(provider).api
+    return api.poll_seconds if api is not None else None
 
 
 def _show(out: dict[str, Any], *, as_json: bool) -> None:

@@ -110,6 +110,20 @@ def _profiles() -> dict[str, Profile]:
             "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
         ),
         "shopify": Profile("shopify", {"currency": "AUD"}),
+        # No webhooks: the outbound's reconcile schedule polls it (connectors/myob/README.md).
+        "myob": Profile("myob", {"oauth_client": OAUTH_CLIENT}, _myob_settings(), oauth=True),
+    }
+
+
+def _myob_settings() -> dict[str, Any]:
+    from connectors.myob import simulator  # noqa: PLC0415
+
+    return {
+        "myob_company_file_id": simulator.SIM_COMPANY_FILE_ID,
+        "myob_currency": "AUD",
+        "myob_item_uid": simulator.SIM_ITEM_UID,
+        "myob_tax_code_uid": simulator.SIM_GST_UID,
+        "myob_free_tax_code_uid": simulator.SIM_FRE_UID,
     }
 
 
@@ -229,12 +243,15 @@ async def connect(
     profile = PROFILES.get(running.provider, Profile(running.provider))
     provider = profile.connection_provider
     wanted = {**profile.settings, **_issued_settings(sim), **(settings or {})}
+    hooked = _connector(provider, wanted).webhooks
+    secret: str | None = None
     async with pool.acquire() as conn:
         row = await find_by_name(conn, tenant=tenant, name=name)
         if row is not None and row["provider"] != provider:
             raise ValueError(f"{tenant}/{name} is a {row['provider']} connection")
         if row is None:
-            secret = _connector(provider, wanted).scheme.generate_secret()
+            if hooked:
+                secret = _connector(provider, wanted).scheme.generate_secret()
             oauth = _issue_oauth(sim) if profile.oauth else None
             token = ":".join(OAUTH_CLIENT) if profile.client_credentials else sim.api_token
             created = await create_connection(
@@ -251,17 +268,16 @@ async def connect(
             connection_id = created.id
         else:
             connection_id = row["id"]
-            secret = keyring.decrypt(
-                await conn.fetchval(
-                    """
-                    SELECT secret_encrypted FROM webhook_secrets
-                     WHERE connection_id = $1 AND (expires_at IS NULL OR expires_at > now())
-                     ORDER BY created_at DESC LIMIT 1
-                    """,
-                    connection_id,
-                ),
-                secret_context(connection_id),
+            stored = await conn.fetchval(
+                """
+                SELECT secret_encrypted FROM webhook_secrets
+                 WHERE connection_id = $1 AND (expires_at IS NULL OR expires_at > now())
+                 ORDER BY created_at DESC LIMIT 1
+                """,
+                connection_id,
             )
+            if stored is not None:
+                secret = keyring.decrypt(stored, secret_context(connection_id))
             if row["credentials_encrypted"] is not None:
                 _accept(
                     sim,
@@ -279,6 +295,7 @@ async def connect(
                 settings=wanted,
             )
     running.connection_id = connection_id
-    sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{provider}/{connection_id}"
-    sim.webhook_secret = secret
+    if hooked:
+        sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{provider}/{connection_id}"
+        sim.webhook_secret = secret
     return connection_id

@@ -66,7 +66,8 @@ class OutboundSettings(ProviderCallSettings):
         ge=0,
         description="How often each connection is polled for records modified since the last "
         "run, catching missed webhooks (0: never; per connection: settings "
-        "reconcile_interval_seconds).",
+        "reconcile_interval_seconds). A provider without webhooks is polled at its own "
+        "interval instead (MYOB: 60 s).",
     )
     outbound_full_reconcile_interval_seconds: float = Field(
         86_400.0,

@@ -37,6 +37,9 @@ Say = Callable[[str], None]
 UNLIMITED = {"rate": 100_000, "per_seconds": 1, "burst": 10_000}
 # How often outbound looks for due sync jobs: the final reconciliation starts promptly.
 SCHEDULE_CHECK_SECONDS = 0.5
+# How often a provider without webhooks (MYOB) is polled during a run.
+POLL_SECONDS = 1
+POLL_OVERLAP_SECONDS = 5
 
 
 @dataclass
@@ -73,18 +76,23 @@ async def _connect_crm(
     # Keep every request and webhook: pushes are counted from the log.
     running.sim.log = SimLog(requests=deque(), webhooks=deque())
     wanted = [k for k in SYSTEM_KINDS[provider] if k in kinds]
+    settings: dict[str, Any] = {"rate_limit": UNLIMITED, "entity_types": wanted}
+    if not connector(provider).webhooks:
+        # A provider without webhooks is polled: every second here, not its minute, so a
+        # change made there arrives in the run's time, as a webhook's would.
+        settings["reconcile_interval_seconds"] = POLL_SECONDS
     connection_id = await sims.connect(
         pool, keyring, running, tenant=tenant, name=provider, ingest_url=ingest_url,
-        settings={"rate_limit": UNLIMITED, "entity_types": wanted},
+        settings=settings,
     )  # fmt: skip
-    settings = await pool.fetchval("SELECT settings FROM connections WHERE id = $1", connection_id)
+    stored = await pool.fetchval("SELECT settings FROM connections WHERE id = $1", connection_id)
     mapper = connector(provider).mapper
     assert mapper is not None  # every simulated provider has a mapping
     return System(
         provider,
         running,
         connection_id,
-        settings if isinstance(settings, dict) else {},
+        stored if isinstance(stored, dict) else {},
         mapper,
         tuple(wanted),
     )
@@ -121,6 +129,10 @@ async def running_systems(
             outbound = stack.outbound(
                 outbound_sync_concurrency=2,
                 outbound_schedule_check_seconds=SCHEDULE_CHECK_SECONDS,
+                # The schedule's polls in a run are MYOB's, every POLL_SECONDS: each starts
+                # this much before the last (the service's 300 s would re-list five minutes
+                # of changes every second); the nudges name their own window.
+                outbound_reconcile_overlap_seconds=POLL_OVERLAP_SECONDS,
             )
             for service in (ingest, processor, outbound):
                 await service.wait_ready(session)

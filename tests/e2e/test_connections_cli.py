@@ -171,3 +171,19 @@ def test_a_catalogue_provider_refuses_a_second_mapping(database_url: str, tmp_pa
     )
     assert result.returncode != 0
     assert "drop --generic-config" in result.stderr
+
+
+async def test_a_myob_connection_prints_its_poll_interval_not_a_webhook(
+    database_url: str, ingest: Ingest
+) -> None:
+    """MYOB sends no webhooks: nothing to paste into it, and ingest has no door for it."""
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    result = _add(database_url, "--provider", "myob", "--tenant", tenant)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["provider"] == "myob"
+    assert out["polled_every_seconds"] == 60
+    assert "webhook_url" not in out
+    assert "webhook_secret" not in out
+    resp = await ingest.client.post(f"/webhooks/myob/{out['id']}", data=b"{}")
+    assert resp.status == 404

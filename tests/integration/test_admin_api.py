@@ -897,3 +897,22 @@ async def test_ingest_records_when_a_publish_key_was_last_used(
                 break
             await asyncio.sleep(0.05)
         assert used is not None
+
+
+async def test_a_polled_provider_gets_no_webhook_url_or_secret(admin: Admin) -> None:
+    """MYOB sends no webhooks: nothing to paste into it, nothing stored to verify with."""
+    created = await new_connection(admin, "myob")
+    assert created["webhook_url"] is None
+    assert created["webhook_secret"] is None
+    shown = await admin.ok("GET", f"/v1/connections/{created['id']}")
+    assert shown["webhook_url"] is None
+    stored = await admin.pool.fetchval(
+        "SELECT count(*) FROM webhook_secrets WHERE connection_id = $1", uuid.UUID(created["id"])
+    )
+    assert stored == 0
+    # Nor is there one to rotate: a 409 that says why, not a 500.
+    status, problem = await admin.call(
+        "POST", f"/v1/connections/{created['id']}/webhook-secret/rotate", json={}
+    )
+    assert status == 409, problem
+    assert "sends no webhooks" in problem["detail"]

@@ -543,3 +543,14 @@ async def test_internal_change_bad_key_gets_401(ingest: Ingest) -> None:
         resp = await ingest.client.post("/v1/changes", json=_change(), headers=auth)
         assert resp.status == 401
         assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_polled_provider_has_no_webhook_endpoint(ingest: Ingest) -> None:
+    """MYOB sends no webhooks: a delivery to its connection is the same 404 as a provider
+    that does not exist, even for a real MYOB connection."""
+    conn = await ingest.connect("myob", None, settings={"myob_company_file_id": "cf-1"})
+    body = body_for("stripe")
+    unknown = await _post(ingest, f"/webhooks/nosuch/{conn.id}", body, {})
+    polled = await _post(ingest, f"/webhooks/myob/{conn.id}", body, {})
+    assert polled.status == unknown.status == 404
+    assert await polled.json() == await unknown.json()

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tests.convergence.plan import INTERNAL, KINDS, PROVIDERS, SYSTEM_KINDS, generate
+from tests.convergence.plan import INTERNAL, KINDS, POLLED, PROVIDERS, SYSTEM_KINDS, generate
 
 
 def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
@@ -99,3 +99,11 @@ def test_expected_state_follows_the_ops() -> None:
         assert kind == "customer"
         assert alive == ("__deleted" not in last[key])
         assert values == {k: v for k, v in last[key].items() if k != "__deleted"}
+
+
+def test_no_delete_is_made_in_a_system_that_is_polled() -> None:
+    """MYOB's deletes show in no modified-since poll; deletes reach it from elsewhere."""
+    plan = generate(7, 2_000, KINDS)
+    polled = [op for op in plan.ops if op.system in POLLED]
+    assert {op.action for op in polled} == {"create", "update"}
+    assert any(op.action == "delete" for op in plan.ops if op.system not in POLLED)

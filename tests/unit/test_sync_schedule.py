@@ -147,3 +147,41 @@ def test_an_owner_on_this_host_is_gone_once_its_process_is() -> None:
     # Another host's owner is never presumed dead: only its lease running out frees it.
     assert not owner_is_gone(f"{role}:elsewhere.example:999999999:{nonce}")
     assert owner_is_gone(None)
+
+
+def test_a_provider_without_webhooks_is_polled_at_its_own_interval() -> None:
+    """MYOB sends no webhooks: its connections are due every minute (ApiSpec.poll_seconds),
+    not at the 15 minutes that back up the webhook providers."""
+    myob = ConnectionInfo(
+        id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        provider="myob",
+        name="myob",
+        status="active",
+        settings={"myob_company_file_id": "cf-1"},
+        base_url="http://127.0.0.1:1",
+        credentials_encrypted="x",
+        updated_at=T0,
+    )
+    assert due(myob, now=T0 + timedelta(seconds=59)) is None
+    kind, since = due(myob, now=T0 + timedelta(seconds=60))
+    assert kind == "reconcile"
+    assert since == T0 - timedelta(seconds=300)
+    # A webhook provider keeps the service's interval.
+    assert due(info(), now=T0 + timedelta(seconds=60)) is None
+
+
+def test_a_connections_own_interval_still_wins_over_the_providers_poll() -> None:
+    myob = ConnectionInfo(
+        id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        provider="myob",
+        name="myob",
+        status="active",
+        settings={"myob_company_file_id": "cf-1", "reconcile_interval_seconds": 300},
+        base_url="http://127.0.0.1:1",
+        credentials_encrypted="x",
+        updated_at=T0,
+    )
+    assert due(myob, now=T0 + timedelta(seconds=299)) is None
+    assert due(myob, now=T0 + timedelta(seconds=300)) is not None

@@ -38,6 +38,19 @@ def _interval(info: ConnectionInfo, key: str, default: float) -> float:
     return default
 
 
+def poll_default(info: ConnectionInfo, policy: ReconcilePolicy) -> float:
+    """The incremental run's default interval: a provider without webhooks is kept in
+    sync by it (ApiSpec.poll_seconds, MYOB's minute); for the others it is the backstop
+    for lost webhooks (the service's interval)."""
+    try:
+        api = info.connector().api
+    except (KeyError, ValueError):
+        return policy.interval_seconds
+    if api is not None and api.poll_seconds is not None:
+        return api.poll_seconds
+    return policy.interval_seconds
+
+
 def due_run(
     info: ConnectionInfo,
     *,
@@ -60,7 +73,7 @@ def due_run(
     full_base = max(last_full_at or created_at, last_full_tried_at or created_at)
     if full > 0 and now - full_base >= timedelta(seconds=full):
         return "full_reconcile", None
-    every = _interval(info, "reconcile_interval_seconds", policy.interval_seconds)
+    every = _interval(info, "reconcile_interval_seconds", poll_default(info, policy))
     since = last_reconciled_at or created_at
     if every > 0 and now - max(since, last_tried_at or since) >= timedelta(seconds=every):
         return "reconcile", since - timedelta(seconds=policy.overlap_seconds)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from connectors import standard_webhooks
+from connectors.base import SignatureError, WebhookRequest
 from connectors.generic import GenericSchemeConfig
 from connectors.registry import (
+    POLLED_PROVIDERS,
     PROVIDERS,
     WEBHOOK_PROVIDERS,
     UnknownProviderError,
@@ -18,9 +20,25 @@ CONFIG = GenericSchemeConfig(signature_header="x-sig")
 PROVIDER_ISSUED = {"stripe", "xero", "quickbooks", "hubspot", "shopify", "square", "paypal"}
 
 
-def test_webhook_providers_are_all_providers_but_internal() -> None:
+def test_webhook_providers_are_all_providers_but_internal_and_the_polled_ones() -> None:
     assert PROVIDERS[-1] == "internal"
-    assert PROVIDERS[:-1] == WEBHOOK_PROVIDERS
+    assert tuple(p for p in PROVIDERS[:-1] if p not in POLLED_PROVIDERS) == WEBHOOK_PROVIDERS
+
+
+@pytest.mark.parametrize("slug", POLLED_PROVIDERS)
+def test_a_polled_provider_has_a_connector_with_a_poll_interval_and_no_webhooks(
+    slug: str,
+) -> None:
+    conn = connector(slug)
+    assert conn.slug == slug
+    assert not conn.webhooks
+    assert conn.api is not None
+    assert conn.api.poll_seconds is not None
+    assert conn.api.poll_seconds > 0
+    with pytest.raises(SignatureError, match="no webhooks"):
+        conn.scheme.verify(WebhookRequest("POST", "https://x.test/", {}, b"{}"), ["s"], 0.0)
+    with pytest.raises(ValueError, match="no webhook secret"):
+        conn.scheme.generate_secret()
 
 
 @pytest.mark.parametrize("slug", WEBHOOK_PROVIDERS)
