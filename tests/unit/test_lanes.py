@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+
+from faust.transport.consumer import Consumer
 
 from services.processor.lanes import Lanes, OrderedAcks
 
@@ -138,3 +141,17 @@ async def test_a_failing_lane_fails_the_dispatcher_and_leaves_its_events_unackno
         raise AssertionError("the lane's error did not reach the dispatcher")
     assert recorder.acked == []
     assert len(acks.unfinished()) == 1
+
+
+def test_faust_commits_past_a_lone_unacknowledged_offset_so_acks_must_come_in_order() -> None:
+    """Why OrderedAcks exists: faust-streaming 0.15 computes the offset to commit from the
+    acknowledged ones, and with offset 10 unacknowledged (committed: 10, the next to read)
+    and 11, 12 acknowledged, it commits 13. When this fails, faust fixed it upstream."""
+    tp = "webhooks.raw-0"
+    consumer = SimpleNamespace(
+        _acked={tp: [11, 12]},
+        _acked_index={tp: {11, 12}},
+        _gap={tp: []},  # no gaps (compacted offsets)
+        _committed_offset={tp: 10},
+    )
+    assert Consumer._new_offset(consumer, tp) == 13
