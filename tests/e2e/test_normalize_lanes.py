@@ -179,6 +179,7 @@ async def test_a_connection_waiting_for_its_provider_budget_does_not_delay_anoth
         assert await asyncio.to_thread(stop, proc) == 0
     fast = await world.latencies(world.ascora_id)
     slow = await world.latencies(world.xero_id)
+    print(f"received → committed (ms): Ascora {fast}, Xero {slow}")
     # The slow one really waited, and meanwhile the other connection went through.
     assert slow[1] >= SLOW_AT_LEAST_MS, f"Xero's second waited only {slow[1]} ms: {slow}"
     assert max(fast) < FAST_BOUND_MS, f"Ascora received → committed (ms): {fast}; Xero: {slow}"
