@@ -2,7 +2,7 @@
 connection's webhooks (services.processor.lanes), and a processor killed while such a lane
 holds unacknowledged webhooks loses none and applies none twice once restarted.
 
-Xero's thin webhooks are hydrated within a budget of one call and then one every 8 s;
+Xero's thin webhooks are hydrated within a budget of one call and then one every 12 s;
 Ascora's are full. Every topic has one partition, so Ascora's webhooks sit in Kafka behind
 a waiting Xero one: what the processor finished of them cannot be committed past it.
 Latency is the sync log's: from ingest's receipt to the apply's commit.
@@ -31,10 +31,12 @@ from tests.e2e.sync_harness import SimulatedCrm, simulated
 from tests.e2e.test_processor_pipeline import start_worker
 from tests.ingest_harness import Ingest, running_ingest
 
-# One call, then one every 8 s: the second hydration waits ~8 s for its token.
-SLOW_BUDGET = {"rate": 1, "per_seconds": 8, "burst": 1}
+# One call, then one every 12 s: the second hydration waits ~12 s for its token, time
+# enough on a loaded machine for Ascora's webhooks to go through, and a commit after them,
+# while it waits.
+SLOW_BUDGET = {"rate": 1, "per_seconds": 12, "burst": 1}
 # What "does not delay" means here, generously: an unhindered webhook is committed in
-# tens of milliseconds; the one behind the budget waits ~8 s.
+# tens of milliseconds; the one behind the budget waits ~12 s.
 FAST_BOUND_MS = 1000
 SLOW_AT_LEAST_MS = 5000
 ASCORA_EVENTS = 5
