@@ -128,7 +128,13 @@ class RenewableProducer:
                 return  # another caller renewed it already
             log.warning("kafka producer lost its broker state (%r): starting a new one", exc)
             fresh = self._make()
-            await fresh.start()
+            try:
+                await fresh.start()
+            except BaseException:
+                # Kafka still away, or the caller's deadline: nothing half-started is kept.
+                with contextlib.suppress(Exception):
+                    await fresh.stop()
+                raise
             self.producer = fresh
             self.renewals += 1
         with contextlib.suppress(Exception):

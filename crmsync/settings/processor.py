@@ -51,6 +51,17 @@ class ProcessorSettings(ProviderCallSettings):
         description="A batch is applied once no further event came for this long (or it "
         "is full, or its window is over).",
     )
+    processor_normalize_in_flight: int = Field(
+        10_000,
+        ge=1,
+        # A hydration waits at most 30 s for its provider's budget (HydrationPolicy); at
+        # 200 webhooks/s (issue 18's load) 6,000 arrive meanwhile, and other connections'
+        # finished envelopes are held behind it until its offset can be committed. At about
+        # 1.5 KB an envelope, 10,000 is ~15 MB.
+        description="Most webhooks the normalize step holds at once, across its "
+        "per-connection lanes (finished ones held behind an unfinished one included); at "
+        "the limit it stops taking more until some are done.",
+    )
     processor_dedup_retention_days: float = Field(
         15.0,
         gt=0,

@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiokafka import AIOKafkaProducer
 
 from connectors.documents import CachedDocuments
 from connectors.egress import provider_session
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool
-from crmsync.common.kafka import check_topics, make_producer, start_with_retry
+from crmsync.common.kafka import RenewableProducer, check_topics, make_producer, start_with_retry
 from crmsync.common.metrics import set_build_info
 from crmsync.common.partitioner import CachedMurmur2Partitioner
 from crmsync.common.problems import problem
@@ -29,7 +28,7 @@ from services.ingest.handlers import Ingest
 from services.ingest.quotas import QuotaKeeper
 
 SERVICE = "ingest"
-PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+PRODUCER = web.AppKey("producer", RenewableProducer)
 CACHE = web.AppKey("cache", ConnectionCache)
 QUOTAS = web.AppKey("quotas", QuotaKeeper)
 DOCUMENTS = web.AppKey("documents", CachedDocuments)
@@ -59,7 +58,7 @@ async def problem_details(request: web.Request, handler: Handler) -> web.StreamR
 def create_app(
     settings: IngestSettings,
     *,
-    producer: AIOKafkaProducer | None = None,
+    producer: RenewableProducer | None = None,
     pool: asyncpg.Pool | None = None,
 ) -> web.Application:
     try:
@@ -97,12 +96,16 @@ def create_app(
 
     async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
         owned = producer is None
-        app[PRODUCER] = producer or make_producer(
-            settings.kafka_bootstrap_servers,
-            max_batch_size=PRODUCER_MAX_BATCH_BYTES,
-            # What its topics take (schemas.topics): a 1 MiB body's envelope is ~1.4 MiB.
-            max_request_size=MAX_RECORD_BYTES,
-            partitioner=CachedMurmur2Partitioner(),
+        # Renewed when the broker lost its idempotence state (a Kafka restart): the old
+        # one would answer 503 to every request until ingest restarted (aiokafka #1017).
+        app[PRODUCER] = producer or RenewableProducer(
+            lambda: make_producer(
+                settings.kafka_bootstrap_servers,
+                max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+                # What its topics take (schemas.topics): a 1 MiB body's envelope is ~1.4 MiB.
+                max_request_size=MAX_RECORD_BYTES,
+                partitioner=CachedMurmur2Partitioner(),
+            )
         )
         if owned:
             await start_with_retry(
@@ -142,7 +145,7 @@ def create_app(
 
     async def kafka_ready() -> None:
         await check_topics(
-            app[PRODUCER].client,
+            app[PRODUCER].producer.client,
             [topic_name(settings, t.name) for t in (topics.WEBHOOKS_RAW, topics.CHANGES_INTERNAL)],
         )
 

@@ -33,6 +33,7 @@ from connectors.registry import WEBHOOK_PROVIDERS
 from crmsync.common.connections import ActiveConnection
 from crmsync.common.crypto import hash_api_key
 from crmsync.common.jsonbody import NotJsonError, parse_json
+from crmsync.common.kafka import LOST_PRODUCER_STATE, RenewableProducer
 from crmsync.common.problems import problem
 from crmsync.common.settings import topic_name
 from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
@@ -141,11 +142,20 @@ class RecordTooLargeError(RefuseInput):
     """
 
 
+async def _send(producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Send every record and wait until Kafka acknowledged each."""
+    futures = [await producer.send(topic, value, key=key) for key, value in records]
+    if len(futures) == 1:
+        await futures[0]
+    else:
+        await asyncio.gather(*futures)
+
+
 @dataclass
 class Ingest:
     settings: IngestSettings
     cache_of: Callable[[], ConnectionCache]
-    producer_of: Callable[[], AIOKafkaProducer]
+    producer_of: Callable[[], RenewableProducer]
     quotas_of: Callable[[], QuotaKeeper]
     # What a scheme that fetches (PayPal's certificate) fetches through; None: no scheme
     # may fetch, and such a provider's webhooks fail as "bad_certificate".
@@ -180,18 +190,22 @@ class Ingest:
                 raise RecordTooLargeError(
                     f"the event's record would be {size} bytes; {topic} takes {MAX_RECORD_BYTES}"
                 )
-        producer = self.producer_of()
+        renewable = self.producer_of()
         started = time.perf_counter()
         try:
             # A deadline on this task, not wait_for's extra task per request; on expiry the
             # awaited futures are cancelled as before (the records may still land: a 503
             # makes the provider retry, and the processor deduplicates).
             async with asyncio.timeout(self.settings.ingest_produce_timeout_seconds):
-                futures = [await producer.send(topic, value, key=key) for key, value in records]
-                if len(futures) == 1:
-                    await futures[0]
-                else:
-                    await asyncio.gather(*futures)
+                producer = renewable.producer
+                try:
+                    await _send(producer, topic, records)
+                except LOST_PRODUCER_STATE as exc:
+                    # The broker lost this producer's state (a Kafka restart): it would
+                    # refuse it for ever (aiokafka #1017). Sent again, whole, through a new
+                    # one; what the old one had landed is deduplicated by the processor.
+                    await renewable.renew(producer, exc)
+                    await _send(renewable.producer, topic, records)
         except (KafkaError, TimeoutError) as exc:
             raise KafkaNotAcknowledgedError(str(exc) or type(exc).__name__) from None
         metrics.produce_seconds(topic).observe(time.perf_counter() - started)

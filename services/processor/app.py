@@ -44,6 +44,7 @@ from services.processor.batches import take_batches
 from services.processor.deadletters import Source
 from services.processor.guard import BatchGuard
 from services.processor.housekeeping import run_housekeeping
+from services.processor.lanes import Lanes, OrderedAcks, forgetting_unfinished
 from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
@@ -228,19 +229,27 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             runtime.pool, runtime.health["normalize-webhooks"], topic=topics.WEBHOOKS_RAW.name
         )
 
-        async def handle(sources: Sequence[Source]) -> None:
+        async def normalize_all(sources: Sequence[Source]) -> None:
             outputs = await normalizer.handle(sources)
-            # The batch is done only once every normalised change is acknowledged.
+            # Done only once every normalised change is acknowledged.
             await producer.send_all(normalized_topic, [(o.key, o.value) for o in outputs])
 
-        async with take_batches(
-            stream,
-            settings.processor_batch_size,
-            within=settings.processor_batch_window_seconds,
-            quiet=settings.processor_batch_quiet_seconds,
-        ) as batches:
-            async for events in batches:
-                await guard.run([source_of(e) for e in events], handle)
+        async def handle(events: Sequence[Any]) -> None:
+            await guard.run([source_of(e) for e in events], normalize_all)
+
+        # One lane per connection (the records' key): one connection's hydrations, waiting
+        # for its provider's budget, never hold up another's (services.processor.lanes).
+        acks = OrderedAcks(stream.ack)
+        lanes = Lanes(
+            handle,
+            acks,
+            max_batch=settings.processor_batch_size,
+            in_flight=settings.processor_normalize_in_flight,
+        )
+        # Acknowledgement is the lanes': an event counts as done only once normalised.
+        stream.enable_acks = False
+        with forgetting_unfinished(stream, acks):
+            await lanes.run(stream.events())
 
     raw = app.topic(
         topic_name(settings, topics.WEBHOOKS_RAW.name), key_serializer="raw", value_serializer="raw"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from connectors.generic import GenericSchemeConfig
@@ -21,7 +22,7 @@ from crmsync.common.connections import CreatedConnection
 from schemas import topics
 from schemas.changes import InternalChange
 from schemas.envelope import WebhookEnvelope
-from services.ingest.app import CACHE
+from services.ingest.app import CACHE, PRODUCER
 from tests.ingest_harness import PUBLIC_BASE, Ingest, Tap, running_ingest
 from tests.signing import sign
 
@@ -141,6 +142,32 @@ async def test_verified_webhook_lands_in_kafka_byte_for_byte(
     assert envelope.provider_event_id
     assert envelope.content_type == "application/json"
     assert not any("signature" in h or "hmac" in h for h in envelope.headers)
+
+
+async def test_a_producer_the_broker_refuses_as_out_of_order_is_renewed_and_the_webhook_lands(
+    ingest: Ingest, raw_tap: Tap
+) -> None:
+    """After a Kafka restart the broker may not know the producer's sequence any more: an
+    idempotent producer then answers OutOfOrderSequenceNumber for ever (aiokafka #1017), so
+    ingest answered 503 to every webhook until it was restarted. Here the producer's
+    sequence is pushed ahead of the broker's, which the broker refuses the same way; the
+    request is sent again through a new producer, and answered 200 once Kafka acked it."""
+    conn = await _connect(ingest, "stripe")
+    path, key = _path("stripe", conn), str(conn.id).encode()
+    first = b'{"id": "evt_1", "type": "customer.updated", "data": {"object": {}}}'
+    resp = await _post(ingest, path, first, _headers("stripe", SECRETS["stripe"], first, path))
+    assert resp.status == 200, await resp.text()
+    (landed,) = await raw_tap.read(key, 1)
+    renewable = ingest.client.server.app[PRODUCER]
+    broken = renewable.producer
+    # The broker's record of this producer and partition no longer matches.
+    broken._txn_manager._sequence_numbers[TopicPartition(raw_tap.topic, landed.partition)] += 1000
+    second = b'{"id": "evt_2", "type": "customer.updated", "data": {"object": {}}}'
+    resp = await _post(ingest, path, second, _headers("stripe", SECRETS["stripe"], second, path))
+    assert resp.status == 200, await resp.text()
+    assert renewable.producer is not broken
+    (again,) = await raw_tap.read(key, 1)
+    assert WebhookEnvelope.model_validate_json(again.value).body == second
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

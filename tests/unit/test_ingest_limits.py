@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from crmsync.common.kafka import RenewableProducer
 from crmsync.common.settings import ConfigError, parse_settings
 from crmsync.settings.ingest import (
     LARGEST_BODY_BYTES,
@@ -65,7 +67,7 @@ async def test_a_batch_with_one_record_too_large_sends_nothing() -> None:
     ingest = Ingest(
         settings=parse_settings(IngestSettings),
         cache_of=lambda: pytest.fail("no cache needed"),
-        producer_of=lambda: producer,
+        producer_of=lambda: RenewableProducer(lambda: cast(AIOKafkaProducer, producer)),
         quotas_of=lambda: pytest.fail("no quotas needed"),
     )
     records = [(b"k1", b"{}"), (b"k2", b"x" * MAX_RECORD_BYTES)]
