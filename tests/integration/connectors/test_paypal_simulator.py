@@ -4,6 +4,7 @@ simulator serves, fetched through the egress rules and cached."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -221,6 +222,21 @@ async def test_sent_invoices_are_cancelled_drafts_deleted_and_neither_returns(st
     with pytest.raises(NotFoundError):
         await client.fetch("invoice", draft.external_id)
     assert (await client.fetch("invoice", sent.external_id)).data["status"] == "void"
+
+
+async def test_an_invoices_creation_event_carries_the_draft_it_sent_a_moment_later(
+    stack: Stack,
+) -> None:
+    """As PayPal's: an event carries its resource as it was when the event was made, so the
+    creation of an invoice created and sent in one push carries the DRAFT."""
+    client = stack.client()
+    await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "i")
+    await stack.sim.drained()
+    events = [json.loads(body) for _, body in stack.hooks]
+    assert [(e["event_type"], e["resource"]["status"]) for e in events] == [
+        ("INVOICING.INVOICE.CREATED", "DRAFT"),
+        ("INVOICING.INVOICE.UPDATED", "UNPAID"),
+    ]
 
 
 async def test_webhooks_verify_with_the_certificate_fetched_once(stack: Stack) -> None:
