@@ -463,9 +463,12 @@ def parse_event(event: Mapping[str, Any]) -> WebhookParse:
     if kind in INVOICE_EVENTS:
         invoice = resource.get("invoice", resource)
         record = _invoice(_object(invoice, "resource.invoice"), "resource.invoice")
-        items = [
-            WebhookItem(event_id, "invoice", record.external_id, "upsert", occurred_at, record)
-        ]
+        # Checked above, then dropped: PayPal creates an invoice as a DRAFT and sends it in
+        # a second call, and the creation's event carries the draft, newer than the open
+        # invoice it was made from. Applied, it turned that invoice back into a draft in
+        # every other system (the demo's Ascora then refused its payment). The processor
+        # hydrates the invoice as it is when the event gets there.
+        items = [WebhookItem(event_id, "invoice", record.external_id, "upsert", occurred_at)]
         recipient = recipient_of(_object(invoice, "resource.invoice"))
         if recipient is not None and customer_id(recipient) is not None:
             # The recipient is the customer as PayPal holds it: synced with its invoice.
