@@ -240,7 +240,7 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
                 )
             return self._local_customer({**body, "email_address": external_id})
         if entity_type == "invoice":
-            return await self._update_invoice(external_id, write.body)
+            return await self._update_invoice(external_id, write)
         raise _unsupported(entity_type, "update")
 
     async def _update_payment(self, external_id: str, data: Mapping[str, Any]) -> RemoteRecord:
@@ -260,9 +260,10 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
             )
         return current
 
-    async def _update_invoice(self, invoice_id: str, body: Mapping[str, Any]) -> RemoteRecord:
+    async def _update_invoice(self, invoice_id: str, write: Write) -> RemoteRecord:
         current = await self._invoice(invoice_id)
         status = str(current.get("status"))
+        body = write.body
         refused: list[str] = []
         changes = {k: v for k, v in body.items() if k not in _CONTROL}
         if status in EDITABLE:
@@ -279,8 +280,8 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
                 json_body=merged,
                 params={"send_to_recipient": "false"},
             )
-        elif _differs(current, changes):
-            refused.append(f"a {status} invoice cannot be edited")
+        elif changed := self._changed(current, write):
+            refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("send") and status == "DRAFT":
             await self._send(invoice_id, f"{invoice_id}:send")
         elif body.get("cancel") and status in CANCELABLE:
@@ -297,6 +298,32 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
                 f"PayPal invoice {invoice_id}: " + "; ".join(refused), written=written
             )
         return written
+
+    def _changed(self, current: Mapping[str, Any], write: Write) -> list[str]:
+        """The fields of PayPal's invoice ``write`` would change, compared as the mapping
+        writes both. The canonical write is the whole record: what PayPal computes or
+        answers in a shape of its own (totals, amount due, items with their tax amounts,
+        the recipient's billing info) is not a change, and neither is a status PayPal
+        already holds or reaches by the payments recorded on it (paid: MARKED_AS_PAID)."""
+        held = self.mapper.to_canonical("invoice", current, self.settings)
+        wanted = self.mapper.from_canonical(
+            "invoice", {**held.data, **write.data}, {**held.refs, **write.refs}, self.settings
+        )
+        have = self.mapper.from_canonical("invoice", held.data, held.refs, self.settings)
+        changed = []
+        for key in sorted(set(wanted) | set(have)):
+            if key in _CONTROL:
+                continue
+            mine, theirs = wanted.get(key), have.get(key)
+            if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+                changed += [
+                    f"{key}.{k}"
+                    for k in sorted(set(mine) | set(theirs))
+                    if mine.get(k) != theirs.get(k)
+                ]
+            elif mine != theirs:
+                changed.append(key)
+        return changed
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "invoice":
@@ -384,17 +411,6 @@ def _updated(invoice: Mapping[str, Any]) -> str:
 
 def _updated_at(invoice: Mapping[str, Any]) -> datetime:
     return datetime.fromisoformat(_updated(invoice).replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _differs(current: Mapping[str, Any], changes: Mapping[str, Any]) -> bool:
-    for key, value in changes.items():
-        if key == "detail":
-            detail = current.get("detail") or {}
-            if any(detail.get(k) != v for k, v in value.items()):
-                return True
-        elif current.get(key) != value:
-            return True
-    return False
 
 
 def _unsupported(entity_type: str, operation: str) -> UnsupportedOperationError:

@@ -186,6 +186,31 @@ async def test_an_invoice_is_sent_a_payment_recorded_and_removed(stack: Stack) -
     assert (await client.fetch("invoice", invoice.external_id)).data["status"] == "open"
 
 
+async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edits(
+    stack: Stack,
+) -> None:
+    """Paid in full by a recorded payment, PayPal marks the invoice MARKED_AS_PAID itself:
+    the derived "paid" edit (status, amount due) that follows asks nothing of it, and was a
+    provider_rule dead letter."""
+    client = stack.client()
+    refs = {"customer_id": "office@harbour.example"}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    await client.create(
+        "payment",
+        {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT"},
+        {"invoice_id": invoice.external_id},
+        "p",
+    )
+    assert stack.sim.get("invoice", invoice.external_id)["status"] == "MARKED_AS_PAID"
+    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    derived = {**invoice.data, "status": "paid", "amount_due": 0}
+    paid = await client.update("invoice", invoice.external_id, derived, refs)
+    assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
+    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
+    with pytest.raises(ProviderRuleError, match="MARKED_AS_PAID invoice cannot be edited"):
+        await client.update("invoice", invoice.external_id, {**derived, "number": "PP-2"}, refs)
+
+
 async def test_a_repeated_request_id_creates_one_invoice(stack: Stack) -> None:
     client = stack.client()
     first = await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "same")
