@@ -34,9 +34,11 @@ from connectors.paypal.mapping import (
     payment_body,
     paypal_time,
     recipient_of,
+    recipients,
     recorded_id,
     split_recorded,
 )
+from connectors.paypal.mapping import invoice_updated as _updated
 from connectors.spec import ClientSettings, EntityType, MappingError, Page, RemoteRecord
 from schemas.errors import ProviderRuleError
 
@@ -266,7 +268,10 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
         body = write.body
         refused: list[str] = []
         changes = {k: v for k, v in body.items() if k not in _CONTROL}
-        if status in EDITABLE:
+        # Only a change is written: a derived edit (amount due, a status PayPal reaches by
+        # its payments) sent as a full replace raced a payment recorded meanwhile.
+        changed = self._changed(current, write)
+        if changed and status in EDITABLE:
             merged = {
                 **current,
                 **changes,
@@ -280,7 +285,7 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
                 json_body=merged,
                 params={"send_to_recipient": "false"},
             )
-        elif changed := self._changed(current, write):
+        elif changed:
             refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("send") and status == "DRAFT":
             await self._send(invoice_id, f"{invoice_id}:send")
@@ -371,15 +376,9 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
         if entity_type == "invoice":
             records = [self.mapper.to_canonical("invoice", i, self.settings) for i in invoices]
         elif entity_type == "customer":
-            newest: dict[str, Mapping[str, Any]] = {}
-            for invoice in invoices:
-                recipient = recipient_of(invoice)
-                email = customer_id(recipient) if recipient is not None else None
-                if email is not None and (
-                    email not in newest or _updated(invoice) > _updated(newest[email])
-                ):
-                    newest[email] = invoice
-            records = [self._customer_record(i) for i in newest.values()]
+            records = [
+                self.mapper.to_canonical("customer", r, self.settings) for r in recipients(invoices)
+            ]
         else:
             for invoice in invoices:
                 for transaction in _transactions(invoice):
@@ -401,12 +400,6 @@ def _transactions(invoice: Mapping[str, Any]) -> list[dict[str, Any]]:
     payments = invoice.get("payments")
     found = payments.get("transactions") if isinstance(payments, Mapping) else None
     return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
-
-
-def _updated(invoice: Mapping[str, Any]) -> str:
-    metadata = (invoice.get("detail") or {}).get("metadata") or {}
-    stamp = metadata.get("last_update_time") or metadata.get("create_time")
-    return str(stamp) if stamp else "1970-01-01T00:00:00Z"
 
 
 def _updated_at(invoice: Mapping[str, Any]) -> datetime:

@@ -293,7 +293,10 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             elif _lines_differ(current["order"], body["order"]):
                 refused.append(f"the lines of a {status} invoice cannot change")
         fields = body.get("invoice", {})
-        if fields and status not in ("PAID", "CANCELED", "REFUNDED", "FAILED"):
+        # Only a change is written: a derived edit (amount due, the paid status a payment
+        # reaches) raced the payment that settled the invoice meanwhile (400, PAID).
+        changed = self._changed_fields(current, write) if fields else []
+        if changed and status not in ("PAID", "CANCELED", "REFUNDED", "FAILED"):
             answer = await self.api.call(
                 "PUT",
                 f"/v2/invoices/{invoice_id}",
@@ -303,7 +306,7 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
                 },
             )
             invoice = _member(answer, "invoice", "PUT /v2/invoices")
-        elif fields and (changed := self._changed_fields(current, write)):
+        elif changed:
             refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("publish") and status == "DRAFT":
             await self._publish(invoice, _key(f"{invoice_id}:{invoice.get('version')}", "publish"))

@@ -195,6 +195,10 @@ async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edi
     client = stack.client()
     refs = {"customer_id": "office@harbour.example"}
     invoice = await client.create("invoice", INVOICE, refs, "i")
+    # Unchanged, an open invoice is not written either (a full replace raced a payment).
+    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    await client.update("invoice", invoice.external_id, dict(invoice.data), refs)
+    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
     await client.create(
         "payment",
         {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT"},
