@@ -131,6 +131,11 @@ class Simulator:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.webhook_url = webhook_url
+        # The URL the provider's subscription names, which a provider that signs its URL
+        # (Square, HubSpot) signs: ingest's public URL for the connection. None: the URL
+        # webhooks are posted to (they differ behind a proxy, or where a test's ingest
+        # verifies against a public base URL it does not listen on).
+        self.signed_url: str | None = None
         # Where the simulator is reached (set by whoever started it): a provider whose
         # webhooks name one of its own URLs (PayPal's certificate) needs it.
         self.public_url: str | None = None

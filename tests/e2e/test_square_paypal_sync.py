@@ -19,7 +19,6 @@ from connectors.paypal.mapping import money
 from crmsync.application.sync import jobs
 from crmsync.common.connections import create_connection
 from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
-from tests.ingest_harness import PUBLIC_BASE
 
 
 @dataclass
@@ -41,8 +40,6 @@ async def crms(
         async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
             square_id = await stack.connect(square, "square")
             paypal_id = await stack.connect(paypal, "paypal")
-            # Square signs the URL its subscription names: ingest's public one.
-            square.sim.notification_url = f"{PUBLIC_BASE}/webhooks/square/{square_id}"  # type: ignore[attr-defined]
             yield Crms(stack, square, paypal, square_id, paypal_id)
     finally:
         for crm in (square, paypal):
