@@ -115,6 +115,7 @@ def _profiles() -> dict[str, Profile]:
             client_credentials=True,
             customers_as_recipients=True,
         ),
+        "shopify": Profile("shopify", {"currency": "AUD"}),
     }
 
 
