@@ -218,6 +218,11 @@ class ApiSpec:
     default_base_url: str | None = None
     # Which entity types have a delete/void at the provider (the rest raise Unsupported).
     deletable: tuple[EntityType, ...] = ()
+    # How coarse the provider's own timestamps are (Stripe: whole seconds). A full webhook
+    # stamped within this of our last write to its record cannot be ordered against that
+    # write by time: the processor reads the record's current state instead of trusting
+    # the webhook's copy (services.processor.normalize). 0: fine enough to order by.
+    clock_resolution_seconds: float = 0.0
 
 
 def _text_or_none(value: Any) -> str | None:
