@@ -58,6 +58,10 @@ class Change:
     op: str  # "create" | "update" | "delete"
     at: datetime
     seq: int
+    # The record as it was when the change was made, for a provider whose events carry
+    # that (``Simulator.snapshot``); None: the event is built from the record as it is
+    # when it is delivered.
+    snapshot: dict[str, Any] | None = None
 
 
 @dataclass
@@ -127,6 +131,11 @@ class Simulator:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.webhook_url = webhook_url
+        # The URL the provider's subscription names, which a provider that signs its URL
+        # (Square, HubSpot) signs: ingest's public URL for the connection. None: the URL
+        # webhooks are posted to (they differ behind a proxy, or where a test's ingest
+        # verifies against a public base URL it does not listen on).
+        self.signed_url: str | None = None
         # Where the simulator is reached (set by whoever started it): a provider whose
         # webhooks name one of its own URLs (PayPal's certificate) needs it.
         self.public_url: str | None = None
@@ -245,9 +254,21 @@ class Simulator:
                 {"entity_type": entity_type, "id": record_id, "op": op, "dropped": True}
             )
             return
-        change = Change(entity_type, record_id, op, self.clock(), next(self._seq))
+        change = Change(
+            entity_type,
+            record_id,
+            op,
+            self.clock(),
+            next(self._seq),
+            self.snapshot(entity_type, record_id),
+        )
         self.webhooks_pending += 1
         self._outbox.put_nowait([change])
+
+    def snapshot(self, entity_type: EntityType, record_id: str) -> dict[str, Any] | None:
+        """What a change's event carries of its record as it was when made (None: the
+        record as it is at delivery). A provider that snapshots overrides it."""
+        return None
 
     async def _send_webhooks(self) -> None:
         assert self._session is not None  # noqa: S101 - started with the app

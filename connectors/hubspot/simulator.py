@@ -412,10 +412,12 @@ class HubSpotSimulator(Simulator):
         return requests
 
     def signature_headers(self, body: bytes, *, now: float | None = None) -> dict[str, str]:
-        """HubSpot's v3 headers for ``body`` posted to the webhook URL."""
-        assert self.webhook_url is not None  # noqa: S101 - only called to deliver
+        """HubSpot's v3 headers for ``body`` posted to the app's target URL (``signed_url``
+        where it is not where the webhooks are posted)."""
+        url = self.signed_url or self.webhook_url
+        assert url is not None  # noqa: S101 - only called to deliver
         millis = str(int((time.time() if now is None else now) * 1000))
-        message = ("POST" + self.webhook_url).encode() + body + millis.encode()
+        message = ("POST" + url).encode() + body + millis.encode()
         key = (self.webhook_secret or "").encode()
         signature = base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
         return {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": millis}

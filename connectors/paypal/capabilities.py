@@ -27,7 +27,10 @@ CAPABILITIES: Capabilities = {
     "job": KindSupport.absent("PayPal has no jobs"),
     "invoice": KindSupport(
         webhook=yes("`INVOICING.INVOICE.*`"),
-        hydrate=na("the event carries the whole invoice"),
+        hydrate=yes(
+            "every invoice event is fetched: PayPal creates an invoice as a draft and sends "
+            "it in a second call, so the creation's event carries the draft"
+        ),
         backfill=yes(),
         reconcile=partly(_FROM_INVOICES),
         create=partly(

@@ -34,9 +34,11 @@ from connectors.paypal.mapping import (
     payment_body,
     paypal_time,
     recipient_of,
+    recipients,
     recorded_id,
     split_recorded,
 )
+from connectors.paypal.mapping import invoice_updated as _updated
 from connectors.spec import ClientSettings, EntityType, MappingError, Page, RemoteRecord
 from schemas.errors import ProviderRuleError
 
@@ -240,7 +242,7 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
                 )
             return self._local_customer({**body, "email_address": external_id})
         if entity_type == "invoice":
-            return await self._update_invoice(external_id, write.body)
+            return await self._update_invoice(external_id, write)
         raise _unsupported(entity_type, "update")
 
     async def _update_payment(self, external_id: str, data: Mapping[str, Any]) -> RemoteRecord:
@@ -260,12 +262,16 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
             )
         return current
 
-    async def _update_invoice(self, invoice_id: str, body: Mapping[str, Any]) -> RemoteRecord:
+    async def _update_invoice(self, invoice_id: str, write: Write) -> RemoteRecord:
         current = await self._invoice(invoice_id)
         status = str(current.get("status"))
+        body = write.body
         refused: list[str] = []
         changes = {k: v for k, v in body.items() if k not in _CONTROL}
-        if status in EDITABLE:
+        # Only a change is written: a derived edit (amount due, a status PayPal reaches by
+        # its payments) sent as a full replace raced a payment recorded meanwhile.
+        changed = self._changed(current, write)
+        if changed and status in EDITABLE:
             merged = {
                 **current,
                 **changes,
@@ -279,8 +285,8 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
                 json_body=merged,
                 params={"send_to_recipient": "false"},
             )
-        elif _differs(current, changes):
-            refused.append(f"a {status} invoice cannot be edited")
+        elif changed:
+            refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("send") and status == "DRAFT":
             await self._send(invoice_id, f"{invoice_id}:send")
         elif body.get("cancel") and status in CANCELABLE:
@@ -297,6 +303,32 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
                 f"PayPal invoice {invoice_id}: " + "; ".join(refused), written=written
             )
         return written
+
+    def _changed(self, current: Mapping[str, Any], write: Write) -> list[str]:
+        """The fields of PayPal's invoice ``write`` would change, compared as the mapping
+        writes both. The canonical write is the whole record: what PayPal computes or
+        answers in a shape of its own (totals, amount due, items with their tax amounts,
+        the recipient's billing info) is not a change, and neither is a status PayPal
+        already holds or reaches by the payments recorded on it (paid: MARKED_AS_PAID)."""
+        held = self.mapper.to_canonical("invoice", current, self.settings)
+        wanted = self.mapper.from_canonical(
+            "invoice", {**held.data, **write.data}, {**held.refs, **write.refs}, self.settings
+        )
+        have = self.mapper.from_canonical("invoice", held.data, held.refs, self.settings)
+        changed = []
+        for key in sorted(set(wanted) | set(have)):
+            if key in _CONTROL:
+                continue
+            mine, theirs = wanted.get(key), have.get(key)
+            if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+                changed += [
+                    f"{key}.{k}"
+                    for k in sorted(set(mine) | set(theirs))
+                    if mine.get(k) != theirs.get(k)
+                ]
+            elif mine != theirs:
+                changed.append(key)
+        return changed
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "invoice":
@@ -344,15 +376,9 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
         if entity_type == "invoice":
             records = [self.mapper.to_canonical("invoice", i, self.settings) for i in invoices]
         elif entity_type == "customer":
-            newest: dict[str, Mapping[str, Any]] = {}
-            for invoice in invoices:
-                recipient = recipient_of(invoice)
-                email = customer_id(recipient) if recipient is not None else None
-                if email is not None and (
-                    email not in newest or _updated(invoice) > _updated(newest[email])
-                ):
-                    newest[email] = invoice
-            records = [self._customer_record(i) for i in newest.values()]
+            records = [
+                self.mapper.to_canonical("customer", r, self.settings) for r in recipients(invoices)
+            ]
         else:
             for invoice in invoices:
                 for transaction in _transactions(invoice):
@@ -376,25 +402,8 @@ def _transactions(invoice: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
 
 
-def _updated(invoice: Mapping[str, Any]) -> str:
-    metadata = (invoice.get("detail") or {}).get("metadata") or {}
-    stamp = metadata.get("last_update_time") or metadata.get("create_time")
-    return str(stamp) if stamp else "1970-01-01T00:00:00Z"
-
-
 def _updated_at(invoice: Mapping[str, Any]) -> datetime:
     return datetime.fromisoformat(_updated(invoice).replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _differs(current: Mapping[str, Any], changes: Mapping[str, Any]) -> bool:
-    for key, value in changes.items():
-        if key == "detail":
-            detail = current.get("detail") or {}
-            if any(detail.get(k) != v for k, v in value.items()):
-                return True
-        elif current.get(key) != value:
-            return True
-    return False
 
 
 def _unsupported(entity_type: str, operation: str) -> UnsupportedOperationError:

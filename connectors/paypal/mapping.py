@@ -20,7 +20,7 @@ Record kinds and where PayPal holds them (README: assumptions):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -213,6 +213,28 @@ def recipient_of(invoice: Mapping[str, Any]) -> Mapping[str, Any] | None:
         info = recipients[0].get("billing_info")
         return info if isinstance(info, Mapping) else None
     return None
+
+
+def invoice_updated(invoice: Mapping[str, Any]) -> str:
+    """An invoice's last update time as PayPal writes it (its creation's, else the epoch)."""
+    metadata = (invoice.get("detail") or {}).get("metadata") or {}
+    stamp = metadata.get("last_update_time") or metadata.get("create_time")
+    return str(stamp) if stamp else "1970-01-01T00:00:00Z"
+
+
+def recipients(invoices: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The customers PayPal holds in these invoices: per recipient e-mail, the billing info
+    of the newest invoice addressed to it with that invoice's update time (the object
+    ``to_canonical("customer", …)`` reads)."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for invoice in invoices:
+        recipient = recipient_of(invoice)
+        email = customer_id(recipient) if recipient is not None else None
+        if email is not None and (
+            email not in newest or invoice_updated(invoice) > invoice_updated(newest[email])
+        ):
+            newest[email] = invoice
+    return [{**(recipient_of(i) or {}), "update_time": invoice_updated(i)} for i in newest.values()]
 
 
 # --- invoices -------------------------------------------------------------------------------
@@ -463,9 +485,12 @@ def parse_event(event: Mapping[str, Any]) -> WebhookParse:
     if kind in INVOICE_EVENTS:
         invoice = resource.get("invoice", resource)
         record = _invoice(_object(invoice, "resource.invoice"), "resource.invoice")
-        items = [
-            WebhookItem(event_id, "invoice", record.external_id, "upsert", occurred_at, record)
-        ]
+        # Checked above, then dropped: PayPal creates an invoice as a DRAFT and sends it in
+        # a second call, and the creation's event carries the draft, newer than the open
+        # invoice it was made from. Applied, it turned that invoice back into a draft in
+        # every other system (the demo's Ascora then refused its payment). The processor
+        # hydrates the invoice as it is when the event gets there.
+        items = [WebhookItem(event_id, "invoice", record.external_id, "upsert", occurred_at)]
         recipient = recipient_of(_object(invoice, "resource.invoice"))
         if recipient is not None and customer_id(recipient) is not None:
             # The recipient is the customer as PayPal holds it: synced with its invoice.

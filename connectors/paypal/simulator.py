@@ -189,6 +189,12 @@ class PayPalSimulator(Simulator):
             return  # PayPal sends no customer events
         super()._announce(entity_type, record_id, op)
 
+    def snapshot(self, entity_type: EntityType, record_id: str) -> dict[str, Any] | None:
+        # PayPal's event carries the resource as it was when the event was made: an
+        # invoice's creation event carries the DRAFT even when it was sent a moment later.
+        obj = self.store[entity_type].get(record_id)
+        return None if obj is None else json.loads(json.dumps(obj))
+
     def _recipient(self, recipients: Any) -> list[dict[str, Any]]:
         out = []
         for recipient in recipients or []:
@@ -450,7 +456,7 @@ class PayPalSimulator(Simulator):
         return self.public_url.rstrip("/") + CERT_PATH
 
     def _event(self, change: Change) -> dict[str, Any] | None:
-        obj = self.store[change.entity_type].get(change.record_id)
+        obj = change.snapshot or self.store[change.entity_type].get(change.record_id)
         if obj is None:
             return None
         if change.entity_type == "invoice":

@@ -271,9 +271,10 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             )
             customer = _member(answer, "customer", "PUT /v2/customers")
             return self.mapper.to_canonical("customer", customer, self.settings)
-        return await self._update_invoice(external_id, body)
+        return await self._update_invoice(external_id, write)
 
-    async def _update_invoice(self, invoice_id: str, body: Mapping[str, Any]) -> RemoteRecord:
+    async def _update_invoice(self, invoice_id: str, write: Write) -> RemoteRecord:
+        body = write.body
         current = await self._invoice_obj(invoice_id)
         invoice = current["invoice"]
         status = invoice.get("status")
@@ -292,7 +293,10 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             elif _lines_differ(current["order"], body["order"]):
                 refused.append(f"the lines of a {status} invoice cannot change")
         fields = body.get("invoice", {})
-        if fields and status not in ("PAID", "CANCELED", "REFUNDED", "FAILED"):
+        # Only a change is written: a derived edit (amount due, the paid status a payment
+        # reaches) raced the payment that settled the invoice meanwhile (400, PAID).
+        changed = self._changed_fields(current, write) if fields else []
+        if changed and status not in ("PAID", "CANCELED", "REFUNDED", "FAILED"):
             answer = await self.api.call(
                 "PUT",
                 f"/v2/invoices/{invoice_id}",
@@ -302,8 +306,8 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
                 },
             )
             invoice = _member(answer, "invoice", "PUT /v2/invoices")
-        elif fields and _fields_differ(invoice, fields):
-            refused.append(f"a {status} invoice cannot be edited")
+        elif changed:
+            refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("publish") and status == "DRAFT":
             await self._publish(invoice, _key(f"{invoice_id}:{invoice.get('version')}", "publish"))
         elif body.get("cancel") and status in CANCELABLE:
@@ -324,6 +328,20 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
                 f"Square invoice {invoice_id}: " + "; ".join(refused), written=written
             )
         return written
+
+    def _changed_fields(self, current: Mapping[str, Any], write: Write) -> list[str]:
+        """The invoice fields ``write`` would change, compared as the mapping writes both.
+        The canonical write is the whole record: what Square answers in a shape of its own
+        (the recipient with its name and e-mail, the payment requests' amounts) or computes
+        (a PAID status once a payment settles it) is not a change."""
+        held = self.mapper.to_canonical("invoice", current, self.settings)
+        wanted = self.mapper.from_canonical(
+            "invoice", {**held.data, **write.data}, {**held.refs, **write.refs}, self.settings
+        ).get("invoice", {})
+        have = self.mapper.from_canonical("invoice", held.data, held.refs, self.settings).get(
+            "invoice", {}
+        )
+        return sorted(k for k in set(wanted) | set(have) if wanted.get(k) != have.get(k))
 
     async def _update_payment(self, payment_id: str, data: Mapping[str, Any]) -> RemoteRecord:
         current = await self.fetch("payment", payment_id)
@@ -453,22 +471,6 @@ def _lines_differ(order: Mapping[str, Any] | None, wanted: Mapping[str, Any]) ->
         for i in wanted.get("line_items", [])
     ]
     return have != want
-
-
-def _fields_differ(invoice: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
-    for key, value in fields.items():
-        if key == "payment_requests":
-            current = (invoice.get("payment_requests") or [{}])[0].get("due_date")
-            if current != value[0].get("due_date"):
-                return True
-        elif key == "primary_recipient":
-            # Square copies the customer's name and email into the recipient: the
-            # customer it names is what was asked for.
-            if (invoice.get(key) or {}).get("customer_id") != value.get("customer_id"):
-                return True
-        elif invoice.get(key) != value:
-            return True
-    return False
 
 
 def _key(key: str, step: str = "") -> str:

@@ -79,9 +79,6 @@ class SquareSimulator(Simulator):
         self.location_id = location_id
         self.currency = currency
         self.orders: dict[str, dict[str, Any]] = {}
-        # The notification URL the subscription names, which Square signs; None: the URL
-        # webhooks are posted to (they differ behind a proxy or a test's public base URL).
-        self.notification_url: str | None = None
         self._replays: dict[tuple[str, str], str] = {}
 
     def new_id(self, entity_type: EntityType) -> str:
@@ -381,7 +378,8 @@ class SquareSimulator(Simulator):
                 "data": data,
             }
             body = json.dumps(event).encode()
-            url = self.notification_url or self.webhook_url
+            # Square signs the notification URL its subscription names.
+            url = self.signed_url or self.webhook_url
             out.append(
                 (body, {"x-square-hmacsha256-signature": signature(self.webhook_secret, url, body)})
             )

@@ -22,8 +22,10 @@ import aiohttp
 import asyncpg
 
 from connectors.hubspot.simulator import HubSpotSimulator
+from connectors.paypal.mapping import recipients as paypal_recipients
 from connectors.runtime import Clients, ConnectionInfo
 from connectors.spec import EntityType
+from connectors.square.simulator import SquareSimulator
 from connectors.stripe.mapping import INVOICE_REF_KEY
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.common.canonical import TABLES
@@ -32,7 +34,13 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import consumer_lag, make_admin, make_consumer
 from crmsync.common.links import external_ids
 from crmsync.demo.compare import FIELDS, KINDS, REFERENCES, Outcome, Seen, compare_kind
-from crmsync.demo.sims import RunningSim, connect, start_simulator, synced_kinds
+from crmsync.demo.sims import (
+    RunningSim,
+    connect,
+    customers_as_recipients,
+    start_simulator,
+    synced_kinds,
+)
 from schemas import topics
 
 Say = Callable[[str], None]
@@ -138,12 +146,15 @@ async def setup(
     session: aiohttp.ClientSession,
     *,
     ingest_url: str,
+    public_url: str | None = None,
     providers: tuple[str, ...] = DEFAULT_PROVIDERS,
     tenant: str | None = None,
     lag: LagProbe | None = None,
 ) -> World:
     """A fresh tenant with one simulated CRM per provider and an internal service;
-    ``lag`` (started) lets ``settle`` wait for the processor to catch up."""
+    ``public_url``: ingest's public base URL, where it is not ``ingest_url`` (the URL that
+    Square's and HubSpot's signatures cover); ``lag`` (started) lets ``settle`` wait for
+    the processor to catch up."""
     world = World(
         pool, keyring, session, ingest_url.rstrip("/"), tenant or f"demo-{uuid.uuid4().hex[:8]}"
     )
@@ -152,7 +163,13 @@ async def setup(
         running = await start_simulator(provider)
         world.sims[provider] = running
         await connect(
-            pool, keyring, running, tenant=world.tenant, name=provider, ingest_url=ingest_url
+            pool,
+            keyring,
+            running,
+            tenant=world.tenant,
+            name=provider,
+            ingest_url=ingest_url,
+            public_url=public_url,
         )
     async with pool.acquire() as conn:
         internal = await create_connection(
@@ -202,8 +219,10 @@ async def wait_for(check: Callable[[], Any], *, seconds: float = 60.0) -> bool:
 
 async def story(world: World, say: Say, *, part_paid: Checkpoint | None = None) -> None:
     """Creates on every side, edits both ways, a conflicting pair of edits, then the invoice
-    chain (``part_paid``, if given, is awaited once the part payment reached everywhere)."""
-    providers = list(world.sims)
+    chain (``part_paid``, if given, is awaited once the part payment reached everywhere).
+    Customers are made and edited in the systems that hold them on their own: PayPal's are
+    its invoices' recipients, made by addressing an invoice."""
+    providers = [p for p, s in world.sims.items() if not customers_as_recipients(s)]
     people = list(PEOPLE)
     say(f"creating customers in {', '.join(providers)} and the internal service")
     owners: dict[str, str] = {}
@@ -486,7 +505,7 @@ async def report(world: World) -> Report:
     lines.append(f"  {'postgres':<10} " + " / ".join(str(canonical[t]) for t in TABLES))
     for provider, running in world.sims.items():
         counts = [
-            str(len(running.sim.live(t))) if t in synced_kinds(running) else "-" for t in TABLES
+            str(len(_as_read(running, t))) if t in synced_kinds(running) else "-" for t in TABLES
         ]
         lines.append(f"  {provider:<10} " + " / ".join(counts))
     outcomes: dict[str, int] = {
@@ -557,12 +576,26 @@ async def report(world: World) -> Report:
     return Report(lines, converged, figures)
 
 
-def _as_read(running: RunningSim, kind: EntityType, obj: dict[str, Any]) -> dict[str, Any]:
-    """A simulator's stored object as its API answers a read of it: HubSpot keeps a deal's
-    contacts beside the deal and lists them when asked (``associations=contacts``)."""
-    if isinstance(running.sim, HubSpotSimulator) and kind == "job":
-        return running.sim.view(kind, obj, list(obj["properties"]), associations=True)
-    return obj
+def _as_read(running: RunningSim, kind: EntityType) -> list[dict[str, Any]]:
+    """A simulator's stored objects of ``kind`` as its client reads them: HubSpot keeps a
+    deal's contacts beside the deal and lists them when asked (``associations=contacts``);
+    PayPal's customers are its invoices' recipients; a Square invoice is read with the
+    order it bills, and a payment with the invoice of its order."""
+    sim = running.sim
+    if customers_as_recipients(running) and kind == "customer":
+        return paypal_recipients(sim.live("invoice"))
+    objects = sim.live(kind)
+    if isinstance(sim, HubSpotSimulator) and kind == "job":
+        return [sim.view(kind, o, list(o["properties"]), associations=True) for o in objects]
+    if isinstance(sim, SquareSimulator) and kind == "invoice":
+        return [{"invoice": o, "order": sim.orders.get(o.get("order_id") or "")} for o in objects]
+    if isinstance(sim, SquareSimulator) and kind == "payment":
+        billed = {i.get("order_id"): i["id"] for i in sim.live("invoice")}
+        return [
+            {**o, "invoice_id": billed[o.get("order_id")]} if o.get("order_id") in billed else o
+            for o in objects
+        ]
+    return objects
 
 
 async def compare(world: World) -> Outcome:
@@ -570,6 +603,16 @@ async def compare(world: World) -> Outcome:
     against the canonical records in Postgres (``crmsync.demo.compare``)."""
     outcome = Outcome()
     names = {str(s.connection_id): provider for provider, s in world.sims.items()}
+    billed = {
+        uuid.UUID(row["customer_id"])
+        for row in await world.pool.fetch(
+            """
+            SELECT data->>'customer_id' AS customer_id FROM invoices
+             WHERE tenant_id = $1 AND deleted_at IS NULL AND data->>'customer_id' IS NOT NULL
+            """,
+            world.tenant_id,
+        )
+    }
     for kind in KINDS:
         rows = await world.pool.fetch(
             f"""
@@ -596,8 +639,8 @@ async def compare(world: World) -> Outcome:
             assert mapper is not None  # noqa: S101 - every demo provider maps
             links = {k: await external_ids(world.pool, info.id, k) for k in held}
             seen = []
-            for obj in running.sim.live(kind):
-                record = mapper.to_canonical(kind, _as_read(running, kind, obj), info.settings)
+            for obj in _as_read(running, kind):
+                record = mapper.to_canonical(kind, obj, info.settings)
                 refs = {
                     name: links[target].get(record.refs[name]) if name in record.refs else None
                     for name, target in REFERENCES.items()
@@ -605,6 +648,16 @@ async def compare(world: World) -> Outcome:
                 }
                 seen.append(Seen(record, links[kind].get(record.external_id), refs))
             compare_kind(
-                provider, kind, seen, canonical, holds=held, outcome=outcome, sources=sources
+                provider,
+                kind,
+                seen,
+                canonical,
+                holds=held,
+                outcome=outcome,
+                sources=sources,
+                # A system holding customers as recipients holds those invoices address.
+                expected=billed
+                if kind == "customer" and customers_as_recipients(running)
+                else None,
             )
     return outcome

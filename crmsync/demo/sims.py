@@ -53,6 +53,9 @@ class Profile:
     # The connection's provider when it is not the simulator's name (a provider connected
     # by a mapping file we ship is a generic connection).
     connects_as: str | None = None
+    # Customers exist there only as the recipients of its invoices (PayPal): none is made
+    # or edited there on its own, and it holds those its invoices address.
+    customers_as_recipients: bool = False
 
     @property
     def connection_provider(self) -> str:
@@ -107,7 +110,10 @@ def _profiles() -> dict[str, Profile]:
             {"square_location_id": SIM_LOCATION_ID},
         ),
         "paypal": Profile(
-            "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
+            "paypal",
+            {"oauth_client": OAUTH_CLIENT, "currency": "AUD"},
+            client_credentials=True,
+            customers_as_recipients=True,
         ),
         "shopify": Profile("shopify", {"currency": "AUD"}),
         # No webhooks: the outbound's reconcile schedule polls it (connectors/myob/README.md).
@@ -219,6 +225,10 @@ def _issued_settings(sim: Simulator) -> dict[str, Any]:
     return {"paypal_trust_anchors": anchor.decode()} if isinstance(anchor, bytes) else {}
 
 
+def customers_as_recipients(running: RunningSim) -> bool:
+    return PROFILES.get(running.provider, Profile(running.provider)).customers_as_recipients
+
+
 def synced_kinds(running: RunningSim) -> tuple[EntityType, ...]:
     """The kinds the demo syncs with this simulator: those it holds, narrowed by its
     profile's ``entity_types`` setting where it has one."""
@@ -235,10 +245,13 @@ async def connect(
     tenant: str,
     name: str,
     ingest_url: str,
+    public_url: str | None = None,
     settings: dict[str, Any] | None = None,
 ) -> uuid.UUID:
     """The tenant's connection ``name`` to this simulator: created, or adopted when it
-    exists. The simulator then POSTs its webhooks to ``ingest_url``."""
+    exists. The simulator then POSTs its webhooks to ``ingest_url``; where it signs the URL
+    (Square, HubSpot) it signs the one ingest verifies: under ``public_url`` (ingest's
+    ``CRMSYNC_INGEST_PUBLIC_BASE_URL``), where that is not ``ingest_url``."""
     sim = running.sim
     profile = PROFILES.get(running.provider, Profile(running.provider))
     provider = profile.connection_provider
@@ -296,6 +309,8 @@ async def connect(
             )
     running.connection_id = connection_id
     if hooked:
-        sim.webhook_url = f"{ingest_url.rstrip('/')}/webhooks/{provider}/{connection_id}"
+        path = f"/webhooks/{provider}/{connection_id}"
+        sim.webhook_url = ingest_url.rstrip("/") + path
+        sim.signed_url = public_url.rstrip("/") + path if public_url else None
         sim.webhook_secret = secret
     return connection_id

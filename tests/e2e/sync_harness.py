@@ -64,6 +64,8 @@ class Stack:
     keyring: KeyRing
     ingest_url: str
     tenant: str
+    # Ingest's public base URL, which the URL a simulator signs is under.
+    public_url: str
     crms: list[SimulatedCrm] = field(default_factory=list)
 
     async def connect(
@@ -76,6 +78,7 @@ class Stack:
             tenant=self.tenant,
             name=name,
             ingest_url=self.ingest_url,
+            public_url=self.public_url,
             settings=settings,
         )
 
@@ -123,7 +126,13 @@ async def running_stack(
                 wait_until_ready, f"http://127.0.0.1:{processor_port}/readyz", worker
             )
             ingest_url = str(ingest.client.make_url("")).rstrip("/")
-            yield Stack(ingest.pool, keyring, ingest_url, f"t-{uuid.uuid4().hex[:10]}")
+            yield Stack(
+                ingest.pool,
+                keyring,
+                ingest_url,
+                f"t-{uuid.uuid4().hex[:10]}",
+                ingest.settings.ingest_public_base_url,
+            )
         finally:
             if outbound_client is not None:
                 await outbound_client.close()

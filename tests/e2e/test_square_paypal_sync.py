@@ -9,14 +9,16 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from connectors.paypal.mapping import money
 from crmsync.application.sync import jobs
+from crmsync.common.connections import create_connection
 from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
-from tests.ingest_harness import PUBLIC_BASE
 
 
 @dataclass
@@ -38,8 +40,6 @@ async def crms(
         async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
             square_id = await stack.connect(square, "square")
             paypal_id = await stack.connect(paypal, "paypal")
-            # Square signs the URL its subscription names: ingest's public one.
-            square.sim.notification_url = f"{PUBLIC_BASE}/webhooks/square/{square_id}"  # type: ignore[attr-defined]
             yield Crms(stack, square, paypal, square_id, paypal_id)
     finally:
         for crm in (square, paypal):
@@ -128,5 +128,73 @@ async def test_a_backfill_brings_in_what_square_held_before_the_connection(crms:
     assert await stack.wait("SELECT count(*) FROM customers", 5, seconds=60) == 5
     assert await stack.wait("SELECT count(*) FROM invoices", 5, seconds=60) == 5
     assert await stack.wait("SELECT count(*) FROM payments", 5, seconds=60) == 5
+    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
+    assert [dict(d) for d in dead] == []
+
+
+async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_elsewhere(
+    crms: Crms,
+) -> None:
+    """PayPal creates an invoice as a DRAFT and sends it in a second call; the creation's
+    event carries the draft, newer than the open invoice it was made from. Applied, it
+    turned the invoice back to a draft everywhere (the demo's Ascora then refused its
+    payment): PayPal's invoice events are hydrated to the invoice as it is now."""
+    stack, paypal = crms.stack, crms.paypal
+    async with stack.pool.acquire() as conn:
+        internal = await create_connection(
+            conn,
+            stack.keyring,
+            tenant=stack.tenant,
+            provider="internal",
+            name="billing",
+            webhook_secret=None,
+        )
+    # Opened by the business's own billing service a minute before it reaches PayPal.
+    opened = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    changes = [
+        {"event_id": "cus-1", "entity_type": "customer", "op": "upsert", "external_id": "c-1",
+         "occurred_at": opened,
+         "data": {"name": "Ridge Electrical", "email": "jobs@ridge.example"}},
+        {"event_id": "inv-1", "entity_type": "invoice", "op": "upsert", "external_id": "i-1",
+         "occurred_at": opened, "refs": {"customer_id": "c-1"},
+         "data": {"number": "B-7", "status": "open", "currency": "AUD",
+                  "issued_on": "2026-12-01", "due_on": "2026-12-31",
+                  "lines": [{"description": "Switchboard", "quantity": "1",
+                             "unit_amount": 48_000, "tax_amount": 0}],
+                  "subtotal": 48_000, "tax": 0, "total": 48_000, "amount_due": 48_000}},
+    ]  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{stack.ingest_url}/v1/changes",
+            json=changes,
+            headers={"Authorization": f"Bearer {internal.api_key}"},
+        ) as response,
+    ):
+        assert response.status == 202, await response.text()
+    await until(lambda: paypal.sim.live("invoice"))
+    [invoice] = paypal.sim.live("invoice")
+    await until(lambda: paypal.sim.webhooks_pending == 0)
+    # Its creation's event went out first, carrying the draft.
+    assert paypal.sim.log.webhooks[0]["changes"] == [("invoice", invoice["id"], "create")]
+    await until(lambda: len(paypal.sim.log.webhooks) >= 2)
+
+    # Both of PayPal's events (the creation's draft, then the sent invoice) were heard.
+    heard = """
+        SELECT count(*) FROM sync_log
+         WHERE connection_id = $1 AND direction = 'in' AND entity_type = 'invoice'
+    """
+    assert await stack.wait(heard, 2, crms.paypal_id) == 2
+    await asyncio.sleep(1)  # what an applied event would push, pushed
+    applied = await stack.pool.fetch(
+        """
+        SELECT outcome, external_id FROM sync_log
+         WHERE tenant_id = (SELECT tenant_id FROM connections WHERE id = $1)
+           AND entity_type = 'invoice' AND outcome = 'applied'
+        """,
+        crms.paypal_id,
+    )
+    assert len(applied) == 1, f"the invoice changed after it was opened: {applied}"
+    assert await stack.pool.fetchval("SELECT data->>'status' FROM invoices") == "open"
     dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
     assert [dict(d) for d in dead] == []

@@ -9,6 +9,7 @@ from typing import Any
 
 from connectors.spec import EntityType, RemoteRecord
 from crmsync.demo.compare import (
+    PAYPAL_RECIPIENT,
     QUICKBOOKS_LINE_TAX,
     STRIPE_PART_PAID,
     STRIPE_UNCONFIRMED,
@@ -193,3 +194,46 @@ def test_quickbooks_lines_without_their_tax_are_its_documented_rule_and_nothing_
     assert len(run("quickbooks", "invoice", item, INVOICE_DATA, NO_JOBS).differences) == 1
     item = seen("invoice", {**INVOICE_DATA, "lines": untaxed}, INVOICE, customer_id=CUSTOMER)
     assert len(run("xero", "invoice", item, INVOICE_DATA, NO_JOBS).differences) == 1
+
+
+def test_a_system_holding_customers_as_recipients_must_hold_only_those_billed() -> None:
+    """PayPal holds a customer only as an invoice's recipient: the report counted every
+    customer no invoice of its addresses as missing there."""
+    billed, other = uuid.uuid4(), uuid.uuid4()
+    canonical = {
+        billed: {"name": "Bayview Landscapes", "email": "team@bayview.example", "phone": "+61 2"},
+        other: {"name": "Summit Air", "email": "service@summit.example", "phone": "+61 3"},
+    }
+    recipient = seen("customer", {"email": "team@bayview.example"}, billed)
+    outcome = Outcome()
+    compare_kind(
+        "paypal",
+        "customer",
+        [recipient],
+        canonical,
+        holds=NO_JOBS,
+        outcome=outcome,
+        expected={billed},
+    )
+    assert outcome.differences == []
+    assert sorted(e.split(":")[0] for e in outcome.exceptions) == [
+        "paypal customer ext-1 name",
+        "paypal customer ext-1 phone",
+    ]
+    assert all(PAYPAL_RECIPIENT.rule in e for e in outcome.exceptions)
+    # A customer it does hold differently is a difference; one it should hold, missing.
+    wrong = seen("customer", {"email": "team@bayview.example", "name": "Bayview Pty"}, billed)
+    outcome = Outcome()
+    compare_kind(
+        "paypal", "customer", [wrong], canonical, holds=NO_JOBS, outcome=outcome, expected=set()
+    )
+    assert outcome.differences == [
+        "paypal customer ext-1 name: 'Bayview Pty', Postgres 'Bayview Landscapes'"
+    ]
+    outcome = Outcome()
+    compare_kind("paypal", "customer", [], canonical, holds=NO_JOBS, outcome=outcome)
+    assert outcome.differences == ["paypal: 2 customer(s) missing"]
+    # Elsewhere a customer without its name or phone is a difference.
+    outcome = Outcome()
+    compare_kind("xero", "customer", [recipient], canonical, holds=NO_JOBS, outcome=outcome)
+    assert len(outcome.differences) == 3

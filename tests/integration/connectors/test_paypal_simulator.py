@@ -4,6 +4,7 @@ simulator serves, fetched through the egress rules and cached."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -185,6 +186,35 @@ async def test_an_invoice_is_sent_a_payment_recorded_and_removed(stack: Stack) -
     assert (await client.fetch("invoice", invoice.external_id)).data["status"] == "open"
 
 
+async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edits(
+    stack: Stack,
+) -> None:
+    """Paid in full by a recorded payment, PayPal marks the invoice MARKED_AS_PAID itself:
+    the derived "paid" edit (status, amount due) that follows asks nothing of it, and was a
+    provider_rule dead letter."""
+    client = stack.client()
+    refs = {"customer_id": "office@harbour.example"}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    # Unchanged, an open invoice is not written either (a full replace raced a payment).
+    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    await client.update("invoice", invoice.external_id, dict(invoice.data), refs)
+    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
+    await client.create(
+        "payment",
+        {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT"},
+        {"invoice_id": invoice.external_id},
+        "p",
+    )
+    assert stack.sim.get("invoice", invoice.external_id)["status"] == "MARKED_AS_PAID"
+    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    derived = {**invoice.data, "status": "paid", "amount_due": 0}
+    paid = await client.update("invoice", invoice.external_id, derived, refs)
+    assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
+    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
+    with pytest.raises(ProviderRuleError, match="MARKED_AS_PAID invoice cannot be edited"):
+        await client.update("invoice", invoice.external_id, {**derived, "number": "PP-2"}, refs)
+
+
 async def test_a_repeated_request_id_creates_one_invoice(stack: Stack) -> None:
     client = stack.client()
     first = await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "same")
@@ -221,6 +251,21 @@ async def test_sent_invoices_are_cancelled_drafts_deleted_and_neither_returns(st
     with pytest.raises(NotFoundError):
         await client.fetch("invoice", draft.external_id)
     assert (await client.fetch("invoice", sent.external_id)).data["status"] == "void"
+
+
+async def test_an_invoices_creation_event_carries_the_draft_it_sent_a_moment_later(
+    stack: Stack,
+) -> None:
+    """As PayPal's: an event carries its resource as it was when the event was made, so the
+    creation of an invoice created and sent in one push carries the DRAFT."""
+    client = stack.client()
+    await client.create("invoice", INVOICE, {"customer_id": "a@example.com"}, "i")
+    await stack.sim.drained()
+    events = [json.loads(body) for _, body in stack.hooks]
+    assert [(e["event_type"], e["resource"]["status"]) for e in events] == [
+        ("INVOICING.INVOICE.CREATED", "DRAFT"),
+        ("INVOICING.INVOICE.UPDATED", "UNPAID"),
+    ]
 
 
 async def test_webhooks_verify_with_the_certificate_fetched_once(stack: Stack) -> None:

@@ -178,6 +178,39 @@ async def test_an_invoice_is_an_order_plus_an_invoice_and_a_payment_settles_it(
         await client.delete("invoice", invoice.external_id)
 
 
+async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edits(
+    stack: Stack,
+) -> None:
+    """Settled by a payment, Square marks the invoice PAID itself: the derived "paid" edit
+    (status, amount due) that follows asks nothing of it, and was a provider_rule dead
+    letter (seen in the all-provider demo)."""
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    refs = {"customer_id": customer.external_id}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    # Unchanged, an open invoice is not written either (a full replace raced a payment).
+    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    await client.update("invoice", invoice.external_id, dict(invoice.data), refs)
+    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
+    await client.create(
+        "payment",
+        {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT 1"},
+        {"invoice_id": invoice.external_id},
+        "p",
+    )
+    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    derived = {**invoice.data, "status": "paid", "amount_due": 0}
+    paid = await client.update("invoice", invoice.external_id, derived, refs)
+    assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
+    reads = ("/v2/invoices/search",)  # a POST that reads
+    assert (
+        len([r for r in stack.sim.log.requests if r["method"] != "GET" and r["path"] not in reads])
+        == writes
+    )
+    with pytest.raises(ProviderRuleError, match=r"PAID invoice cannot be edited \(invoice_number"):
+        await client.update("invoice", invoice.external_id, {**derived, "number": "SQ-2"}, refs)
+
+
 async def test_a_published_invoice_keeps_its_lines_and_cannot_return_to_draft(stack: Stack) -> None:
     client = stack.client()
     customer = await client.create("customer", CUSTOMER, {}, "c")

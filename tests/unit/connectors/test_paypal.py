@@ -274,16 +274,23 @@ def _event(name: str) -> bytes:
     return json.dumps(json.loads((FIXTURES / name).read_text())["body"]).encode()
 
 
-def test_an_invoice_event_carries_its_recipient_its_invoice_and_its_recorded_payments() -> None:
+def test_an_invoice_event_carries_its_recipient_its_recorded_payments_and_names_its_invoice() -> (
+    None
+):
+    """The invoice itself is hydrated, not taken from the event: PayPal creates an invoice as
+    a draft and sends it in a second call, and the creation's event carries the draft."""
     parsed = MAPPER.parse_webhook(_event("invoice_updated.json"), {}, {})
     customer, invoice, payment = parsed.items
     assert (customer.entity_type, customer.external_id) == ("customer", "bill-me@example.com")
     assert customer.record is not None
     assert customer.record.data["name"] == "Stephanie Meyers"
     assert customer.record.data["address"]["city"] == "Anytown"
-    assert invoice.record is not None
-    assert invoice.record.refs == {"customer_id": "bill-me@example.com"}
-    assert invoice.record.data == {
+    assert (invoice.entity_type, invoice.external_id) == ("invoice", "INV2-Z56S-5LLA-Q52L-CPZ5")
+    assert invoice.record is None
+    body = json.loads((FIXTURES / "invoice_updated.json").read_text())["body"]
+    held = MAPPER.to_canonical("invoice", body["resource"]["invoice"], {})
+    assert held.refs == {"customer_id": "bill-me@example.com"}
+    assert held.data == {
         "number": "#123",
         "status": "open",
         "currency": "USD",
