@@ -20,7 +20,7 @@ Vocabulary:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
@@ -218,6 +218,11 @@ class ApiSpec:
     default_base_url: str | None = None
     # Which entity types have a delete/void at the provider (the rest raise Unsupported).
     deletable: tuple[EntityType, ...] = ()
+    # What the provider cannot hold yet: ``holds_back(entity_type, data)`` names why a
+    # record in this state is not sent (a pending payment, to Xero, which records money
+    # received only), or None. Outbound holds such a version back, logged with why; the
+    # version it can hold (the payment succeeded) is pushed when it comes.
+    holds_back: Callable[[EntityType, Mapping[str, Any]], str | None] | None = None
 
 
 def _text_or_none(value: Any) -> str | None:
