@@ -15,6 +15,7 @@ the canonical records, and the canonical records with what the plan left.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import Counter
@@ -31,6 +32,7 @@ from connectors.simkit import Fault as SimFault
 from connectors.spec import MappingError, RemoteRecord
 from crmsync.application.sync import jobs
 from tests.convergence.plan import INTERNAL, REFERENCES, Kind, Op, Plan
+from tests.convergence.rules import Refusal, held_back, not_deletable, not_updatable, refusal
 from tests.convergence.stack import System, Systems
 
 Say = Callable[[str], None]
@@ -86,6 +88,10 @@ class Result:
     pushes_after_quiet: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    # provider_rule dead letters a named rule explains (tests/convergence/rules.py), and the
+    # differences one allows, by rule.
+    ruled_dead_letters: Counter[str] = field(default_factory=Counter)
+    explained: Counter[str] = field(default_factory=Counter)
     foreign_dead_letters: Counter[str] = field(default_factory=Counter)
     mismatches: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
@@ -128,6 +134,9 @@ class Result:
                 if self.foreign_dead_letters
                 else ""
             ),
+            "provider rules (expected dead letters and the differences they leave):"
+            f" {dict(sorted(self.ruled_dead_letters.items())) or 'none'};"
+            f" {dict(sorted(self.explained.items())) or 'none'}",
             f"duplicates: {self.duplicates}; reconciliations asked for on the way:"
             f" {self.reconciles}",
             f"ops that did not reach every system in {SETTLE_SECONDS:g}s: "
@@ -146,6 +155,15 @@ class Result:
         return "\n".join(lines)
 
 
+class _NotThereError(Exception):
+    """The op's record is not in its system because that provider refused it by a
+    named rule (tests/convergence/rules.py): its user could not edit it there."""
+
+    def __init__(self, rule: Refusal) -> None:
+        super().__init__(rule.name)
+        self.rule = rule
+
+
 class Runner:
     def __init__(self, plan: Plan, systems: Systems, say: Say) -> None:
         self.plan = plan
@@ -162,11 +180,16 @@ class Runner:
         self.nudged: dict[str, float] = {}
         self.alive: dict[str, bool] = {}
         self.refused_keys: set[str] = set()
+        # (provider, canonical id) -> the rule its provider_rule dead letter follows.
+        self.refused_at: dict[tuple[str, uuid.UUID], list[Refusal]] = {}
+        self.key_of: dict[uuid.UUID, str] = {}
 
     # --- ids across systems ---------------------------------------------------------------
 
     async def entity_id(self, key: str) -> uuid.UUID | None:
         origin = self.origin[key]
+        if (origin, key) not in self.made:
+            return None  # its create was skipped: already reported
         value = await self.systems.pool.fetchval(
             "SELECT entity_id FROM entity_links WHERE connection_id = $1 AND entity_type = $2"
             " AND external_id = $3",
@@ -203,6 +226,9 @@ class Runner:
             if waited > ARRIVAL_SECONDS:
                 return None
             if waited > NUDGE_SECONDS:
+                rule = await self.refused(system, key)
+                if rule is not None:
+                    raise _NotThereError(rule)
                 await self.nudge(self.origin[key])
             await asyncio.sleep(0.2)
 
@@ -225,6 +251,25 @@ class Runner:
         if queued:
             self.result.reconciles += 1
 
+    async def refused(self, system: str, key: str) -> Refusal | None:
+        """The named rule by which ``system`` refused the record ``key`` (a
+        provider_rule dead letter), or None."""
+        entity_id = await self.entity_id(key)
+        if entity_id is None or system not in self.systems.crms:
+            return None
+        rows = await self.systems.pool.fetch(
+            "SELECT detail, payload FROM dead_letters WHERE connection_id = $1"
+            " AND reason = 'provider_rule' AND stage = 'outbound'",
+            self.systems.connection_of(system),
+        )
+        for row in rows:
+            if _payload(row["payload"]).get("entity_id") != str(entity_id):
+                continue
+            rule = refusal(system, self.kind[key], row["detail"])
+            if rule is not None and rule.operation == "create":
+                return rule
+        return None
+
     # --- operations ------------------------------------------------------------------------
 
     async def apply(self, op: Op) -> None:
@@ -243,6 +288,13 @@ class Runner:
                 await self._internal(op)
             else:
                 await self._crm(self.systems.crms[op.system], op)
+        except _NotThereError as exc:
+            self.values[op.key] = previous
+            self.result.refused.append(
+                f"#{op.index} {op.action} {op.kind} {op.key} in {op.system}: not there"
+                f" ({exc.rule.name})"
+            )
+            return
         except web.HTTPException as exc:
             # The provider refused the edit, as its UI would refuse the user (Xero does
             # not edit a paid invoice): the op did not happen.
@@ -278,9 +330,16 @@ class Runner:
             sim.update(op.kind, record_id, body)
             return
         obj = sim.create(op.kind, body)
-        self.made[(op.system, op.key)] = crm.mapper.to_canonical(
-            op.kind, obj, crm.settings
-        ).external_id
+        external_id = crm.mapper.to_canonical(op.kind, obj, crm.settings).external_id
+        if (
+            op.system == "stripe"
+            and op.kind == "payment"
+            and op.values.get("status") == "succeeded"
+        ):
+            # A card payment made at Stripe is a PaymentIntent its customer confirms (the
+            # created and succeeded events, often within one second), not one left pending.
+            sim.update(op.kind, external_id, {"status": "succeeded"})
+        self.made[(op.system, op.key)] = external_id
 
     async def _internal(self, op: Op) -> None:
         data: dict[str, object] = dict(self.values[op.key]) if op.action != "delete" else {}
@@ -531,6 +590,10 @@ class Runner:
 
     async def compare(self) -> None:
         result = self.result
+        for key in self.kind:
+            entity_id = await self.entity_id(key)
+            if entity_id is not None:
+                self.key_of[entity_id] = key
         records = {kind: await self.canonical(kind) for kind in self.plan.kinds}
         for kind, rows in records.items():
             seen: Counter[object] = Counter(
@@ -578,16 +641,31 @@ class Runner:
                 continue
             data, deleted = rows[entity_id]
             if deleted:
-                result.mismatch(kind, f"not deleted in {crm.name}", remote.external_id)
+                kept = not_deletable(crm.name, kind)
+                if kept is not None:
+                    result.explained[kept] += 1
+                else:
+                    result.mismatch(kind, f"not deleted in {crm.name}", remote.external_id)
                 continue
             present.add(entity_id)
-            self._compare_fields(crm.name, kind, remote, data, ref_links)
+            self._compare_fields(
+                crm.name, kind, remote, entity_id=entity_id, data=data, ref_links=ref_links
+            )
         for value, count in natural.items():
             if count > 1:
                 result.duplicates += count - 1
                 result.mismatch(kind, f"duplicate in {crm.name}", f"{count} live with {value!r}")
         for entity_id, (data, deleted) in rows.items():
             if not deleted and entity_id not in present:
+                refused = [
+                    r.name
+                    for r in self.refused_at.get((crm.name, entity_id), [])
+                    if r.operation == "create"
+                ]
+                absent = refused[0] if refused else held_back(crm.name, kind, data)
+                if absent is not None:
+                    result.explained[absent] += 1
+                    continue
                 result.mismatch(kind, f"missing in {crm.name}", str(data.get(NATURAL_KEY[kind])))
 
     def _compare_fields(
@@ -595,11 +673,17 @@ class Runner:
         system: str,
         kind: Kind,
         remote: RemoteRecord,
+        *,
+        entity_id: uuid.UUID,
         data: Mapping[str, Any],
         ref_links: Mapping[Kind, Mapping[str, uuid.UUID]],
     ) -> None:
         for name in COMPARED[kind]:
             if name in remote.data and _norm(remote.data[name]) != _norm(data.get(name)):
+                kept = self._kept(system, kind, entity_id, name, remote.data[name])
+                if kept is not None:
+                    self.result.explained[kept] += 1
+                    continue
                 self.result.mismatch(
                     kind,
                     f"{name} differs in {system}",
@@ -612,6 +696,25 @@ class Runner:
             theirs = remote.refs.get(ref_field)
             if theirs is None or str(ref_links[ref_kind].get(theirs)) != data[ref_field]:
                 self.result.mismatch(kind, f"{ref_field} differs in {system}", remote.external_id)
+
+    def _kept(
+        self, system: str, kind: Kind, entity_id: uuid.UUID, name: str, theirs: object
+    ) -> str | None:
+        """The rule by which ``system`` still holds an earlier value of the record's field
+        (it takes no update of the kind, or refused the update by a named rule); None
+        when the value it holds was never the record's."""
+        key = self.key_of.get(entity_id)
+        if key is None:
+            return None
+        earlier = [
+            _norm(o.values[name]) for o in self.plan.ops if o.key == key and name in o.values
+        ]
+        if _norm(theirs) not in earlier:
+            return None
+        updates = [
+            r.name for r in self.refused_at.get((system, entity_id), []) if r.operation == "update"
+        ]
+        return not_updatable(system, kind) or next(iter(updates), None)
 
     async def _compare_plan(
         self, records: dict[Kind, dict[uuid.UUID, tuple[dict[str, Any], bool]]]
@@ -657,6 +760,17 @@ class Runner:
             payload = bytes(row["payload"])
             if any(p.encode() in payload for p in self.poison):
                 self.result.dead_letters[row["reason"]] += 1
+                continue
+            body = _payload(payload) if row["stage"] == "outbound" else {}
+            rule = (
+                refusal(row["provider"] or "", str(body.get("entity_type")), row["detail"] or "")
+                if row["reason"] == "provider_rule"
+                else None
+            )
+            if rule is not None:
+                self.result.ruled_dead_letters[rule.name] += 1
+                entity_id = uuid.UUID(str(body["entity_id"]))
+                self.refused_at.setdefault((rule.provider, entity_id), []).append(rule)
             else:
                 where = f"{row['reason']} ({row['stage']}, {row['provider'] or '-'})"
                 self.result.foreign_dead_letters[where] += 1
@@ -666,6 +780,15 @@ class Runner:
                         f" {row['created_at']:%H:%M:%S.%f}): {row['detail']}"
                         f" | {payload[:300]!r}"
                     )
+
+
+def _payload(raw: bytes) -> dict[str, Any]:
+    """An outbound dead letter's JSON payload ({} for anything else)."""
+    try:
+        value = json.loads(bytes(raw))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _norm(value: object) -> object:
@@ -700,6 +823,7 @@ async def run(
     result.pushes, result.push_attempts = runner.writes()
     await asyncio.sleep(SILENCE_SECONDS)
     result.pushes_after_quiet = runner.writes()[1] - result.push_attempts
-    await runner.compare()
+    # Dead letters first: the refusals they hold explain some differences.
     await runner.dead_letters()
+    await runner.compare()
     return result
