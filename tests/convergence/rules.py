@@ -154,6 +154,25 @@ def not_updatable(provider: str, kind: Kind) -> str | None:
     return f"{provider}: {kind} update ✗ ({row.update.why})"
 
 
+# Providers that keep an approved invoice on the books when it is deleted here: they void
+# it (cancel, at Square), and it reads back with status void. The words are their
+# capabilities' ``delete`` cell (kept true by tests/unit/test_convergence_rules.py).
+VOIDS_INVOICES: dict[str, str] = {
+    "stripe": "open invoices voided",
+    "xero": "approved invoices VOIDED",
+    "ascora": "voided (status Void), never deleted",
+    "square": "published invoices canceled",
+}
+
+
+def voided(provider: str, kind: Kind, remote: Mapping[str, Any]) -> str | None:
+    """The rule by which ``provider`` holds a deleted ``kind`` as void, when it does."""
+    words = VOIDS_INVOICES.get(provider)
+    if kind != "invoice" or words is None or remote.get("status") != "void":
+        return None
+    return f"{provider}: invoice delete ({words})"
+
+
 def not_deletable(provider: str, kind: Kind) -> str | None:
     """The capability rule by which ``provider`` keeps a deleted ``kind`` (``delete`` ✗)."""
     row = CAPABILITIES.get(provider, {}).get(kind)

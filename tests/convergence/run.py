@@ -32,7 +32,14 @@ from connectors.simkit import Fault as SimFault
 from connectors.spec import MappingError, RemoteRecord
 from crmsync.application.sync import jobs
 from tests.convergence.plan import INTERNAL, REFERENCES, Kind, Op, Plan
-from tests.convergence.rules import Refusal, held_back, not_deletable, not_updatable, refusal
+from tests.convergence.rules import (
+    Refusal,
+    held_back,
+    not_deletable,
+    not_updatable,
+    refusal,
+    voided,
+)
 from tests.convergence.stack import System, Systems
 
 Say = Callable[[str], None]
@@ -74,6 +81,8 @@ SILENCE_SECONDS = 5.0
 # Retry-After the injected 429s carry (seconds).
 RETRY_AFTER = 1.0
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What a Stripe user does after making an invoice or a payment there (finalize, confirm).
+STRIPE_USER_STEPS = frozenset({("invoice", "open"), ("payment", "succeeded")})
 
 
 @dataclass
@@ -331,14 +340,12 @@ class Runner:
             return
         obj = sim.create(op.kind, body)
         external_id = crm.mapper.to_canonical(op.kind, obj, crm.settings).external_id
-        if (
-            op.system == "stripe"
-            and op.kind == "payment"
-            and op.values.get("status") == "succeeded"
-        ):
-            # A card payment made at Stripe is a PaymentIntent its customer confirms (the
+        status = op.values.get("status")
+        if op.system == "stripe" and (op.kind, status) in STRIPE_USER_STEPS:
+            # As Stripe's user makes them: an invoice is finalized once built (Stripe makes
+            # a draft first), a card payment is a PaymentIntent its customer confirms (the
             # created and succeeded events, often within one second), not one left pending.
-            sim.update(op.kind, external_id, {"status": "succeeded"})
+            sim.update(op.kind, external_id, {"status": status})
         self.made[(op.system, op.key)] = external_id
 
     async def _internal(self, op: Op) -> None:
@@ -436,7 +443,7 @@ class Runner:
             row = None
             if entity_id is not None:
                 row = await self.systems.pool.fetchrow(
-                    f"SELECT data, deleted_at IS NOT NULL AS deleted,"  # noqa: S608
+                    f"SELECT data, version, deleted_at IS NOT NULL AS deleted,"  # noqa: S608
                     " (SELECT count(*) FROM entity_links l WHERE l.entity_id = r.id"
                     "   AND l.connection_id = ANY($2::uuid[])"
                     "   AND l.last_pushed_version >= r.version) AS pushed,"
@@ -451,10 +458,13 @@ class Runner:
                 if op.action == "delete" and row["deleted"]:
                     return True
                 values = self.values[op.key]
+                pushed = row["pushed"]
+                if pushed < len(targets) and entity_id is not None:
+                    pushed += await self.parked(entity_id, row["version"], targets)
                 if (
                     op.action != "delete"
                     and not row["deleted"]
-                    and row["pushed"] == len(targets)
+                    and pushed >= len(targets)
                     and all(
                         _norm(values[n]) == _norm(row["data"].get(n))
                         for n in COMPARED[op.kind]
@@ -464,6 +474,22 @@ class Runner:
                     return True
             await asyncio.sleep(0.2)
         return False
+
+    async def parked(self, entity_id: uuid.UUID, version: int, targets: list[uuid.UUID]) -> int:
+        """How many of ``targets`` parked this version of the record as a dead letter (a
+        refusal by the provider's rules): nothing more will go there, so waiting for
+        a push there is waiting for nothing."""
+        rows = await self.systems.pool.fetch(
+            "SELECT connection_id, payload FROM dead_letters WHERE stage = 'outbound'"
+            " AND connection_id = ANY($1::uuid[])",
+            targets,
+        )
+        done = set()
+        for row in rows:
+            body = _payload(row["payload"])
+            if body.get("entity_id") == str(entity_id) and body.get("version", 0) >= version:
+                done.add(row["connection_id"])
+        return len(done)
 
     async def drive(self, concurrency: int, serial: bool, overlap: bool) -> None:
         """Every op: in plan order per record (and after the records it names), at most
@@ -641,7 +667,7 @@ class Runner:
                 continue
             data, deleted = rows[entity_id]
             if deleted:
-                kept = not_deletable(crm.name, kind)
+                kept = not_deletable(crm.name, kind) or voided(crm.name, kind, remote.data)
                 if kept is not None:
                     result.explained[kept] += 1
                 else:

@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from connectors.registry import CAPABILITIES
 from connectors.xero.lifecycle import PAYMENT_ALLOCATED
 from tests.convergence.rules import (
     REFUSALS,
+    VOIDS_INVOICES,
     Refusal,
     held_back,
     not_deletable,
     not_updatable,
     refusal,
+    voided,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,3 +83,12 @@ def test_capability_rules_follow_the_capabilities_tables() -> None:
     assert held_back("xero", "payment", {"status": "pending"}) is not None
     assert held_back("xero", "payment", {"status": "succeeded"}) is None
     assert held_back("ascora", "payment", {"status": "pending"}) is None
+
+
+@pytest.mark.parametrize("provider", sorted(VOIDS_INVOICES))
+def test_a_voided_invoice_rule_is_its_providers_delete_capability(provider: str) -> None:
+    assert VOIDS_INVOICES[provider] in CAPABILITIES[provider]["invoice"].delete.why
+    assert voided(provider, "invoice", {"status": "void"}) is not None
+    assert voided(provider, "invoice", {"status": "open"}) is None
+    assert voided(provider, "payment", {"status": "void"}) is None
+    assert voided("quickbooks", "invoice", {"status": "void"}) is None
