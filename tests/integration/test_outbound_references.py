@@ -507,3 +507,30 @@ async def test_a_payment_on_a_draft_ascora_invoice_is_refused_by_rule_not_as_a_4
     [dead] = await env.dead()
     assert dead["reason"] == "provider_rule"
     assert "takes no payments" in dead["detail"]
+
+
+async def test_an_invoice_without_lines_waits_for_xero_until_it_has_them(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero approves no invoice without a line item ("An invoice must have at least one
+    # line item"): held, not a 4xx dead letter, and created once it has its lines.
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    empty = {**INVOICE, "lines": [], "subtotal": 0, "total": 0, "customer_id": str(customer)}
+    invoice = await env.record("invoice", empty)
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    assert xero.sim.live("invoice") == []
+    assert await env.dead() == []
+    assert await env.queued() == []
+    [(outcome, error)] = await _sync_log(env, invoice)
+    assert outcome == "held"
+    assert "line" in (error or "")
+    version = await env.edit("invoice", invoice, {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "invoice", invoice, version)
+    await env.run_due()
+    [sent] = xero.sim.live("invoice")
+    assert sent["Status"] == "AUTHORISED"
+    assert await env.dead() == []
