@@ -129,9 +129,16 @@ class AscoraClient(ProviderClient[AscoraSettings, Mapper]):
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "invoice":
             # Issued invoices are voided, never deleted (the number stays used).
-            await self.api.call(
-                "PATCH", _item("invoice", external_id), json_body={"status": "Void"}
-            )
+            try:
+                await self.api.call(
+                    "PATCH", _item("invoice", external_id), json_body={"status": "Void"}
+                )
+            except ProviderError as exc:
+                if "(code invoice_has_payments)" in exc.provider_message:
+                    raise ProviderRuleError(
+                        f"Ascora invoice {external_id}: {exc.provider_message}"
+                    ) from None
+                raise
             return
         await self.api.call("DELETE", _item(entity_type, external_id))
 

@@ -190,9 +190,10 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
             elif status in VOIDABLE_INVOICE_STATES:
                 target = "VOIDED"
             else:
-                raise UnsupportedOperationError(
-                    f"Xero cannot void a {status} invoice: remove its payments first",
-                    request=f"POST {API_PATH}{path}",
+                # Xero's rule about the invoice as it stands, not an operation it lacks.
+                raise ProviderRuleError(
+                    f"Xero invoice {external_id}: Xero cannot void a {status} invoice:"
+                    " remove its payments first"
                 )
             change = {id_field: external_id, "Status": target}
             await self.api.call("POST", path, json_body={collection: [change]})

@@ -667,7 +667,16 @@ class Runner:
                 continue
             data, deleted = rows[entity_id]
             if deleted:
-                kept = not_deletable(crm.name, kind) or voided(crm.name, kind, remote.data)
+                refused = [
+                    r.name
+                    for r in self.refused_at.get((crm.name, entity_id), [])
+                    if r.operation == "delete"
+                ]
+                kept = (
+                    not_deletable(crm.name, kind)
+                    or voided(crm.name, kind, remote.data)
+                    or next(iter(refused), None)
+                )
                 if kept is not None:
                     result.explained[kept] += 1
                 else:

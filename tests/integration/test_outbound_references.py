@@ -534,3 +534,28 @@ async def test_an_invoice_without_lines_waits_for_xero_until_it_has_them(
     [sent] = xero.sim.live("invoice")
     assert sent["Status"] == "AUTHORISED"
     assert await env.dead() == []
+
+
+async def test_deleting_a_paid_xero_invoice_is_refused_by_rule_once(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero voids no invoice with payments allocated ("remove its payments first"): a
+    # rule of Xero's about the invoice as it stands, parked once as provider_rule.
+    target, _customer, invoice, sent = await invoice_in_xero(env, xero)
+    payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice), "amount": 15000})
+    await env.push(target, "payment", payment)
+    await env.run_due()
+    assert xero.sim.get("invoice", sent["InvoiceID"])["Status"] == "PAID"
+    version: int = await env.pool.fetchval(
+        "UPDATE invoices SET deleted_at = now(), version = version + 1 WHERE id = $1"
+        " RETURNING version",
+        invoice,
+    )
+    await env.push(target, "invoice", invoice, version)
+    for _ in range(MAX_ATTEMPTS + 1):
+        await env.run_due()
+    assert xero.sim.get("invoice", sent["InvoiceID"])["Status"] == "PAID"
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "remove its payments first" in dead["detail"]
