@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import operator
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,13 +22,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from crmsync.application.models import Page
+from crmsync.application.operations import OPERATIONS
 from crmsync.cli.backend import (
     EXIT_CONFLICT,
     EXIT_INVALID,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
-    OPERATIONS,
     CommandError,
     ConnectionRef,
     call,
@@ -51,6 +52,20 @@ __all__ = [
 
 M = TypeVar("M", bound=BaseModel)
 Column = tuple[str, Callable[[Any], Any]]
+
+
+def columns(*specs: str | Column) -> list[Column]:
+    """A table's columns: ``"name"`` shows the attribute ``name``, ``"header=path"`` shows
+    the attribute at the dotted ``path`` under that header, and a ``(header, function)``
+    pair whatever the function makes of the row."""
+    out: list[Column] = []
+    for spec in specs:
+        if isinstance(spec, tuple):
+            out.append(spec)
+        else:
+            header, _, path = spec.partition("=")
+            out.append((header, operator.attrgetter(path or header)))
+    return out
 
 
 def model(cls: type[M], **values: Any) -> M:

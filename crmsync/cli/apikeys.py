@@ -6,56 +6,43 @@ import argparse
 from datetime import UTC, datetime, timedelta
 
 from crmsync.application.models import ApiKeyCreate, ApiKeyQuery, ApiKeyRotate
-from crmsync.cli.admin_common import (
-    Column,
-    add_common,
-    add_group,
-    add_id_action,
-    add_list_action,
-    call,
-    command,
-    connection_arg,
-    emit,
-    model,
-    optional_connection_id,
-    uuid_arg,
+from crmsync.cli import admin_common as cli
+
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "scope",
+    "prefix=key_prefix",
+    "created=created_at",
+    "expires=expires_at",
+    "revoked=revoked_at",
+    "last used=last_used_at",
 )
 
-COLUMNS: list[Column] = [
-    ("id", lambda k: k.id),
-    ("scope", lambda k: k.scope),
-    ("prefix", lambda k: k.key_prefix),
-    ("created", lambda k: k.created_at),
-    ("expires", lambda k: k.expires_at),
-    ("revoked", lambda k: k.revoked_at),
-    ("last used", lambda k: k.last_used_at),
-]
 
-
-@command
+@cli.command
 def _create(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     expires = now + timedelta(days=args.expires_in_days) if args.expires_in_days else None
-    connection = optional_connection_id(args, args.connection)
-    body = model(ApiKeyCreate, scope=args.scope, connection=connection, expires_at=expires)
-    created = call(args, "createApiKey", body=body, create_tenant=True)
-    code = emit(created, args.json)
+    connection = cli.optional_connection_id(args, args.connection)
+    body = cli.model(ApiKeyCreate, scope=args.scope, connection=connection, expires_at=expires)
+    created = cli.call(args, "createApiKey", body=body, create_tenant=True)
+    code = cli.emit(created, args.json)
     if not args.json:
         print("(the key is shown only now; it is stored as a hash)")
     return code
 
 
-@command
+@cli.command
 def _rotate(args: argparse.Namespace) -> int:
-    body = model(ApiKeyRotate, overlap_seconds=args.overlap_seconds)
-    return emit(call(args, "rotateApiKey", key_id=args.id, body=body), args.json)
+    body = cli.model(ApiKeyRotate, overlap_seconds=args.overlap_seconds)
+    return cli.emit(cli.call(args, "rotateApiKey", key_id=args.id, body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    actions = add_group(sub, "api-keys", "a tenant's scoped API keys (admin, read, publish)")
+    actions = cli.add_group(sub, "api-keys", "a tenant's scoped API keys (admin, read, publish)")
 
     create = actions.add_parser("create", help="create a key; it is printed once")
-    add_common(create)
+    cli.add_common(create)
     create.add_argument(
         "--scope",
         required=True,
@@ -64,13 +51,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     create.add_argument(
         "--connection",
-        type=connection_arg,
+        type=cli.connection_arg,
         help="publish keys: their internal connection (id or TENANT/NAME)",
     )
     create.add_argument("--expires-in-days", type=int, help="expiry (default: never)")
     create.set_defaults(handler=_create)
 
-    list_ = add_list_action(
+    list_ = cli.add_list_action(
         actions,
         "the tenant's keys (never the keys themselves)",
         "listApiKeys",
@@ -80,18 +67,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     list_.add_argument("--all", action="store_true", help="include revoked keys")
 
-    add_id_action(
+    cli.add_id_action(
         actions,
         "show",
         "a key with its requests per day and when it was last used",
         "getApiKey",
         id_help="API key id",
     )
-    add_id_action(actions, "revoke", "revoke a key now", "revokeApiKey", id_help="API key id")
+    cli.add_id_action(actions, "revoke", "revoke a key now", "revokeApiKey", id_help="API key id")
 
     rotate = actions.add_parser("rotate", help="a new key of the same scope; the old expires")
-    add_common(rotate)
-    rotate.add_argument("id", type=uuid_arg, help="API key id")
+    cli.add_common(rotate)
+    rotate.add_argument("id", type=cli.uuid_arg, help="API key id")
     rotate.add_argument(
         "--overlap-seconds", type=int, help="how long the old key keeps working (default 3600)"
     )

@@ -16,20 +16,7 @@ from datetime import UTC, datetime
 from crmsync.application import ledger_io
 from crmsync.application.errors import AdminError
 from crmsync.application.models import ConnectionLedgerOut, LedgerQuery, LedgerReport
-from crmsync.cli.admin_common import (
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    Column,
-    CommandError,
-    add_remote,
-    call,
-    command,
-    connection_arg,
-    connection_id,
-    model,
-    table,
-)
+from crmsync.cli import admin_common as cli
 from crmsync.cli.backend import ConnectionRef, is_remote
 from crmsync.common.connections import connection_exists
 from crmsync.common.db import DatabaseUnavailableError, connect
@@ -42,23 +29,23 @@ def _skipped(counts: dict[str, int]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(counts.items())) or "0"
 
 
-COLUMNS: list[Column] = [
-    ("connection", lambda c: c.connection_id),
-    ("provider", lambda c: c.provider),
-    ("accepted", lambda c: c.inbound.accepted),
-    ("applied", lambda c: c.inbound.applied),
-    ("duplicates", lambda c: c.inbound.duplicates),
+COLUMNS: list[cli.Column] = cli.columns(
+    "connection=connection_id",
+    "provider",
+    "accepted=inbound.accepted",
+    "applied=inbound.applied",
+    "duplicates=inbound.duplicates",
     ("skipped", lambda c: _skipped(c.inbound.skipped)),
-    ("dead", lambda c: c.inbound.dead_lettered),
-    ("in_flight", lambda c: c.inbound.in_flight),
-    ("unaccounted", lambda c: c.inbound.unaccounted),
+    "dead=inbound.dead_lettered",
+    "in_flight=inbound.in_flight",
+    "unaccounted=inbound.unaccounted",
     ("| changes", lambda c: f"| {c.outbound.changes}"),
-    ("pushed", lambda c: c.outbound.pushed),
+    "pushed=outbound.pushed",
     ("skipped_out", lambda c: _skipped(c.outbound.skipped)),
-    ("dead_out", lambda c: c.outbound.dead_lettered),
-    ("pending", lambda c: c.outbound.pending),
-    ("unaccounted_out", lambda c: c.outbound.unaccounted),
-]
+    "dead_out=outbound.dead_lettered",
+    "pending=outbound.pending",
+    "unaccounted_out=outbound.unaccounted",
+)
 
 
 async def _every_tenant(query: LedgerQuery, now: datetime) -> LedgerReport:
@@ -72,7 +59,7 @@ async def _every_tenant(query: LedgerQuery, now: datetime) -> LedgerReport:
         if query.connection is not None and not await connection_exists(
             conn, query.connection, tenant_id=None
         ):
-            raise CommandError(f"no connection {query.connection}", EXIT_NOT_FOUND)
+            raise cli.CommandError(f"no connection {query.connection}", cli.EXIT_NOT_FOUND)
         found = await ledger_io.ledger(
             conn,
             settings.kafka_target(),
@@ -82,38 +69,38 @@ async def _every_tenant(query: LedgerQuery, now: datetime) -> LedgerReport:
             now=now,
         )
     except AdminError as exc:
-        raise CommandError(exc.detail, EXIT_UNAVAILABLE) from None
+        raise cli.CommandError(exc.detail, cli.EXIT_UNAVAILABLE) from None
     finally:
         await conn.close()
     return LedgerReport.of(found)
 
 
-@command
+@cli.command
 def _audit(args: argparse.Namespace) -> int:
     ref: ConnectionRef | None = args.connection
     connection: uuid.UUID | None = None
     if ref is not None and ref.id is None:
         # TENANT/NAME: that tenant's ledger (locally it sets --tenant).
-        connection = connection_id(args, ref)
+        connection = cli.connection_id(args, ref)
     elif ref is not None:
         connection = ref.id
-    query = model(LedgerQuery, connection=connection, since=args.since, until=args.until)
+    query = cli.model(LedgerQuery, connection=connection, since=args.since, until=args.until)
     report: LedgerReport
     if args.tenant is None and not is_remote(args):
         report = asyncio.run(_every_tenant(query, datetime.now(UTC)))
     else:
-        report = call(args, "getLedger", query=query)
+        report = cli.call(args, "getLedger", query=query)
     if args.json:
         print(report.model_dump_json())
     else:
         rows: list[ConnectionLedgerOut] = report.connections
-        print(table(rows, COLUMNS))
+        print(cli.table(rows, COLUMNS))
         print(f"window {report.since or 'start'} .. {report.until}; in flight {report.in_flight}")
     for note in report.notes:
         print(f"crmsync: note: {note}", file=sys.stderr)
     for problem in report.problems:
         print(f"crmsync: unaccounted: {problem}", file=sys.stderr)
-    return EXIT_OK if report.balanced else EXIT_UNAVAILABLE
+    return cli.EXIT_OK if report.balanced else cli.EXIT_UNAVAILABLE
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -122,9 +109,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--tenant", help="tenant slug (default: every tenant)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_remote(p)
+    cli.add_remote(p)
     p.add_argument(
-        "--connection", type=connection_arg, help="only this connection (id or TENANT/NAME)"
+        "--connection", type=cli.connection_arg, help="only this connection (id or TENANT/NAME)"
     )
     p.add_argument("--since", help="ISO 8601 time with offset (default: 24 hours ago)")
     p.add_argument("--until", help="ISO 8601 time with offset (default: now)")

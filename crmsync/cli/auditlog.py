@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 
 from crmsync.application.models import AuditLogQuery
-from crmsync.cli.admin_common import Column, add_common, list_command, uuid_arg
+from crmsync.cli.admin_common import Column, add_common, columns, list_command, uuid_arg
 
-COLUMNS: list[Column] = [
-    ("at", lambda e: e.at),
-    ("actor", lambda e: e.actor),
-    ("action", lambda e: e.action),
-    ("target", lambda e: e.target_id),
-    ("change", lambda e: e.change),
-]
+COLUMNS: list[Column] = columns(
+    "at",
+    "actor",
+    "action",
+    "target=target_id",
+    "change",
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

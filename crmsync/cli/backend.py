@@ -17,8 +17,8 @@ document becomes one), and :func:`call` turns it into the exit status of :mod:`m
 To add an operator command to both modes:
 
 1. its route in ``services/admin/routes.py`` (the API is the remote mode);
-2. the same operation under the same operationId in ``OPERATIONS`` below (a unit test
-   checks that the two tables agree);
+2. its operation under that operationId in ``crmsync.application.operations.OPERATIONS``
+   (the route finds it there by operationId, so both modes run the same function);
 3. in the command's module: options through ``admin_common.add_common`` (``--tenant``,
    ``--json``, ``--api-url``, ``--api-key``), a connection option of type
    ``connection_arg`` read with ``connection_id`` (id or TENANT/NAME), the work done by
@@ -47,27 +47,11 @@ import aiohttp
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
-from crmsync.application import (
-    apikeys,
-    audit_trail,
-    conflicts,
-    connections,
-    deadletters,
-    ledger_io,
-    notifications,
-    pauses,
-    privacy,
-    quotas,
-    records,
-    replay,
-    syncjobs,
-    synclog,
-    tenants,
-    trigger,
-)
+from crmsync.application import audit_trail, tenants
 from crmsync.application.context import Context
 from crmsync.application.errors import AdminError
 from crmsync.application.models import ConnectionQuery, TenantOut
+from crmsync.application.operations import OPERATIONS, Operation
 from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.connections import connection_row
 from crmsync.common.db import Conn, DatabaseUnavailableError, connect
@@ -82,78 +66,6 @@ EXIT_UNAVAILABLE = 1
 EXIT_INVALID = 2
 EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
-
-# An application-layer operation, called ``operation(conn, ctx, **arguments)``.
-Operation = Callable[..., Awaitable[Any]]
-
-
-def _record_operations() -> dict[str, Operation]:
-    """A list and a show operation per collection, named as their routes are."""
-    out: dict[str, Operation] = {}
-    for collection, entity_type in records.COLLECTIONS.items():
-        title = collection.capitalize()
-        out[f"list{title}"] = partial(records.list_, entity_type=entity_type)
-        out[f"get{title[:-1]}"] = partial(records.get, entity_type=entity_type)
-    return out
-
-
-# operationId -> the operation its route runs (services/admin/routes.py; a unit test
-# checks every entry against that table).
-OPERATIONS: dict[str, Operation] = {
-    "getTenant": tenants.current,
-    "createConnection": connections.create,
-    "listConnections": connections.list_,
-    "getConnection": connections.get,
-    "updateConnection": connections.update,
-    "deleteConnection": connections.delete,
-    "disableConnection": partial(connections.set_status, status="disabled"),
-    "enableConnection": partial(connections.set_status, status="active"),
-    "rotateWebhookSecret": connections.rotate_secret,
-    "pauseConnection": pauses.pause,
-    "resumeConnection": pauses.resume,
-    "createFreezeWindow": pauses.create_window,
-    "listFreezeWindows": pauses.list_windows,
-    "getFreezeWindow": pauses.get_window,
-    "deleteFreezeWindow": pauses.delete_window,
-    "setConnectionCredentials": connections.set_credentials,
-    "getConnectionHealth": connections.health,
-    **_record_operations(),
-    "listSyncLog": synclog.list_,
-    "getSyncLogSummary": synclog.summary,
-    "getLedger": ledger_io.audit,
-    "listAuditLog": audit_trail.list_,
-    "listDeadLetters": deadletters.list_,
-    "getDeadLetter": deadletters.get,
-    "redriveDeadLetter": deadletters.redrive_one,
-    "discardDeadLetter": deadletters.discard,
-    "redriveDeadLetters": deadletters.redrive_many,
-    "replayWebhooks": replay.replay,
-    "createSyncJob": syncjobs.create,
-    "listSyncJobs": syncjobs.list_,
-    "getSyncJob": syncjobs.get,
-    "cancelSyncJob": syncjobs.cancel,
-    "listConflicts": conflicts.list_,
-    "getConflict": conflicts.get,
-    "resolveConflict": conflicts.resolve,
-    "createNotificationEndpoint": notifications.create,
-    "listNotificationEndpoints": notifications.list_,
-    "getNotificationEndpoint": notifications.get,
-    "deleteNotificationEndpoint": notifications.delete,
-    "testNotificationEndpoint": notifications.send_test,
-    "listNotificationDeliveries": notifications.deliveries,
-    "createApiKey": apikeys.create,
-    "listApiKeys": apikeys.list_,
-    "getApiKey": apikeys.get,
-    "revokeApiKey": apikeys.revoke,
-    "rotateApiKey": apikeys.rotate,
-    "exportPerson": privacy.export,
-    "erasePerson": privacy.erase,
-    "getQuotas": quotas.get,
-    "setQuotas": quotas.replace,
-    "updateQuotas": quotas.update,
-    "triggerWebhook": trigger.trigger,
-    "listWebhookSamples": trigger.list_samples,
-}
 
 
 class CommandError(RefuseInput):

@@ -5,50 +5,38 @@ from __future__ import annotations
 import argparse
 
 from crmsync.application.models import ConflictQuery, ConflictResolve
-from crmsync.cli.admin_common import (
-    Column,
-    add_common,
-    add_group,
-    add_id_action,
-    add_list_action,
-    call,
-    command,
-    emit,
-    json_arg,
-    model,
-    uuid_arg,
+from crmsync.cli import admin_common as cli
+
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    ("entity", lambda c: f"{c.entity_type}:{c.entity_id}"),
+    "field",
+    "current=current_value",
+    "incoming=incoming_value",
+    "created=created_at",
 )
 
-COLUMNS: list[Column] = [
-    ("id", lambda c: c.id),
-    ("entity", lambda c: f"{c.entity_type}:{c.entity_id}"),
-    ("field", lambda c: c.field),
-    ("current", lambda c: c.current_value),
-    ("incoming", lambda c: c.incoming_value),
-    ("created", lambda c: c.created_at),
-]
 
-
-@command
+@cli.command
 def _resolve(args: argparse.Namespace) -> int:
-    body = model(ConflictResolve, choose=args.choose, value=json_arg(args.value, "--value"))
-    return emit(call(args, "resolveConflict", conflict_id=args.id, body=body), args.json)
+    body = cli.model(ConflictResolve, choose=args.choose, value=cli.json_arg(args.value, "--value"))
+    return cli.emit(cli.call(args, "resolveConflict", conflict_id=args.id, body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    actions = add_group(sub, "conflicts", "conflicting field values parked for an operator")
-    list_ = add_list_action(actions, "oldest first", "listConflicts", ConflictQuery, COLUMNS)
+    actions = cli.add_group(sub, "conflicts", "conflicting field values parked for an operator")
+    list_ = cli.add_list_action(actions, "oldest first", "listConflicts", ConflictQuery, COLUMNS)
     list_.add_argument("--state", choices=("open", "resolved", "all"), help="default open")
     list_.add_argument(
         "--entity-type",
         choices=("customer", "job", "invoice", "payment"),
         help="only conflicts on this kind of record",
     )
-    list_.add_argument("--entity-id", type=uuid_arg, help="only this record's conflicts")
-    add_id_action(actions, "show", "one conflict", "getConflict", id_help="conflict id")
+    list_.add_argument("--entity-id", type=cli.uuid_arg, help="only this record's conflicts")
+    cli.add_id_action(actions, "show", "one conflict", "getConflict", id_help="conflict id")
     resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
-    add_common(resolve)
-    resolve.add_argument("id", type=uuid_arg, help="conflict id")
+    cli.add_common(resolve)
+    resolve.add_argument("id", type=cli.uuid_arg, help="conflict id")
     resolve.add_argument(
         "--choose",
         required=True,

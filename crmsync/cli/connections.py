@@ -41,23 +41,7 @@ from crmsync.application.models import (
     SecretRotate,
     TenantOut,
 )
-from crmsync.cli.admin_common import (
-    EXIT_CONFLICT,
-    EXIT_INVALID,
-    Column,
-    CommandError,
-    add_common,
-    call,
-    command,
-    connection_arg,
-    connection_id,
-    emit,
-    json_arg,
-    list_command,
-    model,
-    on_id,
-    validate,
-)
+from crmsync.cli import admin_common as cli
 from crmsync.cli.backend import Backend, is_remote, run
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
@@ -70,13 +54,15 @@ from crmsync.settings.ingest import IngestSettings
 TENANT_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-@command
+@cli.command
 def add(args: argparse.Namespace) -> int:
     """``connections add``: in this process, or through the admin API in remote mode."""
     if is_remote(args):
         return _add_remote(args)
     if args.tenant is None:
-        raise CommandError("--tenant is required (the tenant is created if new)", EXIT_INVALID)
+        raise cli.CommandError(
+            "--tenant is required (the tenant is created if new)", cli.EXIT_INVALID
+        )
     return _add_local(
         provider=args.provider,
         tenant=args.tenant,
@@ -92,29 +78,29 @@ def add(args: argparse.Namespace) -> int:
 def _add_remote(args: argparse.Namespace) -> int:
     config: Any = None
     if args.provider in CATALOGUE:
-        raise CommandError(
+        raise cli.CommandError(
             f"--provider {args.provider} brings a mapping file, which only local mode applies; "
             "through the API, add a generic connection and set its mapping with "
             "`connections update --field-mapping`",
-            EXIT_INVALID,
+            cli.EXIT_INVALID,
         )
     if args.generic_config is not None:
         try:
             config = json.loads(args.generic_config.read_bytes())
         except (OSError, ValueError) as exc:
-            raise CommandError(
-                f"--generic-config {args.generic_config}: {exc}", EXIT_INVALID
+            raise cli.CommandError(
+                f"--generic-config {args.generic_config}: {exc}", cli.EXIT_INVALID
             ) from None
         if isinstance(config, dict) and "signature" in config:
-            raise CommandError(
+            raise cli.CommandError(
                 "--generic-config: a whole mapping file is applied only in local mode; through "
                 "the API give the signature scheme, then `connections update --field-mapping`",
-                EXIT_INVALID,
+                cli.EXIT_INVALID,
             )
     credentials = None
     if args.provider_api_key is not None:
         credentials = {"type": "api_key", "token": args.provider_api_key}
-    body = model(
+    body = cli.model(
         ConnectionCreate,
         provider=args.provider,
         name=args.name,
@@ -236,7 +222,7 @@ def _add_local(
         created = asyncio.run(store())
     except QuotaExceededError as exc:
         print(f"crmsync: {exc}", file=sys.stderr)
-        return EXIT_CONFLICT
+        return cli.EXIT_CONFLICT
     _print(
         created,
         settings.ingest_public_base_url,
@@ -328,19 +314,19 @@ def _show(out: dict[str, Any], *, as_json: bool) -> None:
 
 # -- the other actions: the admin API's operations, for a terminal ------------------------
 
-COLUMNS: list[Column] = [
-    ("id", lambda c: c.id),
-    ("provider", lambda c: c.provider),
-    ("name", lambda c: c.name),
-    ("status", lambda c: c.status),
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "provider",
+    "name",
+    "status",
     ("credentials", lambda c: "yes" if c.has_credentials else "no"),
-    ("created", lambda c: c.created_at),
-]
+    "created=created_at",
+)
 
 
-@command
+@cli.command
 def _update(args: argparse.Namespace) -> int:
-    values: dict[str, Any] = dict(json_arg(args.set, "--set") or {})
+    values: dict[str, Any] = dict(cli.json_arg(args.set, "--set") or {})
     if args.direction is not None:
         values["direction"] = args.direction
     if args.entity_types is not None:
@@ -353,51 +339,55 @@ def _update(args: argparse.Namespace) -> int:
         try:
             values["field_mapping"] = json.loads(args.field_mapping.read_bytes())
         except (OSError, ValueError) as exc:
-            raise CommandError(f"{args.field_mapping}: {exc}", EXIT_INVALID) from None
-    body = model(ConnectionUpdate, **values)
-    found = connection_id(args, args.id)
-    return emit(call(args, "updateConnection", connection_id=found, body=body), args.json)
+            raise cli.CommandError(f"{args.field_mapping}: {exc}", cli.EXIT_INVALID) from None
+    body = cli.model(ConnectionUpdate, **values)
+    found = cli.connection_id(args, args.id)
+    return cli.emit(cli.call(args, "updateConnection", connection_id=found, body=body), args.json)
 
 
-@command
+@cli.command
 def _rotate_secret(args: argparse.Namespace) -> int:
-    body = model(SecretRotate, secret=args.webhook_secret, overlap_seconds=args.overlap_seconds)
-    found = connection_id(args, args.id)
-    rotated = call(args, "rotateWebhookSecret", connection_id=found, body=body)
-    code = emit(rotated, args.json)
+    body = cli.model(SecretRotate, secret=args.webhook_secret, overlap_seconds=args.overlap_seconds)
+    found = cli.connection_id(args, args.id)
+    rotated = cli.call(args, "rotateWebhookSecret", connection_id=found, body=body)
+    code = cli.emit(rotated, args.json)
     if not args.json:
         print("(the secret is shown only now; it is stored encrypted)")
     return code
 
 
-@command
+@cli.command
 def _set_credentials(args: argparse.Namespace) -> int:
     if (args.provider_api_key is None) == (args.oauth_json is None):
-        raise CommandError("give exactly one of --provider-api-key and --oauth-json", EXIT_INVALID)
+        raise cli.CommandError(
+            "give exactly one of --provider-api-key and --oauth-json", cli.EXIT_INVALID
+        )
     if args.provider_api_key is not None:
         raw: Any = {"type": "api_key", "token": args.provider_api_key}
     else:
         try:
             raw = {"type": "oauth2", **json.loads(args.oauth_json.read_bytes())}
         except (OSError, ValueError, TypeError) as exc:
-            raise CommandError(f"{args.oauth_json}: {exc}", EXIT_INVALID) from None
-    creds = validate(CredentialsIn, raw).root
-    found = connection_id(args, args.id)
-    return emit(call(args, "setConnectionCredentials", connection_id=found, body=creds), args.json)
+            raise cli.CommandError(f"{args.oauth_json}: {exc}", cli.EXIT_INVALID) from None
+    creds = cli.validate(CredentialsIn, raw).root
+    found = cli.connection_id(args, args.id)
+    return cli.emit(
+        cli.call(args, "setConnectionCredentials", connection_id=found, body=creds), args.json
+    )
 
 
-@command
+@cli.command
 def _pause(args: argparse.Namespace) -> int:
-    body = model(PauseRequest, direction=args.direction, until=args.until, reason=args.reason)
-    found = connection_id(args, args.id)
-    return emit(call(args, "pauseConnection", connection_id=found, body=body), args.json)
+    body = cli.model(PauseRequest, direction=args.direction, until=args.until, reason=args.reason)
+    found = cli.connection_id(args, args.id)
+    return cli.emit(cli.call(args, "pauseConnection", connection_id=found, body=body), args.json)
 
 
-@command
+@cli.command
 def _resume(args: argparse.Namespace) -> int:
-    body = model(ResumeRequest, direction=args.direction)
-    found = connection_id(args, args.id)
-    return emit(call(args, "resumeConnection", connection_id=found, body=body), args.json)
+    body = cli.model(ResumeRequest, direction=args.direction)
+    found = cli.connection_id(args, args.id)
+    return cli.emit(cli.call(args, "resumeConnection", connection_id=found, body=body), args.json)
 
 
 def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -405,23 +395,23 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
 
     def action(name: str, help_: str, handler: Callable[[argparse.Namespace], int]) -> Any:
         p = actions.add_parser(name, help=help_, description=help_)
-        add_common(p, page=name == "list")
+        cli.add_common(p, page=name == "list")
         if name != "list":
-            p.add_argument("id", type=connection_arg, help="connection id, or TENANT/NAME")
+            p.add_argument("id", type=cli.connection_arg, help="connection id, or TENANT/NAME")
         p.set_defaults(handler=handler)
         return p
 
     p = action(
         "list",
         "the tenant's connections",
-        list_command("listConnections", ConnectionQuery, COLUMNS),
+        cli.list_command("listConnections", ConnectionQuery, COLUMNS),
     )
     p.add_argument("--provider", help="only this provider's (a slug, e.g. stripe)")
     p.add_argument(
         "--status", choices=("active", "disabled", "needs_reauth"), help="only those in this state"
     )
     p.add_argument("--name", help="only the connection of this name")
-    action("show", "one connection (never its secrets)", on_id("getConnection"))
+    action("show", "one connection (never its secrets)", cli.on_id("getConnection"))
     p = action("update", "change settings", _update)
     p.add_argument("--direction", choices=("in", "out", "both"), help="which way it syncs")
     p.add_argument("--entity-types", help="comma-separated: customer,job,invoice,payment")
@@ -432,9 +422,9 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
         "--set",
         help='JSON of settings as the API takes them, e.g. \'{"rate_limit": {"rate": 5}}\'',
     )
-    action("disable", "stop receiving and pushing", on_id("disableConnection"))
-    action("enable", "resume a disabled connection", on_id("enableConnection"))
-    action("delete", "delete the connection (records stay)", on_id("deleteConnection"))
+    action("disable", "stop receiving and pushing", cli.on_id("disableConnection"))
+    action("enable", "resume a disabled connection", cli.on_id("enableConnection"))
+    action("delete", "delete the connection (records stay)", cli.on_id("deleteConnection"))
     p = action(
         "rotate-secret", "new webhook secret; the old one works for the overlap", _rotate_secret
     )
@@ -448,7 +438,7 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
     action(
         "health",
         "last webhook and push, error rate, circuit, token expiry",
-        on_id("getConnectionHealth"),
+        cli.on_id("getConnectionHealth"),
     )
     p = action("pause", "hold its webhooks (in) and/or pushes (out) back until resumed", _pause)
     p.add_argument("--direction", choices=("in", "out", "both"), help="default both")

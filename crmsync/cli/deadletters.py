@@ -5,74 +5,65 @@ from __future__ import annotations
 import argparse
 
 from crmsync.application.models import DeadLetterQuery, RedriveMany
-from crmsync.cli.admin_common import (
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    Column,
-    add_common,
-    add_group,
-    add_id_action,
-    add_list_action,
-    call,
-    command,
-    connection_arg,
-    emit,
-    model,
-    optional_connection_id,
-    uuid_arg,
-)
+from crmsync.cli import admin_common as cli
 
 _ID = "dead letter id"
 STAGES = ("ingest", "processor", "hydrate", "outbound")
-COLUMNS: list[Column] = [
-    ("id", lambda d: d.id),
-    ("stage", lambda d: d.stage),
-    ("reason", lambda d: d.reason),
-    ("connection", lambda d: d.connection_id),
-    ("created", lambda d: d.created_at),
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "stage",
+    "reason",
+    "connection=connection_id",
+    "created=created_at",
     ("detail", lambda d: (d.detail or "")[:60]),
-]
+)
 
 
-@command
+@cli.command
 def _redrive(args: argparse.Namespace) -> int:
     if len(args.ids) == 1 and not (args.stage or args.reason or args.connection):
-        done = call(args, "redriveDeadLetter", dead_letter_id=args.ids[0])
-        return emit(done, args.json)
-    body = model(
+        done = cli.call(args, "redriveDeadLetter", dead_letter_id=args.ids[0])
+        return cli.emit(done, args.json)
+    body = cli.model(
         RedriveMany,
         ids=args.ids or None,
         stage=args.stage,
         reason=args.reason,
-        connection=optional_connection_id(args, args.connection),
+        connection=cli.optional_connection_id(args, args.connection),
         limit=args.limit,
     )
-    result = call(args, "redriveDeadLetters", body=body)
-    emit(result, args.json)
+    result = cli.call(args, "redriveDeadLetters", body=body)
+    cli.emit(result, args.json)
     # Some could not be redriven: a script should notice.
-    return EXIT_UNAVAILABLE if result.failed else EXIT_OK
+    return cli.EXIT_UNAVAILABLE if result.failed else cli.EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    actions = add_group(sub, "dead-letters", "events parked with their reason; redrive them")
-    list_ = add_list_action(actions, "newest first", "listDeadLetters", DeadLetterQuery, COLUMNS)
+    actions = cli.add_group(sub, "dead-letters", "events parked with their reason; redrive them")
+    list_ = cli.add_list_action(
+        actions, "newest first", "listDeadLetters", DeadLetterQuery, COLUMNS
+    )
     list_.add_argument("--stage", choices=STAGES, help="where it was parked")
     list_.add_argument("--reason", help="a reason code, e.g. signature_invalid")
-    list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
+    list_.add_argument("--connection", type=cli.connection_arg, help="id or TENANT/NAME")
     list_.add_argument(
         "--state", choices=("open", "redriven", "discarded", "all"), help="default open"
     )
-    add_id_action(actions, "show", "one dead letter with its payload", "getDeadLetter", id_help=_ID)
+    cli.add_id_action(
+        actions, "show", "one dead letter with its payload", "getDeadLetter", id_help=_ID
+    )
     redrive = actions.add_parser(
         "redrive", help="back into their stage: ids, or every open one matching the filters"
     )
-    add_common(redrive)
-    redrive.add_argument("ids", nargs="*", type=uuid_arg, help="dead letter ids")
+    cli.add_common(redrive)
+    redrive.add_argument("ids", nargs="*", type=cli.uuid_arg, help="dead letter ids")
     redrive.add_argument("--stage", choices=STAGES, help="every open one of this stage")
     redrive.add_argument("--reason", help="every open one of this reason code")
     redrive.add_argument(
-        "--connection", type=connection_arg, help="every open one of it (id or TENANT/NAME)"
+        "--connection", type=cli.connection_arg, help="every open one of it (id or TENANT/NAME)"
     )
     redrive.add_argument("--limit", type=int, help="most redriven at once (default 100)")
     redrive.set_defaults(handler=_redrive)
-    add_id_action(actions, "discard", "give up on a dead letter", "discardDeadLetter", id_help=_ID)
+    cli.add_id_action(
+        actions, "discard", "give up on a dead letter", "discardDeadLetter", id_help=_ID
+    )

@@ -7,52 +7,40 @@ from __future__ import annotations
 import argparse
 
 from crmsync.application.models import FreezeWindowCreate, FreezeWindowQuery
-from crmsync.cli.admin_common import (
-    Column,
-    add_common,
-    add_group,
-    add_id_action,
-    add_list_action,
-    call,
-    command,
-    connection_arg,
-    emit,
-    model,
-    optional_connection_id,
-)
+from crmsync.cli import admin_common as cli
 
 _ID = "freeze window id"
-COLUMNS: list[Column] = [
-    ("id", lambda w: w.id),
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
     ("connection", lambda w: w.connection_id or "all"),
-    ("in", lambda w: w.inbound),
-    ("out", lambda w: w.outbound),
-    ("starts", lambda w: w.starts_at),
-    ("ends", lambda w: w.ends_at),
-    ("reason", lambda w: w.reason),
-]
+    "in=inbound",
+    "out=outbound",
+    "starts=starts_at",
+    "ends=ends_at",
+    "reason",
+)
 
 
-@command
+@cli.command
 def _add(args: argparse.Namespace) -> int:
-    body = model(
+    body = cli.model(
         FreezeWindowCreate,
-        connection=optional_connection_id(args, args.connection),
+        connection=cli.optional_connection_id(args, args.connection),
         direction=args.direction,
         starts_at=args.starts_at,
         ends_at=args.ends_at,
         reason=args.reason,
     )
-    return emit(call(args, "createFreezeWindow", body=body), args.json)
+    return cli.emit(cli.call(args, "createFreezeWindow", body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    actions = add_group(sub, "freeze-windows", "scheduled pauses, in and/or out")
+    actions = cli.add_group(sub, "freeze-windows", "scheduled pauses, in and/or out")
     add = actions.add_parser("add", help="schedule a window")
-    add_common(add)
+    cli.add_common(add)
     add.add_argument(
         "--connection",
-        type=connection_arg,
+        type=cli.connection_arg,
         help="one connection, id or TENANT/NAME (default: all of the tenant's)",
     )
     add.add_argument("--direction", choices=("in", "out", "both"), help="default both")
@@ -60,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--ends-at", required=True, help="ISO 8601 time with offset")
     add.add_argument("--reason", help="why, e.g. the wedding day")
     add.set_defaults(handler=_add)
-    list_ = add_list_action(
+    list_ = cli.add_list_action(
         actions,
         "windows not over yet",
         "listFreezeWindows",
@@ -68,10 +56,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         COLUMNS,
         include_past="all",
     )
-    list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
+    list_.add_argument("--connection", type=cli.connection_arg, help="id or TENANT/NAME")
     list_.add_argument("--all", action="store_true", help="include windows that are over")
-    add_id_action(actions, "show", "one window", "getFreezeWindow", id_help=_ID)
-    add_id_action(
+    cli.add_id_action(actions, "show", "one window", "getFreezeWindow", id_help=_ID)
+    cli.add_id_action(
         actions,
         "delete",
         "cancel a window, or end one in force now",

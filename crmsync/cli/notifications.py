@@ -11,66 +11,57 @@ from crmsync.application.models import (
     NotificationEndpointCreate,
     PageQuery,
 )
-from crmsync.cli.admin_common import (
-    Column,
-    add_common,
-    add_group,
-    add_id_action,
-    add_list_action,
-    call,
-    command,
-    emit,
-    model,
-    uuid_arg,
-)
+from crmsync.cli import admin_common as cli
 
 _ID = "notification endpoint id"
-COLUMNS: list[Column] = [
-    ("id", lambda e: e.id),
-    ("url", lambda e: e.url),
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "url",
     ("events", lambda e: ",".join(e.event_types) or "all"),
-    ("enabled", lambda e: e.enabled),
-    ("created", lambda e: e.created_at),
-]
-DELIVERY_COLUMNS: list[Column] = [
-    ("id", lambda d: d.id),
-    ("type", lambda d: d.event_type),
-    ("status", lambda d: d.status),
-    ("attempts", lambda d: d.attempts),
-    ("last status", lambda d: d.last_status),
+    "enabled",
+    "created=created_at",
+)
+DELIVERY_COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "type=event_type",
+    "status",
+    "attempts",
+    "last status=last_status",
     ("next attempt", lambda d: d.next_attempt_at if d.status == "pending" else None),
-    ("error", lambda d: d.last_error),
-]
+    "error=last_error",
+)
 
 
-@command
+@cli.command
 def _add(args: argparse.Namespace) -> int:
-    body = model(
+    body = cli.model(
         NotificationEndpointCreate,
         url=args.url,
         description=args.description,
         event_types=args.events.split(",") if args.events else None,
     )
-    created = call(args, "createNotificationEndpoint", body=body)
-    code = emit(created, args.json)
+    created = cli.call(args, "createNotificationEndpoint", body=body)
+    code = cli.emit(created, args.json)
     if not args.json:
         print("(the secret is shown only now; verify each message's webhook-signature with it)")
     return code
 
 
-@command
+@cli.command
 def _deliveries(args: argparse.Namespace) -> int:
-    query = model(
+    query = cli.model(
         NotificationDeliveryQuery, status=args.status, limit=args.limit, cursor=args.cursor
     )
-    page = call(args, "listNotificationDeliveries", endpoint_id=args.id, query=query)
-    return emit(page, args.json, DELIVERY_COLUMNS)
+    page = cli.call(args, "listNotificationDeliveries", endpoint_id=args.id, query=query)
+    return cli.emit(page, args.json, DELIVERY_COLUMNS)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    actions = add_group(sub, "notifications", "endpoints that receive operational notifications")
+    actions = cli.add_group(
+        sub, "notifications", "endpoints that receive operational notifications"
+    )
     add = actions.add_parser("add", help="register an endpoint; its secret is printed once")
-    add_common(add)
+    cli.add_common(add)
     add.add_argument("--url", required=True, help="where to POST (https)")
     add.add_argument("--description", help="what it is for, shown in lists")
     add.add_argument(
@@ -79,18 +70,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "connection.dead_letters, sync_job.failed, quota.reached, test (default: all)",
     )
     add.set_defaults(handler=_add)
-    add_list_action(
+    cli.add_list_action(
         actions, "the tenant's endpoints", "listNotificationEndpoints", PageQuery, COLUMNS
     )
-    add_id_action(actions, "show", "an endpoint", "getNotificationEndpoint", id_help=_ID)
-    add_id_action(
+    cli.add_id_action(actions, "show", "an endpoint", "getNotificationEndpoint", id_help=_ID)
+    cli.add_id_action(
         actions,
         "delete",
         "delete an endpoint and its deliveries",
         "deleteNotificationEndpoint",
         id_help=_ID,
     )
-    add_id_action(
+    cli.add_id_action(
         actions,
         "test",
         "queue a test message to an endpoint",
@@ -98,8 +89,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         id_help=_ID,
     )
     deliveries = actions.add_parser("deliveries", help="an endpoint's deliveries, newest first")
-    add_common(deliveries, page=True)
-    deliveries.add_argument("id", type=uuid_arg, help=_ID)
+    cli.add_common(deliveries, page=True)
+    deliveries.add_argument("id", type=cli.uuid_arg, help=_ID)
     deliveries.add_argument(
         "--status", choices=("pending", "delivered", "failed"), help="only those in this state"
     )

@@ -9,41 +9,33 @@ from pathlib import Path
 from typing import cast
 
 from crmsync.application.models import PrivacyErasure, PrivacyExport, PrivacyRequest
-from crmsync.cli.admin_common import (
-    EXIT_INVALID,
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    Column,
-    CommandError,
-    add_common,
-    command,
-    model,
-    table,
-)
+from crmsync.cli import admin_common as cli
 from crmsync.cli.backend import call
 
-STEPS: list[Column] = [
+STEPS: list[cli.Column] = cli.columns(
     ("system", lambda r: r[0]),
     ("kind", lambda r: r[1].entity_type),
     ("id there", lambda r: r[1].external_id),
     ("action", lambda r: r[1].action),
     ("status", lambda r: r[1].status),
     ("detail", lambda r: r[1].detail),
-]
+)
 
 
-@command
+@cli.command
 def _export(args: argparse.Namespace) -> int:
-    body = model(PrivacyRequest, email=args.email)
+    body = cli.model(PrivacyRequest, email=args.email)
     bundle = cast(PrivacyExport, call(args, "exportPerson", body=body))
     text = bundle.model_dump_json(indent=2)
     if args.out is None:
         print(text)
-        return EXIT_OK
+        return cli.EXIT_OK
     try:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
-        raise CommandError(f"cannot write {args.out}: {exc.strerror}", EXIT_INVALID) from None
+        raise cli.CommandError(
+            f"cannot write {args.out}: {exc.strerror}", cli.EXIT_INVALID
+        ) from None
     held = sum(len(s.records) for s in bundle.systems)
     print(
         f"wrote {args.out}: {len(bundle.customers)} customer(s), {len(bundle.jobs)} job(s),"
@@ -51,7 +43,7 @@ def _export(args: argparse.Namespace) -> int:
         f" {held} record(s) in {len(bundle.systems)} connected system(s)",
         file=sys.stderr,
     )
-    return EXIT_OK
+    return cli.EXIT_OK
 
 
 def _print_erasure(report: PrivacyErasure) -> None:
@@ -64,12 +56,12 @@ def _print_erasure(report: PrivacyErasure) -> None:
     )
     rows = [(f"{s.provider}/{s.name}", step) for s in report.systems for step in s.steps]
     if rows:
-        print(table(rows, STEPS))
+        print(cli.table(rows, STEPS))
 
 
-@command
+@cli.command
 def _erase(args: argparse.Namespace) -> int:
-    body = model(PrivacyRequest, email=args.email)
+    body = cli.model(PrivacyRequest, email=args.email)
     report = cast(PrivacyErasure, call(args, "erasePerson", body=body))
     if args.json:
         print(report.model_dump_json())
@@ -81,8 +73,8 @@ def _erase(args: argparse.Namespace) -> int:
             " retry them",
             file=sys.stderr,
         )
-        return EXIT_UNAVAILABLE
-    return EXIT_OK
+        return cli.EXIT_UNAVAILABLE
+    return cli.EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,7 +85,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="one JSON bundle: records, links, sync log, audit entries and what each"
         " connected system holds (read through its API)",
     )
-    add_common(export)
+    cli.add_common(export)
     export.add_argument("--email", required=True, help="the person's email address")
     export.add_argument(
         "--out", metavar="FILE", help="write the bundle here (default: standard output)"
@@ -104,6 +96,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="anonymise the person here, delete or anonymise them in every connected system,"
         " and leave a tombstone so nothing brings them back; exits 1 when a system failed",
     )
-    add_common(erase)
+    cli.add_common(erase)
     erase.add_argument("--email", required=True, help="the person's email address")
     erase.set_defaults(handler=_erase)

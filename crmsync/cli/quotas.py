@@ -7,14 +7,7 @@ import argparse
 from typing import cast
 
 from crmsync.application.models import QuotaLimits, QuotasOut
-from crmsync.cli.admin_common import (
-    EXIT_INVALID,
-    CommandError,
-    add_common,
-    command,
-    emit,
-    validate,
-)
+from crmsync.cli import admin_common as cli
 from crmsync.cli.backend import call
 
 _NONE = "none"
@@ -32,7 +25,7 @@ def _limit(text: str) -> int | str:
 
 def _print(result: QuotasOut, as_json: bool) -> int:
     if as_json:
-        return emit(result, as_json)
+        return cli.emit(result, as_json)
     rows = [
         ("connections", result.connections.limit, result.connections.usage),
         ("events_per_minute", result.events_per_minute.limit, result.events_per_minute.usage),
@@ -50,12 +43,12 @@ def _print(result: QuotasOut, as_json: bool) -> int:
     return 0
 
 
-@command
+@cli.command
 def _show(args: argparse.Namespace) -> int:
     return _print(cast(QuotasOut, call(args, "getQuotas")), args.json)
 
 
-@command
+@cli.command
 def _set(args: argparse.Namespace) -> int:
     given = {
         name: None if value == _NONE else value
@@ -63,11 +56,11 @@ def _set(args: argparse.Namespace) -> int:
         if (value := getattr(args, name)) is not None
     }
     if not given:
-        raise CommandError(
+        raise cli.CommandError(
             "give at least one of --max-connections, --events-per-minute, --max-records",
-            EXIT_INVALID,
+            cli.EXIT_INVALID,
         )
-    body = validate(QuotaLimits, given)
+    body = cli.validate(QuotaLimits, given)
     return _print(cast(QuotasOut, call(args, "updateQuotas", body=body)), args.json)
 
 
@@ -75,10 +68,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("quotas", help="a tenant's limits and their usage")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="limits and usage: connections, events, records")
-    add_common(show)
+    cli.add_common(show)
     show.set_defaults(handler=_show)
     set_ = actions.add_parser("set", help="set the limits given ('none': no limit)")
-    add_common(set_)
+    cli.add_common(set_)
     set_.add_argument("--max-connections", type=_limit, help="connections, whatever their status")
     set_.add_argument(
         "--events-per-minute",

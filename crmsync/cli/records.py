@@ -6,32 +6,19 @@ import argparse
 
 from crmsync.application import records
 from crmsync.application.models import CustomerQuery, InvoiceQuery, RecordQuery
-from crmsync.cli.admin_common import (
-    EXIT_INVALID,
-    Column,
-    CommandError,
-    add_common,
-    add_group,
-    call,
-    command,
-    connection_arg,
-    emit,
-    model,
-    optional_connection_id,
-    uuid_arg,
-)
+from crmsync.cli import admin_common as cli
 
 TYPES = tuple(records.COLLECTIONS)
-COLUMNS: list[Column] = [
-    ("id", lambda r: r.id),
-    ("version", lambda r: r.version),
-    ("updated", lambda r: r.updated_at),
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "version",
+    "updated=updated_at",
     ("links", lambda r: ",".join(f"{link.provider}:{link.external_id}" for link in r.links)),
-    ("data", lambda r: r.data),
-]
+    "data",
+)
 
 
-@command
+@cli.command
 def _list(args: argparse.Namespace) -> int:
     query_cls: type[RecordQuery] = RecordQuery
     extra: dict[str, str | None] = {}
@@ -40,34 +27,38 @@ def _list(args: argparse.Namespace) -> int:
     elif args.type == "invoices":
         query_cls, extra = InvoiceQuery, {"number": args.number, "status": args.status}
     elif args.email or args.number or args.status:
-        raise CommandError("--email is for customers, --number/--status for invoices", EXIT_INVALID)
-    query = model(
+        raise cli.CommandError(
+            "--email is for customers, --number/--status for invoices", cli.EXIT_INVALID
+        )
+    query = cli.model(
         query_cls,
         limit=args.limit,
         cursor=args.cursor,
-        connection=optional_connection_id(args, args.connection),
+        connection=cli.optional_connection_id(args, args.connection),
         external_id=args.external_id,
         updated_since=args.updated_since,
         include_deleted=args.include_deleted or None,
         **extra,
     )
-    result = call(args, f"list{args.type.capitalize()}", query=query)
-    return emit(result, args.json, COLUMNS)
+    result = cli.call(args, f"list{args.type.capitalize()}", query=query)
+    return cli.emit(result, args.json, COLUMNS)
 
 
-@command
+@cli.command
 def _show(args: argparse.Namespace) -> int:
     operation_id = f"get{args.type.capitalize()[:-1]}"
-    return emit(call(args, operation_id, record_id=args.id), args.json)
+    return cli.emit(cli.call(args, operation_id, record_id=args.id), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    actions = add_group(sub, "records", "canonical customers, jobs, invoices and payments")
+    actions = cli.add_group(sub, "records", "canonical customers, jobs, invoices and payments")
     list_ = actions.add_parser("list", help="records, oldest change first, with filters")
     list_.add_argument("type", choices=TYPES, help="which records")
-    add_common(list_, page=True)
+    cli.add_common(list_, page=True)
     list_.add_argument(
-        "--connection", type=connection_arg, help="linked to this connection (id or TENANT/NAME)"
+        "--connection",
+        type=cli.connection_arg,
+        help="linked to this connection (id or TENANT/NAME)",
     )
     list_.add_argument("--external-id", help="its id in a connection")
     list_.add_argument("--updated-since", help="ISO 8601 time with offset")
@@ -78,6 +69,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.set_defaults(handler=_list)
     show = actions.add_parser("show", help="one record with its links")
     show.add_argument("type", choices=TYPES, help="which kind of record")
-    show.add_argument("id", type=uuid_arg, help="record id")
-    add_common(show)
+    show.add_argument("id", type=cli.uuid_arg, help="record id")
+    cli.add_common(show)
     show.set_defaults(handler=_show)

@@ -5,36 +5,28 @@ from __future__ import annotations
 import argparse
 
 from crmsync.application.models import ReplayRequest
-from crmsync.cli.admin_common import (
-    add_common,
-    call,
-    command,
-    connection_arg,
-    connection_id,
-    emit,
-    model,
-)
+from crmsync.cli import admin_common as cli
 
 
-@command
+@cli.command
 def _replay(args: argparse.Namespace) -> int:
-    body = model(
+    body = cli.model(
         ReplayRequest,
-        connection=connection_id(args, args.connection),
+        connection=cli.connection_id(args, args.connection),
         since=args.since,
         from_offset=args.from_offset,
         partition=args.partition,
         max_records=args.max_records,
     )
-    return emit(call(args, "replayWebhooks", body=body), args.json)
+    return cli.emit(cli.call(args, "replayWebhooks", body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "replay", help="re-process a connection's webhooks.raw from a time or an offset"
     )
-    add_common(p)
-    p.add_argument("--connection", required=True, type=connection_arg, help="id or TENANT/NAME")
+    cli.add_common(p)
+    p.add_argument("--connection", required=True, type=cli.connection_arg, help="id or TENANT/NAME")
     p.add_argument("--since", help="ISO 8601 time with offset")
     p.add_argument("--from-offset", type=int, help="offset to start at (every partition)")
     p.add_argument("--partition", type=int, help="only this partition")

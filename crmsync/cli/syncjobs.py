@@ -9,65 +9,55 @@ from __future__ import annotations
 import argparse
 
 from crmsync.application.models import SyncJobCreate, SyncJobQuery
-from crmsync.cli.admin_common import (
-    Column,
-    add_common,
-    add_group,
-    add_id_action,
-    add_list_action,
-    call,
-    command,
-    connection_arg,
-    connection_id,
-    emit,
-    model,
-)
+from crmsync.cli import admin_common as cli
 
 KINDS = ("backfill", "reconcile", "full_reconcile")
-COLUMNS: list[Column] = [
-    ("id", lambda j: j.id),
-    ("connection", lambda j: j.connection_id),
-    ("kind", lambda j: j.kind),
-    ("status", lambda j: j.status),
-    ("seen", lambda j: j.records_seen),
-    ("changed", lambda j: j.records_changed),
-    ("created", lambda j: j.created_at),
-]
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "connection=connection_id",
+    "kind",
+    "status",
+    "seen=records_seen",
+    "changed=records_changed",
+    "created=created_at",
+)
 
 
-@command
+@cli.command
 def _start(args: argparse.Namespace) -> int:
-    body = model(
+    body = cli.model(
         SyncJobCreate,
-        connection=connection_id(args, args.connection),
+        connection=cli.connection_id(args, args.connection),
         kind=args.kind,
         entity_types=args.entity_types.split(",") if args.entity_types else None,
         modified_since=args.modified_since,
     )
-    return emit(call(args, "createSyncJob", body=body), args.json)
+    return cli.emit(cli.call(args, "createSyncJob", body=body), args.json)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    actions = add_group(sub, "sync-jobs", "queued backfills and reconciliations")
+    actions = cli.add_group(sub, "sync-jobs", "queued backfills and reconciliations")
     start = actions.add_parser("start", help="queue a run for the outbound service")
-    add_common(start)
-    start.add_argument("--connection", required=True, type=connection_arg, help="id or TENANT/NAME")
+    cli.add_common(start)
+    start.add_argument(
+        "--connection", required=True, type=cli.connection_arg, help="id or TENANT/NAME"
+    )
     start.add_argument(
         "--kind", required=True, choices=KINDS, help="everything, or what changed (full: deletes)"
     )
     start.add_argument("--entity-types", help="comma-separated (default: what it syncs)")
     start.add_argument("--modified-since", help="reconcile: ISO 8601 time with offset")
     start.set_defaults(handler=_start)
-    list_ = add_list_action(actions, "newest first", "listSyncJobs", SyncJobQuery, COLUMNS)
-    list_.add_argument("--connection", type=connection_arg, help="id or TENANT/NAME")
+    list_ = cli.add_list_action(actions, "newest first", "listSyncJobs", SyncJobQuery, COLUMNS)
+    list_.add_argument("--connection", type=cli.connection_arg, help="id or TENANT/NAME")
     list_.add_argument(
         "--status",
         choices=("pending", "running", "succeeded", "failed", "cancelled"),
         help="only runs in this state",
     )
     list_.add_argument("--kind", choices=KINDS, help="only runs of this kind")
-    add_id_action(actions, "show", "a run's progress", "getSyncJob", id_help="sync job id")
-    add_id_action(
+    cli.add_id_action(actions, "show", "a run's progress", "getSyncJob", id_help="sync job id")
+    cli.add_id_action(
         actions,
         "cancel",
         "cancel a pending run, ask a running one to stop",

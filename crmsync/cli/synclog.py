@@ -15,31 +15,21 @@ from collections.abc import Awaitable, Callable
 
 from crmsync.application.models import Page, SyncLogEntry, SyncLogQuery
 from crmsync.application.pagination import MAX_LIMIT
-from crmsync.cli.admin_common import (
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    Column,
-    add_common,
-    command,
-    connection_arg,
-    list_command,
-    query_from,
-    uuid_arg,
-)
+from crmsync.cli import admin_common as cli
 from crmsync.cli.backend import Backend, run
 
 LOOKBACK_IDS = 1000
-COLUMNS: list[Column] = [
-    ("id", lambda e: e.id),
-    ("at", lambda e: e.created_at),
-    ("dir", lambda e: e.direction),
-    ("connection", lambda e: e.connection_id),
-    ("type", lambda e: e.entity_type),
-    ("external id", lambda e: e.external_id),
-    ("outcome", lambda e: e.outcome),
-    ("ms", lambda e: e.latency_ms),
-    ("error", lambda e: e.error),
-]
+COLUMNS: list[cli.Column] = cli.columns(
+    "id",
+    "at=created_at",
+    "dir=direction",
+    "connection=connection_id",
+    "type=entity_type",
+    "external id=external_id",
+    "outcome",
+    "ms=latency_ms",
+    "error",
+)
 
 
 def _line(entry: SyncLogEntry) -> str:
@@ -92,9 +82,9 @@ async def follow(
         printed = {i for i in printed if i > newest - LOOKBACK_IDS}
 
 
-@command
+@cli.command
 def _follow(args: argparse.Namespace) -> int:
-    query = query_from(SyncLogQuery, args, entity_type="entity_type")
+    query = cli.query_from(SyncLogQuery, args, entity_type="entity_type")
 
     def out(entry: SyncLogEntry) -> None:
         print(entry.model_dump_json() if args.json else _line(entry), flush=True)
@@ -111,21 +101,21 @@ def _follow(args: argparse.Namespace) -> int:
     try:
         run(args, tail)
     except KeyboardInterrupt:
-        return EXIT_OK
-    return EXIT_UNAVAILABLE  # the loop only ends by Ctrl-C or an error
+        return cli.EXIT_OK
+    return cli.EXIT_UNAVAILABLE  # the loop only ends by Ctrl-C or an error
 
 
 def _handler(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(args)
-    return list_command("listSyncLog", SyncLogQuery, COLUMNS)(args)
+    return cli.list_command("listSyncLog", SyncLogQuery, COLUMNS)(args)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sync-log", help="inbound and outbound events; --follow tails them")
-    add_common(p, page=True)
+    cli.add_common(p, page=True)
     p.add_argument(
-        "--connection", type=connection_arg, help="one connection's events (id or TENANT/NAME)"
+        "--connection", type=cli.connection_arg, help="one connection's events (id or TENANT/NAME)"
     )
     p.add_argument(
         "--direction", choices=("in", "out"), help="webhooks received, or pushes to providers"
@@ -136,7 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=("customer", "job", "invoice", "payment"),
         help="only events of this kind of record",
     )
-    p.add_argument("--entity-id", type=uuid_arg, help="one record's events")
+    p.add_argument("--entity-id", type=cli.uuid_arg, help="one record's events")
     p.add_argument("--since", help="ISO 8601 time with offset")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument(

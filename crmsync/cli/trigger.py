@@ -10,49 +10,41 @@ from typing import Any, cast
 
 from crmsync.application import trigger
 from crmsync.application.models import TriggerRequest, TriggerResult
-from crmsync.cli.admin_common import (
-    EXIT_INVALID,
-    EXIT_UNAVAILABLE,
-    CommandError,
-    add_common,
-    command,
-    emit,
-    model,
-)
+from crmsync.cli import admin_common as cli
 from crmsync.cli.backend import call, connection_arg, connection_id, is_remote
 
 
 def _list(as_json: bool) -> int:
     found = trigger.catalogue()
     if as_json:
-        return emit(found, as_json)
+        return cli.emit(found, as_json)
     for provider, events in found.providers.items():
         for event in events:
             print(f"{provider:<12} {event}")
     return 0
 
 
-@command
+@cli.command
 def _trigger(args: argparse.Namespace) -> int:
     if args.list:
         return _list(args.json)
     if args.provider is None or args.event is None or args.connection is None:
-        raise CommandError("give PROVIDER EVENT --connection C (or --list)", EXIT_INVALID)
-    body = model(TriggerRequest, event=args.event, provider=args.provider)
+        raise cli.CommandError("give PROVIDER EVENT --connection C (or --list)", cli.EXIT_INVALID)
+    body = cli.model(TriggerRequest, event=args.event, provider=args.provider)
     arguments: dict[str, Any] = {"body": body}
     if args.ingest_url is not None:
         if is_remote(args):
-            raise CommandError(
+            raise cli.CommandError(
                 "--ingest-url is for local mode: a remote admin API posts to its own ingest",
-                EXIT_INVALID,
+                cli.EXIT_INVALID,
             )
         arguments["send_to"] = args.ingest_url
     cid = connection_id(args, args.connection)
     result = cast(TriggerResult, call(args, "triggerWebhook", connection_id=cid, **arguments))
-    emit(result, args.json)
+    cli.emit(result, args.json)
     if not 200 <= result.ingest_status < 300:
         print(f"crmsync: ingest answered {result.ingest_status}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return cli.EXIT_UNAVAILABLE
     return 0
 
 
@@ -72,5 +64,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="POST to this base URL instead of the public one the webhook is signed for "
         "(default: CRMSYNC_INGEST_PUBLIC_BASE_URL)",
     )
-    add_common(p)
+    cli.add_common(p)
     p.set_defaults(handler=_trigger)

@@ -26,6 +26,7 @@ from pydantic.json_schema import models_json_schema
 from crmsync.application.context import Context, KafkaTarget
 from crmsync.application.errors import AdminError
 from crmsync.application.models import Problem
+from crmsync.application.operations import OPERATIONS
 from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, bearer_token
 from crmsync.common.crypto import KeyRing
 from crmsync.common.faults import describe, is_transient
@@ -58,7 +59,6 @@ Operation = Callable[..., Awaitable[BaseModel | None]]
 class Route:
     method: str
     path: str
-    operation: Operation
     scope: Scope
     summary: str
     tag: str
@@ -69,6 +69,12 @@ class Route:
     status: int = 200
     # Statuses beyond the ones every route can answer (401, 403, 422 and 404 with ids).
     errors: tuple[int, ...] = ()
+
+    @property
+    def operation(self) -> Operation:
+        """The application operation this route runs: the one of its operationId, the
+        same function the CLI calls in local mode."""
+        return OPERATIONS[self.operation_id]
 
     @property
     def path_params(self) -> list[str]:

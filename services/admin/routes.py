@@ -7,27 +7,10 @@ every row, passing the operation its path ids, query or body, and ``now`` by nam
 
 from __future__ import annotations
 
-from functools import partial
-
-from crmsync.application import (
-    apikeys,
-    audit_trail,
-    conflicts,
-    connections,
-    deadletters,
-    ledger_io,
-    notifications,
-    pauses,
-    privacy,
-    quotas,
-    records,
-    replay,
-    syncjobs,
-    synclog,
-    tenants,
-    trigger,
-)
 from crmsync.application import models as m
+from crmsync.application import (
+    records,
+)
 from services.admin.api import Route
 
 _CONNECTION = "/v1/connections/{connection_id}"
@@ -54,7 +37,6 @@ def _record_routes() -> list[Route]:
             Route(
                 "GET",
                 f"/v1/{collection}",
-                partial(records.list_, entity_type=entity_type),
                 "read",
                 f"List {collection}",
                 "records",
@@ -65,7 +47,6 @@ def _record_routes() -> list[Route]:
             Route(
                 "GET",
                 f"/v1/{collection}/{{record_id}}",
-                partial(records.get, entity_type=entity_type),
                 "read",
                 f"Show a {entity_type} with its links",
                 "records",
@@ -83,7 +64,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/tenant",
-            tenants.current,
             "read",
             "The tenant the API key acts for (every other route reaches only its data)",
             "tenant",
@@ -93,7 +73,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/connections",
-            connections.create,
             "admin",
             "Create a connection (its webhook URL and secret, or API key, are shown once);"
             " 409 when the name is taken or the tenant's connections quota is full",
@@ -107,7 +86,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/connections",
-            connections.list_,
             "read",
             "List connections",
             "connections",
@@ -118,7 +96,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             _CONNECTION,
-            connections.get,
             "read",
             "Show a connection",
             "connections",
@@ -128,7 +105,6 @@ def routes() -> list[Route]:
         Route(
             "PATCH",
             _CONNECTION,
-            connections.update,
             "admin",
             "Change settings: direction, entity types, "
             "conflict policy, field mapping, rate limit, base URL",
@@ -141,7 +117,6 @@ def routes() -> list[Route]:
         Route(
             "DELETE",
             _CONNECTION,
-            connections.delete,
             "admin",
             "Delete a connection (records stay)",
             "connections",
@@ -151,7 +126,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONNECTION}/disable",
-            partial(connections.set_status, status="disabled"),
             "admin",
             "Stop receiving and pushing",
             "connections",
@@ -161,7 +135,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONNECTION}/enable",
-            partial(connections.set_status, status="active"),
             "admin",
             "Resume a disabled connection",
             "connections",
@@ -171,7 +144,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONNECTION}/webhook-secret/rotate",
-            connections.rotate_secret,
             "admin",
             "Rotate the webhook secret; the old one verifies until the overlap ends",
             "connections",
@@ -183,7 +155,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONNECTION}/pause",
-            pauses.pause,
             "admin",
             "Pause applying its webhooks (in), pushing to it (out) or both; they wait, nothing"
             " is refused or lost",
@@ -195,7 +166,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONNECTION}/resume",
-            pauses.resume,
             "admin",
             "End its pauses and windows in force; what they held back goes on in order",
             "connections",
@@ -206,7 +176,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/freeze-windows",
-            pauses.create_window,
             "admin",
             "Schedule a freeze window: one connection or the whole tenant, in and/or out",
             "freeze-windows",
@@ -219,7 +188,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/freeze-windows",
-            pauses.list_windows,
             "read",
             "Freeze windows not over yet (include_past: all)",
             "freeze-windows",
@@ -230,7 +198,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             _WINDOW,
-            pauses.get_window,
             "read",
             "Show a freeze window",
             "freeze-windows",
@@ -240,7 +207,6 @@ def routes() -> list[Route]:
         Route(
             "DELETE",
             _WINDOW,
-            pauses.delete_window,
             "admin",
             "Cancel a window not started, or end one in force now (409 when it is over)",
             "freeze-windows",
@@ -251,7 +217,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONNECTION}/trigger",
-            trigger.trigger,
             "admin",
             "Send the connection a signed sample webhook of its provider, through ingest",
             "connections",
@@ -263,7 +228,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/webhook-samples",
-            trigger.list_samples,
             "read",
             "The sample webhooks each provider can be sent (POST …/trigger)",
             "connections",
@@ -273,7 +237,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/quotas",
-            quotas.get,
             "read",
             "The tenant's limits and their usage: connections, events this minute, records",
             "quotas",
@@ -283,7 +246,6 @@ def routes() -> list[Route]:
         Route(
             "PUT",
             "/v1/quotas",
-            quotas.replace,
             "admin",
             "Set every limit (null: no limit)",
             "quotas",
@@ -294,7 +256,6 @@ def routes() -> list[Route]:
         Route(
             "PATCH",
             "/v1/quotas",
-            quotas.update,
             "admin",
             "Change the limits given (null: no limit); the others stay",
             "quotas",
@@ -305,7 +266,6 @@ def routes() -> list[Route]:
         Route(
             "PUT",
             f"{_CONNECTION}/credentials",
-            connections.set_credentials,
             "admin",
             "Set the provider API credentials (API key or OAuth2 tokens); never returned",
             "connections",
@@ -316,7 +276,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             f"{_CONNECTION}/health",
-            connections.health,
             "read",
             "Last webhook and push, error rate, circuit, token expiry",
             "connections",
@@ -327,7 +286,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/sync-log",
-            synclog.list_,
             "read",
             "Inbound and outbound events, newest first",
             "sync-log",
@@ -338,7 +296,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/sync-log/summary",
-            synclog.summary,
             "read",
             "Counts per outcome",
             "sync-log",
@@ -349,7 +306,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/audit/ledger",
-            ledger_io.audit,
             "read",
             "Every acknowledgement accounted for, per connection (DESIGN invariant 13)",
             "audit",
@@ -361,7 +317,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/audit-log",
-            audit_trail.list_,
             "read",
             "Who changed what: every mutating call of the API, the CLI and the console",
             "audit",
@@ -372,7 +327,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/dead-letters",
-            deadletters.list_,
             "read",
             "List dead letters",
             "dead-letters",
@@ -383,7 +337,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             _DEAD_LETTER,
-            deadletters.get,
             "read",
             "Show a dead letter with its payload",
             "dead-letters",
@@ -393,7 +346,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_DEAD_LETTER}/redrive",
-            deadletters.redrive_one,
             "admin",
             "Redrive: it re-enters at its stage",
             "dead-letters",
@@ -404,7 +356,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_DEAD_LETTER}/discard",
-            deadletters.discard,
             "admin",
             "Discard a dead letter",
             "dead-letters",
@@ -415,7 +366,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/dead-letters/redrive",
-            deadletters.redrive_many,
             "admin",
             "Redrive many, by ids or filter",
             "dead-letters",
@@ -427,7 +377,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/replay",
-            replay.replay,
             "admin",
             "Re-process a connection's webhooks from a time or an offset",
             "replay",
@@ -439,7 +388,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/sync-jobs",
-            syncjobs.create,
             "admin",
             "Start a backfill or reconciliation",
             "sync-jobs",
@@ -452,7 +400,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/sync-jobs",
-            syncjobs.list_,
             "read",
             "List sync jobs, newest first",
             "sync-jobs",
@@ -463,7 +410,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             _SYNC_JOB,
-            syncjobs.get,
             "read",
             "A sync job's progress",
             "sync-jobs",
@@ -473,7 +419,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_SYNC_JOB}/cancel",
-            syncjobs.cancel,
             "admin",
             "Cancel a sync job",
             "sync-jobs",
@@ -484,7 +429,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/conflicts",
-            conflicts.list_,
             "read",
             "List parked conflicts",
             "conflicts",
@@ -495,7 +439,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             _CONFLICT,
-            conflicts.get,
             "read",
             "Show a conflict",
             "conflicts",
@@ -505,7 +448,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONFLICT}/resolve",
-            conflicts.resolve,
             "admin",
             "Resolve by choosing a value",
             "conflicts",
@@ -517,7 +459,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/notification-endpoints",
-            notifications.create,
             "admin",
             "Register an endpoint for operational notifications (its signing secret shown once)",
             "notifications",
@@ -529,7 +470,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/notification-endpoints",
-            notifications.list_,
             "read",
             "List notification endpoints",
             "notifications",
@@ -540,7 +480,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             _ENDPOINT,
-            notifications.get,
             "read",
             "Show a notification endpoint",
             "notifications",
@@ -550,7 +489,6 @@ def routes() -> list[Route]:
         Route(
             "DELETE",
             _ENDPOINT,
-            notifications.delete,
             "admin",
             "Delete a notification endpoint and its deliveries",
             "notifications",
@@ -560,7 +498,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_ENDPOINT}/test",
-            notifications.send_test,
             "admin",
             "Queue a test message to the endpoint",
             "notifications",
@@ -571,7 +508,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             f"{_ENDPOINT}/deliveries",
-            notifications.deliveries,
             "read",
             "An endpoint's deliveries, newest first, with their attempts and last error",
             "notifications",
@@ -582,7 +518,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/api-keys",
-            apikeys.create,
             "admin",
             "Create an API key (shown once)",
             "api-keys",
@@ -595,7 +530,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/v1/api-keys",
-            apikeys.list_,
             "read",
             "List API keys (never the keys)",
             "api-keys",
@@ -606,7 +540,6 @@ def routes() -> list[Route]:
         Route(
             "GET",
             _API_KEY,
-            apikeys.get,
             "read",
             "Show an API key with its requests per day and when it was last used",
             "api-keys",
@@ -616,7 +549,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_API_KEY}/revoke",
-            apikeys.revoke,
             "admin",
             "Revoke an API key now",
             "api-keys",
@@ -626,7 +558,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_API_KEY}/rotate",
-            apikeys.rotate,
             "admin",
             "A new key of the same scope; the old one expires after the overlap",
             "api-keys",
@@ -638,7 +569,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/privacy/export",
-            privacy.export,
             "admin",
             "Everything held for one person (by email): records, links, sync log, audit"
             " entries, and what each connected system holds, read through its API",
@@ -651,7 +581,6 @@ def routes() -> list[Route]:
         Route(
             "POST",
             "/v1/privacy/erase",
-            privacy.erase,
             "admin",
             "Erase one person (by email): anonymised here, deleted or anonymised in every"
             " connected system that allows it, a tombstone so they do not come back; a report"

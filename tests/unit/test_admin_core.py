@@ -11,6 +11,7 @@ from crmsync.application import pagination
 from crmsync.application.connections import merge_settings
 from crmsync.application.errors import InvalidError
 from crmsync.application.models import ConnectionSettingsIn, CredentialsIn
+from crmsync.application.operations import OPERATIONS
 from services.admin.api import Route, arguments, openapi, takes_now
 from services.admin.routes import routes
 
@@ -93,11 +94,14 @@ def test_every_operation_takes_what_its_route_gives() -> None:
     }
 
 
-def test_a_route_whose_operation_cannot_take_its_path_id_fails_when_added() -> None:
+def test_a_route_whose_operation_cannot_take_its_path_id_fails_when_added(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async def get(conn: object, ctx: object, job_id: uuid.UUID) -> None:
         return None
 
-    route = Route("GET", "/v1/things/{thing_id}", get, "read", "s", "t", "getThing")
+    monkeypatch.setitem(OPERATIONS, "getThing", get)
+    route = Route("GET", "/v1/things/{thing_id}", "read", "s", "t", "getThing")
     with pytest.raises(TypeError, match="getThing"):
         takes_now(route)
 
