@@ -559,3 +559,34 @@ async def test_deleting_a_paid_xero_invoice_is_refused_by_rule_once(
     [dead] = await env.dead()
     assert dead["reason"] == "provider_rule"
     assert "remove its payments first" in dead["detail"]
+
+
+async def test_a_pending_payment_waits_for_ascora_which_never_edits_one(
+    env: Env, ascora: SimulatedCrm
+) -> None:
+    # Ascora records pending payments but never edits a payment: pushed now, a card
+    # payment would stay pending there after it succeeded. It waits until it has settled.
+    target = await env.connect(ascora, "ascora")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    pending = {**PAYMENT, "invoice_id": str(invoice), "status": "pending"}
+    del pending["paid_at"]
+    payment = await env.record("payment", pending)
+    await env.push(target, "payment", payment)
+    await env.run_due()
+    assert ascora.sim.live("payment") == []
+    assert await env.dead() == []
+    [(outcome, _error)] = await _sync_log(env, payment)
+    assert outcome == "held"
+    version = await env.edit(
+        "payment", payment, {**PAYMENT, "invoice_id": str(invoice), "status": "succeeded"}
+    )
+    await env.push(target, "payment", payment, version)
+    await env.run_due()
+    [paid] = ascora.sim.live("payment")
+    assert paid["status"] == "Completed"
+    assert await env.dead() == []
