@@ -82,7 +82,9 @@ def test_capability_rules_follow_the_capabilities_tables() -> None:
     assert not_deletable("xero", "payment") is None
     assert held_back("xero", "payment", {"status": "pending"}) is not None
     assert held_back("xero", "payment", {"status": "succeeded"}) is None
-    assert held_back("ascora", "payment", {"status": "pending"}) is None
+    assert held_back("ascora", "payment", {"status": "pending"}) is not None
+    assert held_back("ascora", "payment", {"status": "succeeded"}) is None
+    assert held_back("stripe", "payment", {"status": "pending"}) is None
 
 
 @pytest.mark.parametrize("provider", sorted(VOIDS_INVOICES))
