@@ -345,7 +345,8 @@ def provider_message(text: str) -> str:
     ``code``; lower-case in some answers), Ascora's ``error.message`` with its
     ``details[]``, Square's ``errors[]`` (``detail``, ``code``, ``field``), PayPal's
     ``message`` with its ``details[]`` (``field``, ``issue``, ``description``) and ``name``,
-    and a plain ``message``/``error`` or RFC 9457 ``title``/``detail``.
+    Shopify's ``errors`` (text, a list, or field -> messages), and a plain
+    ``message``/``error`` or RFC 9457 ``title``/``detail``.
     """
     try:
         body = json.loads(text)
@@ -390,6 +391,24 @@ def _paypal_said(body: dict[str, Any]) -> str:
     return "; ".join(words) + f" ({name})"
 
 
+def _shopify_said(body: dict[str, Any]) -> str:
+    """Shopify's ``errors``: a sentence, a list of them, or field -> messages
+    (``{"email": ["has already been taken"]}``, read "email has already been taken")."""
+    errors = body.get("errors")
+    if isinstance(errors, str):
+        return errors.strip()
+    if isinstance(errors, list):
+        return "; ".join(t for t in (_text_of(e) for e in errors) if t)
+    if isinstance(errors, dict):
+        parts: list[str] = []
+        for field_name, messages in errors.items():
+            listed = messages if isinstance(messages, list) else [messages]
+            words = [t for t in (_text_of(m) for m in listed) if t]
+            parts.extend(w if field_name == "base" else f"{field_name} {w}" for w in words)
+        return "; ".join(parts)
+    return ""
+
+
 def _said(body: dict[str, Any]) -> str:
     error = body.get("error")
     if isinstance(error, dict):  # Stripe, Ascora
@@ -412,7 +431,7 @@ def _said(body: dict[str, Any]) -> str:
             words = [message] + ([detail] if detail and detail != message else [])
             parts.append(" - ".join(w for w in words if w) + (f" (code {code})" if code else ""))
         return "; ".join(p for p in parts if p)
-    said = _square_said(body) or _paypal_said(body)
+    said = _square_said(body) or _paypal_said(body) or _shopify_said(body)
     if said:
         return said
     validation = [
@@ -440,8 +459,13 @@ async def send(
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    response_headers: dict[str, str] | None = None,
 ) -> Any:
     """One request; the parsed JSON body (None for an empty one) or a ProviderError.
+
+    ``response_headers``, when given, is filled with the answer's headers (lower-case
+    names), for providers that page or meter in headers (Shopify's ``Link`` and
+    ``X-Shopify-Shop-Api-Call-Limit``).
 
     A 401 invalidates the token and tries once more with a fresh one. Network errors and
     timeouts become ProviderError(status=None), transient. A 3xx is RedirectRefusedError,
@@ -468,6 +492,9 @@ async def send(
             ) as response:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if response_headers is not None:
+                    response_headers.clear()
+                    response_headers.update({k.lower(): v for k, v in response.headers.items()})
                 if 300 <= status < 400:
                     raise _redirect_refused(label, response)
                 text = await _read_capped(response, label)
@@ -581,6 +608,7 @@ class Endpoint:
         data: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> Any:
         """connectors.http.send of one request; a call's own headers win over the
         connection's, the connection's parameters are added after the call's."""
@@ -594,6 +622,7 @@ class Endpoint:
             data=data,
             params=merged or None,
             headers={**self.headers, **(headers or {})},
+            response_headers=response_headers,
         )
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from connectors.hubspot import signature as hubspot
 from connectors.quickbooks import signature as quickbooks
+from connectors.shopify import signature as shopify
 from connectors.standard_webhooks import signature as standard_webhooks
 from connectors.stripe import signature as stripe
 from connectors.xero import signature as xero
@@ -28,7 +30,7 @@ from schemas.errors import RefuseInput
 _ROOT = Path(__file__).resolve().parent
 # The providers with samples: the built-ins whose signing is fixed. A generic connection's
 # scheme and payloads are its own, so there is no sample to send it.
-PROVIDERS = ("ascora", "hubspot", "quickbooks", "stripe", "xero")
+PROVIDERS = ("ascora", "hubspot", "quickbooks", "shopify", "stripe", "xero")
 
 
 class UnknownSampleError(RefuseInput):
@@ -41,6 +43,8 @@ class Sample:
     event: str
     description: str
     body: Any
+    # Headers that say what the body is (Shopify's topic), sent with every delivery.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def events(provider: str) -> list[str]:
@@ -65,7 +69,7 @@ def load(provider: str, event: str) -> Sample:
     if name not in known:
         raise UnknownSampleError(f"no {provider} sample {event!r}; there are {', '.join(known)}")
     data = json.loads((_ROOT / provider / "samples" / f"{name}.json").read_text())
-    return Sample(provider, name, data["description"], data["body"])
+    return Sample(provider, name, data["description"], data["body"], data.get("headers", {}))
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,23 @@ class Delivery:
     body: bytes
     # The id the processor deduplicates this delivery on, where the body or a header has one.
     delivery_id: str
+    # Headers of this delivery beside its signature (a topic, a delivery id, a time).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def instance(sample: Sample, *, unique: str, now: float) -> Delivery:
     """The sample as a new delivery: its event ids suffixed with ``unique`` and its event
     time ``now``, so the processor's dedup takes a second trigger for a new event. The
     records it names keep their ids: triggering twice updates the same record."""
-    body = copy.deepcopy(sample.body)
     at = datetime.fromtimestamp(now, UTC)
+    if sample.provider == "shopify":
+        return _shopify(sample, unique, at)
+    return _in_body(sample, unique, now, at)
+
+
+def _in_body(sample: Sample, unique: str, now: float, at: datetime) -> Delivery:
+    # Providers whose event ids and times are in the body.
+    body = copy.deepcopy(sample.body)
     delivery_id = f"msg_{unique}"
     if sample.provider == "stripe":
         body["id"] = delivery_id = f"{body['id']}_{unique}"
@@ -116,6 +129,18 @@ def instance(sample: Sample, *, unique: str, now: float) -> Delivery:
     return Delivery(json.dumps(body, separators=(",", ":")).encode(), delivery_id)
 
 
+def _shopify(sample: Sample, unique: str, at: datetime) -> Delivery:
+    # The body is the resource as it stands; what it is, the delivery's id and its time
+    # travel in headers.
+    headers = {
+        **sample.headers,
+        shopify.WEBHOOK_ID_HEADER: unique,
+        "x-shopify-triggered-at": at.isoformat(),
+        "x-shopify-shop-domain": "crmsync-trigger.myshopify.com",
+    }
+    return Delivery(json.dumps(sample.body, separators=(",", ":")).encode(), unique, headers)
+
+
 def sign(provider: str, secret: str, delivery: Delivery, *, url: str, now: float) -> dict[str, str]:
     """The headers the provider sends ``delivery`` to ``url`` with, signed with ``secret``."""
     headers = {"content-type": "application/json"}
@@ -131,4 +156,6 @@ def sign(provider: str, secret: str, delivery: Delivery, *, url: str, now: float
         return headers | quickbooks.sign(secret, delivery.body)
     if provider == "hubspot":
         return headers | hubspot.sign(secret, "POST", url, delivery.body, int(now * 1000))
+    if provider == "shopify":
+        return headers | dict(delivery.headers) | shopify.sign(secret, delivery.body)
     raise UnknownSampleError(f"no samples for provider {provider!r}")

@@ -17,6 +17,7 @@ from connectors.generic.simulator import AcmeSimulator, load_simulated
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.paypal.simulator import PayPalSimulator
 from connectors.quickbooks.simulator import QuickBooksSimulator
+from connectors.shopify.simulator import ShopifySimulator
 from connectors.simkit import Simulator
 from connectors.square.simulator import SquareSimulator
 from connectors.stripe.simulator import StripeSimulator
@@ -30,6 +31,7 @@ SIMULATORS: dict[str, type[Simulator]] = {
     "hubspot": HubSpotSimulator,
     "paypal": PayPalSimulator,
     "square": SquareSimulator,
+    "shopify": ShopifySimulator,
     # A generic connection is whatever its mapping file says; AcmeCRM is the CRM the
     # example mapping (connectors/generic/examples/acme.json) describes.
     "generic": AcmeSimulator,
@@ -39,7 +41,7 @@ SIMULATORS: dict[str, type[Simulator]] = {
 def simulator_for(slug: str) -> type[Simulator]:
     """The simulator class of provider ``slug``, or of a provider connected by a mapping
     file we ship (``connectors.generic.CATALOGUE``: mailchimp, mautic, woocommerce);
-    ValueError for a provider without one (the webhook-only Shopify and Standard Webhooks,
+    ValueError for a provider without one (the webhook-only Standard Webhooks,
     ``internal``, an unknown slug)."""
     if slug in CATALOGUE:
         return _catalogue_simulator(slug)

@@ -18,6 +18,7 @@ from connectors.base import (
     bounded_event_id,
     header_event_id,
     match_base64_body_signature,
+    sign_base64_body,
 )
 
 HEADER = "x-shopify-hmac-sha256"
@@ -38,3 +39,8 @@ class ShopifyScheme:
 
     def generate_secret(self) -> str:
         return token_urlsafe(_SECRET_BYTES)
+
+
+def sign(secret: str, body: bytes) -> dict[str, str]:
+    """The sending side: the signature header Shopify sends ``body`` with."""
+    return {HEADER: sign_base64_body(secret, body)}

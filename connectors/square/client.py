@@ -461,6 +461,11 @@ def _fields_differ(invoice: Mapping[str, Any], fields: Mapping[str, Any]) -> boo
             current = (invoice.get("payment_requests") or [{}])[0].get("due_date")
             if current != value[0].get("due_date"):
                 return True
+        elif key == "primary_recipient":
+            # Square copies the customer's name and email into the recipient: the
+            # customer it names is what was asked for.
+            if (invoice.get(key) or {}).get("customer_id") != value.get("customer_id"):
+                return True
         elif invoice.get(key) != value:
             return True
     return False

@@ -109,6 +109,7 @@ def _profiles() -> dict[str, Profile]:
         "paypal": Profile(
             "paypal", {"oauth_client": OAUTH_CLIENT, "currency": "AUD"}, client_credentials=True
         ),
+        "shopify": Profile("shopify", {"currency": "AUD"}),
     }
 
 

@@ -35,12 +35,13 @@ SYSTEM_KINDS: dict[str, tuple[Kind, ...]] = {
     # PayPal holds customers only as invoice recipients and sends no customer events: a
     # customer made "in PayPal" would never arrive, so none is made there (issue 21).
     "paypal": ("invoice", "payment"),
+    "shopify": ("customer", "invoice", "payment"),
     INTERNAL: KINDS,
 }
 T = TypeVar("T", bound=str)
 
 # Ascora, Xero, Stripe and the internal service carry most of the traffic; QuickBooks,
-# HubSpot, Square and PayPal take part at a smaller size (issues 17 and 21).
+# HubSpot, Square, PayPal and Shopify take part at a smaller size (issues 17 and 21).
 SYSTEM_WEIGHTS: dict[str, int] = {
     "ascora": 3,
     "xero": 3,
@@ -50,6 +51,7 @@ SYSTEM_WEIGHTS: dict[str, int] = {
     "hubspot": 1,
     "square": 1,
     "paypal": 1,
+    "shopify": 1,
 }
 PROVIDERS: tuple[str, ...] = tuple(s for s in SYSTEM_WEIGHTS if s != INTERNAL)
 # The record each kind names, and in which field (invariant 10: never dropped).

@@ -41,6 +41,7 @@ ONE_PER_PROVIDER = {
     "xero": ("contact.update", "customers"),
     "quickbooks": ("customer.create", "customers"),
     "hubspot": ("contact.creation", "customers"),
+    "shopify": ("customers.update", "customers"),
 }
 
 

@@ -120,8 +120,16 @@ async def connect(pool: asyncpg.Pool, provider: str, settings: dict[str, Any]) -
 
 
 def envelope(
-    connection: uuid.UUID, tenant: uuid.UUID, provider: str, body: bytes, n: int
+    connection: uuid.UUID,
+    tenant: uuid.UUID,
+    provider: str,
+    body: bytes,
+    n: int,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> Source:
+    """One delivery as ingest would publish it; ``headers`` are the ones the fixture's
+    provider sends beside the body (Shopify's topic), kept as ingest keeps them."""
     env = WebhookEnvelope(
         tenant_id=tenant,
         connection_id=connection,
@@ -129,7 +137,7 @@ def envelope(
         provider_event_id=f"delivery-{n}",
         received_at=datetime.now(UTC),
         content_type="application/json",
-        headers={"content-type": "application/json", "webhook-id": f"msg_{n}"},
+        headers={"content-type": "application/json", "webhook-id": f"msg_{n}", **(headers or {})},
         body=body,
     )
     return Source(topics.WEBHOOKS_RAW.name, 0, n, None, env.model_dump_json().encode())
@@ -159,7 +167,8 @@ async def test_sample_webhook_becomes_the_expected_canonical_rows(
     client = FixtureClient(provider, fixture["api_objects"])
     normalizer = Normalizer(pool, FixtureClients(client))  # type: ignore[arg-type]
 
-    await run_pipeline(pool, normalizer, [envelope(connection, tenant, provider, body, 1)])
+    source = envelope(connection, tenant, provider, body, 1, headers=fixture.get("headers"))
+    await run_pipeline(pool, normalizer, [source])
 
     final: dict[tuple[str, str], dict[str, Any]] = {}
     for expected in fixture["expected"]:

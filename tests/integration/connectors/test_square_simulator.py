@@ -257,3 +257,24 @@ async def test_a_bad_request_keeps_squares_message(stack: Stack) -> None:
 def test_the_connector_builds_this_client() -> None:
     assert CONNECTOR.api is not None
     assert CONNECTOR.api.make_client is make_client
+
+
+async def test_a_paid_invoice_told_it_is_paid_by_another_system_is_no_edit(stack: Stack) -> None:
+    """The canonical invoice turning paid elsewhere (Shopify's orders/paid) is pushed here
+    with its customer reference; Square's invoice, already PAID, keeps the same customer
+    (its primary_recipient also holds the name and email Square copied), so nothing was
+    asked that Square refuses."""
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    refs = {"customer_id": customer.external_id}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    await client.create(
+        "payment",
+        {"amount": 27_500, "currency": "AUD", "status": "succeeded"},
+        {"invoice_id": invoice.external_id},
+        "p",
+    )
+    updated = await client.update(
+        "invoice", invoice.external_id, {"status": "paid", "amount_due": 0}, refs
+    )
+    assert updated.data["status"] == "paid"

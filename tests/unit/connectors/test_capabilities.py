@@ -20,6 +20,7 @@ from connectors.http import StaticAuth, UnsupportedOperationError
 from connectors.hubspot import mapping as hubspot_mapping
 from connectors.paypal import mapping as paypal_mapping
 from connectors.quickbooks import mapping as quickbooks_mapping
+from connectors.shopify import mapping as shopify_mapping
 from connectors.spec import ENTITY_TYPES, EntityType, WebhookItem
 from connectors.square import mapping as square_mapping
 from connectors.stripe import mapping as stripe_mapping
@@ -40,6 +41,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "hubspot": {},
     "square": {"square_location_id": "L1"},
     "paypal": {},
+    "shopify": {},
 }
 API_COLUMNS = ("hydrate", "backfill", "reconcile", "create", "update", "delete", "payment")
 
@@ -269,8 +271,27 @@ _PAYPAL = {
     "invoice": "invoice_updated.json",
     "payment": "capture_completed.json",
 }
-# One webhook body per provider and kind, and the headers it comes with.
-SAMPLES: dict[str, tuple[Callable[[EntityType], bytes], dict[str, str]]] = {
+_SHOPIFY = {
+    "customer": "customers_update.json",
+    "invoice": "orders_paid.json",
+    "payment": "order_transactions_create.json",
+}
+
+
+def _shopify_headers(kind: EntityType) -> dict[str, str]:
+    # Shopify names what the body is in a header: the sample's own.
+    headers: dict[str, str] = json.loads((FIXTURES / "shopify" / _SHOPIFY[kind]).read_text())[
+        "headers"
+    ]
+    return headers
+
+
+# One webhook body per provider and kind, and the headers it comes with (a function of the
+# kind where the provider says in a header what the body is).
+SAMPLES: dict[
+    str,
+    tuple[Callable[[EntityType], bytes], dict[str, str] | Callable[[EntityType], dict[str, str]]],
+] = {
     "xero": (_xero, {}),
     "quickbooks": (_quickbooks, {}),
     "hubspot": (_hubspot, {}),
@@ -278,6 +299,7 @@ SAMPLES: dict[str, tuple[Callable[[EntityType], bytes], dict[str, str]]] = {
     "ascora": (lambda kind: _fixture("ascora", _ASCORA[kind]), {"webhook-id": "msg_1"}),
     "square": (lambda kind: _fixture("square", _SQUARE[kind]), {}),
     "paypal": (lambda kind: _fixture("paypal", _PAYPAL[kind]), {}),
+    "shopify": (lambda kind: _fixture("shopify", _SHOPIFY[kind]), _shopify_headers),
 }
 # The kinds each mapper's own event table routes webhooks to.
 WEBHOOK_TABLES: dict[str, set[str]] = {
@@ -288,6 +310,7 @@ WEBHOOK_TABLES: dict[str, set[str]] = {
     "ascora": set(ascora_mapping.ID_FIELDS),
     "square": {entity for entity, _ in square_mapping.EVENTS.values()},
     "paypal": set(paypal_mapping.ROUTED_KINDS),
+    "shopify": {entity for entity, _ in shopify_mapping.TOPICS.values()},
 }
 
 
@@ -315,7 +338,8 @@ WEBHOOK_KINDS = [
 def test_a_webhook_kind_is_mapped_and_hydrated_as_declared(slug: str, kind: EntityType) -> None:
     connector = registry.connector(slug)
     assert connector.mapper is not None
-    sample, headers = SAMPLES[slug]
+    sample, sent_with = SAMPLES[slug]
+    headers = sent_with(kind) if callable(sent_with) else sent_with
     parsed = connector.mapper.parse_webhook(
         sample(kind), {"content-type": "application/json", **headers}, SETTINGS[slug]
     )
@@ -370,7 +394,8 @@ def test_a_full_webhook_kind_is_fetched_once_field_overrides_cover_it(
 ) -> None:
     mapper = registry.connector(slug).mapper
     assert mapper is not None
-    sample, headers = SAMPLES[slug]
+    sample, sent_with = SAMPLES[slug]
+    headers = sent_with(kind) if callable(sent_with) else sent_with
     overrides = {kind: [{"canonical": OVERRIDABLE[kind], "path": "metadata.crm_field"}]}
     parsed = mapper.parse_webhook(
         sample(kind),
