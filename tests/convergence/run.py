@@ -30,6 +30,7 @@ from aiohttp import web
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.simkit import Fault as SimFault
 from connectors.spec import MappingError, RemoteRecord
+from connectors.square.simulator import SquareSimulator
 from crmsync.application.sync import jobs
 from tests.convergence.plan import INTERNAL, REFERENCES, Kind, Op, Plan
 from tests.convergence.rules import (
@@ -339,7 +340,9 @@ class Runner:
             sim.update(op.kind, record_id, body)
             return
         obj = sim.create(op.kind, body)
-        external_id = crm.mapper.to_canonical(op.kind, obj, crm.settings).external_id
+        external_id = crm.mapper.to_canonical(
+            op.kind, _as_read(sim, op.kind, obj), crm.settings
+        ).external_id
         status = op.values.get("status")
         if op.system == "stripe" and (op.kind, status) in STRIPE_USER_STEPS:
             # As Stripe's user makes them: an invoice is finalized once built (Stripe makes
@@ -647,12 +650,7 @@ class Runner:
         present: set[uuid.UUID] = set()
         natural: Counter[object] = Counter()
         for record_id, stored in sim.store[kind].items():
-            # As the provider's API answers (HubSpot keeps a deal's contacts apart).
-            obj = (
-                sim.view(kind, stored, None, associations=True)
-                if isinstance(sim, HubSpotSimulator)
-                else stored
-            )
+            obj = _as_read(sim, kind, stored)
             try:
                 remote = crm.mapper.to_canonical(kind, obj, crm.settings)
             except MappingError as exc:
@@ -815,6 +813,16 @@ class Runner:
                         f" {row['created_at']:%H:%M:%S.%f}): {row['detail']}"
                         f" | {payload[:300]!r}"
                     )
+
+
+def _as_read(sim: Any, kind: Kind, stored: dict[str, Any]) -> Any:
+    """A simulator's stored record as the provider's API answers it: HubSpot keeps a
+    deal's contacts apart; a Square invoice is read with its order (its lines)."""
+    if isinstance(sim, HubSpotSimulator):
+        return sim.view(kind, stored, None, associations=True)
+    if isinstance(sim, SquareSimulator) and kind == "invoice":
+        return {"invoice": stored, "order": sim.orders.get(str(stored.get("order_id")))}
+    return stored
 
 
 def _payload(raw: bytes) -> dict[str, Any]:
