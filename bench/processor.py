@@ -23,11 +23,12 @@ import asyncpg
 from bench.harness import Run, add_connection, mean, scrape, wait_for_count
 from bench.report import Result, Target
 from crmsync.common.kafka import make_producer
+from crmsync.settings.processor import ProcessorSettings
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
 
 # ProcessorSettings.processor_batch_size's default: the baseline batches the same way.
-BATCH = 500
+BATCH: int = ProcessorSettings.model_fields["processor_batch_size"].default
 # The targets: >= 5,000 upserts/s and >= 30 % of the bare asyncpg baseline.
 TARGETS = (Target(">=", 5000.0), Target(">=", 0.3, of_baseline=True))
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

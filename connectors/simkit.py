@@ -336,7 +336,12 @@ class Simulator:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_sim"):
             return await handler(request)  # type: ignore[no-any-return]
-        entry: dict[str, Any] = {"method": request.method, "path": request.path, "at": time.time()}
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "query": dict(request.query),
+            "at": time.time(),
+        }
         self.log.requests.append(entry)
         fault = next(
             (f for f in self.faults if f.path is None or request.path.endswith(f.path)), None

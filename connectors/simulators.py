@@ -40,8 +40,8 @@ SIMULATORS: dict[str, type[Simulator]] = {
 
 def simulator_for(slug: str) -> type[Simulator]:
     """The simulator class of provider ``slug``, or of a provider connected by a mapping
-    file we ship (``connectors.generic.CATALOGUE``: mailchimp, mautic, woocommerce);
-    ValueError for a provider without one (the webhook-only Standard Webhooks,
+    file we ship (``connectors.generic.CATALOGUE``: mailchimp, mautic, woocommerce,
+    freshbooks); ValueError for a provider without one (the webhook-only Standard Webhooks,
     ``internal``, an unknown slug)."""
     if slug in CATALOGUE:
         return _catalogue_simulator(slug)

@@ -70,15 +70,22 @@ class WebhookItem:
     the provider's per-item id where it has one, else the envelope's event id plus the
     item's position. ``record`` is the full record for providers that send it (Stripe,
     Ascora); None for thin webhooks (Xero, QuickBooks, HubSpot), which the processor
-    hydrates with ``ApiClient.fetch``. A delete needs no record.
+    hydrates with ``ApiClient.fetch``. A delete needs no record. ``occurred_at`` is None
+    when the webhook carries no time (FreshBooks'): the processor then orders a delete by
+    when ingest received it (an upsert by its record's own updated-at, as always).
+    ``per_receipt``: nothing in the notice tells it from the next identical one (no id, no
+    time: FreshBooks' second ``client.update`` of a client is byte for byte its first), so
+    the processor keys it by the receipt; a redelivery is then applied again, which for a
+    thin notice (hydrated afresh) or a delete changes nothing.
     """
 
     event_id: str
     entity_type: EntityType
     external_id: str
     op: Op
-    occurred_at: datetime
+    occurred_at: datetime | None
     record: RemoteRecord | None = None
+    per_receipt: bool = False
 
 
 class MappingError(DeadLetter):
@@ -223,6 +230,11 @@ class ApiSpec:
     # received only), or None. Outbound holds such a version back, logged with why; the
     # version it can hold (the payment succeeded) is pushed when it comes.
     holds_back: Callable[[EntityType, Mapping[str, Any]], str | None] | None = None
+    # How coarse the provider's own timestamps are (Stripe: whole seconds). A full webhook
+    # stamped within this of our last write to its record cannot be ordered against that
+    # write by time: the processor reads the record's current state instead of trusting
+    # the webhook's copy (services.processor.normalize). 0: fine enough to order by.
+    clock_resolution_seconds: float = 0.0
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -28,7 +28,7 @@ from connectors.spec import ENTITY_TYPES, ApiSpec, RateLimit
 # simulate` take these names; the connection itself is a generic one.
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 CATALOGUE: dict[str, Path] = {
-    name: EXAMPLES / f"{name}.json" for name in ("mailchimp", "mautic", "woocommerce")
+    name: EXAMPLES / f"{name}.json" for name in ("mailchimp", "mautic", "woocommerce", "freshbooks")
 }
 # Without a mapping to say otherwise: the default pace of connectors.generic.config.
 DEFAULT_RATE_LIMIT = RateLimit(rate=5.0, per_seconds=1.0, burst=10)

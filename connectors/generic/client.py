@@ -24,8 +24,8 @@ from connectors.generic.config import (
     Pagination,
     mapping_from_settings,
 )
-from connectors.generic.mapping import Mapper
-from connectors.generic.paths import MISSING, read
+from connectors.generic.mapping import Handshake, Mapper
+from connectors.generic.paths import MISSING, read, write
 from connectors.http import Auth, StaticAuth, UnsupportedOperationError, page_number
 from connectors.spec import EntityType, MappingError, Page, RemoteRecord
 
@@ -79,8 +79,36 @@ class GenericClient(ProviderClient[GenericMapping, Mapper]):
         return self._single(write.entity_type, entity, body, method, url)
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
-        _, url, method = self._endpoint(entity_type, "delete", external_id)
-        await self.api.call(method, url)
+        entity, url, method = self._endpoint(entity_type, "delete", external_id)
+        if method not in {"PUT", "PATCH"}:
+            await self.api.call(method, url)
+            return
+        # A soft delete (FreshBooks' vis_state 1): the record's deleted flag, written as
+        # an update body would carry it (EntityMapping makes sure there is a flag).
+        assert entity.deleted is not None  # noqa: S101 - EntityMapping validation
+        flagged: dict[str, Any] = {}
+        write(flagged, entity.deleted.path, entity.deleted.value)
+        body = flagged
+        if entity.request_wrap is not None:
+            body = {}
+            write(body, entity.request_wrap, flagged)
+        await self.api.call(method, url, json_body=body)
+
+    async def confirm(self, handshake: Handshake) -> None:
+        """Send a subscription's verification code back, as the mapping's
+        ``webhook.verification.confirm`` says; the provider's 2xx is what makes the code
+        trustworthy as the subscription's signing secret (ProviderError otherwise)."""
+        hooks = self.mapping.webhook
+        spec = hooks.verification if hooks is not None else None
+        if spec is None:
+            raise UnsupportedOperationError(
+                "confirm: the mapping has no webhook.verification", request="confirm"
+            )
+        endpoint = spec.confirm_endpoint()
+        body: dict[str, Any] = {}
+        write(body, spec.body, handshake.verifier)
+        url = endpoint.url(self.base_url, **handshake.values)
+        await self.api.call(endpoint.method, url, json_body=body)
 
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None

@@ -24,7 +24,7 @@ from functools import lru_cache
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Literal, Self, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -121,20 +121,21 @@ class _TimeFormat(_Frozen):
     @field_validator("timezone")
     @classmethod
     def _valid_zone(cls, value: str) -> str:
-        convert.parse_offset(value)
+        convert.parse_zone(value)
         return value
 
     @property
     def zone(self) -> convert.Zone:
-        return convert.parse_offset(self.timezone)
+        return _zone(self.timezone)
 
 
 class Timestamp(_TimeFormat):
     """Where a timestamp lives and how the provider writes it.
 
     ``format`` is ``iso8601``, ``unix_seconds``, ``unix_millis`` or a strftime pattern
-    ("%d/%m/%Y %H:%M %z"); ``timezone`` (UTC or a fixed offset "+10:00") is the zone of
-    values written without one, and the zone we write in.
+    ("%d/%m/%Y %H:%M %z"); ``timezone`` (UTC, a fixed offset "+10:00" or an IANA zone
+    "America/New_York", daylight saving included) is the zone of values written without
+    one, and the zone we write in.
     """
 
     path: str
@@ -154,6 +155,11 @@ class Timestamp(_TimeFormat):
     def paths(self) -> tuple[str, ...]:
         """``path``, then each fallback: the first one present and not null is the time."""
         return (self.path, *self.fallbacks)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _zone(text: str) -> convert.Zone:
+    return convert.parse_zone(text)
 
 
 def _timestamp_format(value: str) -> str:
@@ -218,7 +224,7 @@ class FieldMapping(_Frozen):
     @classmethod
     def _valid_zone(cls, value: str | None) -> str | None:
         if value is not None:
-            convert.parse_offset(value)
+            convert.parse_zone(value)
         return value
 
     @field_validator("currency")
@@ -297,7 +303,7 @@ class FieldMapping(_Frozen):
 
     @property
     def zone(self) -> convert.Zone:
-        return convert.parse_offset(self.timezone or "UTC")
+        return _zone(self.timezone or "UTC")
 
     def provider_word(self, canonical: str) -> str | None:
         """The provider's enum value for a canonical one (None when it has none)."""
@@ -323,6 +329,57 @@ class EventRoute(_Frozen):
         return None if value is None else _single_path(_path(value))
 
 
+# The placeholders a verification's confirm endpoint always takes: the connection's API
+# root, and its scheme and host alone (a provider whose callbacks live beside, not under,
+# the records' root: FreshBooks' /events/… beside /accounting/…).
+_CONFIRM_PLACEHOLDERS = frozenset({"base", "origin"})
+
+
+class Verification(_Frozen):
+    """A provider's subscription handshake: registering a webhook makes it post one
+    ``event`` (a type read where the other event types are) carrying a code at
+    ``verifier``; the subscription delivers nothing until that code is sent back by
+    ``confirm`` (an endpoint template), written at ``body`` in a JSON body. The code is
+    then the subscription's signing secret (FreshBooks' ``callback.verify``).
+
+    ``placeholders`` name values of the handshake item the ``confirm`` URL takes besides
+    ``{base}`` and ``{origin}``: ``{"callback_id": "object_id"}``. The handshake itself
+    cannot be verified (nothing is shared before it): it is trusted only once the provider
+    accepted the code back over the connection's authenticated API.
+    """
+
+    event: str = Field(min_length=1)
+    verifier: str
+    confirm: str
+    placeholders: dict[str, str] = Field(default_factory=dict)
+    body: str
+
+    @field_validator("verifier", "body")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        return _single_path(_path(value))
+
+    @field_validator("placeholders")
+    @classmethod
+    def _valid_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not name.isidentifier() or name in _CONFIRM_PLACEHOLDERS:
+                raise ValueError(f"placeholder {name!r} is not a name of its own")
+            _single_path(_path(path))
+        return value
+
+    @model_validator(mode="after")
+    def _valid_confirm(self) -> Self:
+        allowed = _CONFIRM_PLACEHOLDERS | set(self.placeholders)
+        parse_template(self.confirm, "confirm", allowed)
+        return self
+
+    def confirm_endpoint(self) -> Endpoint:
+        return _parsed_template(
+            self.confirm, "confirm", _CONFIRM_PLACEHOLDERS | frozenset(self.placeholders)
+        )
+
+
 class WebhookMapping(_Frozen):
     """Where things live in a webhook body. ``items`` selects the item objects (``$`` for
     a body that is one item, ``events[*]`` for a batch); the other paths are relative to
@@ -333,6 +390,9 @@ class WebhookMapping(_Frozen):
 
     ``format`` ``form``: the body is application/x-www-form-urlencoded, read as the nested
     object its bracketed names spell (``data[merges][FNAME]=Ann`` is ``data.merges.FNAME``).
+    ``occurred_at`` ``"received"``: the webhook carries no time (FreshBooks'); upserts are
+    ordered by the record's own updated-at as ever, deletes by when ingest received them.
+    ``verification``: the subscription handshake, see ``Verification``.
     The event type is at ``event_type`` in the item, or in the header ``event_type_header``
     (which the signature's ``keep_headers`` must keep), or, with ``groups``, the key under
     which the item is: ``groups`` is the path of an object whose keys are event types and
@@ -345,9 +405,10 @@ class WebhookMapping(_Frozen):
     event_type: str | None = None
     event_type_header: str | None = Field(None, min_length=1)
     event_id: str | None = None
-    occurred_at: Timestamp
+    occurred_at: Timestamp | Literal["received"]
     events: dict[str, EventRoute] = Field(min_length=1)
     unknown_events: Literal["ignored", "error"] = "ignored"
+    verification: Verification | None = None
 
     @field_validator("items")
     @classmethod
@@ -378,6 +439,11 @@ class WebhookMapping(_Frozen):
             )
         if self.groups is not None and self.items != "$":
             raise ValueError('"items" does not apply with "groups": the groups hold the items')
+        if self.verification is not None and self.verification.event in self.events:
+            raise ValueError(
+                f"{self.verification.event!r} is the verification's event: it maps no record, "
+                'so it is not in "events"'
+            )
         return self
 
 
@@ -434,21 +500,34 @@ class Endpoint(_Frozen):
     method: HttpMethod
     template: str
 
-    def url(self, base: str, record_id: str | None = None) -> str:
-        values = {"base": base.rstrip("/")}
+    def url(self, base: str, record_id: str | None = None, **values: str) -> str:
+        """The URL for ``base`` (the connection's API root), the record's id and any other
+        placeholder's value, each URL-encoded; ``{origin}`` is the base's scheme and host."""
+        parts = urlsplit(base)
+        filled = {key: quote(value, safe="") for key, value in values.items()}
+        filled["base"] = base.rstrip("/")
+        filled["origin"] = f"{parts.scheme}://{parts.netloc}"
         if record_id is not None:
-            values["id"] = quote(record_id, safe="")
-        return self.template.format_map(values)
+            filled["id"] = quote(record_id, safe="")
+        return self.template.format_map(filled)
 
 
 def parse_endpoint(text: str, kind: EndpointKind) -> Endpoint:
     """``text`` as an Endpoint, ValueError naming the placeholder or part that is wrong."""
+    return parse_template(text, kind, _ENDPOINT_PLACEHOLDERS[kind])
+
+
+def parse_template(text: str, kind: str, allowed: frozenset[str] | set[str]) -> Endpoint:
+    """``text`` ("PUT {base}/…/{id}") as an Endpoint taking the ``allowed`` placeholders;
+    every endpoint starts at the connection's API root (``{base}``, or ``{origin}``)."""
     method, _, template = text.strip().partition(" ")
     template = template.strip()
     if method not in {"GET", "POST", "PUT", "PATCH", "DELETE"}:
         raise ValueError(f"{text!r} must start with GET, POST, PUT, PATCH or DELETE")
-    if not template.startswith("{base}"):
-        raise ValueError(f"{text!r}: the URL must start with {{base}}")
+    roots = sorted({"base", "origin"} & set(allowed))
+    if not any(template.startswith(f"{{{root}}}") for root in roots):
+        starts = " or ".join(f"{{{root}}}" for root in roots)
+        raise ValueError(f"{text!r}: the URL must start with {starts}")
     names: set[str] = set()
     try:
         for _, name, spec, conversion in string.Formatter().parse(template):
@@ -459,8 +538,7 @@ def parse_endpoint(text: str, kind: EndpointKind) -> Endpoint:
             names.add(name)
     except ValueError as exc:
         raise ValueError(f"{text!r}: {exc}") from None
-    allowed = _ENDPOINT_PLACEHOLDERS[kind]
-    unknown = names - allowed
+    unknown = names - set(allowed)
     if unknown:
         listed = ", ".join(f"{{{n}}}" for n in sorted(unknown))
         known = ", ".join(f"{{{n}}}" for n in sorted(allowed))
@@ -468,6 +546,11 @@ def parse_endpoint(text: str, kind: EndpointKind) -> Endpoint:
     if "id" in allowed and "id" not in names:
         raise ValueError(f"{text!r}: {kind} needs the record's {{id}}")
     return Endpoint(method=method, template=template)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _parsed_template(text: str, kind: str, allowed: frozenset[str]) -> Endpoint:
+    return parse_template(text, kind, allowed)
 
 
 class Endpoints(_Frozen):
@@ -601,6 +684,11 @@ class EntityMapping(_Frozen):
     def _list_needs_pagination(self) -> Self:
         if self.endpoints.list is not None and self.pagination is None:
             raise ValueError('an entity with a "list" endpoint needs "pagination"')
+        delete = self.endpoints.get("delete")
+        if delete is not None and delete.method in {"PUT", "PATCH"} and self.deleted is None:
+            raise ValueError(
+                f'a {delete.method} "delete" writes the record\'s "deleted" flag: add one'
+            )
         return self
 
 

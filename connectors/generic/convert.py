@@ -11,15 +11,17 @@ written with at most 15 significant digits is exactly what the provider wrote.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.money import NO_MINOR_UNIT, minor_unit_digits
 from schemas.errors import DeadLetter
 from schemas.records import ACCEPTED_CURRENCIES
 
-Zone = timezone
+# UTC, a fixed offset, or a named zone with daylight saving (America/New_York).
+Zone = tzinfo
 TimestampKind = Literal["iso8601", "unix_seconds", "unix_millis"]
 TIMESTAMP_KINDS: tuple[TimestampKind, ...] = ("iso8601", "unix_seconds", "unix_millis")
 _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
@@ -110,8 +112,29 @@ def parse_offset(text: str) -> timezone:
     return timezone(-delta if sign == "-" else delta)
 
 
-def parse_timestamp(value: Any, fmt: str, zone: timezone) -> datetime:
-    """A provider timestamp as an aware UTC datetime; ``zone`` applies to naive values."""
+def parse_zone(text: str) -> Zone:
+    """``UTC``, a fixed offset (``+10:00``), or an IANA zone name (``America/New_York``)
+    whose offset follows its daylight-saving rules."""
+    if text in {"UTC", "Z"} or _OFFSET.fullmatch(text):
+        return parse_offset(text)
+    if "/" not in text or text.startswith("/") or ".." in text:
+        # ZoneInfo would also take "EST" or "GMT+5" (POSIX names whose sign is inverted);
+        # a region/city name says what it means.
+        raise ValueError(
+            f"timezone {text!r} is not UTC, an offset like +10:00 or a zone like America/New_York"
+        )
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone {text!r} is not a known IANA zone") from None
+
+
+def parse_timestamp(value: Any, fmt: str, zone: Zone) -> datetime:
+    """A provider timestamp as an aware UTC datetime; ``zone`` applies to naive values.
+
+    In a named zone, a local time the autumn's repeated hour makes ambiguous reads as its
+    first occurrence (daylight time), and one the spring's skipped hour never had reads
+    with the offset before the change (``fold=0``, as ``zoneinfo`` does)."""
     if fmt in {"unix_seconds", "unix_millis"}:
         number = to_decimal(value)
         seconds = number / 1000 if fmt == "unix_millis" else number
@@ -134,7 +157,7 @@ def parse_timestamp(value: Any, fmt: str, zone: timezone) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def format_timestamp(moment: datetime, fmt: str, zone: timezone) -> Any:
+def format_timestamp(moment: datetime, fmt: str, zone: Zone) -> Any:
     """``moment`` as the provider writes it: a number for unix formats, else text in ``zone``."""
     if moment.tzinfo is None:
         raise ConversionError("timestamp lacks a timezone")

@@ -7,9 +7,11 @@ are parsed with ``parse_float=Decimal`` so a JSON number with a fraction stays e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -40,6 +42,7 @@ from connectors.spec import (
     REFERENCE_FIELDS,
     EntityType,
     MappingError,
+    Op,
     RemoteRecord,
     WebhookItem,
     WebhookParse,
@@ -53,6 +56,15 @@ _FORM_STEP = re.compile(r"\[([^\[\]]*)\]")
 # parser's recursion limit bounds JSON, so a crafted name cannot build a deep object.
 _FORM_MAX_STEPS = 32
 Operation = Literal["create", "update"]
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """A subscription's verification post: the code to send back (a secret once accepted,
+    so never in a repr) and the values the confirm endpoint's placeholders take."""
+
+    verifier: str = dataclasses.field(repr=False)
+    values: dict[str, str]
 
 
 def connection_mapping(settings: Mapping[str, Any]) -> GenericMapping:
@@ -75,13 +87,20 @@ class Mapper:
         if hooks is None:
             raise MappingError("unsupported_entity", "generic_mapping.webhook: not configured")
         document = _document(body, hooks)
-        delivery = _delivery_id(body, headers, settings)
+        delivery, hashed = _delivery_id(body, headers, settings)
+        # No item id, no time, a delivery known only by its bytes: the next identical
+        # notice (a second edit of the same record) would look like a redelivery.
+        per_receipt = hooks.event_id is None and hooks.occurred_at == "received" and hashed
         items: list[WebhookItem] = []
         ignored = 0
+        handshake = hooks.verification.event if hooks.verification is not None else None
         for position, (where, item, event_type, type_at) in enumerate(
             _webhook_items(document, headers, hooks)
         ):
             route = hooks.events.get(event_type)
+            if route is None and event_type == handshake:
+                ignored += 1  # a subscription's handshake maps no record (see verification)
+                continue
             if route is None:
                 if hooks.unknown_events == "error":
                     raise MappingError(
@@ -114,12 +133,35 @@ class Mapper:
                     event_id=bounded_event_id(event_id),
                     entity_type=route.entity_type,
                     external_id=external_id,
-                    op=route.op,
-                    occurred_at=_timestamp(item, hooks.occurred_at, where),
+                    op=_op(route.op, entity),
+                    occurred_at=(
+                        None
+                        if hooks.occurred_at == "received"
+                        else _timestamp(item, hooks.occurred_at, where)
+                    ),
                     record=record,
+                    per_receipt=per_receipt and (route.op == "delete" or record is None),
                 )
             )
         return WebhookParse(items=tuple(items), ignored=ignored)
+
+    def verification(
+        self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
+    ) -> Handshake | None:
+        """The subscription handshake ``body`` is, as the mapping's ``webhook.verification``
+        describes it, or None when it is anything else. Unverified by nature: the code is
+        only to be trusted once the provider accepts it back (``GenericClient.confirm``)."""
+        mapping = connection_mapping(settings)
+        hooks = mapping.webhook
+        if hooks is None or hooks.verification is None:
+            return None
+        spec = hooks.verification
+        for where, item, event_type, _ in _webhook_items(_document(body, hooks), headers, hooks):
+            if event_type != spec.event:
+                continue
+            values = {name: _text(item, path, where) for name, path in spec.placeholders.items()}
+            return Handshake(verifier=_text(item, spec.verifier, where), values=values)
+        return None
 
     def to_canonical(
         self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
@@ -244,6 +286,16 @@ def _webhook_items(
             yield where, item, _text(item, hooks.event_type, where), _at(where, hooks.event_type)
 
 
+def _op(op: Op, entity: EntityMapping) -> Op:
+    """A thin delete of a record the provider keeps, flagged (FreshBooks' vis_state 1), is
+    hydrated like an update: the fetched record reads as deleted and says, in the provider's
+    own updated-at, when; the notice's receipt is only for records that are gone."""
+    webhook = entity.webhook
+    if op == "delete" and entity.deleted is not None and webhook is not None:
+        return "upsert" if webhook.delivery == "thin" else op
+    return op
+
+
 def _object(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise MappingError("schema_violation", f"{where}: expected an object")
@@ -257,8 +309,11 @@ def _empty_batch(document: Any, items_path: str) -> bool:
     return isinstance(read(document, items_path[: items_path.index("[*]")]), list)
 
 
-def _delivery_id(body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]) -> str:
-    """The delivery's id as GenericScheme computes it: header, body path, else body hash."""
+def _delivery_id(
+    body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
+) -> tuple[str, bool]:
+    """The delivery's id as GenericScheme computes it (header, body path, else body hash),
+    and whether it is the body's hash."""
     raw = settings.get("generic")
     config: GenericSchemeConfig | None = None
     if isinstance(raw, GenericSchemeConfig):
@@ -273,7 +328,7 @@ def _delivery_id(body: bytes, headers: Mapping[str, str], settings: Mapping[str,
         found = header_event_id(headers, config.event_id_header)
     if found is None and config is not None and config.event_id_path is not None:
         found = json_path_id(body, config.event_id_path)
-    return found or body_hash_id(body)
+    return (found, False) if found else (body_hash_id(body), True)
 
 
 # --- provider -> canonical -------------------------------------------------------------------

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -582,6 +583,7 @@ def _iso(moment: datetime) -> str:
 # sets the flag (WooCommerce's trash, Mailchimp's archive) and is announced as an update.
 
 _SIM_ID_KINDS = ("sequence", "text_sequence")
+_WRITES = frozenset({"PUT", "PATCH"})
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -625,6 +627,12 @@ class MappingSimulator(Simulator):
         self._counters: dict[str, itertools.count[int]] = {}
         self._deliveries = itertools.count(1)
         self._last_stamp: datetime | None = None
+        # The subscription handshake (webhook.verification): None until a callback is
+        # registered (webhooks are then signed with webhook_secret, as for any provider);
+        # False while its code has not come back (nothing is delivered); True after.
+        self.callback_verified: bool | None = None
+        self._callbacks = itertools.count(1)
+        self._pending: tuple[str, dict[str, str]] | None = None
 
     # The URL a url_token provider posts to carries the connection's secret.
     @property
@@ -695,7 +703,13 @@ class MappingSimulator(Simulator):
     def update(
         self, entity_type: EntityType, record_id: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
-        return self._edit(entity_type, record_id, self._placed(entity_type, body))
+        placed = self._placed(entity_type, body)
+        flag = self._entity_mapping(entity_type).deleted
+        if flag is not None and read(placed, flag.path) == flag.value:
+            # A soft delete written as an update (FreshBooks' vis_state 1) is a delete.
+            self.delete(entity_type, record_id)
+            return self.store[entity_type][record_id]
+        return self._edit(entity_type, record_id, placed)
 
     def _edit(
         self, entity_type: EntityType, record_id: str, change: Mapping[str, Any]
@@ -731,7 +745,11 @@ class MappingSimulator(Simulator):
             return
         flagged: dict[str, Any] = {}
         write(flagged, entity.deleted.path, entity.deleted.value)
-        self._edit(entity_type, record_id, flagged)
+        obj = self.apply_edit(entity_type, self.get(entity_type, record_id), flagged)
+        self.store[entity_type][record_id] = obj
+        # Announced by the provider's delete event when it has one, else as an update.
+        events: Mapping[str, Any] = self._entity_config(entity_type).get("events", {})
+        self._announce(entity_type, record_id, "delete" if events.get("delete") else "update")
 
     def seed_object(self, entity_type: EntityType, index: int) -> dict[str, Any]:
         template = self._entity_config(entity_type).get("seed", {})
@@ -765,10 +783,16 @@ class MappingSimulator(Simulator):
             }
             for kind, handler in handlers.items():
                 endpoint = entity.endpoints.get(kind)
-                if endpoint is None:
-                    continue
+                if endpoint is None or (kind == "delete" and endpoint.method in _WRITES):
+                    continue  # a soft delete by PUT/PATCH is the update route's
                 path = urlsplit(endpoint.template.replace("{base}", "", 1)).path
                 app.router.add_route(endpoint.method, path, handler)
+        hooks = self.mapping.webhook
+        if hooks is not None and hooks.verification is not None:
+            confirm = hooks.verification.confirm_endpoint()
+            root = "{origin}" if confirm.template.startswith("{origin}") else "{base}"
+            path = urlsplit(confirm.template.replace(root, "", 1)).path
+            app.router.add_route(confirm.method, path, self._confirm)
 
     def _answer(
         self, entity: EntityMapping, obj: Mapping[str, Any], status: int = 200
@@ -869,12 +893,87 @@ class MappingSimulator(Simulator):
 
     # --- webhooks -----------------------------------------------------------------------------
 
+    def register_callback(self) -> dict[str, str]:
+        """What registering a webhook with the provider does (its UI or API): a new
+        subscription whose handshake, carrying a fresh code, is posted to the webhook URL;
+        until the code comes back through the confirm endpoint nothing else is delivered,
+        and after that every webhook is signed with it. Returns the placeholder values the
+        handshake carries (the callback's id among them)."""
+        hooks = self.mapping.webhook
+        if hooks is None or hooks.verification is None:
+            raise ValueError(f"{self.provider}: the mapping has no webhook.verification")
+        number = str(next(self._callbacks))
+        configured: Mapping[str, Any] = self.config.get("verification", {}).get("values", {})
+        values = {
+            name: str(configured.get(name, "{n}")).replace("{n}", number)
+            for name in hooks.verification.placeholders
+        }
+        self._pending = (secrets.token_urlsafe(24), values)
+        self.callback_verified = False
+        change = Change(self.entity_types[0], number, "verify", self.clock(), next(self._seq))
+        self.webhooks_pending += 1
+        self._outbox.put_nowait([change])
+        return values
+
+    async def _confirm(self, request: web.Request) -> web.Response:
+        hooks = self.mapping.webhook
+        assert hooks is not None  # noqa: S101 - routed only with a verification
+        assert hooks.verification is not None  # noqa: S101 - routed only with one
+        if self._pending is None:
+            raise _sim_error(404, "no callback is waiting for verification")
+        verifier, values = self._pending
+        if any(request.match_info.get(name) != value for name, value in values.items()):
+            raise _sim_error(404, "no such callback")
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _sim_error(400, "body is not JSON") from None
+        given = read(body, hooks.verification.body)
+        if not isinstance(given, str) or not hmac.compare_digest(given, verifier):
+            raise _sim_error(400, "the verifier does not match")
+        self.webhook_secret = verifier
+        self.callback_verified = True
+        self._pending = None
+        return web.json_response({"verified": True, **values})
+
+    def _handshake(self, hooks: WebhookMapping) -> tuple[bytes, dict[str, str]]:
+        assert hooks.verification is not None  # noqa: S101 - called only with one
+        assert self._pending is not None  # noqa: S101 - checked by webhook_requests
+        verifier, values = self._pending
+        spec = hooks.verification
+        item: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        if hooks.event_type is not None:
+            write(item, hooks.event_type, spec.event)
+        if hooks.event_type_header is not None:
+            headers[hooks.event_type_header] = spec.event
+        write(item, spec.verifier, verifier)
+        for name, path in spec.placeholders.items():
+            write(item, path, values[name])
+        body = self._encoded(hooks, _enclosed(hooks, spec.event, item), headers)
+        # Signed with the code it carries (our assumption of what the provider does):
+        # proof of nothing, which is why the code is trusted only once confirmed.
+        headers.update(self._signed(body, f"dlv_{next(self._deliveries):06d}", verifier))
+        return body, headers
+
+    def _encoded(self, hooks: WebhookMapping, document: Any, headers: dict[str, str]) -> bytes:
+        if hooks.format == "form":
+            headers["Content-Type"] = _FORM_TYPE
+            return form_encode(document)
+        return json.dumps(document).encode()
+
     def webhook_requests(self, changes: list[Change]) -> list[tuple[bytes, dict[str, str]]]:
         requests: list[tuple[bytes, dict[str, str]]] = []
         hooks = self.mapping.webhook
         if hooks is None:
             return requests
         for change in changes:
+            if change.op == "verify":
+                if self._pending is not None:
+                    requests.append(self._handshake(hooks))
+                continue
+            if self.callback_verified is False:
+                continue  # an unverified subscription delivers nothing
             events: Mapping[str, Any] = self._entity_config(change.entity_type).get("events", {})
             event = events.get(change.op)
             if event is None or event not in hooks.events:
@@ -900,28 +999,22 @@ class MappingSimulator(Simulator):
             write(item, hooks.event_type, event)
         if hooks.event_type_header is not None:
             headers[hooks.event_type_header] = event
-        if read(item, hooks.occurred_at.path) is MISSING:
-            at = convert.format_timestamp(
-                change.at, hooks.occurred_at.format, hooks.occurred_at.zone
-            )
-            write(item, hooks.occurred_at.path, at)
+        stamp = hooks.occurred_at
+        if stamp != "received" and read(item, stamp.path) is MISSING:
+            write(item, stamp.path, convert.format_timestamp(change.at, stamp.format, stamp.zone))
         if hooks.event_id is not None:
             write(item, hooks.event_id, f"evt_{change.seq:06d}")
-        document = _enclosed(hooks, event, item)
-        if hooks.format == "form":
-            body = form_encode(document)
-            headers["Content-Type"] = _FORM_TYPE
-        else:
-            body = json.dumps(document).encode()
+        body = self._encoded(hooks, _enclosed(hooks, event, item), headers)
         headers.update(self._signed(body, f"dlv_{next(self._deliveries):06d}"))
         return body, headers
 
-    def _signed(self, body: bytes, delivery: str) -> dict[str, str]:
+    def _signed(self, body: bytes, delivery: str, secret: str | None = None) -> dict[str, str]:
         config = self.signature
         headers: dict[str, str] = {}
         if config.event_id_header is not None:
             headers[config.event_id_header] = delivery
-        if config.kind == "url_token" or self.webhook_secret is None:
+        secret = secret or self.webhook_secret
+        if config.kind == "url_token" or secret is None:
             return headers
         message = body
         if config.signed_payload == "timestamp.body":
@@ -931,7 +1024,7 @@ class MappingSimulator(Simulator):
             message = f"{stamp}.".encode() + body
         elif config.signed_payload == "form_json":
             message = form_as_json(body)
-        digest = hmac.new(self.webhook_secret.encode(), message, config.algorithm).digest()
+        digest = hmac.new(secret.encode(), message, config.algorithm).digest()
         encoded = digest.hex() if config.encoding == "hex" else base64.b64encode(digest).decode()
         assert config.signature_header is not None  # noqa: S101 - validated for kind hmac
         headers[config.signature_header] = f"{config.prefix}{encoded}"

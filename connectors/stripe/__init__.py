@@ -23,6 +23,8 @@ CONNECTOR = Connector(
         default_base_url="https://api.stripe.com",
         # Customers are deleted, invoices deleted as drafts or voided; payments cannot be.
         deletable=("customer", "invoice"),
+        # Every Stripe timestamp (an Event's or an object's ``created``) is a whole second.
+        clock_resolution_seconds=1.0,
     ),
 )
 

@@ -180,8 +180,10 @@ class StripeClient(ProviderClient[StripeSettings, Mapper]):
             item = event_item(event, self.settings)
             if item is None or item.entity_type != entity_type or item.external_id in newest:
                 continue
+            at = item.occurred_at
+            assert at is not None  # noqa: S101 - every Stripe event carries "created"
             newest[item.external_id] = item.record or RemoteRecord(
-                entity_type, item.external_id, item.occurred_at, {}, deleted=True
+                entity_type, item.external_id, at, {}, deleted=True
             )
         records = sorted(newest.values(), key=lambda r: r.updated_at)
         return Page(tuple(records), _next_cursor(body, events))

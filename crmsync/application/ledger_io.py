@@ -41,7 +41,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from connectors.runtime import ConnectionInfo
-from connectors.spec import MappingError
+from connectors.spec import MappingError, WebhookItem
 from crmsync.application import connections as connection_ops
 from crmsync.application.context import Context, KafkaTarget
 from crmsync.application.errors import UnavailableError
@@ -94,6 +94,14 @@ def item_event_id(item_id: str) -> str:
     if len(item_id) <= MAX_EVENT_ID:
         return item_id
     return "sha256:" + hashlib.sha256(item_id.encode()).hexdigest()
+
+
+def item_key(envelope: WebhookEnvelope, item: WebhookItem) -> str:
+    """An item's dedup key as the normaliser computes it: a ``per_receipt`` item (a notice
+    nothing tells from the next identical one) is keyed on the envelope that brought it."""
+    if item.per_receipt:
+        return item_event_id(f"{item.event_id}@{envelope.event_id}")
+    return item_event_id(item.event_id)
 
 
 # -- the API's and CLI's operation --------------------------------------------------------
@@ -411,8 +419,7 @@ class _Window:
         if parsed is None:
             return [base]  # one event, parked whole (or lost)
         items = [
-            _with(base, key=item_event_id(i.event_id), entity_type=i.entity_type)
-            for i in parsed.items
+            _with(base, key=item_key(envelope, i), entity_type=i.entity_type) for i in parsed.items
         ]
         ignored = [_with(base, skipped="ignored_event_type")] * parsed.ignored
         return items + ignored or [_with(base, skipped="no_events")]

@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument(
         "--provider",
         required=True,
-        help="provider slug, e.g. stripe, square or paypal; mailchimp, mautic, woocommerce: a "
-        "generic connection from the mapping file shipped for it",
+        help="provider slug, e.g. stripe, square or paypal; mailchimp, mautic, woocommerce, "
+        "freshbooks: a generic connection from the mapping file shipped for it",
     )
     p_add.add_argument(
         "--tenant",

@@ -71,6 +71,27 @@ async def remote_updated_at(
     return {r["external_id"]: r["remote_updated_at"] for r in rows}
 
 
+async def pushed_updated_at(
+    conn: Conn | asyncpg.Pool,
+    connection_id: uuid.UUID,
+    entity_type: str,
+    external_ids: Sequence[str],
+) -> dict[str, datetime]:
+    """For each of these ids we have written to, the provider's updated-at of our last
+    write as its answer reported it (migration 0020); ids never written to are absent."""
+    rows = await conn.fetch(
+        """
+        SELECT external_id, pushed_updated_at FROM entity_links
+         WHERE connection_id = $1 AND entity_type = $2 AND external_id = ANY($3)
+           AND pushed_updated_at IS NOT NULL
+        """,
+        connection_id,
+        entity_type,
+        list(external_ids),
+    )
+    return {r["external_id"]: r["pushed_updated_at"] for r in rows}
+
+
 async def unlisted_external_ids(
     conn: Conn | asyncpg.Pool,
     *,

@@ -34,6 +34,11 @@ class Push(NamedTuple):
     committed_at: datetime | None = None  # None: now
 
 
+def _lock_order(key: tuple[uuid.UUID, str, uuid.UUID]) -> tuple[str, str, str]:
+    connection_id, entity_type, entity_id = key
+    return (str(connection_id), entity_type, str(entity_id))
+
+
 async def queue_pushes(
     conn: Conn | asyncpg.Pool,
     pushes: Sequence[Push],
@@ -55,14 +60,19 @@ async def queue_pushes(
         key = (push.connection_id, push.entity_type, push.entity_id)
         if key not in newest or newest[key].version < push.version:
             newest[key] = push
-    columns: list[list[Any]] = [list(c) for c in zip(*newest.values(), strict=True)]
+    # Rows are locked in one order, the key's, whoever queues them: two enqueues of the same
+    # rows in different orders (a change's targets, a batch's echoes, a redrive) would
+    # otherwise each hold a row the other waits for, and one would fail as a deadlock.
+    ordered = [newest[key] for key in sorted(newest, key=_lock_order)]
+    columns: list[list[Any]] = [list(c) for c in zip(*ordered, strict=True)]
     await conn.execute(
         """
         INSERT INTO push_jobs AS j (tenant_id, connection_id, entity_type, entity_id, version,
                                     change_id, committed_at)
         SELECT t, c, e, i, v, ch, coalesce(at, now())
           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int[],
-                      $6::uuid[], $7::timestamptz[]) AS u(t, c, e, i, v, ch, at)
+                      $6::uuid[], $7::timestamptz[]) WITH ORDINALITY AS u(t, c, e, i, v, ch, at, n)
+         ORDER BY n
         ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
            SET version = greatest(j.version, EXCLUDED.version),
                change_id = CASE WHEN EXCLUDED.version > j.version

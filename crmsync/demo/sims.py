@@ -116,8 +116,11 @@ def _profiles() -> dict[str, Profile]:
 # WooCommerce numbers and totals its orders itself (the mapping reads them inbound only),
 # and the simulator made from the mapping file does not compute them: the demo syncs its
 # customers, and its orders are the shop's, received, not pushed (connectors/generic/
-# examples/README.md).
-_CATALOGUE_SETTINGS: dict[str, dict[str, Any]] = {"woocommerce": {"entity_types": ["customer"]}}
+# examples/README.md). FreshBooks computes an invoice's status and totals the same way.
+_CATALOGUE_SETTINGS: dict[str, dict[str, Any]] = {
+    "woocommerce": {"entity_types": ["customer"]},
+    "freshbooks": {"entity_types": ["customer"]},
+}
 
 ACME_MAPPING = Path(__file__).resolve().parents[2] / "connectors/generic/examples/acme.json"
 

@@ -261,7 +261,7 @@ _LINK_COLUMNS = """
     INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
                                    external_id, last_pushed_hash, last_pushed_version,
                                    last_seen_hash, last_seen_snapshot, remote_version,
-                                   remote_updated_at)"""
+                                   remote_updated_at, pushed_updated_at)"""
 _LINK_CONFLICT = """
     ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
        SET external_id = EXCLUDED.external_id,
@@ -271,13 +271,15 @@ _LINK_CONFLICT = """
            last_seen_snapshot = coalesce(EXCLUDED.last_seen_snapshot, l.last_seen_snapshot),
            remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
            remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
+           pushed_updated_at = coalesce(EXCLUDED.pushed_updated_at, l.pushed_updated_at),
            updated_at = now()"""
 # The link alone: $1 tenant, $2 connection, $3 entity type, $4 entity id, $5 external id,
 # $6 pushed (and seen) hash, $7 pushed version, $8 snapshot, $9 remote version, $10 remote
-# updated at; the coalesce/greatest rules keep what the provider did not report this time.
+# updated at (also the updated-at of our write: what its echo carries, migration 0020);
+# the coalesce/greatest rules keep what the provider did not report this time.
 # Also what a failed push that wrote something first leaves (no log row, no finish).
 _LINK_SQL = f"""{_LINK_COLUMNS}
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10){_LINK_CONFLICT}
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $10){_LINK_CONFLICT}
 """
 # Then the push's log row and the job's finish: $1 job id, $2 job version (FINISH_SQL),
 # $3 tenant, $4 connection, $5 entity type, $6 entity id, $7 external id, $8 latency.

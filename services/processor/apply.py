@@ -383,7 +383,7 @@ async def apply_change(
     row = await conn.fetchrow(
         """
         SELECT entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
-               remote_updated_at
+               remote_updated_at, pushed_updated_at
           FROM entity_links
          WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
            FOR UPDATE
@@ -400,6 +400,7 @@ async def apply_change(
             row["last_pushed_hash"],
             row["last_pushed_version"],
             row["remote_updated_at"],
+            row["pushed_updated_at"],
         )
         record = await _record(conn, change, table, link.entity_id)
         if record is None:

@@ -214,7 +214,7 @@ class _Batch:
             """
             SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id, l.tenant_id,
                    l.last_seen_snapshot, l.last_pushed_hash, l.remote_updated_at,
-                   l.last_pushed_version
+                   l.last_pushed_version, l.pushed_updated_at
               FROM entity_links l
               JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(c, t, x)
                 ON l.connection_id = k.c AND l.entity_type = k.t AND l.external_id = k.x
@@ -233,6 +233,7 @@ class _Batch:
                     r["last_pushed_hash"],
                     r["last_pushed_version"],
                     r["remote_updated_at"],
+                    r["pushed_updated_at"],
                 ),
             )
             self.linked.add((r["connection_id"], r["entity_type"], r["entity_id"]))
@@ -457,6 +458,7 @@ class _Batch:
             old.last_pushed_hash,
             old.last_pushed_version,
             seen.remote_updated_at,
+            old.pushed_updated_at,
         )
         if seen.seen_hash is not None:
             entry.seen_hash = seen.seen_hash

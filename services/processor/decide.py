@@ -27,8 +27,9 @@ rule  when                                                         outcome   wri
 4     delete                                                       applied   tombstone, version
                                                                              + 1, outbox, link
 5     upsert whose state hash is what we last pushed to this       echo      link; the record's
-      connection: it reports back our own push                               version queued for
-                                                                             it if newer
+      connection, stamped no later than the provider's answer to             version queued for
+      that push: it reports back our own push (a later state                 it if newer
+      holding the same values is a user's revert: the merge's)
 6     upsert reaching a deleted record (deleted stays deleted)     stale     link
 6a    upsert whose invoice ``status`` lags behind the record's    no_op     link
       (draft < open/overdue < paid/void, from a source that had
@@ -158,6 +159,9 @@ class Link:
     last_pushed_hash: str | None  # the state hash of our last push to it
     last_pushed_version: int | None  # the record's version that push carried
     remote_updated_at: datetime | None  # the newest source timestamp it sent
+    # The provider's updated-at of our last write, as its answer reported it (migration
+    # 0020): what the echo of that write carries. None: not recorded (an older link).
+    pushed_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,19 @@ def _newest(seen: datetime | None, ts: datetime) -> datetime:
     return ts if seen is None or ts > seen else seen
 
 
+def _our_write(change: InboundChange, link: Link) -> bool:
+    """Is this state, which holds what we last pushed, that write of ours reported back?
+
+    Equal values are not enough: a user who moves a field from X to Y and back to X holds
+    exactly what we once pushed, and that revert must reach the other systems. Our write
+    is the provider's version as of the time its answer reported; a state the source
+    stamps later is someone's write after ours (an echo arriving with a later stamp is no
+    loss: it goes through the merge, where a state equal to the link's snapshot changes
+    nothing). Without a recorded time (a link older than migration 0020), the hash alone.
+    """
+    return link.pushed_updated_at is None or change.source_ts <= link.pushed_updated_at
+
+
 def missing_reference(change: InboundChange) -> Reference | None:
     """The first record an upsert names that is not linked yet (its ``refs`` left after
     resolution), or None. A delete needs none of the records it named."""
@@ -300,7 +317,7 @@ def decide(  # noqa: PLR0911 - one return per rule of the table: the first that 
             incoming_hash,
             _newest(link.remote_updated_at, change.source_ts),
         )
-        if link.last_pushed_hash == incoming_hash:
+        if link.last_pushed_hash == incoming_hash and _our_write(change, link):
             pushed = link.last_pushed_version
             fell_behind = not record.deleted and pushed is not None and record.version > pushed
             return Decision(

@@ -6,7 +6,10 @@ Only fields the source changed since its last snapshot are considered, so two sy
 editing different fields both keep their edits. A field both sides changed is settled by
 the connection's policy:
 
-- ``newest_wins`` (default): the value with the newest source timestamp wins;
+- ``newest_wins`` (default): the value with the newest source timestamp wins; a source
+  that had seen the current value (its ``last_seen`` holds it) and changed it made the
+  newer edit, whatever its clock says (a whole-second clock reads older than the
+  millisecond one it edited after);
 - ``source_priority``: the higher-ranked connection wins, then the newest;
 - ``manual``: the conflict is parked for an operator and the current value stays.
 
@@ -126,6 +129,25 @@ def _wins(
     return mine > theirs
 
 
+def _edited_on_top(
+    policy: Policy, update: Update, held: FieldMeta | None, seen: object, current: object
+) -> bool:
+    """Had the source seen the current value, set by another source, when it changed it?
+
+    Then its value is the newer edit whatever the two clocks say: it was made on top of
+    the current one (Stripe stamps whole seconds, so its user's edit right after our push
+    reads older than the push's millisecond source). Newest-wins only: a priority says
+    who wins, not when.
+    """
+    return (
+        policy.kind == "newest_wins"
+        and held is not None
+        and held.source != update.connection_id
+        and seen is not _MISSING
+        and seen == current
+    )
+
+
 def _lags(order: Order, name: str, incoming: Value, current: Value, seen: object) -> bool:
     """Is ``incoming`` behind ``current`` in ``name``'s order, from a source that has not
     seen ``current``?"""
@@ -146,6 +168,10 @@ def merge(
     unchanged: set[str] = set()
     behind: set[str] = set()
     conflicts: list[Conflict] = []
+    # One provenance for every field this update sets (FieldMeta is frozen, so sharing it
+    # is safe): the line making one per field held 3.9 % of the bulk profile (py-spy), the
+    # collections its allocations set off included.
+    fresh = FieldMeta(update.source_ts, update.connection_id)
 
     for name, incoming in update.values.items():
         seen = update.last_seen.get(name, _MISSING) if update.last_seen is not None else _MISSING
@@ -162,7 +188,7 @@ def merge(
         if values.get(name, _MISSING) == incoming:
             # Same value: adopt the newer provenance, so later comparisons are fair.
             if _wins(policy, update, held, incoming, incoming):
-                meta[name] = FieldMeta(update.source_ts, update.connection_id)
+                meta[name] = fresh
             unchanged.add(name)
             continue
         others_hold_it = held is not None and held.source != update.connection_id
@@ -181,7 +207,7 @@ def merge(
                 )
                 continue
             values[name] = incoming
-            meta[name] = FieldMeta(update.source_ts, update.connection_id)
+            meta[name] = fresh
             changed.add(name)
             continue
         if policy.kind == "manual":
@@ -189,11 +215,14 @@ def merge(
             if held is not None and update.source_ts < held.ts:
                 overruled.add(name)
                 continue
-        elif not _wins(policy, update, held, incoming, values.get(name)):
+        elif not (
+            _edited_on_top(policy, update, held, seen, values.get(name, _MISSING))
+            or _wins(policy, update, held, incoming, values.get(name))
+        ):
             overruled.add(name)
             continue
         values[name] = incoming
-        meta[name] = FieldMeta(update.source_ts, update.connection_id)
+        meta[name] = fresh
         changed.add(name)
 
     return MergeResult(

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ from connectors.limits import full_jitter
 from connectors.runtime import Clients, ConnectionInfo, CredentialsError
 from connectors.spec import MappingError, RemoteRecord, WebhookItem
 from crmsync.application.connection_runtime import load_connection
+from crmsync.common import links
 from crmsync.common.accounting import SkipReason, record_inbound_skips
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
@@ -70,6 +72,28 @@ class Mapped:
     envelope: WebhookEnvelope
     info: ConnectionInfo
     items: tuple[WebhookItem, ...]
+
+
+def item_key(envelope: WebhookEnvelope, item: WebhookItem) -> str:
+    """The dedup key of one webhook item: its own event id, or, for an item nothing tells
+    from the next identical notice (``per_receipt``), that id on this receipt."""
+    if item.per_receipt:
+        return item_event_id(f"{item.event_id}@{envelope.event_id}")
+    return item_event_id(item.event_id)
+
+
+def _near_our_write(
+    info: ConnectionInfo, item: WebhookItem, pushed: dict[tuple[str, str], datetime]
+) -> bool:
+    """Is this full webhook stamped too close to our last write of its record to tell which
+    came first? Stripe stamps whole seconds: a user's edit made in the second of our push
+    may be older than the push (which overwrote it there: its copy is no longer true) or
+    newer (an edit on top of ours). The record as it is now says which, so it is read."""
+    ours = pushed.get((item.entity_type, item.external_id))
+    api = info.connector().api
+    if ours is None or api is None or item.occurred_at is None:
+        return False  # a notice without a time is hydrated anyway (thin) or cannot tell
+    return item.occurred_at < ours + timedelta(seconds=api.clock_resolution_seconds)
 
 
 def item_event_id(item_id: str) -> str:
@@ -144,7 +168,7 @@ class Normalizer:
 
     async def _processed(self, mapped: Sequence[Mapped | None]) -> set[tuple[uuid.UUID, str]]:
         pairs = [
-            (m.info.id, item_event_id(item.event_id))
+            (m.info.id, item_key(m.envelope, item))
             for m in mapped
             if m is not None
             for item in m.items
@@ -179,8 +203,9 @@ class Normalizer:
         # Items dropped on purpose, recorded so the ledger accounts for them.
         skips: list[tuple[uuid.UUID, str, SkipReason]] = []
         failure: HydrationError | None = None
+        pushed = await self._pushed(info, mapped.items)
         for item in mapped.items:
-            event_id = item_event_id(item.event_id)
+            event_id = item_key(mapped.envelope, item)
             if not info.syncs("in", item.entity_type):
                 skips.append((info.id, event_id, "not_synced"))
                 # settings direction "out", or entity_types without this one: the provider
@@ -191,7 +216,7 @@ class Normalizer:
                 metrics.WEBHOOK_ITEMS.labels(info.provider, "duplicate").inc()
                 continue
             try:
-                record = await self._record(info, item)
+                record = await self._record(info, item, pushed)
             except HydrationError as exc:
                 failure = failure or exc
                 metrics.WEBHOOK_ITEMS.labels(info.provider, "hydrate_failed").inc()
@@ -231,7 +256,11 @@ class Normalizer:
                 entity_type=item.entity_type,
                 op="delete" if deleted else "upsert",
                 external_id=item.external_id,
-                occurred_at=record.updated_at if record is not None else item.occurred_at,
+                occurred_at=(
+                    record.updated_at
+                    if record is not None
+                    else (item.occurred_at or envelope.received_at)
+                ),
                 data=data,
                 refs=refs,
             ),
@@ -241,10 +270,47 @@ class Normalizer:
             change.model_dump_json().encode(),
         )
 
-    async def _record(self, info: ConnectionInfo, item: WebhookItem) -> RemoteRecord | None:
-        if item.record is not None or item.op == "delete":
+    async def _record(
+        self, info: ConnectionInfo, item: WebhookItem, pushed: dict[tuple[str, str], datetime]
+    ) -> RemoteRecord | None:
+        if item.op == "delete":
             return item.record
-        return await self.hydrate(info, item)
+        if item.record is None:
+            return await self.hydrate(info, item)
+        if not _near_our_write(info, item, pushed):
+            return item.record
+        try:
+            return await self.hydrate(info, item)
+        except HydrationError as exc:
+            # The webhook's own copy is still a state the record had: applied by its stamp
+            # as before, rather than parking a full webhook while the provider is down.
+            log.warning(
+                "kept the webhook's copy of %s %s: %s",
+                item.entity_type,
+                item.external_id,
+                exc.reason,
+                extra={"tenant": str(info.tenant_id), "connection": str(info.id)},
+            )
+            return item.record
+
+    async def _pushed(
+        self, info: ConnectionInfo, items: Sequence[WebhookItem]
+    ) -> dict[tuple[str, str], datetime]:
+        """(entity type, external id) → the provider's stamp of our last write to it, for
+        the full webhooks of a provider whose clock is too coarse to order them against
+        that write (``ApiSpec.clock_resolution_seconds``); empty for every other."""
+        api = info.connector().api
+        if self.clients is None or api is None or api.clock_resolution_seconds <= 0:
+            return {}
+        wanted: dict[str, list[str]] = {}
+        for item in items:
+            if item.record is not None and item.op == "upsert":
+                wanted.setdefault(item.entity_type, []).append(item.external_id)
+        found: dict[tuple[str, str], datetime] = {}
+        for entity_type, external_ids in wanted.items():
+            stamps = await links.pushed_updated_at(self.pool, info.id, entity_type, external_ids)
+            found.update({(entity_type, x): at for x, at in stamps.items()})
+        return found
 
     async def hydrate(self, info: ConnectionInfo, item: WebhookItem) -> RemoteRecord | None:
         """The record a thin webhook announced, fetched now; None when it no longer exists."""

@@ -9,6 +9,7 @@ is retried with backoff: waiting is right for an outage, skipping would lose eve
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -245,9 +246,11 @@ class Processor:
         self, topic: str, parsed: Sequence[Parsed], results: Sequence[Applied | None]
     ) -> None:
         now = datetime.now(UTC)
+        # Counted once per outcome, not per event (a labelled child's lookup each time):
+        # this method held 1.1 % of the bulk profile (py-spy).
+        outcomes: collections.Counter[str] = collections.Counter()
         for item, result in zip(parsed, results, strict=True):
-            outcome = result.outcome.value if result is not None else "dead_lettered"
-            metrics.EVENTS.labels(topic, outcome).inc()
+            outcomes[result.outcome.value if result is not None else "dead_lettered"] += 1
             if (
                 result is not None
                 and result.outcome is not Outcome.WAITING
@@ -256,6 +259,8 @@ class Processor:
             ):
                 seconds = (now - item.change.received_at).total_seconds()
                 metrics.RECEIVED_TO_COMMITTED_SECONDS.observe(max(seconds, 0.0))
+        for outcome, count in outcomes.items():
+            metrics.EVENTS.labels(topic, outcome).inc(count)
         if self.on_commit is not None:
             self.on_commit(results)
 

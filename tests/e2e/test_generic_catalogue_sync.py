@@ -1,5 +1,5 @@
-"""Each provider of the mapping-file catalogue (Mailchimp, Mautic, WooCommerce), simulated
-from its file as `crmsync simulate` runs it, syncing customers both ways with a simulated
+"""Each provider of the mapping-file catalogue (Mailchimp, Mautic, WooCommerce, FreshBooks),
+simulated from its file as `crmsync simulate` runs it, syncing customers both ways with a simulated
 Ascora through the whole pipeline (real Kafka, processor worker, outbound)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ PHONE = {
     "mailchimp": "merge_fields.PHONE",
     "mautic": "fields.all.phone",
     "woocommerce": "billing.phone",
+    "freshbooks": "bus_phone",
 }
 
 

@@ -24,7 +24,7 @@ from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients, Handle, credentials_json
 from connectors.simkit import Fault
 from connectors.spec import ApiClient
-from crmsync.application.connection_runtime import stored_clients
+from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
@@ -34,8 +34,9 @@ from services.outbound import service
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import Router, enqueue, push_rows
 from services.outbound.service import Outbound
+from services.processor.apply import Applied
 from services.processor.deadletters import Source
-from services.processor.decide import InboundChange
+from services.processor.decide import InboundChange, Outcome
 from services.processor.pipeline import Parsed, Processor
 from tests.conftest import TopicFactory
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
@@ -614,3 +615,60 @@ async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await consumer.stop()
+
+
+async def _ascora_reports(env: Env, n: int) -> Applied:
+    """Ascora's webhook of the customer as it holds it now (hydrated, as a thin one is),
+    applied like any change from it."""
+    info = await load_connection(env.pool, env.target, tenant_id=env.tenant_id)
+    assert info is not None
+    handle = await env.clients.get(info)
+    [held] = env.crm.sim.live("customer")
+    remote = await handle.client.fetch("customer", held["customerId"])
+    change = InboundChange(
+        tenant_id=env.tenant_id,
+        connection_id=env.target,
+        dedup_key=f"ascora-{n}",
+        entity_type="customer",
+        op="upsert",
+        external_id=remote.external_id,
+        source_ts=remote.updated_at,
+        data=dict(remote.data),
+        received_at=datetime.now(UTC),
+    )
+    [result] = await Processor(env.pool)._apply_batch([_parsed(change)])
+    assert result is not None
+    return result
+
+
+async def _ascora_user_edits(env: Env, body: dict[str, Any]) -> None:
+    [held] = env.crm.sim.live("customer")
+    await asyncio.sleep(0.01)  # Ascora's lastModified has millisecond resolution
+    env.crm.sim.update("customer", held["customerId"], body)
+
+
+async def test_a_user_reverting_a_field_to_the_value_we_pushed_is_an_edit_not_an_echo(
+    env: Env,
+) -> None:
+    """X → Y → X in Ascora: the revert holds exactly what our push once wrote there, but it
+    is the user's write, made after ours. Recognised as an echo by its values alone, it was
+    dropped, and every other system kept Y for good (a convergence-test mismatch)."""
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.run_due()
+    assert (await _ascora_reports(env, 1)).outcome == Outcome.ECHO  # our own write
+
+    await _ascora_user_edits(env, {"emailAddress": "accounts@harbour.example"})
+    edited = await _ascora_reports(env, 2)
+    assert (edited.outcome, edited.version) == (Outcome.APPLIED, 2)
+
+    await _ascora_user_edits(env, {"emailAddress": CUSTOMER["email"]})
+    reverted = await _ascora_reports(env, 3)
+    assert (reverted.outcome, reverted.version) == (Outcome.APPLIED, 3)
+    data = await env.pool.fetchval("SELECT data FROM customers WHERE id = $1", edited.entity_id)
+    assert data["email"] == CUSTOMER["email"]
+    # And the revert goes out like any edit: an outbox row for version 3, from Ascora.
+    origin = await env.pool.fetchval(
+        "SELECT origin_connection_id FROM outbox WHERE entity_id = $1 AND version = 3",
+        edited.entity_id,
+    )
+    assert origin == env.target

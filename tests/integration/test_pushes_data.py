@@ -3,6 +3,7 @@ finishing, without the outbound service around them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
@@ -85,3 +86,28 @@ async def test_rescheduling_counts_the_attempt_only_when_asked(
     assert claimed.jobs == []
     assert claimed.next_due_seconds is not None
     assert 25 < claimed.next_due_seconds <= 30
+
+
+async def test_two_multi_row_enqueues_in_opposite_orders_do_not_deadlock(
+    pool: asyncpg.Pool, target: CreatedConnection
+) -> None:
+    # Rows that exist already are locked by ON CONFLICT DO UPDATE one by one; taken in
+    # input order, two enqueues of the same rows in opposite orders meet in the middle, each
+    # holding what the other waits for (PostgreSQL then fails one as a deadlock's victim).
+    # Many rows make the meeting near certain on each round; sorted, they queue instead.
+    entities = [uuid.uuid4() for _ in range(2000)]
+    await queue_pushes(pool, [_push(target, e, 1) for e in entities])
+    for version in range(2, 5):
+        forward = [_push(target, e, version) for e in entities]
+        both_started = asyncio.Barrier(2)
+
+        async def enqueue(rows: list[Push], started: asyncio.Barrier) -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await started.wait()
+                await queue_pushes(conn, rows)
+
+        await asyncio.gather(enqueue(forward, both_started), enqueue(forward[::-1], both_started))
+    versions = await pool.fetch(
+        "SELECT DISTINCT version FROM push_jobs WHERE connection_id = $1", target.id
+    )
+    assert [r["version"] for r in versions] == [4]

@@ -53,8 +53,9 @@ def link(
     seen: datetime | None = None,
     pushed_hash: str | None = None,
     pushed_version: int | None = None,
+    pushed_at: datetime | None = None,
 ) -> Link:
-    return Link(ENTITY, snapshot, pushed_hash, pushed_version, seen)
+    return Link(ENTITY, snapshot, pushed_hash, pushed_version, seen, pushed_at)
 
 
 def record(
@@ -155,6 +156,26 @@ def test_an_echo_of_an_overtaken_push_queues_the_records_version_again() -> None
     assert (
         decide(change(at(2)), values, unknown, record(values, version=3), NEWEST).push_again is None
     )
+
+
+def test_a_later_state_holding_what_we_pushed_is_a_users_revert_not_an_echo() -> None:
+    # We pushed Jo (the provider stamped our write at 1); its user changed it to Al (2) and
+    # back to Jo (3). The values are our push's, the stamp is not: an edit, applied.
+    pushed = {"name": "Jo"}
+    reverted = link(
+        snapshot={"name": "Al"}, seen=at(2), pushed_hash=state_hash(pushed), pushed_at=at(1)
+    )
+    current = record({"name": "Al"}, source=A, ts=at(2), version=2)
+    d = decide(change(at(3)), pushed, reverted, current, NEWEST)
+    assert (d.outcome, d.rule, d.version) == (Outcome.APPLIED, Rule.UPDATE, 3)
+    # The echo of our write itself carries its stamp (or an older one): still an echo.
+    echoed = link(snapshot=pushed, seen=at(1), pushed_hash=state_hash(pushed), pushed_at=at(1))
+    d = decide(change(at(1)), pushed, echoed, record(pushed, version=1), NEWEST)
+    assert d.outcome is Outcome.ECHO
+    # A later stamp over the very state we pushed (the provider touched the record) is
+    # no echo, and changes nothing either: the snapshot already holds it.
+    d = decide(change(at(4)), pushed, echoed, record(pushed, version=1), NEWEST)
+    assert (d.outcome, d.outbox) == (Outcome.NOOP, None)
 
 
 def test_an_update_of_a_deleted_record_does_not_revive_it() -> None:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from connectors.spec import WebhookItem
 from crmsync.application.ledger import (
     Accepted,
     Committed,
@@ -23,8 +24,10 @@ from crmsync.application.ledger import (
     classify_inbound,
     classify_outbound,
 )
-from crmsync.application.ledger_io import _others, item_event_id
+from crmsync.application.ledger_io import _others, item_event_id, item_key
+from schemas.envelope import WebhookEnvelope
 from services.processor.normalize import item_event_id as normalizer_item_event_id
+from services.processor.normalize import item_key as normalizer_item_key
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 CONN = uuid.uuid4()
@@ -66,6 +69,20 @@ def facts(**kw: object) -> InboundFacts:
 def test_the_normalizers_item_ids_and_the_ledgers_agree() -> None:
     for item_id in ("evt_1", "x" * 200, "y" * 201, "é" * 150):
         assert item_event_id(item_id) == normalizer_item_event_id(item_id)
+
+
+def test_the_normalizers_per_receipt_keys_and_the_ledgers_agree() -> None:
+    envelope = WebhookEnvelope(
+        tenant_id=uuid.uuid4(),
+        connection_id=uuid.uuid4(),
+        provider="generic",
+        received_at=datetime.now(UTC),
+        body=b"name=client.update&object_id=7",
+    )
+    for per_receipt in (True, False):
+        item = WebhookItem("sha256:ab:0", "customer", "7", "upsert", None, per_receipt=per_receipt)
+        assert item_key(envelope, item) == normalizer_item_key(envelope, item)
+    assert item_key(envelope, item) == "sha256:ab:0"
 
 
 def test_one_processed_key_delivered_twice_is_one_applied_and_one_duplicate() -> None:

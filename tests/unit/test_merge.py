@@ -77,6 +77,20 @@ def test_manual_applies_an_edit_made_after_seeing_the_current_value() -> None:
     assert not result.conflicts
 
 
+def test_an_edit_made_on_top_of_the_current_value_wins_whatever_its_clock_says() -> None:
+    # crm-a set the email at 12:05.500; crm-b had it (its last_seen holds it) when its user
+    # changed it, and crm-b's whole-second clock stamps that edit 12:05.000.
+    base = merge(EMPTY, Update("crm-a", T0 + timedelta(seconds=5.5), {"email": "a@x.test"}))
+    seen = {"email": "a@x.test"}
+    edit = Update("crm-b", T0 + timedelta(seconds=5), {"email": "b@x.test"}, last_seen=seen)
+    assert merge(base.state, edit).state.values["email"] == "b@x.test"
+    # Without having seen it, the older stamp loses as before; and a priority still rules.
+    blind = Update("crm-b", T0 + timedelta(seconds=5), {"email": "b@x.test"}, last_seen={})
+    assert merge(base.state, blind).state.values["email"] == "a@x.test"
+    ranked = Policy("source_priority", ("crm-a", "crm-b"))
+    assert merge(base.state, edit, ranked).state.values["email"] == "a@x.test"
+
+
 def test_echo_of_the_current_state_changes_nothing() -> None:
     state = merge(EMPTY, Update("crm-a", at(0), {"name": "Acme", "notes": None})).state
     echo = merge(state, Update("crm-b", at(1), {"name": "Acme", "notes": None}))

@@ -1,4 +1,4 @@
-"""The catalogue of mapping files (examples/mailchimp, mautic, woocommerce .json), each
+"""The catalogue of mapping files (examples/mailchimp, mautic, woocommerce, freshbooks .json), each
 round-tripped over real HTTP through the simulator its ``.sim.json`` configures: records
 created, fetched, updated, listed page by page and deleted through the GenericClient, and
 the webhooks the simulator sends verified by the file's signature scheme and parsed by its
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from connectors.base import SignatureError, WebhookRequest
 from connectors.generic import auth_for, connector_for, load_mapping_file, mapping_settings
 from connectors.generic.client import GenericClient, make_client
-from connectors.generic.mapping import Mapper
+from connectors.generic.mapping import Handshake, Mapper, form_document
 from connectors.generic.simulator import MappingSimulator, load_simulated
 from connectors.http import ProviderError
 from connectors.spec import RateLimit, RemoteRecord, WebhookItem
@@ -65,10 +66,11 @@ class Running:
         return items
 
 
-async def _start(name: str) -> AsyncIterator[Running]:
+async def _start(name: str, **options: Any) -> AsyncIterator[Running]:
     async with inbox(status=204) as hooks:
         simulator = load_simulated(EXAMPLES / f"{name}.json")
-        sim = simulator(webhook_url=hooks.url, webhook_secret=SECRET, rate_limit=GENEROUS)
+        options = {"webhook_secret": SECRET, **options}
+        sim = simulator(webhook_url=hooks.url, rate_limit=GENEROUS, **options)
         signature, mapping = load_mapping_file(EXAMPLES / f"{name}.json")
         settings = {
             "generic": signature.model_dump(mode="json"),
@@ -283,3 +285,193 @@ async def test_mailchimp_lists_members_by_offset_and_changed_since(mailchimp: Ru
     latest = members[-1].updated_at
     page = await mailchimp.client().list_page("customer", None, latest)
     assert [m.external_id for m in page.records] == ["member2@example.com"]
+
+
+# --- FreshBooks --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def freshbooks() -> AsyncIterator[Running]:
+    async for running in _start("freshbooks"):
+        yield running
+
+
+def _at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+async def test_freshbooks_callback_delivers_only_once_its_code_went_back(
+    freshbooks: Running,
+) -> None:
+    sim, mapper = freshbooks.sim, Mapper()
+    values = sim.register_callback()
+    assert values == {"account_id": "xazq5", "callback_id": "1"}
+    sim.create("customer", sim.seed_object("customer", 0))  # before the code went back
+    await sim.drained()
+    (hook,) = freshbooks.received  # the handshake alone: an unverified callback gets nothing
+    assert hook.body.startswith(b"name=callback.verify&verifier=")
+    handshake = mapper.verification(hook.body, hook.headers, freshbooks.settings)
+    assert handshake is not None
+    assert handshake.values == values
+    assert handshake.verifier not in repr(handshake)  # the signing secret once accepted
+    # A handshake is no record: a webhook parse that meets one ignores it.
+    assert mapper.parse_webhook(hook.body, {}, freshbooks.settings).ignored == 1
+    assert mapper.verification(b"name=client.update&object_id=1", {}, freshbooks.settings) is None
+
+    client = freshbooks.client()
+    with pytest.raises(ProviderError) as caught:
+        await client.confirm(Handshake(verifier="forged", values=values))
+    assert caught.value.status == 400
+    assert sim.callback_verified is False
+    await client.confirm(handshake)
+    confirmed = sim.log.requests[-1]
+    assert (confirmed["method"], confirmed["path"]) == (
+        "PUT",
+        "/events/account/xazq5/events/callbacks/1",
+    )
+    assert sim.callback_verified is True
+
+    created = sim.create("customer", sim.seed_object("customer", 1))
+    await sim.drained()
+    hook = freshbooks.received[-1]
+    assert form_document(hook.body.decode()) == {
+        "name": "client.create",
+        "object_id": str(created["id"]),
+    }
+    scheme = connector_for(sim.signature).scheme
+    request = WebhookRequest("POST", hook.url, hook.headers, hook.body)
+    # Signed with the code that went back, not with any secret set beforehand.
+    assert scheme.verify(request, [handshake.verifier], time.time()).secret_index == 0
+    with pytest.raises(SignatureError):
+        scheme.verify(request, [SECRET], time.time())
+
+
+async def test_freshbooks_client_round_trip_with_timeless_thin_webhooks_and_soft_delete(
+    freshbooks: Running,
+) -> None:
+    client = freshbooks.client()
+    created = await client.create("customer", CUSTOMER, {}, idempotency_key="k1")
+    assert _fields(created, CUSTOMER) == CUSTOMER
+    stored = freshbooks.sim.get("customer", created.external_id)
+    assert (stored["fname"], stored["lname"], stored["organization"]) == (
+        "Amelia",
+        "Mary Kelly",
+        "Kelly Plumbing",
+    )
+    assert await client.fetch("customer", created.external_id) == created
+    updated = await client.update("customer", created.external_id, {"company": None}, {})
+    assert updated.data["company"] is None
+    again = await client.update("customer", created.external_id, {"company": None}, {})
+    assert again.updated_at > updated.updated_at
+
+    await client.delete("customer", created.external_id)  # PUT {"client": {"vis_state": 1}}
+    assert freshbooks.sim.log.requests[-1]["method"] == "PUT"
+    gone = await client.fetch("customer", created.external_id)
+    assert gone.deleted is True
+
+    items = await freshbooks.webhook_items()
+    assert [(i.external_id, i.op, i.record) for i in items] == [
+        (created.external_id, "upsert", None),
+        (created.external_id, "upsert", None),
+        (created.external_id, "upsert", None),
+        (created.external_id, "upsert", None),  # client.delete: fetched, it reads as deleted
+    ]
+    assert form_document(freshbooks.received[-1].body.decode())["name"] == "client.delete"
+    # No time in the form: the delete is fetched to learn when (FreshBooks keeps the client,
+    # vis_state 1); the two updates' notices are byte for byte the same, so each is keyed
+    # by its receipt.
+    assert {i.occurred_at for i in items} == {None}
+    assert items[1].event_id == items[2].event_id
+    assert all(i.per_receipt for i in items)
+
+
+@pytest.mark.parametrize(
+    ("now", "written"),
+    [
+        (datetime(2024, 7, 1, 16, 0, tzinfo=UTC), "2024-07-01 12:00:00"),  # EDT, UTC-4
+        (datetime(2024, 1, 15, 17, 0, tzinfo=UTC), "2024-01-15 12:00:00"),  # EST, UTC-5
+    ],
+    ids=["summer", "winter"],
+)
+async def test_freshbooks_times_are_us_eastern_with_daylight_saving(
+    now: datetime, written: str
+) -> None:
+    async for running in _start("freshbooks", clock=_at(now)):
+        created = await running.client().create("customer", CUSTOMER, {}, idempotency_key="k")
+        assert running.sim.get("customer", created.external_id)["updated"] == written
+        assert created.updated_at == now
+        # The changed-since filter is a day in the same zone (FreshBooks' updated_min).
+        page = await running.client().list_page("customer", None, now - timedelta(hours=1))
+        assert [r.external_id for r in page.records] == [created.external_id]
+        assert running.sim.log.requests[-1]["query"]["search[updated_min]"] == written[:10]
+
+
+async def test_freshbooks_invoice_and_payment_money_is_exact(freshbooks: Running) -> None:
+    sim, client = freshbooks.sim, freshbooks.client()
+    customer = sim.create("customer", sim.seed_object("customer", 0))
+    seeded = sim.create("invoice", {**sim.seed_object("invoice", 1), "customerid": customer["id"]})
+    fetched = await client.fetch("invoice", str(seeded["id"]))
+    assert _fields(
+        fetched, ("number", "status", "currency", "issued_on", "due_on", "total", "amount_due")
+    ) == {
+        "number": "00001",
+        "status": "open",
+        "currency": "CAD",
+        "issued_on": "2024-03-14",
+        "due_on": "2024-04-13",
+        "total": 22600,
+        "amount_due": 22600,
+    }
+    assert fetched.data["lines"] == [
+        {"description": "Labour", "quantity": "2", "unit_amount": 9500},
+        {"description": "Call-out fee", "quantity": "1", "unit_amount": 1000},
+    ]
+    assert fetched.refs == {"customer_id": str(customer["id"])}
+
+    invoice = {
+        "number": "INV-7",
+        "currency": "CAD",
+        "issued_on": "2024-05-01",
+        "lines": [{"description": "Tap washer kit", "quantity": "3", "unit_amount": 875}],
+    }
+    made = await client.create(
+        "invoice", invoice, {"customer_id": str(customer["id"])}, idempotency_key="i"
+    )
+    stored = sim.get("invoice", made.external_id)
+    assert stored["lines"] == [
+        {"name": "Tap washer kit", "qty": "3", "unit_cost": {"amount": "8.75"}}
+    ]
+    assert (stored["customerid"], stored["create_date"]) == (str(customer["id"]), "2024-05-01")
+
+    payment = {
+        "amount": 10050,
+        "currency": "CAD",
+        "method": "Check",
+        "paid_at": "2024-03-20T04:00:00+00:00",
+        "reference": "cheque 41",
+    }
+    paid = await client.create(
+        "payment", payment, {"invoice_id": made.external_id}, idempotency_key="p"
+    )
+    assert sim.get("payment", paid.external_id)["amount"] == {"amount": "100.50", "code": "CAD"}
+    assert sim.get("payment", paid.external_id)["date"] == "2024-03-20"
+    assert _fields(paid, payment) == payment | {"paid_at": "2024-03-20T04:00:00Z"}
+    assert (paid.refs, paid.data["status"]) == ({"invoice_id": made.external_id}, "succeeded")
+
+    await client.delete("payment", paid.external_id)
+    await sim.drained()
+    assert form_document(freshbooks.received[-1].body.decode())["name"] == "payment.delete"
+    assert (await client.fetch("payment", paid.external_id)).deleted is True
+
+
+async def test_freshbooks_lists_clients_page_by_page(freshbooks: Running) -> None:
+    freshbooks.sim.seed(5)
+    clients = records_of(await every_page(freshbooks.client(page_size=2), "customer"))
+    assert [r.external_id for r in clients] == ["1", "2", "3", "4", "5"]
+    assert clients[0].data["address"] == {
+        "line1": "0 Sandgate Rd",
+        "line2": None,
+        "city": "Toronto",
+        "region": "Ontario",
+        "postal_code": "M6P 3T1",
+    }

@@ -131,7 +131,7 @@ def _kinds(subject: str) -> tuple[EntityType, ...]:
 def test_the_documented_matrix_covers_every_provider_and_shipped_mapping_file() -> None:
     documented = registry.documented_capabilities()
     assert set(documented) == set(registry.PROVIDERS) | set(registry.MAPPING_FILES)
-    assert set(registry.MAPPING_FILES) >= {"mailchimp", "mautic", "woocommerce"}
+    assert set(registry.MAPPING_FILES) >= {"mailchimp", "mautic", "woocommerce", "freshbooks"}
 
 
 @pytest.mark.parametrize("subject", SUBJECTS)

@@ -1,0 +1,84 @@
+"""FreshBooks' webhooks carry no time and no id (`name=client.update&object_id=1…`): through
+the whole pipeline (real Kafka, processor, outbound), a second edit of a client, whose
+notice is byte for byte the first one's, still arrives; a delete, whose notice says nothing
+of when, is applied (the client FreshBooks keeps, fetched, says when); and the ledger
+accounts for every notice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from crmsync.application.context import KafkaTarget
+from crmsync.application.ledger_io import ledger
+from tests.e2e.sync_harness import SimulatedCrm, Stack, eventually, running_stack, simulated
+
+Running = tuple[Stack, SimulatedCrm, SimulatedCrm, uuid.UUID]
+
+
+@pytest.fixture
+async def freshbooks_and_ascora(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[Running]:
+    async with (
+        simulated("freshbooks") as freshbooks,
+        simulated("ascora", company_code="A") as ascora,
+        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
+    ):
+        connection = await stack.connect(freshbooks, "freshbooks")
+        await stack.connect(ascora, "ascora", {"company_code": "A"})
+        yield stack, freshbooks, ascora, connection
+
+
+async def test_identical_timeless_notices_each_count_and_a_delete_needs_no_time(
+    freshbooks_and_ascora: Running, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    stack, freshbooks, ascora, connection = freshbooks_and_ascora
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    sim = freshbooks.sim
+    client = sim.create("customer", sim.seed_object("customer", 3))
+    client_id = str(client["id"])
+    pushed = await eventually(lambda: ascora.sim.live("customer"))
+    assert len(pushed) == 1
+
+    def ascoras(field: str, value: str) -> bool:
+        return [c.get(field) for c in ascora.sim.live("customer")] == [value]
+
+    # Two edits, each waited for, so the first notice's fetch cannot bring the second edit:
+    # their notices are the same bytes, and the second must not pass for a redelivery.
+    sim.update("customer", client_id, {"organization": "Brown & Sons"})
+    assert await eventually(lambda: ascoras("companyName", "Brown & Sons"))
+    sim.update("customer", client_id, {"organization": "Brown Bros"})
+    assert await eventually(lambda: ascoras("companyName", "Brown Bros"))
+    notices = [hook for hook in sim.log.webhooks if hook.get("status") is not None]
+    assert len(notices) == 3
+
+    # A user deletes the client in FreshBooks right after the edit: the notice has no time,
+    # the fetched client (vis_state 1) has FreshBooks' own, so the delete is not stale.
+    sim.delete("customer", client_id)
+    deleted = "SELECT count(*) FROM customers WHERE deleted_at IS NOT NULL"
+    assert await stack.wait(deleted, 1) == 1
+    assert await stack.count("SELECT count(*) FROM dead_letters") == 0
+
+    kafka = KafkaTarget(
+        kafka_bootstrap,
+        topic_prefix,
+        processor_group=f"crmsync-{topic_prefix}processor",
+        outbound_group=f"crmsync-{topic_prefix}outbound",
+    )
+    report = await ledger(stack.pool, kafka, since=since)
+    for _ in range(60):
+        if report.settled:
+            break
+        await asyncio.sleep(0.5)
+        report = await ledger(stack.pool, kafka, since=since)
+    assert report.balanced, report.problems()
+    inbound = next(c for c in report.connections if c.connection_id == connection).inbound
+    # create, two identical updates, delete: four notices, four applied, none taken for
+    # a duplicate of another.
+    assert (inbound.applied, inbound.unaccounted, inbound.dead_lettered) == (4, 0, 0)
