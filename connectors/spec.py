@@ -20,7 +20,7 @@ Vocabulary:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
@@ -229,6 +229,11 @@ class ApiSpec:
     # poll: this is its default interval (a connection's reconcile_interval_seconds still
     # wins); None leaves the service's default, the backstop for webhook providers.
     poll_seconds: float | None = None
+    # What the provider cannot hold yet: ``holds_back(entity_type, data)`` names why a
+    # record in this state is not sent (a pending payment, to Xero, which records money
+    # received only), or None. Outbound holds such a version back, logged with why; the
+    # version it can hold (the payment succeeded) is pushed when it comes.
+    holds_back: Callable[[EntityType, Mapping[str, Any]], str | None] | None = None
     # How coarse the provider's own timestamps are (Stripe: whole seconds). A full webhook
     # stamped within this of our last write to its record cannot be ordered against that
     # write by time: the processor reads the record's current state instead of trusting

@@ -6,7 +6,7 @@ the one assumed in connectors/ascora/README.md, to be checked against a real ins
 
 from connectors.ascora.capabilities import CAPABILITIES
 from connectors.ascora.client import make_client
-from connectors.ascora.mapping import Mapper
+from connectors.ascora.mapping import Mapper, holds_back
 from connectors.ascora.signature import AscoraScheme
 from connectors.base import Connector
 from connectors.spec import ApiSpec, RateLimit
@@ -28,6 +28,7 @@ API = ApiSpec(
     default_base_url=None,
     # Invoices are voided (status Void), customers, jobs and payments deleted.
     deletable=("customer", "job", "invoice", "payment"),
+    holds_back=holds_back,
 )
 
 CONNECTOR = Connector(

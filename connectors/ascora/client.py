@@ -16,8 +16,9 @@ from pydantic import Field, StrictInt, StringConstraints
 
 from connectors.apiclient import ProviderClient, Write
 from connectors.ascora.mapping import Mapper
-from connectors.http import UnsupportedOperationError, page_number
+from connectors.http import ProviderError, UnsupportedOperationError, page_number
 from connectors.spec import ClientSettings, EntityType, MappingError, Page, RemoteRecord
+from schemas.errors import ProviderRuleError
 
 # The path every Ascora instance serves its API under (PROVIDERS.md: {instance}/api/v1).
 API_PREFIX = "/api/v1"
@@ -38,6 +39,10 @@ MAX_PAGE_SIZE = 100
 # 405 rather than no status: ProviderError counts a missing status as a network error,
 # which is transient, and an operation Ascora does not have never becomes possible.
 UNSUPPORTED_STATUS = 405
+# Ascora's refusals of a payment by its rules (README, "Payment"), by error code: a Draft
+# or Void invoice takes no payments, and none beyond its balance due. The request is
+# right; the invoice as it stands cannot take it (provider_rule).
+PAYMENT_REFUSALS = ("invoice_not_payable", "overpayment")
 
 
 class AscoraSettings(ClientSettings):
@@ -79,9 +84,18 @@ class AscoraClient(ProviderClient[AscoraSettings, Mapper]):
                 )
             body.pop("customerId", None)  # the invoice's customer, set by Ascora
             path = f"{_item('invoice', invoice_id)}/payments"
-        obj = await self.api.call(
-            "POST", path, json_body=body, headers={IDEMPOTENCY_HEADER: idempotency_key}
-        )
+        try:
+            obj = await self.api.call(
+                "POST", path, json_body=body, headers={IDEMPOTENCY_HEADER: idempotency_key}
+            )
+        except ProviderError as exc:
+            if entity_type == "payment" and any(
+                f"(code {code})" in exc.provider_message for code in PAYMENT_REFUSALS
+            ):
+                raise ProviderRuleError(
+                    f"Ascora invoice {write.refs.get('invoice_id', '?')}: {exc.provider_message}"
+                ) from None
+            raise
         return self.record(entity_type, obj)
 
     async def _update(self, write: Write, external_id: str) -> RemoteRecord:
@@ -115,9 +129,16 @@ class AscoraClient(ProviderClient[AscoraSettings, Mapper]):
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "invoice":
             # Issued invoices are voided, never deleted (the number stays used).
-            await self.api.call(
-                "PATCH", _item("invoice", external_id), json_body={"status": "Void"}
-            )
+            try:
+                await self.api.call(
+                    "PATCH", _item("invoice", external_id), json_body={"status": "Void"}
+                )
+            except ProviderError as exc:
+                if "(code invoice_has_payments)" in exc.provider_message:
+                    raise ProviderRuleError(
+                        f"Ascora invoice {external_id}: {exc.provider_message}"
+                    ) from None
+                raise
             return
         await self.api.call("DELETE", _item(entity_type, external_id))
 

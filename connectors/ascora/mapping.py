@@ -157,6 +157,19 @@ REFERENCES: dict[EntityType, dict[str, str]] = {
 EVENT_ID_HEADER = "webhook-id"
 
 
+def holds_back(entity_type: EntityType, data: Mapping[str, Any]) -> str | None:
+    """Why Ascora cannot hold this record yet (connectors.spec.ApiSpec.holds_back).
+    Ascora records pending payments but never edits a payment ("delete and record
+    again"): a card payment pushed while pending would stay pending there after it
+    succeeded. So a pending payment waits until it has settled."""
+    if entity_type == "payment" and data.get("status") == "pending":
+        return (
+            "Ascora never edits a payment: a pending one waits until it has settled,"
+            " or it would stay pending there"
+        )
+    return None
+
+
 @with_field_overrides
 class Mapper:
     """Ascora's RecordMapper. Settings are not consulted beyond ``field_overrides``:

@@ -3,7 +3,7 @@
 from connectors.base import Connector
 from connectors.quickbooks.capabilities import CAPABILITIES
 from connectors.quickbooks.client import make_client
-from connectors.quickbooks.mapping import Mapper
+from connectors.quickbooks.mapping import Mapper, holds_back
 from connectors.quickbooks.signature import QuickBooksScheme
 from connectors.spec import ApiSpec, RateLimit
 
@@ -19,6 +19,7 @@ API = ApiSpec(
     default_base_url="https://quickbooks.api.intuit.com",
     # Customers are "deleted" by making them inactive; invoices and payments are deleted.
     deletable=("customer", "invoice", "payment"),
+    holds_back=holds_back,
 )
 
 CONNECTOR = Connector(

@@ -733,3 +733,12 @@ def _fits(value: str, limit: int, field: str) -> None:
         raise MappingError(
             "schema_violation", f"{field}: longer than the {limit} characters QuickBooks keeps"
         )
+
+
+def holds_back(entity_type: EntityType, data: Mapping[str, Any]) -> str | None:
+    """Why QuickBooks cannot hold this record yet (connectors.spec.ApiSpec.holds_back): an
+    invoice needs at least one line ("Required param missing ...: Line"), so one without
+    lines (a Stripe draft before its items, say) waits until it has them."""
+    if entity_type == "invoice" and not data.get("lines"):
+        return "QuickBooks takes no invoice without a line: it waits until it has lines"
+    return None

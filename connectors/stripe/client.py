@@ -141,9 +141,9 @@ class StripeClient(ProviderClient[StripeSettings, Mapper]):
             elif status in ("open", "uncollectible"):
                 await self._post(f"/v1/invoices/{external_id}/void", {})
             elif status == "paid":
-                raise UnsupportedOperationError(
-                    f"Stripe cannot delete or void the paid invoice {external_id}",
-                    request=f"DELETE /v1/invoices/{external_id}",
+                # Stripe's rule about the invoice as it stands, not an operation it lacks.
+                raise ProviderRuleError(
+                    f"Stripe invoice {external_id} is paid: Stripe cannot delete or void it"
                 )
             return
         raise _unsupported(entity_type, "delete")

@@ -4,7 +4,7 @@ from connectors.base import Connector
 from connectors.spec import ApiSpec, RateLimit
 from connectors.xero.capabilities import CAPABILITIES
 from connectors.xero.client import make_client
-from connectors.xero.mapping import Mapper
+from connectors.xero.mapping import Mapper, holds_back
 from connectors.xero.signature import XeroScheme
 
 CONNECTOR = Connector(
@@ -25,6 +25,7 @@ CONNECTOR = Connector(
         token_url="https://identity.xero.com/connect/token",  # noqa: S106 - a URL, not a secret
         default_base_url="https://api.xero.com",
         deletable=("customer", "invoice", "payment"),
+        holds_back=holds_back,
     ),
 )
 

@@ -45,6 +45,13 @@ LIST_FILTERS: dict[EntityType, Mapping[str, str]] = {
 DELETABLE_INVOICE_STATES = frozenset({"DRAFT", "SUBMITTED"})
 VOIDABLE_INVOICE_STATES = frozenset({"AUTHORISED"})
 FINAL_INVOICE_STATES = frozenset({"DELETED", "VOIDED"})
+# Xero's refusals of a payment by its rules, in its ValidationErrors' words: the invoice is
+# not approved (a draft, or already paid or voided), or owes less than the payment. The
+# request is right; the invoice as it stands at Xero cannot take it (provider_rule).
+PAYMENT_REFUSALS = (
+    "Payments can only be made against Authorised documents",
+    "Payment amount exceeds the amount outstanding on this document",
+)
 
 
 class XeroSettings(ClientSettings):
@@ -101,13 +108,22 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
     async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
         entity_type = write.entity_type
         collection, _ = RESOURCES[entity_type]
-        answer = await self.api.call(
-            "PUT",
-            f"/{collection}",
-            json_body={collection: [write.body]},
-            # Xero keeps an Idempotency-Key for a while and replays the first answer.
-            headers={"Idempotency-Key": idempotency_key},
-        )
+        try:
+            answer = await self.api.call(
+                "PUT",
+                f"/{collection}",
+                json_body={collection: [write.body]},
+                # Xero keeps an Idempotency-Key for a while and replays the first answer.
+                headers={"Idempotency-Key": idempotency_key},
+            )
+        except ProviderError as exc:
+            said = exc.provider_message.lower()
+            if entity_type == "payment" and any(r.lower() in said for r in PAYMENT_REFUSALS):
+                invoice = write.refs.get("invoice_id", "?")
+                raise ProviderRuleError(
+                    f"Xero invoice {invoice} takes no such payment: {exc.provider_message}"
+                ) from None
+            raise
         stored = self._only(answer, collection, f"PUT {API_PATH}/{collection}")
         return self.mapper.to_canonical(entity_type, stored, self.settings)
 
@@ -174,9 +190,10 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
             elif status in VOIDABLE_INVOICE_STATES:
                 target = "VOIDED"
             else:
-                raise UnsupportedOperationError(
-                    f"Xero cannot void a {status} invoice: remove its payments first",
-                    request=f"POST {API_PATH}{path}",
+                # Xero's rule about the invoice as it stands, not an operation it lacks.
+                raise ProviderRuleError(
+                    f"Xero invoice {external_id}: Xero cannot void a {status} invoice:"
+                    " remove its payments first"
                 )
             change = {id_field: external_id, "Status": target}
             await self.api.call("POST", path, json_body={collection: [change]})

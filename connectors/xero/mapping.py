@@ -565,6 +565,20 @@ def _payment_to_canonical(payment: Mapping[str, Any], settings: Mapping[str, Any
     )
 
 
+def holds_back(entity_type: EntityType, data: Mapping[str, Any]) -> str | None:
+    """Why Xero cannot hold this record yet (connectors.spec.ApiSpec.holds_back): its
+    Payments API records money received, created AUTHORISED (or later DELETED), and has no
+    pending, failed or refunded payment. A card payment still pending is held until it
+    has succeeded. An approved invoice needs a line item (a draft may have none)."""
+    status = data.get("status")
+    if entity_type == "payment" and status not in (None, "succeeded"):
+        return f"Xero records only received payments: a {status} payment waits until it succeeds"
+    if entity_type == "invoice" and not data.get("lines") and status not in (None, "draft"):
+        # "An invoice must have at least one line item" when it is approved.
+        return "Xero approves no invoice without a line item: it waits until it has lines"
+    return None
+
+
 def _payment_from_canonical(
     payment: Payment, refs: Mapping[str, str], settings: Mapping[str, Any]
 ) -> dict[str, Any]:

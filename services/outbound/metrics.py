@@ -33,7 +33,8 @@ RETRIES = Counter(
 )
 SKIPPED = Counter(
     "crmsync_outbound_skipped_total",
-    "Pushes not made, by reason (already_pushed, not_linked_delete, unsupported).",
+    "Pushes not made, by reason (already_pushed, not_linked_delete, unsupported,"
+    " not_updatable, held).",
     ["provider", "reason"],
 )
 RATE_LIMIT_WAIT_SECONDS = Counter(

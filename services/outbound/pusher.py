@@ -27,6 +27,7 @@ import asyncpg
 
 from connectors.calls import CallFailedError, attempt
 from connectors.limits import full_jitter
+from connectors.registry import CAPABILITIES
 from connectors.runtime import Clients, ConnectionInfo, Handle
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecord
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
@@ -282,11 +283,23 @@ _LINK_SQL = f"""{_LINK_COLUMNS}
 """
 # Then the push's log row and the job's finish: $1 job id, $2 job version (FINISH_SQL),
 # $3 tenant, $4 connection, $5 entity type, $6 entity id, $7 external id, $8 latency.
+# $9 the outcome ('pushed', or 'not_updatable' for a change the target takes no update
+# of) and $10 why, for an outcome that is not a push.
 _LOG_AND_FINISH_SQL = f"""
     WITH logged AS (
         INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
-                              external_id, outcome, latency_ms)
-        VALUES ($3, $4, 'out', $5, $6, $7, 'pushed', $8)
+                              external_id, outcome, latency_ms, error)
+        VALUES ($3, $4, 'out', $5, $6, $7, $9, $8, $10)
+    ), {FINISH_SQL}
+"""  # noqa: S608 - constant SQL
+# A version the target cannot hold yet (ApiSpec.holds_back), never linked: logged with
+# why, the job finished. $1 job id, $2 job version (FINISH_SQL), $3 tenant, $4 connection,
+# $5 entity type, $6 entity id, $7 why.
+_HELD_SQL = f"""
+    WITH logged AS (
+        INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                              outcome, error)
+        VALUES ($3, $4, 'out', $5, $6, 'held', $7)
     ), {FINISH_SQL}
 """  # noqa: S608 - constant SQL
 
@@ -307,6 +320,15 @@ async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) 
     async with conn.transaction():
         await conn.execute(_LINK_SQL, *link)
         return await conn.fetchval(_LOG_AND_FINISH_SQL, *logged) is not None
+
+
+def _not_updatable(provider: str, entity_type: EntityType) -> str | None:
+    """Why ``provider`` takes no update of ``entity_type`` (its capabilities' ``update``
+    cell is ✗), or None when it takes some."""
+    row = CAPABILITIES.get(provider, {}).get(entity_type)
+    if row is None or row.update.support != "no":
+        return None
+    return f"{provider} {entity_type} update: {row.update.why}"
 
 
 def _reported(remote: RemoteRecord, pushed: dict[str, Any]) -> dict[str, Any]:
@@ -410,8 +432,13 @@ class Pusher:
             # by rule, as the router would have (the ledger counts it "settings").
             metrics.SKIPPED.labels(info.provider, "not_synced").inc()
             return "skipped", await finish(self.pool, job)
-        if read.deleted:
-            return await self._delete(job, info, handle, read.external_id, read.version)
+        settled = (
+            await self._delete(job, info, handle, read.external_id, read.version)
+            if read.deleted
+            else await self._not_sent(job, info, handle, read)
+        )
+        if settled is not None:
+            return settled
         data = read.data
         refs = await self._refs(job, info, data, read.ref_links)
         if refs is None:  # rescheduled behind the records it references
@@ -446,6 +473,44 @@ class Pusher:
             pushed=data,
         )
         return operation, rearmed
+
+    async def _not_sent(
+        self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read
+    ) -> tuple[str, bool] | None:
+        """("skipped", queued) when this version is not for the target to take: one it
+        cannot hold yet, or an update of a kind it never updates; None: push it."""
+        entity_type = cast(EntityType, job.entity_type)
+        data = read.data
+        api = handle.connector.api
+        held = api.holds_back(entity_type, data) if api and api.holds_back else None
+        if held is not None:
+            # Not yet something the target holds (a pending payment, to Xero): nothing is
+            # sent and nothing parked; the version that it can hold is pushed when it comes.
+            metrics.SKIPPED.labels(info.provider, "held").inc()
+            if read.external_id is not None:
+                rearmed = await self._remember(
+                    info=info, job=job, external_id=read.external_id, version=read.version,
+                    remote=None, pushed={}, outcome="held", why=held,
+                )  # fmt: skip
+                return "skipped", rearmed
+            queued = await self.pool.fetchval(
+                _HELD_SQL, job.id, job.version, job.tenant_id, info.id, job.entity_type,
+                job.entity_id, held,
+            )  # fmt: skip
+            return "skipped", queued is not None
+        if read.external_id is not None:
+            cannot = _not_updatable(info.provider, entity_type)
+            if cannot is not None:
+                # The provider takes no update of this kind (a Xero payment): sending it
+                # would be refused every time. Logged once with the rule; the target keeps
+                # what it holds, so its link's snapshot stays as it was.
+                metrics.SKIPPED.labels(info.provider, "not_updatable").inc()
+                rearmed = await self._remember(
+                    info=info, job=job, external_id=read.external_id, version=read.version,
+                    remote=None, pushed={}, outcome="not_updatable", why=cannot,
+                )  # fmt: skip
+                return "skipped", rearmed
+        return None
 
     async def _link_written(
         self,
@@ -594,9 +659,12 @@ class Pusher:
         version: int,
         remote: RemoteRecord | None,
         pushed: dict[str, Any],
+        outcome: str = "pushed",
+        why: str | None = None,
     ) -> bool:
         """Link the record to the provider's id, remember the pushed state, log the push and
-        finish the job, atomically. True when the job was re-armed for a newer version."""
+        finish the job, atomically. True when the job was re-armed for a newer version.
+        ``outcome``/``why``: what the log says of a version that was not sent."""
         values: dict[str, Any] | None = None
         if remote is not None:
             values = canonical_values(job.entity_type, _reported(remote, pushed))
@@ -622,6 +690,8 @@ class Pusher:
             job.entity_id,
             external_id,
             int((datetime.now(UTC) - job.committed_at).total_seconds() * 1000),
+            outcome,
+            why,
         )
         async with self.pool.acquire() as conn:
             for _ in range(BOOKKEEPING_ATTEMPTS - 1):

@@ -53,7 +53,12 @@ def main() -> int:
     args = parser.parse_args()
     kinds: list[Kind] = args.kinds
     plan = generate(
-        args.seed, args.ops, kinds, fresh_values=args.fresh_values, faults=not args.no_faults
+        args.seed,
+        args.ops,
+        kinds,
+        fresh_values=args.fresh_values,
+        faults=not args.no_faults,
+        providers=args.providers,
     )
     workdir = args.workdir or default_workdir() / f"seed{args.seed}-{time.strftime('%H%M%S')}"
 

@@ -206,11 +206,21 @@ def generate(
     *,
     fresh_values: bool = False,
     faults: bool = True,
+    providers: Sequence[str] = PROVIDERS,
 ) -> Plan:
-    """``ops`` operations over ``kinds`` (references to a kind left out are not made)."""
+    """``ops`` operations over ``kinds`` (references to a kind left out are not made),
+    made in ``providers`` and the internal service only (faults too): a run connects
+    just those, so an op anywhere else would have nowhere to go."""
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
         raise ValueError(f"kinds must be among {', '.join(KINDS)}; got {', '.join(kinds)}")
+    strangers = set(providers) - set(PROVIDERS)
+    if strangers or not providers:
+        raise ValueError(
+            f"providers must be among {', '.join(PROVIDERS)}; got {', '.join(providers)}"
+        )
+    systems = [s for s in SYSTEM_KINDS if s in providers or s == INTERNAL]
+    faulty = [p for p in PROVIDERS if p in providers]
     rng = random.Random(seed)  # noqa: S311 - a reproducible plan, not a secret
     chosen: tuple[Kind, ...] = tuple(k for k in KINDS if k in kinds)
     live: dict[str, _Record] = {}
@@ -238,7 +248,7 @@ def generate(
                 if len(out) >= ops:
                     return
             refs[ref_field] = rng.choice(sorted(live_of(ref_kind)))
-        allowed = [s for s, ks in SYSTEM_KINDS.items() if kind in ks]
+        allowed = [s for s in systems if kind in SYSTEM_KINDS[s]]
         system = _pick(rng, SYSTEM_WEIGHTS, allowed)
         key = new_key(kind)
         values = _create_values(kind, key, len(out))
@@ -250,7 +260,7 @@ def generate(
         if faults and index and rng.random() < 1 / FAULT_EVERY:
             fault_kind: FaultKind = rng.choice(("429", "500", "drop_webhook"))
             count = 1 if fault_kind == "drop_webhook" else rng.randint(1, 3)
-            injected.append(Fault(index, rng.choice(PROVIDERS), fault_kind, count))
+            injected.append(Fault(index, rng.choice(faulty), fault_kind, count))
         if faults and index % DEAD_LETTER_EVERY == DEAD_LETTER_EVERY // 2:
             injected.append(Fault(index, INTERNAL, "dead_letter"))
         kind = _pick(rng, KIND_WEIGHTS, chosen)
@@ -264,8 +274,8 @@ def generate(
         # the internal service only names records it made (nothing is pushed to it).
         allowed = [
             s
-            for s, ks in SYSTEM_KINDS.items()
-            if kind in ks
+            for s in systems
+            if kind in SYSTEM_KINDS[s]
             and (s != INTERNAL or record.origin == INTERNAL)
             and (action != "delete" or s not in POLLED)
         ]

@@ -15,6 +15,7 @@ the canonical records, and the canonical records with what the plan left.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import Counter
@@ -29,8 +30,17 @@ from aiohttp import web
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.simkit import Fault as SimFault
 from connectors.spec import MappingError, RemoteRecord
+from connectors.square.simulator import SquareSimulator
 from crmsync.application.sync import jobs
 from tests.convergence.plan import INTERNAL, REFERENCES, Kind, Op, Plan
+from tests.convergence.rules import (
+    Refusal,
+    held_back,
+    not_deletable,
+    not_updatable,
+    refusal,
+    voided,
+)
 from tests.convergence.stack import System, Systems
 
 Say = Callable[[str], None]
@@ -72,6 +82,8 @@ SILENCE_SECONDS = 5.0
 # Retry-After the injected 429s carry (seconds).
 RETRY_AFTER = 1.0
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What a Stripe user does after making an invoice or a payment there (finalize, confirm).
+STRIPE_USER_STEPS = frozenset({("invoice", "open"), ("payment", "succeeded")})
 
 
 @dataclass
@@ -86,6 +98,10 @@ class Result:
     pushes_after_quiet: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    # provider_rule dead letters a named rule explains (tests/convergence/rules.py), and the
+    # differences one allows, by rule.
+    ruled_dead_letters: Counter[str] = field(default_factory=Counter)
+    explained: Counter[str] = field(default_factory=Counter)
     foreign_dead_letters: Counter[str] = field(default_factory=Counter)
     mismatches: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
@@ -128,6 +144,9 @@ class Result:
                 if self.foreign_dead_letters
                 else ""
             ),
+            "provider rules (expected dead letters and the differences they leave):"
+            f" {dict(sorted(self.ruled_dead_letters.items())) or 'none'};"
+            f" {dict(sorted(self.explained.items())) or 'none'}",
             f"duplicates: {self.duplicates}; reconciliations asked for on the way:"
             f" {self.reconciles}",
             f"ops that did not reach every system in {SETTLE_SECONDS:g}s: "
@@ -146,6 +165,15 @@ class Result:
         return "\n".join(lines)
 
 
+class _NotThereError(Exception):
+    """The op's record is not in its system because that provider refused it by a
+    named rule (tests/convergence/rules.py): its user could not edit it there."""
+
+    def __init__(self, rule: Refusal) -> None:
+        super().__init__(rule.name)
+        self.rule = rule
+
+
 class Runner:
     def __init__(self, plan: Plan, systems: Systems, say: Say) -> None:
         self.plan = plan
@@ -162,11 +190,16 @@ class Runner:
         self.nudged: dict[str, float] = {}
         self.alive: dict[str, bool] = {}
         self.refused_keys: set[str] = set()
+        # (provider, canonical id) -> the rule its provider_rule dead letter follows.
+        self.refused_at: dict[tuple[str, uuid.UUID], list[Refusal]] = {}
+        self.key_of: dict[uuid.UUID, str] = {}
 
     # --- ids across systems ---------------------------------------------------------------
 
     async def entity_id(self, key: str) -> uuid.UUID | None:
         origin = self.origin[key]
+        if (origin, key) not in self.made:
+            return None  # its create was skipped: already reported
         value = await self.systems.pool.fetchval(
             "SELECT entity_id FROM entity_links WHERE connection_id = $1 AND entity_type = $2"
             " AND external_id = $3",
@@ -203,6 +236,9 @@ class Runner:
             if waited > ARRIVAL_SECONDS:
                 return None
             if waited > NUDGE_SECONDS:
+                rule = await self.refused(system, key)
+                if rule is not None:
+                    raise _NotThereError(rule)
                 await self.nudge(self.origin[key])
             await asyncio.sleep(0.2)
 
@@ -225,6 +261,25 @@ class Runner:
         if queued:
             self.result.reconciles += 1
 
+    async def refused(self, system: str, key: str) -> Refusal | None:
+        """The named rule by which ``system`` refused the record ``key`` (a
+        provider_rule dead letter), or None."""
+        entity_id = await self.entity_id(key)
+        if entity_id is None or system not in self.systems.crms:
+            return None
+        rows = await self.systems.pool.fetch(
+            "SELECT detail, payload FROM dead_letters WHERE connection_id = $1"
+            " AND reason = 'provider_rule' AND stage = 'outbound'",
+            self.systems.connection_of(system),
+        )
+        for row in rows:
+            if _payload(row["payload"]).get("entity_id") != str(entity_id):
+                continue
+            rule = refusal(system, self.kind[key], row["detail"])
+            if rule is not None and rule.operation == "create":
+                return rule
+        return None
+
     # --- operations ------------------------------------------------------------------------
 
     async def apply(self, op: Op) -> None:
@@ -243,6 +298,13 @@ class Runner:
                 await self._internal(op)
             else:
                 await self._crm(self.systems.crms[op.system], op)
+        except _NotThereError as exc:
+            self.values[op.key] = previous
+            self.result.refused.append(
+                f"#{op.index} {op.action} {op.kind} {op.key} in {op.system}: not there"
+                f" ({exc.rule.name})"
+            )
+            return
         except web.HTTPException as exc:
             # The provider refused the edit, as its UI would refuse the user (Xero does
             # not edit a paid invoice): the op did not happen.
@@ -278,9 +340,16 @@ class Runner:
             sim.update(op.kind, record_id, body)
             return
         obj = sim.create(op.kind, body)
-        self.made[(op.system, op.key)] = crm.mapper.to_canonical(
-            op.kind, obj, crm.settings
+        external_id = crm.mapper.to_canonical(
+            op.kind, _as_read(sim, op.kind, obj), crm.settings
         ).external_id
+        status = op.values.get("status")
+        if op.system == "stripe" and (op.kind, status) in STRIPE_USER_STEPS:
+            # As Stripe's user makes them: an invoice is finalized once built (Stripe makes
+            # a draft first), a card payment is a PaymentIntent its customer confirms (the
+            # created and succeeded events, often within one second), not one left pending.
+            sim.update(op.kind, external_id, {"status": status})
+        self.made[(op.system, op.key)] = external_id
 
     async def _internal(self, op: Op) -> None:
         data: dict[str, object] = dict(self.values[op.key]) if op.action != "delete" else {}
@@ -377,7 +446,7 @@ class Runner:
             row = None
             if entity_id is not None:
                 row = await self.systems.pool.fetchrow(
-                    f"SELECT data, deleted_at IS NOT NULL AS deleted,"  # noqa: S608
+                    f"SELECT data, version, deleted_at IS NOT NULL AS deleted,"  # noqa: S608
                     " (SELECT count(*) FROM entity_links l WHERE l.entity_id = r.id"
                     "   AND l.connection_id = ANY($2::uuid[])"
                     "   AND l.last_pushed_version >= r.version) AS pushed,"
@@ -392,10 +461,13 @@ class Runner:
                 if op.action == "delete" and row["deleted"]:
                     return True
                 values = self.values[op.key]
+                pushed = row["pushed"]
+                if pushed < len(targets) and entity_id is not None:
+                    pushed += await self.parked(entity_id, row["version"], targets)
                 if (
                     op.action != "delete"
                     and not row["deleted"]
-                    and row["pushed"] == len(targets)
+                    and pushed >= len(targets)
                     and all(
                         _norm(values[n]) == _norm(row["data"].get(n))
                         for n in COMPARED[op.kind]
@@ -405,6 +477,22 @@ class Runner:
                     return True
             await asyncio.sleep(0.2)
         return False
+
+    async def parked(self, entity_id: uuid.UUID, version: int, targets: list[uuid.UUID]) -> int:
+        """How many of ``targets`` parked this version of the record as a dead letter (a
+        refusal by the provider's rules): nothing more will go there, so waiting for
+        a push there is waiting for nothing."""
+        rows = await self.systems.pool.fetch(
+            "SELECT connection_id, payload FROM dead_letters WHERE stage = 'outbound'"
+            " AND connection_id = ANY($1::uuid[])",
+            targets,
+        )
+        done = set()
+        for row in rows:
+            body = _payload(row["payload"])
+            if body.get("entity_id") == str(entity_id) and body.get("version", 0) >= version:
+                done.add(row["connection_id"])
+        return len(done)
 
     async def drive(self, concurrency: int, serial: bool, overlap: bool) -> None:
         """Every op: in plan order per record (and after the records it names), at most
@@ -531,6 +619,10 @@ class Runner:
 
     async def compare(self) -> None:
         result = self.result
+        for key in self.kind:
+            entity_id = await self.entity_id(key)
+            if entity_id is not None:
+                self.key_of[entity_id] = key
         records = {kind: await self.canonical(kind) for kind in self.plan.kinds}
         for kind, rows in records.items():
             seen: Counter[object] = Counter(
@@ -558,12 +650,7 @@ class Runner:
         present: set[uuid.UUID] = set()
         natural: Counter[object] = Counter()
         for record_id, stored in sim.store[kind].items():
-            # As the provider's API answers (HubSpot keeps a deal's contacts apart).
-            obj = (
-                sim.view(kind, stored, None, associations=True)
-                if isinstance(sim, HubSpotSimulator)
-                else stored
-            )
+            obj = _as_read(sim, kind, stored)
             try:
                 remote = crm.mapper.to_canonical(kind, obj, crm.settings)
             except MappingError as exc:
@@ -578,16 +665,40 @@ class Runner:
                 continue
             data, deleted = rows[entity_id]
             if deleted:
-                result.mismatch(kind, f"not deleted in {crm.name}", remote.external_id)
+                refused = [
+                    r.name
+                    for r in self.refused_at.get((crm.name, entity_id), [])
+                    if r.operation == "delete"
+                ]
+                kept = (
+                    not_deletable(crm.name, kind)
+                    or voided(crm.name, kind, remote.data)
+                    or next(iter(refused), None)
+                )
+                if kept is not None:
+                    result.explained[kept] += 1
+                else:
+                    result.mismatch(kind, f"not deleted in {crm.name}", remote.external_id)
                 continue
             present.add(entity_id)
-            self._compare_fields(crm.name, kind, remote, data, ref_links)
+            self._compare_fields(
+                crm.name, kind, remote, entity_id=entity_id, data=data, ref_links=ref_links
+            )
         for value, count in natural.items():
             if count > 1:
                 result.duplicates += count - 1
                 result.mismatch(kind, f"duplicate in {crm.name}", f"{count} live with {value!r}")
         for entity_id, (data, deleted) in rows.items():
             if not deleted and entity_id not in present:
+                refused = [
+                    r.name
+                    for r in self.refused_at.get((crm.name, entity_id), [])
+                    if r.operation == "create"
+                ]
+                absent = refused[0] if refused else held_back(crm.name, kind, data)
+                if absent is not None:
+                    result.explained[absent] += 1
+                    continue
                 result.mismatch(kind, f"missing in {crm.name}", str(data.get(NATURAL_KEY[kind])))
 
     def _compare_fields(
@@ -595,11 +706,17 @@ class Runner:
         system: str,
         kind: Kind,
         remote: RemoteRecord,
+        *,
+        entity_id: uuid.UUID,
         data: Mapping[str, Any],
         ref_links: Mapping[Kind, Mapping[str, uuid.UUID]],
     ) -> None:
         for name in COMPARED[kind]:
             if name in remote.data and _norm(remote.data[name]) != _norm(data.get(name)):
+                kept = self._kept(system, kind, entity_id, name, remote.data[name])
+                if kept is not None:
+                    self.result.explained[kept] += 1
+                    continue
                 self.result.mismatch(
                     kind,
                     f"{name} differs in {system}",
@@ -612,6 +729,25 @@ class Runner:
             theirs = remote.refs.get(ref_field)
             if theirs is None or str(ref_links[ref_kind].get(theirs)) != data[ref_field]:
                 self.result.mismatch(kind, f"{ref_field} differs in {system}", remote.external_id)
+
+    def _kept(
+        self, system: str, kind: Kind, entity_id: uuid.UUID, name: str, theirs: object
+    ) -> str | None:
+        """The rule by which ``system`` still holds an earlier value of the record's field
+        (it takes no update of the kind, or refused the update by a named rule); None
+        when the value it holds was never the record's."""
+        key = self.key_of.get(entity_id)
+        if key is None:
+            return None
+        earlier = [
+            _norm(o.values[name]) for o in self.plan.ops if o.key == key and name in o.values
+        ]
+        if _norm(theirs) not in earlier:
+            return None
+        updates = [
+            r.name for r in self.refused_at.get((system, entity_id), []) if r.operation == "update"
+        ]
+        return not_updatable(system, kind) or next(iter(updates), None)
 
     async def _compare_plan(
         self, records: dict[Kind, dict[uuid.UUID, tuple[dict[str, Any], bool]]]
@@ -657,6 +793,17 @@ class Runner:
             payload = bytes(row["payload"])
             if any(p.encode() in payload for p in self.poison):
                 self.result.dead_letters[row["reason"]] += 1
+                continue
+            body = _payload(payload) if row["stage"] == "outbound" else {}
+            rule = (
+                refusal(row["provider"] or "", str(body.get("entity_type")), row["detail"] or "")
+                if row["reason"] == "provider_rule"
+                else None
+            )
+            if rule is not None:
+                self.result.ruled_dead_letters[rule.name] += 1
+                entity_id = uuid.UUID(str(body["entity_id"]))
+                self.refused_at.setdefault((rule.provider, entity_id), []).append(rule)
             else:
                 where = f"{row['reason']} ({row['stage']}, {row['provider'] or '-'})"
                 self.result.foreign_dead_letters[where] += 1
@@ -666,6 +813,25 @@ class Runner:
                         f" {row['created_at']:%H:%M:%S.%f}): {row['detail']}"
                         f" | {payload[:300]!r}"
                     )
+
+
+def _as_read(sim: Any, kind: Kind, stored: dict[str, Any]) -> Any:
+    """A simulator's stored record as the provider's API answers it: HubSpot keeps a
+    deal's contacts apart; a Square invoice is read with its order (its lines)."""
+    if isinstance(sim, HubSpotSimulator):
+        return sim.view(kind, stored, None, associations=True)
+    if isinstance(sim, SquareSimulator) and kind == "invoice":
+        return {"invoice": stored, "order": sim.orders.get(str(stored.get("order_id")))}
+    return stored
+
+
+def _payload(raw: bytes) -> dict[str, Any]:
+    """An outbound dead letter's JSON payload ({} for anything else)."""
+    try:
+        value = json.loads(bytes(raw))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _norm(value: object) -> object:
@@ -700,6 +866,7 @@ async def run(
     result.pushes, result.push_attempts = runner.writes()
     await asyncio.sleep(SILENCE_SECONDS)
     result.pushes_after_quiet = runner.writes()[1] - result.push_attempts
-    await runner.compare()
+    # Dead letters first: the refusals they hold explain some differences.
     await runner.dead_letters()
+    await runner.compare()
     return result

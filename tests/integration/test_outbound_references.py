@@ -374,3 +374,219 @@ async def test_an_invoice_created_before_a_later_step_failed_is_linked_not_creat
     creates = [r for r in stripe.sim.log.requests if r["path"] == "/v1/invoices"]
     assert len(creates) == 1
     assert await env.queued() == []
+
+
+PAYMENT = {
+    "amount": 5000,
+    "currency": "NZD",
+    "status": "succeeded",
+    "paid_at": "2026-12-01T10:00:00Z",
+    "reference": "CARD-1",
+}
+
+
+async def _sync_log(env: Env, entity_id: uuid.UUID) -> list[tuple[str, str | None]]:
+    rows = await env.pool.fetch(
+        "SELECT outcome, error FROM sync_log WHERE entity_id = $1 AND direction = 'out'"
+        " ORDER BY id",
+        entity_id,
+    )
+    return [(r["outcome"], r["error"]) for r in rows]
+
+
+async def test_a_payment_edit_xero_cannot_take_is_not_sent_and_is_logged_once(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero's payments take no edit (capabilities: update ✗): the edit is not sent, not a
+    # dead letter for ever redriven, but logged once with the rule.
+    target, _customer, invoice, _sent = await invoice_in_xero(env, xero)
+    payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice)})
+    await env.push(target, "payment", payment)
+    await env.run_due()
+    [paid] = xero.sim.live("payment")
+    assert paid["Reference"] == "CARD-1"
+    edited = {**PAYMENT, "invoice_id": str(invoice), "reference": "CARD-1 refund note"}
+    version = await env.edit("payment", payment, edited)
+    await env.push(target, "payment", payment, version)
+    before = len(xero.sim.log.requests)
+    await env.run_due()
+    assert list(xero.sim.log.requests)[before:] == []
+    assert await env.queued() == []
+    assert await env.dead() == []
+    [_created, (outcome, error)] = await _sync_log(env, payment)
+    assert outcome == "not_updatable"
+    assert "Xero payments cannot be edited" in (error or "")
+    link = await env.pool.fetchrow(
+        "SELECT last_pushed_version FROM entity_links WHERE entity_id = $1", payment
+    )
+    assert link["last_pushed_version"] == version
+
+
+async def test_a_pending_payment_waits_for_xero_until_it_succeeds(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero records money received only (its Payments API has no pending payment): a
+    # pending card payment is held, not refused, and goes once it has succeeded.
+    target, _customer, invoice, sent = await invoice_in_xero(env, xero)
+    pending = {**PAYMENT, "invoice_id": str(invoice), "status": "pending"}
+    del pending["paid_at"]
+    payment = await env.record("payment", pending)
+    await env.push(target, "payment", payment)
+    before = len(xero.sim.log.requests)
+    await env.run_due()
+    assert list(xero.sim.log.requests)[before:] == []
+    assert await env.dead() == []
+    assert await env.queued() == []
+    [(outcome, error)] = await _sync_log(env, payment)
+    assert outcome == "held"
+    assert "pending" in (error or "")
+    version = await env.edit(
+        "payment", payment, {**PAYMENT, "invoice_id": str(invoice), "status": "succeeded"}
+    )
+    await env.push(target, "payment", payment, version)
+    await env.run_due()
+    [paid] = xero.sim.live("payment")
+    assert paid["Invoice"]["InvoiceID"] == sent["InvoiceID"]
+    assert await env.dead() == []
+
+
+async def test_a_payment_on_a_draft_xero_invoice_is_refused_by_rule_not_as_a_4xx(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record(
+        "invoice", {**INVOICE, "status": "draft", "customer_id": str(customer)}
+    )
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    [sent] = xero.sim.live("invoice")
+    assert sent["Status"] == "DRAFT"
+    payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice)})
+    await env.push(target, "payment", payment)
+    for _ in range(MAX_ATTEMPTS + 1):
+        await env.run_due()
+    assert xero.sim.live("payment") == []
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "Payments can only be made against Authorised documents" in dead["detail"]
+
+
+@pytest.fixture
+async def ascora() -> AsyncIterator[SimulatedCrm]:
+    crm = await start_simulator("ascora")
+    try:
+        yield crm
+    finally:
+        await crm.runner.cleanup()
+
+
+async def test_a_payment_on_a_draft_ascora_invoice_is_refused_by_rule_not_as_a_4xx(
+    env: Env, ascora: SimulatedCrm
+) -> None:
+    target = await env.connect(ascora, "ascora")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record(
+        "invoice", {**INVOICE, "status": "draft", "customer_id": str(customer)}
+    )
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    [sent] = ascora.sim.live("invoice")
+    assert sent["status"] == "Draft"
+    payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice)})
+    await env.push(target, "payment", payment)
+    for _ in range(MAX_ATTEMPTS + 1):
+        await env.run_due()
+    assert ascora.sim.live("payment") == []
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "takes no payments" in dead["detail"]
+
+
+async def test_an_invoice_without_lines_waits_for_xero_until_it_has_them(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero approves no invoice without a line item ("An invoice must have at least one
+    # line item"): held, not a 4xx dead letter, and created once it has its lines.
+    target = await env.connect(xero, "xero")
+    customer = await env.record("customer", CUSTOMER)
+    empty = {**INVOICE, "lines": [], "subtotal": 0, "total": 0, "customer_id": str(customer)}
+    invoice = await env.record("invoice", empty)
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    assert xero.sim.live("invoice") == []
+    assert await env.dead() == []
+    assert await env.queued() == []
+    [(outcome, error)] = await _sync_log(env, invoice)
+    assert outcome == "held"
+    assert "line" in (error or "")
+    version = await env.edit("invoice", invoice, {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "invoice", invoice, version)
+    await env.run_due()
+    [sent] = xero.sim.live("invoice")
+    assert sent["Status"] == "AUTHORISED"
+    assert await env.dead() == []
+
+
+async def test_deleting_a_paid_xero_invoice_is_refused_by_rule_once(
+    env: Env, xero: SimulatedCrm
+) -> None:
+    # Xero voids no invoice with payments allocated ("remove its payments first"): a
+    # rule of Xero's about the invoice as it stands, parked once as provider_rule.
+    target, _customer, invoice, sent = await invoice_in_xero(env, xero)
+    payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice), "amount": 15000})
+    await env.push(target, "payment", payment)
+    await env.run_due()
+    assert xero.sim.get("invoice", sent["InvoiceID"])["Status"] == "PAID"
+    version: int = await env.pool.fetchval(
+        "UPDATE invoices SET deleted_at = now(), version = version + 1 WHERE id = $1"
+        " RETURNING version",
+        invoice,
+    )
+    await env.push(target, "invoice", invoice, version)
+    for _ in range(MAX_ATTEMPTS + 1):
+        await env.run_due()
+    assert xero.sim.get("invoice", sent["InvoiceID"])["Status"] == "PAID"
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule"
+    assert "remove its payments first" in dead["detail"]
+
+
+async def test_a_pending_payment_waits_for_ascora_which_never_edits_one(
+    env: Env, ascora: SimulatedCrm
+) -> None:
+    # Ascora records pending payments but never edits a payment: pushed now, a card
+    # payment would stay pending there after it succeeded. It waits until it has settled.
+    target = await env.connect(ascora, "ascora")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.push(target, "invoice", invoice)
+    await env.run_due()
+    await env.run_due()
+    pending = {**PAYMENT, "invoice_id": str(invoice), "status": "pending"}
+    del pending["paid_at"]
+    payment = await env.record("payment", pending)
+    await env.push(target, "payment", payment)
+    await env.run_due()
+    assert ascora.sim.live("payment") == []
+    assert await env.dead() == []
+    [(outcome, _error)] = await _sync_log(env, payment)
+    assert outcome == "held"
+    version = await env.edit(
+        "payment", payment, {**PAYMENT, "invoice_id": str(invoice), "status": "succeeded"}
+    )
+    await env.push(target, "payment", payment, version)
+    await env.run_due()
+    [paid] = ascora.sim.live("payment")
+    assert paid["status"] == "Completed"
+    assert await env.dead() == []

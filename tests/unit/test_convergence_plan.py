@@ -107,3 +107,16 @@ def test_no_delete_is_made_in_a_system_that_is_polled() -> None:
     polled = [op for op in plan.ops if op.system in POLLED]
     assert {op.action for op in polled} == {"create", "update"}
     assert any(op.action == "delete" for op in plan.ops if op.system not in POLLED)
+
+
+def test_a_plan_for_some_providers_makes_ops_and_faults_only_there() -> None:
+    # scripts/converge --providers ascora,xero connects those two and the internal service
+    # alone: an op or fault planned in Stripe had nowhere to go (KeyError).
+    plan = generate(11, 1000, providers=["ascora", "xero"])
+    assert {op.system for op in plan.ops} == {"ascora", "xero", INTERNAL}
+    assert {f.system for f in plan.faults} == {"ascora", "xero", INTERNAL}
+    assert {op.kind for op in plan.ops} == set(KINDS)
+    # Every provider (the default) plans as before: a seed keeps its plan.
+    assert generate(11, 300, providers=PROVIDERS) == generate(11, 300)
+    with pytest.raises(ValueError, match="providers"):
+        generate(11, 10, providers=["nosuch"])

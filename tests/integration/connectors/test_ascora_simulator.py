@@ -24,6 +24,7 @@ from connectors.http import (
     send,
 )
 from connectors.spec import WebhookItem
+from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
 
 COMPANY = "ACME"
@@ -341,14 +342,16 @@ async def test_recording_a_payment_creates_a_payment_referencing_the_invoice(env
     assert (reopened.data["status"], reopened.data["amount_due"]) == ("open", 5708)
 
 
-async def test_an_overpayment_is_refused_and_not_transient(env: Env) -> None:
+async def test_an_overpayment_is_refused_by_ascoras_rule_and_not_transient(env: Env) -> None:
+    # Ascora's business rule about the invoice as it stands (README, "Invoice lifecycle"):
+    # a provider_rule refusal with its words, never retried.
     invoice_id = await invoice(env, await customer(env))
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(ProviderRuleError) as caught:
         await env.client.create(
             "payment", {"amount": 999_999, "currency": "AUD"}, {"invoice_id": invoice_id}, "p"
         )
-    assert (caught.value.status, caught.value.transient) == (422, False)
-    assert json.loads(caught.value.body_excerpt)["error"]["code"] == "overpayment"
+    assert caught.value.reason == "provider_rule"
+    assert "(code overpayment)" in caught.value.detail
 
 
 async def test_yen_amounts_stay_whole_yen_through_the_api(env: Env) -> None:

@@ -28,6 +28,7 @@ from connectors.xero import CONNECTOR
 from connectors.xero.client import XeroClient, make_client
 from connectors.xero.mapping import Mapper
 from connectors.xero.simulator import XeroSimulator
+from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
 
 WEBHOOK_KEY = "xero-webhook-key-for-the-simulator"
@@ -214,7 +215,7 @@ async def test_payments_cannot_be_edited_and_paid_invoices_cannot_be_voided(stac
     assert (await client.fetch("invoice", invoice.external_id)).data["status"] == "paid"
     with pytest.raises(UnsupportedOperationError):
         await client.update("payment", payment.external_id, paid, {})
-    with pytest.raises(UnsupportedOperationError):
+    with pytest.raises(ProviderRuleError, match="remove its payments first"):
         await client.delete("invoice", invoice.external_id)
 
 

@@ -808,3 +808,18 @@ def test_connector_wires_the_mapper_api_and_simulator() -> None:
     assert CONNECTOR.api.entity_types == ("customer", "invoice", "payment")
     assert CONNECTOR.api.rate_limit.per_second == pytest.approx(500 / 60)
     assert simulator_for("quickbooks").provider == "quickbooks"
+
+
+def test_an_invoice_without_lines_is_held_back_from_quickbooks() -> None:
+    # QuickBooks takes no invoice without a Line (its simulator answers "Required param
+    # missing, need to supply the required value for the API: Line"): held, not sent.
+    api = CONNECTOR.api
+    assert api is not None
+    assert api.holds_back is not None
+    why = api.holds_back("invoice", {"number": "INV-1", "status": "open", "lines": []})
+    assert why is not None
+    assert "line" in why
+    assert api.holds_back("invoice", {"status": "draft"}) is not None
+    lines = [{"description": "Callout", "quantity": "1", "unit_amount": 15000}]
+    assert api.holds_back("invoice", {"status": "open", "lines": lines}) is None
+    assert api.holds_back("customer", {"name": "Harbour Plumbing"}) is None

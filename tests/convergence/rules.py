@@ -1,0 +1,213 @@
+"""The providers' own rules a convergence run accepts, each named and written down.
+
+A run converges only when every system holds what Postgres holds. Where a provider's
+rules leave no way to hold it, the difference is allowed only when a rule below explains
+it, for that provider, that kind and that operation, and each rule quotes where its
+connector documents it (tests/unit/test_convergence_rules.py keeps the quotes true).
+Anything else is a mismatch, and a dead letter no rule explains fails the run.
+
+Two sorts:
+
+- ``REFUSALS``: a ``provider_rule`` dead letter is expected when its provider, kind and
+  detail match one (the provider refused that operation by that rule, once). The record
+  at that provider then keeps what it held before the refused change (an update), or is
+  not there (a create).
+- Capabilities: a provider whose capabilities say ✗ for a kind's ``update`` keeps the
+  value it was given (the edit is not sent); one that says ✗ for ``delete`` keeps the
+  record; one whose ``ApiSpec.holds_back`` names a reason does not hold the record yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from connectors.registry import CAPABILITIES, connector
+from tests.convergence.plan import Kind
+
+Operation = Literal["create", "update", "delete"]
+
+
+@dataclass(frozen=True)
+class Doc:
+    """Where a rule is written: ``quote`` is in ``path`` (whitespace aside)."""
+
+    path: str
+    quote: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refusal a provider makes by its own rules: a ``provider_rule`` dead letter of
+    ``provider`` about a ``kind`` whose detail matches ``detail``, for ``operation``."""
+
+    name: str
+    provider: str
+    kind: Kind
+    operation: Operation
+    detail: re.Pattern[str]
+    doc: Doc
+
+
+_STRIPE = "connectors/stripe/README.md"
+_XERO = "connectors/xero/README.md"
+_ASCORA = "connectors/ascora/README.md"
+_SQUARE = "connectors/square/README.md"
+
+REFUSALS: tuple[Refusal, ...] = (
+    Refusal(
+        "stripe: a finalized invoice's draft-only fields are fixed",
+        "stripe",
+        "invoice",
+        "update",
+        re.compile(r"^Stripe invoice \S+ is (open|paid|void|uncollectible): its .+ can change"),
+        Doc(
+            _STRIPE, "draft-only field (`number`, `currency`, dates, lines) of a finalized invoice"
+        ),
+    ),
+    Refusal(
+        "stripe: an invoice moves only forward (draft, open, paid or void)",
+        "stripe",
+        "invoice",
+        "update",
+        re.compile(r"^Stripe invoice \S+ is \w+: Stripe cannot move it to \w+$"),
+        Doc(_STRIPE, "(open → draft, paid → open, void → anything) raise `ProviderRuleError`"),
+    ),
+    Refusal(
+        "stripe: a succeeded payment's amount and currency are fixed",
+        "stripe",
+        "payment",
+        "update",
+        re.compile(r"^Stripe payment \S+ is (succeeded|canceled): its .+ cannot change$"),
+        Doc(_STRIPE, "A PaymentIntent's `amount`/`currency` cannot change once it has succeeded"),
+    ),
+    Refusal(
+        "xero: an invoice with a payment allocated takes no edit",
+        "xero",
+        "invoice",
+        "update",
+        re.compile(r"This document cannot be edited as it has a payment or credit note allocated"),
+        Doc(_XERO, "This document cannot be edited as it has a payment or credit note allocated"),
+    ),
+    Refusal(
+        "xero: an approved invoice cannot return to draft",
+        "xero",
+        "invoice",
+        "update",
+        re.compile(r"An approved invoice cannot return to draft"),
+        Doc(_XERO, "An approved invoice cannot return to draft"),
+    ),
+    Refusal(
+        "xero: a voided or deleted invoice is final",
+        "xero",
+        "invoice",
+        "update",
+        re.compile(r"is (VOIDED|DELETED) in Xero, which is final"),
+        Doc(_XERO, "| `VOIDED`, `DELETED` | nothing | any change: final |"),
+    ),
+    Refusal(
+        "xero: payments only against an approved invoice, up to what it owes",
+        "xero",
+        "payment",
+        "create",
+        re.compile(
+            r"Payments can only be made against Authorised documents"
+            r"|Payment amount exceeds the amount outstanding on this document"
+        ),
+        Doc(_XERO, "Payments can only be made against Authorised documents"),
+    ),
+    Refusal(
+        "ascora: a Draft or Void invoice takes no payments, none beyond its balance",
+        "ascora",
+        "payment",
+        "create",
+        re.compile(r"\(code (invoice_not_payable|overpayment)\)"),
+        Doc(_ASCORA, "422 `invoice_not_payable`"),
+    ),
+    Refusal(
+        "stripe: a paid invoice is neither deleted nor voided",
+        "stripe",
+        "invoice",
+        "delete",
+        re.compile(r"^Stripe invoice \S+ is paid: Stripe cannot delete or void it$"),
+        Doc(_STRIPE, "a paid invoice is Stripe's rule (`ProviderRuleError`"),
+    ),
+    Refusal(
+        "xero: an invoice with payments is not voided",
+        "xero",
+        "invoice",
+        "delete",
+        re.compile(r"Xero cannot void a \w+ invoice: remove its payments first$"),
+        Doc(_XERO, "Xero cannot void a PAID invoice: remove its payments first"),
+    ),
+    Refusal(
+        "ascora: an invoice with payments is not voided",
+        "ascora",
+        "invoice",
+        "delete",
+        re.compile(r"\(code invoice_has_payments\)"),
+        Doc(_ASCORA, "422 `invoice_has_payments`"),
+    ),
+    Refusal(
+        "square: a completed payment is final",
+        "square",
+        "payment",
+        "update",
+        re.compile(r"^Square payment \S+: a completed payment cannot change"),
+        Doc(_SQUARE, "A completed payment is final"),
+    ),
+)
+
+
+def refusal(provider: str, kind: str, detail: str) -> Refusal | None:
+    """The rule a ``provider_rule`` dead letter follows, or None: not one we accept."""
+    for rule in REFUSALS:
+        if rule.provider == provider and rule.kind == kind and rule.detail.search(detail):
+            return rule
+    return None
+
+
+def not_updatable(provider: str, kind: Kind) -> str | None:
+    """The capability rule by which ``provider`` keeps a ``kind`` as it was given (its
+    ``update`` cell is ✗), named with its reason; None when it takes updates."""
+    row = CAPABILITIES.get(provider, {}).get(kind)
+    if row is None or row.update.support != "no":
+        return None
+    return f"{provider}: {kind} update ✗ ({row.update.why})"
+
+
+# Providers that keep an approved invoice on the books when it is deleted here: they void
+# it (cancel, at Square), and it reads back with status void. The words are their
+# capabilities' ``delete`` cell (kept true by tests/unit/test_convergence_rules.py).
+VOIDS_INVOICES: dict[str, str] = {
+    "stripe": "open invoices voided",
+    "xero": "approved invoices VOIDED",
+    "ascora": "voided (status Void), never deleted",
+    "square": "published invoices canceled",
+}
+
+
+def voided(provider: str, kind: Kind, remote: Mapping[str, Any]) -> str | None:
+    """The rule by which ``provider`` holds a deleted ``kind`` as void, when it does."""
+    words = VOIDS_INVOICES.get(provider)
+    if kind != "invoice" or words is None or remote.get("status") != "void":
+        return None
+    return f"{provider}: invoice delete ({words})"
+
+
+def not_deletable(provider: str, kind: Kind) -> str | None:
+    """The capability rule by which ``provider`` keeps a deleted ``kind`` (``delete`` ✗)."""
+    row = CAPABILITIES.get(provider, {}).get(kind)
+    if row is None or row.delete.support != "no":
+        return None
+    return f"{provider}: {kind} delete ✗ ({row.delete.why})"
+
+
+def held_back(provider: str, kind: Kind, data: Mapping[str, Any]) -> str | None:
+    """Why ``provider`` does not hold a record with canonical ``data`` yet
+    (``ApiSpec.holds_back``), named; None when it does."""
+    api = connector(provider).api
+    why = api.holds_back(kind, data) if api is not None and api.holds_back else None
+    return f"{provider}: held back ({why})" if why else None
