@@ -44,7 +44,7 @@ from crmsync.common import connections as stored
 from crmsync.common.connections import add_webhook_secret, create_connection
 from crmsync.common.crypto import CryptoError
 from crmsync.common.db import Conn
-from crmsync.common.quotas import QuotaExceededError
+from crmsync.common.quotas import QuotaExceededError, check_connection_room
 
 # Health looks back this far for its event and error counts.
 HEALTH_WINDOW = timedelta(hours=1)
@@ -233,19 +233,23 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
     if slug is None:
         raise NotFoundError("no such tenant")
     try:
-        created = await create_connection(
-            conn,
-            ctx.keyring,
-            tenant=slug,
-            provider=body.provider,
-            name=body.name or body.provider,
-            webhook_secret=secret,
-            base_url=body.base_url,
-            api_credentials=_credentials_plaintext(body.credentials)
-            if body.credentials is not None
-            else None,
-            settings=settings,
-        )
+        async with conn.transaction():
+            # The tenant's quota row stays locked until the connection is in: two creates
+            # cannot both take the last place.
+            await check_connection_room(conn, ctx.tenant_id)
+            created = await create_connection(
+                conn,
+                ctx.keyring,
+                tenant=slug,
+                provider=body.provider,
+                name=body.name or body.provider,
+                webhook_secret=secret,
+                base_url=body.base_url,
+                api_credentials=_credentials_plaintext(body.credentials)
+                if body.credentials is not None
+                else None,
+                settings=settings,
+            )
     except asyncpg.UniqueViolationError:
         raise ConflictError(
             f"the tenant already has a connection named {body.name or body.provider!r}"

@@ -43,10 +43,11 @@ from crmsync.application.models import (
 )
 from crmsync.cli import admin_common as cli
 from crmsync.cli.backend import Backend, is_remote, run
+from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, connect
-from crmsync.common.quotas import QuotaExceededError
+from crmsync.common.quotas import QuotaExceededError, check_connection_room
 from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
 from crmsync.settings.ingest import IngestSettings
@@ -179,6 +180,7 @@ def _add_local(
             raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
         try:
             async with conn.transaction():
+                await check_connection_room(conn, await ensure_tenant(conn, tenant))
                 created = await create_connection(
                     conn,
                     keyring,

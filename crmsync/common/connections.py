@@ -84,7 +84,8 @@ async def create_connection(
 ) -> CreatedConnection:
     """Create the tenant if new, the connection, its first webhook secret or publish key.
 
-    Raises ``quotas.QuotaExceededError`` when the tenant has no room for one more."""
+    The tenant's connections quota is the caller's to check, in the same transaction
+    (``quotas.check_connection_room``): quotas counts connections through this module."""
     async with conn.transaction():
         tenant_id = await conn.fetchval(
             """
@@ -94,10 +95,6 @@ async def create_connection(
             """,
             tenant,
         )
-        # Imported here: quotas counts connections through this module.
-        from crmsync.common import quotas  # noqa: PLC0415
-
-        await quotas.check_connection_room(conn, tenant_id)
         connection_id: uuid.UUID = await conn.fetchval(
             """
             INSERT INTO connections (tenant_id, provider, name, base_url, settings)
