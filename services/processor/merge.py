@@ -148,6 +148,18 @@ def _edited_on_top(
     )
 
 
+def _steps_back(order: Order | None, name: str, incoming: Value, current: object) -> bool:
+    """Is ``incoming`` behind ``current`` in ``name``'s order (an open invoice reported as a
+    draft)? Such a value never wins as an edit made on top of the current one, because a
+    provider building a record in steps reports the earlier steps after our write of the
+    later one (Stripe: draft, items, finalize); only a newer clock may step it back."""
+    ranks = order.get(name) if order else None
+    if ranks is None:
+        return False
+    mine, theirs = ranks.get(incoming), ranks.get(current)
+    return mine is not None and theirs is not None and mine < theirs
+
+
 def _lags(order: Order, name: str, incoming: Value, current: Value, seen: object) -> bool:
     """Is ``incoming`` behind ``current`` in ``name``'s order, from a source that has not
     seen ``current``?"""
@@ -216,7 +228,10 @@ def merge(
                 overruled.add(name)
                 continue
         elif not (
-            _edited_on_top(policy, update, held, seen, values.get(name, _MISSING))
+            (
+                _edited_on_top(policy, update, held, seen, values.get(name, _MISSING))
+                and not _steps_back(order, name, incoming, values.get(name, _MISSING))
+            )
             or _wins(policy, update, held, incoming, values.get(name))
         ):
             overruled.add(name)

@@ -169,3 +169,22 @@ def test_a_value_behind_the_current_one_loses_unless_the_source_had_seen_it() ->
     assert moved.behind == frozenset()
     ahead = merge(held, Update("stripe", at(5), {"status": "paid"}), order=ORDER)
     assert ahead.state.values["status"] == "paid"
+
+
+def test_a_step_back_in_the_status_order_is_not_an_edit_on_top_whatever_it_had_seen() -> None:
+    # The all-provider demo: Ascora's invoice is open (12:05.500); our push built it at
+    # Stripe in steps, and Stripe's whole-second read of it mid-build says draft, stamped
+    # 12:05.000, from a link whose snapshot (our push) says open. "Edited on top" must not
+    # carry that draft past the newer open: only a newer clock may step a status back.
+    held = merge(EMPTY, Update("ascora", T0 + timedelta(seconds=5.5), {"status": "open"})).state
+    mid_build = Update(
+        "stripe", T0 + timedelta(seconds=5), {"status": "draft"}, last_seen={"status": "open"}
+    )
+    result = merge(held, mid_build, order=ORDER)
+    assert result.state.values["status"] == "open"
+    assert result.overruled == {"status"}
+    # A step forward made on top of the current value still wins whatever the clock says.
+    paid = Update(
+        "stripe", T0 + timedelta(seconds=5), {"status": "paid"}, last_seen={"status": "open"}
+    )
+    assert merge(held, paid, order=ORDER).state.values["status"] == "paid"
