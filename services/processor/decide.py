@@ -247,6 +247,28 @@ def _newest(seen: datetime | None, ts: datetime) -> datetime:
     return ts if seen is None or ts > seen else seen
 
 
+def _our_write_in_progress(
+    entity_type: str, values: Mapping[str, Any], link: Link, source_ts: datetime
+) -> bool:
+    """Is this state an earlier step of our own last write, read back late?
+
+    A provider that builds a record in steps (Stripe: a draft invoice, its items, then
+    finalize) sends an event at each, and the state read for one of them can still be the
+    draft after we wrote the open invoice. Stamped no later than our write, and behind what
+    we wrote in the status order, it is not an edit: a user's step back is stamped after
+    our write (a whole-second clock gives the same second, so equal counts as ours).
+    """
+    order = ORDERS.get(entity_type)
+    if order is None or link.pushed_updated_at is None or source_ts > link.pushed_updated_at:
+        return False
+    wrote = link.snapshot or {}
+    for name, ranks in order.items():
+        mine, ours = ranks.get(values.get(name)), ranks.get(wrote.get(name))
+        if mine is not None and ours is not None and mine < ours:
+            return True
+    return False
+
+
 def _our_write(change: InboundChange, link: Link) -> bool:
     """Is this state, which holds what we last pushed, that write of ours reported back?
 
@@ -327,6 +349,8 @@ def decide(  # noqa: PLR0911 - one return per rule of the table: the first that 
                 link=seen,
                 push_again=record.version if fell_behind else None,
             )
+        if _our_write_in_progress(change.entity_type, values, link, change.source_ts):
+            return Decision(Outcome.STALE, Rule.OLDER_THAN_SEEN, link.entity_id)
     if record is not None and record.deleted:
         return Decision(Outcome.STALE, Rule.RECORD_DELETED, record.entity_id, link=seen)
 

@@ -455,6 +455,25 @@ def test_a_source_that_saw_the_status_may_move_it_back() -> None:
     assert (d.outcome, d.rule) == (Outcome.APPLIED, Rule.UPDATE)
 
 
+def test_an_earlier_step_of_our_own_write_read_back_late_is_stale() -> None:
+    # The all-provider demo: Ascora (B) opened the invoice; we built it at Stripe (A) in
+    # steps (draft, items, finalize) and Stripe answered our write stamped at(5), whole
+    # seconds. The state read for the draft's event, stamped the same second, says draft:
+    # not an edit, and not newer than what we wrote.
+    current = record({"status": "open"}, source=B, ts=at(4))
+    ours = link(snapshot={"status": "open"}, seen=at(5), pushed_hash="h", pushed_at=at(5))
+    d = decide(invoice_change(at(5)), {"status": "draft"}, ours, current, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox) == (
+        Outcome.STALE,
+        Rule.OLDER_THAN_SEEN,
+        None,
+        None,
+    )
+    # Stamped after our write, a step back is somebody's edit, decided as before.
+    later = decide(invoice_change(at(6)), {"status": "draft"}, ours, current, NEWEST)
+    assert (later.outcome, later.rule) == (Outcome.APPLIED, Rule.UPDATE)
+
+
 @pytest.mark.parametrize(
     ("held", "incoming"), [("open", "draft"), ("paid", "open"), ("void", "draft")]
 )
