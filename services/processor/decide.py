@@ -294,7 +294,7 @@ def missing_reference(change: InboundChange) -> Reference | None:
     return None
 
 
-def decide(  # noqa: PLR0911 - one return per rule of the table: the first that holds wins
+def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the first that holds wins
     change: InboundChange,
     values: dict[str, Any],
     link: Link | None,
