@@ -50,7 +50,7 @@ from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 import aiohttp
 
-from connectors.http import Auth, Endpoint
+from connectors.http import Auth, Endpoint, ProviderError
 from connectors.spec import (
     ClientSettings,
     EntityType,
@@ -61,6 +61,19 @@ from connectors.spec import (
 )
 
 OptionsT = TypeVar("OptionsT")
+
+
+def answer_list(body: Any, key: str) -> list[dict[str, Any]]:
+    """The list of objects under ``key`` in a provider's JSON answer (none: an empty
+    answer); anything else is the provider's error, not ours."""
+    if body is None:
+        return []
+    value = body.get(key, []) if isinstance(body, Mapping) else None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ProviderError(f"answer's {key!r} is not a list of objects", status=200)
+    return value
+
+
 MapperT = TypeVar("MapperT", bound=RecordMapper)
 
 

@@ -31,7 +31,7 @@ import aiohttp
 from pydantic import StringConstraints
 from yarl import URL
 
-from connectors.apiclient import ProviderClient, Write
+from connectors.apiclient import ProviderClient, Write, answer_list
 from connectors.http import Auth, NotFoundError, ProviderError, UnsupportedOperationError
 from connectors.shopify.mapping import (
     PAYMENT_KINDS,
@@ -255,7 +255,7 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
         body = await self._call(
             "GET", "/orders.json", params={"name": name, "status": "any", "limit": "10"}
         )
-        for order in _list(body, "orders"):
+        for order in answer_list(body, "orders"):
             if order.get("source_identifier") == key:
                 return order
         return None
@@ -414,7 +414,7 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
                 params["updated_at_min"] = shopify_time(modified_since)
         headers: dict[str, str] = {}
         body = await self._call("GET", path, params=params, headers_out=headers)
-        objects = _list(body, key)
+        objects = answer_list(body, key)
         if entity_type == "payment":
             records = []
             for order in objects:
@@ -428,7 +428,7 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
 
     async def _transactions(self, order_id: str) -> list[dict[str, Any]]:
         body = await self._call("GET", f"/orders/{order_id}/transactions.json")
-        return [t for t in _list(body, "transactions") if t.get("kind") in PAYMENT_KINDS]
+        return [t for t in answer_list(body, "transactions") if t.get("kind") in PAYMENT_KINDS]
 
 
 def _differs(have: Any, want: Any) -> bool:
@@ -448,15 +448,6 @@ def _line_key(line: Any) -> tuple[Any, ...]:
         line.get("unit_amount"),
         line.get("tax_amount") or 0,
     )
-
-
-def _list(body: Any, key: str) -> list[dict[str, Any]]:
-    if body is None:
-        return []
-    value = body.get(key, []) if isinstance(body, Mapping) else None
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ProviderError(f"answer's {key!r} is not a list of objects", status=200)
-    return value
 
 
 def _unsupported(entity_type: str, operation: str) -> UnsupportedOperationError:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar
 import aiohttp
 from pydantic import StringConstraints
 
-from connectors.apiclient import ProviderClient, Write
+from connectors.apiclient import ProviderClient, Write, answer_list
 from connectors.http import (
     Auth,
     NotFoundError,
@@ -131,7 +131,7 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             if cursor:
                 request["cursor"] = cursor
             body = await self.api.call("POST", "/v2/invoices/search", json_body=request)
-            for invoice in _list(body, "invoices"):
+            for invoice in answer_list(body, "invoices"):
                 if isinstance(invoice.get("order_id"), str):
                     self._invoice_of_order[invoice["order_id"]] = str(invoice.get("id"))
             if order_id in self._invoice_of_order:
@@ -408,13 +408,13 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             else:
                 params = {"limit": str(size), **({"cursor": cursor} if cursor else {})}
                 body = await self.api.call("GET", "/v2/customers", params=params)
-            objects: list[Mapping[str, Any]] = list(_list(body, "customers"))
+            objects: list[Mapping[str, Any]] = list(answer_list(body, "customers"))
         elif entity_type == "invoice":
             params = {"location_id": self._location, "limit": str(size)}
             if cursor:
                 params["cursor"] = cursor
             body = await self.api.call("GET", "/v2/invoices", params=params)
-            invoices = _list(body, "invoices")
+            invoices = answer_list(body, "invoices")
             if modified_since is not None:
                 # ListInvoices has no updated-at filter: the page is read whole and what
                 # changed before the start is left out.
@@ -428,7 +428,7 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             if cursor:
                 params["cursor"] = cursor
             body = await self.api.call("GET", "/v2/payments", params=params)
-            objects = [await self._payment_obj(p) for p in _list(body, "payments")]
+            objects = [await self._payment_obj(p) for p in answer_list(body, "payments")]
         records = tuple(self.mapper.to_canonical(entity_type, o, self.settings) for o in objects)
         next_cursor = body.get("cursor") if isinstance(body, Mapping) else None
         return Page(records=records, next_cursor=next_cursor or None)
@@ -442,7 +442,7 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
                 "/v2/orders/batch-retrieve",
                 json_body={"location_id": self._location, "order_ids": order_ids},
             )
-            orders = {str(o.get("id")): o for o in _list(body, "orders")}
+            orders = {str(o.get("id")): o for o in answer_list(body, "orders")}
         for invoice in invoices:
             if isinstance(invoice.get("order_id"), str):
                 self._invoice_of_order[invoice["order_id"]] = str(invoice.get("id"))
@@ -481,15 +481,6 @@ def _member(body: Any, key: str, request: str) -> dict[str, Any]:
     value = body.get(key) if isinstance(body, Mapping) else None
     if not isinstance(value, dict):
         raise ProviderError(f"{request} answered without {key!r}", status=200, request=request)
-    return value
-
-
-def _list(body: Any, key: str) -> list[dict[str, Any]]:
-    if body is None:
-        return []
-    value = body.get(key, []) if isinstance(body, Mapping) else None
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ProviderError(f"answer's {key!r} is not a list of objects", status=200)
     return value
 
 
