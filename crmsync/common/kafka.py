@@ -194,7 +194,40 @@ async def ensure_topics(admin: AIOKafkaAdminClient, topics: Iterable[TopicConfig
             # Already existing means another process won the race: same outcome.
             message = rest[0] if rest else ""
             raise KafkaUnavailableError(f"cannot create topic {name}: error {code} {message}")
+    await _until_described(admin, created)
     return created
+
+
+# KRaft answers CreateTopics once the controller has the topic; the broker learns it from
+# the metadata log a moment later and until then describes it as unknown (10 topics made
+# at once and described at once: unknown 100 of 100 times here). Whoever made a topic
+# reads its configs next (raise_message_limits, record_lifetimes), so creation ends only
+# once the broker describes it. Measured: well under a second on one local broker.
+_VISIBLE_TIMEOUT_SECONDS = 10.0
+
+
+async def _until_described(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    pending = set(names)
+    deadline = asyncio.get_running_loop().time() + _VISIBLE_TIMEOUT_SECONDS
+    while pending:
+        try:
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in sorted(pending)]
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot describe topic configs: {exc}") from None
+        for response in responses:
+            for code, _message, _type, name, entries in response.resources:
+                if code == 0 and entries:
+                    pending.discard(name)
+        if not pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaUnavailableError(
+                f"topics created but not described by the broker after "
+                f"{_VISIBLE_TIMEOUT_SECONDS:.0f} s: {', '.join(sorted(pending))}"
+            )
+        await asyncio.sleep(0.05)
 
 
 async def raise_message_limits(

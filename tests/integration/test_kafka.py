@@ -18,6 +18,7 @@ from crmsync.common.kafka import (
     make_consumer,
     make_producer,
     raise_message_limits,
+    record_lifetimes,
 )
 from tests.conftest import TopicFactory
 
@@ -164,6 +165,41 @@ async def test_new_topics_are_created_with_their_message_limit(
     finally:
         await admin.delete_topics([name])
         await admin.close()
+
+
+async def test_topics_it_creates_are_described_once_it_returns(
+    kafka_bootstrap: str, new_topic: TopicFactory
+) -> None:
+    """KRaft acknowledges a creation before the broker knows the topic: what creates the
+    pipeline's topics and then reads their limits and lifetimes must see them."""
+    base = await new_topic("visible")
+    made: list[str] = []
+    try:
+        # A new admin client a round, as `crmsync topics ensure` and the processor's
+        # start-up each make one: ten topics at once were then unknown nearly every time.
+        for round_ in range(3):
+            admin = make_admin(kafka_bootstrap)
+            await admin.start()
+            try:
+                names = [f"{base}.{round_}.{i}" for i in range(10)]
+                retention = (("retention.ms", "60000"), ("segment.ms", "1000"))
+                made += await ensure_topics(
+                    admin, [TopicConfig(n, 1, config=retention) for n in names]
+                )
+                assert await record_lifetimes(admin, names) == dict.fromkeys(names, 61.0)
+                raised = await raise_message_limits(
+                    admin, [TopicConfig(n, 1, max_message_bytes=3_000_000) for n in names]
+                )
+                assert sorted(name for name, _old, _new in raised) == sorted(names)
+            finally:
+                await admin.close()
+    finally:
+        admin = make_admin(kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(made)
+        finally:
+            await admin.close()
 
 
 async def settled(
