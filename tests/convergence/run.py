@@ -79,6 +79,9 @@ SETTLE_SECONDS = 20.0
 SERIAL_QUIET_SECONDS = 1.0
 # After quiet and reconciliation: a window in which any push is an echo loop.
 SILENCE_SECONDS = 5.0
+# Mismatches and foreign dead letters the report shows (scripts/converge writes them all
+# to examples.txt in its workdir).
+EXAMPLES = 30
 # Retry-After the injected 429s carry (seconds).
 RETRY_AFTER = 1.0
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -124,8 +127,7 @@ class Result:
 
     def mismatch(self, kind: str, what: str, text: str) -> None:
         self.mismatches[f"{kind} {what}"] += 1
-        if len(self.examples) < 30:
-            self.examples.append(f"{kind} {what}: {text}")
+        self.examples.append(f"{kind} {what}: {text}")
 
     def report(self) -> str:
         per_op = self.pushes / self.ops if self.ops else 0.0
@@ -160,7 +162,9 @@ class Result:
             )
         if self.skipped:
             lines.append(f"ops that could not be made ({len(self.skipped)}): {self.skipped[:10]}")
-        lines += [f"  {e}" for e in self.examples]
+        lines += [f"  {e}" for e in self.examples[:EXAMPLES]]
+        if len(self.examples) > EXAMPLES:
+            lines.append(f"  ... and {len(self.examples) - EXAMPLES} more")
         lines.append("CONVERGED" if self.converged else "NOT CONVERGED")
         return "\n".join(lines)
 
