@@ -50,8 +50,11 @@ def new_database_name() -> str:
 
 
 @contextlib.asynccontextmanager
-async def scratch_database(common: CommonSettings, name: str) -> AsyncIterator[str]:
-    """A new, migrated database of this run alone; dropped afterwards."""
+async def scratch_database(
+    common: CommonSettings, name: str, *, keep: bool = False
+) -> AsyncIterator[str]:
+    """A new, migrated database of this run alone; dropped afterwards unless ``keep`` (a
+    failed run's sync log and field provenance, to read why)."""
     try:
         admin = await asyncpg.connect(common.database_url, timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -71,7 +74,8 @@ async def scratch_database(common: CommonSettings, name: str) -> AsyncIterator[s
             await target.close()
         yield url
     finally:
-        await _drop_database(common, name)
+        if not keep:
+            await _drop_database(common, name)
 
 
 async def _drop_database(common: CommonSettings, name: str) -> None:

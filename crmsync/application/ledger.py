@@ -36,7 +36,9 @@ changes x targets = pushed + skipped by rule + dead-lettered + pending (+ unacco
 * skipped: ``echo`` (the target is the change's origin), ``settings`` (the target does not
   sync that type outbound, is disabled or internal, or was connected after the change),
   ``deleted`` (the record was deleted before it ever reached the target: outbound skips
-  deleting what the target never had).
+  deleting what the target never had), ``held`` (a version the target cannot hold yet,
+  ``ApiSpec.holds_back``, held back by a push after the change committed, the target
+  never linked: the version it can hold is pushed when it comes).
 * pushed: the target's link holds a pushed version at least the change's: this push, or
   a later one that carried it (the push queue keeps one row per record and target).
 * pending: a push of at least that version is queued; or the change is still in the
@@ -211,6 +213,9 @@ class OutboundFacts:
     dead: Mapping[Target, int]  # highest version of an open or discarded outbound dead letter
     deleted: frozenset[uuid.UUID]  # records deleted today
     linked: frozenset[Target]  # links, pushed or not
+    # The newest time outbound held a version back from a target it was never linked to
+    # (sync log ``held``: ApiSpec.holds_back, a pending payment to Xero), per target.
+    held: Mapping[Target, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -261,6 +266,7 @@ def classify_outbound(
 def _push_fate(change: Committed, target: TargetInfo, facts: OutboundFacts) -> str:
     key = (target.connection_id, change.entity_type, change.entity_id)
     v = change.version
+    held_at = facts.held.get(key)
     # In order: the first that holds is the change's fate for this target.
     rules = (
         (change.origin_connection_id == target.connection_id, "skipped:echo"),
@@ -272,6 +278,12 @@ def _push_fate(change: Committed, target: TargetInfo, facts: OutboundFacts) -> s
         (facts.queued.get(key, 0) >= v or not change.routed, "pending"),
         (facts.dead.get(key, 0) >= v, "dead_lettered"),
         (change.entity_id in facts.deleted and key not in facts.linked, "skipped:deleted"),
+        # A push that ran after the change committed read this version or a later one and
+        # held it back: the target cannot hold it yet (linked, it counts as pushed).
+        (
+            key not in facts.linked and held_at is not None and held_at >= change.committed_at,
+            "skipped:held",
+        ),
     )
     return next((fate for holds, fate in rules if holds), "unaccounted")
 

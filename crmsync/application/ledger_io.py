@@ -669,8 +669,23 @@ async def _outbound_facts(
     linked: set[Target] = set()
     queued: dict[Target, int] = {}
     deleted: set[uuid.UUID] = set()
+    held: dict[Target, datetime] = {}
+    # The sync log is read through its (tenant, entity) index.
+    tenants = sorted({c.tenant_id for c in changes})
     for i in range(0, len(ids), LOOKUP_CHUNK):
         chunk = ids[i : i + LOOKUP_CHUNK]
+        for r in await conn.fetch(
+            """
+            SELECT connection_id, entity_type, entity_id, max(created_at) AS at
+              FROM sync_log
+             WHERE tenant_id = ANY($2::uuid[]) AND entity_id = ANY($1::uuid[])
+               AND direction = 'out' AND outcome = 'held'
+             GROUP BY connection_id, entity_type, entity_id
+            """,
+            chunk,
+            tenants,
+        ):
+            held[(r["connection_id"], r["entity_type"], r["entity_id"])] = r["at"]
         for r in await conn.fetch(
             """
             SELECT connection_id, entity_type, entity_id, last_pushed_version
@@ -722,4 +737,5 @@ async def _outbound_facts(
         dead=dead,
         deleted=frozenset(deleted),
         linked=frozenset(linked),
+        held=held,
     )

@@ -219,11 +219,21 @@ async def wake_paused(
 ) -> int:
     """A pause ended: the pushes it held back (of one connection, or of every connection
     of the tenant) are due now, in their order. Returns how many."""
+    # Rows locked in key order, as queue_pushes locks them (_lock_order; "C" so text sorts
+    # as Python sorts it): an UPDATE in scan order, meeting an enqueue of the same rows,
+    # would each hold what the other waits for, and one would fail as a deadlock.
     status = await conn.execute(
         """
-        UPDATE push_jobs SET next_attempt_at = now(), updated_at = now()
-         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR connection_id = $2)
-           AND last_error LIKE 'paused%' AND next_attempt_at > now()
+        WITH held AS (
+            SELECT id FROM push_jobs
+             WHERE tenant_id = $1 AND ($2::uuid IS NULL OR connection_id = $2)
+               AND last_error LIKE 'paused%' AND next_attempt_at > now()
+             ORDER BY connection_id, entity_type COLLATE "C", entity_id
+               FOR UPDATE
+        )
+        UPDATE push_jobs j SET next_attempt_at = now(), updated_at = now()
+          FROM held
+         WHERE j.id = held.id AND j.last_error LIKE 'paused%' AND j.next_attempt_at > now()
         """,
         tenant_id,
         connection_id,

@@ -197,10 +197,16 @@ def merge(
         if seen is not _MISSING and incoming == seen:
             unchanged.add(name)  # this source did not touch the field since we last heard
             continue
-        if values.get(name, _MISSING) == incoming:
+        # A field the record does not hold is null: a source reporting it null (HubSpot
+        # reads back every property it is asked for, unset ones as null, where its create
+        # answer held only those we sent) tells nothing new. Taken as an edit, it made a
+        # version that was pushed to every other system, where it could land on a user's
+        # edit made there meanwhile (the CI convergence test's customer c6, issue 17).
+        if values.get(name, None if incoming is None else _MISSING) == incoming:
             # Same value: adopt the newer provenance, so later comparisons are fair.
             if _wins(policy, update, held, incoming, incoming):
                 meta[name] = fresh
+            values.setdefault(name, incoming)
             unchanged.add(name)
             continue
         others_hold_it = held is not None and held.source != update.connection_id

@@ -50,6 +50,11 @@ def main() -> int:
     parser.add_argument("--no-faults", action="store_true", help="inject nothing")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--keep-database",
+        action="store_true",
+        help="keep the run's database (its sync log and field provenance) afterwards",
+    )
     args = parser.parse_args()
     kinds: list[Kind] = args.kinds
     plan = generate(
@@ -63,7 +68,9 @@ def main() -> int:
     workdir = args.workdir or default_workdir() / f"seed{args.seed}-{time.strftime('%H%M%S')}"
 
     async def go() -> bool:
-        async with running_systems(workdir, args.providers, kinds, _say) as systems:
+        async with running_systems(
+            workdir, args.providers, kinds, _say, keep_database=args.keep_database
+        ) as systems:
             result = await run(
                 plan,
                 systems,
@@ -73,6 +80,8 @@ def main() -> int:
                 overlap=args.overlap,
             )
         print(result.report())
+        # Every mismatch and foreign dead letter, not only the report's first ones.
+        (workdir / "examples.txt").write_text("\n".join(result.examples) + "\n")
         return result.converged
 
     return 0 if asyncio.run(go()) else 1

@@ -105,18 +105,24 @@ async def running_systems(
     kinds: Sequence[Kind],
     say: Say,
     common: CommonSettings | None = None,
+    *,
+    keep_database: bool = False,
 ) -> AsyncIterator[Systems]:
     """The services, the simulators and their connections; all gone afterwards, the
-    database and topics dropped (the service logs stay in ``workdir``). ``common``: where
-    the local stack is (default: the CRMSYNC_* environment)."""
+    database and topics dropped (the service logs stay in ``workdir``; the database too
+    with ``keep_database``, to read a mismatch's sync log). ``common``: where the local
+    stack is (default: the CRMSYNC_* environment)."""
     common = common or CommonSettings()
     prefix = f"conv{uuid.uuid4().hex[:8]}."
     database = new_database_name()
     master_keys = generate_master_key(f"conv{uuid.uuid4().hex[:6]}")
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    say(f"database {database}, topic prefix {prefix}, logs in {workdir}")
+    say(
+        f"database {database}{' (kept)' if keep_database else ''}, topic prefix {prefix},"
+        f" logs in {workdir}"
+    )
     async with (
-        scratch_database(common, database) as database_url,
+        scratch_database(common, database, keep=keep_database) as database_url,
         scratch_topics(common.kafka_bootstrap_servers, prefix),
         aiohttp.ClientSession() as session,
     ):

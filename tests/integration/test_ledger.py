@@ -428,3 +428,38 @@ async def test_skipped_items_are_forgotten_with_the_dedup_rows(flow: Flow) -> No
     assert await prune_inbound_skips(flow.pool, retention_days=7) == 1
     left = await flow.pool.fetch("SELECT provider_event_id, reason FROM inbound_skips")
     assert [tuple(r) for r in left] == [("new", "not_synced")]
+
+
+async def test_a_version_held_back_from_a_target_never_linked_is_accounted_for(
+    flow: Flow,
+) -> None:
+    # Ascora never edits a payment, so a pending one is held until it has settled
+    # (ApiSpec.holds_back): nothing sent, no link, the job finished, a sync log row
+    # `held`. That is a fate of its own, not a lost change.
+    await flow.internal_change("erp-c", "c-1", {"name": "Harbour Plumbing"})
+    invoice = {
+        "number": "INV-100",
+        "status": "open",
+        "currency": "NZD",
+        "lines": [{"description": "Callout", "quantity": "1", "unit_amount": 15000}],
+        "subtotal": 15000,
+        "tax": 0,
+        "total": 15000,
+    }
+    await flow.internal_change(
+        "erp-i", "i-1", invoice, entity_type="invoice", refs={"customer_id": "c-1"}
+    )
+    await flow.everything()
+    payment = {"amount": 5000, "currency": "NZD", "status": "pending", "reference": "CARD-1"}
+    await flow.internal_change(
+        "erp-p", "p-1", payment, entity_type="payment", refs={"invoice_id": "i-1"}
+    )
+    await flow.everything()
+    outcomes = await flow.pool.fetch(
+        "SELECT outcome FROM sync_log WHERE entity_type = 'payment' AND direction = 'out'"
+    )
+    assert [r["outcome"] for r in outcomes] == ["held"]
+    held = await flow.ledger()
+
+    assert held.settled, held.problems()
+    assert counts(held, flow.ascora)["out"][2].get("held") == 1

@@ -12,7 +12,16 @@ import pytest
 
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing
-from crmsync.common.pushes import Push, claim, finish, queue_pushes, queue_stats, reschedule
+from crmsync.common.pushes import (
+    PAUSED,
+    Push,
+    claim,
+    finish,
+    queue_pushes,
+    queue_stats,
+    reschedule,
+    wake_paused,
+)
 
 
 @pytest.fixture
@@ -111,3 +120,50 @@ async def test_two_multi_row_enqueues_in_opposite_orders_do_not_deadlock(
         "SELECT DISTINCT version FROM push_jobs WHERE connection_id = $1", target.id
     )
     assert [r["version"] for r in versions] == [4]
+
+
+async def test_waking_paused_pushes_while_they_are_queued_again_does_not_deadlock(
+    pool: asyncpg.Pool, target: CreatedConnection
+) -> None:
+    # A pause ends (every paused row of the connection made due) while a batch queues the
+    # same records again: queue_pushes locks in key order, so waking them must too. The
+    # rows are stored in the opposite order (a scan meets them so), many of them, so on a
+    # scan-order UPDATE the two meet in the middle and one fails as a deadlock's victim.
+    entities = sorted((uuid.uuid4() for _ in range(2000)), key=str, reverse=True)
+    for version in range(2, 5):
+        await pool.execute("DELETE FROM push_jobs WHERE connection_id = $1", target.id)
+        await pool.execute(
+            """
+            INSERT INTO push_jobs (tenant_id, connection_id, entity_type, entity_id, version,
+                                   last_error, next_attempt_at)
+            SELECT $1, $2, 'customer', i, 1, $4, now() + interval '1 hour'
+              FROM unnest($3::uuid[]) WITH ORDINALITY AS u(i, n)
+             ORDER BY n
+            """,
+            target.tenant_id,
+            target.id,
+            entities,
+            PAUSED,
+        )
+        both_started = asyncio.Barrier(2)
+
+        async def enqueue(version: int, started: asyncio.Barrier) -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await started.wait()
+                await queue_pushes(conn, [_push(target, e, version) for e in entities])
+
+        async def wake(started: asyncio.Barrier) -> int:
+            async with pool.acquire() as conn, conn.transaction():
+                await started.wait()
+                return await wake_paused(conn, target.tenant_id, target.id)
+
+        _, woken = await asyncio.gather(enqueue(version, both_started), wake(both_started))
+        assert woken == len(entities)
+    row = await pool.fetchrow(
+        "SELECT min(version) AS low, max(version) AS high,"
+        " count(*) FILTER (WHERE next_attempt_at > now()) AS asleep"
+        " FROM push_jobs WHERE connection_id = $1",
+        target.id,
+    )
+    assert row is not None
+    assert (row["low"], row["high"], row["asleep"]) == (4, 4, 0)

@@ -179,6 +179,16 @@ NO_FACTS = OutboundFacts({}, {}, {}, frozenset(), frozenset())
         (change(2), target(CONN), replace(NO_FACTS, dead={KEY: 2}), "dead_lettered"),
         (change(), target(CONN), replace(NO_FACTS, deleted=frozenset({ENTITY})), "deleted"),
         (change(2), target(CONN), replace(NO_FACTS, pushed={KEY: 1}), "unaccounted"),
+        # A version the target cannot hold yet (ApiSpec.holds_back: a pending payment, to
+        # Xero), never linked: the push that read it after the change committed held it.
+        (change(2), target(CONN), replace(NO_FACTS, held={KEY: T0}), "held"),
+        # A hold logged before the change committed says nothing of this version.
+        (
+            change(2),
+            target(CONN),
+            replace(NO_FACTS, held={KEY: T0 - timedelta(seconds=1)}),
+            "unaccounted",
+        ),
     ],
 )
 def test_each_change_and_target_has_one_fate(

@@ -188,3 +188,24 @@ def test_a_step_back_in_the_status_order_is_not_an_edit_on_top_whatever_it_had_s
         "stripe", T0 + timedelta(seconds=5), {"status": "paid"}, last_seen={"status": "open"}
     )
     assert merge(held, paid, order=ORDER).state.values["status"] == "paid"
+
+
+def test_a_null_for_a_field_the_record_does_not_hold_is_no_edit() -> None:
+    # The internal service made the customer without a company; HubSpot's create answer
+    # held only the properties we sent, its next read every property it was asked for,
+    # unset ones as null. That null is what the record already means: no version, no
+    # push to every other system (one that could land on a user's edit there).
+    made = merge(EMPTY, Update("internal", at(0), {"name": "Summit", "email": "s@x.test"}))
+    read = Update(
+        "hubspot",
+        at(1),
+        {"name": "Summit", "email": "s@x.test", "company": None, "address": None},
+        last_seen={"name": "Summit", "email": "s@x.test"},
+    )
+    result = merge(made.state, read)
+    assert not result.changed
+    assert result.unchanged == {"name", "email", "company", "address"}
+    assert result.state.values["company"] is None
+    # A value the record does hold is still cleared by a newer null.
+    held = merge(made.state, Update("crm-b", at(2), {"email": None}, last_seen={}))
+    assert held.changed == {"email"}
