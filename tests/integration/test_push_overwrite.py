@@ -26,9 +26,11 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from connectors.registry import connector
 from connectors.runtime import Clients, ConnectionInfo
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.application.sync.runner import Observer
+from crmsync.common.canonical import canonical_values
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
@@ -252,3 +254,66 @@ async def _info(env: Env) -> ConnectionInfo:
     info = await load_connection(env.pool, env.target, tenant_id=env.tenant_id)
     assert info is not None
     return info
+
+
+INVOICE = {
+    "number": "INV-17",
+    "issued_on": "2026-12-01",
+    "due_on": "2026-12-15",
+    "lines": [
+        {"description": "Labour", "quantity": "2", "unit_amount": 5000, "tax_amount": 1000},
+        {"description": "Parts", "quantity": "1", "unit_amount": 2550, "tax_amount": 0},
+    ],
+}
+# Each simulator's home currency (the company's, or the account's default).
+CURRENCIES = {"stripe": "USD", "quickbooks": "USD"}
+LOOKING = sorted(
+    slug
+    for slug in ("quickbooks", "myob", "stripe", "ascora", "hubspot", "xero")
+    if (api := connector(slug).api) is not None and api.update_precondition != "none"
+)
+
+
+@pytest.mark.parametrize("provider", LOOKING)
+async def test_a_read_after_our_update_holds_what_its_answer_said(
+    pool: asyncpg.Pool, provider: str
+) -> None:
+    """A push compares the target's state with the link's snapshot, which is the answer to
+    our last write: a provider whose read says anything else would have every update
+    handed to the merge first (one extra round trip and a wait per push)."""
+    keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
+    running = await sims.start_simulator(provider)
+    running.sim.webhook_url = None
+    session = aiohttp.ClientSession()
+    try:
+        target = await sims.connect(
+            pool, keyring, running, tenant=f"t-{uuid.uuid4().hex[:8]}", name="target",
+            ingest_url="http://127.0.0.1:9",
+        )  # fmt: skip
+        info = await load_connection(pool, target, tenant_id=None)
+        assert info is not None
+        client = (await stored_clients(pool, keyring, session).get(info)).client
+        created = await client.create("customer", CUSTOMER, {}, "k")
+        answer = await client.update(
+            "customer", created.external_id, {**CUSTOMER, "email": OUR_EMAIL}, {}
+        )
+        read = await client.fetch("customer", created.external_id)
+        assert canonical_values("customer", dict(read.data)) == canonical_values(
+            "customer", dict(answer.data)
+        )
+        api = info.connector().api
+        assert api is not None
+        if "invoice" in api.entity_types:
+            refs = {"customer_id": created.external_id}
+            invoice = {**INVOICE, "currency": CURRENCIES.get(provider, "AUD")}
+            made = await client.create("invoice", invoice, refs, "i")
+            answer = await client.update(
+                "invoice", made.external_id, {**invoice, "due_on": "2026-12-22"}, refs
+            )
+            read = await client.fetch("invoice", made.external_id)
+            assert canonical_values("invoice", dict(read.data)) == canonical_values(
+                "invoice", dict(answer.data)
+            )
+    finally:
+        await session.close()
+        await running.runner.cleanup()
