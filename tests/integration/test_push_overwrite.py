@@ -111,7 +111,7 @@ class Env:
         return [a for a in await Processor(self.pool)._apply_batch(parsed) if a is not None]
 
     def at_quickbooks(self) -> dict[str, Any]:
-        [customer] = self.qb.sim.live("customer")  # type: ignore[attr-defined]
+        [customer] = self.qb.sim.live("customer")
         return {
             "email": customer.get("PrimaryEmailAddr", {}).get("Address"),
             "phone": customer.get("PrimaryPhone", {}).get("FreeFormNumber"),
@@ -168,11 +168,11 @@ async def env(
 async def test_a_push_meeting_a_user_edit_at_the_target_keeps_both_edits(env: Env) -> None:
     await env.publish(1, CUSTOMER)
     assert await env.push() == 1  # created at QuickBooks
-    [customer] = env.qb.sim.live("customer")  # type: ignore[attr-defined]
+    [customer] = env.qb.sim.live("customer")
 
     # The user changes the phone at QuickBooks; its webhook has not reached us when our
     # push of the email change (made in the internal service) goes.
-    env.qb.sim.update(  # type: ignore[attr-defined]
+    env.qb.sim.update(
         "customer",
         customer["Id"],
         {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
@@ -219,14 +219,14 @@ async def test_an_edit_between_our_look_and_our_write_is_not_written_over(
     await env.publish(1, CUSTOMER)
     await env.push()
     handle = await env.pusher.clients.get(await _info(env))
-    [customer] = env.qb.sim.live("customer")  # type: ignore[attr-defined]
+    [customer] = env.qb.sim.live("customer")
     looks: list[str] = []
     fetch = handle.client.fetch
 
     async def look_then_user_edits(entity_type: Any, external_id: str) -> Any:
         record = await fetch(entity_type, external_id)
         if not looks:
-            env.qb.sim.update(  # type: ignore[attr-defined]
+            env.qb.sim.update(
                 "customer",
                 customer["Id"],
                 {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
@@ -317,3 +317,62 @@ async def test_a_read_after_our_update_holds_what_its_answer_said(
     finally:
         await session.close()
         await running.runner.cleanup()
+
+
+class _DiedError(Exception):
+    """The outbound process stopping at that point (SIGKILL, an OOM): nothing after runs."""
+
+
+@pytest.mark.parametrize("dies", ["before_the_hand_off", "after_the_hand_off"])
+async def test_outbound_dying_around_the_hand_off_pushes_once_and_loses_nothing(
+    env: Env, dies: str
+) -> None:
+    """Outbound dies after it read the target and found the user's edit: before the state
+    reached Kafka, or after, before the job's row said so. Its lease runs out and the push
+    runs again: the edit is handed over (again: a duplicate the processor drops), and the
+    merged record is written once."""
+    await env.publish(1, CUSTOMER)
+    await env.push()
+    [customer] = env.qb.sim.live("customer")
+    env.qb.sim.update(
+        "customer",
+        customer["Id"],
+        {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
+    )
+    await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
+    observe = env.pusher.observe
+    assert observe is not None
+
+    async def dying(info: ConnectionInfo, entity_type: Any, record: Any) -> str:
+        if dies == "after_the_hand_off":
+            await observe(info, entity_type, record)
+        raise _DiedError
+
+    env.pusher.observe = dying
+    writes_before = _writes(env)
+    with pytest.raises(_DiedError):
+        await env.push()
+    assert _writes(env) == writes_before  # nothing was written before the hand-off
+    env.pusher.observe = observe
+
+    await env.push()  # the lease ran out: the push runs again
+    applied = await env.handed()
+    outcomes = sorted(a.outcome for a in applied)
+    if dies == "after_the_hand_off":
+        assert outcomes == [Outcome.APPLIED, Outcome.DUPLICATE]
+    else:
+        assert outcomes == [Outcome.APPLIED]
+    await env.push()
+    both = {"email": OUR_EMAIL, "phone": USER_PHONE}
+    assert env.at_quickbooks() == both
+    assert await env.here() == both
+    assert _writes(env) == writes_before + 1  # the merged record, once
+    assert await env.outcomes() == ["pushed", "changed_there", "pushed"]
+    assert await env.push() == 0
+
+
+def _writes(env: Env) -> int:
+    """POSTs to QuickBooks that it took (a create or an update)."""
+    return sum(
+        1 for r in env.qb.sim.log.requests if r["method"] == "POST" and r.get("status") == 200
+    )
