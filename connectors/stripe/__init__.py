@@ -25,10 +25,6 @@ CONNECTOR = Connector(
         deletable=("customer", "invoice"),
         # Every Stripe timestamp (an Event's or an object's ``created``) is a whole second.
         clock_resolution_seconds=1.0,
-        # No conditional write: an update reads the object first, and an edit made at
-        # Stripe that we have not heard goes to the merge instead of being overwritten
-        # (README, "Concurrency"). One read per update of a 100/s budget.
-        update_precondition="read",
     ),
 )
 
