@@ -88,6 +88,8 @@ class Write:
     refs: Mapping[str, str]
     operation: Literal["create", "update"]
     _body: dict[str, Any] | None = field(default=None, repr=False)
+    # An update made only if the record is still at this version (ApiClient.update).
+    expected_version: str | None = None
 
     @property
     def body(self) -> dict[str, Any]:
@@ -184,8 +186,11 @@ class ProviderClient(ABC, Generic[OptionsT, MapperT]):
         external_id: str,
         data: Mapping[str, Any],
         refs: Mapping[str, str],
+        *,
+        expected_version: str | None = None,
     ) -> RemoteRecord:
-        return await self._update(Write(self, entity_type, data, refs, "update"), external_id)
+        write = Write(self, entity_type, data, refs, "update", expected_version=expected_version)
+        return await self._update(write, external_id)
 
     @abstractmethod
     async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:

@@ -167,10 +167,15 @@ class ApiClient(Protocol):
         external_id: str,
         data: Mapping[str, Any],
         refs: Mapping[str, str],
+        *,
+        expected_version: str | None = None,
     ) -> RemoteRecord:
         """Update and return the stored record. Clients with optimistic concurrency
-        (QuickBooks SyncToken) read the current token themselves and, on a stale-token
-        answer, re-read and retry once before raising StaleVersionError."""
+        (QuickBooks SyncToken, MYOB RowVersion) read the current token themselves and, on
+        a stale-token answer, re-read and retry once before raising StaleVersionError.
+        ``expected_version`` (only where the ApiSpec's ``update_precondition`` is
+        "version"): write only if the record is still at that version, else raise
+        StaleVersionError without writing: the caller read it and decides what next."""
         ...
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
@@ -239,6 +244,13 @@ class ApiSpec:
     # write by time: the processor reads the record's current state instead of trusting
     # the webhook's copy (services.processor.normalize). 0: fine enough to order by.
     clock_resolution_seconds: float = 0.0
+    # What outbound does before it updates a record there (issue 17: a user's edit made
+    # there while our push was on its way must not be overwritten). "none": write at once.
+    # "read": read the record first; a state we have not seen goes to the merge and the
+    # merged record is pushed next (what is left: an edit between that read and our write,
+    # some milliseconds). "version": the same, and the write is made conditional on the
+    # version read (QuickBooks SyncToken, MYOB RowVersion), which leaves no window.
+    update_precondition: Literal["none", "read", "version"] = "none"
 
 
 def _text_or_none(value: Any) -> str | None:

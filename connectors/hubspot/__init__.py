@@ -24,6 +24,9 @@ API = ApiSpec(
     default_base_url="https://api.hubapi.com",
     # DELETE archives contacts and deals (HubSpot's recycle bin keeps them 90 days).
     deletable=("customer", "job"),
+    # No conditional write: an update reads the record first, and an edit made in HubSpot
+    # that we have not heard goes to the merge instead of being overwritten (README).
+    update_precondition="read",
 )
 
 # Event types live in each array element (subscriptionType); no header beyond the type.

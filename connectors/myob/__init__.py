@@ -33,6 +33,11 @@ CONNECTOR = Connector(
         default_base_url="https://api.myob.com/accountright",
         deletable=("customer", "invoice", "payment"),
         poll_seconds=POLL_SECONDS,
+        # A PUT at the RowVersion outbound read first: an edit made since is MYOB's 409,
+        # handed to the merge instead of overwritten (README, "Concurrent edits"). MYOB
+        # sends no webhooks, so this read is also how such an edit reaches us before the
+        # next poll.
+        update_precondition="version",
     ),
     webhooks=False,
 )

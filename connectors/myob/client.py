@@ -128,13 +128,16 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
         return written
 
     async def _put_fresh(self, write: Write, external_id: str) -> RemoteRecord:
+        expected = write.expected_version
         for attempt in (1, 2):
             try:
-                return await self._put(write.entity_type, external_id, write.body)
+                return await self._put(write.entity_type, external_id, write.body, expected)
             except ProviderError as exc:
                 if exc.status != 409:
                     raise
-                if attempt == 2:
+                # With a version expected, the caller reads again and decides: a second
+                # try at a fresh RowVersion would overwrite the edit the 409 announced.
+                if attempt == 2 or expected is not None:
                     raise StaleVersionError(
                         f"MYOB {write.entity_type} {external_id}: changed again while updated "
                         f"({exc.provider_message or exc})",
@@ -146,11 +149,19 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _put(
-        self, entity_type: EntityType, uid: str, changes: Mapping[str, Any]
+        self,
+        entity_type: EntityType,
+        uid: str,
+        changes: Mapping[str, Any],
+        expected: str | None = None,
     ) -> RemoteRecord:
-        """Read the record, lay ``changes`` over it, write it back at its RowVersion."""
+        """Read the record, lay ``changes`` over it, write it back at its RowVersion;
+        ``expected``: the RowVersion the caller read, written at (a newer one there is
+        a 409, as MYOB would answer)."""
         current = dict(await self._raw(entity_type, uid))
         merged = merge_record(current, changes)
+        if expected is not None:
+            merged["RowVersion"] = expected
         path = f"{RESOURCES[entity_type]}/{uid}"
         answer = await self._call("PUT", path, json_body=merged, params=RETURN_BODY)
         return self.record(entity_type, self._object(answer, f"PUT {path}"))

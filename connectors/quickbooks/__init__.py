@@ -20,6 +20,9 @@ API = ApiSpec(
     # Customers are "deleted" by making them inactive; invoices and payments are deleted.
     deletable=("customer", "invoice", "payment"),
     holds_back=holds_back,
+    # Updates carry the SyncToken outbound read first: a user's edit made since is 5010,
+    # handed to the merge instead of overwritten (README, "Concurrent edits").
+    update_precondition="version",
 )
 
 CONNECTOR = Connector(

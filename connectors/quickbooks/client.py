@@ -99,6 +99,14 @@ class QuickBooksClient(ProviderClient[QuickBooksSettings, Mapper]):
         name = _name(write.entity_type)
         write = await self._with_invoice_customer(write)
         body = write.body
+        if write.expected_version is not None:
+            # Conditional: at the SyncToken the caller read, so an edit made there since
+            # is QuickBooks' 5010 (StaleVersionError), never overwritten; no read of ours.
+            token = write.expected_version
+            stored = await self._post(
+                name, {**body, "Id": external_id, "SyncToken": token, "sparse": True}
+            )
+            return self.record(write.entity_type, stored)
         stored = await self._write_current(
             name,
             external_id,

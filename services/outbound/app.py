@@ -18,7 +18,7 @@ from connectors.limits import BreakerPolicy
 from crmsync.application.connection_runtime import stored_clients
 from crmsync.application.notifier import Notifier, Thresholds
 from crmsync.application.sync.jobs import owner_id
-from crmsync.application.sync.runner import SyncRunner
+from crmsync.application.sync.runner import Observer, SyncRunner
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import create_pool, ping
 from crmsync.common.kafka import (
@@ -105,7 +105,14 @@ def create_app(
             app[POOL],
             consumer,
             clients,
-            Pusher(app[POOL], clients, PushPolicy.from_settings(settings)),
+            Pusher(
+                app[POOL],
+                clients,
+                PushPolicy.from_settings(settings),
+                # A target's own edit found by a push's look goes the way a reconciliation's
+                # records go: to changes.normalized, through the merge (issue 17).
+                observe=Observer(producer, normalized),
+            ),
             concurrency=settings.outbound_concurrency,
             lease_seconds=settings.outbound_lease_seconds,
         )

@@ -21,15 +21,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 
 from connectors.calls import CallFailedError, attempt
+from connectors.http import StaleVersionError
 from connectors.limits import full_jitter
 from connectors.registry import CAPABILITIES
 from connectors.runtime import Clients, ConnectionInfo, Handle
 from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecord
+from crmsync.application.sync.runner import change_id
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
 from crmsync.common.links import record_and_link
@@ -56,6 +58,21 @@ BOOKKEEPING_ATTEMPTS = 3
 MIN_PAUSE_SECONDS = 0.2
 
 
+# A push that handed the target's unseen state to the processor looks again after this,
+# doubling per attempt like a reference wait: the processor applies a change within a
+# second of its produce (bench/README.md), and the attempts bound the wait.
+CHANGED_THERE_WAIT_SECONDS = 1.0
+
+
+class Observe(Protocol):
+    """Hands a record read at a target to the processor as that connection's observation
+    (crmsync.application.sync.runner.Observer); returns its dedup key once Kafka has it."""
+
+    async def __call__(
+        self, info: ConnectionInfo, entity_type: EntityType, record: RemoteRecord
+    ) -> str: ...
+
+
 @dataclass(frozen=True)
 class PushPolicy:
     max_attempts: int = 10
@@ -80,6 +97,14 @@ class PushFailedError(DeadLetter):
         self.operation = operation
         self.failure = failure
         self.written = failure.written
+
+
+class ChangedThereError(DeadLetter):
+    """The target's own edit, handed to the processor, was never taken in (applied,
+    parked or refused) within the bounded wait: something downstream is stuck."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("changed_there", detail)
 
 
 class MissingReferenceError(DeadLetter):
@@ -174,6 +199,10 @@ class _Read:
     external_id: str | None  # the link's, None when not linked yet
     pushed_version: int | None  # the link's last_pushed_version
     ref_links: dict[str, str]  # reference field → the target's id of the record it names
+    # The link's last state heard from the target (its answer to our last write, or its
+    # last webhook or reconciled page) and the newest of its times: what a look compares.
+    seen: dict[str, Any] | None = None
+    seen_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> _Read:
@@ -185,6 +214,8 @@ class _Read:
             external_id=row["link_external_id"] if row["linked"] else None,
             pushed_version=row["link_pushed_version"],
             ref_links={f: row[f"ref_{f}"] for f in REFERENCE_FIELDS if row[f"ref_{f}"] is not None},
+            seen=dict(row["link_snapshot"]) if row["link_snapshot"] is not None else None,
+            seen_at=row["link_remote_updated_at"],
         )
 
 
@@ -231,7 +262,9 @@ def _read_sql(table: str) -> str:
                r.id IS NOT NULL AS record_found, r.data AS record_data,
                r.version AS record_version, r.deleted_at IS NOT NULL AS record_deleted,
                l.id IS NOT NULL AS linked, l.external_id AS link_external_id,
-               l.last_pushed_version AS link_pushed_version,{_REF_COLUMNS}
+               l.last_pushed_version AS link_pushed_version,
+               l.last_seen_snapshot AS link_snapshot,
+               l.remote_updated_at AS link_remote_updated_at,{_REF_COLUMNS}
           FROM connections c
           LEFT JOIN {table} r ON r.id = $2 AND r.tenant_id = $4 AND c.tenant_id = $4
           LEFT JOIN entity_links l
@@ -314,6 +347,53 @@ _DEAD_SQL = f"""
 """  # noqa: S608 - constant SQL
 
 
+# A push that found the target edited since we last heard from it: the sync log says so
+# (the push goes on after the merge). $1 tenant, $2 connection, $3 entity type, $4 entity
+# id, $5 external id, $6 what changed and where it went.
+_CHANGED_THERE_SQL = """
+    INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                          external_id, outcome, error)
+    VALUES ($1, $2, 'out', $3, $4, $5, 'changed_there', $6)
+"""
+# Whether the processor took in a change of this connection ($1) with dedup key $2:
+# 'processed' (applied, or decided stale, echo, no-op), 'parked' (waiting for a record it
+# names), NULL (not yet, or refused as a dead letter).
+_TAKEN_SQL = """
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM processed_events
+                      WHERE connection_id = $1 AND provider_event_id = $2) THEN 'processed'
+        WHEN EXISTS (SELECT 1 FROM waiting_changes
+                      WHERE connection_id = $1 AND dedup_key = $2) THEN 'parked'
+    END
+"""
+
+
+def _condition(expected: str | None) -> dict[str, str]:
+    """The update's keyword for a conditional write; none at all for an unconditional one
+    (a client that has no conditional write takes no such keyword)."""
+    return {} if expected is None else {"expected_version": expected}
+
+
+def _unseen(entity_type: str, current: RemoteRecord, read: _Read) -> str | None:
+    """What the target holds that its link has not heard (the fields, or "deleted"), or
+    None: nothing, or nothing the merge could take. Compared by value with the link's
+    last state heard (its snapshot), not by time: clocks as coarse as a second (QuickBooks,
+    Stripe) cannot order an edit against our write within the same second. A state older
+    than one heard already would be decided stale, so it is not handed over; nor, with no
+    snapshot (a link from before one was kept), is anything."""
+    seen = read.seen
+    if seen is None or (read.seen_at is not None and current.updated_at < read.seen_at):
+        return None
+    if current.deleted:
+        return "deleted"
+    try:
+        values = canonical_values(entity_type, dict(current.data))
+    except DeadLetter:
+        return None  # not a state the processor could take either: written over, as before
+    moved = sorted(k for k, v in values.items() if k not in REFERENCE_FIELDS and seen.get(k) != v)
+    return ", ".join(moved) or None
+
+
 async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) -> bool:
     """One try of a push's bookkeeping (_LINK_SQL, then _LOG_AND_FINISH_SQL) in one
     transaction. True when the job was re-armed for a newer version."""
@@ -342,10 +422,20 @@ def _reported(remote: RemoteRecord, pushed: dict[str, Any]) -> dict[str, Any]:
 
 
 class Pusher:
-    def __init__(self, pool: asyncpg.Pool, clients: Clients, policy: PushPolicy) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clients: Clients,
+        policy: PushPolicy,
+        *,
+        observe: Observe | None = None,
+    ) -> None:
         self.pool = pool
         self.clients = clients
         self.policy = policy
+        # None: updates are written without a look first (ApiSpec.update_precondition is
+        # then not honoured; the service always passes one).
+        self.observe = observe
 
     async def run(self, job: Job) -> bool:
         """Push ``job``. True when its row is still queued and may be due before the worker
@@ -417,9 +507,15 @@ class Pusher:
         return True
 
     async def _push(
-        self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read
+        self,
+        job: Job,
+        info: ConnectionInfo,
+        handle: Handle,
+        read: _Read,
+        looked: RemoteRecord | None = None,
     ) -> tuple[str, bool]:
-        """The operation made (or skipped, waiting) and whether the job's row is still queued."""
+        """The operation made (or skipped, waiting) and whether the job's row is still queued.
+        ``looked``: the target's state already read by this push (see ``_look``)."""
         if not read.found:
             return "skipped", await finish(self.pool, job)
         if read.external_id is not None and (read.pushed_version or 0) >= read.version:
@@ -439,10 +535,30 @@ class Pusher:
         )
         if settled is not None:
             return settled
+        return await self._write(job, info, handle, read, looked)
+
+    async def _write(
+        self,
+        job: Job,
+        info: ConnectionInfo,
+        handle: Handle,
+        read: _Read,
+        looked: RemoteRecord | None,
+    ) -> tuple[str, bool]:
+        """Create or update the record at the target (what ``_push`` leaves to do)."""
+        entity_type = cast(EntityType, job.entity_type)
         data = read.data
         refs = await self._refs(job, info, data, read.ref_links)
         if refs is None:  # rescheduled behind the records it references
             return "waiting", True
+        expected: str | None = None
+        if read.external_id is not None and self._looks(handle):
+            if looked is None:
+                seen = await self._look(job, info, handle, read)
+                if isinstance(seen, tuple):  # handed to the merge, or merged meanwhile
+                    return seen
+                looked = seen
+            expected = looked.version if self._conditional(handle) else None
         body = {k: v for k, v in data.items() if k not in REFERENCE_FIELDS}
         try:
             if read.external_id is None:
@@ -455,8 +571,23 @@ class Pusher:
                 operation = "update"
                 linked = read.external_id
                 remote = await self._call(
-                    handle, operation, lambda c: c.update(entity_type, linked, body, refs)
+                    handle,
+                    operation,
+                    lambda c: c.update(entity_type, linked, body, refs, **_condition(expected)),
                 )
+        except PushFailedError as exc:
+            if expected is not None and isinstance(exc.failure.error, StaleVersionError):
+                # Edited there between our look and our write: nothing was written; the
+                # next run looks again and hands that edit to the merge.
+                await reschedule(
+                    self.pool, job, 0.0, f"changed there while written: {exc}",
+                    count_attempt=True,
+                )  # fmt: skip
+                metrics.RETRIES.labels(info.provider, "changed_there").inc()
+                return "waiting", True
+            if exc.written is not None:
+                await self._link_written(info, job, read, exc.written, data)
+            raise
         except DeadLetter as exc:
             # The provider took a write before a later step failed (or was refused by its
             # rules): link what it holds now, so a retry or redrive updates it and never
@@ -473,6 +604,71 @@ class Pusher:
             pushed=data,
         )
         return operation, rearmed
+
+    def _looks(self, handle: Handle) -> bool:
+        """Whether an update to this target reads it first (ApiSpec.update_precondition)."""
+        api = handle.connector.api
+        return self.observe is not None and api is not None and api.update_precondition != "none"
+
+    @staticmethod
+    def _conditional(handle: Handle) -> bool:
+        api = handle.connector.api
+        return api is not None and api.update_precondition == "version"
+
+    async def _look(
+        self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read
+    ) -> RemoteRecord | tuple[str, bool]:
+        """Read the target before updating it (issue 17). The record as it is there, when
+        it holds nothing we have not seen: write it. Otherwise its state is the target's
+        own edit, made while our push was on its way (its webhook, if any, not applied
+        yet): written over, it would be lost everywhere. It goes to the processor as an
+        observation of the target, the way a reconciliation hands a listed record over
+        (dedup, merge, conflict policy, echo rules, ledger), and this push waits for the
+        merged record, which it then pushes: ("waiting", True), its row rescheduled and the
+        sync log saying ``changed_there``.
+
+        Handed over before the row is touched: a push that dies between the read and the
+        hand-off has written nothing and runs again after its lease; one that dies after
+        it hands the same state again, which the processor drops as a duplicate (its key
+        is the state's). Nothing is written to the target until the processor has taken
+        the state in, so nothing is pushed twice and nothing is lost."""
+        assert self.observe is not None  # noqa: S101 - _looks said so
+        entity_type = cast(EntityType, job.entity_type)
+        linked = cast(str, read.external_id)
+        current = await self._call(handle, "update", lambda c: c.fetch(entity_type, linked))
+        unseen = _unseen(entity_type, current, read)
+        if unseen is None:
+            return current
+        key = change_id(entity_type, current)
+        taken = await self.pool.fetchval(_TAKEN_SQL, info.id, key)
+        if taken == "processed":
+            # The merge has decided on this state (merged it, or kept ours): the record as
+            # it now stands is what the target gets, written at the version just read.
+            row = await self.pool.fetchrow(
+                _READS[job.entity_type], job.connection_id, job.entity_id, job.entity_type,
+                job.tenant_id,
+            )  # fmt: skip
+            if row is None:
+                return "skipped", False
+            return await self._push(job, info, handle, _Read.from_row(row), looked=current)
+        if job.attempts + 1 >= self.policy.max_attempts:
+            raise ChangedThereError(
+                f"{job.entity_type} {job.entity_id}: the target's own edit ({unseen}), handed"
+                f" to the processor as event {key}, was not taken in after"
+                f" {job.attempts + 1} waits; see the processor's dead letters, then redrive"
+            )
+        if taken is None:  # parked (a record it names is not linked yet): handed already
+            await self.observe(info, entity_type, current)
+        why = f"changed there ({unseen}); handed to the merge as {key}, merged record next"
+        delay = min(CHANGED_THERE_WAIT_SECONDS * 2**job.attempts, self.policy.backoff_cap_seconds)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                _CHANGED_THERE_SQL, job.tenant_id, info.id, job.entity_type, job.entity_id,
+                linked, why,
+            )  # fmt: skip
+            await reschedule(conn, job, delay, why, count_attempt=True)
+        metrics.SKIPPED.labels(info.provider, "changed_there").inc()
+        return "waiting", True
 
     async def _not_sent(
         self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read

@@ -107,6 +107,49 @@ def change_id(entity_type: str, record: RemoteRecord) -> str:
     return f"sync:{digest[:40]}"
 
 
+def change_message(
+    info: ConnectionInfo, entity_type: EntityType, record: RemoteRecord, now: datetime
+) -> bytes:
+    """``record``, as the connection's provider holds it, as a ``changes.normalized``
+    message: what a webhook becomes once mapped, keyed for dedup by its state."""
+    change = InternalChange(
+        tenant_id=info.tenant_id,
+        connection_id=info.id,
+        received_at=now,
+        change=ChangeEvent(
+            event_id=change_id(entity_type, record),
+            entity_type=entity_type,
+            op="delete" if record.deleted else "upsert",
+            external_id=record.external_id,
+            occurred_at=record.updated_at,
+            data={} if record.deleted else dict(record.data),
+            refs={} if record.deleted else dict(record.refs),
+        ),
+    )
+    return change.model_dump_json().encode()
+
+
+class Observer:
+    """Hands one provider record read outside a run to the processor, the way a run does:
+    outbound reads a push's target before writing it, and a state there that we have not
+    seen goes through the merge like any webhook or reconciled page (issue 17)."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    async def __call__(
+        self, info: ConnectionInfo, entity_type: EntityType, record: RemoteRecord
+    ) -> str:
+        """Produce ``record`` and return its dedup key once Kafka acknowledged it."""
+        await self.producer.send_and_wait(
+            self.topic,
+            key=topics.normalized_key(info.id, entity_type, record.external_id),
+            value=change_message(info, entity_type, record, datetime.now(UTC)),
+        )
+        return change_id(entity_type, record)
+
+
 def runnable_types(info: ConnectionInfo, wanted: Sequence[str] | None) -> list[EntityType]:
     """The entity types a run of this connection covers: the requested ones, or every type
     it syncs inbound. Raises SyncFailedError naming what cannot be synced."""
@@ -310,36 +353,12 @@ class SyncRunner:
                 await self.producer.send(
                     self.topic,
                     key=topics.normalized_key(info.id, entity_type, record.external_id),
-                    value=self._change(job, info, entity_type, record, now),
+                    value=change_message(info, entity_type, record, now),
                 )
             )
         # A page is checkpointed only after every record of it is acknowledged.
         await asyncio.gather(*sends)
         return changed
-
-    @staticmethod
-    def _change(
-        job: SyncJob,
-        info: ConnectionInfo,
-        entity_type: EntityType,
-        record: RemoteRecord,
-        now: datetime,
-    ) -> bytes:
-        change = InternalChange(
-            tenant_id=info.tenant_id,
-            connection_id=info.id,
-            received_at=now,
-            change=ChangeEvent(
-                event_id=change_id(entity_type, record),
-                entity_type=entity_type,
-                op="delete" if record.deleted else "upsert",
-                external_id=record.external_id,
-                occurred_at=record.updated_at,
-                data={} if record.deleted else dict(record.data),
-                refs={} if record.deleted else dict(record.refs),
-            ),
-        )
-        return change.model_dump_json().encode()
 
     async def _deletes(self, job: SyncJob, info: ConnectionInfo) -> None:
         """Emit a delete for each live link the provider did not list."""
@@ -375,7 +394,7 @@ class SyncRunner:
                     await self.producer.send(
                         self.topic,
                         key=topics.normalized_key(info.id, entity_type, external_id),
-                        value=self._change(job, info, entity_type, gone, now),
+                        value=change_message(info, entity_type, gone, now),
                     )
                 )
             await asyncio.gather(*sends)

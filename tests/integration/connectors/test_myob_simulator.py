@@ -142,6 +142,28 @@ async def test_a_stale_row_version_is_read_again_once(stack: Stack) -> None:
     assert [r["status"] for r in puts] == [409, 409]
 
 
+async def test_an_update_at_an_expected_row_version_is_not_tried_again(stack: Stack) -> None:
+    """Outbound read the record first (issue 17) and writes at the RowVersion it read: an
+    edit made since is MYOB's 409, raised at once; a second PUT at a fresh RowVersion
+    would overwrite that edit."""
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "k")
+    assert customer.version is not None
+    await client.update("customer", customer.external_id, {"phone": "0400 000 009"}, {})
+    with pytest.raises(StaleVersionError):
+        await client.update(
+            "customer",
+            customer.external_id,
+            {"email": "x@example.com"},
+            {},
+            expected_version=customer.version,
+        )
+    puts = [r for r in stack.sim.log.requests if r["method"] == "PUT"]
+    assert [r["status"] for r in puts] == [200, 409]
+    now = await client.fetch("customer", customer.external_id)
+    assert (now.data["phone"], now.data["email"]) == ("0400 000 009", CUSTOMER["email"])
+
+
 def _stale_copy(sim: MyobSimulator, obj: dict[str, Any]) -> dict[str, Any]:
     """Hand the GET the record, then move its RowVersion on as another writer would."""
     shown = dict(obj)

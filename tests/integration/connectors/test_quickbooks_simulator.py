@@ -360,6 +360,33 @@ async def test_two_stale_answers_in_a_row_raise_stale_version(qbo: Harness) -> N
     assert [status for _, _, status in posts] == [400, 400]
 
 
+async def test_an_update_at_an_expected_sync_token_is_never_written_over_an_edit(
+    qbo: Harness,
+) -> None:
+    """Outbound read the record (issue 17) and writes at the SyncToken it read: an edit
+    made since is QuickBooks' 5010, and the client neither reads again nor writes again
+    (that second write overwrote the edit)."""
+    customer = await qbo.client.create("customer", CUSTOMER, {}, "c")
+    assert customer.version is not None
+    qbo.sim.update("customer", customer.external_id, {"Notes": "edited by a user"})
+    with pytest.raises(StaleVersionError):
+        await qbo.client.update(
+            "customer",
+            customer.external_id,
+            {"phone": "1-800"},
+            {},
+            expected_version=customer.version,
+        )
+    after = qbo.requests()[1:]  # after the create
+    assert [(method, status) for method, _, status in after] == [("POST", 400)]
+    now = await qbo.client.fetch("customer", customer.external_id)
+    assert (now.data["notes"], now.data["phone"]) == ("edited by a user", CUSTOMER["phone"])
+    written = await qbo.client.update(
+        "customer", customer.external_id, {"phone": "1-800"}, {}, expected_version=now.version
+    )
+    assert (written.data["notes"], written.data["phone"]) == ("edited by a user", "1-800")
+
+
 async def test_stale_delete_is_retried_too(qbo: Harness) -> None:
     customer = await qbo.client.create("customer", CUSTOMER, {}, "c")
     refs = {"customer_id": customer.external_id}

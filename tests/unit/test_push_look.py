@@ -1,0 +1,57 @@
+"""What a push's look at its target calls a state we have not heard (issue 17): pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.spec import RemoteRecord
+from services.outbound.pusher import _Read, _unseen
+
+T = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+HEARD = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
+
+
+def _read(seen: dict[str, Any] | None, seen_at: datetime | None = T) -> _Read:
+    return _Read(
+        found=True, data={}, version=2, deleted=False, external_id="1", pushed_version=1,
+        ref_links={}, seen=seen, seen_at=seen_at,
+    )  # fmt: skip
+
+
+def _there(data: dict[str, Any], at: datetime = T, *, deleted: bool = False) -> RemoteRecord:
+    return RemoteRecord("customer", "1", at, data, deleted=deleted)
+
+
+def test_the_state_last_heard_is_nothing_new() -> None:
+    assert _unseen("customer", _there(HEARD), _read(HEARD)) is None
+
+
+def test_a_field_changed_there_is_named_even_in_the_same_second() -> None:
+    """Whole-second clocks (QuickBooks, Stripe): the time cannot tell, the values do."""
+    there = _there({**HEARD, "phone": "+61 2 5550 9"})
+    assert _unseen("customer", there, _read(HEARD)) == "phone"
+
+
+def test_a_delete_there_is_unseen() -> None:
+    assert _unseen("customer", _there({}, deleted=True), _read(HEARD)) == "deleted"
+
+
+def test_a_state_older_than_one_heard_is_not_handed_over() -> None:
+    """The processor would decide it stale and never take it in: the push would wait for
+    nothing."""
+    there = _there({**HEARD, "phone": "+61 2 5550 9"}, T - timedelta(seconds=1))
+    assert _unseen("customer", there, _read(HEARD)) is None
+
+
+def test_without_a_snapshot_there_is_nothing_to_compare() -> None:
+    assert _unseen("customer", _there({**HEARD, "phone": "x"}), _read(None)) is None
+
+
+def test_a_state_the_canonical_model_refuses_is_written_over_as_before() -> None:
+    assert _unseen("customer", _there({"email": 5}), _read(HEARD)) is None
+
+
+def test_a_field_we_never_heard_of_is_unseen() -> None:
+    there = _there({**HEARD, "notes": "gate code 1234"})
+    assert _unseen("customer", there, _read(HEARD)) == "notes"
