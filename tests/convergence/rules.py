@@ -55,6 +55,8 @@ _STRIPE = "connectors/stripe/README.md"
 _XERO = "connectors/xero/README.md"
 _ASCORA = "connectors/ascora/README.md"
 _SQUARE = "connectors/square/README.md"
+_SHOPIFY = "connectors/shopify/README.md"
+_MYOB = "connectors/myob/README.md"
 
 REFUSALS: tuple[Refusal, ...] = (
     Refusal(
@@ -157,6 +159,22 @@ REFUSALS: tuple[Refusal, ...] = (
         "update",
         re.compile(r"^Square payment \S+: a completed payment cannot change"),
         Doc(_SQUARE, "A completed payment is final"),
+    ),
+    Refusal(
+        "shopify: a transaction is never edited",
+        "shopify",
+        "payment",
+        "update",
+        re.compile(r"^Shopify transaction \S+: transactions are created, never edited"),
+        Doc(_SHOPIFY, "transactions are created, never edited; a change to one's"),
+    ),
+    Refusal(
+        "myob: a customer payment is never edited",
+        "myob",
+        "payment",
+        "update",
+        re.compile(r"^MYOB payment \S+: a customer payment cannot be edited"),
+        Doc(_MYOB, "`Sale/CustomerPayment` has no `PUT`: a change to what MYOB holds of a payment"),
     ),
 )
 
