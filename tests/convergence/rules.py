@@ -169,6 +169,14 @@ REFUSALS: tuple[Refusal, ...] = (
         Doc(_SHOPIFY, "transactions are created, never edited; a change to one's"),
     ),
     Refusal(
+        "shopify: no payment over what the order owes",
+        "shopify",
+        "payment",
+        "create",
+        re.compile(r"^Shopify order \S+ owes \S+: a payment of \S+ exceeds its outstanding"),
+        Doc(_SHOPIFY, "Shopify refuses a sale over the order's outstanding balance"),
+    ),
+    Refusal(
         "myob: a customer payment is never edited",
         "myob",
         "payment",
