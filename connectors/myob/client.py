@@ -122,7 +122,16 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
             customer = invoice.get("Customer")
             if isinstance(customer, Mapping) and customer.get("UID"):
                 body = {**body, "Customer": {"UID": customer["UID"]}}
-        answer = await self._call("POST", path, json_body=body, params=RETURN_BODY)
+        try:
+            answer = await self._call("POST", path, json_body=body, params=RETURN_BODY)
+        except ProviderError as exc:
+            if exc.status == 400 and "AmountAppliedExceedsBalance" in str(exc):
+                # MYOB's own rule: the invoice is paid already, or would be overpaid.
+                raise ProviderRuleError(
+                    f"MYOB invoice {write.refs.get('invoice_id')}: a payment cannot exceed its"
+                    " balance due (AmountAppliedExceedsBalance)"
+                ) from None
+            raise
         return self.record(write.entity_type, self._object(answer, f"POST {path}"))
 
     async def _update(self, write: Write, external_id: str) -> RemoteRecord:

@@ -177,6 +177,14 @@ REFUSALS: tuple[Refusal, ...] = (
         Doc(_SHOPIFY, "Shopify refuses a sale over the order's outstanding balance"),
     ),
     Refusal(
+        "myob: no payment over the invoice's balance due",
+        "myob",
+        "payment",
+        "create",
+        re.compile(r"^MYOB invoice \S+: a payment cannot exceed its balance due"),
+        Doc(_MYOB, "A payment cannot exceed its invoice's balance due"),
+    ),
+    Refusal(
         "myob: a customer payment is never edited",
         "myob",
         "payment",

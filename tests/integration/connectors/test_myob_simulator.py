@@ -266,3 +266,17 @@ async def test_a_payment_naming_only_its_invoice_is_recorded_for_that_invoices_c
     assert stack.sim.store["payment"][payment.external_id]["Customer"] == {
         "UID": customer.external_id
     }
+
+
+async def test_a_payment_over_what_the_invoice_owes_is_a_provider_rule_refusal(
+    stack: Stack,
+) -> None:
+    # MYOB answers 400 AmountAppliedExceedsBalance: its rule, not a malformed request (a
+    # convergence run found it parked as provider_4xx).
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "k1")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
+    too_much = {"amount": 13551, "currency": "AUD", "status": "succeeded", "reference": "X"}
+    with pytest.raises(ProviderRuleError, match="balance due"):
+        await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "k3")
+    assert not stack.sim.live("payment")
