@@ -9,7 +9,9 @@ types, rate limit and auth kind should be that connection's rather than the defa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from connectors.base import Connector
 from connectors.generic.client import auth_for, make_client
@@ -17,6 +19,7 @@ from connectors.generic.config import (
     GenericMapping,
     MappingFileError,
     load_mapping_file,
+    mapping_from_settings,
     mapping_settings,
 )
 from connectors.generic.mapping import Mapper
@@ -57,6 +60,17 @@ def api_spec(mapping: GenericMapping | None = None) -> ApiSpec:
     )
 
 
+def declares_handshake(settings: Mapping[str, Any]) -> bool:
+    """Whether a connection with these settings is a generic one whose mapping declares a
+    subscription handshake (``webhook.verification``: FreshBooks'), so its webhook secrets
+    are the codes its provider posts, not one we generate."""
+    try:
+        mapping = mapping_from_settings(settings)
+    except ValueError:
+        return False
+    return mapping.webhook is not None and mapping.webhook.verification is not None
+
+
 def connector_for(config: GenericSchemeConfig, mapping: GenericMapping | None = None) -> Connector:
     """The connector of one generic connection; its timestamp, event-id and ``keep_headers``
     headers are kept."""
@@ -79,6 +93,7 @@ __all__ = [
     "api_spec",
     "auth_for",
     "connector_for",
+    "declares_handshake",
     "load_mapping_file",
     "mapping_settings",
 ]

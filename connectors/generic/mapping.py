@@ -56,6 +56,13 @@ _FORM_STEP = re.compile(r"\[([^\[\]]*)\]")
 # parser's recursion limit bounds JSON, so a crafted name cannot build a deep object.
 _FORM_MAX_STEPS = 32
 Operation = Literal["create", "update"]
+# What a handshake's values may be. They are unsigned and go into the confirm URL's path
+# (FreshBooks' account id "6BApk" and callback id "2001"): letters, digits, "-" and "_"
+# only, so no "/", "." or escape can move the call elsewhere. The code becomes a webhook
+# secret: printable ASCII, no space, bounded (FreshBooks' are short random strings; a
+# kilobyte is far above any code and keeps a hostile post from storing megabytes).
+HANDSHAKE_VALUE_CHARS = re.compile(r"[A-Za-z0-9_-]{1,128}")
+HANDSHAKE_CODE_CHARS = re.compile(r"[!-~]{1,1024}")
 
 
 @dataclass(frozen=True)
@@ -149,18 +156,31 @@ class Mapper:
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> Handshake | None:
         """The subscription handshake ``body`` is, as the mapping's ``webhook.verification``
-        describes it, or None when it is anything else. Unverified by nature: the code is
-        only to be trusted once the provider accepts it back (``GenericClient.confirm``)."""
+        describes it, or None when it is anything else (a body that does not parse, or
+        names another event). Unverified by nature: the code is only to be trusted once the
+        provider accepts it back (``GenericClient.confirm``).
+
+        A handshake without its code or a placeholder value, or with a value that is not a
+        plain token, raises MappingError: its values go into the confirm URL's path, which
+        our credentials are sent to, so ``../`` or a ``/`` must never reach it."""
         mapping = connection_mapping(settings)
         hooks = mapping.webhook
         if hooks is None or hooks.verification is None:
             return None
         spec = hooks.verification
-        for where, item, event_type, _ in _webhook_items(_document(body, hooks), headers, hooks):
+        try:
+            items = list(_webhook_items(_document(body, hooks), headers, hooks))
+        except MappingError:
+            return None  # not a body of this provider's shape, so no handshake either
+        for where, item, event_type, _ in items:
             if event_type != spec.event:
                 continue
-            values = {name: _text(item, path, where) for name, path in spec.placeholders.items()}
-            return Handshake(verifier=_text(item, spec.verifier, where), values=values)
+            values = {
+                name: _token(item, path, where, HANDSHAKE_VALUE_CHARS)
+                for name, path in spec.placeholders.items()
+            }
+            verifier = _token(item, spec.verifier, where, HANDSHAKE_CODE_CHARS)
+            return Handshake(verifier=verifier, values=values)
         return None
 
     def to_canonical(
@@ -622,6 +642,16 @@ def _id(obj: Mapping[str, Any], path: str, where: str) -> str:
 
 def _text(obj: Mapping[str, Any], path: str, where: str) -> str:
     return _id(obj, path, where)
+
+
+def _token(obj: Mapping[str, Any], path: str, where: str, pattern: re.Pattern[str]) -> str:
+    """A handshake's value at ``path``: present, and all of it matching ``pattern``."""
+    value = _text(obj, path, where)
+    if pattern.fullmatch(value) is None:
+        raise MappingError(
+            "schema_violation", f"{_at(where, path)}: not a plain token ({pattern.pattern})"
+        )
+    return value
 
 
 def _timestamp(obj: Mapping[str, Any], spec: Timestamp, where: str) -> datetime:

@@ -110,7 +110,28 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
         # second record (README, assumptions); the outbound's link after the first success
         # is what keeps a push from creating twice.
         path = RESOURCES[write.entity_type]
-        answer = await self._call("POST", path, json_body=write.body, params=RETURN_BODY)
+        body = write.body
+        if (
+            write.entity_type == "payment"
+            and "Customer" not in body
+            and write.refs.get("invoice_id")
+        ):
+            # MYOB requires a CustomerPayment's Customer; a canonical payment names its
+            # invoice alone: the customer is the invoice's, as MYOB holds it.
+            invoice = await self._raw("invoice", write.refs["invoice_id"])
+            customer = invoice.get("Customer")
+            if isinstance(customer, Mapping) and customer.get("UID"):
+                body = {**body, "Customer": {"UID": customer["UID"]}}
+        try:
+            answer = await self._call("POST", path, json_body=body, params=RETURN_BODY)
+        except ProviderError as exc:
+            if exc.status == 400 and "AmountAppliedExceedsBalance" in str(exc):
+                # MYOB's own rule: the invoice is paid already, or would be overpaid.
+                raise ProviderRuleError(
+                    f"MYOB invoice {write.refs.get('invoice_id')}: a payment cannot exceed its"
+                    " balance due (AmountAppliedExceedsBalance)"
+                ) from None
+            raise
         return self.record(write.entity_type, self._object(answer, f"POST {path}"))
 
     async def _update(self, write: Write, external_id: str) -> RemoteRecord:

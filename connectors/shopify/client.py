@@ -25,6 +25,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
 import aiohttp
@@ -272,6 +273,14 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
         order = await self._order(order_id)
         if order.get("cancelled_at"):
             raise ProviderRuleError(f"Shopify order {order_id} is cancelled: it takes no payment")
+        owed, amount = order.get("total_outstanding"), body["transaction"].get("amount")
+        if owed is not None and amount is not None and Decimal(str(amount)) > Decimal(str(owed)):
+            # Shopify's own rule (it answers 422, "exceeds the order's outstanding balance"):
+            # the order is paid already, or would be overpaid.
+            raise ProviderRuleError(
+                f"Shopify order {order_id} owes {owed}: a payment of {amount} exceeds its"
+                " outstanding balance"
+            )
         transaction = await self._member(
             "POST",
             f"/orders/{order_id}/transactions.json",

@@ -11,7 +11,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from connectors.egress import EgressRefusedError, check_url
-from connectors.generic import GenericMapping, GenericSchemeConfig
+from connectors.generic import GenericMapping, GenericSchemeConfig, declares_handshake
 from connectors.generic.signature import CONFIGURING
 from connectors.http import OAuthTokens
 from connectors.registry import PROVIDERS, WEBHOOK_PROVIDERS, connector
@@ -34,6 +34,7 @@ from crmsync.application.models import (
     ConnectionQuery,
     ConnectionSettingsIn,
     ConnectionUpdate,
+    HandshakeWindow,
     OAuthCredentials,
     Page,
     SecretRotate,
@@ -68,6 +69,7 @@ def _out(row: asyncpg.Record, ctx: Context) -> ConnectionOut:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         last_reconciled_at=row["last_reconciled_at"],
+        handshakes_until=row["handshakes_until"],
     )
 
 
@@ -195,6 +197,24 @@ def _credentials_plaintext(creds: ApiKeyCredentials | OAuthCredentials) -> str:
     )
 
 
+def first_secret(
+    provider: str,
+    given: str | None,
+    scheme: GenericSchemeConfig | None,
+    settings: dict[str, Any],
+    *,
+    now: datetime,
+) -> tuple[str | None, datetime | None]:
+    """A new connection's first webhook secret (the one given, else generated), or, for a
+    mapping whose provider issues its secrets by handshake (FreshBooks'), none and the time
+    until which it takes handshakes: a secret we made would sign nothing."""
+    if provider not in WEBHOOK_PROVIDERS:
+        return None, None
+    if given is None and declares_handshake(settings):
+        return None, now + stored.HANDSHAKE_WINDOW
+    return given or connector(provider, scheme).scheme.generate_secret(), None
+
+
 @audited("connection.create")
 async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> ConnectionCreated:
     if body.provider not in PROVIDERS:
@@ -226,9 +246,9 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
     _check_mapping_url(ctx, settings)
     if scheme is not None:
         settings["generic"] = scheme.model_dump(mode="json")
-    secret = None
-    if body.provider in WEBHOOK_PROVIDERS:
-        secret = body.webhook_secret or connector(body.provider, scheme).scheme.generate_secret()
+    secret, handshakes_until = first_secret(
+        body.provider, body.webhook_secret, scheme, settings, now=datetime.now(UTC)
+    )
     slug = await conn.fetchval("SELECT slug FROM tenants WHERE id = $1", ctx.tenant_id)
     if slug is None:
         raise NotFoundError("no such tenant")
@@ -249,6 +269,7 @@ async def create(conn: Conn, ctx: Context, body: ConnectionCreate) -> Connection
                 if body.credentials is not None
                 else None,
                 settings=settings,
+                handshakes_until=handshakes_until,
             )
     except asyncpg.UniqueViolationError:
         raise ConflictError(
@@ -350,6 +371,25 @@ async def rotate_secret(
     return SecretRotated(
         connection_id=connection_id, webhook_secret=secret, previous_expire_at=retire_at
     )
+
+
+@audited("connection.await_handshake")
+async def await_handshake(
+    conn: Conn, ctx: Context, connection_id: uuid.UUID, body: HandshakeWindow, *, now: datetime
+) -> ConnectionOut:
+    """The connection takes its provider's subscription handshakes for ``body.seconds``
+    (an operator registering the provider's webhooks again). Its secrets stay: each code
+    the provider accepts back is added beside them."""
+    row = await _row(conn, ctx, connection_id)
+    if not declares_handshake(row["settings"]):
+        raise ConflictError(
+            f"{row['provider']} connection {connection_id}: its mapping declares no webhook"
+            " handshake (webhook.verification), so its secrets are set with rotate-secret"
+        )
+    await stored.await_handshakes(
+        conn, connection_id, now + timedelta(seconds=body.seconds), tenant_id=ctx.tenant_id
+    )
+    return await get(conn, ctx, connection_id)
 
 
 @audited("connection.set_credentials")

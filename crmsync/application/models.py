@@ -186,6 +186,12 @@ class ConnectionOut(Out):
     created_at: datetime
     updated_at: datetime
     last_reconciled_at: datetime | None
+    handshakes_until: datetime | None = Field(
+        None,
+        description="Until when it takes its provider's subscription handshakes (a mapping"
+        " with webhook.verification: FreshBooks); each code the provider accepts back then"
+        " verifies its webhooks too.",
+    )
 
 
 class ConnectionCreated(ConnectionOut):
@@ -199,6 +205,15 @@ class SecretRotate(Strict):
     )
     overlap_seconds: int = Field(
         86_400, ge=0, le=30 * 86_400, description="How long the old secrets keep verifying."
+    )
+
+
+class HandshakeWindow(Strict):
+    seconds: int = Field(
+        3_600,
+        ge=0,
+        le=7 * 86_400,
+        description="How long from now it takes handshakes (0 ends the window).",
     )
 
 

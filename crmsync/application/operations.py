@@ -56,6 +56,7 @@ OPERATIONS: dict[str, Operation] = {
     "disableConnection": partial(connections.set_status, status="disabled"),
     "enableConnection": partial(connections.set_status, status="active"),
     "rotateWebhookSecret": connections.rotate_secret,
+    "awaitWebhookHandshake": connections.await_handshake,
     "pauseConnection": pauses.pause,
     "resumeConnection": pauses.resume,
     "createFreezeWindow": pauses.create_window,

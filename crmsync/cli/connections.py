@@ -12,6 +12,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -30,12 +31,14 @@ from connectors.generic import (
 from connectors.generic.signature import CONFIGURING
 from connectors.registry import PROVIDERS, WEBHOOK_PROVIDERS, connector
 from crmsync.application import audit_trail
+from crmsync.application.connections import first_secret
 from crmsync.application.models import (
     ConnectionCreate,
     ConnectionCreated,
     ConnectionQuery,
     ConnectionUpdate,
     CredentialsIn,
+    HandshakeWindow,
     PauseRequest,
     ResumeRequest,
     SecretRotate,
@@ -169,9 +172,9 @@ def _add_local(
     except CryptoError as exc:
         raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
     config, mapping = _generic_config(provider, generic_config)
-    secret = None
-    if provider in WEBHOOK_PROVIDERS:
-        secret = webhook_secret or connector(provider, config).scheme.generate_secret()
+    secret, handshakes_until = first_secret(
+        provider, webhook_secret, config, _generic_settings(config, mapping), now=datetime.now(UTC)
+    )
 
     async def store() -> CreatedConnection:
         try:
@@ -191,6 +194,7 @@ def _add_local(
                     base_url=base_url,
                     api_credentials=api_key,
                     settings=_generic_settings(config, mapping),
+                    handshakes_until=handshakes_until,
                 )
                 await audit_trail.record(
                     conn,
@@ -306,7 +310,11 @@ def _print(
             # The provider signs nothing: the URL it posts to carries the secret.
             url += "?" + urlencode({token_param: created.webhook_secret})
         out["webhook_url"] = url
-        out["webhook_secret"] = created.webhook_secret
+        if created.handshakes_until is not None and created.webhook_secret is None:
+            # The provider's handshake brings the secret: register its webhooks by then.
+            out["handshakes_until"] = created.handshakes_until.isoformat()
+        else:
+            out["webhook_secret"] = created.webhook_secret
     _show(out, as_json=as_json)
 
 
@@ -367,6 +375,15 @@ def _rotate_secret(args: argparse.Namespace) -> int:
     if not args.json:
         print("(the secret is shown only now; it is stored encrypted)")
     return code
+
+
+@cli.command
+def _await_handshake(args: argparse.Namespace) -> int:
+    body = cli.model(HandshakeWindow, seconds=args.seconds)
+    found = cli.connection_id(args, args.id)
+    return cli.emit(
+        cli.call(args, "awaitWebhookHandshake", connection_id=found, body=body), args.json
+    )
 
 
 @cli.command
@@ -445,6 +462,12 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument(
         "--overlap-seconds", type=int, help="how long the old secret still verifies (86400)"
     )
+    p = action(
+        "await-handshake",
+        "take the provider's webhook handshakes for a while (FreshBooks' callbacks)",
+        _await_handshake,
+    )
+    p.add_argument("--seconds", type=int, help="how long from now (3600; 0 ends the window)")
     p = action("set-credentials", "store API credentials (encrypted)", _set_credentials)
     p.add_argument("--provider-api-key", help="the provider's API token")
     p.add_argument("--oauth-json", type=Path, help="file with the OAuth2 tokens (see the API)")

@@ -13,8 +13,8 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import asyncpg
 
@@ -38,6 +38,7 @@ class CreatedConnection:
     name: str
     webhook_secret: str | None = None
     api_key: str | None = None
+    handshakes_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,11 @@ async def create_connection(
     base_url: str | None = None,
     api_credentials: str | None = None,
     settings: dict[str, Any] | None = None,
+    handshakes_until: datetime | None = None,
 ) -> CreatedConnection:
     """Create the tenant if new, the connection, its first webhook secret or publish key.
+    ``handshakes_until``: it takes its provider's subscription handshakes until then (see
+    ``receive_handshake``).
 
     The tenant's connections quota is the caller's to check, in the same transaction
     (``quotas.check_connection_room``): quotas counts connections through this module."""
@@ -97,14 +101,16 @@ async def create_connection(
         )
         connection_id: uuid.UUID = await conn.fetchval(
             """
-            INSERT INTO connections (tenant_id, provider, name, base_url, settings)
-            VALUES ($1, $2, $3, $4, $5) RETURNING id
+            INSERT INTO connections (tenant_id, provider, name, base_url, settings,
+                                     handshakes_until)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
             """,
             tenant_id,
             provider,
             name,
             base_url,
             settings or {},
+            handshakes_until,
         )
         if api_credentials is not None:
             await save_credentials(
@@ -129,7 +135,7 @@ async def create_connection(
         elif webhook_secret is not None:
             await add_webhook_secret(conn, keyring, connection_id, webhook_secret)
     return CreatedConnection(
-        connection_id, tenant_id, tenant, provider, name, webhook_secret, api_key
+        connection_id, tenant_id, tenant, provider, name, webhook_secret, api_key, handshakes_until
     )
 
 
@@ -497,7 +503,7 @@ async def reconcile_candidates(conn: Conn | asyncpg.Pool) -> list[asyncpg.Record
 # What an operator sees of a connection: never its credentials, only whether it has some.
 _VIEW_COLUMNS = """
     id, provider, name, status, base_url, settings, credentials_encrypted IS NOT NULL AS creds,
-    created_at, updated_at, last_reconciled_at
+    created_at, updated_at, last_reconciled_at, handshakes_until
 """
 
 
@@ -680,4 +686,188 @@ async def needing_reauth(conn: Conn, tenant_ids: list[uuid.UUID]) -> list[asyncp
          WHERE tenant_id = ANY ($1::uuid[]) AND status = 'needs_reauth'
         """,
         tenant_ids,
+    )
+
+
+# -- subscription handshakes (migration 0021) --------------------------------------------
+
+# How long a new connection whose mapping declares a handshake takes them: the operator
+# registers the provider's webhooks after adding the connection (FreshBooks: one callback
+# per event family, in its API); a day covers that, and `connections await-handshake`
+# opens another window (FreshBooks resends a code when asked).
+HANDSHAKE_WINDOW = timedelta(hours=24)
+
+# What ingest made of a handshake post: stored for the outbound service to confirm; refused
+# because the connection takes none now; refused because it already holds this many
+# unconfirmed ones (a flood of unsigned posts must not grow the table).
+HandshakeReceipt = Literal["stored", "not_awaited", "too_many"]
+
+
+@dataclass(frozen=True)
+class PendingHandshake:
+    """A received handshake claimed for confirming: the code decrypted, never in a repr."""
+
+    id: uuid.UUID
+    connection_id: uuid.UUID
+    tenant_id: uuid.UUID
+    verifier: str = field(repr=False)
+    values: dict[str, str]
+    attempts: int
+
+
+async def receive_handshake(
+    conn: Conn,
+    keyring: KeyRing,
+    connection_id: uuid.UUID,
+    verifier: str,
+    values: dict[str, str],
+    *,
+    max_pending: int,
+) -> HandshakeReceipt:
+    """Store a handshake's code (encrypted as a webhook secret is, so a confirmed one moves
+    to webhook_secrets as it is) for an active connection that takes handshakes now and
+    holds fewer than ``max_pending`` unconfirmed ones. Any tenant's: ingest found the
+    connection by the id in the URL the provider posts to, as for any webhook."""
+    row = await conn.fetchrow(
+        """
+        WITH target AS (
+            SELECT id, tenant_id FROM connections
+             WHERE id = $1 AND status = 'active' AND handshakes_until > now()
+        ), waiting AS (
+            SELECT count(*) AS n FROM webhook_handshakes
+             WHERE connection_id = $1 AND state = 'pending'
+        ), stored AS (
+            INSERT INTO webhook_handshakes (connection_id, tenant_id, verifier_encrypted,
+                                            placeholders)
+            SELECT t.id, t.tenant_id, $2, $3 FROM target t, waiting w WHERE w.n < $4
+            RETURNING id
+        )
+        SELECT EXISTS (SELECT 1 FROM target) AS awaited, EXISTS (SELECT 1 FROM stored) AS stored
+        """,
+        connection_id,
+        keyring.encrypt(verifier, secret_context(connection_id)),
+        values,
+        max_pending,
+    )
+    assert row is not None  # noqa: S101 - a SELECT of two EXISTS always answers one row
+    if row["stored"]:
+        return "stored"
+    return "too_many" if row["awaited"] else "not_awaited"
+
+
+async def await_handshakes(
+    conn: Conn, connection_id: uuid.UUID, until: datetime, *, tenant_id: uuid.UUID
+) -> bool:
+    """The tenant's connection takes handshakes until ``until`` (an operator registering
+    a provider's webhooks again); False when the tenant has no such connection."""
+    done = await conn.fetchval(
+        """
+        UPDATE connections SET handshakes_until = $3, updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 RETURNING id
+        """,
+        connection_id,
+        tenant_id,
+        until,
+    )
+    return done is not None
+
+
+async def claim_handshakes(
+    conn: Conn | asyncpg.Pool, keyring: KeyRing, *, limit: int, lease_seconds: float
+) -> list[PendingHandshake]:
+    """Up to ``limit`` handshakes due for confirming, any tenant's (the outbound service
+    confirms them all), each leased: not claimed again for ``lease_seconds`` unless
+    settled. A code that does not decrypt (a key gone from the ring) fails its row."""
+    rows = await conn.fetch(
+        """
+        UPDATE webhook_handshakes h
+           SET attempts = h.attempts + 1,
+               next_attempt_at = now() + make_interval(secs => $2)
+         WHERE h.id IN (SELECT id FROM webhook_handshakes
+                         WHERE state = 'pending' AND next_attempt_at <= now()
+                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+        RETURNING h.id, h.connection_id, h.tenant_id, h.verifier_encrypted, h.placeholders,
+                  h.attempts
+        """,
+        limit,
+        lease_seconds,
+    )
+    claimed = []
+    for r in rows:
+        try:
+            verifier = keyring.decrypt(r["verifier_encrypted"], secret_context(r["connection_id"]))
+        except CryptoError as exc:
+            await settle_handshake(conn, r["id"], "failed", error=f"code does not decrypt: {exc}")
+            continue
+        claimed.append(
+            PendingHandshake(
+                id=r["id"],
+                connection_id=r["connection_id"],
+                tenant_id=r["tenant_id"],
+                verifier=verifier,
+                values=r["placeholders"],
+                attempts=r["attempts"],
+            )
+        )
+    return claimed
+
+
+async def confirm_handshake(conn: Conn, handshake_id: uuid.UUID) -> None:
+    """The provider accepted the handshake's code: it is one more current webhook secret of
+    its connection (the ciphertext moves as it is), and the connection is marked changed so
+    every ingest reloads it. One transaction."""
+    async with conn.transaction():
+        connection_id = await conn.fetchval(
+            """
+            UPDATE webhook_handshakes SET state = 'confirmed', settled_at = now(),
+                   last_error = NULL
+             WHERE id = $1 AND state = 'pending' RETURNING connection_id
+            """,
+            handshake_id,
+        )
+        if connection_id is None:
+            return  # settled meanwhile (a lease that ran out, taken by another worker)
+        await conn.execute(
+            """
+            INSERT INTO webhook_secrets (connection_id, secret_encrypted)
+            SELECT connection_id, verifier_encrypted FROM webhook_handshakes WHERE id = $1
+            """,
+            handshake_id,
+        )
+        await conn.execute("UPDATE connections SET updated_at = now() WHERE id = $1", connection_id)
+
+
+async def settle_handshake(
+    conn: Conn | asyncpg.Pool,
+    handshake_id: uuid.UUID,
+    state: Literal["refused", "failed"],
+    *,
+    error: str,
+) -> None:
+    """The handshake is done without a secret: the provider refused its code, or the tries
+    ran out. ``error`` says why, for the operator (never the code)."""
+    await conn.execute(
+        """
+        UPDATE webhook_handshakes SET state = $2, settled_at = now(), last_error = $3
+         WHERE id = $1 AND state = 'pending'
+        """,
+        handshake_id,
+        state,
+        error,
+    )
+
+
+async def retry_handshake(
+    conn: Conn | asyncpg.Pool, handshake_id: uuid.UUID, *, after_seconds: float, error: str
+) -> None:
+    """Try the handshake again in ``after_seconds`` (the provider was unreachable or busy)."""
+    await conn.execute(
+        """
+        UPDATE webhook_handshakes
+           SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+         WHERE id = $1 AND state = 'pending'
+        """,
+        handshake_id,
+        after_seconds,
+        error,
     )

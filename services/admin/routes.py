@@ -154,6 +154,18 @@ def routes() -> list[Route]:
         ),
         Route(
             "POST",
+            f"{_CONNECTION}/webhook-handshake/await",
+            "admin",
+            "Take the provider's subscription handshakes for a while (FreshBooks' callback"
+            " verification); each code it accepts back becomes one more webhook secret",
+            "connections",
+            "awaitWebhookHandshake",
+            body=m.HandshakeWindow,
+            response=m.ConnectionOut,
+            errors=(409,),
+        ),
+        Route(
+            "POST",
             f"{_CONNECTION}/pause",
             "admin",
             "Pause applying its webhooks (in), pushing to it (out) or both; they wait, nothing"

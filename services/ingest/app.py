@@ -25,6 +25,7 @@ from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
 from schemas import topics
 from services.ingest.connections import ConnectionCache
 from services.ingest.handlers import Ingest
+from services.ingest.handshakes import HandshakeInbox
 from services.ingest.quotas import QuotaKeeper
 
 SERVICE = "ingest"
@@ -32,6 +33,7 @@ PRODUCER = web.AppKey("producer", RenewableProducer)
 CACHE = web.AppKey("cache", ConnectionCache)
 QUOTAS = web.AppKey("quotas", QuotaKeeper)
 DOCUMENTS = web.AppKey("documents", CachedDocuments)
+HANDSHAKES = web.AppKey("handshakes", HandshakeInbox)
 log = logging.getLogger(__name__)
 
 # aiokafka keeps one open batch per partition and one produce request in flight per broker,
@@ -78,6 +80,7 @@ def create_app(
             db, keyring, refresh_seconds=settings.ingest_connection_refresh_seconds
         )
         app[CACHE] = cache
+        app[HANDSHAKES] = HandshakeInbox(db, keyring)
         # Not ready until loaded; if Postgres is down now, the refresh loop keeps trying.
         await cache.refresh()
         refresher = asyncio.create_task(cache.run(), name="connection-cache")
@@ -139,6 +142,7 @@ def create_app(
         producer_of=lambda: app[PRODUCER],
         quotas_of=lambda: app[QUOTAS],
         documents_of=lambda: app[DOCUMENTS],
+        handshakes_of=lambda: app[HANDSHAKES],
     )
     app.router.add_post("/webhooks/{provider}/{connection_id}", ingest.webhook)
     app.router.add_post("/v1/changes", ingest.changes)

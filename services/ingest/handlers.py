@@ -43,6 +43,7 @@ from schemas.envelope import WebhookEnvelope
 from schemas.errors import RefuseInput, RetryLater
 from services.ingest import metrics
 from services.ingest.connections import ConnectionCache
+from services.ingest.handshakes import HandshakeInbox, HandshakeRefusedError, handshake_of
 from services.ingest.quotas import QuotaKeeper
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 # Xero's Intent-to-Receive checks the status code and wants an empty body either way.
 EMPTY_BODY_PROVIDERS = frozenset({"xero"})
 RETRY_AFTER_SECONDS = "5"
+# Unconfirmed handshakes are tried within seconds (services/outbound/handshakes.py): a
+# minute later there is room again unless the provider keeps refusing them.
+HANDSHAKE_RETRY_AFTER_SECONDS = "60"
 # A record's framing in a batch (varints, attributes, its share of the batch header); far
 # more than Kafka's record format needs, so a record that passes is never refused for size.
 RECORD_OVERHEAD_BYTES = 512
@@ -57,6 +61,23 @@ ROTATION_FRESHNESS_SECONDS = 1.0
 # What json_response({"status": "accepted", "event_id": ...}) wrote, without json.dumps:
 # the id is a UUID's text, which needs no escaping.
 _ACCEPTED = '{{"status": "accepted", "event_id": "{}"}}'
+
+# A well-formed handshake refused for the connection's state, by ingest's receipt: 409, not
+# 401, when the connection takes none now (an operator's `await-handshake` changes that and
+# the same post then works); 429 while it holds the most unconfirmed ones it keeps.
+_HANDSHAKE_REFUSALS: dict[str, tuple[int, str, dict[str, str] | None]] = {
+    "not_awaited": (
+        409,
+        "this connection takes no webhook handshake now (an operator opens a window with"
+        " `crmsync connections await-handshake`)",
+        None,
+    ),
+    "too_many": (
+        429,
+        "this connection holds the most unconfirmed handshakes it keeps; retry later",
+        {"Retry-After": HANDSHAKE_RETRY_AFTER_SECONDS},
+    ),
+}
 
 # How a refused envelope field is named to the sender: what in its request it came from.
 _ENVELOPE_FIELDS = {
@@ -160,6 +181,8 @@ class Ingest:
     # What a scheme that fetches (PayPal's certificate) fetches through; None: no scheme
     # may fetch, and such a provider's webhooks fail as "bad_certificate".
     documents_of: Callable[[], DocumentFetcher] | None = None
+    # Where subscription handshakes are stored; None: none is taken (each is a 401).
+    handshakes_of: Callable[[], HandshakeInbox] | None = None
     clock: Callable[[], float] = time.time
     _raw_topic: str = field(init=False)
     _changes_topic: str = field(init=False)
@@ -279,6 +302,11 @@ class Ingest:
         try:
             verified = await self._verify_fresh(conn, signed, arrived)
         except SignatureError as exc:
+            # Unsigned, so perhaps the one unsigned post a provider sends: its subscription
+            # handshake, parsed only for a connection whose mapping declares one.
+            answered = await self._handshake(conn, signed)
+            if answered is not None:
+                return answered
             metrics.SIGNATURE_FAILURES.labels(provider, exc.reason).inc()
             log.info(
                 "webhook signature refused: %s",
@@ -306,6 +334,38 @@ class Ingest:
         if verified.handshake:
             return self._answer(provider, 200, {"status": "handshake"})
         return await self._store(provider, conn, signed, verified)
+
+    async def _handshake(
+        self, conn: ActiveConnection, signed: WebhookRequest
+    ) -> web.Response | None:
+        """The answer to a subscription handshake (stored for the outbound service to
+        confirm, or refused, precisely); None when the request is no handshake."""
+        if self.handshakes_of is None:
+            return None
+        try:
+            handshake = handshake_of(conn, signed)
+        except HandshakeRefusedError as exc:
+            metrics.HANDSHAKES.labels("malformed").inc()
+            return problem(422, f"webhook handshake refused: {exc}")
+        if handshake is None:
+            return None
+        try:
+            receipt = await self.handshakes_of().receive(conn, handshake)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning(
+                "webhook handshake not stored, answering 503: %s",
+                exc,
+                extra={"tenant": str(conn.tenant_id), "connection": str(conn.id)},
+            )
+            retry = {"Retry-After": RETRY_AFTER_SECONDS}
+            return problem(503, "handshake not stored, retry later", headers=retry)
+        metrics.HANDSHAKES.labels(receipt).inc()
+        refused = _HANDSHAKE_REFUSALS.get(receipt)
+        if refused is not None:
+            status, detail, headers = refused
+            return problem(status, detail, headers=headers)
+        # 202: stored, not done: the provider's acceptance of the code is what confirms it.
+        return web.json_response({"status": "handshake received"}, status=202)
 
     async def _store(
         self, provider: str, conn: ActiveConnection, signed: WebhookRequest, verified: Verified

@@ -33,6 +33,12 @@ SIGNATURE_FAILURES = Counter(
 for _provider in WEBHOOK_PROVIDERS:
     for _reason in SIGNATURE_ERROR_REASONS:
         SIGNATURE_FAILURES.labels(_provider, _reason)
+HANDSHAKES = Counter(
+    "crmsync_ingest_webhook_handshakes_total",
+    "Subscription handshakes received (an unsigned post of a mapping's verification event),"
+    " by outcome: stored, not_awaited, too_many, malformed.",
+    ["outcome"],
+)
 EVENTS = Counter(
     "crmsync_ingest_events_total",
     "Events acknowledged by Kafka, by provider.",

@@ -33,6 +33,7 @@ from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
 from crmsync.settings.outbound import OutboundSettings
 from schemas import topics
+from services.outbound.handshakes import HandshakeWorker
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.service import Outbound
 from services.outbound.syncs import SyncWorker
@@ -124,6 +125,10 @@ def create_app(
                 ("work", outbound.work),
                 ("stats", outbound.stats),
                 ("notify", _notifier(settings, app[POOL], session, keyring).run),
+                (
+                    "handshakes",
+                    HandshakeWorker(app[POOL], clients, keyring, outbound.stopping).run,
+                ),
             )
         ]
         lag = asyncio.create_task(

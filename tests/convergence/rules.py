@@ -55,6 +55,8 @@ _STRIPE = "connectors/stripe/README.md"
 _XERO = "connectors/xero/README.md"
 _ASCORA = "connectors/ascora/README.md"
 _SQUARE = "connectors/square/README.md"
+_SHOPIFY = "connectors/shopify/README.md"
+_MYOB = "connectors/myob/README.md"
 
 REFUSALS: tuple[Refusal, ...] = (
     Refusal(
@@ -157,6 +159,38 @@ REFUSALS: tuple[Refusal, ...] = (
         "update",
         re.compile(r"^Square payment \S+: a completed payment cannot change"),
         Doc(_SQUARE, "A completed payment is final"),
+    ),
+    Refusal(
+        "shopify: a transaction is never edited",
+        "shopify",
+        "payment",
+        "update",
+        re.compile(r"^Shopify transaction \S+: transactions are created, never edited"),
+        Doc(_SHOPIFY, "transactions are created, never edited; a change to one's"),
+    ),
+    Refusal(
+        "shopify: no payment over what the order owes",
+        "shopify",
+        "payment",
+        "create",
+        re.compile(r"^Shopify order \S+ owes \S+: a payment of \S+ exceeds its outstanding"),
+        Doc(_SHOPIFY, "Shopify refuses a sale over the order's outstanding balance"),
+    ),
+    Refusal(
+        "myob: no payment over the invoice's balance due",
+        "myob",
+        "payment",
+        "create",
+        re.compile(r"^MYOB invoice \S+: a payment cannot exceed its balance due"),
+        Doc(_MYOB, "A payment cannot exceed its invoice's balance due"),
+    ),
+    Refusal(
+        "myob: a customer payment is never edited",
+        "myob",
+        "payment",
+        "update",
+        re.compile(r"^MYOB payment \S+: a customer payment cannot be edited"),
+        Doc(_MYOB, "`Sale/CustomerPayment` has no `PUT`: a change to what MYOB holds of a payment"),
     ),
 )
 

@@ -343,6 +343,12 @@ class Runner:
                 self.result.skipped.append(f"#{op.index} {op.key} in {op.system}: {ref_key}")
                 return
             refs[ref_field] = found
+        if op.system == "myob" and op.kind == "payment" and "invoice_id" in refs:
+            # A MYOB user records a payment for a customer, then applies it to an invoice.
+            invoice = sim.store["invoice"].get(refs["invoice_id"], {})
+            customer = invoice.get("Customer") or {}
+            if customer.get("UID"):
+                refs["customer_id"] = str(customer["UID"])
         body = crm.mapper.from_canonical(op.kind, self.values[op.key], refs, crm.settings)
         if record_id is not None:
             sim.update(op.kind, record_id, body)

@@ -187,3 +187,68 @@ async def test_a_myob_connection_prints_its_poll_interval_not_a_webhook(
     assert "webhook_secret" not in out
     resp = await ingest.client.post(f"/webhooks/myob/{out['id']}", data=b"{}")
     assert resp.status == 404
+
+
+async def test_freshbooks_gets_no_secret_of_ours_and_takes_its_callback_handshake(
+    database_url: str, ingest: Ingest
+) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    result = _add(database_url, "--provider", "freshbooks", "--tenant", tenant)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    # FreshBooks issues the secrets (each callback's code): one of ours would sign nothing.
+    assert "webhook_secret" not in out
+    assert out["handshakes_until"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    path = out["webhook_url"].removeprefix(PUBLIC_BASE)
+    body = b"name=callback.verify&verifier=Tz8rQ2vJpX9&object_id=2001&account_id=6BApk"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    resp = await ingest.client.post(path, data=body, headers=form)
+    assert resp.status == 202, await resp.text()
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CRMSYNC_DATABASE_URL": database_url}
+    return subprocess.run(
+        [CRMSYNC, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_await_handshake_opens_a_window_only_where_the_mapping_declares_one(
+    database_url: str, ingest: Ingest
+) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    made = _add(
+        database_url,
+        "--provider",
+        "freshbooks",
+        "--tenant",
+        tenant,
+        "--webhook-secret",
+        "given-verifier-1",
+    )
+    assert made.returncode == 0, made.stderr
+    freshbooks = json.loads(made.stdout)
+    assert freshbooks["webhook_secret"] == "given-verifier-1"  # an operator's own: no window
+    path = freshbooks["webhook_url"].removeprefix(PUBLIC_BASE)
+    body = b"name=callback.verify&verifier=Tz8rQ2vJpX9&object_id=2001&account_id=6BApk"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert (await ingest.client.post(path, data=body, headers=form)).status == 409
+
+    opened = _cli(
+        database_url,
+        "connections",
+        "await-handshake",
+        f"{tenant}/freshbooks",
+        "--seconds",
+        "600",
+        "--json",
+    )
+    assert opened.returncode == 0, opened.stderr
+    assert json.loads(opened.stdout)["handshakes_until"] is not None
+    assert (await ingest.client.post(path, data=body, headers=form)).status == 202
+
+    stripe = _add(database_url, "--provider", "stripe", "--tenant", tenant)
+    assert stripe.returncode == 0, stripe.stderr
+    refused = _cli(database_url, "connections", "await-handshake", f"{tenant}/stripe")
+    assert refused.returncode != 0
+    assert "declares no webhook handshake" in refused.stderr

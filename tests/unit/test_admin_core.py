@@ -73,6 +73,7 @@ def test_every_operation_takes_what_its_route_gives() -> None:
     # The operations that stamp what they write with the request's time.
     assert {op for op, now in given.items() if now} == {
         "rotateWebhookSecret",
+        "awaitWebhookHandshake",
         "getConnectionHealth",
         "getSyncLogSummary",
         "getLedger",

@@ -267,3 +267,38 @@ async def test_a_users_edit_of_one_address_field_keeps_the_others(stack: Stack) 
     stack.sim.update("customer", card["UID"], {"Addresses": [{"Location": 1, "Phone1": "2"}]})
     [address] = stack.sim.live("customer")[0]["Addresses"]
     assert address == {"Location": 1, "Email": "grace@example.com", "Phone1": "2"}
+
+
+async def test_a_payment_naming_only_its_invoice_is_recorded_for_that_invoices_customer(
+    stack: Stack,
+) -> None:
+    # A canonical payment names its invoice alone (its refs are {"invoice_id": …}), but
+    # MYOB requires a CustomerPayment's Customer: the convergence run found every payment
+    # pushed to MYOB refused, "Customer None not found".
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "k1")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
+    payment = await client.create(
+        "payment",
+        {"amount": 550, "currency": "AUD", "status": "succeeded", "reference": "EFT 2"},
+        {"invoice_id": invoice.external_id},
+        "k3",
+    )
+    assert payment.refs["invoice_id"] == invoice.external_id
+    assert stack.sim.store["payment"][payment.external_id]["Customer"] == {
+        "UID": customer.external_id
+    }
+
+
+async def test_a_payment_over_what_the_invoice_owes_is_a_provider_rule_refusal(
+    stack: Stack,
+) -> None:
+    # MYOB answers 400 AmountAppliedExceedsBalance: its rule, not a malformed request (a
+    # convergence run found it parked as provider_4xx).
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "k1")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
+    too_much = {"amount": 13551, "currency": "AUD", "status": "succeeded", "reference": "X"}
+    with pytest.raises(ProviderRuleError, match="balance due"):
+        await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "k3")
+    assert not stack.sim.live("payment")

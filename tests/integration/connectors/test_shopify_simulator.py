@@ -305,3 +305,17 @@ async def test_a_token_goes_in_shopifys_header_and_a_wrong_one_is_refused(stack:
     versioned = stack.client(shopify_api_version="2025-01")
     with pytest.raises(NotFoundError):
         await versioned.list_page("customer", None, None)  # the simulator speaks 2024-10
+
+
+async def test_a_payment_over_what_the_order_owes_is_a_provider_rule_refusal(
+    stack: Stack,
+) -> None:
+    # Shopify refuses a sale over the order's outstanding balance (422): Shopify's rule,
+    # not a malformed request (the convergence run found it parked as provider_4xx).
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    too_much = {"amount": 27_501, "currency": "AUD", "status": "succeeded", "reference": "X"}
+    with pytest.raises(ProviderRuleError, match="outstanding"):
+        await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "p")
+    assert (await client.fetch("invoice", invoice.external_id)).data["amount_due"] == 27_500

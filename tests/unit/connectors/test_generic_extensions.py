@@ -463,3 +463,37 @@ def test_a_form_signed_as_json_verifies_as_the_provider_example_signs_it() -> No
     with pytest.raises(SignatureError) as caught:
         GenericScheme(config).verify(tampered, ["verifier-1"], now=0)
     assert caught.value.reason == "bad_signature"
+
+
+def _freshbooks_settings() -> dict[str, Any]:
+    from connectors.generic import CATALOGUE  # noqa: PLC0415
+
+    _, mapping = load_mapping_file(CATALOGUE["freshbooks"])
+    return {"generic_mapping": mapping_settings(mapping)}
+
+
+@pytest.mark.parametrize("callback", ["..", ".", "2001/..", "%2e%2e", "a b", "x" * 129])
+def test_a_handshake_value_that_could_move_the_confirm_call_is_refused(callback: str) -> None:
+    # Its values are unsigned and fill the confirm URL's path: quote(safe="") leaves ".."
+    # as it is, and a ".." segment would send our credentials' PUT one level up.
+    from urllib.parse import urlencode  # noqa: PLC0415
+
+    body = urlencode(
+        {"name": "callback.verify", "verifier": "abc", "object_id": callback, "account_id": "A1"}
+    ).encode()
+    with pytest.raises(MappingError) as caught:
+        Mapper().verification(body, {}, _freshbooks_settings())
+    assert "object_id" in caught.value.detail
+
+
+def test_a_body_that_is_no_handshake_reads_as_none_not_an_error() -> None:
+    settings = _freshbooks_settings()
+    assert Mapper().verification(b"\xff\xfe", {}, settings) is None
+    assert Mapper().verification(b"verifier=abc", {}, settings) is None  # no event name
+    found = Mapper().verification(
+        b"name=callback.verify&verifier=Tz8rQ2vJpX9&object_id=2001&account_id=6BApk",
+        {},
+        settings,
+    )
+    assert found is not None
+    assert found.values == {"account_id": "6BApk", "callback_id": "2001"}
