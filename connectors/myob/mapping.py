@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, StringConstraints, ValidationError
 
+from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, minor_unit_digits, percent_of
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -502,37 +503,27 @@ def payment_body(
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """MYOB's RecordMapper. MYOB sends no webhooks: parse_webhook is never reached
     through ingest (it refuses the provider) and refuses a body all the same."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: customer_to_canonical(obj),
+            write=lambda data, refs, settings: customer_body(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: invoice_to_canonical(obj, options(settings)),
+            write=lambda data, refs, settings: invoice_body(data, refs, options(settings)),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: payment_to_canonical(obj, options(settings)),
+            write=lambda data, refs, settings: payment_body(data, refs, options(settings)),
+        ),
+    }
+    unsupported = "MYOB has no such records here"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
         raise MappingError("unknown_event_type", "MYOB sends no webhooks; changes are polled")
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return customer_to_canonical(obj)
-        if entity_type == "invoice":
-            return invoice_to_canonical(obj, options(settings))
-        if entity_type == "payment":
-            return payment_to_canonical(obj, options(settings))
-        raise MappingError("unsupported_entity", f"{entity_type}: MYOB has no such records here")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return customer_body(data)
-        if entity_type == "invoice":
-            return invoice_body(data, refs, options(settings))
-        if entity_type == "payment":
-            return payment_body(data, refs, options(settings))
-        raise MappingError("unsupported_entity", f"{entity_type}: MYOB has no such records here")

@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
 from connectors.base import body_hash_id, bounded_event_id, header_event_id
+from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, exact_percent, exponent
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -36,7 +37,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
-    json_body,
+    json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
@@ -465,42 +466,27 @@ def webhook_item(
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """Shopify's RecordMapper; reads no settings."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _customer(obj, "customer"),
+            write=lambda data, refs, settings: customer_body(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _invoice(obj, "order"),
+            write=lambda data, refs, settings: invoice_body(data, refs),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: _payment(obj, "transaction"),
+            write=lambda data, refs, settings: payment_body(data, refs),
+        ),
+    }
+    unsupported = "Shopify has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        obj = json_body(body)
-        if not isinstance(obj, dict):
-            raise MappingError("schema_violation", "body: expected a JSON object (a resource)")
-        item = webhook_item(obj, headers, body)
-        if item is None:
-            return WebhookParse(items=(), ignored=1)
-        return WebhookParse(items=(item,))
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return _customer(obj, "customer")
-        if entity_type == "invoice":
-            return _invoice(obj, "order")
-        if entity_type == "payment":
-            return _payment(obj, "transaction")
-        raise MappingError("unsupported_entity", f"{entity_type}: Shopify has no such records")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return customer_body(data)
-        if entity_type == "invoice":
-            return invoice_body(data, refs)
-        if entity_type == "payment":
-            return payment_body(data, refs)
-        raise MappingError("unsupported_entity", f"{entity_type}: Shopify has no such records")
+        obj = json_body_object(body, "a resource")
+        return WebhookParse.of(webhook_item(obj, headers, body))

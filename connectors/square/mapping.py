@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from connectors.kinds import Kind, KindMapper
 from connectors.money import exact_percent
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -35,7 +36,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
-    json_body,
+    json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
@@ -425,45 +426,30 @@ def event_item(event: Mapping[str, Any]) -> WebhookItem | None:
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """Square's RecordMapper; reads no settings."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _customer(obj, "customer"),
+            write=lambda data, refs, settings: customer_body(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _invoice(obj, "invoice"),
+            write=lambda data, refs, settings: invoice_body(data, refs),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: _payment(obj, "payment"),
+            write=lambda data, refs, settings: payment_body(data, refs),
+        ),
+    }
+    unsupported = "Square has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        event = json_body(body)
-        if not isinstance(event, dict):
-            raise MappingError("schema_violation", "body: expected a JSON object (an event)")
-        item = event_item(event)
-        if item is None:
-            return WebhookParse(items=(), ignored=1)
-        return WebhookParse(items=(item,))
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return _customer(obj, "customer")
-        if entity_type == "invoice":
-            return _invoice(obj, "invoice")
-        if entity_type == "payment":
-            return _payment(obj, "payment")
-        raise MappingError("unsupported_entity", f"{entity_type}: Square has no such records")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return customer_body(data)
-        if entity_type == "invoice":
-            return invoice_body(data, refs)
-        if entity_type == "payment":
-            return payment_body(data, refs)
-        raise MappingError("unsupported_entity", f"{entity_type}: Square has no such records")
+        event = json_body_object(body, "an event")
+        return WebhookParse.of(event_item(event))
 
 
 def parse_day(value: str) -> date:

@@ -16,10 +16,11 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, minor_unit_digits
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -614,8 +615,30 @@ def _payment_from_canonical(
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """connectors.spec.RecordMapper for Xero (contacts, ACCREC invoices, payments)."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _contact_to_canonical(obj),
+            write=lambda data, refs, settings: _contact_from_canonical(
+                _parse_canonical("customer", data)
+            ),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _invoice_to_canonical(obj),
+            write=lambda data, refs, settings: _invoice_from_canonical(
+                _parse_canonical("invoice", data), refs, settings
+            ),
+        ),
+        "payment": Kind(
+            read=_payment_to_canonical,
+            write=lambda data, refs, settings: _payment_from_canonical(
+                _parse_canonical("payment", data), refs, settings
+            ),
+        ),
+    }
+    unsupported = "Xero has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
@@ -631,29 +654,3 @@ class Mapper:
                 items.append(item)
             ignored += skipped
         return WebhookParse(items=tuple(items), ignored=ignored)
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return _contact_to_canonical(obj)
-        if entity_type == "invoice":
-            return _invoice_to_canonical(obj)
-        if entity_type == "payment":
-            return _payment_to_canonical(obj, settings)
-        raise MappingError("unsupported_entity", f"{entity_type}: Xero has no such records")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return _contact_from_canonical(_parse_canonical("customer", data))
-        if entity_type == "invoice":
-            return _invoice_from_canonical(_parse_canonical("invoice", data), refs, settings)
-        if entity_type == "payment":
-            return _payment_from_canonical(_parse_canonical("payment", data), refs, settings)
-        raise MappingError("unsupported_entity", f"{entity_type}: Xero has no such records")
