@@ -43,14 +43,14 @@ mapping, as before). Retries, rate limits and circuit breaking stay with the cal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 import aiohttp
 
-from connectors.http import Auth, Endpoint, ProviderError
+from connectors.http import Auth, Endpoint, ProviderError, StaleVersionError
 from connectors.spec import (
     ClientSettings,
     EntityType,
@@ -205,3 +205,28 @@ class ProviderClient(ABC, Generic[OptionsT, MapperT]):
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
     ) -> Page: ...
+
+
+async def retry_once_if_stale(
+    update: Callable[[], Awaitable[RemoteRecord]],
+    stale: Callable[[ProviderError], bool],
+    what: str,
+) -> RemoteRecord:
+    """``update()``, and once more when the provider refuses it as ``stale`` (the record
+    changed between the read the update was built on and the write; ``update`` reads it
+    again). A second stale refusal is a StaleVersionError: ``what`` changed again."""
+    for attempt in (1, 2):
+        try:
+            return await update()
+        except ProviderError as exc:
+            if not stale(exc):
+                raise
+            if attempt == 2:
+                raise StaleVersionError(
+                    f"{what}: changed again while updated ({exc.provider_message or exc})",
+                    status=exc.status,
+                    body_excerpt=exc.body_excerpt,
+                    request=exc.request,
+                    provider_message=exc.provider_message,
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover

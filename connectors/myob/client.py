@@ -22,12 +22,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from connectors.apiclient import ProviderClient, Write
+from connectors.apiclient import ProviderClient, Write, retry_once_if_stale
 from connectors.http import (
     AuthError,
     ProviderError,
     RateLimitedError,
-    StaleVersionError,
     UnsupportedOperationError,
     page_number,
 )
@@ -128,22 +127,11 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
         return written
 
     async def _put_fresh(self, write: Write, external_id: str) -> RemoteRecord:
-        for attempt in (1, 2):
-            try:
-                return await self._put(write.entity_type, external_id, write.body)
-            except ProviderError as exc:
-                if exc.status != 409:
-                    raise
-                if attempt == 2:
-                    raise StaleVersionError(
-                        f"MYOB {write.entity_type} {external_id}: changed again while updated "
-                        f"({exc.provider_message or exc})",
-                        status=exc.status,
-                        body_excerpt=exc.body_excerpt,
-                        request=exc.request,
-                        provider_message=exc.provider_message,
-                    ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retry_once_if_stale(
+            lambda: self._put(write.entity_type, external_id, write.body),
+            lambda exc: exc.status == 409,
+            f"MYOB {write.entity_type} {external_id}",
+        )
 
     async def _put(
         self, entity_type: EntityType, uid: str, changes: Mapping[str, Any]
