@@ -43,7 +43,7 @@ mapping, as before). Retries, rate limits and circuit breaking stay with the cal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
@@ -59,6 +59,7 @@ from connectors.spec import (
     RecordMapper,
     RemoteRecord,
 )
+from schemas.errors import ProviderRuleError
 
 OptionsT = TypeVar("OptionsT")
 
@@ -230,3 +231,15 @@ async def retry_once_if_stale(
                     provider_message=exc.provider_message,
                 ) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def unchanged(
+    current: RemoteRecord, changed: Iterable[str], refusal: Callable[[str], str]
+) -> RemoteRecord:
+    """An update of a record the provider never edits (a recorded payment): ``current``
+    when none of the fields it holds would change, else a ProviderRuleError that keeps
+    ``current`` as written, its detail ``refusal`` of the changed fields (comma-separated)."""
+    fields = sorted(changed)
+    if fields:
+        raise ProviderRuleError(refusal(", ".join(fields)), written=current)
+    return current

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from connectors.apiclient import ProviderClient, Write, retry_once_if_stale
+from connectors.apiclient import ProviderClient, Write, retry_once_if_stale, unchanged
 from connectors.http import (
     AuthError,
     ProviderError,
@@ -147,16 +147,14 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
         current = await self.fetch("payment", uid)
         # Sale/CustomerPayment has GET, POST and DELETE only: what MYOB holds of a payment
         # cannot change (delete it and record it again).
-        changed = sorted(
-            k for k in ("amount", "reference") if k in data and data[k] != current.data.get(k)
-        )
-        if changed:
-            raise ProviderRuleError(
+        return unchanged(
+            current,
+            (k for k in ("amount", "reference") if k in data and data[k] != current.data.get(k)),
+            lambda fields: (
                 f"MYOB payment {uid}: a customer payment cannot be edited "
-                f"({', '.join(changed)}); delete it and record it again",
-                written=current,
-            )
-        return current
+                f"({fields}); delete it and record it again"
+            ),
+        )
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "customer":

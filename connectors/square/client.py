@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar
 import aiohttp
 from pydantic import StringConstraints
 
-from connectors.apiclient import ProviderClient, Write, answer_list, retry_once_if_stale
+from connectors.apiclient import ProviderClient, Write, answer_list, retry_once_if_stale, unchanged
 from connectors.http import (
     Auth,
     NotFoundError,
@@ -336,16 +336,15 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
         # itself is no change here).
         wanted = self.mapper.from_canonical("payment", {**current.data, **data}, {}, {})
         held = self.mapper.from_canonical("payment", current.data, {}, {})
-        changed = {k for k in wanted if wanted.get(k) != held.get(k)}
-        if changed:
-            # UpdatePayment applies to APPROVED payments only; one recorded as received
-            # (COMPLETED) is final at Square.
-            raise ProviderRuleError(
-                f"Square payment {payment_id}: a completed payment cannot change "
-                f"({', '.join(sorted(changed))})",
-                written=current,
-            )
-        return current
+        # UpdatePayment applies to APPROVED payments only; one recorded as received
+        # (COMPLETED) is final at Square.
+        return unchanged(
+            current,
+            (k for k in wanted if wanted.get(k) != held.get(k)),
+            lambda fields: (
+                f"Square payment {payment_id}: a completed payment cannot change ({fields})"
+            ),
+        )
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "customer":
