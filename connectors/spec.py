@@ -28,6 +28,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from schemas.errors import DeadLetter
+from schemas.records import ENTITY_MODELS
 
 EntityType = Literal["customer", "job", "invoice", "payment"]
 ENTITY_TYPES: tuple[EntityType, ...] = ("customer", "job", "invoice", "payment")
@@ -282,6 +283,21 @@ class ClientSettings(BaseModel):
             if message is None:
                 raise ValueError(f"settings[{name!r}]: {error['msg']}") from None
             raise ValueError(message.format(value=error.get("input"))) from None
+
+
+def canonical_data(
+    entity_type: EntityType, raw: Mapping[str, Any], prefix: str = ""
+) -> dict[str, Any]:
+    """``raw`` (a provider object read into canonical field names) validated by the
+    canonical model and spelled as it dumps to JSON; else MappingError("schema_violation")
+    naming the first invalid field after ``prefix`` (where in the provider object)."""
+    try:
+        model = ENTITY_MODELS[entity_type].model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise MappingError("schema_violation", f"{prefix}{where}: {first['msg']}") from None
+    return model.model_dump(mode="json", exclude_unset=True)
 
 
 def json_body(body: bytes, problem: str = "body: not JSON") -> Any:

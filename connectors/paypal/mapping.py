@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, exact_percent, exponent, percent_of
 from connectors.overrides import with_field_overrides
@@ -36,12 +34,13 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    canonical_data,
     json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
 from connectors.spec import rfc3339_time as parse_time
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 # PayPal's Invoicing v2 statuses and what each is canonically.
 INVOICE_STATUS_IN: dict[str, str] = {
@@ -105,16 +104,6 @@ METHODS = frozenset(
     }
 )
 RECORDED_SEPARATOR = ":"
-
-
-def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str) -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{path}: {where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
 
 
 def paypal_time(value: datetime) -> str:
@@ -187,7 +176,7 @@ def _customer(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="customer",
         external_id=external_id,
         updated_at=parse_time(obj.get("update_time"), f"{path}.update_time"),
-        data=_canonical("customer", raw, path),
+        data=canonical_data("customer", raw, f"{path}: "),
     )
 
 
@@ -284,7 +273,7 @@ def _invoice(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="invoice",
         external_id=invoice_id,
         updated_at=parse_time(stamp, f"{path}.detail.metadata.last_update_time"),
-        data=_canonical("invoice", raw, path),
+        data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
     )
 
@@ -401,7 +390,7 @@ def _capture(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         updated_at=parse_time(
             obj.get("update_time") or obj.get("create_time"), f"{path}.update_time"
         ),
-        data=_canonical("payment", raw, path),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs=refs,
     )
 
@@ -430,7 +419,7 @@ def _recorded(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="payment",
         external_id=recorded_id(invoice_id, payment_id),
         updated_at=parse_time(obj.get("update_time"), f"{path}.update_time"),
-        data=_canonical("payment", raw, path),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs={"invoice_id": invoice_id},
     )
 

@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from connectors.base import body_hash_id, bounded_event_id, header_event_id
 from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, exact_percent, exponent
@@ -37,12 +35,13 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    canonical_data,
     json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
 from connectors.spec import rfc3339_time as parse_time
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 TOPIC_HEADER = "x-shopify-topic"
 WEBHOOK_ID_HEADER = "x-shopify-webhook-id"
@@ -100,16 +99,6 @@ def split_payment_id(external_id: str) -> tuple[str, str] | None:
     if sep and order_id.isdigit() and transaction_id.isdigit():
         return order_id, transaction_id
     return None
-
-
-def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str) -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{path}{where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
 
 
 def _id(obj: Mapping[str, Any], key: str, path: str) -> str:
@@ -178,7 +167,7 @@ def _customer(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="customer",
         external_id=_id(obj, "id", path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("customer", raw, f"{path}: "),
+        data=canonical_data("customer", raw, f"{path}: "),
     )
 
 
@@ -247,7 +236,7 @@ def _invoice(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="invoice",
         external_id=_id(obj, "id", path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("invoice", raw, f"{path}: "),
+        data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
     )
 
@@ -391,7 +380,7 @@ def _payment(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         external_id=payment_id(order_id, _id(obj, "id", path)),
         # A transaction is never edited: the time it was processed is its last change.
         updated_at=at,
-        data=_canonical("payment", raw, f"{path}: "),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs={"invoice_id": order_id},
     )
 

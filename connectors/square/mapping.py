@@ -25,8 +25,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
 from connectors.kinds import Kind, KindMapper
 from connectors.money import exact_percent
 from connectors.overrides import with_field_overrides
@@ -36,12 +34,13 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    canonical_data,
     json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
 from connectors.spec import rfc3339_time as parse_time
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 # Square's webhook event types we sync (Square's "Webhook events" reference); others are
 # counted as ignored. Customers arrive whole; invoices and payments are fetched, because
@@ -106,16 +105,6 @@ EXTERNAL_TYPES = frozenset(
 )
 
 
-def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str = "") -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{path}{where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
-
-
 def _id(obj: Mapping[str, Any], path: str) -> str:
     value = obj.get("id")
     if not isinstance(value, str) or not value:
@@ -174,7 +163,7 @@ def _customer(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="customer",
         external_id=_id(obj, path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("customer", raw, f"{path}: "),
+        data=canonical_data("customer", raw, f"{path}: "),
         version=_version(obj),
     )
 
@@ -238,7 +227,7 @@ def _invoice(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="invoice",
         external_id=_id(invoice, where),
         updated_at=parse_time(invoice.get("updated_at"), f"{where}.updated_at"),
-        data=_canonical("invoice", raw, f"{path}: "),
+        data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
         version=_version(invoice),
     )
@@ -363,7 +352,7 @@ def _payment(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="payment",
         external_id=_id(obj, path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("payment", raw, f"{path}: "),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs=refs,
         version=obj.get("version_token") if isinstance(obj.get("version_token"), str) else None,
     )

@@ -29,6 +29,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    canonical_data,
     json_body,
 )
 from schemas.records import ENTITY_MODELS, Customer, Invoice, Payment, line_amount
@@ -177,17 +178,6 @@ def _id(obj: Mapping[str, Any], key: str, path: str = "") -> str:
     return value
 
 
-def _canonical(entity_type: EntityType, raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` validated by the canonical model and spelled as it dumps to JSON."""
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
-
-
 def _parse_canonical(entity_type: EntityType, data: Mapping[str, Any]) -> Any:
     try:
         return ENTITY_MODELS[entity_type].model_validate(dict(data))
@@ -322,7 +312,7 @@ def _contact_to_canonical(contact: Mapping[str, Any]) -> RemoteRecord:
         entity_type="customer",
         external_id=contact_id,
         updated_at=updated_at,
-        data=_canonical("customer", raw),
+        data=canonical_data("customer", raw),
         deleted=isinstance(status, str) and status.upper() in CONTACT_GONE,
     )
 
@@ -458,7 +448,7 @@ def _invoice_to_canonical(invoice: Mapping[str, Any]) -> RemoteRecord:
         entity_type="invoice",
         external_id=invoice_id,
         updated_at=updated_at,
-        data=_canonical("invoice", raw),
+        data=canonical_data("invoice", raw),
         refs=refs,
         deleted=status == "DELETED",
     )
@@ -560,7 +550,7 @@ def _payment_to_canonical(payment: Mapping[str, Any], settings: Mapping[str, Any
         entity_type="payment",
         external_id=payment_id,
         updated_at=updated_at,
-        data=_canonical("payment", {k: v for k, v in raw.items() if v is not None}),
+        data=canonical_data("payment", {k: v for k, v in raw.items() if v is not None}),
         refs=refs,
         deleted=status == "DELETED",
     )
