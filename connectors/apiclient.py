@@ -43,14 +43,14 @@ mapping, as before). Retries, rate limits and circuit breaking stay with the cal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 import aiohttp
 
-from connectors.http import Auth, Endpoint, ProviderError
+from connectors.http import Auth, Endpoint, ProviderError, StaleVersionError
 from connectors.spec import (
     ClientSettings,
     EntityType,
@@ -59,6 +59,7 @@ from connectors.spec import (
     RecordMapper,
     RemoteRecord,
 )
+from schemas.errors import ProviderRuleError
 
 OptionsT = TypeVar("OptionsT")
 
@@ -210,3 +211,45 @@ class ProviderClient(ABC, Generic[OptionsT, MapperT]):
     async def list_page(
         self, entity_type: EntityType, cursor: str | None, modified_since: datetime | None
     ) -> Page: ...
+
+
+async def retry_once_if_stale(
+    update: Callable[[], Awaitable[RemoteRecord]],
+    stale: Callable[[ProviderError], bool],
+    what: str,
+    *,
+    again: bool = True,
+) -> RemoteRecord:
+    """``update()``, and once more when the provider refuses it as ``stale`` (the record
+    changed between the read the update was built on and the write; ``update`` reads it
+    again). A second stale refusal is a StaleVersionError: ``what`` changed again.
+    ``again=False``: the first refusal is one (a caller that wrote at a version it read
+    reads again and decides: a second try at a fresh version would overwrite the edit the
+    refusal announced)."""
+    for attempt in (1, 2):
+        try:
+            return await update()
+        except ProviderError as exc:
+            if not stale(exc):
+                raise
+            if attempt == 2 or not again:
+                raise StaleVersionError(
+                    f"{what}: changed again while updated ({exc.provider_message or exc})",
+                    status=exc.status,
+                    body_excerpt=exc.body_excerpt,
+                    request=exc.request,
+                    provider_message=exc.provider_message,
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def unchanged(
+    current: RemoteRecord, changed: Iterable[str], refusal: Callable[[str], str]
+) -> RemoteRecord:
+    """An update of a record the provider never edits (a recorded payment): ``current``
+    when none of the fields it holds would change, else a ProviderRuleError that keeps
+    ``current`` as written, its detail ``refusal`` of the changed fields (comma-separated)."""
+    fields = sorted(changed)
+    if fields:
+        raise ProviderRuleError(refusal(", ".join(fields)), written=current)
+    return current

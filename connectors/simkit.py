@@ -199,7 +199,13 @@ class Simulator:
         self.store[entity_type][record_id] = obj
         if notify:
             self._announce(entity_type, record_id, "create")
+        if entity_type == "payment":
+            self.payment_recorded(obj, notify=notify)
         return obj
+
+    def payment_recorded(self, payment: Mapping[str, Any], *, notify: bool) -> None:
+        """A payment was just created (and announced when ``notify``): a provider that
+        keeps an invoice's balance or status brings the invoice it pays up to date."""
 
     def update(
         self, entity_type: EntityType, record_id: str, body: Mapping[str, Any]

@@ -28,6 +28,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from schemas.errors import DeadLetter
+from schemas.records import ENTITY_MODELS
 
 EntityType = Literal["customer", "job", "invoice", "payment"]
 ENTITY_TYPES: tuple[EntityType, ...] = ("customer", "job", "invoice", "payment")
@@ -37,6 +38,11 @@ REFERENCE_FIELDS: dict[str, EntityType] = {
     "job_id": "job",
     "invoice_id": "invoice",
 }
+# The vocabulary above as types: a provider's object or canonical data, a record's provider
+# refs (reference field -> the provider's id), and a connection's settings.
+Fields = Mapping[str, Any]
+Refs = Mapping[str, str]
+Settings = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -106,28 +112,31 @@ class WebhookParse:
     items: tuple[WebhookItem, ...]
     ignored: int = 0
 
+    @classmethod
+    def of(cls, item: WebhookItem | None) -> WebhookParse:
+        """A delivery that carries one event: its item, or one ignored event for None."""
+        if item is None:
+            return cls(items=(), ignored=1)
+        return cls(items=(item,))
+
 
 class RecordMapper(Protocol):
     """The pure half of a connector: provider shapes <-> canonical data. No I/O."""
 
     def parse_webhook(
-        self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
+        self, body: bytes, headers: Mapping[str, str], settings: Settings
     ) -> WebhookParse:
         """The items in a verified webhook, or MappingError. ``headers`` lower-case."""
         ...
 
     def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
+        self, entity_type: EntityType, obj: Fields, settings: Settings
     ) -> RemoteRecord:
         """A provider API object (as its API returns it) as a RemoteRecord."""
         ...
 
     def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
+        self, entity_type: EntityType, data: Fields, refs: Refs, settings: Settings
     ) -> dict[str, Any]:
         """The provider's create/update body for canonical ``data`` (+ provider ``refs``)."""
         ...
@@ -288,6 +297,21 @@ class ClientSettings(BaseModel):
             raise ValueError(message.format(value=error.get("input"))) from None
 
 
+def canonical_data(
+    entity_type: EntityType, raw: Mapping[str, Any], prefix: str = ""
+) -> dict[str, Any]:
+    """``raw`` (a provider object read into canonical field names) validated by the
+    canonical model and spelled as it dumps to JSON; else MappingError("schema_violation")
+    naming the first invalid field after ``prefix`` (where in the provider object)."""
+    try:
+        model = ENTITY_MODELS[entity_type].model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise MappingError("schema_violation", f"{prefix}{where}: {first['msg']}") from None
+    return model.model_dump(mode="json", exclude_unset=True)
+
+
 def json_body(body: bytes, problem: str = "body: not JSON") -> Any:
     """A webhook body parsed as JSON, or MappingError("unparseable", ``problem``): a body
     that is not JSON (or nests too deep to parse) can only be dead-lettered."""
@@ -295,6 +319,14 @@ def json_body(body: bytes, problem: str = "body: not JSON") -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise MappingError("unparseable", problem) from None
+
+
+def json_body_object(body: bytes, what: str) -> dict[str, Any]:
+    """A webhook body that must be one JSON object (``what`` says which, for the refusal)."""
+    obj = json_body(body)
+    if not isinstance(obj, dict):
+        raise MappingError("schema_violation", f"body: expected a JSON object ({what})")
+    return obj
 
 
 def json_object(value: object, path: str) -> Mapping[str, Any]:

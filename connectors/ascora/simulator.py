@@ -231,13 +231,8 @@ class AscoraSimulator(Simulator):
             raise ascora_error(404, "not_found", f"no {entity_type} {record_id}")
         return obj
 
-    def create(
-        self, entity_type: EntityType, body: Mapping[str, Any], *, notify: bool = True
-    ) -> dict[str, Any]:
-        obj = super().create(entity_type, body, notify=notify)
-        if entity_type == "payment":
-            self._settle(obj["invoiceId"], notify=notify)
-        return obj
+    def payment_recorded(self, payment: Mapping[str, Any], *, notify: bool) -> None:
+        self._settle(payment["invoiceId"], notify=notify)
 
     def delete(self, entity_type: EntityType, record_id: str) -> None:
         now = self.clock()

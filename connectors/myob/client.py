@@ -22,12 +22,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from connectors.apiclient import ProviderClient, Write
+from connectors.apiclient import ProviderClient, Write, retry_once_if_stale, unchanged
 from connectors.http import (
     AuthError,
     ProviderError,
     RateLimitedError,
-    StaleVersionError,
     UnsupportedOperationError,
     page_number,
 )
@@ -150,24 +149,12 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
 
     async def _put_fresh(self, write: Write, external_id: str) -> RemoteRecord:
         expected = write.expected_version
-        for attempt in (1, 2):
-            try:
-                return await self._put(write.entity_type, external_id, write.body, expected)
-            except ProviderError as exc:
-                if exc.status != 409:
-                    raise
-                # With a version expected, the caller reads again and decides: a second
-                # try at a fresh RowVersion would overwrite the edit the 409 announced.
-                if attempt == 2 or expected is not None:
-                    raise StaleVersionError(
-                        f"MYOB {write.entity_type} {external_id}: changed again while updated "
-                        f"({exc.provider_message or exc})",
-                        status=exc.status,
-                        body_excerpt=exc.body_excerpt,
-                        request=exc.request,
-                        provider_message=exc.provider_message,
-                    ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retry_once_if_stale(
+            lambda: self._put(write.entity_type, external_id, write.body, expected),
+            lambda exc: exc.status == 409,
+            f"MYOB {write.entity_type} {external_id}",
+            again=expected is None,
+        )
 
     async def _put(
         self,
@@ -191,16 +178,14 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
         current = await self.fetch("payment", uid)
         # Sale/CustomerPayment has GET, POST and DELETE only: what MYOB holds of a payment
         # cannot change (delete it and record it again).
-        changed = sorted(
-            k for k in ("amount", "reference") if k in data and data[k] != current.data.get(k)
-        )
-        if changed:
-            raise ProviderRuleError(
+        return unchanged(
+            current,
+            (k for k in ("amount", "reference") if k in data and data[k] != current.data.get(k)),
+            lambda fields: (
                 f"MYOB payment {uid}: a customer payment cannot be edited "
-                f"({', '.join(changed)}); delete it and record it again",
-                written=current,
-            )
-        return current
+                f"({fields}); delete it and record it again"
+            ),
+        )
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "customer":

@@ -19,8 +19,9 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints
 
+from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, minor_unit_digits, percent_of
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -29,9 +30,10 @@ from connectors.spec import (
     MappingError,
     RemoteRecord,
     WebhookParse,
+    canonical_data,
     json_object,
 )
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 # A company file's currency when the connection names none: MYOB's AccountRight and
 # MYOB Business are sold in Australia (AUD) and New Zealand (NZD).
@@ -151,16 +153,6 @@ def _row_version(obj: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str) -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{path}: {where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
-
-
 def _currency_of(data: Mapping[str, Any], opts: MyobOptions, what: str) -> str:
     currency = data.get("currency") or opts.myob_currency
     if currency != opts.myob_currency:
@@ -222,7 +214,7 @@ def customer_to_canonical(contact: Mapping[str, Any], path: str = "customer") ->
         entity_type="customer",
         external_id=_uid(contact, path),
         updated_at=parse_time(contact.get("LastModified"), f"{path}.LastModified"),
-        data=_canonical("customer", raw, path),
+        data=canonical_data("customer", raw, f"{path}: "),
         # MYOB's inactive cards are hidden, not gone: a deleted customer is a 404.
         deleted=contact.get("IsActive") is False,
         version=_row_version(contact),
@@ -356,7 +348,7 @@ def invoice_to_canonical(
         entity_type="invoice",
         external_id=_uid(invoice, path),
         updated_at=parse_time(invoice.get("LastModified"), f"{path}.LastModified"),
-        data=_canonical("invoice", raw, path),
+        data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
         version=_row_version(invoice),
     )
@@ -455,7 +447,7 @@ def payment_to_canonical(
         entity_type="payment",
         external_id=_uid(payment, path),
         updated_at=parse_time(payment.get("LastModified"), f"{path}.LastModified"),
-        data=_canonical("payment", raw, path),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs=refs,
         version=_row_version(payment),
     )
@@ -502,37 +494,27 @@ def payment_body(
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """MYOB's RecordMapper. MYOB sends no webhooks: parse_webhook is never reached
     through ingest (it refuses the provider) and refuses a body all the same."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: customer_to_canonical(obj),
+            write=lambda data, refs, settings: customer_body(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: invoice_to_canonical(obj, options(settings)),
+            write=lambda data, refs, settings: invoice_body(data, refs, options(settings)),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: payment_to_canonical(obj, options(settings)),
+            write=lambda data, refs, settings: payment_body(data, refs, options(settings)),
+        ),
+    }
+    unsupported = "MYOB has no such records here"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
         raise MappingError("unknown_event_type", "MYOB sends no webhooks; changes are polled")
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return customer_to_canonical(obj)
-        if entity_type == "invoice":
-            return invoice_to_canonical(obj, options(settings))
-        if entity_type == "payment":
-            return payment_to_canonical(obj, options(settings))
-        raise MappingError("unsupported_entity", f"{entity_type}: MYOB has no such records here")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return customer_body(data)
-        if entity_type == "invoice":
-            return invoice_body(data, refs, options(settings))
-        if entity_type == "payment":
-            return payment_body(data, refs, options(settings))
-        raise MappingError("unsupported_entity", f"{entity_type}: MYOB has no such records here")

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from connectors.apiclient import ProviderClient, Write
+from connectors.apiclient import ProviderClient, Write, unchanged
 from connectors.http import (
     Auth,
     NotFoundError,
@@ -253,14 +253,14 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
         invoice = {"invoice_id": current.refs.get("invoice_id", "")}
         wanted = payment_body({**current.data, **data}, invoice)
         held = payment_body(current.data, invoice)
-        changed = sorted(k for k in wanted if wanted.get(k) != held.get(k))
-        if changed:
-            raise ProviderRuleError(
-                f"PayPal payment {external_id}: a payment cannot be edited, only deleted and "
-                f"recorded again ({', '.join(changed)})",
-                written=current,
-            )
-        return current
+        return unchanged(
+            current,
+            (k for k in wanted if wanted.get(k) != held.get(k)),
+            lambda fields: (
+                f"PayPal payment {external_id}: a payment cannot be edited, only "
+                f"deleted and recorded again ({fields})"
+            ),
+        )
 
     async def _update_invoice(self, invoice_id: str, write: Write) -> RemoteRecord:
         current = await self._invoice(invoice_id)

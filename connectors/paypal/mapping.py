@@ -23,10 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
+from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, exact_percent, exponent, percent_of
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -35,12 +34,13 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
-    json_body,
+    canonical_data,
+    json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
 from connectors.spec import rfc3339_time as parse_time
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 # PayPal's Invoicing v2 statuses and what each is canonically.
 INVOICE_STATUS_IN: dict[str, str] = {
@@ -104,16 +104,6 @@ METHODS = frozenset(
     }
 )
 RECORDED_SEPARATOR = ":"
-
-
-def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str) -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{path}: {where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
 
 
 def paypal_time(value: datetime) -> str:
@@ -186,7 +176,7 @@ def _customer(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="customer",
         external_id=external_id,
         updated_at=parse_time(obj.get("update_time"), f"{path}.update_time"),
-        data=_canonical("customer", raw, path),
+        data=canonical_data("customer", raw, f"{path}: "),
     )
 
 
@@ -283,7 +273,7 @@ def _invoice(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="invoice",
         external_id=invoice_id,
         updated_at=parse_time(stamp, f"{path}.detail.metadata.last_update_time"),
-        data=_canonical("invoice", raw, path),
+        data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
     )
 
@@ -400,7 +390,7 @@ def _capture(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         updated_at=parse_time(
             obj.get("update_time") or obj.get("create_time"), f"{path}.update_time"
         ),
-        data=_canonical("payment", raw, path),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs=refs,
     )
 
@@ -429,7 +419,7 @@ def _recorded(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="payment",
         external_id=recorded_id(invoice_id, payment_id),
         updated_at=parse_time(obj.get("update_time"), f"{path}.update_time"),
-        data=_canonical("payment", raw, path),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs={"invoice_id": invoice_id},
     )
 
@@ -551,39 +541,26 @@ def parse_event(event: Mapping[str, Any]) -> WebhookParse:
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """PayPal's RecordMapper; reads no settings."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _customer(obj, "customer"),
+            write=lambda data, refs, settings: customer_body(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _invoice(obj, "invoice"),
+            write=lambda data, refs, settings: invoice_body(data, refs),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: _payment(obj, "payment"),
+            write=lambda data, refs, settings: payment_body(data, refs),
+        ),
+    }
+    unsupported = "PayPal has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        event = json_body(body)
-        if not isinstance(event, dict):
-            raise MappingError("schema_violation", "body: expected a JSON object (an event)")
-        return parse_event(event)
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return _customer(obj, "customer")
-        if entity_type == "invoice":
-            return _invoice(obj, "invoice")
-        if entity_type == "payment":
-            return _payment(obj, "payment")
-        raise MappingError("unsupported_entity", f"{entity_type}: PayPal has no such records")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return customer_body(data)
-        if entity_type == "invoice":
-            return invoice_body(data, refs)
-        if entity_type == "payment":
-            return payment_body(data, refs)
-        raise MappingError("unsupported_entity", f"{entity_type}: PayPal has no such records")
+        return parse_event(json_body_object(body, "an event"))

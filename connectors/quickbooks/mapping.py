@@ -20,8 +20,6 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Final
 
-from pydantic import ValidationError
-
 from connectors.base import bounded_event_id, clean_text
 from connectors.money import decimal_of
 from connectors.overrides import with_field_overrides
@@ -40,10 +38,11 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    canonical_data,
     json_body,
     require,
 )
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 # QuickBooks entity names (webhook ``name``, API object key) of the entities we sync.
 ENTITY_NAMES: Final[dict[EntityType, str]] = {
@@ -153,7 +152,7 @@ class Mapper:
             entity_type=entity_type,
             external_id=external_id,
             updated_at=updated_at,
-            data=_validated(entity_type, data, prefix or name),
+            data=canonical_data(entity_type, data, f"{prefix or name} -> canonical "),
             refs=refs,
             deleted=deleted,
             version=version,
@@ -513,18 +512,6 @@ def _paid_invoice(entity: _Reader) -> str | None:
             if isinstance(txn, Mapping) and txn.get("TxnType") == "Invoice":
                 return _id(txn.get("TxnId"), entity.path(f"Line.{n}.LinkedTxn.{m}.TxnId"))
     return None
-
-
-def _validated(entity_type: EntityType, data: dict[str, Any], where: str) -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"])
-        raise MappingError(
-            "schema_violation", f"{where} -> canonical {field}: {error['msg']}"
-        ) from None
-    return model.model_dump(mode="json", exclude_unset=True)
 
 
 # --- writing bodies ----------------------------------------------------------------------

@@ -23,11 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
-
-from pydantic import ValidationError
+from typing import Any, ClassVar
 
 from connectors.base import body_hash_id, bounded_event_id, header_event_id
+from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, exact_percent, exponent
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -36,12 +35,13 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
-    json_body,
+    canonical_data,
+    json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
 from connectors.spec import rfc3339_time as parse_time
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 TOPIC_HEADER = "x-shopify-topic"
 WEBHOOK_ID_HEADER = "x-shopify-webhook-id"
@@ -99,16 +99,6 @@ def split_payment_id(external_id: str) -> tuple[str, str] | None:
     if sep and order_id.isdigit() and transaction_id.isdigit():
         return order_id, transaction_id
     return None
-
-
-def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str) -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{path}{where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
 
 
 def _id(obj: Mapping[str, Any], key: str, path: str) -> str:
@@ -177,7 +167,7 @@ def _customer(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="customer",
         external_id=_id(obj, "id", path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("customer", raw, f"{path}: "),
+        data=canonical_data("customer", raw, f"{path}: "),
     )
 
 
@@ -246,7 +236,7 @@ def _invoice(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="invoice",
         external_id=_id(obj, "id", path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("invoice", raw, f"{path}: "),
+        data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
     )
 
@@ -390,7 +380,7 @@ def _payment(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         external_id=payment_id(order_id, _id(obj, "id", path)),
         # A transaction is never edited: the time it was processed is its last change.
         updated_at=at,
-        data=_canonical("payment", raw, f"{path}: "),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs={"invoice_id": order_id},
     )
 
@@ -465,42 +455,27 @@ def webhook_item(
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """Shopify's RecordMapper; reads no settings."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _customer(obj, "customer"),
+            write=lambda data, refs, settings: customer_body(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _invoice(obj, "order"),
+            write=lambda data, refs, settings: invoice_body(data, refs),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: _payment(obj, "transaction"),
+            write=lambda data, refs, settings: payment_body(data, refs),
+        ),
+    }
+    unsupported = "Shopify has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        obj = json_body(body)
-        if not isinstance(obj, dict):
-            raise MappingError("schema_violation", "body: expected a JSON object (a resource)")
-        item = webhook_item(obj, headers, body)
-        if item is None:
-            return WebhookParse(items=(), ignored=1)
-        return WebhookParse(items=(item,))
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return _customer(obj, "customer")
-        if entity_type == "invoice":
-            return _invoice(obj, "order")
-        if entity_type == "payment":
-            return _payment(obj, "transaction")
-        raise MappingError("unsupported_entity", f"{entity_type}: Shopify has no such records")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return customer_body(data)
-        if entity_type == "invoice":
-            return invoice_body(data, refs)
-        if entity_type == "payment":
-            return payment_body(data, refs)
-        raise MappingError("unsupported_entity", f"{entity_type}: Shopify has no such records")
+        obj = json_body_object(body, "a resource")
+        return WebhookParse.of(webhook_item(obj, headers, body))

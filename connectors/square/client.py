@@ -22,12 +22,11 @@ from typing import Annotated, Any, ClassVar
 import aiohttp
 from pydantic import StringConstraints
 
-from connectors.apiclient import ProviderClient, Write, answer_list
+from connectors.apiclient import ProviderClient, Write, answer_list, retry_once_if_stale, unchanged
 from connectors.http import (
     Auth,
     NotFoundError,
     ProviderError,
-    StaleVersionError,
     UnsupportedOperationError,
 )
 from connectors.spec import ClientSettings, EntityType, OptionalText, Page, RemoteRecord
@@ -237,23 +236,11 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
         return self.mapper.to_canonical("payment", await self._payment_obj(created), self.settings)
 
     async def _update(self, write: Write, external_id: str) -> RemoteRecord:
-        entity_type = write.entity_type
-        for attempt in (1, 2):
-            try:
-                return await self._update_once(write, external_id)
-            except ProviderError as exc:
-                if not _stale(exc) or exc.status is None or exc.status >= 500:
-                    raise
-                if attempt == 2:
-                    raise StaleVersionError(
-                        f"Square {entity_type} {external_id}: changed again while updated "
-                        f"({exc.provider_message or exc})",
-                        status=exc.status,
-                        body_excerpt=exc.body_excerpt,
-                        request=exc.request,
-                        provider_message=exc.provider_message,
-                    ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retry_once_if_stale(
+            lambda: self._update_once(write, external_id),
+            lambda exc: _stale(exc) and exc.status is not None and exc.status < 500,
+            f"Square {write.entity_type} {external_id}",
+        )
 
     async def _update_once(self, write: Write, external_id: str) -> RemoteRecord:
         entity_type = write.entity_type
@@ -349,16 +336,15 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
         # itself is no change here).
         wanted = self.mapper.from_canonical("payment", {**current.data, **data}, {}, {})
         held = self.mapper.from_canonical("payment", current.data, {}, {})
-        changed = {k for k in wanted if wanted.get(k) != held.get(k)}
-        if changed:
-            # UpdatePayment applies to APPROVED payments only; one recorded as received
-            # (COMPLETED) is final at Square.
-            raise ProviderRuleError(
-                f"Square payment {payment_id}: a completed payment cannot change "
-                f"({', '.join(sorted(changed))})",
-                written=current,
-            )
-        return current
+        # UpdatePayment applies to APPROVED payments only; one recorded as received
+        # (COMPLETED) is final at Square.
+        return unchanged(
+            current,
+            (k for k in wanted if wanted.get(k) != held.get(k)),
+            lambda fields: (
+                f"Square payment {payment_id}: a completed payment cannot change ({fields})"
+            ),
+        )
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         if entity_type == "customer":

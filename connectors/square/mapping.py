@@ -23,10 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
+from connectors.kinds import Kind, KindMapper
 from connectors.money import exact_percent
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -35,12 +34,13 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
-    json_body,
+    canonical_data,
+    json_body_object,
 )
 from connectors.spec import json_object as _object
 from connectors.spec import optional_text as _text
 from connectors.spec import rfc3339_time as parse_time
-from schemas.records import ENTITY_MODELS, line_amount
+from schemas.records import line_amount
 
 # Square's webhook event types we sync (Square's "Webhook events" reference); others are
 # counted as ignored. Customers arrive whole; invoices and payments are fetched, because
@@ -105,16 +105,6 @@ EXTERNAL_TYPES = frozenset(
 )
 
 
-def _canonical(entity_type: EntityType, raw: dict[str, Any], path: str = "") -> dict[str, Any]:
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{path}{where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
-
-
 def _id(obj: Mapping[str, Any], path: str) -> str:
     value = obj.get("id")
     if not isinstance(value, str) or not value:
@@ -173,7 +163,7 @@ def _customer(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="customer",
         external_id=_id(obj, path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("customer", raw, f"{path}: "),
+        data=canonical_data("customer", raw, f"{path}: "),
         version=_version(obj),
     )
 
@@ -237,7 +227,7 @@ def _invoice(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="invoice",
         external_id=_id(invoice, where),
         updated_at=parse_time(invoice.get("updated_at"), f"{where}.updated_at"),
-        data=_canonical("invoice", raw, f"{path}: "),
+        data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
         version=_version(invoice),
     )
@@ -362,7 +352,7 @@ def _payment(obj: Mapping[str, Any], path: str) -> RemoteRecord:
         entity_type="payment",
         external_id=_id(obj, path),
         updated_at=parse_time(obj.get("updated_at"), f"{path}.updated_at"),
-        data=_canonical("payment", raw, f"{path}: "),
+        data=canonical_data("payment", raw, f"{path}: "),
         refs=refs,
         version=obj.get("version_token") if isinstance(obj.get("version_token"), str) else None,
     )
@@ -425,45 +415,30 @@ def event_item(event: Mapping[str, Any]) -> WebhookItem | None:
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """Square's RecordMapper; reads no settings."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _customer(obj, "customer"),
+            write=lambda data, refs, settings: customer_body(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _invoice(obj, "invoice"),
+            write=lambda data, refs, settings: invoice_body(data, refs),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: _payment(obj, "payment"),
+            write=lambda data, refs, settings: payment_body(data, refs),
+        ),
+    }
+    unsupported = "Square has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        event = json_body(body)
-        if not isinstance(event, dict):
-            raise MappingError("schema_violation", "body: expected a JSON object (an event)")
-        item = event_item(event)
-        if item is None:
-            return WebhookParse(items=(), ignored=1)
-        return WebhookParse(items=(item,))
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return _customer(obj, "customer")
-        if entity_type == "invoice":
-            return _invoice(obj, "invoice")
-        if entity_type == "payment":
-            return _payment(obj, "payment")
-        raise MappingError("unsupported_entity", f"{entity_type}: Square has no such records")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return customer_body(data)
-        if entity_type == "invoice":
-            return invoice_body(data, refs)
-        if entity_type == "payment":
-            return payment_body(data, refs)
-        raise MappingError("unsupported_entity", f"{entity_type}: Square has no such records")
+        event = json_body_object(body, "an event")
+        return WebhookParse.of(event_item(event))
 
 
 def parse_day(value: str) -> date:

@@ -312,13 +312,8 @@ class SquareSimulator(Simulator):
             return self._invoice(record_id, body)
         return self._payment(record_id, body)
 
-    def create(
-        self, entity_type: EntityType, body: Mapping[str, Any], *, notify: bool = True
-    ) -> dict[str, Any]:
-        obj = super().create(entity_type, body, notify=notify)
-        if entity_type == "payment":
-            self._settle(obj)
-        return obj
+    def payment_recorded(self, payment: Mapping[str, Any], *, notify: bool) -> None:
+        self._settle(payment)
 
     def apply_edit(
         self, entity_type: EntityType, obj: dict[str, Any], body: Mapping[str, Any]

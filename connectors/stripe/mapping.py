@@ -21,11 +21,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
+from connectors.kinds import Kind, KindMapper
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
     EntityType,
@@ -34,7 +35,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
-    json_body,
+    json_body_object,
 )
 from schemas.records import ENTITY_MODELS, line_amount
 
@@ -121,18 +122,38 @@ _SOURCES: dict[str, dict[str, str]] = {
 }
 
 
+def _read(
+    entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
+) -> RemoteRecord:
+    """An object read from the API, stamped with the latest time it records itself."""
+    return record_for(entity_type, obj, object_time(entity_type, obj), settings)
+
+
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """Stripe's RecordMapper. Settings read: ``timezone`` (IANA name, default UTC), the
     zone in which Stripe timestamps such as ``due_date`` become calendar dates."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _read("customer", obj, settings),
+            write=lambda data, refs, settings: _customer_params(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _read("invoice", obj, settings),
+            write=lambda data, refs, settings: _invoice_params(data, refs, _zone(settings)),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: _read("payment", obj, settings),
+            write=lambda data, refs, settings: _payment_params(data, refs),
+        ),
+    }
+    unsupported = "Stripe has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
     ) -> WebhookParse:
-        event = json_body(body)
-        if not isinstance(event, dict):
-            raise MappingError("schema_violation", "body: expected a JSON object (an Event)")
-        item = event_item(event, settings)
+        item = event_item(json_body_object(body, "an Event"), settings)
         if item is None:
             return WebhookParse(items=(), ignored=1)
         if item.entity_type == "invoice" and item.op == "upsert":
@@ -141,26 +162,6 @@ class Mapper:
             # dropped: the processor hydrates the invoice as it is when it gets there.
             item = replace(item, record=None)
         return WebhookParse(items=(item,))
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        return record_for(entity_type, obj, object_time(entity_type, obj), settings)
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return _customer_params(data)
-        if entity_type == "invoice":
-            return _invoice_params(data, refs, _zone(settings))
-        if entity_type == "payment":
-            return _payment_params(data, refs)
-        raise MappingError("unsupported_entity", f"{entity_type}: Stripe has no such records")
 
 
 # --- events ---------------------------------------------------------------------------------

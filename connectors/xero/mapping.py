@@ -16,10 +16,11 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from connectors.kinds import Kind, KindMapper
 from connectors.money import decimal_of, minor_unit_digits
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -28,6 +29,7 @@ from connectors.spec import (
     RemoteRecord,
     WebhookItem,
     WebhookParse,
+    canonical_data,
     json_body,
 )
 from schemas.records import ENTITY_MODELS, Customer, Invoice, Payment, line_amount
@@ -176,17 +178,6 @@ def _id(obj: Mapping[str, Any], key: str, path: str = "") -> str:
     return value
 
 
-def _canonical(entity_type: EntityType, raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` validated by the canonical model and spelled as it dumps to JSON."""
-    try:
-        model = ENTITY_MODELS[entity_type].model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise MappingError("schema_violation", f"{where}: {first['msg']}") from None
-    return model.model_dump(mode="json", exclude_unset=True)
-
-
 def _parse_canonical(entity_type: EntityType, data: Mapping[str, Any]) -> Any:
     try:
         return ENTITY_MODELS[entity_type].model_validate(dict(data))
@@ -321,7 +312,7 @@ def _contact_to_canonical(contact: Mapping[str, Any]) -> RemoteRecord:
         entity_type="customer",
         external_id=contact_id,
         updated_at=updated_at,
-        data=_canonical("customer", raw),
+        data=canonical_data("customer", raw),
         deleted=isinstance(status, str) and status.upper() in CONTACT_GONE,
     )
 
@@ -457,7 +448,7 @@ def _invoice_to_canonical(invoice: Mapping[str, Any]) -> RemoteRecord:
         entity_type="invoice",
         external_id=invoice_id,
         updated_at=updated_at,
-        data=_canonical("invoice", raw),
+        data=canonical_data("invoice", raw),
         refs=refs,
         deleted=status == "DELETED",
     )
@@ -559,7 +550,7 @@ def _payment_to_canonical(payment: Mapping[str, Any], settings: Mapping[str, Any
         entity_type="payment",
         external_id=payment_id,
         updated_at=updated_at,
-        data=_canonical("payment", {k: v for k, v in raw.items() if v is not None}),
+        data=canonical_data("payment", {k: v for k, v in raw.items() if v is not None}),
         refs=refs,
         deleted=status == "DELETED",
     )
@@ -614,8 +605,30 @@ def _payment_from_canonical(
 
 
 @with_field_overrides
-class Mapper:
+class Mapper(KindMapper):
     """connectors.spec.RecordMapper for Xero (contacts, ACCREC invoices, payments)."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]] = {
+        "customer": Kind(
+            read=lambda obj, settings: _contact_to_canonical(obj),
+            write=lambda data, refs, settings: _contact_from_canonical(
+                _parse_canonical("customer", data)
+            ),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: _invoice_to_canonical(obj),
+            write=lambda data, refs, settings: _invoice_from_canonical(
+                _parse_canonical("invoice", data), refs, settings
+            ),
+        ),
+        "payment": Kind(
+            read=_payment_to_canonical,
+            write=lambda data, refs, settings: _payment_from_canonical(
+                _parse_canonical("payment", data), refs, settings
+            ),
+        ),
+    }
+    unsupported = "Xero has no such records"
 
     def parse_webhook(
         self, body: bytes, headers: Mapping[str, str], settings: Mapping[str, Any]
@@ -631,29 +644,3 @@ class Mapper:
                 items.append(item)
             ignored += skipped
         return WebhookParse(items=tuple(items), ignored=ignored)
-
-    def to_canonical(
-        self, entity_type: EntityType, obj: Mapping[str, Any], settings: Mapping[str, Any]
-    ) -> RemoteRecord:
-        if entity_type == "customer":
-            return _contact_to_canonical(obj)
-        if entity_type == "invoice":
-            return _invoice_to_canonical(obj)
-        if entity_type == "payment":
-            return _payment_to_canonical(obj, settings)
-        raise MappingError("unsupported_entity", f"{entity_type}: Xero has no such records")
-
-    def from_canonical(
-        self,
-        entity_type: EntityType,
-        data: Mapping[str, Any],
-        refs: Mapping[str, str],
-        settings: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        if entity_type == "customer":
-            return _contact_from_canonical(_parse_canonical("customer", data))
-        if entity_type == "invoice":
-            return _invoice_from_canonical(_parse_canonical("invoice", data), refs, settings)
-        if entity_type == "payment":
-            return _payment_from_canonical(_parse_canonical("payment", data), refs, settings)
-        raise MappingError("unsupported_entity", f"{entity_type}: Xero has no such records")

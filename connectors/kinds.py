@@ -1,0 +1,54 @@
+"""A RecordMapper's to_canonical and from_canonical, for a provider whose entity types each
+have a reader and a writer of their own (Shopify, Square, PayPal, MYOB, Xero, Stripe).
+
+Each of those mappers picked the pair by entity type in an ``if`` chain of its own and
+refused the rest with ``unsupported_entity``; the chains differed only in the functions
+they named. A mapper now names them in a table (``kinds``) and the lookup and the refusal
+are written once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from connectors.spec import EntityType, Fields, MappingError, Refs, RemoteRecord, Settings
+
+# (provider object, connection settings) -> the record it is
+Reader = Callable[[Fields, Settings], RemoteRecord]
+# (canonical data, provider refs, connection settings) -> the create/update body
+Writer = Callable[[Fields, Refs, Settings], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one entity type is read from the provider and written to it."""
+
+    read: Reader
+    write: Writer
+
+
+class KindMapper:
+    """to_canonical/from_canonical by the ``kinds`` table; an entity type not in it is
+    refused with MappingError("unsupported_entity", "<type>: <unsupported>")."""
+
+    kinds: ClassVar[Mapping[EntityType, Kind]]
+    # The refusal's wording after the entity type, e.g. "Square has no such records".
+    unsupported: ClassVar[str]
+
+    def kind(self, entity_type: EntityType) -> Kind:
+        kind = self.kinds.get(entity_type)
+        if kind is None:
+            raise MappingError("unsupported_entity", f"{entity_type}: {self.unsupported}")
+        return kind
+
+    def to_canonical(
+        self, entity_type: EntityType, obj: Fields, settings: Settings
+    ) -> RemoteRecord:
+        return self.kind(entity_type).read(obj, settings)
+
+    def from_canonical(
+        self, entity_type: EntityType, data: Fields, refs: Refs, settings: Settings
+    ) -> dict[str, Any]:
+        return self.kind(entity_type).write(data, refs, settings)
