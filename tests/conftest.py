@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -171,17 +172,25 @@ async def ingest(
         yield harness
 
 
-@pytest.fixture
-async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
-    """Topics of this test alone: the same names behind a unique prefix."""
+@asynccontextmanager
+async def prefixed_topics(kafka_bootstrap: str, partitions: int) -> AsyncIterator[str]:
+    """Topics of one test alone, ``partitions`` each: the same names behind a unique prefix
+    (the prefix), deleted after it."""
     prefix = f"t{uuid.uuid4().hex[:8]}."
     admin = make_admin(kafka_bootstrap)
     await admin.start()
     try:
         await ensure_topics(
-            admin, [TopicConfig.of(t, prefix + t.name, partitions=3) for t in topics.ALL]
+            admin, [TopicConfig.of(t, prefix + t.name, partitions=partitions) for t in topics.ALL]
         )
         yield prefix
         await admin.delete_topics([prefix + t.name for t in topics.ALL])
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """Topics of this test alone: the same names behind a unique prefix."""
+    async with prefixed_topics(kafka_bootstrap, 3) as prefix:
+        yield prefix

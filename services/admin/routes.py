@@ -7,6 +7,10 @@ every row, passing the operation its path ids, query or body, and ``now`` by nam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
 from crmsync.application import models as m
 from crmsync.application import (
     records,
@@ -28,30 +32,81 @@ _RECORD_QUERIES: dict[str, type[m.RecordQuery]] = {
 }
 
 
+@dataclass(frozen=True)
+class _Tag:
+    """The routes of one OpenAPI tag. Reads are GETs that the read scope may call; every
+    other method changes something and needs the admin scope."""
+
+    name: str
+
+    def read(
+        self,
+        path: str,
+        operation_id: str,
+        summary: str,
+        response: type[BaseModel],
+        *,
+        query: type[BaseModel] | None = None,
+        errors: tuple[int, ...] = (),
+    ) -> Route:
+        return Route(
+            "GET",
+            path,
+            "read",
+            summary,
+            self.name,
+            operation_id,
+            query=query,
+            response=response,
+            errors=errors,
+        )
+
+    def change(
+        self,
+        method: str,
+        path: str,
+        operation_id: str,
+        summary: str,
+        *,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+    ) -> Route:
+        return Route(
+            method,
+            path,
+            "admin",
+            summary,
+            self.name,
+            operation_id,
+            body=body,
+            response=response,
+            status=status,
+            errors=errors,
+        )
+
+
 def _record_routes() -> list[Route]:
     """A list and a show route per collection, the entity type bound into the operation."""
+    tag = _Tag("records")
     routes = []
     for collection, entity_type in records.COLLECTIONS.items():
         title = collection.capitalize()
+        query = _RECORD_QUERIES.get(collection, m.RecordQuery)
         routes += [
-            Route(
-                "GET",
+            tag.read(
                 f"/v1/{collection}",
-                "read",
-                f"List {collection}",
-                "records",
                 f"list{title}",
-                query=_RECORD_QUERIES.get(collection, m.RecordQuery),
-                response=m.Page[m.RecordOut],
+                f"List {collection}",
+                m.Page[m.RecordOut],
+                query=query,
             ),
-            Route(
-                "GET",
+            tag.read(
                 f"/v1/{collection}/{{record_id}}",
-                "read",
-                f"Show a {entity_type} with its links",
-                "records",
                 f"get{title[:-1]}",
-                response=m.RecordOut,
+                f"Show a {entity_type} with its links",
+                m.RecordOut,
             ),
         ]
     return routes
@@ -60,99 +115,86 @@ def _record_routes() -> list[Route]:
 def routes() -> list[Route]:
     # Built on each call, not at import: pydantic names a generic model (Page[...]) after
     # the module that first parametrises it at top level.
+    api_keys = _Tag("api-keys")
+    audit = _Tag("audit")
+    conflicts = _Tag("conflicts")
+    connections = _Tag("connections")
+    dead_letters = _Tag("dead-letters")
+    freeze_windows = _Tag("freeze-windows")
+    notifications = _Tag("notifications")
+    privacy = _Tag("privacy")
+    quotas = _Tag("quotas")
+    replay = _Tag("replay")
+    sync_jobs = _Tag("sync-jobs")
+    sync_log = _Tag("sync-log")
+    tenant = _Tag("tenant")
     return [
-        Route(
-            "GET",
+        tenant.read(
             "/v1/tenant",
-            "read",
-            "The tenant the API key acts for (every other route reaches only its data)",
-            "tenant",
             "getTenant",
-            response=m.TenantOut,
+            "The tenant the API key acts for (every other route reaches only its data)",
+            m.TenantOut,
         ),
-        Route(
+        connections.change(
             "POST",
             "/v1/connections",
-            "admin",
+            "createConnection",
             "Create a connection (its webhook URL and secret, or API key, are shown once);"
             " 409 when the name is taken or the tenant's connections quota is full",
-            "connections",
-            "createConnection",
             body=m.ConnectionCreate,
             response=m.ConnectionCreated,
             status=201,
             errors=(409,),
         ),
-        Route(
-            "GET",
+        connections.read(
             "/v1/connections",
-            "read",
-            "List connections",
-            "connections",
             "listConnections",
+            "List connections",
+            m.Page[m.ConnectionOut],
             query=m.ConnectionQuery,
-            response=m.Page[m.ConnectionOut],
         ),
-        Route(
-            "GET",
-            _CONNECTION,
-            "read",
-            "Show a connection",
-            "connections",
-            "getConnection",
-            response=m.ConnectionOut,
-        ),
-        Route(
+        connections.read(_CONNECTION, "getConnection", "Show a connection", m.ConnectionOut),
+        connections.change(
             "PATCH",
             _CONNECTION,
-            "admin",
+            "updateConnection",
             "Change settings: direction, entity types, "
             "conflict policy, field mapping, rate limit, base URL",
-            "connections",
-            "updateConnection",
             body=m.ConnectionUpdate,
             response=m.ConnectionOut,
             errors=(409,),
         ),
-        Route(
+        connections.change(
             "DELETE",
             _CONNECTION,
-            "admin",
-            "Delete a connection (records stay)",
-            "connections",
             "deleteConnection",
+            "Delete a connection (records stay)",
             status=204,
         ),
-        Route(
+        connections.change(
             "POST",
             f"{_CONNECTION}/disable",
-            "admin",
-            "Stop receiving and pushing",
-            "connections",
             "disableConnection",
+            "Stop receiving and pushing",
             response=m.ConnectionOut,
         ),
-        Route(
+        connections.change(
             "POST",
             f"{_CONNECTION}/enable",
-            "admin",
-            "Resume a disabled connection",
-            "connections",
             "enableConnection",
+            "Resume a disabled connection",
             response=m.ConnectionOut,
         ),
-        Route(
+        connections.change(
             "POST",
             f"{_CONNECTION}/webhook-secret/rotate",
-            "admin",
-            "Rotate the webhook secret; the old one verifies until the overlap ends",
-            "connections",
             "rotateWebhookSecret",
+            "Rotate the webhook secret; the old one verifies until the overlap ends",
             body=m.SecretRotate,
             response=m.SecretRotated,
             errors=(409,),
         ),
-        Route(
+        connections.change(
             "POST",
             f"{_CONNECTION}/webhook-handshake/await",
             "admin",
@@ -167,438 +209,314 @@ def routes() -> list[Route]:
         Route(
             "POST",
             f"{_CONNECTION}/pause",
-            "admin",
+            "pauseConnection",
             "Pause applying its webhooks (in), pushing to it (out) or both; they wait, nothing"
             " is refused or lost",
-            "connections",
-            "pauseConnection",
             body=m.PauseRequest,
             response=m.PauseOut,
         ),
-        Route(
+        connections.change(
             "POST",
             f"{_CONNECTION}/resume",
-            "admin",
-            "End its pauses and windows in force; what they held back goes on in order",
-            "connections",
             "resumeConnection",
+            "End its pauses and windows in force; what they held back goes on in order",
             body=m.ResumeRequest,
             response=m.ResumeResult,
         ),
-        Route(
+        freeze_windows.change(
             "POST",
             "/v1/freeze-windows",
-            "admin",
-            "Schedule a freeze window: one connection or the whole tenant, in and/or out",
-            "freeze-windows",
             "createFreezeWindow",
+            "Schedule a freeze window: one connection or the whole tenant, in and/or out",
             body=m.FreezeWindowCreate,
             response=m.PauseOut,
             status=201,
             errors=(404,),
         ),
-        Route(
-            "GET",
+        freeze_windows.read(
             "/v1/freeze-windows",
-            "read",
-            "Freeze windows not over yet (include_past: all)",
-            "freeze-windows",
             "listFreezeWindows",
+            "Freeze windows not over yet (include_past: all)",
+            m.Page[m.PauseOut],
             query=m.FreezeWindowQuery,
-            response=m.Page[m.PauseOut],
         ),
-        Route(
-            "GET",
-            _WINDOW,
-            "read",
-            "Show a freeze window",
-            "freeze-windows",
-            "getFreezeWindow",
-            response=m.PauseOut,
-        ),
-        Route(
+        freeze_windows.read(_WINDOW, "getFreezeWindow", "Show a freeze window", m.PauseOut),
+        freeze_windows.change(
             "DELETE",
             _WINDOW,
-            "admin",
-            "Cancel a window not started, or end one in force now (409 when it is over)",
-            "freeze-windows",
             "deleteFreezeWindow",
+            "Cancel a window not started, or end one in force now (409 when it is over)",
             status=204,
             errors=(409,),
         ),
-        Route(
+        connections.change(
             "POST",
             f"{_CONNECTION}/trigger",
-            "admin",
-            "Send the connection a signed sample webhook of its provider, through ingest",
-            "connections",
             "triggerWebhook",
+            "Send the connection a signed sample webhook of its provider, through ingest",
             body=m.TriggerRequest,
             response=m.TriggerResult,
             errors=(409, 503),
         ),
-        Route(
-            "GET",
+        connections.read(
             "/v1/webhook-samples",
-            "read",
-            "The sample webhooks each provider can be sent (POST …/trigger)",
-            "connections",
             "listWebhookSamples",
-            response=m.WebhookSamples,
+            "The sample webhooks each provider can be sent (POST …/trigger)",
+            m.WebhookSamples,
         ),
-        Route(
-            "GET",
+        quotas.read(
             "/v1/quotas",
-            "read",
-            "The tenant's limits and their usage: connections, events this minute, records",
-            "quotas",
             "getQuotas",
-            response=m.QuotasOut,
+            "The tenant's limits and their usage: connections, events this minute, records",
+            m.QuotasOut,
         ),
-        Route(
+        quotas.change(
             "PUT",
             "/v1/quotas",
-            "admin",
-            "Set every limit (null: no limit)",
-            "quotas",
             "setQuotas",
+            "Set every limit (null: no limit)",
             body=m.QuotaLimitsSet,
             response=m.QuotasOut,
         ),
-        Route(
+        quotas.change(
             "PATCH",
             "/v1/quotas",
-            "admin",
-            "Change the limits given (null: no limit); the others stay",
-            "quotas",
             "updateQuotas",
+            "Change the limits given (null: no limit); the others stay",
             body=m.QuotaLimits,
             response=m.QuotasOut,
         ),
-        Route(
+        connections.change(
             "PUT",
             f"{_CONNECTION}/credentials",
-            "admin",
-            "Set the provider API credentials (API key or OAuth2 tokens); never returned",
-            "connections",
             "setConnectionCredentials",
+            "Set the provider API credentials (API key or OAuth2 tokens); never returned",
             body=m.CredentialsIn,
             status=204,
         ),
-        Route(
-            "GET",
+        connections.read(
             f"{_CONNECTION}/health",
-            "read",
-            "Last webhook and push, error rate, circuit, token expiry",
-            "connections",
             "getConnectionHealth",
-            response=m.ConnectionHealth,
+            "Last webhook and push, error rate, circuit, token expiry",
+            m.ConnectionHealth,
         ),
         *_record_routes(),
-        Route(
-            "GET",
+        sync_log.read(
             "/v1/sync-log",
-            "read",
-            "Inbound and outbound events, newest first",
-            "sync-log",
             "listSyncLog",
+            "Inbound and outbound events, newest first",
+            m.Page[m.SyncLogEntry],
             query=m.SyncLogQuery,
-            response=m.Page[m.SyncLogEntry],
         ),
-        Route(
-            "GET",
+        sync_log.read(
             "/v1/sync-log/summary",
-            "read",
-            "Counts per outcome",
-            "sync-log",
             "getSyncLogSummary",
+            "Counts per outcome",
+            m.SyncLogSummary,
             query=m.SyncLogSummaryQuery,
-            response=m.SyncLogSummary,
         ),
-        Route(
-            "GET",
+        audit.read(
             "/v1/audit/ledger",
-            "read",
-            "Every acknowledgement accounted for, per connection (DESIGN invariant 13)",
-            "audit",
             "getLedger",
+            "Every acknowledgement accounted for, per connection (DESIGN invariant 13)",
+            m.LedgerReport,
             query=m.LedgerQuery,
-            response=m.LedgerReport,
             errors=(503,),
         ),
-        Route(
-            "GET",
+        audit.read(
             "/v1/audit-log",
-            "read",
-            "Who changed what: every mutating call of the API, the CLI and the console",
-            "audit",
             "listAuditLog",
+            "Who changed what: every mutating call of the API, the CLI and the console",
+            m.Page[m.AuditEntry],
             query=m.AuditLogQuery,
-            response=m.Page[m.AuditEntry],
         ),
-        Route(
-            "GET",
+        dead_letters.read(
             "/v1/dead-letters",
-            "read",
-            "List dead letters",
-            "dead-letters",
             "listDeadLetters",
+            "List dead letters",
+            m.Page[m.DeadLetterOut],
             query=m.DeadLetterQuery,
-            response=m.Page[m.DeadLetterOut],
         ),
-        Route(
-            "GET",
-            _DEAD_LETTER,
-            "read",
-            "Show a dead letter with its payload",
-            "dead-letters",
-            "getDeadLetter",
-            response=m.DeadLetterDetail,
+        dead_letters.read(
+            _DEAD_LETTER, "getDeadLetter", "Show a dead letter with its payload", m.DeadLetterDetail
         ),
-        Route(
+        dead_letters.change(
             "POST",
             f"{_DEAD_LETTER}/redrive",
-            "admin",
-            "Redrive: it re-enters at its stage",
-            "dead-letters",
             "redriveDeadLetter",
+            "Redrive: it re-enters at its stage",
             response=m.DeadLetterOut,
             errors=(409, 503),
         ),
-        Route(
+        dead_letters.change(
             "POST",
             f"{_DEAD_LETTER}/discard",
-            "admin",
-            "Discard a dead letter",
-            "dead-letters",
             "discardDeadLetter",
+            "Discard a dead letter",
             response=m.DeadLetterOut,
             errors=(409,),
         ),
-        Route(
+        dead_letters.change(
             "POST",
             "/v1/dead-letters/redrive",
-            "admin",
-            "Redrive many, by ids or filter",
-            "dead-letters",
             "redriveDeadLetters",
+            "Redrive many, by ids or filter",
             body=m.RedriveMany,
             response=m.RedriveResult,
             errors=(404, 503),
         ),
-        Route(
+        replay.change(
             "POST",
             "/v1/replay",
-            "admin",
-            "Re-process a connection's webhooks from a time or an offset",
-            "replay",
             "replayWebhooks",
+            "Re-process a connection's webhooks from a time or an offset",
             body=m.ReplayRequest,
             response=m.ReplayResult,
             errors=(404, 503),
         ),
-        Route(
+        sync_jobs.change(
             "POST",
             "/v1/sync-jobs",
-            "admin",
-            "Start a backfill or reconciliation",
-            "sync-jobs",
             "createSyncJob",
+            "Start a backfill or reconciliation",
             body=m.SyncJobCreate,
             response=m.SyncJobOut,
             status=201,
             errors=(404, 409),
         ),
-        Route(
-            "GET",
+        sync_jobs.read(
             "/v1/sync-jobs",
-            "read",
-            "List sync jobs, newest first",
-            "sync-jobs",
             "listSyncJobs",
+            "List sync jobs, newest first",
+            m.Page[m.SyncJobOut],
             query=m.SyncJobQuery,
-            response=m.Page[m.SyncJobOut],
         ),
-        Route(
-            "GET",
-            _SYNC_JOB,
-            "read",
-            "A sync job's progress",
-            "sync-jobs",
-            "getSyncJob",
-            response=m.SyncJobOut,
-        ),
-        Route(
+        sync_jobs.read(_SYNC_JOB, "getSyncJob", "A sync job's progress", m.SyncJobOut),
+        sync_jobs.change(
             "POST",
             f"{_SYNC_JOB}/cancel",
-            "admin",
-            "Cancel a sync job",
-            "sync-jobs",
             "cancelSyncJob",
+            "Cancel a sync job",
             response=m.SyncJobOut,
             errors=(409,),
         ),
-        Route(
-            "GET",
+        conflicts.read(
             "/v1/conflicts",
-            "read",
-            "List parked conflicts",
-            "conflicts",
             "listConflicts",
+            "List parked conflicts",
+            m.Page[m.ConflictOut],
             query=m.ConflictQuery,
-            response=m.Page[m.ConflictOut],
         ),
-        Route(
-            "GET",
-            _CONFLICT,
-            "read",
-            "Show a conflict",
-            "conflicts",
-            "getConflict",
-            response=m.ConflictOut,
-        ),
-        Route(
+        conflicts.read(_CONFLICT, "getConflict", "Show a conflict", m.ConflictOut),
+        conflicts.change(
             "POST",
             f"{_CONFLICT}/resolve",
-            "admin",
-            "Resolve by choosing a value",
-            "conflicts",
             "resolveConflict",
+            "Resolve by choosing a value",
             body=m.ConflictResolve,
             response=m.ConflictOut,
             errors=(409,),
         ),
-        Route(
+        notifications.change(
             "POST",
             "/v1/notification-endpoints",
-            "admin",
-            "Register an endpoint for operational notifications (its signing secret shown once)",
-            "notifications",
             "createNotificationEndpoint",
+            "Register an endpoint for operational notifications (its signing secret shown once)",
             body=m.NotificationEndpointCreate,
             response=m.NotificationEndpointCreated,
             status=201,
         ),
-        Route(
-            "GET",
+        notifications.read(
             "/v1/notification-endpoints",
-            "read",
-            "List notification endpoints",
-            "notifications",
             "listNotificationEndpoints",
+            "List notification endpoints",
+            m.Page[m.NotificationEndpointOut],
             query=m.PageQuery,
-            response=m.Page[m.NotificationEndpointOut],
         ),
-        Route(
-            "GET",
+        notifications.read(
             _ENDPOINT,
-            "read",
-            "Show a notification endpoint",
-            "notifications",
             "getNotificationEndpoint",
-            response=m.NotificationEndpointOut,
+            "Show a notification endpoint",
+            m.NotificationEndpointOut,
         ),
-        Route(
+        notifications.change(
             "DELETE",
             _ENDPOINT,
-            "admin",
-            "Delete a notification endpoint and its deliveries",
-            "notifications",
             "deleteNotificationEndpoint",
+            "Delete a notification endpoint and its deliveries",
             status=204,
         ),
-        Route(
+        notifications.change(
             "POST",
             f"{_ENDPOINT}/test",
-            "admin",
-            "Queue a test message to the endpoint",
-            "notifications",
             "testNotificationEndpoint",
+            "Queue a test message to the endpoint",
             response=m.NotificationDeliveryOut,
             status=202,
         ),
-        Route(
-            "GET",
+        notifications.read(
             f"{_ENDPOINT}/deliveries",
-            "read",
-            "An endpoint's deliveries, newest first, with their attempts and last error",
-            "notifications",
             "listNotificationDeliveries",
+            "An endpoint's deliveries, newest first, with their attempts and last error",
+            m.Page[m.NotificationDeliveryOut],
             query=m.NotificationDeliveryQuery,
-            response=m.Page[m.NotificationDeliveryOut],
         ),
-        Route(
+        api_keys.change(
             "POST",
             "/v1/api-keys",
-            "admin",
-            "Create an API key (shown once)",
-            "api-keys",
             "createApiKey",
+            "Create an API key (shown once)",
             body=m.ApiKeyCreate,
             response=m.ApiKeyCreated,
             status=201,
             errors=(404,),
         ),
-        Route(
-            "GET",
+        api_keys.read(
             "/v1/api-keys",
-            "read",
-            "List API keys (never the keys)",
-            "api-keys",
             "listApiKeys",
+            "List API keys (never the keys)",
+            m.Page[m.ApiKeyOut],
             query=m.ApiKeyQuery,
-            response=m.Page[m.ApiKeyOut],
         ),
-        Route(
-            "GET",
+        api_keys.read(
             _API_KEY,
-            "read",
-            "Show an API key with its requests per day and when it was last used",
-            "api-keys",
             "getApiKey",
-            response=m.ApiKeyDetail,
+            "Show an API key with its requests per day and when it was last used",
+            m.ApiKeyDetail,
         ),
-        Route(
+        api_keys.change(
             "POST",
             f"{_API_KEY}/revoke",
-            "admin",
-            "Revoke an API key now",
-            "api-keys",
             "revokeApiKey",
+            "Revoke an API key now",
             response=m.ApiKeyOut,
         ),
-        Route(
+        api_keys.change(
             "POST",
             f"{_API_KEY}/rotate",
-            "admin",
-            "A new key of the same scope; the old one expires after the overlap",
-            "api-keys",
             "rotateApiKey",
+            "A new key of the same scope; the old one expires after the overlap",
             body=m.ApiKeyRotate,
             response=m.ApiKeyCreated,
             errors=(409,),
         ),
-        Route(
+        privacy.change(
             "POST",
             "/v1/privacy/export",
-            "admin",
+            "exportPerson",
             "Everything held for one person (by email): records, links, sync log, audit"
             " entries, and what each connected system holds, read through its API",
-            "privacy",
-            "exportPerson",
             body=m.PrivacyRequest,
             response=m.PrivacyExport,
             errors=(404,),
         ),
-        Route(
+        privacy.change(
             "POST",
             "/v1/privacy/erase",
-            "admin",
+            "erasePerson",
             "Erase one person (by email): anonymised here, deleted or anonymised in every"
             " connected system that allows it, a tombstone so they do not come back; a report"
             " per system",
-            "privacy",
-            "erasePerson",
             body=m.PrivacyRequest,
             response=m.PrivacyErasure,
             errors=(404,),

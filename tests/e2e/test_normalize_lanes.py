@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
+from crmsync.common.kafka import make_admin
 from crmsync.demo import sims
 from crmsync.localstack.ports import free_port
 from schemas import topics
+from tests.conftest import prefixed_topics
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.e2e.sync_harness import SimulatedCrm, simulated
 from tests.e2e.test_processor_pipeline import start_worker
@@ -46,17 +47,8 @@ APP = "SELECT count(*) FROM sync_log WHERE direction = 'in' AND connection_id = 
 @pytest.fixture
 async def one_partition(kafka_bootstrap: str) -> AsyncIterator[str]:
     """A topic prefix whose topics have one partition each."""
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
-        await ensure_topics(
-            admin, [TopicConfig.of(t, prefix + t.name, partitions=1) for t in topics.ALL]
-        )
+    async with prefixed_topics(kafka_bootstrap, 1) as prefix:
         yield prefix
-        await admin.delete_topics([prefix + t.name for t in topics.ALL])
-    finally:
-        await admin.close()
 
 
 @dataclass

@@ -14,15 +14,7 @@ import pytest
 from crmsync.common.db import create_pool
 from schemas import topics
 from tests.e2e.test_admin_cli import Cli
-from tests.ingest_harness import PUBLIC_BASE, Ingest, Tap, running_ingest
-
-
-@pytest.fixture
-async def ingest(
-    database_url: str, kafka_bootstrap: str, pipeline_topics: None
-) -> AsyncIterator[Ingest]:
-    async for harness in running_ingest(database_url, kafka_bootstrap):
-        yield harness
+from tests.ingest_harness import PUBLIC_BASE, Ingest, Tap
 
 
 @pytest.fixture

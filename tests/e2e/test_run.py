@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -43,17 +44,17 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_run_starts_every_service_and_ctrl_c_stops_them(
-    run_env: dict[str, str], tmp_path: Path
-) -> None:
-    ports = {name: int(run_env[f"CRMSYNC_{name.upper()}_PORT"]) for name in SERVICES}
-    log = tmp_path / "run.log"
+def _run_until_ctrl_c(
+    args: list[str], run_env: dict[str, str], ports: Iterable[int], log: Path
+) -> tuple[int, str]:
+    """`crmsync run ARGS` until every port is ready and it says how to stop, then Ctrl-C:
+    its exit code and what it wrote."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [CRMSYNC, "run"], env=run_env, stdout=out, stderr=out, start_new_session=True
+            [CRMSYNC, "run", *args], env=run_env, stdout=out, stderr=out, start_new_session=True
         )
     try:
-        for port in ports.values():
+        for port in ports:
             wait_until_ready(f"http://127.0.0.1:{port}/readyz", proc)
         deadline = time.monotonic() + 30
         while "Press Ctrl-C to stop." not in log.read_text() and time.monotonic() < deadline:
@@ -62,7 +63,14 @@ def test_run_starts_every_service_and_ctrl_c_stops_them(
         # What a terminal's Ctrl-C does: SIGINT to the whole foreground process group.
         os.killpg(proc.pid, signal.SIGINT)
         code = stop(proc, None)
-    output = log.read_text()
+    return code, log.read_text()
+
+
+def test_run_starts_every_service_and_ctrl_c_stops_them(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
+    ports = {name: int(run_env[f"CRMSYNC_{name.upper()}_PORT"]) for name in SERVICES}
+    code, output = _run_until_ctrl_c([], run_env, ports.values(), tmp_path / "run.log")
     assert code == 0, output
     for name, port in ports.items():
         assert f"{name:<10} http://127.0.0.1:{port}" in output
@@ -78,25 +86,8 @@ def test_run_workers_starts_two_processors_and_two_outbounds(
     for name in ("processor", "outbound"):
         port = int(run_env[f"CRMSYNC_{name.upper()}_PORT"])
         ports[name], ports[f"{name}-2"] = port, port + 100
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [CRMSYNC, "run", "--services", "processor,outbound", "--workers", "2"],
-            env=run_env,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        for port in ports.values():
-            wait_until_ready(f"http://127.0.0.1:{port}/readyz", proc)
-        deadline = time.monotonic() + 30
-        while "Press Ctrl-C to stop." not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        code = stop(proc, None)
-    output = log.read_text()
+    args = ["--services", "processor,outbound", "--workers", "2"]
+    code, output = _run_until_ctrl_c(args, run_env, ports.values(), tmp_path / "run.log")
     assert code == 0, output
     for name, port in ports.items():
         assert f"{name:<10} http://127.0.0.1:{port}" in output

@@ -626,22 +626,35 @@ async def test_invoices_filter_by_number_and_status(admin: Admin) -> None:
 # -- sync log -----------------------------------------------------------------------------
 
 
+async def _logged(
+    admin: Admin,
+    connection_id: uuid.UUID,
+    outcome: str,
+    *,
+    latency_ms: int | None = None,
+    entity_id: uuid.UUID | None = None,
+) -> None:
+    """A customer's sync_log row: ``pushed`` went out, every other outcome came in."""
+    await admin.pool.execute(
+        """
+        INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
+                              outcome, latency_ms)
+        VALUES ($1, $2, $3, 'customer', $4, $5, $6)
+        """,
+        admin.tenant,
+        connection_id,
+        "out" if outcome == "pushed" else "in",
+        entity_id,
+        outcome,
+        latency_ms,
+    )
+
+
 async def test_sync_log_lists_newest_first_and_counts_outcomes(admin: Admin) -> None:
     created = await new_connection(admin)
     cid = uuid.UUID(created["id"])
     for outcome, latency in [("applied", 10), ("applied", 30), ("echo", 5), ("pushed", 50)]:
-        await admin.pool.execute(
-            """
-            INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, outcome,
-                                  latency_ms)
-            VALUES ($1, $2, $3, 'customer', $4, $5)
-            """,
-            admin.tenant,
-            cid,
-            "out" if outcome == "pushed" else "in",
-            outcome,
-            latency,
-        )
+        await _logged(admin, cid, outcome, latency_ms=latency)
     log = await admin.ok("GET", "/v1/sync-log", params={"connection": str(cid), "limit": "3"})
     assert [e["outcome"] for e in log["items"]] == ["pushed", "echo", "applied"]
     rest = await admin.ok("GET", "/v1/sync-log", params={"cursor": log["next_cursor"]})
@@ -658,18 +671,7 @@ async def test_sync_log_filters_by_record(admin: Admin) -> None:
     cid = uuid.UUID(created["id"])
     one, other = uuid.uuid4(), uuid.uuid4()
     for entity_id, outcome in [(one, "applied"), (other, "applied"), (one, "pushed")]:
-        await admin.pool.execute(
-            """
-            INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
-                                  outcome)
-            VALUES ($1, $2, $3, 'customer', $4, $5)
-            """,
-            admin.tenant,
-            cid,
-            "out" if outcome == "pushed" else "in",
-            entity_id,
-            outcome,
-        )
+        await _logged(admin, cid, outcome, entity_id=entity_id)
     log = await admin.ok("GET", "/v1/sync-log", params={"entity_id": str(one)})
     assert [(e["entity_id"], e["outcome"]) for e in log["items"]] == [
         (str(one), "pushed"),

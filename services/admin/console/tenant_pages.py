@@ -14,6 +14,7 @@ from services.admin.console.views import (
     ROOT,
     RefusalError,
     call,
+    call_or_refusal,
     filters_of,
     form_of,
     page,
@@ -126,11 +127,8 @@ async def create_endpoint(request: web.Request) -> web.StreamResponse:
     }
     if form.get("description"):
         body["description"] = form["description"]
-    try:
-        created = await call(request, "createNotificationEndpoint", body=body)
-    except RefusalError as failure:
-        if failure.status == 401:
-            raise
+    created, failure = await call_or_refusal(request, "createNotificationEndpoint", body=body)
+    if failure:
         return await _endpoints_page(
             request,
             status=failure.status,
@@ -219,11 +217,8 @@ async def create_window(request: web.Request) -> web.StreamResponse:
         k: form.get(k, "") for k in ("connection", "direction", "starts_at", "ends_at", "reason")
     }
     body = {k: v for k, v in typed.items() if v}
-    try:
-        await call(request, "createFreezeWindow", body=body)
-    except RefusalError as failure:
-        if failure.status == 401:
-            raise
+    _, failure = await call_or_refusal(request, "createFreezeWindow", body=body)
+    if failure:
         return await _windows_page(
             request, status=failure.status, form=typed, errors=failure.errors, error=failure.detail
         )

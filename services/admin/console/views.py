@@ -132,6 +132,25 @@ async def call(
         raise RefusalError(exc.status, exc.detail, _errors(exc.extensions.get("errors"))) from None
 
 
+async def call_or_refusal(
+    request: web.Request,
+    operation_id: str,
+    *,
+    raised: tuple[int, ...] = (401,),
+    path: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> tuple[Any, RefusalError | None]:
+    """``call``, for a form: a refusal comes back (with no result) so that the form's page
+    is shown again with it; one whose status is in ``raised`` (401: signed out) goes on to
+    ``page``, which shows it as a whole page."""
+    try:
+        return await call(request, operation_id, path=path, body=body), None
+    except RefusalError as failure:
+        if failure.status in raised:
+            raise
+        return None, failure
+
+
 def filters_of(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
     """The non-empty filters of a listing's query string (an empty select means "any")."""
     return {n: query[n] for n in names if query.get(n)}
@@ -513,11 +532,10 @@ async def update_settings(request: web.Request) -> web.StreamResponse:
     shown["entity_types"] = list(form.getall("entity_types", ()))
     if errors:
         return await _connection_page(request, status=422, form=shown, errors=errors)
-    try:
-        await call(request, "updateConnection", path=request.match_info, body=body)
-    except RefusalError as failure:
-        if failure.status in (401, 404):
-            raise
+    _, failure = await call_or_refusal(
+        request, "updateConnection", raised=(401, 404), path=request.match_info, body=body
+    )
+    if failure:
         return await _connection_page(
             request, status=failure.status, form=shown, errors=failure.errors, error=failure.detail
         )
@@ -552,11 +570,8 @@ async def _connection_action(
     """Run ``operation`` for the connection of the URL, then back to its page: with
     ``?done=``, or with the API's refusal shown there (401 and 404 are whole-page errors)."""
     connection_id = request.match_info["connection_id"]
-    try:
-        await call(request, operation, **given)
-    except RefusalError as failure:
-        if failure.status in (401, 404):
-            raise
+    _, failure = await call_or_refusal(request, operation, raised=(401, 404), **given)
+    if failure:
         return await _connection_page(
             request, status=failure.status, errors=failure.errors, error=failure.detail
         )
@@ -803,11 +818,8 @@ async def connect(request: web.Request) -> web.StreamResponse:
         return _connect_page(
             request, shown_as, status=422, form=kept, errors=errors, error="Fix the fields below."
         )
-    try:
-        created = await call(request, "createConnection", body=body)
-    except RefusalError as failure:
-        if failure.status == 401:
-            raise
+    created, failure = await call_or_refusal(request, "createConnection", body=body)
+    if failure:
         return _connect_page(
             request,
             shown_as,
@@ -1015,11 +1027,10 @@ async def resolve_conflict(request: web.Request) -> web.StreamResponse:
     body: dict[str, Any] = {"choose": choose}
     if choose == "value":
         body["value"] = typed_value(str(form.get("value", "")))
-    try:
-        await call(request, "resolveConflict", path=request.match_info, body=body)
-    except RefusalError as failure:
-        if failure.status in (401, 404):
-            raise
+    _, failure = await call_or_refusal(
+        request, "resolveConflict", raised=(401, 404), path=request.match_info, body=body
+    )
+    if failure:
         found = await call(request, "getConflict", path=request.match_info)
         return await _conflict_page(
             request, found, status=failure.status, error=failure.detail, errors=failure.errors
@@ -1063,11 +1074,8 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     body: dict[str, Any] = {"scope": form.get("scope", "")}
     if form.get("expires_at"):
         body["expires_at"] = form["expires_at"]
-    try:
-        created = await call(request, "createApiKey", body=body)
-    except RefusalError as failure:
-        if failure.status == 401:
-            raise
+    created, failure = await call_or_refusal(request, "createApiKey", body=body)
+    if failure:
         detail = "; ".join([failure.detail, *failure.errors.values()])
         return await _keys_page(request, status=failure.status, error=detail)
     return await _keys_page(request, created=created)

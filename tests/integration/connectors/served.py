@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
@@ -79,3 +79,15 @@ async def every_page(
 
 def records_of(pages: list[Page]) -> list[RemoteRecord]:
     return [record for page in pages for record in page.records]
+
+
+class TickingClock:
+    """A simulator's clock: each reading is one second after the last, so every change has
+    its own timestamp."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now

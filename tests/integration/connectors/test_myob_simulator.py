@@ -29,7 +29,7 @@ from connectors.myob.simulator import (
 )
 from connectors.spec import RateLimit
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import every_page, records_of, served
+from tests.integration.connectors.served import TickingClock, every_page, records_of, served
 
 API_KEY = "myob-developer-key"
 SETTINGS: dict[str, Any] = {
@@ -41,15 +41,6 @@ SETTINGS: dict[str, Any] = {
     "myob_page_size": 2,
 }
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-class TickingClock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @dataclass

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -35,20 +35,18 @@ from connectors.paypal.client import PayPalClient, make_client
 from connectors.paypal.simulator import CERT_PATH, PayPalSimulator
 from connectors.runtime import client_credentials
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
+from tests.integration.connectors.served import (
+    Inbox,
+    TickingClock,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
 CLIENT = ("paypal-client-id", "paypal-client-secret")
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-class TickingClock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @dataclass

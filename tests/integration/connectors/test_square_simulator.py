@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -22,20 +22,18 @@ from connectors.square import CONNECTOR
 from connectors.square.client import SquareClient, make_client
 from connectors.square.simulator import SIM_LOCATION_ID, SquareSimulator
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
+from tests.integration.connectors.served import (
+    Inbox,
+    TickingClock,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 KEY = "square-signature-key-for-the-simulator"
 SETTINGS = {"square_location_id": SIM_LOCATION_ID}
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-class TickingClock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @dataclass

@@ -29,7 +29,14 @@ from connectors.xero.client import XeroClient, make_client
 from connectors.xero.mapping import Mapper
 from connectors.xero.simulator import XeroSimulator
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
+from tests.integration.connectors.served import (
+    Inbox,
+    TickingClock,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 WEBHOOK_KEY = "xero-webhook-key-for-the-simulator"
 TENANT = "3a1bd5f0-0c1e-4a8e-9f55-1b3e3c0b7d21"
@@ -39,17 +46,6 @@ SETTINGS: dict[str, Any] = {
     "xero_base_currency": "NZD",
 }
 START = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
-
-
-class TickingClock:
-    """Each reading is one second after the last: every change has its own timestamp."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @dataclass
