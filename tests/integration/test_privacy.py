@@ -289,6 +289,39 @@ async def test_after_an_erase_the_processor_refuses_the_person_but_keeps_the_acc
     assert not leaks, leaks
 
 
+async def test_another_tenants_change_carrying_the_erased_address_still_applies(
+    pool: asyncpg.Pool, crm: SimulatedCrm
+) -> None:
+    # A tombstone is the erasing tenant's alone; the processor skips the tombstone lookups
+    # for a batch's tenants with none (services.processor.tombstones), and one batch may
+    # hold both kinds.
+    processor = Processor(pool)
+    person = await _tenant_with_a_person(pool, crm, processor)
+    async with pool.acquire() as conn:
+        await privacy.erase(conn, person.ctx, PrivacyRequest(email=EMAIL), now=datetime.now(UTC))
+        other = await create_connection(
+            conn,
+            KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"]),
+            tenant=f"t-{uuid.uuid4().hex[:8]}",
+            provider="internal",
+            name="erp",
+            webhook_secret=None,
+        )
+
+    results = await processor.handle(
+        TOPIC,
+        [
+            change(person.erp, "customer", "c-9", {"email": EMAIL}, ts=at(20)),
+            change(other, "customer", "c-1", {"email": EMAIL}, ts=at(21)),
+        ],
+    )
+    assert [r.outcome if r else None for r in results] == [Outcome.ERASED, Outcome.APPLIED]
+    kept = await pool.fetchval(
+        "SELECT data->>'email' FROM customers WHERE tenant_id = $1", other.tenant_id
+    )
+    assert kept == EMAIL.lower()  # stored normalised
+
+
 async def test_a_system_that_fails_is_reported_and_the_erase_run_again_finishes_it(
     person: Person,
 ) -> None:
