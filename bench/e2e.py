@@ -27,6 +27,7 @@ from bench.harness import (
     target,
     wait_for_count,
 )
+from bench.hops import hop_results
 from bench.report import Result, Target
 from bench.sims import API_TOKEN, COMPANY_CODE
 from bench.stack import BenchError, Service, Stack
@@ -177,6 +178,9 @@ async def _one_rate(
             "is the pipeline up? see the service logs"
         )
     name = f"e2e.rate_{rate}"
+    hops = await hop_results(
+        name, stack.common.kafka_bootstrap_servers, stack.prefix, pool, source.tenant_id
+    )
     cpu_note = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
     if run.workers > 1:
         cpu_note += f" ({run.workers} workers of processor and of outbound, together)"
@@ -216,4 +220,5 @@ async def _one_rate(
             note=f"after the last webhook until {pushed}/{accepted} were pushed; "
             f"CPU s during the load: {cpu_note}",
         ),
+        *hops,
     ]

@@ -54,6 +54,9 @@ async def test_quick_run_reports_every_section_and_leaves_nothing_behind(
         assert name in names
     assert any(re.fullmatch(r"ingest\.rate_\d+\.p99", n) for n in names)
     assert any(re.fullmatch(r"e2e\.rate_\d+\.crm\.p99", n) for n in names)
+    # Where the time went (bench/hops.py): every hop of the e2e events.
+    for hop in ("ingest", "normalize", "apply", "relay", "outbound"):
+        assert any(re.fullmatch(rf"e2e\.rate_\d+\.hop\.{hop}\.p50", n) for n in names), hop
 
     for r in results:
         assert isinstance(r["name"], str)
