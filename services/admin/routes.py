@@ -197,16 +197,14 @@ def routes() -> list[Route]:
         connections.change(
             "POST",
             f"{_CONNECTION}/webhook-handshake/await",
-            "admin",
+            "awaitWebhookHandshake",
             "Take the provider's subscription handshakes for a while (FreshBooks' callback"
             " verification); each code it accepts back becomes one more webhook secret",
-            "connections",
-            "awaitWebhookHandshake",
             body=m.HandshakeWindow,
             response=m.ConnectionOut,
             errors=(409,),
         ),
-        Route(
+        connections.change(
             "POST",
             f"{_CONNECTION}/pause",
             "pauseConnection",
