@@ -96,6 +96,7 @@ def _cases(ids: dict[str, str]) -> dict[tuple[str, str], tuple[dict[str, Any], i
         ("POST", "/v1/connections/{connection_id}/disable"): ({}, 404),
         ("POST", "/v1/connections/{connection_id}/enable"): ({}, 404),
         ("POST", "/v1/connections/{connection_id}/webhook-secret/rotate"): ({"json": {}}, 404),
+        ("POST", "/v1/connections/{connection_id}/webhook-handshake/await"): ({"json": {}}, 404),
         ("PUT", "/v1/connections/{connection_id}/credentials"): (
             {"json": {"type": "api_key", "token": "t"}},
             404,
