@@ -19,7 +19,7 @@ from connectors.apiclient import ProviderClient, Write
 from connectors.http import ProviderError, UnsupportedOperationError, page_number
 from connectors.money import decimal_of
 from connectors.spec import ClientSettings, EntityType, Page, RemoteRecord
-from connectors.xero.lifecycle import plan_update
+from connectors.xero.lifecycle import PAYMENT_ALLOCATED, plan_update
 from connectors.xero.mapping import Mapper
 from schemas.errors import ProviderRuleError
 
@@ -166,7 +166,9 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
             if plan.status is not None:
                 body["Status"] = plan.status
             body["InvoiceID"] = external_id
-            answer = await self.api.call("POST", path, json_body={"Invoices": [body]})
+            answer = await self._post_invoice(
+                path, body, f"Xero invoice {external_id}: {PAYMENT_ALLOCATED}"
+            )
             stored = self._only(answer, "Invoices", f"POST {API_PATH}{path}")
             written = self.mapper.to_canonical("invoice", stored, self.settings)
         if plan.refused:
@@ -174,6 +176,18 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
                 f"Xero invoice {external_id}: " + "; ".join(plan.refused), written=written
             )
         return written or current
+
+    async def _post_invoice(self, path: str, body: Mapping[str, Any], refusal: str) -> Any:
+        """POST one invoice change. The state it was planned on was read a moment before: a
+        payment allocated there meanwhile (our own push of it, or Xero's user) makes Xero
+        refuse any change, which is its rule about the invoice as it now stands (parked
+        once as ``refusal``), not a request to retry."""
+        try:
+            return await self.api.call("POST", path, json_body={"Invoices": [body]})
+        except ProviderError as exc:
+            if exc.status == 400 and PAYMENT_ALLOCATED in exc.provider_message:
+                raise ProviderRuleError(refusal) from None
+            raise
 
     async def delete(self, entity_type: EntityType, external_id: str) -> None:
         collection, id_field = RESOURCES[entity_type]
@@ -196,7 +210,12 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
                     " remove its payments first"
                 )
             change = {id_field: external_id, "Status": target}
-            await self.api.call("POST", path, json_body={collection: [change]})
+            await self._post_invoice(
+                path,
+                change,
+                f"Xero invoice {external_id}: a payment was allocated as it was voided; Xero"
+                " cannot void a paid invoice: remove its payments first",
+            )
         else:
             await self.api.call("POST", path, json_body={"Status": "DELETED"})
 

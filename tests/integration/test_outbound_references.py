@@ -20,6 +20,7 @@ import pytest
 
 from connectors.runtime import Clients, credentials_json
 from connectors.simkit import Fault
+from connectors.xero.client import XeroClient
 from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
@@ -286,6 +287,37 @@ async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_let
         "SELECT last_pushed_version FROM entity_links WHERE entity_id = $1", invoice
     )
     assert link["last_pushed_version"] == version - 1
+
+
+async def test_a_payment_allocated_in_xero_between_our_read_and_our_write_is_xeros_rule(
+    env: Env, xero: SimulatedCrm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reads the invoice (no payment), then a payment lands there (another push,
+    or Xero's user) before its edit: Xero's refusal is its rule, once, not a 4xx."""
+    target, customer, invoice, sent = await invoice_in_xero(env, xero)
+    read = XeroClient._raw
+
+    async def read_then_paid(self: XeroClient, entity_type: str, external_id: str) -> Any:
+        raw = await read(self, entity_type, external_id)  # type: ignore[arg-type]
+        if entity_type == "invoice" and not xero.sim.live("payment"):
+            xero.sim.create(
+                "payment",
+                {"Invoice": {"InvoiceID": external_id}, "Account": {"Code": "090"}, "Amount": 50},
+                notify=False,
+            )
+        return raw
+
+    monkeypatch.setattr(XeroClient, "_raw", read_then_paid)
+    edited_lines = [{"description": "Callout, after hours", "quantity": "1", "unit_amount": 15000}]
+    edited = {**INVOICE, "customer_id": str(customer), "lines": edited_lines}
+    await env.push(target, "invoice", invoice, await env.edit("invoice", invoice, edited))
+    for _ in range(MAX_ATTEMPTS + 1):
+        await env.run_due()
+    assert xero.sim.get("invoice", sent["InvoiceID"])["LineItems"][0]["Description"] == "Callout"
+    assert await env.queued() == []
+    [dead] = await env.dead()
+    assert dead["reason"] == "provider_rule", dead["detail"]
+    assert "payment or credit note allocated" in dead["detail"]
 
 
 async def test_an_approved_xero_invoice_takes_edits_but_not_a_return_to_draft(
