@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,13 @@ os.environ.setdefault("CRMSYNC_MASTER_KEYS", generate_master_key("test"))
 # default (DESIGN invariant 12). Tests of that refusal build their sessions and settings
 # with allow_private_provider_urls=False explicitly.
 os.environ.setdefault("CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS", "true")
+
+# A shell starts a background job (`nohup .ci/run &`) with SIGINT ignored, and an ignored
+# signal stays ignored through exec: every `crmsync` the tests stop with Ctrl-C would go on
+# running (test_admin_cli's --follow timed out so, twice). A handled signal is reset to its
+# default in each child, so the children get their Ctrl-C back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 MIGRATIONS = repo_root() / "infra" / "migrations"
 STACK_HINT = "start the local stack first: `crmsync infra up` (scripts/test does this)"
