@@ -4,13 +4,16 @@ Ascora publishes no API specification: the API shape the client and simulator sp
 the one assumed in connectors/ascora/README.md, to be checked against a real instance.
 """
 
-from connectors.ascora.capabilities import CAPABILITIES
 from connectors.ascora.client import make_client
 from connectors.ascora.mapping import Mapper, holds_back
 from connectors.ascora.signature import AscoraScheme
 from connectors.base import Connector
+from connectors.capabilities import declared
 from connectors.spec import ApiSpec, RateLimit
 from connectors.standard_webhooks import KEPT_HEADERS
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 API = ApiSpec(
     entity_types=("customer", "job", "invoice", "payment"),

@@ -4,11 +4,14 @@ Contacts sync as customers and deals as jobs (see README.md in this folder).
 """
 
 from connectors.base import Connector
-from connectors.hubspot.capabilities import CAPABILITIES
+from connectors.capabilities import declared
 from connectors.hubspot.client import make_client
 from connectors.hubspot.mapping import Mapper
 from connectors.hubspot.signature import HubSpotScheme
 from connectors.spec import ApiSpec, RateLimit
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 API = ApiSpec(
     entity_types=("customer", "job"),

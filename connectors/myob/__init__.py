@@ -2,10 +2,13 @@
 company file, over OAuth2. MYOB sends no webhooks: its changes are polled."""
 
 from connectors.base import Connector, NoWebhooksScheme
-from connectors.myob.capabilities import CAPABILITIES
+from connectors.capabilities import declared
 from connectors.myob.client import make_client
 from connectors.myob.mapping import Mapper
 from connectors.spec import ApiSpec, RateLimit
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 # MYOB publishes two limits per API key (developer.myob.com, API overview): 8 calls a
 # second and 1,000,000 a day. 8 a second with a burst of 8 never puts a 9th call in a

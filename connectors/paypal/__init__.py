@@ -2,11 +2,14 @@
 customers; webhooks signed with a PayPal certificate (SHA256withRSA), verified offline."""
 
 from connectors.base import Connector
-from connectors.paypal.capabilities import CAPABILITIES
+from connectors.capabilities import declared
 from connectors.paypal.client import make_client
 from connectors.paypal.mapping import Mapper
 from connectors.paypal.signature import PayPalScheme
 from connectors.spec import ApiSpec, RateLimit
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 CONNECTOR = Connector(
     slug="paypal",

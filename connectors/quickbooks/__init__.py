@@ -1,11 +1,14 @@
 """QuickBooks Online: accounting; thin webhooks signed with the verifier token."""
 
 from connectors.base import Connector
-from connectors.quickbooks.capabilities import CAPABILITIES
+from connectors.capabilities import declared
 from connectors.quickbooks.client import make_client
 from connectors.quickbooks.mapping import Mapper, holds_back
 from connectors.quickbooks.signature import QuickBooksScheme
 from connectors.spec import ApiSpec, RateLimit
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 API = ApiSpec(
     entity_types=("customer", "invoice", "payment"),

@@ -2,11 +2,14 @@
 REST Admin API; webhooks signed with the app's client secret."""
 
 from connectors.base import Connector
-from connectors.shopify.capabilities import CAPABILITIES
+from connectors.capabilities import declared
 from connectors.shopify.client import BUCKET_SIZE, LEAK_PER_SECOND, make_client
 from connectors.shopify.mapping import TOPIC_HEADER, TRIGGERED_AT_HEADER, Mapper
 from connectors.shopify.signature import WEBHOOK_ID_HEADER, ShopifyScheme
 from connectors.spec import ApiSpec, RateLimit
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 # The topic says what the body is (customers/update…), the shop domain which store sent
 # it, the webhook id is the dedup key and the trigger time when the change happened.

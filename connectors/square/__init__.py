@@ -2,11 +2,14 @@
 notification URL and the body."""
 
 from connectors.base import Connector
+from connectors.capabilities import declared
 from connectors.spec import ApiSpec, RateLimit
-from connectors.square.capabilities import CAPABILITIES
 from connectors.square.client import make_client
 from connectors.square.mapping import Mapper
 from connectors.square.signature import SquareScheme
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 CONNECTOR = Connector(
     slug="square",

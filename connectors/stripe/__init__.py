@@ -1,11 +1,14 @@
 """Stripe: payments, customers and invoices; webhooks signed with ``Stripe-Signature``."""
 
 from connectors.base import Connector
+from connectors.capabilities import declared
 from connectors.spec import ApiSpec, RateLimit
-from connectors.stripe.capabilities import CAPABILITIES
 from connectors.stripe.client import make_client
 from connectors.stripe.mapping import Mapper
 from connectors.stripe.signature import StripeScheme
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 # Stripe's event type is in the body; nothing beyond the content type is worth keeping.
 CONNECTOR = Connector(

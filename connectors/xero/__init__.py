@@ -1,11 +1,14 @@
 """Xero: accounting (contacts, invoices, payments); thin webhooks signed with the webhook key."""
 
 from connectors.base import Connector
+from connectors.capabilities import declared
 from connectors.spec import ApiSpec, RateLimit
-from connectors.xero.capabilities import CAPABILITIES
 from connectors.xero.client import make_client
 from connectors.xero.mapping import Mapper, holds_back
 from connectors.xero.signature import XeroScheme
+
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
 
 CONNECTOR = Connector(
     slug="xero",
