@@ -40,6 +40,7 @@ from tests.integration.connectors.served import (
     TickingClock,
     every_page,
     inbox,
+    one_line_invoice,
     records_of,
     served,
 )
@@ -97,21 +98,7 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
-INVOICE = {
-    "number": "PP-100",
-    "status": "open",
-    "currency": "AUD",
-    "issued_on": "2026-12-01",
-    "due_on": "2026-12-31",
-    "lines": [
-        {
-            "description": "Blocked drain",
-            "quantity": "2",
-            "unit_amount": 12_500,
-            "tax_amount": 2_500,
-        }
-    ],
-}
+INVOICE = one_line_invoice("PP-100")
 
 
 async def test_tokens_come_from_the_client_credentials_grant(stack: Stack) -> None:

@@ -25,8 +25,10 @@ from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     Inbox,
     TickingClock,
+    delivered,
     every_page,
     inbox,
+    one_line_invoice,
     records_of,
     served,
 )
@@ -62,21 +64,7 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
-INVOICE = {
-    "number": "SQ-100",
-    "status": "open",
-    "currency": "AUD",
-    "issued_on": "2026-12-01",
-    "due_on": "2026-12-31",
-    "lines": [
-        {
-            "description": "Blocked drain",
-            "quantity": "2",
-            "unit_amount": 12_500,
-            "tax_amount": 2_500,
-        }
-    ],
-}
+INVOICE = one_line_invoice("SQ-100")
 
 
 async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stack) -> None:
@@ -92,12 +80,7 @@ async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stac
         await client.fetch("customer", created.external_id)
     await stack.sim.drained()
     kinds = []
-    for hook in stack.inbox.hooks:
-        headers, body = hook.headers, hook.body
-        request = WebhookRequest("POST", stack.hook_url, headers, body)
-        CONNECTOR.scheme.verify(request, [KEY], now=0)
-        parsed = CONNECTOR.mapper.parse_webhook(body, headers, {}) if CONNECTOR.mapper else None
-        assert parsed is not None
+    for _, _, parsed in delivered(CONNECTOR, stack.inbox.hooks, KEY, {}, now=0, url=stack.hook_url):
         kinds.append((parsed.items[0].entity_type, parsed.items[0].op))
     assert kinds == [("customer", "upsert"), ("customer", "upsert"), ("customer", "delete")]
     headers, body = stack.inbox.hooks[0].headers, stack.inbox.hooks[0].body
