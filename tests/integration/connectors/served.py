@@ -95,6 +95,13 @@ def delivered(
     return out
 
 
+def writes_logged(requests: Iterable[Mapping[str, Any]], reads: Iterable[str] = ()) -> int:
+    """How many of a simulator's logged requests wrote: not GETs, nor POSTs to the ``reads``
+    paths (a search posts its query)."""
+    skipped = set(reads)
+    return sum(1 for r in requests if r["method"] != "GET" and r["path"] not in skipped)
+
+
 def one_line_invoice(number: str) -> dict[str, Any]:
     """An open AUD invoice of one taxed line (2 x 125.00, 25.00 tax): what the Square,
     PayPal and Shopify tests push."""

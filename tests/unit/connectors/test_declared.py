@@ -56,11 +56,16 @@ def test_every_fixed_connector_is_its_sheet_joined_with_its_code(slug: str) -> N
     assert connector.webhooks is facts.get("webhooks", True)
 
 
-def test_the_wheel_ships_every_connector_sheet() -> None:
+def test_the_wheel_ships_every_connector_sheet_and_capabilities_file() -> None:
     with (ROOT / "pyproject.toml").open("rb") as f:
         globs = tomllib.load(f)["tool"]["setuptools"]["package-data"]["connectors"]
     shipped = {p for g in globs for p in (ROOT / "connectors").glob(g)}
-    assert {ROOT / "connectors" / slug / "connector.toml" for slug in IN_TOML} <= shipped
+    sheets = {
+        ROOT / "connectors" / slug / name
+        for slug in IN_TOML
+        for name in ("connector.toml", "capabilities.toml")
+    }
+    assert sheets <= shipped
 
 
 def test_the_sheet_gives_the_facts_and_the_code_the_rest() -> None:
