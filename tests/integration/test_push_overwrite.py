@@ -110,6 +110,15 @@ class Env:
         ]
         return [a for a in await Processor(self.pool)._apply_batch(parsed) if a is not None]
 
+    def user_edits_the_phone_at_quickbooks(self) -> None:
+        """The user's edit at QuickBooks (USER_PHONE), whose webhook has not reached us."""
+        [customer] = self.qb.sim.live("customer")
+        self.qb.sim.update(
+            "customer",
+            customer["Id"],
+            {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
+        )
+
     def at_quickbooks(self) -> dict[str, Any]:
         [customer] = self.qb.sim.live("customer")
         return {
@@ -168,15 +177,10 @@ async def env(
 async def test_a_push_meeting_a_user_edit_at_the_target_keeps_both_edits(env: Env) -> None:
     await env.publish(1, CUSTOMER)
     assert await env.push() == 1  # created at QuickBooks
-    [customer] = env.qb.sim.live("customer")
 
     # The user changes the phone at QuickBooks; its webhook has not reached us when our
     # push of the email change (made in the internal service) goes.
-    env.qb.sim.update(
-        "customer",
-        customer["Id"],
-        {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-    )
+    env.user_edits_the_phone_at_quickbooks()
     await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
     await env.push()
 
@@ -219,18 +223,13 @@ async def test_an_edit_between_our_look_and_our_write_is_not_written_over(
     await env.publish(1, CUSTOMER)
     await env.push()
     handle = await env.pusher.clients.get(await _info(env))
-    [customer] = env.qb.sim.live("customer")
     looks: list[str] = []
     fetch = handle.client.fetch
 
     async def look_then_user_edits(entity_type: Any, external_id: str) -> Any:
         record = await fetch(entity_type, external_id)
         if not looks:
-            env.qb.sim.update(
-                "customer",
-                customer["Id"],
-                {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-            )
+            env.user_edits_the_phone_at_quickbooks()
         looks.append(external_id)
         return record
 
@@ -333,12 +332,7 @@ async def test_outbound_dying_around_the_hand_off_pushes_once_and_loses_nothing(
     merged record is written once."""
     await env.publish(1, CUSTOMER)
     await env.push()
-    [customer] = env.qb.sim.live("customer")
-    env.qb.sim.update(
-        "customer",
-        customer["Id"],
-        {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-    )
+    env.user_edits_the_phone_at_quickbooks()
     await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
     observe = env.pusher.observe
     assert observe is not None
