@@ -13,7 +13,6 @@ processor's apply step and the outbound pusher.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -36,14 +35,13 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
 from crmsync.common.pushes import claim
 from crmsync.demo import sims
-from schemas.records import CanonicalRecord
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Router, enqueue, push_rows
 from services.processor.apply import Applied
 from services.processor.deadletters import Source
-from services.processor.decide import InboundChange, Outcome
-from services.processor.pipeline import Parsed, Processor, parse_internal
+from services.processor.decide import Outcome
+from services.processor.pipeline import Processor, parse_internal
 from tests.conftest import TopicFactory
+from tests.integration.applying import publish_customer
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
 USER_PHONE = "+61 2 5550 9"  # the user's edit at QuickBooks
@@ -64,25 +62,9 @@ class Env:
 
     async def publish(self, n: int, data: dict[str, Any]) -> None:
         """Apply a change from the origin and queue its pushes."""
-        change = InboundChange(
-            tenant_id=self.tenant_id,
-            connection_id=self.origin,
-            dedup_key=f"erp-{n}",
-            entity_type="customer",
-            op="upsert",
-            external_id="cust-1",
-            source_ts=datetime.now(UTC),
-            data=data,
-            received_at=datetime.now(UTC),
+        await publish_customer(
+            self.pool, self.tenant_id, self.origin, n, data, at=datetime.now(UTC)
         )
-        [applied] = await Processor(self.pool)._apply_batch([_parsed(change)])
-        assert applied is not None
-        assert applied.change_id is not None
-        payload = await self.pool.fetchval(
-            "SELECT payload FROM outbox WHERE change_id = $1", applied.change_id
-        )
-        record = CanonicalRecord.model_validate_json(json.dumps(payload))
-        await enqueue(self.pool, push_rows(record, await Router(self.pool).targets(record)))
 
     async def push(self) -> int:
         """Run every queued push now (a rescheduled one too); how many ran."""
@@ -139,10 +121,6 @@ class Env:
             self.target,
         )
         return [r["outcome"] for r in rows]
-
-
-def _parsed(change: InboundChange) -> Parsed:
-    return Parsed(Source("test", 0, 0, None, b"{}"), change)
 
 
 @pytest.fixture
