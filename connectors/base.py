@@ -15,7 +15,16 @@ import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
+from secrets import token_urlsafe
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Literal,
+    Protocol,
+    get_args,
+    runtime_checkable,
+)
 
 from schemas.errors import RefuseInput, RetryLater
 
@@ -375,3 +384,45 @@ def sign_base64_body(secret: str, body: bytes) -> str:
     """The sending side of :func:`match_base64_body_signature`: base64 HMAC-SHA256 of the
     raw body, the secret as a UTF-8 key (``crmsync trigger`` signs samples with it)."""
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+# A provider that issues its own secret shows it in its dashboard and we only store it, so
+# a secret we make only stands in for it in tests and simulators: 32 bytes of entropy,
+# URL-safe, more than any of them shows (Square's signature key is 22 characters).
+_STAND_IN_SECRET_BYTES = 32
+
+
+class ProviderIssuedSecret:
+    """Base of a scheme whose provider issues the secret (Xero, QuickBooks, Shopify,
+    Square, HubSpot): a connection stores the one the provider shows."""
+
+    issues_own_secret = True
+
+    def generate_secret(self) -> str:
+        """A stand-in for tests and simulators; a real connection pastes the provider's."""
+        return token_urlsafe(_STAND_IN_SECRET_BYTES)
+
+
+class Base64BodyScheme(ProviderIssuedSecret):
+    """The scheme Xero, QuickBooks and Shopify share (``match_base64_body_signature``):
+    one base64 HMAC-SHA256 of the raw body in ``header``, no timestamp. A subclass names
+    the header, and says where its provider puts a delivery id or a handshake."""
+
+    header: ClassVar[str]
+
+    def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
+        index = match_base64_body_signature(request, secrets, self.header)
+        # Both read the request only now that its signature matched.
+        return Verified(
+            secret_index=index,
+            provider_event_id=self.event_id(request),
+            handshake=self.is_handshake(request.body),
+        )
+
+    def event_id(self, request: WebhookRequest) -> str:
+        """The dedup key: the body hash, for a provider whose payload has no delivery id."""
+        return body_hash_id(request.body)
+
+    def is_handshake(self, body: bytes) -> bool:
+        """A validation ping, answered 200 and dropped (Xero's Intent to Receive)."""
+        return False

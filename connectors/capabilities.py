@@ -1,13 +1,14 @@
 """What each provider can do with each record kind, declared beside its connector.
 
-Every provider package declares ``CAPABILITIES``: for each canonical entity type a
-``KindSupport`` row saying, per column, whether that kind is read from webhooks, hydrated
-(a thin webhook completed with a fetch), backfilled, reconciled, created, updated,
-deleted (or voided, archived) and paid at the provider, with the reason wherever the
-answer is not a plain yes. ``connectors.registry.CAPABILITIES`` collects them;
-``matrix()`` renders the README's providers-by-kinds table (``crmsync connectors
-matrix``), and tests/unit/connectors/test_capabilities.py checks the declarations against
-the connectors' behaviour (spec, clients, mappers) and the README against ``matrix()``.
+Every provider package declares ``CAPABILITIES`` in its ``capabilities.toml`` (data, not
+code: ``declared()`` below reads it): for each canonical entity type a ``KindSupport`` row
+saying, per column, whether that kind is read from webhooks, hydrated (a thin webhook
+completed with a fetch), backfilled, reconciled, created, updated, deleted (or voided,
+archived) and paid at the provider, with the reason wherever the answer is not a plain
+yes. ``connectors.registry.CAPABILITIES`` collects them; ``matrix()`` renders the README's
+providers-by-kinds table (``crmsync connectors matrix``), and
+tests/unit/connectors/test_capabilities.py checks the declarations against the
+connectors' behaviour (spec, clients, mappers) and the README against ``matrix()``.
 
 Columns:
 
@@ -26,9 +27,11 @@ Columns:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Literal
+from importlib import resources
+from typing import Any, Literal
 
 from connectors.generic.config import EntityMapping, GenericMapping
 from connectors.spec import ENTITY_TYPES, EntityType
@@ -113,6 +116,66 @@ FULL_WEBHOOK = (
     "the webhook carries the whole record: nothing is fetched (it is, once the "
     "connection's `field_overrides` cover the kind)"
 )
+
+
+# How a cell of a capabilities.toml names its support: the helpers above, by name.
+_WRITTEN: dict[str, Callable[[str], Can]] = {"yes": yes, "partly": partly, "no": no, "na": na}
+# Reasons a capabilities.toml may name with ``@name`` without declaring them itself.
+SHARED_REASONS: dict[str, str] = {"full_webhook": FULL_WEBHOOK}
+
+
+def _declared_cell(value: Any, reasons: Mapping[str, str], where: str) -> Can:
+    if isinstance(value, str):
+        support, why = value, ""
+    elif isinstance(value, dict) and len(value) == 1:
+        ((support, why),) = value.items()
+    else:
+        raise ValueError(f"{where}: a cell is a support word or one `support = reason`")
+    if support not in _WRITTEN:
+        raise ValueError(f"{where}: {support!r} is not one of {', '.join(_WRITTEN)}")
+    if not isinstance(why, str):
+        raise ValueError(f"{where}: the reason is a string")
+    if why.startswith("@"):
+        if why[1:] not in reasons:
+            raise ValueError(f"{where}: no reason named {why[1:]!r}")
+        why = reasons[why[1:]]
+    return _WRITTEN[support](why)
+
+
+def _declared_row(table: Any, reasons: Mapping[str, str], where: str) -> KindSupport:
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: a kind is a table")
+    if set(table) == {"absent"}:
+        return KindSupport.absent(_declared_cell({"no": table["absent"]}, reasons, where).why)
+    columns = [f.name for f in fields(KindSupport)]
+    if set(table) != set(columns):
+        missing, unknown = set(columns) - set(table), set(table) - set(columns)
+        raise ValueError(f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    return KindSupport(**{c: _declared_cell(table[c], reasons, f"{where}.{c}") for c in columns})
+
+
+def parse_declared(text: str, where: str) -> dict[EntityType, KindSupport]:
+    """The rows a capabilities.toml declares: a table per entity type, each column a
+    support word (``yes``, ``partly``, ``no``, ``na``) or ``column.support = "reason"``;
+    a kind the provider does not have is ``absent = "reason"``. A reason ``@name`` is the
+    file's ``[reasons]`` entry of that name (or one of ``SHARED_REASONS``), so a reason
+    several cells give reads the same in each."""
+    try:
+        declared = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    reasons = {**SHARED_REASONS, **declared.pop("reasons", {})}
+    if set(declared) != set(ENTITY_TYPES):
+        raise ValueError(f"{where}: declares {sorted(declared)}, not {list(ENTITY_TYPES)}")
+    return {
+        kind: _declared_row(declared[kind], reasons, f"{where}: {kind}") for kind in ENTITY_TYPES
+    }
+
+
+def declared(package: str) -> dict[EntityType, KindSupport]:
+    """The rows of ``package``'s capabilities.toml (a connector's ``CAPABILITIES``)."""
+    text = resources.files(package).joinpath("capabilities.toml").read_text(encoding="utf-8")
+    return parse_declared(text, f"{package.replace('.', '/')}/capabilities.toml")
 
 
 def webhook_only(provider: str, *, alternative: str) -> dict[EntityType, KindSupport]:
@@ -295,13 +358,16 @@ __all__ = [
     "INTERNAL",
     "LEGEND",
     "MARKS",
+    "SHARED_REASONS",
     "Can",
     "Capabilities",
     "KindSupport",
+    "declared",
     "generic_capabilities",
     "matrix",
     "na",
     "no",
+    "parse_declared",
     "partly",
     "per_mapping",
     "webhook_only",

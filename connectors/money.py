@@ -43,15 +43,16 @@ def exponent(currency: str, path: str) -> int:
     return minor_unit_digits(currency)
 
 
-def decimal_of(value: object, path: str) -> Decimal:
-    """A JSON number (or decimal string) as the Decimal it was written as.
+def parse_decimal(value: object) -> Decimal:
+    """A JSON number (or decimal string) as the Decimal it was written as; ValueError
+    saying what is wrong with any other value (each caller names where it was).
 
     A float comes from ``json.loads`` of the provider's text; ``repr`` gives back the
     shortest text that parses to it, which is the provider's own text for any number of
     up to 15 significant digits (every amount Xero and QuickBooks hold).
     """
     if isinstance(value, bool):
-        raise MappingError("schema_violation", f"{path}: expected a number, got a boolean")
+        raise ValueError("expected a number, got a boolean")
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, int):
@@ -62,12 +63,21 @@ def decimal_of(value: object, path: str) -> Decimal:
         try:
             number = Decimal(value.strip())
         except InvalidOperation:
-            raise MappingError("schema_violation", f"{path}: {value!r} is not a number") from None
+            raise ValueError(f"{value!r} is not a number") from None
     else:
-        raise MappingError("schema_violation", f"{path}: expected a number")
+        raise ValueError(f"expected a number, got {type(value).__name__}")
     if not number.is_finite():
-        raise MappingError("schema_violation", f"{path}: {value!r} is not a finite number")
+        raise ValueError(f"{value!r} is not a finite number")
     return number
+
+
+def decimal_of(value: object, path: str) -> Decimal:
+    """``parse_decimal`` for a mapper: a value that is no number is a MappingError naming
+    ``path``."""
+    try:
+        return parse_decimal(value)
+    except ValueError as exc:
+        raise MappingError("schema_violation", f"{path}: {exc}") from None
 
 
 def exact_percent(tax: int, amount: int, places: int = 4) -> str | None:

@@ -26,7 +26,7 @@ from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin, raise_m
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
 from schemas import topics
-from tests.ingest_harness import Ingest, running_ingest
+from tests.ingest_harness import Ingest, Tap, running_ingest, tapping
 
 # No per-example deadlines: they are timing assertions, and these machines are shared and
 # noisy. No example database either: every run starts from the same seeds' coverage.
@@ -169,6 +169,20 @@ async def pipeline_topics(kafka_bootstrap: str) -> None:
         await raise_message_limits(admin, wanted)
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def raw_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[Tap]:
+    """What ingest publishes to webhooks.raw from now on."""
+    async with tapping(kafka_bootstrap, topics.WEBHOOKS_RAW.name) as tap:
+        yield tap
+
+
+@pytest.fixture
+async def changes_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[Tap]:
+    """What ingest publishes to changes.internal from now on."""
+    async with tapping(kafka_bootstrap, topics.CHANGES_INTERNAL.name) as tap:
+        yield tap
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,17 @@ class Tap:
 
     async def nothing_for(self, key: bytes, wait: float = 1.0) -> bool:
         return await self.read(key, 1, within=wait) == []
+
+
+@asynccontextmanager
+async def tapping(bootstrap: str, topic: str) -> AsyncIterator[Tap]:
+    """A started Tap on ``topic``, stopped on exit."""
+    tap = Tap(bootstrap, topic)
+    await tap.start()
+    try:
+        yield tap
+    finally:
+        await tap.stop()
 
 
 @dataclass

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.money import NO_MINOR_UNIT, minor_unit_digits
+from connectors.money import NO_MINOR_UNIT, minor_unit_digits, parse_decimal
 from schemas.errors import DeadLetter
 from schemas.records import ACCEPTED_CURRENCIES
 
@@ -46,24 +46,10 @@ def currency_exponent(code: str) -> int:
 
 def to_decimal(value: Any) -> Decimal:
     """A provider's number (decimal string, integer, Decimal or float) as an exact Decimal."""
-    if isinstance(value, bool):
-        raise ConversionError("expected a number, got a boolean")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise ConversionError(f"expected a decimal number, got {value!r}") from None
-    else:
-        raise ConversionError(f"expected a number, got {type(value).__name__}")
-    if not number.is_finite():
-        raise ConversionError(f"expected a finite number, got {value!r}")
-    return number
+    try:
+        return parse_decimal(value)
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from None
 
 
 def to_minor_units(value: Any, currency: str) -> int:

@@ -18,9 +18,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from secrets import token_urlsafe
 
 from connectors.base import (
+    ProviderIssuedSecret,
     SignatureError,
     Verified,
     WebhookRequest,
@@ -42,8 +42,6 @@ TIMESTAMP_HEADER = "x-hubspot-request-timestamp"
 # HubSpot's documented window: "reject the request if the timestamp is older than 5
 # minutes"; the same bound is applied to timestamps in the future.
 TOLERANCE_SECONDS = 300
-# HubSpot issues the client secret; this only serves tests and simulators (32 bytes).
-_SECRET_BYTES = 32
 
 # The table on HubSpot's "Validating requests" page (v3 signature).
 _DECODED = {
@@ -69,10 +67,8 @@ def signed_uri(url: str) -> str:
     return _ENCODED.sub(lambda m: _DECODED[m.group(1).upper()], url)
 
 
-class HubSpotScheme:
+class HubSpotScheme(ProviderIssuedSecret):
     """Verify HubSpot v3 signatures; the client secret comes from HubSpot's app settings."""
-
-    issues_own_secret = True
 
     def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
         keys = secret_keys(secrets)
@@ -97,9 +93,6 @@ class HubSpotScheme:
         # Checked after the signature so "stale_timestamp" counts authentic replays only.
         check_tolerance(timestamp_ms / 1000, now, TOLERANCE_SECONDS, TIMESTAMP_HEADER)
         return Verified(secret_index=index, provider_event_id=_event_id(request.body))
-
-    def generate_secret(self) -> str:
-        return token_urlsafe(_SECRET_BYTES)
 
 
 def _event_id(body: bytes) -> str:

@@ -1,30 +1,17 @@
 """Square: customers, invoices (with their orders) and payments; webhooks signed over the
 notification URL and the body."""
 
-from connectors.base import Connector
-from connectors.spec import ApiSpec, RateLimit
-from connectors.square.capabilities import CAPABILITIES
+from connectors.capabilities import declared
+from connectors.declared import declared_connector
 from connectors.square.client import make_client
 from connectors.square.mapping import Mapper
 from connectors.square.signature import SquareScheme
 
-CONNECTOR = Connector(
-    slug="square",
-    scheme=SquareScheme(),
-    kept_headers=("content-type",),
-    mapper=Mapper(),
-    api=ApiSpec(
-        entity_types=("customer", "invoice", "payment"),
-        # Square publishes no figure ("Square does have rate limits but we don't document
-        # them"; a 429 RATE_LIMITED asks for backoff with jitter). 10 a second with a burst
-        # of 20 is a conservative pace; a 429 still slows the connection down (Retry-After
-        # or backoff), and a connection may set its own `rate_limit`.
-        rate_limit=RateLimit(rate=10, per_seconds=1, burst=20),
-        auth_kind="bearer",
-        make_client=make_client,
-        default_base_url="https://connect.squareup.com",
-        deletable=("customer", "invoice"),
-    ),
+# What it does per record kind, with the reasons (the README's matrix rows).
+CAPABILITIES = declared(__name__)
+
+CONNECTOR = declared_connector(
+    __name__, scheme=SquareScheme(), mapper=Mapper(), make_client=make_client
 )
 
 __all__ = ["CAPABILITIES", "CONNECTOR", "SquareScheme"]

@@ -14,9 +14,9 @@ rewrites the path the two differ and every delivery fails as ``bad_signature``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from secrets import token_urlsafe
 
 from connectors.base import (
+    ProviderIssuedSecret,
     SignatureError,
     Verified,
     WebhookRequest,
@@ -31,14 +31,10 @@ from connectors.base import (
 )
 
 HEADER = "x-square-hmacsha256-signature"
-# Square shows a 22-character signature key per subscription; 32 bytes of entropy is more.
-_SECRET_BYTES = 32
 
 
-class SquareScheme:
+class SquareScheme(ProviderIssuedSecret):
     """Verify Square webhooks; the signature key comes from Square's Developer Console."""
-
-    issues_own_secret = True
 
     def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
         keys = secret_keys(secrets)
@@ -51,6 +47,3 @@ class SquareScheme:
             raise SignatureError("bad_signature", f"{HEADER} does not match")
         event_id = json_path_id(request.body, "event_id") or body_hash_id(request.body)
         return Verified(secret_index=index, provider_event_id=bounded_event_id(event_id))
-
-    def generate_secret(self) -> str:
-        return token_urlsafe(_SECRET_BYTES)

@@ -11,45 +11,24 @@ a badly signed one raises SignatureError like any other (the edge answers 401).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from secrets import token_urlsafe
-
-from connectors.base import (
-    Verified,
-    WebhookRequest,
-    body_hash_id,
-    match_base64_body_signature,
-    parse_json,
-    sign_base64_body,
-)
+from connectors.base import Base64BodyScheme, parse_json, sign_base64_body
 
 HEADER = "x-xero-signature"
-# Xero issues the webhook key; this only serves tests and simulators (32 bytes of entropy).
-_SECRET_BYTES = 32
 
 
-class XeroScheme:
-    """Verify Xero webhooks; the webhook key comes from Xero's developer portal."""
+class XeroScheme(Base64BodyScheme):
+    """Verify Xero webhooks; the webhook key comes from Xero's developer portal.
 
-    issues_own_secret = True
+    Xero's payload carries no delivery id (each event is a resource pointer): the body
+    hash (the base's event id) dedups byte-identical redeliveries, the processor's upsert
+    the rest.
+    """
 
-    def verify(self, request: WebhookRequest, secrets: Sequence[str], now: float) -> Verified:
-        index = match_base64_body_signature(request, secrets, HEADER)
-        # Xero's payload carries no delivery id (each event is a resource pointer); the body
-        # hash dedups byte-identical redeliveries, the processor's upsert the rest.
-        return Verified(
-            secret_index=index,
-            provider_event_id=body_hash_id(request.body),
-            handshake=_is_intent_to_receive(request.body),
-        )
+    header = HEADER
 
-    def generate_secret(self) -> str:
-        return token_urlsafe(_SECRET_BYTES)
-
-
-def _is_intent_to_receive(body: bytes) -> bool:
-    payload = parse_json(body)
-    return isinstance(payload, dict) and payload.get("events") == []
+    def is_handshake(self, body: bytes) -> bool:
+        payload = parse_json(body)
+        return isinstance(payload, dict) and payload.get("events") == []
 
 
 def sign(secret: str, body: bytes) -> dict[str, str]:

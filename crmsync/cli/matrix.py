@@ -1,7 +1,7 @@
 """``crmsync connectors matrix``: what each provider does per record kind, as Markdown.
 
 The README's providers-by-kinds table is this output, generated from each connector's
-declaration (``connectors/<provider>/capabilities.py``) and from the mapping files we
+declaration (``connectors/<provider>/capabilities.toml``) and from the mapping files we
 ship; a test fails when they differ, as it does for ``crmsync config reference``. With
 ``--mapping FILE`` it prints the rows one generic mapping file gives.
 """

@@ -31,7 +31,7 @@ from crmsync.common.apikeys import LastUsedRecorder, Principal, authenticate, be
 from crmsync.common.crypto import KeyRing
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.jsonbody import NotJsonError, parse_json
-from crmsync.common.problems import problem
+from crmsync.common.problems import from_http_exception, problem
 from schemas.errors import RefuseInput
 
 log = logging.getLogger(__name__)
@@ -357,10 +357,7 @@ async def problems_middleware(
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return problem(exc.status, exc.reason, headers=headers)
+        return from_http_exception(exc)
     except Exception as exc:
         if is_transient(exc):
             # PostgreSQL restarting or failing over (CannotConnectNowError, a connection cut

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from connectors.documents import CachedDocuments
 from connectors.egress import provider_session
@@ -18,7 +17,7 @@ from crmsync.common.db import create_pool
 from crmsync.common.kafka import RenewableProducer, check_topics, make_producer, start_with_retry
 from crmsync.common.metrics import set_build_info
 from crmsync.common.partitioner import CachedMurmur2Partitioner
-from crmsync.common.problems import problem
+from crmsync.common.problems import router_problems
 from crmsync.common.settings import ConfigError, topic_name
 from crmsync.common.web import add_ops_routes
 from crmsync.settings.ingest import MAX_RECORD_BYTES, IngestSettings
@@ -45,18 +44,6 @@ log = logging.getLogger(__name__)
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024
 
 
-@web.middleware
-async def problem_details(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Router errors (404, 405) answer in the same JSON shape as the handlers' own."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return problem(exc.status, exc.reason, headers=headers)
-
-
 def create_app(
     settings: IngestSettings,
     *,
@@ -69,7 +56,7 @@ def create_app(
         raise ConfigError(f"CRMSYNC_MASTER_KEYS: {exc}") from None
     # aiohttp stops reading and raises 413 as soon as a body exceeds client_max_size.
     app = web.Application(
-        client_max_size=settings.ingest_max_body_bytes, middlewares=[problem_details]
+        client_max_size=settings.ingest_max_body_bytes, middlewares=[router_problems]
     )
     set_build_info(SERVICE)
 

@@ -336,6 +336,17 @@ async def test_connection_settings_update_merges_and_validates(admin: Admin) -> 
         assert body["errors"][0]["loc"].startswith(loc), (bad, body)
 
 
+# OAuth2 credentials but for their token URL, which each case below points somewhere.
+OAUTH2 = {
+    "type": "oauth2",
+    "access_token": "at",
+    "refresh_token": "rt",
+    "expires_at": "2031-01-01T00:00:00Z",
+    "client_id": "cid",
+    "client_secret": "cs",
+}
+
+
 async def test_provider_urls_on_private_addresses_are_422_per_field(database_url: str) -> None:
     """DESIGN invariant 12 at the door: base and token URLs must look like a provider's."""
     async with running_admin(database_url, allow_private_provider_urls=False) as admin:
@@ -345,17 +356,7 @@ async def test_provider_urls_on_private_addresses_are_422_per_field(database_url
             ({"base_url": "https://user:pw@api.xero.example"}, "/body/base_url"),
             ({"base_url": "https://metadata.google.internal"}, "/body/base_url"),
             (
-                {
-                    "credentials": {
-                        "type": "oauth2",
-                        "access_token": "at",
-                        "refresh_token": "rt",
-                        "expires_at": "2031-01-01T00:00:00Z",
-                        "client_id": "cid",
-                        "client_secret": "cs",
-                        "token_url": "https://169.254.169.254/token",
-                    }
-                },
+                {"credentials": {**OAUTH2, "token_url": "https://169.254.169.254/token"}},
                 "/body/credentials/token_url",
             ),
         ):
@@ -388,15 +389,7 @@ async def test_provider_urls_on_private_addresses_are_422_per_field(database_url
         status, problem = await admin.call(
             "PUT",
             f"{path}/credentials",
-            json={
-                "type": "oauth2",
-                "access_token": "at",
-                "refresh_token": "rt",
-                "expires_at": "2031-01-01T00:00:00Z",
-                "client_id": "cid",
-                "client_secret": "cs",
-                "token_url": "http://localhost/token",
-            },
+            json={**OAUTH2, "token_url": "http://localhost/token"},
         )
         assert status == 422, problem
         assert problem["errors"][0]["loc"] == "/body/token_url"

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from crmsync.localstack.ports import free_port
 from schemas.envelope import WebhookEnvelope
-from tests.ingest_harness import Tap
+from tests.ingest_harness import Tap, tapping
 from tests.integration.test_admin_api import Admin, new_connection, running_admin
 
 
@@ -27,10 +27,9 @@ async def admin(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> A
 
 @pytest.fixture
 async def raw_tap(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[Tap]:
-    tap = Tap(kafka_bootstrap, topic_prefix + "webhooks.raw")
-    await tap.start()
-    yield tap
-    await tap.stop()
+    """This test's own webhooks.raw (behind its topic prefix), not the pipeline's."""
+    async with tapping(kafka_bootstrap, topic_prefix + "webhooks.raw") as tap:
+        yield tap
 
 
 _offsets = itertools.count(42)

@@ -9,7 +9,6 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from connectors.generic import GenericSchemeConfig
 from crmsync.common.connections import CreatedConnection
-from schemas import topics
 from schemas.changes import InternalChange
 from schemas.envelope import WebhookEnvelope
 from services.ingest.app import CACHE, PRODUCER
@@ -73,22 +71,6 @@ def body_for(provider: str) -> bytes:
         return b'[{"eventId": 42, "objectId": 7, "subscriptionType": "contact.propertyChange"}]'
     # Not ASCII-only on purpose: the bytes must arrive untouched.
     return '{"id": "x-1", "name": "Zoë Ünicode"}'.encode()
-
-
-@pytest.fixture
-async def raw_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[Tap]:
-    tap = Tap(kafka_bootstrap, topics.WEBHOOKS_RAW.name)
-    await tap.start()
-    yield tap
-    await tap.stop()
-
-
-@pytest.fixture
-async def changes_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[Tap]:
-    tap = Tap(kafka_bootstrap, topics.CHANGES_INTERNAL.name)
-    await tap.start()
-    yield tap
-    await tap.stop()
 
 
 async def _connect(ingest: Ingest, provider: str, secret: str | None = None) -> CreatedConnection:

@@ -6,7 +6,6 @@ nothing goes to Kafka, and every other case is refused with its own status."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -15,7 +14,6 @@ import pytest
 
 from connectors.generic import CATALOGUE, load_mapping_file, mapping_settings
 from crmsync.common.connections import create_connection
-from schemas import topics
 from services.ingest.handshakes import MAX_PENDING_HANDSHAKES
 from tests.ingest_harness import Ingest, Tap
 
@@ -42,24 +40,19 @@ def verify_post(verifier: str = "Tz8rQ2vJpX9", callback: str = "2001") -> bytes:
     ).encode()
 
 
-@pytest.fixture
-async def raw_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[Tap]:
-    tap = Tap(kafka_bootstrap, topics.WEBHOOKS_RAW.name)
-    await tap.start()
-    yield tap
-    await tap.stop()
-
-
-async def freshbooks(ingest: Ingest, *, awaiting: bool, secret: str | None = None) -> uuid.UUID:
+async def catalogue_connection(
+    ingest: Ingest, *, awaiting: bool, secret: str | None = None, name: str = "freshbooks"
+) -> uuid.UUID:
+    """A generic connection of the catalogue's ``name`` (FreshBooks unless said)."""
     async with ingest.pool.acquire() as conn:
         created = await create_connection(
             conn,
             ingest.keyring,
             tenant=f"t-{uuid.uuid4().hex[:10]}",
             provider="generic",
-            name="freshbooks",
+            name=name,
             webhook_secret=secret,
-            settings=catalogue_settings(),
+            settings=catalogue_settings(name),
             handshakes_until=datetime.now(UTC) + timedelta(hours=1) if awaiting else None,
         )
     return created.id
@@ -72,7 +65,7 @@ async def post(ingest: Ingest, connection_id: uuid.UUID, body: bytes) -> Any:
 async def test_a_connection_awaiting_a_handshake_stores_its_code_encrypted(
     ingest: Ingest, raw_tap: Tap
 ) -> None:
-    connection_id = await freshbooks(ingest, awaiting=True)
+    connection_id = await catalogue_connection(ingest, awaiting=True)
 
     answer = await post(ingest, connection_id, verify_post())
 
@@ -94,7 +87,7 @@ async def test_a_connection_awaiting_a_handshake_stores_its_code_encrypted(
 async def test_a_handshake_for_a_connection_not_awaiting_one_gets_409_and_changes_nothing(
     ingest: Ingest,
 ) -> None:
-    connection_id = await freshbooks(ingest, awaiting=False, secret="live-verifier")
+    connection_id = await catalogue_connection(ingest, awaiting=False, secret="live-verifier")
 
     answer = await post(ingest, connection_id, verify_post())
 
@@ -117,7 +110,7 @@ async def test_a_handshake_for_a_connection_not_awaiting_one_gets_409_and_change
 async def test_a_malformed_handshake_gets_422_and_stores_nothing(
     ingest: Ingest, body: bytes
 ) -> None:
-    connection_id = await freshbooks(ingest, awaiting=True)
+    connection_id = await catalogue_connection(ingest, awaiting=True)
 
     answer = await post(ingest, connection_id, body)
 
@@ -127,7 +120,7 @@ async def test_a_malformed_handshake_gets_422_and_stores_nothing(
 
 
 async def test_unconfirmed_handshakes_are_bounded_per_connection(ingest: Ingest) -> None:
-    connection_id = await freshbooks(ingest, awaiting=True)
+    connection_id = await catalogue_connection(ingest, awaiting=True)
     for n in range(MAX_PENDING_HANDSHAKES):
         assert (await post(ingest, connection_id, verify_post(f"code-{n}", str(n)))).status == 202
 
@@ -142,7 +135,7 @@ async def test_unconfirmed_handshakes_are_bounded_per_connection(ingest: Ingest)
 async def test_an_unsigned_event_of_an_awaiting_connection_is_still_a_401(
     ingest: Ingest, raw_tap: Tap
 ) -> None:
-    connection_id = await freshbooks(ingest, awaiting=True)
+    connection_id = await catalogue_connection(ingest, awaiting=True)
     body = urlencode({"name": "client.create", "object_id": "12", "account_id": "6BApk"})
 
     answer = await post(ingest, connection_id, body.encode())
@@ -152,19 +145,9 @@ async def test_an_unsigned_event_of_an_awaiting_connection_is_still_a_401(
 
 
 async def test_a_mapping_without_a_handshake_takes_none(ingest: Ingest) -> None:
-    async with ingest.pool.acquire() as conn:
-        created = await create_connection(
-            conn,
-            ingest.keyring,
-            tenant=f"t-{uuid.uuid4().hex[:10]}",
-            provider="generic",
-            name="mautic",
-            webhook_secret=None,
-            settings=catalogue_settings("mautic"),
-            handshakes_until=datetime.now(UTC) + timedelta(hours=1),
-        )
+    connection_id = await catalogue_connection(ingest, awaiting=True, name="mautic")
 
-    answer = await post(ingest, created.id, verify_post())
+    answer = await post(ingest, connection_id, verify_post())
 
     assert answer.status == 401
     assert await ingest.pool.fetchval("SELECT count(*) FROM webhook_handshakes") == 0

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors.paypal.simulator import issue_chain
 from crmsync.localstack.ports import free_port
-from schemas import topics
 from schemas.envelope import WebhookEnvelope
 from tests.ingest_harness import Ingest, Tap
 
@@ -62,14 +61,6 @@ async def cert_server() -> AsyncIterator[CertServer]:
         )
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-async def raw_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[Tap]:
-    tap = Tap(kafka_bootstrap, topics.WEBHOOKS_RAW.name)
-    await tap.start()
-    yield tap
-    await tap.stop()
 
 
 def signed(key: rsa.RSAPrivateKey, cert_url: str, n: int) -> dict[str, str]:

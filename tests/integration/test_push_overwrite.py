@@ -13,7 +13,6 @@ processor's apply step and the outbound pusher.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -36,14 +35,13 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
 from crmsync.common.pushes import claim
 from crmsync.demo import sims
-from schemas.records import CanonicalRecord
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Router, enqueue, push_rows
 from services.processor.apply import Applied
 from services.processor.deadletters import Source
-from services.processor.decide import InboundChange, Outcome
-from services.processor.pipeline import Parsed, Processor, parse_internal
+from services.processor.decide import Outcome
+from services.processor.pipeline import Processor, parse_internal
 from tests.conftest import TopicFactory
+from tests.integration.applying import publish_customer
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
 USER_PHONE = "+61 2 5550 9"  # the user's edit at QuickBooks
@@ -64,25 +62,9 @@ class Env:
 
     async def publish(self, n: int, data: dict[str, Any]) -> None:
         """Apply a change from the origin and queue its pushes."""
-        change = InboundChange(
-            tenant_id=self.tenant_id,
-            connection_id=self.origin,
-            dedup_key=f"erp-{n}",
-            entity_type="customer",
-            op="upsert",
-            external_id="cust-1",
-            source_ts=datetime.now(UTC),
-            data=data,
-            received_at=datetime.now(UTC),
+        await publish_customer(
+            self.pool, self.tenant_id, self.origin, n, data, at=datetime.now(UTC)
         )
-        [applied] = await Processor(self.pool)._apply_batch([_parsed(change)])
-        assert applied is not None
-        assert applied.change_id is not None
-        payload = await self.pool.fetchval(
-            "SELECT payload FROM outbox WHERE change_id = $1", applied.change_id
-        )
-        record = CanonicalRecord.model_validate_json(json.dumps(payload))
-        await enqueue(self.pool, push_rows(record, await Router(self.pool).targets(record)))
 
     async def push(self) -> int:
         """Run every queued push now (a rescheduled one too); how many ran."""
@@ -110,6 +92,15 @@ class Env:
         ]
         return [a for a in await Processor(self.pool)._apply_batch(parsed) if a is not None]
 
+    def user_edits_the_phone_at_quickbooks(self) -> None:
+        """The user's edit at QuickBooks (USER_PHONE), whose webhook has not reached us."""
+        [customer] = self.qb.sim.live("customer")
+        self.qb.sim.update(
+            "customer",
+            customer["Id"],
+            {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
+        )
+
     def at_quickbooks(self) -> dict[str, Any]:
         [customer] = self.qb.sim.live("customer")
         return {
@@ -130,10 +121,6 @@ class Env:
             self.target,
         )
         return [r["outcome"] for r in rows]
-
-
-def _parsed(change: InboundChange) -> Parsed:
-    return Parsed(Source("test", 0, 0, None, b"{}"), change)
 
 
 @pytest.fixture
@@ -168,15 +155,10 @@ async def env(
 async def test_a_push_meeting_a_user_edit_at_the_target_keeps_both_edits(env: Env) -> None:
     await env.publish(1, CUSTOMER)
     assert await env.push() == 1  # created at QuickBooks
-    [customer] = env.qb.sim.live("customer")
 
     # The user changes the phone at QuickBooks; its webhook has not reached us when our
     # push of the email change (made in the internal service) goes.
-    env.qb.sim.update(
-        "customer",
-        customer["Id"],
-        {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-    )
+    env.user_edits_the_phone_at_quickbooks()
     await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
     await env.push()
 
@@ -219,18 +201,13 @@ async def test_an_edit_between_our_look_and_our_write_is_not_written_over(
     await env.publish(1, CUSTOMER)
     await env.push()
     handle = await env.pusher.clients.get(await _info(env))
-    [customer] = env.qb.sim.live("customer")
     looks: list[str] = []
     fetch = handle.client.fetch
 
     async def look_then_user_edits(entity_type: Any, external_id: str) -> Any:
         record = await fetch(entity_type, external_id)
         if not looks:
-            env.qb.sim.update(
-                "customer",
-                customer["Id"],
-                {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-            )
+            env.user_edits_the_phone_at_quickbooks()
         looks.append(external_id)
         return record
 
@@ -333,12 +310,7 @@ async def test_outbound_dying_around_the_hand_off_pushes_once_and_loses_nothing(
     merged record is written once."""
     await env.publish(1, CUSTOMER)
     await env.push()
-    [customer] = env.qb.sim.live("customer")
-    env.qb.sim.update(
-        "customer",
-        customer["Id"],
-        {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-    )
+    env.user_edits_the_phone_at_quickbooks()
     await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
     observe = env.pusher.observe
     assert observe is not None

@@ -24,7 +24,6 @@ from crmsync.application.notifier import Thresholds, deliver_due, evaluate
 from crmsync.common import quotas
 from crmsync.common.connections import CreatedConnection
 from crmsync.common.quotas import window_start
-from schemas import topics
 from services.ingest.app import QUOTAS
 from services.ingest.quotas import QuotaKeeper
 from tests.ingest_harness import Ingest, Tap
@@ -37,14 +36,6 @@ __all__ = ["admin", "receiver"]  # fixtures, imported for pytest
 STRIPE_SECRET = "whsec_" + "q" * 32
 # Ten seconds into a minute: every request of a test falls in the same window.
 NOW = time.time() // 60 * 60 + 10
-
-
-@pytest.fixture
-async def changes_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[Tap]:
-    tap = Tap(kafka_bootstrap, topics.CHANGES_INTERNAL.name)
-    await tap.start()
-    yield tap
-    await tap.stop()
 
 
 @pytest.fixture

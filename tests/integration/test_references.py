@@ -52,19 +52,10 @@ def processor(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> Processor:
 
 
 def change(
-    conn: CreatedConnection,
-    entity_type: str,
-    external_id: str,
-    data: dict[str, Any],
-    *,
-    ts: datetime,
-    refs: dict[str, str] | None = None,
-    op: str = "upsert",
-    event_id: str | None = None,
+    conn: CreatedConnection, entity_type: str, external_id: str, data: dict[str, Any], **fields: Any
 ) -> Source:
-    event = internal_change(
-        conn, entity_type, external_id, data, ts=ts, refs=refs, op=op, event_id=event_id
-    )
+    """``internal_change`` (the same arguments) as the processor's source reads it."""
+    event = internal_change(conn, entity_type, external_id, data, **fields)
     return Source(TOPIC, 0, next(_offsets), external_id.encode(), event.model_dump_json().encode())
 
 

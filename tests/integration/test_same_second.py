@@ -27,15 +27,14 @@ from crmsync.common.pushes import claim
 from crmsync.demo import sims
 from schemas import topics
 from schemas.envelope import WebhookEnvelope
-from schemas.records import CanonicalRecord
 from services.outbound.pusher import Pusher, PushPolicy
-from services.outbound.queue import Router, enqueue, push_rows
 from services.processor.apply import Applied
 from services.processor.deadletters import Source
-from services.processor.decide import InboundChange, Outcome
+from services.processor.decide import Outcome
 from services.processor.normalize import Normalizer
-from services.processor.pipeline import Parsed, Processor, parse_internal
+from services.processor.pipeline import Processor, parse_internal
 from tests.e2e.sync_harness import SimulatedCrm
+from tests.integration.applying import publish_customer
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
 
@@ -52,25 +51,7 @@ class Env:
 
     async def publish(self, n: int, data: dict[str, Any], at: datetime) -> None:
         """Apply a change from the origin and push it to Stripe."""
-        change = InboundChange(
-            tenant_id=self.tenant_id,
-            connection_id=self.origin,
-            dedup_key=f"erp-{n}",
-            entity_type="customer",
-            op="upsert",
-            external_id="cust-1",
-            source_ts=at,
-            data=data,
-            received_at=datetime.now(UTC),
-        )
-        [applied] = await Processor(self.pool)._apply_batch([_parsed(change)])
-        assert applied is not None
-        assert applied.change_id is not None
-        payload = await self.pool.fetchval(
-            "SELECT payload FROM outbox WHERE change_id = $1", applied.change_id
-        )
-        record = CanonicalRecord.model_validate_json(json.dumps(payload))
-        await enqueue(self.pool, push_rows(record, await Router(self.pool).targets(record)))
+        await publish_customer(self.pool, self.tenant_id, self.origin, n, data, at=at)
         pusher = Pusher(self.pool, self.clients, PushPolicy(max_attempts=3))
         for job in (await claim(self.pool, 10, lease_seconds=5)).jobs:
             await pusher.run(job)
@@ -97,10 +78,6 @@ class Env:
     async def email(self, entity_id: uuid.UUID | None) -> str:
         data = await self.pool.fetchval("SELECT data FROM customers WHERE id = $1", entity_id)
         return str(data["email"])
-
-
-def _parsed(change: InboundChange) -> Parsed:
-    return Parsed(Source("test", 0, 0, None, b"{}"), change)
 
 
 @pytest.fixture

@@ -45,14 +45,6 @@ ONE_PER_PROVIDER = {
 }
 
 
-@pytest.fixture
-async def raw_tap(kafka_bootstrap: str, pipeline_topics: None) -> Any:
-    tap = Tap(kafka_bootstrap, topics.WEBHOOKS_RAW.name)
-    await tap.start()
-    yield tap
-    await tap.stop()
-
-
 def _context(ingest: Ingest, tenant_id: uuid.UUID) -> Context:
     return Context(
         tenant_id=tenant_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,22 +10,15 @@ from connectors.spec import RemoteRecord
 from crmsync.application.sync.jobs import owner_id, owner_is_gone
 from crmsync.application.sync.runner import change_id
 from crmsync.application.sync.schedule import ReconcilePolicy, due_run
+from tests.unit.connections import connection_info
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 POLICY = ReconcilePolicy(interval_seconds=900, full_interval_seconds=86_400, overlap_seconds=300)
 
 
-def info(**settings: Any) -> ConnectionInfo:
-    return ConnectionInfo(
-        id=uuid.uuid4(),
-        tenant_id=uuid.uuid4(),
-        provider="ascora",
-        name="ascora",
-        status="active",
-        settings=settings,
-        base_url="http://127.0.0.1:1",
-        credentials_encrypted="x",
-        updated_at=T0,
+def info(provider: str = "ascora", /, **settings: Any) -> ConnectionInfo:
+    return connection_info(
+        provider, settings, base_url="http://127.0.0.1:1", credentials_encrypted="x", updated_at=T0
     )
 
 
@@ -152,17 +144,7 @@ def test_an_owner_on_this_host_is_gone_once_its_process_is() -> None:
 def test_a_provider_without_webhooks_is_polled_at_its_own_interval() -> None:
     """MYOB sends no webhooks: its connections are due every minute (ApiSpec.poll_seconds),
     not at the 15 minutes that back up the webhook providers."""
-    myob = ConnectionInfo(
-        id=uuid.uuid4(),
-        tenant_id=uuid.uuid4(),
-        provider="myob",
-        name="myob",
-        status="active",
-        settings={"myob_company_file_id": "cf-1"},
-        base_url="http://127.0.0.1:1",
-        credentials_encrypted="x",
-        updated_at=T0,
-    )
+    myob = info("myob", myob_company_file_id="cf-1")
     assert due(myob, now=T0 + timedelta(seconds=59)) is None
     kind, since = due(myob, now=T0 + timedelta(seconds=60))
     assert kind == "reconcile"
@@ -172,16 +154,6 @@ def test_a_provider_without_webhooks_is_polled_at_its_own_interval() -> None:
 
 
 def test_a_connections_own_interval_still_wins_over_the_providers_poll() -> None:
-    myob = ConnectionInfo(
-        id=uuid.uuid4(),
-        tenant_id=uuid.uuid4(),
-        provider="myob",
-        name="myob",
-        status="active",
-        settings={"myob_company_file_id": "cf-1", "reconcile_interval_seconds": 300},
-        base_url="http://127.0.0.1:1",
-        credentials_encrypted="x",
-        updated_at=T0,
-    )
+    myob = info("myob", myob_company_file_id="cf-1", reconcile_interval_seconds=300)
     assert due(myob, now=T0 + timedelta(seconds=299)) is None
     assert due(myob, now=T0 + timedelta(seconds=300)) is not None

@@ -7,14 +7,16 @@ checks the webhooks it sends: these are the server and the inbox they share.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from connectors.spec import ApiClient, EntityType, Page, RemoteRecord
+from connectors.base import Connector, Verified, WebhookRequest
+from connectors.spec import ApiClient, EntityType, Page, RemoteRecord, WebhookParse
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,63 @@ async def inbox(path: str = "/hooks", status: int = 200) -> AsyncIterator[Inbox]
     app.router.add_post(path, receive)
     async with served(app) as base_url:
         yield Inbox(base_url + path, hooks)
+
+
+class Delivery(NamedTuple):
+    """One webhook as ingest and the processor take it: verified, then parsed."""
+
+    hook: Hook
+    verified: Verified
+    parsed: WebhookParse
+
+
+def delivered(
+    connector: Connector,
+    hooks: Iterable[Hook],
+    secret: str,
+    settings: Mapping[str, Any],
+    *,
+    now: float,
+    url: str | None = None,
+) -> list[Delivery]:
+    """Each hook verified with ``secret`` at ``now`` as ingest verifies it (called at
+    ``url``, else at the URL the receiver saw), then parsed by the connector's mapper with
+    ``settings``; one that does not verify raises the scheme's SignatureError."""
+    assert connector.mapper is not None
+    out: list[Delivery] = []
+    for hook in hooks:
+        request = WebhookRequest("POST", url or hook.url, hook.headers, hook.body)
+        verified = connector.scheme.verify(request, [secret], now)
+        parsed = connector.mapper.parse_webhook(hook.body, hook.headers, settings)
+        out.append(Delivery(hook, verified, parsed))
+    return out
+
+
+def writes_logged(requests: Iterable[Mapping[str, Any]], reads: Iterable[str] = ()) -> int:
+    """How many of a simulator's logged requests wrote: not GETs, nor POSTs to the ``reads``
+    paths (a search posts its query)."""
+    skipped = set(reads)
+    return sum(1 for r in requests if r["method"] != "GET" and r["path"] not in skipped)
+
+
+def one_line_invoice(number: str) -> dict[str, Any]:
+    """An open AUD invoice of one taxed line (2 x 125.00, 25.00 tax): what the Square,
+    PayPal and Shopify tests push."""
+    return {
+        "number": number,
+        "status": "open",
+        "currency": "AUD",
+        "issued_on": "2026-12-01",
+        "due_on": "2026-12-31",
+        "lines": [
+            {
+                "description": "Blocked drain",
+                "quantity": "2",
+                "unit_amount": 12_500,
+                "tax_amount": 2_500,
+            }
+        ],
+    }
 
 
 async def every_page(

@@ -14,7 +14,6 @@ import pytest
 from connectors.ascora import CONNECTOR
 from connectors.ascora.client import AscoraClient, make_client
 from connectors.ascora.simulator import AscoraSimulator
-from connectors.base import WebhookRequest
 from connectors.http import (
     AuthError,
     NotFoundError,
@@ -25,7 +24,14 @@ from connectors.http import (
 )
 from connectors.spec import WebhookItem
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
+from tests.integration.connectors.served import (
+    Hook,
+    delivered,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 COMPANY = "ACME"
 SETTINGS = {"company_code": COMPANY, "page_size": 2}
@@ -60,15 +66,13 @@ class Env:
         """Every webhook received so far (then forgotten): verified, then parsed."""
         await self.sim.drained()
         out: list[tuple[dict[str, Any], WebhookItem | None]] = []
-        for hook in self.received:
-            headers, body = hook.headers, hook.body
-            request = WebhookRequest("POST", "http://127.0.0.1/hooks", headers, body)
-            verified = CONNECTOR.scheme.verify(request, [self.secret], self.clock.now.timestamp())
-            assert verified.provider_event_id == headers["webhook-id"]
-            assert CONNECTOR.mapper is not None
-            parsed = CONNECTOR.mapper.parse_webhook(body, headers, SETTINGS)
+        now = self.clock.now.timestamp()
+        for hook, verified, parsed in delivered(
+            CONNECTOR, self.received, self.secret, SETTINGS, now=now, url="http://127.0.0.1/hooks"
+        ):
+            assert verified.provider_event_id == hook.headers["webhook-id"]
             assert len(parsed.items) + parsed.ignored == 1
-            out.append((json.loads(body), parsed.items[0] if parsed.items else None))
+            out.append((json.loads(hook.body), parsed.items[0] if parsed.items else None))
         self.received.clear()
         return out
 

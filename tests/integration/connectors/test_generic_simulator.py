@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.base import WebhookRequest
 from connectors.generic import (
     auth_for,
     connector_for,
@@ -21,12 +20,18 @@ from connectors.generic import (
     mapping_settings,
 )
 from connectors.generic.client import GenericClient, make_client
-from connectors.generic.mapping import Mapper
 from connectors.generic.simulator import AcmeSimulator
 from connectors.http import AuthError, ProviderError, StaticAuth, UnsupportedOperationError
 from connectors.simkit import Fault
 from connectors.spec import RateLimit, WebhookItem
-from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
+from tests.integration.connectors.served import (
+    Hook,
+    delivered,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 ACME = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples" / "acme.json"
 SIGNATURE, MAPPING = load_mapping_file(ACME)
@@ -54,14 +59,18 @@ class Acme:
     async def webhook_items(self) -> list[WebhookItem]:
         """Every webhook received so far, verified and parsed in order."""
         await self.sim.drained()
-        scheme = connector_for(SIGNATURE, MAPPING).scheme
+        connector = connector_for(SIGNATURE, MAPPING)
         items: list[WebhookItem] = []
-        for hook in self.received:
-            body, headers = hook.body, hook.headers
-            request = WebhookRequest("POST", "http://127.0.0.1/hooks", headers, body)
-            verified = scheme.verify(request, [SECRET], time.time())
-            assert verified.provider_event_id == headers["x-acme-delivery"]
-            items.extend(Mapper().parse_webhook(body, headers, SETTINGS).items)
+        for hook, verified, parsed in delivered(
+            connector,
+            self.received,
+            SECRET,
+            SETTINGS,
+            now=time.time(),
+            url="http://127.0.0.1/hooks",
+        ):
+            assert verified.provider_event_id == hook.headers["x-acme-delivery"]
+            items.extend(parsed.items)
         return items
 
 

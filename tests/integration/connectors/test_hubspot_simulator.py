@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.base import WebhookRequest
 from connectors.http import (
     AuthError,
     NotFoundError,
@@ -26,7 +25,14 @@ from connectors.hubspot import CONNECTOR
 from connectors.hubspot.client import DuplicateContactError, HubSpotClient, make_client
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.spec import WebhookItem
-from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
+from tests.integration.connectors.served import (
+    Hook,
+    delivered,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 SECRET = "hubspot-client-secret"
 PORTAL_ID = 62515
@@ -42,11 +48,9 @@ class Receiver:
     def items(self, since: int = 0) -> list[WebhookItem]:
         """Every delivery from ``since`` on, verified as ingest would, then parsed."""
         items: list[WebhookItem] = []
-        for delivery in self.deliveries[since:]:
-            request = WebhookRequest("POST", delivery.url, delivery.headers, delivery.body)
-            CONNECTOR.scheme.verify(request, [SECRET], time.time())
-            assert CONNECTOR.mapper is not None
-            parsed = CONNECTOR.mapper.parse_webhook(delivery.body, delivery.headers, SETTINGS)
+        for _, _, parsed in delivered(
+            CONNECTOR, self.deliveries[since:], SECRET, SETTINGS, now=time.time()
+        ):
             assert parsed.ignored == 0
             items.extend(parsed.items)
         return items

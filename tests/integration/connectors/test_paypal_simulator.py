@@ -40,8 +40,10 @@ from tests.integration.connectors.served import (
     TickingClock,
     every_page,
     inbox,
+    one_line_invoice,
     records_of,
     served,
+    writes_logged,
 )
 
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
@@ -97,21 +99,7 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
-INVOICE = {
-    "number": "PP-100",
-    "status": "open",
-    "currency": "AUD",
-    "issued_on": "2026-12-01",
-    "due_on": "2026-12-31",
-    "lines": [
-        {
-            "description": "Blocked drain",
-            "quantity": "2",
-            "unit_amount": 12_500,
-            "tax_amount": 2_500,
-        }
-    ],
-}
+INVOICE = one_line_invoice("PP-100")
 
 
 async def test_tokens_come_from_the_client_credentials_grant(stack: Stack) -> None:
@@ -194,9 +182,9 @@ async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edi
     refs = {"customer_id": "office@harbour.example"}
     invoice = await client.create("invoice", INVOICE, refs, "i")
     # Unchanged, an open invoice is not written either (a full replace raced a payment).
-    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    writes = writes_logged(stack.sim.log.requests)
     await client.update("invoice", invoice.external_id, dict(invoice.data), refs)
-    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
+    assert writes_logged(stack.sim.log.requests) == writes
     await client.create(
         "payment",
         {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT"},
@@ -204,11 +192,11 @@ async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edi
         "p",
     )
     assert stack.sim.get("invoice", invoice.external_id)["status"] == "MARKED_AS_PAID"
-    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    writes = writes_logged(stack.sim.log.requests)
     derived = {**invoice.data, "status": "paid", "amount_due": 0}
     paid = await client.update("invoice", invoice.external_id, derived, refs)
     assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
-    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
+    assert writes_logged(stack.sim.log.requests) == writes
     with pytest.raises(ProviderRuleError, match="MARKED_AS_PAID invoice cannot be edited"):
         await client.update("invoice", invoice.external_id, {**derived, "number": "PP-2"}, refs)
 

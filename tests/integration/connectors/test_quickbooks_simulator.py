@@ -17,13 +17,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.base import WebhookRequest
 from connectors.http import NotFoundError, ProviderError, StaleVersionError, StaticAuth
 from connectors.quickbooks import CONNECTOR
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.simulator import QuickBooksSimulator, WebhookFormat
 from connectors.spec import WebhookItem
-from tests.integration.connectors.served import Inbox, every_page, inbox, records_of, served
+from tests.integration.connectors.served import (
+    Inbox,
+    delivered,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 SECRET = "intuit-verifier-token-for-tests"
 PAGE_SIZE = 2
@@ -61,12 +67,15 @@ class Harness:
         """Every webhook received so far, verified as ingest verifies it, then parsed."""
         await self.sim.drained()
         items: list[WebhookItem] = []
-        for hook in self.receiver.hooks:
-            body, headers = hook.body, hook.headers
-            request = WebhookRequest("POST", self.receiver.url, headers, body)
-            CONNECTOR.scheme.verify(request, [SECRET], time.time())
-            assert CONNECTOR.mapper is not None
-            items.extend(CONNECTOR.mapper.parse_webhook(body, headers, self.settings).items)
+        for _, _, parsed in delivered(
+            CONNECTOR,
+            self.receiver.hooks,
+            SECRET,
+            self.settings,
+            now=time.time(),
+            url=self.receiver.url,
+        ):
+            items.extend(parsed.items)
         return items
 
     async def inject(self, status: int, retry_after: float | None = None) -> None:

@@ -20,8 +20,10 @@ from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     Inbox,
     TickingClock,
+    delivered,
     every_page,
     inbox,
+    one_line_invoice,
     records_of,
     served,
 )
@@ -60,31 +62,12 @@ CUSTOMER = {
     "company": "Harbour Pty Ltd",
     "address": {"line1": "1 Quay St", "city": "Sydney", "region": "NSW", "country": "AU"},
 }
-INVOICE = {
-    "number": "SH-100",
-    "status": "open",
-    "currency": "AUD",
-    "issued_on": "2026-12-01",
-    "due_on": "2026-12-31",
-    "lines": [
-        {
-            "description": "Blocked drain",
-            "quantity": "2",
-            "unit_amount": 12_500,
-            "tax_amount": 2_500,
-        }
-    ],
-}
+INVOICE = one_line_invoice("SH-100")
 
 
 def parsed_topics(stack: Stack) -> list[tuple[str, str, str]]:
-    assert CONNECTOR.mapper is not None
     out: list[tuple[str, str, str]] = []
-    for hook in stack.inbox.hooks:
-        CONNECTOR.scheme.verify(
-            WebhookRequest("POST", hook.url, hook.headers, hook.body), [SECRET], 0
-        )
-        parsed = CONNECTOR.mapper.parse_webhook(hook.body, hook.headers, {})
+    for hook, _, parsed in delivered(CONNECTOR, stack.inbox.hooks, SECRET, {}, now=0):
         for item in parsed.items:
             out.append((hook.headers["x-shopify-topic"], item.entity_type, item.op))
     return out

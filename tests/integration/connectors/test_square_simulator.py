@@ -25,10 +25,13 @@ from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     Inbox,
     TickingClock,
+    delivered,
     every_page,
     inbox,
+    one_line_invoice,
     records_of,
     served,
+    writes_logged,
 )
 
 KEY = "square-signature-key-for-the-simulator"
@@ -62,21 +65,7 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
-INVOICE = {
-    "number": "SQ-100",
-    "status": "open",
-    "currency": "AUD",
-    "issued_on": "2026-12-01",
-    "due_on": "2026-12-31",
-    "lines": [
-        {
-            "description": "Blocked drain",
-            "quantity": "2",
-            "unit_amount": 12_500,
-            "tax_amount": 2_500,
-        }
-    ],
-}
+INVOICE = one_line_invoice("SQ-100")
 
 
 async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stack) -> None:
@@ -92,12 +81,7 @@ async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stac
         await client.fetch("customer", created.external_id)
     await stack.sim.drained()
     kinds = []
-    for hook in stack.inbox.hooks:
-        headers, body = hook.headers, hook.body
-        request = WebhookRequest("POST", stack.hook_url, headers, body)
-        CONNECTOR.scheme.verify(request, [KEY], now=0)
-        parsed = CONNECTOR.mapper.parse_webhook(body, headers, {}) if CONNECTOR.mapper else None
-        assert parsed is not None
+    for _, _, parsed in delivered(CONNECTOR, stack.inbox.hooks, KEY, {}, now=0, url=stack.hook_url):
         kinds.append((parsed.items[0].entity_type, parsed.items[0].op))
     assert kinds == [("customer", "upsert"), ("customer", "upsert"), ("customer", "delete")]
     headers, body = stack.inbox.hooks[0].headers, stack.inbox.hooks[0].body
@@ -187,24 +171,21 @@ async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edi
     refs = {"customer_id": customer.external_id}
     invoice = await client.create("invoice", INVOICE, refs, "i")
     # Unchanged, an open invoice is not written either (a full replace raced a payment).
-    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    writes = writes_logged(stack.sim.log.requests)
     await client.update("invoice", invoice.external_id, dict(invoice.data), refs)
-    assert len([r for r in stack.sim.log.requests if r["method"] != "GET"]) == writes
+    assert writes_logged(stack.sim.log.requests) == writes
     await client.create(
         "payment",
         {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT 1"},
         {"invoice_id": invoice.external_id},
         "p",
     )
-    writes = len([r for r in stack.sim.log.requests if r["method"] != "GET"])
+    writes = writes_logged(stack.sim.log.requests)
     derived = {**invoice.data, "status": "paid", "amount_due": 0}
     paid = await client.update("invoice", invoice.external_id, derived, refs)
     assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
     reads = ("/v2/invoices/search",)  # a POST that reads
-    assert (
-        len([r for r in stack.sim.log.requests if r["method"] != "GET" and r["path"] not in reads])
-        == writes
-    )
+    assert writes_logged(stack.sim.log.requests, reads) == writes
     with pytest.raises(ProviderRuleError, match=r"PAID invoice cannot be edited \(invoice_number"):
         await client.update("invoice", invoice.external_id, {**derived, "number": "SQ-2"}, refs)
 

@@ -18,14 +18,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from connectors.base import WebhookRequest
 from connectors.http import NotFoundError, ProviderError, StaticAuth, UnsupportedOperationError
 from connectors.spec import EntityType, MappingError, WebhookItem
 from connectors.stripe import CONNECTOR
 from connectors.stripe.client import STRIPE_VERSION, StripeClient, make_client
 from connectors.stripe.simulator import StripeSimulator
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import Hook, inbox, served
+from tests.integration.connectors.served import Hook, delivered, inbox, served
 
 SECRET = "whsec_simulatorTestSecret0123456789abcd"
 API_KEY = "sk_test_simulator_key"
@@ -42,13 +41,10 @@ class Stripe:
     async def webhook_items(self) -> list[WebhookItem]:
         """Every webhook received so far, verified and parsed, in delivery order."""
         await self.sim.drained()
-        assert CONNECTOR.mapper is not None
         items: list[WebhookItem] = []
-        for hook in self.received:
-            body, headers = hook.body, hook.headers
-            request = WebhookRequest("POST", "http://receiver/hooks", headers, body)
-            verified = CONNECTOR.scheme.verify(request, [SECRET], time.time())
-            parsed = CONNECTOR.mapper.parse_webhook(body, headers, {})
+        for _, verified, parsed in delivered(
+            CONNECTOR, self.received, SECRET, {}, now=time.time(), url="http://receiver/hooks"
+        ):
             assert parsed.ignored == 0
             for item in parsed.items:
                 assert item.event_id == verified.provider_event_id

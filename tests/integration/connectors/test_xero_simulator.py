@@ -26,12 +26,12 @@ from connectors.http import (
 from connectors.simulators import simulator_for
 from connectors.xero import CONNECTOR
 from connectors.xero.client import XeroClient, make_client
-from connectors.xero.mapping import Mapper
 from connectors.xero.simulator import XeroSimulator
 from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     Inbox,
     TickingClock,
+    delivered,
     every_page,
     inbox,
     records_of,
@@ -152,12 +152,10 @@ async def test_create_fetch_update_delete_and_the_webhooks_they_send(stack: Stac
 
     await stack.sim.drained()
     seen = []
-    for hook in stack.received.hooks:
-        headers, body = hook.headers, hook.body
-        request = WebhookRequest("POST", stack.hook_url, headers, body)
-        verified = CONNECTOR.scheme.verify(request, [WEBHOOK_KEY], time.time())
+    for _, verified, parsed in delivered(
+        CONNECTOR, stack.received.hooks, WEBHOOK_KEY, SETTINGS, now=time.time(), url=stack.hook_url
+    ):
         assert verified.handshake is False
-        parsed = Mapper().parse_webhook(body, headers, SETTINGS)
         seen += [(i.entity_type, i.external_id, i.event_id.split(":")[2]) for i in parsed.items]
     assert seen == [
         ("customer", contact_id, "CREATE"),

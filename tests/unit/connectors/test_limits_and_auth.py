@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
@@ -18,13 +16,12 @@ from connectors.http import (
     ProviderError,
     RedirectRefusedError,
     ResponseTooLargeError,
-    StaticAuth,
     parse_retry_after,
 )
 from connectors.limits import AsyncTokenBucket, BreakerPolicy, CircuitBreaker, CircuitState
-from connectors.registry import connector
-from connectors.runtime import ConnectionInfo, Handle
+from connectors.runtime import Handle
 from connectors.spec import RateLimit
+from tests.unit.connections import connection_info, handle_for
 
 
 class Clock:
@@ -158,26 +155,7 @@ async def test_a_transient_refresh_failure_is_retried_next_time() -> None:
 
 
 def _handle() -> Handle:
-    info = ConnectionInfo(
-        id=uuid.uuid4(),
-        tenant_id=uuid.uuid4(),
-        provider="ascora",
-        name="ascora",
-        status="active",
-        settings={},
-        base_url=None,
-        credentials_encrypted=None,
-        updated_at=datetime.now(UTC),
-    )
-    return Handle(
-        info,
-        connector("ascora"),
-        client=None,  # type: ignore[arg-type] # the call below never uses it
-        auth=StaticAuth.bearer("t"),
-        bucket=AsyncTokenBucket(RateLimit(rate=100, per_seconds=1, burst=100)),
-        breaker=CircuitBreaker(),
-        concurrency=asyncio.Semaphore(1),
-    )
+    return handle_for(connection_info("ascora", {}))
 
 
 @pytest.mark.parametrize(

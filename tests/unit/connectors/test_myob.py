@@ -3,22 +3,18 @@ whole-record PUT merge, its 403 rate-limit answers and its error bodies; no I/O.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from connectors.calls import CallFailedError, attempt
-from connectors.http import AuthError, RateLimitedError, StaticAuth, provider_message
-from connectors.limits import AsyncTokenBucket, CircuitBreaker
+from connectors.http import AuthError, RateLimitedError, provider_message
 from connectors.myob.client import DAILY_PAUSE_SECONDS, _rate_limited, merge_record
 from connectors.myob.mapping import Mapper, split_name
-from connectors.registry import connector
-from connectors.runtime import ConnectionInfo, Handle
-from connectors.spec import MappingError, RateLimit
+from connectors.spec import MappingError
+from tests.unit.connections import connection_info, handle_for
 
 SETTINGS: dict[str, Any] = {
     "myob_company_file_id": "cf-1",
@@ -339,26 +335,7 @@ def test_any_other_403_stays_an_authorisation_failure() -> None:
 
 async def test_the_caller_waits_out_a_403_rate_limit_like_a_429() -> None:
     """Before RateLimitedError, MYOB's 403 was an AuthError: a non-retryable dead letter."""
-    info = ConnectionInfo(
-        id=uuid.uuid4(),
-        tenant_id=uuid.uuid4(),
-        provider="myob",
-        name="myob",
-        status="active",
-        settings=SETTINGS,
-        base_url=None,
-        credentials_encrypted=None,
-        updated_at=datetime.now(UTC),
-    )
-    handle = Handle(
-        info,
-        connector("myob"),
-        client=None,  # type: ignore[arg-type] # the call below never uses it
-        auth=StaticAuth.bearer("t"),
-        bucket=AsyncTokenBucket(RateLimit(rate=100, per_seconds=1, burst=100)),
-        breaker=CircuitBreaker(),
-        concurrency=asyncio.Semaphore(1),
-    )
+    handle = handle_for(connection_info("myob", SETTINGS))
     body = _errors("RateLimitError", "API key has exceeded the per second rate limit")
     limited = _rate_limited(_forbidden(body))
 
