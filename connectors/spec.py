@@ -262,6 +262,24 @@ class ApiSpec:
     update_precondition: Literal["none", "read", "version"] = "none"
 
 
+def pending_payments_wait(
+    provider: str,
+) -> Callable[[EntityType, Mapping[str, Any]], str | None]:
+    """An ``ApiSpec.holds_back`` for a target that records money received only: a payment
+    still pending (a card payment between Stripe's ``payment_intent.created`` and its
+    success) is an intermediate state, held back until the version that succeeded comes.
+    A failed or refunded one is not held (it would wait for ever): the mapping refuses it."""
+
+    def holds_back(entity_type: EntityType, data: Mapping[str, Any]) -> str | None:
+        if entity_type == "payment" and data.get("status") == "pending":
+            return (
+                f"{provider} records money received only: a pending payment waits until it succeeds"
+            )
+        return None
+
+    return holds_back
+
+
 def _text_or_none(value: Any) -> str | None:
     return str(value) if value else None
 

@@ -5,7 +5,7 @@ from connectors.base import Connector, NoWebhooksScheme
 from connectors.myob.capabilities import CAPABILITIES
 from connectors.myob.client import make_client
 from connectors.myob.mapping import Mapper
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, pending_payments_wait
 
 # MYOB publishes two limits per API key (developer.myob.com, API overview): 8 calls a
 # second and 1,000,000 a day. 8 a second with a burst of 8 never puts a 9th call in a
@@ -23,6 +23,8 @@ CONNECTOR = Connector(
     kept_headers=(),
     mapper=Mapper(),
     api=ApiSpec(
+        # A card payment pending at Stripe is an intermediate state: it waits (issue 17).
+        holds_back=pending_payments_wait("MYOB"),
         entity_types=("customer", "invoice", "payment"),
         rate_limit=MYOB_RATE_LIMIT,
         auth_kind="oauth2",

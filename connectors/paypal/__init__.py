@@ -6,7 +6,7 @@ from connectors.paypal.capabilities import CAPABILITIES
 from connectors.paypal.client import make_client
 from connectors.paypal.mapping import Mapper
 from connectors.paypal.signature import PayPalScheme
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, pending_payments_wait
 
 CONNECTOR = Connector(
     slug="paypal",
@@ -14,6 +14,8 @@ CONNECTOR = Connector(
     kept_headers=("content-type",),
     mapper=Mapper(),
     api=ApiSpec(
+        # A card payment pending at Stripe is an intermediate state: it waits (issue 17).
+        holds_back=pending_payments_wait("PayPal"),
         entity_types=("customer", "invoice", "payment"),
         # PayPal publishes no figure ("we do not publish a rate limiting policy"; too many
         # requests answer 429 RATE_LIMIT_REACHED). 10 a second with a burst of 20 keeps a

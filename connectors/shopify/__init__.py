@@ -6,7 +6,7 @@ from connectors.shopify.capabilities import CAPABILITIES
 from connectors.shopify.client import BUCKET_SIZE, LEAK_PER_SECOND, make_client
 from connectors.shopify.mapping import TOPIC_HEADER, TRIGGERED_AT_HEADER, Mapper
 from connectors.shopify.signature import WEBHOOK_ID_HEADER, ShopifyScheme
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, pending_payments_wait
 
 # The topic says what the body is (customers/update…), the shop domain which store sent
 # it, the webhook id is the dedup key and the trigger time when the change happened.
@@ -25,6 +25,8 @@ CONNECTOR = Connector(
     kept_headers=KEPT_HEADERS,
     mapper=Mapper(),
     api=ApiSpec(
+        # A card payment pending at Stripe is an intermediate state: it waits (issue 17).
+        holds_back=pending_payments_wait("Shopify"),
         entity_types=("customer", "invoice", "payment"),
         # The REST Admin API's leaky bucket on standard plans: 40 requests, leaking 2 a
         # second (Shopify's "REST Admin API rate limits"); Plus stores may set

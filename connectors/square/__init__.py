@@ -2,7 +2,7 @@
 notification URL and the body."""
 
 from connectors.base import Connector
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, pending_payments_wait
 from connectors.square.capabilities import CAPABILITIES
 from connectors.square.client import make_client
 from connectors.square.mapping import Mapper
@@ -14,6 +14,8 @@ CONNECTOR = Connector(
     kept_headers=("content-type",),
     mapper=Mapper(),
     api=ApiSpec(
+        # A card payment pending at Stripe is an intermediate state: it waits (issue 17).
+        holds_back=pending_payments_wait("Square"),
         entity_types=("customer", "invoice", "payment"),
         # Square publishes no figure ("Square does have rate limits but we don't document
         # them"; a 429 RATE_LIMITED asks for backoff with jitter). 10 a second with a burst
