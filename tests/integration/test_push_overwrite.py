@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from connectors.registry import connector
 from connectors.runtime import Clients, ConnectionInfo
+from connectors.spec import EntityType
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.application.sync.runner import Observer
 from crmsync.common.canonical import canonical_values
@@ -53,7 +54,7 @@ OUR_EMAIL = "accounts@harbour.example"  # the edit on its way to QuickBooks
 @dataclass
 class Env:
     pool: asyncpg.Pool
-    qb: sims.RunningSim
+    qb: sims.RunningSim  # the target's simulator (QuickBooks unless a test says otherwise)
     tenant_id: uuid.UUID
     origin: uuid.UUID  # an internal publisher
     target: uuid.UUID  # the simulated QuickBooks
@@ -62,15 +63,21 @@ class Env:
     topic: str  # where the pusher hands what it read (changes.normalized in the service)
     read_upto: int = 0
 
-    async def publish(self, n: int, data: dict[str, Any]) -> None:
-        """Apply a change from the origin and queue its pushes."""
+    async def publish(
+        self,
+        n: int,
+        data: dict[str, Any],
+        entity_type: EntityType = "customer",
+        external_id: str = "cust-1",
+    ) -> uuid.UUID:
+        """Apply a change from the origin and queue its pushes; the record's id."""
         change = InboundChange(
             tenant_id=self.tenant_id,
             connection_id=self.origin,
             dedup_key=f"erp-{n}",
-            entity_type="customer",
+            entity_type=entity_type,
             op="upsert",
-            external_id="cust-1",
+            external_id=external_id,
             source_ts=datetime.now(UTC),
             data=data,
             received_at=datetime.now(UTC),
@@ -83,6 +90,7 @@ class Env:
         )
         record = CanonicalRecord.model_validate_json(json.dumps(payload))
         await enqueue(self.pool, push_rows(record, await Router(self.pool).targets(record)))
+        return record.entity_id
 
     async def push(self) -> int:
         """Run every queued push now (a rescheduled one too); how many ran."""
@@ -111,11 +119,16 @@ class Env:
         return [a for a in await Processor(self.pool)._apply_batch(parsed) if a is not None]
 
     def at_quickbooks(self) -> dict[str, Any]:
+        """The customer's email and phone as the target holds them (read by its mapper)."""
         [customer] = self.qb.sim.live("customer")
-        return {
-            "email": customer.get("PrimaryEmailAddr", {}).get("Address"),
-            "phone": customer.get("PrimaryPhone", {}).get("FreeFormNumber"),
-        }
+        data = connector(self.qb.provider).mapper.to_canonical("customer", customer, {}).data
+        return {"email": data.get("email"), "phone": data.get("phone")}
+
+    def user_edits_phone(self) -> None:
+        """The target's user changes the customer's phone there (its webhook not sent)."""
+        [customer] = self.qb.sim.live("customer")
+        edit, id_field = USER_PHONE_EDITS[self.qb.provider]
+        self.qb.sim.update("customer", customer[id_field], edit)
 
     async def here(self) -> dict[str, Any]:
         data = await self.pool.fetchval(
@@ -132,16 +145,28 @@ class Env:
         return [r["outcome"] for r in rows]
 
 
+# The user's phone edit in each target's own terms, and the id field of its customers.
+USER_PHONE_EDITS: dict[str, tuple[dict[str, Any], str]] = {
+    "quickbooks": ({"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True}, "Id"),
+}
+
+
+@pytest.fixture
+def provider() -> str:
+    """The target's provider; a test parametrizes it to run against another one."""
+    return "quickbooks"
+
+
 def _parsed(change: InboundChange) -> Parsed:
     return Parsed(Source("test", 0, 0, None, b"{}"), change)
 
 
 @pytest.fixture
 async def env(
-    pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory
+    pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory, provider: str
 ) -> AsyncIterator[Env]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
-    running = await sims.start_simulator("quickbooks")
+    running = await sims.start_simulator(provider)
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     async with pool.acquire() as conn:
         erp = await create_connection(
@@ -167,16 +192,10 @@ async def env(
 
 async def test_a_push_meeting_a_user_edit_at_the_target_keeps_both_edits(env: Env) -> None:
     await env.publish(1, CUSTOMER)
-    assert await env.push() == 1  # created at QuickBooks
-    [customer] = env.qb.sim.live("customer")
-
-    # The user changes the phone at QuickBooks; its webhook has not reached us when our
+    assert await env.push() == 1  # created at the target
+    # The user changes the phone at the target; its webhook has not reached us when our
     # push of the email change (made in the internal service) goes.
-    env.qb.sim.update(
-        "customer",
-        customer["Id"],
-        {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-    )
+    env.user_edits_phone()
     await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
     await env.push()
 
@@ -314,6 +333,8 @@ async def test_a_read_after_our_update_holds_what_its_answer_said(
             assert canonical_values("invoice", dict(read.data)) == canonical_values(
                 "invoice", dict(answer.data)
             )
+            # The look compares references too: the read names the customer the answer did.
+            assert read.refs == answer.refs
     finally:
         await session.close()
         await running.runner.cleanup()
@@ -376,3 +397,32 @@ def _writes(env: Env) -> int:
     return sum(
         1 for r in env.qb.sim.log.requests if r["method"] == "POST" and r.get("status") == 200
     )
+
+
+async def test_a_reference_changed_at_the_target_is_not_written_over(env: Env) -> None:
+    """The user moves the invoice to another customer at QuickBooks (its webhook still on
+    its way) while our push of a due-date edit goes: the look compares references too, so
+    the move goes through the merge and QuickBooks keeps it, with our due date (before, a
+    state that differed only in a reference was taken for the one last heard, and the push
+    put the invoice back on the first customer)."""
+    first = await env.publish(1, CUSTOMER)
+    other = {"name": "Bayview Landscapes", "email": "team@bayview.example", "phone": "+61 2 5"}
+    second = await env.publish(2, other, external_id="cust-2")
+    await env.push()
+    invoice = {**INVOICE, "currency": "USD", "customer_id": str(first)}
+    await env.publish(3, invoice, "invoice", "inv-1")
+    await env.push()
+    [at_qb] = env.qb.sim.live("invoice")
+    [moved_to] = [c["Id"] for c in env.qb.sim.live("customer") if c["DisplayName"] == other["name"]]
+    env.qb.sim.update("invoice", at_qb["Id"], {"CustomerRef": {"value": moved_to}, "sparse": True})
+
+    await env.publish(4, {**invoice, "due_on": "2026-12-22"}, "invoice", "inv-1")
+    await env.push()
+    [applied] = await env.handed()
+    assert applied.outcome == Outcome.APPLIED
+    here = await env.pool.fetchval("SELECT data FROM invoices WHERE tenant_id = $1", env.tenant_id)
+    assert (here["customer_id"], here["due_on"]) == (str(second), "2026-12-22")
+    await env.push()
+    [at_qb] = env.qb.sim.live("invoice")
+    assert (at_qb["CustomerRef"]["value"], at_qb["DueDate"]) == (moved_to, "2026-12-22")
+    assert await env.push() == 0

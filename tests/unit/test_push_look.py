@@ -55,3 +55,19 @@ def test_a_state_the_canonical_model_refuses_is_written_over_as_before() -> None
 def test_a_field_we_never_heard_of_is_unseen() -> None:
     there = _there({**HEARD, "notes": "gate code 1234"})
     assert _unseen("customer", there, _read(HEARD)) == "notes"
+
+
+def test_a_reference_moved_there_is_unseen() -> None:
+    """A user who moves an invoice to another customer there changes no value, only what
+    the reference names (``refs``: the canonical id the target's reference stands for)."""
+    seen = {**HEARD, "customer_id": "c-1"}
+    assert _unseen("customer", _there(HEARD), _read(seen), refs={"customer_id": "c-2"}) == (
+        "customer_id"
+    )
+    assert _unseen("customer", _there(HEARD), _read(seen), refs={"customer_id": "c-1"}) is None
+
+
+def test_a_reference_to_a_record_we_never_heard_of_is_unseen() -> None:
+    seen = {**HEARD, "customer_id": "c-1"}
+    refs = {"customer_id": "unlinked 58"}
+    assert _unseen("customer", _there(HEARD), _read(seen), refs=refs) == "customer_id"
