@@ -260,6 +260,12 @@ class ApiSpec:
     # some milliseconds). "version": the same, and the write is made conditional on the
     # version read (QuickBooks SyncToken, MYOB RowVersion), which leaves no window.
     update_precondition: Literal["none", "read", "version"] = "none"
+    # Per kind, the canonical fields the provider sets by its own rules and no write of
+    # ours sets (Stripe computes an invoice's totals and amount due, and a PaymentIntent's
+    # status and payment time are its own: a payment succeeds there only by being charged).
+    # The look before an update leaves them out: our write cannot overwrite them, and their
+    # moves are no user's edit to hand to the merge (issue 17).
+    own_fields: Mapping[EntityType, frozenset[str]] = field(default_factory=dict)
 
 
 def pending_payments_wait(

@@ -25,6 +25,18 @@ CONNECTOR = Connector(
         deletable=("customer", "invoice"),
         # Every Stripe timestamp (an Event's or an object's ``created``) is a whole second.
         clock_resolution_seconds=1.0,
+        # No conditional write: an update reads the object first, and an edit made at
+        # Stripe that we have not heard goes to the merge instead of being overwritten
+        # (README, "Concurrency"). One read per update of a 100/s budget.
+        update_precondition="read",
+        # What Stripe computes or moves by its own rules, never a write of ours: the look
+        # leaves them out (a PaymentIntent made for a payment from elsewhere stays
+        # unconfirmed there; an invoice's totals follow its lines, its amount due its
+        # payments). The invoice's status is ours to move too (finalize, pay, void).
+        own_fields={
+            "payment": frozenset({"status", "paid_at"}),
+            "invoice": frozenset({"subtotal", "tax", "total", "amount_due"}),
+        },
     ),
 )
 

@@ -380,6 +380,7 @@ def _unseen(
     read: _Read,
     *,
     refs: Mapping[str, str] | None = None,
+    own: frozenset[str] = frozenset(),
 ) -> str | None:
     """What the target holds that its link has not heard (the fields, or "deleted"), or
     None: nothing, or nothing the merge could take. Compared by value with the link's
@@ -390,7 +391,10 @@ def _unseen(
 
     ``refs``: per reference field our write would set, the canonical id of the record the
     target names there now (``_target_refs``), compared with the one last heard: a user who
-    moves an invoice to another customer changes nothing else."""
+    moves an invoice to another customer changes nothing else. ``own``: fields the target
+    sets by its own rules and no write of ours sets (ApiSpec.own_fields), left out: our
+    write cannot overwrite them, and Stripe's own moves (a PaymentIntent made for a payment
+    from elsewhere stays unconfirmed there) are no user's edit to hand to the merge."""
     seen = read.seen
     if seen is None or (read.seen_at is not None and current.updated_at < read.seen_at):
         return None
@@ -400,7 +404,11 @@ def _unseen(
         values = canonical_values(entity_type, dict(current.data))
     except DeadLetter:
         return None  # not a state the processor could take either: written over, as before
-    moved = [k for k, v in values.items() if k not in REFERENCE_FIELDS and seen.get(k) != v]
+    moved = [
+        k
+        for k, v in values.items()
+        if k not in REFERENCE_FIELDS and k not in own and seen.get(k) != v
+    ]
     moved += [f for f, there in (refs or {}).items() if there != seen.get(f)]
     return ", ".join(sorted(moved)) or None
 
@@ -647,8 +655,10 @@ class Pusher:
         entity_type = cast(EntityType, job.entity_type)
         linked = cast(str, read.external_id)
         current = await self._call(handle, "update", lambda c: c.fetch(entity_type, linked))
+        api = handle.connector.api
+        own = api.own_fields.get(entity_type, frozenset()) if api is not None else frozenset()
         refs = await self._target_refs(info, current, read)
-        unseen = _unseen(entity_type, current, read, refs=refs)
+        unseen = _unseen(entity_type, current, read, refs=refs, own=own)
         if unseen is None:
             return current
         key = change_id(entity_type, current)

@@ -148,6 +148,7 @@ class Env:
 # The user's phone edit in each target's own terms, and the id field of its customers.
 USER_PHONE_EDITS: dict[str, tuple[dict[str, Any], str]] = {
     "quickbooks": ({"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True}, "Id"),
+    "stripe": ({"phone": USER_PHONE}, "id"),
 }
 
 
@@ -190,6 +191,7 @@ async def env(
         await running.runner.cleanup()
 
 
+@pytest.mark.parametrize("provider", ["quickbooks", "stripe"])
 async def test_a_push_meeting_a_user_edit_at_the_target_keeps_both_edits(env: Env) -> None:
     await env.publish(1, CUSTOMER)
     assert await env.push() == 1  # created at the target
