@@ -26,6 +26,14 @@ CONNECTOR = Connector(
         default_base_url="https://api.xero.com",
         deletable=("customer", "invoice", "payment"),
         holds_back=holds_back,
+        # An update reads the record first (issue 17): a state we have not heard goes to
+        # the merge instead of being overwritten. An invoice update read it anyway (its
+        # lifecycle plan) and uses that read (client.LOOK_REUSE_SECONDS): no call more; a
+        # contact update costs one GET more (README, "Concurrency").
+        update_precondition="read",
+        # Xero computes an invoice's totals from its lines and its amount due from its
+        # payments (our write sends neither): a payment we pushed moving them is no edit.
+        own_fields={"invoice": frozenset({"subtotal", "tax", "total", "amount_due"})},
     ),
 )
 

@@ -149,6 +149,7 @@ class Env:
 USER_PHONE_EDITS: dict[str, tuple[dict[str, Any], str]] = {
     "quickbooks": ({"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True}, "Id"),
     "stripe": ({"phone": USER_PHONE}, "id"),
+    "xero": ({"Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": USER_PHONE}]}, "ContactID"),
 }
 
 
@@ -191,7 +192,7 @@ async def env(
         await running.runner.cleanup()
 
 
-@pytest.mark.parametrize("provider", ["quickbooks", "stripe"])
+@pytest.mark.parametrize("provider", ["quickbooks", "stripe", "xero"])
 async def test_a_push_meeting_a_user_edit_at_the_target_keeps_both_edits(env: Env) -> None:
     await env.publish(1, CUSTOMER)
     assert await env.push() == 1  # created at the target
@@ -428,3 +429,34 @@ async def test_a_reference_changed_at_the_target_is_not_written_over(env: Env) -
     [at_qb] = env.qb.sim.live("invoice")
     assert (at_qb["CustomerRef"]["value"], at_qb["DueDate"]) == (moved_to, "2026-12-22")
     assert await env.push() == 0
+
+
+@pytest.mark.parametrize("provider", ["xero"])
+async def test_an_invoice_update_at_xero_looks_without_a_call_more(env: Env) -> None:
+    """Xero's budget is 60 calls a minute: its invoice update reads the invoice anyway (its
+    lifecycle plan), and that read is the look's, so an update costs what it cost without
+    a look (one GET, one POST), and a user's edit of the invoice there is still found."""
+    customer = await env.publish(1, CUSTOMER)
+    await env.push()
+    invoice = {**INVOICE, "currency": "AUD", "customer_id": str(customer)}
+    await env.publish(2, invoice, "invoice", "inv-1")
+    await env.push()
+
+    before = len(env.qb.sim.log.requests)
+    await env.publish(3, {**invoice, "due_on": "2026-12-22"}, "invoice", "inv-1")
+    await env.push()
+    calls = [r["method"] for r in list(env.qb.sim.log.requests)[before:]]
+    assert sorted(calls) == ["GET", "POST"]
+    assert await env.handed() == []
+
+    [at_xero] = env.qb.sim.live("invoice")
+    env.qb.sim.update("invoice", at_xero["InvoiceID"], {"InvoiceNumber": "INV-17A"})
+    await env.publish(4, {**invoice, "due_on": "2026-12-29"}, "invoice", "inv-1")
+    await env.push()
+    [applied] = await env.handed()
+    assert applied.outcome == Outcome.APPLIED
+    await env.push()
+    [at_xero] = env.qb.sim.live("invoice")
+    assert (at_xero["InvoiceNumber"], at_xero["DueDateString"][:10]) == ("INV-17A", "2026-12-29")
+    here = await env.pool.fetchval("SELECT data FROM invoices WHERE tenant_id = $1", env.tenant_id)
+    assert (here["number"], here["due_on"]) == ("INV-17A", "2026-12-29")
