@@ -40,7 +40,10 @@ CAPABILITIES: Capabilities = {
         hydrate=na("nothing to hydrate: no webhooks"),
         backfill=yes(),
         reconcile=_POLLED,
-        create=partly("succeeded only: MYOB records money received (a customer payment)"),
+        create=partly(
+            "succeeded only: MYOB records money received (a customer payment); a pending one"
+            " is held back until it succeeds"
+        ),
         update=partly(
             "`Sale/CustomerPayment` has no PUT: a change to what MYOB holds of it (amount, "
             "reference) is a `provider_rule` dead letter; delete it and record it again"
