@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import asyncpg
@@ -69,6 +69,7 @@ class Env:
         data: dict[str, Any],
         entity_type: EntityType = "customer",
         external_id: str = "cust-1",
+        op: Literal["upsert", "delete"] = "upsert",
     ) -> uuid.UUID:
         """Apply a change from the origin and queue its pushes; the record's id."""
         change = InboundChange(
@@ -76,7 +77,7 @@ class Env:
             connection_id=self.origin,
             dedup_key=f"erp-{n}",
             entity_type=entity_type,
-            op="upsert",
+            op=op,
             external_id=external_id,
             source_ts=datetime.now(UTC),
             data=data,
@@ -460,3 +461,37 @@ async def test_an_invoice_update_at_xero_looks_without_a_call_more(env: Env) -> 
     assert (at_xero["InvoiceNumber"], at_xero["DueDateString"][:10]) == ("INV-17A", "2026-12-29")
     here = await env.pool.fetchval("SELECT data FROM invoices WHERE tenant_id = $1", env.tenant_id)
     assert (here["number"], here["due_on"]) == ("INV-17A", "2026-12-29")
+
+
+async def test_a_delete_meeting_a_user_edit_at_quickbooks_wins(env: Env) -> None:
+    """Written down rather than changed (README, "A delete wins over an edit it meets"):
+    the user edits the customer at QuickBooks just before our push of its delete. The
+    delete is pushed without a look (QuickBooks makes the customer inactive, the edit on
+    it), and the edit, handed to the processor as a full webhook would carry it, is stale:
+    an edit of a deleted record is, whatever its time and the conflict policy. A look before
+    the delete would hand over exactly this and change nothing."""
+    await env.publish(1, CUSTOMER)
+    await env.push()
+    info = await _info(env)
+    client = (await env.pusher.clients.get(info)).client
+    env.user_edits_phone()
+    [customer] = env.qb.sim.live("customer")
+    edited = await client.fetch("customer", customer["Id"])
+
+    await env.publish(2, {}, op="delete")
+    await env.push()
+    assert await env.handed() == []
+    [customer] = env.qb.sim.live("customer")
+    assert customer["Active"] is False
+    assert env.at_quickbooks()["phone"] == USER_PHONE
+
+    observe = env.pusher.observe
+    assert observe is not None
+    await observe(info, "customer", edited)  # the edit, as made
+    await observe(info, "customer", await client.fetch("customer", customer["Id"]))  # as now
+    assert sorted(a.outcome for a in await env.handed()) == [Outcome.NOOP, Outcome.STALE]
+    gone = await env.pool.fetchval(
+        "SELECT deleted_at IS NOT NULL FROM customers WHERE tenant_id = $1", env.tenant_id
+    )
+    assert gone
+    assert await env.push() == 0
