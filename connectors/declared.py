@@ -37,6 +37,18 @@ def _kinds(value: Any, where: str) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _own_fields(table: Any, where: str) -> dict[Any, frozenset[str]]:
+    """``[api.own_fields]``: per record kind, the fields the provider sets by its own rules."""
+    if not isinstance(table, dict) or any(kind not in ENTITY_TYPES for kind in table):
+        raise ValueError(f"{where}: a table of {', '.join(ENTITY_TYPES)}")
+    own: dict[Any, frozenset[str]] = {}
+    for kind, names in table.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{where}.{kind}: a list of field names")
+        own[kind] = frozenset(names)
+    return own
+
+
 def _api(table: Any, code: dict[str, Any], where: str) -> ApiSpec:
     if not isinstance(table, dict):
         raise ValueError(f"{where}: a table")
@@ -49,6 +61,8 @@ def _api(table: Any, code: dict[str, Any], where: str) -> ApiSpec:
     for key in ("entity_types", "deletable"):
         if key in values:
             values[key] = _kinds(values[key], f"{where}.{key}")
+    if "own_fields" in values:
+        values["own_fields"] = _own_fields(values["own_fields"], f"{where}.own_fields")
     for key, choices in _CHOICES.items():
         if key in values and values[key] not in choices:
             raise ValueError(f"{where}.{key}: {values[key]!r} is not one of {choices}")

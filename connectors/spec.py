@@ -260,6 +260,30 @@ class ApiSpec:
     # some milliseconds). "version": the same, and the write is made conditional on the
     # version read (QuickBooks SyncToken, MYOB RowVersion), which leaves no window.
     update_precondition: Literal["none", "read", "version"] = "none"
+    # Per kind, the canonical fields the provider sets by its own rules and no write of
+    # ours sets (Stripe computes an invoice's totals and amount due, and a PaymentIntent's
+    # status and payment time are its own: a payment succeeds there only by being charged).
+    # The look before an update leaves them out: our write cannot overwrite them, and their
+    # moves are no user's edit to hand to the merge (issue 17).
+    own_fields: Mapping[EntityType, frozenset[str]] = field(default_factory=dict)
+
+
+def pending_payments_wait(
+    provider: str,
+) -> Callable[[EntityType, Mapping[str, Any]], str | None]:
+    """An ``ApiSpec.holds_back`` for a target that records money received only: a payment
+    still pending (a card payment between Stripe's ``payment_intent.created`` and its
+    success) is an intermediate state, held back until the version that succeeded comes.
+    A failed or refunded one is not held (it would wait for ever): the mapping refuses it."""
+
+    def holds_back(entity_type: EntityType, data: Mapping[str, Any]) -> str | None:
+        if entity_type == "payment" and data.get("status") == "pending":
+            return (
+                f"{provider} records money received only: a pending payment waits until it succeeds"
+            )
+        return None
+
+    return holds_back
 
 
 def _text_or_none(value: Any) -> str | None:

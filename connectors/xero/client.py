@@ -9,7 +9,8 @@ archived, invoices voided (or deleted while still drafts), payments set to DELET
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
@@ -41,6 +42,11 @@ LIST_FILTERS: dict[EntityType, Mapping[str, str]] = {
     "invoice": {"where": 'Type=="ACCREC"'},
     "payment": {"where": 'PaymentType=="ACCRECPAYMENT"'},
 }
+# How long an invoice read by ``fetch`` stands for the read its update needs anyway (the
+# lifecycle plan's): outbound's look reads the invoice right before updating it (issue 17),
+# milliseconds apart, and a second GET would spend 1 of Xero's 60 calls a minute for
+# nothing. Older than this, the update reads again. A read is used once.
+LOOK_REUSE_SECONDS = 2.0
 # Invoice states Xero deletes (never approved) versus voids (approved, so on the books).
 DELETABLE_INVOICE_STATES = frozenset({"DRAFT", "SUBMITTED"})
 VOIDABLE_INVOICE_STATES = frozenset({"AUTHORISED"})
@@ -72,6 +78,13 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
     settings_model = XeroSettings
     mapper_type = Mapper
     api_path = API_PATH
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+    # Invoices ``fetch`` read, by id: (when, the raw invoice); see LOOK_REUSE_SECONDS.
+    _looked: dict[str, tuple[float, Mapping[str, Any]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._looked = {}
 
     def api_headers(self) -> Mapping[str, str]:
         # Every call names the organisation: one token can reach several.
@@ -103,7 +116,21 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
 
     async def fetch(self, entity_type: EntityType, external_id: str) -> RemoteRecord:
         raw = await self._raw(entity_type, external_id)
+        if entity_type == "invoice":
+            now = self.clock()
+            self._looked = {
+                k: v for k, v in self._looked.items() if now - v[0] <= LOOK_REUSE_SECONDS
+            }
+            self._looked[external_id] = (now, raw)
         return self.mapper.to_canonical(entity_type, raw, self.settings)
+
+    async def _invoice_for_update(self, external_id: str) -> Mapping[str, Any]:
+        """The invoice as Xero holds it, to plan an update on: the one ``fetch`` read for
+        this update a moment ago (outbound's look), else read now."""
+        looked = self._looked.pop(external_id, None)
+        if looked is not None and self.clock() - looked[0] <= LOOK_REUSE_SECONDS:
+            return looked[1]
+        return await self._raw("invoice", external_id)
 
     async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
         entity_type = write.entity_type
@@ -151,7 +178,7 @@ class XeroClient(ProviderClient[XeroSettings, Mapper]):
         """Only what the invoice in its current state can still take (lifecycle.py): the
         changed fields, a status move Xero allows. What it would refuse raises
         ProviderRuleError (after the rest was written), never a request Xero refuses."""
-        raw = await self._raw("invoice", external_id)
+        raw = await self._invoice_for_update(external_id)
         current = self.mapper.to_canonical("invoice", raw, self.settings)
         paid = decimal_of(raw.get("AmountPaid") or 0, "AmountPaid")
         plan = plan_update(str(raw.get("Status")), paid, current, data, refs)

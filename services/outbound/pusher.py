@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -34,7 +34,7 @@ from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecor
 from crmsync.application.sync.runner import change_id
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
-from crmsync.common.links import record_and_link
+from crmsync.common.links import entity_ids, record_and_link
 from crmsync.common.pushes import FINISH_SQL, PAUSED, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
 from schemas.errors import DeadLetter, Stop
@@ -374,13 +374,27 @@ def _condition(expected: str | None) -> dict[str, str]:
     return {} if expected is None else {"expected_version": expected}
 
 
-def _unseen(entity_type: str, current: RemoteRecord, read: _Read) -> str | None:
+def _unseen(
+    entity_type: str,
+    current: RemoteRecord,
+    read: _Read,
+    *,
+    refs: Mapping[str, str] | None = None,
+    own: frozenset[str] = frozenset(),
+) -> str | None:
     """What the target holds that its link has not heard (the fields, or "deleted"), or
     None: nothing, or nothing the merge could take. Compared by value with the link's
     last state heard (its snapshot), not by time: clocks as coarse as a second (QuickBooks,
     Stripe) cannot order an edit against our write within the same second. A state older
     than one heard already would be decided stale, so it is not handed over; nor, with no
-    snapshot (a link from before one was kept), is anything."""
+    snapshot (a link from before one was kept), is anything.
+
+    ``refs``: per reference field our write would set, the canonical id of the record the
+    target names there now (``_target_refs``), compared with the one last heard: a user who
+    moves an invoice to another customer changes nothing else. ``own``: fields the target
+    sets by its own rules and no write of ours sets (ApiSpec.own_fields), left out: our
+    write cannot overwrite them, and Stripe's own moves (a PaymentIntent made for a payment
+    from elsewhere stays unconfirmed there) are no user's edit to hand to the merge."""
     seen = read.seen
     if seen is None or (read.seen_at is not None and current.updated_at < read.seen_at):
         return None
@@ -390,8 +404,13 @@ def _unseen(entity_type: str, current: RemoteRecord, read: _Read) -> str | None:
         values = canonical_values(entity_type, dict(current.data))
     except DeadLetter:
         return None  # not a state the processor could take either: written over, as before
-    moved = sorted(k for k, v in values.items() if k not in REFERENCE_FIELDS and seen.get(k) != v)
-    return ", ".join(moved) or None
+    moved = [
+        k
+        for k, v in values.items()
+        if k not in REFERENCE_FIELDS and k not in own and seen.get(k) != v
+    ]
+    moved += [f for f, there in (refs or {}).items() if there != seen.get(f)]
+    return ", ".join(sorted(moved)) or None
 
 
 async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) -> bool:
@@ -636,7 +655,10 @@ class Pusher:
         entity_type = cast(EntityType, job.entity_type)
         linked = cast(str, read.external_id)
         current = await self._call(handle, "update", lambda c: c.fetch(entity_type, linked))
-        unseen = _unseen(entity_type, current, read)
+        api = handle.connector.api
+        own = api.own_fields.get(entity_type, frozenset()) if api is not None else frozenset()
+        refs = await self._target_refs(info, current, read)
+        unseen = _unseen(entity_type, current, read, refs=refs, own=own)
         if unseen is None:
             return current
         key = change_id(entity_type, current)
@@ -669,6 +691,25 @@ class Pusher:
             await reschedule(conn, job, delay, why, count_attempt=True)
         metrics.SKIPPED.labels(info.provider, "changed_there").inc()
         return "waiting", True
+
+    async def _target_refs(
+        self, info: ConnectionInfo, current: RemoteRecord, read: _Read
+    ) -> dict[str, str]:
+        """For each reference our write would set (the record names it, the target holds
+        its kind) and the target reports now, the canonical id of the record it names
+        there, as the link's snapshot spells it, or ``unlinked <id>`` for one the
+        connection has not told us of (never equal to one heard). A reference the target
+        leaves out of its read is not compared: an API may answer a write with more than
+        it reads back. One lookup, none for a record without references."""
+        keys = {
+            f: (info.id, kind, current.refs[f])
+            for f, kind in REFERENCE_FIELDS.items()
+            if read.data.get(f) and current.refs.get(f) and holds(info, kind)
+        }
+        found = await entity_ids(self.pool, keys.values()) if keys else {}
+        return {
+            f: str(found[key]) if key in found else f"unlinked {key[2]}" for f, key in keys.items()
+        }
 
     async def _not_sent(
         self, job: Job, info: ConnectionInfo, handle: Handle, read: _Read

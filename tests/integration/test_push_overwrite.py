@@ -13,12 +13,13 @@ processor's apply step and the outbound pusher.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import asyncpg
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from connectors.registry import connector
 from connectors.runtime import Clients, ConnectionInfo
+from connectors.spec import EntityType
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.application.sync.runner import Observer
 from crmsync.common.canonical import canonical_values
@@ -35,13 +37,14 @@ from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
 from crmsync.common.pushes import claim
 from crmsync.demo import sims
+from schemas.records import CanonicalRecord
 from services.outbound.pusher import Pusher, PushPolicy
+from services.outbound.queue import Router, enqueue, push_rows
 from services.processor.apply import Applied
 from services.processor.deadletters import Source
-from services.processor.decide import Outcome
-from services.processor.pipeline import Processor, parse_internal
+from services.processor.decide import InboundChange, Outcome
+from services.processor.pipeline import Parsed, Processor, parse_internal
 from tests.conftest import TopicFactory
-from tests.integration.applying import publish_customer
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
 USER_PHONE = "+61 2 5550 9"  # the user's edit at QuickBooks
@@ -51,7 +54,7 @@ OUR_EMAIL = "accounts@harbour.example"  # the edit on its way to QuickBooks
 @dataclass
 class Env:
     pool: asyncpg.Pool
-    qb: sims.RunningSim
+    qb: sims.RunningSim  # the target's simulator (QuickBooks unless a test says otherwise)
     tenant_id: uuid.UUID
     origin: uuid.UUID  # an internal publisher
     target: uuid.UUID  # the simulated QuickBooks
@@ -60,11 +63,35 @@ class Env:
     topic: str  # where the pusher hands what it read (changes.normalized in the service)
     read_upto: int = 0
 
-    async def publish(self, n: int, data: dict[str, Any]) -> None:
-        """Apply a change from the origin and queue its pushes."""
-        await publish_customer(
-            self.pool, self.tenant_id, self.origin, n, data, at=datetime.now(UTC)
+    async def publish(
+        self,
+        n: int,
+        data: dict[str, Any],
+        entity_type: EntityType = "customer",
+        external_id: str = "cust-1",
+        op: Literal["upsert", "delete"] = "upsert",
+    ) -> uuid.UUID:
+        """Apply a change from the origin and queue its pushes; the record's id."""
+        change = InboundChange(
+            tenant_id=self.tenant_id,
+            connection_id=self.origin,
+            dedup_key=f"erp-{n}",
+            entity_type=entity_type,
+            op=op,
+            external_id=external_id,
+            source_ts=datetime.now(UTC),
+            data=data,
+            received_at=datetime.now(UTC),
         )
+        [applied] = await Processor(self.pool)._apply_batch([_parsed(change)])
+        assert applied is not None
+        assert applied.change_id is not None
+        payload = await self.pool.fetchval(
+            "SELECT payload FROM outbox WHERE change_id = $1", applied.change_id
+        )
+        record = CanonicalRecord.model_validate_json(json.dumps(payload))
+        await enqueue(self.pool, push_rows(record, await Router(self.pool).targets(record)))
+        return record.entity_id
 
     async def push(self) -> int:
         """Run every queued push now (a rescheduled one too); how many ran."""
@@ -92,21 +119,17 @@ class Env:
         ]
         return [a for a in await Processor(self.pool)._apply_batch(parsed) if a is not None]
 
-    def user_edits_the_phone_at_quickbooks(self) -> None:
-        """The user's edit at QuickBooks (USER_PHONE), whose webhook has not reached us."""
-        [customer] = self.qb.sim.live("customer")
-        self.qb.sim.update(
-            "customer",
-            customer["Id"],
-            {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
-        )
-
     def at_quickbooks(self) -> dict[str, Any]:
+        """The customer's email and phone as the target holds them (read by its mapper)."""
         [customer] = self.qb.sim.live("customer")
-        return {
-            "email": customer.get("PrimaryEmailAddr", {}).get("Address"),
-            "phone": customer.get("PrimaryPhone", {}).get("FreeFormNumber"),
-        }
+        data = connector(self.qb.provider).mapper.to_canonical("customer", customer, {}).data
+        return {"email": data.get("email"), "phone": data.get("phone")}
+
+    def user_edits_phone(self) -> None:
+        """The target's user changes the customer's phone there (its webhook not sent)."""
+        [customer] = self.qb.sim.live("customer")
+        edit, id_field = USER_PHONE_EDITS[self.qb.provider]
+        self.qb.sim.update("customer", customer[id_field], edit)
 
     async def here(self) -> dict[str, Any]:
         data = await self.pool.fetchval(
@@ -123,12 +146,30 @@ class Env:
         return [r["outcome"] for r in rows]
 
 
+# The user's phone edit in each target's own terms, and the id field of its customers.
+USER_PHONE_EDITS: dict[str, tuple[dict[str, Any], str]] = {
+    "quickbooks": ({"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True}, "Id"),
+    "stripe": ({"phone": USER_PHONE}, "id"),
+    "xero": ({"Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": USER_PHONE}]}, "ContactID"),
+}
+
+
+@pytest.fixture
+def provider() -> str:
+    """The target's provider; a test parametrizes it to run against another one."""
+    return "quickbooks"
+
+
+def _parsed(change: InboundChange) -> Parsed:
+    return Parsed(Source("test", 0, 0, None, b"{}"), change)
+
+
 @pytest.fixture
 async def env(
-    pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory
+    pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory, provider: str
 ) -> AsyncIterator[Env]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
-    running = await sims.start_simulator("quickbooks")
+    running = await sims.start_simulator(provider)
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     async with pool.acquire() as conn:
         erp = await create_connection(
@@ -152,13 +193,13 @@ async def env(
         await running.runner.cleanup()
 
 
+@pytest.mark.parametrize("provider", ["quickbooks", "stripe", "xero"])
 async def test_a_push_meeting_a_user_edit_at_the_target_keeps_both_edits(env: Env) -> None:
     await env.publish(1, CUSTOMER)
-    assert await env.push() == 1  # created at QuickBooks
-
-    # The user changes the phone at QuickBooks; its webhook has not reached us when our
+    assert await env.push() == 1  # created at the target
+    # The user changes the phone at the target; its webhook has not reached us when our
     # push of the email change (made in the internal service) goes.
-    env.user_edits_the_phone_at_quickbooks()
+    env.user_edits_phone()
     await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
     await env.push()
 
@@ -201,13 +242,18 @@ async def test_an_edit_between_our_look_and_our_write_is_not_written_over(
     await env.publish(1, CUSTOMER)
     await env.push()
     handle = await env.pusher.clients.get(await _info(env))
+    [customer] = env.qb.sim.live("customer")
     looks: list[str] = []
     fetch = handle.client.fetch
 
     async def look_then_user_edits(entity_type: Any, external_id: str) -> Any:
         record = await fetch(entity_type, external_id)
         if not looks:
-            env.user_edits_the_phone_at_quickbooks()
+            env.qb.sim.update(
+                "customer",
+                customer["Id"],
+                {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
+            )
         looks.append(external_id)
         return record
 
@@ -291,6 +337,8 @@ async def test_a_read_after_our_update_holds_what_its_answer_said(
             assert canonical_values("invoice", dict(read.data)) == canonical_values(
                 "invoice", dict(answer.data)
             )
+            # The look compares references too: the read names the customer the answer did.
+            assert read.refs == answer.refs
     finally:
         await session.close()
         await running.runner.cleanup()
@@ -310,7 +358,12 @@ async def test_outbound_dying_around_the_hand_off_pushes_once_and_loses_nothing(
     merged record is written once."""
     await env.publish(1, CUSTOMER)
     await env.push()
-    env.user_edits_the_phone_at_quickbooks()
+    [customer] = env.qb.sim.live("customer")
+    env.qb.sim.update(
+        "customer",
+        customer["Id"],
+        {"PrimaryPhone": {"FreeFormNumber": USER_PHONE}, "sparse": True},
+    )
     await env.publish(2, {**CUSTOMER, "email": OUR_EMAIL})
     observe = env.pusher.observe
     assert observe is not None
@@ -348,3 +401,97 @@ def _writes(env: Env) -> int:
     return sum(
         1 for r in env.qb.sim.log.requests if r["method"] == "POST" and r.get("status") == 200
     )
+
+
+async def test_a_reference_changed_at_the_target_is_not_written_over(env: Env) -> None:
+    """The user moves the invoice to another customer at QuickBooks (its webhook still on
+    its way) while our push of a due-date edit goes: the look compares references too, so
+    the move goes through the merge and QuickBooks keeps it, with our due date (before, a
+    state that differed only in a reference was taken for the one last heard, and the push
+    put the invoice back on the first customer)."""
+    first = await env.publish(1, CUSTOMER)
+    other = {"name": "Bayview Landscapes", "email": "team@bayview.example", "phone": "+61 2 5"}
+    second = await env.publish(2, other, external_id="cust-2")
+    await env.push()
+    invoice = {**INVOICE, "currency": "USD", "customer_id": str(first)}
+    await env.publish(3, invoice, "invoice", "inv-1")
+    await env.push()
+    [at_qb] = env.qb.sim.live("invoice")
+    [moved_to] = [c["Id"] for c in env.qb.sim.live("customer") if c["DisplayName"] == other["name"]]
+    env.qb.sim.update("invoice", at_qb["Id"], {"CustomerRef": {"value": moved_to}, "sparse": True})
+
+    await env.publish(4, {**invoice, "due_on": "2026-12-22"}, "invoice", "inv-1")
+    await env.push()
+    [applied] = await env.handed()
+    assert applied.outcome == Outcome.APPLIED
+    here = await env.pool.fetchval("SELECT data FROM invoices WHERE tenant_id = $1", env.tenant_id)
+    assert (here["customer_id"], here["due_on"]) == (str(second), "2026-12-22")
+    await env.push()
+    [at_qb] = env.qb.sim.live("invoice")
+    assert (at_qb["CustomerRef"]["value"], at_qb["DueDate"]) == (moved_to, "2026-12-22")
+    assert await env.push() == 0
+
+
+@pytest.mark.parametrize("provider", ["xero"])
+async def test_an_invoice_update_at_xero_looks_without_a_call_more(env: Env) -> None:
+    """Xero's budget is 60 calls a minute: its invoice update reads the invoice anyway (its
+    lifecycle plan), and that read is the look's, so an update costs what it cost without
+    a look (one GET, one POST), and a user's edit of the invoice there is still found."""
+    customer = await env.publish(1, CUSTOMER)
+    await env.push()
+    invoice = {**INVOICE, "currency": "AUD", "customer_id": str(customer)}
+    await env.publish(2, invoice, "invoice", "inv-1")
+    await env.push()
+
+    before = len(env.qb.sim.log.requests)
+    await env.publish(3, {**invoice, "due_on": "2026-12-22"}, "invoice", "inv-1")
+    await env.push()
+    calls = [r["method"] for r in list(env.qb.sim.log.requests)[before:]]
+    assert sorted(calls) == ["GET", "POST"]
+    assert await env.handed() == []
+
+    [at_xero] = env.qb.sim.live("invoice")
+    env.qb.sim.update("invoice", at_xero["InvoiceID"], {"InvoiceNumber": "INV-17A"})
+    await env.publish(4, {**invoice, "due_on": "2026-12-29"}, "invoice", "inv-1")
+    await env.push()
+    [applied] = await env.handed()
+    assert applied.outcome == Outcome.APPLIED
+    await env.push()
+    [at_xero] = env.qb.sim.live("invoice")
+    assert (at_xero["InvoiceNumber"], at_xero["DueDateString"][:10]) == ("INV-17A", "2026-12-29")
+    here = await env.pool.fetchval("SELECT data FROM invoices WHERE tenant_id = $1", env.tenant_id)
+    assert (here["number"], here["due_on"]) == ("INV-17A", "2026-12-29")
+
+
+async def test_a_delete_meeting_a_user_edit_at_quickbooks_wins(env: Env) -> None:
+    """Written down rather than changed (README, "A delete wins over an edit it meets"):
+    the user edits the customer at QuickBooks just before our push of its delete. The
+    delete is pushed without a look (QuickBooks makes the customer inactive, the edit on
+    it), and the edit, handed to the processor as a full webhook would carry it, is stale:
+    an edit of a deleted record is, whatever its time and the conflict policy. A look before
+    the delete would hand over exactly this and change nothing."""
+    await env.publish(1, CUSTOMER)
+    await env.push()
+    info = await _info(env)
+    client = (await env.pusher.clients.get(info)).client
+    env.user_edits_phone()
+    [customer] = env.qb.sim.live("customer")
+    edited = await client.fetch("customer", customer["Id"])
+
+    await env.publish(2, {}, op="delete")
+    await env.push()
+    assert await env.handed() == []
+    [customer] = env.qb.sim.live("customer")
+    assert customer["Active"] is False
+    assert env.at_quickbooks()["phone"] == USER_PHONE
+
+    observe = env.pusher.observe
+    assert observe is not None
+    await observe(info, "customer", edited)  # the edit, as made
+    await observe(info, "customer", await client.fetch("customer", customer["Id"]))  # as now
+    assert sorted(a.outcome for a in await env.handed()) == [Outcome.NOOP, Outcome.STALE]
+    gone = await env.pool.fetchval(
+        "SELECT deleted_at IS NOT NULL FROM customers WHERE tenant_id = $1", env.tenant_id
+    )
+    assert gone
+    assert await env.push() == 0

@@ -55,3 +55,40 @@ def test_a_state_the_canonical_model_refuses_is_written_over_as_before() -> None
 def test_a_field_we_never_heard_of_is_unseen() -> None:
     there = _there({**HEARD, "notes": "gate code 1234"})
     assert _unseen("customer", there, _read(HEARD)) == "notes"
+
+
+def test_a_reference_moved_there_is_unseen() -> None:
+    """A user who moves an invoice to another customer there changes no value, only what
+    the reference names (``refs``: the canonical id the target's reference stands for)."""
+    seen = {**HEARD, "customer_id": "c-1"}
+    assert _unseen("customer", _there(HEARD), _read(seen), refs={"customer_id": "c-2"}) == (
+        "customer_id"
+    )
+    assert _unseen("customer", _there(HEARD), _read(seen), refs={"customer_id": "c-1"}) is None
+
+
+def test_a_reference_to_a_record_we_never_heard_of_is_unseen() -> None:
+    seen = {**HEARD, "customer_id": "c-1"}
+    refs = {"customer_id": "unlinked 58"}
+    assert _unseen("customer", _there(HEARD), _read(seen), refs=refs) == "customer_id"
+
+
+def test_a_field_the_target_sets_by_its_own_rules_is_left_out() -> None:
+    """Stripe's own status of a PaymentIntent made for a payment from elsewhere: our write
+    never sets it, so it cannot overwrite it, and its move is no user's edit."""
+    seen = {"amount": 28350, "currency": "AUD", "status": "succeeded"}
+    there = RemoteRecord("payment", "pi_1", T, {**seen, "status": "pending"})
+    assert _unseen("payment", there, _read(seen)) == "status"
+    assert _unseen("payment", there, _read(seen), own=frozenset({"status", "paid_at"})) is None
+
+
+def test_stripe_names_what_it_sets_itself() -> None:
+    from connectors.registry import connector  # noqa: PLC0415
+
+    api = connector("stripe").api
+    assert api is not None
+    assert api.update_precondition == "read"
+    assert api.own_fields["payment"] >= {"status", "paid_at"}
+    assert api.own_fields["invoice"] >= {"subtotal", "tax", "total", "amount_due"}
+    # The invoice's status is ours to move too (finalize, pay, void): compared.
+    assert "status" not in api.own_fields["invoice"]
