@@ -4,8 +4,8 @@ faust 0.15's ``Consumer._drain_messages`` delivers every record through
 ``Service.wait_first(callback(message), self.suspend_flow.wait())``: four tasks (the
 delivery, the flow's suspension, the consumer's stop and crash), an ``asyncio.wait`` and
 three cancellations per record, so that a rebalance can cut a delivery short. In the
-processor's bulk drain that was 6.6 % of the samples (py-spy; ``bench/README.md``,
-"Seventh round"), more than the records' decoding and queueing together.
+processor's bulk drain that race was 6.6 % of the samples (py-spy; ``bench/README.md``,
+"Seventh round"), as much as decoding and queueing the records.
 
 :class:`BatchDeliveringConsumer` keeps faust's loop and changes only the unit of that race:
 the records of one fetch are delivered one after another inside a single task, and that
