@@ -49,6 +49,7 @@ from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
 from services.processor.sweep import WaitingSweep
+from services.processor.transport import App
 
 SERVICE = "processor"
 # Topics whose records are applied to Postgres (InternalChange events).
@@ -197,8 +198,9 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     set_build_info(SERVICE)
     # faust creates only the last level of its data directory.
     settings.processor_data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(
         settings.processor_app_id,
+        fetch_max_wait_ms=settings.processor_fetch_max_wait_ms,
         broker=broker_url(settings.kafka_bootstrap_servers),
         # No faust tables hold state: Postgres is the state, so nothing to recover.
         store="memory://",
