@@ -51,6 +51,15 @@ class ProcessorSettings(ProviderCallSettings):
         description="A batch is applied once no further event came for this long (or it "
         "is full, or its window is over).",
     )
+    processor_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=1_500,
+        # faust hard-codes 1,500 ms, which a record can wait at each of the processor's two
+        # hops (services/processor/consumer.py). 100 ms: measured in bench/README.md
+        # "Seventh round"; an idle worker then sends ten empty fetches a second.
+        description="Longest a Kafka fetch waits at the broker for records to arrive.",
+    )
     processor_normalize_in_flight: int = Field(
         10_000,
         ge=1,

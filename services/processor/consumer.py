@@ -39,7 +39,31 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 YIELD_EVERY = 100
 
 
+class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    """faust's consumer thread, whose aiokafka consumer waits at most the transport's
+    ``fetch_max_wait_ms`` per fetch instead of the 1,500 ms faust 0.15 writes into
+    ``_create_worker_consumer`` (no setting reaches it).
+
+    aiokafka keeps one fetch in flight per broker and leaves out of it every partition
+    still holding records the agents have not taken (``Fetcher._get_actions_per_node``).
+    A record landing on such a partition (the apply agent busy for more than 0.1 s, or a
+    normalize lane still holding the previous webhook) waited for the long poll already
+    in flight, which the broker holds up to that wait when the partitions in it are
+    quiet: up to 1.5 s at each of the processor's two hops (bench/README.md, "Seventh
+    round"). Only the one attribute aiokafka reads when ``start()`` builds its fetcher is
+    set; ``tests/integration/test_processor_transport.py`` fails if an upgrade moves it.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms
+        return consumer
+
+
 class BatchDeliveringConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+    def _new_consumer_thread(self) -> FetchWaitConsumerThread:
+        return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         # faust's Consumer._drain_messages (0.15), but for where each fetch is delivered.
         getmany = self.getmany
@@ -116,9 +140,14 @@ class BatchDeliveringConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
 class BatchDeliveringTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     Consumer: ClassVar[type] = BatchDeliveringConsumer
+    # faust's own value until install() sets the processor's.
+    fetch_max_wait_ms: int = 1_500
 
 
-def install(app: faust.App) -> None:
-    """Make ``app`` consume with :class:`BatchDeliveringConsumer`: call it before the app's
-    consumer exists (right after ``faust.App(...)``)."""
-    app.transport = BatchDeliveringTransport(app.conf.broker_consumer, app)
+def install(app: faust.App, *, fetch_max_wait_ms: int) -> None:
+    """Make ``app`` consume with :class:`BatchDeliveringConsumer`, whose Kafka fetches wait
+    at most ``fetch_max_wait_ms``: call it before the app's consumer exists (right after
+    ``faust.App(...)``)."""
+    transport = BatchDeliveringTransport(app.conf.broker_consumer, app)
+    transport.fetch_max_wait_ms = fetch_max_wait_ms
+    app.transport = transport
