@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from connectors.registry import connector
 from connectors.runtime import Clients, ConnectionInfo
+from connectors.spec import EntityType
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.application.sync.runner import Observer
 from crmsync.common.canonical import canonical_values
@@ -48,6 +49,7 @@ from tests.conftest import TopicFactory
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
 USER_PHONE = "+61 2 5550 9"  # the user's edit at QuickBooks
 OUR_EMAIL = "accounts@harbour.example"  # the edit on its way to QuickBooks
+CUST_1: tuple[EntityType, str] = ("customer", "cust-1")  # the record, as the origin names it
 
 
 @dataclass
@@ -62,18 +64,22 @@ class Env:
     topic: str  # where the pusher hands what it read (changes.normalized in the service)
     read_upto: int = 0
 
-    async def publish(self, n: int, data: dict[str, Any]) -> None:
-        """Apply a change from the origin and queue its pushes."""
+    async def publish(
+        self, n: int, data: dict[str, Any], named: tuple[EntityType, str] = CUST_1, **refs: str
+    ) -> None:
+        """Apply a change from the origin of the record ``named`` (kind, the origin's id), naming
+        ``refs`` (field: the origin's id), and queue its pushes."""
         change = InboundChange(
             tenant_id=self.tenant_id,
             connection_id=self.origin,
             dedup_key=f"erp-{n}",
-            entity_type="customer",
+            entity_type=named[0],
             op="upsert",
-            external_id="cust-1",
+            external_id=named[1],
             source_ts=datetime.now(UTC),
             data=data,
             received_at=datetime.now(UTC),
+            refs=refs,
         )
         [applied] = await Processor(self.pool)._apply_batch([_parsed(change)])
         assert applied is not None

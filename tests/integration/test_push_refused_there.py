@@ -17,38 +17,15 @@ test_push_overwrite.py's harness).
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from typing import Any
-
-from schemas.records import CanonicalRecord
-from services.outbound.queue import Router, enqueue, push_rows
-from services.processor.decide import InboundChange, Outcome
+from connectors.spec import EntityType
+from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
-from tests.integration.test_push_overwrite import CUSTOMER, INVOICE, Env, _parsed, env
+from tests.integration.test_push_overwrite import CUSTOMER, INVOICE, Env, env
 
 __all__ = ["env"]  # the harness's fixture, used here by name
 
+INV_1: tuple[EntityType, str] = ("invoice", "inv-1")
 OURS = {**INVOICE, "currency": "USD", "number": "INV-17B"}  # our edit on its way
-
-
-async def _publish(
-    env: Env, n: int, entity_type: Any, external_id: str, data: dict[str, Any], **refs: str
-) -> None:
-    """Apply a change from the internal service and queue its pushes (Env.publish, any kind)."""
-    change = InboundChange(
-        tenant_id=env.tenant_id, connection_id=env.origin, dedup_key=f"erp-{n}",
-        entity_type=entity_type, op="upsert", external_id=external_id,
-        source_ts=datetime.now(UTC), data=data, received_at=datetime.now(UTC), refs=refs,
-    )  # fmt: skip
-    [applied] = await Processor(env.pool)._apply_batch([_parsed(change)])
-    assert applied is not None
-    assert applied.change_id is not None
-    payload = await env.pool.fetchval(
-        "SELECT payload FROM outbox WHERE change_id = $1", applied.change_id
-    )
-    record = CanonicalRecord.model_validate_json(json.dumps(payload))
-    await enqueue(env.pool, push_rows(record, await Router(env.pool).targets(record)))
 
 
 async def _refused(env: Env) -> list[str]:
@@ -60,8 +37,8 @@ async def _refused(env: Env) -> list[str]:
 
 
 async def test_a_target_state_the_processor_refuses_is_handed_over_once(env: Env) -> None:
-    await _publish(env, 1, "customer", "cust-1", CUSTOMER)
-    await _publish(env, 2, "invoice", "inv-1", {**OURS, "number": "INV-17"}, customer_id="cust-1")
+    await env.publish(1, CUSTOMER)
+    await env.publish(2, {**OURS, "number": "INV-17"}, INV_1, customer_id="cust-1")
     while await env.push():  # the customer, then the invoice that names it
         pass
     sim = env.qb.sim
@@ -76,7 +53,7 @@ async def test_a_target_state_the_processor_refuses_is_handed_over_once(env: Env
         invoice["Id"],
         {"CustomerRef": {"value": other["Id"]}, "DueDate": "2026-12-29", "sparse": True},
     )
-    await _publish(env, 3, "invoice", "inv-1", OURS, customer_id="cust-1")
+    await env.publish(3, OURS, INV_1, customer_id="cust-1")
 
     handed: list[Outcome] = []
     for _ in range(4):  # the push's attempts, each after the processor's wait ran out
