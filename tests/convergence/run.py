@@ -478,7 +478,10 @@ class Runner:
             if time.monotonic() > deadline - SETTLE_SECONDS + NUDGE_SECONDS:
                 await self.nudge(op.system)
             if row is not None and row["queued"] == 0:
-                if op.action == "delete" and row["deleted"]:
+                # A provider that voids an invoice its user deletes (Xero an approved one,
+                # Stripe an open one: rules.py) made that delete a void.
+                voided = op.kind == "invoice" and row["data"].get("status") == "void"
+                if op.action == "delete" and (row["deleted"] or voided):
                     return True
                 values = self.values[op.key]
                 pushed = row["pushed"]
