@@ -368,6 +368,17 @@ _TAKEN_SQL = """
 """
 
 
+# The processor's dead letter of a change of this connection ($1) with dedup key $2, if
+# it refused one: its payload is the change message as handed over (change_message), whose
+# event id is that key. Looked for only when the change is neither processed nor parked.
+_REFUSED_SQL = """
+    SELECT id, reason FROM dead_letters
+     WHERE connection_id = $1 AND stage = 'processor'
+       AND position(convert_to($2, 'UTF8') IN payload) > 0
+     ORDER BY created_at LIMIT 1
+"""
+
+
 def _condition(expected: str | None) -> dict[str, str]:
     """The update's keyword for a conditional write; none at all for an unconditional one
     (a client that has no conditional write takes no such keyword)."""
@@ -673,13 +684,33 @@ class Pusher:
             if row is None:
                 return "skipped", False
             return await self._push(job, info, handle, _Read.from_row(row), looked=current)
+        refused = (
+            None if taken is not None else await self.pool.fetchrow(_REFUSED_SQL, info.id, key)
+        )
+        if refused is not None:
+            # The processor took the state in and refused it (a reference that never came,
+            # a merge it must not store): its dead letter holds the state with the reason,
+            # for an operator to fix and redrive. Handed over again it would only be refused
+            # again, once per attempt (issue 17: recorded once, not retried for ever); the
+            # record as it stands is written, at the version just read, like a state the
+            # merge decided against, and the sync log says over what.
+            why = (
+                f"changed there ({unseen}); the processor refused that state as"
+                f" {refused['reason']} (dead letter {refused['id']}): written over with the"
+                " record as it stands"
+            )
+            await self.pool.execute(
+                _CHANGED_THERE_SQL, job.tenant_id, info.id, job.entity_type, job.entity_id,
+                linked, why,
+            )  # fmt: skip
+            return current
         if job.attempts + 1 >= self.policy.max_attempts:
             raise ChangedThereError(
                 f"{job.entity_type} {job.entity_id}: the target's own edit ({unseen}), handed"
                 f" to the processor as event {key}, was not taken in after"
                 f" {job.attempts + 1} waits; see the processor's dead letters, then redrive"
             )
-        if taken is None:  # parked (a record it names is not linked yet): handed already
+        if taken is None:  # not handed yet, or not taken in yet (parked: handed already)
             await self.observe(info, entity_type, current)
         why = f"changed there ({unseen}); handed to the merge as {key}, merged record next"
         delay = min(CHANGED_THERE_WAIT_SECONDS * 2**job.attempts, self.policy.backoff_cap_seconds)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.convergence.plan import INTERNAL, Op, Plan
@@ -77,11 +78,12 @@ async def reproduce(name: str, workdir: Path) -> bool:
     async with running_systems(workdir, providers, ["customer"], _say) as systems:
         runner = Runner(plan, systems, _say)
         for op in ops:
+            made_at = datetime.now(UTC)
             await runner.apply(op)
             if name in UNSETTLED:
                 _say(f"#{op.index} {op.action} in {op.system} {dict(op.values)}: made")
                 continue
-            settled = await runner.settled(op)
+            settled = await runner.settled(op, made_at)
             _say(f"#{op.index} {op.action} in {op.system} {dict(op.values)}: settled {settled}")
             if whole_seconds:
                 await asyncio.sleep(1.0 - time.time() % 1.0)

@@ -110,6 +110,7 @@ class Result:
     duplicates: int = 0
     reconciles: int = 0
     unsettled: list[str] = field(default_factory=list)
+    superseded: int = 0
     examples: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
@@ -152,7 +153,8 @@ class Result:
             f"duplicates: {self.duplicates}; reconciliations asked for on the way:"
             f" {self.reconciles}",
             f"ops that did not reach every system in {SETTLE_SECONDS:g}s: "
-            f"{', '.join(self.unsettled) or 'none'}",
+            f"{', '.join(self.unsettled) or 'none'}; ops a later version from another"
+            f" system superseded: {self.superseded}",
             f"mismatches: {dict(sorted(self.mismatches.items())) or 'none'}",
         ]
         if self.refused:
@@ -288,11 +290,13 @@ class Runner:
 
     # --- operations ------------------------------------------------------------------------
 
-    async def apply(self, op: Op) -> None:
+    async def apply(self, op: Op) -> bool:
+        """Make the op in its system; False when that system refused it (it did not
+        happen: nothing to wait for)."""
         if op.key in self.refused_keys or set(op.refs.values()) & self.refused_keys:
             self.result.refused.append(f"#{op.index} {op.action} {op.key}: its create was refused")
             self.refused_keys.add(op.key)
-            return
+            return False
         previous = self.values.get(op.key, {})
         if op.action == "create":
             self.origin[op.key] = op.system
@@ -310,7 +314,7 @@ class Runner:
                 f"#{op.index} {op.action} {op.kind} {op.key} in {op.system}: not there"
                 f" ({exc.rule.name})"
             )
-            return
+            return False
         except web.HTTPException as exc:
             # The provider refused the edit, as its UI would refuse the user (Xero does
             # not edit a paid invoice): the op did not happen.
@@ -320,10 +324,11 @@ class Runner:
             self.result.refused.append(
                 f"#{op.index} {op.action} {op.kind} {op.key} in {op.system}: {exc.text}"
             )
-            return
+            return False
         self.alive[op.key] = op.action != "delete"
         if op.action == "delete":
             self.deleted_in[op.key] = op.system
+        return True
 
     async def _crm(self, crm: System, op: Op) -> None:
         sim = crm.running.sim
@@ -442,11 +447,12 @@ class Runner:
                 retry = RETRY_AFTER if fault.kind == "429" else None
                 sim.faults.append(SimFault(int(fault.kind), fault.count, retry))
 
-    async def settled(self, op: Op) -> bool:
+    async def settled(self, op: Op, since: datetime) -> bool:
         """Whether the op reached the canonical record and was pushed to every other CRM
         that keeps its kind (False: not within SETTLE_SECONDS; the comparison at the end
         says what is wrong). Pushed, not merely queued: a push still on its way would
-        overwrite the next edit made there."""
+        overwrite the next edit made there. Or, nothing queued, whether a later version
+        from another system superseded it (``since``: when the op was made)."""
         if (op.system, op.key) not in self.made and (self.origin[op.key], op.key) not in self.made:
             return True  # never made: already reported
         targets = [
@@ -472,12 +478,16 @@ class Runner:
             if time.monotonic() > deadline - SETTLE_SECONDS + NUDGE_SECONDS:
                 await self.nudge(op.system)
             if row is not None and row["queued"] == 0:
-                if op.action == "delete" and row["deleted"]:
+                # A provider that voids an invoice its user deletes (Xero an approved one,
+                # Stripe an open one: rules.py) made that delete a void.
+                voided = op.kind == "invoice" and row["data"].get("status") == "void"
+                if op.action == "delete" and (row["deleted"] or voided):
                     return True
                 values = self.values[op.key]
                 pushed = row["pushed"]
                 if pushed < len(targets) and entity_id is not None:
                     pushed += await self.parked(entity_id, row["version"], targets)
+                    pushed += await self.made_there(entity_id, targets)
                 if (
                     op.action != "delete"
                     and not row["deleted"]
@@ -489,8 +499,41 @@ class Runner:
                     )
                 ):
                     return True
+                if entity_id is not None and await self.superseded(op, entity_id, since):
+                    self.result.superseded += 1
+                    return True
             await asyncio.sleep(0.2)
         return False
+
+    async def superseded(self, op: Op, entity_id: uuid.UUID, since: datetime) -> bool:
+        """Whether, since the op was made, the processor applied its system's change and
+        then one of another system's: a push that read its target first and handed a
+        state there to the merge (or that system's own edit) made a later version, which
+        the op's values will never equal. Waiting SETTLE_SECONDS for them waits for
+        nothing; the comparison at the end still checks every system agrees."""
+        rows = await self.systems.pool.fetch(
+            "SELECT connection_id FROM sync_log WHERE tenant_id = $1 AND entity_id = $2"
+            " AND direction = 'in' AND outcome = 'applied' AND created_at >= $3 ORDER BY id",
+            self.systems.tenant_id,
+            entity_id,
+            since,
+        )
+        own = self.systems.connection_of(op.system)
+        after = [r["connection_id"] for r in rows]
+        return own in after and any(c != own for c in after[after.index(own) :])
+
+    async def made_there(self, entity_id: uuid.UUID, targets: list[uuid.UUID]) -> int:
+        """1 when the record's latest version came from one of ``targets`` (its last
+        applied change): that system holds it already and is never pushed its own version.
+        An op that changed nothing (its values already the record's) leaves that version
+        the latest, and waiting for a push there waits for nothing."""
+        origin = await self.systems.pool.fetchval(
+            "SELECT connection_id FROM sync_log WHERE tenant_id = $1 AND entity_id = $2"
+            " AND direction = 'in' AND outcome = 'applied' ORDER BY id DESC LIMIT 1",
+            self.systems.tenant_id,
+            entity_id,
+        )
+        return int(origin in targets)
 
     async def parked(self, entity_id: uuid.UUID, version: int, targets: list[uuid.UUID]) -> int:
         """How many of ``targets`` parked this version of the record as a dead letter (a
@@ -524,11 +567,12 @@ class Runner:
             try:
                 for index in after:
                     await done[index].wait()
-                await self.apply(op)
+                made_at = datetime.now(UTC)
+                made = await self.apply(op)
                 if serial:
                     await self.wait_quiet(60.0, SERIAL_QUIET_SECONDS)
-                elif not overlap:
-                    if not await self.settled(op):
+                elif not overlap and made:
+                    if not await self.settled(op, made_at):
                         self.result.unsettled.append(
                             f"#{op.index} {op.action} {op.key} in {op.system}"
                             f" at {datetime.now(UTC) - timedelta(seconds=SETTLE_SECONDS):%H:%M:%S}"

@@ -70,8 +70,11 @@ class Env:
         entity_type: EntityType = "customer",
         external_id: str = "cust-1",
         op: Literal["upsert", "delete"] = "upsert",
+        **refs: str,
     ) -> uuid.UUID:
-        """Apply a change from the origin and queue its pushes; the record's id."""
+        """Apply a change from the origin of the record ``entity_type`` ``external_id`` (the
+        origin's id), naming ``refs`` (field: the origin's id), and queue its pushes; the
+        record's id."""
         change = InboundChange(
             tenant_id=self.tenant_id,
             connection_id=self.origin,
@@ -82,6 +85,7 @@ class Env:
             source_ts=datetime.now(UTC),
             data=data,
             received_at=datetime.now(UTC),
+            refs=refs,
         )
         [applied] = await Processor(self.pool)._apply_batch([_parsed(change)])
         assert applied is not None
