@@ -34,7 +34,8 @@ CAPABILITIES: Capabilities = {
         ),
         update=partly(
             "lines change on drafts only; paid and canceled invoices are final; published "
-            "cannot return to draft (each a `provider_rule` dead letter)"
+            "cannot return to draft or change its recipient (each a `provider_rule` dead "
+            "letter); a published invoice's due date changes"
         ),
         delete=partly("drafts are deleted, published invoices canceled; paid ones refused"),
         payment=yes("a payment pays the invoice's order; Square settles the invoice itself"),

@@ -283,12 +283,21 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
         # Only a change is written: a derived edit (amount due, the paid status a payment
         # reaches) raced the payment that settled the invoice meanwhile (400, PAID).
         changed = self._changed_fields(current, write) if fields else []
+        if status != "DRAFT" and "primary_recipient" in changed:
+            # UpdateInvoice: "You cannot update the primary_recipient field" once published.
+            changed.remove("primary_recipient")
+            refused.append(f"the recipient of a {status} invoice cannot change")
         if changed and status not in ("PAID", "CANCELED", "REFUNDED", "FAILED"):
+            # A sparse update of what changed; the due date is the BALANCE request's,
+            # named by its uid (a request without one would be a second BALANCE request).
+            sparse = {k: fields[k] for k in changed if k in fields}
+            if "payment_requests" in sparse:
+                sparse["payment_requests"] = _in_place(sparse["payment_requests"], invoice)
             answer = await self.api.call(
                 "PUT",
                 f"/v2/invoices/{invoice_id}",
                 json_body={
-                    "invoice": {"version": invoice.get("version", 0), **fields},
+                    "invoice": {"version": invoice.get("version", 0), **sparse},
                     "idempotency_key": _key(f"{invoice_id}:{invoice.get('version')}", "fields"),
                 },
             )
@@ -443,6 +452,18 @@ def _after(invoice: Mapping[str, Any], since: datetime) -> bool:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= since.astimezone(UTC)
     except ValueError:
         return True
+
+
+def _in_place(requests: list[Any], invoice: Mapping[str, Any]) -> list[Any]:
+    """``requests`` as changes of the invoice's own payment requests: each carries the
+    ``uid`` of the one it changes (Square adds a request given without one)."""
+    held = invoice.get("payment_requests") or []
+    return [
+        {**request, "uid": held[i]["uid"]}
+        if i < len(held) and isinstance(held[i], Mapping) and held[i].get("uid")
+        else request
+        for i, request in enumerate(requests)
+    ]
 
 
 def _lines_differ(order: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
