@@ -185,6 +185,14 @@ REFUSALS: tuple[Refusal, ...] = (
         Doc(_MYOB, "A payment cannot exceed its invoice's balance due"),
     ),
     Refusal(
+        "myob: no void sale invoices",
+        "myob",
+        "invoice",
+        "update",
+        re.compile(r"^MYOB invoice \S+: MYOB has no void invoices"),
+        Doc(_MYOB, "a change to void is a `provider_rule` dead letter"),
+    ),
+    Refusal(
         "myob: a customer payment is never edited",
         "myob",
         "payment",
