@@ -153,6 +153,16 @@ REFUSALS: tuple[Refusal, ...] = (
         Doc(_ASCORA, "422 `invoice_has_payments`"),
     ),
     Refusal(
+        "square: a paid, canceled, refunded or failed invoice is final",
+        "square",
+        "invoice",
+        "update",
+        re.compile(
+            r"^Square invoice \S+: .*a (PAID|CANCELED|REFUNDED|FAILED) invoice cannot be edited"
+        ),
+        Doc(_SQUARE, "A PAID, CANCELED, REFUNDED or FAILED invoice takes no update"),
+    ),
+    Refusal(
         "square: a completed payment is final",
         "square",
         "payment",

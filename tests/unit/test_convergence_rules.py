@@ -65,6 +65,13 @@ def test_every_rule_is_written_in_its_connectors_readme(rule: Refusal) -> None:
             " delete or reverse it in MYOB",
             "myob: no void sale invoices",
         ),
+        (
+            "square",
+            "invoice",
+            "Square invoice 1BCD49A2D27C4F628D9206: a PAID invoice cannot be edited"
+            " (payment_requests)",
+            "square: a paid, canceled, refunded or failed invoice is final",
+        ),
     ],
 )
 def test_a_refusal_matches_its_rule(provider: str, kind: str, detail: str, name: str) -> None:

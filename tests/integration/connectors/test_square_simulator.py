@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -294,6 +295,39 @@ async def test_a_published_invoices_new_recipient_is_squares_rule(stack: Stack) 
     # What Square allows was still written.
     assert held.data["due_on"] == "2027-01-15"
     assert held.refs == {"customer_id": first.external_id}
+
+
+async def test_an_invoice_paid_between_our_read_and_our_write_is_squares_rule(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payment settles the invoice after the client read it UNPAID and before its
+    update: Square refuses the edit of the PAID invoice (400), which is its rule, as if
+    read PAID, not a provider_4xx (a seed-5 convergence run's dead letter)."""
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    refs = {"customer_id": customer.external_id}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    api = type(client.api)
+    call = api.call
+
+    async def paid_meanwhile(self: Any, method: str, path: str, **kwargs: Any) -> Any:
+        if method == "PUT" and path == f"/v2/invoices/{invoice.external_id}":
+            stack.sim.create(
+                "payment",
+                {
+                    "amount_money": {"amount": 27_500, "currency": "AUD"},
+                    "invoice_id": invoice.external_id,
+                },
+            )
+        return await call(self, method, path, **kwargs)
+
+    monkeypatch.setattr(api, "call", paid_meanwhile)
+    with pytest.raises(ProviderRuleError, match="a PAID invoice cannot be edited") as caught:
+        await client.update(
+            "invoice", invoice.external_id, {**invoice.data, "due_on": "2027-01-15"}, refs
+        )
+    assert caught.value.written is not None
+    assert caught.value.written.data["status"] == "paid"
 
 
 async def test_drafts_are_deleted_and_published_invoices_cancelled(stack: Stack) -> None:
