@@ -286,7 +286,7 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
         # Only a change is written: a derived edit (amount due, the paid status a payment
         # reaches) raced the payment that settled the invoice meanwhile (400, PAID).
         changed = self._changed_fields(current, write) if fields else []
-        if status != "DRAFT" and "primary_recipient" in changed:
+        if status not in FINAL and status != "DRAFT" and "primary_recipient" in changed:
             # UpdateInvoice: "You cannot update the primary_recipient field" once published.
             changed.remove("primary_recipient")
             refused.append(f"the recipient of a {status} invoice cannot change")
