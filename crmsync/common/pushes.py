@@ -37,10 +37,11 @@ class Push(NamedTuple):
 
 async def not_parked(conn: Conn | asyncpg.Pool, pushes: Sequence[Push]) -> list[Push]:
     """``pushes`` less those whose version (or a later one) the target already parked as
-    an outbound dead letter not redriven: what it refused by its rules is refused again,
-    and a refusal that wrote what it could makes the target report that state again, an
-    echo that would queue the same version again (a loop of one dead letter per poll).
-    Redriving the dead letter is what pushes it again."""
+    an outbound dead letter not redriven (for any reason: a refusal by its rules is the
+    case seen). What it refused is refused again, and a refusal that wrote what it could
+    makes the target report that state again, an echo that would queue the same version
+    again: a loop of one dead letter per poll. Redriving the dead letter pushes it again.
+    Reads the connection's parked pushes: called only for echoes that fell behind."""
     if not pushes:
         return []
     rows = await conn.fetch(
