@@ -42,6 +42,9 @@ PAGE_SIZES: dict[EntityType, int] = {"customer": 100, "invoice": 200, "payment":
 IDEMPOTENCY_KEY_CHARS = 45
 # Invoice states in which Square still lets the order's lines change.
 EDITABLE_LINES = frozenset({"DRAFT"})
+# Square's terminal invoice states: UpdateInvoice refuses them ("You cannot update an
+# invoice in the PAID, REFUNDED, CANCELED, or FAILED terminal states").
+FINAL = frozenset({"PAID", "CANCELED", "REFUNDED", "FAILED"})
 # Published states Square cancels (CancelInvoice); a draft is deleted instead.
 CANCELABLE = frozenset({"UNPAID", "SCHEDULED", "PARTIALLY_PAID"})
 
@@ -283,17 +286,13 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
         # Only a change is written: a derived edit (amount due, the paid status a payment
         # reaches) raced the payment that settled the invoice meanwhile (400, PAID).
         changed = self._changed_fields(current, write) if fields else []
-        if changed and status not in ("PAID", "CANCELED", "REFUNDED", "FAILED"):
-            answer = await self.api.call(
-                "PUT",
-                f"/v2/invoices/{invoice_id}",
-                json_body={
-                    "invoice": {"version": invoice.get("version", 0), **fields},
-                    "idempotency_key": _key(f"{invoice_id}:{invoice.get('version')}", "fields"),
-                },
-            )
-            invoice = _member(answer, "invoice", "PUT /v2/invoices")
-        elif changed:
+        if status not in FINAL and status != "DRAFT" and "primary_recipient" in changed:
+            # UpdateInvoice: "You cannot update the primary_recipient field" once published.
+            changed.remove("primary_recipient")
+            refused.append(f"the recipient of a {status} invoice cannot change")
+        if changed and status not in FINAL:
+            invoice, status = await self._write_fields(invoice_id, invoice, fields, changed)
+        if changed and status in FINAL:
             refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("publish") and status == "DRAFT":
             await self._publish(invoice, _key(f"{invoice_id}:{invoice.get('version')}", "publish"))
@@ -315,6 +314,44 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
                 f"Square invoice {invoice_id}: " + "; ".join(refused), written=written
             )
         return written
+
+    async def _write_fields(
+        self,
+        invoice_id: str,
+        invoice: dict[str, Any],
+        fields: Mapping[str, Any],
+        changed: list[str],
+    ) -> tuple[dict[str, Any], Any]:
+        """A sparse update of what ``changed``; the due date is the BALANCE request's, named
+        by its uid (a request without one would be a second BALANCE request). The invoice
+        and its status after it: a final status when a payment settled it between our
+        read and our write, which Square refuses as it would have read it PAID."""
+        sparse = {k: fields[k] for k in changed if k in fields}
+        if "payment_requests" in sparse:
+            sparse["payment_requests"] = _in_place(sparse["payment_requests"], invoice)
+        try:
+            answer = await self.api.call(
+                "PUT",
+                f"/v2/invoices/{invoice_id}",
+                json_body={
+                    "invoice": {"version": invoice.get("version", 0), **sparse},
+                    "idempotency_key": _key(f"{invoice_id}:{invoice.get('version')}", "fields"),
+                },
+            )
+        except ProviderError as exc:
+            return invoice, await self._final_meanwhile(invoice_id, exc)
+        written = _member(answer, "invoice", "PUT /v2/invoices")
+        return written, written.get("status")
+
+    async def _final_meanwhile(self, invoice_id: str, exc: ProviderError) -> str:
+        """The final status (PAID, CANCELED…) the invoice reached since it was read, when
+        that is why Square refused the update with a 400; otherwise ``exc`` stands."""
+        if exc.status != 400 or _stale(exc):
+            raise exc
+        status = (await self._get(f"/v2/invoices/{invoice_id}", "invoice")).get("status")
+        if status not in FINAL:
+            raise exc
+        return str(status)
 
     def _changed_fields(self, current: Mapping[str, Any], write: Write) -> list[str]:
         """The invoice fields ``write`` would change, compared as the mapping writes both.
@@ -443,6 +480,18 @@ def _after(invoice: Mapping[str, Any], since: datetime) -> bool:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= since.astimezone(UTC)
     except ValueError:
         return True
+
+
+def _in_place(requests: list[Any], invoice: Mapping[str, Any]) -> list[Any]:
+    """``requests`` as changes of the invoice's own payment requests: each carries the
+    ``uid`` of the one it changes (Square adds a request given without one)."""
+    held = invoice.get("payment_requests") or []
+    return [
+        {**request, "uid": held[i]["uid"]}
+        if i < len(held) and isinstance(held[i], Mapping) and held[i].get("uid")
+        else request
+        for i, request in enumerate(requests)
+    ]
 
 
 def _lines_differ(order: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:

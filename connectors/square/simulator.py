@@ -211,6 +211,15 @@ class SquareSimulator(Simulator):
             customer = self.store["customer"].get(fields["primary_recipient"].get("customer_id"))
             if customer is None:
                 raise _bad("primary_recipient.customer_id must name a customer")
+            held = invoice["primary_recipient"].get("customer_id")
+            if invoice["status"] != "DRAFT" and customer["id"] != held:
+                # Square's UpdateInvoice: "You cannot update the primary_recipient field"
+                # of a published invoice.
+                raise _bad(
+                    "The primary_recipient of a published invoice cannot be updated",
+                    "invoice.primary_recipient",
+                    code="BAD_REQUEST",
+                )
             invoice["primary_recipient"] = {
                 "customer_id": customer["id"],
                 **{
@@ -220,8 +229,18 @@ class SquareSimulator(Simulator):
                 },
             }
         for request in fields.get("payment_requests") or []:
+            balance = invoice["payment_requests"][0]
+            if not creating and request.get("uid") != balance["uid"]:
+                # An update changes a payment request named by its uid; one without is a
+                # new request (request_type and due_date "required to create a payment
+                # request"), and an invoice has one BALANCE request.
+                raise _bad(
+                    "payment_requests: a request without the uid of one of the invoice's is "
+                    "a new request, and the invoice has its BALANCE request already",
+                    "invoice.payment_requests",
+                )
             if request.get("due_date"):
-                invoice["payment_requests"][0]["due_date"] = request["due_date"]
+                balance["due_date"] = request["due_date"]
         if not invoice.get("invoice_number"):
             invoice["invoice_number"] = f"{len(self.store['invoice']) + 1:06d}"
         if not creating:

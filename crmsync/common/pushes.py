@@ -13,6 +13,7 @@ own id, which carries its tenant for whoever runs the push.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,33 @@ class Push(NamedTuple):
     version: int
     change_id: uuid.UUID | None = None
     committed_at: datetime | None = None  # None: now
+
+
+async def not_parked(conn: Conn | asyncpg.Pool, pushes: Sequence[Push]) -> list[Push]:
+    """``pushes`` less those whose version (or a later one) the target already parked as
+    an outbound dead letter not redriven (for any reason: a refusal by its rules is the
+    case seen). What it refused is refused again, and a refusal that wrote what it could
+    makes the target report that state again, an echo that would queue the same version
+    again: a loop of one dead letter per poll. Redriving the dead letter pushes it again.
+    Reads the connection's parked pushes: called only for echoes that fell behind."""
+    if not pushes:
+        return []
+    rows = await conn.fetch(
+        "SELECT payload FROM dead_letters WHERE stage = 'outbound' AND redriven_at IS NULL"
+        " AND connection_id = ANY($1::uuid[])",
+        list({p.connection_id for p in pushes}),
+    )
+    parked: dict[tuple[str, str], int] = {}
+    for row in rows:
+        try:
+            value = json.loads(row["payload"])
+            key = (str(value["connection_id"]), str(value["entity_id"]))
+            parked[key] = max(parked.get(key, 0), int(value["version"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # not a push's payload
+    return [
+        p for p in pushes if parked.get((str(p.connection_id), str(p.entity_id)), 0) < p.version
+    ]
 
 
 def _lock_order(key: tuple[uuid.UUID, str, uuid.UUID]) -> tuple[str, str, str]:

@@ -22,7 +22,7 @@ from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
-from crmsync.common.pushes import Push, queue_pushes
+from crmsync.common.pushes import Push, not_parked, queue_pushes
 from schemas.errors import DeadLetter
 from schemas.records import CanonicalRecord
 from services.processor.amounts import Move, derive, invoices_moved
@@ -451,7 +451,8 @@ async def apply_change(
             entity_id,
             decision.push_again,
         )
-        await queue_pushes(conn, [push], due_now=True)
+        # Unless it refused that version already (a parked dead letter): see not_parked.
+        await queue_pushes(conn, await not_parked(conn, [push]), due_now=True)
     return Applied(
         decision.outcome,
         entity_id,

@@ -25,7 +25,7 @@ import asyncpg
 
 from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.db import Conn
-from crmsync.common.pushes import Push, queue_pushes
+from crmsync.common.pushes import Push, not_parked, queue_pushes
 from services.processor.amounts import invoices_moved
 from services.processor.apply import (
     MATCH_ON,
@@ -506,8 +506,9 @@ class _Batch:
                     [r.tenant_id for _, r in changed],
                 )
         await self.conn.execute(PLAN_GENERIC)
-        # Echoes that show a system fell behind (see decide's push_again).
-        await queue_pushes(self.conn, self.pushes, due_now=True)
+        # Echoes that show a system fell behind (see decide's push_again), unless it
+        # refused that version already.
+        await queue_pushes(self.conn, await not_parked(self.conn, self.pushes), due_now=True)
         for entity_type, table in TABLES.items():
             new = [
                 (i, r) for i, r in self.records.items() if r.entity_type == entity_type and r.is_new

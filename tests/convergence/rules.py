@@ -153,6 +153,16 @@ REFUSALS: tuple[Refusal, ...] = (
         Doc(_ASCORA, "422 `invoice_has_payments`"),
     ),
     Refusal(
+        "square: a paid, canceled, refunded or failed invoice is final",
+        "square",
+        "invoice",
+        "update",
+        re.compile(
+            r"^Square invoice \S+: .*a (PAID|CANCELED|REFUNDED|FAILED) invoice cannot be edited"
+        ),
+        Doc(_SQUARE, "A PAID, CANCELED, REFUNDED or FAILED invoice takes no update"),
+    ),
+    Refusal(
         "square: a completed payment is final",
         "square",
         "payment",
@@ -183,6 +193,14 @@ REFUSALS: tuple[Refusal, ...] = (
         "create",
         re.compile(r"^MYOB invoice \S+: a payment cannot exceed its balance due"),
         Doc(_MYOB, "A payment cannot exceed its invoice's balance due"),
+    ),
+    Refusal(
+        "myob: no void sale invoices",
+        "myob",
+        "invoice",
+        "update",
+        re.compile(r"^MYOB invoice \S+: MYOB has no void invoices"),
+        Doc(_MYOB, "a change to void is a `provider_rule` dead letter"),
     ),
     Refusal(
         "myob: a customer payment is never edited",

@@ -355,6 +355,13 @@ class Runner:
             if customer.get("UID"):
                 refs["customer_id"] = str(customer["UID"])
         body = crm.mapper.from_canonical(op.kind, self.values[op.key], refs, crm.settings)
+        if record_id is not None and isinstance(sim, SquareSimulator) and op.kind == "invoice":
+            # Square's user edits a sent invoice's due date alone (the lines of a published
+            # invoice are fixed), on its BALANCE request, named by uid as UpdateInvoice needs.
+            body = crm.mapper.from_canonical(op.kind, op.values, {}, crm.settings)
+            held = sim.store["invoice"][record_id]["payment_requests"]
+            for request in body["invoice"].get("payment_requests", []):
+                request["uid"] = held[0]["uid"]
         if record_id is not None:
             sim.update(op.kind, record_id, body)
             return
@@ -480,8 +487,8 @@ class Runner:
             if row is not None and row["queued"] == 0:
                 # A provider that voids an invoice its user deletes (Xero an approved one,
                 # Stripe an open one: rules.py) made that delete a void.
-                voided = op.kind == "invoice" and row["data"].get("status") == "void"
-                if op.action == "delete" and (row["deleted"] or voided):
+                made_void = op.kind == "invoice" and row["data"].get("status") == "void"
+                if op.action == "delete" and (row["deleted"] or made_void):
                     return True
                 values = self.values[op.key]
                 pushed = row["pushed"]
@@ -880,11 +887,17 @@ class Runner:
 
 def _as_read(sim: Any, kind: Kind, stored: dict[str, Any]) -> Any:
     """A simulator's stored record as the provider's API answers it: HubSpot keeps a
-    deal's contacts apart; a Square invoice is read with its order (its lines)."""
+    deal's contacts apart; a Square invoice is read with its order (its lines), and a
+    Square payment, which names only the order it paid, with the invoice billing that
+    order (the composite connectors/square/client.py reads)."""
     if isinstance(sim, HubSpotSimulator):
         return sim.view(kind, stored, None, associations=True)
     if isinstance(sim, SquareSimulator) and kind == "invoice":
         return {"invoice": stored, "order": sim.orders.get(str(stored.get("order_id")))}
+    if isinstance(sim, SquareSimulator) and kind == "payment" and stored.get("order_id"):
+        invoices = sim.store["invoice"].values()
+        billing = [i["id"] for i in invoices if i.get("order_id") == stored["order_id"]]
+        return {**stored, "invoice_id": billing[0]} if billing else stored
     return stored
 
 

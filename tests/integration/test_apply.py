@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -390,6 +391,47 @@ async def test_an_echo_of_a_push_that_a_newer_edit_overtook_queues_the_latest_fo
     assert again is not None
     assert again.outcome == Outcome.ECHO
     assert await pool.fetchval("SELECT count(*) FROM push_jobs") == 0
+
+
+async def test_an_echo_of_a_system_that_refused_the_latest_version_does_not_push_it_again(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """B refused version 2 by its rules (a parked outbound dead letter; MYOB keeps no void
+    invoice) after writing what it could, so it reports the state it held. That echo must
+    not queue version 2 for B again: B refuses it again, writes again, and reports again
+    (a convergence run parked 131 MYOB dead letters for one invoice, one a poll). Once an
+    operator redrives the dead letter, an echo queues it as before."""
+    a, b = two
+    p = processor
+    ours, _ = await pushed_to_b_while_b_edited(pool, p, a, b)
+    await p.handle(TOPIC, [change(a, "a-1", {**ours, "phone": "+61 2 5550 7003"}, ts=at(1))])
+    (row,) = await customers(pool)
+    assert row["version"] == 2
+    payload = {
+        "connection_id": str(b.id),
+        "entity_type": "customer",
+        "entity_id": str(row["id"]),
+        "version": 2,
+    }
+    await pool.execute(
+        "INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, payload)"
+        " VALUES ('outbound', 'provider_rule', 'refused', $1, $2, $3)",
+        b.tenant_id,
+        b.id,
+        json.dumps(payload).encode(),
+    )
+    await pool.execute("DELETE FROM push_jobs")
+    (echo,) = await p.handle(TOPIC, [change(b, "b-1", ours, ts=at(2))])
+    assert echo is not None
+    assert echo.outcome == Outcome.ECHO
+    assert await pool.fetchval("SELECT count(*) FROM push_jobs") == 0
+
+    await pool.execute("UPDATE dead_letters SET redriven_at = now()")
+    (again,) = await p.handle(TOPIC, [change(b, "b-1", ours, ts=at(3))])
+    assert again is not None
+    assert again.outcome == Outcome.ECHO
+    queued = await pool.fetch("SELECT connection_id, version FROM push_jobs")
+    assert [(r["connection_id"], r["version"]) for r in queued] == [(b.id, 2)]
 
 
 def on_partition(item: Source, partition: int) -> Source:

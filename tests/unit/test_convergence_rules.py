@@ -58,6 +58,20 @@ def test_every_rule_is_written_in_its_connectors_readme(rule: Refusal) -> None:
             "Ascora invoice 9: a Draft invoice takes no payments (code invoice_not_payable)",
             "ascora: a Draft or Void invoice takes no payments, none beyond its balance",
         ),
+        (
+            "myob",
+            "invoice",
+            "MYOB invoice 401fff64-09d6-4ba9-82d6-97057b3c7a5d: MYOB has no void invoices;"
+            " delete or reverse it in MYOB",
+            "myob: no void sale invoices",
+        ),
+        (
+            "square",
+            "invoice",
+            "Square invoice 1BCD49A2D27C4F628D9206: a PAID invoice cannot be edited"
+            " (payment_requests)",
+            "square: a paid, canceled, refunded or failed invoice is final",
+        ),
     ],
 )
 def test_a_refusal_matches_its_rule(provider: str, kind: str, detail: str, name: str) -> None:

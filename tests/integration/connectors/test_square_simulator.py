@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from connectors.base import SignatureError, WebhookRequest
 from connectors.http import (
@@ -207,6 +209,106 @@ async def test_a_published_invoice_keeps_its_lines_and_cannot_return_to_draft(st
     # What Square allows was still written.
     assert caught.value.written is not None
     assert caught.value.written.data["due_on"] == "2027-01-15"
+
+
+async def test_square_changes_a_payment_request_by_its_uid_and_no_published_recipient(
+    stack: Stack,
+) -> None:
+    """Square's UpdateInvoice rules the simulator keeps: a payment request is changed by
+    naming its ``uid`` (one without is a new request: a second BALANCE), and a published
+    invoice's ``primary_recipient`` cannot be updated."""
+    client = stack.client()
+    first = await client.create("customer", CUSTOMER, {}, "c1")
+    other = await client.create("customer", {**CUSTOMER, "email": "ap@other.example"}, {}, "c2")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": first.external_id}, "i")
+    due = {"request_type": "BALANCE", "due_date": "2027-01-15"}
+    with pytest.raises(web.HTTPBadRequest) as caught:
+        stack.sim.update("invoice", invoice.external_id, {"invoice": {"payment_requests": [due]}})
+    assert "BALANCE request already" in caught.value.text
+    with pytest.raises(web.HTTPBadRequest) as caught:
+        stack.sim.update(
+            "invoice",
+            invoice.external_id,
+            {"invoice": {"primary_recipient": {"customer_id": other.external_id}}},
+        )
+    assert "primary_recipient of a published invoice" in caught.value.text
+    [stored] = stack.sim.live("invoice")
+    uid = stored["payment_requests"][0]["uid"]
+    same = {"primary_recipient": {"customer_id": first.external_id}}
+    edit = {"payment_requests": [{**due, "uid": uid}], **same}
+    assert stack.sim.update("invoice", invoice.external_id, {"invoice": edit})
+    [stored] = stack.sim.live("invoice")
+    assert [(r["uid"], r["due_date"]) for r in stored["payment_requests"]] == [(uid, "2027-01-15")]
+
+
+async def test_a_published_invoices_due_date_is_written_to_its_payment_request(
+    stack: Stack,
+) -> None:
+    """The due date of a published (UNPAID) invoice is Square's to change: the update
+    names the BALANCE request's uid and leaves the recipient alone. Before, it sent a
+    request without uid (a second BALANCE request, refused) and the recipient again."""
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    refs = {"customer_id": customer.external_id}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    updated = await client.update(
+        "invoice", invoice.external_id, {**invoice.data, "due_on": "2027-01-15"}, refs
+    )
+    assert updated.data["due_on"] == "2027-01-15"
+    assert updated.data["status"] == "open"
+    [stored] = stack.sim.live("invoice")
+    assert len(stored["payment_requests"]) == 1
+
+
+async def test_a_published_invoices_new_recipient_is_squares_rule(stack: Stack) -> None:
+    client = stack.client()
+    first = await client.create("customer", CUSTOMER, {}, "c1")
+    other = await client.create("customer", {**CUSTOMER, "email": "ap@other.example"}, {}, "c2")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": first.external_id}, "i")
+    with pytest.raises(ProviderRuleError, match="recipient of a UNPAID invoice cannot change"):
+        await client.update(
+            "invoice",
+            invoice.external_id,
+            {**invoice.data, "due_on": "2027-01-15"},
+            {"customer_id": other.external_id},
+        )
+    held = await client.fetch("invoice", invoice.external_id)
+    # What Square allows was still written.
+    assert held.data["due_on"] == "2027-01-15"
+    assert held.refs == {"customer_id": first.external_id}
+
+
+async def test_an_invoice_paid_between_our_read_and_our_write_is_squares_rule(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payment settles the invoice after the client read it UNPAID and before its
+    update: Square refuses the edit of the PAID invoice (400), which is its rule, as if
+    read PAID, not a provider_4xx (a seed-5 convergence run's dead letter)."""
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    refs = {"customer_id": customer.external_id}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    api = type(client.api)
+    call = api.call
+
+    async def paid_meanwhile(self: Any, method: str, path: str, **kwargs: Any) -> Any:
+        if method == "PUT" and path == f"/v2/invoices/{invoice.external_id}":
+            stack.sim.create(
+                "payment",
+                {
+                    "amount_money": {"amount": 27_500, "currency": "AUD"},
+                    "invoice_id": invoice.external_id,
+                },
+            )
+        return await call(self, method, path, **kwargs)
+
+    monkeypatch.setattr(api, "call", paid_meanwhile)
+    with pytest.raises(ProviderRuleError, match="a PAID invoice cannot be edited") as caught:
+        await client.update(
+            "invoice", invoice.external_id, {**invoice.data, "due_on": "2027-01-15"}, refs
+        )
+    assert caught.value.written is not None
+    assert caught.value.written.data["status"] == "paid"
 
 
 async def test_drafts_are_deleted_and_published_invoices_cancelled(stack: Stack) -> None:
