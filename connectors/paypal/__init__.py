@@ -26,6 +26,9 @@ CONNECTOR = Connector(
         token_url="/v1/oauth2/token",  # noqa: S106 - a path, not a secret
         default_base_url="https://api-m.paypal.com",
         deletable=("invoice", "payment"),
+        # Customers are listed from the invoices' recipients: one no invoice addresses is
+        # not listed, and not gone.
+        listed_partly=("customer",),
     ),
 )
 
