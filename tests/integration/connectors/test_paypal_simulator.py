@@ -349,3 +349,23 @@ async def test_backfill_lists_recipients_invoices_and_payments_by_page(stack: St
         pages = await every_page(client, kind)  # type: ignore[arg-type]
         assert len({r.external_id for r in records_of(pages)}) == 120, kind
         assert len(pages) == 2, kind
+
+
+async def test_a_payment_over_what_the_invoice_owes_or_on_a_paid_one_is_paypals_rule(
+    stack: Stack,
+) -> None:
+    # PayPal answers 422 INVALID_PAYMENT_AMOUNT (over the amount due) or
+    # INVALID_INVOICE_STATUS (paid or cancelled): its rules, not a malformed request (a
+    # convergence run found the first parked as provider_4xx).
+    client = stack.client()
+    invoice = await client.create(
+        "invoice", INVOICE, {"customer_id": "office@harbour.example"}, "i"
+    )
+    paid = {"currency": "AUD", "status": "succeeded", "paid_at": "2026-12-02T01:00:00+00:00"}
+    refs = {"invoice_id": invoice.external_id}
+    with pytest.raises(ProviderRuleError, match="exceeds the amount due"):
+        await client.create("payment", {**paid, "amount": 27_501, "reference": "a"}, refs, "p1")
+    await client.create("payment", {**paid, "amount": 27_500, "reference": "b"}, refs, "p2")
+    with pytest.raises(ProviderRuleError, match="MARKED_AS_PAID"):
+        await client.create("payment", {**paid, "amount": 100, "reference": "c"}, refs, "p3")
+    assert len(stack.sim.live("payment")) == 1
