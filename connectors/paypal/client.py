@@ -292,12 +292,20 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
             }
             for read_only in ("amount", "due_amount", "payments", "refunds", "links", "status"):
                 merged.pop(read_only, None)
-            await self.api.call(
-                "PUT",
-                f"{INVOICES}/{invoice_id}",
-                json_body=merged,
-                params={"send_to_recipient": "false"},
-            )
+            try:
+                await self.api.call(
+                    "PUT",
+                    f"{INVOICES}/{invoice_id}",
+                    json_body=merged,
+                    params={"send_to_recipient": "false"},
+                )
+            except ProviderError as exc:
+                if exc.status != 422 or "INVALID_INVOICE_STATUS" not in str(exc):
+                    raise
+                # Paid (in part) or cancelled between our read and our write: the edit
+                # was planned on the state read, and PayPal's rule now refuses it.
+                status = str((await self._invoice(invoice_id)).get("status"))
+                refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         elif changed:
             refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("send") and status == "DRAFT":
