@@ -793,6 +793,14 @@ class MappingSimulator(Simulator):
             root = "{origin}" if confirm.template.startswith("{origin}") else "{base}"
             path = urlsplit(confirm.template.replace(root, "", 1)).path
             app.router.add_route(confirm.method, path, self._confirm)
+            # Control route (no auth, as every /_sim one): register the callback again,
+            # as its user would after a handshake that never reached us.
+            app.router.add_post("/_sim/callback", self._ctl_callback)
+
+    async def _ctl_callback(self, _request: web.Request) -> web.Response:
+        if self.webhook_url is None:
+            raise _sim_error(409, "no webhook URL: connect the simulator first")
+        return web.json_response({"registered": self.register_callback()})
 
     def _answer(
         self, entity: EntityMapping, obj: Mapping[str, Any], status: int = 200
