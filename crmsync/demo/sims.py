@@ -149,7 +149,9 @@ def _myob_settings() -> dict[str, Any]:
 # examples/README.md). FreshBooks computes an invoice's status and totals the same way.
 _CATALOGUE_SETTINGS: dict[str, dict[str, Any]] = {
     "woocommerce": {"entity_types": ["customer"]},
-    "freshbooks": {"entity_types": ["customer"]},
+    # The simulator's account (its .sim.json verification values): a handshake naming
+    # another account is refused (connectors/generic/examples/README.md).
+    "freshbooks": {"entity_types": ["customer"], "freshbooks_account_id": "xazq5"},
 }
 
 ACME_MAPPING = Path(__file__).resolve().parents[2] / "connectors/generic/examples/acme.json"

@@ -30,13 +30,15 @@ def catalogue_settings(name: str = "freshbooks") -> dict[str, Any]:
     }
 
 
-def verify_post(verifier: str = "Tz8rQ2vJpX9", callback: str = "2001") -> bytes:
+def verify_post(
+    verifier: str = "Tz8rQ2vJpX9", callback: str = "2001", account: str = "6BApk"
+) -> bytes:
     return urlencode(
         {
             "name": "callback.verify",
             "verifier": verifier,
             "object_id": callback,
-            "account_id": "6BApk",
+            "account_id": account,
             "user_id": "1",
         }
     ).encode()
@@ -50,7 +52,9 @@ async def raw_tap(kafka_bootstrap: str, pipeline_topics: None) -> AsyncIterator[
     await tap.stop()
 
 
-async def freshbooks(ingest: Ingest, *, awaiting: bool, secret: str | None = None) -> uuid.UUID:
+async def freshbooks(
+    ingest: Ingest, *, awaiting: bool, secret: str | None = None, **settings: Any
+) -> uuid.UUID:
     async with ingest.pool.acquire() as conn:
         created = await create_connection(
             conn,
@@ -59,7 +63,7 @@ async def freshbooks(ingest: Ingest, *, awaiting: bool, secret: str | None = Non
             provider="generic",
             name="freshbooks",
             webhook_secret=secret,
-            settings=catalogue_settings(),
+            settings={**catalogue_settings(), **settings},
             handshakes_until=datetime.now(UTC) + timedelta(hours=1) if awaiting else None,
         )
     return created.id
@@ -168,3 +172,24 @@ async def test_a_mapping_without_a_handshake_takes_none(ingest: Ingest) -> None:
 
     assert answer.status == 401
     assert await ingest.pool.fetchval("SELECT count(*) FROM webhook_handshakes") == 0
+
+
+async def test_a_handshake_naming_another_account_gets_403_and_stores_nothing(
+    ingest: Ingest,
+) -> None:
+    """The connection is FreshBooks account 6BApk (its setting freshbooks_account_id): a
+    handshake for another account's callback is not this connection's to confirm."""
+    connection_id = await freshbooks(ingest, awaiting=True, freshbooks_account_id="6BApk")
+
+    answer = await post(ingest, connection_id, verify_post(account="Zq0t9"))
+
+    assert answer.status == 403, await answer.text()
+    assert answer.content_type == "application/problem+json"
+    problem = await answer.json()
+    assert problem["status"] == 403
+    assert "Zq0t9" in problem["detail"]
+    assert "6BApk" in problem["detail"]
+    assert await ingest.pool.fetchval("SELECT count(*) FROM webhook_handshakes") == 0
+    # Its own account's handshake is taken.
+    answer = await post(ingest, connection_id, verify_post())
+    assert answer.status == 202, await answer.text()
