@@ -267,6 +267,26 @@ class ApiSpec:
     update_precondition: Literal["none", "read", "version"] = "none"
 
 
+def received_payments_only(
+    provider: str,
+) -> Callable[[EntityType, Mapping[str, Any]], str | None]:
+    """``ApiSpec.holds_back`` for a provider that records only money received (a payment
+    made outside it is recorded as settled): a pending, failed or refunded payment is held
+    back until it has succeeded, not refused into a dead letter (a card payment's pending
+    version, then its succeeded one)."""
+
+    def holds_back(entity_type: EntityType, data: Mapping[str, Any]) -> str | None:
+        status = data.get("status")
+        if entity_type == "payment" and status not in (None, "succeeded"):
+            return (
+                f"{provider} records only received payments: a {status} payment waits until"
+                " it succeeds"
+            )
+        return None
+
+    return holds_back
+
+
 def _text_or_none(value: Any) -> str | None:
     return str(value) if value else None
 

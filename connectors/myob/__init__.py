@@ -5,7 +5,7 @@ from connectors.base import Connector, NoWebhooksScheme
 from connectors.myob.capabilities import CAPABILITIES
 from connectors.myob.client import make_client
 from connectors.myob.mapping import Mapper
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, received_payments_only
 
 # MYOB publishes two limits per API key (developer.myob.com, API overview): 8 calls a
 # second and 1,000,000 a day. 8 a second with a burst of 8 never puts a 9th call in a
@@ -24,6 +24,8 @@ CONNECTOR = Connector(
     mapper=Mapper(),
     api=ApiSpec(
         entity_types=("customer", "invoice", "payment"),
+        # A payment made elsewhere is recorded as money received: a pending one waits.
+        holds_back=received_payments_only("MYOB"),
         rate_limit=MYOB_RATE_LIMIT,
         auth_kind="oauth2",
         make_client=make_client,

@@ -6,7 +6,7 @@ from connectors.paypal.capabilities import CAPABILITIES
 from connectors.paypal.client import make_client
 from connectors.paypal.mapping import Mapper
 from connectors.paypal.signature import PayPalScheme
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, received_payments_only
 
 CONNECTOR = Connector(
     slug="paypal",
@@ -15,6 +15,8 @@ CONNECTOR = Connector(
     mapper=Mapper(),
     api=ApiSpec(
         entity_types=("customer", "invoice", "payment"),
+        # A payment made elsewhere is recorded as money received: a pending one waits.
+        holds_back=received_payments_only("PayPal"),
         # PayPal publishes no figure ("we do not publish a rate limiting policy"; too many
         # requests answer 429 RATE_LIMIT_REACHED). 10 a second with a burst of 20 keeps a
         # sync far from abusive; a 429 still slows the connection down, and a connection

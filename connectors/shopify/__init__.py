@@ -6,7 +6,7 @@ from connectors.shopify.capabilities import CAPABILITIES
 from connectors.shopify.client import BUCKET_SIZE, LEAK_PER_SECOND, make_client
 from connectors.shopify.mapping import TOPIC_HEADER, TRIGGERED_AT_HEADER, Mapper
 from connectors.shopify.signature import WEBHOOK_ID_HEADER, ShopifyScheme
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, received_payments_only
 
 # The topic says what the body is (customers/update…), the shop domain which store sent
 # it, the webhook id is the dedup key and the trigger time when the change happened.
@@ -26,6 +26,8 @@ CONNECTOR = Connector(
     mapper=Mapper(),
     api=ApiSpec(
         entity_types=("customer", "invoice", "payment"),
+        # A payment made elsewhere is recorded as money received: a pending one waits.
+        holds_back=received_payments_only("Shopify"),
         # The REST Admin API's leaky bucket on standard plans: 40 requests, leaking 2 a
         # second (Shopify's "REST Admin API rate limits"); Plus stores may set
         # `rate_limit` to their 400 and 20.

@@ -2,7 +2,7 @@
 notification URL and the body."""
 
 from connectors.base import Connector
-from connectors.spec import ApiSpec, RateLimit
+from connectors.spec import ApiSpec, RateLimit, received_payments_only
 from connectors.square.capabilities import CAPABILITIES
 from connectors.square.client import make_client
 from connectors.square.mapping import Mapper
@@ -15,6 +15,8 @@ CONNECTOR = Connector(
     mapper=Mapper(),
     api=ApiSpec(
         entity_types=("customer", "invoice", "payment"),
+        # A payment made elsewhere is recorded as money received: a pending one waits.
+        holds_back=received_payments_only("Square"),
         # Square publishes no figure ("Square does have rate limits but we don't document
         # them"; a 429 RATE_LIMITED asks for backoff with jitter). 10 a second with a burst
         # of 20 is a conservative pace; a 429 still slows the connection down (Retry-After
