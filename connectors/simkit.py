@@ -14,7 +14,9 @@ Control routes, all under ``/_sim`` (no auth, never rate limited or faulted):
 - ``PATCH /_sim/records/{entity}/{id}``   edit as a user (merges the given provider fields)
 - ``DELETE /_sim/records/{entity}/{id}``  delete as a user
 - ``POST /_sim/faults``                   ``{"status": 500, "count": 3, "retry_after": 2}``:
-  the next ``count`` API requests answer ``status`` (429 sends Retry-After)
+  the next ``count`` API requests answer ``status`` (429 sends Retry-After); with
+  ``"after": true`` each is carried out first and only its answer is the fault (a
+  write the provider made whose answer was lost)
 - ``POST /_sim/webhooks/drop``            ``{"count": 1}``: the next webhooks are not sent
 - ``POST /_sim/oauth``                    ``{"fail_refresh": true, "access_ttl": 60}``
 - ``POST /_sim/seed``                     ``{"count": 100}``: realistic records, no webhooks
@@ -72,6 +74,11 @@ class Fault:
     # Only requests whose path ends with this fail (None: any): the later step of a
     # write made of several calls (a Stripe invoice's finalize after its create).
     path: str | None = None
+    # Only requests of this method fail (None: any): the POST of a path also read.
+    method: str | None = None
+    # The request is carried out (a write recorded, its webhook sent) and only then
+    # answered with ``status``: the provider acted, its answer was lost on the way.
+    after: bool = False
 
 
 @dataclass
@@ -371,13 +378,22 @@ class Simulator:
         }
         self.log.requests.append(entry)
         fault = next(
-            (f for f in self.faults if f.path is None or request.path.endswith(f.path)), None
+            (
+                f
+                for f in self.faults
+                if (f.path is None or request.path.endswith(f.path))
+                and f.method in (None, request.method)
+            ),
+            None,
         )
         if fault is not None:
             fault.count -= 1
             if fault.count <= 0:
                 self.faults.remove(fault)
             entry["status"] = fault.status
+            if fault.after and (request.path in self.public_paths or self.authorised(request)):
+                with contextlib.suppress(web.HTTPException):
+                    await handler(request)
             headers = (
                 {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             )
@@ -464,7 +480,12 @@ class Simulator:
     async def _ctl_faults(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.faults.append(
-            Fault(int(body["status"]), int(body.get("count", 1)), body.get("retry_after"))
+            Fault(
+                int(body["status"]),
+                int(body.get("count", 1)),
+                body.get("retry_after"),
+                after=bool(body.get("after", False)),
+            )
         )
         return web.json_response({"queued": len(self.faults)})
 

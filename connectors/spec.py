@@ -239,6 +239,11 @@ class ApiSpec:
     default_base_url: str | None = None
     # Which entity types have a delete/void at the provider (the rest raise Unsupported).
     deletable: tuple[EntityType, ...] = ()
+    # Kinds the provider lists only through other records (PayPal's customers are its
+    # invoices' recipients): a linked one missing from a full listing may still be there
+    # (one pushed to it that no invoice addresses yet), so a full reconciliation infers no
+    # delete of these.
+    listed_partly: tuple[EntityType, ...] = ()
     # A provider without webhooks is kept in sync by the reconcile schedule's incremental
     # poll: this is its default interval (a connection's reconcile_interval_seconds still
     # wins); None leaves the service's default, the backstop for webhook providers.

@@ -346,6 +346,11 @@ class Verification(_Frozen):
     ``{base}`` and ``{origin}``: ``{"callback_id": "object_id"}``. The handshake itself
     cannot be verified (nothing is shared before it): it is trusted only once the provider
     accepted the code back over the connection's authenticated API.
+
+    ``own`` names placeholders that identify the connection's own account at the provider,
+    each with the connection setting holding it (``{"account_id":
+    "freshbooks_account_id"}``): a handshake naming another account is refused, where the
+    connection has that setting.
     """
 
     event: str = Field(min_length=1)
@@ -353,6 +358,7 @@ class Verification(_Frozen):
     confirm: str
     placeholders: dict[str, str] = Field(default_factory=dict)
     body: str
+    own: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("verifier", "body")
     @classmethod
@@ -372,6 +378,11 @@ class Verification(_Frozen):
     def _valid_confirm(self) -> Self:
         allowed = _CONFIRM_PLACEHOLDERS | set(self.placeholders)
         parse_template(self.confirm, "confirm", allowed)
+        for name, setting in self.own.items():
+            if name not in self.placeholders:
+                raise ValueError(f"own: {name!r} is not one of the placeholders")
+            if not setting.isidentifier():
+                raise ValueError(f"own: {setting!r} is not a setting name")
         return self
 
     def confirm_endpoint(self) -> Endpoint:

@@ -180,6 +180,15 @@ class Mapper:
                 for name, path in spec.placeholders.items()
             }
             verifier = _token(item, spec.verifier, where, HANDSHAKE_CODE_CHARS)
+            for name, setting in spec.own.items():
+                mine = settings.get(setting)
+                if isinstance(mine, str) and mine and values[name] != mine:
+                    raise MappingError(
+                        FOREIGN_ACCOUNT,
+                        f"{_at(where, spec.placeholders[name])}: {values[name]!r} is not this"
+                        f" connection's {name} ({setting} {mine!r}): a handshake of another"
+                        " account",
+                    )
             return Handshake(verifier=verifier, values=values)
         return None
 
@@ -642,6 +651,10 @@ def _id(obj: Mapping[str, Any], path: str, where: str) -> str:
 
 def _text(obj: Mapping[str, Any], path: str, where: str) -> str:
     return _id(obj, path, where)
+
+
+# The MappingError reason of a handshake naming another account than the connection's.
+FOREIGN_ACCOUNT = "foreign_account"
 
 
 def _token(obj: Mapping[str, Any], path: str, where: str, pattern: re.Pattern[str]) -> str:

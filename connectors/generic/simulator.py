@@ -32,6 +32,7 @@ import hmac
 import itertools
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -661,7 +662,13 @@ class MappingSimulator(Simulator):
         auth = auth_for(self.mapping, token=self.api_token)
         assert isinstance(auth, StaticAuth)  # noqa: S101 - auth_for gives static auth
         given = request.headers.get(auth.header_name, "")
-        return hmac.compare_digest(given.encode(), auth.header_value.encode())
+        if hmac.compare_digest(given.encode(), auth.header_value.encode()):
+            return True
+        # An OAuth2 access token it issued at /oauth/token, as a bearer token: a provider
+        # whose tokens expire and are refreshed (FreshBooks: 12 hours).
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        expiry = self.access_tokens.get(token)
+        return scheme.lower() == "bearer" and expiry is not None and expiry > time.time()
 
     # --- the store ----------------------------------------------------------------------------
 
@@ -793,6 +800,14 @@ class MappingSimulator(Simulator):
             root = "{origin}" if confirm.template.startswith("{origin}") else "{base}"
             path = urlsplit(confirm.template.replace(root, "", 1)).path
             app.router.add_route(confirm.method, path, self._confirm)
+            # Control route (no auth, as every /_sim one): register the callback again,
+            # as its user would after a handshake that never reached us.
+            app.router.add_post("/_sim/callback", self._ctl_callback)
+
+    async def _ctl_callback(self, _request: web.Request) -> web.Response:
+        if self.webhook_url is None:
+            raise _sim_error(409, "no webhook URL: connect the simulator first")
+        return web.json_response({"registered": self.register_callback()})
 
     def _answer(
         self, entity: EntityMapping, obj: Mapping[str, Any], status: int = 200

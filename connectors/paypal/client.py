@@ -51,6 +51,9 @@ EDITABLE = frozenset({"DRAFT", "SCHEDULED", "SENT", "UNPAID"})
 CANCELABLE = frozenset({"SENT", "UNPAID", "SCHEDULED", "PARTIALLY_PAID"})
 # What the client adds to (or strips from) a body before sending it.
 _CONTROL = ("send", "cancel")
+# The 422 issues of recording a payment that are PayPal's rules, not a bad request: over
+# the amount due, and an invoice in a state that takes none (paid, cancelled, draft).
+_PAYMENT_REFUSALS = ("INVALID_PAYMENT_AMOUNT", "INVALID_INVOICE_STATUS")
 
 
 class PayPalClient(ProviderClient[ClientSettings, Mapper]):
@@ -199,9 +202,19 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
         if entity_type == "payment":
             invoice_id = body.pop("invoice_id")
             path = f"{INVOICES}/{invoice_id}/payments"
-            answer = await self.api.call(
-                "POST", path, json_body=body, headers={"PayPal-Request-Id": idempotency_key}
-            )
+            try:
+                answer = await self.api.call(
+                    "POST", path, json_body=body, headers={"PayPal-Request-Id": idempotency_key}
+                )
+            except ProviderError as exc:
+                refused = exc.status == 422 and any(i in str(exc) for i in _PAYMENT_REFUSALS)
+                if not refused:
+                    raise
+                # PayPal's own rules: the invoice owes less (it is paid already, or would
+                # be overpaid), or is paid or cancelled. PayPal's words name which.
+                raise ProviderRuleError(
+                    f"PayPal invoice {invoice_id} takes no such payment: {exc}"
+                ) from None
             payment_id = answer.get("payment_id") if isinstance(answer, Mapping) else None
             if not isinstance(payment_id, str):
                 raise ProviderError(
@@ -279,12 +292,20 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
             }
             for read_only in ("amount", "due_amount", "payments", "refunds", "links", "status"):
                 merged.pop(read_only, None)
-            await self.api.call(
-                "PUT",
-                f"{INVOICES}/{invoice_id}",
-                json_body=merged,
-                params={"send_to_recipient": "false"},
-            )
+            try:
+                await self.api.call(
+                    "PUT",
+                    f"{INVOICES}/{invoice_id}",
+                    json_body=merged,
+                    params={"send_to_recipient": "false"},
+                )
+            except ProviderError as exc:
+                if exc.status != 422 or "INVALID_INVOICE_STATUS" not in str(exc):
+                    raise
+                # Paid (in part) or cancelled between our read and our write: the edit
+                # was planned on the state read, and PayPal's rule now refuses it.
+                status = str((await self._invoice(invoice_id)).get("status"))
+                refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         elif changed:
             refused.append(f"a {status} invoice cannot be edited ({', '.join(changed)})")
         if body.get("send") and status == "DRAFT":

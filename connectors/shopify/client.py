@@ -58,6 +58,9 @@ LEAK_PER_SECOND = 2.0
 # bursts and its own concurrent calls (one connection may run several at once).
 BUCKET_RESERVE = 4
 CALL_LIMIT_HEADER = "x-shopify-shop-api-call-limit"
+# Where a transaction we create carries our idempotency key (its `receipt`, which a
+# manual transaction's gateway leaves to the creator: an assumption, README).
+RECEIPT_KEY = "crmsync_idempotency_key"
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="?next"?')
 
 
@@ -221,7 +224,7 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
         if entity_type == "invoice":
             return await self._create_order(write, idempotency_key)
         if entity_type == "payment":
-            return await self._create_transaction(write)
+            return await self._create_transaction(write, idempotency_key)
         raise _unsupported(entity_type, "create")
 
     async def _create_order(self, write: Write, key: str) -> RemoteRecord:
@@ -265,11 +268,20 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
         path = f"/orders/{order['id']}/cancel.json"
         return await self._member("POST", path, "order", json_body={})
 
-    async def _create_transaction(self, write: Write) -> RemoteRecord:
+    async def _create_transaction(self, write: Write, key: str) -> RemoteRecord:
         body = write.body
         order_id = body.get("order_id")
         if not isinstance(order_id, str):
             raise ProviderRuleError("Shopify: a payment is a transaction of an order; none named")
+        # REST transactions take no idempotency key either: the key rides in the
+        # transaction's receipt, and a create first looks for the transaction it made (a
+        # retry after Shopify recorded the payment and its answer was lost would pay the
+        # order twice, within its balance). Looked for before the balance is checked: the
+        # payment it made may be what settled the order.
+        for made in await self._transactions(order_id):
+            receipt = made.get("receipt")
+            if isinstance(receipt, Mapping) and receipt.get(RECEIPT_KEY) == key:
+                return self.record("payment", made)
         order = await self._order(order_id)
         if order.get("cancelled_at"):
             raise ProviderRuleError(f"Shopify order {order_id} is cancelled: it takes no payment")
@@ -285,7 +297,7 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
             "POST",
             f"/orders/{order_id}/transactions.json",
             "transaction",
-            json_body={"transaction": body["transaction"]},
+            json_body={"transaction": {**body["transaction"], "receipt": {RECEIPT_KEY: key}}},
         )
         return self.record("payment", transaction)
 

@@ -280,6 +280,7 @@ class ShopifySimulator(Simulator):
             "source_name": "external" if fields.get("source") == "external" else "web",
             "authorization": fields.get("authorization"),
             "parent_id": fields.get("parent_id"),
+            "receipt": dict(fields.get("receipt") or {}),
             "created_at": now,
             "processed_at": now,
             "test": False,

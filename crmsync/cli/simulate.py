@@ -20,7 +20,13 @@ from connectors.egress import ALLOW_SETTING
 from crmsync.common.crypto import CryptoError, KeyRing
 from crmsync.common.db import DatabaseUnavailableError, create_pool
 from crmsync.common.settings import ConfigError, parse_settings
-from crmsync.demo.sims import PROVIDERS, RunningSim, connect, start_simulator
+from crmsync.demo.sims import (
+    PROVIDERS,
+    RunningSim,
+    awaits_handshake,
+    connect,
+    start_simulator,
+)
 from crmsync.localstack.status import StackError
 from crmsync.settings.ingest import IngestSettings
 
@@ -119,6 +125,13 @@ def _print_table(running: list[RunningSim], *, seed: int, tenant: str) -> None:
         print(f"{sim.provider:<11} {sim.base_url:<24} {sim.connection_id or '-'}")
         if sim.sim.webhook_url:
             print(f"{'':<11} webhooks → {sim.sim.webhook_url}")
+        if awaits_handshake(sim):
+            # FreshBooks: its secret is the code its callback handshake carries, which
+            # ingest stores and outbound confirms; nothing is delivered before that.
+            print(
+                f"{'':<11} callback registered: delivers once ingest and outbound confirmed"
+                f" its handshake; register again: POST {sim.base_url}/_sim/callback"
+            )
     if seed:
         print(f"seeded {seed} of each entity type per simulator (no webhooks sent);")
         print(f"`crmsync backfill {tenant}/<provider>` brings them in.")

@@ -37,6 +37,7 @@ from crmsync.common.links import external_ids
 from crmsync.demo.compare import FIELDS, KINDS, REFERENCES, Outcome, Seen, compare_kind
 from crmsync.demo.sims import (
     RunningSim,
+    awaits_handshake,
     connect,
     customers_as_recipients,
     start_simulator,
@@ -48,6 +49,10 @@ Say = Callable[[str], None]
 # Awaited at a point of the story where the systems should agree (tests report there).
 Checkpoint = Callable[[], Awaitable[None]]
 DEFAULT_PROVIDERS = ("ascora", "xero", "stripe")
+# How long setup waits for a provider connected through its callback handshake (FreshBooks)
+# to have its code confirmed: outbound looks every 2 s (services/outbound/handshakes.py),
+# and the simulator retries its post for about 40 s while ingest starts.
+HANDSHAKE_SECONDS = 60.0
 
 
 class LagProbe:
@@ -186,6 +191,15 @@ async def setup(
     world.internal_id = internal.id
     world.tenant_id = internal.tenant_id
     world.clients = stored_clients(pool, keyring, session)
+    # A provider connected through its callback handshake delivers nothing until outbound
+    # confirmed its code: the story starts once it did (or the wait ran out).
+    for running in world.sims.values():
+        if awaits_handshake(running):
+
+            async def verified(running: RunningSim = running) -> bool:
+                return not awaits_handshake(running)
+
+            await wait_for(verified, seconds=HANDSHAKE_SECONDS)
     return world
 
 

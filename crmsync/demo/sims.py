@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from connectors.generic import (
     GenericMapping,
     GenericSchemeConfig,
     connector_for,
+    declares_handshake,
     load_mapping_file,
     mapping_settings,
 )
@@ -33,7 +35,15 @@ from connectors.registry import connector
 from connectors.runtime import credentials_context, credentials_json, parse_credentials
 from connectors.simkit import Simulator
 from connectors.simulators import simulator_for
-from crmsync.common.connections import create_connection, find_by_name, readopt, secret_context
+from crmsync.application.connections import first_secret
+from crmsync.common.connections import (
+    HANDSHAKE_WINDOW,
+    await_handshakes,
+    create_connection,
+    find_by_name,
+    readopt,
+    secret_context,
+)
 from crmsync.common.crypto import KeyRing
 from schemas.changes import EntityType
 
@@ -139,7 +149,9 @@ def _myob_settings() -> dict[str, Any]:
 # examples/README.md). FreshBooks computes an invoice's status and totals the same way.
 _CATALOGUE_SETTINGS: dict[str, dict[str, Any]] = {
     "woocommerce": {"entity_types": ["customer"]},
-    "freshbooks": {"entity_types": ["customer"]},
+    # The simulator's account (its .sim.json verification values): a handshake naming
+    # another account is refused (connectors/generic/examples/README.md).
+    "freshbooks": {"entity_types": ["customer"], "freshbooks_account_id": "xazq5"},
 }
 
 ACME_MAPPING = Path(__file__).resolve().parents[2] / "connectors/generic/examples/acme.json"
@@ -257,14 +269,24 @@ async def connect(
     provider = profile.connection_provider
     wanted = {**profile.settings, **_issued_settings(sim), **(settings or {})}
     hooked = _connector(provider, wanted).webhooks
+    # A provider that issues its webhook secret by handshake (FreshBooks) gets none of
+    # ours, as `connections add` decides: the simulator registers its callback below.
+    handshake = hooked and declares_handshake(wanted)
     secret: str | None = None
     async with pool.acquire() as conn:
         row = await find_by_name(conn, tenant=tenant, name=name)
         if row is not None and row["provider"] != provider:
             raise ValueError(f"{tenant}/{name} is a {row['provider']} connection")
         if row is None:
+            handshakes_until = None
             if hooked:
-                secret = _connector(provider, wanted).scheme.generate_secret()
+                secret, handshakes_until = first_secret(
+                    provider,
+                    None,
+                    _scheme(provider, wanted),
+                    wanted,
+                    now=datetime.now(UTC),
+                )
             oauth = _issue_oauth(sim) if profile.oauth else None
             token = ":".join(OAUTH_CLIENT) if profile.client_credentials else sim.api_token
             created = await create_connection(
@@ -277,6 +299,7 @@ async def connect(
                 base_url=running.base_url,
                 api_credentials=credentials_json(token=token, oauth=oauth),
                 settings=wanted,
+                handshakes_until=handshakes_until,
             )
             connection_id = created.id
         else:
@@ -307,10 +330,35 @@ async def connect(
                 base_url=running.base_url,
                 settings=wanted,
             )
+            if handshake and secret is None:
+                # Its handshake never completed: a new window, as `connections
+                # await-handshake` opens, for the callback registered below.
+                await await_handshakes(
+                    conn,
+                    connection_id,
+                    datetime.now(UTC) + HANDSHAKE_WINDOW,
+                    tenant_id=row["tenant_id"],
+                )
     running.connection_id = connection_id
     if hooked:
         path = f"/webhooks/{provider}/{connection_id}"
         sim.webhook_url = ingest_url.rstrip("/") + path
         sim.signed_url = public_url.rstrip("/") + path if public_url else None
         sim.webhook_secret = secret
+        register = getattr(sim, "register_callback", None)
+        if handshake and secret is None and callable(register):
+            # As its user registers the callback in FreshBooks: its handshake goes to
+            # ingest, outbound sends the code back, and the code signs from then on.
+            register()
     return connection_id
+
+
+def awaits_handshake(running: RunningSim) -> bool:
+    """Whether the simulator's callback is registered and its code not confirmed yet."""
+    return getattr(running.sim, "callback_verified", None) is False
+
+
+def _scheme(provider: str, settings: dict[str, Any]) -> GenericSchemeConfig | None:
+    if provider != "generic":
+        return None
+    return GenericSchemeConfig.model_validate(settings["generic"])

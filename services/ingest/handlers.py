@@ -43,7 +43,12 @@ from schemas.envelope import WebhookEnvelope
 from schemas.errors import RefuseInput, RetryLater
 from services.ingest import metrics
 from services.ingest.connections import ConnectionCache
-from services.ingest.handshakes import HandshakeInbox, HandshakeRefusedError, handshake_of
+from services.ingest.handshakes import (
+    ForeignHandshakeError,
+    HandshakeInbox,
+    HandshakeRefusedError,
+    handshake_of,
+)
 from services.ingest.quotas import QuotaKeeper
 
 log = logging.getLogger(__name__)
@@ -345,8 +350,11 @@ class Ingest:
         try:
             handshake = handshake_of(conn, signed)
         except HandshakeRefusedError as exc:
-            metrics.HANDSHAKES.labels("malformed").inc()
-            return problem(422, f"webhook handshake refused: {exc}")
+            # Well formed but another account's is a 403: its sender is not left guessing
+            # at a format (422) when the account is what is wrong.
+            foreign = isinstance(exc, ForeignHandshakeError)
+            metrics.HANDSHAKES.labels("foreign_account" if foreign else "malformed").inc()
+            return problem(403 if foreign else 422, f"webhook handshake refused: {exc}")
         if handshake is None:
             return None
         try:

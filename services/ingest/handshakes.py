@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from connectors.base import WebhookRequest
-from connectors.generic.mapping import Handshake, Mapper
+from connectors.generic.mapping import FOREIGN_ACCOUNT, Handshake, Mapper
 from connectors.spec import MappingError
 from crmsync.common.connections import ActiveConnection, HandshakeReceipt, receive_handshake
 from crmsync.common.crypto import KeyRing
@@ -37,6 +37,11 @@ class HandshakeRefusedError(RefuseInput):
     that is not a plain token): the sender's request is wrong, whoever sent it."""
 
 
+class ForeignHandshakeError(HandshakeRefusedError):
+    """A well-formed handshake naming another provider account than the connection's own
+    (its mapping's ``verification.own`` setting): not this connection's to confirm."""
+
+
 def handshake_of(conn: ActiveConnection, request: WebhookRequest) -> Handshake | None:
     """The handshake ``request`` is, when ``conn``'s mapping declares one and the body is
     its event; None otherwise (the request is then an unsigned webhook like any other).
@@ -48,6 +53,8 @@ def handshake_of(conn: ActiveConnection, request: WebhookRequest) -> Handshake |
     except MappingError as exc:
         if exc.reason == "invalid_mapping":
             return None  # the connection's mapping is broken: nothing declares a handshake
+        if exc.reason == FOREIGN_ACCOUNT:
+            raise ForeignHandshakeError(exc.detail) from None
         raise HandshakeRefusedError(exc.detail) from None
 
 

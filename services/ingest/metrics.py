@@ -36,7 +36,7 @@ for _provider in WEBHOOK_PROVIDERS:
 HANDSHAKES = Counter(
     "crmsync_ingest_webhook_handshakes_total",
     "Subscription handshakes received (an unsigned post of a mapping's verification event),"
-    " by outcome: stored, not_awaited, too_many, malformed.",
+    " by outcome: stored, not_awaited, too_many, malformed, foreign_account.",
     ["outcome"],
 )
 EVENTS = Counter(

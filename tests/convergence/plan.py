@@ -32,9 +32,8 @@ SYSTEM_KINDS: dict[str, tuple[Kind, ...]] = {
     "quickbooks": ("customer", "invoice", "payment"),
     "hubspot": ("customer", "job"),
     "square": ("customer", "invoice", "payment"),
-    # PayPal holds customers only as invoice recipients and sends no customer events: a
-    # customer made "in PayPal" would never arrive, so none is made there (issue 21).
-    "paypal": ("invoice", "payment"),
+    # PayPal holds customers only as invoice recipients (INSIDE): synced, never made there.
+    "paypal": ("customer", "invoice", "payment"),
     "shopify": ("customer", "invoice", "payment"),
     # MYOB sends no webhooks: what is made there arrives by the schedule's poll.
     "myob": ("customer", "invoice", "payment"),
@@ -45,6 +44,17 @@ SYSTEM_KINDS: dict[str, tuple[Kind, ...]] = {
 # comparison only, not within a run's arrival time, so none is made there. Deletes made
 # elsewhere still reach them.
 POLLED: frozenset[str] = frozenset({"myob"})
+# The same for one kind of a webhook provider: PayPal's recorded payments have no events of
+# their own, and their removal is found only by a full reconciliation (connectors/paypal/
+# README.md), so none is deleted there (an update pushed meanwhile waited out its backoff
+# for a delete no run's arrival time brings, and the run was never quiet).
+UNHEARD_DELETES: dict[str, frozenset[Kind]] = {"paypal": frozenset({"payment"})}
+# Kinds a system keeps only inside another record, never on their own: PayPal has no
+# customer API and sends no customer events, its customers are the recipients of its
+# invoices (connectors/paypal/README.md). A customer made "in PayPal" would never arrive,
+# so none is made or edited there; those made elsewhere reach it as the recipients of the
+# invoices pushed to it, and its own invoices name them (issue 21).
+INSIDE: dict[str, frozenset[Kind]] = {"paypal": frozenset({"customer"})}
 T = TypeVar("T", bound=str)
 
 # Ascora, Xero, Stripe and the internal service carry most of the traffic; QuickBooks,
@@ -82,6 +92,11 @@ DEAD_LETTER_EVERY = 100
 _NAMES = ("Harbour Plumbing", "Kauri Electrical", "Summit Roofing", "Bayview Gardens")
 _PHONES = ("+61 2 5550 0101", "+61 2 5550 0202", "+61 2 5550 0303")
 _TITLES = ("Blocked drain", "Switchboard upgrade", "Gutter clean", "Hedge trim")
+
+
+def made_in(system: str, kind: Kind) -> bool:
+    """Whether a user makes and edits records of ``kind`` in ``system`` on their own."""
+    return kind in SYSTEM_KINDS[system] and kind not in INSIDE.get(system, frozenset())
 
 
 @dataclass(frozen=True)
@@ -248,7 +263,7 @@ def generate(
                 if len(out) >= ops:
                     return
             refs[ref_field] = rng.choice(sorted(live_of(ref_kind)))
-        allowed = [s for s in systems if kind in SYSTEM_KINDS[s]]
+        allowed = [s for s in systems if made_in(s, kind)]
         system = _pick(rng, SYSTEM_WEIGHTS, allowed)
         key = new_key(kind)
         values = _create_values(kind, key, len(out))
@@ -275,9 +290,12 @@ def generate(
         allowed = [
             s
             for s in systems
-            if kind in SYSTEM_KINDS[s]
+            if made_in(s, kind)
             and (s != INTERNAL or record.origin == INTERNAL)
-            and (action != "delete" or s not in POLLED)
+            and (
+                action != "delete"
+                or (s not in POLLED and kind not in UNHEARD_DELETES.get(s, frozenset()))
+            )
         ]
         system = _pick(rng, SYSTEM_WEIGHTS, allowed)
         if action == "delete" and not referenced(key):

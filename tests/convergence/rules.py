@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from connectors.registry import CAPABILITIES, connector
-from tests.convergence.plan import Kind
+from tests.convergence.plan import INSIDE, Kind
 
 Operation = Literal["create", "update", "delete"]
 
@@ -57,6 +57,7 @@ _ASCORA = "connectors/ascora/README.md"
 _SQUARE = "connectors/square/README.md"
 _SHOPIFY = "connectors/shopify/README.md"
 _MYOB = "connectors/myob/README.md"
+_PAYPAL = "connectors/paypal/README.md"
 
 REFUSALS: tuple[Refusal, ...] = (
     Refusal(
@@ -210,6 +211,41 @@ REFUSALS: tuple[Refusal, ...] = (
         re.compile(r"^MYOB payment \S+: a customer payment cannot be edited"),
         Doc(_MYOB, "`Sale/CustomerPayment` has no `PUT`: a change to what MYOB holds of a payment"),
     ),
+    Refusal(
+        "paypal: a paid, partly paid or cancelled invoice takes no edit",
+        "paypal",
+        "invoice",
+        "update",
+        re.compile(r"^PayPal invoice \S+: a \w+ invoice cannot be edited \("),
+        Doc(_PAYPAL, "Paid, partly paid and cancelled invoices take no edit"),
+    ),
+    Refusal(
+        "paypal: a sent invoice cannot return to draft",
+        "paypal",
+        "invoice",
+        "update",
+        re.compile(r"^PayPal invoice \S+: .*a \w+ invoice cannot return to draft"),
+        Doc(_PAYPAL, "a sent one cannot return to draft (`provider_rule`)"),
+    ),
+    Refusal(
+        "paypal: a payment only on a sent invoice, up to its amount due",
+        "paypal",
+        "payment",
+        "create",
+        re.compile(
+            r"^PayPal invoice \S+ takes no such payment: "
+            r".*(INVALID_PAYMENT_AMOUNT|INVALID_INVOICE_STATUS)"
+        ),
+        Doc(_PAYPAL, "A payment over the invoice's amount due, or on an invoice"),
+    ),
+    Refusal(
+        "paypal: a payment is never edited",
+        "paypal",
+        "payment",
+        "update",
+        re.compile(r"^PayPal payment \S+: a payment cannot be edited, only deleted and recorded"),
+        Doc(_PAYPAL, "Neither kind can be edited: a change to what PayPal holds (amount, method,"),
+    ),
 )
 
 
@@ -238,6 +274,7 @@ VOIDS_INVOICES: dict[str, str] = {
     "xero": "approved invoices VOIDED",
     "ascora": "voided (status Void), never deleted",
     "square": "published invoices canceled",
+    "paypal": "sent invoices cancelled",
 }
 
 
@@ -263,3 +300,13 @@ def held_back(provider: str, kind: Kind, data: Mapping[str, Any]) -> str | None:
     api = connector(provider).api
     why = api.holds_back(kind, data) if api is not None and api.holds_back else None
     return f"{provider}: held back ({why})" if why else None
+
+
+def recipient_only(provider: str, kind: Kind) -> str | None:
+    """The capability rule by which ``provider`` holds a ``kind`` only inside the records
+    that carry it (plan.INSIDE: a PayPal customer is the recipient of its invoices), so it
+    does not hold one that no record it holds carries; named with its ``create`` reason."""
+    row = CAPABILITIES.get(provider, {}).get(kind)
+    if row is None or kind not in INSIDE.get(provider, frozenset()):
+        return None
+    return f"{provider}: {kind} held as invoice recipients ({row.create.why})"

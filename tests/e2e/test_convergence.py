@@ -7,9 +7,9 @@ connector's mapping: no duplicates, nothing pushed once quiet, no dead letter th
 did not make but those a named provider rule explains (tests/convergence/rules.py), and
 no difference but those such a rule allows.
 
-One case per entry of ``CASES``: issue 17's systems, and issue 21's built-in connectors
-(MYOB polled: no webhooks). The full size runs from ``scripts/converge`` (README,
-"Convergence test").
+One case per entry of ``CASES``: issue 17's systems, issue 21's built-in connectors
+(MYOB polled: no webhooks), and PayPal (customers held as its invoices' recipients). The
+full size runs from ``scripts/converge`` (README, "Convergence test").
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ CASES = [
         3,
         frozenset({"429", "drop_webhook", "dead_letter"}),
     ),
+    # PayPal's customers are the recipients of its invoices, so the runner makes none there
+    # (plan.INSIDE): customers made in Ascora or the internal service reach it as the
+    # recipients of the invoices pushed to it, and the invoices and payments made in PayPal
+    # name them. Seed 5 makes invoices and payments there and edits invoices there.
+    Case(
+        "paypal",
+        ("ascora", "paypal"),
+        100,
+        5,
+        frozenset({"429", "500", "drop_webhook", "dead_letter"}),
+    ),
 ]
 
 
@@ -78,6 +89,10 @@ async def test_every_system_converges_after_a_seeded_run_with_faults(
     assert {op.system for op in plan.ops} >= set(providers)
     injected = Counter(f.kind for f in plan.faults)
     assert case.faults <= set(injected), injected
+    if "paypal" in providers:
+        made = {(op.kind, op.action) for op in plan.ops if op.system == "paypal"}
+        assert {("invoice", "create"), ("payment", "create")} <= made
+        assert "customer" not in {kind for kind, _ in made}
     said: list[str] = []
     async with running_systems(tmp_path, providers, kinds, said.append, common_settings) as systems:
         result = await run(plan, systems, said.append, concurrency=CONCURRENCY, within=120.0)
@@ -90,4 +105,7 @@ async def test_every_system_converges_after_a_seeded_run_with_faults(
     assert not result.foreign_dead_letters, report
     assert sum(result.dead_letters.values()) == injected["dead_letter"], report
     assert result.pushes > 0, report
+    if "paypal" in providers:
+        # Read back from PayPal and compared: customers (its invoices' recipients) too.
+        assert all(result.compared[f"paypal {kind}"] for kind in KINDS if kind != "job"), report
     assert result.converged, report

@@ -96,3 +96,31 @@ async def test_the_callback_handshake_makes_freshbooks_webhooks_land(freshbooks:
     delivered = [hook for hook in sim.log.webhooks if hook.get("status") is not None]
     assert [hook["status"] for hook in delivered][-1] == 200
     assert await stack.count("SELECT count(*) FROM dead_letters") == 0
+
+
+async def test_a_simulated_freshbooks_is_connected_through_its_handshake(
+    freshbooks: Running,
+) -> None:
+    """What `crmsync simulate` and the demo do (crmsync.demo.sims.connect): the FreshBooks
+    connection gets no secret of ours, the simulator registers its callback, and the code
+    its handshake carries becomes the secret once outbound confirmed it, as for a user
+    connecting the real FreshBooks (it was given a made-up secret instead). Connected
+    again (adopted), it keeps that secret and registers nothing."""
+    stack, crm = freshbooks
+    sim = crm.sim
+    assert isinstance(sim, MappingSimulator)
+    connection_id = await stack.connect(crm, "freshbooks")
+    assert await eventually(lambda: sim.callback_verified is True, seconds=60)
+    states = "SELECT state FROM webhook_handshakes WHERE connection_id = $1"
+    assert [r["state"] for r in await stack.pool.fetch(states, connection_id)] == ["confirmed"]
+    secrets = "SELECT count(*) FROM webhook_secrets WHERE connection_id = $1"
+    assert await stack.count(secrets, connection_id) == 1
+    sim.create("customer", sim.seed_object("customer", 3))
+    assert await stack.wait("SELECT count(*) FROM customers", 1) == 1
+
+    verifier = sim.webhook_secret
+    assert await stack.connect(crm, "freshbooks") == connection_id
+    assert sim.webhook_secret == verifier
+    assert sim.callback_verified is True
+    assert await stack.count(secrets, connection_id) == 1
+    assert await stack.count("SELECT count(*) FROM dead_letters") == 0

@@ -198,3 +198,44 @@ async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_else
     assert await stack.pool.fetchval("SELECT data->>'status' FROM invoices") == "open"
     dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
     assert [dict(d) for d in dead] == []
+
+
+async def test_a_full_reconciliation_of_paypal_deletes_no_customer_its_invoices_do_not_name(
+    crms: Crms,
+) -> None:
+    """PayPal lists customers only as its invoices' recipients: a customer pushed to it that
+    no invoice there addresses yet is not listed, and is not gone. The convergence run found
+    PayPal's full reconciliation deleting such customers in every system (issue 21)."""
+    stack, square = crms.stack, crms.square
+    square.sim.create(
+        "customer", {"given_name": "Cedar Carpentry", "email_address": "build@cedar.example"}
+    )
+    linked = """
+        SELECT count(*) FROM entity_links WHERE connection_id = $1 AND entity_type = 'customer'
+    """
+    # Pushed to PayPal (a write that calls nothing: the e-mail is what invoices address).
+    assert await stack.wait(linked, 1, crms.paypal_id) == 1
+    tenant_id = await stack.pool.fetchval(
+        "SELECT tenant_id FROM connections WHERE id = $1", crms.paypal_id
+    )
+    job_id, queued = await jobs.queue(
+        stack.pool,
+        tenant_id=tenant_id,
+        connection_id=crms.paypal_id,
+        kind="full_reconcile",
+        entity_types=["customer", "invoice", "payment"],
+        modified_since=None,
+        requested_by="test",
+    )
+    assert queued
+    done = "SELECT count(*) FROM sync_jobs WHERE id = $1 AND status = 'succeeded'"
+    assert await stack.wait(done, 1, job_id, seconds=60) == 1
+    assert (
+        await stack.pool.fetchval("SELECT records_deleted FROM sync_jobs WHERE id = $1", job_id)
+        == 0
+    )
+    await asyncio.sleep(2)  # a delete it sent would be applied and pushed by now
+    assert await stack.count("SELECT count(*) FROM customers WHERE deleted_at IS NULL") == 1
+    assert square.sim.live("customer"), "the customer was deleted in Square"
+    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
+    assert [dict(d) for d in dead] == []

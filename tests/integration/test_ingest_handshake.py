@@ -28,22 +28,30 @@ def catalogue_settings(name: str = "freshbooks") -> dict[str, Any]:
     }
 
 
-def verify_post(verifier: str = "Tz8rQ2vJpX9", callback: str = "2001") -> bytes:
+def verify_post(
+    verifier: str = "Tz8rQ2vJpX9", callback: str = "2001", account: str = "6BApk"
+) -> bytes:
     return urlencode(
         {
             "name": "callback.verify",
             "verifier": verifier,
             "object_id": callback,
-            "account_id": "6BApk",
+            "account_id": account,
             "user_id": "1",
         }
     ).encode()
 
 
 async def catalogue_connection(
-    ingest: Ingest, *, awaiting: bool, secret: str | None = None, name: str = "freshbooks"
+    ingest: Ingest,
+    *,
+    awaiting: bool,
+    secret: str | None = None,
+    name: str = "freshbooks",
+    **settings: Any,
 ) -> uuid.UUID:
-    """A generic connection of the catalogue's ``name`` (FreshBooks unless said)."""
+    """A generic connection of the catalogue's ``name`` (FreshBooks unless said), with
+    ``settings`` added to the mapping's."""
     async with ingest.pool.acquire() as conn:
         created = await create_connection(
             conn,
@@ -52,7 +60,7 @@ async def catalogue_connection(
             provider="generic",
             name=name,
             webhook_secret=secret,
-            settings=catalogue_settings(name),
+            settings={**catalogue_settings(name), **settings},
             handshakes_until=datetime.now(UTC) + timedelta(hours=1) if awaiting else None,
         )
     return created.id
@@ -151,3 +159,24 @@ async def test_a_mapping_without_a_handshake_takes_none(ingest: Ingest) -> None:
 
     assert answer.status == 401
     assert await ingest.pool.fetchval("SELECT count(*) FROM webhook_handshakes") == 0
+
+
+async def test_a_handshake_naming_another_account_gets_403_and_stores_nothing(
+    ingest: Ingest,
+) -> None:
+    """The connection is FreshBooks account 6BApk (its setting freshbooks_account_id): a
+    handshake for another account's callback is not this connection's to confirm."""
+    connection_id = await catalogue_connection(ingest, awaiting=True, freshbooks_account_id="6BApk")
+
+    answer = await post(ingest, connection_id, verify_post(account="Zq0t9"))
+
+    assert answer.status == 403, await answer.text()
+    assert answer.content_type == "application/problem+json"
+    problem = await answer.json()
+    assert problem["status"] == 403
+    assert "Zq0t9" in problem["detail"]
+    assert "6BApk" in problem["detail"]
+    assert await ingest.pool.fetchval("SELECT count(*) FROM webhook_handshakes") == 0
+    # Its own account's handshake is taken.
+    answer = await post(ingest, connection_id, verify_post())
+    assert answer.status == 202, await answer.text()

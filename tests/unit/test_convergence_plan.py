@@ -6,7 +6,15 @@ from collections import Counter
 
 import pytest
 
-from tests.convergence.plan import INTERNAL, KINDS, POLLED, PROVIDERS, SYSTEM_KINDS, generate
+from tests.convergence.plan import (
+    INSIDE,
+    INTERNAL,
+    KINDS,
+    POLLED,
+    PROVIDERS,
+    SYSTEM_KINDS,
+    generate,
+)
 
 
 def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
@@ -120,3 +128,18 @@ def test_a_plan_for_some_providers_makes_ops_and_faults_only_there() -> None:
     assert generate(11, 300, providers=PROVIDERS) == generate(11, 300)
     with pytest.raises(ValueError, match="providers"):
         generate(11, 10, providers=["nosuch"])
+
+
+def test_paypal_syncs_customers_but_none_is_made_or_edited_there() -> None:
+    """PayPal's customers are its invoices' recipients (no customer API, no customer
+    events): its connection syncs them, and its invoices name customers made elsewhere."""
+    assert "customer" in SYSTEM_KINDS["paypal"]
+    assert INSIDE["paypal"] == {"customer"}
+    plan = generate(3, 1000, providers=["ascora", "paypal"])
+    at_paypal = [op for op in plan.ops if op.system == "paypal"]
+    assert not [op for op in at_paypal if op.kind == "customer"]
+    assert any(op.kind == "invoice" and op.action == "create" for op in at_paypal)
+    assert any(op.kind == "customer" for op in plan.ops)
+    # Its recorded payments' removal is heard only by a full reconciliation: none there.
+    assert not [op for op in at_paypal if op.kind == "payment" and op.action == "delete"]
+    assert any(op.kind == "payment" and op.action == "delete" for op in plan.ops)

@@ -16,6 +16,7 @@ from tests.convergence.rules import (
     held_back,
     not_deletable,
     not_updatable,
+    recipient_only,
     refusal,
     voided,
 )
@@ -72,6 +73,34 @@ def test_every_rule_is_written_in_its_connectors_readme(rule: Refusal) -> None:
             " (payment_requests)",
             "square: a paid, canceled, refunded or failed invoice is final",
         ),
+        (
+            "paypal",
+            "invoice",
+            "PayPal invoice INV2-53B0: a PARTIALLY_PAID invoice cannot be edited"
+            " (detail.payment_term)",
+            "paypal: a paid, partly paid or cancelled invoice takes no edit",
+        ),
+        (
+            "paypal",
+            "invoice",
+            "PayPal invoice INV2-53B0: a UNPAID invoice cannot return to draft",
+            "paypal: a sent invoice cannot return to draft",
+        ),
+        (
+            "paypal",
+            "payment",
+            "PayPal invoice INV2-2C86 takes no such payment: POST /v2/invoicing/invoices/INV2-2C86"
+            "/payments answered 422: The payment amount is invalid or exceeds the amount due.;"
+            " INVALID_PAYMENT_AMOUNT: The payment amount is invalid or exceeds the amount due.",
+            "paypal: a payment only on a sent invoice, up to its amount due",
+        ),
+        (
+            "paypal",
+            "payment",
+            "PayPal payment INV2-E735:EXTR-CD74: a payment cannot be edited, only deleted and"
+            " recorded again (note)",
+            "paypal: a payment is never edited",
+        ),
     ],
 )
 def test_a_refusal_matches_its_rule(provider: str, kind: str, detail: str, name: str) -> None:
@@ -108,3 +137,11 @@ def test_a_voided_invoice_rule_is_its_providers_delete_capability(provider: str)
     assert voided(provider, "invoice", {"status": "open"}) is None
     assert voided(provider, "payment", {"status": "void"}) is None
     assert voided("quickbooks", "invoice", {"status": "void"}) is None
+
+
+def test_only_paypal_holds_customers_as_invoice_recipients() -> None:
+    held = recipient_only("paypal", "customer")
+    assert held is not None
+    assert CAPABILITIES["paypal"]["customer"].create.why in held
+    assert recipient_only("paypal", "invoice") is None
+    assert recipient_only("xero", "customer") is None

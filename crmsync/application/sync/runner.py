@@ -204,7 +204,7 @@ class SyncRunner:
             for entity_type in job.entity_types:
                 await self._entity(job, info, handle, entity_type, progress)
             if job.kind == "full_reconcile":
-                await self._deletes(job, info)
+                await self._deletes(job, info, handle)
         except Exception as exc:
             # asyncio.CancelledError is no Exception: the process is stopping, and the
             # lease's row is kept as it is for whoever starts next.
@@ -360,10 +360,13 @@ class SyncRunner:
         await asyncio.gather(*sends)
         return changed
 
-    async def _deletes(self, job: SyncJob, info: ConnectionInfo) -> None:
-        """Emit a delete for each live link the provider did not list."""
+    async def _deletes(self, job: SyncJob, info: ConnectionInfo, handle: Handle) -> None:
+        """Emit a delete for each live link the provider did not list (of the kinds it
+        lists completely: ``ApiSpec.listed_partly``)."""
         now = datetime.now(UTC)
-        for entity_type in job.entity_types:
+        api = handle.connector.api
+        partly = api.listed_partly if api is not None else ()
+        for entity_type in (t for t in job.entity_types if t not in partly):
             unlisted = await unlisted_external_ids(
                 self.pool,
                 connection_id=info.id,

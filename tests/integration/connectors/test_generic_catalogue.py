@@ -475,3 +475,16 @@ async def test_freshbooks_lists_clients_page_by_page(freshbooks: Running) -> Non
         "region": "Ontario",
         "postal_code": "M6P 3T1",
     }
+
+
+async def test_freshbooks_callback_is_registered_again_through_the_control_route(
+    freshbooks: Running,
+) -> None:
+    # `crmsync simulate` prints it: a handshake that never reached ingest is sent again.
+    async with freshbooks.session.post(f"{freshbooks.base_url}/_sim/callback") as answer:
+        assert answer.status == 200
+        assert (await answer.json())["registered"] == {"account_id": "xazq5", "callback_id": "1"}
+    await freshbooks.sim.drained()
+    (hook,) = freshbooks.received
+    assert hook.body.startswith(b"name=callback.verify&verifier=")
+    assert freshbooks.sim.callback_verified is False

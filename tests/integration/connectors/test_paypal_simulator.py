@@ -337,3 +337,51 @@ async def test_backfill_lists_recipients_invoices_and_payments_by_page(stack: St
         pages = await every_page(client, kind)  # type: ignore[arg-type]
         assert len({r.external_id for r in records_of(pages)}) == 120, kind
         assert len(pages) == 2, kind
+
+
+async def test_a_payment_over_what_the_invoice_owes_or_on_a_paid_one_is_paypals_rule(
+    stack: Stack,
+) -> None:
+    # PayPal answers 422 INVALID_PAYMENT_AMOUNT (over the amount due) or
+    # INVALID_INVOICE_STATUS (paid or cancelled): its rules, not a malformed request (a
+    # convergence run found the first parked as provider_4xx).
+    client = stack.client()
+    invoice = await client.create(
+        "invoice", INVOICE, {"customer_id": "office@harbour.example"}, "i"
+    )
+    paid = {"currency": "AUD", "status": "succeeded", "paid_at": "2026-12-02T01:00:00+00:00"}
+    refs = {"invoice_id": invoice.external_id}
+    with pytest.raises(ProviderRuleError, match="exceeds the amount due"):
+        await client.create("payment", {**paid, "amount": 27_501, "reference": "a"}, refs, "p1")
+    await client.create("payment", {**paid, "amount": 27_500, "reference": "b"}, refs, "p2")
+    with pytest.raises(ProviderRuleError, match="MARKED_AS_PAID"):
+        await client.create("payment", {**paid, "amount": 100, "reference": "c"}, refs, "p3")
+    assert len(stack.sim.live("payment")) == 1
+
+
+async def test_an_invoice_paid_between_our_read_and_our_write_is_paypals_rule(
+    stack: Stack,
+) -> None:
+    # The client reads the invoice UNPAID (editable) and PUTs; a payment recorded in the
+    # meantime makes PayPal refuse the PUT (422 INVALID_INVOICE_STATUS). The edit was
+    # planned on the unpaid state: PayPal's rule, not a malformed request (a convergence
+    # run parked it as provider_4xx).
+    client = stack.client()
+    refs = {"customer_id": "office@harbour.example"}
+    invoice = await client.create("invoice", INVOICE, refs, "i")
+    read = client._invoice
+
+    async def read_then_paid(invoice_id: str) -> dict[str, Any]:
+        current = await read(invoice_id)
+        if current.get("status") == "UNPAID":
+            stack.sim.create(
+                "payment",
+                {"invoice_id": invoice_id, "amount": {"currency_code": "AUD", "value": "10.00"}},
+                notify=False,
+            )
+        return current
+
+    client._invoice = read_then_paid  # type: ignore[method-assign]
+    with pytest.raises(ProviderRuleError, match="PARTIALLY_PAID invoice cannot be edited"):
+        await client.update("invoice", invoice.external_id, {"due_on": "2027-01-15"}, refs)
+    assert stack.sim.get("invoice", invoice.external_id)["status"] == "PARTIALLY_PAID"

@@ -300,3 +300,31 @@ async def test_a_payment_over_what_the_order_owes_is_a_provider_rule_refusal(
     with pytest.raises(ProviderRuleError, match="outstanding"):
         await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "p")
     assert (await client.fetch("invoice", invoice.external_id)).data["amount_due"] == 27_500
+
+
+async def test_a_transaction_create_retried_after_its_answer_was_lost_pays_once(
+    stack: Stack,
+) -> None:
+    # Shopify's REST transactions take no idempotency key: Shopify recorded the payment,
+    # its answer was lost (a 500), and outbound retried the push with the same key. The
+    # retry must find the transaction the first one made, not pay the order again (it
+    # owed enough for both, so the balance did not stop the second).
+    client = stack.client()
+    customer = await client.create("customer", CUSTOMER, {}, "c")
+    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    part = {"amount": 10_000, "currency": "AUD", "status": "succeeded", "reference": "EFT-9"}
+    refs = {"invoice_id": invoice.external_id}
+    stack.sim.faults.append(Fault(500, 1, path="/transactions.json", method="POST", after=True))
+    with pytest.raises(ProviderError) as lost:
+        await client.create("payment", part, refs, "crmsync-conn-payment")
+    assert lost.value.status == 500
+    assert len(stack.sim.live("payment")) == 1  # Shopify recorded it
+    again = await client.create("payment", part, refs, "crmsync-conn-payment")
+    [transaction] = stack.sim.live("payment")
+    assert again.external_id == f"{invoice.external_id}:{transaction['id']}"
+    assert again.data["reference"] == "EFT-9"
+    assert (await client.fetch("invoice", invoice.external_id)).data["amount_due"] == 17_500
+    # Another payment of the same amount and reference is another payment.
+    second = await client.create("payment", part, refs, "crmsync-conn-payment-2")
+    assert second.external_id != again.external_id
+    assert len(stack.sim.live("payment")) == 2

@@ -18,7 +18,7 @@ from connectors.generic import load_mapping_file, mapping_settings
 from connectors.generic.config import Endpoint, Verification, WebhookMapping
 from connectors.generic.convert import format_timestamp, parse_timestamp, parse_zone
 from connectors.generic.mapping import Mapper
-from connectors.spec import WebhookItem
+from connectors.spec import MappingError, WebhookItem
 from schemas.envelope import WebhookEnvelope
 from services.processor.normalize import Normalizer, item_key
 
@@ -205,11 +205,25 @@ def test_a_handshake_is_no_record_even_where_unknown_events_are_errors() -> None
         ({"confirm": "PUT https://x.example/{callback_id}"}, "must start with {base} or {origin}"),
         ({"placeholders": {"base": "object_id"}}, "not a name of its own"),
         ({"verifier": "items[*].code"}, "must name one value"),
+        ({"own": {"user_id": "account"}}, "not one of the placeholders"),
+        ({"own": {"account_id": "a-b"}}, "not a setting name"),
     ],
 )
 def test_an_incoherent_verification_is_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
         Verification.model_validate({**VERIFICATION, **change})
+
+
+def test_a_handshake_of_another_account_than_the_connection_s_own_is_refused() -> None:
+    own = {**VERIFICATION, "own": {"account_id": "freshbooks_account_id"}}
+    document = settings(_document({**HOOKS, "verification": own}))
+    body = b"name=callback.verify&verifier=abc123&object_id=2001&account_id=xazq5"
+    mine = {**document, "freshbooks_account_id": "xazq5"}
+    assert MAPPER.verification(body, {}, mine) is not None
+    with pytest.raises(MappingError, match="'xazq5' is not this connection's account_id"):
+        MAPPER.verification(body, {}, {**document, "freshbooks_account_id": "6BApk"})
+    # A connection that does not say which account it is cannot tell another's.
+    assert MAPPER.verification(body, {}, document) is not None
 
 
 def test_the_handshake_s_event_is_not_also_a_record_event() -> None:
