@@ -30,7 +30,7 @@ from crmsync.application.models import (
     ResumeRequest,
     ResumeResult,
 )
-from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.paging import Listing
 from crmsync.application.rows import tenant_row
 from crmsync.common import pushes
 from crmsync.common.db import Conn
@@ -164,26 +164,11 @@ async def list_windows(
     """Windows not over yet (all with ``include_past``), in the order they were made."""
     if query.connection is not None:
         await connections.require(conn, ctx, query.connection)
-    after_at, after_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM pauses
-         WHERE tenant_id = $1 AND kind = 'freeze_window'
-           AND ($2::uuid IS NULL OR connection_id = $2)
-           AND ($3 OR ends_at > $4)
-           AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6::uuid))
-         ORDER BY created_at, id
-         LIMIT $7
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        query.connection,
-        query.include_past,
-        now,
-        after_at,
-        after_id,
-        query.limit + 1,
-    )
-    return page_by_creation([_out(r) for r in rows], query.limit)
+    listing = Listing(_COLUMNS, "pauses").where("tenant_id = {}", ctx.tenant_id)
+    listing.where("kind = 'freeze_window'").match(connection_id=query.connection)
+    if not query.include_past:
+        listing.where("ends_at > {}", now)
+    return await listing.page(conn, query.cursor, query.limit, _out)
 
 
 async def _window(conn: Conn, ctx: Context, window_id: uuid.UUID) -> PauseOut:
