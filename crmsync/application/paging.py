@@ -87,10 +87,10 @@ class Listing:
             past = "<" if self._newest_first else ">"
             conditions.append(f"(created_at, id) {past} (${n + 1}::timestamptz, ${n + 2}::uuid)")
             args += [at, id_]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         order = "created_at DESC, id DESC" if self._newest_first else "created_at, id"
         rows = await conn.fetch(
-            f"{self._select} WHERE {' AND '.join(conditions)}"
-            f" ORDER BY {order} LIMIT ${len(args) + 1}",
+            f"{self._select}{where} ORDER BY {order} LIMIT ${len(args) + 1}",
             *args,
             limit + 1,
         )
