@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pytest
 
 from connectors.myob.simulator import SIM_GST_UID, SIM_ITEM_UID
 from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
-from tests.e2e.test_backfill_reconcile import cli, env_for
+from tests.e2e.test_backfill_reconcile import cli, env_for, kill_a_third_in, resumes
 
 
 @dataclass
@@ -165,30 +164,14 @@ async def test_a_poll_killed_midway_resumes_and_applies_each_record_once(
                 myob.sim.create("customer", myob.sim.seed_object("customer", i))
             env = env_for(database_url, kafka_bootstrap, topic_prefix)
             first = cli(env, "reconcile", str(conn_id), "--json")
-            seen = 0
-            for _ in range(1200):
-                seen = await stack.count("SELECT coalesce(max(records_seen), 0) FROM sync_jobs")
-                if seen >= RECORDS // 3 or first.poll() is not None:
-                    break
-                await asyncio.sleep(0.05)
-            assert first.poll() is None, f"the poll ended before it could be killed: {seen}"
-            first.send_signal(signal.SIGKILL)
-            first.wait()
-            first.communicate()
+            await kill_a_third_in(stack, first, RECORDS, seconds=60)
             status, kind, seen_at_kill = await stack.pool.fetchrow(
                 "SELECT status, kind, records_seen FROM sync_jobs"
             )
             assert (status, kind) == ("running", "reconcile")
             assert 0 < seen_at_kill < RECORDS
 
-            second = cli(env, "reconcile", str(conn_id), "--json")
-            out, err = await asyncio.to_thread(second.communicate, timeout=300)
-            assert second.returncode == 0, err.decode()
-            assert b"resuming from its checkpoint" in err
-            result = json.loads(out)
-            assert result["status"] == "succeeded"
-            assert result["records_seen"] == RECORDS
-            assert await stack.count("SELECT count(*) FROM sync_jobs") == 1
+            await resumes(stack, env, "reconcile", conn_id, RECORDS, within=300)
             # Only the pages after the checkpoint were listed again (at most one repeated).
             lists = [
                 r for r in myob.sim.log.requests
