@@ -136,6 +136,15 @@ def emit(result: BaseModel | None, as_json: bool, columns: Sequence[Column] = ()
     return EXIT_OK
 
 
+def emit_shown_once(result: BaseModel, as_json: bool, note: str) -> int:
+    """Print a result that carries a secret shown only now and, to a person, ``note``
+    saying so (a script reads the JSON and needs no telling)."""
+    code = emit(result, as_json)
+    if not as_json:
+        print(note)
+    return code
+
+
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A handler whose CommandErrors print to stderr and become the exit status."""
 
