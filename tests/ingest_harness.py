@@ -113,6 +113,21 @@ class Ingest:
                 retire_current_at=retire_current_at,
             )
 
+    async def post_change(self, api_key: str) -> None:
+        """One internal change (a job) published with ``api_key``, as an ERP would: 202."""
+        change = {
+            "event_id": "e1",
+            "entity_type": "job",
+            "op": "upsert",
+            "external_id": "job-1",
+            "occurred_at": "2026-11-21T10:00:00+00:00",
+            "data": {"title": "Fix the boiler"},
+        }
+        resp = await self.client.post(
+            "/v1/changes", json=change, headers={"Authorization": f"Bearer {api_key}"}
+        )
+        assert resp.status == 202, await resp.text()
+
 
 async def running_ingest(
     database_url: str, kafka_bootstrap: str, **overrides: Any

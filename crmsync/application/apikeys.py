@@ -20,7 +20,7 @@ from crmsync.application.models import (
     ApiKeyUsageDay,
     Page,
 )
-from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.paging import Listing
 from crmsync.application.rows import owned, tenant_row
 from crmsync.common import apikeys
 from crmsync.common.connections import provider_of
@@ -71,22 +71,10 @@ async def create(conn: Conn, ctx: Context, body: ApiKeyCreate, *, now: datetime)
 
 
 async def list_(conn: Conn, ctx: Context, query: ApiKeyQuery) -> Page[ApiKeyOut]:
-    after_at, after_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM api_keys
-         WHERE tenant_id = $1 AND ($2 OR revoked_at IS NULL)
-           AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
-         ORDER BY created_at, id
-         LIMIT $5
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        query.include_revoked,
-        after_at,
-        after_id,
-        query.limit + 1,
-    )
-    return page_by_creation([_out(r) for r in rows], query.limit)
+    listing = Listing(_COLUMNS, "api_keys").where("tenant_id = {}", ctx.tenant_id)
+    if not query.include_revoked:
+        listing.where("revoked_at IS NULL")
+    return await listing.page(conn, query.cursor, query.limit, _out)
 
 
 # How far back a key's detail reports its requests per day.

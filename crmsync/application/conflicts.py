@@ -17,7 +17,7 @@ from crmsync.application.audit_trail import audited
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError
 from crmsync.application.models import ConflictOut, ConflictQuery, ConflictResolve, Page
-from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.paging import Listing
 from crmsync.application.rows import owned
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values
 from crmsync.common.db import Conn
@@ -42,25 +42,11 @@ def _out(row: asyncpg.Record) -> ConflictOut:
 
 async def list_(conn: Conn, ctx: Context, query: ConflictQuery) -> Page[ConflictOut]:
     """Oldest first: the longest-waiting conflict is at the top."""
-    after_at, after_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM conflicts
-         WHERE tenant_id = $1 AND {_STATE[query.state]}
-           AND ($2::text IS NULL OR entity_type = $2)
-           AND ($3::uuid IS NULL OR entity_id = $3)
-           AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
-         ORDER BY created_at, id
-         LIMIT $6
-        """,  # noqa: S608 - constant columns and state clauses
-        ctx.tenant_id,
-        query.entity_type,
-        query.entity_id,
-        after_at,
-        after_id,
-        query.limit + 1,
+    listing = Listing(_COLUMNS, "conflicts").where("tenant_id = {}", ctx.tenant_id)
+    listing.where(_STATE[query.state]).match(
+        entity_type=query.entity_type, entity_id=query.entity_id
     )
-    return page_by_creation([_out(r) for r in rows], query.limit)
+    return await listing.page(conn, query.cursor, query.limit, _out)
 
 
 async def get(conn: Conn, ctx: Context, conflict_id: uuid.UUID) -> ConflictOut:

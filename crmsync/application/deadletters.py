@@ -33,7 +33,7 @@ from crmsync.application.models import (
     RedriveMany,
     RedriveResult,
 )
-from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.paging import Listing
 from crmsync.application.rows import owned
 from crmsync.common.canonical import TABLES
 from crmsync.common.connections import connection_exists
@@ -74,27 +74,10 @@ async def list_(conn: Conn, ctx: Context, query: DeadLetterQuery) -> Page[DeadLe
     """Newest first."""
     if query.connection is not None:
         await connections.require(conn, ctx, query.connection)
-    before_at, before_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM dead_letters
-         WHERE tenant_id = $1 AND {_STATE[query.state]}
-           AND ($2::text IS NULL OR stage = $2)
-           AND ($3::text IS NULL OR reason = $3)
-           AND ($4::uuid IS NULL OR connection_id = $4)
-           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $7
-        """,  # noqa: S608 - constant columns and state clauses
-        ctx.tenant_id,
-        query.stage,
-        query.reason,
-        query.connection,
-        before_at,
-        before_id,
-        query.limit + 1,
-    )
-    return page_by_creation([_out(r) for r in rows], query.limit)
+    listing = Listing(_COLUMNS, "dead_letters", newest_first=True)
+    listing.where("tenant_id = {}", ctx.tenant_id).where(_STATE[query.state])
+    listing.match(stage=query.stage, reason=query.reason, connection_id=query.connection)
+    return await listing.page(conn, query.cursor, query.limit, _out)
 
 
 async def get(conn: Conn, ctx: Context, dead_letter_id: uuid.UUID) -> DeadLetterDetail:

@@ -101,16 +101,36 @@ class InboundFacts:
 
 
 @dataclass
-class InboundCounts:
+class _Fates:
+    """What both directions count of each item: skipped (by reason), dead-lettered, or
+    unaccounted (with a few examples); each direction adds its own fates."""
+
+    skipped: Counter[str] = field(default_factory=Counter)
+    dead_lettered: int = 0
+    unaccounted: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def tally(self, fate: str, counted: tuple[str, ...]) -> bool:
+        """Count one item's ``fate``: ``skipped:<reason>``, one of the ``counted`` fates (a
+        field of that name), or else unaccounted. True when it is unaccounted and an example
+        of it is wanted still (up to MAX_EXAMPLES)."""
+        if fate.startswith("skipped:"):
+            self.skipped[fate.removeprefix("skipped:")] += 1
+        elif fate in counted:
+            setattr(self, fate, getattr(self, fate) + 1)
+        else:
+            self.unaccounted += 1
+            return len(self.examples) < MAX_EXAMPLES
+        return False
+
+
+@dataclass
+class InboundCounts(_Fates):
     records: int = 0  # Kafka records accepted at ingest (webhook envelopes, changes)
     accepted: int = 0  # events in them
     applied: int = 0
     duplicates: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    dead_lettered: int = 0
     in_flight: int = 0
-    unaccounted: int = 0
-    examples: list[str] = field(default_factory=list)
 
     @property
     def explained(self) -> int:
@@ -140,17 +160,8 @@ def classify_inbound(
         if key is not None and key in facts.processed:
             processed_here.setdefault(key, []).append(e)
             continue
-        category = _fate(e, key, facts)
-        if category.startswith("skipped:"):
-            c.skipped[category.removeprefix("skipped:")] += 1
-        elif category == "dead_lettered":
-            c.dead_lettered += 1
-        elif category == "in_flight":
-            c.in_flight += 1
-        else:
-            c.unaccounted += 1
-            if len(c.examples) < MAX_EXAMPLES:
-                c.examples.append(e.where + (f" event {e.key}" if e.key else ""))
+        if c.tally(_fate(e, key, facts), ("dead_lettered", "in_flight")):
+            c.examples.append(e.where + (f" event {e.key}" if e.key else ""))
     for key, occurrences in processed_here.items():
         c = counts[key[0]]
         # Applied once: by the first occurrence, unless the key was processed before the
@@ -219,14 +230,10 @@ class OutboundFacts:
 
 
 @dataclass
-class OutboundCounts:
+class OutboundCounts(_Fates):
     changes: int = 0  # committed changes x this target
     pushed: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    dead_lettered: int = 0
     pending: int = 0
-    unaccounted: int = 0
-    examples: list[str] = field(default_factory=list)
 
     @property
     def explained(self) -> int:
@@ -244,22 +251,12 @@ def classify_outbound(
         for target in by_tenant.get(change.tenant_id, ()):
             c = counts[target.connection_id]
             c.changes += 1
-            category = _push_fate(change, target, facts)
-            if category.startswith("skipped:"):
-                c.skipped[category.removeprefix("skipped:")] += 1
-            elif category == "pushed":
-                c.pushed += 1
-            elif category == "pending":
-                c.pending += 1
-            elif category == "dead_lettered":
-                c.dead_lettered += 1
-            else:
-                c.unaccounted += 1
-                if len(c.examples) < MAX_EXAMPLES:
-                    c.examples.append(
-                        f"change {change.change_id} ({change.entity_type} {change.entity_id}"
-                        f" v{change.version})"
-                    )
+            fate = _push_fate(change, target, facts)
+            if c.tally(fate, ("pushed", "pending", "dead_lettered")):
+                c.examples.append(
+                    f"change {change.change_id} ({change.entity_type} {change.entity_id}"
+                    f" v{change.version})"
+                )
     return counts
 
 

@@ -562,6 +562,26 @@ def _parked_since(since: datetime | None) -> datetime | None:
     return since - CLOCK_MARGIN if since is not None else None
 
 
+async def _dead_letters(
+    conn: Conn, tenant: uuid.UUID | None, since: datetime | None, *, outbound: bool
+) -> list[asyncpg.Record]:
+    """The payloads of the window's dead letters not redriven (any tenant's when ``tenant``
+    is None): the outbound stage's, or else the inbound stages'."""
+    stage = "stage = 'outbound'" if outbound else "stage <> 'outbound'"
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT payload FROM dead_letters
+             WHERE {stage} AND redriven_at IS NULL
+               AND ($1::uuid IS NULL OR tenant_id = $1)
+               AND ($2::timestamptz IS NULL OR created_at >= $2)
+            """,  # noqa: S608 - one of two constant clauses
+            tenant,
+            _parked_since(since),
+        )
+    )
+
+
 class _InboundRows:
     def __init__(self) -> None:
         self.processed: dict[Key, datetime] = {}
@@ -620,16 +640,7 @@ async def _inbound_facts(
     )
     dead_records: set[str] = set()
     dead_keys: set[Key] = set()
-    for r in await conn.fetch(
-        """
-        SELECT payload FROM dead_letters
-         WHERE stage <> 'outbound' AND redriven_at IS NULL
-           AND ($1::uuid IS NULL OR tenant_id = $1)
-           AND ($2::timestamptz IS NULL OR created_at >= $2)
-        """,
-        tenant,
-        _parked_since(since),
-    ):
+    for r in await _dead_letters(conn, tenant, since, outbound=False):
         try:
             value = json.loads(r["payload"])
             dead_records.add(str(value["event_id"]))
@@ -715,16 +726,7 @@ async def _outbound_facts(
                 )
             )
     dead: dict[Target, int] = {}
-    for r in await conn.fetch(
-        """
-        SELECT payload FROM dead_letters
-         WHERE stage = 'outbound' AND redriven_at IS NULL
-           AND ($1::uuid IS NULL OR tenant_id = $1)
-           AND ($2::timestamptz IS NULL OR created_at >= $2)
-        """,
-        tenant,
-        _parked_since(since),
-    ):
+    for r in await _dead_letters(conn, tenant, since, outbound=True):
         try:
             v = json.loads(r["payload"])
             key = (uuid.UUID(v["connection_id"]), str(v["entity_type"]), uuid.UUID(v["entity_id"]))

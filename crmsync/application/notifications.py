@@ -27,7 +27,7 @@ from crmsync.application.models import (
     Page,
     PageQuery,
 )
-from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.paging import Listing
 from crmsync.application.rows import owned
 from crmsync.common.db import Conn
 
@@ -76,21 +76,8 @@ async def create(
 
 
 async def list_(conn: Conn, ctx: Context, query: PageQuery) -> Page[NotificationEndpointOut]:
-    after_at, after_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM notification_endpoints
-         WHERE tenant_id = $1
-           AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
-         ORDER BY created_at, id
-         LIMIT $4
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        after_at,
-        after_id,
-        query.limit + 1,
-    )
-    return page_by_creation([_out(r) for r in rows], query.limit)
+    listing = Listing(_COLUMNS, "notification_endpoints").where("tenant_id = {}", ctx.tenant_id)
+    return await listing.page(conn, query.cursor, query.limit, _out)
 
 
 async def get(conn: Conn, ctx: Context, endpoint_id: uuid.UUID) -> NotificationEndpointOut:
@@ -137,21 +124,9 @@ async def deliveries(
 ) -> Page[NotificationDeliveryOut]:
     """An endpoint's deliveries, newest first: what was sent, what is retrying, what failed."""
     await get(conn, ctx, endpoint_id)
-    before_at, before_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_DELIVERY_COLUMNS} FROM notification_deliveries
-         WHERE endpoint_id = $1 AND tenant_id = $2
-           AND ($3::text IS NULL OR status = $3)
-           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $6
-        """,  # noqa: S608 - constant columns
-        endpoint_id,
-        ctx.tenant_id,
-        query.status,
-        before_at,
-        before_id,
-        query.limit + 1,
+    listing = Listing(_DELIVERY_COLUMNS, "notification_deliveries", newest_first=True)
+    listing.where("endpoint_id = {} AND tenant_id = {}", endpoint_id, ctx.tenant_id)
+    listing.match(status=query.status)
+    return await listing.page(
+        conn, query.cursor, query.limit, lambda r: NotificationDeliveryOut(**dict(r))
     )
-    return page_by_creation([NotificationDeliveryOut(**dict(r)) for r in rows], query.limit)

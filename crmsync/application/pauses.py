@@ -30,7 +30,7 @@ from crmsync.application.models import (
     ResumeRequest,
     ResumeResult,
 )
-from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.paging import Listing
 from crmsync.application.rows import tenant_row
 from crmsync.common import pushes
 from crmsync.common.db import Conn
@@ -65,6 +65,40 @@ async def in_force(
     return [_out(r) for r in rows]
 
 
+async def _insert(
+    conn: Conn,
+    ctx: Context,
+    kind: str,
+    *,
+    connection_id: uuid.UUID | None,
+    direction: Direction,
+    starts_at: datetime,
+    ends_at: datetime | None,
+    reason: str | None,
+) -> PauseOut:
+    """A pause or a freeze window (``kind``) of the connection, or of the whole tenant."""
+    inbound, outbound = _sides(direction)
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO pauses (tenant_id, connection_id, inbound, outbound, starts_at, ends_at,
+                            reason, kind, created_by)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        RETURNING {_COLUMNS}
+        """,  # noqa: S608 - constant columns
+        ctx.tenant_id,
+        connection_id,
+        inbound,
+        outbound,
+        starts_at,
+        ends_at,
+        reason,
+        kind,
+        ctx.actor,
+    )
+    assert row is not None  # noqa: S101 - INSERT … RETURNING returns its row
+    return _out(row)
+
+
 @audited("connection.pause")
 async def pause(
     conn: Conn, ctx: Context, connection_id: uuid.UUID, body: PauseRequest, *, now: datetime
@@ -73,25 +107,16 @@ async def pause(
     await connections.require(conn, ctx, connection_id)
     if body.until is not None and body.until <= now:
         raise InvalidError("until is in the past", loc="/body/until", msg="must be in the future")
-    inbound, outbound = _sides(body.direction)
-    row = await conn.fetchrow(
-        f"""
-        INSERT INTO pauses (tenant_id, connection_id, inbound, outbound, starts_at, ends_at,
-                            reason, kind, created_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, 'pause', $8)
-        RETURNING {_COLUMNS}
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        connection_id,
-        inbound,
-        outbound,
-        now,
-        body.until,
-        body.reason,
-        ctx.actor,
+    return await _insert(
+        conn,
+        ctx,
+        "pause",
+        connection_id=connection_id,
+        direction=body.direction,
+        starts_at=now,
+        ends_at=body.until,
+        reason=body.reason,
     )
-    assert row is not None  # noqa: S101 - INSERT … RETURNING returns its row
-    return _out(row)
 
 
 @audited("connection.resume")
@@ -137,25 +162,16 @@ async def create_window(
         await connections.require(conn, ctx, body.connection)
     if body.ends_at <= now:
         raise InvalidError("the window is over", loc="/body/ends_at", msg="must be in the future")
-    inbound, outbound = _sides(body.direction)
-    row = await conn.fetchrow(
-        f"""
-        INSERT INTO pauses (tenant_id, connection_id, inbound, outbound, starts_at, ends_at,
-                            reason, kind, created_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, 'freeze_window', $8)
-        RETURNING {_COLUMNS}
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        body.connection,
-        inbound,
-        outbound,
-        body.starts_at,
-        body.ends_at,
-        body.reason,
-        ctx.actor,
+    return await _insert(
+        conn,
+        ctx,
+        "freeze_window",
+        connection_id=body.connection,
+        direction=body.direction,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        reason=body.reason,
     )
-    assert row is not None  # noqa: S101 - INSERT … RETURNING returns its row
-    return _out(row)
 
 
 async def list_windows(
@@ -164,26 +180,11 @@ async def list_windows(
     """Windows not over yet (all with ``include_past``), in the order they were made."""
     if query.connection is not None:
         await connections.require(conn, ctx, query.connection)
-    after_at, after_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM pauses
-         WHERE tenant_id = $1 AND kind = 'freeze_window'
-           AND ($2::uuid IS NULL OR connection_id = $2)
-           AND ($3 OR ends_at > $4)
-           AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6::uuid))
-         ORDER BY created_at, id
-         LIMIT $7
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        query.connection,
-        query.include_past,
-        now,
-        after_at,
-        after_id,
-        query.limit + 1,
-    )
-    return page_by_creation([_out(r) for r in rows], query.limit)
+    listing = Listing(_COLUMNS, "pauses").where("tenant_id = {}", ctx.tenant_id)
+    listing.where("kind = 'freeze_window'").match(connection_id=query.connection)
+    if not query.include_past:
+        listing.where("ends_at > {}", now)
+    return await listing.page(conn, query.cursor, query.limit, _out)
 
 
 async def _window(conn: Conn, ctx: Context, window_id: uuid.UUID) -> PauseOut:

@@ -15,7 +15,7 @@ from crmsync.application.connection_runtime import load_connection
 from crmsync.application.context import Context
 from crmsync.application.errors import ConflictError, InvalidError
 from crmsync.application.models import Page, SyncJobCreate, SyncJobOut, SyncJobQuery
-from crmsync.application.paging import creation_key, page_by_creation
+from crmsync.application.paging import Listing
 from crmsync.application.rows import owned
 from crmsync.application.sync import jobs
 from crmsync.application.sync.runner import SyncFailedError, runnable_types
@@ -87,27 +87,11 @@ async def list_(conn: Conn, ctx: Context, query: SyncJobQuery) -> Page[SyncJobOu
     """Newest first."""
     if query.connection is not None:
         await connections.require(conn, ctx, query.connection)
-    before_at, before_id = creation_key(query.cursor)
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLUMNS} FROM sync_jobs
-         WHERE tenant_id = $1
-           AND ($2::uuid IS NULL OR connection_id = $2)
-           AND ($3::text IS NULL OR status = $3)
-           AND ($4::text IS NULL OR kind = $4)
-           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $7
-        """,  # noqa: S608 - constant columns
-        ctx.tenant_id,
-        query.connection,
-        query.status,
-        query.kind,
-        before_at,
-        before_id,
-        query.limit + 1,
+    listing = Listing(_COLUMNS, "sync_jobs", newest_first=True).where(
+        "tenant_id = {}", ctx.tenant_id
     )
-    return page_by_creation([_out(r) for r in rows], query.limit)
+    listing.match(connection_id=query.connection, status=query.status, kind=query.kind)
+    return await listing.page(conn, query.cursor, query.limit, _out)
 
 
 async def get(conn: Conn, ctx: Context, job_id: uuid.UUID) -> SyncJobOut:

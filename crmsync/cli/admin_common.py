@@ -16,7 +16,7 @@ import json
 import operator
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -136,6 +136,15 @@ def emit(result: BaseModel | None, as_json: bool, columns: Sequence[Column] = ()
     return EXIT_OK
 
 
+def emit_shown_once(result: BaseModel, as_json: bool, note: str) -> int:
+    """Print a result that carries a secret shown only now and, to a person, ``note``
+    saying so (a script reads the JSON and needs no telling)."""
+    code = emit(result, as_json)
+    if not as_json:
+        print(note)
+    return code
+
+
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A handler whose CommandErrors print to stderr and become the exit status."""
 
@@ -187,11 +196,26 @@ def query_from(query: type[M], args: argparse.Namespace, **options: str) -> M:
     """Each field of ``query`` from the option of the same name (``options`` names the ones
     called otherwise); an option not given, or not offered, leaves the field's default. A
     connection named TENANT/NAME becomes its id."""
-    values = {f: getattr(args, options.get(f, f), None) for f in query.model_fields}
+    return _from_options(query, args, options, {})
+
+
+def body_from(body: type[M], args: argparse.Namespace, **given: Any) -> M:
+    """A request body read as :func:`query_from` reads a query, but for the ``given`` values
+    (options that need more than their name, e.g. a comma-separated list)."""
+    return _from_options(body, args, {}, given)
+
+
+def _from_options(
+    cls: type[M], args: argparse.Namespace, options: Mapping[str, str], given: Mapping[str, Any]
+) -> M:
+    values = {
+        f: given[f] if f in given else getattr(args, options.get(f, f), None)
+        for f in cls.model_fields
+    }
     for name, value in values.items():
         if isinstance(value, ConnectionRef):
             values[name] = connection_id(args, value)
-    return model(query, **values)
+    return model(cls, **values)
 
 
 def add_group(

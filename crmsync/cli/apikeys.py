@@ -26,10 +26,9 @@ def _create(args: argparse.Namespace) -> int:
     connection = cli.optional_connection_id(args, args.connection)
     body = cli.model(ApiKeyCreate, scope=args.scope, connection=connection, expires_at=expires)
     created = cli.call(args, "createApiKey", body=body, create_tenant=True)
-    code = cli.emit(created, args.json)
-    if not args.json:
-        print("(the key is shown only now; it is stored as a hash)")
-    return code
+    return cli.emit_shown_once(
+        created, args.json, "(the key is shown only now; it is stored as a hash)"
+    )
 
 
 @cli.command

@@ -362,8 +362,14 @@ def _update(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise cli.CommandError(f"{args.field_mapping}: {exc}", cli.EXIT_INVALID) from None
     body = cli.model(ConnectionUpdate, **values)
+    return _on_connection(args, "updateConnection", body)
+
+
+def _on_connection(args: argparse.Namespace, operation_id: str, body: Any) -> int:
+    """Run ``operation_id`` with ``body`` on the connection ``args.id`` names; print the
+    result."""
     found = cli.connection_id(args, args.id)
-    return cli.emit(cli.call(args, "updateConnection", connection_id=found, body=body), args.json)
+    return cli.emit(cli.call(args, operation_id, connection_id=found, body=body), args.json)
 
 
 @cli.command
@@ -371,19 +377,15 @@ def _rotate_secret(args: argparse.Namespace) -> int:
     body = cli.model(SecretRotate, secret=args.webhook_secret, overlap_seconds=args.overlap_seconds)
     found = cli.connection_id(args, args.id)
     rotated = cli.call(args, "rotateWebhookSecret", connection_id=found, body=body)
-    code = cli.emit(rotated, args.json)
-    if not args.json:
-        print("(the secret is shown only now; it is stored encrypted)")
-    return code
+    return cli.emit_shown_once(
+        rotated, args.json, "(the secret is shown only now; it is stored encrypted)"
+    )
 
 
 @cli.command
 def _await_handshake(args: argparse.Namespace) -> int:
     body = cli.model(HandshakeWindow, seconds=args.seconds)
-    found = cli.connection_id(args, args.id)
-    return cli.emit(
-        cli.call(args, "awaitWebhookHandshake", connection_id=found, body=body), args.json
-    )
+    return _on_connection(args, "awaitWebhookHandshake", body)
 
 
 @cli.command
@@ -400,24 +402,19 @@ def _set_credentials(args: argparse.Namespace) -> int:
         except (OSError, ValueError, TypeError) as exc:
             raise cli.CommandError(f"{args.oauth_json}: {exc}", cli.EXIT_INVALID) from None
     creds = cli.validate(CredentialsIn, raw).root
-    found = cli.connection_id(args, args.id)
-    return cli.emit(
-        cli.call(args, "setConnectionCredentials", connection_id=found, body=creds), args.json
-    )
+    return _on_connection(args, "setConnectionCredentials", creds)
 
 
 @cli.command
 def _pause(args: argparse.Namespace) -> int:
     body = cli.model(PauseRequest, direction=args.direction, until=args.until, reason=args.reason)
-    found = cli.connection_id(args, args.id)
-    return cli.emit(cli.call(args, "pauseConnection", connection_id=found, body=body), args.json)
+    return _on_connection(args, "pauseConnection", body)
 
 
 @cli.command
 def _resume(args: argparse.Namespace) -> int:
     body = cli.model(ResumeRequest, direction=args.direction)
-    found = cli.connection_id(args, args.id)
-    return cli.emit(cli.call(args, "resumeConnection", connection_id=found, body=body), args.json)
+    return _on_connection(args, "resumeConnection", body)
 
 
 def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

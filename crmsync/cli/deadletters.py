@@ -24,14 +24,7 @@ def _redrive(args: argparse.Namespace) -> int:
     if len(args.ids) == 1 and not (args.stage or args.reason or args.connection):
         done = cli.call(args, "redriveDeadLetter", dead_letter_id=args.ids[0])
         return cli.emit(done, args.json)
-    body = cli.model(
-        RedriveMany,
-        ids=args.ids or None,
-        stage=args.stage,
-        reason=args.reason,
-        connection=cli.optional_connection_id(args, args.connection),
-        limit=args.limit,
-    )
+    body = cli.body_from(RedriveMany, args, ids=args.ids or None)
     result = cli.call(args, "redriveDeadLetters", body=body)
     cli.emit(result, args.json)
     # Some could not be redriven: a script should notice.

@@ -23,14 +23,7 @@ COLUMNS: list[cli.Column] = cli.columns(
 
 @cli.command
 def _add(args: argparse.Namespace) -> int:
-    body = cli.model(
-        FreezeWindowCreate,
-        connection=cli.optional_connection_id(args, args.connection),
-        direction=args.direction,
-        starts_at=args.starts_at,
-        ends_at=args.ends_at,
-        reason=args.reason,
-    )
+    body = cli.body_from(FreezeWindowCreate, args)
     return cli.emit(cli.call(args, "createFreezeWindow", body=body), args.json)
 
 

@@ -41,10 +41,11 @@ def _add(args: argparse.Namespace) -> int:
         event_types=args.events.split(",") if args.events else None,
     )
     created = cli.call(args, "createNotificationEndpoint", body=body)
-    code = cli.emit(created, args.json)
-    if not args.json:
-        print("(the secret is shown only now; verify each message's webhook-signature with it)")
-    return code
+    return cli.emit_shown_once(
+        created,
+        args.json,
+        "(the secret is shown only now; verify each message's webhook-signature with it)",
+    )
 
 
 @cli.command

@@ -10,14 +10,7 @@ from crmsync.cli import admin_common as cli
 
 @cli.command
 def _replay(args: argparse.Namespace) -> int:
-    body = cli.model(
-        ReplayRequest,
-        connection=cli.connection_id(args, args.connection),
-        since=args.since,
-        from_offset=args.from_offset,
-        partition=args.partition,
-        max_records=args.max_records,
-    )
+    body = cli.body_from(ReplayRequest, args)
     return cli.emit(cli.call(args, "replayWebhooks", body=body), args.json)
 
 

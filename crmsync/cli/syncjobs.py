@@ -25,13 +25,8 @@ COLUMNS: list[cli.Column] = cli.columns(
 
 @cli.command
 def _start(args: argparse.Namespace) -> int:
-    body = cli.model(
-        SyncJobCreate,
-        connection=cli.connection_id(args, args.connection),
-        kind=args.kind,
-        entity_types=args.entity_types.split(",") if args.entity_types else None,
-        modified_since=args.modified_since,
-    )
+    types = args.entity_types.split(",") if args.entity_types else None
+    body = cli.body_from(SyncJobCreate, args, entity_types=types)
     return cli.emit(cli.call(args, "createSyncJob", body=body), args.json)
 
 

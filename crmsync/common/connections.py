@@ -614,14 +614,22 @@ async def set_status(
     conn: Conn, connection_id: uuid.UUID, status: str, *, tenant_id: uuid.UUID
 ) -> bool:
     """Set the tenant's connection's status; False when the tenant has no such one."""
+    return await _set(conn, connection_id, tenant_id, "status", status)
+
+
+async def _set(
+    conn: Conn, connection_id: uuid.UUID, tenant_id: uuid.UUID, column: str, value: object
+) -> bool:
+    """Set one ``column`` (a constant of this module) of the tenant's connection, and its
+    ``updated_at``; False when the tenant has no such connection."""
     done = await conn.fetchval(
-        """
-        UPDATE connections SET status = $3, updated_at = now()
+        f"""
+        UPDATE connections SET {column} = $3, updated_at = now()
          WHERE id = $1 AND tenant_id = $2 RETURNING id
-        """,
+        """,  # noqa: S608 - a constant column name
         connection_id,
         tenant_id,
-        status,
+        value,
     )
     return done is not None
 
@@ -760,16 +768,7 @@ async def await_handshakes(
 ) -> bool:
     """The tenant's connection takes handshakes until ``until`` (an operator registering
     a provider's webhooks again); False when the tenant has no such connection."""
-    done = await conn.fetchval(
-        """
-        UPDATE connections SET handshakes_until = $3, updated_at = now()
-         WHERE id = $1 AND tenant_id = $2 RETURNING id
-        """,
-        connection_id,
-        tenant_id,
-        until,
-    )
-    return done is not None
+    return await _set(conn, connection_id, tenant_id, "handshakes_until", until)
 
 
 async def claim_handshakes(

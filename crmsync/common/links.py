@@ -59,16 +59,7 @@ async def remote_updated_at(
 ) -> dict[str, datetime | None]:
     """For each of these ids the connection has a link for, the provider's updated-at of
     the newest state of it we applied (None when the provider gave none)."""
-    rows = await conn.fetch(
-        """
-        SELECT external_id, remote_updated_at FROM entity_links
-         WHERE connection_id = $1 AND entity_type = $2 AND external_id = ANY($3)
-        """,
-        connection_id,
-        entity_type,
-        list(external_ids),
-    )
-    return {r["external_id"]: r["remote_updated_at"] for r in rows}
+    return await _stamps(conn, "remote_updated_at", connection_id, entity_type, external_ids)
 
 
 async def pushed_updated_at(
@@ -79,17 +70,34 @@ async def pushed_updated_at(
 ) -> dict[str, datetime]:
     """For each of these ids we have written to, the provider's updated-at of our last
     write as its answer reported it (migration 0020); ids never written to are absent."""
+    stamps = await _stamps(
+        conn, "pushed_updated_at", connection_id, entity_type, external_ids, known_only=True
+    )
+    return {external_id: at for external_id, at in stamps.items() if at is not None}
+
+
+async def _stamps(
+    conn: Conn | asyncpg.Pool,
+    column: str,
+    connection_id: uuid.UUID,
+    entity_type: str,
+    external_ids: Sequence[str],
+    *,
+    known_only: bool = False,
+) -> dict[str, datetime | None]:
+    """``column`` (a timestamp of this module's) of the connection's links for these ids;
+    ``known_only``: only the links where it is set."""
+    known = f" AND {column} IS NOT NULL" if known_only else ""
     rows = await conn.fetch(
-        """
-        SELECT external_id, pushed_updated_at FROM entity_links
-         WHERE connection_id = $1 AND entity_type = $2 AND external_id = ANY($3)
-           AND pushed_updated_at IS NOT NULL
-        """,
+        f"""
+        SELECT external_id, {column} AS stamp FROM entity_links
+         WHERE connection_id = $1 AND entity_type = $2 AND external_id = ANY($3){known}
+        """,  # noqa: S608 - a constant column name
         connection_id,
         entity_type,
         list(external_ids),
     )
-    return {r["external_id"]: r["pushed_updated_at"] for r in rows}
+    return {r["external_id"]: r["stamp"] for r in rows}
 
 
 async def unlisted_external_ids(

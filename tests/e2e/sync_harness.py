@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from crmsync.application.context import KafkaTarget
+from crmsync.application.ledger import Ledger
+from crmsync.application.ledger_io import ledger
+from crmsync.application.sync import jobs
 from crmsync.common.crypto import KeyRing
 from crmsync.common.settings import parse_settings
 from crmsync.demo import sims
@@ -94,6 +99,54 @@ class Stack:
             await asyncio.sleep(0.1)
         return got
 
+    async def settled_ledger(
+        self, kafka_bootstrap: str, topic_prefix: str, *, since: datetime
+    ) -> Ledger:
+        """The ledger of what the stack did since ``since``, read again every 0.5 s until
+        it has settled (30 s at most): the caller asserts what it expects of it."""
+        # The harness's group names (running_stack, test_processor_pipeline.start_worker).
+        kafka = KafkaTarget(
+            kafka_bootstrap,
+            topic_prefix,
+            processor_group=f"crmsync-{topic_prefix}processor",
+            outbound_group=f"crmsync-{topic_prefix}outbound",
+        )
+        found = await ledger(self.pool, kafka, since=since)
+        for _ in range(60):
+            if found.settled:
+                break
+            await asyncio.sleep(0.5)
+            found = await ledger(self.pool, kafka, since=since)
+        return found
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter's reason and detail: a test that expects none shows them."""
+        return [dict(d) for d in await self.pool.fetch("SELECT reason, detail FROM dead_letters")]
+
+    async def backfill_brings_in_what_was_seeded(
+        self, crm: SimulatedCrm, connection_id: uuid.UUID
+    ) -> None:
+        """Five records of each kind that the provider held before the connection (no
+        webhooks) arrive by a queued backfill, and nothing is dead-lettered."""
+        crm.sim.seed(5)
+        tenant_id = await self.pool.fetchval(
+            "SELECT tenant_id FROM connections WHERE id = $1", connection_id
+        )
+        _job, queued = await jobs.queue(
+            self.pool,
+            tenant_id=tenant_id,
+            connection_id=connection_id,
+            kind="backfill",
+            entity_types=["customer", "invoice", "payment"],
+            modified_since=None,
+            requested_by="test",
+        )
+        assert queued
+        assert await self.wait("SELECT count(*) FROM customers", 5, seconds=60) == 5
+        assert await self.wait("SELECT count(*) FROM invoices", 5, seconds=60) == 5
+        assert await self.wait("SELECT count(*) FROM payments", 5, seconds=60) == 5
+        assert await self.dead_letters() == []
+
 
 @contextlib.asynccontextmanager
 async def running_stack(
@@ -160,6 +213,17 @@ async def synced_with_ascora(
         await stack.connect(crm, name)
         await stack.connect(ascora, "ascora", {"company_code": "A"})
         yield stack, crm, ascora
+
+
+async def until(check: Callable[[], Any], what: str = "the check", seconds: float = 30.0) -> Any:
+    """``check()`` once it is truthy, polled every 0.1 s; not within ``seconds``, the test
+    fails naming ``what``."""
+    for _ in range(int(seconds / 0.1)):
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 async def eventually(check: Callable[[], Any], seconds: float = 30.0) -> Any:

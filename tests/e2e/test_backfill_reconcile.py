@@ -45,6 +45,44 @@ def env_for(database_url: str, kafka_bootstrap: str, prefix: str) -> dict[str, s
     }
 
 
+async def kill_a_third_in(
+    stack: Stack, run: subprocess.Popen[bytes], records: int, *, seconds: float
+) -> None:
+    """SIGKILL the CLI's run once it has seen a third of its ``records`` (it must not have
+    ended by then): its job is left running, with its checkpoint."""
+    seen = 0
+    for _ in range(int(seconds / 0.05)):
+        seen = await stack.count("SELECT coalesce(max(records_seen), 0) FROM sync_jobs")
+        if seen >= records // 3 or run.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert run.poll() is None, f"the run ended before it could be killed: {seen}"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    run.communicate()
+
+
+async def resumes(
+    stack: Stack,
+    env: dict[str, str],
+    command: str,
+    conn_id: uuid.UUID,
+    records: int,
+    *,
+    within: float,
+) -> None:
+    """Run again, the killed run resumes from its checkpoint and succeeds: one run, whose
+    listing counted every record once, checkpoint included."""
+    second = cli(env, command, str(conn_id), "--json")
+    out, err = await asyncio.to_thread(second.communicate, timeout=within)
+    assert second.returncode == 0, err.decode()
+    assert b"resuming from its checkpoint" in err
+    result = json.loads(out)
+    assert result["status"] == "succeeded"
+    assert result["records_seen"] == records
+    assert await stack.count("SELECT count(*) FROM sync_jobs") == 1
+
+
 @pytest.fixture
 async def crm() -> AsyncIterator[SimulatedCrm]:
     crm = await start_simulator("ascora", company_code="A")
@@ -79,29 +117,12 @@ async def test_a_backfill_killed_midway_resumes_and_ends_with_exactly_every_reco
         )
         env = env_for(database_url, kafka_bootstrap, topic_prefix)
         first = cli(env, "backfill", str(conn_id), "--json")
-        seen = 0
-        for _ in range(600):
-            seen = await stack.count("SELECT coalesce(max(records_seen), 0) FROM sync_jobs")
-            if seen >= RECORDS // 3 or first.poll() is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert first.poll() is None, f"the backfill ended before it could be killed: {seen}"
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        first.communicate()
+        await kill_a_third_in(stack, first, RECORDS, seconds=30)
         status, seen_at_kill, *_ = await stack.pool.fetchrow(JOB)
         assert status == "running"
         assert 0 < seen_at_kill < RECORDS
 
-        second = cli(env, "backfill", str(conn_id), "--json")
-        out, err = await asyncio.to_thread(second.communicate, timeout=180)
-        assert second.returncode == 0, err.decode()
-        assert b"resuming from its checkpoint" in err
-        result = json.loads(out)
-        # One run, resumed: the listing counts every record once, checkpoint included.
-        assert result["status"] == "succeeded"
-        assert result["records_seen"] == RECORDS
-        assert await stack.count("SELECT count(*) FROM sync_jobs") == 1
+        await resumes(stack, env, "backfill", conn_id, RECORDS, within=180)
         # Only the pages after the checkpoint were listed again.
         pages = [r for r in crm.requests("GET") if "/customers" in r["path"]]
         assert len(pages) <= RECORDS // 100 + 2

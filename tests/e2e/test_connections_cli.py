@@ -65,18 +65,7 @@ async def test_internal_connection_gets_a_working_api_key(
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert "webhook_secret" not in out
-    change = {
-        "event_id": "e1",
-        "entity_type": "job",
-        "op": "upsert",
-        "external_id": "job-1",
-        "occurred_at": "2026-11-21T10:00:00+00:00",
-        "data": {"title": "Fix the boiler"},
-    }
-    resp = await ingest.client.post(
-        "/v1/changes", json=change, headers={"Authorization": f"Bearer {out['api_key']}"}
-    )
-    assert resp.status == 202, await resp.text()
+    await ingest.post_change(out["api_key"])
     # The key is stored only as a hash.
     stored = await ingest.pool.fetchval("SELECT key_hash FROM api_keys")
     assert out["api_key"] not in stored

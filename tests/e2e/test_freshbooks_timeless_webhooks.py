@@ -6,7 +6,6 @@ accounts for every notice."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from crmsync.application.context import KafkaTarget
-from crmsync.application.ledger_io import ledger
 from tests.e2e.sync_harness import SimulatedCrm, Stack, eventually, running_stack, simulated
 
 Running = tuple[Stack, SimulatedCrm, SimulatedCrm, uuid.UUID]
@@ -65,18 +62,7 @@ async def test_identical_timeless_notices_each_count_and_a_delete_needs_no_time(
     assert await stack.wait(deleted, 1) == 1
     assert await stack.count("SELECT count(*) FROM dead_letters") == 0
 
-    kafka = KafkaTarget(
-        kafka_bootstrap,
-        topic_prefix,
-        processor_group=f"crmsync-{topic_prefix}processor",
-        outbound_group=f"crmsync-{topic_prefix}outbound",
-    )
-    report = await ledger(stack.pool, kafka, since=since)
-    for _ in range(60):
-        if report.settled:
-            break
-        await asyncio.sleep(0.5)
-        report = await ledger(stack.pool, kafka, since=since)
+    report = await stack.settled_ledger(kafka_bootstrap, topic_prefix, since=since)
     assert report.balanced, report.problems()
     inbound = next(c for c in report.connections if c.connection_id == connection).inbound
     # create, two identical updates, delete: four notices, four applied, none taken for

@@ -14,13 +14,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from crmsync.application.context import KafkaTarget
-from crmsync.application.ledger_io import ledger
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated, until
 
 OUTBOUND_DEAD = "SELECT count(*) FROM dead_letters WHERE stage = 'outbound'"
 
@@ -39,15 +36,6 @@ async def crm_and_books(
         yield stack, ascora, xero
 
 
-async def eventually(check: Any, what: str, seconds: float = 30.0) -> Any:
-    for _ in range(int(seconds / 0.1)):
-        got = check()
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_an_invoice_made_paid_then_edited_reaches_xero_as_xero_allows(
     crm_and_books: tuple[Stack, SimulatedCrm, SimulatedCrm], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
@@ -55,24 +43,22 @@ async def test_an_invoice_made_paid_then_edited_reaches_xero_as_xero_allows(
     since = datetime.now(UTC) - timedelta(seconds=1)
     # One at a time: the order the processor applies references in is not what is tested.
     ascora.sim.create("customer", ascora.sim.seed_object("customer", 0))
-    await eventually(lambda: xero.sim.live("customer"), "the contact in Xero")
+    await until(lambda: xero.sim.live("customer"), "the contact in Xero")
     ascora.sim.create("job", ascora.sim.seed_object("job", 0))
     assert await stack.wait("SELECT count(*) FROM jobs", 1) == 1
     source = ascora.sim.create("invoice", ascora.sim.seed_object("invoice", 0))
 
     # The invoice names a job; Xero holds no jobs: the invoice goes without it.
-    [invoice] = await eventually(lambda: xero.sim.live("invoice"), "the invoice in Xero")
+    [invoice] = await until(lambda: xero.sim.live("invoice"), "the invoice in Xero")
     assert invoice["Status"] == "AUTHORISED"
     assert len(xero.sim.live("customer")) == 1
 
     # Paid in full in the CRM: Xero gets a payment against the invoice, which it then
     # marks PAID itself; the invoice's own "paid" is no edit.
     ascora.sim.create("payment", ascora.sim.seed_object("payment", 1))
-    [payment] = await eventually(lambda: xero.sim.live("payment"), "the payment in Xero")
+    [payment] = await until(lambda: xero.sim.live("payment"), "the payment in Xero")
     assert payment["Invoice"]["InvoiceID"] == invoice["InvoiceID"]
-    await eventually(
-        lambda: xero.sim.get("invoice", invoice["InvoiceID"])["Status"] == "PAID", "PAID"
-    )
+    await until(lambda: xero.sim.get("invoice", invoice["InvoiceID"])["Status"] == "PAID", "PAID")
 
     # Then edited in the CRM. Xero refuses edits to an invoice with a payment allocated:
     # nothing is sent, and the refusal is one dead letter with Xero's rule.
@@ -100,18 +86,7 @@ async def test_an_invoice_made_paid_then_edited_reaches_xero_as_xero_allows(
     assert edits == [], "an edit of the paid invoice was sent to Xero"
 
     # Every committed change is accounted for at Xero (invariant 13): the job's by rule.
-    kafka = KafkaTarget(
-        kafka_bootstrap,
-        topic_prefix,
-        processor_group=f"crmsync-{topic_prefix}processor",
-        outbound_group=f"crmsync-{topic_prefix}outbound",
-    )
-    found = await ledger(stack.pool, kafka, since=since)
-    for _ in range(60):
-        if found.settled:
-            break
-        await asyncio.sleep(0.5)
-        found = await ledger(stack.pool, kafka, since=since)
+    found = await stack.settled_ledger(kafka_bootstrap, topic_prefix, since=since)
     assert found.settled, (found.problems(), found.in_flight)
     books = next(c for c in found.connections if c.connection_id == xero.connection_id).outbound
     assert books.skipped["settings"] == 1  # the job: Xero holds none

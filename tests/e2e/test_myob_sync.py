@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from connectors.myob.simulator import SIM_GST_UID, SIM_ITEM_UID
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
-from tests.e2e.test_backfill_reconcile import cli, env_for
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
+from tests.e2e.test_backfill_reconcile import cli, env_for, kill_a_third_in, resumes
 
 
 @dataclass
@@ -57,14 +56,6 @@ async def crms(
     finally:
         for crm in (myob, xero):
             await crm.runner.cleanup()
-
-
-async def until(check: Callable[[], object], seconds: float = 60.0) -> None:
-    for _ in range(int(seconds / 0.1)):
-        if check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s")
 
 
 def _main_address(card: dict[str, object]) -> dict[str, object]:
@@ -110,7 +101,7 @@ async def test_myob_records_reach_xero_and_a_xero_edit_comes_back(crms: Crms) ->
     assert await stack.wait("SELECT count(*) FROM customers", 1, seconds=60) == 1
     assert await stack.wait("SELECT count(*) FROM invoices", 1, seconds=60) == 1
     assert await stack.wait("SELECT count(*) FROM payments", 1, seconds=60) == 1
-    await until(lambda: xero.sim.live("payment"))
+    await until(lambda: xero.sim.live("payment"), seconds=60.0)
     [contact] = xero.sim.live("customer")
     assert contact["EmailAddress"] == "grace@example.com"
     [xero_invoice] = xero.sim.live("invoice")
@@ -118,7 +109,7 @@ async def test_myob_records_reach_xero_and_a_xero_edit_comes_back(crms: Crms) ->
     assert xero_invoice["Total"] == 198
     [xero_payment] = xero.sim.live("payment")
     assert xero_payment["Amount"] == 50
-    await until(lambda: xero.sim.live("invoice")[0]["AmountDue"] == 148)
+    await until(lambda: xero.sim.live("invoice")[0]["AmountDue"] == 148, seconds=60.0)
     row = await stack.pool.fetchrow("SELECT data FROM invoices")
     data = json.loads(row["data"]) if isinstance(row["data"], str) else row["data"]
     assert (data["total"], data["tax"], data["amount_due"]) == (19_800, 1_800, 14_800)
@@ -130,14 +121,16 @@ async def test_myob_records_reach_xero_and_a_xero_edit_comes_back(crms: Crms) ->
         xero_contact_id,
         {"Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": "0499 999 999"}]},
     )
-    await until(lambda: _main_address(myob.sim.live("customer")[0]).get("Phone1") == "0499 999 999")
+    await until(
+        lambda: _main_address(myob.sim.live("customer")[0]).get("Phone1") == "0499 999 999",
+        seconds=60.0,
+    )
     card = myob.sim.live("customer")[0]
     assert card["FirstName"] == "Grace"
     assert card["LastName"] == "Hopper"
     assert _main_address(card)["Email"] == "grace@example.com"
     await asyncio.sleep(3)  # polls and webhooks of what was pushed come back: no change
-    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-    assert [dict(d) for d in dead] == []
+    assert await stack.dead_letters() == []
     assert await stack.count("SELECT count(*) FROM customers") == 1
     assert await stack.count("SELECT count(*) FROM invoices") == 1
     assert await stack.count("SELECT count(*) FROM payments") == 1
@@ -171,30 +164,14 @@ async def test_a_poll_killed_midway_resumes_and_applies_each_record_once(
                 myob.sim.create("customer", myob.sim.seed_object("customer", i))
             env = env_for(database_url, kafka_bootstrap, topic_prefix)
             first = cli(env, "reconcile", str(conn_id), "--json")
-            seen = 0
-            for _ in range(1200):
-                seen = await stack.count("SELECT coalesce(max(records_seen), 0) FROM sync_jobs")
-                if seen >= RECORDS // 3 or first.poll() is not None:
-                    break
-                await asyncio.sleep(0.05)
-            assert first.poll() is None, f"the poll ended before it could be killed: {seen}"
-            first.send_signal(signal.SIGKILL)
-            first.wait()
-            first.communicate()
+            await kill_a_third_in(stack, first, RECORDS, seconds=60)
             status, kind, seen_at_kill = await stack.pool.fetchrow(
                 "SELECT status, kind, records_seen FROM sync_jobs"
             )
             assert (status, kind) == ("running", "reconcile")
             assert 0 < seen_at_kill < RECORDS
 
-            second = cli(env, "reconcile", str(conn_id), "--json")
-            out, err = await asyncio.to_thread(second.communicate, timeout=300)
-            assert second.returncode == 0, err.decode()
-            assert b"resuming from its checkpoint" in err
-            result = json.loads(out)
-            assert result["status"] == "succeeded"
-            assert result["records_seen"] == RECORDS
-            assert await stack.count("SELECT count(*) FROM sync_jobs") == 1
+            await resumes(stack, env, "reconcile", conn_id, RECORDS, within=300)
             # Only the pages after the checkpoint were listed again (at most one repeated).
             lists = [
                 r for r in myob.sim.log.requests
@@ -220,7 +197,6 @@ async def test_a_poll_killed_midway_resumes_and_applies_each_record_once(
                 "SELECT last_reconciled_at FROM connections WHERE id = $1", conn_id
             )
             assert marked is not None
-            dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-            assert [dict(d) for d in dead] == []
+            assert await stack.dead_letters() == []
     finally:
         await myob.runner.cleanup()

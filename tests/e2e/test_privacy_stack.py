@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,9 @@ import pytest
 
 from crmsync.application import privacy
 from crmsync.application.context import Context, KafkaTarget
-from crmsync.application.ledger_io import ledger
 from crmsync.application.models import PrivacyRequest
 from crmsync.common.crypto import KeyRing
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
 
 EMAIL = "ada@lovelace.example"
 CUSTOMERS = "SELECT count(*) FROM customers"
@@ -48,15 +47,6 @@ async def three_crms(
     finally:
         for crm in crms.values():
             await crm.runner.cleanup()
-
-
-async def eventually(check: Callable[[], Any], what: str, seconds: float = 30.0) -> Any:
-    for _ in range(int(seconds / 0.1)):
-        got = check()
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def quiet(stack: Stack, crms: Crms, seconds: float = 3.0) -> None:
@@ -130,9 +120,7 @@ async def test_a_person_erased_everywhere_stays_erased_and_nothing_echoes(
     assert "lovelace" not in str(contact).lower()
 
     # Each system reports the erase back by webhook: every one is refused, none is pushed.
-    await eventually(
-        lambda: all(crm.sim.log.webhooks for crm in crms.values()), "the erase's webhooks"
-    )
+    await until(lambda: all(crm.sim.log.webhooks for crm in crms.values()), "the erase's webhooks")
     await quiet(stack, crms)
     erased_echoes = await stack.count(ERASED)
     assert erased_echoes >= 3
@@ -152,18 +140,7 @@ async def test_a_person_erased_everywhere_stays_erased_and_nothing_echoes(
     assert await stack.count("SELECT count(*) FROM dead_letters") == 0
 
     # Every event acknowledged is accounted for: the refused ones as skipped (erased).
-    kafka = KafkaTarget(
-        kafka_bootstrap,
-        topic_prefix,
-        processor_group=f"crmsync-{topic_prefix}processor",
-        outbound_group=f"crmsync-{topic_prefix}outbound",
-    )
-    found = await ledger(stack.pool, kafka, since=since)
-    for _ in range(60):
-        if found.settled:
-            break
-        await asyncio.sleep(0.5)
-        found = await ledger(stack.pool, kafka, since=since)
+    found = await stack.settled_ledger(kafka_bootstrap, topic_prefix, since=since)
     assert found.settled, (found.problems(), found.in_flight)
     skipped = sum(c.inbound.skipped["erased"] for c in found.connections)
     assert skipped == await stack.count(ERASED)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from crmsync.application.sync import jobs
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
 from tests.ingest_harness import PUBLIC_BASE
 
 
@@ -43,14 +42,6 @@ async def crms(
     finally:
         for crm in (shopify, square):
             await crm.runner.cleanup()
-
-
-async def until(check: Callable[[], object], seconds: float = 30.0) -> None:
-    for _ in range(int(seconds / 0.1)):
-        if check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s")
 
 
 async def test_a_shopify_customer_order_and_transaction_reach_square_and_back(
@@ -139,8 +130,7 @@ async def test_a_shopify_customer_order_and_transaction_reach_square_and_back(
     assert (transaction["amount"], transaction["authorization"]) == ("80.00", "CASH-7")
 
     await asyncio.sleep(3)  # echoes of every push come back and must change nothing
-    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-    assert [dict(d) for d in dead] == []
+    assert await stack.dead_letters() == []
     assert await stack.count("SELECT count(*) FROM customers") == 1
     assert await stack.count("SELECT count(*) FROM invoices") == 2
     assert await stack.count("SELECT count(*) FROM payments") == 2
@@ -152,23 +142,4 @@ async def test_a_shopify_customer_order_and_transaction_reach_square_and_back(
 async def test_a_backfill_brings_in_what_the_store_held_before_the_connection(
     crms: Crms,
 ) -> None:
-    stack, shopify = crms.stack, crms.shopify
-    shopify.sim.seed(5)  # existed before: no webhooks
-    tenant_id = await stack.pool.fetchval(
-        "SELECT tenant_id FROM connections WHERE id = $1", crms.shopify_id
-    )
-    _job, queued = await jobs.queue(
-        stack.pool,
-        tenant_id=tenant_id,
-        connection_id=crms.shopify_id,
-        kind="backfill",
-        entity_types=["customer", "invoice", "payment"],
-        modified_since=None,
-        requested_by="test",
-    )
-    assert queued
-    assert await stack.wait("SELECT count(*) FROM customers", 5, seconds=60) == 5
-    assert await stack.wait("SELECT count(*) FROM invoices", 5, seconds=60) == 5
-    assert await stack.wait("SELECT count(*) FROM payments", 5, seconds=60) == 5
-    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-    assert [dict(d) for d in dead] == []
+    await crms.stack.backfill_brings_in_what_was_seeded(crms.shopify, crms.shopify_id)

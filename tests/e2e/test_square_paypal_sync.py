@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ import pytest
 from connectors.paypal.mapping import money
 from crmsync.application.sync import jobs
 from crmsync.common.connections import create_connection
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
 
 
 @dataclass
@@ -44,14 +44,6 @@ async def crms(
     finally:
         for crm in (square, paypal):
             await crm.runner.cleanup()
-
-
-async def until(check: Callable[[], object], seconds: float = 30.0) -> None:
-    for _ in range(int(seconds / 0.1)):
-        if check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s")
 
 
 async def test_square_records_reach_paypal_and_a_paypal_payment_reaches_square(crms: Crms) -> None:
@@ -103,33 +95,13 @@ async def test_square_records_reach_paypal_and_a_paypal_payment_reaches_square(c
     await until(lambda: square.sim.live("invoice")[0]["status"] == "PAID")
     assert payment["order_id"] == square_invoice["order_id"]
     await asyncio.sleep(2)  # echoes of both pushes come back and must change nothing
-    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-    assert [dict(d) for d in dead] == []
+    assert await stack.dead_letters() == []
     assert await stack.count("SELECT count(*) FROM invoices") == 1
     assert await stack.count("SELECT count(*) FROM payments") == 1
 
 
 async def test_a_backfill_brings_in_what_square_held_before_the_connection(crms: Crms) -> None:
-    stack, square = crms.stack, crms.square
-    square.sim.seed(5)  # existed before: no webhooks
-    tenant_id = await stack.pool.fetchval(
-        "SELECT tenant_id FROM connections WHERE id = $1", crms.square_id
-    )
-    _job, queued = await jobs.queue(
-        stack.pool,
-        tenant_id=tenant_id,
-        connection_id=crms.square_id,
-        kind="backfill",
-        entity_types=["customer", "invoice", "payment"],
-        modified_since=None,
-        requested_by="test",
-    )
-    assert queued
-    assert await stack.wait("SELECT count(*) FROM customers", 5, seconds=60) == 5
-    assert await stack.wait("SELECT count(*) FROM invoices", 5, seconds=60) == 5
-    assert await stack.wait("SELECT count(*) FROM payments", 5, seconds=60) == 5
-    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-    assert [dict(d) for d in dead] == []
+    await crms.stack.backfill_brings_in_what_was_seeded(crms.square, crms.square_id)
 
 
 async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_elsewhere(
@@ -196,8 +168,7 @@ async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_else
     )
     assert len(applied) == 1, f"the invoice changed after it was opened: {applied}"
     assert await stack.pool.fetchval("SELECT data->>'status' FROM invoices") == "open"
-    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-    assert [dict(d) for d in dead] == []
+    assert await stack.dead_letters() == []
 
 
 async def test_a_full_reconciliation_of_paypal_deletes_no_customer_its_invoices_do_not_name(
@@ -237,5 +208,4 @@ async def test_a_full_reconciliation_of_paypal_deletes_no_customer_its_invoices_
     await asyncio.sleep(2)  # a delete it sent would be applied and pushed by now
     assert await stack.count("SELECT count(*) FROM customers WHERE deleted_at IS NULL") == 1
     assert square.sim.live("customer"), "the customer was deleted in Square"
-    dead = await stack.pool.fetch("SELECT reason, detail FROM dead_letters")
-    assert [dict(d) for d in dead] == []
+    assert await stack.dead_letters() == []

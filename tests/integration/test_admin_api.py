@@ -873,18 +873,7 @@ async def test_ingest_records_when_a_publish_key_was_last_used(
     ):
         created = await ingest.connect("internal", None)
         assert created.api_key is not None
-        change = {
-            "event_id": "e1",
-            "entity_type": "job",
-            "op": "upsert",
-            "external_id": "job-1",
-            "occurred_at": "2026-11-21T10:00:00+00:00",
-            "data": {"title": "Fix the boiler"},
-        }
-        resp = await ingest.client.post(
-            "/v1/changes", json=change, headers={"Authorization": f"Bearer {created.api_key}"}
-        )
-        assert resp.status == 202, await resp.text()
+        await ingest.post_change(created.api_key)
         used = None
         for _ in range(100):
             used = await ingest.pool.fetchval("SELECT last_used_at FROM api_keys")

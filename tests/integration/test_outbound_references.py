@@ -28,7 +28,7 @@ from crmsync.common.pushes import Job, claim
 from crmsync.demo import sims
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import enqueue
-from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+from tests.e2e.sync_harness import SimulatedCrm, simulated
 
 MAX_ATTEMPTS = 3
 
@@ -120,11 +120,8 @@ async def env(pool: asyncpg.Pool) -> AsyncIterator[Env]:
 
 @pytest.fixture
 async def xero() -> AsyncIterator[SimulatedCrm]:
-    crm = await start_simulator("xero")
-    try:
+    async with simulated("xero") as crm:
         yield crm
-    finally:
-        await crm.runner.cleanup()
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
@@ -221,26 +218,26 @@ async def test_a_dead_letter_keeps_xeros_validation_errors_past_the_excerpt(
     assert "could not be found" not in payload["response_excerpt"]
 
 
-async def invoice_in_xero(
-    env: Env, xero: SimulatedCrm
+async def invoice_at(
+    env: Env, crm: SimulatedCrm, provider: str, **changed: Any
 ) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, dict[str, Any]]:
-    """A customer and its INVOICE pushed to a new Xero connection: the connection, the
-    customer and invoice ids, and the invoice as Xero holds it."""
-    target = await env.connect(xero, "xero")
+    """A customer and its INVOICE (with ``changed`` fields) pushed to a new connection to
+    ``crm``: the connection, the customer and invoice ids, and the invoice as ``crm`` holds it."""
+    target = await env.connect(crm, provider)
     customer = await env.record("customer", CUSTOMER)
-    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    invoice = await env.record("invoice", {**INVOICE, **changed, "customer_id": str(customer)})
     await env.push(target, "customer", customer)
     await env.push(target, "invoice", invoice)
     await env.run_due()
     await env.run_due()
-    [sent] = xero.sim.live("invoice")
+    [sent] = crm.sim.live("invoice")
     return target, customer, invoice, sent
 
 
 async def test_a_paid_xero_invoice_gets_its_payment_and_no_edit_and_one_dead_letter(
     env: Env, xero: SimulatedCrm
 ) -> None:
-    target, customer, invoice, sent = await invoice_in_xero(env, xero)
+    target, customer, invoice, sent = await invoice_at(env, xero, "xero")
     assert sent["Status"] == "AUTHORISED"
     payment = await env.record(
         "payment",
@@ -294,7 +291,7 @@ async def test_a_payment_allocated_in_xero_between_our_read_and_our_write_is_xer
 ) -> None:
     """The client reads the invoice (no payment), then a payment lands there (another push,
     or Xero's user) before its edit: Xero's refusal is its rule, once, not a 4xx."""
-    target, customer, invoice, sent = await invoice_in_xero(env, xero)
+    target, customer, invoice, sent = await invoice_at(env, xero, "xero")
     read = XeroClient._raw
 
     async def read_then_paid(self: XeroClient, entity_type: str, external_id: str) -> Any:
@@ -323,7 +320,7 @@ async def test_a_payment_allocated_in_xero_between_our_read_and_our_write_is_xer
 async def test_an_approved_xero_invoice_takes_edits_but_not_a_return_to_draft(
     env: Env, xero: SimulatedCrm
 ) -> None:
-    target, customer, invoice, sent = await invoice_in_xero(env, xero)
+    target, customer, invoice, sent = await invoice_at(env, xero, "xero")
     # Back to draft with a new due date: the due date goes, the status cannot.
     back = {**INVOICE, "customer_id": str(customer), "status": "draft", "due_on": "2026-12-31"}
     await env.push(target, "invoice", invoice, await env.edit("invoice", invoice, back))
@@ -368,11 +365,8 @@ async def test_credentials_no_key_opens_park_the_push_instead_of_failing_it_for_
 
 @pytest.fixture
 async def stripe() -> AsyncIterator[SimulatedCrm]:
-    crm = await start_simulator("stripe")
-    try:
+    async with simulated("stripe") as crm:
         yield crm
-    finally:
-        await crm.runner.cleanup()
 
 
 @pytest.mark.parametrize("status", [400, 503])
@@ -431,7 +425,7 @@ async def test_a_payment_edit_xero_cannot_take_is_not_sent_and_is_logged_once(
 ) -> None:
     # Xero's payments take no edit (capabilities: update ✗): the edit is not sent, not a
     # dead letter for ever redriven, but logged once with the rule.
-    target, _customer, invoice, _sent = await invoice_in_xero(env, xero)
+    target, _customer, invoice, _sent = await invoice_at(env, xero, "xero")
     payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice)})
     await env.push(target, "payment", payment)
     await env.run_due()
@@ -454,16 +448,33 @@ async def test_a_payment_edit_xero_cannot_take_is_not_sent_and_is_logged_once(
     assert link["last_pushed_version"] == version
 
 
+async def push_pending_payment(env: Env, target: uuid.UUID, invoice: uuid.UUID) -> uuid.UUID:
+    """A card payment of ``invoice`` not settled yet (no ``paid_at``), pushed to ``target``."""
+    pending = {**PAYMENT, "invoice_id": str(invoice), "status": "pending"}
+    del pending["paid_at"]
+    payment = await env.record("payment", pending)
+    await env.push(target, "payment", payment)
+    return payment
+
+
+async def settle_and_push(
+    env: Env, target: uuid.UUID, invoice: uuid.UUID, payment: uuid.UUID
+) -> None:
+    """The pending payment has succeeded: its new version pushed to ``target`` and run."""
+    version = await env.edit(
+        "payment", payment, {**PAYMENT, "invoice_id": str(invoice), "status": "succeeded"}
+    )
+    await env.push(target, "payment", payment, version)
+    await env.run_due()
+
+
 async def test_a_pending_payment_waits_for_xero_until_it_succeeds(
     env: Env, xero: SimulatedCrm
 ) -> None:
     # Xero records money received only (its Payments API has no pending payment): a
     # pending card payment is held, not refused, and goes once it has succeeded.
-    target, _customer, invoice, sent = await invoice_in_xero(env, xero)
-    pending = {**PAYMENT, "invoice_id": str(invoice), "status": "pending"}
-    del pending["paid_at"]
-    payment = await env.record("payment", pending)
-    await env.push(target, "payment", payment)
+    target, _customer, invoice, sent = await invoice_at(env, xero, "xero")
+    payment = await push_pending_payment(env, target, invoice)
     before = len(xero.sim.log.requests)
     await env.run_due()
     assert list(xero.sim.log.requests)[before:] == []
@@ -472,73 +483,41 @@ async def test_a_pending_payment_waits_for_xero_until_it_succeeds(
     [(outcome, error)] = await _sync_log(env, payment)
     assert outcome == "held"
     assert "pending" in (error or "")
-    version = await env.edit(
-        "payment", payment, {**PAYMENT, "invoice_id": str(invoice), "status": "succeeded"}
-    )
-    await env.push(target, "payment", payment, version)
-    await env.run_due()
+    await settle_and_push(env, target, invoice, payment)
     [paid] = xero.sim.live("payment")
     assert paid["Invoice"]["InvoiceID"] == sent["InvoiceID"]
     assert await env.dead() == []
 
 
-async def test_a_payment_on_a_draft_xero_invoice_is_refused_by_rule_not_as_a_4xx(
-    env: Env, xero: SimulatedCrm
-) -> None:
-    target = await env.connect(xero, "xero")
-    customer = await env.record("customer", CUSTOMER)
-    invoice = await env.record(
-        "invoice", {**INVOICE, "status": "draft", "customer_id": str(customer)}
-    )
-    await env.push(target, "customer", customer)
-    await env.push(target, "invoice", invoice)
-    await env.run_due()
-    await env.run_due()
-    [sent] = xero.sim.live("invoice")
-    assert sent["Status"] == "DRAFT"
-    payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice)})
-    await env.push(target, "payment", payment)
-    for _ in range(MAX_ATTEMPTS + 1):
-        await env.run_due()
-    assert xero.sim.live("payment") == []
-    assert await env.queued() == []
-    [dead] = await env.dead()
-    assert dead["reason"] == "provider_rule"
-    assert "Payments can only be made against Authorised documents" in dead["detail"]
-
-
 @pytest.fixture
 async def ascora() -> AsyncIterator[SimulatedCrm]:
-    crm = await start_simulator("ascora")
-    try:
+    async with simulated("ascora") as crm:
         yield crm
-    finally:
-        await crm.runner.cleanup()
 
 
-async def test_a_payment_on_a_draft_ascora_invoice_is_refused_by_rule_not_as_a_4xx(
-    env: Env, ascora: SimulatedCrm
+@pytest.mark.parametrize(
+    ("provider", "status", "refusal"),
+    [
+        ("xero", ("Status", "DRAFT"), "Payments can only be made against Authorised documents"),
+        ("ascora", ("status", "Draft"), "takes no payments"),
+    ],
+)
+async def test_a_payment_on_a_draft_invoice_is_refused_by_rule_not_as_a_4xx(
+    env: Env, provider: str, status: tuple[str, str], refusal: str
 ) -> None:
-    target = await env.connect(ascora, "ascora")
-    customer = await env.record("customer", CUSTOMER)
-    invoice = await env.record(
-        "invoice", {**INVOICE, "status": "draft", "customer_id": str(customer)}
-    )
-    await env.push(target, "customer", customer)
-    await env.push(target, "invoice", invoice)
-    await env.run_due()
-    await env.run_due()
-    [sent] = ascora.sim.live("invoice")
-    assert sent["status"] == "Draft"
-    payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice)})
-    await env.push(target, "payment", payment)
-    for _ in range(MAX_ATTEMPTS + 1):
-        await env.run_due()
-    assert ascora.sim.live("payment") == []
-    assert await env.queued() == []
-    [dead] = await env.dead()
-    assert dead["reason"] == "provider_rule"
-    assert "takes no payments" in dead["detail"]
+    async with simulated(provider) as crm:
+        target, _customer, invoice, sent = await invoice_at(env, crm, provider, status="draft")
+        field, draft = status
+        assert sent[field] == draft
+        payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice)})
+        await env.push(target, "payment", payment)
+        for _ in range(MAX_ATTEMPTS + 1):
+            await env.run_due()
+        assert crm.sim.live("payment") == []
+        assert await env.queued() == []
+        [dead] = await env.dead()
+        assert dead["reason"] == "provider_rule"
+        assert refusal in dead["detail"]
 
 
 async def test_an_invoice_without_lines_waits_for_xero_until_it_has_them(
@@ -573,7 +552,7 @@ async def test_deleting_a_paid_xero_invoice_is_refused_by_rule_once(
 ) -> None:
     # Xero voids no invoice with payments allocated ("remove its payments first"): a
     # rule of Xero's about the invoice as it stands, parked once as provider_rule.
-    target, _customer, invoice, sent = await invoice_in_xero(env, xero)
+    target, _customer, invoice, sent = await invoice_at(env, xero, "xero")
     payment = await env.record("payment", {**PAYMENT, "invoice_id": str(invoice), "amount": 15000})
     await env.push(target, "payment", payment)
     await env.run_due()
@@ -598,27 +577,14 @@ async def test_a_pending_payment_waits_for_ascora_which_never_edits_one(
 ) -> None:
     # Ascora records pending payments but never edits a payment: pushed now, a card
     # payment would stay pending there after it succeeded. It waits until it has settled.
-    target = await env.connect(ascora, "ascora")
-    customer = await env.record("customer", CUSTOMER)
-    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
-    await env.push(target, "customer", customer)
-    await env.push(target, "invoice", invoice)
-    await env.run_due()
-    await env.run_due()
-    pending = {**PAYMENT, "invoice_id": str(invoice), "status": "pending"}
-    del pending["paid_at"]
-    payment = await env.record("payment", pending)
-    await env.push(target, "payment", payment)
+    target, _customer, invoice, _sent = await invoice_at(env, ascora, "ascora")
+    payment = await push_pending_payment(env, target, invoice)
     await env.run_due()
     assert ascora.sim.live("payment") == []
     assert await env.dead() == []
     [(outcome, _error)] = await _sync_log(env, payment)
     assert outcome == "held"
-    version = await env.edit(
-        "payment", payment, {**PAYMENT, "invoice_id": str(invoice), "status": "succeeded"}
-    )
-    await env.push(target, "payment", payment, version)
-    await env.run_due()
+    await settle_and_push(env, target, invoice, payment)
     [paid] = ascora.sim.live("payment")
     assert paid["status"] == "Completed"
     assert await env.dead() == []

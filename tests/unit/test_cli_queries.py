@@ -1,4 +1,5 @@
-"""The admin commands' list queries are read from the options named like their fields."""
+"""The admin commands' list queries and request bodies are read from the options named like
+their fields."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import uuid
 
 import pytest
 
-from crmsync.application.models import ApiKeyQuery, DeadLetterQuery
-from crmsync.cli.admin_common import EXIT_INVALID, CommandError, query_from
+from crmsync.application.models import ApiKeyQuery, DeadLetterQuery, SyncJobCreate
+from crmsync.cli.admin_common import EXIT_INVALID, CommandError, body_from, query_from
 
 
 def test_each_field_comes_from_the_option_of_its_name() -> None:
@@ -40,3 +41,23 @@ def test_an_invalid_option_is_invalid_input() -> None:
     with pytest.raises(CommandError) as caught:
         query_from(DeadLetterQuery, argparse.Namespace(limit=0))
     assert caught.value.code == EXIT_INVALID
+
+
+def test_a_body_reads_its_fields_the_same_way_but_for_the_values_given() -> None:
+    connection = uuid.uuid4()
+    args = argparse.Namespace(
+        json=True,
+        connection=connection,
+        kind="reconcile",
+        entity_types="customer,invoice",
+        modified_since="2026-12-01T09:00:00+00:00",
+    )
+    body = body_from(SyncJobCreate, args, entity_types=["customer", "invoice"])
+    assert body == SyncJobCreate.model_validate(
+        {
+            "connection": connection,
+            "kind": "reconcile",
+            "entity_types": ["customer", "invoice"],
+            "modified_since": "2026-12-01T09:00:00+00:00",
+        }
+    )

@@ -168,19 +168,7 @@ async def start(
             holder = row["lease_owner"]
             if holder is not None and not row["expired"] and not owner_is_gone(holder):
                 raise JobBusyError(row["id"], holder)
-            taken = await conn.fetchrow(
-                f"""
-                UPDATE sync_jobs
-                   SET status = 'running', lease_owner = $2,
-                       lease_expires_at = now() + make_interval(secs => $3),
-                       started_at = coalesce(started_at, now()), updated_at = now()
-                 WHERE id = $1
-             RETURNING {_RETURNING}
-                """,  # noqa: S608
-                row["id"],
-                owner,
-                lease_seconds,
-            )
+            taken = await _take(conn, row["id"], owner, lease_seconds)
             assert taken is not None  # noqa: S101 - the row is locked by this transaction
             return SyncJob.from_row(taken, resumed=row["started_at"] is not None)
         created = await conn.fetchrow(
@@ -205,6 +193,35 @@ async def start(
         return SyncJob.from_row(created)
 
 
+async def _take(
+    conn: Conn | asyncpg.Pool,
+    job_id: uuid.UUID,
+    owner: str,
+    lease_seconds: float,
+    *,
+    seen: asyncpg.Record | None = None,
+) -> asyncpg.Record | None:
+    """Hold the run for ``owner``: running, leased for ``lease_seconds``. With ``seen``, only
+    while its status and owner are still the ones seen (None: another runner was faster)."""
+    guard = " AND status = $4 AND lease_owner IS NOT DISTINCT FROM $5" if seen is not None else ""
+    still: tuple[Any, ...] = (seen["status"], seen["lease_owner"]) if seen is not None else ()
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"""
+        UPDATE sync_jobs
+           SET status = 'running', lease_owner = $2,
+               lease_expires_at = now() + make_interval(secs => $3),
+               started_at = coalesce(started_at, now()), updated_at = now()
+         WHERE id = $1{guard}
+     RETURNING {_RETURNING}
+        """,  # noqa: S608 - constant column list and guard
+        job_id,
+        owner,
+        lease_seconds,
+        *still,
+    )
+    return row
+
+
 async def claim_next(pool: asyncpg.Pool, *, owner: str, lease_seconds: float) -> SyncJob | None:
     """The oldest pending run, or a running one whose owner is gone or whose lease ran
     out, now held by ``owner``; None when there is nothing to run."""
@@ -220,21 +237,7 @@ async def claim_next(pool: asyncpg.Pool, *, owner: str, lease_seconds: float) ->
     for c in rows:
         if c["status"] == "running" and not (c["expired"] or owner_is_gone(c["lease_owner"])):
             continue
-        row = await pool.fetchrow(
-            f"""
-            UPDATE sync_jobs
-               SET status = 'running', lease_owner = $2,
-                   lease_expires_at = now() + make_interval(secs => $3),
-                   started_at = coalesce(started_at, now()), updated_at = now()
-             WHERE id = $1 AND status = $4 AND lease_owner IS NOT DISTINCT FROM $5
-         RETURNING {_RETURNING}
-            """,  # noqa: S608 - constant column list
-            c["id"],
-            owner,
-            lease_seconds,
-            c["status"],
-            c["lease_owner"],
-        )
+        row = await _take(pool, c["id"], owner, lease_seconds, seen=c)
         if row is not None:  # else another runner was faster
             return SyncJob.from_row(row, resumed=c["status"] == "running")
     return None

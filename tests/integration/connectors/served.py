@@ -7,16 +7,18 @@ checks the webhooks it sends: these are the server and the inbox they share.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import pytest
 from aiohttp import web
 
 from connectors.base import Connector, Verified, WebhookRequest
 from connectors.spec import ApiClient, EntityType, Page, RemoteRecord, WebhookParse
+from schemas.errors import ProviderRuleError
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,42 @@ def writes_logged(requests: Iterable[Mapping[str, Any]], reads: Iterable[str] = 
     return sum(1 for r in requests if r["method"] != "GET" and r["path"] not in skipped)
 
 
+async def a_paid_invoice_asks_nothing_but_refuses_real_edits(
+    client: ApiClient,
+    requests: Collection[Mapping[str, Any]],
+    invoice: RemoteRecord,
+    refs: dict[str, str],
+    *,
+    refused: str,
+    number: str,
+    reads: Iterable[str] = (),
+    once_paid: Callable[[], None] = lambda: None,
+) -> None:
+    """What a provider that marks an invoice paid itself must do with our edits of it:
+    unchanged and open, it is not written (a full replace raced a payment); settled by a
+    recorded payment, the derived "paid" edit (status, amount due) writes nothing (it was a
+    provider_rule dead letter); a real edit, a new ``number``, is refused (``refused`` matches
+    the provider's message). ``requests`` is the simulator's log, ``reads`` the POSTs that read
+    (checked after the payment), ``once_paid`` checks the simulator's own paid state."""
+    writes = writes_logged(requests)
+    await client.update("invoice", invoice.external_id, dict(invoice.data), refs)
+    assert writes_logged(requests) == writes
+    await client.create(
+        "payment",
+        {"amount": 27_500, "currency": "AUD", "status": "succeeded", "reference": "EFT"},
+        {"invoice_id": invoice.external_id},
+        "p",
+    )
+    once_paid()
+    writes = writes_logged(requests)
+    derived = {**invoice.data, "status": "paid", "amount_due": 0}
+    paid = await client.update("invoice", invoice.external_id, derived, refs)
+    assert (paid.data["status"], paid.data["amount_due"]) == ("paid", 0)
+    assert writes_logged(requests, reads) == writes
+    with pytest.raises(ProviderRuleError, match=refused):
+        await client.update("invoice", invoice.external_id, {**derived, "number": number}, refs)
+
+
 def one_line_invoice(number: str) -> dict[str, Any]:
     """An open AUD invoice of one taxed line (2 x 125.00, 25.00 tax): what the Square,
     PayPal and Shopify tests push."""
@@ -120,6 +158,17 @@ def one_line_invoice(number: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def assert_open_one_line_totals(invoice: RemoteRecord) -> None:
+    """The provider's totals of a pushed :func:`one_line_invoice`, read back: still open,
+    250.00 + 25.00 tax = 275.00."""
+    assert invoice.data["status"] == "open"
+    assert (invoice.data["subtotal"], invoice.data["tax"], invoice.data["total"]) == (
+        25_000,
+        2_500,
+        27_500,
+    )
 
 
 async def every_page(

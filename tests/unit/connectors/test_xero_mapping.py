@@ -666,33 +666,40 @@ def _lines_add_up(data: dict[str, Any]) -> None:
     assert (net, tax, net + tax) == (data["subtotal"], data["tax"], data["total"])
 
 
-def test_tax_inclusive_lines_become_tax_exclusive_unit_amounts() -> None:
-    # Xero: UnitAmount 115.00 including 15.00 GST, two of them: SubTotal 200, tax 30.
+@pytest.mark.parametrize(
+    ("line", "totals", "expected"),
+    [
+        pytest.param(
+            # Xero: UnitAmount 115.00 including 15.00 GST, two of them: SubTotal 200, tax 30.
+            {"Quantity": 2.0, "UnitAmount": 115.0, "TaxAmount": 30.0, "LineAmount": 230.0},
+            (200.0, 30.0, 230.0),
+            {"quantity": "2", "unit_amount": 10_000, "tax_amount": 3_000},
+            id="tax-exclusive-unit-amounts",
+        ),
+        pytest.param(
+            # 3 x 10.00 including 3.91 tax: 26.09 net does not divide by 3 in cents, so the
+            # line is one of its net amount.
+            {"Quantity": 3.0, "UnitAmount": 10.0, "TaxAmount": 3.91, "LineAmount": 30.0},
+            (26.09, 3.91, 30.0),
+            {"quantity": "1", "unit_amount": 2_609, "tax_amount": 391},
+            id="net-unit-not-whole",
+        ),
+    ],
+)
+def test_tax_inclusive_lines_become_tax_exclusive(
+    line: dict[str, float], totals: tuple[float, float, float], expected: dict[str, Any]
+) -> None:
+    subtotal, tax, total = totals
     invoice = invoice_object(
         LineAmountTypes="Inclusive",
-        LineItems=[{"Quantity": 2.0, "UnitAmount": 115.0, "TaxAmount": 30.0, "LineAmount": 230.0}],
-        SubTotal=200.0,
-        TotalTax=30.0,
-        Total=230.0,
-        AmountDue=230.0,
+        LineItems=[line],
+        SubTotal=subtotal,
+        TotalTax=tax,
+        Total=total,
+        AmountDue=total,
     )
     record = MAPPER.to_canonical("invoice", invoice, SETTINGS)
-    assert record.data["lines"] == [{"quantity": "2", "unit_amount": 10_000, "tax_amount": 3_000}]
-    _lines_add_up(record.data)
-
-
-def test_an_inclusive_line_whose_net_unit_is_not_whole_is_one_of_its_net_amount() -> None:
-    # 3 x 10.00 including 3.91 tax: 26.09 net does not divide by 3 in cents.
-    invoice = invoice_object(
-        LineAmountTypes="Inclusive",
-        LineItems=[{"Quantity": 3.0, "UnitAmount": 10.0, "TaxAmount": 3.91, "LineAmount": 30.0}],
-        SubTotal=26.09,
-        TotalTax=3.91,
-        Total=30.0,
-        AmountDue=30.0,
-    )
-    record = MAPPER.to_canonical("invoice", invoice, SETTINGS)
-    assert record.data["lines"] == [{"quantity": "1", "unit_amount": 2_609, "tax_amount": 391}]
+    assert record.data["lines"] == [expected]
     _lines_add_up(record.data)
 
 
