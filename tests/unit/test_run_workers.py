@@ -12,6 +12,10 @@ def test_two_workers_of_processor_and_outbound_each_on_ports_of_their_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CRMSYNC_PROCESSOR_DATA_DIR", "/var/lib/crmsync/processor")
+    # The default ports are what this reads: a second local stack's ports (set in the
+    # environment of whoever runs the suite beside another) are not.
+    for name in ("PROCESSOR_HOST", "PROCESSOR_PORT", "OUTBOUND_HOST", "OUTBOUND_PORT"):
+        monkeypatch.delenv(f"CRMSYNC_{name}", raising=False)
     planned = {
         label: (service, address, extra)
         for label, service, address, extra in _workers(["processor", "outbound"], 2)
