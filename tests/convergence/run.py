@@ -321,8 +321,14 @@ class Runner:
                 unchanged = await self._crm(self.systems.crms[op.system], op)
             if op.action == "update":
                 # Not an edit: the field keeps what the plan had before (a concurrent edit
-                # elsewhere, still on its way here, is the newer one).
-                kept = {n for n in unchanged if n in previous and previous[n] != op.values[n]}
+                # elsewhere, still on its way here, is the newer one). Only the compared
+                # fields: the others (an invoice's status, derived from its payments) also
+                # build later ops' bodies, which this must not change.
+                kept = {
+                    n
+                    for n in unchanged & set(COMPARED[op.kind])
+                    if n in previous and previous[n] != op.values[n]
+                }
                 for name in kept:
                     self.values[op.key][name] = previous[name]
                 if kept:
