@@ -119,6 +119,9 @@ class Result:
     examples: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    # Edits (by field) that set a value their system already held (a concurrent edit from
+    # another system had not reached it yet): no edit there, so not in the expected state.
+    held_already: list[str] = field(default_factory=list)
 
     @property
     def converged(self) -> bool:
@@ -167,6 +170,11 @@ class Result:
                 f"ops the provider refused, as it would its user ({len(self.refused)}):"
                 f" {self.refused[:5]}"
             )
+        if self.held_already:
+            lines.append(
+                f"edits of a value their system already held, not edits"
+                f" ({len(self.held_already)}): {self.held_already[:5]}"
+            )
         if self.skipped:
             lines.append(f"ops that could not be made ({len(self.skipped)}): {self.skipped[:10]}")
         lines += [f"  {e}" for e in self.examples[:EXAMPLES]]
@@ -197,6 +205,9 @@ class Runner:
         self.kind: dict[str, Kind] = {}
         self.values: dict[str, dict[str, object]] = {}
         self.refs: dict[str, dict[str, str]] = {}
+        # key -> what the internal service last posted for it: all it holds of the record,
+        # since it is pushed nothing.
+        self.posted: dict[str, dict[str, object]] = {}
         self.poison: list[str] = []
         self.nudged: dict[str, float] = {}
         self.alive: dict[str, bool] = {}
@@ -310,9 +321,25 @@ class Runner:
         self.values[op.key] = {**previous, **op.values}
         try:
             if op.system == INTERNAL:
-                await self._internal(op)
+                unchanged = await self._internal(op)
             else:
-                await self._crm(self.systems.crms[op.system], op)
+                unchanged = await self._crm(self.systems.crms[op.system], op)
+            if op.action == "update":
+                # Not an edit: the field keeps what the plan had before (a concurrent edit
+                # elsewhere, still on its way here, is the newer one). Only the compared
+                # fields: the others (an invoice's status, derived from its payments) also
+                # build later ops' bodies, which this must not change.
+                kept = {
+                    n
+                    for n in unchanged & set(COMPARED[op.kind])
+                    if n in previous and previous[n] != op.values[n]
+                }
+                for name in kept:
+                    self.values[op.key][name] = previous[name]
+                if kept:
+                    self.result.held_already.append(
+                        f"#{op.index} {op.kind} {op.key} in {op.system}: {sorted(kept)}"
+                    )
         except _NotThereError as exc:
             self.values[op.key] = previous
             self.result.refused.append(
@@ -335,24 +362,27 @@ class Runner:
             self.deleted_in[op.key] = op.system
         return True
 
-    async def _crm(self, crm: System, op: Op) -> None:
+    async def _crm(self, crm: System, op: Op) -> set[str]:
+        """Make the op in ``crm``'s simulator; the fields of an update that it already held
+        (set to the value they had there: no edit, see :func:`held_already`)."""
         sim = crm.running.sim
         record_id: str | None = None
         if op.action != "create":
             record_id = await self.arrived(op.system, op.key)
             if record_id is None:
                 self.result.skipped.append(f"#{op.index} {op.action} {op.key} in {op.system}")
-                return
+                return set()
             if op.action == "delete":
                 sim.delete(op.kind, record_id)
-                return
+                return set()
         refs: dict[str, str] = {}
         for ref_field, ref_key in self.refs[op.key].items():
             found = await self.arrived(op.system, ref_key)
             if found is None:
                 self.result.skipped.append(f"#{op.index} {op.key} in {op.system}: {ref_key}")
-                return
+                return set()
             refs[ref_field] = found
+        unchanged = held_already(crm, op.kind, record_id, op.values) if record_id else set()
         if op.system == "myob" and op.kind == "payment" and "invoice_id" in refs:
             # A MYOB user records a payment for a customer, then applies it to an invoice.
             invoice = sim.store["invoice"].get(refs["invoice_id"], {})
@@ -373,7 +403,7 @@ class Runner:
             body = {k: v for k, v in body.items() if k not in ("send", "cancel")}
         if record_id is not None:
             sim.update(op.kind, record_id, body)
-            return
+            return unchanged
         obj = sim.create(op.kind, body)
         external_id = crm.mapper.to_canonical(
             op.kind, _as_read(sim, op.kind, obj), crm.settings
@@ -385,9 +415,14 @@ class Runner:
             # created and succeeded events, often within one second), not one left pending.
             sim.update(op.kind, external_id, {"status": status})
         self.made[(op.system, op.key)] = external_id
+        return unchanged
 
-    async def _internal(self, op: Op) -> None:
+    async def _internal(self, op: Op) -> set[str]:
+        """Post the op as the internal service; the fields of an update it already held
+        (the values it posted last: it is pushed nothing), as :func:`held_already`."""
         data: dict[str, object] = dict(self.values[op.key]) if op.action != "delete" else {}
+        sent = self.posted.get(op.key, {}) if op.action == "update" else {}
+        unchanged = {n for n, v in op.values.items() if n in sent and _norm(sent[n]) == _norm(v)}
         refs: dict[str, str] = {}
         for ref_field, ref_key in self.refs[op.key].items():
             if self.origin[ref_key] == INTERNAL:
@@ -401,7 +436,7 @@ class Runner:
                     await asyncio.sleep(0.2)
             if entity_id is None:
                 self.result.skipped.append(f"#{op.index} {op.key} internal: {ref_key}")
-                return
+                return set()
             data[ref_field] = str(entity_id)
         self.made[(INTERNAL, op.key)] = op.key
         await self.post_change(
@@ -415,6 +450,8 @@ class Runner:
                 "refs": refs,
             }
         )
+        self.posted[op.key] = data
+        return unchanged
 
     async def post_change(self, change: Mapping[str, Any]) -> None:
         """One change, retried as its publisher would until ingest takes it."""
@@ -961,6 +998,29 @@ def _payload(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def held_already(crm: System, kind: Kind, record_id: str, values: Mapping[str, Any]) -> set[str]:
+    """The fields of an edit whose value ``crm`` already holds, read through its mapping.
+
+    Without ``--overlap`` a record is edited once the last edit reached every system, so
+    its system holds the canonical value; with it, another system's edit may still be on
+    its way (seed 2: Xero renamed c12, then Ascora's user "renamed" it to the name Ascora
+    still showed). Setting a field to what it shows changes nothing there: the field-level
+    merge rightly hears no edit (``no_op``), and the plan must not expect one.
+    """
+    stored = crm.running.sim.store[kind].get(record_id)
+    if stored is None:
+        return set()
+    try:
+        shown = crm.mapper.to_canonical(kind, _as_read(crm.running.sim, kind, stored), crm.settings)
+    except MappingError:
+        return set()
+    return {
+        name
+        for name, value in values.items()
+        if name in shown.data and _norm(shown.data[name]) == _norm(value)
+    }
 
 
 def _norm(value: object) -> object:

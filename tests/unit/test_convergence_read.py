@@ -3,9 +3,17 @@ as the connector's client reads them from the provider's API."""
 
 from __future__ import annotations
 
+import uuid
+from types import SimpleNamespace
+from typing import cast
+
+from connectors.ascora.mapping import Mapper as AscoraMapper
+from connectors.ascora.simulator import AscoraSimulator
 from connectors.square.mapping import Mapper
 from connectors.square.simulator import SquareSimulator
-from tests.convergence.run import _as_read
+from crmsync.demo.sims import RunningSim
+from tests.convergence.run import _as_read, held_already
+from tests.convergence.stack import System
 
 INVOICE = {
     "number": "CV-I1",
@@ -31,3 +39,18 @@ def test_a_square_payment_reads_back_with_the_invoice_billing_its_order() -> Non
     payment = sim.create("payment", mapper.from_canonical("payment", PAYMENT, paid, {}))
     read = mapper.to_canonical("payment", _as_read(sim, "payment", payment), {})
     assert read.refs["invoice_id"] == invoice["id"] != other["id"]
+
+
+def test_an_edit_to_the_value_its_system_still_shows_is_no_edit() -> None:
+    """With ``--overlap`` another system's rename may not have reached Ascora yet when
+    Ascora's user "renames" the record to the name Ascora still shows (seed 2's c12 and
+    c19). That changes nothing there; the plan expected it to win over the rename."""
+    sim, mapper = AscoraSimulator(), AscoraMapper()
+    shown = {"name": "Harbour Plumbing", "email": "k1@converge.example"}
+    made = sim.create("customer", mapper.from_canonical("customer", shown, {}, {}))
+    record_id = mapper.to_canonical("customer", made, {}).external_id
+    running = cast(RunningSim, SimpleNamespace(sim=sim))
+    crm = System("ascora", running, uuid.uuid4(), {}, mapper, ("customer",))
+    edit = {"name": "harbour plumbing ", "phone": "+61 2 5550 0101"}
+    assert held_already(crm, "customer", record_id, edit) == {"name"}
+    assert held_already(crm, "customer", record_id, {"name": "Bayview Gardens"}) == set()
