@@ -3,8 +3,9 @@
 Per change, in order: drop it if this connection's event id was processed already; refuse
 ids its tenant does not have; find the record through the connection's link, or on first
 contact match an existing record (customer by email, invoice by number, payment by
-reference); then :func:`services.processor.decide.decide` says what the change does, and
-this module writes it. The same rules serve the set-based path (batch.py); this one is the
+reference; a job by title, only to one being pushed to that connection: PUSHED_MATCH_ON);
+then :func:`services.processor.decide.decide` says what the change does, and this module
+writes it. The same rules serve the set-based path (batch.py); this one is the
 reference it is tested against, and where a batch Postgres rejects is replayed.
 """
 

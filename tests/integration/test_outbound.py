@@ -689,14 +689,12 @@ class EchoBeforeTheLink(Pusher):
         return await super()._remember(**kwargs)
 
 
-@pytest.mark.parametrize("path", ["batch", "one_by_one"])
-async def test_the_echo_of_a_create_applied_before_its_link_is_saved_is_no_second_record(
-    env: Env, path: str
-) -> None:
-    """A job has no first-contact key (two jobs may share a title), so the echo of our
-    create, reaching the processor before the push linked it, made a second canonical job
-    (invariant 6), and the push's link then broke entity_links' key on Ascora's id: the
-    push failed "unexpectedly" on every lease, for ever."""
+async def _job_pushed_with_its_echo_first(
+    env: Env, path: str, *, renamed_there: str | None = None
+) -> tuple[Applied, Applied]:
+    """A job made at the origin, pushed to Ascora by EchoBeforeTheLink through ``path``
+    (the set-based apply, or the change-by-change replay); its user renames it there
+    before the webhook when ``renamed_there``. Returns (the origin's change, the echo's)."""
     customer = await env.change(1, CUSTOMER)
     await env.enqueue(customer)
     await env.run_due()
@@ -716,6 +714,8 @@ async def test_the_echo_of_a_create_applied_before_its_link_is_saved_is_no_secon
     assert made.entity_id is not None
 
     async def echo(external_id: str) -> Applied:
+        if renamed_there is not None:
+            env.crm.sim.update("job", external_id, {"jobName": renamed_there})
         info = await load_connection(env.pool, env.target, tenant_id=env.tenant_id)
         assert info is not None
         remote = await (await env.clients.get(info)).client.fetch("job", external_id)
@@ -743,19 +743,25 @@ async def test_the_echo_of_a_create_applied_before_its_link_is_saved_is_no_secon
 
     pusher = EchoBeforeTheLink(env.pool, env.clients, env.pusher.policy)
     pusher.echo, pusher.echoed = echo, []
-    await env.enqueue(
-        CanonicalRecord.model_validate_json(
-            json.dumps(
-                await env.pool.fetchval(
-                    "SELECT payload FROM outbox WHERE change_id = $1", made.change_id
-                )
-            )
-        )
+    payload = await env.pool.fetchval(
+        "SELECT payload FROM outbox WHERE change_id = $1", made.change_id
     )
+    await env.enqueue(CanonicalRecord.model_validate_json(json.dumps(payload)))
     await env.run_due(pusher)
-
-    [created] = env.crm.sim.live("job")
     [echoed] = pusher.echoed
+    return made, echoed
+
+
+@pytest.mark.parametrize("path", ["batch", "one_by_one"])
+async def test_the_echo_of_a_create_applied_before_its_link_is_saved_is_no_second_record(
+    env: Env, path: str
+) -> None:
+    """A job has no first-contact key (two jobs may share a title), so the echo of our
+    create, reaching the processor before the push linked it, made a second canonical job
+    (invariant 6), and the push's link then broke entity_links' key on Ascora's id: the
+    push failed "unexpectedly" on every lease, for ever."""
+    made, echoed = await _job_pushed_with_its_echo_first(env, path)
+    [created] = env.crm.sim.live("job")
     assert echoed.entity_id == made.entity_id, "the echo made a second canonical job"
     jobs = await env.pool.fetchval(
         "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND deleted_at IS NULL", env.tenant_id
@@ -769,3 +775,21 @@ async def test_the_echo_of_a_create_applied_before_its_link_is_saved_is_no_secon
     assert (link["entity_id"], link["external_id"]) == (made.entity_id, created["jobId"])
     assert link["last_pushed_version"] == 1
     assert await env.job() is None, "the push was not finished"
+
+
+async def test_a_push_whose_record_there_another_record_holds_is_parked_once(env: Env) -> None:
+    """Renamed at Ascora before its webhook left, the echo is no longer recognised as our
+    write and makes a record of its own; the push cannot link what it wrote. It is parked
+    once, naming both records, instead of failing on every lease for ever."""
+    made, echoed = await _job_pushed_with_its_echo_first(
+        env, "batch", renamed_there="Gutter clean j3 (rear)"
+    )
+    assert echoed.entity_id != made.entity_id
+    [dead] = await env.pool.fetch(
+        "SELECT reason, detail FROM dead_letters WHERE stage = 'outbound' AND connection_id = $1",
+        env.target,
+    )
+    assert dead["reason"] == "link_taken"
+    assert str(made.entity_id) in dead["detail"]
+    assert str(echoed.entity_id) in dead["detail"]
+    assert await env.job() is None, "the push is still queued: retried for ever"
