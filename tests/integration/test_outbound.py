@@ -23,7 +23,7 @@ from connectors.http import OAuthTokens
 from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients, Handle, credentials_json
 from connectors.simkit import Fault
-from connectors.spec import ApiClient
+from connectors.spec import ApiClient, EntityType
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
@@ -618,25 +618,32 @@ async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
         await consumer.stop()
 
 
-async def _ascora_reports(env: Env, n: int) -> Applied:
-    """Ascora's webhook of the customer as it holds it now (hydrated, as a thin one is),
-    applied like any change from it."""
+async def _ascora_change(
+    env: Env, entity_type: EntityType, external_id: str, dedup_key: str
+) -> InboundChange:
+    """Ascora's webhook of a record as it holds it now (hydrated, as a thin one is)."""
     info = await load_connection(env.pool, env.target, tenant_id=env.tenant_id)
     assert info is not None
-    handle = await env.clients.get(info)
-    [held] = env.crm.sim.live("customer")
-    remote = await handle.client.fetch("customer", held["customerId"])
-    change = InboundChange(
+    remote = await (await env.clients.get(info)).client.fetch(entity_type, external_id)
+    return InboundChange(
         tenant_id=env.tenant_id,
         connection_id=env.target,
-        dedup_key=f"ascora-{n}",
-        entity_type="customer",
+        dedup_key=dedup_key,
+        entity_type=entity_type,
         op="upsert",
         external_id=remote.external_id,
         source_ts=remote.updated_at,
         data=dict(remote.data),
         received_at=datetime.now(UTC),
+        refs=dict(remote.refs),
     )
+
+
+async def _ascora_reports(env: Env, n: int) -> Applied:
+    """Ascora's webhook of the customer as it holds it now, applied like any change from
+    it."""
+    [held] = env.crm.sim.live("customer")
+    change = await _ascora_change(env, "customer", held["customerId"], f"ascora-{n}")
     [result] = await Processor(env.pool)._apply_batch([_parsed(change)])
     assert result is not None
     return result
@@ -716,21 +723,7 @@ async def _job_pushed_with_its_echo_first(
     async def echo(external_id: str) -> Applied:
         if renamed_there is not None:
             env.crm.sim.update("job", external_id, {"jobName": renamed_there})
-        info = await load_connection(env.pool, env.target, tenant_id=env.tenant_id)
-        assert info is not None
-        remote = await (await env.clients.get(info)).client.fetch("job", external_id)
-        change = InboundChange(
-            tenant_id=env.tenant_id,
-            connection_id=env.target,
-            dedup_key=f"ascora-{external_id}",
-            entity_type="job",
-            op="upsert",
-            external_id=remote.external_id,
-            source_ts=remote.updated_at,
-            data=dict(remote.data),
-            received_at=datetime.now(UTC),
-            refs=dict(remote.refs),
-        )
+        change = await _ascora_change(env, "job", external_id, f"ascora-{external_id}")
         if path == "batch":
             [applied] = await Processor(env.pool)._apply_batch([_parsed(change)])
             assert applied is not None
