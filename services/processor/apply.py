@@ -54,14 +54,17 @@ MATCH_ON: dict[str, tuple[str, str]] = {
 # 13: a second canonical job, and that push failing on entity_links' key for ever).
 PUSHED_MATCH_ON: dict[str, str] = {"job": "title"}
 
-# The oldest record of ($4) with ($5) = $2 queued for a push to connection $3 and not
-# linked there ($1 tenant): what an unlinked change of that connection is the echo of.
-# The push job's row lives until the push's bookkeeping has linked the record.
+# The records of type $4 whose field = $2 queued for a push to connection $3 and not linked
+# there ($1 tenant), oldest first: what an unlinked change of that connection may be the
+# echo of. The push job's row lives until the push's bookkeeping has linked the record.
+# The connection's queued pushes first (few: the queue drains within seconds), then each
+# record by its key: a title has no index, and a tenant may hold many jobs.
 PUSHED_SQL = {
     kind: f"""
-        SELECT r.id FROM {TABLES[kind]} r
-          JOIN push_jobs p ON p.connection_id = $3 AND p.entity_type = $4
-                          AND p.entity_id = r.id
+        WITH p AS MATERIALIZED (
+            SELECT entity_id FROM push_jobs WHERE connection_id = $3 AND entity_type = $4
+        )
+        SELECT r.id FROM p JOIN {TABLES[kind]} r ON r.id = p.entity_id
          WHERE r.tenant_id = $1 AND r.data->>'{field}' = $2 AND r.deleted_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM entity_links l
                             WHERE l.connection_id = $3 AND l.entity_type = $4
