@@ -34,7 +34,7 @@ from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecor
 from crmsync.application.sync.runner import change_id
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
-from crmsync.common.links import entity_ids, record_and_link
+from crmsync.common.links import entity_ids, linked_to, record_and_link
 from crmsync.common.pushes import FINISH_SQL, PAUSED, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
 from schemas.errors import DeadLetter, Stop
@@ -990,13 +990,7 @@ class Pusher:
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _EXTERNAL_ID_KEY:
                     raise
-                holder = await conn.fetchval(
-                    "SELECT entity_id FROM entity_links WHERE connection_id = $1"
-                    " AND entity_type = $2 AND external_id = $3",
-                    info.id,
-                    job.entity_type,
-                    external_id,
-                )
+                holder = await linked_to(conn, info.id, job.entity_type, external_id)
         raise LinkTakenError(
             f"{job.entity_type} {job.entity_id}: {info.provider}'s {external_id}, which this"
             f" push wrote, is linked to {job.entity_type} {holder} already (made from that"
