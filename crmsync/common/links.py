@@ -139,6 +139,22 @@ async def count_links(conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, entit
     return total
 
 
+async def linked_to(
+    conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, entity_type: str, external_id: str
+) -> uuid.UUID | None:
+    """The record the connection's ``external_id`` is linked to, if any."""
+    found: uuid.UUID | None = await conn.fetchval(
+        """
+        SELECT entity_id FROM entity_links
+         WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
+        """,
+        connection_id,
+        entity_type,
+        external_id,
+    )
+    return found
+
+
 async def external_ids(
     conn: Conn | asyncpg.Pool, connection_id: uuid.UUID, entity_type: str
 ) -> dict[str, uuid.UUID]:

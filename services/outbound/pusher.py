@@ -34,7 +34,7 @@ from connectors.spec import REFERENCE_FIELDS, ApiClient, EntityType, RemoteRecor
 from crmsync.application.sync.runner import change_id
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
-from crmsync.common.links import entity_ids, record_and_link
+from crmsync.common.links import entity_ids, linked_to, record_and_link
 from crmsync.common.pushes import FINISH_SQL, PAUSED, Job, finish, reschedule
 from crmsync.settings.outbound import OutboundSettings
 from schemas.errors import DeadLetter, Stop
@@ -105,6 +105,18 @@ class ChangedThereError(DeadLetter):
 
     def __init__(self, detail: str) -> None:
         super().__init__("changed_there", detail)
+
+
+class LinkTakenError(DeadLetter):
+    """The target's record this push wrote is linked to another canonical record already:
+    the target's webhook of it reached the processor before this push's bookkeeping and
+    was not recognised as our own write (processor.apply.PUSHED_MATCH_ON), so it made a
+    record of its own. Parked once, for an operator to merge the two: retrying cannot
+    help (the link's key stays taken), and before it was parked it failed "unexpectedly"
+    on every lease, for ever (the catalogue convergence case, seed 13)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("link_taken", detail)
 
 
 class MissingReferenceError(DeadLetter):
@@ -314,6 +326,9 @@ _LINK_CONFLICT = """
 _LINK_SQL = f"""{_LINK_COLUMNS}
     VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $10){_LINK_CONFLICT}
 """
+# entity_links' key on a connection's id for a record (migration 0003): taken by another
+# record, the push's link cannot be written (LinkTakenError).
+_EXTERNAL_ID_KEY = "entity_links_connection_id_entity_type_external_id_key"
 # Then the push's log row and the job's finish: $1 job id, $2 job version (FINISH_SQL),
 # $3 tenant, $4 connection, $5 entity type, $6 entity id, $7 external id, $8 latency.
 # $9 the outcome ('pushed', or 'not_updatable' for a change the target takes no update
@@ -962,15 +977,26 @@ class Pusher:
             why,
         )
         async with self.pool.acquire() as conn:
-            for _ in range(BOOKKEEPING_ATTEMPTS - 1):
-                try:
-                    return await _bookkeep(conn, link, logged)
-                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-                    # PostgreSQL failed this side of a lock cycle: the provider has the
-                    # write, so the bookkeeping is done again now, not the push after
-                    # the job's lease.
-                    metrics.RETRIES.labels(info.provider, "bookkeeping_deadlock").inc()
-            return await _bookkeep(conn, link, logged)
+            try:
+                for _ in range(BOOKKEEPING_ATTEMPTS - 1):
+                    try:
+                        return await _bookkeep(conn, link, logged)
+                    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                        # PostgreSQL failed this side of a lock cycle: the provider has the
+                        # write, so the bookkeeping is done again now, not the push after
+                        # the job's lease.
+                        metrics.RETRIES.labels(info.provider, "bookkeeping_deadlock").inc()
+                return await _bookkeep(conn, link, logged)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != _EXTERNAL_ID_KEY:
+                    raise
+                holder = await linked_to(conn, info.id, job.entity_type, external_id)
+        raise LinkTakenError(
+            f"{job.entity_type} {job.entity_id}: {info.provider}'s {external_id}, which this"
+            f" push wrote, is linked to {job.entity_type} {holder} already (made from that"
+            " record's webhook before this push was linked); merge the two (delete one and"
+            " link the other), then redrive"
+        )
 
     async def _settle(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
         """Do what ``action_for`` says. True when the job's row is still queued: rescheduled,

@@ -3,8 +3,9 @@
 Per change, in order: drop it if this connection's event id was processed already; refuse
 ids its tenant does not have; find the record through the connection's link, or on first
 contact match an existing record (customer by email, invoice by number, payment by
-reference); then :func:`services.processor.decide.decide` says what the change does, and
-this module writes it. The same rules serve the set-based path (batch.py); this one is the
+reference; a job by title, only to one being pushed to that connection: PUSHED_MATCH_ON);
+then :func:`services.processor.decide.decide` says what the change does, and this module
+writes it. The same rules serve the set-based path (batch.py); this one is the
 reference it is tested against, and where a batch Postgres rejects is replayed.
 """
 
@@ -45,6 +46,32 @@ MATCH_ON: dict[str, tuple[str, str]] = {
     "customer": ("email", "email_normalized"),
     "invoice": ("number", "number"),
     "payment": ("reference", "reference"),
+}
+# Kinds with no first-contact key (two jobs may share a title) are matched on it only to a
+# record we are pushing to that very connection, unlinked there: the change is then the
+# echo of our own create, which reaches the processor before the push's bookkeeping links
+# it when outbound is slow to run (seen at load 7 in the catalogue convergence case, seed
+# 13: a second canonical job, and that push failing on entity_links' key for ever).
+PUSHED_MATCH_ON: dict[str, str] = {"job": "title"}
+
+# The records of type $4 whose field = $2 queued for a push to connection $3 and not linked
+# there ($1 tenant), oldest first: what an unlinked change of that connection may be the
+# echo of. The push job's row lives until the push's bookkeeping has linked the record.
+# The connection's queued pushes first (few: the queue drains within seconds), then each
+# record by its key: a title has no index, and a tenant may hold many jobs.
+PUSHED_SQL = {
+    kind: f"""
+        WITH p AS MATERIALIZED (
+            SELECT entity_id FROM push_jobs WHERE connection_id = $3 AND entity_type = $4
+        )
+        SELECT r.id FROM p JOIN {TABLES[kind]} r ON r.id = p.entity_id
+         WHERE r.tenant_id = $1 AND r.data->>'{field}' = $2 AND r.deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM entity_links l
+                            WHERE l.connection_id = $3 AND l.entity_type = $4
+                              AND l.entity_id = r.id)
+         ORDER BY r.created_at, r.id
+    """  # noqa: S608 - table and field come from the fixed maps
+    for kind, field in PUSHED_MATCH_ON.items()
 }
 
 
@@ -216,8 +243,10 @@ async def _already_processed(conn: Conn, change: InboundChange) -> bool:
 
 async def _match(conn: Conn, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
     """An existing record this connection's new record is the same thing as, if any."""
+    if change.entity_type in PUSHED_MATCH_ON:
+        return await _match_pushed(conn, change, values)
     if change.entity_type not in MATCH_ON:
-        return None  # jobs match only through links
+        return None
     field, column = MATCH_ON[change.entity_type]
     key = values.get(field)
     if not key:
@@ -241,6 +270,28 @@ async def _match(conn: Conn, change: InboundChange, values: dict[str, Any]) -> u
         """,  # noqa: S608 - table and column come from the fixed maps above
         change.tenant_id,
         key,
+        change.connection_id,
+        change.entity_type,
+    )
+    return found
+
+
+async def _match_pushed(
+    conn: Conn, change: InboundChange, values: dict[str, Any]
+) -> uuid.UUID | None:
+    """The record being pushed to this connection that the change is the echo of (see
+    PUSHED_MATCH_ON), if any."""
+    key = values.get(PUSHED_MATCH_ON[change.entity_type])
+    if not key:
+        return None
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        f"match:{change.tenant_id}:{change.entity_type}:{key}",
+    )
+    found: uuid.UUID | None = await conn.fetchval(
+        PUSHED_SQL[change.entity_type] + " LIMIT 1",
+        change.tenant_id,
+        str(key),
         change.connection_id,
         change.entity_type,
     )

@@ -29,6 +29,8 @@ from crmsync.common.pushes import Push, not_parked, queue_pushes
 from services.processor.amounts import invoices_moved
 from services.processor.apply import (
     MATCH_ON,
+    PUSHED_MATCH_ON,
+    PUSHED_SQL,
     Applied,
     ForeignReferenceError,
     InvalidChangeError,
@@ -174,6 +176,10 @@ class _Batch:
         self.records: dict[uuid.UUID, _Record] = {}
         # (tenant, type, match key) -> candidate record ids, oldest first.
         self.candidates: dict[tuple[uuid.UUID, str, str], list[uuid.UUID]] = {}
+        # (tenant, connection, type, key) -> records queued for a push to that connection
+        # and not linked there, oldest first: what its unlinked change may echo
+        # (apply.PUSHED_MATCH_ON).
+        self.pushing: dict[tuple[uuid.UUID, uuid.UUID, str, str], list[uuid.UUID]] = {}
         # (connection, type, entity id) pairs already linked: a match must not reuse them.
         self.linked: set[tuple[uuid.UUID, str, uuid.UUID]] = set()
         self.writes = _Writes()
@@ -290,6 +296,7 @@ class _Batch:
         wanted: dict[str, set[tuple[uuid.UUID, uuid.UUID]]],
     ) -> None:
         """Existing records unlinked changes might be the same thing as (first contact)."""
+        await self._load_pushing(changes, values, wanted)
         by_type: dict[str, set[tuple[uuid.UUID, str]]] = {}
         for c, v in zip(changes, values, strict=True):
             key = _match_key(c.entity_type, v)
@@ -332,6 +339,47 @@ class _Batch:
                     [r["tenant_id"] for r in rows],
                 ):
                     self.linked.add((r["connection_id"], entity_type, r["entity_id"]))
+
+    async def _load_pushing(
+        self,
+        changes: Sequence[InboundChange],
+        values: Sequence[dict[str, Any]],
+        wanted: dict[str, set[tuple[uuid.UUID, uuid.UUID]]],
+    ) -> None:
+        """Records being pushed to a change's connection that its unlinked change may be
+        the echo of (apply.PUSHED_MATCH_ON), as apply._match_pushed finds them. Rare (an
+        echo that overtook its push's bookkeeping), so one query per key."""
+        keys = sorted(
+            {
+                (
+                    c.tenant_id,
+                    c.connection_id,
+                    c.entity_type,
+                    str(v[PUSHED_MATCH_ON[c.entity_type]]),
+                )
+                for c, v in zip(changes, values, strict=True)
+                if c.op == "upsert"
+                and c.entity_type in PUSHED_MATCH_ON
+                and v.get(PUSHED_MATCH_ON[c.entity_type])
+                and c.record_key not in self.links
+            }
+        )
+        if not keys:
+            return
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) AS n",
+            sorted({f"match:{t}:{e}:{k}" for t, _c, e, k in keys}),
+        )
+        for tenant_id, connection_id, entity_type, key in keys:
+            ids = [
+                r["id"]
+                for r in await self.conn.fetch(
+                    PUSHED_SQL[entity_type], tenant_id, key, connection_id, entity_type
+                )
+            ]
+            if ids:
+                self.pushing[(tenant_id, connection_id, entity_type, key)] = ids
+                wanted[entity_type].update((i, tenant_id) for i in ids)
 
     # -- the rules (decide), in memory ----------------------------------------------------
 
@@ -427,6 +475,8 @@ class _Batch:
         ids.insert(at, entity_id)
 
     def _match(self, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
+        if change.entity_type in PUSHED_MATCH_ON:
+            return self._match_pushed(change, values)
         key = _match_key(change.entity_type, values)
         if key is None:
             return None
@@ -436,6 +486,27 @@ class _Batch:
                 continue
             if _match_key(record.entity_type, record.view.state.values) != key:
                 continue  # its key changed earlier in this batch
+            if (change.connection_id, change.entity_type, candidate) not in self.linked:
+                return candidate
+        return None
+
+    def _match_pushed(self, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
+        """apply._match_pushed, in memory: the oldest record being pushed to the change's
+        connection under its key, still live, still so named and not linked there by an
+        earlier change of the batch."""
+        field_name = PUSHED_MATCH_ON[change.entity_type]
+        key = values.get(field_name)
+        if not key:
+            return None
+        pushing = self.pushing.get(
+            (change.tenant_id, change.connection_id, change.entity_type, str(key)), []
+        )
+        for candidate in pushing:
+            record = self.records.get(candidate)
+            if record is None or record.view.deleted:
+                continue
+            if record.view.state.values.get(field_name) != key:
+                continue  # renamed earlier in this batch
             if (change.connection_id, change.entity_type, candidate) not in self.linked:
                 return candidate
         return None

@@ -23,7 +23,7 @@ from connectors.http import OAuthTokens
 from connectors.limits import BreakerPolicy
 from connectors.runtime import Clients, Handle, credentials_json
 from connectors.simkit import Fault
-from connectors.spec import ApiClient
+from connectors.spec import ApiClient, EntityType
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
@@ -34,10 +34,11 @@ from services.outbound import service
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import Router, enqueue, push_rows
 from services.outbound.service import Outbound
-from services.processor.apply import Applied
+from services.processor.apply import Applied, apply_change
 from services.processor.deadletters import Source
 from services.processor.decide import InboundChange, Outcome
-from services.processor.pipeline import Parsed, Processor
+from services.processor.merge import Policy
+from services.processor.pipeline import Parsed, Processor, resolve_refs
 from tests.conftest import TopicFactory
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 from tests.integration.erp_to_ascora import erp_and_ascora
@@ -617,25 +618,32 @@ async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
         await consumer.stop()
 
 
-async def _ascora_reports(env: Env, n: int) -> Applied:
-    """Ascora's webhook of the customer as it holds it now (hydrated, as a thin one is),
-    applied like any change from it."""
+async def _ascora_change(
+    env: Env, entity_type: EntityType, external_id: str, dedup_key: str
+) -> InboundChange:
+    """Ascora's webhook of a record as it holds it now (hydrated, as a thin one is)."""
     info = await load_connection(env.pool, env.target, tenant_id=env.tenant_id)
     assert info is not None
-    handle = await env.clients.get(info)
-    [held] = env.crm.sim.live("customer")
-    remote = await handle.client.fetch("customer", held["customerId"])
-    change = InboundChange(
+    remote = await (await env.clients.get(info)).client.fetch(entity_type, external_id)
+    return InboundChange(
         tenant_id=env.tenant_id,
         connection_id=env.target,
-        dedup_key=f"ascora-{n}",
-        entity_type="customer",
+        dedup_key=dedup_key,
+        entity_type=entity_type,
         op="upsert",
         external_id=remote.external_id,
         source_ts=remote.updated_at,
         data=dict(remote.data),
         received_at=datetime.now(UTC),
+        refs=dict(remote.refs),
     )
+
+
+async def _ascora_reports(env: Env, n: int) -> Applied:
+    """Ascora's webhook of the customer as it holds it now, applied like any change from
+    it."""
+    [held] = env.crm.sim.live("customer")
+    change = await _ascora_change(env, "customer", held["customerId"], f"ascora-{n}")
     [result] = await Processor(env.pool)._apply_batch([_parsed(change)])
     assert result is not None
     return result
@@ -672,3 +680,109 @@ async def test_a_user_reverting_a_field_to_the_value_we_pushed_is_an_edit_not_an
         edited.entity_id,
     )
     assert origin == env.target
+
+
+class EchoBeforeTheLink(Pusher):
+    """Applies Ascora's webhook of the job this push just created between Ascora's answer
+    and the push's bookkeeping: a loaded outbound's event loop lets the echo through the
+    processor first (the catalogue convergence case, seed 13, at load 7: two live jobs)."""
+
+    echo: Callable[[str], Awaitable[Applied]]
+    echoed: list[Applied]
+
+    async def _remember(self, **kwargs: Any) -> bool:
+        if kwargs["job"].entity_type == "job":
+            self.echoed.append(await self.echo(kwargs["external_id"]))
+        return await super()._remember(**kwargs)
+
+
+async def _job_pushed_with_its_echo_first(
+    env: Env, path: str, *, renamed_there: str | None = None
+) -> tuple[Applied, Applied]:
+    """A job made at the origin, pushed to Ascora by EchoBeforeTheLink through ``path``
+    (the set-based apply, or the change-by-change replay); its user renames it there
+    before the webhook when ``renamed_there``. Returns (the origin's change, the echo's)."""
+    customer = await env.change(1, CUSTOMER)
+    await env.enqueue(customer)
+    await env.run_due()
+    job = InboundChange(
+        tenant_id=env.tenant_id,
+        connection_id=env.origin,
+        dedup_key="evt-job",
+        entity_type="job",
+        op="upsert",
+        external_id="job-1",
+        source_ts=T0,
+        data={"title": "Gutter clean j3", "customer_id": str(customer.entity_id)},
+        received_at=datetime.now(UTC),
+    )
+    [made] = await Processor(env.pool)._apply_batch([_parsed(job)])
+    assert made is not None
+    assert made.entity_id is not None
+
+    async def echo(external_id: str) -> Applied:
+        if renamed_there is not None:
+            env.crm.sim.update("job", external_id, {"jobName": renamed_there})
+        change = await _ascora_change(env, "job", external_id, f"ascora-{external_id}")
+        if path == "batch":
+            [applied] = await Processor(env.pool)._apply_batch([_parsed(change)])
+            assert applied is not None
+            return applied
+        async with env.pool.acquire() as conn, conn.transaction():
+            [parsed] = await resolve_refs(conn, [_parsed(change)])
+            assert parsed.change is not None
+            # The path a batch Postgres rejected is replayed on: change by change.
+            return await apply_change(conn, parsed.change, Policy())
+
+    pusher = EchoBeforeTheLink(env.pool, env.clients, env.pusher.policy)
+    pusher.echo, pusher.echoed = echo, []
+    payload = await env.pool.fetchval(
+        "SELECT payload FROM outbox WHERE change_id = $1", made.change_id
+    )
+    await env.enqueue(CanonicalRecord.model_validate_json(json.dumps(payload)))
+    await env.run_due(pusher)
+    [echoed] = pusher.echoed
+    return made, echoed
+
+
+@pytest.mark.parametrize("path", ["batch", "one_by_one"])
+async def test_the_echo_of_a_create_applied_before_its_link_is_saved_is_no_second_record(
+    env: Env, path: str
+) -> None:
+    """A job has no first-contact key (two jobs may share a title), so the echo of our
+    create, reaching the processor before the push linked it, made a second canonical job
+    (invariant 6), and the push's link then broke entity_links' key on Ascora's id: the
+    push failed "unexpectedly" on every lease, for ever."""
+    made, echoed = await _job_pushed_with_its_echo_first(env, path)
+    [created] = env.crm.sim.live("job")
+    assert echoed.entity_id == made.entity_id, "the echo made a second canonical job"
+    jobs = await env.pool.fetchval(
+        "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND deleted_at IS NULL", env.tenant_id
+    )
+    assert jobs == 1
+    link = await env.pool.fetchrow(
+        "SELECT entity_id, external_id, last_pushed_version FROM entity_links"
+        " WHERE connection_id = $1 AND entity_type = 'job'",
+        env.target,
+    )
+    assert (link["entity_id"], link["external_id"]) == (made.entity_id, created["jobId"])
+    assert link["last_pushed_version"] == 1
+    assert await env.job() is None, "the push was not finished"
+
+
+async def test_a_push_whose_record_there_another_record_holds_is_parked_once(env: Env) -> None:
+    """Renamed at Ascora before its webhook left, the echo is no longer recognised as our
+    write and makes a record of its own; the push cannot link what it wrote. It is parked
+    once, naming both records, instead of failing on every lease for ever."""
+    made, echoed = await _job_pushed_with_its_echo_first(
+        env, "batch", renamed_there="Gutter clean j3 (rear)"
+    )
+    assert echoed.entity_id != made.entity_id
+    [dead] = await env.pool.fetch(
+        "SELECT reason, detail FROM dead_letters WHERE stage = 'outbound' AND connection_id = $1",
+        env.target,
+    )
+    assert dead["reason"] == "link_taken"
+    assert str(made.entity_id) in dead["detail"]
+    assert str(echoed.entity_id) in dead["detail"]
+    assert await env.job() is None, "the push is still queued: retried for ever"
