@@ -3,9 +3,12 @@ as the connector's client reads them from the provider's API."""
 
 from __future__ import annotations
 
+from connectors.generic import CATALOGUE
+from connectors.generic.simulator import load_simulated
 from connectors.square.mapping import Mapper
 from connectors.square.simulator import SquareSimulator
-from tests.convergence.run import _as_read
+from crmsync.demo.sims import PROFILES, connector_of
+from tests.convergence.run import _as_read, _as_typed
 
 INVOICE = {
     "number": "CV-I1",
@@ -31,3 +34,22 @@ def test_a_square_payment_reads_back_with_the_invoice_billing_its_order() -> Non
     payment = sim.create("payment", mapper.from_canonical("payment", PAYMENT, paid, {}))
     read = mapper.to_canonical("payment", _as_read(sim, "payment", payment), {})
     assert read.refs["invoice_id"] == invoice["id"] != other["id"]
+
+
+def test_an_edit_typed_in_a_mapping_file_provider_is_the_record_not_its_api_envelope() -> None:
+    """FreshBooks' file wraps create and update bodies (``{"client": …}``); a user types
+    the record in its UI. The run passed the wrapped body to the simulator, which stored
+    it as a field: every edit made in FreshBooks was lost (seed 1, the generic case)."""
+    settings = PROFILES["freshbooks"].settings
+    mapper = connector_of("generic", settings).mapper
+    assert mapper is not None
+    sim = load_simulated(CATALOGUE["freshbooks"])()
+    typed = {"name": "Ava Stone", "email": "ava@converge.example"}
+    body = mapper.from_canonical("customer", typed, {}, settings)
+    assert "client" in body  # the API's envelope
+    made = sim.create("customer", _as_typed(sim, "customer", body))
+    edit = mapper.from_canonical("customer", {**typed, "name": "Ava Quill"}, {}, settings)
+    record_id = str(made["id"])
+    sim.update("customer", record_id, _as_typed(sim, "customer", edit))
+    read = mapper.to_canonical("customer", sim.store["customer"][record_id], settings)
+    assert read.data["name"] == "Ava Quill"
