@@ -58,7 +58,7 @@ def _api(table: Any, code: dict[str, Any], where: str) -> ApiSpec:
     if twice := set(table) & set(code):
         raise ValueError(f"{where}: {sorted(twice)} given by the code too")
     values = dict(table)
-    for key in ("entity_types", "deletable"):
+    for key in ("entity_types", "deletable", "listed_partly"):
         if key in values:
             values[key] = _kinds(values[key], f"{where}.{key}")
     if "own_fields" in values:
