@@ -169,7 +169,9 @@ def _mapping_settings(path: Path) -> dict[str, Any]:
     }
 
 
-def _connector(provider: str, settings: dict[str, Any]) -> Connector:
+def connector_of(provider: str, settings: dict[str, Any]) -> Connector:
+    """The connector of a connection's provider and settings: a generic connection's is
+    made from its mapping (the catalogue's providers are generic connections)."""
     if provider == "generic":
         return connector_for(
             GenericSchemeConfig.model_validate(settings["generic"]),
@@ -268,7 +270,7 @@ async def connect(
     profile = PROFILES.get(running.provider, Profile(running.provider))
     provider = profile.connection_provider
     wanted = {**profile.settings, **_issued_settings(sim), **(settings or {})}
-    hooked = _connector(provider, wanted).webhooks
+    hooked = connector_of(provider, wanted).webhooks
     # A provider that issues its webhook secret by handshake (FreshBooks) gets none of
     # ours, as `connections add` decides: the simulator registers its callback below.
     handshake = hooked and declares_handshake(wanted)

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.convergence.plan import KINDS, PROVIDERS, Kind, generate
+from tests.convergence.plan import DEFAULT_PROVIDERS, KINDS, PROVIDERS, Kind, generate
 from tests.convergence.run import run
 from tests.convergence.stack import default_workdir, running_systems
 
@@ -36,7 +36,9 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=1000)
     parser.add_argument("--kinds", type=lambda t: _names(t, KINDS, "kinds"), default=list(KINDS))
     parser.add_argument(
-        "--providers", type=lambda t: _names(t, PROVIDERS, "providers"), default=list(PROVIDERS)
+        "--providers",
+        type=lambda t: _names(t, PROVIDERS, "providers"),
+        default=list(DEFAULT_PROVIDERS),
     )
     parser.add_argument("--serial", action="store_true", help="one op at a time, quiet after each")
     parser.add_argument(

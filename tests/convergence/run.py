@@ -27,6 +27,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from connectors.generic.paths import read
+from connectors.generic.simulator import MappingSimulator
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.paypal.mapping import recipients
 from connectors.paypal.simulator import PayPalSimulator
@@ -390,6 +392,7 @@ class Runner:
             if customer.get("UID"):
                 refs["customer_id"] = str(customer["UID"])
         body = crm.mapper.from_canonical(op.kind, self.values[op.key], refs, crm.settings)
+        body = _as_typed(sim, op.kind, body)
         if record_id is not None and isinstance(sim, SquareSimulator) and op.kind == "invoice":
             # Square's user edits a sent invoice's due date alone (the lines of a published
             # invoice are fixed), on its BALANCE request, named by uid as UpdateInvoice needs.
@@ -989,6 +992,19 @@ def _as_read(sim: Any, kind: Kind, stored: dict[str, Any]) -> Any:
         billing = [i["id"] for i in invoices if i.get("order_id") == stored["order_id"]]
         return {**stored, "invoice_id": billing[0]} if billing else stored
     return stored
+
+
+def _as_typed(sim: object, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+    """The record a user types in a mapping-file provider's own UI: the request body's
+    record, out of the API's envelope where its file wraps it (FreshBooks' ``{"client":
+    …}``), as the simulator's API takes it out (an op made with the envelope stored it as a
+    field, and the edit never showed)."""
+    if not isinstance(sim, MappingSimulator):
+        return body
+    entity = sim.mapping.entity(kind)
+    wrap = entity.request_wrap if entity is not None else None
+    record = read(body, wrap) if wrap is not None else body
+    return record if isinstance(record, dict) else body
 
 
 def _payload(raw: bytes) -> dict[str, Any]:

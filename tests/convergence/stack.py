@@ -20,7 +20,6 @@ import aiohttp
 import asyncpg
 
 from bench.stack import Stack, new_database_name, scratch_database, scratch_topics
-from connectors.registry import connector
 from connectors.simkit import SimLog
 from connectors.spec import RecordMapper
 from crmsync.common.connections import create_connection
@@ -40,6 +39,9 @@ SCHEDULE_CHECK_SECONDS = 0.5
 # How often a provider without webhooks (MYOB) is polled during a run.
 POLL_SECONDS = 1
 POLL_OVERLAP_SECONDS = 5
+# How long a FreshBooks callback handshake may take here (ingest takes it and its code is
+# confirmed back within a second or two locally); longer is a broken handshake.
+HANDSHAKE_SECONDS = 30
 
 
 @dataclass
@@ -77,7 +79,11 @@ async def _connect_crm(
     running.sim.log = SimLog(requests=deque(), webhooks=deque())
     wanted = [k for k in SYSTEM_KINDS[provider] if k in kinds]
     settings: dict[str, Any] = {"rate_limit": UNLIMITED, "entity_types": wanted}
-    if not connector(provider).webhooks:
+    profile = sims.PROFILES[provider]
+    # A catalogue provider (FreshBooks, Mailchimp, ...) is a generic connection: its
+    # connector is made from the mapping file in its profile's settings.
+    made = sims.connector_of(profile.connection_provider, {**profile.settings, **settings})
+    if not made.webhooks:
         # A provider without webhooks is polled: every second here, not its minute, so a
         # change made there arrives in the run's time, as a webhook's would.
         settings["reconcile_interval_seconds"] = POLL_SECONDS
@@ -85,8 +91,12 @@ async def _connect_crm(
         pool, keyring, running, tenant=tenant, name=provider, ingest_url=ingest_url,
         settings=settings,
     )  # fmt: skip
+    if sims.awaits_handshake(running):
+        # FreshBooks signs its webhooks with the code of its callback handshake: none is
+        # verified (so no change made there arrives) until outbound confirms it.
+        await _handshaken(running)
     stored = await pool.fetchval("SELECT settings FROM connections WHERE id = $1", connection_id)
-    mapper = connector(provider).mapper
+    mapper = made.mapper
     assert mapper is not None  # every simulated provider has a mapping
     return System(
         provider,
@@ -96,6 +106,14 @@ async def _connect_crm(
         mapper,
         tuple(wanted),
     )
+
+
+async def _handshaken(running: RunningSim) -> None:
+    deadline = asyncio.get_running_loop().time() + HANDSHAKE_SECONDS
+    while sims.awaits_handshake(running):
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"{running.provider}'s callback handshake did not complete")
+        await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager

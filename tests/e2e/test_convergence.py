@@ -8,7 +8,8 @@ did not make but those a named provider rule explains (tests/convergence/rules.p
 no difference but those such a rule allows.
 
 One case per entry of ``CASES``: issue 17's systems, issue 21's built-in connectors
-(MYOB polled: no webhooks), and PayPal (customers held as its invoices' recipients). The
+(MYOB polled: no webhooks), PayPal (customers held as its invoices' recipients), and the
+catalogue's mapping files connected as generic connections (customers only). The
 full size runs from ``scripts/converge`` (README, "Convergence test").
 """
 
@@ -69,6 +70,16 @@ CASES = [
         ("ascora", "paypal"),
         100,
         5,
+        frozenset({"429", "500", "drop_webhook", "dead_letter"}),
+    ),
+    # The catalogue's mapping files, connected as generic connections: customers only
+    # (plan.SYSTEM_KINDS), FreshBooks after its callback handshake. Seed 1 makes, edits
+    # and deletes customers in each and injects every fault kind, some in them.
+    Case(
+        "generic",
+        ("ascora", "freshbooks", "woocommerce", "mailchimp", "mautic"),
+        80,
+        1,
         frozenset({"429", "500", "drop_webhook", "dead_letter"}),
     ),
 ]

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.generic import CATALOGUE
 from connectors.generic.paths import read
-from crmsync.demo.sims import PROFILES
+from crmsync.demo.sims import PROFILES, awaits_handshake
 from tests.e2e.sync_harness import SimulatedCrm, Stack, eventually, synced_with_ascora
 
 # Where each keeps a customer's phone, as its mapping file says.
@@ -43,6 +43,9 @@ async def test_a_catalogue_provider_syncs_both_ways_with_a_built_in_one(
 ) -> None:
     name, stack, mapped, ascora = pair
     assert PROFILES[name].connection_provider == "generic"
+    # FreshBooks delivers nothing until its callback's code is confirmed (connect registers
+    # the callback): made before that, the customer's webhook was never sent.
+    assert await eventually(lambda: not awaits_handshake(mapped))
     # A user adds a customer in the provider's own UI: its webhook brings it in.
     mapped.sim.create("customer", mapped.sim.seed_object("customer", 3))
 

@@ -7,6 +7,8 @@ from collections import Counter
 import pytest
 
 from tests.convergence.plan import (
+    CATALOGUE,
+    DEFAULT_PROVIDERS,
     INSIDE,
     INTERNAL,
     KINDS,
@@ -28,7 +30,7 @@ def test_a_plan_has_the_ops_asked_for_over_every_kind_action_and_system() -> Non
     assert [op.index for op in plan.ops] == list(range(1000))
     assert {op.kind for op in plan.ops} == set(KINDS)
     assert {op.action for op in plan.ops} == {"create", "update", "delete"}
-    assert {op.system for op in plan.ops} == {*PROVIDERS, INTERNAL}
+    assert {op.system for op in plan.ops} == {*DEFAULT_PROVIDERS, INTERNAL}
     by_system = Counter(op.system for op in plan.ops)
     # QuickBooks and HubSpot take part at a smaller size.
     assert by_system["quickbooks"] < by_system["ascora"]
@@ -124,8 +126,8 @@ def test_a_plan_for_some_providers_makes_ops_and_faults_only_there() -> None:
     assert {op.system for op in plan.ops} == {"ascora", "xero", INTERNAL}
     assert {f.system for f in plan.faults} == {"ascora", "xero", INTERNAL}
     assert {op.kind for op in plan.ops} == set(KINDS)
-    # Every provider (the default) plans as before: a seed keeps its plan.
-    assert generate(11, 300, providers=PROVIDERS) == generate(11, 300)
+    # The built-in providers (the default) plan as before: a seed keeps its plan.
+    assert generate(11, 300, providers=DEFAULT_PROVIDERS) == generate(11, 300)
     with pytest.raises(ValueError, match="providers"):
         generate(11, 10, providers=["nosuch"])
 
@@ -143,3 +145,18 @@ def test_paypal_syncs_customers_but_none_is_made_or_edited_there() -> None:
     # Its recorded payments' removal is heard only by a full reconciliation: none there.
     assert not [op for op in at_paypal if op.kind == "payment" and op.action == "delete"]
     assert any(op.kind == "payment" and op.action == "delete" for op in plan.ops)
+
+
+def test_the_catalogue_joins_when_named_with_customers_only_and_no_unheard_deletes() -> None:
+    """The mapping-file providers are connected as the demo connects them (customers);
+    Mailchimp's and WooCommerce's deletes send no mapped event, so none is made there."""
+    assert not set(CATALOGUE) & set(DEFAULT_PROVIDERS)
+    assert set(CATALOGUE) <= set(PROVIDERS)
+    plan = generate(1, 2_000, providers=["ascora", *CATALOGUE])
+    there = [op for op in plan.ops if op.system in CATALOGUE]
+    assert {op.system for op in there} == set(CATALOGUE)
+    assert {op.kind for op in there} == {"customer"}
+    assert {op.kind for op in plan.ops} == set(KINDS)
+    deleted = {op.system for op in there if op.action == "delete"}
+    assert deleted == {"freshbooks", "mautic"}
+    assert {f.system for f in plan.faults if f.kind != "dead_letter"} <= {"ascora", *CATALOGUE}

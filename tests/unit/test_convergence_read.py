@@ -9,10 +9,12 @@ from typing import cast
 
 from connectors.ascora.mapping import Mapper as AscoraMapper
 from connectors.ascora.simulator import AscoraSimulator
+from connectors.generic import CATALOGUE
+from connectors.generic.simulator import load_simulated
 from connectors.square.mapping import Mapper
 from connectors.square.simulator import SquareSimulator
-from crmsync.demo.sims import RunningSim
-from tests.convergence.run import _as_read, held_already
+from crmsync.demo.sims import PROFILES, RunningSim, connector_of
+from tests.convergence.run import _as_read, _as_typed, held_already
 from tests.convergence.stack import System
 
 INVOICE = {
@@ -54,3 +56,22 @@ def test_an_edit_to_the_value_its_system_still_shows_is_no_edit() -> None:
     edit = {"name": "harbour plumbing ", "phone": "+61 2 5550 0101"}
     assert held_already(crm, "customer", record_id, edit) == {"name"}
     assert held_already(crm, "customer", record_id, {"name": "Bayview Gardens"}) == set()
+
+
+def test_an_edit_typed_in_a_mapping_file_provider_is_the_record_not_its_api_envelope() -> None:
+    """FreshBooks' file wraps create and update bodies (``{"client": …}``); a user types
+    the record in its UI. The run passed the wrapped body to the simulator, which stored
+    it as a field: every edit made in FreshBooks was lost (seed 1, the generic case)."""
+    settings = PROFILES["freshbooks"].settings
+    mapper = connector_of("generic", settings).mapper
+    assert mapper is not None
+    sim = load_simulated(CATALOGUE["freshbooks"])()
+    typed = {"name": "Ava Stone", "email": "ava@converge.example"}
+    body = mapper.from_canonical("customer", typed, {}, settings)
+    assert "client" in body  # the API's envelope
+    made = sim.create("customer", _as_typed(sim, "customer", body))
+    edit = mapper.from_canonical("customer", {**typed, "name": "Ava Quill"}, {}, settings)
+    record_id = str(made["id"])
+    sim.update("customer", record_id, _as_typed(sim, "customer", edit))
+    read = mapper.to_canonical("customer", sim.store["customer"][record_id], settings)
+    assert read.data["name"] == "Ava Quill"

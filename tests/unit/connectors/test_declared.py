@@ -148,3 +148,12 @@ def test_a_sheet_that_cannot_mean_a_connector_is_refused_naming_the_field(
 def test_a_package_without_a_sheet_is_not_a_declared_connector() -> None:
     with pytest.raises(FileNotFoundError):
         declared_connector("connectors.generic", scheme=SCHEME)
+
+
+def test_paypal_declares_its_customers_listed_partly() -> None:
+    """PayPal lists customers only as its invoices' recipients: a full reconciliation must
+    infer no customer delete. Its connector.toml lost the declaration when the facts moved
+    there (main: the PayPal convergence case deleted 4 live customers in every system)."""
+    api = registry.connector("paypal").api
+    assert api is not None
+    assert api.listed_partly == ("customer",)
