@@ -52,12 +52,13 @@ class ProcessorSettings(ProviderCallSettings):
         "is full, or its window is over).",
     )
     processor_fetch_max_wait_ms: int = Field(
-        100,
+        1_500,
         ge=1,
         le=1_500,
-        # faust hard-codes 1,500 ms, which a record can wait at each of the processor's two
-        # hops (services/processor/consumer.py). 100 ms: measured in bench/README.md
-        # "Seventh round"; an idle worker then sends ten empty fetches a second.
+        # faust's own value, which it writes into its consumer (services/processor/
+        # consumer.py makes it a setting). 100 ms was measured against it on a quiet
+        # machine (bench/README.md, "Seventh round"): p50 lower at 200/s, p99 higher in 3
+        # of 3 pairs, no difference at 5/s; so faust's value stays the default.
         description="Longest a Kafka fetch waits at the broker for records to arrive.",
     )
     processor_normalize_in_flight: int = Field(

@@ -215,8 +215,8 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         web_host=settings.processor_host,
         web_port=settings.processor_port,
     )
-    # One task per fetched batch instead of four per record, and fetches that wait 100 ms
-    # instead of faust's 1,500 (services.processor.consumer).
+    # One task per fetched batch instead of four per record, and the fetch wait faust
+    # writes into its consumer made a setting (services.processor.consumer).
     install_consumer(app, fetch_max_wait_ms=settings.processor_fetch_max_wait_ms)
     runtime = Runtime(settings)
     app.web_server(runtime)

@@ -41,17 +41,17 @@ YIELD_EVERY = 100
 
 class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
     """faust's consumer thread, whose aiokafka consumer waits at most the transport's
-    ``fetch_max_wait_ms`` per fetch instead of the 1,500 ms faust 0.15 writes into
-    ``_create_worker_consumer`` (no setting reaches it).
+    ``fetch_max_wait_ms`` per fetch: faust 0.15 writes 1,500 ms into
+    ``_create_worker_consumer`` and no setting reaches it.
 
     aiokafka keeps one fetch in flight per broker and leaves out of it every partition
-    still holding records the agents have not taken (``Fetcher._get_actions_per_node``).
-    A record landing on such a partition (the apply agent busy for more than 0.1 s, or a
-    normalize lane still holding the previous webhook) waited for the long poll already
-    in flight, which the broker holds up to that wait when the partitions in it are
-    quiet: up to 1.5 s at each of the processor's two hops (bench/README.md, "Seventh
-    round"). Only the one attribute aiokafka reads when ``start()`` builds its fetcher is
-    set; ``tests/integration/test_processor_transport.py`` fails if an upgrade moves it.
+    still holding records the agents have not taken (``Fetcher._get_actions_per_node``),
+    so a record landing on such a partition waits for the long poll already in flight.
+    The setting (``CRMSYNC_PROCESSOR_FETCH_MAX_WAIT_MS``) keeps faust's 1,500 ms as its
+    default: 100 ms lowered the p50 at 200 webhooks/s but raised the p99 (bench/README.md,
+    "Seventh round"). Only the one attribute aiokafka reads when ``start()`` builds its
+    fetcher is set; ``tests/integration/test_processor_transport.py`` fails if an upgrade
+    moves it.
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
