@@ -30,10 +30,13 @@ from services.processor.pipeline import Processor
 from tests.ingest_harness import Ingest, Tap
 from tests.integration.test_admin_api import Admin, admin
 from tests.integration.test_apply import KEYRING, TOPIC, at, change, connect, processor
-from tests.integration.test_ingest import changes_tap
 from tests.integration.test_outbound import Env, env
 
-__all__ = ["admin", "changes_tap", "env", "processor"]  # fixtures, imported for pytest
+__all__ = [
+    "admin",
+    "env",
+    "processor",
+]  # fixtures, imported for pytest (changes_tap: the conftest's)
 
 # B's customer: what must never reach A.
 BEA = {"name": "Bea Other", "email": "bea@bravo.example"}
