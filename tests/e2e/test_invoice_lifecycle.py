@@ -59,6 +59,16 @@ async def test_an_invoice_made_paid_then_edited_reaches_xero_as_xero_allows(
     [payment] = await until(lambda: xero.sim.live("payment"), "the payment in Xero")
     assert payment["Invoice"]["InvoiceID"] == invoice["InvoiceID"]
     await until(lambda: xero.sim.get("invoice", invoice["InvoiceID"])["Status"] == "PAID", "PAID")
+    # Ascora recomputes the invoice after the payment and sends it as a change of its own
+    # ("Paid", balance 0). It must settle at Xero before the edit: a push that has not run
+    # yet when the edit commits brings Xero up to the edit's version, and the refused push
+    # then stands for both changes (2 dead-lettered where 1 is asserted below).
+    paid_there = "SELECT count(*) FROM invoices WHERE data->>'status' = 'paid'"
+    assert await stack.wait(paid_there, 1) == 1
+    paid = await stack.settled_ledger(kafka_bootstrap, topic_prefix, since=since)
+    assert paid.settled, (paid.problems(), paid.in_flight)
+    before = next(c for c in paid.connections if c.connection_id == xero.connection_id).outbound
+    assert before.dead_lettered == 0
 
     # Then edited in the CRM. Xero refuses edits to an invoice with a payment allocated:
     # nothing is sent, and the refusal is one dead letter with Xero's rule.
