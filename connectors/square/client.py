@@ -19,12 +19,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-import aiohttp
 from pydantic import StringConstraints
 
 from connectors.apiclient import ProviderClient, Write, answer_list, retry_once_if_stale, unchanged
 from connectors.http import (
-    Auth,
     NotFoundError,
     ProviderError,
     UnsupportedOperationError,
@@ -79,16 +77,10 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
     settings_model = SquareSettings
     mapper_type = Mapper
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        *,
-        mapper: Mapper | None = None,
-    ) -> None:
-        super().__init__(session, base_url, auth, settings, mapper=mapper)
+    # ProviderClient's arguments as they are (as Xero's client takes them): this client
+    # adds only its own state.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         # A payment names an order; the invoice billing it, once found (order id -> id).
         self._invoice_of_order: dict[str, str] = {}
 
