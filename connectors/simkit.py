@@ -109,6 +109,26 @@ class TokenBucket:
         return (1 - self.tokens) / self.limit.per_second
 
 
+# The seeded customers of the payment simulators (Square, Shopify, PayPal): made-up names.
+_SEED_FIRST = ("Ava", "Ben", "Chloe", "Dev", "Emma", "Finn")
+_SEED_LAST = ("Nguyen", "Smith", "Wong", "Patel", "Brown", "Walker")
+
+
+@dataclass(frozen=True)
+class SeedPerson:
+    """The ``index``-th seeded customer of a payment simulator."""
+
+    first: str
+    last: str  # numbered, so no two seeded customers are the same person
+    email: str
+
+
+def seed_person(index: int) -> SeedPerson:
+    first, last = _SEED_FIRST[index % len(_SEED_FIRST)], _SEED_LAST[index % len(_SEED_LAST)]
+    email = f"{first}.{last}.{index + 1}@example.com".lower()
+    return SeedPerson(first, f"{last} {index + 1}", email)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
