@@ -43,7 +43,7 @@ mapping, as before). Retries, rate limits and circuit breaking stay with the cal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
@@ -253,3 +253,12 @@ def unchanged(
     if fields:
         raise ProviderRuleError(refusal(", ".join(fields)), written=current)
     return current
+
+
+def refused_or(written: RemoteRecord, what: str, refused: Sequence[str]) -> RemoteRecord:
+    """The end of an update the provider took in part: ``written`` (the record as it now
+    stands there) when nothing was refused, else a ProviderRuleError that keeps it as
+    written, its detail ``what`` and each refusal ("Square invoice 42: a PAID invoice …")."""
+    if refused:
+        raise ProviderRuleError(f"{what}: " + "; ".join(refused), written=written)
+    return written

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.apiclient import ProviderClient, Write, unchanged
+from connectors.apiclient import ProviderClient, Write, refused_or, unchanged
 from connectors.http import (
     NotFoundError,
     ProviderError,
@@ -308,12 +308,9 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
             refused.append("a draft invoice is deleted, not cancelled")
         elif body.get("send") is False and not body.get("cancel") and status != "DRAFT":
             refused.append(f"a {status} invoice cannot return to draft")
-        written = await self.fetch("invoice", invoice_id)
-        if refused:
-            raise ProviderRuleError(
-                f"PayPal invoice {invoice_id}: " + "; ".join(refused), written=written
-            )
-        return written
+        return refused_or(
+            await self.fetch("invoice", invoice_id), f"PayPal invoice {invoice_id}", refused
+        )
 
     def _changed(self, current: Mapping[str, Any], write: Write) -> list[str]:
         """The fields of PayPal's invoice ``write`` would change, compared as the mapping

@@ -32,7 +32,7 @@ import aiohttp
 from pydantic import StringConstraints
 from yarl import URL
 
-from connectors.apiclient import ProviderClient, Write, answer_list
+from connectors.apiclient import ProviderClient, Write, answer_list, refused_or
 from connectors.http import Auth, NotFoundError, ProviderError, UnsupportedOperationError
 from connectors.shopify.mapping import (
     PAYMENT_KINDS,
@@ -366,12 +366,7 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
             )
         # ``paid`` is not written: Shopify marks an order paid when its transactions
         # cover it (a payment pushed here is such a transaction).
-        written = self.record("invoice", order)
-        if refused:
-            raise ProviderRuleError(
-                f"Shopify order {order_id}: " + "; ".join(refused), written=written
-            )
-        return written
+        return refused_or(self.record("invoice", order), f"Shopify order {order_id}", refused)
 
     async def _update_transaction(self, write: Write, external_id: str) -> RemoteRecord:
         current = self.record("payment", await self._transaction(external_id))

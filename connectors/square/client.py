@@ -21,7 +21,14 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import StringConstraints
 
-from connectors.apiclient import ProviderClient, Write, answer_list, retry_once_if_stale, unchanged
+from connectors.apiclient import (
+    ProviderClient,
+    Write,
+    answer_list,
+    refused_or,
+    retry_once_if_stale,
+    unchanged,
+)
 from connectors.http import (
     NotFoundError,
     ProviderError,
@@ -29,7 +36,6 @@ from connectors.http import (
 )
 from connectors.spec import ClientSettings, EntityType, OptionalText, Page, RemoteRecord
 from connectors.square.mapping import EXTERNAL_SOURCE, Mapper, square_time
-from schemas.errors import ProviderRuleError
 
 # The Square API version this client and its mapper were written against.
 SQUARE_VERSION = "2024-12-18"
@@ -300,12 +306,9 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             and not body.get("cancel")
         ):
             refused.append(f"a {status} invoice cannot return to draft")
-        written = await self.fetch("invoice", invoice_id)
-        if refused:
-            raise ProviderRuleError(
-                f"Square invoice {invoice_id}: " + "; ".join(refused), written=written
-            )
-        return written
+        return refused_or(
+            await self.fetch("invoice", invoice_id), f"Square invoice {invoice_id}", refused
+        )
 
     async def _write_fields(
         self,
