@@ -29,6 +29,7 @@ from crmsync.common.db import drop_database
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
+from crmsync.localstack.env import service_env
 from crmsync.localstack.ports import free_port
 from schemas import topics
 
@@ -235,21 +236,13 @@ class Stack:
     services: list[Service] = field(default_factory=list)
 
     def env(self, **extra: Any) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-        return (
-            base
-            | {
-                "CRMSYNC_DATABASE_URL": self.database_url,
-                "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": self.common.kafka_bootstrap_servers,
-                "CRMSYNC_KAFKA_TOPIC_PREFIX": self.prefix,
-                "CRMSYNC_MASTER_KEYS": self.master_keys,
-                "CRMSYNC_LOG_FORMAT": "json",
-                "CRMSYNC_LOG_LEVEL": "WARNING",
-                "CRMSYNC_STATE_DIR": str(self.workdir / "state"),
-                # The simulated CRMs listen on 127.0.0.1 (DESIGN invariant 12).
-                "CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true",
-            }
-            | {f"CRMSYNC_{k.upper()}": str(v) for k, v in extra.items()}
+        return service_env(
+            self.database_url,
+            self.common.kafka_bootstrap_servers,
+            self.master_keys,
+            self.workdir / "state",
+            "WARNING",
+            **{"kafka_topic_prefix": self.prefix, **extra},
         )
 
     def spawn(

@@ -38,6 +38,7 @@ from crmsync.common.kafka import (
 )
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import repo_root
+from crmsync.localstack.env import service_env
 from crmsync.localstack.kafka import KafkaNode, kafka_version
 from crmsync.localstack.ports import free_port
 from crmsync.localstack.postgres import PostgresCluster
@@ -208,21 +209,13 @@ class IsolatedStack:
     # --- service processes -----------------------------------------------------------
 
     def env(self, **extra: object) -> dict[str, str]:
-        # The caller's CRMSYNC_* settings point at the shared stack: none may leak in.
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-        return (
-            base
-            | {
-                "CRMSYNC_DATABASE_URL": self.database_url,
-                "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "CRMSYNC_MASTER_KEYS": self.master_keys,
-                "CRMSYNC_LOG_FORMAT": "json",
-                "CRMSYNC_LOG_LEVEL": "INFO",
-                "CRMSYNC_STATE_DIR": str(self.workdir / "state"),
-                # The simulators listen on 127.0.0.1: provider calls must be let through.
-                "CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true",
-            }
-            | {f"CRMSYNC_{k.upper()}": str(v) for k, v in extra.items()}
+        return service_env(
+            self.database_url,
+            self.bootstrap,
+            self.master_keys,
+            self.workdir / "state",
+            "INFO",
+            **extra,
         )
 
     def _proc(self, name: str, module: str, port: int, **extra: object) -> Proc:
