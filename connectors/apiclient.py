@@ -128,7 +128,7 @@ class ProviderClient(ABC, Generic[OptionsT, MapperT]):
         self.api = Endpoint(
             session,
             self.api_root(base_url.rstrip("/")),
-            auth,
+            self.api_auth(auth),
             headers=self.api_headers(),
             params=self.api_params(),
         )
@@ -149,6 +149,10 @@ class ProviderClient(ABC, Generic[OptionsT, MapperT]):
     def api_root(self, base_url: str) -> str:
         """Where the API is, given the connection's base URL (no trailing slash)."""
         return base_url + self.api_path
+
+    def api_auth(self, auth: Auth) -> Auth:
+        """How the connection's credentials are sent (a provider's own header)."""
+        return auth
 
     def api_headers(self) -> Mapping[str, str]:
         """Headers every call carries (a tenant, a company, an API version)."""

@@ -28,7 +28,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
-import aiohttp
 from pydantic import StringConstraints
 from yarl import URL
 
@@ -127,22 +126,20 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
     settings_model = ShopifySettings
     mapper_type = Mapper
 
+    # ProviderClient's arguments as they are (as Xero's client takes them): this client
+    # adds only its own state.
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        *,
-        mapper: Mapper | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        self, *args: Any, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, **kwargs: Any
     ) -> None:
-        super().__init__(session, base_url, AccessTokenAuth(auth), settings, mapper=mapper)
+        super().__init__(*args, **kwargs)
         self._sleep = sleep
         # The store's bucket as its last answer reported it: (used, size).
         self.bucket: tuple[int, int] | None = None
         # Seconds waited for the store's bucket in all (tests and metrics read it).
         self.waited = 0.0
+
+    def api_auth(self, auth: Auth) -> Auth:
+        return AccessTokenAuth(auth)
 
     def api_root(self, base_url: str) -> str:
         version = self.options.shopify_api_version or API_VERSION
