@@ -129,6 +129,24 @@ def seed_person(index: int) -> SeedPerson:
     return SeedPerson(first, f"{last} {index + 1}", email)
 
 
+async def json_object(
+    request: web.Request,
+    *,
+    not_json: Callable[[], Exception],
+    not_object: Callable[[], Exception],
+) -> dict[str, Any]:
+    """The request's body, a JSON object; else what ``not_json()`` or ``not_object()``
+    makes is raised (each simulator's provider refuses these in its own words; made only
+    when raised, as an answer may read the simulator's clock)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise not_json() from None
+    if not isinstance(body, dict):
+        raise not_object()
+    return body
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

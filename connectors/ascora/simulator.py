@@ -32,7 +32,7 @@ from connectors.ascora.mapping import (
 )
 from connectors.ascora.money import parse_decimal, to_minor
 from connectors.money import exponent
-from connectors.simkit import Change, Simulator
+from connectors.simkit import Change, Simulator, json_object
 from connectors.spec import ENTITY_TYPES, EntityType, MappingError
 
 API = "/api/v1"
@@ -712,13 +712,11 @@ class AscoraSimulator(Simulator):
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ascora_error(400, "invalid_json", "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ascora_error(400, "invalid_json", "the body must be a JSON object")
-    return body
+    return await json_object(
+        request,
+        not_json=lambda: ascora_error(400, "invalid_json", "the body is not JSON"),
+        not_object=lambda: ascora_error(400, "invalid_json", "the body must be a JSON object"),
+    )
 
 
 def _check_fields(body: Mapping[str, Any], allowed: set[str], invalid: Invalid) -> None:

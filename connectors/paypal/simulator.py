@@ -43,7 +43,7 @@ from cryptography.x509.oid import NameOID
 from connectors.money import percent_of
 from connectors.paypal.mapping import money, paypal_time, recorded_id, split_recorded, to_minor
 from connectors.paypal.signature import ALGORITHM
-from connectors.simkit import Change, Simulator, seed_person
+from connectors.simkit import Change, Simulator, json_object, seed_person
 from connectors.spec import EntityType
 from schemas.records import line_amount
 
@@ -724,17 +724,15 @@ def _all_external(invoice: Mapping[str, Any]) -> bool:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise paypal_error(
+    return await json_object(
+        request,
+        not_json=lambda: paypal_error(
             400,
             "INVALID_REQUEST",
             "Request is not well-formed, syntactically incorrect, or violates schema.",
             "MALFORMED_REQUEST_JSON",
-        ) from None
-    if not isinstance(body, dict):
-        raise paypal_error(
+        ),
+        not_object=lambda: paypal_error(
             400, "INVALID_REQUEST", "The request body must be an object.", "MALFORMED_REQUEST_JSON"
-        )
-    return body
+        ),
+    )

@@ -31,7 +31,7 @@ from aiohttp import web
 from connectors.money import percent_of
 from connectors.shopify.client import API_VERSION, BUCKET_SIZE, LEAK_PER_SECOND, PAGE_SIZE
 from connectors.shopify.mapping import decimal_text, to_minor
-from connectors.simkit import Change, Simulator, seed_person
+from connectors.simkit import Change, Simulator, json_object, seed_person
 from connectors.spec import EntityType, RateLimit
 
 SIM_SHOP = "crmsync-sim.myshopify.com"
@@ -613,13 +613,11 @@ class ShopifySimulator(Simulator):
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise shopify_error(400, "Bad Request: the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise shopify_error(400, "Bad Request: the body must be a JSON object")
-    return body
+    return await json_object(
+        request,
+        not_json=lambda: shopify_error(400, "Bad Request: the body is not JSON"),
+        not_object=lambda: shopify_error(400, "Bad Request: the body must be a JSON object"),
+    )
 
 
 def _terms(given: object) -> dict[str, Any] | None:
