@@ -8,13 +8,11 @@ the local stack's data or another engineer's tests. Services run as real process
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.common.migrate import load_migrations, migrate
 from crmsync.common.settings import CommonSettings, repo_root
 from crmsync.localstack.ports import free_port
+from crmsync.localstack.procs import reap, service_env, until_ready
 from schemas import topics
 
 ROOT = repo_root()
@@ -189,35 +188,22 @@ class Service:
         proc, url = self.started, self.ready_url
         if url is None:
             raise BenchError(f"{self.name} has no readiness URL")
-        deadline = time.monotonic() + within
-        last: object = None
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BenchError(
-                    f"{self.name} exited with {proc.returncode} before it was ready:\n"
-                    + self.log_tail()
-                )
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    if response.status == 200:
-                        return
-                    last = await response.text()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                last = exc
-            await asyncio.sleep(0.2)
-        raise BenchError(f"{self.name} not ready after {within:.0f}s: {last}\n{self.log_tail()}")
+        await until_ready(
+            session,
+            url,
+            proc,
+            name=self.name,
+            within=within,
+            pause=0.2,
+            error=BenchError,
+            log_tail=self.log_tail,
+        )
 
     async def stop(self, within: float = 30.0) -> int | None:
         if self.proc is None:
             return None
         self.sample_rss()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.proc.wait, within)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait)
+        await reap(self.proc, signal.SIGTERM, within)
         for f in self._files:
             f.close()
         return self.proc.returncode
@@ -235,21 +221,13 @@ class Stack:
     services: list[Service] = field(default_factory=list)
 
     def env(self, **extra: Any) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-        return (
-            base
-            | {
-                "CRMSYNC_DATABASE_URL": self.database_url,
-                "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": self.common.kafka_bootstrap_servers,
-                "CRMSYNC_KAFKA_TOPIC_PREFIX": self.prefix,
-                "CRMSYNC_MASTER_KEYS": self.master_keys,
-                "CRMSYNC_LOG_FORMAT": "json",
-                "CRMSYNC_LOG_LEVEL": "WARNING",
-                "CRMSYNC_STATE_DIR": str(self.workdir / "state"),
-                # The simulated CRMs listen on 127.0.0.1 (DESIGN invariant 12).
-                "CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true",
-            }
-            | {f"CRMSYNC_{k.upper()}": str(v) for k, v in extra.items()}
+        return service_env(
+            self.database_url,
+            self.common.kafka_bootstrap_servers,
+            self.master_keys,
+            self.workdir / "state",
+            "WARNING",
+            **{"kafka_topic_prefix": self.prefix, **extra},
         )
 
     def spawn(

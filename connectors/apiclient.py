@@ -43,7 +43,7 @@ mapping, as before). Retries, rate limits and circuit breaking stay with the cal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
@@ -128,7 +128,7 @@ class ProviderClient(ABC, Generic[OptionsT, MapperT]):
         self.api = Endpoint(
             session,
             self.api_root(base_url.rstrip("/")),
-            auth,
+            self.api_auth(auth),
             headers=self.api_headers(),
             params=self.api_params(),
         )
@@ -149,6 +149,10 @@ class ProviderClient(ABC, Generic[OptionsT, MapperT]):
     def api_root(self, base_url: str) -> str:
         """Where the API is, given the connection's base URL (no trailing slash)."""
         return base_url + self.api_path
+
+    def api_auth(self, auth: Auth) -> Auth:
+        """How the connection's credentials are sent (a provider's own header)."""
+        return auth
 
     def api_headers(self) -> Mapping[str, str]:
         """Headers every call carries (a tenant, a company, an API version)."""
@@ -253,3 +257,12 @@ def unchanged(
     if fields:
         raise ProviderRuleError(refusal(", ".join(fields)), written=current)
     return current
+
+
+def refused_or(written: RemoteRecord, what: str, refused: Sequence[str]) -> RemoteRecord:
+    """The end of an update the provider took in part: ``written`` (the record as it now
+    stands there) when nothing was refused, else a ProviderRuleError that keeps it as
+    written, its detail ``what`` and each refusal ("Square invoice 42: a PAID invoice …")."""
+    if refused:
+        raise ProviderRuleError(f"{what}: " + "; ".join(refused), written=written)
+    return written

@@ -7,27 +7,44 @@ signature scheme, the mapper and the client (and a ``holds_back`` rule where the
 one). ``declared_connector`` joins the two into the ``Connector`` the registry lists, so
 each provider's ``__init__`` names only its code.
 
-A sheet holds ``slug``, ``kept_headers`` (unless the code passes them: they are built
-from the scheme's and mapper's header names), ``webhooks`` (false for a provider that is
-polled) and an ``[api]`` table of ``connectors.spec.ApiSpec`` fields, ``rate_limit`` an
-inline table of ``RateLimit``'s. A field the code passes may not be in the file too.
+A sheet holds ``slug``, the provider's ``name`` where a reason names it, ``kept_headers``
+(unless the code passes them: they are built from the scheme's and mapper's header
+names), ``webhooks`` (false for a provider that is polled) and an ``[api]`` table of
+``connectors.spec.ApiSpec`` fields, ``rate_limit`` an inline table of ``RateLimit``'s,
+``holds_back`` the name of a rule written once here (``pending_payments``: the provider
+records money received only; a rule of the provider's own is code). A field the code
+passes may not be in the file too.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import fields
 from importlib import resources
 from typing import Any, get_args
 
 from connectors.base import Connector, SignatureScheme
-from connectors.spec import ENTITY_TYPES, ApiSpec, AuthKind, RateLimit, RecordMapper
+from connectors.spec import (
+    ENTITY_TYPES,
+    ApiSpec,
+    AuthKind,
+    EntityType,
+    RateLimit,
+    RecordMapper,
+    pending_payments_wait,
+)
 
-_SHEET_KEYS = ("slug", "kept_headers", "webhooks", "api")
+_SHEET_KEYS = ("slug", "name", "kept_headers", "webhooks", "api")
 # ApiSpec's Literal fields, checked here because a dataclass does not check its values.
 _CHOICES: dict[str, tuple[str, ...]] = {
     "auth_kind": get_args(AuthKind),
     "update_precondition": ("none", "read", "version"),
+}
+# The ``holds_back`` rules a sheet may name, each made for the provider's name; a rule of
+# a provider's own (Xero's, QuickBooks', Ascora's) is code.
+_HOLDS_BACK: dict[str, Callable[[str], Callable[[EntityType, Any], str | None]]] = {
+    "pending_payments": pending_payments_wait,
 }
 
 
@@ -49,7 +66,15 @@ def _own_fields(table: Any, where: str) -> dict[Any, frozenset[str]]:
     return own
 
 
-def _api(table: Any, code: dict[str, Any], where: str) -> ApiSpec:
+def _holds_back(rule: Any, name: str | None, where: str) -> Callable[[EntityType, Any], str | None]:
+    if not isinstance(rule, str) or rule not in _HOLDS_BACK:
+        raise ValueError(f"{where}: {rule!r} is not one of {tuple(_HOLDS_BACK)}")
+    if name is None:
+        raise ValueError(f"{where}: the sheet's name is required (the reason names the provider)")
+    return _HOLDS_BACK[rule](name)
+
+
+def _api(table: Any, code: dict[str, Any], where: str, name: str | None = None) -> ApiSpec:
     if not isinstance(table, dict):
         raise ValueError(f"{where}: a table")
     names = {f.name for f in fields(ApiSpec)}
@@ -63,6 +88,8 @@ def _api(table: Any, code: dict[str, Any], where: str) -> ApiSpec:
             values[key] = _kinds(values[key], f"{where}.{key}")
     if "own_fields" in values:
         values["own_fields"] = _own_fields(values["own_fields"], f"{where}.own_fields")
+    if "holds_back" in values:
+        values["holds_back"] = _holds_back(values["holds_back"], name, f"{where}.holds_back")
     for key, choices in _CHOICES.items():
         if key in values and values[key] not in choices:
             raise ValueError(f"{where}.{key}: {values[key]!r} is not one of {choices}")
@@ -95,8 +122,11 @@ def parse_connector(
         raise ValueError(f"{where}: slug: the provider's slug is required")
     if ("kept_headers" in sheet) == (kept_headers is not None):
         raise ValueError(f"{where}: kept_headers: in the file or from the code, once")
+    if not isinstance(sheet.get("name", ""), str):
+        raise ValueError(f"{where}: name: the provider's name, a string")
     if not isinstance(sheet.get("webhooks", True), bool):
         raise ValueError(f"{where}: webhooks: true or false")
+    name = sheet.get("name")
     if "api" not in sheet and code:
         raise ValueError(f"{where}: {sorted(code)} given for an [api] the file lacks")
     return Connector(
@@ -104,7 +134,7 @@ def parse_connector(
         scheme=scheme,
         kept_headers=tuple(sheet["kept_headers"]) if kept_headers is None else kept_headers,
         mapper=mapper,
-        api=_api(sheet["api"], code, f"{where}: api") if "api" in sheet else None,
+        api=_api(sheet["api"], code, f"{where}: api", name) if "api" in sheet else None,
         webhooks=sheet.get("webhooks", True),
     )
 

@@ -109,6 +109,44 @@ class TokenBucket:
         return (1 - self.tokens) / self.limit.per_second
 
 
+# The seeded customers of the payment simulators (Square, Shopify, PayPal): made-up names.
+_SEED_FIRST = ("Ava", "Ben", "Chloe", "Dev", "Emma", "Finn")
+_SEED_LAST = ("Nguyen", "Smith", "Wong", "Patel", "Brown", "Walker")
+
+
+@dataclass(frozen=True)
+class SeedPerson:
+    """The ``index``-th seeded customer of a payment simulator."""
+
+    first: str
+    last: str  # numbered, so no two seeded customers are the same person
+    email: str
+
+
+def seed_person(index: int) -> SeedPerson:
+    first, last = _SEED_FIRST[index % len(_SEED_FIRST)], _SEED_LAST[index % len(_SEED_LAST)]
+    email = f"{first}.{last}.{index + 1}@example.com".lower()
+    return SeedPerson(first, f"{last} {index + 1}", email)
+
+
+async def json_object(
+    request: web.Request,
+    *,
+    not_json: Callable[[], Exception],
+    not_object: Callable[[], Exception],
+) -> dict[str, Any]:
+    """The request's body, a JSON object; else what ``not_json()`` or ``not_object()``
+    makes is raised (each simulator's provider refuses these in its own words; made only
+    when raised, as an answer may read the simulator's clock)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise not_json() from None
+    if not isinstance(body, dict):
+        raise not_object()
+    return body
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -32,8 +32,8 @@ from connectors.ascora.mapping import (
 )
 from connectors.ascora.money import parse_decimal, to_minor
 from connectors.money import exponent
-from connectors.simkit import Change, Simulator, utcnow
-from connectors.spec import ENTITY_TYPES, EntityType, MappingError, RateLimit
+from connectors.simkit import Change, Simulator, json_object
+from connectors.spec import ENTITY_TYPES, EntityType, MappingError
 
 API = "/api/v1"
 # The assumed API's page sizes: 50 unless asked, never more than 100.
@@ -141,27 +141,11 @@ class AscoraSimulator(Simulator):
     provider = "ascora"
     entity_types = ENTITY_TYPES
 
-    def __init__(
-        self,
-        *,
-        webhook_url: str | None = None,
-        webhook_secret: str | None = None,
-        rate_limit: RateLimit | None = None,
-        api_token: str = "sim-token",  # noqa: S107 - a simulator's fixed test credential
-        oauth_client: tuple[str, str] | None = None,
-        clock: Callable[[], datetime] = utcnow,
-        company_code: str = "DEMO",
-    ) -> None:
-        if webhook_url is not None and not webhook_secret:
+    def __init__(self, *, company_code: str = "DEMO", **kwargs: Any) -> None:
+        # The base's settings as they are (as HubSpot's simulator takes them).
+        if kwargs.get("webhook_url") is not None and not kwargs.get("webhook_secret"):
             raise ValueError("an Ascora simulator that sends webhooks needs a webhook secret")
-        super().__init__(
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            rate_limit=rate_limit,
-            api_token=api_token,
-            oauth_client=oauth_client,
-            clock=clock,
-        )
+        super().__init__(**kwargs)
         self.company_code = company_code
         self._history: dict[tuple[EntityType, str], deque[tuple[datetime, dict[str, Any]]]] = {}
         self._numbers = itertools.count(1001)
@@ -728,13 +712,11 @@ class AscoraSimulator(Simulator):
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ascora_error(400, "invalid_json", "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ascora_error(400, "invalid_json", "the body must be a JSON object")
-    return body
+    return await json_object(
+        request,
+        not_json=lambda: ascora_error(400, "invalid_json", "the body is not JSON"),
+        not_object=lambda: ascora_error(400, "invalid_json", "the body must be a JSON object"),
+    )
 
 
 def _check_fields(body: Mapping[str, Any], allowed: set[str], invalid: Invalid) -> None:

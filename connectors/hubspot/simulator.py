@@ -32,7 +32,7 @@ from connectors.hubspot.mapping import (
     MODIFIED_PROPERTY,
     deal_contact_association,
 )
-from connectors.simkit import Change, Simulator
+from connectors.simkit import Change, Simulator, json_object
 from connectors.spec import EntityType
 
 # HubSpot posts at most 100 events per webhook request (webhooks guide, "Batching").
@@ -496,13 +496,13 @@ class HubSpotSimulator(Simulator):
         return _OBJECT_TYPES[name]
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise hubspot_error(400, "VALIDATION_ERROR", "Invalid input JSON") from None
-        if not isinstance(body, dict):
-            raise hubspot_error(400, "VALIDATION_ERROR", "Invalid input JSON: expected an object")
-        return body
+        return await json_object(
+            request,
+            not_json=lambda: hubspot_error(400, "VALIDATION_ERROR", "Invalid input JSON"),
+            not_object=lambda: hubspot_error(
+                400, "VALIDATION_ERROR", "Invalid input JSON: expected an object"
+            ),
+        )
 
     def view(
         self,

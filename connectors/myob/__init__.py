@@ -6,18 +6,12 @@ from connectors.capabilities import declared
 from connectors.declared import declared_connector
 from connectors.myob.client import make_client
 from connectors.myob.mapping import Mapper
-from connectors.spec import pending_payments_wait
 
 # What it does per record kind, with the reasons (the README's matrix rows).
 CAPABILITIES = declared(__name__)
 
 CONNECTOR = declared_connector(
-    __name__,
-    scheme=NoWebhooksScheme(),
-    mapper=Mapper(),
-    make_client=make_client,
-    # A card payment pending at Stripe is an intermediate state: it waits (issue 17).
-    holds_back=pending_payments_wait("MYOB"),
+    __name__, scheme=NoWebhooksScheme(), mapper=Mapper(), make_client=make_client
 )
 
 __all__ = ["CAPABILITIES", "CONNECTOR"]

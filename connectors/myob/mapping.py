@@ -153,6 +153,28 @@ def _row_version(obj: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _record(
+    entity_type: EntityType,
+    obj: Mapping[str, Any],
+    raw: dict[str, Any],
+    path: str,
+    *,
+    refs: dict[str, str] | None = None,
+    deleted: bool = False,
+) -> RemoteRecord:
+    """A MYOB object as read: its UID, LastModified and RowVersion, ``raw`` (the canonical
+    fields read from it) validated as the entity type's record."""
+    return RemoteRecord(
+        entity_type=entity_type,
+        external_id=_uid(obj, path),
+        updated_at=parse_time(obj.get("LastModified"), f"{path}.LastModified"),
+        data=canonical_data(entity_type, raw, f"{path}: "),
+        refs=refs if refs is not None else {},
+        deleted=deleted,
+        version=_row_version(obj),
+    )
+
+
 def _currency_of(data: Mapping[str, Any], opts: MyobOptions, what: str) -> str:
     currency = data.get("currency") or opts.myob_currency
     if currency != opts.myob_currency:
@@ -210,15 +232,8 @@ def customer_to_canonical(contact: Mapping[str, Any], path: str = "customer") ->
     if not contact.get("IsIndividual"):
         # An individual's card has no company: leave what another system holds of it.
         raw["company"] = company
-    return RemoteRecord(
-        entity_type="customer",
-        external_id=_uid(contact, path),
-        updated_at=parse_time(contact.get("LastModified"), f"{path}.LastModified"),
-        data=canonical_data("customer", raw, f"{path}: "),
-        # MYOB's inactive cards are hidden, not gone: a deleted customer is a 404.
-        deleted=contact.get("IsActive") is False,
-        version=_row_version(contact),
-    )
+    # MYOB's inactive cards are hidden, not gone: a deleted customer is a 404.
+    return _record("customer", contact, raw, path, deleted=contact.get("IsActive") is False)
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -344,14 +359,7 @@ def invoice_to_canonical(
     customer = _ref_uid(invoice, "Customer")
     if customer is not None:
         refs["customer_id"] = customer
-    return RemoteRecord(
-        entity_type="invoice",
-        external_id=_uid(invoice, path),
-        updated_at=parse_time(invoice.get("LastModified"), f"{path}.LastModified"),
-        data=canonical_data("invoice", raw, f"{path}: "),
-        refs=refs,
-        version=_row_version(invoice),
-    )
+    return _record("invoice", invoice, raw, path, refs=refs)
 
 
 def _line_body(line: Mapping[str, Any], opts: MyobOptions, index: int) -> dict[str, Any]:
@@ -443,14 +451,7 @@ def payment_to_canonical(
     customer = _ref_uid(payment, "Customer")
     if customer is not None:
         refs["customer_id"] = customer
-    return RemoteRecord(
-        entity_type="payment",
-        external_id=_uid(payment, path),
-        updated_at=parse_time(payment.get("LastModified"), f"{path}.LastModified"),
-        data=canonical_data("payment", raw, f"{path}: "),
-        refs=refs,
-        version=_row_version(payment),
-    )
+    return _record("payment", payment, raw, path, refs=refs)
 
 
 def payment_body(

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.simkit import Change, Simulator, TokenBucket
+from connectors.simkit import Change, Simulator, TokenBucket, json_object
 from connectors.spec import EntityType, RateLimit
 
 SIM_COMPANY_FILE_ID = "c1f5e0d2-5a4b-4f3c-9d8e-0123456789ab"
@@ -495,10 +495,10 @@ def _matches(odata: str, last_modified: str) -> bool:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise myob_error(400, "SerializationError", "the body is not JSON", code=50) from None
-    if not isinstance(body, dict):
-        raise myob_error(400, "SerializationError", "the body is not an object", code=50)
-    return body
+    return await json_object(
+        request,
+        not_json=lambda: myob_error(400, "SerializationError", "the body is not JSON", code=50),
+        not_object=lambda: myob_error(
+            400, "SerializationError", "the body is not an object", code=50
+        ),
+    )

@@ -18,11 +18,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
-from connectors.apiclient import ProviderClient, Write, unchanged
+from connectors.apiclient import ProviderClient, Write, refused_or, unchanged
 from connectors.http import (
-    Auth,
     NotFoundError,
     ProviderError,
     UnsupportedOperationError,
@@ -61,17 +58,10 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
 
     mapper_type = Mapper
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        *,
-        mapper: Mapper | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(session, base_url, auth, settings, mapper=mapper)
+    # ProviderClient's arguments as they are (as Xero's client takes them): this client
+    # adds only its own state.
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._clock = clock
         # Captures named by an invoice's transactions, as invoices are read.
         self._invoice_of_capture: dict[str, str] = {}
@@ -318,12 +308,9 @@ class PayPalClient(ProviderClient[ClientSettings, Mapper]):
             refused.append("a draft invoice is deleted, not cancelled")
         elif body.get("send") is False and not body.get("cancel") and status != "DRAFT":
             refused.append(f"a {status} invoice cannot return to draft")
-        written = await self.fetch("invoice", invoice_id)
-        if refused:
-            raise ProviderRuleError(
-                f"PayPal invoice {invoice_id}: " + "; ".join(refused), written=written
-            )
-        return written
+        return refused_or(
+            await self.fetch("invoice", invoice_id), f"PayPal invoice {invoice_id}", refused
+        )
 
     def _changed(self, current: Mapping[str, Any], write: Write) -> list[str]:
         """The fields of PayPal's invoice ``write`` would change, compared as the mapping

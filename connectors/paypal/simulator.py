@@ -43,14 +43,12 @@ from cryptography.x509.oid import NameOID
 from connectors.money import percent_of
 from connectors.paypal.mapping import money, paypal_time, recorded_id, split_recorded, to_minor
 from connectors.paypal.signature import ALGORITHM
-from connectors.simkit import Change, Simulator
+from connectors.simkit import Change, Simulator, json_object, seed_person
 from connectors.spec import EntityType
 from schemas.records import line_amount
 
 SIGNING_NAME = "messageverificationcerts.paypal.com"
 CERT_PATH = "/v1/notifications/certs/CERT-360caa42-fca2a594-sim"
-_FIRST = ("Ava", "Ben", "Chloe", "Dev", "Emma", "Finn")
-_LAST = ("Nguyen", "Smith", "Wong", "Patel", "Brown", "Walker")
 
 
 def issue_chain(
@@ -500,10 +498,10 @@ class PayPalSimulator(Simulator):
 
     def seed_object(self, entity_type: EntityType, index: int) -> dict[str, Any]:
         if entity_type == "customer":
-            first, last = _FIRST[index % len(_FIRST)], _LAST[index % len(_LAST)]
+            person = seed_person(index)
             return {
-                "email_address": f"{first}.{last}.{index + 1}@example.com".lower(),
-                "name": {"given_name": first, "surname": f"{last} {index + 1}"},
+                "email_address": person.email,
+                "name": {"given_name": person.first, "surname": person.last},
             }
         if entity_type == "invoice":
             customers = self.live("customer")
@@ -726,17 +724,15 @@ def _all_external(invoice: Mapping[str, Any]) -> bool:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise paypal_error(
+    return await json_object(
+        request,
+        not_json=lambda: paypal_error(
             400,
             "INVALID_REQUEST",
             "Request is not well-formed, syntactically incorrect, or violates schema.",
             "MALFORMED_REQUEST_JSON",
-        ) from None
-    if not isinstance(body, dict):
-        raise paypal_error(
+        ),
+        not_object=lambda: paypal_error(
             400, "INVALID_REQUEST", "The request body must be an object.", "MALFORMED_REQUEST_JSON"
-        )
-    return body
+        ),
+    )

@@ -40,7 +40,7 @@ from aiohttp import web
 from connectors.money import decimal_of, exponent
 from connectors.quickbooks.mapping import ENTITY_NAMES, VOID_MARK
 from connectors.quickbooks.values import json_number, parse_timestamp
-from connectors.simkit import Change, Simulator, utcnow
+from connectors.simkit import Change, Simulator, json_object, utcnow
 from connectors.spec import EntityType, MappingError
 
 WebhookFormat = Literal["classic", "cloudevents"]
@@ -614,16 +614,15 @@ class QuickBooksSimulator(Simulator):
     async def _write(self, request: web.Request) -> web.Response:
         try:
             entity_type, name = self._entity_of(request)
-            try:
-                body = await request.json()
-            except ValueError:
-                raise self._fault(
+            body = await json_object(
+                request,
+                not_json=lambda: self._fault(
                     "2010", "Request has invalid or unsupported property", "not JSON"
-                ) from None
-            if not isinstance(body, dict):
-                raise self._fault(
+                ),
+                not_object=lambda: self._fault(
                     "2010", "Request has invalid or unsupported property", "no object"
-                )
+                ),
+            )
             operation = request.query.get("operation", "")
             if request.query.get("include") == "void" and operation == "update":
                 operation = "void"

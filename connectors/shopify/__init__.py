@@ -6,7 +6,7 @@ from connectors.declared import declared_connector
 from connectors.shopify.client import BUCKET_SIZE, LEAK_PER_SECOND, make_client
 from connectors.shopify.mapping import TOPIC_HEADER, TRIGGERED_AT_HEADER, Mapper
 from connectors.shopify.signature import WEBHOOK_ID_HEADER, ShopifyScheme
-from connectors.spec import RateLimit, pending_payments_wait
+from connectors.spec import RateLimit
 
 # What it does per record kind, with the reasons (the README's matrix rows).
 CAPABILITIES = declared(__name__)
@@ -32,8 +32,6 @@ CONNECTOR = declared_connector(
     # second (Shopify's "REST Admin API rate limits"), the client's own constants; Plus
     # stores may set `rate_limit` to their 400 and 20.
     rate_limit=RateLimit(rate=LEAK_PER_SECOND, per_seconds=1, burst=BUCKET_SIZE),
-    # A card payment pending at Stripe is an intermediate state: it waits (issue 17).
-    holds_back=pending_payments_wait("Shopify"),
 )
 
 __all__ = ["CAPABILITIES", "CONNECTOR", "ShopifyScheme"]

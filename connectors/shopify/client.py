@@ -28,11 +28,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
-import aiohttp
 from pydantic import StringConstraints
 from yarl import URL
 
-from connectors.apiclient import ProviderClient, Write, answer_list
+from connectors.apiclient import ProviderClient, Write, answer_list, refused_or
 from connectors.http import Auth, NotFoundError, ProviderError, UnsupportedOperationError
 from connectors.shopify.mapping import (
     PAYMENT_KINDS,
@@ -127,22 +126,20 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
     settings_model = ShopifySettings
     mapper_type = Mapper
 
+    # ProviderClient's arguments as they are (as Xero's client takes them): this client
+    # adds only its own state.
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        *,
-        mapper: Mapper | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        self, *args: Any, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, **kwargs: Any
     ) -> None:
-        super().__init__(session, base_url, AccessTokenAuth(auth), settings, mapper=mapper)
+        super().__init__(*args, **kwargs)
         self._sleep = sleep
         # The store's bucket as its last answer reported it: (used, size).
         self.bucket: tuple[int, int] | None = None
         # Seconds waited for the store's bucket in all (tests and metrics read it).
         self.waited = 0.0
+
+    def api_auth(self, auth: Auth) -> Auth:
+        return AccessTokenAuth(auth)
 
     def api_root(self, base_url: str) -> str:
         version = self.options.shopify_api_version or API_VERSION
@@ -366,12 +363,7 @@ class ShopifyClient(ProviderClient[ShopifySettings, Mapper]):
             )
         # ``paid`` is not written: Shopify marks an order paid when its transactions
         # cover it (a payment pushed here is such a transaction).
-        written = self.record("invoice", order)
-        if refused:
-            raise ProviderRuleError(
-                f"Shopify order {order_id}: " + "; ".join(refused), written=written
-            )
-        return written
+        return refused_or(self.record("invoice", order), f"Shopify order {order_id}", refused)
 
     async def _update_transaction(self, write: Write, external_id: str) -> RemoteRecord:
         current = self.record("payment", await self._transaction(external_id))

@@ -31,15 +31,13 @@ from aiohttp import web
 from connectors.money import percent_of
 from connectors.shopify.client import API_VERSION, BUCKET_SIZE, LEAK_PER_SECOND, PAGE_SIZE
 from connectors.shopify.mapping import decimal_text, to_minor
-from connectors.simkit import Change, Simulator
+from connectors.simkit import Change, Simulator, json_object, seed_person
 from connectors.spec import EntityType, RateLimit
 
 SIM_SHOP = "crmsync-sim.myshopify.com"
 ROOT = f"/admin/api/{API_VERSION}"
 # Shopify's ids are 64-bit integers, in the billions for a store of any age.
 _FIRST_ID = 7_100_000_001
-_FIRST = ("Ava", "Ben", "Chloe", "Dev", "Emma", "Finn")
-_LAST = ("Nguyen", "Smith", "Wong", "Patel", "Brown", "Walker")
 # Shopify's 429 body, word for word.
 THROTTLED = (
     "Exceeded 2 calls per second for api client. Reduce request rates to resume "
@@ -410,11 +408,11 @@ class ShopifySimulator(Simulator):
 
     def seed_object(self, entity_type: EntityType, index: int) -> dict[str, Any]:
         if entity_type == "customer":
-            first, last = _FIRST[index % len(_FIRST)], _LAST[index % len(_LAST)]
+            person = seed_person(index)
             return {
-                "first_name": first,
-                "last_name": f"{last} {index + 1}",
-                "email": f"{first}.{last}.{index + 1}@example.com".lower(),
+                "first_name": person.first,
+                "last_name": person.last,
+                "email": person.email,
                 "phone": f"+61255501{index:03d}",
             }
         if entity_type == "invoice":
@@ -615,13 +613,11 @@ class ShopifySimulator(Simulator):
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise shopify_error(400, "Bad Request: the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise shopify_error(400, "Bad Request: the body must be a JSON object")
-    return body
+    return await json_object(
+        request,
+        not_json=lambda: shopify_error(400, "Bad Request: the body is not JSON"),
+        not_object=lambda: shopify_error(400, "Bad Request: the body must be a JSON object"),
+    )
 
 
 def _terms(given: object) -> dict[str, Any] | None:

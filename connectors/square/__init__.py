@@ -3,7 +3,6 @@ notification URL and the body."""
 
 from connectors.capabilities import declared
 from connectors.declared import declared_connector
-from connectors.spec import pending_payments_wait
 from connectors.square.client import make_client
 from connectors.square.mapping import Mapper
 from connectors.square.signature import SquareScheme
@@ -12,12 +11,7 @@ from connectors.square.signature import SquareScheme
 CAPABILITIES = declared(__name__)
 
 CONNECTOR = declared_connector(
-    __name__,
-    scheme=SquareScheme(),
-    mapper=Mapper(),
-    make_client=make_client,
-    # A card payment pending at Stripe is an intermediate state: it waits (issue 17).
-    holds_back=pending_payments_wait("Square"),
+    __name__, scheme=SquareScheme(), mapper=Mapper(), make_client=make_client
 )
 
 __all__ = ["CAPABILITIES", "CONNECTOR", "SquareScheme"]

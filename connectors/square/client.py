@@ -19,19 +19,23 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-import aiohttp
 from pydantic import StringConstraints
 
-from connectors.apiclient import ProviderClient, Write, answer_list, retry_once_if_stale, unchanged
+from connectors.apiclient import (
+    ProviderClient,
+    Write,
+    answer_list,
+    refused_or,
+    retry_once_if_stale,
+    unchanged,
+)
 from connectors.http import (
-    Auth,
     NotFoundError,
     ProviderError,
     UnsupportedOperationError,
 )
 from connectors.spec import ClientSettings, EntityType, OptionalText, Page, RemoteRecord
 from connectors.square.mapping import EXTERNAL_SOURCE, Mapper, square_time
-from schemas.errors import ProviderRuleError
 
 # The Square API version this client and its mapper were written against.
 SQUARE_VERSION = "2024-12-18"
@@ -79,16 +83,10 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
     settings_model = SquareSettings
     mapper_type = Mapper
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        auth: Auth,
-        settings: Mapping[str, Any],
-        *,
-        mapper: Mapper | None = None,
-    ) -> None:
-        super().__init__(session, base_url, auth, settings, mapper=mapper)
+    # ProviderClient's arguments as they are (as Xero's client takes them): this client
+    # adds only its own state.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         # A payment names an order; the invoice billing it, once found (order id -> id).
         self._invoice_of_order: dict[str, str] = {}
 
@@ -308,12 +306,9 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             and not body.get("cancel")
         ):
             refused.append(f"a {status} invoice cannot return to draft")
-        written = await self.fetch("invoice", invoice_id)
-        if refused:
-            raise ProviderRuleError(
-                f"Square invoice {invoice_id}: " + "; ".join(refused), written=written
-            )
-        return written
+        return refused_or(
+            await self.fetch("invoice", invoice_id), f"Square invoice {invoice_id}", refused
+        )
 
     async def _write_fields(
         self,

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.money import percent_of
-from connectors.simkit import Change, Simulator
+from connectors.simkit import Change, Simulator, seed_person
 from connectors.spec import EntityType
 from connectors.square.client import PAGE_SIZES
 from connectors.square.mapping import square_time
@@ -43,8 +43,6 @@ _TYPES: dict[tuple[EntityType, str], str] = {
     ("payment", "create"): "payment.created",
     ("payment", "update"): "payment.updated",
 }
-_FIRST = ("Ava", "Ben", "Chloe", "Dev", "Emma", "Finn")
-_LAST = ("Nguyen", "Smith", "Wong", "Patel", "Brown", "Walker")
 
 
 def square_error(
@@ -401,11 +399,11 @@ class SquareSimulator(Simulator):
 
     def seed_object(self, entity_type: EntityType, index: int) -> dict[str, Any]:
         if entity_type == "customer":
-            first, last = _FIRST[index % len(_FIRST)], _LAST[index % len(_LAST)]
+            person = seed_person(index)
             return {
-                "given_name": first,
-                "family_name": f"{last} {index + 1}",
-                "email_address": f"{first}.{last}.{index + 1}@example.com".lower(),
+                "given_name": person.first,
+                "family_name": person.last,
+                "email_address": person.email,
                 "phone_number": f"+61 2 5550 {1000 + index}",
             }
         if entity_type == "invoice":

@@ -32,6 +32,9 @@ from connectors.spec import (
     canonical_data,
     json_body,
 )
+
+# A string field, None when absent or blank: Xero writes "" for cleared fields.
+from connectors.spec import optional_text as _text
 from schemas.records import ENTITY_MODELS, Customer, Invoice, Payment, line_amount
 
 # Webhook categories we sync and the entity each one announces. Xero also sends
@@ -136,16 +139,6 @@ def wcf_date(value: date) -> str:
 def iso_date_string(value: date) -> str:
     """Xero's DateString form: ``2019-11-14T00:00:00``."""
     return f"{value.isoformat()}T00:00:00"
-
-
-def _text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
-    """A string field, None when absent or blank (Xero writes "" for cleared fields)."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MappingError("schema_violation", f"{path}.{key}: expected a string")
-    return value or None
 
 
 def _object(value: object, path: str) -> Mapping[str, Any]:

@@ -17,11 +17,10 @@ from crmsync.application import ledger_io
 from crmsync.application.errors import AdminError
 from crmsync.application.models import ConnectionLedgerOut, LedgerQuery, LedgerReport
 from crmsync.cli import admin_common as cli
-from crmsync.cli.backend import ConnectionRef, is_remote
+from crmsync.cli.backend import ConnectionRef, is_remote, reach_stack
 from crmsync.common.connections import connection_exists
-from crmsync.common.db import DatabaseUnavailableError, connect
+from crmsync.common.db import connect
 from crmsync.common.settings import parse_settings
-from crmsync.localstack.status import StackError
 from crmsync.settings.admin import AdminSettings
 
 
@@ -50,10 +49,7 @@ COLUMNS: list[cli.Column] = cli.columns(
 
 async def _every_tenant(query: LedgerQuery, now: datetime) -> LedgerReport:
     settings = parse_settings(AdminSettings)
-    try:
-        conn = await connect(settings.database_url)
-    except DatabaseUnavailableError as exc:
-        raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
+    conn = await reach_stack(connect(settings.database_url))
     try:
         # Every tenant's ledger: the operator's connection may be any tenant's.
         if query.connection is not None and not await connection_exists(

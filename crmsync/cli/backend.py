@@ -41,7 +41,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -61,11 +61,22 @@ from crmsync.settings.admin import AdminSettings, keyring_from
 from crmsync.settings.remote import RemoteSettings
 from schemas.errors import RefuseInput
 
+T = TypeVar("T")
+
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 EXIT_INVALID = 2
 EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
+
+
+async def reach_stack(opening: Awaitable[T]) -> T:
+    """A connection or pool to the stack's PostgreSQL being opened (``common.db``'s
+    ``connect`` or ``create_pool``); unreachable, a StackError saying to start the stack."""
+    try:
+        return await opening
+    except DatabaseUnavailableError as exc:
+        raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
 
 
 class CommandError(RefuseInput):
@@ -414,10 +425,7 @@ async def backend(
             yield Remote(args, http, settings.api_url.rstrip("/"), settings.api_timeout_seconds)
         return
     admin = parse_settings(AdminSettings)
-    try:
-        conn = await connect(admin.database_url)
-    except DatabaseUnavailableError as exc:
-        raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
+    conn = await reach_stack(connect(admin.database_url))
     try:
         yield Local(args, conn, admin, create_tenant=create_tenant)
     finally:

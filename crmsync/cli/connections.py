@@ -45,11 +45,11 @@ from crmsync.application.models import (
     TenantOut,
 )
 from crmsync.cli import admin_common as cli
-from crmsync.cli.backend import Backend, is_remote, run
+from crmsync.cli.backend import Backend, is_remote, reach_stack, run
 from crmsync.common.apikeys import ensure_tenant
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import CryptoError, KeyRing
-from crmsync.common.db import DatabaseUnavailableError, connect
+from crmsync.common.db import connect
 from crmsync.common.quotas import QuotaExceededError, check_connection_room
 from crmsync.common.settings import ConfigError, ProviderCallSettings, parse_settings
 from crmsync.localstack.status import StackError
@@ -177,10 +177,7 @@ def _add_local(
     )
 
     async def store() -> CreatedConnection:
-        try:
-            conn = await connect(settings.database_url)
-        except DatabaseUnavailableError as exc:
-            raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
+        conn = await reach_stack(connect(settings.database_url))
         try:
             async with conn.transaction():
                 await check_connection_room(conn, await ensure_tenant(conn, tenant))

@@ -17,8 +17,9 @@ import signal
 import sys
 
 from connectors.egress import ALLOW_SETTING
+from crmsync.cli.backend import reach_stack
 from crmsync.common.crypto import CryptoError, KeyRing
-from crmsync.common.db import DatabaseUnavailableError, create_pool
+from crmsync.common.db import create_pool
 from crmsync.common.settings import ConfigError, parse_settings
 from crmsync.demo.sims import (
     PROVIDERS,
@@ -86,10 +87,7 @@ async def _serve(
     pool = None
     try:
         if not args.no_connect:
-            try:
-                pool = await create_pool(settings.database_url, max_size=2)
-            except DatabaseUnavailableError as exc:
-                raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
+            pool = await reach_stack(create_pool(settings.database_url, max_size=2))
         for n, provider in enumerate(providers, start=1):
             try:
                 sim = await start_simulator(provider, host=args.host, port=args.port_base + n)

@@ -35,10 +35,17 @@ from crmsync.application.sync import jobs
 from crmsync.application.sync.jobs import JobBusyError, Kind, SyncJob
 from crmsync.application.sync.runner import SyncFailedError, SyncRunner, runnable_types
 from crmsync.cli.admin_common import EXIT_INVALID, CommandError, add_remote, command, model
-from crmsync.cli.backend import Backend, connection_arg, connection_id, is_remote, run
+from crmsync.cli.backend import (
+    Backend,
+    connection_arg,
+    connection_id,
+    is_remote,
+    reach_stack,
+    run,
+)
 from crmsync.common.connections import find_by_name, next_modified_since
 from crmsync.common.crypto import CryptoError, KeyRing
-from crmsync.common.db import DatabaseUnavailableError, create_pool
+from crmsync.common.db import create_pool
 from crmsync.common.kafka import make_producer, start_with_retry
 from crmsync.common.settings import ConfigError, parse_settings, topic_name
 from crmsync.localstack.status import StackError
@@ -156,10 +163,7 @@ async def _run(
     detach: bool,
     as_json: bool,
 ) -> int:
-    try:
-        pool = await create_pool(settings.database_url, max_size=4)
-    except DatabaseUnavailableError as exc:
-        raise StackError(f"{exc}; is the stack up (crmsync infra up)?") from None
+    pool = await reach_stack(create_pool(settings.database_url, max_size=4))
     try:
         info = await resolve_connection(pool, ref)
         try:

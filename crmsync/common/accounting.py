@@ -41,18 +41,25 @@ async def record_inbound_skips(
     )
 
 
-# Deletes up to $2 skip rows older than $1 days (processed_events' retention: a skip is
-# worth remembering as long as the dedup row of an applied item is); returns how many.
-PRUNE_INBOUND_SKIPS_SQL = """
+def prune_event_rows_sql(table: str, at_column: str) -> str:
+    """The chunked prune of a table keyed by (connection_id, provider_event_id): deletes up
+    to $2 rows whose ``at_column`` is older than $1 days and returns how many. The
+    processor's housekeeping runs it for processed_events and inbound_skips alike."""
+    return f"""
     WITH old AS (
-        SELECT connection_id, provider_event_id FROM inbound_skips
-         WHERE skipped_at < now() - make_interval(secs => $1 * 86400)
+        SELECT connection_id, provider_event_id FROM {table}
+         WHERE {at_column} < now() - make_interval(secs => $1 * 86400)
          LIMIT $2
     ), gone AS (
-        DELETE FROM inbound_skips s USING old
-         WHERE s.connection_id = old.connection_id
-           AND s.provider_event_id = old.provider_event_id
+        DELETE FROM {table} t USING old
+         WHERE t.connection_id = old.connection_id
+           AND t.provider_event_id = old.provider_event_id
         RETURNING 1
     )
     SELECT count(*) FROM gone
-"""
+"""  # noqa: S608 - table and column names are constants of the callers
+
+
+# processed_events' retention: a skip is worth remembering as long as the dedup row of an
+# applied item is.
+PRUNE_INBOUND_SKIPS_SQL = prune_event_rows_sql("inbound_skips", "skipped_at")

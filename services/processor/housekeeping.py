@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from crmsync.common.accounting import PRUNE_INBOUND_SKIPS_SQL
+from crmsync.common.accounting import PRUNE_INBOUND_SKIPS_SQL, prune_event_rows_sql
 from crmsync.common.faults import describe, is_transient
 from crmsync.common.kafka import make_admin, record_lifetimes, start_with_retry
 from crmsync.common.settings import ConfigError
@@ -43,21 +43,7 @@ async def _delete_in_chunks(pool: asyncpg.Pool, sql: str, retention_days: float)
 async def prune_processed_events(pool: asyncpg.Pool, retention_days: float) -> int:
     """Delete dedup rows past retention; return how many."""
     return await _delete_in_chunks(
-        pool,
-        """
-        WITH old AS (
-            SELECT connection_id, provider_event_id FROM processed_events
-             WHERE processed_at < now() - make_interval(secs => $1 * 86400)
-             LIMIT $2
-        ), gone AS (
-            DELETE FROM processed_events p USING old
-             WHERE p.connection_id = old.connection_id
-               AND p.provider_event_id = old.provider_event_id
-            RETURNING 1
-        )
-        SELECT count(*) FROM gone
-        """,
-        retention_days,
+        pool, prune_event_rows_sql("processed_events", "processed_at"), retention_days
     )
 
 

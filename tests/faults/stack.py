@@ -41,6 +41,7 @@ from crmsync.common.settings import repo_root
 from crmsync.localstack.kafka import KafkaNode, kafka_version
 from crmsync.localstack.ports import free_port
 from crmsync.localstack.postgres import PostgresCluster
+from crmsync.localstack.procs import reap, service_env, until_ready
 from crmsync.localstack.settings import LocalStackSettings
 from schemas import topics
 
@@ -137,40 +138,22 @@ class Proc:
         return self.proc is not None and self.proc.poll() is None
 
     async def wait_ready(self, session: aiohttp.ClientSession) -> None:
-        deadline = time.monotonic() + READY_SECONDS
-        last: object = None
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                code = self.proc.returncode if self.proc else None
-                raise StackError(
-                    f"{self.name} exited with {code} before it was ready:\n{self.log_tail()}"
-                )
-            try:
-                async with session.get(
-                    self.ready_url, timeout=aiohttp.ClientTimeout(total=2)
-                ) as response:
-                    if response.status == 200:
-                        return
-                    last = await response.text()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                last = exc
-            await asyncio.sleep(0.25)
-        raise StackError(
-            f"{self.name} not ready after {READY_SECONDS:g}s: {last}\n{self.log_tail()}"
+        await until_ready(
+            session,
+            self.ready_url,
+            self.proc,
+            name=self.name,
+            within=READY_SECONDS,
+            pause=0.25,
+            error=StackError,
+            log_tail=self.log_tail,
         )
 
     async def stop(self, sig: int = signal.SIGTERM, within: float = 30.0) -> int | None:
         """Signal the process and reap it (SIGKILL after ``within`` seconds)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                await asyncio.to_thread(self.proc.wait, within)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait)
-        code = self.proc.returncode
+        code = await reap(self.proc, sig, within)
         self.exits.append(code)
         if self._log is not None:
             self._log.write(f"--- {self.name} exited {code} ---\n".encode())
@@ -208,21 +191,13 @@ class IsolatedStack:
     # --- service processes -----------------------------------------------------------
 
     def env(self, **extra: object) -> dict[str, str]:
-        # The caller's CRMSYNC_* settings point at the shared stack: none may leak in.
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-        return (
-            base
-            | {
-                "CRMSYNC_DATABASE_URL": self.database_url,
-                "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "CRMSYNC_MASTER_KEYS": self.master_keys,
-                "CRMSYNC_LOG_FORMAT": "json",
-                "CRMSYNC_LOG_LEVEL": "INFO",
-                "CRMSYNC_STATE_DIR": str(self.workdir / "state"),
-                # The simulators listen on 127.0.0.1: provider calls must be let through.
-                "CRMSYNC_ALLOW_PRIVATE_PROVIDER_URLS": "true",
-            }
-            | {f"CRMSYNC_{k.upper()}": str(v) for k, v in extra.items()}
+        return service_env(
+            self.database_url,
+            self.bootstrap,
+            self.master_keys,
+            self.workdir / "state",
+            "INFO",
+            **extra,
         )
 
     def _proc(self, name: str, module: str, port: int, **extra: object) -> Proc:

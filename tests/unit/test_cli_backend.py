@@ -37,7 +37,10 @@ from crmsync.cli.backend import (
     connection_arg,
     describe,
     exit_code,
+    reach_stack,
 )
+from crmsync.common.db import connect, create_pool
+from crmsync.localstack.status import StackError
 from services.admin.routes import routes
 
 
@@ -193,3 +196,13 @@ def test_local_only_commands_say_so_in_remote_mode(
         main.main(argv)
     assert exited.value.code == EXIT_INVALID
     assert f"`crmsync {command}` works on this machine's stack only" in capsys.readouterr().err
+
+
+async def test_a_database_that_cannot_be_reached_is_a_stack_error_saying_to_start_it() -> None:
+    """What every local command that opens the stack's PostgreSQL says when it is down."""
+    closed = "postgresql://crmsync@127.0.0.1:1/crmsync"  # port 1: nothing listens
+    hint = r"cannot connect to PostgreSQL: .*; is the stack up \(crmsync infra up\)\?"
+    with pytest.raises(StackError, match=hint):
+        await reach_stack(connect(closed))
+    with pytest.raises(StackError, match=hint):
+        await reach_stack(create_pool(closed, max_size=1))

@@ -120,6 +120,9 @@ def test_code_may_give_what_it_computes_but_not_what_the_sheet_says() -> None:
         ('webhooks = "no"\n' + SHEET, {}, "webhooks: true or false"),
         (SHEET.split("[api]", maxsplit=1)[0], {"make_client": make_client}, r"for an \[api\]"),
         ("slug = [", {}, r"acme/connector\.toml: "),
+        (SHEET + 'holds_back = "drafts"\n', {}, r"api\.holds_back: 'drafts' is not one of"),
+        (SHEET + 'holds_back = "pending_payments"\n', {}, r"holds_back: .*the sheet's name"),
+        ("name = 1\n" + SHEET, {}, "name: the provider's name, a string"),
     ],
     ids=[
         "no-slug",
@@ -134,6 +137,9 @@ def test_code_may_give_what_it_computes_but_not_what_the_sheet_says() -> None:
         "webhooks-not-bool",
         "code-without-api",
         "not-toml",
+        "unknown-holds-back",
+        "holds-back-without-name",
+        "name-not-text",
     ],
 )
 def test_a_sheet_that_cannot_mean_a_connector_is_refused_naming_the_field(
@@ -143,6 +149,28 @@ def test_a_sheet_that_cannot_mean_a_connector_is_refused_naming_the_field(
         code = {"make_client": make_client, **code}
     with pytest.raises(ValueError, match=message):
         _parse(text, **code)
+
+
+def test_a_sheet_may_name_the_pending_payments_rule_for_what_the_provider_cannot_hold() -> None:
+    """A provider that records money received only holds a pending payment back until it
+    succeeds; the sheet says so by naming the rule, the reason names the provider."""
+    api = _parse(
+        'name = "Acme"\n' + SHEET + 'holds_back = "pending_payments"\n', make_client=make_client
+    ).api
+    assert api is not None
+    assert api.holds_back is not None
+    assert api.holds_back("payment", {"status": "pending"}) == (
+        "Acme records money received only: a pending payment waits until it succeeds"
+    )
+    assert api.holds_back("payment", {"status": "succeeded"}) is None
+    assert api.holds_back("invoice", {"status": "pending"}) is None
+    # A rule of the provider's own stays code, and not both.
+    with pytest.raises(ValueError, match=r"\['holds_back'\] given by the code too"):
+        _parse(
+            'name = "Acme"\n' + SHEET + 'holds_back = "pending_payments"\n',
+            make_client=make_client,
+            holds_back=lambda kind, data: None,
+        )
 
 
 def test_a_package_without_a_sheet_is_not_a_declared_connector() -> None:
