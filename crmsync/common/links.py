@@ -245,12 +245,13 @@ async def forget_snapshots(
     conn: Conn | asyncpg.Pool, entity_type: str, ids: Sequence[uuid.UUID], *, tenant_id: uuid.UUID
 ) -> int:
     """Drop what each connection last told us of these records (snapshot and hash: the
-    merge base, which holds the record's values). The links themselves stay: they are how
-    a later webhook of the record is recognised. Returns how many links were cleared."""
+    merge base, which holds the record's values) and the hashes of what we pushed it. The
+    links themselves stay: they are how a later webhook of the record is recognised.
+    Returns how many links were cleared."""
     result: str = await conn.execute(
         """
         UPDATE entity_links SET last_seen_snapshot = NULL, last_seen_hash = NULL,
-                                last_pushed_hash = NULL, updated_at = now()
+                                last_pushed_hash = NULL, pushes = '[]', updated_at = now()
          WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = ANY($3::uuid[])
         """,
         tenant_id,

@@ -306,7 +306,7 @@ _LINK_COLUMNS = """
     INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
                                    external_id, last_pushed_hash, last_pushed_version,
                                    last_seen_hash, last_seen_snapshot, remote_version,
-                                   remote_updated_at, pushed_updated_at)"""
+                                   remote_updated_at, pushed_updated_at, pushes)"""
 _LINK_CONFLICT = """
     ON CONFLICT (connection_id, entity_type, entity_id) DO UPDATE
        SET external_id = EXCLUDED.external_id,
@@ -317,14 +317,19 @@ _LINK_CONFLICT = """
            remote_version = coalesce(EXCLUDED.remote_version, l.remote_version),
            remote_updated_at = greatest(EXCLUDED.remote_updated_at, l.remote_updated_at),
            pushed_updated_at = coalesce(EXCLUDED.pushed_updated_at, l.pushed_updated_at),
+           pushes = link_pushes_after(
+               l.pushes, EXCLUDED.last_pushed_hash, EXCLUDED.pushed_updated_at),
            updated_at = now()"""
 # The link alone: $1 tenant, $2 connection, $3 entity type, $4 entity id, $5 external id,
 # $6 pushed (and seen) hash, $7 pushed version, $8 snapshot, $9 remote version, $10 remote
 # updated at (also the updated-at of our write: what its echo carries, migration 0020);
-# the coalesce/greatest rules keep what the provider did not report this time.
+# the coalesce/greatest rules keep what the provider did not report this time. The write
+# joins the link's last few (pushes, migration 0022): a read-back of it that reaches the
+# processor after a later write is still known for ours.
 # Also what a failed push that wrote something first leaves (no log row, no finish).
 _LINK_SQL = f"""{_LINK_COLUMNS}
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $10){_LINK_CONFLICT}
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $10, $10,
+            link_pushes_after(NULL, $6, $10)){_LINK_CONFLICT}
 """
 # entity_links' key on a connection's id for a record (migration 0003): taken by another
 # record, the push's link cannot be written (LinkTakenError).

@@ -34,6 +34,7 @@ from services.processor.decide import (
     LinkWrite,
     OutboxEntry,
     Outcome,
+    Pushed,
     Record,
     Reference,
     Write,
@@ -419,6 +420,15 @@ async def _record(
     return Record(entity_id, state, row["version"], row["deleted_at"] is not None)
 
 
+def link_pushes(stored: Sequence[Mapping[str, Any]]) -> tuple[Pushed, ...]:
+    """A link's ``pushes`` column (migration 0022: the hash and updated-at of each of our
+    last few writes, oldest first) as decide() takes it."""
+    return tuple(
+        Pushed(w["hash"], None if w["at"] is None else datetime.fromisoformat(w["at"]))
+        for w in stored
+    )
+
+
 async def apply_change(
     conn: Conn, change: InboundChange, policy: Policy, *, behind: Reference | None = None
 ) -> Applied:
@@ -434,7 +444,7 @@ async def apply_change(
     row = await conn.fetchrow(
         """
         SELECT entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
-               remote_updated_at, pushed_updated_at
+               remote_updated_at, pushed_updated_at, pushes
           FROM entity_links
          WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
            FOR UPDATE
@@ -452,6 +462,7 @@ async def apply_change(
             row["last_pushed_version"],
             row["remote_updated_at"],
             row["pushed_updated_at"],
+            link_pushes(row["pushes"]),
         )
         record = await _record(conn, change, table, link.entity_id)
         if record is None:

@@ -38,6 +38,7 @@ from services.processor.apply import (
     foreign_link,
     foreign_references,
     forget_processed,
+    link_pushes,
     meta_from_json,
     outbox_row,
 )
@@ -220,7 +221,7 @@ class _Batch:
             """
             SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id, l.tenant_id,
                    l.last_seen_snapshot, l.last_pushed_hash, l.remote_updated_at,
-                   l.last_pushed_version, l.pushed_updated_at
+                   l.last_pushed_version, l.pushed_updated_at, l.pushes
               FROM entity_links l
               JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(c, t, x)
                 ON l.connection_id = k.c AND l.entity_type = k.t AND l.external_id = k.x
@@ -240,6 +241,7 @@ class _Batch:
                     r["last_pushed_version"],
                     r["remote_updated_at"],
                     r["pushed_updated_at"],
+                    link_pushes(r["pushes"]),
                 ),
             )
             self.linked.add((r["connection_id"], r["entity_type"], r["entity_id"]))
@@ -530,6 +532,7 @@ class _Batch:
             old.last_pushed_version,
             seen.remote_updated_at,
             old.pushed_updated_at,
+            old.pushes,
         )
         if seen.seen_hash is not None:
             entry.seen_hash = seen.seen_hash

@@ -30,6 +30,12 @@ rule  when                                                         outcome   wri
       connection, stamped no later than the provider's answer to             version queued for
       that push: it reports back our own push (a later state                 it if newer
       holding the same values is a user's revert: the merge's)
+5a    upsert whose state hash is one of our earlier writes to      echo      the link's newest
+      this connection (its last few, ``Link.pushes``), stamped               seen; its snapshot
+      no later than the answer to the write that replaced it: the            and hash stay
+      provider's read of that write, reaching us after a later               (``earlier_push``)
+      one in the same second (a user's revert to it, made after
+      that write, is stamped later: the merge's)
 6     upsert reaching a deleted record (deleted stays deleted)     stale     link
 6a    upsert whose invoice ``status`` lags behind the record's    no_op     link
       (draft < open/overdue < paid/void, from a source that had
@@ -99,6 +105,7 @@ class Rule(StrEnum):
     ALREADY_DELETED = "already_deleted"
     DELETE = "delete"
     ECHO = "echo"
+    EARLIER_PUSH = "earlier_push"
     RECORD_DELETED = "record_deleted"
     CREATE = "create"
     UPDATE = "update"
@@ -151,6 +158,14 @@ class Reference:
 
 
 @dataclass(frozen=True, slots=True)
+class Pushed:
+    """One of our writes to a connection's record, as the provider answered it."""
+
+    state_hash: str  # the state hash of the record the provider's answer held
+    updated_at: datetime | None  # the provider's updated-at in that answer; None: none given
+
+
+@dataclass(frozen=True, slots=True)
 class Link:
     """The change's connection's link to the record, as it stood before this change."""
 
@@ -162,6 +177,10 @@ class Link:
     # The provider's updated-at of our last write, as its answer reported it (migration
     # 0020): what the echo of that write carries. None: not recorded (an older link).
     pushed_updated_at: datetime | None = None
+    # Our last few writes to it, oldest first, the last one included (migration 0022 keeps
+    # 5): what a read-back of an earlier write, reaching us after a later one, is
+    # recognised by (rule 5a). Empty: none recorded (an older link).
+    pushes: tuple[Pushed, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +301,32 @@ def _our_write(change: InboundChange, link: Link) -> bool:
     return link.pushed_updated_at is None or change.source_ts <= link.pushed_updated_at
 
 
+def _our_earlier_write(incoming_hash: str, source_ts: datetime, link: Link) -> bool:
+    """Is this state one of our earlier writes (not the last), read back after a later one?
+
+    Two writes within one second to a provider that stamps whole seconds (QuickBooks), or
+    whose client stamps reads just before their second (Stripe): the read of the first,
+    hydrated before the second landed, reaches us after it, stamped as our last write, so
+    neither older than the link's newest (rule 1) nor the last push. The provider read it
+    before the write that replaced it landed, so it is stamped no later than that write's
+    answer (each write's own, not only the last's: a user who sets a field back to a value
+    we once wrote, after the write that replaced it, made an edit, and so did one after our
+    last write). Without a stamp for any later write, no match: only the hash would say so.
+    """
+    replaced_by: datetime | None = None  # the updated-at of the nearest later write known
+    for i in range(len(link.pushes) - 1, 0, -1):
+        later, earlier = link.pushes[i], link.pushes[i - 1]
+        if later.updated_at is not None:
+            replaced_by = later.updated_at
+        if (
+            earlier.state_hash == incoming_hash
+            and replaced_by is not None
+            and source_ts <= replaced_by
+        ):
+            return True
+    return False
+
+
 def missing_reference(change: InboundChange) -> Reference | None:
     """The first record an upsert names that is not linked yet (its ``refs`` left after
     resolution), or None. A delete needs none of the records it named."""
@@ -349,6 +394,10 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
                 link=seen,
                 push_again=record.version if fell_behind else None,
             )
+        if _our_earlier_write(incoming_hash, change.source_ts, link):
+            # Older than what the link holds (our later write): its snapshot and hash stay.
+            touched = LinkWrite(None, None, seen.remote_updated_at)
+            return Decision(Outcome.ECHO, Rule.EARLIER_PUSH, link.entity_id, link=touched)
         if _our_write_in_progress(change.entity_type, values, link, change.source_ts):
             return Decision(Outcome.STALE, Rule.OLDER_THAN_SEEN, link.entity_id)
     if record is not None and record.deleted:

@@ -164,16 +164,26 @@ def provider() -> str:
     return "quickbooks"
 
 
+@pytest.fixture
+def sim_options() -> dict[str, Any]:
+    """The target simulator's options; a test module overrides it (a clock, say)."""
+    return {}
+
+
 def _parsed(change: InboundChange) -> Parsed:
     return Parsed(Source("test", 0, 0, None, b"{}"), change)
 
 
 @pytest.fixture
 async def env(
-    pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory, provider: str
+    pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    provider: str,
+    sim_options: dict[str, Any],
 ) -> AsyncIterator[Env]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
-    running = await sims.start_simulator(provider)
+    running = await sims.start_simulator(provider, **sim_options)
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     async with pool.acquire() as conn:
         erp = await create_connection(

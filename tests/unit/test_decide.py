@@ -20,6 +20,7 @@ from services.processor.decide import (
     InboundChange,
     Link,
     Outcome,
+    Pushed,
     Record,
     Reference,
     Rule,
@@ -54,8 +55,9 @@ def link(
     pushed_hash: str | None = None,
     pushed_version: int | None = None,
     pushed_at: datetime | None = None,
+    pushes: tuple[Pushed, ...] = (),
 ) -> Link:
-    return Link(ENTITY, snapshot, pushed_hash, pushed_version, seen, pushed_at)
+    return Link(ENTITY, snapshot, pushed_hash, pushed_version, seen, pushed_at, pushes)
 
 
 def record(
@@ -178,6 +180,75 @@ def test_a_later_state_holding_what_we_pushed_is_a_users_revert_not_an_echo() ->
     assert (d.outcome, d.outbox) == (Outcome.NOOP, None)
 
 
+def writes(*states: tuple[dict[str, Any], datetime]) -> tuple[Pushed, ...]:
+    """Our writes of these states, oldest first, each with the provider's stamp."""
+    return tuple(Pushed(state_hash(values), ts) for values, ts in states)
+
+
+def after_two_writes_in_one_second() -> tuple[dict[str, Any], Link, Record]:
+    """We wrote phone 1, then phone 2 (another system's edit, made just before), to a
+    provider that stamps whole seconds: both writes at 1. The first write's state."""
+    first, second = {"name": "Jo", "phone": "1"}, {"name": "Jo", "phone": "2"}
+    ours = link(
+        snapshot=second,
+        seen=at(1),
+        pushed_hash=state_hash(second),
+        pushed_version=2,
+        pushed_at=at(1),
+        pushes=writes((first, at(1)), (second, at(1))),
+    )
+    return first, ours, record(second, source=B, ts=at(1) - timedelta(seconds=1), version=2)
+
+
+def test_a_read_back_of_an_earlier_push_after_a_later_one_is_an_echo() -> None:
+    # The provider's read of our first write reaches us after the second: stamped as our
+    # last write (not stale), holding the first write's values (not the last push).
+    first, ours, current = after_two_writes_in_one_second()
+    d = decide(change(at(1)), first, ours, current, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox, d.push_again) == (
+        Outcome.ECHO,
+        Rule.EARLIER_PUSH,
+        None,
+        None,
+        None,
+    )
+    # It is older than what the link knows: the link keeps the last write's state.
+    assert d.link is not None
+    assert (d.link.snapshot, d.link.seen_hash) == (None, None)
+
+
+def test_a_users_revert_to_an_earlier_push_after_our_last_write_applies() -> None:
+    first, ours, current = after_two_writes_in_one_second()
+    d = decide(change(at(2)), first, ours, current, NEWEST)
+    assert (d.outcome, d.rule, d.version) == (Outcome.APPLIED, Rule.UPDATE, 3)
+    assert d.state is not None
+    assert d.state.values["phone"] == "1"
+
+
+def test_a_revert_made_between_two_of_our_writes_is_an_edit() -> None:
+    # We wrote phone 1 (1), phone 2 (3) and the email (5, B's edit, which left the phone
+    # alone). A user set the phone back to 1 at 4, after the write that replaced it: that
+    # state is no read-back of ours, though it is older than our last write.
+    first, second = {"phone": "1"}, {"phone": "2"}
+    third = {"phone": "2", "email": "e"}
+    ours = link(
+        snapshot=third,
+        seen=at(5),
+        pushed_hash=state_hash(third),
+        pushed_at=at(5),
+        pushes=writes((first, at(1)), (second, at(3)), (third, at(5))),
+    )
+    current = Record(
+        ENTITY,
+        RecordState(third, {"phone": FieldMeta(at(2), str(B)), "email": FieldMeta(at(5), str(B))}),
+        3,
+    )
+    d = decide(change(at(5)), {"phone": "1", "email": "e"}, ours, current, NEWEST)
+    assert (d.outcome, d.rule) == (Outcome.APPLIED, Rule.UPDATE)
+    assert d.state is not None
+    assert d.state.values == {"phone": "1", "email": "e"}
+
+
 def test_an_update_of_a_deleted_record_does_not_revive_it() -> None:
     gone = record({"name": "Jo"}, deleted=True, version=2)
     d = decide(change(at(2)), {"name": "Back"}, link(seen=at(1)), gone, NEWEST)
@@ -286,12 +357,16 @@ def situations(
     linked = None
     if current is not None and draw(st.booleans()):
         pushed = draw(st.none() | st.just(state_hash(values)) | st.just("other"))
+        earlier = draw(st.lists(st.tuples(VALUES | st.just(values), MINUTES.map(at)), max_size=3))
+        pushes = writes(*sorted(earlier, key=lambda w: w[1]))
         linked = Link(
             ENTITY,
             draw(st.none() | VALUES),
             pushed,
             draw(st.none() | MINUTES),
             draw(st.none() | MINUTES.map(at)),
+            draw(st.none() | MINUTES.map(at)),
+            pushes,
         )
     return c, values, linked, current
 
@@ -321,6 +396,8 @@ def applied(
         old.last_pushed_hash,
         old.last_pushed_version,
         d.link.remote_updated_at,
+        old.pushed_updated_at,
+        old.pushes,
     )
     return new_link, after
 
@@ -346,6 +423,42 @@ def test_an_echo_never_produces_an_outbox_entry(s: Situation, policy: Policy) ->
     d = decide(*s, policy)
     assert d.outcome is Outcome.ECHO
     assert (d.write, d.outbox) == (None, None)
+
+
+STATES = st.lists(
+    st.dictionaries(FIELDS, st.sampled_from(["a", "b", "c"]), min_size=1), min_size=2, max_size=5
+)
+
+
+@given(STATES, st.data(), POLICIES)
+def test_a_state_of_ours_read_back_before_the_write_that_replaced_it_is_an_echo(
+    states: list[dict[str, Any]], data: st.DataObject, policy: Policy
+) -> None:
+    # Our writes at 0, 2, 4, ... minutes; a read of write i is stamped from its own write
+    # up to the write that replaced it (a whole-second clock: the same second).
+    ours = writes(*((values, at(2 * i)) for i, values in enumerate(states)))
+    i = data.draw(st.integers(0, len(states) - 2))
+    ts = at(2 * i) + timedelta(seconds=data.draw(st.integers(0, 120)))
+    last = ours[-1]
+    linked = Link(ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours)
+    current = record(states[-1], source=B, ts=at(0), version=len(states))
+    d = decide(change(ts), states[i], linked, current, policy)
+    assert d.outcome is Outcome.ECHO
+    assert (d.write, d.outbox) == (None, None)
+
+
+@given(STATES, st.data(), POLICIES)
+def test_a_state_of_ours_stamped_after_our_last_write_is_never_an_echo(
+    states: list[dict[str, Any]], data: st.DataObject, policy: Policy
+) -> None:
+    # A user's revert to any value we once wrote, after our last write: the merge's.
+    ours = writes(*((values, at(2 * i)) for i, values in enumerate(states)))
+    i = data.draw(st.integers(0, len(states) - 1))
+    ts = ours[-1].updated_at + timedelta(seconds=data.draw(st.integers(1, 120)))  # type: ignore[operator]
+    last = ours[-1]
+    linked = Link(ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours)
+    current = record(states[-1], source=B, ts=at(0), version=len(states))
+    assert decide(change(ts), states[i], linked, current, policy).outcome is not Outcome.ECHO
 
 
 @given(situations(), POLICIES)
