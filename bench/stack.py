@@ -232,12 +232,16 @@ class Stack:
     prefix: str
     master_keys: str
     workdir: Path
+    # ``bench/run --set``: settings for every service; the stack's own (ports, groups,
+    # topics) still win, so a run cannot point a service at someone else's.
+    settings: dict[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
 
     def env(self, **extra: Any) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
         return (
             base
+            | {f"CRMSYNC_{k.upper()}": v for k, v in self.settings.items()}
             | {
                 "CRMSYNC_DATABASE_URL": self.database_url,
                 "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": self.common.kafka_bootstrap_servers,
