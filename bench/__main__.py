@@ -64,6 +64,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(--workers 1,2) run those sections once per count and compare them (default 1)",
     )
     p.add_argument(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a CRMSYNC_ setting for every service the run starts (repeat), e.g. "
+        "--set processor_batch_quiet_seconds=0.01: A/B a knob without editing its default",
+    )
+    p.add_argument(
         "--rates",
         type=_rates,
         metavar="N,N,...",
@@ -123,6 +133,14 @@ def scale_out(results: list[Result], counts: tuple[int, ...]) -> list[Result]:
 
 def _named(base: str, workers: int) -> str:
     return base if workers == 1 else f"{base}.workers_{workers}"
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    name = name.strip().lower().removeprefix("crmsync_")
+    if not sep or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
+    return name, value
 
 
 def _rates(text: str) -> tuple[int, ...]:
@@ -199,7 +217,11 @@ async def main(args: argparse.Namespace) -> int:
             workdir,
             session,
             say,
+            settings=dict(args.settings),
         )
+        if run.settings:
+            named = (f"CRMSYNC_{k.upper()}={v}" for k, v in run.settings.items())
+            say("settings: " + ", ".join(named))
         async with sampling() as host:
             for name in args.only or list(SECTIONS):
                 for workers in args.workers if name in SCALED else (1,):

@@ -86,6 +86,8 @@ class Run:
     # Processor and outbound processes each section runs (``--workers``), each in its
     # consumer group: the section being run now.
     workers: int = 1
+    # ``--set``: CRMSYNC_ settings (lower-case names, no prefix) for every service started.
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def keyring(self) -> KeyRing:
@@ -105,7 +107,9 @@ class Run:
             scratch_database(self.common, database) as database_url,
             scratch_topics(self.common.kafka_bootstrap_servers, prefix),
         ):
-            stack = Stack(self.common, database_url, prefix, self.master_keys, workdir)
+            stack = Stack(
+                self.common, database_url, prefix, self.master_keys, workdir, self.settings
+            )
             try:
                 yield stack
             finally:

@@ -218,10 +218,15 @@ class Stack:
     prefix: str
     master_keys: str
     workdir: Path
+    # ``bench/run --set``: settings for every service; the stack's own (ports, groups,
+    # topics) still win, so a run cannot point a service at someone else's.
+    settings: dict[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
 
     def env(self, **extra: Any) -> dict[str, str]:
-        return service_env(
+        # --set's settings first: the stack's own (ports, database, topics) and extra win.
+        chosen = {f"CRMSYNC_{k.upper()}": v for k, v in self.settings.items()}
+        return chosen | service_env(
             self.database_url,
             self.common.kafka_bootstrap_servers,
             self.master_keys,

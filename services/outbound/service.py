@@ -85,13 +85,18 @@ class Outbound:
                 for message in messages:
                     rows.extend(await self._targets(message.value, message.offset))
             await enqueue(self.pool, rows)
+            # The pushes are committed rows now: the worker may take them while the offsets
+            # travel to Kafka (a broker round trip the push used to wait for: 10 ms p50 at
+            # 5 webhooks/s, 60 ms at 50/s on a loaded machine; bench/README.md, "Eighth
+            # round"). A crash before the commit re-reads the batch; queueing it again is a
+            # no-op, or a push of a version the link already has, which is skipped.
+            if rows:
+                self.wake.set()
             # Offsets move only after the pushes they imply are durable; exactly the
             # offsets read, so a rebalance meanwhile cannot commit what was not.
             await self.consumer.commit(
                 {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
             )
-            if rows:
-                self.wake.set()
 
     async def rewind(self) -> None:
         """Move every assigned partition back to its committed offset (its start when

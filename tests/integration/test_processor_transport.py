@@ -1,14 +1,18 @@
-"""The processor's worker consumer waits ``processor_fetch_max_wait_ms`` per fetch, which
-faust 0.15 writes into its driver (services/processor/consumer.py makes it a setting):
-checked on the consumer faust itself builds, started against the real Kafka, so an
-upgrade of faust or aiokafka that moves the wait fails here instead of ignoring it."""
+"""The processor's Kafka clients wait where they are meant to, checked on the clients
+themselves, started against the real Kafka, so an upgrade of faust or aiokafka that moves
+a wait fails here instead of ignoring it:
+
+- the worker consumer waits ``processor_fetch_max_wait_ms`` per fetch, which faust 0.15
+  writes into its driver (services/processor/consumer.py makes it a setting);
+- the producer of the normalize lanes and the outbox relay sends a batch at once, with no
+  linger (services/processor/app.py, ``BATCH_LINGER_MS``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from crmsync.settings.processor import ProcessorSettings
-from services.processor.app import create_app
+from services.processor.app import batch_producer, create_app
 
 
 async def test_the_worker_consumer_fetches_with_the_configured_wait(
@@ -30,3 +34,13 @@ async def test_the_worker_consumer_fetches_with_the_configured_wait(
     finally:
         await consumer.stop()
         thread.thread_loop.close()  # made by mode's ServiceThread, never started here
+
+
+async def test_the_batch_producer_sends_without_lingering(kafka_bootstrap: str) -> None:
+    producer = batch_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        # Where aiokafka 0.14 holds a batch back before its sender takes it (seconds).
+        assert producer._message_accumulator._linger_time == 0
+    finally:
+        await producer.stop()
