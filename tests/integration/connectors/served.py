@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 from aiohttp import web
 
 from connectors.base import Connector, Verified, WebhookRequest
+from connectors.http import NotFoundError, ProviderError
 from connectors.spec import ApiClient, EntityType, Page, RemoteRecord, WebhookParse
 from schemas.errors import ProviderRuleError
 
@@ -187,6 +188,23 @@ async def every_page(
 
 def records_of(pages: list[Page]) -> list[RemoteRecord]:
     return [record for page in pages for record in page.records]
+
+
+Refused = TypeVar("Refused", bound=ProviderError)
+
+
+async def deleted(
+    client: ApiClient,
+    entity_type: EntityType,
+    external_id: str,
+    refused: type[Refused] = NotFoundError,  # type: ignore[assignment]
+) -> Refused:
+    """Deletes the record, then fetches it: what the fetch raised (a deleted record is
+    gone); the test asserts what the provider says of it."""
+    await client.delete(entity_type, external_id)
+    with pytest.raises(refused) as caught:
+        await client.fetch(entity_type, external_id)
+    return caught.value
 
 
 class TickingClock:

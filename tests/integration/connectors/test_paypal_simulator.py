@@ -40,6 +40,7 @@ from tests.integration.connectors.served import (
     TickingClock,
     a_paid_invoice_asks_nothing_but_refuses_real_edits,
     assert_open_one_line_totals,
+    deleted,
     every_page,
     inbox,
     one_line_invoice,
@@ -162,9 +163,7 @@ async def test_an_invoice_is_sent_a_payment_recorded_and_removed(stack: Stack) -
     # What PayPal does not hold of a payment (its customer) is no change to it.
     same = await client.update("payment", payment.external_id, {"customer_id": None}, {})
     assert same.data == payment.data
-    await client.delete("payment", payment.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("payment", payment.external_id)
+    await deleted(client, "payment", payment.external_id)
     assert (await client.fetch("invoice", invoice.external_id)).data["status"] == "open"
 
 

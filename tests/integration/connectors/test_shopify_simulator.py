@@ -21,6 +21,7 @@ from tests.integration.connectors.served import (
     Inbox,
     TickingClock,
     assert_open_one_line_totals,
+    deleted,
     delivered,
     every_page,
     inbox,
@@ -85,9 +86,7 @@ async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stac
     assert updated.data["address"]["city"] == "Manly"
     # The default address was edited, not a second one added.
     assert len(stack.sim.get("customer", created.external_id)["addresses"]) == 1
-    await client.delete("customer", created.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("customer", created.external_id)
+    await deleted(client, "customer", created.external_id)
     await stack.sim.drained()
     assert parsed_topics(stack) == [
         ("customers/create", "customer", "upsert"),
@@ -186,9 +185,7 @@ async def test_an_unpaid_order_is_cancelled_and_deleted(stack: Stack) -> None:
     assert later.data["due_on"] == "2027-01-15"
     void = await client.update("invoice", invoice.external_id, {"status": "void"}, refs)
     assert (void.data["status"], void.data["amount_due"]) == ("void", 0)
-    await client.delete("invoice", invoice.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("invoice", invoice.external_id)
+    await deleted(client, "invoice", invoice.external_id)
 
 
 async def test_backfill_pages_through_every_record_by_link_header(stack: Stack) -> None:

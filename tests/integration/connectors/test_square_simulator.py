@@ -29,6 +29,7 @@ from tests.integration.connectors.served import (
     TickingClock,
     a_paid_invoice_asks_nothing_but_refuses_real_edits,
     assert_open_one_line_totals,
+    deleted,
     delivered,
     every_page,
     inbox,
@@ -79,9 +80,7 @@ async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stac
     updated = await client.update("customer", created.external_id, {"phone": "+61 2 5550 2"}, {})
     assert updated.data["phone"] == "+61 2 5550 2"
     assert updated.version == "1"
-    await client.delete("customer", created.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("customer", created.external_id)
+    await deleted(client, "customer", created.external_id)
     await stack.sim.drained()
     kinds = []
     for _, _, parsed in delivered(CONNECTOR, stack.inbox.hooks, KEY, {}, now=0, url=stack.hook_url):
