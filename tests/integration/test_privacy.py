@@ -31,6 +31,7 @@ from crmsync.demo import sims
 from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+from tests.integration.connections import lone_connection
 from tests.integration.test_admin_api import Admin, admin
 from tests.integration.test_references import TOPIC, at, change
 
@@ -299,14 +300,13 @@ async def test_another_tenants_change_carrying_the_erased_address_still_applies(
     person = await _tenant_with_a_person(pool, crm, processor)
     async with pool.acquire() as conn:
         await privacy.erase(conn, person.ctx, PrivacyRequest(email=EMAIL), now=datetime.now(UTC))
-        other = await create_connection(
-            conn,
-            KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"]),
-            tenant=f"t-{uuid.uuid4().hex[:8]}",
-            provider="internal",
-            name="erp",
-            webhook_secret=None,
-        )
+    other = await lone_connection(
+        pool,
+        KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"]),
+        provider="internal",
+        name="erp",
+        webhook_secret=None,
+    )
 
     results = await processor.handle(
         TOPIC,
