@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -66,6 +67,26 @@ async def inbox(path: str = "/hooks", status: int = 200) -> AsyncIterator[Inbox]
     app.router.add_post(path, receive)
     async with served(app) as base_url:
         yield Inbox(base_url + path, hooks)
+
+
+class _Serving(Protocol):
+    def app(self) -> web.Application: ...
+
+
+Sim = TypeVar("Sim", bound=_Serving)
+
+
+@asynccontextmanager
+async def simulating(
+    make: Callable[[str], Sim], path: str = "/hooks", status: int = 200
+) -> AsyncIterator[tuple[Sim, str, Inbox, aiohttp.ClientSession]]:
+    """The simulator ``make(webhook_url)`` builds, delivering its webhooks to an inbox at
+    ``path`` (answering ``status``), served on a free port: the simulator, its base URL,
+    the inbox and a client session, all closed on exit."""
+    async with inbox(path, status) as hooks:
+        sim = make(hooks.url)
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            yield sim, base_url, hooks, session
 
 
 class Delivery(NamedTuple):

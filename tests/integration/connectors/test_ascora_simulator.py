@@ -29,9 +29,8 @@ from tests.integration.connectors.served import (
     deleted,
     delivered,
     every_page,
-    inbox,
     records_of,
-    served,
+    simulating,
 )
 
 COMPANY = "ACME"
@@ -83,18 +82,17 @@ class Env:
 
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
-    async with inbox(status=204) as hooks:
-        secret = CONNECTOR.scheme.generate_secret()
-        clock = Clock()
-        sim = AscoraSimulator(
-            webhook_url=hooks.url,
-            webhook_secret=secret,
-            company_code=COMPANY,
-            clock=clock,
+    secret = CONNECTOR.scheme.generate_secret()
+    clock = Clock()
+
+    def make(url: str) -> AscoraSimulator:
+        return AscoraSimulator(
+            webhook_url=url, webhook_secret=secret, company_code=COMPANY, clock=clock
         )
-        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
-            client = make_client(session, base_url, StaticAuth.bearer(sim.api_token), SETTINGS)
-            yield Env(sim, client, session, base_url, secret, clock, hooks.hooks)
+
+    async with simulating(make, status=204) as (sim, base_url, hooks, session):
+        client = make_client(session, base_url, StaticAuth.bearer(sim.api_token), SETTINGS)
+        yield Env(sim, client, session, base_url, secret, clock, hooks.hooks)
 
 
 async def customer(env: Env, name: str = "Harbour Plumbing") -> str:

@@ -29,9 +29,9 @@ from tests.integration.connectors.served import (
     deleted,
     delivered,
     every_page,
-    inbox,
     records_of,
     served,
+    simulating,
 )
 
 SECRET = "hubspot-client-secret"
@@ -75,12 +75,12 @@ class Harness:
 
 @pytest.fixture
 async def hubspot() -> AsyncIterator[Harness]:
-    async with inbox(WEBHOOK_PATH) as hooks:
-        receiver = Receiver(hooks.url, hooks.hooks)
-        sim = HubSpotSimulator(webhook_url=receiver.url, webhook_secret=SECRET, portal_id=PORTAL_ID)
-        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
-            client = make_client(session, base_url, StaticAuth.bearer("sim-token"), SETTINGS)
-            yield Harness(sim, base_url, session, client, receiver)
+    def make(url: str) -> HubSpotSimulator:
+        return HubSpotSimulator(webhook_url=url, webhook_secret=SECRET, portal_id=PORTAL_ID)
+
+    async with simulating(make, WEBHOOK_PATH) as (sim, base_url, hooks, session):
+        client = make_client(session, base_url, StaticAuth.bearer("sim-token"), SETTINGS)
+        yield Harness(sim, base_url, session, client, Receiver(hooks.url, hooks.hooks))
 
 
 ADA = {

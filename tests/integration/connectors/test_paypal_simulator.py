@@ -42,10 +42,9 @@ from tests.integration.connectors.served import (
     assert_open_one_line_totals,
     deleted,
     every_page,
-    inbox,
     one_line_invoice,
     records_of,
-    served,
+    simulating,
 )
 
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
@@ -88,16 +87,17 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    async with inbox("/webhooks/paypal/c1") as hooks:
-        sim = PayPalSimulator(
-            webhook_url=hooks.url,
+    def make(url: str) -> PayPalSimulator:
+        return PayPalSimulator(
+            webhook_url=url,
             webhook_secret=WEBHOOK_ID,
             oauth_client=CLIENT,
             clock=TickingClock(START),
         )
-        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
-            sim.public_url = sim_url
-            yield Stack(sim, sim_url, hooks, session)
+
+    async with simulating(make, "/webhooks/paypal/c1") as (sim, sim_url, hooks, session):
+        sim.public_url = sim_url
+        yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}

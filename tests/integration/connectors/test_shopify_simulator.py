@@ -24,10 +24,10 @@ from tests.integration.connectors.served import (
     deleted,
     delivered,
     every_page,
-    inbox,
     one_line_invoice,
     records_of,
     served,
+    simulating,
 )
 
 SECRET = "shopify-app-secret-for-the-simulator"
@@ -49,12 +49,11 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    async with inbox("/webhooks/shopify/c1") as hooks:
-        sim = ShopifySimulator(
-            webhook_url=hooks.url, webhook_secret=SECRET, clock=TickingClock(START)
-        )
-        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
-            yield Stack(sim, sim_url, hooks, session)
+    def make(url: str) -> ShopifySimulator:
+        return ShopifySimulator(webhook_url=url, webhook_secret=SECRET, clock=TickingClock(START))
+
+    async with simulating(make, "/webhooks/shopify/c1") as (sim, sim_url, hooks, session):
+        yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {

@@ -32,10 +32,9 @@ from tests.integration.connectors.served import (
     deleted,
     delivered,
     every_page,
-    inbox,
     one_line_invoice,
     records_of,
-    served,
+    simulating,
 )
 
 KEY = "square-signature-key-for-the-simulator"
@@ -62,10 +61,11 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    async with inbox("/webhooks/square/c1") as hooks:
-        sim = SquareSimulator(webhook_url=hooks.url, webhook_secret=KEY, clock=TickingClock(START))
-        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
-            yield Stack(sim, sim_url, hooks, session)
+    def make(url: str) -> SquareSimulator:
+        return SquareSimulator(webhook_url=url, webhook_secret=KEY, clock=TickingClock(START))
+
+    async with simulating(make, "/webhooks/square/c1") as (sim, sim_url, hooks, session):
+        yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}

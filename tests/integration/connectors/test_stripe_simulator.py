@@ -24,7 +24,7 @@ from connectors.stripe import CONNECTOR
 from connectors.stripe.client import STRIPE_VERSION, StripeClient, make_client
 from connectors.stripe.simulator import StripeSimulator
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import Hook, deleted, delivered, inbox, served
+from tests.integration.connectors.served import Hook, deleted, delivered, served, simulating
 
 SECRET = "whsec_simulatorTestSecret0123456789abcd"
 API_KEY = "sk_test_simulator_key"
@@ -63,11 +63,12 @@ class Stripe:
 
 @pytest.fixture
 async def stripe() -> AsyncIterator[Stripe]:
-    async with inbox() as hooks:
-        sim = StripeSimulator(webhook_url=hooks.url, webhook_secret=SECRET, api_token=API_KEY)
-        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
-            client = make_client(session, base_url, StaticAuth.bearer(API_KEY), {})
-            yield Stripe(sim, client, base_url, session, hooks.hooks)
+    def make(url: str) -> StripeSimulator:
+        return StripeSimulator(webhook_url=url, webhook_secret=SECRET, api_token=API_KEY)
+
+    async with simulating(make) as (sim, base_url, hooks, session):
+        client = make_client(session, base_url, StaticAuth.bearer(API_KEY), {})
+        yield Stripe(sim, client, base_url, session, hooks.hooks)
 
 
 JENNY = {
