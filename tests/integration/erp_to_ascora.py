@@ -1,9 +1,10 @@
-"""One tenant pushing from an internal ERP connection to an Ascora simulator: the set-up
-the outbound and ledger tests share."""
+"""One tenant pushing from an internal ERP connection to a simulator (Ascora's, mostly):
+the set-up the outbound and ledger tests share."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -13,25 +14,44 @@ from crmsync.common.crypto import KeyRing
 from tests.e2e.sync_harness import SimulatedCrm
 
 
-async def erp_and_ascora(
-    pool: asyncpg.Pool, keyring: KeyRing, crm: SimulatedCrm, company_code: str
+async def erp_and_target(
+    pool: asyncpg.Pool,
+    keyring: KeyRing,
+    crm: SimulatedCrm,
+    *,
+    credentials: str,
+    settings: dict[str, Any],
 ) -> tuple[CreatedConnection, CreatedConnection]:
-    """A new tenant's internal "erp" connection and its "ascora" connection to ``crm`` (an
-    Ascora simulator serving ``company_code``)."""
+    """A new tenant's internal "erp" connection and its connection to ``crm`` (a simulator,
+    named as its provider) with ``credentials`` (``credentials_json``) and ``settings``."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     async with pool.acquire() as conn:
         erp = await create_connection(
             conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
         )
-        ascora = await create_connection(
+        target = await create_connection(
             conn,
             keyring,
             tenant=tenant,
-            provider="ascora",
-            name="ascora",
+            provider=crm.provider,
+            name=crm.provider,
             webhook_secret=None,
             base_url=crm.base_url,
-            api_credentials=credentials_json(token=crm.sim.api_token),
-            settings={"company_code": company_code},
+            api_credentials=credentials,
+            settings=settings,
         )
-    return erp, ascora
+    return erp, target
+
+
+async def erp_and_ascora(
+    pool: asyncpg.Pool, keyring: KeyRing, crm: SimulatedCrm, company_code: str
+) -> tuple[CreatedConnection, CreatedConnection]:
+    """A new tenant's internal "erp" connection and its "ascora" connection to ``crm`` (an
+    Ascora simulator serving ``company_code``)."""
+    return await erp_and_target(
+        pool,
+        keyring,
+        crm,
+        credentials=credentials_json(token=crm.sim.api_token),
+        settings={"company_code": company_code},
+    )
