@@ -162,6 +162,15 @@ async def a_paid_invoice_asks_nothing_but_refuses_real_edits(
         await client.update("invoice", invoice.external_id, {**derived, "number": number}, refs)
 
 
+async def invoiced(
+    client: ApiClient, customer: Mapping[str, Any], invoice: Mapping[str, Any]
+) -> tuple[RemoteRecord, RemoteRecord]:
+    """``customer`` and ``invoice`` (of theirs) created through ``client`` (idempotency
+    keys "c" and "i"), as the provider holds them."""
+    made = await client.create("customer", customer, {}, "c")
+    return made, await client.create("invoice", invoice, {"customer_id": made.external_id}, "i")
+
+
 def one_line_invoice(number: str) -> dict[str, Any]:
     """An open AUD invoice of one taxed line (2 x 125.00, 25.00 tax): what the Square,
     PayPal and Shopify tests push."""

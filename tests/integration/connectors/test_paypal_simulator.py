@@ -42,6 +42,7 @@ from tests.integration.connectors.served import (
     assert_open_one_line_totals,
     deleted,
     every_page,
+    invoiced,
     one_line_invoice,
     records_of,
     simulating,
@@ -106,8 +107,7 @@ INVOICE = one_line_invoice("PP-100")
 
 async def test_tokens_come_from_the_client_credentials_grant(stack: Stack) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    await invoiced(client, CUSTOMER, INVOICE)
     assert stack.sim.refresh_calls == 1
     [tokens] = stack.saved
     assert tokens.access_token.startswith("at_")

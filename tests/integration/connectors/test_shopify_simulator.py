@@ -24,6 +24,7 @@ from tests.integration.connectors.served import (
     deleted,
     delivered,
     every_page,
+    invoiced,
     one_line_invoice,
     records_of,
     served,
@@ -286,8 +287,7 @@ async def test_a_payment_over_what_the_order_owes_is_a_provider_rule_refusal(
     # Shopify refuses a sale over the order's outstanding balance (422): Shopify's rule,
     # not a malformed request (the convergence run found it parked as provider_4xx).
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
     too_much = {"amount": 27_501, "currency": "AUD", "status": "succeeded", "reference": "X"}
     with pytest.raises(ProviderRuleError, match="outstanding"):
         await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "p")
@@ -302,8 +302,7 @@ async def test_a_transaction_create_retried_after_its_answer_was_lost_pays_once(
     # retry must find the transaction the first one made, not pay the order again (it
     # owed enough for both, so the balance did not stop the second).
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
     part = {"amount": 10_000, "currency": "AUD", "status": "succeeded", "reference": "EFT-9"}
     refs = {"invoice_id": invoice.external_id}
     stack.sim.faults.append(Fault(500, 1, path="/transactions.json", method="POST", after=True))

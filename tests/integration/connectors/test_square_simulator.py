@@ -32,6 +32,7 @@ from tests.integration.connectors.served import (
     deleted,
     delivered,
     every_page,
+    invoiced,
     one_line_invoice,
     records_of,
     simulating,
@@ -127,8 +128,7 @@ async def test_an_invoice_is_an_order_plus_an_invoice_and_a_payment_settles_it(
     stack: Stack,
 ) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    customer, invoice = await invoiced(client, CUSTOMER, INVOICE)
     assert_open_one_line_totals(invoice)
     assert invoice.data["lines"] == INVOICE["lines"]
     assert invoice.refs == {"customer_id": customer.external_id}
@@ -180,8 +180,7 @@ async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edi
 
 async def test_a_published_invoice_keeps_its_lines_and_cannot_return_to_draft(stack: Stack) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
     changed = {
         **INVOICE,
         "status": "draft",
