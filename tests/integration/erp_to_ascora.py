@@ -13,6 +13,18 @@ from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing
 from tests.e2e.sync_harness import SimulatedCrm
 
+# An open NZD invoice of one callout line, with its totals: what the outbound and ledger
+# tests push when any invoice will do.
+CALLOUT_INVOICE: dict[str, Any] = {
+    "number": "INV-100",
+    "status": "open",
+    "currency": "NZD",
+    "lines": [{"description": "Callout", "quantity": "1", "unit_amount": 15000}],
+    "subtotal": 15000,
+    "tax": 0,
+    "total": 15000,
+}
+
 
 async def erp_and_target(
     pool: asyncpg.Pool,
