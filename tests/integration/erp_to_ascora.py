@@ -11,6 +11,8 @@ import asyncpg
 from connectors.runtime import credentials_json
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing
+from crmsync.demo import sims
+from crmsync.demo.sims import RunningSim
 from tests.e2e.sync_harness import SimulatedCrm
 
 # An open NZD invoice of one callout line, with its totals: what the outbound and ledger
@@ -24,6 +26,24 @@ CALLOUT_INVOICE: dict[str, Any] = {
     "tax": 0,
     "total": 15000,
 }
+
+
+async def erp_and_simulator(
+    pool: asyncpg.Pool, keyring: KeyRing, crm: RunningSim, name: str
+) -> tuple[CreatedConnection, uuid.UUID]:
+    """A new tenant's internal "erp" connection, and ``crm`` connected to that tenant as
+    ``name`` (as the demo connects it) with its webhooks off: there is no ingest here, the
+    test hands over what a webhook would bring. The erp connection and the other's id."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        erp = await create_connection(
+            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
+        )
+    target = await sims.connect(
+        pool, keyring, crm, tenant=tenant, name=name, ingest_url="http://127.0.0.1:9"
+    )
+    crm.sim.webhook_url = None
+    return erp, target
 
 
 async def erp_and_target(
