@@ -11,23 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Any
 
-import faust
-
-from crmsync.common.logs import configure_logging
-from crmsync.settings.processor import ProcessorSettings
-from services.processor.app import create_app
 from services.processor.batches import take_batches
+from tests.e2e.faust_probe import probe, work
 
 
 def main() -> None:
-    settings = ProcessorSettings()
-    configure_logging("faust-crash-probe", "WARNING", "json")
-    app = create_app(settings)
-    topic = app.topic(os.environ["PROBE_TOPIC"], value_serializer="raw")
-    out = Path(os.environ["PROBE_OUT"])
+    app, topic, out = probe("faust-crash-probe")
     fail_at = os.environ.get("PROBE_FAIL_AT", "")
     take = os.environ.get("PROBE_TAKE", "batches")
     within = float(os.environ.get("PROBE_WITHIN", "0.2"))
@@ -53,12 +44,10 @@ def main() -> None:
             # The agent dies mid-batch, as it did on a PostgreSQL error it did not retry;
             # faust restarts it.
             raise RuntimeError(f"failing on {fail_at}")
-        with out.open("a") as f:  # noqa: ASYNC230 - a few bytes per batch, test only
+        with out.open("a") as f:
             f.write("".join(f"{v}\n" for v in values))
 
-    worker = faust.Worker(app, loglevel="WARNING", override_logging=False, quiet=True)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    work(app)
 
 
 if __name__ == "__main__":

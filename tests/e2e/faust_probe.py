@@ -17,12 +17,28 @@ from crmsync.settings.processor import ProcessorSettings
 from services.processor.app import create_app
 
 
-def main() -> None:
+def probe(name: str) -> tuple[faust.App, faust.TopicT, Path]:
+    """The processor's app (settings from the environment), logging as ``name``; the
+    probe's topic (PROBE_TOPIC, raw values) and the file it reports to (PROBE_OUT)."""
     settings = ProcessorSettings()
-    configure_logging("faust-probe", "WARNING", "json")
+    configure_logging(name, "WARNING", "json")
     app = create_app(settings)
-    topic = app.topic(os.environ["PROBE_TOPIC"], value_serializer="raw")
-    out = Path(os.environ["PROBE_OUT"])
+    return (
+        app,
+        app.topic(os.environ["PROBE_TOPIC"], value_serializer="raw"),
+        Path(os.environ["PROBE_OUT"]),
+    )
+
+
+def work(app: faust.App) -> None:
+    """Run ``app`` as a quiet faust worker until it is stopped."""
+    worker = faust.Worker(app, loglevel="WARNING", override_logging=False, quiet=True)
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
+def main() -> None:
+    app, topic, out = probe("faust-probe")
 
     @app.agent(topic)
     async def count(stream: AsyncIterator[list[bytes]]) -> None:
@@ -30,11 +46,9 @@ def main() -> None:
         async for batch in stream.take(100, within=1):  # type: ignore[attr-defined]
             total += len(batch)
             # A few bytes once a batch; the agent's loop is the only writer.
-            out.write_text(f"{total}\n")  # noqa: ASYNC240
+            out.write_text(f"{total}\n")
 
-    worker = faust.Worker(app, loglevel="WARNING", override_logging=False, quiet=True)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    work(app)
 
 
 if __name__ == "__main__":

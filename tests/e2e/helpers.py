@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from crmsync.common.kafka import make_producer
+
 
 def get_json(url: str) -> tuple[int, Any]:
     try:
@@ -47,3 +49,16 @@ def stop(
         proc.kill()
         proc.wait()
         raise AssertionError(f"process ignored signal {sig} for {timeout}s") from None
+
+
+async def produce_numbers(kafka_bootstrap: str, topic: str, count: int, keys: int) -> None:
+    """Records ``0`` to ``count - 1`` (their values) on ``topic``, keyed ``k0`` to
+    ``k{keys - 1}`` in turn, so they spread over its partitions; all acknowledged."""
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        for i in range(count):
+            await producer.send(topic, f"{i}".encode(), key=f"k{i % keys}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,6 +24,7 @@ from crmsync.application.context import KafkaTarget
 from crmsync.application.ledger import Ledger
 from crmsync.application.ledger_io import ledger
 from crmsync.application.sync import jobs
+from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.settings import parse_settings
 from crmsync.demo import sims
@@ -87,6 +89,22 @@ class Stack:
             settings=settings,
         )
 
+    async def add_connection(
+        self, provider: str, name: str, webhook_secret: str | None = None, **fields: Any
+    ) -> CreatedConnection:
+        """A connection of the stack's tenant made as ``create_connection`` makes it
+        (``fields``: its other arguments), not from a simulator's profile."""
+        async with self.pool.acquire() as conn:
+            return await create_connection(
+                conn,
+                self.keyring,
+                tenant=self.tenant,
+                provider=provider,
+                name=name,
+                webhook_secret=webhook_secret,
+                **fields,
+            )
+
     async def count(self, sql: str, *args: Any) -> int:
         return int(await self.pool.fetchval(sql, *args))
 
@@ -123,11 +141,12 @@ class Stack:
         """Every dead letter's reason and detail: a test that expects none shows them."""
         return [dict(d) for d in await self.pool.fetch("SELECT reason, detail FROM dead_letters")]
 
-    async def backfill_brings_in_what_was_seeded(
-        self, crm: SimulatedCrm, connection_id: uuid.UUID
-    ) -> None:
-        """Five records of each kind that the provider held before the connection (no
-        webhooks) arrive by a queued backfill, and nothing is dead-lettered."""
+    async def backfill_brings_in_what_was_seeded(self, crm: SimulatedCrm) -> None:
+        """Five records of each kind that the provider held before its connection
+        (``crm.connection_id``; no webhooks) arrive by a queued backfill, and nothing is
+        dead-lettered."""
+        connection_id = crm.connection_id
+        assert connection_id is not None, f"{crm.provider} is not connected"
         crm.sim.seed(5)
         tenant_id = await self.pool.fetchval(
             "SELECT tenant_id FROM connections WHERE id = $1", connection_id
@@ -193,6 +212,67 @@ async def running_stack(
                 await asyncio.to_thread(stop, worker)
 
 
+# Outbound looks for due reconciliations every 0.5 s (10 s by default) and starts a poll 5 s
+# before the last one (300 s): with ``POLLED_EVERY_SECOND`` a test of polling takes seconds.
+QUICK_SCHEDULE: dict[str, Any] = {
+    "outbound_schedule_check_seconds": 0.5,
+    "outbound_reconcile_overlap_seconds": 5,
+}
+# A connection's settings: polled every second, listed in full never (by default every 15
+# minutes, and once a day).
+POLLED_EVERY_SECOND: dict[str, Any] = {
+    "reconcile_interval_seconds": 1,
+    "full_reconcile_interval_seconds": 0,
+}
+
+
+@dataclass(frozen=True)
+class Crm:
+    """A simulator to start (``simulator``: its keyword arguments) and connect as ``name``
+    (the provider's slug if None) with ``settings``."""
+
+    provider: str
+    name: str | None = None
+    settings: dict[str, Any] | None = None
+    simulator: dict[str, Any] = field(default_factory=dict)
+
+
+def ascora_company(company_code: str, name: str = "ascora") -> Crm:
+    """An Ascora simulator of company ``company_code``, connected to that company."""
+    return Crm("ascora", name, {"company_code": company_code}, {"company_code": company_code})
+
+
+@contextlib.asynccontextmanager
+async def synced(
+    database_url: str,
+    kafka_bootstrap: str,
+    prefix: str,
+    tmp_path: Path,
+    *crms: Crm,
+    **outbound: Any,
+) -> AsyncIterator[tuple[Stack, list[SimulatedCrm]]]:
+    """A running stack (``outbound``: as for ``running_stack``) syncing a simulator of each
+    of ``crms``, each connected (its id in ``connection_id``): the stack and the simulators
+    in the order of ``crms``. Everything is stopped after the block."""
+    async with contextlib.AsyncExitStack() as started:
+        simulators = [
+            await started.enter_async_context(simulated(crm.provider, **crm.simulator))
+            for crm in crms
+        ]
+        stack = await started.enter_async_context(
+            running_stack(database_url, kafka_bootstrap, prefix, tmp_path, **outbound)
+        )
+        for crm, simulator in zip(crms, simulators, strict=True):
+            simulator.connection_id = await stack.connect(
+                simulator, crm.name or crm.provider, crm.settings
+            )
+        yield stack, simulators
+
+
+# The e2e conftest's ``sync`` fixture: ``synced`` with the suite's Kafka, database and paths.
+Sync = Callable[..., contextlib.AbstractAsyncContextManager[tuple[Stack, list[SimulatedCrm]]]]
+
+
 @contextlib.asynccontextmanager
 async def synced_with_ascora(
     database_url: str,
@@ -213,6 +293,59 @@ async def synced_with_ascora(
         await stack.connect(crm, name)
         await stack.connect(ascora, "ascora", {"company_code": "A"})
         yield stack, crm, ascora
+
+
+def square_invoice_body(
+    number: str, customer_id: str, item: str, quantity: str, amount: int
+) -> dict[str, Any]:
+    """What a user makes in Square (its simulator's ``create("invoice", …)``): invoice
+    ``number`` for ``customer_id``, issued 2026-12-01 and due in full 2026-12-31, of an
+    order of one line (``amount``: its unit price in AUD cents), published."""
+    return {
+        "invoice": {
+            "invoice_number": number,
+            "sale_or_service_date": "2026-12-01",
+            "primary_recipient": {"customer_id": customer_id},
+            "payment_requests": [{"request_type": "BALANCE", "due_date": "2026-12-31"}],
+        },
+        "order": {
+            "line_items": [
+                {
+                    "name": item,
+                    "quantity": quantity,
+                    "base_price_money": {"amount": amount, "currency": "AUD"},
+                }
+            ]
+        },
+        "publish": True,
+    }
+
+
+async def paid_at_square(
+    stack: Stack, square: SimulatedCrm, amount: int, reference: str
+) -> dict[str, Any]:
+    """The tenant's one payment, made elsewhere, recorded at Square with its ``amount``
+    (AUD cents) and ``reference``: Square's payment."""
+    assert await stack.wait("SELECT count(*) FROM payments", 1) == 1
+    await until(lambda: square.sim.live("payment"))
+    [payment] = square.sim.live("payment")
+    assert payment["amount_money"] == {"amount": amount, "currency": "AUD"}
+    assert payment["reference_id"] == reference
+    return payment
+
+
+async def post_changes(ingest_url: str, api_key: str, changes: list[dict[str, Any]]) -> None:
+    """``changes`` published to ingest's ``/v1/changes`` with an internal connection's
+    ``api_key``; ingest must take them (202)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{ingest_url}/v1/changes",
+            json=changes,
+            headers={"Authorization": f"Bearer {api_key}"},
+        ) as response,
+    ):
+        assert response.status == 202, await response.text()
 
 
 async def until(check: Callable[[], Any], what: str = "the check", seconds: float = 30.0) -> Any:

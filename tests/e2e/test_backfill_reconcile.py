@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.e2e.sync_harness import (
+    POLLED_EVERY_SECOND,
+    QUICK_SCHEDULE,
+    Crm,
+    SimulatedCrm,
+    Stack,
+    Sync,
+    running_stack,
+    start_simulator,
+)
 
 RECORDS = 10_000
 JOB = "SELECT status, records_seen, records_changed, records_deleted FROM sync_jobs"
@@ -150,30 +159,12 @@ async def wait_for(stack: Stack, sql: str, want: object, *args: object) -> objec
 
 
 async def test_reconciliation_catches_a_lost_update_and_a_full_run_a_lost_delete(
-    crm: SimulatedCrm,
-    database_url: str,
-    kafka_bootstrap: str,
-    topic_prefix: str,
-    tmp_path: Path,
+    sync: Sync, database_url: str, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    async with running_stack(
-        database_url,
-        kafka_bootstrap,
-        topic_prefix,
-        tmp_path,
-        outbound_schedule_check_seconds=0.5,
-        outbound_reconcile_overlap_seconds=5,
-    ) as stack:
-        conn_id = await stack.connect(
-            crm,
-            "ascora",
-            {
-                "company_code": "A",
-                "entity_types": ["customer"],
-                "reconcile_interval_seconds": 1,
-                "full_reconcile_interval_seconds": 0,
-            },
-        )
+    settings = {"company_code": "A", "entity_types": ["customer"], **POLLED_EVERY_SECOND}
+    polled = Crm("ascora", settings=settings, simulator={"company_code": "A"})
+    async with sync(polled, **QUICK_SCHEDULE) as (stack, (crm,)):
+        conn_id = crm.connection_id
         keep = crm.sim.create("customer", {"customerName": "Keep Me", "emailAddress": "k@x.io"})
         gone = crm.sim.create("customer", {"customerName": "Delete Me", "emailAddress": "d@x.io"})
         assert await stack.wait("SELECT count(*) FROM customers", 2) == 2

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,8 @@ from tests.ingest_harness import PUBLIC_BASE, Ingest
 from tests.signing import sign
 
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
+# A callback handshake as FreshBooks posts it (form-encoded), with a verifier of its own.
+CALLBACK = b"name=callback.verify&verifier=Tz8rQ2vJpX9&object_id=2001&account_id=6BApk"
 
 
 def _add(
@@ -40,14 +43,20 @@ def _add(
     )
 
 
+def _added(database_url: str, provider: str) -> dict[str, Any]:
+    """What ``connections add --provider provider`` printed for a new tenant; it must
+    succeed."""
+    result = _add(database_url, "--provider", provider, "--tenant", f"cli-{uuid.uuid4().hex[:8]}")
+    assert result.returncode == 0, result.stderr
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
 @pytest.mark.parametrize("provider", ["stripe", "standard-webhooks", "shopify"])
 async def test_printed_url_and_generated_secret_receive_a_webhook(
     database_url: str, ingest: Ingest, provider: str
 ) -> None:
-    tenant = f"cli-{uuid.uuid4().hex[:8]}"
-    result = _add(database_url, "--provider", provider, "--tenant", tenant)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = _added(database_url, provider)
     assert {"id", "provider", "tenant", "webhook_url", "webhook_secret"} <= out.keys()
     assert out["webhook_url"] == f"{PUBLIC_BASE}/webhooks/{provider}/{out['id']}"
 
@@ -106,10 +115,7 @@ def test_a_base_url_no_provider_can_have_is_refused(database_url: str) -> None:
 async def test_a_catalogue_provider_is_a_generic_connection_from_its_mapping_file(
     database_url: str, ingest: Ingest
 ) -> None:
-    tenant = f"cli-{uuid.uuid4().hex[:8]}"
-    result = _add(database_url, "--provider", "woocommerce", "--tenant", tenant)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = _added(database_url, "woocommerce")
     assert (out["provider"], out["name"]) == ("generic", "woocommerce")
     assert out["webhook_url"] == f"{PUBLIC_BASE}/webhooks/generic/{out['id']}"
     settings = await ingest.pool.fetchval(
@@ -136,10 +142,7 @@ async def test_a_catalogue_provider_is_a_generic_connection_from_its_mapping_fil
 async def test_a_url_token_provider_gets_its_secret_in_the_printed_url(
     database_url: str, ingest: Ingest
 ) -> None:
-    tenant = f"cli-{uuid.uuid4().hex[:8]}"
-    result = _add(database_url, "--provider", "mailchimp", "--tenant", tenant)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = _added(database_url, "mailchimp")
     base = f"{PUBLIC_BASE}/webhooks/generic/{out['id']}"
     assert out["webhook_url"] == f"{base}?token={out['webhook_secret']}"
     body = b"type=profile&fired_at=2024-03-14+09%3A30%3A00&data%5Bemail%5D=a%40b.example"
@@ -166,10 +169,7 @@ async def test_a_myob_connection_prints_its_poll_interval_not_a_webhook(
     database_url: str, ingest: Ingest
 ) -> None:
     """MYOB sends no webhooks: nothing to paste into it, and ingest has no door for it."""
-    tenant = f"cli-{uuid.uuid4().hex[:8]}"
-    result = _add(database_url, "--provider", "myob", "--tenant", tenant)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = _added(database_url, "myob")
     assert out["provider"] == "myob"
     assert out["polled_every_seconds"] == 60
     assert "webhook_url" not in out
@@ -181,17 +181,13 @@ async def test_a_myob_connection_prints_its_poll_interval_not_a_webhook(
 async def test_freshbooks_gets_no_secret_of_ours_and_takes_its_callback_handshake(
     database_url: str, ingest: Ingest
 ) -> None:
-    tenant = f"cli-{uuid.uuid4().hex[:8]}"
-    result = _add(database_url, "--provider", "freshbooks", "--tenant", tenant)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = _added(database_url, "freshbooks")
     # FreshBooks issues the secrets (each callback's code): one of ours would sign nothing.
     assert "webhook_secret" not in out
     assert out["handshakes_until"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     path = out["webhook_url"].removeprefix(PUBLIC_BASE)
-    body = b"name=callback.verify&verifier=Tz8rQ2vJpX9&object_id=2001&account_id=6BApk"
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    resp = await ingest.client.post(path, data=body, headers=form)
+    resp = await ingest.client.post(path, data=CALLBACK, headers=form)
     assert resp.status == 202, await resp.text()
 
 
@@ -219,9 +215,8 @@ async def test_await_handshake_opens_a_window_only_where_the_mapping_declares_on
     freshbooks = json.loads(made.stdout)
     assert freshbooks["webhook_secret"] == "given-verifier-1"  # an operator's own: no window
     path = freshbooks["webhook_url"].removeprefix(PUBLIC_BASE)
-    body = b"name=callback.verify&verifier=Tz8rQ2vJpX9&object_id=2001&account_id=6BApk"
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    assert (await ingest.client.post(path, data=body, headers=form)).status == 409
+    assert (await ingest.client.post(path, data=CALLBACK, headers=form)).status == 409
 
     opened = _cli(
         database_url,
@@ -234,7 +229,7 @@ async def test_await_handshake_opens_a_window_only_where_the_mapping_declares_on
     )
     assert opened.returncode == 0, opened.stderr
     assert json.loads(opened.stdout)["handshakes_until"] is not None
-    assert (await ingest.client.post(path, data=body, headers=form)).status == 202
+    assert (await ingest.client.post(path, data=CALLBACK, headers=form)).status == 202
 
     stripe = _add(database_url, "--provider", "stripe", "--tenant", tenant)
     assert stripe.returncode == 0, stripe.stderr

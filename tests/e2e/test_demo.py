@@ -6,8 +6,11 @@ holds, with no dead letter; what Stripe cannot hold is reported as its documente
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -16,32 +19,59 @@ from crmsync.demo import compare, scenario, sims
 from tests.e2e.sync_harness import running_stack
 
 
-async def test_every_system_converges_and_the_report_says_so(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def demo_world(
+    database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    tmp_path: Path,
+    *,
+    public: bool = False,
+    **setup: Any,
+) -> AsyncIterator[scenario.World]:
+    """The demo's world (``scenario.setup``, ``setup``: its other arguments) on a running
+    stack, with the processor's lag probed; ``public``: simulators sign ingest's public
+    URL. Its simulators and the probe are stopped after the block."""
     async with (
         running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
         aiohttp.ClientSession() as session,
     ):
         lag = scenario.LagProbe(kafka_bootstrap, f"crmsync-{topic_prefix}processor", topic_prefix)
         await lag.start()
+        if public:
+            setup["public_url"] = stack.public_url
         world = await scenario.setup(
-            stack.pool, stack.keyring, session, ingest_url=stack.ingest_url, lag=lag
+            stack.pool, stack.keyring, session, ingest_url=stack.ingest_url, lag=lag, **setup
         )
-        said: list[str] = []
+        try:
+            yield world
+        finally:
+            await scenario.stop(world)
+            await lag.close()
+
+
+async def told(
+    world: scenario.World, part_paid: Callable[[], Awaitable[None]] | None = None
+) -> tuple[list[str], scenario.Report]:
+    """The demo's story told in ``world`` until the pipeline is quiet: what it said, and
+    the report."""
+    said: list[str] = []
+    await scenario.story(world, said.append, part_paid=part_paid)
+    assert await scenario.settle(world), "the pipeline never went quiet"
+    return said, await scenario.report(world)
+
+
+async def test_every_system_converges_and_the_report_says_so(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with demo_world(database_url, kafka_bootstrap, topic_prefix, tmp_path) as world:
         part_paid: list[scenario.Report] = []
 
         async def checkpoint() -> None:
             assert await scenario.settle(world), "the pipeline never went quiet, part paid"
             part_paid.append(await scenario.report(world))
 
-        try:
-            await scenario.story(world, said.append, part_paid=checkpoint)
-            assert await scenario.settle(world), "the pipeline never went quiet"
-            result = await scenario.report(world)
-        finally:
-            await scenario.stop(world)
-            await lag.close()
+        said, result = await told(world, checkpoint)
     text = "\n".join(said + result.lines)
     assert result.converged, text
     figures = result.figures
@@ -107,29 +137,10 @@ async def test_every_simulated_provider_converges_on_the_whole_story(
     keeps no tax per line, and PayPal holds customers only as its invoices' recipients,
     which the report says with each one's rule. Square and HubSpot sign the URL ingest
     verifies (its public one), not the one they post to."""
-    async with (
-        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
-        aiohttp.ClientSession() as session,
-    ):
-        lag = scenario.LagProbe(kafka_bootstrap, f"crmsync-{topic_prefix}processor", topic_prefix)
-        await lag.start()
-        world = await scenario.setup(
-            stack.pool,
-            stack.keyring,
-            session,
-            ingest_url=stack.ingest_url,
-            public_url=stack.public_url,
-            providers=sims.PROVIDERS,
-            lag=lag,
-        )
-        said: list[str] = []
-        try:
-            await scenario.story(world, said.append)
-            assert await scenario.settle(world), "the pipeline never went quiet"
-            result = await scenario.report(world)
-        finally:
-            await scenario.stop(world)
-            await lag.close()
+    async with demo_world(
+        database_url, kafka_bootstrap, topic_prefix, tmp_path, public=True, providers=sims.PROVIDERS
+    ) as world:
+        said, result = await told(world)
     text = "\n".join(said + result.lines)
     assert result.converged, text
     compared = result.figures["compared"]

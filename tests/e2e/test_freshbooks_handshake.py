@@ -18,7 +18,6 @@ import pytest
 from connectors.generic.simulator import MappingSimulator
 from connectors.runtime import credentials_json
 from crmsync.application.connections import first_secret
-from crmsync.common.connections import create_connection
 from crmsync.demo.sims import PROFILES
 from tests.e2e.sync_harness import SimulatedCrm, Stack, eventually, running_stack, simulated
 
@@ -45,19 +44,14 @@ async def test_the_callback_handshake_makes_freshbooks_webhooks_land(freshbooks:
     secret, until = first_secret("generic", None, None, settings, now=datetime.now(UTC))
     assert secret is None
     assert until is not None
-    async with stack.pool.acquire() as conn:
-        created = await create_connection(
-            conn,
-            stack.keyring,
-            tenant=stack.tenant,
-            provider="generic",
-            name="freshbooks",
-            webhook_secret=None,
-            base_url=crm.base_url,
-            api_credentials=credentials_json(token=sim.api_token),
-            settings=settings,
-            handshakes_until=until,
-        )
+    created = await stack.add_connection(
+        "generic",
+        "freshbooks",
+        base_url=crm.base_url,
+        api_credentials=credentials_json(token=sim.api_token),
+        settings=settings,
+        handshakes_until=until,
+    )
     path = f"/webhooks/generic/{created.id}"
     sim.webhook_url = stack.ingest_url + path
 

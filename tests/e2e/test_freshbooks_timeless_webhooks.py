@@ -9,30 +9,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from crmsync.demo.sims import awaits_handshake
-from tests.e2e.sync_harness import SimulatedCrm, Stack, eventually, running_stack, simulated
+from tests.e2e.sync_harness import Crm, SimulatedCrm, Stack, Sync, ascora_company, eventually
 
 Running = tuple[Stack, SimulatedCrm, SimulatedCrm, uuid.UUID]
 
 
 @pytest.fixture
-async def freshbooks_and_ascora(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[Running]:
-    async with (
-        simulated("freshbooks") as freshbooks,
-        simulated("ascora", company_code="A") as ascora,
-        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
-    ):
-        connection = await stack.connect(freshbooks, "freshbooks")
-        await stack.connect(ascora, "ascora", {"company_code": "A"})
+async def freshbooks_and_ascora(sync: Sync) -> AsyncIterator[Running]:
+    async with sync(Crm("freshbooks"), ascora_company("A")) as (stack, (freshbooks, ascora)):
+        assert freshbooks.connection_id is not None
         # FreshBooks delivers nothing until the callback connect registered is confirmed.
         assert await eventually(lambda: not awaits_handshake(freshbooks))
-        yield stack, freshbooks, ascora, connection
+        yield stack, freshbooks, ascora, freshbooks.connection_id
 
 
 async def test_identical_timeless_notices_each_count_and_a_delete_needs_no_time(

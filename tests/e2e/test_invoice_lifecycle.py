@@ -11,35 +11,23 @@ test's own database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated, until
+from tests.e2e.sync_harness import Crm, SimulatedCrm, Stack, until
 
 OUTBOUND_DEAD = "SELECT count(*) FROM dead_letters WHERE stage = 'outbound'"
 
 
-@pytest.fixture
-async def crm_and_books(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
-    async with (
-        simulated("ascora", company_code="DEMO") as ascora,
-        simulated("xero") as xero,
-        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
-    ):
-        ascora.connection_id = await stack.connect(ascora, "ascora")
-        xero.connection_id = await stack.connect(xero, "xero", {"xero_base_currency": "AUD"})
-        yield stack, ascora, xero
+CRMS = (
+    Crm("ascora", simulator={"company_code": "DEMO"}),
+    Crm("xero", settings={"xero_base_currency": "AUD"}),
+)
 
 
 async def test_an_invoice_made_paid_then_edited_reaches_xero_as_xero_allows(
-    crm_and_books: tuple[Stack, SimulatedCrm, SimulatedCrm], kafka_bootstrap: str, topic_prefix: str
+    crms: tuple[Stack, SimulatedCrm, SimulatedCrm], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    stack, ascora, xero = crm_and_books
+    stack, ascora, xero = crms
     since = datetime.now(UTC) - timedelta(seconds=1)
     # One at a time: the order the processor applies references in is not what is tested.
     ascora.sim.create("customer", ascora.sim.seed_object("customer", 0))

@@ -6,16 +6,12 @@ its counts are the flow's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from crmsync.application.context import KafkaTarget
 from crmsync.application.ledger import Ledger
 from crmsync.application.ledger_io import ledger
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated
+from tests.e2e.sync_harness import SimulatedCrm, Stack
 
 CUSTOMERS = "SELECT count(*) FROM customers"
 # Enough that the ledger is read while some are still on their way (measured: 5 finish
@@ -23,25 +19,12 @@ CUSTOMERS = "SELECT count(*) FROM customers"
 N = 30
 
 
-@pytest.fixture
-async def two_crms(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
-    async with (
-        simulated("ascora", company_code="A") as a,
-        simulated("ascora", company_code="B") as b,
-        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
-    ):
-        yield stack, a, b
-
-
 async def test_the_ledger_never_reports_a_loss_while_running_and_settles_when_quiet(
     two_crms: tuple[Stack, SimulatedCrm, SimulatedCrm], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     stack, a, b = two_crms
     since = datetime.now(UTC) - timedelta(seconds=1)
-    a_id = await stack.connect(a, "ascora-a", {"company_code": "A"})
-    b_id = await stack.connect(b, "ascora-b", {"company_code": "B"})
+    a_id, b_id = a.connection_id, b.connection_id
     # The harness's group names (tests/e2e/sync_harness.py, test_processor_pipeline.py).
     kafka = KafkaTarget(
         kafka_bootstrap,

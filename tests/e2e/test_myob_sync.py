@@ -13,49 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-
-import pytest
 
 from connectors.myob.simulator import SIM_GST_UID, SIM_ITEM_UID
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
+from tests.e2e.sync_harness import (
+    POLLED_EVERY_SECOND,
+    QUICK_SCHEDULE,
+    Crm,
+    SimulatedCrm,
+    Stack,
+    Sync,
+    until,
+)
 from tests.e2e.test_backfill_reconcile import cli, env_for, kill_a_third_in, resumes
 
-
-@dataclass
-class Crms:
-    stack: Stack
-    myob: SimulatedCrm
-    xero: SimulatedCrm
-    myob_id: uuid.UUID
+Crms = tuple[Stack, SimulatedCrm, SimulatedCrm]
 
 
-@pytest.fixture
-async def crms(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[Crms]:
-    myob = await start_simulator("myob")
-    xero = await start_simulator("xero")
-    try:
-        async with running_stack(
-            database_url,
-            kafka_bootstrap,
-            topic_prefix,
-            tmp_path,
-            outbound_schedule_check_seconds=0.5,
-            outbound_reconcile_overlap_seconds=5,
-        ) as stack:
-            # Polled every second here (a minute by default) so the test takes seconds.
-            polled = {"reconcile_interval_seconds": 1, "full_reconcile_interval_seconds": 0}
-            myob_id = await stack.connect(myob, "myob", polled)
-            await stack.connect(xero, "xero")
-            yield Crms(stack, myob, xero, myob_id)
-    finally:
-        for crm in (myob, xero):
-            await crm.runner.cleanup()
+# MYOB polled every second here (a minute by default) so the test takes seconds.
+CRMS = (Crm("myob", settings=POLLED_EVERY_SECOND), Crm("xero"))
+OUTBOUND = QUICK_SCHEDULE
 
 
 def _main_address(card: dict[str, object]) -> dict[str, object]:
@@ -65,7 +41,7 @@ def _main_address(card: dict[str, object]) -> dict[str, object]:
 
 
 async def test_myob_records_reach_xero_and_a_xero_edit_comes_back(crms: Crms) -> None:
-    stack, myob, xero = crms.stack, crms.myob, crms.xero
+    stack, myob, xero = crms
     customer = myob.sim.create(
         "customer",
         {
@@ -145,58 +121,50 @@ PAGE = 100
 
 
 async def test_a_poll_killed_midway_resumes_and_applies_each_record_once(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    sync: Sync, database_url: str, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    myob = await start_simulator("myob")
-    try:
-        # The schedule is off: the runs under test are the CLI's, one killed, one resumed.
-        async with running_stack(
-            database_url, kafka_bootstrap, topic_prefix, tmp_path, outbound_sync_concurrency=0
-        ) as stack:
-            conn_id = await stack.connect(
-                myob,
-                "myob",
-                {"entity_types": ["customer"], "myob_page_size": PAGE,
-                 "rate_limit": {"rate": 8, "per_seconds": 1, "burst": 8}},
-            )  # fmt: skip
-            # Changed after the connection was made: inside the poll's modified-since window.
-            for i in range(RECORDS):
-                myob.sim.create("customer", myob.sim.seed_object("customer", i))
-            env = env_for(database_url, kafka_bootstrap, topic_prefix)
-            first = cli(env, "reconcile", str(conn_id), "--json")
-            await kill_a_third_in(stack, first, RECORDS, seconds=60)
-            status, kind, seen_at_kill = await stack.pool.fetchrow(
-                "SELECT status, kind, records_seen FROM sync_jobs"
-            )
-            assert (status, kind) == ("running", "reconcile")
-            assert 0 < seen_at_kill < RECORDS
+    settings = {"entity_types": ["customer"], "myob_page_size": PAGE,
+                "rate_limit": {"rate": 8, "per_seconds": 1, "burst": 8}}  # fmt: skip
+    # The schedule is off: the runs under test are the CLI's, one killed, one resumed.
+    async with sync(Crm("myob", settings=settings), outbound_sync_concurrency=0) as (
+        stack,
+        (myob,),
+    ):
+        conn_id = myob.connection_id
+        # Changed after the connection was made: inside the poll's modified-since window.
+        for i in range(RECORDS):
+            myob.sim.create("customer", myob.sim.seed_object("customer", i))
+        env = env_for(database_url, kafka_bootstrap, topic_prefix)
+        first = cli(env, "reconcile", str(conn_id), "--json")
+        await kill_a_third_in(stack, first, RECORDS, seconds=60)
+        status, kind, seen_at_kill = await stack.pool.fetchrow(
+            "SELECT status, kind, records_seen FROM sync_jobs"
+        )
+        assert (status, kind) == ("running", "reconcile")
+        assert 0 < seen_at_kill < RECORDS
 
-            await resumes(stack, env, "reconcile", conn_id, RECORDS, within=300)
-            # Only the pages after the checkpoint were listed again (at most one repeated).
-            lists = [
-                r for r in myob.sim.log.requests
-                if r["method"] == "GET" and r["path"].endswith("/Contact/Customer")
-            ]  # fmt: skip
-            assert len(lists) <= RECORDS // PAGE + 2
+        await resumes(stack, env, "reconcile", conn_id, RECORDS, within=300)
+        # Only the pages after the checkpoint were listed again (at most one repeated).
+        lists = [
+            r for r in myob.sim.log.requests
+            if r["method"] == "GET" and r["path"].endswith("/Contact/Customer")
+        ]  # fmt: skip
+        assert len(lists) <= RECORDS // PAGE + 2
 
-            assert await stack.wait("SELECT count(*) FROM customers", RECORDS, seconds=240) == (
-                RECORDS
-            )
-            await asyncio.sleep(1.0)
-            # Nothing lost, nothing applied twice: one customer and one link per card, each
-            # at its first version (a repeated page was dropped as duplicates).
-            assert await stack.count("SELECT count(*) FROM customers") == RECORDS
-            links = await stack.count(
-                "SELECT count(DISTINCT external_id) FROM entity_links WHERE connection_id = $1",
-                conn_id,
-            )
-            assert links == RECORDS
-            assert await stack.count("SELECT max(version) FROM customers") == 1
-            # The high-water mark moved to the resumed run's start: the next poll starts there.
-            marked = await stack.pool.fetchval(
-                "SELECT last_reconciled_at FROM connections WHERE id = $1", conn_id
-            )
-            assert marked is not None
-            assert await stack.dead_letters() == []
-    finally:
-        await myob.runner.cleanup()
+        assert await stack.wait("SELECT count(*) FROM customers", RECORDS, seconds=240) == (RECORDS)
+        await asyncio.sleep(1.0)
+        # Nothing lost, nothing applied twice: one customer and one link per card, each
+        # at its first version (a repeated page was dropped as duplicates).
+        assert await stack.count("SELECT count(*) FROM customers") == RECORDS
+        links = await stack.count(
+            "SELECT count(DISTINCT external_id) FROM entity_links WHERE connection_id = $1",
+            conn_id,
+        )
+        assert links == RECORDS
+        assert await stack.count("SELECT max(version) FROM customers") == 1
+        # The high-water mark moved to the resumed run's start: the next poll starts there.
+        marked = await stack.pool.fetchval(
+            "SELECT last_reconciled_at FROM connections WHERE id = $1", conn_id
+        )
+        assert marked is not None
+        assert await stack.dead_letters() == []

@@ -11,11 +11,12 @@ Latency is the sync log's: from ingest's receipt to the apply's commit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,14 @@ class World:
         self.xero.sim.create("customer", {"Name": "Xero Two", "EmailAddress": "x2@lanes.example"})
         await self.xero.sim.drained()  # its webhook is in Kafka: the lane holds it
 
+    async def ascora_goes_by_waiting_xero(self) -> None:
+        """While Xero's second webhook waits for the budget, every one Ascora sends is
+        applied."""
+        await self.xero_waits()
+        await self.ascora_sends()
+        got = await self.wait(APP, ASCORA_EVENTS, self.ascora_id, seconds=30)
+        assert got == ASCORA_EVENTS, f"{got} of Ascora's {ASCORA_EVENTS} webhooks applied"
+
     async def ascora_sends(self) -> None:
         for n in range(ASCORA_EVENTS):
             self.ascora.sim.create(
@@ -128,13 +137,20 @@ async def world(
             yield World(ingest, xero, ascora, xero_id, ascora_id, tenant)
 
 
-def worker(
-    database_url: str, kafka_bootstrap: str, prefix: str, tmp_path: Path
-) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = start_worker(database_url, kafka_bootstrap, prefix, tmp_path, port)
-    wait_until_ready(f"http://127.0.0.1:{port}/readyz", proc)
-    return proc, port
+Start = Callable[[], Awaitable[subprocess.Popen[bytes]]]
+
+
+@pytest.fixture
+def start(database_url: str, kafka_bootstrap: str, one_partition: str, tmp_path: Path) -> Start:
+    """``await start()``: a processor worker on the one-partition topics, once it is ready."""
+
+    def ready() -> subprocess.Popen[bytes]:
+        port = free_port()
+        proc = start_worker(database_url, kafka_bootstrap, one_partition, tmp_path, port)
+        wait_until_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        return proc
+
+    return functools.partial(asyncio.to_thread, ready)
 
 
 async def committed_and_end(kafka_bootstrap: str, prefix: str) -> tuple[int, int]:
@@ -158,16 +174,11 @@ async def committed_and_end(kafka_bootstrap: str, prefix: str) -> tuple[int, int
 
 
 async def test_a_connection_waiting_for_its_provider_budget_does_not_delay_another(
-    world: World, database_url: str, kafka_bootstrap: str, one_partition: str, tmp_path: Path
+    world: World, start: Start
 ) -> None:
-    proc, _port = await asyncio.to_thread(
-        worker, database_url, kafka_bootstrap, one_partition, tmp_path
-    )
+    proc = await start()
     try:
-        await world.xero_waits()
-        await world.ascora_sends()
-        got = await world.wait(APP, ASCORA_EVENTS, world.ascora_id, seconds=30)
-        assert got == ASCORA_EVENTS, f"{got} of Ascora's {ASCORA_EVENTS} webhooks applied"
+        await world.ascora_goes_by_waiting_xero()
         assert await world.wait(APP, 2, world.xero_id, seconds=60) == 2, "Xero's second lost"
     finally:
         assert await asyncio.to_thread(stop, proc) == 0
@@ -180,16 +191,11 @@ async def test_a_connection_waiting_for_its_provider_budget_does_not_delay_anoth
 
 
 async def test_a_processor_killed_while_a_lane_holds_unacknowledged_webhooks_loses_none(
-    world: World, database_url: str, kafka_bootstrap: str, one_partition: str, tmp_path: Path
+    world: World, start: Start, kafka_bootstrap: str, one_partition: str
 ) -> None:
-    proc, _port = await asyncio.to_thread(
-        worker, database_url, kafka_bootstrap, one_partition, tmp_path
-    )
+    proc = await start()
     try:
-        await world.xero_waits()
-        await world.ascora_sends()
-        got = await world.wait(APP, ASCORA_EVENTS, world.ascora_id, seconds=30)
-        assert got == ASCORA_EVENTS, f"{got} of Ascora's {ASCORA_EVENTS} webhooks applied"
+        await world.ascora_goes_by_waiting_xero()
         assert await world.count(APP, world.xero_id) == 1, "Xero's second did not wait"
         # faust commits every 2.8 s: give it the chance to commit what it must not.
         await asyncio.sleep(3.5)
@@ -202,9 +208,7 @@ async def test_a_processor_killed_while_a_lane_holds_unacknowledged_webhooks_los
         if proc.poll() is None:
             proc.kill()
             await asyncio.to_thread(proc.wait)
-    proc, _port = await asyncio.to_thread(
-        worker, database_url, kafka_bootstrap, one_partition, tmp_path
-    )
+    proc = await start()
     try:
         assert await world.wait(APP, 2, world.xero_id, seconds=90) == 2, "Xero's second lost"
         for _ in range(100):  # until the redelivered Ascora webhooks are committed past

@@ -18,7 +18,7 @@ from pathlib import Path
 from crmsync.common.kafka import make_producer
 from crmsync.localstack.ports import free_port
 from tests.conftest import TopicFactory
-from tests.e2e.helpers import stop, wait_until_ready
+from tests.e2e.helpers import produce_numbers, stop, wait_until_ready
 
 RECORDS = 600
 
@@ -79,14 +79,7 @@ async def test_a_batch_the_agent_failed_is_handled_by_the_next_worker(
     kafka_bootstrap: str, database_url: str, new_topic: TopicFactory, tmp_path: Path
 ) -> None:
     topic = await new_topic("crash-probe", partitions=2)
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        for i in range(RECORDS):
-            await producer.send(topic, f"{i}".encode(), key=f"k{i % 13}".encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce_numbers(kafka_bootstrap, topic, RECORDS, keys=13)
 
     out = tmp_path / "handled"
     env = probe_env(kafka_bootstrap, database_url, topic, out, tmp_path)

@@ -7,10 +7,10 @@ import sys
 import uuid
 from pathlib import Path
 
-from crmsync.common.kafka import make_admin, make_producer
+from crmsync.common.kafka import make_admin
 from crmsync.localstack.ports import free_port
 from tests.conftest import TopicFactory
-from tests.e2e.helpers import get_json, stop, wait_until_ready
+from tests.e2e.helpers import get_json, produce_numbers, stop, wait_until_ready
 
 
 def _read(path: Path) -> str | None:
@@ -21,14 +21,7 @@ async def test_processor_worker_batches_every_record_and_commits(
     kafka_bootstrap: str, database_url: str, new_topic: TopicFactory, tmp_path: Path
 ) -> None:
     topic = await new_topic("faust-probe", partitions=2)
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        for i in range(1000):
-            await producer.send(topic, f"{i}".encode(), key=f"k{i % 17}".encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce_numbers(kafka_bootstrap, topic, 1000, keys=17)
 
     app_id = f"crmsync-probe-{uuid.uuid4().hex[:8]}"
     port = free_port()

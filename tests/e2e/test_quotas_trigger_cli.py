@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 
@@ -78,56 +79,27 @@ async def test_trigger_sends_a_signed_sample_to_a_running_ingest(
     await tap.start()
     try:
         base = str(ingest.client.make_url("")).rstrip("/")
-        by_name = await asyncio.to_thread(
-            cli,
-            "trigger",
-            "stripe",
-            "customer.created",
-            "--connection",
-            f"{tenant}/stripe",
-            "--ingest-url",
-            base,
-            "--json",
-        )
+
+        async def trigger(
+            provider: str, event: str, connection: str, *more: str
+        ) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(
+                cli, "trigger", provider, event, "--connection", connection,
+                "--ingest-url", base, *more,
+            )  # fmt: skip
+
+        by_name = await trigger("stripe", "customer.created", f"{tenant}/stripe", "--json")
         assert by_name.returncode == 0, by_name.stderr
-        by_id = await asyncio.to_thread(
-            cli,
-            "trigger",
-            "stripe",
-            "customer_created",
-            "--connection",
-            created["id"],
-            "--ingest-url",
-            base,
-            "--json",
-        )
+        by_id = await trigger("stripe", "customer_created", created["id"], "--json")
         assert by_id.returncode == 0, by_id.stderr
         results = [json.loads(by_name.stdout), json.loads(by_id.stdout)]
         assert [r["ingest_status"] for r in results] == [200, 200]
         assert results[0]["delivery_id"] != results[1]["delivery_id"]
         assert len(await tap.read(created["id"].encode(), 2)) == 2
 
-        wrong = await asyncio.to_thread(
-            cli,
-            "trigger",
-            "xero",
-            "contact.update",
-            "--connection",
-            created["id"],
-            "--ingest-url",
-            base,
-        )
+        wrong = await trigger("xero", "contact.update", created["id"])
         assert wrong.returncode == 2, wrong.stderr
-        unknown = await asyncio.to_thread(
-            cli,
-            "trigger",
-            "stripe",
-            "customer.created",
-            "--connection",
-            f"{tenant}/nope",
-            "--ingest-url",
-            base,
-        )
+        unknown = await trigger("stripe", "customer.created", f"{tenant}/nope")
         assert unknown.returncode == 3, unknown.stderr
         assert await tap.nothing_for(created["id"].encode())
     finally:

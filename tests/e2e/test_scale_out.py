@@ -24,6 +24,7 @@ from crmsync.common.crypto import KeyRing, generate_master_key
 from crmsync.common.db import create_pool
 from crmsync.common.settings import CommonSettings
 from crmsync.demo import sims
+from tests.e2e.sync_harness import post_changes
 
 CHANGES = 40
 # The connection's budget: 5 calls a second (bursts of 5). The simulator allows a fifth
@@ -89,15 +90,8 @@ async def push_through(workdir: Path, outbounds: int) -> tuple[int, list[str]]:
                 }
                 for n in range(CHANGES)
             ]
-            async with (
-                aiohttp.ClientSession() as session,
-                session.post(
-                    f"{ingest_url}/v1/changes",
-                    json=body,
-                    headers={"Authorization": f"Bearer {internal.api_key}"},
-                ) as response,
-            ):
-                assert response.status == 202, await response.text()
+            assert internal.api_key is not None
+            await post_changes(ingest_url, internal.api_key, body)
             deadline = time.monotonic() + 120.0
             while len(crm.sim.live("customer")) < CHANGES:
                 assert time.monotonic() < deadline, len(crm.sim.live("customer"))

@@ -6,48 +6,36 @@ existed before the connection, paged by the Link header."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
+from tests.e2e.sync_harness import (
+    Crm,
+    SimulatedCrm,
+    Stack,
+    Sync,
+    paid_at_square,
+    square_invoice_body,
+    until,
+)
 from tests.ingest_harness import PUBLIC_BASE
 
-
-@dataclass
-class Crms:
-    stack: Stack
-    shopify: SimulatedCrm
-    square: SimulatedCrm
-    shopify_id: uuid.UUID
-    square_id: uuid.UUID
+Crms = tuple[Stack, SimulatedCrm, SimulatedCrm]
 
 
 @pytest.fixture
-async def crms(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[Crms]:
-    shopify = await start_simulator("shopify")
-    square = await start_simulator("square")
-    try:
-        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            shopify_id = await stack.connect(shopify, "shopify")
-            square_id = await stack.connect(square, "square")
-            # Square signs the URL its subscription names: ingest's public one.
-            square.sim.notification_url = f"{PUBLIC_BASE}/webhooks/square/{square_id}"  # type: ignore[attr-defined]
-            yield Crms(stack, shopify, square, shopify_id, square_id)
-    finally:
-        for crm in (shopify, square):
-            await crm.runner.cleanup()
+async def crms(sync: Sync) -> AsyncIterator[Crms]:
+    async with sync(Crm("shopify"), Crm("square")) as (stack, (shopify, square)):
+        # Square signs the URL its subscription names: ingest's public one.
+        square.sim.notification_url = f"{PUBLIC_BASE}/webhooks/square/{square.connection_id}"  # type: ignore[attr-defined]
+        yield stack, shopify, square
 
 
 async def test_a_shopify_customer_order_and_transaction_reach_square_and_back(
     crms: Crms,
 ) -> None:
-    stack, shopify, square = crms.stack, crms.shopify, crms.square
+    stack, shopify, square = crms
     customer = shopify.sim.create(
         "customer",
         {"first_name": "Harbour", "last_name": "Plumbing", "email": "office@harbour.example"},
@@ -84,11 +72,7 @@ async def test_a_shopify_customer_order_and_transaction_reach_square_and_back(
          "transaction": {"kind": "sale", "amount": "275.00", "gateway": "bank_transfer",
                          "authorization": "EFT 42"}},
     )  # fmt: skip
-    assert await stack.wait("SELECT count(*) FROM payments", 1) == 1
-    await until(lambda: square.sim.live("payment"))
-    [payment] = square.sim.live("payment")
-    assert payment["amount_money"] == {"amount": 27_500, "currency": "AUD"}
-    assert payment["reference_id"] == "EFT 42"
+    await paid_at_square(stack, square, 27_500, "EFT 42")
     await until(lambda: square.sim.live("invoice")[0]["status"] == "PAID")
     assert await stack.wait("SELECT count(*) FROM invoices WHERE data->>'status' = 'paid'", 1) == 1
 
@@ -98,23 +82,8 @@ async def test_a_shopify_customer_order_and_transaction_reach_square_and_back(
     await until(lambda: shopify.sim.get("customer", str(customer["id"])).get("phone"))
     assert shopify.sim.get("customer", str(customer["id"]))["phone"] == "+61255501234"
     square_invoice = square.sim.create(
-        "invoice",
-        {
-            "invoice": {
-                "invoice_number": "SQ-2",
-                "sale_or_service_date": "2026-12-01",
-                "primary_recipient": {"customer_id": square_customer["id"]},
-                "payment_requests": [{"request_type": "BALANCE", "due_date": "2026-12-31"}],
-            },
-            "order": {
-                "line_items": [
-                    {"name": "Tap washer", "quantity": "2",
-                     "base_price_money": {"amount": 4_000, "currency": "AUD"}}
-                ]
-            },
-            "publish": True,
-        },
-    )  # fmt: skip
+        "invoice", square_invoice_body("SQ-2", square_customer["id"], "Tap washer", "2", 4_000)
+    )
     await until(lambda: len(shopify.sim.live("invoice")) == 2)
     made = next(o for o in shopify.sim.live("invoice") if o["name"] == "SQ-2")
     assert (made["total_price"], made["financial_status"]) == ("80.00", "pending")
@@ -142,4 +111,5 @@ async def test_a_shopify_customer_order_and_transaction_reach_square_and_back(
 async def test_a_backfill_brings_in_what_the_store_held_before_the_connection(
     crms: Crms,
 ) -> None:
-    await crms.stack.backfill_brings_in_what_was_seeded(crms.shopify, crms.shopify_id)
+    stack, shopify, _ = crms
+    await stack.backfill_brings_in_what_was_seeded(shopify)

@@ -6,70 +6,35 @@ backfill of records that existed before the connection."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import aiohttp
-import pytest
 
 from connectors.paypal.mapping import money
 from crmsync.application.sync import jobs
-from crmsync.common.connections import create_connection
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator, until
+from tests.e2e.sync_harness import (
+    Crm,
+    SimulatedCrm,
+    Stack,
+    paid_at_square,
+    post_changes,
+    square_invoice_body,
+    until,
+)
+
+Crms = tuple[Stack, SimulatedCrm, SimulatedCrm]
 
 
-@dataclass
-class Crms:
-    stack: Stack
-    square: SimulatedCrm
-    paypal: SimulatedCrm
-    square_id: uuid.UUID
-    paypal_id: uuid.UUID
-
-
-@pytest.fixture
-async def crms(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[Crms]:
-    square = await start_simulator("square")
-    paypal = await start_simulator("paypal")
-    try:
-        async with running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack:
-            square_id = await stack.connect(square, "square")
-            paypal_id = await stack.connect(paypal, "paypal")
-            yield Crms(stack, square, paypal, square_id, paypal_id)
-    finally:
-        for crm in (square, paypal):
-            await crm.runner.cleanup()
+CRMS = (Crm("square"), Crm("paypal"))
 
 
 async def test_square_records_reach_paypal_and_a_paypal_payment_reaches_square(crms: Crms) -> None:
-    stack, square, paypal = crms.stack, crms.square, crms.paypal
+    stack, square, paypal = crms
     customer = square.sim.create(
         "customer", {"given_name": "Harbour Plumbing", "email_address": "office@harbour.example"}
     )
     assert await stack.wait("SELECT count(*) FROM customers", 1) == 1
     square.sim.create(
-        "invoice",
-        {
-            "invoice": {
-                "invoice_number": "SQ-1",
-                "sale_or_service_date": "2026-12-01",
-                "primary_recipient": {"customer_id": customer["id"]},
-                "payment_requests": [{"request_type": "BALANCE", "due_date": "2026-12-31"}],
-            },
-            "order": {
-                "line_items": [
-                    {"name": "Blocked drain", "quantity": "1",
-                     "base_price_money": {"amount": 27_500, "currency": "AUD"}}
-                ]
-            },
-            "publish": True,
-        },
-    )  # fmt: skip
+        "invoice", square_invoice_body("SQ-1", customer["id"], "Blocked drain", "1", 27_500)
+    )
     assert await stack.wait("SELECT count(*) FROM invoices", 1) == 1
     # PayPal makes an invoice a draft and sends it in a second call (the client reads it
     # between): under load the draft can be seen first, so wait for the one sent.
@@ -91,11 +56,7 @@ async def test_square_records_reach_paypal_and_a_paypal_payment_reaches_square(c
         {"invoice_id": invoice["id"], "method": "BANK_TRANSFER",
          "amount": money(27_500, "AUD"), "payment_date": "2026-12-02", "note": "EFT 42"},
     )  # fmt: skip
-    assert await stack.wait("SELECT count(*) FROM payments", 1) == 1
-    await until(lambda: square.sim.live("payment"))
-    [payment] = square.sim.live("payment")
-    assert payment["amount_money"] == {"amount": 27_500, "currency": "AUD"}
-    assert payment["reference_id"] == "EFT 42"
+    payment = await paid_at_square(stack, square, 27_500, "EFT 42")
     [square_invoice] = square.sim.live("invoice")
     await until(lambda: square.sim.live("invoice")[0]["status"] == "PAID")
     assert payment["order_id"] == square_invoice["order_id"]
@@ -106,7 +67,8 @@ async def test_square_records_reach_paypal_and_a_paypal_payment_reaches_square(c
 
 
 async def test_a_backfill_brings_in_what_square_held_before_the_connection(crms: Crms) -> None:
-    await crms.stack.backfill_brings_in_what_was_seeded(crms.square, crms.square_id)
+    stack, square, _ = crms
+    await stack.backfill_brings_in_what_was_seeded(square)
 
 
 async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_elsewhere(
@@ -116,16 +78,8 @@ async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_else
     event carries the draft, newer than the open invoice it was made from. Applied, it
     turned the invoice back to a draft everywhere (the demo's Ascora then refused its
     payment): PayPal's invoice events are hydrated to the invoice as it is now."""
-    stack, paypal = crms.stack, crms.paypal
-    async with stack.pool.acquire() as conn:
-        internal = await create_connection(
-            conn,
-            stack.keyring,
-            tenant=stack.tenant,
-            provider="internal",
-            name="billing",
-            webhook_secret=None,
-        )
+    stack, _, paypal = crms
+    internal = await stack.add_connection("internal", "billing")
     # Opened by the business's own billing service a minute before it reaches PayPal.
     opened = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     changes = [
@@ -140,15 +94,8 @@ async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_else
                              "unit_amount": 48_000, "tax_amount": 0}],
                   "subtotal": 48_000, "tax": 0, "total": 48_000, "amount_due": 48_000}},
     ]  # fmt: skip
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{stack.ingest_url}/v1/changes",
-            json=changes,
-            headers={"Authorization": f"Bearer {internal.api_key}"},
-        ) as response,
-    ):
-        assert response.status == 202, await response.text()
+    assert internal.api_key is not None
+    await post_changes(stack.ingest_url, internal.api_key, changes)
     await until(lambda: paypal.sim.live("invoice"))
     [invoice] = paypal.sim.live("invoice")
     await until(lambda: paypal.sim.webhooks_pending == 0)
@@ -161,7 +108,7 @@ async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_else
         SELECT count(*) FROM sync_log
          WHERE connection_id = $1 AND direction = 'in' AND entity_type = 'invoice'
     """
-    assert await stack.wait(heard, 2, crms.paypal_id) == 2
+    assert await stack.wait(heard, 2, paypal.connection_id) == 2
     await asyncio.sleep(1)  # what an applied event would push, pushed
     applied = await stack.pool.fetch(
         """
@@ -169,7 +116,7 @@ async def test_paypals_draft_creation_event_does_not_revert_an_invoice_open_else
          WHERE tenant_id = (SELECT tenant_id FROM connections WHERE id = $1)
            AND entity_type = 'invoice' AND outcome = 'applied'
         """,
-        crms.paypal_id,
+        paypal.connection_id,
     )
     assert len(applied) == 1, f"the invoice changed after it was opened: {applied}"
     assert await stack.pool.fetchval("SELECT data->>'status' FROM invoices") == "open"
@@ -182,7 +129,7 @@ async def test_a_full_reconciliation_of_paypal_deletes_no_customer_its_invoices_
     """PayPal lists customers only as its invoices' recipients: a customer pushed to it that
     no invoice there addresses yet is not listed, and is not gone. The convergence run found
     PayPal's full reconciliation deleting such customers in every system (issue 21)."""
-    stack, square = crms.stack, crms.square
+    stack, square, paypal = crms
     square.sim.create(
         "customer", {"given_name": "Cedar Carpentry", "email_address": "build@cedar.example"}
     )
@@ -190,14 +137,14 @@ async def test_a_full_reconciliation_of_paypal_deletes_no_customer_its_invoices_
         SELECT count(*) FROM entity_links WHERE connection_id = $1 AND entity_type = 'customer'
     """
     # Pushed to PayPal (a write that calls nothing: the e-mail is what invoices address).
-    assert await stack.wait(linked, 1, crms.paypal_id) == 1
+    assert await stack.wait(linked, 1, paypal.connection_id) == 1
     tenant_id = await stack.pool.fetchval(
-        "SELECT tenant_id FROM connections WHERE id = $1", crms.paypal_id
+        "SELECT tenant_id FROM connections WHERE id = $1", paypal.connection_id
     )
     job_id, queued = await jobs.queue(
         stack.pool,
         tenant_id=tenant_id,
-        connection_id=crms.paypal_id,
+        connection_id=paypal.connection_id,
         kind="full_reconcile",
         entity_types=["customer", "invoice", "payment"],
         modified_since=None,

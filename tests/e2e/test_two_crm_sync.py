@@ -9,30 +9,12 @@ echoes must come back as no change.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, simulated
+from tests.e2e.sync_harness import SimulatedCrm, Stack
 
 # Committed changes: every change is a version (the relay deletes outbox rows it published).
 CHANGES = "SELECT coalesce(sum(version), 0) FROM customers"
 CUSTOMERS = "SELECT count(*) FROM customers"
-
-
-@pytest.fixture
-async def two_crms(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> AsyncIterator[tuple[Stack, SimulatedCrm, SimulatedCrm]]:
-    async with (
-        simulated("ascora", company_code="A") as a,
-        simulated("ascora", company_code="B") as b,
-        running_stack(database_url, kafka_bootstrap, topic_prefix, tmp_path) as stack,
-    ):
-        await stack.connect(a, "ascora-a", {"company_code": "A"})
-        await stack.connect(b, "ascora-b", {"company_code": "B"})
-        yield stack, a, b
 
 
 async def quiet(stack: Stack, *crms: SimulatedCrm, seconds: float = 3.0) -> None:

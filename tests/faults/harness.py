@@ -532,12 +532,15 @@ async def _audit(database_url: str, bootstrap: str, tenant_id: uuid.UUID) -> Aud
 # --- the faults ---------------------------------------------------------------------------
 
 
-def restart_postgres_at(what: Progress, fraction: float) -> Inject:
+def restart_at(system: Literal["PostgreSQL", "Kafka"], what: Progress, fraction: float) -> Inject:
+    """``system`` restarted once ``fraction`` of the load has reached ``what``."""
+
     async def inject(run: Run) -> None:
+        restart = {"PostgreSQL": run.stack.restart_postgres, "Kafka": run.stack.restart_kafka}
         got = await run.reach(what, fraction)
-        run.note(f"PostgreSQL stopped at {got} {what}")
-        await run.stack.restart_postgres()
-        run.note(f"PostgreSQL started again ({await run.count(what)} {what})")
+        run.note(f"{system} stopped at {got} {what}")
+        await restart[system]()
+        run.note(f"{system} started again ({await run.count(what)} {what})")
 
     return inject
 
@@ -575,16 +578,6 @@ async def restart_postgres_as_outbound_takes_backlog(run: Run) -> None:
     run.note(f"PostgreSQL stopped as outbound starts on the backlog ({run.pushed()} pushed)")
     await run.stack.restart_postgres()
     run.note(f"PostgreSQL started again ({run.pushed()} pushed)")
-
-
-def restart_kafka_at(what: Progress, fraction: float) -> Inject:
-    async def inject(run: Run) -> None:
-        got = await run.reach(what, fraction)
-        run.note(f"Kafka stopped at {got} {what}")
-        await run.stack.restart_kafka()
-        run.note(f"Kafka started again ({await run.count(what)} {what})")
-
-    return inject
 
 
 async def restart_kafka_under_ingest(run: Run) -> None:
@@ -748,13 +741,13 @@ SCENARIOS: dict[str, Scenario] = {
             "pg-restart-normalize",
             "PostgreSQL restarted while thin Xero webhooks are normalised and hydrated",
             "xero",
-            restart_postgres_at("applied", 0.25),
+            restart_at("PostgreSQL", "applied", 0.25),
         ),
         Scenario(
             "pg-restart-apply",
             "PostgreSQL restarted while internal changes are applied",
             "internal",
-            restart_postgres_at("applied", 0.25),
+            restart_at("PostgreSQL", "applied", 0.25),
         ),
         Scenario(
             "pg-restart-outbound-backlog",
@@ -775,7 +768,7 @@ SCENARIOS: dict[str, Scenario] = {
             "kafka-restart-processor",
             "Kafka broker restarted while the processor applies internal changes",
             "internal",
-            restart_kafka_at("applied", 0.25),
+            restart_at("Kafka", "applied", 0.25),
         ),
         Scenario(
             "kafka-restart-ingest",
@@ -788,7 +781,7 @@ SCENARIOS: dict[str, Scenario] = {
             "kafka-restart-outbound",
             "Kafka broker restarted while outbound consumes a backlog",
             "internal",
-            restart_kafka_at("pushed", 0.2),
+            restart_at("Kafka", "pushed", 0.2),
             backlog_first=True,
             min_load_seconds=2.0,
         ),

@@ -6,7 +6,6 @@ for a mapping file as for a built-in connector."""
 from __future__ import annotations
 
 import os
-import uuid
 
 import aiohttp
 import asyncpg
@@ -14,10 +13,10 @@ import asyncpg
 from connectors.http import OAuthTokens
 from connectors.runtime import credentials_context, credentials_json, parse_credentials
 from crmsync.application.connection_runtime import load_connection, stored_clients
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.demo.sims import OAUTH_CLIENT, PROFILES
 from tests.e2e.sync_harness import simulated
+from tests.integration.connections import lone_connection
 
 
 async def test_a_freshbooks_connection_refreshes_its_expired_token_and_keeps_the_new_pair(
@@ -36,18 +35,16 @@ async def test_a_freshbooks_connection_refreshes_its_expired_token_and_keeps_the
             client_secret=OAUTH_CLIENT[1],
             token_url="/oauth/token",
         )
-        async with pool.acquire() as conn:
-            created = await create_connection(
-                conn,
-                keyring,
-                tenant=f"t-{uuid.uuid4().hex[:8]}",
-                provider="generic",
-                name="freshbooks",
-                webhook_secret="verifier-of-a-callback",
-                base_url=crm.base_url,
-                api_credentials=credentials_json(oauth=expired),
-                settings=dict(PROFILES["freshbooks"].settings),
-            )
+        created = await lone_connection(
+            pool,
+            keyring,
+            provider="generic",
+            name="freshbooks",
+            webhook_secret="verifier-of-a-callback",
+            base_url=crm.base_url,
+            api_credentials=credentials_json(oauth=expired),
+            settings=dict(PROFILES["freshbooks"].settings),
+        )
         info = await load_connection(pool, created.id, tenant_id=None)
         assert info is not None
         async with aiohttp.ClientSession() as session:

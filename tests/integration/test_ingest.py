@@ -82,6 +82,12 @@ def _path(provider: str, conn: CreatedConnection) -> str:
     return f"/webhooks/{provider}/{conn.id}"
 
 
+async def _connected(ingest: Ingest, provider: str) -> tuple[CreatedConnection, bytes, str]:
+    """A new ``provider`` connection, a webhook body of its, and the path ingest takes it at."""
+    conn = await _connect(ingest, provider)
+    return conn, body_for(provider), _path(provider, conn)
+
+
 def _headers(
     provider: str, secret: str, body: bytes, path: str, *, now: float | None = None, **kw: Any
 ) -> dict[str, str]:
@@ -104,8 +110,7 @@ async def _post(ingest: Ingest, path: str, body: bytes, headers: dict[str, str])
 async def test_verified_webhook_lands_in_kafka_byte_for_byte(
     ingest: Ingest, raw_tap: Tap, provider: str
 ) -> None:
-    conn = await _connect(ingest, provider)
-    body, path = body_for(provider), _path(provider, conn)
+    conn, body, path = await _connected(ingest, provider)
     resp = await _post(ingest, path, body, _headers(provider, SECRETS[provider], body, path))
     assert resp.status == 200, await resp.text()
 
@@ -156,8 +161,7 @@ async def test_a_producer_the_broker_refuses_as_out_of_order_is_renewed_and_the_
 async def test_duplicate_delivery_carries_the_same_provider_event_id(
     ingest: Ingest, raw_tap: Tap, provider: str
 ) -> None:
-    conn = await _connect(ingest, provider)
-    body, path = body_for(provider), _path(provider, conn)
+    conn, body, path = await _connected(ingest, provider)
     headers = _headers(provider, SECRETS[provider], body, path)
     for _ in range(2):
         assert (await _post(ingest, path, body, headers)).status == 200
@@ -174,8 +178,7 @@ async def test_duplicate_delivery_carries_the_same_provider_event_id(
 async def test_bad_signature_gets_401_and_produces_nothing(
     ingest: Ingest, raw_tap: Tap, provider: str, attack: str
 ) -> None:
-    conn = await _connect(ingest, provider)
-    body, path = body_for(provider), _path(provider, conn)
+    conn, body, path = await _connected(ingest, provider)
     secret = SECRETS[provider] if attack != "wrong_secret" else "whsec_" + "w" * 32
     headers = _headers(provider, secret, body, path)
     if attack == "tampered_body":
@@ -191,8 +194,7 @@ async def test_bad_signature_gets_401_and_produces_nothing(
 
 @pytest.mark.parametrize("provider", TIMESTAMPED)
 async def test_rejects_stale_timestamp(ingest: Ingest, raw_tap: Tap, provider: str) -> None:
-    conn = await _connect(ingest, provider)
-    body, path = body_for(provider), _path(provider, conn)
+    conn, body, path = await _connected(ingest, provider)
     stale = _headers(provider, SECRETS[provider], body, path, now=time.time() - 3600)
     assert (await _post(ingest, path, body, stale)).status == 401
     assert await raw_tap.nothing_for(str(conn.id).encode())
@@ -202,8 +204,7 @@ async def test_rejects_stale_timestamp(ingest: Ingest, raw_tap: Tap, provider: s
 async def test_rotation_both_secrets_verify_then_the_old_one_expires(
     ingest: Ingest, raw_tap: Tap, provider: str
 ) -> None:
-    conn = await _connect(ingest, provider)
-    body, path = body_for(provider), _path(provider, conn)
+    conn, body, path = await _connected(ingest, provider)
     old, new = SECRETS[provider], SECRETS[provider][:-4] + "NEW1"
     await ingest.rotate(conn.id, new, datetime.now(UTC) + timedelta(hours=1))
     for secret in (old, new):
@@ -391,8 +392,7 @@ async def test_a_kept_header_that_is_not_utf8_gets_400_naming_it(
 ) -> None:
     """A verified body with an unsigned header the envelope cannot carry as text (found by
     scripts/fuzz: a 500, which the provider would retry for ever)."""
-    conn = await _connect(ingest, provider)
-    path, body = _path(provider, conn), body_for(provider)
+    conn, body, path = await _connected(ingest, provider)
     headers = _headers(provider, SECRETS[provider], body, path)
     headers = {k: v for k, v in headers.items() if k.lower() != header} | {header: "id-\x80"}
     server = ingest.client.server

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors.paypal.simulator import issue_chain
+from crmsync.common.connections import CreatedConnection
 from crmsync.localstack.ports import free_port
 from schemas.envelope import WebhookEnvelope
 from tests.ingest_harness import Ingest, Tap
@@ -77,12 +78,19 @@ def signed(key: rsa.RSAPrivateKey, cert_url: str, n: int) -> dict[str, str]:
     }
 
 
+async def trusting(
+    ingest: Ingest, cert_server: CertServer, webhook_id: str = WEBHOOK_ID
+) -> CreatedConnection:
+    """A PayPal connection of ``webhook_id`` that trusts the certificate server's anchor."""
+    return await ingest.connect(
+        "paypal", webhook_id, settings={"paypal_trust_anchors": cert_server.anchor}
+    )
+
+
 async def test_a_delivery_verified_with_its_certificate_lands_in_kafka(
     ingest: Ingest, raw_tap: Tap, cert_server: CertServer
 ) -> None:
-    conn = await ingest.connect(
-        "paypal", WEBHOOK_ID, settings={"paypal_trust_anchors": cert_server.anchor}
-    )
+    conn = await trusting(ingest, cert_server)
     path = f"/webhooks/paypal/{conn.id}"
     for n in range(3):
         headers = signed(cert_server.key, cert_server.url, n)
@@ -98,9 +106,7 @@ async def test_a_delivery_verified_with_its_certificate_lands_in_kafka(
 async def test_a_certificate_that_cannot_be_fetched_now_is_a_503(
     ingest: Ingest, raw_tap: Tap, cert_server: CertServer
 ) -> None:
-    conn = await ingest.connect(
-        "paypal", WEBHOOK_ID, settings={"paypal_trust_anchors": cert_server.anchor}
-    )
+    conn = await trusting(ingest, cert_server)
     nowhere = f"http://127.0.0.1:{free_port()}/v1/notifications/certs/CERT-1"
     resp = await ingest.client.post(
         f"/webhooks/paypal/{conn.id}", data=BODY, headers=signed(cert_server.key, nowhere, 1)
@@ -113,9 +119,7 @@ async def test_a_certificate_that_cannot_be_fetched_now_is_a_503(
 async def test_a_certificate_off_paypals_hosts_is_refused_unfetched(
     ingest: Ingest, raw_tap: Tap, cert_server: CertServer
 ) -> None:
-    conn = await ingest.connect(
-        "paypal", WEBHOOK_ID, settings={"paypal_trust_anchors": cert_server.anchor}
-    )
+    conn = await trusting(ingest, cert_server)
     headers = signed(cert_server.key, "https://attacker.example/cert.pem", 1)
     resp = await ingest.client.post(f"/webhooks/paypal/{conn.id}", data=BODY, headers=headers)
     assert resp.status == 401
@@ -126,9 +130,7 @@ async def test_a_certificate_off_paypals_hosts_is_refused_unfetched(
 async def test_a_delivery_for_another_webhook_id_is_a_401(
     ingest: Ingest, raw_tap: Tap, cert_server: CertServer
 ) -> None:
-    conn = await ingest.connect(
-        "paypal", "ANOTHER-WEBHOOK-ID", settings={"paypal_trust_anchors": cert_server.anchor}
-    )
+    conn = await trusting(ingest, cert_server, "ANOTHER-WEBHOOK-ID")
     headers = signed(cert_server.key, cert_server.url, 1)
     resp = await ingest.client.post(f"/webhooks/paypal/{conn.id}", data=BODY, headers=headers)
     assert resp.status == 401

@@ -47,7 +47,7 @@ from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
-from tests.integration.erp_to_ascora import erp_and_ascora
+from tests.integration.erp_to_ascora import CALLOUT_INVOICE, erp_and_ascora
 from tests.integration.test_admin_api import new_connection, running_admin
 
 CRMSYNC = str(Path(sys.executable).with_name("crmsync"))
@@ -437,17 +437,8 @@ async def test_a_version_held_back_from_a_target_never_linked_is_accounted_for(
     # (ApiSpec.holds_back): nothing sent, no link, the job finished, a sync log row
     # `held`. That is a fate of its own, not a lost change.
     await flow.internal_change("erp-c", "c-1", {"name": "Harbour Plumbing"})
-    invoice = {
-        "number": "INV-100",
-        "status": "open",
-        "currency": "NZD",
-        "lines": [{"description": "Callout", "quantity": "1", "unit_amount": 15000}],
-        "subtotal": 15000,
-        "tax": 0,
-        "total": 15000,
-    }
     await flow.internal_change(
-        "erp-i", "i-1", invoice, entity_type="invoice", refs={"customer_id": "c-1"}
+        "erp-i", "i-1", CALLOUT_INVOICE, entity_type="invoice", refs={"customer_id": "c-1"}
     )
     await flow.everything()
     payment = {"amount": 5000, "currency": "NZD", "status": "pending", "reference": "CARD-1"}

@@ -81,6 +81,18 @@ async def _pass(admin: Admin, session: aiohttp.ClientSession, now: datetime) -> 
     return queued, sent
 
 
+async def _dead_letter(admin: Admin, connection_id: uuid.UUID) -> None:
+    """One open outbound dead letter of ``connection_id`` (a push Stripe refused)."""
+    await admin.pool.execute(
+        """
+        INSERT INTO dead_letters (stage, reason, tenant_id, connection_id, topic, payload)
+        VALUES ('outbound', 'provider_rule', $1, $2, 'records.changed', 'x')
+        """,
+        admin.tenant,
+        connection_id,
+    )
+
+
 async def _set_status(pool: asyncpg.Pool, connection_id: str, status: str) -> None:
     await pool.execute(
         "UPDATE connections SET status = $2 WHERE id = $1", uuid.UUID(connection_id), status
@@ -180,23 +192,9 @@ async def test_dead_letters_circuit_and_failed_jobs_with_their_thresholds(
     only_jobs = await _endpoint(admin, receiver.url + "?jobs", event_types=["sync_job.failed"])
     stripe = uuid.UUID((await new_connection(admin, "stripe"))["id"])
     for _ in range(THRESHOLDS.dead_letters - 1):
-        await admin.pool.execute(
-            """
-            INSERT INTO dead_letters (stage, reason, tenant_id, connection_id, topic, payload)
-            VALUES ('outbound', 'provider_rule', $1, $2, 'records.changed', 'x')
-            """,
-            admin.tenant,
-            stripe,
-        )
+        await _dead_letter(admin, stripe)
     assert await _pass(admin, session, T0) == (0, 0)
-    await admin.pool.execute(
-        """
-        INSERT INTO dead_letters (stage, reason, tenant_id, connection_id, topic, payload)
-        VALUES ('outbound', 'provider_rule', $1, $2, 'records.changed', 'x')
-        """,
-        admin.tenant,
-        stripe,
-    )
+    await _dead_letter(admin, stripe)
     assert await _pass(admin, session, T0) == (1, 1)
     assert json.loads(receiver.received[-1][1])["data"]["open_dead_letters"] == 3
 

@@ -25,7 +25,6 @@ from connectors.runtime import Clients, Handle, credentials_json
 from connectors.simkit import Fault
 from connectors.spec import ApiClient, EntityType
 from crmsync.application.connection_runtime import load_connection, stored_clients
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
 from crmsync.common.pushes import Job, Push, claim, queue_pushes
@@ -41,7 +40,7 @@ from services.processor.merge import Policy
 from services.processor.pipeline import Parsed, Processor, resolve_refs
 from tests.conftest import TopicFactory
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
-from tests.integration.erp_to_ascora import erp_and_ascora
+from tests.integration.erp_to_ascora import erp_and_ascora, erp_and_target
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 T = TypeVar("T")
@@ -519,22 +518,13 @@ async def test_a_refused_token_refresh_marks_needs_reauth_and_pushes_wait(
         client_secret="secret",
         token_url="/oauth/token",
     )
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        origin = await create_connection(
-            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
-        )
-        xero = await create_connection(
-            conn,
-            keyring,
-            tenant=tenant,
-            provider="xero",
-            name="xero",
-            webhook_secret=None,
-            base_url=crm.base_url,
-            api_credentials=credentials_json(oauth=expired),
-            settings={"xero_tenant_id": crm.sim.tenant_id},  # type: ignore[attr-defined]
-        )
+    origin, xero = await erp_and_target(
+        pool,
+        keyring,
+        crm,
+        credentials=credentials_json(oauth=expired),
+        settings={"xero_tenant_id": crm.sim.tenant_id},  # type: ignore[attr-defined]
+    )
     session = aiohttp.ClientSession()
     clients = stored_clients(pool, keyring, session)
     env = Env(

@@ -29,6 +29,7 @@ from crmsync.demo import sims
 from services.outbound.pusher import Pusher, PushPolicy
 from services.outbound.queue import enqueue
 from tests.e2e.sync_harness import SimulatedCrm, simulated
+from tests.integration.erp_to_ascora import CALLOUT_INVOICE
 
 MAX_ATTEMPTS = 3
 
@@ -125,15 +126,7 @@ async def xero() -> AsyncIterator[SimulatedCrm]:
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
-INVOICE = {
-    "number": "INV-100",
-    "status": "open",
-    "currency": "NZD",
-    "lines": [{"description": "Callout", "quantity": "1", "unit_amount": 15000}],
-    "subtotal": 15000,
-    "tax": 0,
-    "total": 15000,
-}
+INVOICE = CALLOUT_INVOICE
 
 
 async def test_an_invoice_naming_a_job_reaches_a_target_that_holds_no_jobs(

@@ -24,13 +24,15 @@ from crmsync.application import privacy
 from crmsync.application.context import Context, KafkaTarget
 from crmsync.application.errors import NotFoundError
 from crmsync.application.models import PrivacyRequest
-from crmsync.common.connections import CreatedConnection, create_connection
+from crmsync.common.connections import CreatedConnection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.tombstones import identity_hash
 from crmsync.demo import sims
 from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+from tests.integration.connections import lone_connection
+from tests.integration.erp_to_ascora import erp_and_simulator
 from tests.integration.test_admin_api import Admin, admin
 from tests.integration.test_references import TOPIC, at, change
 
@@ -62,16 +64,9 @@ async def _tenant_with_a_person(
     pool: asyncpg.Pool, crm: SimulatedCrm, processor: Processor
 ) -> Person:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        erp = await create_connection(
-            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
-        )
-    stripe_id = await sims.connect(
-        pool, keyring, crm, tenant=tenant, name="stripe", ingest_url="http://127.0.0.1:9"
-    )
-    crm.sim.webhook_url = None  # no ingest here: the processor is fed directly
-    stripe = CreatedConnection(stripe_id, erp.tenant_id, tenant, "stripe", "stripe")
+    # No ingest here: the processor is fed directly.
+    erp, stripe_id = await erp_and_simulator(pool, keyring, crm, "stripe")
+    stripe = CreatedConnection(stripe_id, erp.tenant_id, erp.tenant, "stripe", "stripe")
     held = crm.sim.create(
         "customer", {"email": EMAIL, "name": "Ada Lovelace", "phone": "+44 20 7946 0000"}
     )
@@ -299,14 +294,13 @@ async def test_another_tenants_change_carrying_the_erased_address_still_applies(
     person = await _tenant_with_a_person(pool, crm, processor)
     async with pool.acquire() as conn:
         await privacy.erase(conn, person.ctx, PrivacyRequest(email=EMAIL), now=datetime.now(UTC))
-        other = await create_connection(
-            conn,
-            KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"]),
-            tenant=f"t-{uuid.uuid4().hex[:8]}",
-            provider="internal",
-            name="erp",
-            webhook_secret=None,
-        )
+    other = await lone_connection(
+        pool,
+        KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"]),
+        provider="internal",
+        name="erp",
+        webhook_secret=None,
+    )
 
     results = await processor.handle(
         TOPIC,

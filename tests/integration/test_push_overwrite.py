@@ -32,7 +32,6 @@ from connectors.spec import EntityType
 from crmsync.application.connection_runtime import load_connection, stored_clients
 from crmsync.application.sync.runner import Observer
 from crmsync.common.canonical import canonical_values
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.kafka import make_consumer, make_producer
 from crmsync.common.pushes import claim
@@ -45,6 +44,7 @@ from services.processor.deadletters import Source
 from services.processor.decide import InboundChange, Outcome
 from services.processor.pipeline import Parsed, Processor, parse_internal
 from tests.conftest import TopicFactory
+from tests.integration.erp_to_ascora import erp_and_simulator
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
 USER_PHONE = "+61 2 5550 9"  # the user's edit at QuickBooks
@@ -184,15 +184,8 @@ async def env(
 ) -> AsyncIterator[Env]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
     running = await sims.start_simulator(provider, **sim_options)
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        erp = await create_connection(
-            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
-        )
-    target = await sims.connect(
-        pool, keyring, running, tenant=tenant, name="qbo", ingest_url="http://127.0.0.1:9"
-    )
-    running.sim.webhook_url = None  # the user's edit's webhook is still on its way
+    # Webhooks off: the user's edit's webhook is still on its way.
+    erp, target = await erp_and_simulator(pool, keyring, running, "qbo")
     topic = await new_topic("normalized")
     session = aiohttp.ClientSession()
     producer: AIOKafkaProducer = make_producer(kafka_bootstrap)

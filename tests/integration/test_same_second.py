@@ -21,7 +21,6 @@ import pytest
 
 from connectors.runtime import Clients
 from crmsync.application.connection_runtime import stored_clients
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.pushes import claim
 from crmsync.demo import sims
@@ -35,6 +34,7 @@ from services.processor.normalize import Normalizer
 from services.processor.pipeline import Processor, parse_internal
 from tests.e2e.sync_harness import SimulatedCrm
 from tests.integration.applying import publish_customer
+from tests.integration.erp_to_ascora import erp_and_simulator
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
 
@@ -88,15 +88,8 @@ async def env(pool: asyncpg.Pool) -> AsyncIterator[Env]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
     running = await sims.start_simulator("stripe", clock=lambda: second)
     stripe = SimulatedCrm(running.provider, running.sim, running.runner, running.base_url)
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        erp = await create_connection(
-            conn, keyring, tenant=tenant, provider="internal", name="erp", webhook_secret=None
-        )
-    target = await sims.connect(
-        pool, keyring, running, tenant=tenant, name="stripe", ingest_url="http://127.0.0.1:9"
-    )
-    running.sim.webhook_url = None  # the test hands Stripe's Events over itself
+    # Webhooks off: the test hands Stripe's Events over itself.
+    erp, target = await erp_and_simulator(pool, keyring, running, "stripe")
     session = aiohttp.ClientSession()
     try:
         yield Env(

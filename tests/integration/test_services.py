@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crmsync.common.db import DatabaseUnavailableError
-from crmsync.common.settings import parse_settings
+from crmsync.common.settings import CommonSettings, parse_settings
 from crmsync.settings.admin import AdminSettings
 from crmsync.settings.ingest import IngestSettings
 from crmsync.settings.outbound import OutboundSettings
@@ -38,28 +39,31 @@ async def _assert_ready(app: web.Application, *checks: str) -> None:
 
 
 @pytest.mark.usefixtures("pipeline_topics")
-async def test_ingest_is_ready_with_kafka_its_topics_and_connections(
-    database_url: str, kafka_bootstrap: str
+@pytest.mark.parametrize(
+    ("settings_class", "create_app", "checks"),
+    [
+        pytest.param(IngestSettings, create_ingest, ("kafka", "connections"), id="ingest"),
+        pytest.param(
+            OutboundSettings, create_outbound, ("postgres", "kafka", "pushing"), id="outbound"
+        ),
+    ],
+)
+async def test_a_service_on_kafka_is_ready_with_kafka_its_topics_and_its_database(
+    database_url: str,
+    kafka_bootstrap: str,
+    settings_class: type[CommonSettings],
+    create_app: Callable[[Any], web.Application],
+    checks: tuple[str, ...],
 ) -> None:
     settings = parse_settings(
-        IngestSettings, database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap
+        settings_class, database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap
     )
-    await _assert_ready(create_ingest(settings), "kafka", "connections")
+    await _assert_ready(create_app(settings), *checks)
 
 
 async def test_admin_is_ready_with_postgres(database_url: str) -> None:
     settings = parse_settings(AdminSettings, database_url=database_url)
     await _assert_ready(create_admin(settings), "postgres")
-
-
-@pytest.mark.usefixtures("pipeline_topics")
-async def test_outbound_is_ready_with_kafka_and_postgres(
-    database_url: str, kafka_bootstrap: str
-) -> None:
-    settings = parse_settings(
-        OutboundSettings, database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap
-    )
-    await _assert_ready(create_outbound(settings), "postgres", "kafka", "pushing")
 
 
 async def test_admin_fails_to_start_when_postgres_is_unreachable() -> None:

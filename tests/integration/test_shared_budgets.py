@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -21,10 +20,10 @@ from connectors.runtime import Clients, ConnectionInfo, credentials_json
 from connectors.simkit import Fault
 from connectors.spec import RateLimit
 from crmsync.application.connection_runtime import load_connection, stored_clients
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
+from tests.integration.connections import lone_connection
 
 # Ours: 5 calls a second, bursts of 5. The simulator allows a fifth more, so a call that
 # arrives a few milliseconds early by the simulator's clock is not refused; two budgets
@@ -59,18 +58,16 @@ class Workers:
 async def workers(database_url: str, pool: asyncpg.Pool) -> AsyncIterator[Workers]:
     keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
     crm = await start_simulator("ascora", company_code="ACME", rate_limit=SIM_LIMIT)
-    async with pool.acquire() as conn:
-        created = await create_connection(
-            conn,
-            keyring,
-            tenant=f"t-{uuid.uuid4().hex[:8]}",
-            provider="ascora",
-            name="ascora",
-            webhook_secret=None,
-            base_url=crm.base_url,
-            api_credentials=credentials_json(token=crm.sim.api_token),
-            settings={"company_code": "ACME", "rate_limit": LIMIT},
-        )
+    created = await lone_connection(
+        pool,
+        keyring,
+        provider="ascora",
+        name="ascora",
+        webhook_secret=None,
+        base_url=crm.base_url,
+        api_credentials=credentials_json(token=crm.sim.api_token),
+        settings={"company_code": "ACME", "rate_limit": LIMIT},
+    )
     info = await load_connection(pool, created.id, tenant_id=None)
     assert info is not None
     pools = [await create_pool(database_url, max_size=4) for _ in range(2)]

@@ -27,13 +27,13 @@ from connectors.limits import AsyncTokenBucket, CircuitBreaker
 from connectors.registry import connector
 from connectors.runtime import ConnectionInfo, Handle
 from connectors.spec import EntityType, Page, RateLimit, RemoteRecord
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing
 from schemas import topics
 from schemas.envelope import WebhookEnvelope
 from services.processor.deadletters import Source
 from services.processor.normalize import HydrationPolicy, Normalizer
 from services.processor.pipeline import Processor
+from tests.integration.connections import lone_connection
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 MAPPED = sorted(
@@ -104,19 +104,19 @@ class FixtureClients:
         )
 
 
-async def connect(pool: asyncpg.Pool, provider: str, settings: dict[str, Any]) -> uuid.UUID:
-    keyring = KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"])
-    async with pool.acquire() as conn:
-        created = await create_connection(
-            conn,
-            keyring,
-            tenant=f"t-{uuid.uuid4().hex[:8]}",
-            provider=provider,
-            name=provider,
-            webhook_secret=connector(provider).scheme.generate_secret(),
-            settings=settings,
-        )
-    return created.id
+async def connect(
+    pool: asyncpg.Pool, provider: str, settings: dict[str, Any]
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A connection of a tenant of its own: its id and its tenant's."""
+    created = await lone_connection(
+        pool,
+        KeyRing.parse(os.environ["CRMSYNC_MASTER_KEYS"]),
+        provider=provider,
+        name=provider,
+        webhook_secret=connector(provider).scheme.generate_secret(),
+        settings=settings,
+    )
+    return created.id, created.tenant_id
 
 
 def envelope(
@@ -162,8 +162,7 @@ async def test_sample_webhook_becomes_the_expected_canonical_rows(
     provider = path.parent.name
     fixture = load(path)
     body = json.dumps(fixture["body"]).encode()
-    connection = await connect(pool, provider, settings_for(provider, fixture["body"]))
-    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    connection, tenant = await connect(pool, provider, settings_for(provider, fixture["body"]))
     client = FixtureClient(provider, fixture["api_objects"])
     normalizer = Normalizer(pool, FixtureClients(client))  # type: ignore[arg-type]
 
@@ -212,8 +211,7 @@ async def test_sample_webhook_becomes_the_expected_canonical_rows(
 async def test_the_same_webhook_three_times_is_one_change(pool: asyncpg.Pool) -> None:
     fixture = load(FIXTURES / "ascora" / "customer_updated.json")
     body = json.dumps(fixture["body"]).encode()
-    connection = await connect(pool, "ascora", {"company_code": "DEMO"})
-    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    connection, tenant = await connect(pool, "ascora", {"company_code": "DEMO"})
     normalizer = Normalizer(pool, None)
     for _ in range(3):
         # Same webhook-id (the provider's delivery id), redelivered.
@@ -236,8 +234,7 @@ async def test_a_connection_that_does_not_sync_the_type_inbound_changes_nothing(
 ) -> None:
     fixture = load(FIXTURES / "ascora" / "customer_updated.json")
     body = json.dumps(fixture["body"]).encode()
-    connection = await connect(pool, "ascora", settings)
-    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    connection, tenant = await connect(pool, "ascora", settings)
     await run_pipeline(
         pool, Normalizer(pool, None), [envelope(connection, tenant, "ascora", body, 1)]
     )
@@ -249,8 +246,7 @@ async def test_a_garbage_body_is_a_dead_letter_and_the_next_webhook_still_applie
     pool: asyncpg.Pool,
 ) -> None:
     fixture = load(FIXTURES / "ascora" / "customer_updated.json")
-    connection = await connect(pool, "ascora", {"company_code": "DEMO"})
-    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    connection, tenant = await connect(pool, "ascora", {"company_code": "DEMO"})
     sources = [
         envelope(connection, tenant, "ascora", b"{not json", 1),
         Source(topics.WEBHOOKS_RAW.name, 0, 2, None, b"not an envelope"),
@@ -270,8 +266,7 @@ async def test_a_webhook_of_a_deleted_connection_is_parked_where_its_tenant_sees
     pool: asyncpg.Pool,
 ) -> None:
     fixture = load(FIXTURES / "ascora" / "customer_updated.json")
-    connection = await connect(pool, "ascora", {"company_code": "DEMO"})
-    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    connection, tenant = await connect(pool, "ascora", {"company_code": "DEMO"})
     await pool.execute("DELETE FROM connections WHERE id = $1", connection)
     body = json.dumps(fixture["body"]).encode()
     await run_pipeline(
@@ -290,8 +285,7 @@ async def test_a_provider_that_keeps_failing_parks_the_thin_webhook_for_redrive(
 ) -> None:
     fixture = load(FIXTURES / "hubspot" / "contact_property_change_and_creation.json")
     body = json.dumps(fixture["body"]).encode()
-    connection = await connect(pool, "hubspot", {})
-    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    connection, tenant = await connect(pool, "hubspot", {})
     client = FixtureClient("hubspot", fixture["api_objects"], fail=1)
     normalizer = Normalizer(
         pool,

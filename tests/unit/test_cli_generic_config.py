@@ -9,25 +9,10 @@ from pathlib import Path
 import pytest
 
 from crmsync.cli.main import main
+from tests.generic_schemes import BAD_SCHEMES
 
 
-@pytest.mark.parametrize(
-    ("scheme", "field"),
-    [
-        ({"signature_header": "x-sig", "timestamp_header": "x-ts"}, "timestamp_header"),
-        (
-            {
-                "signature_header": "x-sig",
-                "timestamp_header": "x-ts",
-                "signed_payload": "timestamp.body",
-                "tolerance_seconds": 7200,
-            },
-            "tolerance_seconds",
-        ),
-        ({"signature_header": "x-sig", "algorithm": "md5"}, "algorithm"),
-    ],
-    ids=["unsigned-timestamp", "tolerance-over-1h", "unknown-algorithm"],
-)
+@pytest.mark.parametrize(("scheme", "field"), BAD_SCHEMES)
 def test_a_bad_generic_scheme_exits_2_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], scheme: dict[str, object], field: str
 ) -> None:

@@ -28,6 +28,7 @@ def due(
     now: datetime,
     last: datetime | None = None,
     last_full: datetime | None = None,
+    tried: datetime | None = None,
 ) -> Any:
     return due_run(
         conn,
@@ -36,6 +37,7 @@ def due(
         last_full_at=last_full,
         now=now,
         policy=POLICY,
+        last_tried_at=tried,
     )
 
 
@@ -78,28 +80,9 @@ def test_a_failing_connection_is_retried_once_an_interval_from_its_last_success(
     failed = last_ok + timedelta(seconds=900)  # queued (and failed) when it was due
     conn = info(full_reconcile_interval_seconds=0)
     tick = failed + timedelta(seconds=10)
-    assert (
-        due_run(
-            conn,
-            created_at=T0,
-            last_reconciled_at=last_ok,
-            last_full_at=None,
-            now=tick,
-            policy=POLICY,
-            last_tried_at=failed,
-        )
-        is None
-    )
+    assert due(conn, now=tick, last=last_ok, tried=failed) is None
     later = failed + timedelta(seconds=900)
-    kind, since = due_run(
-        conn,
-        created_at=T0,
-        last_reconciled_at=last_ok,
-        last_full_at=None,
-        now=later,
-        policy=POLICY,
-        last_tried_at=failed,
-    )
+    kind, since = due(conn, now=later, last=last_ok, tried=failed)
     # The retry still starts from the last success: the failed window is not skipped.
     assert (kind, since) == ("reconcile", last_ok - timedelta(seconds=300))
 

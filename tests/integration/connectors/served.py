@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from connectors.base import Connector, Verified, WebhookRequest
+from connectors.http import NotFoundError, ProviderError
 from connectors.spec import ApiClient, EntityType, Page, RemoteRecord, WebhookParse
 from schemas.errors import ProviderRuleError
 
@@ -65,6 +67,26 @@ async def inbox(path: str = "/hooks", status: int = 200) -> AsyncIterator[Inbox]
     app.router.add_post(path, receive)
     async with served(app) as base_url:
         yield Inbox(base_url + path, hooks)
+
+
+class _Serving(Protocol):
+    def app(self) -> web.Application: ...
+
+
+Sim = TypeVar("Sim", bound=_Serving)
+
+
+@asynccontextmanager
+async def simulating(
+    make: Callable[[str], Sim], path: str = "/hooks", status: int = 200
+) -> AsyncIterator[tuple[Sim, str, Inbox, aiohttp.ClientSession]]:
+    """The simulator ``make(webhook_url)`` builds, delivering its webhooks to an inbox at
+    ``path`` (answering ``status``), served on a free port: the simulator, its base URL,
+    the inbox and a client session, all closed on exit."""
+    async with inbox(path, status) as hooks:
+        sim = make(hooks.url)
+        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
+            yield sim, base_url, hooks, session
 
 
 class Delivery(NamedTuple):
@@ -140,6 +162,15 @@ async def a_paid_invoice_asks_nothing_but_refuses_real_edits(
         await client.update("invoice", invoice.external_id, {**derived, "number": number}, refs)
 
 
+async def invoiced(
+    client: ApiClient, customer: Mapping[str, Any], invoice: Mapping[str, Any]
+) -> tuple[RemoteRecord, RemoteRecord]:
+    """``customer`` and ``invoice`` (of theirs) created through ``client`` (idempotency
+    keys "c" and "i"), as the provider holds them."""
+    made = await client.create("customer", customer, {}, "c")
+    return made, await client.create("invoice", invoice, {"customer_id": made.external_id}, "i")
+
+
 def one_line_invoice(number: str) -> dict[str, Any]:
     """An open AUD invoice of one taxed line (2 x 125.00, 25.00 tax): what the Square,
     PayPal and Shopify tests push."""
@@ -187,6 +218,23 @@ async def every_page(
 
 def records_of(pages: list[Page]) -> list[RemoteRecord]:
     return [record for page in pages for record in page.records]
+
+
+Refused = TypeVar("Refused", bound=ProviderError)
+
+
+async def deleted(
+    client: ApiClient,
+    entity_type: EntityType,
+    external_id: str,
+    refused: type[Refused] = NotFoundError,  # type: ignore[assignment]
+) -> Refused:
+    """Deletes the record, then fetches it: what the fetch raised (a deleted record is
+    gone); the test asserts what the provider says of it."""
+    await client.delete(entity_type, external_id)
+    with pytest.raises(refused) as caught:
+        await client.fetch(entity_type, external_id)
+    return caught.value
 
 
 class TickingClock:

@@ -26,11 +26,11 @@ from connectors.spec import WebhookItem
 from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     Hook,
+    deleted,
     delivered,
     every_page,
-    inbox,
     records_of,
-    served,
+    simulating,
 )
 
 COMPANY = "ACME"
@@ -82,18 +82,17 @@ class Env:
 
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
-    async with inbox(status=204) as hooks:
-        secret = CONNECTOR.scheme.generate_secret()
-        clock = Clock()
-        sim = AscoraSimulator(
-            webhook_url=hooks.url,
-            webhook_secret=secret,
-            company_code=COMPANY,
-            clock=clock,
+    secret = CONNECTOR.scheme.generate_secret()
+    clock = Clock()
+
+    def make(url: str) -> AscoraSimulator:
+        return AscoraSimulator(
+            webhook_url=url, webhook_secret=secret, company_code=COMPANY, clock=clock
         )
-        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
-            client = make_client(session, base_url, StaticAuth.bearer(sim.api_token), SETTINGS)
-            yield Env(sim, client, session, base_url, secret, clock, hooks.hooks)
+
+    async with simulating(make, status=204) as (sim, base_url, hooks, session):
+        client = make_client(session, base_url, StaticAuth.bearer(sim.api_token), SETTINGS)
+        yield Env(sim, client, session, base_url, secret, clock, hooks.hooks)
 
 
 async def customer(env: Env, name: str = "Harbour Plumbing") -> str:
@@ -136,10 +135,8 @@ async def test_customer_create_fetch_update_delete_with_verified_webhooks(env: E
     assert updated.data["name"] == data["name"]
     assert updated.updated_at > created.updated_at
 
-    await env.client.delete("customer", created.external_id)
-    with pytest.raises(NotFoundError) as caught:
-        await env.client.fetch("customer", created.external_id)
-    assert json.loads(caught.value.body_excerpt)["error"]["code"] == "not_found"
+    gone = await deleted(env.client, "customer", created.external_id)
+    assert json.loads(gone.body_excerpt)["error"]["code"] == "not_found"
 
     hooks = await env.webhooks()
     assert [body["type"] for body, _ in hooks] == [
@@ -289,9 +286,7 @@ async def test_adding_a_note_updates_the_job(env: Env) -> None:
 async def test_deleted_job_is_gone(env: Env) -> None:
     customer_id = await customer(env)
     job = await env.client.create("job", {"title": "Fix tap"}, {"customer_id": customer_id}, "j")
-    await env.client.delete("job", job.external_id)
-    with pytest.raises(NotFoundError):
-        await env.client.fetch("job", job.external_id)
+    await deleted(env.client, "job", job.external_id)
     with pytest.raises(NotFoundError):
         await env.client.delete("job", job.external_id)
 
@@ -339,9 +334,7 @@ async def test_recording_a_payment_creates_a_payment_referencing_the_invoice(env
     settled = await env.client.fetch("invoice", invoice_id)
     assert (settled.data["status"], settled.data["amount_due"]) == ("paid", 0)
 
-    await env.client.delete("payment", rest.external_id)
-    with pytest.raises(NotFoundError):
-        await env.client.fetch("payment", rest.external_id)
+    await deleted(env.client, "payment", rest.external_id)
     reopened = await env.client.fetch("invoice", invoice_id)
     assert (reopened.data["status"], reopened.data["amount_due"]) == ("open", 5708)
 

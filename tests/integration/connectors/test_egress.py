@@ -21,8 +21,8 @@ from connectors.egress import GuardedResolver, classify, guarded_socket, provide
 from connectors.http import AddressRefusedError, StaticAuth, refresh_with, send
 from connectors.runtime import OAuthTokens, credentials_json
 from crmsync.application.connection_runtime import load_connection, stored_clients
-from crmsync.common.connections import create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
+from tests.integration.connections import lone_connection
 
 
 @pytest.fixture
@@ -144,18 +144,16 @@ async def test_an_oauth_token_url_on_loopback_is_refused(server: tuple[str, list
 
 
 async def _connection(pool: asyncpg.Pool, keyring: KeyRing, base_url: str) -> uuid.UUID:
-    async with pool.acquire() as conn:
-        created = await create_connection(
-            conn,
-            keyring,
-            tenant=f"t-{uuid.uuid4().hex[:8]}",
-            provider="ascora",
-            name="ascora",
-            webhook_secret="whsec",
-            base_url=base_url,
-            api_credentials=credentials_json(token="api-token"),
-            settings={"company_code": "ACME"},
-        )
+    created = await lone_connection(
+        pool,
+        keyring,
+        provider="ascora",
+        name="ascora",
+        webhook_secret="whsec",
+        base_url=base_url,
+        api_credentials=credentials_json(token="api-token"),
+        settings={"company_code": "ACME"},
+    )
     return created.id
 
 

@@ -24,7 +24,7 @@ from connectors.generic.mapping import Handshake, Mapper, form_document
 from connectors.generic.simulator import MappingSimulator, load_simulated
 from connectors.http import ProviderError
 from connectors.spec import RateLimit, RemoteRecord, WebhookItem
-from tests.integration.connectors.served import Hook, every_page, inbox, records_of, served
+from tests.integration.connectors.served import Hook, deleted, every_page, inbox, records_of, served
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples"
 SECRET = "catalogue-webhook-secret"
@@ -136,10 +136,8 @@ async def test_woocommerce_customer_round_trip_with_signed_full_webhooks(
     assert [(i.external_id, i.op) for i in items] == [(created.external_id, "upsert")] * 2
     assert [i.record for i in items] == [created, updated]
 
-    await client.delete("customer", created.external_id)
-    with pytest.raises(ProviderError) as caught:
-        await client.fetch("customer", created.external_id)
-    assert caught.value.status == 404
+    gone = await deleted(client, "customer", created.external_id, ProviderError)
+    assert gone.status == 404
 
 
 async def test_woocommerce_order_amounts_arrive_as_exact_minor_units(woocommerce: Running) -> None:

@@ -26,6 +26,7 @@ from connectors.simkit import Fault
 from connectors.spec import RateLimit, WebhookItem
 from tests.integration.connectors.served import (
     Hook,
+    deleted,
     delivered,
     every_page,
     inbox,
@@ -119,11 +120,9 @@ async def test_customer_create_fetch_update_delete_with_full_webhooks(acme: Acme
     assert updated.version == "2"
     assert updated.updated_at > created.updated_at
 
-    await client.delete("customer", created.external_id)
-    with pytest.raises(ProviderError) as caught:
-        await client.fetch("customer", created.external_id)
-    assert caught.value.status == 404
-    assert '"not_found"' in caught.value.body_excerpt
+    gone = await deleted(client, "customer", created.external_id, ProviderError)
+    assert gone.status == 404
+    assert '"not_found"' in gone.body_excerpt
 
     items = await acme.webhook_items()
     assert [(i.external_id, i.op) for i in items] == [(created.external_id, "upsert")] * 2 + [
@@ -166,10 +165,8 @@ async def test_job_with_reference_and_thin_webhooks(acme: Acme) -> None:
     hydrated = await client.fetch("job", items[-1].external_id)
     assert hydrated == moved
 
-    await client.delete("job", job.external_id)
-    with pytest.raises(ProviderError) as caught:
-        await client.fetch("job", job.external_id)
-    assert caught.value.status == 404
+    gone = await deleted(client, "job", job.external_id, ProviderError)
+    assert gone.status == 404
     items = [i for i in await acme.webhook_items() if i.entity_type == "job"]
     assert items[-1].op == "delete"
 

@@ -14,7 +14,6 @@ import pytest
 
 from connectors.http import (
     AuthError,
-    NotFoundError,
     OAuth2Auth,
     OAuthTokens,
     ProviderError,
@@ -27,11 +26,12 @@ from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.spec import WebhookItem
 from tests.integration.connectors.served import (
     Hook,
+    deleted,
     delivered,
     every_page,
-    inbox,
     records_of,
     served,
+    simulating,
 )
 
 SECRET = "hubspot-client-secret"
@@ -75,12 +75,12 @@ class Harness:
 
 @pytest.fixture
 async def hubspot() -> AsyncIterator[Harness]:
-    async with inbox(WEBHOOK_PATH) as hooks:
-        receiver = Receiver(hooks.url, hooks.hooks)
-        sim = HubSpotSimulator(webhook_url=receiver.url, webhook_secret=SECRET, portal_id=PORTAL_ID)
-        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
-            client = make_client(session, base_url, StaticAuth.bearer("sim-token"), SETTINGS)
-            yield Harness(sim, base_url, session, client, receiver)
+    def make(url: str) -> HubSpotSimulator:
+        return HubSpotSimulator(webhook_url=url, webhook_secret=SECRET, portal_id=PORTAL_ID)
+
+    async with simulating(make, WEBHOOK_PATH) as (sim, base_url, hooks, session):
+        client = make_client(session, base_url, StaticAuth.bearer("sim-token"), SETTINGS)
+        yield Harness(sim, base_url, session, client, Receiver(hooks.url, hooks.hooks))
 
 
 ADA = {
@@ -116,11 +116,9 @@ async def test_contact_create_fetch_update_delete(hubspot: Harness) -> None:
     assert updated.data["email"] == "ada@example.com"
     assert updated.updated_at > created.updated_at
 
-    await client.delete("customer", created.external_id)
-    with pytest.raises(NotFoundError) as caught:
-        await client.fetch("customer", created.external_id)
-    assert caught.value.status == 404
-    assert '"category": "OBJECT_NOT_FOUND"' in caught.value.body_excerpt
+    gone = await deleted(client, "customer", created.external_id)
+    assert gone.status == 404
+    assert '"category": "OBJECT_NOT_FOUND"' in gone.body_excerpt
 
     await hubspot.sim.drained()
     items = hubspot.receiver.items()
@@ -199,9 +197,7 @@ async def test_deal_is_created_against_its_contact_and_can_move(hubspot: Harness
     assert again.refs == {"customer_id": grace.external_id}
     assert hubspot.sim.store["job"][created.external_id]["properties"]["dealstage"] == "closedwon"
 
-    await client.delete("job", created.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("job", created.external_id)
+    await deleted(client, "job", created.external_id)
     await hubspot.sim.drained()
     deal_items = [i for i in hubspot.receiver.items() if i.entity_type == "job"]
     assert deal_items[-1].op == "delete"

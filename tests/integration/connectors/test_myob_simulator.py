@@ -13,7 +13,6 @@ import pytest
 
 from connectors.http import (
     AuthError,
-    NotFoundError,
     ProviderError,
     RateLimitedError,
     StaleVersionError,
@@ -29,7 +28,13 @@ from connectors.myob.simulator import (
 )
 from connectors.spec import RateLimit
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import TickingClock, every_page, records_of, served
+from tests.integration.connectors.served import (
+    TickingClock,
+    deleted,
+    every_page,
+    records_of,
+    served,
+)
 
 API_KEY = "myob-developer-key"
 SETTINGS: dict[str, Any] = {
@@ -206,9 +211,7 @@ async def test_payment_edits_are_refused_by_myob_rules(stack: Stack) -> None:
         await client.delete("invoice", invoice.external_id)
     assert caught.value.status == 400
     await client.delete("payment", payment.external_id)
-    await client.delete("invoice", invoice.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("invoice", invoice.external_id)
+    await deleted(client, "invoice", invoice.external_id)
 
 
 async def test_rate_limit_403_is_a_rate_limit_not_an_auth_failure(stack: Stack) -> None:

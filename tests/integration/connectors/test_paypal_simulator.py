@@ -40,11 +40,12 @@ from tests.integration.connectors.served import (
     TickingClock,
     a_paid_invoice_asks_nothing_but_refuses_real_edits,
     assert_open_one_line_totals,
+    deleted,
     every_page,
-    inbox,
+    invoiced,
     one_line_invoice,
     records_of,
-    served,
+    simulating,
 )
 
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
@@ -87,16 +88,17 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    async with inbox("/webhooks/paypal/c1") as hooks:
-        sim = PayPalSimulator(
-            webhook_url=hooks.url,
+    def make(url: str) -> PayPalSimulator:
+        return PayPalSimulator(
+            webhook_url=url,
             webhook_secret=WEBHOOK_ID,
             oauth_client=CLIENT,
             clock=TickingClock(START),
         )
-        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
-            sim.public_url = sim_url
-            yield Stack(sim, sim_url, hooks, session)
+
+    async with simulating(make, "/webhooks/paypal/c1") as (sim, sim_url, hooks, session):
+        sim.public_url = sim_url
+        yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example"}
@@ -105,8 +107,7 @@ INVOICE = one_line_invoice("PP-100")
 
 async def test_tokens_come_from_the_client_credentials_grant(stack: Stack) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    await invoiced(client, CUSTOMER, INVOICE)
     assert stack.sim.refresh_calls == 1
     [tokens] = stack.saved
     assert tokens.access_token.startswith("at_")
@@ -162,9 +163,7 @@ async def test_an_invoice_is_sent_a_payment_recorded_and_removed(stack: Stack) -
     # What PayPal does not hold of a payment (its customer) is no change to it.
     same = await client.update("payment", payment.external_id, {"customer_id": None}, {})
     assert same.data == payment.data
-    await client.delete("payment", payment.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("payment", payment.external_id)
+    await deleted(client, "payment", payment.external_id)
     assert (await client.fetch("invoice", invoice.external_id)).data["status"] == "open"
 
 

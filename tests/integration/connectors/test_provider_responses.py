@@ -90,15 +90,25 @@ async def test_a_same_origin_redirect_is_not_followed_with_the_token(servers: Se
     assert "/elsewhere" in str(caught.value)  # where it pointed, to diagnose a moved API
 
 
-async def test_a_cross_origin_redirect_target_never_sees_the_api_key(servers: Servers) -> None:
-    """aiohttp itself drops Authorization across origins, not a custom API-key header."""
+async def _moved_off_origin(
+    servers: Servers, path: str, redirect: type[web.HTTPMove], to: str
+) -> tuple[str, Seen]:
+    """A server whose ``path`` answers ``redirect`` to ``to`` on another server: its base
+    URL, and what the other server was asked."""
     target_seen = Seen()
     target = await servers.serve({"/{tail:.*}": _recorder(target_seen)})
 
     async def moved(request: web.Request) -> web.Response:
-        raise web.HTTPTemporaryRedirect(f"{target}/latest/meta-data/")
+        raise redirect(f"{target}{to}")
 
-    base = await servers.serve({"/customers": moved})
+    return await servers.serve({path: moved}), target_seen
+
+
+async def test_a_cross_origin_redirect_target_never_sees_the_api_key(servers: Servers) -> None:
+    """aiohttp itself drops Authorization across origins, not a custom API-key header."""
+    base, target_seen = await _moved_off_origin(
+        servers, "/customers", web.HTTPTemporaryRedirect, "/latest/meta-data/"
+    )
     auth = StaticAuth("key-123", header_name="X-Api-Key")
     with pytest.raises(RedirectRefusedError):
         await send(servers.session, "POST", f"{base}/customers", auth=auth, json_body={"a": 1})
@@ -106,13 +116,7 @@ async def test_a_cross_origin_redirect_target_never_sees_the_api_key(servers: Se
 
 
 async def test_a_token_refresh_is_not_redirected_either(servers: Servers) -> None:
-    target_seen = Seen()
-    target = await servers.serve({"/{tail:.*}": _recorder(target_seen)})
-
-    async def moved(request: web.Request) -> web.Response:
-        raise web.HTTPFound(f"{target}/token")
-
-    base = await servers.serve({"/oauth/token": moved})
+    base, target_seen = await _moved_off_origin(servers, "/oauth/token", web.HTTPFound, "/token")
     with pytest.raises(RedirectRefusedError):
         await send(servers.session, "POST", f"{base}/oauth/token", data={"client_secret": "x"})
     assert target_seen.requests == []

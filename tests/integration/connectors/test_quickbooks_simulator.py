@@ -24,6 +24,7 @@ from connectors.quickbooks.simulator import QuickBooksSimulator, WebhookFormat
 from connectors.spec import WebhookItem
 from tests.integration.connectors.served import (
     Inbox,
+    deleted,
     delivered,
     every_page,
     inbox,
@@ -195,9 +196,7 @@ async def test_invoice_delete_makes_fetch_not_found(qbo: Harness) -> None:
     stored = qbo.sim.store["invoice"][invoice.external_id]
     assert stored["Line"][0]["Amount"] == 0.3  # 3 x 0.10, exactly, on the wire
 
-    await qbo.client.delete("invoice", invoice.external_id)
-    with pytest.raises(NotFoundError):
-        await qbo.client.fetch("invoice", invoice.external_id)
+    await deleted(qbo.client, "invoice", invoice.external_id)
     with pytest.raises(NotFoundError):
         await qbo.client.delete("invoice", invoice.external_id)
 

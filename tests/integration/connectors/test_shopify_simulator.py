@@ -21,12 +21,14 @@ from tests.integration.connectors.served import (
     Inbox,
     TickingClock,
     assert_open_one_line_totals,
+    deleted,
     delivered,
     every_page,
-    inbox,
+    invoiced,
     one_line_invoice,
     records_of,
     served,
+    simulating,
 )
 
 SECRET = "shopify-app-secret-for-the-simulator"
@@ -48,12 +50,11 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    async with inbox("/webhooks/shopify/c1") as hooks:
-        sim = ShopifySimulator(
-            webhook_url=hooks.url, webhook_secret=SECRET, clock=TickingClock(START)
-        )
-        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
-            yield Stack(sim, sim_url, hooks, session)
+    def make(url: str) -> ShopifySimulator:
+        return ShopifySimulator(webhook_url=url, webhook_secret=SECRET, clock=TickingClock(START))
+
+    async with simulating(make, "/webhooks/shopify/c1") as (sim, sim_url, hooks, session):
+        yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {
@@ -85,9 +86,7 @@ async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stac
     assert updated.data["address"]["city"] == "Manly"
     # The default address was edited, not a second one added.
     assert len(stack.sim.get("customer", created.external_id)["addresses"]) == 1
-    await client.delete("customer", created.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("customer", created.external_id)
+    await deleted(client, "customer", created.external_id)
     await stack.sim.drained()
     assert parsed_topics(stack) == [
         ("customers/create", "customer", "upsert"),
@@ -186,9 +185,7 @@ async def test_an_unpaid_order_is_cancelled_and_deleted(stack: Stack) -> None:
     assert later.data["due_on"] == "2027-01-15"
     void = await client.update("invoice", invoice.external_id, {"status": "void"}, refs)
     assert (void.data["status"], void.data["amount_due"]) == ("void", 0)
-    await client.delete("invoice", invoice.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("invoice", invoice.external_id)
+    await deleted(client, "invoice", invoice.external_id)
 
 
 async def test_backfill_pages_through_every_record_by_link_header(stack: Stack) -> None:
@@ -290,8 +287,7 @@ async def test_a_payment_over_what_the_order_owes_is_a_provider_rule_refusal(
     # Shopify refuses a sale over the order's outstanding balance (422): Shopify's rule,
     # not a malformed request (the convergence run found it parked as provider_4xx).
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
     too_much = {"amount": 27_501, "currency": "AUD", "status": "succeeded", "reference": "X"}
     with pytest.raises(ProviderRuleError, match="outstanding"):
         await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "p")
@@ -306,8 +302,7 @@ async def test_a_transaction_create_retried_after_its_answer_was_lost_pays_once(
     # retry must find the transaction the first one made, not pay the order again (it
     # owed enough for both, so the balance did not stop the second).
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
     part = {"amount": 10_000, "currency": "AUD", "status": "succeeded", "reference": "EFT-9"}
     refs = {"invoice_id": invoice.external_id}
     stack.sim.faults.append(Fault(500, 1, path="/transactions.json", method="POST", after=True))

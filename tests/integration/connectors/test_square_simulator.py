@@ -29,12 +29,13 @@ from tests.integration.connectors.served import (
     TickingClock,
     a_paid_invoice_asks_nothing_but_refuses_real_edits,
     assert_open_one_line_totals,
+    deleted,
     delivered,
     every_page,
-    inbox,
+    invoiced,
     one_line_invoice,
     records_of,
-    served,
+    simulating,
 )
 
 KEY = "square-signature-key-for-the-simulator"
@@ -61,10 +62,11 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    async with inbox("/webhooks/square/c1") as hooks:
-        sim = SquareSimulator(webhook_url=hooks.url, webhook_secret=KEY, clock=TickingClock(START))
-        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
-            yield Stack(sim, sim_url, hooks, session)
+    def make(url: str) -> SquareSimulator:
+        return SquareSimulator(webhook_url=url, webhook_secret=KEY, clock=TickingClock(START))
+
+    async with simulating(make, "/webhooks/square/c1") as (sim, sim_url, hooks, session):
+        yield Stack(sim, sim_url, hooks, session)
 
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
@@ -79,9 +81,7 @@ async def test_customer_create_update_delete_and_the_signed_webhooks(stack: Stac
     updated = await client.update("customer", created.external_id, {"phone": "+61 2 5550 2"}, {})
     assert updated.data["phone"] == "+61 2 5550 2"
     assert updated.version == "1"
-    await client.delete("customer", created.external_id)
-    with pytest.raises(NotFoundError):
-        await client.fetch("customer", created.external_id)
+    await deleted(client, "customer", created.external_id)
     await stack.sim.drained()
     kinds = []
     for _, _, parsed in delivered(CONNECTOR, stack.inbox.hooks, KEY, {}, now=0, url=stack.hook_url):
@@ -128,8 +128,7 @@ async def test_an_invoice_is_an_order_plus_an_invoice_and_a_payment_settles_it(
     stack: Stack,
 ) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    customer, invoice = await invoiced(client, CUSTOMER, INVOICE)
     assert_open_one_line_totals(invoice)
     assert invoice.data["lines"] == INVOICE["lines"]
     assert invoice.refs == {"customer_id": customer.external_id}
@@ -181,8 +180,7 @@ async def test_a_paid_invoice_takes_the_state_it_holds_and_refuses_only_real_edi
 
 async def test_a_published_invoice_keeps_its_lines_and_cannot_return_to_draft(stack: Stack) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "c")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "i")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
     changed = {
         **INVOICE,
         "status": "draft",

@@ -24,7 +24,7 @@ from connectors.stripe import CONNECTOR
 from connectors.stripe.client import STRIPE_VERSION, StripeClient, make_client
 from connectors.stripe.simulator import StripeSimulator
 from schemas.errors import ProviderRuleError
-from tests.integration.connectors.served import Hook, delivered, inbox, served
+from tests.integration.connectors.served import Hook, deleted, delivered, served, simulating
 
 SECRET = "whsec_simulatorTestSecret0123456789abcd"
 API_KEY = "sk_test_simulator_key"
@@ -63,11 +63,12 @@ class Stripe:
 
 @pytest.fixture
 async def stripe() -> AsyncIterator[Stripe]:
-    async with inbox() as hooks:
-        sim = StripeSimulator(webhook_url=hooks.url, webhook_secret=SECRET, api_token=API_KEY)
-        async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
-            client = make_client(session, base_url, StaticAuth.bearer(API_KEY), {})
-            yield Stripe(sim, client, base_url, session, hooks.hooks)
+    def make(url: str) -> StripeSimulator:
+        return StripeSimulator(webhook_url=url, webhook_secret=SECRET, api_token=API_KEY)
+
+    async with simulating(make) as (sim, base_url, hooks, session):
+        client = make_client(session, base_url, StaticAuth.bearer(API_KEY), {})
+        yield Stripe(sim, client, base_url, session, hooks.hooks)
 
 
 JENNY = {
@@ -113,9 +114,7 @@ async def test_customer_create_fetch_update_list_delete(stripe: Stripe) -> None:
     assert [r.external_id for r in changed.records] == [created.external_id]
     assert changed.records[0].data["name"] == "Jenny Rosen-Webb"
 
-    await stripe.client.delete("customer", created.external_id)
-    with pytest.raises(NotFoundError):
-        await stripe.client.fetch("customer", created.external_id)
+    await deleted(stripe.client, "customer", created.external_id)
     async with stripe.session.get(
         f"{stripe.base_url}/v1/customers/{created.external_id}",
         headers={"Authorization": f"Bearer {API_KEY}"},
@@ -250,9 +249,7 @@ async def test_invoices_are_deleted_as_drafts_and_voided_once_open(stripe: Strip
     )
     assert opened.data["number"] is not None
 
-    await stripe.client.delete("invoice", draft.external_id)
-    with pytest.raises(NotFoundError):
-        await stripe.client.fetch("invoice", draft.external_id)
+    await deleted(stripe.client, "invoice", draft.external_id)
     await stripe.client.delete("invoice", opened.external_id)
     voided = await stripe.client.fetch("invoice", opened.external_id)
     assert (voided.data["status"], voided.deleted) == ("void", False)

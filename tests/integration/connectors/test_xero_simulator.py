@@ -33,9 +33,8 @@ from tests.integration.connectors.served import (
     TickingClock,
     delivered,
     every_page,
-    inbox,
     records_of,
-    served,
+    simulating,
 )
 
 WEBHOOK_KEY = "xero-webhook-key-for-the-simulator"
@@ -70,15 +69,13 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    async with inbox("/webhooks/xero") as received:
-        sim = XeroSimulator(
-            webhook_url=received.url,
-            webhook_secret=WEBHOOK_KEY,
-            tenant_id=TENANT,
-            clock=TickingClock(START),
+    def make(url: str) -> XeroSimulator:
+        return XeroSimulator(
+            webhook_url=url, webhook_secret=WEBHOOK_KEY, tenant_id=TENANT, clock=TickingClock(START)
         )
-        async with served(sim.app()) as sim_url, aiohttp.ClientSession() as session:
-            yield Stack(sim, sim_url, received.url, session, received)
+
+    async with simulating(make, "/webhooks/xero") as (sim, sim_url, received, session):
+        yield Stack(sim, sim_url, received.url, session, received)
 
 
 def customer(name: str = "Andrea Dutchess", **extra: Any) -> dict[str, Any]:
