@@ -20,9 +20,17 @@ from __future__ import annotations
 from connectors.spec import EntityType
 from services.processor.decide import Outcome
 from services.processor.pipeline import Processor
-from tests.integration.test_push_overwrite import CUSTOMER, INVOICE, Env, env, provider
+from tests.integration.test_push_overwrite import (
+    CUSTOMER,
+    INVOICE,
+    Env,
+    env,
+    provider,
+    sim_options,
+)
 
-__all__ = ["env", "provider"]  # the harness's fixtures (QuickBooks), used here by name
+# The harness's fixtures (QuickBooks), used here by name.
+__all__ = ["env", "provider", "sim_options"]
 
 INV_1: tuple[EntityType, str] = ("invoice", "inv-1")
 OURS = {**INVOICE, "currency": "USD", "number": "INV-17B"}  # our edit on its way
