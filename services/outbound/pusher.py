@@ -447,6 +447,25 @@ async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) 
         return await conn.fetchval(_LOG_AND_FINISH_SQL, *logged) is not None
 
 
+async def _link_taken(
+    conn: Conn,
+    info: ConnectionInfo,
+    job: Job,
+    external_id: str,
+    failure: DeadLetter | None = None,
+) -> LinkTakenError:
+    """The dead letter of a push whose write (``external_id``) another record's link holds
+    (entity_links' key, _EXTERNAL_ID_KEY); ``failure``: what failed after that write."""
+    holder = await linked_to(conn, info.id, job.entity_type, external_id)
+    after = f"; the push then failed: {failure}" if failure is not None else ""
+    return LinkTakenError(
+        f"{job.entity_type} {job.entity_id}: {info.provider}'s {external_id}, which this"
+        f" push wrote, is linked to {job.entity_type} {holder} already (made from that"
+        f" record's webhook before this push was linked){after}; merge the two (delete one"
+        " and link the other), then redrive"
+    )
+
+
 def _not_updatable(provider: str, entity_type: EntityType) -> str | None:
     """Why ``provider`` takes no update of ``entity_type`` (its capabilities' ``update``
     cell is ✗), or None when it takes some."""
@@ -631,14 +650,14 @@ class Pusher:
                 metrics.RETRIES.labels(info.provider, "changed_there").inc()
                 return "waiting", True
             if exc.written is not None:
-                await self._link_written(info, job, read, exc.written, data)
+                await self._link_written(info, job, read, exc.written, data, failure=exc)
             raise
         except DeadLetter as exc:
             # The provider took a write before a later step failed (or was refused by its
             # rules): link what it holds now, so a retry or redrive updates it and never
             # creates a second; the version is not pushed, the rest is not taken for done.
             if exc.written is not None:
-                await self._link_written(info, job, read, exc.written, data)
+                await self._link_written(info, job, read, exc.written, data, failure=exc)
             raise
         rearmed = await self._remember(
             info=info,
@@ -802,9 +821,13 @@ class Pusher:
         read: _Read,
         written: object,
         pushed: dict[str, Any],
+        *,
+        failure: DeadLetter,
     ) -> None:
         """Link the record to what a failed push wrote, in one statement that neither logs
-        nor finishes the job (it is rescheduled or parked next)."""
+        nor finishes the job (it is rescheduled or parked next). A write another record's
+        link holds is a LinkTakenError instead of ``failure``: a retry would find the key
+        taken again (and the write itself be made again), every lease, for ever."""
         remote = written if isinstance(written, RemoteRecord) else None
         external_id = remote.external_id if remote is not None else str(written)
         if remote is None and read.external_id == external_id:
@@ -813,19 +836,27 @@ class Pusher:
         if remote is not None:
             with contextlib.suppress(DeadLetter):  # unreadable: linked without a state
                 values = canonical_values(job.entity_type, _reported(remote, pushed))
-        await self.pool.execute(
-            _LINK_SQL,
-            job.tenant_id,
-            info.id,
-            job.entity_type,
-            job.entity_id,
-            external_id,
-            state_hash(values) if values is not None else None,
-            read.pushed_version,
-            values,
-            remote.version if remote else None,
-            remote.updated_at if remote else None,
-        )
+        async with self.pool.acquire() as conn:
+            try:
+                await conn.execute(
+                    _LINK_SQL,
+                    job.tenant_id,
+                    info.id,
+                    job.entity_type,
+                    job.entity_id,
+                    external_id,
+                    state_hash(values) if values is not None else None,
+                    read.pushed_version,
+                    values,
+                    remote.version if remote else None,
+                    remote.updated_at if remote else None,
+                )
+                return
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != _EXTERNAL_ID_KEY:
+                    raise
+                taken = await _link_taken(conn, info, job, external_id, failure)
+        raise taken
 
     async def _delete(
         self,
@@ -990,13 +1021,8 @@ class Pusher:
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _EXTERNAL_ID_KEY:
                     raise
-                holder = await linked_to(conn, info.id, job.entity_type, external_id)
-        raise LinkTakenError(
-            f"{job.entity_type} {job.entity_id}: {info.provider}'s {external_id}, which this"
-            f" push wrote, is linked to {job.entity_type} {holder} already (made from that"
-            " record's webhook before this push was linked); merge the two (delete one and"
-            " link the other), then redrive"
-        )
+                taken = await _link_taken(conn, info, job, external_id)
+        raise taken
 
     async def _settle(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
         """Do what ``action_for`` says. True when the job's row is still queued: rescheduled,
