@@ -524,14 +524,11 @@ class Pusher:
         try:
             operation, queued = await self._push(job, info, handle, _Read.from_row(row))
         except DeadLetter as exc:
-            if not isinstance(exc, PushFailedError):
-                return await self._settle(job, info, exc)
-            error = exc.failure.error
-            metrics.PUSHES.labels(
-                provider, exc.operation, "failed", error.status_class if error else "none"
-            ).inc()
-            await self._settle(job, info, exc)
-            return True
+            return await self._failed(job, info, exc)
+        except asyncpg.UniqueViolationError as exc:
+            # A unique key no rule here foresees (entity_links' external-id key is
+            # LinkTakenError): it fails the same way on every try, so each is an attempt.
+            return await self._key_taken(job, info, exc)
         finally:
             metrics.PUSH_SECONDS.labels(provider).observe(time.perf_counter() - started)
         if operation not in ("skipped", "waiting"):
@@ -539,6 +536,17 @@ class Pusher:
             lag = (datetime.now(UTC) - job.committed_at).total_seconds()
             metrics.COMMITTED_TO_PUSHED_SECONDS.labels(provider).observe(max(0.0, lag))
         return queued
+
+    async def _failed(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
+        """Settle a push that failed with ``exc``; True when its row is still queued."""
+        if not isinstance(exc, PushFailedError):
+            return await self._settle(job, info, exc)
+        error = exc.failure.error
+        metrics.PUSHES.labels(
+            info.provider, exc.operation, "failed", error.status_class if error else "none"
+        ).inc()
+        await self._settle(job, info, exc)
+        return True
 
     async def _handle(self, job: Job, info: ConnectionInfo) -> Handle | bool:
         """The connection's client; without one, the job settled (whether it is queued)."""
@@ -1023,6 +1031,45 @@ class Pusher:
                     raise
                 taken = await _link_taken(conn, info, job, external_id)
         raise taken
+
+    async def _key_taken(
+        self, job: Job, info: ConnectionInfo, exc: asyncpg.UniqueViolationError
+    ) -> bool:
+        """A push PostgreSQL refused on a unique key: retried (the row holding the key may
+        go) counting attempts, backing off as a failed call does, then one
+        ``unique_violation`` dead letter naming the constraint. It escaped the push before,
+        which then ran again every lease (60 s), for ever, without counting one."""
+        constraint = exc.constraint_name or "a unique key"
+        why = f"{job.entity_type} {job.entity_id}: PostgreSQL refused the push on {constraint}"
+        metrics.RETRIES.labels(info.provider, "unique_violation").inc()
+        if job.attempts + 1 >= self.policy.max_attempts:
+            return await self._dead(
+                job,
+                info,
+                "unique_violation",
+                f"{why} in {job.attempts + 1} attempts ({exc}); another row holds that key:"
+                " resolve the two, then redrive",
+                None,
+            )
+        delay = full_jitter(
+            job.attempts, self.policy.backoff_base_seconds, self.policy.backoff_cap_seconds
+        )
+        await reschedule(
+            self.pool, job, max(delay, MIN_PAUSE_SECONDS), f"{why} ({exc})", count_attempt=True
+        )
+        log.warning(
+            "push refused on a unique key, retrying: %s",
+            constraint,
+            extra={
+                "tenant": str(job.tenant_id),
+                "connection": str(job.connection_id),
+                "provider": info.provider,
+                "entity_type": job.entity_type,
+                "entity_id": str(job.entity_id),
+                "attempt": job.attempts + 1,
+            },
+        )
+        return True
 
     async def _settle(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
         """Do what ``action_for`` says. True when the job's row is still queued: rescheduled,

@@ -436,6 +436,36 @@ async def test_a_deadlocked_bookkeeping_is_done_again_not_lost(env: Env) -> None
     assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
 
 
+async def test_a_unique_key_the_bookkeeping_breaks_counts_attempts_then_is_a_dead_letter(
+    env: Env,
+) -> None:
+    """A unique key the push's bookkeeping breaks that no rule of the pusher foresees (here
+    a test's index on sync_log stands for one): the UniqueViolationError escaped the push,
+    which ran again every lease (60 s), for ever, without counting an attempt. Now each is
+    an attempt, and after the budget one dead letter names the constraint."""
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.run_due()
+    await env.pool.execute(
+        "CREATE UNIQUE INDEX sync_log_one_push_per_record ON sync_log (entity_id)"
+        " WHERE direction = 'out'"
+    )
+    await env.enqueue(await env.change(2, {**CUSTOMER, "phone": "+61 2 5550 2"}))
+    attempts = env.pusher.policy.max_attempts
+    for attempt in range(1, attempts):
+        await env.run_due()
+        job = await env.job()
+        assert job is not None
+        assert job["attempts"] == attempt
+        assert "sync_log_one_push_per_record" in job["last_error"]
+        await env.make_due()
+    await env.run_due()
+    assert await env.job() is None
+    [dead] = await env.pool.fetch("SELECT reason, detail FROM dead_letters")
+    assert dead["reason"] == "unique_violation"
+    assert "sync_log_one_push_per_record" in dead["detail"]
+    assert f"{attempts} attempts" in dead["detail"]
+
+
 async def test_an_update_to_a_record_its_user_deleted_there_waits_for_that_delete(
     env: Env,
 ) -> None:
