@@ -154,6 +154,26 @@ async def pushed_records(
     return found
 
 
+async def pushes_queued(
+    conn: Conn, pairs: set[tuple[uuid.UUID, str]]
+) -> set[tuple[uuid.UUID, str]]:
+    """Which (connection, entity type) pairs have a push queued: only their changes can be
+    the echo of one (PUSHED_MATCH_ON). One index probe each (push_jobs' key leads with
+    them); a batch of new records from a connection nothing is pushed to stops here."""
+    if not pairs:
+        return set()
+    rows = await conn.fetch(
+        """
+        SELECT w.c, w.t FROM unnest($1::uuid[], $2::text[]) AS w(c, t)
+         WHERE EXISTS (SELECT 1 FROM push_jobs p
+                        WHERE p.connection_id = w.c AND p.entity_type = w.t)
+        """,
+        [c for c, _ in pairs],
+        [t for _, t in pairs],
+    )
+    return {(r["c"], r["t"]) for r in rows}
+
+
 def echoes(own_key: str | None, change_key: str | None) -> bool:
     """Whether a pushed record with first-contact key ``own_key`` may be echoed by a change
     with ``change_key`` (PUSHED_MATCH_ON): not when both have one (equal ones matched on
