@@ -447,6 +447,18 @@ async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) 
         return await conn.fetchval(_LOG_AND_FINISH_SQL, *logged) is not None
 
 
+def _retry_log(job: Job, info: ConnectionInfo) -> dict[str, Any]:
+    """The fields of a push's retry log line."""
+    return {
+        "tenant": str(job.tenant_id),
+        "connection": str(job.connection_id),
+        "provider": info.provider,
+        "entity_type": job.entity_type,
+        "entity_id": str(job.entity_id),
+        "attempt": job.attempts + 1,
+    }
+
+
 async def _link_taken(
     conn: Conn,
     info: ConnectionInfo,
@@ -1058,16 +1070,7 @@ class Pusher:
             self.pool, job, max(delay, MIN_PAUSE_SECONDS), f"{why} ({exc})", count_attempt=True
         )
         log.warning(
-            "push refused on a unique key, retrying: %s",
-            constraint,
-            extra={
-                "tenant": str(job.tenant_id),
-                "connection": str(job.connection_id),
-                "provider": info.provider,
-                "entity_type": job.entity_type,
-                "entity_id": str(job.entity_id),
-                "attempt": job.attempts + 1,
-            },
+            "push refused on a unique key, retrying: %s", constraint, extra=_retry_log(job, info)
         )
         return True
 
@@ -1090,15 +1093,7 @@ class Pusher:
             "push failed, retrying in %.1fs: %s",
             action.seconds,
             call,
-            extra={
-                "tenant": str(job.tenant_id),
-                "connection": str(job.connection_id),
-                "provider": info.provider,
-                "entity_type": job.entity_type,
-                "entity_id": str(job.entity_id),
-                "attempt": job.attempts + 1,
-                "status": call.error.status if call.error else None,
-            },
+            extra=_retry_log(job, info) | {"status": call.error.status if call.error else None},
         )
         return True
 
