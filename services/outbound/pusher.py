@@ -452,6 +452,37 @@ async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) 
         return await conn.fetchval(_LOG_AND_FINISH_SQL, *logged) is not None
 
 
+def _retry_log(job: Job, info: ConnectionInfo) -> dict[str, Any]:
+    """The fields of a push's retry log line."""
+    return {
+        "tenant": str(job.tenant_id),
+        "connection": str(job.connection_id),
+        "provider": info.provider,
+        "entity_type": job.entity_type,
+        "entity_id": str(job.entity_id),
+        "attempt": job.attempts + 1,
+    }
+
+
+async def _link_taken(
+    conn: Conn,
+    info: ConnectionInfo,
+    job: Job,
+    external_id: str,
+    failure: DeadLetter | None = None,
+) -> LinkTakenError:
+    """The dead letter of a push whose write (``external_id``) another record's link holds
+    (entity_links' key, _EXTERNAL_ID_KEY); ``failure``: what failed after that write."""
+    holder = await linked_to(conn, info.id, job.entity_type, external_id)
+    after = f"; the push then failed: {failure}" if failure is not None else ""
+    return LinkTakenError(
+        f"{job.entity_type} {job.entity_id}: {info.provider}'s {external_id}, which this"
+        f" push wrote, is linked to {job.entity_type} {holder} already (made from that"
+        f" record's webhook before this push was linked){after}; merge the two (delete one"
+        " and link the other), then redrive"
+    )
+
+
 def _not_updatable(provider: str, entity_type: EntityType) -> str | None:
     """Why ``provider`` takes no update of ``entity_type`` (its capabilities' ``update``
     cell is ✗), or None when it takes some."""
@@ -510,14 +541,11 @@ class Pusher:
         try:
             operation, queued = await self._push(job, info, handle, _Read.from_row(row))
         except DeadLetter as exc:
-            if not isinstance(exc, PushFailedError):
-                return await self._settle(job, info, exc)
-            error = exc.failure.error
-            metrics.PUSHES.labels(
-                provider, exc.operation, "failed", error.status_class if error else "none"
-            ).inc()
-            await self._settle(job, info, exc)
-            return True
+            return await self._failed(job, info, exc)
+        except asyncpg.UniqueViolationError as exc:
+            # A unique key no rule here foresees (entity_links' external-id key is
+            # LinkTakenError): it fails the same way on every try, so each is an attempt.
+            return await self._key_taken(job, info, exc)
         finally:
             metrics.PUSH_SECONDS.labels(provider).observe(time.perf_counter() - started)
         if operation not in ("skipped", "waiting"):
@@ -525,6 +553,17 @@ class Pusher:
             lag = (datetime.now(UTC) - job.committed_at).total_seconds()
             metrics.COMMITTED_TO_PUSHED_SECONDS.labels(provider).observe(max(0.0, lag))
         return queued
+
+    async def _failed(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
+        """Settle a push that failed with ``exc``; True when its row is still queued."""
+        if not isinstance(exc, PushFailedError):
+            return await self._settle(job, info, exc)
+        error = exc.failure.error
+        metrics.PUSHES.labels(
+            info.provider, exc.operation, "failed", error.status_class if error else "none"
+        ).inc()
+        await self._settle(job, info, exc)
+        return True
 
     async def _handle(self, job: Job, info: ConnectionInfo) -> Handle | bool:
         """The connection's client; without one, the job settled (whether it is queued)."""
@@ -636,14 +675,14 @@ class Pusher:
                 metrics.RETRIES.labels(info.provider, "changed_there").inc()
                 return "waiting", True
             if exc.written is not None:
-                await self._link_written(info, job, read, exc.written, data)
+                await self._link_written(info, job, read, exc.written, data, failure=exc)
             raise
         except DeadLetter as exc:
             # The provider took a write before a later step failed (or was refused by its
             # rules): link what it holds now, so a retry or redrive updates it and never
             # creates a second; the version is not pushed, the rest is not taken for done.
             if exc.written is not None:
-                await self._link_written(info, job, read, exc.written, data)
+                await self._link_written(info, job, read, exc.written, data, failure=exc)
             raise
         rearmed = await self._remember(
             info=info,
@@ -807,9 +846,13 @@ class Pusher:
         read: _Read,
         written: object,
         pushed: dict[str, Any],
+        *,
+        failure: DeadLetter,
     ) -> None:
         """Link the record to what a failed push wrote, in one statement that neither logs
-        nor finishes the job (it is rescheduled or parked next)."""
+        nor finishes the job (it is rescheduled or parked next). A write another record's
+        link holds is a LinkTakenError instead of ``failure``: a retry would find the key
+        taken again (and the write itself be made again), every lease, for ever."""
         remote = written if isinstance(written, RemoteRecord) else None
         external_id = remote.external_id if remote is not None else str(written)
         if remote is None and read.external_id == external_id:
@@ -818,19 +861,27 @@ class Pusher:
         if remote is not None:
             with contextlib.suppress(DeadLetter):  # unreadable: linked without a state
                 values = canonical_values(job.entity_type, _reported(remote, pushed))
-        await self.pool.execute(
-            _LINK_SQL,
-            job.tenant_id,
-            info.id,
-            job.entity_type,
-            job.entity_id,
-            external_id,
-            state_hash(values) if values is not None else None,
-            read.pushed_version,
-            values,
-            remote.version if remote else None,
-            remote.updated_at if remote else None,
-        )
+        async with self.pool.acquire() as conn:
+            try:
+                await conn.execute(
+                    _LINK_SQL,
+                    job.tenant_id,
+                    info.id,
+                    job.entity_type,
+                    job.entity_id,
+                    external_id,
+                    state_hash(values) if values is not None else None,
+                    read.pushed_version,
+                    values,
+                    remote.version if remote else None,
+                    remote.updated_at if remote else None,
+                )
+                return
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != _EXTERNAL_ID_KEY:
+                    raise
+                taken = await _link_taken(conn, info, job, external_id, failure)
+        raise taken
 
     async def _delete(
         self,
@@ -995,13 +1046,38 @@ class Pusher:
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _EXTERNAL_ID_KEY:
                     raise
-                holder = await linked_to(conn, info.id, job.entity_type, external_id)
-        raise LinkTakenError(
-            f"{job.entity_type} {job.entity_id}: {info.provider}'s {external_id}, which this"
-            f" push wrote, is linked to {job.entity_type} {holder} already (made from that"
-            " record's webhook before this push was linked); merge the two (delete one and"
-            " link the other), then redrive"
+                taken = await _link_taken(conn, info, job, external_id)
+        raise taken
+
+    async def _key_taken(
+        self, job: Job, info: ConnectionInfo, exc: asyncpg.UniqueViolationError
+    ) -> bool:
+        """A push PostgreSQL refused on a unique key: retried (the row holding the key may
+        go) counting attempts, backing off as a failed call does, then one
+        ``unique_violation`` dead letter naming the constraint. It escaped the push before,
+        which then ran again every lease (60 s), for ever, without counting one."""
+        constraint = exc.constraint_name or "a unique key"
+        why = f"{job.entity_type} {job.entity_id}: PostgreSQL refused the push on {constraint}"
+        metrics.RETRIES.labels(info.provider, "unique_violation").inc()
+        if job.attempts + 1 >= self.policy.max_attempts:
+            return await self._dead(
+                job,
+                info,
+                "unique_violation",
+                f"{why} in {job.attempts + 1} attempts ({exc}); another row holds that key:"
+                " resolve the two, then redrive",
+                None,
+            )
+        delay = full_jitter(
+            job.attempts, self.policy.backoff_base_seconds, self.policy.backoff_cap_seconds
         )
+        await reschedule(
+            self.pool, job, max(delay, MIN_PAUSE_SECONDS), f"{why} ({exc})", count_attempt=True
+        )
+        log.warning(
+            "push refused on a unique key, retrying: %s", constraint, extra=_retry_log(job, info)
+        )
+        return True
 
     async def _settle(self, job: Job, info: ConnectionInfo, exc: DeadLetter) -> bool:
         """Do what ``action_for`` says. True when the job's row is still queued: rescheduled,
@@ -1022,15 +1098,7 @@ class Pusher:
             "push failed, retrying in %.1fs: %s",
             action.seconds,
             call,
-            extra={
-                "tenant": str(job.tenant_id),
-                "connection": str(job.connection_id),
-                "provider": info.provider,
-                "entity_type": job.entity_type,
-                "entity_id": str(job.entity_id),
-                "attempt": job.attempts + 1,
-                "status": call.error.status if call.error else None,
-            },
+            extra=_retry_log(job, info) | {"status": call.error.status if call.error else None},
         )
         return True
 

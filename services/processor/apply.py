@@ -3,7 +3,8 @@
 Per change, in order: drop it if this connection's event id was processed already; refuse
 ids its tenant does not have; find the record through the connection's link, or on first
 contact match an existing record (customer by email, invoice by number, payment by
-reference; a job by title, only to one being pushed to that connection: PUSHED_MATCH_ON);
+reference), or the record being pushed to that connection it is the echo of
+(PUSHED_MATCH_ON: a job by title, a customer without an email by name, ...);
 then :func:`services.processor.decide.decide` says what the change does, and this module
 writes it. The same rules serve the set-based path (batch.py); this one is the
 reference it is tested against, and where a batch Postgres rejects is replayed.
@@ -48,32 +49,137 @@ MATCH_ON: dict[str, tuple[str, str]] = {
     "invoice": ("number", "number"),
     "payment": ("reference", "reference"),
 }
-# Kinds with no first-contact key (two jobs may share a title) are matched on it only to a
-# record we are pushing to that very connection, unlinked there: the change is then the
-# echo of our own create, which reaches the processor before the push's bookkeeping links
-# it when outbound is slow to run (seen at load 7 in the catalogue convergence case, seed
-# 13: a second canonical job, and that push failing on entity_links' key for ever).
-PUSHED_MATCH_ON: dict[str, str] = {"job": "title"}
-
-# The records of type $4 whose field = $2 queued for a push to connection $3 and not linked
-# there ($1 tenant), oldest first: what an unlinked change of that connection may be the
-# echo of. The push job's row lives until the push's bookkeeping has linked the record.
-# The connection's queued pushes first (few: the queue drains within seconds), then each
-# record by its key: a title has no index, and a tenant may hold many jobs.
-PUSHED_SQL = {
-    kind: f"""
-        WITH p AS MATERIALIZED (
-            SELECT entity_id FROM push_jobs WHERE connection_id = $3 AND entity_type = $4
-        )
-        SELECT r.id FROM p JOIN {TABLES[kind]} r ON r.id = p.entity_id
-         WHERE r.tenant_id = $1 AND r.data->>'{field}' = $2 AND r.deleted_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM entity_links l
-                            WHERE l.connection_id = $3 AND l.entity_type = $4
-                              AND l.entity_id = r.id)
-         ORDER BY r.created_at, r.id
-    """  # noqa: S608 - table and field come from the fixed maps
-    for kind, field in PUSHED_MATCH_ON.items()
+# The echo of our own create (the target's webhook of a record a push just made there)
+# can reach the processor before the push's bookkeeping links it, when outbound is slow
+# to run (seen at load 7 in the catalogue convergence case, seed 13: a second canonical
+# job, and that push failing on entity_links' key for ever). A kind's first-contact key
+# finds it, when it has one: a job never does (two jobs may share a title), nor does a
+# customer without an email, an invoice without a number or a payment without a
+# reference (nor one the target numbered itself: Ascora, Xero and QuickBooks number an
+# invoice sent without one, so the echo's number is not ours). So an unlinked change the
+# first-contact key did not match is matched on these fields, only to a record queued
+# for a push to that very connection and not linked there: the first field must be
+# present, the others (references, as the echo's links resolved them) equal, absent
+# included. Such a record whose own first-contact key is set matches only an echo
+# without one: two different keys are two different records.
+PUSHED_MATCH_ON: dict[str, tuple[str, ...]] = {
+    "job": ("title",),
+    "customer": ("name",),
+    "invoice": ("total", "customer_id"),
+    "payment": ("amount", "invoice_id"),
 }
+
+PushedKey = tuple[str | None, ...]
+
+
+def match_key(entity_type: str, values: Mapping[str, Any]) -> str | None:
+    """The first-contact key of a record's values (MATCH_ON), normalised, or None."""
+    if entity_type not in MATCH_ON:
+        return None
+    raw = values.get(MATCH_ON[entity_type][0])
+    if not raw:
+        return None
+    return str(raw).strip().lower() if entity_type == "customer" else str(raw)
+
+
+def pushed_key(entity_type: str, values: Mapping[str, Any]) -> PushedKey | None:
+    """The values an echo of our create is matched on (PUSHED_MATCH_ON) as the text
+    ``data->>field`` reads, or None when the first is absent."""
+    key = tuple(
+        None if values.get(f) is None else str(values[f]) for f in PUSHED_MATCH_ON[entity_type]
+    )
+    return key if key[0] else None
+
+
+def pushed_lock(tenant_id: uuid.UUID, entity_type: str, key: PushedKey) -> str:
+    """The advisory lock a match on ``key`` takes (both paths): one record, one echo."""
+    return f"pushed:{tenant_id}:{entity_type}:" + "\x1f".join(k or "" for k in key)
+
+
+def _pushed_sql(kind: str) -> str:
+    """For each ($1 index, $2 tenant, $3 connection, then one text per PUSHED_MATCH_ON
+    field), the records of ``kind`` so valued queued for a push to that connection and
+    not linked there, oldest first, with their first-contact key: what an unlinked change
+    of that connection may be the echo of. The push job's row lives until the push's
+    bookkeeping has linked the record. The connection's queued pushes first (few: the
+    queue drains within seconds, and push_jobs' key leads with the connection), then each
+    record by id: a title or a name has no index, and a tenant may hold many records."""
+    fields = PUSHED_MATCH_ON[kind]
+    names = [f"f{i}" for i in range(len(fields))]
+    arrays = ", ".join(f"${i + 4}::text[]" for i in range(len(fields)))
+    equal = " AND ".join(
+        f"r.data->>'{f}' IS NOT DISTINCT FROM k.{n}" for f, n in zip(fields, names, strict=True)
+    )
+    own = f"r.{MATCH_ON[kind][1]}" if kind in MATCH_ON else "NULL::text"
+    return f"""
+        SELECT k.n, r.id, {own} AS own_key
+          FROM unnest($1::int[], $2::uuid[], $3::uuid[], {arrays})
+               AS k(n, t, c, {", ".join(names)})
+          JOIN push_jobs p ON p.connection_id = k.c AND p.entity_type = '{kind}'
+          JOIN {TABLES[kind]} r ON r.id = p.entity_id AND r.tenant_id = k.t
+         WHERE {equal} AND r.deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM entity_links l
+                            WHERE l.connection_id = k.c AND l.entity_type = '{kind}'
+                              AND l.entity_id = r.id)
+         ORDER BY k.n, r.created_at, r.id
+    """  # noqa: S608 - table and fields come from the fixed maps
+
+
+PUSHED_SQL = {kind: _pushed_sql(kind) for kind in PUSHED_MATCH_ON}
+
+
+class QueuedPush(NamedTuple):
+    """A record queued for a push that an unlinked change may be the echo of, with its
+    first-contact key (None: it has none)."""
+
+    entity_id: uuid.UUID
+    own_key: str | None
+
+
+async def pushed_records(
+    conn: Conn, kind: str, wanted: Sequence[tuple[uuid.UUID, uuid.UUID, PushedKey]]
+) -> list[list[QueuedPush]]:
+    """PUSHED_SQL for each (tenant, connection, key) of ``wanted``, in one statement."""
+    found: list[list[QueuedPush]] = [[] for _ in wanted]
+    if not wanted:
+        return found
+    columns = list(zip(*(key for _, _, key in wanted), strict=True))
+    for r in await conn.fetch(
+        PUSHED_SQL[kind],
+        list(range(len(wanted))),
+        [t for t, _, _ in wanted],
+        [c for _, c, _ in wanted],
+        *(list(column) for column in columns),
+    ):
+        found[r["n"]].append(QueuedPush(r["id"], r["own_key"]))
+    return found
+
+
+async def pushes_queued(
+    conn: Conn, pairs: set[tuple[uuid.UUID, str]]
+) -> set[tuple[uuid.UUID, str]]:
+    """Which (connection, entity type) pairs have a push queued: only their changes can be
+    the echo of one (PUSHED_MATCH_ON). One index probe each (push_jobs' key leads with
+    them); a batch of new records from a connection nothing is pushed to stops here."""
+    if not pairs:
+        return set()
+    rows = await conn.fetch(
+        """
+        SELECT w.c, w.t FROM unnest($1::uuid[], $2::text[]) AS w(c, t)
+         WHERE EXISTS (SELECT 1 FROM push_jobs p
+                        WHERE p.connection_id = w.c AND p.entity_type = w.t)
+        """,
+        [c for c, _ in pairs],
+        [t for _, t in pairs],
+    )
+    return {(r["c"], r["t"]) for r in rows}
+
+
+def echoes(own_key: str | None, change_key: str | None) -> bool:
+    """Whether a pushed record with first-contact key ``own_key`` may be echoed by a change
+    with ``change_key`` (PUSHED_MATCH_ON): not when both have one (equal ones matched on
+    first contact already; different ones are different records)."""
+    return own_key is None or change_key is None
 
 
 class InvalidChangeError(DeadLetter):
@@ -243,60 +349,48 @@ async def _already_processed(conn: Conn, change: InboundChange) -> bool:
 
 
 async def _match(conn: Conn, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
-    """An existing record this connection's new record is the same thing as, if any."""
-    if change.entity_type in PUSHED_MATCH_ON:
-        return await _match_pushed(conn, change, values)
-    if change.entity_type not in MATCH_ON:
-        return None
-    field, column = MATCH_ON[change.entity_type]
-    key = values.get(field)
-    if not key:
-        return None
-    key = str(key).strip().lower() if field == "email" else str(key)
-    table = TABLES[change.entity_type]
+    """An existing record this connection's new record is the same thing as, if any: on
+    first contact (MATCH_ON), else the record being pushed there it echoes
+    (PUSHED_MATCH_ON)."""
+    key = match_key(change.entity_type, values)
+    echo = pushed_key(change.entity_type, values)
     # Two connections may introduce the same customer at the same moment from different
-    # partitions: serialise first contact per match key so only one record is created.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        f"match:{change.tenant_id}:{change.entity_type}:{key}",
-    )
-    found: uuid.UUID | None = await conn.fetchval(
-        f"""
-        SELECT r.id FROM {table} r
-         WHERE r.tenant_id = $1 AND r.{column} = $2 AND r.deleted_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM entity_links l
-                            WHERE l.connection_id = $3 AND l.entity_type = $4
-                              AND l.entity_id = r.id)
-         ORDER BY r.created_at LIMIT 1
-        """,  # noqa: S608 - table and column come from the fixed maps above
-        change.tenant_id,
-        key,
-        change.connection_id,
-        change.entity_type,
-    )
-    return found
-
-
-async def _match_pushed(
-    conn: Conn, change: InboundChange, values: dict[str, Any]
-) -> uuid.UUID | None:
-    """The record being pushed to this connection that the change is the echo of (see
-    PUSHED_MATCH_ON), if any."""
-    key = values.get(PUSHED_MATCH_ON[change.entity_type])
-    if not key:
+    # partitions: serialise first contact per match key so only one record is created
+    # (and a pushed record's match per its values, so only one echo takes it). Sorted, in
+    # one statement: the batch path takes the same locks.
+    locks = [f"match:{change.tenant_id}:{change.entity_type}:{key}"] if key else []
+    if echo is not None:
+        locks.append(pushed_lock(change.tenant_id, change.entity_type, echo))
+    if locks:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) AS n",
+            sorted(locks),
+        )
+    if key:
+        table = TABLES[change.entity_type]
+        column = MATCH_ON[change.entity_type][1]
+        found: uuid.UUID | None = await conn.fetchval(
+            f"""
+            SELECT r.id FROM {table} r
+             WHERE r.tenant_id = $1 AND r.{column} = $2 AND r.deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM entity_links l
+                                WHERE l.connection_id = $3 AND l.entity_type = $4
+                                  AND l.entity_id = r.id)
+             ORDER BY r.created_at LIMIT 1
+            """,  # noqa: S608 - table and column come from the fixed maps above
+            change.tenant_id,
+            key,
+            change.connection_id,
+            change.entity_type,
+        )
+        if found is not None:
+            return found
+    if echo is None:
         return None
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        f"match:{change.tenant_id}:{change.entity_type}:{key}",
+    [pushing] = await pushed_records(
+        conn, change.entity_type, [(change.tenant_id, change.connection_id, echo)]
     )
-    found: uuid.UUID | None = await conn.fetchval(
-        PUSHED_SQL[change.entity_type] + " LIMIT 1",
-        change.tenant_id,
-        str(key),
-        change.connection_id,
-        change.entity_type,
-    )
-    return found
+    return next((p.entity_id for p in pushing if echoes(p.own_key, key)), None)
 
 
 # Serialises the payload's UUIDs and datetimes natively (pydantic-core), unlike json.dumps.

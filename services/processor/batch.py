@@ -30,17 +30,24 @@ from services.processor.amounts import invoices_moved
 from services.processor.apply import (
     MATCH_ON,
     PUSHED_MATCH_ON,
-    PUSHED_SQL,
     Applied,
     ForeignReferenceError,
     InvalidChangeError,
+    PushedKey,
+    QueuedPush,
     conflict_row,
+    echoes,
     foreign_link,
     foreign_references,
     forget_processed,
     link_pushes,
+    match_key,
     meta_from_json,
     outbox_row,
+    pushed_key,
+    pushed_lock,
+    pushed_records,
+    pushes_queued,
 )
 from services.processor.decide import (
     InboundChange,
@@ -160,13 +167,7 @@ PLAN_GENERIC = "SET LOCAL plan_cache_mode = auto"
 PLAN_CUSTOM = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
-def _match_key(entity_type: str, values: Mapping[str, Any]) -> str | None:
-    if entity_type not in MATCH_ON:
-        return None
-    raw = values.get(MATCH_ON[entity_type][0])
-    if not raw:
-        return None
-    return str(raw).strip().lower() if entity_type == "customer" else str(raw)
+_match_key = match_key
 
 
 class _Batch:
@@ -178,9 +179,9 @@ class _Batch:
         # (tenant, type, match key) -> candidate record ids, oldest first.
         self.candidates: dict[tuple[uuid.UUID, str, str], list[uuid.UUID]] = {}
         # (tenant, connection, type, key) -> records queued for a push to that connection
-        # and not linked there, oldest first: what its unlinked change may echo
-        # (apply.PUSHED_MATCH_ON).
-        self.pushing: dict[tuple[uuid.UUID, uuid.UUID, str, str], list[uuid.UUID]] = {}
+        # and not linked there, oldest first, with their first-contact keys: what its
+        # unlinked change may echo (apply.PUSHED_MATCH_ON).
+        self.pushing: dict[tuple[uuid.UUID, uuid.UUID, str, PushedKey], list[QueuedPush]] = {}
         # (connection, type, entity id) pairs already linked: a match must not reuse them.
         self.linked: set[tuple[uuid.UUID, str, uuid.UUID]] = set()
         self.writes = _Writes()
@@ -349,39 +350,48 @@ class _Batch:
         wanted: dict[str, set[tuple[uuid.UUID, uuid.UUID]]],
     ) -> None:
         """Records being pushed to a change's connection that its unlinked change may be
-        the echo of (apply.PUSHED_MATCH_ON), as apply._match_pushed finds them. Rare (an
-        echo that overtook its push's bookkeeping), so one query per key."""
-        keys = sorted(
-            {
-                (
-                    c.tenant_id,
-                    c.connection_id,
-                    c.entity_type,
-                    str(v[PUSHED_MATCH_ON[c.entity_type]]),
-                )
-                for c, v in zip(changes, values, strict=True)
-                if c.op == "upsert"
-                and c.entity_type in PUSHED_MATCH_ON
-                and v.get(PUSHED_MATCH_ON[c.entity_type])
-                and c.record_key not in self.links
-            }
+        the echo of (apply.PUSHED_MATCH_ON), as apply._match finds them. Looked for for
+        every unlinked upsert, whether or not its first-contact key finds a record (an
+        earlier change of the batch may take that record), but only from a connection
+        with pushes of its kind queued: a bulk of new records from a connection nothing
+        is pushed to costs one statement (locking every change's key cost 25 % of the
+        apply step's wall time, bench.apply_cpu). Where records are found, their keys are
+        locked and the records read again under the locks: what another transaction
+        linked meanwhile is then left out, as apply._match leaves it."""
+        unlinked = [
+            (c, v)
+            for c, v in zip(changes, values, strict=True)
+            if c.op == "upsert"
+            and c.entity_type in PUSHED_MATCH_ON
+            and c.record_key not in self.links
+        ]
+        queued = await pushes_queued(
+            self.conn, {(c.connection_id, c.entity_type) for c, _ in unlinked}
         )
-        if not keys:
+        if not queued:
+            return
+        keys: dict[str, set[tuple[uuid.UUID, uuid.UUID, PushedKey]]] = {}
+        for c, v in unlinked:
+            key = pushed_key(c.entity_type, v)
+            if key is not None and (c.connection_id, c.entity_type) in queued:
+                keys.setdefault(c.entity_type, set()).add((c.tenant_id, c.connection_id, key))
+        hits: dict[str, list[tuple[uuid.UUID, uuid.UUID, PushedKey]]] = {}
+        for entity_type, of_type in keys.items():
+            ordered = sorted(of_type, key=lambda w: (w[0], w[1], tuple(x or "" for x in w[2])))
+            found = await pushed_records(self.conn, entity_type, ordered)
+            hits[entity_type] = [w for w, f in zip(ordered, found, strict=True) if f]
+        if not any(hits.values()):
             return
         await self.conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM unnest($1::text[]) AS n",
-            sorted({f"match:{t}:{e}:{k}" for t, _c, e, k in keys}),
+            sorted({pushed_lock(t, e, k) for e, ws in hits.items() for t, _c, k in ws}),
         )
-        for tenant_id, connection_id, entity_type, key in keys:
-            ids = [
-                r["id"]
-                for r in await self.conn.fetch(
-                    PUSHED_SQL[entity_type], tenant_id, key, connection_id, entity_type
-                )
-            ]
-            if ids:
-                self.pushing[(tenant_id, connection_id, entity_type, key)] = ids
-                wanted[entity_type].update((i, tenant_id) for i in ids)
+        for entity_type, hit in hits.items():
+            found = await pushed_records(self.conn, entity_type, hit)
+            for (tenant_id, connection_id, key), pushing in zip(hit, found, strict=True):
+                if pushing:
+                    self.pushing[(tenant_id, connection_id, entity_type, key)] = pushing
+                    wanted[entity_type].update((p.entity_id, tenant_id) for p in pushing)
 
     # -- the rules (decide), in memory ----------------------------------------------------
 
@@ -477,40 +487,45 @@ class _Batch:
         ids.insert(at, entity_id)
 
     def _match(self, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
-        if change.entity_type in PUSHED_MATCH_ON:
-            return self._match_pushed(change, values)
         key = _match_key(change.entity_type, values)
-        if key is None:
-            return None
-        for candidate in self.candidates.get((change.tenant_id, change.entity_type, key), []):
-            record = self.records.get(candidate)
-            if record is None or record.view.deleted:
-                continue
-            if _match_key(record.entity_type, record.view.state.values) != key:
-                continue  # its key changed earlier in this batch
-            if (change.connection_id, change.entity_type, candidate) not in self.linked:
-                return candidate
+        if key is not None:
+            for candidate in self.candidates.get((change.tenant_id, change.entity_type, key), []):
+                record = self.records.get(candidate)
+                if record is None or record.view.deleted:
+                    continue
+                if _match_key(record.entity_type, record.view.state.values) != key:
+                    continue  # its key changed earlier in this batch
+                if (change.connection_id, change.entity_type, candidate) not in self.linked:
+                    return candidate
+        if change.entity_type in PUSHED_MATCH_ON:
+            return self._match_pushed(change, values, key)
         return None
 
-    def _match_pushed(self, change: InboundChange, values: dict[str, Any]) -> uuid.UUID | None:
-        """apply._match_pushed, in memory: the oldest record being pushed to the change's
-        connection under its key, still live, still so named and not linked there by an
-        earlier change of the batch."""
-        field_name = PUSHED_MATCH_ON[change.entity_type]
-        key = values.get(field_name)
-        if not key:
+    def _match_pushed(
+        self, change: InboundChange, values: dict[str, Any], change_key: str | None
+    ) -> uuid.UUID | None:
+        """apply._match's echo of a push, in memory: the oldest record being pushed to the
+        change's connection under its values, still live, still so valued, its first-
+        contact key not another, and not linked there by an earlier change of the batch."""
+        if not self.pushing:
+            return None  # nothing being pushed where this batch's changes come from
+        key = pushed_key(change.entity_type, values)
+        if key is None:
             return None
         pushing = self.pushing.get(
-            (change.tenant_id, change.connection_id, change.entity_type, str(key)), []
+            (change.tenant_id, change.connection_id, change.entity_type, key), []
         )
         for candidate in pushing:
-            record = self.records.get(candidate)
+            record = self.records.get(candidate.entity_id)
             if record is None or record.view.deleted:
                 continue
-            if record.view.state.values.get(field_name) != key:
-                continue  # renamed earlier in this batch
-            if (change.connection_id, change.entity_type, candidate) not in self.linked:
-                return candidate
+            state = record.view.state.values
+            if pushed_key(change.entity_type, state) != key:
+                continue  # changed earlier in this batch
+            if not echoes(_match_key(change.entity_type, state), change_key):
+                continue
+            if (change.connection_id, change.entity_type, candidate.entity_id) not in self.linked:
+                return candidate.entity_id
         return None
 
     def _remember(

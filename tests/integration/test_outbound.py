@@ -435,6 +435,36 @@ async def test_a_deadlocked_bookkeeping_is_done_again_not_lost(env: Env) -> None
     assert [r["method"] for r in env.crm.writes()] == ["POST", "PATCH"]
 
 
+async def test_a_unique_key_the_bookkeeping_breaks_counts_attempts_then_is_a_dead_letter(
+    env: Env,
+) -> None:
+    """A unique key the push's bookkeeping breaks that no rule of the pusher foresees (here
+    a test's index on sync_log stands for one): the UniqueViolationError escaped the push,
+    which ran again every lease (60 s), for ever, without counting an attempt. Now each is
+    an attempt, and after the budget one dead letter names the constraint."""
+    await env.enqueue(await env.change(1, CUSTOMER))
+    await env.run_due()
+    await env.pool.execute(
+        "CREATE UNIQUE INDEX sync_log_one_push_per_record ON sync_log (entity_id)"
+        " WHERE direction = 'out'"
+    )
+    await env.enqueue(await env.change(2, {**CUSTOMER, "phone": "+61 2 5550 2"}))
+    attempts = env.pusher.policy.max_attempts
+    for attempt in range(1, attempts):
+        await env.run_due()
+        job = await env.job()
+        assert job is not None
+        assert job["attempts"] == attempt
+        assert "sync_log_one_push_per_record" in job["last_error"]
+        await env.make_due()
+    await env.run_due()
+    assert await env.job() is None
+    [dead] = await env.pool.fetch("SELECT reason, detail FROM dead_letters")
+    assert dead["reason"] == "unique_violation"
+    assert "sync_log_one_push_per_record" in dead["detail"]
+    assert f"{attempts} attempts" in dead["detail"]
+
+
 async def test_an_update_to_a_record_its_user_deleted_there_waits_for_that_delete(
     env: Env,
 ) -> None:
@@ -673,47 +703,103 @@ async def test_a_user_reverting_a_field_to_the_value_we_pushed_is_an_edit_not_an
 
 
 class EchoBeforeTheLink(Pusher):
-    """Applies Ascora's webhook of the job this push just created between Ascora's answer
-    and the push's bookkeeping: a loaded outbound's event loop lets the echo through the
-    processor first (the catalogue convergence case, seed 13, at load 7: two live jobs)."""
+    """Applies Ascora's webhook of the record of kind ``kind`` this push just created
+    between Ascora's answer and the push's bookkeeping: a loaded outbound's event loop lets
+    the echo through the processor first (the catalogue convergence case, seed 13, at load
+    7: two live jobs)."""
 
+    kind: str
     echo: Callable[[str], Awaitable[Applied]]
     echoed: list[Applied]
 
     async def _remember(self, **kwargs: Any) -> bool:
-        if kwargs["job"].entity_type == "job":
+        if kwargs["job"].entity_type == self.kind:
             self.echoed.append(await self.echo(kwargs["external_id"]))
         return await super()._remember(**kwargs)
 
 
-async def _job_pushed_with_its_echo_first(
-    env: Env, path: str, *, renamed_there: str | None = None
-) -> tuple[Applied, Applied]:
-    """A job made at the origin, pushed to Ascora by EchoBeforeTheLink through ``path``
-    (the set-based apply, or the change-by-change replay); its user renames it there
-    before the webhook when ``renamed_there``. Returns (the origin's change, the echo's)."""
+async def _made(env: Env, kind: EntityType, data: dict[str, Any]) -> Applied:
+    """A record of ``kind`` made at the origin (applied, its push not queued yet)."""
+    change = InboundChange(
+        tenant_id=env.tenant_id,
+        connection_id=env.origin,
+        dedup_key=f"evt-{kind}",
+        entity_type=kind,
+        op="upsert",
+        external_id=f"{kind}-1",
+        source_ts=T0,
+        data=data,
+        received_at=datetime.now(UTC),
+    )
+    [made] = await Processor(env.pool)._apply_batch([_parsed(change)])
+    assert made is not None
+    assert made.entity_id is not None
+    return made
+
+
+async def _enqueue_made(env: Env, made: Applied) -> None:
+    payload = await env.pool.fetchval(
+        "SELECT payload FROM outbox WHERE change_id = $1", made.change_id
+    )
+    await env.enqueue(CanonicalRecord.model_validate_json(json.dumps(payload)))
+
+
+# Records with no first-contact key (a job has none; a customer without an email, an
+# invoice without a number, a payment without a reference), each made at the origin
+# once the records it names are at Ascora: ``{}`` stands for those records' ids.
+INVOICE_LINES = [
+    {"description": "Callout", "quantity": "1", "unit_amount": 20000, "tax_amount": 2000}
+]
+NO_KEY: dict[str, dict[str, Any]] = {
+    "job": {"title": "Gutter clean j3"},
+    "customer": {"name": "Pat Nguyen", "phone": "+61 2 5550 7"},
+    "invoice": {
+        "currency": "AUD",
+        "status": "open",
+        "lines": INVOICE_LINES,
+        "subtotal": 20000,
+        "tax": 2000,
+        "total": 22000,
+    },
+    "payment": {
+        "amount": 5000,
+        "currency": "AUD",
+        "status": "succeeded",
+        "paid_at": "2026-12-01T10:00:00Z",
+    },
+}
+
+
+async def _named_records(env: Env, kind: str) -> dict[str, str]:
+    """The records a ``kind`` of NO_KEY names, made at the origin and pushed to Ascora."""
+    if kind == "customer":
+        return {}
     customer = await env.change(1, CUSTOMER)
     await env.enqueue(customer)
     await env.run_due()
-    job = InboundChange(
-        tenant_id=env.tenant_id,
-        connection_id=env.origin,
-        dedup_key="evt-job",
-        entity_type="job",
-        op="upsert",
-        external_id="job-1",
-        source_ts=T0,
-        data={"title": "Gutter clean j3", "customer_id": str(customer.entity_id)},
-        received_at=datetime.now(UTC),
-    )
-    [made] = await Processor(env.pool)._apply_batch([_parsed(job)])
-    assert made is not None
-    assert made.entity_id is not None
+    refs = {"customer_id": str(customer.entity_id)}
+    if kind != "payment":
+        return refs
+    invoice = await _made(env, "invoice", {**NO_KEY["invoice"], "number": "INV-77", **refs})
+    await _enqueue_made(env, invoice)
+    await env.run_due()
+    return {"invoice_id": str(invoice.entity_id)}
+
+
+async def _pushed_with_its_echo_first(
+    env: Env, path: str, kind: EntityType = "job", *, renamed_there: str | None = None
+) -> tuple[Applied, Applied]:
+    """A record of ``kind`` made at the origin without a first-contact key (NO_KEY),
+    pushed to Ascora by EchoBeforeTheLink through ``path`` (the set-based apply, or the
+    change-by-change replay); its user renames the job there before the webhook when
+    ``renamed_there``. Returns (the origin's change, the echo's)."""
+    refs = await _named_records(env, kind)
+    made = await _made(env, kind, {**NO_KEY[kind], **refs})
 
     async def echo(external_id: str) -> Applied:
         if renamed_there is not None:
             env.crm.sim.update("job", external_id, {"jobName": renamed_there})
-        change = await _ascora_change(env, "job", external_id, f"ascora-{external_id}")
+        change = await _ascora_change(env, kind, external_id, f"ascora-{external_id}")
         if path == "batch":
             [applied] = await Processor(env.pool)._apply_batch([_parsed(change)])
             assert applied is not None
@@ -725,38 +811,46 @@ async def _job_pushed_with_its_echo_first(
             return await apply_change(conn, parsed.change, Policy())
 
     pusher = EchoBeforeTheLink(env.pool, env.clients, env.pusher.policy)
-    pusher.echo, pusher.echoed = echo, []
-    payload = await env.pool.fetchval(
-        "SELECT payload FROM outbox WHERE change_id = $1", made.change_id
-    )
-    await env.enqueue(CanonicalRecord.model_validate_json(json.dumps(payload)))
+    pusher.kind, pusher.echo, pusher.echoed = kind, echo, []
+    await _enqueue_made(env, made)
     await env.run_due(pusher)
     [echoed] = pusher.echoed
     return made, echoed
 
 
+@pytest.mark.parametrize("kind", ["job", "customer", "invoice", "payment"])
 @pytest.mark.parametrize("path", ["batch", "one_by_one"])
 async def test_the_echo_of_a_create_applied_before_its_link_is_saved_is_no_second_record(
-    env: Env, path: str
+    env: Env, path: str, kind: EntityType
 ) -> None:
-    """A job has no first-contact key (two jobs may share a title), so the echo of our
-    create, reaching the processor before the push linked it, made a second canonical job
+    """A job has no first-contact key (two jobs may share a title), nor has a customer
+    without an email, an invoice without a number (Ascora numbers it: the echo carries a
+    number ours lacks) or a payment without a reference. So the echo of our create,
+    reaching the processor before the push linked it, made a second canonical record
     (invariant 6), and the push's link then broke entity_links' key on Ascora's id: the
-    push failed "unexpectedly" on every lease, for ever."""
-    made, echoed = await _job_pushed_with_its_echo_first(env, path)
-    [created] = env.crm.sim.live("job")
-    assert echoed.entity_id == made.entity_id, "the echo made a second canonical job"
-    jobs = await env.pool.fetchval(
-        "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND deleted_at IS NULL", env.tenant_id
+    push failed "unexpectedly" on every lease, for ever (since job13: a link_taken dead
+    letter)."""
+    made, echoed = await _pushed_with_its_echo_first(env, path, kind)
+    [created] = env.crm.sim.live(kind)
+    assert echoed.entity_id == made.entity_id, f"the echo made a second canonical {kind}"
+    table = {"customer": "customers", "job": "jobs", "invoice": "invoices"}.get(kind, "payments")
+    records = await env.pool.fetchval(
+        f"SELECT count(*) FROM {table} WHERE tenant_id = $1 AND deleted_at IS NULL",  # noqa: S608
+        env.tenant_id,
     )
-    assert jobs == 1
+    assert records == 1
     link = await env.pool.fetchrow(
         "SELECT entity_id, external_id, last_pushed_version FROM entity_links"
-        " WHERE connection_id = $1 AND entity_type = 'job'",
+        " WHERE connection_id = $1 AND entity_type = $2 AND entity_id = $3",
         env.target,
+        kind,
+        made.entity_id,
     )
-    assert (link["entity_id"], link["external_id"]) == (made.entity_id, created["jobId"])
+    assert link is not None, "the push did not link what it wrote"
+    assert link["external_id"] == created[f"{kind}Id"]
     assert link["last_pushed_version"] == 1
+    dead = await env.pool.fetch("SELECT reason, detail FROM dead_letters")
+    assert [tuple(d) for d in dead] == []
     assert await env.job() is None, "the push was not finished"
 
 
@@ -764,7 +858,7 @@ async def test_a_push_whose_record_there_another_record_holds_is_parked_once(env
     """Renamed at Ascora before its webhook left, the echo is no longer recognised as our
     write and makes a record of its own; the push cannot link what it wrote. It is parked
     once, naming both records, instead of failing on every lease for ever."""
-    made, echoed = await _job_pushed_with_its_echo_first(
+    made, echoed = await _pushed_with_its_echo_first(
         env, "batch", renamed_there="Gutter clean j3 (rear)"
     )
     assert echoed.entity_id != made.entity_id

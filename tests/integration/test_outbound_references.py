@@ -395,6 +395,59 @@ async def test_an_invoice_created_before_a_later_step_failed_is_linked_not_creat
     assert await env.queued() == []
 
 
+class EchoMadeItsOwn(Pusher):
+    """Before the push links what its failed create wrote, the echo of that create has
+    made a record of its own, linked to it (changed at Stripe before its webhook left, so
+    no longer recognised as our write): as the processor would have linked it."""
+
+    tenant_id: uuid.UUID
+    holder: uuid.UUID
+
+    async def _link_written(self, *args: Any, **kwargs: Any) -> None:
+        info, job, written = args[0], args[1], args[3]
+        await self.pool.execute(
+            "INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,"
+            " external_id) VALUES ($1, $2, $3, $4, $5)",
+            self.tenant_id,
+            info.id,
+            job.entity_type,
+            self.holder,
+            str(written),
+        )
+        await super()._link_written(*args, **kwargs)
+
+
+@pytest.mark.parametrize("status", [400, 503])
+async def test_a_failed_create_whose_write_another_record_holds_is_parked_once(
+    env: Env, stripe: SimulatedCrm, status: int
+) -> None:
+    """Linking what a failed create wrote (Stripe's invoice, then its finalize refused or
+    failed) broke entity_links' key on Stripe's id: the push failed "unexpectedly" on
+    every lease, for ever, each run writing again. Like the create path's, one link_taken
+    dead letter naming both records and the failure that followed the write."""
+    target = await env.connect(stripe, "stripe")
+    customer = await env.record("customer", CUSTOMER)
+    invoice = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    await env.push(target, "customer", customer)
+    await env.run_due()
+    pusher = EchoMadeItsOwn(env.pool, env.clients, env.pusher.policy)
+    pusher.tenant_id = env.tenant_id
+    pusher.holder = await env.record("invoice", {**INVOICE, "customer_id": str(customer)})
+    stripe.sim.faults.append(Fault(status, 1, path="/finalize"))
+    await env.push(target, "invoice", invoice)
+    await env.pool.execute("UPDATE push_jobs SET next_attempt_at = now()")
+    for job in (await claim(env.pool, 100, lease_seconds=0.5)).jobs:
+        await pusher.run(job)
+    [created] = stripe.sim.live("invoice")
+    [dead] = await env.dead()
+    assert dead["reason"] == "link_taken"
+    assert str(invoice) in dead["detail"]
+    assert str(pusher.holder) in dead["detail"]
+    assert created["id"] in dead["detail"]
+    assert "/finalize" in dead["detail"]
+    assert await env.queued() == [], "the push is still queued: retried for ever"
+
+
 PAYMENT = {
     "amount": 5000,
     "currency": "NZD",

@@ -502,3 +502,59 @@ async def test_a_delete_meeting_a_user_edit_at_quickbooks_wins(env: Env) -> None
     )
     assert gone
     assert await env.push() == 0
+
+
+# The invoice of these tests in full (2 x 50.00 + 10.00 tax + 25.50), and in part.
+PAID_IN_FULL, PAID_IN_PART = 13550, 5000
+
+
+@pytest.mark.parametrize(
+    ("provider", "paid"),
+    [
+        ("quickbooks", PAID_IN_PART),
+        ("myob", PAID_IN_PART),
+        ("ascora", PAID_IN_PART),
+        ("quickbooks", PAID_IN_FULL),
+        ("myob", PAID_IN_FULL),
+    ],
+)
+async def test_an_amount_due_the_target_moved_for_our_payment_is_no_edit_there(
+    env: Env, paid: int
+) -> None:
+    """Our payment's push moves the invoice's balance at the target by the target's own
+    rules (QuickBooks `Balance`, MYOB `BalanceDueAmount`, Ascora `balanceDue`), and paid in
+    full its status at QuickBooks and MYOB (which no write of ours sets there); the next
+    push of the invoice found them unheard and handed them to the merge as the target's
+    edit (`changed_there`, a round trip through the processor: ~4-5 per demo run). Declared
+    own fields there, as at Stripe and Xero. (Ascora's Paid is compared: we write its
+    status.)"""
+    customer = await env.publish(1, CUSTOMER)
+    await env.push()
+    currency = CURRENCIES.get(env.qb.provider, "AUD")
+    invoice = {
+        **INVOICE,
+        **{"status": "open", "subtotal": 12550, "tax": 1000, "total": PAID_IN_FULL},
+        **{"currency": currency, "customer_id": str(customer)},
+    }
+    await env.publish(2, invoice, "invoice", "inv-1")
+    await env.push()
+    part = {"amount": paid, "currency": currency, "status": "succeeded"}
+    await env.publish(
+        3, {**part, "paid_at": "2026-12-02T10:00:00Z"}, "payment", "pay-1", invoice_id="inv-1"
+    )
+    await env.push()
+    edited = {k: v for k, v in invoice.items() if k != "status"}  # paid: derived since
+    await env.publish(4, {**edited, "due_on": "2026-12-22"}, "invoice", "inv-1")
+    await env.push()
+    assert await env.outcomes() == ["pushed"] * 4
+    assert await env.handed() == []
+    # What the target moved by itself, and what our write left alone there.
+    [there] = env.qb.sim.live("invoice")
+    info = await load_connection(env.pool, env.target, tenant_id=env.tenant_id)
+    assert info is not None
+    held = connector(env.qb.provider).mapper.to_canonical("invoice", there, info.settings).data
+    assert (held["amount_due"], held["status"], held["due_on"]) == (
+        PAID_IN_FULL - paid,
+        "paid" if paid == PAID_IN_FULL else "open",
+        "2026-12-22",
+    )

@@ -92,3 +92,17 @@ def test_stripe_names_what_it_sets_itself() -> None:
     assert api.own_fields["invoice"] >= {"subtotal", "tax", "total", "amount_due"}
     # The invoice's status is ours to move too (finalize, pay, void): compared.
     assert "status" not in api.own_fields["invoice"]
+
+
+def test_quickbooks_myob_and_ascora_name_what_they_set_themselves() -> None:
+    """Each computes an invoice's totals and amount due (our payment's push moves the
+    balance there); QuickBooks and MYOB set its status from the balance too, and take none
+    from us. Ascora's status is ours to write (draft, open, void): compared."""
+    from connectors.registry import connector  # noqa: PLC0415
+
+    derived = {"subtotal", "total", "amount_due"}
+    for slug, status_ours in (("quickbooks", False), ("myob", False), ("ascora", True)):
+        api = connector(slug).api
+        assert api is not None
+        assert api.own_fields["invoice"] >= derived, slug
+        assert ("status" not in api.own_fields["invoice"]) is status_ours, slug
