@@ -141,12 +141,11 @@ async def _audit_changes(pool: asyncpg.Pool) -> list[str]:
     return [f"{r['action']} {r['change']}" for r in rows]
 
 
-async def _links_with_pushes(pool: asyncpg.Pool) -> int:
-    count: int = await pool.fetchval(
-        "SELECT count(*) FROM entity_links"
-        " WHERE entity_type IN ('customer', 'job') AND pushes <> '[]'::jsonb"
-    )
-    return count
+# The person's links that hold our writes to them (entity_links.pushes, migration 0022).
+LINKS_WITH_PUSHES = (
+    "SELECT count(*) FROM entity_links"
+    " WHERE entity_type IN ('customer', 'job') AND pushes <> '[]'::jsonb"
+)
 
 
 async def test_the_export_bundles_the_records_their_events_and_what_stripe_holds(
@@ -205,7 +204,7 @@ async def test_the_erase_anonymises_postgres_deletes_at_stripe_and_reports_each_
         at(5),
     )
     assert pushed == 3
-    assert await _links_with_pushes(person.pool) == 3
+    assert await person.pool.fetchval(LINKS_WITH_PUSHES) == 3
     now = datetime.now(UTC)
     async with person.pool.acquire() as conn:
         report = await privacy.erase(conn, person.ctx, PrivacyRequest(email=EMAIL), now=now)
@@ -243,7 +242,7 @@ async def test_the_erase_anonymises_postgres_deletes_at_stripe_and_reports_each_
         " WHERE entity_type IN ('customer', 'job') AND last_seen_snapshot IS NOT NULL"
     )
     assert snapshots == 0
-    assert await _links_with_pushes(person.pool) == 0
+    assert await person.pool.fetchval(LINKS_WITH_PUSHES) == 0
     # The tombstone holds the hash, not the address.
     tombstone = await person.pool.fetchrow("SELECT * FROM privacy_tombstones")
     assert tombstone["entity_id"] == person.customer_id

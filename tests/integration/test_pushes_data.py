@@ -199,11 +199,12 @@ async def _park(conn: asyncpg.Connection, pushes: list[Push], redriven: bool = F
 
 async def _dead_letter_rows_read(conn: asyncpg.Connection) -> int:
     """Rows of dead_letters this transaction has read so far, by any scan."""
-    read: int = await conn.fetchval(
-        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
-        " FROM pg_stat_xact_user_tables WHERE relname = 'dead_letters'"
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+            " FROM pg_stat_xact_user_tables WHERE relname = 'dead_letters'"
+        )
     )
-    return read
 
 
 async def test_not_parked_reads_only_the_records_own_parked_pushes(
