@@ -304,6 +304,12 @@ class SyncLogQuery(PageQuery):
     connection: UUID | None = None
     direction: Literal["in", "out"] | None = None
     outcome: str | None = Field(None, min_length=1, max_length=50)
+    rule: str | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="Inbound events decided by this apply rule (e.g. earlier_push).",
+    )
     entity_type: EntityType | None = None
     entity_id: UUID | None = Field(None, description="One record's events.")
     since: AwareDatetime | None = None
@@ -320,6 +326,12 @@ class SyncLogEntry(Out):
     latency_ms: int | None
     error: str | None
     created_at: datetime
+    rule: str | None = Field(
+        None,
+        description="Inbound: the processor's apply rule that decided the change, finer than"
+        " its outcome (an echo of our last push is `echo`, of an earlier push read back after"
+        " a later one `earlier_push`); null where no rule ran, and outbound.",
+    )
 
 
 class SyncLogSummaryQuery(Strict):

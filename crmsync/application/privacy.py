@@ -335,7 +335,7 @@ async def _sync_log(
     rows = await conn.fetch(
         """
         SELECT id, connection_id, direction, entity_type, entity_id, external_id, outcome,
-               latency_ms, error, created_at
+               latency_ms, error, created_at, rule
           FROM sync_log
          WHERE tenant_id = $1 AND entity_id = ANY($2::uuid[])
          ORDER BY id DESC

@@ -28,7 +28,7 @@ async def list_(conn: Conn, ctx: Context, query: SyncLogQuery) -> Page[SyncLogEn
     rows = await conn.fetch(
         """
         SELECT id, connection_id, direction, entity_type, entity_id, external_id, outcome,
-               latency_ms, error, created_at
+               latency_ms, error, created_at, rule
           FROM sync_log
          WHERE tenant_id = $1
            AND ($2::uuid IS NULL OR connection_id = $2)
@@ -38,6 +38,7 @@ async def list_(conn: Conn, ctx: Context, query: SyncLogQuery) -> Page[SyncLogEn
            AND ($6::timestamptz IS NULL OR created_at >= $6)
            AND ($7::bigint IS NULL OR id < $7)
            AND ($8::uuid IS NULL OR entity_id = $8)
+           AND ($10::text IS NULL OR rule = $10)
          ORDER BY id DESC
          LIMIT $9
         """,
@@ -50,6 +51,7 @@ async def list_(conn: Conn, ctx: Context, query: SyncLogQuery) -> Page[SyncLogEn
         before,
         query.entity_id,
         query.limit + 1,
+        query.rule,
     )
     return page([SyncLogEntry(**dict(r)) for r in rows], query.limit, lambda e: (e.id,))
 

@@ -27,6 +27,7 @@ COLUMNS: list[cli.Column] = cli.columns(
     "type=entity_type",
     "external id=external_id",
     "outcome",
+    "rule",
     "ms=latency_ms",
     "error",
 )
@@ -121,6 +122,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--direction", choices=("in", "out"), help="webhooks received, or pushes to providers"
     )
     p.add_argument("--outcome", help="applied, pushed, dead_letter, skipped_echo, ...")
+    p.add_argument(
+        "--rule", help="inbound events decided by this apply rule: earlier_push, echo, ..."
+    )
     p.add_argument(
         "--entity-type",
         choices=("customer", "job", "invoice", "payment"),

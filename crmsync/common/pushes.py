@@ -41,13 +41,21 @@ async def not_parked(conn: Conn | asyncpg.Pool, pushes: Sequence[Push]) -> list[
     case seen). What it refused is refused again, and a refusal that wrote what it could
     makes the target report that state again, an echo that would queue the same version
     again: a loop of one dead letter per poll. Redriving the dead letter pushes it again.
-    Reads the connection's parked pushes: called only for echoes that fell behind."""
+    Reads only these records' parked pushes, by dead_letters_parked_push_idx (migration
+    0024), not every parked push of their connections."""
     if not pushes:
         return []
+    keys = sorted({(p.connection_id, p.entity_id) for p in pushes})
     rows = await conn.fetch(
-        "SELECT payload FROM dead_letters WHERE stage = 'outbound' AND redriven_at IS NULL"
-        " AND connection_id = ANY($1::uuid[])",
-        list({p.connection_id for p in pushes}),
+        """
+        SELECT d.payload
+          FROM dead_letters d
+          JOIN unnest($1::uuid[], $2::uuid[]) AS k(c, e)
+            ON d.connection_id = k.c AND dead_letter_entity_id(d.payload) = k.e
+         WHERE d.stage = 'outbound' AND d.redriven_at IS NULL
+        """,
+        [c for c, _ in keys],
+        [e for _, e in keys],
     )
     parked: dict[tuple[str, str], int] = {}
     for row in rows:

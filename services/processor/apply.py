@@ -38,6 +38,7 @@ from services.processor.decide import (
     Pushed,
     Record,
     Reference,
+    Rule,
     Write,
     decide,
 )
@@ -212,6 +213,10 @@ class Applied:
     waits_for: Reference | None = None  # WAITING: the record it waits for
     # The invoices whose amount due the change may have moved (amounts.invoices_moved).
     invoices: tuple[uuid.UUID, ...] = ()
+    # The rule of decide()'s table that decided (finer than the outcome: an echo of our
+    # last push, rule 5, or of an earlier one, rule 5a); None where none ran (a duplicate,
+    # an erased person, a paused connection). The sync log and a metric count it.
+    rule: Rule | None = None
 
 
 def canonical_values(entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -569,10 +574,10 @@ async def apply_change(
     decision = decide(change, values, link, record, policy, behind=behind)
     if decision.outcome is Outcome.WAITING:
         await forget_processed(conn, [change])
-        return Applied(decision.outcome, waits_for=decision.waits_for)
+        return Applied(decision.outcome, waits_for=decision.waits_for, rule=decision.rule)
     entity_id = await _write(conn, change, table, decision)
     if entity_id is None:  # a delete of nothing this connection told us of
-        return Applied(decision.outcome)
+        return Applied(decision.outcome, rule=decision.rule)
     change_id = None
     if decision.outbox is not None:
         outbox = outbox_row(change, entity_id, decision.outbox)
@@ -615,6 +620,7 @@ async def apply_change(
         decision.version,
         change_id,
         invoices=invoices_moved(change.entity_type, record, decision),
+        rule=decision.rule,
     )
 
 

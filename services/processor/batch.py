@@ -417,12 +417,12 @@ class _Batch:
             behind=behind,
         )
         if decision.outcome is Outcome.WAITING:
-            return Applied(decision.outcome, waits_for=decision.waits_for)
+            return Applied(decision.outcome, waits_for=decision.waits_for, rule=decision.rule)
         entity_id = decision.entity_id
         if decision.write is Write.CREATE:
             entity_id = self.new_id()
         if entity_id is None:  # a delete of nothing this connection told us of
-            return Applied(decision.outcome)
+            return Applied(decision.outcome, rule=decision.rule)
         invoices = invoices_moved(
             change.entity_type, found.view if found is not None else None, decision
         )
@@ -448,7 +448,14 @@ class _Batch:
                     decision.push_again,
                 )
             )
-        return Applied(decision.outcome, entity_id, decision.version, change_id, invoices=invoices)
+        return Applied(
+            decision.outcome,
+            entity_id,
+            decision.version,
+            change_id,
+            invoices=invoices,
+            rule=decision.rule,
+        )
 
     def _write(self, change: InboundChange, found: _Record | None, after: Record) -> None:
         if found is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from connectors.registry import WEBHOOK_PROVIDERS
+from services.processor.decide import Rule
 
 # 1 ms .. 60 s: an apply takes milliseconds; end-to-end under lag can take seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -14,6 +15,17 @@ EVENTS = Counter(
     "Events processed, by source topic and outcome.",
     ["source", "outcome"],
 )
+RULES = Counter(
+    "crmsync_processor_rules_total",
+    "Changes decided by the apply rules, by the rule that decided (services/processor/"
+    "decide.py's table): finer than events_total's outcome, e.g. an echo by echo (rule 5, "
+    "our last push) or earlier_push (rule 5a, an earlier push read back after a later one).",
+    ["rule"],
+)
+# Every rule exists from the start: a rare one (earlier_push) shows 0, not nothing, and
+# its first firing shows as an increase.
+for _rule in Rule:
+    RULES.labels(_rule.value)
 DEAD_LETTERS = Counter(
     "crmsync_processor_dead_letters_total",
     "Events parked as dead letters, by stage and reason.",

@@ -249,8 +249,11 @@ class Processor:
         # Counted once per outcome, not per event (a labelled child's lookup each time):
         # this method held 1.1 % of the bulk profile (py-spy).
         outcomes: collections.Counter[str] = collections.Counter()
+        rules: collections.Counter[str] = collections.Counter()
         for item, result in zip(parsed, results, strict=True):
             outcomes[result.outcome.value if result is not None else "dead_lettered"] += 1
+            if result is not None and result.rule is not None:
+                rules[result.rule.value] += 1
             if (
                 result is not None
                 and result.outcome is not Outcome.WAITING
@@ -261,6 +264,8 @@ class Processor:
                 metrics.RECEIVED_TO_COMMITTED_SECONDS.observe(max(seconds, 0.0))
         for outcome, count in outcomes.items():
             metrics.EVENTS.labels(topic, outcome).inc(count)
+        for rule, count in rules.items():
+            metrics.RULES.labels(rule).inc(count)
         if self.on_commit is not None:
             self.on_commit(results)
 
@@ -518,7 +523,8 @@ class Processor:
         results: Sequence[Applied | None],
         settings: dict[uuid.UUID, dict[str, Any]],
     ) -> None:
-        """One sync_log row per change of a known connection, in one statement per batch."""
+        """One sync_log row per change of a known connection, in one statement per batch,
+        with the rule that decided it (migration 0023)."""
         now = datetime.now(UTC)
         rows = [
             (
@@ -531,6 +537,7 @@ class Processor:
                 int((now - p.change.received_at).total_seconds() * 1000)
                 if p.change.received_at
                 else None,
+                r.rule.value if r and r.rule else None,
             )
             for p, r in zip(parsed, results, strict=True)
             if p.change is not None and p.change.connection_id in settings and not p.reason
@@ -541,10 +548,10 @@ class Processor:
         await conn.execute(
             """
             INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
-                                  external_id, outcome, latency_ms)
-            SELECT t, c, 'in', e, i, x, o, l
+                                  external_id, outcome, latency_ms, rule)
+            SELECT t, c, 'in', e, i, x, o, l, r
               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[],
-                          $6::text[], $7::int[]) AS u(t, c, e, i, x, o, l)
+                          $6::text[], $7::int[], $8::text[]) AS u(t, c, e, i, x, o, l, r)
             """,
             *[list(col) for col in columns],
         )

@@ -282,3 +282,12 @@ async def test_sync_log_lists_and_follows(cli: Cli, pg: asyncpg.Pool) -> None:
     )
     by_record = cli.json("sync-log", "--tenant", "acme", "--entity-id", str(record))
     assert [e["external_id"] for e in by_record["items"]] == ["inv-r"]
+    # The echoes an earlier push's read-back made (rule 5a), apart from the other echoes.
+    await pg.execute(
+        "INSERT INTO sync_log (tenant_id, direction, entity_type, external_id, outcome, rule)"
+        " VALUES ($1, 'in', 'invoice', 'inv-e', 'echo', 'echo'),"
+        " ($1, 'in', 'invoice', 'inv-5a', 'echo', 'earlier_push')",
+        tenant,
+    )
+    by_rule = cli.json("sync-log", "--tenant", "acme", "--rule", "earlier_push")
+    assert [(e["external_id"], e["rule"]) for e in by_rule["items"]] == [("inv-5a", "earlier_push")]

@@ -612,13 +612,14 @@ async def _logged(
     *,
     latency_ms: int | None = None,
     entity_id: uuid.UUID | None = None,
+    rule: str | None = None,
 ) -> None:
     """A customer's sync_log row: ``pushed`` went out, every other outcome came in."""
     await admin.pool.execute(
         """
         INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
-                              outcome, latency_ms)
-        VALUES ($1, $2, $3, 'customer', $4, $5, $6)
+                              outcome, latency_ms, rule)
+        VALUES ($1, $2, $3, 'customer', $4, $5, $6, $7)
         """,
         admin.tenant,
         connection_id,
@@ -626,6 +627,7 @@ async def _logged(
         entity_id,
         outcome,
         latency_ms,
+        rule,
     )
 
 
@@ -659,6 +661,28 @@ async def test_sync_log_filters_by_record(admin: Admin) -> None:
     status, problem = await admin.call("GET", "/v1/sync-log", params={"entity_id": "nope"})
     assert status == 422
     assert problem["errors"][0]["loc"] == "/query/entity_id"
+
+
+async def test_sync_log_names_and_filters_the_rule_that_decided(admin: Admin) -> None:
+    """Two echoes, of our last push (rule 5) and of an earlier one read back after a later
+    push (rule 5a): one outcome, told apart by the rule (migration 0023)."""
+    created = await new_connection(admin)
+    cid = uuid.UUID(created["id"])
+    for rule in ["echo", "earlier_push", "echo"]:
+        await _logged(admin, cid, "echo", rule=rule)
+    await _logged(admin, cid, "pushed")
+    log = await admin.ok("GET", "/v1/sync-log", params={"connection": str(cid)})
+    assert [(e["outcome"], e["rule"]) for e in log["items"]] == [
+        ("pushed", None),
+        ("echo", "echo"),
+        ("echo", "earlier_push"),
+        ("echo", "echo"),
+    ]
+    earlier = await admin.ok("GET", "/v1/sync-log", params={"rule": "earlier_push"})
+    assert [(e["outcome"], e["rule"]) for e in earlier["items"]] == [("echo", "earlier_push")]
+    # Not an error: the connection's health counts none.
+    health = await admin.ok("GET", f"/v1/connections/{cid}/health")
+    assert health["errors_in_window"] == 0
 
 
 # -- dead letters (listing, discard; redrive is in test_admin_kafka) ----------------------

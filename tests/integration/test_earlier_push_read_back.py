@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from connectors.registry import connector
 from connectors.spec import RemoteRecord
@@ -88,6 +89,20 @@ async def deliver(env: Env, record: RemoteRecord, *, set_based: bool) -> Applied
     return applied
 
 
+async def logged(env: Env) -> list[tuple[str, str | None]]:
+    """The sync log's inbound rows of QuickBooks, oldest first: outcome and rule."""
+    rows = await env.pool.fetch(
+        "SELECT outcome, rule FROM sync_log WHERE connection_id = $1 AND direction = 'in'"
+        " ORDER BY id",
+        env.target,
+    )
+    return [(r["outcome"], r["rule"]) for r in rows]
+
+
+def rule_count(rule: str) -> float:
+    return REGISTRY.get_sample_value("crmsync_processor_rules_total", {"rule": rule}) or 0.0
+
+
 async def outbox(env: Env) -> int:
     return int(
         await env.pool.fetchval("SELECT count(*) FROM outbox WHERE tenant_id = $1", env.tenant_id)
@@ -108,6 +123,7 @@ async def test_a_read_back_of_our_earlier_push_after_a_later_one_is_our_echo(
     # ... in the same QuickBooks second, so nothing in its stamp says it is older.
     assert first.updated_at == read_back(env).updated_at
     emitted = await outbox(env)
+    earlier_before = rule_count("earlier_push")
 
     # The read-back reaches the processor after the second push: our own write, an echo.
     applied = await deliver(env, first, set_based=set_based)
@@ -118,6 +134,10 @@ async def test_a_read_back_of_our_earlier_push_after_a_later_one_is_our_echo(
     # QuickBooks' read-back of the second write, when it comes, is an echo too.
     assert (await deliver(env, read_back(env), set_based=set_based)).outcome == Outcome.ECHO
     assert await outbox(env) == emitted
+    # An operator tells the two apart: the sync log and the metric name the rule (5a,
+    # then 5); the outcome stays echo, which the ledger counts.
+    assert await logged(env) == [("echo", "earlier_push"), ("echo", "echo")]
+    assert rule_count("earlier_push") == earlier_before + 1
 
 
 @pytest.mark.parametrize("set_based", [True, False], ids=["set_based", "one_by_one"])

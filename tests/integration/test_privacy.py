@@ -136,6 +136,13 @@ async def _audit_changes(pool: asyncpg.Pool) -> list[str]:
     return [f"{r['action']} {r['change']}" for r in rows]
 
 
+# The person's links that hold our writes to them (entity_links.pushes, migration 0022).
+LINKS_WITH_PUSHES = (
+    "SELECT count(*) FROM entity_links"
+    " WHERE entity_type IN ('customer', 'job') AND pushes <> '[]'::jsonb"
+)
+
+
 async def test_the_export_bundles_the_records_their_events_and_what_stripe_holds(
     person: Person,
 ) -> None:
@@ -178,6 +185,21 @@ async def test_the_export_bundles_the_records_their_events_and_what_stripe_holds
 async def test_the_erase_anonymises_postgres_deletes_at_stripe_and_reports_each_system(
     person: Person,
 ) -> None:
+    # Our last writes to the customer at Stripe and to her job at the ERP, as the pusher
+    # records them (link_pushes_after, migration 0022): hashes of states that held her
+    # values, so the erase must clear them with the snapshots.
+    pushed = await person.pool.fetchval(
+        """
+        WITH written AS (
+            UPDATE entity_links
+               SET pushes = link_pushes_after(link_pushes_after(pushes, 'h1', $1), 'h2', $1)
+             WHERE entity_type IN ('customer', 'job') RETURNING 1
+        ) SELECT count(*) FROM written
+        """,
+        at(5),
+    )
+    assert pushed == 3
+    assert await person.pool.fetchval(LINKS_WITH_PUSHES) == 3
     now = datetime.now(UTC)
     async with person.pool.acquire() as conn:
         report = await privacy.erase(conn, person.ctx, PrivacyRequest(email=EMAIL), now=now)
@@ -215,6 +237,7 @@ async def test_the_erase_anonymises_postgres_deletes_at_stripe_and_reports_each_
         " WHERE entity_type IN ('customer', 'job') AND last_seen_snapshot IS NOT NULL"
     )
     assert snapshots == 0
+    assert await person.pool.fetchval(LINKS_WITH_PUSHES) == 0
     # The tombstone holds the hash, not the address.
     tombstone = await person.pool.fetchrow("SELECT * FROM privacy_tombstones")
     assert tombstone["entity_id"] == person.customer_id

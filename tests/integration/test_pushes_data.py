@@ -4,6 +4,7 @@ finishing, without the outbound service around them."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 
@@ -17,6 +18,7 @@ from crmsync.common.pushes import (
     Push,
     claim,
     finish,
+    not_parked,
     queue_pushes,
     queue_stats,
     reschedule,
@@ -167,3 +169,71 @@ async def test_waking_paused_pushes_while_they_are_queued_again_does_not_deadloc
     )
     assert row is not None
     assert (row["low"], row["high"], row["asleep"]) == (4, 4, 0)
+
+
+async def _park(conn: asyncpg.Connection, pushes: list[Push], redriven: bool = False) -> None:
+    """Outbound dead letters of these pushes, their payloads as the pusher writes them."""
+    await conn.executemany(
+        "INSERT INTO dead_letters (stage, reason, detail, tenant_id, connection_id, payload,"
+        " redriven_at) VALUES ('outbound', 'provider_rule', 'refused', $1, $2, $3,"
+        " CASE WHEN $4 THEN now() END)",
+        [
+            (
+                p.tenant_id,
+                p.connection_id,
+                json.dumps(
+                    {
+                        "connection_id": str(p.connection_id),
+                        "entity_type": p.entity_type,
+                        "entity_id": str(p.entity_id),
+                        "version": p.version,
+                        "attempts": 1,
+                    }
+                ).encode(),
+                redriven,
+            )
+            for p in pushes
+        ],
+    )
+
+
+async def _dead_letter_rows_read(conn: asyncpg.Connection) -> int:
+    """Rows of dead_letters this transaction has read so far, by any scan."""
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+            " FROM pg_stat_xact_user_tables WHERE relname = 'dead_letters'"
+        )
+    )
+
+
+async def test_not_parked_reads_only_the_records_own_parked_pushes(
+    pool: asyncpg.Pool, target: CreatedConnection
+) -> None:
+    """An echo that fell behind asks whether the target parked that version of the record:
+    with thousands of pushes parked on the connection, the answer reads that record's own
+    dead letters (migration 0024), not all of them (it read each one's payload)."""
+    refused, redriven, fine = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    others = [_push(target, uuid.uuid4(), 3) for _ in range(2000)]
+    async with pool.acquire() as conn, conn.transaction():
+        await _park(conn, [*others, _push(target, refused, 2)])
+        await _park(conn, [_push(target, redriven, 5)], redriven=True)
+        # A payload that is not a push's (an operator's row) is still written, and ignored.
+        await conn.execute(
+            "INSERT INTO dead_letters (stage, reason, tenant_id, connection_id, payload)"
+            " VALUES ('outbound', 'provider_rule', $1, $2, 'not json')",
+            target.tenant_id,
+            target.id,
+        )
+        await conn.execute("ANALYZE dead_letters")
+        before = await _dead_letter_rows_read(conn)
+        asked = [
+            _push(target, refused, 2),  # parked: not queued again
+            _push(target, refused, 3),  # newer than the parked one: queued
+            _push(target, redriven, 5),  # an operator redrove it: queued
+            _push(target, fine, 1),  # never parked
+        ]
+        left = await not_parked(conn, asked)
+        read = await _dead_letter_rows_read(conn) - before
+    assert left == asked[1:]
+    assert read <= 2, f"read {read} dead letters for one parked push"
