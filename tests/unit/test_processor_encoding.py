@@ -6,9 +6,10 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from crmsync.common.canonical import hash_of_state_json, state_hash, state_json
 from schemas.records import CanonicalRecord
 from services.processor.apply import meta_to_json, outbox_payload
-from services.processor.batch import _Ids, meta_json
+from services.processor.batch import _Ids, _Texts, meta_json
 from services.processor.decide import InboundChange
 from services.processor.merge import FieldMeta
 
@@ -61,3 +62,40 @@ def test_outbox_payload_is_a_canonical_record_as_json_text() -> None:
     assert record.origin_connection_id == change.connection_id
     assert record.committed_at.tzinfo is not None
     assert record.event_id not in (change_id, entity_id)
+
+
+def test_the_state_text_given_is_the_payloads_state() -> None:
+    change = InboundChange(
+        tenant_id=uuid.uuid4(),
+        connection_id=uuid.uuid4(),
+        dedup_key="ev-1",
+        entity_type="customer",
+        op="upsert",
+        external_id="C-1",
+        source_ts=T0,
+        data={},
+    )
+    state = {"name": 'Zoë "Café"', "address": {"city": "Sydney"}}
+    _, text = outbox_payload(
+        change, uuid.uuid4(), 1, state, deleted=False, state_text=state_json(state)
+    )
+    record = CanonicalRecord.model_validate_json(text)
+    assert record.state == state
+    assert (record.version, record.deleted) == (1, False)
+
+
+def test_a_batchs_record_link_and_event_carry_the_text_its_hash_was_taken_of() -> None:
+    """The set-based path encodes a new record's values once: the text hashed for the link
+    (decide's rule 5, compared with what outbound hashes) is the text written as the
+    record's data, the link's snapshot and the event's state."""
+    texts = _Texts()
+    values = {"name": "Acme", "email": "a@acme.test", "address": {"city": "Sydney"}}
+    text = texts.of(values)
+    assert hash_of_state_json(text) == state_hash(values)
+    assert json.loads(text) == values
+    assert texts.of(values) is text  # the same dict: not encoded again
+    equal = dict(values)
+    assert texts.of(equal) == text  # an equal dict is encoded on its own: the same text
+    texts.put(equal, "x")
+    assert texts.of(equal) == "x"  # by identity, as put
+    assert texts.of(values) is text
