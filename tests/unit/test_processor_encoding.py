@@ -6,6 +6,8 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from crmsync.common.canonical import hash_of_state_json, state_hash, state_json
 from schemas.records import CanonicalRecord
 from services.processor.apply import meta_to_json, outbox_payload
@@ -36,7 +38,9 @@ def test_ids_are_distinct_random_uuids_across_refills() -> None:
     assert {i.variant for i in ids} == {uuid.RFC_4122}
 
 
-def test_outbox_payload_is_a_canonical_record_as_json_text() -> None:
+# With the state's text given (the set-based path has it), it is spliced into the envelope.
+@pytest.mark.parametrize("given_text", [False, True], ids=["encoded", "state_text"])
+def test_outbox_payload_is_a_canonical_record_as_json_text(given_text: bool) -> None:
     change = InboundChange(
         tenant_id=uuid.uuid4(),
         connection_id=uuid.uuid4(),
@@ -48,8 +52,15 @@ def test_outbox_payload_is_a_canonical_record_as_json_text() -> None:
         data={},
     )
     entity_id = uuid.uuid4()
-    state = {"number": "INV-1", "total": {"amount_minor": 1999, "currency": "AUD"}}
-    change_id, text = outbox_payload(change, entity_id, 3, state, deleted=True)
+    state = {"number": 'INV "1" é', "total": {"amount_minor": 1999, "currency": "AUD"}}
+    change_id, text = outbox_payload(
+        change,
+        entity_id,
+        3,
+        state,
+        deleted=True,
+        state_text=state_json(state) if given_text else None,
+    )
     assert set(json.loads(text)) == set(CanonicalRecord.model_fields)
     record = CanonicalRecord.model_validate_json(text)
     assert record.change_id == change_id
@@ -62,26 +73,6 @@ def test_outbox_payload_is_a_canonical_record_as_json_text() -> None:
     assert record.origin_connection_id == change.connection_id
     assert record.committed_at.tzinfo is not None
     assert record.event_id not in (change_id, entity_id)
-
-
-def test_the_state_text_given_is_the_payloads_state() -> None:
-    change = InboundChange(
-        tenant_id=uuid.uuid4(),
-        connection_id=uuid.uuid4(),
-        dedup_key="ev-1",
-        entity_type="customer",
-        op="upsert",
-        external_id="C-1",
-        source_ts=T0,
-        data={},
-    )
-    state = {"name": 'Zoë "Café"', "address": {"city": "Sydney"}}
-    _, text = outbox_payload(
-        change, uuid.uuid4(), 1, state, deleted=False, state_text=state_json(state)
-    )
-    record = CanonicalRecord.model_validate_json(text)
-    assert record.state == state
-    assert (record.version, record.deleted) == (1, False)
 
 
 def test_a_batchs_record_link_and_event_carry_the_text_its_hash_was_taken_of() -> None:
