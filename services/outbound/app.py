@@ -20,7 +20,7 @@ from crmsync.application.notifier import Notifier, Thresholds
 from crmsync.application.sync.jobs import owner_id
 from crmsync.application.sync.runner import Observer, SyncRunner
 from crmsync.common.crypto import CryptoError, KeyRing
-from crmsync.common.db import create_pool, ping
+from crmsync.common.db import create_pool, keep_session, ping
 from crmsync.common.kafka import (
     check_topics,
     make_consumer,
@@ -46,22 +46,6 @@ TASKS = web.AppKey("tasks", list[asyncio.Task[None]])
 log = logging.getLogger(__name__)
 
 
-async def keep_session(conn: asyncpg.Connection) -> None:
-    """The pool's reset for outbound: nothing to send.
-
-    asyncpg's default reset sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL`` on every release: one more round trip per query, which profiling at 200
-    webhooks/s put at 23 % of outbound's CPU. Everything that uses this pool (the pusher and
-    queue here, ``connectors.runtime``'s Clients, ``crmsync.application.sync``'s runner, jobs and
-    schedule, ``crmsync.common.pushes``) leaves no session state behind: no session-level
-    advisory locks (only ``pg_advisory_xact_lock``, released at commit), no LISTEN, no SQL
-    cursors, no SET or set_config outside a transaction. asyncpg still rolls back a
-    transaction left open and drops listeners before calling this (``Connection._reset``).
-    tests/unit/test_outbound_session_state.py fails if one of those statements appears in
-    that code; code that needs session state must take its own connection, not this pool.
-    """
-
-
 def create_app(
     settings: OutboundSettings,
     *,
@@ -79,6 +63,8 @@ def create_app(
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         owned = pool is None
+        # No reset query on release: a round trip per pool query, 23 % of outbound's CPU
+        # at 200 webhooks/s (crmsync.common.db.keep_session says when that is safe).
         app[POOL] = pool or await create_pool(
             settings.database_url, max_size=settings.outbound_db_pool_size, reset=keep_session
         )

@@ -25,7 +25,7 @@ from connectors.egress import provider_session
 from connectors.runtime import Clients
 from crmsync.application.connection_runtime import stored_clients
 from crmsync.common.crypto import CryptoError, KeyRing
-from crmsync.common.db import create_pool, ping
+from crmsync.common.db import create_pool, keep_session, ping
 from crmsync.common.kafka import (
     RenewableProducer,
     check_topics,
@@ -117,9 +117,13 @@ class Runtime(mode.Service):  # type: ignore[misc]
 
     async def on_start(self) -> None:
         s = self.settings
+        # No reset query on release, a round trip per transaction: nothing the processor
+        # runs on this pool leaves session state, and the outbox relay unlistens its
+        # connection before giving it back (crmsync.common.db.keep_session).
         self.pool = await create_pool(
             s.database_url,
             max_size=s.processor_db_pool_size,
+            reset=keep_session,
         )
         self.http = provider_session(allow_private=s.allow_private_provider_urls)
         self.clients = stored_clients(self.pool, self.keyring, self.http)

@@ -406,10 +406,11 @@ def outbox_payload(
     change: InboundChange,
     entity_id: uuid.UUID,
     version: int,
-    state: dict[str, Any],
+    state: Mapping[str, Any],
     *,
     deleted: bool,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    state_text: str | None = None,
 ) -> tuple[uuid.UUID, str]:
     """A new change id and the ``records.changed`` value for this version of a record: a
     :class:`CanonicalRecord` as the JSON text the outbox stores and the relay publishes.
@@ -418,7 +419,7 @@ def outbox_payload(
     Validating the model and dumping it through Python dicts was a tenth of the processor's
     CPU per event in the bulk profile (py-spy on `bench/run --only processor`); even
     ``model_construct`` costs twice this. tests/unit/test_processor_encoding.py holds the
-    text to the model.
+    text to the model. ``state_text``: ``state`` as JSON already (the batch has it).
     """
     return record_payload(
         change.tenant_id,
@@ -429,6 +430,7 @@ def outbox_payload(
         origin=change.connection_id,
         deleted=deleted,
         new_id=new_id,
+        state_text=state_text,
     )
 
 
@@ -437,16 +439,21 @@ def record_payload(
     entity_type: str,
     entity_id: uuid.UUID,
     version: int,
-    state: dict[str, Any],
+    state: Mapping[str, Any],
     *,
     origin: uuid.UUID | None,
     deleted: bool = False,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    state_text: str | None = None,
 ) -> tuple[uuid.UUID, str]:
     """:func:`outbox_payload` for a change that no one change made (``origin``: the
-    connection it is not pushed to, if any)."""
+    connection it is not pushed to, if any). With ``state_text`` (``state`` as JSON, which
+    the set-based path has already) the state is not encoded again: it is put into the
+    envelope pydantic wrote, whose last byte is its closing brace. The envelope stays
+    pydantic's: UUIDs formatted in Python (five ``str(uuid)`` calls) cost more than the
+    whole dump (bench/README.md, "Eighth round")."""
     change_id = new_id()
-    payload = {
+    payload: dict[str, Any] = {
         "event_id": new_id(),
         "schema_version": CanonicalRecord.SCHEMA_VERSION,
         "tenant_id": tenant_id,
@@ -457,9 +464,12 @@ def record_payload(
         "origin_connection_id": origin,
         "change_id": change_id,
         "committed_at": datetime.now(UTC),
-        "state": state,
     }
-    return change_id, _PAYLOAD_JSON.dump_json(payload).decode()
+    if state_text is None:
+        payload["state"] = dict(state)
+        return change_id, _PAYLOAD_JSON.dump_json(payload).decode()
+    envelope = _PAYLOAD_JSON.dump_json(payload)
+    return change_id, f'{envelope[:-1].decode()},"state":{state_text}}}'
 
 
 def outbox_row(
@@ -468,11 +478,19 @@ def outbox_row(
     entry: OutboxEntry,
     *,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    state_text: str | None = None,
 ) -> tuple[Any, ...]:
     """The outbox row for a decided entry, as both paths insert it: change_id, tenant_id,
-    entity_type, entity_id, version, origin_connection_id, payload."""
+    entity_type, entity_id, version, origin_connection_id, payload (``state_text``: the
+    entry's values as JSON, if the caller has them)."""
     change_id, payload = outbox_payload(
-        change, entity_id, entry.version, dict(entry.values), deleted=entry.deleted, new_id=new_id
+        change,
+        entity_id,
+        entry.version,
+        entry.values,
+        deleted=entry.deleted,
+        new_id=new_id,
+        state_text=state_text,
     )
     return (
         change_id,

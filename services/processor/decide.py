@@ -347,11 +347,14 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
     policy: Policy,
     *,
     behind: Reference | None = None,
+    incoming_hash: str | None = None,
 ) -> Decision:
     """Apply the rules to one change: ``values`` are its validated canonical fields (empty
     for a delete), ``link`` the connection's link for its external id, ``record`` the
     record that link names or, with no link, the one matched on first contact, ``behind``
-    what an earlier change of the same record waits for, if one does.
+    what an earlier change of the same record waits for, if one does, ``incoming_hash``
+    ``state_hash(values)`` when the caller has it already (the batch encodes the values
+    once for the hash and its writes).
 
     Raises InvalidRecordError (a dead letter, reason ``schema_violation``) for an invoice
     whose merged totals disagree: such a record is never stored.
@@ -375,7 +378,8 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
     if change.op == "delete":
         return _delete(change, link, record)
 
-    incoming_hash = state_hash(values)
+    if incoming_hash is None:
+        incoming_hash = state_hash(values)
     if link is None or record is None:  # no link (the record, if any, was matched)
         seen = LinkWrite(values, incoming_hash, change.source_ts)
     else:

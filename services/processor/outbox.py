@@ -134,7 +134,15 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
         finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(OUTBOX_CHANNEL, self._notified)
-            # A dead connection goes back too: the pool replaces it.
-            await self.pool.release(listener)
+            unlistened = False
+            try:
+                # UNLISTEN: the pool does not reset a connection it takes back (keep_session).
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(OUTBOX_CHANNEL, self._notified)
+                    unlistened = True
+            finally:
+                if not unlistened:
+                    # It may still be listening: closed, the pool opens another in its place.
+                    listener.terminate()
+                # A dead connection goes back too: the pool replaces it.
+                await self.pool.release(listener)

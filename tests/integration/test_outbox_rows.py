@@ -16,6 +16,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber
 from prometheus_client import REGISTRY
 
 from crmsync.common.connections import CreatedConnection
+from crmsync.common.db import create_pool, keep_session
 from crmsync.common.kafka import RenewableProducer, make_consumer, make_producer
 from crmsync.common.supervise import TaskHealth, supervise
 from schemas.records import CanonicalRecord
@@ -182,3 +183,32 @@ async def test_the_relay_renews_a_producer_the_broker_refuses_as_out_of_order(
     finally:
         await producers.stop()
     assert len(await read(kafka_bootstrap, topic, 2)) == 2
+
+
+async def test_the_relay_gives_its_connection_back_not_listening(database_url: str) -> None:
+    """The processor's pool takes connections back as they are (keep_session: no
+    ``UNLISTEN *``), so the relay unlistens its own before releasing it; otherwise the next
+    borrower of that connection would be sent every commit's notification."""
+    pool = await create_pool(database_url, min_size=2, max_size=2, reset=keep_session)
+    relay = OutboxRelay(pool, producer=None)  # type: ignore[arg-type] # no rows: no Kafka
+    listening = asyncio.Event()
+    first_round = relay._update_lag
+
+    async def round_done() -> None:  # the first round runs after add_listener
+        await first_round()
+        listening.set()
+
+    relay._update_lag = round_done  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(listening.wait(), 30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    try:
+        async with pool.acquire() as one, pool.acquire() as two:
+            for conn in (one, two):
+                assert await conn.fetch("SELECT pg_listening_channels()") == []
+    finally:
+        await pool.close()
