@@ -41,6 +41,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "auth_kind": get_args(AuthKind),
     "update_precondition": ("none", "read", "version"),
 }
+# ApiSpec's bool fields, checked for the same reason: "yes" would read as true.
+_FLAGS = ("versions_ordered",)
 # The ``holds_back`` rules a sheet may name, each made for the provider's name; a rule of
 # a provider's own (Xero's, QuickBooks', Ascora's) is code.
 _HOLDS_BACK: dict[str, Callable[[str], Callable[[EntityType, Any], str | None]]] = {
@@ -74,6 +76,15 @@ def _holds_back(rule: Any, name: str | None, where: str) -> Callable[[EntityType
     return _HOLDS_BACK[rule](name)
 
 
+def _check_values(values: dict[str, Any], where: str) -> None:
+    for key in _FLAGS:
+        if key in values and not isinstance(values[key], bool):
+            raise ValueError(f"{where}.{key}: true or false")
+    for key, choices in _CHOICES.items():
+        if key in values and values[key] not in choices:
+            raise ValueError(f"{where}.{key}: {values[key]!r} is not one of {choices}")
+
+
 def _api(table: Any, code: dict[str, Any], where: str, name: str | None = None) -> ApiSpec:
     if not isinstance(table, dict):
         raise ValueError(f"{where}: a table")
@@ -90,9 +101,7 @@ def _api(table: Any, code: dict[str, Any], where: str, name: str | None = None) 
         values["own_fields"] = _own_fields(values["own_fields"], f"{where}.own_fields")
     if "holds_back" in values:
         values["holds_back"] = _holds_back(values["holds_back"], name, f"{where}.holds_back")
-    for key, choices in _CHOICES.items():
-        if key in values and values[key] not in choices:
-            raise ValueError(f"{where}.{key}: {values[key]!r} is not one of {choices}")
+    _check_values(values, where)
     try:
         if "rate_limit" in values:
             values["rate_limit"] = RateLimit(**values["rate_limit"])

@@ -265,6 +265,12 @@ class ApiSpec:
     # some milliseconds). "version": the same, and the write is made conditional on the
     # version read (QuickBooks SyncToken, MYOB RowVersion), which leaves no window.
     update_precondition: Literal["none", "read", "version"] = "none"
+    # The provider's record version (``RemoteRecord.version``) is a counter that rises with
+    # every write to the record (QuickBooks' SyncToken): the processor orders a record's
+    # states by it, a lower one is older whatever its timestamp (services.processor.decide,
+    # rule 1). False: none, or one opaque to us that a write is conditional on (MYOB's
+    # RowVersion).
+    versions_ordered: bool = False
     # Per kind, the canonical fields the provider sets by its own rules and no write of
     # ours sets (Stripe computes an invoice's totals and amount due, and a PaymentIntent's
     # status and payment time are its own: a payment succeeds there only by being charged).

@@ -53,3 +53,16 @@ class InternalChange(Event):
     connection_id: UUID
     received_at: AwareDatetime
     change: ChangeEvent
+    # Set by the processor's normalisation only, never by an internal service (ChangeEvent,
+    # the public shape, has no version): optional, so messages written before it still parse;
+    # left out when None, so a message without one is byte for byte as before and a
+    # processor that does not know the field yet (a rolling deploy: extra fields are
+    # refused) still reads every message but those that carry a version.
+    record_version: str | None = Field(
+        None,
+        max_length=200,
+        exclude_if=lambda v: v is None,
+        description="The provider's version of the record in this state (QuickBooks' "
+        "SyncToken), where it has one. A provider that declares its versions ordered "
+        "(ApiSpec.versions_ordered) has a state below the newest heard taken as stale.",
+    )

@@ -291,14 +291,14 @@ async def connection_exists(
 async def connection_owners(
     conn: Conn | asyncpg.Pool, connection_ids: Sequence[uuid.UUID]
 ) -> list[asyncpg.Record]:
-    """(id, tenant_id, settings, paused_in) of each of these connections that exists,
+    """(id, tenant_id, provider, settings, paused_in) of each of these connections that exists,
     whoever's it is: the processor compares each owner with the tenant its change names, so
     a change naming another tenant's connection is refused rather than silently not found.
     ``paused_in``: an inbound pause or freeze window of it or its tenant is in force (the
     processor parks its changes until it ends)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
-        SELECT c.id, c.tenant_id, c.settings,
+        SELECT c.id, c.tenant_id, c.provider, c.settings,
                EXISTS (SELECT 1 FROM pauses p
                         WHERE p.tenant_id = c.tenant_id AND p.inbound
                           AND (p.connection_id IS NULL OR p.connection_id = c.id)

@@ -561,7 +561,7 @@ async def apply_change(
     row = await conn.fetchrow(
         """
         SELECT entity_id, last_seen_snapshot, last_pushed_hash, last_pushed_version,
-               remote_updated_at, pushed_updated_at, pushes
+               remote_updated_at, pushed_updated_at, pushes, remote_version
           FROM entity_links
          WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
            FOR UPDATE
@@ -580,6 +580,7 @@ async def apply_change(
             row["remote_updated_at"],
             row["pushed_updated_at"],
             link_pushes(row["pushes"]),
+            row["remote_version"],
         )
         record = await _record(conn, change, table, link.entity_id)
         if record is None:
@@ -693,27 +694,34 @@ async def _write(
 async def _save_link(
     conn: Conn, change: InboundChange, entity_id: uuid.UUID, seen: LinkWrite
 ) -> None:
-    if seen.snapshot is None:  # a delete: only the newest timestamp heard moves
+    # remote_version: the change's, when decide() stores one (a provider whose versions are
+    # ordered, not below the link's), else the link's own.
+    if seen.snapshot is None:  # a delete: only the newest timestamp (and version) heard move
         await conn.execute(
             """
-            UPDATE entity_links SET remote_updated_at = $4, updated_at = now()
+            UPDATE entity_links SET remote_updated_at = $4,
+                                    remote_version = coalesce($5, remote_version),
+                                    updated_at = now()
              WHERE connection_id = $1 AND entity_type = $2 AND external_id = $3
             """,
             change.connection_id,
             change.entity_type,
             change.external_id,
             seen.remote_updated_at,
+            seen.remote_version,
         )
         return
     await conn.execute(
         """
         INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
-                                  last_seen_hash, last_seen_snapshot, remote_updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                  last_seen_hash, last_seen_snapshot, remote_updated_at,
+                                  remote_version)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         ON CONFLICT (connection_id, entity_type, external_id) DO UPDATE
            SET last_seen_hash = EXCLUDED.last_seen_hash,
                last_seen_snapshot = EXCLUDED.last_seen_snapshot,
                remote_updated_at = EXCLUDED.remote_updated_at,
+               remote_version = coalesce(EXCLUDED.remote_version, entity_links.remote_version),
                updated_at = now()
         """,
         change.tenant_id,
@@ -724,6 +732,7 @@ async def _save_link(
         seen.seen_hash,
         dict(seen.snapshot),
         seen.remote_updated_at,
+        seen.remote_version,
     )
 
 

@@ -174,6 +174,7 @@ _LINK_UPSERT = """
        SET last_seen_hash = coalesce(EXCLUDED.last_seen_hash, entity_links.last_seen_hash),
            last_seen_snapshot = EXCLUDED.last_seen_snapshot,
            remote_updated_at = EXCLUDED.remote_updated_at,
+           remote_version = coalesce(EXCLUDED.remote_version, entity_links.remote_version),
            updated_at = now()
 """
 
@@ -243,7 +244,7 @@ class _Batch:
             """
             SELECT l.connection_id, l.entity_type, l.external_id, l.entity_id, l.tenant_id,
                    l.last_seen_snapshot, l.last_pushed_hash, l.remote_updated_at,
-                   l.last_pushed_version, l.pushed_updated_at, l.pushes
+                   l.last_pushed_version, l.pushed_updated_at, l.pushes, l.remote_version
               FROM entity_links l
               JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(c, t, x)
                 ON l.connection_id = k.c AND l.entity_type = k.t AND l.external_id = k.x
@@ -264,6 +265,7 @@ class _Batch:
                     r["remote_updated_at"],
                     r["pushed_updated_at"],
                     link_pushes(r["pushes"]),
+                    r["remote_version"],
                 ),
             )
             self.linked.add((r["connection_id"], r["entity_type"], r["entity_id"]))
@@ -574,7 +576,14 @@ class _Batch:
     ) -> None:
         entry = self.links.get(key)
         if entry is None:  # a new link: no push yet, and only upserts make one
-            view = Link(entity_id, seen.snapshot, None, None, seen.remote_updated_at)
+            view = Link(
+                entity_id,
+                seen.snapshot,
+                None,
+                None,
+                seen.remote_updated_at,
+                remote_version=seen.remote_version,
+            )
             self.links[key] = _Link(
                 change.tenant_id, view, seen.seen_hash, exists=False, dirty=True
             )
@@ -589,6 +598,7 @@ class _Batch:
             seen.remote_updated_at,
             old.pushed_updated_at,
             old.pushes,
+            seen.remote_version if seen.remote_version is not None else old.remote_version,
         )
         if seen.seen_hash is not None:
             entry.seen_hash = seen.seen_hash
@@ -692,11 +702,11 @@ class _Batch:
                 """
                 INSERT INTO entity_links (tenant_id, connection_id, entity_type, external_id,
                                           entity_id, last_seen_hash, last_seen_snapshot,
-                                          remote_updated_at)
-                SELECT u.t, u.c, u.e, u.x, u.i, u.h, u.s::jsonb, u.r
+                                          remote_updated_at, remote_version)
+                SELECT u.t, u.c, u.e, u.x, u.i, u.h, u.s::jsonb, u.r, u.v
                   FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
-                              $6::text[], $7::text[], $8::timestamptz[])
-                       AS u(t, c, e, x, i, h, s, r)
+                              $6::text[], $7::text[], $8::timestamptz[], $9::text[])
+                       AS u(t, c, e, x, i, h, s, r, v)
                 """  # noqa: S608 - the suffix is one of two constants
                 + conflict,
                 [link.tenant_id for _, link in links],
@@ -707,6 +717,7 @@ class _Batch:
                 [link.seen_hash for _, link in links],
                 [self._snapshot_json(link.view) for _, link in links],
                 [link.view.remote_updated_at for _, link in links],
+                [link.view.remote_version for _, link in links],
             )
 
 

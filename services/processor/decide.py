@@ -21,7 +21,9 @@ rule  when                                                         outcome   wri
       resolution), or any change of a record an earlier change of            waits, parked
       which waits (per-record order)                                         (invariant 10)
 1     the link has heard a newer version from this source          stale     nothing
-      (``source_ts`` < the link's ``remote_updated_at``)
+      (``source_ts`` < the link's ``remote_updated_at``, or, from
+      a provider whose versions are ordered, ``version`` < the
+      link's ``remote_version``: QuickBooks' SyncToken)
 2     delete, and this connection never told us of the record      no_op     nothing
 3     delete of a record already deleted                           no_op     link's newest seen
 4     delete                                                       applied   tombstone, version
@@ -35,7 +37,8 @@ rule  when                                                         outcome   wri
       no later than the answer to the write that replaced it: the            and hash stay
       provider's read of that write, reaching us after a later               (``earlier_push``)
       one in the same second (a user's revert to it, made after
-      that write, is stamped later: the merge's)
+      that write, is stamped later: the merge's), unless its
+      ordered version is above our last write's: a user's write
 6     upsert reaching a deleted record (deleted stays deleted)     stale     link
 6a    upsert whose invoice ``status`` lags behind the record's    no_op     link
       (draft < open/overdue < paid/void, from a source that had
@@ -56,6 +59,10 @@ rule  when                                                         outcome   wri
 10    nothing changed                                              no_op     provenance if it
                                                                              moved, link
 ====  ===========================================================  ========  ====================
+
+A link written by a change of a provider whose versions are ordered also stores the
+change's version (rule 1 left only versions not below the link's): what the next is
+ordered by.
 
 An outbox row is written only by rules 4, 7 and 8: nothing changed, nothing emitted, which
 is what ends echo loops (invariant 5). Beyond one change: a payment that rules 4, 7 or 8
@@ -137,6 +144,12 @@ class InboundChange:
     # Reference field -> the source's id of the referenced record. Resolution moves each
     # one it finds linked into ``data``; what is left names records not linked yet.
     refs: dict[str, str] = field(default_factory=dict)
+    # The provider's version of the record in this state (QuickBooks' SyncToken), where
+    # it has one and the message carried it (messages before issue 17's did not).
+    version: str | None = None
+    # Its provider declares its versions a counter that rises with every write
+    # (``ApiSpec.versions_ordered``): a lower one is an older state, whatever its stamp.
+    versions_ordered: bool = False
 
     @property
     def record_key(self) -> tuple[uuid.UUID, str, str]:
@@ -181,6 +194,9 @@ class Link:
     # 5): what a read-back of an earlier write, reaching us after a later one, is
     # recognised by (rule 5a). Empty: none recorded (an older link).
     pushes: tuple[Pushed, ...] = ()
+    # The provider's version of the record the link last heard: our last write's answer
+    # (outbound stores it) or an inbound change's at a version not below it. None: none.
+    remote_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +216,7 @@ class LinkWrite:
     snapshot: Mapping[str, Any] | None  # None: keep the link's (a delete tells no fields)
     seen_hash: str | None  # None: keep the link's
     remote_updated_at: datetime  # the newest source timestamp heard, this change's included
+    remote_version: str | None = None  # the provider's version to store; None: keep the link's
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +305,34 @@ def _our_write_in_progress(
     return False
 
 
+def _counter(version: str | None) -> int | None:
+    """A version as the counter it is (QuickBooks' SyncToken: "0", "1", ... as text, so
+    "10" must not sort before "9"), or None when it is none."""
+    if version is None or not version.isdecimal():
+        return None
+    return int(version)
+
+
+def _version_order(change: InboundChange, link: Link) -> int | None:
+    """How the change's version compares with the link's (-1, 0, 1), or None when they
+    cannot be ordered: its provider does not declare them ordered, or either is missing
+    (a message or link older than issue 17's) or no counter."""
+    if not change.versions_ordered:
+        return None
+    mine, known = _counter(change.version), _counter(link.remote_version)
+    if mine is None or known is None:
+        return None
+    return (mine > known) - (mine < known)
+
+
+def _version_to_store(change: InboundChange) -> str | None:
+    """The change's version for the link, when it orders anything (rule 1 has already
+    turned away one below the link's)."""
+    return (
+        change.version if _counter(change.version) is not None and change.versions_ordered else None
+    )
+
+
 def _our_write(change: InboundChange, link: Link) -> bool:
     """Is this state, which holds what we last pushed, that write of ours reported back?
 
@@ -369,10 +414,9 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
         return Decision(Outcome.WAITING, Rule.MISSING_REFERENCE, waits_for=missing)
     if behind is not None:
         return Decision(Outcome.WAITING, Rule.BEHIND_WAITING, waits_for=behind)
-    if (
-        link is not None
-        and link.remote_updated_at is not None
-        and change.source_ts < link.remote_updated_at
+    if link is not None and (
+        (link.remote_updated_at is not None and change.source_ts < link.remote_updated_at)
+        or _version_order(change, link) == -1
     ):
         return Decision(Outcome.STALE, Rule.OLDER_THAN_SEEN, link.entity_id)
     if change.op == "delete":
@@ -381,12 +425,13 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
     if incoming_hash is None:
         incoming_hash = state_hash(values)
     if link is None or record is None:  # no link (the record, if any, was matched)
-        seen = LinkWrite(values, incoming_hash, change.source_ts)
+        seen = LinkWrite(values, incoming_hash, change.source_ts, _version_to_store(change))
     else:
         seen = LinkWrite(
             {**(link.snapshot or {}), **values},
             incoming_hash,
             _newest(link.remote_updated_at, change.source_ts),
+            _version_to_store(change),
         )
         if link.last_pushed_hash == incoming_hash and _our_write(change, link):
             pushed = link.last_pushed_version
@@ -398,7 +443,11 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
                 link=seen,
                 push_again=record.version if fell_behind else None,
             )
-        if _our_earlier_write(incoming_hash, change.source_ts, link):
+        # Above our last write's version (the link's, or a later one heard), it is a
+        # user's write after ours, whatever its stamp: a whole-second clock cannot tell.
+        if _version_order(change, link) != 1 and _our_earlier_write(
+            incoming_hash, change.source_ts, link
+        ):
             # Older than what the link holds (our later write): its snapshot and hash stay.
             touched = LinkWrite(None, None, seen.remote_updated_at)
             return Decision(Outcome.ECHO, Rule.EARLIER_PUSH, link.entity_id, link=touched)
@@ -462,7 +511,12 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
 def _delete(change: InboundChange, link: Link | None, record: Record | None) -> Decision:
     if link is None or record is None:
         return Decision(Outcome.NOOP, Rule.DELETE_UNSEEN)  # nothing of ours to delete
-    touched = LinkWrite(None, None, _newest(link.remote_updated_at, change.source_ts))
+    touched = LinkWrite(
+        None,
+        None,
+        _newest(link.remote_updated_at, change.source_ts),
+        _version_to_store(change),
+    )
     if record.deleted:
         return Decision(Outcome.NOOP, Rule.ALREADY_DELETED, link.entity_id, link=touched)
     return Decision(

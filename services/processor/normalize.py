@@ -264,6 +264,7 @@ class Normalizer:
                 data=data,
                 refs=refs,
             ),
+            record_version=record.version if record is not None else None,
         )
         return Output(
             topics.normalized_key(info.id, item.entity_type, item.external_id),

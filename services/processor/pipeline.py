@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from connectors.registry import PROVIDERS, connector
 from connectors.spec import REFERENCE_FIELDS
 from crmsync.common.accounting import record_inbound_skips
 from crmsync.common.connections import connection_owners
@@ -96,8 +97,22 @@ def parse_internal(source: Source) -> Parsed:
             data=dict(c.data),
             received_at=event.received_at,
             refs={str(k): v for k, v in c.refs.items()},
+            version=event.record_version,
         ),
     )
+
+
+# The providers whose record versions are a counter that rises with every write
+# (ApiSpec.versions_ordered, from each connector.toml): a change from one of their
+# connections is ordered by its version too (services.processor.decide, rule 1). The
+# generic provider's connections have no version, the internal service's none either.
+VERSIONS_ORDERED = frozenset(
+    p
+    for p in PROVIDERS
+    if p not in ("generic", "internal")
+    and (api := connector(p).api) is not None
+    and api.versions_ordered
+)
 
 
 # Topics whose records are InternalChange events (internal services, normalised providers).
@@ -416,11 +431,13 @@ class Processor:
     ) -> tuple[dict[uuid.UUID, dict[str, Any]], list[Parsed]]:
         """The settings of the connections the changes name, and the changes with those
         that name a connection of another tenant marked: such a change is refused like
-        a foreign reference (invariant 11), and logs nothing under either tenant."""
+        a foreign reference (invariant 11), and logs nothing under either tenant. A change
+        of a connection whose provider orders its versions is marked so (rule 1)."""
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await connection_owners(conn, ids)
         owner = {r["id"]: r["tenant_id"] for r in rows}
         paused = {r["id"] for r in rows if r["paused_in"]}
+        ordered = {r["id"] for r in rows if r["provider"] in VERSIONS_ORDERED}
         checked = []
         for item in parsed:
             change = item.change
@@ -433,6 +450,9 @@ class Processor:
                     )
                 elif change.connection_id in paused:
                     item = replace(item, paused=True)  # noqa: PLW2901 - the item, checked
+                if change.connection_id in ordered and item.change is not None:
+                    ordered_change = replace(item.change, versions_ordered=True)
+                    item = replace(item, change=ordered_change)  # noqa: PLW2901 - the item, checked
             checked.append(item)
         return {r["id"]: r["settings"] for r in rows}, checked
 

@@ -8,7 +8,10 @@ it is not what we pushed last: it was taken for a QuickBooks user's edit newer t
 origin's, and the old value was pushed everywhere (the convergence runner's seed 1 c46
 and seed 2 p14, README "The lost edit left"). The link remembers its last few pushes;
 a state equal to one of them, stamped no later than the write that replaced it, is that
-write of ours read back.
+write of ours read back. Since the read-back carries QuickBooks' SyncToken (a counter
+every write raises), a state at a lower SyncToken than the link heard is simply older
+(stale), and one at a higher SyncToken than our last write is a user's write, however
+its stamp reads (rule 5a's ambiguous case: a revert in the second of our last write).
 
 Real PostgreSQL and Kafka, the QuickBooks simulator (its clock held in one second) behind
 the real QuickBooks client and the outbound pusher; the read-back goes to the processor
@@ -18,6 +21,7 @@ as a hydrated webhook does, a ``changes.normalized`` message, through both apply
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,14 +113,81 @@ async def outbox(env: Env) -> int:
     )
 
 
+async def two_pushes_in_one_second(env: Env) -> RemoteRecord:
+    """Our first and second writes of the customer, in one QuickBooks second; returns
+    QuickBooks' read of the first, made before the second landed."""
+    await env.publish(1, CUSTOMER)
+    assert await env.push() == 1
+    first = read_back(env)
+    await env.publish(2, {**CUSTOMER, "phone": SECOND_PHONE})
+    assert await env.push() == 1
+    assert env.at_quickbooks()["phone"] == SECOND_PHONE
+    assert first.updated_at == read_back(env).updated_at
+    return first
+
+
+async def link_version(env: Env) -> str | None:
+    version: str | None = await env.pool.fetchval(
+        "SELECT remote_version FROM entity_links WHERE connection_id = $1", env.target
+    )
+    return version
+
+
+@pytest.mark.parametrize("set_based", [True, False], ids=["set_based", "one_by_one"])
+async def test_a_read_back_of_our_earlier_push_at_its_lower_sync_token_is_stale(
+    env: Env, set_based: bool
+) -> None:
+    first = await two_pushes_in_one_second(env)
+    assert (first.version, await link_version(env)) == ("0", "1")  # our writes' answers
+    emitted = await outbox(env)
+
+    applied = await deliver(env, first, set_based=set_based)
+    assert applied.outcome == Outcome.STALE
+    assert (await env.here())["phone"] == SECOND_PHONE
+    assert await outbox(env) == emitted
+    assert await env.push() == 0
+    assert await link_version(env) == "1"
+    # QuickBooks' read-back of the second write, at its own SyncToken: our echo.
+    assert (await deliver(env, read_back(env), set_based=set_based)).outcome == Outcome.ECHO
+    assert await outbox(env) == emitted
+
+
+@pytest.mark.parametrize("set_based", [True, False], ids=["set_based", "one_by_one"])
+async def test_a_users_write_in_our_last_writes_second_at_a_higher_sync_token_applies(
+    env: Env, set_based: bool
+) -> None:
+    """A QuickBooks user sets the phone back to our first write's, in the same second as
+    our second write: the same values and stamp as that first write's read-back, which
+    rule 5a alone took for our echo (the edit was lost). Its SyncToken, above our last
+    write's, says it came after."""
+    await two_pushes_in_one_second(env)
+    [customer] = env.qb.sim.live("customer")
+    env.qb.sim.update(
+        "customer",
+        customer["Id"],
+        {"PrimaryPhone": {"FreeFormNumber": CUSTOMER["phone"]}, "sparse": True},
+    )
+    revert = read_back(env)
+    assert revert.version == "2"
+    emitted = await outbox(env)
+
+    applied = await deliver(env, revert, set_based=set_based)
+    assert applied.outcome == Outcome.APPLIED
+    assert (await env.here())["phone"] == CUSTOMER["phone"]
+    assert await outbox(env) == emitted + 1
+    assert await link_version(env) == "2"  # the newest SyncToken heard, for the next
+
+
 @pytest.mark.parametrize("set_based", [True, False], ids=["set_based", "one_by_one"])
 async def test_a_read_back_of_our_earlier_push_after_a_later_one_is_our_echo(
     env: Env, set_based: bool
 ) -> None:
+    """The same read-back in a message that carries no SyncToken (one written before the
+    field): rule 5a, by the stamps of our writes."""
     await env.publish(1, CUSTOMER)
     assert await env.push() == 1
     # QuickBooks' webhook for that write is hydrated now, before the next write lands...
-    first = read_back(env)
+    first = dataclasses.replace(read_back(env), version=None)
     await env.publish(2, {**CUSTOMER, "phone": SECOND_PHONE})
     assert await env.push() == 1
     assert env.at_quickbooks()["phone"] == SECOND_PHONE

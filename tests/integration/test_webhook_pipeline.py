@@ -221,6 +221,45 @@ async def test_the_same_webhook_three_times_is_one_change(pool: asyncpg.Pool) ->
     assert await pool.fetchval("SELECT count(*) FROM customers") == 1
 
 
+async def test_a_hydrated_quickbooks_state_is_ordered_by_its_sync_token(
+    pool: asyncpg.Pool,
+) -> None:
+    """The hydration's SyncToken travels with the normalised change to the link; a later
+    notification hydrated at a lower SyncToken (a read from a replica behind, stamped in
+    the same second) is an older state: stale, whatever its values (issue 17)."""
+    fixture = load(FIXTURES / "quickbooks" / "classic_customer_vendor_create.json")
+    body = fixture["body"]
+    connection = await connect(pool, "quickbooks", settings_for("quickbooks", body))
+    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    objects = json.loads(json.dumps(fixture["api_objects"]))
+    customer = objects["customer"]["1"]["Customer"]
+    customer["SyncToken"] = "10"
+    normalizer = Normalizer(pool, FixtureClients(FixtureClient("quickbooks", objects)))  # type: ignore[arg-type]
+    await run_pipeline(
+        pool, normalizer, [envelope(connection, tenant, "quickbooks", json.dumps(body).encode(), 1)]
+    )
+    link = "SELECT remote_version FROM entity_links WHERE connection_id = $1"
+    assert await pool.fetchval(link, connection) == "10"
+    phone = customer["PrimaryPhone"]["FreeFormNumber"]
+
+    customer["SyncToken"] = "9"  # a counter: "9" is below "10", though not as text
+    customer["PrimaryPhone"] = {"FreeFormNumber": "(650) 555-0000"}
+    body["eventNotifications"][0]["dataChangeEvent"]["entities"][0]["operation"] = "Update"
+    [applied] = await run_pipeline(
+        pool, normalizer, [envelope(connection, tenant, "quickbooks", json.dumps(body).encode(), 2)]
+    )
+    assert applied.outcome == "stale"
+    assert (
+        await pool.fetchval(
+            "SELECT c.data->>'phone' FROM customers c JOIN entity_links l"
+            " ON l.entity_id = c.id WHERE l.connection_id = $1",
+            connection,
+        )
+        == phone
+    )
+    assert await pool.fetchval(link, connection) == "10"
+
+
 @pytest.mark.parametrize(
     "settings",
     [

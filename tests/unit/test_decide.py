@@ -7,6 +7,7 @@ outcomes around these decisions.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -249,6 +250,99 @@ def test_a_revert_made_between_two_of_our_writes_is_an_edit() -> None:
     assert d.state.values == {"phone": "1", "email": "e"}
 
 
+# -- rule 1 by the provider's version (QuickBooks' SyncToken, issue 17) ------------------
+
+
+def versioned(ts: datetime, version: str, *, ordered: bool = True) -> InboundChange:
+    """An upsert carrying the provider's version of the record; ``ordered``: its provider
+    declares its versions a counter that rises with every write (connector.toml)."""
+    return InboundChange(
+        TENANT, A, "evt", "customer", "upsert", "x-1", ts, {}, version=version,
+        versions_ordered=ordered,
+    )  # fmt: skip
+
+
+def at_version(ours: Link, version: str) -> Link:
+    return replace(ours, remote_version=version)
+
+
+def test_a_state_at_a_lower_version_than_the_link_heard_is_stale() -> None:
+    # Stamped as the link's newest (a whole-second clock), but an earlier version: older.
+    ours = at_version(link(snapshot={"phone": "2"}, seen=at(1)), "3")
+    current = record({"phone": "2"})
+    d = decide(versioned(at(1), "2"), {"phone": "1"}, ours, current, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox, d.link) == (
+        Outcome.STALE,
+        Rule.OLDER_THAN_SEEN,
+        None,
+        None,
+        None,
+    )
+
+
+def test_versions_a_provider_does_not_declare_ordered_order_nothing() -> None:
+    ours = at_version(link(snapshot={"phone": "2"}, seen=at(1)), "3")
+    change_ = versioned(at(1), "2", ordered=False)
+    d = decide(change_, {"phone": "1"}, ours, record({"phone": "2"}), NEWEST)
+    assert (d.outcome, d.rule) == (Outcome.APPLIED, Rule.UPDATE)
+    assert d.link is not None
+    assert d.link.remote_version is None  # not stored either: it says nothing of order
+
+
+def test_a_state_at_a_version_not_below_the_links_stores_it() -> None:
+    ours = at_version(link(snapshot={"phone": "2"}, seen=at(1)), "3")
+    for version, phone in (("3", "2"), ("4", "5"), ("10", "6")):  # 10 > 9: numbers, not text
+        d = decide(
+            versioned(at(1), version), {"phone": phone}, ours, record({"phone": "2"}), NEWEST
+        )
+        assert d.outcome is not Outcome.STALE
+        assert d.link is not None
+        assert d.link.remote_version == version
+    # A link that knows no version yet (made before inbound carried it) takes the first.
+    d = decide(versioned(at(1), "0"), {"phone": "7"}, link(seen=at(1)), record({}), NEWEST)
+    assert d.link is not None
+    assert d.link.remote_version == "0"
+
+
+def test_a_version_that_is_no_counter_orders_nothing() -> None:
+    ours = at_version(link(snapshot={"phone": "2"}, seen=at(1)), "3")
+    d = decide(versioned(at(1), "abc"), {"phone": "1"}, ours, record({"phone": "2"}), NEWEST)
+    assert (d.outcome, d.rule) == (Outcome.APPLIED, Rule.UPDATE)
+
+
+def test_the_read_back_of_an_earlier_push_at_its_lower_version_is_stale() -> None:
+    # Our writes answered at SyncToken 0 and 1 (the link keeps the last); the first's
+    # read-back carries 0.
+    first, ours, current = after_two_writes_in_one_second()
+    d = decide(versioned(at(1), "0"), first, at_version(ours, "1"), current, NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox) == (
+        Outcome.STALE,
+        Rule.OLDER_THAN_SEEN,
+        None,
+        None,
+    )
+
+
+def test_a_users_revert_in_our_last_writes_second_at_a_higher_version_applies() -> None:
+    # Rule 5a's ambiguous case: the same values as our first write, stamped in the second
+    # of our last write, but at SyncToken 2, above our last write's 1: a user's write
+    # after ours, which the timestamp alone took for our echo.
+    first, ours, current = after_two_writes_in_one_second()
+    d = decide(versioned(at(1), "2"), first, at_version(ours, "1"), current, NEWEST)
+    assert (d.outcome, d.rule, d.version) == (Outcome.APPLIED, Rule.UPDATE, 3)
+    assert d.state is not None
+    assert d.state.values["phone"] == "1"
+    assert d.link is not None
+    assert d.link.remote_version == "2"
+
+
+def test_our_last_write_read_back_at_its_own_version_is_an_echo() -> None:
+    _, ours, current = after_two_writes_in_one_second()
+    second = {"name": "Jo", "phone": "2"}
+    d = decide(versioned(at(1), "1"), second, at_version(ours, "1"), current, NEWEST)
+    assert (d.outcome, d.rule, d.outbox) == (Outcome.ECHO, Rule.ECHO, None)
+
+
 def test_an_update_of_a_deleted_record_does_not_revive_it() -> None:
     gone = record({"name": "Jo"}, deleted=True, version=2)
     d = decide(change(at(2)), {"name": "Back"}, link(seen=at(1)), gone, NEWEST)
@@ -331,6 +425,8 @@ FIELDS = st.sampled_from(["name", "email", "phone"])
 VALUES = st.dictionaries(FIELDS, st.sampled_from(["a", "b", "c"]), max_size=3)
 MINUTES = st.integers(min_value=0, max_value=5)
 SOURCES = st.sampled_from([A, B])
+# QuickBooks' SyncTokens are decimal counters; "x" is a version that is no counter.
+VERSIONS = st.integers(min_value=0, max_value=12).map(str) | st.just("x")
 POLICIES = st.sampled_from([NEWEST, MANUAL, Policy("source_priority", (str(B), str(A)))])
 
 
@@ -352,6 +448,7 @@ def situations(
     """A change, its values, and a link and record as they may stand."""
     op = draw(ops)
     c = change(at(draw(MINUTES)), op=op, source=draw(SOURCES))
+    c = replace(c, version=draw(st.none() | VERSIONS), versions_ordered=draw(st.booleans()))
     values = draw(VALUES) if op == "upsert" else {}
     current = draw(st.none() | records())
     linked = None
@@ -367,6 +464,7 @@ def situations(
             draw(st.none() | MINUTES.map(at)),
             draw(st.none() | MINUTES.map(at)),
             pushes,
+            draw(st.none() | VERSIONS),
         )
     return c, values, linked, current
 
@@ -398,6 +496,7 @@ def applied(
         d.link.remote_updated_at,
         old.pushed_updated_at,
         old.pushes,
+        d.link.remote_version if d.link.remote_version is not None else old.remote_version,
     )
     return new_link, after
 
@@ -459,6 +558,44 @@ def test_a_state_of_ours_stamped_after_our_last_write_is_never_an_echo(
     linked = Link(ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours)
     current = record(states[-1], source=B, ts=at(0), version=len(states))
     assert decide(change(ts), states[i], linked, current, policy).outcome is not Outcome.ECHO
+
+
+@given(situations(), POLICIES, st.integers(min_value=1, max_value=5))
+def test_a_state_below_the_links_version_is_stale_when_versions_are_ordered(
+    s: Situation, policy: Policy, below: int
+) -> None:
+    c, values, linked, current = s
+    if linked is None:
+        return
+    linked = replace(linked, remote_version=str(below + 3))
+    c = replace(c, version=str(3), versions_ordered=True)
+    d = decide(c, values, linked, current, policy)
+    if d.outcome is not Outcome.WAITING:
+        assert (d.outcome, d.rule) == (Outcome.STALE, Rule.OLDER_THAN_SEEN)
+        assert (d.write, d.outbox, d.link, d.push_again) == (None, None, None, None)
+
+
+@given(STATES, st.data(), POLICIES)
+def test_a_state_of_ours_at_a_version_above_our_last_write_is_never_an_earlier_push(
+    states: list[dict[str, Any]], data: st.DataObject, policy: Policy
+) -> None:
+    # The read-back case of the property above (stamped up to the write that replaced
+    # it), but at a version above our last write's: a user's write after ours.
+    ours = writes(*((values, at(2 * i)) for i, values in enumerate(states)))
+    i = data.draw(st.integers(0, len(states) - 2))
+    ts = at(2 * i) + timedelta(seconds=data.draw(st.integers(0, 120)))
+    last_version = data.draw(st.integers(0, 10))
+    last = ours[-1]
+    linked = Link(
+        ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours,
+        str(last_version),
+    )  # fmt: skip
+    current = record(states[-1], source=B, ts=at(0), version=len(states))
+    above = str(last_version + data.draw(st.integers(1, 5)))
+    c = replace(change(ts), version=above, versions_ordered=True)
+    d = decide(c, states[i], linked, current, policy)
+    assert d.rule is not Rule.EARLIER_PUSH
+    assert d.outcome is not Outcome.ECHO or states[i] == states[-1]
 
 
 @given(situations(), POLICIES)

@@ -125,6 +125,7 @@ def change_message(
             data={} if record.deleted else dict(record.data),
             refs={} if record.deleted else dict(record.refs),
         ),
+        record_version=record.version,
     )
     return change.model_dump_json().encode()
 

@@ -13,6 +13,7 @@ import pytest
 from connectors import registry
 from connectors.base import NoWebhooksScheme
 from connectors.declared import declared_connector, parse_connector
+from connectors.registry import PROVIDERS, connector
 from connectors.spec import ApiSpec, RateLimit
 
 ROOT = Path(__file__).parents[3]
@@ -123,6 +124,7 @@ def test_code_may_give_what_it_computes_but_not_what_the_sheet_says() -> None:
         (SHEET + 'holds_back = "drafts"\n', {}, r"api\.holds_back: 'drafts' is not one of"),
         (SHEET + 'holds_back = "pending_payments"\n', {}, r"holds_back: .*the sheet's name"),
         ("name = 1\n" + SHEET, {}, "name: the provider's name, a string"),
+        (SHEET + 'versions_ordered = "yes"\n', {}, r"api\.versions_ordered: true or false"),
     ],
     ids=[
         "no-slug",
@@ -140,6 +142,7 @@ def test_code_may_give_what_it_computes_but_not_what_the_sheet_says() -> None:
         "unknown-holds-back",
         "holds-back-without-name",
         "name-not-text",
+        "versions-ordered-not-bool",
     ],
 )
 def test_a_sheet_that_cannot_mean_a_connector_is_refused_naming_the_field(
@@ -185,3 +188,11 @@ def test_paypal_declares_its_customers_listed_partly() -> None:
     api = registry.connector("paypal").api
     assert api is not None
     assert api.listed_partly == ("customer",)
+
+
+def test_quickbooks_declares_its_versions_ordered_and_no_other_provider_does() -> None:
+    # SyncToken rises with every write (connectors/quickbooks/connector.toml); MYOB's
+    # RowVersion is opaque to us, and no other provider's version orders anything.
+    fixed = [connector(p) for p in PROVIDERS if p not in ("generic", "internal")]
+    ordered = {c.slug for c in fixed if c.api is not None and c.api.versions_ordered}
+    assert ordered == {"quickbooks"}
