@@ -42,8 +42,13 @@ rule  when                                                         outcome   wri
 6     upsert reaching a deleted record (deleted stays deleted)     stale     link
 6a    upsert whose invoice ``status`` lags behind the record's    no_op     link
       (draft < open/overdue < paid/void, from a source that had
-      not seen the current status): a snapshot of an earlier
-      state, so none of its fields apply (``status_behind``)
+      not seen the current status): the status and the
+      ``amount_due`` stated with it never apply; the rest is
+      merged (rules 8, 9), and when it edits nothing, or the
+      snapshot is a draft (still being built: its lines are
+      half-built) or there is no snapshot of the source's to
+      tell its edits by, none of its fields apply
+      (``status_behind``)
 6b    the merged invoice breaks subtotal + tax = total             dead      nothing
                                                                    letter
                                                                    (schema_
@@ -74,7 +79,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -262,6 +267,15 @@ _EMPTY = RecordState({}, {})
 # reaching zero). Overdue is open past its due date. Paid and void are both final.
 INVOICE_STATUS_ORDER: dict[str, int] = {"draft": 0, "open": 1, "overdue": 1, "paid": 2, "void": 2}
 ORDERS: dict[str, Order] = {"invoice": {"status": INVOICE_STATUS_ORDER}}
+# The fields a source states together with an ordered one, as of the same state: when that
+# one lags, so do they. An invoice's amount due goes with its status (a payment moves both:
+# services/processor/amounts.py derives them together), so a source that has not seen the
+# payment making it paid states the amount due from before that payment too.
+_LAGS_WITH: dict[str, dict[str, tuple[str, ...]]] = {"invoice": {"status": ("amount_due",)}}
+# The field and value of a record still being built (Stripe's draft: issue 17 item 5,
+# connectors/stripe/README.md "Assumptions"): a lagging snapshot of it applies none of its
+# fields.
+_BUILDING: dict[str, tuple[str, str]] = {"invoice": ("status", "draft")}
 
 
 def check_totals(entity_type: str, values: Mapping[str, Any]) -> None:
@@ -372,6 +386,30 @@ def _our_earlier_write(incoming_hash: str, source_ts: datetime, link: Link) -> b
     return False
 
 
+def _lagging_fields(
+    entity_type: str,
+    values: Mapping[str, Any],
+    last_seen: Mapping[str, Any] | None,
+    behind: frozenset[str],
+) -> frozenset[str] | None:
+    """The fields of a change to leave out because its ordered fields (``behind``) lag
+    behind the record's (rule 6a): those, and the fields stated with them; None to leave
+    out the whole change.
+
+    The whole change when the source told us nothing before (no snapshot to tell its edits
+    from what it merely still holds) or when it reports a record still being built (a
+    draft: Stripe adds the items one by one after the draft's webhook, so its lines and
+    totals are half-built and none of its fields is an edit to carry elsewhere).
+    """
+    if last_seen is None:
+        return None
+    building = _BUILDING.get(entity_type)
+    if building is not None and values.get(building[0]) == building[1]:
+        return None
+    goes_with = _LAGS_WITH.get(entity_type, {})
+    return behind.union(*(goes_with.get(name, ()) for name in behind))
+
+
 def missing_reference(change: InboundChange) -> Reference | None:
     """The first record an upsert names that is not linked yet (its ``refs`` left after
     resolution), or None. A delete needs none of the records it named."""
@@ -456,19 +494,18 @@ def decide(  # noqa: PLR0911, PLR0912 - one return per rule of the table: the fi
     if record is not None and record.deleted:
         return Decision(Outcome.STALE, Rule.RECORD_DELETED, record.entity_id, link=seen)
 
-    result = merge(
-        record.state if record is not None else _EMPTY,
-        Update(
-            str(change.connection_id),
-            change.source_ts,
-            values,
-            link.snapshot if link is not None else None,
-        ),
-        policy,
-        ORDERS.get(change.entity_type),
-    )
+    last_seen = link.snapshot if link is not None else None
+    order = ORDERS.get(change.entity_type)
+    current = record.state if record is not None else _EMPTY
+    update = Update(str(change.connection_id), change.source_ts, values, last_seen)
+    result = merge(current, update, policy, order)
     if record is not None and result.behind:
-        return Decision(Outcome.NOOP, Rule.STATUS_BEHIND, record.entity_id, link=seen)
+        lagging = _lagging_fields(change.entity_type, values, last_seen, result.behind)
+        if lagging is not None:  # the rest of the change is merged as any change is
+            rest = {name: value for name, value in values.items() if name not in lagging}
+            result = merge(current, replace(update, values=rest), policy, order)
+        if lagging is None or not (result.changed or result.conflicts):
+            return Decision(Outcome.NOOP, Rule.STATUS_BEHIND, record.entity_id, link=seen)
     check_totals(change.entity_type, result.state.values)
     if record is None:
         return Decision(

@@ -604,3 +604,35 @@ async def test_a_lagging_draft_does_not_revert_an_open_invoice(
     assert [r.outcome if r else None for r in results] == [Outcome.APPLIED, Outcome.NOOP]
     assert (await pool.fetchval("SELECT data FROM invoices"))["status"] == "open"
     assert await outbox_count(pool) == 1
+
+
+async def test_an_edit_carrying_a_lagging_status_applies_its_other_fields(
+    pool: asyncpg.Pool, two: Any, processor: Processor
+) -> None:
+    """Issue 17 (found by race17): A opened the invoice, B reported it paid, then A edited
+    its due date sending the status it last knew. The due date applies; the status and the
+    amount due A stated with it stay as B made them."""
+    a, b = two
+    opened = {"number": "INV-9", "status": "open", "amount_due": 34_400, "due_on": "2026-12-01"}
+    first = change(a, "i-9", opened, ts=at(1), entity_type="invoice")
+    paid = {"number": "INV-9", "status": "paid", "amount_due": 0}
+    second = change(b, "b-9", paid, ts=at(2), entity_type="invoice")
+    edit = {**opened, "amount_due": 20_000, "due_on": "2026-12-31"}
+    third = change(a, "i-9", edit, ts=at(3), entity_type="invoice")
+    results = await processor.handle(TOPIC, [first, second])
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
+    results = await processor.handle(TOPIC, [third])
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED]
+    stored = await pool.fetchrow("SELECT data, version FROM invoices")
+    assert stored["version"] == 3
+    assert {k: stored["data"][k] for k in ("status", "amount_due", "due_on")} == {
+        "status": "paid",
+        "amount_due": 0,
+        "due_on": "2026-12-31",
+    }
+    assert await outbox_count(pool) == 3
+    # Nothing else edited: the lagging status alone is status_behind, as before.
+    again = change(a, "i-9", edit, ts=at(4), entity_type="invoice")
+    results = await processor.handle(TOPIC, [again])
+    assert [r.outcome if r else None for r in results] == [Outcome.NOOP]
+    assert await outbox_count(pool) == 3

@@ -735,6 +735,110 @@ def test_an_older_status_from_another_source_loses_even_when_newer(
     assert d.rule is Rule.STATUS_BEHIND
 
 
+# The internal service (A) opened the invoice and last told us this; a full payment made
+# it paid since (the derivation's amount due, a ``derived`` provenance).
+OPENED = {"status": "open", "amount_due": 34_400, "due_on": "2026-12-01", "total": 34_400}
+PAID = {**OPENED, "status": "paid", "amount_due": 0}
+
+
+def paid_invoice(ts: datetime = T0) -> Record:
+    meta = {name: FieldMeta(ts, str(A)) for name in PAID}
+    meta["amount_due"] = meta["status"] = FieldMeta(at(1), "derived")
+    return Record(ENTITY, RecordState(PAID, meta), 2)
+
+
+def test_an_edit_carrying_the_status_it_last_knew_applies_without_it() -> None:
+    # Issue 17 (found by race17): the edit of due_on came back a whole status_behind no_op.
+    told = link(snapshot=OPENED, seen=at(0))
+    edit = {**OPENED, "due_on": "2026-12-31"}
+    d = decide(invoice_change(at(2)), edit, told, paid_invoice(), NEWEST)
+    assert (d.outcome, d.rule, d.write, d.version) == (
+        Outcome.APPLIED,
+        Rule.UPDATE,
+        Write.UPDATE,
+        3,
+    )
+    assert d.state is not None
+    assert dict(d.state.values) == {**PAID, "due_on": "2026-12-31"}
+    assert d.outbox is not None
+    assert d.outbox.values["status"] == "paid"
+    # The link remembers what the source said, its lagging status included, so the next
+    # snapshot still carrying "open" is measured against it.
+    assert d.link is not None
+    assert d.link.snapshot == edit
+
+
+def test_a_lagging_status_takes_the_amount_due_it_stated_with_it() -> None:
+    # The source had not seen the payment that made it paid: its own amount due (a part
+    # payment it recorded) is as old as its status and must not reopen what is owed.
+    told = link(snapshot=OPENED, seen=at(0))
+    edit = {**OPENED, "amount_due": 20_000, "due_on": "2026-12-31"}
+    d = decide(invoice_change(at(2)), edit, told, paid_invoice(), NEWEST)
+    assert d.rule is Rule.UPDATE
+    assert d.state is not None
+    assert dict(d.state.values) == {**PAID, "due_on": "2026-12-31"}
+
+
+def test_a_lagging_status_with_nothing_else_edited_stays_status_behind() -> None:
+    told = link(snapshot=OPENED, seen=at(0))
+    d = decide(invoice_change(at(2)), dict(OPENED), told, paid_invoice(), NEWEST)
+    assert (d.outcome, d.rule, d.write, d.outbox) == (
+        Outcome.NOOP,
+        Rule.STATUS_BEHIND,
+        None,
+        None,
+    )
+    assert d.link is not None
+
+
+def test_a_lagging_draft_applies_none_of_its_fields() -> None:
+    # A draft is a snapshot of a record still being built (Stripe: items one by one): its
+    # other fields are as half-built as its lines, so none of them is an edit.
+    current = record({"status": "open", "due_on": "2026-12-01"}, source=B, ts=at(1))
+    told = link(snapshot={"status": "draft", "due_on": "2026-11-30"}, seen=at(0))
+    d = decide(
+        invoice_change(at(2)), {"status": "draft", "due_on": "2026-12-31"}, told, current, NEWEST
+    )
+    assert (d.outcome, d.rule, d.write) == (Outcome.NOOP, Rule.STATUS_BEHIND, None)
+
+
+def test_a_lagging_status_without_a_snapshot_to_diff_applies_nothing() -> None:
+    # With nothing the source told us before, no field can be told apart as its edit.
+    d = decide(
+        invoice_change(at(2)),
+        {**OPENED, "due_on": "2026-12-31"},
+        link(seen=at(0)),
+        paid_invoice(),
+        NEWEST,
+    )
+    assert (d.outcome, d.rule, d.write) == (Outcome.NOOP, Rule.STATUS_BEHIND, None)
+
+
+DUE_ON = st.sampled_from(["2026-12-01", "2026-12-15", "2026-12-31"])
+
+
+@given(
+    due_on=DUE_ON,
+    amount_due=st.sampled_from([0, 20_000, 34_400]),
+    lagging=st.sampled_from(["open", "overdue"]),
+    minutes=st.integers(min_value=1, max_value=5),
+    policy=POLICIES,
+)
+def test_a_lagging_status_never_moves_status_or_amount_due_and_keeps_real_edits(
+    due_on: str, amount_due: int, lagging: str, minutes: int, policy: Policy
+) -> None:
+    told = link(snapshot=OPENED, seen=at(0))
+    edit = {**OPENED, "status": lagging, "amount_due": amount_due, "due_on": due_on}
+    d = decide(invoice_change(at(minutes)), edit, told, paid_invoice(), policy)
+    after = d.state.values if d.state is not None else PAID
+    assert (after["status"], after["amount_due"]) == ("paid", 0)
+    edited = due_on != OPENED["due_on"]
+    if not edited:
+        assert (d.outcome, d.rule, d.write) == (Outcome.NOOP, Rule.STATUS_BEHIND, None)
+    else:  # A set due_on itself: its newer edit is a plain update under every policy
+        assert (d.rule, after["due_on"]) == (Rule.UPDATE, due_on)
+
+
 def test_a_merged_invoice_whose_totals_disagree_is_a_schema_violation() -> None:
     # Tax alone, from a source that changed nothing else: 100 + 30 is not 120.
     current = record({"subtotal": 100, "tax": 20, "total": 120}, source=B, ts=at(1))
