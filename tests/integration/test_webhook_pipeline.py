@@ -229,8 +229,7 @@ async def test_a_hydrated_quickbooks_state_is_ordered_by_its_sync_token(
     the same second) is an older state: stale, whatever its values (issue 17)."""
     fixture = load(FIXTURES / "quickbooks" / "classic_customer_vendor_create.json")
     body = fixture["body"]
-    connection = await connect(pool, "quickbooks", settings_for("quickbooks", body))
-    tenant = await pool.fetchval("SELECT tenant_id FROM connections WHERE id = $1", connection)
+    connection, tenant = await connect(pool, "quickbooks", settings_for("quickbooks", body))
     objects = json.loads(json.dumps(fixture["api_objects"]))
     customer = objects["customer"]["1"]["Customer"]
     customer["SyncToken"] = "10"
