@@ -25,7 +25,7 @@ from crmsync.common.canonical import TABLES, InvalidRecordError
 from crmsync.common.canonical import canonical_values as shared_canonical_values
 from crmsync.common.db import Conn
 from crmsync.common.pushes import Push, not_parked, queue_pushes
-from schemas.errors import DeadLetter
+from schemas.errors import DeadLetter, RetryLater
 from schemas.records import CanonicalRecord
 from services.processor.amounts import Move, derive, invoices_moved
 from services.processor.decide import (
@@ -711,7 +711,7 @@ async def _save_link(
             seen.remote_version,
         )
         return
-    await conn.execute(
+    saved = await conn.fetchval(
         """
         INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id, external_id,
                                   last_seen_hash, last_seen_snapshot, remote_updated_at,
@@ -723,6 +723,8 @@ async def _save_link(
                remote_updated_at = EXCLUDED.remote_updated_at,
                remote_version = coalesce(EXCLUDED.remote_version, entity_links.remote_version),
                updated_at = now()
+         WHERE entity_links.entity_id = EXCLUDED.entity_id
+        RETURNING true
         """,
         change.tenant_id,
         change.connection_id,
@@ -734,6 +736,16 @@ async def _save_link(
         seen.remote_updated_at,
         seen.remote_version,
     )
+    if saved is None:
+        # The link names another record: a push's bookkeeping linked it after this
+        # change's lookup missed it (the echo of our create, overtaking it). Writing on
+        # would leave the record this change made or moved with no link there, a
+        # duplicate of the linked one in every system (seen in a 1,000-op convergence
+        # run: a PayPal invoice). Roll back and apply again: the lookup finds the link.
+        raise RetryLater(
+            f"{change.entity_type} {change.external_id} of connection {change.connection_id}"
+            " was linked to another record meanwhile; applying it again"
+        )
 
 
 async def derive_invoices(conn: Conn, moves: Mapping[tuple[uuid.UUID, uuid.UUID], Move]) -> int:

@@ -509,6 +509,53 @@ async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
     assert await pool.fetchval("SELECT count(*) FROM entity_links") == 1
 
 
+async def test_a_link_a_push_commits_meanwhile_gets_the_change_on_either_path(
+    pool: asyncpg.Pool, processor: Processor, two: Any
+) -> None:
+    """The echo of our create overtaking the push's bookkeeping, on both paths: outbound
+    links its record there (uncommitted) while the echo applies, unable to see the link.
+    The change by change path once wrote its new record's link onto that one, so the echo
+    left a second record with no link there (a duplicate in every system: a PayPal invoice
+    in a 1,000-op convergence run). It applies again and lands on the linked record."""
+    a, _ = two
+    ours = await pool.fetchval(
+        "INSERT INTO customers (tenant_id, data) VALUES ($1, $2) RETURNING id",
+        a.tenant_id,
+        {"name": "Pushed"},
+    )
+    async with pool.acquire() as pusher:
+        tx = pusher.transaction()
+        await tx.start()
+        await pusher.execute(
+            """
+            INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,
+                                      external_id, remote_updated_at)
+            VALUES ($1, $2, 'customer', $3, 'c-1', $4)
+            """,
+            a.tenant_id,
+            a.id,
+            ours,
+            at(0),
+        )
+        applying = asyncio.create_task(
+            processor.handle(TOPIC, [change(a, "c-1", {"name": "Pushed, read back"}, ts=at(1))])
+        )
+        for _ in range(600):  # until the apply waits on the push's uncommitted link
+            waiting = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting or applying.done():
+                break
+            await asyncio.sleep(0.05)
+        await tx.commit()
+        (result,) = await asyncio.wait_for(applying, 30)
+    assert result is not None
+    assert (result.outcome, result.entity_id) == (Outcome.APPLIED, ours)
+    assert [r["id"] for r in await customers(pool)] == [ours]
+    assert await pool.fetchval("SELECT count(*) FROM entity_links") == 1
+
+
 # -- where the two paths disagreed before one decide() served both ------------------------
 
 
