@@ -115,7 +115,15 @@ class AscoraClient(ProviderClient[AscoraSettings, Mapper]):
         status = body.pop("status", None) if entity_type == "job" else None
         obj: Any = None
         if body:
-            obj = await self.api.call("PATCH", _item(entity_type, external_id), json_body=body)
+            try:
+                obj = await self.api.call("PATCH", _item(entity_type, external_id), json_body=body)
+            except ProviderError as exc:
+                if entity_type == "invoice" and "(code invoice_void)" in exc.provider_message:
+                    # A void invoice is final at Ascora (README, "Invoice lifecycle").
+                    raise ProviderRuleError(
+                        f"Ascora invoice {external_id}: {exc.provider_message}"
+                    ) from None
+                raise
         if status is not None:
             # A job's status moves only through its own endpoint (it drives Ascora's
             # scheduling board), never through the job PATCH.

@@ -195,7 +195,20 @@ class MyobClient(ProviderClient[MyobOptions, Mapper]):
             return
         if entity_type not in RESOURCES:
             raise UnsupportedOperationError(f"MYOB has no {entity_type} records here")
-        await self._call("DELETE", f"{RESOURCES[entity_type]}/{external_id}")
+        try:
+            await self._call("DELETE", f"{RESOURCES[entity_type]}/{external_id}")
+        except ProviderError as exc:
+            if (
+                entity_type == "invoice"
+                and exc.status == 400
+                and "TransactionHasPayments" in str(exc)
+            ):
+                # MYOB's own rule: an invoice with payments applied stays until they are
+                # deleted (README, "RowVersion, limits, errors"). Retrying cannot help.
+                raise ProviderRuleError(
+                    f"MYOB invoice {external_id}: {exc.provider_message or exc}"
+                ) from None
+            raise
 
     # --- pages --------------------------------------------------------------------------------
 

@@ -154,6 +154,14 @@ REFUSALS: tuple[Refusal, ...] = (
         Doc(_ASCORA, "422 `invoice_has_payments`"),
     ),
     Refusal(
+        "ascora: a void invoice is final",
+        "ascora",
+        "invoice",
+        "update",
+        re.compile(r"\(code invoice_void\)"),
+        Doc(_ASCORA, '422 `invoice_void`: "a void invoice cannot change"'),
+    ),
+    Refusal(
         "square: a paid, canceled, refunded or failed invoice is final",
         "square",
         "invoice",
@@ -210,6 +218,22 @@ REFUSALS: tuple[Refusal, ...] = (
         "update",
         re.compile(r"^MYOB payment \S+: a customer payment cannot be edited"),
         Doc(_MYOB, "`Sale/CustomerPayment` has no `PUT`: a change to what MYOB holds of a payment"),
+    ),
+    Refusal(
+        "myob: an invoice with payments applied is not deleted",
+        "myob",
+        "invoice",
+        "delete",
+        re.compile(r"^MYOB invoice \S+: .*\(TransactionHasPayments\)"),
+        Doc(_MYOB, "An invoice with payments applied cannot be deleted (MYOB's 400"),
+    ),
+    Refusal(
+        "shopify: an order that took money is not deleted",
+        "shopify",
+        "invoice",
+        "delete",
+        re.compile(r"^Shopify order \S+ is \w+: an order that took money is not deleted$"),
+        Doc(_SHOPIFY, "Deleting an order that took money"),
     ),
     Refusal(
         "paypal: a paid, partly paid or cancelled invoice takes no edit",

@@ -67,6 +67,26 @@ def test_every_rule_is_written_in_its_connectors_readme(rule: Refusal) -> None:
             "myob: no void sale invoices",
         ),
         (
+            "ascora",
+            "invoice",
+            "Ascora invoice 2fed2f2a-93df-5810-9c54-f006374e98d8: a void invoice cannot change"
+            " (code invoice_void)",
+            "ascora: a void invoice is final",
+        ),
+        (
+            "myob",
+            "invoice",
+            "MYOB invoice a045a120-4754-4ddd-b3d7-eab2704fd501: An invoice with payments applied"
+            " cannot be deleted; delete the payments first (TransactionHasPayments)",
+            "myob: an invoice with payments applied is not deleted",
+        ),
+        (
+            "shopify",
+            "invoice",
+            "Shopify order 7100000030 is partially_paid: an order that took money is not deleted",
+            "shopify: an order that took money is not deleted",
+        ),
+        (
             "square",
             "invoice",
             "Square invoice 1BCD49A2D27C4F628D9206: a PAID invoice cannot be edited"

@@ -395,6 +395,22 @@ async def test_deleting_an_invoice_voids_it(env: Env) -> None:
     assert hooks[-1][1].record.data["status"] == "void"
 
 
+async def test_a_void_invoice_is_final_by_ascoras_rule(env: Env) -> None:
+    # Ascora answers 422 invoice_void to any change of a void invoice: its rule, parked
+    # once as provider_rule (a 1,000-op convergence run found it a provider_4xx).
+    invoice_id = await invoice(env, await customer(env))
+    await env.client.delete("invoice", invoice_id)
+    current = await env.client.fetch("invoice", invoice_id)
+    with pytest.raises(ProviderRuleError) as caught:
+        await env.client.update(
+            "invoice", invoice_id, {**current.data, "due_on": "2026-12-24"}, current.refs
+        )
+    assert caught.value.reason == "provider_rule"
+    assert "(code invoice_void)" in caught.value.detail
+    assert invoice_id in caught.value.detail
+    assert (await env.client.fetch("invoice", invoice_id)).data["status"] == "void"
+
+
 async def test_payments_cannot_be_edited(env: Env) -> None:
     with pytest.raises(UnsupportedOperationError) as caught:
         await env.client.update("payment", "p1", {"reference": "x"}, {})
