@@ -464,6 +464,18 @@ async def test_partitions_applied_at_once_keep_first_contact_and_order(
     assert logged == 4
 
 
+async def waiting_on_a_lock(pool: asyncpg.Pool, applying: asyncio.Task[Any]) -> None:
+    """Until a statement of this database waits on a lock (or ``applying`` is done): 30 s."""
+    for _ in range(600):
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting or applying.done():
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
     pool: asyncpg.Pool, two: Any
 ) -> None:
@@ -493,14 +505,8 @@ async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
         applying = asyncio.create_task(
             Processor(pool).handle(TOPIC, [change(a, "c-1", {"name": "New"}, ts=at(1))])
         )
-        for _ in range(600):  # until the batch waits on the other transaction's link
-            waiting = await pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if waiting or applying.done():
-                break
-            await asyncio.sleep(0.05)
+        # The batch waits on the other transaction's link.
+        await waiting_on_a_lock(pool, applying)
         await tx.commit()
         (result,) = await asyncio.wait_for(applying, 30)
     assert result is not None
@@ -540,14 +546,8 @@ async def test_a_link_a_push_commits_meanwhile_gets_the_change_on_either_path(
         applying = asyncio.create_task(
             processor.handle(TOPIC, [change(a, "c-1", {"name": "Pushed, read back"}, ts=at(1))])
         )
-        for _ in range(600):  # until the apply waits on the push's uncommitted link
-            waiting = await pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if waiting or applying.done():
-                break
-            await asyncio.sleep(0.05)
+        # The apply waits on the push's uncommitted link.
+        await waiting_on_a_lock(pool, applying)
         await tx.commit()
         (result,) = await asyncio.wait_for(applying, 30)
     assert result is not None
