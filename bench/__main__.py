@@ -24,7 +24,7 @@ import aiohttp
 from bench.backfill import run_backfill
 from bench.e2e import run_e2e
 from bench.harness import FULL, QUICK, Run
-from bench.host import HostCpu, cores, sampling
+from bench.host import HostCpu, cores, sampling, stack_roots
 from bench.ingest import run_ingest
 from bench.limiter import run_limiter
 from bench.processor import run_processor
@@ -194,7 +194,7 @@ async def section(run: Run, host: HostCpu, name: str) -> list[Result]:
             f"host.{name}.stack_cpu",
             used["stack"],
             "cores",
-            note=f"of {n}: PostgreSQL and Kafka (shared with anyone using them)",
+            note=f"of {n}: the local stack's PostgreSQL and Kafka (shared with anyone using them)",
         ),
         Result(f"host.{name}.bench_cpu", used["bench"], "cores", note=f"of {n}: this run"),
     ]
@@ -222,7 +222,8 @@ async def main(args: argparse.Namespace) -> int:
         if run.settings:
             named = (f"CRMSYNC_{k.upper()}={v}" for k, v in run.settings.items())
             say("settings: " + ", ".join(named))
-        async with sampling() as host:
+        async with sampling(await stack_roots(run.common.database_url)) as host:
+            run.host = host
             for name in args.only or list(SECTIONS):
                 for workers in args.workers if name in SCALED else (1,):
                     run.workers = workers

@@ -6,6 +6,9 @@ Latencies come from sync_log, per event: the processor's 'in' row carries
 received → committed (``received_at`` is when ingest accepted the webhook), the
 outbound's 'out' row for the same record carries committed → pushed; their sum is
 accepted → pushed. All four processes are real: ingest, processor, outbound, simulators.
+
+After the pipeline, each rate runs again through the floor (``bench/floor.py``: the same
+hops with nothing of ours), whose latencies and CPU per event are the baselines.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.floor import Floor, FloorRun, cpu_by_name, floor_rate, per_event, start_floor
 from bench.harness import (
     Run,
     add_connection,
@@ -28,6 +32,7 @@ from bench.harness import (
     wait_for_count,
 )
 from bench.hops import hop_results
+from bench.host import cores
 from bench.report import Result, Target
 from bench.sims import API_TOKEN, COMPANY_CODE
 from bench.stack import BenchError, Service, Stack
@@ -41,6 +46,18 @@ CRM_P99_MS = {200: 500.0, 1000: 1000.0}
 # No client-side throttling of pushes to the simulator: we measure the pipeline, not a
 # provider's published limit (Ascora publishes none; the connector defaults to 10/s).
 UNLIMITED = {"rate": 100_000, "per_seconds": 1, "burst": 10_000}
+
+# The processes an event costs CPU in, each against its floor role (bench/floor.py).
+PIPELINE = ("ingest", "processor", "outbound", "stack")
+CPU_NOTES = {
+    "stack": "the local stack's PostgreSQL and Kafka (bench/host.py)",
+    "simulators": "the two simulated CRMs (source and target); baseline: the same during the "
+    "floor's run",
+}
+FLOOR_NOTE = (
+    "baseline: the floor (bench/bare_pipeline.py), the same hops with nothing of ours, at "
+    "the same rate right after"
+)
 
 IN_LATENCIES = """
     SELECT latency_ms FROM sync_log
@@ -101,6 +118,7 @@ async def run_e2e(run: Run) -> list[Result]:
         outbounds = [stack.outbound() for _ in range(run.workers)]
         ingest, ingest_url = stack.ingest()
         await run.ready(*processors, *outbounds, ingest)
+        floor = await start_floor(run, stack, target_url)
         pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=2)
         try:
             for rate in run.sizes.e2e_rates:
@@ -111,6 +129,7 @@ async def run_e2e(run: Run) -> list[Result]:
                     rate=rate,
                     urls=(ingest_url, source_url, target_url),
                     services=[ingest, *processors, *outbounds, sims],
+                    floor=floor,
                 )
         finally:
             await pool.close()
@@ -125,6 +144,7 @@ async def _one_rate(
     rate: int,
     urls: tuple[str, str, str],
     services: list[Service],
+    floor: Floor,
 ) -> list[Result]:
     ingest_url, source_url, target_url = urls
     run.say(f"end to end: {rate} webhooks/s offered for {run.sizes.e2e_seconds:g} s")
@@ -161,6 +181,8 @@ async def _one_rate(
         "warmup": 0,
         "duration": run.sizes.e2e_seconds,
     }
+    start = run.host.snapshot() if run.host else None
+    spent_before = cpu_by_name(services)
     summary, cpu = await measured(services, generate_load(run, spec))
     loaded = time.monotonic()
     accepted = int(summary["ok"])
@@ -170,6 +192,11 @@ async def _one_rate(
     applied = int(await pool.fetchval(APPLIED, source.tenant_id))
     if applied > pushed:
         pushed, done_at = await wait_for_count(pool, PUSHED, applied, source.tenant_id)
+    # CPU per event counts the drain too: what the load cost, however long it took.
+    spent = per_event(cpu_by_name(services), spent_before, accepted)
+    if start and run.host:
+        end = run.host.snapshot()
+        spent["stack"] = 1000 * cores(start, end)["stack"] * (end[0] - start[0]) / accepted
     in_ms = [float(r[0]) for r in await pool.fetch(IN_LATENCIES, source.tenant_id)]
     crm_ms = [float(r[0]) for r in await pool.fetch(CRM_LATENCIES, source.tenant_id)]
     if not in_ms or not crm_ms:
@@ -184,6 +211,9 @@ async def _one_rate(
     cpu_note = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
     if run.workers > 1:
         cpu_note += f" ({run.workers} workers of processor and of outbound, together)"
+    run.say(f"end to end: {rate} webhooks/s through the floor (bench/bare_pipeline.py)")
+    sims = [s for s in services if s.name == "simulators"]
+    bare = await floor_rate(run, floor, rate, spec, also=sims)
     return [
         Result(
             f"{name}.accepted",
@@ -196,20 +226,26 @@ async def _one_rate(
             f"{name}.postgres.p50",
             percentile(in_ms, 0.5),
             "ms",
+            baseline=percentile(bare.postgres_ms, 0.5),
             targets=_under(POSTGRES_P50_MS, rate),
+            note=FLOOR_NOTE,
         ),
         Result(
             f"{name}.postgres.p99",
             percentile(in_ms, 0.99),
             "ms",
+            baseline=percentile(bare.postgres_ms, 0.99),
             targets=_under(POSTGRES_P99_MS, rate),
             note=f"{len(in_ms)} events applied",
         ),
-        Result(f"{name}.crm.p50", percentile(crm_ms, 0.5), "ms"),
+        Result(
+            f"{name}.crm.p50", percentile(crm_ms, 0.5), "ms", baseline=percentile(bare.crm_ms, 0.5)
+        ),
         Result(
             f"{name}.crm.p99",
             percentile(crm_ms, 0.99),
             "ms",
+            baseline=percentile(bare.crm_ms, 0.99),
             targets=_under(CRM_P99_MS, rate),
             note=f"{len(crm_ms)} events pushed",
         ),
@@ -221,4 +257,33 @@ async def _one_rate(
             f"CPU s during the load: {cpu_note}",
         ),
         *hops,
+        *_cpu_results(name, spent, bare),
     ]
+
+
+def _cpu_results(name: str, spent: dict[str, float], bare: FloorRun) -> list[Result]:
+    """CPU ms per event of each process against its floor role, then the pipeline's sum
+    (services and stack, not the simulators: the other CRMs) against the floor's."""
+    results = [
+        Result(
+            f"{name}.cpu.{kind}",
+            spent.get(kind, 0.0),
+            "ms CPU/event",
+            baseline=bare.cpu_ms.get(kind) or None,
+            note=CPU_NOTES.get(kind, ""),
+        )
+        for kind in (*PIPELINE, "simulators")
+    ]
+    ours = sum(spent.get(k, 0.0) for k in PIPELINE)
+    floor = sum(bare.cpu_ms.get(k, 0.0) for k in PIPELINE)
+    results.append(
+        Result(
+            f"{name}.cpu.pipeline",
+            ours,
+            "ms CPU/event",
+            baseline=floor,
+            note="ingest + processor + outbound + stack, from the load's start to the last "
+            "push; baseline: the same sum for the floor",
+        )
+    )
+    return results

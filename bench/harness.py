@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench.host import HostCpu
 from bench.stack import (
     BenchError,
     Service,
@@ -88,6 +89,8 @@ class Run:
     workers: int = 1
     # ``--set``: CRMSYNC_ settings (lower-case names, no prefix) for every service started.
     settings: dict[str, str] = field(default_factory=dict)
+    # Who used the CPU (bench/host.py): a section may snapshot it around its own loads.
+    host: HostCpu | None = None
 
     @property
     def keyring(self) -> KeyRing:

@@ -5,8 +5,10 @@ other engineers' test suites). Sampling /proc once a second and attributing ever
 process's CPU time to one of three groups makes that visible next to the figures:
 
 - ``bench``: this run's process and its descendants (services, load generator, simulators);
-- ``stack``: PostgreSQL and Kafka, which serve this run and anyone else using them;
-- ``others``: everything else.
+- ``stack``: PostgreSQL and Kafka, which serve this run and anyone else using them: the
+  processes of the local stack the run uses (its PostgreSQL postmaster and Kafka broker and
+  their children), or, when those cannot be found, every process called postgres or java;
+- ``others``: everything else, including a second local stack on the same machine.
 
 A process that starts and ends between two samples is missed; at one sample a second
 that is noise next to what a benchmark section spends.
@@ -21,6 +23,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import asyncpg
+
+from crmsync.localstack.kafka import KafkaNode
+from crmsync.localstack.settings import LocalStackSettings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GROUPS = ("bench", "stack", "others")
@@ -68,16 +75,46 @@ def _descendants(root: int, procs: dict[int, _Proc]) -> set[int]:
     return found
 
 
+async def stack_roots(database_url: str) -> frozenset[int]:
+    """The local stack's PostgreSQL postmaster (the parent of our backend) and Kafka
+    broker (its pid file), those that can be found: what ``stack`` counts. Helpers' and
+    other engineers' stacks on the same machine are then ``others``."""
+    roots: set[int] = set()
+    with contextlib.suppress(OSError, asyncpg.PostgresError):
+        conn = await asyncpg.connect(database_url)
+        try:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            # While it is connected: the backend's parent is the postmaster.
+            postmaster = _processes().get(int(backend))
+            if postmaster is not None:
+                roots.add(postmaster.parent)
+        finally:
+            await conn.close()
+    with contextlib.suppress(Exception):  # a broker this machine did not start: none
+        broker = KafkaNode(LocalStackSettings()).pid()
+        if broker is not None:
+            roots.add(broker)
+    return frozenset(roots)
+
+
 @dataclass
 class HostCpu:
     """Cumulative CPU seconds per group since the sampler started."""
 
+    # The stack's root processes (``stack_roots``); empty: by command name.
+    roots: frozenset[int] = frozenset()
     totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GROUPS, 0.0))
     _last: dict[int, _Proc] = field(default_factory=dict)
+
+    def _stack(self, pid: int, proc: _Proc, stack: set[int]) -> bool:
+        return pid in stack if self.roots else proc.command in STACK_COMMANDS
 
     def sample(self) -> None:
         procs = _processes()
         ours = _descendants(os.getpid(), procs)
+        stack: set[int] = set()
+        for root in self.roots:
+            stack |= _descendants(root, procs)
         if self._last:
             for pid, proc in procs.items():
                 before = self._last.get(pid)
@@ -86,7 +123,7 @@ class HostCpu:
                 ticks = proc.ticks - before.ticks if same and before else proc.ticks
                 if pid in ours:
                     group = "bench"
-                elif proc.command in STACK_COMMANDS:
+                elif self._stack(pid, proc, stack):
                     group = "stack"
                 else:
                     group = "others"
@@ -104,8 +141,8 @@ class HostCpu:
 
 
 @contextlib.asynccontextmanager
-async def sampling() -> AsyncIterator[HostCpu]:
-    host = HostCpu()
+async def sampling(roots: frozenset[int] = frozenset()) -> AsyncIterator[HostCpu]:
+    host = HostCpu(roots)
     host.sample()
     task = asyncio.create_task(host.run(), name="host-cpu")
     try:

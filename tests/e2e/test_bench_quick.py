@@ -57,6 +57,16 @@ async def test_quick_run_reports_every_section_and_leaves_nothing_behind(
     # Where the time went (bench/hops.py): every hop of the e2e events.
     for hop in ("ingest", "normalize", "apply", "relay", "outbound"):
         assert any(re.fullmatch(rf"e2e\.rate_\d+\.hop\.{hop}\.p50", n) for n in names), hop
+    # The floor (bench/floor.py) ran at each rate: its latencies and each process's CPU per
+    # event are the baselines of the e2e figures.
+    by_name = {r["name"]: r for r in results}
+    for name, r in by_name.items():
+        if re.fullmatch(r"e2e\.rate_\d+\.(postgres|crm)\.p(50|99)", name):
+            assert "baseline" in r, name
+    for kind in ("ingest", "processor", "outbound", "stack", "pipeline"):
+        cpu = [r for n, r in by_name.items() if re.fullmatch(rf"e2e\.rate_\d+\.cpu\.{kind}", n)]
+        assert cpu, kind
+        assert all(r["unit"] == "ms CPU/event" and "baseline" in r for r in cpu), kind
 
     for r in results:
         assert isinstance(r["name"], str)
