@@ -48,9 +48,10 @@ CRM_P99_MS = {200: 500.0, 1000: 1000.0}
 UNLIMITED = {"rate": 100_000, "per_seconds": 1, "burst": 10_000}
 
 # The processes an event costs CPU in, each against its floor role (bench/floor.py).
-PIPELINE = ("ingest", "processor", "outbound", "stack")
+PIPELINE = ("ingest", "processor", "outbound", "postgres", "kafka")
 CPU_NOTES = {
-    "stack": "the local stack's PostgreSQL and Kafka (bench/host.py)",
+    "postgres": "the local stack's PostgreSQL (bench/host.py)",
+    "kafka": "the local stack's Kafka broker (bench/host.py)",
     "simulators": "the two simulated CRMs (source and target); baseline: the same during the "
     "floor's run",
 }
@@ -196,7 +197,9 @@ async def _one_rate(
     spent = per_event(cpu_by_name(services), spent_before, accepted)
     if start and run.host:
         end = run.host.snapshot()
-        spent["stack"] = 1000 * cores(start, end)["stack"] * (end[0] - start[0]) / accepted
+        used = cores(start, end)
+        for group in ("postgres", "kafka"):
+            spent[group] = 1000 * used[group] * (end[0] - start[0]) / accepted
     in_ms = [float(r[0]) for r in await pool.fetch(IN_LATENCIES, source.tenant_id)]
     crm_ms = [float(r[0]) for r in await pool.fetch(CRM_LATENCIES, source.tenant_id)]
     if not in_ms or not crm_ms:
@@ -282,8 +285,8 @@ def _cpu_results(name: str, spent: dict[str, float], bare: FloorRun) -> list[Res
             ours,
             "ms CPU/event",
             baseline=floor,
-            note="ingest + processor + outbound + stack, from the load's start to the last "
-            "push; baseline: the same sum for the floor",
+            note="ingest + processor + outbound + PostgreSQL + Kafka, from the load's start to "
+            "the last push; baseline: the same sum for the floor",
         )
     )
     return results

@@ -40,7 +40,7 @@ class Floor:
 @dataclass
 class FloorRun:
     """One rate through the floor: latencies (ms), and CPU ms per event of each role and
-    of the stack ("stack": PostgreSQL and Kafka) from the load's start until the last push."""
+    of the stack's PostgreSQL and Kafka, from the load's start until the last push."""
 
     accepted: int
     postgres_ms: list[float]
@@ -110,7 +110,9 @@ async def floor_rate(
     }
     if start and run.host:
         end = run.host.snapshot()
-        spent["stack"] = 1000 * cores(start, end)["stack"] * (end[0] - start[0]) / accepted
+        used = cores(start, end)
+        for group in ("postgres", "kafka"):
+            spent[group] = 1000 * used[group] * (end[0] - start[0]) / accepted
     return FloorRun(accepted, postgres, crm, spent)
 
 

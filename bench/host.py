@@ -30,9 +30,10 @@ from crmsync.localstack.kafka import KafkaNode
 from crmsync.localstack.settings import LocalStackSettings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-GROUPS = ("bench", "stack", "others")
-# Kafka runs in a JVM; PostgreSQL's processes are all called postgres.
-STACK_COMMANDS = frozenset({"postgres", "java"})
+# "stack" is postgres + kafka (``cores`` adds it).
+GROUPS = ("bench", "postgres", "kafka", "others")
+# Without roots: PostgreSQL's processes are all called postgres; Kafka runs in a JVM.
+STACK_COMMANDS = {"postgres": "postgres", "java": "kafka"}
 SAMPLE_SECONDS = 1.0
 
 
@@ -75,11 +76,11 @@ def _descendants(root: int, procs: dict[int, _Proc]) -> set[int]:
     return found
 
 
-async def stack_roots(database_url: str) -> frozenset[int]:
+async def stack_roots(database_url: str) -> dict[int, str]:
     """The local stack's PostgreSQL postmaster (the parent of our backend) and Kafka
-    broker (its pid file), those that can be found: what ``stack`` counts. Helpers' and
-    other engineers' stacks on the same machine are then ``others``."""
-    roots: set[int] = set()
+    broker (its pid file), those that can be found, each with its group: what ``stack``
+    counts. Helpers' and other engineers' stacks on the same machine are then ``others``."""
+    roots: dict[int, str] = {}
     with contextlib.suppress(OSError, asyncpg.PostgresError):
         conn = await asyncpg.connect(database_url)
         try:
@@ -87,46 +88,43 @@ async def stack_roots(database_url: str) -> frozenset[int]:
             # While it is connected: the backend's parent is the postmaster.
             postmaster = _processes().get(int(backend))
             if postmaster is not None:
-                roots.add(postmaster.parent)
+                roots[postmaster.parent] = "postgres"
         finally:
             await conn.close()
     with contextlib.suppress(Exception):  # a broker this machine did not start: none
         broker = KafkaNode(LocalStackSettings()).pid()
         if broker is not None:
-            roots.add(broker)
-    return frozenset(roots)
+            roots[broker] = "kafka"
+    return roots
 
 
 @dataclass
 class HostCpu:
     """Cumulative CPU seconds per group since the sampler started."""
 
-    # The stack's root processes (``stack_roots``); empty: by command name.
-    roots: frozenset[int] = frozenset()
+    # The stack's root processes and their groups (``stack_roots``); empty: by command.
+    roots: dict[int, str] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(GROUPS, 0.0))
     _last: dict[int, _Proc] = field(default_factory=dict)
 
-    def _stack(self, pid: int, proc: _Proc, stack: set[int]) -> bool:
-        return pid in stack if self.roots else proc.command in STACK_COMMANDS
+    def _group(self, pid: int, proc: _Proc, stack: dict[int, str]) -> str:
+        if self.roots:
+            return stack.get(pid, "others")
+        return STACK_COMMANDS.get(proc.command, "others")
 
     def sample(self) -> None:
         procs = _processes()
         ours = _descendants(os.getpid(), procs)
-        stack: set[int] = set()
-        for root in self.roots:
-            stack |= _descendants(root, procs)
+        stack = {
+            pid: group for root, group in self.roots.items() for pid in _descendants(root, procs)
+        }
         if self._last:
             for pid, proc in procs.items():
                 before = self._last.get(pid)
                 same = before is not None and before.started == proc.started
                 # A process new since the last sample counts all it used.
                 ticks = proc.ticks - before.ticks if same and before else proc.ticks
-                if pid in ours:
-                    group = "bench"
-                elif self._stack(pid, proc, stack):
-                    group = "stack"
-                else:
-                    group = "others"
+                group = "bench" if pid in ours else self._group(pid, proc, stack)
                 self.totals[group] += max(0, ticks) / CLOCK_TICKS
         self._last = procs
 
@@ -141,8 +139,8 @@ class HostCpu:
 
 
 @contextlib.asynccontextmanager
-async def sampling(roots: frozenset[int] = frozenset()) -> AsyncIterator[HostCpu]:
-    host = HostCpu(roots)
+async def sampling(roots: dict[int, str] | None = None) -> AsyncIterator[HostCpu]:
+    host = HostCpu(roots or {})
     host.sample()
     task = asyncio.create_task(host.run(), name="host-cpu")
     try:
@@ -156,6 +154,7 @@ async def sampling(roots: frozenset[int] = frozenset()) -> AsyncIterator[HostCpu
 def cores(
     start: tuple[float, dict[str, float]], end: tuple[float, dict[str, float]]
 ) -> dict[str, float]:
-    """Mean cores each group used between two snapshots."""
+    """Mean cores each group used between two snapshots; "stack": postgres + kafka."""
     elapsed = max(end[0] - start[0], 1e-9)
-    return {g: (end[1][g] - start[1][g]) / elapsed for g in GROUPS}
+    used = {g: (end[1][g] - start[1][g]) / elapsed for g in GROUPS}
+    return used | {"stack": used["postgres"] + used["kafka"]}
