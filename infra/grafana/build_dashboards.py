@@ -428,6 +428,17 @@ def processor() -> dict[str, Any]:
                 stack=True,
             ),
             Panel(
+                "Changes by the apply rule that decided",
+                "Changes per second by rule (services/processor/decide.py's table), finer "
+                "than the outcome: an echo is echo (our last push coming back) or "
+                "earlier_push (an earlier push read back after a later one); a no_op is "
+                "unchanged or status_behind. A rule that starts firing, or stops, shows a "
+                "provider behaving differently.",
+                "ops",
+                [("rule:crmsync_processor_rules:rate5m", "{{rule}}")],
+                stack=True,
+            ),
+            Panel(
                 "Dead-letter ratio",
                 "Share of processed events parked as dead letters (bad input never stops a "
                 "partition: it is parked with its reason and bytes, and redrivable).",
