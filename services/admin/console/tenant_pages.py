@@ -105,11 +105,6 @@ async def _endpoints_page(
 
 
 @page
-async def endpoints(request: web.Request) -> web.StreamResponse:
-    return await _endpoints_page(request)
-
-
-@page
 async def create_endpoint(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     body: dict[str, Any] = {
@@ -186,11 +181,6 @@ async def _windows_page(
 
 
 @page
-async def freeze_windows(request: web.Request) -> web.StreamResponse:
-    return await _windows_page(request)
-
-
-@page
 async def create_window(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     typed = {
@@ -216,10 +206,10 @@ async def delete_window(request: web.Request) -> web.StreamResponse:
 
 def add_tenant_pages(router: web.UrlDispatcher) -> None:
     router.add_get(f"{ROOT}audit", audit)
-    router.add_get(f"{ROOT}notifications", endpoints)
+    router.add_get(f"{ROOT}notifications", page(_endpoints_page))
     router.add_post(f"{ROOT}notifications", create_endpoint)
     router.add_get(f"{ROOT}notifications/{{endpoint_id}}", endpoint)
     router.add_post(f"{ROOT}notifications/{{endpoint_id}}/{{action:delete|test}}", endpoint_action)
-    router.add_get(f"{ROOT}freeze-windows", freeze_windows)
+    router.add_get(f"{ROOT}freeze-windows", page(_windows_page))
     router.add_post(f"{ROOT}freeze-windows", create_window)
     router.add_post(f"{ROOT}freeze-windows/{{window_id}}/delete", delete_window)

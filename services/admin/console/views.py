@@ -560,11 +560,6 @@ def _provider_settings_of(form: MultiMapping[str], connection: Any) -> dict[str,
 
 
 @page
-async def connection_page(request: web.Request) -> web.StreamResponse:
-    return await _connection_page(request)
-
-
-@page
 async def update_settings(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     connection = await call(request, "getConnection", path=request.match_info)
@@ -1079,11 +1074,6 @@ async def _keys_page(
 
 
 @page
-async def api_keys(request: web.Request) -> web.StreamResponse:
-    return await _keys_page(request)
-
-
-@page
 async def create_key(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     body: dict[str, Any] = {"scope": form.get("scope", "")}
@@ -1140,7 +1130,7 @@ def add_console(app: web.Application, routes: list[Route], keyring: KeyRing) -> 
     r.add_get(f"{ROOT}connections/new", connect_form)
     r.add_post(f"{ROOT}connections", connect)
     c = f"{ROOT}connections/{{connection_id}}"
-    r.add_get(c, connection_page)
+    r.add_get(c, page(_connection_page))
     r.add_post(f"{c}/settings", update_settings)
     r.add_post(f"{c}/{{action:disable|enable}}", set_status)
     r.add_post(f"{c}/rotate-secret", rotate_secret)
@@ -1163,6 +1153,6 @@ def add_console(app: web.Application, routes: list[Route], keyring: KeyRing) -> 
     r.add_get(f"{ROOT}conflicts", conflicts)
     r.add_get(f"{ROOT}conflicts/{{conflict_id}}", conflict)
     r.add_post(f"{ROOT}conflicts/{{conflict_id}}/resolve", resolve_conflict)
-    r.add_get(f"{ROOT}api-keys", api_keys)
+    r.add_get(f"{ROOT}api-keys", page(_keys_page))
     r.add_post(f"{ROOT}api-keys", create_key)
     r.add_post(f"{ROOT}api-keys/{{key_id}}/{{action:revoke|rotate}}", key_action)
