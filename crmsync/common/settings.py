@@ -66,6 +66,16 @@ class ProviderCallSettings(CommonSettings):
     )
 
 
+class ServiceSettings(ProviderCallSettings):
+    """A service's own settings (ingest, processor, outbound, admin). Same prefix."""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port the service listens on: its ``<service>_host`` and
+        ``<service>_port``."""
+        raise NotImplementedError
+
+
 def topic_name(settings: CommonSettings, topic: str) -> str:
     """The name a pipeline topic (``schemas.topics``) has in this deployment."""
     return settings.kafka_topic_prefix + topic

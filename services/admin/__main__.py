@@ -10,7 +10,7 @@ from services.admin.app import SERVICE, create_app
 
 def main() -> None:
     settings = load_settings(AdminSettings)
-    run_service(SERVICE, settings, create_app, settings.admin_host, settings.admin_port)
+    run_service(SERVICE, settings, create_app)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from services.ingest.app import SERVICE, create_app
 
 def main() -> None:
     settings = load_settings(IngestSettings)
-    run_service(SERVICE, settings, create_app, settings.ingest_host, settings.ingest_port)
+    run_service(SERVICE, settings, create_app)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from services.outbound.app import SERVICE, create_app
 
 def main() -> None:
     settings = load_settings(OutboundSettings)
-    run_service(SERVICE, settings, create_app, settings.outbound_host, settings.outbound_port)
+    run_service(SERVICE, settings, create_app)
 
 
 if __name__ == "__main__":
