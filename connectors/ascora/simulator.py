@@ -17,10 +17,10 @@ import json
 import math
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -135,6 +135,15 @@ class Invalid:
             raise ascora_error(400, "validation_failed", "the request is invalid", self.details)
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+class Check(Protocol):
+    """A kind's body check for a create or an update: each problem goes into ``invalid``."""
+
+    def __call__(self, body: Mapping[str, Any], invalid: Invalid, *, creating: bool) -> None: ...
+
+
 class AscoraSimulator(Simulator):
     """Customers, jobs (status endpoint, notes), invoices (void, payments) and payments."""
 
@@ -168,11 +177,11 @@ class AscoraSimulator(Simulator):
             collection = f"{API}/{entity_type}s"
             r.add_get(collection, self._lister(entity_type))
             r.add_get(f"{collection}/{{id}}", self._getter(entity_type))
-        r.add_post(f"{API}/customers", self._create_customer)
-        r.add_patch(f"{API}/customers/{{id}}", self._update_customer)
+        r.add_post(f"{API}/customers", self._creator("customer", self._check_customer))
+        r.add_patch(f"{API}/customers/{{id}}", self._updater("customer", self._check_customer))
         r.add_delete(f"{API}/customers/{{id}}", self._deleter("customer"))
-        r.add_post(f"{API}/jobs", self._create_job)
-        r.add_patch(f"{API}/jobs/{{id}}", self._update_job)
+        r.add_post(f"{API}/jobs", self._creator("job", self._check_job))
+        r.add_patch(f"{API}/jobs/{{id}}", self._updater("job", self._check_job))
         r.add_delete(f"{API}/jobs/{{id}}", self._deleter("job"))
         r.add_patch(f"{API}/jobs/{{id}}/status", self._job_status)
         r.add_post(f"{API}/jobs/{{id}}/notes", self._job_note)
@@ -535,29 +544,40 @@ class AscoraSimulator(Simulator):
             self._created_by_key[(request.path, key)] = (entity_type, obj[ID_FIELDS[entity_type]])
         return web.json_response(obj, status=201)
 
-    async def _create_customer(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        invalid = Invalid()
-        _check_fields(body, set(CUSTOMER_TEXT), invalid)
-        _check_text(body, CUSTOMER_TEXT, invalid)
-        if not body.get("customerName"):
-            invalid.add("customerName", "required")
-        _check_country(body, "streetCountry", invalid)
-        invalid.raise_if_any()
-        return await self._created(request, "customer", body)
+    def _creator(self, entity_type: EntityType, check: Check) -> Handler:
+        """POST of a kind whose body ``check`` alone decides on (customers, jobs)."""
 
-    async def _update_customer(self, request: web.Request) -> web.Response:
-        record_id = request.match_info["id"]
-        self.get("customer", record_id)
-        body = await _json_object(request)
-        invalid = Invalid()
+        async def create(request: web.Request) -> web.Response:
+            body = await _json_object(request)
+            invalid = Invalid()
+            check(body, invalid, creating=True)
+            invalid.raise_if_any()
+            return await self._created(request, entity_type, body)
+
+        return create
+
+    def _updater(self, entity_type: EntityType, check: Check) -> Handler:
+        """PATCH of a kind whose body ``check`` alone decides on (customers, jobs)."""
+
+        async def update(request: web.Request) -> web.Response:
+            record_id = request.match_info["id"]
+            self.get(entity_type, record_id)
+            body = await _json_object(request)
+            invalid = Invalid()
+            check(body, invalid, creating=False)
+            invalid.raise_if_any()
+            return web.json_response(self.update(entity_type, record_id, body))
+
+        return update
+
+    def _check_customer(self, body: Mapping[str, Any], invalid: Invalid, *, creating: bool) -> None:
         _check_fields(body, set(CUSTOMER_TEXT), invalid)
         _check_text(body, CUSTOMER_TEXT, invalid)
-        if "customerName" in body and not body["customerName"]:
+        if creating and not body.get("customerName"):
+            invalid.add("customerName", "required")
+        elif not creating and "customerName" in body and not body["customerName"]:
             invalid.add("customerName", "cannot be blank")
         _check_country(body, "streetCountry", invalid)
-        invalid.raise_if_any()
-        return web.json_response(self.update("customer", record_id, body))
 
     def _check_job(self, body: Mapping[str, Any], invalid: Invalid, *, creating: bool) -> None:
         allowed = {*JOB_TEXT, "customerId", "priority", "scheduledStart", "scheduledEnd"}
@@ -579,22 +599,6 @@ class AscoraSimulator(Simulator):
             invalid.add("jobName", "required")
         if creating or "customerId" in body:
             self._check_live(body.get("customerId"), "customer", "customerId", invalid)
-
-    async def _create_job(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        invalid = Invalid()
-        self._check_job(body, invalid, creating=True)
-        invalid.raise_if_any()
-        return await self._created(request, "job", body)
-
-    async def _update_job(self, request: web.Request) -> web.Response:
-        record_id = request.match_info["id"]
-        self.get("job", record_id)
-        body = await _json_object(request)
-        invalid = Invalid()
-        self._check_job(body, invalid, creating=False)
-        invalid.raise_if_any()
-        return web.json_response(self.update("job", record_id, body))
 
     async def _job_status(self, request: web.Request) -> web.Response:
         record_id = request.match_info["id"]

@@ -23,10 +23,11 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any, Literal, Self, cast
+from typing import Annotated, Any, Literal, Self, cast
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -107,22 +108,33 @@ def _single_path(value: str) -> str:
     return value
 
 
+def _one_path(value: str) -> str:
+    return _single_path(_path(value))
+
+
+# A field that holds a path to one value: every path in the file but the webhook's items.
+_OnePath = Annotated[str, AfterValidator(_one_path)]
+
+
+def _zone_name(value: str) -> str:
+    convert.parse_zone(value)
+    return value
+
+
+# A field that names a time zone: UTC, a fixed offset or an IANA name (convert.parse_zone).
+_ZoneName = Annotated[str, AfterValidator(_zone_name)]
+
+
 class _TimeFormat(_Frozen):
     """How a provider writes a time: ``format`` and the ``timezone`` of values without one."""
 
     format: str = "iso8601"
-    timezone: str = "UTC"
+    timezone: _ZoneName = "UTC"
 
     @field_validator("format")
     @classmethod
     def _valid_format(cls, value: str) -> str:
         return _timestamp_format(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_zone(cls, value: str) -> str:
-        convert.parse_zone(value)
-        return value
 
     @property
     def zone(self) -> convert.Zone:
@@ -138,18 +150,13 @@ class Timestamp(_TimeFormat):
     one, and the zone we write in.
     """
 
-    path: str
+    path: _OnePath
     fallbacks: tuple[str, ...] = ()
-
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str) -> str:
-        return _single_path(_path(value))
 
     @field_validator("fallbacks")
     @classmethod
     def _valid_fallbacks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_single_path(_path(path)) for path in value)
+        return tuple(_one_path(path) for path in value)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -190,13 +197,13 @@ class FieldMapping(_Frozen):
     """
 
     canonical: str | None = None
-    path: str | None = None
+    path: _OnePath | None = None
     direction: Direction = "both"
     transform: Transform = "none"
     currency: str | None = None
     currency_field: str | None = None
     format: str | None = None
-    timezone: str | None = None
+    timezone: _ZoneName | None = None
     values: dict[str, str] | None = None
     outbound_values: dict[str, str] | None = None
     value: JsonValue = None
@@ -206,11 +213,6 @@ class FieldMapping(_Frozen):
     only_on: Literal["create", "update"] | None = None
     blank_is_null: bool = False
 
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str | None) -> str | None:
-        return None if value is None else _single_path(_path(value))
-
     @field_validator("paths")
     @classmethod
     def _valid_paths(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -218,14 +220,7 @@ class FieldMapping(_Frozen):
             return None
         if len(value) < 2:  # a join of one path is that path
             raise ValueError("join needs at least two paths")
-        return tuple(_single_path(_path(path)) for path in value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            convert.parse_zone(value)
-        return value
+        return tuple(_one_path(path) for path in value)
 
     @field_validator("currency")
     @classmethod
@@ -321,12 +316,7 @@ class EventRoute(_Frozen):
 
     entity_type: EntityType
     op: Literal["upsert", "delete"]
-    entity_id: str | None = None
-
-    @field_validator("entity_id")
-    @classmethod
-    def _valid_path(cls, value: str | None) -> str | None:
-        return None if value is None else _single_path(_path(value))
+    entity_id: _OnePath | None = None
 
 
 # The placeholders a verification's confirm endpoint always takes: the connection's API
@@ -354,16 +344,11 @@ class Verification(_Frozen):
     """
 
     event: str = Field(min_length=1)
-    verifier: str
+    verifier: _OnePath
     confirm: str
     placeholders: dict[str, str] = Field(default_factory=dict)
-    body: str
+    body: _OnePath
     own: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("verifier", "body")
-    @classmethod
-    def _valid_path(cls, value: str) -> str:
-        return _single_path(_path(value))
 
     @field_validator("placeholders")
     @classmethod
@@ -371,7 +356,7 @@ class Verification(_Frozen):
         for name, path in value.items():
             if not name.isidentifier() or name in _CONFIRM_PLACEHOLDERS:
                 raise ValueError(f"placeholder {name!r} is not a name of its own")
-            _single_path(_path(path))
+            _one_path(path)
         return value
 
     @model_validator(mode="after")
@@ -412,10 +397,10 @@ class WebhookMapping(_Frozen):
 
     format: Literal["json", "form"] = "json"
     items: str = "$"
-    groups: str | None = None
-    event_type: str | None = None
+    groups: _OnePath | None = None
+    event_type: _OnePath | None = None
     event_type_header: str | None = Field(None, min_length=1)
-    event_id: str | None = None
+    event_id: _OnePath | None = None
     occurred_at: Timestamp | Literal["received"]
     events: dict[str, EventRoute] = Field(min_length=1)
     unknown_events: Literal["ignored", "error"] = "ignored"
@@ -425,11 +410,6 @@ class WebhookMapping(_Frozen):
     @classmethod
     def _valid_items(cls, value: str) -> str:
         return _path(value)
-
-    @field_validator("event_type", "event_id", "groups")
-    @classmethod
-    def _valid_path(cls, value: str | None) -> str | None:
-        return None if value is None else _single_path(_path(value))
 
     @field_validator("event_type_header")
     @classmethod
@@ -462,14 +442,9 @@ class EntityWebhook(_Frozen):
     """How one entity's webhook item names its record: ``entity_id`` (path in the item);
     ``delivery`` full (the record is at ``record``) or thin (fetched from the API)."""
 
-    entity_id: str
+    entity_id: _OnePath
     delivery: Literal["full", "thin"]
-    record: str | None = None
-
-    @field_validator("entity_id", "record")
-    @classmethod
-    def _valid_path(cls, value: str | None) -> str | None:
-        return None if value is None else _single_path(_path(value))
+    record: _OnePath | None = None
 
     @model_validator(mode="after")
     def _record_for_full(self) -> Self:
@@ -483,26 +458,16 @@ class EntityWebhook(_Frozen):
 class DeletedFlag(_Frozen):
     """The record is deleted (archived, closed for good) when ``path`` holds ``value``."""
 
-    path: str
+    path: _OnePath
     value: JsonValue = True
-
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str) -> str:
-        return _single_path(_path(value))
 
 
 class RefMapping(_Frozen):
     """A reference at ``path`` whose ``none`` values mean "no record" (WooCommerce's guest
     orders have ``customer_id`` 0): such a value is no reference, never an id to wait for."""
 
-    path: str
+    path: _OnePath
     none: tuple[JsonValue, ...] = ()
-
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str) -> str:
-        return _single_path(_path(value))
 
 
 class Endpoint(_Frozen):
@@ -609,24 +574,19 @@ class Pagination(_Frozen):
     """
 
     style: Literal["page", "offset", "cursor"]
-    items: str
+    items: _OnePath
     items_keyed: bool = False
     offset_param: str = "offset"
-    total: str | None = None
+    total: _OnePath | None = None
     page_param: str = "page"
     first_page: int = Field(1, ge=0)
     page_size_param: str | None = None
     page_size: int = Field(DEFAULT_PAGE_SIZE, ge=1)
-    has_more: str | None = None
+    has_more: _OnePath | None = None
     cursor_param: str = "cursor"
-    next_cursor: str | None = None
+    next_cursor: _OnePath | None = None
     modified_since: ModifiedSince | None = None
     params: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("items", "has_more", "next_cursor", "total")
-    @classmethod
-    def _valid_path(cls, value: str | None) -> str | None:
-        return None if value is None else _single_path(_path(value))
 
     @model_validator(mode="after")
     def _style_fields(self) -> Self:
@@ -654,22 +614,17 @@ class EntityMapping(_Frozen):
     ``response_record`` where single-record responses have it; both absent for bare ones.
     """
 
-    id: str
+    id: _OnePath
     updated_at: Timestamp
-    version: str | None = None
+    version: _OnePath | None = None
     deleted: DeletedFlag | None = None
     fields: tuple[FieldMapping, ...] = Field(min_length=1)
     refs: dict[str, str | RefMapping] = Field(default_factory=dict)
     webhook: EntityWebhook | None = None
     endpoints: Endpoints = Field(default_factory=Endpoints)
-    request_wrap: str | None = None
-    response_record: str | None = None
+    request_wrap: _OnePath | None = None
+    response_record: _OnePath | None = None
     pagination: Pagination | None = None
-
-    @field_validator("id", "version", "request_wrap", "response_record")
-    @classmethod
-    def _valid_path(cls, value: str | None) -> str | None:
-        return None if value is None else _single_path(_path(value))
 
     @field_validator("refs")
     @classmethod
@@ -680,7 +635,7 @@ class EntityMapping(_Frozen):
                     f"{field!r} is not a reference field ({', '.join(REFERENCE_FIELDS)})"
                 )
             if isinstance(ref, str):
-                _single_path(_path(ref))
+                _one_path(ref)
         return value
 
     def ref_paths(self) -> Iterator[tuple[str, str, tuple[JsonValue, ...]]]:

@@ -106,6 +106,14 @@ METHODS = frozenset(
 RECORDED_SEPARATOR = ":"
 
 
+def _id(obj: Mapping[str, Any], path: str) -> str:
+    """The id of an invoice or a capture: PayPal's ids are non-empty strings."""
+    value = obj.get("id")
+    if not isinstance(value, str) or not value:
+        raise MappingError("schema_violation", f"{path}.id: missing")
+    return value
+
+
 def paypal_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -266,12 +274,9 @@ def _invoice(obj: Mapping[str, Any], path: str) -> RemoteRecord:
     recipient = recipient_of(obj)
     if recipient is not None and (email := customer_id(recipient)) is not None:
         refs["customer_id"] = email
-    invoice_id = obj.get("id")
-    if not isinstance(invoice_id, str) or not invoice_id:
-        raise MappingError("schema_violation", f"{path}.id: missing")
     return RemoteRecord(
         entity_type="invoice",
-        external_id=invoice_id,
+        external_id=_id(obj, path),
         updated_at=parse_time(stamp, f"{path}.detail.metadata.last_update_time"),
         data=canonical_data("invoice", raw, f"{path}: "),
         refs=refs,
@@ -381,12 +386,9 @@ def _capture(obj: Mapping[str, Any], path: str) -> RemoteRecord:
     refs = {}
     if isinstance(obj.get("paypal_invoice_id"), str):
         refs["invoice_id"] = obj["paypal_invoice_id"]
-    capture_id = obj.get("id")
-    if not isinstance(capture_id, str) or not capture_id:
-        raise MappingError("schema_violation", f"{path}.id: missing")
     return RemoteRecord(
         entity_type="payment",
-        external_id=capture_id,
+        external_id=_id(obj, path),
         updated_at=parse_time(
             obj.get("update_time") or obj.get("create_time"), f"{path}.update_time"
         ),

@@ -103,6 +103,10 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
         body = await self.api.call("GET", path)
         return _member(body, key, f"GET {path}")
 
+    async def _post(self, path: str, key: str, json_body: Mapping[str, Any]) -> dict[str, Any]:
+        """A create: the object Square answers with under ``key``."""
+        return _member(await self.api.call("POST", path, json_body=json_body), key, f"POST {path}")
+
     async def _invoice_obj(self, invoice_id: str) -> dict[str, Any]:
         invoice = await self._get(f"/v2/invoices/{invoice_id}", "invoice")
         order_id = invoice.get("order_id")
@@ -156,12 +160,9 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
     async def _create(self, write: Write, idempotency_key: str) -> RemoteRecord:
         entity_type, body = write.entity_type, write.body
         if entity_type == "customer":
-            answer = await self.api.call(
-                "POST",
-                "/v2/customers",
-                json_body={**body, "idempotency_key": _key(idempotency_key)},
+            customer = await self._post(
+                "/v2/customers", "customer", {**body, "idempotency_key": _key(idempotency_key)}
             )
-            customer = _member(answer, "customer", "POST /v2/customers")
             return self.mapper.to_canonical("customer", customer, self.settings)
         if entity_type == "invoice":
             return await self._create_invoice(body, write.refs, idempotency_key)
@@ -177,14 +178,8 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             **({"customer_id": refs["customer_id"]} if "customer_id" in refs else {}),
             **body.get("order", {"line_items": []}),
         }
-        order = _member(
-            await self.api.call(
-                "POST",
-                "/v2/orders",
-                json_body={"order": order_body, "idempotency_key": _key(key, "order")},
-            ),
-            "order",
-            "POST /v2/orders",
+        order = await self._post(
+            "/v2/orders", "order", {"order": order_body, "idempotency_key": _key(key, "order")}
         )
         invoice_fields = {
             "location_id": self._location,
@@ -194,14 +189,10 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             "payment_requests": [{"request_type": "BALANCE"}],
             **body.get("invoice", {}),
         }
-        invoice = _member(
-            await self.api.call(
-                "POST",
-                "/v2/invoices",
-                json_body={"invoice": invoice_fields, "idempotency_key": _key(key, "invoice")},
-            ),
+        invoice = await self._post(
+            "/v2/invoices",
             "invoice",
-            "POST /v2/invoices",
+            {"invoice": invoice_fields, "idempotency_key": _key(key, "invoice")},
         )
         self._invoice_of_order[order["id"]] = invoice["id"]
         if body.get("publish"):
@@ -232,8 +223,7 @@ class SquareClient(ProviderClient[SquareSettings, Mapper]):
             recipient = invoice.get("primary_recipient")
             if isinstance(recipient, Mapping) and recipient.get("customer_id"):
                 payment["customer_id"] = recipient["customer_id"]
-        answer = await self.api.call("POST", "/v2/payments", json_body=payment)
-        created = _member(answer, "payment", "POST /v2/payments")
+        created = await self._post("/v2/payments", "payment", payment)
         return self.mapper.to_canonical("payment", await self._payment_obj(created), self.settings)
 
     async def _update(self, write: Write, external_id: str) -> RemoteRecord:

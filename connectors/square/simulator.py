@@ -509,8 +509,12 @@ class SquareSimulator(Simulator):
             )
 
     def _page(
-        self, objects: list[dict[str, Any]], key: str, cursor: str | None, limit: int
+        self, objects: list[dict[str, Any]], entity_type: EntityType, asked: Mapping[str, Any]
     ) -> web.Response:
+        """One page of ``objects`` as a list or a search answers it, at the ``cursor`` and
+        ``limit`` ``asked`` (the query of a list, the body of a search)."""
+        cursor, limit = asked.get("cursor"), self._limit(asked.get("limit"), entity_type)
+        key = f"{entity_type}s"
         start = int(cursor) if cursor and cursor.isdigit() else 0
         chunk = objects[start : start + limit]
         body: dict[str, Any] = {key: chunk}
@@ -522,12 +526,7 @@ class SquareSimulator(Simulator):
         return max(1, min(int(str(value or PAGE_SIZES[entity_type])), PAGE_SIZES[entity_type]))
 
     async def _list_customers(self, request: web.Request) -> web.StreamResponse:
-        return self._page(
-            self.live("customer"),
-            "customers",
-            request.query.get("cursor"),
-            self._limit(request.query.get("limit"), "customer"),
-        )
+        return self._page(self.live("customer"), "customer", request.query)
 
     async def _search_customers(self, request: web.Request) -> web.StreamResponse:
         body = await _json(request)
@@ -537,9 +536,7 @@ class SquareSimulator(Simulator):
         objects = self.live("customer")
         if start:
             objects = [o for o in objects if o["updated_at"] >= start]
-        return self._page(
-            objects, "customers", body.get("cursor"), self._limit(body.get("limit"), "customer")
-        )
+        return self._page(objects, "customer", body)
 
     async def _create_customer(self, body: Mapping[str, Any]) -> web.Response:
         return web.json_response(
@@ -594,12 +591,7 @@ class SquareSimulator(Simulator):
     async def _list_invoices(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("location_id") != self.location_id:
             raise _bad("location_id must be this seller's location", "location_id")
-        return self._page(
-            self.live("invoice"),
-            "invoices",
-            request.query.get("cursor"),
-            self._limit(request.query.get("limit"), "invoice"),
-        )
+        return self._page(self.live("invoice"), "invoice", request.query)
 
     async def _search_invoices(self, request: web.Request) -> web.StreamResponse:
         body = await _json(request)
@@ -610,9 +602,7 @@ class SquareSimulator(Simulator):
             for i in self.live("invoice")
             if not customers or i["primary_recipient"].get("customer_id") in customers
         ]
-        return self._page(
-            objects, "invoices", body.get("cursor"), self._limit(body.get("limit"), "invoice")
-        )
+        return self._page(objects, "invoice", body)
 
     async def _create_invoice(self, body: Mapping[str, Any]) -> web.Response:
         return web.json_response(
@@ -666,12 +656,7 @@ class SquareSimulator(Simulator):
         if since:
             objects = [p for p in objects if p["updated_at"] >= since]
         objects.sort(key=lambda p: p["updated_at" if since else "created_at"])
-        return self._page(
-            objects,
-            "payments",
-            request.query.get("cursor"),
-            self._limit(request.query.get("limit"), "payment"),
-        )
+        return self._page(objects, "payment", request.query)
 
     async def _create_payment(self, body: Mapping[str, Any]) -> web.Response:
         return web.json_response({"payment": self.create("payment", body)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -80,22 +81,34 @@ def _erase(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("privacy", help="export or erase one person across every system")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    export = actions.add_parser(
+    export = _person_action(
+        actions,
         "export",
-        help="one JSON bundle: records, links, sync log, audit entries and what each"
+        "one JSON bundle: records, links, sync log, audit entries and what each"
         " connected system holds (read through its API)",
+        _export,
     )
-    cli.add_common(export)
-    export.add_argument("--email", required=True, help="the person's email address")
     export.add_argument(
         "--out", metavar="FILE", help="write the bundle here (default: standard output)"
     )
-    export.set_defaults(handler=_export)
-    erase = actions.add_parser(
+    _person_action(
+        actions,
         "erase",
-        help="anonymise the person here, delete or anonymise them in every connected system,"
+        "anonymise the person here, delete or anonymise them in every connected system,"
         " and leave a tombstone so nothing brings them back; exits 1 when a system failed",
+        _erase,
     )
-    cli.add_common(erase)
-    erase.add_argument("--email", required=True, help="the person's email address")
-    erase.set_defaults(handler=_erase)
+
+
+def _person_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """An action on one person, named by ``--email`` (what both API routes take)."""
+    action = actions.add_parser(name, help=help_text)
+    cli.add_common(action)
+    action.add_argument("--email", required=True, help="the person's email address")
+    action.set_defaults(handler=handler)
+    return action

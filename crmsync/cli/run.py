@@ -16,17 +16,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import FrameType
-
-from pydantic_settings import BaseSettings
 
 from connectors.egress import provider_session
 from crmsync.cli import infra
 from crmsync.common.crypto import KeyRing
 from crmsync.common.db import create_pool
-from crmsync.common.settings import ProviderCallSettings, env_name, parse_settings
+from crmsync.common.settings import (
+    ProviderCallSettings,
+    ServiceSettings,
+    env_name,
+    parse_settings,
+)
 from crmsync.localstack.status import Say, StackError
 from crmsync.settings.admin import AdminSettings
 from crmsync.settings.ingest import IngestSettings
@@ -53,32 +56,15 @@ ALLOW_PRIVATE = env_name(ProviderCallSettings, "allow_private_provider_urls")
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    settings: type[BaseSettings]
-    address: Callable[[BaseSettings], tuple[str, int]]
+    settings: type[ServiceSettings]
     role: str
 
 
 SERVICES: dict[str, ServiceSpec] = {
-    "ingest": ServiceSpec(
-        IngestSettings,
-        lambda s: (s.ingest_host, s.ingest_port),  # type: ignore[attr-defined]
-        "webhooks in: POST /webhooks/{provider}/{connection}",
-    ),
-    "processor": ServiceSpec(
-        ProcessorSettings,
-        lambda s: (s.processor_host, s.processor_port),  # type: ignore[attr-defined]
-        "faust worker: webhooks and changes -> Postgres",
-    ),
-    "outbound": ServiceSpec(
-        OutboundSettings,
-        lambda s: (s.outbound_host, s.outbound_port),  # type: ignore[attr-defined]
-        "pushes changes to the other connected systems",
-    ),
-    "admin": ServiceSpec(
-        AdminSettings,
-        lambda s: (s.admin_host, s.admin_port),  # type: ignore[attr-defined]
-        "operator API",
-    ),
+    "ingest": ServiceSpec(IngestSettings, "webhooks in: POST /webhooks/{provider}/{connection}"),
+    "processor": ServiceSpec(ProcessorSettings, "faust worker: webhooks and changes -> Postgres"),
+    "outbound": ServiceSpec(OutboundSettings, "pushes changes to the other connected systems"),
+    "admin": ServiceSpec(AdminSettings, "operator API"),
 }
 
 
@@ -135,7 +121,7 @@ def _workers(
     for name in names:
         spec = SERVICES[name]
         settings = parse_settings(spec.settings)
-        host, port = spec.address(settings)
+        host, port = settings.address
         found.append((name, name, (host, port), {}))
         if name not in SCALABLE:
             continue

@@ -7,6 +7,8 @@ with :func:`load_settings`; a bad or missing variable ends the process with its 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -64,6 +66,16 @@ class ProviderCallSettings(CommonSettings):
     )
 
 
+class ServiceSettings(ProviderCallSettings):
+    """A service's own settings (ingest, processor, outbound, admin). Same prefix."""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port the service listens on: its ``<service>_host`` and
+        ``<service>_port``."""
+        raise NotImplementedError
+
+
 def topic_name(settings: CommonSettings, topic: str) -> str:
     """The name a pipeline topic (``schemas.topics``) has in this deployment."""
     return settings.kafka_topic_prefix + topic
@@ -101,13 +113,21 @@ def parse_settings(settings_cls: type[S], **overrides: Any) -> S:
         raise ConfigError(describe_validation_error(settings_cls, exc)) from None
 
 
-def load_settings(settings_cls: type[S]) -> S:
-    """Composition-root helper: parse settings or exit with status 2 and the variable names."""
+@contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """Composition-root helper: a ConfigError raised within (a bad variable, a key ring an
+    app cannot read) ends the process with status 2 and what it says, not a traceback."""
     try:
-        return parse_settings(settings_cls)
+        yield
     except ConfigError as exc:
         print(f"crmsync: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+
+
+def load_settings(settings_cls: type[S]) -> S:
+    """Composition-root helper: parse settings or exit with status 2 and the variable names."""
+    with exit_on_config_error():
+        return parse_settings(settings_cls)
 
 
 def repo_root() -> Path:

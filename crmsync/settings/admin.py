@@ -4,10 +4,10 @@ from pydantic import Field, SecretStr
 
 from crmsync.application.context import KafkaTarget
 from crmsync.common.crypto import CryptoError, KeyRing
-from crmsync.common.settings import ConfigError, ProviderCallSettings
+from crmsync.common.settings import ConfigError, ServiceSettings
 
 
-class AdminSettings(ProviderCallSettings):
+class AdminSettings(ServiceSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     admin_host: str = Field("127.0.0.1", description="Listen address.")
@@ -41,6 +41,10 @@ class AdminSettings(ProviderCallSettings):
             processor_group=self.processor_app_id,
             outbound_group=self.outbound_consumer_group,
         )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.admin_host, self.admin_port
 
 
 def keyring_from(settings: AdminSettings) -> KeyRing:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import ProviderCallSettings
+from crmsync.common.settings import ServiceSettings
 from schemas import topics
 
 # What a webhook's envelope adds to its body besides base64's 4/3: the fields and the kept
@@ -25,7 +25,7 @@ def envelope_bytes_at_most(body_bytes: int) -> int:
 LARGEST_BODY_BYTES = (MAX_RECORD_BYTES - ENVELOPE_OVERHEAD_BYTES) // 4 * 3
 
 
-class IngestSettings(ProviderCallSettings):
+class IngestSettings(ServiceSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     master_keys: SecretStr = Field(
@@ -77,6 +77,10 @@ class IngestSettings(ProviderCallSettings):
         "to (a connection's paypal_trust_anchors setting overrides); unset: the system's CA "
         "bundle.",
     )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.ingest_host, self.ingest_port
 
     def paypal_trust_anchors(self) -> bytes | None:
         """The PEM bytes of the operator's PayPal trust anchors: the configured file, else

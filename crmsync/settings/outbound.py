@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import ProviderCallSettings
+from crmsync.common.settings import ServiceSettings
 
 
-class OutboundSettings(ProviderCallSettings):
+class OutboundSettings(ServiceSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     master_keys: SecretStr = Field(
@@ -81,3 +81,7 @@ class OutboundSettings(ProviderCallSettings):
         description="Modified-since polls start this much before the previous run: provider "
         "clocks and indexing lag behind ours.",
     )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.outbound_host, self.outbound_port

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from crmsync.common.settings import ProviderCallSettings, repo_root
+from crmsync.common.settings import ServiceSettings, repo_root
 
 
-class ProcessorSettings(ProviderCallSettings):
+class ProcessorSettings(ServiceSettings):
     """Environment: ``CRMSYNC_`` + the field name upper-cased."""
 
     master_keys: SecretStr = Field(
@@ -109,3 +109,7 @@ class ProcessorSettings(ProviderCallSettings):
         "missing_reference dead letter.",
     )
     processor_db_pool_size: int = Field(10, ge=1, description="Max Postgres connections.")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.processor_host, self.processor_port

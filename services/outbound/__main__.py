@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from crmsync.common.logs import configure_logging
-from crmsync.common.runner import run
+from crmsync.common.runner import run_service
 from crmsync.common.settings import load_settings
 from crmsync.settings.outbound import OutboundSettings
 from services.outbound.app import SERVICE, create_app
@@ -11,8 +10,7 @@ from services.outbound.app import SERVICE, create_app
 
 def main() -> None:
     settings = load_settings(OutboundSettings)
-    configure_logging(SERVICE, settings.log_level, settings.log_format)
-    run(create_app(settings), settings.outbound_host, settings.outbound_port, SERVICE)
+    run_service(SERVICE, settings, create_app)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 
 import faust
 
 from crmsync.common.logs import configure_logging
-from crmsync.common.settings import EXIT_CONFIG, ConfigError, load_settings, topic_name
+from crmsync.common.settings import exit_on_config_error, load_settings, topic_name
 from crmsync.settings.processor import ProcessorSettings
 from services.processor.app import SOURCE_TOPICS, create_app
 from services.processor.housekeeping import check_dedup_retention
@@ -36,7 +35,7 @@ def quiet_collector() -> None:
 def main() -> None:
     settings = load_settings(ProcessorSettings)
     configure_logging("processor", settings.log_level, settings.log_format)
-    try:
+    with exit_on_config_error():
         asyncio.run(
             check_dedup_retention(
                 settings.processor_dedup_retention_days,
@@ -45,10 +44,7 @@ def main() -> None:
                 within_seconds=settings.processor_kafka_start_timeout_seconds,
             )
         )
-    except ConfigError as exc:
-        print(f"crmsync: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
-    app = create_app(settings)
+        app = create_app(settings)
     quiet_collector()
     # override_logging=False keeps our structured logging instead of mode's; the spinner
     # (which faust only drops when it sets up logging itself) would garble JSON lines.

@@ -15,6 +15,32 @@ from services.processor.housekeeping import dedup_retention_problem
 DAY = 86_400.0
 
 
+def _refused(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, **env: str
+) -> str:
+    """``python -m services.processor`` on this test's stack, ``env`` added: it must refuse
+    to start as a configuration error does (status 2, no traceback). Its stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.processor"],
+        env={
+            **os.environ,
+            "CRMSYNC_DATABASE_URL": database_url,
+            "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CRMSYNC_KAFKA_TOPIC_PREFIX": topic_prefix,
+            "CRMSYNC_PROCESSOR_DATA_DIR": str(tmp_path / "processor"),
+            "CRMSYNC_PROCESSOR_PORT": str(free_port()),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
 def test_a_retention_longer_than_every_topic_is_fine() -> None:
     assert dedup_retention_problem(15, {"webhooks.raw": 14 * DAY, "changes.internal": DAY}) is None
 
@@ -59,23 +85,22 @@ def test_the_processor_refuses_to_start_when_dedup_rows_expire_first(
 ) -> None:
     # The local broker keeps records 7 days plus up to 7 of segment roll: 7 days of dedup
     # rows (the old default) let a replay apply week-old events a second time.
-    env = {
-        **os.environ,
-        "CRMSYNC_DATABASE_URL": database_url,
-        "CRMSYNC_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "CRMSYNC_KAFKA_TOPIC_PREFIX": topic_prefix,
-        "CRMSYNC_PROCESSOR_DATA_DIR": str(tmp_path / "processor"),
-        "CRMSYNC_PROCESSOR_PORT": str(free_port()),
-        "CRMSYNC_PROCESSOR_DEDUP_RETENTION_DAYS": "7",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.processor"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    stderr = _refused(
+        database_url,
+        kafka_bootstrap,
+        topic_prefix,
+        tmp_path,
+        CRMSYNC_PROCESSOR_DEDUP_RETENTION_DAYS="7",
     )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "CRMSYNC_PROCESSOR_DEDUP_RETENTION_DAYS" in proc.stderr
-    assert topic_prefix in proc.stderr  # names the topic whose records outlive the rows
+    assert "CRMSYNC_PROCESSOR_DEDUP_RETENTION_DAYS" in stderr
+    assert topic_prefix in stderr  # names the topic whose records outlive the rows
+
+
+def test_the_processor_exits_2_naming_a_master_key_ring_it_cannot_read(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # The ring is parsed when faust's app is built, after the retention check passed.
+    stderr = _refused(
+        database_url, kafka_bootstrap, topic_prefix, tmp_path, CRMSYNC_MASTER_KEYS="not-a-key-ring"
+    )
+    assert "CRMSYNC_MASTER_KEYS" in stderr

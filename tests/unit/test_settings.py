@@ -58,3 +58,20 @@ def test_service_exits_2_naming_a_bad_variable(service: str) -> None:
     )
     assert result.returncode == 2, result.stderr
     assert var in result.stderr
+
+
+@pytest.mark.parametrize("service", ["ingest", "outbound", "admin"])
+def test_service_exits_2_naming_a_master_key_ring_it_cannot_read(service: str) -> None:
+    # The ring is parsed when the app is built, after the settings: a ConfigError there
+    # ends the process as a bad variable does, not with a traceback.
+    result = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"],
+        env={"PATH": "/usr/bin:/bin", "CRMSYNC_MASTER_KEYS": "not-a-key-ring"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "CRMSYNC_MASTER_KEYS" in result.stderr
+    assert "Traceback" not in result.stderr

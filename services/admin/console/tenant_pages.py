@@ -5,7 +5,6 @@ session's key (``views.call``); nothing here queries the database."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -15,8 +14,9 @@ from services.admin.console.views import (
     RefusalError,
     call,
     call_or_refusal,
-    filters_of,
     form_of,
+    kept_filters,
+    listed,
     page,
     redirect,
     render,
@@ -42,10 +42,6 @@ AUDIT_KINDS = (
 )
 
 
-def _next(keep: dict[str, str], cursor: str | None) -> str | None:
-    return urlencode(keep | {"cursor": cursor}) if cursor else None
-
-
 # -- audit trail --------------------------------------------------------------------------
 
 _AUDIT_FILTERS = ("actor", "action", "target", "since", "until", "cursor")
@@ -53,10 +49,8 @@ _AUDIT_FILTERS = ("actor", "action", "target", "since", "until", "cursor")
 
 @page
 async def audit(request: web.Request) -> web.StreamResponse:
-    filters = filters_of(request.query, _AUDIT_FILTERS)
-    keep = {k: v for k, v in filters.items() if k != "cursor"}
     try:
-        listing = await call(request, "listAuditLog", query=filters | {"limit": "50"})
+        listing = await listed(request, "listAuditLog", _AUDIT_FILTERS)
     except RefusalError as failure:
         if failure.status != 422:
             raise
@@ -65,21 +59,19 @@ async def audit(request: web.Request) -> web.StreamResponse:
         return render(
             request,
             "audit.html",
-            status=422,
             items=[],
-            filters=keep,
+            filters=kept_filters(request.query, _AUDIT_FILTERS),
             kinds=AUDIT_KINDS,
             next_query=None,
-            errors=failure.errors,
-            error=failure.detail,
+            **failure.shown(),
         )
     return render(
         request,
         "audit.html",
         items=listing.items,
-        filters=keep,
+        filters=listing.filters,
         kinds=AUDIT_KINDS,
-        next_query=_next(keep, listing.next_cursor),
+        next_query=listing.next_query,
         errors={},
         error=None,
     )
@@ -97,25 +89,19 @@ async def _endpoints_page(
     errors: dict[str, str] | None = None,
     error: str | None = None,
 ) -> web.Response:
-    query = filters_of(request.query, ("cursor",)) | {"limit": "50"}
-    listing = await call(request, "listNotificationEndpoints", query=query)
+    listing = await listed(request, "listNotificationEndpoints", ("cursor",))
     return render(
         request,
         "notifications.html",
         status=status,
         items=listing.items,
-        next_query=_next({}, listing.next_cursor),
+        next_query=listing.next_query,
         created=created,
         types=NOTIFICATION_TYPES,
         form=form or {"event_types": []},
         errors=errors or {},
         error=error,
     )
-
-
-@page
-async def endpoints(request: web.Request) -> web.StreamResponse:
-    return await _endpoints_page(request)
 
 
 @page
@@ -129,34 +115,24 @@ async def create_endpoint(request: web.Request) -> web.StreamResponse:
         body["description"] = form["description"]
     created, failure = await call_or_refusal(request, "createNotificationEndpoint", body=body)
     if failure:
-        return await _endpoints_page(
-            request,
-            status=failure.status,
-            form=body | {"description": form.get("description", "")},
-            errors=failure.errors,
-            error=failure.detail,
-        )
+        typed = body | {"description": form.get("description", "")}
+        return await _endpoints_page(request, form=typed, **failure.shown())
     return await _endpoints_page(request, created=created)
 
 
 @page
 async def endpoint(request: web.Request) -> web.StreamResponse:
     found = await call(request, "getNotificationEndpoint", path=request.match_info)
-    filters = filters_of(request.query, ("status", "cursor"))
-    keep = {k: v for k, v in filters.items() if k != "cursor"}
-    deliveries = await call(
-        request,
-        "listNotificationDeliveries",
-        path=request.match_info,
-        query=filters | {"limit": "50"},
+    deliveries = await listed(
+        request, "listNotificationDeliveries", ("status", "cursor"), path=request.match_info
     )
     return render(
         request,
         "notification.html",
         item=found,
         deliveries=deliveries.items,
-        filters=keep,
-        next_query=_next(keep, deliveries.next_cursor),
+        filters=deliveries.filters,
+        next_query=deliveries.next_query,
     )
 
 
@@ -181,12 +157,11 @@ async def _windows_page(
     errors: dict[str, str] | None = None,
     error: str | None = None,
 ) -> web.Response:
-    filters = filters_of(request.query, ("connection", "include_past", "cursor"))
-    keep = {k: v for k, v in filters.items() if k != "cursor"}
-    query = filters | {"limit": "50"}
-    if "include_past" in query:
-        query["include_past"] = "true"
-    listing = await call(request, "listFreezeWindows", query=query)
+    # The form's checkbox sends "on"; the API takes a boolean.
+    past = {"include_past": "true"} if request.query.get("include_past") else {}
+    listing = await listed(
+        request, "listFreezeWindows", ("connection", "include_past", "cursor"), sent=past
+    )
     connections = await call(request, "listConnections", query={"limit": "100"})
     return render(
         request,
@@ -197,17 +172,12 @@ async def _windows_page(
         over={w.id for w in listing.items if w.ends_at is not None and w.ends_at <= now()},
         names={c.id: c.name for c in connections.items},
         connections=connections.items,
-        filters=keep,
-        next_query=_next(keep, listing.next_cursor),
-        form=form or {"connection": keep.get("connection", "")},
+        filters=listing.filters,
+        next_query=listing.next_query,
+        form=form or {"connection": listing.filters.get("connection", "")},
         errors=errors or {},
         error=error,
     )
-
-
-@page
-async def freeze_windows(request: web.Request) -> web.StreamResponse:
-    return await _windows_page(request)
 
 
 @page
@@ -219,9 +189,7 @@ async def create_window(request: web.Request) -> web.StreamResponse:
     body = {k: v for k, v in typed.items() if v}
     _, failure = await call_or_refusal(request, "createFreezeWindow", body=body)
     if failure:
-        return await _windows_page(
-            request, status=failure.status, form=typed, errors=failure.errors, error=failure.detail
-        )
+        return await _windows_page(request, form=typed, **failure.shown())
     return redirect(f"{ROOT}freeze-windows?done=window_created")
 
 
@@ -238,10 +206,10 @@ async def delete_window(request: web.Request) -> web.StreamResponse:
 
 def add_tenant_pages(router: web.UrlDispatcher) -> None:
     router.add_get(f"{ROOT}audit", audit)
-    router.add_get(f"{ROOT}notifications", endpoints)
+    router.add_get(f"{ROOT}notifications", page(_endpoints_page))
     router.add_post(f"{ROOT}notifications", create_endpoint)
     router.add_get(f"{ROOT}notifications/{{endpoint_id}}", endpoint)
     router.add_post(f"{ROOT}notifications/{{endpoint_id}}/{{action:delete|test}}", endpoint_action)
-    router.add_get(f"{ROOT}freeze-windows", freeze_windows)
+    router.add_get(f"{ROOT}freeze-windows", page(_windows_page))
     router.add_post(f"{ROOT}freeze-windows", create_window)
     router.add_post(f"{ROOT}freeze-windows/{{window_id}}/delete", delete_window)

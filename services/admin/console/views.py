@@ -8,6 +8,7 @@ import binascii
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -93,6 +94,11 @@ class RefusalError(RefuseInput):
     def __str__(self) -> str:
         return f"{self.status} {self.detail}"
 
+    def shown(self) -> dict[str, Any]:
+        """What a form's page is shown again with: this status, the headline above the
+        form and each field's error beside it."""
+        return {"status": self.status, "errors": self.errors, "error": self.detail}
+
 
 # The API's headline for a request that failed validation, as a person reads it on a page
 # where each field's error is beside it (or listed under the headline).
@@ -154,6 +160,42 @@ async def call_or_refusal(
 def filters_of(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
     """The non-empty filters of a listing's query string (an empty select means "any")."""
     return {n: query[n] for n in names if query.get(n)}
+
+
+def kept_filters(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
+    """The filters a listing's form keeps: those of the query but the cursor."""
+    return {n: v for n, v in filters_of(query, names).items() if n != "cursor"}
+
+
+def next_page(keep: Mapping[str, str], cursor: str | None) -> str | None:
+    """The query string of the page after this one, its filters kept; None on the last."""
+    return urlencode({**keep, "cursor": cursor}) if cursor else None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A page of a /v1 list route as a listing page shows it: its ``items``, the
+    ``filters`` its form keeps (those of the query but the cursor) and ``next_query``."""
+
+    items: list[Any]
+    filters: dict[str, str]
+    next_query: str | None
+
+
+async def listed(
+    request: web.Request,
+    operation_id: str,
+    names: tuple[str, ...],
+    *,
+    path: Mapping[str, str] | None = None,
+    sent: Mapping[str, str] | None = None,
+) -> Listed:
+    """50 rows of ``operation_id``, filtered by the query's ``names`` (``sent``: values
+    that replace what the query says)."""
+    query = filters_of(request.query, names) | {"limit": "50"} | dict(sent or {})
+    page = await call(request, operation_id, path=path, query=query)
+    keep = kept_filters(request.query, names)
+    return Listed(page.items, keep, next_page(keep, page.next_cursor))
 
 
 async def form_of(request: web.Request) -> MultiDict[str]:
@@ -518,11 +560,6 @@ def _provider_settings_of(form: MultiMapping[str], connection: Any) -> dict[str,
 
 
 @page
-async def connection_page(request: web.Request) -> web.StreamResponse:
-    return await _connection_page(request)
-
-
-@page
 async def update_settings(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     connection = await call(request, "getConnection", path=request.match_info)
@@ -536,9 +573,7 @@ async def update_settings(request: web.Request) -> web.StreamResponse:
         request, "updateConnection", raised=(401, 404), path=request.match_info, body=body
     )
     if failure:
-        return await _connection_page(
-            request, status=failure.status, form=shown, errors=failure.errors, error=failure.detail
-        )
+        return await _connection_page(request, form=shown, **failure.shown())
     return redirect(f"{request.path.rsplit('/', 1)[0]}?done=settings")
 
 
@@ -572,9 +607,7 @@ async def _connection_action(
     connection_id = request.match_info["connection_id"]
     _, failure = await call_or_refusal(request, operation, raised=(401, 404), **given)
     if failure:
-        return await _connection_page(
-            request, status=failure.status, errors=failure.errors, error=failure.detail
-        )
+        return await _connection_page(request, **failure.shown())
     return redirect(f"{ROOT}connections/{connection_id}?done={done}")
 
 
@@ -820,14 +853,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
         )
     created, failure = await call_or_refusal(request, "createConnection", body=body)
     if failure:
-        return _connect_page(
-            request,
-            shown_as,
-            status=failure.status,
-            form=kept,
-            errors=failure.errors,
-            error=failure.detail,
-        )
+        return _connect_page(request, shown_as, form=kept, **failure.shown())
     return render(request, "connected.html", created=created)
 
 
@@ -837,20 +863,16 @@ _EVENT_FILTERS = ("connection", "direction", "outcome", "entity_type", "entity_i
 
 
 async def _events(request: web.Request) -> dict[str, Any]:
-    filters = filters_of(request.query, _EVENT_FILTERS)
-    listing = await call(request, "listSyncLog", query=filters | {"limit": "50"})
+    listing = await listed(request, "listSyncLog", _EVENT_FILTERS)
     connections = await call(request, "listConnections", query={"limit": "100"})
     names = {c.id: c.name for c in connections.items}
-    keep = {k: v for k, v in filters.items() if k != "cursor"}
     return {
         "entries": listing.items,
         "names": names,
-        "filters": keep,
-        "live": "cursor" not in filters,
-        "query": urlencode(keep),
-        "next_query": urlencode(keep | {"cursor": listing.next_cursor})
-        if listing.next_cursor
-        else None,
+        "filters": listing.filters,
+        "live": not request.query.get("cursor"),
+        "query": urlencode(listing.filters),
+        "next_query": listing.next_query,
         "connections": connections.items,
         "entity_types": ENTITY_TYPES,
     }
@@ -898,17 +920,13 @@ _DEAD_LETTER_FILTERS = ("stage", "reason", "connection", "state", "cursor")
 
 @page
 async def dead_letters(request: web.Request) -> web.StreamResponse:
-    filters = filters_of(request.query, _DEAD_LETTER_FILTERS)
-    listing = await call(request, "listDeadLetters", query=filters | {"limit": "50"})
-    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    listing = await listed(request, "listDeadLetters", _DEAD_LETTER_FILTERS)
     return render(
         request,
         "dead_letters.html",
         items=listing.items,
-        filters=keep,
-        next_query=urlencode(keep | {"cursor": listing.next_cursor})
-        if listing.next_cursor
-        else None,
+        filters=listing.filters,
+        next_query=listing.next_query,
         result=None,
     )
 
@@ -959,18 +977,14 @@ async def redrive_many(request: web.Request) -> web.StreamResponse:
 
 @page
 async def conflicts(request: web.Request) -> web.StreamResponse:
-    filters = filters_of(request.query, ("state", "entity_type", "cursor"))
-    listing = await call(request, "listConflicts", query=filters | {"limit": "50"})
-    keep = {k: v for k, v in filters.items() if k != "cursor"}
+    listing = await listed(request, "listConflicts", ("state", "entity_type", "cursor"))
     return render(
         request,
         "conflicts.html",
         items=listing.items,
-        filters=keep,
+        filters=listing.filters,
         entity_types=ENTITY_TYPES,
-        next_query=urlencode(keep | {"cursor": listing.next_cursor})
-        if listing.next_cursor
-        else None,
+        next_query=listing.next_query,
     )
 
 
@@ -1032,9 +1046,7 @@ async def resolve_conflict(request: web.Request) -> web.StreamResponse:
     )
     if failure:
         found = await call(request, "getConflict", path=request.match_info)
-        return await _conflict_page(
-            request, found, status=failure.status, error=failure.detail, errors=failure.errors
-        )
+        return await _conflict_page(request, found, **failure.shown())
     return redirect(f"{ROOT}conflicts?done=resolved")
 
 
@@ -1057,15 +1069,8 @@ async def _keys_page(
         created=created,
         error=error,
         include_revoked=bool(keep),
-        next_query=urlencode(keep | {"cursor": listing.next_cursor})
-        if listing.next_cursor
-        else None,
+        next_query=next_page(keep, listing.next_cursor),
     )
-
-
-@page
-async def api_keys(request: web.Request) -> web.StreamResponse:
-    return await _keys_page(request)
 
 
 @page
@@ -1125,7 +1130,7 @@ def add_console(app: web.Application, routes: list[Route], keyring: KeyRing) -> 
     r.add_get(f"{ROOT}connections/new", connect_form)
     r.add_post(f"{ROOT}connections", connect)
     c = f"{ROOT}connections/{{connection_id}}"
-    r.add_get(c, connection_page)
+    r.add_get(c, page(_connection_page))
     r.add_post(f"{c}/settings", update_settings)
     r.add_post(f"{c}/{{action:disable|enable}}", set_status)
     r.add_post(f"{c}/rotate-secret", rotate_secret)
@@ -1148,6 +1153,6 @@ def add_console(app: web.Application, routes: list[Route], keyring: KeyRing) -> 
     r.add_get(f"{ROOT}conflicts", conflicts)
     r.add_get(f"{ROOT}conflicts/{{conflict_id}}", conflict)
     r.add_post(f"{ROOT}conflicts/{{conflict_id}}/resolve", resolve_conflict)
-    r.add_get(f"{ROOT}api-keys", api_keys)
+    r.add_get(f"{ROOT}api-keys", page(_keys_page))
     r.add_post(f"{ROOT}api-keys", create_key)
     r.add_post(f"{ROOT}api-keys/{{key_id}}/{{action:revoke|rotate}}", key_action)
