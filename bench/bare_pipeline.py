@@ -43,6 +43,7 @@ from crmsync.common.kafka import make_producer
 from crmsync.common.settings import CommonSettings, load_settings
 
 Role = Callable[[], Coroutine[Any, Any, None]]
+Handler = Callable[[web.Request], Coroutine[Any, Any, web.Response]]
 
 RAW = "bare.raw"
 CHANGED = "bare.changed"
@@ -71,7 +72,12 @@ def _stamp(record: ConsumerRecord[bytes, bytes]) -> float:
     return float(dict(record.headers)[STAMP].decode())
 
 
-async def _serve(port: int, latencies: list[float], role: Role) -> None:
+async def _serve(
+    port: int, latencies: list[float], role: Role | None = None, accept: Handler | None = None
+) -> None:
+    """Serve /readyz and /stats (and ``accept`` for every POST) until SIGTERM, running
+    ``role`` meanwhile."""
+
     async def stats(_request: web.Request) -> web.Response:
         return web.json_response({"latencies_ms": latencies})
 
@@ -81,17 +87,21 @@ async def _serve(port: int, latencies: list[float], role: Role) -> None:
     app = web.Application()
     app.router.add_get("/stats", stats)
     app.router.add_get("/readyz", ready)
+    if accept is not None:
+        app.router.add_post("/{tail:.*}", accept)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    task = asyncio.create_task(role())
-    await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+    if role is not None:
+        waits.append(asyncio.create_task(role()))
+    await asyncio.wait(waits, return_when="FIRST_COMPLETED")
+    for task in waits:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await runner.cleanup()
 
 
@@ -105,20 +115,10 @@ async def ingest(common: CommonSettings, port: int) -> None:
         await producer.send_and_wait(_topic(common, RAW), body, headers=headers)
         return web.json_response({"status": "accepted"})
 
-    async def ready(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ready"})
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", accept)
-    app.router.add_get("/readyz", ready)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await producer.stop()
+    try:
+        await _serve(port, [], accept=accept)
+    finally:
+        await producer.stop()
 
 
 def _consumer(common: CommonSettings, topic: str) -> AIOKafkaConsumer:
@@ -129,6 +129,12 @@ def _consumer(common: CommonSettings, topic: str) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
+
+
+async def _fetched(consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
+    """What one fetch brought, every partition's records in one list (none after 1 s)."""
+    fetched = await consumer.getmany(timeout_ms=1000)
+    return [record for batch in fetched.values() for record in batch]
 
 
 async def processor(common: CommonSettings, port: int) -> None:
@@ -142,8 +148,7 @@ async def processor(common: CommonSettings, port: int) -> None:
 
     async def run() -> None:
         while True:
-            fetched = await consumer.getmany(timeout_ms=1000)
-            records = [r for batch in fetched.values() for r in batch]
+            records = await _fetched(consumer)
             if not records:
                 continue
             rows = [json.loads(r.value or b"{}")["data"] for r in records]
@@ -190,8 +195,7 @@ async def outbound(common: CommonSettings, port: int, target: str) -> None:
 
     async def run() -> None:
         while True:
-            fetched = await consumer.getmany(timeout_ms=1000)
-            records = [r for batch in fetched.values() for r in batch]
+            records = await _fetched(consumer)
             if records:
                 await asyncio.gather(*(push(r) for r in records))
                 await consumer.commit()
