@@ -162,6 +162,18 @@ async def a_paid_invoice_asks_nothing_but_refuses_real_edits(
         await client.update("invoice", invoice.external_id, {**derived, "number": number}, refs)
 
 
+async def a_payment_over_the_balance_is_refused(
+    client: ApiClient, invoice: RemoteRecord, owed: int, *, refused: str
+) -> None:
+    """What a provider that checks a payment against what ``invoice`` still owes (``owed``,
+    in minor units of AUD) must do with one cent more: refuse it as its own rule, a
+    ProviderRuleError matching ``refused``, not a malformed request (convergence runs found
+    these parked as provider_4xx)."""
+    too_much = {"amount": owed + 1, "currency": "AUD", "status": "succeeded", "reference": "X"}
+    with pytest.raises(ProviderRuleError, match=refused):
+        await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "p")
+
+
 async def invoiced(
     client: ApiClient, customer: Mapping[str, Any], invoice: Mapping[str, Any]
 ) -> tuple[RemoteRecord, RemoteRecord]:
