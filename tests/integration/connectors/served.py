@@ -19,8 +19,12 @@ from aiohttp import web
 
 from connectors.base import Connector, Verified, WebhookRequest
 from connectors.http import NotFoundError, ProviderError
-from connectors.spec import ApiClient, EntityType, Page, RemoteRecord, WebhookParse
+from connectors.spec import ApiClient, EntityType, Page, RateLimit, RemoteRecord, WebhookParse
 from schemas.errors import ProviderRuleError
+
+# A simulator's rate limit far above what a test sends: only a test of the limit itself
+# meets the provider's own.
+GENEROUS = RateLimit(rate=10_000, per_seconds=1, burst=10_000)
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,19 @@ from connectors.generic.client import GenericClient, make_client
 from connectors.generic.mapping import Handshake, Mapper, form_document
 from connectors.generic.simulator import MappingSimulator, load_simulated
 from connectors.http import ProviderError
-from connectors.spec import RateLimit, RemoteRecord, WebhookItem
-from tests.integration.connectors.served import Hook, deleted, every_page, inbox, records_of, served
+from connectors.spec import RemoteRecord, WebhookItem
+from tests.integration.connectors.served import (
+    GENEROUS,
+    Hook,
+    deleted,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples"
 SECRET = "catalogue-webhook-secret"
-GENEROUS = RateLimit(rate=10_000, per_seconds=1, burst=10_000)
 
 
 @dataclass
