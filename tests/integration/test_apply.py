@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -486,10 +486,10 @@ async def applied_past_an_uncommitted_link(
     a: CreatedConnection,
     entity_id: uuid.UUID,
     *,
-    apply: Coroutine[Any, Any, list[Applied | None]],
+    apply: Callable[[], Coroutine[Any, Any, list[Applied | None]]],
 ) -> Applied:
-    """``apply`` (one change of a's c-1) run while ``conn``'s open transaction ``tx`` links
-    c-1 to ``entity_id``, uncommitted: once the apply waits on that link, ``tx`` commits;
+    """``apply()`` (one change of a's c-1) run once ``conn``'s open transaction ``tx`` links
+    c-1 to ``entity_id``, uncommitted: when the apply waits on that link, ``tx`` commits;
     the change's result."""
     await conn.execute(
         """
@@ -502,7 +502,7 @@ async def applied_past_an_uncommitted_link(
         entity_id,
         at(0),
     )
-    applying = asyncio.create_task(apply)
+    applying = asyncio.create_task(apply())
     await waiting_on_a_lock(pool, applying)
     await tx.commit()
     (result,) = await asyncio.wait_for(applying, 30)
@@ -532,7 +532,9 @@ async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
             tx,
             a,
             theirs,
-            apply=Processor(pool).handle(TOPIC, [change(a, "c-1", {"name": "New"}, ts=at(1))]),
+            apply=lambda: Processor(pool).handle(
+                TOPIC, [change(a, "c-1", {"name": "New"}, ts=at(1))]
+            ),
         )
     assert (result.outcome, result.entity_id) == (Outcome.APPLIED, theirs)
     assert [r["data"] for r in await customers(pool)] == [{"name": "New"}]
@@ -563,7 +565,7 @@ async def test_a_link_a_push_commits_meanwhile_gets_the_change_on_either_path(
             tx,
             a,
             ours,
-            apply=processor.handle(
+            apply=lambda: processor.handle(
                 TOPIC, [change(a, "c-1", {"name": "Pushed, read back"}, ts=at(1))]
             ),
         )
