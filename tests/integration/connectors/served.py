@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import aiohttp
 import pytest
@@ -91,6 +91,22 @@ async def simulating(
         sim = make(hooks.url)
         async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
             yield sim, base_url, hooks, session
+
+
+@dataclass
+class Simulated(Generic[Sim]):
+    """What :func:`simulating` serves, kept together: the simulator, its base URL, the
+    inbox its webhooks go to and a client session. A test's own harness extends it."""
+
+    sim: Sim
+    url: str
+    inbox: Inbox
+    session: aiohttp.ClientSession
+
+    @property
+    def hook_url(self) -> str:
+        """Where the simulator delivers its webhooks."""
+        return self.inbox.url
 
 
 class Delivery(NamedTuple):

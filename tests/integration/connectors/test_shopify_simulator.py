@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
@@ -18,7 +17,7 @@ from connectors.simkit import Fault
 from connectors.spec import RateLimit
 from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
-    Inbox,
+    Simulated,
     TickingClock,
     a_payment_over_the_balance_is_refused,
     assert_open_one_line_totals,
@@ -36,13 +35,7 @@ SECRET = "shopify-app-secret-for-the-simulator"
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Stack:
-    sim: ShopifySimulator
-    url: str
-    inbox: Inbox
-    session: aiohttp.ClientSession
-
+class Stack(Simulated[ShopifySimulator]):
     def client(self, **settings: str) -> ShopifyClient:
         client = make_client(self.session, self.url, StaticAuth.bearer("sim-token"), settings)
         assert isinstance(client, ShopifyClient)
