@@ -16,19 +16,17 @@ from asyncpg.transaction import Transaction
 
 from crmsync.common.canonical import canonical_values, state_hash
 from crmsync.common.connections import CreatedConnection, create_connection
-from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
 from services.processor.apply import Applied
 from services.processor.deadletters import Source
 from services.processor.decide import Outcome
 from services.processor.housekeeping import CHUNK, prune_processed_events, prune_sync_log
 from services.processor.pipeline import Processor
-from tests.integration.test_references import internal_change
+from tests.integration.test_references import KEYRING, internal_change
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 TOPIC = topics.CHANGES_INTERNAL.name
 _offsets = itertools.count()
-KEYRING = KeyRing.parse(generate_master_key())
 
 
 def at(minutes: int) -> datetime:
