@@ -13,11 +13,14 @@ import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import hypothesis
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from crmsync.common.crypto import generate_master_key
@@ -133,7 +136,21 @@ def kafka_bootstrap(common_settings: CommonSettings) -> str:
     return common_settings.kafka_bootstrap_servers
 
 
+KafkaClient = TypeVar("KafkaClient", AIOKafkaProducer, AIOKafkaConsumer, AIOKafkaAdminClient)
 TopicFactory = Callable[..., Awaitable[str]]
+
+
+@asynccontextmanager
+async def started(client: KafkaClient) -> AsyncIterator[KafkaClient]:
+    """``client`` started, and stopped (an admin client: closed) however the block ends."""
+    await client.start()
+    try:
+        yield client
+    finally:
+        if isinstance(client, AIOKafkaAdminClient):
+            await client.close()
+        else:
+            await client.stop()
 
 
 @pytest.fixture

@@ -31,12 +31,11 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from crmsync.common.apikeys import create_key, ensure_tenant
 from crmsync.common.db import create_pool
-from crmsync.common.settings import parse_settings
 from crmsync.demo.sims import ACME_MAPPING
-from crmsync.settings.admin import AdminSettings
 from services.admin.app import create_app
 from tests.conftest import TopicFactory
 from tests.e2e.sync_harness import SimulatedCrm, Stack, running_stack, start_simulator
+from tests.integration.test_admin_api import admin_settings
 
 # The browser may wait this long for the pipeline (a webhook through Kafka, the processor
 # and outbound): measured at 2-5 s on an idle laptop, far more on a loaded CI runner.
@@ -84,13 +83,7 @@ class Console:
 async def running_console(
     database_url: str, kafka_bootstrap: str, prefix: str = "", pool: asyncpg.Pool | None = None
 ) -> AsyncIterator[Console]:
-    settings = parse_settings(
-        AdminSettings,
-        database_url=database_url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topic_prefix=prefix,
-        ingest_public_base_url="https://hooks.example.test",
-    )
+    settings = admin_settings(database_url, kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix)
     own = pool is None
     used = pool or await create_pool(database_url, max_size=4)
     server = TestServer(create_app(settings, pool=used), host="127.0.0.1")

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crmsync.common.connections import CreatedConnection
 from crmsync.common.kafka import (
     make_consumer,
     make_producer,
@@ -23,6 +25,7 @@ from crmsync.common.kafka import (
 from crmsync.localstack.ports import free_port
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
+from tests.conftest import started
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.integration.test_apply import connect
 
@@ -66,14 +69,10 @@ def change_bytes(conn: Any, n: int, *, external_id: str | None = None) -> tuple[
 
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = make_producer(bootstrap)
-    await producer.start()
-    try:
+    async with started(make_producer(bootstrap)) as producer:
         for key, value in records:
             await producer.send(topic, value, key=key)
         await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def wait_for(pool: asyncpg.Pool, sql: str, want: int, seconds: float = 60) -> int:
@@ -95,64 +94,85 @@ async def wait_for_empty(pool: asyncpg.Pool, table: str, seconds: float = 60) ->
 
 
 async def read_changed(bootstrap: str, topic: str, want: int) -> list[dict[str, Any]]:
-    consumer = make_consumer(bootstrap, topic, group_id=f"{topic}.reader")
-    await consumer.start()
     found: list[dict[str, Any]] = []
-    try:
+    async with started(make_consumer(bootstrap, topic, group_id=f"{topic}.reader")) as consumer:
         for _ in range(40):
             batch = await consumer.getmany(timeout_ms=500)
             found += [json.loads(r.value) for rs in batch.values() for r in rs]
             if len(found) >= want:
                 break
-    finally:
-        await consumer.stop()
     return found
 
 
-async def test_changes_become_records_and_are_published(
+@dataclass
+class Pipeline:
+    """What a test of the worker runs against: the connection whose changes it produces,
+    this test's topics (under ``prefix``), and a worker to start on them at ``port``."""
+
+    conn: CreatedConnection
+    kafka_bootstrap: str
+    database_url: str
+    prefix: str
+    data_dir: Path
+    port: int
+
+    async def produce(self, records: list[tuple[bytes, bytes]]) -> None:
+        """``records`` produced to the internal changes topic the worker consumes."""
+        await produce(self.kafka_bootstrap, self.prefix + topics.CHANGES_INTERNAL.name, records)
+
+    async def start_worker(self) -> subprocess.Popen[bytes]:
+        return await asyncio.to_thread(
+            start_worker,
+            self.database_url,
+            self.kafka_bootstrap,
+            self.prefix,
+            self.data_dir,
+            self.port,
+        )
+
+    async def changed(self, want: int) -> list[dict[str, Any]]:
+        """What the worker published to records.changed: ``want`` of them, or all in 20 s."""
+        return await read_changed(
+            self.kafka_bootstrap, self.prefix + topics.RECORDS_CHANGED.name, want
+        )
+
+
+@pytest.fixture
+async def pipeline(
     kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic_prefix: str, tmp_path: Path
-) -> None:
-    prefix = topic_prefix
+) -> Pipeline:
     conn = await connect(pool, "acme", "internal")
-    port = free_port()
-    source = prefix + topics.CHANGES_INTERNAL.name
-    await produce(
-        kafka_bootstrap,
-        source,
-        [change_bytes(conn, 1), (b"junk", b"\xff garbage"), change_bytes(conn, 2)],
+    return Pipeline(conn, kafka_bootstrap, database_url, topic_prefix, tmp_path, free_port())
+
+
+async def test_changes_become_records_and_are_published(
+    pool: asyncpg.Pool, pipeline: Pipeline
+) -> None:
+    conn = pipeline.conn
+    await pipeline.produce(
+        [change_bytes(conn, 1), (b"junk", b"\xff garbage"), change_bytes(conn, 2)]
     )
-    proc = await asyncio.to_thread(
-        start_worker, database_url, kafka_bootstrap, prefix, tmp_path, port
-    )
+    proc = await pipeline.start_worker()
     try:
-        await asyncio.to_thread(wait_until_ready, f"http://127.0.0.1:{port}/readyz", proc)
+        await asyncio.to_thread(wait_until_ready, f"http://127.0.0.1:{pipeline.port}/readyz", proc)
         assert await wait_for(pool, "SELECT count(*) FROM customers", 2) == 2
         assert await wait_for(pool, "SELECT count(*) FROM dead_letters", 1) == 1
         # The relay deletes a row once Kafka acknowledged it.
         assert await wait_for_empty(pool, "outbox")
     finally:
         assert await asyncio.to_thread(stop, proc) == 0
-    changed = await read_changed(kafka_bootstrap, prefix + topics.RECORDS_CHANGED.name, 2)
+    changed = await pipeline.changed(2)
     assert sorted(c["state"]["name"] for c in changed) == ["Customer 1", "Customer 2"]
     assert {c["version"] for c in changed} == {1}
 
 
 @pytest.mark.stack
 async def test_sigkill_mid_stream_applies_every_event_exactly_once(
-    kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, topic_prefix: str, tmp_path: Path
+    pool: asyncpg.Pool, pipeline: Pipeline
 ) -> None:
-    prefix = topic_prefix
-    conn = await connect(pool, "acme", "internal")
-    port = free_port()
     total = 3000
-    await produce(
-        kafka_bootstrap,
-        prefix + topics.CHANGES_INTERNAL.name,
-        [change_bytes(conn, n) for n in range(total)],
-    )
-    proc = await asyncio.to_thread(
-        start_worker, database_url, kafka_bootstrap, prefix, tmp_path, port
-    )
+    await pipeline.produce([change_bytes(pipeline.conn, n) for n in range(total)])
+    proc = await pipeline.start_worker()
     # Kill it hard once part of the stream is applied: mid-batch, offsets uncommitted.
     applied = await wait_for(pool, "SELECT count(*) FROM customers", 300)
     assert applied >= 300
@@ -160,9 +180,7 @@ async def test_sigkill_mid_stream_applies_every_event_exactly_once(
     proc.wait()
     assert int(await pool.fetchval("SELECT count(*) FROM customers")) < total, "too late to kill"
 
-    again = await asyncio.to_thread(
-        start_worker, database_url, kafka_bootstrap, prefix, tmp_path, port
-    )
+    again = await pipeline.start_worker()
     try:
         assert await wait_for(pool, "SELECT count(*) FROM customers", total, 120) == total
         assert await wait_for_empty(pool, "outbox", 60)  # every change published
@@ -170,7 +188,7 @@ async def test_sigkill_mid_stream_applies_every_event_exactly_once(
         assert await asyncio.to_thread(stop, again) == 0
     assert await pool.fetchval("SELECT count(*) FROM processed_events") == total
     assert await pool.fetchval("SELECT max(version) FROM customers") == 1  # one change each
-    changed = await read_changed(kafka_bootstrap, prefix + topics.RECORDS_CHANGED.name, total)
+    changed = await pipeline.changed(total)
     # Every committed change is published; a republish after the kill is allowed, a gap not.
     assert {(c["entity_id"], c["version"]) for c in changed} == {
         (str(r["id"]), 1) for r in await pool.fetch("SELECT id FROM customers")

@@ -62,6 +62,25 @@ class Admin:
         return body
 
 
+def admin_settings(
+    database_url: str,
+    *,
+    kafka_bootstrap: str = "127.0.0.1:9092",
+    topic_prefix: str = "",
+    **overrides: Any,
+) -> AdminSettings:
+    """The admin service's settings for a test: this database, this broker and topic prefix,
+    webhook URLs under PUBLIC_BASE. ``overrides``: more AdminSettings fields."""
+    return parse_settings(
+        AdminSettings,
+        database_url=database_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=topic_prefix,
+        ingest_public_base_url=PUBLIC_BASE,
+        **overrides,
+    )
+
+
 @asynccontextmanager
 async def running_admin(
     database_url: str,
@@ -71,13 +90,8 @@ async def running_admin(
     **overrides: Any,
 ) -> AsyncIterator[Admin]:
     """``overrides``: more AdminSettings fields."""
-    settings = parse_settings(
-        AdminSettings,
-        database_url=database_url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topic_prefix=topic_prefix,
-        ingest_public_base_url=PUBLIC_BASE,
-        **overrides,
+    settings = admin_settings(
+        database_url, kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, **overrides
     )
     pool = await create_pool(database_url, max_size=4)
     app = create_app(settings, pool=pool, last_used_flush_seconds=0.05)

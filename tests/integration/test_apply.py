@@ -6,26 +6,27 @@ import asyncio
 import itertools
 import json
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from asyncpg.transaction import Transaction
 
 from crmsync.common.canonical import canonical_values, state_hash
 from crmsync.common.connections import CreatedConnection, create_connection
-from crmsync.common.crypto import KeyRing, generate_master_key
 from schemas import topics
+from services.processor.apply import Applied
 from services.processor.deadletters import Source
 from services.processor.decide import Outcome
 from services.processor.housekeeping import CHUNK, prune_processed_events, prune_sync_log
 from services.processor.pipeline import Processor
-from tests.integration.test_references import internal_change
+from tests.integration.test_references import KEYRING, internal_change
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 TOPIC = topics.CHANGES_INTERNAL.name
 _offsets = itertools.count()
-KEYRING = KeyRing.parse(generate_master_key())
 
 
 def at(minutes: int) -> datetime:
@@ -476,6 +477,37 @@ async def waiting_on_a_lock(pool: asyncpg.Pool, applying: asyncio.Task[Any]) -> 
         await asyncio.sleep(0.05)
 
 
+async def applied_past_an_uncommitted_link(
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+    tx: Transaction,
+    a: CreatedConnection,
+    entity_id: uuid.UUID,
+    *,
+    apply: Callable[[], Coroutine[Any, Any, list[Applied | None]]],
+) -> Applied:
+    """``apply()`` (one change of a's c-1) run once ``conn``'s open transaction ``tx`` links
+    c-1 to ``entity_id``, uncommitted: when the apply waits on that link, ``tx`` commits;
+    the change's result."""
+    await conn.execute(
+        """
+        INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,
+                                  external_id, remote_updated_at)
+        VALUES ($1, $2, 'customer', $3, 'c-1', $4)
+        """,
+        a.tenant_id,
+        a.id,
+        entity_id,
+        at(0),
+    )
+    applying = asyncio.create_task(apply())
+    await waiting_on_a_lock(pool, applying)
+    await tx.commit()
+    (result,) = await asyncio.wait_for(applying, 30)
+    assert result is not None
+    return result
+
+
 async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
     pool: asyncpg.Pool, two: Any
 ) -> None:
@@ -491,25 +523,17 @@ async def test_a_link_another_worker_creates_meanwhile_gets_the_change(
             a.tenant_id,
             {"name": "Old"},
         )
-        await other.execute(
-            """
-            INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,
-                                      external_id, remote_updated_at)
-            VALUES ($1, $2, 'customer', $3, 'c-1', $4)
-            """,
-            a.tenant_id,
-            a.id,
-            theirs,
-            at(0),
-        )
-        applying = asyncio.create_task(
-            Processor(pool).handle(TOPIC, [change(a, "c-1", {"name": "New"}, ts=at(1))])
-        )
         # The batch waits on the other transaction's link.
-        await waiting_on_a_lock(pool, applying)
-        await tx.commit()
-        (result,) = await asyncio.wait_for(applying, 30)
-    assert result is not None
+        result = await applied_past_an_uncommitted_link(
+            pool,
+            other,
+            tx,
+            a,
+            theirs,
+            apply=lambda: Processor(pool).handle(
+                TOPIC, [change(a, "c-1", {"name": "New"}, ts=at(1))]
+            ),
+        )
     assert (result.outcome, result.entity_id) == (Outcome.APPLIED, theirs)
     assert [r["data"] for r in await customers(pool)] == [{"name": "New"}]
     assert await pool.fetchval("SELECT count(*) FROM entity_links") == 1
@@ -532,25 +556,17 @@ async def test_a_link_a_push_commits_meanwhile_gets_the_change_on_either_path(
     async with pool.acquire() as pusher:
         tx = pusher.transaction()
         await tx.start()
-        await pusher.execute(
-            """
-            INSERT INTO entity_links (tenant_id, connection_id, entity_type, entity_id,
-                                      external_id, remote_updated_at)
-            VALUES ($1, $2, 'customer', $3, 'c-1', $4)
-            """,
-            a.tenant_id,
-            a.id,
-            ours,
-            at(0),
-        )
-        applying = asyncio.create_task(
-            processor.handle(TOPIC, [change(a, "c-1", {"name": "Pushed, read back"}, ts=at(1))])
-        )
         # The apply waits on the push's uncommitted link.
-        await waiting_on_a_lock(pool, applying)
-        await tx.commit()
-        (result,) = await asyncio.wait_for(applying, 30)
-    assert result is not None
+        result = await applied_past_an_uncommitted_link(
+            pool,
+            pusher,
+            tx,
+            a,
+            ours,
+            apply=lambda: processor.handle(
+                TOPIC, [change(a, "c-1", {"name": "Pushed, read back"}, ts=at(1))]
+            ),
+        )
     assert (result.outcome, result.entity_id) == (Outcome.APPLIED, ours)
     assert [r["id"] for r in await customers(pool)] == [ours]
     assert await pool.fetchval("SELECT count(*) FROM entity_links") == 1

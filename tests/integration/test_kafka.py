@@ -20,25 +20,26 @@ from crmsync.common.kafka import (
     raise_message_limits,
     record_lifetimes,
 )
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, started
+
+
+async def produced(
+    kafka_bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None
+) -> list[int]:
+    """Each of ``values`` sent to ``topic`` in order, each acknowledged before the next is
+    sent: their offsets."""
+    async with started(make_producer(kafka_bootstrap)) as producer:
+        return [(await producer.send_and_wait(topic, value, key=key)).offset for value in values]
 
 
 async def test_acknowledged_records_are_consumed_back_in_order(
     kafka_bootstrap: str, new_topic: TopicFactory
 ) -> None:
     topic = await new_topic("roundtrip")
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        for i in range(50):
-            meta = await producer.send_and_wait(topic, f"v{i}".encode(), key=b"entity-1")
-            assert meta.offset == i
-    finally:
-        await producer.stop()
+    sent = [f"v{i}".encode() for i in range(50)]
+    assert await produced(kafka_bootstrap, topic, sent, key=b"entity-1") == list(range(50))
 
-    consumer = make_consumer(kafka_bootstrap, topic, group_id=f"{topic}.g")
-    await consumer.start()
-    try:
+    async with started(make_consumer(kafka_bootstrap, topic, group_id=f"{topic}.g")) as consumer:
         got: list[bytes] = []
         while len(got) < 50:
             batch = await consumer.getmany(timeout_ms=5000)
@@ -46,60 +47,36 @@ async def test_acknowledged_records_are_consumed_back_in_order(
             for records in batch.values():
                 got.extend(r.value for r in records)
         await consumer.commit()
-    finally:
-        await consumer.stop()
-    assert got == [f"v{i}".encode() for i in range(50)]
+    assert got == sent
 
 
 async def test_consumer_group_resumes_after_its_committed_offset(
     kafka_bootstrap: str, new_topic: TopicFactory
 ) -> None:
     topic = await new_topic("resume")
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        for i in range(4):
-            await producer.send_and_wait(topic, str(i).encode())
-    finally:
-        await producer.stop()
+    await produced(kafka_bootstrap, topic, [str(i).encode() for i in range(4)])
     group = f"{topic}.g"
 
-    first = make_consumer(kafka_bootstrap, topic, group_id=group)
-    await first.start()
-    try:
+    async with started(make_consumer(kafka_bootstrap, topic, group_id=group)) as first:
         record = await first.getone()
         await first.commit()  # commits past the first record only
-    finally:
-        await first.stop()
     assert record.value == b"0"
 
-    second = make_consumer(kafka_bootstrap, topic, group_id=group)
-    await second.start()
-    try:
+    async with started(make_consumer(kafka_bootstrap, topic, group_id=group)) as second:
         assert (await second.getone()).value == b"1"
-    finally:
-        await second.stop()
 
 
 async def test_ensure_topics_is_idempotent_and_check_topics_names_missing(
     kafka_bootstrap: str, new_topic: TopicFactory
 ) -> None:
     existing = await new_topic("exists")
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
+    async with started(make_admin(kafka_bootstrap)) as admin:
         assert await ensure_topics(admin, [TopicConfig(existing, 1)]) == []
-    finally:
-        await admin.close()
 
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
+    async with started(make_producer(kafka_bootstrap)) as producer:
         await check_topics(producer.client, [existing])
         with pytest.raises(KafkaUnavailableError, match=r"missing topics nope\.never"):
             await check_topics(producer.client, [existing, "nope.never"])
-    finally:
-        await producer.stop()
 
 
 async def test_message_limits_are_raised_on_existing_topics_keeping_their_settings(
@@ -107,9 +84,7 @@ async def test_message_limits_are_raised_on_existing_topics_keeping_their_settin
 ) -> None:
     """A topic made before its limit was declared gets it; what an operator set stays."""
     small, large = await new_topic("small"), await new_topic("large")
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
+    async with started(make_admin(kafka_bootstrap)) as admin:
 
         async def configs(name: str) -> dict[str, str]:
             (response,) = await admin.describe_configs(
@@ -146,25 +121,21 @@ async def test_message_limits_are_raised_on_existing_topics_keeping_their_settin
         assert after["retention.ms"] == "3600000"
         assert (await configs(large))[MAX_MESSAGE_BYTES] == "8388608"
         assert await raise_message_limits(admin, wanted) == []
-    finally:
-        await admin.close()
 
 
 async def test_new_topics_are_created_with_their_message_limit(
     kafka_bootstrap: str, new_topic: TopicFactory
 ) -> None:
     name = (await new_topic("probe")) + ".limit"
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
-        assert await ensure_topics(admin, [TopicConfig(name, 1, max_message_bytes=3_000_000)])
-        (response,) = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name, configs={MAX_MESSAGE_BYTES: None})]
-        )
-        assert response.resources[0][4][0][1] == "3000000"
-    finally:
-        await admin.delete_topics([name])
-        await admin.close()
+    async with started(make_admin(kafka_bootstrap)) as admin:
+        try:
+            assert await ensure_topics(admin, [TopicConfig(name, 1, max_message_bytes=3_000_000)])
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, configs={MAX_MESSAGE_BYTES: None})]
+            )
+            assert response.resources[0][4][0][1] == "3000000"
+        finally:
+            await admin.delete_topics([name])
 
 
 async def test_topics_it_creates_are_described_once_it_returns(
@@ -178,9 +149,7 @@ async def test_topics_it_creates_are_described_once_it_returns(
         # A new admin client a round, as `crmsync topics ensure` and the processor's
         # start-up each make one: ten topics at once were then unknown nearly every time.
         for round_ in range(3):
-            admin = make_admin(kafka_bootstrap)
-            await admin.start()
-            try:
+            async with started(make_admin(kafka_bootstrap)) as admin:
                 names = [f"{base}.{round_}.{i}" for i in range(10)]
                 retention = (("retention.ms", "60000"), ("segment.ms", "1000"))
                 made += await ensure_topics(
@@ -191,15 +160,9 @@ async def test_topics_it_creates_are_described_once_it_returns(
                     admin, [TopicConfig(n, 1, max_message_bytes=3_000_000) for n in names]
                 )
                 assert sorted(name for name, _old, _new in raised) == sorted(names)
-            finally:
-                await admin.close()
     finally:
-        admin = make_admin(kafka_bootstrap)
-        await admin.start()
-        try:
+        async with started(make_admin(kafka_bootstrap)) as admin:
             await admin.delete_topics(made)
-        finally:
-            await admin.close()
 
 
 async def settled(

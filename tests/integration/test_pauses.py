@@ -13,7 +13,12 @@ import pytest
 
 from crmsync.application import pauses
 from crmsync.application.context import Context, KafkaTarget
-from crmsync.application.models import FreezeWindowCreate, PauseRequest, ResumeRequest
+from crmsync.application.models import (
+    Direction,
+    FreezeWindowCreate,
+    PauseRequest,
+    ResumeRequest,
+)
 from crmsync.common.connections import CreatedConnection
 from crmsync.common.pushes import claim
 from services.processor.decide import Outcome
@@ -37,6 +42,18 @@ def ctx_for(tenant_id: uuid.UUID) -> Context:
     )
 
 
+async def paused(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, connection_id: uuid.UUID, direction: Direction
+) -> tuple[Context, datetime]:
+    """The connection paused in ``direction`` from now, as its tenant pauses it: the
+    tenant's context and that moment, for what the test does next."""
+    ctx = ctx_for(tenant_id)
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        await pauses.pause(conn, ctx, connection_id, PauseRequest(direction=direction), now=now)
+    return ctx, now
+
+
 def customer(conn: CreatedConnection, name: str, seconds: int) -> object:
     return change(conn, "customer", "cus_1", {"name": name}, ts=at(seconds))
 
@@ -49,10 +66,7 @@ async def names(pool: asyncpg.Pool) -> list[str]:
 async def test_an_inbound_pause_parks_changes_unapplied_and_resume_applies_them_in_order(
     pool: asyncpg.Pool, stripe: CreatedConnection, processor: Processor
 ) -> None:
-    ctx = ctx_for(stripe.tenant_id)
-    now = datetime.now(UTC)
-    async with pool.acquire() as conn:
-        await pauses.pause(conn, ctx, stripe.id, PauseRequest(direction="in"), now=now)
+    ctx, now = await paused(pool, stripe.tenant_id, stripe.id, "in")
     results = await processor.handle(
         TOPIC, [customer(stripe, "Ada", 1), customer(stripe, "Ada Lovelace", 2)]
     )
@@ -81,10 +95,7 @@ async def test_an_inbound_pause_parks_changes_unapplied_and_resume_applies_them_
 async def test_a_pause_of_one_direction_leaves_the_other_and_other_connections_alone(
     pool: asyncpg.Pool, stripe: CreatedConnection, processor: Processor
 ) -> None:
-    ctx = ctx_for(stripe.tenant_id)
-    now = datetime.now(UTC)
-    async with pool.acquire() as conn:
-        await pauses.pause(conn, ctx, stripe.id, PauseRequest(direction="out"), now=now)
+    ctx, now = await paused(pool, stripe.tenant_id, stripe.id, "out")
     (result,) = await processor.handle(TOPIC, [customer(stripe, "Ada", 1)])
     assert result is not None
     assert result.outcome is Outcome.APPLIED
@@ -132,10 +143,7 @@ async def test_an_outbound_pause_holds_pushes_without_attempts_and_resume_sends_
     crm: SimulatedCrm = await start_simulator("xero")
     try:
         target = await env.connect(crm, "xero")
-        ctx = ctx_for(env.tenant_id)
-        now = datetime.now(UTC)
-        async with env.pool.acquire() as conn:
-            await pauses.pause(conn, ctx, target, PauseRequest(direction="out"), now=now)
+        ctx, now = await paused(env.pool, env.tenant_id, target, "out")
         customer_id = await env.record("customer", CUSTOMER)
         await env.push(target, "customer", customer_id)
         await env.run_due()

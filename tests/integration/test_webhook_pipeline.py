@@ -119,6 +119,16 @@ async def connect(
     return created.id, created.tenant_id
 
 
+async def ascora_customer_updated(
+    pool: asyncpg.Pool, settings: dict[str, Any] | None = None
+) -> tuple[bytes, uuid.UUID, uuid.UUID]:
+    """Ascora's customer_updated webhook body (the fixture's), and a connection to Ascora
+    (``settings``, else company DEMO's) of a tenant of its own: its id and its tenant's."""
+    body = json.dumps(load(FIXTURES / "ascora" / "customer_updated.json")["body"]).encode()
+    connection, tenant = await connect(pool, "ascora", settings or {"company_code": "DEMO"})
+    return body, connection, tenant
+
+
 def envelope(
     connection: uuid.UUID,
     tenant: uuid.UUID,
@@ -209,9 +219,7 @@ async def test_sample_webhook_becomes_the_expected_canonical_rows(
 
 
 async def test_the_same_webhook_three_times_is_one_change(pool: asyncpg.Pool) -> None:
-    fixture = load(FIXTURES / "ascora" / "customer_updated.json")
-    body = json.dumps(fixture["body"]).encode()
-    connection, tenant = await connect(pool, "ascora", {"company_code": "DEMO"})
+    body, connection, tenant = await ascora_customer_updated(pool)
     normalizer = Normalizer(pool, None)
     for _ in range(3):
         # Same webhook-id (the provider's delivery id), redelivered.
@@ -270,9 +278,7 @@ async def test_a_hydrated_quickbooks_state_is_ordered_by_its_sync_token(
 async def test_a_connection_that_does_not_sync_the_type_inbound_changes_nothing(
     pool: asyncpg.Pool, settings: dict[str, Any]
 ) -> None:
-    fixture = load(FIXTURES / "ascora" / "customer_updated.json")
-    body = json.dumps(fixture["body"]).encode()
-    connection, tenant = await connect(pool, "ascora", settings)
+    body, connection, tenant = await ascora_customer_updated(pool, settings)
     await run_pipeline(
         pool, Normalizer(pool, None), [envelope(connection, tenant, "ascora", body, 1)]
     )
@@ -283,12 +289,11 @@ async def test_a_connection_that_does_not_sync_the_type_inbound_changes_nothing(
 async def test_a_garbage_body_is_a_dead_letter_and_the_next_webhook_still_applies(
     pool: asyncpg.Pool,
 ) -> None:
-    fixture = load(FIXTURES / "ascora" / "customer_updated.json")
-    connection, tenant = await connect(pool, "ascora", {"company_code": "DEMO"})
+    body, connection, tenant = await ascora_customer_updated(pool)
     sources = [
         envelope(connection, tenant, "ascora", b"{not json", 1),
         Source(topics.WEBHOOKS_RAW.name, 0, 2, None, b"not an envelope"),
-        envelope(connection, tenant, "ascora", json.dumps(fixture["body"]).encode(), 3),
+        envelope(connection, tenant, "ascora", body, 3),
     ]
     await run_pipeline(pool, Normalizer(pool, None), sources)
     dead = await pool.fetch("SELECT reason, kafka_offset, payload FROM dead_letters ORDER BY 2")
@@ -303,10 +308,8 @@ async def test_a_garbage_body_is_a_dead_letter_and_the_next_webhook_still_applie
 async def test_a_webhook_of_a_deleted_connection_is_parked_where_its_tenant_sees_it(
     pool: asyncpg.Pool,
 ) -> None:
-    fixture = load(FIXTURES / "ascora" / "customer_updated.json")
-    connection, tenant = await connect(pool, "ascora", {"company_code": "DEMO"})
+    body, connection, tenant = await ascora_customer_updated(pool)
     await pool.execute("DELETE FROM connections WHERE id = $1", connection)
-    body = json.dumps(fixture["body"]).encode()
     await run_pipeline(
         pool, Normalizer(pool, None), [envelope(connection, tenant, "ascora", body, 1)]
     )

@@ -186,6 +186,21 @@ def writes(*states: tuple[dict[str, Any], datetime]) -> tuple[Pushed, ...]:
     return tuple(Pushed(state_hash(values), ts) for values, ts in states)
 
 
+def written_by_us(
+    states: list[dict[str, Any]], remote_version: str | None = None
+) -> tuple[Link, Record]:
+    """Our writes of ``states`` at 0, 2, 4, ... minutes (each stamped so by the provider),
+    the last one what the link was last told and pushed (the record's version len(states);
+    the provider's ``remote_version``): the link, and the record holding that state (B's)."""
+    ours = writes(*((values, at(2 * i)) for i, values in enumerate(states)))
+    last = ours[-1]
+    linked = Link(
+        ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours,
+        remote_version,
+    )  # fmt: skip
+    return linked, record(states[-1], source=B, ts=at(0), version=len(states))
+
+
 def after_two_writes_in_one_second() -> tuple[dict[str, Any], Link, Record]:
     """We wrote phone 1, then phone 2 (another system's edit, made just before), to a
     provider that stamps whole seconds: both writes at 1. The first write's state."""
@@ -535,12 +550,9 @@ def test_a_state_of_ours_read_back_before_the_write_that_replaced_it_is_an_echo(
 ) -> None:
     # Our writes at 0, 2, 4, ... minutes; a read of write i is stamped from its own write
     # up to the write that replaced it (a whole-second clock: the same second).
-    ours = writes(*((values, at(2 * i)) for i, values in enumerate(states)))
+    linked, current = written_by_us(states)
     i = data.draw(st.integers(0, len(states) - 2))
     ts = at(2 * i) + timedelta(seconds=data.draw(st.integers(0, 120)))
-    last = ours[-1]
-    linked = Link(ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours)
-    current = record(states[-1], source=B, ts=at(0), version=len(states))
     d = decide(change(ts), states[i], linked, current, policy)
     assert d.outcome is Outcome.ECHO
     assert (d.write, d.outbox) == (None, None)
@@ -551,12 +563,9 @@ def test_a_state_of_ours_stamped_after_our_last_write_is_never_an_echo(
     states: list[dict[str, Any]], data: st.DataObject, policy: Policy
 ) -> None:
     # A user's revert to any value we once wrote, after our last write: the merge's.
-    ours = writes(*((values, at(2 * i)) for i, values in enumerate(states)))
+    linked, current = written_by_us(states)
     i = data.draw(st.integers(0, len(states) - 1))
-    ts = ours[-1].updated_at + timedelta(seconds=data.draw(st.integers(1, 120)))  # type: ignore[operator]
-    last = ours[-1]
-    linked = Link(ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours)
-    current = record(states[-1], source=B, ts=at(0), version=len(states))
+    ts = linked.pushed_updated_at + timedelta(seconds=data.draw(st.integers(1, 120)))  # type: ignore[operator]
     assert decide(change(ts), states[i], linked, current, policy).outcome is not Outcome.ECHO
 
 
@@ -581,16 +590,10 @@ def test_a_state_of_ours_at_a_version_above_our_last_write_is_never_an_earlier_p
 ) -> None:
     # The read-back case of the property above (stamped up to the write that replaced
     # it), but at a version above our last write's: a user's write after ours.
-    ours = writes(*((values, at(2 * i)) for i, values in enumerate(states)))
     i = data.draw(st.integers(0, len(states) - 2))
     ts = at(2 * i) + timedelta(seconds=data.draw(st.integers(0, 120)))
     last_version = data.draw(st.integers(0, 10))
-    last = ours[-1]
-    linked = Link(
-        ENTITY, states[-1], last.state_hash, len(states), None, last.updated_at, ours,
-        str(last_version),
-    )  # fmt: skip
-    current = record(states[-1], source=B, ts=at(0), version=len(states))
+    linked, current = written_by_us(states, str(last_version))
     above = str(last_version + data.draw(st.integers(1, 5)))
     c = replace(change(ts), version=above, versions_ordered=True)
     d = decide(c, states[i], linked, current, policy)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import aiohttp
 import pytest
@@ -19,8 +19,12 @@ from aiohttp import web
 
 from connectors.base import Connector, Verified, WebhookRequest
 from connectors.http import NotFoundError, ProviderError
-from connectors.spec import ApiClient, EntityType, Page, RemoteRecord, WebhookParse
+from connectors.spec import ApiClient, EntityType, Page, RateLimit, RemoteRecord, WebhookParse
 from schemas.errors import ProviderRuleError
+
+# A simulator's rate limit far above what a test sends: only a test of the limit itself
+# meets the provider's own.
+GENEROUS = RateLimit(rate=10_000, per_seconds=1, burst=10_000)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,22 @@ async def simulating(
         sim = make(hooks.url)
         async with served(sim.app()) as base_url, aiohttp.ClientSession() as session:
             yield sim, base_url, hooks, session
+
+
+@dataclass
+class Simulated(Generic[Sim]):
+    """What :func:`simulating` serves, kept together: the simulator, its base URL, the
+    inbox its webhooks go to and a client session. A test's own harness extends it."""
+
+    sim: Sim
+    url: str
+    inbox: Inbox
+    session: aiohttp.ClientSession
+
+    @property
+    def hook_url(self) -> str:
+        """Where the simulator delivers its webhooks."""
+        return self.inbox.url
 
 
 class Delivery(NamedTuple):
@@ -160,6 +180,18 @@ async def a_paid_invoice_asks_nothing_but_refuses_real_edits(
     assert writes_logged(requests, reads) == writes
     with pytest.raises(ProviderRuleError, match=refused):
         await client.update("invoice", invoice.external_id, {**derived, "number": number}, refs)
+
+
+async def a_payment_over_the_balance_is_refused(
+    client: ApiClient, invoice: RemoteRecord, owed: int, *, refused: str
+) -> None:
+    """What a provider that checks a payment against what ``invoice`` still owes (``owed``,
+    in minor units of AUD) must do with one cent more: refuse it as its own rule, a
+    ProviderRuleError matching ``refused``, not a malformed request (convergence runs found
+    these parked as provider_4xx)."""
+    too_much = {"amount": owed + 1, "currency": "AUD", "status": "succeeded", "reference": "X"}
+    with pytest.raises(ProviderRuleError, match=refused):
+        await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "p")
 
 
 async def invoiced(

@@ -23,12 +23,19 @@ from connectors.generic.client import GenericClient, make_client
 from connectors.generic.mapping import Handshake, Mapper, form_document
 from connectors.generic.simulator import MappingSimulator, load_simulated
 from connectors.http import ProviderError
-from connectors.spec import RateLimit, RemoteRecord, WebhookItem
-from tests.integration.connectors.served import Hook, deleted, every_page, inbox, records_of, served
+from connectors.spec import RemoteRecord, WebhookItem
+from tests.integration.connectors.served import (
+    GENEROUS,
+    Hook,
+    deleted,
+    every_page,
+    inbox,
+    records_of,
+    served,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "connectors" / "generic" / "examples"
 SECRET = "catalogue-webhook-secret"
-GENEROUS = RateLimit(rate=10_000, per_seconds=1, burst=10_000)
 
 
 @dataclass
@@ -50,6 +57,19 @@ class Running:
         return make_client(
             self.session, self.base_url, auth_for(mapping, token=self.sim.api_token), settings
         )
+
+    async def created_customer(
+        self, stored: Callable[[dict[str, Any]], tuple[Any, ...]], held: tuple[Any, ...]
+    ) -> tuple[GenericClient, RemoteRecord]:
+        """CUSTOMER created through a client: it reads back as sent and is fetched the same,
+        and the provider holds ``held`` where ``stored`` reads its record. The client and
+        the created record."""
+        client = self.client()
+        created = await client.create("customer", CUSTOMER, {}, idempotency_key="k1")
+        assert _fields(created, CUSTOMER) == CUSTOMER
+        assert stored(self.sim.get("customer", created.external_id)) == held
+        assert await client.fetch("customer", created.external_id) == created
+        return client, created
 
     async def webhook_items(self) -> list[WebhookItem]:
         """Every webhook received so far, verified as ingest would and parsed in order."""
@@ -116,17 +136,11 @@ def _fields(record: RemoteRecord, names: Any) -> dict[str, Any]:
 async def test_woocommerce_customer_round_trip_with_signed_full_webhooks(
     woocommerce: Running,
 ) -> None:
-    client = woocommerce.client()
-    created = await client.create("customer", CUSTOMER, {}, idempotency_key="k1")
-    assert _fields(created, CUSTOMER) == CUSTOMER
-    stored = woocommerce.sim.get("customer", created.external_id)
     # Written as WooCommerce keeps it: a first and a last name, the rest on the billing address.
-    assert (stored["first_name"], stored["last_name"], stored["billing"]["company"]) == (
-        "Amelia",
-        "Mary Kelly",
-        "Kelly Plumbing",
+    client, created = await woocommerce.created_customer(
+        lambda stored: (stored["first_name"], stored["last_name"], stored["billing"]["company"]),
+        ("Amelia", "Mary Kelly", "Kelly Plumbing"),
     )
-    assert await client.fetch("customer", created.external_id) == created
 
     updated = await client.update("customer", created.external_id, {"phone": None}, {})
     assert updated.data["phone"] is None
@@ -197,15 +211,10 @@ async def test_woocommerce_webhook_with_a_forged_signature_is_refused(woocommerc
 
 
 async def test_mautic_contact_round_trip_with_grouped_thin_webhooks(mautic: Running) -> None:
-    client = mautic.client()
-    created = await client.create("customer", CUSTOMER, {}, idempotency_key="k1")
-    assert _fields(created, CUSTOMER) == CUSTOMER
-    stored = mautic.sim.get("customer", created.external_id)
-    assert (stored["fields"]["all"]["firstname"], stored["fields"]["all"]["lastname"]) == (
-        "Amelia",
-        "Mary Kelly",
+    client, created = await mautic.created_customer(
+        lambda stored: (stored["fields"]["all"]["firstname"], stored["fields"]["all"]["lastname"]),
+        ("Amelia", "Mary Kelly"),
     )
-    assert await client.fetch("customer", created.external_id) == created
     updated = await client.update("customer", created.external_id, {"company": None}, {})
     assert updated.data["company"] is None
     await client.delete("customer", created.external_id)
@@ -347,16 +356,10 @@ async def test_freshbooks_callback_delivers_only_once_its_code_went_back(
 async def test_freshbooks_client_round_trip_with_timeless_thin_webhooks_and_soft_delete(
     freshbooks: Running,
 ) -> None:
-    client = freshbooks.client()
-    created = await client.create("customer", CUSTOMER, {}, idempotency_key="k1")
-    assert _fields(created, CUSTOMER) == CUSTOMER
-    stored = freshbooks.sim.get("customer", created.external_id)
-    assert (stored["fname"], stored["lname"], stored["organization"]) == (
-        "Amelia",
-        "Mary Kelly",
-        "Kelly Plumbing",
+    client, created = await freshbooks.created_customer(
+        lambda stored: (stored["fname"], stored["lname"], stored["organization"]),
+        ("Amelia", "Mary Kelly", "Kelly Plumbing"),
     )
-    assert await client.fetch("customer", created.external_id) == created
     updated = await client.update("customer", created.external_id, {"company": None}, {})
     assert updated.data["company"] is None
     again = await client.update("customer", created.external_id, {"company": None}, {})

@@ -25,6 +25,7 @@ from connectors.http import AuthError, ProviderError, StaticAuth, UnsupportedOpe
 from connectors.simkit import Fault
 from connectors.spec import RateLimit, WebhookItem
 from tests.integration.connectors.served import (
+    GENEROUS,
     Hook,
     deleted,
     delivered,
@@ -41,8 +42,6 @@ SETTINGS: dict[str, Any] = {
     "generic_mapping": mapping_settings(MAPPING),
 }
 SECRET = "acme webhook secret"
-# Far above what a test sends: only the rate-limit test meets Acme's own limit.
-GENEROUS = RateLimit(rate=10_000, per_seconds=1, burst=10_000)
 
 
 @dataclass

@@ -29,8 +29,10 @@ from connectors.spec import RateLimit
 from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     TickingClock,
+    a_payment_over_the_balance_is_refused,
     deleted,
     every_page,
+    invoiced,
     records_of,
     served,
 )
@@ -195,8 +197,7 @@ async def test_inactive_cards_are_listed_as_deleted(stack: Stack) -> None:
 
 async def test_payment_edits_are_refused_by_myob_rules(stack: Stack) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "k1")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
+    customer, invoice = await invoiced(client, CUSTOMER, INVOICE)
     payment = await client.create(
         "payment",
         {"amount": 500, "currency": "AUD", "status": "succeeded"},
@@ -243,8 +244,7 @@ async def test_a_wrong_developer_key_is_an_auth_error(stack: Stack) -> None:
 
 async def test_voiding_is_refused_after_the_rest_of_the_change_is_written(stack: Stack) -> None:
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "k1")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
     with pytest.raises(ProviderRuleError, match="no void invoices") as caught:
         await client.update("invoice", invoice.external_id, {"status": "void", "number": "X"}, {})
     assert caught.value.written is not None
@@ -273,8 +273,7 @@ async def test_a_payment_naming_only_its_invoice_is_recorded_for_that_invoices_c
     # MYOB requires a CustomerPayment's Customer: the convergence run found every payment
     # pushed to MYOB refused, "Customer None not found".
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "k1")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
+    customer, invoice = await invoiced(client, CUSTOMER, INVOICE)
     payment = await client.create(
         "payment",
         {"amount": 550, "currency": "AUD", "status": "succeeded", "reference": "EFT 2"},
@@ -290,12 +289,8 @@ async def test_a_payment_naming_only_its_invoice_is_recorded_for_that_invoices_c
 async def test_a_payment_over_what_the_invoice_owes_is_a_provider_rule_refusal(
     stack: Stack,
 ) -> None:
-    # MYOB answers 400 AmountAppliedExceedsBalance: its rule, not a malformed request (a
-    # convergence run found it parked as provider_4xx).
+    # MYOB answers 400 AmountAppliedExceedsBalance.
     client = stack.client()
-    customer = await client.create("customer", CUSTOMER, {}, "k1")
-    invoice = await client.create("invoice", INVOICE, {"customer_id": customer.external_id}, "k2")
-    too_much = {"amount": 13551, "currency": "AUD", "status": "succeeded", "reference": "X"}
-    with pytest.raises(ProviderRuleError, match="balance due"):
-        await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "k3")
+    _, invoice = await invoiced(client, CUSTOMER, INVOICE)
+    await a_payment_over_the_balance_is_refused(client, invoice, 13_550, refused="balance due")
     assert not stack.sim.live("payment")

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pytest
 
 from connectors.base import (
@@ -36,7 +35,7 @@ from connectors.paypal.simulator import CERT_PATH, PayPalSimulator
 from connectors.runtime import client_credentials
 from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
-    Inbox,
+    Simulated,
     TickingClock,
     a_paid_invoice_asks_nothing_but_refuses_real_edits,
     assert_open_one_line_totals,
@@ -54,16 +53,8 @@ START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 @dataclass
-class Stack:
-    sim: PayPalSimulator
-    url: str
-    inbox: Inbox
-    session: aiohttp.ClientSession
+class Stack(Simulated[PayPalSimulator]):
     saved: list[OAuthTokens] = field(default_factory=list)
-
-    @property
-    def hook_url(self) -> str:
-        return self.inbox.url
 
     @property
     def hooks(self) -> list[tuple[dict[str, str], bytes]]:

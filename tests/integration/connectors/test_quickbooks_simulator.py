@@ -90,6 +90,19 @@ class Harness:
     def requests(self) -> list[tuple[str, str, int]]:
         return [(r["method"], r["path"], r.get("status", 0)) for r in self.sim.log.requests]
 
+    def user_edits_once(self, entity_type: str, fields: dict[str, Any]) -> None:
+        """A QuickBooks user edits ``fields`` of the record the client reads next, once,
+        between that read and the client's write (so the write carries a stale
+        SyncToken)."""
+        edited: list[str] = []
+
+        def edit(record_id: str) -> None:
+            if not edited:
+                edited.append(record_id)
+                self.sim.update(entity_type, record_id, fields)
+
+        self.after_get.append(edit)
+
 
 async def harness_for(webhook_format: WebhookFormat) -> AsyncIterator[Harness]:
     async with inbox("/hooks/quickbooks") as receiver:
@@ -332,14 +345,7 @@ async def test_hydrating_a_webhook_item_fetches_the_changed_record(qbo: Harness)
 
 async def test_concurrent_edit_between_read_and_write_is_retried(qbo: Harness) -> None:
     customer = await qbo.client.create("customer", CUSTOMER, {}, "c")
-    edits: list[str] = []
-
-    def user_edits_once(record_id: str) -> None:
-        if not edits:
-            edits.append(record_id)
-            qbo.sim.update("customer", record_id, {"Notes": "edited by a user"})
-
-    qbo.after_get.append(user_edits_once)
+    qbo.user_edits_once("customer", {"Notes": "edited by a user"})
     updated = await qbo.client.update("customer", customer.external_id, {"phone": "1-800"}, {})
 
     posts = [r for r in qbo.requests() if r[0] == "POST"][1:]  # after the create
@@ -400,14 +406,7 @@ async def test_stale_delete_is_retried_too(qbo: Harness) -> None:
     refs = {"customer_id": customer.external_id}
     lines = [{"quantity": "1", "unit_amount": 500}]
     invoice = await qbo.client.create("invoice", {"currency": "USD", "lines": lines}, refs, "i")
-    edits: list[str] = []
-
-    def user_edits_once(record_id: str) -> None:
-        if not edits:
-            edits.append(record_id)
-            qbo.sim.update("invoice", record_id, {"PrivateNote": "checked"})
-
-    qbo.after_get.append(user_edits_once)
+    qbo.user_edits_once("invoice", {"PrivateNote": "checked"})
     await qbo.client.delete("invoice", invoice.external_id)
     assert invoice.external_id in qbo.sim.deleted["invoice"]
 

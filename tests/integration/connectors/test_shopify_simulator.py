@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
@@ -18,8 +17,9 @@ from connectors.simkit import Fault
 from connectors.spec import RateLimit
 from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
-    Inbox,
+    Simulated,
     TickingClock,
+    a_payment_over_the_balance_is_refused,
     assert_open_one_line_totals,
     deleted,
     delivered,
@@ -35,13 +35,7 @@ SECRET = "shopify-app-secret-for-the-simulator"
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Stack:
-    sim: ShopifySimulator
-    url: str
-    inbox: Inbox
-    session: aiohttp.ClientSession
-
+class Stack(Simulated[ShopifySimulator]):
     def client(self, **settings: str) -> ShopifyClient:
         client = make_client(self.session, self.url, StaticAuth.bearer("sim-token"), settings)
         assert isinstance(client, ShopifyClient)
@@ -284,13 +278,10 @@ async def test_a_token_goes_in_shopifys_header_and_a_wrong_one_is_refused(stack:
 async def test_a_payment_over_what_the_order_owes_is_a_provider_rule_refusal(
     stack: Stack,
 ) -> None:
-    # Shopify refuses a sale over the order's outstanding balance (422): Shopify's rule,
-    # not a malformed request (the convergence run found it parked as provider_4xx).
+    # Shopify refuses a sale over the order's outstanding balance (422).
     client = stack.client()
     _, invoice = await invoiced(client, CUSTOMER, INVOICE)
-    too_much = {"amount": 27_501, "currency": "AUD", "status": "succeeded", "reference": "X"}
-    with pytest.raises(ProviderRuleError, match="outstanding"):
-        await client.create("payment", too_much, {"invoice_id": invoice.external_id}, "p")
+    await a_payment_over_the_balance_is_refused(client, invoice, 27_500, refused="outstanding")
     assert (await client.fetch("invoice", invoice.external_id)).data["amount_due"] == 27_500
 
 

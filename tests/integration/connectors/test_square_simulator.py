@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -25,7 +23,7 @@ from connectors.square.client import SquareClient, make_client
 from connectors.square.simulator import SIM_LOCATION_ID, SquareSimulator
 from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
-    Inbox,
+    Simulated,
     TickingClock,
     a_paid_invoice_asks_nothing_but_refuses_real_edits,
     assert_open_one_line_totals,
@@ -43,17 +41,7 @@ SETTINGS = {"square_location_id": SIM_LOCATION_ID}
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Stack:
-    sim: SquareSimulator
-    url: str
-    inbox: Inbox
-    session: aiohttp.ClientSession
-
-    @property
-    def hook_url(self) -> str:
-        return self.inbox.url
-
+class Stack(Simulated[SquareSimulator]):
     def client(self) -> SquareClient:
         client = make_client(self.session, self.url, StaticAuth.bearer("sim-token"), SETTINGS)
         assert isinstance(client, SquareClient)

@@ -51,6 +51,12 @@ class Stripe:
             items.extend(parsed.items)
         return items
 
+    async def jennys(self, key: str) -> dict[str, str]:
+        """JENNY created as a Stripe customer (idempotency ``key``): the refs of an invoice
+        of hers."""
+        customer = await self.client.create("customer", JENNY, {}, key)
+        return {"customer_id": customer.external_id}
+
     async def event_types(self) -> list[str]:
         await self.sim.drained()
         return [json.loads(hook.body)["type"] for hook in self.received]
@@ -166,8 +172,7 @@ async def test_same_idempotency_key_twice_creates_one_customer(stripe: Stripe) -
 async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
     stripe: Stripe,
 ) -> None:
-    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-7")
-    refs = {"customer_id": customer.external_id}
+    refs = await stripe.jennys("push-cust-7")
     data = {
         "number": "INV-0042",
         "currency": "USD",
@@ -240,8 +245,7 @@ async def test_invoice_is_built_from_items_and_moves_through_stripe_statuses(
 
 
 async def test_invoices_are_deleted_as_drafts_and_voided_once_open(stripe: Stripe) -> None:
-    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-8")
-    refs = {"customer_id": customer.external_id}
+    refs = await stripe.jennys("push-cust-8")
     line = {"description": "Call-out fee", "quantity": "1", "unit_amount": 8_000}
     draft = await stripe.client.create("invoice", {"currency": "USD", "lines": [line]}, refs, "d")
     opened = await stripe.client.create(
@@ -413,8 +417,7 @@ async def test_seeded_account_lists_every_entity(stripe: Stripe) -> None:
 
 async def test_line_tax_is_billed_so_stripes_total_is_ours(stripe: Stripe) -> None:
     # Issue 17 item 3: 32,000 + 2,400 tax was billed as 32,000.
-    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax")
-    refs = {"customer_id": customer.external_id}
+    refs = await stripe.jennys("push-cust-tax")
     data = {
         "currency": "USD",
         "status": "open",
@@ -441,8 +444,7 @@ async def test_line_tax_is_billed_so_stripes_total_is_ours(stripe: Stripe) -> No
 
 
 async def test_a_draft_line_tax_change_replaces_the_lines(stripe: Stripe) -> None:
-    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax2")
-    refs = {"customer_id": customer.external_id}
+    refs = await stripe.jennys("push-cust-tax2")
     line = {"description": "Parts", "quantity": "1", "unit_amount": 12_000, "tax_amount": 0}
     data = {"currency": "USD", "lines": [line], "subtotal": 12_000, "tax": 0, "total": 12_000}
     invoice = await stripe.client.create("invoice", data, refs, "push-inv-tax2")
@@ -460,8 +462,7 @@ async def test_lines_stripe_would_total_differently_are_refused_showing_both(
     stripe: Stripe,
 ) -> None:
     # Tax-inclusive lines (Xero's kind): 11,500 per line already holds its tax.
-    customer = await stripe.client.create("customer", JENNY, {}, "push-cust-tax3")
-    refs = {"customer_id": customer.external_id}
+    refs = await stripe.jennys("push-cust-tax3")
     data = {
         "currency": "USD",
         "lines": [{"quantity": "1", "unit_amount": 11_500, "tax_amount": 1_500}],

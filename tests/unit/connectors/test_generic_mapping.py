@@ -199,15 +199,6 @@ def test_reports_the_line_of_invalid_json() -> None:
     assert message.startswith("not JSON")
 
 
-def test_rejects_reference_fields_among_the_fields() -> None:
-    text = _broken(
-        '{"canonical": "title", "path": "summary"}',
-        '{"canonical": "customer_id", "path": "summary"}',
-    )
-    with pytest.raises(MappingFileError, match="is a reference: map it under"):
-        load_mapping_file(text)
-
-
 def test_rejects_an_ambiguous_enum_without_outbound_values() -> None:
     text = _broken('"late": "overdue"', '"late": "open"')
     with pytest.raises(MappingFileError) as caught:
@@ -217,13 +208,25 @@ def test_rejects_an_ambiguous_enum_without_outbound_values() -> None:
     assert "outbound_values" in message
 
 
-def test_rejects_a_money_transform_on_a_text_field() -> None:
-    text = _broken(
-        '{"canonical": "number", "path": "reference"}',
-        '{"canonical": "number", "path": "reference", "transform": "money", "currency": "AUD"}',
-    )
-    with pytest.raises(MappingFileError, match="takes transform none or enum"):
-        load_mapping_file(text)
+@pytest.mark.parametrize(
+    ("edit", "replacement", "words"),
+    [
+        (
+            '{"canonical": "title", "path": "summary"}',
+            '{"canonical": "customer_id", "path": "summary"}',
+            "is a reference: map it under",
+        ),
+        (
+            '{"canonical": "number", "path": "reference"}',
+            '{"canonical": "number", "path": "reference", "transform": "money", "currency": "AUD"}',
+            "takes transform none or enum",
+        ),
+    ],
+    ids=["reference-among-the-fields", "money-transform-on-a-text-field"],
+)
+def test_rejects_a_field_its_kind_forbids(edit: str, replacement: str, words: str) -> None:
+    with pytest.raises(MappingFileError, match=words):
+        load_mapping_file(_broken(edit, replacement))
 
 
 # --- fixtures -----------------------------------------------------------------------------------
