@@ -63,6 +63,7 @@ async def test_quick_run_reports_every_section_and_leaves_nothing_behind(
     for name, r in by_name.items():
         if re.fullmatch(r"e2e\.rate_\d+\.(postgres|crm)\.p(50|99)", name):
             assert "baseline" in r, name
+    assert "e2e.highest_rate_holding_crm_p99_1s" in by_name
     for kind in ("ingest", "processor", "outbound", "postgres", "kafka", "pipeline"):
         cpu = [r for n, r in by_name.items() if re.fullmatch(rf"e2e\.rate_\d+\.cpu\.{kind}", n)]
         assert cpu, kind

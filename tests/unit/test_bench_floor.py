@@ -1,0 +1,38 @@
+"""bench.e2e's highest rate that holds → CRM p99 under a second, ours and the floor's, and
+bench.floor's CPU per event."""
+
+from __future__ import annotations
+
+from bench.e2e import _highest_holding
+from bench.floor import per_event
+from bench.report import Result
+
+
+def _p99(rate: int, ours: float, floor: float) -> Result:
+    return Result(f"e2e.rate_{rate}.crm.p99", ours, "ms", baseline=floor)
+
+
+def test_the_highest_rate_whose_p99_held_is_reported_beside_the_floors() -> None:
+    results = [_p99(50, 305, 47), _p99(100, 1_074, 109), _p99(75, 526, 60), _p99(1000, 69_817, 904)]
+
+    (found,) = _highest_holding(results, (50, 75, 100, 1000))
+
+    assert found.name == "e2e.highest_rate_holding_crm_p99_1s"
+    assert found.value == 75  # 100/s missed (1,074 ms); a lower rate tried later still counts
+    assert found.baseline == 1000  # the floor held at every rate
+    assert "100/s 1,074 ms" in found.note
+
+
+def test_no_rate_held_reports_zero_and_no_baseline_when_the_floor_held_none() -> None:
+    results = [_p99(200, 4_115, 1_481)]
+
+    (found,) = _highest_holding(results, (200,))
+
+    assert found.value == 0
+    assert found.baseline is None
+
+
+def test_cpu_per_event_is_the_cpu_spent_between_two_readings_over_the_events() -> None:
+    spent = per_event({"ingest": 3.0, "processor": 10.0}, {"ingest": 1.0, "processor": 4.0}, 2_000)
+
+    assert spent == {"ingest": 1.0, "processor": 3.0}
