@@ -7,7 +7,7 @@ a successful push the link remembers the state *as the provider reported it back
 echoes our write in a webhook the processor sees nothing new and emits nothing.
 
 A push costs one read before the provider call (connection, record, link, the links of
-the records it references) and one transaction after it (the link, then the sync_log row
+the records it references) and one statement after it (the link, then the sync_log row
 and the job's finish). No pooled connection is held across the provider call.
 """
 
@@ -35,7 +35,7 @@ from crmsync.application.sync.runner import change_id
 from crmsync.common.canonical import TABLES, InvalidRecordError, canonical_values, state_hash
 from crmsync.common.db import Conn
 from crmsync.common.links import entity_ids, linked_to, record_and_link
-from crmsync.common.pushes import FINISH_SQL, PAUSED, Job, finish, reschedule
+from crmsync.common.pushes import FINISH_SQL, PAUSED, Job, finish, finish_sql, reschedule
 from crmsync.settings.outbound import OutboundSettings
 from schemas.errors import DeadLetter, Stop
 from services.outbound import metrics
@@ -295,13 +295,14 @@ def _refs_from(wanted: dict[str, uuid.UUID], known: dict[str, str]) -> dict[str,
 
 _READS = {entity_type: _read_sql(table) for entity_type, table in TABLES.items()}
 
-# After a successful push, one transaction: link the record to the provider's id and
-# remember the pushed state, then log the push and finish the job. A crash or error leaves
-# either all of it or none (the job then runs again after its lease). The link comes first,
-# in its own statement: the processor locks a record's links (its batch's load) before it
-# queues a push of that record (an echo that shows the system fell behind), and rows taken
-# in the other order deadlocked with it. In one statement PostgreSQL runs the CTE nobody
-# reads last, so the job row was taken first.
+# After a successful push, one statement (_BOOKKEEP_SQL): link the record to the
+# provider's id and remember the pushed state, then log the push and finish the job. A
+# crash or error leaves either all of it or none (the job then runs again after its lease).
+# The link's row is taken first: the processor locks a record's links (its batch's load)
+# before it queues a push of that record (an echo that shows the system fell behind), and
+# rows taken in the other order deadlocked with it. PostgreSQL runs a CTE nobody reads
+# last, which took the job row first; so the finish reads the link's CTE, which makes the
+# link's upsert run before the job's row is scanned (crmsync.common.pushes.finish_sql).
 _LINK_COLUMNS = """
     INSERT INTO entity_links AS l (tenant_id, connection_id, entity_type, entity_id,
                                    external_id, last_pushed_hash, last_pushed_version,
@@ -334,16 +335,25 @@ _LINK_SQL = f"""{_LINK_COLUMNS}
 # entity_links' key on a connection's id for a record (migration 0003): taken by another
 # record, the push's link cannot be written (LinkTakenError).
 _EXTERNAL_ID_KEY = "entity_links_connection_id_entity_type_external_id_key"
-# Then the push's log row and the job's finish: $1 job id, $2 job version (FINISH_SQL),
-# $3 tenant, $4 connection, $5 entity type, $6 entity id, $7 external id, $8 latency.
-# $9 the outcome ('pushed', or 'not_updatable' for a change the target takes no update
-# of) and $10 why, for an outcome that is not a push.
-_LOG_AND_FINISH_SQL = f"""
-    WITH logged AS (
+# The whole bookkeeping of a push that reached the target, in one statement (atomic on its
+# own, so no BEGIN and COMMIT: one round trip where a transaction of two statements took
+# four): the link (_LINK_SQL's), the push's log row and the job's finish. The finish reads
+# the link's CTE (finish_sql(after=...)), so the link's row is taken before the job's, in
+# the processor's order. $1 job id, $2 job version (FINISH_SQL), $3 tenant, $4 connection,
+# $5 entity type, $6 entity id, $7 external id, $8 latency, $9 the outcome ('pushed', or
+# 'not_updatable' for a change the target takes no update of), $10 why, for an outcome
+# that is not a push; the link's $11 pushed (and seen) hash, $12 pushed version,
+# $13 snapshot, $14 remote version, $15 remote updated at (as in _LINK_SQL).
+_BOOKKEEP_SQL = f"""
+    WITH linked AS ({_LINK_COLUMNS}
+        VALUES ($3, $4, $5, $6, $7, $11, $12, $11, $13, $14, $15, $15,
+                link_pushes_after(NULL, $11, $15)){_LINK_CONFLICT}
+        RETURNING l.id
+    ), logged AS (
         INSERT INTO sync_log (tenant_id, connection_id, direction, entity_type, entity_id,
                               external_id, outcome, latency_ms, error)
         VALUES ($3, $4, 'out', $5, $6, $7, $9, $8, $10)
-    ), {FINISH_SQL}
+    ), {finish_sql(after="linked")}
 """  # noqa: S608 - constant SQL
 # A version the target cannot hold yet (ApiSpec.holds_back), never linked: logged with
 # why, the job finished. $1 job id, $2 job version (FINISH_SQL), $3 tenant, $4 connection,
@@ -444,12 +454,10 @@ def _unseen(
     return ", ".join(sorted(moved)) or None
 
 
-async def _bookkeep(conn: Conn, link: tuple[Any, ...], logged: tuple[Any, ...]) -> bool:
-    """One try of a push's bookkeeping (_LINK_SQL, then _LOG_AND_FINISH_SQL) in one
-    transaction. True when the job was re-armed for a newer version."""
-    async with conn.transaction():
-        await conn.execute(_LINK_SQL, *link)
-        return await conn.fetchval(_LOG_AND_FINISH_SQL, *logged) is not None
+async def _bookkeep(conn: Conn, bookkept: tuple[Any, ...]) -> bool:
+    """One try of a push's bookkeeping (_BOOKKEEP_SQL). True when the job was re-armed for a
+    newer version."""
+    return await conn.fetchval(_BOOKKEEP_SQL, *bookkept) is not None
 
 
 def _retry_log(job: Job, info: ConnectionInfo) -> dict[str, Any]:
@@ -1008,19 +1016,7 @@ class Pusher:
         if remote is not None:
             values = canonical_values(job.entity_type, _reported(remote, pushed))
         pushed_hash = state_hash(values) if values is not None else None
-        link = (
-            job.tenant_id,
-            info.id,
-            job.entity_type,
-            job.entity_id,
-            external_id,
-            pushed_hash,
-            version,
-            values,
-            remote.version if remote else None,
-            remote.updated_at if remote else None,
-        )
-        logged = (
+        bookkept = (
             job.id,
             job.version,
             job.tenant_id,
@@ -1031,18 +1027,23 @@ class Pusher:
             int((datetime.now(UTC) - job.committed_at).total_seconds() * 1000),
             outcome,
             why,
+            pushed_hash,
+            version,
+            values,
+            remote.version if remote else None,
+            remote.updated_at if remote else None,
         )
         async with self.pool.acquire() as conn:
             try:
                 for _ in range(BOOKKEEPING_ATTEMPTS - 1):
                     try:
-                        return await _bookkeep(conn, link, logged)
+                        return await _bookkeep(conn, bookkept)
                     except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                         # PostgreSQL failed this side of a lock cycle: the provider has the
                         # write, so the bookkeeping is done again now, not the push after
                         # the job's lease.
                         metrics.RETRIES.labels(info.provider, "bookkeeping_deadlock").inc()
-                return await _bookkeep(conn, link, logged)
+                return await _bookkeep(conn, bookkept)
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _EXTERNAL_ID_KEY:
                     raise
