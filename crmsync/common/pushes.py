@@ -186,16 +186,28 @@ async def claim(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> Claimed
     return Claimed(jobs, None if due is None else max(0.0, float(due)))
 
 
-# The end of a push, as the tail of a statement whose $1 is the job's id and $2 the version
-# pushed: the row goes unless a newer version came meanwhile; that row is then due at once
-# (its lease would otherwise hold the newer version back). Returns the re-armed row's id.
-FINISH_SQL = """
-    gone AS (DELETE FROM push_jobs WHERE id = $1 AND version = $2 RETURNING id)
+def finish_sql(*, after: str | None = None) -> str:
+    """The end of a push, as the tail of a statement whose $1 is the job's id and $2 the
+    version pushed: the row goes unless a newer version came meanwhile; that row is then due
+    at once (its lease would otherwise hold the newer version back). Returns the re-armed
+    row's id.
+
+    ``after``: the name of a CTE of the same statement that must have run before the job's
+    row is touched. Reading its rows in an uncorrelated EXISTS makes it an InitPlan, which
+    PostgreSQL runs as a one-time filter before the scan of push_jobs starts (a CTE nobody
+    reads runs last instead): the pusher's bookkeeping takes the link's row first that way
+    (services.outbound.pusher, the comment above _LINK_COLUMNS)."""
+    gate = "" if after is None else f" AND EXISTS (SELECT FROM {after})"
+    return f"""
+    gone AS (DELETE FROM push_jobs WHERE id = $1 AND version = $2{gate} RETURNING id)
     UPDATE push_jobs SET next_attempt_at = now(), attempts = 0, last_error = NULL,
                          updated_at = now()
      WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)
     RETURNING id
-"""
+"""  # noqa: S608 - ``after`` is a CTE name of our own SQL
+
+
+FINISH_SQL = finish_sql()
 
 
 async def finish(pool: asyncpg.Pool, job: Job) -> bool:

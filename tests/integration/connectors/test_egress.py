@@ -75,6 +75,28 @@ async def test_loopback_is_refused_without_the_setting(
     assert caught.value.request == "GET /latest/meta-data/"
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://user:secret@127.0.0.1:{port}/customers", "credentials in a provider URL"),
+        ("http://2130706433:{port}/customers", "neither a host name nor an IP address"),
+    ],
+)
+async def test_what_no_setting_allows_is_refused_as_the_request_starts(
+    server: tuple[str, list[str]], url: str, why: str
+) -> None:
+    """The session checks each request's URL as it starts (the host's verdict is cached
+    per host, issue 18): the same host, asked twice, is refused twice."""
+    base, hits = server
+    async with provider_session(allow_private=True) as session:
+        for _ in range(2):
+            with pytest.raises(AddressRefusedError) as caught:
+                await send(session, "GET", url.format(port=_port(base)))
+            assert why in str(caught.value)
+            assert "secret" not in str(caught.value)
+    assert hits == []
+
+
 async def test_loopback_is_reached_with_the_setting(server: tuple[str, list[str]]) -> None:
     base, hits = server
     async with provider_session(allow_private=True) as session:
