@@ -222,7 +222,9 @@ async def main(args: argparse.Namespace) -> int:
         if run.settings:
             named = (f"CRMSYNC_{k.upper()}={v}" for k, v in run.settings.items())
             say("settings: " + ", ".join(named))
-        async with sampling(await stack_roots(run.common.database_url)) as host:
+        kafka_port = int(run.common.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+        roots = await stack_roots(run.common.database_url, kafka_port)
+        async with sampling(roots) as host:
             run.host = host
             for name in args.only or list(SECTIONS):
                 for workers in args.workers if name in SCALED else (1,):

@@ -26,9 +26,6 @@ from pathlib import Path
 
 import asyncpg
 
-from crmsync.localstack.kafka import KafkaNode
-from crmsync.localstack.settings import LocalStackSettings
-
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # "stack" is postgres + kafka (``cores`` adds it).
 GROUPS = ("bench", "postgres", "kafka", "others")
@@ -76,10 +73,10 @@ def _descendants(root: int, procs: dict[int, _Proc]) -> set[int]:
     return found
 
 
-async def stack_roots(database_url: str) -> dict[int, str]:
+async def stack_roots(database_url: str, kafka_port: int) -> dict[int, str]:
     """The local stack's PostgreSQL postmaster (the parent of our backend) and Kafka
-    broker (its pid file), those that can be found, each with its group: what ``stack``
-    counts. Helpers' and other engineers' stacks on the same machine are then ``others``."""
+    broker (the process listening on ``kafka_port``), those that can be found, each with
+    its group: what ``stack`` counts. Other stacks on the same machine are ``others``."""
     roots: dict[int, str] = {}
     with contextlib.suppress(OSError, asyncpg.PostgresError):
         conn = await asyncpg.connect(database_url)
@@ -91,11 +88,34 @@ async def stack_roots(database_url: str) -> dict[int, str]:
                 roots[postmaster.parent] = "postgres"
         finally:
             await conn.close()
-    with contextlib.suppress(Exception):  # a broker this machine did not start: none
-        broker = KafkaNode(LocalStackSettings()).pid()
-        if broker is not None:
-            roots[broker] = "kafka"
+    broker = _listening(kafka_port)
+    if broker is not None:
+        roots[broker] = "kafka"
     return roots
+
+
+def _listening(port: int) -> int | None:
+    """The pid of the process listening on TCP ``port`` on this machine, if it can be seen
+    (/proc/net/tcp gives the socket's inode, a process's fd/ links name it)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") in inodes:
+                        return int(entry)
+    return None
 
 
 @dataclass

@@ -3,8 +3,12 @@ bench.floor's CPU per event."""
 
 from __future__ import annotations
 
+import os
+import socket
+
 from bench.e2e import _highest_holding
 from bench.floor import per_event
+from bench.host import _listening
 from bench.report import Result
 
 
@@ -36,3 +40,13 @@ def test_cpu_per_event_is_the_cpu_spent_between_two_readings_over_the_events() -
     spent = per_event({"ingest": 3.0, "processor": 10.0}, {"ingest": 1.0, "processor": 4.0}, 2_000)
 
     assert spent == {"ingest": 1.0, "processor": 3.0}
+
+
+def test_the_stacks_kafka_is_found_as_the_process_listening_on_its_port() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        assert _listening(port) == os.getpid()
+    assert _listening(port) is None  # closed: nobody listens there now
