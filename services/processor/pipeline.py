@@ -158,13 +158,26 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
     return resolved
 
 
-def partition_groups(sources: Sequence[Source], groups: int) -> list[list[int]]:
+# Changes a transaction of a split batch should hold at least: a batch is split into
+# ``concurrency`` transactions only from twice this size. Each transaction runs the
+# batch's ~20 statements (reads, SET LOCALs, writes, BEGIN/COMMIT) whatever it holds, and
+# below this splitting cost CPU and time: bench.apply_cpu, one transaction against two,
+# batch 10 took 0.38 against 0.60-0.74 ms CPU and 1.5-1.7 against 2.6-4.2 ms wall per
+# change, while from 50 up two are faster in wall time (bench/README.md, "Ninth round").
+MIN_GROUP = 25
+
+
+def partition_groups(
+    sources: Sequence[Source], groups: int, *, min_group: int = 1
+) -> list[list[int]]:
     """Split a batch into at most ``groups`` lists of indexes, each holding whole
-    partitions (in offset order), balanced by size. A record's key decides its partition,
-    so one entity's changes stay in one group, in order."""
+    partitions (in offset order), balanced by size, and as many as give each about
+    ``min_group`` changes at least. A record's key decides its partition, so one entity's
+    changes stay in one group, in order."""
     by_partition: dict[tuple[str, int], list[int]] = {}
     for i, s in enumerate(sources):
         by_partition.setdefault((s.topic, s.partition), []).append(i)
+    groups = max(1, min(groups, len(sources) // max(1, min_group)))
     bins: list[list[int]] = [[] for _ in range(min(groups, len(by_partition)))]
     for indexes in sorted(by_partition.values(), key=len, reverse=True):
         min(bins, key=len).extend(indexes)
@@ -178,6 +191,7 @@ class Processor:
         *,
         set_based: bool = True,
         concurrency: int = 1,
+        min_group: int = MIN_GROUP,
         health: TaskHealth | None = None,
         on_commit: Callable[[Sequence[Applied | None]], None] | None = None,
     ) -> None:
@@ -192,13 +206,15 @@ class Processor:
         # prepares one while PostgreSQL executes another. Safe as two processors are:
         # first contact is serialised by advisory locks, records and links by row locks.
         self.concurrency = concurrency
+        # Smaller batches stay one transaction (MIN_GROUP).
+        self.min_group = min_group
 
     async def handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         """Apply a batch from one pipeline topic (its unprefixed name, as in
         ``schemas.topics``); None marks a dead-lettered record."""
         if topic not in CHANGE_TOPICS:
             raise ValueError(f"no parser for topic {topic}")
-        groups = partition_groups(sources, self.concurrency)
+        groups = partition_groups(sources, self.concurrency, min_group=self.min_group)
         if len(groups) <= 1:
             return await self._handle(topic, sources)
         results: list[Applied | None] = [None] * len(sources)
