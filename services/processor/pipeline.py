@@ -167,6 +167,15 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
 MIN_GROUP = 25
 
 
+@dataclass(frozen=True)
+class Known:
+    """What a batch's first statement learnt beside its connections
+    (crmsync.common.connections.connection_owners), so no statement asks it again."""
+
+    erasing: frozenset[uuid.UUID]  # tenants holding a privacy erase's tombstone
+    waiting: bool | None  # any change waits in waiting_changes; None: no connection found
+
+
 def partition_groups(
     sources: Sequence[Source], groups: int, *, min_group: int = 1
 ) -> list[list[int]]:
@@ -303,8 +312,8 @@ class Processor:
     async def _apply_batch(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
         """The fast path: dead letters first, then every valid change set-based."""
         async with self.pool.acquire() as conn, conn.transaction():
-            settings, parsed = await self._settings(conn, parsed)
-            parsed = await self._tombstoned(conn, parsed, settings)
+            settings, parsed, known = await self._settings(conn, parsed)
+            parsed = await self._tombstoned(conn, parsed, settings, known.erasing)
             parsed = await resolve_refs(conn, parsed)
 
             async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
@@ -339,7 +348,7 @@ class Processor:
                     results[i] = result
                 return results
 
-            parsed, results = await self._passes(conn, parsed, one_pass)
+            parsed, results = await self._passes(conn, parsed, one_pass, known.waiting)
             await self._finish(conn, parsed, results, settings)
         return results
 
@@ -349,14 +358,14 @@ class Processor:
             return await self._apply_each_in(conn, parsed)
 
     async def _apply_each_in(self, conn: Conn, parsed: Sequence[Parsed]) -> list[Applied | None]:
-        settings, parsed = await self._settings(conn, parsed)
-        parsed = await self._tombstoned(conn, parsed, settings)
+        settings, parsed, known = await self._settings(conn, parsed)
+        parsed = await self._tombstoned(conn, parsed, settings, known.erasing)
         parsed = await resolve_refs(conn, parsed)
 
         async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
             return [await self._one(conn, item, settings, waits) for item in items]
 
-        parsed, results = await self._passes(conn, parsed, one_pass)
+        parsed, results = await self._passes(conn, parsed, one_pass, known.waiting)
         await self._finish(conn, parsed, results, settings)
         return results
 
@@ -365,14 +374,17 @@ class Processor:
         conn: Conn,
         parsed: Sequence[Parsed],
         one_pass: Callable[[Sequence[Parsed], Waits], Awaitable[list[Applied | None]]],
+        anything_waits: bool | None,
     ) -> tuple[list[Parsed], list[Applied | None]]:
         """Apply the batch in order; then, as long as the changes that wait find a record
         this batch linked, apply them again, in order, in a further pass (invariant 10:
         an invoice and its payment in one batch, the payment first). Changes of a record
-        with a change parked before wait behind it. Returns the changes as last resolved."""
+        with a change parked before wait behind it (``anything_waits``: whether any change
+        waits at all, if known). Returns the changes as last resolved."""
         items = list(parsed)
         results: list[Applied | None] = [None] * len(items)
-        waits = Waits(await parked_for(conn, [p.change for p in items if p.change is not None]))
+        changes = [p.change for p in items if p.change is not None]
+        waits = Waits(await parked_for(conn, changes, anything_waits=anything_waits))
         pending = []
         for i, item in enumerate(items):
             if item.paused and item.change is not None:
@@ -444,13 +456,18 @@ class Processor:
     @staticmethod
     async def _settings(
         conn: Conn, parsed: Sequence[Parsed]
-    ) -> tuple[dict[uuid.UUID, dict[str, Any]], list[Parsed]]:
+    ) -> tuple[dict[uuid.UUID, dict[str, Any]], list[Parsed], Known]:
         """The settings of the connections the changes name, and the changes with those
         that name a connection of another tenant marked: such a change is refused like
         a foreign reference (invariant 11), and logs nothing under either tenant. A change
-        of a connection whose provider orders its versions is marked so (rule 1)."""
+        of a connection whose provider orders its versions is marked so (rule 1). With
+        them, what the same statement learnt of tombstones and waiting changes."""
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await connection_owners(conn, ids)
+        known = Known(
+            frozenset(r["tenant_id"] for r in rows if r["erasing"]),
+            rows[0]["waiting"] if rows else None,
+        )
         owner = {r["id"]: r["tenant_id"] for r in rows}
         paused = {r["id"] for r in rows if r["paused_in"]}
         ordered = {r["id"] for r in rows if r["provider"] in VERSIONS_ORDERED}
@@ -470,11 +487,14 @@ class Processor:
                     ordered_change = replace(item.change, versions_ordered=True)
                     item = replace(item, change=ordered_change)  # noqa: PLW2901 - the item, checked
             checked.append(item)
-        return {r["id"]: r["settings"] for r in rows}, checked
+        return {r["id"]: r["settings"] for r in rows}, checked, known
 
     @staticmethod
     async def _tombstoned(
-        conn: Conn, parsed: Sequence[Parsed], settings: dict[uuid.UUID, dict[str, Any]]
+        conn: Conn,
+        parsed: Sequence[Parsed],
+        settings: dict[uuid.UUID, dict[str, Any]],
+        erasing: frozenset[uuid.UUID],
     ) -> list[Parsed]:
         """The changes with those a privacy erase's tombstone refuses marked. A paused one
         is left to wait: it is checked when its pause ends and it is released."""
@@ -487,7 +507,7 @@ class Processor:
             else None
             for p in parsed
         ]
-        hit = await refused(conn, candidates)
+        hit = await refused(conn, candidates, erasing)
         return [replace(p, erased=True) if i in hit else p for i, p in enumerate(parsed)]
 
     @staticmethod

@@ -15,6 +15,7 @@ import pytest
 from crmsync.common.canonical import canonical_values, state_hash
 from crmsync.common.connections import CreatedConnection, create_connection
 from crmsync.common.crypto import KeyRing, generate_master_key
+from crmsync.common.db import create_pool, keep_session
 from schemas import topics
 from services.processor.deadletters import Source
 from services.processor.decide import Outcome
@@ -484,6 +485,35 @@ async def test_a_small_batch_over_two_partitions_commits_in_one_transaction(
     # Rows a transaction wrote carry its id as xmin.
     writers = await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM customers")
     assert writers == 1
+
+
+# The statements of one set-based batch of new customers from a connection nothing is
+# pushed to (bench/README.md, "Ninth round": at 200 events/s a batch holds about ten and
+# its statements are most of its cost): BEGIN; the connections with their pauses and
+# tombstones and whether anything waits; the dedup claim between two SET LOCALs; foreign
+# references; links; queued pushes; the first-contact lock and candidates; SET LOCAL;
+# records, links, outbox, sync log; the outbox notify; COMMIT.
+NEW_CUSTOMERS_STATEMENTS = 17
+
+
+async def test_a_batch_of_new_customers_costs_its_statements_once(
+    database_url: str, two: Any
+) -> None:
+    a, _ = two
+    pool = await create_pool(database_url, max_size=1, reset=keep_session)
+    try:
+        processor = Processor(pool, concurrency=2)
+        # A first batch: the connection learns the types (asyncpg's introspection).
+        await processor.handle(TOPIC, [change(a, "warm", {"email": "w@x.test"}, ts=at(0))])
+        sent: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: sent.append(q.query))
+        batch = [change(a, f"a-{n}", {"email": f"a{n}@x.test"}, ts=at(n)) for n in range(10)]
+        results = await processor.handle(TOPIC, batch)
+    finally:
+        await pool.close()
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED] * 10
+    assert len(sent) == NEW_CUSTOMERS_STATEMENTS, "\n".join(" ".join(q.split())[:90] for q in sent)
 
 
 async def waiting_on_a_lock(pool: asyncpg.Pool, applying: asyncio.Task[Any]) -> None:
