@@ -172,6 +172,7 @@ class Known:
     """What a batch's first statement learnt beside its connections
     (crmsync.common.connections.connection_owners), so no statement asks it again."""
 
+    owners: frozenset[tuple[uuid.UUID, uuid.UUID]]  # (tenant, connection) of each found
     erasing: frozenset[uuid.UUID]  # tenants holding a privacy erase's tombstone
     waiting: bool | None  # any change waits in waiting_changes; None: no connection found
 
@@ -343,6 +344,7 @@ class Processor:
                     [v for _, _, v in valid],
                     lambda c: policy_from(settings[c.connection_id], c.entity_type),
                     waits,
+                    connections=known.owners,
                 )
                 for (i, _, _), result in zip(valid, applied, strict=True):
                     results[i] = result
@@ -465,6 +467,7 @@ class Processor:
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await connection_owners(conn, ids)
         known = Known(
+            frozenset((r["tenant_id"], r["id"]) for r in rows),
             frozenset(r["tenant_id"] for r in rows if r["erasing"]),
             rows[0]["waiting"] if rows else None,
         )

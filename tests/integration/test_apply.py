@@ -490,10 +490,11 @@ async def test_a_small_batch_over_two_partitions_commits_in_one_transaction(
 # The statements of one set-based batch of new customers from a connection nothing is
 # pushed to (bench/README.md, "Ninth round": at 200 events/s a batch holds about ten and
 # its statements are most of its cost): BEGIN; the connections with their pauses and
-# tombstones and whether anything waits; the dedup claim between two SET LOCALs; foreign
-# references; links; queued pushes; the first-contact lock and candidates; SET LOCAL;
-# records, links, outbox, sync log; the outbox notify; COMMIT.
-NEW_CUSTOMERS_STATEMENTS = 17
+# tombstones and whether anything waits; the dedup claim between two SET LOCALs; links
+# (their connection is all these changes name, and the first statement found it);
+# queued pushes; the first-contact lock and candidates; SET LOCAL; records, links, outbox,
+# sync log; the outbox notify; COMMIT.
+NEW_CUSTOMERS_STATEMENTS = 16
 
 
 async def test_a_batch_of_new_customers_costs_its_statements_once(
