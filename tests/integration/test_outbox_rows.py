@@ -51,6 +51,18 @@ async def read(bootstrap: str, topic: str, want: int) -> list[bytes]:
     return found
 
 
+async def publish_once(pool: asyncpg.Pool, bootstrap: str, topic: str) -> int:
+    """One relay round through a producer of its own: how many rows it published."""
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        return await OutboxRelay(
+            pool, RenewableProducer(lambda: producer), topic=topic
+        ).publish_pending()
+    finally:
+        await producer.stop()
+
+
 @pytest.mark.parametrize("set_based", [True, False])
 async def test_relay_publishes_the_payload_text_the_apply_step_wrote(
     pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory, set_based: bool
@@ -71,13 +83,7 @@ async def test_relay_publishes_the_payload_text_the_apply_step_wrote(
     assert record.event_id not in (record.change_id, record.entity_id)
 
     topic = await new_topic("outbox")
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        relay = OutboxRelay(pool, RenewableProducer(lambda: producer), topic=topic)
-        assert await relay.publish_pending() == 1
-    finally:
-        await producer.stop()
+    assert await publish_once(pool, kafka_bootstrap, topic) == 1
     assert await read(kafka_bootstrap, topic, 1) == [stored.encode()]
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
@@ -131,13 +137,7 @@ async def test_a_publishing_round_reads_the_lag_with_its_delete(
     monkeypatch.setattr(outbox, "BATCH", 1)  # the round publishes c1 and leaves c2
     OUTBOX_LAG_SECONDS.set(-1)
     topic = await new_topic("outbox")
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        relay = OutboxRelay(pool, RenewableProducer(lambda: producer), topic=topic)
-        assert await relay.publish_pending() == 1
-    finally:
-        await producer.stop()
+    assert await publish_once(pool, kafka_bootstrap, topic) == 1
     assert 90 <= (REGISTRY.get_sample_value("crmsync_processor_outbox_lag_seconds") or 0) < 120
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
 
