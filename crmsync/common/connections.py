@@ -291,11 +291,17 @@ async def connection_exists(
 async def connection_owners(
     conn: Conn | asyncpg.Pool, connection_ids: Sequence[uuid.UUID]
 ) -> list[asyncpg.Record]:
-    """(id, tenant_id, provider, settings, paused_in) of each of these connections that exists,
-    whoever's it is: the processor compares each owner with the tenant its change names, so
-    a change naming another tenant's connection is refused rather than silently not found.
+    """(id, tenant_id, provider, settings, paused_in, erasing, waiting) of each of these
+    connections that exists, whoever's it is: the processor compares each owner with the
+    tenant its change names, so a change naming another tenant's connection is refused
+    rather than silently not found.
     ``paused_in``: an inbound pause or freeze window of it or its tenant is in force (the
-    processor parks its changes until it ends)."""
+    processor parks its changes until it ends).
+    ``erasing``: its tenant holds a privacy erase's tombstone (the processor looks no
+    further for the changes of a tenant without one: services/processor/tombstones.py).
+    ``waiting``: any change at all waits in waiting_changes, the same on every row.
+    The last two are the processor's other questions at the start of a batch, asked here
+    rather than in two more round trips (bench/README.md, "Ninth round")."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
         SELECT c.id, c.tenant_id, c.provider, c.settings,
@@ -303,7 +309,10 @@ async def connection_owners(
                         WHERE p.tenant_id = c.tenant_id AND p.inbound
                           AND (p.connection_id IS NULL OR p.connection_id = c.id)
                           AND p.starts_at <= now() AND (p.ends_at IS NULL OR p.ends_at > now()))
-                 AS paused_in
+                 AS paused_in,
+               EXISTS (SELECT 1 FROM privacy_tombstones t WHERE t.tenant_id = c.tenant_id)
+                 AS erasing,
+               EXISTS (SELECT 1 FROM waiting_changes) AS waiting
           FROM connections c WHERE c.id = ANY($1::uuid[])
         """,
         list(connection_ids),

@@ -34,25 +34,6 @@ def identity_hash(tenant_id: uuid.UUID, email: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-async def tenants_with_tombstones(
-    conn: Conn | asyncpg.Pool, tenant_ids: Iterable[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Those of ``tenant_ids`` that hold at least one tombstone: one probe of the
-    tombstones' (tenant_id, identity_hash) index per tenant."""
-    wanted = list(set(tenant_ids))
-    if not wanted:
-        return set()
-    rows = await conn.fetch(
-        """
-        SELECT k.tenant_id
-          FROM unnest($1::uuid[]) AS k(tenant_id)
-         WHERE EXISTS (SELECT 1 FROM privacy_tombstones t WHERE t.tenant_id = k.tenant_id)
-        """,
-        wanted,
-    )
-    return {r["tenant_id"] for r in rows}
-
-
 async def erased_identities(conn: Conn | asyncpg.Pool, wanted: Iterable[Identity]) -> set[Identity]:
     """Those of ``wanted`` that a tombstone holds, in one lookup."""
     keys = set(wanted)

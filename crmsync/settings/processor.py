@@ -95,7 +95,8 @@ class ProcessorSettings(ServiceSettings):
         ge=1,
         le=16,
         # Two: Python prepares one batch's partitions while PostgreSQL writes another's.
-        description="Transactions each apply agent runs at once, each for its own partitions.",
+        description="Transactions each apply agent runs at once, each for its own partitions"
+        " (a batch under 50 changes is one).",
     )
     processor_reference_wait_seconds: float = Field(
         900.0,

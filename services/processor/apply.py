@@ -13,7 +13,7 @@ reference it is tested against, and where a batch Postgres rejects is replayed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -276,17 +276,23 @@ _OWNED_SQL = _owned_sql()
 
 
 async def foreign_references(
-    conn: Conn, changes: Sequence[tuple[InboundChange, dict[str, Any]]]
+    conn: Conn,
+    changes: Sequence[tuple[InboundChange, dict[str, Any]]],
+    *,
+    connections: Collection[tuple[uuid.UUID, uuid.UUID]] = (),
 ) -> list[ForeignReferenceError | None]:
     """For each (change, its canonical values), the first id it names that its tenant does
-    not have, or None: in one statement, before anything of the changes is written."""
+    not have, or None: in one statement, before anything of the changes is written.
+    ``connections``: (tenant, connection) pairs this transaction has found so already
+    (the processor's first statement of a batch): not asked again, so a batch whose
+    changes name nothing else asks nothing (bench/README.md, "Ninth round")."""
     named = [named_ids(c, v) for c, v in changes]
     pairs = list(zip(changes, named, strict=True))
-    wanted = {(c.tenant_id, n.kind, n.id) for (c, _), ns in pairs for n in ns}
-    if not wanted:
-        return []
-    rows = await conn.fetch(_OWNED_SQL, *(list(col) for col in zip(*wanted, strict=True)))
-    owned = {(r["t"], r["k"], r["i"]) for r in rows}
+    owned = {(t, "connection", c) for t, c in connections}
+    wanted = {(c.tenant_id, n.kind, n.id) for (c, _), ns in pairs for n in ns} - owned
+    if wanted:
+        rows = await conn.fetch(_OWNED_SQL, *(list(col) for col in zip(*wanted, strict=True)))
+        owned.update((r["t"], r["k"], r["i"]) for r in rows)
     return [
         next((n.not_owned() for n in ns if (c.tenant_id, n.kind, n.id) not in owned), None)
         for (c, _), ns in pairs

@@ -16,7 +16,7 @@ import functools
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -727,10 +727,13 @@ async def apply_batch(
     values: Sequence[dict[str, Any]],
     policy_of: Callable[[InboundChange], Policy],
     waits: Waits,
+    *,
+    connections: Collection[tuple[uuid.UUID, uuid.UUID]] = (),
 ) -> list[Applied]:
     """Apply validated changes (``values``: their canonical fields) in the caller's
     transaction, with the same outcomes as applying them one by one; ``waits`` says which
-    records have a change waiting before them, and learns of those that wait here.
+    records have a change waiting before them, and learns of those that wait here;
+    ``connections``: (tenant, connection) pairs the caller found in this transaction.
 
     Raises :class:`ChangesRejectedError`, having written nothing that the caller's
     rollback would not undo, when a change names what its tenant does not have (a
@@ -744,7 +747,7 @@ async def apply_batch(
     fresh = await batch.fresh(changes)
     await conn.execute(PLAN_CUSTOM)
     live = [(i, c, v) for i, (c, v, f) in enumerate(zip(changes, values, fresh, strict=True)) if f]
-    foreign = await foreign_references(conn, [(c, v) for _, c, v in live])
+    foreign = await foreign_references(conn, [(c, v) for _, c, v in live], connections=connections)
     await batch.load([c for _, c, _ in live], [v for _, _, v in live])
     rejected: dict[int, InvalidChangeError] = {
         live[j][0]: problem for j, problem in enumerate(foreign) if problem is not None

@@ -52,6 +52,9 @@ class OutboxRelay:
         self.topic = topic
         self.produce_timeout_seconds = produce_timeout_seconds
         self._wake = asyncio.Event()
+        # Set by a round that read the outbox lag itself (the leader's): the run loop then
+        # does not ask for it again.
+        self._lag_read = False
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished rows; return how many (0: none, or not leader)."""
@@ -67,12 +70,25 @@ class OutboxRelay:
             )
             if not rows:
                 metrics.OUTBOX_LAG_SECONDS.set(0)
+                self._lag_read = True
                 return 0
             await asyncio.wait_for(self._send(rows), self.produce_timeout_seconds)
-            await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+            # The lag rides on the delete: the age of the first row after this batch (the
+            # statement does not see its own deletes), as _update_lag would read it after
+            # the commit, without that round trip of its own. A row of a lower id committed
+            # after the batch was read counts from the next round.
+            lag = await conn.fetchval(
+                """
+                WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
+                SELECT coalesce(extract(epoch FROM clock_timestamp()
+                                        - (SELECT created_at FROM outbox WHERE id > $2
+                                            ORDER BY id LIMIT 1)), 0)
+                """,
                 [r["id"] for r in rows],
+                rows[-1]["id"],
             )
+        metrics.OUTBOX_LAG_SECONDS.set(float(lag))
+        self._lag_read = True
         metrics.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
@@ -118,9 +134,11 @@ class OutboxRelay:
                 # Cleared before publishing: a NOTIFY that lands meanwhile wakes the next round.
                 self._wake.clear()
                 try:
+                    self._lag_read = False
                     while await self.publish_pending() == BATCH:
                         pass  # a full batch: more may be waiting
-                    await self._update_lag()
+                    if not self._lag_read:  # not the leader: nothing read it this round
+                        await self._update_lag()
                     backoff.reset()
                 except Exception as exc:
                     if not is_transient(exc):

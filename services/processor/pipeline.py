@@ -158,13 +158,36 @@ async def resolve_refs(conn: Conn, parsed: Sequence[Parsed]) -> list[Parsed]:
     return resolved
 
 
-def partition_groups(sources: Sequence[Source], groups: int) -> list[list[int]]:
+# Changes a transaction of a split batch should hold at least: a batch is split into
+# ``concurrency`` transactions only from twice this size. Each transaction runs the
+# batch's ~20 statements (reads, SET LOCALs, writes, BEGIN/COMMIT) whatever it holds, and
+# below this splitting cost CPU and time: bench.apply_cpu, one transaction against two,
+# batch 10 took 0.38 against 0.60-0.74 ms CPU and 1.5-1.7 against 2.6-4.2 ms wall per
+# change, while from 50 up two are faster in wall time (bench/README.md, "Ninth round").
+MIN_GROUP = 25
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a batch's first statement learnt beside its connections
+    (crmsync.common.connections.connection_owners), so no statement asks it again."""
+
+    owners: frozenset[tuple[uuid.UUID, uuid.UUID]]  # (tenant, connection) of each found
+    erasing: frozenset[uuid.UUID]  # tenants holding a privacy erase's tombstone
+    waiting: bool | None  # any change waits in waiting_changes; None: no connection found
+
+
+def partition_groups(
+    sources: Sequence[Source], groups: int, *, min_group: int = 1
+) -> list[list[int]]:
     """Split a batch into at most ``groups`` lists of indexes, each holding whole
-    partitions (in offset order), balanced by size. A record's key decides its partition,
-    so one entity's changes stay in one group, in order."""
+    partitions (in offset order), balanced by size, and as many as give each about
+    ``min_group`` changes at least. A record's key decides its partition, so one entity's
+    changes stay in one group, in order."""
     by_partition: dict[tuple[str, int], list[int]] = {}
     for i, s in enumerate(sources):
         by_partition.setdefault((s.topic, s.partition), []).append(i)
+    groups = max(1, min(groups, len(sources) // max(1, min_group)))
     bins: list[list[int]] = [[] for _ in range(min(groups, len(by_partition)))]
     for indexes in sorted(by_partition.values(), key=len, reverse=True):
         min(bins, key=len).extend(indexes)
@@ -178,6 +201,7 @@ class Processor:
         *,
         set_based: bool = True,
         concurrency: int = 1,
+        min_group: int = MIN_GROUP,
         health: TaskHealth | None = None,
         on_commit: Callable[[Sequence[Applied | None]], None] | None = None,
     ) -> None:
@@ -192,13 +216,15 @@ class Processor:
         # prepares one while PostgreSQL executes another. Safe as two processors are:
         # first contact is serialised by advisory locks, records and links by row locks.
         self.concurrency = concurrency
+        # Smaller batches stay one transaction (MIN_GROUP).
+        self.min_group = min_group
 
     async def handle(self, topic: str, sources: Sequence[Source]) -> list[Applied | None]:
         """Apply a batch from one pipeline topic (its unprefixed name, as in
         ``schemas.topics``); None marks a dead-lettered record."""
         if topic not in CHANGE_TOPICS:
             raise ValueError(f"no parser for topic {topic}")
-        groups = partition_groups(sources, self.concurrency)
+        groups = partition_groups(sources, self.concurrency, min_group=self.min_group)
         if len(groups) <= 1:
             return await self._handle(topic, sources)
         results: list[Applied | None] = [None] * len(sources)
@@ -287,8 +313,8 @@ class Processor:
     async def _apply_batch(self, parsed: Sequence[Parsed]) -> list[Applied | None]:
         """The fast path: dead letters first, then every valid change set-based."""
         async with self.pool.acquire() as conn, conn.transaction():
-            settings, parsed = await self._settings(conn, parsed)
-            parsed = await self._tombstoned(conn, parsed, settings)
+            settings, parsed, known = await self._settings(conn, parsed)
+            parsed = await self._tombstoned(conn, parsed, settings, known.erasing)
             parsed = await resolve_refs(conn, parsed)
 
             async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
@@ -318,12 +344,13 @@ class Processor:
                     [v for _, _, v in valid],
                     lambda c: policy_from(settings[c.connection_id], c.entity_type),
                     waits,
+                    connections=known.owners,
                 )
                 for (i, _, _), result in zip(valid, applied, strict=True):
                     results[i] = result
                 return results
 
-            parsed, results = await self._passes(conn, parsed, one_pass)
+            parsed, results = await self._passes(conn, parsed, one_pass, known.waiting)
             await self._finish(conn, parsed, results, settings)
         return results
 
@@ -333,14 +360,14 @@ class Processor:
             return await self._apply_each_in(conn, parsed)
 
     async def _apply_each_in(self, conn: Conn, parsed: Sequence[Parsed]) -> list[Applied | None]:
-        settings, parsed = await self._settings(conn, parsed)
-        parsed = await self._tombstoned(conn, parsed, settings)
+        settings, parsed, known = await self._settings(conn, parsed)
+        parsed = await self._tombstoned(conn, parsed, settings, known.erasing)
         parsed = await resolve_refs(conn, parsed)
 
         async def one_pass(items: Sequence[Parsed], waits: Waits) -> list[Applied | None]:
             return [await self._one(conn, item, settings, waits) for item in items]
 
-        parsed, results = await self._passes(conn, parsed, one_pass)
+        parsed, results = await self._passes(conn, parsed, one_pass, known.waiting)
         await self._finish(conn, parsed, results, settings)
         return results
 
@@ -349,14 +376,17 @@ class Processor:
         conn: Conn,
         parsed: Sequence[Parsed],
         one_pass: Callable[[Sequence[Parsed], Waits], Awaitable[list[Applied | None]]],
+        anything_waits: bool | None,
     ) -> tuple[list[Parsed], list[Applied | None]]:
         """Apply the batch in order; then, as long as the changes that wait find a record
         this batch linked, apply them again, in order, in a further pass (invariant 10:
         an invoice and its payment in one batch, the payment first). Changes of a record
-        with a change parked before wait behind it. Returns the changes as last resolved."""
+        with a change parked before wait behind it (``anything_waits``: whether any change
+        waits at all, if known). Returns the changes as last resolved."""
         items = list(parsed)
         results: list[Applied | None] = [None] * len(items)
-        waits = Waits(await parked_for(conn, [p.change for p in items if p.change is not None]))
+        changes = [p.change for p in items if p.change is not None]
+        waits = Waits(await parked_for(conn, changes, anything_waits=anything_waits))
         pending = []
         for i, item in enumerate(items):
             if item.paused and item.change is not None:
@@ -428,13 +458,19 @@ class Processor:
     @staticmethod
     async def _settings(
         conn: Conn, parsed: Sequence[Parsed]
-    ) -> tuple[dict[uuid.UUID, dict[str, Any]], list[Parsed]]:
+    ) -> tuple[dict[uuid.UUID, dict[str, Any]], list[Parsed], Known]:
         """The settings of the connections the changes name, and the changes with those
         that name a connection of another tenant marked: such a change is refused like
         a foreign reference (invariant 11), and logs nothing under either tenant. A change
-        of a connection whose provider orders its versions is marked so (rule 1)."""
+        of a connection whose provider orders its versions is marked so (rule 1). With
+        them, what the same statement learnt of tombstones and waiting changes."""
         ids = list({p.change.connection_id for p in parsed if p.change})
         rows = await connection_owners(conn, ids)
+        known = Known(
+            frozenset((r["tenant_id"], r["id"]) for r in rows),
+            frozenset(r["tenant_id"] for r in rows if r["erasing"]),
+            rows[0]["waiting"] if rows else None,
+        )
         owner = {r["id"]: r["tenant_id"] for r in rows}
         paused = {r["id"] for r in rows if r["paused_in"]}
         ordered = {r["id"] for r in rows if r["provider"] in VERSIONS_ORDERED}
@@ -454,11 +490,14 @@ class Processor:
                     ordered_change = replace(item.change, versions_ordered=True)
                     item = replace(item, change=ordered_change)  # noqa: PLW2901 - the item, checked
             checked.append(item)
-        return {r["id"]: r["settings"] for r in rows}, checked
+        return {r["id"]: r["settings"] for r in rows}, checked, known
 
     @staticmethod
     async def _tombstoned(
-        conn: Conn, parsed: Sequence[Parsed], settings: dict[uuid.UUID, dict[str, Any]]
+        conn: Conn,
+        parsed: Sequence[Parsed],
+        settings: dict[uuid.UUID, dict[str, Any]],
+        erasing: frozenset[uuid.UUID],
     ) -> list[Parsed]:
         """The changes with those a privacy erase's tombstone refuses marked. A paused one
         is left to wait: it is checked when its pause ends and it is released."""
@@ -471,7 +510,7 @@ class Processor:
             else None
             for p in parsed
         ]
-        hit = await refused(conn, candidates)
+        hit = await refused(conn, candidates, erasing)
         return [replace(p, erased=True) if i in hit else p for i, p in enumerate(parsed)]
 
     @staticmethod

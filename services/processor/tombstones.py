@@ -13,30 +13,30 @@ counts the item skipped (``inbound_skips``, reason ``erased``), nothing else is 
 Jobs, invoices and payments that name an erased customer still apply: they are the
 tenant's accounting, and they name the customer by its (anonymised) canonical record.
 
-Cost: a batch without customer changes asks nothing; one with them first asks which of
-its tenants have any tombstone at all (one lookup by the tombstones' index), and only for
-those does the lookup by the links' unique key and the hashing of emails and their lookup
-follow. Most tenants never erased anybody: the two lookups and a SHA-256 per customer
-change were 5 % of the apply step's samples in a bulk drain (py-spy, bench/README.md).
+Cost: a batch without customer changes asks nothing; for one with them, whether each
+tenant has any tombstone at all came with its connections (``erasing``,
+crmsync.common.connections.connection_owners), and only for those that have does the
+lookup by the links' unique key and the hashing of emails and their lookup follow. Most
+tenants never erased anybody: the two lookups and a SHA-256 per customer change were 5 %
+of the apply step's samples in a bulk drain (py-spy, bench/README.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 
 from crmsync.common.db import Conn
 from crmsync.common.links import LinkKey, erased_links
-from crmsync.common.tombstones import (
-    Identity,
-    erased_identities,
-    identity_hash,
-    tenants_with_tombstones,
-)
+from crmsync.common.tombstones import Identity, erased_identities, identity_hash
 from services.processor.decide import InboundChange
 
 
-async def refused(conn: Conn, changes: Sequence[InboundChange | None]) -> set[int]:
-    """The positions of ``changes`` an erase's tombstone refuses."""
+async def refused(
+    conn: Conn, changes: Sequence[InboundChange | None], erasing: Collection[uuid.UUID]
+) -> set[int]:
+    """The positions of ``changes`` an erase's tombstone refuses; ``erasing``: the tenants
+    that hold any tombstone (the others' changes are not looked up)."""
     customers = {
         i: change
         for i, change in enumerate(changes)
@@ -47,7 +47,6 @@ async def refused(conn: Conn, changes: Sequence[InboundChange | None]) -> set[in
     # Both checks below join a tombstone of the change's tenant: a tenant without any
     # cannot refuse anything. (A change naming another tenant's connection never gets
     # here: the caller marked it and passes None.)
-    erasing = await tenants_with_tombstones(conn, {c.tenant_id for c in customers.values()})
     keys: dict[int, LinkKey] = {}
     identities: dict[int, Identity] = {}
     for i, change in customers.items():

@@ -64,13 +64,18 @@ class Waits:
         return result
 
 
-async def parked_for(conn: Conn, changes: Sequence[InboundChange]) -> dict[RecordKey, Reference]:
+async def parked_for(
+    conn: Conn, changes: Sequence[InboundChange], *, anything_waits: bool | None = None
+) -> dict[RecordKey, Reference]:
     """For each of these changes' records with a change parked, what the first waits for:
     one probe of waiting_changes_record_idx per record, in one statement, when anything
-    waits at all."""
+    waits at all. ``anything_waits``: whether any change waits, if the caller has asked
+    already in this transaction (None: asked here)."""
     # Nearly always nothing waits: a probe of the empty table is a tenth of the keyed
     # lookup (measured: 0.09 ms against 1.3 ms for a batch of 500 changes).
-    if not changes or not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM waiting_changes)"):
+    if anything_waits is None and changes:
+        anything_waits = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM waiting_changes)")
+    if not changes or not anything_waits:
         return {}
     keys = list({c.record_key for c in changes})
     rows = await conn.fetch(

@@ -16,6 +16,7 @@ from asyncpg.transaction import Transaction
 
 from crmsync.common.canonical import canonical_values, state_hash
 from crmsync.common.connections import CreatedConnection, create_connection
+from crmsync.common.db import create_pool, keep_session
 from schemas import topics
 from services.processor.apply import Applied
 from services.processor.deadletters import Source
@@ -446,7 +447,7 @@ async def test_partitions_applied_at_once_keep_first_contact_and_order(
     by both systems in one batch is still one record, and each partition's changes apply
     in offset order."""
     a, b = two
-    processor = Processor(pool, concurrency=2)
+    processor = Processor(pool, concurrency=2, min_group=1)
     batch = [
         on_partition(change(a, "a-1", {"email": "jo@x.test", "name": "Jo"}, ts=at(0)), 0),
         on_partition(change(b, "b-1", {"email": "JO@x.test", "phone": "555"}, ts=at(1)), 1),
@@ -463,6 +464,58 @@ async def test_partitions_applied_at_once_keep_first_contact_and_order(
     assert await outbox_count(pool) == 4
     logged = await pool.fetchval("SELECT count(*) FROM sync_log WHERE direction = 'in'")
     assert logged == 4
+
+
+async def test_a_small_batch_over_two_partitions_commits_in_one_transaction(
+    pool: asyncpg.Pool, two: Any
+) -> None:
+    """A batch too small to split (at 200 events/s the agent's hold about ten) is one
+    transaction, not one a group of partitions: two would run every per-batch statement
+    twice for a handful of changes (bench/README.md, "Ninth round")."""
+    a, b = two
+    processor = Processor(pool, concurrency=2)
+    batch = [
+        on_partition(change(a, f"a-{n}", {"email": f"a{n}@x.test"}, ts=at(n)), n % 2)
+        for n in range(6)
+    ] + [
+        on_partition(change(b, f"b-{n}", {"email": f"b{n}@x.test"}, ts=at(n)), 2 + n % 2)
+        for n in range(6)
+    ]
+    results = await processor.handle(TOPIC, batch)
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED] * 12
+    # Rows a transaction wrote carry its id as xmin.
+    writers = await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM customers")
+    assert writers == 1
+
+
+# The statements of one set-based batch of new customers from a connection nothing is
+# pushed to (bench/README.md, "Ninth round": at 200 events/s a batch holds about ten and
+# its statements are most of its cost): BEGIN; the connections with their pauses and
+# tombstones and whether anything waits; the dedup claim between two SET LOCALs; links
+# (their connection is all these changes name, and the first statement found it);
+# queued pushes; the first-contact lock and candidates; SET LOCAL; records, links, outbox,
+# sync log; the outbox notify; COMMIT.
+NEW_CUSTOMERS_STATEMENTS = 16
+
+
+async def test_a_batch_of_new_customers_costs_its_statements_once(
+    database_url: str, two: Any
+) -> None:
+    a, _ = two
+    pool = await create_pool(database_url, max_size=1, reset=keep_session)
+    try:
+        processor = Processor(pool, concurrency=2)
+        # A first batch: the connection learns the types (asyncpg's introspection).
+        await processor.handle(TOPIC, [change(a, "warm", {"email": "w@x.test"}, ts=at(0))])
+        sent: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda q: sent.append(q.query))
+        batch = [change(a, f"a-{n}", {"email": f"a{n}@x.test"}, ts=at(n)) for n in range(10)]
+        results = await processor.handle(TOPIC, batch)
+    finally:
+        await pool.close()
+    assert [r.outcome if r else None for r in results] == [Outcome.APPLIED] * 10
+    assert len(sent) == NEW_CUSTOMERS_STATEMENTS, "\n".join(" ".join(q.split())[:90] for q in sent)
 
 
 async def waiting_on_a_lock(pool: asyncpg.Pool, applying: asyncio.Task[Any]) -> None:

@@ -242,3 +242,23 @@ async def test_reconcile_marks_and_candidates(
     assert set(candidates) == {a.id, b.id}  # not the one without credentials
     assert no_credentials.id not in candidates
     assert candidates[a.id]["last_tried_at"] is None
+
+
+async def test_owners_say_whose_tenant_erased_and_whether_anything_waits(
+    pool: asyncpg.Pool, two: tuple[CreatedConnection, CreatedConnection]
+) -> None:
+    """The processor's first statement of a batch also answers its next two questions."""
+    a, b = two
+    owners = await stored.connection_owners(pool, [a.id, b.id])
+    assert {r["id"]: (r["erasing"], r["waiting"]) for r in owners} == {
+        a.id: (False, False),
+        b.id: (False, False),
+    }
+    await pool.execute(
+        "INSERT INTO privacy_tombstones (tenant_id, entity_id, identity_hash, erased_by)"
+        " VALUES ($1, $2, 'sha256:x', 'test')",
+        a.tenant_id,
+        uuid.uuid4(),
+    )
+    owners = await stored.connection_owners(pool, [a.id, b.id])
+    assert {r["id"]: r["erasing"] for r in owners} == {a.id: True, b.id: False}

@@ -20,7 +20,9 @@ from crmsync.common.db import create_pool, keep_session
 from crmsync.common.kafka import RenewableProducer, make_consumer, make_producer
 from crmsync.common.supervise import TaskHealth, supervise
 from schemas.records import CanonicalRecord
+from services.processor import outbox
 from services.processor.deadletters import Source
+from services.processor.metrics import OUTBOX_LAG_SECONDS
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
 from tests.conftest import TopicFactory
@@ -49,6 +51,18 @@ async def read(bootstrap: str, topic: str, want: int) -> list[bytes]:
     return found
 
 
+async def publish_once(pool: asyncpg.Pool, bootstrap: str, topic: str) -> int:
+    """One relay round through a producer of its own: how many rows it published."""
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        return await OutboxRelay(
+            pool, RenewableProducer(lambda: producer), topic=topic
+        ).publish_pending()
+    finally:
+        await producer.stop()
+
+
 @pytest.mark.parametrize("set_based", [True, False])
 async def test_relay_publishes_the_payload_text_the_apply_step_wrote(
     pool: asyncpg.Pool, kafka_bootstrap: str, new_topic: TopicFactory, set_based: bool
@@ -69,13 +83,7 @@ async def test_relay_publishes_the_payload_text_the_apply_step_wrote(
     assert record.event_id not in (record.change_id, record.entity_id)
 
     topic = await new_topic("outbox")
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        relay = OutboxRelay(pool, RenewableProducer(lambda: producer), topic=topic)
-        assert await relay.publish_pending() == 1
-    finally:
-        await producer.stop()
+    assert await publish_once(pool, kafka_bootstrap, topic) == 1
     assert await read(kafka_bootstrap, topic, 1) == [stored.encode()]
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
@@ -108,6 +116,30 @@ async def test_outbox_lag_is_the_age_of_the_oldest_pending_row(pool: asyncpg.Poo
     await pool.execute("DELETE FROM outbox")
     await relay._update_lag()
     assert REGISTRY.get_sample_value("crmsync_processor_outbox_lag_seconds") == 0
+
+
+async def test_a_publishing_round_reads_the_lag_with_its_delete(
+    pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    new_topic: TopicFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The leader's round sets the gauge from the row its batch left first (the statement
+    that deletes the batch reads it), not from one more round trip after it."""
+    crm = await connect(pool, "acme", "crm")
+    await Processor(pool).handle(
+        TOPIC, [change(crm, "c1", {"name": "Acme"}), change(crm, "c2", {"name": "Beta"})]
+    )
+    await pool.execute(
+        "UPDATE outbox SET created_at = now() - interval '90 seconds'"
+        " WHERE id = (SELECT max(id) FROM outbox)"
+    )
+    monkeypatch.setattr(outbox, "BATCH", 1)  # the round publishes c1 and leaves c2
+    OUTBOX_LAG_SECONDS.set(-1)
+    topic = await new_topic("outbox")
+    assert await publish_once(pool, kafka_bootstrap, topic) == 1
+    assert 90 <= (REGISTRY.get_sample_value("crmsync_processor_outbox_lag_seconds") or 0) < 120
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
 
 
 async def test_the_relay_is_restarted_after_an_error_it_did_not_expect(
@@ -192,13 +224,14 @@ async def test_the_relay_gives_its_connection_back_not_listening(database_url: s
     pool = await create_pool(database_url, min_size=2, max_size=2, reset=keep_session)
     relay = OutboxRelay(pool, producer=None)  # type: ignore[arg-type] # no rows: no Kafka
     listening = asyncio.Event()
-    first_round = relay._update_lag
+    first_round = relay.publish_pending
 
-    async def round_done() -> None:  # the first round runs after add_listener
-        await first_round()
+    async def round_done() -> int:  # the first round runs after add_listener
+        published = await first_round()
         listening.set()
+        return published
 
-    relay._update_lag = round_done  # type: ignore[method-assign]
+    relay.publish_pending = round_done  # type: ignore[method-assign]
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.wait_for(listening.wait(), 30)

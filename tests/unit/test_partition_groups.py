@@ -29,3 +29,10 @@ def test_whole_partitions_in_offset_order_balanced_by_size() -> None:
 def test_never_more_groups_than_partitions() -> None:
     assert partition_groups(batch([5, 5, 5]), 4) == [[0, 1, 2]]
     assert partition_groups([], 2) == []
+
+
+def test_a_group_smaller_than_min_group_is_not_split_off() -> None:
+    # Nine changes over three partitions, at least five a transaction: one transaction.
+    assert partition_groups(batch([0, 1, 0, 2, 0, 1, 2, 2, 2]), 2, min_group=5) == [list(range(9))]
+    # Ten: two of five each.
+    assert sorted(len(g) for g in partition_groups(batch([0, 1] * 5), 2, min_group=5)) == [5, 5]
