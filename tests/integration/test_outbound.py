@@ -38,7 +38,7 @@ from services.processor.deadletters import Source
 from services.processor.decide import InboundChange, Outcome
 from services.processor.merge import Policy
 from services.processor.pipeline import Parsed, Processor, resolve_refs
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, started
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 from tests.integration.erp_to_ascora import erp_and_ascora, erp_and_target
 
@@ -595,13 +595,9 @@ async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
     changes were never pushed). It resumes from the committed offsets instead."""
     topic = await new_topic("records-changed", partitions=1)
     records = [await env.change(n, {"name": f"Acme {n}"}) for n in range(1, 4)]
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
+    async with started(make_producer(kafka_bootstrap)) as producer:
         for record in records:
             await producer.send_and_wait(topic, record.model_dump_json().encode())
-    finally:
-        await producer.stop()
 
     real_enqueue = service.enqueue
     failures = 0
