@@ -613,25 +613,26 @@ async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
     consumer: AIOKafkaConsumer = make_consumer(
         kafka_bootstrap, topic, group_id=f"outbound-{uuid.uuid4().hex[:8]}"
     )
-    await consumer.start()
-    outbound = Outbound(env.pool, consumer, env.clients, env.pusher, concurrency=1, lease_seconds=5)
-    task = asyncio.create_task(outbound.resilient("consume", outbound.consume))
-    try:
-        for _ in range(100):
+    async with started(consumer):
+        outbound = Outbound(
+            env.pool, consumer, env.clients, env.pusher, concurrency=1, lease_seconds=5
+        )
+        task = asyncio.create_task(outbound.resilient("consume", outbound.consume))
+        try:
+            for _ in range(100):
+                job = await env.job()
+                if job is not None and job["version"] == records[-1].version:
+                    break
+                await asyncio.sleep(0.1)
+            assert failures == 1
             job = await env.job()
-            if job is not None and job["version"] == records[-1].version:
-                break
-            await asyncio.sleep(0.1)
-        assert failures == 1
-        job = await env.job()
-        assert job is not None, "the batch that failed was skipped"
-        assert job["version"] == records[-1].version
-    finally:
-        outbound.stopping.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await consumer.stop()
+            assert job is not None, "the batch that failed was skipped"
+            assert job["version"] == records[-1].version
+        finally:
+            outbound.stopping.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _ascora_change(
