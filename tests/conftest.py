@@ -178,14 +178,10 @@ async def new_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
 @pytest.fixture
 async def pipeline_topics(kafka_bootstrap: str) -> None:
     """The pipeline's fixed topics, as `crmsync topics ensure` makes them (idempotent)."""
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
+    async with started(make_admin(kafka_bootstrap)) as admin:
         wanted = [TopicConfig.of(t, t.name) for t in topics.ALL]
         await ensure_topics(admin, wanted)
         await raise_message_limits(admin, wanted)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -216,16 +212,12 @@ async def prefixed_topics(kafka_bootstrap: str, partitions: int) -> AsyncIterato
     """Topics of one test alone, ``partitions`` each: the same names behind a unique prefix
     (the prefix), deleted after it."""
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
+    async with started(make_admin(kafka_bootstrap)) as admin:
         await ensure_topics(
             admin, [TopicConfig.of(t, prefix + t.name, partitions=partitions) for t in topics.ALL]
         )
         yield prefix
         await admin.delete_topics([prefix + t.name for t in topics.ALL])
-    finally:
-        await admin.close()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 from crmsync.common.kafka import make_producer
+from tests.conftest import started
 
 
 def get_json(url: str) -> tuple[int, Any]:
@@ -54,11 +55,7 @@ def stop(
 async def produce_numbers(kafka_bootstrap: str, topic: str, count: int, keys: int) -> None:
     """Records ``0`` to ``count - 1`` (their values) on ``topic``, keyed ``k0`` to
     ``k{keys - 1}`` in turn, so they spread over its partitions; all acknowledged."""
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
+    async with started(make_producer(kafka_bootstrap)) as producer:
         for i in range(count):
             await producer.send(topic, f"{i}".encode(), key=f"k{i % keys}".encode())
         await producer.flush()
-    finally:
-        await producer.stop()

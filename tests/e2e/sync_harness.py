@@ -141,6 +141,15 @@ class Stack:
         """Every dead letter's reason and detail: a test that expects none shows them."""
         return [dict(d) for d in await self.pool.fetch("SELECT reason, detail FROM dead_letters")]
 
+    async def quiet_after_echoes(self, *, customers: int, invoices: int, payments: int) -> None:
+        """After 3 s, time for the polls and webhooks of what was pushed to come back: no
+        dead letter, and still these many records of each kind (the echoes changed nothing)."""
+        await asyncio.sleep(3)
+        assert await self.dead_letters() == []
+        assert await self.count("SELECT count(*) FROM customers") == customers
+        assert await self.count("SELECT count(*) FROM invoices") == invoices
+        assert await self.count("SELECT count(*) FROM payments") == payments
+
     async def backfill_brings_in_what_was_seeded(self, crm: SimulatedCrm) -> None:
         """Five records of each kind that the provider held before its connection
         (``crm.connection_id``; no webhooks) arrive by a queued backfill, and nothing is

@@ -15,6 +15,7 @@ from crmsync.localstack.ports import free_port
 from crmsync.localstack.settings import LocalStackSettings
 from schemas import topics
 from schemas.envelope import WebhookEnvelope
+from tests.conftest import started
 from tests.ingest_harness import PUBLIC_BASE, Ingest, running_ingest
 from tests.signing import sign
 
@@ -30,12 +31,8 @@ async def own_kafka(tmp_path: Path) -> AsyncIterator[KafkaNode]:
     )
     node = KafkaNode(settings)
     await node.up(lambda _line: None)
-    admin = make_admin(settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
+    async with started(make_admin(settings.kafka_bootstrap_servers)) as admin:
         await ensure_topics(admin, [TopicConfig.of(t, t.name, partitions=1) for t in topics.ALL])
-    finally:
-        await admin.close()
     yield node
     node.down(lambda _line: None)
 
@@ -70,10 +67,9 @@ async def test_kafka_down_gives_503_and_no_acknowledged_event_is_lost(
         else:
             pytest.fail("ingest never accepted again after Kafka came back")
 
+    stored: set[str] = set()
     consumer = make_consumer(bootstrap, topics.WEBHOOKS_RAW.name, group_id="outage-check")
-    await consumer.start()
-    try:
-        stored: set[str] = set()
+    async with started(consumer):
         while not set(accepted) <= stored:
             batch = await consumer.getmany(timeout_ms=5000)
             if not batch:
@@ -81,6 +77,4 @@ async def test_kafka_down_gives_503_and_no_acknowledged_event_is_lost(
             for records in batch.values():
                 for r in records:
                     stored.add(WebhookEnvelope.model_validate_json(r.value).provider_event_id or "")
-    finally:
-        await consumer.stop()
     assert set(accepted) <= stored, f"acknowledged but not in Kafka: {set(accepted) - stored}"

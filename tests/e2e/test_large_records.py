@@ -13,6 +13,7 @@ from crmsync.common.kafka import make_producer
 from crmsync.localstack.ports import free_port
 from schemas import topics
 from schemas.changes import ChangeEvent, InternalChange
+from tests.conftest import started
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.e2e.test_processor_pipeline import change_bytes, start_worker, wait_for
 from tests.integration.test_apply import connect
@@ -44,12 +45,9 @@ async def test_a_change_over_one_mebibyte_is_read_and_the_partition_moves_on(
     key, small = change_bytes(conn, 2, external_id="c-1")
     source = topic_prefix + topics.CHANGES_INTERNAL.name
     producer = make_producer(kafka_bootstrap, max_request_size=topics.LARGE_RECORD_BYTES)
-    await producer.start()
-    try:
+    async with started(producer):
         await (await producer.send(source, big, key=key))
         await (await producer.send(source, small, key=key))
-    finally:
-        await producer.stop()
 
     port = free_port()
     proc = await asyncio.to_thread(

@@ -27,7 +27,7 @@ from crmsync.common.kafka import make_admin
 from crmsync.demo import sims
 from crmsync.localstack.ports import free_port
 from schemas import topics
-from tests.conftest import prefixed_topics
+from tests.conftest import prefixed_topics, started
 from tests.e2e.helpers import stop, wait_until_ready
 from tests.e2e.sync_harness import SimulatedCrm, simulated
 from tests.e2e.test_processor_pipeline import start_worker
@@ -156,20 +156,12 @@ def start(database_url: str, kafka_bootstrap: str, one_partition: str, tmp_path:
 async def committed_and_end(kafka_bootstrap: str, prefix: str) -> tuple[int, int]:
     """The processor group's committed offset of webhooks.raw, and its end offset."""
     topic = prefix + topics.WEBHOOKS_RAW.name
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
+    async with started(make_admin(kafka_bootstrap)) as admin:
         offsets = await admin.list_consumer_group_offsets(f"crmsync-{prefix}processor")
-    finally:
-        await admin.close()
     committed = max((m.offset for tp, m in offsets.items() if tp.topic == topic), default=0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
-    await consumer.start()
-    try:
+    async with started(AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)) as consumer:
         tp = TopicPartition(topic, 0)
         end = (await consumer.end_offsets([tp]))[tp]
-    finally:
-        await consumer.stop()
     return committed, end
 
 

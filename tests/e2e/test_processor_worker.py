@@ -9,7 +9,7 @@ from pathlib import Path
 
 from crmsync.common.kafka import make_admin
 from crmsync.localstack.ports import free_port
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, started
 from tests.e2e.helpers import get_json, produce_numbers, stop, wait_until_ready
 
 
@@ -52,11 +52,7 @@ async def test_processor_worker_batches_every_record_and_commits(
         code = await asyncio.to_thread(stop, proc)
     assert code == 0
 
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
-    try:
+    async with started(make_admin(kafka_bootstrap)) as admin:
         offsets = await admin.list_consumer_group_offsets(app_id)
-    finally:
-        await admin.close()
     committed = sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
     assert committed == 1000

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from crmsync.localstack.ports import free_port
 from schemas.envelope import WebhookEnvelope
+from tests.conftest import started
 from tests.ingest_harness import Tap, tapping
 from tests.integration.test_admin_api import Admin, new_connection, running_admin
 
@@ -137,15 +138,13 @@ async def test_replay_reproduces_only_the_connections_envelopes_since_a_time(
     now = datetime.now(UTC)
     old = int((now - timedelta(hours=2)).timestamp() * 1000)
     recent = int((now - timedelta(minutes=5)).timestamp() * 1000)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        sends = [
-            (ours, 1, old),
-            (ours, 2, recent),
-            (theirs, 3, recent),
-            (ours, 4, recent),
-        ]
+    sends = [
+        (ours, 1, old),
+        (ours, 2, recent),
+        (theirs, 3, recent),
+        (ours, 4, recent),
+    ]
+    async with started(AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")) as producer:
         for connection, n, stamp in sends:
             await producer.send_and_wait(
                 topic,
@@ -154,18 +153,12 @@ async def test_replay_reproduces_only_the_connections_envelopes_since_a_time(
                 timestamp_ms=stamp,
                 headers=[("source", b"test")],
             )
-    finally:
-        await producer.stop()
 
     # Read what the replay writes, not the originals.
-    tap = Tap(kafka_bootstrap, topic)
-    await tap.start()
-    try:
+    async with tapping(kafka_bootstrap, topic) as tap:
         since = (now - timedelta(hours=1)).isoformat()
         result = await admin.ok("POST", "/v1/replay", json={"connection": ours, "since": since})
         replayed = await tap.read(ours.encode(), 3, within=3.0)
-    finally:
-        await tap.stop()
     assert (result["scanned"], result["matched"], result["produced"]) == (3, 2, 2)
     assert result["truncated"] is False
     assert sorted(

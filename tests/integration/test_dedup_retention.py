@@ -11,6 +11,7 @@ from pathlib import Path
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin, record_lifetimes
 from crmsync.localstack.ports import free_port
 from services.processor.housekeeping import dedup_retention_problem
+from tests.conftest import started
 
 DAY = 86_400.0
 
@@ -59,25 +60,23 @@ def test_a_topic_that_keeps_records_for_ever_is_refused() -> None:
 
 
 async def test_lifetime_is_retention_plus_the_segment_roll(kafka_bootstrap: str) -> None:
-    admin = make_admin(kafka_bootstrap)
-    await admin.start()
     name = f"lifetime-{os.getpid()}-{free_port()}"
-    try:
-        await ensure_topics(
-            admin,
-            [
-                TopicConfig(
-                    name,
-                    1,
-                    config=(("retention.ms", str(2 * 86_400_000)), ("segment.ms", "3600000")),
-                )
-            ],
-        )
-        lifetimes = await record_lifetimes(admin, [name, f"{name}-missing"])
-        assert lifetimes == {name: 2 * DAY + 3600}
-    finally:
-        await admin.delete_topics([name])
-        await admin.close()
+    async with started(make_admin(kafka_bootstrap)) as admin:
+        try:
+            await ensure_topics(
+                admin,
+                [
+                    TopicConfig(
+                        name,
+                        1,
+                        config=(("retention.ms", str(2 * 86_400_000)), ("segment.ms", "3600000")),
+                    )
+                ],
+            )
+            lifetimes = await record_lifetimes(admin, [name, f"{name}-missing"])
+            assert lifetimes == {name: 2 * DAY + 3600}
+        finally:
+            await admin.delete_topics([name])
 
 
 def test_the_processor_refuses_to_start_when_dedup_rows_expire_first(

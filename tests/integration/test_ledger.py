@@ -46,6 +46,7 @@ from services.processor.housekeeping import prune_inbound_skips
 from services.processor.normalize import Normalizer
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
+from tests.conftest import started
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 from tests.integration.erp_to_ascora import CALLOUT_INVOICE, erp_and_ascora
 from tests.integration.test_admin_api import new_connection, running_admin
@@ -130,8 +131,7 @@ class Flow:
         """Consume ``name`` from ``group``'s committed offsets to the end, hand the records
         to ``handle`` as one batch, then commit: what a faust agent or outbound does."""
         consumer = make_consumer(self.kafka.bootstrap_servers, group_id=group)
-        await consumer.start()
-        try:
+        async with started(consumer):
             topic = self.topic(name)
             metadata = await consumer._client.fetch_all_metadata()
             tps = [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic))]
@@ -151,8 +151,6 @@ class Flow:
             await handle(sources)
             await consumer.commit({tp: ends[tp] for tp in tps})
             return len(sources)
-        finally:
-            await consumer.stop()
 
     async def process(self) -> None:
         group = self.kafka.processor_group

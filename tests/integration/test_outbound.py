@@ -39,7 +39,7 @@ from services.processor.deadletters import Source
 from services.processor.decide import InboundChange, Outcome
 from services.processor.merge import Policy
 from services.processor.pipeline import Parsed, Processor, resolve_refs
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, started
 from tests.e2e.sync_harness import SimulatedCrm, start_simulator
 from tests.integration.erp_to_ascora import erp_and_ascora, erp_and_target
 
@@ -610,13 +610,9 @@ async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
     changes were never pushed). It resumes from the committed offsets instead."""
     topic = await new_topic("records-changed", partitions=1)
     records = [await env.change(n, {"name": f"Acme {n}"}) for n in range(1, 4)]
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
+    async with started(make_producer(kafka_bootstrap)) as producer:
         for record in records:
             await producer.send_and_wait(topic, record.model_dump_json().encode())
-    finally:
-        await producer.stop()
 
     real_enqueue = service.enqueue
     failures = 0
@@ -632,25 +628,26 @@ async def test_a_batch_whose_enqueue_failed_is_consumed_again_not_skipped(
     consumer: AIOKafkaConsumer = make_consumer(
         kafka_bootstrap, topic, group_id=f"outbound-{uuid.uuid4().hex[:8]}"
     )
-    await consumer.start()
-    outbound = Outbound(env.pool, consumer, env.clients, env.pusher, concurrency=1, lease_seconds=5)
-    task = asyncio.create_task(outbound.resilient("consume", outbound.consume))
-    try:
-        for _ in range(100):
+    async with started(consumer):
+        outbound = Outbound(
+            env.pool, consumer, env.clients, env.pusher, concurrency=1, lease_seconds=5
+        )
+        task = asyncio.create_task(outbound.resilient("consume", outbound.consume))
+        try:
+            for _ in range(100):
+                job = await env.job()
+                if job is not None and job["version"] == records[-1].version:
+                    break
+                await asyncio.sleep(0.1)
+            assert failures == 1
             job = await env.job()
-            if job is not None and job["version"] == records[-1].version:
-                break
-            await asyncio.sleep(0.1)
-        assert failures == 1
-        job = await env.job()
-        assert job is not None, "the batch that failed was skipped"
-        assert job["version"] == records[-1].version
-    finally:
-        outbound.stopping.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await consumer.stop()
+            assert job is not None, "the batch that failed was skipped"
+            assert job["version"] == records[-1].version
+        finally:
+            outbound.stopping.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _ascora_change(

@@ -25,7 +25,7 @@ from services.processor.deadletters import Source
 from services.processor.metrics import OUTBOX_LAG_SECONDS
 from services.processor.outbox import OutboxRelay
 from services.processor.pipeline import Processor
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, started
 from tests.integration.test_apply import TOPIC, connect
 from tests.integration.test_apply import change as apply_change
 
@@ -37,17 +37,13 @@ def change(conn: CreatedConnection, external_id: str, data: dict[str, Any]) -> S
 
 
 async def read(bootstrap: str, topic: str, want: int) -> list[bytes]:
-    consumer = make_consumer(bootstrap, topic, group_id=f"{topic}.reader")
-    await consumer.start()
     found: list[bytes] = []
-    try:
+    async with started(make_consumer(bootstrap, topic, group_id=f"{topic}.reader")) as consumer:
         for _ in range(40):
             batch = await consumer.getmany(timeout_ms=500)
             found += [r.value for rs in batch.values() for r in rs if r.value is not None]
             if len(found) >= want:
                 break
-    finally:
-        await consumer.stop()
     return found
 
 
@@ -150,42 +146,40 @@ async def test_the_relay_is_restarted_after_an_error_it_did_not_expect(
     it is back within a second and reports the failure meanwhile."""
     crm = await connect(pool, "acme", "crm")
     topic = await new_topic("outbox")
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    relay = OutboxRelay(pool, RenewableProducer(lambda: producer), topic=topic)
-    real = relay.publish_pending
-    failures = 0
+    async with started(make_producer(kafka_bootstrap)) as producer:
+        relay = OutboxRelay(pool, RenewableProducer(lambda: producer), topic=topic)
+        real = relay.publish_pending
+        failures = 0
 
-    async def publish_once_broken() -> int:
-        nonlocal failures
-        if failures == 0:
-            failures += 1
-            raise KeyError("a bug")
-        return await real()
+        async def publish_once_broken() -> int:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise KeyError("a bug")
+            return await real()
 
-    relay.publish_pending = publish_once_broken  # type: ignore[method-assign]
-    health = TaskHealth("test-outbox-relay")
-    task = asyncio.create_task(
-        supervise(
-            relay.run, health=health, log=logging.getLogger("test"), healthy_after_seconds=0.5
+        relay.publish_pending = publish_once_broken  # type: ignore[method-assign]
+        health = TaskHealth("test-outbox-relay")
+        task = asyncio.create_task(
+            supervise(
+                relay.run, health=health, log=logging.getLogger("test"), healthy_after_seconds=0.5
+            )
         )
-    )
-    try:
-        await Processor(pool).handle(TOPIC, [change(crm, "c1", {"name": "Acme"})])
-        assert len(await read(kafka_bootstrap, topic, 1)) == 1
-        assert failures == 1
-        # The relay deletes the row after Kafka acknowledged it: on a loaded machine the
-        # message can be read before that DELETE commits.
-        for _ in range(100):
-            if await pool.fetchval("SELECT count(*) FROM outbox") == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await producer.stop()
+        try:
+            await Processor(pool).handle(TOPIC, [change(crm, "c1", {"name": "Acme"})])
+            assert len(await read(kafka_bootstrap, topic, 1)) == 1
+            assert failures == 1
+            # The relay deletes the row after Kafka acknowledged it: on a loaded machine the
+            # message can be read before that DELETE commits.
+            for _ in range(100):
+                if await pool.fetchval("SELECT count(*) FROM outbox") == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def test_the_relay_renews_a_producer_the_broker_refuses_as_out_of_order(

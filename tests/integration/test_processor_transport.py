@@ -13,6 +13,7 @@ from pathlib import Path
 
 from crmsync.settings.processor import ProcessorSettings
 from services.processor.app import batch_producer, create_app
+from tests.conftest import started
 
 
 async def test_the_worker_consumer_fetches_with_the_configured_wait(
@@ -37,10 +38,6 @@ async def test_the_worker_consumer_fetches_with_the_configured_wait(
 
 
 async def test_the_batch_producer_sends_without_lingering(kafka_bootstrap: str) -> None:
-    producer = batch_producer(kafka_bootstrap)
-    await producer.start()
-    try:
+    async with started(batch_producer(kafka_bootstrap)) as producer:
         # Where aiokafka 0.14 holds a batch back before its sender takes it (seconds).
         assert producer._message_accumulator._linger_time == 0
-    finally:
-        await producer.stop()

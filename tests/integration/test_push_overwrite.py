@@ -43,7 +43,7 @@ from services.processor.apply import Applied
 from services.processor.deadletters import Source
 from services.processor.decide import InboundChange, Outcome
 from services.processor.pipeline import Parsed, Processor, parse_internal
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, started
 from tests.integration.erp_to_ascora import erp_and_simulator
 
 CUSTOMER = {"name": "Harbour Plumbing", "email": "office@harbour.example", "phone": "+61 2 5550 1"}
@@ -107,14 +107,9 @@ class Env:
 
     async def handed(self) -> list[Applied]:
         """What the pusher handed to the processor since the last call, applied."""
-        consumer = make_consumer(self.bootstrap, self.topic, group_id=None)
-        await consumer.start()
-        found = []
-        try:
+        async with started(make_consumer(self.bootstrap, self.topic, group_id=None)) as consumer:
             batch = await consumer.getmany(timeout_ms=2000)
             found = [r for rs in batch.values() for r in rs][self.read_upto :]
-        finally:
-            await consumer.stop()
         self.read_upto += len(found)
         parsed = [
             parse_internal(Source(self.topic, r.partition, r.offset, r.key, r.value))

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from connectors.base import Connector, Verified, WebhookRequest
-from connectors.http import NotFoundError, ProviderError
+from connectors.http import Auth, NotFoundError, ProviderError, StaticAuth
 from connectors.spec import ApiClient, EntityType, Page, RateLimit, RemoteRecord, WebhookParse
 from schemas.errors import ProviderRuleError
 
@@ -107,6 +107,26 @@ class Simulated(Generic[Sim]):
     def hook_url(self) -> str:
         """Where the simulator delivers its webhooks."""
         return self.inbox.url
+
+
+Client = TypeVar("Client", bound=ApiClient)
+
+
+def client_of(
+    kind: type[Client],
+    make_client: Callable[[aiohttp.ClientSession, str, Auth, Mapping[str, Any]], object],
+    session: aiohttp.ClientSession,
+    url: str,
+    settings: Mapping[str, Any],
+    *,
+    auth: Auth | None = None,
+) -> Client:
+    """The connector's ``make_client`` (what the runtime calls) pointed at a simulator at
+    ``url``, with the bearer token the simulators take unless ``auth`` is given; it must
+    build a ``kind``."""
+    client = make_client(session, url, auth or StaticAuth.bearer("sim-token"), settings)
+    assert isinstance(client, kind)
+    return client
 
 
 class Delivery(NamedTuple):

@@ -30,6 +30,7 @@ from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     TickingClock,
     a_payment_over_the_balance_is_refused,
+    client_of,
     deleted,
     every_page,
     invoiced,
@@ -56,11 +57,7 @@ class Stack:
     session: aiohttp.ClientSession
 
     def client(self, **settings: Any) -> MyobClient:
-        client = make_client(
-            self.session, self.url, StaticAuth.bearer("sim-token"), {**SETTINGS, **settings}
-        )
-        assert isinstance(client, MyobClient)
-        return client
+        return client_of(MyobClient, make_client, self.session, self.url, {**SETTINGS, **settings})
 
 
 @pytest.fixture

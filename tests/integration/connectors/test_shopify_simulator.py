@@ -21,6 +21,7 @@ from tests.integration.connectors.served import (
     TickingClock,
     a_payment_over_the_balance_is_refused,
     assert_open_one_line_totals,
+    client_of,
     deleted,
     delivered,
     every_page,
@@ -37,9 +38,7 @@ START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 class Stack(Simulated[ShopifySimulator]):
     def client(self, **settings: str) -> ShopifyClient:
-        client = make_client(self.session, self.url, StaticAuth.bearer("sim-token"), settings)
-        assert isinstance(client, ShopifyClient)
-        return client
+        return client_of(ShopifyClient, make_client, self.session, self.url, settings)
 
 
 @pytest.fixture

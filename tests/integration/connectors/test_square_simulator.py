@@ -27,6 +27,7 @@ from tests.integration.connectors.served import (
     TickingClock,
     a_paid_invoice_asks_nothing_but_refuses_real_edits,
     assert_open_one_line_totals,
+    client_of,
     deleted,
     delivered,
     every_page,
@@ -43,9 +44,7 @@ START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 class Stack(Simulated[SquareSimulator]):
     def client(self) -> SquareClient:
-        client = make_client(self.session, self.url, StaticAuth.bearer("sim-token"), SETTINGS)
-        assert isinstance(client, SquareClient)
-        return client
+        return client_of(SquareClient, make_client, self.session, self.url, SETTINGS)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from schemas.errors import ProviderRuleError
 from tests.integration.connectors.served import (
     Inbox,
     TickingClock,
+    client_of,
     delivered,
     every_page,
     records_of,
@@ -56,11 +57,9 @@ class Stack:
     received: Inbox
 
     def client(self, settings: dict[str, Any] | None = None, auth: Any = None) -> XeroClient:
-        client = make_client(
-            self.session, self.url, auth or StaticAuth.bearer("sim-token"), settings or SETTINGS
+        return client_of(
+            XeroClient, make_client, self.session, self.url, settings or SETTINGS, auth=auth
         )
-        assert isinstance(client, XeroClient)
-        return client
 
     async def control(self, path: str, body: dict[str, Any]) -> None:
         async with self.session.post(f"{self.url}/_sim/{path}", json=body) as response:
