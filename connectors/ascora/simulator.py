@@ -659,29 +659,16 @@ class AscoraSimulator(Simulator):
 
     async def _record_payment(self, request: web.Request) -> web.Response:
         invoice = self.get("invoice", request.match_info["id"])
-        body = await _json_object(request)
-        invalid = Invalid()
-        _check_fields(
-            body,
-            {"amount", "currency", "status", "paymentDate", "paymentMethod", "reference"},
-            invalid,
-        )
-        _check_text(body, PAYMENT_TEXT, invalid)
-        _check_enum(body, "status", PAYMENT_STATUSES, invalid)
-        if body.get("currency", invoice["currency"]) != invoice["currency"]:
-            invalid.add("currency", f"must be the invoice's currency, {invoice['currency']}")
-        if body.get("paymentDate") is not None:
-            _datetime(body["paymentDate"], "paymentDate", invalid)
-        minor = _amount(body.get("amount"), invoice["currency"], "amount", invalid)
-        if minor is not None and minor <= 0:
-            invalid.add("amount", "must be more than zero")
-        invalid.raise_if_any()
+        currency = invoice["currency"]
+        body = await _checked(request, partial(_check_payment, currency=currency))
+        # _check_payment refused an amount that is missing or not in minor units.
+        minor = to_minor(body["amount"], currency, "amount")
         if invoice["status"] not in PAYABLE_INVOICE_STATUSES:
             raise ascora_error(
                 422, "invoice_not_payable", f"a {invoice['status']} invoice takes no payments"
             )
-        balance = to_minor(invoice["balanceDue"], invoice["currency"], "balanceDue")
-        if minor is not None and minor > balance and body.get("status", "Completed") == "Completed":
+        balance = to_minor(invoice["balanceDue"], currency, "balanceDue")
+        if minor > balance and body.get("status", "Completed") == "Completed":
             raise ascora_error(422, "overpayment", "the amount is more than the balance due")
         return await self._created(request, "payment", {**body, "invoiceId": invoice["invoiceId"]})
 
@@ -727,6 +714,24 @@ def _check_note(body: Mapping[str, Any], invalid: Invalid) -> None:
     _check_fields(body, {"text"}, invalid)
     if not isinstance(body.get("text"), str) or not body["text"].strip():
         invalid.add("text", "required")
+
+
+def _check_payment(body: Mapping[str, Any], invalid: Invalid, *, currency: str) -> None:
+    """A payment recorded against an invoice in ``currency``."""
+    _check_fields(
+        body,
+        {"amount", "currency", "status", "paymentDate", "paymentMethod", "reference"},
+        invalid,
+    )
+    _check_text(body, PAYMENT_TEXT, invalid)
+    _check_enum(body, "status", PAYMENT_STATUSES, invalid)
+    if body.get("currency", currency) != currency:
+        invalid.add("currency", f"must be the invoice's currency, {currency}")
+    if body.get("paymentDate") is not None:
+        _datetime(body["paymentDate"], "paymentDate", invalid)
+    minor = _amount(body.get("amount"), currency, "amount", invalid)
+    if minor is not None and minor <= 0:
+        invalid.add("amount", "must be more than zero")
 
 
 def _check_fields(body: Mapping[str, Any], allowed: set[str], invalid: Invalid) -> None:
