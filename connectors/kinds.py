@@ -29,6 +29,37 @@ class Kind:
     write: Writer
 
 
+# (provider object, the path its errors name) -> the record it is
+PathReader = Callable[[Fields, str], RemoteRecord]
+
+
+def settings_free(
+    customer: tuple[PathReader, str, Callable[[Fields], dict[str, Any]]],
+    invoice: tuple[PathReader, str, Callable[[Fields, Refs], dict[str, Any]]],
+    payment: tuple[PathReader, str, Callable[[Fields, Refs], dict[str, Any]]],
+) -> dict[EntityType, Kind]:
+    """The ``kinds`` of a mapper that reads no settings (Shopify, Square, PayPal): each
+    type's reader with the path its errors name (the provider's name for the object) and
+    its writer (a customer's needs no refs)."""
+    read_customer, customer_path, write_customer = customer
+    read_invoice, invoice_path, write_invoice = invoice
+    read_payment, payment_path, write_payment = payment
+    return {
+        "customer": Kind(
+            read=lambda obj, settings: read_customer(obj, customer_path),
+            write=lambda data, refs, settings: write_customer(data),
+        ),
+        "invoice": Kind(
+            read=lambda obj, settings: read_invoice(obj, invoice_path),
+            write=lambda data, refs, settings: write_invoice(data, refs),
+        ),
+        "payment": Kind(
+            read=lambda obj, settings: read_payment(obj, payment_path),
+            write=lambda data, refs, settings: write_payment(data, refs),
+        ),
+    }
+
+
 class KindMapper:
     """to_canonical/from_canonical by the ``kinds`` table; an entity type not in it is
     refused with MappingError("unsupported_entity", "<type>: <unsupported>")."""

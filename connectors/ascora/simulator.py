@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -548,10 +549,7 @@ class AscoraSimulator(Simulator):
         """POST of a kind whose body ``check`` alone decides on (customers, jobs)."""
 
         async def create(request: web.Request) -> web.Response:
-            body = await _json_object(request)
-            invalid = Invalid()
-            check(body, invalid, creating=True)
-            invalid.raise_if_any()
+            body = await _checked(request, partial(check, creating=True))
             return await self._created(request, entity_type, body)
 
         return create
@@ -562,10 +560,7 @@ class AscoraSimulator(Simulator):
         async def update(request: web.Request) -> web.Response:
             record_id = request.match_info["id"]
             self.get(entity_type, record_id)
-            body = await _json_object(request)
-            invalid = Invalid()
-            check(body, invalid, creating=False)
-            invalid.raise_if_any()
+            body = await _checked(request, partial(check, creating=False))
             return web.json_response(self.update(entity_type, record_id, body))
 
         return update
@@ -603,23 +598,13 @@ class AscoraSimulator(Simulator):
     async def _job_status(self, request: web.Request) -> web.Response:
         record_id = request.match_info["id"]
         self.get("job", record_id)
-        body = await _json_object(request)
-        invalid = Invalid()
-        _check_fields(body, {"status"}, invalid)
-        if body.get("status") not in JOB_STATUSES:
-            invalid.add("status", f"one of {', '.join(JOB_STATUSES)}")
-        invalid.raise_if_any()
+        body = await _checked(request, _check_job_status)
         return web.json_response(self.update("job", record_id, {"status": body["status"]}))
 
     async def _job_note(self, request: web.Request) -> web.Response:
         record_id = request.match_info["id"]
         job = self.get("job", record_id)
-        body = await _json_object(request)
-        invalid = Invalid()
-        _check_fields(body, {"text"}, invalid)
-        if not isinstance(body.get("text"), str) or not body["text"].strip():
-            invalid.add("text", "required")
-        invalid.raise_if_any()
+        body = await _checked(request, _check_note)
         note = {
             "noteId": f"note-{next(self._notes)}",
             "text": body["text"],
@@ -629,8 +614,11 @@ class AscoraSimulator(Simulator):
         return web.json_response(note, status=201)
 
     def _check_invoice(
-        self, body: Mapping[str, Any], currency: str | None, invalid: Invalid, *, creating: bool
+        self, body: Mapping[str, Any], invalid: Invalid, *, currency: str | None = None
     ) -> None:
+        """A new invoice's body (``currency`` None: the body gives it), or a change to one
+        in ``currency``."""
+        creating = currency is None
         allowed = {"invoiceNumber", "jobId", "status", "invoiceDate", "dueDate", "lines"}
         allowed |= {"customerId", "currency"} if creating else set()
         _check_fields(body, allowed, invalid)
@@ -650,23 +638,17 @@ class AscoraSimulator(Simulator):
             self._check_live(body["jobId"], "job", "jobId", invalid)
         if "lines" in body and currency is not None:
             _check_lines(body["lines"], currency, invalid)
+        if creating and body.get("status") == "Void":
+            invalid.add("status", "a new invoice is Draft or Sent")
 
     async def _create_invoice(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        invalid = Invalid()
-        self._check_invoice(body, None, invalid, creating=True)
-        if body.get("status") == "Void":
-            invalid.add("status", "a new invoice is Draft or Sent")
-        invalid.raise_if_any()
+        body = await _checked(request, self._check_invoice)
         return await self._created(request, "invoice", body)
 
     async def _update_invoice(self, request: web.Request) -> web.Response:
         record_id = request.match_info["id"]
         invoice = self.get("invoice", record_id)
-        body = await _json_object(request)
-        invalid = Invalid()
-        self._check_invoice(body, invoice["currency"], invalid, creating=False)
-        invalid.raise_if_any()
+        body = await _checked(request, partial(self._check_invoice, currency=invoice["currency"]))
         if invoice["status"] == "Void":
             raise ascora_error(422, "invoice_void", "a void invoice cannot change")
         if body.get("status") == "Void" and Decimal(invoice["amountPaid"]) > 0:
@@ -677,29 +659,16 @@ class AscoraSimulator(Simulator):
 
     async def _record_payment(self, request: web.Request) -> web.Response:
         invoice = self.get("invoice", request.match_info["id"])
-        body = await _json_object(request)
-        invalid = Invalid()
-        _check_fields(
-            body,
-            {"amount", "currency", "status", "paymentDate", "paymentMethod", "reference"},
-            invalid,
-        )
-        _check_text(body, PAYMENT_TEXT, invalid)
-        _check_enum(body, "status", PAYMENT_STATUSES, invalid)
-        if body.get("currency", invoice["currency"]) != invoice["currency"]:
-            invalid.add("currency", f"must be the invoice's currency, {invoice['currency']}")
-        if body.get("paymentDate") is not None:
-            _datetime(body["paymentDate"], "paymentDate", invalid)
-        minor = _amount(body.get("amount"), invoice["currency"], "amount", invalid)
-        if minor is not None and minor <= 0:
-            invalid.add("amount", "must be more than zero")
-        invalid.raise_if_any()
+        currency = invoice["currency"]
+        body = await _checked(request, partial(_check_payment, currency=currency))
+        # _check_payment refused an amount that is missing or not in minor units.
+        minor = to_minor(body["amount"], currency, "amount")
         if invoice["status"] not in PAYABLE_INVOICE_STATUSES:
             raise ascora_error(
                 422, "invoice_not_payable", f"a {invoice['status']} invoice takes no payments"
             )
-        balance = to_minor(invoice["balanceDue"], invoice["currency"], "balanceDue")
-        if minor is not None and minor > balance and body.get("status", "Completed") == "Completed":
+        balance = to_minor(invoice["balanceDue"], currency, "balanceDue")
+        if minor > balance and body.get("status", "Completed") == "Completed":
             raise ascora_error(422, "overpayment", "the amount is more than the balance due")
         return await self._created(request, "payment", {**body, "invoiceId": invoice["invoiceId"]})
 
@@ -721,6 +690,48 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         not_json=lambda: ascora_error(400, "invalid_json", "the body is not JSON"),
         not_object=lambda: ascora_error(400, "invalid_json", "the body must be a JSON object"),
     )
+
+
+async def _checked(
+    request: web.Request, check: Callable[[Mapping[str, Any], Invalid], None]
+) -> dict[str, Any]:
+    """The request's JSON object once ``check`` found nothing wrong with it; else a 422
+    naming every field ``check`` refused (:meth:`Invalid.raise_if_any`)."""
+    body = await _json_object(request)
+    invalid = Invalid()
+    check(body, invalid)
+    invalid.raise_if_any()
+    return body
+
+
+def _check_job_status(body: Mapping[str, Any], invalid: Invalid) -> None:
+    _check_fields(body, {"status"}, invalid)
+    if body.get("status") not in JOB_STATUSES:
+        invalid.add("status", f"one of {', '.join(JOB_STATUSES)}")
+
+
+def _check_note(body: Mapping[str, Any], invalid: Invalid) -> None:
+    _check_fields(body, {"text"}, invalid)
+    if not isinstance(body.get("text"), str) or not body["text"].strip():
+        invalid.add("text", "required")
+
+
+def _check_payment(body: Mapping[str, Any], invalid: Invalid, *, currency: str) -> None:
+    """A payment recorded against an invoice in ``currency``."""
+    _check_fields(
+        body,
+        {"amount", "currency", "status", "paymentDate", "paymentMethod", "reference"},
+        invalid,
+    )
+    _check_text(body, PAYMENT_TEXT, invalid)
+    _check_enum(body, "status", PAYMENT_STATUSES, invalid)
+    if body.get("currency", currency) != currency:
+        invalid.add("currency", f"must be the invoice's currency, {currency}")
+    if body.get("paymentDate") is not None:
+        _datetime(body["paymentDate"], "paymentDate", invalid)
+    minor = _amount(body.get("amount"), currency, "amount", invalid)
+    if minor is not None and minor <= 0:
+        invalid.add("amount", "must be more than zero")
 
 
 def _check_fields(body: Mapping[str, Any], allowed: set[str], invalid: Invalid) -> None:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from connectors.kinds import Kind, KindMapper
+from connectors.kinds import Kind, KindMapper, settings_free
 from connectors.money import decimal_of, exact_percent, exponent, percent_of
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -546,20 +546,11 @@ def parse_event(event: Mapping[str, Any]) -> WebhookParse:
 class Mapper(KindMapper):
     """PayPal's RecordMapper; reads no settings."""
 
-    kinds: ClassVar[Mapping[EntityType, Kind]] = {
-        "customer": Kind(
-            read=lambda obj, settings: _customer(obj, "customer"),
-            write=lambda data, refs, settings: customer_body(data),
-        ),
-        "invoice": Kind(
-            read=lambda obj, settings: _invoice(obj, "invoice"),
-            write=lambda data, refs, settings: invoice_body(data, refs),
-        ),
-        "payment": Kind(
-            read=lambda obj, settings: _payment(obj, "payment"),
-            write=lambda data, refs, settings: payment_body(data, refs),
-        ),
-    }
+    kinds: ClassVar[Mapping[EntityType, Kind]] = settings_free(
+        customer=(_customer, "customer", customer_body),
+        invoice=(_invoice, "invoice", invoice_body),
+        payment=(_payment, "payment", payment_body),
+    )
     unsupported = "PayPal has no such records"
 
     def parse_webhook(

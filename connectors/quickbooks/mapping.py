@@ -545,17 +545,24 @@ def _customer_body(data: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _invoice_body(
-    data: Mapping[str, Any], refs: Mapping[str, str], settings: Mapping[str, Any]
-) -> dict[str, Any]:
+def _sale_body(data: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, Any]:
+    """What an Invoice's and a Payment's bodies start with: the customer and the currency,
+    each when known (a JSON object's member order means nothing to QuickBooks)."""
     body: dict[str, Any] = {}
     if refs.get("customer_id"):
         body["CustomerRef"] = {"value": refs["customer_id"]}
+    if data.get("currency") is not None:
+        body["CurrencyRef"] = {"value": data["currency"]}
+    return body
+
+
+def _invoice_body(
+    data: Mapping[str, Any], refs: Mapping[str, str], settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    body = _sale_body(data, refs)
     if data.get("number") is not None:
         _fits(data["number"], MAX_DOC_NUMBER, "number")
         body["DocNumber"] = data["number"]
-    if data.get("currency") is not None:
-        body["CurrencyRef"] = {"value": data["currency"]}
     if data.get("issued_on") is not None:
         body["TxnDate"] = _iso(_date(data["issued_on"], "issued_on"))
     if data.get("due_on") is not None:
@@ -610,11 +617,7 @@ def _line_body(
 def _payment_body(
     data: Mapping[str, Any], refs: Mapping[str, str], settings: Mapping[str, Any]
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if refs.get("customer_id"):
-        body["CustomerRef"] = {"value": refs["customer_id"]}
-    if data.get("currency") is not None:
-        body["CurrencyRef"] = {"value": data["currency"]}
+    body = _sale_body(data, refs)
     if data.get("amount") is not None:
         currency = _need_currency(data.get("currency") or home_currency(settings), "amount")
         amount = json_number(from_minor(data["amount"], currency, "amount"), "amount")

@@ -26,7 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from connectors.base import body_hash_id, bounded_event_id, header_event_id
-from connectors.kinds import Kind, KindMapper
+from connectors.kinds import Kind, KindMapper, settings_free
 from connectors.money import decimal_of, exact_percent, exponent
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -458,20 +458,11 @@ def webhook_item(
 class Mapper(KindMapper):
     """Shopify's RecordMapper; reads no settings."""
 
-    kinds: ClassVar[Mapping[EntityType, Kind]] = {
-        "customer": Kind(
-            read=lambda obj, settings: _customer(obj, "customer"),
-            write=lambda data, refs, settings: customer_body(data),
-        ),
-        "invoice": Kind(
-            read=lambda obj, settings: _invoice(obj, "order"),
-            write=lambda data, refs, settings: invoice_body(data, refs),
-        ),
-        "payment": Kind(
-            read=lambda obj, settings: _payment(obj, "transaction"),
-            write=lambda data, refs, settings: payment_body(data, refs),
-        ),
-    }
+    kinds: ClassVar[Mapping[EntityType, Kind]] = settings_free(
+        customer=(_customer, "customer", customer_body),
+        invoice=(_invoice, "order", invoice_body),
+        payment=(_payment, "transaction", payment_body),
+    )
     unsupported = "Shopify has no such records"
 
     def parse_webhook(

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from connectors.kinds import Kind, KindMapper
+from connectors.kinds import Kind, KindMapper, settings_free
 from connectors.money import exact_percent
 from connectors.overrides import with_field_overrides
 from connectors.spec import (
@@ -418,20 +418,11 @@ def event_item(event: Mapping[str, Any]) -> WebhookItem | None:
 class Mapper(KindMapper):
     """Square's RecordMapper; reads no settings."""
 
-    kinds: ClassVar[Mapping[EntityType, Kind]] = {
-        "customer": Kind(
-            read=lambda obj, settings: _customer(obj, "customer"),
-            write=lambda data, refs, settings: customer_body(data),
-        ),
-        "invoice": Kind(
-            read=lambda obj, settings: _invoice(obj, "invoice"),
-            write=lambda data, refs, settings: invoice_body(data, refs),
-        ),
-        "payment": Kind(
-            read=lambda obj, settings: _payment(obj, "payment"),
-            write=lambda data, refs, settings: payment_body(data, refs),
-        ),
-    }
+    kinds: ClassVar[Mapping[EntityType, Kind]] = settings_free(
+        customer=(_customer, "customer", customer_body),
+        invoice=(_invoice, "invoice", invoice_body),
+        payment=(_payment, "payment", payment_body),
+    )
     unsupported = "Square has no such records"
 
     def parse_webhook(

@@ -226,6 +226,24 @@ def add_group(
     return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
+def add_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    page: bool = False,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """``ACTION [--tenant T] [--json] [--api-url U] [--api-key K]``, run by ``handler``
+    (``page``: with ``--limit`` and ``--cursor``); add its own arguments to the parser it
+    returns. ``description`` is left to the caller: most actions' ``--help`` shows none."""
+    parser = actions.add_parser(name, help=help_, description=description)
+    add_common(parser, page=page)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def add_list_action(
     actions: argparse._SubParsersAction[argparse.ArgumentParser],
     help_: str,
@@ -236,10 +254,8 @@ def add_list_action(
 ) -> argparse.ArgumentParser:
     """``list [--tenant T] [--limit N] [--cursor C]``: a page of ``operation_id``
     (:func:`list_command`); add the query's filter options to the parser it returns."""
-    parser = actions.add_parser("list", help=help_, description=help_)
-    add_common(parser, page=True)
-    parser.set_defaults(handler=list_command(operation_id, query, columns, **options))
-    return parser
+    handler = list_command(operation_id, query, columns, **options)
+    return add_action(actions, "list", help_, handler, page=True, description=help_)
 
 
 def add_id_action(
@@ -251,10 +267,8 @@ def add_id_action(
     id_help: str,
 ) -> argparse.ArgumentParser:
     """``ACTION [--tenant T] ID``: ``operation_id`` on one item."""
-    parser = actions.add_parser(name, help=help_, description=help_)
-    add_common(parser)
+    parser = add_action(actions, name, help_, on_id(operation_id), description=help_)
     parser.add_argument("id", type=uuid_arg, help=id_help)
-    parser.set_defaults(handler=on_id(operation_id))
     return parser
 
 

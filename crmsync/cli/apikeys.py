@@ -40,8 +40,7 @@ def _rotate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = cli.add_group(sub, "api-keys", "a tenant's scoped API keys (admin, read, publish)")
 
-    create = actions.add_parser("create", help="create a key; it is printed once")
-    cli.add_common(create)
+    create = cli.add_action(actions, "create", "create a key; it is printed once", _create)
     create.add_argument(
         "--scope",
         required=True,
@@ -54,7 +53,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="publish keys: their internal connection (id or TENANT/NAME)",
     )
     create.add_argument("--expires-in-days", type=int, help="expiry (default: never)")
-    create.set_defaults(handler=_create)
 
     list_ = cli.add_list_action(
         actions,
@@ -75,10 +73,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     cli.add_id_action(actions, "revoke", "revoke a key now", "revokeApiKey", id_help="API key id")
 
-    rotate = actions.add_parser("rotate", help="a new key of the same scope; the old expires")
-    cli.add_common(rotate)
+    rotate = cli.add_action(
+        actions, "rotate", "a new key of the same scope; the old expires", _rotate
+    )
     rotate.add_argument("id", type=cli.uuid_arg, help="API key id")
     rotate.add_argument(
         "--overlap-seconds", type=int, help="how long the old key keeps working (default 3600)"
     )
-    rotate.set_defaults(handler=_rotate)

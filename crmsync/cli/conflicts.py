@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     list_.add_argument("--entity-id", type=cli.uuid_arg, help="only this record's conflicts")
     cli.add_id_action(actions, "show", "one conflict", "getConflict", id_help="conflict id")
-    resolve = actions.add_parser("resolve", help="keep the current, the incoming or a value")
-    cli.add_common(resolve)
+    resolve = cli.add_action(
+        actions, "resolve", "keep the current, the incoming or a value", _resolve
+    )
     resolve.add_argument("id", type=cli.uuid_arg, help="conflict id")
     resolve.add_argument(
         "--choose",
@@ -44,4 +45,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep the record's value, take the incoming one, or give --value",
     )
     resolve.add_argument("--value", help="--choose value: the value, as JSON")
-    resolve.set_defaults(handler=_resolve)

@@ -418,11 +418,9 @@ def register_actions(actions: argparse._SubParsersAction[argparse.ArgumentParser
     """Every action of ``crmsync connections`` but ``add`` (which main.py declares)."""
 
     def action(name: str, help_: str, handler: Callable[[argparse.Namespace], int]) -> Any:
-        p = actions.add_parser(name, help=help_, description=help_)
-        cli.add_common(p, page=name == "list")
+        p = cli.add_action(actions, name, help_, handler, page=name == "list", description=help_)
         if name != "list":
             p.add_argument("id", type=cli.connection_arg, help="connection id, or TENANT/NAME")
-        p.set_defaults(handler=handler)
         return p
 
     p = action(

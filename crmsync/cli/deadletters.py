@@ -45,10 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cli.add_id_action(
         actions, "show", "one dead letter with its payload", "getDeadLetter", id_help=_ID
     )
-    redrive = actions.add_parser(
-        "redrive", help="back into their stage: ids, or every open one matching the filters"
+    redrive = cli.add_action(
+        actions,
+        "redrive",
+        "back into their stage: ids, or every open one matching the filters",
+        _redrive,
     )
-    cli.add_common(redrive)
     redrive.add_argument("ids", nargs="*", type=cli.uuid_arg, help="dead letter ids")
     redrive.add_argument("--stage", choices=STAGES, help="every open one of this stage")
     redrive.add_argument("--reason", help="every open one of this reason code")
@@ -56,7 +58,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--connection", type=cli.connection_arg, help="every open one of it (id or TENANT/NAME)"
     )
     redrive.add_argument("--limit", type=int, help="most redriven at once (default 100)")
-    redrive.set_defaults(handler=_redrive)
     cli.add_id_action(
         actions, "discard", "give up on a dead letter", "discardDeadLetter", id_help=_ID
     )

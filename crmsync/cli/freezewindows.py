@@ -29,8 +29,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = cli.add_group(sub, "freeze-windows", "scheduled pauses, in and/or out")
-    add = actions.add_parser("add", help="schedule a window")
-    cli.add_common(add)
+    add = cli.add_action(actions, "add", "schedule a window", _add)
     add.add_argument(
         "--connection",
         type=cli.connection_arg,
@@ -40,7 +39,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--starts-at", required=True, help="ISO 8601 time with offset")
     add.add_argument("--ends-at", required=True, help="ISO 8601 time with offset")
     add.add_argument("--reason", help="why, e.g. the wedding day")
-    add.set_defaults(handler=_add)
     list_ = cli.add_list_action(
         actions,
         "windows not over yet",

@@ -61,8 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = cli.add_group(
         sub, "notifications", "endpoints that receive operational notifications"
     )
-    add = actions.add_parser("add", help="register an endpoint; its secret is printed once")
-    cli.add_common(add)
+    add = cli.add_action(actions, "add", "register an endpoint; its secret is printed once", _add)
     add.add_argument("--url", required=True, help="where to POST (https)")
     add.add_argument("--description", help="what it is for, shown in lists")
     add.add_argument(
@@ -70,7 +69,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma-separated: connection.needs_reauth, connection.circuit_open, "
         "connection.dead_letters, sync_job.failed, quota.reached, test (default: all)",
     )
-    add.set_defaults(handler=_add)
     cli.add_list_action(
         actions, "the tenant's endpoints", "listNotificationEndpoints", PageQuery, COLUMNS
     )
@@ -89,10 +87,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "testNotificationEndpoint",
         id_help=_ID,
     )
-    deliveries = actions.add_parser("deliveries", help="an endpoint's deliveries, newest first")
-    cli.add_common(deliveries, page=True)
+    deliveries = cli.add_action(
+        actions, "deliveries", "an endpoint's deliveries, newest first", _deliveries, page=True
+    )
     deliveries.add_argument("id", type=cli.uuid_arg, help=_ID)
     deliveries.add_argument(
         "--status", choices=("pending", "delivered", "failed"), help="only those in this state"
     )
-    deliveries.set_defaults(handler=_deliveries)

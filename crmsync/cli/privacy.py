@@ -107,8 +107,6 @@ def _person_action(
     handler: Callable[[argparse.Namespace], int],
 ) -> argparse.ArgumentParser:
     """An action on one person, named by ``--email`` (what both API routes take)."""
-    action = actions.add_parser(name, help=help_text)
-    cli.add_common(action)
+    action = cli.add_action(actions, name, help_text, handler)
     action.add_argument("--email", required=True, help="the person's email address")
-    action.set_defaults(handler=handler)
     return action

@@ -67,11 +67,8 @@ def _set(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("quotas", help="a tenant's limits and their usage")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="limits and usage: connections, events, records")
-    cli.add_common(show)
-    show.set_defaults(handler=_show)
-    set_ = actions.add_parser("set", help="set the limits given ('none': no limit)")
-    cli.add_common(set_)
+    cli.add_action(actions, "show", "limits and usage: connections, events, records", _show)
+    set_ = cli.add_action(actions, "set", "set the limits given ('none': no limit)", _set)
     set_.add_argument("--max-connections", type=_limit, help="connections, whatever their status")
     set_.add_argument(
         "--events-per-minute",
@@ -85,4 +82,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="canonical records: internal creates past it get 409, provider records are "
         "applied and the tenant notified",
     )
-    set_.set_defaults(handler=_set)

@@ -52,9 +52,10 @@ def _show(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = cli.add_group(sub, "records", "canonical customers, jobs, invoices and payments")
-    list_ = actions.add_parser("list", help="records, oldest change first, with filters")
+    list_ = cli.add_action(
+        actions, "list", "records, oldest change first, with filters", _list, page=True
+    )
     list_.add_argument("type", choices=TYPES, help="which records")
-    cli.add_common(list_, page=True)
     list_.add_argument(
         "--connection",
         type=cli.connection_arg,
@@ -66,9 +67,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     list_.add_argument("--email", help="customers: by email (case-insensitive)")
     list_.add_argument("--number", help="invoices: by number")
     list_.add_argument("--status", help="invoices: by status")
-    list_.set_defaults(handler=_list)
-    show = actions.add_parser("show", help="one record with its links")
+    show = cli.add_action(actions, "show", "one record with its links", _show)
     show.add_argument("type", choices=TYPES, help="which kind of record")
     show.add_argument("id", type=cli.uuid_arg, help="record id")
-    cli.add_common(show)
-    show.set_defaults(handler=_show)

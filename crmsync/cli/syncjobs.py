@@ -32,8 +32,7 @@ def _start(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = cli.add_group(sub, "sync-jobs", "queued backfills and reconciliations")
-    start = actions.add_parser("start", help="queue a run for the outbound service")
-    cli.add_common(start)
+    start = cli.add_action(actions, "start", "queue a run for the outbound service", _start)
     start.add_argument(
         "--connection", required=True, type=cli.connection_arg, help="id or TENANT/NAME"
     )
@@ -42,7 +41,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     start.add_argument("--entity-types", help="comma-separated (default: what it syncs)")
     start.add_argument("--modified-since", help="reconcile: ISO 8601 time with offset")
-    start.set_defaults(handler=_start)
     list_ = cli.add_list_action(actions, "newest first", "listSyncJobs", SyncJobQuery, COLUMNS)
     list_.add_argument("--connection", type=cli.connection_arg, help="id or TENANT/NAME")
     list_.add_argument(

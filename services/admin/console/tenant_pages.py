@@ -10,8 +10,10 @@ from aiohttp import web
 
 from services.admin.console.session import now
 from services.admin.console.views import (
+    FIRST,
     ROOT,
     RefusalError,
+    Shown,
     call,
     call_or_refusal,
     form_of,
@@ -63,7 +65,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
             filters=kept_filters(request.query, _AUDIT_FILTERS),
             kinds=AUDIT_KINDS,
             next_query=None,
-            **failure.shown(),
+            **failure.shown().context(),
         )
     return render(
         request,
@@ -72,8 +74,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
         filters=listing.filters,
         kinds=AUDIT_KINDS,
         next_query=listing.next_query,
-        errors={},
-        error=None,
+        **FIRST.context(),
     )
 
 
@@ -81,26 +82,18 @@ async def audit(request: web.Request) -> web.StreamResponse:
 
 
 async def _endpoints_page(
-    request: web.Request,
-    *,
-    status: int = 200,
-    created: Any = None,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    error: str | None = None,
+    request: web.Request, shown: Shown = FIRST, *, created: Any = None
 ) -> web.Response:
     listing = await listed(request, "listNotificationEndpoints", ("cursor",))
     return render(
         request,
         "notifications.html",
-        status=status,
+        **shown.context(),
         items=listing.items,
         next_query=listing.next_query,
         created=created,
         types=NOTIFICATION_TYPES,
-        form=form or {"event_types": []},
-        errors=errors or {},
-        error=error,
+        form=shown.form or {"event_types": []},
     )
 
 
@@ -116,7 +109,7 @@ async def create_endpoint(request: web.Request) -> web.StreamResponse:
     created, failure = await call_or_refusal(request, "createNotificationEndpoint", body=body)
     if failure:
         typed = body | {"description": form.get("description", "")}
-        return await _endpoints_page(request, form=typed, **failure.shown())
+        return await _endpoints_page(request, failure.shown(typed))
     return await _endpoints_page(request, created=created)
 
 
@@ -149,14 +142,7 @@ async def endpoint_action(request: web.Request) -> web.StreamResponse:
 # -- freeze windows -----------------------------------------------------------------------
 
 
-async def _windows_page(
-    request: web.Request,
-    *,
-    status: int = 200,
-    form: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    error: str | None = None,
-) -> web.Response:
+async def _windows_page(request: web.Request, shown: Shown = FIRST) -> web.Response:
     # The form's checkbox sends "on"; the API takes a boolean.
     past = {"include_past": "true"} if request.query.get("include_past") else {}
     listing = await listed(
@@ -166,7 +152,7 @@ async def _windows_page(
     return render(
         request,
         "freeze_windows.html",
-        status=status,
+        **shown.context(),
         items=listing.items,
         # Over: history (the API refuses to delete it), so no button.
         over={w.id for w in listing.items if w.ends_at is not None and w.ends_at <= now()},
@@ -174,9 +160,7 @@ async def _windows_page(
         connections=connections.items,
         filters=listing.filters,
         next_query=listing.next_query,
-        form=form or {"connection": listing.filters.get("connection", "")},
-        errors=errors or {},
-        error=error,
+        form=shown.form or {"connection": listing.filters.get("connection", "")},
     )
 
 
@@ -189,7 +173,7 @@ async def create_window(request: web.Request) -> web.StreamResponse:
     body = {k: v for k, v in typed.items() if v}
     _, failure = await call_or_refusal(request, "createFreezeWindow", body=body)
     if failure:
-        return await _windows_page(request, form=typed, **failure.shown())
+        return await _windows_page(request, failure.shown(typed))
     return redirect(f"{ROOT}freeze-windows?done=window_created")
 
 
@@ -200,7 +184,7 @@ async def delete_window(request: web.Request) -> web.StreamResponse:
     except RefusalError as failure:
         if failure.status != 409:
             raise
-        return await _windows_page(request, status=409, error=failure.detail)
+        return await _windows_page(request, Shown(409, error=failure.detail))
     return redirect(f"{ROOT}freeze-windows?done=window_deleted")
 
 

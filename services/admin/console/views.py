@@ -8,7 +8,7 @@ import binascii
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -94,10 +94,30 @@ class RefusalError(RefuseInput):
     def __str__(self) -> str:
         return f"{self.status} {self.detail}"
 
-    def shown(self) -> dict[str, Any]:
-        """What a form's page is shown again with: this status, the headline above the
-        form and each field's error beside it."""
-        return {"status": self.status, "errors": self.errors, "error": self.detail}
+    def shown(self, form: Mapping[str, Any] | None = None) -> Shown:
+        """What a form's page is shown again with: this status, what was typed (``form``),
+        the headline above the form and each field's error beside it."""
+        return Shown(self.status, form, self.errors, self.detail)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A form's page as it is shown: at first (200, nothing typed, no errors), or again
+    after a refusal (:meth:`RefusalError.shown`). Every page with a form takes one of these
+    rather than the four as keywords of its own; it fills in its own empty ``form``."""
+
+    status: int = 200
+    form: Mapping[str, Any] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def context(self) -> dict[str, Any]:
+        """:func:`render`'s status and the template's ``errors`` and ``error``."""
+        return {"status": self.status, "errors": self.errors, "error": self.error}
+
+
+# A form's page at first: the default of every page that takes a Shown (never changed).
+FIRST = Shown()
 
 
 # The API's headline for a request that failed validation, as a person reads it on a page
@@ -409,13 +429,7 @@ _PLACED_ELSEWHERE = ("/body/api_key/", "/body/oauth2/", "/body/token_url", "/bod
 
 
 async def _connection_page(
-    request: web.Request,
-    *,
-    status: int = 200,
-    form: Mapping[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    error: str | None = None,
-    shown_once: dict[str, str] | None = None,
+    request: web.Request, shown: Shown = FIRST, *, shown_once: dict[str, str] | None = None
 ) -> web.Response:
     ids = {"connection_id": request.match_info["connection_id"]}
     connection = await call(request, "getConnection", path=ids)
@@ -426,11 +440,10 @@ async def _connection_page(
     windows = await call(
         request, "listFreezeWindows", query={"connection": str(connection.id), "limit": "20"}
     )
-    errors = errors or {}
     return render(
         request,
         "connection.html",
-        status=status,
+        **shown.context(),
         connection=connection,
         health=health,
         problems=problems(health),
@@ -438,14 +451,12 @@ async def _connection_page(
         windows=windows.items,
         credentials_kind=credentials_kind(connection.provider),
         token_url=default_token_url(connection.provider),
-        form=form if form is not None else _settings_form(connection),
-        errors=errors,
+        form=shown.form if shown.form is not None else _settings_form(connection),
         unplaced={
             k: v
-            for k, v in errors.items()
+            for k, v in shown.errors.items()
             if k not in _SETTINGS_FIELDS and not k.startswith(_PLACED_ELSEWHERE)
         },
-        error=error,
         shown_once=shown_once,
         entity_types=ENTITY_TYPES,
     )
@@ -568,12 +579,12 @@ async def update_settings(request: web.Request) -> web.StreamResponse:
     shown: dict[str, Any] = {k: form.get(k, "") for k in _SETTINGS_INPUTS}
     shown["entity_types"] = list(form.getall("entity_types", ()))
     if errors:
-        return await _connection_page(request, status=422, form=shown, errors=errors)
+        return await _connection_page(request, Shown(422, shown, errors))
     _, failure = await call_or_refusal(
         request, "updateConnection", raised=(401, 404), path=request.match_info, body=body
     )
     if failure:
-        return await _connection_page(request, form=shown, **failure.shown())
+        return await _connection_page(request, failure.shown(shown))
     return redirect(f"{request.path.rsplit('/', 1)[0]}?done=settings")
 
 
@@ -607,7 +618,7 @@ async def _connection_action(
     connection_id = request.match_info["connection_id"]
     _, failure = await call_or_refusal(request, operation, raised=(401, 404), **given)
     if failure:
-        return await _connection_page(request, **failure.shown())
+        return await _connection_page(request, failure.shown())
     return redirect(f"{ROOT}connections/{connection_id}?done={done}")
 
 
@@ -759,29 +770,18 @@ _CONNECT_FIELDS = frozenset(
 )
 
 
-def _connect_page(
-    request: web.Request,
-    provider: str,
-    *,
-    status: int = 200,
-    form: Mapping[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    error: str | None = None,
-) -> web.Response:
-    errors = errors or {}
-    shown = dict(form or {})
-    shown.setdefault("token_url", default_token_url(provider))
+def _connect_page(request: web.Request, provider: str, shown: Shown = FIRST) -> web.Response:
+    form = dict(shown.form or {})
+    form.setdefault("token_url", default_token_url(provider))
     return render(
         request,
         "connect.html",
-        status=status,
+        **shown.context(),
         providers=PROVIDERS,
         provider=provider,
         credentials_kind=credentials_kind(provider),
-        form=shown,
-        errors=errors,
-        unplaced={k: v for k, v in errors.items() if k not in _CONNECT_FIELDS},
-        error=error,
+        form=form,
+        unplaced={k: v for k, v in shown.errors.items() if k not in _CONNECT_FIELDS},
     )
 
 
@@ -848,12 +848,10 @@ async def connect(request: web.Request) -> web.StreamResponse:
     kept = {k: form.get(k, "") for k in _CONNECT_KEPT}
     shown_as = provider if provider in PROVIDERS else PROVIDERS[0]
     if errors:
-        return _connect_page(
-            request, shown_as, status=422, form=kept, errors=errors, error="Fix the fields below."
-        )
+        return _connect_page(request, shown_as, Shown(422, kept, errors, "Fix the fields below."))
     created, failure = await call_or_refusal(request, "createConnection", body=body)
     if failure:
-        return _connect_page(request, shown_as, form=kept, **failure.shown())
+        return _connect_page(request, shown_as, failure.shown(kept))
     return render(request, "connected.html", created=created)
 
 
@@ -1000,22 +998,13 @@ async def _currency_of(request: web.Request, item: Any) -> str | None:
     return currency if isinstance(currency, str) else None
 
 
-async def _conflict_page(
-    request: web.Request,
-    item: Any,
-    *,
-    status: int = 200,
-    error: str | None = None,
-    errors: dict[str, str] | None = None,
-) -> web.Response:
+async def _conflict_page(request: web.Request, item: Any, shown: Shown = FIRST) -> web.Response:
     return render(
         request,
         "conflict.html",
-        status=status,
+        **shown.context(),
         item=item,
         currency=await _currency_of(request, item),
-        error=error,
-        errors=errors or {},
     )
 
 
@@ -1046,7 +1035,7 @@ async def resolve_conflict(request: web.Request) -> web.StreamResponse:
     )
     if failure:
         found = await call(request, "getConflict", path=request.match_info)
-        return await _conflict_page(request, found, **failure.shown())
+        return await _conflict_page(request, found, failure.shown())
     return redirect(f"{ROOT}conflicts?done=resolved")
 
 
@@ -1054,7 +1043,7 @@ async def resolve_conflict(request: web.Request) -> web.StreamResponse:
 
 
 async def _keys_page(
-    request: web.Request, *, status: int = 200, created: Any = None, error: str | None = None
+    request: web.Request, shown: Shown = FIRST, *, created: Any = None
 ) -> web.Response:
     keep = {"include_revoked": "1"} if request.query.get("include_revoked") else {}
     query = {"include_revoked": "true" if keep else "false", "limit": "50"}
@@ -1064,10 +1053,9 @@ async def _keys_page(
     return render(
         request,
         "api_keys.html",
-        status=status,
+        **shown.context(),
         items=listing.items,
         created=created,
-        error=error,
         include_revoked=bool(keep),
         next_query=next_page(keep, listing.next_cursor),
     )
@@ -1082,7 +1070,7 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     created, failure = await call_or_refusal(request, "createApiKey", body=body)
     if failure:
         detail = "; ".join([failure.detail, *failure.errors.values()])
-        return await _keys_page(request, status=failure.status, error=detail)
+        return await _keys_page(request, Shown(failure.status, error=detail))
     return await _keys_page(request, created=created)
 
 
