@@ -21,12 +21,14 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.floor import Floor, FloorRun, cpu_by_name, floor_rate, per_event, start_floor
+from bench.floor import Floor, FloorRun, floor_rate, start_floor
 from bench.harness import (
     Run,
     add_connection,
+    cpu_by_name,
     generate_load,
     measured,
+    per_event,
     percentile,
     target,
     wait_for_count,

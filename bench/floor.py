@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.harness import Run, generate_load, target
+from bench.harness import Run, cpu_by_name, generate_load, per_event, target
 from bench.host import cores
 from bench.stack import BenchError, Service, Stack
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
@@ -25,7 +25,8 @@ from schemas import topics
 
 # The real pipeline's services each bare role stands in for.
 ROLES = ("ingest", "processor", "outbound")
-# How long the floor's last pushes may take to show once the load stopped moving them.
+# How long the floor's last pushes may take to show once the load stopped moving them:
+# as long as the real pipeline's (``harness.wait_for_count``).
 STALL_SECONDS = 30.0
 
 
@@ -46,19 +47,6 @@ class FloorRun:
     postgres_ms: list[float]
     crm_ms: list[float]
     cpu_ms: dict[str, float]
-
-
-def cpu_by_name(services: Sequence[Service]) -> dict[str, float]:
-    """CPU seconds each kind of service has used so far (its workers together)."""
-    spent: dict[str, float] = {}
-    for service in services:
-        spent[service.name] = spent.get(service.name, 0.0) + service.cpu()
-    return spent
-
-
-def per_event(after: dict[str, float], before: dict[str, float], events: int) -> dict[str, float]:
-    """CPU ms per event of each kind of service between two ``cpu_by_name``."""
-    return {k: 1000 * (v - before.get(k, 0.0)) / max(events, 1) for k, v in after.items()}
 
 
 async def start_floor(run: Run, stack: Stack, target_url: str) -> Floor:

@@ -177,17 +177,27 @@ async def generate_load(run: Run, spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def cpu_by_name(services: Sequence[Service]) -> dict[str, float]:
+    """CPU seconds each kind of service has used so far (its workers together)."""
+    spent: dict[str, float] = {}
+    for service in services:
+        spent[service.name] = spent.get(service.name, 0.0) + service.cpu()
+    return spent
+
+
+def per_event(after: dict[str, float], before: dict[str, float], events: int) -> dict[str, float]:
+    """CPU ms per event of each kind of service between two ``cpu_by_name``."""
+    return {k: 1000 * (v - before.get(k, 0.0)) / max(events, 1) for k, v in after.items()}
+
+
 async def measured(
     services: Sequence[Service], work: Awaitable[dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """``work``'s result and the CPU seconds each kind of service spent meanwhile (its
     workers together)."""
-    before = [s.cpu() for s in services]
+    before = cpu_by_name(services)
     result = await work
-    spent: dict[str, float] = {}
-    for service, cpu in zip(services, before, strict=True):
-        spent[service.name] = spent.get(service.name, 0.0) + service.cpu() - cpu
-    return result, spent
+    return result, {k: v - before[k] for k, v in cpu_by_name(services).items()}
 
 
 async def scrape(run: Run, service: Service) -> dict[str, float]:

@@ -7,7 +7,7 @@ import os
 import socket
 
 from bench.e2e import _highest_holding
-from bench.floor import per_event
+from bench.harness import per_event
 from bench.host import _listening
 from bench.report import Result
 
