@@ -34,7 +34,7 @@ from bench.harness import (
     wait_for_count,
 )
 from bench.hops import hop_results
-from bench.host import cores
+from bench.host import stack_per_event
 from bench.report import Result, Target
 from bench.sims import API_TOKEN, COMPANY_CODE
 from bench.stack import BenchError, Service, Stack
@@ -230,11 +230,7 @@ async def _one_rate(
         pushed, done_at = await wait_for_count(pool, PUSHED, applied, source.tenant_id)
     # CPU per event counts the drain too: what the load cost, however long it took.
     spent = per_event(cpu_by_name(services), spent_before, accepted)
-    if start and run.host:
-        end = run.host.snapshot()
-        used = cores(start, end)
-        for group in ("postgres", "kafka"):
-            spent[group] = 1000 * used[group] * (end[0] - start[0]) / accepted
+    spent |= stack_per_event(run.host, start, accepted)
     in_ms = [float(r[0]) for r in await pool.fetch(IN_LATENCIES, source.tenant_id)]
     crm_ms = [float(r[0]) for r in await pool.fetch(CRM_LATENCIES, source.tenant_id)]
     if not in_ms or not crm_ms:

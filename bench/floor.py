@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.harness import Run, cpu_by_name, generate_load, per_event, target
-from bench.host import cores
+from bench.host import stack_per_event
 from bench.stack import BenchError, Service, Stack
 from crmsync.common.kafka import TopicConfig, ensure_topics, make_admin
 from crmsync.localstack.ports import free_port
@@ -96,11 +96,7 @@ async def floor_rate(
         k.removeprefix("bare-"): v
         for k, v in per_event(cpu_by_name(services), before, accepted).items()
     }
-    if start and run.host:
-        end = run.host.snapshot()
-        used = cores(start, end)
-        for group in ("postgres", "kafka"):
-            spent[group] = 1000 * used[group] * (end[0] - start[0]) / accepted
+    spent |= stack_per_event(run.host, start, accepted)
     return FloorRun(accepted, postgres, crm, spent)
 
 

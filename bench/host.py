@@ -178,3 +178,15 @@ def cores(
     elapsed = max(end[0] - start[0], 1e-9)
     used = {g: (end[1][g] - start[1][g]) / elapsed for g in GROUPS}
     return used | {"stack": used["postgres"] + used["kafka"]}
+
+
+def stack_per_event(
+    host: HostCpu | None, start: tuple[float, dict[str, float]] | None, events: int
+) -> dict[str, float]:
+    """CPU ms per event PostgreSQL and Kafka each spent since ``start`` (a snapshot of
+    ``host``); nothing without a sampler."""
+    if host is None or start is None:
+        return {}
+    end = host.snapshot()
+    used = cores(start, end)
+    return {g: 1000 * used[g] * (end[0] - start[0]) / max(events, 1) for g in ("postgres", "kafka")}
