@@ -101,8 +101,8 @@ async def floor_rate(
 
 
 async def _latencies(run: Run, floor: Floor, role: str, want: int) -> list[float]:
-    """Every latency the role recorded since it started, once it has ``want`` more than
-    before this rate (or stopped moving for STALL_SECONDS); the last ``want`` of them."""
+    """The latencies the role recorded since the previous rate was read, once there are
+    ``want`` of them (or they stopped coming for STALL_SECONDS)."""
     url = f"{floor.urls[role]}/stats"
     last, moved = -1, time.monotonic()
     while True:
