@@ -97,15 +97,21 @@ async def test_deleting_the_origin_connection_leaves_pending_changes_to_the_rela
     assert row["payload"]["origin_connection_id"] == str(crm.id)
 
 
-async def test_outbox_lag_is_the_age_of_the_oldest_pending_row(pool: asyncpg.Pool) -> None:
+async def two_pending_one_aged(pool: asyncpg.Pool, *, first: bool) -> None:
+    """Two committed changes' outbox rows, the first (or the last) of them 90 s old."""
     crm = await connect(pool, "acme", "crm")
     await Processor(pool).handle(
         TOPIC, [change(crm, "c1", {"name": "Acme"}), change(crm, "c2", {"name": "Beta"})]
     )
     await pool.execute(
         "UPDATE outbox SET created_at = now() - interval '90 seconds'"
-        " WHERE id = (SELECT min(id) FROM outbox)"
+        " WHERE id = (SELECT id FROM outbox ORDER BY CASE WHEN $1 THEN id ELSE -id END LIMIT 1)",
+        first,
     )
+
+
+async def test_outbox_lag_is_the_age_of_the_oldest_pending_row(pool: asyncpg.Pool) -> None:
+    await two_pending_one_aged(pool, first=True)
     relay = OutboxRelay(pool, producer=None)  # type: ignore[arg-type] # lag reads no Kafka
     await relay._update_lag()
     assert 90 <= (REGISTRY.get_sample_value("crmsync_processor_outbox_lag_seconds") or 0) < 120
@@ -122,14 +128,7 @@ async def test_a_publishing_round_reads_the_lag_with_its_delete(
 ) -> None:
     """The leader's round sets the gauge from the row its batch left first (the statement
     that deletes the batch reads it), not from one more round trip after it."""
-    crm = await connect(pool, "acme", "crm")
-    await Processor(pool).handle(
-        TOPIC, [change(crm, "c1", {"name": "Acme"}), change(crm, "c2", {"name": "Beta"})]
-    )
-    await pool.execute(
-        "UPDATE outbox SET created_at = now() - interval '90 seconds'"
-        " WHERE id = (SELECT max(id) FROM outbox)"
-    )
+    await two_pending_one_aged(pool, first=False)
     monkeypatch.setattr(outbox, "BATCH", 1)  # the round publishes c1 and leaves c2
     OUTBOX_LAG_SECONDS.set(-1)
     topic = await new_topic("outbox")
