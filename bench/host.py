@@ -7,7 +7,8 @@ process's CPU time to one of three groups makes that visible next to the figures
 - ``bench``: this run's process and its descendants (services, load generator, simulators);
 - ``stack``: PostgreSQL and Kafka, which serve this run and anyone else using them: the
   processes of the local stack the run uses (its PostgreSQL postmaster and Kafka broker and
-  their children), or, when those cannot be found, every process called postgres or java;
+  their children), or, for whichever of the two cannot be found, every process called
+  postgres (or java);
 - ``others``: everything else, including a second local stack on the same machine.
 
 A process that starts and ends between two samples is missed; at one sample a second
@@ -128,9 +129,11 @@ class HostCpu:
     _last: dict[int, _Proc] = field(default_factory=dict)
 
     def _group(self, pid: int, proc: _Proc, stack: dict[int, str]) -> str:
-        if self.roots:
-            return stack.get(pid, "others")
-        return STACK_COMMANDS.get(proc.command, "others")
+        if pid in stack:
+            return stack[pid]
+        # A group whose root was not found (a broker in a container) goes by command name.
+        by_command = STACK_COMMANDS.get(proc.command, "others")
+        return "others" if by_command in self.roots.values() else by_command
 
     def sample(self) -> None:
         procs = _processes()

@@ -8,7 +8,7 @@ import socket
 
 from bench.e2e import _highest_holding
 from bench.harness import per_event
-from bench.host import _listening
+from bench.host import HostCpu, _listening, _Proc
 from bench.report import Result
 
 
@@ -50,3 +50,17 @@ def test_the_stacks_kafka_is_found_as_the_process_listening_on_its_port() -> Non
 
         assert _listening(port) == os.getpid()
     assert _listening(port) is None  # closed: nobody listens there now
+
+
+def test_a_stack_part_without_a_root_is_counted_by_its_command_name() -> None:
+    postgres, kafka, other_postgres = (
+        _Proc("postgres", 1, 0, 0),
+        _Proc("java", 1, 0, 0),
+        _Proc("postgres", 1, 0, 0),
+    )
+    host = HostCpu({10: "postgres"})  # PostgreSQL's postmaster found, no broker
+    stack = {10: "postgres", 11: "postgres"}
+
+    assert host._group(11, postgres, stack) == "postgres"
+    assert host._group(20, other_postgres, stack) == "others"  # another cluster's
+    assert host._group(30, kafka, stack) == "kafka"  # no broker root: by name
